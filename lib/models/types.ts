@@ -1,0 +1,70 @@
+// The kit's model representation: an HF-style config, weights keyed by their HF names in HF
+// layouts (linear weights are [out, in]), and a tokenizer. Every loader produces this; the
+// forward pass, the methods and the writers consume it.
+import type * as tf from '@tensorflow/tfjs';
+
+export type Arch = 'llama' | 'opt';
+
+export interface RopeScaling {
+  /** Only 'llama3' (LLaMA 3.1 frequency-dependent scaling) and 'linear' are implemented. */
+  type: 'llama3' | 'linear';
+  factor: number;
+  lowFreqFactor?: number; // llama3
+  highFreqFactor?: number; // llama3
+  originalMaxPositions?: number; // llama3
+}
+
+export interface ModelConfig {
+  arch: Arch;
+  vocabSize: number;
+  hiddenSize: number; // d_model
+  intermediateSize: number; // FFN inner width (OPT: ffn_dim)
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number; // = numHeads without GQA
+  headDim: number;
+  maxPositions: number; // context length
+  normEps: number;
+  tieWordEmbeddings: boolean;
+  bosTokenId: number | null;
+  eosTokenId: number | null;
+  // LLaMA family
+  ropeTheta: number;
+  ropeScaling: RopeScaling | null;
+  // OPT
+  doLayerNormBefore: boolean;
+  wordEmbedProjDim: number; // = hiddenSize when OPT has no project_in/out
+  activation: 'silu' | 'relu' | 'gelu';
+  /** Linear layers carry biases (OPT: yes; LLaMA: attention_bias / mlp_bias). */
+  bias: boolean;
+  /** The config.json this came from (kept so that saving round-trips unknown keys). */
+  hf: Record<string, unknown>;
+}
+
+/** A tokenizer: llama2.c's or a tokenizer.json. */
+export interface Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  /** Token ids of text; bos adds the BOS id in front (default false). */
+  encode(text: string, opts?: { bos?: boolean }): number[];
+  decode(ids: readonly number[]): string;
+}
+
+export interface Model {
+  /** Short name for result rows, e.g. 'stories260K'. */
+  name: string;
+  /** Family for result rows, e.g. 'llama', 'opt'. */
+  family: string;
+  config: ModelConfig;
+  /** HF-named weights in HF layout; methods replace entries (disposing the old tensor). */
+  weights: Map<string, tf.Tensor>;
+  tokenizer: Tokenizer;
+  /** Where it came from (path or hub id@revision), for provenance. */
+  source: string;
+}
+
+/** A hook on the input of every linear layer of a block. Return a tensor to replace the input
+ * (e.g. activation fake-quantization), or nothing to only observe it (calibration capture).
+ * x is [tokens, in]; the hook must not dispose x. */
+export type LinearInputHook = (linear: string, x: tf.Tensor2D) => tf.Tensor2D | void;

@@ -1,0 +1,155 @@
+// Backend selection: webgpu (Dawn through the `webgpu` package) > wasm (SIMD) > cpu.
+// A backend that was asked for by name and cannot start is an error; 'auto' records why it
+// skipped each backend it could not start, so the choice is never silent.
+import * as tf from '@tensorflow/tfjs';
+import os from 'node:os';
+
+export type BackendName = 'webgpu' | 'wasm' | 'cpu';
+export const BACKENDS: readonly BackendName[] = ['webgpu', 'wasm', 'cpu'];
+
+export interface RuntimeInfo {
+  backend: BackendName;
+  /** One line for result rows, e.g. "nvidia hopper (NVIDIA H100 80GB HBM3, Vulkan)". */
+  device: string;
+  /** Everything known about the device, for provenance (features, limits, driver, CPU model). */
+  details: Record<string, unknown>;
+  /** Why 'auto' skipped the backends before the chosen one (empty when one was asked for). */
+  skipped: { backend: BackendName; reason: string }[];
+}
+
+export interface InitOptions {
+  /** 'auto' tries webgpu, then wasm, then cpu. Default: LLMCB_BACKEND or 'auto'. */
+  backend?: BackendName | 'auto';
+}
+
+/** WebGPU features the kit asks for when the adapter has them (custom kernels use the last three). */
+const WANTED_FEATURES = [
+  'timestamp-query',
+  'subgroups',
+  'chromium-experimental-subgroup-matrix',
+  'shader-f16',
+] as const;
+
+export class BackendError extends Error {
+  constructor(
+    readonly backend: string,
+    reason: string,
+  ) {
+    super(`backend '${backend}' cannot start: ${reason}`);
+    this.name = 'BackendError';
+  }
+}
+
+export function parseBackend(name: string): BackendName | 'auto' {
+  if (name === 'auto' || (BACKENDS as readonly string[]).includes(name)) return name as BackendName | 'auto';
+  throw new BackendError(name, `unknown backend (choose one of auto, ${BACKENDS.join(', ')})`);
+}
+
+/** Initialise tfjs on the requested (or best available) backend and describe the device. */
+export async function initRuntime(opts: InitOptions = {}): Promise<RuntimeInfo> {
+  const requested = opts.backend ?? parseBackend(process.env.LLMCB_BACKEND ?? 'auto');
+  if (requested !== 'auto') {
+    await start(requested);
+    return { ...(await describeRuntime()), skipped: [] };
+  }
+  const skipped: RuntimeInfo['skipped'] = [];
+  for (const name of BACKENDS) {
+    try {
+      await start(name);
+      return { ...(await describeRuntime()), skipped };
+    } catch (e) {
+      skipped.push({ backend: name, reason: e instanceof BackendError ? e.message : String(e) });
+    }
+  }
+  throw new BackendError('auto', skipped.map((s) => s.reason).join('; '));
+}
+
+async function start(name: BackendName): Promise<void> {
+  if (tf.getBackend() === name && tf.engine().backendNames().includes(name)) return;
+  if (name === 'webgpu') await registerWebGPU();
+  if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
+  let ok = false;
+  try {
+    ok = await tf.setBackend(name);
+  } catch (e) {
+    throw new BackendError(name, (e as Error).message);
+  }
+  // setBackend returns false and quietly keeps the previous backend: never accept that.
+  if (!ok || tf.getBackend() !== name) {
+    throw new BackendError(name, `tfjs refused it and stayed on '${tf.getBackend()}'`);
+  }
+  await tf.ready();
+}
+
+/** Registers a 'webgpu' backend on a Dawn device that has the subgroup features the kernels use. */
+async function registerWebGPU(): Promise<void> {
+  const g = globalThis as { navigator?: { gpu?: GPU } };
+  if (!g.navigator?.gpu) {
+    let dawn: typeof import('webgpu');
+    try {
+      dawn = await import('webgpu');
+    } catch (e) {
+      throw new BackendError('webgpu', `the 'webgpu' package (Dawn) did not load: ${(e as Error).message}`);
+    }
+    Object.assign(globalThis, dawn.globals);
+    // navigator is a getter-only global on Node 21+; define it rather than assign it.
+    Object.defineProperty(globalThis, 'navigator', {
+      value: { gpu: dawn.create(['enable-dawn-features=allow_unsafe_apis']) },
+      configurable: true,
+      writable: true,
+    });
+  }
+  const gpu = (globalThis as unknown as { navigator: { gpu: GPU } }).navigator.gpu;
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new BackendError('webgpu', 'no GPU adapter found (Dawn found no Vulkan/Metal/D3D device)');
+  const { WebGPUBackend } = await import('@tensorflow/tfjs-backend-webgpu');
+  if (tf.engine().registryFactory.webgpu) tf.removeBackend('webgpu');
+  tf.registerBackend('webgpu', async () => {
+    const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
+    const l = adapter.limits;
+    const device = await adapter.requestDevice({
+      requiredFeatures,
+      requiredLimits: {
+        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+        maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+        maxBufferSize: l.maxBufferSize,
+        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+        maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      },
+    });
+    return new WebGPUBackend(device, adapter.info);
+  });
+}
+
+/** The WebGPU device tfjs runs on (custom kernels share it), or null on other backends. */
+export function webgpuDevice(): GPUDevice | null {
+  if (tf.getBackend() !== 'webgpu') return null;
+  return (tf.backend() as unknown as { device: GPUDevice }).device;
+}
+
+/** Describes the active backend's device from the backend itself (no cached state). */
+export async function describeRuntime(): Promise<Omit<RuntimeInfo, 'skipped'>> {
+  const backend = tf.getBackend() as BackendName;
+  const device = webgpuDevice();
+  if (device) {
+    const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    const limits: Record<string, number> = {};
+    for (const k in device.limits) limits[k] = (device.limits as unknown as Record<string, number>)[k];
+    const details = {
+      vendor: info?.vendor,
+      architecture: info?.architecture,
+      description: info?.description,
+      deviceName: info?.device,
+      features: [...device.features].sort(),
+      limits,
+    };
+    const name = [info?.vendor, info?.architecture].filter(Boolean).join(' ');
+    return { backend, device: `${name || 'gpu'} (${info?.description || 'unknown adapter'})`, details };
+  }
+  const cpus = os.cpus();
+  const model = cpus[0]?.model?.trim() || 'unknown CPU';
+  const details = { cpuModel: model, cores: cpus.length, arch: process.arch, node: process.version };
+  return { backend, device: `${model} x${cpus.length} (${backend})`, details };
+}
