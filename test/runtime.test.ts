@@ -1,0 +1,80 @@
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import {
+  BackendError,
+  checkLeaks,
+  initRuntime,
+  measurePeakMemory,
+  parseBackend,
+  TensorLeakError,
+  timeRegion,
+} from '../lib/runtime';
+
+describe('runtime', () => {
+  it('auto picks webgpu when an adapter exists, else wasm, and says why it skipped webgpu', async () => {
+    const info = await initRuntime({ backend: 'auto' });
+    expect(tf.getBackend()).toBe(info.backend);
+    if (process.env.CI) {
+      // CI machines have no GPU: the kit must run there on wasm, not silently on cpu.
+      expect(info.backend).toBe('wasm');
+      expect(info.skipped[0]).toMatchObject({ backend: 'webgpu' });
+      expect(info.skipped[0].reason).toMatch(/backend 'webgpu' cannot start/);
+    }
+    expect(['webgpu', 'wasm']).toContain(info.backend);
+  });
+
+  it('starts wasm when asked and describes the device', async () => {
+    const info = await initRuntime({ backend: 'wasm' });
+    expect(info.backend).toBe('wasm');
+    expect(tf.getBackend()).toBe('wasm');
+    expect(info.device).toMatch(/\(wasm\)$/);
+    expect(info.details).toHaveProperty('cpuModel');
+    expect(info.skipped).toEqual([]);
+  });
+
+  it('forcing webgpu without a GPU adapter is an error naming the backend and the reason', async () => {
+    const auto = await initRuntime({ backend: 'auto' });
+    if (auto.backend === 'webgpu') return; // this machine has a GPU: nothing to refuse
+    await expect(initRuntime({ backend: 'webgpu' })).rejects.toThrow(
+      /backend 'webgpu' cannot start: no GPU adapter found/,
+    );
+    await expect(initRuntime({ backend: 'webgpu' })).rejects.toBeInstanceOf(BackendError);
+  });
+
+  it('rejects unknown backend names', () => {
+    expect(() => parseBackend('cuda')).toThrow(/backend 'cuda' cannot start: unknown backend/);
+  });
+
+  it('the leak checker catches a deliberately leaked tensor and passes clean code', async () => {
+    await initRuntime({ backend: 'wasm' });
+    const leaked: tf.Tensor[] = [];
+    await expect(
+      checkLeaks('leaky', () => {
+        leaked.push(tf.ones([4]));
+      }),
+    ).rejects.toThrow(TensorLeakError);
+    leaked.forEach((t) => t.dispose());
+    const kept = await checkLeaks(
+      'clean',
+      () => tf.tidy(() => tf.add(tf.ones([4]), tf.ones([4]))),
+      (t) => [t],
+    );
+    expect(Array.from(kept.dataSync())).toEqual([2, 2, 2, 2]);
+    kept.dispose();
+  });
+
+  it('measures peak memory of a region and times it', async () => {
+    await initRuntime({ backend: 'wasm' });
+    const before = tf.memory().numBytes;
+    const { peak } = await measurePeakMemory((probe) => {
+      const big = tf.zeros([1024, 1024]); // 4 MiB
+      probe.sample();
+      big.dispose();
+    });
+    expect(peak.peakTensorBytes - before).toBeGreaterThanOrEqual(4 * 1024 * 1024);
+    expect(tf.memory().numBytes).toBe(before);
+    const { ms, result } = await timeRegion(() => tf.tidy(() => tf.matMul(tf.ones([64, 64]), tf.ones([64, 64])).sum().dataSync()[0]));
+    expect(result).toBe(64 * 64 * 64);
+    expect(ms).toBeGreaterThan(0);
+  });
+});
