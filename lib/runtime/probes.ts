@@ -6,7 +6,11 @@ import { webgpuDevice } from './backend';
 export async function syncDevice(): Promise<void> {
   const device = webgpuDevice();
   if (!device) return;
-  (tf.backend() as unknown as { submitQueue(): void }).submitQueue();
+  // tfjs records dispatches into an open compute pass: close it and submit, as its own reads do.
+  const b = tf.backend() as unknown as { ensureCommandEncoderReady(): void; endComputePassEncoder(): void; submitQueue(): void };
+  b.ensureCommandEncoderReady();
+  b.endComputePassEncoder();
+  b.submitQueue();
   await device.queue.onSubmittedWorkDone();
 }
 
