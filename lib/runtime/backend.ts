@@ -145,8 +145,8 @@ export async function describeRuntime(): Promise<Omit<RuntimeInfo, 'skipped'>> {
       features: [...device.features].sort(),
       limits,
     };
-    const name = [info?.vendor, info?.architecture].filter(Boolean).join(' ');
-    return { backend, device: `${name || 'gpu'} (${info?.description || 'unknown adapter'})`, details };
+    const name = info?.device || [info?.vendor, info?.architecture].filter(Boolean).join(' ') || 'unknown GPU';
+    return { backend, device: `${name} (WebGPU/Dawn; ${info?.description || 'no driver description'})`, details };
   }
   const cpus = os.cpus();
   const model = cpus[0]?.model?.trim() || 'unknown CPU';
