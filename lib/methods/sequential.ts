@@ -1,0 +1,147 @@
+// The one sequential calibration driver (GPTQ / SparseGPT / Wanda / AWQ reference structure):
+// embed the calibration windows, then block by block capture the inputs of the block's linears,
+// let the method solve and replace weights, and feed the next block either the *compressed*
+// block's outputs (GPTQ, SparseGPT, Wanda) or the full-precision ones (AWQ), as each method's
+// reference code does.
+import * as tf from '@tensorflow/tfjs';
+import { ARCHS } from '../models/arch';
+import type { Model } from '../models/types';
+import { embed, runBlock, type ForwardOptions } from '../models/transformer';
+import { calibBatches, checkCalibForModel, type CalibSet } from './calib';
+
+export type Propagate = 'compressed' | 'dense';
+
+/** Called with each linear's input x [tokens, in] (short linear name, e.g. 'q'); must not dispose x. */
+export type LinearObserver = (linear: string, x: tf.Tensor2D, info: { batch: number; samples: number }) => void;
+
+export interface BlockContext {
+  model: Model;
+  /** Block index. */
+  block: number;
+  /** Short names of this block's linears, in execution order (ARCHS[arch].groups). */
+  linears: string[];
+  /** The block's calibration inputs, one [B, T, D] tensor per batch (owned by the driver). */
+  inputs: readonly tf.Tensor3D[];
+  /**
+   * Runs the block (current weights) over every calibration batch and calls observe with the
+   * input of each linear; outputs are discarded. Linears sharing an input (q, k, v) each get it.
+   */
+  observe(observe: LinearObserver, opts?: { linears?: string[] }): void;
+  /** The block on x [B, T, D] with the current weights (caller disposes the result). */
+  run(x: tf.Tensor3D, opts?: ForwardOptions): tf.Tensor3D;
+  /**
+   * The block's outputs with the weights it had when the callback started (one [B, T, D] per
+   * batch; owned by the driver): the full-precision targets for methods that fit the block
+   * output (AWQ's loss, OmniQuant's training).
+   */
+  denseOutputs(): readonly tf.Tensor3D[];
+}
+
+export interface SequentialOptions {
+  /** Which outputs feed the next block: the compressed block's (GPTQ/SparseGPT/Wanda) or the dense one's (AWQ). */
+  propagate: Propagate;
+  /** Windows per forward call (memory vs. speed; results do not depend on it). */
+  batchSize?: number;
+  /** The method's work on one block; may replace the block's weights in model.weights. */
+  perBlock(ctx: BlockContext): void | Promise<void>;
+  /** Forward options used when computing the outputs passed on (e.g. activation quantization). */
+  propagateOptions?: ForwardOptions;
+  /** Only these blocks (default: all). */
+  blocks?: number[];
+  /** Progress callback after each block. */
+  onBlockDone?(block: number, ms: number): void;
+  /** Called once per block with the live tensors (for peak-memory sampling). */
+  sample?(): void;
+}
+
+export const sequentialDefaults = {
+  batchSize: 8, // windows per forward; the reference runs 1 at a time, results are the same
+} as const;
+
+/** Maps the name a LinearInputHook reports (short 'q' or a full weight name) to the short name. */
+export function shortLinearName(model: Model, name: string): string {
+  const spec = ARCHS[model.config.arch];
+  if (name in spec.linears) return name;
+  for (const [short, suffix] of Object.entries(spec.linears)) {
+    if (name === suffix || name.endsWith(`.${suffix}`) || name.endsWith(`.${suffix}.weight`)) return short;
+  }
+  throw new Error(`linear '${name}' is not a linear of architecture '${model.config.arch}'`);
+}
+
+/** The block's short linear names in execution order. */
+export function blockLinearNames(model: Model): string[] {
+  return ARCHS[model.config.arch].groups.flatMap((g) => g.linears);
+}
+
+/** Embeds the calibration windows: one [B, T, D] tensor per batch. Caller disposes. */
+export function embedCalibration(model: Model, calib: CalibSet, batchSize: number): tf.Tensor3D[] {
+  checkCalibForModel(calib, model);
+  const ids = calibBatches(calib, batchSize);
+  try {
+    return ids.map((b) => embed(model, b));
+  } finally {
+    ids.forEach((t) => t.dispose());
+  }
+}
+
+/** Runs the sequential driver over the model's blocks. Weights are replaced in place by perBlock. */
+export async function runSequential(model: Model, calib: CalibSet, opts: SequentialOptions): Promise<void> {
+  const batchSize = opts.batchSize ?? sequentialDefaults.batchSize;
+  if (opts.propagate !== 'compressed' && opts.propagate !== 'dense') throw new Error(`runSequential: propagate must be 'compressed' or 'dense', got '${opts.propagate}'`);
+  const nLayers = model.config.numLayers;
+  const blocks = opts.blocks ?? Array.from({ length: nLayers }, (_, i) => i);
+  for (const b of blocks) if (!Number.isInteger(b) || b < 0 || b >= nLayers) throw new Error(`runSequential: block ${b} out of range 0..${nLayers - 1}`);
+  const linears = blockLinearNames(model);
+  let inputs = embedCalibration(model, calib, batchSize);
+  try {
+    for (let block = 0; block < nLayers; block++) {
+      const t0 = performance.now();
+      const selected = blocks.includes(block);
+      let dense: tf.Tensor3D[] | null = null;
+      const getDense = () => {
+        if (!dense) dense = inputs.map((x) => runBlock(model, block, x));
+        return dense;
+      };
+      if (selected) {
+        // Dense outputs are needed to propagate them; compute before the weights change.
+        if (opts.propagate === 'dense') getDense();
+        const ctx: BlockContext = {
+          model,
+          block,
+          linears,
+          inputs,
+          observe(observe, o = {}) {
+            const want = o.linears ? new Set(o.linears) : null;
+            inputs.forEach((x, batch) => {
+              const info = { batch, samples: x.shape[0] };
+              const out = runBlock(model, block, x, {
+                onLinearInput: (name, xin) => {
+                  const short = shortLinearName(model, name);
+                  if (!want || want.has(short)) observe(short, xin, info);
+                },
+              });
+              out.dispose();
+            });
+          },
+          run: (x, fo) => runBlock(model, block, x, fo),
+          denseOutputs: () => getDense(),
+        };
+        await opts.perBlock(ctx);
+        opts.sample?.();
+      }
+      let next: tf.Tensor3D[];
+      if (opts.propagate === 'dense' && selected) {
+        next = getDense();
+        dense = null;
+      } else {
+        (dense as tf.Tensor3D[] | null)?.forEach((t) => t.dispose());
+        next = inputs.map((x) => runBlock(model, block, x, opts.propagateOptions));
+      }
+      inputs.forEach((t) => t.dispose());
+      inputs = next;
+      opts.onBlockDone?.(block, performance.now() - t0);
+    }
+  } finally {
+    inputs.forEach((t) => t.dispose());
+  }
+}
