@@ -1,0 +1,77 @@
+// Magnitude pruning (the baseline of the Wanda and SparseGPT papers): zero the weights of smallest
+// |W|, compared over the whole matrix (unstructured) or within each group of M input columns (N:M).
+// Needs no calibration data; every linear of every block is pruned independently.
+import * as tf from '@tensorflow/tfjs';
+import { blockLinears, linearName } from '../models/arch';
+import type { Model } from '../models/types';
+import {
+  checkPatternFits,
+  selectMask,
+  toPattern,
+  type SparsityPattern,
+} from '../quant/sparse-pattern';
+
+export interface MagnitudeOptions {
+  pattern: SparsityPattern; // unstructured ratio or N:M (Wanda paper §4 baselines: 50%, 2:4, 4:8)
+}
+
+export const defaults: MagnitudeOptions = {
+  pattern: { kind: 'unstructured', ratio: 0.5 },
+};
+
+/** Zeroes w where mask is 1; returns a new tensor (w is not disposed). */
+export async function applyMask(w: tf.Tensor2D, mask: Uint8Array): Promise<tf.Tensor2D> {
+  const data = (await w.data()) as Float32Array;
+  if (data.length !== mask.length) throw new Error(`mask of ${mask.length} entries for a weight of ${data.length}`);
+  const out = new Float32Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = mask[i] ? 0 : data[i];
+  return tf.tensor2d(out, w.shape as [number, number]);
+}
+
+/** The magnitude mask of one weight matrix [out, in] (1 = pruned). */
+export async function magnitudeMask(w: tf.Tensor2D, pattern: SparsityPattern): Promise<Uint8Array> {
+  const [rows, cols] = w.shape;
+  const data = (await w.data()) as Float32Array;
+  const score = new Float32Array(data.length);
+  for (let i = 0; i < data.length; i++) score[i] = Math.abs(data[i]);
+  return selectMask(score, rows, cols, pattern, 'matrix');
+}
+
+/** Prunes one weight matrix [out, in] by magnitude; returns the pruned copy. */
+export async function magnitudePrune(w: tf.Tensor2D, pattern: SparsityPattern): Promise<tf.Tensor2D> {
+  return applyMask(w, await magnitudeMask(w, pattern));
+}
+
+/** Checks every block linear of the model against the pattern before any work (N:M divisibility). */
+export function checkModelPattern(model: Model, pattern: SparsityPattern): void {
+  const arch = model.config.arch;
+  for (let b = 0; b < model.config.numLayers; b++) {
+    for (const l of blockLinears(arch)) {
+      const name = linearName(arch, b, l);
+      const w = model.weights.get(name) as tf.Tensor2D | undefined;
+      if (!w) throw new Error(`model '${model.name}' has no weight '${name}'`);
+      checkPatternFits(pattern, w.shape[1], name);
+    }
+  }
+}
+
+export function resolveOptions(opts: Partial<{ pattern: SparsityPattern | string | number }> = {}): MagnitudeOptions {
+  return { pattern: toPattern(opts.pattern ?? defaults.pattern) };
+}
+
+/** Prunes every linear of every block in place (old tensors disposed). Calibration is not used. */
+export async function compress(model: Model, _calib: unknown, opts: Partial<{ pattern: SparsityPattern | string | number }> = {}): Promise<Model> {
+  const o = resolveOptions(opts);
+  checkModelPattern(model, o.pattern);
+  const arch = model.config.arch;
+  for (let b = 0; b < model.config.numLayers; b++) {
+    for (const l of blockLinears(arch)) {
+      const name = linearName(arch, b, l);
+      const w = model.weights.get(name) as tf.Tensor2D;
+      const pruned = await magnitudePrune(w, o.pattern);
+      model.weights.set(name, pruned);
+      w.dispose();
+    }
+  }
+  return model;
+}

@@ -1,0 +1,186 @@
+// SparseGPT (Frantar & Alistarh, 2023): one-shot pruning by approximate OBS reconstruction.
+// Columns are processed left to right; a pruned (or quantized) weight's error is spread over the
+// not-yet-processed columns through the upper Cholesky factor of H⁻¹ (H = 2/n Σ XᵀX), with lazy
+// batch updates every `blocksize` columns. The unstructured mask is chosen adaptively per block of
+// columns from w² / [H⁻¹]²_jj; N:M masks per group of M columns as the sweep reaches it.
+// Optional joint quantization quantizes the kept weights in the same sweep (GPTQ-style).
+import * as tf from '@tensorflow/tfjs';
+import {
+  maskLowestGlobal,
+  pruneCount,
+  SparsityOptionError,
+  toPattern,
+  type SparsityPattern,
+} from '../quant/sparse-pattern';
+import { prepareHessian } from './hessian';
+
+export interface SparseGPTOptions {
+  pattern: SparsityPattern; // unstructured ratio or N:M (SparseGPT §4: 50%, 2:4, 4:8)
+  percdamp: number; // fraction of mean diag(H) added to the diagonal (SparseGPT reference: 0.01)
+  blocksize: number; // columns per lazy batch update and per adaptive mask selection (paper: 128)
+  wbits: number | null; // joint quantization of the kept weights: bits of an asymmetric per-row min-max grid; null = off
+}
+
+export const defaults: SparseGPTOptions = {
+  pattern: { kind: 'unstructured', ratio: 0.5 },
+  percdamp: 0.01,
+  blocksize: 128,
+  wbits: null,
+};
+
+export type SparseGPTInput = Partial<Omit<SparseGPTOptions, 'pattern'>> & { pattern?: SparsityPattern | string | number };
+
+export function resolveOptions(opts: SparseGPTInput = {}): SparseGPTOptions {
+  const o: SparseGPTOptions = { ...defaults, ...opts, pattern: toPattern(opts.pattern ?? defaults.pattern) };
+  if (!(o.percdamp >= 0 && Number.isFinite(o.percdamp))) throw new SparsityOptionError(`percdamp must be ≥ 0, got ${o.percdamp}`);
+  if (!Number.isInteger(o.blocksize) || o.blocksize < 1) throw new SparsityOptionError(`blocksize must be a positive integer, got ${o.blocksize}`);
+  if (o.pattern.kind === 'nm' && o.blocksize % o.pattern.m !== 0) {
+    throw new SparsityOptionError(`blocksize ${o.blocksize} must be a multiple of M = ${o.pattern.m} for N:M pruning`);
+  }
+  if (o.wbits !== null && (!Number.isInteger(o.wbits) || o.wbits < 2 || o.wbits > 16)) {
+    throw new SparsityOptionError(`wbits must be an integer in [2, 16] or null, got ${o.wbits}`);
+  }
+  return o;
+}
+
+// ---- joint quantization grid (GPTQ's asymmetric min-max quantizer, per output row) ----------
+
+interface RowGrid {
+  scale: Float64Array; // [out]
+  zero: Float64Array; // [out]
+  maxq: number;
+}
+
+function minmaxGrid(w: Float32Array, rows: number, cols: number, bits: number): RowGrid {
+  const maxq = 2 ** bits - 1;
+  const scale = new Float64Array(rows);
+  const zero = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let lo = 0;
+    let hi = 0; // the grid always contains 0
+    for (let c = 0; c < cols; c++) {
+      const v = w[r * cols + c];
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    if (lo === 0 && hi === 0) {
+      lo = -1;
+      hi = 1;
+    }
+    scale[r] = (hi - lo) / maxq;
+    zero[r] = Math.round(-lo / scale[r]);
+  }
+  return { scale, zero, maxq };
+}
+
+function quantizeValue(v: number, g: RowGrid, r: number): number {
+  const q = Math.min(Math.max(Math.round(v / g.scale[r]) + g.zero[r], 0), g.maxq);
+  return g.scale[r] * (q - g.zero[r]);
+}
+
+// ---- the sweep ---------------------------------------------------------------------------------
+
+export interface SparseGPTResult {
+  weight: tf.Tensor2D; // [out, in] pruned (and quantized) weight
+  loss: number; // Σ over pruned/quantized weights of (w - q)² / (2 [H⁻¹]²_jj), the OBS error estimate
+  dead: number; // input channels never active in calibration (their columns are zeroed)
+}
+
+/**
+ * Prunes w [out, in] given the layer Hessian h [in, in] (2/n Σ XᵀX over calibration tokens).
+ * Neither input is disposed.
+ */
+export async function sparsegptPrune(w: tf.Tensor2D, h: tf.Tensor2D, input: SparseGPTInput = {}, name = 'weight'): Promise<SparseGPTResult> {
+  const o = resolveOptions(input);
+  const [rows, cols] = w.shape;
+  if (h.shape[0] !== cols || h.shape[1] !== cols) {
+    throw new Error(`SparseGPT '${name}': Hessian is [${h.shape}], expected [${cols}, ${cols}]`);
+  }
+  const p = o.pattern;
+  if (p.kind === 'nm' && cols % p.m !== 0) {
+    throw new SparsityOptionError(`N:M pattern ${p.n}:${p.m} does not fit '${name}': its input dimension ${cols} is not a multiple of ${p.m}`);
+  }
+  const wData = Float32Array.from((await w.data()) as Float32Array); // [out, in]
+  const grid = o.wbits !== null ? minmaxGrid(wData, rows, cols, o.wbits) : null; // from the full weight, as the reference
+  // Hinv: upper Cholesky factor of (H + damp·I)⁻¹; dead inputs (H_jj = 0) get their columns zeroed
+  const { hinv, dead } = prepareHessian(Float64Array.from((await h.data()) as Float32Array), cols, o.percdamp);
+  let nDead = 0;
+  dead.forEach((isDead, j) => {
+    if (!isDead) return;
+    nDead++;
+    for (let r = 0; r < rows; r++) wData[r * cols + j] = 0;
+  });
+
+  const hinvT = tf.tensor2d(Float32Array.from(hinv), [cols, cols]); // [in, in] upper factor
+  let rest = tf.tensor2d(wData, [rows, cols]); // [out, in - i1]: columns not yet swept
+  const out = new Float32Array(rows * cols); // [out, in] result
+  let loss = 0;
+  try {
+    for (let i1 = 0; i1 < cols; i1 += o.blocksize) {
+      const i2 = Math.min(i1 + o.blocksize, cols);
+      const count = i2 - i1;
+      const blockT = tf.slice(rest, [0, 0], [rows, count]);
+      const w1 = Float64Array.from((await blockT.data()) as Float32Array); // [out, count]
+      blockT.dispose();
+      const d = (i: number, j: number) => hinv[(i1 + i) * cols + (i1 + j)]; // Hinv1[i, j]
+      let mask: Uint8Array;
+      if (p.kind === 'unstructured') {
+        const tmp = new Float64Array(rows * count);
+        for (let r = 0; r < rows; r++) {
+          for (let c = 0; c < count; c++) tmp[r * count + c] = (w1[r * count + c] * w1[r * count + c]) / (d(c, c) * d(c, c));
+        }
+        // exact per layer: this block prunes its share of floor(rows·cols·ratio)
+        const k = pruneCount(rows * i2, p.ratio) - pruneCount(rows * i1, p.ratio);
+        mask = maskLowestGlobal(tmp, k);
+      } else mask = new Uint8Array(rows * count);
+      const err1 = new Float32Array(rows * count); // [out, count]
+      for (let i = 0; i < count; i++) {
+        const dii = d(i, i);
+        if (p.kind === 'nm' && i % p.m === 0) {
+          // choose the n weights of each row's group with the least OBS error w² / d²
+          for (let r = 0; r < rows; r++) {
+            const idx = Array.from({ length: p.m }, (_, j) => j);
+            const s = idx.map((j) => {
+              const v = w1[r * count + i + j];
+              return (v * v) / (d(i + j, i + j) * d(i + j, i + j));
+            });
+            idx.sort((a, b) => s[a] - s[b] || a - b);
+            for (let j = 0; j < p.n; j++) mask[r * count + i + idx[j]] = 1;
+          }
+        }
+        for (let r = 0; r < rows; r++) {
+          const wv = w1[r * count + i];
+          let q = mask[r * count + i] ? 0 : wv;
+          if (grid) q = quantizeValue(q, grid, r);
+          out[r * cols + i1 + i] = q;
+          const e = (wv - q) / dii;
+          loss += (e * e) / 2;
+          err1[r * count + i] = e;
+          if (e !== 0) for (let j = i + 1; j < count; j++) w1[r * count + j] -= e * d(i, j);
+        }
+      }
+      if (i2 < cols) {
+        const next = tf.tidy(() => {
+          const errT = tf.tensor2d(err1, [rows, count]); // [out, count]
+          const hBlock = tf.slice(hinvT, [i1, i2], [count, cols - i2]); // [count, in - i2]
+          const tail = tf.slice(rest, [0, count], [rows, cols - i2]); // [out, in - i2]
+          return tf.sub(tail, tf.matMul(errT, hBlock)) as tf.Tensor2D;
+        });
+        rest.dispose();
+        rest = next;
+      }
+    }
+  } finally {
+    rest.dispose();
+    hinvT.dispose();
+  }
+  return { weight: tf.tensor2d(out, [rows, cols]), loss, dead: nDead };
+}
+
+/** ‖X Wᵀ − X Ŵᵀ‖²_F: the layer reconstruction error on inputs x [tokens, in]. */
+export async function reconstructionError(w: tf.Tensor2D, wHat: tf.Tensor2D, x: tf.Tensor2D): Promise<number> {
+  const e = tf.tidy(() => tf.sum(tf.square(tf.matMul(x, tf.sub(w, wHat), false, true)))); // Σ over [tokens, out]
+  const v = (await e.data())[0];
+  e.dispose();
+  return v;
+}

@@ -1,0 +1,67 @@
+// Wanda (Sun et al., 2023, "A Simple and Effective Pruning Approach for LLMs"): the importance of
+// W[i,j] is |W[i,j]| · ‖X_j‖₂, the weight magnitude times the L2 norm of input channel j over all
+// calibration tokens; weights are compared per output row (unstructured) or per group of M input
+// columns (N:M). No weight update. Blocks are pruned in order, each calibrated on the outputs of
+// the already-pruned blocks before it.
+import * as tf from '@tensorflow/tfjs';
+import { selectMask, toPattern, type SparsityPattern } from '../quant/sparse-pattern';
+import { applyMask } from './magnitude';
+
+export interface WandaOptions {
+  pattern: SparsityPattern; // unstructured ratio (per output row) or N:M (Wanda paper §3: 50%, 2:4, 4:8)
+}
+
+export const defaults: WandaOptions = {
+  pattern: { kind: 'unstructured', ratio: 0.5 },
+};
+
+export function resolveOptions(opts: Partial<{ pattern: SparsityPattern | string | number }> = {}): WandaOptions {
+  return { pattern: toPattern(opts.pattern ?? defaults.pattern) };
+}
+
+/** Per-linear state: the running Σ x_j² over calibration tokens (addBatch / prune / dispose). */
+export class WandaLayer {
+  private sumSq: tf.Tensor1D | null = null; // [in] Σ over tokens of x²
+  tokens = 0;
+
+  constructor(readonly name: string, readonly inFeatures: number) {}
+
+  /** x: [tokens, in]; not disposed. */
+  addBatch(x: tf.Tensor2D): void {
+    if (x.shape[1] !== this.inFeatures) {
+      throw new Error(`Wanda '${this.name}': input has ${x.shape[1]} features, the weight expects ${this.inFeatures}`);
+    }
+    const add = tf.tidy(() => tf.sum(tf.square(x), 0) as tf.Tensor1D); // [in]
+    if (this.sumSq) {
+      const s = tf.add(this.sumSq, add) as tf.Tensor1D;
+      this.sumSq.dispose();
+      add.dispose();
+      this.sumSq = s;
+    } else this.sumSq = add;
+    this.tokens += x.shape[0];
+  }
+
+  /** The Wanda score |W| · ‖X_j‖₂ as host data, [out, in] row-major. */
+  async score(w: tf.Tensor2D): Promise<Float32Array> {
+    if (!this.sumSq) throw new Error(`Wanda '${this.name}': no calibration batches were added`);
+    const s = tf.tidy(() => tf.mul(tf.abs(w), tf.sqrt(this.sumSq as tf.Tensor1D).reshape([1, -1]))); // [out, in]
+    const data = (await s.data()) as Float32Array;
+    s.dispose();
+    return data;
+  }
+
+  async mask(w: tf.Tensor2D, pattern: SparsityPattern): Promise<Uint8Array> {
+    const [rows, cols] = w.shape;
+    return selectMask(await this.score(w), rows, cols, pattern, 'row');
+  }
+
+  /** Returns the pruned copy of w [out, in]. */
+  async prune(w: tf.Tensor2D, pattern: SparsityPattern): Promise<tf.Tensor2D> {
+    return applyMask(w, await this.mask(w, pattern));
+  }
+
+  dispose(): void {
+    this.sumSq?.dispose();
+    this.sumSq = null;
+  }
+}
