@@ -1,0 +1,184 @@
+// Names shared by the paper's tables and the kit's result rows: method display names, baselines,
+// setting labels, and the catalogue of sub-metrics (the paper's table columns) each overall metric
+// (DESIGN §1) is taken over. Kit rows name tasks and metrics their own way (arc_challenge/acc_norm);
+// the aliases below map them onto the paper's columns so both sides land in the same layout.
+
+/** Lower-case and strip everything but letters and digits: 'LLM-Pruner' -> 'llmpruner'. */
+export function normName(s: string): string {
+  return s.toLowerCase().replace(/[^a-z0-9]/g, '');
+}
+
+export type Family = 'baseline' | 'sparsity' | 'quantization' | 'other';
+
+interface MethodInfo {
+  display: string;
+  family: Family;
+}
+
+/** Display names in the paper's spelling, keyed by normName; order = the paper's row order. */
+export const METHOD_NAMES = {
+  dense: { display: 'Dense', family: 'baseline' },
+  fullprec: { display: 'Full Prec.', family: 'baseline' },
+  magnitude: { display: 'Magnitude', family: 'sparsity' },
+  llmpruner: { display: 'LLM-Pruner', family: 'sparsity' },
+  wanda: { display: 'Wanda', family: 'sparsity' },
+  sparsegpt: { display: 'SparseGPT', family: 'sparsity' },
+  rtn: { display: 'RTN', family: 'quantization' },
+  gptq: { display: 'GPTQ', family: 'quantization' },
+  smoothquant: { display: 'SmoothQuant', family: 'quantization' },
+  awq: { display: 'AWQ', family: 'quantization' },
+  omniquant: { display: 'OmniQuant', family: 'quantization' },
+} satisfies Record<string, MethodInfo>;
+
+/** Method names that denote the uncompressed reference model (paper: Dense, Full Prec.; kit: dense). */
+const BASELINE_NAMES = new Set(['dense', 'fullprec', 'fp16', 'fp32', 'bf16', 'baseline', 'none', 'uncompressed']);
+
+export function isBaseline(method: string): boolean {
+  return BASELINE_NAMES.has(normName(method));
+}
+
+export function methodInfo(method: string): MethodInfo {
+  const known = (METHOD_NAMES as Record<string, MethodInfo>)[normName(method)];
+  if (known) return known;
+  if (isBaseline(method)) return { display: method, family: 'baseline' };
+  return { display: method, family: 'other' };
+}
+
+/** Sort key following the paper's row order; unknown methods after, alphabetically. */
+export function methodOrder(method: string): number {
+  const keys = Object.keys(METHOD_NAMES);
+  const k = keys.indexOf(normName(method));
+  return k >= 0 ? k : keys.length;
+}
+
+const pick = (cfg: Record<string, unknown>, names: string[]): unknown => {
+  for (const n of names) if (cfg[n] !== undefined && cfg[n] !== null && cfg[n] !== '') return cfg[n];
+  return undefined;
+};
+
+/**
+ * A short setting label in the paper's style from a kit method_config: '50%', '2:4', 'INT8',
+ * 'INT4 g128', 'W8A8'. Baselines are '0' (the paper's Dense setting). Accepts the spellings the
+ * reference codebases use (wbits/w_bit, groupsize/q_group_size, prune_n/prune_m).
+ */
+export function settingLabel(method: string, cfg: Record<string, unknown>): string {
+  if (isBaseline(method)) return '0';
+  const parts: string[] = [];
+  const pattern = pick(cfg, ['pattern', 'nm', 'sparsity_type']);
+  const n = pick(cfg, ['n', 'prune_n']);
+  const m = pick(cfg, ['m', 'prune_m']);
+  if (typeof pattern === 'string' && /^\d+:\d+$/.test(pattern)) parts.push(pattern);
+  else if (typeof n === 'number' && typeof m === 'number' && n > 0 && m > 0) parts.push(`${n}:${m}`);
+  else {
+    const s = pick(cfg, ['sparsity', 'sparsity_ratio', 'ratio', 'pruning_ratio']);
+    if (typeof s === 'number') parts.push(`${Math.round((s <= 1 ? s * 100 : s) * 100) / 100}%`);
+  }
+  const wb = pick(cfg, ['bits', 'wbits', 'w_bit', 'w_bits']);
+  const ab = pick(cfg, ['abits', 'a_bits', 'a_bit', 'act_bits']);
+  if (typeof wb === 'number' && typeof ab === 'number' && ab < 16) parts.push(`W${wb}A${ab}`);
+  else if (typeof wb === 'number') parts.push(`INT${wb}`);
+  const g = pick(cfg, ['group_size', 'groupsize', 'groupSize', 'q_group_size']);
+  if (typeof g === 'number' && g > 0 && typeof wb === 'number') parts.push(`g${g}`);
+  return parts.length ? parts.join(' ') : 'default';
+}
+
+/** The setting the paper writes for the same configuration ('W8A8' is 'INT8' for SmoothQuant). */
+export function paperSettingFor(label: string): string {
+  return label === 'W8A8' ? 'INT8' : label;
+}
+
+/** Canonical JSON (sorted keys) so that equal configs group together. */
+export function canonicalConfig(cfg: Record<string, unknown>): string {
+  const sortKeys = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(sortKeys);
+    if (v && typeof v === 'object') {
+      return Object.fromEntries(Object.keys(v as object).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]));
+    }
+    return v;
+  };
+  return JSON.stringify(sortKeys(cfg));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sub-metrics: the paper's columns, and how kit (task, metric) pairs map onto them.
+
+export interface SubMetric {
+  /** The paper's column name (also the key in data/paper). */
+  key: string;
+  track: number;
+  higherIsBetter: boolean;
+  /** Unit shown in table headers. */
+  unit: string;
+  /** Kit task names (normName'd) that feed this column. */
+  tasks: string[];
+  /** Kit metric names (normName'd), most preferred first (ARC/HellaSwag/PIQA: the paper's numbers are acc_norm). */
+  metrics: string[];
+}
+
+const sm = (key: string, track: number, higherIsBetter: boolean, unit: string, tasks: string[], metrics: string[]): SubMetric => ({
+  key, track, higherIsBetter, unit, tasks: tasks.map(normName), metrics: metrics.map(normName),
+});
+
+const PPL_TASKS = ['wikitext2', 'wikitext', 'wikitext-2', 'wikitext2_ppl', 'wikitext2-ppl'];
+const PPL_METRICS = ['ppl', 'perplexity', 'token_perplexity', 'token_ppl', 'WikiText2-PPL'];
+
+/** Paper columns with a fixed meaning (Tracks 1, 2, 4). Other tracks take every kit sub-metric. */
+export const SUB_METRICS: readonly SubMetric[] = [
+  sm('MMLU', 1, true, '%', ['mmlu'], ['acc']),
+  sm('ARC-c', 1, true, '%', ['arc_challenge', 'arc-c', 'arcc', 'arc_c'], ['acc_norm', 'acc']),
+  sm('ARC-e', 1, true, '%', ['arc_easy', 'arc-e', 'arce', 'arc_e'], ['acc_norm', 'acc']),
+  sm('HellaSwag', 1, true, '%', ['hellaswag'], ['acc_norm', 'acc']),
+  sm('PIQA', 1, true, '%', ['piqa'], ['acc_norm', 'acc']),
+  sm('WinoGrande', 1, true, '%', ['winogrande'], ['acc']),
+  sm('QNLI', 1, true, '%', ['qnli'], ['acc']),
+  sm('MNLI', 1, true, '%', ['mnli', 'mnli_matched', 'mnli_m'], ['acc']),
+  sm('WikiText2-PPL', 1, false, 'PPL', PPL_TASKS, PPL_METRICS),
+  sm('WikiText2-PPL', 2, false, 'PPL', PPL_TASKS, PPL_METRICS),
+  sm('gpu_memory_GB', 4, false, 'GB', [], ['gpu_memory_GB', 'peak_memory_GB', 'memory_GB', 'inference_memory_GB', 'peak_memory_bytes', 'gpu_memory_bytes', 'memory_bytes']),
+  sm('model_size_GB', 4, false, 'GB', [], ['model_size_GB', 'size_GB', 'model_size_bytes', 'stored_size_bytes', 'size_bytes']),
+  sm('MACs_T', 4, false, 'TMACs', [], ['MACs_T', 'macs', 'tmacs', 'gmacs', 'macs_per_token']),
+];
+
+export const KNOWLEDGE = ['MMLU', 'ARC-c', 'ARC-e'] as const;
+export const INFERENCE = ['HellaSwag', 'PIQA', 'WinoGrande', 'QNLI', 'MNLI', 'WikiText2-PPL'] as const;
+export const INFERENCE_COST = ['gpu_memory_GB', 'model_size_GB', 'MACs_T'] as const;
+
+/** The catalogue entry for a paper column in a track, or undefined. */
+export function subMetric(track: number, key: string): SubMetric | undefined {
+  return SUB_METRICS.find((s) => s.track === track && s.key === key);
+}
+
+/**
+ * Where a kit (task, metric) lands in the paper's layout. `rank` orders alternatives for one
+ * column (0 = preferred: acc_norm before acc). Unmapped pairs of tracks 3, 5 and 6 (the paper
+ * gives no fixed columns there) become their own column 'task · metric'; unmapped pairs of tracks
+ * 1, 2 and 4 are extra columns outside the paper's overall metric (`classified` false).
+ */
+export function kitColumn(track: number, task: string, metric: string): KitColumn {
+  const t = normName(task);
+  const m = normName(metric);
+  for (const s of SUB_METRICS) {
+    if (s.track !== track) continue;
+    const taskOk = s.tasks.length === 0 || s.tasks.includes(t);
+    const rank = s.metrics.indexOf(m);
+    if (taskOk && rank >= 0) return { key: s.key, rank, classified: true, scale: displayScale(m) };
+  }
+  const own = `${task} · ${metric}`;
+  return { key: own, rank: 0, classified: track === 3 || track === 5 || track === 6, scale: displayScale(m) };
+}
+
+export interface KitColumn {
+  key: string;
+  rank: number;
+  classified: boolean;
+  /** Factor from the stored unit to the paper's unit for display (bytes -> GB, MACs -> TMACs, fraction -> %). Ratios never use it. */
+  scale: number;
+}
+
+/** Stored unit -> the paper's display unit. Accuracies stored as fractions are shown in percent by the site. */
+function displayScale(normMetric: string): number {
+  if (normMetric.endsWith('bytes')) return 1e-9;
+  if (normMetric === 'gmacs') return 1e-3;
+  if (normMetric === 'macs' || normMetric === 'macspertoken') return 1e-12;
+  return 1;
+}
