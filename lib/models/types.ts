@@ -59,6 +59,10 @@ export interface Model {
   config: ModelConfig;
   /** HF-named weights in HF layout; methods replace entries (disposing the old tensor). */
   weights: Map<string, tf.Tensor>;
+  /** Matrices too large for one WebGPU storage binding (2 GiB+, e.g. a 128k-vocabulary embedding),
+   * kept as row blocks [rows_i, cols] in order under their HF name; such a name is then absent
+   * from `weights`. Only embeddings and the LM head are ever split. */
+  splitWeights?: Map<string, tf.Tensor[]>;
   tokenizer: Tokenizer;
   /** Where it came from (path or hub id@revision), for provenance. */
   source: string;
@@ -66,5 +70,9 @@ export interface Model {
 
 /** A hook on the input of every linear layer of a block. Return a tensor to replace the input
  * (e.g. activation fake-quantization), or nothing to only observe it (calibration capture).
- * x is [tokens, in]; the hook must not dispose x. */
+ * `linear` is the linear's full weight name, `linearName(arch, block, short)`, e.g.
+ * 'model.layers.0.self_attn.q_proj.weight' (so `model.weights.get(linear)` is its weight); linears
+ * that share an input (q, k, v) are each called with it. x is [tokens, in] (tokens = batch × seq,
+ * padding included); the hook must not dispose x, and x is freed when the block returns, so keep a
+ * copy with `tf.keep(x.clone())` or read its data. */
 export type LinearInputHook = (linear: string, x: tf.Tensor2D) => tf.Tensor2D | void;

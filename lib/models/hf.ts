@@ -1,0 +1,333 @@
+// Hugging Face directories: config.json ↔ ModelConfig, tokenizer.json through
+// @huggingface/tokenizers, loading safetensors (single or sharded) and saving a model back as an
+// HF directory that transformers and llama.cpp's converters read.
+import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { openSafetensorsDir, writeSafetensorsSharded, type WriteTensor } from './safetensors';
+import { Llama2cTokenizer } from './tokenizer-llama2c';
+import type { Arch, Model, ModelConfig, RopeScaling, Tokenizer } from './types';
+import { uploadSources, validateSources, type UploadOptions } from './weights';
+
+/** model_type → the kit's architecture table. */
+const MODEL_TYPES: Record<string, Arch> = { llama: 'llama', mistral: 'llama', opt: 'opt' };
+
+function num(hf: Record<string, unknown>, key: string, file: string, fallback?: number): number {
+  const v = hf[key];
+  if (v === undefined || v === null) {
+    if (fallback !== undefined) return fallback;
+    throw new Error(`${file}: missing '${key}'`);
+  }
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${file}: '${key}' must be a number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function firstId(v: unknown): number | null {
+  if (typeof v === 'number') return v;
+  if (Array.isArray(v) && typeof v[0] === 'number') return v[0];
+  return null;
+}
+
+/** Maps a config.json object to the kit's ModelConfig; unknown architectures are an error naming the file. */
+export function configFromHf(hf: Record<string, unknown>, file = 'config.json'): ModelConfig {
+  const modelType = String(hf.model_type ?? '');
+  const arch = MODEL_TYPES[modelType];
+  if (!arch) {
+    throw new Error(
+      `${file}: unknown architecture model_type='${modelType}'${Array.isArray(hf.architectures) ? ` (${hf.architectures.join(', ')})` : ''}; supported: ${Object.keys(MODEL_TYPES).join(', ')}`,
+    );
+  }
+  const hidden = num(hf, 'hidden_size', file);
+  const heads = num(hf, 'num_attention_heads', file);
+  const layers = num(hf, 'num_hidden_layers', file);
+  const vocab = num(hf, 'vocab_size', file);
+  if (arch === 'opt') {
+    const act = String(hf.activation_function ?? 'relu');
+    if (act !== 'relu' && act !== 'gelu') throw new Error(`${file}: unsupported OPT activation_function '${act}'`);
+    if (hf.layer_norm_elementwise_affine === false) throw new Error(`${file}: OPT without elementwise-affine LayerNorm is not supported`);
+    return {
+      arch,
+      vocabSize: vocab,
+      hiddenSize: hidden,
+      intermediateSize: num(hf, 'ffn_dim', file),
+      numLayers: layers,
+      numHeads: heads,
+      numKvHeads: heads,
+      headDim: hidden / heads,
+      maxPositions: num(hf, 'max_position_embeddings', file),
+      normEps: 1e-5, // torch.nn.LayerNorm's default, which OPT uses
+      tieWordEmbeddings: hf.tie_word_embeddings === undefined ? true : Boolean(hf.tie_word_embeddings),
+      bosTokenId: firstId(hf.bos_token_id),
+      eosTokenId: firstId(hf.eos_token_id),
+      ropeTheta: 0,
+      ropeScaling: null,
+      doLayerNormBefore: hf.do_layer_norm_before === undefined ? true : Boolean(hf.do_layer_norm_before),
+      wordEmbedProjDim: num(hf, 'word_embed_proj_dim', file, hidden),
+      activation: act,
+      bias: hf.enable_bias === undefined ? true : Boolean(hf.enable_bias),
+      hf,
+    };
+  }
+  const act = String(hf.hidden_act ?? 'silu');
+  if (act !== 'silu') throw new Error(`${file}: unsupported LLaMA hidden_act '${act}' (only silu)`);
+  // transformers 5 writes rope_parameters; older configs rope_theta + rope_scaling.
+  const rp = (hf.rope_parameters ?? null) as Record<string, unknown> | null;
+  const rs = (hf.rope_scaling ?? rp ?? null) as Record<string, unknown> | null;
+  const ropeTheta = rp && typeof rp.rope_theta === 'number' ? rp.rope_theta : num(hf, 'rope_theta', file, 10000);
+  let ropeScaling: RopeScaling | null = null;
+  const ropeType = rs ? String(rs.rope_type ?? rs.type ?? 'default') : 'default';
+  if (ropeType === 'llama3') {
+    ropeScaling = {
+      type: 'llama3',
+      factor: num(rs!, 'factor', `${file} rope scaling`),
+      lowFreqFactor: num(rs!, 'low_freq_factor', `${file} rope scaling`),
+      highFreqFactor: num(rs!, 'high_freq_factor', `${file} rope scaling`),
+      originalMaxPositions: num(rs!, 'original_max_position_embeddings', `${file} rope scaling`),
+    };
+  } else if (ropeType === 'linear') {
+    ropeScaling = { type: 'linear', factor: num(rs!, 'factor', `${file} rope scaling`) };
+  } else if (ropeType !== 'default') {
+    throw new Error(`${file}: unsupported rope scaling type '${ropeType}' (supported: default, linear, llama3)`);
+  }
+  return {
+    arch,
+    vocabSize: vocab,
+    hiddenSize: hidden,
+    intermediateSize: num(hf, 'intermediate_size', file),
+    numLayers: layers,
+    numHeads: heads,
+    numKvHeads: num(hf, 'num_key_value_heads', file, heads),
+    headDim: num(hf, 'head_dim', file, hidden / heads),
+    maxPositions: num(hf, 'max_position_embeddings', file),
+    normEps: num(hf, 'rms_norm_eps', file, 1e-6),
+    tieWordEmbeddings: Boolean(hf.tie_word_embeddings ?? false),
+    bosTokenId: firstId(hf.bos_token_id),
+    eosTokenId: firstId(hf.eos_token_id),
+    ropeTheta,
+    ropeScaling,
+    doLayerNormBefore: true,
+    wordEmbedProjDim: hidden,
+    activation: 'silu',
+    bias: Boolean(hf.attention_bias) || Boolean(hf.mlp_bias),
+    hf,
+  };
+}
+
+/** ModelConfig → config.json: the original keys, with the fields the kit knows rewritten. */
+export function configToHf(c: ModelConfig): Record<string, unknown> {
+  const base: Record<string, unknown> = { ...c.hf };
+  const common = {
+    vocab_size: c.vocabSize,
+    hidden_size: c.hiddenSize,
+    num_hidden_layers: c.numLayers,
+    num_attention_heads: c.numHeads,
+    max_position_embeddings: c.maxPositions,
+    tie_word_embeddings: c.tieWordEmbeddings,
+    bos_token_id: c.bosTokenId,
+    eos_token_id: c.eosTokenId,
+    torch_dtype: 'float32',
+  };
+  if (c.arch === 'opt') {
+    return {
+      architectures: ['OPTForCausalLM'],
+      ...base,
+      model_type: 'opt',
+      ...common,
+      ffn_dim: c.intermediateSize,
+      do_layer_norm_before: c.doLayerNormBefore,
+      word_embed_proj_dim: c.wordEmbedProjDim,
+      activation_function: c.activation,
+      enable_bias: c.bias,
+    };
+  }
+  const out: Record<string, unknown> = {
+    architectures: ['LlamaForCausalLM'],
+    ...base,
+    model_type: 'llama',
+    ...common,
+    intermediate_size: c.intermediateSize,
+    num_key_value_heads: c.numKvHeads,
+    head_dim: c.headDim,
+    rms_norm_eps: c.normEps,
+    hidden_act: 'silu',
+    rope_theta: c.ropeTheta,
+    rope_scaling:
+      c.ropeScaling === null
+        ? null
+        : c.ropeScaling.type === 'linear'
+          ? { rope_type: 'linear', factor: c.ropeScaling.factor }
+          : {
+              rope_type: 'llama3',
+              factor: c.ropeScaling.factor,
+              low_freq_factor: c.ropeScaling.lowFreqFactor,
+              high_freq_factor: c.ropeScaling.highFreqFactor,
+              original_max_position_embeddings: c.ropeScaling.originalMaxPositions,
+            },
+  };
+  // One source of truth for RoPE: drop transformers 5's rope_parameters in favour of the keys above
+  // (transformers 5 still reads rope_theta / rope_scaling).
+  delete out.rope_parameters;
+  return out;
+}
+
+/** A tokenizer.json tokenizer (through @huggingface/tokenizers); keeps its files for saving. */
+export class HfTokenizer implements Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  private readonly impl: HfTokenizerImpl;
+
+  constructor(
+    readonly tokenizerJson: Record<string, unknown>,
+    readonly tokenizerConfig: Record<string, unknown>,
+  ) {
+    this.impl = new HfTokenizerImpl(tokenizerJson, tokenizerConfig);
+    this.vocabSize = this.impl.get_vocab().size ?? Object.keys(this.impl.get_vocab()).length;
+    this.bosId = this.specialId(tokenizerConfig.bos_token);
+    this.eosId = this.specialId(tokenizerConfig.eos_token);
+  }
+
+  private specialId(tok: unknown): number | null {
+    const content = typeof tok === 'string' ? tok : tok && typeof tok === 'object' ? (tok as { content?: string }).content : undefined;
+    if (!content) return null;
+    return this.impl.token_to_id(content) ?? null;
+  }
+
+  encode(text: string, opts: { bos?: boolean } = {}): number[] {
+    const ids = this.impl.encode(text, { add_special_tokens: false }).ids;
+    if (opts.bos) {
+      if (this.bosId === null) throw new Error('this tokenizer has no BOS token (tokenizer_config.json bos_token)');
+      return [this.bosId, ...ids];
+    }
+    return ids;
+  }
+
+  decode(ids: readonly number[]): string {
+    return this.impl.decode([...ids], { skip_special_tokens: true });
+  }
+}
+
+function readJson(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`${file}: invalid JSON: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The tokenizer of an HF directory: `tokenizer` (a llama2.c .bin or a tokenizer.json) when given,
+ * else tokenizer.json (+ tokenizer_config.json), else a llama2.c `tokenizer.bin` saved by the kit.
+ */
+export function loadTokenizer(dir: string, vocabSize: number, tokenizer?: string, ids?: { bos: number | null; eos: number | null }): Tokenizer {
+  const llama2cOpts = { bosId: ids?.bos ?? 1, eosId: ids?.eos ?? 2 };
+  if (tokenizer) {
+    if (tokenizer.endsWith('.json')) return hfTokenizerFrom(tokenizer, path.join(path.dirname(tokenizer), 'tokenizer_config.json'));
+    return Llama2cTokenizer.fromFile(tokenizer, vocabSize, llama2cOpts);
+  }
+  const tj = path.join(dir, 'tokenizer.json');
+  if (existsSync(tj)) return hfTokenizerFrom(tj, path.join(dir, 'tokenizer_config.json'));
+  const tb = path.join(dir, 'tokenizer.bin');
+  if (existsSync(tb)) return Llama2cTokenizer.fromFile(tb, vocabSize, llama2cOpts);
+  throw new Error(`${dir}: no tokenizer.json or tokenizer.bin (pass a tokenizer path, e.g. --tokenizer tok512.bin)`);
+}
+
+function hfTokenizerFrom(file: string, configFile: string): HfTokenizer {
+  const tj = readJson(file);
+  const tc = existsSync(configFile) ? readJson(configFile) : {};
+  return new HfTokenizer(tj, tc);
+}
+
+export interface HfLoadOptions extends UploadOptions {
+  /** Tokenizer file overriding the directory's (llama2.c .bin or tokenizer.json). */
+  tokenizer?: string;
+  /** Name for result rows (default: the directory's name). */
+  name?: string;
+  /** Provenance string (default: the directory). */
+  source?: string;
+}
+
+/** Loads an HF directory: config.json, model.safetensors or a sharded index, a tokenizer. */
+export function loadHfDir(dir: string, opts: HfLoadOptions = {}): Model {
+  const configFile = path.join(dir, 'config.json');
+  const hf = readJson(configFile);
+  const config = configFromHf(hf, configFile);
+  const gen = path.join(dir, 'generation_config.json');
+  if (existsSync(gen)) {
+    const g = readJson(gen);
+    const eos = firstId(g.eos_token_id);
+    if (eos !== null) config.eosTokenId = eos;
+    const bos = firstId(g.bos_token_id);
+    if (bos !== null) config.bosTokenId = bos;
+  }
+  const tokenizer = loadTokenizer(dir, config.vocabSize, opts.tokenizer, { bos: config.bosTokenId, eos: config.eosTokenId });
+  // Everything is described and validated before a single tensor is uploaded.
+  const { sources, what } = openSafetensorsDir(dir);
+  // OPT checkpoints from the hub name weights 'decoder.…' (OPTModel); the kit uses 'model.decoder.…'.
+  for (const s of sources) {
+    if (config.arch === 'opt' && s.name.startsWith('decoder.')) s.name = `model.${s.name}`;
+  }
+  const kept = validateSources(config, sources, what);
+  const { weights, splitWeights } = uploadSources(kept, opts);
+  return {
+    name: opts.name ?? path.basename(path.resolve(dir)),
+    family: config.arch,
+    config,
+    weights,
+    splitWeights,
+    tokenizer,
+    source: opts.source ?? path.resolve(dir),
+  };
+}
+
+export interface SaveOptions {
+  /** Largest shard in bytes; more than one shard writes model.safetensors.index.json. */
+  maxShardBytes?: number;
+}
+
+const SAVE_DEFAULTS: Required<SaveOptions> = {
+  maxShardBytes: 4 * 1024 ** 3, // transformers' default shard size is in this range; keeps files portable
+};
+
+/**
+ * Saves a model as an HF directory: config.json, generation_config.json, model.safetensors (fp32;
+ * sharded with an index when larger than maxShardBytes) and the tokenizer (tokenizer.json +
+ * tokenizer_config.json, or llama2.c's tokenizer as tokenizer.bin).
+ */
+export function saveModel(model: Model, dir: string, opts: SaveOptions = {}): void {
+  const o = { ...SAVE_DEFAULTS, ...opts };
+  mkdirSync(dir, { recursive: true });
+  const c = model.config;
+  writeFileSync(path.join(dir, 'config.json'), `${JSON.stringify(configToHf(c), null, 2)}\n`);
+  writeFileSync(
+    path.join(dir, 'generation_config.json'),
+    `${JSON.stringify({ bos_token_id: c.bosTokenId, eos_token_id: c.eosTokenId }, null, 2)}\n`,
+  );
+  const tensors: WriteTensor[] = [];
+  const names = [...model.weights.keys(), ...(model.splitWeights?.keys() ?? [])].sort();
+  for (const name of names) {
+    const whole = model.weights.get(name);
+    const blocks = whole ? [whole] : model.splitWeights!.get(name)!;
+    const shape: number[] = whole ? whole.shape : [blocks.reduce((a, b) => a + b.shape[0], 0), blocks[0].shape[1] as number];
+    tensors.push({
+      name,
+      shape,
+      // Read block by block at write time so the host never holds the whole model.
+      chunks: () => blocks.map((b) => b.dataSync() as Float32Array),
+    });
+  }
+  writeSafetensorsSharded(dir, tensors, { maxShardBytes: o.maxShardBytes, metadata: { format: 'pt' } });
+  const tok = model.tokenizer;
+  if (tok instanceof HfTokenizer) {
+    writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tok.tokenizerJson));
+    writeFileSync(path.join(dir, 'tokenizer_config.json'), `${JSON.stringify(tok.tokenizerConfig, null, 2)}\n`);
+  } else if (tok instanceof Llama2cTokenizer) {
+    writeFileSync(path.join(dir, 'tokenizer.bin'), tok.toBinary());
+  }
+}

@@ -1,0 +1,345 @@
+// safetensors: an 8-byte little-endian header length N, N bytes of JSON
+// {name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {str: str}}, then the data,
+// offsets relative to its start. The reader validates every header field against the file before
+// anything is read (so a lying or truncated file fails naming the file and tensor) and reads
+// tensors one at a time, upcasting F16/BF16 to fp32. The writer streams fp32 (or F16/BF16) data.
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import type { TensorSource } from './weights';
+
+export type SafeDtype = 'F32' | 'F16' | 'BF16';
+const DTYPE_BYTES: Record<SafeDtype, number> = { F32: 4, F16: 2, BF16: 2 };
+
+export interface SafetensorsEntry {
+  name: string;
+  dtype: SafeDtype;
+  shape: number[];
+  /** Absolute byte range in the file. */
+  begin: number;
+  end: number;
+}
+
+export interface SafetensorsHeader {
+  file: string;
+  entries: SafetensorsEntry[];
+  metadata: Record<string, string>;
+}
+
+/** Header lengths beyond this are treated as corrupt (real headers are well under 10 MB). */
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** Largest single read (Node's readSync takes at most 2 GiB - 1 per call). */
+const READ_CHUNK = 1 << 30;
+
+/** Reads and validates a safetensors header against the file's size. */
+export function readSafetensorsHeader(file: string): SafetensorsHeader {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    throw new Error(`cannot open safetensors file ${file}: ${(e as Error).message}`);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size < 8) throw new Error(`${file}: truncated safetensors file (${size} bytes, no header length)`);
+    const lenBuf = Buffer.alloc(8);
+    readSync(fd, lenBuf, 0, 8, 0);
+    const n = Number(lenBuf.readBigUInt64LE(0));
+    if (n > MAX_HEADER_BYTES || n > size - 8) {
+      throw new Error(`${file}: header length ${n} exceeds the file (${size} bytes): truncated or not a safetensors file`);
+    }
+    const hb = Buffer.alloc(n);
+    readSync(fd, hb, 0, n, 8);
+    let json: Record<string, unknown>;
+    try {
+      json = JSON.parse(hb.toString('utf8')) as Record<string, unknown>;
+    } catch (e) {
+      throw new Error(`${file}: header is not valid JSON: ${(e as Error).message}`);
+    }
+    if (!json || typeof json !== 'object' || Array.isArray(json)) throw new Error(`${file}: header is not a JSON object`);
+    const dataStart = 8 + n;
+    const dataSize = size - dataStart;
+    const entries: SafetensorsEntry[] = [];
+    let metadata: Record<string, string> = {};
+    for (const [name, v] of Object.entries(json)) {
+      if (name === '__metadata__') {
+        metadata = (v ?? {}) as Record<string, string>;
+        continue;
+      }
+      const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+      const where = `${file}: tensor '${name}'`;
+      if (!e || typeof e !== 'object') throw new Error(`${where}: header entry is not an object`);
+      if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) {
+        throw new Error(`${where}: unsupported dtype ${JSON.stringify(e.dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
+      }
+      const dtype = e.dtype as SafeDtype;
+      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) {
+        throw new Error(`${where}: bad shape ${JSON.stringify(e.shape)}`);
+      }
+      const shape = e.shape as number[];
+      const off = e.data_offsets;
+      if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
+        throw new Error(`${where}: bad data_offsets ${JSON.stringify(off)}`);
+      }
+      const [b, end] = off as [number, number];
+      const want = shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[dtype];
+      if (end - b !== want) {
+        throw new Error(`${where}: data_offsets span ${end - b} bytes but ${dtype} [${shape.join(', ')}] needs ${want}`);
+      }
+      if (end > dataSize) {
+        throw new Error(`${where}: data ends at byte ${dataStart + end} but the file has ${size} bytes (truncated file)`);
+      }
+      entries.push({ name, dtype, shape, begin: dataStart + b, end: dataStart + end });
+    }
+    // Tensors may not overlap (the format also forbids holes; we only need non-overlap to be safe).
+    const sorted = [...entries].sort((a, b) => a.begin - b.begin);
+    for (let i = 1; i < sorted.length; i++) {
+      if (sorted[i].begin < sorted[i - 1].end && sorted[i].end > sorted[i].begin) {
+        throw new Error(`${file}: tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap in the data section`);
+      }
+    }
+    return { file, entries, metadata };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads one tensor from its file as fp32. */
+export function readTensor(file: string, e: SafetensorsEntry): Float32Array {
+  const bytes = e.end - e.begin;
+  const raw = new Uint8Array(bytes);
+  const fd = openSync(file, 'r');
+  try {
+    for (let done = 0; done < bytes; ) {
+      const got = readSync(fd, raw, done, Math.min(READ_CHUNK, bytes - done), e.begin + done);
+      if (got <= 0) throw new Error(`${file}: tensor '${e.name}': unexpected end of file`);
+      done += got;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  if (e.dtype === 'F32') return new Float32Array(raw.buffer, 0, bytes / 4);
+  const half = new Uint16Array(raw.buffer, 0, bytes / 2);
+  return e.dtype === 'BF16' ? bf16ToF32(half) : f16ToF32(half);
+}
+
+export function bf16ToF32(h: Uint16Array): Float32Array {
+  const u = new Uint32Array(h.length);
+  for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
+  return new Float32Array(u.buffer);
+}
+
+export function f16ToF32(h: Uint16Array): Float32Array {
+  const out = new Float32Array(h.length);
+  for (let i = 0; i < h.length; i++) {
+    const x = h[i];
+    const sign = x & 0x8000 ? -1 : 1;
+    const exp = (x >> 10) & 0x1f;
+    const frac = x & 0x3ff;
+    if (exp === 0) out[i] = sign * frac * 2 ** -24; // subnormal
+    else if (exp === 31) out[i] = frac ? NaN : sign * Infinity;
+    else out[i] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
+  }
+  return out;
+}
+
+/** fp32 → bf16 with round-to-nearest-even (NaN stays NaN). */
+export function f32ToBf16(f: Float32Array): Uint16Array {
+  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  const out = new Uint16Array(f.length);
+  for (let i = 0; i < f.length; i++) {
+    const x = u[i];
+    if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) out[i] = (x >>> 16) | 0x40;
+    else out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+/** fp32 → IEEE half with round-to-nearest-even, overflow to ±Inf, subnormals kept. */
+export function f32ToF16(f: Float32Array): Uint16Array {
+  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  const out = new Uint16Array(f.length);
+  for (let i = 0; i < f.length; i++) {
+    const x = u[i];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    const mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    const e = exp - 127 + 15;
+    if (e >= 31) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
+    if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      const m = mant | 0x800000; // implicit 1
+      const shift = 14 - e;
+      const half = 1 << (shift - 1);
+      let r = m >>> shift;
+      const rem = m & ((1 << shift) - 1);
+      if (rem > half || (rem === half && r & 1)) r++;
+      out[i] = sign | r;
+      continue;
+    }
+    let r = (e << 10) | (mant >>> 13);
+    const rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++; // may carry into the exponent: still correct
+    out[i] = sign | r;
+  }
+  return out;
+}
+
+/** The tensors of one safetensors file as sources for the loader. */
+export function safetensorsSources(file: string): TensorSource[] {
+  const h = readSafetensorsHeader(file);
+  return h.entries.map((e) => ({
+    name: e.name,
+    shape: e.shape,
+    origin: file,
+    read: () => readTensor(file, e),
+  }));
+}
+
+/**
+ * The tensors of an HF directory: model.safetensors, or model.safetensors.index.json and its
+ * shards (every shard checked present and every indexed tensor checked inside its shard).
+ */
+export function openSafetensorsDir(dir: string): { sources: TensorSource[]; what: string } {
+  const index = path.join(dir, 'model.safetensors.index.json');
+  const single = path.join(dir, 'model.safetensors');
+  if (existsSync(index)) {
+    let map: Record<string, string>;
+    try {
+      map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map;
+    } catch (e) {
+      throw new Error(`${index}: invalid index: ${(e as Error).message}`);
+    }
+    if (!map || typeof map !== 'object') throw new Error(`${index}: no weight_map`);
+    const byShard = new Map<string, string[]>();
+    for (const [name, shard] of Object.entries(map)) {
+      if (!byShard.has(shard)) byShard.set(shard, []);
+      byShard.get(shard)!.push(name);
+    }
+    const sources: TensorSource[] = [];
+    for (const [shard, names] of byShard) {
+      const file = path.join(dir, shard);
+      if (!existsSync(file)) {
+        throw new Error(`${index}: shard ${file} is missing (it holds '${names[0]}'${names.length > 1 ? ` and ${names.length - 1} more` : ''})`);
+      }
+      const inShard = new Map(safetensorsSources(file).map((s) => [s.name, s]));
+      for (const name of names) {
+        const s = inShard.get(name);
+        if (!s) throw new Error(`${file}: tensor '${name}' is listed in ${path.basename(index)} but not in this shard`);
+        sources.push(s);
+      }
+    }
+    return { sources, what: index };
+  }
+  if (existsSync(single)) return { sources: safetensorsSources(single), what: single };
+  throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json`);
+}
+
+/** A tensor to write: shape and its fp32 data as consecutive chunks (row blocks). */
+export interface WriteTensor {
+  name: string;
+  shape: number[];
+  chunks(): Float32Array[];
+  /** Stored dtype (default F32). */
+  dtype?: SafeDtype;
+}
+
+function encodeChunk(c: Float32Array, dtype: SafeDtype): Uint8Array {
+  if (dtype === 'F32') return new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
+  const h = dtype === 'F16' ? f32ToF16(c) : f32ToBf16(c);
+  return new Uint8Array(h.buffer);
+}
+
+/** Writes one safetensors file (through a temp file and rename, so readers never see half a file). */
+export function writeSafetensors(file: string, tensors: WriteTensor[], metadata: Record<string, string> = {}): void {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  let off = 0;
+  for (const t of tensors) {
+    const dtype = t.dtype ?? 'F32';
+    const bytes = t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[dtype];
+    header[t.name] = { dtype, shape: t.shape, data_offsets: [off, off + bytes] };
+    off += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8); // data starts 8-byte aligned
+  const hb = Buffer.from(json, 'utf8');
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w');
+  try {
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(hb.length));
+    writeSync(fd, len);
+    writeSync(fd, hb);
+    for (const t of tensors) {
+      const dtype = t.dtype ?? 'F32';
+      const want = t.shape.reduce((a, d) => a * d, 1);
+      let got = 0;
+      for (const c of t.chunks()) {
+        got += c.length;
+        const b = encodeChunk(c, dtype);
+        for (let o = 0; o < b.length; o += READ_CHUNK) writeSync(fd, b, o, Math.min(READ_CHUNK, b.length - o));
+      }
+      if (got !== want) throw new Error(`${file}: tensor '${t.name}' supplied ${got} values for shape [${t.shape.join(', ')}] (${want})`);
+    }
+  } catch (e) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(tmp, file);
+}
+
+/** Writes model.safetensors, or model-0000i-of-0000n.safetensors + index when above maxShardBytes. */
+export function writeSafetensorsSharded(
+  dir: string,
+  tensors: WriteTensor[],
+  opts: { maxShardBytes: number; metadata?: Record<string, string> },
+): string[] {
+  const shards: WriteTensor[][] = [[]];
+  let size = 0;
+  for (const t of tensors) {
+    const bytes = t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[t.dtype ?? 'F32'];
+    if (size > 0 && size + bytes > opts.maxShardBytes) {
+      shards.push([]);
+      size = 0;
+    }
+    shards[shards.length - 1].push(t);
+    size += bytes;
+  }
+  if (shards.length === 1) {
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors, opts.metadata);
+    return ['model.safetensors'];
+  }
+  const n = shards.length;
+  const pad = (i: number) => String(i).padStart(5, '0');
+  const names: string[] = [];
+  const weightMap: Record<string, string> = {};
+  let total = 0;
+  shards.forEach((ts, i) => {
+    const name = `model-${pad(i + 1)}-of-${pad(n)}.safetensors`;
+    writeSafetensors(path.join(dir, name), ts, opts.metadata);
+    names.push(name);
+    for (const t of ts) {
+      weightMap[t.name] = name;
+      total += t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[t.dtype ?? 'F32'];
+    }
+  });
+  const index = { metadata: { total_size: total }, weight_map: weightMap };
+  const tmp = path.join(dir, `model.safetensors.index.json.tmp-${process.pid}`);
+  const fd = openSync(tmp, 'w');
+  writeSync(fd, `${JSON.stringify(index, null, 2)}\n`);
+  closeSync(fd);
+  renameSync(tmp, path.join(dir, 'model.safetensors.index.json'));
+  return names;
+}

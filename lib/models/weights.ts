@@ -1,0 +1,174 @@
+// Weights on their way into the kit: every loader first describes each tensor (name, shape, where
+// its bytes are) and validates the whole set against the config; only then are tensors read and
+// uploaded one at a time. A failure before upload leaves nothing on the device; a failure during
+// upload disposes what was uploaded. Matrices larger than one WebGPU storage binding are uploaded
+// as row blocks (Model.splitWeights), which embed() and head() consume.
+import * as tf from '@tensorflow/tfjs';
+import { webgpuDevice } from '../runtime/backend';
+import { ARCHS } from './arch';
+import type { ModelConfig } from './types';
+
+/** A tensor not yet read: its HF name, shape, origin (for errors) and a reader producing fp32 data. */
+export interface TensorSource {
+  name: string;
+  shape: number[];
+  /** File (and tensor name inside it, when different) for error messages. */
+  origin: string;
+  read(): Float32Array;
+}
+
+/** The weight names and shapes a config implies (HF layout; linear weights [out, in]). */
+export function expectedShapes(config: ModelConfig): Map<string, number[]> {
+  const spec = ARCHS[config.arch];
+  const m = new Map<string, number[]>();
+  const D = config.hiddenSize;
+  const qDim = config.numHeads * config.headDim;
+  const kvDim = config.numKvHeads * config.headDim;
+  const F = config.intermediateSize;
+  const E = config.wordEmbedProjDim;
+  m.set(spec.embedTokens, [config.vocabSize, config.arch === 'opt' ? E : D]);
+  if (spec.embedPositions) m.set(spec.embedPositions, [config.maxPositions + 2, D]); // OPT's offset of 2
+  if (config.arch === 'opt' && E !== D) {
+    m.set(spec.projectIn!, [D, E]);
+    m.set(spec.projectOut!, [E, D]);
+  }
+  const layerNorm = spec.norm === 'layer';
+  const linShape: Record<string, [number, number]> =
+    config.arch === 'llama'
+      ? { q: [qDim, D], k: [kvDim, D], v: [kvDim, D], o: [D, qDim], gate: [F, D], up: [F, D], down: [D, F] }
+      : { q: [qDim, D], k: [kvDim, D], v: [kvDim, D], o: [D, qDim], fc1: [F, D], fc2: [D, F] };
+  const attnBias = config.arch === 'opt' ? config.bias : Boolean(config.hf.attention_bias);
+  const mlpBias = config.arch === 'opt' ? config.bias : Boolean(config.hf.mlp_bias);
+  for (let i = 0; i < config.numLayers; i++) {
+    const p = spec.blockPrefix(i);
+    for (const [short, suffix] of Object.entries(spec.linears)) {
+      const shape = linShape[short];
+      m.set(`${p}${suffix}.weight`, shape);
+      const isAttn = Object.values(spec.attention).includes(short);
+      if (isAttn ? attnBias : mlpBias) m.set(`${p}${suffix}.bias`, [shape[0]]);
+    }
+    for (const suffix of Object.values(spec.norms)) {
+      m.set(`${p}${suffix}.weight`, [D]);
+      if (layerNorm) m.set(`${p}${suffix}.bias`, [D]);
+    }
+  }
+  if (hasFinalNorm(config)) {
+    m.set(`${spec.finalNorm}.weight`, [D]);
+    if (layerNorm) m.set(`${spec.finalNorm}.bias`, [D]);
+  }
+  if (!config.tieWordEmbeddings) m.set(spec.lmHead, [config.vocabSize, config.arch === 'opt' ? E : D]);
+  return m;
+}
+
+/** OPT without do_layer_norm_before (opt-350m) has no final layer norm. */
+export function hasFinalNorm(config: ModelConfig): boolean {
+  return config.arch !== 'opt' || (config.doLayerNormBefore && !config.hf._remove_final_layer_norm);
+}
+
+/** Tensors a checkpoint may carry that the kit recomputes or ties (ignored on load). */
+function ignorable(name: string, config: ModelConfig): boolean {
+  if (/rotary_emb\.inv_freq$/.test(name)) return true;
+  return config.tieWordEmbeddings && name === ARCHS[config.arch].lmHead;
+}
+
+/**
+ * Checks that the sources are exactly the weights the config implies: every expected tensor
+ * present with its shape, nothing unknown. Errors name the tensor and the file.
+ */
+export function validateSources(config: ModelConfig, sources: TensorSource[], what: string): TensorSource[] {
+  const expected = expectedShapes(config);
+  const byName = new Map<string, TensorSource>();
+  for (const s of sources) {
+    if (byName.has(s.name)) throw new Error(`${s.origin}: tensor '${s.name}' appears twice in ${what}`);
+    byName.set(s.name, s);
+  }
+  const kept: TensorSource[] = [];
+  for (const s of sources) {
+    const want = expected.get(s.name);
+    if (!want) {
+      if (ignorable(s.name, config)) continue;
+      throw new Error(`${s.origin}: unexpected tensor '${s.name}' (not a weight of a ${config.arch} model with this config)`);
+    }
+    if (want.length !== s.shape.length || want.some((d, k) => d !== s.shape[k])) {
+      throw new Error(
+        `${s.origin}: tensor '${s.name}' has shape [${s.shape.join(', ')}] but the config implies [${want.join(', ')}]`,
+      );
+    }
+    kept.push(s);
+  }
+  const missing = [...expected.keys()].filter((n) => !byName.has(n));
+  if (missing.length > 0) {
+    throw new Error(
+      `${what}: missing tensor(s) ${missing.slice(0, 5).map((n) => `'${n}'`).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`,
+    );
+  }
+  return kept;
+}
+
+export interface UploadOptions {
+  /** Largest tensor (bytes) uploaded whole; bigger 2-D weights become row blocks. Default: the WebGPU binding limit. */
+  maxBindingBytes?: number;
+}
+
+/** The largest tensor one kernel may bind on the current backend (Infinity off WebGPU). */
+export function bindingLimit(): number {
+  const device = webgpuDevice();
+  return device ? device.limits.maxStorageBufferBindingSize : Number.POSITIVE_INFINITY;
+}
+
+/** Reads and uploads each source; on any failure disposes what was uploaded and rethrows. */
+export function uploadSources(
+  sources: TensorSource[],
+  opts: UploadOptions = {},
+): { weights: Map<string, tf.Tensor>; splitWeights: Map<string, tf.Tensor[]> } {
+  const limit = opts.maxBindingBytes ?? bindingLimit();
+  const weights = new Map<string, tf.Tensor>();
+  const splitWeights = new Map<string, tf.Tensor[]>();
+  try {
+    for (const s of sources) {
+      const data = s.read();
+      const n = s.shape.reduce((a, b) => a * b, 1);
+      if (data.length !== n) throw new Error(`${s.origin}: tensor '${s.name}' read ${data.length} values, expected ${n}`);
+      if (data.byteLength > limit && s.shape.length === 2) splitWeights.set(s.name, splitRows(data, s.shape, limit));
+      else weights.set(s.name, tf.tensor(data, s.shape, 'float32'));
+    }
+  } catch (e) {
+    for (const t of weights.values()) t.dispose();
+    for (const ts of splitWeights.values()) ts.forEach((t) => t.dispose());
+    throw e;
+  }
+  return { weights, splitWeights };
+}
+
+/** Uploads a [rows, cols] matrix as row blocks each within the binding limit. */
+export function splitRows(data: Float32Array, shape: number[], limit: number): tf.Tensor2D[] {
+  const [rows, cols] = shape;
+  const perBlock = Math.max(1, Math.floor(limit / (cols * 4)));
+  const blocks: tf.Tensor2D[] = [];
+  try {
+    for (let r = 0; r < rows; r += perBlock) {
+      const r1 = Math.min(rows, r + perBlock);
+      blocks.push(tf.tensor2d(data.subarray(r * cols, r1 * cols), [r1 - r, cols], 'float32'));
+    }
+  } catch (e) {
+    blocks.forEach((t) => t.dispose());
+    throw e;
+  }
+  return blocks;
+}
+
+/** Permutes q/k rows from llama2.c/Meta's interleaved RoPE pairs (2i, 2i+1) to HF's halves (i, i+hd/2). */
+export function permuteRopeRows(w: Float32Array, heads: number, headDim: number, cols: number): Float32Array {
+  const out = new Float32Array(w.length);
+  const half = headDim / 2;
+  for (let h = 0; h < heads; h++) {
+    for (let j = 0; j < headDim; j++) {
+      // HF row j of a head is Meta row 2j (first half) or 2(j - half) + 1 (second half).
+      const src = j < half ? 2 * j : 2 * (j - half) + 1;
+      const o = (h * headDim + j) * cols;
+      const s = (h * headDim + src) * cols;
+      out.set(w.subarray(s, s + cols), o);
+    }
+  }
+  return out;
+}
