@@ -1,0 +1,133 @@
+// AdamW with decoupled weight decay (Loshchilov & Hutter; the update of torch.optim.AdamW), a
+// cosine learning-rate schedule with linear warmup, and global-norm gradient clipping. Optimizer
+// state lives in tf.Variables so that a step never leaves the device; it can be exported and
+// restored exactly for checkpoints.
+import * as tf from '@tensorflow/tfjs';
+
+export interface ScheduleOptions {
+  lr: number; // peak learning rate, reached at the end of warmup
+  warmupSteps: number; // linear warmup from lr/warmupSteps to lr
+  totalSteps: number; // the cosine reaches minLr at this step
+  minLrRatio: number; // floor of the cosine as a fraction of lr
+}
+
+/** Learning rate for optimizer step `step` (0-based). */
+export function cosineLr(step: number, o: ScheduleOptions): number {
+  if (o.warmupSteps > 0 && step < o.warmupSteps) return (o.lr * (step + 1)) / o.warmupSteps;
+  const decay = Math.max(1, o.totalSteps - o.warmupSteps);
+  const progress = Math.min(1, (step - o.warmupSteps) / decay);
+  const minLr = o.lr * o.minLrRatio;
+  return minLr + 0.5 * (o.lr - minLr) * (1 + Math.cos(Math.PI * progress));
+}
+
+export interface AdamWOptions {
+  beta1: number; // first-moment decay
+  beta2: number; // second-moment decay
+  eps: number; // added to sqrt(v̂)
+  weightDecay: number; // decoupled: p ← p·(1 − lr·wd) before the Adam step
+}
+export const ADAMW_DEFAULTS: AdamWOptions = {
+  beta1: 0.9,
+  beta2: 0.95, // the usual LM pre-training choice (GPT-3, LLaMA)
+  eps: 1e-8,
+  weightDecay: 0.1,
+};
+
+/**
+ * AdamW over a fixed set of named variables. `decay(name)` says which parameters get weight decay
+ * (conventionally matrices, not norms or biases).
+ */
+export class AdamW {
+  readonly o: AdamWOptions;
+  /** Number of steps taken (t in the bias corrections). */
+  t = 0;
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+
+  constructor(
+    readonly params: Map<string, tf.Variable>,
+    opts: Partial<AdamWOptions> = {},
+    readonly decay: (name: string) => boolean = () => true,
+  ) {
+    this.o = { ...ADAMW_DEFAULTS, ...opts };
+    for (const [name, p] of params) {
+      // tf.variable copies its initial value; tidy frees the zeros it was made from.
+      this.m.set(name, tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
+      this.v.set(name, tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
+    }
+  }
+
+  /**
+   * One update. grads must hold every parameter's gradient; gradScale (a scalar tensor, e.g. the
+   * clipping factor) multiplies them first. The caller keeps ownership of grads and gradScale.
+   */
+  step(grads: Map<string, tf.Tensor> | Record<string, tf.Tensor>, lr: number, gradScale?: tf.Scalar): void {
+    const g = grads instanceof Map ? grads : new Map(Object.entries(grads));
+    this.t += 1;
+    const { beta1, beta2, eps, weightDecay } = this.o;
+    const bc1 = 1 - Math.pow(beta1, this.t);
+    const bc2 = 1 - Math.pow(beta2, this.t);
+    for (const [name, p] of this.params) {
+      const gi = g.get(name);
+      if (!gi) throw new Error(`AdamW.step: no gradient for parameter '${name}'`);
+      tf.tidy(() => {
+        const grad = gradScale ? gi.mul(gradScale) : gi;
+        const m = this.m.get(name)!;
+        const v = this.v.get(name)!;
+        const m1 = m.mul(beta1).add(grad.mul(1 - beta1));
+        const v1 = v.mul(beta2).add(grad.square().mul(1 - beta2));
+        m.assign(m1);
+        v.assign(v1);
+        const wd = this.decay(name) ? weightDecay : 0;
+        const base = wd > 0 ? p.mul(1 - lr * wd) : p;
+        // torch: denom = sqrt(v)/sqrt(bc2) + eps; p -= (lr/bc1) · m/denom
+        const denom = v1.sqrt().div(Math.sqrt(bc2)).add(eps);
+        p.assign(base.sub(m1.div(denom).mul(lr / bc1)));
+      });
+    }
+  }
+
+  /** Moments as named tensors (copies) for a checkpoint, plus t. */
+  exportState(): { t: number; tensors: Map<string, tf.Tensor> } {
+    const tensors = new Map<string, tf.Tensor>();
+    for (const [name, m] of this.m) tensors.set(`m.${name}`, m.clone());
+    for (const [name, v] of this.v) tensors.set(`v.${name}`, v.clone());
+    return { t: this.t, tensors };
+  }
+
+  /** Restores moments saved by exportState (the caller keeps ownership of `tensors`). */
+  importState(state: { t: number; tensors: Map<string, tf.Tensor> }, source = 'optimizer state'): void {
+    for (const [kind, map] of [['m', this.m], ['v', this.v]] as const) {
+      for (const [name, variable] of map) {
+        const x = state.tensors.get(`${kind}.${name}`);
+        if (!x) throw new Error(`${source}: missing '${kind}.${name}'`);
+        if (x.shape.join(',') !== variable.shape.join(',')) {
+          throw new Error(`${source}: '${kind}.${name}' has shape [${x.shape}], the parameter has [${variable.shape}]`);
+        }
+        variable.assign(x);
+      }
+    }
+    this.t = state.t;
+  }
+
+  dispose(): void {
+    for (const x of [...this.m.values(), ...this.v.values()]) x.dispose();
+    this.m.clear();
+    this.v.clear();
+  }
+}
+
+/**
+ * Global-norm clipping factor: min(1, maxNorm / (‖g‖₂ + 1e-6)) over all gradients together (as
+ * torch.nn.utils.clip_grad_norm_). Returns [norm, factor] as scalars; maxNorm ≤ 0 means no clipping
+ * (factor 1).
+ */
+export function clipFactor(grads: Iterable<tf.Tensor>, maxNorm: number): [tf.Scalar, tf.Scalar] {
+  return tf.tidy(() => {
+    let sq: tf.Scalar = tf.scalar(0);
+    for (const g of grads) sq = sq.add(g.square().sum()) as tf.Scalar;
+    const norm = sq.sqrt() as tf.Scalar;
+    const factor = maxNorm > 0 ? (tf.minimum(1, tf.div(maxNorm, norm.add(1e-6))) as tf.Scalar) : tf.scalar(1);
+    return [norm, factor];
+  });
+}
