@@ -4,8 +4,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { blockLinears, linearName } from '../models/arch';
 import type { Model } from '../models/types';
+import { sparsityReport } from '../quant/sparse';
+import type { CalibSet } from './calib';
+import type { CompressResult, MethodHooks, MethodModule } from './types';
 import {
   checkPatternFits,
+  patternLabel,
   selectMask,
   toPattern,
   type SparsityPattern,
@@ -59,12 +63,20 @@ export function resolveOptions(opts: Partial<{ pattern: SparsityPattern | string
   return { pattern: toPattern(opts.pattern ?? defaults.pattern) };
 }
 
+export type MagnitudeInput = { pattern?: SparsityPattern | string | number };
+
+export function validate(opts: MagnitudeInput, model?: Model): void {
+  const o = resolveOptions(opts);
+  if (model) checkModelPattern(model, o.pattern);
+}
+
 /** Prunes every linear of every block in place (old tensors disposed). Calibration is not used. */
-export async function compress(model: Model, _calib: unknown, opts: Partial<{ pattern: SparsityPattern | string | number }> = {}): Promise<Model> {
+export async function compress(model: Model, _calib: CalibSet | null, opts: MagnitudeInput = {}, hooks: MethodHooks = {}): Promise<CompressResult> {
   const o = resolveOptions(opts);
   checkModelPattern(model, o.pattern);
   const arch = model.config.arch;
   for (let b = 0; b < model.config.numLayers; b++) {
+    const t0 = performance.now();
     for (const l of blockLinears(arch)) {
       const name = linearName(arch, b, l);
       const w = model.weights.get(name) as tf.Tensor2D;
@@ -72,6 +84,25 @@ export async function compress(model: Model, _calib: unknown, opts: Partial<{ pa
       model.weights.set(name, pruned);
       w.dispose();
     }
+    hooks.sample?.();
+    hooks.onBlockDone?.(b, performance.now() - t0);
   }
-  return model;
+  const rep = await sparsityReport(model);
+  return {
+    method: 'magnitude',
+    config: { pattern: patternLabel(o.pattern) },
+    calib: 'none',
+    quantized: new Map(),
+    actQuant: null,
+    artifacts: { sparsity: rep.perLayer },
+    stats: { sparsity: rep.global },
+  };
 }
+
+export const module = {
+  describe: 'magnitude pruning: smallest |W| per matrix (unstructured) or per group of M columns (N:M)',
+  defaults,
+  needsCalib: false,
+  validate,
+  compress,
+} satisfies MethodModule<MagnitudeInput>;

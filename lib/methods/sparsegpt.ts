@@ -7,12 +7,20 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   maskLowestGlobal,
+  patternLabel,
   pruneCount,
   SparsityOptionError,
   toPattern,
   type SparsityPattern,
 } from '../quant/sparse-pattern';
-import { prepareHessian } from './hessian';
+import { linearName } from '../models/arch';
+import type { Model } from '../models/types';
+import { sparsityReport } from '../quant/sparse';
+import { describeCalib, type CalibSet } from './calib';
+import { HessianAccumulator, prepareHessian } from './hessian';
+import { checkModelPattern } from './magnitude';
+import { runSequential, sequentialDefaults } from './sequential';
+import type { CompressResult, MethodHooks, MethodModule } from './types';
 
 export interface SparseGPTOptions {
   pattern: SparsityPattern; // unstructured ratio or N:M (SparseGPT §4: 50%, 2:4, 4:8)
@@ -184,3 +192,74 @@ export async function reconstructionError(w: tf.Tensor2D, wHat: tf.Tensor2D, x: 
   e.dispose();
   return v;
 }
+
+export type SparseGPTCompressInput = SparseGPTInput & { batchSize?: number };
+
+export function validate(opts: SparseGPTCompressInput, model?: Model): void {
+  const o = resolveOptions(opts);
+  if (model) checkModelPattern(model, o.pattern);
+}
+
+/**
+ * Prunes every linear of every block in place, block by block (reference llama_sequential): all
+ * linears of a block get their Hessian from the same block inputs, then the pruned block's
+ * outputs feed the next block.
+ */
+export async function compress(model: Model, calib: CalibSet | null, opts: SparseGPTCompressInput = {}, hooks: MethodHooks = {}): Promise<CompressResult> {
+  const o = resolveOptions(opts);
+  if (!calib) throw new Error('sparsegpt needs a calibration set');
+  checkModelPattern(model, o.pattern);
+  let totalLoss = 0;
+  let dead = 0;
+  await runSequential(model, calib, {
+    propagate: 'compressed',
+    batchSize: opts.batchSize ?? sequentialDefaults.batchSize,
+    ...hooks,
+    async perBlock(ctx) {
+      const acc = new Map<string, { name: string; h: HessianAccumulator }>();
+      try {
+        for (const l of ctx.linears) {
+          const name = linearName(model.config.arch, ctx.block, l);
+          acc.set(l, { name, h: new HessianAccumulator((model.weights.get(name) as tf.Tensor2D).shape[1]) });
+        }
+        ctx.observe((l, x, info) => acc.get(l)!.h.addBatch(x, info.samples));
+        hooks.sample?.();
+        for (const { name, h } of acc.values()) {
+          const w = model.weights.get(name) as tf.Tensor2D;
+          const H = h.value(); // [in, in]
+          try {
+            const r = await sparsegptPrune(w, H, o, name);
+            totalLoss += r.loss;
+            dead += r.dead;
+            model.weights.set(name, r.weight);
+            w.dispose();
+          } finally {
+            H.dispose();
+          }
+        }
+      } finally {
+        acc.forEach((a) => a.h.dispose());
+      }
+    },
+  });
+  const rep = await sparsityReport(model);
+  const config: Record<string, unknown> = { pattern: patternLabel(o.pattern), percdamp: o.percdamp, blocksize: o.blocksize };
+  if (o.wbits !== null) config.wbits = o.wbits;
+  return {
+    method: 'sparsegpt',
+    config,
+    calib: describeCalib(calib),
+    quantized: new Map(),
+    actQuant: null,
+    artifacts: { sparsity: rep.perLayer },
+    stats: { sparsity: rep.global, loss: totalLoss, dead_inputs: dead },
+  };
+}
+
+export const module = {
+  describe: 'SparseGPT: OBS reconstruction with lazy block updates; unstructured or N:M, optional joint quantization (wbits)',
+  defaults,
+  needsCalib: true,
+  validate,
+  compress,
+} satisfies MethodModule<SparseGPTCompressInput>;

@@ -4,8 +4,14 @@
 // columns (N:M). No weight update. Blocks are pruned in order, each calibrated on the outputs of
 // the already-pruned blocks before it.
 import * as tf from '@tensorflow/tfjs';
-import { selectMask, toPattern, type SparsityPattern } from '../quant/sparse-pattern';
-import { applyMask } from './magnitude';
+import { linearName } from '../models/arch';
+import type { Model } from '../models/types';
+import { sparsityReport } from '../quant/sparse';
+import { patternLabel, selectMask, toPattern, type SparsityPattern } from '../quant/sparse-pattern';
+import { describeCalib, type CalibSet } from './calib';
+import { applyMask, checkModelPattern } from './magnitude';
+import { runSequential, sequentialDefaults } from './sequential';
+import type { CompressResult, MethodHooks, MethodModule } from './types';
 
 export interface WandaOptions {
   pattern: SparsityPattern; // unstructured ratio (per output row) or N:M (Wanda paper §3: 50%, 2:4, 4:8)
@@ -65,3 +71,61 @@ export class WandaLayer {
     this.sumSq = null;
   }
 }
+
+export type WandaInput = { pattern?: SparsityPattern | string | number; batchSize?: number };
+
+export function validate(opts: WandaInput, model?: Model): void {
+  const o = resolveOptions(opts);
+  if (model) checkModelPattern(model, o.pattern);
+}
+
+/**
+ * Prunes every linear of every block in place, block by block: each block's linears are scored
+ * on the same block inputs (one calibration pass), then the pruned block's outputs feed the next.
+ */
+export async function compress(model: Model, calib: CalibSet | null, opts: WandaInput = {}, hooks: MethodHooks = {}): Promise<CompressResult> {
+  const o = resolveOptions(opts);
+  if (!calib) throw new Error('wanda needs a calibration set');
+  checkModelPattern(model, o.pattern);
+  await runSequential(model, calib, {
+    propagate: 'compressed',
+    batchSize: opts.batchSize ?? sequentialDefaults.batchSize,
+    ...hooks,
+    async perBlock(ctx) {
+      const layers = new Map<string, WandaLayer>();
+      try {
+        for (const l of ctx.linears) {
+          const name = linearName(model.config.arch, ctx.block, l);
+          layers.set(l, new WandaLayer(name, (model.weights.get(name) as tf.Tensor2D).shape[1]));
+        }
+        ctx.observe((l, x) => layers.get(l)!.addBatch(x));
+        hooks.sample?.();
+        for (const [l, layer] of layers) {
+          const w = model.weights.get(layer.name) as tf.Tensor2D;
+          model.weights.set(layer.name, await layer.prune(w, o.pattern));
+          w.dispose();
+        }
+      } finally {
+        layers.forEach((x) => x.dispose());
+      }
+    },
+  });
+  const rep = await sparsityReport(model);
+  return {
+    method: 'wanda',
+    config: { pattern: patternLabel(o.pattern) },
+    calib: describeCalib(calib),
+    quantized: new Map(),
+    actQuant: null,
+    artifacts: { sparsity: rep.perLayer },
+    stats: { sparsity: rep.global },
+  };
+}
+
+export const module = {
+  describe: 'Wanda: prune by |W|·‖X‖₂ per output row (unstructured) or per group of M columns (N:M)',
+  defaults,
+  needsCalib: true,
+  validate,
+  compress,
+} satisfies MethodModule<WandaInput>;

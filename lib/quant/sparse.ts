@@ -1,0 +1,292 @@
+// Sparse weight storage with real size accounting:
+// - N:M compressed layout: the M−N kept values of every group of M input columns (fp32), plus
+//   each kept value's position inside its group in ceil(log2 M) bits (2 bits for 2:4, as NVIDIA's
+//   sparse tensor core metadata; 3 bits for 4:8), packed LSB-first into bytes.
+// - Bitmask layout for unstructured sparsity: the non-zero values in row-major order (fp32) plus
+//   one bit per weight (1 = stored), LSB-first.
+// Both decode bit-exactly to the dense matrix, so a loaded model gives identical logits.
+// A sparse model file is a safetensors file (U8 and F32 tensors, layout in __metadata__).
+import * as tf from '@tensorflow/tfjs';
+import { closeSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { blockLinears, linearName } from '../models/arch';
+import type { Model } from '../models/types';
+
+export interface NMPacked {
+  layout: 'nm';
+  shape: [number, number]; // [out, in]
+  n: number; // pruned per group
+  m: number; // group size
+  values: Float32Array; // [out, in·(M−N)/M] kept values, group by group
+  indices: Uint8Array; // bit-packed positions (ceil(log2 M) bits each) of the kept values
+}
+
+export interface BitmaskPacked {
+  layout: 'bitmask';
+  shape: [number, number]; // [out, in]
+  values: Float32Array; // [nnz] non-zeros in row-major order
+  mask: Uint8Array; // [ceil(out·in / 8)] bit i set = weight i stored
+}
+
+export type SparsePacked = NMPacked | BitmaskPacked;
+
+export function indexBits(m: number): number {
+  return Math.max(1, Math.ceil(Math.log2(m)));
+}
+
+/** Packs a dense [rows, cols] matrix that has at least n zeros in every group of m columns. */
+export function encodeNM(w: ArrayLike<number>, rows: number, cols: number, n: number, m: number, name = 'weight'): NMPacked {
+  if (cols % m !== 0) throw new Error(`encodeNM '${name}': ${cols} columns are not a multiple of M = ${m}`);
+  const keep = m - n;
+  const bits = indexBits(m);
+  const nKept = (rows * cols * keep) / m;
+  const values = new Float32Array(nKept);
+  const indices = new Uint8Array(Math.ceil((nKept * bits) / 8));
+  let k = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let c0 = 0; c0 < cols; c0 += m) {
+      const base = r * cols + c0;
+      let nz = 0;
+      for (let j = 0; j < m; j++) if (w[base + j] !== 0) nz++;
+      if (nz > keep) {
+        throw new Error(`encodeNM '${name}': row ${r}, columns ${c0}..${c0 + m - 1} have ${nz} non-zeros, a ${n}:${m} pattern allows ${keep}`);
+      }
+      // store all non-zeros, then fill with the first zero positions so every group has `keep` slots
+      let fill = keep - nz;
+      for (let j = 0; j < m; j++) {
+        const v = w[base + j];
+        if (v === 0) {
+          if (fill === 0) continue;
+          fill--;
+        }
+        values[k] = v;
+        const bit = k * bits;
+        for (let b = 0; b < bits; b++) if ((j >> b) & 1) indices[(bit + b) >> 3] |= 1 << ((bit + b) & 7);
+        k++;
+      }
+    }
+  }
+  return { layout: 'nm', shape: [rows, cols], n, m, values, indices };
+}
+
+export function decodeNM(p: NMPacked): Float32Array {
+  const [rows, cols] = p.shape;
+  const keep = p.m - p.n;
+  const bits = indexBits(p.m);
+  const out = new Float32Array(rows * cols);
+  let k = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let c0 = 0; c0 < cols; c0 += p.m) {
+      for (let s = 0; s < keep; s++, k++) {
+        let j = 0;
+        const bit = k * bits;
+        for (let b = 0; b < bits; b++) if (p.indices[(bit + b) >> 3] & (1 << ((bit + b) & 7))) j |= 1 << b;
+        out[r * cols + c0 + j] = p.values[k];
+      }
+    }
+  }
+  return out;
+}
+
+export function encodeBitmask(w: ArrayLike<number>, rows: number, cols: number): BitmaskPacked {
+  const numel = rows * cols;
+  const mask = new Uint8Array(Math.ceil(numel / 8));
+  let nnz = 0;
+  for (let i = 0; i < numel; i++) {
+    if (w[i] !== 0 || Object.is(w[i], -0)) {
+      mask[i >> 3] |= 1 << (i & 7);
+      nnz++;
+    }
+  }
+  const values = new Float32Array(nnz);
+  for (let i = 0, k = 0; i < numel; i++) if (mask[i >> 3] & (1 << (i & 7))) values[k++] = w[i];
+  return { layout: 'bitmask', shape: [rows, cols], values, mask };
+}
+
+export function decodeBitmask(p: BitmaskPacked): Float32Array {
+  const numel = p.shape[0] * p.shape[1];
+  const out = new Float32Array(numel);
+  for (let i = 0, k = 0; i < numel; i++) if (p.mask[i >> 3] & (1 << (i & 7))) out[i] = p.values[k++];
+  return out;
+}
+
+export function decodeSparse(p: SparsePacked): Float32Array {
+  return p.layout === 'nm' ? decodeNM(p) : decodeBitmask(p);
+}
+
+export interface SizeBreakdown {
+  valueBytes: number; // stored values
+  indexBytes: number; // N:M positions or bitmask
+  totalBytes: number;
+  denseBytes: number; // the same matrix dense, at the same value width
+}
+
+/**
+ * Stored size of a packed matrix; valueBytes defaults to the fp32 the kit stores (pass 2 to
+ * account an fp16 deployment of the same layout).
+ */
+export function packedSize(p: SparsePacked, bytesPerValue = 4): SizeBreakdown {
+  const valueBytes = p.values.length * bytesPerValue;
+  const indexBytes = p.layout === 'nm' ? p.indices.length : p.mask.length;
+  return { valueBytes, indexBytes, totalBytes: valueBytes + indexBytes, denseBytes: p.shape[0] * p.shape[1] * bytesPerValue };
+}
+
+/** Picks the layout: N:M when asked and the matrix fits it, otherwise the bitmask. */
+export function packMatrix(w: ArrayLike<number>, rows: number, cols: number, layout: { n: number; m: number } | 'bitmask', name = 'weight'): SparsePacked {
+  return layout === 'bitmask' ? encodeBitmask(w, rows, cols) : encodeNM(w, rows, cols, layout.n, layout.m, name);
+}
+
+// ---- model files -----------------------------------------------------------------------------
+
+interface Entry {
+  name: string;
+  dtype: 'F32' | 'U8';
+  shape: number[];
+  bytes: Uint8Array;
+}
+
+/** Where each packed weight's parts live in the file, kept in __metadata__.sparse as JSON. */
+interface SparseMeta {
+  layout: 'nm' | 'bitmask';
+  shape: [number, number];
+  n?: number;
+  m?: number;
+}
+
+export interface SparseSaveReport {
+  file: string;
+  /** Bytes of the file's tensors (excluding the JSON header). */
+  tensorBytes: number;
+  /** The same model stored dense in fp32. */
+  denseBytes: number;
+  /** Per packed weight: its size breakdown. */
+  packed: Record<string, SizeBreakdown>;
+}
+
+/**
+ * Writes the model's weights to one safetensors file: every block linear packed (N:M when
+ * `pattern` is given, else bitmask), every other weight dense fp32.
+ */
+export async function saveSparseWeights(model: Model, file: string, pattern: { n: number; m: number } | 'bitmask'): Promise<SparseSaveReport> {
+  const packedNames = new Set<string>();
+  for (let b = 0; b < model.config.numLayers; b++) for (const l of blockLinears(model.config.arch)) packedNames.add(linearName(model.config.arch, b, l));
+  const entries: Entry[] = [];
+  const meta: Record<string, SparseMeta> = {};
+  const packed: Record<string, SizeBreakdown> = {};
+  let denseBytes = 0;
+  for (const name of [...model.weights.keys()].sort()) {
+    const t = model.weights.get(name) as tf.Tensor;
+    const data = (await t.data()) as Float32Array;
+    denseBytes += data.length * 4;
+    if (packedNames.has(name)) {
+      const [rows, cols] = t.shape as [number, number];
+      const p = packMatrix(data, rows, cols, pattern, name);
+      meta[name] = p.layout === 'nm' ? { layout: 'nm', shape: p.shape, n: p.n, m: p.m } : { layout: 'bitmask', shape: p.shape };
+      packed[name] = packedSize(p);
+      entries.push({ name: `${name}.values`, dtype: 'F32', shape: [p.values.length], bytes: f32Bytes(p.values) });
+      const idx = p.layout === 'nm' ? p.indices : p.mask;
+      entries.push({ name: `${name}.${p.layout === 'nm' ? 'indices' : 'bitmask'}`, dtype: 'U8', shape: [idx.length], bytes: idx });
+    } else {
+      entries.push({ name, dtype: 'F32', shape: t.shape, bytes: f32Bytes(data) });
+    }
+  }
+  const tensorBytes = writeEntries(file, entries, { format: 'llmcb-sparse', sparse: JSON.stringify(meta) });
+  return { file, tensorBytes, denseBytes, packed };
+}
+
+/** Reads a file written by saveSparseWeights back into dense fp32 tensors keyed by weight name. */
+export function loadSparseWeights(file: string): Map<string, tf.Tensor> {
+  const buf = readFileSync(file);
+  const hlen = Number(buf.readBigUInt64LE(0));
+  type HeaderEntry = { dtype: string; shape: number[]; data_offsets: [number, number] };
+  const parsed = JSON.parse(buf.subarray(8, 8 + hlen).toString('utf8')) as Record<string, unknown>;
+  const md = parsed.__metadata__ as Record<string, string> | undefined;
+  const header = Object.fromEntries(Object.entries(parsed).filter(([k]) => k !== '__metadata__')) as Record<string, HeaderEntry>;
+  if (md?.format !== 'llmcb-sparse') throw new Error(`${file}: not a sparse weight file (metadata format '${md?.format}')`);
+  const meta = JSON.parse(md.sparse) as Record<string, SparseMeta>;
+  const base = 8 + hlen;
+  const raw = (name: string): Uint8Array => {
+    const e = header[name];
+    if (!e) throw new Error(`${file}: tensor '${name}' is missing`);
+    const [a, b] = e.data_offsets;
+    return new Uint8Array(buf.buffer.slice(buf.byteOffset + base + a, buf.byteOffset + base + b));
+  };
+  const f32 = (name: string) => new Float32Array(raw(name).buffer);
+  const out = new Map<string, tf.Tensor>();
+  for (const [name, e] of Object.entries(header)) {
+    const parent = name.replace(/\.(values|indices|bitmask)$/, '');
+    if (parent !== name && meta[parent]) continue;
+    if (e.dtype !== 'F32') throw new Error(`${file}: dense tensor '${name}' has dtype ${e.dtype}, expected F32`);
+    out.set(name, tf.tensor(f32(name), e.shape));
+  }
+  for (const [name, m] of Object.entries(meta)) {
+    const p: SparsePacked =
+      m.layout === 'nm'
+        ? { layout: 'nm', shape: m.shape, n: m.n!, m: m.m!, values: f32(`${name}.values`), indices: raw(`${name}.indices`) }
+        : { layout: 'bitmask', shape: m.shape, values: f32(`${name}.values`), mask: raw(`${name}.bitmask`) };
+    out.set(name, tf.tensor2d(decodeSparse(p), m.shape));
+  }
+  return out;
+}
+
+function f32Bytes(a: Float32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** A safetensors file with F32/U8 tensors; returns the bytes of tensor data. Written via temp + rename. */
+function writeEntries(file: string, entries: Entry[], metadata: Record<string, string>): number {
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let off = 0;
+  for (const e of entries) {
+    header[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [off, off + e.bytes.length] };
+    off += e.bytes.length;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const hb = Buffer.from(json, 'utf8');
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w');
+  try {
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(hb.length));
+    writeSync(fd, len);
+    writeSync(fd, hb);
+    for (const e of entries) writeSync(fd, e.bytes);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw err;
+  }
+  closeSync(fd);
+  renameSync(tmp, file);
+  return off;
+}
+
+export interface SparsityReport {
+  /** Zero fraction of each block linear, keyed by weight name. */
+  perLayer: Record<string, number>;
+  /** Zeros / weights over all block linears. */
+  global: number;
+  zeros: number;
+  weights: number;
+}
+
+/** Measures the zero fraction of every block linear of a model. */
+export async function sparsityReport(model: Model): Promise<SparsityReport> {
+  const perLayer: Record<string, number> = {};
+  let zeros = 0;
+  let weights = 0;
+  for (let b = 0; b < model.config.numLayers; b++) {
+    for (const l of blockLinears(model.config.arch)) {
+      const name = linearName(model.config.arch, b, l);
+      const t = model.weights.get(name);
+      if (!t) throw new Error(`sparsityReport: model '${model.name}' has no weight '${name}'`);
+      const d = await t.data();
+      let z = 0;
+      for (let i = 0; i < d.length; i++) if (d[i] === 0) z++;
+      perLayer[name] = z / d.length;
+      zeros += z;
+      weights += d.length;
+    }
+  }
+  return { perLayer, global: weights ? zeros / weights : 0, zeros, weights };
+}
