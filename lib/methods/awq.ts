@@ -1,0 +1,341 @@
+// AWQ (Lin et al., 2024): activation-aware weight quantization. Per block and per linear group
+// (arch table: which norm or linear feeds it) a grid search over α of per-input-channel scales
+// s = mean|x|^α, normalised, minimising the group's output error after quantizing W·diag(s);
+// the best s is folded into the preceding norm / linear (an equivalent transformation), then an
+// optional weight-clipping search, then the AWQ quantizer. The next block sees the full-precision
+// (scaled, unquantized) block outputs, as the reference run_awq does; quantization is applied
+// after all blocks are searched. Search results are serializable artifacts applied separately.
+import * as tf from '@tensorflow/tfjs';
+import { ARCHS, linearName, type LinearGroup } from '../models/arch';
+import type { Model } from '../models/types';
+import { awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
+import { getWeight, linearShape, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
+import { describeCalib, type CalibSet } from './calib';
+import { blockLinearNames, runSequential, shortLinearName } from './sequential';
+import { foldIntoNorm } from './smoothquant';
+import type { CompressResult, MethodHooks } from './types';
+
+export interface AwqOptions {
+  bits: number; // weight bits (AWQ paper: W4, also W3)
+  groupSize: number; // input columns per group, -1 per channel (paper: g128)
+  groupRemainder: 'error' | 'partial'; // allow a shorter last group
+  nGrid: number; // grid points for the scale exponent α in [0, 1) (reference n_grid = 20)
+  clip: boolean; // weight clipping search after scaling (paper §3.2 / reference auto_clip)
+  clipGrid: number; // clipping grid (reference n_grid = 20)
+  clipMaxShrink: number; // largest clip shrink fraction (reference max_shrink = 0.5)
+  clipSampleTokens: number; // tokens subsampled for the clipping loss (reference n_sample_token = 512)
+  batchSize: number; // calibration windows per forward (memory only)
+}
+
+export const defaults: AwqOptions = {
+  bits: 4, // AWQ paper's INT4
+  groupSize: 128, // AWQ paper's g128
+  groupRemainder: 'error', // never silently regroup
+  nGrid: 20, // reference auto_scale n_grid
+  clip: true, // reference runs auto_clip by default
+  clipGrid: 20, // reference auto_clip n_grid
+  clipMaxShrink: 0.5, // reference auto_clip max_shrink
+  clipSampleTokens: 512, // reference auto_clip n_sample_token
+  batchSize: 8, // not an algorithm parameter
+};
+
+const spec = (o: AwqOptions): WeightQuantSpec => ({ bits: o.bits, groupSize: o.groupSize, sym: false, groupRemainder: o.groupRemainder });
+
+export function validate(o: AwqOptions, model?: Model): void {
+  checkWeightSpec(spec(o), undefined, 'awq');
+  if (!Number.isInteger(o.nGrid) || o.nGrid < 1) throw new Error(`awq: nGrid must be a positive integer, got ${o.nGrid}`);
+  if (!Number.isInteger(o.clipGrid) || o.clipGrid < 1) throw new Error(`awq: clipGrid must be a positive integer, got ${o.clipGrid}`);
+  if (!(o.clipMaxShrink >= 0 && o.clipMaxShrink < 1)) throw new Error(`awq: clipMaxShrink must be in [0, 1), got ${o.clipMaxShrink}`);
+  if (model) for (const l of blockLinearNames(model)) checkWeightSpec(spec(o), linearShape(model, l)[1], `awq ${l}`);
+}
+
+/** The searched artifact: per block, the scales of each group and the clipping maxima of each linear. */
+export interface AwqArtifact {
+  /** "<block>.<first linear of group>" → { prev, linears, scales } */
+  scales: Record<string, { prev: LinearGroup['prev']; linears: string[]; scales: number[] }>;
+  /** "<block>.<linear>" → max |w| per (row, group), row-major [rows, ngroups]. */
+  clip: Record<string, number[]>;
+}
+
+/** Fake-quantized W with the AWQ quantizer. */
+export function awqFakeQuant(W: Float32Array, rows: number, cols: number, o: AwqOptions): Float32Array {
+  return dequantizeMatrix(awqQuantizeMatrix(W, rows, cols, spec(o)));
+}
+
+/** Host W [rows, cols] → tensor [rows, cols]. */
+const toT = (m: { data: Float32Array; rows: number; cols: number }) => tf.tensor2d(m.data, [m.rows, m.cols]);
+
+/** Whether a group can be scaled: its producer exists and (for a linear producer) has as many outputs as the group's inputs. */
+function scalable(model: Model, g: LinearGroup): boolean {
+  if (g.prev.kind === 'norm') return true;
+  const [prevOut] = linearShape(model, g.prev.name);
+  const [, inDim] = linearShape(model, g.linears[0]);
+  // The reference scales v→o only when v_proj and o_proj have the same shape (no GQA).
+  return prevOut === inDim && (g.prev.name !== ARCHS[model.config.arch].attention.v || linearShape(model, g.prev.name).join() === linearShape(model, g.linears[0]).join());
+}
+
+/** Scales W's columns in place by s (W·diag(s)). */
+function scaleCols(m: HostMatrix, s: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(m.data.length);
+  for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) out[r * m.cols + c] = Math.fround(m.data[r * m.cols + c] * s[c]);
+  return out;
+}
+
+/** Applies a group's scales: prev / s (norm weight or prev linear's rows and bias), linears · s. */
+export function applyGroupScales(model: Model, block: number, g: { prev: LinearGroup['prev']; linears: string[] }, s: Float32Array): void {
+  if (g.prev.kind === 'norm') foldIntoNorm(model, block, g.prev.name, s);
+  else {
+    const p = readLinear(model, block, g.prev.name);
+    const off = p.rows - s.length; // reference scale_fc_fc divides the last s.length rows
+    const out = Float32Array.from(p.data);
+    for (let r = 0; r < s.length; r++) for (let c = 0; c < p.cols; c++) out[(off + r) * p.cols + c] = Math.fround(p.data[(off + r) * p.cols + c] / s[r]);
+    replaceWeight(model, p.name, out);
+    const bname = linearName(model.config.arch, block, g.prev.name, 'bias');
+    if (model.weights.has(bname)) {
+      const b = getWeight(model, bname).dataSync() as Float32Array;
+      replaceWeight(model, bname, Float32Array.from(b, (v, i) => (i >= off ? Math.fround(v / s[i - off]) : v)));
+    }
+  }
+  for (const l of g.linears) {
+    const m = readLinear(model, block, l);
+    replaceWeight(model, m.name, scaleCols(m, s));
+  }
+}
+
+/** The scale search of every scalable group of one block (reference auto_scale_block); nothing is applied. */
+async function searchBlock(model: Model, block: number, inputs: readonly tf.Tensor3D[], run: (x: tf.Tensor3D, hook?: (l: string, x: tf.Tensor2D) => void) => tf.Tensor3D, feats: Map<string, tf.Tensor2D>, o: AwqOptions): Promise<AwqArtifact['scales']> {
+  const a = ARCHS[model.config.arch];
+  const out: AwqArtifact['scales'] = {};
+  for (const g of a.groups) {
+    if (!scalable(model, g)) continue;
+    const x = feats.get(g.linears[0])!; // [tokens, in]
+    const xMean = tf.tidy(() => tf.mean(tf.abs(x), 0)).dataSync() as Float32Array; // [in]
+    const mats = g.linears.map((l) => readLinear(model, block, l));
+    // What the group feeds (reference module2inspect): the whole attention (read off as o_proj of
+    // its input) for q/k/v, the whole gated MLP (down_proj of its input) for gate/up, else the linear.
+    const through = g.linears.includes(a.attention.q) ? a.attention.o : g.linears.includes(a.mlp.inputs[0]) && a.mlp.inputs.length > 1 ? a.mlp.down : null;
+    // The group's output with weights ws (host arrays replacing the group's linears).
+    const groupOutput = (ws: Float32Array[] | null): tf.Tensor => {
+      if (!through) {
+        // a single linear: y = x Wᵀ
+        return tf.tidy(() => tf.matMul(x, ws ? tf.tensor2d(ws[0], [mats[0].rows, mats[0].cols]) : toT(mats[0]), false, true));
+      }
+      const saved = mats.map((m) => getWeight(model, m.name));
+      if (ws) mats.forEach((m, k) => model.weights.set(m.name, tf.tensor2d(ws[k], [m.rows, m.cols])));
+      try {
+        const parts: tf.Tensor[] = [];
+        const wt = getWeight(model, linearName(model.config.arch, block, through)) as tf.Tensor2D;
+        for (const xin of inputs) {
+          let captured: tf.Tensor2D | null = null;
+          const y = run(xin, (l, xi) => {
+            if (l === through) captured = xi.clone();
+          });
+          y.dispose();
+          const c = captured as tf.Tensor2D | null;
+          if (!c) throw new Error(`awq: the forward pass never reached linear '${through}'`);
+          parts.push(tf.tidy(() => tf.matMul(c, wt, false, true))); // [tokens, out]
+          c.dispose();
+        }
+        const cat = tf.concat(parts);
+        parts.forEach((p) => p.dispose());
+        return cat;
+      } finally {
+        if (ws) mats.forEach((m, k) => {
+          model.weights.get(m.name)!.dispose();
+          model.weights.set(m.name, saved[k]);
+        });
+      }
+    };
+    const org = groupOutput(null);
+    let best = Infinity;
+    let bestS: Float32Array | null = null;
+    for (let k = 0; k < o.nGrid; k++) {
+      const ratio = k / o.nGrid;
+      const s = new Float32Array(xMean.length);
+      let mx = -Infinity;
+      let mn = Infinity;
+      for (let j = 0; j < s.length; j++) {
+        s[j] = Math.max(Math.fround(Math.pow(xMean[j], ratio)), 1e-4);
+        mx = Math.max(mx, s[j]);
+        mn = Math.min(mn, s[j]);
+      }
+      const norm = Math.fround(Math.sqrt(Math.fround(mx * mn)));
+      for (let j = 0; j < s.length; j++) s[j] = Math.fround(s[j] / norm);
+      // W' = Q(W·diag(s)) / diag(s)
+      const ws = mats.map((m) => {
+        const q = awqFakeQuant(scaleCols(m, s), m.rows, m.cols, o);
+        for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) q[r * m.cols + c] = Math.fround(q[r * m.cols + c] / s[c]);
+        return q;
+      });
+      const cur = groupOutput(ws);
+      const loss = tf.tidy(() => tf.mean(tf.square(tf.sub(org, cur)))).dataSync()[0];
+      cur.dispose();
+      if (loss < best) {
+        best = loss;
+        bestS = s;
+      }
+    }
+    org.dispose();
+    if (!bestS) throw new Error(`awq: scale search failed for block ${block} group ${g.linears.join('/')} (loss not finite)`);
+    out[`${block}.${g.linears[0]}`] = { prev: g.prev, linears: g.linears, scales: Array.from(bestS) };
+  }
+  return out;
+}
+
+/** Clipping search for one linear (reference auto_clip_layer): best max|w| per (row, group). */
+export function clipSearch(W: Float32Array, rows: number, cols: number, X: Float32Array, tokens: number, o: AwqOptions): Float32Array {
+  const gs = o.groupSize === -1 ? cols : o.groupSize;
+  const ng = Math.ceil(cols / gs);
+  const step = Math.max(1, Math.floor(tokens / o.clipSampleTokens));
+  const idx: number[] = [];
+  for (let t = 0; t < tokens; t += step) idx.push(t);
+  const best = new Float32Array(rows * ng);
+  const wq = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < ng; g++) {
+      const c0 = g * gs;
+      const c1 = Math.min(c0 + gs, cols);
+      let orgMax = 0;
+      for (let c = c0; c < c1; c++) orgMax = Math.max(orgMax, Math.abs(W[r * cols + c]));
+      const orgOut = idx.map((t) => {
+        let s = 0;
+        for (let c = c0; c < c1; c++) s += X[t * cols + c] * W[r * cols + c];
+        return s;
+      });
+      let minErr = 1e9;
+      let bestMax = orgMax;
+      for (let i = 0; i < Math.floor(o.clipMaxShrink * o.clipGrid); i++) {
+        const maxVal = Math.fround(orgMax * (1 - i / o.clipGrid));
+        const seg = new Float32Array(c1 - c0);
+        for (let c = c0; c < c1; c++) seg[c - c0] = Math.min(Math.max(W[r * cols + c], -maxVal), maxVal);
+        const q = awqFakeQuant(seg, 1, c1 - c0, { ...o, groupSize: -1 });
+        wq.set(q, c0);
+        let err = 0;
+        idx.forEach((t, k) => {
+          let s = 0;
+          for (let c = c0; c < c1; c++) s += X[t * cols + c] * wq[c];
+          err += (s - orgOut[k]) ** 2;
+        });
+        err /= idx.length;
+        if (err < minErr) {
+          minErr = err;
+          bestMax = maxVal;
+        }
+      }
+      best[r * ng + g] = bestMax;
+    }
+  }
+  return best;
+}
+
+/** Clamps W to ±max per (row, group) (reference apply_clip). */
+export function applyClip(model: Model, name: string, maxima: ArrayLike<number>, groupSize: number): void {
+  const t = getWeight(model, name);
+  const [rows, cols] = t.shape as [number, number];
+  const gs = groupSize === -1 ? cols : groupSize;
+  const ng = Math.ceil(cols / gs);
+  const W = Float32Array.from(t.dataSync());
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
+    const m = maxima[r * ng + Math.floor(c / gs)];
+    W[r * cols + c] = Math.min(Math.max(W[r * cols + c], -m), m);
+  }
+  replaceWeight(model, name, W);
+}
+
+/** Runs the AWQ search (scales then clipping) block by block, applying the equivalent transformations as it goes. */
+export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOptions> = {}, hooks: MethodHooks = {}): Promise<AwqArtifact> {
+  const o = { ...defaults, ...opts };
+  validate(o, model);
+  const art: AwqArtifact = { scales: {}, clip: {} };
+  const a = ARCHS[model.config.arch];
+  await runSequential(model, calib, {
+    propagate: 'dense',
+    batchSize: o.batchSize,
+    ...hooks,
+    async perBlock(ctx) {
+      // Inputs of every linear on the FP block (reference input_feat), [tokens, in].
+      const parts = new Map<string, tf.Tensor2D[]>();
+      ctx.observe((l, x) => {
+        if (!parts.has(l)) parts.set(l, []);
+        parts.get(l)!.push(x.clone());
+      });
+      const feats = new Map<string, tf.Tensor2D>();
+      for (const [l, ps] of parts) {
+        feats.set(l, tf.concat(ps) as tf.Tensor2D);
+        ps.forEach((p) => p.dispose());
+      }
+      // The dense outputs (propagated to the next block) are computed before any change.
+      ctx.denseOutputs();
+      try {
+        const run = (x: tf.Tensor3D, hook?: (l: string, x: tf.Tensor2D) => void) =>
+          ctx.run(x, hook ? { onLinearInput: (name, xi) => void hook(shortLinearName(model, name), xi) } : undefined);
+        const scales = await searchBlock(model, ctx.block, ctx.inputs, run, feats, o);
+        for (const [key, v] of Object.entries(scales)) {
+          const s = Float32Array.from(v.scales);
+          applyGroupScales(model, ctx.block, v, s);
+          art.scales[key] = v;
+          // The reference also scales the cached inputs of the group's linears (for clipping).
+          for (const l of v.linears) {
+            const x = feats.get(l)!;
+            feats.set(l, tf.tidy(() => tf.div(x, tf.tensor1d(s))) as tf.Tensor2D);
+            x.dispose();
+          }
+        }
+        if (o.clip) {
+          for (const l of blockLinearNames(model)) {
+            // the reference skips q and k (their outputs meet in attention scores, not a linear output)
+            if (l === a.attention.q || l === a.attention.k) continue;
+            const m = readLinear(model, ctx.block, l);
+            const x = feats.get(l)!;
+            const maxima = clipSearch(m.data, m.rows, m.cols, x.dataSync() as Float32Array, x.shape[0], o);
+            art.clip[`${ctx.block}.${l}`] = Array.from(maxima);
+            applyClip(model, m.name, maxima, o.groupSize);
+          }
+        }
+      } finally {
+        feats.forEach((t) => t.dispose());
+      }
+    },
+  });
+  return art;
+}
+
+/** Applies a searched artifact to an FP model (scales, then clipping): the equivalent transformation without searching again. */
+export function applyArtifact(model: Model, art: AwqArtifact, o: Pick<AwqOptions, 'groupSize'>): void {
+  for (const [key, v] of Object.entries(art.scales)) applyGroupScales(model, Number(key.split('.')[0]), v, Float32Array.from(v.scales));
+  for (const [key, m] of Object.entries(art.clip)) {
+    const [b, l] = key.split('.');
+    applyClip(model, linearName(model.config.arch, Number(b), l), m, o.groupSize);
+  }
+}
+
+/** Quantizes every block linear with the AWQ quantizer (reference pseudo_quantize_model_weight). */
+export function quantizeAll(model: Model, o: AwqOptions): Map<string, QuantizedMatrix> {
+  const q = new Map<string, QuantizedMatrix>();
+  for (let b = 0; b < model.config.numLayers; b++) {
+    for (const l of blockLinearNames(model)) {
+      const m = readLinear(model, b, l);
+      const qm = awqQuantizeMatrix(m.data, m.rows, m.cols, spec(o));
+      replaceWeight(model, m.name, dequantizeMatrix(qm));
+      q.set(m.name, qm);
+    }
+  }
+  return q;
+}
+
+export async function compress(model: Model, calib: CalibSet | null, opts: Partial<AwqOptions> = {}, hooks: MethodHooks = {}): Promise<CompressResult> {
+  const o = { ...defaults, ...opts };
+  validate(o, model);
+  if (!calib) throw new Error('awq needs a calibration set');
+  const art = await search(model, calib, o, hooks);
+  const quantized = quantizeAll(model, o);
+  return {
+    method: 'awq',
+    config: { bits: o.bits, group_size: o.groupSize, clip: o.clip, n_grid: o.nGrid },
+    calib: describeCalib(calib),
+    quantized,
+    actQuant: null,
+    artifacts: { awq: art },
+    stats: {},
+  };
+}

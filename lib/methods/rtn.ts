@@ -1,0 +1,62 @@
+// Round-to-nearest (RTN) weight quantization: the data-free baseline of the GPTQ and AWQ papers.
+// Every linear of every block, min-max (asymmetric) or absmax-centred (symmetric), per output
+// channel or per group of input columns; embeddings and the head stay FP32.
+import type { Model } from '../models/types';
+import { checkWeightSpec, quantizeMatrix, dequantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
+import { linearShape, readLinear, replaceWeight } from '../quant/weights';
+import type { CalibSet } from './calib';
+import { blockLinearNames } from './sequential';
+import type { CompressResult, MethodHooks } from './types';
+
+export interface RtnOptions {
+  bits: number; // weight bits (GPTQ/AWQ papers' RTN baselines: 8/4/3/2)
+  groupSize: number; // -1 per output channel, else 128/64/32 input columns per group (AWQ paper g128)
+  sym: boolean; // symmetric quantizer (GPTQ reference --sym), default asymmetric min-max
+  groupRemainder: 'error' | 'partial'; // allow a shorter last group when groupSize does not divide in
+}
+
+export const defaults: RtnOptions = {
+  bits: 4, // W4, the papers' headline comparison
+  groupSize: -1, // per channel (GPTQ paper Table 3 RTN rows)
+  sym: false, // GPTQ reference Quantizer default
+  groupRemainder: 'error', // never silently regroup
+};
+
+export function validate(o: RtnOptions, model?: Model): void {
+  checkWeightSpec(o, undefined, 'rtn');
+  if (model) for (const l of blockLinearNames(model)) checkWeightSpec(o, linearShape(model, l)[1], `rtn ${l}`);
+}
+
+/** RTN on one host matrix: the codes and the fake-quantized weights. */
+export function rtnMatrix(W: Float32Array, rows: number, cols: number, o: RtnOptions): { quantized: QuantizedMatrix; weight: Float32Array } {
+  const quantized = quantizeMatrix(W, rows, cols, o);
+  return { quantized, weight: dequantizeMatrix(quantized) };
+}
+
+export async function compress(model: Model, _calib: CalibSet | null = null, opts: Partial<RtnOptions> = {}, hooks: MethodHooks = {}): Promise<CompressResult> {
+  const o = { ...defaults, ...opts };
+  validate(o, model);
+  const quantized = new Map<string, QuantizedMatrix>();
+  let sqErr = 0;
+  for (let b = 0; b < model.config.numLayers; b++) {
+    const t0 = performance.now();
+    for (const l of blockLinearNames(model)) {
+      const m = readLinear(model, b, l);
+      const r = rtnMatrix(m.data, m.rows, m.cols, o);
+      for (let i = 0; i < m.data.length; i++) sqErr += (m.data[i] - r.weight[i]) ** 2;
+      replaceWeight(model, m.name, r.weight);
+      quantized.set(m.name, r.quantized);
+    }
+    hooks.sample?.();
+    hooks.onBlockDone?.(b, performance.now() - t0);
+  }
+  return {
+    method: 'rtn',
+    config: { bits: o.bits, group_size: o.groupSize, sym: o.sym },
+    calib: 'none',
+    quantized,
+    actQuant: null,
+    artifacts: {},
+    stats: { weight_sq_error: sqErr },
+  };
+}

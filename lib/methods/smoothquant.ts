@@ -1,0 +1,187 @@
+// SmoothQuant (Xiao et al., 2023): migrate activation outliers into the weights with per-channel
+// scales s_j = max|X_j|^α / max|W_j|^(1-α) folded into the preceding norm, then W8A8 fake
+// quantization (weights per-channel absmax int8; activations per-token dynamic absmax int8, or
+// per-tensor static scales calibrated after smoothing). The search (activation maxima) is
+// separate from applying it, and its result is a serializable artifact.
+import * as tf from '@tensorflow/tfjs';
+import { ARCHS } from '../models/arch';
+import type { Model } from '../models/types';
+import { absmaxQuantizeMatrix, actKey, checkActSpec, type ActQuantSpec } from '../quant/act';
+import { getWeight, readLinear, replaceWeight } from '../quant/weights';
+import { dequantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
+import { describeCalib, type CalibSet } from './calib';
+import { blockLinearNames, runSequential } from './sequential';
+import type { CompressResult, MethodHooks } from './types';
+
+export interface SmoothQuantOptions {
+  alpha: number; // migration strength α in [0, 1] (paper §4: 0.5 for most models, 0.8–0.85 for GLM/OPT-175B)
+  smooth: boolean; // false = naive W8A8 baseline (paper Table 3 "W8A8")
+  weightBits: number; // weight bits (W8)
+  weightGranularity: 'per_channel' | 'per_tensor'; // weight scales (reference fake_quant --weight_quant per_channel)
+  actBits: number; // activation bits (A8)
+  actGranularity: 'per_token' | 'per_tensor'; // dynamic per-token (paper O1/O3) or per-tensor
+  actStatic: boolean; // per-tensor scales calibrated once after smoothing (paper O3 static) instead of dynamic
+  batchSize: number; // calibration windows per forward (memory only)
+}
+
+export const defaults: SmoothQuantOptions = {
+  alpha: 0.5, // paper §4.2 default migration strength
+  smooth: true, // SmoothQuant proper
+  weightBits: 8, // W8A8
+  weightGranularity: 'per_channel', // reference fake_quant default
+  actBits: 8, // W8A8
+  actGranularity: 'per_token', // reference fake_quant default (dynamic)
+  actStatic: false, // dynamic scales
+  batchSize: 8, // not an algorithm parameter
+};
+
+export function validate(o: SmoothQuantOptions): void {
+  if (!(typeof o.alpha === 'number' && o.alpha >= 0 && o.alpha <= 1)) throw new Error(`smoothquant: alpha must be in [0, 1], got ${o.alpha}`);
+  if (!Number.isInteger(o.weightBits) || o.weightBits < 2 || o.weightBits > 8) throw new Error(`smoothquant: weightBits must be an integer in 2..8, got ${o.weightBits}`);
+  if (!['per_channel', 'per_tensor'].includes(o.weightGranularity)) throw new Error(`smoothquant: weightGranularity must be per_channel or per_tensor, got '${o.weightGranularity}'`);
+  checkActSpec({ bits: o.actBits, granularity: o.actGranularity, staticAbsmax: null });
+  if (o.actStatic && o.actGranularity !== 'per_tensor') throw new Error('smoothquant: static activation scales need actGranularity per_tensor');
+}
+
+/** Searched artifact: per-block, per-group activation channel maxima (max over calibration tokens of |x_j|). */
+export interface ActScales {
+  /** "<block>.<first linear of the group>" → max|x_j| per input channel. */
+  maxima: Record<string, number[]>;
+}
+
+/** Per-channel activation maxima of every linear-group input on the FP model (reference get_act_scales). */
+export async function collectActScales(model: Model, calib: CalibSet, batchSize = defaults.batchSize, hooks: MethodHooks = {}): Promise<ActScales> {
+  const maxima: Record<string, number[]> = {};
+  const firsts = new Set(ARCHS[model.config.arch].groups.map((g) => g.linears[0]));
+  await runSequential(model, calib, {
+    propagate: 'dense',
+    batchSize,
+    ...hooks,
+    perBlock(ctx) {
+      ctx.observe((l, x) => {
+        if (!firsts.has(l)) return;
+        const m = tf.tidy(() => tf.max(tf.abs(x), 0)).dataSync() as Float32Array; // [in]
+        const key = actKey(ctx.block, l);
+        const cur = maxima[key];
+        maxima[key] = cur ? cur.map((v, i) => Math.max(v, m[i])) : Array.from(m);
+      });
+    },
+  });
+  return { maxima };
+}
+
+/** The smoothing factors s_j = clamp(max|X_j|^α / max(max_i|W_ij| over the group, 1e-5)^(1-α), 1e-5) (reference smooth_ln_fcs). */
+export function smoothingScales(actMax: ArrayLike<number>, weights: { data: Float32Array; rows: number; cols: number }[], alpha: number): Float32Array {
+  const f = Math.fround;
+  const cols = actMax.length;
+  const s = new Float32Array(cols);
+  for (let j = 0; j < cols; j++) {
+    let wmax = 0;
+    for (const w of weights) for (let r = 0; r < w.rows; r++) wmax = Math.max(wmax, Math.abs(w.data[r * w.cols + j]));
+    wmax = f(Math.max(wmax, 1e-5));
+    s[j] = f(Math.max(f(f(Math.pow(actMax[j], alpha)) / f(Math.pow(wmax, 1 - alpha))), 1e-5));
+  }
+  return s;
+}
+
+/**
+ * Applies smoothing: for every linear group fed by a norm, divides the norm's weight (and bias)
+ * by s and multiplies the group's weight columns by s. The FP function is unchanged.
+ * Returns the scales used (per group key).
+ */
+export function applySmoothing(model: Model, scales: ActScales, alpha: number): Record<string, number[]> {
+  if (!(alpha >= 0 && alpha <= 1)) throw new Error(`smoothquant: alpha must be in [0, 1], got ${alpha}`);
+  const spec = ARCHS[model.config.arch];
+  const used: Record<string, number[]> = {};
+  for (let b = 0; b < model.config.numLayers; b++) {
+    for (const g of spec.groups) {
+      if (g.prev.kind !== 'norm') continue; // the reference smooths norm→linears only
+      const key = actKey(b, g.linears[0]);
+      const actMax = scales.maxima[key];
+      if (!actMax) throw new Error(`smoothquant: no activation maxima for block ${b} linear '${g.linears[0]}'`);
+      const mats = g.linears.map((l) => readLinear(model, b, l));
+      const s = smoothingScales(actMax, mats, alpha);
+      foldIntoNorm(model, b, g.prev.name, s);
+      for (const m of mats) {
+        const out = new Float32Array(m.data.length);
+        for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) out[r * m.cols + c] = Math.fround(m.data[r * m.cols + c] * s[c]);
+        replaceWeight(model, m.name, out);
+      }
+      used[key] = Array.from(s);
+    }
+  }
+  return used;
+}
+
+/** norm.weight /= s (and norm.bias /= s for LayerNorm). */
+export function foldIntoNorm(model: Model, block: number, norm: string, s: Float32Array): void {
+  const base = `${ARCHS[model.config.arch].blockPrefix(block)}${ARCHS[model.config.arch].norms[norm]}`;
+  for (const part of ['weight', 'bias']) {
+    const name = `${base}.${part}`;
+    if (!model.weights.has(name)) {
+      if (part === 'weight') throw new Error(`model has no norm weight '${name}'`);
+      continue;
+    }
+    const w = getWeight(model, name).dataSync() as Float32Array;
+    if (w.length !== s.length) throw new Error(`'${name}' has ${w.length} entries, scales ${s.length}`);
+    replaceWeight(model, name, Float32Array.from(w, (v, i) => Math.fround(v / s[i])));
+  }
+}
+
+/** Per-tensor absmax of every linear's input (static activation scales), on the model as it is. */
+export async function collectStaticAbsmax(model: Model, calib: CalibSet, batchSize: number, hooks: MethodHooks = {}): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  await runSequential(model, calib, {
+    propagate: 'dense',
+    batchSize,
+    ...hooks,
+    perBlock(ctx) {
+      ctx.observe((l, x) => {
+        const m = tf.tidy(() => tf.max(tf.abs(x))).dataSync()[0];
+        const key = actKey(ctx.block, l);
+        out[key] = Math.max(out[key] ?? 0, m);
+      });
+    },
+  });
+  return out;
+}
+
+export async function compress(model: Model, calib: CalibSet | null, opts: Partial<SmoothQuantOptions> = {}, hooks: MethodHooks = {}): Promise<CompressResult> {
+  const o = { ...defaults, ...opts };
+  validate(o);
+  if (!calib && (o.smooth || o.actStatic)) throw new Error('smoothquant needs a calibration set (activation maxima)');
+  const artifacts: Record<string, unknown> = {};
+  if (o.smooth) {
+    const act = await collectActScales(model, calib!, o.batchSize, hooks);
+    artifacts.act_maxima = act.maxima;
+    artifacts.smoothing_scales = applySmoothing(model, act, o.alpha);
+  }
+  let staticAbsmax: Record<string, number> | null = null;
+  if (o.actStatic) {
+    staticAbsmax = await collectStaticAbsmax(model, calib!, o.batchSize, hooks);
+    artifacts.static_act_absmax = staticAbsmax;
+  }
+  const quantized = new Map<string, QuantizedMatrix>();
+  for (let b = 0; b < model.config.numLayers; b++) {
+    for (const l of blockLinearNames(model)) {
+      const m = readLinear(model, b, l);
+      const q = absmaxQuantizeMatrix(m.data, m.rows, m.cols, o.weightBits, o.weightGranularity);
+      replaceWeight(model, m.name, dequantizeMatrix(q));
+      quantized.set(m.name, q);
+    }
+    hooks.sample?.();
+  }
+  const actQuant: ActQuantSpec = { bits: o.actBits, granularity: o.actGranularity, staticAbsmax };
+  return {
+    method: o.smooth ? 'smoothquant' : 'w8a8-naive',
+    config: {
+      ...(o.smooth ? { alpha: o.alpha } : {}),
+      w_bits: o.weightBits, w_quant: o.weightGranularity, a_bits: o.actBits, act: o.actGranularity, act_static: o.actStatic,
+    },
+    calib: calib ? describeCalib(calib) : 'none',
+    quantized,
+    actQuant,
+    artifacts,
+    stats: {},
+  };
+}
