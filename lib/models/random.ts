@@ -1,0 +1,75 @@
+// Randomly initialised models (benchmarks, tests of architecture paths without weights): any
+// config.json-style dict, weights drawn from a seeded normal, norms at 1 and biases small.
+import { configFromHf } from './hf';
+import type { Model, Tokenizer } from './types';
+import { expectedShapes, uploadSources, type TensorSource, type UploadOptions } from './weights';
+
+export interface RandomModelOptions extends UploadOptions {
+  /** Seed of the weights. */
+  seed?: number;
+  /** Standard deviation of matrix entries (transformers' initializer_range default). */
+  std?: number;
+  /** Name for result rows. */
+  name?: string;
+}
+
+const DEFAULTS = {
+  seed: 0, // reproducible weights
+  std: 0.02, // transformers' initializer_range
+  name: 'random',
+};
+
+/** A byte-level placeholder tokenizer for random models: id = UTF-8 byte + 3 (BOS 1, EOS 2). */
+export class ByteTokenizer implements Tokenizer {
+  readonly bosId = 1;
+  readonly eosId = 2;
+  constructor(readonly vocabSize: number) {
+    if (vocabSize < 259) throw new Error(`ByteTokenizer needs a vocabulary of at least 259, got ${vocabSize}`);
+  }
+  encode(text: string, opts: { bos?: boolean } = {}): number[] {
+    const ids = [...Buffer.from(text, 'utf8')].map((b) => b + 3);
+    return opts.bos ? [this.bosId, ...ids] : ids;
+  }
+  decode(ids: readonly number[]): string {
+    return Buffer.from(ids.filter((i) => i >= 3 && i < 259).map((i) => i - 3)).toString('utf8');
+  }
+}
+
+/** mulberry32 → Box–Muller normal samples. */
+function normals(seed: number): () => number {
+  let a = seed >>> 0;
+  const u = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+}
+
+/** A model with the weights `hf` (a config.json object) implies, randomly initialised. */
+export function randomModel(hf: Record<string, unknown>, opts: RandomModelOptions = {}): Model {
+  const o = { ...DEFAULTS, ...opts };
+  const config = configFromHf(hf, `${o.name} config`);
+  const shapes = [...expectedShapes(config)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const sources: TensorSource[] = shapes.map(([name, shape], k) => ({
+    name,
+    shape,
+    origin: `${o.name} (random)`,
+    read() {
+      const n = shape.reduce((x, y) => x * y, 1);
+      const rnd = normals(o.seed * 100003 + k);
+      const data = new Float32Array(n);
+      const isNorm = /norm|layernorm/.test(name);
+      if (isNorm && name.endsWith('.weight')) data.fill(1);
+      else {
+        const std = name.endsWith('.bias') ? o.std / 2 : o.std;
+        for (let i = 0; i < n; i++) data[i] = rnd() * std;
+      }
+      return data;
+    },
+  }));
+  const { weights, splitWeights } = uploadSources(sources, opts);
+  return { name: o.name, family: config.arch, config, weights, splitWeights, tokenizer: new ByteTokenizer(config.vocabSize), source: `random(seed=${o.seed})` };
+}

@@ -1,0 +1,437 @@
+// One readable forward pass for decoder-only transformers, driven by the architecture tables in
+// arch.ts: LLaMA family (RMSNorm, half-split RoPE with rope_theta and linear/llama3 scaling,
+// SwiGLU, grouped-query attention, tied or untied head) and OPT (learned positions offset by 2,
+// pre/post LayerNorm, ReLU, biases, project_in/out). Layer-by-layer API (embed → runBlock(i) →
+// head) for the compression methods, batched forward with padding masks, and KV-cache generation.
+import * as tf from '@tensorflow/tfjs';
+import { ARCHS, linearName } from './arch';
+import type { LinearInputHook, Model, ModelConfig } from './types';
+import { hasFinalNorm } from './weights';
+
+export interface ForwardOptions {
+  attentionMask?: tf.Tensor2D; // [B, T] 1 = real token, 0 = padding (right padding for scoring)
+  onLinearInput?: LinearInputHook; // observe or replace each linear's input [tokens, in]
+}
+
+/** Additive mask value for disallowed keys: large but finite, so fully masked rows stay finite. */
+const MASKED = -1e9;
+/** OPT's learned position table is offset by 2 (fairseq's padding_idx + 1). */
+const OPT_POSITION_OFFSET = 2;
+
+/** Per-call state the blocks share: where the new tokens start and their mask and rotary tables. */
+interface Step {
+  pastLength: number; // tokens already in the KV cache
+  mask: tf.Tensor4D | null; // [B|1, 1, T, S] additive, null when nothing is masked
+  rope: { cos: tf.Tensor2D; sin: tf.Tensor2D } | null; // [T, headDim] each (LLaMA)
+  hook?: LinearInputHook;
+}
+
+interface KV {
+  k: tf.Tensor4D; // [B, KV, S, hd]
+  v: tf.Tensor4D; // [B, KV, S, hd]
+}
+
+function weight(model: Model, name: string): tf.Tensor {
+  const w = model.weights.get(name);
+  if (!w) throw new Error(`model '${model.name}' has no weight '${name}'`);
+  return w;
+}
+
+/** A matrix as row blocks: [w] normally, the blocks when it exceeds one GPU binding. */
+function rowBlocks(model: Model, name: string): tf.Tensor2D[] {
+  const split = model.splitWeights?.get(name);
+  if (split) return split as tf.Tensor2D[];
+  return [weight(model, name) as tf.Tensor2D];
+}
+
+/** The weight the LM head multiplies by: lm_head, or the token embedding when tied. */
+function headWeightName(config: ModelConfig): string {
+  const spec = ARCHS[config.arch];
+  return config.tieWordEmbeddings ? spec.embedTokens : spec.lmHead;
+}
+
+/** y = x Wᵀ + b for x [N, in], W [out, in]; the hook sees (and may replace) x. */
+function linear(model: Model, name: string, x: tf.Tensor2D, hook?: LinearInputHook): tf.Tensor2D {
+  let input = x;
+  if (hook) {
+    const r = hook(name, x);
+    if (r) input = r;
+  }
+  const w = weight(model, name) as tf.Tensor2D;
+  const y = tf.matMul(input, w, false, true); // [N, out]
+  const b = model.weights.get(name.replace(/\.weight$/, '.bias'));
+  return (b ? tf.add(y, b) : y) as tf.Tensor2D;
+}
+
+/** RMSNorm (LLaMA) or LayerNorm (OPT) over the last axis; `prefix` is the norm's name without '.weight'. */
+function norm(model: Model, prefix: string, x: tf.Tensor): tf.Tensor {
+  const eps = model.config.normEps;
+  const w = weight(model, `${prefix}.weight`);
+  if (ARCHS[model.config.arch].norm === 'rms') {
+    const ms = tf.mean(tf.square(x), -1, true);
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w);
+  }
+  const { mean, variance } = tf.moments(x, -1, true);
+  const y = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+  return tf.add(tf.mul(y, w), weight(model, `${prefix}.bias`));
+}
+
+function activation(config: ModelConfig, x: tf.Tensor): tf.Tensor {
+  if (config.activation === 'silu') return tf.mul(x, tf.sigmoid(x));
+  if (config.activation === 'relu') return tf.relu(x);
+  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))); // exact (erf) GELU
+}
+
+/** RoPE inverse frequencies [headDim/2] in fp32 as transformers computes them (incl. scaling). */
+export function ropeInvFreq(config: ModelConfig): Float32Array {
+  const hd = config.headDim;
+  const f = Math.fround;
+  const inv = new Float32Array(hd / 2);
+  for (let j = 0; j < hd / 2; j++) inv[j] = f(1 / f(Math.pow(config.ropeTheta, f((2 * j) / hd))));
+  const s = config.ropeScaling;
+  if (!s) return inv;
+  if (s.type === 'linear') return inv.map((v) => v / s.factor);
+  // llama3: low frequencies slowed by `factor`, high kept, the band between interpolated.
+  const old = s.originalMaxPositions!;
+  const lowWave = old / s.lowFreqFactor!;
+  const highWave = old / s.highFreqFactor!;
+  return inv.map((v) => {
+    const wave = (2 * Math.PI) / v;
+    const scaled = wave > lowWave ? v / s.factor : v;
+    if (wave < highWave || wave > lowWave) return scaled;
+    const smooth = (old / wave - s.lowFreqFactor!) / (s.highFreqFactor! - s.lowFreqFactor!);
+    return (1 - smooth) * (scaled / s.factor) + smooth * scaled;
+  });
+}
+
+/** cos/sin tables [T, headDim] for positions start..start+T-1 (halves repeated, HF layout). */
+function ropeTables(config: ModelConfig, start: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const inv = ropeInvFreq(config);
+  const hd = config.headDim;
+  const half = hd / 2;
+  const cos = new Float32Array(T * hd);
+  const sin = new Float32Array(T * hd);
+  for (let t = 0; t < T; t++) {
+    for (let j = 0; j < half; j++) {
+      const a = Math.fround((start + t) * inv[j]); // fp32 angle, as transformers
+      cos[t * hd + j] = cos[t * hd + j + half] = Math.cos(a);
+      sin[t * hd + j] = sin[t * hd + j + half] = Math.sin(a);
+    }
+  }
+  return { cos: tf.tensor2d(cos, [T, hd]), sin: tf.tensor2d(sin, [T, hd]) };
+}
+
+/** x·cos + rotate_half(x)·sin for x [B, H, T, hd]. */
+function applyRope(x: tf.Tensor4D, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }): tf.Tensor4D {
+  const [x1, x2] = tf.split(x, 2, 3);
+  const rotated = tf.concat([tf.neg(x2), x1], 3);
+  return tf.add(tf.mul(x, rope.cos), tf.mul(rotated, rope.sin)) as tf.Tensor4D;
+}
+
+/**
+ * Additive attention mask [B|1, 1, T, S] for T new tokens after `past` cached ones: causal, plus
+ * key padding from attentionMask [B, S]. Null when nothing would be masked.
+ */
+function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor2D): tf.Tensor4D | null {
+  const S = past + T;
+  if (attentionMask && (attentionMask.shape[0] !== B || attentionMask.shape[1] !== S)) {
+    throw new Error(`attentionMask has shape [${attentionMask.shape.join(', ')}], expected [${B}, ${S}]`);
+  }
+  if (T === 1 && !attentionMask) return null;
+  return tf.tidy(() => {
+    const q = tf.reshape(tf.range(past, S, 1, 'int32'), [T, 1]);
+    const k = tf.reshape(tf.range(0, S, 1, 'int32'), [1, S]);
+    let m: tf.Tensor = tf.reshape(tf.mul(tf.cast(tf.greater(k, q), 'float32'), MASKED), [1, 1, T, S]);
+    if (attentionMask) {
+      const pad = tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), MASKED); // [B, S]
+      m = tf.add(m, tf.reshape(pad, [B, 1, 1, S]));
+    }
+    return m as tf.Tensor4D;
+  });
+}
+
+function makeStep(model: Model, B: number, T: number, past: number, opts: ForwardOptions): Step {
+  return {
+    pastLength: past,
+    mask: buildMask(B, T, past, opts.attentionMask),
+    rope: model.config.arch === 'llama' ? ropeTables(model.config, past, T) : null,
+    hook: opts.onLinearInput,
+  };
+}
+
+function disposeStep(s: Step): void {
+  s.mask?.dispose();
+  s.rope?.cos.dispose();
+  s.rope?.sin.dispose();
+}
+
+/** Token (and for OPT position) embeddings: ids [B, T] int32 → [B, T, D]. */
+export function embed(
+  model: Model,
+  ids: tf.Tensor2D,
+  opts: { attentionMask?: tf.Tensor2D; pastLength?: number } = {},
+): tf.Tensor3D {
+  const c = model.config;
+  const spec = ARCHS[c.arch];
+  const [B, T] = ids.shape;
+  const past = opts.pastLength ?? 0;
+  return tf.tidy(() => {
+    const idx = ids.dtype === 'int32' ? ids : tf.cast(ids, 'int32');
+    let x = gatherRows(rowBlocks(model, spec.embedTokens), idx); // [B, T, E]
+    if (c.arch !== 'opt') return x as tf.Tensor3D;
+    if (spec.projectIn && model.weights.has(spec.projectIn)) {
+      x = tf.reshape(tf.matMul(tf.reshape(x, [B * T, c.wordEmbedProjDim]), weight(model, spec.projectIn) as tf.Tensor2D, false, true), [B, T, c.hiddenSize]);
+    }
+    // Positions as transformers' OPT: cumsum of the mask (padding at position -1), else arange.
+    let pos: tf.Tensor;
+    if (opts.attentionMask) {
+      const m = tf.cast(opts.attentionMask, 'float32'); // [B, S]
+      const p = tf.sub(tf.mul(tf.cumsum(m, 1), m), 1);
+      pos = tf.cast(tf.slice(p, [0, past], [B, T]), 'int32');
+    } else {
+      pos = tf.tile(tf.reshape(tf.range(past, past + T, 1, 'int32'), [1, T]), [B, 1]);
+    }
+    if (past + T > c.maxPositions) throw new Error(`OPT supports ${c.maxPositions} positions; got ${past + T}`);
+    const pe = gatherRows(rowBlocks(model, spec.embedPositions!), tf.add(pos, tf.scalar(OPT_POSITION_OFFSET, 'int32'))); // [B, T, D]
+    return tf.add(x, pe) as tf.Tensor3D;
+  });
+}
+
+/** Gathers rows of a (possibly row-split) matrix: ids [B, T] → [B, T, cols]. */
+function gatherRows(blocks: tf.Tensor2D[], ids: tf.Tensor): tf.Tensor {
+  if (blocks.length === 1) return tf.gather(blocks[0], ids);
+  let out: tf.Tensor | null = null;
+  let r0 = 0;
+  for (const b of blocks) {
+    const rows = b.shape[0];
+    const local = tf.sub(ids, tf.scalar(r0, 'int32'));
+    const inside = tf.logicalAnd(tf.greaterEqual(local, 0), tf.less(local, rows));
+    const g = tf.mul(tf.gather(b, tf.maximum(tf.minimum(local, tf.scalar(rows - 1, 'int32')), tf.scalar(0, 'int32'))), tf.expandDims(tf.cast(inside, 'float32'), -1));
+    out = out ? tf.add(out, g) : g;
+    r0 += rows;
+  }
+  return out!;
+}
+
+/** Block i on x [B, T, D]; returns the block output and the full keys/values (past + new). */
+function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): { y: tf.Tensor3D; kv: KV } {
+  const c = model.config;
+  const spec = ARCHS[c.arch];
+  const [B, T, D] = x.shape;
+  const H = c.numHeads;
+  const KVH = c.numKvHeads;
+  const hd = c.headDim;
+  const rep = H / KVH;
+  const p = spec.blockPrefix(i);
+  const lin = (short: string) => linearName(c.arch, i, short);
+  const pre = c.arch !== 'opt' || c.doLayerNormBefore;
+  return tf.tidy(() => {
+    // --- attention ---
+    const h = (pre ? norm(model, `${p}${spec.norms.attn}`, x) : x) as tf.Tensor3D;
+    const h2 = tf.reshape(h, [B * T, D]) as tf.Tensor2D; // [tokens, D]
+    const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
+    let q = heads(linear(model, lin(spec.attention.q), h2, step.hook), H); // [B, H, T, hd]
+    let k = heads(linear(model, lin(spec.attention.k), h2, step.hook), KVH); // [B, KV, T, hd]
+    let v = heads(linear(model, lin(spec.attention.v), h2, step.hook), KVH); // [B, KV, T, hd]
+    if (step.rope) {
+      q = applyRope(q, step.rope);
+      k = applyRope(k, step.rope);
+    }
+    if (past) {
+      k = tf.concat([past.k, k], 2);
+      v = tf.concat([past.v, v], 2);
+    }
+    const S = k.shape[2];
+    // Grouped-query attention without copying K/V: the rep query heads of a KV head are
+    // consecutive, so [B, H, T, hd] regroups as [B·KV, rep·T, hd].
+    const q3 = tf.reshape(q, [B * KVH, rep * T, hd]);
+    const k3 = tf.reshape(k, [B * KVH, S, hd]);
+    const v3 = tf.reshape(v, [B * KVH, S, hd]);
+    let scores: tf.Tensor = tf.mul(tf.matMul(q3, k3, false, true), 1 / Math.sqrt(hd)); // [B·KV, rep·T, S]
+    if (step.mask) scores = tf.add(tf.reshape(scores, [B, H, T, S]), step.mask);
+    const probs = tf.reshape(tf.softmax(scores, -1), [B * KVH, rep * T, S]);
+    const ctx = tf.matMul(probs, v3); // [B·KV, rep·T, hd]
+    const merged = tf.reshape(tf.transpose(tf.reshape(ctx, [B, H, T, hd]), [0, 2, 1, 3]), [B * T, H * hd]) as tf.Tensor2D;
+    const attnOut = tf.reshape(linear(model, lin(spec.attention.o), merged, step.hook), [B, T, D]);
+    let r: tf.Tensor = tf.add(x, attnOut);
+    if (!pre) r = norm(model, `${p}${spec.norms.attn}`, r);
+    // --- MLP ---
+    const m = pre ? norm(model, `${p}${spec.norms.mlp}`, r) : r;
+    const m2 = tf.reshape(m, [B * T, D]) as tf.Tensor2D;
+    let inner: tf.Tensor2D;
+    if (spec.mlp.inputs.length === 2) {
+      // gated (SwiGLU): act(gate(x)) · up(x)
+      const [gate, up] = spec.mlp.inputs;
+      inner = tf.mul(activation(c, linear(model, lin(gate), m2, step.hook)), linear(model, lin(up), m2, step.hook)) as tf.Tensor2D;
+    } else {
+      inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, step.hook)) as tf.Tensor2D;
+    }
+    const down = tf.reshape(linear(model, lin(spec.mlp.down), inner, step.hook), [B, T, D]);
+    let y: tf.Tensor = tf.add(r, down);
+    if (!pre) y = norm(model, `${p}${spec.norms.mlp}`, y);
+    return { y: y as tf.Tensor3D, kv: { k, v } };
+  });
+}
+
+/** Block i: x [B, T, D] → [B, T, D] (a fresh forward without cache). */
+export function runBlock(model: Model, i: number, x: tf.Tensor3D, opts: ForwardOptions = {}): tf.Tensor3D {
+  if (i < 0 || i >= model.config.numLayers) throw new Error(`block ${i} out of range (model has ${model.config.numLayers})`);
+  const [B, T] = x.shape;
+  const step = makeStep(model, B, T, 0, opts);
+  try {
+    const { y, kv } = block(model, i, x, step);
+    kv.k.dispose();
+    kv.v.dispose();
+    return y;
+  } finally {
+    disposeStep(step);
+  }
+}
+
+/** Final norm, OPT's project_out and the LM head: x [B, T, D] → logits [B, T, V]. */
+export function head(model: Model, x: tf.Tensor3D): tf.Tensor3D {
+  const c = model.config;
+  const spec = ARCHS[c.arch];
+  const [B, T, D] = x.shape;
+  return tf.tidy(() => {
+    let h: tf.Tensor = hasFinalNorm(c) ? norm(model, spec.finalNorm, x) : x;
+    let width = D;
+    if (c.arch === 'opt' && spec.projectOut && model.weights.has(spec.projectOut)) {
+      h = tf.matMul(tf.reshape(h, [B * T, D]), weight(model, spec.projectOut) as tf.Tensor2D, false, true);
+      width = c.wordEmbedProjDim;
+    }
+    const h2 = tf.reshape(h, [B * T, width]) as tf.Tensor2D;
+    const blocks = rowBlocks(model, headWeightName(c));
+    const parts = blocks.map((w) => tf.matMul(h2, w, false, true)); // [tokens, rows_i]
+    const logits = parts.length === 1 ? parts[0] : tf.concat(parts, 1);
+    return tf.reshape(logits, [B, T, c.vocabSize]) as tf.Tensor3D;
+  });
+}
+
+/** ids [B, T] → logits [B, T, V]. */
+export function forward(model: Model, ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
+  const [B, T] = ids.shape;
+  const step = makeStep(model, B, T, 0, opts);
+  try {
+    let x = embed(model, ids, { attentionMask: opts.attentionMask });
+    for (let i = 0; i < model.config.numLayers; i++) {
+      const { y, kv } = block(model, i, x, step);
+      kv.k.dispose();
+      kv.v.dispose();
+      x.dispose();
+      x = y;
+    }
+    const logits = head(model, x);
+    x.dispose();
+    return logits;
+  } finally {
+    disposeStep(step);
+  }
+}
+
+export interface GenerateOptions {
+  /** Tokens to generate at most. */
+  maxNewTokens?: number;
+  /** Greedy decoding (argmax); when false, sample from softmax(logits / temperature). */
+  greedy?: boolean;
+  /** Sampling temperature (> 0), used when greedy is false. */
+  temperature?: number;
+  /** Seed of the sampling noise (same seed, same tokens on every backend up to logit rounding). */
+  seed?: number;
+  /** Stop after the EOS token (it is included in the output). */
+  stopAtEos?: boolean;
+  /** Called with each new token as it is produced. */
+  onToken?: (id: number) => void;
+}
+
+export const GENERATE_DEFAULTS: Required<Omit<GenerateOptions, 'onToken'>> = {
+  maxNewTokens: 64, // enough for a sentence or two
+  greedy: true, // deterministic by default
+  temperature: 1.0, // plain softmax sampling
+  seed: 0, // fixed so that sampled runs repeat
+  stopAtEos: true, // as llama2.c and transformers' generate
+};
+
+/** mulberry32: a small seeded PRNG for the sampling noise (host side, backend independent). */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Generates a continuation of `prompt` (token ids, BOS included if wanted) with a KV cache.
+ * Each step runs one token through the blocks and reads back only the chosen id; sampling uses the
+ * Gumbel-max trick on the device (argmax of logits/T + Gumbel noise ≡ a draw from softmax(logits/T)).
+ * Stops at maxNewTokens, EOS (stopAtEos) or the model's context length. Returns the new ids.
+ */
+export async function generate(model: Model, prompt: readonly number[], opts: GenerateOptions = {}): Promise<number[]> {
+  const o = { ...GENERATE_DEFAULTS, ...opts };
+  if (prompt.length === 0) throw new Error('generate: the prompt is empty (prepend BOS to start from nothing)');
+  if (!o.greedy && !(o.temperature > 0)) throw new Error(`generate: temperature must be > 0, got ${o.temperature}`);
+  const c = model.config;
+  const V = c.vocabSize;
+  const rand = prng(o.seed);
+  const out: number[] = [];
+  let cache: KV[] = [];
+  let input = [...prompt];
+  let past = 0;
+  try {
+    while (out.length < o.maxNewTokens && past + input.length <= c.maxPositions) {
+      const T = input.length;
+      const noise = o.greedy ? null : gumbel(rand, V);
+      // [next id, k0, v0, k1, v1, …]: the new cache leaves the scope, everything else is freed.
+      const result = tf.tidy((): tf.Tensor[] => {
+        const ids = tf.tensor2d(input, [1, T], 'int32');
+        const step = makeStep(model, 1, T, past, {});
+        let x = embed(model, ids, { pastLength: past });
+        const kvs: KV[] = [];
+        for (let i = 0; i < c.numLayers; i++) {
+          const { y, kv } = block(model, i, x, step, cache[i]);
+          kvs.push(kv);
+          x = y;
+        }
+        disposeStep(step);
+        const last = tf.slice(x, [0, T - 1, 0], [1, 1, c.hiddenSize]) as tf.Tensor3D;
+        let logits = tf.reshape(head(model, last), [V]);
+        if (noise) logits = tf.add(tf.div(logits, o.temperature), tf.tensor1d(noise));
+        return [tf.argMax(logits), ...kvs.flatMap((kv) => [kv.k, kv.v])];
+      });
+      for (const kv of cache) {
+        kv.k.dispose();
+        kv.v.dispose();
+      }
+      const [next, ...flat] = result;
+      cache = [];
+      for (let i = 0; i < flat.length; i += 2) cache.push({ k: flat[i] as tf.Tensor4D, v: flat[i + 1] as tf.Tensor4D });
+      const id = (await next.data())[0];
+      next.dispose();
+      out.push(id);
+      o.onToken?.(id);
+      past += T;
+      input = [id];
+      if (o.stopAtEos && c.eosTokenId !== null && id === c.eosTokenId) break;
+    }
+  } finally {
+    for (const kv of cache) {
+      kv.k.dispose();
+      kv.v.dispose();
+    }
+  }
+  return out;
+}
+
+/** Gumbel(0, 1) noise −log(−log u) for V logits. */
+function gumbel(rand: () => number, V: number): Float32Array {
+  const g = new Float32Array(V);
+  for (let i = 0; i < V; i++) {
+    const u = Math.max(rand(), 1e-20);
+    g[i] = -Math.log(-Math.log(u));
+  }
+  return g;
+}
