@@ -126,6 +126,7 @@ export function uploadSources(
   const splitWeights = new Map<string, tf.Tensor[]>();
   try {
     for (const s of sources) {
+      if (weights.has(s.name) || splitWeights.has(s.name)) throw new Error(`${s.origin}: tensor '${s.name}' given twice`);
       const data = s.read();
       const n = s.shape.reduce((a, b) => a * b, 1);
       if (data.length !== n) throw new Error(`${s.origin}: tensor '${s.name}' read ${data.length} values, expected ${n}`);
