@@ -37,13 +37,13 @@ export class WandaLayer {
     if (x.shape[1] !== this.inFeatures) {
       throw new Error(`Wanda '${this.name}': input has ${x.shape[1]} features, the weight expects ${this.inFeatures}`);
     }
-    const add = tf.tidy(() => tf.sum(tf.square(x), 0) as tf.Tensor1D); // [in]
-    if (this.sumSq) {
-      const s = tf.add(this.sumSq, add) as tf.Tensor1D;
-      this.sumSq.dispose();
-      add.dispose();
-      this.sumSq = s;
-    } else this.sumSq = add;
+    // tf.keep: forward hooks run inside the block's tf.tidy, which would free the running sum
+    const old = this.sumSq;
+    this.sumSq = tf.keep(tf.tidy(() => {
+      const add = tf.sum(tf.square(x), 0) as tf.Tensor1D; // [in]
+      return old ? (tf.add(old, add) as tf.Tensor1D) : add;
+    }));
+    old?.dispose();
     this.tokens += x.shape[0];
   }
 
