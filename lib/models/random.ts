@@ -23,11 +23,11 @@ const DEFAULTS = {
 export class ByteTokenizer implements Tokenizer {
   readonly bosId = 1;
   readonly eosId = 2;
-  constructor(readonly vocabSize: number) {
-    if (vocabSize < 259) throw new Error(`ByteTokenizer needs a vocabulary of at least 259, got ${vocabSize}`);
-  }
+  constructor(readonly vocabSize: number) {}
   encode(text: string, opts: { bos?: boolean } = {}): number[] {
     const ids = [...Buffer.from(text, 'utf8')].map((b) => b + 3);
+    const bad = ids.find((i) => i >= this.vocabSize);
+    if (bad !== undefined) throw new Error(`ByteTokenizer: byte ${bad - 3} needs id ${bad}, beyond the vocabulary of ${this.vocabSize}`);
     return opts.bos ? [this.bosId, ...ids] : ids;
   }
   decode(ids: readonly number[]): string {
