@@ -1,0 +1,243 @@
+// Figures as vega-lite specs, compiled and rendered to SVG at build time (the page needs no
+// JavaScript). Each mark's `description` becomes an SVG <title>, so hovering a point shows its value.
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
+import { OVERALL_METRICS, TRACK_OM, type OmName } from '../../../lib/metrics/overall';
+import { isBaseline, methodInfo, paperSettingFor } from '../../../lib/metrics/names';
+import type { Track } from '../../../lib/results';
+import type { SiteData } from './data';
+import { TRACK_TITLES } from './tables';
+
+const SERIES = ['paper', 'ours'] as const;
+const COLORS = ['#1f77b4', '#d9480f'];
+
+/** Compiles vega-lite, renders SVG headlessly, and makes it accessible and hoverable. */
+export async function renderSvg(spec: TopLevelSpec, label: string): Promise<string> {
+  const compiled = vl.compile(spec).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
+  try {
+    let svg = await view.toSVG();
+    svg = svg.replace(/<(path|line|rect|circle|text|symbol)\b([^>]*?)aria-label="([^"]*)"([^>]*?)\/>/g, '<$1$2aria-label="$3"$4><title>$3</title></$1>');
+    const esc = label.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+    svg = svg.replace(/^<svg /, `<svg role="img" aria-label="${esc}" preserveAspectRatio="xMidYMid meet" `);
+    return svg;
+  } finally {
+    view.finalize();
+  }
+}
+
+const baseConfig = {
+  background: null,
+  view: { stroke: null },
+  font: 'system-ui, sans-serif',
+  axis: { labelFontSize: 11, titleFontSize: 12 },
+  legend: { labelFontSize: 11, titleFontSize: 12 },
+} as const;
+
+export interface RadarPoint {
+  axis: string;
+  series: (typeof SERIES)[number];
+  value: number | null;
+  note: string;
+}
+
+/** A method's six overall metrics, the paper's (published, the paper's first setting) and ours. */
+export function radarData(data: SiteData, method: string): { points: RadarPoint[]; settings: string } {
+  const points: RadarPoint[] = [];
+  const settingsUsed = new Set<string>();
+  for (const t of [1, 2, 3, 4, 5, 6] as Track[]) {
+    const om = TRACK_OM[t];
+    const pub = data.published.filter((p) => p.track === t && p.om === om && p.method === method);
+    const p = pub[0];
+    if (p && p.setting) settingsUsed.add(`paper ${p.setting}`);
+    points.push({ axis: om, series: 'paper', value: p ? p.value : null, note: p ? `${p.setting ? `${p.setting}, ` : ''}${p.source}` : 'not in data/paper' });
+    const kits = data.overall.filter((o) => o.source === 'kit' && o.track === t && o.om === om && o.method === methodInfo(method).display && o.value !== null);
+    // Prefer the kit configuration with the paper's setting, else the first one measured.
+    const k = kits.find((o) => p && paperSettingFor(o.setting) === p.setting) ?? kits[0];
+    if (k) settingsUsed.add(`ours ${k.setting}`);
+    points.push({ axis: om, series: 'ours', value: k ? k.value : null, note: k ? `${k.setting}, ${k.models}` : 'not run' });
+  }
+  return { points, settings: [...settingsUsed].join(', ') };
+}
+
+/** Paper Fig. 1: one radar per method over the six tracks' overall metrics (polar layout drawn on x/y). */
+export function radarSpec(method: string, points: RadarPoint[]): TopLevelSpec {
+  const axes = [1, 2, 3, 4, 5, 6].map((t) => TRACK_OM[t as Track]);
+  const maxV = Math.max(100, ...points.map((p) => p.value ?? 0));
+  const R = Math.ceil(maxV / 50) * 50;
+  const angle = (k: number) => Math.PI / 2 - (2 * Math.PI * k) / axes.length;
+  const xy = (k: number, v: number) => ({ x: v * Math.cos(angle(k)), y: v * Math.sin(angle(k)) });
+  const rings = [];
+  for (let ring = 50; ring <= R; ring += 50) {
+    for (let k = 0; k <= axes.length; k++) rings.push({ ring, k, ...xy(k % axes.length, ring) });
+  }
+  const spokes = axes.map((a, k) => ({ a, x0: 0, y0: 0, ...xy(k, R) }));
+  const labels = axes.map((a, k) => {
+    const has = points.filter((p) => p.axis === a && p.value !== null).length > 0;
+    return { label: has ? a : `${a} (no data)`, ...xy(k, R * 1.22) };
+  });
+  const poly: Record<string, unknown>[] = [];
+  const dots: Record<string, unknown>[] = [];
+  for (const s of SERIES) {
+    const present = axes.map((a, k) => ({ a, k, p: points.find((p) => p.axis === a && p.series === s) })).filter((x) => x.p && x.p.value !== null);
+    present.forEach((x, i) => {
+      const pt = { series: s, order: i, ...xy(x.k, x.p!.value as number) };
+      poly.push(pt);
+      dots.push({ ...pt, desc: `${method} · ${x.a} · ${s}: ${(x.p!.value as number).toFixed(2)} (${x.p!.note})` });
+    });
+    if (present.length > 2) poly.push({ series: s, order: present.length, ...xy(present[0].k, present[0].p!.value as number) });
+  }
+  const lim = R * 1.45;
+  const enc = {
+    x: { field: 'x', type: 'quantitative', scale: { domain: [-lim, lim] }, axis: null },
+    y: { field: 'y', type: 'quantitative', scale: { domain: [-lim, lim] }, axis: null },
+  } as const;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    description: `Radar chart of ${method}: overall metrics of the six tracks, paper and ours`,
+    width: 240,
+    height: 240,
+    config: baseConfig,
+    layer: [
+      { data: { values: rings }, mark: { type: 'line', stroke: '#999', strokeWidth: 0.6, strokeDash: [2, 2] }, encoding: { ...enc, detail: { field: 'ring' }, order: { field: 'k' } } },
+      {
+        data: { values: rings.filter((r) => r.k === 0) },
+        mark: { type: 'text', dx: 3, dy: -3, align: 'left', fontSize: 9, fill: '#888' },
+        encoding: { ...enc, text: { field: 'ring' } },
+      },
+      { data: { values: spokes }, mark: { type: 'rule', stroke: '#aaa', strokeWidth: 0.6 }, encoding: { x: { ...enc.x, field: 'x0' }, y: { ...enc.y, field: 'y0' }, x2: { field: 'x' }, y2: { field: 'y' } } },
+      { data: { values: labels }, mark: { type: 'text', fontSize: 10, fill: '#555' }, encoding: { ...enc, text: { field: 'label' } } },
+      {
+        data: { values: poly.length ? poly : [{ series: 'paper', order: 0, x: 0, y: 0 }] },
+        mark: { type: 'line', strokeWidth: 2, opacity: poly.length ? 0.9 : 0 },
+        encoding: {
+          ...enc,
+          color: { field: 'series', type: 'nominal', scale: { domain: [...SERIES], range: COLORS }, legend: { orient: 'bottom', title: null } },
+          // Dashed for ours, so the two sides differ without colour too.
+          strokeDash: { field: 'series', type: 'nominal', scale: { domain: [...SERIES], range: [[1, 0], [5, 3]] }, legend: { orient: 'bottom', title: null } },
+          order: { field: 'order' },
+        },
+      },
+      {
+        data: { values: dots.length ? dots : [{ series: 'paper', x: 0, y: 0, desc: 'no data' }] },
+        mark: { type: 'point', filled: true, size: 40, opacity: dots.length ? 1 : 0 },
+        encoding: { ...enc, color: { field: 'series', type: 'nominal', scale: { domain: [...SERIES], range: COLORS }, legend: { orient: 'bottom', title: null } }, description: { field: 'desc' } },
+      },
+    ],
+  } as unknown as TopLevelSpec;
+}
+
+export interface OmBar {
+  row: string;
+  series: string;
+  value: number | null;
+}
+
+/** A track's overall metric per method setting: published, recomputed, ours (missing = labelled). */
+export function omBars(data: SiteData, track: Track): { bars: OmBar[]; om: OmName } {
+  const om = TRACK_OM[track];
+  const bars: OmBar[] = [];
+  const rowLabel = (m: string, s: string) => (s && s !== '0' && s !== 'FP16' ? `${m} ${s}` : m);
+  const paperRows = data.published.filter((p) => p.track === track && p.om === om && !isBaseline(p.method));
+  for (const p of paperRows) {
+    const row = rowLabel(p.method, track === 2 ? '' : p.setting);
+    bars.push({ row, series: 'paper (published)', value: p.value });
+    const re = data.overall.find((o) => o.source === 'paper' && o.track === track && o.om === om && o.method === p.method && (track === 2 || o.setting === p.setting));
+    bars.push({ row, series: 'paper (recomputed)', value: re?.value ?? null });
+    const kit = data.overall.find((o) => o.source === 'kit' && o.track === track && o.om === om && o.method === p.method && (track === 2 || paperSettingFor(o.setting) === p.setting) && o.value !== null);
+    bars.push({ row, series: 'ours', value: kit?.value ?? null });
+  }
+  const kitOnly = data.overall.filter((o) => o.source === 'kit' && o.track === track && o.om === om && !isBaseline(o.method));
+  for (const k of kitOnly) {
+    const row = rowLabel(k.method, track === 2 && paperRows.some((p) => p.method === k.method) ? '' : k.setting);
+    if (bars.some((b) => b.row === row && b.series === 'ours' && b.value !== null)) continue;
+    const existing = bars.find((b) => b.row === row && b.series === 'ours');
+    if (existing) existing.value = k.value;
+    else bars.push({ row, series: 'ours', value: k.value });
+  }
+  if (bars.length === 0) {
+    for (const m of ['LLM-Pruner', 'Wanda', 'SparseGPT', 'GPTQ', 'SmoothQuant', 'AWQ', 'OmniQuant']) bars.push({ row: m, series: 'ours', value: null });
+  }
+  return { bars, om };
+}
+
+export function omBarSpec(track: Track, bars: OmBar[], om: OmName): TopLevelSpec {
+  const rows = [...new Set(bars.map((b) => b.row))];
+  const series = [...new Set(bars.map((b) => b.series))];
+  const palette: Record<string, string> = { 'paper (published)': '#1f77b4', 'paper (recomputed)': '#9ecae1', ours: '#d9480f' };
+  const withText = bars.map((b) => ({
+    ...b,
+    shown: b.value ?? 0,
+    label: b.value === null ? (b.series === 'ours' ? 'not run' : 'no data') : b.value.toFixed(2),
+    desc: `${b.row} · ${b.series}: ${b.value === null ? (b.series === 'ours' ? 'not run' : 'no data') : b.value.toFixed(2)}`,
+  }));
+  const y = { field: 'row', type: 'nominal', sort: rows, title: null } as const;
+  const yOffset = { field: 'series', type: 'nominal', sort: series } as const;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    description: `Track ${track} ${om} per method: ${OVERALL_METRICS[om].title}`,
+    width: 420,
+    height: { step: 12 } as unknown as number,
+    config: baseConfig,
+    data: { values: withText },
+    encoding: { y, yOffset },
+    layer: [
+      {
+        mark: { type: 'bar' },
+        encoding: {
+          x: { field: 'shown', type: 'quantitative', title: `${om} (100 = dense)` },
+          color: { field: 'series', type: 'nominal', scale: { domain: series, range: series.map((s) => palette[s] ?? '#777') }, legend: { orient: 'bottom', title: null } },
+          description: { field: 'desc' },
+        },
+      },
+      {
+        mark: { type: 'text', align: 'left', dx: 3, fontSize: 9, fill: '#555' },
+        encoding: { x: { field: 'shown', type: 'quantitative' }, text: { field: 'label' } },
+      },
+      { data: { values: [{ ref: 100 }] }, mark: { type: 'rule', strokeDash: [4, 3], stroke: '#888' }, encoding: { x: { field: 'ref', type: 'quantitative' }, y: null, yOffset: null } as never },
+    ],
+  } as unknown as TopLevelSpec;
+}
+
+/** Track 2: each method's perplexity ratio (dense / compressed) per model, paper and ours. */
+export function generalizationSpec(data: SiteData): TopLevelSpec {
+  const values: Record<string, unknown>[] = [];
+  const dense = new Map(data.paper.filter((v) => v.track === 2 && isBaseline(v.method)).map((v) => [v.model, v.value]));
+  for (const v of data.paper.filter((x) => x.track === 2 && !isBaseline(x.method))) {
+    const d = dense.get(v.model);
+    if (d) values.push({ model: v.model, method: v.method, side: 'paper', r: d / v.value, desc: `paper · ${v.model} · ${v.method}: PPL ${v.value} vs dense ${d} (r = ${(d / v.value).toFixed(3)}; ${v.source})` });
+  }
+  const kit = data.results.get(2) ?? [];
+  const kitDense = new Map(kit.filter((r) => isBaseline(r.method) && r.status === 'ok').map((r) => [r.model, r.value as number]));
+  for (const r of kit.filter((x) => !isBaseline(x.method) && x.status === 'ok')) {
+    const d = kitDense.get(r.model);
+    if (d && r.value) values.push({ model: r.model, method: methodInfo(r.method).display, side: 'ours', r: d / r.value, desc: `ours · ${r.model} · ${r.method}: PPL ${r.value} vs dense ${d} (${r.device}, ${r.git_sha.slice(0, 10)})` });
+  }
+  const lo = Math.pow(10, Math.floor(Math.log10(Math.min(1, ...values.map((v) => v.r as number)))));
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    description: 'Perplexity ratio dense/compressed per model and method (1 = no loss), paper and ours',
+    width: 420,
+    height: { step: 14 } as unknown as number,
+    config: baseConfig,
+    data: { values },
+    mark: { type: 'point', filled: true, size: 45 },
+    encoding: {
+      y: { field: 'model', type: 'nominal', title: null, sort: [...new Set(values.map((v) => v.model as string))] },
+      x: { field: 'r', type: 'quantitative', scale: { type: 'log', domain: [lo, 1.5] }, title: 'PPL dense / PPL compressed (log; 1 = lossless)' },
+      color: { field: 'method', type: 'nominal', legend: { orient: 'bottom', title: null, columns: 4 } },
+      shape: { field: 'side', type: 'nominal', scale: { domain: ['paper', 'ours'], range: ['circle', 'triangle-up'] }, legend: { orient: 'bottom', title: null } },
+      description: { field: 'desc' },
+    },
+  } as unknown as TopLevelSpec;
+}
+
+/** The methods that get a radar: the paper's seven, plus any the kit ran. */
+export function radarMethods(data: SiteData): string[] {
+  const paper = ['LLM-Pruner', 'Wanda', 'SparseGPT', 'GPTQ', 'SmoothQuant', 'AWQ', 'OmniQuant'];
+  const kit = data.overall.filter((o) => o.source === 'kit' && !isBaseline(o.method)).map((o) => o.method);
+  return [...new Set([...paper, ...kit])];
+}
+
+export { TRACK_TITLES };

@@ -1,0 +1,457 @@
+// Table models for the track pages: the paper's table in its own layout (rows = method settings,
+// column groups = models, OM columns last), the kit's in the same layout, and the differences.
+// Every value cell carries its provenance; absent cells say why ("not run", "no data: reason").
+import { groupKitRows, OVERALL_METRICS, type KitGroup, type OmName, type OverallRow } from '../../../lib/metrics/overall';
+import {
+  INFERENCE, INFERENCE_COST, isBaseline, KNOWLEDGE, kitColumn, methodInfo, paperSettingFor, subMetric,
+} from '../../../lib/metrics/names';
+import type { PaperValue } from '../../../lib/metrics/paper';
+import type { ResultRow, Track } from '../../../lib/results';
+import type { SiteData } from './data';
+
+export type CellKind = 'value' | 'om' | 'no_data' | 'not_run' | 'diff' | 'text';
+
+export interface Cell {
+  kind: CellKind;
+  text: string;
+  /** One-line hover text. */
+  title?: string;
+  /** Expandable provenance (label -> value). */
+  prov?: [string, string][];
+  /** 'good' / 'bad' / 'warn' for differences. */
+  tone?: 'good' | 'bad' | 'warn';
+}
+
+export interface Column {
+  key: string;
+  label: string;
+  unit?: string;
+}
+
+export interface ColumnGroup {
+  label: string;
+  columns: Column[];
+}
+
+export interface Row {
+  head: string[];
+  cells: Cell[];
+}
+
+export interface Section {
+  label: string | null;
+  rows: Row[];
+}
+
+export interface TableModel {
+  id: string;
+  caption: string;
+  rowHeads: string[];
+  groups: ColumnGroup[];
+  sections: Section[];
+  notes: string[];
+}
+
+export const TRACK_TITLES: Record<Track, string> = {
+  1: 'Compression performance',
+  2: 'Generalization',
+  3: 'Training consumption',
+  4: 'Inference consumption',
+  5: 'Hardware acceleration',
+  6: 'Trustworthiness',
+};
+
+/** Which paper tables a track has (data/paper), and which files are behind the page. */
+export const TRACK_PAPER_FILES: Record<Track, string[]> = {
+  1: ['track1_performance', 'track1_overall'],
+  2: ['track2_generalization', 'track2_overall'],
+  3: [],
+  4: ['track4_inference', 'track4_overall'],
+  5: [],
+  6: [],
+};
+
+/** Column layout of each paper table: [label, keys, OMs shown at its right]. */
+const LAYOUTS: Record<Track, { id: string; label: string; keys: readonly string[] | null; oms: OmName[] }[]> = {
+  1: [
+    { id: 'knowledge', label: 'Knowledge ability (paper Table 2)', keys: KNOWLEDGE, oms: ['OM_ka'] },
+    { id: 'inference', label: 'Inference ability (paper Table 3)', keys: INFERENCE, oms: ['OM_ia', 'OM_perf'] },
+  ],
+  2: [{ id: 'generalization', label: 'WikiText-2 perplexity across models (paper Table 4)', keys: ['WikiText2-PPL'], oms: ['OM_gen'] }],
+  3: [{ id: 'training', label: 'Compression time and peak memory (paper Table 5)', keys: null, oms: ['OM_train'] }],
+  4: [{ id: 'inference-cost', label: 'Inference memory, model size and MACs (paper Table 6)', keys: INFERENCE_COST, oms: ['OM_inf'] }],
+  5: [{ id: 'acceleration', label: 'Speed in inference engines (paper Table 7)', keys: null, oms: ['OM_hard'] }],
+  6: [{ id: 'trust', label: 'Robustness and truthfulness (paper Table 8)', keys: null, oms: ['OM_trust'] }],
+};
+
+/** Columns a track is expected to have before any kit row exists (tracks without a paper table). */
+const EXPECTED: Record<Track, string[]> = {
+  1: [], 2: [], 4: [],
+  3: ['time', 'peak memory'],
+  5: ['tokens/s (each engine)'],
+  6: ['AdvGLUE acc', 'TruthfulQA MC1', 'TruthfulQA MC2'],
+};
+
+const NOT_RUN = 'not run';
+
+export function fmt(v: number): string {
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(2);
+  return v.toFixed(2);
+}
+
+/** Accuracy-like kit metrics stored as fractions are shown in percent, as in the paper. */
+function displayKit(r: ResultRow, track: number): { text: string; shown: number } {
+  const col = kitColumn(track, r.task, r.metric);
+  const v = r.value as number;
+  const pct = /^(acc|accnorm|mc1|mc2|accuracy|f1|em)$/.test(r.metric.toLowerCase().replace(/[^a-z0-9]/g, '')) && v <= 1;
+  const shown = pct ? v * 100 : v * col.scale;
+  return { text: fmt(shown), shown };
+}
+
+function paperCell(v: PaperValue, table: string): Cell {
+  return {
+    kind: 'value',
+    text: fmt(v.value),
+    title: `paper ${table}: ${v.model}, ${v.method} ${v.setting}, ${v.key} = ${v.value} (${v.source})`,
+    prov: [
+      ['source', `LLMCBench paper, ${table}`],
+      ['file', v.source],
+      ['model', v.model],
+      ['method', `${v.method}${v.setting ? ` (${v.setting})` : ''}`],
+      ['column', v.key],
+      ['value', String(v.value)],
+    ],
+  };
+}
+
+function kitCell(r: ResultRow, track: number): Cell {
+  const { text } = displayKit(r, track);
+  const date = r.started_at.slice(0, 10);
+  return {
+    kind: 'value',
+    text,
+    title: `${r.model} · ${r.method} ${JSON.stringify(r.method_config)} · ${r.task}/${r.metric} = ${r.value} · ${r.device} · ${r.backend} · ${date} · ${r.git_sha.slice(0, 10)}`,
+    prov: [
+      ['model', `${r.model} (${r.model_family}${r.model_params ? `, ${r.model_params.toLocaleString('en-US')} params` : ''})`],
+      ['method config', `${r.method} ${JSON.stringify(r.method_config)}`],
+      ['task / metric', `${r.task} / ${r.metric}${r.higher_is_better ? ' (higher is better)' : ' (lower is better)'}`],
+      ['stored value', `${r.value}${r.stderr !== null ? ` ± ${r.stderr}` : ''}${r.n !== null ? `, n = ${r.n}` : ''}`],
+      ['device', r.device],
+      ['backend', r.backend],
+      ['date', r.started_at],
+      ['git sha', r.git_sha],
+      ['run', r.run_id],
+      ['protocol', `seqlen ${r.seqlen ?? '—'}, bos ${r.bos ?? '—'}, calib ${r.calib}, seed ${r.seed ?? '—'}`],
+    ],
+  };
+}
+
+function absentCell(rows: ResultRow[]): Cell {
+  const r = rows.find((x) => x.status !== 'ok');
+  if (!r) return { kind: 'not_run', text: NOT_RUN, title: 'no result row in data/results for this cell' };
+  const label = r.status === 'no_data' ? 'no data' : 'not run';
+  return {
+    kind: r.status === 'no_data' ? 'no_data' : 'not_run',
+    text: `${label}: ${r.note}`,
+    title: `${label}: ${r.note} (${r.model}, ${r.task}/${r.metric}, ${r.started_at.slice(0, 10)}, ${r.git_sha.slice(0, 10)})`,
+    prov: [
+      ['status', r.status],
+      ['reason', r.note],
+      ['model', r.model],
+      ['method config', `${r.method} ${JSON.stringify(r.method_config)}`],
+      ['task / metric', `${r.task} / ${r.metric}`],
+      ['device', r.device],
+      ['backend', r.backend],
+      ['date', r.started_at],
+      ['git sha', r.git_sha],
+    ],
+  };
+}
+
+function omCell(o: OverallRow | undefined, label: string): Cell {
+  if (!o) return { kind: 'not_run', text: NOT_RUN, title: `${label}: no overall value` };
+  if (o.value === null) return { kind: 'no_data', text: 'no data', title: `${label}: ${o.note}`, prov: [['why', o.note || 'no comparable pair']] };
+  const prov: [string, string][] = [
+    ['computed from', o.source === 'paper' ? 'data/paper (this table)' : `data/results/track${o.track}.csv`],
+    ['pairs', String(o.pairs)],
+    ['models', o.models],
+  ];
+  if (o.source === 'kit') {
+    prov.push(['method config', o.method_config], ['devices', o.devices], ['backends', o.backends], ['git shas', o.git_shas], ['latest run', o.latest]);
+  }
+  if (o.note) prov.push(['note', o.note]);
+  return { kind: 'om', text: fmt(o.value), title: `${label} = ${o.value} over ${o.pairs} (model, sub-metric) pairs`, prov };
+}
+
+function publishedCell(p: { value: number; source: string } | undefined, om: string): Cell {
+  if (!p) return { kind: 'no_data', text: 'no data', title: `${om}: not published` };
+  return { kind: 'om', text: fmt(p.value), title: `${om} as published (${p.source})`, prov: [['source', 'LLMCBench paper (published overall column)'], ['file', p.source]] };
+}
+
+/** A row identity of the paper's tables. */
+interface PaperRowKey {
+  family: string;
+  method: string;
+  setting: string;
+}
+
+function paperRows(paper: PaperValue[], track: Track): PaperRowKey[] {
+  const seen = new Map<string, PaperRowKey>();
+  for (const v of paper) {
+    if (v.track !== track) continue;
+    const k = `${v.family}|${v.method}|${v.setting}`;
+    if (!seen.has(k)) seen.set(k, { family: v.family, method: v.method, setting: v.setting });
+  }
+  return [...seen.values()];
+}
+
+/** The paper's method rows for tracks without a paper table: Dense and the seven methods. */
+function defaultRows(): PaperRowKey[] {
+  return ['Dense', 'LLM-Pruner', 'Wanda', 'SparseGPT', 'GPTQ', 'SmoothQuant', 'AWQ', 'OmniQuant'].map((m) => ({
+    family: methodInfo(m).family, method: m, setting: '',
+  }));
+}
+
+function sectionsOf<T extends { family: string }>(rows: T[]): { label: string | null; rows: T[] }[] {
+  const fams = [...new Set(rows.map((r) => r.family))];
+  const hasHalves = fams.includes('sparsity') && fams.includes('quantization');
+  if (!hasHalves) return [{ label: null, rows }];
+  const label = (f: string) => f.charAt(0).toUpperCase() + f.slice(1);
+  return fams.map((f) => ({ label: label(f), rows: rows.filter((r) => r.family === f) }));
+}
+
+const familyOfModel = (m: string) => m.replace(/-[^-]*$/, '') || m;
+
+function modelGroups(models: string[], keys: readonly string[], track: Track): ColumnGroup[] {
+  if (keys.length === 1 && models.length > 1) {
+    // Track 2 style: one column per model, grouped by model family.
+    const fams = [...new Set(models.map(familyOfModel))];
+    return fams.map((f) => ({ label: f, columns: models.filter((m) => familyOfModel(m) === f).map((m) => ({ key: `${m}\u0000${keys[0]}`, label: m })) }));
+  }
+  return models.map((m) => ({
+    label: m,
+    columns: keys.map((k) => ({ key: `${m}\u0000${k}`, label: k, unit: subMetric(track, k)?.unit })),
+  }));
+}
+
+const omGroup = (oms: OmName[]): ColumnGroup => ({ label: 'Overall', columns: oms.map((o) => ({ key: `om:${o}`, label: o })) });
+
+/** The paper's table(s) of a track in the paper's layout; none for tracks 3, 5, 6 (not in data/paper). */
+export function paperTables(data: SiteData, track: Track): TableModel[] {
+  const values = data.paper.filter((v) => v.track === track);
+  if (values.length === 0) return [];
+  const models = [...new Set(values.map((v) => v.model))];
+  const rows = paperRows(data.paper, track);
+  return LAYOUTS[track].map((layout) => {
+    const keys = layout.keys as readonly string[];
+    const groups = [...modelGroups(models, keys, track), omGroup(layout.oms)];
+    const tableName = layout.label.match(/Table \d+/)?.[0] ?? `Track ${track}`;
+    const sections = sectionsOf(rows).map((s) => ({
+      label: s.label,
+      rows: s.rows.map((pr) => {
+        const cells: Cell[] = [];
+        for (const g of groups.slice(0, -1)) {
+          for (const c of g.columns) {
+            const [model, key] = c.key.split('\u0000');
+            const v = values.find((x) => x.model === model && x.key === key && x.method === pr.method && x.setting === pr.setting && x.family === pr.family);
+            cells.push(v ? paperCell(v, tableName) : { kind: 'no_data', text: 'no data', title: 'not in the paper' });
+          }
+        }
+        for (const om of layout.oms) {
+          const p = data.published.find((x) => x.track === track && x.om === om && x.method === pr.method && (track === 2 || x.setting === pr.setting));
+          cells.push(publishedCell(p, om));
+        }
+        return { head: track === 2 ? [pr.method] : [pr.method, pr.setting], cells };
+      }),
+    }));
+    return {
+      id: `paper-${layout.id}`,
+      caption: `Paper: ${layout.label}`,
+      rowHeads: track === 2 ? ['Method'] : ['Method', 'Setting'],
+      groups,
+      sections,
+      notes: [`Numbers from data/paper/${TRACK_PAPER_FILES[track].join('.csv, data/paper/')}.csv; overall columns as published.`],
+    };
+  });
+}
+
+/** Kit groups matching a paper row (baselines match baselines; settings compare in the paper's spelling). */
+function matches(g: KitGroup, pr: PaperRowKey, track: Track): boolean {
+  if (isBaseline(pr.method)) return isBaseline(g.method);
+  if (g.method !== methodInfo(pr.method).display) return false;
+  return track === 2 || pr.setting === '' || paperSettingFor(g.setting) === pr.setting;
+}
+
+interface KitRowPlan {
+  family: string;
+  head: string[];
+  group: KitGroup | null;
+}
+
+function kitRowPlan(data: SiteData, track: Track): KitRowPlan[] {
+  const groups = groupKitRows(data.results.get(track) ?? [], track);
+  const base = paperRows(data.paper, track);
+  const prs = base.length ? base : defaultRows();
+  const used = new Set<KitGroup>();
+  const plan: KitRowPlan[] = [];
+  for (const pr of prs) {
+    const ms = groups.filter((g) => matches(g, pr, track));
+    const head = (g: KitGroup | null) => (track === 2 ? [pr.method] : [pr.method, g && !isBaseline(g.method) ? g.setting : pr.setting || '—']);
+    if (ms.length === 0) plan.push({ family: pr.family, head: head(null), group: null });
+    // A baseline group matches both of the paper's baselines (Dense, Full Prec.): list it under each.
+    for (const g of ms) {
+      plan.push({ family: pr.family, head: head(g), group: g });
+      used.add(g);
+    }
+  }
+  for (const g of groups.filter((x) => !used.has(x))) {
+    plan.push({ family: 'not in the paper', head: track === 2 ? [`${g.method} (${g.setting})`] : [g.method, g.setting], group: g });
+  }
+  return plan;
+}
+
+/** The kit's table(s) of a track in the paper's layout. */
+export function kitTables(data: SiteData, track: Track): TableModel[] {
+  const rows = data.results.get(track) ?? [];
+  const plan = kitRowPlan(data, track);
+  const models = [...new Set(rows.map((r) => r.model))];
+  const overall = data.overall.filter((o) => o.source === 'kit' && o.track === track);
+  return LAYOUTS[track].map((layout) => {
+    let keys: string[];
+    if (layout.keys) {
+      keys = [...layout.keys];
+    } else {
+      keys = [...new Set(rows.map((r) => kitColumn(track, r.task, r.metric).key))];
+      if (keys.length === 0) keys = EXPECTED[track];
+    }
+    const extra = layout.keys
+      ? [...new Set(rows.map((r) => kitColumn(track, r.task, r.metric)).filter((c) => !c.classified).map((c) => c.key))]
+      : [];
+    // Track 1's extra (unclassified) columns go to the second table only, once.
+    const withExtra = layout === LAYOUTS[track][LAYOUTS[track].length - 1] ? [...keys, ...extra] : keys;
+    const shownModels = models.length ? models : ['(no model run yet)'];
+    const groups = [...modelGroups(shownModels, withExtra, track), omGroup(layout.oms)];
+    const sections = sectionsOf(plan).map((s) => ({
+      label: s.label,
+      rows: s.rows.map((p) => {
+        const cells: Cell[] = [];
+        for (const g of groups.slice(0, -1)) {
+          for (const c of g.columns) {
+            const [model, key] = c.key.split('\u0000');
+            const cell = p.group?.cells.get(`${model}\u0000${key}`);
+            if (cell) cells.push(kitCell(cell.row, track));
+            else {
+              const failed = (p.group?.rows ?? []).filter((r) => r.model === model && kitColumn(track, r.task, r.metric).key === key);
+              cells.push(absentCell(failed));
+            }
+          }
+        }
+        for (const om of layout.oms) {
+          const o = p.group ? overall.find((x) => x.om === om && x.method === p.group!.method && x.method_config === p.group!.config) : undefined;
+          cells.push(omCell(o, om));
+        }
+        return { head: p.head, cells };
+      }),
+    }));
+    const notes: string[] = [];
+    if (rows.length === 0) notes.push(`No rows in data/results/track${track}.csv yet: every cell says "not run".`);
+    else notes.push(`Rows from data/results/track${track}.csv; each cell is the latest ok row (acc_norm preferred where the paper used it). Accuracies in percent.`);
+    if (extra.length && withExtra.length > keys.length) notes.push(`Columns outside the paper's overall metric: ${extra.join(', ')}.`);
+    return {
+      id: `kit-${layout.id}`,
+      caption: `Ours: ${layout.label.replace(/ \(paper Table \d+\)/, '')}, same layout`,
+      rowHeads: track === 2 ? ['Method'] : ['Method', 'Setting'],
+      groups,
+      sections,
+      notes,
+    };
+  });
+}
+
+/** Overall metrics side by side: published, recomputed from the paper's table, ours, and differences. */
+export function diffTable(data: SiteData, track: Track): TableModel {
+  const oms = (Object.keys(OVERALL_METRICS) as OmName[]).filter((o) => OVERALL_METRICS[o].track === track);
+  const plan = kitRowPlan(data, track);
+  const groups: ColumnGroup[] = oms.map((om) => ({
+    label: om,
+    columns: [
+      { key: `${om}:pub`, label: 'paper (published)' },
+      { key: `${om}:re`, label: 'paper (recomputed)' },
+      { key: `${om}:kit`, label: 'ours' },
+      { key: `${om}:d`, label: 'ours − paper' },
+    ],
+  }));
+  const rows: Row[] = plan.map((p) => {
+    const pr = data.paper.find((v) => v.track === track && v.method === p.head[0] && (track === 2 || v.setting === (p.group && !isBaseline(p.group.method) ? paperSettingFor(p.group.setting) : p.head[1])));
+    const cells: Cell[] = [];
+    for (const om of oms) {
+      const pub = pr ? data.published.find((x) => x.track === track && x.om === om && x.method === pr.method && (track === 2 || x.setting === pr.setting)) : undefined;
+      const re = pr ? data.overall.find((x) => x.source === 'paper' && x.track === track && x.om === om && x.method === pr.method && x.setting === pr.setting) : undefined;
+      const kit = p.group ? data.overall.find((x) => x.source === 'kit' && x.om === om && x.method === p.group!.method && x.method_config === p.group!.config) : undefined;
+      cells.push(publishedCell(pub, om));
+      if (re && re.value !== null) {
+        const off = pub ? re.value - pub.value : 0;
+        const cell = omCell(re, `${om} recomputed`);
+        if (pub && Math.abs(off) > 0.01) {
+          cell.tone = Math.abs(off) / pub.value < 0.01 ? 'warn' : 'bad';
+          cell.text = `${fmt(re.value)} ⚠`;
+          cell.title = `recomputed ${fmt(re.value)} vs published ${fmt(pub.value)} (Δ ${fmt(off)}): ${cell.tone === 'bad' ? 'the paper disagrees with its own table' : 'within 1%: the table rounds its inputs'}`;
+        }
+        cells.push(cell);
+      } else cells.push({ kind: 'no_data', text: 'no data', title: 'not in data/paper' });
+      cells.push(omCell(kit, `${om} ours`));
+      const ref = pub?.value ?? (re?.value ?? null);
+      if (kit && kit.value !== null && ref !== null) {
+        const d = kit.value - ref;
+        cells.push({ kind: 'diff', text: `${d >= 0 ? '+' : '−'}${fmt(Math.abs(d))}`, title: `ours ${fmt(kit.value)} − paper ${fmt(ref)}`, tone: d >= 0 ? 'good' : 'bad' });
+      } else cells.push({ kind: 'text', text: '—', title: 'needs both sides' });
+    }
+    return { head: p.head, cells };
+  });
+  return {
+    id: 'diff',
+    caption: `Overall metrics: the paper (published and recomputed from its own table) and ours`,
+    rowHeads: track === 2 ? ['Method'] : ['Method', 'Setting'],
+    groups,
+    sections: sectionsOf(plan.map((p, k) => ({ family: p.family, row: rows[k] }))).map((s) => ({ label: s.label, rows: s.rows.map((x) => x.row) })),
+    notes: [
+      'Each side is relative to its own dense model (DESIGN §1), so the overall columns compare across different models; per-cell values do not.',
+      '⚠ marks a recomputed value more than 0.01 from the published one.',
+    ],
+  };
+}
+
+/** Per-cell differences, only where the kit ran one of the paper's own models. */
+export function sharedModelDiff(data: SiteData, track: Track): TableModel | null {
+  const kitRows = data.results.get(track) ?? [];
+  const paperModels = new Set(data.paper.filter((v) => v.track === track).map((v) => v.model));
+  const shared = [...new Set(kitRows.map((r) => r.model))].filter((m) => paperModels.has(m));
+  if (shared.length === 0) return null;
+  const plan = kitRowPlan(data, track).filter((p) => p.group);
+  const keys = [...new Set(data.paper.filter((v) => v.track === track).map((v) => v.key))];
+  const groups = modelGroups(shared, keys, track);
+  const rows: Row[] = plan.map((p) => {
+    const cells: Cell[] = [];
+    for (const g of groups) {
+      for (const c of g.columns) {
+        const [model, key] = c.key.split('\u0000');
+        const kc = p.group!.cells.get(`${model}\u0000${key}`);
+        const pv = data.paper.find((v) => v.track === track && v.model === model && v.key === key && v.method === p.head[0] && (track === 2 || v.setting === paperSettingFor(p.head[1])));
+        if (!kc || !pv) {
+          cells.push({ kind: 'text', text: '—', title: 'needs both sides' });
+          continue;
+        }
+        const ours = displayKit(kc.row, track).shown;
+        const d = ours - pv.value;
+        cells.push({ kind: 'diff', text: `${d >= 0 ? '+' : '−'}${fmt(Math.abs(d))}`, title: `ours ${fmt(ours)} − paper ${fmt(pv.value)} (${pv.source})` });
+      }
+    }
+    return { head: p.head, cells };
+  });
+  return {
+    id: 'diff-cells', caption: 'Per-cell differences on the paper\'s own models (ours − paper)',
+    rowHeads: track === 2 ? ['Method'] : ['Method', 'Setting'], groups, sections: [{ label: null, rows }], notes: [],
+  };
+}
+
