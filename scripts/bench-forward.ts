@@ -1,0 +1,167 @@
+// Forward-pass throughput of the kit's engine against PyTorch on the same GPU.
+//   bash .gpu/enter.sh npx tsx scripts/bench-forward.ts            (H100: ~1.2B LLaMA-3.2-1B-shaped model)
+//   npx tsx scripts/bench-forward.ts --small --backend wasm --no-torch   (a tiny model, anywhere)
+// A randomly initialised LLaMA-style model (hidden 2048, 16 layers, GQA 32/8 heads, SwiGLU 8192,
+// 128k tied vocabulary): prefill tokens/s (one forward over a prompt, all logits) and KV-cache
+// greedy decode tokens/s (one token per step, its id read back each step). PyTorch runs the same
+// config through transformers (scripts/py/bench_forward_torch.py) in fp32 (TF32 off) and bf16.
+// Writes data/bench/forward.csv with each row's ratio to PyTorch fp32.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { formatCsv } from '../lib/csv';
+import { gitSha, writeFileAtomic } from '../lib/results';
+import { initRuntime, parseBackend, syncDevice, timeRegion } from '../lib/runtime';
+import { disposeModel } from '../lib/models/load';
+import { randomModel } from '../lib/models/random';
+import { forward, generate } from '../lib/models/transformer';
+
+/** LLaMA-3.2-1B's shape (hidden 2048, 16 layers): the "~1B" model of the issue. */
+const CONFIG_1B = {
+  model_type: 'llama', hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32,
+  num_key_value_heads: 8, vocab_size: 128256, max_position_embeddings: 4096, rms_norm_eps: 1e-5, rope_theta: 500000,
+  tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2,
+};
+/** A tiny model of the same family for trying the script on wasm. */
+const CONFIG_SMALL = {
+  ...CONFIG_1B, hidden_size: 128, intermediate_size: 384, num_hidden_layers: 4, num_attention_heads: 4,
+  num_key_value_heads: 2, vocab_size: 1024,
+};
+
+const HEADER = [
+  'engine', 'dtype', 'backend', 'device', 'model', 'params', 'hidden', 'layers', 'vocab', 'batch',
+  'prefill_tokens', 'decode_tokens', 'prefill_tok_s', 'decode_tok_s', 'prefill_ratio_vs_torch_fp32',
+  'decode_ratio_vs_torch_fp32', 'git_sha', 'started_at', 'note',
+] as const;
+type Row = Record<(typeof HEADER)[number], string>;
+
+interface TorchResult {
+  dtype: string;
+  params: number;
+  prefill_tok_s: number;
+  decode_tok_s: number;
+  device: string;
+  torch: string;
+  transformers: string;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      small: { type: 'boolean', default: false },
+      backend: { type: 'string', default: 'webgpu' },
+      prefill: { type: 'string' },
+      decode: { type: 'string' },
+      reps: { type: 'string', default: '5' },
+      out: { type: 'string', default: path.join(process.env.LLMCB_DATA_OUT ?? 'data', 'bench/forward.csv') },
+      python: { type: 'string', default: process.env.PYTHON ?? 'python3' },
+      'no-torch': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const hf = values.small ? CONFIG_SMALL : CONFIG_1B;
+  const prefill = Number(values.prefill ?? (values.small ? 64 : 512)); // prompt length for prefill
+  const decode = Number(values.decode ?? (values.small ? 16 : 64)); // tokens generated for decode
+  const reps = Number(values.reps); // timed repetitions (median)
+  for (const [k, v] of [['prefill', prefill], ['decode', decode], ['reps', reps]] as const) {
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`--${k} must be a positive integer, got ${v}`);
+  }
+  const startedAt = new Date().toISOString();
+  const sha = gitSha();
+  const rt = await initRuntime({ backend: parseBackend(values.backend!) });
+  console.error(`[bench-forward] ${rt.backend} on ${rt.device}; building a random ${values.small ? 'small' : '~1.2B'} model`);
+  const model = randomModel(hf, { seed: 0, dist: 'uniform', name: values.small ? 'llama-small-random' : 'llama-1b-random' });
+  const params = [...model.weights.values(), ...[...(model.splitWeights?.values() ?? [])].flat()].reduce((a, t) => a + t.size, 0);
+  const rows: Row[] = [];
+  try {
+    // Prefill: one forward over `prefill` tokens (all logits, as transformers' forward).
+    const ids = tf.tensor2d(Array.from({ length: prefill }, (_, i) => 3 + ((i * 7919) % (hf.vocab_size - 3))), [1, prefill], 'int32');
+    const once = async () => {
+      const { ms } = await timeRegion(() => tf.tidy(() => forward(model, ids)).dispose());
+      return ms;
+    };
+    for (let i = 0; i < 2; i++) await once(); // warm-up: shader compilation, buffer pools
+    const times: number[] = [];
+    for (let i = 0; i < reps; i++) times.push(await once());
+    const prefillTokS = prefill / (median(times) / 1000);
+    ids.dispose();
+    // Decode: time from the first generated token to the last (prefill excluded).
+    const prompt = Array.from({ length: prefill }, (_, i) => 3 + ((i * 104729) % (hf.vocab_size - 3)));
+    await generate(model, prompt.slice(0, 8), { maxNewTokens: 4, stopAtEos: false }); // warm-up
+    const decodeTimes: number[] = [];
+    for (let r = 0; r < Math.max(1, Math.floor(reps / 2)); r++) {
+      const stamps: number[] = [];
+      await syncDevice();
+      await generate(model, prompt, { maxNewTokens: decode + 1, stopAtEos: false, onToken: () => stamps.push(performance.now()) });
+      decodeTimes.push(stamps[stamps.length - 1] - stamps[0]);
+    }
+    const decodeTokS = decode / (median(decodeTimes) / 1000);
+    console.error(`[bench-forward] tfjs-${rt.backend}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
+    rows.push(row('tfjs', 'fp32', rt.backend, rt.device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, ''));
+  } finally {
+    disposeModel(model);
+  }
+
+  if (!values['no-torch']) {
+    const torch = runTorch(values.python!, hf, prefill, decode, reps);
+    for (const t of torch) {
+      rows.push(row('pytorch', t.dtype, 'cuda', t.device, rows[0].model, t.params, hf, prefill, decode, t.prefill_tok_s, t.decode_tok_s, sha, startedAt, `torch ${t.torch}, transformers ${t.transformers}, sdpa attention`));
+    }
+  }
+  const ref = rows.find((r) => r.engine === 'pytorch' && r.dtype === 'fp32');
+  for (const r of rows) {
+    r.prefill_ratio_vs_torch_fp32 = ref ? (Number(r.prefill_tok_s) / Number(ref.prefill_tok_s)).toFixed(4) : '';
+    r.decode_ratio_vs_torch_fp32 = ref ? (Number(r.decode_tok_s) / Number(ref.decode_tok_s)).toFixed(4) : '';
+    if (!ref && !r.note) r.note = 'no PyTorch reference in this run (--no-torch or no GPU host)';
+  }
+  mkdirSync(path.dirname(values.out!), { recursive: true });
+  writeFileAtomic(values.out!, formatCsv(HEADER, rows.map((r) => HEADER.map((h) => r[h]))));
+  console.log(formatCsv(HEADER, rows.map((r) => HEADER.map((h) => r[h]))));
+  console.error(`[bench-forward] wrote ${values.out}`);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function row(
+  engine: string, dtype: string, backend: string, device: string, model: string, params: number,
+  hf: typeof CONFIG_1B, prefill: number, decode: number, prefillTokS: number, decodeTokS: number,
+  sha: string, startedAt: string, note: string,
+): Row {
+  return {
+    engine, dtype, backend, device, model, params: String(params), hidden: String(hf.hidden_size),
+    layers: String(hf.num_hidden_layers), vocab: String(hf.vocab_size), batch: '1', prefill_tokens: String(prefill),
+    decode_tokens: String(decode), prefill_tok_s: prefillTokS.toFixed(2), decode_tok_s: decodeTokS.toFixed(3),
+    prefill_ratio_vs_torch_fp32: '', decode_ratio_vs_torch_fp32: '', git_sha: sha, started_at: startedAt, note,
+  };
+}
+
+/** Runs the PyTorch helper; its stdout is one JSON object per dtype. */
+function runTorch(python: string, hf: object, prefill: number, decode: number, reps: number): TorchResult[] {
+  const script = path.join(path.dirname(new URL(import.meta.url).pathname), 'py/bench_forward_torch.py');
+  console.error(`[bench-forward] running ${python} ${script}`);
+  let out: string;
+  try {
+    out = execFileSync(python, [script, '--config', JSON.stringify(hf), '--prefill', String(prefill), '--decode', String(decode), '--reps', String(reps)], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 16 * 1024 * 1024,
+    });
+  } catch (e) {
+    throw new Error(`PyTorch reference failed (${python} ${script}): ${(e as Error).message}; use --no-torch to skip it`);
+  }
+  return out
+    .split('\n')
+    .filter((l) => l.trim().startsWith('{'))
+    .map((l) => JSON.parse(l) as TorchResult);
+}
+
+main().catch((e: Error) => {
+  console.error(`bench-forward: ${e.message}`);
+  process.exit(1);
+});
