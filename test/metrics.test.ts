@@ -75,6 +75,9 @@ describe('names', () => {
     expect(kitColumn(1, 'mmlu', 'acc_norm').classified).toBe(false);
     expect(kitColumn(4, 'inference', 'peak_memory_bytes')).toMatchObject({ key: 'gpu_memory_GB', scale: 1e-9 });
     expect(kitColumn(6, 'truthfulqa', 'mc1')).toMatchObject({ key: 'truthfulqa · mc1', classified: true });
+    expect(kitColumn(6, 'advglue', 'acc_orig').classified).toBe(false);
+    expect(kitColumn(4, 'macs', 'macs_per_token')).toMatchObject({ key: 'MACs_T', scale: 1e-12 });
+    expect(kitColumn(4, 'storage', 'model_size_bytes')).toMatchObject({ key: 'model_size_GB', classified: true });
   });
 });
 

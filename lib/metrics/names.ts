@@ -164,8 +164,12 @@ export function kitColumn(track: number, task: string, metric: string): KitColum
     if (taskOk && rank >= 0) return { key: s.key, rank, classified: true, scale: displayScale(m) };
   }
   const own = `${task} · ${metric}`;
-  return { key: own, rank: 0, classified: track === 3 || track === 5 || track === 6, scale: displayScale(m) };
+  const excluded = OUTSIDE_OM[track]?.includes(m) ?? false;
+  return { key: own, rank: 0, classified: !excluded && (track === 3 || track === 5 || track === 6), scale: displayScale(m) };
 }
+
+/** Kit metrics shown but kept out of the overall metric: AdvGLUE's accuracy on the original (clean) text is a control, not robustness. */
+const OUTSIDE_OM: Record<number, string[]> = { 6: ['accorig'] };
 
 export interface KitColumn {
   key: string;
