@@ -55,7 +55,7 @@ describe('sparsity methods on stories260K', () => {
       for (let b = 0; b < 5; b++) {
         for (const l of blockLinears('llama')) {
           const w = n.weights.get(linearName('llama', b, l))!;
-          expect(isValidNM(w.dataSync(), w.shape[0], w.shape[1], 2, 4), `${b}.${l}`).toBe(true);
+          expect(isValidNM(w.dataSync(), w.shape[0] as number, w.shape[1] as number, 2, 4), `${b}.${l}`).toBe(true);
         }
       }
       expect((await sparsityReport(n)).global).toBe(0.5);

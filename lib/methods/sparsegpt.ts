@@ -193,19 +193,6 @@ export async function reconstructionError(w: tf.Tensor2D, wHat: tf.Tensor2D, x: 
   return v;
 }
 
-/**
- * HessianAccumulator whose running H survives the forward pass's tf.tidy: the sequential driver
- * calls observers inside the block's tidy, which frees tensors made there unless kept.
- * (Drop this once hessian.ts keeps H itself.)
- */
-class KeptHessian extends HessianAccumulator {
-  override addBatch(x: tf.Tensor2D, samples = 1): void {
-    super.addBatch(x, samples);
-    const h = (this as unknown as { H: tf.Tensor | null }).H;
-    if (h) tf.keep(h);
-  }
-}
-
 export type SparseGPTCompressInput = SparseGPTInput & { batchSize?: number };
 
 export function validate(opts: SparseGPTCompressInput, model?: Model): void {
@@ -233,7 +220,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Spars
       try {
         for (const l of ctx.linears) {
           const name = linearName(model.config.arch, ctx.block, l);
-          acc.set(l, { name, h: new KeptHessian((model.weights.get(name) as tf.Tensor2D).shape[1]) });
+          acc.set(l, { name, h: new HessianAccumulator((model.weights.get(name) as tf.Tensor2D).shape[1]) });
         }
         ctx.observe((l, x, info) => acc.get(l)!.h.addBatch(x, info.samples));
         hooks.sample?.();
