@@ -129,6 +129,8 @@ def block_inputs(model, ids):
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
+            if hasattr(inner, "attention_type"):  # some transformers versions pick the mask by it
+                self.attention_type = inner.attention_type
 
         def forward(self, x, *args, **kwargs):
             seen["x"] = x
