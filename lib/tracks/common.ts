@@ -1,0 +1,136 @@
+// What every track needs: the run environment (backend, provenance, data, output root), a
+// "subject" (a model loaded and compressed once, with the Track 3 measurement of that
+// compression), and row helpers that stamp each row with its cell's hash.
+import { dataOptions, resolveDataDir, type DataOptions } from '../data/common';
+import { meterCompression, type TrainMeasurement } from '../efficiency/meters';
+import { countParams } from '../efficiency/macs';
+import { calibrationFromText, capSeqlen, corpusText, describeCalib } from '../methods/calib';
+import { getMethod } from '../methods/index';
+import type { CompressResult } from '../methods/types';
+import { disposeModel, loadModel } from '../models/load';
+import type { Model } from '../models/types';
+import { cellNote, type Cell, type MatrixConfig, type MethodSpec, type ModelSpec } from '../matrix';
+import { makeRow, startRun, type ResultRow, type RunContext } from '../results';
+import { initRuntime, type RuntimeInfo } from '../runtime/backend';
+
+export interface TrackEnv {
+  matrix: MatrixConfig;
+  runtime: RuntimeInfo;
+  ctx: RunContext;
+  data: DataOptions;
+  /** Data root the rows go to: <out>/results/track<N>.csv. */
+  out: string;
+  log: (msg: string) => void;
+}
+
+export interface EnvOptions {
+  out: string; // data root for rows (default 'data')
+  dataDir: string | null; // datasets root; null: resolveDataDir's search (LLMCB_DATA, ../shared/datasets)
+  hub: boolean | null; // try the hub for absent datasets; null: dataOptions' default (off with HF_HUB_OFFLINE=1)
+  log: (msg: string) => void; // progress (stderr in scripts, cell output in notebooks)
+}
+
+export const envDefaults: EnvOptions = {
+  out: 'data', // the repository's data/ (run from the repository root)
+  dataDir: null, // found by resolveDataDir
+  hub: null, // dataOptions decides
+  log: (m) => console.error(m), // progress is never a result (DESIGN §5.8)
+};
+
+/** Starts the backend the matrix asks for and the run's provenance. */
+export async function openEnv(matrix: MatrixConfig, opts: Partial<EnvOptions> = {}): Promise<TrackEnv> {
+  const o = { ...envDefaults, ...opts };
+  const runtime = await initRuntime({ backend: matrix.backend });
+  if (matrix.backend !== 'auto' && runtime.backend !== matrix.backend) {
+    throw new Error(`backend: asked for '${matrix.backend}', tfjs is on '${runtime.backend}'`);
+  }
+  const data = dataOptions({ dataDir: resolveDataDir(o.dataDir), ...(o.hub === null ? {} : { hub: o.hub }) });
+  return { matrix, runtime, ctx: startRun(runtime), data, out: o.out, log: o.log };
+}
+
+/** A model loaded and (unless dense) compressed once; every pending cell of the pair uses it. */
+export interface Subject {
+  spec: ModelSpec;
+  method: MethodSpec;
+  model: Model;
+  compress: CompressResult | null;
+  /** Track 3: the compression's wall time and peak memory (null for the dense model). */
+  train: TrainMeasurement | null;
+  /** The calibration set description (row column 'calib'). */
+  calib: string;
+  params: number;
+  dispose(): void;
+}
+
+/** Loads the model and applies the method, metering the compression (calibration included). */
+export async function prepareSubject(env: TrackEnv, spec: ModelSpec, method: MethodSpec): Promise<Subject> {
+  const model = await loadModel(spec.path);
+  model.name = spec.id;
+  try {
+    if (method.method === 'dense') {
+      return { spec, method, model, compress: null, train: null, calib: 'none', params: countParams(model), dispose: () => disposeModel(model) };
+    }
+    const mod = getMethod(method.method);
+    const opts = method.config as never;
+    mod.validate({ ...mod.defaults, ...method.config } as never, model); // validate sees full options, compress fills its own defaults
+    const c = env.matrix.calib;
+    let calibDesc = 'none';
+    const { result, measurement } = await meterCompression(async (sample) => {
+      let calib = null;
+      if (mod.needsCalib) {
+        if (!env.data.dataDir && !c.corpus.includes('/')) throw new Error(`calibration corpus '${c.corpus}' needs a datasets directory (--data or LLMCB_DATA)`);
+        const text = corpusText(c.corpus, env.data.dataDir ?? '.');
+        calib = calibrationFromText(text, model.tokenizer, c.corpus, { nsamples: c.nsamples, seqlen: capSeqlen(c.seqlen, model), seed: c.seed });
+        calibDesc = describeCalib(calib);
+      }
+      sample();
+      return mod.compress(model, calib, opts, { sample });
+    });
+    return { spec, method, model, compress: result, train: measurement, calib: calibDesc, params: countParams(model), dispose: () => disposeModel(model) };
+  } catch (e) {
+    disposeModel(model);
+    throw e;
+  }
+}
+
+/** The row fields every track shares for a subject. */
+export function subjectFields(s: Pick<Subject, 'spec' | 'method' | 'model' | 'params' | 'calib' | 'compress'>) {
+  return {
+    model: s.spec.id,
+    model_family: s.model.family || s.model.config.arch,
+    model_params: s.params,
+    method: s.method.method,
+    method_config: s.compress?.config ?? s.method.config,
+    calib: s.calib,
+  };
+}
+
+/** A measured row of a cell. */
+export function cellRow(env: TrackEnv, cell: Cell, s: Subject, fields: { task: string; metric: string; value: number; higher_is_better: boolean; note?: string; seqlen?: number | null; n?: number | null; stderr?: number | null; duration_s?: number | null }): ResultRow {
+  return makeRow(env.ctx, {
+    track: cell.track,
+    ...subjectFields(s),
+    seed: env.matrix.eval.seed,
+    ...fields,
+    note: cellNote(cell.hash, fields.note ?? ''),
+  });
+}
+
+/** The rows of a cell that did not run (missing method, engine, server, timeout…): one per expected metric. */
+export function notRunRows(env: TrackEnv, cell: Cell, metrics: { task: string; metric: string; higher_is_better: boolean }[], reason: string, status: 'not_run' | 'no_data' = 'not_run'): ResultRow[] {
+  return metrics.map((m) =>
+    makeRow(env.ctx, {
+      track: cell.track,
+      model: cell.model.id,
+      model_family: 'unknown',
+      method: cell.method.method,
+      method_config: cell.method.config,
+      task: m.task,
+      metric: m.metric,
+      value: null,
+      higher_is_better: m.higher_is_better,
+      status,
+      note: cellNote(cell.hash, reason.replace(/\s+/g, ' ').trim() || 'no reason given'),
+    }),
+  );
+}

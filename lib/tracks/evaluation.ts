@@ -1,0 +1,54 @@
+// Tracks 1, 2 and 6 share one cell kind: evaluate the subject on a task. Track 1 holds the
+// knowledge and inference tasks, Track 6 AdvGLUE and TruthfulQA (each task names its track),
+// Track 2 is WikiText-2 perplexity across every model, the same measurement filed under Track 2.
+import { evaluate, outcomeRows, type EvalOutcome } from '../eval/evaluate';
+import { modelScorer } from '../eval/model-scorer';
+import { TensorScorer } from '../eval/scorer';
+import { cellNote, type Cell } from '../matrix';
+import { forwardActQuant } from '../quant/act-forward';
+import type { ResultRow, Track } from '../results';
+import { getTasks } from '../tasks/index';
+import { subjectFields, type Subject, type TrackEnv } from './common';
+
+/** The task's track and version (what cells and hashes need to know about it). */
+export function taskTrack(name: string): { track: Track; version: string } {
+  const [t] = getTasks([name]);
+  return { track: t.track, version: t.version };
+}
+
+/** A scorer over the subject: activation fake-quantization in the forward when the method needs it. */
+export function subjectScorer(env: TrackEnv, s: Subject): TensorScorer {
+  const bt = env.matrix.eval.batchTokens;
+  const opts = bt ? { maxBatchTokens: Math.max(bt, s.model.config.maxPositions) } : {};
+  const act = s.compress?.actQuant ?? null;
+  if (!act) return modelScorer(s.model, opts);
+  return new TensorScorer((ids, mask) => forwardActQuant(s.model, ids, act, { attentionMask: mask }), s.model.config.vocabSize, s.model.config.maxPositions, opts);
+}
+
+/**
+ * Evaluates the subject on a cell's task and returns the rows for the cell's track. `memo` keeps
+ * outcomes per task within one subject, so Track 1's and Track 2's WikiText-2 cells share one run.
+ */
+export async function evaluationCell(env: TrackEnv, cell: Cell, s: Subject, memo: Map<string, EvalOutcome>): Promise<ResultRow[]> {
+  let outcome = memo.get(cell.item);
+  if (!outcome) {
+    const [task] = getTasks([cell.item]);
+    const e = env.matrix.eval;
+    outcome = await evaluate(subjectScorer(env, s), s.model.tokenizer, task, {
+      bos: e.bos,
+      seqlen: e.seqlen === null ? null : Math.min(e.seqlen, s.model.config.maxPositions),
+      limit: e.limit,
+      seed: e.seed,
+      data: env.data,
+      onProgress: undefined,
+    });
+    memo.set(cell.item, outcome);
+  }
+  return outcomeRows(env.ctx, outcome, subjectFields(s), env.matrix.eval.seed).map((r) => ({ ...r, track: cell.track, note: cellNote(cell.hash, r.note) }));
+}
+
+/** The metrics a task's rows carry (for not_run rows of a cell that never got to evaluate). */
+export function taskMetrics(name: string): { task: string; metric: string; higher_is_better: boolean }[] {
+  const [t] = getTasks([name]);
+  return t.metrics.map((m) => ({ task: t.name, metric: m.name, higher_is_better: m.higherIsBetter }));
+}
