@@ -12,7 +12,7 @@ import { ByteLevelBpe, trainBpe } from '../models/tokenizer-bpe';
 import type { Model } from '../models/types';
 import { gitSha, writeFileAtomic } from '../results';
 import type { RuntimeInfo } from '../runtime';
-import { readCorpusSplit, DEFAULT_CORPUS_DIR, type CorpusManifest } from './corpus';
+import { readCorpusSplit, sha256, DEFAULT_CORPUS_DIR, type CorpusManifest, type Split } from './corpus';
 import { WindowLoader } from './data';
 import { lmLoss, perplexity, type PerplexityResult } from './lm';
 import { train, TRAIN_DEFAULTS, type CurvePoint, type TrainOptions, type TrainResult } from './trainer';
@@ -95,6 +95,26 @@ export function zooTokenizer(dir: string, corpusDir: string, vocab: number, maxL
   const tok = new ByteLevelBpe(trainBpe(readCorpusSplit(corpusDir, 'train'), { vocabSize: vocab }));
   tok.save(dir, maxLength);
   return tok;
+}
+
+/**
+ * A corpus split's token ids, cached in the temp directory under a hash of the tokenizer and the
+ * text (the zoo script trains several models on the same tokens; encoding takes seconds).
+ */
+export function splitTokens(tok: ByteLevelBpe, corpusDir: string, split: Split): Int32Array {
+  const text = readCorpusSplit(corpusDir, split);
+  const key = sha256(JSON.stringify(tok.toTokenizerJson()) + '\u0000' + text).slice(0, 24);
+  const file = path.join(os.tmpdir(), 'llmcb-zoo-tokens', `${split}-${key}.i32`);
+  if (fs.existsSync(file)) {
+    const b = fs.readFileSync(file);
+    return new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  }
+  const ids = Int32Array.from(tok.encode(text));
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, new Uint8Array(ids.buffer));
+  fs.renameSync(tmp, file);
+  return ids;
 }
 
 export interface PretrainResult {
@@ -258,9 +278,7 @@ export async function pretrain(rt: RuntimeInfo, options: Partial<PretrainOptions
   if ((o.steps === null) === (o.budgetS === null)) throw new Error(`pretrain '${o.model}': give exactly one of 'steps' and 'budgetS'`);
   const tok = zooTokenizer(o.tokenizerDir, o.corpusDir, o.vocab, o.seqLen);
   const t0 = performance.now();
-  const trainIds = Int32Array.from(tok.encode(readCorpusSplit(o.corpusDir, 'train')));
-  const validIds = Int32Array.from(tok.encode(readCorpusSplit(o.corpusDir, 'valid')));
-  const testIds = Int32Array.from(tok.encode(readCorpusSplit(o.corpusDir, 'test')));
+  const [trainIds, validIds, testIds] = (['train', 'valid', 'test'] as const).map((s) => splitTokens(tok, o.corpusDir, s));
   log(`${spec.name}: corpus tokens train ${trainIds.length}, valid ${validIds.length}, test ${testIds.length} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   const config = zooConfig(spec, tok.vocabSize, o.seqLen);
   const params = countParams(config);

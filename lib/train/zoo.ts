@@ -2,6 +2,8 @@
 // config.json objects (parsed by the engine's configFromHf, so the saved directories are plain HF
 // directories), and a seeded, backend-independent weight initialization.
 import * as tf from '@tensorflow/tfjs';
+import fs from 'node:fs';
+import path from 'node:path';
 import { ARCHS } from '../models/arch';
 import { configFromHf } from '../models/hf';
 import type { Arch, Model, ModelConfig, Tokenizer } from '../models/types';
@@ -148,4 +150,11 @@ export function trainableParams(model: Model): Map<string, tf.Variable> {
 /** Weight decay on matrices (embeddings, linears), not on norms or biases. */
 export function decayMatrices(params: Map<string, tf.Variable>): (name: string) => boolean {
   return (name) => (params.get(name)?.rank ?? 0) >= 2;
+}
+
+/** Zoo models present under root (directories with a config.json), in ZOO order: what the tracks run on. */
+export function zooDirs(root = 'models/zoo'): { name: ZooName; dir: string; spec: ZooSpec }[] {
+  return (Object.keys(ZOO) as ZooName[])
+    .map((name) => ({ name, dir: path.join(root, name), spec: ZOO[name] as ZooSpec }))
+    .filter((z) => fs.existsSync(path.join(z.dir, 'config.json')));
 }
