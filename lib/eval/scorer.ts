@@ -1,0 +1,225 @@
+// The evaluator's one interface to a model: batches of token-id requests in, per-request
+// log-likelihoods out. TensorScorer implements it over any logits function (the transformer's
+// forward, or a hand-made table in tests): requests sorted by length, right-padded, attention-
+// masked, log-softmax and gathers on the device; only the gathered numbers come back.
+import * as tf from '@tensorflow/tfjs';
+
+/** log P(continuation | context), summed over the continuation's tokens. */
+export interface ContinuationRequest {
+  context: number[];
+  continuation: number[];
+}
+
+export interface ContinuationResult {
+  /** Sum of the continuation tokens' log-probabilities. */
+  logprob: number;
+  /** Every continuation token was the argmax (lm-eval's is_greedy). */
+  greedy: boolean;
+  /** Context tokens dropped on the left to fit maxLength. */
+  truncated: number;
+  /** Tokens scored (= continuation length). */
+  tokens: number;
+}
+
+/** Log-probabilities of candidate next tokens after the context (letter-answer scoring). */
+export interface NextTokenRequest {
+  context: number[];
+  candidates: number[];
+}
+
+export interface NextTokenResult {
+  logprobs: number[];
+  truncated: number;
+}
+
+export type Progress = (done: number, total: number) => void;
+
+export interface Scorer {
+  /** Most tokens one sequence may feed the model. */
+  readonly maxLength: number;
+  continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]>;
+  nextToken(reqs: readonly NextTokenRequest[], onProgress?: Progress): Promise<NextTokenResult[]>;
+}
+
+/** ids [B, T] int32, mask [B, T] (1 real, 0 padding) → logits [B, T, V]. */
+export type LogitsFn = (ids: tf.Tensor2D, mask: tf.Tensor2D) => tf.Tensor3D;
+
+export interface ScorerOptions {
+  /** Most tokens (B × T, padding included) in one forward batch. */
+  maxBatchTokens: number;
+  /** Most logits (B × T × V) in one batch: bounds the [B, T, V] log-softmax. */
+  maxLogitElements: number;
+  /** Pad T up to a multiple of this, so a GPU backend compiles few distinct shapes. */
+  padMultiple: number;
+  /** Token id written into padded positions (masked, never scored). */
+  padId: number;
+}
+
+export const SCORER_DEFAULTS: ScorerOptions = {
+  maxBatchTokens: 16384, // 32 windows of 512: fits stories260K's attention maps easily
+  maxLogitElements: 1 << 27, // 128M floats = 512 MB per [B,T,V] tensor; < 2^31 keeps int32 gather indices valid
+  padMultiple: 32, // ~16 distinct lengths up to 512
+  padId: 0,
+};
+
+/** One row of a batch: the input ids and which (position, token) pairs to gather. */
+interface Row {
+  req: number; // request index
+  input: number[]; // model input, length L ≤ maxLength
+  /** Positions whose next-token distribution is read, and the token read at each. */
+  positions: number[];
+  tokens: number[];
+  truncated: number;
+}
+
+export class TensorScorer implements Scorer {
+  readonly opts: ScorerOptions;
+
+  constructor(
+    private readonly logitsFn: LogitsFn,
+    readonly vocabSize: number,
+    readonly maxLength: number,
+    opts: Partial<ScorerOptions> = {},
+  ) {
+    this.opts = { ...SCORER_DEFAULTS, ...opts };
+    if (!(maxLength >= 1)) throw new Error(`TensorScorer: maxLength ${maxLength} must be ≥ 1`);
+    if (this.opts.maxBatchTokens < maxLength) {
+      throw new Error(`TensorScorer: maxBatchTokens ${this.opts.maxBatchTokens} is below maxLength ${maxLength}: a full-length sequence could never run`);
+    }
+  }
+
+  async continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]> {
+    const rows = reqs.map((r, k): Row => {
+      if (r.continuation.length === 0) throw new Error(`continuation request ${k}: empty continuation`);
+      if (r.context.length === 0) throw new Error(`continuation request ${k}: empty context (pass BOS or a first token)`);
+      if (r.continuation.length > this.maxLength) {
+        throw new Error(`continuation request ${k}: continuation of ${r.continuation.length} tokens exceeds maxLength ${this.maxLength}`);
+      }
+      const full = r.context.concat(r.continuation);
+      // Keep the last maxLength + 1 tokens: the model reads full[:-1] and predicts full[1:].
+      const start = Math.max(0, full.length - 1 - this.maxLength);
+      const kept = full.slice(start);
+      const input = kept.slice(0, -1);
+      const first = input.length - r.continuation.length; // position predicting continuation[0]
+      const positions = r.continuation.map((_, j) => first + j);
+      return { req: k, input, positions, tokens: r.continuation, truncated: start };
+    });
+    const out = await this.run(rows, onProgress);
+    return reqs.map((r, k) => {
+      const { picked, greedy } = out[k];
+      let s = 0;
+      for (const v of picked) s += v; // float64 on the host
+      return { logprob: s, greedy: greedy.every(Boolean), truncated: rows[k].truncated, tokens: r.continuation.length };
+    });
+  }
+
+  async nextToken(reqs: readonly NextTokenRequest[], onProgress?: Progress): Promise<NextTokenResult[]> {
+    const rows = reqs.map((r, k): Row => {
+      if (r.context.length === 0) throw new Error(`next-token request ${k}: empty context`);
+      if (r.candidates.length === 0) throw new Error(`next-token request ${k}: no candidates`);
+      const start = Math.max(0, r.context.length - this.maxLength);
+      const input = r.context.slice(start);
+      return { req: k, input, positions: r.candidates.map(() => input.length - 1), tokens: r.candidates, truncated: start };
+    });
+    const out = await this.run(rows, onProgress);
+    return reqs.map((_, k) => ({ logprobs: out[k].picked, truncated: rows[k].truncated }));
+  }
+
+  /** Runs rows longest first in token-budgeted batches; returns per row the gathered log-probs and greedy flags. */
+  private async run(rows: Row[], onProgress?: Progress): Promise<{ picked: number[]; greedy: boolean[] }[]> {
+    const results: { picked: number[]; greedy: boolean[] }[] = new Array(rows.length);
+    const order = rows.map((_, i) => i).sort((a, b) => rows[b].input.length - rows[a].input.length || a - b);
+    const V = this.vocabSize;
+    const { maxBatchTokens, maxLogitElements, padMultiple } = this.opts;
+    let done = 0;
+    let i = 0;
+    while (i < order.length) {
+      const T = Math.min(this.maxLength, Math.ceil(rows[order[i]].input.length / padMultiple) * padMultiple);
+      const B = Math.max(1, Math.min(Math.floor(maxBatchTokens / T), Math.floor(maxLogitElements / (T * V)), order.length - i));
+      const batch = order.slice(i, i + B).map((k) => rows[k]);
+      i += B;
+      const got = await this.runBatch(batch, T);
+      batch.forEach((r, b) => (results[r.req] = got[b]));
+      done += batch.length;
+      onProgress?.(done, rows.length);
+    }
+    return results;
+  }
+
+  private async runBatch(batch: Row[], T: number): Promise<{ picked: number[]; greedy: boolean[] }[]> {
+    const B = batch.length;
+    const V = this.vocabSize;
+    const ids = new Int32Array(B * T).fill(this.opts.padId);
+    const mask = new Float32Array(B * T);
+    const flat: number[] = []; // (b*T + t)*V + token
+    const rowIdx: number[] = []; // b*T + t
+    batch.forEach((r, b) => {
+      r.input.forEach((id, t) => {
+        if (!(id >= 0 && id < V)) throw new Error(`token id ${id} outside the vocabulary [0, ${V})`);
+        ids[b * T + t] = id;
+        mask[b * T + t] = 1;
+      });
+      r.positions.forEach((p, j) => {
+        const id = r.tokens[j];
+        if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new Error(`scored token id ${id} outside the vocabulary [0, ${V})`);
+        flat.push((b * T + p) * V + r.tokens[j]);
+        rowIdx.push(b * T + p);
+      });
+    });
+    const [pickedT, maxT] = tf.tidy(() => {
+      const idsT = tf.tensor2d(ids, [B, T], 'int32');
+      const maskT = tf.tensor2d(mask, [B, T], 'float32');
+      const logits = this.logitsFn(idsT, maskT); // [B, T, V]
+      if (logits.shape[0] !== B || logits.shape[1] !== T || logits.shape[2] !== V) {
+        throw new Error(`logits shape [${logits.shape}] is not [${B}, ${T}, ${V}]`);
+      }
+      const logp = tf.logSoftmax(logits.reshape([B * T, V])); // [B*T, V]
+      const picked = tf.gather(logp.reshape([-1]), tf.tensor1d(flat, 'int32')); // [N]
+      const best = tf.gather(tf.max(logp, 1), tf.tensor1d(rowIdx, 'int32')); // [N]
+      return [picked, best];
+    });
+    const [picked, best] = await Promise.all([pickedT.data(), maxT.data()]);
+    pickedT.dispose();
+    maxT.dispose();
+    const out: { picked: number[]; greedy: boolean[] }[] = [];
+    let n = 0;
+    for (const r of batch) {
+      const p: number[] = [];
+      const g: boolean[] = [];
+      for (let j = 0; j < r.positions.length; j++, n++) {
+        p.push(picked[n]);
+        g.push(picked[n] >= best[n]);
+      }
+      out.push({ picked: p, greedy: g });
+    }
+    return out;
+  }
+}
+
+/** A Scorer that passes everything to another and keeps each task's requests with the answers
+ * (for exporting a sample to an independent implementation). */
+export class RecordingScorer implements Scorer {
+  readonly log = {
+    continuations: [] as (ContinuationRequest & { logprob: number; greedy: boolean })[],
+    nextToken: [] as (NextTokenRequest & { logprobs: number[] })[],
+  };
+
+  constructor(private readonly inner: Scorer) {}
+
+  get maxLength(): number {
+    return this.inner.maxLength;
+  }
+
+  async continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]> {
+    const out = await this.inner.continuations(reqs, onProgress);
+    // Requests as the model reads them (left truncation applied), so a reference sees the same tokens.
+    reqs.forEach((r, k) => this.log.continuations.push({ context: r.context.slice(out[k].truncated), continuation: r.continuation, logprob: out[k].logprob, greedy: out[k].greedy }));
+    return out;
+  }
+
+  async nextToken(reqs: readonly NextTokenRequest[], onProgress?: Progress): Promise<NextTokenResult[]> {
+    const out = await this.inner.nextToken(reqs, onProgress);
+    reqs.forEach((r, k) => this.log.nextToken.push({ context: r.context.slice(out[k].truncated), candidates: r.candidates, logprobs: out[k].logprobs }));
+    return out;
+  }
+}
