@@ -299,7 +299,6 @@ export class ByteLevelBpe implements Tokenizer {
       bos_token: this.bosId === null ? null : this.model.vocab[this.bosId],
       eos_token: this.eosId === null ? null : this.model.vocab[this.eosId],
       pad_token: this.padId === null ? null : this.model.vocab[this.padId],
-      unk_token: null,
       add_bos_token: false,
       add_eos_token: false,
       clean_up_tokenization_spaces: false,

@@ -49,14 +49,23 @@ def main() -> int:
         if not os.path.isdir(d):
             print(f"{d}: no such model directory", file=sys.stderr)
             return 1
-        tok = AutoTokenizer.from_pretrained(d)
-        ids = tok(TEXT, add_special_tokens=False)["input_ids"]
+        try:
+            tok = AutoTokenizer.from_pretrained(d)
+            ids = tok(TEXT, add_special_tokens=False)["input_ids"]
+            tok_via = type(tok).__name__
+        except Exception as e:  # the tokenizers library reads tokenizer.json directly
+            print(f"{name}: AutoTokenizer failed ({e}); using tokenizers.Tokenizer", file=sys.stderr)
+            from tokenizers import Tokenizer
+
+            ids = Tokenizer.from_file(os.path.join(d, "tokenizer.json")).encode(TEXT, add_special_tokens=False).ids
+            tok_via = "tokenizers.Tokenizer"
         model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager")
         model.to(args.device).eval()
         with torch.no_grad():
             logits = model(torch.tensor([ids], device=args.device)).logits[0].float().cpu()
         out["models"][name] = {
             "class": type(model).__name__,
+            "tokenizer": tok_via,
             "ids": ids,
             "logits": logits.tolist(),  # [T, V]
         }
