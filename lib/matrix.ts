@@ -5,7 +5,18 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { readResults, trackFile, type ResultRow, type RowStatus, type Track } from './results';
+
+/** The repository root (model paths in matrices are relative to it, whatever the working directory). */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** A model spec's path made absolute against the repository root (hub ids stay as they are). */
+export function resolveModelPath(m: ModelSpec): string {
+  if (path.isAbsolute(m.path)) return m.path;
+  const p = path.join(REPO_ROOT, m.path);
+  return fs.existsSync(p) ? p : m.path;
+}
 
 /** A model of the matrix: an id for rows and slices, and where its weights are. */
 export interface ModelSpec {
@@ -93,10 +104,11 @@ export const STORIES260K: ModelSpec = { id: 'stories260K', path: 'models/stories
 
 /** Zoo models under models/zoo/<id>/ (HF directories with a config.json), sorted by id. */
 export function zooModels(root = 'models/zoo'): ModelSpec[] {
-  if (!fs.existsSync(root)) return [];
+  const abs = path.resolve(REPO_ROOT, root);
+  if (!fs.existsSync(abs)) return [];
   return fs
-    .readdirSync(root)
-    .filter((d) => fs.existsSync(path.join(root, d, 'config.json')))
+    .readdirSync(abs)
+    .filter((d) => fs.existsSync(path.join(abs, d, 'config.json')))
     .sort()
     .map((d) => ({ id: d, path: path.join(root, d) }));
 }
@@ -212,10 +224,11 @@ export function canonicalJson(v: unknown): string {
 /** Identity of a model's weights without reading them: path, byte size, and mtime-independent. */
 export function modelIdentity(m: ModelSpec): Record<string, unknown> {
   let bytes: number | null = null;
-  if (fs.existsSync(m.path)) {
-    const st = fs.statSync(m.path);
+  const p = resolveModelPath(m);
+  if (fs.existsSync(p)) {
+    const st = fs.statSync(p);
     bytes = st.isDirectory()
-      ? fs.readdirSync(m.path).reduce((s, f) => s + (fs.statSync(path.join(m.path, f)).isFile() ? fs.statSync(path.join(m.path, f)).size : 0), 0)
+      ? fs.readdirSync(p).reduce((s, f) => s + (fs.statSync(path.join(p, f)).isFile() ? fs.statSync(path.join(p, f)).size : 0), 0)
       : st.size;
   }
   return { id: m.id, path: m.path, bytes };

@@ -9,7 +9,7 @@ import { getMethod } from '../methods/index';
 import type { CompressResult } from '../methods/types';
 import { disposeModel, loadModel } from '../models/load';
 import type { Model } from '../models/types';
-import { cellNote, type Cell, type MatrixConfig, type MethodSpec, type ModelSpec } from '../matrix';
+import { cellNote, REPO_ROOT, resolveModelPath, type Cell, type MatrixConfig, type MethodSpec, type ModelSpec } from '../matrix';
 import { makeRow, startRun, type ResultRow, type RunContext } from '../results';
 import { initRuntime, type RuntimeInfo } from '../runtime/backend';
 
@@ -44,7 +44,7 @@ export async function openEnv(matrix: MatrixConfig, opts: Partial<EnvOptions> = 
   if (matrix.backend !== 'auto' && runtime.backend !== matrix.backend) {
     throw new Error(`backend: asked for '${matrix.backend}', tfjs is on '${runtime.backend}'`);
   }
-  const data = dataOptions({ dataDir: resolveDataDir(o.dataDir), ...(o.hub === null ? {} : { hub: o.hub }) });
+  const data = dataOptions({ dataDir: resolveDataDir(o.dataDir, REPO_ROOT), ...(o.hub === null ? {} : { hub: o.hub }) });
   return { matrix, runtime, ctx: startRun(runtime), data, out: o.out, log: o.log };
 }
 
@@ -64,7 +64,7 @@ export interface Subject {
 
 /** Loads the model and applies the method, metering the compression (calibration included). */
 export async function prepareSubject(env: TrackEnv, spec: ModelSpec, method: MethodSpec): Promise<Subject> {
-  const model = await loadModel(spec.path);
+  const model = await loadModel(resolveModelPath(spec));
   model.name = spec.id;
   try {
     if (method.method === 'dense') {
