@@ -30,7 +30,8 @@ export function readHellaSwagText(file: string): { docs: HellaSwagDoc[]; notes: 
 
 /** lm-eval's hellaswag preprocess(): strip, " [title]" → ". ", drop [bracketed] tags, collapse double spaces. */
 export function hellaswagPreprocess(text: string): string {
-  return text.trim().replace(' [title]', '. ').replace(/\[.*?\]/g, '').replace(/ {2}/g, ' ');
+  // Python's str.replace replaces every occurrence, non-overlapping, in one pass (so 3 spaces → 2).
+  return text.trim().split(' [title]').join('. ').replace(/\[.*?\]/g, '').split('  ').join(' ');
 }
 
 export function loadHellaSwag(opts: DataOptions): Promise<LoadResult<HellaSwagDoc>> {
