@@ -9,11 +9,11 @@ import * as tf from '@tensorflow/tfjs';
 import { ARCHS, linearName, type LinearGroup } from '../models/arch';
 import type { Model } from '../models/types';
 import { awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
-import { getWeight, linearShape, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
+import { getWeight, linearShape, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential, shortLinearName } from './sequential';
 import { foldIntoNorm } from './smoothquant';
-import type { CompressResult, MethodHooks } from './types';
+import type { CompressResult, MethodHooks, MethodModule } from './types';
 
 export interface AwqOptions {
   bits: number; // weight bits (AWQ paper: W4, also W3)
@@ -109,7 +109,7 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
   for (const g of a.groups) {
     if (!scalable(model, g)) continue;
     const x = feats.get(g.linears[0])!; // [tokens, in]
-    const xMean = tf.tidy(() => tf.mean(tf.abs(x), 0)).dataSync() as Float32Array; // [in]
+    const xMean = hostValues(() => tf.mean(tf.abs(x), 0)); // [in]
     const mats = g.linears.map((l) => readLinear(model, block, l));
     // What the group feeds (reference module2inspect): the whole attention (read off as o_proj of
     // its input) for q/k/v, the whole gated MLP (down_proj of its input) for gate/up, else the linear.
@@ -128,7 +128,7 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
         for (const xin of inputs) {
           let captured: tf.Tensor2D | null = null;
           const y = run(xin, (l, xi) => {
-            if (l === through) captured = xi.clone();
+            if (l === through) captured = tf.keep(xi.clone()); // the hook runs inside the block's tidy
           });
           y.dispose();
           const c = captured as tf.Tensor2D | null;
@@ -168,7 +168,7 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
         return q;
       });
       const cur = groupOutput(ws);
-      const loss = tf.tidy(() => tf.mean(tf.square(tf.sub(org, cur)))).dataSync()[0];
+      const loss = hostValues(() => tf.mean(tf.square(tf.sub(org, cur))))[0];
       cur.dispose();
       if (loss < best) {
         best = loss;
@@ -339,3 +339,11 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
     stats: {},
   };
 }
+
+export const module = {
+  describe: 'AWQ: activation-aware per-channel scale search + weight clipping, folded into the previous op',
+  defaults,
+  needsCalib: true,
+  validate,
+  compress,
+} satisfies MethodModule<AwqOptions>;

@@ -9,7 +9,7 @@ import { linearShape, readLinear, replaceWeight } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { HessianAccumulator, prepareHessian } from './hessian';
 import { runSequential, blockLinearNames } from './sequential';
-import type { CompressResult, MethodHooks } from './types';
+import type { CompressResult, MethodHooks, MethodModule } from './types';
 
 export interface GptqOptions {
   bits: number; // weight bits (GPTQ paper: 2/3/4/8)
@@ -35,8 +35,9 @@ export const defaults: GptqOptions = {
   batchSize: 8, // not an algorithm parameter
 };
 
-export function validate(o: GptqOptions): void {
+export function validate(o: GptqOptions, model?: Model): void {
   checkWeightSpec(o, undefined, 'gptq');
+  if (model) for (const l of blockLinearNames(model)) checkWeightSpec(o, linearShape(model, l)[1], `gptq ${l}`);
   if (!(o.percdamp >= 0 && o.percdamp < 1)) throw new Error(`gptq: percdamp must be in [0, 1), got ${o.percdamp}`);
   if (!Number.isInteger(o.blocksize) || o.blocksize < 1) throw new Error(`gptq: blocksize must be a positive integer, got ${o.blocksize}`);
   if (o.staticGroups && o.groupSize === -1) throw new Error('gptq: staticGroups needs a group size');
@@ -222,11 +223,9 @@ export function gptqQuantize(W0: Float32Array, rows: number, cols: number, H: Fl
 /** Quantizes every linear of every block with GPTQ; weights are replaced by their fake-quantized values. */
 export async function compress(model: Model, calib: CalibSet | null, opts: Partial<GptqOptions> = {}, hooks: MethodHooks = {}): Promise<CompressResult> {
   const o = { ...defaults, ...opts };
-  validate(o);
+  validate(o, model); // every shape is checked before any work starts
   if (!calib) throw new Error('gptq needs a calibration set');
   const linears = blockLinearNames(model);
-  // Check every shape before any work starts.
-  validateForModel(o, model);
   const quantized = new Map<string, QuantizedMatrix>();
   let totalLoss = 0;
   await runSequential(model, calib, {
@@ -262,8 +261,11 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
   };
 }
 
-/** Checks the options against every linear's input dimension. */
-export function validateForModel(o: GptqOptions, model: Model): void {
-  validate(o);
-  for (const l of blockLinearNames(model)) checkWeightSpec(o, linearShape(model, l)[1], `gptq ${l}`);
-}
+
+export const module = {
+  describe: 'GPTQ: Hessian-aware column-by-column quantization with lazy block updates',
+  defaults,
+  needsCalib: true,
+  validate,
+  compress,
+} satisfies MethodModule<GptqOptions>;

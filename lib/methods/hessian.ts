@@ -25,10 +25,11 @@ export class HessianAccumulator {
     const n0 = this.nsamples;
     this.nsamples += samples;
     const n = this.nsamples;
-    this.H = tf.tidy(() => {
+    // keep: addBatch may be called inside someone else's tf.tidy (e.g. a forward hook).
+    this.H = tf.keep(tf.tidy(() => {
       const xs = tf.mul(x.toFloat(), Math.sqrt(2 / n)); // [tokens, cols]
       return tf.add(tf.mul(old, n0 / n), tf.matMul(xs, xs, true, false)) as tf.Tensor2D; // [cols, cols]
-    });
+    }));
     old.dispose();
   }
 

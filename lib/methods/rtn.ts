@@ -6,7 +6,7 @@ import { checkWeightSpec, quantizeMatrix, dequantizeMatrix, type QuantizedMatrix
 import { linearShape, readLinear, replaceWeight } from '../quant/weights';
 import type { CalibSet } from './calib';
 import { blockLinearNames } from './sequential';
-import type { CompressResult, MethodHooks } from './types';
+import type { CompressResult, MethodHooks, MethodModule } from './types';
 
 export interface RtnOptions {
   bits: number; // weight bits (GPTQ/AWQ papers' RTN baselines: 8/4/3/2)
@@ -60,3 +60,11 @@ export async function compress(model: Model, _calib: CalibSet | null = null, opt
     stats: { weight_sq_error: sqErr },
   };
 }
+
+export const module = {
+  describe: 'round-to-nearest weight quantization (min-max asymmetric or symmetric, per channel or group)',
+  defaults,
+  needsCalib: false,
+  validate,
+  compress,
+} satisfies MethodModule<RtnOptions>;

@@ -11,7 +11,7 @@ import { calibBatches, checkCalibForModel, type CalibSet } from './calib';
 
 export type Propagate = 'compressed' | 'dense';
 
-/** Called with each linear's input x [tokens, in] (short linear name, e.g. 'q'); must not dispose x. */
+/** Called with each linear's input x [tokens, in] (short linear name, e.g. 'q'), outside any tf.tidy; must not dispose x. */
 export type LinearObserver = (linear: string, x: tf.Tensor2D, info: { batch: number; samples: number }) => void;
 
 export interface BlockContext {
@@ -114,13 +114,28 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
             const want = o.linears ? new Set(o.linears) : null;
             inputs.forEach((x, batch) => {
               const info = { batch, samples: x.shape[0] };
-              const out = runBlock(model, block, x, {
-                onLinearInput: (name, xin) => {
-                  const short = shortLinearName(model, name);
-                  if (!want || want.has(short)) observe(short, xin, info);
-                },
-              });
-              out.dispose();
+              // The hook runs inside the block's tidy: keep copies and call the observer after
+              // the block returns, so whatever the observer creates is not disposed under it.
+              const captured: [string, tf.Tensor2D][] = [];
+              const copies = new Map<tf.Tensor2D, tf.Tensor2D>();
+              try {
+                const out = runBlock(model, block, x, {
+                  onLinearInput: (name, xin) => {
+                    const short = shortLinearName(model, name);
+                    if (want && !want.has(short)) return;
+                    let c = copies.get(xin);
+                    if (!c) {
+                      c = tf.keep(xin.clone());
+                      copies.set(xin, c);
+                    }
+                    captured.push([short, c]);
+                  },
+                });
+                out.dispose();
+                for (const [short, c] of captured) observe(short, c, info);
+              } finally {
+                copies.forEach((c) => c.dispose());
+              }
             });
           },
           run: (x, fo) => runBlock(model, block, x, fo),

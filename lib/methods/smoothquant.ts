@@ -7,11 +7,11 @@ import * as tf from '@tensorflow/tfjs';
 import { ARCHS } from '../models/arch';
 import type { Model } from '../models/types';
 import { absmaxQuantizeMatrix, actKey, checkActSpec, type ActQuantSpec } from '../quant/act';
-import { getWeight, readLinear, replaceWeight } from '../quant/weights';
+import { getWeight, readLinear, replaceWeight, hostValues } from '../quant/weights';
 import { dequantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
-import type { CompressResult, MethodHooks } from './types';
+import type { CompressResult, MethodHooks, MethodModule } from './types';
 
 export interface SmoothQuantOptions {
   alpha: number; // migration strength α in [0, 1] (paper §4: 0.5 for most models, 0.8–0.85 for GLM/OPT-175B)
@@ -60,7 +60,7 @@ export async function collectActScales(model: Model, calib: CalibSet, batchSize 
     perBlock(ctx) {
       ctx.observe((l, x) => {
         if (!firsts.has(l)) return;
-        const m = tf.tidy(() => tf.max(tf.abs(x), 0)).dataSync() as Float32Array; // [in]
+        const m = hostValues(() => tf.max(tf.abs(x), 0)); // [in]
         const key = actKey(ctx.block, l);
         const cur = maxima[key];
         maxima[key] = cur ? cur.map((v, i) => Math.max(v, m[i])) : Array.from(m);
@@ -137,7 +137,7 @@ export async function collectStaticAbsmax(model: Model, calib: CalibSet, batchSi
     ...hooks,
     perBlock(ctx) {
       ctx.observe((l, x) => {
-        const m = tf.tidy(() => tf.max(tf.abs(x))).dataSync()[0];
+        const m = hostValues(() => tf.max(tf.abs(x)))[0];
         const key = actKey(ctx.block, l);
         out[key] = Math.max(out[key] ?? 0, m);
       });
@@ -185,3 +185,11 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
     stats: {},
   };
 }
+
+export const module = {
+  describe: 'SmoothQuant: migrate activation outliers into weights (alpha), then W8A8 fake quantization',
+  defaults,
+  needsCalib: true,
+  validate,
+  compress,
+} satisfies MethodModule<SmoothQuantOptions>;

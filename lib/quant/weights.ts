@@ -46,3 +46,13 @@ export function linearShape(model: Model, linear: string, block = 0): [number, n
   const t = getWeight(model, linearName(model.config.arch, block, linear));
   return t.shape as [number, number];
 }
+
+/** Runs tfjs work and returns its result's values on the host, disposing everything. */
+export function hostValues(fn: () => tf.Tensor): Float32Array {
+  const t = tf.tidy(fn);
+  try {
+    return Float32Array.from(t.dataSync());
+  } finally {
+    t.dispose();
+  }
+}

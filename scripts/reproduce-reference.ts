@@ -1,0 +1,262 @@
+// Reproduces ../shared/reference/stories260K/reference_ppl.csv: every row (dense, the
+// quantization rows RTN/GPTQ W8/W4 per-channel and g32, AWQ W4, naive W8A8, SmoothQuant α 0.5,
+// and the sparsity rows through the METHODS registry) with the reference protocol: the 128 given
+// calibration windows of 512 tokens, WikiText-2 test PPL over 1589 windows of 512 tokens without
+// BOS (mean NLL over the 511 predicted positions), fp32. With --extra also settings the file does
+// not list (W3/W2, other alphas, AWQ W3 …), compared with a PyTorch reference CSV when --py-ref is
+// given (scripts/reference_quant.py writes one on the GPU host). Records PPL (Track 1) and
+// compression time and peak memory (Track 3) through results.ts.
+//
+//   npx tsx scripts/reproduce-reference.ts [--backend auto] [--windows 1589] [--calib-n 128]
+//     [--only rtn,gptq,...] [--quant-only] [--extra] [--py-ref FILE.csv] [--tolerance 0.02]
+//     [--no-rows] [--model HF_DIR] [--tokenizer tok512.bin] [--batch 8]
+// Exit status 1 when a compared setting is off by more than the tolerance.
+//
+// The perplexity here is a minimal one over forward() that follows the reference protocol exactly
+// (the kit's lib/eval computes the same thing for any task).
+import * as tf from '@tensorflow/tfjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseCsvRecords } from '../lib/csv';
+import { loadCalibIds, type CalibSet } from '../lib/methods/calib';
+import { getMethod } from '../lib/methods/index';
+import type { CompressResult } from '../lib/methods/types';
+import { disposeModel, loadModel } from '../lib/models/load';
+import { forward } from '../lib/models/transformer';
+import type { Model } from '../lib/models/types';
+import type { ActQuantSpec } from '../lib/quant/act';
+import { forwardActQuant } from '../lib/quant/act-forward';
+import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
+import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
+
+/** A setting to run: registry method + options, and the key it is compared under. */
+interface Setting {
+  key: string; // e.g. 'gptq {"bits":4,"group":32}' (method + reference config, canonical JSON)
+  method: string;
+  opts: Record<string, unknown>;
+}
+
+const canon = (method: string, cfg: Record<string, unknown>) =>
+  `${method} ${JSON.stringify(Object.fromEntries(Object.entries(cfg).sort(([a], [b]) => (a < b ? -1 : 1))))}`;
+
+/** Maps a reference_ppl.csv row (method, config) to the kit's method and options. */
+export function settingFor(method: string, cfg: Record<string, unknown>): Setting | null {
+  const key = canon(method, cfg);
+  const group = (cfg.group as number | undefined) ?? -1;
+  // The reference's GPTQ code lets the last group be shorter (down_proj has 172 inputs).
+  const wq = { bits: cfg.bits, groupSize: group, groupRemainder: 'partial' };
+  switch (method) {
+    case 'dense':
+      return null;
+    case 'rtn':
+      return { key, method: 'rtn', opts: wq };
+    case 'gptq':
+      return { key, method: 'gptq', opts: { ...wq, percdamp: 0.01, blocksize: 128, actOrder: false } };
+    case 'awq':
+      return { key, method: 'awq', opts: { ...wq, clip: cfg.clip ?? true, nGrid: 20 } };
+    case 'w8a8-naive':
+      return { key, method: 'smoothquant', opts: { smooth: false, actGranularity: cfg.act ?? 'per_token' } };
+    case 'smoothquant':
+      return { key, method: 'smoothquant', opts: { smooth: true, alpha: cfg.alpha, actGranularity: cfg.act ?? 'per_token' } };
+    case 'magnitude':
+    case 'wanda':
+    case 'sparsegpt':
+      return { key, method, opts: { pattern: cfg.pattern } };
+    default:
+      throw new Error(`reference row '${method}' has no kit method`);
+  }
+}
+
+/** Settings the reference file does not list (the issue asks that they hold too). */
+const EXTRA: [string, Record<string, unknown>][] = [
+  ['rtn', { bits: 3, group: -1 }],
+  ['gptq', { bits: 3, group: -1 }],
+  ['rtn', { bits: 3, group: 32 }],
+  ['gptq', { bits: 3, group: 32 }],
+  ['rtn', { bits: 2, group: 32 }],
+  ['gptq', { bits: 2, group: 32 }],
+  ['rtn', { bits: 4, group: 16 }],
+  ['gptq', { bits: 4, group: 16 }],
+  ['awq', { bits: 3, clip: false, group: -1 }],
+  ['awq', { bits: 4, clip: false, group: 32 }],
+  ['smoothquant', { act: 'per_token', alpha: 0.25 }],
+  ['smoothquant', { act: 'per_token', alpha: 0.75 }],
+  ['smoothquant', { act: 'per_token', alpha: 1.0 }],
+  ['w8a8-naive', { act: 'per_tensor' }],
+  ['smoothquant', { act: 'per_tensor', alpha: 0.5 }],
+];
+
+const QUANT = new Set(['rtn', 'gptq', 'awq', 'w8a8-naive', 'smoothquant']);
+
+interface Args {
+  backend: string;
+  model: string;
+  tokenizer: string;
+  reference: string;
+  windows: number | null;
+  calibN: number | null;
+  only: string[] | null;
+  quantOnly: boolean;
+  extra: boolean;
+  pyRef: string | null;
+  tolerance: number;
+  rows: boolean;
+  batch: number;
+}
+
+function parseArgs(argv: string[]): Args {
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+  const shared = process.env.LLMCB_SHARED ?? path.resolve(root, '../shared');
+  const a: Args = {
+    backend: 'auto',
+    model: path.join(shared, 'reference/stories260K/hf'),
+    tokenizer: path.join(root, 'models/stories260K/tok512.bin'),
+    reference: path.join(shared, 'reference/stories260K'),
+    windows: null,
+    calibN: null,
+    only: null,
+    quantOnly: false,
+    extra: false,
+    pyRef: null,
+    tolerance: 0.02,
+    rows: true,
+    batch: 8,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    const v = () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${k} needs a value`);
+      return x;
+    };
+    if (k === '--backend') a.backend = v();
+    else if (k === '--model') a.model = v();
+    else if (k === '--tokenizer') a.tokenizer = v();
+    else if (k === '--reference') a.reference = v();
+    else if (k === '--windows' || k === '--eval-windows') a.windows = Number(v());
+    else if (k === '--calib-n') a.calibN = Number(v());
+    else if (k === '--only') a.only = v().split(',');
+    else if (k === '--quant-only') a.quantOnly = true;
+    else if (k === '--extra') a.extra = true;
+    else if (k === '--py-ref') a.pyRef = v();
+    else if (k === '--tolerance') a.tolerance = Number(v());
+    else if (k === '--no-rows') a.rows = false;
+    else if (k === '--batch') a.batch = Number(v());
+    else throw new Error(`unknown option ${k}`);
+  }
+  if (a.windows !== null && !(Number.isInteger(a.windows) && a.windows > 0)) throw new Error(`--windows must be a positive integer, got ${a.windows}`);
+  return a;
+}
+
+function readRef(file: string): { method: string; cfg: Record<string, unknown>; ppl: number }[] {
+  return parseCsvRecords(fs.readFileSync(file, 'utf8'), file).map((r) => ({ method: r.method, cfg: JSON.parse(r.config), ppl: Number(r.wikitext2_ppl) }));
+}
+
+/** Token PPL over non-overlapping windows of seqlen (no BOS): mean NLL over the seqlen−1 predicted positions. */
+export async function perplexity(model: Model, ids: readonly number[], seqlen: number, windows: number, batch: number, act: ActQuantSpec | null = null): Promise<number> {
+  let nll = 0;
+  let count = 0;
+  for (let w0 = 0; w0 < windows; w0 += batch) {
+    const n = Math.min(batch, windows - w0);
+    const rows = Array.from({ length: n }, (_, b) => ids.slice((w0 + b) * seqlen, (w0 + b + 1) * seqlen));
+    const s = tf.tidy(() => {
+      const x = tf.tensor2d(rows as number[][], [n, seqlen], 'int32'); // [B, T]
+      const logits = act ? forwardActQuant(model, x, act) : forward(model, x); // [B, T, V]
+      const V = logits.shape[2];
+      const pred = tf.reshape(tf.slice(logits, [0, 0, 0], [n, seqlen - 1, V]), [n * (seqlen - 1), V]);
+      const tgt = tf.reshape(tf.slice(x, [0, 1], [n, seqlen - 1]), [-1]);
+      return tf.neg(tf.sum(tf.mul(tf.logSoftmax(pred), tf.oneHot(tgt, V))));
+    });
+    nll += (await s.data())[0];
+    s.dispose();
+    count += n * (seqlen - 1);
+  }
+  return Math.exp(nll / count);
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2));
+  const runtime = await initRuntime({ backend: parseBackend(a.backend) });
+  console.log(`backend ${runtime.backend} on ${runtime.device}`);
+  const ctx = startRun(runtime);
+  const refFile = path.join(a.reference, 'reference_ppl.csv');
+  const listed = readRef(refFile);
+  const ref = new Map<string, { ppl: number; source: string }>();
+  for (const r of listed) ref.set(canon(r.method, r.cfg), { ppl: r.ppl, source: 'reference_ppl.csv' });
+  if (a.pyRef) for (const r of readRef(a.pyRef)) if (!ref.has(canon(r.method, r.cfg))) ref.set(canon(r.method, r.cfg), { ppl: r.ppl, source: path.basename(a.pyRef) });
+
+  // Every setting is mapped and validated before any work starts.
+  let todo: [string, Record<string, unknown>][] = listed.filter((r) => r.method !== 'dense').map((r) => [r.method, r.cfg]);
+  if (a.extra) todo = [...todo, ...EXTRA];
+  if (a.quantOnly) todo = todo.filter(([m]) => QUANT.has(m));
+  if (a.only) todo = todo.filter(([m]) => a.only!.includes(m));
+  const settings = todo.map(([m, c]) => settingFor(m, c)!);
+
+  const testIds = (JSON.parse(fs.readFileSync(path.join(a.reference, 'wikitext2_test_tok512.json'), 'utf8')) as { test_ids: number[] }).test_ids;
+  const seqlen = 512;
+  const allWindows = Math.floor(testIds.length / seqlen);
+  const windows = Math.min(a.windows ?? allWindows, allWindows);
+  const full = windows === allWindows;
+  const calib: CalibSet = loadCalibIds(path.join(a.reference, 'calib_wikitext2_valid_128x512.json'), a.calibN ? { nsamples: a.calibN } : {});
+  const fullCalib = calib.nsamples === 128;
+  const rows: ResultRow[] = [];
+  const common = { model: 'stories260K', model_family: 'llama', seqlen, bos: false, seed: 0 };
+  let densePpl = NaN;
+  const denseRef = ref.get(canon('dense', {}))?.ppl ?? NaN;
+  {
+    const probe = await loadModel(a.model, { tokenizer: a.tokenizer });
+    for (const s of settings) getMethod(s.method).validate({ ...getMethod(s.method).defaults, ...s.opts }, probe);
+    const ppl = await perplexity(probe, testIds, seqlen, windows, a.batch);
+    densePpl = ppl;
+    const dense = ref.get(canon('dense', {}));
+    console.log(`dense                                     ppl ${ppl.toFixed(4)}  ref ${dense?.ppl ?? '—'}${full ? '' : ` (${windows} windows only)`}`);
+    rows.push(makeRow(ctx, { ...common, track: 1, method: 'dense', method_config: {}, task: 'wikitext2', metric: 'ppl', value: ppl, higher_is_better: false, n: windows, note: full ? `reference ${dense?.ppl}` : `partial: ${windows} windows` }));
+    disposeModel(probe);
+  }
+
+  let failures = 0;
+  const table: string[] = [];
+  for (const s of settings) {
+    const model = await loadModel(a.model, { tokenizer: a.tokenizer });
+    const mod = getMethod(s.method);
+    await syncDevice();
+    const t0 = performance.now();
+    const { result, peak } = await measurePeakMemory(async (probe) => {
+      const r: CompressResult = await mod.compress(model, mod.needsCalib ? calib : null, s.opts, { sample: () => probe.sample() });
+      await syncDevice();
+      return r;
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    const ppl = await perplexity(model, testIds, seqlen, windows, a.batch, result.actQuant);
+    const r = ref.get(s.key);
+    const compared = r !== undefined && full && (fullCalib || !mod.needsCalib);
+    const rel = r ? ppl / r.ppl - 1 : NaN;
+    const ok = !compared || Math.abs(rel) <= a.tolerance;
+    if (!ok) failures++;
+    const line = `${s.key.padEnd(42)} ppl ${ppl.toFixed(4).padStart(10)}  ref ${r ? r.ppl.toFixed(4) : '—'} (${r?.source ?? 'none'})  ${Number.isNaN(rel) ? '' : `${(rel * 100).toFixed(2)}%`} ${compared ? (ok ? 'OK' : 'FAIL') : 'not compared'}  ${seconds.toFixed(1)} s${full || !r ? '' : `  (partial-run check: ppl/dense ${(ppl / densePpl).toFixed(4)} vs reference ${(r.ppl / denseRef).toFixed(4)})`}`;
+    console.log(line);
+    table.push(line);
+    const note = r ? `reference ${r.ppl} (${r.source}), rel ${(rel * 100).toFixed(3)}%${compared ? '' : ' (partial run: not compared)'}` : 'no reference value';
+    rows.push(makeRow(ctx, { ...common, track: 1, method: result.method, method_config: result.config, task: 'wikitext2', metric: 'ppl', value: ppl, higher_is_better: false, n: windows, calib: result.calib, duration_s: seconds, note: full ? note : `partial: ${windows} windows; ${note}` }));
+    rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: 'time_s', value: seconds, higher_is_better: false, calib: result.calib, duration_s: seconds }));
+    const mem = peak.peakGpuAllocatedBytes ?? peak.peakTensorBytes;
+    rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: peak.peakGpuAllocatedBytes !== null ? 'peak_gpu_bytes' : 'peak_tensor_bytes', value: mem, higher_is_better: false, calib: result.calib, duration_s: seconds }));
+    disposeModel(model);
+  }
+  console.log(`\n${table.join('\n')}`);
+  if (a.rows) {
+    for (const t of [1, 3] as const) appendResults(trackFile(t), rows.filter((r) => r.track === t));
+    console.log(`rows appended to ${trackFile(1)} and ${trackFile(3)}`);
+  }
+  if (failures) {
+    console.error(`${failures} setting(s) differ from the reference by more than ${a.tolerance * 100}%`);
+    process.exit(1);
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) {
+  main().catch((e) => {
+    console.error(e instanceof Error ? (process.env.DEBUG ? e.stack : e.message) : e);
+    process.exit(1);
+  });
+}
