@@ -1,0 +1,126 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  canonicalJson, cellNote, cellPending, checkMatrix, checkSlice, expandCells, finishedCells, hashConfig, parseSlice, rowCell, smokeMatrix,
+  type MatrixConfig,
+} from '../lib/matrix';
+import { macWeight } from '../lib/efficiency/meters';
+import { appendResults, makeRow, trackFile, type Track } from '../lib/results';
+
+const taskTrack = (t: string) => ({ track: (t === 'truthfulqa' || t === 'advglue' ? 6 : 1) as Track, version: '1' });
+
+function tiny(): MatrixConfig {
+  const mx = smokeMatrix();
+  mx.methods = [
+    { id: 'dense', method: 'dense', config: {} },
+    { id: 'wanda-50%', method: 'wanda', config: { pattern: '50%' } },
+  ];
+  mx.tasks = ['wikitext2', 'piqa', 'truthfulqa'];
+  mx.engines = ['kit', 'llama.cpp-cpu'];
+  return mx;
+}
+
+describe('canonical hashing', () => {
+  it('sorts keys at every depth', () => {
+    expect(canonicalJson({ b: 1, a: { d: [2, { z: 1, y: 0 }], c: null } })).toBe('{"a":{"c":null,"d":[2,{"y":0,"z":1}]},"b":1}');
+  });
+  it('hashes equal configs equally and different ones differently', () => {
+    expect(hashConfig({ a: 1, b: 2 })).toBe(hashConfig({ b: 2, a: 1 }));
+    expect(hashConfig({ a: 1 })).not.toBe(hashConfig({ a: 2 }));
+    expect(hashConfig({ a: 1 })).toMatch(/^[0-9a-f]{16}$/);
+  });
+});
+
+describe('expandCells', () => {
+  it('expands models × methods × tasks × engines per track', () => {
+    const cells = expandCells(tiny(), {}, taskTrack);
+    const count = (t: number) => cells.filter((c) => c.track === t).length;
+    expect(count(1)).toBe(4); // (wikitext2, piqa) × 2 methods
+    expect(count(2)).toBe(2); // wikitext2 × 2 methods
+    expect(count(3)).toBe(1); // wanda only: the dense model is not compressed
+    expect(count(4)).toBe(2);
+    expect(count(5)).toBe(4); // 2 engines × 2 methods
+    expect(count(6)).toBe(2);
+    expect(new Set(cells.map((c) => c.hash)).size).toBe(cells.length);
+  });
+  it('filters by slice (method id or registry name) and changes hashes with settings', () => {
+    const mx = tiny();
+    expect(expandCells(mx, { tracks: [1], methods: ['wanda'] }, taskTrack).map((c) => c.item)).toEqual(['wikitext2', 'piqa']);
+    const a = expandCells(mx, { tracks: [1], tasks: ['piqa'], methods: ['dense'] }, taskTrack)[0].hash;
+    mx.eval.limit = 5;
+    expect(expandCells(mx, { tracks: [1], tasks: ['piqa'], methods: ['dense'] }, taskTrack)[0].hash).not.toBe(a);
+    mx.cellTimeoutS = 1; // not part of the result
+    mx.eval.limit = 4;
+    expect(expandCells(mx, { tracks: [1], tasks: ['piqa'], methods: ['dense'] }, taskTrack)[0].hash).toBe(a);
+  });
+});
+
+describe('slices and validation', () => {
+  it('parses slice specs', () => {
+    expect(parseSlice('tracks=1,4; models=stories260K;methods=gptq-w4,wanda')).toEqual({ tracks: [1, 4], models: ['stories260K'], methods: ['gptq-w4', 'wanda'] });
+    expect(parseSlice('')).toEqual({});
+  });
+  it('rejects bad slices with the offending part', () => {
+    expect(() => parseSlice('tracks=7')).toThrow(/track '7' is not 1-6/);
+    expect(() => parseSlice('colour=red')).toThrow(/unknown key 'colour'/);
+    expect(() => parseSlice('tracks')).toThrow(/not key=value/);
+    expect(() => checkSlice(tiny(), { methods: ['gptq-w9'] })).toThrow(/'gptq-w9' is not in matrix 'smoke'/);
+  });
+  it('rejects a matrix without a dense baseline or with duplicate ids', () => {
+    const mx = tiny();
+    mx.methods = mx.methods.slice(1);
+    expect(() => checkMatrix(mx)).toThrow(/no 'dense' method/);
+    const my = tiny();
+    my.methods.push({ ...my.methods[1] });
+    expect(() => checkMatrix(my)).toThrow(/duplicate method id 'wanda-50%'/);
+  });
+});
+
+describe('resumability bookkeeping', () => {
+  it('round-trips the cell hash through the note', () => {
+    expect(rowCell({ note: cellNote('0123456789abcdef', 'source=x; v1') })).toBe('0123456789abcdef');
+    expect(rowCell({ note: cellNote('0123456789abcdef', '') })).toBe('0123456789abcdef');
+    expect(rowCell({ note: 'no cell here' })).toBeNull();
+  });
+  it('finds finished cells in the result files, best status first', () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-matrix-'));
+    const ctx = { run_id: 'r', git_sha: 'abcdef0', started_at: new Date().toISOString(), backend: 'wasm', device: 'cpu' };
+    const base = { track: 1 as Track, model: 'm', model_family: 'llama', method: 'dense', method_config: {}, task: 't', metric: 'acc', higher_is_better: true };
+    appendResults(trackFile(1, out), [
+      makeRow(ctx, { ...base, value: null, status: 'not_run', note: cellNote('aaaaaaaaaaaaaaaa', 'engine absent') }),
+      makeRow(ctx, { ...base, value: 0.5, note: cellNote('aaaaaaaaaaaaaaaa', '') }),
+      makeRow(ctx, { ...base, value: null, status: 'no_data', note: cellNote('bbbbbbbbbbbbbbbb', 'no file') }),
+      makeRow(ctx, { ...base, value: null, status: 'not_run', note: cellNote('cccccccccccccccc', 'engine absent') }),
+    ]);
+    const done = finishedCells(out);
+    expect(done.get('aaaaaaaaaaaaaaaa')).toBe('ok');
+    expect(done.get('bbbbbbbbbbbbbbbb')).toBe('no_data');
+    expect(cellPending(done.get('aaaaaaaaaaaaaaaa'), true)).toBe(false);
+    expect(cellPending(done.get('bbbbbbbbbbbbbbbb'), false)).toBe(false);
+    expect(cellPending(done.get('bbbbbbbbbbbbbbbb'), true)).toBe(true);
+    expect(cellPending(done.get('cccccccccccccccc'), false)).toBe(true);
+    expect(cellPending(done.get('dddddddddddddddd'), false)).toBe(true);
+    fs.rmSync(out, { recursive: true, force: true });
+  });
+});
+
+describe('quantized-MAC conventions', () => {
+  it('counts MACs per convention, full precision as 1', () => {
+    expect(macWeight('count', 4, 4)).toBe(1);
+    expect(macWeight('paper', 8, null)).toBe(0.25);
+    expect(macWeight('paper', 4, null)).toBe(1 / 16);
+    expect(macWeight('bitops', 8, null)).toBe(0.5);
+    expect(macWeight('bitops', 8, 8)).toBe(0.25);
+    expect(macWeight('paper', null, null)).toBe(1);
+    expect(() => macWeight('fast' as never, 8, 8)).toThrow(/unknown quantized-MAC convention 'fast'/);
+  });
+  it("reproduces the paper's INT8 MACs of LLaMA2-7B from its dense count under 'paper'", () => {
+    // LLaMA2-7B per token: 32 blocks × (4·4096² + 3·4096·11008) linear MACs, head 32000·4096 (fp16).
+    const linear = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008);
+    const headMacs = 32000 * 4096;
+    const ratio = (linear * macWeight('paper', 8, null) + headMacs) / (linear + headMacs);
+    expect(0.85 * ratio).toBeCloseTo(0.23, 2); // Table 6: dense 0.85, GPTQ/AWQ/OmniQuant INT8 0.23
+  });
+});
