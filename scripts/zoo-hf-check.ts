@@ -2,7 +2,7 @@
 // (scripts/py/zoo_hf_check.py) with the kit's tokenizer and forward() on the same zoo directories.
 // Writes data/zoo/hf_parity.csv and exits 1 when ids differ or max |logit diff| > tolerance.
 //
-//   npx tsx scripts/zoo-hf-check.ts --logits $OUT/data/zoo/hf_logits.json --zoo $OUT/models/zoo --out-root $OUT
+//   npx tsx scripts/zoo-hf-check.ts --logits $OUT/data/zoo/hf_logits.json --zoo $OUT/models/zoo --out data/zoo/hf_parity_llama.csv
 import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,15 +15,15 @@ import { initRuntime, parseBackend } from '../lib/runtime';
 interface Options {
   logits: string; // JSON written by scripts/py/zoo_hf_check.py
   zoo: string; // directory holding the zoo model directories
-  outRoot: string; // writes <outRoot>/data/zoo/hf_parity.csv
+  out: string; // the parity table to write (rows of other models already in it are kept)
   tol: number; // max |logit difference| accepted (the issue's 1e-4)
   backend: string; // tfjs backend
 }
-const DEFAULTS: Options = { logits: 'data/zoo/hf_logits.json', zoo: 'models/zoo', outRoot: '.', tol: 1e-4, backend: process.env.LLMCB_BACKEND ?? 'auto' };
+const DEFAULTS: Options = { logits: 'data/zoo/hf_logits.json', zoo: 'models/zoo', out: 'data/zoo/hf_parity.csv', tol: 1e-4, backend: process.env.LLMCB_BACKEND ?? 'auto' };
 
 function parseArgs(argv: string[]): Options {
   const o = { ...DEFAULTS };
-  const keys: Record<string, keyof Options> = { '--logits': 'logits', '--zoo': 'zoo', '--out-root': 'outRoot', '--tol': 'tol', '--backend': 'backend' };
+  const keys: Record<string, keyof Options> = { '--logits': 'logits', '--zoo': 'zoo', '--out': 'out', '--tol': 'tol', '--backend': 'backend' };
   for (let i = 0; i < argv.length; i += 2) {
     const k = keys[argv[i]];
     if (!k || argv[i + 1] === undefined) throw new Error(`bad option ${argv[i]} (use ${Object.keys(keys).join(', ')} with a value)`);
@@ -72,7 +72,7 @@ async function main(): Promise<void> {
     }
   }
   // Rows of other models (checked by an earlier command) are kept; this run's models are replaced.
-  const file = path.join(o.outRoot, 'data/zoo/hf_parity.csv');
+  const file = o.out;
   const columns = ['model', 'family', 'hf_class', 'tokens', 'ids_equal', 'max_abs_diff', 'max_abs_logit', 'tol', 'pass', 'kit_backend', 'kit_device', 'hf_device', 'transformers', 'torch'];
   const kept = fs.existsSync(file)
     ? parseCsvRecords(fs.readFileSync(file, 'utf8'), file).filter((r) => !(r.model in ref.models)).map((r) => columns.map((c) => r[c]))

@@ -13,7 +13,7 @@ import { initRuntime, type RuntimeInfo } from '../lib/runtime';
 import { readCorpusSplit } from '../lib/train/corpus';
 import { WindowLoader } from '../lib/train/data';
 import { lmLoss, perplexity, trainEmbed, trainLogits } from '../lib/train/lm';
-import { pretrain, TINY } from '../lib/train/pretrain';
+import { pretrain, readZooSummary, TINY } from '../lib/train/pretrain';
 import { train } from '../lib/train/trainer';
 import { decayMatrices, initWeights, makeTrainableModel, trainableParams, zooConfig } from '../lib/train/zoo';
 
@@ -118,7 +118,7 @@ describe('pretrain end to end (tiny, wasm)', () => {
     expect(header.entries.every((e) => e.dtype === 'F16')).toBe(true);
     const card = fs.readFileSync(path.join(r.dir!, 'README.md'), 'utf8');
     expect(card).toContain(`| test | ${r.test!.predicted.toLocaleString('en-US')} | ${r.test!.ppl.toFixed(2)} |`);
-    const summary = parseCsvRecords(fs.readFileSync(path.join(root, 'data/zoo/summary.csv'), 'utf8'));
+    const summary = readZooSummary(root);
     const testPpl = Number(summary.find((x) => x.model === 'opt-tiny' && x.metric === 'test_ppl')!.value);
     expect(testPpl).toBe(r.test!.ppl);
     const curve = parseCsvRecords(fs.readFileSync(path.join(root, 'data/zoo/curves/opt-tiny.csv'), 'utf8'));

@@ -150,14 +150,20 @@ export function curveRows(name: string, family: string, params: number, curve: C
 export const CURVE_COLUMNS = ['model', 'family', 'params', 'step', 'tokens', 'epoch', 'metric', 'value'] as const;
 export const SUMMARY_COLUMNS = ['model', 'family', 'params', 'backend', 'device', 'metric', 'value'] as const;
 
-/** Replaces the model's rows of data/zoo/summary.csv (other models' rows are kept). */
-function upsertSummary(root: string, name: string, rows: string[][]): void {
-  const file = path.join(root, 'data/zoo/summary.csv');
-  const kept = fs.existsSync(file)
-    ? parseCsvRecords(fs.readFileSync(file, 'utf8'), file).filter((r) => r.model !== name).map((r) => SUMMARY_COLUMNS.map((c) => r[c]))
-    : [];
-  const all = [...kept, ...rows].sort((a, b) => (a[0] + a[5] < b[0] + b[5] ? -1 : 1));
-  writeFileAtomic(file, formatCsv(SUMMARY_COLUMNS, all));
+/** The model's summary rows: data/zoo/summary/<name>.csv (one file per model, so runs on different hosts merge by copying). */
+export function summaryFile(root: string, name: string): string {
+  return path.join(root, 'data/zoo/summary', `${name}.csv`);
+}
+
+/** All models' summary rows under root, as records (columns SUMMARY_COLUMNS). */
+export function readZooSummary(root = '.'): Record<string, string>[] {
+  const dir = path.join(root, 'data/zoo/summary');
+  if (!fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.csv'))
+    .sort()
+    .flatMap((f) => parseCsvRecords(fs.readFileSync(path.join(dir, f), 'utf8'), path.join(dir, f)));
 }
 
 /** Rounds every weight to fp16 in place (what the F16 file will hold). */
@@ -340,7 +346,7 @@ export async function pretrain(rt: RuntimeInfo, options: Partial<PretrainOptions
       ['train_loss_final', last.trainLoss], ['valid_ppl', out.valid.ppl], ['test_ppl', out.test.ppl], ['uniform_ppl', config.vocabSize],
       ['tokens_per_s', medianThroughput(result.curve)], ['train_s', result.elapsedS],
     ];
-    upsertSummary(o.outRoot, spec.name, metrics.map(([m, v]) => [spec.name, spec.arch, String(params), rt.backend, rt.device, m, String(v)]));
+    writeFileAtomic(summaryFile(o.outRoot, spec.name), formatCsv(SUMMARY_COLUMNS, metrics.map(([m, v]) => [spec.name, spec.arch, String(params), rt.backend, rt.device, m, String(v)])));
     out.dir = dir;
     return out;
   } finally {
