@@ -1,0 +1,340 @@
+// Packed quantized models on disk: integer codes packed 8/4/3/2 bits, per-group scales and zero
+// points, in an HF-style directory (config.json with a `quantization_config`, one safetensors
+// file, the tokenizer). Loading dequantizes at load time, giving exactly the fake-quantized
+// weights (dequantization is scale * (code - zero) in fp32 in both places).
+//
+// Layout of model.safetensors (documented in quantization_config.layout):
+//   <linear>.qweight  U8  [out, ceil(in * bits_per_slot / 8)]  codes of each output row, packed
+//                         along the input dimension (see PACKINGS), each row starting on a byte
+//   <linear>.scales   F32 [out, n_groups]                       n_groups = ceil(in / group_size), 1 per channel
+//   <linear>.qzeros   U8  [out, n_groups]                       integer zero points (0 .. 2^bits)
+//   <linear>.g_idx    I32 [in]                                  group of each input column (act-order only)
+//   every other weight (embeddings, norms, head, biases) F32 as in an FP checkpoint.
+import * as tf from '@tensorflow/tfjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { configFromHf, configToHf, HfTokenizer, loadTokenizer } from '../models/hf';
+import { Llama2cTokenizer } from '../models/tokenizer-llama2c';
+import type { Model } from '../models/types';
+import { uploadSources, validateSources, type TensorSource } from '../models/weights';
+import type { ActQuantSpec } from './act';
+import { dequantizeMatrix, numGroups, QuantConfigError, type QuantizedMatrix } from './quantizer';
+
+/** How codes sit in bytes. */
+export const PACKINGS = {
+  u8: { maxBits: 8, describe: 'one code per byte' },
+  u4: { maxBits: 4, describe: 'two codes per byte, first code in the low nibble' },
+  u2: { maxBits: 2, describe: 'four codes per byte, first code in the lowest 2 bits' },
+  bitstream: { maxBits: 8, describe: 'codes of `bits` bits back to back, least significant bit first, rows padded to a byte' },
+} as const satisfies Record<string, { maxBits: number; describe: string }>;
+export type Packing = keyof typeof PACKINGS;
+
+/** Default packing for a bit width: u8 for 8, u4 for 4, u2 for 2, a bitstream for anything else (3 bits). */
+export function defaultPacking(bits: number): Packing {
+  return bits === 8 ? 'u8' : bits === 4 ? 'u4' : bits === 2 ? 'u2' : 'bitstream';
+}
+
+/** Bits a code occupies in a packing. */
+function slotBits(packing: Packing, bits: number): number {
+  return packing === 'u8' ? 8 : packing === 'u4' ? 4 : packing === 'u2' ? 2 : bits;
+}
+
+export function checkPacking(bits: number, packing: Packing): void {
+  if (!(packing in PACKINGS)) throw new QuantConfigError(`unknown packing '${packing}' (known: ${Object.keys(PACKINGS).join(', ')})`);
+  if (!Number.isInteger(bits) || bits < 1 || bits > PACKINGS[packing].maxBits) {
+    throw new QuantConfigError(`packing '${packing}' holds codes of at most ${PACKINGS[packing].maxBits} bits, got bits ${bits}`);
+  }
+}
+
+/** Bytes per packed row. */
+export function packedRowBytes(cols: number, bits: number, packing: Packing): number {
+  return Math.ceil((cols * slotBits(packing, bits)) / 8);
+}
+
+/** Packs codes [rows, cols] (one per byte) into [rows, packedRowBytes]. */
+export function packCodes(codes: Uint8Array, rows: number, cols: number, bits: number, packing: Packing): Uint8Array {
+  checkPacking(bits, packing);
+  const sb = slotBits(packing, bits);
+  const rb = packedRowBytes(cols, bits, packing);
+  const out = new Uint8Array(rows * rb);
+  const lim = 1 << bits;
+  for (let r = 0; r < rows; r++) {
+    let bit = r * rb * 8;
+    for (let c = 0; c < cols; c++) {
+      const v = codes[r * cols + c];
+      if (v >= lim) throw new QuantConfigError(`code ${v} at [${r}, ${c}] does not fit in ${bits} bits`);
+      for (let k = 0; k < sb; k++, bit++) if ((v >> k) & 1) out[bit >> 3] |= 1 << (bit & 7);
+    }
+  }
+  return out;
+}
+
+/** Inverse of packCodes. */
+export function unpackCodes(packed: Uint8Array, rows: number, cols: number, bits: number, packing: Packing): Uint8Array {
+  checkPacking(bits, packing);
+  const sb = slotBits(packing, bits);
+  const rb = packedRowBytes(cols, bits, packing);
+  if (packed.length !== rows * rb) throw new QuantConfigError(`packed codes have ${packed.length} bytes, expected ${rows} × ${rb}`);
+  const out = new Uint8Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    let bit = r * rb * 8;
+    for (let c = 0; c < cols; c++) {
+      let v = 0;
+      for (let k = 0; k < sb; k++, bit++) v |= ((packed[bit >> 3] >> (bit & 7)) & 1) << k;
+      out[r * cols + c] = v;
+    }
+  }
+  return out;
+}
+
+// ---- a minimal safetensors writer/reader for the dtypes packed files need ----
+
+type Dtype = 'F32' | 'U8' | 'I32';
+const BYTES: Record<Dtype, number> = { F32: 4, U8: 1, I32: 4 };
+interface Entry {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  data: Uint8Array;
+}
+
+function writeSafetensorsTyped(file: string, entries: Entry[], metadata: Record<string, string>): void {
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let off = 0;
+  for (const e of entries) {
+    const n = e.shape.reduce((a, b) => a * b, 1) * BYTES[e.dtype];
+    if (n !== e.data.byteLength) throw new Error(`${file}: tensor '${e.name}' has ${e.data.byteLength} bytes for ${e.dtype}[${e.shape}]`);
+    header[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [off, off + n] };
+    off += n;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const hb = Buffer.from(json, 'utf8');
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = fs.openSync(tmp, 'w');
+  try {
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(hb.length));
+    fs.writeSync(fd, len);
+    fs.writeSync(fd, hb);
+    for (const e of entries) fs.writeSync(fd, e.data);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+function readSafetensorsTyped(file: string): { entries: Map<string, Entry>; metadata: Record<string, string> } {
+  const buf = fs.readFileSync(file);
+  if (buf.length < 8) throw new Error(`${file}: too short for a safetensors file`);
+  const hl = Number(buf.readBigUInt64LE(0));
+  if (8 + hl > buf.length) throw new Error(`${file}: header length ${hl} exceeds the file`);
+  const header = JSON.parse(buf.subarray(8, 8 + hl).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const base = 8 + hl;
+  const entries = new Map<string, Entry>();
+  let metadata: Record<string, string> = {};
+  for (const [name, v] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      metadata = v as unknown as Record<string, string>;
+      continue;
+    }
+    if (!(v.dtype in BYTES)) throw new Error(`${file}: tensor '${name}' has dtype ${v.dtype}; packed files use F32, U8, I32`);
+    const [a, b] = v.data_offsets;
+    const n = v.shape.reduce((x, y) => x * y, 1) * BYTES[v.dtype as Dtype];
+    if (b - a !== n || base + b > buf.length) throw new Error(`${file}: tensor '${name}' offsets [${a}, ${b}] do not match ${v.dtype}[${v.shape}]`);
+    // copy so typed views are aligned
+    entries.set(name, { name, dtype: v.dtype as Dtype, shape: v.shape, data: Uint8Array.from(buf.subarray(base + a, base + b)) });
+  }
+  return { entries, metadata };
+}
+
+const u8 = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+// ---- packed model directories ----
+
+export const PACKED_METHOD = 'llmcb-packed';
+
+/** The `quantization_config` of a packed model's config.json. */
+export interface PackedQuantConfig {
+  quant_method: typeof PACKED_METHOD;
+  format_version: 1;
+  /** Compression method and its options (result rows' method / method_config). */
+  method: string;
+  method_config: Record<string, unknown>;
+  calib: string;
+  /** Per quantized weight (base name without '.weight'): bits, group size, packing. */
+  modules: Record<string, { bits: number; group_size: number; sym: boolean; packing: Packing; act_order: boolean; in_features: number }>;
+  /** Activation quantization needed at inference (W8A8), or null. */
+  act_quant: ActQuantSpec | null;
+  layout: string;
+}
+
+const LAYOUT =
+  '<w>.qweight U8 [out, ceil(in*slot_bits/8)] codes packed along in (packing: u8 1/byte, u4 2/byte low nibble first, u2 4/byte, bitstream LSB first), rows byte-aligned; ' +
+  '<w>.scales F32 [out, n_groups]; <w>.qzeros U8 [out, n_groups] integer zero points; <w>.g_idx I32 [in] (act-order); W = scales[g] * (code - qzeros[g]) with g = g_idx[c] or floor(c / group_size)';
+
+export interface SavePackedOptions {
+  method: string;
+  methodConfig: Record<string, unknown>;
+  calib: string;
+  actQuant: ActQuantSpec | null;
+  /** Packing per bit width (default: defaultPacking). */
+  packing?: Packing;
+  /** Extra JSON files to write beside the model (e.g. learned parameters), name → value. */
+  extras?: Record<string, unknown>;
+}
+
+/** Writes a packed model directory; returns the bytes written per file. */
+export function savePacked(model: Model, quantized: Map<string, QuantizedMatrix & { gIdx?: Int32Array }>, dir: string, o: SavePackedOptions): Record<string, number> {
+  if (model.splitWeights && model.splitWeights.size > 0) {
+    for (const n of model.splitWeights.keys()) if (quantized.has(n)) throw new Error(`savePacked: '${n}' is split in row blocks; quantized split weights are not supported`);
+  }
+  for (const q of quantized.values()) checkPacking(q.bits, o.packing ?? defaultPacking(q.bits));
+  fs.mkdirSync(dir, { recursive: true });
+  const entries: Entry[] = [];
+  const modules: PackedQuantConfig['modules'] = {};
+  const names = [...model.weights.keys(), ...(model.splitWeights?.keys() ?? [])].sort();
+  for (const name of names) {
+    const q = quantized.get(name);
+    if (!q) {
+      const t = model.weights.get(name);
+      const data = t ? (t.dataSync() as Float32Array) : concatBlocks(model.splitWeights!.get(name)!);
+      const shape = t ? t.shape : [model.splitWeights!.get(name)!.reduce((a, b) => a + b.shape[0], 0), model.splitWeights!.get(name)![0].shape[1] as number];
+      entries.push({ name, dtype: 'F32', shape, data: u8(Float32Array.from(data)) });
+      continue;
+    }
+    const base = name.replace(/\.weight$/, '');
+    const packing = o.packing ?? defaultPacking(q.bits);
+    const G = q.scales.length / q.rows;
+    if (!Number.isInteger(G) || G !== (q.gIdx ? G : numGroups(q.cols, q.groupSize))) throw new Error(`savePacked: '${name}' has ${q.scales.length} scales for ${q.rows} rows`);
+    entries.push({ name: `${base}.qweight`, dtype: 'U8', shape: [q.rows, packedRowBytes(q.cols, q.bits, packing)], data: packCodes(q.codes, q.rows, q.cols, q.bits, packing) });
+    entries.push({ name: `${base}.scales`, dtype: 'F32', shape: [q.rows, G], data: u8(Float32Array.from(q.scales)) });
+    const zeros = new Uint8Array(q.zeros.length);
+    q.zeros.forEach((z, i) => {
+      if (!Number.isInteger(z) || z < 0 || z > 255) throw new Error(`savePacked: '${name}' zero point ${z} is not an integer in 0..255`);
+      zeros[i] = z;
+    });
+    entries.push({ name: `${base}.qzeros`, dtype: 'U8', shape: [q.rows, G], data: zeros });
+    if (q.gIdx) entries.push({ name: `${base}.g_idx`, dtype: 'I32', shape: [q.cols], data: u8(Int32Array.from(q.gIdx)) });
+    modules[base] = { bits: q.bits, group_size: q.groupSize, sym: q.sym, packing, act_order: !!q.gIdx, in_features: q.cols };
+  }
+  const qc: PackedQuantConfig = {
+    quant_method: PACKED_METHOD,
+    format_version: 1,
+    method: o.method,
+    method_config: o.methodConfig,
+    calib: o.calib,
+    modules,
+    act_quant: o.actQuant,
+    layout: LAYOUT,
+  };
+  const c = model.config;
+  const files: Record<string, number> = {};
+  const write = (f: string, text: string | Uint8Array) => {
+    fs.writeFileSync(path.join(dir, f), text);
+  };
+  write('config.json', `${JSON.stringify({ ...configToHf(c), quantization_config: qc }, null, 2)}\n`);
+  write('generation_config.json', `${JSON.stringify({ bos_token_id: c.bosTokenId, eos_token_id: c.eosTokenId }, null, 2)}\n`);
+  writeSafetensorsTyped(path.join(dir, 'model.safetensors'), entries, { format: 'pt', quant_method: PACKED_METHOD });
+  const tok = model.tokenizer;
+  if (tok instanceof HfTokenizer) {
+    write('tokenizer.json', JSON.stringify(tok.tokenizerJson));
+    write('tokenizer_config.json', `${JSON.stringify(tok.tokenizerConfig, null, 2)}\n`);
+  } else if (tok instanceof Llama2cTokenizer) {
+    write('tokenizer.bin', tok.toBinary());
+  }
+  for (const [f, v] of Object.entries(o.extras ?? {})) write(f, `${JSON.stringify(v)}\n`);
+  for (const f of fs.readdirSync(dir)) files[f] = fs.statSync(path.join(dir, f)).size;
+  return files;
+}
+
+function concatBlocks(blocks: tf.Tensor[]): Float32Array {
+  const parts = blocks.map((b) => b.dataSync() as Float32Array);
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Whether a directory holds a packed model (config.json with our quantization_config). */
+export function isPackedDir(dir: string): boolean {
+  const f = path.join(dir, 'config.json');
+  if (!fs.existsSync(f)) return false;
+  const j = JSON.parse(fs.readFileSync(f, 'utf8')) as { quantization_config?: { quant_method?: string } };
+  return j.quantization_config?.quant_method === PACKED_METHOD;
+}
+
+/** The dequantized matrices of a packed file (name → fp32 [out, in]) plus its other tensors. */
+export function readPackedTensors(dir: string): { tensors: Map<string, { shape: number[]; data: Float32Array }>; quant: PackedQuantConfig; hf: Record<string, unknown> } {
+  const hf = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown> & { quantization_config?: PackedQuantConfig };
+  const quant = hf.quantization_config;
+  if (!quant || quant.quant_method !== PACKED_METHOD) throw new Error(`${dir}: config.json has no quantization_config with quant_method '${PACKED_METHOD}'`);
+  if (quant.format_version !== 1) throw new Error(`${dir}: packed format version ${quant.format_version} is not supported (1 is)`);
+  const file = path.join(dir, 'model.safetensors');
+  const { entries } = readSafetensorsTyped(file);
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  const f32 = (e: Entry) => new Float32Array(e.data.buffer, e.data.byteOffset, e.data.byteLength / 4);
+  const need = (n: string) => {
+    const e = entries.get(n);
+    if (!e) throw new Error(`${file}: missing tensor '${n}'`);
+    return e;
+  };
+  const quantParts = new Set<string>();
+  for (const [base, m] of Object.entries(quant.modules)) {
+    const qw = need(`${base}.qweight`);
+    const sc = need(`${base}.scales`);
+    const qz = need(`${base}.qzeros`);
+    const gi = entries.get(`${base}.g_idx`);
+    [qw, sc, qz, gi].forEach((e) => e && quantParts.add(e.name));
+    const rows = qw.shape[0];
+    const G = sc.shape[1];
+    const cols = m.in_features;
+    if (qw.shape[1] !== packedRowBytes(cols, m.bits, m.packing)) throw new Error(`${file}: '${base}.qweight' has ${qw.shape[1]} bytes per row, ${cols} inputs at ${m.bits} bits (${m.packing}) need ${packedRowBytes(cols, m.bits, m.packing)}`);
+    if (G !== (gi ? G : numGroups(cols, m.group_size))) throw new Error(`${file}: '${base}.scales' has ${G} groups, expected ${numGroups(cols, m.group_size)}`);
+    const codes = unpackCodes(qw.data, rows, cols, m.bits, m.packing);
+    const scales = f32(sc);
+    const zeros = Float32Array.from(qz.data);
+    let data: Float32Array;
+    if (gi) {
+      const g = new Int32Array(gi.data.buffer, gi.data.byteOffset, cols);
+      data = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
+        const k = r * G + g[c];
+        data[r * cols + c] = Math.fround(scales[k] * Math.fround(codes[r * cols + c] - zeros[k]));
+      }
+    } else {
+      data = dequantizeMatrix({ rows, cols, bits: m.bits, groupSize: m.group_size, sym: m.sym, codes, scales, zeros });
+    }
+    tensors.set(`${base}.weight`, { shape: [rows, cols], data });
+  }
+  for (const [name, e] of entries) {
+    if (quantParts.has(name)) continue;
+    if (e.dtype !== 'F32') throw new Error(`${file}: unexpected non-float tensor '${name}'`);
+    tensors.set(name, { shape: e.shape, data: Float32Array.from(f32(e)) });
+  }
+  return { tensors, quant, hf };
+}
+
+/** Loads a packed model directory, dequantizing at load time. The activation quantization (W8A8) is returned beside it. */
+export function loadPacked(dir: string, opts: { tokenizer?: string; name?: string } = {}): { model: Model; quant: PackedQuantConfig } {
+  const { tensors, quant, hf } = readPackedTensors(dir);
+  const { quantization_config: _q, ...plain } = hf;
+  const config = configFromHf(plain, path.join(dir, 'config.json'));
+  const tokenizer = loadTokenizer(dir, config.vocabSize, opts.tokenizer, { bos: config.bosTokenId, eos: config.eosTokenId });
+  // Check the quantized matrices against the config's shapes (cols were recovered from bytes).
+  const file = path.join(dir, 'model.safetensors');
+  const sources: TensorSource[] = [...tensors].map(([name, t]) => ({ name, shape: t.shape, origin: file, read: () => t.data }));
+  const { weights, splitWeights } = uploadSources(validateSources(config, sources, file));
+  return {
+    model: { name: opts.name ?? path.basename(path.resolve(dir)), family: config.arch, config, weights, splitWeights, tokenizer, source: path.resolve(dir) },
+    quant,
+  };
+}
+
+/** Bytes on disk of a model directory (every file), the number Track 4 reports as stored size. */
+export function dirBytes(dir: string): number {
+  return fs.readdirSync(dir).reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0);
+}
