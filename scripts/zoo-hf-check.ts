@@ -54,7 +54,9 @@ async function main(): Promise<void> {
       const idsEqual = ids.length === r.ids.length && ids.every((x, i) => x === r.ids[i]);
       const T = r.ids.length;
       const V = model.config.vocabSize;
-      const kit = tf.tidy(() => forward(model, tf.tensor2d(r.ids, [1, T], 'int32')).reshape([T, V]).arraySync() as number[][]);
+      const out = tf.tidy(() => forward(model, tf.tensor2d(r.ids, [1, T], 'int32')).reshape([T, V]));
+      const kit = (await out.array()) as number[][]; // async: WebGPU in Node has no synchronous read
+      out.dispose();
       let maxDiff = 0;
       let maxAbs = 0;
       for (let t = 0; t < T; t++) {

@@ -167,22 +167,23 @@ export function readZooSummary(root = '.'): Record<string, string>[] {
 }
 
 /** Rounds every weight to fp16 in place (what the F16 file will hold). */
-function roundToFp16(model: Model): void {
+async function roundToFp16(model: Model): Promise<void> {
   for (const [, w] of model.weights) {
-    const r = f16ToF32(f32ToF16(w.dataSync() as Float32Array));
+    const r = f16ToF32(f32ToF16((await w.data()) as Float32Array));
     (w as tf.Variable).assign(tf.tidy(() => tf.tensor(r, w.shape, 'float32')));
   }
 }
 
 /** Saves the model as an HF directory; with fp16 the safetensors file stores F16. */
-function saveZooModel(model: Model, dir: string, fp16: boolean): void {
+async function saveZooModel(model: Model, dir: string, fp16: boolean): Promise<void> {
+  // saveModel reads weights with dataSync, which WebGPU in Node cannot do; an async read first
+  // leaves the values cached on the host, where dataSync finds them.
+  const host = new Map<string, Float32Array>();
+  for (const [name, w] of model.weights) host.set(name, (await w.data()) as Float32Array);
   saveModel(model, dir);
   if (!fp16) return;
-  const names = [...model.weights.keys()].sort();
-  const tensors: WriteTensor[] = names.map((name) => {
-    const w = model.weights.get(name)!;
-    return { name, shape: w.shape, dtype: 'F16', chunks: () => [w.dataSync() as Float32Array] };
-  });
+  const names = [...host.keys()].sort();
+  const tensors: WriteTensor[] = names.map((name) => ({ name, shape: model.weights.get(name)!.shape, dtype: 'F16', chunks: () => [host.get(name)!] }));
   writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
 }
 
@@ -328,12 +329,12 @@ export async function pretrain(rt: RuntimeInfo, options: Partial<PretrainOptions
     });
     const out: PretrainResult = { name: spec.name, params, train: result, steps, batch, lr, stepTimeProbeS: probe, valid: null, test: null, dir: null };
     if (result.step < steps || !o.save) return out;
-    if (o.fp16) roundToFp16(model);
+    if (o.fp16) await roundToFp16(model);
     out.valid = await perplexity(model, validIds, { seqLen: o.seqLen, maxWindows: o.finalEvalWindows });
     out.test = await perplexity(model, testIds, { seqLen: o.seqLen, maxWindows: o.finalEvalWindows });
     log(`${spec.name}: valid ppl ${out.valid.ppl.toFixed(2)}, test ppl ${out.test.ppl.toFixed(2)} (uniform ${config.vocabSize})`);
     const dir = path.join(o.outRoot, 'models/zoo', spec.name);
-    saveZooModel(model, dir, o.fp16);
+    await saveZooModel(model, dir, o.fp16);
     const manifestFile = path.join(o.corpusDir, 'corpus.json');
     const corpus = fs.existsSync(manifestFile) ? (JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as CorpusManifest) : null;
     const command = `npx tsx scripts/train.ts --model ${spec.name} --steps ${steps} --batch ${batch} --lr ${lr} --seq-len ${o.seqLen} --seed ${o.seed}`;

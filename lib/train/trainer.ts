@@ -114,8 +114,14 @@ const PARAMS_FILE = 'params.safetensors';
 const OPTIM_FILE = 'optimizer.safetensors';
 const STATE_FILE = 'state.json';
 
-function toWrite(tensors: Map<string, tf.Tensor>): WriteTensor[] {
-  return [...tensors].map(([name, t]) => ({ name, shape: t.shape, chunks: () => [t.dataSync() as Float32Array] }));
+/** Reads tensors to the host asynchronously (WebGPU in Node has no synchronous read) for writing. */
+async function toWrite(tensors: Map<string, tf.Tensor>): Promise<WriteTensor[]> {
+  const out: WriteTensor[] = [];
+  for (const [name, t] of tensors) {
+    const data = (await t.data()) as Float32Array;
+    out.push({ name, shape: t.shape, chunks: () => [data] });
+  }
+  return out;
 }
 
 function readAll(file: string): Map<string, tf.Tensor> {
@@ -125,12 +131,12 @@ function readAll(file: string): Map<string, tf.Tensor> {
   return out;
 }
 
-function saveCheckpoint(dir: string, params: Map<string, tf.Variable>, opt: AdamW, state: CheckpointState): void {
+async function saveCheckpoint(dir: string, params: Map<string, tf.Variable>, opt: AdamW, state: CheckpointState): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
-  writeSafetensors(path.join(dir, PARAMS_FILE), toWrite(params));
+  writeSafetensors(path.join(dir, PARAMS_FILE), await toWrite(params));
   const os = opt.exportState();
   try {
-    writeSafetensors(path.join(dir, OPTIM_FILE), toWrite(os.tensors));
+    writeSafetensors(path.join(dir, OPTIM_FILE), await toWrite(os.tensors));
   } finally {
     os.tensors.forEach((t) => t.dispose());
   }
@@ -236,7 +242,7 @@ export async function train<B>(task: TrainTask<B>, options: Partial<TrainOptions
         curve.push(point);
         hooks.onPoint?.(point);
         if (o.checkpointDir && ((o.checkpointEvery > 0 && step % o.checkpointEvery === 0) || step === stopAt)) {
-          saveCheckpoint(o.checkpointDir, params, opt, {
+          await saveCheckpoint(o.checkpointDir, params, opt, {
             step, tokens, elapsedS, adamT: opt.t, data: task.data.getState(), curve, options: o,
           });
         }
