@@ -1,0 +1,104 @@
+// Engine 'webgpu': the kit's own executor (lib/models/transformer.ts generate with its KV cache)
+// on the tfjs backend the runtime started — webgpu on GPU hosts; wasm/cpu give the same engine
+// on CPU (named kit-wasm / kit-cpu so rows never pass a CPU run off as WebGPU). Quantized models
+// run through the same kernels on their dequantized fp32 weights: the executor has no packed
+// integer matmul yet, so their speed-up is measured, not assumed, and is expected near 1×.
+import * as tf from '@tensorflow/tfjs';
+import { describeRuntime, measurePeakMemory } from '../../runtime';
+import { forward, generate } from '../../models/transformer';
+import type { Model } from '../../models/types';
+import {
+  EngineNotRun, checkSettings, promptIds, summarize,
+  type BenchSettings, type Engine, type EngineInput, type EngineMeasurement, type Prepared, type RunTiming,
+} from './types';
+
+export interface KitPrepared extends Prepared {
+  model: Model;
+}
+
+export class KitEngine implements Engine<KitPrepared> {
+  private constructor(
+    readonly name: string,
+    readonly device: string,
+  ) {}
+
+  /** The engine on tfjs's current backend (call initRuntime first). */
+  static async create(): Promise<KitEngine> {
+    const rt = await describeRuntime();
+    return new KitEngine(rt.backend === 'webgpu' ? 'webgpu' : `kit-${rt.backend}`, rt.device);
+  }
+
+  async prepare(input: EngineInput): Promise<KitPrepared> {
+    const notes: string[] = [];
+    if (input.compress?.quantized?.size) notes.push('quantized weights run dequantized in fp32 (no packed integer kernels in the kit executor)');
+    if (input.compress?.actQuant) notes.push('activation quantization not applied during generation (weights only)');
+    if (input.sparse) notes.push('sparse weights run dense (no sparse kernels)');
+    return { model: input.model, format: `fp32 tfjs ${tf.getBackend()}`, notes, dispose: async () => undefined };
+  }
+
+  async measure(p: KitPrepared, settings: BenchSettings): Promise<EngineMeasurement> {
+    checkSettings(settings);
+    const { promptTokens: P, newTokens: N, batch: B } = settings;
+    if (B !== 1) throw new EngineNotRun(this.name, `the kit's generate decodes one sequence at a time (batch ${B} asked)`);
+    const c = p.model.config;
+    if (P + N > c.maxPositions) throw new Error(`${this.name}: prompt ${P} + new ${N} tokens exceed the model's context ${c.maxPositions}`);
+    const prompt = promptIds(P, c.vocabSize, settings.seed);
+    const runs: RunTiming[] = [];
+    const { peak } = await measurePeakMemory(async (probe) => {
+      for (let r = 0; r < settings.warmup + settings.repeats; r++) {
+        const times: number[] = [];
+        const t0 = performance.now();
+        // generate reads each token back from the device before the next step, so times are synced.
+        const out = await generate(p.model, prompt, {
+          maxNewTokens: N,
+          greedy: true,
+          stopAtEos: false,
+          onToken: () => {
+            times.push(performance.now() - t0);
+            if (times.length === 1) probe.sample();
+          },
+        });
+        if (out.length !== times.length) throw new Error(`${this.name}: generate returned ${out.length} tokens but reported ${times.length}`);
+        if (r >= settings.warmup) {
+          runs.push({ ttftMs: times[0], totalMs: times[times.length - 1], tokens: [times.length], gapsMs: times.slice(1).map((t, i) => t - times[i]) });
+        }
+      }
+    });
+    const gpu = peak.peakGpuAllocatedBytes;
+    return summarize(
+      runs,
+      settings,
+      gpu ?? peak.peakTensorBytes,
+      gpu !== null ? 'GPU bytes allocated by tfjs (high-water mark incl. its buffer pool)' : 'live tfjs tensor bytes (sampled)',
+      [...p.notes],
+    );
+  }
+
+  async dispose(): Promise<void> {
+    // Nothing engine-wide to free: models belong to the caller.
+  }
+}
+
+/**
+ * The kit's token-level perplexity over non-overlapping windows of `seqlen` tokens (loss over every
+ * predicted position, no BOS inserted), as the evaluation protocol; for checking GGUF exports.
+ */
+export async function kitPerplexity(model: Model, ids: readonly number[], seqlen: number, maxWindows: number): Promise<{ ppl: number; nll: number; tokens: number; windows: number }> {
+  const windows = Math.min(Math.floor(ids.length / seqlen), maxWindows);
+  if (windows < 1) throw new Error(`perplexity: ${ids.length} tokens make no window of ${seqlen}`);
+  let nll = 0;
+  for (let w = 0; w < windows; w++) {
+    const win = ids.slice(w * seqlen, (w + 1) * seqlen);
+    const s = tf.tidy(() => {
+      const x = tf.tensor2d([win as number[]], [1, seqlen], 'int32');
+      const logits = forward(model, x).reshape([seqlen, -1]).slice([0, 0], [seqlen - 1, -1]) as tf.Tensor2D; // [T-1, V]
+      const logp = tf.logSoftmax(logits); // [T-1, V]
+      const target = tf.oneHot(tf.tensor1d(win.slice(1) as number[], 'int32'), logits.shape[1]); // [T-1, V]
+      return tf.neg(tf.sum(tf.mul(logp, target)));
+    });
+    nll += (await s.data())[0];
+    s.dispose();
+  }
+  const tokens = windows * (seqlen - 1);
+  return { ppl: Math.exp(nll / tokens), nll, tokens, windows };
+}
