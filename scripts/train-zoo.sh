@@ -13,13 +13,13 @@
 #
 # Here, a tiny try on the CPU (wasm):  OUT=/tmp/zoo-out TINY=1 bash scripts/train-zoo.sh llama
 #
-# Environment: OUT (where the packed result goes; default ./zoo-out), ZOO_WORK, LLMCB_BACKEND
+# Environment: OUT (where the packed result goes; default $TMPDIR/zoo-out), ZOO_WORK, LLMCB_BACKEND
 # (default webgpu; wasm with TINY=1), ZOO_BUDGET_SCALE (multiplies every training-time budget).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 family=${1:-all}
 case "$family" in llama|opt|all) ;; *) echo "usage: $0 [llama|opt|all]" >&2; exit 2 ;; esac
-OUT=${OUT:-zoo-out}
+OUT=${OUT:-${TMPDIR:-/tmp}/zoo-out}
 WORK=${ZOO_WORK:-${TMPDIR:-/tmp}/llmcb-zoo}
 scale=${ZOO_BUDGET_SCALE:-1}
 mkdir -p "$OUT" "$WORK/models/zoo" "$WORK/data/zoo"
