@@ -3,7 +3,7 @@
 // Encoders follow ggml's reference quantizers (quantize_row_*_ref) with fp32 intermediate
 // rounding; the kit's own integer codes are packed directly when the formats agree exactly.
 // Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md (version 3, little endian).
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Llama2cTokenizer } from '../models/tokenizer-llama2c';
 import type { Model, ModelConfig, Tokenizer } from '../models/types';
@@ -815,4 +815,103 @@ export function exportLlamaGguf(model: Model, file: string, options: Partial<Lla
   const fallbacks = [...new Set(report.filter((e) => e.how === 'fallback' || e.how === 'requantized').map((e) => e.reason.replace(/^row length \d+/, 'row length n')))];
   const summary = `linears: ${[...counts].map(([k, n]) => `${n} ${k}`).join(', ')}; embeddings ${embedType}${tied ? ' (tied head)' : ''}${fallbacks.length ? `; ${fallbacks.join('; ')}` : ''}`;
   return { file, bytes, fileType, tensors: report, summary };
+}
+
+// ---------------------------------------------------------------- reading back (checks)
+
+export interface GgufTensorInfo {
+  name: string;
+  ne: number[];
+  type: GgmlType;
+  /** Absolute byte offset of the tensor's data in the file. */
+  offset: number;
+  bytes: number;
+}
+
+export interface GgufFile {
+  version: number;
+  metadata: Map<string, unknown>;
+  tensors: GgufTensorInfo[];
+  dataOffset: number;
+}
+
+const TYPE_BY_ID = new Map<number, GgmlType>(Object.entries(GGML_TYPES).map(([k, v]) => [v.id as number, k as GgmlType]));
+
+/** Parses a GGUF file's header, metadata and tensor infos (F32/F16/Q4_0/Q4_1/Q8_0 tensors only). */
+export function readGguf(file: string): GgufFile {
+  const buf = readFileSync(file);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let o = 0;
+  const need = (n: number) => {
+    if (o + n > buf.length) throw new Error(`${file}: truncated GGUF at byte ${o}`);
+  };
+  const u32 = () => (need(4), (o += 4), dv.getUint32(o - 4, true));
+  const u64 = () => (need(8), (o += 8), Number(dv.getBigUint64(o - 8, true)));
+  const str = () => {
+    const n = u64();
+    need(n);
+    o += n;
+    return buf.subarray(o - n, o).toString('utf8');
+  };
+  const scalar = (t: number): unknown => {
+    switch (t) {
+      case 0: return (need(1), (o += 1), dv.getUint8(o - 1));
+      case 1: return (need(1), (o += 1), dv.getInt8(o - 1));
+      case 2: return (need(2), (o += 2), dv.getUint16(o - 2, true));
+      case 3: return (need(2), (o += 2), dv.getInt16(o - 2, true));
+      case 4: return u32();
+      case 5: return (need(4), (o += 4), dv.getInt32(o - 4, true));
+      case 6: return (need(4), (o += 4), dv.getFloat32(o - 4, true));
+      case 7: return (need(1), (o += 1), dv.getUint8(o - 1) !== 0);
+      case 8: return str();
+      case 10: return u64();
+      case 11: return (need(8), (o += 8), Number(dv.getBigInt64(o - 8, true)));
+      case 12: return (need(8), (o += 8), dv.getFloat64(o - 8, true));
+      default: throw new Error(`${file}: unknown GGUF value type ${t} at byte ${o}`);
+    }
+  };
+  if (buf.subarray(0, 4).toString('latin1') !== 'GGUF') throw new Error(`${file}: not a GGUF file (magic ${JSON.stringify(buf.subarray(0, 4).toString('latin1'))})`);
+  o = 4;
+  const version = u32();
+  const nTensors = u64();
+  const nKv = u64();
+  const metadata = new Map<string, unknown>();
+  for (let i = 0; i < nKv; i++) {
+    const key = str();
+    const t = u32();
+    if (t === 9) {
+      const it = u32();
+      const n = u64();
+      const arr: unknown[] = [];
+      for (let k = 0; k < n; k++) arr.push(scalar(it));
+      metadata.set(key, arr);
+    } else metadata.set(key, scalar(t));
+  }
+  const infos: { name: string; ne: number[]; type: GgmlType; rel: number }[] = [];
+  for (let i = 0; i < nTensors; i++) {
+    const name = str();
+    const nd = u32();
+    const ne = Array.from({ length: nd }, () => u64());
+    const id = u32();
+    const type = TYPE_BY_ID.get(id);
+    if (!type) throw new Error(`${file}: tensor '${name}' has ggml type ${id}, which this reader does not decode`);
+    infos.push({ name, ne, type, rel: u64() });
+  }
+  const align = Number(metadata.get('general.alignment') ?? 32);
+  const dataOffset = o + pad(o, align);
+  const tensors = infos.map((t) => ({ name: t.name, ne: t.ne, type: t.type, offset: dataOffset + t.rel, bytes: tensorBytes(t.type, t.ne, t.name) }));
+  for (const t of tensors) if (t.offset + t.bytes > buf.length) throw new Error(`${file}: tensor '${t.name}' runs past the end of the file`);
+  return { version, metadata, tensors, dataOffset };
+}
+
+/** A tensor of a GGUF file decoded to fp32 (row-major, ne[0] innermost). */
+export function readGgufTensor(file: string, t: GgufTensorInfo): Float32Array {
+  const fd = openSync(file, 'r');
+  try {
+    const b = new Uint8Array(t.bytes);
+    readSync(fd, b, 0, t.bytes, t.offset);
+    return decodeTensor(t.type, b, t.ne.reduce((a, x) => a * x, 1));
+  } finally {
+    closeSync(fd);
+  }
 }
