@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Trains the kit's model zoo (LLaMA-style and OPT-style, ~1M / ~5M / ~16M parameters) on the GPU,
+# Trains the kit's model zoo (LLaMA-style and OPT-style, ~0.7M / ~1.1M / ~2.2M parameters) on the GPU,
 # checks that training resumes from a checkpoint with the same losses, and checks the saved HF
 # directories against transformers (when python3 has torch + transformers).
 #
@@ -35,11 +35,11 @@ if [ "${TINY:-0}" = 1 ]; then
 else
   backend=${LLMCB_BACKEND:-webgpu}
   # Training-time budgets (seconds); larger models get more, so that held-out perplexity falls with size.
-  sizes=(1m 5m 16m); budgets=(30 50 120); resume_steps=200
+  sizes=(700k 1m 2m); budgets=(60 90 150); resume_steps=200
   extra=()
 fi
 budget() { awk -v b="$1" -v s="$scale" 'BEGIN { printf "%d", b * s }'; }
-train() { npx tsx scripts/train.ts --backend "$backend" --out-root "$WORK" "${extra[@]}" "$@"; }
+train() { node --import tsx scripts/train.ts --backend "$backend" --out-root "$WORK" "${extra[@]}" "$@"; }
 
 start=$(date +%s)
 for f in "${families[@]}"; do
@@ -56,7 +56,7 @@ if python3 -c 'import torch, transformers' 2>/dev/null; then
   models=()
   for f in "${families[@]}"; do models+=("$f-${sizes[0]}"); done
   python3 scripts/py/zoo_hf_check.py --zoo "$WORK/models/zoo" --models "${models[@]}" --out "$WORK/hf_logits_$family.json"
-  npx tsx scripts/zoo-hf-check.ts --backend "$backend" --logits "$WORK/hf_logits_$family.json" --zoo "$WORK/models/zoo" \
+  node --import tsx scripts/zoo-hf-check.ts --backend "$backend" --logits "$WORK/hf_logits_$family.json" --zoo "$WORK/models/zoo" \
     --out "$WORK/data/zoo/hf_parity_$family.csv" || echo "HF parity check FAILED" >&2
 else
   echo "python3 without torch/transformers: HF parity check skipped" >&2

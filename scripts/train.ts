@@ -2,7 +2,7 @@
 // gradient clipping, checkpoints, resume; writes HF directories, model cards and tidy loss curves.
 //
 //   npx tsx scripts/train.ts --model llama-1m --steps 600            # fixed number of steps
-//   npx tsx scripts/train.ts --model opt-16m --budget-s 120           # steps from a timed probe
+//   npx tsx scripts/train.ts --model opt-2m --budget-s 150           # steps from a timed probe
 //   npx tsx scripts/train.ts --model llama-tiny --steps 20 --seq-len 64 --backend wasm   # tiny try on CPU
 //   npx tsx scripts/train.ts --model llama-1m --steps 200 --resume-check   # resume == uninterrupted?
 //

@@ -56,18 +56,18 @@ describe('zoo configs', () => {
   it('have the planned sizes (tied embeddings counted once)', () => {
     const n = Object.fromEntries(Object.values(ZOO).map((s) => [s.name, countParams(zooConfig(s))]));
     expect(n).toEqual({
-      'llama-1m': 1127296, 'llama-5m': 5004032, 'llama-16m': 15735168,
-      'opt-1m': 1152384, 'opt-5m': 5063936, 'opt-16m': 15868416,
+      'llama-700k': 725664, 'llama-1m': 1127296, 'llama-2m': 2205920,
+      'opt-700k': 753696, 'opt-1m': 1152384, 'opt-2m': 2243360,
     });
     // llama-1m by hand: embeddings 4096·128 + 3 blocks · (4·128² + 3·128·352 + 2·128) + final norm 128
     expect(4096 * 128 + 3 * (4 * 128 * 128 + 3 * 128 * 352 + 2 * 128) + 128).toBe(n['llama-1m']);
   });
 
   it('are HF configs the engine reads back unchanged', () => {
-    const hf = zooHfConfig(ZOO['opt-5m']);
+    const hf = zooHfConfig(ZOO['opt-2m']);
     expect(hf.model_type).toBe('opt');
     const c = configFromHf(hf);
-    expect([c.hiddenSize, c.numLayers, c.numHeads, c.intermediateSize, c.maxPositions, c.tieWordEmbeddings]).toEqual([256, 5, 8, 1024, 256, true]);
+    expect([c.hiddenSize, c.numLayers, c.numHeads, c.intermediateSize, c.maxPositions, c.tieWordEmbeddings]).toEqual([160, 5, 5, 640, 256, true]);
     expect(() => zooHfConfig({ ...ZOO['llama-1m'], heads: 3 })).toThrow(/not divisible/);
   });
 
@@ -95,9 +95,9 @@ describe('zoo configs', () => {
 
   it('lists only the zoo directories that exist', () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'zoo-dirs-'));
-    fs.mkdirSync(path.join(root, 'opt-5m'));
-    fs.writeFileSync(path.join(root, 'opt-5m', 'config.json'), '{}');
+    fs.mkdirSync(path.join(root, 'opt-2m'));
+    fs.writeFileSync(path.join(root, 'opt-2m', 'config.json'), '{}');
     fs.mkdirSync(path.join(root, 'llama-1m')); // no config.json
-    expect(zooDirs(root).map((z) => z.name)).toEqual(['opt-5m']);
+    expect(zooDirs(root).map((z) => z.name)).toEqual(['opt-2m']);
   });
 });

@@ -26,12 +26,14 @@ export const ZOO_CONTEXT = 256; // max positions and training sequence length
 
 /** The zoo. Sizes are total parameters with tied embeddings (embeddings included). */
 export const ZOO = {
+  // Sizes are bounded by what a device call can carry (64 MiB with the GPU bundle's ~40 MiB):
+  // the six models together stay near 16 MB in fp16.
+  'llama-700k': { name: 'llama-700k', arch: 'llama', hidden: 96, layers: 3, heads: 4, ffn: 256, lr: 3e-3, batch: 16 },
   'llama-1m': { name: 'llama-1m', arch: 'llama', hidden: 128, layers: 3, heads: 4, ffn: 352, lr: 3e-3, batch: 16 },
-  'llama-5m': { name: 'llama-5m', arch: 'llama', hidden: 256, layers: 5, heads: 8, ffn: 688, lr: 2e-3, batch: 16 },
-  'llama-16m': { name: 'llama-16m', arch: 'llama', hidden: 384, layers: 8, heads: 6, ffn: 1024, lr: 1.2e-3, batch: 32 },
+  'llama-2m': { name: 'llama-2m', arch: 'llama', hidden: 160, layers: 5, heads: 5, ffn: 432, lr: 2e-3, batch: 16 },
+  'opt-700k': { name: 'opt-700k', arch: 'opt', hidden: 96, layers: 3, heads: 4, ffn: 384, lr: 3e-3, batch: 16 },
   'opt-1m': { name: 'opt-1m', arch: 'opt', hidden: 128, layers: 3, heads: 4, ffn: 512, lr: 3e-3, batch: 16 },
-  'opt-5m': { name: 'opt-5m', arch: 'opt', hidden: 256, layers: 5, heads: 8, ffn: 1024, lr: 2e-3, batch: 16 },
-  'opt-16m': { name: 'opt-16m', arch: 'opt', hidden: 384, layers: 8, heads: 6, ffn: 1536, lr: 1.2e-3, batch: 32 },
+  'opt-2m': { name: 'opt-2m', arch: 'opt', hidden: 160, layers: 5, heads: 5, ffn: 640, lr: 2e-3, batch: 16 },
 } satisfies Record<string, ZooSpec>;
 export type ZooName = keyof typeof ZOO;
 
