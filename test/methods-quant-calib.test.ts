@@ -43,6 +43,7 @@ describe('sampleCalibration', () => {
     expect(() => sampleCalibration([1, 2, 3, 4], 'tiny', { nsamples: 1, seqlen: 8 })).toThrow(CalibError);
     expect(() => sampleCalibration([1, 2, 3, 4], 'tiny', { nsamples: 1, seqlen: 8 })).toThrow(/corpus 'tiny' has 4 tokens/);
     expect(() => sampleCalibration(new Array(100).fill(0), 'x', { nsamples: 0, seqlen: 8 })).toThrow(/nsamples/);
+    expect(() => sampleCalibration(new Array(100).fill(0), 'x', { nsamples: 13, seqlen: 8 })).toThrow(/104 tokens is longer than corpus 'x' \(100 tokens\)/);
   });
   it('batches windows as int32 tensors without leaks', () => {
     const c = sampleCalibration(Array.from({ length: 100 }, (_, i) => i), 'toy', { nsamples: 5, seqlen: 4, seed: 1 });

@@ -55,6 +55,9 @@ export function checkCalibOptions(opts: CalibOptions, corpusTokens?: number, cor
   if (corpusTokens !== undefined && corpusTokens < opts.seqlen + 2) {
     throw new CalibError(`calibration: corpus '${corpus}' has ${corpusTokens} tokens, too few for one window of seqlen ${opts.seqlen} (needs at least ${opts.seqlen + 2})`);
   }
+  if (corpusTokens !== undefined && opts.nsamples * opts.seqlen > corpusTokens) {
+    throw new CalibError(`calibration: ${opts.nsamples} windows × ${opts.seqlen} tokens = ${opts.nsamples * opts.seqlen} tokens is longer than corpus '${corpus}' (${corpusTokens} tokens)`);
+  }
 }
 
 /**

@@ -4,7 +4,7 @@ import * as rtn from './rtn';
 import * as gptq from './gptq';
 import * as awq from './awq';
 import * as smoothquant from './smoothquant';
-// import * as omniquant from './omniquant';
+import * as omniquant from './omniquant';
 import * as magnitude from './magnitude';
 import * as wanda from './wanda';
 import * as sparsegpt from './sparsegpt';
@@ -16,7 +16,7 @@ export const METHODS = {
   gptq: gptq.module,
   awq: awq.module,
   smoothquant: smoothquant.module,
-  // omniquant: omniquant.module,
+  omniquant: omniquant.module,
   magnitude: magnitude.module,
   wanda: wanda.module,
   sparsegpt: sparsegpt.module,

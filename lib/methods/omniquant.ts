@@ -1,0 +1,335 @@
+// OmniQuant (Shao et al., 2024): learnable weight clipping (LWC: per row-group clip factors
+// sigmoid(γ)·max, sigmoid(β)·min of the min-max quantizer) and learnable equivalent transformation
+// (LET: per-channel scales between a norm and the linears it feeds), trained block by block with
+// tfjs gradients (straight-through rounding) to match the full-precision block's outputs. The
+// quantized stream feeds the next block; targets come from a separate full-precision stream, as
+// in the reference. Learned parameters are a serializable artifact; applyArtifact() rebuilds the
+// quantized model from an FP model without training.
+//
+// Deviations from the reference, stated: LET learns scales only (no shifts) and only for
+// norm-fed groups (q/k/v, gate/up or fc1); the q·kᵀ scale is not learned; groups must divide the
+// input dimension.
+import * as tf from '@tensorflow/tfjs';
+import { ARCHS, linearName } from '../models/arch';
+import type { Model } from '../models/types';
+import type { ActQuantSpec } from '../quant/act';
+import { checkWeightSpec, maxq, quantCode, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
+import { getWeight, hostValues, linearShape, readLinear, replaceWeight } from '../quant/weights';
+import { describeCalib, type CalibSet } from './calib';
+import { blockLinearNames, runSequential } from './sequential';
+import { foldIntoNorm } from './smoothquant';
+import type { CompressResult, MethodHooks, MethodModule } from './types';
+
+export interface OmniQuantOptions {
+  bits: number; // weight bits (paper: W4A16, W3A16, W2A16; W6A6/W4A4 with activations)
+  groupSize: number; // -1 per channel, else input columns per group (paper: g128 for weight-only rows)
+  mode: 'weight' | 'weight-act'; // weight-only (paper Table 1) or weight-activation (Table 2)
+  actBits: number; // activation bits in weight-act mode (paper W4A4, W6A6)
+  lwc: boolean; // learnable weight clipping (paper §3.2)
+  let: boolean | null; // learnable equivalent transformation (paper §3.3); null = on in weight-act mode only, as the paper's scripts
+  epochs: number; // passes over the calibration windows per block (paper: 20 for weight-only, 20/40 for W4A4)
+  lwcLr: number; // learning rate of LWC parameters (reference --lwc_lr 1e-2)
+  letLr: number; // learning rate of LET scales (reference --let_lr 5e-3)
+  lwcInit: number; // initial γ, β logits (reference init 4 → clip factor sigmoid(4) ≈ 0.982)
+  letAlpha: number; // LET scale init max|X|^α / max|W|^(1−α) (reference uses SmoothQuant's α = 0.5 init)
+  batchSize: number; // calibration windows per gradient step (reference: 1)
+}
+
+export const defaults: OmniQuantOptions = {
+  bits: 4, // W4A16
+  groupSize: -1, // per channel
+  mode: 'weight', // weight-only
+  actBits: 8, // W?A8 when weight-act
+  lwc: true, // LWC on (paper default)
+  let: null, // LET with activations only
+  epochs: 20, // paper's weight-only setting
+  lwcLr: 1e-2, // reference default
+  letLr: 5e-3, // reference default
+  lwcInit: 4, // reference init value
+  letAlpha: 0.5, // SmoothQuant-style init
+  batchSize: 1, // reference batch size
+};
+
+export function validate(o: OmniQuantOptions, model?: Model): void {
+  checkWeightSpec({ bits: o.bits, groupSize: o.groupSize, sym: false, groupRemainder: 'error' }, undefined, 'omniquant');
+  if (o.mode !== 'weight' && o.mode !== 'weight-act') throw new Error(`omniquant: mode must be 'weight' or 'weight-act', got '${o.mode}'`);
+  if (!Number.isInteger(o.epochs) || o.epochs < 0) throw new Error(`omniquant: epochs must be a non-negative integer, got ${o.epochs}`);
+  for (const k of ['lwcLr', 'letLr'] as const) if (!(o[k] > 0)) throw new Error(`omniquant: ${k} must be > 0, got ${o[k]}`);
+  if (!(o.letAlpha >= 0 && o.letAlpha <= 1)) throw new Error(`omniquant: letAlpha must be in [0, 1], got ${o.letAlpha}`);
+  if (!Number.isInteger(o.actBits) || o.actBits < 2 || o.actBits > 16) throw new Error(`omniquant: actBits must be an integer in 2..16, got ${o.actBits}`);
+  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new Error(`omniquant: batchSize must be a positive integer, got ${o.batchSize}`);
+  if (model) {
+    for (const l of blockLinearNames(model)) {
+      checkWeightSpec({ bits: o.bits, groupSize: o.groupSize, sym: false, groupRemainder: 'error' }, linearShape(model, l)[1], `omniquant ${l}`);
+    }
+  }
+}
+
+const useLet = (o: OmniQuantOptions) => o.let ?? o.mode === 'weight-act';
+
+/** Learned parameters: γ/β logits per (row, group) of each linear, LET scales per norm-fed group. */
+export interface OmniQuantArtifact {
+  bits: number;
+  groupSize: number;
+  /** "<block>.<linear>" → { gamma, beta } (length rows × groups, row-major). */
+  lwc: Record<string, { gamma: number[]; beta: number[] }>;
+  /** "<block>.<first linear of group>" → { norm, linears, scales }. */
+  let: Record<string, { norm: string; linears: string[]; scales: number[] }>;
+}
+
+/** round() with a straight-through gradient. */
+const roundSte = tf.customGrad(((x: tf.Tensor) => ({ value: tf.round(x), gradFunc: (dy: tf.Tensor) => dy })) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor;
+
+/** Differentiable LWC fake quantization of W [rows, cols] with clip logits γ, β [rows·groups, 1]. */
+export function lwcFakeQuant(W: tf.Tensor2D, gamma: tf.Tensor, beta: tf.Tensor, bits: number, groupSize: number): tf.Tensor2D {
+  const [rows, cols] = W.shape;
+  const gs = groupSize === -1 ? cols : groupSize;
+  const q = maxq(bits);
+  const Wg = tf.reshape(W, [-1, gs]); // [rows·groups, gs]
+  const xmax = tf.mul(tf.sigmoid(gamma), tf.max(Wg, 1, true));
+  const xmin = tf.mul(tf.sigmoid(beta), tf.min(Wg, 1, true));
+  const scale = tf.div(tf.clipByValue(tf.sub(xmax, xmin), 1e-5, 1e4), q);
+  const zero = roundSte(tf.clipByValue(tf.div(tf.neg(xmin), scale), -1e4, 1e4));
+  const codes = tf.clipByValue(tf.add(roundSte(tf.div(Wg, scale)), zero), 0, q);
+  return tf.reshape(tf.mul(tf.sub(codes, zero), scale), [rows, cols]) as tf.Tensor2D;
+}
+
+/** The same quantizer on the host (fp32): codes, scales and zeros for the packed format. */
+export function lwcQuantizeHost(W: Float32Array, rows: number, cols: number, gamma: ArrayLike<number>, beta: ArrayLike<number>, bits: number, groupSize: number): QuantizedMatrix {
+  const f = Math.fround;
+  const gs = groupSize === -1 ? cols : groupSize;
+  const ng = cols / gs;
+  const q = maxq(bits);
+  const sig = (x: number) => f(1 / (1 + Math.exp(-x)));
+  const codes = new Uint8Array(rows * cols);
+  const scales = new Float32Array(rows * ng);
+  const zeros = new Float32Array(rows * ng);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < ng; g++) {
+      let mx = -Infinity;
+      let mn = Infinity;
+      for (let c = g * gs; c < (g + 1) * gs; c++) {
+        mx = Math.max(mx, W[r * cols + c]);
+        mn = Math.min(mn, W[r * cols + c]);
+      }
+      const k = r * ng + g;
+      const xmax = f(sig(gamma[k]) * mx);
+      const xmin = f(sig(beta[k]) * mn);
+      const scale = f(Math.min(Math.max(f(xmax - xmin), 1e-5), 1e4) / q);
+      // the packed format stores integer zero points in 0..2^bits: clamp (a clipped range always contains 0 for real weights)
+      const zero = Math.min(Math.max(roundHalfEven(f(-xmin / scale)), 0), q) + 0;
+      scales[k] = scale;
+      zeros[k] = zero;
+      for (let c = g * gs; c < (g + 1) * gs; c++) codes[r * cols + c] = quantCode(W[r * cols + c], scale, zero, bits);
+    }
+  }
+  return { rows, cols, bits, groupSize, sym: false, codes, scales, zeros };
+}
+
+/** Per-token absmax activation fake quantization with straight-through rounding. */
+function actQuantSte(x: tf.Tensor2D, bits: number): tf.Tensor2D {
+  const qmax = 2 ** (bits - 1) - 1;
+  const s = tf.div(tf.maximum(tf.max(tf.abs(x), 1, true), 1e-5), qmax);
+  return tf.mul(roundSte(tf.div(x, s)), s) as tf.Tensor2D;
+}
+
+/** Applies learned parameters to an FP model: LET scales into norms/linears, then LWC quantization. Returns the codes. */
+export function applyArtifact(model: Model, art: OmniQuantArtifact): Map<string, QuantizedMatrix> {
+  for (const [key, v] of Object.entries(art.let)) {
+    const b = Number(key.split('.')[0]);
+    const s = Float32Array.from(v.scales);
+    foldIntoNorm(model, b, v.norm, s);
+    for (const l of v.linears) {
+      const m = readLinear(model, b, l);
+      replaceWeight(model, m.name, Float32Array.from(m.data, (w, i) => Math.fround(w * s[i % m.cols])));
+    }
+  }
+  const out = new Map<string, QuantizedMatrix>();
+  for (const [key, p] of Object.entries(art.lwc)) {
+    const [b, l] = key.split('.');
+    const m = readLinear(model, Number(b), l);
+    const q = lwcQuantizeHost(m.data, m.rows, m.cols, p.gamma, p.beta, art.bits, art.groupSize);
+    const deq = new Float32Array(m.rows * m.cols);
+    const gs = art.groupSize === -1 ? m.cols : art.groupSize;
+    const ng = m.cols / gs;
+    for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) {
+      const k = r * ng + Math.floor(c / gs);
+      deq[r * m.cols + c] = Math.fround(q.scales[k] * Math.fround(q.codes[r * m.cols + c] - q.zeros[k]));
+    }
+    replaceWeight(model, m.name, deq);
+    out.set(m.name, q);
+  }
+  return out;
+}
+
+export async function compress(model: Model, calib: CalibSet | null, opts: Partial<OmniQuantOptions> = {}, hooks: MethodHooks = {}): Promise<CompressResult> {
+  const o = { ...defaults, ...opts };
+  validate(o, model);
+  if (!calib) throw new Error('omniquant needs a calibration set');
+  const arch = ARCHS[model.config.arch];
+  const linears = blockLinearNames(model);
+  const art: OmniQuantArtifact = { bits: o.bits, groupSize: o.groupSize, lwc: {}, let: {} };
+  const letOn = useLet(o);
+  const firstLoss: number[] = []; // per block: mean loss of the first epoch
+  const lastLoss: number[] = []; // per block: mean loss of the last epoch
+  const quantized = new Map<string, QuantizedMatrix>();
+  let fpInputs: tf.Tensor3D[] | null = null; // the full-precision stream (targets' inputs)
+  try {
+    await runSequential(model, calib, {
+      propagate: 'compressed',
+      batchSize: o.batchSize,
+      ...hooks,
+      propagateOptions: o.mode === 'weight-act' ? { onLinearInput: (_l, x) => actQuantAbsmax(x, o.actBits) } : undefined,
+      perBlock(ctx) {
+        const b = ctx.block;
+        if (!fpInputs) fpInputs = ctx.inputs.map((x) => x.clone());
+        // Targets: the FP block on the FP stream; they are also the next block's FP inputs.
+        const targets = fpInputs.map((x) => ctx.run(x));
+        // LET init from the block's activation maxima (quantized stream), SmoothQuant-style.
+        const letGroups = letOn ? arch.groups.filter((g) => g.prev.kind === 'norm') : [];
+        const actMax = new Map<string, Float32Array>();
+        if (letGroups.length) {
+          const firsts = new Set(letGroups.map((g) => g.linears[0]));
+          ctx.observe((l, x) => {
+            if (!firsts.has(l)) return;
+            const m = hostValues(() => tf.max(tf.abs(x), 0));
+            const cur = actMax.get(l);
+            actMax.set(l, cur ? cur.map((v, i) => Math.max(v, m[i])) : m);
+          });
+        }
+        const fpW = new Map(linears.map((l) => [l, getWeight(model, linearName(model.config.arch, b, l)).clone() as tf.Tensor2D]));
+        const normName = (n: string) => `${arch.blockPrefix(b)}${arch.norms[n]}.weight`;
+        const fpNorm = new Map(letGroups.map((g) => [g.prev.name, getWeight(model, normName(g.prev.name)).clone()]));
+        const gamma = new Map<string, tf.Variable>();
+        const beta = new Map<string, tf.Variable>();
+        const letS = new Map<string, tf.Variable>(); // log-free scales, one per group
+        for (const l of linears) {
+          const [rows, cols] = fpW.get(l)!.shape;
+          const n = rows * (o.groupSize === -1 ? 1 : cols / o.groupSize);
+          gamma.set(l, variableOf(tf.fill([n, 1], o.lwcInit), o.lwc));
+          beta.set(l, variableOf(tf.fill([n, 1], o.lwcInit), o.lwc));
+        }
+        for (const g of letGroups) {
+          const am = actMax.get(g.linears[0])!;
+          const cols = am.length;
+          const wmax = hostValues(() => tf.max(tf.stack(g.linears.map((l) => tf.max(tf.abs(fpW.get(l)!), 0))), 0));
+          const init = Float32Array.from({ length: cols }, (_, j) => Math.max(Math.pow(am[j], o.letAlpha) / Math.pow(Math.max(wmax[j], 1e-5), 1 - o.letAlpha), 1e-5));
+          letS.set(g.linears[0], variableOf(tf.tensor1d(init), true));
+        }
+        // The block with the current parameters: LET-scaled norm/linears, LWC-quantized weights.
+        const setEffective = () => {
+          const saved: [string, tf.Tensor][] = [];
+          const set = (name: string, t: tf.Tensor) => {
+            saved.push([name, model.weights.get(name)!]);
+            model.weights.set(name, t);
+          };
+          const scaleOf = new Map<string, tf.Tensor>();
+          for (const g of letGroups) {
+            const s = letS.get(g.linears[0])!;
+            set(normName(g.prev.name), tf.div(fpNorm.get(g.prev.name)!, s));
+            for (const l of g.linears) scaleOf.set(l, s);
+          }
+          for (const l of linears) {
+            const s = scaleOf.get(l);
+            const w = s ? (tf.mul(fpW.get(l)!, s) as tf.Tensor2D) : fpW.get(l)!;
+            set(linearName(model.config.arch, b, l), lwcFakeQuant(w, gamma.get(l)!, beta.get(l)!, o.bits, o.groupSize));
+          }
+          return () => saved.reverse().forEach(([n, t]) => model.weights.set(n, t));
+        };
+        const fwdOpts = o.mode === 'weight-act' ? { onLinearInput: (_l: string, x: tf.Tensor2D) => actQuantSte(x, o.actBits) } : {};
+        const letNames = new Set([...letS.values()].map((v) => v.name));
+        const trainable = [...(o.lwc ? [...gamma.values(), ...beta.values()] : []), ...letS.values()];
+        try {
+          if (trainable.length && o.epochs > 0) {
+            const optLwc = tf.train.adam(o.lwcLr);
+            const optLet = tf.train.adam(o.letLr);
+            for (let e = 0; e < o.epochs; e++) {
+              let sum = 0;
+              ctx.inputs.forEach((x, i) => {
+                const { value, grads } = tf.variableGrads(() => {
+                  const restore = setEffective();
+                  try {
+                    const out = ctx.run(x, fwdOpts);
+                    return tf.mean(tf.square(tf.sub(out, targets[i]))) as tf.Scalar;
+                  } finally {
+                    restore();
+                  }
+                }, trainable);
+                sum += value.dataSync()[0];
+                value.dispose();
+                const lwcG: Record<string, tf.Tensor> = {};
+                const letG: Record<string, tf.Tensor> = {};
+                for (const [k, g] of Object.entries(grads)) (letNames.has(k) ? letG : lwcG)[k] = g;
+                if (Object.keys(lwcG).length) optLwc.applyGradients(lwcG as Parameters<typeof optLwc.applyGradients>[0]);
+                if (Object.keys(letG).length) optLet.applyGradients(letG as Parameters<typeof optLet.applyGradients>[0]);
+                Object.values(grads).forEach((g) => g.dispose());
+              });
+              if (e === 0) firstLoss.push(sum / ctx.inputs.length);
+              if (e === o.epochs - 1) lastLoss.push(sum / ctx.inputs.length);
+              hooks.sample?.();
+            }
+            optLwc.dispose();
+            optLet.dispose();
+          }
+          // Final: record parameters, fold LET, quantize on the host (codes for the packed format).
+          for (const l of linears) {
+            art.lwc[`${b}.${l}`] = { gamma: Array.from(gamma.get(l)!.dataSync()), beta: Array.from(beta.get(l)!.dataSync()) };
+          }
+          for (const g of letGroups) {
+            art.let[`${b}.${g.linears[0]}`] = { norm: g.prev.name, linears: g.linears, scales: Array.from(letS.get(g.linears[0])!.dataSync()) };
+          }
+        } finally {
+          gamma.forEach((v) => v.dispose());
+          beta.forEach((v) => v.dispose());
+          letS.forEach((v) => v.dispose());
+          fpW.forEach((t) => t.dispose());
+          fpNorm.forEach((t) => t.dispose());
+        }
+        const blockArt: OmniQuantArtifact = {
+          bits: o.bits, groupSize: o.groupSize,
+          lwc: Object.fromEntries(linears.map((l) => [`${b}.${l}`, art.lwc[`${b}.${l}`]])),
+          let: Object.fromEntries(letGroups.map((g) => [`${b}.${g.linears[0]}`, art.let[`${b}.${g.linears[0]}`]])),
+        };
+        applyArtifact(model, blockArt).forEach((q, name) => quantized.set(name, q));
+        fpInputs!.forEach((t) => t.dispose());
+        fpInputs = targets;
+      },
+    });
+  } finally {
+    (fpInputs as tf.Tensor3D[] | null)?.forEach((t) => t.dispose());
+  }
+  const actQuant: ActQuantSpec | null = o.mode === 'weight-act' ? { bits: o.actBits, granularity: 'per_token', staticAbsmax: null } : null;
+  return {
+    method: 'omniquant',
+    config: { bits: o.bits, group_size: o.groupSize, mode: o.mode, a_bits: o.mode === 'weight-act' ? o.actBits : 16, lwc: o.lwc, let: letOn, epochs: o.epochs, lwc_lr: o.lwcLr, let_lr: o.letLr },
+    calib: describeCalib(calib),
+    quantized,
+    actQuant,
+    artifacts: { omniquant: art },
+    stats: { first_epoch_loss_mean: mean(firstLoss), last_epoch_loss_mean: mean(lastLoss) },
+  };
+}
+
+const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
+
+/** A variable from a fresh tensor (the tensor itself is disposed: tf.variable keeps its own reference). */
+function variableOf(t: tf.Tensor, trainable: boolean): tf.Variable {
+  const v = tf.variable(t, trainable);
+  t.dispose();
+  return v;
+}
+
+/** Per-token absmax int fake quantization (no gradient), for propagating the quantized stream. */
+function actQuantAbsmax(x: tf.Tensor2D, bits: number): tf.Tensor2D {
+  const qmax = 2 ** (bits - 1) - 1;
+  const s = tf.div(tf.maximum(tf.max(tf.abs(x), 1, true), 1e-5), qmax);
+  return tf.mul(tf.round(tf.div(x, s)), s) as tf.Tensor2D;
+}
+
+export const module = {
+  describe: 'OmniQuant: learnable weight clipping + learnable equivalent transformation trained block by block',
+  defaults,
+  needsCalib: true,
+  validate,
+  compress,
+} satisfies MethodModule<OmniQuantOptions>;

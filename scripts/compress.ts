@@ -1,0 +1,172 @@
+// Compresses a model with one quantization method and saves it packed (HF-style directory with a
+// quantization_config; scripts/eval.ts loads it like any model). Records the compression's wall
+// time and peak memory (Track 3) and the stored size (Track 4) through results.ts.
+//
+//   npx tsx scripts/compress.ts --model PATH --method rtn|gptq|awq|smoothquant|omniquant
+//     [--bits 4] [--group-size 128] [--group-remainder error|partial] [--sym] [--packing u8|u4|u2|bitstream]
+//     [--percdamp 0.01] [--blocksize 128] [--act-order] [--static-groups]          (gptq)
+//     [--no-clip] [--n-grid 20]                                                     (awq)
+//     [--alpha 0.5] [--no-smooth] [--act per_token|per_tensor] [--act-static]       (smoothquant)
+//     [--epochs 20] [--lr 0.005] [--mode weight|weight-act] [--no-lwc] [--no-let]   (omniquant)
+//     [--calib wikitext2-valid | --calib-ids FILE] [--nsamples 128 --seqlen 2048 --seed 0]
+//     [--data-root ../shared/datasets] [--tokenizer FILE] [--backend auto] [--batch 8] [--no-rows]
+//     --out DIR
+import fs from 'node:fs';
+import path from 'node:path';
+import { calibDefaults, capSeqlen, checkCalibForModel, corpusText, describeCalib, loadCalibIds, sampleCalibration, type CalibSet } from '../lib/methods/calib';
+import { getMethod } from '../lib/methods/index';
+import { disposeModel, loadModel } from '../lib/models/load';
+import { dirBytes, savePacked, checkPacking, type Packing } from '../lib/quant/pack';
+import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
+import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
+
+const QUANT_METHODS = ['rtn', 'gptq', 'awq', 'smoothquant', 'omniquant'];
+
+interface Args {
+  model: string;
+  method: string;
+  out: string;
+  tokenizer?: string;
+  backend: string;
+  calib: string | null;
+  calibIds: string | null;
+  nsamples: number;
+  seqlen: number;
+  seed: number;
+  dataRoot: string;
+  packing?: Packing;
+  rows: boolean;
+  opts: Record<string, unknown>;
+}
+
+const num = (k: string, v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`${k} needs a number, got '${v}'`);
+  return n;
+};
+
+function parseArgs(argv: string[]): Args {
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+  const shared = process.env.LLMCB_SHARED ?? path.resolve(root, '../shared');
+  const a: Partial<Args> & { opts: Record<string, unknown> } = {
+    backend: 'auto', calib: null, calibIds: null, nsamples: calibDefaults.nsamples, seqlen: calibDefaults.seqlen,
+    seed: calibDefaults.seed, dataRoot: path.join(shared, 'datasets'), rows: true, opts: {},
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    const v = () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${k} needs a value`);
+      return x;
+    };
+    switch (k) {
+      case '--model': a.model = v(); break;
+      case '--method': a.method = v(); break;
+      case '--out': a.out = v(); break;
+      case '--tokenizer': a.tokenizer = v(); break;
+      case '--backend': a.backend = v(); break;
+      case '--calib': a.calib = v(); break;
+      case '--calib-ids': a.calibIds = v(); break;
+      case '--nsamples': a.nsamples = num(k, v()); break;
+      case '--seqlen': a.seqlen = num(k, v()); break;
+      case '--seed': a.seed = num(k, v()); break;
+      case '--data-root': a.dataRoot = v(); break;
+      case '--packing': a.packing = v() as Packing; break;
+      case '--no-rows': a.rows = false; break;
+      case '--bits': a.opts.bits = num(k, v()); break;
+      case '--group-size': a.opts.groupSize = num(k, v()); break;
+      case '--group-remainder': a.opts.groupRemainder = v(); break;
+      case '--sym': a.opts.sym = true; break;
+      case '--percdamp': a.opts.percdamp = num(k, v()); break;
+      case '--blocksize': a.opts.blocksize = num(k, v()); break;
+      case '--act-order': a.opts.actOrder = true; break;
+      case '--static-groups': a.opts.staticGroups = true; break;
+      case '--no-clip': a.opts.clip = false; break;
+      case '--n-grid': a.opts.nGrid = num(k, v()); break;
+      case '--alpha': a.opts.alpha = num(k, v()); break;
+      case '--no-smooth': a.opts.smooth = false; break;
+      case '--act': a.opts.actGranularity = v(); break;
+      case '--act-static': a.opts.actStatic = true; a.opts.actGranularity = 'per_tensor'; break;
+      case '--epochs': a.opts.epochs = num(k, v()); break;
+      case '--lr': a.opts.lr = num(k, v()); break;
+      case '--mode': a.opts.mode = v(); break;
+      case '--no-lwc': a.opts.lwc = false; break;
+      case '--no-let': a.opts.let = false; break;
+      case '--batch': a.opts.batchSize = num(k, v()); break;
+      default: throw new Error(`unknown option ${k}`);
+    }
+  }
+  if (!a.model) throw new Error('--model PATH is required');
+  if (!a.method) throw new Error(`--method is required (${QUANT_METHODS.join(', ')})`);
+  if (!a.out) throw new Error('--out DIR is required');
+  if (a.calib && a.calibIds) throw new Error('give --calib or --calib-ids, not both');
+  return a as Args;
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2));
+  const mod = getMethod(a.method);
+  if (!QUANT_METHODS.includes(a.method)) throw new Error(`scripts/compress.ts handles quantization methods (${QUANT_METHODS.join(', ')}); '${a.method}' is not one`);
+  const runtime = await initRuntime({ backend: parseBackend(a.backend) });
+  console.log(`backend ${runtime.backend} on ${runtime.device}`);
+  const model = await loadModel(a.model, { tokenizer: a.tokenizer });
+  try {
+    const opts = { ...mod.defaults, ...a.opts };
+    // Everything is validated before any work: options against the model, packing, calibration.
+    mod.validate(opts, model);
+    if (a.packing) checkPacking((opts as { bits?: number }).bits ?? 8, a.packing);
+    let calib: CalibSet | null = null;
+    if (mod.needsCalib || a.calib || a.calibIds) {
+      const seqlen = capSeqlen(a.seqlen, model);
+      if (a.calibIds) calib = loadCalibIds(a.calibIds, { vocabSize: model.config.vocabSize });
+      else {
+        const name = a.calib ?? 'wikitext2-valid';
+        const text = corpusText(name, a.dataRoot);
+        calib = sampleCalibration(model.tokenizer.encode(text, { bos: false }), name, { nsamples: a.nsamples, seqlen, seed: a.seed });
+      }
+      checkCalibForModel(calib, model);
+      console.log(`calibration ${describeCalib(calib)}`);
+    }
+    if (fs.existsSync(a.out) && fs.readdirSync(a.out).length > 0) throw new Error(`--out ${a.out} exists and is not empty`);
+    const ctx = startRun(runtime);
+    await syncDevice();
+    const t0 = performance.now();
+    const { result, peak } = await measurePeakMemory(async (probe) => {
+      const r = await mod.compress(model, calib, opts, {
+        sample: () => probe.sample(),
+        onBlockDone: (b, ms) => console.log(`block ${b} done in ${(ms / 1000).toFixed(1)} s`),
+      });
+      await syncDevice();
+      return r;
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    const files = savePacked(model, result.quantized, a.out, {
+      method: result.method, methodConfig: result.config, calib: result.calib, actQuant: result.actQuant, packing: a.packing,
+      extras: Object.keys(result.artifacts).length ? { 'compression_artifacts.json': result.artifacts } : {},
+    });
+    const bytes = dirBytes(a.out);
+    const mem = peak.peakGpuAllocatedBytes ?? peak.peakTensorBytes;
+    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, peak ${(mem / 2 ** 20).toFixed(1)} MiB (${peak.peakGpuAllocatedBytes !== null ? 'GPU' : 'tensors'}), saved ${a.out} (${bytes} bytes: ${Object.entries(files).map(([f, n]) => `${f} ${n}`).join(', ')})`);
+    if (a.rows) {
+      const common = {
+        model: model.name, model_family: model.family, method: result.method, method_config: result.config,
+        higher_is_better: false, calib: result.calib, seed: calib?.seed ?? null, seqlen: calib?.seqlen ?? null, duration_s: seconds,
+      };
+      const rows: ResultRow[] = [
+        makeRow(ctx, { ...common, track: 3, task: 'compression', metric: 'time_s', value: seconds }),
+        makeRow(ctx, { ...common, track: 3, task: 'compression', metric: peak.peakGpuAllocatedBytes !== null ? 'peak_gpu_bytes' : 'peak_tensor_bytes', value: mem }),
+        makeRow(ctx, { ...common, track: 4, task: 'storage', metric: 'stored_size_bytes', value: bytes, note: `packed directory ${path.resolve(a.out)}` }),
+      ];
+      appendResults(trackFile(3), rows.filter((r) => r.track === 3));
+      appendResults(trackFile(4), rows.filter((r) => r.track === 4));
+      console.log(`rows appended to ${trackFile(3)} and ${trackFile(4)}`);
+    }
+  } finally {
+    disposeModel(model);
+  }
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? (process.env.DEBUG ? e.stack : e.message) : e);
+  process.exit(1);
+});

@@ -1,0 +1,111 @@
+// OmniQuant: straight-through LWC gradients, training lowers the block loss and beats RTN at W4
+// and W3 (weight-only, same calibration), the learned parameters reload onto a fresh model.
+import * as tf from '@tensorflow/tfjs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initRuntime } from '../lib/runtime';
+import { disposeModel, loadModel } from '../lib/models/load';
+import { forward } from '../lib/models/transformer';
+import type { Model } from '../lib/models/types';
+import { sampleCalibration, type CalibSet } from '../lib/methods/calib';
+import * as omniquant from '../lib/methods/omniquant';
+import * as rtn from '../lib/methods/rtn';
+import { readLinear } from '../lib/quant/weights';
+
+const modelFile = path.resolve(__dirname, '..', 'models/stories260K/stories260K.bin');
+let calib: CalibSet;
+
+beforeAll(async () => {
+  const rt = await initRuntime({ backend: 'wasm' });
+  expect(rt.backend).toBe('wasm');
+  const m = await loadModel(modelFile);
+  const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day she saw a big red ball. '.repeat(10);
+  calib = sampleCalibration(m.tokenizer.encode(text), 'toy-text', { nsamples: 4, seqlen: 64, seed: 0 });
+  disposeModel(m);
+});
+
+/** Mean squared logit error against the FP model on the calibration windows. */
+function logitError(model: Model, ref: Float32Array): number {
+  const ids = tf.tensor2d(calib.windows, [calib.nsamples, calib.seqlen], 'int32');
+  const out = tf.tidy(() => forward(model, ids)).dataSync() as Float32Array;
+  ids.dispose();
+  let e = 0;
+  for (let i = 0; i < out.length; i++) e += (out[i] - ref[i]) ** 2;
+  return e / out.length;
+}
+
+describe('OmniQuant', () => {
+  it('LWC fake quantization at init ≈ min-max quantization of the clipped range, with gradients to γ and β', () => {
+    const W = tf.tensor2d([[-1, -0.5, 0.25, 1], [0.1, 0.2, -0.3, 0.4]]);
+    const g = tf.variable(tf.fill([2, 1], 20)); // sigmoid(20) = 1: no clipping
+    const b = tf.variable(tf.fill([2, 1], 20));
+    const q = omniquant.lwcFakeQuant(W, g, b, 2, -1).arraySync();
+    // row 0: range [-1, 1], scale 2/3, zero round(1.5) = 2 → grid {-4/3, -2/3, 0, 2/3};
+    // -1 → code round(-1.5)+2 = 0 → -4/3; -0.5 → -1+2 → -2/3; 0.25 → 0; 1 → 1.5→2, +2 = 4 → clamp 3 → 2/3
+    expect(q[0].map((v) => Math.round(v * 3))).toEqual([-4, -2, 0, 2]);
+    const { grads } = tf.variableGrads(() => tf.sum(tf.square(tf.sub(omniquant.lwcFakeQuant(W, g, b, 2, -1), W))) as tf.Scalar, [g, b]);
+    expect(Object.keys(grads).length).toBe(2);
+    Object.values(grads).forEach((t) => t.dispose());
+    [W, g, b].forEach((t) => t.dispose());
+  });
+
+  it('W4 and W3 weight-only: lower logit error than RTN with the same setting; artifact reloads exactly', async () => {
+    const base = await loadModel(modelFile);
+    const ids = tf.tensor2d(calib.windows, [calib.nsamples, calib.seqlen], 'int32');
+    const ref = tf.tidy(() => forward(base, ids)).dataSync() as Float32Array;
+    ids.dispose();
+    disposeModel(base);
+    for (const bits of [4, 3]) {
+      const r = await loadModel(modelFile);
+      await rtn.compress(r, null, { bits });
+      const eRtn = logitError(r, ref);
+      disposeModel(r);
+      const m = await loadModel(modelFile);
+      const before = tf.memory().numTensors;
+      // Few windows, so fewer steps than the paper's 20 epochs × 128: a larger lr makes up for it.
+      const res = await omniquant.compress(m, calib, { bits, epochs: 10, lwcLr: 0.1, batchSize: 1 });
+      expect(tf.memory().numTensors).toBe(before);
+      expect(res.stats.last_epoch_loss_mean).toBeLessThan(res.stats.first_epoch_loss_mean);
+      const eOmni = logitError(m, ref);
+      expect(eOmni, `W${bits}: omniquant ${eOmni} vs rtn ${eRtn}`).toBeLessThan(eRtn * 0.8);
+      expect(res.quantized.size).toBe(35);
+      // saved parameters reload: a fresh FP model + the artifact gives the same weights
+      const art = JSON.parse(JSON.stringify(res.artifacts.omniquant)) as omniquant.OmniQuantArtifact;
+      const fresh = await loadModel(modelFile);
+      omniquant.applyArtifact(fresh, art);
+      for (const l of ['q', 'down']) {
+        const a = readLinear(m, 2, l).data;
+        const c = readLinear(fresh, 2, l).data;
+        let same = 0;
+        for (let i = 0; i < a.length; i++) if (a[i] === c[i]) same++;
+        expect(same / a.length).toBeGreaterThan(0.999);
+      }
+      disposeModel(fresh);
+      disposeModel(m);
+    }
+  });
+
+  it('weight-activation mode (LWC + LET, A8 per token) trains, folds LET scales into the norms and reloads', async () => {
+    const m = await loadModel(modelFile);
+    const before = tf.memory().numTensors;
+    const res = await omniquant.compress(m, calib, { bits: 4, mode: 'weight-act', actBits: 8, epochs: 2, lwcLr: 0.05, letLr: 0.01, batchSize: 2 });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(res.actQuant).toEqual({ bits: 8, granularity: 'per_token', staticAbsmax: null });
+    const art = res.artifacts.omniquant as omniquant.OmniQuantArtifact;
+    expect(Object.keys(art.let).sort()).toEqual(['0.gate', '0.q', '1.gate', '1.q', '2.gate', '2.q', '3.gate', '3.q', '4.gate', '4.q']);
+    const fresh = await loadModel(modelFile);
+    omniquant.applyArtifact(fresh, JSON.parse(JSON.stringify(art)));
+    const a = m.weights.get('model.layers.1.input_layernorm.weight')!.dataSync();
+    const b = fresh.weights.get('model.layers.1.input_layernorm.weight')!.dataSync();
+    expect(Array.from(b)).toEqual(Array.from(a));
+    disposeModel(fresh);
+    disposeModel(m);
+  });
+
+  it('rejects a group size that does not divide the input', async () => {
+    const m = await loadModel(modelFile);
+    expect(() => omniquant.validate({ ...omniquant.defaults, groupSize: 32 }, m)).toThrow(/down: group size 32 does not divide the input dimension 172/);
+    expect(() => omniquant.validate({ ...omniquant.defaults, mode: 'x' as 'weight' })).toThrow(/mode/);
+    disposeModel(m);
+  });
+});
