@@ -13,6 +13,8 @@ import { generate } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';
 import { initRuntime } from '../lib/runtime';
 import { startServer, type Server } from '../scripts/serve';
+import { speedups } from '../scripts/bench-engines';
+import { makeRow } from '../lib/results';
 
 const repoRoot = path.resolve(__dirname, '..');
 const settings: BenchSettings = { ...benchDefaults, promptTokens: 16, newTokens: 8, batch: 1, warmup: 1, repeats: 3 };
@@ -65,6 +67,25 @@ describe('statistics and settings', () => {
     const got: string[] = [];
     await readSse(body, (d) => got.push(d));
     expect(got).toEqual(['{"a":1}', 'x\ny', '[DONE]']);
+  });
+});
+
+describe('speed ratios', () => {
+  it('compressed / dense in the same engine and model, and OM_hard = 100·sqrt(mean r²)', () => {
+    const ctx = { run_id: 'r', git_sha: 'abcdef0', started_at: '2025-01-01T00:00:00Z', backend: 'wasm', device: 'cpu' };
+    const row = (method: string, task: string, metric: string, value: number | null) =>
+      makeRow(ctx, { track: 5, model: 'm', model_family: 'llama', method, method_config: method === 'dense' ? {} : { bits: 4 }, task, metric, value, higher_is_better: true, ...(value === null ? { status: 'not_run' as const, note: 'no server' } : {}) });
+    const rows = [
+      row('dense', 'llama.cpp', 'decode_tok_s', 100), row('dense', 'llama.cpp', 'prefill_tok_s', 1000), row('dense', 'kit', 'decode_tok_s', 10),
+      row('rtn', 'llama.cpp', 'decode_tok_s', 200), row('rtn', 'llama.cpp', 'prefill_tok_s', 1000), row('rtn', 'kit', 'decode_tok_s', 10),
+      row('rtn', 'llama.cpp', 'ttft_ms', 5), row('rtn', 'vllm', 'decode_tok_s', null),
+    ];
+    const out = speedups(rows);
+    const ratios = out.filter((r) => r.kind === 'ratio' && r.method === 'rtn').map((r) => [r.engine, r.metric, r.value]);
+    expect(ratios).toEqual([['llama.cpp', 'decode_tok_s', 2], ['llama.cpp', 'prefill_tok_s', 1], ['kit', 'decode_tok_s', 1]]);
+    const om = out.find((r) => r.kind === 'OM_hard' && r.method === 'rtn')!;
+    expect(om.value).toBeCloseTo(100 * Math.sqrt((4 + 1 + 1) / 3), 10);
+    expect(om.metric).toBe('OM_hard over 3 pairs');
   });
 });
 

@@ -16,6 +16,8 @@ import { loadLlama2c } from '../lib/models/llama2c';
 import type { Model } from '../lib/models/types';
 import { permuteRopeRows } from '../lib/models/weights';
 import { quantizeMatrix } from '../lib/quant/quantizer';
+import { compress as rtnCompress } from '../lib/methods/rtn';
+import { loadLlama2c as reload } from '../lib/models/llama2c';
 import { initRuntime } from '../lib/runtime';
 
 const repoRoot = path.resolve(__dirname, '..');
@@ -239,9 +241,9 @@ describe('stories260K in llama.cpp (CPU)', () => {
           deq.weights.set(t.hf, tf.tensor(w, model.weights.get(t.hf)!.shape));
         }
         const lm = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
-        const a = await llamaCppPerplexity(lm, corpus, 256, 4);
-        const b = await kitPerplexity(deq, corpus, 256, 4);
-        const dense = await kitPerplexity(model, corpus, 256, 4);
+        const a = await llamaCppPerplexity(lm, corpus, 256, 2);
+        const b = await kitPerplexity(deq, corpus, 256, 2);
+        const dense = await kitPerplexity(model, corpus, 256, 2);
         for (const [k, t] of deq.weights) if (t !== model.weights.get(k)) t.dispose();
         await lm.dispose();
         // llama.cpp quantizes activations to 8 bits for quantized dot products on CPU: small extra error.
@@ -252,4 +254,40 @@ describe('stories260K in llama.cpp (CPU)', () => {
       await llama.dispose();
     }
   }, 300_000);
+
+  it('RTN W4 sym g32 exports its own codes as Q4_0: GGUF weights equal the kit\'s up to fp16 scales; llama.cpp perplexity matches', async () => {
+    const q = reload(path.join(repoRoot, 'models/stories260K/stories260K.bin'));
+    try {
+      const res = await rtnCompress(q, null, { bits: 4, groupSize: 32, sym: true, groupRemainder: 'partial' });
+      const file = path.join(tmp, 'stories260K-rtn-w4.gguf');
+      const rep = exportLlamaGguf(q, file, { type: 'auto', quantized: res.quantized });
+      expect(rep.fileType).toBe('Q4_0');
+      const codes = rep.tensors.filter((t) => t.how === 'codes');
+      expect(codes.length).toBe(30); // q, k, v, o, gate, up of 5 blocks; down (172 columns) falls back
+      const g = readGguf(file);
+      const c = q.config;
+      for (const t of codes) {
+        const shape = q.weights.get(t.hf)!.shape as number[];
+        let w = readGgufTensor(file, g.tensors.find((x) => x.name === t.name)!);
+        if (/\.(q|k)_proj/.test(t.hf)) w = permuteRopeRows(w, t.hf.includes('.q_proj') ? c.numHeads : c.numKvHeads, c.headDim, shape[1]);
+        const kit = q.weights.get(t.hf)!.dataSync();
+        let worst = 0;
+        for (let i = 0; i < w.length; i++) worst = Math.max(worst, Math.abs(w[i] - kit[i]) / (Math.abs(kit[i]) + 1e-12));
+        expect(worst).toBeLessThanOrEqual(t.maxScaleRelErr! * 1.0001 + 1e-6);
+      }
+      const corpus = q.tokenizer.encode('The little dog ran to the park. He saw a cat and a bird. They played all day in the sun.'.repeat(8));
+      const llama = await openLlama(false);
+      try {
+        const lm = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+        const a = await llamaCppPerplexity(lm, corpus, 128, 2);
+        const b = await kitPerplexity(q, corpus, 128, 2);
+        await lm.dispose();
+        expect(Math.abs(a.ppl / b.ppl - 1)).toBeLessThan(0.01);
+      } finally {
+        await llama.dispose();
+      }
+    } finally {
+      for (const t of q.weights.values()) t.dispose();
+    }
+  }, 120_000);
 });
