@@ -66,7 +66,7 @@ interface Args {
 
 const ARG_DEFAULTS: Args = {
   backend: process.env.LLMCB_BACKEND ?? 'auto', // webgpu where there is one
-  models: ['models/zoo/llama-16m', 'models/stories260K/stories260K.bin'], // the zoo's largest LLaMA-style model and stories260K
+  models: ['models/zoo/llama-2m', 'models/stories260K/stories260K.bin'], // the zoo's largest LLaMA-style model and stories260K
   methods: Object.keys(PRESETS) as Preset[], // everything
   engines: ['llama.cpp-vulkan', 'llama.cpp-cpu', 'kit'], // each reports not_run where it cannot start
   servers: [], // none unless given

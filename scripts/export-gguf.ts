@@ -1,8 +1,8 @@
 // Exports a kit model (optionally compressed by a method first) as a GGUF file for llama.cpp.
 //
 //   npx tsx scripts/export-gguf.ts --model models/stories260K/stories260K.bin --out tmp/stories260K.gguf
-//   npx tsx scripts/export-gguf.ts --model models/zoo/llama-16m --method gptq --bits 4 --group-size 32 --sym true \
-//     --type auto --out tmp/llama-16m-gptq-w4.gguf
+//   npx tsx scripts/export-gguf.ts --model models/zoo/llama-2m --method gptq --bits 4 --group-size 32 --sym true \
+//     --type auto --out tmp/llama-2m-gptq-w4.gguf
 // --type: f32 | f16 | q8_0 | q4_0 | q4_1 | auto (auto: the method's own codes where a GGUF format
 // holds them exactly, see lib/efficiency/gguf.ts). Prints what was stored how.
 import { existsSync, readFileSync } from 'node:fs';
