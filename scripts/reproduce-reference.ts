@@ -8,7 +8,7 @@
 // compression time and peak memory (Track 3) through results.ts.
 //
 //   npx tsx scripts/reproduce-reference.ts [--backend auto] [--windows 1589] [--calib-n 128]
-//     [--only rtn,gptq,...] [--quant-only] [--extra] [--py-ref FILE.csv] [--tolerance 0.02]
+//     [--only rtn,gptq,...] [--quant-only] [--extra] [--omniquant] [--py-ref FILE.csv] [--tolerance 0.02]
 //     [--no-rows] [--model HF_DIR] [--tokenizer tok512.bin] [--batch 8]
 // Exit status 1 when a compared setting is off by more than the tolerance.
 //
@@ -58,6 +58,8 @@ export function settingFor(method: string, cfg: Record<string, unknown>): Settin
       return { key, method: 'smoothquant', opts: { smooth: false, actGranularity: cfg.act ?? 'per_token' } };
     case 'smoothquant':
       return { key, method: 'smoothquant', opts: { smooth: true, alpha: cfg.alpha, actGranularity: cfg.act ?? 'per_token' } };
+    case 'omniquant':
+      return { key, method: 'omniquant', opts: { bits: cfg.bits, groupSize: group, mode: 'weight', epochs: cfg.epochs ?? 20 } };
     case 'magnitude':
     case 'wanda':
     case 'sparsegpt':
@@ -86,7 +88,15 @@ const EXTRA: [string, Record<string, unknown>][] = [
   ['smoothquant', { act: 'per_tensor', alpha: 0.5 }],
 ];
 
-const QUANT = new Set(['rtn', 'gptq', 'awq', 'w8a8-naive', 'smoothquant']);
+/** OmniQuant has no reference file: its acceptance is beating RTN at the same setting (W4, W3 weight-only). */
+const OMNI: [string, Record<string, unknown>][] = [
+  ['rtn', { bits: 4, group: -1 }],
+  ['omniquant', { bits: 4, group: -1 }],
+  ['rtn', { bits: 3, group: -1 }],
+  ['omniquant', { bits: 3, group: -1 }],
+];
+
+const QUANT = new Set(['rtn', 'gptq', 'awq', 'w8a8-naive', 'smoothquant', 'omniquant']);
 
 interface Args {
   backend: string;
@@ -98,6 +108,7 @@ interface Args {
   only: string[] | null;
   quantOnly: boolean;
   extra: boolean;
+  omniquant: boolean;
   pyRef: string | null;
   tolerance: number;
   rows: boolean;
@@ -117,6 +128,7 @@ function parseArgs(argv: string[]): Args {
     only: null,
     quantOnly: false,
     extra: false,
+    omniquant: false,
     pyRef: null,
     tolerance: 0.02,
     rows: true,
@@ -138,6 +150,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--only') a.only = v().split(',');
     else if (k === '--quant-only') a.quantOnly = true;
     else if (k === '--extra') a.extra = true;
+    else if (k === '--omniquant') a.omniquant = true;
     else if (k === '--py-ref') a.pyRef = v();
     else if (k === '--tolerance') a.tolerance = Number(v());
     else if (k === '--no-rows') a.rows = false;
@@ -188,6 +201,7 @@ async function main(): Promise<void> {
   // Every setting is mapped and validated before any work starts.
   let todo: [string, Record<string, unknown>][] = listed.filter((r) => r.method !== 'dense').map((r) => [r.method, r.cfg]);
   if (a.extra) todo = [...todo, ...EXTRA];
+  if (a.omniquant) todo = [...todo, ...OMNI.filter(([m, c]) => !todo.some(([m2, c2]) => canon(m, c) === canon(m2, c2)))];
   if (a.quantOnly) todo = todo.filter(([m]) => QUANT.has(m));
   if (a.only) todo = todo.filter(([m]) => a.only!.includes(m));
   const settings = todo.map(([m, c]) => settingFor(m, c)!);
@@ -216,6 +230,7 @@ async function main(): Promise<void> {
 
   let failures = 0;
   const table: string[] = [];
+  const measured = new Map<string, number>();
   for (const s of settings) {
     const model = await loadModel(a.model, { tokenizer: a.tokenizer });
     const mod = getMethod(s.method);
@@ -236,12 +251,22 @@ async function main(): Promise<void> {
     const line = `${s.key.padEnd(42)} ppl ${ppl.toFixed(4).padStart(10)}  ref ${r ? r.ppl.toFixed(4) : '—'} (${r?.source ?? 'none'})  ${Number.isNaN(rel) ? '' : `${(rel * 100).toFixed(2)}%`} ${compared ? (ok ? 'OK' : 'FAIL') : 'not compared'}  ${seconds.toFixed(1)} s${full || !r ? '' : `  (partial-run check: ppl/dense ${(ppl / densePpl).toFixed(4)} vs reference ${(r.ppl / denseRef).toFixed(4)})`}`;
     console.log(line);
     table.push(line);
+    measured.set(s.key, ppl);
     const note = r ? `reference ${r.ppl} (${r.source}), rel ${(rel * 100).toFixed(3)}%${compared ? '' : ' (partial run: not compared)'}` : 'no reference value';
     rows.push(makeRow(ctx, { ...common, track: 1, method: result.method, method_config: result.config, task: 'wikitext2', metric: 'ppl', value: ppl, higher_is_better: false, n: windows, calib: result.calib, duration_s: seconds, note: full ? note : `partial: ${windows} windows; ${note}` }));
     rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: 'time_s', value: seconds, higher_is_better: false, calib: result.calib, duration_s: seconds }));
     const mem = peak.peakGpuAllocatedBytes ?? peak.peakTensorBytes;
     rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: peak.peakGpuAllocatedBytes !== null ? 'peak_gpu_bytes' : 'peak_tensor_bytes', value: mem, higher_is_better: false, calib: result.calib, duration_s: seconds }));
     disposeModel(model);
+  }
+  // OmniQuant acceptance: lower PPL than RTN at the same bits and grouping.
+  for (const [m, c] of todo.filter(([m]) => m === 'omniquant')) {
+    const o = measured.get(canon(m, c));
+    const r = measured.get(canon('rtn', { bits: c.bits, group: c.group }));
+    if (o === undefined || r === undefined) continue;
+    const line = `omniquant W${c.bits} g${c.group}: ppl ${o.toFixed(4)} vs rtn ${r.toFixed(4)}  ${o < r ? 'OK (beats RTN)' : 'FAIL (does not beat RTN)'}`;
+    table.push(line);
+    if (!(o < r)) failures++;
   }
   console.log(`\n${table.join('\n')}`);
   if (a.rows) {
