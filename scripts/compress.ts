@@ -16,7 +16,7 @@ import path from 'node:path';
 import { calibDefaults, capSeqlen, checkCalibForModel, corpusText, describeCalib, loadCalibIds, sampleCalibration, type CalibSet } from '../lib/methods/calib';
 import { getMethod } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
-import { dirBytes, savePacked, checkPacking, type Packing } from '../lib/quant/pack';
+import { ARTIFACTS_FILE, dirBytes, savePacked, checkPacking, type Packing } from '../lib/quant/pack';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
 import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
 
@@ -142,11 +142,11 @@ async function main(): Promise<void> {
     const seconds = (performance.now() - t0) / 1000;
     const files = savePacked(model, result.quantized, a.out, {
       method: result.method, methodConfig: result.config, calib: result.calib, actQuant: result.actQuant, packing: a.packing,
-      extras: Object.keys(result.artifacts).length ? { 'compression_artifacts.json': result.artifacts } : {},
+      extras: Object.keys(result.artifacts).length ? { [ARTIFACTS_FILE]: result.artifacts } : {},
     });
     const bytes = dirBytes(a.out);
     const mem = peak.peakGpuAllocatedBytes ?? peak.peakTensorBytes;
-    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, peak ${(mem / 2 ** 20).toFixed(1)} MiB (${peak.peakGpuAllocatedBytes !== null ? 'GPU' : 'tensors'}), saved ${a.out} (${bytes} bytes: ${Object.entries(files).map(([f, n]) => `${f} ${n}`).join(', ')})`);
+    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, peak ${(mem / 2 ** 20).toFixed(1)} MiB (${peak.peakGpuAllocatedBytes !== null ? 'GPU' : 'tensors'}), saved ${a.out} (${bytes} bytes for inference; files: ${Object.entries(files).map(([f, n]) => `${f} ${n}`).join(', ')})`);
     if (a.rows) {
       const common = {
         model: model.name, model_family: model.family, method: result.method, method_config: result.config,

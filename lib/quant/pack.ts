@@ -334,7 +334,10 @@ export function loadPacked(dir: string, opts: { tokenizer?: string; name?: strin
   };
 }
 
-/** Bytes on disk of a model directory (every file), the number Track 4 reports as stored size. */
+/** Side files a packed directory may hold that inference does not read. */
+export const ARTIFACTS_FILE = 'compression_artifacts.json';
+
+/** Bytes on disk of a model directory, the number Track 4 reports as stored size (search artifacts excluded: inference never reads them). */
 export function dirBytes(dir: string): number {
-  return fs.readdirSync(dir).reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0);
+  return fs.readdirSync(dir).filter((f) => f !== ARTIFACTS_FILE).reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0);
 }
