@@ -3,6 +3,7 @@
 // forward, or a hand-made table in tests): requests sorted by length, right-padded, attention-
 // masked, log-softmax and gathers on the device; only the gathered numbers come back.
 import * as tf from '@tensorflow/tfjs';
+import { logSoftmaxRows, maxRows } from '../runtime/rows';
 
 /** log P(continuation | context), summed over the continuation's tokens. */
 export interface ContinuationRequest {
@@ -173,9 +174,9 @@ export class TensorScorer implements Scorer {
       if (logits.shape[0] !== B || logits.shape[1] !== T || logits.shape[2] !== V) {
         throw new Error(`logits shape [${logits.shape}] is not [${B}, ${T}, ${V}]`);
       }
-      const logp = tf.logSoftmax(logits.reshape([B * T, V])); // [B*T, V]
+      const logp = logSoftmaxRows(logits.reshape([B * T, V])); // [B*T, V]
       const picked = tf.gather(logp.reshape([-1]), tf.tensor1d(flat, 'int32')); // [N]
-      const best = tf.gather(tf.max(logp, 1), tf.tensor1d(rowIdx, 'int32')); // [N]
+      const best = tf.gather(maxRows(logp).reshape([-1]), tf.tensor1d(rowIdx, 'int32')); // [N]
       return [picked, best];
     });
     const [picked, best] = await Promise.all([pickedT.data(), maxT.data()]);

@@ -4,6 +4,7 @@
 // pre/post LayerNorm, ReLU, biases, project_in/out). Layer-by-layer API (embed → runBlock(i) →
 // head) for the compression methods, batched forward with padding masks, and KV-cache generation.
 import * as tf from '@tensorflow/tfjs';
+import { meanRows, softmaxRows } from '../runtime/rows';
 import { ARCHS, linearName } from './arch';
 import type { LinearInputHook, Model, ModelConfig } from './types';
 import { hasFinalNorm } from './weights';
@@ -68,11 +69,11 @@ function norm(model: Model, prefix: string, x: tf.Tensor): tf.Tensor {
   const eps = model.config.normEps;
   const w = weight(model, `${prefix}.weight`);
   if (ARCHS[model.config.arch].norm === 'rms') {
-    const ms = tf.mean(tf.square(x), -1, true);
+    const ms = meanRows(tf.square(x));
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w);
   }
-  const { mean, variance } = tf.moments(x, -1, true);
-  const y = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+  const centered = tf.sub(x, meanRows(x));
+  const y = tf.mul(centered, tf.rsqrt(tf.add(meanRows(tf.square(centered)), eps)));
   return tf.add(tf.mul(y, w), weight(model, `${prefix}.bias`));
 }
 
@@ -249,7 +250,7 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
     const v3 = tf.reshape(v, [B * KVH, S, hd]);
     let scores: tf.Tensor = tf.mul(tf.matMul(q3, k3, false, true), 1 / Math.sqrt(hd)); // [B·KV, rep·T, S]
     if (step.mask) scores = tf.add(tf.reshape(scores, [B, H, T, S]), step.mask);
-    const probs = tf.reshape(tf.softmax(scores, -1), [B * KVH, rep * T, S]);
+    const probs = tf.reshape(softmaxRows(scores), [B * KVH, rep * T, S]);
     const ctx = tf.matMul(probs, v3); // [B·KV, rep·T, hd]
     const merged = tf.reshape(tf.transpose(tf.reshape(ctx, [B, H, T, hd]), [0, 2, 1, 3]), [B * T, H * hd]) as tf.Tensor2D;
     const attnOut = tf.reshape(linear(model, lin(spec.attention.o), merged, step.hook), [B, T, D]);

@@ -1,3 +1,4 @@
 export * from './backend';
 export * from './probes';
 export * from './bench';
+export * from './rows';

@@ -1,6 +1,7 @@
 // Causal-LM objective and held-out perplexity over the engine's differentiable forward().
 import * as tf from '@tensorflow/tfjs';
 import { ARCHS } from '../models/arch';
+import { logSoftmaxRows } from '../runtime/rows';
 import { forward, head, runBlock } from '../models/transformer';
 import type { Model } from '../models/types';
 import type { LmBatch } from './data';
@@ -89,7 +90,7 @@ export async function perplexity(model: Model, tokens: Int32Array, options: Part
     chunk.forEach((win, i) => flat.set(win, i * T));
     const sum = tf.tidy(() => {
       const logits = forward(model, tf.tensor2d(flat, [B, T], 'int32')); // [B, T, V]
-      const logp = tf.logSoftmax(tf.slice(logits, [0, 0, 0], [B, T - 1, -1])); // predicts positions 1..T-1
+      const logp = logSoftmaxRows(tf.slice(logits, [0, 0, 0], [B, T - 1, -1])); // predicts positions 1..T-1
       const next = tf.slice(tf.tensor2d(flat, [B, T], 'int32'), [0, 1], [B, T - 1]); // [B, T-1]
       const picked = tf.sum(tf.mul(logp, tf.oneHot(next, model.config.vocabSize).toFloat()));
       return tf.neg(picked);

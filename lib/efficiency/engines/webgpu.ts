@@ -4,7 +4,7 @@
 // run through the same kernels on their dequantized fp32 weights: the executor has no packed
 // integer matmul yet, so their speed-up is measured, not assumed, and is expected near 1×.
 import * as tf from '@tensorflow/tfjs';
-import { describeRuntime, measurePeakMemory } from '../../runtime';
+import { describeRuntime, logSoftmaxRows, measurePeakMemory } from '../../runtime';
 import { forward, generate } from '../../models/transformer';
 import type { Model } from '../../models/types';
 import {
@@ -92,7 +92,7 @@ export async function kitPerplexity(model: Model, ids: readonly number[], seqlen
     const s = tf.tidy(() => {
       const x = tf.tensor2d([win as number[]], [1, seqlen], 'int32');
       const logits = forward(model, x).reshape([seqlen, -1]).slice([0, 0], [seqlen - 1, -1]) as tf.Tensor2D; // [T-1, V]
-      const logp = tf.logSoftmax(logits); // [T-1, V]
+      const logp = logSoftmaxRows(logits); // [T-1, V]
       const target = tf.oneHot(tf.tensor1d(win.slice(1) as number[], 'int32'), logits.shape[1]); // [T-1, V]
       return tf.neg(tf.sum(tf.mul(logp, target)));
     });
