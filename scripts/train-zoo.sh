@@ -35,7 +35,7 @@ if [ "${TINY:-0}" = 1 ]; then
 else
   backend=${LLMCB_BACKEND:-webgpu}
   # Training-time budgets (seconds); larger models get more, so that held-out perplexity falls with size.
-  sizes=(700k 1m 2m); budgets=(60 90 150); resume_steps=200
+  sizes=(700k 1m 2m); budgets=(25 40 90); resume_steps=40
   extra=()
 fi
 budget() { awk -v b="$1" -v s="$scale" 'BEGIN { printf "%d", b * s }'; }
