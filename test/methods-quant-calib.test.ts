@@ -72,13 +72,13 @@ describe.skipIf(!fs.existsSync(calibFile))('loadCalibIds (needs ../shared/refere
 });
 
 describe('Hessian', () => {
-  it('accumulates H = 2/nseq Σ XᵀX as the reference add_batch', () => {
+  it('accumulates H = 2/nseq Σ XᵀX as the reference add_batch', async () => {
     const before = tf.memory().numTensors;
     const h = new HessianAccumulator(2);
     h.addBatch(tf.tensor2d([[1, 2], [3, 4]]), 1); // XᵀX = [[10,14],[14,20]]
     h.addBatch(tf.tensor2d([[1, 0]]), 1); // + [[1,0],[0,0]]
     expect(h.nsamples).toBe(2);
-    const H = h.toFloat64();
+    const H = await h.toFloat64();
     // 2/2 * ([[10,14],[14,20]] + [[1,0],[0,0]])
     [11, 14, 14, 20].forEach((v, i) => expect(H[i]).toBeCloseTo(v, 4));
     h.dispose();

@@ -51,7 +51,7 @@ describe('GPTQ layer', () => {
   const W = randn(rows * cols, 11);
   const X = inputs(tokens, cols, 5);
 
-  function solved(opts: Partial<typeof gptqDefaults>) {
+  async function solved(opts: Partial<typeof gptqDefaults>) {
     const before = tf.memory().numTensors;
     const layer = new GptqLayer(rows, cols);
     // two batches of 256 tokens, each "one sequence"
@@ -61,15 +61,15 @@ describe('GPTQ layer', () => {
       x.dispose();
     }
     expect(layer.nsamples).toBe(2);
-    const res = layer.solve(W, opts);
+    const res = await layer.solve(W, opts);
     layer.dispose();
     expect(tf.memory().numTensors).toBe(before);
     return res;
   }
 
   for (const [bits, groupSize] of [[4, -1], [3, -1], [4, 32], [2, 32], [8, -1]] as const) {
-    it(`W${bits} g${groupSize}: output error below RTN's`, () => {
-      const g = solved({ bits, groupSize, blocksize: 32 });
+    it(`W${bits} g${groupSize}: output error below RTN's`, async () => {
+      const g = await solved({ bits, groupSize, blocksize: 32 });
       const r = rtnMatrix(W, rows, cols, { ...rtnDefaults, bits, groupSize });
       const eg = outErr(X, tokens, W, g.weight, rows, cols);
       const er = outErr(X, tokens, W, r.weight, rows, cols);
@@ -79,11 +79,11 @@ describe('GPTQ layer', () => {
     });
   }
 
-  it('act-order and static groups also beat RTN; act-order codes decode through gIdx', () => {
+  it('act-order and static groups also beat RTN; act-order codes decode through gIdx', async () => {
     const r = rtnMatrix(W, rows, cols, { ...rtnDefaults, bits: 4, groupSize: 32 });
     const er = outErr(X, tokens, W, r.weight, rows, cols);
     for (const o of [{ actOrder: true }, { actOrder: true, staticGroups: true }, { staticGroups: true }]) {
-      const g = solved({ bits: 4, groupSize: 32, blocksize: 32, ...o });
+      const g = await solved({ bits: 4, groupSize: 32, blocksize: 32, ...o });
       expect(outErr(X, tokens, W, g.weight, rows, cols)).toBeLessThan(er);
       const q = g.quantized;
       for (let rr = 0; rr < rows; rr++) for (let c = 0; c < cols; c++) {
@@ -95,9 +95,9 @@ describe('GPTQ layer', () => {
     }
   });
 
-  it('blocksize does not change the result (lazy updates are exact up to rounding)', () => {
-    const a = solved({ bits: 4, blocksize: 128 });
-    const b = solved({ bits: 4, blocksize: 16 });
+  it('blocksize does not change the result (lazy updates are exact up to rounding)', async () => {
+    const a = await solved({ bits: 4, blocksize: 128 });
+    const b = await solved({ bits: 4, blocksize: 16 });
     let diff = 0;
     for (let i = 0; i < a.weight.length; i++) if (a.weight[i] !== b.weight[i]) diff++;
     expect(diff / a.weight.length).toBeLessThan(0.01);

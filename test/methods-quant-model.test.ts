@@ -16,7 +16,7 @@ import * as rtn from '../lib/methods/rtn';
 import * as gptq from '../lib/methods/gptq';
 import * as smoothquant from '../lib/methods/smoothquant';
 import * as awq from '../lib/methods/awq';
-import { readLinear } from '../lib/quant/weights';
+import { hostValues, readLinear, type HostMatrix } from '../lib/quant/weights';
 import { forwardActQuant } from '../lib/quant/act-forward';
 
 const repoRoot = path.resolve(__dirname, '..');
@@ -100,10 +100,11 @@ describe('GPTQ vs RTN on real layers (stories260K block 0 and 2, real calibratio
     await runSequential(model, calib, {
       propagate: 'dense',
       blocks: [0, 2],
-      perBlock(ctx) {
+      async perBlock(ctx) {
         const layers = new Map<string, GptqLayer>();
         const xs = new Map<string, tf.Tensor2D[]>();
-        const mats = new Map(ctx.linears.map((l) => [l, readLinear(model, ctx.block, l)]));
+        const mats = new Map<string, HostMatrix>();
+        for (const l of ctx.linears) mats.set(l, await readLinear(model, ctx.block, l));
         for (const l of ctx.linears) layers.set(l, new GptqLayer(mats.get(l)!.rows, mats.get(l)!.cols));
         ctx.observe((l, x, info) => {
           layers.get(l)!.addBatch(x, info.samples);
@@ -113,12 +114,12 @@ describe('GPTQ vs RTN on real layers (stories260K block 0 and 2, real calibratio
           const m = mats.get(l)!;
           const X = tf.concat(xs.get(l)!) as tf.Tensor2D;
           const W = tf.tensor2d(m.data, [m.rows, m.cols]);
-          const err = (Q: Float32Array) => tf.tidy(() => tf.sum(tf.square(tf.matMul(X, tf.sub(W, tf.tensor2d(Q, [m.rows, m.cols])), false, true))).dataSync()[0]);
+          const err = async (Q: Float32Array) => (await hostValues(() => tf.sum(tf.square(tf.matMul(X, tf.sub(W, tf.tensor2d(Q, [m.rows, m.cols])), false, true)))))[0];
           for (const bits of [4, 3]) {
-            const g = layers.get(l)!.solve(m.data, { bits });
+            const g = await layers.get(l)!.solve(m.data, { bits });
             const r = rtnMatrix(m.data, m.rows, m.cols, { ...rtnDefaults, bits });
-            const eg = err(g.weight);
-            const er = err(r.weight);
+            const eg = await err(g.weight);
+            const er = await err(r.weight);
             results.push(`${ctx.block}.${l} W${bits}: gptq ${eg.toExponential(3)} rtn ${er.toExponential(3)}`);
             expect(eg, `${ctx.block}.${l} W${bits}`).toBeLessThan(er);
           }
@@ -140,7 +141,7 @@ describe('equivalent transformations keep the FP function', () => {
       const model = await fresh();
       const ref = logits(model);
       const scales = await smoothquant.collectActScales(model, calib, 4);
-      const used = smoothquant.applySmoothing(model, scales, alpha);
+      const used = await smoothquant.applySmoothing(model, scales, alpha);
       expect(Object.keys(used).length).toBe(5 * 2); // two norm-fed groups per block
       const out = logits(model);
       const scale = ref.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
@@ -161,9 +162,9 @@ describe('equivalent transformations keep the FP function', () => {
     expect(maxAbsDiff(ref, out) / scale).toBeLessThan(1e-5);
     // applying the saved artifact to a fresh model gives the same weights
     const m2 = await fresh();
-    awq.applyArtifact(m2, JSON.parse(JSON.stringify(art)), { groupSize: -1 });
-    const a = readLinear(model, 3, 'up').data;
-    const b = readLinear(m2, 3, 'up').data;
+    await awq.applyArtifact(m2, JSON.parse(JSON.stringify(art)), { groupSize: -1 });
+    const a = (await readLinear(model, 3, 'up')).data;
+    const b = (await readLinear(m2, 3, 'up')).data;
     expect(maxAbsDiff(a, b)).toBe(0);
     disposeModel(model);
     disposeModel(m2);

@@ -72,10 +72,10 @@ describe('OmniQuant', () => {
       // saved parameters reload: a fresh FP model + the artifact gives the same weights
       const art = JSON.parse(JSON.stringify(res.artifacts.omniquant)) as omniquant.OmniQuantArtifact;
       const fresh = await loadModel(modelFile);
-      omniquant.applyArtifact(fresh, art);
+      await omniquant.applyArtifact(fresh, art);
       for (const l of ['q', 'down']) {
-        const a = readLinear(m, 2, l).data;
-        const c = readLinear(fresh, 2, l).data;
+        const a = (await readLinear(m, 2, l)).data;
+        const c = (await readLinear(fresh, 2, l)).data;
         let same = 0;
         for (let i = 0; i < a.length; i++) if (a[i] === c[i]) same++;
         expect(same / a.length).toBeGreaterThan(0.999);
@@ -94,7 +94,7 @@ describe('OmniQuant', () => {
     const art = res.artifacts.omniquant as omniquant.OmniQuantArtifact;
     expect(Object.keys(art.let).sort()).toEqual(['0.gate', '0.q', '1.gate', '1.q', '2.gate', '2.q', '3.gate', '3.q', '4.gate', '4.q']);
     const fresh = await loadModel(modelFile);
-    omniquant.applyArtifact(fresh, JSON.parse(JSON.stringify(art)));
+    await omniquant.applyArtifact(fresh, JSON.parse(JSON.stringify(art)));
     const a = m.weights.get('model.layers.1.input_layernorm.weight')!.dataSync();
     const b = fresh.weights.get('model.layers.1.input_layernorm.weight')!.dataSync();
     expect(Array.from(b)).toEqual(Array.from(a));

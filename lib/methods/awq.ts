@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ARCHS, linearName, type LinearGroup } from '../models/arch';
 import type { Model } from '../models/types';
 import { awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
-import { getWeight, linearShape, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
+import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential, shortLinearName } from './sequential';
 import { foldIntoNorm } from './smoothquant';
@@ -82,22 +82,22 @@ function scaleCols(m: HostMatrix, s: ArrayLike<number>): Float32Array {
 }
 
 /** Applies a group's scales: prev / s (norm weight or prev linear's rows and bias), linears · s. */
-export function applyGroupScales(model: Model, block: number, g: { prev: LinearGroup['prev']; linears: string[] }, s: Float32Array): void {
-  if (g.prev.kind === 'norm') foldIntoNorm(model, block, g.prev.name, s);
+export async function applyGroupScales(model: Model, block: number, g: { prev: LinearGroup['prev']; linears: string[] }, s: Float32Array): Promise<void> {
+  if (g.prev.kind === 'norm') await foldIntoNorm(model, block, g.prev.name, s);
   else {
-    const p = readLinear(model, block, g.prev.name);
+    const p = await readLinear(model, block, g.prev.name);
     const off = p.rows - s.length; // reference scale_fc_fc divides the last s.length rows
     const out = Float32Array.from(p.data);
     for (let r = 0; r < s.length; r++) for (let c = 0; c < p.cols; c++) out[(off + r) * p.cols + c] = Math.fround(p.data[(off + r) * p.cols + c] / s[r]);
     replaceWeight(model, p.name, out);
     const bname = linearName(model.config.arch, block, g.prev.name, 'bias');
     if (model.weights.has(bname)) {
-      const b = getWeight(model, bname).dataSync() as Float32Array;
+      const b = await readFloat32(getWeight(model, bname));
       replaceWeight(model, bname, Float32Array.from(b, (v, i) => (i >= off ? Math.fround(v / s[i - off]) : v)));
     }
   }
   for (const l of g.linears) {
-    const m = readLinear(model, block, l);
+    const m = await readLinear(model, block, l);
     replaceWeight(model, m.name, scaleCols(m, s));
   }
 }
@@ -109,8 +109,9 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
   for (const g of a.groups) {
     if (!scalable(model, g)) continue;
     const x = feats.get(g.linears[0])!; // [tokens, in]
-    const xMean = hostValues(() => tf.mean(tf.abs(x), 0)); // [in]
-    const mats = g.linears.map((l) => readLinear(model, block, l));
+    const xMean = await hostValues(() => tf.mean(tf.abs(x), 0)); // [in]
+    const mats: HostMatrix[] = [];
+    for (const l of g.linears) mats.push(await readLinear(model, block, l));
     // What the group feeds (reference module2inspect): the whole attention (read off as o_proj of
     // its input) for q/k/v, the whole gated MLP (down_proj of its input) for gate/up, else the linear.
     const through = g.linears.includes(a.attention.q) ? a.attention.o : g.linears.includes(a.mlp.inputs[0]) && a.mlp.inputs.length > 1 ? a.mlp.down : null;
@@ -168,8 +169,12 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
         return q;
       });
       const cur = groupOutput(ws);
-      const loss = hostValues(() => tf.mean(tf.square(tf.sub(org, cur))))[0];
-      cur.dispose();
+      let loss: number;
+      try {
+        loss = (await hostValues(() => tf.mean(tf.square(tf.sub(org, cur)))))[0];
+      } finally {
+        cur.dispose();
+      }
       if (loss < best) {
         best = loss;
         bestS = s;
@@ -229,12 +234,12 @@ export function clipSearch(W: Float32Array, rows: number, cols: number, X: Float
 }
 
 /** Clamps W to ±max per (row, group) (reference apply_clip). */
-export function applyClip(model: Model, name: string, maxima: ArrayLike<number>, groupSize: number): void {
+export async function applyClip(model: Model, name: string, maxima: ArrayLike<number>, groupSize: number): Promise<void> {
   const t = getWeight(model, name);
   const [rows, cols] = t.shape as [number, number];
   const gs = groupSize === -1 ? cols : groupSize;
   const ng = Math.ceil(cols / gs);
-  const W = Float32Array.from(t.dataSync());
+  const W = await readFloat32(t);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
     const m = maxima[r * ng + Math.floor(c / gs)];
     W[r * cols + c] = Math.min(Math.max(W[r * cols + c], -m), m);
@@ -272,7 +277,7 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
         const scales = await searchBlock(model, ctx.block, ctx.inputs, run, feats, o);
         for (const [key, v] of Object.entries(scales)) {
           const s = Float32Array.from(v.scales);
-          applyGroupScales(model, ctx.block, v, s);
+          await applyGroupScales(model, ctx.block, v, s);
           art.scales[key] = v;
           // The reference also scales the cached inputs of the group's linears (for clipping).
           for (const l of v.linears) {
@@ -285,11 +290,11 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
           for (const l of blockLinearNames(model)) {
             // the reference skips q and k (their outputs meet in attention scores, not a linear output)
             if (l === a.attention.q || l === a.attention.k) continue;
-            const m = readLinear(model, ctx.block, l);
+            const m = await readLinear(model, ctx.block, l);
             const x = feats.get(l)!;
-            const maxima = clipSearch(m.data, m.rows, m.cols, x.dataSync() as Float32Array, x.shape[0], o);
+            const maxima = clipSearch(m.data, m.rows, m.cols, (await x.data()) as Float32Array, x.shape[0], o);
             art.clip[`${ctx.block}.${l}`] = Array.from(maxima);
-            applyClip(model, m.name, maxima, o.groupSize);
+            await applyClip(model, m.name, maxima, o.groupSize);
           }
         }
       } finally {
@@ -301,20 +306,20 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
 }
 
 /** Applies a searched artifact to an FP model (scales, then clipping): the equivalent transformation without searching again. */
-export function applyArtifact(model: Model, art: AwqArtifact, o: Pick<AwqOptions, 'groupSize'>): void {
-  for (const [key, v] of Object.entries(art.scales)) applyGroupScales(model, Number(key.split('.')[0]), v, Float32Array.from(v.scales));
+export async function applyArtifact(model: Model, art: AwqArtifact, o: Pick<AwqOptions, 'groupSize'>): Promise<void> {
+  for (const [key, v] of Object.entries(art.scales)) await applyGroupScales(model, Number(key.split('.')[0]), v, Float32Array.from(v.scales));
   for (const [key, m] of Object.entries(art.clip)) {
     const [b, l] = key.split('.');
-    applyClip(model, linearName(model.config.arch, Number(b), l), m, o.groupSize);
+    await applyClip(model, linearName(model.config.arch, Number(b), l), m, o.groupSize);
   }
 }
 
 /** Quantizes every block linear with the AWQ quantizer (reference pseudo_quantize_model_weight). */
-export function quantizeAll(model: Model, o: AwqOptions): Map<string, QuantizedMatrix> {
+export async function quantizeAll(model: Model, o: AwqOptions): Promise<Map<string, QuantizedMatrix>> {
   const q = new Map<string, QuantizedMatrix>();
   for (let b = 0; b < model.config.numLayers; b++) {
     for (const l of blockLinearNames(model)) {
-      const m = readLinear(model, b, l);
+      const m = await readLinear(model, b, l);
       const qm = awqQuantizeMatrix(m.data, m.rows, m.cols, spec(o));
       replaceWeight(model, m.name, dequantizeMatrix(qm));
       q.set(m.name, qm);
@@ -328,7 +333,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
   validate(o, model);
   if (!calib) throw new Error('awq needs a calibration set');
   const art = await search(model, calib, o, hooks);
-  const quantized = quantizeAll(model, o);
+  const quantized = await quantizeAll(model, o);
   return {
     method: 'awq',
     config: { bits: o.bits, group_size: o.groupSize, clip: o.clip, n_grid: o.nGrid },

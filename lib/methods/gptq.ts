@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Model } from '../models/types';
 import { checkWeightSpec, findParams, maxq, numGroups, quantCode, dequantCode, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
-import { linearShape, readLinear, replaceWeight } from '../quant/weights';
+import { linearShape, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { HessianAccumulator, prepareHessian } from './hessian';
 import { runSequential, blockLinearNames } from './sequential';
@@ -69,9 +69,9 @@ export class GptqLayer {
     return this.hessian.nsamples;
   }
 
-  solve(W: Float32Array, opts: Partial<GptqOptions> = {}): GptqLayerResult {
+  async solve(W: Float32Array, opts: Partial<GptqOptions> = {}): Promise<GptqLayerResult> {
     const o = { ...defaults, ...opts };
-    return gptqQuantize(W, this.rows, this.cols, this.hessian.toFloat64(), o);
+    return gptqQuantize(W, this.rows, this.cols, await this.hessian.toFloat64(), o);
   }
 
   dispose(): void {
@@ -232,15 +232,16 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
     propagate: 'compressed',
     batchSize: o.batchSize,
     ...hooks,
-    perBlock(ctx) {
+    async perBlock(ctx) {
       const layers = new Map<string, GptqLayer>();
-      const mats = new Map(linears.map((l) => [l, readLinear(model, ctx.block, l)]));
+      const mats = new Map<string, HostMatrix>();
+      for (const l of linears) mats.set(l, await readLinear(model, ctx.block, l));
       for (const l of linears) layers.set(l, new GptqLayer(mats.get(l)!.rows, mats.get(l)!.cols));
       try {
         ctx.observe((l, x, info) => layers.get(l)!.addBatch(x, info.samples));
         for (const l of linears) {
           const m = mats.get(l)!;
-          const res = layers.get(l)!.solve(m.data, o);
+          const res = await layers.get(l)!.solve(m.data, o);
           totalLoss += res.loss;
           replaceWeight(model, m.name, res.weight);
           quantized.set(m.name, res.quantized);

@@ -39,10 +39,10 @@ export class HessianAccumulator {
     return this.H.clone();
   }
 
-  /** H on the host in Float64, row-major [cols * cols]. */
-  toFloat64(): Float64Array {
+  /** H on the host in Float64, row-major [cols * cols] (async read). */
+  async toFloat64(): Promise<Float64Array> {
     if (!this.H) throw new Error('HessianAccumulator: used after dispose()');
-    return Float64Array.from(this.H.dataSync());
+    return Float64Array.from((await this.H.data()) as Float32Array);
   }
 
   dispose(): void {

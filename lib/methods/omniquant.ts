@@ -14,7 +14,7 @@ import { ARCHS, linearName } from '../models/arch';
 import type { Model } from '../models/types';
 import type { ActQuantSpec } from '../quant/act';
 import { checkWeightSpec, maxq, quantCode, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
-import { getWeight, hostValues, linearShape, readLinear, replaceWeight } from '../quant/weights';
+import { DeviceMax, getWeight, hostValues, linearShape, readFloat32, readLinear, replaceWeight } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
 import { foldIntoNorm } from './smoothquant';
@@ -134,20 +134,20 @@ function actQuantSte(x: tf.Tensor2D, bits: number): tf.Tensor2D {
 }
 
 /** Applies learned parameters to an FP model: LET scales into norms/linears, then LWC quantization. Returns the codes. */
-export function applyArtifact(model: Model, art: OmniQuantArtifact): Map<string, QuantizedMatrix> {
+export async function applyArtifact(model: Model, art: OmniQuantArtifact): Promise<Map<string, QuantizedMatrix>> {
   for (const [key, v] of Object.entries(art.let)) {
     const b = Number(key.split('.')[0]);
     const s = Float32Array.from(v.scales);
-    foldIntoNorm(model, b, v.norm, s);
+    await foldIntoNorm(model, b, v.norm, s);
     for (const l of v.linears) {
-      const m = readLinear(model, b, l);
+      const m = await readLinear(model, b, l);
       replaceWeight(model, m.name, Float32Array.from(m.data, (w, i) => Math.fround(w * s[i % m.cols])));
     }
   }
   const out = new Map<string, QuantizedMatrix>();
   for (const [key, p] of Object.entries(art.lwc)) {
     const [b, l] = key.split('.');
-    const m = readLinear(model, Number(b), l);
+    const m = await readLinear(model, Number(b), l);
     const q = lwcQuantizeHost(m.data, m.rows, m.cols, p.gamma, p.beta, art.bits, art.groupSize);
     const deq = new Float32Array(m.rows * m.cols);
     const gs = art.groupSize === -1 ? m.cols : art.groupSize;
@@ -180,7 +180,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
       batchSize: o.batchSize,
       ...hooks,
       propagateOptions: o.mode === 'weight-act' ? { onLinearInput: (_l, x) => actQuantAbsmax(x, o.actBits) } : undefined,
-      perBlock(ctx) {
+      async perBlock(ctx) {
         const b = ctx.block;
         if (!fpInputs) fpInputs = ctx.inputs.map((x) => x.clone());
         // Targets: the FP block on the FP stream; they are also the next block's FP inputs.
@@ -190,12 +190,18 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
         const actMax = new Map<string, Float32Array>();
         if (letGroups.length) {
           const firsts = new Set(letGroups.map((g) => g.linears[0]));
-          ctx.observe((l, x) => {
-            if (!firsts.has(l)) return;
-            const m = hostValues(() => tf.max(tf.abs(x), 0));
-            const cur = actMax.get(l);
-            actMax.set(l, cur ? cur.map((v, i) => Math.max(v, m[i])) : m);
-          });
+          // Running maxima stay on the device while the block runs; read once afterwards.
+          const acc = new Map<string, DeviceMax>();
+          try {
+            ctx.observe((l, x) => {
+              if (!firsts.has(l)) return;
+              if (!acc.has(l)) acc.set(l, new DeviceMax());
+              acc.get(l)!.add(() => tf.max(tf.abs(x), 0)); // [in]
+            });
+            for (const [l, a] of acc) actMax.set(l, (await a.read())!);
+          } finally {
+            acc.forEach((a) => a.dispose());
+          }
         }
         const fpW = new Map(linears.map((l) => [l, getWeight(model, linearName(model.config.arch, b, l)).clone() as tf.Tensor2D]));
         const normName = (n: string) => `${arch.blockPrefix(b)}${arch.norms[n]}.weight`;
@@ -212,7 +218,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
         for (const g of letGroups) {
           const am = actMax.get(g.linears[0])!;
           const cols = am.length;
-          const wmax = hostValues(() => tf.max(tf.stack(g.linears.map((l) => tf.max(tf.abs(fpW.get(l)!), 0))), 0));
+          const wmax = await hostValues(() => tf.max(tf.stack(g.linears.map((l) => tf.max(tf.abs(fpW.get(l)!), 0))), 0));
           const init = Float32Array.from({ length: cols }, (_, j) => Math.max(Math.pow(am[j], o.letAlpha) / Math.pow(Math.max(wmax[j], 1e-5), 1 - o.letAlpha), 1e-5));
           letS.set(g.linears[0], variableOf(tf.tensor1d(init), true));
         }
@@ -245,7 +251,8 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
             const optLet = tf.train.adam(o.letLr);
             for (let e = 0; e < o.epochs; e++) {
               let sum = 0;
-              ctx.inputs.forEach((x, i) => {
+              for (let i = 0; i < ctx.inputs.length; i++) {
+                const x = ctx.inputs[i];
                 const { value, grads } = tf.variableGrads(() => {
                   const restore = setEffective();
                   try {
@@ -255,15 +262,18 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
                     restore();
                   }
                 }, trainable);
-                sum += value.dataSync()[0];
-                value.dispose();
+                try {
+                  sum += ((await value.data()) as Float32Array)[0];
+                } finally {
+                  value.dispose();
+                }
                 const lwcG: Record<string, tf.Tensor> = {};
                 const letG: Record<string, tf.Tensor> = {};
                 for (const [k, g] of Object.entries(grads)) (letNames.has(k) ? letG : lwcG)[k] = g;
                 if (Object.keys(lwcG).length) optLwc.applyGradients(lwcG as Parameters<typeof optLwc.applyGradients>[0]);
                 if (Object.keys(letG).length) optLet.applyGradients(letG as Parameters<typeof optLet.applyGradients>[0]);
                 Object.values(grads).forEach((g) => g.dispose());
-              });
+              }
               if (e === 0) firstLoss.push(sum / ctx.inputs.length);
               if (e === o.epochs - 1) lastLoss.push(sum / ctx.inputs.length);
               hooks.sample?.();
@@ -273,10 +283,10 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
           }
           // Final: record parameters, fold LET, quantize on the host (codes for the packed format).
           for (const l of linears) {
-            art.lwc[`${b}.${l}`] = { gamma: Array.from(gamma.get(l)!.dataSync()), beta: Array.from(beta.get(l)!.dataSync()) };
+            art.lwc[`${b}.${l}`] = { gamma: Array.from(await readFloat32(gamma.get(l)!)), beta: Array.from(await readFloat32(beta.get(l)!)) };
           }
           for (const g of letGroups) {
-            art.let[`${b}.${g.linears[0]}`] = { norm: g.prev.name, linears: g.linears, scales: Array.from(letS.get(g.linears[0])!.dataSync()) };
+            art.let[`${b}.${g.linears[0]}`] = { norm: g.prev.name, linears: g.linears, scales: Array.from(await readFloat32(letS.get(g.linears[0])!)) };
           }
         } finally {
           gamma.forEach((v) => v.dispose());
@@ -290,7 +300,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
           lwc: Object.fromEntries(linears.map((l) => [`${b}.${l}`, art.lwc[`${b}.${l}`]])),
           let: Object.fromEntries(letGroups.map((g) => [`${b}.${g.linears[0]}`, art.let[`${b}.${g.linears[0]}`]])),
         };
-        applyArtifact(model, blockArt).forEach((q, name) => quantized.set(name, q));
+        (await applyArtifact(model, blockArt)).forEach((q, name) => quantized.set(name, q));
         fpInputs!.forEach((t) => t.dispose());
         fpInputs = targets;
       },

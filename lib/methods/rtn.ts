@@ -41,7 +41,7 @@ export async function compress(model: Model, _calib: CalibSet | null = null, opt
   for (let b = 0; b < model.config.numLayers; b++) {
     const t0 = performance.now();
     for (const l of blockLinearNames(model)) {
-      const m = readLinear(model, b, l);
+      const m = await readLinear(model, b, l);
       const r = rtnMatrix(m.data, m.rows, m.cols, o);
       for (let i = 0; i < m.data.length; i++) sqErr += (m.data[i] - r.weight[i]) ** 2;
       replaceWeight(model, m.name, r.weight);

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ARCHS } from '../models/arch';
 import type { Model } from '../models/types';
 import { absmaxQuantizeMatrix, actKey, checkActSpec, type ActQuantSpec } from '../quant/act';
-import { getWeight, readLinear, replaceWeight, hostValues } from '../quant/weights';
+import { DeviceMax, getWeight, readFloat32, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
 import { dequantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
@@ -57,14 +57,24 @@ export async function collectActScales(model: Model, calib: CalibSet, batchSize 
     propagate: 'dense',
     batchSize,
     ...hooks,
-    perBlock(ctx) {
-      ctx.observe((l, x) => {
-        if (!firsts.has(l)) return;
-        const m = hostValues(() => tf.max(tf.abs(x), 0)); // [in]
-        const key = actKey(ctx.block, l);
-        const cur = maxima[key];
-        maxima[key] = cur ? cur.map((v, i) => Math.max(v, m[i])) : Array.from(m);
-      });
+    async perBlock(ctx) {
+      // Running maxima stay on the device while the block runs; read once per block.
+      const acc = new Map<string, DeviceMax>();
+      try {
+        ctx.observe((l, x) => {
+          if (!firsts.has(l)) return;
+          if (!acc.has(l)) acc.set(l, new DeviceMax());
+          acc.get(l)!.add(() => tf.max(tf.abs(x), 0)); // [in]
+        });
+        for (const [l, a] of acc) {
+          const m = (await a.read())!;
+          const key = actKey(ctx.block, l);
+          const cur = maxima[key];
+          maxima[key] = cur ? cur.map((v, i) => Math.max(v, m[i])) : Array.from(m);
+        }
+      } finally {
+        acc.forEach((a) => a.dispose());
+      }
     },
   });
   return { maxima };
@@ -89,7 +99,7 @@ export function smoothingScales(actMax: ArrayLike<number>, weights: { data: Floa
  * by s and multiplies the group's weight columns by s. The FP function is unchanged.
  * Returns the scales used (per group key).
  */
-export function applySmoothing(model: Model, scales: ActScales, alpha: number): Record<string, number[]> {
+export async function applySmoothing(model: Model, scales: ActScales, alpha: number): Promise<Record<string, number[]>> {
   if (!(alpha >= 0 && alpha <= 1)) throw new Error(`smoothquant: alpha must be in [0, 1], got ${alpha}`);
   const spec = ARCHS[model.config.arch];
   const used: Record<string, number[]> = {};
@@ -99,9 +109,10 @@ export function applySmoothing(model: Model, scales: ActScales, alpha: number): 
       const key = actKey(b, g.linears[0]);
       const actMax = scales.maxima[key];
       if (!actMax) throw new Error(`smoothquant: no activation maxima for block ${b} linear '${g.linears[0]}'`);
-      const mats = g.linears.map((l) => readLinear(model, b, l));
+      const mats: HostMatrix[] = [];
+      for (const l of g.linears) mats.push(await readLinear(model, b, l));
       const s = smoothingScales(actMax, mats, alpha);
-      foldIntoNorm(model, b, g.prev.name, s);
+      await foldIntoNorm(model, b, g.prev.name, s);
       for (const m of mats) {
         const out = new Float32Array(m.data.length);
         for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) out[r * m.cols + c] = Math.fround(m.data[r * m.cols + c] * s[c]);
@@ -114,7 +125,7 @@ export function applySmoothing(model: Model, scales: ActScales, alpha: number): 
 }
 
 /** norm.weight /= s (and norm.bias /= s for LayerNorm). */
-export function foldIntoNorm(model: Model, block: number, norm: string, s: Float32Array): void {
+export async function foldIntoNorm(model: Model, block: number, norm: string, s: Float32Array): Promise<void> {
   const base = `${ARCHS[model.config.arch].blockPrefix(block)}${ARCHS[model.config.arch].norms[norm]}`;
   for (const part of ['weight', 'bias']) {
     const name = `${base}.${part}`;
@@ -122,7 +133,7 @@ export function foldIntoNorm(model: Model, block: number, norm: string, s: Float
       if (part === 'weight') throw new Error(`model has no norm weight '${name}'`);
       continue;
     }
-    const w = getWeight(model, name).dataSync() as Float32Array;
+    const w = await readFloat32(getWeight(model, name));
     if (w.length !== s.length) throw new Error(`'${name}' has ${w.length} entries, scales ${s.length}`);
     replaceWeight(model, name, Float32Array.from(w, (v, i) => Math.fround(v / s[i])));
   }
@@ -135,12 +146,22 @@ export async function collectStaticAbsmax(model: Model, calib: CalibSet, batchSi
     propagate: 'dense',
     batchSize,
     ...hooks,
-    perBlock(ctx) {
-      ctx.observe((l, x) => {
-        const m = hostValues(() => tf.max(tf.abs(x)))[0];
-        const key = actKey(ctx.block, l);
-        out[key] = Math.max(out[key] ?? 0, m);
-      });
+    async perBlock(ctx) {
+      // Per-tensor maxima stay on the device while the block runs; read once per block.
+      const acc = new Map<string, DeviceMax>();
+      try {
+        ctx.observe((l, x) => {
+          if (!acc.has(l)) acc.set(l, new DeviceMax());
+          acc.get(l)!.add(() => tf.max(tf.abs(x))); // scalar
+        });
+        for (const [l, a] of acc) {
+          const m = (await a.read())![0];
+          const key = actKey(ctx.block, l);
+          out[key] = Math.max(out[key] ?? 0, m);
+        }
+      } finally {
+        acc.forEach((a) => a.dispose());
+      }
     },
   });
   return out;
@@ -154,7 +175,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
   if (o.smooth) {
     const act = await collectActScales(model, calib!, o.batchSize, hooks);
     artifacts.act_maxima = act.maxima;
-    artifacts.smoothing_scales = applySmoothing(model, act, o.alpha);
+    artifacts.smoothing_scales = await applySmoothing(model, act, o.alpha);
   }
   let staticAbsmax: Record<string, number> | null = null;
   if (o.actStatic) {
@@ -164,7 +185,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
   const quantized = new Map<string, QuantizedMatrix>();
   for (let b = 0; b < model.config.numLayers; b++) {
     for (const l of blockLinearNames(model)) {
-      const m = readLinear(model, b, l);
+      const m = await readLinear(model, b, l);
       const q = absmaxQuantizeMatrix(m.data, m.rows, m.cols, o.weightBits, o.weightGranularity);
       replaceWeight(model, m.name, dequantizeMatrix(q));
       quantized.set(m.name, q);

@@ -16,13 +16,18 @@ export function getWeight(model: Model, name: string): tf.Tensor {
   return t;
 }
 
-/** A block linear's weight copied to the host. */
-export function readLinear(model: Model, block: number, linear: string): HostMatrix {
+/** A block linear's weight copied to the host (an async read: WebGPU in Node has no synchronous one). */
+export async function readLinear(model: Model, block: number, linear: string): Promise<HostMatrix> {
   const name = linearName(model.config.arch, block, linear);
   const t = getWeight(model, name);
   if (t.rank !== 2) throw new Error(`weight '${name}' has rank ${t.rank}, expected 2`);
   const [rows, cols] = t.shape as [number, number];
-  return { name, rows, cols, data: Float32Array.from(t.dataSync()) };
+  return { name, rows, cols, data: await readFloat32(t) };
+}
+
+/** A private fp32 copy of a tensor's values on the host (async read). */
+export async function readFloat32(t: tf.Tensor): Promise<Float32Array> {
+  return Float32Array.from((await t.data()) as Float32Array);
 }
 
 /** Replaces a weight (disposing the old tensor); the new one keeps the old shape. */
@@ -47,12 +52,37 @@ export function linearShape(model: Model, linear: string, block = 0): [number, n
   return t.shape as [number, number];
 }
 
-/** Runs tfjs work and returns its result's values on the host, disposing everything. */
-export function hostValues(fn: () => tf.Tensor): Float32Array {
+/** Runs tfjs work (in a tidy) and returns its result's values on the host, disposing everything. */
+export async function hostValues(fn: () => tf.Tensor): Promise<Float32Array> {
   const t = tf.tidy(fn);
   try {
-    return Float32Array.from(t.dataSync());
+    return Float32Array.from((await t.data()) as Float32Array);
   } finally {
     t.dispose();
+  }
+}
+
+/**
+ * Element-wise running maximum kept on the device, for observers that run synchronously inside
+ * a forward pass: add() folds a tensor in, read() returns the values on the host (async).
+ */
+export class DeviceMax {
+  private cur: tf.Tensor | null = null;
+
+  /** Folds fn()'s result (computed in a tidy) into the running maximum. */
+  add(fn: () => tf.Tensor): void {
+    const old = this.cur;
+    this.cur = tf.keep(tf.tidy(() => (old ? tf.maximum(old, fn()) : fn())));
+    old?.dispose();
+  }
+
+  /** The running maximum on the host, or null when nothing was added. */
+  async read(): Promise<Float32Array | null> {
+    return this.cur ? Float32Array.from((await this.cur.data()) as Float32Array) : null;
+  }
+
+  dispose(): void {
+    this.cur?.dispose();
+    this.cur = null;
   }
 }
