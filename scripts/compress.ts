@@ -140,7 +140,7 @@ async function main(): Promise<void> {
       return r;
     });
     const seconds = (performance.now() - t0) / 1000;
-    const files = savePacked(model, result.quantized, a.out, {
+    const files = await savePacked(model, result.quantized, a.out, {
       method: result.method, methodConfig: result.config, calib: result.calib, actQuant: result.actQuant, packing: a.packing,
       extras: Object.keys(result.artifacts).length ? { [ARTIFACTS_FILE]: result.artifacts } : {},
     });

@@ -65,7 +65,7 @@ describe('packed model save/load', () => {
         const res = await run(model);
         const fake = tf.tidy(() => forward(model, ids)).dataSync() as Float32Array;
         const dir = path.join(tmp, name);
-        const files = savePacked(model, res.quantized, dir, { method: res.method, methodConfig: res.config, calib: res.calib, actQuant: res.actQuant });
+        const files = await savePacked(model, res.quantized, dir, { method: res.method, methodConfig: res.config, calib: res.calib, actQuant: res.actQuant });
         expect(files['model.safetensors']).toBeGreaterThan(0);
         const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
         expect(cfg.quantization_config.quant_method).toBe('llmcb-packed');

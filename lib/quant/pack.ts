@@ -184,8 +184,8 @@ export interface SavePackedOptions {
   extras?: Record<string, unknown>;
 }
 
-/** Writes a packed model directory; returns the bytes written per file. */
-export function savePacked(model: Model, quantized: Map<string, QuantizedMatrix & { gIdx?: Int32Array }>, dir: string, o: SavePackedOptions): Record<string, number> {
+/** Writes a packed model directory; returns the bytes written per file. Weights are read asynchronously (WebGPU-safe). */
+export async function savePacked(model: Model, quantized: Map<string, QuantizedMatrix & { gIdx?: Int32Array }>, dir: string, o: SavePackedOptions): Promise<Record<string, number>> {
   if (model.splitWeights && model.splitWeights.size > 0) {
     for (const n of model.splitWeights.keys()) if (quantized.has(n)) throw new Error(`savePacked: '${n}' is split in row blocks; quantized split weights are not supported`);
   }
@@ -198,7 +198,7 @@ export function savePacked(model: Model, quantized: Map<string, QuantizedMatrix 
     const q = quantized.get(name);
     if (!q) {
       const t = model.weights.get(name);
-      const data = t ? (t.dataSync() as Float32Array) : concatBlocks(model.splitWeights!.get(name)!);
+      const data = t ? ((await t.data()) as Float32Array) : await concatBlocks(model.splitWeights!.get(name)!);
       const shape = t ? t.shape : [model.splitWeights!.get(name)!.reduce((a, b) => a + b.shape[0], 0), model.splitWeights!.get(name)![0].shape[1] as number];
       entries.push({ name, dtype: 'F32', shape, data: u8(Float32Array.from(data)) });
       continue;
@@ -248,8 +248,9 @@ export function savePacked(model: Model, quantized: Map<string, QuantizedMatrix 
   return files;
 }
 
-function concatBlocks(blocks: tf.Tensor[]): Float32Array {
-  const parts = blocks.map((b) => b.dataSync() as Float32Array);
+async function concatBlocks(blocks: tf.Tensor[]): Promise<Float32Array> {
+  const parts: Float32Array[] = [];
+  for (const b of blocks) parts.push((await b.data()) as Float32Array);
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
   let o = 0;
   for (const p of parts) {
