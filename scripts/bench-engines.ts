@@ -237,7 +237,7 @@ async function checkPpl(model: Model, a: Args, gpu: 'vulkan' | false): Promise<R
     const dense = await kitPerplexity(model, ids, seqlen, a.pplWindows);
     for (const type of ['f32', 'q8_0', 'q4_0'] as const) {
       const file = path.join(a.out, 'gguf', `${model.name}-check-${type}.gguf`);
-      const rep = exportLlamaGguf(model, file, { type });
+      const rep = await exportLlamaGguf(model, file, { type });
       const g = readGguf(file);
       const deq: Model = { ...model, weights: new Map(model.weights) };
       const c = model.config;

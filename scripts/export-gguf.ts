@@ -55,7 +55,7 @@ async function main(): Promise<void> {
       quantized = res.quantized.size ? res.quantized : null;
       console.log(`${a.method}: ${JSON.stringify(res.config)} (calibration: ${res.calib})`);
     }
-    const rep = exportLlamaGguf(model, a.out, { type, quantized, embedType: (a['embed-type'] as 'f32' | 'f16') ?? 'f32', name: a.name ?? null });
+    const rep = await exportLlamaGguf(model, a.out, { type, quantized, embedType: (a['embed-type'] as 'f32' | 'f16') ?? 'f32', name: a.name ?? null });
     console.log(`${rep.file}: ${rep.bytes} bytes, file type ${rep.fileType}`);
     console.log(rep.summary);
     for (const t of rep.tensors) if (t.how === 'codes' && t.maxScaleRelErr) console.log(`  ${t.name}: ${t.type} from the method's codes, scales rounded to fp16 (max relative change ${t.maxScaleRelErr.toExponential(2)})`);

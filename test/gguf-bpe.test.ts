@@ -26,7 +26,7 @@ describe('BPE tokenizer.json models in llama.cpp', () => {
     model.tokenizer = loadTokenizer(path.join(repoRoot, 'models/zoo/tokenizer'), model.config.vocabSize);
     const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'gguf-bpe-')), 'm.gguf');
     try {
-      exportLlamaGguf(model, file, { type: 'f32' });
+      await exportLlamaGguf(model, file, { type: 'f32' });
       const g = readGguf(file);
       expect(g.metadata.get('tokenizer.ggml.model')).toBe('gpt2');
       expect(g.metadata.get('tokenizer.ggml.pre')).toBe('gpt-2');

@@ -124,7 +124,7 @@ describe('GGUF container', () => {
   it('writes header, typed metadata and aligned tensors that read back', async () => {
     const file = path.join(tmp, 'tiny.gguf');
     const a = Float32Array.from({ length: 64 }, (_, i) => i / 8);
-    writeGguf(
+    await writeGguf(
       file,
       [
         ['general.architecture', { type: 'string', value: 'llama' }],
@@ -153,8 +153,8 @@ describe('GGUF container', () => {
     const info = await readGgufFileInfo(file, { logWarnings: false });
     expect(info.version).toBe(3);
     expect(info.tensorInfo?.map((t) => t.name)).toEqual(['a', 'b']);
-    expect(() => writeGguf(file, [['k', { type: 'uint32', value: 1 }], ['k', { type: 'uint32', value: 2 }]], [])).toThrow(/given twice/);
-    expect(() => writeGguf(file, [], [{ name: 'x', ne: [33], type: 'Q4_0', data: () => new Uint8Array(0) }])).toThrow(/multiple of 32/);
+    await expect(writeGguf(file, [['k', { type: 'uint32', value: 1 }], ['k', { type: 'uint32', value: 2 }]], [])).rejects.toThrow(/given twice/);
+    await expect(writeGguf(file, [], [{ name: 'x', ne: [33], type: 'Q4_0', data: () => new Uint8Array(0) }])).rejects.toThrow(/multiple of 32/);
   });
 
   it('HF → GGUF RoPE rows is the inverse of the loader\'s GGUF/llama2.c → HF permutation', () => {
@@ -183,7 +183,7 @@ describe('stories260K in llama.cpp (CPU)', () => {
   it('F32 export: same tokenization, the known greedy continuation, perplexity equal to the kit', async () => {
     const before = tf.memory().numTensors;
     const file = path.join(tmp, 'stories260K-f32.gguf');
-    const rep = exportLlamaGguf(model, file, { type: 'f32' });
+    const rep = await exportLlamaGguf(model, file, { type: 'f32' });
     expect(rep.fileType).toBe('F32');
     expect(tf.memory().numTensors).toBe(before);
     const llama = await openLlama(false);
@@ -224,7 +224,7 @@ describe('stories260K in llama.cpp (CPU)', () => {
     try {
       for (const type of ['q8_0', 'q4_0'] as const) {
         const file = path.join(tmp, `stories260K-${type}.gguf`);
-        const rep = exportLlamaGguf(model, file, { type });
+        const rep = await exportLlamaGguf(model, file, { type });
         // down_proj rows have 172 values: no whole blocks, stored F32 and said so.
         const down = rep.tensors.filter((t) => t.hf.endsWith('down_proj.weight'));
         expect(down.every((t) => t.how === 'fallback' && t.type === 'F32')).toBe(true);
@@ -260,7 +260,7 @@ describe('stories260K in llama.cpp (CPU)', () => {
     try {
       const res = await rtnCompress(q, null, { bits: 4, groupSize: 32, sym: true, groupRemainder: 'partial' });
       const file = path.join(tmp, 'stories260K-rtn-w4.gguf');
-      const rep = exportLlamaGguf(q, file, { type: 'auto', quantized: res.quantized });
+      const rep = await exportLlamaGguf(q, file, { type: 'auto', quantized: res.quantized });
       expect(rep.fileType).toBe('Q4_0');
       const codes = rep.tensors.filter((t) => t.how === 'codes');
       expect(codes.length).toBe(30); // q, k, v, o, gate, up of 5 blocks; down (172 columns) falls back

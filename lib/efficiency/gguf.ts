@@ -280,8 +280,8 @@ export interface GgufTensor {
   /** ggml dimensions, innermost first: an HF linear [out, in] is ne = [in, out]. */
   ne: number[];
   type: GgmlType;
-  /** The encoded bytes, produced only when the tensor is written. */
-  data(): Uint8Array;
+  /** The encoded bytes, produced only when the tensor is written (may read the device asynchronously). */
+  data(): Uint8Array | Promise<Uint8Array>;
 }
 
 export interface GgufWriteOptions {
@@ -398,7 +398,7 @@ export function ggufHeader(metadata: [string, GgufValue][], tensors: GgufTensor[
 }
 
 /** Writes a GGUF file, encoding one tensor at a time (the host never holds the whole model). */
-export function writeGguf(file: string, metadata: [string, GgufValue][], tensors: GgufTensor[], opts: Partial<GgufWriteOptions> = {}): { bytes: number } {
+export async function writeGguf(file: string, metadata: [string, GgufValue][], tensors: GgufTensor[], opts: Partial<GgufWriteOptions> = {}): Promise<{ bytes: number }> {
   const o = { ...ggufWriteDefaults, ...opts };
   const { header, sizes } = ggufHeader(metadata, tensors, o);
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
@@ -406,13 +406,14 @@ export function writeGguf(file: string, metadata: [string, GgufValue][], tensors
   let total = 0;
   try {
     total += writeSync(fd, header);
-    tensors.forEach((t, i) => {
-      const data = t.data();
+    for (let i = 0; i < tensors.length; i++) {
+      const t = tensors[i];
+      const data = await t.data();
       if (data.byteLength !== sizes[i]) throw new Error(`GGUF tensor '${t.name}': ${data.byteLength} bytes of data, ${t.type} [${t.ne}] needs ${sizes[i]}`);
       total += writeSync(fd, data);
       const p = pad(data.byteLength, o.alignment);
       if (p) total += writeSync(fd, new Uint8Array(p));
-    });
+    }
   } finally {
     closeSync(fd);
   }
@@ -690,17 +691,17 @@ function weightShape(model: Model, name: string): number[] {
   return [blocks.reduce((a, b) => a + (b.shape[0] as number), 0), blocks[0].shape[1] as number];
 }
 
-/** Host copy of a weight (split row blocks concatenated), row-major. */
-function hostWeight(model: Model, name: string): { data: Float32Array; shape: number[] } {
+/** Host copy of a weight (split row blocks concatenated), row-major; async reads (WebGPU-safe). */
+async function hostWeight(model: Model, name: string): Promise<{ data: Float32Array; shape: number[] }> {
   const t = model.weights.get(name);
-  if (t) return { data: Float32Array.from(t.dataSync() as Float32Array), shape: t.shape as number[] };
+  if (t) return { data: Float32Array.from((await t.data()) as Float32Array), shape: t.shape as number[] };
   const blocks = model.splitWeights?.get(name);
   if (!blocks) throw new Error(`model '${model.name}' has no weight '${name}'`);
   const [rows, cols] = weightShape(model, name);
   const data = new Float32Array(rows * cols);
   let off = 0;
   for (const b of blocks) {
-    data.set(b.dataSync() as Float32Array, off);
+    data.set((await b.data()) as Float32Array, off);
     off += b.size;
   }
   return { data, shape: [rows, cols] };
@@ -721,7 +722,7 @@ export function nativeType(q: QuantizedMatrix): 'Q4_0' | 'Q4_1' | 'Q8_0' {
  * model's (already fake-quantized) weights, and in full precision where a row is not whole blocks;
  * every choice is in the report.
  */
-export function exportLlamaGguf(model: Model, file: string, options: Partial<LlamaGgufOptions> = {}): GgufExportReport {
+export async function exportLlamaGguf(model: Model, file: string, options: Partial<LlamaGgufOptions> = {}): Promise<GgufExportReport> {
   const o = { ...llamaGgufDefaults, ...options };
   if (!(o.type in BLOCK_TYPES) && o.type !== 'auto') throw new Error(`GGUF export: unknown type '${o.type}' (f32, f16, q8_0, q4_0, q4_1, auto)`);
   const c = model.config;
@@ -746,18 +747,18 @@ export function exportLlamaGguf(model: Model, file: string, options: Partial<Lla
     const gname = ggufLlamaName(hf);
     const isLinear = /\.(q|k|v|o|gate|up|down)_proj\.weight$/.test(hf);
     const rope = /\.(q|k)_proj\.weight$/.test(hf) ? (hf.includes('.q_proj') ? c.numHeads : c.numKvHeads) : 0;
-    const w = () => {
-      const h = hostWeight(model, hf);
+    const w = async () => {
+      const h = await hostWeight(model, hf);
       return rope ? hfToGgufRopeRows(h.data, rope, c.headDim, h.shape[1]) : h.data;
     };
     const t0 = weightShape(model, hf);
     const ne = [...t0].reverse();
     const entry: TensorExport = { name: gname, hf, type: 'F32', how: 'float', reason: '', maxScaleRelErr: null };
-    let data: () => Uint8Array;
+    let data: () => Uint8Array | Promise<Uint8Array>;
     if (!isLinear) {
       entry.type = t0.length === 1 ? 'F32' : embedType; // norms stay F32 as in llama.cpp's converters
       const type = entry.type;
-      data = () => encodeTensor(type, w(), gname);
+      data = async () => encodeTensor(type, await w(), gname);
     } else {
       const q = o.quantized?.get(hf) ?? null;
       let want: GgmlType = o.type === 'auto' ? (q ? nativeType(q) : 'F32') : BLOCK_TYPES[o.type];
@@ -771,7 +772,7 @@ export function exportLlamaGguf(model: Model, file: string, options: Partial<Lla
         if (q && entry.how !== 'fallback') {
           entry.reason = `${q.bits}-bit codes stored as dequantized ${want} (type ${o.type})`;
         }
-        data = () => encodeTensor(want, w(), gname);
+        data = async () => encodeTensor(want, await w(), gname);
       } else if (q) {
         const qq = rope ? permuteQuantRows(q, rope, c.headDim) : q;
         const packed = packCodes(want, qq);
@@ -782,12 +783,12 @@ export function exportLlamaGguf(model: Model, file: string, options: Partial<Lla
         } else {
           entry.how = 'requantized';
           entry.reason = `${q.bits}-bit ${q.sym ? 'sym' : 'asym'} g${q.groupSize} codes do not map onto ${want} (${packed.reason}): ggml's ${want} quantizer applied to the dequantized weights`;
-          data = () => encodeTensor(want, w(), gname);
+          data = async () => encodeTensor(want, await w(), gname);
         }
       } else {
         entry.how = 'requantized';
         entry.reason = `no integer codes given: ggml's ${want} quantizer applied to the weights`;
-        data = () => encodeTensor(want, w(), gname);
+        data = async () => encodeTensor(want, await w(), gname);
       }
       kinds.set(entry.type, (kinds.get(entry.type) ?? 0) + 1);
     }
@@ -805,7 +806,7 @@ export function exportLlamaGguf(model: Model, file: string, options: Partial<Lla
     ...llamaMetadata(c, o.name ?? model.name, fileType),
     ...tokenizerMetadata(model.tokenizer, { bpePre: o.bpePre, addBos: o.addBos }),
   ];
-  const { bytes } = writeGguf(file, metadata, tensors);
+  const { bytes } = await writeGguf(file, metadata, tensors);
   const counts = new Map<string, number>();
   for (const e of report) {
     if (!/_proj\.weight$/.test(e.hf)) continue;

@@ -228,7 +228,7 @@ export async function measureStoredSize(model: Model, method: string, config: Re
       if (model.config.arch !== 'llama') {
         throw new Error(`no packed on-disk format for quantized '${model.config.arch}' weights (the GGUF export covers the LLaMA architecture)`);
       }
-      const r = exportLlamaGguf(model, path.join(dir, 'model.gguf'), { type: 'auto', quantized });
+      const r = await exportLlamaGguf(model, path.join(dir, 'model.gguf'), { type: 'auto', quantized });
       return { bytes: dirBytes(path.join(dir, 'model.gguf')), format: `GGUF ${r.fileType} (${r.summary})` };
     }
     if (layout) {
@@ -237,10 +237,10 @@ export async function measureStoredSize(model: Model, method: string, config: Re
       return { bytes: dirBytes(file), format: `llmcb sparse safetensors (${layout === 'bitmask' ? 'bitmask' : `${layout.n}:${layout.m}`}, fp32 values)` };
     }
     if (model.config.arch === 'llama') {
-      const r = exportLlamaGguf(model, path.join(dir, 'model.gguf'), { type: 'f32' });
+      const r = await exportLlamaGguf(model, path.join(dir, 'model.gguf'), { type: 'f32' });
       return { bytes: dirBytes(path.join(dir, 'model.gguf')), format: `GGUF ${r.fileType}` };
     }
-    saveModel(model, path.join(dir, 'hf'));
+    await saveModel(model, path.join(dir, 'hf'));
     const st = fs.readdirSync(path.join(dir, 'hf')).filter((f) => f.endsWith('.safetensors'));
     return { bytes: st.reduce((s, f) => s + dirBytes(path.join(dir, 'hf', f)), 0), format: 'safetensors fp32' };
   } finally {
