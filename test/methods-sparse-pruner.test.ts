@@ -143,7 +143,7 @@ describe('LLM-Pruner on stories260K', () => {
     expect(Array.from(a.dataSync())).toEqual(Array.from(b.dataSync()));
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-pruned-'));
     try {
-      saveModel(m, dir);
+      await saveModel(m, dir);
       const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
       expect([cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size]).toEqual([4, 2, 86]);
       const back = await loadModel(dir);

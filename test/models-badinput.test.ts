@@ -28,11 +28,11 @@ beforeAll(async () => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'llmcb-bad-'));
   good = path.join(tmp, 'good');
   const m = await loadModel(ckpt);
-  saveModel(m, good);
+  await saveModel(m, good);
   disposeModel(m);
   sharded = path.join(tmp, 'sharded');
   const o = randomModel(OPT);
-  saveModel(o, sharded, { maxShardBytes: 8_000 });
+  await saveModel(o, sharded, { maxShardBytes: 8_000 });
   disposeModel(o);
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -184,7 +184,7 @@ describe('weights larger than one binding', () => {
 describe('saving as an HF directory', () => {
   it('stories260K round-trips through saveModel and loadModel (llama2.c tokenizer kept)', async () => {
     const dir = path.join(tmp, 'stories');
-    saveModel(stories, dir);
+    await saveModel(stories, dir);
     const cfg = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
     expect(cfg.model_type).toBe('llama');
     expect(cfg.num_key_value_heads).toBe(4);
@@ -195,10 +195,10 @@ describe('saving as an HF directory', () => {
     disposeModel(back);
   });
 
-  it('sharded save of an OPT model with split weights reloads equal', () => {
+  it('sharded save of an OPT model with split weights reloads equal', async () => {
     const m = randomModel(TINY_OPT, { seed: 4, maxBindingBytes: 8_000 });
     const dir = path.join(tmp, 'opt');
-    saveModel(m, dir, { maxShardBytes: 20_000 });
+    await saveModel(m, dir, { maxShardBytes: 20_000 });
     expect(existsSync(path.join(dir, 'model.safetensors.index.json'))).toBe(true);
     const back = loadHfDir(dir, { tokenizer: tokFile });
     const ids = tf.tensor2d([[2, 5, 6, 7]], [1, 4], 'int32');

@@ -4,7 +4,7 @@
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { openSafetensorsDir, writeSafetensorsSharded, type WriteTensor } from './safetensors';
+import { openSafetensorsDir, writeSafetensorsSharded, type AsyncWriteTensor } from './safetensors';
 import { Llama2cTokenizer } from './tokenizer-llama2c';
 import type { Arch, Model, ModelConfig, RopeScaling, Tokenizer } from './types';
 import { uploadSources, validateSources, type UploadOptions } from './weights';
@@ -289,19 +289,24 @@ export function loadHfDir(dir: string, opts: HfLoadOptions = {}): Model {
 export interface SaveOptions {
   /** Largest shard in bytes; more than one shard writes model.safetensors.index.json. */
   maxShardBytes?: number;
+  /** Stored dtype of every weight: F32 (exact) or F16 (rounded to nearest even, half the bytes). */
+  dtype?: 'F32' | 'F16';
 }
 
 const SAVE_DEFAULTS: Required<SaveOptions> = {
   maxShardBytes: 4 * 1024 ** 3, // transformers' default shard size is in this range; keeps files portable
+  dtype: 'F32', // the kit computes in fp32: store exactly what the model holds
 };
 
 /**
- * Saves a model as an HF directory: config.json, generation_config.json, model.safetensors (fp32;
- * sharded with an index when larger than maxShardBytes) and the tokenizer (tokenizer.json +
- * tokenizer_config.json, or llama2.c's tokenizer as tokenizer.bin).
+ * Saves a model as an HF directory: config.json, generation_config.json, model.safetensors (fp32,
+ * or fp16 with dtype 'F16'; sharded with an index when larger than maxShardBytes) and the tokenizer
+ * (tokenizer.json + tokenizer_config.json, or llama2.c's tokenizer as tokenizer.bin). Weights are
+ * read asynchronously, one tensor at a time (WebGPU in Node has no synchronous read).
  */
-export function saveModel(model: Model, dir: string, opts: SaveOptions = {}): void {
+export async function saveModel(model: Model, dir: string, opts: SaveOptions = {}): Promise<void> {
   const o = { ...SAVE_DEFAULTS, ...opts };
+  if (o.dtype !== 'F32' && o.dtype !== 'F16') throw new Error(`saveModel: dtype must be 'F32' or 'F16', got '${String(o.dtype)}'`);
   mkdirSync(dir, { recursive: true });
   const c = model.config;
   writeFileSync(path.join(dir, 'config.json'), `${JSON.stringify(configToHf(c), null, 2)}\n`);
@@ -309,7 +314,7 @@ export function saveModel(model: Model, dir: string, opts: SaveOptions = {}): vo
     path.join(dir, 'generation_config.json'),
     `${JSON.stringify({ bos_token_id: c.bosTokenId, eos_token_id: c.eosTokenId }, null, 2)}\n`,
   );
-  const tensors: WriteTensor[] = [];
+  const tensors: AsyncWriteTensor[] = [];
   const names = [...model.weights.keys(), ...(model.splitWeights?.keys() ?? [])].sort();
   for (const name of names) {
     const whole = model.weights.get(name);
@@ -318,11 +323,16 @@ export function saveModel(model: Model, dir: string, opts: SaveOptions = {}): vo
     tensors.push({
       name,
       shape,
+      dtype: o.dtype,
       // Read block by block at write time so the host never holds the whole model.
-      chunks: () => blocks.map((b) => b.dataSync() as Float32Array),
+      chunks: async () => {
+        const out: Float32Array[] = [];
+        for (const b of blocks) out.push((await b.data()) as Float32Array);
+        return out;
+      },
     });
   }
-  writeSafetensorsSharded(dir, tensors, { maxShardBytes: o.maxShardBytes, metadata: { format: 'pt' } });
+  await writeSafetensorsSharded(dir, tensors, { maxShardBytes: o.maxShardBytes, metadata: { format: 'pt' } });
   const tok = model.tokenizer;
   if (tok instanceof HfTokenizer) {
     writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tok.tokenizerJson));

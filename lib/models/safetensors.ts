@@ -259,8 +259,13 @@ function encodeChunk(c: Float32Array, dtype: SafeDtype): Uint8Array {
   return new Uint8Array(h.buffer);
 }
 
-/** Writes one safetensors file (through a temp file and rename, so readers never see half a file). */
-export function writeSafetensors(file: string, tensors: WriteTensor[], metadata: Record<string, string> = {}): void {
+/** A tensor whose chunks may come from an asynchronous (device) read. */
+export interface AsyncWriteTensor extends Omit<WriteTensor, 'chunks'> {
+  chunks(): Float32Array[] | Promise<Float32Array[]>;
+}
+
+/** The 8-byte length + JSON header of a safetensors file (data 8-byte aligned). */
+function headerBytes(tensors: { name: string; shape: number[]; dtype?: SafeDtype }[], metadata: Record<string, string>): Buffer {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let off = 0;
@@ -273,24 +278,47 @@ export function writeSafetensors(file: string, tensors: WriteTensor[], metadata:
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8); // data starts 8-byte aligned
   const hb = Buffer.from(json, 'utf8');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(hb.length));
+  return Buffer.concat([len, hb]);
+}
+
+/** Writes one tensor's chunks at the file position; checks the value count against the shape. */
+function writeChunks(fd: number, file: string, t: { name: string; shape: number[]; dtype?: SafeDtype }, chunks: Float32Array[]): void {
+  const dtype = t.dtype ?? 'F32';
+  const want = t.shape.reduce((a, d) => a * d, 1);
+  let got = 0;
+  for (const c of chunks) {
+    got += c.length;
+    const b = encodeChunk(c, dtype);
+    for (let o = 0; o < b.length; o += READ_CHUNK) writeSync(fd, b, o, Math.min(READ_CHUNK, b.length - o));
+  }
+  if (got !== want) throw new Error(`${file}: tensor '${t.name}' supplied ${got} values for shape [${t.shape.join(', ')}] (${want})`);
+}
+
+/** Writes one safetensors file (through a temp file and rename, so readers never see half a file). */
+export function writeSafetensors(file: string, tensors: WriteTensor[], metadata: Record<string, string> = {}): void {
   const tmp = `${file}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w');
   try {
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(hb.length));
-    writeSync(fd, len);
-    writeSync(fd, hb);
-    for (const t of tensors) {
-      const dtype = t.dtype ?? 'F32';
-      const want = t.shape.reduce((a, d) => a * d, 1);
-      let got = 0;
-      for (const c of t.chunks()) {
-        got += c.length;
-        const b = encodeChunk(c, dtype);
-        for (let o = 0; o < b.length; o += READ_CHUNK) writeSync(fd, b, o, Math.min(READ_CHUNK, b.length - o));
-      }
-      if (got !== want) throw new Error(`${file}: tensor '${t.name}' supplied ${got} values for shape [${t.shape.join(', ')}] (${want})`);
-    }
+    writeSync(fd, headerBytes(tensors, metadata));
+    for (const t of tensors) writeChunks(fd, file, t, t.chunks());
+  } catch (e) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(tmp, file);
+}
+
+/** writeSafetensors for chunks read asynchronously (tensors on WebGPU), one tensor at a time. */
+export async function writeSafetensorsAsync(file: string, tensors: AsyncWriteTensor[], metadata: Record<string, string> = {}): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, headerBytes(tensors, metadata));
+    for (const t of tensors) writeChunks(fd, file, t, await t.chunks());
   } catch (e) {
     closeSync(fd);
     unlinkSync(tmp);
@@ -301,12 +329,12 @@ export function writeSafetensors(file: string, tensors: WriteTensor[], metadata:
 }
 
 /** Writes model.safetensors, or model-0000i-of-0000n.safetensors + index when above maxShardBytes. */
-export function writeSafetensorsSharded(
+export async function writeSafetensorsSharded(
   dir: string,
-  tensors: WriteTensor[],
+  tensors: AsyncWriteTensor[],
   opts: { maxShardBytes: number; metadata?: Record<string, string> },
-): string[] {
-  const shards: WriteTensor[][] = [[]];
+): Promise<string[]> {
+  const shards: AsyncWriteTensor[][] = [[]];
   let size = 0;
   for (const t of tensors) {
     const bytes = t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[t.dtype ?? 'F32'];
@@ -318,7 +346,7 @@ export function writeSafetensorsSharded(
     size += bytes;
   }
   if (shards.length === 1) {
-    writeSafetensors(path.join(dir, 'model.safetensors'), tensors, opts.metadata);
+    await writeSafetensorsAsync(path.join(dir, 'model.safetensors'), tensors, opts.metadata);
     return ['model.safetensors'];
   }
   const n = shards.length;
@@ -326,15 +354,16 @@ export function writeSafetensorsSharded(
   const names: string[] = [];
   const weightMap: Record<string, string> = {};
   let total = 0;
-  shards.forEach((ts, i) => {
+  for (let i = 0; i < shards.length; i++) {
+    const ts = shards[i];
     const name = `model-${pad(i + 1)}-of-${pad(n)}.safetensors`;
-    writeSafetensors(path.join(dir, name), ts, opts.metadata);
+    await writeSafetensorsAsync(path.join(dir, name), ts, opts.metadata);
     names.push(name);
     for (const t of ts) {
       weightMap[t.name] = name;
       total += t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[t.dtype ?? 'F32'];
     }
-  });
+  }
   const index = { metadata: { total_size: total }, weight_map: weightMap };
   const tmp = path.join(dir, `model.safetensors.index.json.tmp-${process.pid}`);
   const fd = openSync(tmp, 'w');

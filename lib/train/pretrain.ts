@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { formatCsv, parseCsvRecords } from '../csv';
 import { HfTokenizer, saveModel } from '../models/hf';
-import { f16ToF32, f32ToF16, writeSafetensors, type WriteTensor } from '../models/safetensors';
+import { f16ToF32, f32ToF16 } from '../models/safetensors';
 import { ByteLevelBpe, trainBpe } from '../models/tokenizer-bpe';
 import type { Model } from '../models/types';
 import { gitSha, writeFileAtomic } from '../results';
@@ -176,15 +176,7 @@ async function roundToFp16(model: Model): Promise<void> {
 
 /** Saves the model as an HF directory; with fp16 the safetensors file stores F16. */
 async function saveZooModel(model: Model, dir: string, fp16: boolean): Promise<void> {
-  // saveModel reads weights with dataSync, which WebGPU in Node cannot do; an async read first
-  // leaves the values cached on the host, where dataSync finds them.
-  const host = new Map<string, Float32Array>();
-  for (const [name, w] of model.weights) host.set(name, (await w.data()) as Float32Array);
-  saveModel(model, dir);
-  if (!fp16) return;
-  const names = [...host.keys()].sort();
-  const tensors: WriteTensor[] = names.map((name) => ({ name, shape: model.weights.get(name)!.shape, dtype: 'F16', chunks: () => [host.get(name)!] }));
-  writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  await saveModel(model, dir, { dtype: fp16 ? 'F16' : 'F32' });
 }
 
 function safeGitSha(): string {
