@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { dataOptions } from '../lib/data/common';
-import { encodePair, evaluate, letterToken, outcomeRows, pplRequests } from '../lib/eval/evaluate';
+import { encodePair, evaluate, letterToken, outcomeRows } from '../lib/eval/evaluate';
+import { pplRequests } from '../lib/eval/perplexity';
 import { type ContinuationRequest, type NextTokenRequest, type Scorer, TensorScorer } from '../lib/eval/scorer';
 import { bootstrapPplStderr, meanStderr, perplexity, rng, subsample } from '../lib/eval/stats';
 import type { Tokenizer } from '../lib/models/types';
@@ -30,11 +31,11 @@ const logSoftmaxRow = (row: number[]) => {
 };
 const LP = W.map(logSoftmaxRow);
 
-function bigramScorer(maxLength: number, opts: ConstructorParameters<typeof TensorScorer>[3] = {}, seenMasks?: number[][][]) {
+function bigramScorer(maxLength: number, opts: ConstructorParameters<typeof TensorScorer>[3] = {}, seenMasks?: (number[][] | null)[]) {
   const Wt = tf.tensor2d(W);
   const scorer = new TensorScorer(
     (ids, mask) => {
-      if (seenMasks) seenMasks.push(mask.arraySync() as number[][]);
+      if (seenMasks) seenMasks.push(mask ? (mask.arraySync() as number[][]) : null);
       return tf.gather(Wt, ids) as unknown as tf.Tensor3D; // [B, T, V]
     },
     V,
@@ -84,7 +85,7 @@ describe('TensorScorer (batched, padded, masked, gathered on the device)', () =>
   });
 
   it('right-pads with a mask that marks exactly the real tokens', async () => {
-    const masks: number[][][] = [];
+    const masks: (number[][] | null)[] = [];
     const { scorer, dispose } = bigramScorer(16, { maxBatchTokens: 1000, padMultiple: 8 }, masks);
     await scorer.continuations([
       { context: [1, 2, 3], continuation: [4] },
@@ -93,7 +94,40 @@ describe('TensorScorer (batched, padded, masked, gathered on the device)', () =>
     dispose();
     // one batch, longest first (input lengths 9 and 3), T padded to 16
     expect(masks).toHaveLength(1);
-    expect(masks[0].map((row) => row.join(''))).toEqual(['1111111110000000', '1110000000000000']);
+    expect(masks[0]!.map((row) => row.join(''))).toEqual(['1111111110000000', '1110000000000000']);
+  });
+
+  it('runs equal-length batches unpadded and without a mask', async () => {
+    const masks: (number[][] | null)[] = [];
+    const shapes: number[][] = [];
+    const Wt = tf.tensor2d(W);
+    const scorer = new TensorScorer((ids, mask) => {
+      masks.push(mask ? (mask.arraySync() as number[][]) : null);
+      shapes.push(ids.shape);
+      return tf.gather(Wt, ids) as unknown as tf.Tensor3D;
+    }, V, 16, { maxBatchTokens: 1000, padMultiple: 8 });
+    const reqs = [{ context: [1], continuation: [2, 3, 4, 5, 6] }, { context: [7], continuation: [8, 9, 10, 0, 3] }];
+    const got = await scorer.continuations(reqs);
+    Wt.dispose();
+    expect(masks).toEqual([null]);
+    expect(shapes).toEqual([[2, 5]]); // 5 inputs each, not padded up to 8
+    got.forEach((g, k) => expect(g.logprob).toBeCloseTo(refContinuation(reqs[k], 16).logprob, 4));
+  });
+
+  it('bounds batches by attention-score elements (B·heads·T·T)', async () => {
+    const shapes: number[][] = [];
+    const Wt = tf.tensor2d(W);
+    // 2^10 elements with 4 heads and T = 8: at most 4 sequences per batch.
+    const scorer = new TensorScorer((ids) => {
+      shapes.push(ids.shape);
+      return tf.gather(Wt, ids) as unknown as tf.Tensor3D;
+    }, V, 8, { maxBatchTokens: 1 << 20, maxAttentionElements: 1 << 10, heads: 4 });
+    const reqs = Array.from({ length: 10 }, (_, k) => ({ context: [k % V], continuation: [1, 2, 3, 4, 5, 6, 7] }));
+    const got = await scorer.continuations(reqs);
+    Wt.dispose();
+    expect(shapes).toEqual([[4, 7], [4, 7], [2, 7]]);
+    got.forEach((g, k) => expect(g.logprob).toBeCloseTo(refContinuation(reqs[k], 8).logprob, 4));
+    expect(() => new TensorScorer(() => tf.zeros([1, 1, 1]) as tf.Tensor3D, V, 8, { heads: 0 })).toThrow(/heads 0/);
   });
 
   it('finds greedy continuations', async () => {

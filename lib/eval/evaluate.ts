@@ -7,7 +7,8 @@ import { makeRow } from '../results';
 import type { Tokenizer } from '../models/types';
 import type { DocScores, LetterTask, MultipleChoiceTask, RollingTask, Task } from '../tasks/types';
 import type { ContinuationRequest, Scorer } from './scorer';
-import { bootstrapPplStderr, meanStderr, perplexity, subsample } from './stats';
+import { windowPerplexity } from './perplexity';
+import { bootstrapPplStderr, meanStderr, subsample } from './stats';
 
 export interface EvalOptions {
   /** Prepend BOS to every sequence; null: the task's paper default. */
@@ -104,19 +105,7 @@ type StageProgress = (stage: string) => (done: number, total: number) => void;
 // ---------------------------------------------------------------------------------------------
 // Perplexity
 
-/** Non-overlapping windows of seqlen tokens (the remainder is dropped) as continuation requests:
- * without BOS the window's first token is context and the other seqlen-1 are predicted; with BOS,
- * BOS is the context and all seqlen tokens are predicted. Every token is predicted at most once. */
-export function pplRequests(tokens: readonly number[], seqlen: number, bosId: number | null): ContinuationRequest[] {
-  if (!(Number.isInteger(seqlen) && seqlen >= 2)) throw new Error(`seqlen ${seqlen} must be an integer ≥ 2`);
-  const n = Math.floor(tokens.length / seqlen);
-  const reqs: ContinuationRequest[] = [];
-  for (let i = 0; i < n; i++) {
-    const w = tokens.slice(i * seqlen, (i + 1) * seqlen);
-    reqs.push(bosId === null ? { context: [w[0]], continuation: w.slice(1) } : { context: [bosId], continuation: w });
-  }
-  return reqs;
-}
+// Windows and their requests: perplexity.ts (windowPerplexity, pplRequests).
 
 async function runRolling<D>(
   scorer: Scorer,
@@ -130,25 +119,22 @@ async function runRolling<D>(
 ) {
   if (seqlen > scorer.maxLength) throw new Error(`${task.name}: seqlen ${seqlen} exceeds the model's context ${scorer.maxLength}`);
   const tokens = docs.flatMap((d) => tok.encode(task.docToText(d)));
-  const all = pplRequests(tokens, seqlen, bos ? tok.bosId : null);
-  if (all.length === 0) throw new Error(`${task.name}: ${tokens.length} tokens make no window of ${seqlen}`);
-  const pick = subsample(all.length, opts.limit, opts.seed);
-  const scored = await scorer.continuations(pick.map((i) => all[i]), progress('windows'));
-  const nll = scored.map((s) => -s.logprob);
-  const count = scored.map((s) => s.tokens);
-  const predicted = count.reduce((a, b) => a + b, 0);
+  const total = Math.floor(tokens.length / seqlen);
+  if (total === 0) throw new Error(`${task.name}: ${tokens.length} tokens make no window of ${seqlen}`);
+  const pick = subsample(total, opts.limit, opts.seed);
+  const r = await windowPerplexity(scorer, tokens, { seqlen, pick, bosId: bos ? tok.bosId : null, onProgress: progress('windows') });
   return {
     results: [
       {
         task: task.name,
         metric: 'ppl',
-        value: perplexity(nll, count),
-        stderr: bootstrapPplStderr(nll, count, opts.bootstrap, opts.seed),
-        n: pick.length,
+        value: r.ppl,
+        stderr: bootstrapPplStderr(r.windowNll, r.windowTokens, opts.bootstrap, opts.seed),
+        n: r.windows,
         higherIsBetter: false,
       },
     ],
-    notes: [`tokens=${tokens.length}`, `windows=${pick.length}/${all.length}`, `predicted=${predicted}`],
+    notes: [`tokens=${tokens.length}`, `windows=${r.windows}/${r.totalWindows}`, `predicted=${r.predicted}`],
   };
 }
 

@@ -4,3 +4,4 @@ export * from './scorer';
 export * from './stats';
 export * from './evaluate';
 export * from './model-scorer';
+export * from './perplexity';

@@ -1,15 +1,24 @@
-// The Scorer over a kit model: batches run through the transformer's forward with the padding
-// mask (right padding), on whatever backend tfjs is on.
+// The Scorer over a kit model: batches run through the transformer's forward (with the padding
+// mask when a batch is padded; the model's own activation quantization applies inside forward),
+// on whatever backend tfjs is on, with batches bounded by the model's attention-score size.
 import { forward } from '../models/transformer';
 import type { Model } from '../models/types';
-import { type ScorerOptions, TensorScorer } from './scorer';
+import { blockWidths } from '../models/weights';
+import { type LogitsFn, type ScorerOptions, TensorScorer } from './scorer';
 
-/** A Scorer whose sequences are at most the model's context (config.maxPositions). */
-export function modelScorer(model: Model, opts: Partial<ScorerOptions> = {}): TensorScorer {
-  return new TensorScorer(
-    (ids, mask) => forward(model, ids, { attentionMask: mask }),
-    model.config.vocabSize,
-    model.config.maxPositions,
-    opts,
-  );
+/** The model's logits function for a TensorScorer: forward() with the padding mask when there is one. */
+export function modelLogitsFn(model: Model): LogitsFn {
+  return (ids, mask) => forward(model, ids, mask ? { attentionMask: mask } : {});
+}
+
+/** Attention heads of the model's widest block (per-block widths of pruned models included). */
+export function maxHeads(model: Model): number {
+  let h = 1;
+  for (let i = 0; i < model.config.numLayers; i++) h = Math.max(h, blockWidths(model.config, i).numHeads);
+  return h;
+}
+
+/** A Scorer whose sequences are at most maxLength tokens (default: the model's context, config.maxPositions). */
+export function modelScorer(model: Model, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): TensorScorer {
+  return new TensorScorer(modelLogitsFn(model), model.config.vocabSize, maxLength, { heads: maxHeads(model), ...opts });
 }

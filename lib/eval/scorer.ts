@@ -1,7 +1,8 @@
 // The evaluator's one interface to a model: batches of token-id requests in, per-request
 // log-likelihoods out. TensorScorer implements it over any logits function (the transformer's
 // forward, or a hand-made table in tests): requests sorted by length, right-padded, attention-
-// masked, log-softmax and gathers on the device; only the gathered numbers come back.
+// masked (no mask when a batch needs no padding), log-softmax and gathers on the device; only the
+// gathered numbers come back. Batches are bounded in tokens, logits and attention-score elements.
 import * as tf from '@tensorflow/tfjs';
 import { logSoftmaxRows, maxRows } from '../runtime/rows';
 
@@ -42,8 +43,8 @@ export interface Scorer {
   nextToken(reqs: readonly NextTokenRequest[], onProgress?: Progress): Promise<NextTokenResult[]>;
 }
 
-/** ids [B, T] int32, mask [B, T] (1 real, 0 padding) → logits [B, T, V]. */
-export type LogitsFn = (ids: tf.Tensor2D, mask: tf.Tensor2D) => tf.Tensor3D;
+/** ids [B, T] int32, mask [B, T] (1 real, 0 padding; undefined when no row is padded) → logits [B, T, V]. */
+export type LogitsFn = (ids: tf.Tensor2D, mask: tf.Tensor2D | undefined) => tf.Tensor3D;
 
 export interface ScorerOptions {
   /** Most tokens (B × T, padding included) in one forward batch. */
@@ -54,6 +55,10 @@ export interface ScorerOptions {
   padMultiple: number;
   /** Token id written into padded positions (masked, never scored). */
   padId: number;
+  /** Most attention-score elements (B × heads × T × T) in one batch. */
+  maxAttentionElements: number;
+  /** Attention heads of the widest block (bounds the [B·heads, T, T] scores); 1 for logits tables. */
+  heads: number;
 }
 
 export const SCORER_DEFAULTS: ScorerOptions = {
@@ -61,6 +66,8 @@ export const SCORER_DEFAULTS: ScorerOptions = {
   maxLogitElements: 1 << 27, // 128M floats = 512 MB per [B,T,V] tensor; < 2^31 keeps int32 gather indices valid
   padMultiple: 32, // ~16 distinct lengths up to 512
   padId: 0,
+  maxAttentionElements: 1 << 26, // 64M floats: tfjs-webgpu gave wrong WikiText-2 PPL (392 for 121) with 268M-element scores
+  heads: 1, // a logits table has no attention; modelScorer passes the model's heads
 };
 
 /** One row of a batch: the input ids and which (position, token) pairs to gather. */
@@ -84,6 +91,7 @@ export class TensorScorer implements Scorer {
   ) {
     this.opts = { ...SCORER_DEFAULTS, ...opts };
     if (!(maxLength >= 1)) throw new Error(`TensorScorer: maxLength ${maxLength} must be ≥ 1`);
+    if (!(Number.isInteger(this.opts.heads) && this.opts.heads >= 1)) throw new Error(`TensorScorer: heads ${this.opts.heads} must be a positive integer`);
     if (this.opts.maxBatchTokens < maxLength) {
       throw new Error(`TensorScorer: maxBatchTokens ${this.opts.maxBatchTokens} is below maxLength ${maxLength}: a full-length sequence could never run`);
     }
@@ -131,14 +139,17 @@ export class TensorScorer implements Scorer {
     const results: { picked: number[]; greedy: boolean[] }[] = new Array(rows.length);
     const order = rows.map((_, i) => i).sort((a, b) => rows[b].input.length - rows[a].input.length || a - b);
     const V = this.vocabSize;
-    const { maxBatchTokens, maxLogitElements, padMultiple } = this.opts;
+    const { padMultiple, heads } = this.opts;
     let done = 0;
     let i = 0;
     while (i < order.length) {
-      const T = Math.min(this.maxLength, Math.ceil(rows[order[i]].input.length / padMultiple) * padMultiple);
-      const B = Math.max(1, Math.min(Math.floor(maxBatchTokens / T), Math.floor(maxLogitElements / (T * V)), order.length - i));
+      const longest = rows[order[i]].input.length;
+      const padded = Math.min(this.maxLength, Math.ceil(longest / padMultiple) * padMultiple);
+      const B = batchSize(padded, V, heads, this.opts, order.length - i);
       const batch = order.slice(i, i + B).map((k) => rows[k]);
       i += B;
+      // A batch of equal lengths runs unpadded and without a mask (WikiText-2 windows always do).
+      const T = batch.every((r) => r.input.length === longest) ? longest : padded;
       const got = await this.runBatch(batch, T);
       batch.forEach((r, b) => (results[r.req] = got[b]));
       done += batch.length;
@@ -167,9 +178,10 @@ export class TensorScorer implements Scorer {
         rowIdx.push(b * T + p);
       });
     });
+    const full = batch.every((r) => r.input.length === T);
     const [pickedT, maxT] = tf.tidy(() => {
       const idsT = tf.tensor2d(ids, [B, T], 'int32');
-      const maskT = tf.tensor2d(mask, [B, T], 'float32');
+      const maskT = full ? undefined : tf.tensor2d(mask, [B, T], 'float32');
       const logits = this.logitsFn(idsT, maskT); // [B, T, V]
       if (logits.shape[0] !== B || logits.shape[1] !== T || logits.shape[2] !== V) {
         throw new Error(`logits shape [${logits.shape}] is not [${B}, ${T}, ${V}]`);
@@ -195,6 +207,14 @@ export class TensorScorer implements Scorer {
     }
     return out;
   }
+}
+
+/**
+ * Sequences of length T per batch under every bound: tokens (B·T), logits (B·T·V) and attention
+ * scores (B·heads·T·T); at least 1, at most `left`.
+ */
+export function batchSize(T: number, V: number, heads: number, o: Pick<ScorerOptions, 'maxBatchTokens' | 'maxLogitElements' | 'maxAttentionElements'>, left: number): number {
+  return Math.max(1, Math.min(Math.floor(o.maxBatchTokens / T), Math.floor(o.maxLogitElements / (T * V)), Math.floor(o.maxAttentionElements / (heads * T * T)), left));
 }
 
 /** A Scorer that passes everything to another and keeps each task's requests with the answers

@@ -5,13 +5,14 @@
 // head) for the compression methods, batched forward with padding masks, and KV-cache generation.
 import * as tf from '@tensorflow/tfjs';
 import { meanRows, softmaxRows } from '../runtime/rows';
+import { actQuantHook } from '../quant/act';
 import { ARCHS, linearName } from './arch';
 import type { LinearInputHook, Model, ModelConfig } from './types';
-import { hasFinalNorm } from './weights';
+import { blockWidths, hasFinalNorm } from './weights';
 
 export interface ForwardOptions {
   attentionMask?: tf.Tensor2D; // [B, T] 1 = real token, 0 = padding (right padding for scoring)
-  onLinearInput?: LinearInputHook; // observe or replace each linear's input [tokens, in]
+  onLinearInput?: LinearInputHook; // observe or replace each linear's input [tokens, in] (after the model's activation quantization)
 }
 
 /** Additive mask value for disallowed keys: large but finite, so fully masked rows stay finite. */
@@ -152,12 +153,13 @@ function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor
 }
 
 function makeStep(model: Model, B: number, T: number, past: number, opts: ForwardOptions): Step {
-  return {
-    pastLength: past,
-    mask: buildMask(B, T, past, opts.attentionMask),
-    rope: model.config.arch === 'llama' ? ropeTables(model.config, past, T) : null,
-    hook: opts.onLinearInput,
-  };
+  const mask = buildMask(B, T, past, opts.attentionMask);
+  try {
+    return { pastLength: past, mask, rope: model.config.arch === 'llama' ? ropeTables(model.config, past, T) : null, hook: opts.onLinearInput };
+  } catch (e) {
+    mask?.dispose();
+    throw e;
+  }
 }
 
 function disposeStep(s: Step): void {
@@ -214,26 +216,47 @@ function gatherRows(blocks: tf.Tensor2D[], ids: tf.Tensor): tf.Tensor {
   return out!;
 }
 
+/** Short linear name of a block linear's full weight name ('model.layers.3.self_attn.q_proj.weight' → 'q'). */
+function shortOf(model: Model, full: string): string {
+  const spec = ARCHS[model.config.arch];
+  for (const [short, suffix] of Object.entries(spec.linears)) if (full.endsWith(`.${suffix}.weight`)) return short;
+  throw new Error(`'${full}' is not a linear of architecture '${model.config.arch}'`);
+}
+
+/** Block i's linear-input hook: the model's activation quantization (W8A8) first, then the caller's hook on its result. */
+function blockHook(model: Model, i: number, user?: LinearInputHook): LinearInputHook | undefined {
+  const act = model.actQuant;
+  if (!act) return user;
+  const quant = actQuantHook(act, i, (l) => shortOf(model, l));
+  return (name, x) => {
+    const q = quant(name, x) ?? x;
+    const r = user?.(name, q);
+    return r ?? q;
+  };
+}
+
 /** Block i on x [B, T, D]; returns the block output and the full keys/values (past + new). */
 function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): { y: tf.Tensor3D; kv: KV } {
   const c = model.config;
   const spec = ARCHS[c.arch];
   const [B, T, D] = x.shape;
-  const H = c.numHeads;
-  const KVH = c.numKvHeads;
+  const widths = blockWidths(c, i); // per-block head counts (structurally pruned models differ per block)
+  const H = widths.numHeads;
+  const KVH = widths.numKvHeads;
   const hd = c.headDim;
   const rep = H / KVH;
   const p = spec.blockPrefix(i);
   const lin = (short: string) => linearName(c.arch, i, short);
   const pre = c.arch !== 'opt' || c.doLayerNormBefore;
+  const hook = blockHook(model, i, step.hook);
   return tf.tidy(() => {
     // --- attention ---
     const h = (pre ? norm(model, `${p}${spec.norms.attn}`, x) : x) as tf.Tensor3D;
     const h2 = tf.reshape(h, [B * T, D]) as tf.Tensor2D; // [tokens, D]
     const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
-    let q = heads(linear(model, lin(spec.attention.q), h2, step.hook), H); // [B, H, T, hd]
-    let k = heads(linear(model, lin(spec.attention.k), h2, step.hook), KVH); // [B, KV, T, hd]
-    let v = heads(linear(model, lin(spec.attention.v), h2, step.hook), KVH); // [B, KV, T, hd]
+    let q = heads(linear(model, lin(spec.attention.q), h2, hook), H); // [B, H, T, hd]
+    let k = heads(linear(model, lin(spec.attention.k), h2, hook), KVH); // [B, KV, T, hd]
+    let v = heads(linear(model, lin(spec.attention.v), h2, hook), KVH); // [B, KV, T, hd]
     if (step.rope) {
       q = applyRope(q, step.rope);
       k = applyRope(k, step.rope);
@@ -253,7 +276,7 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
     const probs = tf.reshape(softmaxRows(scores), [B * KVH, rep * T, S]);
     const ctx = tf.matMul(probs, v3); // [B·KV, rep·T, hd]
     const merged = tf.reshape(tf.transpose(tf.reshape(ctx, [B, H, T, hd]), [0, 2, 1, 3]), [B * T, H * hd]) as tf.Tensor2D;
-    const attnOut = tf.reshape(linear(model, lin(spec.attention.o), merged, step.hook), [B, T, D]);
+    const attnOut = tf.reshape(linear(model, lin(spec.attention.o), merged, hook), [B, T, D]);
     let r: tf.Tensor = tf.add(x, attnOut);
     if (!pre) r = norm(model, `${p}${spec.norms.attn}`, r);
     // --- MLP ---
@@ -263,11 +286,11 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
     if (spec.mlp.inputs.length === 2) {
       // gated (SwiGLU): act(gate(x)) · up(x)
       const [gate, up] = spec.mlp.inputs;
-      inner = tf.mul(activation(c, linear(model, lin(gate), m2, step.hook)), linear(model, lin(up), m2, step.hook)) as tf.Tensor2D;
+      inner = tf.mul(activation(c, linear(model, lin(gate), m2, hook)), linear(model, lin(up), m2, hook)) as tf.Tensor2D;
     } else {
-      inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, step.hook)) as tf.Tensor2D;
+      inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, hook)) as tf.Tensor2D;
     }
-    const down = tf.reshape(linear(model, lin(spec.mlp.down), inner, step.hook), [B, T, D]);
+    const down = tf.reshape(linear(model, lin(spec.mlp.down), inner, hook), [B, T, D]);
     let y: tf.Tensor = tf.add(r, down);
     if (!pre) y = norm(model, `${p}${spec.norms.mlp}`, y);
     return { y: y as tf.Tensor3D, kv: { k, v } };
@@ -313,8 +336,9 @@ export function head(model: Model, x: tf.Tensor3D): tf.Tensor3D {
 export function forward(model: Model, ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
   const [B, T] = ids.shape;
   const step = makeStep(model, B, T, 0, opts);
+  let x: tf.Tensor3D | null = null; // the running hidden state [B, T, D]; freed on every path, errors included
   try {
-    let x = embed(model, ids, { attentionMask: opts.attentionMask });
+    x = embed(model, ids, { attentionMask: opts.attentionMask });
     for (let i = 0; i < model.config.numLayers; i++) {
       const { y, kv } = block(model, i, x, step);
       kv.k.dispose();
@@ -322,10 +346,9 @@ export function forward(model: Model, ids: tf.Tensor2D, opts: ForwardOptions = {
       x.dispose();
       x = y;
     }
-    const logits = head(model, x);
-    x.dispose();
-    return logits;
+    return head(model, x);
   } finally {
+    x?.dispose();
     disposeStep(step);
   }
 }

@@ -2,6 +2,7 @@
 // layouts (linear weights are [out, in]), and a tokenizer. Every loader produces this; the
 // forward pass, the methods and the writers consume it.
 import type * as tf from '@tensorflow/tfjs';
+import type { ActQuantSpec } from '../quant/act';
 
 export type Arch = 'llama' | 'opt';
 
@@ -66,6 +67,9 @@ export interface Model {
   tokenizer: Tokenizer;
   /** Where it came from (path or hub id@revision), for provenance. */
   source: string;
+  /** Activation quantization (W8A8 models): forward() fake-quantizes every linear input with it
+   * through the onLinearInput hook, before any hook the caller passes. Absent/null: fp32 inputs. */
+  actQuant?: ActQuantSpec | null;
 }
 
 /** A hook on the input of every linear layer of a block. Return a tensor to replace the input

@@ -17,14 +17,49 @@ export interface TensorSource {
   read(): Float32Array;
 }
 
-/** The weight names and shapes a config implies (HF layout; linear weights [out, in]). */
+/** config.json keys listing every block's widths when blocks differ (LLM-Pruner, OpenELM-style). */
+export const PER_LAYER_KEYS = {
+  numHeads: 'num_attention_heads_per_layer',
+  numKvHeads: 'num_key_value_heads_per_layer',
+  intermediateSize: 'intermediate_size_per_layer',
+} as const;
+
+/** One block's widths: attention heads, KV heads, MLP inner width. */
+export interface BlockWidths {
+  numHeads: number;
+  numKvHeads: number;
+  intermediateSize: number;
+}
+
+/**
+ * Block i's widths: from the per-layer config lists when present (each must list numLayers
+ * positive integers; heads a multiple of KV heads), else the config's uniform widths.
+ */
+export function blockWidths(config: ModelConfig, i: number): BlockWidths {
+  const get = (k: keyof BlockWidths): number => {
+    const key = PER_LAYER_KEYS[k];
+    const v = config.hf[key];
+    if (v === undefined || v === null) return config[k];
+    if (!Array.isArray(v) || v.length !== config.numLayers) {
+      throw new Error(`config key '${key}' must list ${config.numLayers} widths (one per layer), got ${JSON.stringify(v)}`);
+    }
+    const x = v[i];
+    if (!(Number.isInteger(x) && (x as number) >= 1)) throw new Error(`config key '${key}'[${i}] = ${JSON.stringify(x)} is not a positive integer`);
+    return x as number;
+  };
+  const w = { numHeads: get('numHeads'), numKvHeads: get('numKvHeads'), intermediateSize: get('intermediateSize') };
+  if (w.numHeads % w.numKvHeads !== 0) {
+    throw new Error(`block ${i}: ${w.numHeads} attention heads are not a multiple of ${w.numKvHeads} KV heads`);
+  }
+  return w;
+}
+
+/** The weight names and shapes a config implies (HF layout; linear weights [out, in]); per-block
+ * widths (PER_LAYER_KEYS) give each block its own linear shapes. */
 export function expectedShapes(config: ModelConfig): Map<string, number[]> {
   const spec = ARCHS[config.arch];
   const m = new Map<string, number[]>();
   const D = config.hiddenSize;
-  const qDim = config.numHeads * config.headDim;
-  const kvDim = config.numKvHeads * config.headDim;
-  const F = config.intermediateSize;
   const E = config.wordEmbedProjDim;
   m.set(spec.embedTokens, [config.vocabSize, config.arch === 'opt' ? E : D]);
   if (spec.embedPositions) m.set(spec.embedPositions, [config.maxPositions + 2, D]); // OPT's offset of 2
@@ -33,14 +68,18 @@ export function expectedShapes(config: ModelConfig): Map<string, number[]> {
     m.set(spec.projectOut!, [E, D]);
   }
   const layerNorm = spec.norm === 'layer';
-  const linShape: Record<string, [number, number]> =
-    config.arch === 'llama'
-      ? { q: [qDim, D], k: [kvDim, D], v: [kvDim, D], o: [D, qDim], gate: [F, D], up: [F, D], down: [D, F] }
-      : { q: [qDim, D], k: [kvDim, D], v: [kvDim, D], o: [D, qDim], fc1: [F, D], fc2: [D, F] };
   const attnBias = config.arch === 'opt' ? config.bias : Boolean(config.hf.attention_bias);
   const mlpBias = config.arch === 'opt' ? config.bias : Boolean(config.hf.mlp_bias);
   for (let i = 0; i < config.numLayers; i++) {
     const p = spec.blockPrefix(i);
+    const w = blockWidths(config, i);
+    const qDim = w.numHeads * config.headDim;
+    const kvDim = w.numKvHeads * config.headDim;
+    const F = w.intermediateSize;
+    const linShape: Record<string, [number, number]> =
+      config.arch === 'llama'
+        ? { q: [qDim, D], k: [kvDim, D], v: [kvDim, D], o: [D, qDim], gate: [F, D], up: [F, D], down: [D, F] }
+        : { q: [qDim, D], k: [kvDim, D], v: [kvDim, D], o: [D, qDim], fc1: [F, D], fc2: [D, F] };
     for (const [short, suffix] of Object.entries(spec.linears)) {
       const shape = linShape[short];
       m.set(`${p}${suffix}.weight`, shape);
