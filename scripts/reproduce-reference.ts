@@ -1,31 +1,32 @@
-// Reproduces ../shared/reference/stories260K/reference_ppl.csv: every row (dense, the
-// quantization rows RTN/GPTQ W8/W4 per-channel and g32, AWQ W4, naive W8A8, SmoothQuant α 0.5,
-// and the sparsity rows through the METHODS registry) with the reference protocol: the 128 given
-// calibration windows of 512 tokens, WikiText-2 test PPL over 1589 windows of 512 tokens without
-// BOS (mean NLL over the 511 predicted positions), fp32. With --extra also settings the file does
-// not list (W3/W2, other alphas, AWQ W3 …), compared with a PyTorch reference CSV when --py-ref is
-// given (scripts/reference_quant.py writes one on the GPU host). Records PPL (Track 1) and
-// compression time and peak memory (Track 3) through results.ts.
+// Reproduces ../shared/reference/stories260K/reference_ppl.csv: every row (dense; quantization:
+// RTN/GPTQ W8/W4 per-channel and g32, AWQ W4, naive W8A8, SmoothQuant α 0.5; sparsity: magnitude,
+// Wanda, SparseGPT at 50% and 2:4) through the METHODS registry, with the reference protocol: the
+// 128 given calibration windows of 512 tokens, WikiText-2 test PPL over 1589 windows of 512 tokens
+// without BOS (lib/eval's windowPerplexity: mean NLL over the 511 predicted positions), fp32. With
+// --extra also settings the file does not list (W3/W2, other alphas, AWQ W3, LLM-Pruner, other
+// sparsities …), compared with PyTorch reference CSVs when --py-ref is given (scripts/
+// reference_quant.py and scripts/reference_sparsity.py write them on the GPU host; the option may
+// be repeated). Records PPL (Track 1) and compression time and peak memory (Track 3) through
+// results.ts. --save-dir writes each compressed model in its stored format (packed quantized,
+// sparse storage, or an HF directory for pruned widths), which loadModel / scripts/eval.ts read.
 //
 //   npx tsx scripts/reproduce-reference.ts [--backend auto] [--windows 1589] [--calib-n 128]
-//     [--only rtn,gptq,...] [--quant-only] [--extra] [--omniquant] [--py-ref FILE.csv] [--tolerance 0.02]
-//     [--no-rows] [--model HF_DIR] [--tokenizer tok512.bin] [--batch 8]
+//     [--only rtn,gptq,...] [--quant-only | --sparsity-only] [--extra] [--omniquant]
+//     [--py-ref FILE.csv]... [--tolerance 0.02] [--save-dir DIR] [--no-rows] [--model HF_DIR]
+//     [--tokenizer tok512.bin] [--batch 32]
 // Exit status 1 when a compared setting is off by more than the tolerance.
-//
-// The perplexity here is a minimal one over forward() that follows the reference protocol exactly
-// (the kit's lib/eval computes the same thing for any task).
-import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseCsvRecords } from '../lib/csv';
 import { loadCalibIds, type CalibSet } from '../lib/methods/calib';
+import { windowPerplexity } from '../lib/eval/perplexity';
 import { getMethod } from '../lib/methods/index';
 import type { CompressResult } from '../lib/methods/types';
-import { disposeModel, loadModel } from '../lib/models/load';
-import { forward } from '../lib/models/transformer';
+import { saveModel } from '../lib/models/hf';
+import { disposeModel, loadModel, saveSparseDir } from '../lib/models/load';
 import type { Model } from '../lib/models/types';
-import type { ActQuantSpec } from '../lib/quant/act';
-import { forwardActQuant } from '../lib/quant/act-forward';
+import { savePacked } from '../lib/quant/pack';
+import { sparseLayout } from '../lib/efficiency/meters';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
 import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
 
@@ -64,6 +65,8 @@ export function settingFor(method: string, cfg: Record<string, unknown>): Settin
     case 'wanda':
     case 'sparsegpt':
       return { key, method, opts: { pattern: cfg.pattern } };
+    case 'llm-pruner':
+      return { key, method, opts: { ratio: cfg.ratio } };
     default:
       throw new Error(`reference row '${method}' has no kit method`);
   }
@@ -86,6 +89,16 @@ const EXTRA: [string, Record<string, unknown>][] = [
   ['smoothquant', { act: 'per_token', alpha: 1.0 }],
   ['w8a8-naive', { act: 'per_tensor' }],
   ['smoothquant', { act: 'per_tensor', alpha: 0.5 }],
+  ['llm-pruner', { ratio: 0.5 }],
+  ['llm-pruner', { ratio: 0.25 }],
+  ['magnitude', { pattern: '60%' }],
+  ['wanda', { pattern: '60%' }],
+  ['sparsegpt', { pattern: '60%' }],
+  ['magnitude', { pattern: '30%' }],
+  ['wanda', { pattern: '30%' }],
+  ['sparsegpt', { pattern: '30%' }],
+  ['wanda', { pattern: '1:4' }],
+  ['sparsegpt', { pattern: '1:4' }],
 ];
 
 /** OmniQuant has no reference file: its acceptance is beating RTN at the same setting (W4, W3 weight-only). */
@@ -97,6 +110,7 @@ const OMNI: [string, Record<string, unknown>][] = [
 ];
 
 const QUANT = new Set(['rtn', 'gptq', 'awq', 'w8a8-naive', 'smoothquant', 'omniquant']);
+const SPARSITY = new Set(['magnitude', 'wanda', 'sparsegpt', 'llm-pruner']);
 
 interface Args {
   backend: string;
@@ -107,12 +121,14 @@ interface Args {
   calibN: number | null;
   only: string[] | null;
   quantOnly: boolean;
+  sparsityOnly: boolean;
   extra: boolean;
   omniquant: boolean;
-  pyRef: string | null;
+  pyRef: string[]; // PyTorch reference CSVs (reference_quant.py, reference_sparsity.py)
   tolerance: number;
   rows: boolean;
-  batch: number;
+  batch: number; // windows per forward (bounded further by the attention-score limit)
+  saveDir: string | null; // write each compressed model here in its stored format
 }
 
 function parseArgs(argv: string[]): Args {
@@ -127,12 +143,14 @@ function parseArgs(argv: string[]): Args {
     calibN: null,
     only: null,
     quantOnly: false,
+    sparsityOnly: false,
     extra: false,
     omniquant: false,
-    pyRef: null,
+    pyRef: [],
     tolerance: 0.02,
     rows: true,
-    batch: 8,
+    batch: 32,
+    saveDir: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -149,15 +167,19 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--calib-n') a.calibN = Number(v());
     else if (k === '--only') a.only = v().split(',');
     else if (k === '--quant-only') a.quantOnly = true;
+    else if (k === '--sparsity-only') a.sparsityOnly = true;
+    else if (k === '--save-dir') a.saveDir = v();
     else if (k === '--extra') a.extra = true;
     else if (k === '--omniquant') a.omniquant = true;
-    else if (k === '--py-ref') a.pyRef = v();
+    else if (k === '--py-ref') a.pyRef.push(v());
     else if (k === '--tolerance') a.tolerance = Number(v());
     else if (k === '--no-rows') a.rows = false;
     else if (k === '--batch') a.batch = Number(v());
     else throw new Error(`unknown option ${k}`);
   }
   if (a.windows !== null && !(Number.isInteger(a.windows) && a.windows > 0)) throw new Error(`--windows must be a positive integer, got ${a.windows}`);
+  if (!(Number.isInteger(a.batch) && a.batch > 0)) throw new Error(`--batch must be a positive integer, got ${a.batch}`);
+  if (a.quantOnly && a.sparsityOnly) throw new Error('--quant-only and --sparsity-only exclude each other');
   return a;
 }
 
@@ -165,26 +187,24 @@ function readRef(file: string): { method: string; cfg: Record<string, unknown>; 
   return parseCsvRecords(fs.readFileSync(file, 'utf8'), file).map((r) => ({ method: r.method, cfg: JSON.parse(r.config), ppl: Number(r.wikitext2_ppl) }));
 }
 
-/** Token PPL over non-overlapping windows of seqlen (no BOS): mean NLL over the seqlen−1 predicted positions. */
-export async function perplexity(model: Model, ids: readonly number[], seqlen: number, windows: number, batch: number, act: ActQuantSpec | null = null): Promise<number> {
-  let nll = 0;
-  let count = 0;
-  for (let w0 = 0; w0 < windows; w0 += batch) {
-    const n = Math.min(batch, windows - w0);
-    const rows = Array.from({ length: n }, (_, b) => ids.slice((w0 + b) * seqlen, (w0 + b + 1) * seqlen));
-    const s = tf.tidy(() => {
-      const x = tf.tensor2d(rows as number[][], [n, seqlen], 'int32'); // [B, T]
-      const logits = act ? forwardActQuant(model, x, act) : forward(model, x); // [B, T, V]
-      const V = logits.shape[2];
-      const pred = tf.reshape(tf.slice(logits, [0, 0, 0], [n, seqlen - 1, V]), [n * (seqlen - 1), V]);
-      const tgt = tf.reshape(tf.slice(x, [0, 1], [n, seqlen - 1]), [-1]);
-      return tf.neg(tf.sum(tf.mul(tf.logSoftmax(pred), tf.oneHot(tgt, V))));
-    });
-    nll += (await s.data())[0];
-    s.dispose();
-    count += n * (seqlen - 1);
+/** WikiText-2 PPL by the protocol (lib/eval's windowPerplexity, the model's own activation quantization). */
+async function ppl(model: Model, ids: readonly number[], seqlen: number, windows: number, batch: number): Promise<number> {
+  return (await windowPerplexity(model, ids, { seqlen, windows, batch })).ppl;
+}
+
+/** Writes a compressed model in its stored format: packed quantized, sparse storage, or an HF directory. */
+async function saveCompressed(model: Model, result: CompressResult, dir: string): Promise<string> {
+  if (result.quantized.size > 0) {
+    await savePacked(model, result.quantized, dir, { method: result.method, methodConfig: result.config, calib: result.calib, actQuant: result.actQuant });
+    return 'packed';
   }
-  return Math.exp(nll / count);
+  const layout = sparseLayout(result.method, result.config);
+  if (layout) {
+    await saveSparseDir(model, dir, layout);
+    return `sparse ${layout === 'bitmask' ? 'bitmask' : `${layout.n}:${layout.m}`}`;
+  }
+  await saveModel(model, dir);
+  return 'hf';
 }
 
 async function main(): Promise<void> {
@@ -196,13 +216,14 @@ async function main(): Promise<void> {
   const listed = readRef(refFile);
   const ref = new Map<string, { ppl: number; source: string }>();
   for (const r of listed) ref.set(canon(r.method, r.cfg), { ppl: r.ppl, source: 'reference_ppl.csv' });
-  if (a.pyRef) for (const r of readRef(a.pyRef)) if (!ref.has(canon(r.method, r.cfg))) ref.set(canon(r.method, r.cfg), { ppl: r.ppl, source: path.basename(a.pyRef) });
+  for (const f of a.pyRef) for (const r of readRef(f)) if (!ref.has(canon(r.method, r.cfg))) ref.set(canon(r.method, r.cfg), { ppl: r.ppl, source: path.basename(f) });
 
   // Every setting is mapped and validated before any work starts.
   let todo: [string, Record<string, unknown>][] = listed.filter((r) => r.method !== 'dense').map((r) => [r.method, r.cfg]);
   if (a.extra) todo = [...todo, ...EXTRA];
   if (a.omniquant) todo = [...todo, ...OMNI.filter(([m, c]) => !todo.some(([m2, c2]) => canon(m, c) === canon(m2, c2)))];
   if (a.quantOnly) todo = todo.filter(([m]) => QUANT.has(m));
+  if (a.sparsityOnly) todo = todo.filter(([m]) => SPARSITY.has(m));
   if (a.only) todo = todo.filter(([m]) => a.only!.includes(m));
   const settings = todo.map(([m, c]) => settingFor(m, c)!);
 
@@ -220,11 +241,11 @@ async function main(): Promise<void> {
   {
     const probe = await loadModel(a.model, { tokenizer: a.tokenizer });
     for (const s of settings) getMethod(s.method).validate({ ...getMethod(s.method).defaults, ...s.opts }, probe);
-    const ppl = await perplexity(probe, testIds, seqlen, windows, a.batch);
-    densePpl = ppl;
+    const p = await ppl(probe, testIds, seqlen, windows, a.batch);
+    densePpl = p;
     const dense = ref.get(canon('dense', {}));
-    console.log(`dense                                     ppl ${ppl.toFixed(4)}  ref ${dense?.ppl ?? '—'}${full ? '' : ` (${windows} windows only)`}`);
-    rows.push(makeRow(ctx, { ...common, track: 1, method: 'dense', method_config: {}, task: 'wikitext2', metric: 'ppl', value: ppl, higher_is_better: false, n: windows, note: full ? `reference ${dense?.ppl}` : `partial: ${windows} windows` }));
+    console.log(`dense                                     ppl ${p.toFixed(4)}  ref ${dense?.ppl ?? '—'}${full ? '' : ` (${windows} windows only)`}`);
+    rows.push(makeRow(ctx, { ...common, track: 1, method: 'dense', method_config: {}, task: 'wikitext2', metric: 'ppl', value: p, higher_is_better: false, n: windows, calib: 'none', note: full ? `reference ${dense?.ppl}` : `partial: ${windows} windows` }));
     disposeModel(probe);
   }
 
@@ -242,21 +263,28 @@ async function main(): Promise<void> {
       return r;
     });
     const seconds = (performance.now() - t0) / 1000;
-    const ppl = await perplexity(model, testIds, seqlen, windows, a.batch, result.actQuant);
+    // W8A8: the model runs with its activation quantization, as a loaded packed W8A8 model does.
+    model.actQuant = result.actQuant ?? null;
+    const p = await ppl(model, testIds, seqlen, windows, a.batch);
     const r = ref.get(s.key);
     const compared = r !== undefined && full && (fullCalib || !mod.needsCalib);
-    const rel = r ? ppl / r.ppl - 1 : NaN;
+    const rel = r ? p / r.ppl - 1 : NaN;
     const ok = !compared || Math.abs(rel) <= a.tolerance;
     if (!ok) failures++;
-    const line = `${s.key.padEnd(42)} ppl ${ppl.toFixed(4).padStart(10)}  ref ${r ? r.ppl.toFixed(4) : '—'} (${r?.source ?? 'none'})  ${Number.isNaN(rel) ? '' : `${(rel * 100).toFixed(2)}%`} ${compared ? (ok ? 'OK' : 'FAIL') : 'not compared'}  ${seconds.toFixed(1)} s${full || !r ? '' : `  (partial-run check: ppl/dense ${(ppl / densePpl).toFixed(4)} vs reference ${(r.ppl / denseRef).toFixed(4)})`}`;
+    const line = `${s.key.padEnd(42)} ppl ${p.toFixed(4).padStart(10)}  ref ${r ? r.ppl.toFixed(4) : '—'} (${r?.source ?? 'none'})  ${Number.isNaN(rel) ? '' : `${(rel * 100).toFixed(2)}%`} ${compared ? (ok ? 'OK' : 'FAIL') : 'not compared'}  ${seconds.toFixed(1)} s${full || !r ? '' : `  (partial-run check: ppl/dense ${(p / densePpl).toFixed(4)} vs reference ${(r.ppl / denseRef).toFixed(4)})`}`;
     console.log(line);
     table.push(line);
-    measured.set(s.key, ppl);
+    measured.set(s.key, p);
     const note = r ? `reference ${r.ppl} (${r.source}), rel ${(rel * 100).toFixed(3)}%${compared ? '' : ' (partial run: not compared)'}` : 'no reference value';
-    rows.push(makeRow(ctx, { ...common, track: 1, method: result.method, method_config: result.config, task: 'wikitext2', metric: 'ppl', value: ppl, higher_is_better: false, n: windows, calib: result.calib, duration_s: seconds, note: full ? note : `partial: ${windows} windows; ${note}` }));
+    rows.push(makeRow(ctx, { ...common, track: 1, method: result.method, method_config: result.config, model_params: result.stats.params_after ?? null, task: 'wikitext2', metric: 'ppl', value: p, higher_is_better: false, n: windows, calib: result.calib, duration_s: seconds, note: full ? note : `partial: ${windows} windows; ${note}` }));
     rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: 'time_s', value: seconds, higher_is_better: false, calib: result.calib, duration_s: seconds }));
     const mem = peak.peakGpuAllocatedBytes ?? peak.peakTensorBytes;
     rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: peak.peakGpuAllocatedBytes !== null ? 'peak_gpu_bytes' : 'peak_tensor_bytes', value: mem, higher_is_better: false, calib: result.calib, duration_s: seconds }));
+    if (a.saveDir) {
+      const dir = path.join(a.saveDir, `${s.method}-${Object.entries(result.config).map(([k, v]) => `${k}${v}`).join('-')}`.replace(/[^\w.-]+/g, '_'));
+      fs.rmSync(dir, { recursive: true, force: true });
+      console.log(`saved ${dir} (${await saveCompressed(model, result, dir)})`);
+    }
     disposeModel(model);
   }
   // OmniQuant acceptance: lower PPL than RTN at the same bits and grouping.

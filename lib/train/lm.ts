@@ -1,11 +1,10 @@
 // Causal-LM objective and held-out perplexity over the engine's differentiable forward().
 import * as tf from '@tensorflow/tfjs';
 import { ARCHS } from '../models/arch';
-import { logSoftmaxRows } from '../runtime/rows';
-import { forward, head, runBlock } from '../models/transformer';
+import { windowPerplexity } from '../eval/perplexity';
+import { head, runBlock } from '../models/transformer';
 import type { Model } from '../models/types';
 import type { LmBatch } from './data';
-import { evalWindows } from './data';
 
 /** OPT's learned position table is offset by 2 (as in the engine's embed()). */
 const OPT_POSITION_OFFSET = 2;
@@ -72,33 +71,13 @@ export interface PerplexityOptions {
 export const PERPLEXITY_DEFAULTS: PerplexityOptions = { seqLen: 256, batch: 8, maxWindows: Infinity };
 
 /**
- * Token perplexity by the kit's protocol: non-overlapping windows of seqLen tokens, no BOS, loss
- * over every predicted position (seqLen − 1 per window), PPL = exp(total NLL / predicted).
+ * Token perplexity by the kit's protocol (lib/eval's windowPerplexity): non-overlapping windows of
+ * seqLen tokens, no BOS, loss over every predicted position (seqLen − 1 per window),
+ * PPL = exp(total NLL / predicted).
  */
 export async function perplexity(model: Model, tokens: Int32Array, options: Partial<PerplexityOptions> = {}): Promise<PerplexityResult> {
   const o = { ...PERPLEXITY_DEFAULTS, ...options };
   if (o.seqLen > model.config.maxPositions) throw new Error(`perplexity: seqLen ${o.seqLen} exceeds the model's ${model.config.maxPositions} positions`);
-  const windows = evalWindows(tokens, o.seqLen, o.maxWindows);
-  if (windows.length === 0) throw new Error(`perplexity: ${tokens.length} tokens give no window of ${o.seqLen}`);
-  let nll = 0;
-  let predicted = 0;
-  for (let w = 0; w < windows.length; w += o.batch) {
-    const chunk = windows.slice(w, w + o.batch);
-    const B = chunk.length;
-    const T = o.seqLen;
-    const flat = new Int32Array(B * T);
-    chunk.forEach((win, i) => flat.set(win, i * T));
-    const sum = tf.tidy(() => {
-      const logits = forward(model, tf.tensor2d(flat, [B, T], 'int32')); // [B, T, V]
-      const logp = logSoftmaxRows(tf.slice(logits, [0, 0, 0], [B, T - 1, -1])); // predicts positions 1..T-1
-      const next = tf.slice(tf.tensor2d(flat, [B, T], 'int32'), [0, 1], [B, T - 1]); // [B, T-1]
-      const picked = tf.sum(tf.mul(logp, tf.oneHot(next, model.config.vocabSize).toFloat()));
-      return tf.neg(picked);
-    });
-    nll += (await sum.data())[0];
-    sum.dispose();
-    predicted += B * (T - 1);
-  }
-  const meanNll = nll / predicted;
-  return { nll, predicted, meanNll, ppl: Math.exp(meanNll), windows: windows.length };
+  const r = await windowPerplexity(model, tokens, { seqlen: o.seqLen, batch: o.batch, windows: Number.isFinite(o.maxWindows) ? o.maxWindows : null });
+  return { nll: r.nll, predicted: r.predicted, meanNll: r.meanNll, ppl: r.ppl, windows: r.windows };
 }

@@ -4,8 +4,9 @@
 // run through the same kernels on their dequantized fp32 weights: the executor has no packed
 // integer matmul yet, so their speed-up is measured, not assumed, and is expected near 1×.
 import * as tf from '@tensorflow/tfjs';
-import { describeRuntime, logSoftmaxRows, measurePeakMemory } from '../../runtime';
-import { forward, generate } from '../../models/transformer';
+import { windowPerplexity } from '../../eval/perplexity';
+import { describeRuntime, measurePeakMemory } from '../../runtime';
+import { generate } from '../../models/transformer';
 import type { Model } from '../../models/types';
 import {
   EngineNotRun, checkSettings, promptIds, summarize,
@@ -31,7 +32,8 @@ export class KitEngine implements Engine<KitPrepared> {
   async prepare(input: EngineInput): Promise<KitPrepared> {
     const notes: string[] = [];
     if (input.compress?.quantized?.size) notes.push('quantized weights run dequantized in fp32 (no packed integer kernels in the kit executor)');
-    if (input.compress?.actQuant) notes.push('activation quantization not applied during generation (weights only)');
+    if (input.compress?.actQuant && !input.model.actQuant) notes.push('activation quantization not applied during generation (weights only)');
+    if (input.model.actQuant) notes.push('activations fake-quantized in fp32 during generation (Model.actQuant)');
     if (input.sparse) notes.push('sparse weights run dense (no sparse kernels)');
     return { model: input.model, format: `fp32 tfjs ${tf.getBackend()}`, notes, dispose: async () => undefined };
   }
@@ -81,24 +83,11 @@ export class KitEngine implements Engine<KitPrepared> {
 
 /**
  * The kit's token-level perplexity over non-overlapping windows of `seqlen` tokens (loss over every
- * predicted position, no BOS inserted), as the evaluation protocol; for checking GGUF exports.
+ * predicted position, no BOS inserted), as the evaluation protocol (lib/eval's windowPerplexity);
+ * for checking GGUF exports.
  */
 export async function kitPerplexity(model: Model, ids: readonly number[], seqlen: number, maxWindows: number): Promise<{ ppl: number; nll: number; tokens: number; windows: number }> {
-  const windows = Math.min(Math.floor(ids.length / seqlen), maxWindows);
-  if (windows < 1) throw new Error(`perplexity: ${ids.length} tokens make no window of ${seqlen}`);
-  let nll = 0;
-  for (let w = 0; w < windows; w++) {
-    const win = ids.slice(w * seqlen, (w + 1) * seqlen);
-    const s = tf.tidy(() => {
-      const x = tf.tensor2d([win as number[]], [1, seqlen], 'int32');
-      const logits = forward(model, x).reshape([seqlen, -1]).slice([0, 0], [seqlen - 1, -1]) as tf.Tensor2D; // [T-1, V]
-      const logp = logSoftmaxRows(logits); // [T-1, V]
-      const target = tf.oneHot(tf.tensor1d(win.slice(1) as number[], 'int32'), logits.shape[1]); // [T-1, V]
-      return tf.neg(tf.sum(tf.mul(logp, target)));
-    });
-    nll += (await s.data())[0];
-    s.dispose();
-  }
-  const tokens = windows * (seqlen - 1);
-  return { ppl: Math.exp(nll / tokens), nll, tokens, windows };
+  if (!(maxWindows >= 1)) throw new Error(`perplexity: maxWindows ${maxWindows} must be ≥ 1`);
+  const r = await windowPerplexity(model, ids, { seqlen, windows: Number.isFinite(maxWindows) ? maxWindows : null });
+  return { ppl: r.ppl, nll: r.nll, tokens: r.predicted, windows: r.windows };
 }
