@@ -90,7 +90,7 @@ export class LlamaCppEngine implements Engine<LlamaCppPrepared> {
     mkdirSync(this.opts.workDir, { recursive: true });
     const tag = createHash('sha1').update(JSON.stringify([input.model.name, input.method, input.compress?.config ?? {}, type])).digest('hex').slice(0, 10);
     const file = path.join(this.opts.workDir, `${input.model.name}-${input.method}-${tag}.gguf`);
-    const gguf = exportLlamaGguf(input.model, file, { type, quantized, embedType: this.opts.denseType });
+    const gguf = await exportLlamaGguf(input.model, file, { type, quantized, embedType: this.opts.denseType });
     let model: LlamaModel;
     try {
       model = await this.llama.loadModel({ modelPath: file, gpuLayers: this.opts.gpu ? 'max' : 0 });
