@@ -73,7 +73,7 @@ describe('per-block widths (structurally pruned configs)', () => {
     const cut = (short: string, rows: number | null, cols: number | null) => {
       const n = linearName('llama', 0, short);
       const w = m.weights.get(n)!;
-      const s = tf.slice(w, [0, 0], [rows ?? w.shape[0], cols ?? w.shape[1]]);
+      const s = tf.slice(w, [0, 0], [rows ?? w.shape[0]!, cols ?? w.shape[1]!]);
       w.dispose();
       m.weights.set(n, s);
     };
@@ -157,7 +157,7 @@ describe('sparse-storage directories', () => {
     // 2:4 pattern on every block linear: zero the last two of every four inputs.
     for (const [name, w] of [...m.weights]) {
       if (!/layers\.\d+\.(self_attn|mlp)\./.test(name)) continue;
-      const keep = tf.tidy(() => tf.tile(tf.tensor2d([[1, 1, 0, 0]]), [w.shape[0], w.shape[1] / 4]));
+      const keep = tf.tidy(() => tf.tile(tf.tensor2d([[1, 1, 0, 0]]), [w.shape[0]!, w.shape[1]! / 4]));
       m.weights.set(name, tf.mul(w, keep));
       tf.dispose([w, keep]);
     }
