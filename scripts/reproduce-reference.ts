@@ -235,6 +235,11 @@ async function main(): Promise<void> {
   const calib: CalibSet = loadCalibIds(path.join(a.reference, 'calib_wikitext2_valid_128x512.json'), a.calibN ? { nsamples: a.calibN } : {});
   const fullCalib = calib.nsamples === 128;
   const rows: ResultRow[] = [];
+  // Rows are appended after every setting, so a run stopped part-way keeps what it finished.
+  const flush = () => {
+    if (a.rows) for (const t of [1, 3] as const) appendResults(trackFile(t), rows.filter((r) => r.track === t));
+    rows.length = 0;
+  };
   const common = { model: 'stories260K', model_family: 'llama', seqlen, bos: false, seed: 0 };
   let densePpl = NaN;
   const denseRef = ref.get(canon('dense', {}))?.ppl ?? NaN;
@@ -247,6 +252,7 @@ async function main(): Promise<void> {
     console.log(`dense                                     ppl ${p.toFixed(4)}  ref ${dense?.ppl ?? '—'}${full ? '' : ` (${windows} windows only)`}`);
     rows.push(makeRow(ctx, { ...common, track: 1, method: 'dense', method_config: {}, task: 'wikitext2', metric: 'ppl', value: p, higher_is_better: false, n: windows, calib: 'none', note: full ? `reference ${dense?.ppl}` : `partial: ${windows} windows` }));
     disposeModel(probe);
+    flush();
   }
 
   let failures = 0;
@@ -286,6 +292,7 @@ async function main(): Promise<void> {
       console.log(`saved ${dir} (${await saveCompressed(model, result, dir)})`);
     }
     disposeModel(model);
+    flush();
   }
   // OmniQuant acceptance: lower PPL than RTN at the same bits and grouping.
   for (const [m, c] of todo.filter(([m]) => m === 'omniquant')) {
@@ -297,10 +304,7 @@ async function main(): Promise<void> {
     if (!(o < r)) failures++;
   }
   console.log(`\n${table.join('\n')}`);
-  if (a.rows) {
-    for (const t of [1, 3] as const) appendResults(trackFile(t), rows.filter((r) => r.track === t));
-    console.log(`rows appended to ${trackFile(1)} and ${trackFile(3)}`);
-  }
+  if (a.rows) console.log(`rows appended to ${trackFile(1)} and ${trackFile(3)}`);
   if (failures) {
     console.error(`${failures} setting(s) differ from the reference by more than ${a.tolerance * 100}%`);
     process.exit(1);
