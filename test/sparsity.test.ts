@@ -17,17 +17,11 @@ import {
   patternLabel,
 } from '../lib/quant/sparse-pattern';
 import { checkLeaks, initRuntime } from '../lib/runtime';
+import { mulberry32 } from '../lib/rng';
 
 /** Deterministic normal samples (mulberry32 + Box-Muller). */
 function normal(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const u = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const u = mulberry32(seed);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
   return out;

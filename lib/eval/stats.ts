@@ -2,17 +2,10 @@
 // a mean, which for 0/1 scores is the binomial sqrt(p(1-p)/(n-1))), and a per-window bootstrap
 // for perplexity.
 
-/** mulberry32: a small, fast, seeded PRNG in [0, 1); the same seed gives the same stream everywhere. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../rng';
+
+/** The kit's seeded PRNG in [0, 1) (lib/rng.ts). */
+export const rng = mulberry32;
 
 /** Indices of a seeded random subset of size limit from [0, n), in increasing order; all of them when limit is null or ≥ n. */
 export function subsample(n: number, limit: number | null, seed: number): number[] {

@@ -1,5 +1,6 @@
 // Randomly initialised models (benchmarks, tests of architecture paths without weights): any
 // config.json-style dict, weights drawn from a seeded normal, norms at 1 and biases small.
+import { mulberry32 } from '../rng';
 import { configFromHf } from './hf';
 import type { Model, Tokenizer } from './types';
 import { expectedShapes, uploadSources, type TensorSource, type UploadOptions } from './weights';
@@ -38,16 +39,10 @@ export class ByteTokenizer implements Tokenizer {
   }
 }
 
-/** mulberry32 → Box–Muller normal samples. */
+/** mulberry32 → Box–Muller normal samples (uniforms moved off 0 by 2⁻³³ so the log is finite). */
 function normals(seed: number): () => number {
-  let a = seed >>> 0;
-  const u = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
+  const u0 = mulberry32(seed);
+  const u = () => u0() + 2 ** -33;
   return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
 }
 

@@ -4,6 +4,7 @@
 // pre/post LayerNorm, ReLU, biases, project_in/out). Layer-by-layer API (embed → runBlock(i) →
 // head) for the compression methods, batched forward with padding masks, and KV-cache generation.
 import * as tf from '@tensorflow/tfjs';
+import { mulberry32 } from '../rng';
 import { meanRows, softmaxRows } from '../runtime/rows';
 import { actQuantHook } from '../quant/act';
 import { ARCHS, linearName } from './arch';
@@ -376,18 +377,6 @@ export const GENERATE_DEFAULTS: Required<Omit<GenerateOptions, 'onToken'>> = {
   stopAtEos: true, // as llama2.c and transformers' generate
 };
 
-/** mulberry32: a small seeded PRNG for the sampling noise (host side, backend independent). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Generates a continuation of `prompt` (token ids, BOS included if wanted) with a KV cache.
  * Each step runs one token through the blocks and reads back only the chosen id; sampling uses the
@@ -400,7 +389,7 @@ export async function generate(model: Model, prompt: readonly number[], opts: Ge
   if (!o.greedy && !(o.temperature > 0)) throw new Error(`generate: temperature must be > 0, got ${o.temperature}`);
   const c = model.config;
   const V = c.vocabSize;
-  const rand = prng(o.seed);
+  const rand = mulberry32(o.seed); // host-side sampling noise: backend independent
   const out: number[] = [];
   let cache: KV[] = [];
   let input = [...prompt];

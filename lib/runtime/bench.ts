@@ -1,6 +1,7 @@
 // Shared pieces of the benchmark scripts: repeated timing with medians, seeded host data,
 // and the bench CSV writer (data/bench/*.csv are benchmark tables, not result rows).
 import { formatCsv } from '../csv';
+import { mulberry32 } from '../rng';
 import { writeFileAtomic } from '../results';
 import { timeRegion } from './probes';
 
@@ -33,14 +34,7 @@ export async function timeRepeated(fn: () => unknown, opts: RepeatOptions): Prom
 
 /** Deterministic standard-normal samples (mulberry32 + Box-Muller), so every run times the same data. */
 export function seededNormal(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const uniform = mulberry32(seed);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i += 2) {
     const r = Math.sqrt(-2 * Math.log(1 - uniform()));

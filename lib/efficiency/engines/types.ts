@@ -3,6 +3,7 @@
 // engine is an EngineNotRun error that the runner turns into a "not run: reason" row.
 import type { CompressResult } from '../../methods/types';
 import type { Model } from '../../models/types';
+import { mulberry32 } from '../../rng';
 
 export interface BenchSettings {
   promptTokens: number; // prompt length in tokens (prefill)
@@ -119,17 +120,8 @@ export class EngineNotRun extends Error {
 
 /** Deterministic prompt token ids in [lo, vocab) (mulberry32), so every engine sees the same prompt. */
 export function promptIds(n: number, vocab: number, seed: number, lo = 3): number[] {
-  let a = seed >>> 0;
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    out.push(lo + Math.floor(u * (vocab - lo)));
-  }
-  return out;
+  const u = mulberry32(seed);
+  return Array.from({ length: n }, () => lo + Math.floor(u() * (vocab - lo)));
 }
 
 /** Builds the measurement from timed runs. */
