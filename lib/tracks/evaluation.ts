@@ -3,9 +3,8 @@
 // Track 2 is WikiText-2 perplexity across every model, the same measurement filed under Track 2.
 import { evaluate, outcomeRows, type EvalOutcome } from '../eval/evaluate';
 import { modelScorer } from '../eval/model-scorer';
-import { TensorScorer } from '../eval/scorer';
+import type { TensorScorer } from '../eval/scorer';
 import { cellNote, type Cell } from '../matrix';
-import { forwardActQuant } from '../quant/act-forward';
 import type { ResultRow, Track } from '../results';
 import { getTasks } from '../tasks/index';
 import { subjectFields, type Subject, type TrackEnv } from './common';
@@ -20,9 +19,9 @@ export function taskTrack(name: string): { track: Track; version: string } {
 export function subjectScorer(env: TrackEnv, s: Subject): TensorScorer {
   const bt = env.matrix.eval.batchTokens;
   const opts = bt ? { maxBatchTokens: Math.max(bt, s.model.config.maxPositions) } : {};
+  // W8A8: forward() quantizes linear inputs when the model carries the spec (set it once only).
   const act = s.compress?.actQuant ?? null;
-  if (!act) return modelScorer(s.model, opts);
-  return new TensorScorer((ids, mask) => forwardActQuant(s.model, ids, act, { attentionMask: mask }), s.model.config.vocabSize, s.model.config.maxPositions, opts);
+  return modelScorer(act && !s.model.actQuant ? { ...s.model, actQuant: act } : s.model, opts);
 }
 
 /**
