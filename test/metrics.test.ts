@@ -76,6 +76,10 @@ describe('names', () => {
     expect(kitColumn(4, 'inference', 'peak_memory_bytes')).toMatchObject({ key: 'gpu_memory_GB', scale: 1e-9 });
     expect(kitColumn(6, 'truthfulqa', 'mc1')).toMatchObject({ key: 'truthfulqa · mc1', classified: true });
     expect(kitColumn(6, 'advglue', 'acc_orig').classified).toBe(false);
+    // OM_hard is speed only: tokens per second count, latencies and memory are shown but kept out.
+    expect(kitColumn(5, 'llama.cpp-vulkan', 'decode_tok_s').classified).toBe(true);
+    expect(kitColumn(5, 'llama.cpp-vulkan', 'ttft_ms').classified).toBe(false);
+    expect(kitColumn(5, 'kit', 'peak_memory_bytes').classified).toBe(false);
     expect(kitColumn(4, 'macs', 'macs_per_token')).toMatchObject({ key: 'MACs_T', scale: 1e-12 });
     expect(kitColumn(4, 'storage', 'model_size_bytes')).toMatchObject({ key: 'model_size_GB', classified: true });
   });
