@@ -9,7 +9,7 @@ WikiText-2 test PPL over floor(n/512) windows of 512 tokens, no BOS.
 The algorithms follow the SparseGPT paper (Frantar & Alistarh 2023, Alg. 1) and the Wanda paper
 (Sun et al. 2023, Sec. 3), in fp32 with TF32 off. It first reruns the listed rows so that its own
 agreement with reference_ppl.csv is visible, then writes a CSV in reference_ppl.csv's format that
-scripts/reproduce-sparsity.ts reads with --py-ref.
+scripts/reproduce-reference.ts reads with --py-ref.
 
 GPU host:  python3 scripts/reference_sparsity.py --out $OUT/reference_sparsity.csv
 """
