@@ -99,7 +99,11 @@ const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 export function isSparseDir(dir: string): boolean {
   const file = path.join(dir, SPARSE_FILE);
   if (!existsSync(path.join(dir, 'config.json')) || !existsSync(file)) return false;
-  return safetensorsMetadata(file).format === SPARSE_FORMAT;
+  try {
+    return safetensorsMetadata(file).format === SPARSE_FORMAT;
+  } catch {
+    return false; // not readable as sparse storage: the strict HF loader names what is wrong
+  }
 }
 
 /** The __metadata__ of a safetensors file (header only; any dtypes: sparse files hold U8 index tensors). */
