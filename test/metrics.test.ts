@@ -61,6 +61,7 @@ describe('names', () => {
   it('labels settings the way the paper does', () => {
     expect(settingLabel('wanda', { sparsity: 0.5 })).toBe('50%');
     expect(settingLabel('sparsegpt', { pattern: '2:4' })).toBe('2:4');
+    expect(settingLabel('wanda', { pattern: '50%' })).toBe('50%'); // the kit's own spelling
     expect(settingLabel('wanda', { prune_n: 4, prune_m: 8 })).toBe('4:8');
     expect(settingLabel('gptq', { bits: 8 })).toBe('INT8');
     expect(settingLabel('gptq', { wbits: 4, groupsize: 128 })).toBe('INT4 g128');

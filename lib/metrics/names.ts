@@ -67,7 +67,7 @@ export function settingLabel(method: string, cfg: Record<string, unknown>): stri
   const pattern = pick(cfg, ['pattern', 'nm', 'sparsity_type']);
   const n = pick(cfg, ['n', 'prune_n']);
   const m = pick(cfg, ['m', 'prune_m']);
-  if (typeof pattern === 'string' && /^\d+:\d+$/.test(pattern)) parts.push(pattern);
+  if (typeof pattern === 'string' && /^(\d+:\d+|\d+(\.\d+)?%)$/.test(pattern)) parts.push(pattern); // '2:4' or '50%'
   else if (typeof n === 'number' && typeof m === 'number' && n > 0 && m > 0) parts.push(`${n}:${m}`);
   else {
     const s = pick(cfg, ['sparsity', 'sparsity_ratio', 'ratio', 'pruning_ratio']);
