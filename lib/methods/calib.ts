@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Model, Tokenizer } from '../models/types';
+import { DEFAULT_CORPUS_DIR, readCorpusSplit } from '../train/corpus';
 
 export interface CalibOptions {
   nsamples: number; // number of windows (GPTQ paper: 128 random 2048-token segments)
@@ -87,6 +88,9 @@ export const CALIB_CORPORA = {
   'wikitext2-valid': (dataRoot: string) => readLines(path.join(dataRoot, 'wikitext-2-raw', 'wiki.valid.raw')).join(' '),
   // WikiText-2 raw test (for experiments only: it is the evaluation split).
   'wikitext2-test': (dataRoot: string) => readLines(path.join(dataRoot, 'wikitext-2-raw', 'wiki.test.raw')).join('\n\n'),
+  // The King James Bible train split the repository ships for its zoo: calibration text on a
+  // fresh clone without the benchmark datasets (public domain; see data/zoo/corpus/corpus.json).
+  'kjv-train': () => readCorpusSplit(DEFAULT_CORPUS_DIR, 'train'),
 } satisfies Record<string, (dataRoot: string) => string>;
 export type CalibCorpus = keyof typeof CALIB_CORPORA;
 

@@ -78,9 +78,12 @@ export async function prepareSubject(env: TrackEnv, spec: ModelSpec, method: Met
     const { result, measurement } = await meterCompression(async (sample) => {
       let calib = null;
       if (mod.needsCalib) {
-        if (!env.data.dataDir && !c.corpus.includes('/')) throw new Error(`calibration corpus '${c.corpus}' needs a datasets directory (--data or LLMCB_DATA)`);
-        const text = corpusText(c.corpus, env.data.dataDir ?? '.');
-        calib = calibrationFromText(text, model.tokenizer, c.corpus, { nsamples: c.nsamples, seqlen: capSeqlen(c.seqlen, model), seed: c.seed });
+        // Without the datasets directory, WikiText-2 calibration falls back to the shipped corpus;
+        // the calib column of every row says which corpus was used.
+        const corpus = env.data.dataDir || !c.corpus.startsWith('wikitext2') ? c.corpus : 'kjv-train';
+        if (corpus !== c.corpus) console.warn(`calibration: no datasets directory, using '${corpus}' instead of '${c.corpus}'`);
+        const text = corpusText(corpus, env.data.dataDir ?? '.');
+        calib = calibrationFromText(text, model.tokenizer, corpus, { nsamples: c.nsamples, seqlen: capSeqlen(c.seqlen, model), seed: c.seed });
         calibDesc = describeCalib(calib);
       }
       sample();
