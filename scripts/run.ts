@@ -90,6 +90,8 @@ async function main(): Promise<number> {
     `matrix '${mx.name}': ${summary.cells} cells, ${summary.pending} pending, ${summary.ran} ran, ${summary.rows.length} rows (${[...byStatus].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}), ` +
       `wall time ${summary.wallS.toFixed(1)} s${summary.stopped ? `, stopped: ${summary.stopped} (rerun to resume)` : ''}`,
   );
+  const absent = [...new Set(summary.rows.filter((r) => r.status === 'no_data').map((r) => r.task.split('/')[0]))];
+  if (absent.length) console.log(`no data for: ${absent.join(', ')} (point --data or LLMCB_DATA at the datasets, or allow the hub)`);
   for (const f of summary.failed) console.error(`FAILED ${f.cell}: ${f.error}`);
   if (summary.stopped === 'timeout') return 3;
   return summary.failed.length ? 1 : 0;
