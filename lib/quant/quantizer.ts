@@ -107,6 +107,20 @@ export function numGroups(cols: number, groupSize: number): number {
 /** Round-to-nearest quantization of W [rows, cols] (row-major). */
 export function quantizeMatrix(W: ArrayLike<number>, rows: number, cols: number, spec: WeightQuantSpec): QuantizedMatrix {
   checkWeightSpec(spec, cols);
+  return quantizeGroups(W, rows, cols, spec, (mn, mx) => findParams(mn, mx, spec.bits, spec.sym));
+}
+
+/**
+ * The shared min-max loop: for each row and group of columns, the group's min and max (fp32),
+ * scale and zero from `params`, then the codes.
+ */
+function quantizeGroups(
+  W: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  spec: WeightQuantSpec,
+  params: (mn: number, mx: number) => { scale: number; zero: number },
+): QuantizedMatrix {
   if (W.length !== rows * cols) throw new QuantConfigError(`quantizeMatrix: ${W.length} values for a [${rows}, ${cols}] matrix`);
   const gs = spec.groupSize === -1 ? cols : spec.groupSize;
   const ng = numGroups(cols, spec.groupSize);
@@ -124,7 +138,7 @@ export function quantizeMatrix(W: ArrayLike<number>, rows: number, cols: number,
         if (v < mn) mn = v;
         if (v > mx) mx = v;
       }
-      const { scale, zero } = findParams(mn, mx, spec.bits, spec.sym);
+      const { scale, zero } = params(mn, mx);
       scales[r * ng + g] = scale;
       zeros[r * ng + g] = zero;
       for (let c = c0; c < c1; c++) codes[r * cols + c] = quantCode(W[r * cols + c], scale, zero, spec.bits);
@@ -162,28 +176,9 @@ export function awqQuantizeMatrix(W: ArrayLike<number>, rows: number, cols: numb
   checkWeightSpec(spec, cols, 'awq');
   if (spec.sym) throw new QuantConfigError('awq: the reference quantizer is asymmetric (zero_point=True); sym is not supported');
   const q = maxq(spec.bits);
-  const gs = spec.groupSize === -1 ? cols : spec.groupSize;
-  const ng = numGroups(cols, spec.groupSize);
-  const codes = new Uint8Array(rows * cols);
-  const scales = new Float32Array(rows * ng);
-  const zeros = new Float32Array(rows * ng);
-  for (let r = 0; r < rows; r++) {
-    for (let g = 0; g < ng; g++) {
-      const c0 = g * gs;
-      const c1 = Math.min(c0 + gs, cols);
-      let mn = Infinity;
-      let mx = -Infinity;
-      for (let c = c0; c < c1; c++) {
-        const v = f(W[r * cols + c]);
-        if (v < mn) mn = v;
-        if (v > mx) mx = v;
-      }
-      const scale = f(Math.max(f(mx - mn), f(1e-5)) / q);
-      const zero = Math.min(Math.max(-roundHalfEven(f(mn / scale)), 0), q) + 0;
-      scales[r * ng + g] = scale;
-      zeros[r * ng + g] = zero;
-      for (let c = c0; c < c1; c++) codes[r * cols + c] = quantCode(W[r * cols + c], scale, zero, spec.bits);
-    }
-  }
-  return { rows, cols, bits: spec.bits, groupSize: spec.groupSize, sym: false, codes, scales, zeros };
+  return quantizeGroups(W, rows, cols, spec, (mn, mx) => {
+    const scale = f(Math.max(f(mx - mn), f(1e-5)) / q);
+    const zero = Math.min(Math.max(-roundHalfEven(f(mn / scale)), 0), q) + 0;
+    return { scale, zero };
+  });
 }
