@@ -14,7 +14,7 @@ import { ARCHS, linearName } from '../models/arch';
 import type { Model } from '../models/types';
 import type { ActQuantSpec } from '../quant/act';
 import { checkWeightSpec, maxq, quantCode, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
-import { DeviceMax, getWeight, hostValues, linearShape, readFloat32, readLinear, replaceWeight } from '../quant/weights';
+import { getWeight, hostValues, observeAbsMax, linearShape, readFloat32, readLinear, replaceWeight } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
 import { foldIntoNorm } from './smoothquant';
@@ -190,18 +190,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
         const actMax = new Map<string, Float32Array>();
         if (letGroups.length) {
           const firsts = new Set(letGroups.map((g) => g.linears[0]));
-          // Running maxima stay on the device while the block runs; read once afterwards.
-          const acc = new Map<string, DeviceMax>();
-          try {
-            ctx.observe((l, x) => {
-              if (!firsts.has(l)) return;
-              if (!acc.has(l)) acc.set(l, new DeviceMax());
-              acc.get(l)!.add(() => tf.max(tf.abs(x), 0)); // [in]
-            });
-            for (const [l, a] of acc) actMax.set(l, (await a.read())!);
-          } finally {
-            acc.forEach((a) => a.dispose());
-          }
+          for (const [l, m] of await observeAbsMax((fn) => ctx.observe(fn), (l) => firsts.has(l), true)) actMax.set(l, m);
         }
         const fpW = new Map(linears.map((l) => [l, getWeight(model, linearName(model.config.arch, b, l)).clone() as tf.Tensor2D]));
         const normName = (n: string) => `${arch.blockPrefix(b)}${arch.norms[n]}.weight`;

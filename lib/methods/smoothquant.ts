@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ARCHS } from '../models/arch';
 import type { Model } from '../models/types';
 import { absmaxQuantizeMatrix, actKey, checkActSpec, type ActQuantSpec } from '../quant/act';
-import { DeviceMax, getWeight, readFloat32, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
+import { getWeight, observeAbsMax, readFloat32, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
 import { dequantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
@@ -58,22 +58,10 @@ export async function collectActScales(model: Model, calib: CalibSet, batchSize 
     batchSize,
     ...hooks,
     async perBlock(ctx) {
-      // Running maxima stay on the device while the block runs; read once per block.
-      const acc = new Map<string, DeviceMax>();
-      try {
-        ctx.observe((l, x) => {
-          if (!firsts.has(l)) return;
-          if (!acc.has(l)) acc.set(l, new DeviceMax());
-          acc.get(l)!.add(() => tf.max(tf.abs(x), 0)); // [in]
-        });
-        for (const [l, a] of acc) {
-          const m = (await a.read())!;
-          const key = actKey(ctx.block, l);
-          const cur = maxima[key];
-          maxima[key] = cur ? cur.map((v, i) => Math.max(v, m[i])) : Array.from(m);
-        }
-      } finally {
-        acc.forEach((a) => a.dispose());
+      for (const [l, m] of await observeAbsMax((fn) => ctx.observe(fn), (l) => firsts.has(l), true)) {
+        const key = actKey(ctx.block, l);
+        const cur = maxima[key];
+        maxima[key] = cur ? cur.map((v, i) => Math.max(v, m[i])) : Array.from(m);
       }
     },
   });
@@ -147,20 +135,9 @@ export async function collectStaticAbsmax(model: Model, calib: CalibSet, batchSi
     batchSize,
     ...hooks,
     async perBlock(ctx) {
-      // Per-tensor maxima stay on the device while the block runs; read once per block.
-      const acc = new Map<string, DeviceMax>();
-      try {
-        ctx.observe((l, x) => {
-          if (!acc.has(l)) acc.set(l, new DeviceMax());
-          acc.get(l)!.add(() => tf.max(tf.abs(x))); // scalar
-        });
-        for (const [l, a] of acc) {
-          const m = (await a.read())![0];
-          const key = actKey(ctx.block, l);
-          out[key] = Math.max(out[key] ?? 0, m);
-        }
-      } finally {
-        acc.forEach((a) => a.dispose());
+      for (const [l, m] of await observeAbsMax((fn) => ctx.observe(fn), () => true, false)) {
+        const key = actKey(ctx.block, l);
+        out[key] = Math.max(out[key] ?? 0, m[0]);
       }
     },
   });

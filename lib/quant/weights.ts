@@ -86,3 +86,28 @@ export class DeviceMax {
     this.cur = null;
   }
 }
+
+/**
+ * Runs a block's observation and returns, for every observed linear that `keep` accepts, the
+ * maximum |x| over all calibration batches: per input channel ([in]) or per tensor ([1]).
+ * The running maxima stay on the device while the block runs and are read once at the end.
+ */
+export async function observeAbsMax(
+  observe: (fn: (linear: string, x: tf.Tensor2D) => void) => void,
+  keep: (linear: string) => boolean,
+  perChannel: boolean,
+): Promise<Map<string, Float32Array>> {
+  const acc = new Map<string, DeviceMax>();
+  try {
+    observe((l, x) => {
+      if (!keep(l)) return;
+      if (!acc.has(l)) acc.set(l, new DeviceMax());
+      acc.get(l)!.add(() => (perChannel ? tf.max(tf.abs(x), 0) : tf.max(tf.abs(x)))); // [in] or scalar
+    });
+    const out = new Map<string, Float32Array>();
+    for (const [l, a] of acc) out.set(l, (await a.read())!);
+    return out;
+  } finally {
+    acc.forEach((a) => a.dispose());
+  }
+}
