@@ -3,7 +3,6 @@
 // quantization (weights per-channel absmax int8; activations per-token dynamic absmax int8, or
 // per-tensor static scales calibrated after smoothing). The search (activation maxima) is
 // separate from applying it, and its result is a serializable artifact.
-import * as tf from '@tensorflow/tfjs';
 import { ARCHS } from '../models/arch';
 import type { Model } from '../models/types';
 import { absmaxQuantizeMatrix, actKey, checkActSpec, type ActQuantSpec } from '../quant/act';
