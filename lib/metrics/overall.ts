@@ -68,6 +68,17 @@ export function combinePerf(ka: number, ia: number): number {
   return Math.sqrt((ka * ka + ia * ia) / 2);
 }
 
+/** Adds OM_perf to a track's scores from its OM_ka and OM_ia (pairs and missing cells of both). */
+function addPerf(scores: Map<OmName, Score>): void {
+  const ka = scores.get('OM_ka')!;
+  const ia = scores.get('OM_ia')!;
+  scores.set('OM_perf', {
+    value: ka.value !== null && ia.value !== null ? combinePerf(ka.value, ia.value) : null,
+    pairs: ka.pairs + ia.pairs,
+    missing: [...ka.missing, ...ia.missing],
+  });
+}
+
 export interface Score {
   /** Null when no pair could be matched. */
   value: number | null;
@@ -194,15 +205,7 @@ export function paperOverall(dataDir: string): OverallRow[] {
     const own = asMeasurements(g.values);
     const oms: OmName[] = g.track === 1 ? ['OM_ka', 'OM_ia'] : g.track === 2 ? ['OM_gen'] : ['OM_inf'];
     const scores = new Map<OmName, Score>(oms.map((om) => [om, scoreAgainst(own, ref, includeFor(om))]));
-    if (g.track === 1) {
-      const ka = scores.get('OM_ka')!;
-      const ia = scores.get('OM_ia')!;
-      scores.set('OM_perf', {
-        value: ka.value !== null && ia.value !== null ? combinePerf(ka.value, ia.value) : null,
-        pairs: ka.pairs + ia.pairs,
-        missing: [...ka.missing, ...ia.missing],
-      });
-    }
+    if (g.track === 1) addPerf(scores);
     for (const [om, s] of scores) {
       const pub = published.find((p) => p.track === g.track && p.om === om && p.method === g.method && (g.track === 2 || p.setting === g.setting));
       out.push({
@@ -275,15 +278,7 @@ export function kitOverall(rows: readonly ResultRow[], track: Track): OverallRow
     const own = kitMeasurements(g);
     const scores = new Map<OmName, Score>();
     for (const om of oms) if (om !== 'OM_perf') scores.set(om, scoreAgainst(own, reference, includeFor(om)));
-    if (track === 1) {
-      const ka = scores.get('OM_ka')!;
-      const ia = scores.get('OM_ia')!;
-      scores.set('OM_perf', {
-        value: ka.value !== null && ia.value !== null ? combinePerf(ka.value, ia.value) : null,
-        pairs: ka.pairs + ia.pairs,
-        missing: [...ka.missing, ...ia.missing],
-      });
-    }
+    if (track === 1) addPerf(scores);
     const used = [...g.cells.values()].filter((c) => c.classified).map((c) => c.row);
     for (const [om, s] of scores) {
       let note = s.missing.length ? `missing ${s.missing.join(', ')}` : '';
