@@ -1,0 +1,66 @@
+// What each kernel contributes to the GPU-host scripts: correctness checks (scripts/check-kernels.ts,
+// and the small ones in the vitest suites) and benchmarks against the plain tfjs op
+// (scripts/bench-kernels.ts). The registries live in lib/kernels/index.ts; the helpers here make
+// every check compare the same way and poison its outputs the same way.
+import * as tf from '@tensorflow/tfjs';
+import { syncDevice } from '../runtime/probes';
+import { gpuBuffer } from './gpu';
+
+export interface CheckResult {
+  metric: string; // what `error` measures, e.g. 'max_rel_err' (max |got − want| / max |want|)
+  error: number;
+  tolerance: number; // pass when error ≤ tolerance
+  poisoned: boolean; // every output buffer held NaN before the kernel ran
+}
+
+export interface KernelCheck {
+  kernel: string; // e.g. 'gemm'
+  name: string; // the case, e.g. 'N=37 in=70 out=129 bias'
+  small: boolean; // cheap enough for lavapipe (CPU Vulkan) and the vitest suites
+  run(): Promise<CheckResult>;
+}
+
+/** A kernel against the plain tfjs op; `kernel` and `plain` each return a fresh tensor. */
+export interface BenchSetup {
+  kernel(): tf.Tensor;
+  plain(): tf.Tensor;
+  dispose(): void;
+}
+
+export interface KernelBench {
+  kernel: string;
+  name: string;
+  small: boolean;
+  flops: number; // useful floating-point operations per call (for GFLOP/s)
+  variants: string[]; // tile choices the kernel can run with (bench-kernels --tiles picks among them)
+  setup(variant: string): BenchSetup;
+}
+
+/** max |got − want| / max |want| (0 when both are all zeros); NaN anywhere in got gives Infinity. */
+export async function maxRelError(got: tf.Tensor, want: tf.Tensor): Promise<number> {
+  if (got.shape.join() !== want.shape.join()) throw new Error(`shape [${got.shape.join(', ')}] differs from the reference's [${want.shape.join(', ')}]`);
+  const [g, w] = await Promise.all([got.data(), want.data()]);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < g.length; i++) {
+    const d = Math.abs(g[i] - w[i]);
+    if (Number.isNaN(d)) return Infinity;
+    diff = Math.max(diff, d);
+    scale = Math.max(scale, Math.abs(w[i]));
+  }
+  return scale === 0 ? diff : diff / scale;
+}
+
+/**
+ * Runs fn so that its outputs land in buffers that were just filled with NaN: NaN tensors of the
+ * outputs' sizes are made, freed to tfjs's buffer pool, and fn's outputs take them from the pool
+ * (checked by buffer identity). `poisoned` is false when an output got a fresh buffer instead.
+ */
+export async function runPoisoned(outputSizes: number[], fn: () => tf.Tensor[]): Promise<{ outputs: tf.Tensor[]; poisoned: boolean }> {
+  const poison = outputSizes.map((n) => tf.fill([n], NaN));
+  const buffers = new Set(poison.map((t) => gpuBuffer(t)));
+  tf.dispose(poison);
+  await syncDevice(); // the NaN fill has run and the freed buffers are back in the pool
+  const outputs = fn();
+  return { outputs, poisoned: outputs.every((t) => buffers.has(gpuBuffer(t))) };
+}
