@@ -268,21 +268,35 @@ export function isPackedDir(dir: string): boolean {
   return j.quantization_config?.quant_method === PACKED_METHOD;
 }
 
-/** The dequantized matrices of a packed file (name → fp32 [out, in]) plus its other tensors. */
-export function readPackedTensors(dir: string): { tensors: Map<string, { shape: number[]; data: Float32Array }>; quant: PackedQuantConfig; hf: Record<string, unknown> } {
+/** One quantized linear of a packed file as stored: codes still packed (`packing`), per-group scales and zero points. */
+export interface PackedModule {
+  rows: number; // out
+  cols: number; // in
+  bits: number;
+  groupSize: number; // -1: per channel
+  sym: boolean;
+  packing: Packing;
+  qweight: Uint8Array; // [rows, packedRowBytes(cols, bits, packing)]
+  scales: Float32Array; // [rows, n_groups]
+  zeros: Uint8Array; // [rows, n_groups]
+  gIdx?: Int32Array; // [cols] group of each input column (act-order)
+}
+
+/** A packed directory's quantized linears (full weight name → PackedModule), its other tensors, and its configs. */
+export function readPackedModules(dir: string): { modules: Map<string, PackedModule>; tensors: Map<string, { shape: number[]; data: Float32Array }>; quant: PackedQuantConfig; hf: Record<string, unknown> } {
   const hf = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown> & { quantization_config?: PackedQuantConfig };
   const quant = hf.quantization_config;
   if (!quant || quant.quant_method !== PACKED_METHOD) throw new Error(`${dir}: config.json has no quantization_config with quant_method '${PACKED_METHOD}'`);
   if (quant.format_version !== 1) throw new Error(`${dir}: packed format version ${quant.format_version} is not supported (1 is)`);
   const file = path.join(dir, 'model.safetensors');
   const { entries } = readSafetensorsTyped(file);
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   const f32 = (e: Entry) => new Float32Array(e.data.buffer, e.data.byteOffset, e.data.byteLength / 4);
   const need = (n: string) => {
     const e = entries.get(n);
     if (!e) throw new Error(`${file}: missing tensor '${n}'`);
     return e;
   };
+  const modules = new Map<string, PackedModule>();
   const quantParts = new Set<string>();
   for (const [base, m] of Object.entries(quant.modules)) {
     const qw = need(`${base}.qweight`);
@@ -295,27 +309,50 @@ export function readPackedTensors(dir: string): { tensors: Map<string, { shape: 
     const cols = m.in_features;
     if (qw.shape[1] !== packedRowBytes(cols, m.bits, m.packing)) throw new Error(`${file}: '${base}.qweight' has ${qw.shape[1]} bytes per row, ${cols} inputs at ${m.bits} bits (${m.packing}) need ${packedRowBytes(cols, m.bits, m.packing)}`);
     if (G !== (gi ? G : numGroups(cols, m.group_size))) throw new Error(`${file}: '${base}.scales' has ${G} groups, expected ${numGroups(cols, m.group_size)}`);
-    const codes = unpackCodes(qw.data, rows, cols, m.bits, m.packing);
-    const scales = f32(sc);
-    const zeros = Float32Array.from(qz.data);
-    let data: Float32Array;
-    if (gi) {
-      const g = new Int32Array(gi.data.buffer, gi.data.byteOffset, cols);
-      data = new Float32Array(rows * cols);
-      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
-        const k = r * G + g[c];
-        data[r * cols + c] = Math.fround(scales[k] * Math.fround(codes[r * cols + c] - zeros[k]));
-      }
-    } else {
-      data = dequantizeMatrix({ rows, cols, bits: m.bits, groupSize: m.group_size, sym: m.sym, codes, scales, zeros });
-    }
-    tensors.set(`${base}.weight`, { shape: [rows, cols], data });
+    modules.set(`${base}.weight`, {
+      rows,
+      cols,
+      bits: m.bits,
+      groupSize: m.group_size,
+      sym: m.sym,
+      packing: m.packing,
+      qweight: qw.data,
+      scales: f32(sc),
+      zeros: qz.data,
+      gIdx: gi ? new Int32Array(gi.data.buffer, gi.data.byteOffset, cols) : undefined,
+    });
   }
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [name, e] of entries) {
     if (quantParts.has(name)) continue;
     if (e.dtype !== 'F32') throw new Error(`${file}: unexpected non-float tensor '${name}'`);
     tensors.set(name, { shape: e.shape, data: Float32Array.from(f32(e)) });
   }
+  return { modules, tensors, quant, hf };
+}
+
+/** The dequantized matrices of a packed file (name → fp32 [out, in]) plus its other tensors. */
+export function readPackedTensors(dir: string): { tensors: Map<string, { shape: number[]; data: Float32Array }>; quant: PackedQuantConfig; hf: Record<string, unknown> } {
+  const { modules, tensors: plain, quant, hf } = readPackedModules(dir);
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, m] of modules) {
+    const { rows, cols } = m;
+    const codes = unpackCodes(m.qweight, rows, cols, m.bits, m.packing);
+    const zeros = Float32Array.from(m.zeros);
+    let data: Float32Array;
+    if (m.gIdx) {
+      const G = m.scales.length / rows;
+      data = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
+        const k = r * G + m.gIdx[c];
+        data[r * cols + c] = Math.fround(m.scales[k] * Math.fround(codes[r * cols + c] - zeros[k]));
+      }
+    } else {
+      data = dequantizeMatrix({ rows, cols, bits: m.bits, groupSize: m.groupSize, sym: m.sym, codes, scales: m.scales, zeros });
+    }
+    tensors.set(name, { shape: [rows, cols], data });
+  }
+  for (const [name, t] of plain) tensors.set(name, t);
   return { tensors, quant, hf };
 }
 

@@ -1,0 +1,388 @@
+// W8A8 linear on the GPU: y = dequant(Q(x) · Q(W)ᵀ) (+ bias), as SmoothQuant's W8A8 models
+// compute it, in three dispatches-worth of work in two kernels:
+//   1. per-token dynamic symmetric INT8 quantization of x [M, K] (act.ts quantizeActPerToken:
+//      s = max(max|x|, 1e-5) / 127, q = round(x / s), half to even), codes packed 4 per word;
+//   2. the INT8 GEMM with the dequantizing epilogue fused: y = f32(Σ q·c) · s_x[m] · s_w[n] + b[n]
+//      (per-group weight scales: Σ_g f32(Σ_{k∈g} q·c) · s_w[n, g], then · s_x[m] + b[n]).
+// The GEMM runs on INT8 subgroup matrices (tensor cores: i8×i8→i32, 16×16×32) where the device has
+// them, else on a portable kernel (dot4I8Packed, exact int32). Both accumulate exactly in int32,
+// so they give identical accumulators; `int8Matmul` exposes them for the checks.
+//
+// Subgroup-matrix kernel (from ../shared/DESIGN.md §2, measured on the H100): operands are i8
+// subgroup matrices loaded from i32 arrays with offsets/strides counted in 8-bit elements; the
+// workgroup stages a BM×BK tile of activations and a BN×BK tile of weights in workgroup memory
+// (zero-filled past M, N and K: sizes need not be tile multiples), WM×WN subgroups each own TM×TN
+// 16×16 result tiles, and the epilogue goes through a per-subgroup 16×16 scratch in workgroup
+// memory. The tile shape is a table (INT8_TILES) to sweep on the GPU (scripts/bench-kernels.ts).
+import * as tf from '@tensorflow/tfjs';
+import { deviceLimits, paramsStruct, runKernel, subgroupMatrixConfigs, subgroupSizes, u32, type Param } from './gpu';
+import type { PackedW8A8 } from './packed-linear';
+
+/** One workgroup tiling of the subgroup-matrix GEMM. */
+export interface Int8Tile {
+  wm: number; // subgroups along M
+  wn: number; // subgroups along N
+  tm: number; // 16-row result tiles per subgroup along M
+  tn: number; // 16-column result tiles per subgroup along N
+  bk: number; // K depth staged per step (multiple of 32)
+}
+
+/** Tilings to sweep on the GPU (BM = 16·wm·tm, BN = 16·wn·tn; 32·wm·wn invocations per workgroup). */
+export const INT8_TILES = {
+  '64x64-sg4-k32': { wm: 2, wn: 2, tm: 2, tn: 2, bk: 32 },
+  '128x64-sg8-k32': { wm: 4, wn: 2, tm: 2, tn: 2, bk: 32 },
+  '128x128-sg4-k32': { wm: 2, wn: 2, tm: 4, tn: 4, bk: 32 },
+  '128x128-sg8-k32': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 32 },
+  '128x128-sg8-k64': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 64 },
+  '128x256-sg8-k32': { wm: 2, wn: 4, tm: 4, tn: 4, bk: 32 },
+  '256x128-sg8-k32': { wm: 4, wn: 2, tm: 4, tn: 4, bk: 32 },
+} as const satisfies Record<string, Int8Tile>;
+export type Int8TileName = keyof typeof INT8_TILES;
+
+export type Int8Path = 'subgroup-matrix' | 'dot4';
+
+export interface Int8Options {
+  /** GEMM kernel: 'auto' takes the subgroup-matrix kernel when the device has i8 16×16×32 subgroup matrices and 32-wide subgroups, else 'dot4'. */
+  path?: Int8Path | 'auto';
+  /** Subgroup-matrix tiling (default '128x128-sg8-k32'). */
+  tile?: Int8TileName;
+}
+
+export const INT8_DEFAULTS: Required<Int8Options> = {
+  path: 'auto', // fastest kernel the device supports
+  tile: '128x128-sg8-k32', // 8 subgroups × 2×4 tiles: a square tile with few registers per lane
+};
+
+const SUBGROUP = 32; // the subgroup-matrix kernel assumes 32-wide subgroups (NVIDIA), checked before use
+const QMAX = 127; // 8-bit symmetric activation codes
+
+/** Whether the device has what the subgroup-matrix kernel needs, with the reason when not. */
+export function subgroupMatrixInt8Support(): { ok: boolean; reason: string } {
+  const cfg = subgroupMatrixConfigs().find((c) => c.componentType === 'i8' && c.resultComponentType === 'i32' && c.M === 16 && c.N === 16 && c.K === 32);
+  if (!cfg) return { ok: false, reason: 'no i8×i8→i32 16×16×32 subgroup-matrix configuration on this device' };
+  const s = subgroupSizes();
+  if (!s || s.min !== SUBGROUP || s.max !== SUBGROUP) return { ok: false, reason: `subgroup size ${s ? `${s.min}..${s.max}` : 'unknown'}, the kernel needs exactly ${SUBGROUP}` };
+  return { ok: true, reason: '' };
+}
+
+function resolvePath(path: Int8Path | 'auto'): Int8Path {
+  const sm = subgroupMatrixInt8Support();
+  if (path === 'auto') return sm.ok ? 'subgroup-matrix' : 'dot4';
+  if (path === 'subgroup-matrix' && !sm.ok) throw new Error(`int8 GEMM path 'subgroup-matrix' unavailable: ${sm.reason}`);
+  if (path !== 'subgroup-matrix' && path !== 'dot4') throw new Error(`unknown int8 GEMM path '${path}' (auto, subgroup-matrix, dot4)`);
+  return path;
+}
+
+/** Workgroup counts for `count` workgroups in x, spilling into y past the per-dimension limit. */
+function grid1d(count: number): [number, number, number] {
+  const max = deviceLimits()?.maxComputeWorkgroupsPerDimension ?? 65535;
+  return [Math.min(count, max), Math.ceil(count / max), 1];
+}
+
+// ---- 1. per-token activation quantization ----
+
+const ACT_WG = 64;
+
+function actQuantCode(params: Record<string, Param>): string {
+  return /* wgsl */ `
+${paramsStruct(params)}
+@group(0) @binding(0) var<storage, read_write> codes: array<u32>; // [M, kWords]
+@group(0) @binding(1) var<storage, read_write> scales: array<f32>; // [M]
+@group(0) @binding(2) var<storage, read> x: array<f32>; // [M, K]
+@group(0) @binding(3) var<uniform> params: Params;
+const WG = ${ACT_WG}u;
+var<workgroup> red: array<f32, WG>;
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row = wg.y * nwg.x + wg.x;
+  if (row >= params.M) { return; }
+  let base = row * params.K;
+  var m = 0.0;
+  for (var k = li; k < params.K; k += WG) { m = max(m, abs(x[base + k])); }
+  red[li] = m;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (li < s) { red[li] = max(red[li], red[li + s]); }
+    workgroupBarrier();
+  }
+  let scale = max(red[0], 1e-5) / ${QMAX}.0;
+  if (li == 0u) { scales[row] = scale; }
+  for (var w = li; w < params.kWords; w += WG) {
+    var word = 0u;
+    for (var j = 0u; j < 4u; j++) {
+      let k = w * 4u + j;
+      if (k < params.K) {
+        let q = i32(clamp(round(x[base + k] / scale), -128.0, 127.0));
+        word |= (bitcast<u32>(q) & 0xffu) << (8u * j);
+      }
+    }
+    codes[row * params.kWords + w] = word;
+  }
+}`;
+}
+
+/**
+ * Per-token INT8 codes of x [M, K]: codes int32 [M, kWords] (4 signed codes per word, row padded
+ * with zero codes to kWords) and scales float32 [M]; dequantized, codes·scale equal act.ts's
+ * quantizeActPerToken(x, 8).
+ */
+export function quantizeActInt8(x: tf.Tensor2D, kWords: number): { codes: tf.Tensor2D; scales: tf.Tensor1D } {
+  const [M, K] = x.shape;
+  if (kWords * 4 < K || kWords % 4 !== 0) throw new Error(`quantizeActInt8: kWords ${kWords} must be a multiple of 4 holding K = ${K} codes`);
+  const params = { M: u32(M), K: u32(K), kWords: u32(kWords) };
+  const [codes, scales] = runKernel({
+    name: 'w8a8-act-quant',
+    code: actQuantCode(params),
+    inputs: [x],
+    outputs: [{ shape: [M, kWords], dtype: 'int32' }, { shape: [M], dtype: 'float32' }],
+    params,
+    workgroups: grid1d(M),
+  });
+  return { codes: codes as tf.Tensor2D, scales: scales as tf.Tensor1D };
+}
+
+// ---- 2. INT8 GEMM + epilogue ----
+
+/** What the GEMM writes: fp32 y with the dequantizing epilogue, or the raw int32 accumulators (checks). */
+type Epilogue = { kind: 'int32' } | { kind: 'dequant'; groups: boolean; bias: boolean };
+
+/** Output/input binding declarations shared by both kernels (a, b = packed codes as vec4 words or words). */
+function bindings(e: Epilogue, wordType: string, params: Record<string, Param>): string {
+  const out = e.kind === 'int32' ? 'array<i32>' : 'array<f32>';
+  const lines = [
+    paramsStruct(params),
+    `@group(0) @binding(0) var<storage, read_write> y: ${out}; // [M, N]`,
+    `@group(0) @binding(1) var<storage, read> a: array<${wordType}>; // [M, kWords] activation codes`,
+    `@group(0) @binding(2) var<storage, read> b: array<${wordType}>; // [N, kWords] weight codes`,
+  ];
+  let next = 3;
+  if (e.kind === 'dequant') {
+    lines.push(`@group(0) @binding(${next++}) var<storage, read> sx: array<f32>; // [M] activation scales`);
+    lines.push(`@group(0) @binding(${next++}) var<storage, read> sw: array<f32>; // [N, G] weight scales`);
+    if (e.bias) lines.push(`@group(0) @binding(${next++}) var<storage, read> bias: array<f32>; // [N]`);
+  }
+  lines.push(`@group(0) @binding(${next}) var<uniform> params: Params;`);
+  return lines.join('\n');
+}
+
+/** WGSL storing one output element from its int32 accumulator (per-channel scales). */
+function storeOne(e: Epilogue, m: string, n: string, acc: string): string {
+  if (e.kind === 'int32') return `y[${m} * params.N + ${n}] = ${acc};`;
+  const b = e.bias ? ` + bias[${n}]` : '';
+  return `y[${m} * params.N + ${n}] = f32(${acc}) * sx[${m}] * sw[${n}]${b};`;
+}
+
+// Portable kernel: each invocation computes a 4×4 block of outputs from packed words with
+// dot4I8Packed; per-group scales fold each group's exact int32 sum into an fp32 accumulator.
+const DOT4_WG = 8; // 8×8 invocations → 32×32 outputs per workgroup
+
+function dot4Code(e: Epilogue, params: Record<string, Param>): string {
+  const grouped = e.kind === 'dequant' && e.groups;
+  const stores: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    for (let j = 0; j < 4; j++) {
+      const body = grouped
+        ? `y[(m0 + ${i}u) * params.N + n0 + ${j}u] = f[${i * 4 + j}] * sx[m0 + ${i}u]${e.bias ? ` + bias[n0 + ${j}u]` : ''};`
+        : storeOne(e, `(m0 + ${i}u)`, `(n0 + ${j}u)`, `acc[${i * 4 + j}]`);
+      stores.push(`  if (m0 + ${i}u < params.M && n0 + ${j}u < params.N) { ${body} }`);
+    }
+  }
+  return /* wgsl */ `
+${bindings(e, 'u32', params)}
+@compute @workgroup_size(${DOT4_WG}, ${DOT4_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let m0 = gid.y * 4u;
+  let n0 = gid.x * 4u;
+  if (m0 >= params.M || n0 >= params.N) { return; }
+  var acc: array<i32, 16>;
+  ${grouped ? 'var f: array<f32, 16>;' : ''}
+  for (var g = 0u; g < params.G; g++) {
+    let w0 = g * params.groupWords;
+    let w1 = min(w0 + params.groupWords, params.kWords);
+    for (var w = w0; w < w1; w++) {
+      var av: array<u32, 4>;
+      var bv: array<u32, 4>;
+      for (var i = 0u; i < 4u; i++) {
+        av[i] = select(0u, a[min(m0 + i, params.M - 1u) * params.kWords + w], m0 + i < params.M);
+        bv[i] = select(0u, b[min(n0 + i, params.N - 1u) * params.kWords + w], n0 + i < params.N);
+      }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] += dot4I8Packed(av[i], bv[j]); }
+      }
+    }${
+      grouped
+        ? `
+    for (var i = 0u; i < 4u; i++) {
+      for (var j = 0u; j < 4u; j++) {
+        let n = min(n0 + j, params.N - 1u);
+        f[i * 4u + j] += f32(acc[i * 4u + j]) * sw[n * params.G + g];
+        acc[i * 4u + j] = 0;
+      }
+    }`
+        : ''
+    }
+  }
+${stores.join('\n')}
+}`;
+}
+
+/** Workgroup memory (bytes) a tiling needs: operand tiles plus one 16×16 int32 scratch per subgroup. */
+export function tileSharedBytes(t: Int8Tile): number {
+  const bm = 16 * t.wm * t.tm;
+  const bn = 16 * t.wn * t.tn;
+  return (bm + bn) * t.bk + t.wm * t.wn * 16 * 16 * 4;
+}
+
+function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Param>): string {
+  const bm = 16 * t.wm * t.tm;
+  const bn = 16 * t.wn * t.tn;
+  const nsg = t.wm * t.wn;
+  const threads = SUBGROUP * nsg;
+  const vecPerRow = t.bk / 16; // vec4<u32> (16 codes) per staged row
+  const decl: string[] = [];
+  const mma: string[] = [];
+  const store: string[] = [];
+  for (let i = 0; i < t.tm; i++) for (let j = 0; j < t.tn; j++) decl.push(`  var acc_${i}_${j} = subgroup_matrix_result<i32, 16, 16>();`);
+  for (let kk = 0; kk < t.bk / 32; kk++) {
+    mma.push('    {');
+    for (let i = 0; i < t.tm; i++) mma.push(`      let l_${i} = subgroupMatrixLoad<subgroup_matrix_left<i8, 32, 16>>(&As, (rowBase + ${i * 16}u) * BK + ${kk * 32}u, false, BK);`);
+    for (let j = 0; j < t.tn; j++) mma.push(`      let r_${j} = subgroupMatrixLoad<subgroup_matrix_right<i8, 16, 32>>(&Bs, (colBase + ${j * 16}u) * BK + ${kk * 32}u, true, BK);`);
+    for (let i = 0; i < t.tm; i++) for (let j = 0; j < t.tn; j++) mma.push(`      acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(l_${i}, r_${j}, acc_${i}_${j});`);
+    mma.push('    }');
+  }
+  for (let i = 0; i < t.tm; i++) {
+    for (let j = 0; j < t.tn; j++) {
+      store.push(`  subgroupMatrixStore(&Cs, sg * 256u, acc_${i}_${j}, false, 16u);
+  workgroupBarrier();
+  for (var q = 0u; q < 8u; q++) {
+    let idx = lane * 8u + q;
+    let m = m0 + rowBase + ${i * 16}u + idx / 16u;
+    let n = n0 + colBase + ${j * 16}u + idx % 16u;
+    if (m < params.M && n < params.N) { ${storeOne(e, 'm', 'n', 'Cs[sg * 256u + idx]')} }
+  }
+  workgroupBarrier();`);
+    }
+  }
+  return /* wgsl */ `enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
+${bindings(e, 'vec4<u32>', params)}
+const BM = ${bm}u;
+const BN = ${bn}u;
+const BK = ${t.bk}u;
+const VPR = ${vecPerRow}u; // vec4 words per staged row
+const THREADS = ${threads}u;
+var<workgroup> As: array<i32, ${(bm * t.bk) / 4}>; // [BM, BK] i8 codes
+var<workgroup> Bs: array<i32, ${(bn * t.bk) / 4}>; // [BN, BK] i8 codes
+var<workgroup> Cs: array<i32, ${nsg * 256}>; // one 16×16 accumulator tile per subgroup
+@compute @workgroup_size(${threads})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let sg = li / ${SUBGROUP}u;
+  let lane = li % ${SUBGROUP}u;
+  let rowBase = (sg / ${t.wn}u) * ${16 * t.tm}u; // first row of this subgroup inside the tile
+  let colBase = (sg % ${t.wn}u) * ${16 * t.tn}u;
+  let m0 = wg.y * BM;
+  let n0 = wg.x * BN;
+  let kVec = params.kWords / 4u;
+${decl.join('\n')}
+  for (var k0 = 0u; k0 < kVec; k0 += VPR) {
+    for (var i = li; i < BM * VPR; i += THREADS) {
+      let r = i / VPR;
+      let c = i % VPR;
+      var v = vec4<u32>(0u);
+      if (m0 + r < params.M && k0 + c < kVec) { v = a[(m0 + r) * kVec + k0 + c]; }
+      let o = r * (BK / 4u) + c * 4u;
+      As[o] = bitcast<i32>(v.x); As[o + 1u] = bitcast<i32>(v.y); As[o + 2u] = bitcast<i32>(v.z); As[o + 3u] = bitcast<i32>(v.w);
+    }
+    for (var i = li; i < BN * VPR; i += THREADS) {
+      let r = i / VPR;
+      let c = i % VPR;
+      var v = vec4<u32>(0u);
+      if (n0 + r < params.N && k0 + c < kVec) { v = b[(n0 + r) * kVec + k0 + c]; }
+      let o = r * (BK / 4u) + c * 4u;
+      Bs[o] = bitcast<i32>(v.x); Bs[o + 1u] = bitcast<i32>(v.y); Bs[o + 2u] = bitcast<i32>(v.z); Bs[o + 3u] = bitcast<i32>(v.w);
+    }
+    workgroupBarrier();
+${mma.join('\n')}
+    workgroupBarrier();
+  }
+${store.join('\n')}
+}`;
+}
+
+interface GemmArgs {
+  a: tf.Tensor2D; // int32 [M, kWords] activation codes
+  b: tf.Tensor2D; // int32 [N, kWords] weight codes
+  epilogue: Epilogue;
+  extra: tf.Tensor[]; // sx [M], sw [N, G], bias [N] as the epilogue needs
+  groupWords: number; // words per weight group (kWords when per channel)
+  groups: number; // weight groups per row (1 when per channel)
+  opts: Int8Options;
+}
+
+function gemm({ a, b, epilogue, extra, groupWords, groups, opts }: GemmArgs): tf.Tensor2D {
+  const o = { ...INT8_DEFAULTS, ...opts };
+  const [M, kWords] = a.shape;
+  const [N, kw2] = b.shape;
+  if (kw2 !== kWords) throw new Error(`int8 GEMM: activation rows have ${kWords} words, weight rows ${kw2}`);
+  if (kWords % 4 !== 0) throw new Error(`int8 GEMM: kWords ${kWords} is not a multiple of 4`);
+  const path = resolvePath(o.path);
+  const grouped = epilogue.kind === 'dequant' && epilogue.groups;
+  const outputs = [{ shape: [M, N], dtype: epilogue.kind === 'int32' ? ('int32' as const) : ('float32' as const) }];
+  if (path === 'subgroup-matrix' && !grouped) {
+    const t: Int8Tile = INT8_TILES[o.tile];
+    if (!t) throw new Error(`unknown int8 tile '${o.tile}' (known: ${Object.keys(INT8_TILES).join(', ')})`);
+    const limit = deviceLimits()?.maxComputeWorkgroupStorageSize ?? 0;
+    if (tileSharedBytes(t) > limit) throw new Error(`int8 tile '${o.tile}' needs ${tileSharedBytes(t)} bytes of workgroup memory, the device allows ${limit}`);
+    const params = { M: u32(M), N: u32(N), kWords: u32(kWords) };
+    const [y] = runKernel({
+      name: `int8-gemm-sm-${o.tile}`,
+      code: subgroupMatrixCode(t, epilogue, params),
+      inputs: [a, b, ...extra],
+      outputs,
+      params,
+      workgroups: [Math.ceil(N / (16 * t.wn * t.tn)), Math.ceil(M / (16 * t.wm * t.tm)), 1],
+    });
+    return y as tf.Tensor2D;
+  }
+  const params = { M: u32(M), N: u32(N), kWords: u32(kWords), G: u32(groups), groupWords: u32(groupWords) };
+  const [y] = runKernel({
+    name: 'int8-gemm-dot4',
+    code: dot4Code(epilogue, params),
+    inputs: [a, b, ...extra],
+    outputs,
+    params,
+    workgroups: [Math.ceil(N / (4 * DOT4_WG)), Math.ceil(M / (4 * DOT4_WG)), 1],
+  });
+  return y as tf.Tensor2D;
+}
+
+/** Exact int32 accumulators acc [M, N] = Σ_k a[m, k] · b[n, k] of packed INT8 codes (a [M, kWords], b [N, kWords]). */
+export function int8Matmul(a: tf.Tensor2D, b: tf.Tensor2D, opts: Int8Options = {}): tf.Tensor2D {
+  return gemm({ a, b, epilogue: { kind: 'int32' }, extra: [], groupWords: a.shape[1], groups: 1, opts });
+}
+
+/**
+ * W8A8 linear: x [M, K] fp32 → y [M, N] fp32 with the weight's INT8 codes and scales (p) and an
+ * optional bias [N]. Per-group weights take the portable kernel (the subgroup-matrix epilogue
+ * scales per output channel only).
+ */
+export function w8a8Linear(x: tf.Tensor2D, p: PackedW8A8, bias?: tf.Tensor, opts: Int8Options = {}): tf.Tensor2D {
+  const K = x.shape[1];
+  if (K !== p.inFeatures) throw new Error(`w8a8Linear: x has ${K} features, the weight takes ${p.inFeatures}`);
+  if (bias && bias.size !== p.outFeatures) throw new Error(`w8a8Linear: bias has ${bias.size} values, the weight has ${p.outFeatures} outputs`);
+  const { codes, scales } = quantizeActInt8(x, p.kWords); // [M, kWords], [M]
+  try {
+    const groups = p.groupSize !== -1;
+    return gemm({
+      a: codes,
+      b: p.codes,
+      epilogue: { kind: 'dequant', groups, bias: !!bias },
+      extra: [scales, p.scales, ...(bias ? [bias] : [])],
+      groupWords: groups ? p.groupSize / 4 : p.kWords,
+      groups: p.scales.shape[1],
+      opts,
+    });
+  } finally {
+    tf.dispose([codes, scales]);
+  }
+}
