@@ -31,7 +31,8 @@ export interface KernelBench {
   kernel: string;
   name: string;
   small: boolean;
-  flops: number; // useful floating-point operations per call (for GFLOP/s)
+  flops: number; // useful floating-point operations per call (for GFLOP/s; integer ops for INT8 kernels)
+  bytes?: number; // bytes a memory-bound kernel must read per call (for GB/s), when that is its measure
   variants: string[]; // tile choices the kernel can run with (bench-kernels --tiles picks among them)
   setup(variant: string): BenchSetup;
 }

@@ -362,26 +362,32 @@ export function int8Matmul(a: tf.Tensor2D, b: tf.Tensor2D, opts: Int8Options = {
 }
 
 /**
- * W8A8 linear: x [M, K] fp32 → y [M, N] fp32 with the weight's INT8 codes and scales (p) and an
- * optional bias [N]. Per-group weights take the portable kernel (the subgroup-matrix epilogue
- * scales per output channel only).
+ * The GEMM with the dequantizing epilogue on already-quantized activations: codes int32 [M, kWords]
+ * and scales float32 [M] (quantizeActInt8) times the packed weight p → y [M, N] fp32 (+ bias [N]).
+ * Per-group weights take the portable kernel (the subgroup-matrix epilogue scales per output
+ * channel only).
  */
+export function int8GemmDequant(codes: tf.Tensor2D, scales: tf.Tensor1D, p: PackedW8A8, bias?: tf.Tensor, opts: Int8Options = {}): tf.Tensor2D {
+  if (bias && bias.size !== p.outFeatures) throw new Error(`w8a8: bias has ${bias.size} values, the weight has ${p.outFeatures} outputs`);
+  const groups = p.groupSize !== -1;
+  return gemm({
+    a: codes,
+    b: p.codes,
+    epilogue: { kind: 'dequant', groups, bias: !!bias },
+    extra: [scales, p.scales, ...(bias ? [bias] : [])],
+    groupWords: groups ? p.groupSize / 4 : p.kWords,
+    groups: p.scales.shape[1],
+    opts,
+  });
+}
+
+/** W8A8 linear: x [M, K] fp32 → y [M, N] fp32 with the weight's INT8 codes and scales (p) and an optional bias [N]. */
 export function w8a8Linear(x: tf.Tensor2D, p: PackedW8A8, bias?: tf.Tensor, opts: Int8Options = {}): tf.Tensor2D {
   const K = x.shape[1];
   if (K !== p.inFeatures) throw new Error(`w8a8Linear: x has ${K} features, the weight takes ${p.inFeatures}`);
-  if (bias && bias.size !== p.outFeatures) throw new Error(`w8a8Linear: bias has ${bias.size} values, the weight has ${p.outFeatures} outputs`);
   const { codes, scales } = quantizeActInt8(x, p.kWords); // [M, kWords], [M]
   try {
-    const groups = p.groupSize !== -1;
-    return gemm({
-      a: codes,
-      b: p.codes,
-      epilogue: { kind: 'dequant', groups, bias: !!bias },
-      extra: [scales, p.scales, ...(bias ? [bias] : [])],
-      groupWords: groups ? p.groupSize / 4 : p.kWords,
-      groups: p.scales.shape[1],
-      opts,
-    });
+    return int8GemmDequant(codes, scales, p, bias, opts);
   } finally {
     tf.dispose([codes, scales]);
   }

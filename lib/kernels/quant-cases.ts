@@ -1,0 +1,342 @@
+// Correctness checks and benchmarks of the quantized kernels (w8a8.ts, wq-gemm.ts) for the
+// registries of lib/kernels/index.ts (scripts/check-kernels.ts, scripts/bench-kernels.ts, the
+// vitest suites). References are plain: JS integer math for the INT8 accumulators and the
+// activation codes, tfjs matMul on the fake-quantized operands for the linears.
+import * as tf from '@tensorflow/tfjs';
+import { mulberry32 } from '../rng';
+import { seededNormal } from '../runtime/bench';
+import { dequantizeMatrix, quantizeMatrix, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
+import { maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
+import { gpuBuffer } from './gpu';
+import { packI8Rows, packW8A8, packWeightOnly, type PackedW8A8 } from './packed-linear';
+import { INT8_TILES, int8GemmDequant, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8TileName } from './w8a8';
+import { dequantizeWeightOnly, WEIGHT_ONLY_DEFAULTS, weightOnlyLinear } from './wq-gemm';
+
+const f = Math.fround;
+
+/** Seeded signed INT8 codes [rows, cols], with the extremes −128 and 127 in every row. */
+export function randomI8(rows: number, cols: number, seed: number): Int8Array {
+  const r = mulberry32(seed);
+  const c = new Int8Array(rows * cols);
+  for (let i = 0; i < c.length; i++) c[i] = Math.floor(r() * 256) - 128;
+  for (let i = 0; i < rows; i++) {
+    c[i * cols] = -128;
+    c[i * cols + cols - 1] = 127;
+  }
+  return c;
+}
+
+/** JS reference: acc [M, N] = Σ_k a[m, k] · b[n, k] in exact integers. */
+export function int8MatmulRef(a: Int8Array, b: Int8Array, M: number, N: number, K: number): Int32Array {
+  const out = new Int32Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += a[m * K + k] * b[n * K + k];
+      out[m * N + n] = s;
+    }
+  }
+  return out;
+}
+
+/** JS reference of the per-token activation quantization (act.ts in fp32): codes [M, K] and scales [M]. */
+export function quantizeActRef(x: Float32Array, M: number, K: number): { codes: Int8Array; scales: Float32Array } {
+  const codes = new Int8Array(M * K);
+  const scales = new Float32Array(M);
+  for (let m = 0; m < M; m++) {
+    let amax = 0;
+    for (let k = 0; k < K; k++) amax = Math.max(amax, Math.abs(x[m * K + k]));
+    const s = f(f(Math.max(amax, f(1e-5))) / 127);
+    scales[m] = s;
+    for (let k = 0; k < K; k++) codes[m * K + k] = Math.max(-128, Math.min(127, roundHalfEven(f(x[m * K + k] / s))));
+  }
+  return { codes, scales };
+}
+
+/** Packed codes int32 [rows, kWords] of signed codes [rows, cols]. */
+function packedI8(c: Int8Array, rows: number, cols: number): tf.Tensor2D {
+  const { words, kWords } = packI8Rows(c, 0, rows, cols);
+  return tf.tensor2d(words, [rows, kWords], 'int32');
+}
+
+/** Unpacks int32 words [rows, kWords] back to signed codes [rows, cols]. */
+export function unpackI8(words: Int32Array, rows: number, kWords: number, cols: number): Int8Array {
+  const bytes = new Int8Array(words.buffer, words.byteOffset, rows * kWords * 4);
+  const out = new Int8Array(rows * cols);
+  for (let r = 0; r < rows; r++) out.set(bytes.subarray(r * kWords * 4, r * kWords * 4 + cols), r * cols);
+  return out;
+}
+
+/** The INT8 paths this device can run: dot4 always, each subgroup-matrix tile where supported. */
+function int8Variants(): { label: string; opts: Int8Options }[] {
+  const v: { label: string; opts: Int8Options }[] = [{ label: 'dot4', opts: { path: 'dot4' } }];
+  if (subgroupMatrixInt8Support().ok) for (const tile of Object.keys(INT8_TILES) as Int8TileName[]) v.push({ label: `sm ${tile}`, opts: { path: 'subgroup-matrix', tile } });
+  return v;
+}
+
+/** Seeded W [N, K] quantized symmetric INT8 (per channel or per group), packed for the W8A8 kernels. */
+function w8a8Weight(N: number, K: number, groupSize: number, seed: number): { q: QuantizedMatrix; p: PackedW8A8 } {
+  const W = seededNormal(N * K, seed, 1 / Math.sqrt(K));
+  const q = quantizeMatrix(W, N, K, { bits: 8, groupSize, sym: true, groupRemainder: 'partial' });
+  return { q, p: packW8A8(q) };
+}
+
+/** Uploads tensors now, so that they cannot take the poisoned buffers meant for a kernel's outputs. */
+function upload(...ts: (tf.Tensor | undefined)[]): void {
+  for (const t of ts) if (t) gpuBuffer(t);
+}
+
+const int32Mismatches = (got: Int32Array, want: Int32Array) => got.reduce((n, v, i) => n + (v === want[i] ? 0 : 1), 0);
+
+/** Correctness cases of the W8A8 kernels (INT8 GEMM exact, activation codes, the fused linear). */
+export function w8a8Checks(): KernelCheck[] {
+  const checks: KernelCheck[] = [];
+  const odd: [number, number, number][] = [[37, 70, 129], [130, 96, 65], [1, 33, 17], [200, 1000, 300]];
+  for (const { label, opts } of int8Variants()) {
+    for (const [M, K, N] of odd) {
+      checks.push({
+        kernel: 'int8-gemm',
+        name: `M=${M} K=${K} N=${N} ${label} (int32 accumulators vs JS)`,
+        small: true,
+        async run(): Promise<CheckResult> {
+          const a = randomI8(M, K, M + K);
+          const b = randomI8(N, K, N + K + 1);
+          const [ta, tb] = [packedI8(a, M, K), packedI8(b, N, K)];
+          upload(ta, tb);
+          const { outputs, poisoned } = await runPoisoned([M * N], () => [int8Matmul(ta, tb, opts)]);
+          try {
+            const got = (await outputs[0].data()) as Int32Array;
+            return { metric: 'int32_mismatches', error: int32Mismatches(got, int8MatmulRef(a, b, M, N, K)), tolerance: 0, poisoned };
+          } finally {
+            tf.dispose([ta, tb, ...outputs]);
+          }
+        },
+      });
+    }
+  }
+  // Large shapes: the subgroup-matrix kernel against the portable one (JS would take minutes).
+  if (subgroupMatrixInt8Support().ok) {
+    for (const [M, K, N] of [[1024, 4096, 4096], [333, 4096, 1000]] as [number, number, number][]) {
+      for (const tile of Object.keys(INT8_TILES) as Int8TileName[]) {
+        checks.push({
+          kernel: 'int8-gemm',
+          name: `M=${M} K=${K} N=${N} sm ${tile} vs dot4 (int32 accumulators)`,
+          small: false,
+          async run(): Promise<CheckResult> {
+            const [ta, tb] = [packedI8(randomI8(M, K, 5), M, K), packedI8(randomI8(N, K, 6), N, K)];
+            const want = int8Matmul(ta, tb, { path: 'dot4' });
+            upload(ta, tb, want);
+            const { outputs, poisoned } = await runPoisoned([M * N], () => [int8Matmul(ta, tb, { path: 'subgroup-matrix', tile })]);
+            try {
+              const error = int32Mismatches((await outputs[0].data()) as Int32Array, (await want.data()) as Int32Array);
+              return { metric: 'int32_mismatches', error, tolerance: 0, poisoned };
+            } finally {
+              tf.dispose([ta, tb, want, ...outputs]);
+            }
+          },
+        });
+      }
+    }
+  }
+  for (const [M, K] of [[7, 100], [64, 4096], [3, 5]] as [number, number][]) {
+    checks.push({
+      kernel: 'w8a8-act-quant',
+      name: `M=${M} K=${K} (codes and scales vs JS; ties excused)`,
+      small: true,
+      async run(): Promise<CheckResult> {
+        const xs = seededNormal(M * K, M * 31 + K, 2);
+        const x = tf.tensor2d(xs, [M, K]);
+        const kWords = Math.ceil(K / 16) * 4;
+        upload(x);
+        const { outputs, poisoned } = await runPoisoned([M * kWords, M], () => {
+          const r = quantizeActInt8(x, kWords);
+          return [r.codes, r.scales];
+        });
+        try {
+          const codes = unpackI8((await outputs[0].data()) as Int32Array, M, kWords, K);
+          const scales = (await outputs[1].data()) as Float32Array;
+          const ref = quantizeActRef(xs, M, K);
+          // A code may differ from JS only where x / s sits within a few ulp of a .5 tie (GPU division
+          // is not correctly rounded); a scale may differ by 1 ulp for the same reason.
+          let bad = 0;
+          for (let m = 0; m < M; m++) {
+            if (Math.abs(scales[m] - ref.scales[m]) > ref.scales[m] * 2 ** -22) bad++;
+            for (let k = 0; k < K; k++) {
+              const t = xs[m * K + k] / scales[m];
+              const nearTie = Math.abs(Math.abs(t - Math.trunc(t)) - 0.5) < 1e-5;
+              if (codes[m * K + k] !== ref.codes[m * K + k] && !nearTie) bad++;
+            }
+          }
+          return { metric: 'code_or_scale_mismatches', error: bad, tolerance: 0, poisoned };
+        } finally {
+          tf.dispose([x, ...outputs]);
+        }
+      },
+    });
+  }
+  const linearCases: { M: number; K: number; N: number; gs: number; bias: boolean }[] = [
+    { M: 37, K: 70, N: 129, gs: -1, bias: true },
+    { M: 130, K: 256, N: 65, gs: 32, bias: false },
+    { M: 5, K: 200, N: 33, gs: 128, bias: true },
+    { M: 1, K: 96, N: 17, gs: -1, bias: false },
+  ];
+  for (const { label, opts } of int8Variants()) {
+    for (const c of linearCases) {
+      if (c.gs !== -1 && opts.path === 'subgroup-matrix') continue; // per-group weights always take dot4
+      checks.push({
+        kernel: 'w8a8-linear',
+        name: `M=${c.M} K=${c.K} N=${c.N} g=${c.gs}${c.bias ? ' bias' : ''} ${label} (vs matMul of the dequantized codes)`,
+        small: true,
+        run: () => checkW8A8Linear(c, opts),
+      });
+    }
+  }
+  return checks;
+}
+
+/** GEMM + epilogue against tfjs: y = (codes·s_x) · W_fqᵀ + b on the kernel's own activation codes. */
+async function checkW8A8Linear(c: { M: number; K: number; N: number; gs: number; bias: boolean }, opts: Int8Options): Promise<CheckResult> {
+  const x = tf.tensor2d(seededNormal(c.M * c.K, c.M + c.K, 3), [c.M, c.K]);
+  const { q, p } = w8a8Weight(c.N, c.K, c.gs, c.N);
+  const b = c.bias ? tf.tensor1d(seededNormal(c.N, 9)) : undefined;
+  const { codes, scales } = quantizeActInt8(x, p.kWords);
+  upload(codes, scales, p.codes, p.scales, b);
+  const { outputs, poisoned } = await runPoisoned([c.M * c.N], () => [int8GemmDequant(codes, scales, p, b, opts)]);
+  const xq = unpackI8((await codes.data()) as Int32Array, c.M, p.kWords, c.K);
+  const want = tf.tidy(() => {
+    const xfq = tf.mul(tf.tensor2d(Float32Array.from(xq), [c.M, c.K]), tf.reshape(scales, [c.M, 1])); // [M, K]
+    const y = tf.matMul(xfq, tf.tensor2d(dequantizeMatrix(q), [c.N, c.K]), false, true); // [M, N]
+    return b ? tf.add(y, b) : y;
+  });
+  try {
+    return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
+  } finally {
+    tf.dispose([x, p.codes, p.scales, codes, scales, want, ...outputs, ...(b ? [b] : [])]);
+  }
+}
+
+/** Correctness cases of the weight-only kernels: GEMV (B ≤ 8), the dequantize+matMul path, and the dequantization itself. */
+export function weightOnlyChecks(): KernelCheck[] {
+  const cases: { bits: 4 | 8; gs: number; sym: boolean; B: number; N: number; K: number; small: boolean }[] = [
+    { bits: 4, gs: 32, sym: false, B: 1, N: 19, K: 96, small: true },
+    { bits: 4, gs: 64, sym: true, B: 3, N: 70, K: 200, small: true },
+    { bits: 4, gs: 128, sym: false, B: 8, N: 33, K: 300, small: true },
+    { bits: 4, gs: -1, sym: true, B: 1, N: 21, K: 100, small: true },
+    { bits: 8, gs: 32, sym: true, B: 2, N: 17, K: 130, small: true },
+    { bits: 8, gs: 128, sym: false, B: 1, N: 40, K: 256, small: true },
+    { bits: 8, gs: -1, sym: false, B: 5, N: 9, K: 37, small: true },
+    { bits: 4, gs: 128, sym: false, B: 16, N: 33, K: 256, small: true },
+    { bits: 4, gs: 128, sym: false, B: 1, N: 4096, K: 4096, small: false },
+    { bits: 4, gs: 128, sym: false, B: 1, N: 14336, K: 4096, small: false },
+    { bits: 8, gs: -1, sym: true, B: 4, N: 4096, K: 14336, small: false },
+  ];
+  const checks: KernelCheck[] = cases.map((c) => ({
+    kernel: 'wq-gemm',
+    name: `W${c.bits} g=${c.gs} ${c.sym ? 'sym' : 'asym'} B=${c.B} N=${c.N} K=${c.K} (vs matMul of dequantizeMatrix)`,
+    small: c.small,
+    async run(): Promise<CheckResult> {
+      const W = seededNormal(c.N * c.K, c.N + c.K, 1 / Math.sqrt(c.K));
+      const q = quantizeMatrix(W, c.N, c.K, { bits: c.bits, groupSize: c.gs, sym: c.sym, groupRemainder: 'partial' });
+      const p = packWeightOnly(q);
+      const x = tf.tensor2d(seededNormal(c.B * c.K, c.B), [c.B, c.K]);
+      const b = tf.tensor1d(seededNormal(c.N, 3));
+      upload(x, b, p.qweight, p.scales, p.zeros);
+      // Past the GEMV batch the output is matMul's then the bias add's: poison a buffer for each.
+      const sizes = c.B > WEIGHT_ONLY_DEFAULTS.maxGemvBatch ? [c.B * c.N, c.B * c.N] : [c.B * c.N];
+      const { outputs, poisoned } = await runPoisoned(sizes, () => [weightOnlyLinear(x, p, b)]);
+      const want = tf.tidy(() => tf.add(tf.matMul(x, tf.tensor2d(dequantizeMatrix(q), [c.N, c.K]), false, true), b));
+      try {
+        return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
+      } finally {
+        tf.dispose([x, b, want, p.qweight, p.scales, p.zeros, ...outputs]);
+      }
+    },
+  }));
+  checks.push({
+    kernel: 'wq-dequant',
+    name: 'W4 g=64 asym N=33 K=200 (bit-identical to dequantizeMatrix)',
+    small: true,
+    async run(): Promise<CheckResult> {
+      const q = quantizeMatrix(seededNormal(33 * 200, 4), 33, 200, { bits: 4, groupSize: 64, sym: false, groupRemainder: 'partial' });
+      const p = packWeightOnly(q);
+      upload(p.qweight, p.scales, p.zeros);
+      const { outputs, poisoned } = await runPoisoned([33 * 200], () => [dequantizeWeightOnly(p)]);
+      try {
+        const got = (await outputs[0].data()) as Float32Array;
+        const want = dequantizeMatrix(q);
+        return { metric: 'value_mismatches', error: got.reduce((n, v, i) => n + (v === want[i] ? 0 : 1), 0), tolerance: 0, poisoned };
+      } finally {
+        tf.dispose([p.qweight, p.scales, p.zeros, ...outputs]);
+      }
+    },
+  });
+  return checks;
+}
+
+/** INT8 GEMM (with the dequantizing epilogue) at the issue's shapes, per tile, against tfjs's fp32 matMul. */
+export function w8a8Benches(): KernelBench[] {
+  const shapes: [number, number, number, boolean][] = [[4096, 4096, 4096, false], [1024, 4096, 4096, false], [2048, 4096, 14336, false], [64, 96, 160, true]];
+  const variants = ['dot4', ...(subgroupMatrixInt8Support().ok ? Object.keys(INT8_TILES) : [])];
+  return shapes.map(([M, K, N, small]) => ({
+    kernel: 'int8-gemm',
+    name: `${M}x${K}x${N}`,
+    small,
+    flops: 2 * M * K * N,
+    variants,
+    setup(variant: string): BenchSetup {
+      const opts: Int8Options = variant === 'dot4' ? { path: 'dot4' } : { path: 'subgroup-matrix', tile: variant as Int8TileName };
+      if (variant !== 'dot4' && !(variant in INT8_TILES)) throw new Error(`int8-gemm: unknown variant '${variant}' (dot4, ${Object.keys(INT8_TILES).join(', ')})`);
+      const x = tf.tensor2d(seededNormal(M * K, 1), [M, K]); // [M, K]
+      const w = tf.tensor2d(seededNormal(N * K, 2, 1 / Math.sqrt(K)), [N, K]); // [N, K]
+      const p = w8a8WeightFromTensor(N, K, 3);
+      const { codes, scales } = quantizeActInt8(x, p.kWords);
+      return {
+        kernel: () => int8GemmDequant(codes, scales, p, undefined, opts),
+        plain: () => tf.matMul(x, w, false, true),
+        dispose: () => tf.dispose([x, w, p.codes, p.scales, codes, scales]),
+      };
+    },
+  }));
+}
+
+/** A random per-channel INT8 weight [N, K] packed directly (large shapes: no fp32 round trip through JS quantization). */
+function w8a8WeightFromTensor(N: number, K: number, seed: number): PackedW8A8 {
+  const { words, kWords } = packI8Rows(randomI8(N, K, seed), 0, N, K);
+  const r = mulberry32(seed + 1);
+  return {
+    kind: 'w8a8',
+    outFeatures: N,
+    inFeatures: K,
+    kWords,
+    groupSize: -1,
+    codes: tf.tensor2d(words, [N, kWords], 'int32'),
+    scales: tf.tensor2d(Float32Array.from({ length: N }, () => 1e-3 * (1 + r())), [N, 1]),
+  };
+}
+
+/** Weight-only GEMV at decode shapes (out × in, batch 1), W4 g128 and W8 per channel, against tfjs's fp32 matMul. */
+export function weightOnlyBenches(): KernelBench[] {
+  const shapes: [number, number, 4 | 8, number, boolean][] = [[4096, 4096, 4, 128, false], [14336, 4096, 4, 128, false], [4096, 14336, 4, 128, false], [4096, 4096, 8, -1, false], [96, 160, 4, 32, true]];
+  return shapes.map(([N, K, bits, gs, small]) => {
+    const G = gs === -1 ? 1 : Math.ceil(K / gs);
+    return {
+      kernel: 'wq-gemv',
+      name: `W${bits} g${gs} ${N}x${K} B=1`,
+      small,
+      flops: 2 * N * K,
+      bytes: N * ((K * bits) / 8 + G * 8) + K * 4, // codes + fp32 scales and zeros + x
+      variants: ['default'],
+      setup(): BenchSetup {
+        const x = tf.tensor2d(seededNormal(K, 1), [1, K]); // [1, K]
+        const wData = seededNormal(N * K, 2, 1 / Math.sqrt(K));
+        const w = tf.tensor2d(wData, [N, K]); // [N, K]
+        const p = packWeightOnly(quantizeMatrix(wData, N, K, { bits, groupSize: gs, sym: false, groupRemainder: 'partial' }));
+        return {
+          kernel: () => weightOnlyLinear(x, p),
+          plain: () => tf.matMul(x, w, false, true),
+          dispose: () => tf.dispose([x, w, p.qweight, p.scales, p.zeros]),
+        };
+      },
+    };
+  });
+}

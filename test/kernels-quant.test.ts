@@ -1,0 +1,79 @@
+// Quantized kernels (lib/kernels/w8a8.ts, wq-gemm.ts, packed-linear.ts). CPU side on every run:
+// INT8 packing, the activation-quantization reference against act.ts, the W8A8/weight-only
+// eligibility rules. On a WebGPU adapter (lavapipe here; none in CI, where the GPU part skips
+// with the reason): every small registry case with poisoned outputs, and leak checks.
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import { packI8Rows, packLinears, padRowsToWords, w8a8Unsupported, weightOnlyUnsupported } from '../lib/kernels/packed-linear';
+import { int8MatmulRef, quantizeActRef, randomI8, unpackI8, w8a8Checks, weightOnlyChecks } from '../lib/kernels/quant-cases';
+import { absmaxQuantizeMatrix, actQuantDefaults, quantizeActPerToken } from '../lib/quant/act';
+import { packCodes } from '../lib/quant/pack';
+import { quantizeMatrix } from '../lib/quant/quantizer';
+import { webgpuAdapterReason } from './kernels-helpers';
+
+describe('INT8 packing and references (CPU side)', () => {
+  it('packs signed codes 4 per word, first code in the lowest byte, rows padded to 16 bytes', () => {
+    const { words, kWords } = packI8Rows([1, 2, 3, 4, 5, 255, 0, 128, 129, 130], 128, 2, 5);
+    expect(kWords).toBe(4);
+    const bytes = new Int8Array(words.buffer);
+    expect([...bytes.subarray(0, 5)]).toEqual([-127, -126, -125, -124, -123]);
+    expect([...bytes.subarray(16, 21)]).toEqual([127, -128, 0, 1, 2]);
+    expect(words[0]).toBe(((-124 & 0xff) << 24) | ((-125 & 0xff) << 16) | ((-126 & 0xff) << 8) | (-127 & 0xff));
+    expect([...bytes.subarray(5, 16)].every((b) => b === 0)).toBe(true);
+    expect(() => packI8Rows([300], 0, 1, 1)).toThrow(/outside INT8/);
+  });
+
+  it('unpackI8 inverts packI8Rows and int8MatmulRef is the integer dot product', () => {
+    const a = randomI8(3, 21, 1);
+    const { words, kWords } = packI8Rows(a, 0, 3, 21);
+    expect([...unpackI8(words, 3, kWords, 21)]).toEqual([...a]);
+    expect([...int8MatmulRef(Int8Array.from([1, -2, 3]), Int8Array.from([4, 5, -6, -128, 127, 0]), 1, 2, 3)]).toEqual([1 * 4 - 2 * 5 - 3 * 6, -128 - 254]);
+  });
+
+  it('the activation-quantization reference dequantizes to act.ts quantizeActPerToken exactly', async () => {
+    const x = Float32Array.from({ length: 3 * 50 }, (_, i) => Math.sin(i * 1.3) * (i % 7) * 0.9);
+    x.fill(0, 100, 150); // an all-zero row takes the 1e-5 floor
+    const { codes, scales } = quantizeActRef(x, 3, 50);
+    expect(scales[2]).toBe(Math.fround(Math.fround(1e-5) / 127));
+    const fq = await quantizeActPerToken(tf.tensor2d(x, [3, 50])).data();
+    const mismatches = [...x.keys()].filter((i) => Math.fround(codes[i] * scales[Math.floor(i / 50)]) !== fq[i]); // -0 === 0
+    expect(mismatches).toEqual([]);
+  });
+
+  it('weight-only rows are pack.ts rows, padded to whole vec4 words', () => {
+    const codes = Uint8Array.from({ length: 2 * 10 }, (_, i) => i % 16);
+    const packed = packCodes(codes, 2, 10, 4, 'u4'); // 5 bytes per row
+    const { words, rowWords } = padRowsToWords(packed, 2, 5);
+    expect(rowWords).toBe(4);
+    const bytes = new Uint8Array(words.buffer);
+    expect([...bytes.subarray(0, 5)]).toEqual([...packed.subarray(0, 5)]);
+    expect([...bytes.subarray(16, 21)]).toEqual([...packed.subarray(5, 10)]);
+    expect(bytes[0]).toBe(0 | (1 << 4)); // low nibble first
+  });
+
+  it('says which matrices each kernel takes, and why not', () => {
+    const W = Float32Array.from({ length: 4 * 64 }, (_, i) => Math.cos(i));
+    expect(w8a8Unsupported(absmaxQuantizeMatrix(W, 4, 64))).toBeNull();
+    expect(w8a8Unsupported(quantizeMatrix(W, 4, 64, { bits: 8, groupSize: -1, sym: false, groupRemainder: 'error' }))).toMatch(/asymmetric/);
+    expect(weightOnlyUnsupported({ bits: 3, groupSize: 64 })).toMatch(/3-bit/);
+    expect(weightOnlyUnsupported({ bits: 4, groupSize: 4 })).toMatch(/multiple of 8/);
+    expect(weightOnlyUnsupported({ bits: 4, groupSize: 128, actOrder: true })).toMatch(/act-order/);
+    const q = new Map([['w', quantizeMatrix(W, 4, 64, { bits: 3, groupSize: 32, sym: false, groupRemainder: 'error' })]]);
+    expect(packLinears(q, null).skipped.get('w')).toMatch(/3-bit/);
+    expect(packLinears(q, { ...actQuantDefaults, granularity: 'per_tensor' }).skipped.get('w')).toMatch(/per_tensor 8-bit has no kernel/);
+  });
+});
+
+const reason = await webgpuAdapterReason();
+
+describe.skipIf(reason !== null)('quantized kernels on webgpu', () => {
+  for (const c of [...w8a8Checks(), ...weightOnlyChecks()].filter((c) => c.small)) {
+    it(`${c.kernel} ${c.name}`, async () => {
+      const before = tf.memory().numTensors;
+      const r = await c.run();
+      expect(r.poisoned).toBe(true);
+      expect(r.error).toBeLessThanOrEqual(r.tolerance);
+      expect(tf.memory().numTensors).toBe(before);
+    });
+  }
+});
