@@ -6,6 +6,7 @@ import { downloadFileToCacheDir } from '@huggingface/hub';
 import * as tf from '@tensorflow/tfjs';
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { attachPackedLinears, disposePackedLinears, packLinearsFromModules } from '../kernels/packed-linear';
 import { isPackedDir, loadPacked } from '../quant/pack';
 import { loadSparseWeights, saveSparseWeights, type SparseSaveReport } from '../quant/sparse';
 import { configFromHf, loadHfDir, loadTokenizer, saveModel } from './hf';
@@ -18,6 +19,9 @@ export interface LoadOptions extends UploadOptions {
   tokenizer?: string;
   /** Hub cache directory (default: HF_HUB_CACHE / ~/.cache/huggingface/hub). */
   cacheDir?: string;
+  /** Packed quantized directories: also keep the quantized linears packed on the GPU for the
+   * quantized kernels (Model.packedLinears; default false: dequantized fp32 weights only). */
+  packedLinears?: boolean;
 }
 
 /** Files fetched from the hub for a model, in order; optional ones may be absent. */
@@ -33,8 +37,12 @@ export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promi
   if (existsSync(pathOrId)) {
     if (!statSync(pathOrId).isDirectory()) return loadLlama2c(pathOrId, opts);
     if (isPackedDir(pathOrId)) {
-      const { model, quant } = loadPacked(pathOrId, { tokenizer: opts.tokenizer });
+      const { model, quant, modules } = loadPacked(pathOrId, { tokenizer: opts.tokenizer });
       model.actQuant = quant.act_quant ?? null;
+      if (opts.packedLinears) {
+        const skipped = attachPackedLinears(model, packLinearsFromModules(modules, model.actQuant));
+        for (const [name, why] of skipped) console.warn(`[load] ${name}: no quantized kernel (${why}); it runs in fp32`);
+      }
       return model;
     }
     if (isSparseDir(pathOrId)) return loadSparseDir(pathOrId, opts);
@@ -178,8 +186,9 @@ export async function saveSparseDir(model: Model, dir: string, pattern: { n: num
   return saveSparseWeights(model, path.join(dir, SPARSE_FILE), pattern);
 }
 
-/** Disposes every tensor of a model (weights and split blocks). */
+/** Disposes every tensor of a model (weights, split blocks, packed linears). */
 export function disposeModel(model: Model): void {
+  if (model.packedLinears) disposePackedLinears(model.packedLinears);
   for (const t of model.weights.values()) t.dispose();
   model.weights.clear();
   if (model.splitWeights) {

@@ -333,7 +333,12 @@ export function readPackedModules(dir: string): { modules: Map<string, PackedMod
 
 /** The dequantized matrices of a packed file (name → fp32 [out, in]) plus its other tensors. */
 export function readPackedTensors(dir: string): { tensors: Map<string, { shape: number[]; data: Float32Array }>; quant: PackedQuantConfig; hf: Record<string, unknown> } {
-  const { modules, tensors: plain, quant, hf } = readPackedModules(dir);
+  const { modules, tensors, quant, hf } = readPackedModules(dir);
+  return { tensors: withDequantized(modules, tensors), quant, hf };
+}
+
+/** The dequantized modules (fp32 [out, in] under their weight names) followed by the plain tensors. */
+function withDequantized(modules: Map<string, PackedModule>, plain: Map<string, { shape: number[]; data: Float32Array }>): Map<string, { shape: number[]; data: Float32Array }> {
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [name, m] of modules) {
     const { rows, cols } = m;
@@ -353,12 +358,17 @@ export function readPackedTensors(dir: string): { tensors: Map<string, { shape: 
     tensors.set(name, { shape: [rows, cols], data });
   }
   for (const [name, t] of plain) tensors.set(name, t);
-  return { tensors, quant, hf };
+  return tensors;
 }
 
-/** Loads a packed model directory, dequantizing at load time. The activation quantization (W8A8) is returned beside it. */
-export function loadPacked(dir: string, opts: { tokenizer?: string; name?: string } = {}): { model: Model; quant: PackedQuantConfig } {
-  const { tensors, quant, hf } = readPackedTensors(dir);
+/**
+ * Loads a packed model directory, dequantizing at load time. The activation quantization (W8A8)
+ * and the raw quantized modules (for the quantized GPU kernels, lib/kernels/packed-linear.ts) are
+ * returned beside it.
+ */
+export function loadPacked(dir: string, opts: { tokenizer?: string; name?: string } = {}): { model: Model; quant: PackedQuantConfig; modules: Map<string, PackedModule> } {
+  const { modules, tensors: others, quant, hf } = readPackedModules(dir);
+  const tensors = withDequantized(modules, others);
   const { quantization_config: _q, ...plain } = hf;
   const config = configFromHf(plain, path.join(dir, 'config.json'));
   const tokenizer = loadTokenizer(dir, config.vocabSize, opts.tokenizer, { bos: config.bosTokenId, eos: config.eosTokenId });
@@ -369,6 +379,7 @@ export function loadPacked(dir: string, opts: { tokenizer?: string; name?: strin
   return {
     model: { name: opts.name ?? path.basename(path.resolve(dir)), family: config.arch, config, weights, splitWeights, tokenizer, source: path.resolve(dir) },
     quant,
+    modules,
   };
 }
 
