@@ -1,0 +1,409 @@
+// Causal self-attention of the kit's transformer, in two forms with the same inputs and output:
+//   attentionPlain: tfjs ops (scores [B·KV, rep·T, S] in memory, additive mask): every backend,
+//     gradients, padding masks. This is the model's reference path.
+//   fusedAttention: one WGSL kernel, FlashAttention-style: the keys are visited in tiles with an
+//     online softmax (running max m and sum l per query row), so no [T, S] score matrix exists.
+// Grouped-query attention without copying K/V: the rep = H/KV query heads of one KV head are
+// consecutive, so q [B, H, T, hd] is the row-major [B·KV, rep·T, hd] and each workgroup takes
+// blockQ of those rows against its KV head. The queries are positions past..past+T-1 of the
+// sequence (KV cache); row r may see keys 0..past + r mod T. When the row blocks alone would leave
+// the GPU idle (decode: T = 1, few heads, long S), the keys are split across `splits` workgroups
+// per row block and a second small kernel merges their partial (m, l, o) (flash-decoding).
+import * as tf from '@tensorflow/tfjs';
+import { softmaxRows } from '../runtime/rows';
+import { seededNormal } from '../runtime/bench';
+import { maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
+import { deviceLimits, f32, paramsStruct, runKernel, u32 } from './gpu';
+
+/** Additive mask value for disallowed keys in the plain path (finite, as the model's). */
+const MASKED = -1e9;
+
+/**
+ * Plain attention: q [B, H, T, hd], k/v [B, KV, S, hd], mask [B|1, 1, T, S] additive or null
+ * (null only when nothing is masked) → context [B·T, H·hd] (heads merged, ready for o_proj).
+ */
+export function attentionPlain(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D | null): tf.Tensor2D {
+  const [B, H, T, hd] = q.shape;
+  const [, KVH, S] = k.shape;
+  const rep = H / KVH;
+  return tf.tidy(() => {
+    const q3 = tf.reshape(q, [B * KVH, rep * T, hd]);
+    const k3 = tf.reshape(k, [B * KVH, S, hd]);
+    const v3 = tf.reshape(v, [B * KVH, S, hd]);
+    let scores: tf.Tensor = tf.mul(tf.matMul(q3, k3, false, true), 1 / Math.sqrt(hd)); // [B·KV, rep·T, S]
+    if (mask) scores = tf.add(tf.reshape(scores, [B, H, T, S]), mask);
+    const probs = tf.reshape(softmaxRows(scores), [B * KVH, rep * T, S]);
+    const ctx = tf.matMul(probs, v3); // [B·KV, rep·T, hd]
+    return tf.reshape(tf.transpose(tf.reshape(ctx, [B, H, T, hd]), [0, 2, 1, 3]), [B * T, H * hd]) as tf.Tensor2D;
+  });
+}
+
+/** The causal mask [1, 1, T, S] for T queries after `past` cached keys (null when T = 1: nothing masked). */
+export function causalMask(T: number, past: number): tf.Tensor4D | null {
+  if (T === 1) return null;
+  const S = past + T;
+  return tf.tidy(() => {
+    const qPos = tf.reshape(tf.range(past, S, 1, 'int32'), [T, 1]);
+    const kPos = tf.reshape(tf.range(0, S, 1, 'int32'), [1, S]);
+    return tf.reshape(tf.mul(tf.cast(tf.greater(kPos, qPos), 'float32'), MASKED), [1, 1, T, S]) as tf.Tensor4D;
+  });
+}
+
+export interface AttentionTiles {
+  blockQ: number; // query rows per workgroup (fewer when rep·T is smaller)
+  blockKV: number; // keys staged in workgroup memory per step
+  workgroupSize: number; // threads per workgroup
+  targetWorkgroups: number; // split the keys until about this many workgroups run (≈ 2 per SM on an H100)
+}
+
+export const ATTENTION_TILES = {
+  q16kv32: { blockQ: 16, blockKV: 32, workgroupSize: 128, targetWorkgroups: 264 },
+  q32kv32: { blockQ: 32, blockKV: 32, workgroupSize: 256, targetWorkgroups: 264 }, // hd ≤ 64 (workgroup memory)
+  q16kv64: { blockQ: 16, blockKV: 64, workgroupSize: 128, targetWorkgroups: 264 }, // hd ≤ 64
+  q8kv32: { blockQ: 8, blockKV: 32, workgroupSize: 64, targetWorkgroups: 528 },
+} satisfies Record<string, AttentionTiles>;
+export type AttentionTileName = keyof typeof ATTENTION_TILES;
+
+export const ATTENTION_DEFAULTS = {
+  tiles: 'q16kv32' as AttentionTileName, // fits hd 128 in 32 KiB of workgroup memory
+};
+
+/** How one attention call is laid out on the GPU (CPU-side, testable anywhere). */
+export interface AttentionPlan {
+  rows: number; // rep·T query rows per KV head
+  blockQ: number;
+  rowBlocks: number;
+  splits: number; // key ranges per row block (1: no merge kernel)
+  tilesPerSplit: number; // key tiles per range
+  sharedBytes: number;
+  workgroups: [number, number, number]; // [rowBlocks, B·KV, splits]
+}
+
+const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+export function planAttention(B: number, H: number, KV: number, T: number, S: number, hd: number, t: AttentionTiles): AttentionPlan {
+  const rows = (H / KV) * T;
+  const blockQ = Math.min(t.blockQ, nextPow2(rows));
+  const rowBlocks = Math.ceil(rows / blockQ);
+  const base = B * KV * rowBlocks;
+  const kvTiles = Math.ceil(S / t.blockKV);
+  const wanted = base >= t.targetWorkgroups ? 1 : Math.min(kvTiles, Math.ceil(t.targetWorkgroups / base));
+  const tilesPerSplit = Math.ceil(kvTiles / wanted);
+  const splits = Math.ceil(kvTiles / tilesPerSplit);
+  const sharedBytes = 4 * (blockQ * hd + t.blockKV * (hd + 1) + blockQ * (t.blockKV + 1) + 3 * blockQ);
+  return { rows, blockQ, rowBlocks, splits, tilesPerSplit, sharedBytes, workgroups: [rowBlocks, B * KV, splits] };
+}
+
+/** Why the fused kernel cannot run this plan on the current device, or null when it can. */
+export function attentionUnsupported(p: AttentionPlan, t: AttentionTiles): string | null {
+  const lim = deviceLimits();
+  if (!lim) return 'needs the webgpu backend';
+  if (p.sharedBytes > lim.maxComputeWorkgroupStorageSize) return `${p.sharedBytes} B of workgroup memory exceed the device's ${lim.maxComputeWorkgroupStorageSize} (smaller blockQ/blockKV or head dim)`;
+  if (t.workgroupSize > lim.maxComputeInvocationsPerWorkgroup) return `${t.workgroupSize} threads exceed the device's ${lim.maxComputeInvocationsPerWorkgroup}`;
+  if (Math.max(...p.workgroups) > lim.maxComputeWorkgroupsPerDimension) return `workgroups [${p.workgroups.join(', ')}] exceed ${lim.maxComputeWorkgroupsPerDimension} per dimension`;
+  return null;
+}
+
+const PARAMS = { T: u32(0), S: u32(0), past: u32(0), rep: u32(0), KV: u32(0), H: u32(0), tilesPerSplit: u32(0), scale: f32(0) };
+
+/** The main kernel: one row block × one key range; writes the merged output or partials. */
+function attentionShader(hd: number, BQ: number, BKV: number, WG: number, split: boolean): string {
+  const per = (n: number) => Math.ceil(n / WG); // elements per thread of an n-element tile
+  const KS = hd + 1; // padded row stride of the K/V tile (no bank conflicts across keys)
+  const PS = BKV + 1;
+  const outs = split
+    ? `@group(0) @binding(0) var<storage, read_write> po: array<f32>; // [splits, B·KV, rows, hd]
+@group(0) @binding(1) var<storage, read_write> ml: array<f32>; // [splits, B·KV, rows, 2]`
+    : '@group(0) @binding(0) var<storage, read_write> out: array<f32>; // [B, T, H, hd]';
+  const b0 = split ? 2 : 1;
+  const write = split
+    ? `let base = (g.z * nbk + bk) * rows + gr;
+        po[base * ${hd}u + d] = acc[i];
+        if (d == 0u) { ml[base * 2u] = ms[r]; ml[base * 2u + 1u] = ls[r]; }`
+    : `let b = bk / params.KV;
+        let h = (bk % params.KV) * params.rep + gr / params.T;
+        out[((b * params.T + gr % params.T) * params.H + h) * ${hd}u + d] = acc[i] / ls[r];`;
+  return `
+${paramsStruct(PARAMS)}
+${outs}
+@group(0) @binding(${b0}) var<storage, read> q: array<f32>; // [B·KV, rows, hd]
+@group(0) @binding(${b0 + 1}) var<storage, read> k: array<f32>; // [B·KV, S, hd]
+@group(0) @binding(${b0 + 2}) var<storage, read> v: array<f32>; // [B·KV, S, hd]
+@group(0) @binding(${b0 + 3}) var<uniform> params: Params;
+const NEG = -3.0e38;
+var<workgroup> qs: array<f32, ${BQ * hd}>;
+var<workgroup> kvs: array<f32, ${BKV * KS}>;
+var<workgroup> ps: array<f32, ${BQ * PS}>;
+var<workgroup> ms: array<f32, ${BQ}>;
+var<workgroup> ls: array<f32, ${BQ}>;
+var<workgroup> as_: array<f32, ${BQ}>;
+
+fn loadKV(src: ptr<storage, array<f32>, read>, bk: u32, kt: u32, lid: u32) {
+  for (var i = 0u; i < ${per(BKV * hd)}u; i++) {
+    let e = lid + i * ${WG}u;
+    if (e < ${BKV * hd}u) {
+      let j = e / ${hd}u;
+      let d = e % ${hd}u;
+      var x = 0.0;
+      if (kt + j < params.S) { x = (*src)[(bk * params.S + kt + j) * ${hd}u + d]; }
+      kvs[j * ${KS}u + d] = x;
+    }
+  }
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u, @builtin(num_workgroups) ng: vec3u) {
+  let rows = params.rep * params.T;
+  let nbk = ng.y;
+  let bk = g.y;
+  let r0 = g.x * ${BQ}u;
+  for (var i = 0u; i < ${per(BQ * hd)}u; i++) {
+    let e = lid + i * ${WG}u;
+    if (e < ${BQ * hd}u) {
+      let gr = r0 + e / ${hd}u;
+      var x = 0.0;
+      if (gr < rows) { x = q[(bk * rows + gr) * ${hd}u + e % ${hd}u] * params.scale; }
+      qs[e] = x;
+    }
+  }
+  if (lid < ${BQ}u) { ms[lid] = NEG; ls[lid] = 0.0; }
+  // Keys this workgroup visits: its split's range, cut at the block's last visible position.
+  let last = min(r0 + ${BQ}u, rows) - 1u;
+  var maxPos = params.past + params.T - 1u;
+  if (r0 / params.T == last / params.T) { maxPos = params.past + last % params.T; }
+  let kStart = g.z * params.tilesPerSplit * ${BKV}u;
+  let kEnd = min(min(params.S, maxPos + 1u), kStart + params.tilesPerSplit * ${BKV}u);
+  var acc: array<f32, ${per(BQ * hd)}>;
+  workgroupBarrier();
+  for (var kt = kStart; kt < kEnd; kt += ${BKV}u) {
+    loadKV(&k, bk, kt, lid);
+    workgroupBarrier();
+    for (var i = 0u; i < ${per(BQ * BKV)}u; i++) {
+      let e = lid + i * ${WG}u;
+      if (e < ${BQ * BKV}u) {
+        let r = e / ${BKV}u;
+        let j = e % ${BKV}u;
+        var s = NEG;
+        if (kt + j < kEnd && kt + j <= params.past + (r0 + r) % params.T) {
+          s = 0.0;
+          for (var d = 0u; d < ${hd}u; d++) { s = fma(qs[r * ${hd}u + d], kvs[j * ${KS}u + d], s); }
+        }
+        ps[r * ${PS}u + j] = s;
+      }
+    }
+    workgroupBarrier();
+    loadKV(&v, bk, kt, lid);
+    if (lid < ${BQ}u) {
+      let mOld = ms[lid];
+      var mNew = mOld;
+      for (var j = 0u; j < ${BKV}u; j++) { mNew = max(mNew, ps[lid * ${PS}u + j]); }
+      var sum = 0.0;
+      for (var j = 0u; j < ${BKV}u; j++) {
+        let s = ps[lid * ${PS}u + j];
+        var p = 0.0;
+        if (s > NEG) { p = exp(s - mNew); }
+        ps[lid * ${PS}u + j] = p;
+        sum += p;
+      }
+      let alpha = exp(mOld - mNew);
+      ls[lid] = ls[lid] * alpha + sum;
+      ms[lid] = mNew;
+      as_[lid] = alpha;
+    }
+    workgroupBarrier();
+    for (var i = 0u; i < ${per(BQ * hd)}u; i++) {
+      let e = lid + i * ${WG}u;
+      if (e < ${BQ * hd}u) {
+        let r = e / ${hd}u;
+        let d = e % ${hd}u;
+        var o = acc[i] * as_[r];
+        for (var j = 0u; j < ${BKV}u; j++) { o = fma(ps[r * ${PS}u + j], kvs[j * ${KS}u + d], o); }
+        acc[i] = o;
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < ${per(BQ * hd)}u; i++) {
+    let e = lid + i * ${WG}u;
+    if (e < ${BQ * hd}u) {
+      let r = e / ${hd}u;
+      let d = e % ${hd}u;
+      let gr = r0 + r;
+      if (gr < rows) {
+        ${write}
+      }
+    }
+  }
+}`;
+}
+
+/** Merges the splits' partial (m, l, o) into the output [B, T, H, hd]: one thread per element. */
+function mergeShader(hd: number): string {
+  return `
+${paramsStruct({ T: u32(0), rep: u32(0), KV: u32(0), H: u32(0), splits: u32(0) })}
+@group(0) @binding(0) var<storage, read_write> out: array<f32>; // [B, T, H, hd]
+@group(0) @binding(1) var<storage, read> po: array<f32>; // [splits, B·KV, rows, hd]
+@group(0) @binding(2) var<storage, read> ml: array<f32>; // [splits, B·KV, rows, 2]
+@group(0) @binding(3) var<uniform> params: Params;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) ng: vec3u) {
+  let rows = params.rep * params.T;
+  let e = gid.x;
+  if (e >= rows * ${hd}u) { return; }
+  let bk = gid.y;
+  let gr = e / ${hd}u;
+  let d = e % ${hd}u;
+  let nbk = ng.y;
+  var m = -3.0e38;
+  for (var s = 0u; s < params.splits; s++) { m = max(m, ml[((s * nbk + bk) * rows + gr) * 2u]); }
+  var l = 0.0;
+  var o = 0.0;
+  for (var s = 0u; s < params.splits; s++) {
+    let base = (s * nbk + bk) * rows + gr;
+    let w = exp(ml[base * 2u] - m);
+    l += ml[base * 2u + 1u] * w;
+    o += po[base * ${hd}u + d] * w;
+  }
+  let b = bk / params.KV;
+  let h = (bk % params.KV) * params.rep + gr / params.T;
+  out[((b * params.T + gr % params.T) * params.H + h) * ${hd}u + d] = o / l;
+}`;
+}
+
+/** Validates the attention operands: q [B, H, T, hd], k/v [B, KV, past + T, hd], H a multiple of KV. */
+function attentionShapes(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, pastLength: number): void {
+  const [B, H, T, hd] = q.shape;
+  const [kb, KV, S, khd] = k.shape;
+  if (kb !== B || khd !== hd || H % KV !== 0) throw new Error(`attention: q [${q.shape.join(', ')}] and k [${k.shape.join(', ')}] must be [B, H, T, hd] and [B, KV, S, hd] with H a multiple of KV`);
+  if (v.shape.join() !== k.shape.join()) throw new Error(`attention: v [${v.shape.join(', ')}] differs from k [${k.shape.join(', ')}]`);
+  if (S !== pastLength + T) throw new Error(`attention: k has ${S} positions, expected pastLength ${pastLength} + T ${T}`);
+}
+
+/**
+ * Fused causal attention on the webgpu backend: q [B, H, T, hd] (positions past..past+T-1),
+ * k/v [B, KV, past + T, hd] → context [B·T, H·hd], scale 1/√hd. No padding mask: callers with one
+ * use attentionPlain.
+ */
+export function fusedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, pastLength: number, tiles: AttentionTiles = ATTENTION_TILES[ATTENTION_DEFAULTS.tiles]): tf.Tensor2D {
+  attentionShapes(q, k, v, pastLength);
+  const [B, H, T, hd] = q.shape;
+  const [, KV, S] = k.shape;
+  const p = planAttention(B, H, KV, T, S, hd, tiles);
+  const why = attentionUnsupported(p, tiles);
+  if (why) throw new Error(`fusedAttention (hd ${hd}, blockQ ${p.blockQ}, blockKV ${tiles.blockKV}): ${why}`);
+  const params = { T: u32(T), S: u32(S), past: u32(pastLength), rep: u32(H / KV), KV: u32(KV), H: u32(H), tilesPerSplit: u32(p.tilesPerSplit), scale: f32(1 / Math.sqrt(hd)) };
+  const split = p.splits > 1;
+  const name = 'attention';
+  const code = attentionShader(hd, p.blockQ, tiles.blockKV, tiles.workgroupSize, split);
+  if (!split) {
+    const [out] = runKernel({ name, code, inputs: [q, k, v], outputs: [{ shape: [B * T, H * hd], dtype: 'float32' }], params, workgroups: p.workgroups });
+    return out as tf.Tensor2D;
+  }
+  const [po, ml] = runKernel({
+    name,
+    code,
+    inputs: [q, k, v],
+    outputs: [{ shape: [p.splits, B * KV, p.rows, hd], dtype: 'float32' }, { shape: [p.splits, B * KV, p.rows, 2], dtype: 'float32' }],
+    params,
+    workgroups: p.workgroups,
+  });
+  try {
+    const [out] = runKernel({
+      name: 'attention-merge',
+      code: mergeShader(hd),
+      inputs: [po, ml],
+      outputs: [{ shape: [B * T, H * hd], dtype: 'float32' }],
+      params: { T: u32(T), rep: u32(H / KV), KV: u32(KV), H: u32(H), splits: u32(p.splits) },
+      workgroups: [Math.ceil((p.rows * hd) / 64), B * KV, 1],
+    });
+    return out as tf.Tensor2D;
+  } finally {
+    tf.dispose([po, ml]);
+  }
+}
+
+/** Seeded q, k, v for checks and benches (k/v cover past + T positions). */
+function attentionOperands(B: number, H: number, KV: number, T: number, past: number, hd: number, seed: number): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
+  const S = past + T;
+  return [
+    tf.tensor4d(seededNormal(B * H * T * hd, seed), [B, H, T, hd]), // [B, H, T, hd]
+    tf.tensor4d(seededNormal(B * KV * S * hd, seed + 1), [B, KV, S, hd]), // [B, KV, S, hd]
+    tf.tensor4d(seededNormal(B * KV * S * hd, seed + 2), [B, KV, S, hd]), // [B, KV, S, hd]
+  ];
+}
+
+type Shape = { B: number; H: number; KV: number; T: number; past: number; hd: number };
+const describeShape = (s: Shape) => `B=${s.B} H=${s.H} KV=${s.KV} T=${s.T} past=${s.past} hd=${s.hd}`;
+
+/** Correctness cases: GQA/MHA, odd T and hd, KV cache, decode with split keys, and the bench shapes. */
+export function attentionChecks(): KernelCheck[] {
+  const small: Shape[] = [
+    { B: 1, H: 4, KV: 2, T: 5, past: 0, hd: 8 },
+    { B: 2, H: 4, KV: 4, T: 33, past: 0, hd: 16 },
+    { B: 1, H: 6, KV: 2, T: 1, past: 40, hd: 8 },
+    { B: 1, H: 4, KV: 1, T: 7, past: 9, hd: 32 },
+    { B: 2, H: 2, KV: 1, T: 70, past: 3, hd: 20 },
+    { B: 1, H: 8, KV: 2, T: 1, past: 300, hd: 64 },
+  ];
+  const big: Shape[] = [
+    { B: 1, H: 32, KV: 8, T: 1024, past: 0, hd: 64 },
+    { B: 1, H: 32, KV: 8, T: 2048, past: 0, hd: 128 },
+    { B: 1, H: 32, KV: 8, T: 1, past: 2047, hd: 64 },
+    { B: 1, H: 32, KV: 8, T: 1, past: 2047, hd: 128 },
+    { B: 1, H: 32, KV: 8, T: 16, past: 1000, hd: 128 },
+  ];
+  const cases = [
+    ...small.map((s) => ({ s, tiles: ATTENTION_DEFAULTS.tiles, small: true })),
+    ...(Object.keys(ATTENTION_TILES) as AttentionTileName[]).map((tiles) => ({ s: small[4], tiles, small: true })),
+    ...big.map((s) => ({ s, tiles: ATTENTION_DEFAULTS.tiles, small: false })),
+  ];
+  return cases.map(({ s, tiles, small: isSmall }, i) => ({
+    kernel: 'attention',
+    name: `${describeShape(s)} tiles=${tiles}`,
+    small: isSmall,
+    async run(): Promise<CheckResult> {
+      const [q, k, v] = attentionOperands(s.B, s.H, s.KV, s.T, s.past, s.hd, 200 + 3 * i);
+      const mask = causalMask(s.T, s.past);
+      const want = attentionPlain(q, k, v, mask);
+      const { outputs, poisoned } = await runPoisoned([want.size], () => [fusedAttention(q, k, v, s.past, ATTENTION_TILES[tiles])]);
+      try {
+        return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
+      } finally {
+        tf.dispose([q, k, v, want, ...outputs, ...(mask ? [mask] : [])]);
+      }
+    },
+  }));
+}
+
+/** Prefill T = 1024/2048 at hd 64/128 and decode over S = 2048, fused against the plain ops. */
+export function attentionBenches(): KernelBench[] {
+  const shapes: [Shape, boolean][] = [
+    [{ B: 1, H: 32, KV: 8, T: 1024, past: 0, hd: 64 }, false],
+    [{ B: 1, H: 32, KV: 8, T: 1024, past: 0, hd: 128 }, false],
+    [{ B: 1, H: 32, KV: 8, T: 2048, past: 0, hd: 64 }, false],
+    [{ B: 1, H: 32, KV: 8, T: 2048, past: 0, hd: 128 }, false],
+    [{ B: 1, H: 32, KV: 8, T: 1, past: 2047, hd: 64 }, false],
+    [{ B: 1, H: 32, KV: 8, T: 1, past: 2047, hd: 128 }, false],
+    [{ B: 1, H: 4, KV: 2, T: 64, past: 0, hd: 16 }, true],
+    [{ B: 1, H: 4, KV: 2, T: 1, past: 127, hd: 16 }, true],
+  ];
+  return shapes.map(([s, small]) => ({
+    kernel: 'attention',
+    name: `${s.T === 1 ? 'decode' : 'prefill'} ${describeShape(s)}`,
+    small,
+    // QKᵀ and PV over the visible keys: T·past + T(T+1)/2 (row, key) pairs, 2 FLOPs × hd each, twice.
+    flops: 4 * s.B * s.H * s.hd * (s.T * s.past + (s.T * (s.T + 1)) / 2),
+    variants: Object.keys(ATTENTION_TILES),
+    setup(variant: string): BenchSetup {
+      const tiles = ATTENTION_TILES[variant as AttentionTileName];
+      if (!tiles) throw new Error(`attention: unknown tiles '${variant}' (choose from ${Object.keys(ATTENTION_TILES).join(', ')})`);
+      const [q, k, v] = attentionOperands(s.B, s.H, s.KV, s.T, s.past, s.hd, 9);
+      const mask = causalMask(s.T, s.past);
+      return {
+        kernel: () => fusedAttention(q, k, v, s.past, tiles),
+        plain: () => attentionPlain(q, k, v, mask),
+        dispose: () => tf.dispose([q, k, v, ...(mask ? [mask] : [])]),
+      };
+    },
+  }));
+}

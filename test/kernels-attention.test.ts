@@ -1,0 +1,44 @@
+// Fused causal attention (lib/kernels/attention.ts): launch plans everywhere; on a WebGPU adapter
+// (lavapipe here, none in CI) every small registry case against the plain ops, poisoned outputs.
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import { ATTENTION_TILES, attentionChecks, fusedAttention, planAttention } from '../lib/kernels/attention';
+import { webgpuAdapterReason } from './kernels-helpers';
+
+describe('attention plan (CPU side)', () => {
+  const t = ATTENTION_TILES.q16kv32;
+  it('prefill with many row blocks runs unsplit', () => {
+    const p = planAttention(1, 32, 8, 1024, 1024, 64, t);
+    expect(p).toMatchObject({ rows: 4096, blockQ: 16, rowBlocks: 256, splits: 1, workgroups: [256, 8, 1] });
+  });
+  it('decode splits the keys until the GPU is busy, and shrinks blockQ to the rows it has', () => {
+    const p = planAttention(1, 32, 8, 1, 2048, 64, t);
+    expect(p.blockQ).toBe(4); // rep·T = 4 rows per KV head
+    expect(p.splits * p.tilesPerSplit).toBeGreaterThanOrEqual(2048 / 32);
+    expect(p.workgroups).toEqual([1, 8, p.splits]);
+    expect(p.splits).toBe(32); // ceil(264 / 8) = 33 ranges wanted: 2 tiles each covers the 64 tiles in 32
+  });
+  it('needs at most 32 KiB of workgroup memory at hd 128 with the default tiles', () => {
+    expect(planAttention(1, 32, 8, 2048, 2048, 128, t).sharedBytes).toBeLessThanOrEqual(32768);
+  });
+});
+
+const reason = await webgpuAdapterReason();
+
+describe.skipIf(reason !== null)('fused attention on webgpu', () => {
+  for (const c of attentionChecks().filter((c) => c.small)) {
+    it(`${c.name}: max relative error < 1e-5 with poisoned output, no leaks`, async () => {
+      const before = tf.memory().numTensors;
+      const r = await c.run();
+      expect(r.poisoned).toBe(true);
+      expect(r.error).toBeLessThan(r.tolerance);
+      expect(tf.memory().numTensors).toBe(before);
+    });
+  }
+  it('names inconsistent cache lengths', () => {
+    const q = tf.zeros([1, 2, 3, 8]) as tf.Tensor4D;
+    const k = tf.zeros([1, 1, 5, 8]) as tf.Tensor4D;
+    expect(() => fusedAttention(q, k, k, 1)).toThrow(/k has 5 positions, expected pastLength 1 \+ T 3/);
+    tf.dispose([q, k]);
+  });
+});
