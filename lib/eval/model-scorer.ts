@@ -1,10 +1,12 @@
 // The Scorer over a kit model: batches run through the transformer's forward (with the padding
 // mask when a batch is padded; the model's own activation quantization applies inside forward),
-// on whatever backend tfjs is on, with batches bounded by the model's attention-score size.
+// on whatever backend tfjs is on, with batches bounded by the model's attention-score size and by
+// the device's largest buffer binding.
 import { forward } from '../models/transformer';
+import { maxTensorElements } from '../runtime/backend';
 import type { Model } from '../models/types';
 import { blockWidths } from '../models/weights';
-import { type LogitsFn, type ScorerOptions, TensorScorer } from './scorer';
+import { type LogitsFn, SCORER_DEFAULTS, type ScorerOptions, TensorScorer } from './scorer';
 
 /** The model's logits function for a TensorScorer: forward() with the padding mask when there is one. */
 export function modelLogitsFn(model: Model): LogitsFn {
@@ -20,5 +22,8 @@ export function maxHeads(model: Model): number {
 
 /** A Scorer whose sequences are at most maxLength tokens (default: the model's context, config.maxPositions). */
 export function modelScorer(model: Model, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): TensorScorer {
-  return new TensorScorer(modelLogitsFn(model), model.config.vocabSize, maxLength, { heads: maxHeads(model), ...opts });
+  // The [B, T, V] logits and [B·heads, T, T] scores must each fit one GPU buffer binding.
+  const cap = maxTensorElements();
+  const bounds = { maxLogitElements: Math.min(SCORER_DEFAULTS.maxLogitElements, cap), maxAttentionElements: Math.min(SCORER_DEFAULTS.maxAttentionElements, cap) };
+  return new TensorScorer(modelLogitsFn(model), model.config.vocabSize, maxLength, { heads: maxHeads(model), ...bounds, ...opts });
 }

@@ -119,8 +119,32 @@ async function registerWebGPU(): Promise<void> {
         maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
       },
     });
+    failOnGpuErrors(device);
     return new WebGPUBackend(device, adapter.info);
   });
+}
+
+/**
+ * Dawn reports validation and out-of-memory errors asynchronously ("uncaptured"), and tfjs never
+ * looks: the work then silently yields garbage (NaN log-likelihoods, wrong perplexities). Any such
+ * error ends the process with its message, before a wrong number can reach a result row.
+ */
+function failOnGpuErrors(device: GPUDevice): void {
+  device.addEventListener('uncapturederror', (e) => {
+    const err = (e as GPUUncapturedErrorEvent).error;
+    console.error(`fatal WebGPU ${err.constructor.name}: ${err.message}\n(the process stops: results computed after this error would be wrong)`);
+    process.exit(70);
+  });
+}
+
+/**
+ * Most float32 elements one tensor may hold on the current backend: one storage-buffer binding on
+ * WebGPU (device limit; 128 MiB on some drivers), unbounded elsewhere. Batching code bounds its
+ * largest intermediates (attention scores, logits) by this.
+ */
+export function maxTensorElements(): number {
+  const device = webgpuDevice();
+  return device ? Math.floor(device.limits.maxStorageBufferBindingSize / 4) : Infinity;
 }
 
 /** The WebGPU device tfjs runs on (custom kernels share it), or null on other backends. */

@@ -1,0 +1,39 @@
+// A WebGPU validation error must stop the process (Dawn reports it asynchronously and tfjs would
+// otherwise return garbage), and batching must respect the device's largest buffer binding.
+// Needs a WebGPU adapter (lavapipe or a GPU); skips with the reason elsewhere (CI has none).
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { modelScorer } from '../lib/eval/model-scorer';
+import { disposeModel } from '../lib/models/load';
+import { randomModel } from '../lib/models/random';
+import { maxTensorElements } from '../lib/runtime';
+import { webgpuAdapterReason } from './kernels-helpers';
+
+const reason = await webgpuAdapterReason();
+
+describe.skipIf(reason !== null)('WebGPU errors and limits', () => {
+  it('an oversized binding ends the process with the error instead of a wrong value', async () => {
+    const script = path.resolve('test/fixtures/scripts/gpu-overflow.ts');
+    const run = promisify(execFile)(process.execPath, ['--import', 'tsx', script], { cwd: process.cwd() });
+    const err = (await run.then(() => null, (e) => e)) as { code: number; stderr: string; stdout: string } | null;
+    expect(err, 'the process should have failed').not.toBeNull();
+    expect(err!.code).toBe(70);
+    expect(err!.stderr).toMatch(/fatal WebGPU .*Error/);
+    expect(err!.stdout).not.toMatch(/value/);
+  });
+
+  it('the model scorer bounds logits and attention scores by the binding size', () => {
+    const cap = maxTensorElements();
+    expect(Number.isFinite(cap) && cap > 0).toBe(true);
+    const model = randomModel({ model_type: 'llama', hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2, vocab_size: 32, max_position_embeddings: 64 });
+    try {
+      const s = modelScorer(model);
+      expect(s.opts.maxLogitElements).toBeLessThanOrEqual(cap);
+      expect(s.opts.maxAttentionElements).toBeLessThanOrEqual(cap);
+    } finally {
+      disposeModel(model);
+    }
+  });
+});
