@@ -5,8 +5,10 @@
 // head) for the compression methods, batched forward with padding masks, and KV-cache generation.
 import * as tf from '@tensorflow/tfjs';
 import { mulberry32 } from '../rng';
-import { meanRows, softmaxRows } from '../runtime/rows';
+import { meanRows } from '../runtime/rows';
 import { actQuantHook } from '../quant/act';
+import { attentionPlain } from '../kernels/attention';
+import { kernelAttention, kernelLinear, kernelMatMulT } from '../kernels';
 import { ARCHS, linearName } from './arch';
 import type { LinearInputHook, Model, ModelConfig } from './types';
 import { blockWidths, hasFinalNorm } from './weights';
@@ -14,6 +16,7 @@ import { blockWidths, hasFinalNorm } from './weights';
 export interface ForwardOptions {
   attentionMask?: tf.Tensor2D; // [B, T] 1 = real token, 0 = padding (right padding for scoring)
   onLinearInput?: LinearInputHook; // observe or replace each linear's input [tokens, in] (after the model's activation quantization)
+  kernels?: boolean; // allow the custom WGSL kernels where the kernel policy is on (lib/kernels); inference only: no gradients. Default false
 }
 
 /** Additive mask value for disallowed keys: large but finite, so fully masked rows stay finite. */
@@ -27,6 +30,8 @@ interface Step {
   mask: tf.Tensor4D | null; // [B|1, 1, T, S] additive, null when nothing is masked
   rope: { cos: tf.Tensor2D; sin: tf.Tensor2D } | null; // [T, headDim] each (LLaMA)
   hook?: LinearInputHook;
+  kernels: boolean; // the caller allows custom kernels (lib/kernels decides whether they run)
+  padded: boolean; // a padding mask applies (the fused attention handles only the causal mask)
 }
 
 interface KV {
@@ -53,16 +58,19 @@ function headWeightName(config: ModelConfig): string {
   return config.tieWordEmbeddings ? spec.embedTokens : spec.lmHead;
 }
 
-/** y = x Wᵀ + b for x [N, in], W [out, in]; the hook sees (and may replace) x. */
-function linear(model: Model, name: string, x: tf.Tensor2D, hook?: LinearInputHook): tf.Tensor2D {
+/** y = x Wᵀ + b for x [N, in], W [out, in]; the hook sees (and may replace) x. With `kernels`, a
+ * packed (quantized) or dense kernel may run instead of tfjs's matMul (lib/kernels kernelLinear). */
+function linear(model: Model, name: string, x: tf.Tensor2D, hook: LinearInputHook | undefined, kernels: boolean): tf.Tensor2D {
   let input = x;
   if (hook) {
     const r = hook(name, x);
     if (r) input = r;
   }
+  const b = model.weights.get(name.replace(/\.weight$/, '.bias'));
+  const fast = kernels ? kernelLinear(model, name, input, b) : null; // [N, out]
+  if (fast) return fast;
   const w = weight(model, name) as tf.Tensor2D;
   const y = tf.matMul(input, w, false, true); // [N, out]
-  const b = model.weights.get(name.replace(/\.weight$/, '.bias'));
   return (b ? tf.add(y, b) : y) as tf.Tensor2D;
 }
 
@@ -156,7 +164,8 @@ function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor
 function makeStep(model: Model, B: number, T: number, past: number, opts: ForwardOptions): Step {
   const mask = buildMask(B, T, past, opts.attentionMask);
   try {
-    return { pastLength: past, mask, rope: model.config.arch === 'llama' ? ropeTables(model.config, past, T) : null, hook: opts.onLinearInput };
+    const rope = model.config.arch === 'llama' ? ropeTables(model.config, past, T) : null;
+    return { pastLength: past, mask, rope, hook: opts.onLinearInput, kernels: opts.kernels ?? false, padded: !!opts.attentionMask };
   } catch (e) {
     mask?.dispose();
     throw e;
@@ -245,7 +254,6 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
   const H = widths.numHeads;
   const KVH = widths.numKvHeads;
   const hd = c.headDim;
-  const rep = H / KVH;
   const p = spec.blockPrefix(i);
   const lin = (short: string) => linearName(c.arch, i, short);
   const pre = c.arch !== 'opt' || c.doLayerNormBefore;
@@ -255,9 +263,9 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
     const h = (pre ? norm(model, `${p}${spec.norms.attn}`, x) : x) as tf.Tensor3D;
     const h2 = tf.reshape(h, [B * T, D]) as tf.Tensor2D; // [tokens, D]
     const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
-    let q = heads(linear(model, lin(spec.attention.q), h2, hook), H); // [B, H, T, hd]
-    let k = heads(linear(model, lin(spec.attention.k), h2, hook), KVH); // [B, KV, T, hd]
-    let v = heads(linear(model, lin(spec.attention.v), h2, hook), KVH); // [B, KV, T, hd]
+    let q = heads(linear(model, lin(spec.attention.q), h2, hook, step.kernels), H); // [B, H, T, hd]
+    let k = heads(linear(model, lin(spec.attention.k), h2, hook, step.kernels), KVH); // [B, KV, T, hd]
+    let v = heads(linear(model, lin(spec.attention.v), h2, hook, step.kernels), KVH); // [B, KV, T, hd]
     if (step.rope) {
       q = applyRope(q, step.rope);
       k = applyRope(k, step.rope);
@@ -266,18 +274,9 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
       k = tf.concat([past.k, k], 2);
       v = tf.concat([past.v, v], 2);
     }
-    const S = k.shape[2];
-    // Grouped-query attention without copying K/V: the rep query heads of a KV head are
-    // consecutive, so [B, H, T, hd] regroups as [B·KV, rep·T, hd].
-    const q3 = tf.reshape(q, [B * KVH, rep * T, hd]);
-    const k3 = tf.reshape(k, [B * KVH, S, hd]);
-    const v3 = tf.reshape(v, [B * KVH, S, hd]);
-    let scores: tf.Tensor = tf.mul(tf.matMul(q3, k3, false, true), 1 / Math.sqrt(hd)); // [B·KV, rep·T, S]
-    if (step.mask) scores = tf.add(tf.reshape(scores, [B, H, T, S]), step.mask);
-    const probs = tf.reshape(softmaxRows(scores), [B * KVH, rep * T, S]);
-    const ctx = tf.matMul(probs, v3); // [B·KV, rep·T, hd]
-    const merged = tf.reshape(tf.transpose(tf.reshape(ctx, [B, H, T, hd]), [0, 2, 1, 3]), [B * T, H * hd]) as tf.Tensor2D;
-    const attnOut = tf.reshape(linear(model, lin(spec.attention.o), merged, hook), [B, T, D]);
+    // The fused kernel applies the causal mask itself: with a padding mask, the plain ops run.
+    const merged = (step.kernels && !step.padded ? kernelAttention(q, k, v, step.pastLength) : null) ?? attentionPlain(q, k, v, step.mask); // [B·T, H·hd]
+    const attnOut = tf.reshape(linear(model, lin(spec.attention.o), merged, hook, step.kernels), [B, T, D]);
     let r: tf.Tensor = tf.add(x, attnOut);
     if (!pre) r = norm(model, `${p}${spec.norms.attn}`, r);
     // --- MLP ---
@@ -287,11 +286,11 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
     if (spec.mlp.inputs.length === 2) {
       // gated (SwiGLU): act(gate(x)) · up(x)
       const [gate, up] = spec.mlp.inputs;
-      inner = tf.mul(activation(c, linear(model, lin(gate), m2, hook)), linear(model, lin(up), m2, hook)) as tf.Tensor2D;
+      inner = tf.mul(activation(c, linear(model, lin(gate), m2, hook, step.kernels)), linear(model, lin(up), m2, hook, step.kernels)) as tf.Tensor2D;
     } else {
-      inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, hook)) as tf.Tensor2D;
+      inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, hook, step.kernels)) as tf.Tensor2D;
     }
-    const down = tf.reshape(linear(model, lin(spec.mlp.down), inner, hook), [B, T, D]);
+    const down = tf.reshape(linear(model, lin(spec.mlp.down), inner, hook, step.kernels), [B, T, D]);
     let y: tf.Tensor = tf.add(r, down);
     if (!pre) y = norm(model, `${p}${spec.norms.mlp}`, y);
     return { y: y as tf.Tensor3D, kv: { k, v } };
@@ -313,8 +312,8 @@ export function runBlock(model: Model, i: number, x: tf.Tensor3D, opts: ForwardO
   }
 }
 
-/** Final norm, OPT's project_out and the LM head: x [B, T, D] → logits [B, T, V]. */
-export function head(model: Model, x: tf.Tensor3D): tf.Tensor3D {
+/** Final norm, OPT's project_out and the LM head: x [B, T, D] → logits [B, T, V] (`kernels`: the LM head may run on the fp32 GEMM kernel). */
+export function head(model: Model, x: tf.Tensor3D, kernels = false): tf.Tensor3D {
   const c = model.config;
   const spec = ARCHS[c.arch];
   const [B, T, D] = x.shape;
@@ -327,7 +326,7 @@ export function head(model: Model, x: tf.Tensor3D): tf.Tensor3D {
     }
     const h2 = tf.reshape(h, [B * T, width]) as tf.Tensor2D;
     const blocks = rowBlocks(model, headWeightName(c));
-    const parts = blocks.map((w) => tf.matMul(h2, w, false, true)); // [tokens, rows_i]
+    const parts = blocks.map((w) => (kernels ? kernelMatMulT(h2, w) : null) ?? tf.matMul(h2, w, false, true)); // [tokens, rows_i]
     const logits = parts.length === 1 ? parts[0] : tf.concat(parts, 1);
     return tf.reshape(logits, [B, T, c.vocabSize]) as tf.Tensor3D;
   });
@@ -347,7 +346,7 @@ export function forward(model: Model, ids: tf.Tensor2D, opts: ForwardOptions = {
       x.dispose();
       x = y;
     }
-    return head(model, x);
+    return head(model, x, step.kernels);
   } finally {
     x?.dispose();
     disposeStep(step);
@@ -367,6 +366,8 @@ export interface GenerateOptions {
   stopAtEos?: boolean;
   /** Called with each new token as it is produced. */
   onToken?: (id: number) => void;
+  /** Allow the custom WGSL kernels where the kernel policy is on (lib/kernels). */
+  kernels?: boolean;
 }
 
 export const GENERATE_DEFAULTS: Required<Omit<GenerateOptions, 'onToken'>> = {
@@ -375,6 +376,7 @@ export const GENERATE_DEFAULTS: Required<Omit<GenerateOptions, 'onToken'>> = {
   temperature: 1.0, // plain softmax sampling
   seed: 0, // fixed so that sampled runs repeat
   stopAtEos: true, // as llama2.c and transformers' generate
+  kernels: true, // generation is inference: kernels run whenever the policy (default off) turns them on
 };
 
 /**
@@ -401,7 +403,7 @@ export async function generate(model: Model, prompt: readonly number[], opts: Ge
       // [next id, k0, v0, k1, v1, …]: the new cache leaves the scope, everything else is freed.
       const result = tf.tidy((): tf.Tensor[] => {
         const ids = tf.tensor2d(input, [1, T], 'int32');
-        const step = makeStep(model, 1, T, past, {});
+        const step = makeStep(model, 1, T, past, { kernels: o.kernels });
         let x = embed(model, ids, { pastLength: past });
         const kvs: KV[] = [];
         for (let i = 0; i < c.numLayers; i++) {
@@ -411,7 +413,7 @@ export async function generate(model: Model, prompt: readonly number[], opts: Ge
         }
         disposeStep(step);
         const last = tf.slice(x, [0, T - 1, 0], [1, 1, c.hiddenSize]) as tf.Tensor3D;
-        let logits = tf.reshape(head(model, last), [V]);
+        let logits = tf.reshape(head(model, last, o.kernels), [V]);
         if (noise) logits = tf.add(tf.div(logits, o.temperature), tf.tensor1d(noise));
         return [tf.argMax(logits), ...kvs.flatMap((kv) => [kv.k, kv.v])];
       });

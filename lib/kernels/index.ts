@@ -1,0 +1,145 @@
+// When the model engine uses the custom WGSL kernels instead of tfjs ops, and the registries of
+// their correctness checks and benchmarks (scripts/check-kernels.ts, scripts/bench-kernels.ts).
+//
+// A kernel runs only when all of these hold:
+//   1. the caller allows it: forward(..., { kernels: true }) — inference paths only (the scorer,
+//      generate); training and the compression methods (tf.grad) never ask, as the kernels have
+//      no gradients;
+//   2. the policy is on: setKernels({ mode: 'auto' }) / withKernels(...), or LLMCB_KERNELS=auto in
+//      the environment; default 'off', so the plain tfjs path is what runs unless asked;
+//   3. the backend is webgpu, no gradient tape is recording, and the kernel supports the shape on
+//      this device (else the tfjs op runs: the fallback is per call, never an error).
+// The policy lives in tfjs's environment flags (one per process, like tfjs's own settings).
+import * as tf from '@tensorflow/tfjs';
+import type { Model } from '../models/types';
+import { webgpuDevice } from '../runtime/backend';
+import { ATTENTION_TILES, attentionBenches, attentionChecks, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
+import type { KernelBench, KernelCheck } from './cases';
+import { GEMM_TILES, gemm, gemmBenches, gemmChecks, gemmUnsupported, planGemm, type GemmTileName } from './gemm';
+import { w8a8Benches, w8a8Checks, weightOnlyBenches, weightOnlyChecks } from './quant-cases';
+import { quantLinear } from './quant-linear';
+
+export type KernelMode = 'auto' | 'off';
+
+export interface KernelPolicy {
+  mode: KernelMode; // 'auto': kernels where allowed and supported; 'off': tfjs ops everywhere
+  gemm: GemmTileName | 'off'; // tiles of the fp32 linear GEMM, or 'off' to keep tfjs's matMul
+  attention: AttentionTileName | 'off'; // tiles of the fused attention, or 'off'
+  gemmMinRows: number; // linears with fewer input rows (decode) keep tfjs's matMul
+}
+
+export const KERNEL_DEFAULTS: KernelPolicy = {
+  mode: 'off', // plain tfjs unless an entry point turns kernels on
+  gemm: '128x128', // see scripts/bench-kernels.ts --tiles for the device's best
+  attention: 'q16kv32',
+  gemmMinRows: 64, // a 64-row tile would be mostly idle below this; tfjs has a GEMV path
+};
+
+const FLAGS = { mode: 'LLMCB_KERNELS', gemm: 'LLMCB_KERNEL_GEMM', attention: 'LLMCB_KERNEL_ATTENTION', gemmMinRows: 'LLMCB_KERNEL_GEMM_MIN_ROWS' } as const;
+
+function ensureFlags(): void {
+  const env = tf.env();
+  if ((env as unknown as { flagRegistry: Record<string, unknown> }).flagRegistry[FLAGS.mode]) return;
+  env.registerFlag(FLAGS.mode, () => parseMode(process.env.LLMCB_KERNELS ?? KERNEL_DEFAULTS.mode));
+  env.registerFlag(FLAGS.gemm, () => KERNEL_DEFAULTS.gemm);
+  env.registerFlag(FLAGS.attention, () => KERNEL_DEFAULTS.attention);
+  env.registerFlag(FLAGS.gemmMinRows, () => KERNEL_DEFAULTS.gemmMinRows);
+}
+
+export function parseMode(s: string): KernelMode {
+  if (s === 'auto' || s === 'off') return s;
+  throw new Error(`kernel mode '${s}' (choose auto or off)`);
+}
+
+/** The current kernel policy. */
+export function kernelPolicy(): KernelPolicy {
+  ensureFlags();
+  const env = tf.env();
+  return {
+    mode: env.get(FLAGS.mode) as KernelMode,
+    gemm: env.get(FLAGS.gemm) as KernelPolicy['gemm'],
+    attention: env.get(FLAGS.attention) as KernelPolicy['attention'],
+    gemmMinRows: env.getNumber(FLAGS.gemmMinRows),
+  };
+}
+
+/** Sets (part of) the policy; returns the previous one. */
+export function setKernels(p: Partial<KernelPolicy>): KernelPolicy {
+  const prev = kernelPolicy();
+  if (p.mode !== undefined) parseMode(p.mode);
+  if (p.gemm !== undefined && p.gemm !== 'off' && !(p.gemm in GEMM_TILES)) throw new Error(`gemm tiles '${p.gemm}' (choose off or ${Object.keys(GEMM_TILES).join(', ')})`);
+  if (p.attention !== undefined && p.attention !== 'off' && !(p.attention in ATTENTION_TILES)) throw new Error(`attention tiles '${p.attention}' (choose off or ${Object.keys(ATTENTION_TILES).join(', ')})`);
+  if (p.gemmMinRows !== undefined && !(Number.isInteger(p.gemmMinRows) && p.gemmMinRows >= 1)) throw new Error(`gemmMinRows must be a positive integer, got ${p.gemmMinRows}`);
+  for (const [k, v] of Object.entries(p)) if (v !== undefined) tf.env().set(FLAGS[k as keyof KernelPolicy], v);
+  return prev;
+}
+
+/** Runs fn under the policy p (merged into the current one) and restores the previous policy. */
+export async function withKernels<T>(p: Partial<KernelPolicy>, fn: () => T | Promise<T>): Promise<T> {
+  const prev = setKernels(p);
+  try {
+    return await fn();
+  } finally {
+    setKernels(prev);
+  }
+}
+
+/** True when kernels may run now: policy 'auto', the webgpu backend, and no gradient tape recording. */
+export function kernelsActive(): boolean {
+  if (kernelPolicy().mode !== 'auto' || !webgpuDevice()) return false;
+  return !(tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
+}
+
+/**
+ * The linear y = x Wᵀ (+ b) on a kernel, or null to use tfjs's matMul: a packed (quantized) weight
+ * (Model.packedLinears) runs its W8A8 or weight-only kernel; a dense one the fp32 GEMM when x has
+ * at least gemmMinRows rows. Call only where kernels are allowed (see the header).
+ */
+export function kernelLinear(model: Model, name: string, x: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
+  if (!kernelsActive()) return null;
+  const packed = model.packedLinears?.get(name);
+  if (packed) return quantLinear(packed, x, bias);
+  const w = model.weights.get(name) as tf.Tensor2D | undefined;
+  return w ? kernelMatMulT(x, w, bias) : null;
+}
+
+/** x [N, in] · W [out, in]ᵀ (+ bias) on the fp32 GEMM kernel, or null to use tfjs's matMul (policy, size, device). */
+export function kernelMatMulT(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
+  if (!kernelsActive()) return null;
+  const p = kernelPolicy();
+  if (p.gemm === 'off' || x.shape[0] < p.gemmMinRows) return null;
+  const tiles = GEMM_TILES[p.gemm];
+  if (gemmUnsupported(tiles, planGemm(x.shape[0], x.shape[1], w.shape[0], tiles))) return null;
+  return gemm(x, w, bias, tiles);
+}
+
+/**
+ * Causal attention of new positions pastLength.. on the fused kernel → [B·T, H·hd], or null to use
+ * attentionPlain (policy off, unsupported shape). Padding masks are the caller's to exclude.
+ */
+export function kernelAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, pastLength: number): tf.Tensor2D | null {
+  if (!kernelsActive()) return null;
+  const p = kernelPolicy();
+  if (p.attention === 'off') return null;
+  const tiles = ATTENTION_TILES[p.attention];
+  const [B, H, T, hd] = q.shape;
+  const plan = planAttention(B, H, k.shape[1], T, k.shape[2], hd, tiles);
+  if (attentionUnsupported(plan, tiles)) return null;
+  return fusedAttention(q, k, v, pastLength, tiles);
+}
+
+/** Correctness checks by kernel (scripts/check-kernels.ts); each kernel file contributes its cases. */
+export const KERNEL_CHECKS = {
+  gemm: gemmChecks,
+  attention: attentionChecks,
+  w8a8: w8a8Checks,
+  weightOnly: weightOnlyChecks,
+} satisfies Record<string, () => KernelCheck[]>;
+
+/** Benchmarks against the plain tfjs op by kernel (scripts/bench-kernels.ts). */
+export const KERNEL_BENCHES = {
+  gemm: gemmBenches,
+  attention: attentionBenches,
+  w8a8: w8a8Benches,
+  weightOnly: weightOnlyBenches,
+} satisfies Record<string, () => KernelBench[]>;

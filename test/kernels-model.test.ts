@@ -1,0 +1,75 @@
+// The kernel policy (lib/kernels/index.ts) and the model engine with kernels on: plain path
+// unchanged by default, logits and greedy tokens of a small GQA LLaMA equal to the plain path's on
+// a WebGPU adapter (lavapipe here; skipped without one), plain ops under a gradient tape.
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { kernelMatMulT, kernelPolicy, setKernels, withKernels, KERNEL_DEFAULTS } from '../lib/kernels';
+import { maxRelError } from '../lib/kernels/cases';
+import { disposeModel } from '../lib/models/load';
+import { randomModel } from '../lib/models/random';
+import { forward, generate } from '../lib/models/transformer';
+import type { Model } from '../lib/models/types';
+import { webgpuAdapterReason } from './kernels-helpers';
+
+describe('kernel policy', () => {
+  it("defaults to 'off' and restores the previous policy after withKernels", async () => {
+    expect(kernelPolicy()).toEqual(KERNEL_DEFAULTS);
+    const inside = await withKernels({ mode: 'auto', gemm: '64x64' }, () => kernelPolicy());
+    expect(inside).toMatchObject({ mode: 'auto', gemm: '64x64' });
+    expect(kernelPolicy()).toEqual(KERNEL_DEFAULTS);
+  });
+  it('rejects unknown modes and tiles by name', () => {
+    expect(() => setKernels({ mode: 'on' as 'auto' })).toThrow(/kernel mode 'on'/);
+    expect(() => setKernels({ gemm: '7x7' as 'off' })).toThrow(/gemm tiles '7x7'/);
+    expect(kernelPolicy()).toEqual(KERNEL_DEFAULTS);
+  });
+});
+
+const reason = await webgpuAdapterReason();
+
+describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
+  let model: Model;
+  beforeAll(() => {
+    model = randomModel(
+      { model_type: 'llama', hidden_size: 128, intermediate_size: 200, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 300, max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2 },
+      { seed: 3, dist: 'uniform', name: 'tiny-gqa' },
+    );
+  });
+  afterAll(() => disposeModel(model));
+  const ids = () => tf.tensor2d(Array.from({ length: 2 * 37 }, (_, i) => (i * 31) % 300), [2, 37], 'int32');
+
+  it('forward logits match the plain path (GEMM on every linear and the head, fused attention), no leaks', async () => {
+    const x = ids();
+    const plain = forward(model, x);
+    const before = tf.memory().numTensors;
+    const fused = await withKernels({ mode: 'auto', gemmMinRows: 1 }, () => forward(model, x, { kernels: true }));
+    expect(tf.memory().numTensors).toBe(before + 1);
+    expect(await maxRelError(fused, plain)).toBeLessThan(1e-5);
+    tf.dispose([x, plain, fused]);
+  });
+
+  it('generate (KV cache, split-key decode) gives the plain path greedy tokens', async () => {
+    const prompt = Array.from({ length: 11 }, (_, i) => 3 + i);
+    const plain = await generate(model, prompt, { maxNewTokens: 8, stopAtEos: false, kernels: false });
+    const fused = await withKernels({ mode: 'auto', gemmMinRows: 1 }, () => generate(model, prompt, { maxNewTokens: 8, stopAtEos: false }));
+    expect(fused).toEqual(plain);
+  });
+
+  it('keeps tfjs ops while a gradient tape records (kernels have no gradients)', async () => {
+    const w = tf.randomNormal([8, 16]) as tf.Tensor2D;
+    const x = tf.randomNormal([80, 16]) as tf.Tensor2D;
+    await withKernels({ mode: 'auto', gemmMinRows: 1 }, async () => {
+      const onTape: boolean[] = [];
+      const g = tf.grad((a: tf.Tensor) => {
+        const y = kernelMatMulT(a as tf.Tensor2D, w);
+        onTape.push(y !== null);
+        return tf.sum(y ?? tf.matMul(a, w, false, true));
+      })(x);
+      expect(onTape).toEqual([false]);
+      const direct = kernelMatMulT(x, w);
+      expect(direct).not.toBeNull();
+      tf.dispose([g, direct!]);
+    });
+    tf.dispose([w, x]);
+  });
+});
