@@ -3,11 +3,20 @@
 // eligibility rules. On a WebGPU adapter (lavapipe here; none in CI, where the GPU part skips
 // with the reason): every small registry case with poisoned outputs, and leak checks.
 import * as tf from '@tensorflow/tfjs';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { packI8Rows, packLinears, padRowsToWords, w8a8Unsupported, weightOnlyUnsupported } from '../lib/kernels/packed-linear';
+import { withKernels } from '../lib/kernels';
+import { attachPackedLinears, packI8Rows, packLinears, padRowsToWords, w8a8Unsupported, weightOnlyUnsupported } from '../lib/kernels/packed-linear';
+import { maxRelError } from '../lib/kernels/cases';
 import { int8MatmulRef, quantizeActRef, randomI8, unpackI8, w8a8Checks, weightOnlyChecks } from '../lib/kernels/quant-cases';
 import { absmaxQuantizeMatrix, actQuantDefaults, quantizeActPerToken } from '../lib/quant/act';
-import { packCodes } from '../lib/quant/pack';
+import { METHODS } from '../lib/methods';
+import { disposeModel, loadModel } from '../lib/models/load';
+import { forward } from '../lib/models/transformer';
+import type { Model } from '../lib/models/types';
+import { packCodes, savePacked } from '../lib/quant/pack';
 import { quantizeMatrix } from '../lib/quant/quantizer';
 import { webgpuAdapterReason } from './kernels-helpers';
 
@@ -76,4 +85,85 @@ describe.skipIf(reason !== null)('quantized kernels on webgpu', () => {
       expect(tf.memory().numTensors).toBe(before);
     });
   }
+});
+
+const ckpt = path.resolve(__dirname, '..', 'models/stories260K/stories260K.bin');
+
+/** max |a − b| over two logit tensors. */
+async function maxDiff(a: tf.Tensor, b: tf.Tensor): Promise<number> {
+  const [x, y] = (await Promise.all([a.data(), b.data()])) as Float32Array[];
+  return x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i])), 0);
+}
+
+/** Logits of ids [1, T] without kernels, and with every kernel the policy allows. */
+async function logitsBoth(model: Model, ids: tf.Tensor2D): Promise<{ plain: tf.Tensor; kernels: tf.Tensor }> {
+  const plain = forward(model, ids);
+  const kernels = await withKernels({ mode: 'auto' }, () => forward(model, ids, { kernels: true }));
+  return { plain, kernels };
+}
+
+describe.skipIf(reason !== null)('quantized models with kernels on (stories260K)', () => {
+  const ids = () => tf.tensor2d([[1, 403, 407, 261, 378, 425, 277, 261, 1144 % 512, 30, 84, 268]], [1, 12], 'int32');
+
+  // "Within the quantization's own tolerance": the kernels may differ from the fake-quantized
+  // model only by fp32 summation order (and a rare activation code at a rounding tie), far less
+  // than quantization itself moves the logits away from the fp32 model.
+  for (const spec of [
+    { label: 'W4 g32 asym weight-only (RTN)', opts: { bits: 4, groupSize: 32, sym: false, groupRemainder: 'partial' as const }, act: false },
+    { label: 'W8A8 per-channel / per-token (RTN W8 sym + per-token INT8 activations)', opts: { bits: 8, groupSize: -1, sym: true }, act: true },
+  ]) {
+    it(`${spec.label}: logits with kernels match the fake-quantized model's`, async () => {
+      const before = tf.memory().numTensors;
+      const model = await loadModel(ckpt);
+      const x = ids();
+      try {
+        const fp32 = forward(model, x);
+        const r = await METHODS.rtn.compress(model, null, spec.opts);
+        if (spec.act) model.actQuant = actQuantDefaults;
+        const skipped = attachPackedLinears(model, packLinears(r.quantized, model.actQuant));
+        expect([...skipped]).toEqual([]);
+        expect([...model.packedLinears!.values()].every((p) => p.kind === (spec.act ? 'w8a8' : 'wq'))).toBe(true);
+        const { plain, kernels } = await logitsBoth(model, x);
+        const quantEffect = await maxDiff(plain, fp32);
+        const kernelDiff = await maxDiff(kernels, plain);
+        expect(quantEffect).toBeGreaterThan(0);
+        expect(kernelDiff).toBeGreaterThan(0); // the kernels ran (another summation order), not the fallback
+        expect(kernelDiff).toBeLessThan(0.02 * quantEffect);
+        tf.dispose([fp32, plain, kernels]);
+      } finally {
+        x.dispose();
+        disposeModel(model);
+      }
+      expect(tf.memory().numTensors).toBe(before);
+    });
+  }
+
+  it('a packed W4 directory loaded with packedLinears runs the kernels from its on-disk codes', async () => {
+    const before = tf.memory().numTensors;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-kq-'));
+    const model = await loadModel(ckpt);
+    const x = ids();
+    try {
+      const r = await METHODS.rtn.compress(model, null, { bits: 4, groupSize: 32, groupRemainder: 'partial' });
+      await savePacked(model, r.quantized, dir, { method: 'rtn', methodConfig: r.config, calib: 'none', actQuant: null });
+      const loaded = await loadModel(dir, { packedLinears: true });
+      try {
+        expect(loaded.packedLinears!.size).toBe(r.quantized.size);
+        const { plain, kernels } = await logitsBoth(loaded, x);
+        const fake = forward(model, x);
+        expect(await maxDiff(plain, fake)).toBe(0); // dequantized at load = the fake-quantized weights
+        const err = await maxRelError(kernels, plain);
+        expect(err).toBeGreaterThan(0); // the kernels ran
+        expect(err).toBeLessThan(1e-4);
+        tf.dispose([plain, kernels, fake]);
+      } finally {
+        disposeModel(loaded);
+      }
+    } finally {
+      x.dispose();
+      disposeModel(model);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
 });

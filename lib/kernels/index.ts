@@ -103,6 +103,14 @@ export function kernelLinear(model: Model, name: string, x: tf.Tensor2D, bias?: 
   return w ? kernelMatMulT(x, w, bias) : null;
 }
 
+/**
+ * True when kernelLinear would run the W8A8 kernel for this linear now: that kernel quantizes its
+ * input per token itself, so the model's fake activation quantization must not run before it.
+ */
+export function kernelQuantizesInput(model: Model, name: string): boolean {
+  return model.packedLinears?.get(name)?.kind === 'w8a8' && kernelsActive();
+}
+
 /** x [N, in] · W [out, in]ᵀ (+ bias) on the fp32 GEMM kernel, or null to use tfjs's matMul (policy, size, device). */
 export function kernelMatMulT(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
   if (!kernelsActive()) return null;

@@ -8,8 +8,8 @@ import { seededNormal } from '../runtime/bench';
 import { dequantizeMatrix, quantizeMatrix, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
 import { maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { gpuBuffer } from './gpu';
-import { packI8Rows, packW8A8, packWeightOnly, type PackedW8A8 } from './packed-linear';
-import { INT8_TILES, int8GemmDequant, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8TileName } from './w8a8';
+import { packI8Rows, packW8A8, packWeightOnly, weightOnlyFromRows, type PackedLinear, type PackedW8A8 } from './packed-linear';
+import { INT8_DEFAULTS, INT8_TILES, int8GemmDequant, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8TileName } from './w8a8';
 import { dequantizeWeightOnly, WEIGHT_ONLY_DEFAULTS, weightOnlyLinear } from './wq-gemm';
 
 const f = Math.fround;
@@ -67,10 +67,12 @@ export function unpackI8(words: Int32Array, rows: number, kWords: number, cols: 
   return out;
 }
 
-/** The INT8 paths this device can run: dot4 always, each subgroup-matrix tile where supported. */
+/** The INT8 paths this device can run: dot4, each tile emulated, and each tile on subgroup matrices where supported. */
 function int8Variants(): { label: string; opts: Int8Options }[] {
+  const tiles = Object.keys(INT8_TILES) as Int8TileName[];
   const v: { label: string; opts: Int8Options }[] = [{ label: 'dot4', opts: { path: 'dot4' } }];
-  if (subgroupMatrixInt8Support().ok) for (const tile of Object.keys(INT8_TILES) as Int8TileName[]) v.push({ label: `sm ${tile}`, opts: { path: 'subgroup-matrix', tile } });
+  for (const tile of tiles) v.push({ label: `sm-emulated ${tile}`, opts: { path: 'sm-emulated', tile } });
+  if (subgroupMatrixInt8Support().ok) for (const tile of tiles) v.push({ label: `sm ${tile}`, opts: { path: 'subgroup-matrix', tile } });
   return v;
 }
 
@@ -92,12 +94,14 @@ const int32Mismatches = (got: Int32Array, want: Int32Array) => got.reduce((n, v,
 export function w8a8Checks(): KernelCheck[] {
   const checks: KernelCheck[] = [];
   const odd: [number, number, number][] = [[37, 70, 129], [130, 96, 65], [1, 33, 17], [200, 1000, 300]];
+  // Emulated tiles are slow on a CPU Vulkan: the vitest suites take three tilings on one shape.
+  const emulatedSmall = (o: Int8Options, shape: number) => shape === 0 && ['64x64-sg4-k32', '128x128-sg8-k64', '128x256-sg8-k32'].includes(o.tile ?? '');
   for (const { label, opts } of int8Variants()) {
-    for (const [M, K, N] of odd) {
+    for (const [s, [M, K, N]] of (opts.path === 'sm-emulated' ? odd.slice(0, 3) : odd).entries()) {
       checks.push({
         kernel: 'int8-gemm',
         name: `M=${M} K=${K} N=${N} ${label} (int32 accumulators vs JS)`,
-        small: true,
+        small: opts.path !== 'sm-emulated' || emulatedSmall(opts, s),
         async run(): Promise<CheckResult> {
           const a = randomI8(M, K, M + K);
           const b = randomI8(N, K, N + K + 1);
@@ -181,12 +185,12 @@ export function w8a8Checks(): KernelCheck[] {
     { M: 1, K: 96, N: 17, gs: -1, bias: false },
   ];
   for (const { label, opts } of int8Variants()) {
-    for (const c of linearCases) {
-      if (c.gs !== -1 && opts.path === 'subgroup-matrix') continue; // per-group weights always take dot4
+    for (const [s, c] of linearCases.entries()) {
+      if (c.gs !== -1 && opts.path !== 'dot4') continue; // per-group weights always take dot4
       checks.push({
         kernel: 'w8a8-linear',
         name: `M=${c.M} K=${c.K} N=${c.N} g=${c.gs}${c.bias ? ' bias' : ''} ${label} (vs matMul of the dequantized codes)`,
-        small: true,
+        small: opts.path !== 'sm-emulated' || (s === 0 && opts.tile === INT8_DEFAULTS.tile),
         run: () => checkW8A8Linear(c, opts),
       });
     }
@@ -288,7 +292,7 @@ export function w8a8Benches(): KernelBench[] {
       if (variant !== 'dot4' && !(variant in INT8_TILES)) throw new Error(`int8-gemm: unknown variant '${variant}' (dot4, ${Object.keys(INT8_TILES).join(', ')})`);
       const x = tf.tensor2d(seededNormal(M * K, 1), [M, K]); // [M, K]
       const w = tf.tensor2d(seededNormal(N * K, 2, 1 / Math.sqrt(K)), [N, K]); // [N, K]
-      const p = w8a8WeightFromTensor(N, K, 3);
+      const p = randomPackedLinear('w8a8', N, K, 3) as PackedW8A8;
       const { codes, scales } = quantizeActInt8(x, p.kWords);
       return {
         kernel: () => int8GemmDequant(codes, scales, p, undefined, opts),
@@ -299,19 +303,32 @@ export function w8a8Benches(): KernelBench[] {
   }));
 }
 
-/** A random per-channel INT8 weight [N, K] packed directly (large shapes: no fp32 round trip through JS quantization). */
-function w8a8WeightFromTensor(N: number, K: number, seed: number): PackedW8A8 {
-  const { words, kWords } = packI8Rows(randomI8(N, K, seed), 0, N, K);
+/**
+ * A packed linear [N, K] with random codes and scales, built directly in the packed layout (large
+ * shapes: no fp32 round trip through JS quantization). For speed measurements only: the values
+ * mean nothing. 'w8a8': per-channel INT8; 'w4': weight-only 4-bit asymmetric with `groupSize`.
+ */
+export function randomPackedLinear(kind: 'w8a8' | 'w4', N: number, K: number, seed: number, groupSize = 128): PackedLinear {
   const r = mulberry32(seed + 1);
-  return {
-    kind: 'w8a8',
-    outFeatures: N,
-    inFeatures: K,
-    kWords,
-    groupSize: -1,
-    codes: tf.tensor2d(words, [N, kWords], 'int32'),
-    scales: tf.tensor2d(Float32Array.from({ length: N }, () => 1e-3 * (1 + r())), [N, 1]),
-  };
+  if (kind === 'w8a8') {
+    const { words, kWords } = packI8Rows(randomI8(N, K, seed), 0, N, K);
+    return {
+      kind: 'w8a8',
+      outFeatures: N,
+      inFeatures: K,
+      kWords,
+      groupSize: -1,
+      codes: tf.tensor2d(words, [N, kWords], 'int32'),
+      scales: tf.tensor2d(Float32Array.from({ length: N }, () => 1e-3 * (1 + r())), [N, 1]),
+    };
+  }
+  const rowBytes = Math.ceil(K / 2);
+  const qweight = new Uint8Array(N * rowBytes);
+  const w = new Uint32Array(qweight.buffer, 0, Math.floor(qweight.length / 4));
+  for (let i = 0; i < w.length; i++) w[i] = Math.floor(r() * 2 ** 32);
+  const G = groupSize === -1 ? 1 : Math.ceil(K / groupSize);
+  const scales = Float32Array.from({ length: N * G }, () => 1e-2 * (1 + r()));
+  return weightOnlyFromRows({ rows: N, cols: K, bits: 4, groupSize, qweight, scales, zeros: new Float32Array(N * G).fill(8) });
 }
 
 /** Weight-only GEMV at decode shapes (out × in, batch 1), W4 g128 and W8 per channel, against tfjs's fp32 matMul. */

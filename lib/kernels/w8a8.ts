@@ -39,7 +39,13 @@ export const INT8_TILES = {
 } as const satisfies Record<string, Int8Tile>;
 export type Int8TileName = keyof typeof INT8_TILES;
 
-export type Int8Path = 'subgroup-matrix' | 'dot4';
+/**
+ * 'subgroup-matrix': INT8 tensor cores; 'dot4': portable dot4I8Packed kernel; 'sm-emulated': the
+ * subgroup-matrix kernel's tiling, staging, offsets and epilogue with the matrix loads and
+ * multiply-accumulates done in plain WGSL (each lane owning 8 of a 16×16 tile's elements): slow,
+ * it tests the tiling on devices without subgroup matrices.
+ */
+export type Int8Path = 'subgroup-matrix' | 'dot4' | 'sm-emulated';
 
 export interface Int8Options {
   /** GEMM kernel: 'auto' takes the subgroup-matrix kernel when the device has i8 16×16×32 subgroup matrices and 32-wide subgroups, else 'dot4'. */
@@ -69,7 +75,7 @@ function resolvePath(path: Int8Path | 'auto'): Int8Path {
   const sm = subgroupMatrixInt8Support();
   if (path === 'auto') return sm.ok ? 'subgroup-matrix' : 'dot4';
   if (path === 'subgroup-matrix' && !sm.ok) throw new Error(`int8 GEMM path 'subgroup-matrix' unavailable: ${sm.reason}`);
-  if (path !== 'subgroup-matrix' && path !== 'dot4') throw new Error(`unknown int8 GEMM path '${path}' (auto, subgroup-matrix, dot4)`);
+  if (!['subgroup-matrix', 'dot4', 'sm-emulated'].includes(path)) throw new Error(`unknown int8 GEMM path '${path}' (auto, subgroup-matrix, dot4, sm-emulated)`);
   return path;
 }
 
@@ -233,7 +239,7 @@ export function tileSharedBytes(t: Int8Tile): number {
   return (bm + bn) * t.bk + t.wm * t.wn * 16 * 16 * 4;
 }
 
-function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Param>): string {
+function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Param>, emulate: boolean): string {
   const bm = 16 * t.wm * t.tm;
   const bn = 16 * t.wn * t.tn;
   const nsg = t.wm * t.wn;
@@ -242,17 +248,34 @@ function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Par
   const decl: string[] = [];
   const mma: string[] = [];
   const store: string[] = [];
-  for (let i = 0; i < t.tm; i++) for (let j = 0; j < t.tn; j++) decl.push(`  var acc_${i}_${j} = subgroup_matrix_result<i32, 16, 16>();`);
+  const lOff = (i: number, kk: number) => `(rowBase + ${i * 16}u) * BK + ${kk * 32}u`; // i8 elements into As
+  const rOff = (j: number, kk: number) => `(colBase + ${j * 16}u) * BK + ${kk * 32}u`; // i8 elements into Bs
+  for (let i = 0; i < t.tm; i++) {
+    for (let j = 0; j < t.tn; j++) decl.push(emulate ? `  var acc_${i}_${j}: array<i32, 8>;` : `  var acc_${i}_${j} = subgroup_matrix_result<i32, 16, 16>();`);
+  }
   for (let kk = 0; kk < t.bk / 32; kk++) {
     mma.push('    {');
-    for (let i = 0; i < t.tm; i++) mma.push(`      let l_${i} = subgroupMatrixLoad<subgroup_matrix_left<i8, 32, 16>>(&As, (rowBase + ${i * 16}u) * BK + ${kk * 32}u, false, BK);`);
-    for (let j = 0; j < t.tn; j++) mma.push(`      let r_${j} = subgroupMatrixLoad<subgroup_matrix_right<i8, 16, 32>>(&Bs, (colBase + ${j * 16}u) * BK + ${kk * 32}u, true, BK);`);
-    for (let i = 0; i < t.tm; i++) for (let j = 0; j < t.tn; j++) mma.push(`      acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(l_${i}, r_${j}, acc_${i}_${j});`);
+    if (emulate) {
+      // Lane owns elements idx = lane·8 + q of each 16×16 tile (row idx / 16, column idx % 16).
+      for (let i = 0; i < t.tm; i++) {
+        for (let j = 0; j < t.tn; j++) {
+          mma.push(`      for (var q = 0u; q < 8u; q++) {
+        let idx = lane * 8u + q;
+        for (var k = 0u; k < 32u; k++) { acc_${i}_${j}[q] += AsAt(${lOff(i, kk)} + (idx / 16u) * BK + k) * BsAt(${rOff(j, kk)} + (idx % 16u) * BK + k); }
+      }`);
+        }
+      }
+    } else {
+      for (let i = 0; i < t.tm; i++) mma.push(`      let l_${i} = subgroupMatrixLoad<subgroup_matrix_left<i8, 32, 16>>(&As, ${lOff(i, kk)}, false, BK);`);
+      for (let j = 0; j < t.tn; j++) mma.push(`      let r_${j} = subgroupMatrixLoad<subgroup_matrix_right<i8, 16, 32>>(&Bs, ${rOff(j, kk)}, true, BK);`);
+      for (let i = 0; i < t.tm; i++) for (let j = 0; j < t.tn; j++) mma.push(`      acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(l_${i}, r_${j}, acc_${i}_${j});`);
+    }
     mma.push('    }');
   }
   for (let i = 0; i < t.tm; i++) {
     for (let j = 0; j < t.tn; j++) {
-      store.push(`  subgroupMatrixStore(&Cs, sg * 256u, acc_${i}_${j}, false, 16u);
+      const toScratch = emulate ? `  for (var q = 0u; q < 8u; q++) { Cs[sg * 256u + lane * 8u + q] = acc_${i}_${j}[q]; }` : `  subgroupMatrixStore(&Cs, sg * 256u, acc_${i}_${j}, false, 16u);`;
+      store.push(`${toScratch}
   workgroupBarrier();
   for (var q = 0u; q < 8u; q++) {
     let idx = lane * 8u + q;
@@ -263,8 +286,12 @@ function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Par
   workgroupBarrier();`);
     }
   }
-  return /* wgsl */ `enable chromium_experimental_subgroup_matrix;
-diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
+  const header = emulate ? '' : 'enable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium_experimental.subgroup_matrix_uniformity);';
+  // Emulation: the signed i8 at element e of As / Bs (little-endian bytes of i32 words).
+  const i8At = emulate
+    ? ['As', 'Bs'].map((v) => `fn ${v}At(e: u32) -> i32 { return (${v}[e >> 2u] << (24u - 8u * (e & 3u))) >> 24u; }`).join('\n')
+    : '';
+  return /* wgsl */ `${header}
 ${bindings(e, 'vec4<u32>', params)}
 const BM = ${bm}u;
 const BN = ${bn}u;
@@ -274,6 +301,7 @@ const THREADS = ${threads}u;
 var<workgroup> As: array<i32, ${(bm * t.bk) / 4}>; // [BM, BK] i8 codes
 var<workgroup> Bs: array<i32, ${(bn * t.bk) / 4}>; // [BN, BK] i8 codes
 var<workgroup> Cs: array<i32, ${nsg * 256}>; // one 16×16 accumulator tile per subgroup
+${i8At}
 @compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let sg = li / ${SUBGROUP}u;
@@ -328,15 +356,15 @@ function gemm({ a, b, epilogue, extra, groupWords, groups, opts }: GemmArgs): tf
   const path = resolvePath(o.path);
   const grouped = epilogue.kind === 'dequant' && epilogue.groups;
   const outputs = [{ shape: [M, N], dtype: epilogue.kind === 'int32' ? ('int32' as const) : ('float32' as const) }];
-  if (path === 'subgroup-matrix' && !grouped) {
+  if ((path === 'subgroup-matrix' || path === 'sm-emulated') && !grouped) {
     const t: Int8Tile = INT8_TILES[o.tile];
     if (!t) throw new Error(`unknown int8 tile '${o.tile}' (known: ${Object.keys(INT8_TILES).join(', ')})`);
     const limit = deviceLimits()?.maxComputeWorkgroupStorageSize ?? 0;
     if (tileSharedBytes(t) > limit) throw new Error(`int8 tile '${o.tile}' needs ${tileSharedBytes(t)} bytes of workgroup memory, the device allows ${limit}`);
     const params = { M: u32(M), N: u32(N), kWords: u32(kWords) };
     const [y] = runKernel({
-      name: `int8-gemm-sm-${o.tile}`,
-      code: subgroupMatrixCode(t, epilogue, params),
+      name: `int8-gemm-${path}-${o.tile}`,
+      code: subgroupMatrixCode(t, epilogue, params, path === 'sm-emulated'),
       inputs: [a, b, ...extra],
       outputs,
       params,

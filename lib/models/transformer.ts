@@ -8,14 +8,14 @@ import { mulberry32 } from '../rng';
 import { meanRows } from '../runtime/rows';
 import { actQuantHook } from '../quant/act';
 import { attentionPlain } from '../kernels/attention';
-import { kernelAttention, kernelLinear, kernelMatMulT } from '../kernels';
+import { kernelAttention, kernelLinear, kernelMatMulT, kernelQuantizesInput } from '../kernels';
 import { ARCHS, linearName } from './arch';
 import type { LinearInputHook, Model, ModelConfig } from './types';
 import { blockWidths, hasFinalNorm } from './weights';
 
 export interface ForwardOptions {
   attentionMask?: tf.Tensor2D; // [B, T] 1 = real token, 0 = padding (right padding for scoring)
-  onLinearInput?: LinearInputHook; // observe or replace each linear's input [tokens, in] (after the model's activation quantization)
+  onLinearInput?: LinearInputHook; // observe or replace each linear's input [tokens, in] (after the model's activation quantization; before it for linears on the W8A8 kernel, which quantizes inside)
   kernels?: boolean; // allow the custom WGSL kernels where the kernel policy is on (lib/kernels); inference only: no gradients. Default false
 }
 
@@ -234,12 +234,13 @@ function shortOf(model: Model, full: string): string {
 }
 
 /** Block i's linear-input hook: the model's activation quantization (W8A8) first, then the caller's hook on its result. */
-function blockHook(model: Model, i: number, user?: LinearInputHook): LinearInputHook | undefined {
+function blockHook(model: Model, i: number, user: LinearInputHook | undefined, kernels: boolean): LinearInputHook | undefined {
   const act = model.actQuant;
   if (!act) return user;
   const quant = actQuantHook(act, i, (l) => shortOf(model, l));
   return (name, x) => {
-    const q = quant(name, x) ?? x;
+    // A linear on the W8A8 kernel quantizes its input itself (the caller's hook then sees it unquantized).
+    const q = (kernels && kernelQuantizesInput(model, name) ? null : quant(name, x)) ?? x;
     const r = user?.(name, q);
     return r ?? q;
   };
@@ -257,7 +258,7 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
   const p = spec.blockPrefix(i);
   const lin = (short: string) => linearName(c.arch, i, short);
   const pre = c.arch !== 'opt' || c.doLayerNormBefore;
-  const hook = blockHook(model, i, step.hook);
+  const hook = blockHook(model, i, step.hook, step.kernels);
   return tf.tidy(() => {
     // --- attention ---
     const h = (pre ? norm(model, `${p}${spec.norms.attn}`, x) : x) as tf.Tensor3D;
@@ -325,8 +326,11 @@ export function head(model: Model, x: tf.Tensor3D, kernels = false): tf.Tensor3D
       width = c.wordEmbedProjDim;
     }
     const h2 = tf.reshape(h, [B * T, width]) as tf.Tensor2D;
-    const blocks = rowBlocks(model, headWeightName(c));
-    const parts = blocks.map((w) => (kernels ? kernelMatMulT(h2, w) : null) ?? tf.matMul(h2, w, false, true)); // [tokens, rows_i]
+    const name = headWeightName(c);
+    const blocks = rowBlocks(model, name);
+    // An unsplit head may be packed (quantized) in Model.packedLinears: kernelLinear runs it, or the dense kernel.
+    const whole = kernels && blocks.length === 1 ? kernelLinear(model, name, h2) : null; // [tokens, V]
+    const parts = whole ? [whole] : blocks.map((w) => (kernels ? kernelMatMulT(h2, w) : null) ?? tf.matMul(h2, w, false, true)); // [tokens, rows_i]
     const logits = parts.length === 1 ? parts[0] : tf.concat(parts, 1);
     return tf.reshape(logits, [B, T, c.vocabSize]) as tf.Tensor3D;
   });
