@@ -7,9 +7,9 @@ import { mulberry32 } from '../rng';
 import { seededNormal } from '../runtime/bench';
 import { dequantizeMatrix, quantizeMatrix, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
 import { maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
-import { gpuBuffer } from './gpu';
+import { deviceLimits, gpuBuffer } from './gpu';
 import { packI8Rows, packW8A8, packWeightOnly, weightOnlyFromRows, type PackedLinear, type PackedW8A8 } from './packed-linear';
-import { INT8_DEFAULTS, INT8_TILES, int8GemmDequant, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8TileName } from './w8a8';
+import { INT8_DEFAULTS, INT8_TILES, int8GemmDequant, tileSharedBytes, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8TileName } from './w8a8';
 import { dequantizeWeightOnly, WEIGHT_ONLY_DEFAULTS, weightOnlyLinear } from './wq-gemm';
 
 const f = Math.fround;
@@ -67,9 +67,15 @@ export function unpackI8(words: Int32Array, rows: number, kWords: number, cols: 
   return out;
 }
 
+/** The tilings whose workgroup memory fits this device. */
+function fittingTiles(): Int8TileName[] {
+  const limit = deviceLimits()?.maxComputeWorkgroupStorageSize ?? 0;
+  return (Object.keys(INT8_TILES) as Int8TileName[]).filter((t) => tileSharedBytes(INT8_TILES[t]) <= limit);
+}
+
 /** The INT8 paths this device can run: dot4, each tile emulated, and each tile on subgroup matrices where supported. */
 function int8Variants(): { label: string; opts: Int8Options }[] {
-  const tiles = Object.keys(INT8_TILES) as Int8TileName[];
+  const tiles = fittingTiles();
   const v: { label: string; opts: Int8Options }[] = [{ label: 'dot4', opts: { path: 'dot4' } }];
   for (const tile of tiles) v.push({ label: `sm-emulated ${tile}`, opts: { path: 'sm-emulated', tile } });
   if (subgroupMatrixInt8Support().ok) for (const tile of tiles) v.push({ label: `sm ${tile}`, opts: { path: 'subgroup-matrix', tile } });
@@ -121,7 +127,7 @@ export function w8a8Checks(): KernelCheck[] {
   // Large shapes: the subgroup-matrix kernel against the portable one (JS would take minutes).
   if (subgroupMatrixInt8Support().ok) {
     for (const [M, K, N] of [[1024, 4096, 4096], [333, 4096, 1000]] as [number, number, number][]) {
-      for (const tile of Object.keys(INT8_TILES) as Int8TileName[]) {
+      for (const tile of fittingTiles()) {
         checks.push({
           kernel: 'int8-gemm',
           name: `M=${M} K=${K} N=${N} sm ${tile} vs dot4 (int32 accumulators)`,
@@ -280,7 +286,7 @@ export function weightOnlyChecks(): KernelCheck[] {
 /** INT8 GEMM (with the dequantizing epilogue) at the issue's shapes, per tile, against tfjs's fp32 matMul. */
 export function w8a8Benches(): KernelBench[] {
   const shapes: [number, number, number, boolean][] = [[4096, 4096, 4096, false], [1024, 4096, 4096, false], [2048, 4096, 14336, false], [64, 96, 160, true]];
-  const variants = ['dot4', ...(subgroupMatrixInt8Support().ok ? Object.keys(INT8_TILES) : [])];
+  const variants = ['dot4', ...(subgroupMatrixInt8Support().ok ? fittingTiles() : [])];
   return shapes.map(([M, K, N, small]) => ({
     kernel: 'int8-gemm',
     name: `${M}x${K}x${N}`,

@@ -11,7 +11,8 @@
 // Subgroup-matrix kernel (from ../shared/DESIGN.md §2, measured on the H100): operands are i8
 // subgroup matrices loaded from i32 arrays with offsets/strides counted in 8-bit elements; the
 // workgroup stages a BM×BK tile of activations and a BN×BK tile of weights in workgroup memory
-// (zero-filled past M, N and K: sizes need not be tile multiples), WM×WN subgroups each own TM×TN
+// (rows optionally padded against bank conflicts; zero-filled past M, N and K: sizes need not be
+// tile multiples), WM×WN subgroups each own TM×TN
 // 16×16 result tiles, and the epilogue goes through a per-subgroup 16×16 scratch in workgroup
 // memory. The tile shape is a table (INT8_TILES) to sweep on the GPU (scripts/bench-kernels.ts).
 import * as tf from '@tensorflow/tfjs';
@@ -25,17 +26,21 @@ export interface Int8Tile {
   tm: number; // 16-row result tiles per subgroup along M
   tn: number; // 16-column result tiles per subgroup along N
   bk: number; // K depth staged per step (multiple of 32)
+  pad: number; // bytes added to each staged row in workgroup memory (0 or a multiple of 16), against bank conflicts of the matrix loads
 }
 
 /** Tilings to sweep on the GPU (BM = 16·wm·tm, BN = 16·wn·tn; 32·wm·wn invocations per workgroup). */
 export const INT8_TILES = {
-  '64x64-sg4-k32': { wm: 2, wn: 2, tm: 2, tn: 2, bk: 32 },
-  '128x64-sg8-k32': { wm: 4, wn: 2, tm: 2, tn: 2, bk: 32 },
-  '128x128-sg4-k32': { wm: 2, wn: 2, tm: 4, tn: 4, bk: 32 },
-  '128x128-sg8-k32': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 32 },
-  '128x128-sg8-k64': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 64 },
-  '128x256-sg8-k32': { wm: 2, wn: 4, tm: 4, tn: 4, bk: 32 },
-  '256x128-sg8-k32': { wm: 4, wn: 2, tm: 4, tn: 4, bk: 32 },
+  '64x64-sg4-k32': { wm: 2, wn: 2, tm: 2, tn: 2, bk: 32, pad: 0 },
+  '128x64-sg8-k32': { wm: 4, wn: 2, tm: 2, tn: 2, bk: 32, pad: 0 },
+  '128x128-sg4-k32': { wm: 2, wn: 2, tm: 4, tn: 4, bk: 32, pad: 0 },
+  '128x128-sg8-k32': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 32, pad: 0 },
+  '128x128-sg8-k32-pad16': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 32, pad: 16 },
+  '128x128-sg8-k64': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 64, pad: 0 },
+  '128x128-sg8-k64-pad16': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 64, pad: 16 },
+  '128x256-sg8-k32': { wm: 2, wn: 4, tm: 4, tn: 4, bk: 32, pad: 0 },
+  '256x128-sg8-k32': { wm: 4, wn: 2, tm: 4, tn: 4, bk: 32, pad: 0 },
+  '256x128-sg8-k64-pad16': { wm: 4, wn: 2, tm: 4, tn: 4, bk: 64, pad: 16 },
 } as const satisfies Record<string, Int8Tile>;
 export type Int8TileName = keyof typeof INT8_TILES;
 
@@ -236,7 +241,7 @@ ${stores.join('\n')}
 export function tileSharedBytes(t: Int8Tile): number {
   const bm = 16 * t.wm * t.tm;
   const bn = 16 * t.wn * t.tn;
-  return (bm + bn) * t.bk + t.wm * t.wn * 16 * 16 * 4;
+  return (bm + bn) * (t.bk + t.pad) + t.wm * t.wn * 16 * 16 * 4;
 }
 
 function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Param>, emulate: boolean): string {
@@ -248,8 +253,8 @@ function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Par
   const decl: string[] = [];
   const mma: string[] = [];
   const store: string[] = [];
-  const lOff = (i: number, kk: number) => `(rowBase + ${i * 16}u) * BK + ${kk * 32}u`; // i8 elements into As
-  const rOff = (j: number, kk: number) => `(colBase + ${j * 16}u) * BK + ${kk * 32}u`; // i8 elements into Bs
+  const lOff = (i: number, kk: number) => `(rowBase + ${i * 16}u) * RS + ${kk * 32}u`; // i8 elements into As
+  const rOff = (j: number, kk: number) => `(colBase + ${j * 16}u) * RS + ${kk * 32}u`; // i8 elements into Bs
   for (let i = 0; i < t.tm; i++) {
     for (let j = 0; j < t.tn; j++) decl.push(emulate ? `  var acc_${i}_${j}: array<i32, 8>;` : `  var acc_${i}_${j} = subgroup_matrix_result<i32, 16, 16>();`);
   }
@@ -261,13 +266,13 @@ function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Par
         for (let j = 0; j < t.tn; j++) {
           mma.push(`      for (var q = 0u; q < 8u; q++) {
         let idx = lane * 8u + q;
-        for (var k = 0u; k < 32u; k++) { acc_${i}_${j}[q] += AsAt(${lOff(i, kk)} + (idx / 16u) * BK + k) * BsAt(${rOff(j, kk)} + (idx % 16u) * BK + k); }
+        for (var k = 0u; k < 32u; k++) { acc_${i}_${j}[q] += AsAt(${lOff(i, kk)} + (idx / 16u) * RS + k) * BsAt(${rOff(j, kk)} + (idx % 16u) * RS + k); }
       }`);
         }
       }
     } else {
-      for (let i = 0; i < t.tm; i++) mma.push(`      let l_${i} = subgroupMatrixLoad<subgroup_matrix_left<i8, 32, 16>>(&As, ${lOff(i, kk)}, false, BK);`);
-      for (let j = 0; j < t.tn; j++) mma.push(`      let r_${j} = subgroupMatrixLoad<subgroup_matrix_right<i8, 16, 32>>(&Bs, ${rOff(j, kk)}, true, BK);`);
+      for (let i = 0; i < t.tm; i++) mma.push(`      let l_${i} = subgroupMatrixLoad<subgroup_matrix_left<i8, 32, 16>>(&As, ${lOff(i, kk)}, false, RS);`);
+      for (let j = 0; j < t.tn; j++) mma.push(`      let r_${j} = subgroupMatrixLoad<subgroup_matrix_right<i8, 16, 32>>(&Bs, ${rOff(j, kk)}, true, RS);`);
       for (let i = 0; i < t.tm; i++) for (let j = 0; j < t.tn; j++) mma.push(`      acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(l_${i}, r_${j}, acc_${i}_${j});`);
     }
     mma.push('    }');
@@ -296,10 +301,11 @@ ${bindings(e, 'vec4<u32>', params)}
 const BM = ${bm}u;
 const BN = ${bn}u;
 const BK = ${t.bk}u;
+const RS = ${t.bk + t.pad}u; // staged row stride in i8 elements
 const VPR = ${vecPerRow}u; // vec4 words per staged row
 const THREADS = ${threads}u;
-var<workgroup> As: array<i32, ${(bm * t.bk) / 4}>; // [BM, BK] i8 codes
-var<workgroup> Bs: array<i32, ${(bn * t.bk) / 4}>; // [BN, BK] i8 codes
+var<workgroup> As: array<i32, ${(bm * (t.bk + t.pad)) / 4}>; // [BM, RS] i8 codes
+var<workgroup> Bs: array<i32, ${(bn * (t.bk + t.pad)) / 4}>; // [BN, RS] i8 codes
 var<workgroup> Cs: array<i32, ${nsg * 256}>; // one 16×16 accumulator tile per subgroup
 ${i8At}
 @compute @workgroup_size(${threads})
@@ -318,7 +324,7 @@ ${decl.join('\n')}
       let c = i % VPR;
       var v = vec4<u32>(0u);
       if (m0 + r < params.M && k0 + c < kVec) { v = a[(m0 + r) * kVec + k0 + c]; }
-      let o = r * (BK / 4u) + c * 4u;
+      let o = r * (RS / 4u) + c * 4u;
       As[o] = bitcast<i32>(v.x); As[o + 1u] = bitcast<i32>(v.y); As[o + 2u] = bitcast<i32>(v.z); As[o + 3u] = bitcast<i32>(v.w);
     }
     for (var i = li; i < BN * VPR; i += THREADS) {
@@ -326,7 +332,7 @@ ${decl.join('\n')}
       let c = i % VPR;
       var v = vec4<u32>(0u);
       if (n0 + r < params.N && k0 + c < kVec) { v = b[(n0 + r) * kVec + k0 + c]; }
-      let o = r * (BK / 4u) + c * 4u;
+      let o = r * (RS / 4u) + c * 4u;
       Bs[o] = bitcast<i32>(v.x); Bs[o + 1u] = bitcast<i32>(v.y); Bs[o + 2u] = bitcast<i32>(v.z); Bs[o + 3u] = bitcast<i32>(v.w);
     }
     workgroupBarrier();
