@@ -78,7 +78,10 @@ function int8Variants(): { label: string; opts: Int8Options }[] {
   const tiles = fittingTiles();
   const v: { label: string; opts: Int8Options }[] = [{ label: 'dot4', opts: { path: 'dot4' } }];
   for (const tile of tiles) v.push({ label: `sm-emulated ${tile}`, opts: { path: 'sm-emulated', tile } });
-  if (subgroupMatrixInt8Support().ok) for (const tile of tiles) v.push({ label: `sm ${tile}`, opts: { path: 'subgroup-matrix', tile } });
+  if (subgroupMatrixInt8Support().ok) {
+    for (const tile of tiles) v.push({ label: `sm ${tile}`, opts: { path: 'subgroup-matrix', tile } });
+    v.push({ label: `sm ${INT8_DEFAULTS.tile} bool-syntax`, opts: { path: 'subgroup-matrix', tile: INT8_DEFAULTS.tile, syntax: 'bool' } });
+  }
   return v;
 }
 

@@ -57,11 +57,17 @@ export interface Int8Options {
   path?: Int8Path | 'auto';
   /** Subgroup-matrix tiling (default '128x128-sg8-k32'). */
   tile?: Int8TileName;
+  /** How the matrix loads/stores name their layout: 'template' (subgroupMatrixLoad<T, row_major>(p, offset, stride), Dawn's current form)
+   * or 'bool' (subgroupMatrixLoad<T>(p, offset, col_major, stride), the first form, deprecated in Dawn). */
+  syntax?: MatrixSyntax;
 }
+
+export type MatrixSyntax = 'template' | 'bool';
 
 export const INT8_DEFAULTS: Required<Int8Options> = {
   path: 'auto', // fastest kernel the device supports
   tile: '128x128-sg8-k32', // 8 subgroups × 2×4 tiles: a square tile with few registers per lane
+  syntax: 'template', // Dawn warns that the bool form is deprecated
 };
 
 const SUBGROUP = 32; // the subgroup-matrix kernel assumes 32-wide subgroups (NVIDIA), checked before use
@@ -244,7 +250,22 @@ export function tileSharedBytes(t: Int8Tile): number {
   return (bm + bn) * (t.bk + t.pad) + t.wm * t.wn * 16 * 16 * 4;
 }
 
-function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Param>, emulate: boolean): string {
+/** WGSL of a subgroup-matrix load (layout row- or column-major, offset/stride in i8 elements) and store, in either syntax. */
+function matrixOps(syntax: MatrixSyntax) {
+  const layout = (colMajor: boolean) => (colMajor ? 'col_major' : 'row_major');
+  return syntax === 'template'
+    ? {
+        load: (type: string, ptr: string, off: string, colMajor: boolean, stride: string) => `subgroupMatrixLoad<${type}, ${layout(colMajor)}>(${ptr}, ${off}, ${stride})`,
+        store: (ptr: string, off: string, value: string, stride: string) => `subgroupMatrixStore<row_major>(${ptr}, ${off}, ${value}, ${stride})`,
+      }
+    : {
+        load: (type: string, ptr: string, off: string, colMajor: boolean, stride: string) => `subgroupMatrixLoad<${type}>(${ptr}, ${off}, ${colMajor}, ${stride})`,
+        store: (ptr: string, off: string, value: string, stride: string) => `subgroupMatrixStore(${ptr}, ${off}, ${value}, false, ${stride})`,
+      };
+}
+
+function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Param>, emulate: boolean, syntax: MatrixSyntax): string {
+  const ops = matrixOps(syntax);
   const bm = 16 * t.wm * t.tm;
   const bn = 16 * t.wn * t.tn;
   const nsg = t.wm * t.wn;
@@ -271,15 +292,15 @@ function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Par
         }
       }
     } else {
-      for (let i = 0; i < t.tm; i++) mma.push(`      let l_${i} = subgroupMatrixLoad<subgroup_matrix_left<i8, 32, 16>>(&As, ${lOff(i, kk)}, false, RS);`);
-      for (let j = 0; j < t.tn; j++) mma.push(`      let r_${j} = subgroupMatrixLoad<subgroup_matrix_right<i8, 16, 32>>(&Bs, ${rOff(j, kk)}, true, RS);`);
+      for (let i = 0; i < t.tm; i++) mma.push(`      let l_${i} = ${ops.load('subgroup_matrix_left<i8, 32, 16>', '&As', lOff(i, kk), false, 'RS')};`);
+      for (let j = 0; j < t.tn; j++) mma.push(`      let r_${j} = ${ops.load('subgroup_matrix_right<i8, 16, 32>', '&Bs', rOff(j, kk), true, 'RS')};`);
       for (let i = 0; i < t.tm; i++) for (let j = 0; j < t.tn; j++) mma.push(`      acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(l_${i}, r_${j}, acc_${i}_${j});`);
     }
     mma.push('    }');
   }
   for (let i = 0; i < t.tm; i++) {
     for (let j = 0; j < t.tn; j++) {
-      const toScratch = emulate ? `  for (var q = 0u; q < 8u; q++) { Cs[sg * 256u + lane * 8u + q] = acc_${i}_${j}[q]; }` : `  subgroupMatrixStore(&Cs, sg * 256u, acc_${i}_${j}, false, 16u);`;
+      const toScratch = emulate ? `  for (var q = 0u; q < 8u; q++) { Cs[sg * 256u + lane * 8u + q] = acc_${i}_${j}[q]; }` : `  ${ops.store('&Cs', 'sg * 256u', `acc_${i}_${j}`, '16u')};`;
       store.push(`${toScratch}
   workgroupBarrier();
   for (var q = 0u; q < 8u; q++) {
@@ -291,7 +312,7 @@ function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Par
   workgroupBarrier();`);
     }
   }
-  const header = emulate ? '' : 'enable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium_experimental.subgroup_matrix_uniformity);';
+  const header = emulate ? '' : 'enable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium.subgroup_matrix_uniformity);';
   // Emulation: the signed i8 at element e of As / Bs (little-endian bytes of i32 words).
   const i8At = emulate
     ? ['As', 'Bs'].map((v) => `fn ${v}At(e: u32) -> i32 { return (${v}[e >> 2u] << (24u - 8u * (e & 3u))) >> 24u; }`).join('\n')
@@ -360,6 +381,7 @@ function gemm({ a, b, epilogue, extra, groupWords, groups, opts }: GemmArgs): tf
   if (kw2 !== kWords) throw new Error(`int8 GEMM: activation rows have ${kWords} words, weight rows ${kw2}`);
   if (kWords % 4 !== 0) throw new Error(`int8 GEMM: kWords ${kWords} is not a multiple of 4`);
   const path = resolvePath(o.path);
+  if (o.syntax !== 'template' && o.syntax !== 'bool') throw new Error(`unknown subgroup-matrix syntax '${o.syntax}' (template, bool)`);
   const grouped = epilogue.kind === 'dequant' && epilogue.groups;
   const outputs = [{ shape: [M, N], dtype: epilogue.kind === 'int32' ? ('int32' as const) : ('float32' as const) }];
   if ((path === 'subgroup-matrix' || path === 'sm-emulated') && !grouped) {
@@ -370,7 +392,7 @@ function gemm({ a, b, epilogue, extra, groupWords, groups, opts }: GemmArgs): tf
     const params = { M: u32(M), N: u32(N), kWords: u32(kWords) };
     const [y] = runKernel({
       name: `int8-gemm-${path}-${o.tile}`,
-      code: subgroupMatrixCode(t, epilogue, params, path === 'sm-emulated'),
+      code: subgroupMatrixCode(t, epilogue, params, path === 'sm-emulated', o.syntax),
       inputs: [a, b, ...extra],
       outputs,
       params,
