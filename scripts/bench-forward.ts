@@ -1,6 +1,9 @@
 // Forward-pass throughput of the kit's engine against PyTorch on the same GPU.
 //   bash .gpu/enter.sh npx tsx scripts/bench-forward.ts            (H100: ~1.2B LLaMA-3.2-1B-shaped model)
 //   npx tsx scripts/bench-forward.ts --small --backend wasm --no-torch   (a tiny model, anywhere)
+//   --kernels off|on|both (default both on webgpu): the kit's custom WGSL kernels (lib/kernels:
+//   fp32 GEMM for every linear and the LM head, fused attention) off, on, or one row each
+//   ('tfjs' and 'tfjs+kernels'); --gemm-tiles / --attention-tiles pick their tiles.
 // A randomly initialised LLaMA-style model (hidden 2048, 16 layers, GQA 32/8 heads, SwiGLU 8192,
 // 128k tied vocabulary): prefill tokens/s (one forward over a prompt, all logits) and KV-cache
 // greedy decode tokens/s (one token per step, its id read back each step). PyTorch runs the same
@@ -17,6 +20,7 @@ import { initRuntime, parseBackend, syncDevice, timeRegion } from '../lib/runtim
 import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import { forward, generate } from '../lib/models/transformer';
+import { KERNEL_DEFAULTS, kernelPolicy, withKernels, type KernelPolicy } from '../lib/kernels';
 
 /** LLaMA-3.2-1B's shape (hidden 2048, 16 layers): the "~1B" model of the issue. */
 const CONFIG_1B = {
@@ -58,6 +62,9 @@ async function main(): Promise<void> {
       out: { type: 'string', default: path.join(process.env.LLMCB_DATA_OUT ?? 'data', 'bench/forward.csv') },
       python: { type: 'string', default: process.env.PYTHON ?? 'python3' },
       'no-torch': { type: 'boolean', default: false },
+      kernels: { type: 'string', default: 'both' },
+      'gemm-tiles': { type: 'string', default: KERNEL_DEFAULTS.gemm },
+      'attention-tiles': { type: 'string', default: KERNEL_DEFAULTS.attention },
     },
     strict: true,
   });
@@ -70,36 +77,48 @@ async function main(): Promise<void> {
   }
   const startedAt = new Date().toISOString();
   const sha = gitSha();
+  if (!['off', 'on', 'both'].includes(values.kernels!)) throw new Error(`--kernels must be off, on or both, got '${values.kernels}'`);
   const rt = await initRuntime({ backend: parseBackend(values.backend!) });
+  if (values.kernels === 'on' && rt.backend !== 'webgpu') throw new Error(`--kernels on: the custom kernels need the webgpu backend (running on ${rt.backend})`);
+  const kernelRuns = rt.backend !== 'webgpu' || values.kernels === 'off' ? [false] : values.kernels === 'on' ? [true] : [false, true];
+  if (values.kernels === 'both' && rt.backend !== 'webgpu') console.error(`[bench-forward] kernels need webgpu: timing the plain tfjs path only on ${rt.backend}`);
+  const policy: Partial<KernelPolicy> = { gemm: values['gemm-tiles'] as KernelPolicy['gemm'], attention: values['attention-tiles'] as KernelPolicy['attention'] };
   console.error(`[bench-forward] ${rt.backend} on ${rt.device}; building a random ${values.small ? 'small' : '~1.2B'} model`);
   const model = randomModel(hf, { seed: 0, dist: 'uniform', name: values.small ? 'llama-small-random' : 'llama-1b-random' });
   const params = [...model.weights.values(), ...[...(model.splitWeights?.values() ?? [])].flat()].reduce((a, t) => a + t.size, 0);
   const rows: Row[] = [];
   try {
-    // Prefill: one forward over `prefill` tokens (all logits, as transformers' forward).
-    const ids = tf.tensor2d(Array.from({ length: prefill }, (_, i) => 3 + ((i * 7919) % (hf.vocab_size - 3))), [1, prefill], 'int32');
-    const once = async () => {
-      const { ms } = await timeRegion(() => tf.tidy(() => forward(model, ids)).dispose());
-      return ms;
-    };
-    for (let i = 0; i < 2; i++) await once(); // warm-up: shader compilation, buffer pools
-    const times: number[] = [];
-    for (let i = 0; i < reps; i++) times.push(await once());
-    const prefillTokS = prefill / (median(times) / 1000);
-    ids.dispose();
-    // Decode: time from the first generated token to the last (prefill excluded).
-    const prompt = Array.from({ length: prefill }, (_, i) => 3 + ((i * 104729) % (hf.vocab_size - 3)));
-    await generate(model, prompt.slice(0, 8), { maxNewTokens: 4, stopAtEos: false }); // warm-up
-    const decodeTimes: number[] = [];
-    for (let r = 0; r < Math.max(1, Math.floor(reps / 2)); r++) {
-      const stamps: number[] = [];
-      await syncDevice();
-      await generate(model, prompt, { maxNewTokens: decode + 1, stopAtEos: false, onToken: () => stamps.push(performance.now()) });
-      decodeTimes.push(stamps[stamps.length - 1] - stamps[0]);
+    for (const kernels of kernelRuns) {
+      await withKernels({ ...policy, mode: kernels ? 'auto' : 'off' }, async () => {
+        // Prefill: one forward over `prefill` tokens (all logits, as transformers' forward).
+        const ids = tf.tensor2d(Array.from({ length: prefill }, (_, i) => 3 + ((i * 7919) % (hf.vocab_size - 3))), [1, prefill], 'int32');
+        const once = async () => {
+          const { ms } = await timeRegion(() => tf.tidy(() => forward(model, ids, { kernels: true })).dispose());
+          return ms;
+        };
+        for (let i = 0; i < 2; i++) await once(); // warm-up: shader compilation, buffer pools
+        const times: number[] = [];
+        for (let i = 0; i < reps; i++) times.push(await once());
+        const prefillTokS = prefill / (median(times) / 1000);
+        ids.dispose();
+        // Decode: time from the first generated token to the last (prefill excluded).
+        const prompt = Array.from({ length: prefill }, (_, i) => 3 + ((i * 104729) % (hf.vocab_size - 3)));
+        await generate(model, prompt, { maxNewTokens: 4, stopAtEos: false }); // warm-up at the timed cache lengths (kernels pick shader variants by length)
+        const decodeTimes: number[] = [];
+        for (let r = 0; r < Math.max(1, Math.floor(reps / 2)); r++) {
+          const stamps: number[] = [];
+          await syncDevice();
+          await generate(model, prompt, { maxNewTokens: decode + 1, stopAtEos: false, onToken: () => stamps.push(performance.now()) });
+          decodeTimes.push(stamps[stamps.length - 1] - stamps[0]);
+        }
+        const decodeTokS = decode / (median(decodeTimes) / 1000);
+        const engine = kernels ? 'tfjs+kernels' : 'tfjs';
+        const p = kernelPolicy();
+        const note = kernels ? `custom WGSL kernels: gemm ${p.gemm} (inputs of ≥ ${p.gemmMinRows} rows), attention ${p.attention}` : '';
+        console.error(`[bench-forward] ${engine}-${rt.backend}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
+        rows.push(row(engine, 'fp32', rt.backend, rt.device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note));
+      });
     }
-    const decodeTokS = decode / (median(decodeTimes) / 1000);
-    console.error(`[bench-forward] tfjs-${rt.backend}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
-    rows.push(row('tfjs', 'fp32', rt.backend, rt.device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, ''));
   } finally {
     disposeModel(model);
   }
@@ -114,7 +133,7 @@ async function main(): Promise<void> {
   for (const r of rows) {
     r.prefill_ratio_vs_torch_fp32 = ref ? (Number(r.prefill_tok_s) / Number(ref.prefill_tok_s)).toFixed(4) : '';
     r.decode_ratio_vs_torch_fp32 = ref ? (Number(r.decode_tok_s) / Number(ref.decode_tok_s)).toFixed(4) : '';
-    if (!ref && !r.note) r.note = 'no PyTorch reference in this run (--no-torch or no GPU host)';
+    if (!ref) r.note = [r.note, 'no PyTorch reference in this run (--no-torch or no GPU host)'].filter(Boolean).join('; ');
   }
   mkdirSync(path.dirname(values.out!), { recursive: true });
   writeFileAtomic(values.out!, formatCsv(HEADER, rows.map((r) => HEADER.map((h) => r[h]))));
