@@ -8,9 +8,10 @@ import type { Model } from '../models/types';
 import { blockWidths } from '../models/weights';
 import { type LogitsFn, SCORER_DEFAULTS, type ScorerOptions, TensorScorer } from './scorer';
 
-/** The model's logits function for a TensorScorer: forward() with the padding mask when there is one. */
+/** The model's logits function for a TensorScorer: forward() with the padding mask when there is
+ * one; scoring is inference, so the custom kernels run where the kernel policy turns them on. */
 export function modelLogitsFn(model: Model): LogitsFn {
-  return (ids, mask) => forward(model, ids, mask ? { attentionMask: mask } : {});
+  return (ids, mask) => forward(model, ids, mask ? { attentionMask: mask, kernels: true } : { kernels: true });
 }
 
 /** Attention heads of the model's widest block (per-block widths of pruned models included). */

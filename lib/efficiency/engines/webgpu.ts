@@ -1,11 +1,14 @@
 // Engine 'webgpu': the kit's own executor (lib/models/transformer.ts generate with its KV cache)
 // on the tfjs backend the runtime started — webgpu on GPU hosts; wasm/cpu give the same engine
-// on CPU (named kit-wasm / kit-cpu so rows never pass a CPU run off as WebGPU). Quantized models
-// run through the same kernels on their dequantized fp32 weights: the executor has no packed
-// integer matmul yet, so their speed-up is measured, not assumed, and is expected near 1×.
+// on CPU (named kit-wasm / kit-cpu so rows never pass a CPU run off as WebGPU). On webgpu the
+// engine runs the kit's custom WGSL kernels (lib/kernels: fp32 GEMM for prefill linears, fused
+// attention, and the quantized kernels for linears the model holds packed, Model.packedLinears)
+// unless created with kernels 'off'; quantized weights without a packed form run dequantized in
+// fp32, so their speed-up is measured, not assumed.
 import * as tf from '@tensorflow/tfjs';
 import { windowPerplexity } from '../../eval/perplexity';
 import { describeRuntime, measurePeakMemory } from '../../runtime';
+import { withKernels, type KernelMode } from '../../kernels';
 import { generate } from '../../models/transformer';
 import type { Model } from '../../models/types';
 import {
@@ -21,17 +24,21 @@ export class KitEngine implements Engine<KitPrepared> {
   private constructor(
     readonly name: string,
     readonly device: string,
+    readonly kernels: KernelMode,
   ) {}
 
-  /** The engine on tfjs's current backend (call initRuntime first). */
-  static async create(): Promise<KitEngine> {
+  /** The engine on tfjs's current backend (call initRuntime first); kernels 'auto' (default) uses the custom kernels on webgpu. */
+  static async create(opts: { kernels?: KernelMode } = {}): Promise<KitEngine> {
     const rt = await describeRuntime();
-    return new KitEngine(rt.backend === 'webgpu' ? 'webgpu' : `kit-${rt.backend}`, rt.device);
+    const kernels = rt.backend === 'webgpu' ? (opts.kernels ?? 'auto') : 'off';
+    return new KitEngine(rt.backend === 'webgpu' ? 'webgpu' : `kit-${rt.backend}`, rt.device, kernels);
   }
 
   async prepare(input: EngineInput): Promise<KitPrepared> {
     const notes: string[] = [];
-    if (input.compress?.quantized?.size) notes.push('quantized weights run dequantized in fp32 (no packed integer kernels in the kit executor)');
+    const packed = this.kernels === 'auto' ? (input.model.packedLinears?.size ?? 0) : 0;
+    if (packed) notes.push(`${packed} quantized linears run packed on the quantized kernels (lib/kernels)`);
+    else if (input.compress?.quantized?.size) notes.push('quantized weights run dequantized in fp32 (no packed linears on the kernels)');
     if (input.compress?.actQuant && !input.model.actQuant) notes.push('activation quantization not applied during generation (weights only)');
     if (input.model.actQuant) notes.push('activations fake-quantized in fp32 during generation (Model.actQuant)');
     if (input.sparse) notes.push('sparse weights run dense (no sparse kernels)');
@@ -46,7 +53,7 @@ export class KitEngine implements Engine<KitPrepared> {
     if (P + N > c.maxPositions) throw new Error(`${this.name}: prompt ${P} + new ${N} tokens exceed the model's context ${c.maxPositions}`);
     const prompt = promptIds(P, c.vocabSize, settings.seed);
     const runs: RunTiming[] = [];
-    const { peak } = await measurePeakMemory(async (probe) => {
+    const { peak } = await withKernels({ mode: this.kernels }, () => measurePeakMemory(async (probe) => {
       for (let r = 0; r < settings.warmup + settings.repeats; r++) {
         const times: number[] = [];
         const t0 = performance.now();
@@ -65,14 +72,14 @@ export class KitEngine implements Engine<KitPrepared> {
           runs.push({ ttftMs: times[0], totalMs: times[times.length - 1], tokens: [times.length], gapsMs: times.slice(1).map((t, i) => t - times[i]) });
         }
       }
-    });
+    }));
     const gpu = peak.peakGpuAllocatedBytes;
     return summarize(
       runs,
       settings,
       gpu ?? peak.peakTensorBytes,
       gpu !== null ? 'GPU bytes allocated by tfjs (high-water mark incl. its buffer pool)' : 'live tfjs tensor bytes (sampled)',
-      [...p.notes],
+      [...p.notes, this.kernels === 'auto' ? 'custom WGSL kernels on (lib/kernels)' : 'plain tfjs ops (custom kernels off)'],
     );
   }
 
