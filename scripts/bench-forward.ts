@@ -4,6 +4,11 @@
 //   --kernels off|on|both (default both on webgpu): the kit's custom WGSL kernels (lib/kernels:
 //   fp32 GEMM for every linear and the LM head, fused attention) off, on, or one row each
 //   ('tfjs' and 'tfjs+kernels'); --gemm-tiles / --attention-tiles pick their tiles.
+//   --quant none,w8a8,w4,w4-head (default none): also time the model with quantized linears on the
+//   quantized kernels (kernels on; lib/kernels/w8a8.ts, wq-gemm.ts): 'w8a8' INT8 per-channel weights
+//   with per-token INT8 activations (the W8A8 prefill row), 'w4' weight-only 4-bit g128 block
+//   linears (the W4 decode row), 'w4-head' the same plus the LM head. The codes are random (speed
+//   only: the values do not change the work); rows are labelled by dtype.
 // A randomly initialised LLaMA-style model (hidden 2048, 16 layers, GQA 32/8 heads, SwiGLU 8192,
 // 128k tied vocabulary): prefill tokens/s (one forward over a prompt, all logits) and KV-cache
 // greedy decode tokens/s (one token per step, its id read back each step). PyTorch runs the same
@@ -21,6 +26,12 @@ import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import { forward, generate } from '../lib/models/transformer';
 import { KERNEL_DEFAULTS, kernelPolicy, withKernels, type KernelPolicy } from '../lib/kernels';
+import { attachPackedLinears, disposePackedLinears, type PackedLinear } from '../lib/kernels/packed-linear';
+import { randomPackedLinear } from '../lib/kernels/quant-cases';
+import { blockLinearNames } from '../lib/methods/sequential';
+import { ARCHS, linearName } from '../lib/models/arch';
+import type { Model } from '../lib/models/types';
+import { actQuantDefaults } from '../lib/quant/act';
 
 /** LLaMA-3.2-1B's shape (hidden 2048, 16 layers): the "~1B" model of the issue. */
 const CONFIG_1B = {
@@ -65,6 +76,7 @@ async function main(): Promise<void> {
       kernels: { type: 'string', default: 'both' },
       'gemm-tiles': { type: 'string', default: KERNEL_DEFAULTS.gemm },
       'attention-tiles': { type: 'string', default: KERNEL_DEFAULTS.attention },
+      quant: { type: 'string', default: 'none' },
     },
     strict: true,
   });
@@ -82,13 +94,22 @@ async function main(): Promise<void> {
   if (values.kernels === 'on' && rt.backend !== 'webgpu') throw new Error(`--kernels on: the custom kernels need the webgpu backend (running on ${rt.backend})`);
   const kernelRuns = rt.backend !== 'webgpu' || values.kernels === 'off' ? [false] : values.kernels === 'on' ? [true] : [false, true];
   if (values.kernels === 'both' && rt.backend !== 'webgpu') console.error(`[bench-forward] kernels need webgpu: timing the plain tfjs path only on ${rt.backend}`);
+  const quants = values.quant!.split(',').filter(Boolean) as Quant[];
+  for (const q of quants) if (!(q in QUANTS)) throw new Error(`--quant: unknown '${q}' (choose from ${Object.keys(QUANTS).join(', ')})`);
+  if (quants.some((q) => q !== 'none') && rt.backend !== 'webgpu') throw new Error(`--quant ${values.quant}: the quantized kernels need the webgpu backend (running on ${rt.backend})`);
+  // Plain rows first (as --kernels says), then each quantized model on the kernels.
+  const runs = [
+    ...(quants.includes('none') ? kernelRuns.map((kernels) => ({ kernels, quant: 'none' as Quant })) : []),
+    ...quants.filter((q) => q !== 'none').map((quant) => ({ kernels: true, quant })),
+  ];
   const policy: Partial<KernelPolicy> = { gemm: values['gemm-tiles'] as KernelPolicy['gemm'], attention: values['attention-tiles'] as KernelPolicy['attention'] };
   console.error(`[bench-forward] ${rt.backend} on ${rt.device}; building a random ${values.small ? 'small' : '~1.2B'} model`);
   const model = randomModel(hf, { seed: 0, dist: 'uniform', name: values.small ? 'llama-small-random' : 'llama-1b-random' });
   const params = [...model.weights.values(), ...[...(model.splitWeights?.values() ?? [])].flat()].reduce((a, t) => a + t.size, 0);
   const rows: Row[] = [];
   try {
-    for (const kernels of kernelRuns) {
+    for (const { kernels, quant } of runs) {
+      applyQuant(model, quant);
       await withKernels({ ...policy, mode: kernels ? 'auto' : 'off' }, async () => {
         // Prefill: one forward over `prefill` tokens (all logits, as transformers' forward).
         const ids = tf.tensor2d(Array.from({ length: prefill }, (_, i) => 3 + ((i * 7919) % (hf.vocab_size - 3))), [1, prefill], 'int32');
@@ -114,9 +135,9 @@ async function main(): Promise<void> {
         const decodeTokS = decode / (median(decodeTimes) / 1000);
         const engine = kernels ? 'tfjs+kernels' : 'tfjs';
         const p = kernelPolicy();
-        const note = kernels ? `custom WGSL kernels: gemm ${p.gemm} (inputs of ≥ ${p.gemmMinRows} rows), attention ${p.attention}` : '';
-        console.error(`[bench-forward] ${engine}-${rt.backend}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
-        rows.push(row(engine, 'fp32', rt.backend, rt.device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note));
+        const note = [kernels ? `custom WGSL kernels: gemm ${p.gemm} (inputs of ≥ ${p.gemmMinRows} rows), attention ${p.attention}` : '', QUANTS[quant].note].filter(Boolean).join('; ');
+        console.error(`[bench-forward] ${engine}-${rt.backend} ${QUANTS[quant].dtype}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
+        rows.push(row(engine, QUANTS[quant].dtype, rt.backend, rt.device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note));
       });
     }
   } finally {
@@ -139,6 +160,31 @@ async function main(): Promise<void> {
   writeFileAtomic(values.out!, formatCsv(HEADER, rows.map((r) => HEADER.map((h) => r[h]))));
   console.log(formatCsv(HEADER, rows.map((r) => HEADER.map((h) => r[h]))));
   console.error(`[bench-forward] wrote ${values.out}`);
+}
+
+/** Model variants --quant times: the dtype column of their rows and what the note says about them. */
+const QUANTS = {
+  none: { dtype: 'fp32', note: '' },
+  w8a8: { dtype: 'w8a8', note: 'W8A8 kernels: random INT8 per-channel weights, per-token INT8 activations (speed only)' },
+  w4: { dtype: 'w4g128', note: 'weight-only kernels: random 4-bit g128 asymmetric block linears, fp32 LM head (speed only)' },
+  'w4-head': { dtype: 'w4g128+head', note: 'weight-only kernels: random 4-bit g128 asymmetric block linears and LM head (speed only)' },
+} as const;
+type Quant = keyof typeof QUANTS;
+
+/** Gives the model random packed linears for `quant` (or none), replacing any it had. */
+function applyQuant(model: Model, quant: Quant): void {
+  if (model.packedLinears) disposePackedLinears(model.packedLinears);
+  model.actQuant = quant === 'w8a8' ? actQuantDefaults : null;
+  if (quant === 'none') return;
+  const c = model.config;
+  const names = Array.from({ length: c.numLayers }, (_, b) => blockLinearNames(model).map((l) => linearName(c.arch, b, l))).flat();
+  if (quant === 'w4-head') names.push(c.tieWordEmbeddings ? ARCHS[c.arch].embedTokens : ARCHS[c.arch].lmHead);
+  const linears = new Map<string, PackedLinear>();
+  names.forEach((n, i) => {
+    const [N, K] = model.weights.get(n)!.shape;
+    linears.set(n, randomPackedLinear(quant === 'w8a8' ? 'w8a8' : 'w4', N, K, i));
+  });
+  attachPackedLinears(model, { linears, skipped: new Map() });
 }
 
 function median(xs: number[]): number {
