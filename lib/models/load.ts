@@ -6,6 +6,7 @@ import { downloadFileToCacheDir } from '@huggingface/hub';
 import * as tf from '@tensorflow/tfjs';
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { kernelsActive } from '../kernels';
 import { attachPackedLinears, disposePackedLinears, packLinearsFromModules } from '../kernels/packed-linear';
 import { isPackedDir, loadPacked } from '../quant/pack';
 import { loadSparseWeights, saveSparseWeights, type SparseSaveReport } from '../quant/sparse';
@@ -20,7 +21,7 @@ export interface LoadOptions extends UploadOptions {
   /** Hub cache directory (default: HF_HUB_CACHE / ~/.cache/huggingface/hub). */
   cacheDir?: string;
   /** Packed quantized directories: also keep the quantized linears packed on the GPU for the
-   * quantized kernels (Model.packedLinears; default false: dequantized fp32 weights only). */
+   * quantized kernels (Model.packedLinears). Default: when kernels are on (lib/kernels policy). */
   packedLinears?: boolean;
 }
 
@@ -39,7 +40,7 @@ export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promi
     if (isPackedDir(pathOrId)) {
       const { model, quant, modules } = loadPacked(pathOrId, { tokenizer: opts.tokenizer });
       model.actQuant = quant.act_quant ?? null;
-      if (opts.packedLinears) {
+      if (opts.packedLinears ?? kernelsActive()) {
         const skipped = attachPackedLinears(model, packLinearsFromModules(modules, model.actQuant));
         for (const [name, why] of skipped) console.warn(`[load] ${name}: no quantized kernel (${why}); it runs in fp32`);
       }

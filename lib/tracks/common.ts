@@ -1,6 +1,8 @@
 // What every track needs: the run environment (backend, provenance, data, output root), a
 // "subject" (a model loaded and compressed once, with the Track 3 measurement of that
 // compression), and row helpers that stamp each row with its cell's hash.
+import { kernelsActive } from '../kernels';
+import { attachPackedLinears, packLinears } from '../kernels/packed-linear';
 import { dataOptions, resolveDataDir, type DataOptions } from '../data/common';
 import { meterCompression, type TrainMeasurement } from '../efficiency/meters';
 import { countParams } from '../efficiency/macs';
@@ -89,6 +91,12 @@ export async function prepareSubject(env: TrackEnv, spec: ModelSpec, method: Met
       sample();
       return mod.compress(model, calib, opts, { sample });
     });
+    // With kernels on, inference runs the quantized kernels on the method's integer codes (after
+    // the metered compression: packing is not part of it).
+    if (result.quantized.size > 0 && kernelsActive()) {
+      const skipped = attachPackedLinears(model, packLinears(result.quantized, result.actQuant));
+      for (const [name, why] of skipped) console.warn(`[${spec.id} ${method.method}] ${name}: no quantized kernel (${why}); it runs in fp32`);
+    }
     return { spec, method, model, compress: result, train: measurement, calib: calibDesc, params: countParams(model), dispose: () => disposeModel(model) };
   } catch (e) {
     disposeModel(model);
