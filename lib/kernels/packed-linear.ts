@@ -41,7 +41,7 @@ export interface PackedWeightOnly {
 export type PackedLinear = PackedW8A8 | PackedWeightOnly;
 
 /** Words per row holding `bytes` bytes, rounded up to whole vec4<u32> (16 bytes). */
-export const wordsFor16 = (bytes: number) => Math.ceil(bytes / 16) * 4;
+const wordsFor16 = (bytes: number) => Math.ceil(bytes / 16) * 4;
 
 /** Why a quantized matrix cannot take the W8A8 kernel, or null when it can. */
 export function w8a8Unsupported(q: { bits: number; sym: boolean; groupSize: number; zeros: ArrayLike<number> }): string | null {

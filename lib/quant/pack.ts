@@ -331,12 +331,6 @@ export function readPackedModules(dir: string): { modules: Map<string, PackedMod
   return { modules, tensors, quant, hf };
 }
 
-/** The dequantized matrices of a packed file (name → fp32 [out, in]) plus its other tensors. */
-export function readPackedTensors(dir: string): { tensors: Map<string, { shape: number[]; data: Float32Array }>; quant: PackedQuantConfig; hf: Record<string, unknown> } {
-  const { modules, tensors, quant, hf } = readPackedModules(dir);
-  return { tensors: withDequantized(modules, tensors), quant, hf };
-}
-
 /** The dequantized modules (fp32 [out, in] under their weight names) followed by the plain tensors. */
 function withDequantized(modules: Map<string, PackedModule>, plain: Map<string, { shape: number[]; data: Float32Array }>): Map<string, { shape: number[]; data: Float32Array }> {
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
