@@ -1,5 +1,6 @@
 // A WebGPU validation error must stop the process (Dawn reports it asynchronously and tfjs would
 // otherwise return garbage), and batching must respect the device's largest buffer binding.
+// tfjs-webgpu's pool of released buffers stays under its cap when shapes vary.
 // Needs a WebGPU adapter (lavapipe or a GPU); skips with the reason elsewhere (CI has none).
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -8,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { modelScorer } from '../lib/eval/model-scorer';
 import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
-import { maxTensorElements } from '../lib/runtime';
+import * as tf from '@tensorflow/tfjs';
+import { maxTensorElements, setFreeBufferCap } from '../lib/runtime';
 import { webgpuAdapterReason } from './kernels-helpers';
 
 const reason = await webgpuAdapterReason();
@@ -34,6 +36,23 @@ describe.skipIf(reason !== null)('WebGPU errors and limits', () => {
       expect(s.opts.maxAttentionElements).toBeLessThanOrEqual(cap);
     } finally {
       disposeModel(model);
+    }
+  });
+
+  it('the pool of released buffers stays under its cap while shapes vary, and results stay right', async () => {
+    const pool = (tf.backend() as unknown as { bufferManager: { numBytesAllocated: number; numBytesUsed: number } }).bufferManager;
+    const cap = 4 * 2 ** 20;
+    const old = setFreeBufferCap(cap);
+    try {
+      for (let n = 100_000; n < 400_000; n += 25_000) {
+        // a distinct size each time: without the cap every one would stay pooled
+        const y = tf.tidy(() => tf.sum(tf.mul(tf.ones([n]), 2)));
+        expect((await y.data())[0]).toBe(2 * n);
+        y.dispose();
+        expect(pool.numBytesAllocated - pool.numBytesUsed).toBeLessThanOrEqual(cap);
+      }
+    } finally {
+      setFreeBufferCap(old);
     }
   });
 });

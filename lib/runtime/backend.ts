@@ -120,8 +120,52 @@ async function registerWebGPU(): Promise<void> {
       },
     });
     failOnGpuErrors(device);
-    return new WebGPUBackend(device, adapter.info);
+    const backend = new WebGPUBackend(device, adapter.info);
+    capFreeBuffers((backend as unknown as { bufferManager: PooledBuffers }).bufferManager);
+    return backend;
   });
+}
+
+/** Most bytes tfjs-webgpu may keep in released-but-pooled buffers before they are destroyed. Default 2 GiB. */
+let freeBufferCapBytes = 2 * 2 ** 30;
+
+/** Changes the pooled-buffer cap (bytes ≥ 0); returns the previous one. */
+export function setFreeBufferCap(bytes: number): number {
+  if (!(bytes >= 0)) throw new Error(`setFreeBufferCap: ${bytes} is not a byte count ≥ 0`);
+  const old = freeBufferCapBytes;
+  freeBufferCapBytes = bytes;
+  return old;
+}
+
+/** The parts of tfjs-webgpu's BufferManager (4.22) that capFreeBuffers touches. */
+interface PooledBuffers {
+  freeBuffers: Map<string, GPUBuffer[]>;
+  numFreeBuffers: number;
+  numBytesAllocated: number; // pooled + in use
+  numBytesUsed: number; // in use
+  releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void;
+}
+
+/**
+ * tfjs-webgpu keeps every released buffer for reuse by exact size, forever. Work whose shapes vary
+ * (padded evaluation batches) then fills the GPU (HellaSwag ran the H100 out of memory). Once the
+ * pooled bytes pass the cap, the pool is emptied. Pooled buffers belong to no pending command
+ * (tfjs releases a tensor used by queued work only after submitting it), so destroying them is safe.
+ */
+function capFreeBuffers(pool: PooledBuffers): void {
+  const release = pool.releaseBuffer.bind(pool);
+  pool.releaseBuffer = (buffer, reuse = true) => {
+    release(buffer, reuse);
+    if (pool.numBytesAllocated - pool.numBytesUsed <= freeBufferCapBytes) return;
+    for (const list of pool.freeBuffers.values()) {
+      for (const b of list) {
+        pool.numBytesAllocated -= b.size;
+        b.destroy();
+      }
+      list.length = 0;
+    }
+    pool.numFreeBuffers = 0;
+  };
 }
 
 /**
