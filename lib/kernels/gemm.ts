@@ -59,6 +59,8 @@ export function planGemm(N: number, inDim: number, out: number, t: GemmTiles): G
   };
 }
 
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
 function gemmShader(t: GemmTiles, p: GemmPlan, bias: boolean): string {
   const { tileRows: BM, tileCols: BN, tileK: BK, threadRows: TM, threadCols: TN } = t;
   const SX = BN / TN; // threads along columns
@@ -66,6 +68,12 @@ function gemmShader(t: GemmTiles, p: GemmPlan, bias: boolean): string {
   const V = p.vec;
   const vt = V === 4 ? 'vec4<f32>' : 'f32';
   // A tile of R rows × BK columns loaded by all threads, stored k-major: S[k·R + r].
+  // The register-blocked product, unrolled here so every acc/a/b index is a constant (registers, not local memory).
+  const unrolled = [
+    ...range(TM).map((i) => `a[${i}] = xs[k * ${BM}u + l.y + ${i * SY}u];`),
+    ...range(TN).map((j) => `bb[${j}] = ws[k * ${BN}u + l.x + ${j * SX}u];`),
+    ...range(TM).flatMap((i) => range(TN).map((j) => `acc[${i * TN + j}] = fma(a[${i}], bb[${j}], acc[${i * TN + j}]);`)),
+  ].join('\n      ');
   const load = (buf: string, S: string, R: number, row0: string, rows: string) => `
     for (var i = 0u; i < ${Math.ceil((R * BK) / V / p.threads)}u; i++) {
       let e = lid + i * ${p.threads}u;
@@ -99,11 +107,7 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
     ${load('w', 'ws', BN, 'col0', 'params.M')}
     workgroupBarrier();
     for (var k = 0u; k < ${BK}u; k++) {
-      for (var i = 0u; i < ${TM}u; i++) { a[i] = xs[k * ${BM}u + l.y + i * ${SY}u]; }
-      for (var j = 0u; j < ${TN}u; j++) { bb[j] = ws[k * ${BN}u + l.x + j * ${SX}u]; }
-      for (var i = 0u; i < ${TM}u; i++) {
-        for (var j = 0u; j < ${TN}u; j++) { acc[i * ${TN}u + j] = fma(a[i], bb[j], acc[i * ${TN}u + j]); }
-      }
+      ${unrolled}
     }
     workgroupBarrier();
   }
