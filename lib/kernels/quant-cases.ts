@@ -7,10 +7,10 @@ import { mulberry32 } from '../rng';
 import { seededNormal } from '../runtime/bench';
 import { dequantizeMatrix, quantizeMatrix, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
 import { maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
-import { deviceLimits, gpuBuffer } from './gpu';
+import { deviceLimits, gpuBuffer, hasSubgroups, subgroupSizes } from './gpu';
 import { packI8Rows, packW8A8, packWeightOnly, weightOnlyFromRows, type PackedLinear, type PackedW8A8 } from './packed-linear';
 import { INT8_DEFAULTS, INT8_TILES, int8GemmDequant, tileSharedBytes, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8TileName } from './w8a8';
-import { dequantizeWeightOnly, WEIGHT_ONLY_DEFAULTS, weightOnlyLinear } from './wq-gemm';
+import { dequantizeWeightOnly, WEIGHT_ONLY_DEFAULTS, weightOnlyLinear, type GemvReduction } from './wq-gemm';
 
 const f = Math.fround;
 
@@ -228,6 +228,12 @@ async function checkW8A8Linear(c: { M: number; K: number; N: number; gs: number;
   }
 }
 
+/** Whether the GEMV can reduce with subgroups here (one fixed subgroup size). */
+function subgroupReduction(): boolean {
+  const s = subgroupSizes();
+  return hasSubgroups() && !!s && s.min === s.max;
+}
+
 /** Correctness cases of the weight-only kernels: GEMV (B ≤ 8), the dequantize+matMul path, and the dequantization itself. */
 export function weightOnlyChecks(): KernelCheck[] {
   const cases: { bits: 4 | 8; gs: number; sym: boolean; B: number; N: number; K: number; small: boolean }[] = [
@@ -243,9 +249,10 @@ export function weightOnlyChecks(): KernelCheck[] {
     { bits: 4, gs: 128, sym: false, B: 1, N: 14336, K: 4096, small: false },
     { bits: 8, gs: -1, sym: true, B: 4, N: 4096, K: 14336, small: false },
   ];
-  const checks: KernelCheck[] = cases.map((c) => ({
+  const reductions: GemvReduction[] = ['workgroup', ...(subgroupReduction() ? (['subgroup'] as const) : [])];
+  const checks: KernelCheck[] = cases.flatMap((c) => reductions.map((reduction) => ({
     kernel: 'wq-gemm',
-    name: `W${c.bits} g=${c.gs} ${c.sym ? 'sym' : 'asym'} B=${c.B} N=${c.N} K=${c.K} (vs matMul of dequantizeMatrix)`,
+    name: `W${c.bits} g=${c.gs} ${c.sym ? 'sym' : 'asym'} B=${c.B} N=${c.N} K=${c.K} ${reduction} (vs matMul of dequantizeMatrix)`,
     small: c.small,
     async run(): Promise<CheckResult> {
       const W = seededNormal(c.N * c.K, c.N + c.K, 1 / Math.sqrt(c.K));
@@ -256,7 +263,7 @@ export function weightOnlyChecks(): KernelCheck[] {
       upload(x, b, p.qweight, p.scales, p.zeros);
       // Past the GEMV batch the output is matMul's then the bias add's: poison a buffer for each.
       const sizes = c.B > WEIGHT_ONLY_DEFAULTS.maxGemvBatch ? [c.B * c.N, c.B * c.N] : [c.B * c.N];
-      const { outputs, poisoned } = await runPoisoned(sizes, () => [weightOnlyLinear(x, p, b)]);
+      const { outputs, poisoned } = await runPoisoned(sizes, () => [weightOnlyLinear(x, p, b, { reduction })]);
       const want = tf.tidy(() => tf.add(tf.matMul(x, tf.tensor2d(dequantizeMatrix(q), [c.N, c.K]), false, true), b));
       try {
         return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
@@ -264,7 +271,7 @@ export function weightOnlyChecks(): KernelCheck[] {
         tf.dispose([x, b, want, p.qweight, p.scales, p.zeros, ...outputs]);
       }
     },
-  }));
+  })));
   checks.push({
     kernel: 'wq-dequant',
     name: 'W4 g=64 asym N=33 K=200 (bit-identical to dequantizeMatrix)',
@@ -351,14 +358,15 @@ export function weightOnlyBenches(): KernelBench[] {
       small,
       flops: 2 * N * K,
       bytes: N * ((K * bits) / 8 + G * 8) + K * 4, // codes + fp32 scales and zeros + x
-      variants: ['default'],
-      setup(): BenchSetup {
+      variants: ['workgroup', ...(subgroupReduction() ? ['subgroup'] : [])],
+      setup(variant: string): BenchSetup {
+        if (variant !== 'workgroup' && variant !== 'subgroup') throw new Error(`wq-gemv: unknown variant '${variant}' (workgroup, subgroup)`);
         const x = tf.tensor2d(seededNormal(K, 1), [1, K]); // [1, K]
         const wData = seededNormal(N * K, 2, 1 / Math.sqrt(K));
         const w = tf.tensor2d(wData, [N, K]); // [N, K]
         const p = packWeightOnly(quantizeMatrix(wData, N, K, { bits, groupSize: gs, sym: false, groupRemainder: 'partial' }));
         return {
-          kernel: () => weightOnlyLinear(x, p),
+          kernel: () => weightOnlyLinear(x, p, undefined, { reduction: variant }),
           plain: () => tf.matMul(x, w, false, true),
           dispose: () => tf.dispose([x, w, p.qweight, p.scales, p.zeros]),
         };

@@ -4,25 +4,43 @@
 // scale · (code − zero) in fp32, exactly as dequantizeMatrix.
 //
 // Decode and small batches (B ≤ maxGemvBatch rows of x) take a GEMV kernel: memory-bound, so each
-// weight byte is read once for all B rows: ROWS output rows per workgroup, 32 invocations per row,
-// each reading 16-byte vec4<u32> chunks of the packed row (32 four-bit codes), then a
-// workgroup-memory reduction. Larger batches (prefill) dequantize W to fp32 once per call and use
+// weight byte is read once for all B rows: 256 invocations per workgroup, a group of lanes per
+// output row (one subgroup with subgroupAdd where the subgroup size is fixed, else 32 lanes and a
+// workgroup-memory reduction), each lane reading 16-byte vec4<u32> chunks of the packed row (32
+// four-bit codes). Larger batches (prefill) dequantize W to fp32 once per call and use
 // tfjs's matMul: compute-bound there, and the dequantized weight is transient.
 import * as tf from '@tensorflow/tfjs';
-import { paramsStruct, runKernel, u32, type Param } from './gpu';
+import { hasSubgroups, paramsStruct, runKernel, subgroupSizes, u32, type Param } from './gpu';
 import type { PackedWeightOnly } from './packed-linear';
 
+export type GemvReduction = 'auto' | 'subgroup' | 'workgroup';
+
 export interface WeightOnlyOptions {
-  /** Largest number of x rows the GEMV kernel takes; more rows dequantize W and use matMul. */
+  /** Largest number of x rows the GEMV kernel takes (≤ 32); more rows dequantize W and use matMul. */
   maxGemvBatch?: number;
+  /** Row sums of the GEMV: 'subgroup' (one subgroup per row, subgroupAdd; needs a fixed subgroup
+   * size), 'workgroup' (32 lanes per row, workgroup memory), 'auto' subgroup where possible. */
+  reduction?: GemvReduction;
 }
 
 export const WEIGHT_ONLY_DEFAULTS: Required<WeightOnlyOptions> = {
   maxGemvBatch: 8, // decode and short speculative/beam batches; past that the GEMM is compute-bound
+  reduction: 'auto', // subgroupAdd where the device has fixed-size subgroups
 };
 
-const LANES = 32; // invocations per output row
-const ROWS = 8; // output rows per workgroup
+const THREADS = 256; // invocations per GEMV workgroup
+
+/**
+ * How the GEMV reduces each row's partial sums: with subgroups of one fixed size S, each row gets
+ * one subgroup of S lanes and subgroupAdd; otherwise 32 lanes per row through workgroup memory.
+ */
+function gemvLayout(reduction: GemvReduction): { lanes: number; subgroup: boolean } {
+  const s = subgroupSizes();
+  const fixed = hasSubgroups() && s && s.min === s.max && THREADS % s.min === 0 ? s.min : null;
+  if (reduction === 'subgroup' && !fixed) throw new Error(`weightOnlyLinear: reduction 'subgroup' needs subgroups of one fixed size (this device: ${s ? `${s.min}..${s.max}` : 'none'})`);
+  if (reduction !== 'workgroup' && fixed) return { lanes: fixed, subgroup: true };
+  return { lanes: 32, subgroup: false };
+}
 
 /** WGSL of the dequantization of one packed word `word` starting at column `col0` of row `row`, calling use(col, w). */
 function unpackWord(bits: 4 | 8, use: string): string {
@@ -41,10 +59,24 @@ function unpackWord(bits: 4 | 8, use: string): string {
       }`;
 }
 
-function gemvCode(bits: 4 | 8, B: number, bias: boolean, params: Record<string, Param>): string {
+function gemvCode(bits: 4 | 8, B: number, bias: boolean, params: Record<string, Param>, lanes: number, subgroup: boolean): string {
   const per = 32 / bits; // codes per word
+  const rows = THREADS / lanes; // output rows per workgroup, one group of `lanes` invocations each
+  const plusBias = bias ? ' + bias[row]' : '';
+  const reduce = subgroup
+    ? `  for (var b = 0u; b < B; b++) {
+    let sum = subgroupAdd(acc[b]);
+    if (lane == 0u && row < params.N) { y[b * params.N + row] = sum${plusBias}; }
+  }`
+    : `  for (var b = 0u; b < B; b++) { red[(lid.y * B + b) * ${lanes}u + lane] = acc[b]; }
+  workgroupBarrier();
+  if (lane < B && row < params.N) {
+    var sum = 0.0;
+    for (var l = 0u; l < ${lanes}u; l++) { sum += red[(lid.y * B + lane) * ${lanes}u + l]; }
+    y[lane * params.N + row] = sum${plusBias};
+  }`;
   const fma = Array.from({ length: B }, (_, b) => `acc[${b}] += x[${b}u * params.K + col] * w;`).join(' ');
-  return /* wgsl */ `
+  return /* wgsl */ `${subgroup ? 'enable subgroups;' : ''}
 ${paramsStruct(params)}
 @group(0) @binding(0) var<storage, read_write> y: array<f32>; // [B, N]
 @group(0) @binding(1) var<storage, read> x: array<f32>; // [B, K]
@@ -54,15 +86,15 @@ ${paramsStruct(params)}
 ${bias ? '@group(0) @binding(5) var<storage, read> bias: array<f32>; // [N]' : ''}
 @group(0) @binding(${bias ? 6 : 5}) var<uniform> params: Params;
 const B = ${B}u;
-var<workgroup> red: array<f32, ${LANES * ROWS * B}>; // [ROWS, B, LANES]
-@compute @workgroup_size(${LANES}, ${ROWS})
+${subgroup ? '' : `var<workgroup> red: array<f32, ${THREADS * B}>; // [rows, B, lanes]`}
+@compute @workgroup_size(${lanes}, ${rows})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let lane = lid.x;
-  let row = wg.x * ${ROWS}u + lid.y;
+  let row = wg.x * ${rows}u + lid.y;
   var acc: array<f32, ${B}>;
   if (row < params.N) {
     let vecs = params.rowWords / 4u;
-    for (var v = lane; v < vecs; v += ${LANES}u) {
+    for (var v = lane; v < vecs; v += ${lanes}u) {
       let chunk = qweight[row * vecs + v];
       for (var t = 0u; t < 4u; t++) {
         let word = chunk[t];
@@ -70,13 +102,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       }
     }
   }
-  for (var b = 0u; b < B; b++) { red[(lid.y * B + b) * ${LANES}u + lane] = acc[b]; }
-  workgroupBarrier();
-  if (lane < B && row < params.N) {
-    var sum = 0.0;
-    for (var l = 0u; l < ${LANES}u; l++) { sum += red[(lid.y * B + lane) * ${LANES}u + l]; }
-    y[lane * params.N + row] = sum${bias ? ' + bias[row]' : ''};
-  }
+${reduce}
 }`;
 }
 
@@ -129,6 +155,8 @@ export function dequantizeWeightOnly(p: PackedWeightOnly): tf.Tensor2D {
 /** Weight-only linear: x [B, K] fp32 → y [B, N] fp32 (+ bias [N]). */
 export function weightOnlyLinear(x: tf.Tensor2D, p: PackedWeightOnly, bias?: tf.Tensor, opts: WeightOnlyOptions = {}): tf.Tensor2D {
   const o = { ...WEIGHT_ONLY_DEFAULTS, ...opts };
+  if (!['auto', 'subgroup', 'workgroup'].includes(o.reduction)) throw new Error(`weightOnlyLinear: unknown reduction '${o.reduction}' (auto, subgroup, workgroup)`);
+  if (!(Number.isInteger(o.maxGemvBatch) && o.maxGemvBatch >= 0 && o.maxGemvBatch <= 32)) throw new Error(`weightOnlyLinear: maxGemvBatch must be an integer in 0..32, got ${o.maxGemvBatch}`);
   const [B, K] = x.shape;
   if (K !== p.inFeatures) throw new Error(`weightOnlyLinear: x has ${K} features, the weight takes ${p.inFeatures}`);
   if (bias && bias.size !== p.outFeatures) throw new Error(`weightOnlyLinear: bias has ${bias.size} values, the weight has ${p.outFeatures} outputs`);
@@ -139,13 +167,14 @@ export function weightOnlyLinear(x: tf.Tensor2D, p: PackedWeightOnly, bias?: tf.
     });
   }
   const params = gemvParams(p);
+  const { lanes, subgroup } = gemvLayout(o.reduction);
   const [y] = runKernel({
     name: `wq-gemv-${p.bits}-b${B}`,
-    code: gemvCode(p.bits, B, !!bias, params),
+    code: gemvCode(p.bits, B, !!bias, params, lanes, subgroup),
     inputs: [x, p.qweight, p.scales, p.zeros, ...(bias ? [bias] : [])],
     outputs: [{ shape: [B, p.outFeatures], dtype: 'float32' }],
     params,
-    workgroups: [Math.ceil(p.outFeatures / ROWS), 1, 1],
+    workgroups: [Math.ceil(p.outFeatures / (THREADS / lanes)), 1, 1],
   });
   return y as tf.Tensor2D;
 }
