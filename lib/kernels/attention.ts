@@ -11,6 +11,7 @@
 // per row block and a second small kernel merges their partial (m, l, o) (flash-decoding).
 import * as tf from '@tensorflow/tfjs';
 import { softmaxRows } from '../runtime/rows';
+import { maxTensorElements } from '../runtime/backend';
 import { seededNormal } from '../runtime/bench';
 import { maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { deviceLimits, f32, paramsStruct, runKernel, u32 } from './gpu';
@@ -35,6 +36,26 @@ export function attentionPlain(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, m
     const probs = tf.reshape(softmaxRows(scores), [B * KVH, rep * T, S]);
     const ctx = tf.matMul(probs, v3); // [B·KV, rep·T, hd]
     return tf.reshape(tf.transpose(tf.reshape(ctx, [B, H, T, hd]), [0, 2, 1, 3]), [B * T, H * hd]) as tf.Tensor2D;
+  });
+}
+
+/**
+ * attentionPlain as the reference of checks and benches: one KV head group at a time when the
+ * scores [B·KV, rep·T, S] would exceed one storage binding (long prefills); same math per head.
+ */
+export function attentionReference(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D | null): tf.Tensor2D {
+  const [B, H, T, hd] = q.shape;
+  const [, KV, S] = k.shape;
+  if (B * H * T * S <= maxTensorElements()) return attentionPlain(q, k, v, mask);
+  const rep = H / KV;
+  return tf.tidy(() => {
+    const groups = Array.from({ length: KV }, (_, g) => {
+      const qg = tf.slice(q, [0, g * rep, 0, 0], [B, rep, T, hd]) as tf.Tensor4D; // [B, rep, T, hd]
+      const kg = tf.slice(k, [0, g, 0, 0], [B, 1, S, hd]) as tf.Tensor4D; // [B, 1, S, hd]
+      const vg = tf.slice(v, [0, g, 0, 0], [B, 1, S, hd]) as tf.Tensor4D; // [B, 1, S, hd]
+      return attentionPlain(qg, kg, vg, mask); // [B·T, rep·hd]: heads g·rep.. of every row
+    });
+    return tf.concat(groups, 1) as tf.Tensor2D; // [B·T, H·hd]
   });
 }
 
@@ -364,7 +385,7 @@ export function attentionChecks(): KernelCheck[] {
     async run(): Promise<CheckResult> {
       const [q, k, v] = attentionOperands(s.B, s.H, s.KV, s.T, s.past, s.hd, 200 + 3 * i);
       const mask = causalMask(s.T, s.past);
-      const want = attentionPlain(q, k, v, mask);
+      const want = attentionReference(q, k, v, mask);
       const { outputs, poisoned } = await runPoisoned([want.size], () => [fusedAttention(q, k, v, s.past, ATTENTION_TILES[tiles])]);
       try {
         return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
@@ -401,7 +422,7 @@ export function attentionBenches(): KernelBench[] {
       const mask = causalMask(s.T, s.past);
       return {
         kernel: () => fusedAttention(q, k, v, s.past, tiles),
-        plain: () => attentionPlain(q, k, v, mask),
+        plain: () => attentionReference(q, k, v, mask), // the model's plain path (per KV group when the scores exceed one binding)
         dispose: () => tf.dispose([q, k, v, ...(mask ? [mask] : [])]),
       };
     },

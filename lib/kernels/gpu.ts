@@ -120,6 +120,13 @@ export function runKernel(call: KernelCall): tf.Tensor[] {
     if (t.dtype !== 'float32' && t.dtype !== 'int32') throw new Error(`kernel '${call.name}': input dtype ${t.dtype} (float32 or int32 only)`);
     if (t.isDisposed) throw new Error(`kernel '${call.name}': an input tensor is disposed`);
   }
+  const maxBinding = device.limits.maxStorageBufferBindingSize;
+  for (const [what, shapes] of [['input', call.inputs.map((t) => t.shape)], ['output', call.outputs.map((o) => o.shape)]] as const) {
+    for (const shape of shapes) {
+      const bytes = 4 * shape.reduce((a, b) => a * b, 1);
+      if (bytes > maxBinding) throw new Error(`kernel '${call.name}': ${what} [${shape.join(', ')}] is ${bytes} B, over the device's ${maxBinding} B storage binding`);
+    }
+  }
   const pipeline = pipelineFor(device, call.name, call.code);
   const inputBuffers = call.inputs.map((t) => gpuBuffer(t));
   const outInfos = call.outputs.map((o) => {
