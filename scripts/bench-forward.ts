@@ -8,7 +8,8 @@
 //   quantized kernels (kernels on; lib/kernels/w8a8.ts, wq-gemm.ts): 'w8a8' INT8 per-channel weights
 //   with per-token INT8 activations (the W8A8 prefill row), 'w4' weight-only 4-bit g128 block
 //   linears (the W4 decode row), 'w4-head' the same plus the LM head. The codes are random (speed
-//   only: the values do not change the work); rows are labelled by dtype.
+//   only: the values do not change the work); rows are labelled by dtype. --int8-tiles picks the
+//   W8A8 GEMM's subgroup-matrix tiling (lib/kernels/w8a8.ts INT8_TILES).
 // A randomly initialised LLaMA-style model (hidden 2048, 16 layers, GQA 32/8 heads, SwiGLU 8192,
 // 128k tied vocabulary): prefill tokens/s (one forward over a prompt, all logits) and KV-cache
 // greedy decode tokens/s (one token per step, its id read back each step). PyTorch runs the same
@@ -77,6 +78,7 @@ async function main(): Promise<void> {
       'gemm-tiles': { type: 'string', default: KERNEL_DEFAULTS.gemm },
       'attention-tiles': { type: 'string', default: KERNEL_DEFAULTS.attention },
       quant: { type: 'string', default: 'none' },
+      'int8-tiles': { type: 'string', default: KERNEL_DEFAULTS.int8Tile },
     },
     strict: true,
   });
@@ -102,7 +104,7 @@ async function main(): Promise<void> {
     ...(quants.includes('none') ? kernelRuns.map((kernels) => ({ kernels, quant: 'none' as Quant })) : []),
     ...quants.filter((q) => q !== 'none').map((quant) => ({ kernels: true, quant })),
   ];
-  const policy: Partial<KernelPolicy> = { gemm: values['gemm-tiles'] as KernelPolicy['gemm'], attention: values['attention-tiles'] as KernelPolicy['attention'] };
+  const policy: Partial<KernelPolicy> = { gemm: values['gemm-tiles'] as KernelPolicy['gemm'], attention: values['attention-tiles'] as KernelPolicy['attention'], int8Tile: values['int8-tiles'] as KernelPolicy['int8Tile'] };
   console.error(`[bench-forward] ${rt.backend} on ${rt.device}; building a random ${values.small ? 'small' : '~1.2B'} model`);
   const model = randomModel(hf, { seed: 0, dist: 'uniform', name: values.small ? 'llama-small-random' : 'llama-1b-random' });
   const params = [...model.weights.values(), ...[...(model.splitWeights?.values() ?? [])].flat()].reduce((a, t) => a + t.size, 0);
@@ -135,7 +137,7 @@ async function main(): Promise<void> {
         const decodeTokS = decode / (median(decodeTimes) / 1000);
         const engine = kernels ? 'tfjs+kernels' : 'tfjs';
         const p = kernelPolicy();
-        const note = [kernels ? `custom WGSL kernels: gemm ${p.gemm} (inputs of ≥ ${p.gemmMinRows} rows), attention ${p.attention}` : '', QUANTS[quant].note].filter(Boolean).join('; ');
+        const note = [kernels ? `custom WGSL kernels: gemm ${p.gemm} (inputs of ≥ ${p.gemmMinRows} rows), attention ${p.attention}` : '', QUANTS[quant].note, quant === 'w8a8' ? `int8 tile ${p.int8Tile}` : ''].filter(Boolean).join('; ');
         console.error(`[bench-forward] ${engine}-${rt.backend} ${QUANTS[quant].dtype}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
         rows.push(row(engine, QUANTS[quant].dtype, rt.backend, rt.device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note));
       });

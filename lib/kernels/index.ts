@@ -18,6 +18,7 @@ import type { KernelBench, KernelCheck } from './cases';
 import { GEMM_TILES, gemm, gemmBenches, gemmChecks, gemmUnsupported, planGemm, type GemmTileName } from './gemm';
 import { w8a8Benches, w8a8Checks, weightOnlyBenches, weightOnlyChecks } from './quant-cases';
 import { quantLinear } from './quant-linear';
+import { INT8_DEFAULTS, INT8_TILES, type Int8TileName } from './w8a8';
 
 export type KernelMode = 'auto' | 'off';
 
@@ -26,6 +27,7 @@ export interface KernelPolicy {
   gemm: GemmTileName | 'off'; // tiles of the fp32 linear GEMM, or 'off' to keep tfjs's matMul
   attention: AttentionTileName | 'off'; // tiles of the fused attention, or 'off'
   gemmMinRows: number; // linears with fewer input rows (decode) keep tfjs's matMul
+  int8Tile: Int8TileName; // tiling of the W8A8 GEMM on subgroup matrices (INT8_TILES)
 }
 
 export const KERNEL_DEFAULTS: KernelPolicy = {
@@ -33,9 +35,10 @@ export const KERNEL_DEFAULTS: KernelPolicy = {
   gemm: '128x128', // see scripts/bench-kernels.ts --tiles for the device's best
   attention: 'q16kv32',
   gemmMinRows: 64, // a 64-row tile would be mostly idle below this; tfjs has a GEMV path
+  int8Tile: INT8_DEFAULTS.tile, // see scripts/bench-kernels.ts --kernels w8a8 for the device's best
 };
 
-const FLAGS = { mode: 'LLMCB_KERNELS', gemm: 'LLMCB_KERNEL_GEMM', attention: 'LLMCB_KERNEL_ATTENTION', gemmMinRows: 'LLMCB_KERNEL_GEMM_MIN_ROWS' } as const;
+const FLAGS = { mode: 'LLMCB_KERNELS', gemm: 'LLMCB_KERNEL_GEMM', attention: 'LLMCB_KERNEL_ATTENTION', gemmMinRows: 'LLMCB_KERNEL_GEMM_MIN_ROWS', int8Tile: 'LLMCB_KERNEL_INT8_TILE' } as const;
 
 function ensureFlags(): void {
   const env = tf.env();
@@ -44,6 +47,7 @@ function ensureFlags(): void {
   env.registerFlag(FLAGS.gemm, () => KERNEL_DEFAULTS.gemm);
   env.registerFlag(FLAGS.attention, () => KERNEL_DEFAULTS.attention);
   env.registerFlag(FLAGS.gemmMinRows, () => KERNEL_DEFAULTS.gemmMinRows);
+  env.registerFlag(FLAGS.int8Tile, () => KERNEL_DEFAULTS.int8Tile);
 }
 
 export function parseMode(s: string): KernelMode {
@@ -60,6 +64,7 @@ export function kernelPolicy(): KernelPolicy {
     gemm: env.get(FLAGS.gemm) as KernelPolicy['gemm'],
     attention: env.get(FLAGS.attention) as KernelPolicy['attention'],
     gemmMinRows: env.getNumber(FLAGS.gemmMinRows),
+    int8Tile: env.get(FLAGS.int8Tile) as Int8TileName,
   };
 }
 
@@ -70,6 +75,7 @@ export function setKernels(p: Partial<KernelPolicy>): KernelPolicy {
   if (p.gemm !== undefined && p.gemm !== 'off' && !(p.gemm in GEMM_TILES)) throw new Error(`gemm tiles '${p.gemm}' (choose off or ${Object.keys(GEMM_TILES).join(', ')})`);
   if (p.attention !== undefined && p.attention !== 'off' && !(p.attention in ATTENTION_TILES)) throw new Error(`attention tiles '${p.attention}' (choose off or ${Object.keys(ATTENTION_TILES).join(', ')})`);
   if (p.gemmMinRows !== undefined && !(Number.isInteger(p.gemmMinRows) && p.gemmMinRows >= 1)) throw new Error(`gemmMinRows must be a positive integer, got ${p.gemmMinRows}`);
+  if (p.int8Tile !== undefined && !(p.int8Tile in INT8_TILES)) throw new Error(`int8 tile '${p.int8Tile}' (choose from ${Object.keys(INT8_TILES).join(', ')})`);
   for (const [k, v] of Object.entries(p)) if (v !== undefined) tf.env().set(FLAGS[k as keyof KernelPolicy], v);
   return prev;
 }
@@ -98,7 +104,7 @@ export function kernelsActive(): boolean {
 export function kernelLinear(model: Model, name: string, x: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
   if (!kernelsActive()) return null;
   const packed = model.packedLinears?.get(name);
-  if (packed) return quantLinear(packed, x, bias);
+  if (packed) return quantLinear(packed, x, bias, { int8: { tile: kernelPolicy().int8Tile } });
   const w = model.weights.get(name) as tf.Tensor2D | undefined;
   return w ? kernelMatMulT(x, w, bias) : null;
 }
