@@ -228,10 +228,11 @@ async function checkW8A8Linear(c: { M: number; K: number; N: number; gs: number;
   }
 }
 
-/** Whether the GEMV can reduce with subgroups here (one fixed subgroup size). */
-function subgroupReduction(): boolean {
+/** GEMV settings this device can run: each reduction (subgroup where the subgroup size is fixed) × rows per group. */
+function gemvVariants(rows: number[]): { reduction: GemvReduction; rowsPerGroup: number; label: string }[] {
   const s = subgroupSizes();
-  return hasSubgroups() && !!s && s.min === s.max;
+  const reductions: GemvReduction[] = ['workgroup', ...(hasSubgroups() && s && s.min === s.max ? (['subgroup'] as const) : [])];
+  return reductions.flatMap((reduction) => rows.map((rowsPerGroup) => ({ reduction, rowsPerGroup, label: `${reduction}-r${rowsPerGroup}` })));
 }
 
 /** Correctness cases of the weight-only kernels: GEMV (B ≤ 8), the dequantize+matMul path, and the dequantization itself. */
@@ -249,10 +250,9 @@ export function weightOnlyChecks(): KernelCheck[] {
     { bits: 4, gs: 128, sym: false, B: 1, N: 14336, K: 4096, small: false },
     { bits: 8, gs: -1, sym: true, B: 4, N: 4096, K: 14336, small: false },
   ];
-  const reductions: GemvReduction[] = ['workgroup', ...(subgroupReduction() ? (['subgroup'] as const) : [])];
-  const checks: KernelCheck[] = cases.flatMap((c) => reductions.map((reduction) => ({
+  const checks: KernelCheck[] = cases.flatMap((c) => gemvVariants(c.small ? [1, 2, 4] : [WEIGHT_ONLY_DEFAULTS.rowsPerGroup]).map(({ reduction, rowsPerGroup }) => ({
     kernel: 'wq-gemm',
-    name: `W${c.bits} g=${c.gs} ${c.sym ? 'sym' : 'asym'} B=${c.B} N=${c.N} K=${c.K} ${reduction} (vs matMul of dequantizeMatrix)`,
+    name: `W${c.bits} g=${c.gs} ${c.sym ? 'sym' : 'asym'} B=${c.B} N=${c.N} K=${c.K} ${reduction} r${rowsPerGroup} (vs matMul of dequantizeMatrix)`,
     small: c.small,
     async run(): Promise<CheckResult> {
       const W = seededNormal(c.N * c.K, c.N + c.K, 1 / Math.sqrt(c.K));
@@ -263,7 +263,7 @@ export function weightOnlyChecks(): KernelCheck[] {
       upload(x, b, p.qweight, p.scales, p.zeros);
       // Past the GEMV batch the output is matMul's then the bias add's: poison a buffer for each.
       const sizes = c.B > WEIGHT_ONLY_DEFAULTS.maxGemvBatch ? [c.B * c.N, c.B * c.N] : [c.B * c.N];
-      const { outputs, poisoned } = await runPoisoned(sizes, () => [weightOnlyLinear(x, p, b, { reduction })]);
+      const { outputs, poisoned } = await runPoisoned(sizes, () => [weightOnlyLinear(x, p, b, { reduction, rowsPerGroup })]);
       const want = tf.tidy(() => tf.add(tf.matMul(x, tf.tensor2d(dequantizeMatrix(q), [c.N, c.K]), false, true), b));
       try {
         return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
@@ -358,15 +358,16 @@ export function weightOnlyBenches(): KernelBench[] {
       small,
       flops: 2 * N * K,
       bytes: N * ((K * bits) / 8 + G * 8) + K * 4, // codes + fp32 scales and zeros + x
-      variants: ['workgroup', ...(subgroupReduction() ? ['subgroup'] : [])],
+      variants: gemvVariants([1, 2, 4]).map((v) => v.label),
       setup(variant: string): BenchSetup {
-        if (variant !== 'workgroup' && variant !== 'subgroup') throw new Error(`wq-gemv: unknown variant '${variant}' (workgroup, subgroup)`);
+        const v = gemvVariants([1, 2, 4]).find((g) => g.label === variant);
+        if (!v) throw new Error(`wq-gemv: unknown variant '${variant}' (${gemvVariants([1, 2, 4]).map((g) => g.label).join(', ')})`);
         const x = tf.tensor2d(seededNormal(K, 1), [1, K]); // [1, K]
         const wData = seededNormal(N * K, 2, 1 / Math.sqrt(K));
         const w = tf.tensor2d(wData, [N, K]); // [N, K]
         const p = packWeightOnly(quantizeMatrix(wData, N, K, { bits, groupSize: gs, sym: false, groupRemainder: 'partial' }));
         return {
-          kernel: () => weightOnlyLinear(x, p, undefined, { reduction: variant }),
+          kernel: () => weightOnlyLinear(x, p, undefined, { reduction: v.reduction, rowsPerGroup: v.rowsPerGroup }),
           plain: () => tf.matMul(x, w, false, true),
           dispose: () => tf.dispose([x, w, p.qweight, p.scales, p.zeros]),
         };

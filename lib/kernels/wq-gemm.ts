@@ -16,8 +16,10 @@ import type { PackedWeightOnly } from './packed-linear';
 export type GemvReduction = 'auto' | 'subgroup' | 'workgroup';
 
 export interface WeightOnlyOptions {
-  /** Largest number of x rows the GEMV kernel takes (≤ 32); more rows dequantize W and use matMul. */
+  /** Largest number of x rows the GEMV kernel takes (≤ 8); more rows dequantize W and use matMul. */
   maxGemvBatch?: number;
+  /** Output rows each group of lanes computes in the GEMV (1, 2 or 4): more rows reuse each x value, fewer give more workgroups. */
+  rowsPerGroup?: number;
   /** Row sums of the GEMV: 'subgroup' (one subgroup per row, subgroupAdd; needs a fixed subgroup
    * size), 'workgroup' (32 lanes per row, workgroup memory), 'auto' subgroup where possible. */
   reduction?: GemvReduction;
@@ -25,6 +27,7 @@ export interface WeightOnlyOptions {
 
 export const WEIGHT_ONLY_DEFAULTS: Required<WeightOnlyOptions> = {
   maxGemvBatch: 8, // decode and short speculative/beam batches; past that the GEMM is compute-bound
+  rowsPerGroup: 2, // a guess between x reuse and parallelism; sweep with bench-kernels --kernels weightOnly
   reduction: 'auto', // subgroupAdd where the device has fixed-size subgroups
 };
 
@@ -59,23 +62,31 @@ function unpackWord(bits: 4 | 8, use: string): string {
       }`;
 }
 
-function gemvCode(bits: 4 | 8, B: number, bias: boolean, params: Record<string, Param>, lanes: number, subgroup: boolean): string {
+function gemvCode(bits: 4 | 8, B: number, R: number, bias: boolean, params: Record<string, Param>, lanes: number, subgroup: boolean): string {
   const per = 32 / bits; // codes per word
-  const rows = THREADS / lanes; // output rows per workgroup, one group of `lanes` invocations each
+  const mask = bits === 4 ? '0xfu' : '0xffu';
+  const groups = THREADS / lanes; // row groups per workgroup, `lanes` invocations and R rows each
   const plusBias = bias ? ' + bias[row]' : '';
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  // Each x value is loaded once per code and used for the R rows of the group.
+  const fma = range(B)
+    .map((b) => `          let x${b} = x[${b}u * params.K + col];\n` + range(R).map((r) => `          acc[${r * B + b}] += x${b} * w${r};`).join('\n'))
+    .join('\n');
+  const weights = range(R).map((r) => `          let w${r} = s[${r}] * (f32((chunk[${r}][t] >> (${bits}u * j)) & ${mask}) - z[${r}]);`).join('\n');
   const reduce = subgroup
-    ? `  for (var b = 0u; b < B; b++) {
-    let sum = subgroupAdd(acc[b]);
-    if (lane == 0u && row < params.N) { y[b * params.N + row] = sum${plusBias}; }
+    ? `  for (var i = 0u; i < ${R * B}u; i++) {
+    let sum = subgroupAdd(acc[i]);
+    let row = row0 + i / B;
+    if (lane == 0u && row < params.N) { y[(i % B) * params.N + row] = sum${plusBias}; }
   }`
-    : `  for (var b = 0u; b < B; b++) { red[(lid.y * B + b) * ${lanes}u + lane] = acc[b]; }
+    : `  for (var i = 0u; i < ${R * B}u; i++) { red[(lid.y * ${R * B}u + i) * ${lanes}u + lane] = acc[i]; }
   workgroupBarrier();
-  if (lane < B && row < params.N) {
+  let row = row0 + lane / B;
+  if (lane < ${R * B}u && row < params.N) {
     var sum = 0.0;
-    for (var l = 0u; l < ${lanes}u; l++) { sum += red[(lid.y * B + lane) * ${lanes}u + l]; }
-    y[lane * params.N + row] = sum${plusBias};
+    for (var l = 0u; l < ${lanes}u; l++) { sum += red[(lid.y * ${R * B}u + lane) * ${lanes}u + l]; }
+    y[(lane % B) * params.N + row] = sum${plusBias};
   }`;
-  const fma = Array.from({ length: B }, (_, b) => `acc[${b}] += x[${b}u * params.K + col] * w;`).join(' ');
   return /* wgsl */ `${subgroup ? 'enable subgroups;' : ''}
 ${paramsStruct(params)}
 @group(0) @binding(0) var<storage, read_write> y: array<f32>; // [B, N]
@@ -86,19 +97,34 @@ ${paramsStruct(params)}
 ${bias ? '@group(0) @binding(5) var<storage, read> bias: array<f32>; // [N]' : ''}
 @group(0) @binding(${bias ? 6 : 5}) var<uniform> params: Params;
 const B = ${B}u;
-${subgroup ? '' : `var<workgroup> red: array<f32, ${THREADS * B}>; // [rows, B, lanes]`}
-@compute @workgroup_size(${lanes}, ${rows})
+const R = ${R}u;
+${subgroup ? '' : `var<workgroup> red: array<f32, ${THREADS * R * B}>; // [groups, R·B, lanes]`}
+@compute @workgroup_size(${lanes}, ${groups})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let lane = lid.x;
-  let row = wg.x * ${rows}u + lid.y;
-  var acc: array<f32, ${B}>;
-  if (row < params.N) {
+  let row0 = (wg.x * ${groups}u + lid.y) * R; // first of this group's R rows
+  var acc: array<f32, ${R * B}>; // [r·B + b]
+  if (row0 < params.N) {
     let vecs = params.rowWords / 4u;
     for (var v = lane; v < vecs; v += ${lanes}u) {
-      let chunk = qweight[row * vecs + v];
+      var chunk: array<vec4<u32>, ${R}>;
+      for (var r = 0u; r < R; r++) { chunk[r] = qweight[min(row0 + r, params.N - 1u) * vecs + v]; }
       for (var t = 0u; t < 4u; t++) {
-        let word = chunk[t];
-        let col0 = (v * 4u + t) * ${per}u;${unpackWord(bits, fma)}
+        let col0 = (v * 4u + t) * ${per}u;
+        var s: array<f32, ${R}>;
+        var z: array<f32, ${R}>;
+        for (var r = 0u; r < R; r++) {
+          let g = min(row0 + r, params.N - 1u) * params.G + col0 / params.groupSize;
+          s[r] = scales[g];
+          z[r] = zeros[g];
+        }
+        for (var j = 0u; j < ${per}u; j++) {
+          let col = col0 + j;
+          if (col < params.K) {
+${weights}
+${fma}
+          }
+        }
       }
     }
   }
@@ -156,7 +182,8 @@ export function dequantizeWeightOnly(p: PackedWeightOnly): tf.Tensor2D {
 export function weightOnlyLinear(x: tf.Tensor2D, p: PackedWeightOnly, bias?: tf.Tensor, opts: WeightOnlyOptions = {}): tf.Tensor2D {
   const o = { ...WEIGHT_ONLY_DEFAULTS, ...opts };
   if (!['auto', 'subgroup', 'workgroup'].includes(o.reduction)) throw new Error(`weightOnlyLinear: unknown reduction '${o.reduction}' (auto, subgroup, workgroup)`);
-  if (!(Number.isInteger(o.maxGemvBatch) && o.maxGemvBatch >= 0 && o.maxGemvBatch <= 32)) throw new Error(`weightOnlyLinear: maxGemvBatch must be an integer in 0..32, got ${o.maxGemvBatch}`);
+  if (!(Number.isInteger(o.maxGemvBatch) && o.maxGemvBatch >= 0 && o.maxGemvBatch <= 8)) throw new Error(`weightOnlyLinear: maxGemvBatch must be an integer in 0..8, got ${o.maxGemvBatch}`);
+  if (![1, 2, 4].includes(o.rowsPerGroup)) throw new Error(`weightOnlyLinear: rowsPerGroup must be 1, 2 or 4, got ${o.rowsPerGroup}`);
   const [B, K] = x.shape;
   if (K !== p.inFeatures) throw new Error(`weightOnlyLinear: x has ${K} features, the weight takes ${p.inFeatures}`);
   if (bias && bias.size !== p.outFeatures) throw new Error(`weightOnlyLinear: bias has ${bias.size} values, the weight has ${p.outFeatures} outputs`);
@@ -170,11 +197,11 @@ export function weightOnlyLinear(x: tf.Tensor2D, p: PackedWeightOnly, bias?: tf.
   const { lanes, subgroup } = gemvLayout(o.reduction);
   const [y] = runKernel({
     name: `wq-gemv-${p.bits}-b${B}`,
-    code: gemvCode(p.bits, B, !!bias, params, lanes, subgroup),
+    code: gemvCode(p.bits, B, o.rowsPerGroup, !!bias, params, lanes, subgroup),
     inputs: [x, p.qweight, p.scales, p.zeros, ...(bias ? [bias] : [])],
     outputs: [{ shape: [B, p.outFeatures], dtype: 'float32' }],
     params,
-    workgroups: [Math.ceil(p.outFeatures / (THREADS / lanes)), 1, 1],
+    workgroups: [Math.ceil(p.outFeatures / ((THREADS / lanes) * o.rowsPerGroup)), 1, 1],
   });
   return y as tf.Tensor2D;
 }
