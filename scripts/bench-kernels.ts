@@ -48,7 +48,7 @@ function row(b: KernelBench, variant: string, t: Timing, plainMs: number | null)
   const r = {
     kernel: b.kernel, case: b.name, variant, median_ms: t.medianMs, min_ms: t.minMs, max_ms: t.maxMs, repeats: t.repeats,
     gflop_s: b.flops ? b.flops / t.medianMs / 1e6 : '', gb_s: b.bytes ? b.bytes / t.medianMs / 1e6 : '',
-    speedup_vs_plain: plainMs === null ? '' : plainMs / t.medianMs, ...provenance,
+    speedup_vs_plain: plainMs === null ? '' : plainMs / t.medianMs, note: '', ...provenance,
   };
   rows.push(r);
   const rate = r.gflop_s !== '' ? `${Number(r.gflop_s).toFixed(1)} GFLOP/s` : r.gb_s !== '' ? `${Number(r.gb_s).toFixed(1)} GB/s` : '';
@@ -67,7 +67,17 @@ for (const b of benches) {
         row(b, 'tfjs', plain, null);
         plainMs = plain.medianMs;
       }
-      row(b, v, await timeRepeated(() => s.kernel().dispose(), repeat), plainMs);
+      let t: Timing;
+      try {
+        t = await timeRepeated(() => s.kernel().dispose(), repeat);
+      } catch (e) {
+        // A variant the device cannot run (e.g. over its workgroup memory) is reported, not fatal.
+        const note = (e as Error).message.replace(/\s+/g, ' ');
+        rows.push({ kernel: b.kernel, case: b.name, variant: v, median_ms: '', min_ms: '', max_ms: '', repeats: 0, gflop_s: '', gb_s: '', speedup_vs_plain: '', note, ...provenance });
+        console.log(`${b.kernel.padEnd(12)} ${b.name.padEnd(48)} ${v.padEnd(24)} not run: ${note}`);
+        continue;
+      }
+      row(b, v, t, plainMs);
     } finally {
       s.dispose();
     }
