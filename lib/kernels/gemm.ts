@@ -29,6 +29,7 @@ export const GEMM_TILES = {
   '128x64': { tileRows: 128, tileCols: 64, tileK: 16, threadRows: 8, threadCols: 4 }, // 256 threads
   '128x128': { tileRows: 128, tileCols: 128, tileK: 16, threadRows: 8, threadCols: 8 }, // 256 threads, 64 accumulators each
   '128x128k8': { tileRows: 128, tileCols: 128, tileK: 8, threadRows: 8, threadCols: 8 }, // same, half the workgroup memory
+  '128x128k32': { tileRows: 128, tileCols: 128, tileK: 32, threadRows: 8, threadCols: 8 }, // half the barriers, 32 KiB of workgroup memory
 } satisfies Record<string, GemmTiles>;
 export type GemmTileName = keyof typeof GEMM_TILES;
 
