@@ -147,13 +147,19 @@ describe('TensorScorer (batched, padded, masked, gathered on the device)', () =>
     expect(g1.logprob).toBeCloseTo(LP[a][b] + LP[b][c], 5);
   });
 
-  it('truncates long contexts on the left and rejects continuations longer than the context window', async () => {
+  it('truncates long contexts on the left and scores an over-long continuation on its last maxLength tokens', async () => {
     const { scorer, dispose } = bigramScorer(4);
     const req = { context: [1, 2, 3, 4, 5, 6], continuation: [7, 8] };
     const [g] = await scorer.continuations([req]);
     expect(g.truncated).toBe(3); // 8 tokens, the model reads 4 + predicts from them
     expect(g.logprob).toBeCloseTo(LP[6][7] + LP[7][8], 5);
-    await expect(scorer.continuations([{ context: [1], continuation: [1, 2, 3, 4, 5] }])).rejects.toThrow(/exceeds maxLength 4/);
+    expect(g.unscored).toBe(0);
+    const [long] = await scorer.continuations([{ context: [1], continuation: [1, 2, 3, 4, 5] }]);
+    // the window holds 4 inputs (1,1,2,3,4 → reads 1..4 after dropping the first): 4 tokens scored, 1 not
+    expect(long.tokens).toBe(4);
+    expect(long.unscored).toBe(1);
+    expect(long.truncated).toBe(1);
+    expect(long.logprob).toBeCloseTo(LP[1][2] + LP[2][3] + LP[3][4] + LP[4][5], 5);
     await expect(scorer.continuations([{ context: [1], continuation: [V] }])).rejects.toThrow(/outside the vocabulary/);
     dispose();
   });
@@ -293,6 +299,7 @@ function scriptedScorer(maxLength = 10_000): Scorer & { seen: { cont: Continuati
         greedy: false,
         truncated: 0,
         tokens: r.continuation.length,
+        unscored: 0,
       }));
     },
     async nextToken(reqs) {

@@ -190,9 +190,14 @@ async function runMultipleChoice<D>(
     return task.processResults(doc, lls, spans[k].choices);
   });
   const truncated = scored.filter((s) => s.truncated > 0).length;
+  const partial = scored.filter((s) => s.unscored > 0).length;
   return {
     results: aggregate(task, docs, perDoc),
-    notes: [`docs=${docs.length}/${allDocs.length}`, ...(truncated ? [`${truncated} requests left-truncated to ${scorer.maxLength} tokens`] : [])],
+    notes: [
+      `docs=${docs.length}/${allDocs.length}`,
+      ...(truncated ? [`${truncated} requests left-truncated to ${scorer.maxLength} tokens`] : []),
+      ...(partial ? [`${partial} continuations longer than ${scorer.maxLength} tokens: only their last ${scorer.maxLength} tokens scored`] : []),
+    ],
   };
 }
 

@@ -19,8 +19,10 @@ export interface ContinuationResult {
   greedy: boolean;
   /** Context tokens dropped on the left to fit maxLength. */
   truncated: number;
-  /** Tokens scored (= continuation length). */
+  /** Tokens scored: the continuation's length, or maxLength when the continuation is longer. */
   tokens: number;
+  /** Leading continuation tokens left unscored because the continuation exceeds maxLength (else 0). */
+  unscored: number;
 }
 
 /** Log-probabilities of candidate next tokens after the context (letter-answer scoring). */
@@ -101,24 +103,25 @@ export class TensorScorer implements Scorer {
     const rows = reqs.map((r, k): Row => {
       if (r.continuation.length === 0) throw new Error(`continuation request ${k}: empty continuation`);
       if (r.context.length === 0) throw new Error(`continuation request ${k}: empty context (pass BOS or a first token)`);
-      if (r.continuation.length > this.maxLength) {
-        throw new Error(`continuation request ${k}: continuation of ${r.continuation.length} tokens exceeds maxLength ${this.maxLength}`);
-      }
       const full = r.context.concat(r.continuation);
-      // Keep the last maxLength + 1 tokens: the model reads full[:-1] and predicts full[1:].
+      // Keep the last maxLength + 1 tokens: the model reads full[:-1] and predicts full[1:]. A
+      // continuation longer than the window (lm-eval's left truncation) is scored on its last
+      // maxLength tokens only; the result says how many were left unscored.
       const start = Math.max(0, full.length - 1 - this.maxLength);
       const kept = full.slice(start);
       const input = kept.slice(0, -1);
-      const first = input.length - r.continuation.length; // position predicting continuation[0]
-      const positions = r.continuation.map((_, j) => first + j);
-      return { req: k, input, positions, tokens: r.continuation, truncated: start };
+      const scored = r.continuation.slice(-input.length);
+      const first = input.length - scored.length; // position predicting scored[0]
+      const positions = scored.map((_, j) => first + j);
+      return { req: k, input, positions, tokens: scored, truncated: Math.min(start, r.context.length) };
     });
     const out = await this.run(rows, onProgress);
     return reqs.map((r, k) => {
       const { picked, greedy } = out[k];
       let s = 0;
       for (const v of picked) s += v; // float64 on the host
-      return { logprob: s, greedy: greedy.every(Boolean), truncated: rows[k].truncated, tokens: r.continuation.length };
+      const tokens = rows[k].tokens.length;
+      return { logprob: s, greedy: greedy.every(Boolean), truncated: rows[k].truncated, tokens, unscored: r.continuation.length - tokens };
     });
   }
 
