@@ -36,7 +36,7 @@ export const defaults: AwqOptions = {
   clipGrid: 20, // reference auto_clip n_grid
   clipMaxShrink: 0.5, // reference auto_clip max_shrink
   clipSampleTokens: 512, // reference auto_clip n_sample_token
-  batchSize: 8, // not an algorithm parameter
+  batchSize: 32, // not an algorithm parameter: fewer, larger forwards make the grid search ~4x faster on the GPU
 };
 
 const spec = (o: AwqOptions): WeightQuantSpec => ({ bits: o.bits, groupSize: o.groupSize, sym: false, groupRemainder: o.groupRemainder });
