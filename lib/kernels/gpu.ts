@@ -23,7 +23,7 @@
 // (makeTensorInfo + uploadToGPU) and become ordinary tensors: dispose them, tidy tracks them.
 // Custom kernels have no gradients: use them only on inference paths.
 import * as tf from '@tensorflow/tfjs';
-import { webgpuDevice } from '../runtime/backend';
+import { webgpuAdapterInfo, webgpuDevice } from '../runtime/backend';
 
 export type ParamType = 'u32' | 'i32' | 'f32';
 export interface Param {
@@ -175,8 +175,7 @@ export interface SubgroupMatrixConfig {
 }
 
 function adapterInfo(): AdapterInfoExt | null {
-  const d = webgpuDevice();
-  return d ? ((d as GPUDevice & { adapterInfo?: AdapterInfoExt }).adapterInfo ?? null) : null;
+  return webgpuAdapterInfo() as AdapterInfoExt | null;
 }
 
 /** True when the active backend is webgpu and its device has the 'subgroups' feature. */

@@ -120,6 +120,7 @@ async function registerWebGPU(): Promise<void> {
       },
     });
     failOnGpuErrors(device);
+    adapterInfo = adapter.info;
     const backend = new WebGPUBackend(device, adapter.info);
     capFreeBuffers((backend as unknown as { bufferManager: PooledBuffers }).bufferManager);
     return backend;
@@ -189,6 +190,18 @@ function failOnGpuErrors(device: GPUDevice): void {
 export function maxTensorElements(): number {
   const device = webgpuDevice();
   return device ? Math.floor(device.limits.maxStorageBufferBindingSize / 4) : Infinity;
+}
+
+/** The adapter's info of the registered webgpu backend. */
+let adapterInfo: GPUAdapterInfo | null = null;
+
+/**
+ * The adapter info of the device tfjs runs on, or null on other backends. Read it here, not from
+ * device.adapterInfo: on the H100, Dawn lists the subgroup-matrix configurations only on the
+ * adapter's info (the device's copy has none).
+ */
+export function webgpuAdapterInfo(): GPUAdapterInfo | null {
+  return webgpuDevice() ? adapterInfo : null;
 }
 
 /** The WebGPU device tfjs runs on (custom kernels share it), or null on other backends. */
