@@ -35,7 +35,7 @@ if [ "${TINY:-0}" = 1 ]; then
 else
   backend=${LLMCB_BACKEND:-webgpu}
   # Training-time budgets (seconds); larger models get more, so that held-out perplexity falls with size.
-  sizes=(700k 1m 2m); budgets=(25 40 90); resume_steps=40
+  sizes=(700k 1m 2m); budgets=(25 40 210); resume_steps=40  # the committed 2m models: 150 / 140 steps
   extra=()
 fi
 budget() { awk -v b="$1" -v s="$scale" 'BEGIN { printf "%d", b * s }'; }
