@@ -1,4 +1,7 @@
 // Shared by the kernel tests: start webgpu when this machine has an adapter, else say why not.
+import * as tf from '@tensorflow/tfjs';
+import { expect, it } from 'vitest';
+import type { KernelCheck } from '../lib/kernels/cases';
 import { initRuntime } from '../lib/runtime';
 
 /** null when the webgpu backend is running; otherwise the reason the GPU tests skip (also warned). */
@@ -10,5 +13,18 @@ export async function webgpuAdapterReason(): Promise<string | null> {
     const reason = `WebGPU kernel tests skipped: ${(e as Error).message}`;
     console.warn(reason);
     return reason;
+  }
+}
+
+/** One test per cheap check: within tolerance, the poisoned output really overwritten, no leaked tensors. */
+export function itPassesChecks(checks: KernelCheck[]): void {
+  for (const c of checks.filter((c) => c.small)) {
+    it(`${c.kernel} ${c.name}: within tolerance, poisoned output overwritten, no leaks`, async () => {
+      const before = tf.memory().numTensors;
+      const r = await c.run();
+      expect(r.poisoned).toBe(true);
+      expect(r.error).toBeLessThanOrEqual(r.tolerance);
+      expect(tf.memory().numTensors).toBe(before);
+    });
   }
 }
