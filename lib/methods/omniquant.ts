@@ -239,7 +239,8 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
             const optLwc = tf.train.adam(o.lwcLr);
             const optLet = tf.train.adam(o.letLr);
             for (let e = 0; e < o.epochs; e++) {
-              let sum = 0;
+              // The epoch's loss is summed on the device and read once (a read per step would stall the GPU every step).
+              let sum: tf.Scalar = tf.scalar(0);
               for (let i = 0; i < ctx.inputs.length; i++) {
                 const x = ctx.inputs[i];
                 const { value, grads } = tf.variableGrads(() => {
@@ -251,11 +252,10 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
                     restore();
                   }
                 }, trainable);
-                try {
-                  sum += ((await value.data()) as Float32Array)[0];
-                } finally {
-                  value.dispose();
-                }
+                const next = tf.add(sum, value) as tf.Scalar;
+                sum.dispose();
+                value.dispose();
+                sum = next;
                 const lwcG: Record<string, tf.Tensor> = {};
                 const letG: Record<string, tf.Tensor> = {};
                 for (const [k, g] of Object.entries(grads)) (letNames.has(k) ? letG : lwcG)[k] = g;
@@ -263,8 +263,10 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
                 if (Object.keys(letG).length) optLet.applyGradients(letG as Parameters<typeof optLet.applyGradients>[0]);
                 Object.values(grads).forEach((g) => g.dispose());
               }
-              if (e === 0) firstLoss.push(sum / ctx.inputs.length);
-              if (e === o.epochs - 1) lastLoss.push(sum / ctx.inputs.length);
+              const mean = e === 0 || e === o.epochs - 1 ? ((await sum.data()) as Float32Array)[0] / ctx.inputs.length : NaN;
+              sum.dispose();
+              if (e === 0) firstLoss.push(mean);
+              if (e === o.epochs - 1) lastLoss.push(mean);
               hooks.sample?.();
             }
             optLwc.dispose();
