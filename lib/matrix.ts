@@ -162,12 +162,15 @@ export function defaultMatrix(): MatrixConfig {
   };
 }
 
-/** The smallest configuration (CI, notebooks headless): stories260K on wasm, small limits. */
+/** The zoo's smallest model of each family: with stories260K, the smoke matrix's models. */
+export const SMOKE_ZOO = ['llama-700k', 'opt-700k'];
+
+/** The smallest configuration (the main command, CI, notebooks headless): stories260K and the zoo's smallest models on wasm, small limits. */
 export function smokeMatrix(): MatrixConfig {
   return {
     name: 'smoke',
     tracks: [1, 2, 3, 4, 5, 6],
-    models: [STORIES260K],
+    models: [STORIES260K, ...zooModels().filter((m) => SMOKE_ZOO.includes(m.id))],
     methods: [
       { id: 'dense', method: 'dense', config: {} },
       { id: 'wanda-50%', method: 'wanda', config: { pattern: '50%' } },

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  canonicalJson, cellNote, cellPending, checkMatrix, checkSlice, expandCells, finishedCells, hashConfig, parseSlice, rowCell, smokeMatrix,
+  canonicalJson, cellNote, cellPending, checkMatrix, checkSlice, expandCells, finishedCells, hashConfig, parseSlice, rowCell, smokeMatrix, STORIES260K,
   type MatrixConfig,
 } from '../lib/matrix';
 import { macWeight } from '../lib/efficiency/meters';
@@ -13,6 +13,7 @@ const taskTrack = (t: string) => ({ track: (t === 'truthfulqa' || t === 'advglue
 
 function tiny(): MatrixConfig {
   const mx = smokeMatrix();
+  mx.models = [STORIES260K];
   mx.methods = [
     { id: 'dense', method: 'dense', config: {} },
     { id: 'wanda-50%', method: 'wanda', config: { pattern: '50%' } },

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { countMacs } from '../lib/efficiency/macs';
 import { measureMacs, measureStoredSize, meterCompression, meterGeneration } from '../lib/efficiency/meters';
-import { smokeMatrix, type MatrixConfig } from '../lib/matrix';
+import { smokeMatrix, STORIES260K, type MatrixConfig } from '../lib/matrix';
 import { getMethod } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { readResults, trackFile } from '../lib/results';
@@ -92,6 +92,7 @@ describe('Track 3 meter', () => {
 describe('runner', () => {
   function matrix(): MatrixConfig {
     const mx = smokeMatrix();
+    mx.models = [STORIES260K];
     mx.tracks = [3, 4];
     mx.methods = [
       { id: 'dense', method: 'dense', config: {} },
