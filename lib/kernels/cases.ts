@@ -52,13 +52,16 @@ export async function maxRelError(got: tf.Tensor, want: tf.Tensor): Promise<numb
   return scale === 0 ? diff : diff / scale;
 }
 
+/** NaN buffers made per output size: intermediates of the same size (a split kernel's partials) may take some first. */
+const POISON_COPIES = 4;
+
 /**
  * Runs fn so that its outputs land in buffers that were just filled with NaN: NaN tensors of the
  * outputs' sizes are made, freed to tfjs's buffer pool, and fn's outputs take them from the pool
  * (checked by buffer identity). `poisoned` is false when an output got a fresh buffer instead.
  */
 export async function runPoisoned(outputSizes: number[], fn: () => tf.Tensor[]): Promise<{ outputs: tf.Tensor[]; poisoned: boolean }> {
-  const poison = outputSizes.map((n) => tf.fill([n], NaN));
+  const poison = outputSizes.flatMap((n) => Array.from({ length: POISON_COPIES }, () => tf.fill([n], NaN)));
   const buffers = new Set(poison.map((t) => gpuBuffer(t)));
   tf.dispose(poison);
   await syncDevice(); // the NaN fill has run and the freed buffers are back in the pool
