@@ -130,6 +130,15 @@ const PARAMS = { T: u32(0), S: u32(0), past: u32(0), rep: u32(0), KV: u32(0), H:
 /** The main kernel: one row block × one key range; writes the merged output or partials. */
 function attentionShader(hd: number, BQ: number, BKV: number, WG: number, split: boolean): string {
   const per = (n: number) => Math.ceil(n / WG); // elements per thread of an n-element tile
+  // WGSL: each thread visits its elements e < n of an [n / hd, hd] tile as row r, column d.
+  const eachElement = (n: number, body: string) => `for (var i = 0u; i < ${per(n)}u; i++) {
+    let e = lid + i * ${WG}u;
+    if (e < ${n}u) {
+      let r = e / ${hd}u;
+      let d = e % ${hd}u;
+      ${body}
+    }
+  }`;
   const KS = hd + 1; // padded row stride of the K/V tile (no bank conflicts across keys)
   const PS = BKV + 1;
   const outs = split
@@ -160,16 +169,9 @@ var<workgroup> ls: array<f32, ${BQ}>;
 var<workgroup> as_: array<f32, ${BQ}>;
 
 fn loadKV(src: ptr<storage, array<f32>, read>, bk: u32, kt: u32, lid: u32) {
-  for (var i = 0u; i < ${per(BKV * hd)}u; i++) {
-    let e = lid + i * ${WG}u;
-    if (e < ${BKV * hd}u) {
-      let j = e / ${hd}u;
-      let d = e % ${hd}u;
-      var x = 0.0;
-      if (kt + j < params.S) { x = (*src)[(bk * params.S + kt + j) * ${hd}u + d]; }
-      kvs[j * ${KS}u + d] = x;
-    }
-  }
+  ${eachElement(BKV * hd, `var x = 0.0;
+      if (kt + r < params.S) { x = (*src)[(bk * params.S + kt + r) * ${hd}u + d]; }
+      kvs[r * ${KS}u + d] = x;`)}
 }
 
 @compute @workgroup_size(${WG})
@@ -178,15 +180,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   let nbk = ng.y;
   let bk = g.y;
   let r0 = g.x * ${BQ}u;
-  for (var i = 0u; i < ${per(BQ * hd)}u; i++) {
-    let e = lid + i * ${WG}u;
-    if (e < ${BQ * hd}u) {
-      let gr = r0 + e / ${hd}u;
+  ${eachElement(BQ * hd, `let gr = r0 + r;
       var x = 0.0;
-      if (gr < rows) { x = q[(bk * rows + gr) * ${hd}u + e % ${hd}u] * params.scale; }
-      qs[e] = x;
-    }
-  }
+      if (gr < rows) { x = q[(bk * rows + gr) * ${hd}u + d] * params.scale; }
+      qs[e] = x;`)}
   if (lid < ${BQ}u) { ms[lid] = NEG; ls[lid] = 0.0; }
   // Keys this workgroup visits: its split's range, cut at the block's last visible position.
   let last = min(r0 + ${BQ}u, rows) - 1u;
@@ -232,29 +229,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
       as_[lid] = alpha;
     }
     workgroupBarrier();
-    for (var i = 0u; i < ${per(BQ * hd)}u; i++) {
-      let e = lid + i * ${WG}u;
-      if (e < ${BQ * hd}u) {
-        let r = e / ${hd}u;
-        let d = e % ${hd}u;
-        var o = acc[i] * as_[r];
-        for (var j = 0u; j < ${BKV}u; j++) { o = fma(ps[r * ${PS}u + j], kvs[j * ${KS}u + d], o); }
-        acc[i] = o;
-      }
-    }
+    ${eachElement(BQ * hd, `var o = acc[i] * as_[r];
+      for (var j = 0u; j < ${BKV}u; j++) { o = fma(ps[r * ${PS}u + j], kvs[j * ${KS}u + d], o); }
+      acc[i] = o;`)}
     workgroupBarrier();
   }
-  for (var i = 0u; i < ${per(BQ * hd)}u; i++) {
-    let e = lid + i * ${WG}u;
-    if (e < ${BQ * hd}u) {
-      let r = e / ${hd}u;
-      let d = e % ${hd}u;
-      let gr = r0 + r;
+  ${eachElement(BQ * hd, `let gr = r0 + r;
       if (gr < rows) {
         ${write}
-      }
-    }
-  }
+      }`)}
 }`;
 }
 

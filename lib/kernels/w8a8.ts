@@ -264,6 +264,18 @@ function matrixOps(syntax: MatrixSyntax) {
       };
 }
 
+/** WGSL: stages rows [base, base+rows) × one K step of codes from `src` (vec4 words) into workgroup `dst` [rows, RS] (zeros past `limit` or K). */
+function stageTile(dst: string, src: string, rows: string, base: string, limit: string): string {
+  return `    for (var i = li; i < ${rows} * VPR; i += THREADS) {
+      let r = i / VPR;
+      let c = i % VPR;
+      var v = vec4<u32>(0u);
+      if (${base} + r < ${limit} && k0 + c < kVec) { v = ${src}[(${base} + r) * kVec + k0 + c]; }
+      let o = r * (RS / 4u) + c * 4u;
+      ${dst}[o] = bitcast<i32>(v.x); ${dst}[o + 1u] = bitcast<i32>(v.y); ${dst}[o + 2u] = bitcast<i32>(v.z); ${dst}[o + 3u] = bitcast<i32>(v.w);
+    }`;
+}
+
 function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Param>, emulate: boolean, syntax: MatrixSyntax): string {
   const ops = matrixOps(syntax);
   const bm = 16 * t.wm * t.tm;
@@ -340,22 +352,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let kVec = params.kWords / 4u;
 ${decl.join('\n')}
   for (var k0 = 0u; k0 < kVec; k0 += VPR) {
-    for (var i = li; i < BM * VPR; i += THREADS) {
-      let r = i / VPR;
-      let c = i % VPR;
-      var v = vec4<u32>(0u);
-      if (m0 + r < params.M && k0 + c < kVec) { v = a[(m0 + r) * kVec + k0 + c]; }
-      let o = r * (RS / 4u) + c * 4u;
-      As[o] = bitcast<i32>(v.x); As[o + 1u] = bitcast<i32>(v.y); As[o + 2u] = bitcast<i32>(v.z); As[o + 3u] = bitcast<i32>(v.w);
-    }
-    for (var i = li; i < BN * VPR; i += THREADS) {
-      let r = i / VPR;
-      let c = i % VPR;
-      var v = vec4<u32>(0u);
-      if (n0 + r < params.N && k0 + c < kVec) { v = b[(n0 + r) * kVec + k0 + c]; }
-      let o = r * (RS / 4u) + c * 4u;
-      Bs[o] = bitcast<i32>(v.x); Bs[o + 1u] = bitcast<i32>(v.y); Bs[o + 2u] = bitcast<i32>(v.z); Bs[o + 3u] = bitcast<i32>(v.w);
-    }
+${stageTile('As', 'a', 'BM', 'm0', 'params.M')}
+${stageTile('Bs', 'b', 'BN', 'n0', 'params.N')}
     workgroupBarrier();
 ${mma.join('\n')}
     workgroupBarrier();
