@@ -5,7 +5,7 @@
 import { forward } from '../models/transformer';
 import { maxTensorElements } from '../runtime/backend';
 import type { Model } from '../models/types';
-import { blockWidths } from '../models/weights';
+import { maxHeads } from '../models/weights';
 import { type LogitsFn, SCORER_DEFAULTS, type ScorerOptions, TensorScorer } from './scorer';
 
 /** The model's logits function for a TensorScorer: forward() with the padding mask when there is
@@ -14,17 +14,10 @@ export function modelLogitsFn(model: Model): LogitsFn {
   return (ids, mask) => forward(model, ids, mask ? { attentionMask: mask, kernels: true } : { kernels: true });
 }
 
-/** Attention heads of the model's widest block (per-block widths of pruned models included). */
-export function maxHeads(model: Model): number {
-  let h = 1;
-  for (let i = 0; i < model.config.numLayers; i++) h = Math.max(h, blockWidths(model.config, i).numHeads);
-  return h;
-}
-
 /** A Scorer whose sequences are at most maxLength tokens (default: the model's context, config.maxPositions). */
 export function modelScorer(model: Model, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): TensorScorer {
   // The [B, T, V] logits and [B·heads, T, T] scores must each fit one GPU buffer binding.
   const cap = maxTensorElements();
   const bounds = { maxLogitElements: Math.min(SCORER_DEFAULTS.maxLogitElements, cap), maxAttentionElements: Math.min(SCORER_DEFAULTS.maxAttentionElements, cap) };
-  return new TensorScorer(modelLogitsFn(model), model.config.vocabSize, maxLength, { heads: maxHeads(model), ...bounds, ...opts });
+  return new TensorScorer(modelLogitsFn(model), model.config.vocabSize, maxLength, { heads: maxHeads(model.config), ...bounds, ...opts });
 }

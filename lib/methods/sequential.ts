@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ARCHS } from '../models/arch';
 import type { Model } from '../models/types';
-import { blockWidths } from '../models/weights';
+import { maxHeads } from '../models/weights';
 import { maxTensorElements } from '../runtime/backend';
 import { embed, runBlock, type ForwardOptions } from '../models/transformer';
 import { calibBatches, checkCalibForModel, type CalibSet } from './calib';
@@ -89,8 +89,7 @@ export function embedCalibration(model: Model, calib: CalibSet, batchSize: numbe
 /** Runs the sequential driver over the model's blocks. Weights are replaced in place by perBlock. */
 export async function runSequential(model: Model, calib: CalibSet, opts: SequentialOptions): Promise<void> {
   // Windows per forward, also bounded so that a batch's [B·heads, T, T] attention scores fit one GPU binding.
-  const heads = Math.max(...Array.from({ length: model.config.numLayers }, (_, i) => blockWidths(model.config, i).numHeads));
-  const fit = Math.max(1, Math.floor(maxTensorElements() / (heads * calib.seqlen * calib.seqlen)));
+  const fit = Math.max(1, Math.floor(maxTensorElements() / (maxHeads(model.config) * calib.seqlen * calib.seqlen)));
   const batchSize = Math.min(opts.batchSize ?? sequentialDefaults.batchSize, fit);
   if (opts.propagate !== 'compressed' && opts.propagate !== 'dense') throw new Error(`runSequential: propagate must be 'compressed' or 'dense', got '${opts.propagate}'`);
   const nLayers = model.config.numLayers;

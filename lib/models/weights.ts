@@ -54,6 +54,13 @@ export function blockWidths(config: ModelConfig, i: number): BlockWidths {
   return w;
 }
 
+/** Attention heads of the widest block (per-block widths of pruned models included). */
+export function maxHeads(config: ModelConfig): number {
+  let h = 1;
+  for (let i = 0; i < config.numLayers; i++) h = Math.max(h, blockWidths(config, i).numHeads);
+  return h;
+}
+
 /** The weight names and shapes a config implies (HF layout; linear weights [out, in]); per-block
  * widths (PER_LAYER_KEYS) give each block its own linear shapes. */
 export function expectedShapes(config: ModelConfig): Map<string, number[]> {
