@@ -18,7 +18,10 @@ export interface RuntimeInfo {
 }
 
 export interface InitOptions {
-  /** 'auto' tries webgpu, then wasm, then cpu. Default: LLMCB_BACKEND or 'auto'. */
+  /**
+   * 'auto' tries webgpu (a hardware adapter only: a software one such as Mesa's llvmpipe is slower
+   * than wasm), then wasm, then cpu. Default: LLMCB_BACKEND or 'auto'.
+   */
   backend?: BackendName | 'auto';
 }
 
@@ -49,13 +52,13 @@ export function parseBackend(name: string): BackendName | 'auto' {
 export async function initRuntime(opts: InitOptions = {}): Promise<RuntimeInfo> {
   const requested = opts.backend ?? parseBackend(process.env.LLMCB_BACKEND ?? 'auto');
   if (requested !== 'auto') {
-    await start(requested);
+    await start(requested, false);
     return { ...(await describeRuntime()), skipped: [] };
   }
   const skipped: RuntimeInfo['skipped'] = [];
   for (const name of BACKENDS) {
     try {
-      await start(name);
+      await start(name, true);
       return { ...(await describeRuntime()), skipped };
     } catch (e) {
       skipped.push({ backend: name, reason: e instanceof BackendError ? e.message : String(e) });
@@ -64,8 +67,19 @@ export async function initRuntime(opts: InitOptions = {}): Promise<RuntimeInfo> 
   throw new BackendError('auto', skipped.map((s) => s.reason).join('; '));
 }
 
-async function start(name: BackendName): Promise<void> {
-  if (tf.getBackend() === name && tf.engine().backendNames().includes(name)) return;
+async function start(name: BackendName, auto: boolean): Promise<void> {
+  if (!(tf.getBackend() === name && tf.engine().backendNames().includes(name))) await activate(name);
+  // Dawn reports the spec's newer GPUAdapterInfo.isFallbackAdapter (not yet in @webgpu/types).
+  const info = name === 'webgpu' ? (adapterInfo as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | null) : null;
+  if (auto && info?.isFallbackAdapter) {
+    throw new BackendError(
+      'webgpu',
+      `the adapter is a software rasterizer (${info.description || info.device}), slower than wasm; ask for backend 'webgpu' to use it anyway`,
+    );
+  }
+}
+
+async function activate(name: BackendName): Promise<void> {
   if (name === 'webgpu') await registerWebGPU();
   if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
   let ok = false;
