@@ -10,6 +10,8 @@
 //   linears (the W4 decode row), 'w4-head' the same plus the LM head. The codes are random (speed
 //   only: the values do not change the work); rows are labelled by dtype. --int8-tiles picks the
 //   W8A8 GEMM's subgroup-matrix tiling (lib/kernels/w8a8.ts INT8_TILES).
+//   --profile: after timing each variant, print where one prefill and one decode step spend their
+//   time (tfjs kernels by GPU time from timestamp queries, dispatch counts, wall time) to stderr.
 // A randomly initialised LLaMA-style model (hidden 2048, 16 layers, GQA 32/8 heads, SwiGLU 8192,
 // 128k tied vocabulary): prefill tokens/s (one forward over a prompt, all logits) and KV-cache
 // greedy decode tokens/s (one token per step, its id read back each step). PyTorch runs the same
@@ -79,6 +81,7 @@ async function main(): Promise<void> {
       'attention-tiles': { type: 'string', default: KERNEL_DEFAULTS.attention },
       quant: { type: 'string', default: 'none' },
       'int8-tiles': { type: 'string', default: KERNEL_DEFAULTS.int8Tile },
+      profile: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -136,6 +139,11 @@ async function main(): Promise<void> {
         }
         const decodeTokS = decode / (median(decodeTimes) / 1000);
         const engine = kernels ? 'tfjs+kernels' : 'tfjs';
+        if (values.profile) {
+          const label = `${engine} ${QUANTS[quant].dtype}`;
+          await profile(`${label} prefill ${prefill}`, () => generate(model, prompt, { maxNewTokens: 1, stopAtEos: false }));
+          await profile(`${label} prefill ${prefill} + 4 decode steps`, () => generate(model, prompt, { maxNewTokens: 5, stopAtEos: false }));
+        }
         const p = kernelPolicy();
         const note = [kernels ? `custom WGSL kernels: gemm ${p.gemm} (inputs of ≥ ${p.gemmMinRows} rows), attention ${p.attention}` : '', QUANTS[quant].note, quant === 'w8a8' ? `int8 tile ${p.int8Tile}` : ''].filter(Boolean).join('; ');
         console.error(`[bench-forward] ${engine}-${rt.backend} ${QUANTS[quant].dtype}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
@@ -187,6 +195,31 @@ function applyQuant(model: Model, quant: Quant): void {
     linears.set(n, randomPackedLinear(quant === 'w8a8' ? 'w8a8' : 'w4', N, K, i));
   });
   attachPackedLinears(model, { linears, skipped: new Map() });
+}
+
+/**
+ * Prints where `f` spends its time: wall ms, the tfjs kernels it dispatched, and their GPU ms from
+ * timestamp queries (custom WGSL kernels are not tfjs kernels: their time is in the wall time only).
+ */
+async function profile(label: string, f: () => Promise<unknown>): Promise<void> {
+  await syncDevice();
+  const t0 = performance.now();
+  const info = await tf.profile(async () => {
+    await f();
+    return [];
+  });
+  const wall = performance.now() - t0;
+  const byName = new Map<string, { n: number; ms: number }>();
+  for (const k of info.kernels) {
+    const e = byName.get(k.name) ?? { n: 0, ms: 0 };
+    e.n++;
+    e.ms += Number(k.kernelTimeMs) || 0;
+    byName.set(k.name, e);
+  }
+  const gpu = [...byName.values()].reduce((a, e) => a + e.ms, 0);
+  const top = [...byName.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12);
+  console.error(`[profile] ${label}: wall ${wall.toFixed(1)} ms (profiled), ${info.kernels.length} tfjs kernels, GPU ${gpu.toFixed(1)} ms`);
+  for (const [name, e] of top) console.error(`[profile]   ${name.padEnd(28)} ${String(e.n).padStart(6)} × ${e.ms.toFixed(2).padStart(9)} ms`);
 }
 
 function median(xs: number[]): number {

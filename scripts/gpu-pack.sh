@@ -3,6 +3,7 @@
 # with node-llama-cpp (and the typescript it pulls in) removed and tfjs's browser bundles trimmed,
 # so that more of the 64 MiB a device call carries is left for models and data.
 #   bash ../shared/gpu/bundle.sh && bash scripts/gpu-pack.sh
+# Optional: GPU_LLAMA=1 keeps node-llama-cpp and its prebuilt Vulkan build (Track 5's llama.cpp engine).
 # Optional: GPU_DATA="reference datasets/wikitext-2-raw ..." packs those parts of ../shared into
 # .gpudata/shared.tar.xz (unpack on the host and point LLMCB_SHARED / LLMCB_DATA at it).
 set -euo pipefail
@@ -13,9 +14,10 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 mkdir -p .gpul
 cp .gpu/node.xz .gpu/*.deb .gpu/enter.sh .gpul/
 tar -xJf .gpu/node_modules.tar.xz -C "$work"
-# Not used at run time: llama.cpp (and the typescript it pulls in), core-js (only tfjs's browser
+# Not used at run time: llama.cpp unless GPU_LLAMA is set (and the typescript it pulls in), core-js (only tfjs's browser
 # polyfill entry imports it), type declarations, source maps, docs.
-rm -rf "$work"/node_modules/{node-llama-cpp,@node-llama-cpp,typescript,core-js,@types}
+rm -rf "$work"/node_modules/{typescript,core-js,@types}
+[ -n "${GPU_LLAMA:-}" ] || rm -rf "$work"/node_modules/{node-llama-cpp,@node-llama-cpp}
 find "$work/node_modules" \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '*.md' \) -delete
 find "$work/node_modules/@tensorflow" \( -name '*.min.js' -o -name '*.es2017*' -o -name '*.fesm*' \
   -o -name '*.html' -o -name '*_test.js' -o -name 'miniprogram' \) -prune -exec rm -rf {} +
