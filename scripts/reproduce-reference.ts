@@ -11,7 +11,7 @@
 // sparse storage, or an HF directory for pruned widths), which loadModel / scripts/eval.ts read.
 //
 //   npx tsx scripts/reproduce-reference.ts [--backend auto] [--windows 1589] [--calib-n 128]
-//     [--only rtn,gptq,...] [--quant-only | --sparsity-only] [--extra] [--omniquant]
+//     [--only rtn,gptq,...] [--quant-only | --sparsity-only] [--extra | --extra-only] [--omniquant]
 //     [--py-ref FILE.csv]... [--tolerance 0.02] [--save-dir DIR] [--no-rows] [--model HF_DIR]
 //     [--tokenizer tok512.bin] [--batch 32]
 // Exit status 1 when a compared setting is off by more than the tolerance.
@@ -123,6 +123,7 @@ interface Args {
   quantOnly: boolean;
   sparsityOnly: boolean;
   extra: boolean;
+  extraOnly: boolean; // the unlisted settings alone (the listed ones already reproduced)
   omniquant: boolean;
   pyRef: string[]; // PyTorch reference CSVs (reference_quant.py, reference_sparsity.py)
   tolerance: number;
@@ -145,6 +146,7 @@ function parseArgs(argv: string[]): Args {
     quantOnly: false,
     sparsityOnly: false,
     extra: false,
+    extraOnly: false,
     omniquant: false,
     pyRef: [],
     tolerance: 0.02,
@@ -170,6 +172,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--sparsity-only') a.sparsityOnly = true;
     else if (k === '--save-dir') a.saveDir = v();
     else if (k === '--extra') a.extra = true;
+    else if (k === '--extra-only') a.extraOnly = true;
     else if (k === '--omniquant') a.omniquant = true;
     else if (k === '--py-ref') a.pyRef.push(v());
     else if (k === '--tolerance') a.tolerance = Number(v());
@@ -219,8 +222,8 @@ async function main(): Promise<void> {
   for (const f of a.pyRef) for (const r of readRef(f)) if (!ref.has(canon(r.method, r.cfg))) ref.set(canon(r.method, r.cfg), { ppl: r.ppl, source: path.basename(f) });
 
   // Every setting is mapped and validated before any work starts.
-  let todo: [string, Record<string, unknown>][] = listed.filter((r) => r.method !== 'dense').map((r) => [r.method, r.cfg]);
-  if (a.extra) todo = [...todo, ...EXTRA];
+  let todo: [string, Record<string, unknown>][] = a.extraOnly ? [] : listed.filter((r) => r.method !== 'dense').map((r) => [r.method, r.cfg]);
+  if (a.extra || a.extraOnly) todo = [...todo, ...EXTRA];
   if (a.omniquant) todo = [...todo, ...OMNI.filter(([m, c]) => !todo.some(([m2, c2]) => canon(m, c) === canon(m2, c2)))];
   if (a.quantOnly) todo = todo.filter(([m]) => QUANT.has(m));
   if (a.sparsityOnly) todo = todo.filter(([m]) => SPARSITY.has(m));
