@@ -187,17 +187,54 @@ export function readResults(file: string): ResultRow[] {
   });
 }
 
-/** Writes text to file atomically: a temp file beside it, then rename (a crash leaves the old file or none). */
-export function writeFileAtomic(file: string, text: string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
+/** What writeFileAtomic writes: text, bytes, or a function that writes to the temp file's descriptor. */
+export type AtomicContent = string | Uint8Array | ((fd: number) => void);
+
+/**
+ * Writes a file atomically: a temp file beside it (its folder created if missing), then rename.
+ * A crash or a throw (from the content function too) leaves the old file or none, never a partial
+ * one, and removes the temp file.
+ */
+export function writeFileAtomic(file: string, content: AtomicContent): void {
+  const tmp = tempBeside(file);
   try {
-    fs.writeFileSync(tmp, text);
+    if (typeof content !== 'function') fs.writeFileSync(tmp, content);
+    else {
+      const fd = fs.openSync(tmp, 'w');
+      try {
+        content(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
     fs.renameSync(tmp, file);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw e;
   }
+}
+
+/** writeFileAtomic for content written asynchronously (e.g. tensors read from a device between writes). */
+export async function writeFileAtomicAsync(file: string, write: (fd: number) => Promise<void>): Promise<void> {
+  const tmp = tempBeside(file);
+  try {
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      await write(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** A fresh temp file name beside file (same folder, so the rename stays on one filesystem). */
+function tempBeside(file: string): string {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  return `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
 }
 
 /**

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseCsv } from '../lib/csv';
-import { appendResults, makeRow, readResults, type ResultRow, type RunContext, validateRow } from '../lib/results';
+import { appendResults, makeRow, readResults, type ResultRow, type RunContext, validateRow, writeFileAtomic, writeFileAtomicAsync } from '../lib/results';
 
 const ctx: RunContext = {
   run_id: 'r1',
@@ -94,6 +94,40 @@ describe('result rows', () => {
     lines[2] = lines[2].replace(',127.8,', ',NaN,');
     fs.writeFileSync(file, lines.join('\n'));
     expect(() => readResults(file)).toThrow(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: field 'value'`));
+  });
+});
+
+describe('writeFileAtomic', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-atomic-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('writes text, bytes and descriptor content, creating the folder', async () => {
+    const file = path.join(dir, 'sub', 'f.bin');
+    writeFileAtomic(file, 'text');
+    expect(fs.readFileSync(file, 'utf8')).toBe('text');
+    writeFileAtomic(file, new Uint8Array([1, 2]));
+    expect([...fs.readFileSync(file)]).toEqual([1, 2]);
+    writeFileAtomic(file, (fd) => fs.writeSync(fd, 'sync'));
+    expect(fs.readFileSync(file, 'utf8')).toBe('sync');
+    await writeFileAtomicAsync(file, async (fd) => void fs.writeSync(fd, 'async'));
+    expect(fs.readFileSync(file, 'utf8')).toBe('async');
+    expect(fs.readdirSync(path.dirname(file))).toEqual(['f.bin']);
+  });
+
+  it('a throw mid-write keeps the old file and leaves no temp file', async () => {
+    const file = path.join(dir, 'f.txt');
+    fs.writeFileSync(file, 'old');
+    const half = (fd: number) => {
+      fs.writeSync(fd, 'half');
+      throw new Error('boom');
+    };
+    expect(() => writeFileAtomic(file, half)).toThrow('boom');
+    await expect(writeFileAtomicAsync(file, async (fd) => half(fd))).rejects.toThrow('boom');
+    expect(fs.readFileSync(file, 'utf8')).toBe('old');
+    expect(fs.readdirSync(dir)).toEqual(['f.txt']);
   });
 });
 

@@ -3,8 +3,9 @@
 // offsets relative to its start. The reader validates every header field against the file before
 // anything is read (so a lying or truncated file fails naming the file and tensor) and reads
 // tensors one at a time, upcasting F16/BF16 to fp32. The writer streams fp32 (or F16/BF16) data.
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomic, writeFileAtomicAsync } from '../results';
 import type { TensorSource } from './weights';
 
 export type SafeDtype = 'F32' | 'F16' | 'BF16';
@@ -264,16 +265,22 @@ export interface AsyncWriteTensor extends Omit<WriteTensor, 'chunks'> {
   chunks(): Float32Array[] | Promise<Float32Array[]>;
 }
 
-/** The 8-byte length + JSON header of a safetensors file (data 8-byte aligned). */
-function headerBytes(tensors: { name: string; shape: number[]; dtype?: SafeDtype }[], metadata: Record<string, string>): Buffer {
+/** One tensor's place in a safetensors header: its `bytes` of data follow the previous tensor's. */
+interface HeaderEntry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  bytes: number;
+}
+
+/** The 8-byte length + JSON header of a safetensors file (data 8-byte aligned; __metadata__ only when not empty). */
+function safetensorsHeader(tensors: HeaderEntry[], metadata: Record<string, string>): Buffer {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let off = 0;
   for (const t of tensors) {
-    const dtype = t.dtype ?? 'F32';
-    const bytes = t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[dtype];
-    header[t.name] = { dtype, shape: t.shape, data_offsets: [off, off + bytes] };
-    off += bytes;
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + t.bytes] };
+    off += t.bytes;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8); // data starts 8-byte aligned
@@ -283,6 +290,22 @@ function headerBytes(tensors: { name: string; shape: number[]; dtype?: SafeDtype
   return Buffer.concat([len, hb]);
 }
 
+/** safetensorsHeader for tensors given by shape and dtype (default F32). */
+function headerBytes(tensors: { name: string; shape: number[]; dtype?: SafeDtype }[], metadata: Record<string, string>): Buffer {
+  return safetensorsHeader(
+    tensors.map((t) => {
+      const dtype = t.dtype ?? 'F32';
+      return { name: t.name, dtype, shape: t.shape, bytes: t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[dtype] };
+    }),
+    metadata,
+  );
+}
+
+/** Writes all of b at the file position, in pieces of at most READ_CHUNK bytes. */
+function writeBytes(fd: number, b: Uint8Array): void {
+  for (let o = 0; o < b.length; o += READ_CHUNK) writeSync(fd, b, o, Math.min(READ_CHUNK, b.length - o));
+}
+
 /** Writes one tensor's chunks at the file position; checks the value count against the shape. */
 function writeChunks(fd: number, file: string, t: { name: string; shape: number[]; dtype?: SafeDtype }, chunks: Float32Array[]): void {
   const dtype = t.dtype ?? 'F32';
@@ -290,42 +313,42 @@ function writeChunks(fd: number, file: string, t: { name: string; shape: number[
   let got = 0;
   for (const c of chunks) {
     got += c.length;
-    const b = encodeChunk(c, dtype);
-    for (let o = 0; o < b.length; o += READ_CHUNK) writeSync(fd, b, o, Math.min(READ_CHUNK, b.length - o));
+    writeBytes(fd, encodeChunk(c, dtype));
   }
   if (got !== want) throw new Error(`${file}: tensor '${t.name}' supplied ${got} values for shape [${t.shape.join(', ')}] (${want})`);
 }
 
 /** Writes one safetensors file (through a temp file and rename, so readers never see half a file). */
 export function writeSafetensors(file: string, tensors: WriteTensor[], metadata: Record<string, string> = {}): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
-  try {
+  writeFileAtomic(file, (fd) => {
     writeSync(fd, headerBytes(tensors, metadata));
     for (const t of tensors) writeChunks(fd, file, t, t.chunks());
-  } catch (e) {
-    closeSync(fd);
-    unlinkSync(tmp);
-    throw e;
-  }
-  closeSync(fd);
-  renameSync(tmp, file);
+  });
 }
 
 /** writeSafetensors for chunks read asynchronously (tensors on WebGPU), one tensor at a time. */
 export async function writeSafetensorsAsync(file: string, tensors: AsyncWriteTensor[], metadata: Record<string, string> = {}): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
-  try {
+  await writeFileAtomicAsync(file, async (fd) => {
     writeSync(fd, headerBytes(tensors, metadata));
     for (const t of tensors) writeChunks(fd, file, t, await t.chunks());
-  } catch (e) {
-    closeSync(fd);
-    unlinkSync(tmp);
-    throw e;
-  }
-  closeSync(fd);
-  renameSync(tmp, file);
+  });
+}
+
+/** A tensor already encoded as the bytes of its dtype (any safetensors dtype: F32, U8, I32…). */
+export interface RawWriteTensor {
+  name: string;
+  dtype: string;
+  shape: number[];
+  data: Uint8Array;
+}
+
+/** writeSafetensors for tensors given as bytes (the caller checks them against dtype and shape); returns the bytes of tensor data. */
+export function writeSafetensorsRaw(file: string, tensors: RawWriteTensor[], metadata: Record<string, string> = {}): number {
+  writeFileAtomic(file, (fd) => {
+    writeSync(fd, safetensorsHeader(tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: t.data.byteLength })), metadata));
+    for (const t of tensors) writeBytes(fd, t.data);
+  });
+  return tensors.reduce((a, t) => a + t.data.byteLength, 0);
 }
 
 /** Writes model.safetensors, or model-0000i-of-0000n.safetensors + index when above maxShardBytes. */
@@ -365,10 +388,6 @@ export async function writeSafetensorsSharded(
     }
   }
   const index = { metadata: { total_size: total }, weight_map: weightMap };
-  const tmp = path.join(dir, `model.safetensors.index.json.tmp-${process.pid}`);
-  const fd = openSync(tmp, 'w');
-  writeSync(fd, `${JSON.stringify(index, null, 2)}\n`);
-  closeSync(fd);
-  renameSync(tmp, path.join(dir, 'model.safetensors.index.json'));
+  writeFileAtomic(path.join(dir, 'model.safetensors.index.json'), `${JSON.stringify(index, null, 2)}\n`);
   return names;
 }

@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { configFromHf, configToHf, HfTokenizer, loadTokenizer } from '../models/hf';
+import { writeSafetensorsRaw } from '../models/safetensors';
 import { Llama2cTokenizer } from '../models/tokenizer-llama2c';
 import type { Model } from '../models/types';
 import { uploadSources, validateSources, type TensorSource } from '../models/weights';
@@ -99,29 +100,11 @@ interface Entry {
 }
 
 function writeSafetensorsTyped(file: string, entries: Entry[], metadata: Record<string, string>): void {
-  const header: Record<string, unknown> = { __metadata__: metadata };
-  let off = 0;
   for (const e of entries) {
     const n = e.shape.reduce((a, b) => a * b, 1) * BYTES[e.dtype];
     if (n !== e.data.byteLength) throw new Error(`${file}: tensor '${e.name}' has ${e.data.byteLength} bytes for ${e.dtype}[${e.shape}]`);
-    header[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [off, off + n] };
-    off += n;
   }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const hb = Buffer.from(json, 'utf8');
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(hb.length));
-    fs.writeSync(fd, len);
-    fs.writeSync(fd, hb);
-    for (const e of entries) fs.writeSync(fd, e.data);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
+  writeSafetensorsRaw(file, entries, metadata);
 }
 
 function readSafetensorsTyped(file: string): { entries: Map<string, Entry>; metadata: Record<string, string> } {

@@ -7,8 +7,9 @@
 // Both decode bit-exactly to the dense matrix, so a loaded model gives identical logits.
 // A sparse model file is a safetensors file (U8 and F32 tensors, layout in __metadata__).
 import * as tf from '@tensorflow/tfjs';
-import { closeSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { blockLinears, linearName } from '../models/arch';
+import { writeSafetensorsRaw, type RawWriteTensor } from '../models/safetensors';
 import type { Model } from '../models/types';
 
 export interface NMPacked {
@@ -137,13 +138,6 @@ export function packMatrix(w: ArrayLike<number>, rows: number, cols: number, lay
 
 // ---- model files -----------------------------------------------------------------------------
 
-interface Entry {
-  name: string;
-  dtype: 'F32' | 'U8';
-  shape: number[];
-  bytes: Uint8Array;
-}
-
 /** Where each packed weight's parts live in the file, kept in __metadata__.sparse as JSON. */
 interface SparseMeta {
   layout: 'nm' | 'bitmask';
@@ -169,7 +163,7 @@ export interface SparseSaveReport {
 export async function saveSparseWeights(model: Model, file: string, pattern: { n: number; m: number } | 'bitmask'): Promise<SparseSaveReport> {
   const packedNames = new Set<string>();
   for (let b = 0; b < model.config.numLayers; b++) for (const l of blockLinears(model.config.arch)) packedNames.add(linearName(model.config.arch, b, l));
-  const entries: Entry[] = [];
+  const entries: RawWriteTensor[] = [];
   const meta: Record<string, SparseMeta> = {};
   const packed: Record<string, SizeBreakdown> = {};
   let denseBytes = 0;
@@ -182,14 +176,14 @@ export async function saveSparseWeights(model: Model, file: string, pattern: { n
       const p = packMatrix(data, rows, cols, pattern, name);
       meta[name] = p.layout === 'nm' ? { layout: 'nm', shape: p.shape, n: p.n, m: p.m } : { layout: 'bitmask', shape: p.shape };
       packed[name] = packedSize(p);
-      entries.push({ name: `${name}.values`, dtype: 'F32', shape: [p.values.length], bytes: f32Bytes(p.values) });
+      entries.push({ name: `${name}.values`, dtype: 'F32', shape: [p.values.length], data: f32Bytes(p.values) });
       const idx = p.layout === 'nm' ? p.indices : p.mask;
-      entries.push({ name: `${name}.${p.layout === 'nm' ? 'indices' : 'bitmask'}`, dtype: 'U8', shape: [idx.length], bytes: idx });
+      entries.push({ name: `${name}.${p.layout === 'nm' ? 'indices' : 'bitmask'}`, dtype: 'U8', shape: [idx.length], data: idx });
     } else {
-      entries.push({ name, dtype: 'F32', shape: t.shape, bytes: f32Bytes(data) });
+      entries.push({ name, dtype: 'F32', shape: t.shape, data: f32Bytes(data) });
     }
   }
-  const tensorBytes = writeEntries(file, entries, { format: 'llmcb-sparse', sparse: JSON.stringify(meta) });
+  const tensorBytes = writeSafetensorsRaw(file, entries, { format: 'llmcb-sparse', sparse: JSON.stringify(meta) });
   return { file, tensorBytes, denseBytes, packed };
 }
 
@@ -230,35 +224,6 @@ export function loadSparseWeights(file: string): Map<string, tf.Tensor> {
 
 function f32Bytes(a: Float32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
-/** A safetensors file with F32/U8 tensors; returns the bytes of tensor data. Written via temp + rename. */
-function writeEntries(file: string, entries: Entry[], metadata: Record<string, string>): number {
-  const header: Record<string, unknown> = { __metadata__: metadata };
-  let off = 0;
-  for (const e of entries) {
-    header[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [off, off + e.bytes.length] };
-    off += e.bytes.length;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const hb = Buffer.from(json, 'utf8');
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
-  try {
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(hb.length));
-    writeSync(fd, len);
-    writeSync(fd, hb);
-    for (const e of entries) writeSync(fd, e.bytes);
-  } catch (err) {
-    closeSync(fd);
-    unlinkSync(tmp);
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(tmp, file);
-  return off;
 }
 
 export interface SparsityReport {
