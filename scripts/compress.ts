@@ -13,6 +13,8 @@
 //     --out DIR
 import fs from 'node:fs';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { numberFlag } from '../lib/cli';
 import { calibDefaults, capSeqlen, checkCalibForModel, corpusText, describeCalib, loadCalibIds, sampleCalibration, type CalibSet } from '../lib/methods/calib';
 import { getMethod } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
@@ -39,72 +41,76 @@ interface Args {
   opts: Record<string, unknown>;
 }
 
-const num = (k: string, v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`${k} needs a number, got '${v}'`);
-  return n;
-};
+/** Method options set by flags (given flags only, so the method's defaults fill the rest). */
+const NUMBER_OPTIONS = { bits: 'bits', 'group-size': 'groupSize', percdamp: 'percdamp', blocksize: 'blocksize', 'n-grid': 'nGrid', alpha: 'alpha', epochs: 'epochs', lr: 'lr', batch: 'batchSize' } as const;
+const STRING_OPTIONS = { 'group-remainder': 'groupRemainder', act: 'actGranularity', mode: 'mode' } as const;
+/** Switches: the option each sets and the value it sets. */
+const SWITCH_OPTIONS = {
+  sym: ['sym', true], 'act-order': ['actOrder', true], 'static-groups': ['staticGroups', true], 'no-clip': ['clip', false],
+  'no-smooth': ['smooth', false], 'act-static': ['actStatic', true], 'no-lwc': ['lwc', false], 'no-let': ['let', false],
+} as const;
 
-function parseArgs(argv: string[]): Args {
+const keysOf = <K extends string>(table: Record<K, unknown>) => Object.keys(table) as K[];
+
+/** parseArgs option configs of one type for the flags of a table. */
+function flagsOf<K extends string, T extends 'string' | 'boolean'>(table: Record<K, unknown>, type: T): Record<K, { type: T }> {
+  return Object.fromEntries(keysOf(table).map((k) => [k, { type }])) as Record<K, { type: T }>;
+}
+
+function readArgs(argv: string[]): Args {
   const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
   const shared = process.env.LLMCB_SHARED ?? path.resolve(root, '../shared');
-  const a: Partial<Args> & { opts: Record<string, unknown> } = {
-    backend: 'auto', calib: null, calibIds: null, nsamples: calibDefaults.nsamples, seqlen: calibDefaults.seqlen,
-    seed: calibDefaults.seed, dataRoot: path.join(shared, 'datasets'), rows: true, opts: {},
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      method: { type: 'string' },
+      out: { type: 'string' },
+      tokenizer: { type: 'string' },
+      backend: { type: 'string', default: 'auto' },
+      calib: { type: 'string' },
+      'calib-ids': { type: 'string' },
+      nsamples: { type: 'string' },
+      seqlen: { type: 'string' },
+      seed: { type: 'string' },
+      'data-root': { type: 'string', default: path.join(shared, 'datasets') },
+      packing: { type: 'string' },
+      'no-rows': { type: 'boolean', default: false },
+      ...flagsOf(NUMBER_OPTIONS, 'string'),
+      ...flagsOf(STRING_OPTIONS, 'string'),
+      ...flagsOf(SWITCH_OPTIONS, 'boolean'),
+    },
+    strict: true,
+  });
+  const opts: Record<string, unknown> = {};
+  for (const flag of keysOf(NUMBER_OPTIONS)) if (v[flag] !== undefined) opts[NUMBER_OPTIONS[flag]] = numberFlag(flag, v[flag]);
+  for (const flag of keysOf(STRING_OPTIONS)) if (v[flag] !== undefined) opts[STRING_OPTIONS[flag]] = v[flag];
+  for (const flag of keysOf(SWITCH_OPTIONS)) if (v[flag]) opts[SWITCH_OPTIONS[flag][0]] = SWITCH_OPTIONS[flag][1];
+  if (v['act-static']) opts.actGranularity = v.act ?? 'per_tensor'; // static scales are per-tensor
+  if (!v.model) throw new Error('--model PATH is required');
+  if (!v.method) throw new Error(`--method is required (${QUANT_METHODS.join(', ')})`);
+  if (!v.out) throw new Error('--out DIR is required');
+  if (v.calib && v['calib-ids']) throw new Error('give --calib or --calib-ids, not both');
+  return {
+    model: v.model,
+    method: v.method,
+    out: v.out,
+    tokenizer: v.tokenizer,
+    backend: v.backend!,
+    calib: v.calib ?? null,
+    calibIds: v['calib-ids'] ?? null,
+    nsamples: numberFlag('nsamples', v.nsamples) ?? calibDefaults.nsamples,
+    seqlen: numberFlag('seqlen', v.seqlen) ?? calibDefaults.seqlen,
+    seed: numberFlag('seed', v.seed) ?? calibDefaults.seed,
+    dataRoot: v['data-root']!,
+    packing: v.packing as Packing | undefined,
+    rows: !v['no-rows'],
+    opts,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const v = () => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${k} needs a value`);
-      return x;
-    };
-    switch (k) {
-      case '--model': a.model = v(); break;
-      case '--method': a.method = v(); break;
-      case '--out': a.out = v(); break;
-      case '--tokenizer': a.tokenizer = v(); break;
-      case '--backend': a.backend = v(); break;
-      case '--calib': a.calib = v(); break;
-      case '--calib-ids': a.calibIds = v(); break;
-      case '--nsamples': a.nsamples = num(k, v()); break;
-      case '--seqlen': a.seqlen = num(k, v()); break;
-      case '--seed': a.seed = num(k, v()); break;
-      case '--data-root': a.dataRoot = v(); break;
-      case '--packing': a.packing = v() as Packing; break;
-      case '--no-rows': a.rows = false; break;
-      case '--bits': a.opts.bits = num(k, v()); break;
-      case '--group-size': a.opts.groupSize = num(k, v()); break;
-      case '--group-remainder': a.opts.groupRemainder = v(); break;
-      case '--sym': a.opts.sym = true; break;
-      case '--percdamp': a.opts.percdamp = num(k, v()); break;
-      case '--blocksize': a.opts.blocksize = num(k, v()); break;
-      case '--act-order': a.opts.actOrder = true; break;
-      case '--static-groups': a.opts.staticGroups = true; break;
-      case '--no-clip': a.opts.clip = false; break;
-      case '--n-grid': a.opts.nGrid = num(k, v()); break;
-      case '--alpha': a.opts.alpha = num(k, v()); break;
-      case '--no-smooth': a.opts.smooth = false; break;
-      case '--act': a.opts.actGranularity = v(); break;
-      case '--act-static': a.opts.actStatic = true; a.opts.actGranularity = 'per_tensor'; break;
-      case '--epochs': a.opts.epochs = num(k, v()); break;
-      case '--lr': a.opts.lr = num(k, v()); break;
-      case '--mode': a.opts.mode = v(); break;
-      case '--no-lwc': a.opts.lwc = false; break;
-      case '--no-let': a.opts.let = false; break;
-      case '--batch': a.opts.batchSize = num(k, v()); break;
-      default: throw new Error(`unknown option ${k}`);
-    }
-  }
-  if (!a.model) throw new Error('--model PATH is required');
-  if (!a.method) throw new Error(`--method is required (${QUANT_METHODS.join(', ')})`);
-  if (!a.out) throw new Error('--out DIR is required');
-  if (a.calib && a.calibIds) throw new Error('give --calib or --calib-ids, not both');
-  return a as Args;
 }
 
 async function main(): Promise<void> {
-  const a = parseArgs(process.argv.slice(2));
+  const a = readArgs(process.argv.slice(2));
   const mod = getMethod(a.method);
   if (!QUANT_METHODS.includes(a.method)) throw new Error(`scripts/compress.ts handles quantization methods (${QUANT_METHODS.join(', ')}); '${a.method}' is not one`);
   const runtime = await initRuntime({ backend: parseBackend(a.backend) });

@@ -17,6 +17,8 @@
 // Exit status 1 when a compared setting is off by more than the tolerance.
 import fs from 'node:fs';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { numberFlag } from '../lib/cli';
 import { parseCsvRecords } from '../lib/csv';
 import { loadCalibIds, type CalibSet } from '../lib/methods/calib';
 import { windowPerplexity } from '../lib/eval/perplexity';
@@ -132,58 +134,53 @@ interface Args {
   saveDir: string | null; // write each compressed model here in its stored format
 }
 
-function parseArgs(argv: string[]): Args {
+function readArgs(argv: string[]): Args {
   const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
   const shared = process.env.LLMCB_SHARED ?? path.resolve(root, '../shared');
-  const a: Args = {
-    backend: 'auto',
-    model: path.join(shared, 'reference/stories260K/hf'),
-    tokenizer: path.join(root, 'models/stories260K/tok512.bin'),
-    reference: path.join(shared, 'reference/stories260K'),
-    windows: null,
-    calibN: null,
-    only: null,
-    quantOnly: false,
-    sparsityOnly: false,
-    extra: false,
-    extraOnly: false,
-    omniquant: false,
-    pyRef: [],
-    tolerance: 0.02,
-    rows: true,
-    batch: 32,
-    saveDir: null,
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      backend: { type: 'string', default: 'auto' },
+      model: { type: 'string', default: path.join(shared, 'reference/stories260K/hf') },
+      tokenizer: { type: 'string', default: path.join(root, 'models/stories260K/tok512.bin') },
+      reference: { type: 'string', default: path.join(shared, 'reference/stories260K') },
+      windows: { type: 'string' }, // default: every window of the test set
+      'eval-windows': { type: 'string' }, // another name for --windows
+      'calib-n': { type: 'string' }, // default: every calibration window
+      only: { type: 'string' },
+      'quant-only': { type: 'boolean', default: false },
+      'sparsity-only': { type: 'boolean', default: false },
+      extra: { type: 'boolean', default: false },
+      'extra-only': { type: 'boolean', default: false },
+      omniquant: { type: 'boolean', default: false },
+      'py-ref': { type: 'string', multiple: true, default: [] },
+      tolerance: { type: 'string', default: '0.02' },
+      'save-dir': { type: 'string' },
+      'no-rows': { type: 'boolean', default: false },
+      batch: { type: 'string', default: '32' },
+    },
+    strict: true,
+  });
+  if (v['quant-only'] && v['sparsity-only']) throw new Error('--quant-only and --sparsity-only exclude each other');
+  return {
+    backend: v.backend!,
+    model: v.model!,
+    tokenizer: v.tokenizer!,
+    reference: v.reference!,
+    windows: numberFlag(v.windows !== undefined ? 'windows' : 'eval-windows', v.windows ?? v['eval-windows'], { integer: true, min: 1 }) ?? null,
+    calibN: numberFlag('calib-n', v['calib-n'], { integer: true, min: 1 }) ?? null,
+    only: v.only?.split(',') ?? null,
+    quantOnly: v['quant-only']!,
+    sparsityOnly: v['sparsity-only']!,
+    extra: v.extra!,
+    extraOnly: v['extra-only']!,
+    omniquant: v.omniquant!,
+    pyRef: v['py-ref']!,
+    tolerance: numberFlag('tolerance', v.tolerance!, { min: 0 }),
+    rows: !v['no-rows'],
+    batch: numberFlag('batch', v.batch!, { integer: true, min: 1 }),
+    saveDir: v['save-dir'] ?? null,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const v = () => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${k} needs a value`);
-      return x;
-    };
-    if (k === '--backend') a.backend = v();
-    else if (k === '--model') a.model = v();
-    else if (k === '--tokenizer') a.tokenizer = v();
-    else if (k === '--reference') a.reference = v();
-    else if (k === '--windows' || k === '--eval-windows') a.windows = Number(v());
-    else if (k === '--calib-n') a.calibN = Number(v());
-    else if (k === '--only') a.only = v().split(',');
-    else if (k === '--quant-only') a.quantOnly = true;
-    else if (k === '--sparsity-only') a.sparsityOnly = true;
-    else if (k === '--save-dir') a.saveDir = v();
-    else if (k === '--extra') a.extra = true;
-    else if (k === '--extra-only') a.extraOnly = true;
-    else if (k === '--omniquant') a.omniquant = true;
-    else if (k === '--py-ref') a.pyRef.push(v());
-    else if (k === '--tolerance') a.tolerance = Number(v());
-    else if (k === '--no-rows') a.rows = false;
-    else if (k === '--batch') a.batch = Number(v());
-    else throw new Error(`unknown option ${k}`);
-  }
-  if (a.windows !== null && !(Number.isInteger(a.windows) && a.windows > 0)) throw new Error(`--windows must be a positive integer, got ${a.windows}`);
-  if (!(Number.isInteger(a.batch) && a.batch > 0)) throw new Error(`--batch must be a positive integer, got ${a.batch}`);
-  if (a.quantOnly && a.sparsityOnly) throw new Error('--quant-only and --sparsity-only exclude each other');
-  return a;
 }
 
 function readRef(file: string): { method: string; cfg: Record<string, unknown>; ppl: number }[] {
@@ -211,7 +208,7 @@ async function saveCompressed(model: Model, result: CompressResult, dir: string)
 }
 
 async function main(): Promise<void> {
-  const a = parseArgs(process.argv.slice(2));
+  const a = readArgs(process.argv.slice(2));
   const runtime = await initRuntime({ backend: parseBackend(a.backend) });
   console.log(`backend ${runtime.backend} on ${runtime.device}`);
   const ctx = startRun(runtime);

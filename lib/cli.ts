@@ -1,0 +1,24 @@
+// Helpers for the scripts' command lines (flags parsed with node:util parseArgs).
+
+export interface NumberFlagOptions {
+  /** Whole numbers only (default false). */
+  integer?: boolean;
+  /** Smallest value accepted (default: no bound). */
+  min?: number;
+}
+
+/**
+ * The number a flag's value spells; undefined when the flag was not given. Throws an error naming
+ * the flag when the value is not a finite number (or not an integer, or below min).
+ */
+export function numberFlag(flag: string, value: string, o?: NumberFlagOptions): number;
+export function numberFlag(flag: string, value: string | undefined, o?: NumberFlagOptions): number | undefined;
+export function numberFlag(flag: string, value: string | undefined, o: NumberFlagOptions = {}): number | undefined {
+  if (value === undefined) return undefined;
+  const n = value.trim() === '' ? NaN : Number(value);
+  if (!Number.isFinite(n) || (o.integer && !Number.isInteger(n)) || (o.min !== undefined && n < o.min)) {
+    const what = `${o.integer ? 'an integer' : 'a number'}${o.min !== undefined ? ` ≥ ${o.min}` : ''}`;
+    throw new Error(`--${flag} needs ${what}, got '${value}'`);
+  }
+  return n;
+}
