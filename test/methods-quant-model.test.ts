@@ -2,13 +2,12 @@
 // real layers with real calibration inputs, exactness of SmoothQuant's and AWQ's equivalent
 // transformations, W8A8 and leak checks.
 import * as tf from '@tensorflow/tfjs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../lib/runtime';
 import { loadModel, disposeModel } from '../lib/models/load';
 import { forward } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';
-import { sampleCalibration, type CalibSet } from '../lib/methods/calib';
+import type { CalibSet } from '../lib/methods/calib';
 import { runSequential } from '../lib/methods/sequential';
 import { GptqLayer } from '../lib/methods/gptq';
 import { rtnMatrix, defaults as rtnDefaults } from '../lib/methods/rtn';
@@ -17,21 +16,17 @@ import * as gptq from '../lib/methods/gptq';
 import * as smoothquant from '../lib/methods/smoothquant';
 import * as awq from '../lib/methods/awq';
 import { hostValues, readLinear, type HostMatrix } from '../lib/quant/weights';
+import { STORIES_BIN as modelFile, textCalib } from './model-helpers';
 
-const repoRoot = path.resolve(__dirname, '..');
-const modelFile = path.join(repoRoot, 'models/stories260K/stories260K.bin');
 let calib: CalibSet;
 let ids: tf.Tensor2D;
 
 beforeAll(async () => {
   const rt = await initRuntime({ backend: 'wasm' });
   expect(rt.backend).toBe('wasm');
-  const m = await loadModel(modelFile);
   // A fixed, model-generated-free calibration set: tokens of a short text, 4 windows of 64.
-  const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. '.repeat(12);
-  calib = sampleCalibration(m.tokenizer.encode(text), 'toy-text', { nsamples: 4, seqlen: 64, seed: 0 });
+  calib = await textCalib('Once upon a time, there was a little girl named Lily. She loved to play outside in the park. '.repeat(12), { name: 'toy-text' });
   ids = tf.tensor2d(calib.windows.slice(0, 2), [2, 64], 'int32');
-  disposeModel(m);
 });
 afterAll(() => ids.dispose());
 

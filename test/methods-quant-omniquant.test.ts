@@ -1,27 +1,23 @@
 // OmniQuant: straight-through LWC gradients, training lowers the block loss and beats RTN at W4
 // and W3 (weight-only, same calibration), the learned parameters reload onto a fresh model.
 import * as tf from '@tensorflow/tfjs';
-import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../lib/runtime';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { forward } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';
-import { sampleCalibration, type CalibSet } from '../lib/methods/calib';
+import type { CalibSet } from '../lib/methods/calib';
 import * as omniquant from '../lib/methods/omniquant';
 import * as rtn from '../lib/methods/rtn';
 import { readLinear } from '../lib/quant/weights';
+import { STORIES_BIN as modelFile, textCalib } from './model-helpers';
 
-const modelFile = path.resolve(__dirname, '..', 'models/stories260K/stories260K.bin');
 let calib: CalibSet;
 
 beforeAll(async () => {
   const rt = await initRuntime({ backend: 'wasm' });
   expect(rt.backend).toBe('wasm');
-  const m = await loadModel(modelFile);
-  const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day she saw a big red ball. '.repeat(10);
-  calib = sampleCalibration(m.tokenizer.encode(text), 'toy-text', { nsamples: 4, seqlen: 64, seed: 0 });
-  disposeModel(m);
+  calib = await textCalib('Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day she saw a big red ball. '.repeat(10), { name: 'toy-text' });
 });
 
 /** Mean squared logit error against the FP model on the calibration windows. */

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { countParams } from '../lib/efficiency/macs';
-import { sampleCalibration, type CalibSet } from '../lib/methods/calib';
+import type { CalibSet } from '../lib/methods/calib';
 import { compress, forwardPruned, keptCount, lossGradients, prunedBlocks, topKeep, validate, defaults } from '../lib/methods/llm-pruner';
 import { linearName } from '../lib/models/arch';
 import { saveModel } from '../lib/models/hf';
@@ -15,17 +15,13 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { forward } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';
 import { initRuntime } from '../lib/runtime';
+import { STORIES_BIN as bin, textCalib } from './model-helpers';
 
-const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const bin = path.join(repoRoot, 'models/stories260K/stories260K.bin');
 let calib: CalibSet;
 
 beforeAll(async () => {
   expect((await initRuntime({ backend: 'wasm' })).backend).toBe('wasm');
-  const m = await loadModel(bin);
-  const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her dog. '.repeat(20);
-  calib = sampleCalibration(m.tokenizer.encode(text), 'test-text', { nsamples: 4, seqlen: 32, seed: 0 });
-  disposeModel(m);
+  calib = await textCalib('Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her dog. '.repeat(20), { seqlen: 32 });
 });
 
 const shape = (m: Model, b: number, l: string) => m.weights.get(linearName('llama', b, l))!.shape;

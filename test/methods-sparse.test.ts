@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { countMacs } from '../lib/efficiency/macs';
-import { sampleCalibration, type CalibSet } from '../lib/methods/calib';
+import type { CalibSet } from '../lib/methods/calib';
 import * as magnitude from '../lib/methods/magnitude';
 import * as sparsegpt from '../lib/methods/sparsegpt';
 import * as wanda from '../lib/methods/wanda';
@@ -18,17 +18,13 @@ import type { Model } from '../lib/models/types';
 import { loadSparseWeights, saveSparseWeights, sparsityReport } from '../lib/quant/sparse';
 import { isValidNM } from '../lib/quant/sparse-pattern';
 import { initRuntime } from '../lib/runtime';
+import { STORIES_BIN as bin, textCalib } from './model-helpers';
 
-const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const bin = path.join(repoRoot, 'models/stories260K/stories260K.bin');
 let calib: CalibSet;
 
 beforeAll(async () => {
   expect((await initRuntime({ backend: 'wasm' })).backend).toBe('wasm');
-  const m = await loadModel(bin);
-  const text = 'One day, a little boy named Tim went to the park. He saw a big red ball and wanted to play. '.repeat(20);
-  calib = sampleCalibration(m.tokenizer.encode(text), 'test-text', { nsamples: 4, seqlen: 64, seed: 0 });
-  disposeModel(m);
+  calib = await textCalib('One day, a little boy named Tim went to the park. He saw a big red ball and wanted to play. '.repeat(20));
 });
 
 const METHODS = { magnitude: magnitude.module, wanda: wanda.module, sparsegpt: sparsegpt.module };

@@ -1,0 +1,35 @@
+// Shared by the model tests: the embedded stories260K, a model scoped to a callback, and a small
+// calibration set tokenized from a short text.
+import path from 'node:path';
+import { sampleCalibration, type CalibSet } from '../lib/methods/calib';
+import { disposeModel, loadModel } from '../lib/models/load';
+import type { Model } from '../lib/models/types';
+
+/** The llama2.c checkpoint of stories260K in models/. */
+export const STORIES_BIN = path.resolve(__dirname, '..', 'models/stories260K/stories260K.bin');
+
+/** Loads the model at file, runs fn on it, and disposes the model however fn ends. */
+export async function withModel<T>(file: string, fn: (model: Model) => Promise<T>): Promise<T> {
+  const model = await loadModel(file);
+  try {
+    return await fn(model);
+  } finally {
+    disposeModel(model);
+  }
+}
+
+export interface TextCalibOptions {
+  /** Tokens per window (default 64). */
+  seqlen?: number;
+  /** Corpus name recorded in the set (default 'test-text'). */
+  name?: string;
+  /** Model whose tokenizer encodes the text (default stories260K). */
+  model?: string;
+}
+
+/** 4 calibration windows (seed 0) sampled from text as the model's tokenizer encodes it. */
+export function textCalib(text: string, o: TextCalibOptions = {}): Promise<CalibSet> {
+  return withModel(o.model ?? STORIES_BIN, async (m) =>
+    sampleCalibration(m.tokenizer.encode(text), o.name ?? 'test-text', { nsamples: 4, seqlen: o.seqlen ?? 64, seed: 0 }),
+  );
+}
