@@ -27,6 +27,8 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
+from torch_common import strict_fp32
+
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -36,8 +38,7 @@ def main() -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    strict_fp32()
     with open(args.requests) as f:
         req = json.load(f)
     for key in ("continuations", "nextToken"):
