@@ -6,7 +6,7 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import type { Model } from '../lib/models/types';
 
 /** The llama2.c checkpoint of stories260K in models/. */
-export const STORIES_BIN = path.resolve(__dirname, '..', 'models/stories260K/stories260K.bin');
+export const STORIES_BIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'models/stories260K/stories260K.bin');
 
 /** Loads the model at file, runs fn on it, and disposes the model however fn ends. */
 export async function withModel<T>(file: string, fn: (model: Model) => Promise<T>): Promise<T> {
