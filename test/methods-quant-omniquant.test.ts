@@ -98,6 +98,27 @@ describe('OmniQuant', () => {
     disposeModel(m);
   });
 
+  it('a failure mid-epoch leaks no tensors (loss sum, gradients, optimizer state, targets)', async () => {
+    const m = await loadModel(modelFile);
+    const probe = tf.train.adam(0.1);
+    const adam = Object.getPrototypeOf(probe) as { applyGradients(g: unknown): void };
+    probe.dispose();
+    const apply = adam.applyGradients;
+    let calls = 0;
+    adam.applyGradients = function (this: unknown, g: unknown) {
+      if (++calls === 3) throw new Error('injected failure');
+      return apply.call(this, g);
+    };
+    try {
+      const before = tf.memory().numTensors;
+      await expect(omniquant.compress(m, calib, { bits: 4, epochs: 2, batchSize: 2 })).rejects.toThrow('injected failure');
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      adam.applyGradients = apply;
+      disposeModel(m);
+    }
+  });
+
   it('rejects a group size that does not divide the input', async () => {
     const m = await loadModel(modelFile);
     expect(() => omniquant.validate({ ...omniquant.defaults, groupSize: 32 }, m)).toThrow(/down: group size 32 does not divide the input dimension 172/);

@@ -183,8 +183,11 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
       async perBlock(ctx) {
         const b = ctx.block;
         if (!fpInputs) fpInputs = ctx.inputs.map((x) => x.clone());
-        // Targets: the FP block on the FP stream; they are also the next block's FP inputs.
+        // Targets: the FP block on the FP stream; they are also the next block's FP inputs (held in
+        // fpInputs from here, so they are disposed however this block ends).
         const targets = fpInputs.map((x) => ctx.run(x));
+        fpInputs.forEach((t) => t.dispose());
+        fpInputs = targets;
         // LET init from the block's activation maxima (quantized stream), SmoothQuant-style.
         const letGroups = letOn ? arch.groups.filter((g) => g.prev.kind === 'norm') : [];
         const actMax = new Map<string, Float32Array>();
@@ -238,39 +241,54 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
           if (trainable.length && o.epochs > 0) {
             const optLwc = tf.train.adam(o.lwcLr);
             const optLet = tf.train.adam(o.letLr);
-            for (let e = 0; e < o.epochs; e++) {
-              // The epoch's loss is summed on the device and read once (a read per step would stall the GPU every step).
+            /**
+             * One pass over the calibration windows. The loss is summed on the device and read once,
+             * when readLoss (a read per step would stall the GPU every step); the sum is disposed however the pass ends.
+             */
+            const epoch = async (readLoss: boolean): Promise<number> => {
               let sum: tf.Scalar = tf.scalar(0);
-              for (let i = 0; i < ctx.inputs.length; i++) {
-                const x = ctx.inputs[i];
-                const { value, grads } = tf.variableGrads(() => {
-                  const restore = setEffective();
+              try {
+                for (let i = 0; i < ctx.inputs.length; i++) {
+                  const x = ctx.inputs[i];
+                  const { value, grads } = tf.variableGrads(() => {
+                    const restore = setEffective();
+                    try {
+                      const out = ctx.run(x, fwdOpts);
+                      return tf.mean(tf.square(tf.sub(out, targets[i]))) as tf.Scalar;
+                    } finally {
+                      restore();
+                    }
+                  }, trainable);
+                  const next = tf.add(sum, value) as tf.Scalar;
+                  sum.dispose();
+                  value.dispose();
+                  sum = next;
                   try {
-                    const out = ctx.run(x, fwdOpts);
-                    return tf.mean(tf.square(tf.sub(out, targets[i]))) as tf.Scalar;
+                    const lwcG: Record<string, tf.Tensor> = {};
+                    const letG: Record<string, tf.Tensor> = {};
+                    for (const [k, g] of Object.entries(grads)) (letNames.has(k) ? letG : lwcG)[k] = g;
+                    if (Object.keys(lwcG).length) optLwc.applyGradients(lwcG as Parameters<typeof optLwc.applyGradients>[0]);
+                    if (Object.keys(letG).length) optLet.applyGradients(letG as Parameters<typeof optLet.applyGradients>[0]);
                   } finally {
-                    restore();
+                    Object.values(grads).forEach((g) => g.dispose());
                   }
-                }, trainable);
-                const next = tf.add(sum, value) as tf.Scalar;
+                }
+                return readLoss ? ((await sum.data()) as Float32Array)[0] / ctx.inputs.length : NaN;
+              } finally {
                 sum.dispose();
-                value.dispose();
-                sum = next;
-                const lwcG: Record<string, tf.Tensor> = {};
-                const letG: Record<string, tf.Tensor> = {};
-                for (const [k, g] of Object.entries(grads)) (letNames.has(k) ? letG : lwcG)[k] = g;
-                if (Object.keys(lwcG).length) optLwc.applyGradients(lwcG as Parameters<typeof optLwc.applyGradients>[0]);
-                if (Object.keys(letG).length) optLet.applyGradients(letG as Parameters<typeof optLet.applyGradients>[0]);
-                Object.values(grads).forEach((g) => g.dispose());
               }
-              const mean = e === 0 || e === o.epochs - 1 ? ((await sum.data()) as Float32Array)[0] / ctx.inputs.length : NaN;
-              sum.dispose();
-              if (e === 0) firstLoss.push(mean);
-              if (e === o.epochs - 1) lastLoss.push(mean);
-              hooks.sample?.();
+            };
+            try {
+              for (let e = 0; e < o.epochs; e++) {
+                const mean = await epoch(e === 0 || e === o.epochs - 1);
+                if (e === 0) firstLoss.push(mean);
+                if (e === o.epochs - 1) lastLoss.push(mean);
+                hooks.sample?.();
+              }
+            } finally {
+              optLwc.dispose();
+              optLet.dispose();
             }
-            optLwc.dispose();
-            optLet.dispose();
           }
           // Final: record parameters, fold LET, quantize on the host (codes for the packed format).
           for (const l of linears) {
@@ -292,8 +310,6 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
           let: Object.fromEntries(letGroups.map((g) => [`${b}.${g.linears[0]}`, art.let[`${b}.${g.linears[0]}`]])),
         };
         (await applyArtifact(model, blockArt)).forEach((q, name) => quantized.set(name, q));
-        fpInputs!.forEach((t) => t.dispose());
-        fpInputs = targets;
       },
     });
   } finally {
