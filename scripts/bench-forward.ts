@@ -3,7 +3,8 @@
 //   npx tsx scripts/bench-forward.ts --small --backend wasm --no-torch   (a tiny model, anywhere)
 //   --kernels off|on|both (default both on webgpu): the kit's custom WGSL kernels (lib/kernels:
 //   fp32 GEMM for every linear and the LM head, fused attention) off, on, or one row each
-//   ('tfjs' and 'tfjs+kernels'); --gemm-tiles / --attention-tiles pick their tiles.
+//   ('tfjs' and 'tfjs+kernels'); --gemm-tiles / --attention-tiles pick their tiles, --fused-ops on|off
+//   the fused RMSNorm/RoPE/SwiGLU kernels.
 //   --quant none,w8a8,w4,w4-head (default none): also time the model with quantized linears on the
 //   quantized kernels (kernels on; lib/kernels/w8a8.ts, wq-gemm.ts): 'w8a8' INT8 per-channel weights
 //   with per-token INT8 activations (the W8A8 prefill row), 'w4' weight-only 4-bit g128 block
@@ -29,6 +30,7 @@ import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import { forward, generate } from '../lib/models/transformer';
 import { KERNEL_DEFAULTS, kernelPolicy, withKernels, type KernelPolicy } from '../lib/kernels';
+import { kernelDispatches } from '../lib/kernels/gpu';
 import { attachPackedLinears, disposePackedLinears, type PackedLinear } from '../lib/kernels/packed-linear';
 import { randomPackedLinear } from '../lib/kernels/quant-cases';
 import { blockLinearNames } from '../lib/methods/sequential';
@@ -81,6 +83,7 @@ async function main(): Promise<void> {
       'attention-tiles': { type: 'string', default: KERNEL_DEFAULTS.attention },
       quant: { type: 'string', default: 'none' },
       'int8-tiles': { type: 'string', default: KERNEL_DEFAULTS.int8Tile },
+      'fused-ops': { type: 'string', default: KERNEL_DEFAULTS.fusedOps },
       profile: { type: 'boolean', default: false },
     },
     strict: true,
@@ -107,7 +110,7 @@ async function main(): Promise<void> {
     ...(quants.includes('none') ? kernelRuns.map((kernels) => ({ kernels, quant: 'none' as Quant })) : []),
     ...quants.filter((q) => q !== 'none').map((quant) => ({ kernels: true, quant })),
   ];
-  const policy: Partial<KernelPolicy> = { gemm: values['gemm-tiles'] as KernelPolicy['gemm'], attention: values['attention-tiles'] as KernelPolicy['attention'], int8Tile: values['int8-tiles'] as KernelPolicy['int8Tile'] };
+  const policy: Partial<KernelPolicy> = { gemm: values['gemm-tiles'] as KernelPolicy['gemm'], attention: values['attention-tiles'] as KernelPolicy['attention'], int8Tile: values['int8-tiles'] as KernelPolicy['int8Tile'], fusedOps: values['fused-ops'] as KernelPolicy['fusedOps'] };
   console.error(`[bench-forward] ${rt.backend} on ${rt.device}; building a random ${values.small ? 'small' : '~1.2B'} model`);
   const model = randomModel(hf, { seed: 0, dist: 'uniform', name: values.small ? 'llama-small-random' : 'llama-1b-random' });
   const params = [...model.weights.values(), ...[...(model.splitWeights?.values() ?? [])].flat()].reduce((a, t) => a + t.size, 0);
@@ -145,7 +148,7 @@ async function main(): Promise<void> {
           await profile(`${label} prefill ${prefill} + 4 decode steps`, () => generate(model, prompt, { maxNewTokens: 5, stopAtEos: false }));
         }
         const p = kernelPolicy();
-        const note = [kernels ? `custom WGSL kernels: gemm ${p.gemm} (inputs of ≥ ${p.gemmMinRows} rows), attention ${p.attention}` : '', QUANTS[quant].note, quant === 'w8a8' ? `int8 tile ${p.int8Tile}` : ''].filter(Boolean).join('; ');
+        const note = [kernels ? `custom WGSL kernels: gemm ${p.gemm} (inputs of ≥ ${p.gemmMinRows} rows), attention ${p.attention}, fused ops ${p.fusedOps}` : '', QUANTS[quant].note, quant === 'w8a8' ? `int8 tile ${p.int8Tile}` : ''].filter(Boolean).join('; ');
         console.error(`[bench-forward] ${engine}-${rt.backend} ${QUANTS[quant].dtype}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
         rows.push(row(engine, QUANTS[quant].dtype, rt.backend, rt.device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note));
       });
@@ -203,12 +206,14 @@ function applyQuant(model: Model, quant: Quant): void {
  */
 async function profile(label: string, f: () => Promise<unknown>): Promise<void> {
   await syncDevice();
+  const custom0 = kernelDispatches();
   const t0 = performance.now();
   const info = await tf.profile(async () => {
     await f();
     return [];
   });
   const wall = performance.now() - t0;
+  const custom = kernelDispatches() - custom0;
   const byName = new Map<string, { n: number; ms: number }>();
   for (const k of info.kernels) {
     const e = byName.get(k.name) ?? { n: 0, ms: 0 };
@@ -218,7 +223,7 @@ async function profile(label: string, f: () => Promise<unknown>): Promise<void> 
   }
   const gpu = [...byName.values()].reduce((a, e) => a + e.ms, 0);
   const top = [...byName.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12);
-  console.error(`[profile] ${label}: wall ${wall.toFixed(1)} ms (profiled), ${info.kernels.length} tfjs kernels, GPU ${gpu.toFixed(1)} ms`);
+  console.error(`[profile] ${label}: wall ${wall.toFixed(1)} ms (profiled), ${info.kernels.length} tfjs kernels (GPU ${gpu.toFixed(1)} ms) + ${custom} custom-kernel dispatches`);
   for (const [name, e] of top) console.error(`[profile]   ${name.padEnd(28)} ${String(e.n).padStart(6)} × ${e.ms.toFixed(2).padStart(9)} ms`);
 }
 

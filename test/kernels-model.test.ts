@@ -21,6 +21,7 @@ describe('kernel policy', () => {
   it('rejects unknown modes and tiles by name', () => {
     expect(() => setKernels({ mode: 'on' as 'auto' })).toThrow(/kernel mode 'on'/);
     expect(() => setKernels({ gemm: '7x7' as 'off' })).toThrow(/gemm tiles '7x7'/);
+    expect(() => setKernels({ fusedOps: 'yes' as 'on' })).toThrow(/fusedOps 'yes'/);
     expect(kernelPolicy()).toEqual(KERNEL_DEFAULTS);
   });
 });
@@ -38,7 +39,7 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
   afterAll(() => disposeModel(model));
   const ids = () => tf.tensor2d(Array.from({ length: 2 * 37 }, (_, i) => (i * 31) % 300), [2, 37], 'int32');
 
-  it('forward logits match the plain path (GEMM on every linear and the head, fused attention), no leaks', async () => {
+  it('forward logits match the plain path (GEMM on every linear and the head, fused attention, RMSNorm, RoPE and SwiGLU), no leaks', async () => {
     const x = ids();
     const plain = forward(model, x);
     const before = tf.memory().numTensors;

@@ -106,6 +106,12 @@ export function gpuBuffer(t: tf.TensorInfo): GPUBuffer {
 
 const UNIFORM_TYPE = { u32: 'uint32', i32: 'int32', f32: 'float32' } as const;
 
+let dispatches = 0;
+/** Custom-kernel dispatches recorded by this process so far (profiling: tfjs's profiler sees only its own kernels). */
+export function kernelDispatches(): number {
+  return dispatches;
+}
+
 /** Records one dispatch of call.code after all work tfjs has queued; returns the outputs. */
 export function runKernel(call: KernelCall): tf.Tensor[] {
   const b = backendOrThrow(call.name);
@@ -150,6 +156,7 @@ export function runKernel(call: KernelCall): tf.Tensor[] {
   b.computePassEncoder.setBindGroup(0, bindGroup);
   b.computePassEncoder.dispatchWorkgroups(call.workgroups[0], call.workgroups[1], call.workgroups[2]);
   b.dispatchCountInPass++;
+  dispatches++;
   for (const t of [...call.inputs, ...outInfos]) b.commandQueueOwnedIds.add(t.dataId);
   if (b.dispatchCountInPass >= (tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number)) {
     b.endComputePassEncoder();

@@ -15,6 +15,7 @@ import type { Model } from '../models/types';
 import { webgpuDevice } from '../runtime/backend';
 import { ATTENTION_TILES, attentionBenches, attentionChecks, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
 import type { KernelBench, KernelCheck } from './cases';
+import { fitsBinding, fusedBenches, fusedChecks, rmsNorm, ropeHeads, swiglu } from './fused';
 import { GEMM_TILES, gemm, gemmBenches, gemmChecks, gemmUnsupported, planGemm, type GemmTileName } from './gemm';
 import { w8a8Benches, w8a8Checks, weightOnlyBenches, weightOnlyChecks } from './quant-cases';
 import { quantLinear } from './quant-linear';
@@ -28,6 +29,7 @@ export interface KernelPolicy {
   attention: AttentionTileName | 'off'; // tiles of the fused attention, or 'off'
   gemmMinRows: number; // linears with fewer input rows (decode) keep tfjs's matMul
   int8Tile: Int8TileName; // tiling of the W8A8 GEMM on subgroup matrices (INT8_TILES)
+  fusedOps: 'on' | 'off'; // the fused RMSNorm, RoPE-with-head-transpose and SwiGLU kernels (fused.ts)
 }
 
 export const KERNEL_DEFAULTS: KernelPolicy = {
@@ -36,9 +38,10 @@ export const KERNEL_DEFAULTS: KernelPolicy = {
   attention: 'q16kv32',
   gemmMinRows: 64, // a 64-row tile would be mostly idle below this; tfjs has a GEMV path
   int8Tile: INT8_DEFAULTS.tile, // see scripts/bench-kernels.ts --kernels w8a8 for the device's best
+  fusedOps: 'on',
 };
 
-const FLAGS = { mode: 'LLMCB_KERNELS', gemm: 'LLMCB_KERNEL_GEMM', attention: 'LLMCB_KERNEL_ATTENTION', gemmMinRows: 'LLMCB_KERNEL_GEMM_MIN_ROWS', int8Tile: 'LLMCB_KERNEL_INT8_TILE' } as const;
+const FLAGS = { mode: 'LLMCB_KERNELS', gemm: 'LLMCB_KERNEL_GEMM', attention: 'LLMCB_KERNEL_ATTENTION', gemmMinRows: 'LLMCB_KERNEL_GEMM_MIN_ROWS', int8Tile: 'LLMCB_KERNEL_INT8_TILE', fusedOps: 'LLMCB_KERNEL_FUSED_OPS' } as const;
 
 function ensureFlags(): void {
   const env = tf.env();
@@ -48,6 +51,7 @@ function ensureFlags(): void {
   env.registerFlag(FLAGS.attention, () => KERNEL_DEFAULTS.attention);
   env.registerFlag(FLAGS.gemmMinRows, () => KERNEL_DEFAULTS.gemmMinRows);
   env.registerFlag(FLAGS.int8Tile, () => KERNEL_DEFAULTS.int8Tile);
+  env.registerFlag(FLAGS.fusedOps, () => KERNEL_DEFAULTS.fusedOps);
 }
 
 export function parseMode(s: string): KernelMode {
@@ -65,6 +69,7 @@ export function kernelPolicy(): KernelPolicy {
     attention: env.get(FLAGS.attention) as KernelPolicy['attention'],
     gemmMinRows: env.getNumber(FLAGS.gemmMinRows),
     int8Tile: env.get(FLAGS.int8Tile) as Int8TileName,
+    fusedOps: env.get(FLAGS.fusedOps) as KernelPolicy['fusedOps'],
   };
 }
 
@@ -75,6 +80,7 @@ export function setKernels(p: Partial<KernelPolicy>): KernelPolicy {
   if (p.gemm !== undefined && p.gemm !== 'off' && !(p.gemm in GEMM_TILES)) throw new Error(`gemm tiles '${p.gemm}' (choose off or ${Object.keys(GEMM_TILES).join(', ')})`);
   if (p.attention !== undefined && p.attention !== 'off' && !(p.attention in ATTENTION_TILES)) throw new Error(`attention tiles '${p.attention}' (choose off or ${Object.keys(ATTENTION_TILES).join(', ')})`);
   if (p.gemmMinRows !== undefined && !(Number.isInteger(p.gemmMinRows) && p.gemmMinRows >= 1)) throw new Error(`gemmMinRows must be a positive integer, got ${p.gemmMinRows}`);
+  if (p.fusedOps !== undefined && p.fusedOps !== 'on' && p.fusedOps !== 'off') throw new Error(`fusedOps '${p.fusedOps}' (choose on or off)`);
   if (p.int8Tile !== undefined && !(p.int8Tile in INT8_TILES)) throw new Error(`int8 tile '${p.int8Tile}' (choose from ${Object.keys(INT8_TILES).join(', ')})`);
   for (const [k, v] of Object.entries(p)) if (v !== undefined) tf.env().set(FLAGS[k as keyof KernelPolicy], v);
   return prev;
@@ -142,12 +148,33 @@ export function kernelAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
   return fusedAttention(q, k, v, pastLength, tiles);
 }
 
+/** True when the fused kernels may run now on tensors of these sizes (policy, backend, binding size). */
+function fusedActive(...sizes: number[]): boolean {
+  return kernelsActive() && kernelPolicy().fusedOps === 'on' && fitsBinding(...sizes);
+}
+
+/** RMSNorm x [..., D] · w on the fused kernel, or null to use the plain ops. */
+export function kernelRmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor | null {
+  return fusedActive(x.size) ? rmsNorm(x, w, eps) : null;
+}
+
+/** A linear's output [B·T, n·hd] as RoPE'd heads [B, n, T, hd] on the fused kernel, or null. */
+export function kernelRopeHeads(a: tf.Tensor2D, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }, B: number, heads: number): tf.Tensor4D | null {
+  return fusedActive(a.size) ? ropeHeads(a, rope.cos, rope.sin, B, heads) : null;
+}
+
+/** silu(gate) · up on the fused kernel, or null. */
+export function kernelSwiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor | null {
+  return fusedActive(gate.size) ? swiglu(gate, up) : null;
+}
+
 /** Correctness checks by kernel (scripts/check-kernels.ts); each kernel file contributes its cases. */
 export const KERNEL_CHECKS = {
   gemm: gemmChecks,
   attention: attentionChecks,
   w8a8: w8a8Checks,
   weightOnly: weightOnlyChecks,
+  fused: fusedChecks,
 } satisfies Record<string, () => KernelCheck[]>;
 
 /** Benchmarks against the plain tfjs op by kernel (scripts/bench-kernels.ts). */
@@ -156,4 +183,5 @@ export const KERNEL_BENCHES = {
   attention: attentionBenches,
   w8a8: w8a8Benches,
   weightOnly: weightOnlyBenches,
+  fused: fusedBenches,
 } satisfies Record<string, () => KernelBench[]>;

@@ -8,7 +8,7 @@ import { mulberry32 } from '../rng';
 import { meanRows } from '../runtime/rows';
 import { actQuantHook } from '../quant/act';
 import { attentionPlain } from '../kernels/attention';
-import { kernelAttention, kernelLinear, kernelMatMulT, kernelQuantizesInput } from '../kernels';
+import { kernelAttention, kernelLinear, kernelMatMulT, kernelQuantizesInput, kernelRmsNorm, kernelRopeHeads, kernelSwiglu } from '../kernels';
 import { ARCHS, linearName } from './arch';
 import type { LinearInputHook, Model, ModelConfig } from './types';
 import { blockWidths, hasFinalNorm } from './weights';
@@ -75,10 +75,12 @@ function linear(model: Model, name: string, x: tf.Tensor2D, hook: LinearInputHoo
 }
 
 /** RMSNorm (LLaMA) or LayerNorm (OPT) over the last axis; `prefix` is the norm's name without '.weight'. */
-function norm(model: Model, prefix: string, x: tf.Tensor): tf.Tensor {
+function norm(model: Model, prefix: string, x: tf.Tensor, kernels = false): tf.Tensor {
   const eps = model.config.normEps;
   const w = weight(model, `${prefix}.weight`);
   if (ARCHS[model.config.arch].norm === 'rms') {
+    const fused = kernels ? kernelRmsNorm(x, w, eps) : null;
+    if (fused) return fused;
     const ms = meanRows(tf.square(x));
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w);
   }
@@ -261,16 +263,17 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
   const hook = blockHook(model, i, step.hook, step.kernels);
   return tf.tidy(() => {
     // --- attention ---
-    const h = (pre ? norm(model, `${p}${spec.norms.attn}`, x) : x) as tf.Tensor3D;
+    const h = (pre ? norm(model, `${p}${spec.norms.attn}`, x, step.kernels) : x) as tf.Tensor3D;
     const h2 = tf.reshape(h, [B * T, D]) as tf.Tensor2D; // [tokens, D]
+    // A linear's output [B·T, n·hd] as heads [B, n, T, hd]; queries and keys RoPE'd (LLaMA).
     const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
-    let q = heads(linear(model, lin(spec.attention.q), h2, hook, step.kernels), H); // [B, H, T, hd]
-    let k = heads(linear(model, lin(spec.attention.k), h2, hook, step.kernels), KVH); // [B, KV, T, hd]
+    const ropeHeads = (t: tf.Tensor2D, n: number): tf.Tensor4D => {
+      if (!step.rope) return heads(t, n);
+      return (step.kernels ? kernelRopeHeads(t, step.rope, B, n) : null) ?? applyRope(heads(t, n), step.rope);
+    };
+    const q = ropeHeads(linear(model, lin(spec.attention.q), h2, hook, step.kernels), H); // [B, H, T, hd]
+    let k = ropeHeads(linear(model, lin(spec.attention.k), h2, hook, step.kernels), KVH); // [B, KV, T, hd]
     let v = heads(linear(model, lin(spec.attention.v), h2, hook, step.kernels), KVH); // [B, KV, T, hd]
-    if (step.rope) {
-      q = applyRope(q, step.rope);
-      k = applyRope(k, step.rope);
-    }
     if (past) {
       k = tf.concat([past.k, k], 2);
       v = tf.concat([past.v, v], 2);
@@ -281,13 +284,16 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
     let r: tf.Tensor = tf.add(x, attnOut);
     if (!pre) r = norm(model, `${p}${spec.norms.attn}`, r);
     // --- MLP ---
-    const m = pre ? norm(model, `${p}${spec.norms.mlp}`, r) : r;
+    const m = pre ? norm(model, `${p}${spec.norms.mlp}`, r, step.kernels) : r;
     const m2 = tf.reshape(m, [B * T, D]) as tf.Tensor2D;
     let inner: tf.Tensor2D;
     if (spec.mlp.inputs.length === 2) {
       // gated (SwiGLU): act(gate(x)) · up(x)
       const [gate, up] = spec.mlp.inputs;
-      inner = tf.mul(activation(c, linear(model, lin(gate), m2, hook, step.kernels)), linear(model, lin(up), m2, hook, step.kernels)) as tf.Tensor2D;
+      const g = linear(model, lin(gate), m2, hook, step.kernels); // [tokens, F]
+      const u = linear(model, lin(up), m2, hook, step.kernels); // [tokens, F]
+      const fused = step.kernels && c.activation === 'silu' ? kernelSwiglu(g, u) : null;
+      inner = (fused ?? tf.mul(activation(c, g), u)) as tf.Tensor2D;
     } else {
       inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, hook, step.kernels)) as tf.Tensor2D;
     }
@@ -319,7 +325,7 @@ export function head(model: Model, x: tf.Tensor3D, kernels = false): tf.Tensor3D
   const spec = ARCHS[c.arch];
   const [B, T, D] = x.shape;
   return tf.tidy(() => {
-    let h: tf.Tensor = hasFinalNorm(c) ? norm(model, spec.finalNorm, x) : x;
+    let h: tf.Tensor = hasFinalNorm(c) ? norm(model, spec.finalNorm, x, kernels) : x;
     let width = D;
     if (c.arch === 'opt' && spec.projectOut && model.weights.has(spec.projectOut)) {
       h = tf.matMul(tf.reshape(h, [B * T, D]), weight(model, spec.projectOut) as tf.Tensor2D, false, true);

@@ -1,0 +1,246 @@
+// Fused row and element-wise kernels for the transformer block: each replaces a chain of tfjs ops
+// (one dispatch each) by one dispatch. On the H100 a decode step costs about as much as a 512-token
+// prefill (data/bench/forward.csv), the sign of per-dispatch overhead, and a LLaMA block runs ~50
+// tfjs dispatches; these three take the block's RMSNorms, RoPE (with the head transpose) and SwiGLU
+// from ~30 dispatches to 5.
+//   rmsNorm(x, w, eps)          x [..., D], w [D]               → x · rsqrt(mean(x²) + eps) · w
+//   ropeHeads(a, cos, sin, B, n) a [B·T, n·hd], cos/sin [T, hd] → [B, n, T, hd], RoPE applied (HF half split)
+//   swiglu(g, u)                 g, u [N, F]                    → silu(g) · u
+// Each computes exactly what the plain ops in lib/models/transformer.ts compute, in the same order.
+import * as tf from '@tensorflow/tfjs';
+import { seededNormal } from '../runtime/bench';
+import { type BenchSetup, type CheckResult, type KernelBench, type KernelCheck, maxRelError, runPoisoned } from './cases';
+import { deviceLimits, f32, paramsStruct, runKernel, u32 } from './gpu';
+
+const THREADS = 64; // rmsNorm: one workgroup per row
+const ELEMENTS = 256; // element-wise kernels: one element per invocation
+
+/** Workgroup counts covering `groups` groups in 2D (a dimension holds at most the device's limit). */
+function grid(groups: number): [number, number, number] {
+  const max = deviceLimits()?.maxComputeWorkgroupsPerDimension ?? 65535;
+  const x = Math.max(1, Math.min(groups, max));
+  return [x, Math.ceil(groups / x), 1];
+}
+
+/** True when every tensor fits one storage binding (else the caller keeps the tfjs ops). */
+export function fitsBinding(...sizes: number[]): boolean {
+  const max = deviceLimits()?.maxStorageBufferBindingSize ?? 0;
+  return sizes.every((n) => 4 * n <= max);
+}
+
+const RMS_PARAMS = { rows: u32(0), d: u32(0), groupsX: u32(0), eps: f32(0) };
+const RMS_WGSL = `
+${paramsStruct(RMS_PARAMS)}
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+var<workgroup> partial: array<f32, ${THREADS}>;
+@compute @workgroup_size(${THREADS})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wg.y * params.groupsX + wg.x;
+  if (row >= params.rows) { return; }
+  let base = row * params.d;
+  var s = 0.0;
+  for (var i = lid; i < params.d; i += ${THREADS}u) { let v = x[base + i]; s += v * v; }
+  partial[lid] = s;
+  workgroupBarrier();
+  for (var stride = ${THREADS / 2}u; stride > 0u; stride >>= 1u) {
+    if (lid < stride) { partial[lid] += partial[lid + stride]; }
+    workgroupBarrier();
+  }
+  let inv = inverseSqrt(partial[0] / f32(params.d) + params.eps);
+  for (var i = lid; i < params.d; i += ${THREADS}u) { y[base + i] = x[base + i] * inv * w[i]; }
+}`;
+
+/** RMSNorm over the last axis: x [..., D], w [D] → x's shape. */
+export function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
+  const D = x.shape[x.shape.length - 1];
+  if (w.size !== D) throw new Error(`rmsNorm: x is [${x.shape.join(', ')}] but w has ${w.size} entries`);
+  const rows = x.size / D;
+  const workgroups = grid(rows);
+  const [y] = runKernel({
+    name: 'rmsnorm',
+    code: RMS_WGSL,
+    inputs: [x, w],
+    outputs: [{ shape: x.shape, dtype: 'float32' }],
+    params: { rows: u32(rows), d: u32(D), groupsX: u32(workgroups[0]), eps: f32(eps) },
+    workgroups,
+  });
+  return y;
+}
+
+const ELEMENT_INDEX = `let i = (wg.y * params.groupsX + wg.x) * ${ELEMENTS}u + lid;
+  if (i >= params.n) { return; }`;
+
+const ROPE_PARAMS = { n: u32(0), groupsX: u32(0), T: u32(0), heads: u32(0), hd: u32(0) };
+const ROPE_WGSL = `
+${paramsStruct(ROPE_PARAMS)}
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> cosT: array<f32>;
+@group(0) @binding(3) var<storage, read> sinT: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+@compute @workgroup_size(${ELEMENTS})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${ELEMENT_INDEX}
+  // y [B, n, T, hd] at (b, h, t, d) reads a [B·T, n·hd] at row b·T + t, column h·hd + d.
+  let hd = params.hd;
+  let d = i % hd;
+  let t = (i / hd) % params.T;
+  let h = (i / (hd * params.T)) % params.heads;
+  let b = i / (hd * params.T * params.heads);
+  let src = ((b * params.T + t) * params.heads + h) * hd;
+  let half = hd / 2u;
+  var rotated: f32;
+  if (d < half) { rotated = -a[src + d + half]; } else { rotated = a[src + d - half]; }
+  y[i] = a[src + d] * cosT[t * hd + d] + rotated * sinT[t * hd + d];
+}`;
+
+/**
+ * A linear's output a [B·T, n·hd] as heads [B, n, T, hd] with RoPE applied (cos/sin [T, hd], the
+ * halves repeated as in HF): transpose + split + neg + concat + 2 mul + add in one dispatch.
+ */
+export function ropeHeads(a: tf.Tensor2D, cos: tf.Tensor2D, sin: tf.Tensor2D, B: number, heads: number): tf.Tensor4D {
+  const [T, hd] = cos.shape;
+  if (a.shape[0] !== B * T || a.shape[1] !== heads * hd || hd % 2 !== 0 || sin.shape.join() !== cos.shape.join()) {
+    throw new Error(`ropeHeads: a [${a.shape.join(', ')}] is not [B·T, heads·hd] for B=${B}, heads=${heads}, cos [${cos.shape.join(', ')}] (hd even), sin [${sin.shape.join(', ')}]`);
+  }
+  const workgroups = grid(Math.ceil(a.size / ELEMENTS));
+  const [y] = runKernel({
+    name: 'rope-heads',
+    code: ROPE_WGSL,
+    inputs: [a, cos, sin],
+    outputs: [{ shape: [B, heads, T, hd], dtype: 'float32' }],
+    params: { n: u32(a.size), groupsX: u32(workgroups[0]), T: u32(T), heads: u32(heads), hd: u32(hd) },
+    workgroups,
+  });
+  return y as tf.Tensor4D;
+}
+
+const SWIGLU_PARAMS = { n: u32(0), groupsX: u32(0) };
+const SWIGLU_WGSL = `
+${paramsStruct(SWIGLU_PARAMS)}
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read> u: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+@compute @workgroup_size(${ELEMENTS})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${ELEMENT_INDEX}
+  let v = g[i];
+  y[i] = v * (1.0 / (1.0 + exp(-v))) * u[i];
+}`;
+
+/** silu(g) · u for g, u of one shape (SwiGLU's gate and up projections). */
+export function swiglu(g: tf.Tensor, u: tf.Tensor): tf.Tensor {
+  if (g.shape.join() !== u.shape.join()) throw new Error(`swiglu: gate [${g.shape.join(', ')}] and up [${u.shape.join(', ')}] differ`);
+  const workgroups = grid(Math.ceil(g.size / ELEMENTS));
+  const [y] = runKernel({
+    name: 'swiglu',
+    code: SWIGLU_WGSL,
+    inputs: [g, u],
+    outputs: [{ shape: g.shape, dtype: 'float32' }],
+    params: { n: u32(g.size), groupsX: u32(workgroups[0]) },
+    workgroups,
+  });
+  return y;
+}
+
+// --- the plain ops each kernel replaces (as lib/models/transformer.ts runs them) ---
+
+export function rmsNormPlain(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), w));
+}
+
+export function ropeHeadsPlain(a: tf.Tensor2D, cos: tf.Tensor2D, sin: tf.Tensor2D, B: number, heads: number): tf.Tensor4D {
+  const [T, hd] = cos.shape;
+  return tf.tidy(() => {
+    const x = tf.transpose(tf.reshape(a, [B, T, heads, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
+    const [x1, x2] = tf.split(x, 2, 3);
+    return tf.add(tf.mul(x, cos), tf.mul(tf.concat([tf.neg(x2), x1], 3), sin)) as tf.Tensor4D;
+  });
+}
+
+export function swigluPlain(g: tf.Tensor, u: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.mul(g, tf.sigmoid(g)), u));
+}
+
+// --- checks and benchmarks (lib/kernels/index.ts registers them) ---
+
+/** Operands of one case: x-like tensors from seeded normals, RoPE tables from real angles. */
+function operands(kind: 'rmsnorm' | 'rope' | 'swiglu', dims: number[], seed: number): tf.Tensor[] {
+  const t = (shape: number[], s: number) => tf.tensor(seededNormal(shape.reduce((a, b) => a * b, 1), s), shape);
+  if (kind === 'rmsnorm') return [t(dims, seed), t([dims[dims.length - 1]], seed + 1)];
+  if (kind === 'swiglu') return [t(dims, seed), t(dims, seed + 1)];
+  const [B, T, heads, hd] = dims;
+  const angles = Array.from({ length: T * hd }, (_, i) => Math.floor(i / hd) * 10000 ** (-(2 * (i % (hd / 2))) / hd));
+  return [t([B * T, heads * hd], seed), tf.tensor2d(angles.map(Math.cos), [T, hd]), tf.tensor2d(angles.map(Math.sin), [T, hd])];
+}
+
+interface FusedCase {
+  kind: 'rmsnorm' | 'rope' | 'swiglu';
+  dims: number[]; // rmsnorm/swiglu: x's shape; rope: [B, T, heads, hd]
+  small: boolean;
+}
+
+function runners(c: FusedCase, ops: tf.Tensor[]): { kernel(): tf.Tensor; plain(): tf.Tensor } {
+  if (c.kind === 'rmsnorm') return { kernel: () => rmsNorm(ops[0], ops[1], 1e-5), plain: () => rmsNormPlain(ops[0], ops[1], 1e-5) };
+  if (c.kind === 'swiglu') return { kernel: () => swiglu(ops[0], ops[1]), plain: () => swigluPlain(ops[0], ops[1]) };
+  const [a, cos, sin] = ops as tf.Tensor2D[];
+  const [B, , heads] = c.dims;
+  return { kernel: () => ropeHeads(a, cos, sin, B, heads), plain: () => ropeHeadsPlain(a, cos, sin, B, heads) };
+}
+
+const CASES: FusedCase[] = [
+  { kind: 'rmsnorm', dims: [37, 70], small: true }, // rows and width not multiples of the workgroup
+  { kind: 'rmsnorm', dims: [2, 3, 200], small: true },
+  { kind: 'rmsnorm', dims: [1, 5], small: true },
+  { kind: 'rmsnorm', dims: [4096, 4096], small: false },
+  { kind: 'rope', dims: [2, 7, 3, 10], small: true },
+  { kind: 'rope', dims: [1, 1, 8, 64], small: true }, // a decode step
+  { kind: 'rope', dims: [4, 512, 32, 128], small: false },
+  { kind: 'swiglu', dims: [37, 70], small: true },
+  { kind: 'swiglu', dims: [2048, 14336], small: false },
+];
+
+const label = (c: FusedCase) => (c.kind === 'rope' ? `B=${c.dims[0]} T=${c.dims[1]} heads=${c.dims[2]} hd=${c.dims[3]}` : `[${c.dims.join(', ')}]`);
+
+/** Each fused kernel against its plain ops, outputs poisoned, fp32 tolerance 1e-5 relative. */
+export function fusedChecks(): KernelCheck[] {
+  return CASES.map((c, i) => ({
+    kernel: c.kind,
+    name: label(c),
+    small: c.small,
+    async run(): Promise<CheckResult> {
+      const ops = operands(c.kind, c.dims, 300 + 2 * i);
+      const r = runners(c, ops);
+      const want = r.plain();
+      const { outputs, poisoned } = await runPoisoned([want.size], () => [r.kernel()]);
+      try {
+        return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
+      } finally {
+        tf.dispose([...ops, want, ...outputs]);
+      }
+    },
+  }));
+}
+
+/** Memory-bound: GB/s over the bytes each kernel must read and write once. */
+export function fusedBenches(): KernelBench[] {
+  return CASES.map((c, i) => {
+    const n = c.dims.reduce((a, b) => a * b, 1);
+    return {
+      kernel: c.kind,
+      name: label(c),
+      small: c.small,
+      flops: 0,
+      bytes: 4 * n * (c.kind === 'swiglu' ? 3 : 2),
+      variants: ['fused'],
+      setup(): BenchSetup {
+        const ops = operands(c.kind, c.dims, 500 + i);
+        return { ...runners(c, ops), dispose: () => tf.dispose(ops) };
+      },
+    };
+  });
+}
