@@ -1,4 +1,13 @@
 // Helpers for the scripts' command lines (flags parsed with node:util parseArgs).
+import path from 'node:path';
+
+/** The repository's root folder (the one holding lib/). */
+export const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+
+/** The shared data folder: $LLMCB_SHARED, else ../shared beside the repository. */
+export function sharedDir(): string {
+  return process.env.LLMCB_SHARED ?? path.resolve(REPO_ROOT, '../shared');
+}
 
 export interface NumberFlagOptions {
   /** Whole numbers only (default false). */

@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { numberFlag } from '../lib/cli';
+import { numberFlag, sharedDir } from '../lib/cli';
 import { calibDefaults, capSeqlen, checkCalibForModel, corpusText, describeCalib, loadCalibIds, sampleCalibration, type CalibSet } from '../lib/methods/calib';
 import { getMethod } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
@@ -58,8 +58,6 @@ function flagsOf<K extends string, T extends 'string' | 'boolean'>(table: Record
 }
 
 function readArgs(argv: string[]): Args {
-  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-  const shared = process.env.LLMCB_SHARED ?? path.resolve(root, '../shared');
   const { values: v } = parseArgs({
     args: argv,
     options: {
@@ -73,7 +71,7 @@ function readArgs(argv: string[]): Args {
       nsamples: { type: 'string' },
       seqlen: { type: 'string' },
       seed: { type: 'string' },
-      'data-root': { type: 'string', default: path.join(shared, 'datasets') },
+      'data-root': { type: 'string', default: path.join(sharedDir(), 'datasets') },
       packing: { type: 'string' },
       'no-rows': { type: 'boolean', default: false },
       ...flagsOf(NUMBER_OPTIONS, 'string'),

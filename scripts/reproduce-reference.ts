@@ -18,7 +18,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { numberFlag } from '../lib/cli';
+import { numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
 import { parseCsvRecords } from '../lib/csv';
 import { loadCalibIds, type CalibSet } from '../lib/methods/calib';
 import { windowPerplexity } from '../lib/eval/perplexity';
@@ -135,14 +135,13 @@ interface Args {
 }
 
 function readArgs(argv: string[]): Args {
-  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-  const shared = process.env.LLMCB_SHARED ?? path.resolve(root, '../shared');
+  const shared = sharedDir();
   const { values: v } = parseArgs({
     args: argv,
     options: {
       backend: { type: 'string', default: 'auto' },
       model: { type: 'string', default: path.join(shared, 'reference/stories260K/hf') },
-      tokenizer: { type: 'string', default: path.join(root, 'models/stories260K/tok512.bin') },
+      tokenizer: { type: 'string', default: path.join(REPO_ROOT, 'models/stories260K/tok512.bin') },
       reference: { type: 'string', default: path.join(shared, 'reference/stories260K') },
       windows: { type: 'string' }, // default: every window of the test set
       'eval-windows': { type: 'string' }, // another name for --windows
