@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
 from torch_common import (  # noqa: E402
     SHARED, block_inputs, inverse_hessian, linears_of, load_reference_model, perplexity, print_setting,
-    reference_inputs, reference_rows, run_layer, run_layer_seeing_inputs, strict_fp32, write_ppl_csv,
+    reference_inputs, reference_rows, run_layer, strict_fp32, write_ppl_csv,
 )
 
 LISTED = [
@@ -126,16 +126,29 @@ def quantize_weights(model, method, cfg, calib):
             H = {}
             n = calib.shape[0]
 
-            def hessian(name, a):
-                a = a.float()
-                H[name] = H.get(name, 0) + 2 * a.t() @ a / n
-            run_layer_seeing_inputs(layer, x, kwargs, lin, hessian)
+            def hook(name):
+                def f(mod, inp, out):
+                    a = inp[0].reshape(-1, inp[0].shape[-1]).float()
+                    H[name] = H.get(name, 0) + 2 * a.t() @ a / n
+                return f
+            hs = [m.register_forward_hook(hook(k)) for k, m in lin.items()]
+            run_layer(layer, x, kwargs)
+            for h in hs:
+                h.remove()
             for k, m in lin.items():
                 m.weight.data = gptq_quant(m.weight.data, H[k], bits, group)
             x = run_layer(layer, x, kwargs)  # quantized block's outputs
         else:  # awq: search scales on the FP block, feed its FP outputs forward
             feats = {}
-            nxt = run_layer_seeing_inputs(layer, x, kwargs, lin, feats.__setitem__)
+
+            def cap(name):
+                def f(mod, inp, out):
+                    feats[name] = inp[0].reshape(-1, inp[0].shape[-1])
+                return f
+            hs = [m.register_forward_hook(cap(k)) for k, m in lin.items()]
+            nxt = run_layer(layer, x, kwargs)
+            for h in hs:
+                h.remove()
             awq_block(layer, x, kwargs, feats, lin, bits, group)
             x = nxt
     if method == "awq":

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
 from torch_common import (  # noqa: E402
     SHARED, block_inputs, inverse_hessian, linears_of, load_reference_model, perplexity, print_setting,
-    reference_inputs, reference_rows, run_layer, run_layer_seeing_inputs, strict_fp32, write_ppl_csv,
+    reference_inputs, reference_rows, run_layer, strict_fp32, write_ppl_csv,
 )
 
 LISTED = ["magnitude:50%", "wanda:50%", "sparsegpt:50%", "magnitude:2:4", "wanda:2:4", "sparsegpt:2:4"]
@@ -126,14 +126,19 @@ def prune_model(model, method, pat, calib):
         linears = linears_of(layer)
         stats = {}
 
-        def accumulate(name, a):
-            a = a.double()
-            if method == "wanda":
-                stats[name] = stats.get(name, 0) + (a ** 2).sum(0)
-            else:
-                stats[name] = stats.get(name, 0) + 2 * a.t() @ a / calib.shape[0]
+        def hook(name):
+            def f(mod, inp, out):
+                a = inp[0].reshape(-1, inp[0].shape[-1]).double()
+                if method == "wanda":
+                    stats[name] = stats.get(name, 0) + (a ** 2).sum(0)
+                else:
+                    stats[name] = stats.get(name, 0) + 2 * a.t() @ a / calib.shape[0]
+            return f
 
-        run_layer_seeing_inputs(layer, x, kwargs, linears, accumulate)
+        handles = [m.register_forward_hook(hook(n)) for n, m in linears.items()]
+        run_layer(layer, x, kwargs)
+        for h in handles:
+            h.remove()
         for n, m in linears.items():
             w = m.weight.data.float()
             m.weight.data = wanda_prune(w, stats[n].float(), pat) if method == "wanda" else sparsegpt_prune(w, stats[n], pat)

@@ -124,20 +124,6 @@ def run_layer(layer, x, kwargs):
     return out[0] if isinstance(out, tuple) else out
 
 
-def run_layer_seeing_inputs(layer, x, kwargs, modules, on_input):
-    """run_layer with on_input(name, a) called on the input of each of modules (by name), flattened
-    to [tokens, features]; the hooks are removed however the run ends."""
-    def hook(name):
-        return lambda mod, inp, out: on_input(name, inp[0].reshape(-1, inp[0].shape[-1]))
-
-    handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
-    try:
-        return run_layer(layer, x, kwargs)
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def inverse_hessian(W, H, percdamp):
     """GPTQ/SparseGPT's upper Cholesky factor of the damped inverse Hessian, in H's dtype. Modifies
     W and H in place: dead inputs (zero diagonal) get H 1 and W's column 0, then percdamp of the
