@@ -16,18 +16,17 @@ CSV in reference_ppl.csv's format that scripts/reproduce-reference.ts reads with
 GPU host:  python3 scripts/reference_quant.py --out $OUT/reference_quant.csv
 """
 import argparse
+import csv
 import json
 import os
 import sys
 import time
 
 import torch
+import torch.nn as nn
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
-from torch_common import (  # noqa: E402
-    SHARED, block_inputs, inverse_hessian, linears_of, load_reference_model, perplexity, print_setting,
-    reference_inputs, reference_rows, run_layer, strict_fp32, write_ppl_csv,
-)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_sparsity import SHARED, block_inputs, perplexity, run_layer  # noqa: E402
 
 LISTED = [
     ("rtn", {"bits": 8, "group": -1}), ("gptq", {"bits": 8, "group": -1}), ("rtn", {"bits": 8, "group": 32}),
@@ -88,7 +87,11 @@ def gptq_quant(w, H, bits, group, percdamp=0.01, blocksize=128):
     W = w.clone().float()
     H = H.clone().float()
     cols = W.shape[1]
-    Hinv = inverse_hessian(W, H, percdamp)
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    H += percdamp * torch.mean(torch.diag(H)) * torch.eye(cols, device=H.device)
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
     Q = torch.zeros_like(W)
     params = minmax_params(W, bits) if group == -1 else None
     for i1 in range(0, cols, blocksize):
@@ -110,6 +113,10 @@ def gptq_quant(w, H, bits, group, percdamp=0.01, blocksize=128):
     return Q
 
 
+def linears_of(layer):
+    return {n: m for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
+
+
 @torch.no_grad()
 def quantize_weights(model, method, cfg, calib):
     layers = model.model.layers
@@ -120,6 +127,7 @@ def quantize_weights(model, method, cfg, calib):
                 m.weight.data = rtn_quant(m.weight.data, bits, group)
         return
     x, kwargs = block_inputs(model, calib)
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("past_key_values", "past_key_value", "use_cache")}
     for layer in layers:
         lin = linears_of(layer)
         if method == "gptq":
@@ -249,23 +257,37 @@ def main():
     ap.add_argument("--no-listed", action="store_true", help="only the settings the file does not list")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    strict_fp32()
-    ref = {(method, json.dumps(cfg, sort_keys=True)): ppl for method, cfg, ppl in reference_rows(a.reference)}
-    calib, test_ids = reference_inputs(a.reference)
-    print(f"dense {perplexity(load_reference_model(a.reference), test_ids):.4f} (reference_ppl.csv {ref.get(('dense', '{}'))})", flush=True)
+    from transformers import AutoModelForCausalLM
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    ref = {}
+    with open(os.path.join(a.reference, "reference_ppl.csv")) as f:
+        for r in csv.DictReader(f):
+            ref[(r["method"], json.dumps(json.loads(r["config"]), sort_keys=True))] = float(r["wikitext2_ppl"])
+    calib = torch.tensor(json.load(open(os.path.join(a.reference, "calib_wikitext2_valid_128x512.json")))["windows"], device="cuda")
+    test_ids = json.load(open(os.path.join(a.reference, "wikitext2_test_tok512.json")))["test_ids"]
+    load = lambda: AutoModelForCausalLM.from_pretrained(os.path.join(a.reference, "hf"), torch_dtype=torch.float32, attn_implementation="eager").cuda().eval()
+    print(f"dense {perplexity(load(), test_ids):.4f} (reference_ppl.csv {ref.get(('dense', '{}'))})", flush=True)
     rows = []
     for method, cfg in ([] if a.no_listed else LISTED) + EXTRA:
-        model = load_reference_model(a.reference)
+        model = load()
         t0 = time.time()
         if method in ("rtn", "gptq", "awq"):
             quantize_weights(model, method, cfg, calib)
         else:
             smoothquant(model, cfg, calib, smooth=method == "smoothquant")
         ppl = perplexity(model, test_ids)
-        print_setting(f"{method} {json.dumps(cfg)}", ppl, time.time() - t0, ref.get((method, json.dumps(cfg, sort_keys=True))))
+        key = (method, json.dumps(cfg, sort_keys=True))
+        listed = ref.get(key)
+        print(f"{method} {json.dumps(cfg)} ppl {ppl:.4f} ({time.time() - t0:.1f} s)" + (f"  reference_ppl.csv {listed} ({(ppl / listed - 1) * 100:+.2f}%)" if listed else ""), flush=True)
         rows.append((method, json.dumps(cfg), f"{ppl:.4f}"))
         del model
-    write_ppl_csv(a.out, rows)
+    with open(a.out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "config", "wikitext2_ppl"])
+        w.writerows(rows)
+    print(f"wrote {a.out}")
 
 
 if __name__ == "__main__":

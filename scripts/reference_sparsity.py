@@ -14,19 +14,18 @@ scripts/reproduce-reference.ts reads with --py-ref.
 GPU host:  python3 scripts/reference_sparsity.py --out $OUT/reference_sparsity.csv
 """
 import argparse
+import csv
 import json
+import math
 import os
 import sys
 import time
 
 import torch
+import torch.nn as nn
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
-from torch_common import (  # noqa: E402
-    SHARED, block_inputs, inverse_hessian, linears_of, load_reference_model, perplexity, print_setting,
-    reference_inputs, reference_rows, run_layer, strict_fp32, write_ppl_csv,
-)
-
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.environ.get("LLMCB_SHARED", os.path.join(HERE, "..", "..", "shared"))
 LISTED = ["magnitude:50%", "wanda:50%", "sparsegpt:50%", "magnitude:2:4", "wanda:2:4", "sparsegpt:2:4"]
 EXTRA = ["magnitude:60%", "wanda:60%", "sparsegpt:60%", "magnitude:30%", "wanda:30%", "sparsegpt:30%", "wanda:1:4", "sparsegpt:1:4"]
 
@@ -82,7 +81,11 @@ def sparsegpt_prune(w, H, pat, percdamp=0.01, blocksize=128):
     W = w.clone().double()
     H = H.clone().double()
     rows, cols = W.shape
-    Hinv = inverse_hessian(W, H, percdamp)
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    H += percdamp * torch.mean(torch.diag(H)) * torch.eye(cols, dtype=H.dtype, device=H.device)
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
     out = torch.zeros_like(W)
     done = 0  # pruned so far (unstructured: exact count per layer)
     for i1 in range(0, cols, blocksize):
@@ -113,17 +116,55 @@ def sparsegpt_prune(w, H, pat, percdamp=0.01, blocksize=128):
     return out.to(w.dtype)
 
 
+class Stop(Exception):
+    pass
+
+
+def block_inputs(model, ids):
+    """Hidden states entering block 0 and the keyword arguments the model passes its blocks."""
+    layers = model.model.layers
+    seen = {}
+
+    class Catcher(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            if hasattr(inner, "attention_type"):  # some transformers versions pick the mask by it
+                self.attention_type = inner.attention_type
+
+        def forward(self, x, *args, **kwargs):
+            seen["x"] = x
+            seen["kwargs"] = kwargs
+            raise Stop
+
+    first = layers[0]
+    layers[0] = Catcher(first)
+    try:
+        model(ids)
+    except Stop:
+        pass
+    layers[0] = first
+    return seen["x"], seen["kwargs"]
+
+
+def run_layer(layer, x, kwargs):
+    out = layer(x, **kwargs)
+    return out[0] if isinstance(out, tuple) else out
+
+
 @torch.no_grad()
 def prune_model(model, method, pat, calib):
     layers = model.model.layers
     if method == "magnitude":
         for layer in layers:
-            for mod in linears_of(layer).values():
-                mod.weight.data = magnitude_prune(mod.weight.data, pat)
+            for mod in layer.modules():
+                if isinstance(mod, nn.Linear):
+                    mod.weight.data = magnitude_prune(mod.weight.data, pat)
         return
     x, kwargs = block_inputs(model, calib)
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("past_key_values", "past_key_value", "use_cache")}
     for layer in layers:
-        linears = linears_of(layer)
+        linears = {n: m for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
         stats = {}
 
         def hook(name):
@@ -145,30 +186,56 @@ def prune_model(model, method, pat, calib):
         x = run_layer(layer, x, kwargs)
 
 
+@torch.no_grad()
+def perplexity(model, ids, seqlen=512, batch=32):
+    n = len(ids) // seqlen
+    t = torch.tensor(ids[: n * seqlen], device="cuda").reshape(n, seqlen)
+    nll = 0.0
+    for b in range(0, n, batch):
+        x = t[b:b + batch]
+        logits = model(x).logits.float()
+        loss = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum")
+        nll += loss.item()
+    return math.exp(nll / (n * (seqlen - 1)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reference", default=os.path.join(SHARED, "reference", "stories260K"))
     ap.add_argument("--settings", default=",".join(LISTED + EXTRA))
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    strict_fp32()
-    ref = {(method, cfg.get("pattern")): ppl for method, cfg, ppl in reference_rows(a.reference)}
-    calib, test_ids = reference_inputs(a.reference)
-    dense = perplexity(load_reference_model(a.reference), test_ids)
+    from transformers import AutoModelForCausalLM
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    ref = {}
+    with open(os.path.join(a.reference, "reference_ppl.csv")) as f:
+        for r in csv.DictReader(f):
+            ref[(r["method"], json.loads(r["config"]).get("pattern"))] = float(r["wikitext2_ppl"])
+    calib = torch.tensor(json.load(open(os.path.join(a.reference, "calib_wikitext2_valid_128x512.json")))["windows"], device="cuda")
+    test_ids = json.load(open(os.path.join(a.reference, "wikitext2_test_tok512.json")))["test_ids"]
+    load = lambda: AutoModelForCausalLM.from_pretrained(os.path.join(a.reference, "hf"), torch_dtype=torch.float32, attn_implementation="eager").cuda().eval()
+    dense = perplexity(load(), test_ids)
     print(f"dense {dense:.4f} (reference_ppl.csv {ref.get(('dense', None))})", flush=True)
     rows = []
     for s in a.settings.split(","):
         method, p = s.split(":", 1)
         pat = parse_pattern(p)
         label = f"{pat[1]}:{pat[2]}" if pat[0] == "nm" else f"{round(pat[1] * 100, 4):g}%"
-        model = load_reference_model(a.reference)
+        model = load()
         t0 = time.time()
         prune_model(model, method, pat, calib)
         ppl = perplexity(model, test_ids)
-        print_setting(f"{method}:{label}", ppl, time.time() - t0, ref.get((method, label)))
+        listed = ref.get((method, label))
+        print(f"{method}:{label} ppl {ppl:.4f} ({time.time() - t0:.1f} s)" + (f"  reference_ppl.csv {listed} ({(ppl / listed - 1) * 100:+.2f}%)" if listed else ""), flush=True)
         rows.append((method, json.dumps({"pattern": label}), f"{ppl:.4f}"))
         del model
-    write_ppl_csv(a.out, rows)
+    with open(a.out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "config", "wikitext2_ppl"])
+        w.writerows(rows)
+    print(f"wrote {a.out}")
 
 
 if __name__ == "__main__":

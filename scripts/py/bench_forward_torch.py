@@ -15,7 +15,15 @@ import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from torch_common import rope_kwargs, strict_fp32
+
+def rope_kwargs(kw):
+    if int(transformers.__version__.split(".")[0]) < 5 or "rope_theta" not in kw:
+        return kw
+    kw = dict(kw)
+    params = {"rope_type": "default", "rope_theta": kw.pop("rope_theta")}
+    params.update(kw.pop("rope_scaling", None) or {})
+    kw["rope_parameters"] = params
+    return kw
 
 
 def sync():
@@ -81,7 +89,8 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--dtypes", default="fp32,bf16")
     args = ap.parse_args()
-    strict_fp32()
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 (the kit's WebGPU matmuls are fp32)
+    torch.backends.cudnn.allow_tf32 = False
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cfg = json.loads(args.config)
     for dt in args.dtypes.split(","):

@@ -27,8 +27,6 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
-from torch_common import strict_fp32
-
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -38,7 +36,8 @@ def main() -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
 
-    strict_fp32()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     with open(args.requests) as f:
         req = json.load(f)
     for key in ("continuations", "nextToken"):
