@@ -10,23 +10,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { seededNormal } from '../runtime/bench';
 import { type BenchSetup, type CheckResult, type KernelBench, type KernelCheck, maxRelError, runPoisoned } from './cases';
-import { deviceLimits, f32, paramsStruct, runKernel, u32 } from './gpu';
+import { f32, grid1d, paramsStruct, runKernel, u32 } from './gpu';
 
 const THREADS = 64; // rmsNorm: one workgroup per row
 const ELEMENTS = 256; // element-wise kernels: one element per invocation
-
-/** Workgroup counts covering `groups` groups in 2D (a dimension holds at most the device's limit). */
-function grid(groups: number): [number, number, number] {
-  const max = deviceLimits()?.maxComputeWorkgroupsPerDimension ?? 65535;
-  const x = Math.max(1, Math.min(groups, max));
-  return [x, Math.ceil(groups / x), 1];
-}
-
-/** True when every tensor fits one storage binding (else the caller keeps the tfjs ops). */
-export function fitsBinding(...sizes: number[]): boolean {
-  const max = deviceLimits()?.maxStorageBufferBindingSize ?? 0;
-  return sizes.every((n) => 4 * n <= max);
-}
 
 const RMS_PARAMS = { rows: u32(0), d: u32(0), groupsX: u32(0), eps: f32(0) };
 const RMS_WGSL = `
@@ -58,7 +45,7 @@ export function rmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor {
   const D = x.shape[x.shape.length - 1];
   if (w.size !== D) throw new Error(`rmsNorm: x is [${x.shape.join(', ')}] but w has ${w.size} entries`);
   const rows = x.size / D;
-  const workgroups = grid(rows);
+  const workgroups = grid1d(rows);
   const [y] = runKernel({
     name: 'rmsnorm',
     code: RMS_WGSL,
@@ -106,7 +93,7 @@ export function ropeHeads(a: tf.Tensor2D, cos: tf.Tensor2D, sin: tf.Tensor2D, B:
   if (a.shape[0] !== B * T || a.shape[1] !== heads * hd || hd % 2 !== 0 || sin.shape.join() !== cos.shape.join()) {
     throw new Error(`ropeHeads: a [${a.shape.join(', ')}] is not [B·T, heads·hd] for B=${B}, heads=${heads}, cos [${cos.shape.join(', ')}] (hd even), sin [${sin.shape.join(', ')}]`);
   }
-  const workgroups = grid(Math.ceil(a.size / ELEMENTS));
+  const workgroups = grid1d(Math.ceil(a.size / ELEMENTS));
   const [y] = runKernel({
     name: 'rope-heads',
     code: ROPE_WGSL,
@@ -135,7 +122,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 /** silu(g) · u for g, u of one shape (SwiGLU's gate and up projections). */
 export function swiglu(g: tf.Tensor, u: tf.Tensor): tf.Tensor {
   if (g.shape.join() !== u.shape.join()) throw new Error(`swiglu: gate [${g.shape.join(', ')}] and up [${u.shape.join(', ')}] differ`);
-  const workgroups = grid(Math.ceil(g.size / ELEMENTS));
+  const workgroups = grid1d(Math.ceil(g.size / ELEMENTS));
   const [y] = runKernel({
     name: 'swiglu',
     code: SWIGLU_WGSL,

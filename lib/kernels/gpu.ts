@@ -204,6 +204,12 @@ export function subgroupMatrixConfigs(): SubgroupMatrixConfig[] {
   return [...(adapterInfo()?.subgroupMatrixConfigs ?? [])];
 }
 
+/** Workgroup counts for `count` workgroups in x, spilling into y past the per-dimension limit. */
+export function grid1d(count: number): [number, number, number] {
+  const max = deviceLimits()?.maxComputeWorkgroupsPerDimension ?? 65535;
+  return [Math.min(count, max), Math.ceil(count / max), 1];
+}
+
 /** The device's limits (workgroup storage, invocations, binding sizes), or null off webgpu. */
 export function deviceLimits(): GPUSupportedLimits | null {
   return webgpuDevice()?.limits ?? null;

@@ -12,10 +12,10 @@
 // The policy lives in tfjs's environment flags (one per process, like tfjs's own settings).
 import * as tf from '@tensorflow/tfjs';
 import type { Model } from '../models/types';
-import { webgpuDevice } from '../runtime/backend';
+import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import { ATTENTION_TILES, attentionBenches, attentionChecks, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
 import type { KernelBench, KernelCheck } from './cases';
-import { fitsBinding, fusedBenches, fusedChecks, rmsNorm, ropeHeads, swiglu } from './fused';
+import { fusedBenches, fusedChecks, rmsNorm, ropeHeads, swiglu } from './fused';
 import { GEMM_TILES, gemm, gemmBenches, gemmChecks, gemmUnsupported, planGemm, type GemmTileName } from './gemm';
 import { w8a8Benches, w8a8Checks, weightOnlyBenches, weightOnlyChecks } from './quant-cases';
 import { quantLinear } from './quant-linear';
@@ -148,9 +148,9 @@ export function kernelAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
   return fusedAttention(q, k, v, pastLength, tiles);
 }
 
-/** True when the fused kernels may run now on tensors of these sizes (policy, backend, binding size). */
-function fusedActive(...sizes: number[]): boolean {
-  return kernelsActive() && kernelPolicy().fusedOps === 'on' && fitsBinding(...sizes);
+/** True when the fused kernels may run now on a tensor of this size (policy, backend, one storage binding). */
+function fusedActive(size: number): boolean {
+  return kernelsActive() && kernelPolicy().fusedOps === 'on' && size <= maxTensorElements();
 }
 
 /** RMSNorm x [..., D] · w on the fused kernel, or null to use the plain ops. */

@@ -16,7 +16,7 @@
 // 16×16 result tiles, and the epilogue goes through a per-subgroup 16×16 scratch in workgroup
 // memory. The tile shape is a table (INT8_TILES) to sweep on the GPU (scripts/bench-kernels.ts).
 import * as tf from '@tensorflow/tfjs';
-import { deviceLimits, paramsStruct, runKernel, subgroupMatrixConfigs, subgroupSizes, u32, type Param } from './gpu';
+import { deviceLimits, grid1d, paramsStruct, runKernel, subgroupMatrixConfigs, subgroupSizes, u32, type Param } from './gpu';
 import type { PackedW8A8 } from './packed-linear';
 
 /** One workgroup tiling of the subgroup-matrix GEMM. */
@@ -88,12 +88,6 @@ function resolvePath(path: Int8Path | 'auto'): Int8Path {
   if (path === 'subgroup-matrix' && !sm.ok) throw new Error(`int8 GEMM path 'subgroup-matrix' unavailable: ${sm.reason}`);
   if (!['subgroup-matrix', 'dot4', 'sm-emulated'].includes(path)) throw new Error(`unknown int8 GEMM path '${path}' (auto, subgroup-matrix, dot4, sm-emulated)`);
   return path;
-}
-
-/** Workgroup counts for `count` workgroups in x, spilling into y past the per-dimension limit. */
-function grid1d(count: number): [number, number, number] {
-  const max = deviceLimits()?.maxComputeWorkgroupsPerDimension ?? 65535;
-  return [Math.min(count, max), Math.ceil(count / max), 1];
 }
 
 // ---- 1. per-token activation quantization ----
