@@ -99,32 +99,66 @@ function upload(...ts: (tf.Tensor | undefined)[]): void {
 
 const int32Mismatches = (got: Int32Array, want: Int32Array) => got.reduce((n, v, i) => n + (v === want[i] ? 0 : 1), 0);
 
+/**
+ * Operand patterns that name the broken step when an INT8 GEMM is wrong: one 16×16×32 tile with
+ * the left operand an identity (acc = bᵀ: the left load's layout), the right operand one-hot in the
+ * upper K half (acc[m, n] = a[m, n + 16]: the right load's layout and K offset), non-negative codes
+ * (signedness apart from layout), signed codes, three K steps (the K loop and its barriers) and
+ * several result tiles (subgroup and workgroup placement, edges).
+ */
+function int8Patterns(): { name: string; M: number; K: number; N: number; a: Int8Array; b: Int8Array }[] {
+  const gen = (rows: number, cols: number, seed: number, lo: number) => {
+    const r = mulberry32(seed);
+    return Int8Array.from({ length: rows * cols }, () => lo + Math.floor(r() * (128 - lo)));
+  };
+  const identity = Int8Array.from({ length: 16 * 32 }, (_, i) => (Math.floor(i / 32) === i % 32 ? 1 : 0));
+  const oneHot = Int8Array.from({ length: 16 * 32 }, (_, i) => (i % 32 === Math.floor(i / 32) + 16 ? 1 : 0));
+  return [
+    { name: 'tile identity-left', M: 16, K: 32, N: 16, a: identity, b: gen(16, 32, 1, -128) },
+    { name: 'tile one-hot-right', M: 16, K: 32, N: 16, a: gen(16, 32, 2, -128), b: oneHot },
+    { name: 'tile non-negative', M: 16, K: 32, N: 16, a: gen(16, 32, 3, 0), b: gen(16, 32, 4, 0) },
+    { name: 'tile signed', M: 16, K: 32, N: 16, a: randomI8(16, 32, 5), b: randomI8(16, 32, 6) },
+    { name: 'k-steps', M: 16, K: 96, N: 16, a: randomI8(16, 96, 7), b: randomI8(16, 96, 8) },
+    { name: 'tiles', M: 48, K: 64, N: 80, a: randomI8(48, 64, 9), b: randomI8(80, 64, 10) },
+  ];
+}
+
+/** One exact INT8 GEMM check of codes a [M, K] · b [N, K]ᵀ against JS integer math. */
+function int8Check(name: string, small: boolean, M: number, K: number, N: number, a: Int8Array, b: Int8Array, opts: Int8Options): KernelCheck {
+  return {
+    kernel: 'int8-gemm',
+    name,
+    small,
+    async run(): Promise<CheckResult> {
+      const [ta, tb] = [packedI8(a, M, K), packedI8(b, N, K)];
+      upload(ta, tb);
+      const { outputs, poisoned } = await runPoisoned([M * N], () => [int8Matmul(ta, tb, opts)]);
+      try {
+        const got = (await outputs[0].data()) as Int32Array;
+        return { metric: 'int32_mismatches', error: int32Mismatches(got, int8MatmulRef(a, b, M, N, K)), tolerance: 0, poisoned };
+      } finally {
+        tf.dispose([ta, tb, ...outputs]);
+      }
+    },
+  };
+}
+
 /** Correctness cases of the W8A8 kernels (INT8 GEMM exact, activation codes, the fused linear). */
 export function w8a8Checks(): KernelCheck[] {
   const checks: KernelCheck[] = [];
+  // The patterns first, on dot4 (the reference kernel: CI runs it) and on each subgroup-matrix
+  // syntax with the default tiling, so that a wrong kernel names its broken step.
+  const patternVariants = int8Variants().filter((v) => v.opts.path === 'dot4' || (v.opts.path === 'subgroup-matrix' && v.opts.tile === INT8_DEFAULTS.tile));
+  for (const { label, opts } of patternVariants) {
+    for (const p of int8Patterns()) checks.push(int8Check(`${p.name} M=${p.M} K=${p.K} N=${p.N} ${label}`, true, p.M, p.K, p.N, p.a, p.b, opts));
+  }
   const odd: [number, number, number][] = [[37, 70, 129], [130, 96, 65], [1, 33, 17], [200, 1000, 300]];
   // Emulated tiles are slow on a CPU Vulkan: the vitest suites take three tilings on one shape.
   const emulatedSmall = (o: Int8Options, shape: number) => shape === 0 && ['64x64-sg4-k32', '128x128-sg8-k64', '128x256-sg8-k32'].includes(o.tile ?? '');
   for (const { label, opts } of int8Variants()) {
     for (const [s, [M, K, N]] of (opts.path === 'sm-emulated' ? odd.slice(0, 3) : odd).entries()) {
-      checks.push({
-        kernel: 'int8-gemm',
-        name: `M=${M} K=${K} N=${N} ${label} (int32 accumulators vs JS)`,
-        small: opts.path !== 'sm-emulated' || emulatedSmall(opts, s),
-        async run(): Promise<CheckResult> {
-          const a = randomI8(M, K, M + K);
-          const b = randomI8(N, K, N + K + 1);
-          const [ta, tb] = [packedI8(a, M, K), packedI8(b, N, K)];
-          upload(ta, tb);
-          const { outputs, poisoned } = await runPoisoned([M * N], () => [int8Matmul(ta, tb, opts)]);
-          try {
-            const got = (await outputs[0].data()) as Int32Array;
-            return { metric: 'int32_mismatches', error: int32Mismatches(got, int8MatmulRef(a, b, M, N, K)), tolerance: 0, poisoned };
-          } finally {
-            tf.dispose([ta, tb, ...outputs]);
-          }
-        },
-      });
+      const small = opts.path !== 'sm-emulated' || emulatedSmall(opts, s);
+      checks.push(int8Check(`M=${M} K=${K} N=${N} ${label} (int32 accumulators vs JS)`, small, M, K, N, randomI8(M, K, M + K), randomI8(N, K, N + K + 1), opts));
     }
   }
   // Large shapes: the subgroup-matrix kernel against the portable one (JS would take minutes).

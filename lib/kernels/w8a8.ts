@@ -8,8 +8,8 @@
 // them, else on a portable kernel (dot4I8Packed, exact int32). Both accumulate exactly in int32,
 // so they give identical accumulators; `int8Matmul` exposes them for the checks.
 //
-// Subgroup-matrix kernel (from ../shared/DESIGN.md §2, measured on the H100): operands are i8
-// subgroup matrices loaded from i32 arrays with offsets/strides counted in 8-bit elements; the
+// Subgroup-matrix kernel: operands are i8 subgroup matrices loaded from i32 arrays (offsets and
+// strides as matrixOps explains: the two builtin forms count them in different units); the
 // workgroup stages a BM×BK tile of activations and a BN×BK tile of weights in workgroup memory
 // (rows optionally padded against bank conflicts; zero-filled past M, N and K: sizes need not be
 // tile multiples), WM×WN subgroups each own TM×TN
@@ -244,16 +244,25 @@ export function tileSharedBytes(t: Int8Tile): number {
   return (bm + bn) * (t.bk + t.pad) + t.wm * t.wn * 16 * 16 * 4;
 }
 
-/** WGSL of a subgroup-matrix load (layout row- or column-major, offset/stride in i8 elements) and store, in either syntax. */
+/**
+ * WGSL of a subgroup-matrix load (layout row- or column-major) and store, in either syntax. Callers
+ * give offsets and strides of i8 operands in 8-bit elements; how Dawn counts them depends on the
+ * form (Dawn 9361310a, 2026-06): the 'template' form counts in elements of the *array* (i32 words
+ * for i8 matrices, so both are divided by 4 here: staged rows are multiples of 16 bytes), the
+ * deprecated 'bool' form in elements of the matrix component (8-bit). Passing 8-bit counts to the
+ * template form made every access 4× too far, which Dawn's robustness clamp then sent to offset 0
+ * with the minimum stride: the wrong results seen on the H200. i32 results count in i32 either way.
+ */
 function matrixOps(syntax: MatrixSyntax) {
   const layout = (colMajor: boolean) => (colMajor ? 'col_major' : 'row_major');
   return syntax === 'template'
     ? {
-        load: (type: string, ptr: string, off: string, colMajor: boolean, stride: string) => `subgroupMatrixLoad<${type}, ${layout(colMajor)}>(${ptr}, ${off}, ${stride})`,
+        load: (type: string, ptr: string, offI8: string, colMajor: boolean, strideI8: string) =>
+          `subgroupMatrixLoad<${type}, ${layout(colMajor)}>(${ptr}, (${offI8}) / 4u, ${strideI8} / 4u)`,
         store: (ptr: string, off: string, value: string, stride: string) => `subgroupMatrixStore<row_major>(${ptr}, ${off}, ${value}, ${stride})`,
       }
     : {
-        load: (type: string, ptr: string, off: string, colMajor: boolean, stride: string) => `subgroupMatrixLoad<${type}>(${ptr}, ${off}, ${colMajor}, ${stride})`,
+        load: (type: string, ptr: string, offI8: string, colMajor: boolean, strideI8: string) => `subgroupMatrixLoad<${type}>(${ptr}, ${offI8}, ${colMajor}, ${strideI8})`,
         store: (ptr: string, off: string, value: string, stride: string) => `subgroupMatrixStore(${ptr}, ${off}, ${value}, false, ${stride})`,
       };
 }
