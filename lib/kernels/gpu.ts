@@ -165,6 +165,14 @@ export function runKernel(call: KernelCall): tf.Tensor[] {
   return outInfos.map((o) => tf.engine().makeTensorFromTensorInfo(o, tf.backend()));
 }
 
+/** Submits the work tfjs has recorded but not yet submitted, so that work submitted to the queue
+ * directly (the inference executor, lib/engine) runs after it and sees its results. */
+export function flushTfjs(): void {
+  const b = backendOrThrow('flushTfjs');
+  if (b.computePassEncoder) b.endComputePassEncoder();
+  if (b.commandEncoder) b.submitQueue();
+}
+
 /** The adapter facts the kernels choose by (tfjs-webgpu's device on Dawn). */
 interface AdapterInfoExt extends GPUAdapterInfo {
   subgroupMinSize?: number;

@@ -1,0 +1,597 @@
+// The inference executor (DESIGN §2): a forward planned once per model. Executor.create sizes and
+// allocates every buffer (activations for maxTokens tokens, logits for maxScoreRows rows, the KV
+// store), compiles every pipeline and builds every bind group; a step then writes a few small
+// metadata buffers, records one compute pass and submits it: no allocation, no host round trip
+// inside it. Weights are the model's own tensors (borrowed, never copied); the executor owns the
+// inference state (activation scratch, KV cache, rope tables) and frees it in dispose().
+//
+// A step is a packed batch of ragged sequences (no padding): token t has an id, a position and the
+// KV-store row of its sequence's position 0. Without a cache (scoring), the keys and values of a
+// layer live in a per-step scratch shared by the layers, at the token's own row; with a cache
+// (generation) each layer has [slots × length] rows and a sequence owns a slot.
+//
+// Supported: LLaMA (RMSNorm, RoPE incl. scaling tables, SwiGLU, GQA, per-block widths of pruned
+// models, tied or untied head, row-split embedding/head) and OPT (pre-LayerNorm, learned positions,
+// ReLU, biases); dense fp32 weights (sparse ones are dense with zeros), and activation fake
+// quantization per token or per tensor with static scales (SmoothQuant W8A8 models). Anything else
+// (packed quantized linears, OPT project_in/out or post-LayerNorm, GELU, dynamic per-tensor
+// activation scales) is an error naming it, raised before any work.
+import type * as tf from '@tensorflow/tfjs';
+import { ARCHS, linearName } from '../models/arch';
+import { ropeInvFreq } from '../models/transformer';
+import type { Model } from '../models/types';
+import { blockWidths, hasFinalNorm } from '../models/weights';
+import { actQuantKernel } from './act-quant';
+import { Arena, borrow, engineDevice, Program, spill, type Buf, type DispatchSpec } from './gpu';
+import {
+  attentionKernel,
+  attnMergeKernel,
+  embedKernel,
+  GEMM_TILES,
+  gemmKernel,
+  GEMV_MAX_ROWS,
+  gemvGroups,
+  gemvKernel,
+  normKernel,
+  pickKernel,
+  ropeKvKernel,
+  rowStatsKernel,
+  type AttnTile,
+  type Epilogue,
+} from './kernels';
+
+export interface ExecutorOptions {
+  /** Tokens one step may hold (sum of its sequences' new tokens); null: sized from the model and the device. */
+  maxTokens: number | null;
+  /** The most tokens any step will need (a scorer's whole request set, say): the default maxTokens is cut to it. */
+  fitTokens: number | null;
+  /** Positions whose logits one step computes; null: min(maxTokens, what fits maxLogitBytes). */
+  maxScoreRows: number | null;
+  /** Scored (position, token) pairs per step: maxScoreRows × this. */
+  itemsPerRow: number;
+  /** Bytes of the [rows, vocab] logits buffer at most. */
+  maxLogitBytes: number;
+  /** Bytes of the activation buffers at most (together). */
+  maxActivationBytes: number;
+  /** A KV cache for generation: `slots` sequences of up to `length` positions; null: scoring only. */
+  cache: { slots: number; length: number } | null;
+}
+
+export const EXECUTOR_DEFAULTS: ExecutorOptions = {
+  maxTokens: null, // sized from the model: see planSizes
+  fitTokens: null, // no cut
+  maxScoreRows: null,
+  itemsPerRow: 4, // MMLU-style rows score 4 letters; continuation rows score 1
+  maxLogitBytes: 1 << 30, // 1 GiB of logits per step
+  maxActivationBytes: 2 ** 31, // 2 GiB of per-step activations
+  cache: null,
+};
+
+/** What one step runs: its token, block, score-row and item counts and how attention splits. */
+export interface StepShape {
+  tokens: number;
+  blocks: number;
+  splits: number;
+  tilesPerSplit: number;
+  scoreRows: number;
+  items: number;
+  /** Sampling (Gumbel-max with the noise buffer) instead of plain argmax; 1 / temperature. */
+  sampled: boolean;
+  invTemp: number;
+}
+
+/** One sequence of a step: its new tokens, their first position and the KV row of its position 0. */
+export interface StepSeq {
+  ids: ArrayLike<number>;
+  pos0: number;
+  kvBase: number;
+}
+
+/** Step inputs: the sequences, which token rows to score (indices into the packed tokens) and which (row, token) items. */
+export interface StepInput {
+  seqs: StepSeq[];
+  scoreRows: number[];
+  items: { row: number; token: number }[];
+  /** Gumbel noise [scoreRows, V] and the temperature, for sampling. */
+  sample?: { noise: Float32Array; temperature: number };
+}
+
+export interface StepOutput {
+  logprobs: Float32Array; // per item
+  greedy: Uint8Array; // per item: its token is the row's argmax
+  argmax: Uint32Array; // per score row
+}
+
+const ATTN_TARGET_WORKGROUPS = 264; // split keys until about this many attention workgroups run (2 per SM on an H100/H200)
+const MAX_SPLITS = 64;
+
+function unsupported(model: Model): string | null {
+  const c = model.config;
+  const spec = ARCHS[c.arch];
+  if (model.packedLinears && model.packedLinears.size > 0) return `packed quantized linears (${[...model.packedLinears.keys()][0]} …): evaluate the fake-quantized weights`;
+  if (c.arch === 'opt' && !c.doLayerNormBefore) return 'OPT with post-LayerNorm (do_layer_norm_before = false)';
+  if (!hasFinalNorm(c)) return 'a model without a final norm';
+  if (spec.projectIn && model.weights.has(spec.projectIn)) return 'OPT project_in/project_out (word_embed_proj_dim ≠ hidden_size)';
+  if (c.arch === 'llama' && c.activation !== 'silu') return `LLaMA with activation '${c.activation}'`;
+  if (c.arch === 'opt' && c.activation !== 'relu') return `OPT with activation '${c.activation}'`;
+  if (c.headDim % 2 !== 0) return `odd head dim ${c.headDim}`;
+  const a = model.actQuant;
+  if (a && a.granularity === 'per_tensor' && !a.staticAbsmax) return 'dynamic per-tensor activation quantization (per token or static per-tensor scales are supported)';
+  if (c.arch === 'opt' && model.splitWeights?.size) return 'OPT with a row-split embedding';
+  return null;
+}
+
+/** Why the executor cannot run this model, or null when it can. */
+export function executorUnsupported(model: Model): string | null {
+  return unsupported(model);
+}
+
+interface Sizes {
+  maxTokens: number;
+  maxScoreRows: number;
+  maxItems: number;
+  maxBlocks: number;
+}
+
+/** Per-token activation floats of the widest block (hidden ×2, q, k, v, attention out, MLP inner, act-quant scratch). */
+function floatsPerToken(model: Model): number {
+  const c = model.config;
+  let w = 0;
+  for (let i = 0; i < c.numLayers; i++) {
+    const b = blockWidths(c, i);
+    const qkv = (b.numHeads + 2 * b.numKvHeads) * c.headDim;
+    w = Math.max(w, 2 * c.hiddenSize + qkv + b.numHeads * c.headDim + b.intermediateSize + 2 * b.numKvHeads * c.headDim + Math.max(c.hiddenSize, b.intermediateSize, b.numHeads * c.headDim));
+  }
+  return w;
+}
+
+function planSizes(model: Model, o: ExecutorOptions, device: GPUDevice): Sizes {
+  const c = model.config;
+  const binding = device.limits.maxStorageBufferBindingSize;
+  let widest = c.hiddenSize;
+  for (let i = 0; i < c.numLayers; i++) {
+    const b = blockWidths(c, i);
+    widest = Math.max(widest, b.intermediateSize, b.numHeads * c.headDim);
+  }
+  const maxTokens = o.maxTokens ?? Math.max(1, Math.min(32768, o.fitTokens ?? Infinity, Math.floor(binding / (4 * widest)), Math.floor(o.maxActivationBytes / (4 * floatsPerToken(model)))));
+  if (!(Number.isInteger(maxTokens) && maxTokens >= 1)) throw new Error(`executor: maxTokens ${maxTokens} must be a positive integer`);
+  if (4 * maxTokens * widest > binding) throw new Error(`executor: maxTokens ${maxTokens} × width ${widest} floats exceed one storage binding (${binding} B)`);
+  const byLogits = Math.floor(Math.min(binding, o.maxLogitBytes) / (4 * c.vocabSize));
+  if (byLogits < 1) throw new Error(`executor: one row of ${c.vocabSize} logits exceeds maxLogitBytes / the binding limit`);
+  const maxScoreRows = o.maxScoreRows ?? Math.min(maxTokens, byLogits);
+  if (!(Number.isInteger(maxScoreRows) && maxScoreRows >= 1 && maxScoreRows <= byLogits)) throw new Error(`executor: maxScoreRows ${maxScoreRows} must be in [1, ${byLogits}]`);
+  return { maxTokens, maxScoreRows, maxItems: maxScoreRows * o.itemsPerRow, maxBlocks: Math.min(maxTokens, device.limits.maxComputeWorkgroupsPerDimension) };
+}
+
+/** The attention tiling for a head dim and group size on this device (workgroup memory bound). */
+function attnTile(hd: number, rep: number, device: GPUDevice): AttnTile {
+  const lim = device.limits.maxComputeWorkgroupStorageSize;
+  const bytes = (R: number, BKV: number) => 4 * (R * hd + BKV * (hd + 1) + R * (BKV + 1) + 3 * R);
+  let rows = Math.max(rep, 16 - (16 % rep));
+  let BKV = 32;
+  while (bytes(rows, BKV) > lim && BKV > 8) BKV /= 2;
+  while (bytes(rows, BKV) > lim && rows > rep) rows -= rep;
+  if (bytes(rows, BKV) > lim) throw new Error(`executor: attention with head dim ${hd} and ${rep} heads per KV head needs ${bytes(rows, BKV)} B of workgroup memory, the device has ${lim}`);
+  return { rows, BKV, WG: 128 };
+}
+
+export class Executor {
+  readonly sizes: Sizes;
+  private readonly arena: Arena;
+  private readonly program: Program<StepShape>;
+  private readonly io: { ids: Buf; pos: Buf; kvRow: Buf; blocks: Buf; scoreRows: Buf; items: Buf; noise: Buf | null; lp: Buf; greedy: Buf; argmax: Buf };
+  private readonly readbacks: Buf[] = [];
+  private readonly tokensPerBlock: number;
+  private readonly attnTiles: number; // BKV
+  private readonly kvHeads: number;
+  private chain: Promise<void> = Promise.resolve(); // the last step's submission
+  private readonly readbackFree: Promise<void>[] = [Promise.resolve(), Promise.resolve()]; // each readback's last read
+  private steps = 0;
+  private disposed = false;
+
+  private constructor(
+    readonly model: Model,
+    readonly options: ExecutorOptions,
+  ) {
+    const why = unsupported(model);
+    if (why) throw new Error(`executor: model '${model.name}' is not supported: ${why}`);
+    const device = engineDevice();
+    const c = model.config;
+    const spec = ARCHS[c.arch];
+    this.sizes = planSizes(model, options, device);
+    const { maxTokens, maxScoreRows, maxItems, maxBlocks } = this.sizes;
+    if (options.cache) {
+      const { slots, length } = options.cache;
+      if (!(Number.isInteger(slots) && slots >= 1 && Number.isInteger(length) && length >= 1)) throw new Error(`executor: cache slots ${slots} / length ${length} must be positive integers`);
+      if (length > c.maxPositions) throw new Error(`executor: cache length ${length} exceeds the model's context ${c.maxPositions}`);
+    }
+    const arena = new Arena(device);
+    this.arena = arena;
+    try {
+      const D = c.hiddenSize;
+      const hd = c.headDim;
+      let maxH = 1;
+      let maxKV = 1;
+      let maxF = 1;
+      for (let i = 0; i < c.numLayers; i++) {
+        const b = blockWidths(c, i);
+        maxH = Math.max(maxH, b.numHeads);
+        maxKV = Math.max(maxKV, b.numKvHeads);
+        maxF = Math.max(maxF, b.intermediateSize);
+      }
+      const rep0 = blockWidths(c, 0).numHeads / blockWidths(c, 0).numKvHeads;
+      const tile = attnTile(hd, rep0, device);
+      this.attnTiles = tile.BKV;
+      this.tokensPerBlock = Math.max(1, Math.floor(tile.rows / rep0));
+      this.kvHeads = maxKV;
+      const f32 = 4;
+      // --- per-step inputs and outputs ---
+      const io = {
+        ids: arena.storage('ids', f32 * maxTokens),
+        pos: arena.storage('pos', f32 * maxTokens),
+        kvRow: arena.storage('kv-row', f32 * maxTokens),
+        blocks: arena.storage('blocks', f32 * 4 * maxBlocks),
+        scoreRows: arena.storage('score-rows', f32 * maxScoreRows),
+        items: arena.storage('items', f32 * 2 * maxItems),
+        noise: null as Buf | null,
+        lp: arena.storage('logprobs', f32 * maxItems),
+        greedy: arena.storage('greedy', f32 * maxItems),
+        argmax: arena.storage('argmax', f32 * maxScoreRows),
+      };
+      this.io = io;
+      // --- activations ---
+      const x = arena.storage('x', f32 * maxTokens * D); // [T, D] residual stream
+      const h = arena.storage('h', f32 * maxTokens * D); // [T, D] normed
+      const q = arena.storage('q', f32 * maxTokens * maxH * hd); // [T, H·hd]
+      const kT = arena.storage('k', f32 * maxTokens * maxKV * hd); // [T, KV·hd]
+      const vT = arena.storage('v', f32 * maxTokens * maxKV * hd);
+      const att = arena.storage('attn', f32 * maxTokens * maxH * hd); // [T, H·hd]
+      const ff = arena.storage('ff', f32 * maxTokens * maxF); // [T, F]
+      const aq = model.actQuant ? arena.storage('act-quant', f32 * maxTokens * Math.max(D, maxF, maxH * hd)) : null;
+      const hs = arena.storage('head-in', f32 * maxScoreRows * D); // [R, D]
+      const logits = arena.storage('logits', f32 * maxScoreRows * c.vocabSize); // [R, V]
+      const stats = arena.storage('row-stats', f32 * 2 * maxScoreRows);
+      let attnRowsMax = tile.rows;
+      for (let i = 0; i < c.numLayers; i++) {
+        const b = blockWidths(c, i);
+        attnRowsMax = Math.max(attnRowsMax, this.tokensPerBlock * (b.numHeads / b.numKvHeads));
+      }
+      const partRows = 2 * ATTN_TARGET_WORKGROUPS * attnRowsMax; // splits · blocks · KV heads < 2 · target
+      const po = arena.storage('attn-partials', f32 * partRows * hd);
+      const ml = arena.storage('attn-ml', f32 * 2 * partRows);
+      // --- KV store ---
+      const kvRows = options.cache ? options.cache.slots * options.cache.length : maxTokens;
+      const store = (i: number): { k: Buf; v: Buf } => {
+        if (!options.cache && i > 0) return stores[0];
+        const kvh = options.cache ? blockWidths(c, i).numKvHeads : maxKV;
+        return { k: arena.storage(`k-store-${i}`, f32 * kvRows * kvh * hd), v: arena.storage(`v-store-${i}`, f32 * kvRows * kvh * hd) };
+      };
+      const stores: { k: Buf; v: Buf }[] = [];
+      for (let i = 0; i < c.numLayers; i++) stores.push(store(i));
+      // --- RoPE tables [P, hd/2] (fp32 angles as transformers) ---
+      let rope: { cos: Buf; sin: Buf } | null = null;
+      if (c.arch === 'llama') {
+        const inv = ropeInvFreq(c);
+        const half = hd / 2;
+        const P = options.cache ? options.cache.length : c.maxPositions;
+        const cos = new Float32Array(P * half);
+        const sin = new Float32Array(P * half);
+        for (let p = 0; p < P; p++) {
+          for (let j = 0; j < half; j++) {
+            const a = Math.fround(p * inv[j]);
+            cos[p * half + j] = Math.cos(a);
+            sin[p * half + j] = Math.sin(a);
+          }
+        }
+        rope = { cos: arena.upload('rope-cos', cos), sin: arena.upload('rope-sin', sin) };
+      }
+      const w = (name: string): Buf => {
+        const t = model.weights.get(name);
+        if (!t) throw new Error(`executor: model '${model.name}' has no weight '${name}'`);
+        return borrow(t, name);
+      };
+      const maybe = (name: string): Buf | null => (model.weights.has(name) ? w(name) : null);
+      const norm = spec.norm;
+      const eps = c.normEps;
+      const specs: DispatchSpec<StepShape>[] = [];
+      const tokens = (s: StepShape) => s.tokens;
+      // --- embedding ---
+      const table = model.splitWeights?.get(spec.embedTokens) ?? [model.weights.get(spec.embedTokens)!];
+      if (!table[0]) throw new Error(`executor: model '${model.name}' has no weight '${spec.embedTokens}'`);
+      let r0 = 0;
+      for (const [bi, blockT] of table.entries()) {
+        const rows = blockT.shape[0];
+        const start = r0;
+        const positions = c.arch === 'opt';
+        specs.push({
+          kernel: embedKernel(D, positions),
+          buffers: [x, io.ids, borrow(blockT, `${spec.embedTokens}[${bi}]`), ...(positions ? [io.pos, w(spec.embedPositions!)] : [])],
+          params: (s) => ({ n: s.tokens, rowStart: start, rows }),
+          workgroups: (s) => spill(Math.ceil((s.tokens * D) / 256), device),
+        });
+        r0 += rows;
+      }
+      // --- blocks ---
+      const linear = (name: string, input: Buf, output: Buf, K: number, N: number, e: Epilogue, rows: (s: StepShape) => number, ldy = N, colOff = 0, weight?: Buf): void => {
+        const W = weight ?? w(name);
+        const b = maybe(name.replace(/\.weight$/, '.bias'));
+        const buffers = [output, input, W, ...(b ? [b] : [])];
+        const params = (s: StepShape) => ({ M: rows(s), ldy, colOff });
+        specs.push({ kernel: gemvKernel(K, N, e, !!b), buffers, params, workgroups: (s) => (rows(s) <= GEMV_MAX_ROWS ? spill(gemvGroups(N), device) : null) });
+        const small = GEMM_TILES.small;
+        const large = GEMM_TILES.large;
+        const useLarge = (s: StepShape) => rows(s) >= 512 && N >= 512;
+        specs.push({
+          kernel: gemmKernel(K, N, small, e, !!b),
+          buffers,
+          params,
+          workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && !useLarge(s) ? [Math.ceil(N / small.BN), Math.ceil(rows(s) / small.BM), 1] : null),
+        });
+        specs.push({
+          kernel: gemmKernel(K, N, large, e, !!b),
+          buffers,
+          params,
+          workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && useLarge(s) ? [Math.ceil(N / large.BN), Math.ceil(rows(s) / large.BM), 1] : null),
+        });
+      };
+      const act = model.actQuant ?? null;
+      /** The input a linear reads: its activation-quantized copy when the model quantizes activations. */
+      const quantized = (block: number, short: string, input: Buf, K: number): Buf => {
+        if (!act || !aq) return input;
+        const staticMax = act.granularity === 'per_tensor' ? act.staticAbsmax![`${block}.${short}`] : undefined;
+        if (act.granularity === 'per_tensor' && staticMax === undefined) throw new Error(`executor: static activation quantization has no calibrated scale for linear '${block}.${short}'`);
+        specs.push({
+          kernel: actQuantKernel(K, act.bits, staticMax ?? null),
+          buffers: [aq, input],
+          params: (s) => ({ n: s.tokens }),
+          workgroups: (s) => spill(s.tokens, device),
+        });
+        return aq;
+      };
+      for (let i = 0; i < c.numLayers; i++) {
+        const bw = blockWidths(c, i);
+        const H = bw.numHeads;
+        const KVH = bw.numKvHeads;
+        const F = bw.intermediateSize;
+        const p = spec.blockPrefix(i);
+        const lin = (short: string) => linearName(c.arch, i, short);
+        const normInto = (prefix: string) => {
+          specs.push({
+            kernel: normKernel(D, norm, eps, false),
+            buffers: [h, x, w(`${prefix}.weight`), ...(norm === 'layer' ? [w(`${prefix}.bias`)] : [])],
+            params: (s) => ({ n: s.tokens }),
+            workgroups: (s) => spill(s.tokens, device),
+          });
+        };
+        normInto(`${p}${spec.norms.attn}`);
+        const a = spec.attention;
+        // q, k, v each read the normed input (quantized per linear when activations are)
+        linear(lin(a.q), quantized(i, a.q, h, D), q, D, H * hd, 'store', tokens);
+        linear(lin(a.k), quantized(i, a.k, h, D), kT, D, KVH * hd, 'store', tokens);
+        linear(lin(a.v), quantized(i, a.v, h, D), vT, D, KVH * hd, 'store', tokens);
+        const st = stores[i];
+        specs.push({
+          kernel: ropeKvKernel(H, KVH, hd, !!rope),
+          buffers: [st.k, st.v, kT, vT, io.pos, io.kvRow, ...(rope ? [q, rope.cos, rope.sin] : [])],
+          params: (s) => ({ n: s.tokens }),
+          workgroups: (s) => spill(Math.ceil((s.tokens * ((rope ? H : 0) + 2 * KVH) * (hd / 2)) / 256), device),
+        });
+        const rep = H / KVH;
+        const blockTile: AttnTile = { ...tile, rows: Math.max(rep, this.tokensPerBlock * rep) };
+        const attnParams = (s: StepShape) => ({ nb: s.blocks, tilesPerSplit: s.tilesPerSplit, scale: 1 / Math.sqrt(hd) });
+        specs.push({
+          kernel: attentionKernel(H, KVH, hd, blockTile, false),
+          buffers: [att, q, st.k, st.v, io.blocks],
+          params: attnParams,
+          workgroups: (s) => (s.splits === 1 ? [s.blocks, KVH, 1] : null),
+        });
+        specs.push({
+          kernel: attentionKernel(H, KVH, hd, blockTile, true),
+          buffers: [po, ml, q, st.k, st.v, io.blocks],
+          params: attnParams,
+          workgroups: (s) => (s.splits > 1 ? [s.blocks, KVH, s.splits] : null),
+        });
+        specs.push({
+          kernel: attnMergeKernel(H, KVH, hd, blockTile.rows),
+          buffers: [att, po, ml, io.blocks],
+          params: (s) => ({ nb: s.blocks, splits: s.splits }),
+          workgroups: (s) => (s.splits > 1 ? spill(Math.ceil((s.blocks * KVH * blockTile.rows * hd) / 64), device) : null),
+        });
+        linear(lin(a.o), quantized(i, a.o, att, H * hd), x, H * hd, D, 'add', tokens);
+        normInto(`${p}${spec.norms.mlp}`);
+        if (c.arch === 'llama') {
+          const [gate, up] = spec.mlp.inputs;
+          linear(lin(gate), quantized(i, gate, h, D), ff, D, F, 'store', tokens);
+          linear(lin(up), quantized(i, up, h, D), ff, D, F, 'silu-mul', tokens);
+        } else {
+          const fc1 = spec.mlp.inputs[0];
+          linear(lin(fc1), quantized(i, fc1, h, D), ff, D, F, 'relu', tokens);
+        }
+        linear(lin(spec.mlp.down), quantized(i, spec.mlp.down, ff, F), x, F, D, 'add', tokens);
+      }
+      // --- head: final norm of the scored rows, LM head (row blocks into column ranges), row stats, items ---
+      specs.push({
+        kernel: normKernel(D, norm, eps, true),
+        buffers: [hs, x, w(`${spec.finalNorm}.weight`), ...(norm === 'layer' ? [w(`${spec.finalNorm}.bias`)] : []), io.scoreRows],
+        params: (s) => ({ n: s.scoreRows }),
+        workgroups: (s) => spill(s.scoreRows, device),
+      });
+      const headName = c.tieWordEmbeddings ? spec.embedTokens : spec.lmHead;
+      const headBlocks = model.splitWeights?.get(headName) ?? [model.weights.get(headName)!];
+      if (!headBlocks[0]) throw new Error(`executor: model '${model.name}' has no weight '${headName}'`);
+      let col = 0;
+      for (const [bi, blockT] of headBlocks.entries()) {
+        linear(headName, hs, logits, D, blockT.shape[0], 'store', (s) => s.scoreRows, c.vocabSize, col, borrow(blockT, `${headName}[${bi}]`));
+        col += blockT.shape[0];
+      }
+      if (col !== c.vocabSize) throw new Error(`executor: LM head rows ${col} ≠ vocabulary ${c.vocabSize}`);
+      for (const sampled of [false, true]) {
+        if (sampled && !options.cache) continue;
+        if (sampled) io.noise = arena.storage('noise', f32 * maxScoreRows * c.vocabSize);
+        specs.push({
+          kernel: rowStatsKernel(c.vocabSize, sampled),
+          buffers: [stats, io.argmax, logits, ...(sampled ? [io.noise!] : [])],
+          params: (s) => ({ n: s.scoreRows, invTemp: s.invTemp }),
+          workgroups: (s) => (s.sampled === sampled ? spill(s.scoreRows, device) : null),
+        });
+      }
+      specs.push({
+        kernel: pickKernel(c.vocabSize),
+        buffers: [io.lp, io.greedy, logits, stats, io.items],
+        params: (s) => ({ n: s.items }),
+        workgroups: (s) => (s.items > 0 ? spill(Math.ceil(s.items / 256), device) : null),
+      });
+      this.program = new Program(arena, specs, `forward-${model.name}`);
+      const rbBytes = f32 * (2 * maxItems + maxScoreRows);
+      for (let r = 0; r < 2; r++) this.readbacks.push(arena.readback(`readback-${r}`, rbBytes));
+    } catch (e) {
+      arena.destroy();
+      throw e;
+    }
+  }
+
+  /** Plans the model's forward on the webgpu backend (see ExecutorOptions for the sizes). */
+  static create(model: Model, opts: Partial<ExecutorOptions> = {}): Executor {
+    return new Executor(model, { ...EXECUTOR_DEFAULTS, ...opts });
+  }
+
+  /** Bytes the executor allocated (activations, KV store, tables). */
+  get allocatedBytes(): number {
+    return this.arena.allocatedBytes;
+  }
+
+  /** Query tokens per attention block (a sequence of L new tokens takes ceil(L / this) blocks). */
+  get blockTokens(): number {
+    return this.tokensPerBlock;
+  }
+
+  /** Dispatches a step of this shape records (profiling). */
+  dispatchCount(s: StepShape): number {
+    return this.program.count(s);
+  }
+
+  /** Attention blocks a step with these sequence lengths needs. */
+  blocksFor(lengths: readonly number[]): number {
+    return lengths.reduce((n, l) => n + Math.ceil(l / this.tokensPerBlock), 0);
+  }
+
+  /**
+   * Runs one step and resolves with its items' log-probabilities and greedy flags and the score
+   * rows' argmax. Steps are submitted in call order; at most two are in flight (the readbacks
+   * alternate), so a caller may start the next step before awaiting this one.
+   */
+  run(input: StepInput): Promise<StepOutput> {
+    if (this.disposed) throw new Error('executor: used after dispose()');
+    const c = this.model.config;
+    const device = this.arena.device;
+    const { maxTokens, maxScoreRows, maxItems, maxBlocks } = this.sizes;
+    // --- host metadata ---
+    let T = 0;
+    for (const s of input.seqs) T += s.ids.length;
+    if (T === 0) throw new Error('executor: a step needs at least one token');
+    if (T > maxTokens) throw new Error(`executor: step of ${T} tokens exceeds maxTokens ${maxTokens}`);
+    const R = input.scoreRows.length;
+    const I = input.items.length;
+    if (R > maxScoreRows) throw new Error(`executor: ${R} score rows exceed maxScoreRows ${maxScoreRows}`);
+    if (I > maxItems) throw new Error(`executor: ${I} items exceed ${maxItems}`);
+    const ids = new Uint32Array(T);
+    const pos = new Uint32Array(T);
+    const kvRow = new Uint32Array(T);
+    const blocks: number[] = [];
+    const limit = this.options.cache ? this.options.cache.slots * this.options.cache.length : maxTokens;
+    let t = 0;
+    for (const s of input.seqs) {
+      const L = s.ids.length;
+      if (L === 0) throw new Error('executor: a sequence has no new tokens');
+      if (s.pos0 + L > c.maxPositions) throw new Error(`executor: positions up to ${s.pos0 + L} exceed the model's context ${c.maxPositions}`);
+      if (this.options.cache && s.pos0 + L > this.options.cache.length) throw new Error(`executor: positions up to ${s.pos0 + L} exceed the cache length ${this.options.cache.length}`);
+      if (!this.options.cache && (s.pos0 !== 0 || s.kvBase !== t)) throw new Error('executor: without a cache a sequence starts at position 0 and keeps its keys at its own token rows');
+      if (s.kvBase + s.pos0 + L > limit) throw new Error(`executor: KV rows up to ${s.kvBase + s.pos0 + L} exceed the store's ${limit}`);
+      for (let j = 0; j < L; j++) {
+        const id = s.ids[j];
+        if (!(Number.isInteger(id) && id >= 0 && id < c.vocabSize)) throw new Error(`executor: token id ${id} outside the vocabulary [0, ${c.vocabSize})`);
+        ids[t + j] = id;
+        pos[t + j] = s.pos0 + j;
+        kvRow[t + j] = s.kvBase;
+      }
+      for (let j = 0; j < L; j += this.tokensPerBlock) blocks.push(t + j, Math.min(this.tokensPerBlock, L - j), s.kvBase, s.pos0 + j);
+      t += L;
+    }
+    const nb = blocks.length / 4;
+    if (nb > maxBlocks) throw new Error(`executor: ${nb} attention blocks exceed ${maxBlocks}`);
+    for (const r of input.scoreRows) if (!(Number.isInteger(r) && r >= 0 && r < T)) throw new Error(`executor: score row ${r} outside the step's ${T} tokens`);
+    const items = new Uint32Array(2 * I);
+    input.items.forEach((it, k) => {
+      if (!(Number.isInteger(it.row) && it.row >= 0 && it.row < R)) throw new Error(`executor: item row ${it.row} outside the ${R} score rows`);
+      if (!(Number.isInteger(it.token) && it.token >= 0 && it.token < c.vocabSize)) throw new Error(`executor: scored token ${it.token} outside the vocabulary [0, ${c.vocabSize})`);
+      items[2 * k] = it.row;
+      items[2 * k + 1] = it.token;
+    });
+    // Split the keys of short steps (decode) across workgroups until the GPU is busy.
+    let maxKeys = 0;
+    for (let b = 0; b < nb; b++) maxKeys = Math.max(maxKeys, blocks[4 * b + 3] + blocks[4 * b + 1]);
+    const kvTiles = Math.ceil(maxKeys / this.attnTiles);
+    const base = nb * this.kvHeads;
+    const wanted = base >= ATTN_TARGET_WORKGROUPS ? 1 : Math.min(kvTiles, MAX_SPLITS, Math.ceil(ATTN_TARGET_WORKGROUPS / base));
+    const tilesPerSplit = Math.ceil(kvTiles / wanted);
+    const splits = Math.ceil(kvTiles / tilesPerSplit);
+    if (input.sample && !this.io.noise) throw new Error('executor: sampling needs an executor created with a cache');
+    if (input.sample && input.sample.noise.length !== R * c.vocabSize) throw new Error(`executor: sampling noise has ${input.sample.noise.length} values, expected ${R * c.vocabSize}`);
+    const shape: StepShape = { tokens: T, blocks: nb, splits, tilesPerSplit, scoreRows: R, items: I, sampled: !!input.sample, invTemp: input.sample ? 1 / input.sample.temperature : 1 };
+    // --- upload, record, submit (in call order; the readback this step reuses must be read first) ---
+    const k = this.steps++ % 2;
+    const rb = this.readbacks[k];
+    const free = this.readbackFree[k]; // its previous step's read (taken now: reassigned below)
+    const submitted = this.chain
+      .then(() => free)
+      .then(() => {
+        const q = device.queue;
+        const put = (b: Buf, a: Uint32Array | Float32Array) => q.writeBuffer(b.buffer, 0, a.buffer, a.byteOffset, a.byteLength);
+        put(this.io.ids, ids);
+        put(this.io.pos, pos);
+        put(this.io.kvRow, kvRow);
+        put(this.io.blocks, Uint32Array.from(blocks));
+        if (R > 0) put(this.io.scoreRows, Uint32Array.from(input.scoreRows));
+        if (I > 0) put(this.io.items, items);
+        if (input.sample) put(this.io.noise!, input.sample.noise);
+        const enc = device.createCommandEncoder({ label: 'executor-step' });
+        const pass = enc.beginComputePass();
+        this.program.record(pass, shape);
+        pass.end();
+        if (I > 0) {
+          enc.copyBufferToBuffer(this.io.lp.buffer, 0, rb.buffer, 0, 4 * I);
+          enc.copyBufferToBuffer(this.io.greedy.buffer, 0, rb.buffer, 4 * maxItems, 4 * I);
+        }
+        if (R > 0) enc.copyBufferToBuffer(this.io.argmax.buffer, 0, rb.buffer, 8 * maxItems, 4 * R);
+        q.submit([enc.finish()]);
+      });
+    this.chain = submitted.catch(() => undefined);
+    const out = submitted
+      .then(() => rb.buffer.mapAsync(GPUMapMode.READ))
+      .then((): StepOutput => {
+        const view = rb.buffer.getMappedRange();
+        const logprobs = new Float32Array(view, 0, I).slice();
+        const greedy = Uint8Array.from(new Uint32Array(view, 4 * maxItems, I), (v) => (v ? 1 : 0));
+        const argmax = new Uint32Array(view, 8 * maxItems, R).slice();
+        rb.buffer.unmap();
+        return { logprobs, greedy, argmax };
+      });
+    this.readbackFree[k] = out.then(
+      () => undefined,
+      () => undefined,
+    );
+    return out;
+  }
+
+  /** Resolves when every step submitted so far has been read back. */
+  async idle(): Promise<void> {
+    await Promise.all([this.chain, ...this.readbackFree]);
+  }
+
+  /** Frees everything the executor allocated (the model's weights are untouched); call after idle(). */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.arena.destroy();
+  }
+}

@@ -1,0 +1,214 @@
+// The executor's GPU plumbing on raw WebGPU (the tfjs-webgpu backend's own device, so the model's
+// weight tensors bind directly): one owner for every buffer the executor creates (Arena), compiled
+// pipelines cached by WGSL text, and a Program: a fixed list of dispatches whose pipelines and bind
+// groups are made once at plan time. Per step only three things change: the small metadata
+// buffers (queue.writeBuffer), the params of each dispatch (one uniform blob, one writeBuffer), and
+// the workgroup counts; a step is one compute pass in one command buffer.
+import { flushTfjs, gpuBuffer } from '../kernels/gpu';
+import { webgpuAdapterInfo, webgpuDevice } from '../runtime/backend';
+import type * as tf from '@tensorflow/tfjs';
+
+export type ParamType = 'u32' | 'i32' | 'f32';
+
+/** WGSL `struct Params { ... }` for the given fields (in order). */
+export function paramsStruct(fields: Record<string, ParamType>): string {
+  return `struct Params { ${Object.entries(fields).map(([k, t]) => `${k}: ${t},`).join(' ')} }`;
+}
+
+/** The executor's device: tfjs-webgpu's, whose pending work is submitted first so weights are on the GPU. */
+export function engineDevice(): GPUDevice {
+  const d = webgpuDevice();
+  if (!d) throw new Error('the inference executor needs the webgpu backend (initRuntime({ backend: "webgpu" }))');
+  flushTfjs();
+  return d;
+}
+
+/** The adapter's subgroup sizes, or null when unknown. */
+export function subgroupSize(): { min: number; max: number } | null {
+  const i = webgpuAdapterInfo() as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | null;
+  return i?.subgroupMinSize && i.subgroupMaxSize ? { min: i.subgroupMinSize, max: i.subgroupMaxSize } : null;
+}
+
+/** A GPU buffer the arena owns, or a model tensor's buffer it only borrows. */
+export interface Buf {
+  buffer: GPUBuffer;
+  bytes: number;
+  label: string;
+}
+
+/** Every buffer the executor creates, freed together; live counts for leak checks. */
+export class Arena {
+  private owned: GPUBuffer[] = [];
+  private bytes = 0;
+  private static liveBuffers = 0;
+
+  constructor(readonly device: GPUDevice) {}
+
+  /** A zero-filled storage buffer of `bytes` (rounded up to 16), usable as copy source and target. */
+  storage(label: string, bytes: number, extraUsage = 0): Buf {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    const max = this.device.limits.maxStorageBufferBindingSize;
+    if (size > max) throw new Error(`executor buffer '${label}' needs ${size} B, over the device's ${max} B storage binding (lower maxTokens or maxScoreRows)`);
+    const buffer = this.device.createBuffer({ label, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC | extraUsage });
+    return this.own({ buffer, bytes: size, label });
+  }
+
+  uniform(label: string, bytes: number): Buf {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    return this.own({ buffer: this.device.createBuffer({ label, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }), bytes: size, label });
+  }
+
+  readback(label: string, bytes: number): Buf {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    return this.own({ buffer: this.device.createBuffer({ label, size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }), bytes: size, label });
+  }
+
+  /** A buffer filled with `data` (float32 or uint32 words). */
+  upload(label: string, data: Float32Array | Uint32Array | Int32Array): Buf {
+    const b = this.storage(label, data.byteLength);
+    this.device.queue.writeBuffer(b.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    return b;
+  }
+
+  private own(b: Buf): Buf {
+    this.owned.push(b.buffer);
+    this.bytes += b.bytes;
+    Arena.liveBuffers++;
+    return b;
+  }
+
+  /** Bytes allocated by this arena. */
+  get allocatedBytes(): number {
+    return this.bytes;
+  }
+
+  /** Buffers created by all arenas and not yet destroyed (leak checks). */
+  static get live(): number {
+    return Arena.liveBuffers;
+  }
+
+  destroy(): void {
+    for (const b of this.owned) b.destroy();
+    Arena.liveBuffers -= this.owned.length;
+    this.owned = [];
+    this.bytes = 0;
+  }
+}
+
+/** The GPU buffer of a model tensor, borrowed (the model owns it; the executor never frees it). */
+export function borrow(t: tf.Tensor, label: string): Buf {
+  if (t.isDisposed) throw new Error(`executor: weight '${label}' is disposed`);
+  if (t.dtype !== 'float32' && t.dtype !== 'int32') throw new Error(`executor: weight '${label}' has dtype ${t.dtype}`);
+  return { buffer: gpuBuffer(t), bytes: t.size * 4, label };
+}
+
+const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
+function pipelineFor(device: GPUDevice, name: string, code: string): GPUComputePipeline {
+  let cache = pipelines.get(device);
+  if (!cache) pipelines.set(device, (cache = new Map()));
+  let p = cache.get(code);
+  if (!p) {
+    const module = device.createShaderModule({ code, label: name });
+    p = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: name });
+    cache.set(code, p);
+  }
+  return p;
+}
+
+/** A kernel: complete WGSL whose bindings are `buffers` in order, then one `params` uniform when it has fields. */
+export interface Kernel {
+  name: string;
+  code: string;
+  params: Record<string, ParamType>;
+}
+
+/** One dispatch of a program: its kernel's buffers are fixed; params and workgroups come from the step. */
+export interface DispatchSpec<S> {
+  kernel: Kernel;
+  buffers: Buf[];
+  params?: (s: S) => Record<string, number>;
+  /** Workgroup counts for this step, or null to skip the dispatch this step. */
+  workgroups: (s: S) => [number, number, number] | null;
+}
+
+const SLOT = 256; // uniform offsets must be multiples of minUniformBufferOffsetAlignment (≤ 256)
+
+interface Dispatch<S> {
+  spec: DispatchSpec<S>;
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  slot: number;
+}
+
+/**
+ * A fixed list of dispatches recorded into one compute pass per step. Params of all dispatches
+ * live in one uniform buffer (a 256-byte slot each) written once per step.
+ */
+export class Program<S> {
+  private readonly list: Dispatch<S>[] = [];
+  private readonly paramsBuf: Buf;
+  private readonly blob: ArrayBuffer;
+
+  constructor(
+    private readonly arena: Arena,
+    specs: DispatchSpec<S>[],
+    readonly name: string,
+  ) {
+    const device = arena.device;
+    const withParams = specs.filter((s) => Object.keys(s.kernel.params).length > 0).length;
+    this.paramsBuf = arena.uniform(`${name}-params`, Math.max(1, withParams) * SLOT);
+    this.blob = new ArrayBuffer(Math.max(1, withParams) * SLOT);
+    let slot = 0;
+    for (const spec of specs) {
+      const pipeline = pipelineFor(device, spec.kernel.name, spec.kernel.code);
+      const entries: GPUBindGroupEntry[] = spec.buffers.map((b, binding) => ({ binding, resource: { buffer: b.buffer } }));
+      const hasParams = Object.keys(spec.kernel.params).length > 0;
+      if (hasParams) entries.push({ binding: entries.length, resource: { buffer: this.paramsBuf.buffer, offset: slot * SLOT, size: SLOT } });
+      const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: spec.kernel.name });
+      this.list.push({ spec, pipeline, bindGroup, slot: hasParams ? slot++ : -1 });
+    }
+  }
+
+  /** Number of dispatches recorded for step s. */
+  count(s: S): number {
+    return this.list.filter((d) => d.spec.workgroups(s) !== null).length;
+  }
+
+  /** Writes every dispatch's params for step s and records the dispatches into `pass`. */
+  record(pass: GPUComputePassEncoder, s: S): number {
+    const u32 = new Uint32Array(this.blob);
+    const i32 = new Int32Array(this.blob);
+    const f32 = new Float32Array(this.blob);
+    const maxGroups = this.arena.device.limits.maxComputeWorkgroupsPerDimension;
+    let n = 0;
+    for (const d of this.list) {
+      const wg = d.spec.workgroups(s);
+      if (!wg || wg[0] * wg[1] * wg[2] === 0) continue;
+      if (wg.some((g) => g > maxGroups)) throw new Error(`${d.spec.kernel.name}: workgroups [${wg.join(', ')}] exceed ${maxGroups} per dimension`);
+      if (d.slot >= 0) {
+        const values = d.spec.params!(s);
+        let w = (d.slot * SLOT) / 4;
+        for (const [k, t] of Object.entries(d.spec.kernel.params)) {
+          const v = values[k];
+          if (v === undefined || !Number.isFinite(v)) throw new Error(`${d.spec.kernel.name}: param '${k}' is ${v}`);
+          if (t === 'f32') f32[w++] = v;
+          else if (t === 'i32') i32[w++] = v;
+          else u32[w++] = v;
+        }
+      }
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(wg[0], wg[1], wg[2]);
+      n++;
+    }
+    this.arena.device.queue.writeBuffer(this.paramsBuf.buffer, 0, this.blob);
+    return n;
+  }
+}
+
+/** Workgroups for `n` workgroups in x, spilling into y past the per-dimension limit. */
+export function spill(n: number, device: GPUDevice): [number, number, number] {
+  const max = device.limits.maxComputeWorkgroupsPerDimension;
+  return [Math.min(n, max), Math.ceil(n / max), 1];
+}

@@ -1,0 +1,627 @@
+// The executor's WGSL kernels. Shapes fixed by the model (widths, head counts) are baked into the
+// source; what changes per step (token and row counts, attention splits) comes in `params`.
+// Buffers bind in the order each generator documents, then the params uniform. Kernels that may
+// need more than 65,535 workgroups in x spill into y (engine/gpu.ts spill) and recover the flat
+// workgroup index as g.y · ng.x + g.x.
+//
+// Numerics follow the tfjs forward (lib/models/transformer.ts) operation by operation in fp32
+// (RMSNorm (x·r)·w, LayerNorm with the centred variance, RoPE as x·cos + rotate_half(x)·sin with
+// host fp32 tables, SiLU as x·sigmoid(x), log-softmax as (x − max) − log Σ exp(x − max)); sums
+// differ only in order.
+import type { Kernel } from './gpu';
+
+const f = (x: number) => {
+  const s = String(Math.fround(x));
+  return s.includes('.') || s.includes('e') ? s : `${s}.0`;
+};
+const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+/** WGSL: the flat workgroup index of a spilled 2D grid. */
+const FLAT = 'let wid = g.y * ng.x + g.x;';
+const BUILTINS = '@builtin(workgroup_id) g: vec3u, @builtin(num_workgroups) ng: vec3u, @builtin(local_invocation_index) lid: u32';
+
+/** Token embedding rows (+ OPT learned positions at pos + 2): x [T, E] ← table[id − rowStart] for ids in this row block.
+ * Bindings: x (out), ids u32 [T], table [rows, E], then with positions: pos u32 [T], ptable [P, E]. */
+export function embedKernel(E: number, positions: boolean): Kernel {
+  return {
+    name: `embed-${E}${positions ? '-pos' : ''}`,
+    params: { n: 'u32', rowStart: 'u32', rows: 'u32' },
+    code: /* wgsl */ `
+struct Params { n: u32, rowStart: u32, rows: u32, }
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> table: array<f32>;
+${positions ? '@group(0) @binding(3) var<storage, read> pos: array<u32>;\n@group(0) @binding(4) var<storage, read> ptable: array<f32>;\n@group(0) @binding(5) var<uniform> params: Params;' : '@group(0) @binding(3) var<uniform> params: Params;'}
+@compute @workgroup_size(256)
+fn main(${BUILTINS}) {
+  ${FLAT}
+  let i = wid * 256u + lid;
+  if (i >= params.n * ${E}u) { return; }
+  let t = i / ${E}u;
+  let e = i % ${E}u;
+  let id = ids[t];
+  if (id < params.rowStart || id >= params.rowStart + params.rows) { return; }
+  var v = table[(id - params.rowStart) * ${E}u + e];
+  ${positions ? `v = v + ptable[(pos[t] + 2u) * ${E}u + e];` : ''}
+  x[i] = v;
+}`,
+  };
+}
+
+/** RMSNorm or LayerNorm of rows of x [*, D] into y [n, D]; with `gather`, row r reads x[rows[r]].
+ * Bindings: y (out), x, w [D], then b [D] (LayerNorm), then rows u32 [n] (gather). One workgroup per row. */
+export function normKernel(D: number, kind: 'rms' | 'layer', eps: number, gather: boolean): Kernel {
+  const WG = Math.min(256, Math.max(32, nextPow2(D)));
+  const PER = Math.ceil(D / WG);
+  let b = 3;
+  const decl = [
+    '@group(0) @binding(0) var<storage, read_write> y: array<f32>;',
+    '@group(0) @binding(1) var<storage, read> x: array<f32>;',
+    '@group(0) @binding(2) var<storage, read> w: array<f32>;',
+    ...(kind === 'layer' ? [`@group(0) @binding(${b++}) var<storage, read> bias: array<f32>;`] : []),
+    ...(gather ? [`@group(0) @binding(${b++}) var<storage, read> rows: array<u32>;`] : []),
+    `@group(0) @binding(${b}) var<uniform> params: Params;`,
+  ].join('\n');
+  const reduce = `red[lid] = s;
+  workgroupBarrier();
+  for (var k = ${WG / 2}u; k > 0u; k >>= 1u) {
+    if (lid < k) { red[lid] += red[lid + k]; }
+    workgroupBarrier();
+  }`;
+  const body =
+    kind === 'rms'
+      ? `var s = 0.0;
+  for (var i = 0u; i < ${PER}u; i++) { s += v[i] * v[i]; }
+  ${reduce}
+  let r = inverseSqrt(red[0] / ${f(D)} + ${f(eps)});
+  for (var i = 0u; i < ${PER}u; i++) {
+    let c = lid + i * ${WG}u;
+    if (c < ${D}u) { y[row * ${D}u + c] = (v[i] * r) * w[c]; }
+  }`
+      : `var s = 0.0;
+  for (var i = 0u; i < ${PER}u; i++) { s += v[i]; }
+  ${reduce}
+  let mean = red[0] / ${f(D)};
+  workgroupBarrier();
+  s = 0.0;
+  for (var i = 0u; i < ${PER}u; i++) {
+    let c = lid + i * ${WG}u;
+    if (c < ${D}u) { v[i] = v[i] - mean; s += v[i] * v[i]; }
+  }
+  ${reduce.replace('red[lid] = s;', 'red[lid] = s;')}
+  let r = inverseSqrt(red[0] / ${f(D)} + ${f(eps)});
+  for (var i = 0u; i < ${PER}u; i++) {
+    let c = lid + i * ${WG}u;
+    if (c < ${D}u) { y[row * ${D}u + c] = (v[i] * r) * w[c] + bias[c]; }
+  }`;
+  return {
+    name: `norm-${kind}-${D}${gather ? '-gather' : ''}`,
+    params: { n: 'u32' },
+    code: /* wgsl */ `
+struct Params { n: u32, }
+${decl}
+var<workgroup> red: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  ${FLAT}
+  let row = wid;
+  if (row >= params.n) { return; }
+  let src = ${gather ? 'rows[row]' : 'row'} * ${D}u;
+  var v: array<f32, ${PER}>;
+  for (var i = 0u; i < ${PER}u; i++) {
+    let c = lid + i * ${WG}u;
+    v[i] = select(0.0, x[src + min(c, ${D - 1}u)], c < ${D}u);
+  }
+  ${body}
+}`,
+  };
+}
+
+/**
+ * What a linear does with its result a = x·Wᵀ (+ b) at output element y[i]:
+ *   store: y = a;  add: y = y + a (residual);  relu: y = max(a, 0);  silu-mul: y = silu(y) · a
+ *   (y holds the gate projection: SwiGLU's act(gate(x)) · up(x)).
+ */
+export type Epilogue = 'store' | 'add' | 'relu' | 'silu-mul';
+
+function epilogue(e: Epilogue, idx: string, a: string): string {
+  switch (e) {
+    case 'store':
+      return `y[${idx}] = ${a};`;
+    case 'add':
+      return `y[${idx}] = y[${idx}] + ${a};`;
+    case 'relu':
+      return `y[${idx}] = max(${a}, 0.0);`;
+    case 'silu-mul':
+      return `{ let gv = y[${idx}]; y[${idx}] = (gv * (1.0 / (1.0 + exp(-gv)))) * ${a}; }`;
+  }
+}
+
+/** The tiling of the fp32 GEMM: BM×BN outputs per workgroup, BK reduction columns staged, TM×TN per thread. */
+export interface GemmTile {
+  BM: number;
+  BN: number;
+  BK: number;
+  TM: number;
+  TN: number;
+}
+
+export const GEMM_TILES = {
+  small: { BM: 32, BN: 64, BK: 16, TM: 2, TN: 4 }, // 256 threads; few rows (short steps, narrow models)
+  large: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 }, // 256 threads, 64 accumulators each
+} as const satisfies Record<string, GemmTile>;
+
+/**
+ * y [M, ldy] (columns colOff..colOff+N) ⟵epilogue⟵ x [M, K] · W [N, K]ᵀ (+ b [N]), tiled in
+ * workgroup memory with register blocking (loads vec4 when K % 4 = 0).
+ * Bindings: y (read-write), x, W, then b (bias). Params: M rows, ldy, colOff.
+ */
+export function gemmKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean): Kernel {
+  const { BM, BN, BK, TM, TN } = t;
+  const SX = BN / TN;
+  const SY = BM / TM;
+  const threads = SX * SY;
+  const V = K % 4 === 0 ? 4 : 1;
+  const vt = V === 4 ? 'vec4<f32>' : 'f32';
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const inner = [
+    ...range(TM).map((i) => `a[${i}] = xs[k * ${BM}u + l.y + ${i * SY}u];`),
+    ...range(TN).map((j) => `bb[${j}] = ws[k * ${BN}u + l.x + ${j * SX}u];`),
+    ...range(TM).flatMap((i) => range(TN).map((j) => `acc[${i * TN + j}] = fma(a[${i}], bb[${j}], acc[${i * TN + j}]);`)),
+  ].join('\n      ');
+  const load = (buf: string, S: string, R: number, row0: string, rows: string) => `
+    for (var i = 0u; i < ${Math.ceil((R * BK) / V / threads)}u; i++) {
+      let e = lid + i * ${threads}u;
+      if (e < ${(R * BK) / V}u) {
+        let r = e / ${BK / V}u;
+        let kk = (e % ${BK / V}u) * ${V}u;
+        let gr = ${row0} + r;
+        var v = ${vt}(0.0);
+        if (gr < ${rows} && k0 + kk < ${K}u) { v = ${buf}[(gr * ${K}u + k0 + kk) / ${V}u]; }
+        ${V === 4 ? [0, 1, 2, 3].map((c) => `${S}[(kk + ${c}u) * ${R}u + r] = v[${c}];`).join(' ') : `${S}[kk * ${R}u + r] = v;`}
+      }
+    }`;
+  return {
+    name: `gemm-${K}x${N}-${BM}x${BN}-${e}${bias ? '-b' : ''}`,
+    params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
+    code: /* wgsl */ `
+struct Params { M: u32, ldy: u32, colOff: u32, }
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${vt}>;
+@group(0) @binding(2) var<storage, read> w: array<${vt}>;
+${bias ? '@group(0) @binding(3) var<storage, read> b: array<f32>;\n@group(0) @binding(4) var<uniform> params: Params;' : '@group(0) @binding(3) var<uniform> params: Params;'}
+var<workgroup> xs: array<f32, ${BM * BK}>;
+var<workgroup> ws: array<f32, ${BN * BK}>;
+@compute @workgroup_size(${SX}, ${SY}, 1)
+fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
+  let row0 = g.y * ${BM}u;
+  let col0 = g.x * ${BN}u;
+  var acc: array<f32, ${TM * TN}>;
+  var a: array<f32, ${TM}>;
+  var bb: array<f32, ${TN}>;
+  for (var k0 = 0u; k0 < ${K}u; k0 += ${BK}u) {
+    ${load('x', 'xs', BM, 'row0', 'params.M')}
+    ${load('w', 'ws', BN, 'col0', `${N}u`)}
+    workgroupBarrier();
+    for (var k = 0u; k < ${BK}u; k++) {
+      ${inner}
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < ${TM}u; i++) {
+    let r = row0 + l.y + i * ${SY}u;
+    for (var j = 0u; j < ${TN}u; j++) {
+      let c = col0 + l.x + j * ${SX}u;
+      if (r < params.M && c < ${N}u) {
+        let idx = r * params.ldy + params.colOff + c;
+        ${epilogue(e, 'idx', `acc[i * ${TN}u + j]${bias ? ' + b[c]' : ''}`)}
+      }
+    }
+  }
+}`,
+  };
+}
+
+/** Rows a GEMV dispatch handles at most (decode steps); more rows take the GEMM. */
+export const GEMV_MAX_ROWS = 8;
+
+/**
+ * GEMV for M ≤ 8 rows (decode): each workgroup computes 8 output columns; 32 threads per column
+ * read its weight row with coalesced (vec4 when K % 4 = 0) loads, each accumulating M partial
+ * sums, reduced in workgroup memory. Bindings and params as gemmKernel.
+ */
+export function gemvKernel(K: number, N: number, e: Epilogue, bias: boolean): Kernel {
+  const COLS = 8;
+  const LANES = 32;
+  const V = K % 4 === 0 ? 4 : 1;
+  const vt = V === 4 ? 'vec4<f32>' : 'f32';
+  const KV = K / V;
+  const M = GEMV_MAX_ROWS;
+  return {
+    name: `gemv-${K}x${N}-${e}${bias ? '-b' : ''}`,
+    params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
+    code: /* wgsl */ `
+struct Params { M: u32, ldy: u32, colOff: u32, }
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${vt}>;
+@group(0) @binding(2) var<storage, read> w: array<${vt}>;
+${bias ? '@group(0) @binding(3) var<storage, read> b: array<f32>;\n@group(0) @binding(4) var<uniform> params: Params;' : '@group(0) @binding(3) var<uniform> params: Params;'}
+var<workgroup> red: array<f32, ${COLS * LANES * M}>;
+@compute @workgroup_size(${LANES}, ${COLS}, 1)
+fn main(@builtin(local_invocation_id) l: vec3u, ${BUILTINS}) {
+  ${FLAT}
+  let c = wid * ${COLS}u + l.y;
+  let lane = l.x;
+  var acc: array<f32, ${M}>;
+  if (c < ${N}u) {
+    for (var k = lane; k < ${KV}u; k += ${LANES}u) {
+      let wv = w[c * ${KV}u + k];
+      for (var m = 0u; m < ${M}u; m++) {
+        if (m < params.M) { acc[m] += dot(x[m * ${KV}u + k], wv); }
+      }
+    }
+  }
+  for (var m = 0u; m < ${M}u; m++) { red[(m * ${COLS}u + l.y) * ${LANES}u + lane] = acc[m]; }
+  workgroupBarrier();
+  for (var s = ${LANES / 2}u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      for (var m = 0u; m < ${M}u; m++) {
+        let o = (m * ${COLS}u + l.y) * ${LANES}u;
+        red[o + lane] += red[o + lane + s];
+      }
+    }
+    workgroupBarrier();
+  }
+  if (lane < params.M && c < ${N}u) {
+    let r = lane;
+    let idx = r * params.ldy + params.colOff + c;
+    let a = red[(r * ${COLS}u + l.y) * ${LANES}u]${bias ? ' + b[c]' : ''};
+    ${epilogue(e, 'idx', 'a')}
+  }
+}`,
+  };
+}
+
+/** Workgroups of a GEMV over N columns (8 per workgroup, spilled into y). */
+export const gemvGroups = (N: number) => Math.ceil(N / 8);
+
+/**
+ * RoPE on q (in place) and k, and the new keys and values written to the KV store at row
+ * kvRow[t] + pos[t]. q [T, H·hd], k/v [T, KV·hd] (projections), store [rows, KV·hd];
+ * cos/sin [P, hd/2] fp32 tables (positions × frequencies). Without rope: only the copy.
+ * Bindings: kStore (rw), vStore (rw), k, v, pos u32, kvRow u32, then q (rw), cos, sin (rope).
+ */
+export function ropeKvKernel(H: number, KVH: number, hd: number, rope: boolean): Kernel {
+  const half = hd / 2;
+  const slots = (rope ? H : 0) + 2 * KVH; // q heads (rotated in place), k heads, v heads
+  const kv0 = rope ? H : 0;
+  // One pair (j, j + hd/2) of one head: rotated (x·cos + rotate_half(x)·sin) or copied.
+  const pair = (src: string, dst: string, rotate: boolean) =>
+    rotate
+      ? `let a = ${src}[base + j];
+    let b = ${src}[base + j + ${half}u];
+    let cs = cosT[p * ${half}u + j];
+    let sn = sinT[p * ${half}u + j];
+    ${dst}[dbase + j] = a * cs + (-b) * sn;
+    ${dst}[dbase + j + ${half}u] = b * cs + a * sn;`
+      : `${dst}[dbase + j] = ${src}[base + j];
+    ${dst}[dbase + j + ${half}u] = ${src}[base + j + ${half}u];`;
+  const ropeBindings = rope
+    ? `@group(0) @binding(6) var<storage, read_write> q: array<f32>;
+@group(0) @binding(7) var<storage, read> cosT: array<f32>;
+@group(0) @binding(8) var<storage, read> sinT: array<f32>;
+@group(0) @binding(9) var<uniform> params: Params;`
+    : '@group(0) @binding(6) var<uniform> params: Params;';
+  return {
+    name: `rope-kv-${H}-${KVH}-${hd}${rope ? '' : '-norope'}`,
+    params: { n: 'u32' },
+    code: /* wgsl */ `
+struct Params { n: u32, }
+@group(0) @binding(0) var<storage, read_write> ks: array<f32>;
+@group(0) @binding(1) var<storage, read_write> vs: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read> pos: array<u32>;
+@group(0) @binding(5) var<storage, read> kvRow: array<u32>;
+${ropeBindings}
+@compute @workgroup_size(256)
+fn main(${BUILTINS}) {
+  ${FLAT}
+  let i = wid * 256u + lid;
+  if (i >= params.n * ${slots * half}u) { return; }
+  let t = i / ${slots * half}u;
+  let slot = (i / ${half}u) % ${slots}u;
+  let j = i % ${half}u;
+  let p = pos[t];
+  let srow = kvRow[t] + p;
+  ${
+    rope
+      ? `if (slot < ${H}u) {
+    let base = (t * ${H}u + slot) * ${hd}u;
+    let dbase = base;
+    ${pair('q', 'q', true)}
+    return;
+  }`
+      : ''
+  }
+  if (slot < ${kv0 + KVH}u) {
+    let h = slot - ${kv0}u;
+    let base = (t * ${KVH}u + h) * ${hd}u;
+    let dbase = (srow * ${KVH}u + h) * ${hd}u;
+    ${pair('k', 'ks', rope)}
+  } else {
+    let h = slot - ${kv0 + KVH}u;
+    let base = (t * ${KVH}u + h) * ${hd}u;
+    let dbase = (srow * ${KVH}u + h) * ${hd}u;
+    ${pair('v', 'vs', false)}
+  }
+}`,
+  };
+}
+
+/** Attention tiling: query tokens per block (× rep heads = rows), keys staged per step, threads. */
+export interface AttnTile {
+  rows: number; // query rows (token × head of a KV group) per workgroup, at most
+  BKV: number;
+  WG: number;
+}
+
+/**
+ * Causal attention over ragged sequences, grouped-query, with the keys in a KV store. A block is
+ * `count` consecutive tokens of one sequence (blocks u32 [nb, 4]: first token, count, key row of
+ * the sequence's position 0, position of the first token); a workgroup takes one block × one KV
+ * head × one key range (split), rows = count·rep (query row r: token r / rep, head kvh·rep + r % rep),
+ * and runs an online softmax over key tiles staged in workgroup memory. With splits, it writes
+ * partial (m, l, o) for attnMergeKernel; else the output o [T, H·hd] directly.
+ * Bindings: out (or po, ml), q [T, H·hd], kStore, vStore [rows, KV·hd], blocks.
+ */
+export function attentionKernel(H: number, KVH: number, hd: number, t: AttnTile, split: boolean): Kernel {
+  const rep = H / KVH;
+  const R = t.rows;
+  const { BKV, WG } = t;
+  const per = (n: number) => Math.ceil(n / WG);
+  const each = (n: number, body: string) => `for (var i = 0u; i < ${per(n)}u; i++) {
+    let e = lid + i * ${WG}u;
+    if (e < ${n}u) {
+      let r = e / ${hd}u;
+      let d = e % ${hd}u;
+      ${body}
+    }
+  }`;
+  const KS = hd + 1;
+  const PS = BKV + 1;
+  const outs = split
+    ? `@group(0) @binding(0) var<storage, read_write> po: array<f32>; // [splits, nb, KV, R, hd]
+@group(0) @binding(1) var<storage, read_write> ml: array<f32>; // [splits, nb, KV, R, 2]`
+    : `@group(0) @binding(0) var<storage, read_write> out: array<f32>; // [T, H·hd]`;
+  const b0 = split ? 2 : 1;
+  const write = split
+    ? `let base = ((g.z * params.nb + blk) * ${KVH}u + kvh) * ${R}u + r;
+        po[base * ${hd}u + d] = acc[i];
+        if (d == 0u) { ml[base * 2u] = ms[r]; ml[base * 2u + 1u] = ls[r]; }`
+    : `let tok = first + r / ${rep}u;
+        let h = kvh * ${rep}u + r % ${rep}u;
+        out[(tok * ${H}u + h) * ${hd}u + d] = acc[i] / ls[r];`;
+  return {
+    name: `attn-${H}-${KVH}-${hd}-r${R}-kv${BKV}${split ? '-split' : ''}`,
+    params: { nb: 'u32', tilesPerSplit: 'u32', scale: 'f32' },
+    code: /* wgsl */ `
+struct Params { nb: u32, tilesPerSplit: u32, scale: f32, }
+${outs}
+@group(0) @binding(${b0}) var<storage, read> q: array<f32>;
+@group(0) @binding(${b0 + 1}) var<storage, read> ks: array<f32>;
+@group(0) @binding(${b0 + 2}) var<storage, read> vs: array<f32>;
+@group(0) @binding(${b0 + 3}) var<storage, read> blocks: array<u32>;
+@group(0) @binding(${b0 + 4}) var<uniform> params: Params;
+const NEG = -3.0e38;
+var<workgroup> qs: array<f32, ${R * hd}>;
+var<workgroup> kvt: array<f32, ${BKV * KS}>;
+var<workgroup> ps: array<f32, ${R * PS}>;
+var<workgroup> ms: array<f32, ${R}>;
+var<workgroup> ls: array<f32, ${R}>;
+var<workgroup> al: array<f32, ${R}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
+  let blk = g.x;
+  let kvh = g.y;
+  let first = blocks[blk * 4u];
+  let count = blocks[blk * 4u + 1u];
+  let kvBase = blocks[blk * 4u + 2u];
+  let pos0 = blocks[blk * 4u + 3u];
+  let rows = count * ${rep}u;
+  ${each(R * hd, `var xq = 0.0;
+      if (r < rows) { xq = q[((first + r / ${rep}u) * ${H}u + kvh * ${rep}u + r % ${rep}u) * ${hd}u + d] * params.scale; }
+      qs[e] = xq;`)}
+  if (lid < ${R}u) { ms[lid] = NEG; ls[lid] = 0.0; }
+  let keys = pos0 + count; // keys 0 .. pos0 + count - 1 are visible to the block's last token
+  let kStart = g.z * params.tilesPerSplit * ${BKV}u;
+  let kEnd = min(keys, kStart + params.tilesPerSplit * ${BKV}u);
+  var acc: array<f32, ${per(R * hd)}>;
+  workgroupBarrier();
+  for (var kt = kStart; kt < kEnd; kt += ${BKV}u) {
+    ${each(BKV * hd, `var xk = 0.0;
+      if (kt + r < kEnd) { xk = ks[((kvBase + kt + r) * ${KVH}u + kvh) * ${hd}u + d]; }
+      kvt[r * ${KS}u + d] = xk;`)}
+    workgroupBarrier();
+    for (var i = 0u; i < ${per(R * BKV)}u; i++) {
+      let e = lid + i * ${WG}u;
+      if (e < ${R * BKV}u) {
+        let r = e / ${BKV}u;
+        let j = e % ${BKV}u;
+        var s = NEG;
+        if (r < rows && kt + j < kEnd && kt + j <= pos0 + r / ${rep}u) {
+          s = 0.0;
+          for (var d = 0u; d < ${hd}u; d++) { s = fma(qs[r * ${hd}u + d], kvt[j * ${KS}u + d], s); }
+        }
+        ps[r * ${PS}u + j] = s;
+      }
+    }
+    workgroupBarrier();
+    ${each(BKV * hd, `var xv = 0.0;
+      if (kt + r < kEnd) { xv = vs[((kvBase + kt + r) * ${KVH}u + kvh) * ${hd}u + d]; }
+      kvt[r * ${KS}u + d] = xv;`)}
+    if (lid < ${R}u) {
+      let mOld = ms[lid];
+      var mNew = mOld;
+      for (var j = 0u; j < ${BKV}u; j++) { mNew = max(mNew, ps[lid * ${PS}u + j]); }
+      var sum = 0.0;
+      for (var j = 0u; j < ${BKV}u; j++) {
+        let s = ps[lid * ${PS}u + j];
+        var p = 0.0;
+        if (s > NEG) { p = exp(s - mNew); }
+        ps[lid * ${PS}u + j] = p;
+        sum += p;
+      }
+      let a = exp(mOld - mNew);
+      ls[lid] = ls[lid] * a + sum;
+      ms[lid] = mNew;
+      al[lid] = a;
+    }
+    workgroupBarrier();
+    ${each(R * hd, `var o = acc[i] * al[r];
+      for (var j = 0u; j < ${BKV}u; j++) { o = fma(ps[r * ${PS}u + j], kvt[j * ${KS}u + d], o); }
+      acc[i] = o;`)}
+    workgroupBarrier();
+  }
+  ${each(R * hd, `if (r < rows) {
+        ${write}
+      }`)}
+}`,
+  };
+}
+
+/** Merges split attention partials into o [T, H·hd]: one thread per (block, KV head, row, d).
+ * Bindings: out, po, ml, blocks. */
+export function attnMergeKernel(H: number, KVH: number, hd: number, R: number): Kernel {
+  const rep = H / KVH;
+  return {
+    name: `attn-merge-${H}-${KVH}-${hd}-r${R}`,
+    params: { nb: 'u32', splits: 'u32' },
+    code: /* wgsl */ `
+struct Params { nb: u32, splits: u32, }
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> po: array<f32>;
+@group(0) @binding(2) var<storage, read> ml: array<f32>;
+@group(0) @binding(3) var<storage, read> blocks: array<u32>;
+@group(0) @binding(4) var<uniform> params: Params;
+@compute @workgroup_size(64)
+fn main(${BUILTINS}) {
+  ${FLAT}
+  let i = wid * 64u + lid;
+  if (i >= params.nb * ${KVH * R * hd}u) { return; }
+  let d = i % ${hd}u;
+  let r = (i / ${hd}u) % ${R}u;
+  let kvh = (i / ${R * hd}u) % ${KVH}u;
+  let blk = i / ${KVH * R * hd}u;
+  if (r >= blocks[blk * 4u + 1u] * ${rep}u) { return; }
+  let cell = (blk * ${KVH}u + kvh) * ${R}u + r;
+  let stride = params.nb * ${KVH * R}u;
+  var m = -3.0e38;
+  for (var s = 0u; s < params.splits; s++) { m = max(m, ml[(s * stride + cell) * 2u]); }
+  var l = 0.0;
+  var o = 0.0;
+  for (var s = 0u; s < params.splits; s++) {
+    let c = s * stride + cell;
+    let w = exp(ml[c * 2u] - m);
+    l += ml[c * 2u + 1u] * w;
+    o += po[c * ${hd}u + d] * w;
+  }
+  let tok = blocks[blk * 4u] + r / ${rep}u;
+  let h = kvh * ${rep}u + r % ${rep}u;
+  out[(tok * ${H}u + h) * ${hd}u + d] = o / l;
+}`,
+  };
+}
+
+/** Per row of logits [n, V]: its max and log Σ exp(x − max); with `argmax`, also the first index
+ * of the max of logits / temperature + noise[r] (noise [n, V]; Gumbel-max sampling) or of logits.
+ * Bindings: stats (out) [n, 2], ids (out) u32 [n], logits, then noise [n, V] (sampled). */
+export function rowStatsKernel(V: number, sampled: boolean): Kernel {
+  const WG = 256;
+  return {
+    name: `row-stats-${V}${sampled ? '-sampled' : ''}`,
+    params: { n: 'u32', invTemp: 'f32' },
+    code: /* wgsl */ `
+struct Params { n: u32, invTemp: f32, }
+@group(0) @binding(0) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(1) var<storage, read_write> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> logits: array<f32>;
+${sampled ? '@group(0) @binding(3) var<storage, read> noise: array<f32>;\n@group(0) @binding(4) var<uniform> params: Params;' : '@group(0) @binding(3) var<uniform> params: Params;'}
+var<workgroup> rv: array<f32, ${WG}>;
+var<workgroup> ri: array<u32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  ${FLAT}
+  let row = wid;
+  if (row >= params.n) { return; }
+  let base = row * ${V}u;
+  var m = -3.0e38;
+  var bv = -3.0e38;
+  var bi = 0u;
+  for (var c = lid; c < ${V}u; c += ${WG}u) {
+    let x = logits[base + c];
+    m = max(m, x);
+    let s = ${sampled ? 'x * params.invTemp + noise[base + c]' : 'x'};
+    if (s > bv) { bv = s; bi = c; }
+  }
+  rv[lid] = bv;
+  ri[lid] = bi;
+  workgroupBarrier();
+  for (var k = ${WG / 2}u; k > 0u; k >>= 1u) {
+    if (lid < k) {
+      let ov = rv[lid + k];
+      let oi = ri[lid + k];
+      if (ov > rv[lid] || (ov == rv[lid] && oi < ri[lid])) { rv[lid] = ov; ri[lid] = oi; }
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { ids[row] = ri[0]; }
+  workgroupBarrier();
+  rv[lid] = m;
+  workgroupBarrier();
+  for (var k = ${WG / 2}u; k > 0u; k >>= 1u) {
+    if (lid < k) { rv[lid] = max(rv[lid], rv[lid + k]); }
+    workgroupBarrier();
+  }
+  let mx = rv[0];
+  workgroupBarrier();
+  var s = 0.0;
+  for (var c = lid; c < ${V}u; c += ${WG}u) { s += exp(logits[base + c] - mx); }
+  rv[lid] = s;
+  workgroupBarrier();
+  for (var k = ${WG / 2}u; k > 0u; k >>= 1u) {
+    if (lid < k) { rv[lid] += rv[lid + k]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { stats[row * 2u] = mx; stats[row * 2u + 1u] = log(rv[0]); }
+}`,
+  };
+}
+
+/** Per scored item (row, token): log p = (logit − max) − log Σ exp, and greedy = logit is the row's max.
+ * Bindings: lp (out) [n], greedy (out) u32 [n], logits [*, V], stats [*, 2], items u32 [n, 2]. */
+export function pickKernel(V: number): Kernel {
+  return {
+    name: `pick-${V}`,
+    params: { n: 'u32' },
+    code: /* wgsl */ `
+struct Params { n: u32, }
+@group(0) @binding(0) var<storage, read_write> lp: array<f32>;
+@group(0) @binding(1) var<storage, read_write> greedy: array<u32>;
+@group(0) @binding(2) var<storage, read> logits: array<f32>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read> items: array<u32>;
+@group(0) @binding(5) var<uniform> params: Params;
+@compute @workgroup_size(256)
+fn main(${BUILTINS}) {
+  ${FLAT}
+  let i = wid * 256u + lid;
+  if (i >= params.n) { return; }
+  let row = items[i * 2u];
+  let x = logits[row * ${V}u + items[i * 2u + 1u]];
+  let m = stats[row * 2u];
+  lp[i] = (x - m) - stats[row * 2u + 1u];
+  greedy[i] = select(0u, 1u, x >= m);
+}`,
+  };
+}
