@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { modelScorer } from '../lib/eval/model-scorer';
+import { tensorScorer } from '../lib/eval/model-scorer';
 import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import * as tf from '@tensorflow/tfjs';
@@ -26,12 +26,12 @@ describe.skipIf(reason !== null)('WebGPU errors and limits', () => {
     expect(err!.stdout).not.toMatch(/value/);
   });
 
-  it('the model scorer bounds logits and attention scores by the binding size', () => {
+  it('the tfjs scorer bounds logits and attention scores by the binding size', () => {
     const cap = maxTensorElements();
     expect(Number.isFinite(cap) && cap > 0).toBe(true);
     const model = randomModel({ model_type: 'llama', hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2, vocab_size: 32, max_position_embeddings: 64 });
     try {
-      const s = modelScorer(model);
+      const s = tensorScorer(model);
       expect(s.opts.maxLogitElements).toBeLessThanOrEqual(cap);
       expect(s.opts.maxAttentionElements).toBeLessThanOrEqual(cap);
     } finally {

@@ -1,12 +1,15 @@
-// The Scorer over a kit model: batches run through the transformer's forward (with the padding
-// mask when a batch is padded; the model's own activation quantization applies inside forward),
-// on whatever backend tfjs is on, with batches bounded by the model's attention-score size and by
-// the device's largest buffer binding.
+// The Scorer over a kit model. On webgpu it is the inference executor's GPU-side scorer
+// (lib/engine: planned forward, ragged batches, log-likelihoods on the GPU); elsewhere (wasm, cpu)
+// the TensorScorer over the transformer's forward (with the padding mask when a batch is padded;
+// the model's own activation quantization applies inside forward), batches bounded by the model's
+// attention-score size and by the device's largest buffer binding. LLMCB_SCORER=tfjs keeps the
+// tfjs path on webgpu too (the exact reference the executor is checked against).
+import { EngineScorer } from '../engine/scorer';
 import { forward } from '../models/transformer';
-import { maxTensorElements } from '../runtime/backend';
+import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import type { Model } from '../models/types';
 import { maxHeads } from '../models/weights';
-import { type LogitsFn, SCORER_DEFAULTS, type ScorerOptions, TensorScorer } from './scorer';
+import { type LogitsFn, SCORER_DEFAULTS, type Scorer, type ScorerOptions, TensorScorer } from './scorer';
 
 /** The model's logits function for a TensorScorer: forward() with the padding mask when there is
  * one; scoring is inference, so the custom kernels run where the kernel policy turns them on. */
@@ -14,10 +17,28 @@ export function modelLogitsFn(model: Model): LogitsFn {
   return (ids, mask) => forward(model, ids, mask ? { attentionMask: mask, kernels: true } : { kernels: true });
 }
 
-/** A Scorer whose sequences are at most maxLength tokens (default: the model's context, config.maxPositions). */
-export function modelScorer(model: Model, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): TensorScorer {
+/** Which scorer modelScorer builds on webgpu: 'executor' (default) or 'tfjs' (LLMCB_SCORER). */
+export function scorerEngine(): 'executor' | 'tfjs' {
+  const v = process.env.LLMCB_SCORER ?? 'executor';
+  if (v !== 'executor' && v !== 'tfjs') throw new Error(`LLMCB_SCORER='${v}' (choose executor or tfjs)`);
+  return v;
+}
+
+/** A tfjs Scorer whose sequences are at most maxLength tokens (default: the model's context). */
+export function tensorScorer(model: Model, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): TensorScorer {
   // The [B, T, V] logits and [B·heads, T, T] scores must each fit one GPU buffer binding.
   const cap = maxTensorElements();
   const bounds = { maxLogitElements: Math.min(SCORER_DEFAULTS.maxLogitElements, cap), maxAttentionElements: Math.min(SCORER_DEFAULTS.maxAttentionElements, cap) };
   return new TensorScorer(modelLogitsFn(model), model.config.vocabSize, maxLength, { heads: maxHeads(model.config), ...bounds, ...opts });
+}
+
+/**
+ * A Scorer whose sequences are at most maxLength tokens (default: the model's context). On webgpu
+ * the executor's (opts.maxBatchTokens caps its tokens per step); elsewhere the TensorScorer.
+ */
+export function modelScorer(model: Model, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): Scorer {
+  if (webgpuDevice() && scorerEngine() === 'executor') {
+    return new EngineScorer(model, maxLength, opts.maxBatchTokens ? { maxTokens: Math.max(opts.maxBatchTokens, maxLength) } : {});
+  }
+  return tensorScorer(model, opts, maxLength);
 }

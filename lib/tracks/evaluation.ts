@@ -3,7 +3,7 @@
 // Track 2 is WikiText-2 perplexity across every model, the same measurement filed under Track 2.
 import { evaluate, outcomeRows, type EvalOutcome } from '../eval/evaluate';
 import { modelScorer } from '../eval/model-scorer';
-import type { TensorScorer } from '../eval/scorer';
+import type { Scorer } from '../eval/scorer';
 import { cellNote, type Cell } from '../matrix';
 import type { ResultRow, Track } from '../results';
 import { getTasks } from '../tasks/index';
@@ -16,7 +16,7 @@ export function taskTrack(name: string): { track: Track; version: string } {
 }
 
 /** A scorer over the subject: activation fake-quantization in the forward when the method needs it. */
-export function subjectScorer(env: TrackEnv, s: Subject): TensorScorer {
+export function subjectScorer(env: TrackEnv, s: Subject): Scorer {
   const bt = env.matrix.eval.batchTokens;
   const opts = bt ? { maxBatchTokens: Math.max(bt, s.model.config.maxPositions) } : {};
   // W8A8: forward() quantizes linear inputs when the model carries the spec (set it once only).
