@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineScorer } from '../lib/engine/scorer';
 import { Executor, executorUnsupported } from '../lib/engine/executor';
 import { Arena } from '../lib/engine/gpu';
+import { Decoder } from '../lib/engine/generate';
+import { generate } from '../lib/models/transformer';
 import { tensorScorer } from '../lib/eval/model-scorer';
 import type { ContinuationRequest, NextTokenRequest } from '../lib/eval/scorer';
 import { disposeModel, loadModel } from '../lib/models/load';
@@ -115,6 +117,20 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
       exec.dispose();
       expect(Arena.live).toBe(live);
       expect(tf.memory().numTensors).toBe(tensors);
+    });
+
+    it('generates the tfjs path tokens with its KV cache, greedy and sampled (split-key decode)', { timeout: 300_000 }, async () => {
+      const prompt = Array.from({ length: 40 }, (_, i) => 3 + ((i * 7) % 150));
+      const dec = Decoder.create(model, 64);
+      try {
+        for (const o of [{ greedy: true }, { greedy: false, temperature: 0.8, seed: 4 }]) {
+          const want = await generate(model, prompt, { maxNewTokens: 12, stopAtEos: false, kernels: false, ...o });
+          expect(await dec.generate(prompt, { maxNewTokens: 12, stopAtEos: false, ...o })).toEqual(want);
+        }
+        await expect(dec.generate(Array(70).fill(3), { maxNewTokens: 2 })).rejects.toThrow(/70 tokens exceeds the decoder's cache of 64/);
+      } finally {
+        await dec.dispose();
+      }
     });
 
     it('refuses an unsupported model and bad steps with the reason, before any work', async () => {

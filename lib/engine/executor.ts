@@ -75,9 +75,9 @@ export interface StepShape {
   tilesPerSplit: number;
   scoreRows: number;
   items: number;
-  /** Sampling (Gumbel-max with the noise buffer) instead of plain argmax; 1 / temperature. */
+  /** Sampling (Gumbel-max with the noise buffer) instead of plain argmax, and its temperature. */
   sampled: boolean;
-  invTemp: number;
+  temp: number;
 }
 
 /** One sequence of a step: its new tokens, their first position and the KV row of its position 0. */
@@ -431,7 +431,7 @@ export class Executor {
         specs.push({
           kernel: rowStatsKernel(c.vocabSize, sampled),
           buffers: [stats, io.argmax, logits, ...(sampled ? [io.noise!] : [])],
-          params: (s) => ({ n: s.scoreRows, invTemp: s.invTemp }),
+          params: (s) => ({ n: s.scoreRows, temp: s.temp }),
           workgroups: (s) => (s.sampled === sampled ? spill(s.scoreRows, device) : null),
         });
       }
@@ -537,7 +537,7 @@ export class Executor {
     const splits = Math.ceil(kvTiles / tilesPerSplit);
     if (input.sample && !this.io.noise) throw new Error('executor: sampling needs an executor created with a cache');
     if (input.sample && input.sample.noise.length !== R * c.vocabSize) throw new Error(`executor: sampling noise has ${input.sample.noise.length} values, expected ${R * c.vocabSize}`);
-    const shape: StepShape = { tokens: T, blocks: nb, splits, tilesPerSplit, scoreRows: R, items: I, sampled: !!input.sample, invTemp: input.sample ? 1 / input.sample.temperature : 1 };
+    const shape: StepShape = { tokens: T, blocks: nb, splits, tilesPerSplit, scoreRows: R, items: I, sampled: !!input.sample, temp: input.sample ? input.sample.temperature : 1 };
     // --- upload, record, submit (in call order; the readback this step reuses must be read first) ---
     const k = this.steps++ % 2;
     const rb = this.readbacks[k];

@@ -534,15 +534,15 @@ fn main(${BUILTINS}) {
 }
 
 /** Per row of logits [n, V]: its max and log Σ exp(x − max); with `argmax`, also the first index
- * of the max of logits / temperature + noise[r] (noise [n, V]; Gumbel-max sampling) or of logits.
+ * of the max of logits / temperature + noise[r] (noise [n, V]; Gumbel-max sampling, as transformer.ts generate) or of logits.
  * Bindings: stats (out) [n, 2], ids (out) u32 [n], logits, then noise [n, V] (sampled). */
 export function rowStatsKernel(V: number, sampled: boolean): Kernel {
   const WG = 256;
   return {
     name: `row-stats-${V}${sampled ? '-sampled' : ''}`,
-    params: { n: 'u32', invTemp: 'f32' },
+    params: { n: 'u32', temp: 'f32' },
     code: /* wgsl */ `
-struct Params { n: u32, invTemp: f32, }
+struct Params { n: u32, temp: f32, }
 @group(0) @binding(0) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(1) var<storage, read_write> ids: array<u32>;
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
@@ -561,7 +561,7 @@ fn main(${BUILTINS}) {
   for (var c = lid; c < ${V}u; c += ${WG}u) {
     let x = logits[base + c];
     m = max(m, x);
-    let s = ${sampled ? 'x * params.invTemp + noise[base + c]' : 'x'};
+    let s = ${sampled ? 'x / params.temp + noise[base + c]' : 'x'};
     if (s > bv) { bv = s; bi = c; }
   }
   rv[lid] = bv;

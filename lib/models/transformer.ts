@@ -451,8 +451,8 @@ export async function generate(model: Model, prompt: readonly number[], opts: Ge
   return out;
 }
 
-/** Gumbel(0, 1) noise −log(−log u) for V logits. */
-function gumbel(rand: () => number, V: number): Float32Array {
+/** Gumbel(0, 1) noise −log(−log u) for V logits (also the executor's sampling noise, lib/engine/generate.ts). */
+export function gumbel(rand: () => number, V: number): Float32Array {
   const g = new Float32Array(V);
   for (let i = 0; i < V; i++) {
     const u = Math.max(rand(), 1e-20);
