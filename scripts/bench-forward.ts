@@ -11,6 +11,9 @@
 //   linears (the W4 decode row), 'w4-head' the same plus the LM head. The codes are random (speed
 //   only: the values do not change the work); rows are labelled by dtype. --int8-tiles picks the
 //   W8A8 GEMM's subgroup-matrix tiling (lib/kernels/w8a8.ts INT8_TILES).
+//   --engine executor,tfjs (default both on webgpu): 'executor' times the kit's inference executor
+//   (lib/engine: planned forward, one command buffer per step; fp32 only), 'tfjs' the tfjs path
+//   (with --kernels as above).
 //   --profile: after timing each variant, print where one prefill and one decode step spend their
 //   time (tfjs kernels by GPU time from timestamp queries, dispatch counts, wall time) to stderr.
 // A randomly initialised LLaMA-style model (hidden 2048, 16 layers, GQA 32/8 heads, SwiGLU 8192,
@@ -29,6 +32,7 @@ import { initRuntime, parseBackend, syncDevice, timeRegion } from '../lib/runtim
 import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import { forward, generate } from '../lib/models/transformer';
+import { Decoder } from '../lib/engine/generate';
 import { KERNEL_DEFAULTS, kernelPolicy, withKernels, type KernelPolicy } from '../lib/kernels';
 import { kernelDispatches } from '../lib/kernels/gpu';
 import { attachPackedLinears, disposePackedLinears, type PackedLinear } from '../lib/kernels/packed-linear';
@@ -85,6 +89,7 @@ async function main(): Promise<void> {
       'int8-tiles': { type: 'string', default: KERNEL_DEFAULTS.int8Tile },
       'fused-ops': { type: 'string', default: KERNEL_DEFAULTS.fusedOps },
       profile: { type: 'boolean', default: false },
+      engine: { type: 'string', default: 'executor,tfjs' },
     },
     strict: true,
   });
@@ -106,16 +111,19 @@ async function main(): Promise<void> {
   for (const q of quants) if (!(q in QUANTS)) throw new Error(`--quant: unknown '${q}' (choose from ${Object.keys(QUANTS).join(', ')})`);
   if (quants.some((q) => q !== 'none') && rt.backend !== 'webgpu') throw new Error(`--quant ${values.quant}: the quantized kernels need the webgpu backend (running on ${rt.backend})`);
   // Plain rows first (as --kernels says), then each quantized model on the kernels.
-  const runs = [
-    ...(quants.includes('none') ? kernelRuns.map((kernels) => ({ kernels, quant: 'none' as Quant })) : []),
-    ...quants.filter((q) => q !== 'none').map((quant) => ({ kernels: true, quant })),
-  ];
+  const engines = values.engine!.split(',').filter(Boolean);
+  for (const e of engines) if (e !== 'executor' && e !== 'tfjs') throw new Error(`--engine: unknown '${e}' (executor, tfjs)`);
+  if (engines.includes('executor') && rt.backend !== 'webgpu') throw new Error(`--engine executor: the executor needs the webgpu backend (running on ${rt.backend})`);
+  const runs = !engines.includes('tfjs')
+    ? []
+    : [...(quants.includes('none') ? kernelRuns.map((kernels) => ({ kernels, quant: 'none' as Quant })) : []), ...quants.filter((q) => q !== 'none').map((quant) => ({ kernels: true, quant }))];
   const policy: Partial<KernelPolicy> = { gemm: values['gemm-tiles'] as KernelPolicy['gemm'], attention: values['attention-tiles'] as KernelPolicy['attention'], int8Tile: values['int8-tiles'] as KernelPolicy['int8Tile'], fusedOps: values['fused-ops'] as KernelPolicy['fusedOps'] };
   console.error(`[bench-forward] ${rt.backend} on ${rt.device}; building a random ${values.small ? 'small' : '~1.2B'} model`);
   const model = randomModel(hf, { seed: 0, dist: 'uniform', name: values.small ? 'llama-small-random' : 'llama-1b-random' });
   const params = [...model.weights.values(), ...[...(model.splitWeights?.values() ?? [])].flat()].reduce((a, t) => a + t.size, 0);
   const rows: Row[] = [];
   try {
+    if (engines.includes('executor')) rows.push(await timeExecutor(model, hf, prefill, decode, reps, rt.backend, rt.device, params, sha, startedAt));
     for (const { kernels, quant } of runs) {
       applyQuant(model, quant);
       await withKernels({ ...policy, mode: kernels ? 'auto' : 'off' }, async () => {
@@ -173,6 +181,36 @@ async function main(): Promise<void> {
   writeFileAtomic(values.out!, formatCsv(HEADER, rows.map((r) => HEADER.map((h) => r[h]))));
   console.log(formatCsv(HEADER, rows.map((r) => HEADER.map((h) => r[h]))));
   console.error(`[bench-forward] wrote ${values.out}`);
+}
+
+/** Prefill (one step over the prompt, all logits) and greedy decode tokens/s of the kit's inference executor. */
+async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number, decode: number, reps: number, backend: string, device: string, params: number, sha: string, startedAt: string): Promise<Row> {
+  const dec = Decoder.create(model, prefill + decode + 1);
+  try {
+    const prompt = Array.from({ length: prefill }, (_, i) => 3 + ((i * 7919) % (hf.vocab_size - 3)));
+    const once = async () => {
+      const t0 = performance.now();
+      await dec.prefill(prompt);
+      return performance.now() - t0;
+    };
+    for (let i = 0; i < 2; i++) await once(); // warm-up: pipeline compilation
+    const times: number[] = [];
+    for (let i = 0; i < reps; i++) times.push(await once());
+    const prefillTokS = prefill / (median(times) / 1000);
+    await dec.generate(prompt, { maxNewTokens: 4, stopAtEos: false }); // warm-up of the decode shapes
+    const decodeTimes: number[] = [];
+    for (let r = 0; r < Math.max(1, Math.floor(reps / 2)); r++) {
+      const stamps: number[] = [];
+      await dec.generate(prompt, { maxNewTokens: decode + 1, stopAtEos: false, onToken: () => stamps.push(performance.now()) });
+      decodeTimes.push(stamps[stamps.length - 1] - stamps[0]);
+    }
+    const decodeTokS = decode / (median(decodeTimes) / 1000);
+    console.error(`[bench-forward] executor-${backend} fp32: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
+    const note = `kit inference executor (lib/engine): ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers`;
+    return row('executor', 'fp32', backend, device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note);
+  } finally {
+    await dec.dispose();
+  }
 }
 
 /** Model variants --quant times: the dtype column of their rows and what the note says about them. */

@@ -1,15 +1,16 @@
-// Engine 'webgpu': the kit's own executor (lib/models/transformer.ts generate with its KV cache)
-// on the tfjs backend the runtime started — webgpu on GPU hosts; wasm/cpu give the same engine
-// on CPU (named kit-wasm / kit-cpu so rows never pass a CPU run off as WebGPU). On webgpu the
-// engine runs the kit's custom WGSL kernels (lib/kernels: fp32 GEMM for prefill linears, fused
-// attention, and the quantized kernels for linears the model holds packed, Model.packedLinears)
-// unless created with kernels 'off'; quantized weights without a packed form run dequantized in
-// fp32, so their speed-up is measured, not assumed.
+// Engine 'webgpu': the kit's own inference executor (lib/engine: a planned forward with its KV
+// cache, Decoder) on GPU hosts; on wasm/cpu the tfjs path (lib/models/transformer.ts generate),
+// named kit-wasm / kit-cpu so rows never pass a CPU run off as WebGPU. A model the executor cannot
+// run (packed quantized linears) takes the tfjs path with the custom WGSL kernels (lib/kernels)
+// unless created with kernels 'off', and the row's note says so; quantized weights without a
+// packed form run dequantized in fp32, so their speed-up is measured, not assumed.
 import * as tf from '@tensorflow/tfjs';
 import { windowPerplexity } from '../../eval/perplexity';
 import { describeRuntime, measurePeakMemory } from '../../runtime';
 import { withKernels, type KernelMode } from '../../kernels';
 import { generate } from '../../models/transformer';
+import { Decoder } from '../../engine/generate';
+import { executorUnsupported } from '../../engine/executor';
 import type { Model } from '../../models/types';
 import {
   EngineNotRun, checkSettings, promptIds, summarize,
@@ -42,7 +43,8 @@ export class KitEngine implements Engine<KitPrepared> {
     if (input.compress?.actQuant && !input.model.actQuant) notes.push('activation quantization not applied during generation (weights only)');
     if (input.model.actQuant) notes.push('activations fake-quantized in fp32 during generation (Model.actQuant)');
     if (input.sparse) notes.push('sparse weights run dense (no sparse kernels)');
-    return { model: input.model, format: `fp32 tfjs ${tf.getBackend()}`, notes, dispose: async () => undefined };
+    const format = this.name === 'webgpu' && executorUnsupported(input.model) === null ? 'fp32 kit executor (WebGPU)' : `fp32 tfjs ${tf.getBackend()}`;
+    return { model: input.model, format, notes, dispose: async () => undefined };
   }
 
   async measure(p: KitPrepared, settings: BenchSettings): Promise<EngineMeasurement> {
@@ -52,35 +54,51 @@ export class KitEngine implements Engine<KitPrepared> {
     const c = p.model.config;
     if (P + N > c.maxPositions) throw new Error(`${this.name}: prompt ${P} + new ${N} tokens exceed the model's context ${c.maxPositions}`);
     const prompt = promptIds(P, c.vocabSize, settings.seed);
+    const why = this.name === 'webgpu' ? executorUnsupported(p.model) : 'not on webgpu';
+    const decoder = why === null ? Decoder.create(p.model, P + N) : null;
+    const notes = [...p.notes, decoder ? 'the kit inference executor (lib/engine): planned forward, KV cache, one readback per token' : this.name === 'webgpu' ? `tfjs path (the executor does not run this model: ${why})` : 'tfjs path'];
     const runs: RunTiming[] = [];
-    const { peak } = await withKernels({ mode: this.kernels }, () => measurePeakMemory(async (probe) => {
-      for (let r = 0; r < settings.warmup + settings.repeats; r++) {
-        const times: number[] = [];
-        const t0 = performance.now();
-        // generate reads each token back from the device before the next step, so times are synced.
-        const out = await generate(p.model, prompt, {
-          maxNewTokens: N,
-          greedy: true,
-          stopAtEos: false,
-          onToken: () => {
-            times.push(performance.now() - t0);
-            if (times.length === 1) probe.sample();
-          },
-        });
-        if (out.length !== times.length) throw new Error(`${this.name}: generate returned ${out.length} tokens but reported ${times.length}`);
-        if (r >= settings.warmup) {
-          runs.push({ ttftMs: times[0], totalMs: times[times.length - 1], tokens: [times.length], gapsMs: times.slice(1).map((t, i) => t - times[i]) });
-        }
+    const timed = async (r: number, probe: { sample(): void } | null) => {
+      const times: number[] = [];
+      const t0 = performance.now();
+      // Both paths read each token back from the device before the next step, so times are synced.
+      const opts = {
+        maxNewTokens: N,
+        greedy: true,
+        stopAtEos: false,
+        onToken: () => {
+          times.push(performance.now() - t0);
+          if (times.length === 1) probe?.sample();
+        },
+      };
+      const out = decoder ? await decoder.generate(prompt, opts) : await generate(p.model, prompt, opts);
+      if (out.length !== times.length) throw new Error(`${this.name}: generate returned ${out.length} tokens but reported ${times.length}`);
+      if (r >= settings.warmup) {
+        runs.push({ ttftMs: times[0], totalMs: times[times.length - 1], tokens: [times.length], gapsMs: times.slice(1).map((t, i) => t - times[i]) });
       }
-    }));
-    const gpu = peak.peakGpuAllocatedBytes;
-    return summarize(
-      runs,
-      settings,
-      gpu ?? peak.peakTensorBytes,
-      gpu !== null ? 'GPU bytes allocated by tfjs (high-water mark incl. its buffer pool)' : 'live tfjs tensor bytes (sampled)',
-      [...p.notes, this.kernels === 'auto' ? 'custom WGSL kernels on (lib/kernels)' : 'plain tfjs ops (custom kernels off)'],
-    );
+    };
+    try {
+      if (decoder) {
+        for (let r = 0; r < settings.warmup + settings.repeats; r++) await timed(r, null);
+        const weights = [...p.model.weights.values(), ...[...(p.model.splitWeights?.values() ?? [])].flat()].reduce((a, t) => a + 4 * t.size, 0);
+        return summarize(runs, settings, weights + decoder.exec.allocatedBytes, 'model weights + executor buffers (all allocated up front)', notes);
+      }
+      const { peak } = await withKernels({ mode: this.kernels }, () =>
+        measurePeakMemory(async (probe) => {
+          for (let r = 0; r < settings.warmup + settings.repeats; r++) await timed(r, probe);
+        }),
+      );
+      const gpu = peak.peakGpuAllocatedBytes;
+      return summarize(
+        runs,
+        settings,
+        gpu ?? peak.peakTensorBytes,
+        gpu !== null ? 'GPU bytes allocated by tfjs (high-water mark incl. its buffer pool)' : 'live tfjs tensor bytes (sampled)',
+        [...notes, this.kernels === 'auto' ? 'custom WGSL kernels on (lib/kernels)' : 'plain tfjs ops (custom kernels off)'],
+      );
+    } finally {
+      await decoder?.dispose();
+    }
   }
 
   async dispose(): Promise<void> {
