@@ -30,7 +30,7 @@ import { formatCsv } from '../lib/csv';
 import { gitSha, writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend, syncDevice, timeRegion } from '../lib/runtime';
 import { disposeModel } from '../lib/models/load';
-import { randomModel } from '../lib/models/random';
+import { CONFIG_1B, CONFIG_SMALL, randomModel } from '../lib/models/random';
 import { forward, generate } from '../lib/models/transformer';
 import { Decoder } from '../lib/engine/generate';
 import { KERNEL_DEFAULTS, kernelPolicy, withKernels, type KernelPolicy } from '../lib/kernels';
@@ -41,18 +41,6 @@ import { blockLinearNames } from '../lib/methods/sequential';
 import { ARCHS, linearName } from '../lib/models/arch';
 import type { Model } from '../lib/models/types';
 import { actQuantDefaults } from '../lib/quant/act';
-
-/** LLaMA-3.2-1B's shape (hidden 2048, 16 layers): the "~1B" model of the issue. */
-const CONFIG_1B = {
-  model_type: 'llama', hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32,
-  num_key_value_heads: 8, vocab_size: 128256, max_position_embeddings: 4096, rms_norm_eps: 1e-5, rope_theta: 500000,
-  tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2,
-};
-/** A tiny model of the same family for trying the script on wasm. */
-const CONFIG_SMALL = {
-  ...CONFIG_1B, hidden_size: 128, intermediate_size: 384, num_hidden_layers: 4, num_attention_heads: 4,
-  num_key_value_heads: 2, vocab_size: 1024,
-};
 
 const HEADER = [
   'engine', 'dtype', 'backend', 'device', 'model', 'params', 'hidden', 'layers', 'vocab', 'batch',

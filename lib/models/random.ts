@@ -16,6 +16,19 @@ export interface RandomModelOptions extends UploadOptions {
   dist?: 'normal' | 'uniform';
 }
 
+/** LLaMA-3.2-1B's shape (hidden 2048, 16 layers, GQA 32/8 heads, SwiGLU 8192, 128k tied vocabulary):
+ * the "~1B" random model of the speed benchmarks (scripts/bench-forward.ts, scripts/bench-eval.ts). */
+export const CONFIG_1B = {
+  model_type: 'llama', hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32,
+  num_key_value_heads: 8, vocab_size: 128256, max_position_embeddings: 4096, rms_norm_eps: 1e-5, rope_theta: 500000,
+  tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2,
+};
+/** A tiny model of the same family for trying the benchmarks on wasm. */
+export const CONFIG_SMALL = {
+  ...CONFIG_1B, hidden_size: 128, intermediate_size: 384, num_hidden_layers: 4, num_attention_heads: 4,
+  num_key_value_heads: 2, vocab_size: 1024,
+};
+
 const DEFAULTS = {
   seed: 0, // reproducible weights
   std: 0.02, // transformers' initializer_range
