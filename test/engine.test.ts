@@ -1,19 +1,18 @@
 // The inference executor (lib/engine) against the tfjs path, the exact reference: per-request
 // log-likelihoods, greedy flags and next-token log-probabilities of stories260K, the zoo's smallest
 // LLaMA and OPT models, a GQA model, a pruned model with per-block widths and a W8A8 model with
-// activation fake quantization; every buffer freed, none made per step (1,000 steps); unsupported
+// activation fake quantization; logits of the transformers fixtures; every buffer freed, none made per step (1,000 steps); unsupported
 // configurations and bad inputs refused before any work. Needs a WebGPU adapter (lavapipe or a
 // GPU); the configuration checks run everywhere.
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EngineScorer } from '../lib/engine/scorer';
 import { Executor, executorUnsupported } from '../lib/engine/executor';
 import { Arena } from '../lib/engine/gpu';
 import { Decoder } from '../lib/engine/generate';
 import { generate } from '../lib/models/transformer';
-import { tensorScorer } from '../lib/eval/model-scorer';
-import type { ContinuationRequest, NextTokenRequest } from '../lib/eval/scorer';
+import { fixtureLogitParity, scorerAgreement } from '../lib/engine/check';
+import { parityFixtures } from '../lib/models/parity';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import type { Model } from '../lib/models/types';
@@ -21,6 +20,7 @@ import { webgpuAdapterReason } from './kernels-helpers';
 import { STORIES_BIN } from './model-helpers';
 
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const FIXTURES = path.join(repo, 'test/fixtures/models');
 const TINY = { model_type: 'llama', hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 200, max_position_embeddings: 128, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2 };
 
 describe('executor configuration checks (no GPU needed)', () => {
@@ -37,27 +37,6 @@ describe('executor configuration checks (no GPU needed)', () => {
   });
 });
 
-/** Requests of every shape the evaluator sends: short and long contexts, long continuations, truncation past maxLength. */
-function requests(V: number, maxLength: number): { cont: ContinuationRequest[]; next: NextTokenRequest[] } {
-  const ids = (n: number, s: number) => Array.from({ length: n }, (_, i) => (i * 31 + s * 17 + 5) % V);
-  const cont = [
-    { context: ids(20, 1), continuation: ids(5, 2) },
-    { context: ids(3, 3), continuation: ids(40, 4) },
-    { context: ids(70, 5), continuation: ids(1, 6) },
-    { context: ids(1, 7), continuation: ids(Math.min(100, maxLength - 2), 8) },
-    { context: ids(maxLength, 9), continuation: ids(3, 10) }, // left-truncated
-    { context: ids(2, 11), continuation: ids(maxLength + 5, 12) }, // continuation longer than the window
-  ];
-  const next = [
-    { context: ids(30, 13), candidates: [1, 2, 3, 4] },
-    { context: ids(7, 14), candidates: [5, 6] },
-    { context: ids(maxLength + 3, 15), candidates: [7, 8, 9, 10] },
-  ];
-  return { cont, next };
-}
-
-const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-6);
-
 const reason = await webgpuAdapterReason();
 
 describe.skipIf(reason !== null)('executor on webgpu', () => {
@@ -72,25 +51,24 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
     it(`${name}: per-request log-likelihoods, greedy flags and next-token log-probs equal the tfjs path's within 1e-4`, async () => {
       const model = await make();
       try {
-        const maxLength = Math.min(128, model.config.maxPositions);
-        const { cont, next } = requests(model.config.vocabSize, maxLength);
-        const ref = tensorScorer(model, {}, maxLength);
-        const eng = new EngineScorer(model, maxLength);
-        const [a, b] = [await ref.continuations(cont), await eng.continuations(cont)];
-        for (let k = 0; k < cont.length; k++) {
-          expect(rel(b[k].logprob, a[k].logprob), `request ${k}`).toBeLessThan(1e-4);
-          expect(b[k].greedy).toBe(a[k].greedy);
-          expect([b[k].tokens, b[k].truncated, b[k].unscored]).toEqual([a[k].tokens, a[k].truncated, a[k].unscored]);
-        }
-        const [c, d] = [await ref.nextToken(next), await eng.nextToken(next)];
-        for (let k = 0; k < next.length; k++) {
-          expect(d[k].truncated).toBe(c[k].truncated);
-          d[k].logprobs.forEach((v, j) => expect(rel(v, c[k].logprobs[j])).toBeLessThan(1e-4));
-        }
+        const a = await scorerAgreement(model);
+        expect(a.maxRel).toBeLessThan(1e-4);
+        expect(a.mismatches).toBe(0);
       } finally {
         disposeModel(model);
       }
     }, 300_000); // lavapipe compiles each new kernel shape on first use
+  }
+
+  for (const d of parityFixtures(FIXTURES)) {
+    it(`logits of the transformers fixture ${d} within 1e-4, or the reason the executor refuses it`, async () => {
+      const r = await fixtureLogitParity(path.join(FIXTURES, d), path.join(repo, 'models/stories260K/tok512.bin'));
+      if ('unsupported' in r) expect(r.unsupported).toMatch(d === 'opt_post_ln' ? /post-LayerNorm/ : /project_in/);
+      else {
+        expect(r.compared).toBeGreaterThan(0);
+        expect(r.worst).toBeLessThan(1e-4);
+      }
+    }, 300_000);
   }
 
   describe('buffers and steps', () => {

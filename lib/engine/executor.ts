@@ -22,6 +22,7 @@ import { ropeInvFreq } from '../models/transformer';
 import type { Model } from '../models/types';
 import { blockWidths, hasFinalNorm } from '../models/weights';
 import { actQuantKernel } from './act-quant';
+import { flushTfjs } from '../kernels/gpu';
 import { Arena, borrow, engineDevice, Program, spill, type Buf, type DispatchSpec } from './gpu';
 import {
   attentionKernel,
@@ -104,6 +105,7 @@ export interface StepOutput {
 
 const ATTN_TARGET_WORKGROUPS = 264; // split keys until about this many attention workgroups run (2 per SM on an H100/H200)
 const MAX_SPLITS = 64;
+const SMS = 132; // multiprocessors of an H100/H200: the tile choice aims at two workgroups each
 
 function unsupported(model: Model): string | null {
   const c = model.config;
@@ -181,6 +183,7 @@ export class Executor {
   private readonly program: Program<StepShape>;
   private readonly io: { ids: Buf; pos: Buf; kvRow: Buf; blocks: Buf; scoreRows: Buf; items: Buf; noise: Buf | null; lp: Buf; greedy: Buf; argmax: Buf };
   private readonly readbacks: Buf[] = [];
+  private readonly logits: Buf;
   private readonly tokensPerBlock: number;
   private readonly attnTiles: number; // BKV
   private readonly kvHeads: number;
@@ -250,6 +253,7 @@ export class Executor {
       const aq = model.actQuant ? arena.storage('act-quant', f32 * maxTokens * Math.max(D, maxF, maxH * hd)) : null;
       const hs = arena.storage('head-in', f32 * maxScoreRows * D); // [R, D]
       const logits = arena.storage('logits', f32 * maxScoreRows * c.vocabSize); // [R, V]
+      this.logits = logits;
       const stats = arena.storage('row-stats', f32 * 2 * maxScoreRows);
       let attnRowsMax = tile.rows;
       for (let i = 0; i < c.numLayers; i++) {
@@ -320,7 +324,8 @@ export class Executor {
         specs.push({ kernel: gemvKernel(K, N, e, !!b), buffers, params, workgroups: (s) => (rows(s) <= GEMV_MAX_ROWS ? spill(gemvGroups(N), device) : null) });
         const small = GEMM_TILES.small;
         const large = GEMM_TILES.large;
-        const useLarge = (s: StepShape) => rows(s) >= 512 && N >= 512;
+        // The large tile only when it still gives every SM two workgroups (else the small tile's many workgroups win).
+        const useLarge = (s: StepShape) => Math.ceil(rows(s) / large.BM) * Math.ceil(N / large.BN) >= 2 * SMS;
         specs.push({
           kernel: gemmKernel(K, N, small, e, !!b),
           buffers,
@@ -442,6 +447,9 @@ export class Executor {
         workgroups: (s) => (s.items > 0 ? spill(Math.ceil(s.items / 256), device) : null),
       });
       this.program = new Program(arena, specs, `forward-${model.name}`);
+      // Borrowing a weight may have recorded its upload into tfjs's open command encoder: submit it
+      // now, or the executor's steps would read the buffers before the weights are in them.
+      flushTfjs();
       const rbBytes = f32 * (2 * maxItems + maxScoreRows);
       for (let r = 0; r < 2; r++) this.readbacks.push(arena.readback(`readback-${r}`, rbBytes));
     } catch (e) {
@@ -545,6 +553,7 @@ export class Executor {
     const submitted = this.chain
       .then(() => free)
       .then(() => {
+        flushTfjs(); // tfjs work on the borrowed weights (if any) runs first
         const q = device.queue;
         const put = (b: Buf, a: Uint32Array | Float32Array) => q.writeBuffer(b.buffer, 0, a.buffer, a.byteOffset, a.byteLength);
         put(this.io.ids, ids);
@@ -581,6 +590,27 @@ export class Executor {
       () => undefined,
     );
     return out;
+  }
+
+  /**
+   * The logits [rows, V] of the last step's first `rows` score rows (checks and debugging: a
+   * temporary readback buffer, freed before returning).
+   */
+  async readLogits(rows: number): Promise<Float32Array> {
+    await this.idle();
+    const V = this.model.config.vocabSize;
+    if (!(Number.isInteger(rows) && rows >= 1 && rows <= this.sizes.maxScoreRows)) throw new Error(`executor: readLogits(${rows}) outside [1, ${this.sizes.maxScoreRows}]`);
+    const device = this.arena.device;
+    const tmp = device.createBuffer({ label: 'logits-readback', size: 4 * rows * V, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    try {
+      const enc = device.createCommandEncoder();
+      enc.copyBufferToBuffer(this.logits.buffer, 0, tmp, 0, 4 * rows * V);
+      device.queue.submit([enc.finish()]);
+      await tmp.mapAsync(GPUMapMode.READ);
+      return new Float32Array(tmp.getMappedRange()).slice();
+    } finally {
+      tmp.destroy();
+    }
   }
 
   /** Resolves when every step submitted so far has been read back. */

@@ -1,0 +1,105 @@
+// The executor's exactness checks, shared by test/engine.test.ts (lavapipe, in CI) and
+// scripts/check-executor.ts (the GPU host): per-request log-likelihoods against the tfjs path
+// (the exact reference) on requests of every shape the evaluator sends, and logits against the
+// transformers fixtures of test/fixtures/models.
+import { readSafetensorsHeader, readTensor } from '../models/safetensors';
+import { disposeModel, loadModel } from '../models/load';
+import type { Model } from '../models/types';
+import { tensorScorer } from '../eval/model-scorer';
+import type { ContinuationRequest, NextTokenRequest } from '../eval/scorer';
+import { Executor, executorUnsupported } from './executor';
+import { EngineScorer } from './scorer';
+
+/** Requests of every shape the evaluator sends: short and long contexts and continuations, left truncation, continuations longer than the window, next-token candidates. */
+export function checkRequests(V: number, maxLength: number): { cont: ContinuationRequest[]; next: NextTokenRequest[] } {
+  const ids = (n: number, s: number) => Array.from({ length: n }, (_, i) => (i * 31 + s * 17 + 5) % V);
+  return {
+    cont: [
+      { context: ids(20, 1), continuation: ids(5, 2) },
+      { context: ids(3, 3), continuation: ids(40, 4) },
+      { context: ids(70, 5), continuation: ids(1, 6) },
+      { context: ids(1, 7), continuation: ids(Math.min(100, maxLength - 2), 8) },
+      { context: ids(maxLength, 9), continuation: ids(3, 10) },
+      { context: ids(2, 11), continuation: ids(maxLength + 5, 12) },
+    ],
+    next: [
+      { context: ids(30, 13), candidates: [1, 2, 3, 4] },
+      { context: ids(7, 14), candidates: [5, 6] },
+      { context: ids(maxLength + 3, 15), candidates: [7, 8, 9, 10] },
+    ],
+  };
+}
+
+export interface ScorerAgreement {
+  /** Largest relative difference of a request's log-likelihood (continuations) or log-prob (candidates). */
+  maxRel: number;
+  /** Requests whose greedy flag, scored-token count or truncation differ. */
+  mismatches: number;
+  requests: number;
+}
+
+const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-6);
+
+/** The executor's scorer against the tfjs scorer on checkRequests (sequences of at most maxLength). */
+export async function scorerAgreement(model: Model, maxLength = Math.min(128, model.config.maxPositions)): Promise<ScorerAgreement> {
+  const { cont, next } = checkRequests(model.config.vocabSize, maxLength);
+  const ref = tensorScorer(model, {}, maxLength);
+  const eng = new EngineScorer(model, maxLength);
+  const [a, b] = [await ref.continuations(cont), await eng.continuations(cont)];
+  const [c, d] = [await ref.nextToken(next), await eng.nextToken(next)];
+  let maxRel = 0;
+  let mismatches = 0;
+  a.forEach((x, k) => {
+    maxRel = Math.max(maxRel, rel(b[k].logprob, x.logprob));
+    if (b[k].greedy !== x.greedy || b[k].tokens !== x.tokens || b[k].truncated !== x.truncated || b[k].unscored !== x.unscored) mismatches++;
+  });
+  c.forEach((x, k) => {
+    x.logprobs.forEach((v, j) => (maxRel = Math.max(maxRel, rel(d[k].logprobs[j], v))));
+    if (d[k].truncated !== x.truncated) mismatches++;
+  });
+  return { maxRel: Number.isNaN(maxRel) ? Infinity : maxRel, mismatches, requests: cont.length + next.length };
+}
+
+/** The executor's logits of a transformers fixture (HF dir with reference.safetensors, right-padded batch): largest |difference| over real positions, or the reason it cannot run. */
+export async function fixtureLogitParity(dir: string, tokenizer?: string): Promise<{ worst: number; compared: number } | { unsupported: string }> {
+  const file = `${dir}/reference.safetensors`;
+  const h = readSafetensorsHeader(file);
+  const get = (n: string) => {
+    const e = h.entries.find((x) => x.name === n);
+    if (!e) throw new Error(`${file}: no tensor '${n}'`);
+    return { data: readTensor(file, e), shape: e.shape };
+  };
+  const ids = get('input_ids');
+  const mask = get('attention_mask');
+  const logits = get('logits');
+  const [B, T] = ids.shape;
+  const V = logits.shape[2];
+  const model = await loadModel(dir, { tokenizer });
+  try {
+    const why = executorUnsupported(model);
+    if (why) return { unsupported: why };
+    const exec = Executor.create(model, { maxTokens: T, maxScoreRows: T });
+    try {
+      let worst = 0;
+      let compared = 0;
+      for (let b = 0; b < B; b++) {
+        const row: number[] = [];
+        for (let t = 0; t < T && mask.data[b * T + t] !== 0; t++) row.push(ids.data[b * T + t]);
+        await exec.run({ seqs: [{ ids: row, pos0: 0, kvBase: 0 }], scoreRows: row.map((_, t) => t), items: [] });
+        const got = await exec.readLogits(row.length);
+        for (let t = 0; t < row.length; t++) {
+          for (let v = 0; v < V; v++) {
+            const d = Math.abs(got[t * V + v] - logits.data[(b * T + t) * V + v]);
+            worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
+            compared++;
+          }
+        }
+      }
+      return { worst, compared };
+    } finally {
+      exec.dispose();
+    }
+  } finally {
+    disposeModel(model);
+  }
+}

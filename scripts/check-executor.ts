@@ -1,0 +1,96 @@
+// Exactness of the inference executor on this machine's GPU (the GPU host has no vitest; CI runs
+// the same checks on lavapipe in test/engine.test.ts): per-request log-likelihoods against the tfjs
+// path on stories260K, every zoo model and the ~1.2B random bench model; logits against the
+// transformers fixtures; and, with data, stories260K's full WikiText-2 perplexity through the
+// executor against the reference 120.9297 (± 0.01%). Writes data/bench/executor-check.csv as rows
+// come; exits 1 on any failure.
+//   bash .gpul/enter.sh node --import tsx scripts/check-executor.ts [--data DIR] [--no-1b] [--out FILE]
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { fixtureLogitParity, scorerAgreement } from '../lib/engine/check';
+import { dataOptions } from '../lib/data/common';
+import { evaluate } from '../lib/eval/evaluate';
+import { modelScorer } from '../lib/eval/model-scorer';
+import { disposeModel, loadModel } from '../lib/models/load';
+import { parityFixtures } from '../lib/models/parity';
+import { CONFIG_1B, randomModel } from '../lib/models/random';
+import type { Model } from '../lib/models/types';
+import { gitSha } from '../lib/results';
+import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
+import { TASKS } from '../lib/tasks';
+
+const USAGE = `usage: check-executor.ts [--backend webgpu] [--data DIR] [--no-1b] [--out FILE]
+  --data DIR  datasets in their original formats (../shared/datasets): adds the full WikiText-2 perplexity of stories260K
+  --no-1b     skip the ~1.2B random model (tfjs reference forwards take a while)`;
+const { values: a } = parseArgs({
+  options: {
+    backend: { type: 'string', default: 'webgpu' },
+    data: { type: 'string' },
+    'no-1b': { type: 'boolean', default: false },
+    out: { type: 'string', default: path.join(process.env.LLMCB_DATA_OUT ?? 'data', 'bench/executor-check.csv') },
+    help: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+if (a.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const REF_PPL = 120.9297; // ../shared/reference/stories260K/reference_ppl.csv, dense, 1589 windows of 512
+const rt = await initRuntime({ backend: parseBackend(a.backend!) });
+if (rt.backend !== 'webgpu') {
+  console.error(`check-executor: the executor needs the webgpu backend ('${rt.backend}' on ${rt.device})`);
+  process.exit(1);
+}
+const prov = { backend: rt.backend, device: rt.device, git_sha: gitSha(), started_at: new Date().toISOString() };
+const rows: Record<string, string | number | boolean>[] = [];
+let failed = 0;
+function report(model: string, check: string, metric: string, error: number, tolerance: number, note = ''): void {
+  const pass = error <= tolerance;
+  failed += pass ? 0 : 1;
+  rows.push({ model, check, metric, error, tolerance, pass, note, ...prov });
+  writeBenchCsv(a.out!, rows);
+  console.log(`${pass ? 'ok  ' : 'FAIL'} ${model.padEnd(22)} ${check.padEnd(44)} ${metric} ${error.toExponential(2)}${note ? `  (${note})` : ''}`);
+}
+
+async function agreement(name: string, load: () => Promise<Model>): Promise<void> {
+  const m = await load();
+  try {
+    const t0 = performance.now();
+    const r = await scorerAgreement(m);
+    const note = `${r.requests} requests, ${r.mismatches} flag/count mismatches, ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    report(name, 'log-likelihoods vs the tfjs path', 'max_rel', r.mismatches ? Infinity : r.maxRel, 1e-4, note);
+  } finally {
+    disposeModel(m);
+  }
+}
+
+await agreement('stories260K', () => loadModel('models/stories260K/stories260K.bin'));
+const zoo = 'models/zoo';
+for (const d of existsSync(zoo) ? readdirSync(zoo).filter((d) => existsSync(path.join(zoo, d, 'config.json'))).sort() : []) {
+  await agreement(`zoo ${d}`, () => loadModel(path.join(zoo, d)));
+}
+if (!a['no-1b']) await agreement('llama-1b-random', async () => randomModel(CONFIG_1B, { seed: 0, dist: 'uniform', name: 'llama-1b-random' }));
+const fixtures = 'test/fixtures/models';
+for (const d of parityFixtures(fixtures)) {
+  const r = await fixtureLogitParity(path.join(fixtures, d), 'models/stories260K/tok512.bin');
+  if ('unsupported' in r) rows.push({ model: `fixture ${d}`, check: 'logits vs transformers', metric: 'not run', error: '', tolerance: '', pass: true, note: `executor refuses it: ${r.unsupported}`, ...prov });
+  else report(`fixture ${d}`, 'logits vs transformers', 'max_abs', r.worst, 1e-4, `${r.compared} logits`);
+}
+writeBenchCsv(a.out!, rows);
+if (a.data) {
+  const m = await loadModel('models/stories260K/stories260K.bin');
+  try {
+    const t0 = performance.now();
+    const o = await evaluate(modelScorer(m), m.tokenizer, TASKS.wikitext2, { data: dataOptions({ dataDir: a.data, hub: false }), seqlen: 512 });
+    const s = (performance.now() - t0) / 1000;
+    const ppl = o.results[0]?.value;
+    if (o.status !== 'ok' || typeof ppl !== 'number') report('stories260K', 'WikiText-2 perplexity (full, executor)', 'rel_to_ref', Infinity, 1e-4, `no result: ${o.notes.join('; ')}`);
+    else report('stories260K', 'WikiText-2 perplexity (full, executor)', 'rel_to_ref', Math.abs(ppl - REF_PPL) / REF_PPL, 1e-4, `ppl ${ppl.toFixed(4)} vs ${REF_PPL}; ${o.results[0].n} windows in ${s.toFixed(1)} s`);
+  } finally {
+    disposeModel(m);
+  }
+}
+console.log(`${rows.length - failed}/${rows.length} executor checks passed; wrote ${a.out}`);
+process.exit(failed ? 1 : 0);
