@@ -229,6 +229,8 @@ export interface TorchTaskResult {
 
 export interface TorchResults {
   format: string;
+  /** 'cuda', 'cpu', or 'python' (the pure-Python stand-in). */
+  backend: string;
   device: string;
   torch: string;
   transformers: string;

@@ -26,7 +26,7 @@ Scored tokens: per continuation request the tokens scored, per next-token reques
 Timing: per task, torch.cuda.synchronize() before and after everything from building the rows to
 the results on the host; the model load and one warm-up request (the manifest's) are excluded.
 
-Output (--out): JSON {format, device, torch, transformers, dtype, model_load_s, tasks: [{name, kind,
+Output (--out): JSON {format, backend (cuda | cpu | python), device, torch, transformers, dtype, model_load_s, tasks: [{name, kind,
 n_requests, scored_tokens, wall_s, batches, logprobs, greedy}]}; logprobs per request (continuation:
 the sum; next_token: one per candidate), null where not finite.
 
@@ -264,7 +264,7 @@ def main():
         if len(table) != batching["vocabSize"]:
             raise ValueError(f"{args.fake_bigram}: {len(table)} rows for a vocabulary of {batching['vocabSize']}")
         run, sync = bigram_runner(table), (lambda: None)
-        info = {"device": "cpu (pure-Python bigram table)", "torch": "none", "transformers": "none",
+        info = {"backend": "python", "device": "cpu (pure-Python bigram table)", "torch": "none", "transformers": "none",
                 "dtype": "float64 (Python)", "model_load_s": 0.0, "model": args.fake_bigram}
     else:
         import torch
@@ -288,7 +288,8 @@ def main():
         sync()
         load_s = time.perf_counter() - t0
         run = torch_runner(model, device, cfg.vocab_size)
-        info = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
+        info = {"backend": "cuda" if cuda else "cpu", "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+                "torch": torch.__version__,
                 "transformers": transformers.__version__, "dtype": "float32 (TF32 off), sdpa attention",
                 "model_load_s": load_s, "model": what}
         print(f"[score_torch] {what} on {info['device']} loaded in {load_s:.1f} s", file=sys.stderr, flush=True)
