@@ -22,7 +22,9 @@
 //   max_abs_logprob_diff = the largest |kit − PyTorch| per-request log-probability (next-token:
 //   over the candidates); greedy_agree = the fraction of requests with the same greedy flag
 //   (next-token: the same argmax letter). Agreement is computed for real models only: the random
-//   1.2B model is speed only (PyTorch draws its own random weights).
+//   1.2B model is speed only (PyTorch draws its own random weights). note: input_tokens (real
+//   tokens fed: the rows' lengths), padded_tokens (B·T over the batches), batches, maxLength,
+//   maxBatchTokens, the kernel policy and the task's metrics.
 // Models (--models, comma list; names or paths): stories260K (models/stories260K, llama2.c; PyTorch
 // reads its HF conversion in $LLMCB_SHARED/reference/stories260K/hf), a zoo name (models/zoo/<name>,
 // HF safetensors), random-1b (lib/models/random.ts CONFIG_1B: the ~1.2B LLaMA-3.2-1B-shaped model
@@ -49,6 +51,7 @@ import {
   collectTask,
   compareTask,
   readTorchResults,
+  rowLength,
   TimingScorer,
   type TorchModelSpec,
   writeExport,
@@ -221,12 +224,20 @@ async function main(): Promise<number> {
   for (const entry of entries) {
     console.error(`[bench-eval] == ${entry.label}: loading`);
     const tLoad = performance.now();
-    const model = await entry.load();
+    let model: Model;
+    try {
+      model = await entry.load();
+    } catch (e) {
+      failures++;
+      console.error(`[bench-eval]    cannot load ${entry.label}: ${(e as Error).message}`);
+      continue;
+    }
     console.error(`[bench-eval]    loaded in ${((performance.now() - tLoad) / 1000).toFixed(1)} s`);
     const collected: { task: CollectedTask; kitRow: Row }[] = [];
     let batching: BatchingOptions;
     let batchingNote: string;
-    const warmIds = model.tokenizer.encode('Once upon a time, there was a little girl').slice(0, 12);
+    let warmIds = model.tokenizer.encode('Once upon a time, there was a little girl').slice(0, 12);
+    if (warmIds.length < 2) warmIds = [0, 0];
     const warmup = { context: warmIds.slice(0, 1), continuation: warmIds.slice(1) };
     try {
       const maxLength = maxLengthFor(model, maxLengthFlag);
@@ -258,7 +269,7 @@ async function main(): Promise<number> {
             engine: 'kit', model: entry.label, task: name, n_requests: String(c.exported.requests.length), scored_tokens: String(c.scoredTokens),
             wall_s: f(c.wallS, 4), scored_tok_s: f(c.scoredTokens / c.wallS, 1), ratio_vs_torch: '', max_abs_logprob_diff: '', greedy_agree: '',
             backend: rt.backend, device: rt.device, git_sha: sha, started_at: startedAt, limit: limit === null ? 'all' : String(limit),
-            note: [`batches=${c.exported.plan.batches.length}`, `maxLength=${batching.maxLength}`, `maxBatchTokens=${batching.maxBatchTokens}`, `kernels=${kp.mode}`, ...metrics, batchingNote].filter(Boolean).join('; '),
+            note: [`input_tokens=${c.exported.requests.reduce((n, r) => n + rowLength(r, batching.maxLength), 0)}`, `padded_tokens=${c.exported.plan.batches.reduce((n, [T, B]) => n + T * B, 0)}`, `batches=${c.exported.plan.batches.length}`, `maxLength=${batching.maxLength}`, `maxBatchTokens=${batching.maxBatchTokens}`, `kernels=${kp.mode}`, ...metrics, batchingNote].filter(Boolean).join('; '),
           };
           table.put(kitRow);
           collected.push({ task: c, kitRow });
