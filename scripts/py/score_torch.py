@@ -231,8 +231,8 @@ def torch_runner(model, device, vocab):
     def run(ids, mask, B, T, flat_pos, flat_tok):
         x = torch.tensor(ids, dtype=torch.long, device=device).view(B, T)
         m = None if mask is None else torch.tensor(mask, dtype=torch.long, device=device).view(B, T)
-        with torch.no_grad():
-            logits = model(input_ids=x, attention_mask=m).logits  # [B, T, V]
+        with torch.inference_mode():
+            logits = model(input_ids=x, attention_mask=m, use_cache=False).logits  # [B, T, V]
             logp = torch.log_softmax(logits.float(), dim=-1).view(B * T, vocab)  # [B*T, V]
             rows = torch.tensor(flat_pos, dtype=torch.long, device=device)
             toks = torch.tensor(flat_tok, dtype=torch.long, device=device)
