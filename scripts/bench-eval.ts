@@ -3,7 +3,8 @@
 //
 // For each model and each task with local data, the benchmark's own path runs: evaluate() builds
 // exactly the requests the benchmark scores and sends them through the kit's Scorer
-// (lib/eval/model-scorer.ts modelScorer: a black box here) wrapped as
+// (lib/eval/model-scorer.ts modelScorer: the WebGPU executor's EngineScorer on webgpu, the tfjs
+// TensorScorer elsewhere or with LLMCB_SCORER=tfjs; a black box here) wrapped as
 // RecordingScorer(TimingScorer(scorer)) (lib/eval/scorer-bench.ts). Per task:
 //   - wall_s: the summed wall time of the task's scorer calls, the device synchronised before and
 //     after each (data loading, tokenization and request building are not timed);
@@ -14,17 +15,20 @@
 // The recorded requests (as the model reads them, left truncation applied) and the kit's batch
 // plan are exported (tmp/bench-eval/<model>/: manifest.json + int32 token files), then
 // scripts/py/score_torch.py loads the same model in PyTorch fp32 (TF32 off, sdpa attention),
-// runs the SAME batches (the plan: rows sorted longest first, the kit's token/logit/attention
-// budgets, padded to a multiple of padMultiple unless a batch is all one length; see
-// scorer-bench.ts), times each task with torch.cuda.synchronize around it (model load and one
-// warm-up request excluded, as here), and returns per-request log-probabilities. Rows:
+// runs the SAME batches, times each task with torch.cuda.synchronize around it (model load and
+// one warm-up request excluded, as here), and returns per-request log-probabilities. The batches
+// (scorer-bench.ts, one place): rows sorted longest first, grouped as the kit grouped them: the
+// TensorScorer's rule (token/logit/attention budgets, padded to a multiple of padMultiple unless a
+// batch is all one length; checked against the batches it reports), or the executor's steps as
+// its progress callback reported them (it packs rows unpadded by its token budget; PyTorch pads
+// each to its longest row). --batch-tokens sets the kit's token budget for either. Rows:
 //   engine kit|pytorch, ratio_vs_torch = kit scored_tok_s / PyTorch's for the same task;
 //   max_abs_logprob_diff = the largest |kit − PyTorch| per-request log-probability (next-token:
 //   over the candidates); greedy_agree = the fraction of requests with the same greedy flag
 //   (next-token: the same argmax letter). Agreement is computed for real models only: the random
 //   1.2B model is speed only (PyTorch draws its own random weights). note: input_tokens (real
-//   tokens fed: the rows' lengths), padded_tokens (B·T over the batches), batches, maxLength,
-//   maxBatchTokens, the kernel policy and the task's metrics.
+//   tokens fed: the rows' lengths), padded_tokens (B·T of the exported plan: what PyTorch runs),
+//   batches, the kit scorer and plan source, maxLength, the kernel policy and the task's metrics.
 // Models (--models, comma list; names or paths): stories260K (models/stories260K, llama2.c; PyTorch
 // reads its HF conversion in $LLMCB_SHARED/reference/stories260K/hf), a zoo name (models/zoo/<name>,
 // HF safetensors), random-1b (lib/models/random.ts CONFIG_1B: the ~1.2B LLaMA-3.2-1B-shaped model
@@ -46,10 +50,10 @@ import { evaluate } from '../lib/eval/evaluate';
 import { modelScorer } from '../lib/eval/model-scorer';
 import { RecordingScorer, SCORER_DEFAULTS, type Scorer, TensorScorer } from '../lib/eval/scorer';
 import {
-  type BatchingOptions,
   type CollectedTask,
   collectTask,
   compareTask,
+  type PlanRule,
   readTorchResults,
   rowLength,
   TimingScorer,
@@ -74,8 +78,10 @@ const USAGE = `usage: npx tsx scripts/bench-eval.ts [--models stories260K,llama-
   --tasks      default: every task in lib/tasks (those without local data are skipped)
   --limit      documents per task (WikiText-2: windows), a seeded subset; default all
   --max-length most tokens a sequence may feed the model (left truncation; WikiText-2 windows are
-               min(2048, this)); default: the model's context, capped on WebGPU so that one row's
-               [T, vocab] logits and [heads, T, T] scores fit one storage binding
+               min(2048, this)); default: the model's context (the tfjs scorer on WebGPU: capped so
+               that one row's [T, vocab] logits and [heads, T, T] scores fit one storage binding)
+  --batch-tokens  the kit scorer's token budget per batch (TensorScorer maxBatchTokens, the
+               executor's maxTokens); default: the scorer's own
   --no-torch   kit rows only (no PyTorch, no agreement)
   --torch-timeout  seconds the PyTorch scorer may take per model (default 1800)`;
 
@@ -151,28 +157,31 @@ function resolveModel(spec: string): ModelEntry {
   };
 }
 
-/** The batching options the plan needs: the scorer's own when it is a TensorScorer. */
-function batchingOf(scorer: Scorer, model: Model, batchTokens: number | undefined): { batching: BatchingOptions; note: string } {
-  if (scorer instanceof TensorScorer) return { batching: { ...scorer.opts, maxLength: scorer.maxLength, vocabSize: scorer.vocabSize }, note: '' };
-  // A scorer that does not expose its batching (another executor): plan with the documented defaults.
-  const o = { ...SCORER_DEFAULTS, heads: maxHeads(model.config), ...(batchTokens ? { maxBatchTokens: batchTokens } : {}) };
-  return { batching: { ...o, maxLength: scorer.maxLength, vocabSize: model.config.vocabSize }, note: 'PyTorch batches from SCORER_DEFAULTS (the kit scorer does not expose its batching)' };
-}
-
-/** The longest sequence to score: --max-length, else the model's context capped so that one row's
- * logits [T, V] and attention scores [heads, T, T] each fit one GPU storage binding (the scorer bounds
- * batches by these, but a single row beyond them would be a WebGPU validation error: the 1.2B model's
- * 128k vocabulary at T = 2048). */
-function maxLengthFor(model: Model, explicit: number | undefined): number {
+/** The kit's scorer for a model and how its batches are planned for PyTorch (lib/eval/scorer-bench.ts).
+ * The tfjs TensorScorer computes [B, T, V] logits and [B, heads, T, T] attention scores: without
+ * --max-length its sequences are capped so that one row's logits and scores each fit one GPU
+ * storage binding (it bounds batches by these, but a single longer row would be a WebGPU
+ * validation error: the 1.2B model's 128k vocabulary at T = 2048). The executor (webgpu's default)
+ * computes logits only at scored rows and takes the model's context. */
+function kitScorer(model: Model, explicit: number | undefined, batchTokens: number | undefined): { scorer: Scorer; rule: PlanRule } {
   const context = model.config.maxPositions;
-  if (explicit !== undefined) {
-    if (explicit > context) throw new Error(`--max-length ${explicit} exceeds ${model.name}'s context ${context}`);
-    return explicit;
-  }
+  if (explicit !== undefined && explicit > context) throw new Error(`--max-length ${explicit} exceeds ${model.name}'s context ${context}`);
+  const build = (L: number) => modelScorer(model, batchTokens ? { maxBatchTokens: Math.max(batchTokens, L) } : {}, L);
+  let scorer = build(explicit ?? context);
   const cap = maxTensorElements();
-  if (!Number.isFinite(cap)) return context;
-  const fit = Math.min(Math.floor(cap / model.config.vocabSize), Math.floor(Math.sqrt(cap / maxHeads(model.config))));
-  return Math.min(context, fit >= 64 ? Math.floor(fit / 32) * 32 : fit);
+  if (scorer instanceof TensorScorer && explicit === undefined && Number.isFinite(cap)) {
+    const fit = Math.min(Math.floor(cap / model.config.vocabSize), Math.floor(Math.sqrt(cap / maxHeads(model.config))));
+    const L = Math.min(context, fit >= 64 ? Math.floor(fit / 32) * 32 : fit);
+    if (L < context) {
+      console.error(`[bench-eval]    sequences capped at ${L} tokens (context ${context}): one row's logits must fit a storage binding`);
+      scorer = build(L);
+    }
+  }
+  const rule: PlanRule =
+    scorer instanceof TensorScorer
+      ? { kind: 'tensor-scorer', options: { ...scorer.opts, maxLength: scorer.maxLength, vocabSize: scorer.vocabSize } }
+      : { kind: 'observed', maxLength: scorer.maxLength, vocabSize: model.config.vocabSize, budgetTokens: Math.max(batchTokens ?? SCORER_DEFAULTS.maxBatchTokens, scorer.maxLength) };
+  return { scorer, rule };
 }
 
 const f = (x: number, d: number) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
@@ -234,16 +243,16 @@ async function main(): Promise<number> {
     }
     console.error(`[bench-eval]    loaded in ${((performance.now() - tLoad) / 1000).toFixed(1)} s`);
     const collected: { task: CollectedTask; kitRow: Row }[] = [];
-    let batching: BatchingOptions;
-    let batchingNote: string;
+    let rule: PlanRule;
+    let scorerName = '';
     let warmIds = model.tokenizer.encode('Once upon a time, there was a little girl').slice(0, 12);
     if (warmIds.length < 2) warmIds = [0, 0];
     const warmup = { context: warmIds.slice(0, 1), continuation: warmIds.slice(1) };
     try {
-      const maxLength = maxLengthFor(model, maxLengthFlag);
-      if (maxLength < model.config.maxPositions) console.error(`[bench-eval]    sequences capped at ${maxLength} tokens (context ${model.config.maxPositions})`);
-      const base = modelScorer(model, batchTokens ? { maxBatchTokens: Math.max(batchTokens, maxLength) } : {}, maxLength);
-      ({ batching, note: batchingNote } = batchingOf(base, model, batchTokens));
+      const kit = kitScorer(model, maxLengthFlag, batchTokens);
+      const base = kit.scorer;
+      rule = kit.rule;
+      scorerName = base.constructor.name;
       const timed = new TimingScorer(base);
       const rec = new RecordingScorer(timed);
       await base.continuations([warmup]); // untimed warm-up (PyTorch runs the same request first)
@@ -259,7 +268,7 @@ async function main(): Promise<number> {
         };
         try {
           const o = await evaluate(rec, model.tokenizer, task, { limit, seed, data, onProgress });
-          const c = collectTask(name, rec, timed, batching);
+          const c = collectTask(name, rec, timed, rule);
           if (o.status === 'no_data' || !c) {
             console.error(`[bench-eval]    ${name}: skipped (${o.status === 'no_data' ? o.notes[0] : 'no requests'})`);
             continue;
@@ -269,7 +278,11 @@ async function main(): Promise<number> {
             engine: 'kit', model: entry.label, task: name, n_requests: String(c.exported.requests.length), scored_tokens: String(c.scoredTokens),
             wall_s: f(c.wallS, 4), scored_tok_s: f(c.scoredTokens / c.wallS, 1), ratio_vs_torch: '', max_abs_logprob_diff: '', greedy_agree: '',
             backend: rt.backend, device: rt.device, git_sha: sha, started_at: startedAt, limit: limit === null ? 'all' : String(limit),
-            note: [`input_tokens=${c.exported.requests.reduce((n, r) => n + rowLength(r, batching.maxLength), 0)}`, `padded_tokens=${c.exported.plan.batches.reduce((n, [T, B]) => n + T * B, 0)}`, `batches=${c.exported.plan.batches.length}`, `maxLength=${batching.maxLength}`, `maxBatchTokens=${batching.maxBatchTokens}`, `kernels=${kp.mode}`, ...metrics, batchingNote].filter(Boolean).join('; '),
+            note: [
+              `scorer=${scorerName}`, `plan=${c.planSource}`, `input_tokens=${c.exported.requests.reduce((n, r) => n + rowLength(r, base.maxLength), 0)}`,
+              `padded_tokens=${c.exported.plan.batches.reduce((n, [T, B]) => n + T * B, 0)}`, `batches=${c.exported.plan.batches.length}`, `maxLength=${base.maxLength}`,
+              ...(batchTokens ? [`batch_tokens=${batchTokens}`] : []), `kernels=${kp.mode}`, ...metrics,
+            ].join('; '),
           };
           table.put(kitRow);
           collected.push({ task: c, kitRow });
@@ -287,7 +300,7 @@ async function main(): Promise<number> {
     }
     if (collected.length === 0) continue;
     const exportDir = path.join(a['export-dir']!, entry.label.replace(/[^\w.-]/g, '_'));
-    const manifest = writeExport(exportDir, { model: entry.label, batching: batching!, torch: entry.torch, warmup }, collected.map((c) => c.task.exported));
+    const manifest = writeExport(exportDir, { model: entry.label, rule: rule!, torch: entry.torch, warmup }, collected.map((c) => c.task.exported));
     console.error(`[bench-eval]    exported ${collected.reduce((s, c) => s + c.task.exported.requests.length, 0)} requests to ${manifest}`);
     if (a['no-torch']) continue;
     if (!entry.torch) {

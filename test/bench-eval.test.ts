@@ -9,14 +9,27 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RecordingScorer, type ContinuationRequest, type NextTokenRequest, TensorScorer } from '../lib/eval/scorer';
+import {
+  type ContinuationRequest,
+  type ContinuationResult,
+  type NextTokenRequest,
+  type NextTokenResult,
+  type Progress,
+  RecordingScorer,
+  type Scorer,
+  TensorScorer,
+} from '../lib/eval/scorer';
 import {
   type BatchingOptions,
   collectTask,
   compareTask,
+  longestFirst,
   planBatches,
+  planCall,
+  type PlanRule,
   readTorchResults,
   rowLength,
+  sizesByBudget,
   TimingScorer,
   writeExport,
 } from '../lib/eval/scorer-bench';
@@ -30,6 +43,7 @@ const W = Array.from({ length: V }, (_, i) => Array.from({ length: V }, (_, j) =
 const MAX_LEN = 24;
 const OPTS = { maxBatchTokens: 64, padMultiple: 8, heads: 2, maxAttentionElements: 2 * 16 * 16 * 3, maxLogitElements: 1 << 20, padId: 0 };
 const BATCHING: BatchingOptions = { ...OPTS, maxLength: MAX_LEN, vocabSize: V };
+const RULE: PlanRule = { kind: 'tensor-scorer', options: BATCHING };
 
 let dir: string;
 let Wt: tf.Tensor2D;
@@ -48,6 +62,48 @@ function scorer() {
 }
 
 const argmaxRow = (i: number) => W[i].reduce((b, x, j) => (x > W[i][b] ? j : b), 0);
+
+/** A black-box scorer in the executor's manner: rows packed longest first while their summed
+ * lengths stay within `budget` (no padding), one progress report per packed batch. */
+class PackingScorer implements Scorer {
+  constructor(
+    private readonly inner: TensorScorer,
+    private readonly budget: number,
+    private readonly report = true,
+  ) {}
+  get maxLength() {
+    return this.inner.maxLength;
+  }
+  private async packed<R, Q>(reqs: readonly Q[], len: (q: Q) => number, run: (qs: Q[]) => Promise<R[]>, onProgress?: Progress): Promise<R[]> {
+    const lengths = reqs.map(len);
+    const order = longestFirst(lengths);
+    const out: R[] = new Array(reqs.length);
+    let i = 0;
+    for (const n of sizesByBudget(lengths, this.budget)) {
+      const idx = order.slice(i, i + n);
+      const got = await run(idx.map((k) => reqs[k]));
+      idx.forEach((k, j) => (out[k] = got[j]));
+      i += n;
+      if (this.report) onProgress?.(i, reqs.length);
+    }
+    return out;
+  }
+  continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]> {
+    return this.packed(reqs, (r) => rowLength({ kind: 'continuation', ...r }, MAX_LEN), (qs) => this.inner.continuations(qs), onProgress);
+  }
+  nextToken(reqs: readonly NextTokenRequest[], onProgress?: Progress): Promise<NextTokenResult[]> {
+    return this.packed(reqs, (r) => rowLength({ kind: 'next_token', ...r }, MAX_LEN), (qs) => this.inner.nextToken(qs), onProgress);
+  }
+}
+
+/** Runs score_torch.py with the bigram table on an export; returns its results. */
+function runPython(exp: string, tasks: Parameters<typeof readTorchResults>[1]) {
+  const table = path.join(dir, 'table.json');
+  fs.writeFileSync(table, JSON.stringify(W));
+  const out = path.join(dir, 'torch.json');
+  execFileSync(PYTHON, [SCRIPT, '--export', exp, '--out', out, '--fake-bigram', table], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return readTorchResults(out, tasks);
+}
 
 /** Requests of many lengths (some longer than MAX_LEN, some greedy continuations, equal-length runs). */
 function requests(seed: number) {
@@ -107,6 +163,29 @@ describe('planBatches', () => {
   });
 });
 
+describe('planCall', () => {
+  const lengths = [5, 9, 9, 2, 7, 3];
+  it('takes the batches an unknown scorer reported over the longest-first order, each at its longest row', () => {
+    expect(planCall(lengths, [2, 3, 1], { kind: 'observed', maxLength: 16, vocabSize: V, budgetTokens: 100 })).toEqual({
+      plan: { order: [1, 2, 4, 0, 5, 3], batches: [[9, 2], [7, 3], [2, 1]] },
+      source: 'observed',
+    });
+  });
+  it('falls back to the token budget when the scorer reported no batches', () => {
+    expect(sizesByBudget(lengths, 18)).toEqual([2, 4]); // 9+9 | 7+5+3+2
+    expect(sizesByBudget(lengths, 8)).toEqual([1, 1, 1, 2, 1]); // a row over the budget still runs alone
+    expect(planCall(lengths, [], { kind: 'observed', maxLength: 16, vocabSize: V, budgetTokens: 18 })).toEqual({
+      plan: { order: [1, 2, 4, 0, 5, 3], batches: [[9, 2], [7, 4]] },
+      source: 'budget',
+    });
+  });
+  it('refuses a TensorScorer whose reported batches are not its rule', () => {
+    const rule = planBatches(lengths, BATCHING).batches.map(([, b]) => b);
+    expect(planCall(lengths, rule, RULE).source).toBe('tensor-scorer');
+    expect(() => planCall(lengths, [1, ...rule.slice(0, -1), rule[rule.length - 1] - 1].filter((b) => b > 0), RULE)).toThrow(/reported batches/);
+  });
+});
+
 describe('compareTask', () => {
   it('reports the largest difference and the agreeing greedy flags or letters', () => {
     expect(compareTask({ kind: 'continuation', logprob: [-1, -2, -3], greedy: [true, false, false] }, { kind: 'continuation', logprobs: [-1.5, -2, -3.25], greedy: [true, true, false] })).toEqual({
@@ -137,10 +216,10 @@ describe('export → score_torch.py → compare', () => {
     const warmup = { context: [1], continuation: [2, 3, 4] };
     await rec.continuations(conts.slice(0, 20));
     await rec.continuations(conts.slice(20)); // two calls in one task: two plans, offset
-    const a = collectTask('mc', rec, timed, BATCHING)!;
+    const a = collectTask('mc', rec, timed, RULE)!;
     await rec.nextToken(nexts);
-    const b = collectTask('letters', rec, timed, BATCHING)!;
-    expect(collectTask('none', rec, timed, BATCHING)).toBeNull();
+    const b = collectTask('letters', rec, timed, RULE)!;
+    expect(collectTask('none', rec, timed, RULE)).toBeNull();
     expect(a.exported.requests.length).toBe(conts.length);
     const longest = conts[conts.length - 1];
     expect(a.scoredTokens).toBe(conts.reduce((s, r) => s + Math.min(r.continuation.length, MAX_LEN), 0));
@@ -149,14 +228,8 @@ describe('export → score_torch.py → compare', () => {
     expect(a.kit.kind === 'continuation' && a.kit.greedy.filter(Boolean).length).toBeGreaterThan(5);
 
     const exp = path.join(dir, 'export');
-    writeExport(exp, { model: 'bigram', batching: BATCHING, torch: null, warmup }, [a.exported, b.exported]);
-    const table = path.join(dir, 'table.json');
-    fs.writeFileSync(table, JSON.stringify(W));
-    const run = () => {
-      const out = path.join(dir, 'torch.json');
-      execFileSync(PYTHON, [SCRIPT, '--export', exp, '--out', out, '--fake-bigram', table], { stdio: ['ignore', 'ignore', 'pipe'] });
-      return readTorchResults(out, [a.exported, b.exported]);
-    };
+    writeExport(exp, { model: 'bigram', rule: RULE, torch: null, warmup }, [a.exported, b.exported]);
+    const run = () => runPython(exp, [a.exported, b.exported]);
     const ref = run();
     const [ra, rb] = ref.tasks;
     expect(ra.scored_tokens).toBe(a.scoredTokens);
@@ -184,5 +257,35 @@ describe('export → score_torch.py → compare', () => {
     m.tasks[1].batches.pop();
     fs.writeFileSync(man, JSON.stringify(m));
     expect(run).toThrow(/plan's batches hold/);
+  });
+  it.skipIf(!python)('a black-box scorer: its reported batches become the plan, and the Python side matches it', async () => {
+    const { conts, nexts } = requests(3);
+    const rule: PlanRule = { kind: 'observed', maxLength: MAX_LEN, vocabSize: V, budgetTokens: 1000 };
+    for (const report of [true, false]) {
+      const timed = new TimingScorer(new PackingScorer(scorer(), 40, report));
+      const rec = new RecordingScorer(timed);
+      await rec.continuations(conts);
+      const a = collectTask('mc', rec, timed, rule)!;
+      await rec.nextToken(nexts);
+      const b = collectTask('letters', rec, timed, rule)!;
+      const lengths = a.exported.requests.map((r) => rowLength(r, MAX_LEN));
+      if (report) {
+        expect(a.planSource).toBe('observed');
+        expect(a.exported.plan.batches.map(([, n]) => n)).toEqual(sizesByBudget(lengths, 40));
+        expect(a.exported.plan.batches.every(([T, n], j) => T === lengths[a.exported.plan.order[a.exported.plan.batches.slice(0, j).reduce((s, [, m]) => s + m, 0)]] && n >= 1)).toBe(true);
+      } else {
+        expect(a.planSource).toBe('budget');
+        expect(a.exported.plan.batches.map(([, n]) => n)).toEqual(sizesByBudget(lengths, 1000));
+      }
+      const exp = path.join(dir, `export-observed-${report}`);
+      writeExport(exp, { model: 'bigram', rule, torch: null, warmup: { context: [1], continuation: [2] } }, [a.exported, b.exported]);
+      const ref = runPython(exp, [a.exported, b.exported]);
+      expect(ref.tasks[0].batches).toBe(a.exported.plan.batches.length);
+      for (const [kit, t] of [[a.kit, ref.tasks[0]], [b.kit, ref.tasks[1]]] as const) {
+        const c = compareTask(kit, t);
+        expect(c.maxAbsDiff).toBeLessThan(1e-5);
+        expect(c.greedyAgree).toBe(1);
+      }
+    }
   });
 });

@@ -1,5 +1,5 @@
 // Scorer benchmarking against an independent implementation (scripts/bench-eval.ts,
-// scripts/py/score_torch.py): a timing wrapper for any Scorer, the batch plan a TensorScorer runs,
+// scripts/py/score_torch.py): a timing wrapper for any Scorer, the batch plan of the kit's scorer,
 // the export of recorded requests (+ that plan) for the PyTorch side, its result file, and the
 // per-request comparison.
 //
@@ -8,15 +8,24 @@
 // maxLength when it is longer); for next-token requests, 1 per request (one position is scored;
 // its candidates are read from that one distribution). Context tokens are not counted.
 //
-// The batching rule (TensorScorer.run in scorer.ts, reproduced by planBatches and checked against
-// it in test/bench-eval.test.ts): each request becomes one model row (continuation: the last
-// maxLength + 1 tokens of context + continuation, all but the last fed; next-token: the last
-// maxLength context tokens); rows are sorted by length, longest first (ties: request order); a
-// batch starts at the longest row left, its padded length is P = min(maxLength, ceil(longest /
-// padMultiple) · padMultiple), it takes B = batchSize(P, …) rows (the token, logit and
-// attention-score budgets), and runs at T = longest when all its rows have that length (no mask),
-// else at T = P (right padding, attention mask). The plan is exported, so PyTorch runs exactly the
-// kit's batches instead of a second copy of the rule.
+// Rows: each request becomes one model row (continuation: the last maxLength + 1 tokens of
+// context + continuation, all but the last fed; next-token: the last maxLength context tokens),
+// as both kit scorers (TensorScorer, lib/engine's EngineScorer) truncate. Both run rows longest
+// first (ties: request order) in consecutive groups, so a plan is that order plus the size and
+// length T of each batch:
+//   - 'tensor-scorer' (the tfjs TensorScorer: wasm, cpu, LLMCB_SCORER=tfjs): planBatches, its rule
+//     (scorer.ts TensorScorer.run): a batch starts at the longest row left, its padded length is
+//     P = min(maxLength, ceil(longest / padMultiple) · padMultiple), it takes B = batchSize(P, …)
+//     rows (token, logit and attention-score budgets) and runs at T = longest when all its rows
+//     have that length (no mask), else at T = P (right padding, attention mask). Checked against
+//     the batches the scorer reports (and in test/bench-eval.test.ts against the shapes it runs).
+//   - 'observed' (any other scorer, e.g. the WebGPU executor, which packs ragged rows into steps
+//     by its own token and score-row budgets, unpadded): the batch sizes the scorer reported
+//     through its progress callback (one call per batch, cumulative counts, as both scorers do),
+//     T = the batch's longest row. A scorer that does not report per batch gets the budget rule:
+//     rows are added while their summed lengths stay within budgetTokens.
+// PyTorch runs the exported plan as given (right-padded to T with a mask where rows are shorter),
+// so the batching is decided in one place, here.
 import fs from 'node:fs';
 import path from 'node:path';
 import { timeRegion } from '../runtime/probes';
@@ -44,6 +53,22 @@ export interface TimedCall {
   ms: number;
   /** Scored tokens (see the header). */
   scoredTokens: number;
+  /** Requests per batch as the scorer reported them through its progress callback, in order. */
+  batchSizes: number[];
+}
+
+/** A progress callback that also records the batch sizes (differences of the cumulative counts). */
+function sizeRecorder(onProgress: Progress | undefined): { sizes: number[]; progress: Progress } {
+  const sizes: number[] = [];
+  let last = 0;
+  return {
+    sizes,
+    progress: (done, total) => {
+      if (done > last) sizes.push(done - last);
+      last = Math.max(last, done);
+      onProgress?.(done, total);
+    },
+  };
 }
 
 /** Scored tokens of continuation results: the sum of their `tokens`. */
@@ -62,14 +87,16 @@ export class TimingScorer implements Scorer {
   }
 
   async continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]> {
-    const { result, ms } = await timeRegion(() => this.inner.continuations(reqs, onProgress));
-    this.calls.push({ kind: 'continuation', n: reqs.length, ms, scoredTokens: continuationScoredTokens(result) });
+    const rec = sizeRecorder(onProgress);
+    const { result, ms } = await timeRegion(() => this.inner.continuations(reqs, rec.progress));
+    this.calls.push({ kind: 'continuation', n: reqs.length, ms, scoredTokens: continuationScoredTokens(result), batchSizes: rec.sizes });
     return result;
   }
 
   async nextToken(reqs: readonly NextTokenRequest[], onProgress?: Progress): Promise<NextTokenResult[]> {
-    const { result, ms } = await timeRegion(() => this.inner.nextToken(reqs, onProgress));
-    this.calls.push({ kind: 'next_token', n: reqs.length, ms, scoredTokens: reqs.length });
+    const rec = sizeRecorder(onProgress);
+    const { result, ms } = await timeRegion(() => this.inner.nextToken(reqs, rec.progress));
+    this.calls.push({ kind: 'next_token', n: reqs.length, ms, scoredTokens: reqs.length, batchSizes: rec.sizes });
     return result;
   }
 }
@@ -95,9 +122,52 @@ export interface BatchPlan {
   batches: [number, number][];
 }
 
+/** How the plan of the kit's batches is made (see the header). */
+export type PlanRule =
+  | { kind: 'tensor-scorer'; options: BatchingOptions }
+  | { kind: 'observed'; maxLength: number; vocabSize: number; budgetTokens: number };
+
+/** Request indices by row length, longest first (ties: request order), as both kit scorers run them. */
+export function longestFirst(lengths: readonly number[]): number[] {
+  return lengths.map((_, i) => i).sort((a, b) => lengths[b] - lengths[a] || a - b);
+}
+
+/** A plan from batch sizes over the longest-first order: each batch at its longest row's length. */
+export function planFromSizes(lengths: readonly number[], sizes: readonly number[]): BatchPlan {
+  const order = longestFirst(lengths);
+  if (sizes.reduce((a, b) => a + b, 0) !== lengths.length || sizes.some((b) => !(Number.isInteger(b) && b >= 1))) {
+    throw new Error(`planFromSizes: batch sizes ${sizes.join(',')} do not cover ${lengths.length} rows`);
+  }
+  const batches: [number, number][] = [];
+  let i = 0;
+  for (const b of sizes) {
+    batches.push([lengths[order[i]], b]);
+    i += b;
+  }
+  return { order, batches };
+}
+
+/** Batch sizes that keep each batch's summed row lengths within `budget` (at least one row each), longest first. */
+export function sizesByBudget(lengths: readonly number[], budget: number): number[] {
+  const sizes: number[] = [];
+  let n = 0;
+  let t = 0;
+  for (const k of longestFirst(lengths)) {
+    if (n > 0 && t + lengths[k] > budget) {
+      sizes.push(n);
+      n = 0;
+      t = 0;
+    }
+    n++;
+    t += lengths[k];
+  }
+  if (n > 0) sizes.push(n);
+  return sizes;
+}
+
 /** The batches a TensorScorer runs for one call of these row lengths (the rule in the header). */
 export function planBatches(lengths: readonly number[], o: BatchingOptions): BatchPlan {
-  const order = lengths.map((_, i) => i).sort((a, b) => lengths[b] - lengths[a] || a - b);
+  const order = longestFirst(lengths);
   const batches: [number, number][] = [];
   let i = 0;
   while (i < order.length) {
@@ -130,11 +200,12 @@ export const TORCH_FORMAT = 'llmcb-bench-eval-torch/1';
  * Writes `dir/manifest.json` and one `dir/<k>-<task>.i32` per task (little-endian int32: each
  * request's context then its continuation or candidates, back to back). The manifest holds per
  * task ctx_len and tail_len (continuation length or candidate count) per request, the batch plan
- * (order, batches as [T, count]), and the batching options and warm-up request both sides use.
+ * (order, batches as [T, count]), the batching (maxLength, vocabSize, padId, and how the plan was
+ * made) and the warm-up request both sides run first.
  */
 export function writeExport(
   dir: string,
-  info: { model: string; batching: BatchingOptions; torch: TorchModelSpec | null; warmup: ContinuationRequest },
+  info: { model: string; rule: PlanRule; torch: TorchModelSpec | null; warmup: ContinuationRequest },
   tasks: readonly ExportedTask[],
 ): string {
   fs.mkdirSync(dir, { recursive: true });
@@ -160,7 +231,11 @@ export function writeExport(
     writeFileAtomic(path.join(dir, file), bytes);
     return { name: t.name, kind: t.kind, n: t.requests.length, tokens: file, ctx_len: ctxLen, tail_len: tailLen, order: t.plan.order, batches: t.plan.batches };
   });
-  const manifest = { format: EXPORT_FORMAT, model: info.model, batching: info.batching, torch: info.torch, warmup: info.warmup, tasks: entries };
+  // What the reference needs of the batching (the plan itself is per task): the row bound, the
+  // vocabulary, a pad id; the rest is provenance.
+  const r = info.rule;
+  const batching = r.kind === 'tensor-scorer' ? { rule: r.kind, ...r.options } : { rule: r.kind, maxLength: r.maxLength, vocabSize: r.vocabSize, budgetTokens: r.budgetTokens, padId: 0 };
+  const manifest = { format: EXPORT_FORMAT, model: info.model, batching, torch: info.torch, warmup: info.warmup, tasks: entries };
   const file = path.join(dir, 'manifest.json');
   writeFileAtomic(file, JSON.stringify(manifest) + '\n');
   return file;
@@ -173,14 +248,29 @@ export interface CollectedTask {
   /** Summed wall time of the task's scorer calls (s). */
   wallS: number;
   scoredTokens: number;
+  /** Where the plan came from: 'tensor-scorer', 'observed', or 'budget' (the scorer reported no per-batch progress). */
+  planSource: 'tensor-scorer' | 'observed' | 'budget';
+}
+
+/** The plan of one scorer call (see the header); throws when a TensorScorer's reported batches differ from its rule. */
+export function planCall(lengths: readonly number[], reported: readonly number[], rule: PlanRule): { plan: BatchPlan; source: CollectedTask['planSource'] } {
+  const covers = reported.reduce((a, b) => a + b, 0) === lengths.length;
+  if (rule.kind === 'tensor-scorer') {
+    const plan = planBatches(lengths, rule.options);
+    const sizes = plan.batches.map(([, b]) => b);
+    if (covers && sizes.join(',') !== reported.join(',')) throw new Error(`the TensorScorer reported batches of ${reported.join(',')} where its rule gives ${sizes.join(',')}`);
+    return { plan, source: 'tensor-scorer' };
+  }
+  if (covers) return { plan: planFromSizes(lengths, reported), source: 'observed' };
+  return { plan: planFromSizes(lengths, sizesByBudget(lengths, rule.budgetTokens)), source: 'budget' };
 }
 
 /**
  * Takes (and clears) what `rec` recorded and `timed` timed since the last call, for one task whose
- * requests went through rec → timed → the scorer: per scorer call, the batch plan of its requests
- * (request indices offset by the earlier calls of the task). A task's calls must all be of one kind.
+ * requests went through rec → timed → the scorer, with the plan of each scorer call (request
+ * indices offset by the earlier calls of the task). A task's calls must all be of one kind.
  */
-export function collectTask(name: string, rec: RecordingScorer, timed: TimingScorer, batching: BatchingOptions): CollectedTask | null {
+export function collectTask(name: string, rec: RecordingScorer, timed: TimingScorer, rule: PlanRule): CollectedTask | null {
   const calls = timed.calls.splice(0);
   const conts = rec.log.continuations.splice(0);
   const nexts = rec.log.nextToken.splice(0);
@@ -195,12 +285,16 @@ export function collectTask(name: string, rec: RecordingScorer, timed: TimingSco
     kind === 'continuation'
       ? conts.map((r) => ({ kind, context: r.context, continuation: r.continuation }))
       : nexts.map((r) => ({ kind, context: r.context, candidates: r.candidates }));
+  const maxLength = rule.kind === 'tensor-scorer' ? rule.options.maxLength : rule.maxLength;
   const plan: BatchPlan = { order: [], batches: [] };
+  const sources = new Set<CollectedTask['planSource']>();
   let offset = 0;
   for (const c of calls) {
-    const p = planBatches(requests.slice(offset, offset + c.n).map((r) => rowLength(r, batching.maxLength)), batching);
-    plan.order.push(...p.order.map((i) => i + offset));
-    plan.batches.push(...p.batches);
+    const lengths = requests.slice(offset, offset + c.n).map((r) => rowLength(r, maxLength));
+    const p = planCall(lengths, c.batchSizes, rule);
+    plan.order.push(...p.plan.order.map((i) => i + offset));
+    plan.batches.push(...p.plan.batches);
+    sources.add(p.source);
     offset += c.n;
   }
   const kit: KitAnswers =
@@ -210,6 +304,7 @@ export function collectTask(name: string, rec: RecordingScorer, timed: TimingSco
     kit,
     wallS: calls.reduce((s, c) => s + c.ms, 0) / 1000,
     scoredTokens: calls.reduce((s, c) => s + c.scoredTokens, 0),
+    planSource: sources.has('budget') ? 'budget' : [...sources][0],
   };
 }
 

@@ -3,25 +3,28 @@
 model and the SAME batches, times each task, and writes per-request log-probabilities.
 
 Input: the directory scripts/bench-eval.ts exports (lib/eval/scorer-bench.ts writeExport):
-  manifest.json  format, model, batching (maxLength, vocabSize, budgets, padId), torch (the model
-                 to load: {"hf": DIR} or {"random_config": {...}, "seed": S}), warmup (one
-                 continuation request), tasks: name, kind (continuation | next_token), n,
-                 tokens (file), ctx_len[], tail_len[] (continuation length or candidate count),
+  manifest.json  format, model, batching (maxLength, vocabSize, padId, and how the plan was made),
+                 torch (the model to load: {"hf": DIR} or {"random_config": {...}, "seed": S}),
+                 warmup (one continuation request), tasks: name, kind (continuation | next_token),
+                 n, tokens (file), ctx_len[], tail_len[] (continuation length or candidate count),
                  order[] and batches[[T, count], ...] (the kit's batch plan)
   <k>-<task>.i32 little-endian int32: each request's context, then its continuation/candidates.
 
-Rows and batches (one rule, computed on the kit side and executed here as given):
+Rows and batches (one rule, decided on the kit side and executed here as given):
   - continuation: the last maxLength + 1 tokens of context + continuation are kept; the model
     reads all but the last; the continuation's tokens (its last maxLength when it is longer) are
     scored at the positions predicting them. next_token: the last maxLength context tokens; each
     candidate is read from the last position's distribution.
   - batches are consecutive slices of `order` (longest row first) of `count` rows run at length
     T: right-padded with padId and an attention mask, or no mask when every row has length T.
-    The kit derives them from its token budget (maxBatchTokens, logit and attention-score bounds;
-    lib/eval/scorer-bench.ts planBatches, the same rule as TensorScorer).
-  - per batch: logits [B, T, V] in fp32 (TF32 off), log_softmax over the whole batch (as lm-eval
-    does), gathers at the scored positions, summed per request in float64 on the host; greedy =
-    every scored token's log-prob >= its position's max (the kit's rule; ties count as greedy).
+    They are the kit's own batches (lib/eval/scorer-bench.ts): the tfjs TensorScorer's rule
+    (token, logit and attention-score budgets, T padded to a multiple of padMultiple), or, for
+    the WebGPU executor (which packs rows unpadded into steps by its token budget), the steps it
+    reported, each padded here to its longest row.
+  - per batch: the hidden states of the batch, the LM head and log_softmax only at the scored
+    positions (as the executor; LLaMA and OPT, else the full [B, T, V] logits), in fp32 with TF32
+    off; gathers summed per request in float64 on the host; greedy = every scored token's log-prob
+    >= its position's max (the kit's rule; ties count as greedy).
 Scored tokens: per continuation request the tokens scored, per next-token request 1.
 Timing: per task, torch.cuda.synchronize() before and after everything from building the rows to
 the results on the host; the model load and one warm-up request (the manifest's) are excluded.
@@ -226,18 +229,30 @@ def load_torch_model(spec, device):
 
 
 def torch_runner(model, device, vocab):
+    """run(ids, mask, B, T, flat_pos, flat_tok) -> (picked, best) on the model. LLaMA and OPT: the
+    decoder's final hidden states, then the LM head and log_softmax at the scored positions only
+    (their CausalLM forward is lm_head(decoder output), nothing after it); other models: the full
+    [B, T, V] logits."""
     import torch
+    head = model.get_output_embeddings()
+    rows_only = model.config.model_type in ("llama", "opt") and head is not None
 
     def run(ids, mask, B, T, flat_pos, flat_tok):
         x = torch.tensor(ids, dtype=torch.long, device=device).view(B, T)
         m = None if mask is None else torch.tensor(mask, dtype=torch.long, device=device).view(B, T)
+        rows = torch.tensor(flat_pos, dtype=torch.long, device=device)
+        toks = torch.tensor(flat_tok, dtype=torch.long, device=device)
         with torch.inference_mode():
-            logits = model(input_ids=x, attention_mask=m, use_cache=False).logits  # [B, T, V]
-            logp = torch.log_softmax(logits.float(), dim=-1).view(B * T, vocab)  # [B*T, V]
-            rows = torch.tensor(flat_pos, dtype=torch.long, device=device)
-            toks = torch.tensor(flat_tok, dtype=torch.long, device=device)
-            picked = logp[rows, toks]
-            best = logp.max(dim=-1).values[rows]
+            if rows_only:
+                h = model.base_model(input_ids=x, attention_mask=m, use_cache=False).last_hidden_state  # [B, T, D]
+                at, inv = torch.unique(rows, return_inverse=True)  # next-token candidates share a row
+                logp = torch.log_softmax(head(h.reshape(B * T, -1)[at]).float(), dim=-1)  # [R, V]
+            else:
+                logits = model(input_ids=x, attention_mask=m, use_cache=False).logits  # [B, T, V]
+                logp = torch.log_softmax(logits.float(), dim=-1).view(B * T, vocab)
+                inv = rows
+            picked = logp[inv, toks]
+            best = logp.max(dim=-1).values[inv]
             return picked.double().tolist(), best.double().tolist()
 
     return run
@@ -290,7 +305,7 @@ def main():
         run = torch_runner(model, device, cfg.vocab_size)
         info = {"backend": "cuda" if cuda else "cpu", "device": torch.cuda.get_device_name(0) if cuda else "cpu",
                 "torch": torch.__version__,
-                "transformers": transformers.__version__, "dtype": "float32 (TF32 off), sdpa attention",
+                "transformers": transformers.__version__, "dtype": "float32 (TF32 off), sdpa attention, logits at scored positions",
                 "model_load_s": load_s, "model": what}
         print(f"[score_torch] {what} on {info['device']} loaded in {load_s:.1f} s", file=sys.stderr, flush=True)
 
