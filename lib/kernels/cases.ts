@@ -32,9 +32,16 @@ export interface KernelBench {
   name: string;
   small: boolean;
   flops: number; // useful floating-point operations per call (for GFLOP/s; integer ops for INT8 kernels)
-  bytes?: number; // bytes a memory-bound kernel must read per call (for GB/s), when that is its measure
+  bytes?: number; // bytes a memory-bound kernel must move per call (read + written, for GB/s), when that is its measure
   variants: string[]; // tile choices the kernel can run with (bench-kernels --tiles picks among them)
   setup(variant: string): BenchSetup;
+  /**
+   * Checks one variant on the bench's own inputs (the ones setup(variant) times); bench-kernels
+   * runs it before timing the variant and does not time a failing one.
+   */
+  check?(variant: string): Promise<CheckResult>;
+  /** Frees what the variants of this case share (operands made once per case); called after its last variant. */
+  release?(): void;
 }
 
 /** max |got − want| / max |want| (0 when both are all zeros); NaN anywhere in got gives Infinity. */

@@ -8,7 +8,7 @@ import { seededNormal } from '../runtime/bench';
 import { dequantizeMatrix, quantizeMatrix, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
 import { maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { deviceLimits, gpuBuffer, hasSubgroups, subgroupSizes } from './gpu';
-import { packI8Rows, packW8A8, packWeightOnly, weightOnlyFromRows, type PackedLinear, type PackedW8A8 } from './packed-linear';
+import { packI8Rows, packW8A8, packWeightOnly, weightOnlyFromRows, type PackedLinear, type PackedW8A8, type PackedWeightOnly } from './packed-linear';
 import { INT8_DEFAULTS, INT8_TILES, int8GemmDequant, tileSharedBytes, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8TileName } from './w8a8';
 import { dequantizeWeightOnly, WEIGHT_ONLY_DEFAULTS, weightOnlyLinear, type GemvReduction } from './wq-gemm';
 
@@ -327,38 +327,108 @@ export function weightOnlyChecks(): KernelCheck[] {
   return checks;
 }
 
-/** INT8 GEMM (with the dequantizing epilogue) at the issue's shapes, per tile, against tfjs's fp32 matMul. */
-export function w8a8Benches(): KernelBench[] {
-  const shapes: [number, number, number, boolean][] = [[4096, 4096, 4096, false], [1024, 4096, 4096, false], [2048, 4096, 14336, false], [64, 96, 160, true]];
-  const variants = ['dot4', ...(subgroupMatrixInt8Support().ok ? fittingTiles() : [])];
-  return shapes.map(([M, K, N, small]) => ({
-    kernel: 'int8-gemm',
-    name: `${M}x${K}x${N}`,
-    small,
-    flops: 2 * M * K * N,
-    variants,
-    setup(variant: string): BenchSetup {
-      const opts: Int8Options = variant === 'dot4' ? { path: 'dot4' } : { path: 'subgroup-matrix', tile: variant as Int8TileName };
-      if (variant !== 'dot4' && !(variant in INT8_TILES)) throw new Error(`int8-gemm: unknown variant '${variant}' (dot4, ${Object.keys(INT8_TILES).join(', ')})`);
-      const x = tf.tensor2d(seededNormal(M * K, 1), [M, K]); // [M, K]
-      const w = tf.tensor2d(seededNormal(N * K, 2, 1 / Math.sqrt(K)), [N, K]); // [N, K]
-      const p = randomPackedLinear('w8a8', N, K, 3) as PackedW8A8;
-      const { codes, scales } = quantizeActInt8(x, p.kWords);
-      return {
-        kernel: () => int8GemmDequant(codes, scales, p, undefined, opts),
-        plain: () => tf.matMul(x, w, false, true),
-        dispose: () => tf.dispose([x, w, p.codes, p.scales, codes, scales]),
-      };
-    },
-  }));
+/** Number of true elements of a boolean tensor, counted on the device (one scalar read back). */
+async function countTrue(t: tf.Tensor): Promise<number> {
+  const n = tf.tidy(() => tf.sum(tf.cast(t, 'int32')));
+  try {
+    return (await n.data())[0];
+  } finally {
+    n.dispose();
+  }
+}
+
+/** Elements where got differs from want by more than tol · max|want| (NaN counts), on the device. */
+async function countFar(got: tf.Tensor, want: tf.Tensor, tol: number): Promise<number> {
+  const far = tf.tidy(() => tf.logicalNot(tf.lessEqual(tf.abs(tf.sub(got, want)), tf.mul(tf.max(tf.abs(want)), tol))));
+  try {
+    return await countTrue(far);
+  } finally {
+    far.dispose();
+  }
+}
+
+/** Bench variant label → INT8 GEMM options: 'dot4', a subgroup-matrix tile, or 'sm-emulated:<tile>' (devices without subgroup matrices, small cases). */
+function int8BenchOptions(variant: string): Int8Options {
+  if (variant === 'dot4') return { path: 'dot4' };
+  const emulated = variant.startsWith('sm-emulated:');
+  const tile = emulated ? variant.slice('sm-emulated:'.length) : variant;
+  if (!(tile in INT8_TILES)) throw new Error(`int8-gemm: unknown variant '${variant}' (dot4, ${Object.keys(INT8_TILES).join(', ')}, or sm-emulated:<tile>)`);
+  return { path: emulated ? 'sm-emulated' : 'subgroup-matrix', tile: tile as Int8TileName };
 }
 
 /**
- * A packed linear [N, K] with random codes and scales, built directly in the packed layout (large
- * shapes: no fp32 round trip through JS quantization). For speed measurements only: the values
- * mean nothing. 'w8a8': per-channel INT8; 'w4': weight-only 4-bit asymmetric with `groupSize`.
+ * INT8 GEMM (with the dequantizing epilogue) at the issue's shapes, per tile, against tfjs's fp32
+ * matMul. Operands are made once per case and shared by its variants; each variant is checked on
+ * them first: int32 accumulators exactly equal to the dot4 kernel's, and the dequantized output
+ * within 1e-6 of dot4's (the same fp32 epilogue).
  */
-export function randomPackedLinear(kind: 'w8a8' | 'w4', N: number, K: number, seed: number, groupSize = 128): PackedLinear {
+export function w8a8Benches(): KernelBench[] {
+  const shapes: [number, number, number, boolean][] = [[4096, 4096, 4096, false], [1024, 4096, 4096, false], [2048, 4096, 14336, false], [64, 96, 160, true], [300, 200, 130, true]];
+  const sm = subgroupMatrixInt8Support().ok;
+  return shapes.map(([M, K, N, small]) => {
+    // Without subgroup matrices, the small cases time the emulation of two tilings (checks the bench's own plumbing).
+    const variants = ['dot4', ...(sm ? fittingTiles() : small ? fittingTiles().filter((t) => EMULATED_BENCH_TILES.includes(t)).map((t) => `sm-emulated:${t}`) : [])];
+    type Ops = { x: tf.Tensor2D; w: tf.Tensor2D; p: PackedW8A8; codes: tf.Tensor2D; scales: tf.Tensor1D };
+    let ops: Ops | null = null;
+    let ref: { acc: tf.Tensor2D; y: tf.Tensor2D } | null = null;
+    const operands = (): Ops => {
+      if (ops) return ops;
+      const x = tf.tensor2d(seededNormal(M * K, 1), [M, K]); // [M, K]
+      const w = tf.tensor2d(seededNormal(N * K, 2, 1 / Math.sqrt(K)), [N, K]); // [N, K]
+      const p = randomPackedLinear('w8a8', N, K, 3) as PackedW8A8;
+      const { codes, scales } = quantizeActInt8(x, p.kWords); // [M, kWords], [M]
+      upload(x, w, p.codes, p.scales);
+      return (ops = { x, w, p, codes, scales });
+    };
+    return {
+      kernel: 'int8-gemm',
+      name: `${M}x${K}x${N}`,
+      small,
+      flops: 2 * M * K * N,
+      variants,
+      setup(variant: string): BenchSetup {
+        const opts = int8BenchOptions(variant);
+        const o = operands();
+        return {
+          kernel: () => int8GemmDequant(o.codes, o.scales, o.p, undefined, opts),
+          plain: () => tf.matMul(o.x, o.w, false, true),
+          dispose: () => {},
+        };
+      },
+      async check(variant: string): Promise<CheckResult> {
+        const opts = int8BenchOptions(variant);
+        const o = operands();
+        ref ??= { acc: int8Matmul(o.codes, o.p.codes, { path: 'dot4' }), y: int8GemmDequant(o.codes, o.scales, o.p, undefined, { path: 'dot4' }) };
+        const { outputs, poisoned } = await runPoisoned([M * N, M * N], () => [int8Matmul(o.codes, o.p.codes, opts), int8GemmDequant(o.codes, o.scales, o.p, undefined, opts)]);
+        try {
+          const ne = tf.notEqual(outputs[0], ref.acc);
+          const mismatches = await countTrue(ne).finally(() => ne.dispose());
+          const far = await countFar(outputs[1], ref.y, 1e-6);
+          return { metric: 'int32_mismatches+fp32_far_vs_dot4', error: mismatches + far, tolerance: 0, poisoned };
+        } finally {
+          tf.dispose(outputs);
+        }
+      },
+      release() {
+        if (ops) tf.dispose([ops.x, ops.w, ops.p.codes, ops.p.scales, ops.codes, ops.scales]);
+        if (ref) tf.dispose([ref.acc, ref.y]);
+        ops = null;
+        ref = null;
+      },
+    };
+  });
+}
+
+/** Tilings the small benches emulate on devices without subgroup matrices. */
+const EMULATED_BENCH_TILES: string[] = ['64x64-sg4-k32', '128x128-sg8-k32'];
+
+/**
+ * A packed linear [N, K] with random codes and scales, built directly in the packed layout (large
+ * shapes: no fp32 round trip through JS quantization). For speed measurements and checks against
+ * a reference on the same packed values. 'w8a8': per-channel INT8; 'w4' / 'w8': weight-only
+ * asymmetric with `groupSize` (-1: per channel) and random zero points.
+ */
+export function randomPackedLinear(kind: 'w8a8' | 'w4' | 'w8', N: number, K: number, seed: number, groupSize = 128): PackedLinear {
   const r = mulberry32(seed + 1);
   if (kind === 'w8a8') {
     const { words, kWords } = packI8Rows(randomI8(N, K, seed), 0, N, K);
@@ -372,40 +442,96 @@ export function randomPackedLinear(kind: 'w8a8' | 'w4', N: number, K: number, se
       scales: tf.tensor2d(Float32Array.from({ length: N }, () => 1e-3 * (1 + r())), [N, 1]),
     };
   }
-  const rowBytes = Math.ceil(K / 2);
+  const bits = kind === 'w4' ? 4 : 8;
+  const rowBytes = Math.ceil((K * bits) / 8);
   const qweight = new Uint8Array(N * rowBytes);
   const w = new Uint32Array(qweight.buffer, 0, Math.floor(qweight.length / 4));
   for (let i = 0; i < w.length; i++) w[i] = Math.floor(r() * 2 ** 32);
+  for (let i = w.length * 4; i < qweight.length; i++) qweight[i] = Math.floor(r() * 256);
   const G = groupSize === -1 ? 1 : Math.ceil(K / groupSize);
   const scales = Float32Array.from({ length: N * G }, () => 1e-2 * (1 + r()));
-  return weightOnlyFromRows({ rows: N, cols: K, bits: 4, groupSize, qweight, scales, zeros: new Float32Array(N * G).fill(8) });
+  const zeros = Float32Array.from({ length: N * G }, () => Math.floor(r() * 2 ** bits));
+  return weightOnlyFromRows({ rows: N, cols: K, bits, groupSize, qweight, scales, zeros });
 }
 
-/** Weight-only GEMV at decode shapes (out × in, batch 1), W4 g128 and W8 per channel, against tfjs's fp32 matMul. */
+/** Bytes a weight-only GEMV moves per call: packed codes, fp32 scales and zeros, x [B, K] and y [B, N]. */
+function gemvBytes(N: number, K: number, bits: 4 | 8, gs: number, B: number): number {
+  const G = gs === -1 ? 1 : Math.ceil(K / gs);
+  return N * (Math.ceil((K * bits) / 8) + G * 8) + 4 * B * (K + N);
+}
+
+/** Weight bytes the GEMV benches cycle through, so that back-to-back calls read HBM, not the L2 (50 MB on the H100/H200). */
+const GEMV_FLUSH_BYTES = 256 * 2 ** 20;
+
+/**
+ * Weight-only GEMV at decode shapes (out × in, batch 1), W4 g128 and W8 per channel, against
+ * tfjs's fp32 matMul of the dequantized weight. The kernel cycles through enough distinct weight
+ * copies (≥ GEMV_FLUSH_BYTES together) that each call streams its weight from memory; every copy
+ * is checked (max rel err ≤ 1e-5 against matMul of its dequantized weight) before the timing.
+ */
 export function weightOnlyBenches(): KernelBench[] {
-  const shapes: [number, number, 4 | 8, number, boolean][] = [[4096, 4096, 4, 128, false], [14336, 4096, 4, 128, false], [4096, 14336, 4, 128, false], [4096, 4096, 8, -1, false], [96, 160, 4, 32, true]];
+  const shapes: [number, number, 4 | 8, number, boolean][] = [[4096, 4096, 4, 128, false], [14336, 4096, 4, 128, false], [4096, 14336, 4, 128, false], [4096, 4096, 8, -1, false], [96, 160, 4, 32, true], [1000, 512, 4, 128, true]];
   return shapes.map(([N, K, bits, gs, small]) => {
-    const G = gs === -1 ? 1 : Math.ceil(K / gs);
+    const bytes = gemvBytes(N, K, bits, gs, 1);
+    const copies = small ? 2 : Math.min(64, Math.max(1, Math.ceil(GEMV_FLUSH_BYTES / bytes)));
+    type Ops = { x: tf.Tensor2D; ps: PackedWeightOnly[]; dense: tf.Tensor2D };
+    let ops: Ops | null = null;
+    const operands = (): Ops => {
+      if (ops) return ops;
+      const x = tf.tensor2d(seededNormal(K, 1), [1, K]); // [1, K]
+      const ps = Array.from({ length: copies }, (_, i) => randomPackedLinear(bits === 4 ? 'w4' : 'w8', N, K, 10 + i, gs) as PackedWeightOnly);
+      for (const p of ps) upload(p.qweight, p.scales, p.zeros);
+      upload(x);
+      return (ops = { x, ps, dense: dequantizeWeightOnly(ps[0]) }); // dense [N, K] fp32 for the plain matMul
+    };
+    const variantOpts = (variant: string) => {
+      const v = gemvVariants(GEMV_BENCH_ROWS).find((g) => g.label === variant);
+      if (!v) throw new Error(`wq-gemv: unknown variant '${variant}' (${gemvVariants(GEMV_BENCH_ROWS).map((g) => g.label).join(', ')})`);
+      return { reduction: v.reduction, rowsPerGroup: v.rowsPerGroup };
+    };
     return {
       kernel: 'wq-gemv',
       name: `W${bits} g${gs} ${N}x${K} B=1`,
       small,
       flops: 2 * N * K,
-      bytes: N * ((K * bits) / 8 + G * 8) + K * 4, // codes + fp32 scales and zeros + x
-      variants: gemvVariants([1, 2, 4]).map((v) => v.label),
+      bytes,
+      variants: gemvVariants(GEMV_BENCH_ROWS).map((v) => v.label),
       setup(variant: string): BenchSetup {
-        const v = gemvVariants([1, 2, 4]).find((g) => g.label === variant);
-        if (!v) throw new Error(`wq-gemv: unknown variant '${variant}' (${gemvVariants([1, 2, 4]).map((g) => g.label).join(', ')})`);
-        const x = tf.tensor2d(seededNormal(K, 1), [1, K]); // [1, K]
-        const wData = seededNormal(N * K, 2, 1 / Math.sqrt(K));
-        const w = tf.tensor2d(wData, [N, K]); // [N, K]
-        const p = packWeightOnly(quantizeMatrix(wData, N, K, { bits, groupSize: gs, sym: false, groupRemainder: 'partial' }));
+        const opts = variantOpts(variant);
+        const o = operands();
+        let i = 0;
         return {
-          kernel: () => weightOnlyLinear(x, p, undefined, { reduction: v.reduction, rowsPerGroup: v.rowsPerGroup }),
-          plain: () => tf.matMul(x, w, false, true),
-          dispose: () => tf.dispose([x, w, p.qweight, p.scales, p.zeros]),
+          kernel: () => weightOnlyLinear(o.x, o.ps[i++ % copies], undefined, opts),
+          plain: () => tf.matMul(o.x, o.dense, false, true),
+          dispose: () => {},
         };
+      },
+      // Reference per copy: matMul of the GPU dequantization (bit-identical to dequantizeMatrix: the wq-dequant check).
+      async check(variant: string): Promise<CheckResult> {
+        const opts = variantOpts(variant);
+        const o = operands();
+        let error = 0;
+        let poisonedAll = true;
+        for (const p of o.ps) {
+          const want = tf.tidy(() => tf.matMul(o.x, dequantizeWeightOnly(p), false, true)); // [1, N]
+          upload(want);
+          const { outputs, poisoned } = await runPoisoned([N], () => [weightOnlyLinear(o.x, p, undefined, opts)]);
+          try {
+            error = Math.max(error, await maxRelError(outputs[0], want));
+            poisonedAll &&= poisoned;
+          } finally {
+            tf.dispose([want, ...outputs]);
+          }
+        }
+        return { metric: `max_rel_err over ${copies} weight copies`, error, tolerance: 1e-5, poisoned: poisonedAll };
+      },
+      release() {
+        if (ops) tf.dispose([ops.x, ops.dense, ...ops.ps.flatMap((p) => [p.qweight, p.scales, p.zeros])]);
+        ops = null;
       },
     };
   });
 }
+
+/** Rows per lane group the GEMV benches sweep. */
+const GEMV_BENCH_ROWS = [1, 2, 4];
