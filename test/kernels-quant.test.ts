@@ -18,7 +18,7 @@ import { forward } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';
 import { packCodes, savePacked } from '../lib/quant/pack';
 import { quantizeMatrix } from '../lib/quant/quantizer';
-import { itPassesChecks, webgpuAdapterReason } from './kernels-helpers';
+import { itPassesChecks, TEST_SEED, webgpuAdapterReason } from './kernels-helpers';
 
 describe('INT8 packing and references (CPU side)', () => {
   it('packs signed codes 4 per word, first code in the lowest byte, rows padded to 16 bytes', () => {
@@ -76,7 +76,7 @@ describe('INT8 packing and references (CPU side)', () => {
 const reason = await webgpuAdapterReason();
 
 describe.skipIf(reason !== null)('quantized kernels on webgpu', () => {
-  itPassesChecks([...w8a8Checks(), ...weightOnlyChecks()]);
+  itPassesChecks([...w8a8Checks(TEST_SEED), ...weightOnlyChecks(TEST_SEED)]);
 });
 
 const ckpt = path.resolve(__dirname, '..', 'models/stories260K/stories260K.bin');

@@ -44,6 +44,18 @@ export interface KernelBench {
   release?(): void;
 }
 
+/**
+ * The seed of one case of a check registry: the run's seed mixed with the case's salt (a 32-bit
+ * hash), so that cases draw different inputs and each run of check-kernels (--seed, random by
+ * default) draws fresh ones.
+ */
+export function caseSeed(seed: number, salt: number): number {
+  let h = (seed ^ Math.imul((salt + 0x9e3779b9) >>> 0, 0x85ebca6b)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x7feb352d);
+  h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
 /** max |got − want| / max |want| (0 when both are all zeros); NaN anywhere in got gives Infinity. */
 export async function maxRelError(got: tf.Tensor, want: tf.Tensor): Promise<number> {
   if (got.shape.join() !== want.shape.join()) throw new Error(`shape [${got.shape.join(', ')}] differs from the reference's [${want.shape.join(', ')}]`);

@@ -168,14 +168,14 @@ export function kernelSwiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor | null {
   return fusedActive(gate.size) ? swiglu(gate, up) : null;
 }
 
-/** Correctness checks by kernel (scripts/check-kernels.ts); each kernel file contributes its cases. */
+/** Correctness checks by kernel (scripts/check-kernels.ts); each kernel file contributes its cases, their inputs drawn from the run's seed. */
 export const KERNEL_CHECKS = {
   gemm: gemmChecks,
   attention: attentionChecks,
   w8a8: w8a8Checks,
   weightOnly: weightOnlyChecks,
   fused: fusedChecks,
-} satisfies Record<string, () => KernelCheck[]>;
+} satisfies Record<string, (seed: number) => KernelCheck[]>;
 
 /** Benchmarks against the plain tfjs op by kernel (scripts/bench-kernels.ts). */
 export const KERNEL_BENCHES = {

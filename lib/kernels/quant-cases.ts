@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { mulberry32 } from '../rng';
 import { seededNormal } from '../runtime/bench';
 import { dequantizeMatrix, quantizeMatrix, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
-import { maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
+import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { deviceLimits, gpuBuffer, hasSubgroups, subgroupSizes } from './gpu';
 import { packI8Rows, packW8A8, packWeightOnly, weightOnlyFromRows, type PackedLinear, type PackedW8A8, type PackedWeightOnly } from './packed-linear';
 import { INT8_DEFAULTS, INT8_TILES, int8GemmDequant, tileSharedBytes, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8TileName } from './w8a8';
@@ -106,9 +106,9 @@ const int32Mismatches = (got: Int32Array, want: Int32Array) => got.reduce((n, v,
  * (signedness apart from layout), signed codes, three K steps (the K loop and its barriers) and
  * several result tiles (subgroup and workgroup placement, edges).
  */
-function int8Patterns(): { name: string; M: number; K: number; N: number; a: Int8Array; b: Int8Array }[] {
-  const gen = (rows: number, cols: number, seed: number, lo: number) => {
-    const r = mulberry32(seed);
+function int8Patterns(seed: number): { name: string; M: number; K: number; N: number; a: Int8Array; b: Int8Array }[] {
+  const gen = (rows: number, cols: number, salt: number, lo: number) => {
+    const r = mulberry32(caseSeed(seed, salt));
     return Int8Array.from({ length: rows * cols }, () => lo + Math.floor(r() * (128 - lo)));
   };
   const identity = Int8Array.from({ length: 16 * 32 }, (_, i) => (Math.floor(i / 32) === i % 32 ? 1 : 0));
@@ -117,9 +117,9 @@ function int8Patterns(): { name: string; M: number; K: number; N: number; a: Int
     { name: 'tile identity-left', M: 16, K: 32, N: 16, a: identity, b: gen(16, 32, 1, -128) },
     { name: 'tile one-hot-right', M: 16, K: 32, N: 16, a: gen(16, 32, 2, -128), b: oneHot },
     { name: 'tile non-negative', M: 16, K: 32, N: 16, a: gen(16, 32, 3, 0), b: gen(16, 32, 4, 0) },
-    { name: 'tile signed', M: 16, K: 32, N: 16, a: randomI8(16, 32, 5), b: randomI8(16, 32, 6) },
-    { name: 'k-steps', M: 16, K: 96, N: 16, a: randomI8(16, 96, 7), b: randomI8(16, 96, 8) },
-    { name: 'tiles', M: 48, K: 64, N: 80, a: randomI8(48, 64, 9), b: randomI8(80, 64, 10) },
+    { name: 'tile signed', M: 16, K: 32, N: 16, a: randomI8(16, 32, caseSeed(seed, 5)), b: randomI8(16, 32, caseSeed(seed, 6)) },
+    { name: 'k-steps', M: 16, K: 96, N: 16, a: randomI8(16, 96, caseSeed(seed, 7)), b: randomI8(16, 96, caseSeed(seed, 8)) },
+    { name: 'tiles', M: 48, K: 64, N: 80, a: randomI8(48, 64, caseSeed(seed, 9)), b: randomI8(80, 64, caseSeed(seed, 10)) },
   ];
 }
 
@@ -144,13 +144,13 @@ function int8Check(name: string, small: boolean, M: number, K: number, N: number
 }
 
 /** Correctness cases of the W8A8 kernels (INT8 GEMM exact, activation codes, the fused linear). */
-export function w8a8Checks(): KernelCheck[] {
+export function w8a8Checks(seed: number): KernelCheck[] {
   const checks: KernelCheck[] = [];
   // The patterns first, on dot4 (the reference kernel: CI runs it) and on each subgroup-matrix
   // syntax with the default tiling, so that a wrong kernel names its broken step.
   const patternVariants = int8Variants().filter((v) => v.opts.path === 'dot4' || (v.opts.path === 'subgroup-matrix' && v.opts.tile === INT8_DEFAULTS.tile));
   for (const { label, opts } of patternVariants) {
-    for (const p of int8Patterns()) checks.push(int8Check(`${p.name} M=${p.M} K=${p.K} N=${p.N} ${label}`, true, p.M, p.K, p.N, p.a, p.b, opts));
+    for (const p of int8Patterns(seed)) checks.push(int8Check(`${p.name} M=${p.M} K=${p.K} N=${p.N} ${label}`, true, p.M, p.K, p.N, p.a, p.b, opts));
   }
   const odd: [number, number, number][] = [[37, 70, 129], [130, 96, 65], [1, 33, 17], [200, 1000, 300]];
   // Emulated tiles are slow on a CPU Vulkan: the vitest suites take three tilings on one shape.
@@ -158,7 +158,7 @@ export function w8a8Checks(): KernelCheck[] {
   for (const { label, opts } of int8Variants()) {
     for (const [s, [M, K, N]] of (opts.path === 'sm-emulated' ? odd.slice(0, 3) : odd).entries()) {
       const small = opts.path !== 'sm-emulated' || emulatedSmall(opts, s);
-      checks.push(int8Check(`M=${M} K=${K} N=${N} ${label} (int32 accumulators vs JS)`, small, M, K, N, randomI8(M, K, M + K), randomI8(N, K, N + K + 1), opts));
+      checks.push(int8Check(`M=${M} K=${K} N=${N} ${label} (int32 accumulators vs JS)`, small, M, K, N, randomI8(M, K, caseSeed(seed, M + K)), randomI8(N, K, caseSeed(seed, N + K + 1)), opts));
     }
   }
   // Large shapes: the subgroup-matrix kernel against the portable one (JS would take minutes).
@@ -170,7 +170,7 @@ export function w8a8Checks(): KernelCheck[] {
           name: `M=${M} K=${K} N=${N} sm ${tile} vs dot4 (int32 accumulators)`,
           small: false,
           async run(): Promise<CheckResult> {
-            const [ta, tb] = [packedI8(randomI8(M, K, 5), M, K), packedI8(randomI8(N, K, 6), N, K)];
+            const [ta, tb] = [packedI8(randomI8(M, K, caseSeed(seed, 5)), M, K), packedI8(randomI8(N, K, caseSeed(seed, 6)), N, K)];
             const want = int8Matmul(ta, tb, { path: 'dot4' });
             upload(ta, tb, want);
             const { outputs, poisoned } = await runPoisoned([M * N], () => [int8Matmul(ta, tb, { path: 'subgroup-matrix', tile })]);
@@ -191,7 +191,7 @@ export function w8a8Checks(): KernelCheck[] {
       name: `M=${M} K=${K} (codes and scales vs JS; ties excused)`,
       small: true,
       async run(): Promise<CheckResult> {
-        const xs = seededNormal(M * K, M * 31 + K, 2);
+        const xs = seededNormal(M * K, caseSeed(seed, M * 31 + K), 2);
         const x = tf.tensor2d(xs, [M, K]);
         const kWords = Math.ceil(K / 16) * 4;
         upload(x);
@@ -234,7 +234,7 @@ export function w8a8Checks(): KernelCheck[] {
         kernel: 'w8a8-linear',
         name: `M=${c.M} K=${c.K} N=${c.N} g=${c.gs}${c.bias ? ' bias' : ''} ${label} (vs matMul of the dequantized codes)`,
         small: opts.path !== 'sm-emulated' || (s === 0 && opts.tile === INT8_DEFAULTS.tile),
-        run: () => checkW8A8Linear(c, opts),
+        run: () => checkW8A8Linear(c, opts, caseSeed(seed, 1000 + s)),
       });
     }
   }
@@ -242,10 +242,10 @@ export function w8a8Checks(): KernelCheck[] {
 }
 
 /** GEMM + epilogue against tfjs: y = (codes·s_x) · W_fqᵀ + b on the kernel's own activation codes. */
-async function checkW8A8Linear(c: { M: number; K: number; N: number; gs: number; bias: boolean }, opts: Int8Options): Promise<CheckResult> {
-  const x = tf.tensor2d(seededNormal(c.M * c.K, c.M + c.K, 3), [c.M, c.K]);
-  const { q, p } = w8a8Weight(c.N, c.K, c.gs, c.N);
-  const b = c.bias ? tf.tensor1d(seededNormal(c.N, 9)) : undefined;
+async function checkW8A8Linear(c: { M: number; K: number; N: number; gs: number; bias: boolean }, opts: Int8Options, seed: number): Promise<CheckResult> {
+  const x = tf.tensor2d(seededNormal(c.M * c.K, seed, 3), [c.M, c.K]);
+  const { q, p } = w8a8Weight(c.N, c.K, c.gs, seed + 1);
+  const b = c.bias ? tf.tensor1d(seededNormal(c.N, seed + 2)) : undefined;
   const { codes, scales } = quantizeActInt8(x, p.kWords);
   upload(codes, scales, p.codes, p.scales, b);
   const { outputs, poisoned } = await runPoisoned([c.M * c.N], () => [int8GemmDequant(codes, scales, p, b, opts)]);
@@ -270,7 +270,7 @@ function gemvVariants(rows: number[]): { reduction: GemvReduction; rowsPerGroup:
 }
 
 /** Correctness cases of the weight-only kernels: GEMV (B ≤ 8), the dequantize+matMul path, and the dequantization itself. */
-export function weightOnlyChecks(): KernelCheck[] {
+export function weightOnlyChecks(seed: number): KernelCheck[] {
   const cases: { bits: 4 | 8; gs: number; sym: boolean; B: number; N: number; K: number; small: boolean }[] = [
     { bits: 4, gs: 32, sym: false, B: 1, N: 19, K: 96, small: true },
     { bits: 4, gs: 64, sym: true, B: 3, N: 70, K: 200, small: true },
@@ -284,16 +284,17 @@ export function weightOnlyChecks(): KernelCheck[] {
     { bits: 4, gs: 128, sym: false, B: 1, N: 14336, K: 4096, small: false },
     { bits: 8, gs: -1, sym: true, B: 4, N: 4096, K: 14336, small: false },
   ];
-  const checks: KernelCheck[] = cases.flatMap((c) => gemvVariants(c.small ? [1, 2, 4] : [WEIGHT_ONLY_DEFAULTS.rowsPerGroup]).map(({ reduction, rowsPerGroup }) => ({
+  const checks: KernelCheck[] = cases.flatMap((c, ci) => gemvVariants(c.small ? [1, 2, 4] : [WEIGHT_ONLY_DEFAULTS.rowsPerGroup]).map(({ reduction, rowsPerGroup }) => ({
     kernel: 'wq-gemm',
     name: `W${c.bits} g=${c.gs} ${c.sym ? 'sym' : 'asym'} B=${c.B} N=${c.N} K=${c.K} ${reduction} r${rowsPerGroup} (vs matMul of dequantizeMatrix)`,
     small: c.small,
     async run(): Promise<CheckResult> {
-      const W = seededNormal(c.N * c.K, c.N + c.K, 1 / Math.sqrt(c.K));
+      const cs = caseSeed(seed, 2000 + ci);
+      const W = seededNormal(c.N * c.K, cs, 1 / Math.sqrt(c.K));
       const q = quantizeMatrix(W, c.N, c.K, { bits: c.bits, groupSize: c.gs, sym: c.sym, groupRemainder: 'partial' });
       const p = packWeightOnly(q);
-      const x = tf.tensor2d(seededNormal(c.B * c.K, c.B), [c.B, c.K]);
-      const b = tf.tensor1d(seededNormal(c.N, 3));
+      const x = tf.tensor2d(seededNormal(c.B * c.K, cs + 1), [c.B, c.K]);
+      const b = tf.tensor1d(seededNormal(c.N, cs + 2));
       upload(x, b, p.qweight, p.scales, p.zeros);
       // Past the GEMV batch the output is matMul's then the bias add's: poison a buffer for each.
       const sizes = c.B > WEIGHT_ONLY_DEFAULTS.maxGemvBatch ? [c.B * c.N, c.B * c.N] : [c.B * c.N];
@@ -311,7 +312,7 @@ export function weightOnlyChecks(): KernelCheck[] {
     name: 'W4 g=64 asym N=33 K=200 (bit-identical to dequantizeMatrix)',
     small: true,
     async run(): Promise<CheckResult> {
-      const q = quantizeMatrix(seededNormal(33 * 200, 4), 33, 200, { bits: 4, groupSize: 64, sym: false, groupRemainder: 'partial' });
+      const q = quantizeMatrix(seededNormal(33 * 200, caseSeed(seed, 3000)), 33, 200, { bits: 4, groupSize: 64, sym: false, groupRemainder: 'partial' });
       const p = packWeightOnly(q);
       upload(p.qweight, p.scales, p.zeros);
       const { outputs, poisoned } = await runPoisoned([33 * 200], () => [dequantizeWeightOnly(p)]);
