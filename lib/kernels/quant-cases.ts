@@ -9,7 +9,7 @@ import { dequantizeMatrix, quantizeMatrix, roundHalfEven, type QuantizedMatrix }
 import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { deviceLimits, gpuBuffer, hasSubgroups, subgroupSizes } from './gpu';
 import { packI8Rows, packW8A8, packWeightOnly, weightOnlyFromRows, type PackedLinear, type PackedW8A8, type PackedWeightOnly } from './packed-linear';
-import { INT8_DEFAULTS, INT8_TILES, int8GemmDequant, tileSharedBytes, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8TileName } from './w8a8';
+import { INT8_DEFAULTS, INT8_TILES, int8GemmDequant, tileSharedBytes, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8Tile, type Int8TileName } from './w8a8';
 import { dequantizeWeightOnly, WEIGHT_ONLY_DEFAULTS, weightOnlyLinear, type GemvReduction } from './wq-gemm';
 
 const f = Math.fround;
@@ -73,14 +73,41 @@ function fittingTiles(): Int8TileName[] {
   return (Object.keys(INT8_TILES) as Int8TileName[]).filter((t) => tileSharedBytes(INT8_TILES[t]) <= limit);
 }
 
-/** The INT8 paths this device can run: dot4, each tile emulated, and each tile on subgroup matrices where supported. */
-function int8Variants(): { label: string; opts: Int8Options }[] {
-  const tiles = fittingTiles();
-  const v: { label: string; opts: Int8Options }[] = [{ label: 'dot4', opts: { path: 'dot4' } }];
-  for (const tile of tiles) v.push({ label: `sm-emulated ${tile}`, opts: { path: 'sm-emulated', tile } });
+/** Emulated tilings that also take the pattern and launch-group checks in the small (vitest) set: double-buffered, two launch groups. */
+const EMULATED_PATTERN_TILES: string[] = ['64x64-sg4-k32-db', '128x128-sg4-k32-db'];
+
+/**
+ * A tiling with the same per-subgroup tiles, K step, padding and staging but fewer subgroups, so
+ * that its workgroup memory fits `limit` (the emulation of tilings too big for a CPU Vulkan's
+ * 32 KiB: the generator's code paths for those options, on a smaller workgroup).
+ */
+function shrinkTile(t: Int8Tile, limit: number): Int8Tile | null {
+  let s = { ...t };
+  while (tileSharedBytes(s) > limit) {
+    if (s.wm === 1 && s.wn === 1) return null;
+    s = s.wm >= s.wn ? { ...s, wm: s.wm / 2 } : { ...s, wn: s.wn / 2 };
+  }
+  return s;
+}
+
+/**
+ * The INT8 paths this device can run: dot4, each tiling emulated (shrunk to fewer subgroups where
+ * its workgroup memory does not fit), and each tiling on subgroup matrices where supported.
+ * `tile` is the INT8_TILES name the variant stands for.
+ */
+function int8Variants(): { label: string; opts: Int8Options; tile?: string }[] {
+  const limit = deviceLimits()?.maxComputeWorkgroupStorageSize ?? 0;
+  const v: { label: string; opts: Int8Options; tile?: string }[] = [{ label: 'dot4', opts: { path: 'dot4' } }];
+  for (const tile of Object.keys(INT8_TILES) as Int8TileName[]) {
+    const t: Int8Tile = INT8_TILES[tile];
+    const s = shrinkTile(t, limit);
+    if (!s) continue;
+    const label = s === t || tileSharedBytes(t) <= limit ? `sm-emulated ${tile}` : `sm-emulated ${tile} shrunk to ${s.wm}x${s.wn} subgroups`;
+    v.push({ label, opts: { path: 'sm-emulated', tile: tileSharedBytes(t) <= limit ? tile : s }, tile });
+  }
   if (subgroupMatrixInt8Support().ok) {
-    for (const tile of tiles) v.push({ label: `sm ${tile}`, opts: { path: 'subgroup-matrix', tile } });
-    v.push({ label: `sm ${INT8_DEFAULTS.tile} bool-syntax`, opts: { path: 'subgroup-matrix', tile: INT8_DEFAULTS.tile, syntax: 'bool' } });
+    for (const tile of fittingTiles()) v.push({ label: `sm ${tile}`, opts: { path: 'subgroup-matrix', tile }, tile });
+    v.push({ label: `sm ${INT8_DEFAULTS.tile} bool-syntax`, opts: { path: 'subgroup-matrix', tile: INT8_DEFAULTS.tile, syntax: 'bool' }, tile: INT8_DEFAULTS.tile });
   }
   return v;
 }
@@ -146,18 +173,24 @@ function int8Check(name: string, small: boolean, M: number, K: number, N: number
 /** Correctness cases of the W8A8 kernels (INT8 GEMM exact, activation codes, the fused linear). */
 export function w8a8Checks(seed: number): KernelCheck[] {
   const checks: KernelCheck[] = [];
-  // The patterns first, on dot4 (the reference kernel: CI runs it) and on each subgroup-matrix
-  // syntax with the default tiling, so that a wrong kernel names its broken step.
-  const patternVariants = int8Variants().filter((v) => v.opts.path === 'dot4' || (v.opts.path === 'subgroup-matrix' && v.opts.tile === INT8_DEFAULTS.tile));
+  // The patterns first, on dot4 (the reference kernel: CI runs it), on every subgroup-matrix
+  // tiling (and the deprecated syntax) and on two emulated tilings (one double-buffered), so that
+  // a wrong kernel names its broken step.
+  const patternVariants = int8Variants().filter((v) => v.opts.path !== 'sm-emulated' || EMULATED_PATTERN_TILES.includes(v.tile!));
   for (const { label, opts } of patternVariants) {
     for (const p of int8Patterns(seed)) checks.push(int8Check(`${p.name} M=${p.M} K=${p.K} N=${p.N} ${label}`, true, p.M, p.K, p.N, p.a, p.b, opts));
   }
+  // Odd shapes (edges in M, N and K, a partial last K step), then one with several launch groups
+  // along M (the last one partial), three N tiles and seven K steps (both staging buffers reused).
   const odd: [number, number, number][] = [[37, 70, 129], [130, 96, 65], [1, 33, 17], [200, 1000, 300]];
-  // Emulated tiles are slow on a CPU Vulkan: the vitest suites take three tilings on one shape.
-  const emulatedSmall = (o: Int8Options, shape: number) => shape === 0 && ['64x64-sg4-k32', '128x128-sg8-k64', '128x256-sg8-k32'].includes(o.tile ?? '');
-  for (const { label, opts } of int8Variants()) {
-    for (const [s, [M, K, N]] of (opts.path === 'sm-emulated' ? odd.slice(0, 3) : odd).entries()) {
-      const small = opts.path !== 'sm-emulated' || emulatedSmall(opts, s);
+  const launch: [number, number, number] = [1100, 200, 300];
+  // Emulated tilings are slow on a CPU Vulkan: the vitest suites take every one on the first odd
+  // shape and two on the launch-group shape.
+  for (const { label, opts, tile } of int8Variants()) {
+    const emulated = opts.path === 'sm-emulated';
+    const shapes: [number, number, number][] = emulated ? [...odd.slice(0, 3), launch] : opts.syntax === 'bool' ? odd : [...odd, launch];
+    for (const [M, K, N] of shapes) {
+      const small = !emulated ? M * N * K < 1e8 : M === odd[0][0] || (M === launch[0] && EMULATED_PATTERN_TILES.includes(tile!));
       checks.push(int8Check(`M=${M} K=${K} N=${N} ${label} (int32 accumulators vs JS)`, small, M, K, N, randomI8(M, K, caseSeed(seed, M + K)), randomI8(N, K, caseSeed(seed, N + K + 1)), opts));
     }
   }
@@ -421,7 +454,7 @@ export function w8a8Benches(): KernelBench[] {
 }
 
 /** Tilings the small benches emulate on devices without subgroup matrices. */
-const EMULATED_BENCH_TILES: string[] = ['64x64-sg4-k32', '128x128-sg8-k32'];
+const EMULATED_BENCH_TILES: string[] = ['64x64-sg4-k32-db', '128x128-sg8-k32-pf'];
 
 /**
  * A packed linear [N, K] with random codes and scales, built directly in the packed layout (large
