@@ -295,31 +295,53 @@ async function checkW8A8Linear(c: { M: number; K: number; N: number; gs: number;
   }
 }
 
-/** GEMV settings this device can run: each reduction (subgroup where the subgroup size is fixed) × rows per group. */
-function gemvVariants(rows: number[]): { reduction: GemvReduction; rowsPerGroup: number; label: string }[] {
+type GemvVariant = { reduction: GemvReduction; rowsPerGroup: number; unroll: number; label: string };
+
+/**
+ * GEMV settings this device can run, as [rows per group, unroll] pairs per reduction: `subgroup`
+ * where the subgroup size is fixed (else those pairs fall back to `workgroup`), `workgroup` always.
+ */
+function gemvVariants(subgroupPairs: [number, number][], workgroupPairs: [number, number][]): GemvVariant[] {
   const s = subgroupSizes();
-  const reductions: GemvReduction[] = ['workgroup', ...(hasSubgroups() && s && s.min === s.max ? (['subgroup'] as const) : [])];
-  return reductions.flatMap((reduction) => rows.map((rowsPerGroup) => ({ reduction, rowsPerGroup, label: `${reduction}-r${rowsPerGroup}` })));
+  const sub = hasSubgroups() && s && s.min === s.max;
+  const pairs: [GemvReduction, [number, number][]][] = sub ? [['subgroup', subgroupPairs], ['workgroup', workgroupPairs]] : [['workgroup', [...subgroupPairs, ...workgroupPairs]]];
+  const seen = new Set<string>();
+  return pairs.flatMap(([reduction, ps]) =>
+    ps.map(([rowsPerGroup, unroll]) => ({ reduction, rowsPerGroup, unroll, label: `${reduction}-r${rowsPerGroup}-u${unroll}` })).filter((v) => !seen.has(v.label) && seen.add(v.label)),
+  );
 }
+
+/** The small checks' GEMV settings: rows per group 1..8 and unroll 1..4 on subgroups, the workgroup reduction with 8 rows (8 rows × B 8: more sums than lanes). */
+const gemvCheckVariants = () => gemvVariants([[1, 1], [2, 4], [8, 2]], [[8, 1]]);
+/** The GEMV settings the benches sweep. */
+const gemvBenchVariants = () => gemvVariants([[1, 4], [2, 4], [4, 2], [4, 4], [8, 2]], [[4, 2]]);
 
 /** Correctness cases of the weight-only kernels: GEMV (B ≤ 8), the dequantize+matMul path, and the dequantization itself. */
 export function weightOnlyChecks(seed: number): KernelCheck[] {
+  // Scale/zero steps: 'chunk' (group a multiple of a 16-byte chunk's codes), 'row' (per channel),
+  // 'word' (g=8, 16 with W4; g=8 with W8); x read as vec4 (K % 4 = 0) or scalars; partial last
+  // chunks, also in a lane's later pass (K = 1100); several row groups per workgroup (N = 2200).
   const cases: { bits: 4 | 8; gs: number; sym: boolean; B: number; N: number; K: number; small: boolean }[] = [
     { bits: 4, gs: 32, sym: false, B: 1, N: 19, K: 96, small: true },
     { bits: 4, gs: 64, sym: true, B: 3, N: 70, K: 200, small: true },
     { bits: 4, gs: 128, sym: false, B: 8, N: 33, K: 300, small: true },
     { bits: 4, gs: -1, sym: true, B: 1, N: 21, K: 100, small: true },
+    { bits: 4, gs: 8, sym: false, B: 2, N: 50, K: 72, small: true },
+    { bits: 4, gs: 16, sym: false, B: 1, N: 2200, K: 64, small: true },
+    { bits: 4, gs: 128, sym: false, B: 1, N: 40, K: 1100, small: true }, // the partial last chunk in a lane's second pass (32 lanes)
     { bits: 8, gs: 32, sym: true, B: 2, N: 17, K: 130, small: true },
     { bits: 8, gs: 128, sym: false, B: 1, N: 40, K: 256, small: true },
     { bits: 8, gs: -1, sym: false, B: 5, N: 9, K: 37, small: true },
+    { bits: 8, gs: 8, sym: false, B: 1, N: 30, K: 50, small: true },
     { bits: 4, gs: 128, sym: false, B: 16, N: 33, K: 256, small: true },
     { bits: 4, gs: 128, sym: false, B: 1, N: 4096, K: 4096, small: false },
     { bits: 4, gs: 128, sym: false, B: 1, N: 14336, K: 4096, small: false },
     { bits: 8, gs: -1, sym: true, B: 4, N: 4096, K: 14336, small: false },
   ];
-  const checks: KernelCheck[] = cases.flatMap((c, ci) => gemvVariants(c.small ? [1, 2, 4] : [WEIGHT_ONLY_DEFAULTS.rowsPerGroup]).map(({ reduction, rowsPerGroup }) => ({
+  const defaults = gemvVariants([[WEIGHT_ONLY_DEFAULTS.rowsPerGroup, WEIGHT_ONLY_DEFAULTS.unroll]], [[WEIGHT_ONLY_DEFAULTS.rowsPerGroup, WEIGHT_ONLY_DEFAULTS.unroll]]);
+  const checks: KernelCheck[] = cases.flatMap((c, ci) => (c.small && c.B <= WEIGHT_ONLY_DEFAULTS.maxGemvBatch ? gemvCheckVariants() : defaults).map(({ reduction, rowsPerGroup, unroll, label }) => ({
     kernel: 'wq-gemm',
-    name: `W${c.bits} g=${c.gs} ${c.sym ? 'sym' : 'asym'} B=${c.B} N=${c.N} K=${c.K} ${reduction} r${rowsPerGroup} (vs matMul of dequantizeMatrix)`,
+    name: `W${c.bits} g=${c.gs} ${c.sym ? 'sym' : 'asym'} B=${c.B} N=${c.N} K=${c.K} ${label} (vs matMul of dequantizeMatrix)`,
     small: c.small,
     async run(): Promise<CheckResult> {
       const cs = caseSeed(seed, 2000 + ci);
@@ -331,7 +353,7 @@ export function weightOnlyChecks(seed: number): KernelCheck[] {
       upload(x, b, p.qweight, p.scales, p.zeros);
       // Past the GEMV batch the output is matMul's then the bias add's: poison a buffer for each.
       const sizes = c.B > WEIGHT_ONLY_DEFAULTS.maxGemvBatch ? [c.B * c.N, c.B * c.N] : [c.B * c.N];
-      const { outputs, poisoned } = await runPoisoned(sizes, () => [weightOnlyLinear(x, p, b, { reduction, rowsPerGroup })]);
+      const { outputs, poisoned } = await runPoisoned(sizes, () => [weightOnlyLinear(x, p, b, { reduction, rowsPerGroup, unroll })]);
       const want = tf.tidy(() => tf.add(tf.matMul(x, tf.tensor2d(dequantizeMatrix(q), [c.N, c.K]), false, true), b));
       try {
         return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
@@ -519,9 +541,9 @@ export function weightOnlyBenches(): KernelBench[] {
       return (ops = { x, ps, dense: dequantizeWeightOnly(ps[0]) }); // dense [N, K] fp32 for the plain matMul
     };
     const variantOpts = (variant: string) => {
-      const v = gemvVariants(GEMV_BENCH_ROWS).find((g) => g.label === variant);
-      if (!v) throw new Error(`wq-gemv: unknown variant '${variant}' (${gemvVariants(GEMV_BENCH_ROWS).map((g) => g.label).join(', ')})`);
-      return { reduction: v.reduction, rowsPerGroup: v.rowsPerGroup };
+      const v = gemvBenchVariants().find((g) => g.label === variant);
+      if (!v) throw new Error(`wq-gemv: unknown variant '${variant}' (${gemvBenchVariants().map((g) => g.label).join(', ')})`);
+      return { reduction: v.reduction, rowsPerGroup: v.rowsPerGroup, unroll: v.unroll };
     };
     return {
       kernel: 'wq-gemv',
@@ -529,7 +551,7 @@ export function weightOnlyBenches(): KernelBench[] {
       small,
       flops: 2 * N * K,
       bytes,
-      variants: gemvVariants(GEMV_BENCH_ROWS).map((v) => v.label),
+      variants: gemvBenchVariants().map((v) => v.label),
       setup(variant: string): BenchSetup {
         const opts = variantOpts(variant);
         const o = operands();
@@ -566,6 +588,3 @@ export function weightOnlyBenches(): KernelBench[] {
     };
   });
 }
-
-/** Rows per lane group the GEMV benches sweep. */
-const GEMV_BENCH_ROWS = [1, 2, 4];
