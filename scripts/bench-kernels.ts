@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { KERNEL_BENCHES } from '../lib/kernels';
 import type { BenchSetup, CheckResult, KernelBench } from '../lib/kernels/cases';
 import { gitSha } from '../lib/results';
-import { autoInner, initRuntime, parseBackend, timeDeviceCopy, timeRecorded, writeBenchCsv, type Timing } from '../lib/runtime';
+import { autoInner, initRuntime, parseBackend, setFreeBufferCap, timeDeviceCopy, timeRecorded, writeBenchCsv, type Timing } from '../lib/runtime';
 
 const { values: args } = parseArgs({
   options: {
@@ -57,6 +57,9 @@ if (rt.backend !== 'webgpu') {
   process.exit(1);
 }
 console.error(`bench-kernels on ${rt.device}`);
+// The checks poison their outputs through tfjs's buffer pool (runPoisoned): at the default 2 GiB
+// cap, the GEMM cases' pooled operands could empty the pool between poisoning and the kernel.
+setFreeBufferCap(8 * 2 ** 30);
 const benches: KernelBench[] = names.flatMap((n) => KERNEL_BENCHES[n as keyof typeof KERNEL_BENCHES]()).filter((b) => !args.small || b.small);
 const wanted = args.tiles?.split(',').filter(Boolean);
 const known = new Set(benches.flatMap((b) => b.variants));
