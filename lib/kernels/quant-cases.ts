@@ -9,7 +9,7 @@ import { dequantizeMatrix, quantizeMatrix, roundHalfEven, type QuantizedMatrix }
 import { caseSeed, countInt32Mismatches, maxRelError, pickRows, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { deviceLimits, gpuBuffer, hasSubgroups, subgroupSizes } from './gpu';
 import { packI8Rows, packW8A8, packWeightOnly, weightOnlyFromRows, type PackedLinear, type PackedW8A8, type PackedWeightOnly } from './packed-linear';
-import { INT8_DEFAULTS, INT8_TILES, int8GemmDequant, tileSharedBytes, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8Tile, type Int8TileName } from './w8a8';
+import { INT8_AUTO, INT8_TILES, int8GemmDequant, tileSharedBytes, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8Tile, type Int8TileName } from './w8a8';
 import { dequantizeWeightOnly, WEIGHT_ONLY_DEFAULTS, weightOnlyLinear, type GemvReduction } from './wq-gemm';
 
 const f = Math.fround;
@@ -107,7 +107,8 @@ function int8Variants(): { label: string; opts: Int8Options; tile?: string }[] {
   }
   if (subgroupMatrixInt8Support().ok) {
     for (const tile of fittingTiles()) v.push({ label: `sm ${tile}`, opts: { path: 'subgroup-matrix', tile }, tile });
-    v.push({ label: `sm ${INT8_DEFAULTS.tile} bool-syntax`, opts: { path: 'subgroup-matrix', tile: INT8_DEFAULTS.tile, syntax: 'bool' }, tile: INT8_DEFAULTS.tile });
+    v.push({ label: `sm ${INT8_AUTO.large} bool-syntax`, opts: { path: 'subgroup-matrix', tile: INT8_AUTO.large, syntax: 'bool' }, tile: INT8_AUTO.large });
+    v.push({ label: 'sm auto', opts: { path: 'subgroup-matrix', tile: 'auto' }, tile: 'auto' });
   }
   return v;
 }
@@ -266,7 +267,7 @@ export function w8a8Checks(seed: number): KernelCheck[] {
       checks.push({
         kernel: 'w8a8-linear',
         name: `M=${c.M} K=${c.K} N=${c.N} g=${c.gs}${c.bias ? ' bias' : ''} ${label} (vs matMul of the dequantized codes)`,
-        small: opts.path !== 'sm-emulated' || (s === 0 && opts.tile === INT8_DEFAULTS.tile),
+        small: opts.path !== 'sm-emulated' || (s === 0 && opts.tile === INT8_AUTO.large),
         run: () => checkW8A8Linear(c, opts, caseSeed(seed, 1000 + s)),
       });
     }

@@ -80,8 +80,8 @@ export type Int8Path = 'subgroup-matrix' | 'dot4' | 'sm-emulated';
 export interface Int8Options {
   /** GEMM kernel: 'auto' takes the subgroup-matrix kernel when the device has i8 16×16×32 subgroup matrices and 32-wide subgroups, else 'dot4'. */
   path?: Int8Path | 'auto';
-  /** Subgroup-matrix tiling (default: INT8_DEFAULTS.tile): a name of INT8_TILES, or a tiling of one's own (checks, experiments). */
-  tile?: Int8TileName | Int8Tile;
+  /** Subgroup-matrix tiling (default: INT8_DEFAULTS.tile): a name of INT8_TILES, 'auto' (chooseInt8Tile by the output's size), or a tiling of one's own (checks, experiments). */
+  tile?: Int8TileName | 'auto' | Int8Tile;
   /** How the matrix loads/stores name their layout: 'template' (subgroupMatrixLoad<T, row_major>(p, offset, stride), Dawn's current form)
    * or 'bool' (subgroupMatrixLoad<T>(p, offset, col_major, stride), the first form, deprecated in Dawn). */
   syntax?: MatrixSyntax;
@@ -89,11 +89,31 @@ export interface Int8Options {
 
 export type MatrixSyntax = 'template' | 'bool';
 
-export const INT8_DEFAULTS: Required<Omit<Int8Options, 'tile'>> & { tile: Int8TileName } = {
+export const INT8_DEFAULTS: Required<Omit<Int8Options, 'tile'>> & { tile: Int8TileName | 'auto' } = {
   path: 'auto', // fastest kernel the device supports
-  tile: '128x128-sg8-k32-pad16', // the fastest measured on the H200 so far (35.6 TOPS at 4096³); sweep with bench-kernels --kernels w8a8
+  tile: 'auto', // by output size (INT8_AUTO); sweep with bench-kernels --kernels w8a8
   syntax: 'template', // Dawn warns that the bool form is deprecated
 };
+
+/**
+ * tile 'auto': the large tiling when its tiles fill every SM at least `minTiles / SMs` times over
+ * (a partly empty last wave then costs little), else the small one, whose 4× more workgroups fill
+ * the GPU. The H200 (132 SMs, 2026-12-04): 128x128-sg8-k32-pad16 35.6 TOPS at 4096³ (1024 tiles)
+ * but 27 TOPS at 1024×4096×4096 (256 tiles), where 64x64 reached 54.3. Both names are the measured
+ * best of their kind so far: replace them with the bench's winners.
+ */
+export const INT8_AUTO = {
+  large: '128x128-sg8-k32-pad16',
+  small: '64x64-sg4-k32-db',
+  minTiles: 4 * 132, // ≥ 4 large tiles per SM of a 132-SM H100/H200
+} as const satisfies { large: Int8TileName; small: Int8TileName; minTiles: number };
+
+/** The tiling 'auto' picks for an M×N output (see INT8_AUTO). */
+export function chooseInt8Tile(M: number, N: number): Int8TileName {
+  const t = INT8_TILES[INT8_AUTO.large];
+  const tiles = Math.ceil(M / (16 * t.wm * t.tm)) * Math.ceil(N / (16 * t.wn * t.tn));
+  return tiles >= INT8_AUTO.minTiles ? INT8_AUTO.large : INT8_AUTO.small;
+}
 
 const SUBGROUP = 32; // the subgroup-matrix kernel assumes 32-wide subgroups (NVIDIA), checked before use
 const QMAX = 127; // 8-bit symmetric activation codes
@@ -479,15 +499,16 @@ function gemm({ a, b, epilogue, extra, groupWords, groups, opts }: GemmArgs): tf
   const grouped = epilogue.kind === 'dequant' && epilogue.groups;
   const outputs = [{ shape: [M, N], dtype: epilogue.kind === 'int32' ? ('int32' as const) : ('float32' as const) }];
   if ((path === 'subgroup-matrix' || path === 'sm-emulated') && !grouped) {
-    const t: Int8Tile = typeof o.tile === 'string' ? INT8_TILES[o.tile] : o.tile;
-    if (!t) throw new Error(`unknown int8 tile '${o.tile}' (known: ${Object.keys(INT8_TILES).join(', ')})`);
+    const name = o.tile === 'auto' ? chooseInt8Tile(M, N) : o.tile;
+    const t: Int8Tile = typeof name === 'string' ? INT8_TILES[name] : name;
+    if (!t) throw new Error(`unknown int8 tile '${o.tile}' (known: auto, ${Object.keys(INT8_TILES).join(', ')})`);
     const why = int8TileInvalid(t);
-    if (why) throw new Error(`int8 tile ${tileLabel(o.tile)}: ${why}`);
+    if (why) throw new Error(`int8 tile ${tileLabel(name)}: ${why}`);
     const limit = deviceLimits()?.maxComputeWorkgroupStorageSize ?? 0;
-    if (tileSharedBytes(t) > limit) throw new Error(`int8 tile ${tileLabel(o.tile)} needs ${tileSharedBytes(t)} bytes of workgroup memory, the device allows ${limit}`);
+    if (tileSharedBytes(t) > limit) throw new Error(`int8 tile ${tileLabel(name)} needs ${tileSharedBytes(t)} bytes of workgroup memory, the device allows ${limit}`);
     const params = { M: u32(M), N: u32(N), kWords: u32(kWords) };
     const [y] = runKernel({
-      name: `int8-gemm-${path}-${tileLabel(o.tile)}`,
+      name: `int8-gemm-${path}-${tileLabel(name)}`,
       code: subgroupMatrixCode(t, epilogue, params, path === 'sm-emulated', o.syntax),
       inputs: [a, b, ...extra],
       outputs,
