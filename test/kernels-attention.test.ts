@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { ATTENTION_TILES, attentionChecks, fusedAttention, planAttention } from '../lib/kernels/attention';
-import { itPassesChecks, webgpuAdapterReason } from './kernels-helpers';
+import { itPassesChecks, TEST_SEED, webgpuAdapterReason } from './kernels-helpers';
 
 describe('attention plan (CPU side)', () => {
   const t = ATTENTION_TILES.q16kv32;
@@ -26,7 +26,7 @@ describe('attention plan (CPU side)', () => {
 const reason = await webgpuAdapterReason();
 
 describe.skipIf(reason !== null)('fused attention on webgpu', () => {
-  itPassesChecks(attentionChecks());
+  itPassesChecks(attentionChecks(TEST_SEED));
   it('names inconsistent cache lengths', () => {
     const q = tf.zeros([1, 2, 3, 8]) as tf.Tensor4D;
     const k = tf.zeros([1, 1, 5, 8]) as tf.Tensor4D;

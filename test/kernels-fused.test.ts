@@ -3,12 +3,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { fusedChecks, ropeHeads, swiglu, rmsNorm } from '../lib/kernels/fused';
-import { itPassesChecks, webgpuAdapterReason } from './kernels-helpers';
+import { itPassesChecks, TEST_SEED, webgpuAdapterReason } from './kernels-helpers';
 
 const reason = await webgpuAdapterReason();
 
 describe.skipIf(reason !== null)('fused block ops on webgpu', () => {
-  itPassesChecks(fusedChecks());
+  itPassesChecks(fusedChecks(TEST_SEED));
   it('name mismatched shapes', () => {
     const x = tf.zeros([4, 8]);
     const w = tf.zeros([7]);

@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { GEMM_TILES, gemm, gemmChecks, planGemm } from '../lib/kernels/gemm';
-import { itPassesChecks, webgpuAdapterReason } from './kernels-helpers';
+import { itPassesChecks, TEST_SEED, webgpuAdapterReason } from './kernels-helpers';
 
 describe('gemm plan (CPU side)', () => {
   it('covers non-multiple sizes with ceil workgroups and picks vec4 loads only when `in` allows', () => {
@@ -19,7 +19,7 @@ describe('gemm plan (CPU side)', () => {
 const reason = await webgpuAdapterReason();
 
 describe.skipIf(reason !== null)('gemm on webgpu', () => {
-  itPassesChecks(gemmChecks());
+  itPassesChecks(gemmChecks(TEST_SEED));
   it('names mismatched shapes', () => {
     const x = tf.zeros([4, 8]) as tf.Tensor2D;
     const w = tf.zeros([3, 7]) as tf.Tensor2D;

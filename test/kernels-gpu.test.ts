@@ -2,6 +2,7 @@
 // work, uniform params, enable directives, output ownership (no leaks). Skips without an adapter.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
+import { countInt32Mismatches, pickRows } from '../lib/kernels/cases';
 import { f32, gpuBuffer, hasSubgroups, paramsStruct, runKernel, u32 } from '../lib/kernels/gpu';
 import { webgpuAdapterReason } from './kernels-helpers';
 
@@ -18,6 +19,23 @@ ${paramsStruct({ n: u32(0), s: f32(0) })}
 }`;
 
 describe.skipIf(reason !== null)('kernel layer on webgpu', () => {
+  it('compares and picks int32 values past 2^24 exactly (tfjs-webgpu rounds them through f32)', async () => {
+    const before = tf.memory().numTensors;
+    const n = 65536; // large enough that tfjs runs its ops on the GPU, not forwarded to the CPU
+    const a = tf.tensor2d(Int32Array.from({ length: n }, (_, i) => 67108865 + 2 * i), [256, 256], 'int32');
+    const b = tf.tensor2d(Int32Array.from({ length: n }, (_, i) => 67108864 + 2 * i + (i % 3 === 0 ? 1 : 0)), [256, 256], 'int32');
+    gpuBuffer(a);
+    gpuBuffer(b);
+    const want = Array.from({ length: n }, (_, i) => i).filter((i) => i % 3 !== 0).length;
+    expect(await countInt32Mismatches(a, b)).toBe(want);
+    expect(await countInt32Mismatches(a, a)).toBe(0);
+    const rows = pickRows(a, [255, 1]);
+    expect([...((await rows.data()) as Int32Array).subarray(0, 3)]).toEqual([67108865 + 2 * 255 * 256, 67108865 + 2 * 255 * 256 + 2, 67108865 + 2 * 255 * 256 + 4]);
+    expect(((await rows.data()) as Int32Array)[256]).toBe(67108865 + 2 * 256);
+    tf.dispose([a, b, rows]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('runs after tfjs work it depends on and before tfjs work that reads it, without leaks', async () => {
     const before = tf.memory().numTensors;
     const n = 1000;

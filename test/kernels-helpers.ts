@@ -4,6 +4,9 @@ import { expect, it } from 'vitest';
 import type { KernelCheck } from '../lib/kernels/cases';
 import { initRuntime } from '../lib/runtime';
 
+/** Seed of the check registries in the tests: fixed (golden inputs), or LLMCB_TEST_SEED to draw others (scripts/check-kernels.ts draws a fresh one each run). */
+export const TEST_SEED = Number(process.env.LLMCB_TEST_SEED ?? 0);
+
 /** null when the webgpu backend is running; otherwise the reason the GPU tests skip (also warned). */
 export async function webgpuAdapterReason(): Promise<string | null> {
   try {

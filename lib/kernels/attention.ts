@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { softmaxRows } from '../runtime/rows';
 import { maxTensorElements } from '../runtime/backend';
 import { seededNormal } from '../runtime/bench';
-import { maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
+import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { deviceLimits, f32, paramsStruct, runKernel, u32 } from './gpu';
 
 /** Additive mask value for disallowed keys in the plain path (finite, as the model's). */
@@ -340,7 +340,7 @@ type Shape = { B: number; H: number; KV: number; T: number; past: number; hd: nu
 const describeShape = (s: Shape) => `B=${s.B} H=${s.H} KV=${s.KV} T=${s.T} past=${s.past} hd=${s.hd}`;
 
 /** Correctness cases: GQA/MHA, odd T and hd, KV cache, decode with split keys, and the bench shapes. */
-export function attentionChecks(): KernelCheck[] {
+export function attentionChecks(seed: number): KernelCheck[] {
   const small: Shape[] = [
     { B: 1, H: 4, KV: 2, T: 5, past: 0, hd: 8 },
     { B: 2, H: 4, KV: 4, T: 33, past: 0, hd: 16 },
@@ -366,7 +366,7 @@ export function attentionChecks(): KernelCheck[] {
     name: `${describeShape(s)} tiles=${tiles}`,
     small: isSmall,
     async run(): Promise<CheckResult> {
-      const [q, k, v] = attentionOperands(s.B, s.H, s.KV, s.T, s.past, s.hd, 200 + 3 * i);
+      const [q, k, v] = attentionOperands(s.B, s.H, s.KV, s.T, s.past, s.hd, caseSeed(seed, 200 + 3 * i));
       const mask = causalMask(s.T, s.past);
       const want = attentionReference(q, k, v, mask);
       const { outputs, poisoned } = await runPoisoned([want.size], () => [fusedAttention(q, k, v, s.past, ATTENTION_TILES[tiles])]);

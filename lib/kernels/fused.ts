@@ -9,7 +9,7 @@
 // Each computes exactly what the plain ops in lib/models/transformer.ts compute, in the same order.
 import * as tf from '@tensorflow/tfjs';
 import { seededNormal } from '../runtime/bench';
-import { type BenchSetup, type CheckResult, type KernelBench, type KernelCheck, maxRelError, runPoisoned } from './cases';
+import { caseSeed, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck, maxRelError, runPoisoned } from './cases';
 import { f32, grid1d, paramsStruct, runKernel, u32 } from './gpu';
 
 const THREADS = 64; // rmsNorm: one workgroup per row
@@ -194,13 +194,13 @@ const CASES: FusedCase[] = [
 const label = (c: FusedCase) => (c.kind === 'rope' ? `B=${c.dims[0]} T=${c.dims[1]} heads=${c.dims[2]} hd=${c.dims[3]}` : `[${c.dims.join(', ')}]`);
 
 /** Each fused kernel against its plain ops, outputs poisoned, fp32 tolerance 1e-5 relative. */
-export function fusedChecks(): KernelCheck[] {
+export function fusedChecks(seed: number): KernelCheck[] {
   return CASES.map((c, i) => ({
     kernel: c.kind,
     name: label(c),
     small: c.small,
     async run(): Promise<CheckResult> {
-      const ops = operands(c.kind, c.dims, 300 + 2 * i);
+      const ops = operands(c.kind, c.dims, caseSeed(seed, 300 + 2 * i));
       const r = runners(c, ops);
       const want = r.plain();
       const { outputs, poisoned } = await runPoisoned([want.size], () => [r.kernel()]);

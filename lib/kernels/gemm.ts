@@ -10,7 +10,7 @@
 // (scripts/bench-kernels.ts --tiles) compares them.
 import * as tf from '@tensorflow/tfjs';
 import { seededNormal } from '../runtime/bench';
-import { maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
+import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { deviceLimits, paramsStruct, runKernel, u32 } from './gpu';
 
 export interface GemmTiles {
@@ -167,7 +167,7 @@ function gemmPlain(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor2D {
 }
 
 /** Correctness cases: odd sizes (edges, scalar loads; the first two on every tile shape), plus the bench shapes. */
-export function gemmChecks(): KernelCheck[] {
+export function gemmChecks(seed: number): KernelCheck[] {
   const odd: [number, number, number, boolean][] = [[37, 70, 129, true], [130, 132, 65, false], [1, 9, 3, true], [200, 1000, 17, false]];
   const big: [number, number, number, boolean][] = [[1024, 2048, 2048, false], [1024, 4096, 4096, true], [2048, 4096, 14336, false]];
   const cases = [
@@ -180,7 +180,7 @@ export function gemmChecks(): KernelCheck[] {
     name: `N=${N} in=${inDim} out=${out}${bias ? ' bias' : ''} tiles=${tiles}`,
     small,
     async run(): Promise<CheckResult> {
-      const [x, w, b] = gemmOperands(N, inDim, out, bias, 100 + i) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor?];
+      const [x, w, b] = gemmOperands(N, inDim, out, bias, caseSeed(seed, 100 + i)) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor?];
       const want = gemmPlain(x, w, b);
       const { outputs, poisoned } = await runPoisoned([N * out], () => [gemm(x, w, b, GEMM_TILES[tiles])]);
       try {

@@ -28,7 +28,7 @@ export interface KernelPolicy {
   gemm: GemmTileName | 'off'; // tiles of the fp32 linear GEMM, or 'off' to keep tfjs's matMul
   attention: AttentionTileName | 'off'; // tiles of the fused attention, or 'off'
   gemmMinRows: number; // linears with fewer input rows (decode) keep tfjs's matMul
-  int8Tile: Int8TileName; // tiling of the W8A8 GEMM on subgroup matrices (INT8_TILES)
+  int8Tile: Int8TileName | 'auto'; // tiling of the W8A8 GEMM on subgroup matrices (INT8_TILES; 'auto' by output size)
   fusedOps: 'on' | 'off'; // the fused RMSNorm, RoPE-with-head-transpose and SwiGLU kernels (fused.ts)
 }
 
@@ -68,7 +68,7 @@ export function kernelPolicy(): KernelPolicy {
     gemm: env.get(FLAGS.gemm) as KernelPolicy['gemm'],
     attention: env.get(FLAGS.attention) as KernelPolicy['attention'],
     gemmMinRows: env.getNumber(FLAGS.gemmMinRows),
-    int8Tile: env.get(FLAGS.int8Tile) as Int8TileName,
+    int8Tile: env.get(FLAGS.int8Tile) as KernelPolicy['int8Tile'],
     fusedOps: env.get(FLAGS.fusedOps) as KernelPolicy['fusedOps'],
   };
 }
@@ -81,7 +81,7 @@ export function setKernels(p: Partial<KernelPolicy>): KernelPolicy {
   if (p.attention !== undefined && p.attention !== 'off' && !(p.attention in ATTENTION_TILES)) throw new Error(`attention tiles '${p.attention}' (choose off or ${Object.keys(ATTENTION_TILES).join(', ')})`);
   if (p.gemmMinRows !== undefined && !(Number.isInteger(p.gemmMinRows) && p.gemmMinRows >= 1)) throw new Error(`gemmMinRows must be a positive integer, got ${p.gemmMinRows}`);
   if (p.fusedOps !== undefined && p.fusedOps !== 'on' && p.fusedOps !== 'off') throw new Error(`fusedOps '${p.fusedOps}' (choose on or off)`);
-  if (p.int8Tile !== undefined && !(p.int8Tile in INT8_TILES)) throw new Error(`int8 tile '${p.int8Tile}' (choose from ${Object.keys(INT8_TILES).join(', ')})`);
+  if (p.int8Tile !== undefined && p.int8Tile !== 'auto' && !(p.int8Tile in INT8_TILES)) throw new Error(`int8 tile '${p.int8Tile}' (choose from auto, ${Object.keys(INT8_TILES).join(', ')})`);
   for (const [k, v] of Object.entries(p)) if (v !== undefined) tf.env().set(FLAGS[k as keyof KernelPolicy], v);
   return prev;
 }
@@ -168,14 +168,14 @@ export function kernelSwiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor | null {
   return fusedActive(gate.size) ? swiglu(gate, up) : null;
 }
 
-/** Correctness checks by kernel (scripts/check-kernels.ts); each kernel file contributes its cases. */
+/** Correctness checks by kernel (scripts/check-kernels.ts); each kernel file contributes its cases, their inputs drawn from the run's seed. */
 export const KERNEL_CHECKS = {
   gemm: gemmChecks,
   attention: attentionChecks,
   w8a8: w8a8Checks,
   weightOnly: weightOnlyChecks,
   fused: fusedChecks,
-} satisfies Record<string, () => KernelCheck[]>;
+} satisfies Record<string, (seed: number) => KernelCheck[]>;
 
 /** Benchmarks against the plain tfjs op by kernel (scripts/bench-kernels.ts). */
 export const KERNEL_BENCHES = {

@@ -107,6 +107,10 @@ export function weightOnlyFromRows(m: { rows: number; cols: number; bits: 4 | 8;
   const { words, rowWords } = padRowsToWords(m.qweight, m.rows, rowBytes);
   const G = numGroups(m.cols, m.groupSize);
   if (m.scales.length !== m.rows * G || m.zeros.length !== m.rows * G) throw new Error(`weightOnlyFromRows: ${m.scales.length} scales / ${m.zeros.length} zeros for ${m.rows} rows × ${G} groups`);
+  // The GEMV subtracts zero points exactly as integers (wq-gemm.ts): QuantizedMatrix's zeros are integers stored as floats.
+  for (let i = 0; i < m.zeros.length; i++) {
+    if (!(Number.isInteger(m.zeros[i]) && Math.abs(m.zeros[i]) < 2 ** 22)) throw new Error(`weightOnlyFromRows: zero point ${m.zeros[i]} (group ${i}) is not an integer below 2^22 in magnitude`);
+  }
   return {
     kind: 'wq',
     outFeatures: m.rows,

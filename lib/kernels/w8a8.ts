@@ -8,18 +8,30 @@
 // them, else on a portable kernel (dot4I8Packed, exact int32). Both accumulate exactly in int32,
 // so they give identical accumulators; `int8Matmul` exposes them for the checks.
 //
-// Subgroup-matrix kernel: operands are i8 subgroup matrices loaded from i32 arrays (offsets and
-// strides as matrixOps explains: the two builtin forms count them in different units); the
-// workgroup stages a BM×BK tile of activations and a BN×BK tile of weights in workgroup memory
-// (rows optionally padded against bank conflicts; zero-filled past M, N and K: sizes need not be
-// tile multiples), WM×WN subgroups each own TM×TN
-// 16×16 result tiles, and the epilogue goes through a per-subgroup 16×16 scratch in workgroup
-// memory. The tile shape is a table (INT8_TILES) to sweep on the GPU (scripts/bench-kernels.ts).
+// Subgroup-matrix kernel (one generator, its options in INT8_TILES): a workgroup of WM×WN
+// subgroups computes a BM×BN tile of y, each subgroup TM×TN 16×16 result tiles (BM = 16·WM·TM,
+// BN = 16·WN·TN). Per K step of BK codes, every invocation loads its share of the A [BM, BK] and
+// B [BN, BK] tiles from global memory as 16-byte vec4 words into registers and stores them into a
+// staging buffer in workgroup memory (rows padded to RS = BK + pad bytes: with pad 16, eight
+// consecutive rows start in eight different 16-byte bank groups, so the matrix loads do not
+// conflict); each subgroup then loads TM left and TN right fragments per 32-deep slice and does
+// TM·TN multiply-accumulates with them (more tiles per subgroup: more MMA per loaded fragment).
+// Staging schemes (`stages`, `prefetch`):
+//   stages 1, no prefetch: load, store, barrier, multiply, barrier (the first kernel's scheme);
+//   stages 1, prefetch:    the next step's global loads are issued before this step's multiplies,
+//                          stored after them between two barriers (global latency hidden);
+//   stages 2 (prefetch):   two staging buffers: the next step is stored into the other buffer
+//                          right after this step's multiplies, one barrier a step.
+// Workgroups are launched in groups of `group` tiles along M per N tile (the weight panel they
+// share stays in L2: 2048×4096×14336 has a 59 MB weight, more than the H200's 50 MB L2). Operands
+// past M, N and K are zero-filled (sizes need not be tile multiples). The epilogue goes through a
+// 16×16 int32 scratch per subgroup (workgroup memory reused after the K loop), read so that each
+// store instruction writes two 64-byte row segments of y. Offsets and strides as matrixOps explains.
 import * as tf from '@tensorflow/tfjs';
 import { deviceLimits, grid1d, paramsStruct, runKernel, subgroupMatrixConfigs, subgroupSizes, u32, type Param } from './gpu';
 import type { PackedW8A8 } from './packed-linear';
 
-/** One workgroup tiling of the subgroup-matrix GEMM. */
+/** One workgroup tiling and staging scheme of the subgroup-matrix GEMM (see the header). */
 export interface Int8Tile {
   wm: number; // subgroups along M
   wn: number; // subgroups along N
@@ -27,20 +39,35 @@ export interface Int8Tile {
   tn: number; // 16-column result tiles per subgroup along N
   bk: number; // K depth staged per step (multiple of 32)
   pad: number; // bytes added to each staged row in workgroup memory (0 or a multiple of 16), against bank conflicts of the matrix loads
+  stages: 1 | 2; // staging buffers in workgroup memory: 2 = double-buffered, one barrier a step
+  prefetch: boolean; // issue the next step's global loads before this step's multiplies (always with 2 stages)
+  group: number; // tiles along M launched together per N tile (L2 reuse of the weight panel); 1 = row by row
 }
 
-/** Tilings to sweep on the GPU (BM = 16·wm·tm, BN = 16·wn·tn; 32·wm·wn invocations per workgroup). */
+/**
+ * Tilings to sweep on the GPU (BM×BN, subgroups, K step; 32·wm·wn invocations per workgroup).
+ * On the H200 (2026-12-04) the first kernel's scheme peaked with 128x128-sg8-k32-pad16 at 35.6 TOPS
+ * (4096³) and 64x64-sg4-k32 at 54.3 TOPS (1024×4096×4096); its other tilings (128x64, unpadded,
+ * k64, 128x256, 256x128 single-buffered) were slower everywhere and are gone. The two measured
+ * best stay as they were, to measure the others against.
+ */
 export const INT8_TILES = {
-  '64x64-sg4-k32': { wm: 2, wn: 2, tm: 2, tn: 2, bk: 32, pad: 0 },
-  '128x64-sg8-k32': { wm: 4, wn: 2, tm: 2, tn: 2, bk: 32, pad: 0 },
-  '128x128-sg4-k32': { wm: 2, wn: 2, tm: 4, tn: 4, bk: 32, pad: 0 },
-  '128x128-sg8-k32': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 32, pad: 0 },
-  '128x128-sg8-k32-pad16': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 32, pad: 16 },
-  '128x128-sg8-k64': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 64, pad: 0 },
-  '128x128-sg8-k64-pad16': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 64, pad: 16 },
-  '128x256-sg8-k32': { wm: 2, wn: 4, tm: 4, tn: 4, bk: 32, pad: 0 },
-  '256x128-sg8-k32': { wm: 4, wn: 2, tm: 4, tn: 4, bk: 32, pad: 0 },
-  '256x128-sg8-k64-pad16': { wm: 4, wn: 2, tm: 4, tn: 4, bk: 64, pad: 16 },
+  // The first kernel's best at 4096³: 8 subgroups × 2×4 tiles, single buffer, loads not overlapped.
+  '128x128-sg8-k32-pad16': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 32, pad: 16, stages: 1, prefetch: false, group: 1 },
+  // Same tile, single buffer, the next step's global loads in flight during the multiplies.
+  '128x128-sg8-k32-pf': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 32, pad: 16, stages: 1, prefetch: true, group: 8 },
+  // Same tile, double-buffered.
+  '128x128-sg8-k32-db': { wm: 4, wn: 2, tm: 2, tn: 4, bk: 32, pad: 16, stages: 2, prefetch: true, group: 8 },
+  // 4 subgroups × 4×4 tiles (64×64 each): 16 MMA per 8 fragment loads; 128 invocations.
+  '128x128-sg4-k32-db': { wm: 2, wn: 2, tm: 4, tn: 4, bk: 32, pad: 16, stages: 2, prefetch: true, group: 8 },
+  '128x128-sg4-k64-db': { wm: 2, wn: 2, tm: 4, tn: 4, bk: 64, pad: 16, stages: 2, prefetch: true, group: 8 },
+  // 8 subgroups × 4×4 tiles: the most reuse of each staged byte (36 KiB of workgroup memory).
+  '128x256-sg8-k32-db': { wm: 2, wn: 4, tm: 4, tn: 4, bk: 32, pad: 16, stages: 2, prefetch: true, group: 8 },
+  '256x128-sg8-k32-db': { wm: 4, wn: 2, tm: 4, tn: 4, bk: 32, pad: 16, stages: 2, prefetch: true, group: 8 },
+  // Small tiles for few rows (1024×4096×4096: 1024 workgroups over 132 SMs): the first kernel's
+  // (its best there, 54.3 TOPS) and the same double-buffered and padded.
+  '64x64-sg4-k32': { wm: 2, wn: 2, tm: 2, tn: 2, bk: 32, pad: 0, stages: 1, prefetch: false, group: 1 },
+  '64x64-sg4-k32-db': { wm: 2, wn: 2, tm: 2, tn: 2, bk: 32, pad: 16, stages: 2, prefetch: true, group: 8 },
 } as const satisfies Record<string, Int8Tile>;
 export type Int8TileName = keyof typeof INT8_TILES;
 
@@ -55,8 +82,8 @@ export type Int8Path = 'subgroup-matrix' | 'dot4' | 'sm-emulated';
 export interface Int8Options {
   /** GEMM kernel: 'auto' takes the subgroup-matrix kernel when the device has i8 16×16×32 subgroup matrices and 32-wide subgroups, else 'dot4'. */
   path?: Int8Path | 'auto';
-  /** Subgroup-matrix tiling (default '128x128-sg8-k32'). */
-  tile?: Int8TileName;
+  /** Subgroup-matrix tiling (default: INT8_DEFAULTS.tile): a name of INT8_TILES, 'auto' (chooseInt8Tile by the output's size), or a tiling of one's own (checks, experiments). */
+  tile?: Int8TileName | 'auto' | Int8Tile;
   /** How the matrix loads/stores name their layout: 'template' (subgroupMatrixLoad<T, row_major>(p, offset, stride), Dawn's current form)
    * or 'bool' (subgroupMatrixLoad<T>(p, offset, col_major, stride), the first form, deprecated in Dawn). */
   syntax?: MatrixSyntax;
@@ -64,11 +91,31 @@ export interface Int8Options {
 
 export type MatrixSyntax = 'template' | 'bool';
 
-export const INT8_DEFAULTS: Required<Int8Options> = {
+export const INT8_DEFAULTS: Required<Omit<Int8Options, 'tile'>> & { tile: Int8TileName | 'auto' } = {
   path: 'auto', // fastest kernel the device supports
-  tile: '128x128-sg8-k32', // 8 subgroups × 2×4 tiles: a square tile with few registers per lane
+  tile: 'auto', // by output size (INT8_AUTO); sweep with bench-kernels --kernels w8a8
   syntax: 'template', // Dawn warns that the bool form is deprecated
 };
+
+/**
+ * tile 'auto': the large tiling when its tiles fill every SM at least `minTiles / SMs` times over
+ * (a partly empty last wave then costs little), else the small one, whose 4× more workgroups fill
+ * the GPU. The H200 (132 SMs, 2026-12-04): 128x128-sg8-k32-pad16 35.6 TOPS at 4096³ (1024 tiles)
+ * but 27 TOPS at 1024×4096×4096 (256 tiles), where 64x64 reached 54.3. Both names are the measured
+ * best of their kind so far: replace them with the bench's winners.
+ */
+export const INT8_AUTO = {
+  large: '128x128-sg8-k32-pad16',
+  small: '64x64-sg4-k32',
+  minTiles: 4 * 132, // ≥ 4 large tiles per SM of a 132-SM H100/H200
+} as const satisfies { large: Int8TileName; small: Int8TileName; minTiles: number };
+
+/** The tiling 'auto' picks for an M×N output (see INT8_AUTO). */
+export function chooseInt8Tile(M: number, N: number): Int8TileName {
+  const t = INT8_TILES[INT8_AUTO.large];
+  const tiles = Math.ceil(M / (16 * t.wm * t.tm)) * Math.ceil(N / (16 * t.wn * t.tn));
+  return tiles >= INT8_AUTO.minTiles ? INT8_AUTO.large : INT8_AUTO.small;
+}
 
 const SUBGROUP = 32; // the subgroup-matrix kernel assumes 32-wide subgroups (NVIDIA), checked before use
 const QMAX = 127; // 8-bit symmetric activation codes
@@ -237,11 +284,24 @@ ${stores.join('\n')}
 }`;
 }
 
-/** Workgroup memory (bytes) a tiling needs: operand tiles plus one 16×16 int32 scratch per subgroup. */
+const tileLabel = (t: Int8TileName | Int8Tile) => (typeof t === 'string' ? t : JSON.stringify(t));
+
+/** Why the generator cannot build a tiling (null when it can). */
+export function int8TileInvalid(t: Int8Tile): string | null {
+  const pos = (n: number) => Number.isInteger(n) && n >= 1;
+  if (![t.wm, t.wn, t.tm, t.tn, t.group].every(pos)) return 'wm, wn, tm, tn and group must be positive integers';
+  if (!(pos(t.bk / 32))) return `bk ${t.bk} is not a positive multiple of 32`;
+  if (!(Number.isInteger(t.pad / 16) && t.pad >= 0)) return `pad ${t.pad} is not a multiple of 16 bytes (the matrix loads and the vec4 stores need 16-byte rows)`;
+  if (t.stages !== 1 && t.stages !== 2) return `stages ${t.stages} (1 or 2)`;
+  if (SUBGROUP * t.wm * t.wn > 1024) return `${t.wm * t.wn} subgroups are over 1024 invocations`;
+  return null;
+}
+
+/** Workgroup memory (bytes) a tiling needs: its staging buffers, reused after the K loop for one 16×16 int32 scratch per subgroup. */
 export function tileSharedBytes(t: Int8Tile): number {
   const bm = 16 * t.wm * t.tm;
   const bn = 16 * t.wn * t.tn;
-  return (bm + bn) * (t.bk + t.pad) + t.wm * t.wn * 16 * 16 * 4;
+  return Math.max(t.stages * (bm + bn) * (t.bk + t.pad), t.wm * t.wn * 16 * 16 * 4);
 }
 
 /**
@@ -267,16 +327,32 @@ function matrixOps(syntax: MatrixSyntax) {
       };
 }
 
-/** WGSL: stages rows [base, base+rows) × one K step of codes from `src` (vec4 words) into workgroup `dst` [rows, RS] (zeros past `limit` or K). */
-function stageTile(dst: string, src: string, rows: string, base: string, limit: string): string {
-  return `    for (var i = li; i < ${rows} * VPR; i += THREADS) {
-      let r = i / VPR;
-      let c = i % VPR;
-      var v = vec4<u32>(0u);
-      if (${base} + r < ${limit} && k0 + c < kVec) { v = ${src}[(${base} + r) * kVec + k0 + c]; }
-      let o = r * (RS / 4u) + c * 4u;
-      ${dst}[o] = bitcast<i32>(v.x); ${dst}[o + 1u] = bitcast<i32>(v.y); ${dst}[o + 2u] = bitcast<i32>(v.z); ${dst}[o + 3u] = bitcast<i32>(v.w);
+/**
+ * WGSL moving one K step of an operand tile through registers: `load` reads this invocation's
+ * share of rows [base, base + rows) × VPR vec4 words at step `step` from global `src` into
+ * registers `reg` (zeros past `limit` rows or K), `store` writes them into the staging buffer at
+ * byte offset `at` of `sm` (rows RS bytes apart). Unrolled: `count` vec4 words per invocation.
+ */
+function tileMover(reg: string, src: string, rows: number, base: string, limit: string, threads: number, vpr: number) {
+  const count = Math.ceil((rows * vpr) / threads);
+  const guard = (rows * vpr) % threads === 0 ? '' : `if (idx >= ${rows * vpr}u) { break; }\n      `;
+  const each = (body: string) => `    for (var i = 0u; i < ${count}u; i++) {
+      let idx = li + i * THREADS; // [${rows} rows × VPR vec4 words]
+      ${guard}let r = idx / VPR;
+      let c = idx % VPR;
+      ${body}
     }`;
+  return {
+    decl: `  var ${reg}: array<vec4<u32>, ${count}>;`,
+    load: (step: string) =>
+      each(`let k = ${step} * VPR + c;
+      var v = vec4<u32>(0u);
+      if (${base} + r < ${limit} && k < kVec) { v = ${src}[(${base} + r) * kVec + k]; }
+      ${reg}[i] = v;`),
+    store: (at: string) =>
+      each(`let o = (${at} + r * RS + c * 16u) / 4u;
+      sm[o] = bitcast<i32>(${reg}[i].x); sm[o + 1u] = bitcast<i32>(${reg}[i].y); sm[o + 2u] = bitcast<i32>(${reg}[i].z); sm[o + 3u] = bitcast<i32>(${reg}[i].w);`),
+  };
 }
 
 function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Param>, emulate: boolean, syntax: MatrixSyntax): string {
@@ -285,83 +361,122 @@ function subgroupMatrixCode(t: Int8Tile, e: Epilogue, params: Record<string, Par
   const bn = 16 * t.wn * t.tn;
   const nsg = t.wm * t.wn;
   const threads = SUBGROUP * nsg;
-  const vecPerRow = t.bk / 16; // vec4<u32> (16 codes) per staged row
-  const decl: string[] = [];
-  const mma: string[] = [];
-  const store: string[] = [];
-  const lOff = (i: number, kk: number) => `(rowBase + ${i * 16}u) * RS + ${kk * 32}u`; // i8 elements into As
-  const rOff = (j: number, kk: number) => `(colBase + ${j * 16}u) * RS + ${kk * 32}u`; // i8 elements into Bs
-  for (let i = 0; i < t.tm; i++) {
-    for (let j = 0; j < t.tn; j++) decl.push(emulate ? `  var acc_${i}_${j}: array<i32, 8>;` : `  var acc_${i}_${j} = subgroup_matrix_result<i32, 16, 16>();`);
+  const rs = t.bk + t.pad; // staged row stride in bytes (i8 codes)
+  const prefetch = t.stages === 2 || t.prefetch;
+  const A = tileMover('ra', 'a', bm, 'm0', 'params.M', threads, t.bk / 16);
+  const B = tileMover('rb', 'b', bn, 'n0', 'params.N', threads, t.bk / 16);
+  // Byte offsets, in the staging buffer at byte offset `cur`, of the fragment of 16-row (column)
+  // tile i (j) at the 32-deep slice kk; i16 = i·16, kk32 = kk·32 (constants, or the emulation's loop variables).
+  const lOff = (i16: string, kk32: string) => `cur + (rowBase + ${i16}) * RS + ${kk32}`; // A rows
+  const rOff = (j16: string, kk32: string) => `cur + A_BYTES + (colBase + ${j16}) * RS + ${kk32}`; // B rows
+  // The epilogue of tile (i, j) from its 16×16 scratch: element idx = q·32 + lane, so that each
+  // store writes rows 2q, 2q+1 of the tile, 16 consecutive columns each.
+  const drain = (i16: string, j16: string) => `  workgroupBarrier();
+  for (var q = 0u; q < 8u; q++) {
+    let idx = q * 32u + lane;
+    let m = m0 + rowBase + ${i16} + idx / 16u;
+    let n = n0 + colBase + ${j16} + idx % 16u;
+    if (m < params.M && n < params.N) { ${storeOne(e, 'm', 'n', 'sm[sg * 256u + idx]')} }
   }
-  for (let kk = 0; kk < t.bk / 32; kk++) {
-    mma.push('    {');
-    if (emulate) {
-      // Lane owns elements idx = lane·8 + q of each 16×16 tile (row idx / 16, column idx % 16).
-      for (let i = 0; i < t.tm; i++) {
-        for (let j = 0; j < t.tn; j++) {
-          mma.push(`      for (var q = 0u; q < 8u; q++) {
-        let idx = lane * 8u + q;
-        for (var k = 0u; k < 32u; k++) { acc_${i}_${j}[q] += AsAt(${lOff(i, kk)} + (idx / 16u) * RS + k) * BsAt(${rOff(j, kk)} + (idx % 16u) * RS + k); }
-      }`);
+  workgroupBarrier();`;
+  let decl: string;
+  let mma: string;
+  let epilogue: string;
+  if (emulate) {
+    // Plain WGSL with the same staging, offsets and epilogue: lane owns elements idx = lane·8 + q
+    // of each 16×16 tile (row idx / 16, column idx % 16); loops over the tiles keep the shader
+    // small enough for a CPU Vulkan to compile quickly.
+    decl = `  var acc: array<i32, ${t.tm * t.tn * 8}>; // [TM·TN tiles, 8 elements per lane]`;
+    mma = `    for (var kk = 0u; kk < ${t.bk / 32}u; kk++) {
+      for (var i = 0u; i < ${t.tm}u; i++) {
+        for (var j = 0u; j < ${t.tn}u; j++) {
+          for (var q = 0u; q < 8u; q++) {
+            let idx = lane * 8u + q;
+            var sum = 0;
+            for (var k = 0u; k < 32u; k++) { sum += smI8(${lOff('i * 16u', 'kk * 32u')} + (idx / 16u) * RS + k) * smI8(${rOff('j * 16u', 'kk * 32u')} + (idx % 16u) * RS + k); }
+            acc[(i * ${t.tn}u + j) * 8u + q] += sum;
+          }
         }
       }
-    } else {
-      for (let i = 0; i < t.tm; i++) mma.push(`      let l_${i} = ${ops.load('subgroup_matrix_left<i8, 32, 16>', '&As', lOff(i, kk), false, 'RS')};`);
-      for (let j = 0; j < t.tn; j++) mma.push(`      let r_${j} = ${ops.load('subgroup_matrix_right<i8, 16, 32>', '&Bs', rOff(j, kk), true, 'RS')};`);
-      for (let i = 0; i < t.tm; i++) for (let j = 0; j < t.tn; j++) mma.push(`      acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(l_${i}, r_${j}, acc_${i}_${j});`);
+    }`;
+    epilogue = `  for (var i = 0u; i < ${t.tm}u; i++) {
+    for (var j = 0u; j < ${t.tn}u; j++) {
+      for (var q = 0u; q < 8u; q++) { sm[sg * 256u + lane * 8u + q] = acc[(i * ${t.tn}u + j) * 8u + q]; }
+${drain('i * 16u', 'j * 16u')}
     }
-    mma.push('    }');
-  }
-  for (let i = 0; i < t.tm; i++) {
-    for (let j = 0; j < t.tn; j++) {
-      const toScratch = emulate ? `  for (var q = 0u; q < 8u; q++) { Cs[sg * 256u + lane * 8u + q] = acc_${i}_${j}[q]; }` : `  ${ops.store('&Cs', 'sg * 256u', `acc_${i}_${j}`, '16u')};`;
-      store.push(`${toScratch}
-  workgroupBarrier();
-  for (var q = 0u; q < 8u; q++) {
-    let idx = lane * 8u + q;
-    let m = m0 + rowBase + ${i * 16}u + idx / 16u;
-    let n = n0 + colBase + ${j * 16}u + idx % 16u;
-    if (m < params.M && n < params.N) { ${storeOne(e, 'm', 'n', 'Cs[sg * 256u + idx]')} }
-  }
-  workgroupBarrier();`);
-    }
+  }`;
+  } else {
+    const tiles = (f: (i: number, j: number) => string) => Array.from({ length: t.tm }, (_, i) => Array.from({ length: t.tn }, (_, j) => f(i, j))).flat();
+    decl = tiles((i, j) => `  var acc_${i}_${j} = subgroup_matrix_result<i32, 16, 16>();`).join('\n');
+    // Per 32-deep slice: TM left and TN right fragments, then TM·TN multiply-accumulates.
+    mma = Array.from({ length: t.bk / 32 }, (_, kk) =>
+      [
+        '    {',
+        ...Array.from({ length: t.tm }, (_, i) => `      let l_${i} = ${ops.load('subgroup_matrix_left<i8, 32, 16>', '&sm', lOff(`${i * 16}u`, `${kk * 32}u`), false, 'RS')};`),
+        ...Array.from({ length: t.tn }, (_, j) => `      let r_${j} = ${ops.load('subgroup_matrix_right<i8, 16, 32>', '&sm', rOff(`${j * 16}u`, `${kk * 32}u`), true, 'RS')};`),
+        ...tiles((i, j) => `      acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(l_${i}, r_${j}, acc_${i}_${j});`),
+        '    }',
+      ].join('\n'),
+    ).join('\n');
+    epilogue = tiles((i, j) => `  ${ops.store('&sm', 'sg * 256u', `acc_${i}_${j}`, '16u')};\n${drain(`${i * 16}u`, `${j * 16}u`)}`).join('\n');
   }
   const header = emulate ? '' : 'enable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium.subgroup_matrix_uniformity);';
-  // Emulation: the signed i8 at element e of As / Bs (little-endian bytes of i32 words).
-  const i8At = emulate
-    ? ['As', 'Bs'].map((v) => `fn ${v}At(e: u32) -> i32 { return (${v}[e >> 2u] << (24u - 8u * (e & 3u))) >> 24u; }`).join('\n')
-    : '';
+  // Emulation: the signed i8 at byte e of sm (little-endian bytes of i32 words).
+  const i8At = emulate ? 'fn smI8(e: u32) -> i32 { return (sm[e >> 2u] << (24u - 8u * (e & 3u))) >> 24u; }' : '';
+  const next = (at: string) => (t.stages === 2 ? `((s + 1u) % 2u) * STAGE` : at);
   return /* wgsl */ `${header}
 ${bindings(e, 'vec4<u32>', params)}
 const BM = ${bm}u;
 const BN = ${bn}u;
-const BK = ${t.bk}u;
-const RS = ${t.bk + t.pad}u; // staged row stride in i8 elements
-const VPR = ${vecPerRow}u; // vec4 words per staged row
+const RS = ${rs}u; // staged row stride in bytes (i8 codes)
+const VPR = ${t.bk / 16}u; // vec4 words (16 codes) per staged row per K step
+const A_BYTES = ${bm * rs}u; // the A rows of a staging buffer, then the B rows
+const STAGE = ${(bm + bn) * rs}u; // bytes of one staging buffer
 const THREADS = ${threads}u;
-var<workgroup> As: array<i32, ${(bm * (t.bk + t.pad)) / 4}>; // [BM, RS] i8 codes
-var<workgroup> Bs: array<i32, ${(bn * (t.bk + t.pad)) / 4}>; // [BN, RS] i8 codes
-var<workgroup> Cs: array<i32, ${nsg * 256}>; // one 16×16 accumulator tile per subgroup
+const GROUP = ${t.group}u; // tiles along M launched together per N tile
+// Staging buffers [${t.stages}][A: BM × RS | B: BN × RS] of i8 codes; after the K loop, one 16×16 i32 scratch per subgroup.
+var<workgroup> sm: array<i32, ${tileSharedBytes(t) / 4}>;
 ${i8At}
-@compute @workgroup_size(${threads})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+@compute @workgroup_size(THREADS)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  // Launch order: GROUP tiles down M for each N tile, then the next GROUP rows of tiles.
+  let tilesM = (params.M + BM - 1u) / BM;
+  let tilesN = (params.N + BN - 1u) / BN;
+  let id = wg.y * nwg.x + wg.x;
+  if (id >= tilesM * tilesN) { return; }
+  let perGroup = GROUP * tilesN;
+  let firstM = (id / perGroup) * GROUP;
+  let rowsInGroup = min(tilesM - firstM, GROUP);
+  let inGroup = id % perGroup;
+  let m0 = (firstM + inGroup % rowsInGroup) * BM;
+  let n0 = (inGroup / rowsInGroup) * BN;
   let sg = li / ${SUBGROUP}u;
   let lane = li % ${SUBGROUP}u;
   let rowBase = (sg / ${t.wn}u) * ${16 * t.tm}u; // first row of this subgroup inside the tile
   let colBase = (sg % ${t.wn}u) * ${16 * t.tn}u;
-  let m0 = wg.y * BM;
-  let n0 = wg.x * BN;
   let kVec = params.kWords / 4u;
-${decl.join('\n')}
-  for (var k0 = 0u; k0 < kVec; k0 += VPR) {
-${stageTile('As', 'a', 'BM', 'm0', 'params.M')}
-${stageTile('Bs', 'b', 'BN', 'n0', 'params.N')}
-    workgroupBarrier();
-${mma.join('\n')}
+  let steps = (kVec + VPR - 1u) / VPR;
+${decl}
+${A.decl}
+${B.decl}
+${A.load('0u')}
+${B.load('0u')}
+${A.store('0u')}
+${B.store('A_BYTES')}
+  workgroupBarrier();
+  for (var s = 0u; s < steps; s++) {
+    let cur = ${t.stages === 2 ? '(s % 2u) * STAGE' : '0u'}; // this step's staging buffer
+${prefetch ? `    if (s + 1u < steps) {\n${A.load('(s + 1u)')}\n${B.load('(s + 1u)')}\n    }` : ''}
+${mma}
+${t.stages === 1 ? '    workgroupBarrier(); // every subgroup is done with the buffer' : ''}
+    if (s + 1u < steps) {
+${prefetch ? '' : `${A.load('(s + 1u)')}\n${B.load('(s + 1u)')}`}
+${A.store(next('0u'))}
+${B.store(`${next('0u')} + A_BYTES`)}
+    }
     workgroupBarrier();
   }
-${store.join('\n')}
+${epilogue}
 }`;
 }
 
@@ -386,18 +501,21 @@ function gemm({ a, b, epilogue, extra, groupWords, groups, opts }: GemmArgs): tf
   const grouped = epilogue.kind === 'dequant' && epilogue.groups;
   const outputs = [{ shape: [M, N], dtype: epilogue.kind === 'int32' ? ('int32' as const) : ('float32' as const) }];
   if ((path === 'subgroup-matrix' || path === 'sm-emulated') && !grouped) {
-    const t: Int8Tile = INT8_TILES[o.tile];
-    if (!t) throw new Error(`unknown int8 tile '${o.tile}' (known: ${Object.keys(INT8_TILES).join(', ')})`);
+    const name = o.tile === 'auto' ? chooseInt8Tile(M, N) : o.tile;
+    const t: Int8Tile = typeof name === 'string' ? INT8_TILES[name] : name;
+    if (!t) throw new Error(`unknown int8 tile '${o.tile}' (known: auto, ${Object.keys(INT8_TILES).join(', ')})`);
+    const why = int8TileInvalid(t);
+    if (why) throw new Error(`int8 tile ${tileLabel(name)}: ${why}`);
     const limit = deviceLimits()?.maxComputeWorkgroupStorageSize ?? 0;
-    if (tileSharedBytes(t) > limit) throw new Error(`int8 tile '${o.tile}' needs ${tileSharedBytes(t)} bytes of workgroup memory, the device allows ${limit}`);
+    if (tileSharedBytes(t) > limit) throw new Error(`int8 tile ${tileLabel(name)} needs ${tileSharedBytes(t)} bytes of workgroup memory, the device allows ${limit}`);
     const params = { M: u32(M), N: u32(N), kWords: u32(kWords) };
     const [y] = runKernel({
-      name: `int8-gemm-${path}-${o.tile}`,
+      name: `int8-gemm-${path}-${tileLabel(name)}`,
       code: subgroupMatrixCode(t, epilogue, params, path === 'sm-emulated', o.syntax),
       inputs: [a, b, ...extra],
       outputs,
       params,
-      workgroups: [Math.ceil(N / (16 * t.wn * t.tn)), Math.ceil(M / (16 * t.wm * t.tm)), 1],
+      workgroups: grid1d(Math.ceil(N / (16 * t.wn * t.tn)) * Math.ceil(M / (16 * t.wm * t.tm))), // tile order: see the kernel's launch order
     });
     return y as tf.Tensor2D;
   }
@@ -448,4 +566,9 @@ export function w8a8Linear(x: tf.Tensor2D, p: PackedW8A8, bias?: tf.Tensor, opts
   } finally {
     tf.dispose([codes, scales]);
   }
+}
+
+/** The WGSL of the subgroup-matrix GEMM for a tiling (int32 epilogue), for reading and for compiling on a device without running it. */
+export function int8GemmSource(tile: Int8TileName, opts: { emulate?: boolean; syntax?: MatrixSyntax } = {}): string {
+  return subgroupMatrixCode(INT8_TILES[tile], { kind: 'int32' }, { M: u32(0), N: u32(0), kWords: u32(0) }, opts.emulate ?? false, opts.syntax ?? 'template');
 }

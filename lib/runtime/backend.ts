@@ -95,6 +95,19 @@ async function activate(name: BackendName): Promise<void> {
   await tf.ready();
 }
 
+/**
+ * Extra Dawn toggles to enable, from LLMCB_DAWN_TOGGLES (comma-separated; for measurements, e.g.
+ * `disable_robustness,disable_workgroup_init`: Tint then drops its bounds checks, which guard every
+ * subgroup-matrix load and storage access, and the zeroing of workgroup memory). The kit's kernels
+ * bound every access themselves; tfjs's own kernels are not audited for it, so this is off by default.
+ */
+export function extraDawnToggles(): string[] {
+  const raw = process.env.LLMCB_DAWN_TOGGLES ?? '';
+  const toggles = raw.split(',').map((t) => t.trim()).filter(Boolean);
+  for (const t of toggles) if (!/^[a-z0-9_]+$/.test(t)) throw new BackendError('webgpu', `LLMCB_DAWN_TOGGLES: '${t}' is not a Dawn toggle name`);
+  return toggles;
+}
+
 /** Registers a 'webgpu' backend on a Dawn device that has the subgroup features the kernels use. */
 async function registerWebGPU(): Promise<void> {
   const g = globalThis as { navigator?: { gpu?: GPU } };
@@ -108,7 +121,7 @@ async function registerWebGPU(): Promise<void> {
     Object.assign(globalThis, dawn.globals);
     // navigator is a getter-only global on Node 21+; define it rather than assign it.
     Object.defineProperty(globalThis, 'navigator', {
-      value: { gpu: dawn.create(['enable-dawn-features=allow_unsafe_apis']) },
+      value: { gpu: dawn.create([`enable-dawn-features=${['allow_unsafe_apis', ...extraDawnToggles()].join(',')}`]) },
       configurable: true,
       writable: true,
     });
@@ -239,9 +252,11 @@ export async function describeRuntime(): Promise<Omit<RuntimeInfo, 'skipped'>> {
       deviceName: info?.device,
       features: [...device.features].sort(),
       limits,
+      dawnToggles: ['allow_unsafe_apis', ...extraDawnToggles()],
     };
     const name = info?.device || [info?.vendor, info?.architecture].filter(Boolean).join(' ') || 'unknown GPU';
-    return { backend, device: `${name} (WebGPU/Dawn; ${info?.description || 'no driver description'})`, details };
+    const extra = extraDawnToggles();
+    return { backend, device: `${name} (WebGPU/Dawn; ${info?.description || 'no driver description'}${extra.length ? `; toggles ${extra.join(' ')}` : ''})`, details };
   }
   const cpus = os.cpus();
   const model = cpus[0]?.model?.trim() || 'unknown CPU';

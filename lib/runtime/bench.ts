@@ -1,9 +1,11 @@
 // Shared pieces of the benchmark scripts: repeated timing with medians, seeded host data,
 // and the bench CSV writer (data/bench/*.csv are benchmark tables, not result rows).
+import * as tf from '@tensorflow/tfjs';
 import { formatCsv } from '../csv';
 import { mulberry32 } from '../rng';
 import { writeFileAtomic } from '../results';
-import { timeRegion } from './probes';
+import { webgpuDevice } from './backend';
+import { syncDevice, timeRegion } from './probes';
 
 export interface RepeatOptions {
   warmup: number; // untimed runs first: shader compilation and buffer pools stay out of the numbers
@@ -15,6 +17,9 @@ export interface Timing {
   minMs: number;
   maxMs: number;
   repeats: number;
+  inner?: number; // calls per timed run (timeRecorded): the times above are per call
+  recordMs?: number; // median host time to record one call (timeRecorded): above medianMs, the host is the bottleneck
+  note?: string;
 }
 
 export function median(xs: readonly number[]): number {
@@ -32,6 +37,122 @@ export async function timeRepeated(fn: () => unknown, opts: RepeatOptions): Prom
   return { medianMs: median(ms), minMs: Math.min(...ms), maxMs: Math.max(...ms), repeats: opts.repeats };
 }
 
+/** The parts of tfjs-webgpu's backend (4.22) that timeRecorded drives. */
+interface RecordingBackend {
+  submitQueue(): void;
+}
+
+const BATCH_FLAG = 'WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE';
+
+/**
+ * Device time per call of fn: `inner` calls are recorded into one command buffer (tfjs's
+ * deferred-submit batch raised so that nothing is submitted meanwhile), then the clock runs from
+ * the submit to the queue's completion, divided by inner. Back-to-back calls without a host round
+ * trip each: what a short, memory-bound kernel costs inside a forward pass, where timeRepeated
+ * would measure one submit-and-wait (~50–80 µs on the H200) instead. If anything submitted during
+ * the recording (a tfjs op reading back), the whole span from the first call is timed and the
+ * note says so. Off webgpu it is timeRepeated over inner calls.
+ */
+export async function timeRecorded(fn: () => unknown, opts: RepeatOptions & { inner: number }): Promise<Timing> {
+  const inner = opts.inner;
+  if (!(Number.isInteger(inner) && inner >= 1)) throw new Error(`timeRecorded: inner ${inner} is not a positive integer`);
+  if (!webgpuDevice()) {
+    const t = await timeRepeated(() => {
+      for (let i = 0; i < inner; i++) fn();
+    }, opts);
+    return { ...t, medianMs: t.medianMs / inner, minMs: t.minMs / inner, maxMs: t.maxMs / inner, inner };
+  }
+  const b = tf.backend() as unknown as RecordingBackend;
+  const env = tf.env();
+  const batch = env.get(BATCH_FLAG) as number;
+  const submit = b.submitQueue;
+  let submits = 0;
+  let mixed = false;
+  const once = async (): Promise<{ ms: number; recordMs: number }> => {
+    await syncDevice();
+    submits = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < inner; i++) fn();
+    const t1 = performance.now();
+    await syncDevice();
+    const t2 = performance.now();
+    const early = submits > 1; // syncDevice's own submit is the one expected
+    mixed ||= early;
+    return { ms: (early ? t2 - t0 : t2 - t1) / inner, recordMs: (t1 - t0) / inner };
+  };
+  env.set(BATCH_FLAG, Number.MAX_SAFE_INTEGER);
+  b.submitQueue = function (this: RecordingBackend) {
+    submits++;
+    submit.call(this);
+  };
+  try {
+    for (let i = 0; i < opts.warmup; i++) await once();
+    mixed = false;
+    const runs: { ms: number; recordMs: number }[] = [];
+    for (let i = 0; i < opts.repeats; i++) runs.push(await once());
+    const ms = runs.map((r) => r.ms);
+    return {
+      medianMs: median(ms),
+      minMs: Math.min(...ms),
+      maxMs: Math.max(...ms),
+      repeats: opts.repeats,
+      inner,
+      recordMs: median(runs.map((r) => r.recordMs)),
+      note: mixed ? 'work was submitted while recording: times include the host' : undefined,
+    };
+  } finally {
+    b.submitQueue = submit;
+    env.set(BATCH_FLAG, batch);
+  }
+}
+
+/**
+ * Calls per timed run so that one run keeps the device busy for about targetMs: 1 when a single
+ * call already takes that long (timed recorded, after a warm-up call), else up to maxInner.
+ */
+export async function autoInner(fn: () => unknown, targetMs = 2, maxInner = 1024): Promise<number> {
+  const probe = async (n: number) => (await timeRecorded(fn, { warmup: 1, repeats: 3, inner: n })).medianMs;
+  const one = await probe(1);
+  if (one >= targetMs) return 1;
+  const per = await probe(Math.min(maxInner, Math.max(2, Math.ceil(targetMs / Math.max(one, 1e-3) / 4))));
+  return Math.min(maxInner, Math.max(1, Math.ceil(targetMs / Math.max(per, 1e-4))));
+}
+
+/**
+ * Device-to-device copy bandwidth: copyBufferToBuffer of `bytes` between two fresh buffers,
+ * `inner` copies recorded into one submit, timed submit → done as timeRecorded. GB/s counts the
+ * bytes read and written (2 · bytes per copy), as PyTorch's device copy anchor does.
+ */
+export async function timeDeviceCopy(bytes: number, opts: RepeatOptions & { inner: number }): Promise<Timing & { gbS: number }> {
+  const device = webgpuDevice();
+  if (!device) throw new Error('timeDeviceCopy: needs the webgpu backend');
+  if (!(Number.isInteger(bytes) && bytes > 0 && bytes % 4 === 0)) throw new Error(`timeDeviceCopy: ${bytes} bytes is not a positive multiple of 4`);
+  if (bytes > device.limits.maxBufferSize) throw new Error(`timeDeviceCopy: ${bytes} bytes is over the device's maxBufferSize ${device.limits.maxBufferSize}`);
+  const usage = GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  const src = device.createBuffer({ size: bytes, usage });
+  const dst = device.createBuffer({ size: bytes, usage });
+  const once = async (): Promise<number> => {
+    await syncDevice();
+    const enc = device.createCommandEncoder();
+    for (let i = 0; i < opts.inner; i++) enc.copyBufferToBuffer(i % 2 ? dst : src, 0, i % 2 ? src : dst, 0, bytes);
+    const cb = enc.finish();
+    const t0 = performance.now();
+    device.queue.submit([cb]);
+    await device.queue.onSubmittedWorkDone();
+    return (performance.now() - t0) / opts.inner;
+  };
+  try {
+    for (let i = 0; i < opts.warmup; i++) await once();
+    const ms: number[] = [];
+    for (let i = 0; i < opts.repeats; i++) ms.push(await once());
+    const medianMs = median(ms);
+    return { medianMs, minMs: Math.min(...ms), maxMs: Math.max(...ms), repeats: opts.repeats, inner: opts.inner, gbS: (2 * bytes) / medianMs / 1e6 };
+  } finally {
+    src.destroy();
+    dst.destroy();
+  }
+}
+
 /** Deterministic standard-normal samples (mulberry32 + Box-Muller), so every run times the same data. */
 export function seededNormal(n: number, seed: number, scale = 1): Float32Array {
   const uniform = mulberry32(seed);
@@ -45,9 +166,13 @@ export function seededNormal(n: number, seed: number, scale = 1): Float32Array {
   return out;
 }
 
-/** Writes a benchmark table atomically (replacing the previous run's table). */
-export function writeBenchCsv(file: string, rows: Record<string, string | number | boolean | null>[]): void {
+/**
+ * Writes a benchmark table atomically (replacing the previous run's table). The header is every
+ * column any row has, in first-seen order; a row without a column leaves it empty. Scripts call it
+ * after each row, so that a run killed by its timeout keeps what it measured.
+ */
+export function writeBenchCsv(file: string, rows: Record<string, string | number | boolean | null | undefined>[]): void {
   if (rows.length === 0) throw new Error(`${file}: no benchmark rows to write`);
-  const header = Object.keys(rows[0]);
-  writeFileAtomic(file, formatCsv(header, rows.map((r) => header.map((h) => (r[h] === null ? '' : String(r[h]))))));
+  const header = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  writeFileAtomic(file, formatCsv(header, rows.map((r) => header.map((h) => (r[h] === null || r[h] === undefined ? '' : String(r[h]))))));
 }
