@@ -48,6 +48,16 @@ export interface Scorer {
 /** ids [B, T] int32, mask [B, T] (1 real, 0 padding; undefined when no row is padded) → logits [B, T, V]. */
 export type LogitsFn = (ids: tf.Tensor2D, mask: tf.Tensor2D | undefined) => tf.Tensor3D;
 
+/** A logits function with per-run state (e.g. weights laid out for the backend): open() before a
+ * run's batches, close() after them, errors included. */
+export interface LogitsSession {
+  logits: LogitsFn;
+  close(): void;
+}
+
+/** What a TensorScorer scores with: a plain logits function, or a source of per-run sessions. */
+export type LogitsSource = LogitsFn | { open(): LogitsSession };
+
 export interface ScorerOptions {
   /** Most tokens (B × T, padding included) in one forward batch. */
   maxBatchTokens: number;
@@ -86,7 +96,7 @@ export class TensorScorer implements Scorer {
   readonly opts: ScorerOptions;
 
   constructor(
-    private readonly logitsFn: LogitsFn,
+    private readonly source: LogitsSource,
     readonly vocabSize: number,
     readonly maxLength: number,
     opts: Partial<ScorerOptions> = {},
@@ -145,23 +155,28 @@ export class TensorScorer implements Scorer {
     const { padMultiple, heads } = this.opts;
     let done = 0;
     let i = 0;
-    while (i < order.length) {
-      const longest = rows[order[i]].input.length;
-      const padded = Math.min(this.maxLength, Math.ceil(longest / padMultiple) * padMultiple);
-      const B = batchSize(padded, V, heads, this.opts, order.length - i);
-      const batch = order.slice(i, i + B).map((k) => rows[k]);
-      i += B;
-      // A batch of equal lengths runs unpadded and without a mask (WikiText-2 windows always do).
-      const T = batch.every((r) => r.input.length === longest) ? longest : padded;
-      const got = await this.runBatch(batch, T);
-      batch.forEach((r, b) => (results[r.req] = got[b]));
-      done += batch.length;
-      onProgress?.(done, rows.length);
+    const session: LogitsSession = typeof this.source === 'function' ? { logits: this.source, close: () => {} } : this.source.open();
+    try {
+      while (i < order.length) {
+        const longest = rows[order[i]].input.length;
+        const padded = Math.min(this.maxLength, Math.ceil(longest / padMultiple) * padMultiple);
+        const B = batchSize(padded, V, heads, this.opts, order.length - i);
+        const batch = order.slice(i, i + B).map((k) => rows[k]);
+        i += B;
+        // A batch of equal lengths runs unpadded and without a mask (WikiText-2 windows always do).
+        const T = batch.every((r) => r.input.length === longest) ? longest : padded;
+        const got = await this.runBatch(session.logits, batch, T);
+        batch.forEach((r, b) => (results[r.req] = got[b]));
+        done += batch.length;
+        onProgress?.(done, rows.length);
+      }
+    } finally {
+      session.close();
     }
     return results;
   }
 
-  private async runBatch(batch: Row[], T: number): Promise<{ picked: number[]; greedy: boolean[] }[]> {
+  private async runBatch(logitsFn: LogitsFn, batch: Row[], T: number): Promise<{ picked: number[]; greedy: boolean[] }[]> {
     const B = batch.length;
     const V = this.vocabSize;
     const ids = new Int32Array(B * T).fill(this.opts.padId);
@@ -185,7 +200,7 @@ export class TensorScorer implements Scorer {
     const [pickedT, maxT] = tf.tidy(() => {
       const idsT = tf.tensor2d(ids, [B, T], 'int32');
       const maskT = full ? undefined : tf.tensor2d(mask, [B, T], 'float32');
-      const logits = this.logitsFn(idsT, maskT); // [B, T, V]
+      const logits = logitsFn(idsT, maskT); // [B, T, V]
       if (logits.shape[0] !== B || logits.shape[1] !== T || logits.shape[2] !== V) {
         throw new Error(`logits shape [${logits.shape}] is not [${B}, ${T}, ${V}]`);
       }
