@@ -1,10 +1,10 @@
 // The evaluator's one interface to a model: batches of token-id requests in, per-request
 // log-likelihoods out. TensorScorer implements it over any logits function (the transformer's
 // forward, or a hand-made table in tests): requests sorted by length, right-padded, attention-
-// masked (no mask when a batch needs no padding), log-softmax and gathers on the device; only the
+// masked (no mask when a batch needs no padding), log-probabilities and gathers on the device; only the
 // gathered numbers come back. Batches are bounded in tokens, logits and attention-score elements.
 import * as tf from '@tensorflow/tfjs';
-import { logSoftmaxRows, maxRows } from '../runtime/rows';
+import { maxRows, softmaxRows } from '../runtime/rows';
 
 /** log P(continuation | context), summed over the continuation's tokens. */
 export interface ContinuationRequest {
@@ -197,21 +197,26 @@ export class TensorScorer implements Scorer {
       });
     });
     const full = batch.every((r) => r.input.length === T);
-    const [pickedT, maxT] = tf.tidy(() => {
+    const [pickedT, gapT] = tf.tidy(() => {
       const idsT = tf.tensor2d(ids, [B, T], 'int32');
       const maskT = full ? undefined : tf.tensor2d(mask, [B, T], 'float32');
       const logits = logitsFn(idsT, maskT); // [B, T, V]
       if (logits.shape[0] !== B || logits.shape[1] !== T || logits.shape[2] !== V) {
         throw new Error(`logits shape [${logits.shape}] is not [${B}, ${T}, ${V}]`);
       }
-      const logp = logSoftmaxRows(logits.reshape([B * T, V])); // [B*T, V]
-      const picked = tf.gather(logp.reshape([-1]), tf.tensor1d(flat, 'int32')); // [N]
-      const best = tf.gather(maxRows(logp).reshape([-1]), tf.tensor1d(rowIdx, 'int32')); // [N]
-      return [picked, best];
+      // log p(token) = (x_token − max) + log(max softmax): max softmax = 1/Σ exp(x − max), so this
+      // is log-softmax without its [B·T, V] exp and log passes (softmax is one fused kernel on
+      // tfjs-wasm, log-softmax five ops with a scalar exp); max softmax ≥ 1/V, so no underflow.
+      const rows = logits.reshape([B * T, V]); // [B*T, V]
+      const rowsIdx = tf.tensor1d(rowIdx, 'int32');
+      const top = tf.gather(maxRows(rows).reshape([-1]), rowsIdx); // [N] max logit of each scored row
+      const topP = tf.gather(maxRows(softmaxRows(rows)).reshape([-1]), rowsIdx); // [N] its probability
+      const gap = tf.sub(tf.gather(rows.reshape([-1]), tf.tensor1d(flat, 'int32')), top); // [N] ≤ 0, 0 iff greedy
+      return [tf.add(gap, tf.log(topP)), gap];
     });
-    const [picked, best] = await Promise.all([pickedT.data(), maxT.data()]);
+    const [picked, gap] = await Promise.all([pickedT.data(), gapT.data()]);
     pickedT.dispose();
-    maxT.dispose();
+    gapT.dispose();
     const out: { picked: number[]; greedy: boolean[] }[] = [];
     let n = 0;
     for (const r of batch) {
@@ -219,7 +224,7 @@ export class TensorScorer implements Scorer {
       const g: boolean[] = [];
       for (let j = 0; j < r.positions.length; j++, n++) {
         p.push(picked[n]);
-        g.push(picked[n] >= best[n]);
+        g.push(gap[n] >= 0);
       }
       out.push({ picked: p, greedy: g });
     }
