@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 for src in lib/kernels/wasm/*.c; do
   name=$(basename "$src" .c)
   out=$(mktemp -d)
-  clang --target=wasm32 -O3 -msimd128 -fno-builtin -nostdlib -fvisibility=hidden \
+  clang --target=wasm32 -O3 -msimd128 -ffp-contract=off -fno-builtin -nostdlib -fvisibility=hidden \
     -Wl,--no-entry -Wl,--import-memory -Wl,--strip-all -Wl,-z,stack-size=0 \
     -o "$out/$name.wasm" "$src"
   if wasm2wat "$out/$name.wasm" | grep -qE 'global\.(get|set)|\(data'; then

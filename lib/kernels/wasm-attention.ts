@@ -19,7 +19,7 @@ interface WasmBackendLike {
   makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
 }
 
-type AttentionFn = (q: number, k: number, v: number, out: number, B: number, T: number, S: number, H: number, KV: number, hd: number, past: number, scale: number, scratch: number) => void;
+type AttentionFn = (q: number, k: number, v: number, out: number, B: number, T: number, S: number, H: number, KV: number, hd: number, past: number, scale: number, cos: number, sin: number, scratch: number) => void;
 
 /** The kernel instantiated on a backend's memory (a cache: one instance per memory). */
 const instances = new WeakMap<WebAssembly.Memory, AttentionFn>();
@@ -44,7 +44,7 @@ function wasmMemory(): WebAssembly.Memory | null {
 }
 
 /** Floats of scratch the kernel needs for S keys of head dim hd (wasm/attention.c). */
-const scratchFloats = (S: number, hd: number) => (2 * hd + 2) * (Math.ceil(S / 4) * 4) + 4 * hd;
+const scratchFloats = (S: number, hd: number) => (2 * hd + 2) * (Math.ceil(S / 4) * 4) + 6 * hd;
 
 function register(): void {
   if (tf.getKernel(KERNEL_NAME, 'wasm')) return;
@@ -53,7 +53,7 @@ function register(): void {
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
       const be = backend as unknown as WasmBackendLike;
-      const { q, k, v } = inputs as { q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo };
+      const { q, k, v, cos, sin } = inputs as { q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo; cos?: tf.TensorInfo; sin?: tf.TensorInfo };
       const { past, scale } = attrs as unknown as { past: number; scale: number };
       const [B, T, H, hd] = q.shape;
       const [, S, KV] = k.shape;
@@ -62,7 +62,8 @@ function register(): void {
       const raw = be.wasm._malloc(bytes);
       try {
         const scratch = (raw + 15) & ~15; // 16-byte aligned vectors
-        kernelFor(be.wasm.asm!.memory!)(be.getMemoryOffset(q.dataId), be.getMemoryOffset(k.dataId), be.getMemoryOffset(v.dataId), be.getMemoryOffset(out.dataId), B, T, S, H, KV, hd, past, scale, scratch);
+        const at = (t: tf.TensorInfo | undefined) => (t ? be.getMemoryOffset(t.dataId) : 0); // 0: no RoPE tables
+        kernelFor(be.wasm.asm!.memory!)(at(q), at(k), at(v), at(out), B, T, S, H, KV, hd, past, scale, at(cos), at(sin), scratch);
       } finally {
         be.wasm._free(raw);
       }
@@ -80,17 +81,21 @@ export function wasmAttentionAvailable(): boolean {
 /**
  * Causal attention on the wasm SIMD kernel: q [B, T, H, hd] (positions past..past+T-1), k and v
  * [B, past + T, KV, hd] (H a multiple of KV; query heads g·rep.. read KV head g) → context
- * [B·T, H·hd] (heads merged, ready for o_proj), scale 1/√hd. No padding mask (right padding never
- * changes real rows of a causal model, but callers with a mask keep the plain path).
+ * [B·T, H·hd] (heads merged, ready for o_proj), scale 1/√hd. With `rope` (cos/sin [past + T, hd],
+ * HF half-split layout) q and k are rotated inside the kernel, as the model's applyRope would.
+ * No padding mask (right padding never changes real rows of a causal model, but callers with a
+ * mask keep the plain path).
  */
-export function wasmAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, past: number): tf.Tensor2D {
+export function wasmAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, past: number, rope?: { cos: tf.Tensor2D; sin: tf.Tensor2D }): tf.Tensor2D {
   const [B, T, H, hd] = q.shape;
   const [kb, S, KV, khd] = k.shape;
   if (kb !== B || khd !== hd || H % KV !== 0 || S !== past + T) throw new Error(`wasmAttention: q [${q.shape}] and k [${k.shape}] must be [B, T, H, hd] and [B, past + T, KV, hd] with H a multiple of KV (past ${past})`);
   if (v.shape.join() !== k.shape.join()) throw new Error(`wasmAttention: v [${v.shape}] differs from k [${k.shape}]`);
   if ([q, k, v].some((t) => t.dtype !== 'float32')) throw new Error('wasmAttention: q, k and v must be float32');
   if (!wasmMemory()) throw new Error(`wasmAttention: needs the tfjs-wasm backend (active: ${tf.getBackend()})`);
+  if (rope && !(rope.cos.shape.join() === `${S},${hd}` && rope.sin.shape.join() === `${S},${hd}` && hd % 2 === 0)) throw new Error(`wasmAttention: RoPE tables [${rope.cos.shape}] must be [${S}, ${hd}] (even head dim)`);
   register();
   const attrs = { past, scale: 1 / Math.sqrt(hd) };
-  return tf.engine().runKernel(KERNEL_NAME, { q, k, v }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;
+  const inputs: tf.NamedTensorMap = rope ? { q, k, v, cos: rope.cos, sin: rope.sin } : { q, k, v };
+  return tf.engine().runKernel(KERNEL_NAME, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;
 }

@@ -204,13 +204,6 @@ function ropeTables(config: ModelConfig, start: number, T: number): { cos: tf.Te
   return { cos: tf.tensor2d(cos, [T, hd]), sin: tf.tensor2d(sin, [T, hd]), rot: tf.tensor2d(rot, [hd, hd]) };
 }
 
-/** RoPE on x [B, T, n, hd] (tokens before heads: the linears' own layout). */
-function applyRopeTokens(x: tf.Tensor4D, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D; rot: tf.Tensor2D }): tf.Tensor4D {
-  const [, T, , hd] = x.shape;
-  const rotated = tf.reshape(tf.matMul(tf.reshape(x, [-1, hd]) as tf.Tensor2D, rope.rot), x.shape);
-  return tf.add(tf.mul(x, tf.reshape(rope.cos, [T, 1, hd])), tf.mul(rotated, tf.reshape(rope.sin, [T, 1, hd]))) as tf.Tensor4D;
-}
-
 /** x·cos + rotate_half(x)·sin for x [B, H, T, hd]; rotate_half as one small matmul (no split/concat copies). */
 function applyRope(x: tf.Tensor4D, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D; rot: tf.Tensor2D }): tf.Tensor4D {
   const hd = x.shape[3];
@@ -360,13 +353,12 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
     let v: tf.Tensor4D;
     let merged: tf.Tensor2D; // [B·T, H·hd]
     if (step.wasmAttention) {
-      // The kernel reads the linears' [B, T, heads, hd] layout: no head transposes.
+      // The kernel reads the linears' [B, T, heads, hd] layout (no head transposes) and applies
+      // RoPE itself; k and v leave the block in this layout, unrotated (forward drops them).
       const tokenHeads = (t: tf.Tensor2D, n: number) => tf.reshape(t, [B, T, n, hd]) as tf.Tensor4D;
-      const rope = step.rope;
-      const q = rope ? applyRopeTokens(tokenHeads(qLin, H), rope) : tokenHeads(qLin, H); // [B, T, H, hd]
-      k = rope ? applyRopeTokens(tokenHeads(kLin, KVH), rope) : tokenHeads(kLin, KVH); // [B, T, KV, hd]
+      k = tokenHeads(kLin, KVH); // [B, T, KV, hd]
       v = tokenHeads(vLin, KVH); // [B, T, KV, hd]
-      merged = wasmAttention(q, k, v, 0);
+      merged = wasmAttention(tokenHeads(qLin, H), k, v, 0, step.rope ?? undefined);
     } else {
       const q = ropeHeads(qLin, H); // [B, H, T, hd]
       k = ropeHeads(kLin, KVH); // [B, KV, T, hd]

@@ -119,29 +119,52 @@ static void attend2_hd8(const float* qa, float* o, const float* kt, const float*
   }
 }
 
+// Row x (hd floats) at position pos rotated by RoPE (HF's half-split layout: x·cos + rotate_half(x)·sin
+// with rotate_half(x) = [−x2, x1], the tables [positions, hd]) when cos is not null, into dst.
+// Same roundings as the tfjs ops (product, product, sum).
+static inline void rope_row(const float* x, const float* cos, const float* sin, int pos, int hd, float* dst) {
+  if (!cos) {
+    for (int d = 0; d < hd; d++) dst[d] = x[d];
+    return;
+  }
+  const int half = hd / 2;
+  const float* c = cos + pos * hd;
+  const float* s = sin + pos * hd;
+  for (int d = 0; d < hd; d++) {
+    const float rot = d < half ? -x[d + half] : x[d - half];
+    const float a = x[d] * c[d];
+    const float b = rot * s[d];
+    dst[d] = a + b;
+  }
+}
+
 /*
  * q [B, T, H, hd] (positions past..past+T-1), k and v [B, S, KV, hd] with S = past + T, out
  * [B, T, H, hd]; query heads g·rep .. g·rep+rep−1 read KV head g (rep = H / KV). Query t sees keys
- * 0 .. past + t. scale multiplies q·k. scratch: (2·hd + 2)·S4 + 4·hd floats, S4 = S rounded up to 4.
+ * 0 .. past + t. q and k are RoPE'd here with cos/sin [S, hd] (positions 0..S-1) unless cos is null.
+ * scale multiplies q·k. scratch: (2·hd + 2)·S4 + 6·hd floats, S4 = S rounded up to 4.
  */
 EXPORT("attention_f32")
 void attention_f32(const float* q, const float* k, const float* v, float* out, int B, int T, int S, int H, int KV, int hd, int past,
-                   float scale, float* scratch) {
+                   float scale, const float* cos, const float* sin, float* scratch) {
   const int rep = H / KV;
   const int S4 = (S + 3) & ~3;
-  float* kt = scratch;            // [hd, S4]: keys, one row per head dimension
-  float* vt = kt + hd * S4;       // [hd, S4]: values
-  float* sc = vt + hd * S4;       // [2, S4]: one or two query rows' scores, then probabilities
+  float* kt = scratch;                   // [hd, S4]: keys (RoPE'd), one row per head dimension
+  float* vt = kt + hd * S4;              // [hd, S4]: values
+  float* sc = vt + hd * S4;              // [2, S4]: one or two query rows' scores, then probabilities
   v128_t* acc = (v128_t*)(sc + 2 * S4);  // [hd]: weighted value sums, four keys per lane (generic hd)
+  float* qb = (float*)(acc + hd);        // [2, hd]: query rows after RoPE
   const v128_t ninf = wasm_f32x4_splat(-__builtin_inff());
   const v128_t zero = wasm_f32x4_splat(0.0f);
   for (int b = 0; b < B; b++) {
     for (int g = 0; g < KV; g++) {
       for (int j = 0; j < S4; j++) {
-        for (int d = 0; d < hd; d++) {
-          const int src = ((b * S + j) * KV + g) * hd + d;
-          kt[d * S4 + j] = j < S ? k[src] : 0.0f;
-          vt[d * S4 + j] = j < S ? v[src] : 0.0f;
+        if (j < S) {
+          const int src = ((b * S + j) * KV + g) * hd;
+          rope_row(k + src, cos, sin, j, hd, qb);
+          for (int d = 0; d < hd; d++) kt[d * S4 + j] = qb[d], vt[d * S4 + j] = v[src + d];
+        } else {
+          for (int d = 0; d < hd; d++) kt[d * S4 + j] = 0.0f, vt[d * S4 + j] = 0.0f;
         }
       }
       for (int t = 0; t < T; t++) {
@@ -151,74 +174,38 @@ void attention_f32(const float* q, const float* k, const float* v, float* out, i
           // Two query heads of this KV head at a time: each key and value row loaded once for both.
           for (; r + 2 <= rep; r += 2) {
             const int h = g * rep + r;
-            attend2_hd8(q + ((b * T + t) * H + h) * 8, out + ((b * T + t) * H + h) * 8, kt, vt, sc, S4, n, scale);
+            const float* qr = q + ((b * T + t) * H + h) * 8;
+            rope_row(qr, cos, sin, past + t, 8, qb);
+            rope_row(qr + 8, cos, sin, past + t, 8, qb + 8);
+            attend2_hd8(qb, out + ((b * T + t) * H + h) * 8, kt, vt, sc, S4, n, scale);
           }
         }
         for (; r < rep; r++) {
           const int h = g * rep + r;
-          const float* qr = q + ((b * T + t) * H + h) * hd;
+          rope_row(q + ((b * T + t) * H + h) * hd, cos, sin, past + t, hd, qb);
+          const float* qr = qb;
           float* o = out + ((b * T + t) * H + h) * hd;
           // Pass 1: scores and their max.
           v128_t m4 = ninf;
-          if (hd == 8) {
-            const v128_t q0 = wasm_f32x4_splat(qr[0] * scale), q1 = wasm_f32x4_splat(qr[1] * scale);
-            const v128_t q2 = wasm_f32x4_splat(qr[2] * scale), q3 = wasm_f32x4_splat(qr[3] * scale);
-            const v128_t q4 = wasm_f32x4_splat(qr[4] * scale), q5 = wasm_f32x4_splat(qr[5] * scale);
-            const v128_t q6 = wasm_f32x4_splat(qr[6] * scale), q7 = wasm_f32x4_splat(qr[7] * scale);
-            for (int j = 0; j < n; j += 4) {
-              v128_t s = wasm_f32x4_mul(q0, wasm_v128_load(kt + j));
-              s = wasm_f32x4_add(s, wasm_f32x4_mul(q1, wasm_v128_load(kt + S4 + j)));
-              s = wasm_f32x4_add(s, wasm_f32x4_mul(q2, wasm_v128_load(kt + 2 * S4 + j)));
-              s = wasm_f32x4_add(s, wasm_f32x4_mul(q3, wasm_v128_load(kt + 3 * S4 + j)));
-              s = wasm_f32x4_add(s, wasm_f32x4_mul(q4, wasm_v128_load(kt + 4 * S4 + j)));
-              s = wasm_f32x4_add(s, wasm_f32x4_mul(q5, wasm_v128_load(kt + 5 * S4 + j)));
-              s = wasm_f32x4_add(s, wasm_f32x4_mul(q6, wasm_v128_load(kt + 6 * S4 + j)));
-              s = wasm_f32x4_add(s, wasm_f32x4_mul(q7, wasm_v128_load(kt + 7 * S4 + j)));
-              if (j + 4 > n) s = keep_below(s, j, n, ninf);
-              wasm_v128_store(sc + j, s);
-              m4 = wasm_f32x4_max(m4, s);
-            }
-          } else {
-            for (int j = 0; j < n; j += 4) {
-              v128_t s = zero;
-              for (int d = 0; d < hd; d++) s = wasm_f32x4_add(s, wasm_f32x4_mul(wasm_f32x4_splat(qr[d] * scale), wasm_v128_load(kt + d * S4 + j)));
-              if (j + 4 > n) s = keep_below(s, j, n, ninf);
-              wasm_v128_store(sc + j, s);
-              m4 = wasm_f32x4_max(m4, s);
-            }
+          for (int j = 0; j < n; j += 4) {
+            v128_t s = zero;
+            for (int d = 0; d < hd; d++) s = wasm_f32x4_add(s, wasm_f32x4_mul(wasm_f32x4_splat(qr[d] * scale), wasm_v128_load(kt + d * S4 + j)));
+            if (j + 4 > n) s = keep_below(s, j, n, ninf);
+            wasm_v128_store(sc + j, s);
+            m4 = wasm_f32x4_max(m4, s);
           }
           const v128_t m = wasm_f32x4_splat(hmax(m4));
           // Pass 2: p = exp(s − max), their sum and the p-weighted values.
           v128_t l4 = zero;
-          if (hd == 8) {
-            v128_t a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero;
-            for (int j = 0; j < n; j += 4) {
-              v128_t p = exp_neg(wasm_f32x4_sub(wasm_v128_load(sc + j), m));
-              if (j + 4 > n) p = keep_below(p, j, n, zero);
-              l4 = wasm_f32x4_add(l4, p);
-              a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(p, wasm_v128_load(vt + j)));
-              a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(p, wasm_v128_load(vt + S4 + j)));
-              a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(p, wasm_v128_load(vt + 2 * S4 + j)));
-              a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(p, wasm_v128_load(vt + 3 * S4 + j)));
-              a4 = wasm_f32x4_add(a4, wasm_f32x4_mul(p, wasm_v128_load(vt + 4 * S4 + j)));
-              a5 = wasm_f32x4_add(a5, wasm_f32x4_mul(p, wasm_v128_load(vt + 5 * S4 + j)));
-              a6 = wasm_f32x4_add(a6, wasm_f32x4_mul(p, wasm_v128_load(vt + 6 * S4 + j)));
-              a7 = wasm_f32x4_add(a7, wasm_f32x4_mul(p, wasm_v128_load(vt + 7 * S4 + j)));
-            }
-            const float inv = 1.0f / hsum(l4);
-            o[0] = hsum(a0) * inv, o[1] = hsum(a1) * inv, o[2] = hsum(a2) * inv, o[3] = hsum(a3) * inv;
-            o[4] = hsum(a4) * inv, o[5] = hsum(a5) * inv, o[6] = hsum(a6) * inv, o[7] = hsum(a7) * inv;
-          } else {
-            for (int d = 0; d < hd; d++) acc[d] = zero;
-            for (int j = 0; j < n; j += 4) {
-              v128_t p = exp_neg(wasm_f32x4_sub(wasm_v128_load(sc + j), m));
-              if (j + 4 > n) p = keep_below(p, j, n, zero);
-              l4 = wasm_f32x4_add(l4, p);
-              for (int d = 0; d < hd; d++) acc[d] = wasm_f32x4_add(acc[d], wasm_f32x4_mul(p, wasm_v128_load(vt + d * S4 + j)));
-            }
-            const float inv = 1.0f / hsum(l4);
-            for (int d = 0; d < hd; d++) o[d] = hsum(acc[d]) * inv;
+          for (int d = 0; d < hd; d++) acc[d] = zero;
+          for (int j = 0; j < n; j += 4) {
+            v128_t p = exp_neg(wasm_f32x4_sub(wasm_v128_load(sc + j), m));
+            if (j + 4 > n) p = keep_below(p, j, n, zero);
+            l4 = wasm_f32x4_add(l4, p);
+            for (int d = 0; d < hd; d++) acc[d] = wasm_f32x4_add(acc[d], wasm_f32x4_mul(p, wasm_v128_load(vt + d * S4 + j)));
           }
+          const float inv = 1.0f / hsum(l4);
+          for (int d = 0; d < hd; d++) o[d] = hsum(acc[d]) * inv;
         }
       }
     }
