@@ -8,7 +8,7 @@ import { mulberry32 } from '../rng';
 import { meanRows } from '../runtime/rows';
 import { actQuantHook } from '../quant/act';
 import { attentionPlain } from '../kernels/attention';
-import { wasmAttention, wasmAttentionAvailable } from '../kernels/wasm-attention';
+import { wasmAttention, wasmGatherRows, wasmKernelsAvailable, wasmRmsNorm, wasmSwiglu } from '../kernels/wasm-simd';
 import { kernelAttention, kernelLinear, kernelMatMulT, kernelQuantizesInput, kernelRmsNorm, kernelRopeHeads, kernelSwiglu } from '../kernels';
 import type { BackendName } from '../runtime/backend';
 import { ARCHS, linearName } from './arch';
@@ -33,15 +33,19 @@ export interface ForwardPlan {
   transposedWeights: boolean;
   /** Causal attention without a padding mask or KV cache, when no gradient tape records: 'plain' =
    * attentionPlain's tfjs ops; 'wasm-simd' = one WebAssembly SIMD kernel in place on tfjs-wasm's
-   * memory (lib/kernels/wasm-attention.ts: no [B·heads, T, T] tensors, the masked half skipped),
-   * about 10× the plain ops there for stories260K's head dim 8. */
+   * memory (lib/kernels/wasm-simd.ts: RoPE inside, no [B·heads, T, T] tensors, the masked half
+   * skipped), about 10× the plain ops there for stories260K's head dim 8. */
   attention: 'plain' | 'wasm-simd';
+  /** RMSNorm, SwiGLU and the embedding lookup when no gradient tape records: 'plain' = tfjs ops
+   * (five and three passes; a gather that checks every id in JS); 'wasm-simd' = one pass each on
+   * lib/kernels/wasm-simd.ts. */
+  fused: 'plain' | 'wasm-simd';
 }
 
 export const FORWARD_PLANS = {
-  wasm: { transposedWeights: true, attention: 'wasm-simd' },
-  webgpu: { transposedWeights: false, attention: 'plain' }, // matmul shaders read either layout at the same speed; the fused WGSL attention is lib/kernels' policy
-  cpu: { transposedWeights: false, attention: 'plain' }, // the reference backend: keep its ops as they are
+  wasm: { transposedWeights: true, attention: 'wasm-simd', fused: 'wasm-simd' },
+  webgpu: { transposedWeights: false, attention: 'plain', fused: 'plain' }, // matmul shaders read either layout at the same speed; the fused WGSL kernels are lib/kernels' policy
+  cpu: { transposedWeights: false, attention: 'plain', fused: 'plain' }, // the reference backend: keep its ops as they are
 } satisfies Record<BackendName, ForwardPlan>;
 
 /** The plan of the active tfjs backend (cpu's for a backend the table does not name). */
@@ -145,12 +149,18 @@ function norm(model: Model, prefix: string, x: tf.Tensor, kernels = false): tf.T
   if (ARCHS[model.config.arch].norm === 'rms') {
     const fused = kernels ? kernelRmsNorm(x, w, eps) : null;
     if (fused) return fused;
+    if (wasmFusedOn()) return wasmRmsNorm(x, w, eps);
     const ms = meanRows(tf.square(x));
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w);
   }
   const centered = tf.sub(x, meanRows(x));
   const y = tf.mul(centered, tf.rsqrt(tf.add(meanRows(tf.square(centered)), eps)));
   return tf.add(tf.mul(y, w), weight(model, `${prefix}.bias`));
+}
+
+/** The plan's fused RMSNorm/SwiGLU kernels run now (wasm SIMD, no gradient tape). */
+function wasmFusedOn(): boolean {
+  return forwardPlan().fused === 'wasm-simd' && wasmKernelsAvailable();
 }
 
 function activation(config: ModelConfig, x: tf.Tensor): tf.Tensor {
@@ -237,7 +247,7 @@ function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor
  * blocks' keys and values (generation), so they stay in the [B, KV, S, hd] layout of the plain path. */
 function makeStep(model: Model, B: number, T: number, past: number, opts: ForwardOptions, cache = false): Step {
   // The kernel path builds no mask: T > 1 without padding is all it takes.
-  const wasmAttn = !cache && past === 0 && !opts.attentionMask && forwardPlan().attention === 'wasm-simd' && wasmAttentionAvailable();
+  const wasmAttn = !cache && past === 0 && !opts.attentionMask && forwardPlan().attention === 'wasm-simd' && wasmKernelsAvailable();
   const mask = wasmAttn ? null : buildMask(B, T, past, opts.attentionMask);
   try {
     const rope = model.config.arch === 'llama' ? ropeTables(model.config, past, T) : null;
@@ -289,7 +299,7 @@ export function embed(
 
 /** Gathers rows of a (possibly row-split) matrix: ids [B, T] → [B, T, cols]. */
 function gatherRows(blocks: tf.Tensor2D[], ids: tf.Tensor): tf.Tensor {
-  if (blocks.length === 1) return tf.gather(blocks[0], ids);
+  if (blocks.length === 1) return wasmFusedOn() ? wasmGatherRows(blocks[0], ids) : tf.gather(blocks[0], ids);
   let out: tf.Tensor | null = null;
   let r0 = 0;
   for (const b of blocks) {
@@ -382,7 +392,7 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
       const [gate, up] = spec.mlp.inputs;
       const g = linear(model, lin(gate), m2, hook, step.kernels, step.prep); // [tokens, F]
       const u = linear(model, lin(up), m2, hook, step.kernels, step.prep); // [tokens, F]
-      const fused = step.kernels && c.activation === 'silu' ? kernelSwiglu(g, u) : null;
+      const fused = c.activation !== 'silu' ? null : ((step.kernels ? kernelSwiglu(g, u) : null) ?? (wasmFusedOn() ? wasmSwiglu(g, u) : null));
       inner = (fused ?? tf.mul(activation(c, g), u)) as tf.Tensor2D;
     } else {
       inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, hook, step.kernels, step.prep)) as tf.Tensor2D;
