@@ -20,6 +20,7 @@ export interface ForwardOptions {
   onLinearInput?: LinearInputHook; // observe or replace each linear's input [tokens, in] (after the model's activation quantization; before it for linears on the W8A8 kernel, which quantizes inside)
   kernels?: boolean; // allow the custom WGSL kernels where the kernel policy is on (lib/kernels); inference only: no gradients. Default false
   prep?: ForwardPrep | null; // weights laid out for this backend (prepareForward), made once for many forwards; null/absent: the plain layout
+  plan?: ForwardPlan; // which ops carry the forward; default: FORWARD_PLANS of the active backend (tests pass another to compare paths)
 }
 
 /**
@@ -100,6 +101,7 @@ interface Step {
   kernels: boolean; // the caller allows custom kernels (lib/kernels decides whether they run)
   padded: boolean; // a padding mask applies (the fused attention handles only the causal mask)
   wasmAttention: boolean; // attention runs on the wasm SIMD kernel (ForwardPlan.attention; no mask, no cache)
+  wasmFused: boolean; // RMSNorm, SwiGLU and embedding rows run on the wasm SIMD kernels (ForwardPlan.fused)
 }
 
 interface KV {
@@ -143,13 +145,13 @@ function linear(model: Model, name: string, x: tf.Tensor2D, hook: LinearInputHoo
 }
 
 /** RMSNorm (LLaMA) or LayerNorm (OPT) over the last axis; `prefix` is the norm's name without '.weight'. */
-function norm(model: Model, prefix: string, x: tf.Tensor, kernels = false): tf.Tensor {
+function norm(model: Model, prefix: string, x: tf.Tensor, kernels = false, fused = wasmFusedOn()): tf.Tensor {
   const eps = model.config.normEps;
   const w = weight(model, `${prefix}.weight`);
   if (ARCHS[model.config.arch].norm === 'rms') {
     const fused = kernels ? kernelRmsNorm(x, w, eps) : null;
     if (fused) return fused;
-    if (wasmFusedOn()) return wasmRmsNorm(x, w, eps);
+    if (fused) return wasmRmsNorm(x, w, eps);
     const ms = meanRows(tf.square(x));
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w);
   }
@@ -158,9 +160,9 @@ function norm(model: Model, prefix: string, x: tf.Tensor, kernels = false): tf.T
   return tf.add(tf.mul(y, w), weight(model, `${prefix}.bias`));
 }
 
-/** The plan's fused RMSNorm/SwiGLU kernels run now (wasm SIMD, no gradient tape). */
-function wasmFusedOn(): boolean {
-  return forwardPlan().fused === 'wasm-simd' && wasmKernelsAvailable();
+/** The plan's fused RMSNorm/SwiGLU/embedding kernels run now (wasm SIMD, no gradient tape). */
+function wasmFusedOn(plan: ForwardPlan = forwardPlan()): boolean {
+  return plan.fused === 'wasm-simd' && wasmKernelsAvailable();
 }
 
 function activation(config: ModelConfig, x: tf.Tensor): tf.Tensor {
@@ -247,11 +249,12 @@ function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor
  * blocks' keys and values (generation), so they stay in the [B, KV, S, hd] layout of the plain path. */
 function makeStep(model: Model, B: number, T: number, past: number, opts: ForwardOptions, cache = false): Step {
   // The kernel path builds no mask: T > 1 without padding is all it takes.
-  const wasmAttn = !cache && past === 0 && !opts.attentionMask && forwardPlan().attention === 'wasm-simd' && wasmKernelsAvailable();
+  const plan = opts.plan ?? forwardPlan();
+  const wasmAttn = !cache && past === 0 && !opts.attentionMask && plan.attention === 'wasm-simd' && wasmKernelsAvailable();
   const mask = wasmAttn ? null : buildMask(B, T, past, opts.attentionMask);
   try {
     const rope = model.config.arch === 'llama' ? ropeTables(model.config, past, T) : null;
-    return { pastLength: past, mask, rope, prep: opts.prep ?? null, hook: opts.onLinearInput, kernels: opts.kernels ?? false, padded: !!opts.attentionMask, wasmAttention: wasmAttn };
+    return { pastLength: past, mask, rope, prep: opts.prep ?? null, hook: opts.onLinearInput, kernels: opts.kernels ?? false, padded: !!opts.attentionMask, wasmAttention: wasmAttn, wasmFused: wasmFusedOn(plan) };
   } catch (e) {
     mask?.dispose();
     throw e;
@@ -269,7 +272,7 @@ function disposeStep(s: Step): void {
 export function embed(
   model: Model,
   ids: tf.Tensor2D,
-  opts: { attentionMask?: tf.Tensor2D; pastLength?: number } = {},
+  opts: { attentionMask?: tf.Tensor2D; pastLength?: number; plan?: ForwardPlan } = {},
 ): tf.Tensor3D {
   const c = model.config;
   const spec = ARCHS[c.arch];
@@ -277,7 +280,8 @@ export function embed(
   const past = opts.pastLength ?? 0;
   return tf.tidy(() => {
     const idx = ids.dtype === 'int32' ? ids : tf.cast(ids, 'int32');
-    let x = gatherRows(rowBlocks(model, spec.embedTokens), idx); // [B, T, E]
+    const fused = wasmFusedOn(opts.plan);
+    let x = gatherRows(rowBlocks(model, spec.embedTokens), idx, fused); // [B, T, E]
     if (c.arch !== 'opt') return x as tf.Tensor3D;
     if (spec.projectIn && model.weights.has(spec.projectIn)) {
       x = tf.reshape(tf.matMul(tf.reshape(x, [B * T, c.wordEmbedProjDim]), weight(model, spec.projectIn) as tf.Tensor2D, false, true), [B, T, c.hiddenSize]);
@@ -292,14 +296,14 @@ export function embed(
       pos = tf.tile(tf.reshape(tf.range(past, past + T, 1, 'int32'), [1, T]), [B, 1]);
     }
     if (past + T > c.maxPositions) throw new Error(`OPT supports ${c.maxPositions} positions; got ${past + T}`);
-    const pe = gatherRows(rowBlocks(model, spec.embedPositions!), tf.add(pos, tf.scalar(OPT_POSITION_OFFSET, 'int32'))); // [B, T, D]
+    const pe = gatherRows(rowBlocks(model, spec.embedPositions!), tf.add(pos, tf.scalar(OPT_POSITION_OFFSET, 'int32')), fused); // [B, T, D]
     return tf.add(x, pe) as tf.Tensor3D;
   });
 }
 
 /** Gathers rows of a (possibly row-split) matrix: ids [B, T] → [B, T, cols]. */
-function gatherRows(blocks: tf.Tensor2D[], ids: tf.Tensor): tf.Tensor {
-  if (blocks.length === 1) return wasmFusedOn() ? wasmGatherRows(blocks[0], ids) : tf.gather(blocks[0], ids);
+function gatherRows(blocks: tf.Tensor2D[], ids: tf.Tensor, fused: boolean): tf.Tensor {
+  if (blocks.length === 1) return fused ? wasmGatherRows(blocks[0], ids) : tf.gather(blocks[0], ids);
   let out: tf.Tensor | null = null;
   let r0 = 0;
   for (const b of blocks) {
@@ -348,7 +352,7 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
   const hook = blockHook(model, i, step.hook, step.kernels);
   return tf.tidy(() => {
     // --- attention ---
-    const h = (pre ? norm(model, `${p}${spec.norms.attn}`, x, step.kernels) : x) as tf.Tensor3D;
+    const h = (pre ? norm(model, `${p}${spec.norms.attn}`, x, step.kernels, step.wasmFused) : x) as tf.Tensor3D;
     const h2 = tf.reshape(h, [B * T, D]) as tf.Tensor2D; // [tokens, D]
     // A linear's output [B·T, n·hd] as heads [B, n, T, hd]; queries and keys RoPE'd (LLaMA).
     const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
@@ -382,9 +386,9 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
     }
     const attnOut = tf.reshape(linear(model, lin(spec.attention.o), merged, hook, step.kernels, step.prep), [B, T, D]);
     let r: tf.Tensor = tf.add(x, attnOut);
-    if (!pre) r = norm(model, `${p}${spec.norms.attn}`, r);
+    if (!pre) r = norm(model, `${p}${spec.norms.attn}`, r, false, step.wasmFused);
     // --- MLP ---
-    const m = pre ? norm(model, `${p}${spec.norms.mlp}`, r, step.kernels) : r;
+    const m = pre ? norm(model, `${p}${spec.norms.mlp}`, r, step.kernels, step.wasmFused) : r;
     const m2 = tf.reshape(m, [B * T, D]) as tf.Tensor2D;
     let inner: tf.Tensor2D;
     if (spec.mlp.inputs.length === 2) {
@@ -392,14 +396,14 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
       const [gate, up] = spec.mlp.inputs;
       const g = linear(model, lin(gate), m2, hook, step.kernels, step.prep); // [tokens, F]
       const u = linear(model, lin(up), m2, hook, step.kernels, step.prep); // [tokens, F]
-      const fused = c.activation !== 'silu' ? null : ((step.kernels ? kernelSwiglu(g, u) : null) ?? (wasmFusedOn() ? wasmSwiglu(g, u) : null));
+      const fused = c.activation !== 'silu' ? null : ((step.kernels ? kernelSwiglu(g, u) : null) ?? (step.wasmFused ? wasmSwiglu(g, u) : null));
       inner = (fused ?? tf.mul(activation(c, g), u)) as tf.Tensor2D;
     } else {
       inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, hook, step.kernels, step.prep)) as tf.Tensor2D;
     }
     const down = tf.reshape(linear(model, lin(spec.mlp.down), inner, hook, step.kernels, step.prep), [B, T, D]);
     let y: tf.Tensor = tf.add(r, down);
-    if (!pre) y = norm(model, `${p}${spec.norms.mlp}`, y);
+    if (!pre) y = norm(model, `${p}${spec.norms.mlp}`, y, false, step.wasmFused);
     return { y: y as tf.Tensor3D, kv: { k, v } };
   });
 }
@@ -420,12 +424,12 @@ export function runBlock(model: Model, i: number, x: tf.Tensor3D, opts: ForwardO
 }
 
 /** Final norm, OPT's project_out and the LM head: x [B, T, D] → logits [B, T, V] (`kernels`: the LM head may run on the fp32 GEMM kernel). */
-export function head(model: Model, x: tf.Tensor3D, kernels = false, prep: ForwardPrep | null = null): tf.Tensor3D {
+export function head(model: Model, x: tf.Tensor3D, kernels = false, prep: ForwardPrep | null = null, plan: ForwardPlan = forwardPlan()): tf.Tensor3D {
   const c = model.config;
   const spec = ARCHS[c.arch];
   const [B, T, D] = x.shape;
   return tf.tidy(() => {
-    let h: tf.Tensor = hasFinalNorm(c) ? norm(model, spec.finalNorm, x, kernels) : x;
+    let h: tf.Tensor = hasFinalNorm(c) ? norm(model, spec.finalNorm, x, kernels, wasmFusedOn(plan)) : x;
     let width = D;
     if (c.arch === 'opt' && spec.projectOut && model.weights.has(spec.projectOut)) {
       h = tf.matMul(tf.reshape(h, [B * T, D]), weight(model, spec.projectOut) as tf.Tensor2D, false, true);
@@ -449,7 +453,7 @@ export function forward(model: Model, ids: tf.Tensor2D, opts: ForwardOptions = {
   const step = makeStep(model, B, T, 0, opts);
   let x: tf.Tensor3D | null = null; // the running hidden state [B, T, D]; freed on every path, errors included
   try {
-    x = embed(model, ids, { attentionMask: opts.attentionMask });
+    x = embed(model, ids, { attentionMask: opts.attentionMask, plan: opts.plan });
     for (let i = 0; i < model.config.numLayers; i++) {
       const { y, kv } = block(model, i, x, step);
       kv.k.dispose();
@@ -457,7 +461,7 @@ export function forward(model: Model, ids: tf.Tensor2D, opts: ForwardOptions = {
       x.dispose();
       x = y;
     }
-    return head(model, x, step.kernels, step.prep);
+    return head(model, x, step.kernels, step.prep, opts.plan);
   } finally {
     x?.dispose();
     disposeStep(step);
