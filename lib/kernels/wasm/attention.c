@@ -17,30 +17,29 @@
 
 #define EXPORT(name) __attribute__((export_name(name)))
 
-// exp(x) for x ≤ 0 (scores minus their row max), four lanes; exactly 0 below −64. The cut keeps
-// every p and every p·v product far from fp32 subnormals, which x86 handles ~100× slower (a real
-// model's attention rows have many such keys: they cost twice the whole kernel before the cut), and
-// drops only terms below e^−64 ≈ 1.6e−28 of the row's largest. n = round(x·log2 e) comes from
-// adding 1.5·2^23 + 127 (the float's low mantissa bits then hold n + 127, which shifted into the
-// exponent field give 2^n); exp(r) for |r| ≤ ln2/2 is Cephes' expf polynomial.
-static inline v128_t exp_neg(v128_t x) {
+// 2^x for x ≤ 0 (scores in log2 units minus their row max: the kernel folds log2 e into q's scale,
+// so no range-reduction multiply is needed), four lanes; exactly 0 below −92 (e^−64 ≈ 1.6e−28 of
+// the row's largest term). The cut keeps every p and every p·v product far from fp32 subnormals,
+// which x86 handles ~100× slower (a real model's attention rows have many such keys: they cost
+// twice the whole kernel before the cut). n = round(x) comes from adding 1.5·2^23 + 127 (the low
+// mantissa bits then hold n + 127, which shifted into the exponent field give 2^n); 2^f for
+// |f| ≤ 1/2 is the degree-6 Taylor polynomial of e^(f·ln 2) (relative error below 2e-7).
+static inline v128_t exp2_neg(v128_t x) {
   const v128_t magic = wasm_f32x4_splat(12583039.0f); // 0x1.8000FEp23: 1.5·2^23 + 127
-  const v128_t keep = wasm_f32x4_ge(x, wasm_f32x4_splat(-64.0f));
-  x = wasm_f32x4_max(x, wasm_f32x4_splat(-64.0f));
-  v128_t n = wasm_f32x4_add(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)), magic);
+  const v128_t keep = wasm_f32x4_ge(x, wasm_f32x4_splat(-92.0f));
+  x = wasm_f32x4_max(x, wasm_f32x4_splat(-92.0f));
+  v128_t n = wasm_f32x4_add(x, magic);
   const v128_t scale = wasm_i32x4_shl(n, 23);
   n = wasm_f32x4_sub(n, magic);
-  // Cody–Waite: ln 2 split in a part exact in a few bits and the rest.
-  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
-  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
-  const v128_t z = wasm_f32x4_mul(r, r);
-  v128_t y = wasm_f32x4_splat(1.9875691500e-4f);
-  y = wasm_f32x4_add(wasm_f32x4_mul(y, r), wasm_f32x4_splat(1.3981999507e-3f));
-  y = wasm_f32x4_add(wasm_f32x4_mul(y, r), wasm_f32x4_splat(8.3334519073e-3f));
-  y = wasm_f32x4_add(wasm_f32x4_mul(y, r), wasm_f32x4_splat(4.1665795894e-2f));
-  y = wasm_f32x4_add(wasm_f32x4_mul(y, r), wasm_f32x4_splat(1.6666665459e-1f));
-  y = wasm_f32x4_add(wasm_f32x4_mul(y, r), wasm_f32x4_splat(5.0000001201e-1f));
-  y = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(y, z), r), wasm_f32x4_splat(1.0f));
+  const v128_t f = wasm_f32x4_sub(x, n);
+  // (ln 2)^k / k!, k = 6 .. 0
+  v128_t y = wasm_f32x4_splat(1.5403530393381608e-4f);
+  y = wasm_f32x4_add(wasm_f32x4_mul(y, f), wasm_f32x4_splat(1.3333558146428443e-3f));
+  y = wasm_f32x4_add(wasm_f32x4_mul(y, f), wasm_f32x4_splat(9.618129107628477e-3f));
+  y = wasm_f32x4_add(wasm_f32x4_mul(y, f), wasm_f32x4_splat(5.550410866482158e-2f));
+  y = wasm_f32x4_add(wasm_f32x4_mul(y, f), wasm_f32x4_splat(2.402265069591007e-1f));
+  y = wasm_f32x4_add(wasm_f32x4_mul(y, f), wasm_f32x4_splat(6.931471805599453e-1f));
+  y = wasm_f32x4_add(wasm_f32x4_mul(y, f), wasm_f32x4_splat(1.0f));
   return wasm_v128_and(wasm_f32x4_mul(y, scale), keep);
 }
 
@@ -76,6 +75,7 @@ static inline v128_t dot8(const v128_t* qs, const float* kt, int S4, int j) {
 // p-weighted values four dimensions at a time (pass 3: eight accumulators stay in registers).
 // sc holds 2·S4 floats.
 static void attend2_hd8(const float* qa, float* o, const float* kt, const float* vt, float* sc, int S4, int n, float scale) {
+  // scale includes log2 e: scores come out in log2 units for exp2_neg
   const v128_t ninf = wasm_f32x4_splat(-__builtin_inff());
   const v128_t zero = wasm_f32x4_splat(0.0f);
   float* sb = sc + S4;
@@ -93,7 +93,7 @@ static void attend2_hd8(const float* qa, float* o, const float* kt, const float*
   const v128_t mA = wasm_f32x4_splat(hmax(ma)), mB = wasm_f32x4_splat(hmax(mb));
   v128_t la = zero, lb = zero;
   for (int j = 0; j < n; j += 4) {
-    v128_t x = exp_neg(wasm_f32x4_sub(wasm_v128_load(sc + j), mA)), y = exp_neg(wasm_f32x4_sub(wasm_v128_load(sb + j), mB));
+    v128_t x = exp2_neg(wasm_f32x4_sub(wasm_v128_load(sc + j), mA)), y = exp2_neg(wasm_f32x4_sub(wasm_v128_load(sb + j), mB));
     if (j + 4 > n) x = keep_below(x, j, n, zero), y = keep_below(y, j, n, zero);
     wasm_v128_store(sc + j, x);
     wasm_v128_store(sb + j, y);
@@ -142,13 +142,14 @@ static inline void rope_row(const float* x, const float* cos, const float* sin, 
  * q [B, T, H, hd] (positions past..past+T-1), k and v [B, S, KV, hd] with S = past + T, out
  * [B, T, H, hd]; query heads g·rep .. g·rep+rep−1 read KV head g (rep = H / KV). Query t sees keys
  * 0 .. past + t. q and k are RoPE'd here with cos/sin [S, hd] (positions 0..S-1) unless cos is null.
- * scale multiplies q·k. scratch: (2·hd + 2)·S4 + 6·hd floats, S4 = S rounded up to 4.
+ * scale multiplies q·k (the kernel works in log2 units: scores · log2 e, then 2^x). scratch: (2·hd + 2)·S4 + 6·hd floats, S4 = S rounded up to 4.
  */
 EXPORT("attention_f32")
 void attention_f32(const float* q, const float* k, const float* v, float* out, int B, int T, int S, int H, int KV, int hd, int past,
                    float scale, const float* cos, const float* sin, float* scratch) {
   const int rep = H / KV;
   const int S4 = (S + 3) & ~3;
+  scale *= 1.44269504088896341f; // log2 e: softmax(s) = 2^(s·log2 e − max) / Σ
   float* kt = scratch;                   // [hd, S4]: keys (RoPE'd), one row per head dimension
   float* vt = kt + hd * S4;              // [hd, S4]: values
   float* sc = vt + hd * S4;              // [2, S4]: one or two query rows' scores, then probabilities
@@ -199,7 +200,7 @@ void attention_f32(const float* q, const float* k, const float* v, float* out, i
           v128_t l4 = zero;
           for (int d = 0; d < hd; d++) acc[d] = zero;
           for (int j = 0; j < n; j += 4) {
-            v128_t p = exp_neg(wasm_f32x4_sub(wasm_v128_load(sc + j), m));
+            v128_t p = exp2_neg(wasm_f32x4_sub(wasm_v128_load(sc + j), m));
             if (j + 4 > n) p = keep_below(p, j, n, zero);
             l4 = wasm_f32x4_add(l4, p);
             for (int d = 0; d < hd; d++) acc[d] = wasm_f32x4_add(acc[d], wasm_f32x4_mul(p, wasm_v128_load(vt + d * S4 + j)));
