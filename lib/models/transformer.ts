@@ -145,13 +145,13 @@ function linear(model: Model, name: string, x: tf.Tensor2D, hook: LinearInputHoo
 }
 
 /** RMSNorm (LLaMA) or LayerNorm (OPT) over the last axis; `prefix` is the norm's name without '.weight'. */
-function norm(model: Model, prefix: string, x: tf.Tensor, kernels = false, fused = wasmFusedOn()): tf.Tensor {
+function norm(model: Model, prefix: string, x: tf.Tensor, kernels = false, wasmFused = wasmFusedOn()): tf.Tensor {
   const eps = model.config.normEps;
   const w = weight(model, `${prefix}.weight`);
   if (ARCHS[model.config.arch].norm === 'rms') {
     const fused = kernels ? kernelRmsNorm(x, w, eps) : null;
     if (fused) return fused;
-    if (fused) return wasmRmsNorm(x, w, eps);
+    if (wasmFused) return wasmRmsNorm(x, w, eps);
     const ms = meanRows(tf.square(x));
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w);
   }

@@ -27,7 +27,7 @@
 static inline v128_t exp2_neg(v128_t x) {
   const v128_t magic = wasm_f32x4_splat(12583039.0f); // 0x1.8000FEp23: 1.5·2^23 + 127
   const v128_t keep = wasm_f32x4_ge(x, wasm_f32x4_splat(-92.0f));
-  x = wasm_f32x4_max(x, wasm_f32x4_splat(-92.0f));
+  x = wasm_f32x4_pmax(x, wasm_f32x4_splat(-92.0f));
   v128_t n = wasm_f32x4_add(x, magic);
   const v128_t scale = wasm_i32x4_shl(n, 23);
   n = wasm_f32x4_sub(n, magic);
@@ -87,8 +87,8 @@ static void attend2_hd8(const float* qa, float* o, const float* kt, const float*
     if (j + 4 > n) x = keep_below(x, j, n, ninf), y = keep_below(y, j, n, ninf);
     wasm_v128_store(sc + j, x);
     wasm_v128_store(sb + j, y);
-    ma = wasm_f32x4_max(ma, x);
-    mb = wasm_f32x4_max(mb, y);
+    ma = wasm_f32x4_pmax(ma, x);
+    mb = wasm_f32x4_pmax(mb, y);
   }
   const v128_t mA = wasm_f32x4_splat(hmax(ma)), mB = wasm_f32x4_splat(hmax(mb));
   v128_t la = zero, lb = zero;
@@ -193,7 +193,7 @@ void attention_f32(const float* q, const float* k, const float* v, float* out, i
             for (int d = 0; d < hd; d++) s = wasm_f32x4_add(s, wasm_f32x4_mul(wasm_f32x4_splat(qr[d] * scale), wasm_v128_load(kt + d * S4 + j)));
             if (j + 4 > n) s = keep_below(s, j, n, ninf);
             wasm_v128_store(sc + j, s);
-            m4 = wasm_f32x4_max(m4, s);
+            m4 = wasm_f32x4_pmax(m4, s);
           }
           const v128_t m = wasm_f32x4_splat(hmax(m4));
           // Pass 2: p = exp(s − max), their sum and the p-weighted values.

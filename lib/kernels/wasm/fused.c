@@ -12,7 +12,7 @@
 // exp(r) for |r| ≤ ln2/2 by Cephes' expf polynomial.
 static inline v128_t exp4(v128_t x) {
   const v128_t magic = wasm_f32x4_splat(12583039.0f); // 0x1.8000FEp23: 1.5·2^23 + 127
-  x = wasm_f32x4_min(wasm_f32x4_max(x, wasm_f32x4_splat(-87.3f)), wasm_f32x4_splat(88.3f));
+  x = wasm_f32x4_pmin(wasm_f32x4_pmax(x, wasm_f32x4_splat(-87.3f)), wasm_f32x4_splat(88.3f));
   v128_t n = wasm_f32x4_add(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)), magic);
   const v128_t scale = wasm_i32x4_shl(n, 23);
   n = wasm_f32x4_sub(n, magic);
