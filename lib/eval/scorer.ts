@@ -4,6 +4,7 @@
 // masked (no mask when a batch needs no padding), log-probabilities and gathers on the device; only the
 // gathered numbers come back. Batches are bounded in tokens, logits and attention-score elements.
 import * as tf from '@tensorflow/tfjs';
+import { wasmKernelsAvailable, wasmTokenLogprobStats } from '../kernels/wasm-simd';
 import { maxRows, softmaxRows } from '../runtime/rows';
 
 /** log P(continuation | context), summed over the continuation's tokens. */
@@ -183,6 +184,7 @@ export class TensorScorer implements Scorer {
     const mask = new Float32Array(B * T);
     const flat: number[] = []; // (b*T + t)*V + token
     const rowIdx: number[] = []; // b*T + t
+    const tokIdx: number[] = []; // token
     batch.forEach((r, b) => {
       r.input.forEach((id, t) => {
         if (!(id >= 0 && id < V)) throw new Error(`token id ${id} outside the vocabulary [0, ${V})`);
@@ -194,29 +196,34 @@ export class TensorScorer implements Scorer {
         if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new Error(`scored token id ${id} outside the vocabulary [0, ${V})`);
         flat.push((b * T + p) * V + r.tokens[j]);
         rowIdx.push(b * T + p);
+        tokIdx.push(id);
       });
     });
     const full = batch.every((r) => r.input.length === T);
-    const [pickedT, gapT] = tf.tidy(() => {
+    // tfjs-wasm: one SIMD pass per scored row gives (x_token − max, Σ exp(x − max)) and the host
+    // takes the log in float64; other backends do it with tensor ops.
+    const wasmStats = wasmKernelsAvailable();
+    const outs = tf.tidy(() => {
       const idsT = tf.tensor2d(ids, [B, T], 'int32');
       const maskT = full ? undefined : tf.tensor2d(mask, [B, T], 'float32');
       const logits = logitsFn(idsT, maskT); // [B, T, V]
       if (logits.shape[0] !== B || logits.shape[1] !== T || logits.shape[2] !== V) {
         throw new Error(`logits shape [${logits.shape}] is not [${B}, ${T}, ${V}]`);
       }
-      // log p(token) = (x_token − max) + log(max softmax): max softmax = 1/Σ exp(x − max), so this
-      // is log-softmax without its [B·T, V] exp and log passes (softmax is one fused kernel on
-      // tfjs-wasm, log-softmax five ops with a scalar exp); max softmax ≥ 1/V, so no underflow.
-      const rows = logits.reshape([B * T, V]); // [B*T, V]
+      const rows = logits.reshape([B * T, V]) as tf.Tensor2D; // [B*T, V]
       const rowsIdx = tf.tensor1d(rowIdx, 'int32');
+      if (wasmStats) return [wasmTokenLogprobStats(rows, rowsIdx, tf.tensor1d(tokIdx, 'int32'))]; // [N, 2]
+      // log p(token) = (x_token − max) + log(max softmax): max softmax = 1/Σ exp(x − max), so this
+      // is log-softmax without its [B·T, V] exp and log passes; max softmax ≥ 1/V: no underflow.
       const top = tf.gather(maxRows(rows).reshape([-1]), rowsIdx); // [N] max logit of each scored row
       const topP = tf.gather(maxRows(softmaxRows(rows)).reshape([-1]), rowsIdx); // [N] its probability
       const gap = tf.sub(tf.gather(rows.reshape([-1]), tf.tensor1d(flat, 'int32')), top); // [N] ≤ 0, 0 iff greedy
       return [tf.add(gap, tf.log(topP)), gap];
     });
-    const [picked, gap] = await Promise.all([pickedT.data(), gapT.data()]);
-    pickedT.dispose();
-    gapT.dispose();
+    const vals = await Promise.all(outs.map((t) => t.data()));
+    tf.dispose(outs);
+    const picked = wasmStats ? Float64Array.from(rowIdx, (_, n) => vals[0][2 * n] - Math.log(vals[0][2 * n + 1])) : vals[0];
+    const gap = wasmStats ? Float64Array.from(rowIdx, (_, n) => vals[0][2 * n]) : vals[1];
     const out: { picked: number[]; greedy: boolean[] }[] = [];
     let n = 0;
     for (const r of batch) {

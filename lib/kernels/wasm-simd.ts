@@ -25,6 +25,7 @@ type AttentionFn = (q: number, k: number, v: number, out: number, B: number, T: 
 type SwigluFn = (g: number, u: number, out: number, n: number) => void;
 type RmsNormFn = (x: number, w: number, out: number, rows: number, cols: number, eps: number) => void;
 type GatherRowsFn = (table: number, rows: number, cols: number, ids: number, n: number, out: number) => number;
+type TokenStatsFn = (x: number, V: number, rows: number, tok: number, M: number, out: number) => number;
 
 const MODULES = { attention: attentionWasm, fused: fusedWasm };
 type ModuleName = keyof typeof MODULES;
@@ -66,6 +67,7 @@ const ATTENTION = 'LlmcbWasmCausalAttention';
 const SWIGLU = 'LlmcbWasmSwiglu';
 const RMSNORM = 'LlmcbWasmRmsNorm';
 const GATHER_ROWS = 'LlmcbWasmGatherRows';
+const TOKEN_STATS = 'LlmcbWasmTokenLogprobStats';
 
 /** Registers the kernels of this file with tfjs (once). */
 function register(): void {
@@ -132,6 +134,23 @@ function register(): void {
       return out;
     },
   });
+  tf.registerKernel({
+    kernelName: TOKEN_STATS,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const be = backend as unknown as WasmBackendLike;
+      const { x, rows, tokens } = inputs as { x: tf.TensorInfo; rows: tf.TensorInfo; tokens: tf.TensorInfo };
+      const V = x.shape[1];
+      const M = rows.shape[0];
+      const out = be.makeOutput([M, 2], 'float32');
+      const bad = (exportsFor('fused', memory(be)).token_logprob_stats_f32 as TokenStatsFn)(at(be, x), V, at(be, rows), at(be, tokens), M, at(be, out));
+      if (bad) {
+        be.disposeData(out.dataId);
+        throw new Error(`wasmTokenLogprobStats: ${bad} token(s) outside [0, ${V})`);
+      }
+      return out;
+    },
+  });
 }
 
 function needWasm(op: string, ts: tf.Tensor[]): void {
@@ -152,6 +171,17 @@ export function wasmRmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor 
   if (w.size !== x.shape[x.rank - 1]) throw new Error(`wasmRmsNorm: weight [${w.shape}] does not match x [${x.shape}]`);
   needWasm('wasmRmsNorm', [x, w]);
   return tf.engine().runKernel(RMSNORM, { x, w }, { eps } as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+/**
+ * For scored (row, token) pairs of logits x [N, V]: [M, 2] with column 0 = x[row, token] − max of
+ * the row (≤ 0; 0 iff the token is an argmax) and column 1 = Σ exp(x[row] − max) (≥ 1), so that
+ * log p(token) = col0 − log(col1). One pass over each scored row, no [N, V] temporaries.
+ */
+export function wasmTokenLogprobStats(x: tf.Tensor2D, rows: tf.Tensor1D, tokens: tf.Tensor1D): tf.Tensor2D {
+  if (rows.dtype !== 'int32' || tokens.dtype !== 'int32' || rows.size !== tokens.size) throw new Error('wasmTokenLogprobStats: rows and tokens must be int32 of one length');
+  needWasm('wasmTokenLogprobStats', [x]);
+  return tf.engine().runKernel(TOKEN_STATS, { x, rows, tokens }, {}) as tf.Tensor2D;
 }
 
 /** Rows of table [rows, cols] at ids (int32, any shape) on the wasm SIMD kernel → [...ids.shape, cols] (an embedding lookup). */

@@ -88,3 +88,44 @@ int gather_rows_f32(const float* table, int rows, int cols, const int* ids, int 
   }
   return bad;
 }
+
+// For m < M: row r = rows[m] of logits x [*, V] and token tok[m]: out[2m] = x[r, tok] − max_j x[r, j]
+// (≤ 0; 0 iff the token is an argmax) and out[2m + 1] = Σ_j exp(x[r, j] − max) (≥ 1), so that
+// log p(tok) = out[2m] − log(out[2m + 1]) (the caller takes the log in float64). Terms below
+// e^−87 are dropped (no subnormals; they are below 1e−37 of the sum). Returns how many tok fall
+// outside [0, V) (their entries are NaN; the caller throws).
+EXPORT("token_logprob_stats_f32")
+int token_logprob_stats_f32(const float* x, int V, const int* rows, const int* tok, int M, float* out) {
+  int bad = 0;
+  for (int m = 0; m < M; m++) {
+    const float* xr = x + rows[m] * V;
+    if (tok[m] < 0 || tok[m] >= V) {
+      bad++;
+      out[2 * m] = out[2 * m + 1] = __builtin_nanf("");
+      continue;
+    }
+    v128_t m4 = wasm_f32x4_splat(-__builtin_inff());
+    int j = 0;
+    for (; j + 4 <= V; j += 4) m4 = wasm_f32x4_pmax(m4, wasm_v128_load(xr + j));
+    m4 = wasm_f32x4_pmax(m4, wasm_i32x4_shuffle(m4, m4, 2, 3, 0, 1));
+    m4 = wasm_f32x4_pmax(m4, wasm_i32x4_shuffle(m4, m4, 1, 0, 3, 2));
+    float mx = wasm_f32x4_extract_lane(m4, 0);
+    for (; j < V; j++) mx = mx < xr[j] ? xr[j] : mx;
+    const v128_t mv = wasm_f32x4_splat(mx);
+    v128_t s4 = wasm_f32x4_splat(0.0f);
+    j = 0;
+    for (; j + 4 <= V; j += 4) {
+      const v128_t d = wasm_f32x4_sub(wasm_v128_load(xr + j), mv);
+      const v128_t keep = wasm_f32x4_ge(d, wasm_f32x4_splat(-87.0f));
+      s4 = wasm_f32x4_add(s4, wasm_v128_and(exp4(d), keep));
+    }
+    float s = wasm_f32x4_extract_lane(s4, 0) + wasm_f32x4_extract_lane(s4, 1) + wasm_f32x4_extract_lane(s4, 2) + wasm_f32x4_extract_lane(s4, 3);
+    for (; j < V; j++) {
+      const float d = xr[j] - mx;
+      if (d >= -87.0f) s += wasm_f32x4_extract_lane(exp4(wasm_f32x4_splat(d)), 0);
+    }
+    out[2 * m] = xr[tok[m]] - mx;
+    out[2 * m + 1] = s;
+  }
+  return bad;
+}
