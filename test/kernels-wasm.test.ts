@@ -3,6 +3,7 @@
 // dims and lengths; then stories260K's forward on the wasm plan against the plain plan, and the
 // scorer's log-probabilities against a float64 host log-softmax. No tensor may leak.
 import * as tf from '@tensorflow/tfjs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelScorer } from '../lib/eval/model-scorer';
 import { attentionPlain, causalMask } from '../lib/kernels/attention';
@@ -113,7 +114,7 @@ describe('wasm SIMD kernels against the tfjs ops', () => {
   });
 });
 
-describe('stories260K on the wasm plan', () => {
+describe('models on the wasm plan', () => {
   it('forward equals the plain plan (with and without prepared weights), and leaks nothing', () => {
     const before = tf.memory().numTensors;
     const ids = tf.tensor2d(Array.from({ length: 2 * 100 }, (_, i) => (i * 37 + 11) % 512), [2, 100], 'int32');
@@ -127,6 +128,23 @@ describe('stories260K on the wasm plan', () => {
     expect(maxAbs(prepared, plain)).toBeLessThan(1e-4);
     tf.dispose([ids, plain, wasm, prepared]);
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('forward of an OPT model (biases, LayerNorm, learned positions, no RoPE) equals the plain plan', async () => {
+    const opt = await loadModel(path.resolve(path.dirname(STORIES_BIN), '../zoo/opt-700k'));
+    try {
+      const before = tf.memory().numTensors;
+      const ids = tf.tensor2d(Array.from({ length: 2 * 50 }, (_, i) => (i * 29 + 3) % opt.config.vocabSize), [2, 50], 'int32');
+      const plain = forward(opt, ids, { plan: FORWARD_PLANS.cpu });
+      const prep = prepareForward(opt, FORWARD_PLANS.wasm);
+      const wasm = forward(opt, ids, { plan: FORWARD_PLANS.wasm, prep });
+      disposeForwardPrep(prep);
+      expect(maxAbs(wasm, plain)).toBeLessThan(1e-4);
+      tf.dispose([ids, plain, wasm]);
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      disposeModel(opt);
+    }
   });
 
   it("the scorer's log-probabilities and greedy flags equal a float64 log-softmax of the logits", async () => {

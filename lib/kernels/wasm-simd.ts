@@ -47,11 +47,12 @@ function exportsFor(name: ModuleName, memory: WebAssembly.Memory): WebAssembly.E
   return ex;
 }
 
-/** The backend's linear memory when the active backend is tfjs-wasm and exposes it, else null. */
+/** The backend's linear memory when the active backend is tfjs-wasm and exposes it, else null
+ * (also for the threaded build's shared memory, which these single-threaded modules do not import). */
 function wasmMemory(): WebAssembly.Memory | null {
   if (tf.getBackend() !== 'wasm') return null;
-  const b = tf.backend() as unknown as Partial<WasmBackendLike>;
-  return b.wasm?.asm?.memory instanceof WebAssembly.Memory ? b.wasm.asm.memory : null;
+  const m = (tf.backend() as unknown as Partial<WasmBackendLike>).wasm?.asm?.memory;
+  return m instanceof WebAssembly.Memory && m.buffer instanceof ArrayBuffer ? m : null;
 }
 
 /** True when the kernels of this file can run now: tfjs-wasm with its memory reachable, and no gradient tape. */
