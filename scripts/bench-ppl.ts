@@ -4,11 +4,12 @@
 //
 //   taskset -c 0 npx tsx scripts/bench-ppl.ts [--backend wasm] [--model models/stories260K/stories260K.bin]
 //     [--data DIR | --tokens FILE.json] [--seqlen 512] [--windows N] [--batch B] [--expect PPL]
-//     [--dump FILE.json] [--compare FILE.json]
+//     [--dump FILE.json] [--compare FILE.json] [--out data/bench/ppl-wasm.csv] [--note TEXT]
 //
 // --tokens reads `test_ids` from a JSON file (e.g. ../shared/reference/stories260K/wikitext2_test_tok512.json)
 // instead of tokenizing the split; --dump writes the per-window summed NLLs and --compare checks
-// them against an earlier dump (largest absolute and relative difference per window; ok below 1e-5 relative).
+// them against an earlier dump (largest absolute and relative difference per window; ok below 1e-5 relative);
+// --out appends the run as one row to a benchmark CSV (wall and CPU time, the CPUs the process may use).
 import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,12 +18,13 @@ import { dataOptions, resolveDataDir } from '../lib/data/common';
 import { loadWikiText2 } from '../lib/data/wikitext';
 import { WINDOW_PPL_DEFAULTS, windowPerplexity } from '../lib/eval/perplexity';
 import { disposeModel, loadModel } from '../lib/models/load';
-import { writeFileAtomic } from '../lib/results';
-import { initRuntime, parseBackend } from '../lib/runtime';
+import { gitSha, writeFileAtomic } from '../lib/results';
+import { parseCsvRecords } from '../lib/csv';
+import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
 import { TASKS } from '../lib/tasks';
 
 const USAGE = `usage: npx tsx scripts/bench-ppl.ts [--backend wasm|webgpu|cpu|auto] [--model PATH] [--data DIR | --tokens FILE]
-  [--seqlen N] [--windows N] [--batch B] [--expect PPL] [--dump FILE] [--compare FILE]`;
+  [--seqlen N] [--windows N] [--batch B] [--expect PPL] [--dump FILE] [--compare FILE] [--out CSV] [--note TEXT]`;
 
 const REFERENCE_PPL = 120.9297; // stories260K dense, ../shared/reference/stories260K/reference_ppl.csv
 
@@ -46,6 +48,8 @@ async function main(): Promise<number> {
       expect: { type: 'string' },
       dump: { type: 'string' },
       compare: { type: 'string' },
+      out: { type: 'string' },
+      note: { type: 'string', default: '' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -54,6 +58,7 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return 0;
   }
+  const startedAt = new Date().toISOString();
   const runtime = await initRuntime({ backend: parseBackend(a.backend!) });
   const model = await loadModel(a.model!);
   const seqlen = int('seqlen', a.seqlen, 2)!;
@@ -118,9 +123,42 @@ async function main(): Promise<number> {
     console.log(`compare ${path.basename(a.compare)}: ${n} windows, largest |ΔNLL| ${worst.toExponential(3)} nats (window ${at}), largest relative ${worstRel.toExponential(3)}, ${ok ? 'ok' : 'DIFFERENT'}`);
     failed ||= !ok;
   }
+  if (a.out) {
+    const row = {
+      model: model.name,
+      task: 'wikitext2',
+      seqlen,
+      bos: false,
+      windows: r.windows,
+      batch,
+      backend: runtime.backend,
+      device: runtime.device,
+      cpus_allowed: cpusAllowed(),
+      wall_s: wall.toFixed(2),
+      cpu_s: cpu.toFixed(2),
+      windows_per_s: (r.windows / wall).toFixed(3),
+      ppl: r.ppl.toFixed(4),
+      reference_ppl: expect ?? '',
+      git_sha: gitSha(),
+      started_at: startedAt,
+      note: a.note!,
+    };
+    const old = fs.existsSync(a.out) ? parseCsvRecords(fs.readFileSync(a.out, 'utf8'), a.out) : [];
+    writeBenchCsv(a.out, [...old, row]);
+    console.error(`appended the run to ${a.out}`);
+  }
   disposeModel(model);
   if (tf.memory().numTensors !== 0) console.error(`warning: ${tf.memory().numTensors} tensors still live`);
   return failed ? 1 : 0;
+}
+
+/** The CPUs this process may run on (Linux: Cpus_allowed_list, e.g. '0' under taskset -c 0). */
+function cpusAllowed(): string {
+  try {
+    return /Cpus_allowed_list:\s*(\S+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '';
+  } catch {
+    return '';
+  }
 }
 
 main().then(

@@ -69,16 +69,17 @@ export function prepareForward(model: Model, plan: ForwardPlan = forwardPlan()):
   if (!plan.transposedWeights) return null;
   const c = model.config;
   const spec = ARCHS[c.arch];
-  const names: string[] = [];
-  for (let i = 0; i < c.numLayers; i++) for (const short of Object.keys(spec.linears)) names.push(linearName(c.arch, i, short));
-  names.push(headWeightName(c));
-  const weightsT = new Map<string, tf.Tensor2D>();
-  for (const name of names) {
-    const w = model.weights.get(name);
-    if (w && w.rank === 2 && !weightsT.has(name)) weightsT.set(name, tf.keep(tf.transpose(w as tf.Tensor2D)));
-  }
-  return { weightsT };
+  const names = new Set<string>();
+  for (let i = 0; i < c.numLayers; i++) for (const short of Object.keys(spec.linears)) names.add(linearName(c.arch, i, short));
+  names.add(headWeightName(c));
+  const ws = [...names].map((n) => [n, model.weights.get(n)] as const).filter((e): e is [string, tf.Tensor2D] => e[1]?.rank === 2);
+  // The copies double these weights' memory while the run lasts: past the cap, keep the plain layout.
+  if (ws.reduce((s, [, w]) => s + 4 * w.size, 0) > PREPARED_BYTES_MAX) return null;
+  return { weightsT: new Map(ws.map(([n, w]) => [n, tf.keep(tf.transpose(w))])) };
 }
+
+/** Most bytes of transposed weight copies prepareForward makes (a quarter of tfjs-wasm's 4 GiB heap). */
+export const PREPARED_BYTES_MAX = 1 << 30;
 
 export function disposeForwardPrep(p: ForwardPrep | null | undefined): void {
   if (!p) return;
