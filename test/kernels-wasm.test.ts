@@ -130,6 +130,25 @@ describe('models on the wasm plan', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  it('with right padding (rightPadding) the wasm plan gives the logits of the plain plan on every real position', () => {
+    const before = tf.memory().numTensors;
+    const lens = [37, 50, 12];
+    const T = 50;
+    const ids = tf.tensor2d(lens.flatMap((n, b) => Array.from({ length: T }, (_, t) => (t < n ? (t * 31 + 7 * b + 1) % 512 : 0))), [3, T], 'int32');
+    const mask = tf.tensor2d(lens.flatMap((n) => Array.from({ length: T }, (_, t) => (t < n ? 1 : 0))), [3, T]);
+    const plainT = forward(model, ids, { attentionMask: mask, plan: FORWARD_PLANS.cpu });
+    const wasmT = forward(model, ids, { attentionMask: mask, rightPadding: true, plan: FORWARD_PLANS.wasm });
+    const [plain, wasm] = [plainT.arraySync(), wasmT.arraySync()];
+    tf.dispose([plainT, wasmT]);
+    let worst = 0;
+    lens.forEach((n, b) => {
+      for (let t = 0; t < n; t++) for (let v = 0; v < 512; v++) worst = Math.max(worst, Math.abs(plain[b][t][v] - wasm[b][t][v]));
+    });
+    expect(worst).toBeLessThan(1e-4);
+    tf.dispose([ids, mask]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('forward of an OPT model (biases, LayerNorm, learned positions, no RoPE) equals the plain plan', async () => {
     const opt = await loadModel(path.resolve(path.dirname(STORIES_BIN), '../zoo/opt-700k'));
     try {

@@ -19,7 +19,8 @@ export function modelLogitsFn(model: Model): LogitsFn {
 export function modelLogitsSession(model: Model): LogitsSession {
   const prep = prepareForward(model);
   return {
-    logits: (ids, mask) => forward(model, ids, mask ? { attentionMask: mask, kernels: true, prep } : { kernels: true, prep }),
+    // TensorScorer pads on the right only (see its run()): say so, for kernels that know only the causal mask.
+    logits: (ids, mask) => forward(model, ids, mask ? { attentionMask: mask, rightPadding: true, kernels: true, prep } : { kernels: true, prep }),
     close: () => disposeForwardPrep(prep),
   };
 }

@@ -17,6 +17,7 @@ import { blockWidths, hasFinalNorm } from './weights';
 
 export interface ForwardOptions {
   attentionMask?: tf.Tensor2D; // [B, T] 1 = real token, 0 = padding (right padding for scoring)
+  rightPadding?: boolean; // the caller guarantees attentionMask marks only trailing padding: causal attention already keeps real rows off it, so the wasm attention kernel (causal mask only) may run; padded rows' outputs then differ (never read)
   onLinearInput?: LinearInputHook; // observe or replace each linear's input [tokens, in] (after the model's activation quantization; before it for linears on the W8A8 kernel, which quantizes inside)
   kernels?: boolean; // allow the custom WGSL kernels where the kernel policy is on (lib/kernels); inference only: no gradients. Default false
   prep?: ForwardPrep | null; // weights laid out for this backend (prepareForward), made once for many forwards; null/absent: the plain layout
@@ -251,7 +252,7 @@ function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor
 function makeStep(model: Model, B: number, T: number, past: number, opts: ForwardOptions, cache = false): Step {
   // The kernel path builds no mask: T > 1 without padding is all it takes.
   const plan = opts.plan ?? forwardPlan();
-  const wasmAttn = !cache && past === 0 && !opts.attentionMask && plan.attention === 'wasm-simd' && wasmKernelsAvailable();
+  const wasmAttn = !cache && past === 0 && (!opts.attentionMask || opts.rightPadding === true) && plan.attention === 'wasm-simd' && wasmKernelsAvailable();
   const mask = wasmAttn ? null : buildMask(B, T, past, opts.attentionMask);
   try {
     const rope = model.config.arch === 'llama' ? ropeTables(model.config, past, T) : null;
