@@ -102,7 +102,7 @@ interface Step {
   hook?: LinearInputHook;
   kernels: boolean; // the caller allows custom kernels (lib/kernels decides whether they run)
   padded: boolean; // a padding mask applies (the fused attention handles only the causal mask)
-  wasmAttention: boolean; // attention runs on the wasm SIMD kernel (ForwardPlan.attention; no mask, no cache)
+  wasmAttention: boolean; // attention runs on the wasm SIMD kernel (ForwardPlan.attention; no KV cache; no mask or right padding only)
   wasmFused: boolean; // RMSNorm, SwiGLU and embedding rows run on the wasm SIMD kernels (ForwardPlan.fused)
 }
 
@@ -250,7 +250,7 @@ function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor
 /** The blocks' shared state for T new tokens after `past` cached ones; `cache`: the caller keeps the
  * blocks' keys and values (generation), so they stay in the [B, KV, S, hd] layout of the plain path. */
 function makeStep(model: Model, B: number, T: number, past: number, opts: ForwardOptions, cache = false): Step {
-  // The kernel path builds no mask: T > 1 without padding is all it takes.
+  // The kernel applies the causal mask itself, and right padding needs no other (rightPadding): no mask tensor then.
   const plan = opts.plan ?? forwardPlan();
   const wasmAttn = !cache && past === 0 && (!opts.attentionMask || opts.rightPadding === true) && plan.attention === 'wasm-simd' && wasmKernelsAvailable();
   const mask = wasmAttn ? null : buildMask(B, T, past, opts.attentionMask);
