@@ -1,8 +1,8 @@
 // Independent checks of the evaluator on the embedded stories260K (shared/reference/stories260K):
 // the WikiText-2 test tokenization equals the reference test_ids; per-request log-likelihoods
 // equal transformers' (fixture made by scripts/py/eval_mc_reference.py on the GPU host); the full
-// 1589-window perplexity is within 0.1% of the reference dense value (LLMCB_FULL_EVAL=1: ~10 min
-// on wasm, seconds on the GPU).
+// 1589-window perplexity is within 0.1% of the reference dense value (LLMCB_FULL_EVAL=1: about a
+// minute on one core with the wasm SIMD kernels, seconds on the GPU).
 import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';

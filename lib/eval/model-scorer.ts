@@ -5,16 +5,27 @@
 // attention-score size and by the device's largest buffer binding. LLMCB_SCORER=tfjs keeps the
 // tfjs path on webgpu too (the exact reference the executor is checked against).
 import { EngineScorer } from '../engine/scorer';
-import { forward } from '../models/transformer';
+import { disposeForwardPrep, forward, prepareForward } from '../models/transformer';
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import type { Model } from '../models/types';
 import { maxHeads } from '../models/weights';
-import { type LogitsFn, SCORER_DEFAULTS, type Scorer, type ScorerOptions, TensorScorer } from './scorer';
+import { type LogitsFn, type LogitsSession, SCORER_DEFAULTS, type Scorer, type ScorerOptions, TensorScorer } from './scorer';
 
 /** The model's logits function for a TensorScorer: forward() with the padding mask when there is
  * one; scoring is inference, so the custom kernels run where the kernel policy turns them on. */
 export function modelLogitsFn(model: Model): LogitsFn {
   return (ids, mask) => forward(model, ids, mask ? { attentionMask: mask, kernels: true } : { kernels: true });
+}
+
+/** Per scoring run: the model's weights laid out for the active backend once (prepareForward), every
+ * batch's forward on them, and the copies freed when the run ends. */
+export function modelLogitsSession(model: Model): LogitsSession {
+  const prep = prepareForward(model);
+  return {
+    // TensorScorer pads on the right only (see its run()): say so, for kernels that know only the causal mask.
+    logits: (ids, mask) => forward(model, ids, mask ? { attentionMask: mask, rightPadding: true, kernels: true, prep } : { kernels: true, prep }),
+    close: () => disposeForwardPrep(prep),
+  };
 }
 
 /** Which scorer modelScorer builds on webgpu: 'executor' (default) or 'tfjs' (LLMCB_SCORER). */
@@ -29,7 +40,7 @@ export function tensorScorer(model: Model, opts: Partial<ScorerOptions> = {}, ma
   // The [B, T, V] logits and [B·heads, T, T] scores must each fit one GPU buffer binding.
   const cap = maxTensorElements();
   const bounds = { maxLogitElements: Math.min(SCORER_DEFAULTS.maxLogitElements, cap), maxAttentionElements: Math.min(SCORER_DEFAULTS.maxAttentionElements, cap) };
-  return new TensorScorer(modelLogitsFn(model), model.config.vocabSize, maxLength, { heads: maxHeads(model.config), ...bounds, ...opts });
+  return new TensorScorer({ open: () => modelLogitsSession(model) }, model.config.vocabSize, maxLength, { heads: maxHeads(model.config), ...bounds, ...opts });
 }
 
 /**

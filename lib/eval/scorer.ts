@@ -1,10 +1,11 @@
 // The evaluator's one interface to a model: batches of token-id requests in, per-request
 // log-likelihoods out. TensorScorer implements it over any logits function (the transformer's
 // forward, or a hand-made table in tests): requests sorted by length, right-padded, attention-
-// masked (no mask when a batch needs no padding), log-softmax and gathers on the device; only the
+// masked (no mask when a batch needs no padding), log-probabilities and gathers on the device; only the
 // gathered numbers come back. Batches are bounded in tokens, logits and attention-score elements.
 import * as tf from '@tensorflow/tfjs';
-import { logSoftmaxRows, maxRows } from '../runtime/rows';
+import { wasmKernelsAvailable, wasmTokenLogprobStats } from '../kernels/wasm-simd';
+import { maxRows, softmaxRows } from '../runtime/rows';
 
 /** log P(continuation | context), summed over the continuation's tokens. */
 export interface ContinuationRequest {
@@ -48,6 +49,16 @@ export interface Scorer {
 /** ids [B, T] int32, mask [B, T] (1 real, 0 padding; undefined when no row is padded) → logits [B, T, V]. */
 export type LogitsFn = (ids: tf.Tensor2D, mask: tf.Tensor2D | undefined) => tf.Tensor3D;
 
+/** A logits function with per-run state (e.g. weights laid out for the backend): open() before a
+ * run's batches, close() after them, errors included. */
+export interface LogitsSession {
+  logits: LogitsFn;
+  close(): void;
+}
+
+/** What a TensorScorer scores with: a plain logits function, or a source of per-run sessions. */
+export type LogitsSource = LogitsFn | { open(): LogitsSession };
+
 export interface ScorerOptions {
   /** Most tokens (B × T, padding included) in one forward batch. */
   maxBatchTokens: number;
@@ -86,7 +97,7 @@ export class TensorScorer implements Scorer {
   readonly opts: ScorerOptions;
 
   constructor(
-    private readonly logitsFn: LogitsFn,
+    private readonly source: LogitsSource,
     readonly vocabSize: number,
     readonly maxLength: number,
     opts: Partial<ScorerOptions> = {},
@@ -145,29 +156,35 @@ export class TensorScorer implements Scorer {
     const { padMultiple, heads } = this.opts;
     let done = 0;
     let i = 0;
-    while (i < order.length) {
-      const longest = rows[order[i]].input.length;
-      const padded = Math.min(this.maxLength, Math.ceil(longest / padMultiple) * padMultiple);
-      const B = batchSize(padded, V, heads, this.opts, order.length - i);
-      const batch = order.slice(i, i + B).map((k) => rows[k]);
-      i += B;
-      // A batch of equal lengths runs unpadded and without a mask (WikiText-2 windows always do).
-      const T = batch.every((r) => r.input.length === longest) ? longest : padded;
-      const got = await this.runBatch(batch, T);
-      batch.forEach((r, b) => (results[r.req] = got[b]));
-      done += batch.length;
-      onProgress?.(done, rows.length);
+    const session: LogitsSession = typeof this.source === 'function' ? { logits: this.source, close: () => {} } : this.source.open();
+    try {
+      while (i < order.length) {
+        const longest = rows[order[i]].input.length;
+        const padded = Math.min(this.maxLength, Math.ceil(longest / padMultiple) * padMultiple);
+        const B = batchSize(padded, V, heads, this.opts, order.length - i);
+        const batch = order.slice(i, i + B).map((k) => rows[k]);
+        i += B;
+        // A batch of equal lengths runs unpadded and without a mask (WikiText-2 windows always do).
+        const T = batch.every((r) => r.input.length === longest) ? longest : padded;
+        const got = await this.runBatch(session.logits, batch, T);
+        batch.forEach((r, b) => (results[r.req] = got[b]));
+        done += batch.length;
+        onProgress?.(done, rows.length);
+      }
+    } finally {
+      session.close();
     }
     return results;
   }
 
-  private async runBatch(batch: Row[], T: number): Promise<{ picked: number[]; greedy: boolean[] }[]> {
+  private async runBatch(logitsFn: LogitsFn, batch: Row[], T: number): Promise<{ picked: number[]; greedy: boolean[] }[]> {
     const B = batch.length;
     const V = this.vocabSize;
     const ids = new Int32Array(B * T).fill(this.opts.padId);
     const mask = new Float32Array(B * T);
     const flat: number[] = []; // (b*T + t)*V + token
     const rowIdx: number[] = []; // b*T + t
+    const tokIdx: number[] = []; // token
     batch.forEach((r, b) => {
       r.input.forEach((id, t) => {
         if (!(id >= 0 && id < V)) throw new Error(`token id ${id} outside the vocabulary [0, ${V})`);
@@ -179,24 +196,34 @@ export class TensorScorer implements Scorer {
         if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new Error(`scored token id ${id} outside the vocabulary [0, ${V})`);
         flat.push((b * T + p) * V + r.tokens[j]);
         rowIdx.push(b * T + p);
+        tokIdx.push(id);
       });
     });
     const full = batch.every((r) => r.input.length === T);
-    const [pickedT, maxT] = tf.tidy(() => {
+    // tfjs-wasm: one SIMD pass per scored row gives (x_token − max, Σ exp(x − max)) and the host
+    // takes the log in float64; other backends do it with tensor ops.
+    const wasmStats = wasmKernelsAvailable();
+    const outs = tf.tidy(() => {
       const idsT = tf.tensor2d(ids, [B, T], 'int32');
       const maskT = full ? undefined : tf.tensor2d(mask, [B, T], 'float32');
-      const logits = this.logitsFn(idsT, maskT); // [B, T, V]
+      const logits = logitsFn(idsT, maskT); // [B, T, V]
       if (logits.shape[0] !== B || logits.shape[1] !== T || logits.shape[2] !== V) {
         throw new Error(`logits shape [${logits.shape}] is not [${B}, ${T}, ${V}]`);
       }
-      const logp = logSoftmaxRows(logits.reshape([B * T, V])); // [B*T, V]
-      const picked = tf.gather(logp.reshape([-1]), tf.tensor1d(flat, 'int32')); // [N]
-      const best = tf.gather(maxRows(logp).reshape([-1]), tf.tensor1d(rowIdx, 'int32')); // [N]
-      return [picked, best];
+      const rows = logits.reshape([B * T, V]) as tf.Tensor2D; // [B*T, V]
+      const rowsIdx = tf.tensor1d(rowIdx, 'int32');
+      if (wasmStats) return [wasmTokenLogprobStats(rows, rowsIdx, tf.tensor1d(tokIdx, 'int32'))]; // [N, 2]
+      // log p(token) = (x_token − max) + log(max softmax): max softmax = 1/Σ exp(x − max), so this
+      // is log-softmax without its [B·T, V] exp and log passes; max softmax ≥ 1/V: no underflow.
+      const top = tf.gather(maxRows(rows).reshape([-1]), rowsIdx); // [N] max logit of each scored row
+      const topP = tf.gather(maxRows(softmaxRows(rows)).reshape([-1]), rowsIdx); // [N] its probability
+      const gap = tf.sub(tf.gather(rows.reshape([-1]), tf.tensor1d(flat, 'int32')), top); // [N] ≤ 0, 0 iff greedy
+      return [tf.add(gap, tf.log(topP)), gap];
     });
-    const [picked, best] = await Promise.all([pickedT.data(), maxT.data()]);
-    pickedT.dispose();
-    maxT.dispose();
+    const vals = await Promise.all(outs.map((t) => t.data()));
+    tf.dispose(outs);
+    const picked = wasmStats ? Float64Array.from(rowIdx, (_, n) => vals[0][2 * n] - Math.log(vals[0][2 * n + 1])) : vals[0];
+    const gap = wasmStats ? Float64Array.from(rowIdx, (_, n) => vals[0][2 * n]) : vals[1];
     const out: { picked: number[]; greedy: boolean[] }[] = [];
     let n = 0;
     for (const r of batch) {
@@ -204,7 +231,7 @@ export class TensorScorer implements Scorer {
       const g: boolean[] = [];
       for (let j = 0; j < r.positions.length; j++, n++) {
         p.push(picked[n]);
-        g.push(picked[n] >= best[n]);
+        g.push(gap[n] >= 0);
       }
       out.push({ picked: p, greedy: g });
     }

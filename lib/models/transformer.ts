@@ -8,15 +8,84 @@ import { mulberry32 } from '../rng';
 import { meanRows } from '../runtime/rows';
 import { actQuantHook } from '../quant/act';
 import { attentionPlain } from '../kernels/attention';
+import { wasmAttention, wasmGatherRows, wasmKernelsAvailable, wasmRmsNorm, wasmSwiglu } from '../kernels/wasm-simd';
 import { kernelAttention, kernelLinear, kernelMatMulT, kernelQuantizesInput, kernelRmsNorm, kernelRopeHeads, kernelSwiglu } from '../kernels';
+import type { BackendName } from '../runtime/backend';
 import { ARCHS, linearName } from './arch';
 import type { LinearInputHook, Model, ModelConfig } from './types';
 import { blockWidths, hasFinalNorm } from './weights';
 
 export interface ForwardOptions {
   attentionMask?: tf.Tensor2D; // [B, T] 1 = real token, 0 = padding (right padding for scoring)
+  rightPadding?: boolean; // the caller guarantees attentionMask marks only trailing padding: causal attention already keeps real rows off it, so the wasm attention kernel (causal mask only) may run; padded rows' outputs then differ (never read)
   onLinearInput?: LinearInputHook; // observe or replace each linear's input [tokens, in] (after the model's activation quantization; before it for linears on the W8A8 kernel, which quantizes inside)
   kernels?: boolean; // allow the custom WGSL kernels where the kernel policy is on (lib/kernels); inference only: no gradients. Default false
+  prep?: ForwardPrep | null; // weights laid out for this backend (prepareForward), made once for many forwards; null/absent: the plain layout
+  plan?: ForwardPlan; // which ops carry the forward; default: FORWARD_PLANS of the active backend (tests pass another to compare paths)
+}
+
+/**
+ * Backend-specific layout choices of the tfjs forward (DESIGN §5.4: data, not branches). Every row
+ * computes the same math; only which tfjs ops carry it differs.
+ */
+export interface ForwardPlan {
+  /** Multiply activations by [in, out] copies of the linear weights (prepareForward) instead of
+   * matMul(x, W, false, true): tfjs-wasm sends only untransposed 2-D matmuls to XNNPACK (about 25
+   * GFLOP/s on one core here) and runs transposeB on a scalar loop (about 2 GFLOP/s). */
+  transposedWeights: boolean;
+  /** Causal attention without a padding mask or KV cache, when no gradient tape records: 'plain' =
+   * attentionPlain's tfjs ops; 'wasm-simd' = one WebAssembly SIMD kernel in place on tfjs-wasm's
+   * memory (lib/kernels/wasm-simd.ts: RoPE inside, no [B·heads, T, T] tensors, the masked half
+   * skipped), about 10× the plain ops there for stories260K's head dim 8. */
+  attention: 'plain' | 'wasm-simd';
+  /** RMSNorm, SwiGLU and the embedding lookup when no gradient tape records: 'plain' = tfjs ops
+   * (five and three passes; a gather that checks every id in JS); 'wasm-simd' = one pass each on
+   * lib/kernels/wasm-simd.ts. */
+  fused: 'plain' | 'wasm-simd';
+}
+
+export const FORWARD_PLANS = {
+  wasm: { transposedWeights: true, attention: 'wasm-simd', fused: 'wasm-simd' },
+  webgpu: { transposedWeights: false, attention: 'plain', fused: 'plain' }, // matmul shaders read either layout at the same speed; the fused WGSL kernels are lib/kernels' policy
+  cpu: { transposedWeights: false, attention: 'plain', fused: 'plain' }, // the reference backend: keep its ops as they are
+} satisfies Record<BackendName, ForwardPlan>;
+
+/** The plan of the active tfjs backend (cpu's for a backend the table does not name). */
+export function forwardPlan(backend: string = tf.getBackend()): ForwardPlan {
+  return (FORWARD_PLANS as Record<string, ForwardPlan>)[backend] ?? FORWARD_PLANS.cpu;
+}
+
+/** Weights prepared for the active backend's fast path; made by prepareForward, freed by disposeForwardPrep. */
+export interface ForwardPrep {
+  /** Linear (and unsplit LM head) weights transposed to [in, out], by HF weight name. */
+  weightsT: Map<string, tf.Tensor2D>;
+}
+
+/**
+ * The backend's prepared weights for many forward calls over the same weights (a scoring run), or
+ * null when its plan needs none. The copies are only valid while the model's weights stay as they
+ * are: make them after compression, free them with disposeForwardPrep.
+ */
+export function prepareForward(model: Model, plan: ForwardPlan = forwardPlan()): ForwardPrep | null {
+  if (!plan.transposedWeights) return null;
+  const c = model.config;
+  const spec = ARCHS[c.arch];
+  const names = new Set<string>();
+  for (let i = 0; i < c.numLayers; i++) for (const short of Object.keys(spec.linears)) names.add(linearName(c.arch, i, short));
+  names.add(headWeightName(c));
+  const ws = [...names].map((n) => [n, model.weights.get(n)] as const).filter((e): e is [string, tf.Tensor2D] => e[1]?.rank === 2);
+  // The copies double these weights' memory while the run lasts: past the cap, keep the plain layout.
+  if (ws.reduce((s, [, w]) => s + 4 * w.size, 0) > PREPARED_BYTES_MAX) return null;
+  return { weightsT: new Map(ws.map(([n, w]) => [n, tf.keep(tf.transpose(w))])) };
+}
+
+/** Most bytes of transposed weight copies prepareForward makes (a quarter of tfjs-wasm's 4 GiB heap). */
+export const PREPARED_BYTES_MAX = 1 << 30;
+
+export function disposeForwardPrep(p: ForwardPrep | null | undefined): void {
+  if (!p) return;
+  for (const t of p.weightsT.values()) t.dispose();
+  p.weightsT.clear();
 }
 
 /** Additive mask value for disallowed keys: large but finite, so fully masked rows stay finite. */
@@ -28,10 +97,13 @@ const OPT_POSITION_OFFSET = 2;
 interface Step {
   pastLength: number; // tokens already in the KV cache
   mask: tf.Tensor4D | null; // [B|1, 1, T, S] additive, null when nothing is masked
-  rope: { cos: tf.Tensor2D; sin: tf.Tensor2D } | null; // [T, headDim] each (LLaMA)
+  rope: { cos: tf.Tensor2D; sin: tf.Tensor2D; rot: tf.Tensor2D } | null; // cos/sin [T, headDim] (LLaMA); rot [headDim, headDim]: x·rot = rotate_half(x)
+  prep: ForwardPrep | null; // weights laid out for the backend (ForwardOptions.prep)
   hook?: LinearInputHook;
   kernels: boolean; // the caller allows custom kernels (lib/kernels decides whether they run)
   padded: boolean; // a padding mask applies (the fused attention handles only the causal mask)
+  wasmAttention: boolean; // attention runs on the wasm SIMD kernel (ForwardPlan.attention; no KV cache; no mask or right padding only)
+  wasmFused: boolean; // RMSNorm, SwiGLU and embedding rows run on the wasm SIMD kernels (ForwardPlan.fused)
 }
 
 interface KV {
@@ -60,7 +132,7 @@ function headWeightName(config: ModelConfig): string {
 
 /** y = x Wᵀ + b for x [N, in], W [out, in]; the hook sees (and may replace) x. With `kernels`, a
  * packed (quantized) or dense kernel may run instead of tfjs's matMul (lib/kernels kernelLinear). */
-function linear(model: Model, name: string, x: tf.Tensor2D, hook: LinearInputHook | undefined, kernels: boolean): tf.Tensor2D {
+function linear(model: Model, name: string, x: tf.Tensor2D, hook: LinearInputHook | undefined, kernels: boolean, prep: ForwardPrep | null = null): tf.Tensor2D {
   let input = x;
   if (hook) {
     const r = hook(name, x);
@@ -69,24 +141,30 @@ function linear(model: Model, name: string, x: tf.Tensor2D, hook: LinearInputHoo
   const b = model.weights.get(name.replace(/\.weight$/, '.bias'));
   const fast = kernels ? kernelLinear(model, name, input, b) : null; // [N, out]
   if (fast) return fast;
-  const w = weight(model, name) as tf.Tensor2D;
-  const y = tf.matMul(input, w, false, true); // [N, out]
+  const wT = prep?.weightsT.get(name); // [in, out]
+  const y = wT ? tf.matMul(input, wT) : tf.matMul(input, weight(model, name) as tf.Tensor2D, false, true); // [N, out]
   return (b ? tf.add(y, b) : y) as tf.Tensor2D;
 }
 
 /** RMSNorm (LLaMA) or LayerNorm (OPT) over the last axis; `prefix` is the norm's name without '.weight'. */
-function norm(model: Model, prefix: string, x: tf.Tensor, kernels = false): tf.Tensor {
+function norm(model: Model, prefix: string, x: tf.Tensor, kernels = false, wasmFused = wasmFusedOn()): tf.Tensor {
   const eps = model.config.normEps;
   const w = weight(model, `${prefix}.weight`);
   if (ARCHS[model.config.arch].norm === 'rms') {
     const fused = kernels ? kernelRmsNorm(x, w, eps) : null;
     if (fused) return fused;
+    if (wasmFused) return wasmRmsNorm(x, w, eps);
     const ms = meanRows(tf.square(x));
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), w);
   }
   const centered = tf.sub(x, meanRows(x));
   const y = tf.mul(centered, tf.rsqrt(tf.add(meanRows(tf.square(centered)), eps)));
   return tf.add(tf.mul(y, w), weight(model, `${prefix}.bias`));
+}
+
+/** The plan's fused RMSNorm/SwiGLU/embedding kernels run now (wasm SIMD, no gradient tape). */
+function wasmFusedOn(plan: ForwardPlan = forwardPlan()): boolean {
+  return plan.fused === 'wasm-simd' && wasmKernelsAvailable();
 }
 
 function activation(config: ModelConfig, x: tf.Tensor): tf.Tensor {
@@ -117,8 +195,9 @@ export function ropeInvFreq(config: ModelConfig): Float32Array {
   });
 }
 
-/** cos/sin tables [T, headDim] for positions start..start+T-1 (halves repeated, HF layout). */
-function ropeTables(config: ModelConfig, start: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+/** cos/sin tables [T, headDim] for positions start..start+T-1 (halves repeated, HF layout), and
+ * rot [headDim, headDim] with x·rot = rotate_half(x) = [-x2, x1] (one ±1 per column: exact). */
+function ropeTables(config: ModelConfig, start: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D; rot: tf.Tensor2D } {
   const inv = ropeInvFreq(config);
   const hd = config.headDim;
   const half = hd / 2;
@@ -131,13 +210,18 @@ function ropeTables(config: ModelConfig, start: number, T: number): { cos: tf.Te
       sin[t * hd + j] = sin[t * hd + j + half] = Math.sin(a);
     }
   }
-  return { cos: tf.tensor2d(cos, [T, hd]), sin: tf.tensor2d(sin, [T, hd]) };
+  const rot = new Float32Array(hd * hd);
+  for (let j = 0; j < half; j++) {
+    rot[(j + half) * hd + j] = -1; // out[j] = -x[j + half]
+    rot[j * hd + j + half] = 1; // out[j + half] = x[j]
+  }
+  return { cos: tf.tensor2d(cos, [T, hd]), sin: tf.tensor2d(sin, [T, hd]), rot: tf.tensor2d(rot, [hd, hd]) };
 }
 
-/** x·cos + rotate_half(x)·sin for x [B, H, T, hd]. */
-function applyRope(x: tf.Tensor4D, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }): tf.Tensor4D {
-  const [x1, x2] = tf.split(x, 2, 3);
-  const rotated = tf.concat([tf.neg(x2), x1], 3);
+/** x·cos + rotate_half(x)·sin for x [B, H, T, hd]; rotate_half as one small matmul (no split/concat copies). */
+function applyRope(x: tf.Tensor4D, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D; rot: tf.Tensor2D }): tf.Tensor4D {
+  const hd = x.shape[3];
+  const rotated = tf.reshape(tf.matMul(tf.reshape(x, [-1, hd]) as tf.Tensor2D, rope.rot), x.shape);
   return tf.add(tf.mul(x, rope.cos), tf.mul(rotated, rope.sin)) as tf.Tensor4D;
 }
 
@@ -163,11 +247,16 @@ function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor
   });
 }
 
-function makeStep(model: Model, B: number, T: number, past: number, opts: ForwardOptions): Step {
-  const mask = buildMask(B, T, past, opts.attentionMask);
+/** The blocks' shared state for T new tokens after `past` cached ones; `cache`: the caller keeps the
+ * blocks' keys and values (generation), so they stay in the [B, KV, S, hd] layout of the plain path. */
+function makeStep(model: Model, B: number, T: number, past: number, opts: ForwardOptions, cache = false): Step {
+  // The kernel applies the causal mask itself, and right padding needs no other (rightPadding): no mask tensor then.
+  const plan = opts.plan ?? forwardPlan();
+  const wasmAttn = !cache && past === 0 && (!opts.attentionMask || opts.rightPadding === true) && plan.attention === 'wasm-simd' && wasmKernelsAvailable();
+  const mask = wasmAttn ? null : buildMask(B, T, past, opts.attentionMask);
   try {
     const rope = model.config.arch === 'llama' ? ropeTables(model.config, past, T) : null;
-    return { pastLength: past, mask, rope, hook: opts.onLinearInput, kernels: opts.kernels ?? false, padded: !!opts.attentionMask };
+    return { pastLength: past, mask, rope, prep: opts.prep ?? null, hook: opts.onLinearInput, kernels: opts.kernels ?? false, padded: !!opts.attentionMask, wasmAttention: wasmAttn, wasmFused: wasmFusedOn(plan) };
   } catch (e) {
     mask?.dispose();
     throw e;
@@ -178,13 +267,14 @@ function disposeStep(s: Step): void {
   s.mask?.dispose();
   s.rope?.cos.dispose();
   s.rope?.sin.dispose();
+  s.rope?.rot.dispose();
 }
 
 /** Token (and for OPT position) embeddings: ids [B, T] int32 → [B, T, D]. */
 export function embed(
   model: Model,
   ids: tf.Tensor2D,
-  opts: { attentionMask?: tf.Tensor2D; pastLength?: number } = {},
+  opts: { attentionMask?: tf.Tensor2D; pastLength?: number; plan?: ForwardPlan } = {},
 ): tf.Tensor3D {
   const c = model.config;
   const spec = ARCHS[c.arch];
@@ -192,7 +282,8 @@ export function embed(
   const past = opts.pastLength ?? 0;
   return tf.tidy(() => {
     const idx = ids.dtype === 'int32' ? ids : tf.cast(ids, 'int32');
-    let x = gatherRows(rowBlocks(model, spec.embedTokens), idx); // [B, T, E]
+    const fused = wasmFusedOn(opts.plan);
+    let x = gatherRows(rowBlocks(model, spec.embedTokens), idx, fused); // [B, T, E]
     if (c.arch !== 'opt') return x as tf.Tensor3D;
     if (spec.projectIn && model.weights.has(spec.projectIn)) {
       x = tf.reshape(tf.matMul(tf.reshape(x, [B * T, c.wordEmbedProjDim]), weight(model, spec.projectIn) as tf.Tensor2D, false, true), [B, T, c.hiddenSize]);
@@ -207,14 +298,14 @@ export function embed(
       pos = tf.tile(tf.reshape(tf.range(past, past + T, 1, 'int32'), [1, T]), [B, 1]);
     }
     if (past + T > c.maxPositions) throw new Error(`OPT supports ${c.maxPositions} positions; got ${past + T}`);
-    const pe = gatherRows(rowBlocks(model, spec.embedPositions!), tf.add(pos, tf.scalar(OPT_POSITION_OFFSET, 'int32'))); // [B, T, D]
+    const pe = gatherRows(rowBlocks(model, spec.embedPositions!), tf.add(pos, tf.scalar(OPT_POSITION_OFFSET, 'int32')), fused); // [B, T, D]
     return tf.add(x, pe) as tf.Tensor3D;
   });
 }
 
 /** Gathers rows of a (possibly row-split) matrix: ids [B, T] → [B, T, cols]. */
-function gatherRows(blocks: tf.Tensor2D[], ids: tf.Tensor): tf.Tensor {
-  if (blocks.length === 1) return tf.gather(blocks[0], ids);
+function gatherRows(blocks: tf.Tensor2D[], ids: tf.Tensor, fused: boolean): tf.Tensor {
+  if (blocks.length === 1) return fused ? wasmGatherRows(blocks[0], ids) : tf.gather(blocks[0], ids);
   let out: tf.Tensor | null = null;
   let r0 = 0;
   for (const b of blocks) {
@@ -263,7 +354,7 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
   const hook = blockHook(model, i, step.hook, step.kernels);
   return tf.tidy(() => {
     // --- attention ---
-    const h = (pre ? norm(model, `${p}${spec.norms.attn}`, x, step.kernels) : x) as tf.Tensor3D;
+    const h = (pre ? norm(model, `${p}${spec.norms.attn}`, x, step.kernels, step.wasmFused) : x) as tf.Tensor3D;
     const h2 = tf.reshape(h, [B * T, D]) as tf.Tensor2D; // [tokens, D]
     // A linear's output [B·T, n·hd] as heads [B, n, T, hd]; queries and keys RoPE'd (LLaMA).
     const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
@@ -271,35 +362,50 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
       if (!step.rope) return heads(t, n);
       return (step.kernels ? kernelRopeHeads(t, step.rope, B, n) : null) ?? applyRope(heads(t, n), step.rope);
     };
-    const q = ropeHeads(linear(model, lin(spec.attention.q), h2, hook, step.kernels), H); // [B, H, T, hd]
-    let k = ropeHeads(linear(model, lin(spec.attention.k), h2, hook, step.kernels), KVH); // [B, KV, T, hd]
-    let v = heads(linear(model, lin(spec.attention.v), h2, hook, step.kernels), KVH); // [B, KV, T, hd]
-    if (past) {
-      k = tf.concat([past.k, k], 2);
-      v = tf.concat([past.v, v], 2);
+    const qLin = linear(model, lin(spec.attention.q), h2, hook, step.kernels, step.prep); // [B·T, H·hd]
+    const kLin = linear(model, lin(spec.attention.k), h2, hook, step.kernels, step.prep); // [B·T, KV·hd]
+    const vLin = linear(model, lin(spec.attention.v), h2, hook, step.kernels, step.prep); // [B·T, KV·hd]
+    let k: tf.Tensor4D;
+    let v: tf.Tensor4D;
+    let merged: tf.Tensor2D; // [B·T, H·hd]
+    if (step.wasmAttention) {
+      // The kernel reads the linears' [B, T, heads, hd] layout (no head transposes) and applies
+      // RoPE itself; k and v leave the block in this layout, unrotated (forward drops them).
+      const tokenHeads = (t: tf.Tensor2D, n: number) => tf.reshape(t, [B, T, n, hd]) as tf.Tensor4D;
+      k = tokenHeads(kLin, KVH); // [B, T, KV, hd]
+      v = tokenHeads(vLin, KVH); // [B, T, KV, hd]
+      merged = wasmAttention(tokenHeads(qLin, H), k, v, 0, step.rope ?? undefined);
+    } else {
+      const q = ropeHeads(qLin, H); // [B, H, T, hd]
+      k = ropeHeads(kLin, KVH); // [B, KV, T, hd]
+      v = heads(vLin, KVH); // [B, KV, T, hd]
+      if (past) {
+        k = tf.concat([past.k, k], 2);
+        v = tf.concat([past.v, v], 2);
+      }
+      // The fused kernel applies the causal mask itself: with a padding mask, the plain ops run.
+      merged = (step.kernels && !step.padded ? kernelAttention(q, k, v, step.pastLength) : null) ?? attentionPlain(q, k, v, step.mask);
     }
-    // The fused kernel applies the causal mask itself: with a padding mask, the plain ops run.
-    const merged = (step.kernels && !step.padded ? kernelAttention(q, k, v, step.pastLength) : null) ?? attentionPlain(q, k, v, step.mask); // [B·T, H·hd]
-    const attnOut = tf.reshape(linear(model, lin(spec.attention.o), merged, hook, step.kernels), [B, T, D]);
+    const attnOut = tf.reshape(linear(model, lin(spec.attention.o), merged, hook, step.kernels, step.prep), [B, T, D]);
     let r: tf.Tensor = tf.add(x, attnOut);
-    if (!pre) r = norm(model, `${p}${spec.norms.attn}`, r);
+    if (!pre) r = norm(model, `${p}${spec.norms.attn}`, r, false, step.wasmFused);
     // --- MLP ---
-    const m = pre ? norm(model, `${p}${spec.norms.mlp}`, r, step.kernels) : r;
+    const m = pre ? norm(model, `${p}${spec.norms.mlp}`, r, step.kernels, step.wasmFused) : r;
     const m2 = tf.reshape(m, [B * T, D]) as tf.Tensor2D;
     let inner: tf.Tensor2D;
     if (spec.mlp.inputs.length === 2) {
       // gated (SwiGLU): act(gate(x)) · up(x)
       const [gate, up] = spec.mlp.inputs;
-      const g = linear(model, lin(gate), m2, hook, step.kernels); // [tokens, F]
-      const u = linear(model, lin(up), m2, hook, step.kernels); // [tokens, F]
-      const fused = step.kernels && c.activation === 'silu' ? kernelSwiglu(g, u) : null;
+      const g = linear(model, lin(gate), m2, hook, step.kernels, step.prep); // [tokens, F]
+      const u = linear(model, lin(up), m2, hook, step.kernels, step.prep); // [tokens, F]
+      const fused = c.activation !== 'silu' ? null : ((step.kernels ? kernelSwiglu(g, u) : null) ?? (step.wasmFused ? wasmSwiglu(g, u) : null));
       inner = (fused ?? tf.mul(activation(c, g), u)) as tf.Tensor2D;
     } else {
-      inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, hook, step.kernels)) as tf.Tensor2D;
+      inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, hook, step.kernels, step.prep)) as tf.Tensor2D;
     }
-    const down = tf.reshape(linear(model, lin(spec.mlp.down), inner, hook, step.kernels), [B, T, D]);
+    const down = tf.reshape(linear(model, lin(spec.mlp.down), inner, hook, step.kernels, step.prep), [B, T, D]);
     let y: tf.Tensor = tf.add(r, down);
-    if (!pre) y = norm(model, `${p}${spec.norms.mlp}`, y);
+    if (!pre) y = norm(model, `${p}${spec.norms.mlp}`, y, false, step.wasmFused);
     return { y: y as tf.Tensor3D, kv: { k, v } };
   });
 }
@@ -320,12 +426,12 @@ export function runBlock(model: Model, i: number, x: tf.Tensor3D, opts: ForwardO
 }
 
 /** Final norm, OPT's project_out and the LM head: x [B, T, D] → logits [B, T, V] (`kernels`: the LM head may run on the fp32 GEMM kernel). */
-export function head(model: Model, x: tf.Tensor3D, kernels = false): tf.Tensor3D {
+export function head(model: Model, x: tf.Tensor3D, kernels = false, prep: ForwardPrep | null = null, plan: ForwardPlan = forwardPlan()): tf.Tensor3D {
   const c = model.config;
   const spec = ARCHS[c.arch];
   const [B, T, D] = x.shape;
   return tf.tidy(() => {
-    let h: tf.Tensor = hasFinalNorm(c) ? norm(model, spec.finalNorm, x, kernels) : x;
+    let h: tf.Tensor = hasFinalNorm(c) ? norm(model, spec.finalNorm, x, kernels, wasmFusedOn(plan)) : x;
     let width = D;
     if (c.arch === 'opt' && spec.projectOut && model.weights.has(spec.projectOut)) {
       h = tf.matMul(tf.reshape(h, [B * T, D]), weight(model, spec.projectOut) as tf.Tensor2D, false, true);
@@ -336,7 +442,8 @@ export function head(model: Model, x: tf.Tensor3D, kernels = false): tf.Tensor3D
     const blocks = rowBlocks(model, name);
     // An unsplit head may be packed (quantized) in Model.packedLinears: kernelLinear runs it, or the dense kernel.
     const whole = kernels && blocks.length === 1 ? kernelLinear(model, name, h2) : null; // [tokens, V]
-    const parts = whole ? [whole] : blocks.map((w) => (kernels ? kernelMatMulT(h2, w) : null) ?? tf.matMul(h2, w, false, true)); // [tokens, rows_i]
+    const wT = blocks.length === 1 ? prep?.weightsT.get(name) : undefined; // [width, V]
+    const parts = whole ? [whole] : wT ? [tf.matMul(h2, wT)] : blocks.map((w) => (kernels ? kernelMatMulT(h2, w) : null) ?? tf.matMul(h2, w, false, true)); // [tokens, rows_i]
     const logits = parts.length === 1 ? parts[0] : tf.concat(parts, 1);
     return tf.reshape(logits, [B, T, c.vocabSize]) as tf.Tensor3D;
   });
@@ -348,7 +455,7 @@ export function forward(model: Model, ids: tf.Tensor2D, opts: ForwardOptions = {
   const step = makeStep(model, B, T, 0, opts);
   let x: tf.Tensor3D | null = null; // the running hidden state [B, T, D]; freed on every path, errors included
   try {
-    x = embed(model, ids, { attentionMask: opts.attentionMask });
+    x = embed(model, ids, { attentionMask: opts.attentionMask, plan: opts.plan });
     for (let i = 0; i < model.config.numLayers; i++) {
       const { y, kv } = block(model, i, x, step);
       kv.k.dispose();
@@ -356,7 +463,7 @@ export function forward(model: Model, ids: tf.Tensor2D, opts: ForwardOptions = {
       x.dispose();
       x = y;
     }
-    return head(model, x, step.kernels);
+    return head(model, x, step.kernels, step.prep, opts.plan);
   } finally {
     x?.dispose();
     disposeStep(step);
@@ -413,7 +520,7 @@ export async function generate(model: Model, prompt: readonly number[], opts: Ge
       // [next id, k0, v0, k1, v1, …]: the new cache leaves the scope, everything else is freed.
       const result = tf.tidy((): tf.Tensor[] => {
         const ids = tf.tensor2d(input, [1, T], 'int32');
-        const step = makeStep(model, 1, T, past, { kernels: o.kernels });
+        const step = makeStep(model, 1, T, past, { kernels: o.kernels }, true);
         let x = embed(model, ids, { pastLength: past });
         const kvs: KV[] = [];
         for (let i = 0; i < c.numLayers; i++) {
