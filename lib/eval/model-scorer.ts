@@ -9,13 +9,7 @@ import { disposeForwardPrep, forward, prepareForward } from '../models/transform
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import type { Model } from '../models/types';
 import { maxHeads } from '../models/weights';
-import { type LogitsFn, type LogitsSession, SCORER_DEFAULTS, type Scorer, type ScorerOptions, TensorScorer } from './scorer';
-
-/** The model's logits function for a TensorScorer: forward() with the padding mask when there is
- * one; scoring is inference, so the custom kernels run where the kernel policy turns them on. */
-export function modelLogitsFn(model: Model): LogitsFn {
-  return (ids, mask) => forward(model, ids, mask ? { attentionMask: mask, kernels: true } : { kernels: true });
-}
+import { type LogitsSession, SCORER_DEFAULTS, type Scorer, type ScorerOptions, TensorScorer } from './scorer';
 
 /** Per scoring run: the model's weights laid out for the active backend once (prepareForward), every
  * batch's forward on them, and the copies freed when the run ends. */
