@@ -98,15 +98,15 @@ export const INT8_DEFAULTS: Required<Omit<Int8Options, 'tile'>> & { tile: Int8Ti
 };
 
 /**
- * tile 'auto': the large tiling when its tiles fill every SM at least `minTiles / SMs` times over
- * (a partly empty last wave then costs little), else the small one, whose 4× more workgroups fill
- * the GPU. The H200 (132 SMs, 2026-12-04): 128x128-sg8-k32-pad16 35.6 TOPS at 4096³ (1024 tiles)
- * but 27 TOPS at 1024×4096×4096 (256 tiles), where 64x64 reached 54.3. Both names are the measured
- * best of their kind so far: replace them with the bench's winners.
+ * tile 'auto': the `large` tiling when its 128×128 tiles fill every SM at least `minTiles / SMs`
+ * times over, else `small`. Measured on the H200 (bench-kernels at 10ebd3f, data/bench/kernels.csv,
+ * each variant checked exact against dot4 first): 128x128-sg8-k32-pf 327 TOPS at 4096³ and 328 at
+ * 2048×4096×14336 (the best of every tiling); at 1024×4096×4096 (256 such tiles) 256x128-sg8-k32-db
+ * led with 253 TOPS (pf 203, the 64x64 tilings ≤ 153).
  */
 export const INT8_AUTO = {
-  large: '128x128-sg8-k32-pad16',
-  small: '64x64-sg4-k32',
+  large: '128x128-sg8-k32-pf',
+  small: '256x128-sg8-k32-db',
   minTiles: 4 * 132, // ≥ 4 large tiles per SM of a 132-SM H100/H200
 } as const satisfies { large: Int8TileName; small: Int8TileName; minTiles: number };
 
