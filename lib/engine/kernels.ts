@@ -146,9 +146,14 @@ export interface GemmTile {
   TN: number;
 }
 
+/** Tilings of the executor's GEMM; the executor uses `small` and `large`, scripts/bench-engine-gemm.ts times them all. */
 export const GEMM_TILES = {
   small: { BM: 32, BN: 64, BK: 16, TM: 2, TN: 4 }, // 256 threads; few rows (short steps, narrow models)
+  medium: { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 }, // 256 threads, 16 accumulators each
+  wide: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8 }, // 256 threads, 32 accumulators each
+  tall: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4 }, // 256 threads, 32 accumulators each
   large: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 }, // 256 threads, 64 accumulators each
+  largeK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 }, // half the workgroup memory, twice the barriers
 } as const satisfies Record<string, GemmTile>;
 
 /**
