@@ -111,7 +111,7 @@ async function main(): Promise<void> {
   const params = [...model.weights.values(), ...[...(model.splitWeights?.values() ?? [])].flat()].reduce((a, t) => a + t.size, 0);
   const rows: Row[] = [];
   try {
-    if (engines.includes('executor')) rows.push(await timeExecutor(model, hf, prefill, decode, reps, rt.backend, rt.device, params, sha, startedAt));
+    if (engines.includes('executor')) rows.push(await timeExecutor(model, hf, prefill, decode, reps, rt.backend, rt.device, params, sha, startedAt, values.profile!));
     for (const { kernels, quant } of runs) {
       applyQuant(model, quant);
       await withKernels({ ...policy, mode: kernels ? 'auto' : 'off' }, async () => {
@@ -172,7 +172,7 @@ async function main(): Promise<void> {
 }
 
 /** Prefill (one step over the prompt, all logits) and greedy decode tokens/s of the kit's inference executor. */
-async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number, decode: number, reps: number, backend: string, device: string, params: number, sha: string, startedAt: string): Promise<Row> {
+async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number, decode: number, reps: number, backend: string, device: string, params: number, sha: string, startedAt: string, profile: boolean): Promise<Row> {
   const dec = Decoder.create(model, prefill + decode + 1);
   try {
     const prompt = Array.from({ length: prefill }, (_, i) => 3 + ((i * 7919) % (hf.vocab_size - 3)));
@@ -185,6 +185,22 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
     const times: number[] = [];
     for (let i = 0; i < reps; i++) times.push(await once());
     const prefillTokS = prefill / (median(times) / 1000);
+    if (profile) {
+      // Where a prefill step's time goes, by difference: the same step with some kernels left out.
+      const without = async (skip: RegExp) => {
+        const ms: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const t0 = performance.now();
+          await dec.prefill(prompt, skip);
+          ms.push(performance.now() - t0);
+        }
+        return median(ms);
+      };
+      const full = median(times);
+      for (const [what, re] of [['attention', /^attn/], ['GEMMs and GEMVs', /^gem[mv]-/], ['LM head GEMM', new RegExp(`^gem[mv]-${hf.hidden_size}x${hf.vocab_size}-`)], ['norms, RoPE/KV, embedding, row stats', /^(norm|rope|embed|row-stats|pick)/]] as const) {
+        console.error(`[profile] executor prefill ${prefill}: ${what} ≈ ${(full - (await without(re))).toFixed(2)} ms of ${full.toFixed(2)} ms`);
+      }
+    }
     await dec.generate(prompt, { maxNewTokens: 4, stopAtEos: false }); // warm-up of the decode shapes
     const decodeTimes: number[] = [];
     for (let r = 0; r < Math.max(1, Math.floor(reps / 2)); r++) {

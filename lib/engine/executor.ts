@@ -103,9 +103,25 @@ export interface StepOutput {
   argmax: Uint32Array; // per score row
 }
 
+/**
+ * The GEMM tiling for an M×N output: the largest whose workgroups still number at least its
+ * threshold (about one or two per SM of an H100/H200's 132). From scripts/bench-engine-gemm.ts on
+ * the H200 (data/bench/engine-gemm.csv): 128×128 reaches 29–32 TFLOP/s once it has ≥ 256
+ * workgroups but 12 at 64 (512×2048 outputs), where 128×64 gives 20; narrow outputs (512×512)
+ * want 64×64 or smaller.
+ */
+const GEMM_ORDER = ['large', 'tall', 'medium', 'small'] as const;
+const GEMM_MIN_GROUPS: Record<(typeof GEMM_ORDER)[number], number> = { large: 256, tall: 128, medium: 64, small: 0 };
+export function gemmTileFor(M: number, N: number): (typeof GEMM_ORDER)[number] {
+  for (const name of GEMM_ORDER) {
+    const t = GEMM_TILES[name];
+    if (Math.ceil(M / t.BM) * Math.ceil(N / t.BN) >= GEMM_MIN_GROUPS[name]) return name;
+  }
+  return 'small';
+}
+
 const ATTN_TARGET_WORKGROUPS = 264; // split keys until about this many attention workgroups run (2 per SM on an H100/H200)
 const MAX_SPLITS = 64;
-const SMS = 132; // multiprocessors of an H100/H200: the tile choice aims at two workgroups each
 
 function unsupported(model: Model): string | null {
   const c = model.config;
@@ -322,22 +338,15 @@ export class Executor {
         const buffers = [output, input, W, ...(b ? [b] : [])];
         const params = (s: StepShape) => ({ M: rows(s), ldy, colOff });
         specs.push({ kernel: gemvKernel(K, N, e, !!b), buffers, params, workgroups: (s) => (rows(s) <= GEMV_MAX_ROWS ? spill(gemvGroups(N), device) : null) });
-        const small = GEMM_TILES.small;
-        const large = GEMM_TILES.large;
-        // The large tile only when it still gives every SM two workgroups (else the small tile's many workgroups win).
-        const useLarge = (s: StepShape) => Math.ceil(rows(s) / large.BM) * Math.ceil(N / large.BN) >= 2 * SMS;
-        specs.push({
-          kernel: gemmKernel(K, N, small, e, !!b),
-          buffers,
-          params,
-          workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && !useLarge(s) ? [Math.ceil(N / small.BN), Math.ceil(rows(s) / small.BM), 1] : null),
-        });
-        specs.push({
-          kernel: gemmKernel(K, N, large, e, !!b),
-          buffers,
-          params,
-          workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && useLarge(s) ? [Math.ceil(N / large.BN), Math.ceil(rows(s) / large.BM), 1] : null),
-        });
+        for (const name of GEMM_ORDER) {
+          const t = GEMM_TILES[name];
+          specs.push({
+            kernel: gemmKernel(K, N, t, e, !!b),
+            buffers,
+            params,
+            workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && gemmTileFor(rows(s), N) === name ? [Math.ceil(N / t.BN), Math.ceil(rows(s) / t.BM), 1] : null),
+          });
+        }
       };
       const act = model.actQuant ?? null;
       /** The input a linear reads: its activation-quantized copy when the model quantizes activations. */
@@ -486,9 +495,10 @@ export class Executor {
   /**
    * Runs one step and resolves with its items' log-probabilities and greedy flags and the score
    * rows' argmax. Steps are submitted in call order; at most two are in flight (the readbacks
-   * alternate), so a caller may start the next step before awaiting this one.
+   * alternate), so a caller may start the next step before awaiting this one. `skip` leaves out
+   * the kernels whose names match (profiling by difference only: the outputs are then wrong).
    */
-  run(input: StepInput): Promise<StepOutput> {
+  run(input: StepInput, opts: { skip?: RegExp } = {}): Promise<StepOutput> {
     if (this.disposed) throw new Error('executor: used after dispose()');
     const c = this.model.config;
     const device = this.arena.device;
@@ -565,7 +575,7 @@ export class Executor {
         if (input.sample) put(this.io.noise!, input.sample.noise);
         const enc = device.createCommandEncoder({ label: 'executor-step' });
         const pass = enc.beginComputePass();
-        this.program.record(pass, shape);
+        this.program.record(pass, shape, opts.skip);
         pass.end();
         if (I > 0) {
           enc.copyBufferToBuffer(this.io.lp.buffer, 0, rb.buffer, 0, 4 * I);

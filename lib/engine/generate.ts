@@ -19,11 +19,11 @@ export class Decoder {
 
   /**
    * Prefill of `prompt` with the logits of every position (as a plain forward computes them), their
-   * row statistics and argmax on the GPU; resolves when done (for timing).
+   * row statistics and argmax on the GPU; resolves when done (for timing; `skip` as Executor.run).
    */
-  async prefill(prompt: readonly number[]): Promise<void> {
+  async prefill(prompt: readonly number[], skip?: RegExp): Promise<void> {
     const rows = Array.from({ length: prompt.length }, (_, i) => i);
-    await this.exec.run({ seqs: [{ ids: prompt, pos0: 0, kvBase: 0 }], scoreRows: rows, items: [] });
+    await this.exec.run({ seqs: [{ ids: prompt, pos0: 0, kvBase: 0 }], scoreRows: rows, items: [] }, { skip });
   }
 
   /** Generates a continuation of `prompt` (see transformer.ts generate for the options); returns the new ids. */

@@ -175,8 +175,9 @@ export class Program<S> {
     return this.list.filter((d) => d.spec.workgroups(s) !== null).length;
   }
 
-  /** Writes every dispatch's params for step s and records the dispatches into `pass`. */
-  record(pass: GPUComputePassEncoder, s: S): number {
+  /** Writes every dispatch's params for step s and records the dispatches into `pass`; `skip`
+   * leaves out the kernels whose names it matches (profiling by difference: the results are wrong). */
+  record(pass: GPUComputePassEncoder, s: S, skip?: RegExp): number {
     const u32 = new Uint32Array(this.blob);
     const i32 = new Int32Array(this.blob);
     const f32 = new Float32Array(this.blob);
@@ -184,7 +185,7 @@ export class Program<S> {
     let n = 0;
     for (const d of this.list) {
       const wg = d.spec.workgroups(s);
-      if (!wg || wg[0] * wg[1] * wg[2] === 0) continue;
+      if (!wg || wg[0] * wg[1] * wg[2] === 0 || skip?.test(d.spec.kernel.name)) continue;
       if (wg.some((g) => g > maxGroups)) throw new Error(`${d.spec.kernel.name}: workgroups [${wg.join(', ')}] exceed ${maxGroups} per dimension`);
       if (d.slot >= 0) {
         const values = d.spec.params!(s);
