@@ -2,15 +2,12 @@
 // s = max(max|x|, 1e-5) / qmax and x ← round(x / s) · s (round half to even, as tf.round); per
 // tensor with a calibrated absmax, s is a constant and the codes are clamped to the int range.
 import type { Kernel } from './gpu';
+import { wgslFloat } from './kernels';
 
 /** y [n, K] ← fake-quantized x [n, K]; staticAbsmax null: per-token dynamic scales. Bindings: y, x. One workgroup per row. */
 export function actQuantKernel(K: number, bits: number, staticAbsmax: number | null): Kernel {
   const qmax = 2 ** (bits - 1) - 1;
   const WG = 128;
-  const lit = (v: number) => {
-    const s = String(Math.fround(v));
-    return s.includes('.') || s.includes('e') ? s : `${s}.0`;
-  };
   const scale =
     staticAbsmax === null
       ? `var m = 0.0;
@@ -21,9 +18,9 @@ export function actQuantKernel(K: number, bits: number, staticAbsmax: number | n
     if (lid < k) { red[lid] = max(red[lid], red[lid + k]); }
     workgroupBarrier();
   }
-  let s = max(red[0], 1e-5) / ${lit(qmax)};`
-      : `let s = ${lit(Math.fround(Math.max(staticAbsmax, 1e-5) / qmax))};`;
-  const code = staticAbsmax === null ? 'round(x[base + c] / s)' : `clamp(round(x[base + c] / s), ${lit(-qmax - 1)}, ${lit(qmax)})`;
+  let s = max(red[0], 1e-5) / ${wgslFloat(qmax)};`
+      : `let s = ${wgslFloat(Math.fround(Math.max(staticAbsmax, 1e-5) / qmax))};`;
+  const code = staticAbsmax === null ? 'round(x[base + c] / s)' : `clamp(round(x[base + c] / s), ${wgslFloat(-qmax - 1)}, ${wgslFloat(qmax)})`;
   return {
     name: `act-quant-${K}-${bits}${staticAbsmax === null ? '' : '-static'}`,
     params: { n: 'u32' },

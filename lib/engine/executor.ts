@@ -23,12 +23,13 @@ import type { Model } from '../models/types';
 import { blockWidths, hasFinalNorm } from '../models/weights';
 import { actQuantKernel } from './act-quant';
 import { flushTfjs } from '../kernels/gpu';
+import { GEMM_TILES } from '../kernels/gemm';
 import { Arena, borrow, engineDevice, Program, spill, type Buf, type DispatchSpec } from './gpu';
 import {
   attentionKernel,
   attnMergeKernel,
   embedKernel,
-  GEMM_TILES,
+  ENGINE_GEMM_TILES,
   gemmKernel,
   GEMV_MAX_ROWS,
   gemvGroups,
@@ -114,8 +115,8 @@ const GEMM_ORDER = ['large', 'tall', 'medium', 'small'] as const;
 const GEMM_MIN_GROUPS: Record<(typeof GEMM_ORDER)[number], number> = { large: 256, tall: 128, medium: 64, small: 0 };
 export function gemmTileFor(M: number, N: number): (typeof GEMM_ORDER)[number] {
   for (const name of GEMM_ORDER) {
-    const t = GEMM_TILES[name];
-    if (Math.ceil(M / t.BM) * Math.ceil(N / t.BN) >= GEMM_MIN_GROUPS[name]) return name;
+    const t = GEMM_TILES[ENGINE_GEMM_TILES[name]];
+    if (Math.ceil(M / t.tileRows) * Math.ceil(N / t.tileCols) >= GEMM_MIN_GROUPS[name]) return name;
   }
   return 'small';
 }
@@ -339,12 +340,12 @@ export class Executor {
         const params = (s: StepShape) => ({ M: rows(s), ldy, colOff });
         specs.push({ kernel: gemvKernel(K, N, e, !!b), buffers, params, workgroups: (s) => (rows(s) <= GEMV_MAX_ROWS ? spill(gemvGroups(N), device) : null) });
         for (const name of GEMM_ORDER) {
-          const t = GEMM_TILES[name];
+          const t = GEMM_TILES[ENGINE_GEMM_TILES[name]];
           specs.push({
-            kernel: gemmKernel(K, N, t, e, !!b),
+            kernel: gemmKernel(K, N, name, e, !!b),
             buffers,
             params,
-            workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && gemmTileFor(rows(s), N) === name ? [Math.ceil(N / t.BN), Math.ceil(rows(s) / t.BM), 1] : null),
+            workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && gemmTileFor(rows(s), N) === name ? [Math.ceil(N / t.tileCols), Math.ceil(rows(s) / t.tileRows), 1] : null),
           });
         }
       };

@@ -4,16 +4,11 @@
 // groups are made once at plan time. Per step only three things change: the small metadata
 // buffers (queue.writeBuffer), the params of each dispatch (one uniform blob, one writeBuffer), and
 // the workgroup counts; a step is one compute pass in one command buffer.
-import { flushTfjs, gpuBuffer } from '../kernels/gpu';
-import { webgpuAdapterInfo, webgpuDevice } from '../runtime/backend';
+import { flushTfjs, gpuBuffer, pipelineFor } from '../kernels/gpu';
+import { webgpuDevice } from '../runtime/backend';
 import type * as tf from '@tensorflow/tfjs';
 
 export type ParamType = 'u32' | 'i32' | 'f32';
-
-/** WGSL `struct Params { ... }` for the given fields (in order). */
-export function paramsStruct(fields: Record<string, ParamType>): string {
-  return `struct Params { ${Object.entries(fields).map(([k, t]) => `${k}: ${t},`).join(' ')} }`;
-}
 
 /** The executor's device: tfjs-webgpu's, whose pending work is submitted first so weights are on the GPU. */
 export function engineDevice(): GPUDevice {
@@ -21,12 +16,6 @@ export function engineDevice(): GPUDevice {
   if (!d) throw new Error('the inference executor needs the webgpu backend (initRuntime({ backend: "webgpu" }))');
   flushTfjs();
   return d;
-}
-
-/** The adapter's subgroup sizes, or null when unknown. */
-export function subgroupSize(): { min: number; max: number } | null {
-  const i = webgpuAdapterInfo() as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | null;
-  return i?.subgroupMinSize && i.subgroupMaxSize ? { min: i.subgroupMinSize, max: i.subgroupMaxSize } : null;
 }
 
 /** A GPU buffer the arena owns, or a model tensor's buffer it only borrows. */
@@ -100,20 +89,6 @@ export function borrow(t: tf.Tensor, label: string): Buf {
   if (t.isDisposed) throw new Error(`executor: weight '${label}' is disposed`);
   if (t.dtype !== 'float32' && t.dtype !== 'int32') throw new Error(`executor: weight '${label}' has dtype ${t.dtype}`);
   return { buffer: gpuBuffer(t), bytes: t.size * 4, label };
-}
-
-const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
-
-function pipelineFor(device: GPUDevice, name: string, code: string): GPUComputePipeline {
-  let cache = pipelines.get(device);
-  if (!cache) pipelines.set(device, (cache = new Map()));
-  let p = cache.get(code);
-  if (!p) {
-    const module = device.createShaderModule({ code, label: name });
-    p = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: name });
-    cache.set(code, p);
-  }
-  return p;
 }
 
 /** A kernel: complete WGSL whose bindings are `buffers` in order, then one `params` uniform when it has fields. */

@@ -1,11 +1,10 @@
 // The GPU-side Scorer (lib/eval/scorer.ts's interface) over the executor: requests become
 // sequences packed into steps by a token budget (longest first, no padding), only the scored
 // positions get logits, and log-softmax, the target's log-likelihood and the greedy flag are
-// computed on the GPU; one small readback per step, two steps in flight. Truncation follows
-// TensorScorer exactly (the last maxLength + 1 tokens of context + continuation; a continuation
-// longer than the window is scored on its last maxLength tokens).
+// computed on the GPU; one small readback per step, two steps in flight. Requests are fed as
+// every scorer feeds them (lib/eval/scorer.ts continuationInput, nextTokenInput).
 import type { Model } from '../models/types';
-import type { ContinuationRequest, ContinuationResult, NextTokenRequest, NextTokenResult, Progress, Scorer } from '../eval/scorer';
+import { continuationInput, nextTokenInput, type ContinuationRequest, type ContinuationResult, type NextTokenRequest, type NextTokenResult, type Progress, type Scorer } from '../eval/scorer';
 import { Executor, type ExecutorOptions, type StepInput, type StepOutput } from './executor';
 
 /** One request as the model reads it: input tokens, scored positions and tokens. */
@@ -31,15 +30,8 @@ export class EngineScorer implements Scorer {
 
   async continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]> {
     const seqs = reqs.map((r, k): Seq => {
-      if (r.continuation.length === 0) throw new Error(`continuation request ${k}: empty continuation`);
-      if (r.context.length === 0) throw new Error(`continuation request ${k}: empty context (pass BOS or a first token)`);
-      const full = r.context.concat(r.continuation);
-      const start = Math.max(0, full.length - 1 - this.maxLength);
-      const kept = full.slice(start);
-      const input = kept.slice(0, -1);
-      const scored = r.continuation.slice(-input.length);
-      const first = input.length - scored.length;
-      return { req: k, input, positions: scored.map((_, j) => first + j), tokens: scored.map((t) => [t]), truncated: Math.min(start, r.context.length) };
+      const c = continuationInput(r, k, this.maxLength);
+      return { req: k, input: c.input, positions: c.positions, tokens: c.tokens.map((t) => [t]), truncated: c.truncated };
     });
     const out = await this.run(seqs, onProgress);
     return reqs.map((r, k) => {
@@ -56,11 +48,8 @@ export class EngineScorer implements Scorer {
 
   async nextToken(reqs: readonly NextTokenRequest[], onProgress?: Progress): Promise<NextTokenResult[]> {
     const seqs = reqs.map((r, k): Seq => {
-      if (r.context.length === 0) throw new Error(`next-token request ${k}: empty context`);
-      if (r.candidates.length === 0) throw new Error(`next-token request ${k}: no candidates`);
-      const start = Math.max(0, r.context.length - this.maxLength);
-      const input = r.context.slice(start);
-      return { req: k, input, positions: [input.length - 1], tokens: [r.candidates], truncated: start };
+      const { input, truncated } = nextTokenInput(r, k, this.maxLength);
+      return { req: k, input, positions: [input.length - 1], tokens: [r.candidates], truncated };
     });
     const out = await this.run(seqs, onProgress);
     return reqs.map((_, k) => ({ logprobs: out[k].map(([lp]) => lp), truncated: seqs[k].truncated }));

@@ -93,6 +93,32 @@ interface Row {
   truncated: number;
 }
 
+/**
+ * A continuation request as a model of maxLength tokens reads it: the last maxLength + 1 tokens of
+ * context + continuation are kept, the model reads all but the last and predicts the rest. A
+ * continuation longer than the window (lm-eval's left truncation) is scored on its last maxLength
+ * tokens only. Returns the input, the positions whose next token is scored, those tokens, and how
+ * many context tokens were dropped. Every scorer (TensorScorer, the executor's) feeds requests so.
+ */
+export function continuationInput(r: ContinuationRequest, k: number, maxLength: number): { input: number[]; positions: number[]; tokens: number[]; truncated: number } {
+  if (r.continuation.length === 0) throw new Error(`continuation request ${k}: empty continuation`);
+  if (r.context.length === 0) throw new Error(`continuation request ${k}: empty context (pass BOS or a first token)`);
+  const full = r.context.concat(r.continuation);
+  const start = Math.max(0, full.length - 1 - maxLength);
+  const input = full.slice(start, -1);
+  const tokens = r.continuation.slice(-input.length);
+  const first = input.length - tokens.length; // position predicting tokens[0]
+  return { input, positions: tokens.map((_, j) => first + j), tokens, truncated: Math.min(start, r.context.length) };
+}
+
+/** A next-token request as a model of maxLength tokens reads it: its last maxLength context tokens (the last position is scored). */
+export function nextTokenInput(r: NextTokenRequest, k: number, maxLength: number): { input: number[]; truncated: number } {
+  if (r.context.length === 0) throw new Error(`next-token request ${k}: empty context`);
+  if (r.candidates.length === 0) throw new Error(`next-token request ${k}: no candidates`);
+  const start = Math.max(0, r.context.length - maxLength);
+  return { input: r.context.slice(start), truncated: start };
+}
+
 export class TensorScorer implements Scorer {
   readonly opts: ScorerOptions;
 
@@ -111,21 +137,7 @@ export class TensorScorer implements Scorer {
   }
 
   async continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]> {
-    const rows = reqs.map((r, k): Row => {
-      if (r.continuation.length === 0) throw new Error(`continuation request ${k}: empty continuation`);
-      if (r.context.length === 0) throw new Error(`continuation request ${k}: empty context (pass BOS or a first token)`);
-      const full = r.context.concat(r.continuation);
-      // Keep the last maxLength + 1 tokens: the model reads full[:-1] and predicts full[1:]. A
-      // continuation longer than the window (lm-eval's left truncation) is scored on its last
-      // maxLength tokens only; the result says how many were left unscored.
-      const start = Math.max(0, full.length - 1 - this.maxLength);
-      const kept = full.slice(start);
-      const input = kept.slice(0, -1);
-      const scored = r.continuation.slice(-input.length);
-      const first = input.length - scored.length; // position predicting scored[0]
-      const positions = scored.map((_, j) => first + j);
-      return { req: k, input, positions, tokens: scored, truncated: Math.min(start, r.context.length) };
-    });
+    const rows = reqs.map((r, k): Row => ({ req: k, ...continuationInput(r, k, this.maxLength) }));
     const out = await this.run(rows, onProgress);
     return reqs.map((r, k) => {
       const { picked, greedy } = out[k];
@@ -138,11 +150,8 @@ export class TensorScorer implements Scorer {
 
   async nextToken(reqs: readonly NextTokenRequest[], onProgress?: Progress): Promise<NextTokenResult[]> {
     const rows = reqs.map((r, k): Row => {
-      if (r.context.length === 0) throw new Error(`next-token request ${k}: empty context`);
-      if (r.candidates.length === 0) throw new Error(`next-token request ${k}: no candidates`);
-      const start = Math.max(0, r.context.length - this.maxLength);
-      const input = r.context.slice(start);
-      return { req: k, input, positions: r.candidates.map(() => input.length - 1), tokens: r.candidates, truncated: start };
+      const { input, truncated } = nextTokenInput(r, k, this.maxLength);
+      return { req: k, input, positions: r.candidates.map(() => input.length - 1), tokens: r.candidates, truncated };
     });
     const out = await this.run(rows, onProgress);
     return reqs.map((_, k) => ({ logprobs: out[k].picked, truncated: rows[k].truncated }));

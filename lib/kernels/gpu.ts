@@ -83,7 +83,8 @@ function backendOrThrow(name: string): TfjsWebGPUBackend {
 /** Compiled pipelines per device, keyed by WGSL source (a cache: same source, same pipeline). */
 const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
-function pipelineFor(device: GPUDevice, name: string, code: string): GPUComputePipeline {
+/** The compute pipeline of `code` on `device` (entry point main, layout auto), compiled once per source. */
+export function pipelineFor(device: GPUDevice, name: string, code: string): GPUComputePipeline {
   let cache = pipelines.get(device);
   if (!cache) pipelines.set(device, (cache = new Map()));
   let p = cache.get(code);
