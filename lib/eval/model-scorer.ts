@@ -31,9 +31,12 @@ export function scorerEngine(): 'executor' | 'tfjs' {
 
 /** A tfjs Scorer whose sequences are at most maxLength tokens (default: the model's context). */
 export function tensorScorer(model: Model, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): TensorScorer {
-  // The [B, T, V] logits and [B·heads, T, T] scores must each fit one GPU buffer binding.
+  // The [B, T, V] logits and [B·heads, T, T] scores must each fit one GPU buffer binding; on webgpu
+  // the flat [B·T·V] gather of the scored logits also needs indices below 2^24 (tfjs-webgpu
+  // carries int32 gather indices through f32: larger ones pick the wrong element).
   const cap = maxTensorElements();
-  const bounds = { maxLogitElements: Math.min(SCORER_DEFAULTS.maxLogitElements, cap), maxAttentionElements: Math.min(SCORER_DEFAULTS.maxAttentionElements, cap) };
+  const gather = webgpuDevice() ? 2 ** 24 : Infinity;
+  const bounds = { maxLogitElements: Math.min(SCORER_DEFAULTS.maxLogitElements, cap, gather), maxAttentionElements: Math.min(SCORER_DEFAULTS.maxAttentionElements, cap) };
   return new TensorScorer({ open: () => modelLogitsSession(model) }, model.config.vocabSize, maxLength, { heads: maxHeads(model.config), ...bounds, ...opts });
 }
 

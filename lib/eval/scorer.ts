@@ -4,6 +4,7 @@
 // masked (no mask when a batch needs no padding), log-probabilities and gathers on the device; only the
 // gathered numbers come back. Batches are bounded in tokens, logits and attention-score elements.
 import * as tf from '@tensorflow/tfjs';
+import { webgpuDevice } from '../runtime/backend';
 import { wasmKernelsAvailable, wasmTokenLogprobStats } from '../kernels/wasm-simd';
 import { maxRows, softmaxRows } from '../runtime/rows';
 
@@ -189,6 +190,9 @@ export class TensorScorer implements Scorer {
   private async runBatch(logitsFn: LogitsFn, batch: Row[], T: number): Promise<{ picked: number[]; greedy: boolean[] }[]> {
     const B = batch.length;
     const V = this.vocabSize;
+    if (webgpuDevice() && B * T * V > 2 ** 24) {
+      throw new Error(`TensorScorer on webgpu: ${B}×${T} positions × ${V} logits need gather indices past 2^24, which tfjs-webgpu carries through f32 (wrong elements); score with the executor (the default on webgpu) or shorter sequences`);
+    }
     const ids = new Int32Array(B * T).fill(this.opts.padId);
     const mask = new Float32Array(B * T);
     const flat: number[] = []; // (b*T + t)*V + token
