@@ -183,9 +183,12 @@ function planSizes(model: Model, o: ExecutorOptions, device: GPUDevice): Sizes {
 }
 
 /** The attention tiling for a head dim and group size on this device (workgroup memory bound). */
+/** Workgroup memory of the attention kernel with R query rows and BKV staged keys (lib/engine/kernels.ts attentionKernel). */
+const attnBytes = (R: number, BKV: number, hd: number) => 4 * (R * hd + BKV * (hd + 1) + R * (BKV + 1) + 3 * R);
+
 function attnTile(hd: number, rep: number, device: GPUDevice): AttnTile {
   const lim = device.limits.maxComputeWorkgroupStorageSize;
-  const bytes = (R: number, BKV: number) => 4 * (R * hd + BKV * (hd + 1) + R * (BKV + 1) + 3 * R);
+  const bytes = (R: number, BKV: number) => attnBytes(R, BKV, hd);
   let rows = Math.max(rep, 16 - (16 % rep));
   let BKV = 32;
   while (bytes(rows, BKV) > lim && BKV > 8) BKV /= 2;
@@ -202,7 +205,7 @@ export class Executor {
   private readonly readbacks: Buf[] = [];
   private readonly logits: Buf;
   private readonly tokensPerBlock: number;
-  private readonly attnTiles: number; // BKV
+  private readonly attnKeyTile: number; // keys staged per attention step (BKV)
   private readonly kvHeads: number;
   private chain: Promise<void> = Promise.resolve(); // the last step's submission
   private readonly readbackFree: Promise<void>[] = [Promise.resolve(), Promise.resolve()]; // each readback's last read
@@ -241,7 +244,7 @@ export class Executor {
       }
       const rep0 = blockWidths(c, 0).numHeads / blockWidths(c, 0).numKvHeads;
       const tile = attnTile(hd, rep0, device);
-      this.attnTiles = tile.BKV;
+      this.attnKeyTile = tile.BKV;
       this.tokensPerBlock = Math.max(1, Math.floor(tile.rows / rep0));
       this.kvHeads = maxKV;
       const f32 = 4;
@@ -393,6 +396,8 @@ export class Executor {
         });
         const rep = H / KVH;
         const blockTile: AttnTile = { ...tile, rows: Math.max(rep, this.tokensPerBlock * rep) };
+        const need = attnBytes(blockTile.rows, blockTile.BKV, hd);
+        if (need > device.limits.maxComputeWorkgroupStorageSize) throw new Error(`executor: block ${i}'s attention (${rep} heads per KV head) needs ${need} B of workgroup memory, the device has ${device.limits.maxComputeWorkgroupStorageSize}`);
         const attnParams = (s: StepShape) => ({ nb: s.blocks, tilesPerSplit: s.tilesPerSplit, scale: 1 / Math.sqrt(hd) });
         specs.push({
           kernel: attentionKernel(H, KVH, hd, blockTile, false),
@@ -549,7 +554,7 @@ export class Executor {
     // Split the keys of short steps (decode) across workgroups until the GPU is busy.
     let maxKeys = 0;
     for (let b = 0; b < nb; b++) maxKeys = Math.max(maxKeys, blocks[4 * b + 3] + blocks[4 * b + 1]);
-    const kvTiles = Math.ceil(maxKeys / this.attnTiles);
+    const kvTiles = Math.ceil(maxKeys / this.attnKeyTile);
     const base = nb * this.kvHeads;
     const wanted = base >= ATTN_TARGET_WORKGROUPS ? 1 : Math.min(kvTiles, MAX_SPLITS, Math.ceil(ATTN_TARGET_WORKGROUPS / base));
     const tilesPerSplit = Math.ceil(kvTiles / wanted);
