@@ -1,4 +1,4 @@
-// The executor's fp32 GEMM (lib/kernels/gemm.ts gemmWgsl through lib/engine/kernels.ts gemmKernel) per tiling at the shapes a ~1.2B
+// The executor's fp32 GEMM (lib/engine/kernels.ts gemmKernel) per tiling at the shapes a ~1.2B
 // LLaMA forward runs (512-token prefill, 4096- and 16384-token scoring steps; q/o, k/v, gate/up,
 // down and the 128k LM head), each tiling first checked against a float64 host product. Time per
 // call: `inner` dispatches recorded into one compute pass, submit to completion, divided; median
@@ -7,8 +7,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Arena, Program, type Buf } from '../lib/engine/gpu';
-import { ENGINE_GEMM_TILES, gemmKernel, type EngineGemmTile } from '../lib/engine/kernels';
-import { GEMM_TILES } from '../lib/kernels/gemm';
+import { GEMM_TILES, gemmKernel, type GemmTile } from '../lib/engine/kernels';
 import { gitSha } from '../lib/results';
 import { initRuntime, median, writeBenchCsv } from '../lib/runtime';
 import { engineDevice } from '../lib/engine/gpu';
@@ -32,18 +31,17 @@ const rt = await initRuntime({ backend: 'webgpu' });
 const device = engineDevice();
 const prov = { backend: rt.backend, device: rt.device, git_sha: gitSha(), started_at: new Date().toISOString() };
 const rows: Record<string, string | number>[] = [];
-const tiles = Object.keys(ENGINE_GEMM_TILES) as EngineGemmTile[];
+const tiles = Object.entries(GEMM_TILES) as [string, GemmTile][];
 const rand = (n: number, seed: number) => {
   const r = mulberry32(seed);
   return Float32Array.from({ length: n }, () => r() * 2 - 1);
 };
 
 /** One GEMM y [M, N] = x [M, K] · W [N, K]ᵀ with a tiling, on buffers of an arena; returns a run function. */
-function gemm(arena: Arena, tile: EngineGemmTile, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf): (inner: number) => Promise<number> {
-  const kernel = gemmKernel(K, N, tile, 'store', false);
-  const t = GEMM_TILES[ENGINE_GEMM_TILES[tile]];
+function gemm(arena: Arena, t: GemmTile, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf): (inner: number) => Promise<number> {
+  const kernel = gemmKernel(K, N, t, 'store', false);
   const shape = { M };
-  const prog = new Program(arena, [{ kernel, buffers: [y, x, w], params: (s: typeof shape) => ({ M: s.M, ldy: N, colOff: 0 }), workgroups: (s: typeof shape) => [Math.ceil(N / t.tileCols), Math.ceil(s.M / t.tileRows), 1] }], 'gemm-bench');
+  const prog = new Program(arena, [{ kernel, buffers: [y, x, w], params: (s: typeof shape) => ({ M: s.M, ldy: N, colOff: 0 }), workgroups: (s: typeof shape) => [Math.ceil(N / t.BN), Math.ceil(s.M / t.BM), 1] }], 'gemm-bench');
   return async (inner: number) => {
     const enc = device.createCommandEncoder();
     const pass = enc.beginComputePass();
@@ -74,13 +72,13 @@ const bad = new Set<string>();
   const [M, K, N] = [77, 68, 130];
   const xs = rand(M * K, 1);
   const ws = rand(N * K, 2);
-  for (const name of tiles) {
+  for (const [name, t] of tiles) {
     const arena = new Arena(device);
     try {
       const x = arena.upload('x', xs);
       const w = arena.upload('w', ws);
       const y = arena.storage('y', 4 * M * N);
-      await gemm(arena, name, M, K, N, x, w, y)(1);
+      await gemm(arena, t, M, K, N, x, w, y)(1);
       const got = await read(arena, y, M * N);
       let err = 0;
       let scale = 0;
@@ -113,9 +111,9 @@ for (const [M, K, N, what] of shapes) {
     const y = arena.storage('y', 4 * M * N);
     const flops = 2 * M * K * N;
     const line: string[] = [];
-    for (const name of tiles) {
+    for (const [name, t] of tiles) {
       if (bad.has(name)) continue;
-      const run = gemm(arena, name, M, K, N, x, w, y);
+      const run = gemm(arena, t, M, K, N, x, w, y);
       const once = await run(1);
       const inner = Math.max(1, Math.min(50, Math.ceil(20 / once)));
       await run(inner);

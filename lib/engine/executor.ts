@@ -23,13 +23,12 @@ import type { Model } from '../models/types';
 import { blockWidths, hasFinalNorm } from '../models/weights';
 import { actQuantKernel } from './act-quant';
 import { flushTfjs } from '../kernels/gpu';
-import { GEMM_TILES } from '../kernels/gemm';
 import { Arena, borrow, engineDevice, Program, spill, type Buf, type DispatchSpec } from './gpu';
 import {
   attentionKernel,
   attnMergeKernel,
   embedKernel,
-  ENGINE_GEMM_TILES,
+  GEMM_TILES,
   gemmKernel,
   GEMV_MAX_ROWS,
   gemvGroups,
@@ -115,8 +114,8 @@ const GEMM_ORDER = ['large', 'tall', 'medium', 'small'] as const;
 const GEMM_MIN_GROUPS: Record<(typeof GEMM_ORDER)[number], number> = { large: 256, tall: 128, medium: 64, small: 0 };
 export function gemmTileFor(M: number, N: number): (typeof GEMM_ORDER)[number] {
   for (const name of GEMM_ORDER) {
-    const t = GEMM_TILES[ENGINE_GEMM_TILES[name]];
-    if (Math.ceil(M / t.tileRows) * Math.ceil(N / t.tileCols) >= GEMM_MIN_GROUPS[name]) return name;
+    const t = GEMM_TILES[name];
+    if (Math.ceil(M / t.BM) * Math.ceil(N / t.BN) >= GEMM_MIN_GROUPS[name]) return name;
   }
   return 'small';
 }
@@ -182,10 +181,10 @@ function planSizes(model: Model, o: ExecutorOptions, device: GPUDevice): Sizes {
   return { maxTokens, maxScoreRows, maxItems: maxScoreRows * o.itemsPerRow, maxBlocks: Math.min(maxTokens, device.limits.maxComputeWorkgroupsPerDimension) };
 }
 
-/** The attention tiling for a head dim and group size on this device (workgroup memory bound). */
 /** Workgroup memory of the attention kernel with R query rows and BKV staged keys (lib/engine/kernels.ts attentionKernel). */
 const attnBytes = (R: number, BKV: number, hd: number) => 4 * (R * hd + BKV * (hd + 1) + R * (BKV + 1) + 3 * R);
 
+/** The attention tiling for a head dim and group size on this device (workgroup memory bound). */
 function attnTile(hd: number, rep: number, device: GPUDevice): AttnTile {
   const lim = device.limits.maxComputeWorkgroupStorageSize;
   const bytes = (R: number, BKV: number) => attnBytes(R, BKV, hd);
@@ -343,12 +342,12 @@ export class Executor {
         const params = (s: StepShape) => ({ M: rows(s), ldy, colOff });
         specs.push({ kernel: gemvKernel(K, N, e, !!b), buffers, params, workgroups: (s) => (rows(s) <= GEMV_MAX_ROWS ? spill(gemvGroups(N), device) : null) });
         for (const name of GEMM_ORDER) {
-          const t = GEMM_TILES[ENGINE_GEMM_TILES[name]];
+          const t = GEMM_TILES[name];
           specs.push({
-            kernel: gemmKernel(K, N, name, e, !!b),
+            kernel: gemmKernel(K, N, t, e, !!b),
             buffers,
             params,
-            workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && gemmTileFor(rows(s), N) === name ? [Math.ceil(N / t.tileCols), Math.ceil(rows(s) / t.tileRows), 1] : null),
+            workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && gemmTileFor(rows(s), N) === name ? [Math.ceil(N / t.BN), Math.ceil(rows(s) / t.BM), 1] : null),
           });
         }
       };

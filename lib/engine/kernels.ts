@@ -8,10 +8,7 @@
 // (RMSNorm (x·r)·w, LayerNorm with the centred variance, RoPE as x·cos + rotate_half(x)·sin with
 // host fp32 tables, SiLU as x·sigmoid(x), log-softmax as (x − max) − log Σ exp(x − max)); sums
 // differ only in order.
-import { epilogueWgsl, GEMM_TILES, gemmWgsl, type Epilogue, type GemmTileName } from '../kernels/gemm';
 import type { Kernel } from './gpu';
-
-export type { Epilogue };
 
 /** A WGSL f32 literal of x (rounded to fp32 as the host computes it). */
 export const wgslFloat = (x: number) => {
@@ -122,21 +119,114 @@ fn main(${BUILTINS}) {
   };
 }
 
-/** Tilings the executor's GEMM chooses among (lib/kernels/gemm.ts GEMM_TILES by name); scripts/bench-engine-gemm.ts times each. */
-export const ENGINE_GEMM_TILES = {
-  small: '32x64',
-  medium: '64x64',
-  wide: '64x128',
-  tall: '128x64',
-  large: '128x128',
-  largeK8: '128x128k8',
-} as const satisfies Record<string, GemmTileName>;
-export type EngineGemmTile = keyof typeof ENGINE_GEMM_TILES;
+/**
+ * What a linear does with its result a = x·Wᵀ (+ b) at output element y[i]:
+ *   store: y = a;  add: y = y + a (residual);  relu: y = max(a, 0);  silu-mul: y = silu(y) · a
+ *   (y holds the gate projection: SwiGLU's act(gate(x)) · up(x)).
+ */
+export type Epilogue = 'store' | 'add' | 'relu' | 'silu-mul';
 
-/** The executor's GEMM (lib/kernels/gemm.ts gemmWgsl): y [M, ldy] ⟵epilogue⟵ x [M, K] · W [N, K]ᵀ (+ b). Params: M rows, ldy, colOff. */
-export function gemmKernel(K: number, N: number, tile: EngineGemmTile, e: Epilogue, bias: boolean): Kernel {
-  const t = GEMM_TILES[ENGINE_GEMM_TILES[tile]];
-  return { name: `gemm-${K}x${N}-${tile}-${e}${bias ? '-b' : ''}`, params: { M: 'u32', ldy: 'u32', colOff: 'u32' }, code: gemmWgsl(K, N, t, e, bias) };
+function epilogue(e: Epilogue, idx: string, a: string): string {
+  switch (e) {
+    case 'store':
+      return `y[${idx}] = ${a};`;
+    case 'add':
+      return `y[${idx}] = y[${idx}] + ${a};`;
+    case 'relu':
+      return `y[${idx}] = max(${a}, 0.0);`;
+    case 'silu-mul':
+      return `{ let gv = y[${idx}]; y[${idx}] = (gv * (1.0 / (1.0 + exp(-gv)))) * ${a}; }`;
+  }
+}
+
+/** The tiling of the fp32 GEMM: BM×BN outputs per workgroup, BK reduction columns staged, TM×TN per thread. */
+export interface GemmTile {
+  BM: number;
+  BN: number;
+  BK: number;
+  TM: number;
+  TN: number;
+}
+
+/** Tilings of the executor's GEMM; the executor uses `small` and `large`, scripts/bench-engine-gemm.ts times them all. */
+export const GEMM_TILES = {
+  small: { BM: 32, BN: 64, BK: 16, TM: 2, TN: 4 }, // 256 threads; few rows (short steps, narrow models)
+  medium: { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 }, // 256 threads, 16 accumulators each
+  wide: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8 }, // 256 threads, 32 accumulators each
+  tall: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4 }, // 256 threads, 32 accumulators each
+  large: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 }, // 256 threads, 64 accumulators each
+  largeK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 }, // half the workgroup memory, twice the barriers
+} as const satisfies Record<string, GemmTile>;
+
+/**
+ * y [M, ldy] (columns colOff..colOff+N) ⟵epilogue⟵ x [M, K] · W [N, K]ᵀ (+ b [N]), tiled in
+ * workgroup memory with register blocking (loads vec4 when K % 4 = 0).
+ * Bindings: y (read-write), x, W, then b (bias). Params: M rows, ldy, colOff.
+ */
+export function gemmKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean): Kernel {
+  const { BM, BN, BK, TM, TN } = t;
+  const SX = BN / TN;
+  const SY = BM / TM;
+  const threads = SX * SY;
+  const V = K % 4 === 0 ? 4 : 1;
+  const vt = V === 4 ? 'vec4<f32>' : 'f32';
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const inner = [
+    ...range(TM).map((i) => `a[${i}] = xs[k * ${BM}u + l.y + ${i * SY}u];`),
+    ...range(TN).map((j) => `bb[${j}] = ws[k * ${BN}u + l.x + ${j * SX}u];`),
+    ...range(TM).flatMap((i) => range(TN).map((j) => `acc[${i * TN + j}] = fma(a[${i}], bb[${j}], acc[${i * TN + j}]);`)),
+  ].join('\n      ');
+  const load = (buf: string, S: string, R: number, row0: string, rows: string) => `
+    for (var i = 0u; i < ${Math.ceil((R * BK) / V / threads)}u; i++) {
+      let e = lid + i * ${threads}u;
+      if (e < ${(R * BK) / V}u) {
+        let r = e / ${BK / V}u;
+        let kk = (e % ${BK / V}u) * ${V}u;
+        let gr = ${row0} + r;
+        var v = ${vt}(0.0);
+        if (gr < ${rows} && k0 + kk < ${K}u) { v = ${buf}[(gr * ${K}u + k0 + kk) / ${V}u]; }
+        ${V === 4 ? [0, 1, 2, 3].map((c) => `${S}[(kk + ${c}u) * ${R}u + r] = v[${c}];`).join(' ') : `${S}[kk * ${R}u + r] = v;`}
+      }
+    }`;
+  return {
+    name: `gemm-${K}x${N}-${BM}x${BN}-${e}${bias ? '-b' : ''}`,
+    params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
+    code: /* wgsl */ `
+struct Params { M: u32, ldy: u32, colOff: u32, }
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${vt}>;
+@group(0) @binding(2) var<storage, read> w: array<${vt}>;
+${bias ? '@group(0) @binding(3) var<storage, read> b: array<f32>;\n@group(0) @binding(4) var<uniform> params: Params;' : '@group(0) @binding(3) var<uniform> params: Params;'}
+var<workgroup> xs: array<f32, ${BM * BK}>;
+var<workgroup> ws: array<f32, ${BN * BK}>;
+@compute @workgroup_size(${SX}, ${SY}, 1)
+fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
+  let row0 = g.y * ${BM}u;
+  let col0 = g.x * ${BN}u;
+  var acc: array<f32, ${TM * TN}>;
+  var a: array<f32, ${TM}>;
+  var bb: array<f32, ${TN}>;
+  for (var k0 = 0u; k0 < ${K}u; k0 += ${BK}u) {
+    ${load('x', 'xs', BM, 'row0', 'params.M')}
+    ${load('w', 'ws', BN, 'col0', `${N}u`)}
+    workgroupBarrier();
+    for (var k = 0u; k < ${BK}u; k++) {
+      ${inner}
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < ${TM}u; i++) {
+    let r = row0 + l.y + i * ${SY}u;
+    for (var j = 0u; j < ${TN}u; j++) {
+      let c = col0 + l.x + j * ${SX}u;
+      if (r < params.M && c < ${N}u) {
+        let idx = r * params.ldy + params.colOff + c;
+        ${epilogue(e, 'idx', `acc[i * ${TN}u + j]${bias ? ' + b[c]' : ''}`)}
+      }
+    }
+  }
+}`,
+  };
 }
 
 /** Rows a GEMV dispatch handles at most (decode steps); more rows take the GEMM. */
@@ -193,7 +283,7 @@ fn main(@builtin(local_invocation_id) l: vec3u, ${BUILTINS}) {
     let r = lane;
     let idx = r * params.ldy + params.colOff + c;
     let a = red[(r * ${COLS}u + l.y) * ${LANES}u]${bias ? ' + b[c]' : ''};
-    ${epilogueWgsl(e, 'idx', 'a')}
+    ${epilogue(e, 'idx', 'a')}
   }
 }`,
   };

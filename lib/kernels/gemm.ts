@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { seededNormal } from '../runtime/bench';
 import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
-import { deviceLimits, runKernel, u32 } from './gpu';
+import { deviceLimits, paramsStruct, runKernel, u32 } from './gpu';
 
 export interface GemmTiles {
   tileRows: number; // rows of y (rows of x) per workgroup
@@ -23,7 +23,6 @@ export interface GemmTiles {
 
 /** Tile shapes to choose from; threads per workgroup = (tileRows/threadRows)·(tileCols/threadCols). */
 export const GEMM_TILES = {
-  '32x64': { tileRows: 32, tileCols: 64, tileK: 16, threadRows: 2, threadCols: 4 }, // 256 threads, few rows (short steps, narrow models)
   '32x32': { tileRows: 32, tileCols: 32, tileK: 16, threadRows: 2, threadCols: 2 }, // 256 threads, small problems
   '64x64': { tileRows: 64, tileCols: 64, tileK: 16, threadRows: 4, threadCols: 4 }, // 256 threads
   '64x128': { tileRows: 64, tileCols: 128, tileK: 16, threadRows: 4, threadCols: 8 }, // 256 threads
@@ -61,69 +60,42 @@ export function planGemm(N: number, inDim: number, out: number, t: GemmTiles): G
   };
 }
 
-/**
- * What a linear does with its result a = x·Wᵀ (+ b) at output element y[i]:
- *   store: y = a;  add: y = y + a (residual);  relu: y = max(a, 0);  silu-mul: y = silu(y) · a
- *   (y holds the gate projection: SwiGLU's act(gate(x)) · up(x)).
- */
-export type Epilogue = 'store' | 'add' | 'relu' | 'silu-mul';
-
-/** WGSL applying epilogue e to a at y[idx]. */
-export function epilogueWgsl(e: Epilogue, idx: string, a: string): string {
-  switch (e) {
-    case 'store':
-      return `y[${idx}] = ${a};`;
-    case 'add':
-      return `y[${idx}] = y[${idx}] + ${a};`;
-    case 'relu':
-      return `y[${idx}] = max(${a}, 0.0);`;
-    case 'silu-mul':
-      return `{ let gv = y[${idx}]; y[${idx}] = (gv * (1.0 / (1.0 + exp(-gv)))) * ${a}; }`;
-  }
-}
-
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
-/**
- * WGSL of y [M, ldy] (columns colOff..colOff+N) ⟵epilogue⟵ x [M, K] · W [N, K]ᵀ (+ b [N]) with K
- * and N baked in: tiles of x and W staged in workgroup memory k-major, register blocking, vec4
- * global loads when K % 4 = 0. Bindings: y (read-write), x, W, then b (bias), then the params
- * uniform { M, ldy, colOff }. Used by gemm() below (tfjs tensors) and by the inference executor.
- */
-export function gemmWgsl(K: number, N: number, t: GemmTiles, e: Epilogue, bias: boolean): string {
+function gemmShader(t: GemmTiles, p: GemmPlan, bias: boolean): string {
   const { tileRows: BM, tileCols: BN, tileK: BK, threadRows: TM, threadCols: TN } = t;
   const SX = BN / TN; // threads along columns
   const SY = BM / TM; // threads along rows
-  const threads = SX * SY;
-  const V = K % 4 === 0 && BK % 4 === 0 ? 4 : 1;
+  const V = p.vec;
   const vt = V === 4 ? 'vec4<f32>' : 'f32';
-  // The register-blocked product, unrolled so every acc/a/b index is a constant (registers, not local memory).
-  const inner = [
+  // A tile of R rows × BK columns loaded by all threads, stored k-major: S[k·R + r].
+  // The register-blocked product, unrolled here so every acc/a/b index is a constant (registers, not local memory).
+  const unrolled = [
     ...range(TM).map((i) => `a[${i}] = xs[k * ${BM}u + l.y + ${i * SY}u];`),
     ...range(TN).map((j) => `bb[${j}] = ws[k * ${BN}u + l.x + ${j * SX}u];`),
     ...range(TM).flatMap((i) => range(TN).map((j) => `acc[${i * TN + j}] = fma(a[${i}], bb[${j}], acc[${i * TN + j}]);`)),
   ].join('\n      ');
-  // A tile of R rows × BK columns loaded by all threads, stored k-major: S[k·R + r].
   const load = (buf: string, S: string, R: number, row0: string, rows: string) => `
-    for (var i = 0u; i < ${Math.ceil((R * BK) / V / threads)}u; i++) {
-      let e = lid + i * ${threads}u;
+    for (var i = 0u; i < ${Math.ceil((R * BK) / V / p.threads)}u; i++) {
+      let e = lid + i * ${p.threads}u;
       if (e < ${(R * BK) / V}u) {
         let r = e / ${BK / V}u;
         let kk = (e % ${BK / V}u) * ${V}u;
         let gr = ${row0} + r;
         var v = ${vt}(0.0);
-        if (gr < ${rows} && k0 + kk < ${K}u) { v = ${buf}[(gr * ${K}u + k0 + kk) / ${V}u]; }
+        if (gr < ${rows} && k0 + kk < params.K) { v = ${buf}[(gr * params.K + k0 + kk) / ${V}u]; }
         ${V === 4 ? [0, 1, 2, 3].map((c) => `${S}[(kk + ${c}u) * ${R}u + r] = v[${c}];`).join(' ') : `${S}[kk * ${R}u + r] = v;`}
       }
     }`;
-  return /* wgsl */ `
-struct Params { M: u32, ldy: u32, colOff: u32, }
+  return `
+${paramsStruct({ N: u32(0), K: u32(0), M: u32(0) })}
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<${vt}>;
 @group(0) @binding(2) var<storage, read> w: array<${vt}>;
 ${bias ? '@group(0) @binding(3) var<storage, read> b: array<f32>;\n@group(0) @binding(4) var<uniform> params: Params;' : '@group(0) @binding(3) var<uniform> params: Params;'}
 var<workgroup> xs: array<f32, ${BM * BK}>;
 var<workgroup> ws: array<f32, ${BN * BK}>;
+
 @compute @workgroup_size(${SX}, ${SY}, 1)
 fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
   let row0 = g.y * ${BM}u;
@@ -131,12 +103,12 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
   var acc: array<f32, ${TM * TN}>;
   var a: array<f32, ${TM}>;
   var bb: array<f32, ${TN}>;
-  for (var k0 = 0u; k0 < ${K}u; k0 += ${BK}u) {
-    ${load('x', 'xs', BM, 'row0', 'params.M')}
-    ${load('w', 'ws', BN, 'col0', `${N}u`)}
+  for (var k0 = 0u; k0 < params.K; k0 += ${BK}u) {
+    ${load('x', 'xs', BM, 'row0', 'params.N')}
+    ${load('w', 'ws', BN, 'col0', 'params.M')}
     workgroupBarrier();
     for (var k = 0u; k < ${BK}u; k++) {
-      ${inner}
+      ${unrolled}
     }
     workgroupBarrier();
   }
@@ -144,10 +116,7 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
     let r = row0 + l.y + i * ${SY}u;
     for (var j = 0u; j < ${TN}u; j++) {
       let c = col0 + l.x + j * ${SX}u;
-      if (r < params.M && c < ${N}u) {
-        let idx = r * params.ldy + params.colOff + c;
-        ${epilogueWgsl(e, 'idx', `acc[i * ${TN}u + j]${bias ? ' + b[c]' : ''}`)}
-      }
+      if (r < params.N && c < params.M) { y[r * params.M + c] = acc[i * ${TN}u + j]${bias ? ' + b[c]' : ''}; }
     }
   }
 }`;
@@ -174,10 +143,10 @@ export function gemm(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor, tiles: Ge
   if (why) throw new Error(`gemm [${N}, ${inDim}]·[${out}, ${inDim}]ᵀ: ${why}`);
   const [y] = runKernel({
     name: 'gemm',
-    code: gemmWgsl(inDim, out, tiles, 'store', !!bias),
+    code: gemmShader(tiles, p, !!bias),
     inputs: bias ? [x, w, bias] : [x, w],
     outputs: [{ shape: [N, out], dtype: 'float32' }],
-    params: { M: u32(N), ldy: u32(out), colOff: u32(0) },
+    params: { N: u32(N), K: u32(inDim), M: u32(out) },
     workgroups: p.workgroups,
   });
   return y as tf.Tensor2D;
