@@ -112,7 +112,7 @@ export interface StepOutput {
  */
 const GEMM_ORDER = ['large', 'tall', 'medium', 'small'] as const;
 const GEMM_MIN_GROUPS: Record<(typeof GEMM_ORDER)[number], number> = { large: 256, tall: 128, medium: 64, small: 0 };
-export function gemmTileFor(M: number, N: number): (typeof GEMM_ORDER)[number] {
+function gemmTileFor(M: number, N: number): (typeof GEMM_ORDER)[number] {
   for (const name of GEMM_ORDER) {
     const t = GEMM_TILES[name];
     if (Math.ceil(M / t.BM) * Math.ceil(N / t.BN) >= GEMM_MIN_GROUPS[name]) return name;
@@ -123,7 +123,8 @@ export function gemmTileFor(M: number, N: number): (typeof GEMM_ORDER)[number] {
 const ATTN_TARGET_WORKGROUPS = 264; // split keys until about this many attention workgroups run (2 per SM on an H100/H200)
 const MAX_SPLITS = 64;
 
-function unsupported(model: Model): string | null {
+/** Why the executor cannot run this model, or null when it can. */
+export function executorUnsupported(model: Model): string | null {
   const c = model.config;
   const spec = ARCHS[c.arch];
   if (model.packedLinears && model.packedLinears.size > 0) return `packed quantized linears (${[...model.packedLinears.keys()][0]} …): evaluate the fake-quantized weights`;
@@ -137,11 +138,6 @@ function unsupported(model: Model): string | null {
   if (a && a.granularity === 'per_tensor' && !a.staticAbsmax) return 'dynamic per-tensor activation quantization (per token or static per-tensor scales are supported)';
   if (c.arch === 'opt' && model.splitWeights?.size) return 'OPT with a row-split embedding';
   return null;
-}
-
-/** Why the executor cannot run this model, or null when it can. */
-export function executorUnsupported(model: Model): string | null {
-  return unsupported(model);
 }
 
 interface Sizes {
@@ -215,7 +211,7 @@ export class Executor {
     readonly model: Model,
     readonly options: ExecutorOptions,
   ) {
-    const why = unsupported(model);
+    const why = executorUnsupported(model);
     if (why) throw new Error(`executor: model '${model.name}' is not supported: ${why}`);
     const device = engineDevice();
     const c = model.config;
