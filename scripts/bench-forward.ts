@@ -12,7 +12,7 @@
 //   only: the values do not change the work); rows are labelled by dtype. --int8-tiles picks the
 //   W8A8 GEMM's subgroup-matrix tiling (lib/kernels/w8a8.ts INT8_TILES).
 //   --engine executor,tfjs (default both on webgpu): 'executor' times the kit's inference executor
-//   (lib/engine: planned forward, one command buffer per step; fp32 only), 'tfjs' the tfjs path
+//   (lib/engine: planned forward, one command buffer per step; fp32 and --quant w8a8), 'tfjs' the tfjs path
 //   (with --kernels as above).
 //   --profile: after timing each variant, print where one prefill and one decode step spend their
 //   time (tfjs kernels by GPU time from timestamp queries, dispatch counts, wall time) to stderr.
@@ -111,7 +111,11 @@ async function main(): Promise<void> {
   const params = [...model.weights.values(), ...[...(model.splitWeights?.values() ?? [])].flat()].reduce((a, t) => a + t.size, 0);
   const rows: Row[] = [];
   try {
-    if (engines.includes('executor')) rows.push(await timeExecutor(model, hf, prefill, decode, reps, rt.backend, rt.device, params, sha, startedAt, values.profile!));
+    // The executor runs dense fp32 and W8A8 models (weight-only packed linears are not in it).
+    for (const quant of engines.includes('executor') ? quants.filter((q) => q === 'none' || q === 'w8a8') : []) {
+      applyQuant(model, quant);
+      rows.push(await timeExecutor(model, hf, prefill, decode, reps, rt.backend, rt.device, params, sha, startedAt, values.profile!, quant));
+    }
     for (const { kernels, quant } of runs) {
       applyQuant(model, quant);
       await withKernels({ ...policy, mode: kernels ? 'auto' : 'off' }, async () => {
@@ -172,7 +176,7 @@ async function main(): Promise<void> {
 }
 
 /** Prefill (one step over the prompt, all logits) and greedy decode tokens/s of the kit's inference executor. */
-async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number, decode: number, reps: number, backend: string, device: string, params: number, sha: string, startedAt: string, profile: boolean): Promise<Row> {
+async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number, decode: number, reps: number, backend: string, device: string, params: number, sha: string, startedAt: string, profile: boolean, quant: Quant): Promise<Row> {
   const dec = Decoder.create(model, prefill + decode + 1);
   try {
     const prompt = Array.from({ length: prefill }, (_, i) => 3 + ((i * 7919) % (hf.vocab_size - 3)));
@@ -197,7 +201,7 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
         return median(ms);
       };
       const full = median(times);
-      for (const [what, re] of [['attention', /^attn/], ['GEMMs and GEMVs', /^gem[mv]-/], ['LM head GEMM', new RegExp(`^gem[mv]-${hf.hidden_size}x${hf.vocab_size}-`)], ['norms, RoPE/KV, embedding, row stats', /^(norm|rope|embed|row-stats|pick)/]] as const) {
+      for (const [what, re] of [['attention', /^attn/], ['GEMMs and GEMVs', /^gem[mv]-/], ['INT8 GEMMs and activation quantization', /^(int8-gemm|w8a8-act-quant)/], ['LM head GEMM', new RegExp(`^gem[mv]-${hf.hidden_size}x${hf.vocab_size}-`)], ['norms, RoPE/KV, embedding, row stats', /^(norm|rope|embed|row-stats|pick)/]] as const) {
         console.error(`[profile] executor prefill ${prefill}: ${what} ≈ ${(full - (await without(re))).toFixed(2)} ms of ${full.toFixed(2)} ms`);
       }
     }
@@ -209,9 +213,9 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
       decodeTimes.push(stamps[stamps.length - 1] - stamps[0]);
     }
     const decodeTokS = decode / (median(decodeTimes) / 1000);
-    console.error(`[bench-forward] executor-${backend} fp32: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
-    const note = `kit inference executor (lib/engine): ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers`;
-    return row('executor', 'fp32', backend, device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note);
+    console.error(`[bench-forward] executor-${backend} ${QUANTS[quant].dtype}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
+    const note = `${[QUANTS[quant].note, quant === 'w8a8' ? 'LM head fp32' : ''].filter(Boolean).join(', ')}${quant === 'none' ? '' : '; '}kit inference executor (lib/engine): ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers`;
+    return row('executor', QUANTS[quant].dtype, backend, device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note);
   } finally {
     await dec.dispose();
   }

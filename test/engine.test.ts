@@ -1,13 +1,16 @@
 // The inference executor (lib/engine) against the tfjs path, the exact reference: per-request
 // log-likelihoods, greedy flags and next-token log-probabilities of stories260K, the zoo's smallest
-// LLaMA and OPT models, a GQA model, a pruned model with per-block widths and a W8A8 model with
-// activation fake quantization; logits of the transformers fixtures; every buffer freed, none made per step (1,000 steps); unsupported
+// LLaMA and OPT models, a GQA model, a pruned model with per-block widths, a W8A8 model with
+// activation fake quantization and W8A8 models on the INT8 kernels; logits of the transformers fixtures; every buffer freed, none made per step (1,000 steps); unsupported
 // configurations and bad inputs refused before any work. Needs a WebGPU adapter (lavapipe or a
 // GPU); the configuration checks run everywhere.
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Executor, executorUnsupported } from '../lib/engine/executor';
+import { Executor, executorUnsupported, type ExecutorOptions } from '../lib/engine/executor';
+import { attachPackedLinears, packLinears } from '../lib/kernels/packed-linear';
+import { METHODS } from '../lib/methods';
+import { actQuantDefaults } from '../lib/quant/act';
 import { Arena } from '../lib/engine/gpu';
 import { Decoder } from '../lib/engine/generate';
 import { generate } from '../lib/models/transformer';
@@ -29,7 +32,10 @@ describe('executor configuration checks (no GPU needed)', () => {
     try {
       expect(executorUnsupported(m)).toBeNull();
       expect(executorUnsupported({ ...m, config: { ...m.config, activation: 'gelu' } })).toMatch(/activation 'gelu'/);
-      expect(executorUnsupported({ ...m, packedLinears: new Map([['model.layers.0.self_attn.q_proj.weight', {} as never]]) })).toMatch(/packed quantized linears \(model\.layers\.0\.self_attn\.q_proj\.weight/);
+      const q = 'model.layers.0.self_attn.q_proj.weight';
+      expect(executorUnsupported({ ...m, packedLinears: new Map([[q, { kind: 'wq' } as never]]) })).toMatch(/weight-only packed linears \(model\.layers\.0\.self_attn\.q_proj\.weight/);
+      expect(executorUnsupported({ ...m, packedLinears: new Map([[q, { kind: 'w8a8' } as never]]) })).toMatch(/without per-token INT8 activation quantization/);
+      expect(executorUnsupported({ ...m, actQuant: actQuantDefaults, packedLinears: new Map([[q, { kind: 'w8a8' } as never]]) })).toBeNull();
       expect(executorUnsupported({ ...m, actQuant: { bits: 8, granularity: 'per_tensor', staticAbsmax: null } })).toMatch(/dynamic per-tensor/);
     } finally {
       disposeModel(m);
@@ -40,18 +46,30 @@ describe('executor configuration checks (no GPU needed)', () => {
 const reason = await webgpuAdapterReason();
 
 describe.skipIf(reason !== null)('executor on webgpu', () => {
-  const models: [string, () => Promise<Model>][] = [
+  /** TINY with RTN W8 per-channel weights and per-token INT8 activations, its linears packed for the INT8 GEMM. */
+  const w8a8Packed = async (seed: number): Promise<Model> => {
+    const m = randomModel(TINY, { seed, name: 'w8a8-packed' });
+    const r = await METHODS.rtn.compress(m, null, { bits: 8, groupSize: -1, sym: true });
+    m.actQuant = actQuantDefaults;
+    expect([...attachPackedLinears(m, packLinears(r.quantized, m.actQuant))]).toEqual([]);
+    return m;
+  };
+  const models: [string, () => Promise<Model>, Partial<ExecutorOptions>?][] = [
     ['stories260K', () => loadModel(STORIES_BIN)],
     ['zoo llama-700k', () => loadModel(path.join(repo, 'models/zoo/llama-700k'))],
     ['zoo opt-700k', () => loadModel(path.join(repo, 'models/zoo/opt-700k'))],
     ['pruned per-block widths', async () => randomModel({ ...TINY, num_attention_heads_per_layer: [4, 2], num_key_value_heads_per_layer: [2, 2], intermediate_size_per_layer: [96, 40] }, { seed: 5, name: 'pruned' })],
     ['W8A8 activation fake quantization', async () => ({ ...randomModel(TINY, { seed: 6, name: 'w8a8' }), actQuant: { bits: 8, granularity: 'per_token' as const, staticAbsmax: null } })],
+    // The INT8 kernels against the fake-quantized tfjs path (the reference): the dot4 GEMM, and the
+    // subgroup-matrix GEMM's tiling, staging and epilogue (emulated: lavapipe has no subgroup matrices).
+    ['W8A8 packed linears, INT8 GEMM dot4', () => w8a8Packed(8), { int8Path: 'dot4' }],
+    ['W8A8 packed linears, INT8 GEMM subgroup-matrix tiling (emulated)', () => w8a8Packed(9), { int8Path: 'sm-emulated' }],
   ];
-  for (const [name, make] of models) {
+  for (const [name, make, opts] of models) {
     it(`${name}: per-request log-likelihoods, greedy flags and next-token log-probs equal the tfjs path's within 1e-4`, async () => {
       const model = await make();
       try {
-        const a = await scorerAgreement(model);
+        const a = await scorerAgreement(model, undefined, opts);
         expect(a.maxRel).toBeLessThan(1e-4);
         expect(a.mismatches).toBe(0);
       } finally {

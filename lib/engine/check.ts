@@ -7,7 +7,7 @@ import { disposeModel, loadModel } from '../models/load';
 import type { Model } from '../models/types';
 import { tensorScorer } from '../eval/model-scorer';
 import type { ContinuationRequest, NextTokenRequest } from '../eval/scorer';
-import { Executor, executorUnsupported } from './executor';
+import { Executor, executorUnsupported, type ExecutorOptions } from './executor';
 import { EngineScorer } from './scorer';
 
 /** Requests of every shape the evaluator sends: short and long contexts and continuations, left truncation, continuations longer than the window, next-token candidates. */
@@ -41,10 +41,10 @@ export interface ScorerAgreement {
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-6);
 
 /** The executor's scorer against the tfjs scorer on checkRequests (sequences of at most maxLength). */
-export async function scorerAgreement(model: Model, maxLength = Math.min(128, model.config.maxPositions)): Promise<ScorerAgreement> {
+export async function scorerAgreement(model: Model, maxLength = Math.min(128, model.config.maxPositions), opts: Partial<ExecutorOptions> = {}): Promise<ScorerAgreement> {
   const { cont, next } = checkRequests(model.config.vocabSize, maxLength);
   const ref = tensorScorer(model, {}, maxLength);
-  const eng = new EngineScorer(model, maxLength);
+  const eng = new EngineScorer(model, maxLength, opts);
   const [a, b] = [await ref.continuations(cont), await eng.continuations(cont)];
   const [c, d] = [await ref.nextToken(next), await eng.nextToken(next)];
   let maxRel = 0;

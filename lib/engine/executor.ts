@@ -12,10 +12,14 @@
 //
 // Supported: LLaMA (RMSNorm, RoPE incl. scaling tables, SwiGLU, GQA, per-block widths of pruned
 // models, tied or untied head, row-split embedding/head) and OPT (pre-LayerNorm, learned positions,
-// ReLU, biases); dense fp32 weights (sparse ones are dense with zeros), and activation fake
-// quantization per token or per tensor with static scales (SmoothQuant W8A8 models). Anything else
-// (packed quantized linears, OPT project_in/out or post-LayerNorm, GELU, dynamic per-tensor
-// activation scales) is an error naming it, raised before any work.
+// ReLU, biases); dense fp32 weights (sparse ones are dense with zeros); activation fake
+// quantization per token or per tensor with static scales (SmoothQuant W8A8 models); and W8A8
+// packed linears (Model.packedLinears of kind 'w8a8', per-token INT8 activations): the input is
+// quantized to INT8 codes once per distinct input (q, k and v share it) and the INT8 GEMM of
+// lib/kernels/w8a8.ts (tensor cores where the device has INT8 subgroup matrices, else dot4)
+// dequantizes in its epilogue. Anything else (weight-only packed linears, OPT project_in/out or
+// post-LayerNorm, GELU, dynamic per-tensor activation scales) is an error naming it, raised
+// before any work.
 import type * as tf from '@tensorflow/tfjs';
 import { ARCHS, linearName } from '../models/arch';
 import { ropeInvFreq } from '../models/transformer';
@@ -23,6 +27,8 @@ import type { Model } from '../models/types';
 import { blockWidths, hasFinalNorm } from '../models/weights';
 import { actQuantKernel } from './act-quant';
 import { flushTfjs } from '../kernels/gpu';
+import { isPerTokenInt8, type PackedW8A8 } from '../kernels/packed-linear';
+import { chooseInt8Tile, int8ActQuantSource, int8GemmKernel, int8PathFor, INT8_AUTO, INT8_TILES, tileSharedBytes, type Int8Path, type Int8TileName } from '../kernels/w8a8';
 import { Arena, borrow, engineDevice, Program, spill, type Buf, type DispatchSpec } from './gpu';
 import {
   attentionKernel,
@@ -38,6 +44,7 @@ import {
   ropeKvKernel,
   rowStatsKernel,
   type AttnTile,
+  epilogueCode,
   type Epilogue,
 } from './kernels';
 
@@ -56,6 +63,8 @@ export interface ExecutorOptions {
   maxActivationBytes: number;
   /** A KV cache for generation: `slots` sequences of up to `length` positions; null: scoring only. */
   cache: { slots: number; length: number } | null;
+  /** INT8 GEMM of W8A8 packed linears (lib/kernels/w8a8.ts Int8Path): 'auto' = subgroup matrices where the device has them, else dot4. */
+  int8Path: Int8Path | 'auto';
 }
 
 export const EXECUTOR_DEFAULTS: ExecutorOptions = {
@@ -66,6 +75,7 @@ export const EXECUTOR_DEFAULTS: ExecutorOptions = {
   maxLogitBytes: 1 << 30, // 1 GiB of logits per step
   maxActivationBytes: 2 ** 31, // 2 GiB of per-step activations
   cache: null,
+  int8Path: 'auto',
 };
 
 /** What one step runs: its token, block, score-row and item counts and how attention splits. */
@@ -127,7 +137,10 @@ const MAX_SPLITS = 64;
 export function executorUnsupported(model: Model): string | null {
   const c = model.config;
   const spec = ARCHS[c.arch];
-  if (model.packedLinears && model.packedLinears.size > 0) return `packed quantized linears (${[...model.packedLinears.keys()][0]} …): evaluate the fake-quantized weights`;
+  for (const [name, p] of model.packedLinears ?? []) {
+    if (p.kind !== 'w8a8') return `weight-only packed linears (${name} …): evaluate the dequantized weights`;
+    if (!isPerTokenInt8(model.actQuant)) return `W8A8 packed linear ${name} without per-token INT8 activation quantization`;
+  }
   if (c.arch === 'opt' && !c.doLayerNormBefore) return 'OPT with post-LayerNorm (do_layer_norm_before = false)';
   if (!hasFinalNorm(c)) return 'a model without a final norm';
   if (spec.projectIn && model.weights.has(spec.projectIn)) return 'OPT project_in/project_out (word_embed_proj_dim ≠ hidden_size)';
@@ -147,14 +160,15 @@ interface Sizes {
   maxBlocks: number;
 }
 
-/** Per-token activation floats of the widest block (hidden ×2, q, k, v, attention out, MLP inner, act-quant scratch). */
+/** Per-token activation floats of the widest block (hidden ×2, q, k, v, attention out, MLP inner, act-quant scratch, INT8 codes and scale). */
 function floatsPerToken(model: Model): number {
   const c = model.config;
   let w = 0;
   for (let i = 0; i < c.numLayers; i++) {
     const b = blockWidths(c, i);
     const qkv = (b.numHeads + 2 * b.numKvHeads) * c.headDim;
-    w = Math.max(w, 2 * c.hiddenSize + qkv + b.numHeads * c.headDim + b.intermediateSize + 2 * b.numKvHeads * c.headDim + Math.max(c.hiddenSize, b.intermediateSize, b.numHeads * c.headDim));
+    const widest = Math.max(c.hiddenSize, b.intermediateSize, b.numHeads * c.headDim);
+    w = Math.max(w, 2 * c.hiddenSize + qkv + b.numHeads * c.headDim + b.intermediateSize + 2 * b.numKvHeads * c.headDim + widest + widest / 4 + 5);
   }
   return w;
 }
@@ -265,7 +279,10 @@ export class Executor {
       const vT = arena.storage('v', f32 * maxTokens * maxKV * hd);
       const att = arena.storage('attn', f32 * maxTokens * maxH * hd); // [T, H·hd]
       const ff = arena.storage('ff', f32 * maxTokens * maxF); // [T, F]
+      const packed = (model.packedLinears ?? new Map()) as Map<string, PackedW8A8>; // executorUnsupported: W8A8 only
       const aq = model.actQuant ? arena.storage('act-quant', f32 * maxTokens * Math.max(D, maxF, maxH * hd)) : null;
+      const maxKWords = Math.max(0, ...[...packed.values()].map((p) => p.kWords));
+      const q8 = maxKWords ? { codes: arena.storage('int8-codes', 4 * maxTokens * maxKWords), scales: arena.storage('int8-scales', f32 * maxTokens) } : null; // [T, kWords], [T]
       const hs = arena.storage('head-in', f32 * maxScoreRows * D); // [R, D]
       const logits = arena.storage('logits', f32 * maxScoreRows * c.vocabSize); // [R, V]
       this.logits = logits;
@@ -331,10 +348,74 @@ export class Executor {
         r0 += rows;
       }
       // --- blocks ---
-      const linear = (name: string, input: Buf, output: Buf, K: number, N: number, e: Epilogue, rows: (s: StepShape) => number, ldy = N, colOff = 0, weight?: Buf): void => {
-        const W = weight ?? w(name);
+      /** The last activation quantization recorded: the linears right after it on the same input reuse it. */
+      let lastQuant: { input: Buf; kind: 'int8' | 'fake'; end: number } | null = null;
+      const reuse = (input: Buf, kind: 'int8' | 'fake') => lastQuant?.input === input && lastQuant.kind === kind && lastQuant.end === specs.length;
+      const act = model.actQuant ?? null;
+      /** The input a dense linear reads: its activation-quantized copy when the model quantizes activations. */
+      const fakeQuantized = (quant: { block: number; short: string }, input: Buf, K: number): Buf => {
+        if (!act || !aq) return input;
+        const staticMax = act.granularity === 'per_tensor' ? act.staticAbsmax![`${quant.block}.${quant.short}`] : undefined;
+        if (act.granularity === 'per_tensor' && staticMax === undefined) throw new Error(`executor: static activation quantization has no calibrated scale for linear '${quant.block}.${quant.short}'`);
+        if (staticMax === undefined && reuse(input, 'fake')) return aq; // per-token scales depend on the input only
+        specs.push({
+          kernel: actQuantKernel(K, act.bits, staticMax ?? null),
+          buffers: [aq, input],
+          params: (s) => ({ n: s.tokens }),
+          workgroups: (s) => spill(s.tokens, device),
+        });
+        lastQuant = { input, kind: 'fake', end: specs.length };
+        return aq;
+      };
+      const int8Path = packed.size ? int8PathFor(options.int8Path) : null;
+      // The subgroup-matrix tilings of INT8_AUTO that fit the device's workgroup memory; chooseInt8Tile picks per step among them.
+      const int8Tiles: Int8TileName[] = [...new Set([INT8_AUTO.large, INT8_AUTO.small])].filter((t) => tileSharedBytes(INT8_TILES[t]) <= device.limits.maxComputeWorkgroupStorageSize);
+      if (int8Path && int8Path !== 'dot4' && int8Tiles.length === 0) throw new Error(`executor: no INT8 subgroup-matrix tiling fits the device's ${device.limits.maxComputeWorkgroupStorageSize} B of workgroup memory`);
+      const int8TileFor = (M: number, N: number) => (int8Tiles.includes(chooseInt8Tile(M, N)) ? chooseInt8Tile(M, N) : int8Tiles[0]);
+      /** W8A8: INT8 codes of the input (once per input), then the INT8 GEMM with the linear's epilogue. */
+      const int8Linear = (name: string, p: PackedW8A8, input: Buf, output: Buf, K: number, N: number, e: Epilogue, rows: (s: StepShape) => number, ldy: number, colOff: number): void => {
+        if (p.inFeatures !== K || p.outFeatures !== N) throw new Error(`executor: packed '${name}' is [${p.outFeatures}, ${p.inFeatures}], the block needs [${N}, ${K}]`);
+        if (!reuse(input, 'int8')) {
+          specs.push({
+            kernel: int8ActQuantSource(),
+            buffers: [q8!.codes, q8!.scales, input],
+            params: (s) => ({ M: s.tokens, K, kWords: p.kWords }),
+            workgroups: (s) => spill(s.tokens, device),
+          });
+        }
         const b = maybe(name.replace(/\.weight$/, '.bias'));
-        const buffers = [output, input, W, ...(b ? [b] : [])];
+        const groups = p.groupSize !== -1;
+        const buffers = [output, q8!.codes, borrow(p.codes, `${name}:codes`), q8!.scales, borrow(p.scales, `${name}:scales`), ...(b ? [b] : [])];
+        const gemm = (tile: Int8TileName) =>
+          int8GemmKernel({ path: int8Path!, tile, groups, bias: !!b, write: (m, n, v) => epilogueCode(e, `${m} * params.ldy + params.colOff + ${n}`, v), extra: { ldy: 'u32', colOff: 'u32' } });
+        const params = (s: StepShape) => ({ M: rows(s), N, kWords: p.kWords, G: p.scales.shape[1], groupWords: groups ? p.groupSize / 4 : p.kWords, ldy, colOff });
+        const grid = (g: number | [number, number, number]) => (typeof g === 'number' ? spill(g, device) : g);
+        if (int8Path === 'dot4' || groups) {
+          const k = gemm(int8Tiles[0]);
+          specs.push({ kernel: k, buffers, params, workgroups: (s) => grid(k.workgroups(rows(s), N)) });
+        } else {
+          for (const tile of int8Tiles) {
+            const k = gemm(tile);
+            specs.push({ kernel: k, buffers, params, workgroups: (s) => (int8TileFor(rows(s), N) === tile ? grid(k.workgroups(rows(s), N)) : null) });
+          }
+        }
+        lastQuant = output === input ? null : { input, kind: 'int8', end: specs.length };
+      };
+      /**
+       * y[:, colOff : colOff + N] (row stride ldy) ⟵e⟵ input [rows, K] · W[N, K]ᵀ (+ bias): the W8A8
+       * kernels when the weight is packed, else the fp32 GEMV/GEMM (on the fake-quantized input when
+       * `quant` names a block linear of a model that quantizes activations).
+       */
+      const linear = (name: string, input: Buf, output: Buf, K: number, N: number, e: Epilogue, rows: (s: StepShape) => number, o: { quant?: { block: number; short: string }; ldy?: number; colOff?: number; weight?: Buf } = {}): void => {
+        const ldy = o.ldy ?? N;
+        const colOff = o.colOff ?? 0;
+        const p = packed.get(name);
+        if (p) return int8Linear(name, p, input, output, K, N, e, rows, ldy, colOff);
+        const x = o.quant ? fakeQuantized(o.quant, input, K) : input;
+        const quantEnd = specs.length;
+        const W = o.weight ?? w(name);
+        const b = maybe(name.replace(/\.weight$/, '.bias'));
+        const buffers = [output, x, W, ...(b ? [b] : [])];
         const params = (s: StepShape) => ({ M: rows(s), ldy, colOff });
         specs.push({ kernel: gemvKernel(K, N, e, !!b), buffers, params, workgroups: (s) => (rows(s) <= GEMV_MAX_ROWS ? spill(gemvGroups(N), device) : null) });
         for (const name of GEMM_ORDER) {
@@ -346,20 +427,7 @@ export class Executor {
             workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && gemmTileFor(rows(s), N) === name ? [Math.ceil(N / t.BN), Math.ceil(rows(s) / t.BM), 1] : null),
           });
         }
-      };
-      const act = model.actQuant ?? null;
-      /** The input a linear reads: its activation-quantized copy when the model quantizes activations. */
-      const quantized = (block: number, short: string, input: Buf, K: number): Buf => {
-        if (!act || !aq) return input;
-        const staticMax = act.granularity === 'per_tensor' ? act.staticAbsmax![`${block}.${short}`] : undefined;
-        if (act.granularity === 'per_tensor' && staticMax === undefined) throw new Error(`executor: static activation quantization has no calibrated scale for linear '${block}.${short}'`);
-        specs.push({
-          kernel: actQuantKernel(K, act.bits, staticMax ?? null),
-          buffers: [aq, input],
-          params: (s) => ({ n: s.tokens }),
-          workgroups: (s) => spill(s.tokens, device),
-        });
-        return aq;
+        if (lastQuant?.end === quantEnd && output !== lastQuant.input) lastQuant.end = specs.length; // the next linear on the same input may reuse its quantization
       };
       for (let i = 0; i < c.numLayers; i++) {
         const bw = blockWidths(c, i);
@@ -379,9 +447,10 @@ export class Executor {
         normInto(`${p}${spec.norms.attn}`);
         const a = spec.attention;
         // q, k, v each read the normed input (quantized per linear when activations are)
-        linear(lin(a.q), quantized(i, a.q, h, D), q, D, H * hd, 'store', tokens);
-        linear(lin(a.k), quantized(i, a.k, h, D), kT, D, KVH * hd, 'store', tokens);
-        linear(lin(a.v), quantized(i, a.v, h, D), vT, D, KVH * hd, 'store', tokens);
+        const quant = (short: string) => ({ quant: { block: i, short } });
+        linear(lin(a.q), h, q, D, H * hd, 'store', tokens, quant(a.q));
+        linear(lin(a.k), h, kT, D, KVH * hd, 'store', tokens, quant(a.k));
+        linear(lin(a.v), h, vT, D, KVH * hd, 'store', tokens, quant(a.v));
         const st = stores[i];
         specs.push({
           kernel: ropeKvKernel(H, KVH, hd, !!rope),
@@ -412,17 +481,17 @@ export class Executor {
           params: (s) => ({ nb: s.blocks, splits: s.splits }),
           workgroups: (s) => (s.splits > 1 ? spill(Math.ceil((s.blocks * KVH * blockTile.rows * hd) / 64), device) : null),
         });
-        linear(lin(a.o), quantized(i, a.o, att, H * hd), x, H * hd, D, 'add', tokens);
+        linear(lin(a.o), att, x, H * hd, D, 'add', tokens, quant(a.o));
         normInto(`${p}${spec.norms.mlp}`);
         if (c.arch === 'llama') {
           const [gate, up] = spec.mlp.inputs;
-          linear(lin(gate), quantized(i, gate, h, D), ff, D, F, 'store', tokens);
-          linear(lin(up), quantized(i, up, h, D), ff, D, F, 'silu-mul', tokens);
+          linear(lin(gate), h, ff, D, F, 'store', tokens, quant(gate));
+          linear(lin(up), h, ff, D, F, 'silu-mul', tokens, quant(up));
         } else {
           const fc1 = spec.mlp.inputs[0];
-          linear(lin(fc1), quantized(i, fc1, h, D), ff, D, F, 'relu', tokens);
+          linear(lin(fc1), h, ff, D, F, 'relu', tokens, quant(fc1));
         }
-        linear(lin(spec.mlp.down), quantized(i, spec.mlp.down, ff, F), x, F, D, 'add', tokens);
+        linear(lin(spec.mlp.down), ff, x, F, D, 'add', tokens, quant(spec.mlp.down));
       }
       // --- head: final norm of the scored rows, LM head (row blocks into column ranges), row stats, items ---
       specs.push({
@@ -436,7 +505,7 @@ export class Executor {
       if (!headBlocks[0]) throw new Error(`executor: model '${model.name}' has no weight '${headName}'`);
       let col = 0;
       for (const [bi, blockT] of headBlocks.entries()) {
-        linear(headName, hs, logits, D, blockT.shape[0], 'store', (s) => s.scoreRows, c.vocabSize, col, borrow(blockT, `${headName}[${bi}]`));
+        linear(headName, hs, logits, D, blockT.shape[0], 'store', (s) => s.scoreRows, { ldy: c.vocabSize, colOff: col, weight: borrow(blockT, `${headName}[${bi}]`) });
         col += blockT.shape[0];
       }
       if (col !== c.vocabSize) throw new Error(`executor: LM head rows ${col} ≠ vocabulary ${c.vocabSize}`);

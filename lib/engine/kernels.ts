@@ -126,7 +126,7 @@ fn main(${BUILTINS}) {
  */
 export type Epilogue = 'store' | 'add' | 'relu' | 'silu-mul';
 
-function epilogue(e: Epilogue, idx: string, a: string): string {
+export function epilogueCode(e: Epilogue, idx: string, a: string): string {
   switch (e) {
     case 'store':
       return `y[${idx}] = ${a};`;
@@ -221,7 +221,7 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
       let c = col0 + l.x + j * ${SX}u;
       if (r < params.M && c < ${N}u) {
         let idx = r * params.ldy + params.colOff + c;
-        ${epilogue(e, 'idx', `acc[i * ${TN}u + j]${bias ? ' + b[c]' : ''}`)}
+        ${epilogueCode(e, 'idx', `acc[i * ${TN}u + j]${bias ? ' + b[c]' : ''}`)}
       }
     }
   }
@@ -283,7 +283,7 @@ fn main(@builtin(local_invocation_id) l: vec3u, ${BUILTINS}) {
     let r = lane;
     let idx = r * params.ldy + params.colOff + c;
     let a = red[(r * ${COLS}u + l.y) * ${LANES}u]${bias ? ' + b[c]' : ''};
-    ${epilogue(e, 'idx', 'a')}
+    ${epilogueCode(e, 'idx', 'a')}
   }
 }`,
   };

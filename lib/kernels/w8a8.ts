@@ -201,8 +201,15 @@ export function quantizeActInt8(x: tf.Tensor2D, kWords: number): { codes: tf.Ten
 
 // ---- 2. INT8 GEMM + epilogue ----
 
+/**
+ * WGSL statements writing the dequantized value v of output (m, n) (expressions); the default is
+ * `y[m * params.N + n] = v`. The inference executor passes its own (residual add, SwiGLU, a row
+ * stride and column offset: lib/engine).
+ */
+export type OutputWriter = (m: string, n: string, v: string) => string;
+
 /** What the GEMM writes: fp32 y with the dequantizing epilogue, or the raw int32 accumulators (checks). */
-type Epilogue = { kind: 'int32' } | { kind: 'dequant'; groups: boolean; bias: boolean };
+type Epilogue = { kind: 'int32' } | { kind: 'dequant'; groups: boolean; bias: boolean; write?: OutputWriter };
 
 /** Output/input binding declarations shared by both kernels (a, b = packed codes as vec4 words or words). */
 function bindings(e: Epilogue, wordType: string, params: Record<string, Param>): string {
@@ -226,8 +233,13 @@ function bindings(e: Epilogue, wordType: string, params: Record<string, Param>):
 /** WGSL storing one output element from its int32 accumulator (per-channel scales). */
 function storeOne(e: Epilogue, m: string, n: string, acc: string): string {
   if (e.kind === 'int32') return `y[${m} * params.N + ${n}] = ${acc};`;
-  const b = e.bias ? ` + bias[${n}]` : '';
-  return `y[${m} * params.N + ${n}] = f32(${acc}) * sx[${m}] * sw[${n}]${b};`;
+  return writeDequant(e, m, n, `f32(${acc}) * sx[${m}] * sw[${n}]`);
+}
+
+/** WGSL storing v (+ bias) at output (m, n) through the epilogue's writer. */
+function writeDequant(e: Extract<Epilogue, { kind: 'dequant' }>, m: string, n: string, v: string): string {
+  const value = e.bias ? `${v} + bias[${n}]` : v;
+  return e.write ? e.write(m, n, value) : `y[${m} * params.N + ${n}] = ${value};`;
 }
 
 // Portable kernel: each invocation computes a 4×4 block of outputs from packed words with
@@ -239,9 +251,8 @@ function dot4Code(e: Epilogue, params: Record<string, Param>): string {
   const stores: string[] = [];
   for (let i = 0; i < 4; i++) {
     for (let j = 0; j < 4; j++) {
-      const body = grouped
-        ? `y[(m0 + ${i}u) * params.N + n0 + ${j}u] = f[${i * 4 + j}] * sx[m0 + ${i}u]${e.bias ? ` + bias[n0 + ${j}u]` : ''};`
-        : storeOne(e, `(m0 + ${i}u)`, `(n0 + ${j}u)`, `acc[${i * 4 + j}]`);
+      const body =
+        e.kind === 'dequant' && e.groups ? writeDequant(e, `(m0 + ${i}u)`, `(n0 + ${j}u)`, `f[${i * 4 + j}] * sx[m0 + ${i}u]`) : storeOne(e, `(m0 + ${i}u)`, `(n0 + ${j}u)`, `acc[${i * 4 + j}]`);
       stores.push(`  if (m0 + ${i}u < params.M && n0 + ${j}u < params.N) { ${body} }`);
     }
   }
@@ -571,4 +582,50 @@ export function w8a8Linear(x: tf.Tensor2D, p: PackedW8A8, bias?: tf.Tensor, opts
 /** The WGSL of the subgroup-matrix GEMM for a tiling (int32 epilogue), for reading and for compiling on a device without running it. */
 export function int8GemmSource(tile: Int8TileName, opts: { emulate?: boolean; syntax?: MatrixSyntax } = {}): string {
   return subgroupMatrixCode(INT8_TILES[tile], { kind: 'int32' }, { M: u32(0), N: u32(0), kWords: u32(0) }, opts.emulate ?? false, opts.syntax ?? 'template');
+}
+
+// ---- 3. the same kernels for an executor that binds its own buffers (lib/engine) ----
+
+/** A kernel as complete WGSL: bindings in the order its doc gives, then one `params` uniform with these fields in order. */
+export interface Int8KernelSource {
+  name: string;
+  code: string;
+  params: Record<string, Param['type']>;
+}
+
+const types = (params: Record<string, Param>) => Object.fromEntries(Object.entries(params).map(([k, p]) => [k, p.type]));
+
+/** Per-token INT8 quantization of x [M, K] (as quantizeActInt8). Bindings: codes u32 [M, kWords] (out), scales [M] (out), x [M, K]; params M, K, kWords. One workgroup per row, the grid spilled into y. */
+export function int8ActQuantSource(): Int8KernelSource {
+  const params = { M: u32(0), K: u32(0), kWords: u32(0) };
+  return { name: 'w8a8-act-quant', code: actQuantCode(params), params: types(params) };
+}
+
+/** The GEMM path 'auto' resolves to on this device (see Int8Options.path). */
+export const int8PathFor = resolvePath;
+
+/**
+ * The INT8 GEMM with the dequantizing epilogue written through `write`, for an executor: the
+ * subgroup-matrix kernel (or its emulation) with `tile`, or the dot4 kernel (which alone takes
+ * per-group weight scales). `extra` names the params `write` reads beyond the GEMM's own (M, N,
+ * kWords, and G, groupWords for dot4). Bindings: y (read-write), a codes [M, kWords], b codes
+ * [N, kWords], sx [M], sw [N, G], then bias [N]. `workgroups(M, N)`: a flat count (the kernel
+ * reads its index as wg.y · nwg.x + wg.x) or a 2D grid.
+ */
+export function int8GemmKernel(o: { path: Int8Path; tile: Int8TileName; groups: boolean; bias: boolean; write: OutputWriter; extra: Record<string, Param['type']> }): Int8KernelSource & { workgroups: (M: number, N: number) => number | [number, number, number] } {
+  const extra = Object.fromEntries(Object.entries(o.extra).map(([k, t]) => [k, { type: t, value: 0 }]));
+  const e: Epilogue = { kind: 'dequant', groups: o.groups, bias: o.bias, write: o.write };
+  if (o.path === 'dot4' || o.groups) {
+    const params = { M: u32(0), N: u32(0), kWords: u32(0), G: u32(0), groupWords: u32(0), ...extra };
+    return { name: `int8-gemm-dot4${o.groups ? '-g' : ''}`, code: dot4Code(e, params), params: types(params), workgroups: (M, N) => [Math.ceil(N / (4 * DOT4_WG)), Math.ceil(M / (4 * DOT4_WG)), 1] };
+  }
+  const t = INT8_TILES[o.tile];
+  if (!t) throw new Error(`unknown int8 tile '${o.tile}' (known: ${Object.keys(INT8_TILES).join(', ')})`);
+  const params = { M: u32(0), N: u32(0), kWords: u32(0), ...extra };
+  return {
+    name: `int8-gemm-${o.path}-${o.tile}`,
+    code: subgroupMatrixCode(t, e, params, o.path === 'sm-emulated', 'template'),
+    params: types(params),
+    workgroups: (M, N) => Math.ceil(N / (16 * t.wn * t.tn)) * Math.ceil(M / (16 * t.wm * t.tm)),
+  };
 }
