@@ -6,7 +6,9 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { checkMethodConfig } from './methods/index';
 import { readResults, trackFile, type ResultRow, type RowStatus, type Track } from './results';
+import { TASKS } from './tasks/index';
 
 /** The repository root (model paths in matrices are relative to it, whatever the working directory). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -191,6 +193,37 @@ export function smokeMatrix(): MatrixConfig {
 
 export const MATRICES = { default: defaultMatrix, smoke: smokeMatrix } satisfies Record<string, () => MatrixConfig>;
 
+/** Keys a matrix JSON file may set, each nested settings object with the keys it may set. */
+const NESTED = ['eval', 'calib', 'inference', 'bench'] as const;
+
+/**
+ * A matrix from a JSON object (a matrix file's content): it overrides the default matrix field by
+ * field (eval, calib, inference and bench merge one level). An unknown key, at the top or in a
+ * nested settings object, is an error naming it and listing the valid ones (a typo must not
+ * silently keep a default); methods and tasks are checked by checkMatrix.
+ */
+export function matrixFromJson(j: unknown, name: string): MatrixConfig {
+  if (typeof j !== 'object' || j === null || Array.isArray(j)) throw new Error(`matrix ${name}: expected a JSON object`);
+  const d = defaultMatrix();
+  const given = j as Record<string, unknown>;
+  const unknownKeys = (obj: Record<string, unknown>, valid: string[], where: string) => {
+    const bad = Object.keys(obj).filter((k) => !valid.includes(k));
+    if (bad.length) throw new Error(`matrix ${name}: unknown key ${bad.map((k) => `'${where}${k}'`).join(', ')} (valid: ${valid.join(', ')})`);
+  };
+  unknownKeys(given, Object.keys(d), '');
+  for (const k of NESTED) {
+    const v = given[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`matrix ${name}: '${k}' must be an object`);
+    unknownKeys(v as Record<string, unknown>, Object.keys(d[k]), `${k}.`);
+  }
+  const m = given as Partial<MatrixConfig>;
+  return {
+    ...d, ...m, name: m.name ?? name,
+    eval: { ...d.eval, ...m.eval }, calib: { ...d.calib, ...m.calib }, inference: { ...d.inference, ...m.inference }, bench: { ...d.bench, ...m.bench },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cells
 
@@ -363,6 +396,8 @@ export function checkMatrix(mx: MatrixConfig): void {
   dup('method', mx.methods.map((m) => m.id));
   if (mx.models.length === 0) throw new Error(`matrix '${mx.name}': no models`);
   if (!mx.methods.some((m) => m.method === 'dense')) throw new Error(`matrix '${mx.name}': no 'dense' method (every overall metric needs the baseline)`);
+  for (const m of mx.methods) checkMethodConfig(m.method, m.config, `matrix '${mx.name}' method '${m.id}'`);
+  for (const t of mx.tasks) if (!(t in TASKS)) throw new Error(`matrix '${mx.name}': unknown task '${t}' (known: ${Object.keys(TASKS).join(', ')})`);
   const pos = (name: string, v: number) => {
     if (!Number.isInteger(v) || v < 1) throw new Error(`matrix '${mx.name}': ${name} must be a positive integer, got ${v}`);
   };

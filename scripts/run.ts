@@ -10,7 +10,7 @@
 // out (recorded not_run; the process exits so that its work stops; rerun to continue).
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { canonicalJson, checkMatrix, MATRICES, parseSlice, type MatrixConfig } from '../lib/matrix';
+import { canonicalJson, checkMatrix, MATRICES, matrixFromJson, parseSlice, type MatrixConfig } from '../lib/matrix';
 import { parseBackend } from '../lib/runtime/backend';
 import { runMatrix } from '../lib/tracks/runner';
 import { writeDerived } from '../lib/tracks/tables';
@@ -22,18 +22,13 @@ const USAGE = `usage: npx tsx scripts/run.ts [--matrix default|smoke|FILE.json] 
 function loadMatrix(name: string): MatrixConfig {
   if (name in MATRICES) return MATRICES[name as keyof typeof MATRICES]();
   if (!fs.existsSync(name)) throw new Error(`--matrix '${name}' is neither ${Object.keys(MATRICES).join(', ')} nor a JSON file`);
-  let j: Partial<MatrixConfig>;
+  let j: unknown;
   try {
     j = JSON.parse(fs.readFileSync(name, 'utf8'));
   } catch (e) {
     throw new Error(`--matrix ${name}: not JSON: ${(e as Error).message}`);
   }
-  // a file overrides the default matrix field by field (eval/calib/inference/bench merge one level)
-  const d = MATRICES.default();
-  return {
-    ...d, ...j, name: j.name ?? name,
-    eval: { ...d.eval, ...j.eval }, calib: { ...d.calib, ...j.calib }, inference: { ...d.inference, ...j.inference }, bench: { ...d.bench, ...j.bench },
-  };
+  return matrixFromJson(j, name);
 }
 
 function num(name: string, v: string | undefined, min: number): number | null {
