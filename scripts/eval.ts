@@ -72,7 +72,8 @@ async function main(): Promise<number> {
   const model = await loadModel(a.model);
   const params = [...model.weights.values()].reduce((s, t) => s + t.size, 0);
   const batchTokens = int('batch-tokens', a['batch-tokens'], 1);
-  const base = modelScorer(model, batchTokens ? { maxBatchTokens: Math.max(batchTokens, model.config.maxPositions) } : {});
+  const label = `${model.name} × ${a.method}`; // names model and method in errors (non-finite scores)
+  const base = modelScorer(model, { label, ...(batchTokens ? { maxBatchTokens: Math.max(batchTokens, model.config.maxPositions) } : {}) });
   // --export-requests: record every token request and the kit's answer (input of scripts/py/eval_mc_reference.py).
   const scorer = a['export-requests'] ? new RecordingScorer(base) : base;
   const seed = int('seed', a.seed, 0) ?? 0;
@@ -83,6 +84,7 @@ async function main(): Promise<number> {
     limit: int('limit', a.limit, 1),
     seed,
     data,
+    label,
     onProgress: progressPrinter(),
   };
   const t0 = performance.now();

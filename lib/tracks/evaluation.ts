@@ -7,7 +7,7 @@ import type { Scorer } from '../eval/scorer';
 import { cellNote, type Cell } from '../matrix';
 import type { ResultRow, Track } from '../results';
 import { getTasks } from '../tasks/index';
-import { subjectFields, type Subject, type TrackEnv } from './common';
+import { subjectFields, subjectLabel, type Subject, type TrackEnv } from './common';
 
 /** The task's track and version (what cells and hashes need to know about it). */
 export function taskTrack(name: string): { track: Track; version: string } {
@@ -18,7 +18,7 @@ export function taskTrack(name: string): { track: Track; version: string } {
 /** A scorer over the subject: activation fake-quantization in the forward when the method needs it. */
 export function subjectScorer(env: TrackEnv, s: Subject): Scorer {
   const bt = env.matrix.eval.batchTokens;
-  const opts = bt ? { maxBatchTokens: Math.max(bt, s.model.config.maxPositions) } : {};
+  const opts = { label: subjectLabel(s), ...(bt ? { maxBatchTokens: Math.max(bt, s.model.config.maxPositions) } : {}) };
   // W8A8: forward() quantizes linear inputs when the model carries the spec (set it once only).
   const act = s.compress?.actQuant ?? null;
   return modelScorer(act && !s.model.actQuant ? { ...s.model, actQuant: act } : s.model, opts);
@@ -39,6 +39,7 @@ export async function evaluationCell(env: TrackEnv, cell: Cell, s: Subject, memo
       limit: e.limit,
       seed: e.seed,
       data: env.data,
+      label: subjectLabel(s),
       onProgress: undefined,
     });
     memo.set(cell.item, outcome);
