@@ -6,7 +6,9 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkMethodConfig } from './methods/index';
+import { dataIdentity } from './data/verify';
+import { calibDataFiles } from './methods/calib';
+import { checkMethodConfig, getMethod } from './methods/index';
 import { readResults, trackFile, type ResultRow, type RowStatus, type Track } from './results';
 import { TASKS } from './tasks/index';
 
@@ -233,6 +235,9 @@ export interface Cell {
   model: ModelSpec;
   method: MethodSpec;
   item: string; // task name, 'compress', 'inference' or engine name
+  /** Identity of the dataset files the cell reads (the task's, and the calibration corpus's when
+   * the method calibrates): lib/data/verify.ts dataIdentity; null when it reads none. In the hash. */
+  data: string | null;
   hash: string; // config hash (16 hex digits)
 }
 
@@ -270,9 +275,15 @@ export function modelIdentity(m: ModelSpec): Record<string, unknown> {
   return { id: m.id, path: m.path, bytes };
 }
 
-/** The options that define a cell's result: anything else (paths of outputs, timeouts) is not hashed. */
-export function cellConfig(mx: MatrixConfig, track: Track, model: ModelSpec, method: MethodSpec, item: string, taskVersion = ''): Record<string, unknown> {
+/**
+ * The options that define a cell's result: anything else (paths of outputs, timeouts) is not hashed.
+ * `data` is the identity of the dataset files it reads (absent from the key when it reads none), so
+ * a cell computed without its data, or on a corrupt or changed copy, is another cell than one on
+ * the data now present.
+ */
+export function cellConfig(mx: MatrixConfig, track: Track, model: ModelSpec, method: MethodSpec, item: string, taskVersion = '', data: string | null = null): Record<string, unknown> {
   const needs: Record<string, unknown> = { track, model: modelIdentity(model), method: method.method, config: method.config, item, backend: mx.backend };
+  if (data !== null) needs.data = data;
   if (method.method !== 'dense') needs.calib = mx.calib; // methods without calibration ignore it; harmless in the key
   if (track === 1 || track === 2 || track === 6) Object.assign(needs, { eval: mx.eval, taskVersion });
   if (track === 4) needs.inference = mx.inference;
@@ -286,25 +297,36 @@ export function hashConfig(cfg: Record<string, unknown>): string {
 
 const keep = <T>(list: T[] | undefined, v: T) => !list || list.length === 0 || list.includes(v);
 
+/** What expandCells needs to know about a task: its track, version and local data files. */
+export interface TaskInfo {
+  track: Track;
+  version: string;
+  dataFiles: readonly string[]; // paths under the data root (Task.dataFiles)
+}
+
 /**
- * Every cell of the matrix that passes the slice. taskTrack gives each task's track (1 or 6) and
- * version; Track 2 is WikiText-2 perplexity on every model × method; Track 3 has no dense cell (the
- * dense model costs nothing to compress).
+ * Every cell of the matrix that passes the slice. taskInfo gives each task's track (1 or 6),
+ * version and data files; dataDir is the datasets root (null: none), whose files make each cell's
+ * data identity. Track 2 is WikiText-2 perplexity on every model × method; Track 3 has no dense
+ * cell (the dense model costs nothing to compress).
  */
-export function expandCells(mx: MatrixConfig, slice: Slice, taskTrack: (task: string) => { track: Track; version: string }): Cell[] {
+export function expandCells(mx: MatrixConfig, slice: Slice, taskInfo: (task: string) => TaskInfo, dataDir: string | null = null): Cell[] {
   const cells: Cell[] = [];
   const tracks = mx.tracks.filter((t) => keep(slice.tracks, t));
   for (const model of mx.models) {
     if (!keep(slice.models, model.id)) continue;
     for (const method of mx.methods) {
       if (slice.methods?.length && !slice.methods.includes(method.id) && !slice.methods.includes(method.method)) continue;
-      const add = (track: Track, item: string, version = '') =>
-        cells.push({ track, model, method, item, hash: hashConfig(cellConfig(mx, track, model, method, item, version)) });
+      const calibFiles = method.method !== 'dense' && getMethod(method.method).needsCalib ? calibDataFiles(mx.calib.corpus) : [];
+      const add = (track: Track, item: string, version = '', taskFiles: readonly string[] = []) => {
+        const data = dataIdentity(dataDir, [...taskFiles, ...calibFiles]);
+        cells.push({ track, model, method, item, data, hash: hashConfig(cellConfig(mx, track, model, method, item, version, data)) });
+      };
       for (const task of mx.tasks) {
         if (!keep(slice.tasks, task)) continue;
-        const { track, version } = taskTrack(task);
-        if (tracks.includes(track)) add(track, task, version);
-        if (task === 'wikitext2' && tracks.includes(2)) add(2, task, version);
+        const { track, version, dataFiles } = taskInfo(task);
+        if (tracks.includes(track)) add(track, task, version, dataFiles);
+        if (task === 'wikitext2' && tracks.includes(2)) add(2, task, version, dataFiles);
       }
       if (tracks.includes(3) && method.method !== 'dense') add(3, 'compress');
       if (tracks.includes(4)) add(4, 'inference');
@@ -322,9 +344,10 @@ export function rowCell(row: Pick<ResultRow, 'note'>): string | null {
   return m ? m[1] : null;
 }
 
-/** A row note that starts with the cell's hash. */
-export function cellNote(hash: string, note: string): string {
-  return note ? `cell=${hash}; ${note}` : `cell=${hash}`;
+/** A row note that starts with the cell's hash, then its data identity (when it reads data). */
+export function cellNote(hash: string, note: string, data: string | null = null): string {
+  const head = data === null ? `cell=${hash}` : `cell=${hash}; data=${data}`;
+  return note ? `${head}; ${note}` : head;
 }
 
 /** Status per cell hash found in the result files under root (the best status of its rows). */

@@ -86,7 +86,9 @@ async function main(): Promise<number> {
       `wall time ${summary.wallS.toFixed(1)} s${summary.stopped ? `, stopped: ${summary.stopped} (rerun to resume)` : ''}`,
   );
   const absent = [...new Set(summary.rows.filter((r) => r.status === 'no_data').map((r) => r.task.split('/')[0]))];
-  if (absent.length) console.log(`no data for: ${absent.join(', ')} (point --data or LLMCB_DATA at the datasets, or allow the hub)`);
+  if (absent.length) {
+    console.log(`no data for: ${absent.join(', ')} (rerun with --data DIR or LLMCB_DATA pointing at the datasets: those cells then run by themselves; --retry tries the hub again)`);
+  }
   for (const f of summary.failed) console.error(`FAILED ${f.cell}: ${f.error}`);
   if (summary.stopped === 'timeout') return 3;
   return summary.failed.length ? 1 : 0;

@@ -11,7 +11,7 @@ import { macWeight } from '../lib/efficiency/meters';
 import { checkMethodConfig } from '../lib/methods/index';
 import { appendResults, makeRow, trackFile, type Track } from '../lib/results';
 
-const taskTrack = (t: string) => ({ track: (t === 'truthfulqa' || t === 'advglue' ? 6 : 1) as Track, version: '1' });
+const taskTrack = (t: string) => ({ track: (t === 'truthfulqa' || t === 'advglue' ? 6 : 1) as Track, version: '1', dataFiles: [`${t}/data.txt`] });
 
 function tiny(): MatrixConfig {
   const mx = smokeMatrix();
@@ -57,6 +57,39 @@ describe('expandCells', () => {
     mx.cellTimeoutS = 1; // not part of the result
     mx.eval.limit = 4;
     expect(expandCells(mx, { tracks: [1], tasks: ['piqa'], methods: ['dense'] }, taskTrack)[0].hash).toBe(a);
+  });
+});
+
+describe('data identity in the cell key', () => {
+  it('changes the hash of the cells that read a dataset when it appears, changes or is fixed, and of no other cell', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-ident-'));
+    const mx = tiny();
+    const byKey = (cells: ReturnType<typeof expandCells>) => new Map(cells.map((c) => [`${c.track} ${c.method.id} ${c.item}`, c]));
+    const none = byKey(expandCells(mx, {}, taskTrack, null));
+    const empty = byKey(expandCells(mx, {}, taskTrack, root));
+    expect([...empty].every(([k, c]) => c.hash === none.get(k)!.hash)).toBe(true); // absent either way
+    fs.mkdirSync(path.join(root, 'piqa'));
+    fs.writeFileSync(path.join(root, 'piqa/data.txt'), 'abc');
+    const got = byKey(expandCells(mx, {}, taskTrack, root));
+    const changed = [...got].filter(([k, c]) => c.hash !== none.get(k)!.hash).map(([k]) => k).sort();
+    // piqa's cells; wanda calibrates on wikitext2-valid (absent: no change); dense T4/T5 read nothing
+    expect(changed).toEqual(['1 dense piqa', '1 wanda-50% piqa']);
+    expect(got.get('1 dense piqa')!.data).toMatch(/^[0-9a-f]{16}$/);
+    expect(got.get('4 dense inference')!.data).toBeNull();
+    fs.writeFileSync(path.join(root, 'piqa/data.txt'), 'abd');
+    fs.utimesSync(path.join(root, 'piqa/data.txt'), new Date(), new Date(Date.now() + 5000));
+    const changedAgain = byKey(expandCells(mx, {}, taskTrack, root));
+    expect(changedAgain.get('1 dense piqa')!.hash).not.toBe(got.get('1 dense piqa')!.hash);
+    fs.mkdirSync(path.join(root, 'wikitext-2-raw'));
+    fs.writeFileSync(path.join(root, 'wikitext-2-raw/wiki.valid.raw'), 'calibration text');
+    const calib = byKey(expandCells(mx, {}, taskTrack, root));
+    expect(calib.get('4 wanda-50% inference')!.hash).not.toBe(none.get('4 wanda-50% inference')!.hash); // calibration data now read
+    expect(calib.get('4 dense inference')!.hash).toBe(none.get('4 dense inference')!.hash);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+  it('writes the data identity into the row note after the cell hash', () => {
+    expect(cellNote('0123456789abcdef', 'source=x', 'fedcba9876543210')).toBe('cell=0123456789abcdef; data=fedcba9876543210; source=x');
+    expect(rowCell({ note: cellNote('0123456789abcdef', 'source=x', 'fedcba9876543210') })).toBe('0123456789abcdef');
   });
 });
 

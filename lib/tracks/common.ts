@@ -136,7 +136,7 @@ export function cellRow(env: TrackEnv, cell: Cell, s: Subject, fields: { task: s
     ...subjectFields(s),
     seed: env.matrix.eval.seed,
     ...fields,
-    note: cellNote(cell.hash, fields.note ?? ''),
+    note: cellNote(cell.hash, fields.note ?? '', cell.data),
   });
 }
 
@@ -154,7 +154,7 @@ export function notRunRows(env: TrackEnv, cell: Cell, metrics: { task: string; m
       value: null,
       higher_is_better: m.higher_is_better,
       status,
-      note: cellNote(cell.hash, reason.replace(/\s+/g, ' ').trim() || 'no reason given'),
+      note: cellNote(cell.hash, reason.replace(/\s+/g, ' ').trim() || 'no reason given', cell.data),
     }),
   );
 }
