@@ -6,7 +6,11 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { dataIdentity } from './data/verify';
+import { calibDataFiles } from './methods/calib';
+import { checkMethodConfig, getMethod } from './methods/index';
 import { readResults, trackFile, type ResultRow, type RowStatus, type Track } from './results';
+import { TASKS } from './tasks/index';
 
 /** The repository root (model paths in matrices are relative to it, whatever the working directory). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -191,6 +195,37 @@ export function smokeMatrix(): MatrixConfig {
 
 export const MATRICES = { default: defaultMatrix, smoke: smokeMatrix } satisfies Record<string, () => MatrixConfig>;
 
+/** Keys a matrix JSON file may set, each nested settings object with the keys it may set. */
+const NESTED = ['eval', 'calib', 'inference', 'bench'] as const;
+
+/**
+ * A matrix from a JSON object (a matrix file's content): it overrides the default matrix field by
+ * field (eval, calib, inference and bench merge one level). An unknown key, at the top or in a
+ * nested settings object, is an error naming it and listing the valid ones (a typo must not
+ * silently keep a default); methods and tasks are checked by checkMatrix.
+ */
+export function matrixFromJson(j: unknown, name: string): MatrixConfig {
+  if (typeof j !== 'object' || j === null || Array.isArray(j)) throw new Error(`matrix ${name}: expected a JSON object`);
+  const d = defaultMatrix();
+  const given = j as Record<string, unknown>;
+  const unknownKeys = (obj: Record<string, unknown>, valid: string[], where: string) => {
+    const bad = Object.keys(obj).filter((k) => !valid.includes(k));
+    if (bad.length) throw new Error(`matrix ${name}: unknown key ${bad.map((k) => `'${where}${k}'`).join(', ')} (valid: ${valid.join(', ')})`);
+  };
+  unknownKeys(given, Object.keys(d), '');
+  for (const k of NESTED) {
+    const v = given[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`matrix ${name}: '${k}' must be an object`);
+    unknownKeys(v as Record<string, unknown>, Object.keys(d[k]), `${k}.`);
+  }
+  const m = given as Partial<MatrixConfig>;
+  return {
+    ...d, ...m, name: m.name ?? name,
+    eval: { ...d.eval, ...m.eval }, calib: { ...d.calib, ...m.calib }, inference: { ...d.inference, ...m.inference }, bench: { ...d.bench, ...m.bench },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cells
 
@@ -200,6 +235,9 @@ export interface Cell {
   model: ModelSpec;
   method: MethodSpec;
   item: string; // task name, 'compress', 'inference' or engine name
+  /** Identity of the dataset files the cell reads (the task's, and the calibration corpus's when
+   * the method calibrates): lib/data/verify.ts dataIdentity; null when it reads none. In the hash. */
+  data: string | null;
   hash: string; // config hash (16 hex digits)
 }
 
@@ -237,9 +275,15 @@ export function modelIdentity(m: ModelSpec): Record<string, unknown> {
   return { id: m.id, path: m.path, bytes };
 }
 
-/** The options that define a cell's result: anything else (paths of outputs, timeouts) is not hashed. */
-export function cellConfig(mx: MatrixConfig, track: Track, model: ModelSpec, method: MethodSpec, item: string, taskVersion = ''): Record<string, unknown> {
+/**
+ * The options that define a cell's result: anything else (paths of outputs, timeouts) is not hashed.
+ * `data` is the identity of the dataset files it reads (absent from the key when it reads none), so
+ * a cell computed without its data, or on a corrupt or changed copy, is another cell than one on
+ * the data now present.
+ */
+export function cellConfig(mx: MatrixConfig, track: Track, model: ModelSpec, method: MethodSpec, item: string, taskVersion = '', data: string | null = null): Record<string, unknown> {
   const needs: Record<string, unknown> = { track, model: modelIdentity(model), method: method.method, config: method.config, item, backend: mx.backend };
+  if (data !== null) needs.data = data;
   if (method.method !== 'dense') needs.calib = mx.calib; // methods without calibration ignore it; harmless in the key
   if (track === 1 || track === 2 || track === 6) Object.assign(needs, { eval: mx.eval, taskVersion });
   if (track === 4) needs.inference = mx.inference;
@@ -253,25 +297,36 @@ export function hashConfig(cfg: Record<string, unknown>): string {
 
 const keep = <T>(list: T[] | undefined, v: T) => !list || list.length === 0 || list.includes(v);
 
+/** What expandCells needs to know about a task: its track, version and local data files. */
+export interface TaskInfo {
+  track: Track;
+  version: string;
+  dataFiles: readonly string[]; // paths under the data root (Task.dataFiles)
+}
+
 /**
- * Every cell of the matrix that passes the slice. taskTrack gives each task's track (1 or 6) and
- * version; Track 2 is WikiText-2 perplexity on every model × method; Track 3 has no dense cell (the
- * dense model costs nothing to compress).
+ * Every cell of the matrix that passes the slice. taskInfo gives each task's track (1 or 6),
+ * version and data files; dataDir is the datasets root (null: none), whose files make each cell's
+ * data identity. Track 2 is WikiText-2 perplexity on every model × method; Track 3 has no dense
+ * cell (the dense model costs nothing to compress).
  */
-export function expandCells(mx: MatrixConfig, slice: Slice, taskTrack: (task: string) => { track: Track; version: string }): Cell[] {
+export function expandCells(mx: MatrixConfig, slice: Slice, taskInfo: (task: string) => TaskInfo, dataDir: string | null = null): Cell[] {
   const cells: Cell[] = [];
   const tracks = mx.tracks.filter((t) => keep(slice.tracks, t));
   for (const model of mx.models) {
     if (!keep(slice.models, model.id)) continue;
     for (const method of mx.methods) {
       if (slice.methods?.length && !slice.methods.includes(method.id) && !slice.methods.includes(method.method)) continue;
-      const add = (track: Track, item: string, version = '') =>
-        cells.push({ track, model, method, item, hash: hashConfig(cellConfig(mx, track, model, method, item, version)) });
+      const calibFiles = method.method !== 'dense' && getMethod(method.method).needsCalib ? calibDataFiles(mx.calib.corpus) : [];
+      const add = (track: Track, item: string, version = '', taskFiles: readonly string[] = []) => {
+        const data = dataIdentity(dataDir, [...taskFiles, ...calibFiles]);
+        cells.push({ track, model, method, item, data, hash: hashConfig(cellConfig(mx, track, model, method, item, version, data)) });
+      };
       for (const task of mx.tasks) {
         if (!keep(slice.tasks, task)) continue;
-        const { track, version } = taskTrack(task);
-        if (tracks.includes(track)) add(track, task, version);
-        if (task === 'wikitext2' && tracks.includes(2)) add(2, task, version);
+        const { track, version, dataFiles } = taskInfo(task);
+        if (tracks.includes(track)) add(track, task, version, dataFiles);
+        if (task === 'wikitext2' && tracks.includes(2)) add(2, task, version, dataFiles);
       }
       if (tracks.includes(3) && method.method !== 'dense') add(3, 'compress');
       if (tracks.includes(4)) add(4, 'inference');
@@ -289,9 +344,10 @@ export function rowCell(row: Pick<ResultRow, 'note'>): string | null {
   return m ? m[1] : null;
 }
 
-/** A row note that starts with the cell's hash. */
-export function cellNote(hash: string, note: string): string {
-  return note ? `cell=${hash}; ${note}` : `cell=${hash}`;
+/** A row note that starts with the cell's hash, then its data identity (when it reads data). */
+export function cellNote(hash: string, note: string, data: string | null = null): string {
+  const head = data === null ? `cell=${hash}` : `cell=${hash}; data=${data}`;
+  return note ? `${head}; ${note}` : head;
 }
 
 /** Status per cell hash found in the result files under root (the best status of its rows). */
@@ -363,6 +419,8 @@ export function checkMatrix(mx: MatrixConfig): void {
   dup('method', mx.methods.map((m) => m.id));
   if (mx.models.length === 0) throw new Error(`matrix '${mx.name}': no models`);
   if (!mx.methods.some((m) => m.method === 'dense')) throw new Error(`matrix '${mx.name}': no 'dense' method (every overall metric needs the baseline)`);
+  for (const m of mx.methods) checkMethodConfig(m.method, m.config, `matrix '${mx.name}' method '${m.id}'`);
+  for (const t of mx.tasks) if (!(t in TASKS)) throw new Error(`matrix '${mx.name}': unknown task '${t}' (known: ${Object.keys(TASKS).join(', ')})`);
   const pos = (name: string, v: number) => {
     if (!Number.isInteger(v) || v < 1) throw new Error(`matrix '${mx.name}': ${name} must be a positive integer, got ${v}`);
   };

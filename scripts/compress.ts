@@ -16,7 +16,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { numberFlag, sharedDir } from '../lib/cli';
 import { calibDefaults, capSeqlen, checkCalibForModel, corpusText, describeCalib, loadCalibIds, sampleCalibration, type CalibSet } from '../lib/methods/calib';
-import { getMethod } from '../lib/methods/index';
+import { checkMethodConfig, getMethod } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { ARTIFACTS_FILE, dirBytes, savePacked, checkPacking, type Packing } from '../lib/quant/pack';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
@@ -111,6 +111,7 @@ async function main(): Promise<void> {
   const a = readArgs(process.argv.slice(2));
   const mod = getMethod(a.method);
   if (!QUANT_METHODS.includes(a.method)) throw new Error(`scripts/compress.ts handles quantization methods (${QUANT_METHODS.join(', ')}); '${a.method}' is not one`);
+  checkMethodConfig(a.method, a.opts, `--method ${a.method}`); // a flag that sets no option of this method is an error
   const runtime = await initRuntime({ backend: parseBackend(a.backend) });
   console.log(`backend ${runtime.backend} on ${runtime.device}`);
   const model = await loadModel(a.model, { tokenizer: a.tokenizer });

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { dataOptions, resolveDataDir } from '../lib/data/common';
 import { type EvalOutcome, evaluate, outcomeRows } from '../lib/eval/evaluate';
 import { modelScorer } from '../lib/eval/model-scorer';
+import { checkMethodConfig } from '../lib/methods/index';
 import { RecordingScorer } from '../lib/eval/scorer';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { appendResults, type ResultRow, startRun, trackFile, writeFileAtomic } from '../lib/results';
@@ -63,6 +64,7 @@ async function main(): Promise<number> {
   if (a.bos && a['no-bos']) throw new Error('--bos and --no-bos are exclusive');
   const tasks = getTasks(a.tasks);
   const methodConfig = JSON.parse(a['method-config']!) as Record<string, unknown>;
+  checkMethodConfig(a.method!, methodConfig, '--method/--method-config');
   const data = dataOptions({ dataDir: resolveDataDir(a.data), ...(a['no-hub'] ? { hub: false } : {}) });
   const runtime = await initRuntime({ backend: parseBackend(a.backend ?? process.env.LLMCB_BACKEND ?? 'auto') });
   console.error(`backend ${runtime.backend} on ${runtime.device}; data ${data.dataDir ?? '(none)'}${data.hub ? ' then hub' : ''}`);
@@ -70,7 +72,8 @@ async function main(): Promise<number> {
   const model = await loadModel(a.model);
   const params = [...model.weights.values()].reduce((s, t) => s + t.size, 0);
   const batchTokens = int('batch-tokens', a['batch-tokens'], 1);
-  const base = modelScorer(model, batchTokens ? { maxBatchTokens: Math.max(batchTokens, model.config.maxPositions) } : {});
+  const label = `${model.name} × ${a.method}`; // names model and method in errors (non-finite scores)
+  const base = modelScorer(model, { label, ...(batchTokens ? { maxBatchTokens: Math.max(batchTokens, model.config.maxPositions) } : {}) });
   // --export-requests: record every token request and the kit's answer (input of scripts/py/eval_mc_reference.py).
   const scorer = a['export-requests'] ? new RecordingScorer(base) : base;
   const seed = int('seed', a.seed, 0) ?? 0;
@@ -81,6 +84,7 @@ async function main(): Promise<number> {
     limit: int('limit', a.limit, 1),
     seed,
     data,
+    label,
     onProgress: progressPrinter(),
   };
   const t0 = performance.now();

@@ -10,7 +10,7 @@
 // out (recorded not_run; the process exits so that its work stops; rerun to continue).
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { canonicalJson, checkMatrix, MATRICES, parseSlice, type MatrixConfig } from '../lib/matrix';
+import { canonicalJson, checkMatrix, MATRICES, matrixFromJson, parseSlice, type MatrixConfig } from '../lib/matrix';
 import { parseBackend } from '../lib/runtime/backend';
 import { runMatrix } from '../lib/tracks/runner';
 import { writeDerived } from '../lib/tracks/tables';
@@ -22,18 +22,13 @@ const USAGE = `usage: npx tsx scripts/run.ts [--matrix default|smoke|FILE.json] 
 function loadMatrix(name: string): MatrixConfig {
   if (name in MATRICES) return MATRICES[name as keyof typeof MATRICES]();
   if (!fs.existsSync(name)) throw new Error(`--matrix '${name}' is neither ${Object.keys(MATRICES).join(', ')} nor a JSON file`);
-  let j: Partial<MatrixConfig>;
+  let j: unknown;
   try {
     j = JSON.parse(fs.readFileSync(name, 'utf8'));
   } catch (e) {
     throw new Error(`--matrix ${name}: not JSON: ${(e as Error).message}`);
   }
-  // a file overrides the default matrix field by field (eval/calib/inference/bench merge one level)
-  const d = MATRICES.default();
-  return {
-    ...d, ...j, name: j.name ?? name,
-    eval: { ...d.eval, ...j.eval }, calib: { ...d.calib, ...j.calib }, inference: { ...d.inference, ...j.inference }, bench: { ...d.bench, ...j.bench },
-  };
+  return matrixFromJson(j, name);
 }
 
 function num(name: string, v: string | undefined, min: number): number | null {
@@ -91,7 +86,9 @@ async function main(): Promise<number> {
       `wall time ${summary.wallS.toFixed(1)} s${summary.stopped ? `, stopped: ${summary.stopped} (rerun to resume)` : ''}`,
   );
   const absent = [...new Set(summary.rows.filter((r) => r.status === 'no_data').map((r) => r.task.split('/')[0]))];
-  if (absent.length) console.log(`no data for: ${absent.join(', ')} (point --data or LLMCB_DATA at the datasets, or allow the hub)`);
+  if (absent.length) {
+    console.log(`no data for: ${absent.join(', ')} (rerun with --data DIR or LLMCB_DATA pointing at the datasets: those cells then run by themselves; --retry tries the hub again)`);
+  }
   for (const f of summary.failed) console.error(`FAILED ${f.cell}: ${f.error}`);
   if (summary.stopped === 'timeout') return 3;
   return summary.failed.length ? 1 : 0;

@@ -1,15 +1,17 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  canonicalJson, cellNote, cellPending, checkMatrix, checkSlice, expandCells, finishedCells, hashConfig, parseSlice, rowCell, smokeMatrix, STORIES260K,
-  type MatrixConfig,
+  canonicalJson, cellNote, cellPending, checkMatrix, checkSlice, defaultMatrix, expandCells, finishedCells, hashConfig, matrixFromJson, parseSlice, REPO_ROOT, rowCell,
+  smokeMatrix, STORIES260K, type MatrixConfig,
 } from '../lib/matrix';
 import { macWeight } from '../lib/efficiency/meters';
+import { checkMethodConfig } from '../lib/methods/index';
 import { appendResults, makeRow, trackFile, type Track } from '../lib/results';
 
-const taskTrack = (t: string) => ({ track: (t === 'truthfulqa' || t === 'advglue' ? 6 : 1) as Track, version: '1' });
+const taskTrack = (t: string) => ({ track: (t === 'truthfulqa' || t === 'advglue' ? 6 : 1) as Track, version: '1', dataFiles: [`${t}/data.txt`] });
 
 function tiny(): MatrixConfig {
   const mx = smokeMatrix();
@@ -58,6 +60,39 @@ describe('expandCells', () => {
   });
 });
 
+describe('data identity in the cell key', () => {
+  it('changes the hash of the cells that read a dataset when it appears, changes or is fixed, and of no other cell', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-ident-'));
+    const mx = tiny();
+    const byKey = (cells: ReturnType<typeof expandCells>) => new Map(cells.map((c) => [`${c.track} ${c.method.id} ${c.item}`, c]));
+    const none = byKey(expandCells(mx, {}, taskTrack, null));
+    const empty = byKey(expandCells(mx, {}, taskTrack, root));
+    expect([...empty].every(([k, c]) => c.hash === none.get(k)!.hash)).toBe(true); // absent either way
+    fs.mkdirSync(path.join(root, 'piqa'));
+    fs.writeFileSync(path.join(root, 'piqa/data.txt'), 'abc');
+    const got = byKey(expandCells(mx, {}, taskTrack, root));
+    const changed = [...got].filter(([k, c]) => c.hash !== none.get(k)!.hash).map(([k]) => k).sort();
+    // piqa's cells; wanda calibrates on wikitext2-valid (absent: no change); dense T4/T5 read nothing
+    expect(changed).toEqual(['1 dense piqa', '1 wanda-50% piqa']);
+    expect(got.get('1 dense piqa')!.data).toMatch(/^[0-9a-f]{16}$/);
+    expect(got.get('4 dense inference')!.data).toBeNull();
+    fs.writeFileSync(path.join(root, 'piqa/data.txt'), 'abd');
+    fs.utimesSync(path.join(root, 'piqa/data.txt'), new Date(), new Date(Date.now() + 5000));
+    const changedAgain = byKey(expandCells(mx, {}, taskTrack, root));
+    expect(changedAgain.get('1 dense piqa')!.hash).not.toBe(got.get('1 dense piqa')!.hash);
+    fs.mkdirSync(path.join(root, 'wikitext-2-raw'));
+    fs.writeFileSync(path.join(root, 'wikitext-2-raw/wiki.valid.raw'), 'calibration text');
+    const calib = byKey(expandCells(mx, {}, taskTrack, root));
+    expect(calib.get('4 wanda-50% inference')!.hash).not.toBe(none.get('4 wanda-50% inference')!.hash); // calibration data now read
+    expect(calib.get('4 dense inference')!.hash).toBe(none.get('4 dense inference')!.hash);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+  it('writes the data identity into the row note after the cell hash', () => {
+    expect(cellNote('0123456789abcdef', 'source=x', 'fedcba9876543210')).toBe('cell=0123456789abcdef; data=fedcba9876543210; source=x');
+    expect(rowCell({ note: cellNote('0123456789abcdef', 'source=x', 'fedcba9876543210') })).toBe('0123456789abcdef');
+  });
+});
+
 describe('slices and validation', () => {
   it('parses slice specs', () => {
     expect(parseSlice('tracks=1,4; models=stories260K;methods=gptq-w4,wanda')).toEqual({ tracks: [1, 4], models: ['stories260K'], methods: ['gptq-w4', 'wanda'] });
@@ -77,6 +112,67 @@ describe('slices and validation', () => {
     my.methods.push({ ...my.methods[1] });
     expect(() => checkMatrix(my)).toThrow(/duplicate method id 'wanda-50%'/);
   });
+});
+
+describe('unknown methods, option keys and tasks', () => {
+  it('accepts the shipped matrices', () => {
+    expect(() => checkMatrix(defaultMatrix())).not.toThrow();
+    expect(() => checkMatrix(smokeMatrix())).not.toThrow();
+  });
+  it('names an unknown method and lists the known ones', () => {
+    const mx = tiny();
+    mx.methods.push({ id: 'x', method: 'nosuchmethod', config: {} });
+    expect(() => checkMatrix(mx)).toThrow(/method 'x': unknown method 'nosuchmethod' \(known: dense, rtn, gptq/);
+  });
+  it('names an unknown option key and lists the valid ones', () => {
+    const mx = tiny();
+    mx.methods[1] = { id: 'wanda-2:4', method: 'wanda', config: { patern: '2:4' } };
+    expect(() => checkMatrix(mx)).toThrow(/method 'wanda-2:4': unknown option 'patern' for method 'wanda' \(valid: pattern\)/);
+    expect(() => checkMethodConfig('gptq', { bits: 4, groupsize: 128 })).toThrow(/unknown option 'groupsize' for method 'gptq' \(valid: .*groupSize/);
+    expect(() => checkMethodConfig('dense', { bits: 4 })).toThrow(/'dense' takes no options, got 'bits'/);
+    expect(() => checkMethodConfig('gptq', { bits: 4, groupSize: 128 })).not.toThrow();
+  });
+  it('names an unknown task and lists the known ones', () => {
+    const mx = tiny();
+    mx.tasks.push('hellaswagg');
+    expect(() => checkMatrix(mx)).toThrow(/unknown task 'hellaswagg' \(known: wikitext2, mmlu/);
+  });
+  it('rejects unknown keys of a matrix file, at the top and nested', () => {
+    expect(() => matrixFromJson({ task: ['piqa'] }, 'm.json')).toThrow(/unknown key 'task' \(valid: name, tracks, models, methods, tasks/);
+    expect(() => matrixFromJson({ eval: { limt: 4 } }, 'm.json')).toThrow(/unknown key 'eval.limt' \(valid: limit, seqlen/);
+    expect(matrixFromJson({ eval: { limit: 4 } }, 'm.json').eval).toMatchObject({ limit: 4, seed: 0 });
+  });
+  it('scripts/run.ts exits non-zero on a matrix file with an unknown option key, before any work', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-badmx-'));
+    const file = path.join(dir, 'bad.json');
+    fs.writeFileSync(file, JSON.stringify({ tracks: [3], models: [STORIES260K], methods: [{ id: 'dense', method: 'dense', config: {} }, { id: 'w', method: 'wanda', config: { patern: '2:4' } }] }));
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/run.ts', '--matrix', file, '--out', dir], { cwd: REPO_ROOT, encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/unknown option 'patern' for method 'wanda' \(valid: pattern\)/);
+    expect(fs.existsSync(path.join(dir, 'results'))).toBe(false);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+});
+
+describe('unknown names on the scripts\' command lines', () => {
+  const run = (script: string, args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', script, ...args], { cwd: REPO_ROOT, encoding: 'utf8' });
+  it('scripts/eval.ts: an unknown task, method or option key exits non-zero naming it', () => {
+    const model = 'models/stories260K/stories260K.bin';
+    const t = run('scripts/eval.ts', ['--model', model, '--tasks', 'piqa,piqaa']);
+    expect(t.status).toBe(1);
+    expect(t.stderr).toMatch(/unknown task 'piqaa' \(known: wikitext2/);
+    const m = run('scripts/eval.ts', ['--model', model, '--tasks', 'piqa', '--method', 'wanda', '--method-config', '{"patern":"2:4"}']);
+    expect(m.status).toBe(1);
+    expect(m.stderr).toMatch(/unknown option 'patern' for method 'wanda' \(valid: pattern\)/);
+  }, 60_000);
+  it('scripts/compress.ts: a flag that sets no option of the method exits non-zero naming it', () => {
+    const r = run('scripts/compress.ts', ['--model', 'models/stories260K/stories260K.bin', '--method', 'rtn', '--alpha', '0.5', '--out', path.join(os.tmpdir(), 'llmcb-never')]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/unknown option 'alpha' for method 'rtn' \(valid: bits, groupSize, sym, groupRemainder\)/);
+    const u = run('scripts/compress.ts', ['--model', 'models/stories260K/stories260K.bin', '--method', 'gptqq', '--out', path.join(os.tmpdir(), 'llmcb-never')]);
+    expect(u.status).toBe(1);
+    expect(u.stderr).toMatch(/unknown method 'gptqq' \(known: rtn, gptq/);
+  }, 60_000);
 });
 
 describe('resumability bookkeeping', () => {

@@ -97,36 +97,44 @@ describe('runner', () => {
     mx.methods = [
       { id: 'dense', method: 'dense', config: {} },
       { id: 'magnitude-2:4', method: 'magnitude', config: { pattern: '2:4' } },
-      { id: 'nosuch', method: 'nosuchmethod', config: {} },
     ];
     mx.inference = { ...mx.inference, promptTokens: 8, newTokens: 4, macSeqlen: 32 };
     return mx;
   }
 
-  it('writes rows per cell, skips finished cells on a rerun, retries not_run cells', async () => {
+  it('writes rows per cell and skips finished cells on a rerun', async () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-run-'));
     const log = () => undefined;
     const before = tf.memory().numTensors;
     const first = await runMatrix(matrix(), { out, log });
     expect(tf.memory().numTensors).toBe(before);
-    expect(first.cells).toBe(5); // T4 × 3 methods, T3 × 2 compressed methods
-    expect(first.pending).toBe(5);
-    expect(first.failed).toEqual([]); // an unknown method is not_run, not a failure
+    expect(first.cells).toBe(3); // T4 × 2 methods, T3 × the compressed method
+    expect(first.pending).toBe(3);
+    expect(first.failed).toEqual([]);
     const t3 = readResults(trackFile(3, out));
     const t4 = readResults(trackFile(4, out));
     expect(t3.filter((r) => r.status === 'ok').map((r) => r.metric).sort()).toEqual(['peak_memory_bytes', 'wall_time_s']);
     expect(t4.filter((r) => r.status === 'ok').length).toBe(6); // dense + magnitude × (memory, size, MACs)
-    const notRun = [...t3, ...t4].filter((r) => r.status === 'not_run');
-    expect(notRun.length).toBe(5);
-    expect(notRun.every((r) => /unknown method 'nosuchmethod'/.test(r.note) && /^cell=[0-9a-f]{16}; /.test(r.note))).toBe(true);
+    expect([...t3, ...t4].every((r) => r.status === 'ok' && /^cell=[0-9a-f]{16}/.test(r.note))).toBe(true);
     const dense = t4.find((r) => r.method === 'dense' && r.metric === 'macs_per_token')!;
     const mag = t4.find((r) => r.method === 'magnitude' && r.metric === 'macs_per_token')!;
     expect(mag.value!).toBeLessThan(dense.value!);
 
     const second = await runMatrix(matrix(), { out, log });
-    expect(second.pending).toBe(2); // only the not_run cells of the unknown method come back
-    expect(second.pendingCells.every((c) => c.method.id === 'nosuch')).toBe(true);
+    expect(second.pending).toBe(0);
     expect(readResults(trackFile(4, out)).filter((r) => r.status === 'ok').length).toBe(6); // nothing redone
     fs.rmSync(out, { recursive: true, force: true });
   }, 120_000);
+
+  it('refuses an unknown method or option key before any work, naming it', async () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-run-'));
+    const mx = matrix();
+    mx.methods.push({ id: 'nosuch', method: 'nosuchmethod', config: {} });
+    await expect(runMatrix(mx, { out, log: () => undefined })).rejects.toThrow(/unknown method 'nosuchmethod' \(known: dense, rtn/);
+    const my = matrix();
+    my.methods[1] = { id: 'magnitude-2:4', method: 'magnitude', config: { patern: '2:4' } };
+    await expect(runMatrix(my, { out, log: () => undefined })).rejects.toThrow(/unknown option 'patern' for method 'magnitude' \(valid: pattern\)/);
+    expect(fs.existsSync(trackFile(3, out))).toBe(false);
+    fs.rmSync(out, { recursive: true, force: true });
+  });
 });

@@ -3,6 +3,7 @@
 // and the "no data" outcome that a missing dataset becomes (never an invented number).
 import fs from 'node:fs';
 import path from 'node:path';
+import { verifyDataFile } from './verify';
 
 /** A malformed dataset file: the message names the file and (where known) the line. */
 export class DatasetError extends Error {
@@ -88,7 +89,9 @@ export function findLocal(opts: DataOptions, ...candidates: string[]): string | 
   return null;
 }
 
+/** A local dataset file's text, after checking it against its data root's SHA256SUMS (verify.ts). */
 export function readText(file: string): string {
+  verifyDataFile(file);
   let text = fs.readFileSync(file, 'utf8');
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // BOM (TruthfulQA.csv has one)
   return text;

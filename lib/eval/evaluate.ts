@@ -7,6 +7,7 @@ import { makeRow } from '../results';
 import type { Tokenizer } from '../models/types';
 import type { DocScores, LetterTask, MultipleChoiceTask, RollingTask, Task } from '../tasks/types';
 import type { ContinuationRequest, Scorer } from './scorer';
+import { assertFinite } from './finite';
 import { windowPerplexity } from './perplexity';
 import { bootstrapPplStderr, meanStderr, subsample } from './stats';
 
@@ -25,6 +26,8 @@ export interface EvalOptions {
   bootstrap: number;
   /** Where the data comes from. */
   data: DataOptions;
+  /** Names the evaluated model and method in errors (e.g. "stories260K × wanda-50%"). */
+  label: string;
   /** Called as batches finish (stage names what is being scored). */
   onProgress?: (stage: string, done: number, total: number) => void;
 }
@@ -36,6 +39,7 @@ export const EVAL_DEFAULTS: Omit<EvalOptions, 'data' | 'onProgress'> = {
   limit: null, // full splits
   seed: 0, // DESIGN §1: seed 0
   bootstrap: 1000, // resamples for the PPL stderr
+  label: 'model', // the runner passes "<model> × <method>"
 };
 
 export interface MetricResult {
@@ -97,6 +101,8 @@ export async function evaluate(scorer: Scorer, tokenizer: Tokenizer, task: Task,
       durationS: (performance.now() - t0) / 1000,
     };
   }
+  // The aggregated metrics: finite, or the task fails (never an ok row from NaN or Infinity).
+  assertFinite(body.results.flatMap((r) => [r.value ?? 0, r.stderr ?? 0]), `${opts.label}: ${task.name} metrics`);
   return { ...base, status: 'ok', results: body.results, notes: [...notes, ...body.notes], durationS: (performance.now() - t0) / 1000 };
 }
 
@@ -123,6 +129,7 @@ async function runRolling<D>(
   if (total === 0) throw new Error(`${task.name}: ${tokens.length} tokens make no window of ${seqlen}`);
   const pick = subsample(total, opts.limit, opts.seed);
   const r = await windowPerplexity(scorer, tokens, { seqlen, pick, bosId: bos ? tok.bosId : null, onProgress: progress('windows') });
+  assertFinite(r.windowNll, `${opts.label}: ${task.name} window log-likelihoods`);
   return {
     results: [
       {
@@ -184,6 +191,7 @@ async function runMultipleChoice<D>(
     spans.push({ start, choices });
   }
   const scored = await scorer.continuations(reqs, progress('choices'));
+  assertFinite(scored.map((s) => s.logprob), `${opts.label}: ${task.name} choice log-likelihoods`);
   const perDoc: DocScores[] = docs.map((doc, k) => {
     const end = k + 1 < spans.length ? spans[k + 1].start : scored.length;
     const lls = scored.slice(spans[k].start, end).map((s) => s.logprob);
@@ -290,6 +298,8 @@ async function scoreLetters<D>(
     }
   }
   const scored = await scorer.nextToken(reqs, progress('prompts'));
+  // A NaN log-probability would still give a finite accuracy (the argmax falls on the first letter).
+  assertFinite(scored.flatMap((s) => s.logprobs), `${opts.label}: ${task.name} letter log-probabilities`);
   const perDoc: DocScores[] = docs.map((doc, d) => {
     const out: DocScores = {};
     variants.forEach((v, j) => {

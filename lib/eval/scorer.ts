@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { webgpuDevice } from '../runtime/backend';
 import { wasmKernelsAvailable, wasmTokenLogprobStats } from '../kernels/wasm-simd';
 import { maxRows, softmaxRows } from '../runtime/rows';
+import { assertFinite } from './finite';
 
 /** log P(continuation | context), summed over the continuation's tokens. */
 export interface ContinuationRequest {
@@ -73,6 +74,8 @@ export interface ScorerOptions {
   maxAttentionElements: number;
   /** Attention heads of the widest block (bounds the [B·heads, T, T] scores); 1 for logits tables. */
   heads: number;
+  /** Names the scored model and method in errors (a non-finite log-probability, lib/eval/finite.ts). */
+  label: string;
 }
 
 export const SCORER_DEFAULTS: ScorerOptions = {
@@ -82,6 +85,7 @@ export const SCORER_DEFAULTS: ScorerOptions = {
   padId: 0,
   maxAttentionElements: 1 << 26, // 64M floats: tfjs-webgpu gave wrong WikiText-2 PPL (392 for 121) with 268M-element scores
   heads: 1, // a logits table has no attention; modelScorer passes the model's heads
+  label: 'model', // the runner passes "<model> × <method>"
 };
 
 /** One row of a batch: the input ids and which (position, token) pairs to gather. */
@@ -225,18 +229,24 @@ export class TensorScorer implements Scorer {
       }
       const rows = logits.reshape([B * T, V]) as tf.Tensor2D; // [B*T, V]
       const rowsIdx = tf.tensor1d(rowIdx, 'int32');
-      if (wasmStats) return [wasmTokenLogprobStats(rows, rowsIdx, tf.tensor1d(tokIdx, 'int32'))]; // [N, 2]
+      // Σ logits of each scored row: NaN or ±Infinity when any logit of the row is (the wasm
+      // kernel's max and exp pass over a NaN logit without one), checked on the host below.
+      const sums = tf.gather(tf.sum(rows, 1), rowsIdx); // [N]
+      if (wasmStats) return [sums, wasmTokenLogprobStats(rows, rowsIdx, tf.tensor1d(tokIdx, 'int32'))]; // [N], [N, 2]
       // log p(token) = (x_token − max) + log(max softmax): max softmax = 1/Σ exp(x − max), so this
       // is log-softmax without its [B·T, V] exp and log passes; max softmax ≥ 1/V: no underflow.
       const top = tf.gather(maxRows(rows).reshape([-1]), rowsIdx); // [N] max logit of each scored row
       const topP = tf.gather(maxRows(softmaxRows(rows)).reshape([-1]), rowsIdx); // [N] its probability
       const gap = tf.sub(tf.gather(rows.reshape([-1]), tf.tensor1d(flat, 'int32')), top); // [N] ≤ 0, 0 iff greedy
-      return [tf.add(gap, tf.log(topP)), gap];
+      return [sums, tf.add(gap, tf.log(topP)), gap];
     });
-    const vals = await Promise.all(outs.map((t) => t.data()));
+    const [sums, ...vals] = await Promise.all(outs.map((t) => t.data()));
     tf.dispose(outs);
+    // NaN or ±Infinity logits are an error, never a score.
+    assertFinite(sums, `${this.opts.label}: scoring ${B} sequence(s) of ${T} tokens: logits (sum per scored position)`);
     const picked = wasmStats ? Float64Array.from(rowIdx, (_, n) => vals[0][2 * n] - Math.log(vals[0][2 * n + 1])) : vals[0];
     const gap = wasmStats ? Float64Array.from(rowIdx, (_, n) => vals[0][2 * n]) : vals[1];
+    assertFinite(picked, `${this.opts.label}: scoring ${B} sequence(s) of ${T} tokens: log-probabilities`);
     const out: { picked: number[]; greedy: boolean[] }[] = [];
     let n = 0;
     for (const r of batch) {

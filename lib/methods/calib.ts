@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
+import { verifyDataFile } from '../data/verify';
 import type { Model, Tokenizer } from '../models/types';
 import { DEFAULT_CORPUS_DIR, readCorpusSplit } from '../train/corpus';
 
@@ -82,12 +83,23 @@ export function calibrationFromText(text: string, tokenizer: Tokenizer, corpus: 
   return sampleCalibration(tokenizer.encode(text, { bos: false }), corpus, opts);
 }
 
+/** The dataset files (paths under the data root) a named corpus reads: part of a cell's data identity. */
+export const CALIB_DATA_FILES = {
+  'wikitext2-valid': ['wikitext-2-raw/wiki.valid.raw'],
+  'wikitext2-test': ['wikitext-2-raw/wiki.test.raw'],
+} as const satisfies Record<string, readonly string[]>;
+
+/** The dataset files a calibration corpus reads (none for the shipped corpus or a file given by path). */
+export function calibDataFiles(corpus: string): readonly string[] {
+  return (CALIB_DATA_FILES as Record<string, readonly string[]>)[corpus] ?? [];
+}
+
 /** Local corpora known by name; each resolves to text (joined the way the reference scripts join rows). */
 export const CALIB_CORPORA = {
   // WikiText-2 raw validation: rows (file lines) joined with " " as ../shared/reference's calibration file.
-  'wikitext2-valid': (dataRoot: string) => readLines(path.join(dataRoot, 'wikitext-2-raw', 'wiki.valid.raw')).join(' '),
+  'wikitext2-valid': (dataRoot: string) => readLines(path.join(dataRoot, CALIB_DATA_FILES['wikitext2-valid'][0])).join(' '),
   // WikiText-2 raw test (for experiments only: it is the evaluation split).
-  'wikitext2-test': (dataRoot: string) => readLines(path.join(dataRoot, 'wikitext-2-raw', 'wiki.test.raw')).join('\n\n'),
+  'wikitext2-test': (dataRoot: string) => readLines(path.join(dataRoot, CALIB_DATA_FILES['wikitext2-test'][0])).join('\n\n'),
   // The King James Bible train split the repository ships for its zoo: calibration text on a
   // fresh clone without the benchmark datasets (public domain; see data/zoo/corpus/corpus.json).
   'kjv-train': () => readCorpusSplit(DEFAULT_CORPUS_DIR, 'train'),
@@ -96,6 +108,7 @@ export type CalibCorpus = keyof typeof CALIB_CORPORA;
 
 function readLines(file: string): string[] {
   if (!fs.existsSync(file)) throw new CalibError(`calibration corpus file ${file} does not exist`);
+  verifyDataFile(file); // a dataset file: checked against its data root's SHA256SUMS
   const lines = fs.readFileSync(file, 'utf8').split('\n');
   if (lines.length && lines[lines.length - 1] === '') lines.pop();
   return lines;

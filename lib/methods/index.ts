@@ -30,4 +30,22 @@ export function getMethod(name: string): MethodModule<object> {
   return METHODS[name as MethodName] as unknown as MethodModule<object>;
 }
 
+/**
+ * Checks a method configuration before any work: `name` is a registry method (or 'dense', the
+ * uncompressed model, which takes no options) and every option key is one of the method's
+ * (the keys of its `defaults`). The error names the bad name or key and lists the valid ones;
+ * `where` says where the configuration came from (a matrix entry, a flag).
+ */
+export function checkMethodConfig(name: string, config: Record<string, unknown>, where = 'method'): void {
+  const keys = Object.keys(config);
+  if (name === 'dense') {
+    if (keys.length) throw new Error(`${where}: 'dense' takes no options, got ${keys.map((k) => `'${k}'`).join(', ')}`);
+    return;
+  }
+  if (!(name in METHODS)) throw new Error(`${where}: unknown method '${name}' (known: dense, ${Object.keys(METHODS).join(', ')})`);
+  const valid = Object.keys(METHODS[name as MethodName].defaults);
+  const bad = keys.filter((k) => !valid.includes(k));
+  if (bad.length) throw new Error(`${where}: unknown option ${bad.map((k) => `'${k}'`).join(', ')} for method '${name}' (valid: ${valid.join(', ')})`);
+}
+
 export type { CompressResult, MethodHooks, MethodModule } from './types';

@@ -10,6 +10,7 @@
 // norm-fed groups (q/k/v, gate/up or fc1); the q·kᵀ scale is not learned; groups must divide the
 // input dimension.
 import * as tf from '@tensorflow/tfjs';
+import { assertFinite } from '../eval/finite';
 import { ARCHS, linearName } from '../models/arch';
 import type { Model } from '../models/types';
 import type { ActQuantSpec } from '../quant/act';
@@ -280,7 +281,9 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
             };
             try {
               for (let e = 0; e < o.epochs; e++) {
-                const mean = await epoch(e === 0 || e === o.epochs - 1);
+                const read = e === 0 || e === o.epochs - 1;
+                const mean = await epoch(read);
+                if (read) assertFinite([mean], `${model.name} omniquant: block ${b}, epoch ${e + 1} of ${o.epochs}: calibration loss`);
                 if (e === 0) firstLoss.push(mean);
                 if (e === o.epochs - 1) lastLoss.push(mean);
                 hooks.sample?.();

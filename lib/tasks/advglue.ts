@@ -78,6 +78,7 @@ export const advglue = {
   ],
   defaultBos: false, // LLMCBench: add_bos_token=False
   notes: ['RTE labels mapped correctly (LLMCBench inverts them)', 'original text restores every perturbed field'],
+  dataFiles: ['advglue/dev_ann.json', 'adv_glue/dev_ann.json'], // either name (lib/data/advglue.ts)
   load: (data) => loadAdvGlue(data),
   groups: (doc) => [`advglue/${doc.subtask}`],
   variants: ['adv', 'orig'],

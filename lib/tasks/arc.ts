@@ -12,6 +12,7 @@ function arcTask(name: string, subset: ArcSubset) {
     outputType: 'multiple_choice',
     metrics: [ACC, ACC_NORM],
     defaultBos: true, // lm-eval prepends BOS for LLaMA
+    dataFiles: [`arc/${subset}-Test.jsonl`],
     load: (data) => loadArc(data, subset, 'Test'),
     docToText: (doc) => `Question: ${doc.question}\nAnswer:`,
     docToChoice: (doc) => doc.choices,

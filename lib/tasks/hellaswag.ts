@@ -11,6 +11,7 @@ export const hellaswag = {
   outputType: 'multiple_choice',
   metrics: [ACC, ACC_NORM],
   defaultBos: true, // lm-eval prepends BOS for LLaMA
+  dataFiles: ['hellaswag/hellaswag_val_full.txt'],
   load: (data) => loadHellaSwag(data),
   docToText: (doc) => doc.query,
   docToChoice: (doc) => doc.endings,

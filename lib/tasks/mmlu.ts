@@ -29,6 +29,7 @@ export const mmlu = {
   outputType: 'letter',
   metrics: [ACC],
   defaultBos: false, // LLMCBench: add_bos_token=False
+  dataFiles: ['mmlu/test'], // 0-shot: the dev pool is read only with shots > 0, which the matrix never sets
   load: (data) => loadMmlu(data, 'test'),
   groups: (doc) => [`mmlu/${mmluCategory(doc.subject)}`, `mmlu/${doc.subject}`],
   docToText: (doc, shots) =>

@@ -22,6 +22,7 @@ function mnliTask(name: string, split: MnliSplit) {
     defaultBos: false, // LLMCBench: add_bos_token=False
     // LLMCBench's evaluate_mnli.py scores dev_mismatched (its 'MNLI' column); both splits are tasks here.
     notes: [`MNLI validation ${split} (LLMCBench's script scores mismatched)`],
+    dataFiles: [`mnli/dev_${split}.tsv`, `mnli/multinli_1.0_dev_${split}.jsonl`, `mnli/multinli_1.0_dev_${split}.txt`], // candidates (lib/data/glue.ts)
     load: (data) => loadMnli(data, split),
     docToText: (doc, shots) =>
       "Please identify whether the premise entails the hypothesis. The answer should be exactly 'A. yes', 'B. maybe' or 'C. no'\n\n" +

@@ -11,6 +11,7 @@ export const piqa = {
   outputType: 'multiple_choice',
   metrics: [ACC, ACC_NORM],
   defaultBos: true, // lm-eval prepends BOS for LLaMA
+  dataFiles: ['piqa/valid.jsonl', 'piqa/valid-labels.lst'],
   load: (data) => loadPiqa(data),
   docToText: (doc) => `Question: ${doc.goal}\nAnswer:`,
   docToChoice: (doc) => doc.choices,

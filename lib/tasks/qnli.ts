@@ -17,6 +17,7 @@ export const qnli = {
   outputType: 'letter',
   metrics: [ACC],
   defaultBos: false, // LLMCBench: add_bos_token=False
+  dataFiles: ['qnli/dev.tsv'],
   load: (data) => loadQnli(data),
   docToText: (doc, shots) =>
     "Please identify whether the sentence answers the question. The answer should be exactly 'A. yes' or 'B. no'.\n\n" +

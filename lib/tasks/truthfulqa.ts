@@ -58,6 +58,7 @@ export const truthfulqa = {
     { name: 'mc2', higherIsBetter: true },
   ],
   defaultBos: false, // LLMCBench: add_bos_token=False
+  dataFiles: ['truthfulqa/TruthfulQA.csv'],
   load: (data) => loadTruthfulQA(data),
   docToText: (doc) => `${QA_PRIMER}\n\nQ: ${doc.question}\nA:`,
   docToChoice: truthfulqaChoices,

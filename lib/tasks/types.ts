@@ -22,6 +22,9 @@ interface TaskBase<Doc> {
   metrics: readonly MetricDef[];
   /** The paper's BOS choice for this task (LLMCBench's scripts: none; lm-eval: BOS for LLaMA). */
   defaultBos: boolean;
+  /** Paths under the data root its local copy reads (files, or folders read whole; every candidate
+   * name): their hashes are the data identity in each cell's key (lib/data/verify.ts dataIdentity). */
+  dataFiles: readonly string[];
   load(data: DataOptions): Promise<LoadResult<Doc>>;
   /** Sub-groups a document also counts toward (e.g. 'mmlu/stem'); each becomes a task of its own in the rows. */
   groups?(doc: Doc): string[];

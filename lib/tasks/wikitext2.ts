@@ -11,6 +11,7 @@ export const wikitext2 = {
   outputType: 'loglikelihood_rolling',
   metrics: [{ name: 'ppl', higherIsBetter: false }],
   defaultBos: false, // GPTQ/LLMCBench windows are raw token slices
+  dataFiles: ['wikitext-2-raw/wiki.test.raw'],
   load: (data) => loadWikiText2(data, 'test'),
   docToText: (doc) => doc.text,
 } satisfies RollingTask<WikiTextDoc>;

@@ -22,6 +22,7 @@ export const winogrande = {
   outputType: 'multiple_choice',
   metrics: [ACC],
   defaultBos: true, // lm-eval prepends BOS for LLaMA
+  dataFiles: ['winogrande/dev.jsonl', 'winogrande/winogrande_1.1/dev.jsonl'], // candidates (lib/data/winogrande.ts)
   load: (data) => loadWinogrande(data),
   docToText: winograndeContexts,
   docToChoice: (doc) => [winograndeContinuation(doc)],

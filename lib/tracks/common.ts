@@ -5,6 +5,7 @@ import { kernelsActive } from '../kernels';
 import { attachPackedLinears, packLinears } from '../kernels/packed-linear';
 import { dataOptions, resolveDataDir, type DataOptions } from '../data/common';
 import { meterCompression, type TrainMeasurement } from '../efficiency/meters';
+import { assertFiniteWeights } from '../eval/finite';
 import { countParams } from '../efficiency/macs';
 import { calibrationFromText, capSeqlen, corpusText, describeCalib } from '../methods/calib';
 import { getMethod } from '../methods/index';
@@ -64,11 +65,22 @@ export interface Subject {
   dispose(): void;
 }
 
-/** Loads the model and applies the method, metering the compression (calibration included). */
+/** "<model id> × <method id>": how errors name a subject. */
+export function subjectLabel(s: { spec: ModelSpec; method: MethodSpec }): string {
+  return `${s.spec.id} × ${s.method.id}`;
+}
+
+/**
+ * Loads the model and applies the method, metering the compression (calibration included). Weights
+ * holding NaN or ±Infinity, as loaded or after the compression, are a NonFiniteError naming the
+ * model, method and step: no cell of the pair may produce an ok row.
+ */
 export async function prepareSubject(env: TrackEnv, spec: ModelSpec, method: MethodSpec): Promise<Subject> {
   const model = await loadModel(resolveModelPath(spec));
   model.name = spec.id;
+  const label = subjectLabel({ spec, method });
   try {
+    await assertFiniteWeights(model, `${label}: loaded weights`);
     if (method.method === 'dense') {
       return { spec, method, model, compress: null, train: null, calib: 'none', params: countParams(model), dispose: () => disposeModel(model) };
     }
@@ -91,6 +103,7 @@ export async function prepareSubject(env: TrackEnv, spec: ModelSpec, method: Met
       sample();
       return mod.compress(model, calib, opts, { sample });
     });
+    await assertFiniteWeights(model, `${label}: weights after compression`);
     // With kernels on, inference runs the quantized kernels on the method's integer codes (after
     // the metered compression: packing is not part of it).
     if (result.quantized.size > 0 && kernelsActive()) {
@@ -123,7 +136,7 @@ export function cellRow(env: TrackEnv, cell: Cell, s: Subject, fields: { task: s
     ...subjectFields(s),
     seed: env.matrix.eval.seed,
     ...fields,
-    note: cellNote(cell.hash, fields.note ?? ''),
+    note: cellNote(cell.hash, fields.note ?? '', cell.data),
   });
 }
 
@@ -141,7 +154,7 @@ export function notRunRows(env: TrackEnv, cell: Cell, metrics: { task: string; m
       value: null,
       higher_is_better: m.higher_is_better,
       status,
-      note: cellNote(cell.hash, reason.replace(/\s+/g, ' ').trim() || 'no reason given'),
+      note: cellNote(cell.hash, reason.replace(/\s+/g, ' ').trim() || 'no reason given', cell.data),
     }),
   );
 }

@@ -4,21 +4,21 @@
 import { evaluate, outcomeRows, type EvalOutcome } from '../eval/evaluate';
 import { modelScorer } from '../eval/model-scorer';
 import type { Scorer } from '../eval/scorer';
-import { cellNote, type Cell } from '../matrix';
-import type { ResultRow, Track } from '../results';
+import { cellNote, type Cell, type TaskInfo } from '../matrix';
+import type { ResultRow } from '../results';
 import { getTasks } from '../tasks/index';
-import { subjectFields, type Subject, type TrackEnv } from './common';
+import { subjectFields, subjectLabel, type Subject, type TrackEnv } from './common';
 
-/** The task's track and version (what cells and hashes need to know about it). */
-export function taskTrack(name: string): { track: Track; version: string } {
+/** The task's track, version and data files (what cells and hashes need to know about it). */
+export function taskTrack(name: string): TaskInfo {
   const [t] = getTasks([name]);
-  return { track: t.track, version: t.version };
+  return { track: t.track, version: t.version, dataFiles: t.dataFiles };
 }
 
 /** A scorer over the subject: activation fake-quantization in the forward when the method needs it. */
 export function subjectScorer(env: TrackEnv, s: Subject): Scorer {
   const bt = env.matrix.eval.batchTokens;
-  const opts = bt ? { maxBatchTokens: Math.max(bt, s.model.config.maxPositions) } : {};
+  const opts = { label: subjectLabel(s), ...(bt ? { maxBatchTokens: Math.max(bt, s.model.config.maxPositions) } : {}) };
   // W8A8: forward() quantizes linear inputs when the model carries the spec (set it once only).
   const act = s.compress?.actQuant ?? null;
   return modelScorer(act && !s.model.actQuant ? { ...s.model, actQuant: act } : s.model, opts);
@@ -39,11 +39,12 @@ export async function evaluationCell(env: TrackEnv, cell: Cell, s: Subject, memo
       limit: e.limit,
       seed: e.seed,
       data: env.data,
+      label: subjectLabel(s),
       onProgress: undefined,
     });
     memo.set(cell.item, outcome);
   }
-  return outcomeRows(env.ctx, outcome, subjectFields(s), env.matrix.eval.seed).map((r) => ({ ...r, track: cell.track, note: cellNote(cell.hash, r.note) }));
+  return outcomeRows(env.ctx, outcome, subjectFields(s), env.matrix.eval.seed).map((r) => ({ ...r, track: cell.track, note: cellNote(cell.hash, r.note, cell.data) }));
 }
 
 /** The metrics a task's rows carry (for not_run rows of a cell that never got to evaluate). */

@@ -4,8 +4,9 @@
 // ends (an interrupted run loses at most the cell in flight).
 import * as tf from '@tensorflow/tfjs';
 import type { EvalOutcome } from '../eval/evaluate';
+import { resolveDataDir } from '../data/common';
 import {
-  cellPending, checkMatrix, checkSlice, expandCells, finishedCells, type Cell, type MatrixConfig, type Slice,
+  cellPending, checkMatrix, REPO_ROOT, checkSlice, expandCells, finishedCells, type Cell, type MatrixConfig, type Slice,
 } from '../matrix';
 import { appendResults, trackFile, type ResultRow } from '../results';
 import { envDefaults, notRunRows, openEnv, prepareSubject, type EnvOptions, type Subject, type TrackEnv } from './common';
@@ -16,7 +17,7 @@ import { trainingCell, TRACK3_METRICS } from './training';
 
 export interface RunOptions extends EnvOptions {
   slice: Slice; // which part of the matrix
-  retry: boolean; // also redo cells whose rows say no_data
+  retry: boolean; // also redo cells whose rows say no_data with the same data (the hub again); data that appears under the data root changes the cell key, so those cells run without it
   budgetS: number | null; // start no new (model, method) pair after this many seconds; null: no limit
   dryRun: boolean; // only list the pending cells
 }
@@ -24,7 +25,7 @@ export interface RunOptions extends EnvOptions {
 export const runDefaults: RunOptions = {
   ...envDefaults,
   slice: {}, // the whole matrix
-  retry: false, // no_data cells stay done until asked
+  retry: false, // no_data cells stay done until their data appears (or until asked)
   budgetS: null, // run to the end
   dryRun: false, // do the work
 };
@@ -84,7 +85,9 @@ export async function runMatrix(mx: MatrixConfig, options: Partial<RunOptions> =
   const t0 = performance.now();
   checkMatrix(mx);
   checkSlice(mx, o.slice);
-  const cells = expandCells(mx, o.slice, taskTrack);
+  // The data identity of each cell is in its hash: cells computed without their data (no_data) or
+  // on other data come back by themselves when the data appears or changes.
+  const cells = expandCells(mx, o.slice, taskTrack, resolveDataDir(o.dataDir, REPO_ROOT));
   const done = finishedCells(o.out);
   const pending = cells.filter((c) => cellPending(done.get(c.hash), o.retry));
   const summary: RunSummary = { matrix: mx.name, cells: cells.length, pending: pending.length, ran: 0, failed: [], stopped: null, rows: [], pendingCells: pending, wallS: 0 };
@@ -120,7 +123,7 @@ export async function runMatrix(mx: MatrixConfig, options: Partial<RunOptions> =
       env.log(`   not run: ${msg}`);
       for (const c of group) write(notRunRows(env, c, expectedMetrics(c), `${method.id} on ${model.id}: ${msg}`));
       summary.ran += group.length;
-      if (!(e instanceof CellTimeout) && !/unknown method/.test(msg)) summary.failed.push({ cell: `${model.id} × ${method.id}`, error: msg });
+      if (!(e instanceof CellTimeout)) summary.failed.push({ cell: `${model.id} × ${method.id}`, error: msg });
       if (e instanceof CellTimeout) {
         summary.stopped = 'timeout';
         break;

@@ -299,8 +299,8 @@ export async function pretrain(rt: RuntimeInfo, options: Partial<PretrainOptions
     let probe: number | null = null;
     if (steps === null) {
       // Time a few real steps (after one warm-up step that compiles the shaders), then start over.
-      const warm = await train(task(), { steps: 1, lr, warmupSteps: 0, logEvery: 1 });
-      const timed = await train(task(), { steps: o.probeSteps, lr, warmupSteps: 0, logEvery: o.probeSteps });
+      const warm = await train(task(), { steps: 1, lr, warmupSteps: 0, logEvery: 1, label: `${spec.name} pretraining (warm-up)` });
+      const timed = await train(task(), { steps: o.probeSteps, lr, warmupSteps: 0, logEvery: o.probeSteps, label: `${spec.name} pretraining (step-time probe)` });
       probe = timed.elapsedS / o.probeSteps;
       steps = Math.max(o.logEvery, Math.floor(o.budgetS! / probe / o.logEvery) * o.logEvery);
       log(`${spec.name}: probe ${(probe * 1000).toFixed(1)} ms/step (warm-up step ${warm.elapsedS.toFixed(1)} s) -> ${steps} steps for ${o.budgetS} s`);
@@ -311,7 +311,7 @@ export async function pretrain(rt: RuntimeInfo, options: Partial<PretrainOptions
     const topts: Partial<TrainOptions> = {
       steps, lr, warmupSteps: Math.round(steps * o.warmupFrac), logEvery: o.logEvery, evalEvery,
       checkpointEvery: ckptEvery, checkpointDir: o.checkpointDir ?? path.join(os.tmpdir(), 'llmcb-zoo-ckpt', spec.name),
-      resume: o.resume, stopAfter: o.stopAfter,
+      resume: o.resume, stopAfter: o.stopAfter, label: `${spec.name} pretraining`,
     };
     log(`${spec.name}: ${params} parameters, ${steps} steps × ${batch}×${o.seqLen} tokens, lr ${lr}, ${tf.getBackend()}`);
     const result = await train(task(), topts, {

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { readSafetensorsHeader, readTensor, writeSafetensors, type WriteTensor } from '../models/safetensors';
 import { writeFileAtomic } from '../results';
+import { assertFinite } from '../eval/finite';
 import { syncDevice } from '../runtime';
 import type { BatchSource } from './data';
 import { AdamW, ADAMW_DEFAULTS, clipFactor, cosineLr, type AdamWOptions } from './optim';
@@ -24,6 +25,7 @@ export interface TrainOptions extends AdamWOptions {
   checkpointDir: string | null; // where checkpoints go (required for checkpointEvery > 0 or resume)
   resume: boolean; // continue from checkpointDir/state.json when it exists
   stopAfter: number | null; // stop (after checkpointing) at this step although `steps` defines the schedule: for interrupted-run tests and time-sliced jobs
+  label: string; // names the trained model and method in errors (a non-finite loss or gradient norm)
 }
 export const TRAIN_DEFAULTS: TrainOptions = {
   ...ADAMW_DEFAULTS,
@@ -38,6 +40,7 @@ export const TRAIN_DEFAULTS: TrainOptions = {
   checkpointDir: null,
   resume: false,
   stopAfter: null,
+  label: 'model', // callers pass e.g. "llama-700k pretraining"
 };
 
 /** One point of the loss curve (the tidy table is written from these by curveRows). */
@@ -186,6 +189,8 @@ export async function train<B>(task: TrainTask<B>, options: Partial<TrainOptions
   let elapsedS = 0;
   let curve: CurvePoint[] = [];
   let resumedFrom: number | null = null;
+  let lossSum: tf.Scalar = tf.scalar(0); // summed on the device since the last curve point
+  let lastNorm: tf.Scalar = tf.scalar(0);
   try {
     if (o.resume && o.checkpointDir && fs.existsSync(path.join(o.checkpointDir, STATE_FILE))) {
       const s = loadCheckpoint(o.checkpointDir, params, opt, o);
@@ -197,8 +202,6 @@ export async function train<B>(task: TrainTask<B>, options: Partial<TrainOptions
       resumedFrom = step;
     }
     const stopAt = Math.min(o.steps, o.stopAfter ?? o.steps);
-    let lossSum: tf.Scalar = tf.scalar(0);
-    let lastNorm: tf.Scalar = tf.scalar(0);
     let intervalSteps = 0;
     let t0 = performance.now();
     while (step < stopAt) {
@@ -228,6 +231,9 @@ export async function train<B>(task: TrainTask<B>, options: Partial<TrainOptions
       tokens += task.tokensPerBatch;
       if (step % o.logEvery === 0 || step === stopAt) {
         const [sum, gn] = await Promise.all([lossSum.data(), lastNorm.data()]);
+        // A NaN or Infinity loss (or gradient) has already poisoned the parameters: stop here.
+        assertFinite([sum[0]], `${o.label}: training loss over steps ${step - intervalSteps + 1}-${step}`);
+        assertFinite([gn[0]], `${o.label}: gradient norm at step ${step}`);
         await syncDevice();
         const dt = (performance.now() - t0) / 1000;
         elapsedS += dt;
@@ -249,10 +255,9 @@ export async function train<B>(task: TrainTask<B>, options: Partial<TrainOptions
         t0 = performance.now();
       }
     }
-    lossSum.dispose();
-    lastNorm.dispose();
     return { curve, step, resumedFrom, elapsedS, tokens };
   } finally {
+    tf.dispose([lossSum, lastNorm]);
     opt.dispose();
   }
 }
