@@ -13,6 +13,7 @@ import { METHODS } from '../lib/methods';
 import { actQuantDefaults } from '../lib/quant/act';
 import { Arena } from '../lib/engine/gpu';
 import { Decoder } from '../lib/engine/generate';
+import { EngineScorer } from '../lib/engine/scorer';
 import { generate } from '../lib/models/transformer';
 import { fixtureLogitParity, scorerAgreement } from '../lib/engine/check';
 import { parityFixtures } from '../lib/models/parity';
@@ -126,6 +127,18 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
         await expect(dec.generate(Array(70).fill(3), { maxNewTokens: 2 })).rejects.toThrow(/70 tokens exceeds the decoder's cache of 64/);
       } finally {
         await dec.dispose();
+      }
+    });
+
+    it('a NaN weight makes scoring fail naming the model, never a result', { timeout: 300_000 }, async () => {
+      const bad = randomModel(TINY, { seed: 8, name: 'nan-model' });
+      try {
+        const norm = bad.weights.get('model.norm.weight')!;
+        bad.weights.set('model.norm.weight', tf.fill(norm.shape, NaN));
+        norm.dispose();
+        await expect(new EngineScorer(bad, 64, {}, 'nan-model × rtn').continuations([{ context: [3, 4, 5], continuation: [6, 7] }])).rejects.toThrow(/nan-model × rtn: scoring .* not finite/);
+      } finally {
+        disposeModel(bad);
       }
     });
 

@@ -5,6 +5,7 @@
 // every scorer feeds them (lib/eval/scorer.ts continuationInput, nextTokenInput).
 import type { Model } from '../models/types';
 import { continuationInput, nextTokenInput, type ContinuationRequest, type ContinuationResult, type NextTokenRequest, type NextTokenResult, type Progress, type Scorer } from '../eval/scorer';
+import { assertFinite } from '../eval/finite';
 import { Executor, type ExecutorOptions, type StepInput, type StepOutput } from './executor';
 
 /** One request as the model reads it: input tokens, scored positions and tokens. */
@@ -23,6 +24,8 @@ export class EngineScorer implements Scorer {
     readonly model: Model,
     readonly maxLength = model.config.maxPositions,
     private readonly opts: Partial<ExecutorOptions> = {},
+    /** Names the model (and method) in errors, e.g. a non-finite log-probability. */
+    readonly label = model.name,
   ) {
     if (!(Number.isInteger(maxLength) && maxLength >= 1)) throw new Error(`EngineScorer: maxLength ${maxLength} must be a positive integer`);
     if (maxLength > model.config.maxPositions) throw new Error(`EngineScorer: maxLength ${maxLength} exceeds the model's context ${model.config.maxPositions}`);
@@ -100,6 +103,7 @@ export class EngineScorer implements Scorer {
           t += s.input.length;
         }
         const collect = (o: StepOutput) => {
+          assertFinite(o.logprobs, `${this.label}: scoring a step of ${step.length} sequence(s), ${T} tokens: log-probabilities`);
           let n = 0;
           for (const s of step) {
             const r: [number, boolean][] = [];
