@@ -136,7 +136,7 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
         const norm = bad.weights.get('model.norm.weight')!;
         bad.weights.set('model.norm.weight', tf.fill(norm.shape, NaN));
         norm.dispose();
-        await expect(new EngineScorer(bad, 64, {}, 'nan-model × rtn').continuations([{ context: [3, 4, 5], continuation: [6, 7] }])).rejects.toThrow(/nan-model × rtn: scoring .* not finite/);
+        await expect(new EngineScorer(bad, 64, { label: 'nan-model × rtn' }).continuations([{ context: [3, 4, 5], continuation: [6, 7] }])).rejects.toThrow(/nan-model × rtn: scoring .* not finite/);
       } finally {
         disposeModel(bad);
       }
@@ -152,6 +152,7 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
         expect(() => exec.run({ seqs: [{ ids: [1, 200], pos0: 0, kvBase: 0 }], scoreRows: [], items: [] })).toThrow(/token id 200 outside the vocabulary/);
         expect(() => exec.run({ seqs: [{ ids: [1, 2], pos0: 0, kvBase: 0 }], scoreRows: [2], items: [] })).toThrow(/score row 2 outside/);
         expect(() => exec.run({ seqs: [{ ids: [1, 2], pos0: 0, kvBase: 0 }], scoreRows: [1], items: [{ row: 0, token: -1 }] })).toThrow(/scored token -1/);
+        expect(() => exec.run({ seqs: [{ ids: [1, 2], pos0: 2, kvBase: -2, prefix: { kvBase: 0, length: 2 } }], scoreRows: [], items: [] })).toThrow(/prefix must be ≥ 1 rows of earlier tokens/);
       } finally {
         exec.dispose();
       }

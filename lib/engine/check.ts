@@ -10,7 +10,7 @@ import type { ContinuationRequest, NextTokenRequest } from '../eval/scorer';
 import { Executor, executorUnsupported, type ExecutorOptions } from './executor';
 import { EngineScorer } from './scorer';
 
-/** Requests of every shape the evaluator sends: short and long contexts and continuations, left truncation, continuations longer than the window, next-token candidates. */
+/** Requests of every shape the evaluator sends: short and long contexts and continuations, left truncation, continuations longer than the window, choices sharing a context, next-token candidates. */
 export function checkRequests(V: number, maxLength: number): { cont: ContinuationRequest[]; next: NextTokenRequest[] } {
   const ids = (n: number, s: number) => Array.from({ length: n }, (_, i) => (i * 31 + s * 17 + 5) % V);
   return {
@@ -21,6 +21,10 @@ export function checkRequests(V: number, maxLength: number): { cont: Continuatio
       { context: ids(1, 7), continuation: ids(Math.min(100, maxLength - 2), 8) },
       { context: ids(maxLength, 9), continuation: ids(3, 10) },
       { context: ids(2, 11), continuation: ids(maxLength + 5, 12) },
+      // Choices of one item (a shared context, run once): continuations that differ at once, share
+      // their first tokens, repeat one another, or are truncated on the left alike.
+      ...[ids(4, 17), ids(9, 18), [...ids(2, 17), 1, 2, 3], ids(4, 17)].map((continuation) => ({ context: ids(25, 16), continuation })),
+      ...[ids(3, 20), ids(3, 21)].map((continuation) => ({ context: ids(maxLength, 19), continuation })),
     ],
     next: [
       { context: ids(30, 13), candidates: [1, 2, 3, 4] },
@@ -44,7 +48,7 @@ const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e
 export async function scorerAgreement(model: Model, maxLength = Math.min(128, model.config.maxPositions), opts: Partial<ExecutorOptions> = {}): Promise<ScorerAgreement> {
   const { cont, next } = checkRequests(model.config.vocabSize, maxLength);
   const ref = tensorScorer(model, {}, maxLength);
-  const eng = new EngineScorer(model, maxLength, opts);
+  const eng = new EngineScorer(model, maxLength, { executor: opts });
   const [a, b] = [await ref.continuations(cont), await eng.continuations(cont)];
   const [c, d] = [await ref.nextToken(next), await eng.nextToken(next)];
   let maxRel = 0;

@@ -33,6 +33,7 @@ import { Arena, borrow, engineDevice, Program, spill, type Buf, type DispatchSpe
 import {
   attentionKernel,
   attnMergeKernel,
+  BLOCK_WORDS,
   embedKernel,
   GEMM_TILES,
   gemmKernel,
@@ -91,11 +92,17 @@ export interface StepShape {
   temp: number;
 }
 
-/** One sequence of a step: its new tokens, their first position and the KV row of its position 0. */
+/**
+ * One sequence of a step: its new tokens, their first position and the KV row of its position 0.
+ * Without a cache a sequence may continue a shared `prefix`: the keys of its positions below
+ * prefix.length are those of KV rows prefix.kvBase + p (an earlier sequence of the same step, the
+ * context several continuations share); its own tokens then start at position prefix.length.
+ */
 export interface StepSeq {
   ids: ArrayLike<number>;
   pos0: number;
   kvBase: number;
+  prefix?: { kvBase: number; length: number };
 }
 
 /** Step inputs: the sequences, which token rows to score (indices into the packed tokens) and which (row, token) items. */
@@ -262,7 +269,7 @@ export class Executor {
         ids: arena.storage('ids', f32 * maxTokens),
         pos: arena.storage('pos', f32 * maxTokens),
         kvRow: arena.storage('kv-row', f32 * maxTokens),
-        blocks: arena.storage('blocks', f32 * 4 * maxBlocks),
+        blocks: arena.storage('blocks', f32 * BLOCK_WORDS * maxBlocks),
         scoreRows: arena.storage('score-rows', f32 * maxScoreRows),
         items: arena.storage('items', f32 * 2 * maxItems),
         noise: null as Buf | null,
@@ -593,7 +600,10 @@ export class Executor {
       if (L === 0) throw new Error('executor: a sequence has no new tokens');
       if (s.pos0 + L > c.maxPositions) throw new Error(`executor: positions up to ${s.pos0 + L} exceed the model's context ${c.maxPositions}`);
       if (this.options.cache && s.pos0 + L > this.options.cache.length) throw new Error(`executor: positions up to ${s.pos0 + L} exceed the cache length ${this.options.cache.length}`);
-      if (!this.options.cache && (s.pos0 !== 0 || s.kvBase !== t)) throw new Error('executor: without a cache a sequence starts at position 0 and keeps its keys at its own token rows');
+      const pre = s.prefix?.length ?? 0;
+      if (s.prefix && this.options.cache) throw new Error('executor: a shared prefix is for steps without a cache (scoring)');
+      if (s.prefix && !(Number.isInteger(pre) && pre >= 1 && Number.isInteger(s.prefix.kvBase) && s.prefix.kvBase >= 0 && s.prefix.kvBase + pre <= t)) throw new Error(`executor: a prefix must be ≥ 1 rows of earlier tokens of the step (rows ${s.prefix.kvBase}..${s.prefix.kvBase + pre - 1}, the sequence starts at row ${t})`);
+      if (!this.options.cache && (s.pos0 !== pre || s.kvBase !== t - pre)) throw new Error('executor: without a cache a sequence starts at position 0 (or after its prefix) and keeps its keys at its own token rows');
       if (s.kvBase + s.pos0 + L > limit) throw new Error(`executor: KV rows up to ${s.kvBase + s.pos0 + L} exceed the store's ${limit}`);
       for (let j = 0; j < L; j++) {
         const id = s.ids[j];
@@ -602,10 +612,10 @@ export class Executor {
         pos[t + j] = s.pos0 + j;
         kvRow[t + j] = s.kvBase;
       }
-      for (let j = 0; j < L; j += this.tokensPerBlock) blocks.push(t + j, Math.min(this.tokensPerBlock, L - j), s.kvBase, s.pos0 + j);
+      for (let j = 0; j < L; j += this.tokensPerBlock) blocks.push(t + j, Math.min(this.tokensPerBlock, L - j), s.kvBase, s.pos0 + j, s.prefix?.kvBase ?? 0, pre);
       t += L;
     }
-    const nb = blocks.length / 4;
+    const nb = blocks.length / BLOCK_WORDS;
     if (nb > maxBlocks) throw new Error(`executor: ${nb} attention blocks exceed ${maxBlocks}`);
     for (const r of input.scoreRows) if (!(Number.isInteger(r) && r >= 0 && r < T)) throw new Error(`executor: score row ${r} outside the step's ${T} tokens`);
     const items = new Uint32Array(2 * I);
@@ -617,7 +627,7 @@ export class Executor {
     });
     // Split the keys of short steps (decode) across workgroups until the GPU is busy.
     let maxKeys = 0;
-    for (let b = 0; b < nb; b++) maxKeys = Math.max(maxKeys, blocks[4 * b + 3] + blocks[4 * b + 1]);
+    for (let b = 0; b < nb; b++) maxKeys = Math.max(maxKeys, blocks[BLOCK_WORDS * b + 3] + blocks[BLOCK_WORDS * b + 1]);
     const kvTiles = Math.ceil(maxKeys / this.attnKeyTile);
     const base = nb * this.kvHeads;
     const wanted = base >= ATTN_TARGET_WORKGROUPS ? 1 : Math.min(kvTiles, MAX_SPLITS, Math.ceil(ATTN_TARGET_WORKGROUPS / base));

@@ -374,9 +374,15 @@ export interface AttnTile {
 }
 
 /**
+ * Words per attention block: first token, count, KV row of the sequence's position 0, position of
+ * the first token, and a shared prefix: the KV row of its position 0 and its length (positions
+ * below it read the prefix's rows: contexts scored once for several continuations; 0 = none).
+ */
+export const BLOCK_WORDS = 6;
+
+/**
  * Causal attention over ragged sequences, grouped-query, with the keys in a KV store. A block is
- * `count` consecutive tokens of one sequence (blocks u32 [nb, 4]: first token, count, key row of
- * the sequence's position 0, position of the first token); a workgroup takes one block × one KV
+ * `count` consecutive tokens of one sequence (blocks u32 [nb, BLOCK_WORDS]); a workgroup takes one block × one KV
  * head × one key range (split), rows = count·rep (query row r: token r / rep, head kvh·rep + r % rep),
  * and runs an online softmax over key tiles staged in workgroup memory. With splits, it writes
  * partial (m, l, o) for attnMergeKernel; else the output o [T, H·hd] directly.
@@ -427,14 +433,18 @@ var<workgroup> ps: array<f32, ${R * PS}>;
 var<workgroup> ms: array<f32, ${R}>;
 var<workgroup> ls: array<f32, ${R}>;
 var<workgroup> al: array<f32, ${R}>;
+// The KV row of key position p: a shared prefix's (another sequence's rows) below pfxLen, else the sequence's own.
+fn keyRow(p: u32, kvBase: u32, pfxBase: u32, pfxLen: u32) -> u32 { return select(kvBase + p, pfxBase + p, p < pfxLen); }
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
   let blk = g.x;
   let kvh = g.y;
-  let first = blocks[blk * 4u];
-  let count = blocks[blk * 4u + 1u];
-  let kvBase = blocks[blk * 4u + 2u];
-  let pos0 = blocks[blk * 4u + 3u];
+  let first = blocks[blk * ${BLOCK_WORDS}u];
+  let count = blocks[blk * ${BLOCK_WORDS}u + 1u];
+  let kvBase = blocks[blk * ${BLOCK_WORDS}u + 2u];
+  let pos0 = blocks[blk * ${BLOCK_WORDS}u + 3u];
+  let pfxBase = blocks[blk * ${BLOCK_WORDS}u + 4u];
+  let pfxLen = blocks[blk * ${BLOCK_WORDS}u + 5u];
   let rows = count * ${rep}u;
   ${each(R * hd, `var xq = 0.0;
       if (r < rows) { xq = q[((first + r / ${rep}u) * ${H}u + kvh * ${rep}u + r % ${rep}u) * ${hd}u + d] * params.scale; }
@@ -447,7 +457,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   workgroupBarrier();
   for (var kt = kStart; kt < kEnd; kt += ${BKV}u) {
     ${each(BKV * hd, `var xk = 0.0;
-      if (kt + r < kEnd) { xk = ks[((kvBase + kt + r) * ${KVH}u + kvh) * ${hd}u + d]; }
+      if (kt + r < kEnd) { xk = ks[(keyRow(kt + r, kvBase, pfxBase, pfxLen) * ${KVH}u + kvh) * ${hd}u + d]; }
       kvt[r * ${KS}u + d] = xk;`)}
     workgroupBarrier();
     for (var i = 0u; i < ${per(R * BKV)}u; i++) {
@@ -465,7 +475,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
     }
     workgroupBarrier();
     ${each(BKV * hd, `var xv = 0.0;
-      if (kt + r < kEnd) { xv = vs[((kvBase + kt + r) * ${KVH}u + kvh) * ${hd}u + d]; }
+      if (kt + r < kEnd) { xv = vs[(keyRow(kt + r, kvBase, pfxBase, pfxLen) * ${KVH}u + kvh) * ${hd}u + d]; }
       kvt[r * ${KS}u + d] = xv;`)}
     if (lid < ${R}u) {
       let mOld = ms[lid];
@@ -520,7 +530,7 @@ fn main(${BUILTINS}) {
   let r = (i / ${hd}u) % ${R}u;
   let kvh = (i / ${R * hd}u) % ${KVH}u;
   let blk = i / ${KVH * R * hd}u;
-  if (r >= blocks[blk * 4u + 1u] * ${rep}u) { return; }
+  if (r >= blocks[blk * ${BLOCK_WORDS}u + 1u] * ${rep}u) { return; }
   let cell = (blk * ${KVH}u + kvh) * ${R}u + r;
   let stride = params.nb * ${KVH * R}u;
   var m = -3.0e38;
@@ -533,7 +543,7 @@ fn main(${BUILTINS}) {
     l += ml[c * 2u + 1u] * w;
     o += po[c * ${hd}u + d] * w;
   }
-  let tok = blocks[blk * 4u] + r / ${rep}u;
+  let tok = blocks[blk * ${BLOCK_WORDS}u] + r / ${rep}u;
   let h = kvh * ${rep}u + r % ${rep}u;
   out[(tok * ${H}u + h) * ${hd}u + d] = o / l;
 }`,

@@ -3,9 +3,15 @@
 // positions get logits, and log-softmax, the target's log-likelihood and the greedy flag are
 // computed on the GPU; one small readback per step, two steps in flight. Requests are fed as
 // every scorer feeds them (lib/eval/scorer.ts continuationInput, nextTokenInput).
+//
+// Shared contexts: continuation requests with the same context (a multiple-choice item's choices)
+// form a group whose longest common input prefix runs once, as its own sequence; each choice then
+// runs only its remaining tokens, attending to the prefix's keys (the executor's StepSeq.prefix),
+// and a position inside the prefix is scored once for every choice that reads it. The numbers are
+// those of running each request alone (the prefix's keys and values are the same computation).
+import { assertFinite } from '../eval/finite';
 import type { Model } from '../models/types';
 import { continuationInput, nextTokenInput, type ContinuationRequest, type ContinuationResult, type NextTokenRequest, type NextTokenResult, type Progress, type Scorer } from '../eval/scorer';
-import { assertFinite } from '../eval/finite';
 import { Executor, type ExecutorOptions, type StepInput, type StepOutput } from './executor';
 
 /** One request as the model reads it: input tokens, scored positions and tokens. */
@@ -15,18 +21,40 @@ interface Seq {
   positions: number[]; // positions whose next-token distribution is read (one score row each)
   tokens: number[][]; // per position, the tokens scored there
   truncated: number;
+  /** Requests with the same key may share their common input prefix. */
+  group: string | null;
+}
+
+/** What one step runs: requests sharing `prefix` tokens (0: one request alone). */
+interface Unit {
+  prefix: number;
+  members: Seq[];
+  tokens: number; // tokens the unit puts in a step
+  scoreRows: number; // distinct score rows
+  items: number;
+  lengths: number[]; // sequence lengths (prefix first), for attention blocks
+}
+
+export interface EngineScorerOptions {
+  /** Sizes of the executor each call plans (defaults: sized from the requests, the model and the device). */
+  executor: Partial<ExecutorOptions>;
+  /** Run the common prefix of continuation requests with the same context once. */
+  sharePrefixes: boolean;
+  /** Names the model (and method) in errors, e.g. a non-finite log-probability. */
+  label: string;
 }
 
 export class EngineScorer implements Scorer {
+  readonly opts: EngineScorerOptions;
+
   /** A scorer of `model` with sequences of at most maxLength tokens. Each call plans an executor
    * sized to its requests and frees it before returning, so nothing outlives the call. */
   constructor(
     readonly model: Model,
     readonly maxLength = model.config.maxPositions,
-    private readonly opts: Partial<ExecutorOptions> = {},
-    /** Names the model (and method) in errors, e.g. a non-finite log-probability. */
-    readonly label = model.name,
+    opts: Partial<EngineScorerOptions> = {},
   ) {
+    this.opts = { executor: {}, sharePrefixes: true, label: model.name, ...opts };
     if (!(Number.isInteger(maxLength) && maxLength >= 1)) throw new Error(`EngineScorer: maxLength ${maxLength} must be a positive integer`);
     if (maxLength > model.config.maxPositions) throw new Error(`EngineScorer: maxLength ${maxLength} exceeds the model's context ${model.config.maxPositions}`);
   }
@@ -34,7 +62,7 @@ export class EngineScorer implements Scorer {
   async continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]> {
     const seqs = reqs.map((r, k): Seq => {
       const c = continuationInput(r, k, this.maxLength);
-      return { req: k, input: c.input, positions: c.positions, tokens: c.tokens.map((t) => [t]), truncated: c.truncated };
+      return { req: k, input: c.input, positions: c.positions, tokens: c.tokens.map((t) => [t]), truncated: c.truncated, group: this.opts.sharePrefixes ? r.context.join(',') : null };
     });
     const out = await this.run(seqs, onProgress);
     return reqs.map((r, k) => {
@@ -52,65 +80,82 @@ export class EngineScorer implements Scorer {
   async nextToken(reqs: readonly NextTokenRequest[], onProgress?: Progress): Promise<NextTokenResult[]> {
     const seqs = reqs.map((r, k): Seq => {
       const { input, truncated } = nextTokenInput(r, k, this.maxLength);
-      return { req: k, input, positions: [input.length - 1], tokens: [r.candidates], truncated };
+      return { req: k, input, positions: [input.length - 1], tokens: [r.candidates], truncated, group: null };
     });
     const out = await this.run(seqs, onProgress);
     return reqs.map((_, k) => ({ logprobs: out[k].map(([lp]) => lp), truncated: seqs[k].truncated }));
   }
 
-  /** Packs sequences (longest first) into steps within every per-step bound; returns per sequence its items' (logprob, greedy). */
+  /** Packs units (longest first) into steps within every per-step bound; returns per sequence its items' (logprob, greedy). */
   private async run(seqs: Seq[], onProgress?: Progress): Promise<[number, boolean][][]> {
     const total = seqs.reduce((n, s) => n + s.input.length, 0);
     const itemsPerRow = Math.max(1, ...seqs.map((s) => s.tokens.reduce((m, t) => Math.max(m, t.length), 0)));
-    const exec = Executor.create(this.model, { itemsPerRow, fitTokens: Math.max(this.maxLength, total), ...this.opts });
+    const exec = Executor.create(this.model, { itemsPerRow, fitTokens: Math.max(this.maxLength, total), ...this.opts.executor });
     const pending: Promise<void>[] = [];
     try {
       const { maxTokens, maxScoreRows, maxItems, maxBlocks } = exec.sizes;
       if (maxTokens < this.maxLength) throw new Error(`EngineScorer: the executor holds ${maxTokens} tokens per step, fewer than one sequence of ${this.maxLength}`);
+      const fits = (u: Unit) => u.tokens <= maxTokens && u.scoreRows <= maxScoreRows && u.items <= maxItems && exec.blocksFor(u.lengths) <= maxBlocks;
+      const units = makeUnits(seqs, fits);
       const results: [number, boolean][][] = new Array(seqs.length);
-      const order = seqs.map((_, i) => i).sort((a, b) => seqs[b].input.length - seqs[a].input.length || a - b);
+      const order = units.map((_, i) => i).sort((a, b) => units[b].tokens - units[a].tokens || a - b);
       let done = 0;
       let i = 0;
       while (i < order.length) {
-        const step: Seq[] = [];
+        const step: Unit[] = [];
         let T = 0;
         let R = 0;
         let I = 0;
         let nb = 0;
         while (i < order.length) {
-          const s = seqs[order[i]];
-          const L = s.input.length;
-          const items = s.tokens.reduce((n, t) => n + t.length, 0);
-          const blocks = exec.blocksFor([L]);
-          if (step.length > 0 && (T + L > maxTokens || R + s.positions.length > maxScoreRows || I + items > maxItems || nb + blocks > maxBlocks)) break;
-          if (L > maxTokens || s.positions.length > maxScoreRows || items > maxItems) throw new Error(`request ${s.req}: ${L} tokens / ${items} scored items exceed one executor step`);
-          step.push(s);
-          T += L;
-          R += s.positions.length;
-          I += items;
+          const u = units[order[i]];
+          const blocks = exec.blocksFor(u.lengths);
+          if (step.length > 0 && (T + u.tokens > maxTokens || R + u.scoreRows > maxScoreRows || I + u.items > maxItems || nb + blocks > maxBlocks)) break;
+          if (!fits(u)) throw new Error(`request ${u.members[0].req}: ${u.tokens} tokens / ${u.items} scored items exceed one executor step`);
+          step.push(u);
+          T += u.tokens;
+          R += u.scoreRows;
+          I += u.items;
           nb += blocks;
           i++;
         }
         const input: StepInput = { seqs: [], scoreRows: [], items: [] };
         let t = 0;
-        for (const s of step) {
-          input.seqs.push({ ids: s.input, pos0: 0, kvBase: t });
-          s.positions.forEach((p, j) => {
-            const row = input.scoreRows.length;
-            input.scoreRows.push(t + p);
-            for (const token of s.tokens[j]) input.items.push({ row, token });
-          });
-          t += s.input.length;
+        for (const u of step) {
+          const P = u.prefix;
+          const prefixRow = t;
+          if (P > 0) {
+            input.seqs.push({ ids: u.members[0].input.slice(0, P), pos0: 0, kvBase: t });
+            t += P;
+          }
+          const scoreRowOf = new Map<number, number>(); // token row → score row (a prefix position is scored once)
+          for (const s of u.members) {
+            const own = t;
+            input.seqs.push(P > 0 ? { ids: s.input.slice(P), pos0: P, kvBase: own - P, prefix: { kvBase: prefixRow, length: P } } : { ids: s.input, pos0: 0, kvBase: own });
+            s.positions.forEach((p, j) => {
+              const tokenRow = p < P ? prefixRow + p : own + p - P;
+              let row = scoreRowOf.get(tokenRow);
+              if (row === undefined) {
+                row = input.scoreRows.length;
+                input.scoreRows.push(tokenRow);
+                scoreRowOf.set(tokenRow, row);
+              }
+              for (const token of s.tokens[j]) input.items.push({ row, token });
+            });
+            t += s.input.length - P;
+          }
         }
         const collect = (o: StepOutput) => {
-          assertFinite(o.logprobs, `${this.label}: scoring a step of ${step.length} sequence(s), ${T} tokens: log-probabilities`);
+          assertFinite(o.logprobs, `${this.opts.label}: scoring a step of ${input.seqs.length} sequence(s), ${T} tokens: log-probabilities`);
           let n = 0;
-          for (const s of step) {
-            const r: [number, boolean][] = [];
-            for (const toks of s.tokens) for (let j = 0; j < toks.length; j++, n++) r.push([o.logprobs[n], o.greedy[n] === 1]);
-            results[s.req] = r;
+          for (const u of step) {
+            for (const s of u.members) {
+              const r: [number, boolean][] = [];
+              for (const toks of s.tokens) for (let j = 0; j < toks.length; j++, n++) r.push([o.logprobs[n], o.greedy[n] === 1]);
+              results[s.req] = r;
+            }
+            done += u.members.length;
           }
-          done += step.length;
           onProgress?.(done, seqs.length);
         };
         pending.push(exec.run(input).then(collect));
@@ -125,4 +170,62 @@ export class EngineScorer implements Scorer {
       exec.dispose();
     }
   }
+}
+
+/** A unit of the given members sharing their first `prefix` input tokens. */
+function unit(members: Seq[], prefix: number): Unit {
+  const shared = new Set<number>(); // scored positions inside the prefix: one score row for all members
+  let own = 0;
+  let tokens = prefix;
+  let items = 0;
+  for (const s of members) {
+    tokens += s.input.length - prefix;
+    s.positions.forEach((p, j) => {
+      if (p < prefix) shared.add(p);
+      else own++;
+      items += s.tokens[j].length;
+    });
+  }
+  return { prefix, members, tokens, scoreRows: shared.size + own, items, lengths: [...(prefix > 0 ? [prefix] : []), ...members.map((s) => s.input.length - prefix)] };
+}
+
+/**
+ * Groups the sequences into units: those with the same group key share their longest common input
+ * prefix (each keeps at least one token of its own); groups too large for one step are cut into
+ * consecutive pieces that fit; the rest run alone.
+ */
+function makeUnits(seqs: Seq[], fits: (u: Unit) => boolean): Unit[] {
+  const groups = new Map<string, Seq[]>();
+  const units: Unit[] = [];
+  for (const s of seqs) {
+    if (s.group === null) units.push(unit([s], 0));
+    else groups.set(s.group, [...(groups.get(s.group) ?? []), s]);
+  }
+  for (const members of groups.values()) {
+    let start = 0;
+    while (start < members.length) {
+      // The longest run of members from `start` that fits one step with their common prefix.
+      let best = unit([members[start]], 0);
+      for (let end = start + 2; end <= members.length; end++) {
+        const u = unit(members.slice(start, end), commonPrefix(members.slice(start, end)));
+        if (!fits(u)) break;
+        best = u;
+      }
+      units.push(best);
+      start += best.members.length;
+    }
+  }
+  return units;
+}
+
+/** Length of the longest common prefix of the members' inputs, leaving each at least one token of its own. */
+function commonPrefix(members: Seq[]): number {
+  const first = members[0].input;
+  let P = Math.min(...members.map((s) => s.input.length - 1));
+  for (const s of members.slice(1)) {
+    let k = 0;
+    while (k < P && s.input[k] === first[k]) k++;
+    P = k;
+  }
+  return P;
 }

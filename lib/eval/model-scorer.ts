@@ -46,7 +46,7 @@ export function tensorScorer(model: Model, opts: Partial<ScorerOptions> = {}, ma
  */
 export function modelScorer(model: Model, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): Scorer {
   if (webgpuDevice() && scorerEngine() === 'executor') {
-    return new EngineScorer(model, maxLength, opts.maxBatchTokens ? { maxTokens: Math.max(opts.maxBatchTokens, maxLength) } : {}, opts.label ?? model.name);
+    return new EngineScorer(model, maxLength, { executor: opts.maxBatchTokens ? { maxTokens: Math.max(opts.maxBatchTokens, maxLength) } : {}, label: opts.label ?? model.name });
   }
   return tensorScorer(model, opts, maxLength);
 }
