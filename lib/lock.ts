@@ -98,8 +98,8 @@ export function acquireLock(file: string, options: Partial<LockOptions> = {}): L
 /** Creates file with text, complete or not at all: a temp file hard-linked into place (fails if file exists). */
 function createExclusive(file: string, text: string): boolean {
   const tmp = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
-  fs.writeFileSync(tmp, text);
   try {
+    fs.writeFileSync(tmp, text);
     fs.linkSync(tmp, file);
     return true;
   } catch (e) {
