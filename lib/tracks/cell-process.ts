@@ -17,7 +17,8 @@ async function main(init: ChildInit): Promise<void> {
   if (env.runtime.device !== init.runtime.device) {
     throw new Error(`the cell process started ${env.runtime.backend} on '${env.runtime.device}', the parent is on '${init.runtime.device}'`);
   }
-  await runSubject({ ...env, matrix: init.matrix, ctx: init.ctx, data: init.data }, init.cells, (e) => void send(e));
+  const progress = (message: string) => void send({ kind: 'progress', message });
+  await runSubject({ ...env, matrix: init.matrix, ctx: init.ctx, data: init.data, progress }, init.cells, (e) => void send(e));
   await send({ kind: 'done' });
 }
 

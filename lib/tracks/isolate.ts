@@ -18,7 +18,8 @@ export type SubjectEvent =
   | { kind: 'phase'; cell: string | null } // starts loading and compressing (null) or the cell with this hash
   | { kind: 'rows'; cell: string; rows: ResultRow[]; wallS: number }
   | { kind: 'error'; cell: string | null; error: string; cause: 'threw' | 'timeout' | 'crashed' } // null: loading or compressing failed, so no cell of the subject runs
-  | { kind: 'log'; message: string };
+  | { kind: 'log'; message: string } // a line for the run's log
+  | { kind: 'progress'; message: string }; // the latest step, shown by the heartbeat only
 
 /** What a child needs to run a subject's cells exactly as the parent would. */
 export interface ChildInit {
@@ -81,10 +82,15 @@ export function runSubjectInChild(init: ChildInit, onEvent: (e: SubjectEvent) =>
       }, seconds * 1000);
     };
     arm(CHILD_STARTUP_LIMIT_S + o.limitS);
+    // heartbeat: once a phase has run heartbeatS, a line every heartbeatS
+    let lastBeat = 0;
     const beat = setInterval(() => {
-      const s = (performance.now() - phaseStart) / 1000;
-      if (s >= o.heartbeatS) o.log(`   … ${s.toFixed(0)} s in ${o.describe(phase)}${latest ? ` (latest: ${latest})` : ''}`);
-    }, o.heartbeatS * 1000);
+      const now = performance.now();
+      const s = (now - phaseStart) / 1000;
+      if (s < o.heartbeatS || now - lastBeat < o.heartbeatS * 1000) return;
+      lastBeat = now;
+      o.log(`   … ${s.toFixed(0)} s in ${o.describe(phase)}${latest ? ` (latest: ${latest})` : ''}`);
+    }, Math.min(1, o.heartbeatS) * 1000);
 
     child.on('message', (m: ChildMessage) => {
       if (ending) return; // killed: what it still sent is not trusted
@@ -98,7 +104,7 @@ export function runSubjectInChild(init: ChildInit, onEvent: (e: SubjectEvent) =>
         latest = '';
         arm(o.limitS);
       }
-      if (m.kind === 'log') latest = m.message.trim().slice(0, 160);
+      if (m.kind === 'log' || m.kind === 'progress') latest = m.message.trim().slice(0, 160);
       onEvent(m);
     });
     child.on('error', (e) => {
