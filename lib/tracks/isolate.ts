@@ -64,9 +64,12 @@ export function runSubjectInChild(init: ChildInit, onEvent: (e: SubjectEvent) =>
   return new Promise((resolve) => {
     const child = fork(CHILD, [], {
       execArgv: ['--import', TSX],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'advanced',
     });
+    // through this process's streams, so that a notebook's output capture sees the child's warnings too
+    child.stdout!.pipe(process.stdout, { end: false });
+    child.stderr!.pipe(process.stderr, { end: false });
     LIVE.add(child);
     let phase: string | null = null; // null until the first cell: starting, loading, compressing
     let phaseStart = performance.now();
