@@ -116,30 +116,32 @@ export async function runSubject(env: TrackEnv, cells: Cell[], report: (e: Subje
 /** Runs the pending cells of a slice of the matrix; rows go to <out>/results/track<N>.csv. */
 export async function runMatrix(mx: MatrixConfig, options: Partial<RunOptions> = {}): Promise<RunSummary> {
   const o = { ...runDefaults, ...options };
+  o.preload = o.preload.map((p) => path.resolve(p));
   const t0 = performance.now();
   checkMatrix(mx);
   checkSlice(mx, o.slice);
-  const preload = o.preload.map((p) => path.resolve(p));
-  for (const p of preload) await import(pathToFileURL(p).href);
+  for (const p of o.preload) await import(pathToFileURL(p).href);
   const lock = o.dryRun ? null : acquireLock(runLockFile(o.out), { what: `output folder '${o.out}'`, warn: o.log });
   try {
-    const cells = expandCells(mx, o.slice, taskTrack);
-    const done = finishedCells(o.out);
-    const pending = cells.filter((c) => cellPending(done.get(c.hash), o.retry));
-    const summary: RunSummary = { matrix: mx.name, cells: cells.length, pending: pending.length, ran: 0, failed: [], timedOut: [], stopped: null, rows: [], pendingCells: pending, wallS: 0 };
-    if (!o.dryRun && pending.length > 0) await runPending(mx, { ...o, preload }, pending, summary, t0);
-    summary.wallS = (performance.now() - t0) / 1000;
-    return summary;
+    return await runSlice(mx, o, t0);
   } finally {
     lock?.release();
   }
 }
 
-async function runPending(mx: MatrixConfig, o: RunOptions, pending: Cell[], summary: RunSummary, t0: number): Promise<void> {
+async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<RunSummary> {
+  const cells = expandCells(mx, o.slice, taskTrack);
+  const done = finishedCells(o.out);
+  const pending = cells.filter((c) => cellPending(done.get(c.hash), o.retry));
+  const summary: RunSummary = { matrix: mx.name, cells: cells.length, pending: pending.length, ran: 0, failed: [], timedOut: [], stopped: null, rows: [], pendingCells: pending, wallS: 0 };
+  if (o.dryRun || pending.length === 0) {
+    summary.wallS = (performance.now() - t0) / 1000;
+    return summary;
+  }
   const env = await openEnv(mx, o);
   const limitS = mx.cellTimeoutS;
   env.log(
-    `matrix '${mx.name}': ${summary.cells} cells, ${pending.length} pending, backend ${env.runtime.backend} (${env.runtime.device}), ` +
+    `matrix '${mx.name}': ${cells.length} cells, ${pending.length} pending, backend ${env.runtime.backend} (${env.runtime.device}), ` +
       `${limitS === null ? 'no cell time limit (in process)' : `cell time limit ${limitS} s (a process per model × method)`}, rows -> ${o.out}/results`,
   );
   const write = (rows: ResultRow[]) => {
@@ -199,5 +201,7 @@ async function runPending(mx: MatrixConfig, o: RunOptions, pending: Cell[], summ
       left = next;
     }
   }
-  env.log(`matrix '${mx.name}': ran ${summary.ran} of ${pending.length} pending cells in ${((performance.now() - t0) / 1000).toFixed(1)} s${summary.stopped ? ` (stopped: ${summary.stopped}; rerun to resume)` : ''}`);
+  summary.wallS = (performance.now() - t0) / 1000;
+  env.log(`matrix '${mx.name}': ran ${summary.ran} of ${pending.length} pending cells in ${summary.wallS.toFixed(1)} s${summary.stopped ? ` (stopped: ${summary.stopped}; rerun to resume)` : ''}`);
+  return summary;
 }
