@@ -82,7 +82,7 @@ export interface MatrixConfig {
   inference: InferenceSettings;
   bench: BenchMatrixSettings;
   backend: 'webgpu' | 'wasm' | 'cpu' | 'auto'; // tfjs backend
-  cellTimeoutS: number; // a cell running longer is recorded not_run and the run stops (rerun resumes)
+  cellTimeoutS: number | null; // a cell (or a pair's loading and compressing) running longer is killed and recorded not_run; null: no limit, cells run in the runner's process
 }
 
 /** The paper's method list (Track 1 tables): sparsity at 50% / 2:4, quantization at INT8, plus W4. */
@@ -429,6 +429,6 @@ export function checkMatrix(mx: MatrixConfig): void {
   pos('inference.newTokens', mx.inference.newTokens);
   pos('inference.macSeqlen', mx.inference.macSeqlen);
   pos('calib.nsamples', mx.calib.nsamples);
-  if (!(mx.cellTimeoutS > 0)) throw new Error(`matrix '${mx.name}': cellTimeoutS must be > 0`);
+  if (mx.cellTimeoutS !== null && !(mx.cellTimeoutS > 0)) throw new Error(`matrix '${mx.name}': cellTimeoutS must be > 0 seconds or null (no limit), got ${mx.cellTimeoutS}`);
   if (!['count', 'paper', 'bitops'].includes(mx.inference.quantMacs)) throw new Error(`matrix '${mx.name}': inference.quantMacs '${mx.inference.quantMacs}' is not count, paper or bitops`);
 }

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { formatCsv, parseCsvRecords } from './csv';
+import { acquireLock } from './lock';
 import type { RuntimeInfo } from './runtime/backend';
 
 export const TRACKS = {
@@ -237,14 +238,23 @@ function tempBeside(file: string): string {
   return `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
 }
 
+/** How long appendResults waits for another process's append to the same file (held for milliseconds). */
+export const APPEND_LOCK_WAIT_S = 30;
+
 /**
  * Appends validated rows to a results CSV. Every row is checked before anything is written;
  * the file is replaced atomically, so readers see the old or the new file, never a partial one.
+ * The read-and-rewrite holds <file>.lock, so appends from several processes never lose a row.
  */
 export function appendResults(file: string, rows: ResultRow[]): void {
   rows.forEach((r, k) => validateRow(r, `${path.basename(file)} new row ${k + 1} (${r.task}/${r.metric})`));
-  const existing = readResults(file);
-  writeFileAtomic(file, formatCsv(COLUMNS, [...existing, ...rows].map(toCells)));
+  const lock = acquireLock(`${file}.lock`, { what: `results file ${file}`, waitS: APPEND_LOCK_WAIT_S });
+  try {
+    const existing = readResults(file);
+    writeFileAtomic(file, formatCsv(COLUMNS, [...existing, ...rows].map(toCells)));
+  } finally {
+    lock.release();
+  }
 }
 
 /** data/results/track<N>.csv under the data root (LLMCB_DATA_OUT or ./data). */

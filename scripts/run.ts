@@ -4,20 +4,44 @@
 //
 //   npx tsx scripts/run.ts [--matrix default|smoke|FILE.json] [--slice "tracks=1,4;models=stories260K;methods=gptq-w4"]
 //     [--out DIR] [--data DIR] [--no-hub] [--backend webgpu|wasm|cpu|auto] [--limit N] [--cell-timeout-s S]
-//     [--budget-s S] [--retry] [--list] [--no-derived]
+//     [--budget-s S] [--preload FILE] [--retry] [--list] [--no-derived]   (--help says what each does)
 //
-// Exit codes: 0 done (or stopped by --budget-s: rerun to continue), 1 a cell failed, 3 a cell timed
-// out (recorded not_run; the process exits so that its work stops; rerun to continue).
+// Exit codes: 0 done (or stopped by --budget-s: rerun to continue), 1 a cell failed (or the run could
+// not start: a bad flag, another run holds --out), 3 a cell timed out (killed at --cell-timeout-s and
+// recorded not_run; the other cells ran; rerun to retry it). 3 wins over 1.
 import fs from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { canonicalJson, checkMatrix, MATRICES, matrixFromJson, parseSlice, type MatrixConfig } from '../lib/matrix';
 import { parseBackend } from '../lib/runtime/backend';
 import { runMatrix } from '../lib/tracks/runner';
 import { writeDerived } from '../lib/tracks/tables';
 
-const USAGE = `usage: npx tsx scripts/run.ts [--matrix default|smoke|FILE.json] [--slice SPEC] [--out DIR] [--data DIR] [--no-hub]
-  [--backend webgpu|wasm|cpu|auto] [--limit N] [--cell-timeout-s S] [--budget-s S] [--retry] [--list] [--no-derived]
-  --slice "tracks=1,4;models=a,b;methods=gptq-w4,wanda;tasks=wikitext2;engines=kit"`;
+const USAGE = `usage: npx tsx scripts/run.ts [flags]
+
+  --matrix default|smoke|FILE.json  the matrix (a file overrides the default matrix field by field); default: default
+  --slice SPEC          part of the matrix, e.g. "tracks=1,4;models=a,b;methods=gptq-w4,wanda;tasks=wikitext2;engines=kit"
+  --out DIR             data root: rows go to DIR/results/track<N>.csv (default: LLMCB_DATA_OUT or data). One run at a
+                        time: DIR/.run.lock names the run holding it; a second run is refused; a lock left by a dead
+                        process on this host is taken over with a warning
+  --data DIR            datasets root (default: LLMCB_DATA, else ../shared/datasets when present)
+  --no-hub              never download absent datasets
+  --backend B           webgpu|wasm|cpu|auto (default: the matrix's); cell processes start the same backend
+  --limit N             documents per task (default: the matrix's)
+  --cell-timeout-s S    limit in seconds on each cell and on each model × method's loading and compressing (default:
+                        the matrix's, 1800; smoke 300). Each model × method runs in a child process that is killed at
+                        the limit: the cell's rows say not_run "timeout after S s", the run goes on, exit code 3.
+                        0: no limit, cells run in this process (no process start per pair; a hung cell hangs the run)
+  --budget-s S          start no new model × method after S seconds (rerun to continue)
+  --preload FILE        a module to import first, here and in every cell process (it may register extra methods or
+                        tasks); repeatable
+  --retry               also redo cells whose rows say no_data
+  --list                only list the pending cells
+  --no-derived          skip data/overall.csv and the paper-layout tables
+  --help                this text
+
+exit codes: 0 done (or stopped by --budget-s), 1 a cell failed or the run could not start, 3 a cell timed out`;
 
 function loadMatrix(name: string): MatrixConfig {
   if (name in MATRICES) return MATRICES[name as keyof typeof MATRICES]();
@@ -50,6 +74,7 @@ async function main(): Promise<number> {
       limit: { type: 'string' },
       'cell-timeout-s': { type: 'string' },
       'budget-s': { type: 'string' },
+      preload: { type: 'string', multiple: true, default: [] },
       retry: { type: 'boolean', default: false },
       list: { type: 'boolean', default: false },
       'no-derived': { type: 'boolean', default: false },
@@ -61,17 +86,19 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  // Before the matrix is read: a preloaded module may register the methods or tasks it names.
+  for (const p of a.preload!) await import(pathToFileURL(path.resolve(p)).href);
   const mx = loadMatrix(a.matrix!);
   if (a.backend) mx.backend = parseBackend(a.backend);
   const limit = num('limit', a.limit, 1);
   if (limit !== null) mx.eval.limit = limit;
-  const timeout = num('cell-timeout-s', a['cell-timeout-s'], 1);
-  if (timeout !== null) mx.cellTimeoutS = timeout;
+  const timeout = num('cell-timeout-s', a['cell-timeout-s'], 0);
+  if (timeout !== null) mx.cellTimeoutS = timeout === 0 ? null : timeout;
   checkMatrix(mx);
   const slice = parseSlice(a.slice!);
   const summary = await runMatrix(mx, {
     slice, out: a.out!, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, retry: a.retry!, budgetS: num('budget-s', a['budget-s'], 0),
-    dryRun: a.list!,
+    dryRun: a.list!, preload: a.preload!,
   });
   if (a.list) {
     console.log(`matrix '${mx.name}' (${canonicalJson({ backend: mx.backend, eval: mx.eval }).slice(0, 120)}): ${summary.cells} cells, ${summary.pending} pending`);
@@ -90,7 +117,8 @@ async function main(): Promise<number> {
     console.log(`no data for: ${absent.join(', ')} (rerun with --data DIR or LLMCB_DATA pointing at the datasets: those cells then run by themselves; --retry tries the hub again)`);
   }
   for (const f of summary.failed) console.error(`FAILED ${f.cell}: ${f.error}`);
-  if (summary.stopped === 'timeout') return 3;
+  for (const f of summary.timedOut) console.error(`TIMEOUT ${f.cell}: ${f.error} (recorded not_run; rerun to retry)`);
+  if (summary.timedOut.length) return 3;
   return summary.failed.length ? 1 : 0;
 }
 

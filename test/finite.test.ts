@@ -135,7 +135,7 @@ describe('runner', () => {
     const before = tf.memory().numTensors;
     const s = await runMatrix(mx, { out, log: () => undefined, dataDir: null, hub: false });
     expect(tf.memory().numTensors).toBe(before);
-    expect(s.failed.map((f) => f.cell)).toEqual(['stories-nan × dense', 'stories-nan × rtn-w8']);
+    expect(s.failed.map((f) => f.cell)).toEqual(['stories-nan × dense (loading and compressing)', 'stories-nan × rtn-w8 (loading and compressing)']);
     const rows = ([1, 2, 3, 4] as Track[]).flatMap((t) => readResults(trackFile(t, out)));
     expect(rows.length).toBeGreaterThan(0);
     expect(rows.filter((r) => r.status === 'ok')).toEqual([]);

@@ -24,6 +24,8 @@ export interface TrackEnv {
   /** Data root the rows go to: <out>/results/track<N>.csv. */
   out: string;
   log: (msg: string) => void;
+  /** The latest step of long work (compression blocks), not printed: a cell process's heartbeat shows it. */
+  progress: (msg: string) => void;
 }
 
 export interface EnvOptions {
@@ -48,7 +50,7 @@ export async function openEnv(matrix: MatrixConfig, opts: Partial<EnvOptions> = 
     throw new Error(`backend: asked for '${matrix.backend}', tfjs is on '${runtime.backend}'`);
   }
   const data = dataOptions({ dataDir: resolveDataDir(o.dataDir, REPO_ROOT), ...(o.hub === null ? {} : { hub: o.hub }) });
-  return { matrix, runtime, ctx: startRun(runtime), data, out: o.out, log: o.log };
+  return { matrix, runtime, ctx: startRun(runtime), data, out: o.out, log: o.log, progress: () => undefined };
 }
 
 /** A model loaded and (unless dense) compressed once; every pending cell of the pair uses it. */
@@ -101,7 +103,8 @@ export async function prepareSubject(env: TrackEnv, spec: ModelSpec, method: Met
         calibDesc = describeCalib(calib);
       }
       sample();
-      return mod.compress(model, calib, opts, { sample });
+      const onBlockDone = (b: number) => env.progress(`${method.id}: block ${b + 1} of ${model.config.numLayers} compressed`);
+      return mod.compress(model, calib, opts, { sample, onBlockDone });
     });
     await assertFiniteWeights(model, `${label}: weights after compression`);
     // With kernels on, inference runs the quantized kernels on the method's integer codes (after

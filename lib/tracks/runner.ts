@@ -2,9 +2,20 @@
 // rows under the output root (resumable), loads and compresses each (model, method) pair once for
 // all its pending cells, and appends each cell's rows through lib/results.ts as soon as the cell
 // ends (an interrupted run loses at most the cell in flight).
+//
+// With a cell time limit (MatrixConfig.cellTimeoutS, the default), each pair runs in a child
+// process (lib/tracks/isolate.ts) that is killed when loading and compressing, or one cell, runs
+// past the limit: that cell's rows say not_run ("timeout after N s"), and the pair's later cells
+// go on in a fresh child. Without a limit (cellTimeoutS null) the pairs run in this process: no
+// process start per pair, but nothing can stop a cell that hangs, and no heartbeat.
+// One run at a time writes into an output folder: <out>/.run.lock names it (lib/lock.ts).
 import * as tf from '@tensorflow/tfjs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { EvalOutcome } from '../eval/evaluate';
 import { resolveDataDir } from '../data/common';
+import { kernelPolicy } from '../kernels';
+import { acquireLock } from '../lock';
 import {
   cellPending, checkMatrix, REPO_ROOT, checkSlice, expandCells, finishedCells, type Cell, type MatrixConfig, type Slice,
 } from '../matrix';
@@ -13,6 +24,7 @@ import { envDefaults, notRunRows, openEnv, prepareSubject, type EnvOptions, type
 import { evaluationCell, taskMetrics, taskTrack } from './evaluation';
 import { engineMetrics, hardwareCell } from './hardware';
 import { inferenceCell, TRACK4_METRICS } from './inference';
+import { runSubjectInChild, type SubjectEvent } from './isolate';
 import { trainingCell, TRACK3_METRICS } from './training';
 
 export interface RunOptions extends EnvOptions {
@@ -20,6 +32,8 @@ export interface RunOptions extends EnvOptions {
   retry: boolean; // also redo cells whose rows say no_data with the same data (the hub again); data that appears under the data root changes the cell key, so those cells run without it
   budgetS: number | null; // start no new (model, method) pair after this many seconds; null: no limit
   dryRun: boolean; // only list the pending cells
+  preload: string[]; // modules imported before the run, here and in every cell process (extra methods or tasks)
+  heartbeatS: number; // while a cell runs in a cell process, a progress line at most this often
 }
 
 export const runDefaults: RunOptions = {
@@ -28,38 +42,24 @@ export const runDefaults: RunOptions = {
   retry: false, // no_data cells stay done until their data appears (or until asked)
   budgetS: null, // run to the end
   dryRun: false, // do the work
+  preload: [], // the built-in methods and tasks only
+  heartbeatS: 10, // quiet for short cells
 };
+
+/** The lock file of an output folder: one run at a time writes into it. */
+export const runLockFile = (out: string) => path.join(out, '.run.lock');
 
 export interface RunSummary {
   matrix: string;
   cells: number; // cells in the slice
   pending: number; // cells that had to run
   ran: number; // cells that wrote rows in this run
-  failed: { cell: string; error: string }[]; // cells that threw (their rows say not_run)
-  stopped: null | 'budget' | 'timeout'; // why the run ended early
+  failed: { cell: string; error: string }[]; // cells that threw or whose process died (their rows say not_run)
+  timedOut: { cell: string; error: string }[]; // cells killed at the cell time limit (their rows say not_run)
+  stopped: null | 'budget'; // why the run ended early
   rows: ResultRow[]; // every row written in this run
   pendingCells: Cell[];
   wallS: number;
-}
-
-export class CellTimeout extends Error {
-  constructor(readonly label: string, readonly seconds: number) {
-    super(`${label}: exceeded the cell time limit of ${seconds} s`);
-    this.name = 'CellTimeout';
-  }
-}
-
-/** Resolves with p, or rejects with CellTimeout after `seconds` (the work itself cannot be preempted). */
-export async function withTimeout<T>(p: Promise<T>, seconds: number, label: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new CellTimeout(label, seconds)), seconds * 1000);
-  });
-  try {
-    return await Promise.race([p, t]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** The metrics a cell writes, for its not_run rows. */
@@ -79,24 +79,74 @@ async function runCell(env: TrackEnv, cell: Cell, s: Subject, memo: Map<string, 
   return evaluationCell(env, cell, s, memo);
 }
 
+/**
+ * Loads and compresses one (model, method) subject and runs its cells in order, reporting each
+ * step to `report` (in a cell process, these are its messages). Never throws for a failed phase:
+ * that is an error event (a failed load or compression stops the subject).
+ */
+export async function runSubject(env: TrackEnv, cells: Cell[], report: (e: SubjectEvent) => void): Promise<void> {
+  const { model, method } = cells[0];
+  const before = tf.memory().numTensors;
+  report({ kind: 'phase', cell: null });
+  let subject: Subject;
+  try {
+    subject = await prepareSubject(env, model, method);
+  } catch (e) {
+    report({ kind: 'error', cell: null, error: (e as Error).message, cause: 'threw' });
+    return;
+  }
+  const memo = new Map<string, EvalOutcome>();
+  try {
+    for (const cell of cells) {
+      report({ kind: 'phase', cell: cell.hash });
+      const t = performance.now();
+      try {
+        const rows = await runCell(env, cell, subject, memo);
+        report({ kind: 'rows', cell: cell.hash, rows, wallS: (performance.now() - t) / 1000 });
+      } catch (e) {
+        report({ kind: 'error', cell: cell.hash, error: (e as Error).message, cause: 'threw' });
+      }
+    }
+  } finally {
+    subject.dispose();
+  }
+  const leaked = tf.memory().numTensors - before;
+  if (leaked > 0) env.log(`   warning: ${leaked} tensor(s) still live after ${model.id} × ${method.id}`);
+}
+
 /** Runs the pending cells of a slice of the matrix; rows go to <out>/results/track<N>.csv. */
 export async function runMatrix(mx: MatrixConfig, options: Partial<RunOptions> = {}): Promise<RunSummary> {
   const o = { ...runDefaults, ...options };
+  o.preload = o.preload.map((p) => path.resolve(p));
   const t0 = performance.now();
   checkMatrix(mx);
   checkSlice(mx, o.slice);
+  for (const p of o.preload) await import(pathToFileURL(p).href);
+  const lock = o.dryRun ? null : acquireLock(runLockFile(o.out), { what: `output folder '${o.out}'`, warn: o.log });
+  try {
+    return await runSlice(mx, o, t0);
+  } finally {
+    lock?.release();
+  }
+}
+
+async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<RunSummary> {
   // The data identity of each cell is in its hash: cells computed without their data (no_data) or
   // on other data come back by themselves when the data appears or changes.
   const cells = expandCells(mx, o.slice, taskTrack, resolveDataDir(o.dataDir, REPO_ROOT));
   const done = finishedCells(o.out);
   const pending = cells.filter((c) => cellPending(done.get(c.hash), o.retry));
-  const summary: RunSummary = { matrix: mx.name, cells: cells.length, pending: pending.length, ran: 0, failed: [], stopped: null, rows: [], pendingCells: pending, wallS: 0 };
+  const summary: RunSummary = { matrix: mx.name, cells: cells.length, pending: pending.length, ran: 0, failed: [], timedOut: [], stopped: null, rows: [], pendingCells: pending, wallS: 0 };
   if (o.dryRun || pending.length === 0) {
     summary.wallS = (performance.now() - t0) / 1000;
     return summary;
   }
   const env = await openEnv(mx, o);
-  env.log(`matrix '${mx.name}': ${cells.length} cells, ${pending.length} pending, backend ${env.runtime.backend} (${env.runtime.device}), rows -> ${o.out}/results`);
+  const limitS = mx.cellTimeoutS;
+  env.log(
+    `matrix '${mx.name}': ${cells.length} cells, ${pending.length} pending, backend ${env.runtime.backend} (${env.runtime.device}), ` +
+      `${limitS === null ? 'no cell time limit (in process)' : `cell time limit ${limitS} s (a process per model × method)`}, rows -> ${o.out}/results`,
+  );
   const write = (rows: ResultRow[]) => {
     for (const t of [...new Set(rows.map((r) => r.track))]) appendResults(trackFile(t, o.out), rows.filter((r) => r.track === t));
     summary.rows.push(...rows);
@@ -107,56 +157,52 @@ export async function runMatrix(mx: MatrixConfig, options: Partial<RunOptions> =
     const k = `${c.model.id}\u0000${c.method.id}`;
     pairs.set(k, [...(pairs.get(k) ?? []), c]);
   }
-  outer: for (const group of pairs.values()) {
+  for (const group of pairs.values()) {
     if (o.budgetS !== null && (performance.now() - t0) / 1000 > o.budgetS) {
       summary.stopped = 'budget';
       break;
     }
     const { model, method } = group[0];
-    const before = tf.memory().numTensors;
-    env.log(`== ${model.id} × ${method.id}: ${group.length} cell(s)`);
-    let subject: Subject;
-    try {
-      subject = await withTimeout(prepareSubject(env, model, method), mx.cellTimeoutS, `${model.id} × ${method.id} compression`);
-    } catch (e) {
-      const msg = (e as Error).message;
-      env.log(`   not run: ${msg}`);
-      for (const c of group) write(notRunRows(env, c, expectedMetrics(c), `${method.id} on ${model.id}: ${msg}`));
-      summary.ran += group.length;
-      if (!(e instanceof CellTimeout)) summary.failed.push({ cell: `${model.id} × ${method.id}`, error: msg });
-      if (e instanceof CellTimeout) {
-        summary.stopped = 'timeout';
-        break;
+    const pair = `${model.id} × ${method.id}`;
+    const byHash = new Map(group.map((c) => [c.hash, c]));
+    const reported = new Set<string>();
+    const onEvent = (e: SubjectEvent) => {
+      if (e.kind === 'log') env.log(e.message);
+      if (e.kind === 'rows') {
+        const cell = byHash.get(e.cell)!;
+        write(e.rows);
+        reported.add(cell.hash);
+        summary.ran++;
+        const st = e.rows.every((r) => r.status === 'ok') ? 'ok' : [...new Set(e.rows.map((r) => r.status))].join('/');
+        env.log(`   ${label(cell)}: ${e.rows.length} rows, ${st} (${e.wallS.toFixed(1)} s)`);
       }
-      continue;
-    }
-    const memo = new Map<string, EvalOutcome>();
-    try {
-      for (const cell of group) {
-        const tc = performance.now();
-        try {
-          const rows = await withTimeout(runCell(env, cell, subject, memo), mx.cellTimeoutS, label(cell));
-          write(rows);
-          const st = rows.every((r) => r.status === 'ok') ? 'ok' : [...new Set(rows.map((r) => r.status))].join('/');
-          env.log(`   ${label(cell)}: ${rows.length} rows, ${st} (${((performance.now() - tc) / 1000).toFixed(1)} s)`);
-        } catch (e) {
-          const msg = (e as Error).message;
-          write(notRunRows(env, cell, expectedMetrics(cell), `error: ${msg}`));
-          env.log(`   ${label(cell)}: FAILED ${msg}`);
-          if (e instanceof CellTimeout) {
-            summary.stopped = 'timeout';
-            break outer;
-          }
-          summary.failed.push({ cell: label(cell), error: msg });
-        } finally {
-          summary.ran++;
-        }
+      if (e.kind !== 'error') return;
+      // a failed load or compression: every cell of the pair not yet reported is not run
+      const hit = e.cell === null ? group.filter((c) => !reported.has(c.hash)) : [byHash.get(e.cell)!];
+      const what = e.cell === null ? `${pair} (loading and compressing)` : label(hit[0]);
+      const note = e.cell === null ? `${method.id} on ${model.id}: ${e.error}` : e.cause === 'timeout' ? e.error : `error: ${e.error}`;
+      for (const c of hit) {
+        write(notRunRows(env, c, expectedMetrics(c), note));
+        reported.add(c.hash);
       }
-    } finally {
-      if (summary.stopped !== 'timeout') subject.dispose();
+      summary.ran += hit.length;
+      env.log(`   ${what}: ${e.cause === 'timeout' ? 'TIMEOUT' : e.cell === null ? 'not run' : 'FAILED'}: ${e.error}`);
+      if (e.cause === 'timeout') summary.timedOut.push({ cell: what, error: e.error });
+      else summary.failed.push({ cell: what, error: e.error });
+    };
+    env.log(`== ${pair}: ${group.length} cell(s)`);
+    let left = group;
+    while (left.length > 0) {
+      if (limitS === null) await runSubject(env, left, onEvent);
+      else {
+        const init = { matrix: mx, cells: left, out: o.out, data: env.data, runtime: { backend: env.runtime.backend, device: env.runtime.device }, ctx: env.ctx, kernels: kernelPolicy(), preload: o.preload };
+        await runSubjectInChild(init, onEvent, { limitS, heartbeatS: o.heartbeatS, describe: (h) => (h === null ? `${pair} (loading and compressing)` : label(byHash.get(h)!)), log: env.log });
+      }
+      const next = left.filter((c) => !reported.has(c.hash));
+      if (next.length === left.length) throw new Error(`${pair}: the cell process reported no cell (internal error)`);
+      if (next.length > 0) env.log(`   ${pair}: the ${next.length} cell(s) left go on in a fresh cell process`);
+      left = next;
     }
-    const leaked = tf.memory().numTensors - before;
-    if (leaked > 0) env.log(`   warning: ${leaked} tensor(s) still live after ${model.id} × ${method.id}`);
   }
   summary.wallS = (performance.now() - t0) / 1000;
   env.log(`matrix '${mx.name}': ran ${summary.ran} of ${pending.length} pending cells in ${summary.wallS.toFixed(1)} s${summary.stopped ? ` (stopped: ${summary.stopped}; rerun to resume)` : ''}`);

@@ -1,0 +1,106 @@
+// The runner's reliability: the cell time limit kills work that holds the thread, one run at a
+// time writes into an output folder, and a stale lock is taken over.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { rowCell, smokeMatrix, STORIES260K, type MatrixConfig } from '../lib/matrix';
+import { readResults, trackFile } from '../lib/results';
+import { runLockFile, runMatrix } from '../lib/tracks/runner';
+import './fixtures/plugins/spin'; // the test-only task and method 'spin', in this process too
+
+const ROOT = path.resolve(__dirname, '..');
+const SPIN = path.join(ROOT, 'test/fixtures/plugins/spin.ts');
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+/** stories260K with the given methods and tasks (Tracks 1 and 4), on wasm. */
+function matrix(methods: string[], tasks: string[], cellTimeoutS: number | null): MatrixConfig {
+  const mx = smokeMatrix();
+  return {
+    ...mx,
+    name: 'reliability',
+    models: [STORIES260K],
+    tracks: [1, 4],
+    methods: methods.map((m) => ({ id: m, method: m, config: {} })),
+    tasks,
+    inference: { ...mx.inference, promptTokens: 8, newTokens: 4, macSeqlen: 32 },
+    cellTimeoutS,
+  };
+}
+
+const allRows = (out: string) => [1, 4].flatMap((t) => readResults(trackFile(t as 1 | 4, out)));
+
+describe('runner reliability', () => {
+  let out: string;
+  beforeEach(() => {
+    out = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-runner-'));
+  });
+  afterEach(() => fs.rmSync(out, { recursive: true, force: true }));
+
+  it('kills a cell or a compression that spins at the cell time limit, records it not_run, and goes on', async () => {
+    const logs: string[] = [];
+    const t0 = Date.now();
+    const s = await runMatrix(matrix(['dense', 'spin'], ['spin'], 2), { out, log: (m) => logs.push(m), preload: [SPIN], heartbeatS: 0.5 });
+    const wallS = (Date.now() - t0) / 1000;
+    expect(wallS).toBeLessThan(25); // unkilled, the two spins alone would take 60 s
+    const rows = allRows(out);
+    const of = (method: string, track: number) => rows.filter((r) => r.method === method && r.track === track);
+    // dense: the spinning cell is killed; the cell after it runs in a fresh cell process
+    expect(of('dense', 1).map((r) => [r.status, r.note.replace(/^cell=\w+; /, '')])).toEqual([['not_run', 'timeout after 2 s']]);
+    expect(of('dense', 4).map((r) => r.status)).toEqual(['ok', 'ok', 'ok']);
+    // spin: its compression is killed, so neither of its cells runs
+    expect([...of('spin', 1), ...of('spin', 4)].map((r) => [r.status, r.note.replace(/^cell=\w+; /, '')])).toEqual([
+      ['not_run', 'spin on stories260K: timeout after 2 s'],
+      ['not_run', 'spin on stories260K: timeout after 2 s'],
+      ['not_run', 'spin on stories260K: timeout after 2 s'],
+      ['not_run', 'spin on stories260K: timeout after 2 s'],
+    ]);
+    expect(s.timedOut.map((t) => t.cell)).toEqual([expect.stringMatching(/^track 1 stories260K dense spin /), 'stories260K × spin (loading and compressing)']);
+    expect(s.failed).toEqual([]);
+    expect(s.ran).toBe(4);
+    expect(new Set(rows.map((r) => r.run_id)).size).toBe(1); // the children's rows carry the parent's run
+    expect(logs.some((l) => /^ {3}… \d+ s in track 1 stories260K dense spin/.test(l))).toBe(true); // heartbeat
+    expect(fs.existsSync(runLockFile(out))).toBe(false);
+  }, 60_000);
+
+  it('refuses a second run into the same folder; the first loses and duplicates no row and exits 3 on its timeout', async () => {
+    const file = path.join(out, 'matrix.json');
+    fs.writeFileSync(file, JSON.stringify(matrix(['dense'], ['spin'], null)));
+    const run = () => {
+      const p = spawn(process.execPath, ['--import', TSX, 'scripts/run.ts', '--matrix', file, '--out', out, '--preload', SPIN, '--cell-timeout-s', '3', '--no-derived', '--no-hub'], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      p.stderr.on('data', (d) => (stderr += d));
+      return { pid: p.pid!, end: new Promise<{ code: number | null; stderr: string }>((resolve) => p.on('close', (code) => resolve({ code, stderr }))) };
+    };
+    const first = run();
+    const deadline = Date.now() + 20_000;
+    while (!fs.existsSync(runLockFile(out)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(JSON.parse(fs.readFileSync(runLockFile(out), 'utf8')).pid).toBe(first.pid);
+    const second = await run().end;
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(new RegExp(`output folder '.*' is in use by pid ${first.pid} on host ${os.hostname()}`));
+    const a = await first.end;
+    expect(a.code).toBe(3);
+    expect(a.stderr).toMatch(/TIMEOUT track 1 stories260K dense spin .*: timeout after 3 s/);
+    const rows = allRows(out);
+    expect(rows.map((r) => `${r.track} ${r.metric} ${r.status}`).sort()).toEqual(['1 acc not_run', '4 macs_per_token ok', '4 model_size_bytes ok', '4 peak_memory_bytes ok']);
+    expect(new Set(rows.map((r) => `${rowCell(r)} ${r.metric}`)).size).toBe(rows.length);
+    expect(fs.existsSync(runLockFile(out))).toBe(false);
+  }, 60_000);
+
+  it('takes over the lock of a run that died, with a warning', async () => {
+    const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    fs.writeFileSync(runLockFile(out), JSON.stringify({ pid: dead, host: os.hostname(), since: '2026-01-01T00:00:00Z', command: 'scripts/run.ts (killed)' }));
+    const logs: string[] = [];
+    const s = await runMatrix(matrix(['dense'], [], null), { out, log: (m) => logs.push(m) }); // in process: no cell time limit
+    expect(logs.join('\n')).toMatch(new RegExp(`taking over the stale lock .*\\.run\\.lock of pid ${dead} \\(no longer running`));
+    expect(s.rows.map((r) => r.status)).toEqual(['ok', 'ok', 'ok']);
+    expect(fs.existsSync(runLockFile(out))).toBe(false);
+  }, 60_000);
+});
