@@ -3,7 +3,8 @@
 // down and the 128k LM head), each tiling first checked against a float64 host product. Time per
 // call: `inner` dispatches recorded into one compute pass, submit to completion, divided; median
 // of --repeats. Prints a table and writes data/bench/engine-gemm.csv as rows come.
-//   bash .gpul/enter.sh node --import tsx scripts/bench-engine-gemm.ts [--shapes prefill|all] [--repeats 7]
+//   bash .gpul/enter.sh node --import tsx scripts/bench-engine-gemm.ts [--shapes prefill|all|none] [--tiles a,b] [--repeats 7]
+// (--shapes none: the checks only; --tiles: those of GEMM_TILES only.)
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Arena, Program, type Buf } from '../lib/engine/gpu';
@@ -11,11 +12,12 @@ import { GEMM_TILES, gemmKernel, type GemmTile } from '../lib/engine/kernels';
 import { gitSha } from '../lib/results';
 import { initRuntime, median, writeBenchCsv } from '../lib/runtime';
 import { engineDevice } from '../lib/engine/gpu';
-import { mulberry32 } from '../lib/rng';
+import { gemmTileError, randomFloats } from '../lib/engine/check';
 
 const { values: a } = parseArgs({
   options: {
     shapes: { type: 'string', default: 'all' },
+    tiles: { type: 'string' },
     repeats: { type: 'string', default: '7' },
     out: { type: 'string', default: path.join(process.env.LLMCB_DATA_OUT ?? 'data', 'bench/engine-gemm.csv') },
     help: { type: 'boolean', default: false },
@@ -23,7 +25,7 @@ const { values: a } = parseArgs({
   strict: true,
 });
 if (a.help) {
-  console.log('usage: bench-engine-gemm.ts [--shapes prefill|all] [--repeats N] [--out FILE]');
+  console.log(`usage: bench-engine-gemm.ts [--shapes prefill|all|none] [--tiles NAMES] [--repeats N] [--out FILE]\n  tiles: ${Object.keys(GEMM_TILES).join(', ')}`);
   process.exit(0);
 }
 const repeats = Number(a.repeats);
@@ -31,11 +33,11 @@ const rt = await initRuntime({ backend: 'webgpu' });
 const device = engineDevice();
 const prov = { backend: rt.backend, device: rt.device, git_sha: gitSha(), started_at: new Date().toISOString() };
 const rows: Record<string, string | number>[] = [];
-const tiles = Object.entries(GEMM_TILES) as [string, GemmTile][];
-const rand = (n: number, seed: number) => {
-  const r = mulberry32(seed);
-  return Float32Array.from({ length: n }, () => r() * 2 - 1);
-};
+const allTiles = Object.entries(GEMM_TILES) as [string, GemmTile][];
+const picked = a.tiles?.split(',').filter(Boolean) ?? allTiles.map(([n]) => n);
+for (const n of picked) if (!(n in GEMM_TILES)) throw new Error(`--tiles: unknown '${n}' (${Object.keys(GEMM_TILES).join(', ')})`);
+if (!['prefill', 'all', 'none'].includes(a.shapes!)) throw new Error(`--shapes: '${a.shapes}' (prefill, all, none)`);
+const tiles = allTiles.filter(([n]) => picked.includes(n));
 
 /** One GEMM y [M, N] = x [M, K] · W [N, K]ᵀ with a tiling, on buffers of an arena; returns a run function. */
 function gemm(arena: Arena, t: GemmTile, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf): (inner: number) => Promise<number> {
@@ -55,59 +57,25 @@ function gemm(arena: Arena, t: GemmTile, M: number, K: number, N: number, x: Buf
   };
 }
 
-async function read(arena: Arena, b: Buf, n: number): Promise<Float32Array> {
-  const tmp = device.createBuffer({ size: 4 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const enc = device.createCommandEncoder();
-  enc.copyBufferToBuffer(b.buffer, 0, tmp, 0, 4 * n);
-  device.queue.submit([enc.finish()]);
-  await tmp.mapAsync(GPUMapMode.READ);
-  const out = new Float32Array(tmp.getMappedRange()).slice();
-  tmp.destroy();
-  return out;
-}
-
-// --- correctness first: each tiling on an odd shape against float64 ---
+// --- correctness first: each tiling on odd shapes (K a multiple of 4 and not: vector and scalar loads) against float64 ---
 const bad = new Set<string>();
-{
-  const [M, K, N] = [77, 68, 130];
-  const xs = rand(M * K, 1);
-  const ws = rand(N * K, 2);
+for (const [M, K, N] of [[77, 68, 130], [33, 67, 70]]) {
   for (const [name, t] of tiles) {
-    const arena = new Arena(device);
-    try {
-      const x = arena.upload('x', xs);
-      const w = arena.upload('w', ws);
-      const y = arena.storage('y', 4 * M * N);
-      await gemm(arena, t, M, K, N, x, w, y)(1);
-      const got = await read(arena, y, M * N);
-      let err = 0;
-      let scale = 0;
-      for (let m = 0; m < M; m++) {
-        for (let n = 0; n < N; n++) {
-          let s = 0;
-          for (let k = 0; k < K; k++) s += xs[m * K + k] * ws[n * K + k];
-          err = Math.max(err, Math.abs(got[m * N + n] - s));
-          scale = Math.max(scale, Math.abs(s));
-        }
-      }
-      const rel = Number.isNaN(err) ? Infinity : err / scale;
-      if (!(rel < 1e-5)) bad.add(name);
-      console.log(`${rel < 1e-5 ? 'ok  ' : 'FAIL'} check ${name.padEnd(8)} M=${M} K=${K} N=${N} max_rel ${rel.toExponential(2)}`);
-      rows.push({ shape: `${M}x${K}x${N}`, what: 'check', tile: name, median_ms: '', min_ms: '', tflop_s: '', note: `max_rel ${rel.toExponential(2)}${rel < 1e-5 ? '' : ' FAILED: not timed'}`, ...prov });
-    } finally {
-      arena.destroy();
-    }
+    const rel = await gemmTileError(t, M, K, N);
+    if (!(rel < 1e-5)) bad.add(name);
+    console.log(`${rel < 1e-5 ? 'ok  ' : 'FAIL'} check ${name.padEnd(8)} M=${M} K=${K} N=${N} max_rel ${rel.toExponential(2)}`);
+    rows.push({ shape: `${M}x${K}x${N}`, what: 'check', tile: name, median_ms: '', min_ms: '', tflop_s: '', note: `max_rel ${rel.toExponential(2)}${rel < 1e-5 ? '' : ' FAILED: not timed'}`, ...prov });
   }
 }
 // --- timing ---
 const prefill: [number, number, number, string][] = [[512, 2048, 2048, 'q/o'], [512, 2048, 512, 'k/v'], [512, 2048, 8192, 'gate/up'], [512, 8192, 2048, 'down'], [512, 2048, 128256, 'lm head']];
 const scoring: [number, number, number, string][] = [[4096, 2048, 2048, 'q/o'], [4096, 2048, 8192, 'gate/up'], [4096, 8192, 2048, 'down'], [16384, 2048, 8192, 'gate/up'], [2048, 2048, 128256, 'lm head']];
-const shapes = a.shapes === 'prefill' ? prefill : [...prefill, ...scoring];
+const shapes = a.shapes === 'none' ? [] : a.shapes === 'prefill' ? prefill : [...prefill, ...scoring];
 for (const [M, K, N, what] of shapes) {
   const arena = new Arena(device);
   try {
-    const x = arena.upload('x', rand(M * K, 3));
-    const w = arena.upload('w', rand(N * K, 4));
+    const x = arena.upload('x', randomFloats(M * K, 3));
+    const w = arena.upload('w', randomFloats(N * K, 4));
     const y = arena.storage('y', 4 * M * N);
     const flops = 2 * M * K * N;
     const line: string[] = [];

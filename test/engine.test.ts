@@ -15,7 +15,8 @@ import { Arena } from '../lib/engine/gpu';
 import { Decoder } from '../lib/engine/generate';
 import { EngineScorer } from '../lib/engine/scorer';
 import { generate } from '../lib/models/transformer';
-import { fixtureLogitParity, scorerAgreement } from '../lib/engine/check';
+import { fixtureLogitParity, gemmTileError, scorerAgreement } from '../lib/engine/check';
+import { GEMM_TILES } from '../lib/engine/kernels';
 import { parityFixtures } from '../lib/models/parity';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
@@ -89,6 +90,12 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
       }
     }, 300_000);
   }
+
+  it('every fp32 GEMM tiling equals a float64 product on odd shapes (vector and scalar loads)', { timeout: 300_000 }, async () => {
+    for (const t of Object.values(GEMM_TILES)) {
+      for (const [M, K, N] of [[77, 68, 130], [33, 67, 70]]) expect(await gemmTileError(t, M, K, N)).toBeLessThan(1e-5);
+    }
+  });
 
   describe('buffers and steps', () => {
     let model: Model;

@@ -7,7 +7,10 @@ import { disposeModel, loadModel } from '../models/load';
 import type { Model } from '../models/types';
 import { tensorScorer } from '../eval/model-scorer';
 import type { ContinuationRequest, NextTokenRequest } from '../eval/scorer';
+import { mulberry32 } from '../rng';
 import { Executor, executorUnsupported, type ExecutorOptions } from './executor';
+import { Arena, engineDevice, Program } from './gpu';
+import { gemmKernel, type GemmTile } from './kernels';
 import { EngineScorer } from './scorer';
 
 /** Requests of every shape the evaluator sends: short and long contexts and continuations, left truncation, continuations longer than the window, choices sharing a context, next-token candidates. */
@@ -105,5 +108,46 @@ export async function fixtureLogitParity(dir: string, tokenizer?: string): Promi
     }
   } finally {
     disposeModel(model);
+  }
+}
+
+/** Seeded values in [-1, 1). */
+export function randomFloats(n: number, seed: number): Float32Array {
+  const r = mulberry32(seed);
+  return Float32Array.from({ length: n }, () => r() * 2 - 1);
+}
+
+/**
+ * The executor's fp32 GEMM with tiling t, y [M, N] = x [M, K] · W [N, K]ᵀ on seeded values,
+ * against a float64 host product: max |error| / max |y| (Infinity for NaN).
+ */
+export async function gemmTileError(t: GemmTile, M: number, K: number, N: number): Promise<number> {
+  const xs = randomFloats(M * K, 1);
+  const ws = randomFloats(N * K, 2);
+  const arena = new Arena(engineDevice());
+  try {
+    const x = arena.upload('x', xs);
+    const w = arena.upload('w', ws);
+    const y = arena.storage('y', 4 * M * N);
+    const prog = new Program(arena, [{ kernel: gemmKernel(K, N, t, 'store', false), buffers: [y, x, w], params: () => ({ M, ldy: N, colOff: 0 }), workgroups: () => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), 1] }], 'gemm-check');
+    const enc = arena.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    prog.record(pass, null);
+    pass.end();
+    arena.device.queue.submit([enc.finish()]);
+    const got = await arena.read(y, M * N);
+    let err = 0;
+    let scale = 0;
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += xs[m * K + k] * ws[n * K + k];
+        err = Math.max(err, Math.abs(got[m * N + n] - s));
+        scale = Math.max(scale, Math.abs(s));
+      }
+    }
+    return Number.isNaN(err) || got.some(Number.isNaN) ? Infinity : err / scale;
+  } finally {
+    arena.destroy();
   }
 }

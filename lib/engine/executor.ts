@@ -66,6 +66,8 @@ export interface ExecutorOptions {
   cache: { slots: number; length: number } | null;
   /** INT8 GEMM of W8A8 packed linears (lib/kernels/w8a8.ts Int8Path): 'auto' = subgroup matrices where the device has them, else dot4. */
   int8Path: Int8Path | 'auto';
+  /** The fp32 GEMM tilings (GEMM_FAMILIES); the default can be set with LLMCB_EXECUTOR_GEMM. */
+  gemm: GemmFamily;
 }
 
 export const EXECUTOR_DEFAULTS: ExecutorOptions = {
@@ -77,6 +79,7 @@ export const EXECUTOR_DEFAULTS: ExecutorOptions = {
   maxActivationBytes: 2 ** 31, // 2 GiB of per-step activations
   cache: null,
   int8Path: 'auto',
+  gemm: (process.env.LLMCB_EXECUTOR_GEMM as GemmFamily | undefined) ?? 'scalar', // see GEMM_FAMILIES
 };
 
 /** What one step runs: its token, block, score-row and item counts and how attention splits. */
@@ -127,12 +130,17 @@ export interface StepOutput {
  * workgroups but 12 at 64 (512×2048 outputs), where 128×64 gives 20; narrow outputs (512×512)
  * want 64×64 or smaller.
  */
-const GEMM_ORDER = ['large', 'tall', 'medium', 'small'] as const;
-const GEMM_MIN_GROUPS: Record<(typeof GEMM_ORDER)[number], number> = { large: 256, tall: 128, medium: 64, small: 0 };
-function gemmTileFor(M: number, N: number): (typeof GEMM_ORDER)[number] {
-  for (const name of GEMM_ORDER) {
+export const GEMM_FAMILIES = {
+  // [tiling, the workgroups it needs at least], largest first
+  scalar: [['large', 256], ['tall', 128], ['medium', 64], ['small', 0]],
+  vector: [['largeV', 256], ['tallV', 128], ['mediumV', 64], ['small', 0]], // vec4 loads from workgroup memory (GemmTile.vec)
+} as const satisfies Record<string, readonly (readonly [keyof typeof GEMM_TILES, number])[]>;
+export type GemmFamily = keyof typeof GEMM_FAMILIES;
+type GemmTileName = (typeof GEMM_FAMILIES)[GemmFamily][number][0];
+function gemmTileFor(family: GemmFamily, M: number, N: number): GemmTileName {
+  for (const [name, min] of GEMM_FAMILIES[family]) {
     const t = GEMM_TILES[name];
-    if (Math.ceil(M / t.BM) * Math.ceil(N / t.BN) >= GEMM_MIN_GROUPS[name]) return name;
+    if (Math.ceil(M / t.BM) * Math.ceil(N / t.BN) >= min) return name;
   }
   return 'small';
 }
@@ -237,6 +245,7 @@ export class Executor {
     const device = engineDevice();
     const c = model.config;
     const spec = ARCHS[c.arch];
+    if (!(options.gemm in GEMM_FAMILIES)) throw new Error(`executor: GEMM tilings '${options.gemm}' (LLMCB_EXECUTOR_GEMM or options.gemm: ${Object.keys(GEMM_FAMILIES).join(', ')})`);
     this.sizes = planSizes(model, options, device);
     const { maxTokens, maxScoreRows, maxItems, maxBlocks } = this.sizes;
     if (options.cache) {
@@ -425,13 +434,13 @@ export class Executor {
         const buffers = [output, x, W, ...(b ? [b] : [])];
         const params = (s: StepShape) => ({ M: rows(s), ldy, colOff });
         specs.push({ kernel: gemvKernel(K, N, e, !!b), buffers, params, workgroups: (s) => (rows(s) <= GEMV_MAX_ROWS ? spill(gemvGroups(N), device) : null) });
-        for (const name of GEMM_ORDER) {
+        for (const [name] of GEMM_FAMILIES[options.gemm]) {
           const t = GEMM_TILES[name];
           specs.push({
             kernel: gemmKernel(K, N, t, e, !!b),
             buffers,
             params,
-            workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && gemmTileFor(rows(s), N) === name ? [Math.ceil(N / t.BN), Math.ceil(rows(s) / t.BM), 1] : null),
+            workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && gemmTileFor(options.gemm, rows(s), N) === name ? [Math.ceil(N / t.BN), Math.ceil(rows(s) / t.BM), 1] : null),
           });
         }
         if (lastQuant?.end === quantEnd && output !== lastQuant.input) lastQuant.end = specs.length; // the next linear on the same input may reuse its quantization

@@ -59,6 +59,20 @@ export class Arena {
     return b;
   }
 
+  /** The first `floats` 32-bit values of b, read back through a temporary buffer (checks and debugging). */
+  async read(b: Buf, floats: number): Promise<Float32Array> {
+    const tmp = this.device.createBuffer({ label: `${b.label}-readback`, size: Math.max(16, Math.ceil((4 * floats) / 16) * 16), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    try {
+      const enc = this.device.createCommandEncoder();
+      enc.copyBufferToBuffer(b.buffer, 0, tmp, 0, 4 * floats);
+      this.device.queue.submit([enc.finish()]);
+      await tmp.mapAsync(GPUMapMode.READ);
+      return new Float32Array(tmp.getMappedRange(), 0, floats).slice();
+    } finally {
+      tmp.destroy();
+    }
+  }
+
   private own(b: Buf): Buf {
     this.owned.push(b.buffer);
     this.bytes += b.bytes;

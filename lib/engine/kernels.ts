@@ -139,13 +139,19 @@ export function epilogueCode(e: Epilogue, idx: string, a: string): string {
   }
 }
 
-/** The tiling of the fp32 GEMM: BM×BN outputs per workgroup, BK reduction columns staged, TM×TN per thread. */
+/**
+ * The tiling of the fp32 GEMM: BM×BN outputs per workgroup, BK reduction columns staged, TM×TN per
+ * thread. `vec`: the staged tiles are vec4 arrays and each thread owns TM/4 × TN/4 blocks of 4×4
+ * outputs (rows (g·SY + ty)·4 + q, columns (h·SX + tx)·4 + q'), so one k step reads its TM + TN
+ * values with (TM + TN)/4 vector loads from workgroup memory instead of TM + TN scalar ones.
+ */
 export interface GemmTile {
   BM: number;
   BN: number;
   BK: number;
   TM: number;
   TN: number;
+  vec?: boolean;
 }
 
 /** Tilings of the executor's GEMM; the executor uses `small` and `large`, scripts/bench-engine-gemm.ts times them all. */
@@ -156,6 +162,12 @@ export const GEMM_TILES = {
   tall: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4 }, // 256 threads, 32 accumulators each
   large: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 }, // 256 threads, 64 accumulators each
   largeK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 }, // half the workgroup memory, twice the barriers
+  // The same with vector loads from workgroup memory (GemmTile.vec).
+  mediumV: { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, vec: true },
+  tallV: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true },
+  wideV: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true },
+  largeV: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true },
+  largeVK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
@@ -164,6 +176,7 @@ export const GEMM_TILES = {
  * Bindings: y (read-write), x, W, then b (bias). Params: M rows, ldy, colOff.
  */
 export function gemmKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean): Kernel {
+  if (t.vec) return gemmVecKernel(K, N, t, e, bias);
   const { BM, BN, BK, TM, TN } = t;
   const SX = BN / TN;
   const SY = BM / TM;
@@ -225,6 +238,86 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
       }
     }
   }
+}`,
+  };
+}
+
+/** gemmKernel with GemmTile.vec: vec4 tiles in workgroup memory, 4×4 output blocks per thread. */
+function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean): Kernel {
+  const { BM, BN, BK, TM, TN } = t;
+  if (TM % 4 !== 0 || TN % 4 !== 0 || BM % 4 !== 0 || BN % 4 !== 0) throw new Error(`gemm tile ${BM}x${BN}: vector tiles need TM, TN, BM and BN multiples of 4`);
+  const SX = BN / TN;
+  const SY = BM / TM;
+  const threads = SX * SY;
+  const GM = TM / 4; // 4-row groups per thread
+  const GN = TN / 4; // 4-column groups per thread
+  const V = K % 4 === 0 ? 4 : 1;
+  const vt = V === 4 ? 'vec4<f32>' : 'f32';
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const inner = [
+    ...range(GM).map((g) => `let a${g} = xs[k * ${BM / 4}u + ${g * SY}u + ty];`),
+    ...range(GN).map((h) => `let b${h} = ws[k * ${BN / 4}u + ${h * SX}u + tx];`),
+    ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
+  ].join('\n      ');
+  // Global → workgroup: V consecutive k of one row per load, stored transposed ([k][row], 4 rows a vec4).
+  const load = (buf: string, S: string, R: number, row0: string, rows: string) => `
+    for (var i = 0u; i < ${Math.ceil((R * BK) / V / threads)}u; i++) {
+      let e = lid + i * ${threads}u;
+      if (e < ${(R * BK) / V}u) {
+        let r = e / ${BK / V}u;
+        let kk = (e % ${BK / V}u) * ${V}u;
+        let gr = ${row0} + r;
+        var v = ${vt}(0.0);
+        if (gr < ${rows} && k0 + kk < ${K}u) { v = ${buf}[(gr * ${K}u + k0 + kk) / ${V}u]; }
+        ${V === 4 ? [0, 1, 2, 3].map((c) => `${S}[(kk + ${c}u) * ${R / 4}u + r / 4u][r % 4u] = v[${c}];`).join(' ') : `${S}[kk * ${R / 4}u + r / 4u][r % 4u] = v;`}
+      }
+    }`;
+  const stores = range(GM).flatMap((g) =>
+    range(4).flatMap((q) =>
+      range(GN).map(
+        (h) => `{
+    let r = row0 + (${g * SY}u + ty) * 4u + ${q}u;
+    let c0 = col0 + (${h * SX}u + tx) * 4u;
+    let o = acc[${(g * 4 + q) * GN + h}];
+    for (var j = 0u; j < 4u; j++) {
+      let c = c0 + j;
+      if (r < params.M && c < ${N}u) {
+        let idx = r * params.ldy + params.colOff + c;
+        ${epilogueCode(e, 'idx', `o[j]${bias ? ' + b[c]' : ''}`)}
+      }
+    }
+  }`,
+      ),
+    ),
+  );
+  return {
+    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}-${e}${bias ? '-b' : ''}`,
+    params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
+    code: /* wgsl */ `
+struct Params { M: u32, ldy: u32, colOff: u32, }
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${vt}>;
+@group(0) @binding(2) var<storage, read> w: array<${vt}>;
+${bias ? '@group(0) @binding(3) var<storage, read> b: array<f32>;\n@group(0) @binding(4) var<uniform> params: Params;' : '@group(0) @binding(3) var<uniform> params: Params;'}
+var<workgroup> xs: array<vec4<f32>, ${(BM * BK) / 4}>; // [BK][BM / 4]: x transposed, 4 rows a vector
+var<workgroup> ws: array<vec4<f32>, ${(BN * BK) / 4}>; // [BK][BN / 4]
+@compute @workgroup_size(${threads})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
+  let tx = lid % ${SX}u;
+  let ty = lid / ${SX}u;
+  let row0 = g.y * ${BM}u;
+  let col0 = g.x * ${BN}u;
+  var acc: array<vec4<f32>, ${(TM * TN) / 4}>; // [TM rows][TN / 4 column groups]
+  for (var k0 = 0u; k0 < ${K}u; k0 += ${BK}u) {
+    ${load('x', 'xs', BM, 'row0', 'params.M')}
+    ${load('w', 'ws', BN, 'col0', `${N}u`)}
+    workgroupBarrier();
+    for (var k = 0u; k < ${BK}u; k++) {
+      ${inner}
+    }
+    workgroupBarrier();
+  }
+  ${stores.join('\n  ')}
 }`,
   };
 }
