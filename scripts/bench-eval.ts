@@ -48,6 +48,8 @@ import { formatCsv, parseCsvRecords } from '../lib/csv';
 import { dataOptions, resolveDataDir } from '../lib/data/common';
 import { evaluate } from '../lib/eval/evaluate';
 import { modelScorer } from '../lib/eval/model-scorer';
+import { EngineScorer } from '../lib/engine/scorer';
+import { EXECUTOR_DEFAULTS } from '../lib/engine/executor';
 import { RecordingScorer, SCORER_DEFAULTS, type Scorer, TensorScorer } from '../lib/eval/scorer';
 import {
   type CollectedTask,
@@ -252,7 +254,7 @@ async function main(): Promise<number> {
       const kit = kitScorer(model, maxLengthFlag, batchTokens);
       const base = kit.scorer;
       rule = kit.rule;
-      scorerName = base.constructor.name;
+      scorerName = base instanceof EngineScorer ? `EngineScorer (shared contexts ${base.opts.sharePrefixes ? 'on' : 'off'}, fp32 GEMM tilings '${base.opts.executor.gemm ?? EXECUTOR_DEFAULTS.gemm}')` : base.constructor.name;
       const timed = new TimingScorer(base);
       const rec = new RecordingScorer(timed);
       await base.continuations([warmup]); // untimed warm-up (PyTorch runs the same request first)
