@@ -73,7 +73,7 @@ import { TASKS } from '../lib/tasks';
 
 const USAGE = `usage: npx tsx scripts/bench-eval.ts [--models stories260K,llama-1m,random-1b | --model PATH ...]
   [--tasks wikitext2,mmlu,...] [--limit N] [--seed S] [--data DIR] [--backend webgpu|wasm|cpu|auto]
-  [--batch-tokens N] [--max-length N] [--no-torch] [--python python3] [--torch-timeout SECONDS] [--out data/bench/eval.csv]
+  [--batch-tokens N] [--max-length N] [--no-torch] [--profile] [--python python3] [--torch-timeout SECONDS] [--out data/bench/eval.csv]
   [--export-dir tmp/bench-eval] [--fresh] [--help]
   --models     names (stories260K, a models/zoo name, random-1b, random-small) or paths; default stories260K,llama-1m,random-1b
   --model      a model path (repeatable; added to --models)
@@ -85,6 +85,8 @@ const USAGE = `usage: npx tsx scripts/bench-eval.ts [--models stories260K,llama-
   --batch-tokens  the kit scorer's token budget per batch (TensorScorer maxBatchTokens, the
                executor's maxTokens); default: the scorer's own
   --no-torch   kit rows only (no PyTorch, no agreement)
+  --profile    (the executor) also print where each task's scoring spends its time, by difference: the
+               task again with kernel groups left out (stderr only)
   --torch-timeout  seconds the PyTorch scorer may take per model (default 1800)`;
 
 const HEADER = [
@@ -201,6 +203,7 @@ async function main(): Promise<number> {
       'batch-tokens': { type: 'string' },
       'max-length': { type: 'string' },
       'no-torch': { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
       python: { type: 'string', default: process.env.PYTHON ?? 'python3' },
       'torch-timeout': { type: 'string', default: '1800' },
       out: { type: 'string', default: path.join(process.env.LLMCB_DATA_OUT ?? 'data', 'bench/eval.csv') },
@@ -289,6 +292,7 @@ async function main(): Promise<number> {
           table.put(kitRow);
           collected.push({ task: c, kitRow });
           console.error(`[bench-eval]    ${name}: ${c.exported.requests.length} requests, ${c.scoredTokens} scored tokens, ${c.wallS.toFixed(2)} s, ${(c.scoredTokens / c.wallS).toFixed(0)} tok/s; ${metrics.join(' ')}`);
+          if (a.profile && base instanceof EngineScorer) await profileTask(base, c.wallS, (sc) => evaluate(sc, model.tokenizer, task, { limit, seed, data }), name);
         } catch (e) {
           failures++;
           timed.calls.length = 0;
@@ -353,3 +357,21 @@ main().then(
     process.exit(1);
   },
 );
+
+/**
+ * Where the executor's scoring of a task spends its time, by difference (--profile, stderr only):
+ * the task's scorer calls again with kernel groups left out (their results are then wrong).
+ */
+async function profileTask(base: EngineScorer, wallS: number, run: (s: Scorer) => Promise<unknown>, task: string): Promise<void> {
+  const groups: [string, RegExp][] = [['attention', /^attn/], ['fp32 GEMMs and GEMVs (LM head included)', /^gem/], ['LM head', new RegExp(`^gem[mv]v?-\\d+x${base.model.config.vocabSize}-`)], ['norms, RoPE/KV, embedding', /^(norm|rope|embed)/], ['row stats and picks', /^(row-stats|pick)/], ['activation quantization and INT8 GEMMs', /^(act-quant|w8a8|int8)/]];
+  for (const [what, skip] of groups) {
+    const timed = new TimingScorer(new EngineScorer(base.model, base.maxLength, { ...base.opts, skip }));
+    try {
+      await run(timed);
+    } catch {
+      // wrong numbers may be non-finite: the time is what counts
+    }
+    const s = timed.calls.reduce((n, c) => n + c.ms, 0) / 1000;
+    console.error(`[profile] ${task}: ${what} ≈ ${(wallS - s).toFixed(2)} s of ${wallS.toFixed(2)} s`);
+  }
+}

@@ -79,7 +79,7 @@ export const EXECUTOR_DEFAULTS: ExecutorOptions = {
   maxActivationBytes: 2 ** 31, // 2 GiB of per-step activations
   cache: null,
   int8Path: 'auto',
-  gemm: (process.env.LLMCB_EXECUTOR_GEMM as GemmFamily | undefined) ?? 'scalar', // see GEMM_FAMILIES
+  gemm: (process.env.LLMCB_EXECUTOR_GEMM as GemmFamily | undefined) ?? 'vector', // see GEMM_FAMILIES
 };
 
 /** What one step runs: its token, block, score-row and item counts and how attention splits. */
@@ -133,7 +133,9 @@ export interface StepOutput {
 export const GEMM_FAMILIES = {
   // [tiling, the workgroups it needs at least], largest first
   scalar: [['large', 256], ['tall', 128], ['medium', 64], ['small', 0]],
-  vector: [['largeV', 256], ['tallV', 128], ['mediumV', 64], ['small', 0]], // vec4 loads from workgroup memory (GemmTile.vec)
+  // vec4 loads from workgroup memory (GemmTile.vec): on the H200 (data/bench/engine-gemm.csv at ae086d5) 128×64
+  // gives 31.6–34.4 TFLOP/s where 128×128 scalar gives 29.8–32.3, and 128×128 vector less (register pressure)
+  vector: [['tallV', 128], ['mediumV', 0]],
 } as const satisfies Record<string, readonly (readonly [keyof typeof GEMM_TILES, number])[]>;
 export type GemmFamily = keyof typeof GEMM_FAMILIES;
 type GemmTileName = (typeof GEMM_FAMILIES)[GemmFamily][number][0];

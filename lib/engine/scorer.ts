@@ -42,6 +42,8 @@ export interface EngineScorerOptions {
   sharePrefixes: boolean;
   /** Names the model (and method) in errors, e.g. a non-finite log-probability. */
   label: string;
+  /** Profiling by difference only: leave out the executor kernels whose names match (the results are then wrong). */
+  skip?: RegExp;
 }
 
 export class EngineScorer implements Scorer {
@@ -158,7 +160,7 @@ export class EngineScorer implements Scorer {
           }
           onProgress?.(done, seqs.length);
         };
-        pending.push(exec.run(input).then(collect));
+        pending.push(exec.run(input, { skip: this.opts.skip }).then(collect));
         // Two steps in flight: the next step's upload and recording overlap this one's GPU work.
         if (pending.length >= 2) await pending.shift();
       }
