@@ -357,7 +357,7 @@ fn main(@builtin(local_invocation_id) l: vec3u, ${BUILTINS}) {
     for (var k = lane; k < ${KV}u; k += ${LANES}u) {
       let wv = w[c * ${KV}u + k];
       for (var m = 0u; m < ${M}u; m++) {
-        if (m < params.M) { acc[m] += dot(x[m * ${KV}u + k], wv); }
+        if (m < params.M) { acc[m] += ${V === 4 ? `dot(x[m * ${KV}u + k], wv)` : `x[m * ${KV}u + k] * wv`}; }
       }
     }
   }
