@@ -2,6 +2,7 @@
 // @huggingface/tokenizers, loading safetensors (single or sharded) and saving a model back as an
 // HF directory that transformers and llama.cpp's converters read.
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openSafetensorsDir, writeSafetensorsSharded, type AsyncWriteTensor } from './safetensors';
@@ -185,6 +186,13 @@ export class HfTokenizer implements Tokenizer {
     this.vocabSize = this.impl.get_vocab().size ?? Object.keys(this.impl.get_vocab()).length;
     this.bosId = this.specialId(tokenizerConfig.bos_token);
     this.eosId = this.specialId(tokenizerConfig.eos_token);
+  }
+
+  private hash: string | undefined;
+  /** sha256 of tokenizer.json and tokenizer_config.json as loaded (Tokenizer.fingerprint). */
+  get fingerprint(): string {
+    this.hash ??= createHash('sha256').update(JSON.stringify(this.tokenizerJson)).update(JSON.stringify(this.tokenizerConfig)).digest('hex');
+    return this.hash;
   }
 
   private specialId(tok: unknown): number | null {

@@ -3,6 +3,7 @@
 // ties), with a dummy-prefix space, UTF-8 code points looked up whole and `<0xNN>` byte fallback.
 // The merge loop runs on a linked list with a heap of candidate pairs, so it is O(n log n) and
 // gives exactly the pairs llama2.c's O(n²) rescan would pick.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Tokenizer } from './types';
 
@@ -74,6 +75,13 @@ export class Llama2cTokenizer implements Tokenizer {
         if (this.byteIds[b] < 0) this.byteIds[b] = i;
       }
     });
+  }
+
+  private hash: string | undefined;
+  /** sha256 of the vocabulary file and the special ids (Tokenizer.fingerprint). */
+  get fingerprint(): string {
+    this.hash ??= createHash('sha256').update(this.toBinary()).update(`llama2c bos=${this.bosId} eos=${this.eosId}`).digest('hex');
+    return this.hash;
   }
 
   static fromFile(file: string, vocabSize: number, opts?: Llama2cTokenizerOptions): Llama2cTokenizer {

@@ -48,6 +48,9 @@ export interface Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number | null;
   readonly eosId: number | null;
+  /** A hash of everything its encodings depend on (vocabulary, merges, special ids), when known:
+   * encodings are then cached across processes (lib/eval/token-cache.ts). */
+  readonly fingerprint?: string;
   /** Token ids of text; bos adds the BOS id in front (default false). */
   encode(text: string, opts?: { bos?: boolean }): number[];
   decode(ids: readonly number[]): string;

@@ -4,6 +4,7 @@
 import { evaluate, outcomeRows, type EvalOutcome } from '../eval/evaluate';
 import { modelScorer } from '../eval/model-scorer';
 import type { Scorer } from '../eval/scorer';
+import { TokenCache } from '../eval/token-cache';
 import { cellNote, type Cell, type TaskInfo } from '../matrix';
 import type { ResultRow } from '../results';
 import { getTasks } from '../tasks/index';
@@ -33,7 +34,9 @@ export async function evaluationCell(env: TrackEnv, cell: Cell, s: Subject, memo
   if (!outcome) {
     const [task] = getTasks([cell.item]);
     const e = env.matrix.eval;
-    outcome = await evaluate(subjectScorer(env, s), s.model.tokenizer, task, {
+    // Encodings come from the disk cache of (tokenizer, task): the model's other pairs built the same requests.
+    const tokenizer = TokenCache.open(s.model.tokenizer, task.name);
+    outcome = await evaluate(subjectScorer(env, s), tokenizer, task, {
       bos: e.bos,
       seqlen: e.seqlen === null ? null : Math.min(e.seqlen, s.model.config.maxPositions),
       limit: e.limit,
@@ -42,6 +45,7 @@ export async function evaluationCell(env: TrackEnv, cell: Cell, s: Subject, memo
       label: subjectLabel(s),
       onProgress: undefined,
     });
+    tokenizer.save();
     memo.set(cell.item, outcome);
   }
   return outcomeRows(env.ctx, outcome, subjectFields(s), env.matrix.eval.seed).map((r) => ({ ...r, track: cell.track, note: cellNote(cell.hash, r.note, cell.data) }));
