@@ -140,6 +140,27 @@ describe('bad checkpoints', () => {
     await expectLoadError(file, /short\.bin: truncated llama2\.c checkpoint: 500000 bytes, the header implies 1056540/);
   });
 
+  it('a llama2.c checkpoint with trailing bytes loads, with a warning naming the file and the bytes', async () => {
+    const file = path.join(tmp, 'long.bin');
+    writeFileSync(file, Buffer.concat([readFileSync(ckpt), Buffer.alloc(12)]));
+    copyFileSync(tokFile, path.join(tmp, 'tok512.bin'));
+    const warnings: string[] = [];
+    const warn = console.warn;
+    console.warn = (m: string) => warnings.push(m);
+    try {
+      disposeModel(await loadModel(file));
+    } finally {
+      console.warn = warn;
+    }
+    expect(warnings.some((w) => /long\.bin: 12 bytes after the weights the llama2\.c header implies \(1056540 bytes\) are ignored/.test(w))).toBe(true);
+  });
+
+  it('invalid config.json: names the file', async () => {
+    const dir = copyDir(good, 'bad-json');
+    writeFileSync(path.join(dir, 'config.json'), '{"model_type": "llama",');
+    await expectLoadError(dir, /config\.json: invalid JSON/);
+  });
+
   it('a read failing mid-upload disposes what was uploaded', () => {
     const before = tf.memory().numTensors;
     const ok = (name: string) => ({ name, shape: [2], origin: 'x', read: () => new Float32Array(2) });

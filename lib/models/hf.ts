@@ -215,7 +215,8 @@ export class HfTokenizer implements Tokenizer {
   }
 }
 
-function readJson(file: string): Record<string, unknown> {
+/** A JSON file's object; unreadable or invalid JSON is an error naming the file. */
+export function readJson(file: string): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

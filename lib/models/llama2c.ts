@@ -113,6 +113,7 @@ export function llama2cSources(file: string, h: Llama2cHeader, config: ModelConf
     off += V * dim * 4;
   }
   if (size < off) throw new Error(`${file}: truncated llama2.c checkpoint: ${size} bytes, the header implies ${off}`);
+  if (size > off) console.warn(`${file}: ${size - off} bytes after the weights the llama2.c header implies (${off} bytes) are ignored: is it another format or a damaged file?`);
   return validateSources(config, sources, file);
 }
 

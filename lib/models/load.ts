@@ -10,7 +10,7 @@ import { kernelsActive } from '../kernels';
 import { attachPackedLinears, disposePackedLinears, packLinearsFromModules } from '../kernels/packed-linear';
 import { isPackedDir, loadPacked } from '../quant/pack';
 import { loadSparseWeights, saveSparseWeights, type SparseSaveReport } from '../quant/sparse';
-import { configFromHf, loadHfDir, loadTokenizer, saveModel } from './hf';
+import { configFromHf, loadHfDir, loadTokenizer, readJson, saveModel } from './hf';
 import { loadLlama2c } from './llama2c';
 import type { Model } from './types';
 import { type TensorSource, type UploadOptions, validateSources } from './weights';
@@ -83,8 +83,7 @@ async function fetchHubModel(repo: string, revision: string, cacheDir?: string):
     index = null;
   }
   if (index) {
-    const { readFileSync } = await import('node:fs');
-    const map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map;
+    const map = (readJson(index) as { weight_map: Record<string, string> }).weight_map;
     for (const shard of new Set(Object.values(map))) await get(shard);
   } else {
     try {
@@ -141,10 +140,10 @@ function safetensorsMetadata(file: string): Record<string, string> {
  */
 export function loadSparseDir(dir: string, opts: LoadOptions = {}): Model {
   const configFile = path.join(dir, 'config.json');
-  const config = configFromHf(JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>, configFile);
+  const config = configFromHf(readJson(configFile), configFile);
   const gen = path.join(dir, 'generation_config.json');
   if (existsSync(gen)) {
-    const g = JSON.parse(readFileSync(gen, 'utf8')) as { bos_token_id?: unknown; eos_token_id?: unknown };
+    const g = readJson(gen) as { bos_token_id?: unknown; eos_token_id?: unknown };
     const first = (v: unknown) => (typeof v === 'number' ? v : Array.isArray(v) && typeof v[0] === 'number' ? (v[0] as number) : null);
     config.bosTokenId = first(g.bos_token_id) ?? config.bosTokenId;
     config.eosTokenId = first(g.eos_token_id) ?? config.eosTokenId;

@@ -13,7 +13,7 @@
 import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
-import { configFromHf, configToHf, HfTokenizer, loadTokenizer } from '../models/hf';
+import { configFromHf, configToHf, HfTokenizer, loadTokenizer, readJson } from '../models/hf';
 import { writeSafetensorsRaw } from '../models/safetensors';
 import { Llama2cTokenizer } from '../models/tokenizer-llama2c';
 import type { Model } from '../models/types';
@@ -247,7 +247,7 @@ async function concatBlocks(blocks: tf.Tensor[]): Promise<Float32Array> {
 export function isPackedDir(dir: string): boolean {
   const f = path.join(dir, 'config.json');
   if (!fs.existsSync(f)) return false;
-  const j = JSON.parse(fs.readFileSync(f, 'utf8')) as { quantization_config?: { quant_method?: string } };
+  const j = readJson(f) as { quantization_config?: { quant_method?: string } };
   return j.quantization_config?.quant_method === PACKED_METHOD;
 }
 
@@ -267,7 +267,7 @@ export interface PackedModule {
 
 /** A packed directory's quantized linears (full weight name → PackedModule), its other tensors, and its configs. */
 export function readPackedModules(dir: string): { modules: Map<string, PackedModule>; tensors: Map<string, { shape: number[]; data: Float32Array }>; quant: PackedQuantConfig; hf: Record<string, unknown> } {
-  const hf = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown> & { quantization_config?: PackedQuantConfig };
+  const hf = readJson(path.join(dir, 'config.json')) as Record<string, unknown> & { quantization_config?: PackedQuantConfig };
   const quant = hf.quantization_config;
   if (!quant || quant.quant_method !== PACKED_METHOD) throw new Error(`${dir}: config.json has no quantization_config with quant_method '${PACKED_METHOD}'`);
   if (quant.format_version !== 1) throw new Error(`${dir}: packed format version ${quant.format_version} is not supported (1 is)`);
