@@ -124,17 +124,18 @@ export interface StepOutput {
 }
 
 /**
- * The GEMM tiling for an M×N output: the largest whose workgroups still number at least its
- * threshold (about one or two per SM of an H100/H200's 132). From scripts/bench-engine-gemm.ts on
- * the H200 (data/bench/engine-gemm.csv): 128×128 reaches 29–32 TFLOP/s once it has ≥ 256
- * workgroups but 12 at 64 (512×2048 outputs), where 128×64 gives 20; narrow outputs (512×512)
- * want 64×64 or smaller.
+ * The executor's fp32 GEMM tilings, in families: an M×N output takes the first tiling whose
+ * workgroups number at least its threshold (about one or two per SM of an H100/H200's 132).
+ * From scripts/bench-engine-gemm.ts on the H200 (data/bench/engine-gemm.csv at ae086d5):
+ *   scalar: 128×128 reaches 29.8–32.3 TFLOP/s once it has ≥ 256 workgroups but 12 at 64 (512×2048
+ *     outputs), where 128×64 gives 21; narrow outputs (512×512) want 64×64 or smaller;
+ *   vector (vec4 loads from workgroup memory, GemmTile.vec; the default): 128×64 gives 31.6–34.4
+ *     at the scoring shapes and 24.7 at 512×2048, 64×64 the narrow ones (8.7 at 512×512); the
+ *     128×128 vector tiling is slower than the scalar one (register pressure) and not used.
  */
 export const GEMM_FAMILIES = {
   // [tiling, the workgroups it needs at least], largest first
   scalar: [['large', 256], ['tall', 128], ['medium', 64], ['small', 0]],
-  // vec4 loads from workgroup memory (GemmTile.vec): on the H200 (data/bench/engine-gemm.csv at ae086d5) 128×64
-  // gives 31.6–34.4 TFLOP/s where 128×128 scalar gives 29.8–32.3, and 128×128 vector less (register pressure)
   vector: [['tallV', 128], ['mediumV', 0]],
 } as const satisfies Record<string, readonly (readonly [keyof typeof GEMM_TILES, number])[]>;
 export type GemmFamily = keyof typeof GEMM_FAMILIES;
@@ -185,7 +186,8 @@ function floatsPerToken(model: Model): number {
     const b = blockWidths(c, i);
     const qkv = (b.numHeads + 2 * b.numKvHeads) * c.headDim;
     const widest = Math.max(c.hiddenSize, b.intermediateSize, b.numHeads * c.headDim);
-    w = Math.max(w, 2 * c.hiddenSize + qkv + b.numHeads * c.headDim + b.intermediateSize + 2 * b.numKvHeads * c.headDim + widest + widest / 4 + 5);
+    const int8 = widest / 4 + 5; // INT8 codes (4 a word, padded to 16 bytes) and the scale
+    w = Math.max(w, 2 * c.hiddenSize + qkv + b.numHeads * c.headDim + b.intermediateSize + 2 * b.numKvHeads * c.headDim + widest + int8);
   }
   return w;
 }
