@@ -92,6 +92,19 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
     }, 300_000);
   }
 
+  it('W8A8 packed linears decode the tfjs path tokens (the INT8 GEMV of decode steps)', { timeout: 300_000 }, async () => {
+    const model = await w8a8Packed(10);
+    const dec = Decoder.create(model, 64);
+    try {
+      const prompt = Array.from({ length: 20 }, (_, i) => 3 + ((i * 11) % 150));
+      const want = await generate(model, prompt, { maxNewTokens: 10, stopAtEos: false, kernels: false, greedy: true });
+      expect(await dec.generate(prompt, { maxNewTokens: 10, stopAtEos: false, greedy: true })).toEqual(want);
+    } finally {
+      await dec.dispose();
+      disposeModel(model);
+    }
+  });
+
   it('every fp32 GEMM tiling equals a float64 product on odd shapes (vector and scalar loads)', { timeout: 300_000 }, async () => {
     for (const t of Object.values(GEMM_TILES)) {
       for (const [M, K, N] of [[77, 68, 130], [33, 67, 70]]) expect(await gemmTileError(t, M, K, N)).toBeLessThan(1e-5);

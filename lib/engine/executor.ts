@@ -28,7 +28,7 @@ import { blockWidths, hasFinalNorm } from '../models/weights';
 import { actQuantKernel } from './act-quant';
 import { flushTfjs } from '../kernels/gpu';
 import { isPerTokenInt8, type PackedW8A8 } from '../kernels/packed-linear';
-import { chooseInt8Tile, int8ActQuantSource, int8GemmKernel, int8PathFor, INT8_AUTO, INT8_TILES, tileSharedBytes, type Int8Path, type Int8TileName } from '../kernels/w8a8';
+import { chooseInt8Tile, int8ActQuantSource, int8GemmKernel, int8GemvKernel, INT8_GEMV_MAX_ROWS, int8PathFor, INT8_AUTO, INT8_TILES, tileSharedBytes, type Int8Path, type Int8TileName } from '../kernels/w8a8';
 import { Arena, borrow, engineDevice, Program, spill, type Buf, type DispatchSpec } from './gpu';
 import {
   attentionKernel,
@@ -406,17 +406,21 @@ export class Executor {
         const b = maybe(name.replace(/\.weight$/, '.bias'));
         const groups = p.groupSize !== -1;
         const buffers = [output, q8!.codes, borrow(p.codes, `${name}:codes`), q8!.scales, borrow(p.scales, `${name}:scales`), ...(b ? [b] : [])];
-        const gemm = (tile: Int8TileName) =>
-          int8GemmKernel({ path: int8Path!, tile, groups, bias: !!b, write: (m, n, v) => epilogueCode(e, `${m} * params.ldy + params.colOff + ${n}`, v), extra: { ldy: 'u32', colOff: 'u32' } });
+        const write = (m: string, n: string, v: string) => epilogueCode(e, `${m} * params.ldy + params.colOff + ${n}`, v);
+        const gemm = (tile: Int8TileName) => int8GemmKernel({ path: int8Path!, tile, groups, bias: !!b, write, extra: { ldy: 'u32', colOff: 'u32' } });
         const params = (s: StepShape) => ({ M: rows(s), N, kWords: p.kWords, G: p.scales.shape[1], groupWords: groups ? p.groupSize / 4 : p.kWords, ldy, colOff });
         const grid = (g: number | [number, number, number]) => (typeof g === 'number' ? spill(g, device) : g);
+        // Decode steps (few rows, per-channel scales) take the INT8 GEMV: the GEMM's tiles would leave most of the GPU idle.
+        const gemv = groups ? null : int8GemvKernel({ bias: !!b, write, extra: { ldy: 'u32', colOff: 'u32' } });
+        const many = (s: StepShape) => !gemv || rows(s) > INT8_GEMV_MAX_ROWS;
+        if (gemv) specs.push({ kernel: gemv, buffers, params, workgroups: (s) => (many(s) ? null : spill(gemv.workgroups(N), device)) });
         if (int8Path === 'dot4' || groups) {
           const k = gemm(int8Tiles[0]);
-          specs.push({ kernel: k, buffers, params, workgroups: (s) => grid(k.workgroups(rows(s), N)) });
+          specs.push({ kernel: k, buffers, params, workgroups: (s) => (many(s) ? grid(k.workgroups(rows(s), N)) : null) });
         } else {
           for (const tile of int8Tiles) {
             const k = gemm(tile);
-            specs.push({ kernel: k, buffers, params, workgroups: (s) => (int8TileFor(rows(s), N) === tile ? grid(k.workgroups(rows(s), N)) : null) });
+            specs.push({ kernel: k, buffers, params, workgroups: (s) => (many(s) && int8TileFor(rows(s), N) === tile ? grid(k.workgroups(rows(s), N)) : null) });
           }
         }
         lastQuant = output === input ? null : { input, kind: 'int8', end: specs.length };

@@ -629,3 +629,58 @@ export function int8GemmKernel(o: { path: Int8Path; tile: Int8TileName; groups: 
     workgroups: (M, N) => Math.ceil(N / (16 * t.wn * t.tn)) * Math.ceil(M / (16 * t.wm * t.tm)),
   };
 }
+
+/** Rows the INT8 GEMV takes at most (decode steps); more rows take the GEMM. */
+export const INT8_GEMV_MAX_ROWS = 8;
+const GEMV_COLS = 8; // output columns per workgroup, 32 lanes each
+
+/**
+ * The INT8 GEMV for decode steps (M ≤ INT8_GEMV_MAX_ROWS, per-channel weight scales): each
+ * workgroup takes 8 output columns; the 32 lanes of a column read its weight row 16 codes at a
+ * time (coalesced vec4 words) with the same words of every activation row, accumulate exact int32
+ * dot4I8Packed sums per row and reduce them in workgroup memory; the epilogue as int8GemmKernel's.
+ * Bindings and params as int8GemmKernel (subgroup-matrix form); workgroups(N): a flat count.
+ */
+export function int8GemvKernel(o: { bias: boolean; write: OutputWriter; extra: Record<string, Param['type']> }): Int8KernelSource & { workgroups: (N: number) => number } {
+  const extra = Object.fromEntries(Object.entries(o.extra).map(([k, t]) => [k, { type: t, value: 0 }]));
+  const params = { M: u32(0), N: u32(0), kWords: u32(0), ...extra };
+  const e: Epilogue = { kind: 'dequant', groups: false, bias: o.bias, write: o.write };
+  const R = INT8_GEMV_MAX_ROWS;
+  const code = /* wgsl */ `
+${bindings(e, 'vec4<u32>', params)}
+var<workgroup> red: array<i32, ${R * GEMV_COLS * SUBGROUP}>; // [rows][columns][lanes]
+@compute @workgroup_size(${SUBGROUP}, ${GEMV_COLS})
+fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let n = (wg.y * nwg.x + wg.x) * ${GEMV_COLS}u + l.y;
+  let lane = l.x;
+  let kVec = params.kWords / 4u;
+  var acc: array<i32, ${R}>;
+  if (n < params.N) {
+    for (var k = lane; k < kVec; k += ${SUBGROUP}u) {
+      let wv = b[n * kVec + k];
+      for (var m = 0u; m < ${R}u; m++) {
+        if (m < params.M) {
+          let xv = a[m * kVec + k];
+          acc[m] += dot4I8Packed(xv.x, wv.x) + dot4I8Packed(xv.y, wv.y) + dot4I8Packed(xv.z, wv.z) + dot4I8Packed(xv.w, wv.w);
+        }
+      }
+    }
+  }
+  for (var m = 0u; m < ${R}u; m++) { red[(m * ${GEMV_COLS}u + l.y) * ${SUBGROUP}u + lane] = acc[m]; }
+  workgroupBarrier();
+  for (var s = ${SUBGROUP / 2}u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      for (var m = 0u; m < ${R}u; m++) {
+        let i = (m * ${GEMV_COLS}u + l.y) * ${SUBGROUP}u + lane;
+        red[i] += red[i + s];
+      }
+    }
+    workgroupBarrier();
+  }
+  if (lane < params.M && n < params.N) {
+    let m = lane;
+    ${storeOne(e, 'm', 'n', `red[(m * ${GEMV_COLS}u + l.y) * ${SUBGROUP}u]`)}
+  }
+}`;
+  return { name: 'int8-gemv', code, params: types(params), workgroups: (N) => Math.ceil(N / GEMV_COLS) };
+}
