@@ -6,7 +6,7 @@
 #   scripts/notebooks.sh [NOTEBOOK...]    register and execute (default: notebooks/0*.ipynb) with Jupyter
 #   scripts/notebooks.sh --node [NB...]   execute without Jupyter (tslab's executor in Node; the GPU host)
 #
-# Environment: LLMCB_MATRIX (smoke), LLMCB_DATA_OUT (rows; default a fresh temporary directory),
+# Environment: LLMCB_MATRIX (smoke), LLMCB_DATA_OUT (rows; default a temporary directory removed at exit),
 # LLMCB_DATA (datasets), NB_OUT (executed copies; default tmp/notebooks), NB_TIMEOUT (s per cell, 900).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,8 +19,10 @@ export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 out="${NB_OUT:-$root/tmp/notebooks}"
 mkdir -p "$out"
 if [ -z "${LLMCB_DATA_OUT:-}" ]; then
+  # A scratch folder for the rows, removed on exit (set LLMCB_DATA_OUT to keep them).
   LLMCB_DATA_OUT="$(mktemp -d "${TMPDIR:-/tmp}/llmcb-nb-XXXXXX")"
   export LLMCB_DATA_OUT
+  trap 'rm -rf "$LLMCB_DATA_OUT"' EXIT
 fi
 
 install_kernel() {
@@ -38,7 +40,8 @@ fi
 if [ "${1:-}" = --node ]; then
   shift
   [ $# -gt 0 ] || set -- notebooks/0*.ipynb
-  exec node --import tsx scripts/nb-exec.ts --out "$out" "$@"
+  node --import tsx scripts/nb-exec.ts --out "$out" "$@" # not exec: the exit trap removes the scratch rows
+  exit 0
 fi
 
 [ $# -gt 0 ] || set -- notebooks/0*.ipynb
