@@ -189,18 +189,7 @@ export function gemmKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias:
     ...range(TN).map((j) => `bb[${j}] = ws[k * ${BN}u + l.x + ${j * SX}u];`),
     ...range(TM).flatMap((i) => range(TN).map((j) => `acc[${i * TN + j}] = fma(a[${i}], bb[${j}], acc[${i * TN + j}]);`)),
   ].join('\n      ');
-  const load = (buf: string, S: string, R: number, row0: string, rows: string) => `
-    for (var i = 0u; i < ${Math.ceil((R * BK) / V / threads)}u; i++) {
-      let e = lid + i * ${threads}u;
-      if (e < ${(R * BK) / V}u) {
-        let r = e / ${BK / V}u;
-        let kk = (e % ${BK / V}u) * ${V}u;
-        let gr = ${row0} + r;
-        var v = ${vt}(0.0);
-        if (gr < ${rows} && k0 + kk < ${K}u) { v = ${buf}[(gr * ${K}u + k0 + kk) / ${V}u]; }
-        ${V === 4 ? [0, 1, 2, 3].map((c) => `${S}[(kk + ${c}u) * ${R}u + r] = v[${c}];`).join(' ') : `${S}[kk * ${R}u + r] = v;`}
-      }
-    }`;
+  const load = (buf: string, S: string, R: number, row0: string, rows: string) => stageSlice({ buf, R, BK, K, V, threads, row0, rows, put: (k, v) => `${S}[${k} * ${R}u + r] = ${v};` });
   return {
     name: `gemm-${K}x${N}-${BM}x${BN}-${e}${bias ? '-b' : ''}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
@@ -259,19 +248,9 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     ...range(GN).map((h) => `let b${h} = ws[k * ${BN / 4}u + ${h * SX}u + tx];`),
     ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
   ].join('\n      ');
-  // Global → workgroup: V consecutive k of one row per load, stored transposed ([k][row], 4 rows a vec4).
-  const load = (buf: string, S: string, R: number, row0: string, rows: string) => `
-    for (var i = 0u; i < ${Math.ceil((R * BK) / V / threads)}u; i++) {
-      let e = lid + i * ${threads}u;
-      if (e < ${(R * BK) / V}u) {
-        let r = e / ${BK / V}u;
-        let kk = (e % ${BK / V}u) * ${V}u;
-        let gr = ${row0} + r;
-        var v = ${vt}(0.0);
-        if (gr < ${rows} && k0 + kk < ${K}u) { v = ${buf}[(gr * ${K}u + k0 + kk) / ${V}u]; }
-        ${V === 4 ? [0, 1, 2, 3].map((c) => `${S}[(kk + ${c}u) * ${R / 4}u + r / 4u][r % 4u] = v[${c}];`).join(' ') : `${S}[kk * ${R / 4}u + r / 4u][r % 4u] = v;`}
-      }
-    }`;
+  // Global → workgroup, stored transposed ([k][row], 4 rows a vec4).
+  const load = (buf: string, S: string, R: number, row0: string, rows: string) =>
+    stageSlice({ buf, R, BK, K, V, threads, row0, rows, put: (k, v) => `${S}[${k} * ${R / 4}u + r / 4u][r % 4u] = ${v};` });
   const stores = range(GM).flatMap((g) =>
     range(4).flatMap((q) =>
       range(GN).map(
@@ -320,6 +299,27 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   ${stores.join('\n  ')}
 }`,
   };
+}
+
+/**
+ * WGSL staging the BK-deep slice at k0 of R rows (from row0; zeros at and past `rows` and K) of
+ * `buf` [rows, K] into workgroup memory, V consecutive k a load: put(k, value) stores element
+ * (k, r) of the slice.
+ */
+function stageSlice(o: { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; put: (k: string, v: string) => string }): string {
+  const { buf, R, BK, K, V, threads } = o;
+  return `
+    for (var i = 0u; i < ${Math.ceil((R * BK) / V / threads)}u; i++) {
+      let e = lid + i * ${threads}u;
+      if (e < ${(R * BK) / V}u) {
+        let r = e / ${BK / V}u;
+        let kk = (e % ${BK / V}u) * ${V}u;
+        let gr = ${o.row0} + r;
+        var v = ${V === 4 ? 'vec4<f32>' : 'f32'}(0.0);
+        if (gr < ${o.rows} && k0 + kk < ${K}u) { v = ${buf}[(gr * ${K}u + k0 + kk) / ${V}u]; }
+        ${V === 4 ? [0, 1, 2, 3].map((c) => o.put(`(kk + ${c}u)`, `v[${c}]`)).join(' ') : o.put('kk', 'v')}
+      }
+    }`;
 }
 
 /** Rows a GEMV dispatch handles at most (decode steps); more rows take the GEMM. */
