@@ -1,8 +1,9 @@
 // Helpers for the scripts' command lines (flags parsed with node:util parseArgs).
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** The repository's root folder (the one holding lib/). */
-export const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** The shared data folder: $LLMCB_SHARED, else ../shared beside the repository. */
 export function sharedDir(): string {

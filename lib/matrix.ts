@@ -5,15 +5,12 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from './cli';
 import { dataIdentity } from './data/verify';
 import { calibDataFiles } from './methods/calib';
 import { checkMethodConfig, getMethod } from './methods/index';
 import { readResults, trackFile, type ResultRow, type RowStatus, type Track } from './results';
 import { TASKS } from './tasks/index';
-
-/** The repository root (model paths in matrices are relative to it, whatever the working directory). */
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** A model spec's path made absolute against the repository root (hub ids stay as they are). */
 export function resolveModelPath(m: ModelSpec): string {

@@ -4,9 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  canonicalJson, cellNote, cellPending, checkMatrix, checkSlice, defaultMatrix, expandCells, finishedCells, hashConfig, matrixFromJson, parseSlice, REPO_ROOT, rowCell,
+  canonicalJson, cellNote, cellPending, checkMatrix, checkSlice, defaultMatrix, expandCells, finishedCells, hashConfig, matrixFromJson, parseSlice, rowCell,
   smokeMatrix, STORIES260K, type MatrixConfig,
 } from '../lib/matrix';
+import { REPO_ROOT } from '../lib/cli';
 import { macWeight } from '../lib/efficiency/meters';
 import { checkMethodConfig } from '../lib/methods/index';
 import { appendResults, makeRow, trackFile, type Track } from '../lib/results';
