@@ -131,15 +131,7 @@ export function bf16ToF32(h: Uint16Array): Float32Array {
 
 export function f16ToF32(h: Uint16Array): Float32Array {
   const out = new Float32Array(h.length);
-  for (let i = 0; i < h.length; i++) {
-    const x = h[i];
-    const sign = x & 0x8000 ? -1 : 1;
-    const exp = (x >> 10) & 0x1f;
-    const frac = x & 0x3ff;
-    if (exp === 0) out[i] = sign * frac * 2 ** -24; // subnormal
-    else if (exp === 31) out[i] = frac ? NaN : sign * Infinity;
-    else out[i] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
-  }
+  for (let i = 0; i < h.length; i++) out[i] = f16Value(h[i]);
   return out;
 }
 
@@ -157,42 +149,49 @@ export function f32ToBf16(f: Float32Array): Uint16Array {
 
 /** fp32 → IEEE half with round-to-nearest-even, overflow to ±Inf, subnormals kept. */
 export function f32ToF16(f: Float32Array): Uint16Array {
-  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
   const out = new Uint16Array(f.length);
-  for (let i = 0; i < f.length; i++) {
-    const x = u[i];
-    const sign = (x >>> 16) & 0x8000;
-    const exp = (x >>> 23) & 0xff;
-    const mant = x & 0x7fffff;
-    if (exp === 0xff) {
-      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
-      continue;
-    }
-    const e = exp - 127 + 15;
-    if (e >= 31) {
-      out[i] = sign | 0x7c00;
-      continue;
-    }
-    if (e <= 0) {
-      if (e < -10) {
-        out[i] = sign;
-        continue;
-      }
-      const m = mant | 0x800000; // implicit 1
-      const shift = 14 - e;
-      const half = 1 << (shift - 1);
-      let r = m >>> shift;
-      const rem = m & ((1 << shift) - 1);
-      if (rem > half || (rem === half && r & 1)) r++;
-      out[i] = sign | r;
-      continue;
-    }
-    let r = (e << 10) | (mant >>> 13);
-    const rem = mant & 0x1fff;
-    if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++; // may carry into the exponent: still correct
-    out[i] = sign | r;
-  }
+  for (let i = 0; i < f.length; i++) out[i] = f16Bits(f[i]);
   return out;
+}
+
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+
+/** IEEE binary16 bits of a float, rounded to nearest even (as the F16C instruction / ggml on x86), overflow to ±Inf, subnormals kept. */
+export function f16Bits(v: number): number {
+  F32[0] = v;
+  const x = U32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / nan
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow to inf
+  if (e <= 0) {
+    // subnormal half: value = m * 2^-24
+    if (e < -10) return sign;
+    mant |= 0x800000; // implicit 1
+    const shift = 14 - e;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    if (rem > halfway || (rem === halfway && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry into the exponent is still correct
+  return sign | h;
+}
+
+/** The value of IEEE binary16 bits. */
+export function f16Value(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24; // subnormal
+  if (e === 0x1f) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 /** The tensors of one safetensors file as sources for the loader. */
