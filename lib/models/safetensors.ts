@@ -11,18 +11,18 @@ import type { TensorSource } from './weights';
 export type SafeDtype = 'F32' | 'F16' | 'BF16';
 const DTYPE_BYTES: Record<SafeDtype, number> = { F32: 4, F16: 2, BF16: 2 };
 
-export interface SafetensorsEntry {
+export interface SafetensorsEntry<D extends string = SafeDtype> {
   name: string;
-  dtype: SafeDtype;
+  dtype: D;
   shape: number[];
   /** Absolute byte range in the file. */
   begin: number;
   end: number;
 }
 
-export interface SafetensorsHeader {
+export interface SafetensorsHeader<D extends string = SafeDtype> {
   file: string;
-  entries: SafetensorsEntry[];
+  entries: SafetensorsEntry<D>[];
   metadata: Record<string, string>;
 }
 
@@ -31,8 +31,8 @@ const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 /** Largest single read (Node's readSync takes at most 2 GiB - 1 per call). */
 const READ_CHUNK = 1 << 30;
 
-/** Reads and validates a safetensors header against the file's size. */
-export function readSafetensorsHeader(file: string): SafetensorsHeader {
+/** The JSON object of a safetensors header (length checked against the file), where the data starts, and the file's size. */
+function readHeaderJson(file: string): { json: Record<string, unknown>; dataStart: number; size: number } {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -57,55 +57,72 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
       throw new Error(`${file}: header is not valid JSON: ${(e as Error).message}`);
     }
     if (!json || typeof json !== 'object' || Array.isArray(json)) throw new Error(`${file}: header is not a JSON object`);
-    const dataStart = 8 + n;
-    const dataSize = size - dataStart;
-    const entries: SafetensorsEntry[] = [];
-    let metadata: Record<string, string> = {};
-    for (const [name, v] of Object.entries(json)) {
-      if (name === '__metadata__') {
-        metadata = (v ?? {}) as Record<string, string>;
-        continue;
-      }
-      const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      const where = `${file}: tensor '${name}'`;
-      if (!e || typeof e !== 'object') throw new Error(`${where}: header entry is not an object`);
-      if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) {
-        throw new Error(`${where}: unsupported dtype ${JSON.stringify(e.dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
-      }
-      const dtype = e.dtype as SafeDtype;
-      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) {
-        throw new Error(`${where}: bad shape ${JSON.stringify(e.shape)}`);
-      }
-      const shape = e.shape as number[];
-      const off = e.data_offsets;
-      if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
-        throw new Error(`${where}: bad data_offsets ${JSON.stringify(off)}`);
-      }
-      const [b, end] = off as [number, number];
-      const want = shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[dtype];
-      if (end - b !== want) {
-        throw new Error(`${where}: data_offsets span ${end - b} bytes but ${dtype} [${shape.join(', ')}] needs ${want}`);
-      }
-      if (end > dataSize) {
-        throw new Error(`${where}: data ends at byte ${dataStart + end} but the file has ${size} bytes (truncated file)`);
-      }
-      entries.push({ name, dtype, shape, begin: dataStart + b, end: dataStart + end });
-    }
-    // Tensors may not overlap (the format also forbids holes; we only need non-overlap to be safe).
-    const sorted = [...entries].sort((a, b) => a.begin - b.begin);
-    for (let i = 1; i < sorted.length; i++) {
-      if (sorted[i].begin < sorted[i - 1].end && sorted[i].end > sorted[i].begin) {
-        throw new Error(`${file}: tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap in the data section`);
-      }
-    }
-    return { file, entries, metadata };
+    return { json, dataStart: 8 + n, size };
   } finally {
     closeSync(fd);
   }
 }
 
-/** Reads one tensor from its file as fp32. */
-export function readTensor(file: string, e: SafetensorsEntry): Float32Array {
+/** The __metadata__ of a safetensors file, read from its header alone (its tensors, of any dtype, are not checked). */
+export function readSafetensorsMetadata(file: string): Record<string, string> {
+  return (readHeaderJson(file).json.__metadata__ ?? {}) as Record<string, string>;
+}
+
+/**
+ * Reads and validates a safetensors header against the file's size. `dtypes` lists the dtypes
+ * accepted, with their bytes per value: by default F32, F16 and BF16 (the ones readTensor reads);
+ * the kit's packed and sparse files pass their own (U8, I32…) and read them with readTensorBytes.
+ */
+export function readSafetensorsHeader<D extends string = SafeDtype>(
+  file: string,
+  dtypes: Record<D, number> = DTYPE_BYTES as Record<D, number>,
+): SafetensorsHeader<D> {
+  const { json, dataStart, size } = readHeaderJson(file);
+  const dataSize = size - dataStart;
+  const entries: SafetensorsEntry<D>[] = [];
+  let metadata: Record<string, string> = {};
+  for (const [name, v] of Object.entries(json)) {
+    if (name === '__metadata__') {
+      metadata = (v ?? {}) as Record<string, string>;
+      continue;
+    }
+    const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    const where = `${file}: tensor '${name}'`;
+    if (!e || typeof e !== 'object') throw new Error(`${where}: header entry is not an object`);
+    if (typeof e.dtype !== 'string' || !Object.hasOwn(dtypes, e.dtype)) {
+      throw new Error(`${where}: unsupported dtype ${JSON.stringify(e.dtype)} (supported: ${Object.keys(dtypes).join(', ')})`);
+    }
+    const dtype = e.dtype as D;
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new Error(`${where}: bad shape ${JSON.stringify(e.shape)}`);
+    }
+    const shape = e.shape as number[];
+    const off = e.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
+      throw new Error(`${where}: bad data_offsets ${JSON.stringify(off)}`);
+    }
+    const [b, end] = off as [number, number];
+    const want = shape.reduce((a, d) => a * d, 1) * dtypes[dtype];
+    if (end - b !== want) {
+      throw new Error(`${where}: data_offsets span ${end - b} bytes but ${dtype} [${shape.join(', ')}] needs ${want}`);
+    }
+    if (end > dataSize) {
+      throw new Error(`${where}: data ends at byte ${dataStart + end} but the file has ${size} bytes (truncated file)`);
+    }
+    entries.push({ name, dtype, shape, begin: dataStart + b, end: dataStart + end });
+  }
+  // Tensors may not overlap (the format also forbids holes; we only need non-overlap to be safe).
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].begin < sorted[i - 1].end && sorted[i].end > sorted[i].begin) {
+      throw new Error(`${file}: tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap in the data section`);
+    }
+  }
+  return { file, entries, metadata };
+}
+
+/** The bytes of one tensor, as stored, in a buffer of their own. */
+export function readTensorBytes(file: string, e: SafetensorsEntry<string>): Uint8Array {
   const bytes = e.end - e.begin;
   const raw = new Uint8Array(bytes);
   const fd = openSync(file, 'r');
@@ -118,8 +135,14 @@ export function readTensor(file: string, e: SafetensorsEntry): Float32Array {
   } finally {
     closeSync(fd);
   }
-  if (e.dtype === 'F32') return new Float32Array(raw.buffer, 0, bytes / 4);
-  const half = new Uint16Array(raw.buffer, 0, bytes / 2);
+  return raw;
+}
+
+/** Reads one tensor from its file as fp32. */
+export function readTensor(file: string, e: SafetensorsEntry): Float32Array {
+  const raw = readTensorBytes(file, e);
+  if (e.dtype === 'F32') return new Float32Array(raw.buffer, 0, raw.length / 4);
+  const half = new Uint16Array(raw.buffer, 0, raw.length / 2);
   return e.dtype === 'BF16' ? bf16ToF32(half) : f16ToF32(half);
 }
 

@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { configFromHf, configToHf, HfTokenizer, loadTokenizer } from '../models/hf';
-import { writeSafetensorsRaw } from '../models/safetensors';
+import { readSafetensorsHeader, readTensorBytes, writeSafetensorsRaw } from '../models/safetensors';
 import { Llama2cTokenizer } from '../models/tokenizer-llama2c';
 import type { Model } from '../models/types';
 import { uploadSources, validateSources, type TensorSource } from '../models/weights';
@@ -88,7 +88,7 @@ export function unpackCodes(packed: Uint8Array, rows: number, cols: number, bits
   return out;
 }
 
-// ---- a minimal safetensors writer/reader for the dtypes packed files need ----
+// ---- safetensors files of the dtypes packed files need (lib/models/safetensors.ts reads and writes them) ----
 
 type Dtype = 'F32' | 'U8' | 'I32';
 const BYTES: Record<Dtype, number> = { F32: 4, U8: 1, I32: 4 };
@@ -108,27 +108,9 @@ function writeSafetensorsTyped(file: string, entries: Entry[], metadata: Record<
 }
 
 function readSafetensorsTyped(file: string): { entries: Map<string, Entry>; metadata: Record<string, string> } {
-  const buf = fs.readFileSync(file);
-  if (buf.length < 8) throw new Error(`${file}: too short for a safetensors file`);
-  const hl = Number(buf.readBigUInt64LE(0));
-  if (8 + hl > buf.length) throw new Error(`${file}: header length ${hl} exceeds the file`);
-  const header = JSON.parse(buf.subarray(8, 8 + hl).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  const base = 8 + hl;
-  const entries = new Map<string, Entry>();
-  let metadata: Record<string, string> = {};
-  for (const [name, v] of Object.entries(header)) {
-    if (name === '__metadata__') {
-      metadata = v as unknown as Record<string, string>;
-      continue;
-    }
-    if (!(v.dtype in BYTES)) throw new Error(`${file}: tensor '${name}' has dtype ${v.dtype}; packed files use F32, U8, I32`);
-    const [a, b] = v.data_offsets;
-    const n = v.shape.reduce((x, y) => x * y, 1) * BYTES[v.dtype as Dtype];
-    if (b - a !== n || base + b > buf.length) throw new Error(`${file}: tensor '${name}' offsets [${a}, ${b}] do not match ${v.dtype}[${v.shape}]`);
-    // copy so typed views are aligned
-    entries.set(name, { name, dtype: v.dtype as Dtype, shape: v.shape, data: Uint8Array.from(buf.subarray(base + a, base + b)) });
-  }
-  return { entries, metadata };
+  const h = readSafetensorsHeader(file, BYTES);
+  const entries = new Map(h.entries.map((e) => [e.name, { name: e.name, dtype: e.dtype, shape: e.shape, data: readTensorBytes(file, e) }]));
+  return { entries, metadata: h.metadata };
 }
 
 const u8 = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
