@@ -15,7 +15,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { REPO_ROOT, sharedDir } from '../lib/cli';
+import { numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
 import { exportLlamaGguf, readGguf, readGgufTensor } from '../lib/efficiency/gguf';
 import { LlamaCppEngine, llamaCppPerplexity, openLlama } from '../lib/efficiency/engines/llamacpp';
 import { OpenAiHttpEngine } from '../lib/efficiency/engines/openai-http';
@@ -83,11 +83,7 @@ const ARG_DEFAULTS: Args = {
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { ...ARG_DEFAULTS, settings: { ...benchDefaults } };
-  const int = (k: string, v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`--${k} must be a non-negative integer, got '${v}'`);
-    return n;
-  };
+  const int = (k: string, v: string) => numberFlag(k, v, { integer: true, min: 0 });
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i].replace(/^--/, '');
     if (k === 'no-check-ppl') {

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { numberFlag } from '../lib/cli';
 import { checkMatrix, MATRICES, matrixFromJson, parseSlice, type MatrixConfig } from '../lib/matrix';
 import { canonicalJson } from '../lib/metrics/names';
 import { parseBackend } from '../lib/runtime/backend';
@@ -56,13 +57,6 @@ function loadMatrix(name: string): MatrixConfig {
   return matrixFromJson(j, name);
 }
 
-function num(name: string, v: string | undefined, min: number): number | null {
-  if (v === undefined) return null;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min) throw new Error(`--${name} ${v}: expected a number ≥ ${min}`);
-  return n;
-}
-
 async function main(): Promise<number> {
   const { values: a } = parseArgs({
     options: {
@@ -91,14 +85,14 @@ async function main(): Promise<number> {
   for (const p of a.preload!) await import(pathToFileURL(path.resolve(p)).href);
   const mx = loadMatrix(a.matrix!);
   if (a.backend) mx.backend = parseBackend(a.backend);
-  const limit = num('limit', a.limit, 1);
-  if (limit !== null) mx.eval.limit = limit;
-  const timeout = num('cell-timeout-s', a['cell-timeout-s'], 0);
-  if (timeout !== null) mx.cellTimeoutS = timeout === 0 ? null : timeout;
+  const limit = numberFlag('limit', a.limit, { min: 1 });
+  if (limit !== undefined) mx.eval.limit = limit;
+  const timeout = numberFlag('cell-timeout-s', a['cell-timeout-s'], { min: 0 });
+  if (timeout !== undefined) mx.cellTimeoutS = timeout === 0 ? null : timeout;
   checkMatrix(mx);
   const slice = parseSlice(a.slice!);
   const summary = await runMatrix(mx, {
-    slice, out: a.out!, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, retry: a.retry!, budgetS: num('budget-s', a['budget-s'], 0),
+    slice, out: a.out!, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, retry: a.retry!, budgetS: numberFlag('budget-s', a['budget-s'], { min: 0 }) ?? null,
     dryRun: a.list!, preload: a.preload!,
   });
   if (a.list) {
