@@ -15,7 +15,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
+import { isMainModule, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
 import { exportLlamaGguf, readGguf, readGgufTensor } from '../lib/efficiency/gguf';
 import { LlamaCppEngine, llamaCppPerplexity, openLlama } from '../lib/efficiency/engines/llamacpp';
 import { OpenAiHttpEngine } from '../lib/efficiency/engines/openai-http';
@@ -393,7 +393,7 @@ async function main(): Promise<void> {
   console.log(`wrote ${all.length} rows to ${file}`);
 }
 
-if (process.argv[1] && import.meta.url === new URL(`file://${path.resolve(process.argv[1])}`).href) {
+if (isMainModule(import.meta.url)) {
   main().catch((e) => {
     console.error(`bench-engines: ${(e as Error).stack ?? e}`);
     process.exit(1);
