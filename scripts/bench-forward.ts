@@ -26,6 +26,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
+import { REPO_ROOT } from '../lib/cli';
 import { formatCsv } from '../lib/csv';
 import { gitSha, writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend, syncDevice, timeRegion } from '../lib/runtime';
@@ -294,7 +295,7 @@ function row(
 
 /** Runs the PyTorch helper; its stdout is one JSON object per dtype. */
 function runTorch(python: string, hf: object, prefill: number, decode: number, reps: number): TorchResult[] {
-  const script = path.join(path.dirname(new URL(import.meta.url).pathname), 'py/bench_forward_torch.py');
+  const script = path.join(REPO_ROOT, 'scripts/py/bench_forward_torch.py');
   console.error(`[bench-forward] running ${python} ${script}`);
   let out: string;
   try {
