@@ -76,31 +76,22 @@ export async function evaluate(scorer: Scorer, tokenizer: Tokenizer, task: Task,
   }
   const seqlen = task.outputType === 'loglikelihood_rolling' ? (opts.seqlen ?? Math.min(2048, scorer.maxLength)) : null;
   const base = { task: task.name, track: task.track, bos, shots: opts.shots, seqlen };
+  const noData = (reason: string): EvalOutcome => ({
+    ...base,
+    status: 'no_data',
+    results: task.metrics.map((m) => ({ task: task.name, metric: m.name, value: null, stderr: null, n: null, higherIsBetter: m.higherIsBetter })),
+    notes: [reason],
+    durationS: (performance.now() - t0) / 1000,
+  });
   const loaded = await task.load(opts.data);
-  if (loaded.status === 'no_data') {
-    return {
-      ...base,
-      status: 'no_data',
-      results: task.metrics.map((m) => ({ task: task.name, metric: m.name, value: null, stderr: null, n: null, higherIsBetter: m.higherIsBetter })),
-      notes: [loaded.reason],
-      durationS: (performance.now() - t0) / 1000,
-    };
-  }
+  if (loaded.status === 'no_data') return noData(loaded.reason);
   const notes = [`source=${loaded.source}`, `shots=${opts.shots}`, `v${task.version}`, ...(task.notes ?? []), ...loaded.notes];
   const progress = (stage: string) => (done: number, total: number) => opts.onProgress?.(`${task.name} ${stage}`, done, total);
   let body: { results: MetricResult[]; notes: string[] } | { noData: string };
   if (task.outputType === 'loglikelihood_rolling') body = await runRolling(scorer, tokenizer, task, loaded.docs, bos, seqlen!, opts, progress);
   else if (task.outputType === 'multiple_choice') body = await runMultipleChoice(scorer, tokenizer, task, loaded.docs, bos, opts, progress);
   else body = await runLetter(scorer, tokenizer, task, loaded.docs, bos, opts, progress);
-  if ('noData' in body) {
-    return {
-      ...base,
-      status: 'no_data',
-      results: task.metrics.map((m) => ({ task: task.name, metric: m.name, value: null, stderr: null, n: null, higherIsBetter: m.higherIsBetter })),
-      notes: [body.noData],
-      durationS: (performance.now() - t0) / 1000,
-    };
-  }
+  if ('noData' in body) return noData(body.noData);
   // The aggregated metrics: finite, or the task fails (never an ok row from NaN or Infinity).
   assertFinite(body.results.flatMap((r) => [r.value ?? 0, r.stderr ?? 0]), `${opts.label}: ${task.name} metrics`);
   return { ...base, status: 'ok', results: body.results, notes: [...notes, ...body.notes], durationS: (performance.now() - t0) / 1000 };
