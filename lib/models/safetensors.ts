@@ -276,8 +276,13 @@ export interface WriteTensor {
   dtype?: SafeDtype;
 }
 
+/** The bytes of a typed array (a view of its buffer, not a copy). */
+export function byteView(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
 function encodeChunk(c: Float32Array, dtype: SafeDtype): Uint8Array {
-  if (dtype === 'F32') return new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
+  if (dtype === 'F32') return byteView(c);
   const h = dtype === 'F16' ? f32ToF16(c) : f32ToBf16(c);
   return new Uint8Array(h.buffer);
 }

@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { configFromHf, configToHf, HfTokenizer, loadTokenizer } from '../models/hf';
-import { readSafetensorsHeader, readTensorBytes, writeSafetensorsRaw } from '../models/safetensors';
+import { byteView, readSafetensorsHeader, readTensorBytes, writeSafetensorsRaw } from '../models/safetensors';
 import { Llama2cTokenizer } from '../models/tokenizer-llama2c';
 import type { Model } from '../models/types';
 import { uploadSources, validateSources, type TensorSource } from '../models/weights';
@@ -113,8 +113,6 @@ function readSafetensorsTyped(file: string): { entries: Map<string, Entry>; meta
   return { entries, metadata: h.metadata };
 }
 
-const u8 = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-
 // ---- packed model directories ----
 
 export const PACKED_METHOD = 'llmcb-packed';
@@ -165,7 +163,7 @@ export async function savePacked(model: Model, quantized: Map<string, QuantizedM
       const t = model.weights.get(name);
       const data = t ? ((await t.data()) as Float32Array) : await concatBlocks(model.splitWeights!.get(name)!);
       const shape = t ? t.shape : [model.splitWeights!.get(name)!.reduce((a, b) => a + b.shape[0], 0), model.splitWeights!.get(name)![0].shape[1] as number];
-      entries.push({ name, dtype: 'F32', shape, data: u8(Float32Array.from(data)) });
+      entries.push({ name, dtype: 'F32', shape, data: byteView(Float32Array.from(data)) });
       continue;
     }
     const base = name.replace(/\.weight$/, '');
@@ -173,14 +171,14 @@ export async function savePacked(model: Model, quantized: Map<string, QuantizedM
     const G = q.scales.length / q.rows;
     if (!Number.isInteger(G) || G !== (q.gIdx ? G : numGroups(q.cols, q.groupSize))) throw new Error(`savePacked: '${name}' has ${q.scales.length} scales for ${q.rows} rows`);
     entries.push({ name: `${base}.qweight`, dtype: 'U8', shape: [q.rows, packedRowBytes(q.cols, q.bits, packing)], data: packCodes(q.codes, q.rows, q.cols, q.bits, packing) });
-    entries.push({ name: `${base}.scales`, dtype: 'F32', shape: [q.rows, G], data: u8(Float32Array.from(q.scales)) });
+    entries.push({ name: `${base}.scales`, dtype: 'F32', shape: [q.rows, G], data: byteView(Float32Array.from(q.scales)) });
     const zeros = new Uint8Array(q.zeros.length);
     q.zeros.forEach((z, i) => {
       if (!Number.isInteger(z) || z < 0 || z > 255) throw new Error(`savePacked: '${name}' zero point ${z} is not an integer in 0..255`);
       zeros[i] = z;
     });
     entries.push({ name: `${base}.qzeros`, dtype: 'U8', shape: [q.rows, G], data: zeros });
-    if (q.gIdx) entries.push({ name: `${base}.g_idx`, dtype: 'I32', shape: [q.cols], data: u8(Int32Array.from(q.gIdx)) });
+    if (q.gIdx) entries.push({ name: `${base}.g_idx`, dtype: 'I32', shape: [q.cols], data: byteView(Int32Array.from(q.gIdx)) });
     modules[base] = { bits: q.bits, group_size: q.groupSize, sym: q.sym, packing, act_order: !!q.gIdx, in_features: q.cols };
   }
   const qc: PackedQuantConfig = {

@@ -8,7 +8,7 @@
 // A sparse model file is a safetensors file (U8 and F32 tensors, layout in __metadata__).
 import * as tf from '@tensorflow/tfjs';
 import { blockLinears, linearName } from '../models/arch';
-import { readSafetensorsHeader, readTensorBytes, writeSafetensorsRaw, type RawWriteTensor } from '../models/safetensors';
+import { byteView, readSafetensorsHeader, readTensorBytes, writeSafetensorsRaw, type RawWriteTensor } from '../models/safetensors';
 import type { Model } from '../models/types';
 
 export interface NMPacked {
@@ -175,11 +175,11 @@ export async function saveSparseWeights(model: Model, file: string, pattern: { n
       const p = packMatrix(data, rows, cols, pattern, name);
       meta[name] = p.layout === 'nm' ? { layout: 'nm', shape: p.shape, n: p.n, m: p.m } : { layout: 'bitmask', shape: p.shape };
       packed[name] = packedSize(p);
-      entries.push({ name: `${name}.values`, dtype: 'F32', shape: [p.values.length], data: f32Bytes(p.values) });
+      entries.push({ name: `${name}.values`, dtype: 'F32', shape: [p.values.length], data: byteView(p.values) });
       const idx = p.layout === 'nm' ? p.indices : p.mask;
       entries.push({ name: `${name}.${p.layout === 'nm' ? 'indices' : 'bitmask'}`, dtype: 'U8', shape: [idx.length], data: idx });
     } else {
-      entries.push({ name, dtype: 'F32', shape: t.shape, data: f32Bytes(data) });
+      entries.push({ name, dtype: 'F32', shape: t.shape, data: byteView(data) });
     }
   }
   const tensorBytes = writeSafetensorsRaw(file, entries, { format: 'llmcb-sparse', sparse: JSON.stringify(meta) });
@@ -213,10 +213,6 @@ export function loadSparseWeights(file: string): Map<string, tf.Tensor> {
     out.set(name, tf.tensor2d(decodeSparse(p), m.shape));
   }
   return out;
-}
-
-function f32Bytes(a: Float32Array): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
 export interface SparsityReport {
