@@ -339,14 +339,7 @@ function aggregate<D>(task: Task<D>, docs: D[], perDoc: DocScores[]): MetricResu
 }
 
 /** What the rows say about the evaluated model and how it was compressed. */
-export interface RowModelInfo {
-  model: string;
-  model_family: string;
-  model_params: number | null;
-  method: string;
-  method_config: Record<string, unknown>;
-  calib?: string;
-}
+export type RowModelInfo = Pick<ResultRow, 'model' | 'model_family' | 'model_params' | 'method' | 'method_config'> & { calib?: string };
 
 /** Result rows of one outcome (through results.ts's makeRow); bos, seqlen, shots and notes in every row. */
 export function outcomeRows(ctx: RunContext, outcome: EvalOutcome, info: RowModelInfo, seed: number): ResultRow[] {
