@@ -26,7 +26,7 @@ import { getMethod, type CompressResult } from '../lib/methods';
 import { disposeModel, loadModel } from '../lib/models/load';
 import type { Model } from '../lib/models/types';
 import { permuteRopeRows } from '../lib/models/weights';
-import { appendResults, makeRow, startRun, trackFile, type ResultRow, type RunContext } from '../lib/results';
+import { appendResults, dataOutDir, makeRow, startRun, trackFile, type ResultRow, type RunContext } from '../lib/results';
 import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
 import * as tf from '@tensorflow/tfjs';
 
@@ -78,7 +78,7 @@ const ARG_DEFAULTS: Args = {
   threads: null, // llama.cpp's default
   checkPpl: true, // the export check is part of the track
   pplWindows: 8, // windows of the check
-  out: process.env.LLMCB_DATA_OUT ?? 'data',
+  out: dataOutDir(),
 };
 
 function parseArgs(argv: string[]): Args {

@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { REPO_ROOT } from '../lib/cli';
 import { formatCsv } from '../lib/csv';
-import { gitSha, writeFileAtomic } from '../lib/results';
+import { dataOutDir, gitSha, writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend, syncDevice, timeRegion } from '../lib/runtime';
 import { disposeModel } from '../lib/models/load';
 import { CONFIG_1B, CONFIG_SMALL, randomModel } from '../lib/models/random';
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
       prefill: { type: 'string' },
       decode: { type: 'string' },
       reps: { type: 'string', default: '5' },
-      out: { type: 'string', default: path.join(process.env.LLMCB_DATA_OUT ?? 'data', 'bench/forward.csv') },
+      out: { type: 'string', default: path.join(dataOutDir(), 'bench/forward.csv') },
       python: { type: 'string', default: process.env.PYTHON ?? 'python3' },
       'no-torch': { type: 'boolean', default: false },
       kernels: { type: 'string', default: 'both' },

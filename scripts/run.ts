@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { numberFlag } from '../lib/cli';
 import { checkMatrix, MATRICES, matrixFromJson, parseSlice, type MatrixConfig } from '../lib/matrix';
 import { canonicalJson } from '../lib/metrics/names';
+import { dataOutDir } from '../lib/results';
 import { parseBackend } from '../lib/runtime/backend';
 import { runMatrix } from '../lib/tracks/runner';
 import { writeDerived } from '../lib/tracks/tables';
@@ -62,7 +63,7 @@ async function main(): Promise<number> {
     options: {
       matrix: { type: 'string', default: 'default' },
       slice: { type: 'string', default: '' },
-      out: { type: 'string', default: process.env.LLMCB_DATA_OUT ?? 'data' },
+      out: { type: 'string', default: dataOutDir() },
       data: { type: 'string' },
       'no-hub': { type: 'boolean', default: false },
       backend: { type: 'string' },
