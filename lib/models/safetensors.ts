@@ -3,6 +3,8 @@
 // offsets relative to its start. The reader validates every header field against the file before
 // anything is read (so a lying or truncated file fails naming the file and tensor) and reads
 // tensors one at a time, upcasting F16/BF16 to fp32. The writer streams fp32 (or F16/BF16) data.
+// The kit's packed and sparse files (U8, I32 parts) are read and written here too, as bytes; the
+// half-precision codec (f16Bits, f16Value) also serves the GGUF writer.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic, writeFileAtomicAsync } from '../results';
