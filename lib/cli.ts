@@ -1,8 +1,14 @@
 // Helpers for the scripts' command lines (flags parsed with node:util parseArgs).
 import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /** The repository's root folder (the one holding lib/). */
-export const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Whether the module of importMetaUrl is the script node was started with (not one imported by another). */
+export function isMainModule(importMetaUrl: string): boolean {
+  return process.argv[1] !== undefined && importMetaUrl === pathToFileURL(process.argv[1]).href;
+}
 
 /** The shared data folder: $LLMCB_SHARED, else ../shared beside the repository. */
 export function sharedDir(): string {

@@ -5,15 +5,13 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from './cli';
 import { dataIdentity } from './data/verify';
 import { calibDataFiles } from './methods/calib';
+import { canonicalJson } from './metrics/names';
 import { checkMethodConfig, getMethod } from './methods/index';
 import { readResults, trackFile, type ResultRow, type RowStatus, type Track } from './results';
 import { TASKS } from './tasks/index';
-
-/** The repository root (model paths in matrices are relative to it, whatever the working directory). */
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** A model spec's path made absolute against the repository root (hub ids stay as they are). */
 export function resolveModelPath(m: ModelSpec): string {
@@ -248,18 +246,6 @@ export interface Slice {
   methods?: string[]; // MethodSpec ids or registry names
   tasks?: string[];
   engines?: string[];
-}
-
-/** Canonical JSON (sorted keys) so that equal configurations hash equally. */
-export function canonicalJson(v: unknown): string {
-  const sort = (x: unknown): unknown => {
-    if (Array.isArray(x)) return x.map(sort);
-    if (x && typeof x === 'object') {
-      return Object.fromEntries(Object.keys(x as object).sort().map((k) => [k, sort((x as Record<string, unknown>)[k])]));
-    }
-    return x;
-  };
-  return JSON.stringify(sort(v));
 }
 
 /** Identity of a model's weights without reading them: path, byte size, and mtime-independent. */

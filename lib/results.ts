@@ -257,7 +257,12 @@ export function appendResults(file: string, rows: ResultRow[]): void {
   }
 }
 
+/** The data root results and benchmark CSVs go under: $LLMCB_DATA_OUT, else ./data. */
+export function dataOutDir(): string {
+  return process.env.LLMCB_DATA_OUT ?? 'data';
+}
+
 /** data/results/track<N>.csv under the data root (LLMCB_DATA_OUT or ./data). */
-export function trackFile(track: Track, root = process.env.LLMCB_DATA_OUT ?? 'data'): string {
+export function trackFile(track: Track, root = dataOutDir()): string {
   return path.join(root, 'results', `track${track}.csv`);
 }

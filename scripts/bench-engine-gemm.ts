@@ -9,7 +9,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Arena, Program, type Buf } from '../lib/engine/gpu';
 import { GEMM_TILES, gemmKernel, type GemmTile } from '../lib/engine/kernels';
-import { gitSha } from '../lib/results';
+import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, median, writeBenchCsv } from '../lib/runtime';
 import { engineDevice } from '../lib/engine/gpu';
 import { gemmTileError, randomFloats } from '../lib/engine/check';
@@ -19,7 +19,7 @@ const { values: a } = parseArgs({
     shapes: { type: 'string', default: 'all' },
     tiles: { type: 'string' },
     repeats: { type: 'string', default: '7' },
-    out: { type: 'string', default: path.join(process.env.LLMCB_DATA_OUT ?? 'data', 'bench/engine-gemm.csv') },
+    out: { type: 'string', default: path.join(dataOutDir(), 'bench/engine-gemm.csv') },
     help: { type: 'boolean', default: false },
   },
   strict: true,

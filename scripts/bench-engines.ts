@@ -15,6 +15,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { isMainModule, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
 import { exportLlamaGguf, readGguf, readGgufTensor } from '../lib/efficiency/gguf';
 import { LlamaCppEngine, llamaCppPerplexity, openLlama } from '../lib/efficiency/engines/llamacpp';
 import { OpenAiHttpEngine } from '../lib/efficiency/engines/openai-http';
@@ -25,7 +26,7 @@ import { getMethod, type CompressResult } from '../lib/methods';
 import { disposeModel, loadModel } from '../lib/models/load';
 import type { Model } from '../lib/models/types';
 import { permuteRopeRows } from '../lib/models/weights';
-import { appendResults, makeRow, startRun, trackFile, type ResultRow, type RunContext } from '../lib/results';
+import { appendResults, dataOutDir, makeRow, startRun, trackFile, type ResultRow, type RunContext } from '../lib/results';
 import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
 import * as tf from '@tensorflow/tfjs';
 
@@ -77,16 +78,12 @@ const ARG_DEFAULTS: Args = {
   threads: null, // llama.cpp's default
   checkPpl: true, // the export check is part of the track
   pplWindows: 8, // windows of the check
-  out: process.env.LLMCB_DATA_OUT ?? 'data',
+  out: dataOutDir(),
 };
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { ...ARG_DEFAULTS, settings: { ...benchDefaults } };
-  const int = (k: string, v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`--${k} must be a non-negative integer, got '${v}'`);
-    return n;
-  };
+  const int = (k: string, v: string) => numberFlag(k, v, { integer: true, min: 0 });
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i].replace(/^--/, '');
     if (k === 'no-check-ppl') {
@@ -130,8 +127,7 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const shared = process.env.LLMCB_SHARED ?? path.resolve(repoRoot, '../shared');
+const shared = sharedDir();
 
 /** The calibration set for a model (see Args.calib). */
 function calibFor(model: Model, a: Args): CalibSet {
@@ -140,7 +136,7 @@ function calibFor(model: Model, a: Args): CalibSet {
   if (a.calib !== 'auto') return calibrationFromText(corpusText(a.calib, path.join(shared, 'datasets')), model.tokenizer, a.calib, opts);
   const ids = path.join(shared, 'reference/stories260K/calib_wikitext2_valid_128x512.json');
   if (model.name === 'stories260K' && existsSync(ids)) return loadCalibIds(ids, { nsamples: a.calibSamples, seqlen, vocabSize: model.config.vocabSize });
-  const zoo = path.join(repoRoot, 'data/zoo/corpus/kjv.valid.txt.gz');
+  const zoo = path.join(REPO_ROOT, 'data/zoo/corpus/kjv.valid.txt.gz');
   if (model.source.includes(`${path.sep}zoo${path.sep}`) && existsSync(zoo)) return calibrationFromText(gunzipSync(readFileSync(zoo)).toString('utf8'), model.tokenizer, 'kjv-valid', opts);
   return calibrationFromText(corpusText('wikitext2-valid', path.join(shared, 'datasets')), model.tokenizer, 'wikitext2-valid', opts);
 }
@@ -149,7 +145,7 @@ function calibFor(model: Model, a: Args): CalibSet {
 function pplTokens(model: Model): number[] {
   const ref = path.join(shared, 'reference/stories260K/wikitext2_test_tok512.json');
   if (model.name === 'stories260K' && existsSync(ref)) return JSON.parse(readFileSync(ref, 'utf8')).test_ids as number[];
-  const zoo = path.join(repoRoot, 'data/zoo/corpus/kjv.test.txt.gz');
+  const zoo = path.join(REPO_ROOT, 'data/zoo/corpus/kjv.test.txt.gz');
   if (existsSync(zoo)) return model.tokenizer.encode(gunzipSync(readFileSync(zoo)).toString('utf8').slice(0, 400_000));
   return model.tokenizer.encode(corpusText('wikitext2-test', path.join(shared, 'datasets')).slice(0, 400_000));
 }
@@ -397,7 +393,7 @@ async function main(): Promise<void> {
   console.log(`wrote ${all.length} rows to ${file}`);
 }
 
-if (process.argv[1] && import.meta.url === new URL(`file://${path.resolve(process.argv[1])}`).href) {
+if (isMainModule(import.meta.url)) {
   main().catch((e) => {
     console.error(`bench-engines: ${(e as Error).stack ?? e}`);
     process.exit(1);

@@ -67,7 +67,7 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { CONFIG_1B, CONFIG_SMALL, randomModel } from '../lib/models/random';
 import type { Model } from '../lib/models/types';
 import { maxHeads } from '../lib/models/weights';
-import { gitSha, writeFileAtomic } from '../lib/results';
+import { dataOutDir, gitSha, writeFileAtomic } from '../lib/results';
 import { initRuntime, maxTensorElements, parseBackend } from '../lib/runtime';
 import { TASKS } from '../lib/tasks';
 
@@ -206,7 +206,7 @@ async function main(): Promise<number> {
       profile: { type: 'boolean', default: false },
       python: { type: 'string', default: process.env.PYTHON ?? 'python3' },
       'torch-timeout': { type: 'string', default: '1800' },
-      out: { type: 'string', default: path.join(process.env.LLMCB_DATA_OUT ?? 'data', 'bench/eval.csv') },
+      out: { type: 'string', default: path.join(dataOutDir(), 'bench/eval.csv') },
       'export-dir': { type: 'string', default: 'tmp/bench-eval' },
       fresh: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },

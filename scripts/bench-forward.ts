@@ -26,8 +26,9 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
+import { REPO_ROOT } from '../lib/cli';
 import { formatCsv } from '../lib/csv';
-import { gitSha, writeFileAtomic } from '../lib/results';
+import { dataOutDir, gitSha, writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend, syncDevice, timeRegion } from '../lib/runtime';
 import { disposeModel } from '../lib/models/load';
 import { CONFIG_1B, CONFIG_SMALL, randomModel } from '../lib/models/random';
@@ -67,7 +68,7 @@ async function main(): Promise<void> {
       prefill: { type: 'string' },
       decode: { type: 'string' },
       reps: { type: 'string', default: '5' },
-      out: { type: 'string', default: path.join(process.env.LLMCB_DATA_OUT ?? 'data', 'bench/forward.csv') },
+      out: { type: 'string', default: path.join(dataOutDir(), 'bench/forward.csv') },
       python: { type: 'string', default: process.env.PYTHON ?? 'python3' },
       'no-torch': { type: 'boolean', default: false },
       kernels: { type: 'string', default: 'both' },
@@ -294,7 +295,7 @@ function row(
 
 /** Runs the PyTorch helper; its stdout is one JSON object per dtype. */
 function runTorch(python: string, hf: object, prefill: number, decode: number, reps: number): TorchResult[] {
-  const script = path.join(path.dirname(new URL(import.meta.url).pathname), 'py/bench_forward_torch.py');
+  const script = path.join(REPO_ROOT, 'scripts/py/bench_forward_torch.py');
   console.error(`[bench-forward] running ${python} ${script}`);
   let out: string;
   try {

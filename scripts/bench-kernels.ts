@@ -19,7 +19,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { KERNEL_BENCHES } from '../lib/kernels';
 import type { BenchSetup, CheckResult, KernelBench } from '../lib/kernels/cases';
-import { gitSha } from '../lib/results';
+import { dataOutDir, gitSha } from '../lib/results';
 import { autoInner, initRuntime, parseBackend, setFreeBufferCap, timeDeviceCopy, timeRecorded, writeBenchCsv, type Timing } from '../lib/runtime';
 
 const { values: args } = parseArgs({
@@ -33,7 +33,7 @@ const { values: args } = parseArgs({
     inner: { type: 'string', default: 'auto' }, // calls per timed run, or auto
     'target-ms': { type: 'string', default: '2' }, // --inner auto: device time one timed run aims at
     'copy-bytes': { type: 'string' }, // device copy size (default 1 GiB, 64 MiB with --small; 0: no copy bench)
-    out: { type: 'string', default: path.join(process.env.LLMCB_DATA_OUT ?? 'data', 'bench/kernels.csv') },
+    out: { type: 'string', default: path.join(dataOutDir(), 'bench/kernels.csv') },
   },
   strict: true,
 });

@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { numberFlag } from '../lib/cli';
 import { dataOptions, resolveDataDir } from '../lib/data/common';
 import { loadWikiText2 } from '../lib/data/wikitext';
 import { WINDOW_PPL_DEFAULTS, windowPerplexity } from '../lib/eval/perplexity';
@@ -27,13 +28,6 @@ const USAGE = `usage: npx tsx scripts/bench-ppl.ts [--backend wasm|webgpu|cpu|au
   [--seqlen N] [--windows N] [--batch B] [--expect PPL] [--dump FILE] [--compare FILE] [--out CSV] [--note TEXT]`;
 
 const REFERENCE_PPL = 120.9297; // stories260K dense, ../shared/reference/stories260K/reference_ppl.csv
-
-function int(name: string, v: string | undefined, min: number): number | null {
-  if (v === undefined) return null;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} ${v}: expected an integer ≥ ${min}`);
-  return n;
-}
 
 async function main(): Promise<number> {
   const { values: a } = parseArgs({
@@ -61,7 +55,7 @@ async function main(): Promise<number> {
   const startedAt = new Date().toISOString();
   const runtime = await initRuntime({ backend: parseBackend(a.backend!) });
   const model = await loadModel(a.model!);
-  const seqlen = int('seqlen', a.seqlen, 2)!;
+  const seqlen = numberFlag('seqlen', a.seqlen!, { integer: true, min: 2 });
   let ids: number[];
   const tok0 = performance.now();
   if (a.tokens) {
@@ -72,8 +66,8 @@ async function main(): Promise<number> {
     ids = model.tokenizer.encode(TASKS.wikitext2.docToText(data.docs[0]));
   }
   const tokS = (performance.now() - tok0) / 1000;
-  const windows = int('windows', a.windows, 1);
-  const batch = int('batch', a.batch, 1) ?? WINDOW_PPL_DEFAULTS.batch;
+  const windows = numberFlag('windows', a.windows, { integer: true, min: 1 }) ?? null;
+  const batch = numberFlag('batch', a.batch, { integer: true, min: 1 }) ?? WINDOW_PPL_DEFAULTS.batch;
   console.error(`backend ${runtime.backend} on ${runtime.device}; ${model.name}; ${ids.length} tokens (${tokS.toFixed(1)} s to read); seqlen ${seqlen}, batch ${batch}`);
 
   let last = 0;

@@ -26,7 +26,7 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { parityFixtures } from '../lib/models/parity';
 import { CONFIG_1B, randomModel } from '../lib/models/random';
 import type { Model } from '../lib/models/types';
-import { gitSha } from '../lib/results';
+import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
 import { TASKS } from '../lib/tasks';
 
@@ -42,7 +42,7 @@ const { values: a } = parseArgs({
     reference: { type: 'string', default: path.join(sharedDir(), 'reference/stories260K') },
     windows: { type: 'string' },
     'no-1b': { type: 'boolean', default: false },
-    out: { type: 'string', default: path.join(process.env.LLMCB_DATA_OUT ?? 'data', 'bench/executor-check.csv') },
+    out: { type: 'string', default: path.join(dataOutDir(), 'bench/executor-check.csv') },
     help: { type: 'boolean', default: false },
   },
   strict: true,

@@ -10,7 +10,7 @@ import { randomInt } from 'node:crypto';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { KERNEL_CHECKS } from '../lib/kernels';
-import { gitSha } from '../lib/results';
+import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
 
 const { values: args } = parseArgs({
@@ -19,7 +19,7 @@ const { values: args } = parseArgs({
     kernels: { type: 'string', default: Object.keys(KERNEL_CHECKS).join(',') },
     small: { type: 'boolean', default: false },
     seed: { type: 'string' }, // inputs' seed (default: drawn at random, printed)
-    out: { type: 'string', default: path.join(process.env.LLMCB_DATA_OUT ?? 'data', 'bench/kernels-check.csv') },
+    out: { type: 'string', default: path.join(dataOutDir(), 'bench/kernels-check.csv') },
   },
   strict: true,
 });

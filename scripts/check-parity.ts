@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { sharedDir } from '../lib/cli';
 import { greedyParity, logitParity, PARITY_TOLERANCE, parityFixtures } from '../lib/models/parity';
 import { writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend } from '../lib/runtime';
@@ -12,7 +13,7 @@ const { values: args } = parseArgs({
   options: {
     backend: { type: 'string', default: 'webgpu' },
     fixtures: { type: 'string', default: 'test/fixtures/models' },
-    hf: { type: 'string', default: path.join(process.env.LLMCB_SHARED ?? '../shared', 'reference/stories260K/hf') },
+    hf: { type: 'string', default: path.join(sharedDir(), 'reference/stories260K/hf') },
     out: { type: 'string' },
   },
 });

@@ -7,6 +7,7 @@
 //     [--out FILE] [--results-dir DIR] [--export-requests FILE]
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
+import { numberFlag } from '../lib/cli';
 import { dataOptions, resolveDataDir } from '../lib/data/common';
 import { type EvalOutcome, evaluate, outcomeRows } from '../lib/eval/evaluate';
 import { modelScorer } from '../lib/eval/model-scorer';
@@ -21,13 +22,6 @@ const USAGE = `usage: npx tsx scripts/eval.ts --model PATH --tasks wikitext2,mml
   [--seqlen N] [--bos | --no-bos] [--shots K] [--limit N] [--seed S] [--backend webgpu|wasm|cpu|auto]
   [--batch-tokens N] [--method NAME] [--method-config JSON] [--out FILE] [--results-dir DIR]
   [--export-requests FILE]`;
-
-function int(name: string, v: string | undefined, min: number): number | null {
-  if (v === undefined) return null;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} ${v}: expected an integer ≥ ${min}`);
-  return n;
-}
 
 function fmt(x: number | null, digits: number): string {
   return x === null ? '-' : Math.abs(x) >= 1000 ? x.toFixed(2) : x.toFixed(digits);
@@ -71,17 +65,17 @@ async function main(): Promise<number> {
   const ctx = startRun(runtime);
   const model = await loadModel(a.model);
   const params = [...model.weights.values()].reduce((s, t) => s + t.size, 0);
-  const batchTokens = int('batch-tokens', a['batch-tokens'], 1);
+  const batchTokens = numberFlag('batch-tokens', a['batch-tokens'], { integer: true, min: 1 });
   const label = `${model.name} × ${a.method}`; // names model and method in errors (non-finite scores)
   const base = modelScorer(model, { label, ...(batchTokens ? { maxBatchTokens: Math.max(batchTokens, model.config.maxPositions) } : {}) });
   // --export-requests: record every token request and the kit's answer (input of scripts/py/eval_mc_reference.py).
   const scorer = a['export-requests'] ? new RecordingScorer(base) : base;
-  const seed = int('seed', a.seed, 0) ?? 0;
+  const seed = numberFlag('seed', a.seed, { integer: true, min: 0 }) ?? 0;
   const opts = {
     bos: a.bos ? true : a['no-bos'] ? false : null,
-    shots: int('shots', a.shots, 0) ?? 0,
-    seqlen: int('seqlen', a.seqlen, 2),
-    limit: int('limit', a.limit, 1),
+    shots: numberFlag('shots', a.shots, { integer: true, min: 0 }) ?? 0,
+    seqlen: numberFlag('seqlen', a.seqlen, { integer: true, min: 2 }) ?? null,
+    limit: numberFlag('limit', a.limit, { integer: true, min: 1 }) ?? null,
     seed,
     data,
     label,

@@ -7,6 +7,7 @@
 // holds them exactly, see lib/efficiency/gguf.ts). Prints what was stored how.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { sharedDir } from '../lib/cli';
 import { exportLlamaGguf, type ExportType } from '../lib/efficiency/gguf';
 import { calibrationFromText, corpusText, loadCalibIds } from '../lib/methods/calib';
 import { getMethod } from '../lib/methods';
@@ -45,9 +46,8 @@ async function main(): Promise<void> {
         const seqlen = Math.min(Number(a['calib-seqlen'] ?? 2048), model.config.maxPositions);
         if (a['calib-ids']) calib = loadCalibIds(a['calib-ids'], { nsamples: n, seqlen, vocabSize: model.config.vocabSize });
         else {
-          const shared = process.env.LLMCB_SHARED ?? path.resolve('../shared');
           const name = a.calib ?? 'wikitext2-valid';
-          const text = existsSync(name) ? readFileSync(name, 'utf8') : corpusText(name, path.join(shared, 'datasets'));
+          const text = existsSync(name) ? readFileSync(name, 'utf8') : corpusText(name, path.join(sharedDir(), 'datasets'));
           calib = calibrationFromText(text, model.tokenizer, name, { nsamples: n, seqlen, seed: 0 });
         }
       }

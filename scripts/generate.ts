@@ -3,6 +3,7 @@
 //     [--greedy | --temperature T --seed S] [--backend webgpu|wasm|cpu] [--tokenizer FILE] [--no-bos] [--json]
 // PATH: an HF directory, a llama2.c .bin (tokenizer .bin beside it or --tokenizer) or a hub id.
 import { parseArgs } from 'node:util';
+import { numberFlag } from '../lib/cli';
 import { initRuntime, parseBackend } from '../lib/runtime';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { generate, GENERATE_DEFAULTS } from '../lib/models/transformer';
@@ -33,13 +34,8 @@ async function main(): Promise<void> {
     return;
   }
   if (!values.model || values.prompt === undefined) throw new Error(`--model and --prompt are required\n${USAGE}`);
-  const int = (name: string, v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, got '${v}'`);
-    return n;
-  };
-  const maxNewTokens = int('max-new-tokens', values['max-new-tokens']!);
-  const seed = int('seed', values.seed!);
+  const maxNewTokens = numberFlag('max-new-tokens', values['max-new-tokens']!, { integer: true, min: 0 });
+  const seed = numberFlag('seed', values.seed!, { integer: true, min: 0 });
   if (values.greedy && values.temperature !== undefined) throw new Error('--greedy and --temperature are exclusive');
   const temperature = values.temperature === undefined ? undefined : Number(values.temperature);
   if (temperature !== undefined && !(temperature > 0)) throw new Error(`--temperature must be > 0, got '${values.temperature}'`);

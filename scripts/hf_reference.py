@@ -14,10 +14,14 @@ then copy $OUT/models/* into test/fixtures/models/. fp32 with TF32 off, eager at
 import argparse
 import json
 import os
+import sys
 
 import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
+from hf_compat import rope_kwargs  # noqa: E402
 
 VOCAB = 256  # <= 512 so the parity test can pair the models with tok512 (only ids matter)
 SEQ = 8
@@ -51,17 +55,6 @@ CONFIGS = {
         max_position_embeddings=64, word_embed_proj_dim=32, do_layer_norm_before=False,
         activation_function="relu", bos_token_id=2, eos_token_id=2, pad_token_id=1)),
 }
-
-
-def rope_kwargs(kw):
-    """transformers 5 takes RoPE settings as rope_parameters; 4.x as rope_theta + rope_scaling."""
-    if int(transformers.__version__.split(".")[0]) < 5 or "rope_theta" not in kw:
-        return kw
-    kw = dict(kw)
-    params = {"rope_type": "default", "rope_theta": kw.pop("rope_theta")}
-    params.update(kw.pop("rope_scaling", None) or {})
-    kw["rope_parameters"] = params
-    return kw
 
 
 def save_tensors(path, tensors):

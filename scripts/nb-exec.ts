@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { isMainModule } from '../lib/cli';
 
 interface Output {
   output_type: string;
@@ -167,7 +168,7 @@ async function main(): Promise<void> {
   process.exit(bad ? 1 : 0);
 }
 
-if (import.meta.url === `file://${path.resolve(process.argv[1] ?? '')}`) {
+if (isMainModule(import.meta.url)) {
   main().catch((e) => {
     console.error((e as Error).message);
     process.exit(1);

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_sparsity import SHARED, block_inputs, perplexity, run_layer  # noqa: E402
+from reference_sparsity import SHARED, block_inputs, open_reference, perplexity, report_ppl, run_layer, write_ppl_csv  # noqa: E402
 
 LISTED = [
     ("rtn", {"bits": 8, "group": -1}), ("gptq", {"bits": 8, "group": -1}), ("rtn", {"bits": 8, "group": 32}),
@@ -257,17 +257,11 @@ def main():
     ap.add_argument("--no-listed", action="store_true", help="only the settings the file does not list")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    from transformers import AutoModelForCausalLM
-
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     ref = {}
     with open(os.path.join(a.reference, "reference_ppl.csv")) as f:
         for r in csv.DictReader(f):
             ref[(r["method"], json.dumps(json.loads(r["config"]), sort_keys=True))] = float(r["wikitext2_ppl"])
-    calib = torch.tensor(json.load(open(os.path.join(a.reference, "calib_wikitext2_valid_128x512.json")))["windows"], device="cuda")
-    test_ids = json.load(open(os.path.join(a.reference, "wikitext2_test_tok512.json")))["test_ids"]
-    load = lambda: AutoModelForCausalLM.from_pretrained(os.path.join(a.reference, "hf"), torch_dtype=torch.float32, attn_implementation="eager").cuda().eval()
+    calib, test_ids, load = open_reference(a.reference)
     print(f"dense {perplexity(load(), test_ids):.4f} (reference_ppl.csv {ref.get(('dense', '{}'))})", flush=True)
     rows = []
     for method, cfg in ([] if a.no_listed else LISTED) + EXTRA:
@@ -278,16 +272,10 @@ def main():
         else:
             smoothquant(model, cfg, calib, smooth=method == "smoothquant")
         ppl = perplexity(model, test_ids)
-        key = (method, json.dumps(cfg, sort_keys=True))
-        listed = ref.get(key)
-        print(f"{method} {json.dumps(cfg)} ppl {ppl:.4f} ({time.time() - t0:.1f} s)" + (f"  reference_ppl.csv {listed} ({(ppl / listed - 1) * 100:+.2f}%)" if listed else ""), flush=True)
+        report_ppl(f"{method} {json.dumps(cfg)}", ppl, time.time() - t0, ref.get((method, json.dumps(cfg, sort_keys=True))))
         rows.append((method, json.dumps(cfg), f"{ppl:.4f}"))
         del model
-    with open(a.out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["method", "config", "wikitext2_ppl"])
-        w.writerows(rows)
-    print(f"wrote {a.out}")
+    write_ppl_csv(a.out, rows)
 
 
 if __name__ == "__main__":

@@ -199,23 +199,43 @@ def perplexity(model, ids, seqlen=512, batch=32):
     return math.exp(nll / (n * (seqlen - 1)))
 
 
+def open_reference(reference):
+    """TF32 off; a reference directory's calibration windows (on CUDA), test ids, and a loader of its fp32 HF model."""
+    from transformers import AutoModelForCausalLM
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    calib = torch.tensor(json.load(open(os.path.join(reference, "calib_wikitext2_valid_128x512.json")))["windows"], device="cuda")
+    test_ids = json.load(open(os.path.join(reference, "wikitext2_test_tok512.json")))["test_ids"]
+    load = lambda: AutoModelForCausalLM.from_pretrained(os.path.join(reference, "hf"), torch_dtype=torch.float32, attn_implementation="eager").cuda().eval()
+    return calib, test_ids, load
+
+
+def report_ppl(what, ppl, seconds, listed):
+    """One setting's line: its PPL, the time it took, and how it compares with reference_ppl.csv's number when that lists it."""
+    print(f"{what} ppl {ppl:.4f} ({seconds:.1f} s)" + (f"  reference_ppl.csv {listed} ({(ppl / listed - 1) * 100:+.2f}%)" if listed else ""), flush=True)
+
+
+def write_ppl_csv(path, rows):
+    """Rows (method, config JSON, ppl) as a CSV in reference_ppl.csv's format."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "config", "wikitext2_ppl"])
+        w.writerows(rows)
+    print(f"wrote {path}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reference", default=os.path.join(SHARED, "reference", "stories260K"))
     ap.add_argument("--settings", default=",".join(LISTED + EXTRA))
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    from transformers import AutoModelForCausalLM
-
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     ref = {}
     with open(os.path.join(a.reference, "reference_ppl.csv")) as f:
         for r in csv.DictReader(f):
             ref[(r["method"], json.loads(r["config"]).get("pattern"))] = float(r["wikitext2_ppl"])
-    calib = torch.tensor(json.load(open(os.path.join(a.reference, "calib_wikitext2_valid_128x512.json")))["windows"], device="cuda")
-    test_ids = json.load(open(os.path.join(a.reference, "wikitext2_test_tok512.json")))["test_ids"]
-    load = lambda: AutoModelForCausalLM.from_pretrained(os.path.join(a.reference, "hf"), torch_dtype=torch.float32, attn_implementation="eager").cuda().eval()
+    calib, test_ids, load = open_reference(a.reference)
     dense = perplexity(load(), test_ids)
     print(f"dense {dense:.4f} (reference_ppl.csv {ref.get(('dense', None))})", flush=True)
     rows = []
@@ -227,15 +247,10 @@ def main():
         t0 = time.time()
         prune_model(model, method, pat, calib)
         ppl = perplexity(model, test_ids)
-        listed = ref.get((method, label))
-        print(f"{method}:{label} ppl {ppl:.4f} ({time.time() - t0:.1f} s)" + (f"  reference_ppl.csv {listed} ({(ppl / listed - 1) * 100:+.2f}%)" if listed else ""), flush=True)
+        report_ppl(f"{method}:{label}", ppl, time.time() - t0, ref.get((method, label)))
         rows.append((method, json.dumps({"pattern": label}), f"{ppl:.4f}"))
         del model
-    with open(a.out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["method", "config", "wikitext2_ppl"])
-        w.writerows(rows)
-    print(f"wrote {a.out}")
+    write_ppl_csv(a.out, rows)
 
 
 if __name__ == "__main__":

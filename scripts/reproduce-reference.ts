@@ -18,7 +18,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
+import { isMainModule, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
 import { parseCsvRecords } from '../lib/csv';
 import { loadCalibIds, type CalibSet } from '../lib/methods/calib';
 import { windowPerplexity } from '../lib/eval/perplexity';
@@ -310,7 +310,7 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) {
+if (isMainModule(import.meta.url)) {
   main().catch((e) => {
     console.error(e instanceof Error ? (process.env.DEBUG ? e.stack : e.message) : e);
     process.exit(1);

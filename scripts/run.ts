@@ -13,7 +13,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { canonicalJson, checkMatrix, MATRICES, matrixFromJson, parseSlice, type MatrixConfig } from '../lib/matrix';
+import { numberFlag } from '../lib/cli';
+import { checkMatrix, MATRICES, matrixFromJson, parseSlice, type MatrixConfig } from '../lib/matrix';
+import { canonicalJson } from '../lib/metrics/names';
+import { dataOutDir } from '../lib/results';
 import { parseBackend } from '../lib/runtime/backend';
 import { runMatrix } from '../lib/tracks/runner';
 import { writeDerived } from '../lib/tracks/tables';
@@ -55,19 +58,12 @@ function loadMatrix(name: string): MatrixConfig {
   return matrixFromJson(j, name);
 }
 
-function num(name: string, v: string | undefined, min: number): number | null {
-  if (v === undefined) return null;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min) throw new Error(`--${name} ${v}: expected a number ≥ ${min}`);
-  return n;
-}
-
 async function main(): Promise<number> {
   const { values: a } = parseArgs({
     options: {
       matrix: { type: 'string', default: 'default' },
       slice: { type: 'string', default: '' },
-      out: { type: 'string', default: process.env.LLMCB_DATA_OUT ?? 'data' },
+      out: { type: 'string', default: dataOutDir() },
       data: { type: 'string' },
       'no-hub': { type: 'boolean', default: false },
       backend: { type: 'string' },
@@ -90,14 +86,14 @@ async function main(): Promise<number> {
   for (const p of a.preload!) await import(pathToFileURL(path.resolve(p)).href);
   const mx = loadMatrix(a.matrix!);
   if (a.backend) mx.backend = parseBackend(a.backend);
-  const limit = num('limit', a.limit, 1);
-  if (limit !== null) mx.eval.limit = limit;
-  const timeout = num('cell-timeout-s', a['cell-timeout-s'], 0);
-  if (timeout !== null) mx.cellTimeoutS = timeout === 0 ? null : timeout;
+  const limit = numberFlag('limit', a.limit, { min: 1 });
+  if (limit !== undefined) mx.eval.limit = limit;
+  const timeout = numberFlag('cell-timeout-s', a['cell-timeout-s'], { min: 0 });
+  if (timeout !== undefined) mx.cellTimeoutS = timeout === 0 ? null : timeout;
   checkMatrix(mx);
   const slice = parseSlice(a.slice!);
   const summary = await runMatrix(mx, {
-    slice, out: a.out!, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, retry: a.retry!, budgetS: num('budget-s', a['budget-s'], 0),
+    slice, out: a.out!, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, retry: a.retry!, budgetS: numberFlag('budget-s', a['budget-s'], { min: 0 }) ?? null,
     dryRun: a.list!, preload: a.preload!,
   });
   if (a.list) {

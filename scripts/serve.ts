@@ -6,7 +6,7 @@
 //   npx tsx scripts/serve.ts --model models/stories260K/stories260K.bin [--port 8000] [--backend wasm]
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pathToFileURL } from 'node:url';
+import { isMainModule } from '../lib/cli';
 import { loadModel } from '../lib/models/load';
 import { generate } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';
@@ -222,7 +222,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', stop);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMainModule(import.meta.url)) {
   main().catch((e) => {
     console.error(`serve: ${(e as Error).message}`);
     process.exit(1);

@@ -8,13 +8,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  decodeTensor, encodeTensor, exportLlamaGguf, f16ToF32, f32ToF16, hfToGgufRopeRows, packCodes, readGguf, readGgufTensor, writeGguf,
+  decodeTensor, encodeTensor, exportLlamaGguf, hfToGgufRopeRows, packCodes, readGguf, readGgufTensor, writeGguf,
 } from '../lib/efficiency/gguf';
 import { llamaCppPerplexity, openLlama } from '../lib/efficiency/engines/llamacpp';
 import { kitPerplexity } from '../lib/efficiency/engines/webgpu';
 import { loadLlama2c } from '../lib/models/llama2c';
 import type { Model } from '../lib/models/types';
 import { permuteRopeRows } from '../lib/models/weights';
+import { f16Bits, f16Value } from '../lib/models/safetensors';
 import { quantizeMatrix } from '../lib/quant/quantizer';
 import { compress as rtnCompress } from '../lib/methods/rtn';
 import { loadLlama2c as reload } from '../lib/models/llama2c';
@@ -26,18 +27,18 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'gguf-test-'));
 
 describe('half precision', () => {
   it('rounds to nearest even, with subnormals, overflow and signed zero', () => {
-    expect(f32ToF16(1)).toBe(0x3c00);
-    expect(f32ToF16(-2)).toBe(0xc000);
-    expect(f32ToF16(65504)).toBe(0x7bff);
-    expect(f32ToF16(65520)).toBe(0x7c00); // rounds up to inf
-    expect(f32ToF16(2 ** -24)).toBe(0x0001); // smallest subnormal
-    expect(f32ToF16(2 ** -25)).toBe(0x0000); // tie to even: zero
-    expect(f32ToF16(1.5 * 2 ** -25)).toBe(0x0001);
-    expect(f32ToF16(-0)).toBe(0x8000);
-    expect(f32ToF16(1 + 2 ** -11)).toBe(0x3c00); // tie: stays even
-    expect(f32ToF16(1 + 3 * 2 ** -11)).toBe(0x3c02); // tie: rounds up to even
-    expect(f16ToF32(0x3555)).toBeCloseTo(0.333251953125, 12);
-    for (const v of [0.1, -3.75, 1e-3, 1234.5]) expect(Math.abs(f16ToF32(f32ToF16(v)) - v) / Math.abs(v)).toBeLessThan(2 ** -11);
+    expect(f16Bits(1)).toBe(0x3c00);
+    expect(f16Bits(-2)).toBe(0xc000);
+    expect(f16Bits(65504)).toBe(0x7bff);
+    expect(f16Bits(65520)).toBe(0x7c00); // rounds up to inf
+    expect(f16Bits(2 ** -24)).toBe(0x0001); // smallest subnormal
+    expect(f16Bits(2 ** -25)).toBe(0x0000); // tie to even: zero
+    expect(f16Bits(1.5 * 2 ** -25)).toBe(0x0001);
+    expect(f16Bits(-0)).toBe(0x8000);
+    expect(f16Bits(1 + 2 ** -11)).toBe(0x3c00); // tie: stays even
+    expect(f16Bits(1 + 3 * 2 ** -11)).toBe(0x3c02); // tie: rounds up to even
+    expect(f16Value(0x3555)).toBeCloseTo(0.333251953125, 12);
+    for (const v of [0.1, -3.75, 1e-3, 1234.5]) expect(Math.abs(f16Value(f16Bits(v)) - v) / Math.abs(v)).toBeLessThan(2 ** -11);
   });
 });
 
@@ -47,8 +48,8 @@ describe('ggml block formats', () => {
   it('Q8_0: d = amax/127, q = round(x/d)', () => {
     const b = encodeTensor('Q8_0', block);
     expect(b.length).toBe(34);
-    const d = f16ToF32(new DataView(b.buffer).getUint16(0, true));
-    expect(d).toBe(f16ToF32(f32ToF16(4.75 / 127)));
+    const d = f16Value(new DataView(b.buffer).getUint16(0, true));
+    expect(d).toBe(f16Value(f16Bits(4.75 / 127)));
     expect(new Int8Array(b.buffer, 2, 32)[31]).toBe(127);
     expect(new Int8Array(b.buffer, 2, 32)[0]).toBe(Math.round(-3 / (4.75 / 127)));
     const back = decodeTensor('Q8_0', b, 32);
@@ -58,8 +59,8 @@ describe('ggml block formats', () => {
   it('Q4_0: d = max/-8 with the signed extreme, nibbles low = first half', () => {
     const b = encodeTensor('Q4_0', block);
     expect(b.length).toBe(18);
-    const d = f16ToF32(new DataView(b.buffer).getUint16(0, true));
-    expect(d).toBe(f16ToF32(f32ToF16(4.75 / -8)));
+    const d = f16Value(new DataView(b.buffer).getUint16(0, true));
+    expect(d).toBe(f16Value(f16Bits(4.75 / -8)));
     // x = 4.75 (j = 31, high nibble of byte 15) → q = 0; x = -3 (j = 0, low nibble of byte 0) → 8 + trunc(-3/d... ) 
     expect(b[2 + 15] >> 4).toBe(0);
     expect(b[2] & 15).toBe(Math.min(15, Math.trunc(-3 / (4.75 / -8) + 8.5)));
@@ -71,8 +72,8 @@ describe('ggml block formats', () => {
     const b = encodeTensor('Q4_1', block);
     expect(b.length).toBe(20);
     const dv = new DataView(b.buffer);
-    expect(f16ToF32(dv.getUint16(0, true))).toBe(f16ToF32(f32ToF16(7.75 / 15)));
-    expect(f16ToF32(dv.getUint16(2, true))).toBe(-3);
+    expect(f16Value(dv.getUint16(0, true))).toBe(f16Value(f16Bits(7.75 / 15)));
+    expect(f16Value(dv.getUint16(2, true))).toBe(-3);
     expect(b[4] & 15).toBe(0); // the minimum
     expect(b[4 + 15] >> 4).toBe(15); // the maximum
   });
@@ -99,7 +100,7 @@ describe('packing the kit codes', () => {
         for (let c = 0; c < cols; c++) {
           const g = r * 2 + Math.floor(c / 32);
           // Codes are kept; only the scale (and Q4_1's offset) pass through fp16.
-          const want = f16ToF32(f32ToF16(q.scales[g])) * (q.codes[r * cols + c] - (type === 'Q4_0' ? q.zeros[g] : 0)) + (type === 'Q4_1' ? f16ToF32(f32ToF16(-q.scales[g] * q.zeros[g])) : 0);
+          const want = f16Value(f16Bits(q.scales[g])) * (q.codes[r * cols + c] - (type === 'Q4_0' ? q.zeros[g] : 0)) + (type === 'Q4_1' ? f16Value(f16Bits(-q.scales[g] * q.zeros[g])) : 0);
           expect(back[r * cols + c]).toBeCloseTo(want, 5);
         }
       }

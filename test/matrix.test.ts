@@ -4,10 +4,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  canonicalJson, cellNote, cellPending, checkMatrix, checkSlice, defaultMatrix, expandCells, finishedCells, hashConfig, matrixFromJson, parseSlice, REPO_ROOT, rowCell,
+  cellNote, cellPending, checkMatrix, checkSlice, defaultMatrix, expandCells, finishedCells, hashConfig, matrixFromJson, parseSlice, rowCell,
   smokeMatrix, STORIES260K, type MatrixConfig,
 } from '../lib/matrix';
+import { REPO_ROOT } from '../lib/cli';
 import { macWeight } from '../lib/efficiency/meters';
+import { canonicalJson } from '../lib/metrics/names';
 import { checkMethodConfig } from '../lib/methods/index';
 import { appendResults, makeRow, trackFile, type Track } from '../lib/results';
 

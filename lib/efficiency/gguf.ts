@@ -5,6 +5,7 @@
 // Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md (version 3, little endian).
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { f16Bits, f16Value } from '../models/safetensors';
 import { Llama2cTokenizer } from '../models/tokenizer-llama2c';
 import type { Model, ModelConfig, Tokenizer } from '../models/types';
 import type { QuantizedMatrix } from '../quant/quantizer';
@@ -40,48 +41,10 @@ export function tensorBytes(type: GgmlType, ne: readonly number[], what = 'tenso
 
 // ---------------------------------------------------------------- half precision
 
-const F32 = new Float32Array(1);
-const U32 = new Uint32Array(F32.buffer);
 const f = Math.fround;
 
-/** IEEE binary16 bits of a float, rounded to nearest even (as the F16C instruction / ggml on x86). */
-export function f32ToF16(v: number): number {
-  F32[0] = v;
-  const x = U32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / nan
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00; // overflow to inf
-  if (e <= 0) {
-    // subnormal half: value = m * 2^-24
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && h & 1)) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry into the exponent is still correct
-  return sign | h;
-}
-
-export function f16ToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const e = (h >>> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return sign * m * 2 ** -24;
-  if (e === 0x1f) return m ? NaN : sign * Infinity;
-  return sign * (1 + m / 1024) * 2 ** (e - 15);
-}
-
 /** The float nearest to v that fp16 can hold. */
-export const f16Round = (v: number) => f16ToF32(f32ToF16(v));
+export const f16Round = (v: number) => f16Value(f16Bits(v));
 
 /** C's roundf: half away from zero. */
 const roundAway = (x: number) => (x < 0 ? -Math.round(-x) : Math.round(x));
@@ -100,7 +63,7 @@ export function encodeTensor(type: GgmlType, data: Float32Array, what = 'tensor'
     return out;
   }
   if (type === 'F16') {
-    for (let i = 0; i < data.length; i++) dv.setUint16(i * 2, f32ToF16(data[i]), true);
+    for (let i = 0; i < data.length; i++) dv.setUint16(i * 2, f16Bits(data[i]), true);
     return out;
   }
   for (let b = 0; b < nb; b++) {
@@ -111,7 +74,7 @@ export function encodeTensor(type: GgmlType, data: Float32Array, what = 'tensor'
       for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[j]));
       const d = f(amax / 127);
       const id = d ? f(1 / d) : 0;
-      dv.setUint16(o, f32ToF16(d), true);
+      dv.setUint16(o, f16Bits(d), true);
       for (let j = 0; j < 32; j++) dv.setInt8(o + 2 + j, roundAway(f(x[j] * id)));
     } else if (type === 'Q4_0') {
       let amax = 0;
@@ -124,7 +87,7 @@ export function encodeTensor(type: GgmlType, data: Float32Array, what = 'tensor'
       }
       const d = f(max / -8);
       const id = d ? f(1 / d) : 0;
-      dv.setUint16(o, f32ToF16(d), true);
+      dv.setUint16(o, f16Bits(d), true);
       for (let j = 0; j < 16; j++) {
         const q0 = Math.min(15, Math.trunc(f(f(x[j] * id) + 8.5)));
         const q1 = Math.min(15, Math.trunc(f(f(x[j + 16] * id) + 8.5)));
@@ -140,8 +103,8 @@ export function encodeTensor(type: GgmlType, data: Float32Array, what = 'tensor'
       }
       const d = f(f(max - min) / 15);
       const id = d ? f(1 / d) : 0;
-      dv.setUint16(o, f32ToF16(d), true);
-      dv.setUint16(o + 2, f32ToF16(min), true);
+      dv.setUint16(o, f16Bits(d), true);
+      dv.setUint16(o + 2, f16Bits(min), true);
       for (let j = 0; j < 16; j++) {
         const q0 = Math.min(15, Math.trunc(f(f(f(x[j] - min) * id) + 0.5)));
         const q1 = Math.min(15, Math.trunc(f(f(f(x[j + 16] - min) * id) + 0.5)));
@@ -163,12 +126,12 @@ export function decodeTensor(type: GgmlType, bytes: Uint8Array, n: number): Floa
     return out;
   }
   if (type === 'F16') {
-    for (let i = 0; i < n; i++) out[i] = f16ToF32(dv.getUint16(i * 2, true));
+    for (let i = 0; i < n; i++) out[i] = f16Value(dv.getUint16(i * 2, true));
     return out;
   }
   for (let b = 0; b < n / 32; b++) {
     const o = b * t.typeSize;
-    const d = f16ToF32(dv.getUint16(o, true));
+    const d = f16Value(dv.getUint16(o, true));
     if (type === 'Q8_0') {
       for (let j = 0; j < 32; j++) out[b * 32 + j] = f(d * dv.getInt8(o + 2 + j));
     } else if (type === 'Q4_0') {
@@ -177,7 +140,7 @@ export function decodeTensor(type: GgmlType, bytes: Uint8Array, n: number): Floa
         out[b * 32 + j + 16] = f(d * ((bytes[o + 2 + j] >> 4) - 8));
       }
     } else {
-      const m = f16ToF32(dv.getUint16(o + 2, true));
+      const m = f16Value(dv.getUint16(o + 2, true));
       for (let j = 0; j < 16; j++) {
         out[b * 32 + j] = f(f(d * (bytes[o + 4 + j] & 15)) + m);
         out[b * 32 + j + 16] = f(f(d * (bytes[o + 4 + j] >> 4)) + m);
@@ -225,8 +188,8 @@ export function packCodes(type: 'Q4_0' | 'Q4_1' | 'Q8_0', q: QuantizedMatrix & {
   const dv = new DataView(bytes.buffer);
   let maxErr = 0;
   const half = (v: number) => {
-    const h = f32ToF16(v);
-    const back = f16ToF32(h);
+    const h = f16Bits(v);
+    const back = f16Value(h);
     if (v !== 0) maxErr = Math.max(maxErr, Math.abs(back - v) / Math.abs(v));
     else if (back !== 0) maxErr = Infinity;
     return h;

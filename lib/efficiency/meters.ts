@@ -206,12 +206,6 @@ export function sparseLayout(method: string, config: Record<string, unknown>): {
   return p.kind === 'nm' ? { n: p.n, m: p.m } : 'bitmask';
 }
 
-function dirBytes(p: string): number {
-  const st = fs.statSync(p);
-  if (!st.isDirectory()) return st.size;
-  return fs.readdirSync(p).reduce((s, f) => s + dirBytes(path.join(p, f)), 0);
-}
-
 /**
  * Writes the model in its packed format into a fresh temporary directory and returns the bytes
  * on disk: quantized LLaMA-family models as GGUF with the method's own integer codes
@@ -229,20 +223,20 @@ export async function measureStoredSize(model: Model, method: string, config: Re
         throw new Error(`no packed on-disk format for quantized '${model.config.arch}' weights (the GGUF export covers the LLaMA architecture)`);
       }
       const r = await exportLlamaGguf(model, path.join(dir, 'model.gguf'), { type: 'auto', quantized });
-      return { bytes: dirBytes(path.join(dir, 'model.gguf')), format: `GGUF ${r.fileType} (${r.summary})` };
+      return { bytes: fs.statSync(path.join(dir, 'model.gguf')).size, format: `GGUF ${r.fileType} (${r.summary})` };
     }
     if (layout) {
       const file = path.join(dir, 'model.safetensors');
       await saveSparseWeights(model, file, layout);
-      return { bytes: dirBytes(file), format: `llmcb sparse safetensors (${layout === 'bitmask' ? 'bitmask' : `${layout.n}:${layout.m}`}, fp32 values)` };
+      return { bytes: fs.statSync(file).size, format: `llmcb sparse safetensors (${layout === 'bitmask' ? 'bitmask' : `${layout.n}:${layout.m}`}, fp32 values)` };
     }
     if (model.config.arch === 'llama') {
       const r = await exportLlamaGguf(model, path.join(dir, 'model.gguf'), { type: 'f32' });
-      return { bytes: dirBytes(path.join(dir, 'model.gguf')), format: `GGUF ${r.fileType}` };
+      return { bytes: fs.statSync(path.join(dir, 'model.gguf')).size, format: `GGUF ${r.fileType}` };
     }
     await saveModel(model, path.join(dir, 'hf'));
     const st = fs.readdirSync(path.join(dir, 'hf')).filter((f) => f.endsWith('.safetensors'));
-    return { bytes: st.reduce((s, f) => s + dirBytes(path.join(dir, 'hf', f)), 0), format: 'safetensors fp32' };
+    return { bytes: st.reduce((s, f) => s + fs.statSync(path.join(dir, 'hf', f)).size, 0), format: 'safetensors fp32' };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

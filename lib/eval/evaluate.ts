@@ -76,31 +76,22 @@ export async function evaluate(scorer: Scorer, tokenizer: Tokenizer, task: Task,
   }
   const seqlen = task.outputType === 'loglikelihood_rolling' ? (opts.seqlen ?? Math.min(2048, scorer.maxLength)) : null;
   const base = { task: task.name, track: task.track, bos, shots: opts.shots, seqlen };
+  const noData = (reason: string): EvalOutcome => ({
+    ...base,
+    status: 'no_data',
+    results: task.metrics.map((m) => ({ task: task.name, metric: m.name, value: null, stderr: null, n: null, higherIsBetter: m.higherIsBetter })),
+    notes: [reason],
+    durationS: (performance.now() - t0) / 1000,
+  });
   const loaded = await task.load(opts.data);
-  if (loaded.status === 'no_data') {
-    return {
-      ...base,
-      status: 'no_data',
-      results: task.metrics.map((m) => ({ task: task.name, metric: m.name, value: null, stderr: null, n: null, higherIsBetter: m.higherIsBetter })),
-      notes: [loaded.reason],
-      durationS: (performance.now() - t0) / 1000,
-    };
-  }
+  if (loaded.status === 'no_data') return noData(loaded.reason);
   const notes = [`source=${loaded.source}`, `shots=${opts.shots}`, `v${task.version}`, ...(task.notes ?? []), ...loaded.notes];
   const progress = (stage: string) => (done: number, total: number) => opts.onProgress?.(`${task.name} ${stage}`, done, total);
   let body: { results: MetricResult[]; notes: string[] } | { noData: string };
   if (task.outputType === 'loglikelihood_rolling') body = await runRolling(scorer, tokenizer, task, loaded.docs, bos, seqlen!, opts, progress);
   else if (task.outputType === 'multiple_choice') body = await runMultipleChoice(scorer, tokenizer, task, loaded.docs, bos, opts, progress);
   else body = await runLetter(scorer, tokenizer, task, loaded.docs, bos, opts, progress);
-  if ('noData' in body) {
-    return {
-      ...base,
-      status: 'no_data',
-      results: task.metrics.map((m) => ({ task: task.name, metric: m.name, value: null, stderr: null, n: null, higherIsBetter: m.higherIsBetter })),
-      notes: [body.noData],
-      durationS: (performance.now() - t0) / 1000,
-    };
-  }
+  if ('noData' in body) return noData(body.noData);
   // The aggregated metrics: finite, or the task fails (never an ok row from NaN or Infinity).
   assertFinite(body.results.flatMap((r) => [r.value ?? 0, r.stderr ?? 0]), `${opts.label}: ${task.name} metrics`);
   return { ...base, status: 'ok', results: body.results, notes: [...notes, ...body.notes], durationS: (performance.now() - t0) / 1000 };
@@ -348,14 +339,7 @@ function aggregate<D>(task: Task<D>, docs: D[], perDoc: DocScores[]): MetricResu
 }
 
 /** What the rows say about the evaluated model and how it was compressed. */
-export interface RowModelInfo {
-  model: string;
-  model_family: string;
-  model_params: number | null;
-  method: string;
-  method_config: Record<string, unknown>;
-  calib?: string;
-}
+export type RowModelInfo = Pick<ResultRow, 'model' | 'model_family' | 'model_params' | 'method' | 'method_config'> & { calib?: string };
 
 /** Result rows of one outcome (through results.ts's makeRow); bos, seqlen, shots and notes in every row. */
 export function outcomeRows(ctx: RunContext, outcome: EvalOutcome, info: RowModelInfo, seed: number): ResultRow[] {

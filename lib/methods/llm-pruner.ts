@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ARCHS, linearName } from '../models/arch';
 import { embed, head, runBlock } from '../models/transformer';
 import type { Model, ModelConfig } from '../models/types';
+import { PER_LAYER_KEYS } from '../models/weights';
 import { checkRatio, SparsityOptionError } from '../quant/sparse-pattern';
 import { describeCalib, type CalibSet } from './calib';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -44,13 +45,6 @@ export interface LayerWidths {
   numKvHeads: number[];
   intermediateSize: number[];
 }
-
-/** config.json keys that carry per-block widths (OpenELM-style lists) when blocks differ. */
-export const PER_LAYER_KEYS = {
-  numHeads: 'num_attention_heads_per_layer',
-  numKvHeads: 'num_key_value_heads_per_layer',
-  intermediateSize: 'intermediate_size_per_layer',
-} as const;
 
 /** The widths of every block: from the per-layer config keys when present, else uniform. */
 export function layerWidths(c: ModelConfig): LayerWidths {

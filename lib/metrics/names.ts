@@ -87,16 +87,16 @@ export function paperSettingFor(label: string): string {
   return label === 'W8A8' ? 'INT8' : label;
 }
 
-/** Canonical JSON (sorted keys) so that equal configs group together. */
-export function canonicalConfig(cfg: Record<string, unknown>): string {
-  const sortKeys = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.map(sortKeys);
-    if (v && typeof v === 'object') {
-      return Object.fromEntries(Object.keys(v as object).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]));
+/** Canonical JSON (sorted keys at every level), so that equal configs group together and hash equally. */
+export function canonicalJson(v: unknown): string {
+  const sortKeys = (x: unknown): unknown => {
+    if (Array.isArray(x)) return x.map(sortKeys);
+    if (x && typeof x === 'object') {
+      return Object.fromEntries(Object.keys(x as object).sort().map((k) => [k, sortKeys((x as Record<string, unknown>)[k])]));
     }
-    return v;
+    return x;
   };
-  return JSON.stringify(sortKeys(cfg));
+  return JSON.stringify(sortKeys(v));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { formatCsv, parseCsvRecords } from '../csv';
 import { readResults, writeFileAtomic, type ResultRow, type Track } from '../results';
 import {
-  canonicalConfig, INFERENCE, INFERENCE_COST, isBaseline, KNOWLEDGE, kitColumn, methodInfo, methodOrder, settingLabel,
+  canonicalJson, INFERENCE, INFERENCE_COST, isBaseline, KNOWLEDGE, kitColumn, methodInfo, methodOrder, settingLabel,
 } from './names';
 import { readPaperOverall, readPaperValues, type PaperValue } from './paper';
 
@@ -241,7 +241,7 @@ export function groupKitRows(rows: readonly ResultRow[], track: Track): KitGroup
   for (const r of rows) {
     if (r.track !== track) continue;
     const base = isBaseline(r.method);
-    const config = base ? '{}' : canonicalConfig(r.method_config);
+    const config = base ? '{}' : canonicalJson(r.method_config);
     const name = base ? 'Dense' : methodInfo(r.method).display;
     const k = `${name}|${config}`;
     let g = groups.get(k);

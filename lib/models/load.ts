@@ -4,7 +4,7 @@
 // "org/name@revision", through @huggingface/hub's cache; offline works from a cached pinned commit).
 import { downloadFileToCacheDir } from '@huggingface/hub';
 import * as tf from '@tensorflow/tfjs';
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { kernelsActive } from '../kernels';
 import { attachPackedLinears, disposePackedLinears, packLinearsFromModules } from '../kernels/packed-linear';
@@ -12,6 +12,7 @@ import { isPackedDir, loadPacked } from '../quant/pack';
 import { loadSparseWeights, saveSparseWeights, type SparseSaveReport } from '../quant/sparse';
 import { configFromHf, loadHfDir, loadTokenizer, readJson, saveModel } from './hf';
 import { loadLlama2c } from './llama2c';
+import { readSafetensorsMetadata } from './safetensors';
 import type { Model } from './types';
 import { type TensorSource, type UploadOptions, validateSources } from './weights';
 
@@ -100,36 +101,15 @@ async function fetchHubModel(repo: string, revision: string, cacheDir?: string):
 /** The safetensors metadata format of the kit's sparse weight files (lib/quant/sparse.ts). */
 const SPARSE_FORMAT = 'llmcb-sparse';
 const SPARSE_FILE = 'model.safetensors';
-/** Header lengths beyond this are treated as corrupt (as in safetensors.ts). */
-const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 /** Whether a directory holds a sparse-storage model: config.json and a model.safetensors in the kit's sparse format. */
 export function isSparseDir(dir: string): boolean {
   const file = path.join(dir, SPARSE_FILE);
   if (!existsSync(path.join(dir, 'config.json')) || !existsSync(file)) return false;
   try {
-    return safetensorsMetadata(file).format === SPARSE_FORMAT;
+    return readSafetensorsMetadata(file).format === SPARSE_FORMAT;
   } catch {
     return false; // not readable as sparse storage: the strict HF loader names what is wrong
-  }
-}
-
-/** The __metadata__ of a safetensors file (header only; any dtypes: sparse files hold U8 index tensors). */
-function safetensorsMetadata(file: string): Record<string, string> {
-  const fd = openSync(file, 'r');
-  try {
-    const len = Buffer.alloc(8);
-    if (readSync(fd, len, 0, 8, 0) < 8) throw new Error(`${file}: truncated safetensors file (no header length)`);
-    const n = Number(len.readBigUInt64LE(0));
-    if (n > MAX_HEADER_BYTES) throw new Error(`${file}: safetensors header of ${n} bytes is implausible (corrupt file?)`);
-    const buf = Buffer.alloc(n);
-    readSync(fd, buf, 0, n, 8);
-    const header = JSON.parse(buf.toString('utf8')) as { __metadata__?: Record<string, string> };
-    return header.__metadata__ ?? {};
-  } catch (e) {
-    throw new Error(`${file}: cannot read the safetensors header: ${(e as Error).message}`);
-  } finally {
-    closeSync(fd);
   }
 }
 

@@ -3,6 +3,8 @@
 // offsets relative to its start. The reader validates every header field against the file before
 // anything is read (so a lying or truncated file fails naming the file and tensor) and reads
 // tensors one at a time, upcasting F16/BF16 to fp32. The writer streams fp32 (or F16/BF16) data.
+// The kit's packed and sparse files (U8, I32 parts) are read and written here too, as bytes; the
+// half-precision codec (f16Bits, f16Value) also serves the GGUF writer.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic, writeFileAtomicAsync } from '../results';
@@ -11,18 +13,18 @@ import type { TensorSource } from './weights';
 export type SafeDtype = 'F32' | 'F16' | 'BF16';
 const DTYPE_BYTES: Record<SafeDtype, number> = { F32: 4, F16: 2, BF16: 2 };
 
-export interface SafetensorsEntry {
+export interface SafetensorsEntry<D extends string = SafeDtype> {
   name: string;
-  dtype: SafeDtype;
+  dtype: D;
   shape: number[];
   /** Absolute byte range in the file. */
   begin: number;
   end: number;
 }
 
-export interface SafetensorsHeader {
+export interface SafetensorsHeader<D extends string = SafeDtype> {
   file: string;
-  entries: SafetensorsEntry[];
+  entries: SafetensorsEntry<D>[];
   metadata: Record<string, string>;
 }
 
@@ -31,8 +33,8 @@ const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 /** Largest single read (Node's readSync takes at most 2 GiB - 1 per call). */
 const READ_CHUNK = 1 << 30;
 
-/** Reads and validates a safetensors header against the file's size. */
-export function readSafetensorsHeader(file: string): SafetensorsHeader {
+/** The JSON object of a safetensors header (length checked against the file), where the data starts, and the file's size. */
+function readHeaderJson(file: string): { json: Record<string, unknown>; dataStart: number; size: number } {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -57,55 +59,72 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
       throw new Error(`${file}: header is not valid JSON: ${(e as Error).message}`);
     }
     if (!json || typeof json !== 'object' || Array.isArray(json)) throw new Error(`${file}: header is not a JSON object`);
-    const dataStart = 8 + n;
-    const dataSize = size - dataStart;
-    const entries: SafetensorsEntry[] = [];
-    let metadata: Record<string, string> = {};
-    for (const [name, v] of Object.entries(json)) {
-      if (name === '__metadata__') {
-        metadata = (v ?? {}) as Record<string, string>;
-        continue;
-      }
-      const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      const where = `${file}: tensor '${name}'`;
-      if (!e || typeof e !== 'object') throw new Error(`${where}: header entry is not an object`);
-      if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) {
-        throw new Error(`${where}: unsupported dtype ${JSON.stringify(e.dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
-      }
-      const dtype = e.dtype as SafeDtype;
-      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) {
-        throw new Error(`${where}: bad shape ${JSON.stringify(e.shape)}`);
-      }
-      const shape = e.shape as number[];
-      const off = e.data_offsets;
-      if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
-        throw new Error(`${where}: bad data_offsets ${JSON.stringify(off)}`);
-      }
-      const [b, end] = off as [number, number];
-      const want = shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[dtype];
-      if (end - b !== want) {
-        throw new Error(`${where}: data_offsets span ${end - b} bytes but ${dtype} [${shape.join(', ')}] needs ${want}`);
-      }
-      if (end > dataSize) {
-        throw new Error(`${where}: data ends at byte ${dataStart + end} but the file has ${size} bytes (truncated file)`);
-      }
-      entries.push({ name, dtype, shape, begin: dataStart + b, end: dataStart + end });
-    }
-    // Tensors may not overlap (the format also forbids holes; we only need non-overlap to be safe).
-    const sorted = [...entries].sort((a, b) => a.begin - b.begin);
-    for (let i = 1; i < sorted.length; i++) {
-      if (sorted[i].begin < sorted[i - 1].end && sorted[i].end > sorted[i].begin) {
-        throw new Error(`${file}: tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap in the data section`);
-      }
-    }
-    return { file, entries, metadata };
+    return { json, dataStart: 8 + n, size };
   } finally {
     closeSync(fd);
   }
 }
 
-/** Reads one tensor from its file as fp32. */
-export function readTensor(file: string, e: SafetensorsEntry): Float32Array {
+/** The __metadata__ of a safetensors file, read from its header alone (its tensors, of any dtype, are not checked). */
+export function readSafetensorsMetadata(file: string): Record<string, string> {
+  return (readHeaderJson(file).json.__metadata__ ?? {}) as Record<string, string>;
+}
+
+/**
+ * Reads and validates a safetensors header against the file's size. `dtypes` lists the dtypes
+ * accepted, with their bytes per value: by default F32, F16 and BF16 (the ones readTensor reads);
+ * the kit's packed and sparse files pass their own (U8, I32…) and read them with readTensorBytes.
+ */
+export function readSafetensorsHeader<D extends string = SafeDtype>(
+  file: string,
+  dtypes: Record<D, number> = DTYPE_BYTES as Record<D, number>,
+): SafetensorsHeader<D> {
+  const { json, dataStart, size } = readHeaderJson(file);
+  const dataSize = size - dataStart;
+  const entries: SafetensorsEntry<D>[] = [];
+  let metadata: Record<string, string> = {};
+  for (const [name, v] of Object.entries(json)) {
+    if (name === '__metadata__') {
+      metadata = (v ?? {}) as Record<string, string>;
+      continue;
+    }
+    const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    const where = `${file}: tensor '${name}'`;
+    if (!e || typeof e !== 'object') throw new Error(`${where}: header entry is not an object`);
+    if (typeof e.dtype !== 'string' || !Object.hasOwn(dtypes, e.dtype)) {
+      throw new Error(`${where}: unsupported dtype ${JSON.stringify(e.dtype)} (supported: ${Object.keys(dtypes).join(', ')})`);
+    }
+    const dtype = e.dtype as D;
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new Error(`${where}: bad shape ${JSON.stringify(e.shape)}`);
+    }
+    const shape = e.shape as number[];
+    const off = e.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
+      throw new Error(`${where}: bad data_offsets ${JSON.stringify(off)}`);
+    }
+    const [b, end] = off as [number, number];
+    const want = shape.reduce((a, d) => a * d, 1) * dtypes[dtype];
+    if (end - b !== want) {
+      throw new Error(`${where}: data_offsets span ${end - b} bytes but ${dtype} [${shape.join(', ')}] needs ${want}`);
+    }
+    if (end > dataSize) {
+      throw new Error(`${where}: data ends at byte ${dataStart + end} but the file has ${size} bytes (truncated file)`);
+    }
+    entries.push({ name, dtype, shape, begin: dataStart + b, end: dataStart + end });
+  }
+  // Tensors may not overlap (the format also forbids holes; we only need non-overlap to be safe).
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].begin < sorted[i - 1].end && sorted[i].end > sorted[i].begin) {
+      throw new Error(`${file}: tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap in the data section`);
+    }
+  }
+  return { file, entries, metadata };
+}
+
+/** The bytes of one tensor, as stored, in a buffer of their own. */
+export function readTensorBytes(file: string, e: SafetensorsEntry<string>): Uint8Array {
   const bytes = e.end - e.begin;
   const raw = new Uint8Array(bytes);
   const fd = openSync(file, 'r');
@@ -118,8 +137,14 @@ export function readTensor(file: string, e: SafetensorsEntry): Float32Array {
   } finally {
     closeSync(fd);
   }
-  if (e.dtype === 'F32') return new Float32Array(raw.buffer, 0, bytes / 4);
-  const half = new Uint16Array(raw.buffer, 0, bytes / 2);
+  return raw;
+}
+
+/** Reads one tensor from its file as fp32. */
+export function readTensor(file: string, e: SafetensorsEntry): Float32Array {
+  const raw = readTensorBytes(file, e);
+  if (e.dtype === 'F32') return new Float32Array(raw.buffer, 0, raw.length / 4);
+  const half = new Uint16Array(raw.buffer, 0, raw.length / 2);
   return e.dtype === 'BF16' ? bf16ToF32(half) : f16ToF32(half);
 }
 
@@ -131,15 +156,7 @@ export function bf16ToF32(h: Uint16Array): Float32Array {
 
 export function f16ToF32(h: Uint16Array): Float32Array {
   const out = new Float32Array(h.length);
-  for (let i = 0; i < h.length; i++) {
-    const x = h[i];
-    const sign = x & 0x8000 ? -1 : 1;
-    const exp = (x >> 10) & 0x1f;
-    const frac = x & 0x3ff;
-    if (exp === 0) out[i] = sign * frac * 2 ** -24; // subnormal
-    else if (exp === 31) out[i] = frac ? NaN : sign * Infinity;
-    else out[i] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
-  }
+  for (let i = 0; i < h.length; i++) out[i] = f16Value(h[i]);
   return out;
 }
 
@@ -157,42 +174,49 @@ export function f32ToBf16(f: Float32Array): Uint16Array {
 
 /** fp32 → IEEE half with round-to-nearest-even, overflow to ±Inf, subnormals kept. */
 export function f32ToF16(f: Float32Array): Uint16Array {
-  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
   const out = new Uint16Array(f.length);
-  for (let i = 0; i < f.length; i++) {
-    const x = u[i];
-    const sign = (x >>> 16) & 0x8000;
-    const exp = (x >>> 23) & 0xff;
-    const mant = x & 0x7fffff;
-    if (exp === 0xff) {
-      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
-      continue;
-    }
-    const e = exp - 127 + 15;
-    if (e >= 31) {
-      out[i] = sign | 0x7c00;
-      continue;
-    }
-    if (e <= 0) {
-      if (e < -10) {
-        out[i] = sign;
-        continue;
-      }
-      const m = mant | 0x800000; // implicit 1
-      const shift = 14 - e;
-      const half = 1 << (shift - 1);
-      let r = m >>> shift;
-      const rem = m & ((1 << shift) - 1);
-      if (rem > half || (rem === half && r & 1)) r++;
-      out[i] = sign | r;
-      continue;
-    }
-    let r = (e << 10) | (mant >>> 13);
-    const rem = mant & 0x1fff;
-    if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++; // may carry into the exponent: still correct
-    out[i] = sign | r;
-  }
+  for (let i = 0; i < f.length; i++) out[i] = f16Bits(f[i]);
   return out;
+}
+
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+
+/** IEEE binary16 bits of a float, rounded to nearest even (as the F16C instruction / ggml on x86), overflow to ±Inf, subnormals kept. */
+export function f16Bits(v: number): number {
+  F32[0] = v;
+  const x = U32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / nan
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow to inf
+  if (e <= 0) {
+    // subnormal half: value = m * 2^-24
+    if (e < -10) return sign;
+    mant |= 0x800000; // implicit 1
+    const shift = 14 - e;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    if (rem > halfway || (rem === halfway && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry into the exponent is still correct
+  return sign | h;
+}
+
+/** The value of IEEE binary16 bits. */
+export function f16Value(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24; // subnormal
+  if (e === 0x1f) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 /** The tensors of one safetensors file as sources for the loader. */
@@ -254,8 +278,13 @@ export interface WriteTensor {
   dtype?: SafeDtype;
 }
 
+/** The bytes of a typed array (a view of its buffer, not a copy). */
+export function byteView(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
 function encodeChunk(c: Float32Array, dtype: SafeDtype): Uint8Array {
-  if (dtype === 'F32') return new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
+  if (dtype === 'F32') return byteView(c);
   const h = dtype === 'F16' ? f32ToF16(c) : f32ToBf16(c);
   return new Uint8Array(h.buffer);
 }

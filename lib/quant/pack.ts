@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { configFromHf, configToHf, HfTokenizer, loadTokenizer, readJson } from '../models/hf';
-import { writeSafetensorsRaw } from '../models/safetensors';
+import { byteView, readSafetensorsHeader, readTensorBytes, writeSafetensorsRaw } from '../models/safetensors';
 import { Llama2cTokenizer } from '../models/tokenizer-llama2c';
 import type { Model } from '../models/types';
 import { uploadSources, validateSources, type TensorSource } from '../models/weights';
@@ -88,7 +88,7 @@ export function unpackCodes(packed: Uint8Array, rows: number, cols: number, bits
   return out;
 }
 
-// ---- a minimal safetensors writer/reader for the dtypes packed files need ----
+// ---- safetensors files of the dtypes packed files need (lib/models/safetensors.ts reads and writes them) ----
 
 type Dtype = 'F32' | 'U8' | 'I32';
 const BYTES: Record<Dtype, number> = { F32: 4, U8: 1, I32: 4 };
@@ -108,30 +108,10 @@ function writeSafetensorsTyped(file: string, entries: Entry[], metadata: Record<
 }
 
 function readSafetensorsTyped(file: string): { entries: Map<string, Entry>; metadata: Record<string, string> } {
-  const buf = fs.readFileSync(file);
-  if (buf.length < 8) throw new Error(`${file}: too short for a safetensors file`);
-  const hl = Number(buf.readBigUInt64LE(0));
-  if (8 + hl > buf.length) throw new Error(`${file}: header length ${hl} exceeds the file`);
-  const header = JSON.parse(buf.subarray(8, 8 + hl).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  const base = 8 + hl;
-  const entries = new Map<string, Entry>();
-  let metadata: Record<string, string> = {};
-  for (const [name, v] of Object.entries(header)) {
-    if (name === '__metadata__') {
-      metadata = v as unknown as Record<string, string>;
-      continue;
-    }
-    if (!(v.dtype in BYTES)) throw new Error(`${file}: tensor '${name}' has dtype ${v.dtype}; packed files use F32, U8, I32`);
-    const [a, b] = v.data_offsets;
-    const n = v.shape.reduce((x, y) => x * y, 1) * BYTES[v.dtype as Dtype];
-    if (b - a !== n || base + b > buf.length) throw new Error(`${file}: tensor '${name}' offsets [${a}, ${b}] do not match ${v.dtype}[${v.shape}]`);
-    // copy so typed views are aligned
-    entries.set(name, { name, dtype: v.dtype as Dtype, shape: v.shape, data: Uint8Array.from(buf.subarray(base + a, base + b)) });
-  }
-  return { entries, metadata };
+  const h = readSafetensorsHeader(file, BYTES);
+  const entries = new Map(h.entries.map((e) => [e.name, { name: e.name, dtype: e.dtype, shape: e.shape, data: readTensorBytes(file, e) }]));
+  return { entries, metadata: h.metadata };
 }
-
-const u8 = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 // ---- packed model directories ----
 
@@ -183,7 +163,7 @@ export async function savePacked(model: Model, quantized: Map<string, QuantizedM
       const t = model.weights.get(name);
       const data = t ? ((await t.data()) as Float32Array) : await concatBlocks(model.splitWeights!.get(name)!);
       const shape = t ? t.shape : [model.splitWeights!.get(name)!.reduce((a, b) => a + b.shape[0], 0), model.splitWeights!.get(name)![0].shape[1] as number];
-      entries.push({ name, dtype: 'F32', shape, data: u8(Float32Array.from(data)) });
+      entries.push({ name, dtype: 'F32', shape, data: byteView(Float32Array.from(data)) });
       continue;
     }
     const base = name.replace(/\.weight$/, '');
@@ -191,14 +171,14 @@ export async function savePacked(model: Model, quantized: Map<string, QuantizedM
     const G = q.scales.length / q.rows;
     if (!Number.isInteger(G) || G !== (q.gIdx ? G : numGroups(q.cols, q.groupSize))) throw new Error(`savePacked: '${name}' has ${q.scales.length} scales for ${q.rows} rows`);
     entries.push({ name: `${base}.qweight`, dtype: 'U8', shape: [q.rows, packedRowBytes(q.cols, q.bits, packing)], data: packCodes(q.codes, q.rows, q.cols, q.bits, packing) });
-    entries.push({ name: `${base}.scales`, dtype: 'F32', shape: [q.rows, G], data: u8(Float32Array.from(q.scales)) });
+    entries.push({ name: `${base}.scales`, dtype: 'F32', shape: [q.rows, G], data: byteView(Float32Array.from(q.scales)) });
     const zeros = new Uint8Array(q.zeros.length);
     q.zeros.forEach((z, i) => {
       if (!Number.isInteger(z) || z < 0 || z > 255) throw new Error(`savePacked: '${name}' zero point ${z} is not an integer in 0..255`);
       zeros[i] = z;
     });
     entries.push({ name: `${base}.qzeros`, dtype: 'U8', shape: [q.rows, G], data: zeros });
-    if (q.gIdx) entries.push({ name: `${base}.g_idx`, dtype: 'I32', shape: [q.cols], data: u8(Int32Array.from(q.gIdx)) });
+    if (q.gIdx) entries.push({ name: `${base}.g_idx`, dtype: 'I32', shape: [q.cols], data: byteView(Int32Array.from(q.gIdx)) });
     modules[base] = { bits: q.bits, group_size: q.groupSize, sym: q.sym, packing, act_order: !!q.gIdx, in_features: q.cols };
   }
   const qc: PackedQuantConfig = {

@@ -7,9 +7,8 @@
 // Both decode bit-exactly to the dense matrix, so a loaded model gives identical logits.
 // A sparse model file is a safetensors file (U8 and F32 tensors, layout in __metadata__).
 import * as tf from '@tensorflow/tfjs';
-import { readFileSync } from 'node:fs';
 import { blockLinears, linearName } from '../models/arch';
-import { writeSafetensorsRaw, type RawWriteTensor } from '../models/safetensors';
+import { byteView, readSafetensorsHeader, readTensorBytes, writeSafetensorsRaw, type RawWriteTensor } from '../models/safetensors';
 import type { Model } from '../models/types';
 
 export interface NMPacked {
@@ -176,11 +175,11 @@ export async function saveSparseWeights(model: Model, file: string, pattern: { n
       const p = packMatrix(data, rows, cols, pattern, name);
       meta[name] = p.layout === 'nm' ? { layout: 'nm', shape: p.shape, n: p.n, m: p.m } : { layout: 'bitmask', shape: p.shape };
       packed[name] = packedSize(p);
-      entries.push({ name: `${name}.values`, dtype: 'F32', shape: [p.values.length], data: f32Bytes(p.values) });
+      entries.push({ name: `${name}.values`, dtype: 'F32', shape: [p.values.length], data: byteView(p.values) });
       const idx = p.layout === 'nm' ? p.indices : p.mask;
       entries.push({ name: `${name}.${p.layout === 'nm' ? 'indices' : 'bitmask'}`, dtype: 'U8', shape: [idx.length], data: idx });
     } else {
-      entries.push({ name, dtype: 'F32', shape: t.shape, data: f32Bytes(data) });
+      entries.push({ name, dtype: 'F32', shape: t.shape, data: byteView(data) });
     }
   }
   const tensorBytes = writeSafetensorsRaw(file, entries, { format: 'llmcb-sparse', sparse: JSON.stringify(meta) });
@@ -189,24 +188,18 @@ export async function saveSparseWeights(model: Model, file: string, pattern: { n
 
 /** Reads a file written by saveSparseWeights back into dense fp32 tensors keyed by weight name. */
 export function loadSparseWeights(file: string): Map<string, tf.Tensor> {
-  const buf = readFileSync(file);
-  const hlen = Number(buf.readBigUInt64LE(0));
-  type HeaderEntry = { dtype: string; shape: number[]; data_offsets: [number, number] };
-  const parsed = JSON.parse(buf.subarray(8, 8 + hlen).toString('utf8')) as Record<string, unknown>;
-  const md = parsed.__metadata__ as Record<string, string> | undefined;
-  const header = Object.fromEntries(Object.entries(parsed).filter(([k]) => k !== '__metadata__')) as Record<string, HeaderEntry>;
-  if (md?.format !== 'llmcb-sparse') throw new Error(`${file}: not a sparse weight file (metadata format '${md?.format}')`);
-  const meta = JSON.parse(md.sparse) as Record<string, SparseMeta>;
-  const base = 8 + hlen;
+  const h = readSafetensorsHeader(file, { F32: 4, U8: 1 });
+  if (h.metadata.format !== 'llmcb-sparse') throw new Error(`${file}: not a sparse weight file (metadata format '${h.metadata.format}')`);
+  const meta = JSON.parse(h.metadata.sparse) as Record<string, SparseMeta>;
+  const header = new Map(h.entries.map((e) => [e.name, e]));
   const raw = (name: string): Uint8Array => {
-    const e = header[name];
+    const e = header.get(name);
     if (!e) throw new Error(`${file}: tensor '${name}' is missing`);
-    const [a, b] = e.data_offsets;
-    return new Uint8Array(buf.buffer.slice(buf.byteOffset + base + a, buf.byteOffset + base + b));
+    return readTensorBytes(file, e);
   };
   const f32 = (name: string) => new Float32Array(raw(name).buffer);
   const out = new Map<string, tf.Tensor>();
-  for (const [name, e] of Object.entries(header)) {
+  for (const [name, e] of header) {
     const parent = name.replace(/\.(values|indices|bitmask)$/, '');
     if (parent !== name && meta[parent]) continue;
     if (e.dtype !== 'F32') throw new Error(`${file}: dense tensor '${name}' has dtype ${e.dtype}, expected F32`);
@@ -220,10 +213,6 @@ export function loadSparseWeights(file: string): Map<string, tf.Tensor> {
     out.set(name, tf.tensor2d(decodeSparse(p), m.shape));
   }
   return out;
-}
-
-function f32Bytes(a: Float32Array): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
 export interface SparsityReport {

@@ -12,7 +12,8 @@ import { getMethod } from '../methods/index';
 import type { CompressResult } from '../methods/types';
 import { disposeModel, loadModel } from '../models/load';
 import type { Model } from '../models/types';
-import { cellNote, REPO_ROOT, resolveModelPath, type Cell, type MatrixConfig, type MethodSpec, type ModelSpec } from '../matrix';
+import { REPO_ROOT } from '../cli';
+import { cellNote, resolveModelPath, type Cell, type MatrixConfig, type MethodSpec, type ModelSpec } from '../matrix';
 import { makeRow, startRun, type ResultRow, type RunContext } from '../results';
 import { initRuntime, type RuntimeInfo } from '../runtime/backend';
 

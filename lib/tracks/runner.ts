@@ -13,11 +13,12 @@ import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { EvalOutcome } from '../eval/evaluate';
+import { REPO_ROOT } from '../cli';
 import { resolveDataDir } from '../data/common';
 import { kernelPolicy } from '../kernels';
 import { acquireLock } from '../lock';
 import {
-  cellPending, checkMatrix, REPO_ROOT, checkSlice, expandCells, finishedCells, type Cell, type MatrixConfig, type Slice,
+  cellPending, checkMatrix, checkSlice, expandCells, finishedCells, type Cell, type MatrixConfig, type Slice,
 } from '../matrix';
 import { appendResults, trackFile, type ResultRow } from '../results';
 import { envDefaults, notRunRows, openEnv, prepareSubject, type EnvOptions, type Subject, type TrackEnv } from './common';

@@ -15,15 +15,7 @@ import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
-
-def rope_kwargs(kw):
-    if int(transformers.__version__.split(".")[0]) < 5 or "rope_theta" not in kw:
-        return kw
-    kw = dict(kw)
-    params = {"rope_type": "default", "rope_theta": kw.pop("rope_theta")}
-    params.update(kw.pop("rope_scaling", None) or {})
-    kw["rope_parameters"] = params
-    return kw
+from hf_compat import rope_kwargs
 
 
 def sync():

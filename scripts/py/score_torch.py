@@ -47,6 +47,8 @@ import sys
 import time
 from array import array
 
+from hf_compat import rope_kwargs
+
 EXPORT_FORMAT = "llmcb-bench-eval-requests/1"
 TORCH_FORMAT = "llmcb-bench-eval-torch/1"
 
@@ -195,18 +197,6 @@ def bigram_runner(table):
 
 # ---------------------------------------------------------------------------------------------
 # PyTorch
-
-def rope_kwargs(kw):
-    """transformers 5 takes RoPE settings as rope_parameters; 4.x as rope_theta + rope_scaling."""
-    import transformers
-    if int(transformers.__version__.split(".")[0]) < 5 or "rope_theta" not in kw:
-        return kw
-    kw = dict(kw)
-    params = {"rope_type": "default", "rope_theta": kw.pop("rope_theta")}
-    params.update(kw.pop("rope_scaling", None) or {})
-    kw["rope_parameters"] = params
-    return kw
-
 
 def load_torch_model(spec, device):
     import torch
