@@ -418,3 +418,16 @@ export function checkMatrix(mx: MatrixConfig): void {
   if (mx.cellTimeoutS !== null && !(mx.cellTimeoutS > 0)) throw new Error(`matrix '${mx.name}': cellTimeoutS must be > 0 seconds or null (no limit), got ${mx.cellTimeoutS}`);
   if (!['count', 'paper', 'bitops'].includes(mx.inference.quantMacs)) throw new Error(`matrix '${mx.name}': inference.quantMacs '${mx.inference.quantMacs}' is not count, paper or bitops`);
 }
+
+/** A matrix by name (MATRICES) or from a JSON file (which overrides the default matrix field by field). */
+export function loadMatrix(name: string): MatrixConfig {
+  if (name in MATRICES) return MATRICES[name as keyof typeof MATRICES]();
+  if (!fs.existsSync(name)) throw new Error(`--matrix '${name}' is neither ${Object.keys(MATRICES).join(', ')} nor a JSON file`);
+  let j: unknown;
+  try {
+    j = JSON.parse(fs.readFileSync(name, 'utf8'));
+  } catch (e) {
+    throw new Error(`--matrix ${name}: not JSON: ${(e as Error).message}`);
+  }
+  return matrixFromJson(j, name);
+}

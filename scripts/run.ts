@@ -14,7 +14,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { numberFlag } from '../lib/cli';
-import { checkMatrix, MATRICES, matrixFromJson, parseSlice, type MatrixConfig } from '../lib/matrix';
+import { checkMatrix, loadMatrix, parseSlice } from '../lib/matrix';
 import { canonicalJson } from '../lib/metrics/names';
 import { dataOutDir } from '../lib/results';
 import { parseBackend } from '../lib/runtime/backend';
@@ -46,17 +46,6 @@ const USAGE = `usage: npx tsx scripts/run.ts [flags]
 
 exit codes: 0 done (or stopped by --budget-s), 1 a cell failed or the run could not start, 3 a cell timed out`;
 
-function loadMatrix(name: string): MatrixConfig {
-  if (name in MATRICES) return MATRICES[name as keyof typeof MATRICES]();
-  if (!fs.existsSync(name)) throw new Error(`--matrix '${name}' is neither ${Object.keys(MATRICES).join(', ')} nor a JSON file`);
-  let j: unknown;
-  try {
-    j = JSON.parse(fs.readFileSync(name, 'utf8'));
-  } catch (e) {
-    throw new Error(`--matrix ${name}: not JSON: ${(e as Error).message}`);
-  }
-  return matrixFromJson(j, name);
-}
 
 async function main(): Promise<number> {
   const { values: a } = parseArgs({

@@ -1,0 +1,132 @@
+// The matrix as a Slurm job array: one array task per model × method pair with pending cells (so
+// each task loads and compresses once), each running scripts/run.ts on its pair into its own shard
+// folder (<out>/shards/<task>: the runner's lock and resume work per shard), and a merge that
+// appends the shards' rows to <out>/results by cell hash: a cell already done in <out> is skipped,
+// so merging twice, or after a resubmitted task, adds nothing twice. A killed task is resubmitted
+// alone (its shard resumes where it stopped) and merged again.
+import fs from 'node:fs';
+import path from 'node:path';
+import { REPO_ROOT } from './cli';
+import { rowCell, type Cell } from './matrix';
+import { appendResults, readResults, trackFile, type ResultRow, type RowStatus, type Track } from './results';
+
+const TRACKS: Track[] = [1, 2, 3, 4, 5, 6];
+const RANK: Record<RowStatus, number> = { ok: 0, no_data: 1, not_run: 2 };
+
+/** One array task: the pair it runs, as a run.ts slice. */
+export interface Shard {
+  model: string;
+  method: string;
+  cells: number;
+  slice: string;
+}
+
+/** The shards of a matrix's pending cells: one per model × method pair, in matrix order. */
+export function shardsOf(pending: readonly Cell[]): Shard[] {
+  const byPair = new Map<string, Shard>();
+  for (const c of pending) {
+    for (const id of [c.model.id, c.method.id]) if (/[;,=\s'"\\$`]/.test(id)) throw new Error(`slurm: id '${id}' cannot go into a --slice`);
+    const k = `${c.model.id}\u0000${c.method.id}`;
+    const s = byPair.get(k) ?? { model: c.model.id, method: c.method.id, cells: 0, slice: `models=${c.model.id};methods=${c.method.id}` };
+    s.cells++;
+    byPair.set(k, s);
+  }
+  return [...byPair.values()];
+}
+
+export interface ArrayOptions {
+  /** run.ts's --matrix (a name or a JSON file: absolute, the task may start elsewhere). */
+  matrix: string;
+  out: string;
+  shards: Shard[];
+  /** run.ts flags every task passes on (--data, --backend, --limit, --cell-timeout-s, --preload …). */
+  runFlags: string[];
+  /** Slurm resources per task. */
+  gpus: number;
+  cpus: number;
+  memGb: number;
+  timeMin: number;
+  partition: string | null;
+  /** Array indices to run (default all: 0..n-1), e.g. [3] to resubmit one task. */
+  only: number[] | null;
+  /** The node binary and tsx loader the tasks run (default: this process's). */
+  node: string;
+}
+
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** The sbatch script of the job array (task i runs shard i into <out>/shards/<i>). */
+export function arrayScript(o: ArrayOptions): string {
+  if (o.shards.length === 0) throw new Error('slurm: no pending cells, nothing to submit');
+  const indices = o.only ?? o.shards.map((_, i) => i);
+  for (const i of indices) if (!(Number.isInteger(i) && i >= 0 && i < o.shards.length)) throw new Error(`slurm: task ${i} is not in 0..${o.shards.length - 1}`);
+  const out = path.resolve(o.out);
+  const lines = [
+    '#!/bin/bash',
+    `#SBATCH --job-name=llmcb`,
+    `#SBATCH --array=${indices.join(',')}`,
+    `#SBATCH --cpus-per-task=${o.cpus}`,
+    `#SBATCH --mem=${o.memGb}G`,
+    `#SBATCH --time=${o.timeMin}`,
+    ...(o.gpus > 0 ? [`#SBATCH --gpus=${o.gpus}`] : []),
+    ...(o.partition ? [`#SBATCH --partition=${o.partition}`] : []),
+    `#SBATCH --output=${out}/shards/%a.log`,
+    '# One model × method pair per task (scripts/slurm.ts); the shard folder resumes when the task is resubmitted.',
+    'set -euo pipefail',
+    `cd ${q(REPO_ROOT)}`,
+    'SLICES=(',
+    ...o.shards.map((s, i) => `  ${q(s.slice)} # ${i}: ${s.cells} cell(s)`),
+    ')',
+    `exec ${q(o.node)} --import tsx scripts/run.ts --matrix ${q(o.matrix)} --slice "\${SLICES[$SLURM_ARRAY_TASK_ID]}" --out ${q(out)}/shards/$SLURM_ARRAY_TASK_ID --no-derived ${o.runFlags.map(q).join(' ')}`,
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/** The shard folders under <out>/shards. */
+export function shardDirs(out: string): string[] {
+  const root = path.join(out, 'shards');
+  if (!fs.existsSync(root)) return [];
+  return fs
+    .readdirSync(root)
+    .filter((d) => /^\d+$/.test(d) && fs.statSync(path.join(root, d)).isDirectory())
+    .sort((a, b) => Number(a) - Number(b))
+    .map((d) => path.join(root, d));
+}
+
+/** Per cell hash, its best status among the rows (ok < no_data < not_run). */
+function bestByCell(rows: readonly ResultRow[]): Map<string, RowStatus> {
+  const best = new Map<string, RowStatus>();
+  for (const r of rows) {
+    const h = rowCell(r);
+    if (h && (!best.has(h) || RANK[r.status] < RANK[best.get(h)!])) best.set(h, r.status);
+  }
+  return best;
+}
+
+/**
+ * Appends to <out>/results the rows of each cell the shards finished better than <out> has it (a
+ * cell's rows of its best status); cells <out> has done (ok or no_data) are left alone. Returns the
+ * rows added per track.
+ */
+export function mergeShards(out: string, shards = shardDirs(out)): Record<number, number> {
+  const added: Record<number, number> = {};
+  for (const t of TRACKS) {
+    const best = bestByCell(readResults(trackFile(t, out)));
+    const rows: ResultRow[] = [];
+    for (const dir of shards) {
+      const shardRows = readResults(trackFile(t, dir));
+      for (const [h, status] of bestByCell(shardRows)) {
+        const have = best.get(h);
+        if (have !== undefined && RANK[have] <= RANK[status]) continue;
+        // All rows of the run that gave the cell its best status (a cell's rows may mix statuses: Track 4's ok/not_run).
+        const run = shardRows.filter((r) => rowCell(r) === h && r.status === status).at(-1)!.run_id;
+        rows.push(...shardRows.filter((r) => rowCell(r) === h && r.run_id === run));
+        best.set(h, status);
+      }
+    }
+    if (rows.length > 0) appendResults(trackFile(t, out), rows);
+    added[t] = rows.length;
+  }
+  return added;
+}
