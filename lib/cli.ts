@@ -1,4 +1,5 @@
 // Helpers for the scripts' command lines (flags parsed with node:util parseArgs).
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -36,4 +37,26 @@ export function numberFlag(flag: string, value: string | undefined, o: NumberFla
     throw new Error(`--${flag} needs ${what}, got '${value}'`);
   }
   return n;
+}
+
+/**
+ * For a script without a usage text of its own: with --help (or -h) among the arguments, prints the
+ * script's header comment (its leading // lines: what it does and its flags) and, with `names`, the
+ * registered methods and tasks, then exits 0. Call before parsing the arguments.
+ */
+export async function helpFromHeader(moduleUrl: string, o: { names?: boolean } = {}): Promise<void> {
+  if (!process.argv.slice(2).some((a) => a === '--help' || a === '-h')) return;
+  const lines = fs.readFileSync(fileURLToPath(moduleUrl), 'utf8').split('\n');
+  const header: string[] = [];
+  for (const l of lines) {
+    if (!l.startsWith('//')) break;
+    header.push(l.replace(/^\/\/ ?/, ''));
+  }
+  console.log(header.join('\n'));
+  if (o.names) {
+    const { METHODS } = await import('./methods/index');
+    const { TASKS } = await import('./tasks/index');
+    console.log(`\nmethods: ${Object.keys(METHODS).join(', ')}\ntasks: ${Object.keys(TASKS).join(', ')}`);
+  }
+  process.exit(0);
 }

@@ -15,7 +15,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { isMainModule, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
+import { helpFromHeader, isMainModule, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
 import { exportLlamaGguf, readGguf, readGgufTensor } from '../lib/efficiency/gguf';
 import { LlamaCppEngine, llamaCppPerplexity, openLlama } from '../lib/efficiency/engines/llamacpp';
 import { OpenAiHttpEngine } from '../lib/efficiency/engines/openai-http';
@@ -29,6 +29,7 @@ import { permuteRopeRows } from '../lib/models/weights';
 import { appendResults, dataOutDir, makeRow, startRun, trackFile, type ResultRow, type RunContext } from '../lib/results';
 import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
 import * as tf from '@tensorflow/tfjs';
+await helpFromHeader(import.meta.url, { names: true });
 
 /** Method presets: formats llama.cpp holds exactly (sym g32 → Q8_0/Q4_0; AWQ's asym g128 → Q4_1). */
 export const PRESETS = {

@@ -26,7 +26,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { REPO_ROOT } from '../lib/cli';
+import { helpFromHeader, REPO_ROOT } from '../lib/cli';
 import { formatCsv } from '../lib/csv';
 import { dataOutDir, gitSha, writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend, syncDevice, timeRegion } from '../lib/runtime';
@@ -42,6 +42,7 @@ import { blockLinearNames } from '../lib/methods/sequential';
 import { ARCHS, linearName } from '../lib/models/arch';
 import type { Model } from '../lib/models/types';
 import { actQuantDefaults } from '../lib/quant/act';
+await helpFromHeader(import.meta.url);
 
 const HEADER = [
   'engine', 'dtype', 'backend', 'device', 'model', 'params', 'hidden', 'layers', 'vocab', 'batch',

@@ -23,6 +23,8 @@ import {
   type CorpusManifest,
 } from '../lib/train/corpus';
 import { writeFileAtomic } from '../lib/results';
+import { helpFromHeader } from '../lib/cli';
+await helpFromHeader(import.meta.url);
 
 interface Options {
   out: string; // output directory

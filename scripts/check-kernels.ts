@@ -12,6 +12,8 @@ import { parseArgs } from 'node:util';
 import { KERNEL_CHECKS } from '../lib/kernels';
 import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
+import { helpFromHeader } from '../lib/cli';
+await helpFromHeader(import.meta.url);
 
 const { values: args } = parseArgs({
   options: {

@@ -4,10 +4,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { sharedDir } from '../lib/cli';
+import { helpFromHeader, sharedDir } from '../lib/cli';
 import { greedyParity, logitParity, PARITY_TOLERANCE, parityFixtures } from '../lib/models/parity';
 import { writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend } from '../lib/runtime';
+await helpFromHeader(import.meta.url);
 
 const { values: args } = parseArgs({
   options: {

@@ -4,6 +4,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
 import { initRuntime, logSoftmaxRows, maxRows, meanRows, seededNormal, softmaxRows, writeBenchCsv } from '../lib/runtime';
+import { helpFromHeader } from '../lib/cli';
+await helpFromHeader(import.meta.url);
 
 const { values: args } = parseArgs({ options: { out: { type: 'string' } } });
 const ops: Record<string, (x: tf.Tensor) => tf.Tensor> = {

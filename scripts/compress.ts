@@ -14,13 +14,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { numberFlag, sharedDir } from '../lib/cli';
+import { helpFromHeader, numberFlag, sharedDir } from '../lib/cli';
 import { calibDefaults, capSeqlen, checkCalibForModel, corpusText, describeCalib, loadCalibIds, sampleCalibration, type CalibSet } from '../lib/methods/calib';
 import { checkMethodConfig, getMethod } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { ARTIFACTS_FILE, dirBytes, savePacked, checkPacking, type Packing } from '../lib/quant/pack';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
 import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
+await helpFromHeader(import.meta.url, { names: true });
 
 const QUANT_METHODS = ['rtn', 'gptq', 'awq', 'smoothquant', 'omniquant'];
 

@@ -7,12 +7,13 @@
 // holds them exactly, see lib/efficiency/gguf.ts). Prints what was stored how.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { sharedDir } from '../lib/cli';
+import { helpFromHeader, sharedDir } from '../lib/cli';
 import { exportLlamaGguf, type ExportType } from '../lib/efficiency/gguf';
 import { calibrationFromText, corpusText, loadCalibIds } from '../lib/methods/calib';
 import { getMethod } from '../lib/methods';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { initRuntime, parseBackend } from '../lib/runtime';
+await helpFromHeader(import.meta.url);
 
 const TYPES: ExportType[] = ['f32', 'f16', 'q8_0', 'q4_0', 'q4_1', 'auto'];
 

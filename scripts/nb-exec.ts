@@ -10,7 +10,8 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { isMainModule } from '../lib/cli';
+import { helpFromHeader, isMainModule } from '../lib/cli';
+await helpFromHeader(import.meta.url);
 
 interface Output {
   output_type: string;

@@ -18,7 +18,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { isMainModule, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
+import { helpFromHeader, isMainModule, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
 import { parseCsvRecords } from '../lib/csv';
 import { loadCalibIds, type CalibSet } from '../lib/methods/calib';
 import { windowPerplexity } from '../lib/eval/perplexity';
@@ -31,6 +31,7 @@ import { savePacked } from '../lib/quant/pack';
 import { sparseLayout } from '../lib/efficiency/meters';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
 import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
+await helpFromHeader(import.meta.url, { names: true });
 
 /** A setting to run: registry method + options, and the key it is compared under. */
 interface Setting {

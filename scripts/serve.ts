@@ -6,11 +6,12 @@
 //   npx tsx scripts/serve.ts --model models/stories260K/stories260K.bin [--port 8000] [--backend wasm]
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { isMainModule } from '../lib/cli';
+import { helpFromHeader, isMainModule } from '../lib/cli';
 import { loadModel } from '../lib/models/load';
 import { generate } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';
 import { initRuntime, parseBackend } from '../lib/runtime';
+await helpFromHeader(import.meta.url);
 
 export interface ServeOptions {
   host: string; // interface to listen on (loopback: nothing outside this machine can reach it)

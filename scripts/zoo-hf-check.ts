@@ -11,6 +11,8 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { forward } from '../lib/models/transformer';
 import { writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend } from '../lib/runtime';
+import { helpFromHeader } from '../lib/cli';
+await helpFromHeader(import.meta.url);
 
 interface Options {
   logits: string; // JSON written by scripts/py/zoo_hf_check.py
