@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { numberFlag } from '../lib/cli';
 import { checkMatrix, loadMatrix, parseSlice } from '../lib/matrix';
 import { writeFileAtomic } from '../lib/results';
+import { parseBackend } from '../lib/runtime/backend';
 import { arrayScript, mergeShards, shardsOf, type Shard } from '../lib/slurm';
 import { runMatrix } from '../lib/tracks/runner';
 
@@ -85,7 +86,7 @@ const runFlags = [
   ...a.preload!.flatMap((p) => ['--preload', path.resolve(p)]),
 ];
 const mx = loadMatrix(a.matrix!);
-if (a.backend) mx.backend = a.backend as typeof mx.backend;
+if (a.backend) mx.backend = parseBackend(a.backend);
 checkMatrix(mx);
 let shards: Shard[];
 if (fs.existsSync(planFile) && !a.replan) shards = (JSON.parse(fs.readFileSync(planFile, 'utf8')) as { shards: Shard[] }).shards;
