@@ -1,29 +1,33 @@
-// Compresses a model with one quantization method and saves it packed (HF-style directory with a
-// quantization_config; scripts/eval.ts loads it like any model). Records the compression's wall
-// time and peak memory (Track 3) and the stored size (Track 4) through results.ts.
+// Compresses a model with any registered method and saves it in its stored format (lib/methods/save.ts:
+// quantization packed in an HF-style directory with a quantization_config, a sparsity pattern in
+// sparse storage, structured pruning as an HF directory; scripts/eval.ts loads each like any model).
+// Records the compression's wall time and peak memory (Track 3) and the stored size (Track 4)
+// through results.ts.
 //
-//   npx tsx scripts/compress.ts --model PATH --method rtn|gptq|awq|smoothquant|omniquant
+//   npx tsx scripts/compress.ts --model PATH --method METHOD (--help lists them) [--method-config JSON]
 //     [--bits 4] [--group-size 128] [--group-remainder error|partial] [--sym] [--packing u8|u4|u2|bitstream]
 //     [--percdamp 0.01] [--blocksize 128] [--act-order] [--static-groups]          (gptq)
 //     [--no-clip] [--n-grid 20]                                                     (awq)
 //     [--alpha 0.5] [--no-smooth] [--act per_token|per_tensor] [--act-static]       (smoothquant)
 //     [--epochs 20] [--lr 0.005] [--mode weight|weight-act] [--no-lwc] [--no-let]   (omniquant)
+//     [--method-config '{"pattern":"2:4"}']  any method's options as JSON (wanda, sparsegpt, magnitude,
+//                                            llm-pruner ...); flags above override its keys
 //     [--calib wikitext2-valid | --calib-ids FILE] [--nsamples 128 --seqlen 2048 --seed 0]
-//     [--data-root ../shared/datasets] [--tokenizer FILE] [--backend auto] [--batch 8] [--no-rows]
+//     [--data-root ../shared/datasets] [--tokenizer FILE] [--backend auto] [--batch 8]
+//     [--rows-out DIR (default $LLMCB_DATA_OUT, else tmp/: never the committed data/ unless asked) | --no-rows]
 //     --out DIR
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { helpFromHeader, numberFlag, sharedDir } from '../lib/cli';
+import { helpFromHeader, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
 import { calibDefaults, capSeqlen, checkCalibForModel, corpusText, describeCalib, loadCalibIds, sampleCalibration, type CalibSet } from '../lib/methods/calib';
 import { checkMethodConfig, getMethod } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
-import { ARTIFACTS_FILE, dirBytes, savePacked, checkPacking, type Packing } from '../lib/quant/pack';
+import { saveCompressed } from '../lib/methods/save';
+import { dirBytes, checkPacking, type Packing } from '../lib/quant/pack';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
 import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
 await helpFromHeader(import.meta.url, { names: true });
-
-const QUANT_METHODS = ['rtn', 'gptq', 'awq', 'smoothquant', 'omniquant'];
 
 interface Args {
   model: string;
@@ -39,6 +43,7 @@ interface Args {
   dataRoot: string;
   packing?: Packing;
   rows: boolean;
+  rowsOut: string;
   opts: Record<string, unknown>;
 }
 
@@ -75,19 +80,29 @@ function readArgs(argv: string[]): Args {
       'data-root': { type: 'string', default: path.join(sharedDir(), 'datasets') },
       packing: { type: 'string' },
       'no-rows': { type: 'boolean', default: false },
+      'method-config': { type: 'string' },
+      'rows-out': { type: 'string' },
       ...flagsOf(NUMBER_OPTIONS, 'string'),
       ...flagsOf(STRING_OPTIONS, 'string'),
       ...flagsOf(SWITCH_OPTIONS, 'boolean'),
     },
     strict: true,
   });
-  const opts: Record<string, unknown> = {};
+  let opts: Record<string, unknown> = {};
+  if (v['method-config']) {
+    try {
+      opts = JSON.parse(v['method-config']) as Record<string, unknown>;
+    } catch (e) {
+      throw new Error(`--method-config: not JSON: ${(e as Error).message}`);
+    }
+    if (!opts || typeof opts !== 'object' || Array.isArray(opts)) throw new Error('--method-config: a JSON object of method options');
+  }
   for (const flag of keysOf(NUMBER_OPTIONS)) if (v[flag] !== undefined) opts[NUMBER_OPTIONS[flag]] = numberFlag(flag, v[flag]);
   for (const flag of keysOf(STRING_OPTIONS)) if (v[flag] !== undefined) opts[STRING_OPTIONS[flag]] = v[flag];
   for (const flag of keysOf(SWITCH_OPTIONS)) if (v[flag]) opts[SWITCH_OPTIONS[flag][0]] = SWITCH_OPTIONS[flag][1];
   if (v['act-static']) opts.actGranularity = v.act ?? 'per_tensor'; // static scales are per-tensor
   if (!v.model) throw new Error('--model PATH is required');
-  if (!v.method) throw new Error(`--method is required (${QUANT_METHODS.join(', ')})`);
+  if (!v.method) throw new Error('--method is required (--help lists the methods)');
   if (!v.out) throw new Error('--out DIR is required');
   if (v.calib && v['calib-ids']) throw new Error('give --calib or --calib-ids, not both');
   return {
@@ -104,6 +119,7 @@ function readArgs(argv: string[]): Args {
     dataRoot: v['data-root']!,
     packing: v.packing as Packing | undefined,
     rows: !v['no-rows'],
+    rowsOut: v['rows-out'] ?? process.env.LLMCB_DATA_OUT ?? path.join(REPO_ROOT, 'tmp'),
     opts,
   };
 }
@@ -111,8 +127,7 @@ function readArgs(argv: string[]): Args {
 async function main(): Promise<void> {
   const a = readArgs(process.argv.slice(2));
   const mod = getMethod(a.method);
-  if (!QUANT_METHODS.includes(a.method)) throw new Error(`scripts/compress.ts handles quantization methods (${QUANT_METHODS.join(', ')}); '${a.method}' is not one`);
-  checkMethodConfig(a.method, a.opts, `--method ${a.method}`); // a flag that sets no option of this method is an error
+  checkMethodConfig(a.method, a.opts, `--method ${a.method}`); // an option (flag or key) this method does not have is an error
   const runtime = await initRuntime({ backend: parseBackend(a.backend) });
   console.log(`backend ${runtime.backend} on ${runtime.device}`);
   const model = await loadModel(a.model, { tokenizer: a.tokenizer });
@@ -146,13 +161,10 @@ async function main(): Promise<void> {
       return r;
     });
     const seconds = (performance.now() - t0) / 1000;
-    const files = await savePacked(model, result.quantized, a.out, {
-      method: result.method, methodConfig: result.config, calib: result.calib, actQuant: result.actQuant, packing: a.packing,
-      extras: Object.keys(result.artifacts).length ? { [ARTIFACTS_FILE]: result.artifacts } : {},
-    });
+    const format = await saveCompressed(model, result, a.out, { packing: a.packing });
     const bytes = dirBytes(a.out);
     const mem = peak.peakGpuAllocatedBytes ?? peak.peakTensorBytes;
-    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, peak ${(mem / 2 ** 20).toFixed(1)} MiB (${peak.peakGpuAllocatedBytes !== null ? 'GPU' : 'tensors'}), saved ${a.out} (${bytes} bytes for inference; files: ${Object.entries(files).map(([f, n]) => `${f} ${n}`).join(', ')})`);
+    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, peak ${(mem / 2 ** 20).toFixed(1)} MiB (${peak.peakGpuAllocatedBytes !== null ? 'GPU' : 'tensors'}), saved ${a.out} (${format}, ${bytes} bytes)`);
     if (a.rows) {
       const common = {
         model: model.name, model_family: model.family, method: result.method, method_config: result.config,
@@ -161,11 +173,11 @@ async function main(): Promise<void> {
       const rows: ResultRow[] = [
         makeRow(ctx, { ...common, track: 3, task: 'compression', metric: 'time_s', value: seconds }),
         makeRow(ctx, { ...common, track: 3, task: 'compression', metric: peak.peakGpuAllocatedBytes !== null ? 'peak_gpu_bytes' : 'peak_tensor_bytes', value: mem }),
-        makeRow(ctx, { ...common, track: 4, task: 'storage', metric: 'stored_size_bytes', value: bytes, note: `packed directory ${path.resolve(a.out)}` }),
+        makeRow(ctx, { ...common, track: 4, task: 'storage', metric: 'stored_size_bytes', value: bytes, note: `${format} directory ${path.resolve(a.out)}` }),
       ];
-      appendResults(trackFile(3), rows.filter((r) => r.track === 3));
-      appendResults(trackFile(4), rows.filter((r) => r.track === 4));
-      console.log(`rows appended to ${trackFile(3)} and ${trackFile(4)}`);
+      appendResults(trackFile(3, a.rowsOut), rows.filter((r) => r.track === 3));
+      appendResults(trackFile(4, a.rowsOut), rows.filter((r) => r.track === 4));
+      console.log(`rows appended to ${trackFile(3, a.rowsOut)} and ${trackFile(4, a.rowsOut)}`);
     }
   } finally {
     disposeModel(model);

@@ -24,11 +24,9 @@ import { loadCalibIds, type CalibSet } from '../lib/methods/calib';
 import { windowPerplexity } from '../lib/eval/perplexity';
 import { getMethod } from '../lib/methods/index';
 import type { CompressResult } from '../lib/methods/types';
-import { saveModel } from '../lib/models/hf';
-import { disposeModel, loadModel, saveSparseDir } from '../lib/models/load';
+import { disposeModel, loadModel } from '../lib/models/load';
+import { saveCompressed } from '../lib/methods/save';
 import type { Model } from '../lib/models/types';
-import { savePacked } from '../lib/quant/pack';
-import { sparseLayout } from '../lib/efficiency/meters';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
 import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
 await helpFromHeader(import.meta.url, { names: true });
@@ -190,21 +188,6 @@ function readRef(file: string): { method: string; cfg: Record<string, unknown>; 
 /** WikiText-2 PPL by the protocol (lib/eval's windowPerplexity, the model's own activation quantization). */
 async function ppl(model: Model, ids: readonly number[], seqlen: number, windows: number, batch: number): Promise<number> {
   return (await windowPerplexity(model, ids, { seqlen, windows, batch })).ppl;
-}
-
-/** Writes a compressed model in its stored format: packed quantized, sparse storage, or an HF directory. */
-async function saveCompressed(model: Model, result: CompressResult, dir: string): Promise<string> {
-  if (result.quantized.size > 0) {
-    await savePacked(model, result.quantized, dir, { method: result.method, methodConfig: result.config, calib: result.calib, actQuant: result.actQuant });
-    return 'packed';
-  }
-  const layout = sparseLayout(result.method, result.config);
-  if (layout) {
-    await saveSparseDir(model, dir, layout);
-    return `sparse ${layout === 'bitmask' ? 'bitmask' : `${layout.n}:${layout.m}`}`;
-  }
-  await saveModel(model, dir);
-  return 'hf';
 }
 
 async function main(): Promise<void> {

@@ -11,6 +11,7 @@ import { REPO_ROOT } from '../lib/cli';
 import { macWeight } from '../lib/efficiency/meters';
 import { canonicalJson } from '../lib/metrics/names';
 import { checkMethodConfig } from '../lib/methods/index';
+import { disposeModel, loadModel } from '../lib/models/load';
 import { appendResults, makeRow, trackFile, type Track } from '../lib/results';
 
 const taskTrack = (t: string) => ({ track: (t === 'truthfulqa' || t === 'advglue' ? 6 : 1) as Track, version: '1', dataFiles: [`${t}/data.txt`] });
@@ -174,6 +175,21 @@ describe('unknown names on the scripts\' command lines', () => {
     const u = run('scripts/compress.ts', ['--model', 'models/stories260K/stories260K.bin', '--method', 'gptqq', '--out', path.join(os.tmpdir(), 'llmcb-never')]);
     expect(u.status).toBe(1);
     expect(u.stderr).toMatch(/unknown method 'gptqq' \(known: rtn, gptq/);
+  }, 60_000);
+  it('scripts/compress.ts: a sparsity method saves sparse storage that loads, rows under --rows-out only', async () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-compress-'));
+    const r = run('scripts/compress.ts', ['--model', 'models/stories260K/stories260K.bin', '--method', 'magnitude', '--method-config', '{"pattern":"2:4"}', '--out', path.join(out, 'model'), '--rows-out', path.join(out, 'rows')]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/saved .*\(sparse 2:4, \d+ bytes\)/);
+    expect(fs.readdirSync(path.join(out, 'rows', 'results')).sort()).toEqual(['track3.csv', 'track4.csv']);
+    const m = await loadModel(path.join(out, 'model'));
+    try {
+      const w = await m.weights.get('model.layers.0.mlp.up_proj.weight')!.data();
+      for (let i = 0; i < w.length; i += 4) expect([w[i], w[i + 1], w[i + 2], w[i + 3]].filter((v) => v === 0).length).toBeGreaterThanOrEqual(2);
+    } finally {
+      disposeModel(m);
+    }
+    fs.rmSync(out, { recursive: true, force: true });
   }, 60_000);
 });
 
