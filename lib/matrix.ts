@@ -336,19 +336,24 @@ export function cellNote(hash: string, note: string, data: string | null = null)
   return note ? `${head}; ${note}` : head;
 }
 
-/** Status per cell hash found in the result files under root (the best status of its rows). */
-export function finishedCells(root: string, tracks: Track[] = [1, 2, 3, 4, 5, 6]): Map<string, RowStatus> {
-  const rank: Record<RowStatus, number> = { ok: 0, no_data: 1, not_run: 2 };
+/** How good a row status is: lower is better (ok, then no_data, then not_run). */
+export const STATUS_RANK: Record<RowStatus, number> = { ok: 0, no_data: 1, not_run: 2 };
+
+/** Per cell hash, the best status among its rows. */
+export function bestStatusByCell(rows: Iterable<Pick<ResultRow, 'note' | 'status'>>): Map<string, RowStatus> {
   const out = new Map<string, RowStatus>();
-  for (const t of tracks) {
-    for (const r of readResults(trackFile(t, root))) {
-      const h = rowCell(r);
-      if (!h) continue;
-      const cur = out.get(h);
-      if (!cur || rank[r.status] < rank[cur]) out.set(h, r.status);
-    }
+  for (const r of rows) {
+    const h = rowCell(r);
+    if (!h) continue;
+    const cur = out.get(h);
+    if (!cur || STATUS_RANK[r.status] < STATUS_RANK[cur]) out.set(h, r.status);
   }
   return out;
+}
+
+/** Status per cell hash found in the result files under root (the best status of its rows). */
+export function finishedCells(root: string, tracks: Track[] = [1, 2, 3, 4, 5, 6]): Map<string, RowStatus> {
+  return bestStatusByCell(tracks.flatMap((t) => readResults(trackFile(t, root))));
 }
 
 /**

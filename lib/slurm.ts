@@ -7,11 +7,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from './cli';
-import { rowCell, type Cell } from './matrix';
-import { appendResults, readResults, trackFile, type ResultRow, type RowStatus, type Track } from './results';
+import { bestStatusByCell, rowCell, STATUS_RANK, type Cell } from './matrix';
+import { appendResults, readResults, trackFile, type ResultRow, type Track } from './results';
 
 const TRACKS: Track[] = [1, 2, 3, 4, 5, 6];
-const RANK: Record<RowStatus, number> = { ok: 0, no_data: 1, not_run: 2 };
 
 /** One array task: the pair it runs, as a run.ts slice. */
 export interface Shard {
@@ -94,16 +93,6 @@ export function shardDirs(out: string): string[] {
     .map((d) => path.join(root, d));
 }
 
-/** Per cell hash, its best status among the rows (ok < no_data < not_run). */
-function bestByCell(rows: readonly ResultRow[]): Map<string, RowStatus> {
-  const best = new Map<string, RowStatus>();
-  for (const r of rows) {
-    const h = rowCell(r);
-    if (h && (!best.has(h) || RANK[r.status] < RANK[best.get(h)!])) best.set(h, r.status);
-  }
-  return best;
-}
-
 /**
  * Appends to <out>/results the rows of each cell the shards finished better than <out> has it (a
  * cell's rows of its best status); cells <out> has done (ok or no_data) are left alone. Returns the
@@ -112,13 +101,13 @@ function bestByCell(rows: readonly ResultRow[]): Map<string, RowStatus> {
 export function mergeShards(out: string, shards = shardDirs(out)): Record<number, number> {
   const added: Record<number, number> = {};
   for (const t of TRACKS) {
-    const best = bestByCell(readResults(trackFile(t, out)));
+    const best = bestStatusByCell(readResults(trackFile(t, out)));
     const rows: ResultRow[] = [];
     for (const dir of shards) {
       const shardRows = readResults(trackFile(t, dir));
-      for (const [h, status] of bestByCell(shardRows)) {
+      for (const [h, status] of bestStatusByCell(shardRows)) {
         const have = best.get(h);
-        if (have !== undefined && RANK[have] <= RANK[status]) continue;
+        if (have !== undefined && STATUS_RANK[have] <= STATUS_RANK[status]) continue;
         // All rows of the run that gave the cell its best status (a cell's rows may mix statuses: Track 4's ok/not_run).
         const run = shardRows.filter((r) => rowCell(r) === h && r.status === status).at(-1)!.run_id;
         rows.push(...shardRows.filter((r) => rowCell(r) === h && r.run_id === run));
