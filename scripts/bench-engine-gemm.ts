@@ -13,6 +13,7 @@ import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, median, writeBenchCsv } from '../lib/runtime';
 import { engineDevice } from '../lib/engine/gpu';
 import { gemmTileError, randomFloats } from '../lib/engine/check';
+import { printUsage } from '../lib/cli';
 
 const { values: a } = parseArgs({
   options: {
@@ -25,7 +26,7 @@ const { values: a } = parseArgs({
   strict: true,
 });
 if (a.help) {
-  console.log(`usage: bench-engine-gemm.ts [--shapes prefill|all|none] [--tiles NAMES] [--repeats N] [--out FILE]\n  tiles: ${Object.keys(GEMM_TILES).join(', ')}`);
+  await printUsage(`usage: bench-engine-gemm.ts [--shapes prefill|all|none] [--tiles NAMES] [--repeats N] [--out FILE]\n  tiles: ${Object.keys(GEMM_TILES).join(', ')}`);
   process.exit(0);
 }
 const repeats = Number(a.repeats);

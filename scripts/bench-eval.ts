@@ -43,7 +43,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
+import { numberFlag, printUsage, REPO_ROOT, sharedDir } from '../lib/cli';
 import { formatCsv, parseCsvRecords } from '../lib/csv';
 import { dataOptions, resolveDataDir } from '../lib/data/common';
 import { evaluate } from '../lib/eval/evaluate';
@@ -214,7 +214,7 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (a.help) {
-    console.log(USAGE);
+    await printUsage(USAGE);
     return 0;
   }
   const limit = numberFlag('limit', a.limit, { integer: true, min: 1 }) ?? null;

@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { numberFlag } from '../lib/cli';
+import { numberFlag, printUsage } from '../lib/cli';
 import { dataOptions, resolveDataDir } from '../lib/data/common';
 import { loadWikiText2 } from '../lib/data/wikitext';
 import { WINDOW_PPL_DEFAULTS, windowPerplexity } from '../lib/eval/perplexity';
@@ -49,7 +49,7 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (a.help) {
-    console.error(USAGE);
+    await printUsage(USAGE);
     return 0;
   }
   const startedAt = new Date().toISOString();

@@ -13,7 +13,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { numberFlag, sharedDir } from '../lib/cli';
+import { numberFlag, printUsage, sharedDir } from '../lib/cli';
 import { fixtureLogitParity, scorerAgreement } from '../lib/engine/check';
 import { windowPerplexity } from '../lib/eval/perplexity';
 import { attachPackedLinears, packLinears } from '../lib/kernels/packed-linear';
@@ -48,7 +48,7 @@ const { values: a } = parseArgs({
   strict: true,
 });
 if (a.help) {
-  console.log(USAGE);
+  await printUsage(USAGE);
   process.exit(0);
 }
 const REF_PPL = 120.9297; // ../shared/reference/stories260K/reference_ppl.csv, dense, 1589 windows of 512

@@ -4,24 +4,22 @@
 // Records the compression's wall time and peak memory (Track 3) and the stored size (Track 4)
 // through results.ts.
 //
-//   npx tsx scripts/compress.ts --model PATH --method METHOD (--help lists them) [--method-config JSON]
-//     [--bits 4] [--group-size 128] [--group-remainder error|partial] [--sym] [--packing u8|u4|u2|bitstream]
-//     [--percdamp 0.01] [--blocksize 128] [--act-order] [--static-groups]          (gptq)
-//     [--no-clip] [--n-grid 20]                                                     (awq)
-//     [--alpha 0.5] [--no-smooth] [--act per_token|per_tensor] [--act-static]       (smoothquant)
-//     [--epochs 20] [--lr 0.005] [--mode weight|weight-act] [--no-lwc] [--no-let]   (omniquant)
-//     [--method-config '{"pattern":"2:4"}']  any method's options as JSON (wanda, sparsegpt, magnitude,
-//                                            llm-pruner ...); flags above override its keys
+//   npx tsx scripts/compress.ts --model PATH --method METHOD --out DIR [method options]
+//     [--method-config JSON]   the method's options as JSON ('{"pattern":"2:4"}'); flags override its keys
 //     [--calib wikitext2-valid | --calib-ids FILE] [--nsamples 128 --seqlen 2048 --seed 0]
-//     [--data-root ../shared/datasets] [--tokenizer FILE] [--backend auto] [--batch 8]
+//     [--data-root ../shared/datasets] [--tokenizer FILE] [--backend auto] [--packing u8|u4|u2|bitstream]
 //     [--rows-out DIR (default $LLMCB_DATA_OUT, else tmp/: never the committed data/ unless asked) | --no-rows]
-//     --out DIR
+//
+// Method options: each option of the method's schema is a flag of the same name in kebab case
+// (groupSize: --group-size 128; booleans: --sym / --no-sym; null where allowed: --wbits null). The
+// list below gives every method's options, types and defaults. Options whose flag is one of the
+// script's own (LLM-Pruner's nsamples and seqlen) are set through --method-config.
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { helpFromHeader, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
 import { calibDefaults, capSeqlen, checkCalibForModel, corpusText, describeCalib, loadCalibIds, sampleCalibration, type CalibSet } from '../lib/methods/calib';
-import { checkMethodConfig, getMethod } from '../lib/methods/index';
+import { checkMethodConfig, configFromFlags, getMethod, methodFlagOptions } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { saveCompressed } from '../lib/methods/save';
 import { dirBytes, checkPacking, type Packing } from '../lib/quant/pack';
@@ -47,62 +45,41 @@ interface Args {
   opts: Record<string, unknown>;
 }
 
-/** Method options set by flags (given flags only, so the method's defaults fill the rest). */
-const NUMBER_OPTIONS = { bits: 'bits', 'group-size': 'groupSize', percdamp: 'percdamp', blocksize: 'blocksize', 'n-grid': 'nGrid', alpha: 'alpha', epochs: 'epochs', lr: 'lr', batch: 'batchSize' } as const;
-const STRING_OPTIONS = { 'group-remainder': 'groupRemainder', act: 'actGranularity', mode: 'mode' } as const;
-/** Switches: the option each sets and the value it sets. */
-const SWITCH_OPTIONS = {
-  sym: ['sym', true], 'act-order': ['actOrder', true], 'static-groups': ['staticGroups', true], 'no-clip': ['clip', false],
-  'no-smooth': ['smooth', false], 'act-static': ['actStatic', true], 'no-lwc': ['lwc', false], 'no-let': ['let', false],
+/** The script's own flags; every other flag sets a method option (the registry's schemas). */
+const OWN_FLAGS = {
+  model: { type: 'string' },
+  method: { type: 'string' },
+  out: { type: 'string' },
+  tokenizer: { type: 'string' },
+  backend: { type: 'string', default: 'auto' },
+  calib: { type: 'string' },
+  'calib-ids': { type: 'string' },
+  nsamples: { type: 'string' },
+  seqlen: { type: 'string' },
+  seed: { type: 'string' },
+  'data-root': { type: 'string', default: path.join(sharedDir(), 'datasets') },
+  packing: { type: 'string' },
+  'no-rows': { type: 'boolean', default: false },
+  'method-config': { type: 'string' },
+  'rows-out': { type: 'string' },
 } as const;
 
-const keysOf = <K extends string>(table: Record<K, unknown>) => Object.keys(table) as K[];
-
-/** parseArgs option configs of one type for the flags of a table. */
-function flagsOf<K extends string, T extends 'string' | 'boolean'>(table: Record<K, unknown>, type: T): Record<K, { type: T }> {
-  return Object.fromEntries(keysOf(table).map((k) => [k, { type }])) as Record<K, { type: T }>;
-}
-
 function readArgs(argv: string[]): Args {
-  const { values: v } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string' },
-      method: { type: 'string' },
-      out: { type: 'string' },
-      tokenizer: { type: 'string' },
-      backend: { type: 'string', default: 'auto' },
-      calib: { type: 'string' },
-      'calib-ids': { type: 'string' },
-      nsamples: { type: 'string' },
-      seqlen: { type: 'string' },
-      seed: { type: 'string' },
-      'data-root': { type: 'string', default: path.join(sharedDir(), 'datasets') },
-      packing: { type: 'string' },
-      'no-rows': { type: 'boolean', default: false },
-      'method-config': { type: 'string' },
-      'rows-out': { type: 'string' },
-      ...flagsOf(NUMBER_OPTIONS, 'string'),
-      ...flagsOf(STRING_OPTIONS, 'string'),
-      ...flagsOf(SWITCH_OPTIONS, 'boolean'),
-    },
-    strict: true,
-  });
+  const reserved = Object.keys(OWN_FLAGS);
+  const { values: v } = parseArgs({ args: argv, options: { ...OWN_FLAGS, ...methodFlagOptions(reserved) }, strict: true });
+  if (!v.method) throw new Error('--method is required (--help lists the methods)');
   let opts: Record<string, unknown> = {};
   if (v['method-config']) {
     try {
-      opts = JSON.parse(v['method-config']) as Record<string, unknown>;
+      opts = JSON.parse(v['method-config'] as string) as Record<string, unknown>;
     } catch (e) {
       throw new Error(`--method-config: not JSON: ${(e as Error).message}`);
     }
     if (!opts || typeof opts !== 'object' || Array.isArray(opts)) throw new Error('--method-config: a JSON object of method options');
   }
-  for (const flag of keysOf(NUMBER_OPTIONS)) if (v[flag] !== undefined) opts[NUMBER_OPTIONS[flag]] = numberFlag(flag, v[flag]);
-  for (const flag of keysOf(STRING_OPTIONS)) if (v[flag] !== undefined) opts[STRING_OPTIONS[flag]] = v[flag];
-  for (const flag of keysOf(SWITCH_OPTIONS)) if (v[flag]) opts[SWITCH_OPTIONS[flag][0]] = SWITCH_OPTIONS[flag][1];
-  if (v['act-static']) opts.actGranularity = v.act ?? 'per_tensor'; // static scales are per-tensor
+  getMethod(v.method as string); // an unknown method is named before its flags are read
+  Object.assign(opts, configFromFlags(v.method as string, v, reserved)); // flags override the JSON's keys
   if (!v.model) throw new Error('--model PATH is required');
-  if (!v.method) throw new Error('--method is required (--help lists the methods)');
   if (!v.out) throw new Error('--out DIR is required');
   if (v.calib && v['calib-ids']) throw new Error('give --calib or --calib-ids, not both');
   return {
@@ -127,12 +104,11 @@ function readArgs(argv: string[]): Args {
 async function main(): Promise<void> {
   const a = readArgs(process.argv.slice(2));
   const mod = getMethod(a.method);
-  checkMethodConfig(a.method, a.opts, `--method ${a.method}`); // an option (flag or key) this method does not have is an error
+  const opts = checkMethodConfig(a.method, a.opts, `--method ${a.method}`); // full options; a bad key or value is an error naming it
   const runtime = await initRuntime({ backend: parseBackend(a.backend) });
   console.log(`backend ${runtime.backend} on ${runtime.device}`);
   const model = await loadModel(a.model, { tokenizer: a.tokenizer });
   try {
-    const opts = { ...mod.defaults, ...a.opts };
     // Everything is validated before any work: options against the model, packing, calibration.
     mod.validate(opts, model);
     if (a.packing) checkPacking((opts as { bits?: number }).bits ?? 8, a.packing);

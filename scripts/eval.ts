@@ -7,7 +7,7 @@
 //     [--out FILE] [--results-dir DIR] [--export-requests FILE]
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
-import { numberFlag } from '../lib/cli';
+import { numberFlag, printUsage } from '../lib/cli';
 import { dataOptions, resolveDataDir } from '../lib/data/common';
 import { type EvalOutcome, evaluate, outcomeRows } from '../lib/eval/evaluate';
 import { modelScorer } from '../lib/eval/model-scorer';
@@ -51,9 +51,13 @@ async function main(): Promise<number> {
     },
     strict: true,
   });
-  if (a.help || !a.model || !a.tasks) {
+  if (a.help) {
+    await printUsage(USAGE, true);
+    return 0;
+  }
+  if (!a.model || !a.tasks) {
     console.error(USAGE);
-    return a.help ? 0 : 2;
+    return 2;
   }
   if (a.bos && a['no-bos']) throw new Error('--bos and --no-bos are exclusive');
   const tasks = getTasks(a.tasks);

@@ -3,7 +3,7 @@
 //     [--greedy | --temperature T --seed S] [--backend webgpu|wasm|cpu] [--tokenizer FILE] [--no-bos] [--json]
 // PATH: an HF directory, a llama2.c .bin (tokenizer .bin beside it or --tokenizer) or a hub id.
 import { parseArgs } from 'node:util';
-import { numberFlag } from '../lib/cli';
+import { numberFlag, printUsage } from '../lib/cli';
 import { initRuntime, parseBackend } from '../lib/runtime';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { generate, GENERATE_DEFAULTS } from '../lib/models/transformer';
@@ -30,7 +30,7 @@ async function main(): Promise<void> {
     strict: true,
   });
   if (values.help) {
-    console.log(USAGE);
+    await printUsage(USAGE);
     return;
   }
   if (!values.model || values.prompt === undefined) throw new Error(`--model and --prompt are required\n${USAGE}`);

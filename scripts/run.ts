@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { numberFlag } from '../lib/cli';
+import { numberFlag, printUsage } from '../lib/cli';
 import { checkMatrix, loadMatrix, parseSlice } from '../lib/matrix';
 import { canonicalJson } from '../lib/metrics/names';
 import { dataOutDir } from '../lib/results';
@@ -68,7 +68,7 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (a.help) {
-    console.log(USAGE);
+    await printUsage(USAGE, true);
     return 0;
   }
   // Before the matrix is read: a preloaded module may register the methods or tasks it names.

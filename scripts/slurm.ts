@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { numberFlag } from '../lib/cli';
+import { numberFlag, printUsage } from '../lib/cli';
 import { checkMatrix, loadMatrix, parseSlice } from '../lib/matrix';
 import { writeFileAtomic } from '../lib/results';
 import { parseBackend } from '../lib/runtime/backend';
@@ -62,7 +62,7 @@ const { values: a } = parseArgs({
   strict: true,
 });
 if (a.help) {
-  console.log(USAGE);
+  await printUsage(USAGE);
   process.exit(0);
 }
 if (!a.out) throw new Error('slurm: --out DIR is required');

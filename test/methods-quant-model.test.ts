@@ -189,7 +189,7 @@ describe('compress() end to end (tiny calibration)', () => {
   it('bad configurations fail before any work', async () => {
     const model = await fresh();
     expect(() => gptq.validate({ ...gptq.defaults, groupSize: 32 }, model)).toThrow(/down: group size 32 does not divide the input dimension 172/);
-    expect(() => smoothquant.validate({ ...smoothquant.defaults, alpha: 1.5 })).toThrow(/alpha must be in \[0, 1\], got 1.5/);
+    expect(() => smoothquant.validate({ ...smoothquant.defaults, alpha: 1.5 })).toThrow(/smoothquant: option 'alpha' must be number in \[0, 1\], got 1.5/);
     expect(() => rtn.validate({ ...rtn.defaults, bits: 9 })).toThrow(/bits/);
     await expect(gptq.compress(model, null, {})).rejects.toThrow(/calibration/);
     disposeModel(model);

@@ -37,8 +37,8 @@ describe('LLM-Pruner options', () => {
 
   it('rejects bad ratios and pruning that removes every head of a layer before any work', async () => {
     const m = await loadModel(bin);
-    expect(() => validate({ ratio: 0 }, m)).toThrow(/ratio must be a ratio in \(0, 1\)/);
-    expect(() => validate({ ratio: 1 }, m)).toThrow(/ratio must be a ratio in \(0, 1\)/);
+    expect(() => validate({ ratio: 0 }, m)).toThrow(/llm-pruner: option 'ratio' must be number in \(0, 1\)/);
+    expect(() => validate({ ratio: 1 }, m)).toThrow(/llm-pruner: option 'ratio' must be number in \(0, 1\)/);
     expect(() => validate({ ratio: 0.8 }, m)).toThrow(/ratio 0.8 would remove every attention head of layer 1 \(4 KV group\(s\) of 2 head\(s\)/);
     expect(() => validate({ ratio: 0.8, pruneAttention: false }, m)).not.toThrow();
     expect(() => validate({ layerStart: 3, layerEnd: 3 }, m)).toThrow(/layer range \[3, 3\) is empty/);

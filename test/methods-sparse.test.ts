@@ -32,7 +32,7 @@ const METHODS = { magnitude: magnitude.module, wanda: wanda.module, sparsegpt: s
 async function pruned(method: keyof typeof METHODS, pattern: string): Promise<Model> {
   const m = await loadModel(bin);
   const mod = METHODS[method];
-  await mod.compress(m, mod.needsCalib ? calib : null, { pattern, batchSize: 2 } as never);
+  await mod.compress(m, mod.needsCalib ? calib : null, (mod.needsCalib ? { pattern, batchSize: 2 } : { pattern }) as never);
   return m;
 }
 

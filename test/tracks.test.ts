@@ -56,15 +56,15 @@ describe('Track 4 meters', () => {
 
   it('stores models on disk in their packed formats: 2:4 and INT8 are smaller than dense', async () => {
     const dense = await loadModel(MODEL);
-    const d = await measureStoredSize(dense, 'dense', {}, null);
+    const d = await measureStoredSize(dense, null, {}, null);
     expect(d.format).toMatch(/^GGUF F32/);
     const sparse = await loadModel(MODEL);
     const r = await getMethod('magnitude').compress(sparse, null, { pattern: '2:4' } as never);
-    const s = await measureStoredSize(sparse, 'magnitude', { pattern: '2:4' }, r);
+    const s = await measureStoredSize(sparse, 'sparsity', { pattern: '2:4' }, r);
     expect(s.format).toMatch(/2:4/);
     const quant = await loadModel(MODEL);
     const qr = await getMethod('rtn').compress(quant, null, { bits: 8 });
-    const q = await measureStoredSize(quant, 'rtn', { bits: 8 }, qr);
+    const q = await measureStoredSize(quant, 'quantization', { bits: 8 }, qr);
     expect(q.format).toMatch(/GGUF/);
     // linears are ~60% of stories260K's weights (embeddings stay fp32): both must shrink the file
     expect(s.bytes).toBeLessThan(0.85 * d.bytes);
@@ -130,7 +130,7 @@ describe('runner', () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-run-'));
     const mx = matrix();
     mx.methods.push({ id: 'nosuch', method: 'nosuchmethod', config: {} });
-    await expect(runMatrix(mx, { out, log: () => undefined })).rejects.toThrow(/unknown method 'nosuchmethod' \(known: dense, rtn/);
+    await expect(runMatrix(mx, { out, log: () => undefined })).rejects.toThrow(/unknown method 'nosuchmethod' \(known: dense, magnitude/);
     const my = matrix();
     my.methods[1] = { id: 'magnitude-2:4', method: 'magnitude', config: { patern: '2:4' } };
     await expect(runMatrix(my, { out, log: () => undefined })).rejects.toThrow(/unknown option 'patern' for method 'magnitude' \(valid: pattern\)/);

@@ -16,7 +16,7 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { CompressResult } from '../methods/types';
+import type { CompressResult, MethodKind } from '../methods/types';
 import { blockLinears, linearName } from '../models/arch';
 import { saveModel } from '../models/hf';
 import { embed, forward, generate, head, runBlock } from '../models/transformer';
@@ -198,10 +198,12 @@ export interface StoredSize {
   format: string; // what was written, for the row's note
 }
 
-/** The method's sparsity layout from its config, or null when its weights are not stored sparse. */
-export function sparseLayout(method: string, config: Record<string, unknown>): { n: number; m: number } | 'bitmask' | null {
-  const m = method.toLowerCase();
-  if (!['wanda', 'sparsegpt', 'magnitude'].includes(m)) return null; // LLM-Pruner: smaller dense shapes
+/**
+ * The sparsity layout of a method's weights from its kind and config, or null when they are not
+ * stored sparse (quantized, dense, or structurally pruned: smaller dense shapes).
+ */
+export function sparseLayout(kind: MethodKind | null, config: Record<string, unknown>): { n: number; m: number } | 'bitmask' | null {
+  if (kind !== 'sparsity') return null;
   const p = toPattern((config.pattern ?? 0.5) as string | number);
   return p.kind === 'nm' ? { n: p.n, m: p.m } : 'bitmask';
 }
@@ -213,11 +215,11 @@ export function sparseLayout(method: string, config: Record<string, unknown>): {
  * values + N:M positions or a bitmask), dense and structurally pruned models as GGUF fp32 (LLaMA)
  * or fp32 safetensors (other architectures). Values are fp32 throughout: the kit's compute width.
  */
-export async function measureStoredSize(model: Model, method: string, config: Record<string, unknown>, compress: CompressResult | null, workDir?: string): Promise<StoredSize> {
+export async function measureStoredSize(model: Model, kind: MethodKind | null, config: Record<string, unknown>, compress: CompressResult | null, workDir?: string): Promise<StoredSize> {
   const dir = fs.mkdtempSync(path.join(workDir ?? os.tmpdir(), 'llmcb-size-'));
   try {
     const quantized = compress?.quantized.size ? compress.quantized : null;
-    const layout = sparseLayout(method, config);
+    const layout = sparseLayout(kind, config);
     if (quantized) {
       if (model.config.arch !== 'llama') {
         throw new Error(`no packed on-disk format for quantized '${model.config.arch}' weights (the GGUF export covers the LLaMA architecture)`);

@@ -13,39 +13,27 @@ import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type Ho
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential, shortLinearName } from './sequential';
 import { foldIntoNorm } from './smoothquant';
+import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
-export interface AwqOptions {
-  bits: number; // weight bits (AWQ paper: W4, also W3)
-  groupSize: number; // input columns per group, -1 per channel (paper: g128)
-  groupRemainder: 'error' | 'partial'; // allow a shorter last group
-  nGrid: number; // grid points for the scale exponent α in [0, 1) (reference n_grid = 20)
-  clip: boolean; // weight clipping search after scaling (paper §3.2 / reference auto_clip)
-  clipGrid: number; // clipping grid (reference n_grid = 20)
-  clipMaxShrink: number; // largest clip shrink fraction (reference max_shrink = 0.5)
-  clipSampleTokens: number; // tokens subsampled for the clipping loss (reference n_sample_token = 512)
-  batchSize: number; // calibration windows per forward (memory only)
-}
-
-export const defaults: AwqOptions = {
-  bits: 4, // AWQ paper's INT4
-  groupSize: 128, // AWQ paper's g128
-  groupRemainder: 'error', // never silently regroup
-  nGrid: 20, // reference auto_scale n_grid
-  clip: true, // reference runs auto_clip by default
-  clipGrid: 20, // reference auto_clip n_grid
-  clipMaxShrink: 0.5, // reference auto_clip max_shrink
-  clipSampleTokens: 512, // reference auto_clip n_sample_token
-  batchSize: 32, // not an algorithm parameter: fewer, larger forwards make the grid search ~4x faster on the GPU
-};
+export const options = defineOptions({
+  bits: { type: 'int', min: 1, max: 8, default: 4, doc: "weight bits (AWQ paper's INT4, also W3)" },
+  groupSize: { type: 'int', min: -1, default: 128, doc: "input columns per group, -1 per channel (AWQ paper's g128)" },
+  groupRemainder: { type: 'enum', values: ['error', 'partial'], default: 'error', doc: 'allow a shorter last group (never silently regrouped)' },
+  nGrid: { type: 'int', min: 1, default: 20, doc: 'grid points for the scale exponent α in [0, 1) (reference auto_scale n_grid)' },
+  clip: { type: 'boolean', default: true, doc: 'weight clipping search after scaling (paper §3.2; the reference runs auto_clip by default)' },
+  clipGrid: { type: 'int', min: 1, default: 20, doc: 'clipping grid points (reference auto_clip n_grid)' },
+  clipMaxShrink: { type: 'number', min: 0, max: 1, maxOpen: true, default: 0.5, doc: 'largest clip shrink fraction (reference auto_clip max_shrink)' },
+  clipSampleTokens: { type: 'int', min: 1, default: 512, doc: 'tokens subsampled for the clipping loss (reference auto_clip n_sample_token)' },
+  batchSize: { type: 'int', min: 1, default: 32, doc: 'calibration windows per forward (memory only: fewer, larger forwards make the grid search ~4x faster on the GPU)' },
+});
+export type AwqOptions = OptionsOf<typeof options>;
+export const defaults: AwqOptions = defaultsOf(options);
 
 const spec = (o: AwqOptions): WeightQuantSpec => ({ bits: o.bits, groupSize: o.groupSize, sym: false, groupRemainder: o.groupRemainder });
 
 export function validate(o: AwqOptions, model?: Model): void {
-  checkWeightSpec(spec(o), undefined, 'awq');
-  if (!Number.isInteger(o.nGrid) || o.nGrid < 1) throw new Error(`awq: nGrid must be a positive integer, got ${o.nGrid}`);
-  if (!Number.isInteger(o.clipGrid) || o.clipGrid < 1) throw new Error(`awq: clipGrid must be a positive integer, got ${o.clipGrid}`);
-  if (!(o.clipMaxShrink >= 0 && o.clipMaxShrink < 1)) throw new Error(`awq: clipMaxShrink must be in [0, 1), got ${o.clipMaxShrink}`);
+  parseOptions('awq', options, o);
   if (model) for (const l of blockLinearNames(model)) checkWeightSpec(spec(o), linearShape(model, l)[1], `awq ${l}`);
 }
 
@@ -346,6 +334,10 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
 }
 
 export const module = {
+  display: 'AWQ',
+  kind: 'quantization',
+  inPaper: true,
+  options,
   describe: 'AWQ: activation-aware per-channel scale search + weight clipping, folded into the previous op',
   defaults,
   needsCalib: true,

@@ -9,37 +9,26 @@ import { linearShape, readLinear, replaceWeight, type HostMatrix } from '../quan
 import { describeCalib, type CalibSet } from './calib';
 import { HessianAccumulator, prepareHessian } from './hessian';
 import { runSequential, blockLinearNames } from './sequential';
+import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
-export interface GptqOptions {
-  bits: number; // weight bits (GPTQ paper: 2/3/4/8)
-  groupSize: number; // columns per group, -1 per channel (GPTQ paper §4 "grouping", reference --groupsize)
-  sym: boolean; // symmetric quantizer (reference --sym; default asymmetric)
-  groupRemainder: 'error' | 'partial'; // shorter last group allowed? (the reference code allows it silently)
-  percdamp: number; // dampening: fraction of mean diag(H) added to the diagonal (reference --percdamp 0.01)
-  blocksize: number; // columns per lazy batch update (GPTQ paper §3 step 2: 128)
-  actOrder: boolean; // quantize columns by decreasing diag(H) (reference --act-order)
-  staticGroups: boolean; // group params from the unquantized W before the sweep (reference --static-groups)
-  batchSize: number; // calibration windows per forward (memory only)
-}
-
-export const defaults: GptqOptions = {
-  bits: 4, // GPTQ paper's main setting
-  groupSize: -1, // per channel (paper Table 3)
-  sym: false, // reference Quantizer default
-  groupRemainder: 'error', // refuse a non-dividing group size unless asked
-  percdamp: 0.01, // reference default
-  blocksize: 128, // paper §3 "lazy batch-updates", B = 128
-  actOrder: false, // reference default
-  staticGroups: false, // reference default
-  batchSize: 8, // not an algorithm parameter
-};
+export const options = defineOptions({
+  bits: { type: 'int', min: 1, max: 8, default: 4, doc: "weight bits (GPTQ paper: 2/3/4/8; 4 its main setting)" },
+  groupSize: { type: 'int', min: -1, default: -1, doc: 'input columns per group, -1 per channel (paper §4 "grouping", reference --groupsize; Table 3 per channel)' },
+  sym: { type: 'boolean', default: false, doc: 'symmetric quantizer (reference --sym; its Quantizer default is asymmetric)' },
+  groupRemainder: { type: 'enum', values: ['error', 'partial'], default: 'error', doc: 'allow a shorter last group (the reference code allows it silently; refused unless asked)' },
+  percdamp: { type: 'number', min: 0, max: 1, maxOpen: true, default: 0.01, doc: 'dampening: fraction of mean diag(H) added to the diagonal (reference --percdamp)' },
+  blocksize: { type: 'int', min: 1, default: 128, doc: 'columns per lazy batch update (paper §3 "lazy batch-updates", B = 128)' },
+  actOrder: { type: 'boolean', default: false, doc: 'quantize columns by decreasing diag(H) (reference --act-order)' },
+  staticGroups: { type: 'boolean', default: false, doc: 'group parameters from the unquantized W before the sweep (reference --static-groups)' },
+  batchSize: { type: 'int', min: 1, default: 8, doc: 'calibration windows per forward (memory only, not an algorithm parameter)' },
+});
+export type GptqOptions = OptionsOf<typeof options>;
+export const defaults: GptqOptions = defaultsOf(options);
 
 export function validate(o: GptqOptions, model?: Model): void {
-  checkWeightSpec(o, undefined, 'gptq');
+  parseOptions('gptq', options, o);
   if (model) for (const l of blockLinearNames(model)) checkWeightSpec(o, linearShape(model, l)[1], `gptq ${l}`);
-  if (!(o.percdamp >= 0 && o.percdamp < 1)) throw new Error(`gptq: percdamp must be in [0, 1), got ${o.percdamp}`);
-  if (!Number.isInteger(o.blocksize) || o.blocksize < 1) throw new Error(`gptq: blocksize must be a positive integer, got ${o.blocksize}`);
   if (o.staticGroups && o.groupSize === -1) throw new Error('gptq: staticGroups needs a group size');
 }
 
@@ -264,6 +253,10 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
 
 
 export const module = {
+  display: 'GPTQ',
+  kind: 'quantization',
+  inPaper: true,
+  options,
   describe: 'GPTQ: Hessian-aware column-by-column quantization with lazy block updates',
   defaults,
   needsCalib: true,

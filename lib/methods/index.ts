@@ -1,51 +1,128 @@
-// The registry of compression methods (DESIGN §5.5): name → module with defaults, validate, compress.
-import type { MethodModule } from './types';
-import * as rtn from './rtn';
-import * as gptq from './gptq';
-import * as awq from './awq';
-import * as smoothquant from './smoothquant';
-import * as omniquant from './omniquant';
+// The registry of compression methods (DESIGN §5.5): name → module. Each module declares its
+// display name, kind, option schema (lib/methods/options.ts), validation and compress(); every
+// list of methods, their flags, --help text, matrix validation and the paper-name mapping derive
+// from this one table. Adding a method = its file plus one line here. The order is the paper's
+// row order (sparsity, then quantization).
+import type { MethodKind, MethodModule } from './types';
+import { describeOptions, flagOf, MethodOptionError, parseOptions, valueFromFlag, type OptionSpec } from './options';
 import * as magnitude from './magnitude';
+import * as llmPruner from './llm-pruner';
 import * as wanda from './wanda';
 import * as sparsegpt from './sparsegpt';
-import * as llmPruner from './llm-pruner';
+import * as rtn from './rtn';
+import * as gptq from './gptq';
+import * as smoothquant from './smoothquant';
+import * as awq from './awq';
+import * as omniquant from './omniquant';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const METHODS = {
-  rtn: rtn.module,
-  gptq: gptq.module,
-  awq: awq.module,
-  smoothquant: smoothquant.module,
-  omniquant: omniquant.module,
   magnitude: magnitude.module,
+  'llm-pruner': llmPruner.module,
   wanda: wanda.module,
   sparsegpt: sparsegpt.module,
-  'llm-pruner': llmPruner.module,
+  rtn: rtn.module,
+  gptq: gptq.module,
+  smoothquant: smoothquant.module,
+  awq: awq.module,
+  omniquant: omniquant.module,
 } satisfies Record<string, MethodModule<any>>;
 
 export type MethodName = keyof typeof METHODS;
 
+/** The registered methods' names, in the registry's (the paper's) order. */
+export function methodNames(): string[] {
+  return Object.keys(METHODS);
+}
+
 export function getMethod(name: string): MethodModule<object> {
-  if (!(name in METHODS)) throw new Error(`unknown method '${name}' (known: ${Object.keys(METHODS).join(', ')})`);
+  if (!(name in METHODS)) throw new Error(`unknown method '${name}' (known: ${methodNames().join(', ')})`);
   return METHODS[name as MethodName] as unknown as MethodModule<object>;
 }
 
+/** A method's kind, null for 'dense' (the uncompressed model). */
+export function methodKind(name: string): MethodKind | null {
+  return name === 'dense' ? null : getMethod(name).kind;
+}
+
+/** The names of the registered methods of one kind ('sparsity': magnitude, wanda, sparsegpt). */
+export function methodsOfKind(kind: MethodKind): string[] {
+  return methodNames().filter((n) => getMethod(n).kind === kind);
+}
+
 /**
- * Checks a method configuration before any work: `name` is a registry method (or 'dense', the
- * uncompressed model, which takes no options) and every option key is one of the method's
- * (the keys of its `defaults`). The error names the bad name or key and lists the valid ones;
- * `where` says where the configuration came from (a matrix entry, a flag).
+ * Checks a method configuration before any work and returns the method's full options: `name` is
+ * a registry method (or 'dense', the uncompressed model, which takes no options); every key is one
+ * of the method's options and every value of its type and range (the method's schema). The error
+ * names the bad name, key or value and lists the valid ones; `where` says where the configuration
+ * came from (a matrix entry, a flag).
  */
-export function checkMethodConfig(name: string, config: Record<string, unknown>, where = 'method'): void {
+export function checkMethodConfig(name: string, config: Record<string, unknown>, where = 'method'): Record<string, unknown> {
   const keys = Object.keys(config);
   if (name === 'dense') {
     if (keys.length) throw new Error(`${where}: 'dense' takes no options, got ${keys.map((k) => `'${k}'`).join(', ')}`);
-    return;
+    return {};
   }
-  if (!(name in METHODS)) throw new Error(`${where}: unknown method '${name}' (known: dense, ${Object.keys(METHODS).join(', ')})`);
-  const valid = Object.keys(METHODS[name as MethodName].defaults);
-  const bad = keys.filter((k) => !valid.includes(k));
-  if (bad.length) throw new Error(`${where}: unknown option ${bad.map((k) => `'${k}'`).join(', ')} for method '${name}' (valid: ${valid.join(', ')})`);
+  if (!(name in METHODS)) throw new Error(`${where}: unknown method '${name}' (known: dense, ${methodNames().join(', ')})`);
+  return parseOptions(name, getMethod(name).options, config, where);
 }
 
-export type { CompressResult, MethodHooks, MethodModule } from './types';
+/** Every registered method's options by flag: 'group-size' → [key, spec] (a key has one type in every method). */
+function optionFlags(reserved: readonly string[]): Map<string, { key: string; spec: OptionSpec }> {
+  const flags = new Map<string, { key: string; spec: OptionSpec }>();
+  for (const name of methodNames()) {
+    for (const [key, spec] of Object.entries(getMethod(name).options)) {
+      const flag = flagOf(key);
+      if (!reserved.includes(flag) && !flags.has(flag)) flags.set(flag, { key, spec });
+    }
+  }
+  return flags;
+}
+
+/**
+ * parseArgs options for every registered method's options (--group-size X, --sym / --no-sym, …).
+ * Flags in `reserved` (the script's own, e.g. --seqlen) are left out: such options are set through
+ * --method-config.
+ */
+export function methodFlagOptions(reserved: readonly string[]): Record<string, { type: 'string' | 'boolean' }> {
+  const out: Record<string, { type: 'string' | 'boolean' }> = {};
+  for (const [flag, { spec }] of optionFlags(reserved)) {
+    if (spec.type === 'boolean') {
+      out[flag] = { type: 'boolean' };
+      out[`no-${flag}`] = { type: 'boolean' };
+    } else out[flag] = { type: 'string' };
+  }
+  return out;
+}
+
+/**
+ * The options of method `name` set by the flags given (parsed values of methodFlagOptions); a flag
+ * that sets no option of this method is an error naming it and the method's flags.
+ */
+export function configFromFlags(name: string, values: Record<string, unknown>, reserved: readonly string[]): Record<string, unknown> {
+  const mine = getMethod(name).options;
+  const config: Record<string, unknown> = {};
+  for (const [flag, { key, spec }] of optionFlags(reserved)) {
+    const given = spec.type === 'boolean' ? [values[flag] ? true : undefined, values[`no-${flag}`] ? false : undefined].filter((x) => x !== undefined) : values[flag] === undefined ? [] : [values[flag]];
+    if (!given.length) continue;
+    if (given.length > 1) throw new MethodOptionError(`--${flag} and --no-${flag} are exclusive`);
+    if (!(key in mine)) {
+      const valid = Object.keys(mine).map((k) => `--${flagOf(k)}`).join(', ');
+      throw new MethodOptionError(`--${given[0] === false ? 'no-' : ''}${flag}: not an option of method '${name}' (its options: ${valid || 'none'})`);
+    }
+    config[key] = spec.type === 'boolean' ? given[0] : valueFromFlag(name, key, spec, String(given[0]));
+  }
+  return config;
+}
+
+/** --help text: every registered method with its kind, description and options. */
+export function describeMethods(): string {
+  return methodNames()
+    .map((n) => {
+      const m = getMethod(n);
+      return [`${n} (${m.display}, ${m.kind}${m.needsCalib ? ', needs calibration' : ''}): ${m.describe}`, ...describeOptions(m.options)].join('\n');
+    })
+    .join('\n');
+}
+
+export type { CompressResult, MethodHooks, MethodKind, MethodModule } from './types';

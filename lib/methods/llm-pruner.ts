@@ -13,31 +13,23 @@ import { ARCHS, linearName } from '../models/arch';
 import { embed, head, runBlock } from '../models/transformer';
 import type { Model, ModelConfig } from '../models/types';
 import { PER_LAYER_KEYS } from '../models/weights';
-import { checkRatio, SparsityOptionError } from '../quant/sparse-pattern';
+import { SparsityOptionError } from '../quant/sparse-pattern';
 import { describeCalib, type CalibSet } from './calib';
+import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
-export interface LlmPrunerOptions {
-  ratio: number; // fraction of KV groups and of MLP channels removed in each pruned block (LLMCBench: 0.5)
-  layerStart: number | null; // first pruned block; null = the paper's 4/32 of the depth, at least 1
-  layerEnd: number | null; // one past the last pruned block; null = the paper's 30/32 of the depth, at most L−1
-  pruneAttention: boolean; // remove attention KV groups (paper: block-wise pruning of heads and channels)
-  pruneMlp: boolean; // remove MLP intermediate channels
-  nsamples: number; // calibration sequences for the Taylor gradient (paper: 10 examples)
-  seqlen: number; // tokens per calibration sequence (paper: 64)
-  batchSize: number; // sequences per backward pass (memory only; the gradient is of the mean loss over all)
-}
-
-export const defaults: LlmPrunerOptions = {
-  ratio: 0.5,
-  layerStart: null,
-  layerEnd: null,
-  pruneAttention: true,
-  pruneMlp: true,
-  nsamples: 10,
-  seqlen: 64,
-  batchSize: 10,
-};
+export const options = defineOptions({
+  ratio: { type: 'number', min: 0, max: 1, minOpen: true, maxOpen: true, default: 0.5, doc: 'fraction of KV groups and of MLP channels removed in each pruned block (LLMCBench: 0.5)' },
+  layerStart: { type: 'int', min: 0, nullable: true, default: null, doc: "first pruned block; null = the paper's 4/32 of the depth, at least 1" },
+  layerEnd: { type: 'int', min: 1, nullable: true, default: null, doc: "one past the last pruned block; null = the paper's 30/32 of the depth, at most L−1" },
+  pruneAttention: { type: 'boolean', default: true, doc: 'remove attention KV groups (paper: block-wise pruning of heads and channels)' },
+  pruneMlp: { type: 'boolean', default: true, doc: 'remove MLP intermediate channels' },
+  nsamples: { type: 'int', min: 1, default: 10, doc: 'calibration sequences for the Taylor gradient (paper: 10 examples)' },
+  seqlen: { type: 'int', min: 1, default: 64, doc: 'tokens per calibration sequence (paper: 64)' },
+  batchSize: { type: 'int', min: 1, default: 10, doc: 'sequences per backward pass (memory only; the gradient is of the mean loss over all)' },
+});
+export type LlmPrunerOptions = OptionsOf<typeof options>;
+export const defaults: LlmPrunerOptions = defaultsOf(options);
 
 /** Per-block widths of a structurally pruned model (absent blocks keep the config's widths). */
 export interface LayerWidths {
@@ -96,12 +88,8 @@ export function keptCount(n: number, ratio: number): number {
 
 /** Checks options and the model before any work: ratio, range, nothing pruned away entirely. */
 export function validate(input: LlmPrunerInput, model?: Model): void {
-  const o = { ...defaults, ...input };
-  checkRatio(o.ratio, 'llm-pruner ratio');
+  const o = parseOptions('llm-pruner', options, input);
   if (!o.pruneAttention && !o.pruneMlp) throw new SparsityOptionError('llm-pruner: pruneAttention and pruneMlp are both off: nothing to prune');
-  for (const k of ['nsamples', 'seqlen', 'batchSize'] as const) {
-    if (!Number.isInteger(o[k]) || o[k] < 1) throw new SparsityOptionError(`llm-pruner: ${k} must be a positive integer, got ${o[k]}`);
-  }
   if (!model) return;
   const c = model.config;
   const w = layerWidths(c);
@@ -340,6 +328,10 @@ export function withWidths(c: ModelConfig, w: LayerWidths): ModelConfig {
 }
 
 export const module = {
+  display: 'LLM-Pruner',
+  kind: 'structured',
+  inPaper: true,
+  options,
   describe: 'LLM-Pruner: structured removal of attention KV groups and MLP channels by first-order Taylor importance (first/last blocks kept)',
   defaults,
   needsCalib: true,

@@ -6,6 +6,7 @@ import { blockLinears, linearName } from '../models/arch';
 import type { Model } from '../models/types';
 import { sparsityReport } from '../quant/sparse';
 import type { CalibSet } from './calib';
+import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 import {
   checkPatternFits,
@@ -15,13 +16,11 @@ import {
   type SparsityPattern,
 } from '../quant/sparse-pattern';
 
-export interface MagnitudeOptions {
-  pattern: SparsityPattern; // unstructured ratio or N:M (Wanda paper §4 baselines: 50%, 2:4, 4:8)
-}
-
-export const defaults: MagnitudeOptions = {
-  pattern: { kind: 'unstructured', ratio: 0.5 },
-};
+export const options = defineOptions({
+  pattern: { type: 'pattern', default: { kind: 'unstructured', ratio: 0.5 }, doc: 'unstructured ratio per matrix or N:M (Wanda paper §4 baselines: 50%, 2:4, 4:8)' },
+});
+export type MagnitudeOptions = OptionsOf<typeof options>;
+export const defaults: MagnitudeOptions = defaultsOf(options);
 
 /** Zeroes w where mask is 1; returns a new tensor (w is not disposed). */
 export async function applyMask(w: tf.Tensor2D, mask: Uint8Array): Promise<tf.Tensor2D> {
@@ -59,11 +58,11 @@ export function checkModelPattern(model: Model, pattern: SparsityPattern): void 
   }
 }
 
-export function resolveOptions(opts: Partial<{ pattern: SparsityPattern | string | number }> = {}): MagnitudeOptions {
-  return { pattern: toPattern(opts.pattern ?? defaults.pattern) };
+export function resolveOptions(opts: MagnitudeInput = {}): MagnitudeOptions {
+  return parseOptions('magnitude', options, opts);
 }
 
-export type MagnitudeInput = { pattern?: SparsityPattern | string | number };
+export type MagnitudeInput = InputOf<typeof options>;
 
 export function validate(opts: MagnitudeInput, model?: Model): void {
   const o = resolveOptions(opts);
@@ -100,6 +99,10 @@ export async function compress(model: Model, _calib: CalibSet | null, opts: Magn
 }
 
 export const module = {
+  display: 'Magnitude',
+  kind: 'sparsity',
+  inPaper: false,
+  options,
   describe: 'magnitude pruning: smallest |W| per matrix (unstructured) or per group of M columns (N:M)',
   defaults,
   needsCalib: false,

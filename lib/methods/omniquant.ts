@@ -19,46 +19,28 @@ import { getWeight, hostValues, observeAbsMax, linearShape, readFloat32, readLin
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
 import { foldIntoNorm } from './smoothquant';
+import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
-export interface OmniQuantOptions {
-  bits: number; // weight bits (paper: W4A16, W3A16, W2A16; W6A6/W4A4 with activations)
-  groupSize: number; // -1 per channel, else input columns per group (paper: g128 for weight-only rows)
-  mode: 'weight' | 'weight-act'; // weight-only (paper Table 1) or weight-activation (Table 2)
-  actBits: number; // activation bits in weight-act mode (paper W4A4, W6A6)
-  lwc: boolean; // learnable weight clipping (paper §3.2)
-  let: boolean | null; // learnable equivalent transformation (paper §3.3); null = on in weight-act mode only, as the paper's scripts
-  epochs: number; // passes over the calibration windows per block (paper: 20 for weight-only, 20/40 for W4A4)
-  lwcLr: number; // learning rate of LWC parameters (reference --lwc_lr 1e-2)
-  letLr: number; // learning rate of LET scales (reference --let_lr 5e-3)
-  lwcInit: number; // initial γ, β logits (reference init 4 → clip factor sigmoid(4) ≈ 0.982)
-  letAlpha: number; // LET scale init max|X|^α / max|W|^(1−α) (reference uses SmoothQuant's α = 0.5 init)
-  batchSize: number; // calibration windows per gradient step (reference: 1)
-}
-
-export const defaults: OmniQuantOptions = {
-  bits: 4, // W4A16
-  groupSize: -1, // per channel
-  mode: 'weight', // weight-only
-  actBits: 8, // W?A8 when weight-act
-  lwc: true, // LWC on (paper default)
-  let: null, // LET with activations only
-  epochs: 20, // paper's weight-only setting
-  lwcLr: 1e-2, // reference default
-  letLr: 5e-3, // reference default
-  lwcInit: 4, // reference init value
-  letAlpha: 0.5, // SmoothQuant-style init
-  batchSize: 1, // reference batch size
-};
+export const options = defineOptions({
+  bits: { type: 'int', min: 1, max: 8, default: 4, doc: 'weight bits (paper: W4A16, W3A16, W2A16; W6A6/W4A4 with activations)' },
+  groupSize: { type: 'int', min: -1, default: -1, doc: 'input columns per group, -1 per channel (paper: g128 for some weight-only rows)' },
+  mode: { type: 'enum', values: ['weight', 'weight-act'], default: 'weight', doc: 'weight-only (paper Table 1) or weight-activation (Table 2)' },
+  actBits: { type: 'int', min: 2, max: 16, default: 8, doc: 'activation bits in weight-act mode (paper W4A4, W6A6)' },
+  lwc: { type: 'boolean', default: true, doc: 'learnable weight clipping (paper §3.2, on by default)' },
+  let: { type: 'boolean', nullable: true, default: null, doc: "learnable equivalent transformation (paper §3.3); null = on in weight-act mode only, as the paper's scripts" },
+  epochs: { type: 'int', min: 0, default: 20, doc: 'passes over the calibration windows per block (paper: 20 for weight-only, 20/40 for W4A4)' },
+  lwcLr: { type: 'number', min: 0, minOpen: true, default: 1e-2, doc: 'learning rate of the LWC parameters (reference --lwc_lr)' },
+  letLr: { type: 'number', min: 0, minOpen: true, default: 5e-3, doc: 'learning rate of the LET scales (reference --let_lr)' },
+  lwcInit: { type: 'number', default: 4, doc: 'initial γ, β logits (reference init 4: clip factor sigmoid(4) ≈ 0.982)' },
+  letAlpha: { type: 'number', min: 0, max: 1, default: 0.5, doc: "LET scale init max|X|^α / max|W|^(1−α) (the reference's SmoothQuant-style α = 0.5)" },
+  batchSize: { type: 'int', min: 1, default: 1, doc: 'calibration windows per gradient step (reference: 1)' },
+});
+export type OmniQuantOptions = OptionsOf<typeof options>;
+export const defaults: OmniQuantOptions = defaultsOf(options);
 
 export function validate(o: OmniQuantOptions, model?: Model): void {
-  checkWeightSpec({ bits: o.bits, groupSize: o.groupSize, sym: false, groupRemainder: 'error' }, undefined, 'omniquant');
-  if (o.mode !== 'weight' && o.mode !== 'weight-act') throw new Error(`omniquant: mode must be 'weight' or 'weight-act', got '${o.mode}'`);
-  if (!Number.isInteger(o.epochs) || o.epochs < 0) throw new Error(`omniquant: epochs must be a non-negative integer, got ${o.epochs}`);
-  for (const k of ['lwcLr', 'letLr'] as const) if (!(o[k] > 0)) throw new Error(`omniquant: ${k} must be > 0, got ${o[k]}`);
-  if (!(o.letAlpha >= 0 && o.letAlpha <= 1)) throw new Error(`omniquant: letAlpha must be in [0, 1], got ${o.letAlpha}`);
-  if (!Number.isInteger(o.actBits) || o.actBits < 2 || o.actBits > 16) throw new Error(`omniquant: actBits must be an integer in 2..16, got ${o.actBits}`);
-  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new Error(`omniquant: batchSize must be a positive integer, got ${o.batchSize}`);
+  parseOptions('omniquant', options, o);
   if (model) {
     for (const l of blockLinearNames(model)) {
       checkWeightSpec({ bits: o.bits, groupSize: o.groupSize, sym: false, groupRemainder: 'error' }, linearShape(model, l)[1], `omniquant ${l}`);
@@ -347,6 +329,10 @@ function actQuantAbsmax(x: tf.Tensor2D, bits: number): tf.Tensor2D {
 }
 
 export const module = {
+  display: 'OmniQuant',
+  kind: 'quantization',
+  inPaper: true,
+  options,
   describe: 'OmniQuant: learnable weight clipping + learnable equivalent transformation trained block by block',
   defaults,
   needsCalib: true,

@@ -6,24 +6,20 @@ import { checkWeightSpec, quantizeMatrix, dequantizeMatrix, type QuantizedMatrix
 import { linearShape, readLinear, replaceWeight } from '../quant/weights';
 import type { CalibSet } from './calib';
 import { blockLinearNames } from './sequential';
+import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
-export interface RtnOptions {
-  bits: number; // weight bits (GPTQ/AWQ papers' RTN baselines: 8/4/3/2)
-  groupSize: number; // -1 per output channel, else 128/64/32 input columns per group (AWQ paper g128)
-  sym: boolean; // symmetric quantizer (GPTQ reference --sym), default asymmetric min-max
-  groupRemainder: 'error' | 'partial'; // allow a shorter last group when groupSize does not divide in
-}
-
-export const defaults: RtnOptions = {
-  bits: 4, // W4, the papers' headline comparison
-  groupSize: -1, // per channel (GPTQ paper Table 3 RTN rows)
-  sym: false, // GPTQ reference Quantizer default
-  groupRemainder: 'error', // never silently regroup
-};
+export const options = defineOptions({
+  bits: { type: 'int', min: 1, max: 8, default: 4, doc: "weight bits (GPTQ/AWQ papers' RTN baselines: 8/4/3/2; W4 their headline)" },
+  groupSize: { type: 'int', min: -1, default: -1, doc: 'input columns per group, -1 per output channel (GPTQ paper Table 3 RTN rows; AWQ paper g128)' },
+  sym: { type: 'boolean', default: false, doc: 'symmetric quantizer (GPTQ reference --sym); default asymmetric min-max' },
+  groupRemainder: { type: 'enum', values: ['error', 'partial'], default: 'error', doc: 'allow a shorter last group when groupSize does not divide the input (never silently)' },
+});
+export type RtnOptions = OptionsOf<typeof options>;
+export const defaults: RtnOptions = defaultsOf(options);
 
 export function validate(o: RtnOptions, model?: Model): void {
-  checkWeightSpec(o, undefined, 'rtn');
+  parseOptions('rtn', options, o);
   if (model) for (const l of blockLinearNames(model)) checkWeightSpec(o, linearShape(model, l)[1], `rtn ${l}`);
 }
 
@@ -62,6 +58,10 @@ export async function compress(model: Model, _calib: CalibSet | null = null, opt
 }
 
 export const module = {
+  display: 'RTN',
+  kind: 'quantization',
+  inPaper: false,
+  options,
   describe: 'round-to-nearest weight quantization (min-max asymmetric or symmetric, per channel or group)',
   defaults,
   needsCalib: false,

@@ -6,6 +6,7 @@ import { saveModel } from '../models/hf';
 import { saveSparseDir } from '../models/load';
 import type { Model } from '../models/types';
 import { ARTIFACTS_FILE, savePacked, type Packing } from '../quant/pack';
+import { methodKind } from './index';
 import type { CompressResult } from './types';
 
 /** Writes `model` as `result` left it into dir; returns the format written ('packed', 'sparse 2:4', 'sparse bitmask', 'hf'). */
@@ -18,7 +19,7 @@ export async function saveCompressed(model: Model, result: CompressResult, dir: 
     return 'packed';
   }
   if (o.packing) throw new Error(`--packing ${o.packing}: method '${result.method}' leaves no quantized codes to pack`);
-  const layout = sparseLayout(result.method, result.config);
+  const layout = sparseLayout(methodKind(result.method), result.config);
   if (layout) {
     await saveSparseDir(model, dir, layout);
     return `sparse ${layout === 'bitmask' ? 'bitmask' : `${layout.n}:${layout.m}`}`;

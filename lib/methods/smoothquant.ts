@@ -10,34 +10,24 @@ import { getWeight, observeAbsMax, readFloat32, readLinear, replaceWeight, type 
 import { dequantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
+import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
-export interface SmoothQuantOptions {
-  alpha: number; // migration strength α in [0, 1] (paper §4: 0.5 for most models, 0.8–0.85 for GLM/OPT-175B)
-  smooth: boolean; // false = naive W8A8 baseline (paper Table 3 "W8A8")
-  weightBits: number; // weight bits (W8)
-  weightGranularity: 'per_channel' | 'per_tensor'; // weight scales (reference fake_quant --weight_quant per_channel)
-  actBits: number; // activation bits (A8)
-  actGranularity: 'per_token' | 'per_tensor'; // dynamic per-token (paper O1/O3) or per-tensor
-  actStatic: boolean; // per-tensor scales calibrated once after smoothing (paper O3 static) instead of dynamic
-  batchSize: number; // calibration windows per forward (memory only)
-}
-
-export const defaults: SmoothQuantOptions = {
-  alpha: 0.5, // paper §4.2 default migration strength
-  smooth: true, // SmoothQuant proper
-  weightBits: 8, // W8A8
-  weightGranularity: 'per_channel', // reference fake_quant default
-  actBits: 8, // W8A8
-  actGranularity: 'per_token', // reference fake_quant default (dynamic)
-  actStatic: false, // dynamic scales
-  batchSize: 8, // not an algorithm parameter
-};
+export const options = defineOptions({
+  alpha: { type: 'number', min: 0, max: 1, default: 0.5, doc: 'migration strength α (paper §4.2: 0.5 for most models, 0.8–0.85 for GLM/OPT-175B)' },
+  smooth: { type: 'boolean', default: true, doc: 'SmoothQuant proper; false = the naive W8A8 baseline (paper Table 3 "W8A8")' },
+  weightBits: { type: 'int', min: 2, max: 8, default: 8, doc: 'weight bits (W8A8)' },
+  weightGranularity: { type: 'enum', values: ['per_channel', 'per_tensor'], default: 'per_channel', doc: 'weight scales (reference fake_quant --weight_quant default per_channel)' },
+  actBits: { type: 'int', min: 2, max: 16, default: 8, doc: 'activation bits (W8A8)' },
+  actGranularity: { type: 'enum', values: ['per_token', 'per_tensor'], default: 'per_token', doc: 'dynamic per-token (paper O1/O3, reference default) or per-tensor' },
+  actStatic: { type: 'boolean', default: false, doc: 'per-tensor scales calibrated once after smoothing (paper O3 static, needs actGranularity per_tensor) instead of dynamic' },
+  batchSize: { type: 'int', min: 1, default: 8, doc: 'calibration windows per forward (memory only, not an algorithm parameter)' },
+});
+export type SmoothQuantOptions = OptionsOf<typeof options>;
+export const defaults: SmoothQuantOptions = defaultsOf(options);
 
 export function validate(o: SmoothQuantOptions): void {
-  if (!(typeof o.alpha === 'number' && o.alpha >= 0 && o.alpha <= 1)) throw new Error(`smoothquant: alpha must be in [0, 1], got ${o.alpha}`);
-  if (!Number.isInteger(o.weightBits) || o.weightBits < 2 || o.weightBits > 8) throw new Error(`smoothquant: weightBits must be an integer in 2..8, got ${o.weightBits}`);
-  if (!['per_channel', 'per_tensor'].includes(o.weightGranularity)) throw new Error(`smoothquant: weightGranularity must be per_channel or per_tensor, got '${o.weightGranularity}'`);
+  parseOptions('smoothquant', options, o);
   checkActSpec({ bits: o.actBits, granularity: o.actGranularity, staticAbsmax: null });
   if (o.actStatic && o.actGranularity !== 'per_tensor') throw new Error('smoothquant: static activation scales need actGranularity per_tensor');
 }
@@ -184,6 +174,10 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
 }
 
 export const module = {
+  display: 'SmoothQuant',
+  kind: 'quantization',
+  inPaper: true,
+  options,
   describe: 'SmoothQuant: migrate activation outliers into weights (alpha), then W8A8 fake quantization',
   defaults,
   needsCalib: true,

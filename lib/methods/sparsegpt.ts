@@ -20,33 +20,25 @@ import { describeCalib, type CalibSet } from './calib';
 import { HessianAccumulator, prepareHessian } from './hessian';
 import { checkModelPattern } from './magnitude';
 import { runSequential, sequentialDefaults } from './sequential';
+import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
-export interface SparseGPTOptions {
-  pattern: SparsityPattern; // unstructured ratio or N:M (SparseGPT §4: 50%, 2:4, 4:8)
-  percdamp: number; // fraction of mean diag(H) added to the diagonal (SparseGPT reference: 0.01)
-  blocksize: number; // columns per lazy batch update and per adaptive mask selection (paper: 128)
-  wbits: number | null; // joint quantization of the kept weights: bits of an asymmetric per-row min-max grid; null = off
-}
+export const options = defineOptions({
+  pattern: { type: 'pattern', default: { kind: 'unstructured', ratio: 0.5 }, doc: 'unstructured ratio or N:M (SparseGPT §4: 50%, 2:4, 4:8)' },
+  percdamp: { type: 'number', min: 0, default: 0.01, doc: 'fraction of mean diag(H) added to the diagonal (SparseGPT reference: 0.01)' },
+  blocksize: { type: 'int', min: 1, default: 128, doc: 'columns per lazy batch update and per adaptive mask selection (paper: 128; a multiple of M for N:M)' },
+  wbits: { type: 'int', min: 2, max: 16, nullable: true, default: null, doc: 'joint quantization of the kept weights: bits of an asymmetric per-row min-max grid; null = off' },
+  batchSize: { type: 'int', min: 1, default: sequentialDefaults.batchSize, doc: 'calibration windows per forward (memory only, not an algorithm parameter)' },
+});
+export type SparseGPTOptions = OptionsOf<typeof options>;
+export const defaults: SparseGPTOptions = defaultsOf(options);
 
-export const defaults: SparseGPTOptions = {
-  pattern: { kind: 'unstructured', ratio: 0.5 },
-  percdamp: 0.01,
-  blocksize: 128,
-  wbits: null,
-};
-
-export type SparseGPTInput = Partial<Omit<SparseGPTOptions, 'pattern'>> & { pattern?: SparsityPattern | string | number };
+export type SparseGPTInput = InputOf<typeof options>;
 
 export function resolveOptions(opts: SparseGPTInput = {}): SparseGPTOptions {
-  const o: SparseGPTOptions = { ...defaults, ...opts, pattern: toPattern(opts.pattern ?? defaults.pattern) };
-  if (!(o.percdamp >= 0 && Number.isFinite(o.percdamp))) throw new SparsityOptionError(`percdamp must be ≥ 0, got ${o.percdamp}`);
-  if (!Number.isInteger(o.blocksize) || o.blocksize < 1) throw new SparsityOptionError(`blocksize must be a positive integer, got ${o.blocksize}`);
+  const o = parseOptions('sparsegpt', options, opts);
   if (o.pattern.kind === 'nm' && o.blocksize % o.pattern.m !== 0) {
     throw new SparsityOptionError(`blocksize ${o.blocksize} must be a multiple of M = ${o.pattern.m} for N:M pruning`);
-  }
-  if (o.wbits !== null && (!Number.isInteger(o.wbits) || o.wbits < 2 || o.wbits > 16)) {
-    throw new SparsityOptionError(`wbits must be an integer in [2, 16] or null, got ${o.wbits}`);
   }
   return o;
 }
@@ -193,9 +185,7 @@ export async function reconstructionError(w: tf.Tensor2D, wHat: tf.Tensor2D, x: 
   return v;
 }
 
-export type SparseGPTCompressInput = SparseGPTInput & { batchSize?: number };
-
-export function validate(opts: SparseGPTCompressInput, model?: Model): void {
+export function validate(opts: SparseGPTInput, model?: Model): void {
   const o = resolveOptions(opts);
   if (model) checkModelPattern(model, o.pattern);
 }
@@ -205,7 +195,7 @@ export function validate(opts: SparseGPTCompressInput, model?: Model): void {
  * linears of a block get their Hessian from the same block inputs, then the pruned block's
  * outputs feed the next block.
  */
-export async function compress(model: Model, calib: CalibSet | null, opts: SparseGPTCompressInput = {}, hooks: MethodHooks = {}): Promise<CompressResult> {
+export async function compress(model: Model, calib: CalibSet | null, opts: SparseGPTInput = {}, hooks: MethodHooks = {}): Promise<CompressResult> {
   const o = resolveOptions(opts);
   if (!calib) throw new Error('sparsegpt needs a calibration set');
   checkModelPattern(model, o.pattern);
@@ -213,7 +203,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Spars
   let dead = 0;
   await runSequential(model, calib, {
     propagate: 'compressed',
-    batchSize: opts.batchSize ?? sequentialDefaults.batchSize,
+    batchSize: o.batchSize,
     ...hooks,
     async perBlock(ctx) {
       const acc = new Map<string, { name: string; h: HessianAccumulator }>();
@@ -257,9 +247,13 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Spars
 }
 
 export const module = {
+  display: 'SparseGPT',
+  kind: 'sparsity',
+  inPaper: true,
+  options,
   describe: 'SparseGPT: OBS reconstruction with lazy block updates; unstructured or N:M, optional joint quantization (wbits)',
   defaults,
   needsCalib: true,
   validate,
   compress,
-} satisfies MethodModule<SparseGPTCompressInput>;
+} satisfies MethodModule<SparseGPTInput>;

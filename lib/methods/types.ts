@@ -3,6 +3,7 @@ import type { Model } from '../models/types';
 import type { QuantizedMatrix } from '../quant/quantizer';
 import type { ActQuantSpec } from '../quant/act';
 import type { CalibSet } from './calib';
+import type { OptionSchema } from './options';
 
 export interface CompressResult {
   /** Method name as in result rows ('gptq', 'smoothquant', …). */
@@ -21,14 +22,29 @@ export interface CompressResult {
   stats: Record<string, number>;
 }
 
-/** A method module: typed defaults, validation before any work, and compress(). */
+/**
+ * What a method compresses: weights to integers (quantization), single weights to zero (sparsity),
+ * or whole heads and channels out of the shapes (structured). The paper's tables group structured
+ * pruning with sparsity.
+ */
+export type MethodKind = 'quantization' | 'sparsity' | 'structured';
+
+/** A method module: its identity, option schema and defaults, validation before any work, and compress(). */
 export interface MethodModule<O extends object> {
+  /** The method's name in the paper's spelling ('LLM-Pruner', 'GPTQ'). */
+  display: string;
+  kind: MethodKind;
+  /** Compared in LLMCBench's tables (the kit's extra baselines, magnitude and RTN, are not). */
+  inPaper: boolean;
   /** Short description for --help. */
   describe: string;
+  /** Every option: type, range, default, doc (lib/methods/options.ts). Keys are the option names everywhere. */
+  options: OptionSchema;
+  /** The schema's defaults (defaultsOf(options)). */
   defaults: O;
   /** Whether compress needs a calibration set. */
   needsCalib: boolean;
-  /** Throws a clear error for a bad configuration (call before any work). */
+  /** Checks that involve several options or the model (the schema checks each option alone); throws naming the problem. */
   validate(opts: O, model?: Model): void;
   compress(model: Model, calib: CalibSet | null, opts?: Partial<O>, hooks?: MethodHooks): Promise<CompressResult>;
 }

@@ -11,18 +11,18 @@ import { patternLabel, selectMask, toPattern, type SparsityPattern } from '../qu
 import { describeCalib, type CalibSet } from './calib';
 import { applyMask, checkModelPattern } from './magnitude';
 import { runSequential, sequentialDefaults } from './sequential';
+import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
-export interface WandaOptions {
-  pattern: SparsityPattern; // unstructured ratio (per output row) or N:M (Wanda paper §3: 50%, 2:4, 4:8)
-}
+export const options = defineOptions({
+  pattern: { type: 'pattern', default: { kind: 'unstructured', ratio: 0.5 }, doc: 'unstructured ratio per output row or N:M (Wanda paper §3: 50%, 2:4, 4:8)' },
+  batchSize: { type: 'int', min: 1, default: sequentialDefaults.batchSize, doc: 'calibration windows per forward (memory only, not an algorithm parameter)' },
+});
+export type WandaOptions = OptionsOf<typeof options>;
+export const defaults: WandaOptions = defaultsOf(options);
 
-export const defaults: WandaOptions = {
-  pattern: { kind: 'unstructured', ratio: 0.5 },
-};
-
-export function resolveOptions(opts: Partial<{ pattern: SparsityPattern | string | number }> = {}): WandaOptions {
-  return { pattern: toPattern(opts.pattern ?? defaults.pattern) };
+export function resolveOptions(opts: WandaInput = {}): WandaOptions {
+  return parseOptions('wanda', options, opts);
 }
 
 /** Per-linear state: the running Σ x_j² over calibration tokens (addBatch / prune / dispose). */
@@ -72,7 +72,7 @@ export class WandaLayer {
   }
 }
 
-export type WandaInput = { pattern?: SparsityPattern | string | number; batchSize?: number };
+export type WandaInput = InputOf<typeof options>;
 
 export function validate(opts: WandaInput, model?: Model): void {
   const o = resolveOptions(opts);
@@ -89,7 +89,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Wanda
   checkModelPattern(model, o.pattern);
   await runSequential(model, calib, {
     propagate: 'compressed',
-    batchSize: opts.batchSize ?? sequentialDefaults.batchSize,
+    batchSize: o.batchSize,
     ...hooks,
     async perBlock(ctx) {
       const layers = new Map<string, WandaLayer>();
@@ -123,6 +123,10 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Wanda
 }
 
 export const module = {
+  display: 'Wanda',
+  kind: 'sparsity',
+  inPaper: true,
+  options,
   describe: 'Wanda: prune by |W|·‖X‖₂ per output row (unstructured) or per group of M columns (N:M)',
   defaults,
   needsCalib: true,

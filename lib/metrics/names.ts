@@ -2,6 +2,7 @@
 // setting labels, and the catalogue of sub-metrics (the paper's table columns) each overall metric
 // (DESIGN §1) is taken over. Kit rows name tasks and metrics their own way (arc_challenge/acc_norm);
 // the aliases below map them onto the paper's columns so both sides land in the same layout.
+import { getMethod, methodNames } from '../methods/index';
 
 /** Lower-case and strip everything but letters and digits: 'LLM-Pruner' -> 'llmpruner'. */
 export function normName(s: string): string {
@@ -15,20 +16,29 @@ interface MethodInfo {
   family: Family;
 }
 
-/** Display names in the paper's spelling, keyed by normName; order = the paper's row order. */
-export const METHOD_NAMES = {
+/**
+ * Display names in the paper's spelling, keyed by normName; order = the paper's row order: the
+ * baselines, then the method registry (lib/methods/index.ts) in its order. Structured pruning
+ * (LLM-Pruner) sits with sparsity, as in the paper's tables.
+ */
+export const METHOD_NAMES: Record<string, MethodInfo> = {
   dense: { display: 'Dense', family: 'baseline' },
   fullprec: { display: 'Full Prec.', family: 'baseline' },
-  magnitude: { display: 'Magnitude', family: 'sparsity' },
-  llmpruner: { display: 'LLM-Pruner', family: 'sparsity' },
-  wanda: { display: 'Wanda', family: 'sparsity' },
-  sparsegpt: { display: 'SparseGPT', family: 'sparsity' },
-  rtn: { display: 'RTN', family: 'quantization' },
-  gptq: { display: 'GPTQ', family: 'quantization' },
-  smoothquant: { display: 'SmoothQuant', family: 'quantization' },
-  awq: { display: 'AWQ', family: 'quantization' },
-  omniquant: { display: 'OmniQuant', family: 'quantization' },
-} satisfies Record<string, MethodInfo>;
+  ...Object.fromEntries(
+    methodNames().map((name) => {
+      const m = getMethod(name);
+      return [normName(name), { display: m.display, family: m.kind === 'quantization' ? 'quantization' : 'sparsity' }];
+    }),
+  ),
+};
+
+/** The display names of the methods LLMCBench compares (the registry's inPaper), in the paper's row order. */
+export function paperMethodNames(): string[] {
+  return methodNames()
+    .map(getMethod)
+    .filter((m) => m.inPaper)
+    .map((m) => m.display);
+}
 
 /** Method names that denote the uncompressed reference model (paper: Dense, Full Prec.; kit: dense). */
 const BASELINE_NAMES = new Set(['dense', 'fullprec', 'fp16', 'fp32', 'bf16', 'baseline', 'none', 'uncompressed']);
@@ -38,7 +48,7 @@ export function isBaseline(method: string): boolean {
 }
 
 export function methodInfo(method: string): MethodInfo {
-  const known = (METHOD_NAMES as Record<string, MethodInfo>)[normName(method)];
+  const known = METHOD_NAMES[normName(method)];
   if (known) return known;
   if (isBaseline(method)) return { display: method, family: 'baseline' };
   return { display: method, family: 'other' };

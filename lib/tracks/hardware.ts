@@ -2,6 +2,7 @@
 // compared with the dense model in the same engine. Engines: 'kit' (the kit's own tfjs executor on
 // the current backend), 'llama.cpp-cpu' / 'llama.cpp-vulkan' (node-llama-cpp on a GGUF export).
 // An engine that cannot run here gives not_run rows with the reason.
+import { methodKind } from '../methods/index';
 import type { Engine } from '../efficiency/engines/types';
 import { EngineNotRun } from '../efficiency/engines/types';
 import type { Cell } from '../matrix';
@@ -27,8 +28,6 @@ export async function openEngine(name: string): Promise<Engine> {
   throw new EngineNotRun(name, `unknown engine (known: kit, llama.cpp-cpu, llama.cpp-vulkan)`);
 }
 
-const SPARSE = new Set(['wanda', 'sparsegpt', 'magnitude']);
-
 export async function hardwareCell(env: TrackEnv, cell: Cell, s: Subject): Promise<ResultRow[]> {
   let engine: Engine;
   try {
@@ -38,7 +37,7 @@ export async function hardwareCell(env: TrackEnv, cell: Cell, s: Subject): Promi
     throw e;
   }
   try {
-    const prepared = await engine.prepare({ model: s.model, compress: s.compress, method: s.method.method, sparse: SPARSE.has(s.method.method) });
+    const prepared = await engine.prepare({ model: s.model, compress: s.compress, method: s.method.method, sparse: methodKind(s.method.method) === 'sparsity' });
     try {
       const b = env.matrix.bench;
       const m = await engine.measure(prepared, { ...b, seed: 0 });

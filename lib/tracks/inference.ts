@@ -1,5 +1,6 @@
 // Track 4 (inference consumption): peak memory while generating (fixed prompt, batch, new tokens),
 // stored size on disk in the packed format, MACs per token at a stated sequence length.
+import { methodKind } from '../methods/index';
 import { measureMacs, measureStoredSize, meterGeneration, QUANT_MAC_CONVENTIONS } from '../efficiency/meters';
 import type { Cell } from '../matrix';
 import type { ResultRow } from '../results';
@@ -23,7 +24,7 @@ export async function inferenceCell(env: TrackEnv, cell: Cell, s: Subject): Prom
     }),
   );
   try {
-    const size = await measureStoredSize(s.model, s.method.method, s.compress?.config ?? s.method.config, s.compress);
+    const size = await measureStoredSize(s.model, methodKind(s.method.method), s.compress?.config ?? s.method.config, s.compress);
     rows.push(cellRow(env, cell, s, { ...TRACK4_METRICS[1], value: size.bytes, note: size.format }));
   } catch (e) {
     rows.push(...notRunRows(env, cell, [TRACK4_METRICS[1]], `stored size: ${(e as Error).message}`));

@@ -4,7 +4,7 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
 import { OVERALL_METRICS, TRACK_OM, type OmName } from '../../../lib/metrics/overall';
-import { isBaseline, methodInfo, paperSettingFor } from '../../../lib/metrics/names';
+import { isBaseline, methodInfo, paperMethodNames, paperSettingFor } from '../../../lib/metrics/names';
 import type { Track } from '../../../lib/results';
 import type { SiteData } from './data';
 import { TRACK_TITLES } from './tables';
@@ -157,7 +157,7 @@ export function omBars(data: SiteData, track: Track): { bars: OmBar[]; om: OmNam
     else bars.push({ row, series: 'ours', value: k.value });
   }
   if (bars.length === 0) {
-    for (const m of ['LLM-Pruner', 'Wanda', 'SparseGPT', 'GPTQ', 'SmoothQuant', 'AWQ', 'OmniQuant']) bars.push({ row: m, series: 'ours', value: null });
+    for (const m of paperMethodNames()) bars.push({ row: m, series: 'ours', value: null });
   }
   return { bars, om };
 }
@@ -233,9 +233,9 @@ export function generalizationSpec(data: SiteData): TopLevelSpec {
   } as unknown as TopLevelSpec;
 }
 
-/** The methods that get a radar: the paper's seven, plus any the kit ran. */
+/** The methods that get a radar: the paper's, plus any the kit ran. */
 export function radarMethods(data: SiteData): string[] {
-  const paper = ['LLM-Pruner', 'Wanda', 'SparseGPT', 'GPTQ', 'SmoothQuant', 'AWQ', 'OmniQuant'];
+  const paper = paperMethodNames();
   const kit = data.overall.filter((o) => o.source === 'kit' && !isBaseline(o.method)).map((o) => o.method);
   return [...new Set([...paper, ...kit])];
 }

@@ -3,7 +3,7 @@
 // Every value cell carries its provenance; absent cells say why ("not run", "no data: reason").
 import { groupKitRows, OVERALL_METRICS, type KitGroup, type OmName, type OverallRow } from '../../../lib/metrics/overall';
 import {
-  INFERENCE, INFERENCE_COST, isBaseline, KNOWLEDGE, kitColumn, methodInfo, paperSettingFor, subMetric,
+  INFERENCE, INFERENCE_COST, isBaseline, KNOWLEDGE, kitColumn, methodInfo, paperMethodNames, paperSettingFor, subMetric,
 } from '../../../lib/metrics/names';
 import type { PaperValue } from '../../../lib/metrics/paper';
 import type { ResultRow, Track } from '../../../lib/results';
@@ -206,9 +206,9 @@ function paperRows(paper: PaperValue[], track: Track): PaperRowKey[] {
   return [...seen.values()];
 }
 
-/** The paper's method rows for tracks without a paper table: Dense and the seven methods. */
+/** The paper's method rows for tracks without a paper table: Dense and the methods it compares. */
 function defaultRows(): PaperRowKey[] {
-  return ['Dense', 'LLM-Pruner', 'Wanda', 'SparseGPT', 'GPTQ', 'SmoothQuant', 'AWQ', 'OmniQuant'].map((m) => ({
+  return ['Dense', ...paperMethodNames()].map((m) => ({
     family: methodInfo(m).family, method: m, setting: '',
   }));
 }
