@@ -324,7 +324,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
   const quantized = await quantizeAll(model, o);
   return {
     method: 'awq',
-    config: { bits: o.bits, group_size: o.groupSize, clip: o.clip, n_grid: o.nGrid },
+    config: { bits: o.bits, groupSize: o.groupSize, clip: o.clip, nGrid: o.nGrid },
     calib: describeCalib(calib),
     quantized,
     actQuant: null,

@@ -242,7 +242,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
   });
   return {
     method: 'gptq',
-    config: { bits: o.bits, group_size: o.groupSize, sym: o.sym, percdamp: o.percdamp, blocksize: o.blocksize, act_order: o.actOrder, static_groups: o.staticGroups },
+    config: { bits: o.bits, groupSize: o.groupSize, sym: o.sym, percdamp: o.percdamp, blocksize: o.blocksize, actOrder: o.actOrder, staticGroups: o.staticGroups },
     calib: describeCalib(calib),
     quantized,
     actQuant: null,

@@ -303,7 +303,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
   const actQuant: ActQuantSpec | null = o.mode === 'weight-act' ? { bits: o.actBits, granularity: 'per_token', staticAbsmax: null } : null;
   return {
     method: 'omniquant',
-    config: { bits: o.bits, group_size: o.groupSize, mode: o.mode, a_bits: o.mode === 'weight-act' ? o.actBits : 16, lwc: o.lwc, let: letOn, epochs: o.epochs, lwc_lr: o.lwcLr, let_lr: o.letLr },
+    config: { bits: o.bits, groupSize: o.groupSize, mode: o.mode, actBits: o.mode === 'weight-act' ? o.actBits : 16, lwc: o.lwc, let: letOn, epochs: o.epochs, lwcLr: o.lwcLr, letLr: o.letLr },
     calib: describeCalib(calib),
     quantized,
     actQuant,

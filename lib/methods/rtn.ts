@@ -48,7 +48,7 @@ export async function compress(model: Model, _calib: CalibSet | null = null, opt
   }
   return {
     method: 'rtn',
-    config: { bits: o.bits, group_size: o.groupSize, sym: o.sym },
+    config: { bits: o.bits, groupSize: o.groupSize, sym: o.sym },
     calib: 'none',
     quantized,
     actQuant: null,

@@ -163,7 +163,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
     method: o.smooth ? 'smoothquant' : 'w8a8-naive',
     config: {
       ...(o.smooth ? { alpha: o.alpha } : {}),
-      w_bits: o.weightBits, w_quant: o.weightGranularity, a_bits: o.actBits, act: o.actGranularity, act_static: o.actStatic,
+      weightBits: o.weightBits, weightGranularity: o.weightGranularity, actBits: o.actBits, actGranularity: o.actGranularity, actStatic: o.actStatic,
     },
     calib: calib ? describeCalib(calib) : 'none',
     quantized,

@@ -68,8 +68,8 @@ const pick = (cfg: Record<string, unknown>, names: string[]): unknown => {
 
 /**
  * A short setting label in the paper's style from a kit method_config: '50%', '2:4', 'INT8',
- * 'INT4 g128', 'W8A8'. Baselines are '0' (the paper's Dense setting). Accepts the spellings the
- * reference codebases use (wbits/w_bit, groupsize/q_group_size, prune_n/prune_m).
+ * 'INT4 g128', 'W8A8'. Baselines are '0' (the paper's Dense setting). Reads the kit's option names
+ * (lib/methods) and the spellings the reference codebases use (wbits/w_bit, groupsize/q_group_size, prune_n/prune_m).
  */
 export function settingLabel(method: string, cfg: Record<string, unknown>): string {
   if (isBaseline(method)) return '0';
@@ -83,8 +83,8 @@ export function settingLabel(method: string, cfg: Record<string, unknown>): stri
     const s = pick(cfg, ['sparsity', 'sparsity_ratio', 'ratio', 'pruning_ratio']);
     if (typeof s === 'number') parts.push(`${Math.round((s <= 1 ? s * 100 : s) * 100) / 100}%`);
   }
-  const wb = pick(cfg, ['bits', 'wbits', 'w_bit', 'w_bits']);
-  const ab = pick(cfg, ['abits', 'a_bits', 'a_bit', 'act_bits']);
+  const wb = pick(cfg, ['bits', 'weightBits', 'wbits', 'w_bit', 'w_bits']);
+  const ab = pick(cfg, ['actBits', 'abits', 'a_bits', 'a_bit', 'act_bits']);
   if (typeof wb === 'number' && typeof ab === 'number' && ab < 16) parts.push(`W${wb}A${ab}`);
   else if (typeof wb === 'number') parts.push(`INT${wb}`);
   const g = pick(cfg, ['group_size', 'groupsize', 'groupSize', 'q_group_size']);
