@@ -22,7 +22,7 @@ import { helpFromHeader, isMainModule, numberFlag, REPO_ROOT, sharedDir } from '
 import { parseCsvRecords } from '../lib/csv';
 import { loadCalibIds, type CalibSet } from '../lib/methods/calib';
 import { windowPerplexity } from '../lib/eval/perplexity';
-import { getMethod } from '../lib/methods/index';
+import { getMethod, methodKind } from '../lib/methods/index';
 import type { CompressResult } from '../lib/methods/types';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { saveCompressed } from '../lib/methods/save';
@@ -110,8 +110,8 @@ const OMNI: [string, Record<string, unknown>][] = [
   ['omniquant', { bits: 3, group: -1 }],
 ];
 
-const QUANT = new Set(['rtn', 'gptq', 'awq', 'w8a8-naive', 'smoothquant', 'omniquant']);
-const SPARSITY = new Set(['magnitude', 'wanda', 'sparsegpt', 'llm-pruner']);
+/** Whether a reference row maps to a quantization method of the registry (else sparsity or structured). */
+const isQuant = ([m, c]: [string, Record<string, unknown>]) => methodKind(settingFor(m, c)!.method) === 'quantization';
 
 interface Args {
   backend: string;
@@ -205,8 +205,8 @@ async function main(): Promise<void> {
   let todo: [string, Record<string, unknown>][] = a.extraOnly ? [] : listed.filter((r) => r.method !== 'dense').map((r) => [r.method, r.cfg]);
   if (a.extra || a.extraOnly) todo = [...todo, ...EXTRA];
   if (a.omniquant) todo = [...todo, ...OMNI.filter(([m, c]) => !todo.some(([m2, c2]) => canon(m, c) === canon(m2, c2)))];
-  if (a.quantOnly) todo = todo.filter(([m]) => QUANT.has(m));
-  if (a.sparsityOnly) todo = todo.filter(([m]) => SPARSITY.has(m));
+  if (a.quantOnly) todo = todo.filter(isQuant);
+  if (a.sparsityOnly) todo = todo.filter((t) => !isQuant(t));
   if (a.only) todo = todo.filter(([m]) => a.only!.includes(m));
   const settings = todo.map(([m, c]) => settingFor(m, c)!);
 
