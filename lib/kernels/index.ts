@@ -11,7 +11,7 @@
 //      this device (else the tfjs op runs: the fallback is per call, never an error).
 // The policy lives in tfjs's environment flags (one per process, like tfjs's own settings).
 import * as tf from '@tensorflow/tfjs';
-import type { Model } from '../models/types';
+import type { InferenceModel } from '../engine/inference';
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import { ATTENTION_TILES, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
 import { rmsNorm, ropeHeads, swiglu } from './fused';
@@ -102,10 +102,10 @@ export function kernelsActive(): boolean {
 
 /**
  * The linear y = x Wᵀ (+ b) on a kernel, or null to use tfjs's matMul: a packed (quantized) weight
- * (Model.packedLinears) runs its W8A8 or weight-only kernel; a dense one the fp32 GEMM when x has
+ * (InferenceModel.packedLinears) runs its W8A8 or weight-only kernel; a dense one the fp32 GEMM when x has
  * at least gemmMinRows rows. Call only where kernels are allowed (see the header).
  */
-export function kernelLinear(model: Model, name: string, x: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
+export function kernelLinear(model: InferenceModel, name: string, x: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
   if (!kernelsActive()) return null;
   const packed = model.packedLinears?.get(name);
   if (packed) return quantLinear(packed, x, bias, { int8: { tile: kernelPolicy().int8Tile } });
@@ -117,7 +117,7 @@ export function kernelLinear(model: Model, name: string, x: tf.Tensor2D, bias?: 
  * True when kernelLinear would run the W8A8 kernel for this linear now: that kernel quantizes its
  * input per token itself, so the model's fake activation quantization must not run before it.
  */
-export function kernelQuantizesInput(model: Model, name: string): boolean {
+export function kernelQuantizesInput(model: InferenceModel, name: string): boolean {
   return model.packedLinears?.get(name)?.kind === 'w8a8' && kernelsActive();
 }
 
