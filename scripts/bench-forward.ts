@@ -36,7 +36,8 @@ import { forward, generate } from '../lib/models/transformer';
 import { Decoder } from '../lib/engine/generate';
 import { KERNEL_DEFAULTS, kernelPolicy, withKernels, type KernelPolicy } from '../lib/kernels';
 import { kernelDispatches } from '../lib/kernels/gpu';
-import { attachPackedLinears, disposePackedLinears, type PackedLinear } from '../lib/kernels/packed-linear';
+import { attachPackedLinears, type InferenceModel } from '../lib/engine/inference';
+import { disposePackedLinears, type PackedLinear } from '../lib/kernels/packed-linear';
 import { randomPackedLinear } from '../lib/kernels/quant-cases';
 import { blockLinearNames } from '../lib/methods/sequential';
 import { ARCHS, linearName } from '../lib/models/arch';
@@ -233,7 +234,7 @@ const QUANTS = {
 type Quant = keyof typeof QUANTS;
 
 /** Gives the model random packed linears for `quant` (or none), replacing any it had. */
-function applyQuant(model: Model, quant: Quant): void {
+function applyQuant(model: InferenceModel, quant: Quant): void {
   if (model.packedLinears) disposePackedLinears(model.packedLinears);
   model.actQuant = quant === 'w8a8' ? actQuantDefaults : null;
   if (quant === 'none') return;

@@ -1,4 +1,4 @@
-// Times each custom WGSL kernel against the plain tfjs op it replaces (lib/kernels KERNEL_BENCHES:
+// Times each custom WGSL kernel against the plain tfjs op it replaces (lib/kernels/suites.ts KERNEL_BENCHES:
 // GEMM 1024×2048×2048, 1024×4096×4096, 2048×4096×14336; attention prefill T=1024/2048 at hd
 // 64/128 and decode over S=2048; the quantized kernels' shapes), every tile variant by default.
 //
@@ -17,7 +17,7 @@
 //   here (lavapipe, CPU Vulkan): XDG_RUNTIME_DIR=/tmp npx tsx scripts/bench-kernels.ts --small
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { KERNEL_BENCHES } from '../lib/kernels';
+import { KERNEL_BENCHES } from '../lib/kernels/suites';
 import type { BenchSetup, CheckResult, KernelBench } from '../lib/kernels/cases';
 import { dataOutDir, gitSha } from '../lib/results';
 import { autoInner, initRuntime, parseBackend, setFreeBufferCap, timeDeviceCopy, timeRecorded, writeBenchCsv, type Timing } from '../lib/runtime';

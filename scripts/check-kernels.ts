@@ -1,4 +1,4 @@
-// Correctness of every custom WGSL kernel on the GPU (lib/kernels KERNEL_CHECKS): each case runs
+// Correctness of every custom WGSL kernel on the GPU (lib/kernels/suites.ts KERNEL_CHECKS): each case runs
 // the kernel with its outputs poisoned (NaN) and compares it with the plain tfjs op (or an exact
 // host reference). Prints a table, writes data/bench/kernels-check.csv, exits 1 on any failure.
 // Inputs are fresh each run: drawn from --seed, by default a random one, printed and written into
@@ -9,7 +9,7 @@
 import { randomInt } from 'node:crypto';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { KERNEL_CHECKS } from '../lib/kernels';
+import { KERNEL_CHECKS } from '../lib/kernels/suites';
 import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
 import { helpFromHeader } from '../lib/cli';

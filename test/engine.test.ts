@@ -8,7 +8,8 @@ import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Executor, executorUnsupported, type ExecutorOptions } from '../lib/engine/executor';
-import { attachPackedLinears, packLinears } from '../lib/kernels/packed-linear';
+import { attachPackedLinears, type InferenceModel } from '../lib/engine/inference';
+import { packLinears } from '../lib/kernels/packed-linear';
 import { METHODS } from '../lib/methods';
 import { actQuantDefaults } from '../lib/quant/act';
 import { Arena } from '../lib/engine/gpu';
@@ -49,14 +50,14 @@ const reason = await webgpuAdapterReason();
 
 describe.skipIf(reason !== null)('executor on webgpu', () => {
   /** TINY with RTN W8 per-channel weights and per-token INT8 activations, its linears packed for the INT8 GEMM. */
-  const w8a8Packed = async (seed: number): Promise<Model> => {
-    const m = randomModel(TINY, { seed, name: 'w8a8-packed' });
+  const w8a8Packed = async (seed: number): Promise<InferenceModel> => {
+    const m: InferenceModel = randomModel(TINY, { seed, name: 'w8a8-packed' });
     const r = await METHODS.rtn.compress(m, null, { bits: 8, groupSize: -1, sym: true });
     m.actQuant = actQuantDefaults;
     expect([...attachPackedLinears(m, packLinears(r.quantized, m.actQuant))]).toEqual([]);
     return m;
   };
-  const models: [string, () => Promise<Model>, Partial<ExecutorOptions>?][] = [
+  const models: [string, () => Promise<InferenceModel>, Partial<ExecutorOptions>?][] = [
     ['stories260K', () => loadModel(STORIES_BIN)],
     ['zoo llama-700k', () => loadModel(path.join(repo, 'models/zoo/llama-700k'))],
     ['zoo opt-700k', () => loadModel(path.join(repo, 'models/zoo/opt-700k'))],

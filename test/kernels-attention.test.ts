@@ -2,7 +2,8 @@
 // (lavapipe here, none in CI) every small registry case against the plain ops, poisoned outputs.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { ATTENTION_TILES, attentionChecks, fusedAttention, planAttention } from '../lib/kernels/attention';
+import { ATTENTION_TILES, fusedAttention, planAttention } from '../lib/kernels/attention';
+import { attentionChecks } from '../lib/kernels/attention-cases';
 import { itPassesChecks, TEST_SEED, webgpuAdapterReason } from './kernels-helpers';
 
 describe('attention plan (CPU side)', () => {

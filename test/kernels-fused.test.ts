@@ -2,7 +2,8 @@
 // adapter (lavapipe here) every small case against the plain tfjs ops with poisoned outputs.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { fusedChecks, ropeHeads, swiglu, rmsNorm } from '../lib/kernels/fused';
+import { ropeHeads, swiglu, rmsNorm } from '../lib/kernels/fused';
+import { fusedChecks } from '../lib/kernels/fused-cases';
 import { itPassesChecks, TEST_SEED, webgpuAdapterReason } from './kernels-helpers';
 
 const reason = await webgpuAdapterReason();

@@ -2,7 +2,8 @@
 // here, none in CI) every small registry case against tfjs's matMul with poisoned outputs.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { GEMM_TILES, gemm, gemmChecks, planGemm } from '../lib/kernels/gemm';
+import { GEMM_TILES, gemm, planGemm } from '../lib/kernels/gemm';
+import { gemmChecks } from '../lib/kernels/gemm-cases';
 import { itPassesChecks, TEST_SEED, webgpuAdapterReason } from './kernels-helpers';
 
 describe('gemm plan (CPU side)', () => {

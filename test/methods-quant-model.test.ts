@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../lib/runtime';
 import { loadModel, disposeModel } from '../lib/models/load';
 import { forward } from '../lib/models/transformer';
+import type { InferenceModel } from '../lib/engine/inference';
 import type { Model } from '../lib/models/types';
 import type { CalibSet } from '../lib/methods/calib';
 import { runSequential } from '../lib/methods/sequential';
@@ -31,7 +32,7 @@ beforeAll(async () => {
 afterAll(() => ids.dispose());
 
 const fresh = () => loadModel(modelFile);
-function logits(model: Model): Float32Array {
+function logits(model: InferenceModel): Float32Array {
   return tf.tidy(() => forward(model, ids)).dataSync() as Float32Array;
 }
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {

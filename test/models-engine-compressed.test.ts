@@ -13,6 +13,7 @@ import { saveModel } from '../lib/models/hf';
 import { disposeModel, isSparseDir, loadModel, saveSparseDir } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import { embed, forward, head, runBlock } from '../lib/models/transformer';
+import type { InferenceModel } from '../lib/engine/inference';
 import type { Model } from '../lib/models/types';
 import { expectedShapes, PER_LAYER_KEYS } from '../lib/models/weights';
 import { actQuantHook } from '../lib/quant/act';
@@ -128,7 +129,7 @@ describe('per-block widths (structurally pruned configs)', () => {
 });
 
 describe('activation quantization on the model (W8A8)', () => {
-  it('Model.actQuant fake-quantizes every linear input inside forward, before a caller hook', () => {
+  it('InferenceModel.actQuant fake-quantizes every linear input inside forward, before a caller hook', () => {
     const m = randomModel(TINY_LLAMA, { seed: 4, std: 0.2 });
     const plain = logitsOf(m);
     const spec = { bits: 4, granularity: 'per_token' as const, staticAbsmax: null };
@@ -137,7 +138,7 @@ describe('activation quantization on the model (W8A8)', () => {
       for (let i = 0; i < 2; i++) x = runBlock(m, i, x, { onLinearInput: actQuantHook(spec, i) });
       return head(m, x).arraySync() as number[][][];
     });
-    const q: Model = { ...m, actQuant: spec };
+    const q: InferenceModel = { ...m, actQuant: spec };
     const seen: number[] = [];
     const got = tf.tidy(() => forward(q, tf.tensor2d(IDS, [2, 8], 'int32'), {
       onLinearInput: (_n, x) => void seen.push(tf.tidy(() => tf.max(tf.abs(tf.sub(x, tf.round(tf.div(x, tf.div(tf.max(tf.abs(x), 1, true), 7)))

@@ -14,7 +14,7 @@
 // models, tied or untied head, row-split embedding/head) and OPT (pre-LayerNorm, learned positions,
 // ReLU, biases); dense fp32 weights (sparse ones are dense with zeros); activation fake
 // quantization per token or per tensor with static scales (SmoothQuant W8A8 models); and W8A8
-// packed linears (Model.packedLinears of kind 'w8a8', per-token INT8 activations): the input is
+// packed linears (InferenceModel.packedLinears of kind 'w8a8', per-token INT8 activations): the input is
 // quantized to INT8 codes once per distinct input (q, k and v share it) and the INT8 GEMM of
 // lib/kernels/w8a8.ts (tensor cores where the device has INT8 subgroup matrices, else dot4)
 // dequantizes in its epilogue. Anything else (weight-only packed linears, OPT project_in/out or
@@ -23,7 +23,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import { ARCHS, linearName } from '../models/arch';
 import { ropeInvFreq } from '../models/transformer';
-import type { Model } from '../models/types';
+import type { InferenceModel } from './inference';
 import { blockWidths, hasFinalNorm } from '../models/weights';
 import { actQuantKernel } from './act-quant';
 import { flushTfjs } from '../kernels/gpu';
@@ -152,7 +152,7 @@ const ATTN_TARGET_WORKGROUPS = 264; // split keys until about this many attentio
 const MAX_SPLITS = 64;
 
 /** Why the executor cannot run this model, or null when it can. */
-export function executorUnsupported(model: Model): string | null {
+export function executorUnsupported(model: InferenceModel): string | null {
   const c = model.config;
   const spec = ARCHS[c.arch];
   for (const [name, p] of model.packedLinears ?? []) {
@@ -179,7 +179,7 @@ interface Sizes {
 }
 
 /** Per-token activation floats of the widest block (hidden ×2, q, k, v, attention out, MLP inner, act-quant scratch, INT8 codes and scale). */
-function floatsPerToken(model: Model): number {
+function floatsPerToken(model: InferenceModel): number {
   const c = model.config;
   let w = 0;
   for (let i = 0; i < c.numLayers; i++) {
@@ -192,7 +192,7 @@ function floatsPerToken(model: Model): number {
   return w;
 }
 
-function planSizes(model: Model, o: ExecutorOptions, device: GPUDevice): Sizes {
+function planSizes(model: InferenceModel, o: ExecutorOptions, device: GPUDevice): Sizes {
   const c = model.config;
   const binding = device.limits.maxStorageBufferBindingSize;
   let widest = c.hiddenSize;
@@ -241,7 +241,7 @@ export class Executor {
   private disposed = false;
 
   private constructor(
-    readonly model: Model,
+    readonly model: InferenceModel,
     readonly options: ExecutorOptions,
   ) {
     const why = executorUnsupported(model);
@@ -562,7 +562,7 @@ export class Executor {
   }
 
   /** Plans the model's forward on the webgpu backend (see ExecutorOptions for the sizes). */
-  static create(model: Model, opts: Partial<ExecutorOptions> = {}): Executor {
+  static create(model: InferenceModel, opts: Partial<ExecutorOptions> = {}): Executor {
     return new Executor(model, { ...EXECUTOR_DEFAULTS, ...opts });
   }
 

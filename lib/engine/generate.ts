@@ -3,7 +3,7 @@
 // sampling with host noise from the same seeded generator, EOS, context limit); each step reads
 // back only the chosen ids. Also the prefill timing Track 5 and bench-forward need.
 import { mulberry32 } from '../rng';
-import type { Model } from '../models/types';
+import type { InferenceModel } from './inference';
 import { GENERATE_DEFAULTS, gumbel, type GenerateOptions } from '../models/transformer';
 import { Executor, type ExecutorOptions } from './executor';
 
@@ -12,7 +12,7 @@ export class Decoder {
   private constructor(readonly exec: Executor) {}
 
   /** Plans the model with a cache for one sequence of up to `length` positions (prompt + new tokens). */
-  static create(model: Model, length: number, opts: Partial<ExecutorOptions> = {}): Decoder {
+  static create(model: InferenceModel, length: number, opts: Partial<ExecutorOptions> = {}): Decoder {
     if (!(Number.isInteger(length) && length >= 2)) throw new Error(`Decoder: length ${length} must be an integer ≥ 2`);
     return new Decoder(Executor.create(model, { maxTokens: length, maxScoreRows: length, itemsPerRow: 1, ...opts, cache: { slots: 1, length } }));
   }

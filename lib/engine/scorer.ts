@@ -10,7 +10,7 @@
 // and a position inside the prefix is scored once for every choice that reads it. The numbers are
 // those of running each request alone (the prefix's keys and values are the same computation).
 import { assertFinite } from '../eval/finite';
-import type { Model } from '../models/types';
+import type { InferenceModel } from './inference';
 import { continuationInput, nextTokenInput, type ContinuationRequest, type ContinuationResult, type NextTokenRequest, type NextTokenResult, type Progress, type Scorer } from '../eval/scorer';
 import { Executor, type ExecutorOptions, type StepInput, type StepOutput } from './executor';
 
@@ -52,7 +52,7 @@ export class EngineScorer implements Scorer {
   /** A scorer of `model` with sequences of at most maxLength tokens. Each call plans an executor
    * sized to its requests and frees it before returning, so nothing outlives the call. */
   constructor(
-    readonly model: Model,
+    readonly model: InferenceModel,
     readonly maxLength = model.config.maxPositions,
     opts: Partial<EngineScorerOptions> = {},
   ) {

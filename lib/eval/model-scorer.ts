@@ -7,13 +7,13 @@
 import { EngineScorer } from '../engine/scorer';
 import { disposeForwardPrep, forward, prepareForward } from '../models/transformer';
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
-import type { Model } from '../models/types';
+import type { InferenceModel } from '../engine/inference';
 import { maxHeads } from '../models/weights';
 import { type LogitsSession, SCORER_DEFAULTS, type Scorer, type ScorerOptions, TensorScorer } from './scorer';
 
 /** Per scoring run: the model's weights laid out for the active backend once (prepareForward), every
  * batch's forward on them, and the copies freed when the run ends. */
-export function modelLogitsSession(model: Model): LogitsSession {
+export function modelLogitsSession(model: InferenceModel): LogitsSession {
   const prep = prepareForward(model);
   return {
     // TensorScorer pads on the right only (see its run()): say so, for kernels that know only the causal mask.
@@ -30,7 +30,7 @@ export function scorerEngine(): 'executor' | 'tfjs' {
 }
 
 /** A tfjs Scorer whose sequences are at most maxLength tokens (default: the model's context). */
-export function tensorScorer(model: Model, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): TensorScorer {
+export function tensorScorer(model: InferenceModel, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): TensorScorer {
   // The [B, T, V] logits and [B·heads, T, T] scores must each fit one GPU buffer binding; on webgpu
   // the flat [B·T·V] gather of the scored logits also needs indices below 2^24 (tfjs-webgpu
   // carries int32 gather indices through f32: larger ones pick the wrong element).
@@ -44,7 +44,7 @@ export function tensorScorer(model: Model, opts: Partial<ScorerOptions> = {}, ma
  * A Scorer whose sequences are at most maxLength tokens (default: the model's context). On webgpu
  * the executor's (opts.maxBatchTokens caps its tokens per step); elsewhere the TensorScorer.
  */
-export function modelScorer(model: Model, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): Scorer {
+export function modelScorer(model: InferenceModel, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): Scorer {
   if (webgpuDevice() && scorerEngine() === 'executor') {
     return new EngineScorer(model, maxLength, { executor: opts.maxBatchTokens ? { maxTokens: Math.max(opts.maxBatchTokens, maxLength) } : {}, label: opts.label ?? model.name });
   }

@@ -6,7 +6,7 @@
 // only the gathered log-probabilities asynchronously and accumulates in float64 on the host.
 // Used by the WikiText-2 task, the reproduction script, the training loop's held-out eval and
 // the engines' perplexity check.
-import type { Model } from '../models/types';
+import type { InferenceModel } from '../engine/inference';
 import type { ActQuantSpec } from '../quant/act';
 import { modelScorer } from './model-scorer';
 import type { ContinuationRequest, Progress, Scorer, ScorerOptions } from './scorer';
@@ -20,7 +20,7 @@ export interface WindowPplOptions {
   pick: number[] | null;
   /** Windows per forward at most (further bounded by the scorer's attention and logits limits). */
   batch: number;
-  /** Activation quantization to run with (W8A8); null: the model's own (Model.actQuant). Models only. */
+  /** Activation quantization to run with (W8A8); null: the model's own (InferenceModel.actQuant). Models only. */
   actQuant: ActQuantSpec | null;
   /** BOS id to prepend to every window (then all seqlen tokens are predicted); null: no BOS (the protocol). */
   bosId: number | null;
@@ -63,13 +63,13 @@ export function pplRequests(tokens: ArrayLike<number>, seqlen: number, bosId: nu
   return reqs;
 }
 
-const isModel = (x: Model | Scorer): x is Model => (x as Model).weights instanceof Map;
+const isModel = (x: InferenceModel | Scorer): x is InferenceModel => (x as InferenceModel).weights instanceof Map;
 
 /**
  * Window perplexity of a model (or any Scorer) on a token stream. With a model, batches of at most
  * `batch` windows run through forward() (the model's activation quantization, or opts.actQuant).
  */
-export async function windowPerplexity(source: Model | Scorer, ids: ArrayLike<number>, options: Partial<WindowPplOptions> & { seqlen: number }): Promise<WindowPplResult> {
+export async function windowPerplexity(source: InferenceModel | Scorer, ids: ArrayLike<number>, options: Partial<WindowPplOptions> & { seqlen: number }): Promise<WindowPplResult> {
   const o: WindowPplOptions = { ...WINDOW_PPL_DEFAULTS, ...options };
   if (!(Number.isInteger(o.batch) && o.batch >= 1)) throw new Error(`windowPerplexity: batch ${o.batch} must be a positive integer`);
   if (o.windows !== null && !(Number.isInteger(o.windows) && o.windows >= 1)) throw new Error(`windowPerplexity: windows ${o.windows} must be a positive integer or null`);

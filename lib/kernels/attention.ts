@@ -11,9 +11,6 @@
 // per row block and a second small kernel merges their partial (m, l, o) (flash-decoding).
 import * as tf from '@tensorflow/tfjs';
 import { softmaxRows } from '../runtime/rows';
-import { maxTensorElements } from '../runtime/backend';
-import { seededNormal } from '../runtime/bench';
-import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { deviceLimits, f32, paramsStruct, runKernel, u32 } from './gpu';
 
 /** Additive mask value for disallowed keys in the plain path (finite, as the model's). */
@@ -36,26 +33,6 @@ export function attentionPlain(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, m
     const probs = tf.reshape(softmaxRows(scores), [B * KVH, rep * T, S]);
     const ctx = tf.matMul(probs, v3); // [B·KV, rep·T, hd]
     return tf.reshape(tf.transpose(tf.reshape(ctx, [B, H, T, hd]), [0, 2, 1, 3]), [B * T, H * hd]) as tf.Tensor2D;
-  });
-}
-
-/**
- * attentionPlain as the reference of checks and benches: one KV head group at a time when the
- * scores [B·KV, rep·T, S] would exceed one storage binding (long prefills); same math per head.
- */
-export function attentionReference(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D | null): tf.Tensor2D {
-  const [B, H, T, hd] = q.shape;
-  const [, KV, S] = k.shape;
-  if (B * H * T * S <= maxTensorElements()) return attentionPlain(q, k, v, mask);
-  const rep = H / KV;
-  return tf.tidy(() => {
-    const groups = Array.from({ length: KV }, (_, g) => {
-      const qg = tf.slice(q, [0, g * rep, 0, 0], [B, rep, T, hd]) as tf.Tensor4D; // [B, rep, T, hd]
-      const kg = tf.slice(k, [0, g, 0, 0], [B, 1, S, hd]) as tf.Tensor4D; // [B, 1, S, hd]
-      const vg = tf.slice(v, [0, g, 0, 0], [B, 1, S, hd]) as tf.Tensor4D; // [B, 1, S, hd]
-      return attentionPlain(qg, kg, vg, mask); // [B·T, rep·hd]: heads g·rep.. of every row
-    });
-    return tf.concat(groups, 1) as tf.Tensor2D; // [B·T, H·hd]
   });
 }
 
@@ -324,90 +301,4 @@ export function fusedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, p
   } finally {
     tf.dispose([po, ml]);
   }
-}
-
-/** Seeded q, k, v for checks and benches (k/v cover past + T positions). */
-function attentionOperands(B: number, H: number, KV: number, T: number, past: number, hd: number, seed: number): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
-  const S = past + T;
-  return [
-    tf.tensor4d(seededNormal(B * H * T * hd, seed), [B, H, T, hd]), // [B, H, T, hd]
-    tf.tensor4d(seededNormal(B * KV * S * hd, seed + 1), [B, KV, S, hd]), // [B, KV, S, hd]
-    tf.tensor4d(seededNormal(B * KV * S * hd, seed + 2), [B, KV, S, hd]), // [B, KV, S, hd]
-  ];
-}
-
-type Shape = { B: number; H: number; KV: number; T: number; past: number; hd: number };
-const describeShape = (s: Shape) => `B=${s.B} H=${s.H} KV=${s.KV} T=${s.T} past=${s.past} hd=${s.hd}`;
-
-/** Correctness cases: GQA/MHA, odd T and hd, KV cache, decode with split keys, and the bench shapes. */
-export function attentionChecks(seed: number): KernelCheck[] {
-  const small: Shape[] = [
-    { B: 1, H: 4, KV: 2, T: 5, past: 0, hd: 8 },
-    { B: 2, H: 4, KV: 4, T: 33, past: 0, hd: 16 },
-    { B: 1, H: 6, KV: 2, T: 1, past: 40, hd: 8 },
-    { B: 1, H: 4, KV: 1, T: 7, past: 9, hd: 32 },
-    { B: 2, H: 2, KV: 1, T: 70, past: 3, hd: 20 },
-    { B: 1, H: 8, KV: 2, T: 1, past: 300, hd: 64 },
-  ];
-  const big: Shape[] = [
-    { B: 1, H: 32, KV: 8, T: 1024, past: 0, hd: 64 },
-    { B: 1, H: 32, KV: 8, T: 2048, past: 0, hd: 128 },
-    { B: 1, H: 32, KV: 8, T: 1, past: 2047, hd: 64 },
-    { B: 1, H: 32, KV: 8, T: 1, past: 2047, hd: 128 },
-    { B: 1, H: 32, KV: 8, T: 16, past: 1000, hd: 128 },
-  ];
-  const cases = [
-    ...small.map((s) => ({ s, tiles: ATTENTION_DEFAULTS.tiles, small: true })),
-    ...(Object.keys(ATTENTION_TILES) as AttentionTileName[]).map((tiles) => ({ s: small[4], tiles, small: true })),
-    ...big.map((s) => ({ s, tiles: ATTENTION_DEFAULTS.tiles, small: false })),
-  ];
-  return cases.map(({ s, tiles, small: isSmall }, i) => ({
-    kernel: 'attention',
-    name: `${describeShape(s)} tiles=${tiles}`,
-    small: isSmall,
-    async run(): Promise<CheckResult> {
-      const [q, k, v] = attentionOperands(s.B, s.H, s.KV, s.T, s.past, s.hd, caseSeed(seed, 200 + 3 * i));
-      const mask = causalMask(s.T, s.past);
-      const want = attentionReference(q, k, v, mask);
-      const { outputs, poisoned } = await runPoisoned([want.size], () => [fusedAttention(q, k, v, s.past, ATTENTION_TILES[tiles])]);
-      try {
-        return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
-      } finally {
-        tf.dispose([q, k, v, want, ...outputs, ...(mask ? [mask] : [])]);
-      }
-    },
-  }));
-}
-
-/** Prefill T = 1024/2048 at hd 64/128 and decode over S = 2048, fused against the plain ops. */
-export function attentionBenches(): KernelBench[] {
-  const shapes: [Shape, boolean][] = [
-    [{ B: 1, H: 32, KV: 8, T: 1024, past: 0, hd: 64 }, false],
-    [{ B: 1, H: 32, KV: 8, T: 1024, past: 0, hd: 128 }, false],
-    [{ B: 1, H: 32, KV: 8, T: 2048, past: 0, hd: 64 }, false],
-    [{ B: 1, H: 32, KV: 8, T: 2048, past: 0, hd: 128 }, false],
-    [{ B: 1, H: 32, KV: 8, T: 1, past: 2047, hd: 64 }, false],
-    [{ B: 1, H: 32, KV: 8, T: 1, past: 2047, hd: 128 }, false],
-    [{ B: 1, H: 4, KV: 2, T: 64, past: 0, hd: 16 }, true],
-    [{ B: 1, H: 4, KV: 2, T: 1, past: 127, hd: 16 }, true],
-  ];
-  return shapes.map(([s, small]) => ({
-    kernel: 'attention',
-    name: `${s.T === 1 ? 'decode' : 'prefill'} ${describeShape(s)}`,
-    small,
-    // QKᵀ and PV over the visible keys: T·past + T(T+1)/2 (row, key) pairs, 2 FLOPs × hd each, twice.
-    flops: 4 * s.B * s.H * s.hd * (s.T * s.past + (s.T * (s.T + 1)) / 2),
-    variants: Object.keys(ATTENTION_TILES),
-    setup(variant: string): BenchSetup {
-      const tiles = ATTENTION_TILES[variant as AttentionTileName];
-      if (!tiles) throw new Error(`attention: unknown tiles '${variant}' (choose from ${Object.keys(ATTENTION_TILES).join(', ')})`);
-      const [q, k, v] = attentionOperands(s.B, s.H, s.KV, s.T, s.past, s.hd, 9);
-      const mask = causalMask(s.T, s.past);
-      return {
-        kernel: () => fusedAttention(q, k, v, s.past, tiles),
-        plain: () => attentionReference(q, k, v, mask), // the model's plain path (per KV group when the scores exceed one binding)
-        dispose: () => tf.dispose([q, k, v, ...(mask ? [mask] : [])]),
-      };
-    },
-  }));
 }

@@ -1,6 +1,6 @@
 // What each kernel contributes to the GPU-host scripts: correctness checks (scripts/check-kernels.ts,
 // and the small ones in the vitest suites) and benchmarks against the plain tfjs op
-// (scripts/bench-kernels.ts). The registries live in lib/kernels/index.ts; the helpers here make
+// (scripts/bench-kernels.ts). The registries live in lib/kernels/suites.ts; the helpers here make
 // every check compare the same way and poison its outputs the same way.
 import * as tf from '@tensorflow/tfjs';
 import { syncDevice } from '../runtime/probes';

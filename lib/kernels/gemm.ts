@@ -9,8 +9,6 @@
 // The tile shapes are a table (GEMM_TILES): which is fastest depends on the GPU, so the bench
 // (scripts/bench-kernels.ts --tiles) compares them.
 import * as tf from '@tensorflow/tfjs';
-import { seededNormal } from '../runtime/bench';
-import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { deviceLimits, paramsStruct, runKernel, u32 } from './gpu';
 
 export interface GemmTiles {
@@ -150,62 +148,4 @@ export function gemm(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor, tiles: Ge
     workgroups: p.workgroups,
   });
   return y as tf.Tensor2D;
-}
-
-/** Seeded x [N, in], W [out, in] and bias [out] for checks and benches. */
-function gemmOperands(N: number, inDim: number, out: number, bias: boolean, seed: number): tf.Tensor[] {
-  const x = tf.tensor2d(seededNormal(N * inDim, seed), [N, inDim]); // [N, in]
-  const w = tf.tensor2d(seededNormal(out * inDim, seed + 1, 1 / Math.sqrt(inDim)), [out, inDim]); // [out, in]
-  return bias ? [x, w, tf.tensor1d(seededNormal(out, seed + 2))] : [x, w];
-}
-
-function gemmPlain(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor2D {
-  return tf.tidy(() => {
-    const y = tf.matMul(x, w, false, true); // [N, out]
-    return (b ? tf.add(y, b) : y) as tf.Tensor2D;
-  });
-}
-
-/** Correctness cases: odd sizes (edges, scalar loads; the first two on every tile shape), plus the bench shapes. */
-export function gemmChecks(seed: number): KernelCheck[] {
-  const odd: [number, number, number, boolean][] = [[37, 70, 129, true], [130, 132, 65, false], [1, 9, 3, true], [200, 1000, 17, false]];
-  const big: [number, number, number, boolean][] = [[1024, 2048, 2048, false], [1024, 4096, 4096, true], [2048, 4096, 14336, false]];
-  const cases = [
-    ...odd.slice(0, 2).flatMap((s) => (Object.keys(GEMM_TILES) as GemmTileName[]).map((tiles) => ({ s, tiles, small: true }))),
-    ...odd.slice(2).map((s) => ({ s, tiles: GEMM_DEFAULTS.tiles, small: true })),
-    ...big.map((s) => ({ s, tiles: GEMM_DEFAULTS.tiles, small: false })),
-  ];
-  return cases.map(({ s: [N, inDim, out, bias], tiles, small }, i) => ({
-    kernel: 'gemm',
-    name: `N=${N} in=${inDim} out=${out}${bias ? ' bias' : ''} tiles=${tiles}`,
-    small,
-    async run(): Promise<CheckResult> {
-      const [x, w, b] = gemmOperands(N, inDim, out, bias, caseSeed(seed, 100 + i)) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor?];
-      const want = gemmPlain(x, w, b);
-      const { outputs, poisoned } = await runPoisoned([N * out], () => [gemm(x, w, b, GEMM_TILES[tiles])]);
-      try {
-        return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
-      } finally {
-        tf.dispose([x, w, ...(b ? [b] : []), want, ...outputs]);
-      }
-    },
-  }));
-}
-
-/** The issue's GEMM shapes (N × in × out), kernel against tfjs's matMul(x, W, false, true). */
-export function gemmBenches(): KernelBench[] {
-  const shapes: [number, number, number, boolean][] = [[1024, 2048, 2048, false], [1024, 4096, 4096, false], [2048, 4096, 14336, false], [64, 96, 160, true]];
-  return shapes.map(([N, inDim, out, small]) => ({
-    kernel: 'gemm',
-    name: `${N}x${inDim}x${out}`,
-    small,
-    flops: 2 * N * inDim * out,
-    variants: Object.keys(GEMM_TILES),
-    setup(variant: string): BenchSetup {
-      const tiles = GEMM_TILES[variant as GemmTileName];
-      if (!tiles) throw new Error(`gemm: unknown tiles '${variant}' (choose from ${Object.keys(GEMM_TILES).join(', ')})`);
-      const [x, w] = gemmOperands(N, inDim, out, false, 7) as [tf.Tensor2D, tf.Tensor2D];
-      return { kernel: () => gemm(x, w, undefined, tiles), plain: () => gemmPlain(x, w), dispose: () => tf.dispose([x, w]) };
-    },
-  }));
 }

@@ -1,5 +1,5 @@
-// When the model engine uses the custom WGSL kernels instead of tfjs ops, and the registries of
-// their correctness checks and benchmarks (scripts/check-kernels.ts, scripts/bench-kernels.ts).
+// When the model engine uses the custom WGSL kernels instead of tfjs ops. Their correctness checks
+// and benchmarks are registered in lib/kernels/suites.ts, which the forward pass does not load.
 //
 // A kernel runs only when all of these hold:
 //   1. the caller allows it: forward(..., { kernels: true }) — inference paths only (the scorer,
@@ -11,13 +11,11 @@
 //      this device (else the tfjs op runs: the fallback is per call, never an error).
 // The policy lives in tfjs's environment flags (one per process, like tfjs's own settings).
 import * as tf from '@tensorflow/tfjs';
-import type { Model } from '../models/types';
+import type { InferenceModel } from '../engine/inference';
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
-import { ATTENTION_TILES, attentionBenches, attentionChecks, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
-import type { KernelBench, KernelCheck } from './cases';
-import { fusedBenches, fusedChecks, rmsNorm, ropeHeads, swiglu } from './fused';
-import { GEMM_TILES, gemm, gemmBenches, gemmChecks, gemmUnsupported, planGemm, type GemmTileName } from './gemm';
-import { w8a8Benches, w8a8Checks, weightOnlyBenches, weightOnlyChecks } from './quant-cases';
+import { ATTENTION_TILES, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
+import { rmsNorm, ropeHeads, swiglu } from './fused';
+import { GEMM_TILES, gemm, gemmUnsupported, planGemm, type GemmTileName } from './gemm';
 import { quantLinear } from './quant-linear';
 import { INT8_DEFAULTS, INT8_TILES, type Int8TileName } from './w8a8';
 
@@ -104,10 +102,10 @@ export function kernelsActive(): boolean {
 
 /**
  * The linear y = x Wᵀ (+ b) on a kernel, or null to use tfjs's matMul: a packed (quantized) weight
- * (Model.packedLinears) runs its W8A8 or weight-only kernel; a dense one the fp32 GEMM when x has
+ * (InferenceModel.packedLinears) runs its W8A8 or weight-only kernel; a dense one the fp32 GEMM when x has
  * at least gemmMinRows rows. Call only where kernels are allowed (see the header).
  */
-export function kernelLinear(model: Model, name: string, x: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
+export function kernelLinear(model: InferenceModel, name: string, x: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
   if (!kernelsActive()) return null;
   const packed = model.packedLinears?.get(name);
   if (packed) return quantLinear(packed, x, bias, { int8: { tile: kernelPolicy().int8Tile } });
@@ -119,7 +117,7 @@ export function kernelLinear(model: Model, name: string, x: tf.Tensor2D, bias?: 
  * True when kernelLinear would run the W8A8 kernel for this linear now: that kernel quantizes its
  * input per token itself, so the model's fake activation quantization must not run before it.
  */
-export function kernelQuantizesInput(model: Model, name: string): boolean {
+export function kernelQuantizesInput(model: InferenceModel, name: string): boolean {
   return model.packedLinears?.get(name)?.kind === 'w8a8' && kernelsActive();
 }
 
@@ -167,21 +165,3 @@ export function kernelRopeHeads(a: tf.Tensor2D, rope: { cos: tf.Tensor2D; sin: t
 export function kernelSwiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor | null {
   return fusedActive(gate.size) ? swiglu(gate, up) : null;
 }
-
-/** Correctness checks by kernel (scripts/check-kernels.ts); each kernel file contributes its cases, their inputs drawn from the run's seed. */
-export const KERNEL_CHECKS = {
-  gemm: gemmChecks,
-  attention: attentionChecks,
-  w8a8: w8a8Checks,
-  weightOnly: weightOnlyChecks,
-  fused: fusedChecks,
-} satisfies Record<string, (seed: number) => KernelCheck[]>;
-
-/** Benchmarks against the plain tfjs op by kernel (scripts/bench-kernels.ts). */
-export const KERNEL_BENCHES = {
-  gemm: gemmBenches,
-  attention: attentionBenches,
-  w8a8: w8a8Benches,
-  weightOnly: weightOnlyBenches,
-  fused: fusedBenches,
-} satisfies Record<string, () => KernelBench[]>;

@@ -11,7 +11,6 @@
 //     integer zero points [out, n_groups] as fp32, so W = scale * (code - zero) exactly as
 //     dequantizeMatrix computes it.
 import * as tf from '@tensorflow/tfjs';
-import type { Model } from '../models/types';
 import type { ActQuantSpec } from '../quant/act';
 import { packCodes, type PackedModule } from '../quant/pack';
 import { numGroups, type QuantizedMatrix } from '../quant/quantizer';
@@ -194,23 +193,6 @@ function w8a8FromU8Rows(m: PackedModule): PackedW8A8 {
     codes: tf.tensor2d(words, [m.rows, kWords], 'int32'),
     scales: tf.tensor2d(Float32Array.from(m.scales), [m.rows, numGroups(m.cols, m.groupSize)], 'float32'),
   };
-}
-
-/**
- * Gives a model the packed form of its quantized weights (a method's CompressResult.quantized and
- * actQuant, or a packed directory's modules), replacing any it had. Returns the weights left on the
- * fp32 path and why.
- */
-export function attachPackedLinears(model: Model, packed: { linears: Map<string, PackedLinear>; skipped: Map<string, string> }): Map<string, string> {
-  for (const name of packed.linears.keys()) {
-    if (!model.weights.has(name)) {
-      disposePackedLinears(packed.linears);
-      throw new Error(`attachPackedLinears: model '${model.name}' has no weight '${name}'`);
-    }
-  }
-  if (model.packedLinears) disposePackedLinears(model.packedLinears);
-  model.packedLinears = packed.linears;
-  return packed.skipped;
 }
 
 /** Frees the GPU tensors of packed linears. */

@@ -1,5 +1,5 @@
 // Correctness checks and benchmarks of the quantized kernels (w8a8.ts, wq-gemm.ts) for the
-// registries of lib/kernels/index.ts (scripts/check-kernels.ts, scripts/bench-kernels.ts, the
+// registries of lib/kernels/suites.ts (scripts/check-kernels.ts, scripts/bench-kernels.ts, the
 // vitest suites). References are plain: JS integer math for the INT8 accumulators and the
 // activation codes, tfjs matMul on the fake-quantized operands for the linears.
 import * as tf from '@tensorflow/tfjs';

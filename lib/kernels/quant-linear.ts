@@ -1,6 +1,6 @@
 // The linear layer of a packed quantized weight: y = x · Wᵀ (+ b) through the W8A8 kernels
 // (activations quantized per token inside) or the weight-only kernels. transformer.ts's linear()
-// calls this when kernels are on and the weight has a packed form (Model.packedLinears).
+// calls this when kernels are on and the weight has a packed form (InferenceModel.packedLinears).
 import type * as tf from '@tensorflow/tfjs';
 import type { PackedLinear } from './packed-linear';
 import { w8a8Linear, type Int8Options } from './w8a8';

@@ -7,7 +7,8 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { kernelsActive } from '../kernels';
-import { attachPackedLinears, disposePackedLinears, packLinearsFromModules } from '../kernels/packed-linear';
+import { attachPackedLinears, type InferenceModel } from '../engine/inference';
+import { disposePackedLinears, packLinearsFromModules } from '../kernels/packed-linear';
 import { isPackedDir, loadPacked } from '../quant/pack';
 import { loadSparseWeights, saveSparseWeights, type SparseSaveReport } from '../quant/sparse';
 import { configFromHf, loadHfDir, loadTokenizer, readJson, saveModel } from './hf';
@@ -22,7 +23,7 @@ export interface LoadOptions extends UploadOptions {
   /** Hub cache directory (default: HF_HUB_CACHE / ~/.cache/huggingface/hub). */
   cacheDir?: string;
   /** Packed quantized directories: also keep the quantized linears packed on the GPU for the
-   * quantized kernels (Model.packedLinears). Default: when kernels are on (lib/kernels policy). */
+   * quantized kernels (InferenceModel.packedLinears). Default: when kernels are on (lib/kernels policy). */
   packedLinears?: boolean;
 }
 
@@ -35,12 +36,12 @@ const HUB_FILES: { file: string; optional: boolean }[] = [
 ];
 
 /** Loads a model from a llama2.c .bin, an HF directory or a hub id. */
-export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promise<Model> {
+export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promise<InferenceModel> {
   if (existsSync(pathOrId)) {
     if (!statSync(pathOrId).isDirectory()) return loadLlama2c(pathOrId, opts);
     if (isPackedDir(pathOrId)) {
-      const { model, quant, modules } = loadPacked(pathOrId, { tokenizer: opts.tokenizer });
-      model.actQuant = quant.act_quant ?? null;
+      const { model: packed, quant, modules } = loadPacked(pathOrId, { tokenizer: opts.tokenizer });
+      const model: InferenceModel = Object.assign(packed, { actQuant: quant.act_quant ?? null });
       if (opts.packedLinears ?? kernelsActive()) {
         const skipped = attachPackedLinears(model, packLinearsFromModules(modules, model.actQuant));
         for (const [name, why] of skipped) console.warn(`[load] ${name}: no quantized kernel (${why}); it runs in fp32`);
@@ -166,8 +167,8 @@ export async function saveSparseDir(model: Model, dir: string, pattern: { n: num
   return saveSparseWeights(model, path.join(dir, SPARSE_FILE), pattern);
 }
 
-/** Disposes every tensor of a model (weights, split blocks, packed linears). */
-export function disposeModel(model: Model): void {
+/** Disposes every tensor of a model (weights, split blocks) and of its inference state (packed linears). */
+export function disposeModel(model: InferenceModel): void {
   if (model.packedLinears) disposePackedLinears(model.packedLinears);
   for (const t of model.weights.values()) t.dispose();
   model.weights.clear();

@@ -12,7 +12,8 @@ import { wasmAttention, wasmGatherRows, wasmKernelsAvailable, wasmRmsNorm, wasmS
 import { kernelAttention, kernelLinear, kernelMatMulT, kernelQuantizesInput, kernelRmsNorm, kernelRopeHeads, kernelSwiglu } from '../kernels';
 import type { BackendName } from '../runtime/backend';
 import { ARCHS, linearName } from './arch';
-import type { LinearInputHook, Model, ModelConfig } from './types';
+import type { LinearInputHook, ModelConfig } from './types';
+import type { InferenceModel } from '../engine/inference';
 import { blockWidths, hasFinalNorm } from './weights';
 
 export interface ForwardOptions {
@@ -66,7 +67,7 @@ export interface ForwardPrep {
  * null when its plan needs none. The copies are only valid while the model's weights stay as they
  * are: make them after compression, free them with disposeForwardPrep.
  */
-export function prepareForward(model: Model, plan: ForwardPlan = forwardPlan()): ForwardPrep | null {
+export function prepareForward(model: InferenceModel, plan: ForwardPlan = forwardPlan()): ForwardPrep | null {
   if (!plan.transposedWeights) return null;
   const c = model.config;
   const spec = ARCHS[c.arch];
@@ -111,14 +112,14 @@ interface KV {
   v: tf.Tensor4D; // [B, KV, S, hd]
 }
 
-function weight(model: Model, name: string): tf.Tensor {
+function weight(model: InferenceModel, name: string): tf.Tensor {
   const w = model.weights.get(name);
   if (!w) throw new Error(`model '${model.name}' has no weight '${name}'`);
   return w;
 }
 
 /** A matrix as row blocks: [w] normally, the blocks when it exceeds one GPU binding. */
-function rowBlocks(model: Model, name: string): tf.Tensor2D[] {
+function rowBlocks(model: InferenceModel, name: string): tf.Tensor2D[] {
   const split = model.splitWeights?.get(name);
   if (split) return split as tf.Tensor2D[];
   return [weight(model, name) as tf.Tensor2D];
@@ -132,7 +133,7 @@ function headWeightName(config: ModelConfig): string {
 
 /** y = x Wᵀ + b for x [N, in], W [out, in]; the hook sees (and may replace) x. With `kernels`, a
  * packed (quantized) or dense kernel may run instead of tfjs's matMul (lib/kernels kernelLinear). */
-function linear(model: Model, name: string, x: tf.Tensor2D, hook: LinearInputHook | undefined, kernels: boolean, prep: ForwardPrep | null = null): tf.Tensor2D {
+function linear(model: InferenceModel, name: string, x: tf.Tensor2D, hook: LinearInputHook | undefined, kernels: boolean, prep: ForwardPrep | null = null): tf.Tensor2D {
   let input = x;
   if (hook) {
     const r = hook(name, x);
@@ -147,7 +148,7 @@ function linear(model: Model, name: string, x: tf.Tensor2D, hook: LinearInputHoo
 }
 
 /** RMSNorm (LLaMA) or LayerNorm (OPT) over the last axis; `prefix` is the norm's name without '.weight'. */
-function norm(model: Model, prefix: string, x: tf.Tensor, kernels = false, wasmFused = wasmFusedOn()): tf.Tensor {
+function norm(model: InferenceModel, prefix: string, x: tf.Tensor, kernels = false, wasmFused = wasmFusedOn()): tf.Tensor {
   const eps = model.config.normEps;
   const w = weight(model, `${prefix}.weight`);
   if (ARCHS[model.config.arch].norm === 'rms') {
@@ -249,7 +250,7 @@ function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor
 
 /** The blocks' shared state for T new tokens after `past` cached ones; `cache`: the caller keeps the
  * blocks' keys and values (generation), so they stay in the [B, KV, S, hd] layout of the plain path. */
-function makeStep(model: Model, B: number, T: number, past: number, opts: ForwardOptions, cache = false): Step {
+function makeStep(model: InferenceModel, B: number, T: number, past: number, opts: ForwardOptions, cache = false): Step {
   // The kernel applies the causal mask itself, and right padding needs no other (rightPadding): no mask tensor then.
   const plan = opts.plan ?? forwardPlan();
   const wasmAttn = !cache && past === 0 && (!opts.attentionMask || opts.rightPadding === true) && plan.attention === 'wasm-simd' && wasmKernelsAvailable();
@@ -272,7 +273,7 @@ function disposeStep(s: Step): void {
 
 /** Token (and for OPT position) embeddings: ids [B, T] int32 → [B, T, D]. */
 export function embed(
-  model: Model,
+  model: InferenceModel,
   ids: tf.Tensor2D,
   opts: { attentionMask?: tf.Tensor2D; pastLength?: number; plan?: ForwardPlan } = {},
 ): tf.Tensor3D {
@@ -320,14 +321,14 @@ function gatherRows(blocks: tf.Tensor2D[], ids: tf.Tensor, fused: boolean): tf.T
 }
 
 /** Short linear name of a block linear's full weight name ('model.layers.3.self_attn.q_proj.weight' → 'q'). */
-function shortOf(model: Model, full: string): string {
+function shortOf(model: InferenceModel, full: string): string {
   const spec = ARCHS[model.config.arch];
   for (const [short, suffix] of Object.entries(spec.linears)) if (full.endsWith(`.${suffix}.weight`)) return short;
   throw new Error(`'${full}' is not a linear of architecture '${model.config.arch}'`);
 }
 
 /** Block i's linear-input hook: the model's activation quantization (W8A8) first, then the caller's hook on its result. */
-function blockHook(model: Model, i: number, user: LinearInputHook | undefined, kernels: boolean): LinearInputHook | undefined {
+function blockHook(model: InferenceModel, i: number, user: LinearInputHook | undefined, kernels: boolean): LinearInputHook | undefined {
   const act = model.actQuant;
   if (!act) return user;
   const quant = actQuantHook(act, i, (l) => shortOf(model, l));
@@ -340,7 +341,7 @@ function blockHook(model: Model, i: number, user: LinearInputHook | undefined, k
 }
 
 /** Block i on x [B, T, D]; returns the block output and the full keys/values (past + new). */
-function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): { y: tf.Tensor3D; kv: KV } {
+function block(model: InferenceModel, i: number, x: tf.Tensor3D, step: Step, past?: KV): { y: tf.Tensor3D; kv: KV } {
   const c = model.config;
   const spec = ARCHS[c.arch];
   const [B, T, D] = x.shape;
@@ -411,7 +412,7 @@ function block(model: Model, i: number, x: tf.Tensor3D, step: Step, past?: KV): 
 }
 
 /** Block i: x [B, T, D] → [B, T, D] (a fresh forward without cache). */
-export function runBlock(model: Model, i: number, x: tf.Tensor3D, opts: ForwardOptions = {}): tf.Tensor3D {
+export function runBlock(model: InferenceModel, i: number, x: tf.Tensor3D, opts: ForwardOptions = {}): tf.Tensor3D {
   if (i < 0 || i >= model.config.numLayers) throw new Error(`block ${i} out of range (model has ${model.config.numLayers})`);
   const [B, T] = x.shape;
   const step = makeStep(model, B, T, 0, opts);
@@ -426,7 +427,7 @@ export function runBlock(model: Model, i: number, x: tf.Tensor3D, opts: ForwardO
 }
 
 /** Final norm, OPT's project_out and the LM head: x [B, T, D] → logits [B, T, V] (`kernels`: the LM head may run on the fp32 GEMM kernel). */
-export function head(model: Model, x: tf.Tensor3D, kernels = false, prep: ForwardPrep | null = null, plan: ForwardPlan = forwardPlan()): tf.Tensor3D {
+export function head(model: InferenceModel, x: tf.Tensor3D, kernels = false, prep: ForwardPrep | null = null, plan: ForwardPlan = forwardPlan()): tf.Tensor3D {
   const c = model.config;
   const spec = ARCHS[c.arch];
   const [B, T, D] = x.shape;
@@ -440,7 +441,7 @@ export function head(model: Model, x: tf.Tensor3D, kernels = false, prep: Forwar
     const h2 = tf.reshape(h, [B * T, width]) as tf.Tensor2D;
     const name = headWeightName(c);
     const blocks = rowBlocks(model, name);
-    // An unsplit head may be packed (quantized) in Model.packedLinears: kernelLinear runs it, or the dense kernel.
+    // An unsplit head may be packed (quantized) in InferenceModel.packedLinears: kernelLinear runs it, or the dense kernel.
     const whole = kernels && blocks.length === 1 ? kernelLinear(model, name, h2) : null; // [tokens, V]
     const wT = blocks.length === 1 ? prep?.weightsT.get(name) : undefined; // [width, V]
     const parts = whole ? [whole] : wT ? [tf.matMul(h2, wT)] : blocks.map((w) => (kernels ? kernelMatMulT(h2, w) : null) ?? tf.matMul(h2, w, false, true)); // [tokens, rows_i]
@@ -450,7 +451,7 @@ export function head(model: Model, x: tf.Tensor3D, kernels = false, prep: Forwar
 }
 
 /** ids [B, T] → logits [B, T, V]. */
-export function forward(model: Model, ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
+export function forward(model: InferenceModel, ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
   const [B, T] = ids.shape;
   const step = makeStep(model, B, T, 0, opts);
   let x: tf.Tensor3D | null = null; // the running hidden state [B, T, D]; freed on every path, errors included
@@ -502,7 +503,7 @@ export const GENERATE_DEFAULTS: Required<Omit<GenerateOptions, 'onToken'>> = {
  * Gumbel-max trick on the device (argmax of logits/T + Gumbel noise ≡ a draw from softmax(logits/T)).
  * Stops at maxNewTokens, EOS (stopAtEos) or the model's context length. Returns the new ids.
  */
-export async function generate(model: Model, prompt: readonly number[], opts: GenerateOptions = {}): Promise<number[]> {
+export async function generate(model: InferenceModel, prompt: readonly number[], opts: GenerateOptions = {}): Promise<number[]> {
   const o = { ...GENERATE_DEFAULTS, ...opts };
   if (prompt.length === 0) throw new Error('generate: the prompt is empty (prepend BOS to start from nothing)');
   if (!o.greedy && !(o.temperature > 0)) throw new Error(`generate: temperature must be > 0, got ${o.temperature}`);

@@ -1,9 +1,9 @@
 // The kit's model representation: an HF-style config, weights keyed by their HF names in HF
 // layouts (linear weights are [out, in]), and a tokenizer. Every loader produces this; the
-// forward pass, the methods and the writers consume it.
+// forward pass, the methods and the writers consume it. What a model runs with beyond its weights
+// (activation quantization, packed linears for the quantized kernels) is the inference side's:
+// lib/engine/inference.ts InferenceModel.
 import type * as tf from '@tensorflow/tfjs';
-import type { PackedLinear } from '../kernels/packed-linear';
-import type { ActQuantSpec } from '../quant/act';
 
 export type Arch = 'llama' | 'opt';
 
@@ -71,13 +71,6 @@ export interface Model {
   tokenizer: Tokenizer;
   /** Where it came from (path or hub id@revision), for provenance. */
   source: string;
-  /** Activation quantization (W8A8 models): forward() fake-quantizes every linear input with it
-   * through the onLinearInput hook, before any hook the caller passes. Absent/null: fp32 inputs. */
-  actQuant?: ActQuantSpec | null;
-  /** Quantized linears kept on the GPU for the quantized kernels (weight name → packed codes and
-   * scales; lib/kernels/packed-linear.ts). With kernels on, linear() runs these instead of the
-   * fp32 weight (which stays in `weights` for every other path); absent: fp32 everywhere. */
-  packedLinears?: Map<string, PackedLinear>;
 }
 
 /** A hook on the input of every linear layer of a block. Return a tensor to replace the input

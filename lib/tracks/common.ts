@@ -2,7 +2,8 @@
 // "subject" (a model loaded and compressed once, with the Track 3 measurement of that
 // compression), and row helpers that stamp each row with its cell's hash.
 import { kernelsActive } from '../kernels';
-import { attachPackedLinears, packLinears } from '../kernels/packed-linear';
+import { attachPackedLinears, type InferenceModel } from '../engine/inference';
+import { packLinears } from '../kernels/packed-linear';
 import { dataOptions, resolveDataDir, type DataOptions } from '../data/common';
 import { meterCompression, type TrainMeasurement } from '../efficiency/meters';
 import { assertFiniteWeights } from '../eval/finite';
@@ -11,7 +12,6 @@ import { calibrationFromText, capSeqlen, corpusText, describeCalib } from '../me
 import { getMethod } from '../methods/index';
 import type { CompressResult } from '../methods/types';
 import { disposeModel, loadModel } from '../models/load';
-import type { Model } from '../models/types';
 import { REPO_ROOT } from '../cli';
 import { cellNote, resolveModelPath, type Cell, type MatrixConfig, type MethodSpec, type ModelSpec } from '../matrix';
 import { makeRow, startRun, type ResultRow, type RunContext } from '../results';
@@ -58,7 +58,7 @@ export async function openEnv(matrix: MatrixConfig, opts: Partial<EnvOptions> = 
 export interface Subject {
   spec: ModelSpec;
   method: MethodSpec;
-  model: Model;
+  model: InferenceModel;
   compress: CompressResult | null;
   /** Track 3: the compression's wall time and peak memory (null for the dense model). */
   train: TrainMeasurement | null;

@@ -2,7 +2,7 @@
 // measure it at stated settings. Speeds are medians over repeats with their spread; a missing
 // engine is an EngineNotRun error that the runner turns into a "not run: reason" row.
 import type { CompressResult } from '../../methods/types';
-import type { Model } from '../../models/types';
+import type { InferenceModel } from '../../engine/inference';
 import { mulberry32 } from '../../rng';
 
 export interface BenchSettings {
@@ -81,7 +81,7 @@ export interface EngineMeasurement {
 
 /** A model handed to an engine: the kit model (weights already compressed) and what compressed it. */
 export interface EngineInput {
-  model: Model;
+  model: InferenceModel;
   /** The method's result (integer codes, config), null for the dense model. */
   compress: CompressResult | null;
   /** Method name for rows ('dense', 'gptq', …). */

@@ -11,14 +11,14 @@ import { withKernels, type KernelMode } from '../../kernels';
 import { generate } from '../../models/transformer';
 import { Decoder } from '../../engine/generate';
 import { executorUnsupported } from '../../engine/executor';
-import type { Model } from '../../models/types';
+import type { InferenceModel } from '../../engine/inference';
 import {
   EngineNotRun, checkSettings, promptIds, summarize,
   type BenchSettings, type Engine, type EngineInput, type EngineMeasurement, type Prepared, type RunTiming,
 } from './types';
 
 export interface KitPrepared extends Prepared {
-  model: Model;
+  model: InferenceModel;
 }
 
 export class KitEngine implements Engine<KitPrepared> {
@@ -41,7 +41,7 @@ export class KitEngine implements Engine<KitPrepared> {
     if (packed) notes.push(`${packed} quantized linears run packed on the quantized kernels (lib/kernels)`);
     else if (input.compress?.quantized?.size) notes.push('quantized weights run dequantized in fp32 (no packed linears on the kernels)');
     if (input.compress?.actQuant && !input.model.actQuant) notes.push('activation quantization not applied during generation (weights only)');
-    if (input.model.actQuant) notes.push('activations fake-quantized in fp32 during generation (Model.actQuant)');
+    if (input.model.actQuant) notes.push('activations fake-quantized in fp32 during generation (InferenceModel.actQuant)');
     if (input.sparse) notes.push('sparse weights run dense (no sparse kernels)');
     const format = this.name === 'webgpu' && executorUnsupported(input.model) === null ? 'fp32 kit executor (WebGPU)' : `fp32 tfjs ${tf.getBackend()}`;
     return { model: input.model, format, notes, dispose: async () => undefined };
@@ -111,7 +111,7 @@ export class KitEngine implements Engine<KitPrepared> {
  * predicted position, no BOS inserted), as the evaluation protocol (lib/eval's windowPerplexity);
  * for checking GGUF exports.
  */
-export async function kitPerplexity(model: Model, ids: readonly number[], seqlen: number, maxWindows: number): Promise<{ ppl: number; nll: number; tokens: number; windows: number }> {
+export async function kitPerplexity(model: InferenceModel, ids: readonly number[], seqlen: number, maxWindows: number): Promise<{ ppl: number; nll: number; tokens: number; windows: number }> {
   if (!(maxWindows >= 1)) throw new Error(`perplexity: maxWindows ${maxWindows} must be ≥ 1`);
   const r = await windowPerplexity(model, ids, { seqlen, windows: Number.isFinite(maxWindows) ? maxWindows : null });
   return { ppl: r.ppl, nll: r.nll, tokens: r.predicted, windows: r.windows };
