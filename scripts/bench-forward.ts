@@ -30,6 +30,7 @@ import { helpFromHeader, REPO_ROOT } from '../lib/cli';
 import { formatCsv } from '../lib/csv';
 import { dataOutDir, gitSha, writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend, syncDevice, timeRegion } from '../lib/runtime';
+import { median } from '../lib/runtime/bench';
 import { disposeModel } from '../lib/models/load';
 import { CONFIG_1B, CONFIG_SMALL, randomModel } from '../lib/models/random';
 import { forward, generate } from '../lib/models/transformer';
@@ -128,10 +129,7 @@ async function main(): Promise<void> {
           const { ms } = await timeRegion(() => tf.tidy(() => forward(model, ids, { kernels: true })).dispose());
           return ms;
         };
-        for (let i = 0; i < 2; i++) await once(); // warm-up: shader compilation, buffer pools
-        const times: number[] = [];
-        for (let i = 0; i < reps; i++) times.push(await once());
-        const prefillTokS = prefill / (median(times) / 1000);
+        const prefillTokS = await tokensPerSecond(prefill, reps, once); // warm-up: shader compilation, buffer pools
         ids.dispose();
         // Decode: time from the first generated token to the last (prefill excluded).
         const prompt = Array.from({ length: prefill }, (_, i) => 3 + ((i * 104729) % (hf.vocab_size - 3)));
@@ -188,10 +186,7 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
       await dec.prefill(prompt);
       return performance.now() - t0;
     };
-    for (let i = 0; i < 2; i++) await once(); // warm-up: pipeline compilation
-    const times: number[] = [];
-    for (let i = 0; i < reps; i++) times.push(await once());
-    const prefillTokS = prefill / (median(times) / 1000);
+    const prefillTokS = await tokensPerSecond(prefill, reps, once); // warm-up: pipeline compilation
     if (profile) {
       // Where a prefill step's time goes, by difference: the same step with some kernels left out.
       const without = async (skip: RegExp) => {
@@ -203,7 +198,7 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
         }
         return median(ms);
       };
-      const full = median(times);
+      const full = (prefill / prefillTokS) * 1000; // the median prefill step, ms
       for (const [what, re] of [['attention', /^attn/], ['GEMMs and GEMVs', /^gem[mv]-/], ['INT8 GEMMs and activation quantization', /^(int8-gemm|w8a8-act-quant)/], ['LM head GEMM', new RegExp(`^gem[mv]-${hf.hidden_size}x${hf.vocab_size}-`)], ['norms, RoPE/KV, embedding, row stats', /^(norm|rope|embed|row-stats|pick)/]] as const) {
         console.error(`[profile] executor prefill ${prefill}: ${what} ≈ ${(full - (await without(re))).toFixed(2)} ms of ${full.toFixed(2)} ms`);
       }
@@ -276,10 +271,12 @@ async function profile(label: string, f: () => Promise<unknown>): Promise<void> 
   for (const [name, e] of top) console.error(`[profile]   ${name.padEnd(28)} ${String(e.n).padStart(6)} × ${e.ms.toFixed(2).padStart(9)} ms`);
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+/** Tokens per second of `once` (which returns its milliseconds): two warm-up calls, then the median of `reps`. */
+async function tokensPerSecond(tokens: number, reps: number, once: () => Promise<number>): Promise<number> {
+  for (let i = 0; i < 2; i++) await once();
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) times.push(await once());
+  return tokens / (median(times) / 1000);
 }
 
 function row(

@@ -16,7 +16,6 @@ CSV in reference_ppl.csv's format that scripts/reproduce-reference.ts reads with
 GPU host:  python3 scripts/reference_quant.py --out $OUT/reference_quant.csv
 """
 import argparse
-import csv
 import json
 import os
 import sys
@@ -26,7 +25,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_sparsity import SHARED, block_inputs, open_reference, perplexity, report_ppl, run_layer, write_ppl_csv  # noqa: E402
+from reference_sparsity import SHARED, block_inputs, open_reference, perplexity, read_reference_ppl, report_ppl, run_layer, write_ppl_csv  # noqa: E402
 
 LISTED = [
     ("rtn", {"bits": 8, "group": -1}), ("gptq", {"bits": 8, "group": -1}), ("rtn", {"bits": 8, "group": 32}),
@@ -257,10 +256,7 @@ def main():
     ap.add_argument("--no-listed", action="store_true", help="only the settings the file does not list")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    ref = {}
-    with open(os.path.join(a.reference, "reference_ppl.csv")) as f:
-        for r in csv.DictReader(f):
-            ref[(r["method"], json.dumps(json.loads(r["config"]), sort_keys=True))] = float(r["wikitext2_ppl"])
+    ref = {(m, json.dumps(cfg, sort_keys=True)): ppl for m, cfg, ppl in read_reference_ppl(a.reference)}
     calib, test_ids, load = open_reference(a.reference)
     print(f"dense {perplexity(load(), test_ids):.4f} (reference_ppl.csv {ref.get(('dense', '{}'))})", flush=True)
     rows = []

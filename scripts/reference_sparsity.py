@@ -199,6 +199,12 @@ def perplexity(model, ids, seqlen=512, batch=32):
     return math.exp(nll / (n * (seqlen - 1)))
 
 
+def read_reference_ppl(reference):
+    """The rows of reference_ppl.csv: (method, config dict, WikiText-2 perplexity)."""
+    with open(os.path.join(reference, "reference_ppl.csv")) as f:
+        return [(r["method"], json.loads(r["config"]), float(r["wikitext2_ppl"])) for r in csv.DictReader(f)]
+
+
 def open_reference(reference):
     """TF32 off; a reference directory's calibration windows (on CUDA), test ids, and a loader of its fp32 HF model."""
     from transformers import AutoModelForCausalLM
@@ -231,10 +237,7 @@ def main():
     ap.add_argument("--settings", default=",".join(LISTED + EXTRA))
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    ref = {}
-    with open(os.path.join(a.reference, "reference_ppl.csv")) as f:
-        for r in csv.DictReader(f):
-            ref[(r["method"], json.loads(r["config"]).get("pattern"))] = float(r["wikitext2_ppl"])
+    ref = {(m, cfg.get("pattern")): ppl for m, cfg, ppl in read_reference_ppl(a.reference)}
     calib, test_ids, load = open_reference(a.reference)
     dense = perplexity(load(), test_ids)
     print(f"dense {dense:.4f} (reference_ppl.csv {ref.get(('dense', None))})", flush=True)

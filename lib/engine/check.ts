@@ -2,7 +2,7 @@
 // scripts/check-executor.ts (the GPU host): per-request log-likelihoods against the tfjs path
 // (the exact reference) on requests of every shape the evaluator sends, and logits against the
 // transformers fixtures of test/fixtures/models.
-import { readSafetensorsHeader, readTensor } from '../models/safetensors';
+import { readReference } from '../models/parity';
 import { disposeModel, loadModel } from '../models/load';
 import type { Model } from '../models/types';
 import { tensorScorer } from '../eval/model-scorer';
@@ -69,16 +69,7 @@ export async function scorerAgreement(model: Model, maxLength = Math.min(128, mo
 
 /** The executor's logits of a transformers fixture (HF dir with reference.safetensors, right-padded batch): largest |difference| over real positions, or the reason it cannot run. */
 export async function fixtureLogitParity(dir: string, tokenizer?: string): Promise<{ worst: number; compared: number } | { unsupported: string }> {
-  const file = `${dir}/reference.safetensors`;
-  const h = readSafetensorsHeader(file);
-  const get = (n: string) => {
-    const e = h.entries.find((x) => x.name === n);
-    if (!e) throw new Error(`${file}: no tensor '${n}'`);
-    return { data: readTensor(file, e), shape: e.shape };
-  };
-  const ids = get('input_ids');
-  const mask = get('attention_mask');
-  const logits = get('logits');
+  const { ids, mask, logits } = readReference(dir);
   const [B, T] = ids.shape;
   const V = logits.shape[2];
   const model = await loadModel(dir, { tokenizer });

@@ -32,6 +32,7 @@ import { timeRegion } from '../runtime/probes';
 import { writeFileAtomic } from '../results';
 import {
   batchSize,
+  WrappingScorer,
   type RecordingScorer,
   type ContinuationRequest,
   type ContinuationResult,
@@ -77,14 +78,8 @@ export function continuationScoredTokens(results: readonly Pick<ContinuationResu
 }
 
 /** A Scorer that passes everything to another and times each call (device synchronised around it). */
-export class TimingScorer implements Scorer {
+export class TimingScorer extends WrappingScorer {
   readonly calls: TimedCall[] = [];
-
-  constructor(private readonly inner: Scorer) {}
-
-  get maxLength(): number {
-    return this.inner.maxLength;
-  }
 
   async continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]> {
     const rec = sizeRecorder(onProgress);

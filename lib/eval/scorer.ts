@@ -270,19 +270,25 @@ export function batchSize(T: number, V: number, heads: number, o: Pick<ScorerOpt
   return Math.max(1, Math.min(Math.floor(o.maxBatchTokens / T), Math.floor(o.maxLogitElements / (T * V)), Math.floor(o.maxAttentionElements / (heads * T * T)), left));
 }
 
-/** A Scorer that passes everything to another and keeps each task's requests with the answers
- * (for exporting a sample to an independent implementation). */
-export class RecordingScorer implements Scorer {
-  readonly log = {
-    continuations: [] as (ContinuationRequest & { logprob: number; greedy: boolean })[],
-    nextToken: [] as (NextTokenRequest & { logprobs: number[] })[],
-  };
-
-  constructor(private readonly inner: Scorer) {}
+/** The base of Scorers that wrap another: the inner scorer and its maxLength. */
+export abstract class WrappingScorer implements Scorer {
+  constructor(protected readonly inner: Scorer) {}
 
   get maxLength(): number {
     return this.inner.maxLength;
   }
+
+  abstract continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]>;
+  abstract nextToken(reqs: readonly NextTokenRequest[], onProgress?: Progress): Promise<NextTokenResult[]>;
+}
+
+/** A Scorer that passes everything to another and keeps each task's requests with the answers
+ * (for exporting a sample to an independent implementation). */
+export class RecordingScorer extends WrappingScorer {
+  readonly log = {
+    continuations: [] as (ContinuationRequest & { logprob: number; greedy: boolean })[],
+    nextToken: [] as (NextTokenRequest & { logprobs: number[] })[],
+  };
 
   async continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]> {
     const out = await this.inner.continuations(reqs, onProgress);

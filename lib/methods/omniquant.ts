@@ -14,7 +14,7 @@ import { assertFinite } from '../eval/finite';
 import { ARCHS, linearName } from '../models/arch';
 import type { Model } from '../models/types';
 import type { ActQuantSpec } from '../quant/act';
-import { checkWeightSpec, maxq, quantCode, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
+import { checkWeightSpec, maxq, quantizeGroups, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
 import { getWeight, hostValues, observeAbsMax, linearShape, readFloat32, readLinear, replaceWeight } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
@@ -80,33 +80,18 @@ export function lwcFakeQuant(W: tf.Tensor2D, gamma: tf.Tensor, beta: tf.Tensor, 
 /** The same quantizer on the host (fp32): codes, scales and zeros for the packed format. */
 export function lwcQuantizeHost(W: Float32Array, rows: number, cols: number, gamma: ArrayLike<number>, beta: ArrayLike<number>, bits: number, groupSize: number): QuantizedMatrix {
   const f = Math.fround;
-  const gs = groupSize === -1 ? cols : groupSize;
-  const ng = cols / gs;
   const q = maxq(bits);
+  const ng = cols / (groupSize === -1 ? cols : groupSize);
   const sig = (x: number) => f(1 / (1 + Math.exp(-x)));
-  const codes = new Uint8Array(rows * cols);
-  const scales = new Float32Array(rows * ng);
-  const zeros = new Float32Array(rows * ng);
-  for (let r = 0; r < rows; r++) {
-    for (let g = 0; g < ng; g++) {
-      let mx = -Infinity;
-      let mn = Infinity;
-      for (let c = g * gs; c < (g + 1) * gs; c++) {
-        mx = Math.max(mx, W[r * cols + c]);
-        mn = Math.min(mn, W[r * cols + c]);
-      }
-      const k = r * ng + g;
-      const xmax = f(sig(gamma[k]) * mx);
-      const xmin = f(sig(beta[k]) * mn);
-      const scale = f(Math.min(Math.max(f(xmax - xmin), 1e-5), 1e4) / q);
-      // the packed format stores integer zero points in 0..2^bits: clamp (a clipped range always contains 0 for real weights)
-      const zero = Math.min(Math.max(roundHalfEven(f(-xmin / scale)), 0), q) + 0;
-      scales[k] = scale;
-      zeros[k] = zero;
-      for (let c = g * gs; c < (g + 1) * gs; c++) codes[r * cols + c] = quantCode(W[r * cols + c], scale, zero, bits);
-    }
-  }
-  return { rows, cols, bits, groupSize, sym: false, codes, scales, zeros };
+  return quantizeGroups(W, rows, cols, { bits, groupSize, sym: false, groupRemainder: 'error' }, (mn, mx, r, g) => {
+    const k = r * ng + g;
+    const xmax = f(sig(gamma[k]) * mx);
+    const xmin = f(sig(beta[k]) * mn);
+    const scale = f(Math.min(Math.max(f(xmax - xmin), 1e-5), 1e4) / q);
+    // the packed format stores integer zero points in 0..2^bits: clamp (a clipped range always contains 0 for real weights)
+    const zero = Math.min(Math.max(roundHalfEven(f(-xmin / scale)), 0), q) + 0;
+    return { scale, zero };
+  });
 }
 
 /** Per-token absmax activation fake quantization with straight-through rounding. */

@@ -16,7 +16,8 @@ export function parityFixtures(root: string): string[] {
   return readdirSync(root).filter((d) => existsSync(path.join(root, d, 'reference.safetensors'))).sort();
 }
 
-function readReference(dir: string) {
+/** A fixture's reference tensors: input_ids [B, T], attention_mask [B, T], logits [B, T, V] (transformers, fp32). */
+export function readReference(dir: string) {
   const file = path.join(dir, 'reference.safetensors');
   const h = readSafetensorsHeader(file);
   const get = (n: string) => {

@@ -114,12 +114,12 @@ export function quantizeMatrix(W: ArrayLike<number>, rows: number, cols: number,
  * The shared min-max loop: for each row and group of columns, the group's min and max (fp32),
  * scale and zero from `params`, then the codes.
  */
-function quantizeGroups(
+export function quantizeGroups(
   W: ArrayLike<number>,
   rows: number,
   cols: number,
   spec: WeightQuantSpec,
-  params: (mn: number, mx: number) => { scale: number; zero: number },
+  params: (mn: number, mx: number, row: number, group: number) => { scale: number; zero: number },
 ): QuantizedMatrix {
   if (W.length !== rows * cols) throw new QuantConfigError(`quantizeMatrix: ${W.length} values for a [${rows}, ${cols}] matrix`);
   const gs = spec.groupSize === -1 ? cols : spec.groupSize;
@@ -138,7 +138,7 @@ function quantizeGroups(
         if (v < mn) mn = v;
         if (v > mx) mx = v;
       }
-      const { scale, zero } = params(mn, mx);
+      const { scale, zero } = params(mn, mx, r, g);
       scales[r * ng + g] = scale;
       zeros[r * ng + g] = zero;
       for (let c = c0; c < c1; c++) codes[r * cols + c] = quantCode(W[r * cols + c], scale, zero, spec.bits);
