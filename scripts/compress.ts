@@ -6,20 +6,21 @@
 //
 //   npx tsx scripts/compress.ts --model PATH --method METHOD --out DIR [method options]
 //     [--method-config JSON]   the method's options as JSON ('{"pattern":"2:4"}'); flags override its keys
-//     [--calib wikitext2-valid | --calib-ids FILE] [--nsamples 128 --seqlen 2048 --seed 0]
-//     [--data-root ../shared/datasets] [--tokenizer FILE] [--backend auto] [--packing u8|u4|u2|bitstream]
+//     [--calib wikitext2-valid|kjv-train|FILE | --calib-ids FILE] [--calib-nsamples 128]
+//     [--calib-seqlen 2048 (capped at the context)] [--calib-seed 0] [--data DIR (default ../shared/datasets)]
+//     [--tokenizer FILE] [--backend auto] [--packing u8|u4|u2|bitstream]
 //     [--rows-out DIR (default $LLMCB_DATA_OUT, else tmp/: never the committed data/ unless asked) | --no-rows]
 //
 // Method options: each option of the method's schema is a flag of the same name in kebab case
 // (groupSize: --group-size 128; booleans: --sym / --no-sym; null where allowed: --wbits null). The
-// list below gives every method's options, types and defaults. Options whose flag is one of the
-// script's own (LLM-Pruner's nsamples and seqlen) are set through --method-config.
+// list below gives every method's options, types and defaults.
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { helpFromHeader, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
-import { calibDefaults, capSeqlen, checkCalibForModel, corpusText, describeCalib, loadCalibIds, sampleCalibration, type CalibSet } from '../lib/methods/calib';
-import { checkMethodConfig, configFromFlags, getMethod, methodFlagOptions } from '../lib/methods/index';
+import { helpFromHeader, REPO_ROOT } from '../lib/cli';
+import { resolveDataDir } from '../lib/data/common';
+import { CALIB_FLAGS, calibrationFor, calibSourceFromFlags, describeCalib, type CalibSource } from '../lib/methods/calib';
+import { checkMethodConfig, getMethod, methodConfigFromArgs, methodFlagOptions } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { saveCompressed } from '../lib/methods/save';
 import { dirBytes, checkPacking, type Packing } from '../lib/quant/pack';
@@ -33,12 +34,8 @@ interface Args {
   out: string;
   tokenizer?: string;
   backend: string;
-  calib: string | null;
-  calibIds: string | null;
-  nsamples: number;
-  seqlen: number;
-  seed: number;
-  dataRoot: string;
+  calib: CalibSource;
+  calibAsked: boolean; // --calib or --calib-ids given (calibrate even a method that does not need it)
   packing?: Packing;
   rows: boolean;
   rowsOut: string;
@@ -52,51 +49,32 @@ const OWN_FLAGS = {
   out: { type: 'string' },
   tokenizer: { type: 'string' },
   backend: { type: 'string', default: 'auto' },
-  calib: { type: 'string' },
-  'calib-ids': { type: 'string' },
-  nsamples: { type: 'string' },
-  seqlen: { type: 'string' },
-  seed: { type: 'string' },
-  'data-root': { type: 'string', default: path.join(sharedDir(), 'datasets') },
+  data: { type: 'string' },
   packing: { type: 'string' },
   'no-rows': { type: 'boolean', default: false },
   'method-config': { type: 'string' },
   'rows-out': { type: 'string' },
+  ...CALIB_FLAGS,
 } as const;
 
 function readArgs(argv: string[]): Args {
   const reserved = Object.keys(OWN_FLAGS);
   const { values: v } = parseArgs({ args: argv, options: { ...OWN_FLAGS, ...methodFlagOptions(reserved) }, strict: true });
   if (!v.method) throw new Error('--method is required (--help lists the methods)');
-  let opts: Record<string, unknown> = {};
-  if (v['method-config']) {
-    try {
-      opts = JSON.parse(v['method-config'] as string) as Record<string, unknown>;
-    } catch (e) {
-      throw new Error(`--method-config: not JSON: ${(e as Error).message}`);
-    }
-    if (!opts || typeof opts !== 'object' || Array.isArray(opts)) throw new Error('--method-config: a JSON object of method options');
-  }
-  getMethod(v.method as string); // an unknown method is named before its flags are read
-  Object.assign(opts, configFromFlags(v.method as string, v, reserved)); // flags override the JSON's keys
+  const opts = methodConfigFromArgs(v.method as string, v['method-config'] as string | undefined, v, reserved);
   if (!v.model) throw new Error('--model PATH is required');
   if (!v.out) throw new Error('--out DIR is required');
-  if (v.calib && v['calib-ids']) throw new Error('give --calib or --calib-ids, not both');
   return {
-    model: v.model,
-    method: v.method,
-    out: v.out,
-    tokenizer: v.tokenizer,
-    backend: v.backend!,
-    calib: v.calib ?? null,
-    calibIds: v['calib-ids'] ?? null,
-    nsamples: numberFlag('nsamples', v.nsamples) ?? calibDefaults.nsamples,
-    seqlen: numberFlag('seqlen', v.seqlen) ?? calibDefaults.seqlen,
-    seed: numberFlag('seed', v.seed) ?? calibDefaults.seed,
-    dataRoot: v['data-root']!,
+    model: v.model as string,
+    method: v.method as string,
+    out: v.out as string,
+    tokenizer: v.tokenizer as string | undefined,
+    backend: v.backend as string,
+    calib: calibSourceFromFlags(v, resolveDataDir(v.data as string | undefined)),
+    calibAsked: Boolean(v.calib || v['calib-ids']),
     packing: v.packing as Packing | undefined,
     rows: !v['no-rows'],
-    rowsOut: v['rows-out'] ?? process.env.LLMCB_DATA_OUT ?? path.join(REPO_ROOT, 'tmp'),
+    rowsOut: (v['rows-out'] as string | undefined) ?? process.env.LLMCB_DATA_OUT ?? path.join(REPO_ROOT, 'tmp'),
     opts,
   };
 }
@@ -112,18 +90,8 @@ async function main(): Promise<void> {
     // Everything is validated before any work: options against the model, packing, calibration.
     mod.validate(opts, model);
     if (a.packing) checkPacking((opts as { bits?: number }).bits ?? 8, a.packing);
-    let calib: CalibSet | null = null;
-    if (mod.needsCalib || a.calib || a.calibIds) {
-      const seqlen = capSeqlen(a.seqlen, model);
-      if (a.calibIds) calib = loadCalibIds(a.calibIds, { vocabSize: model.config.vocabSize });
-      else {
-        const name = a.calib ?? 'wikitext2-valid';
-        const text = corpusText(name, a.dataRoot);
-        calib = sampleCalibration(model.tokenizer.encode(text, { bos: false }), name, { nsamples: a.nsamples, seqlen, seed: a.seed });
-      }
-      checkCalibForModel(calib, model);
-      console.log(`calibration ${describeCalib(calib)}`);
-    }
+    const calib = mod.needsCalib || a.calibAsked ? calibrationFor(model, a.calib) : null;
+    if (calib) console.log(`calibration ${describeCalib(calib)}`);
     if (fs.existsSync(a.out) && fs.readdirSync(a.out).length > 0) throw new Error(`--out ${a.out} exists and is not empty`);
     const ctx = startRun(runtime);
     await syncDevice();

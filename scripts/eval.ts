@@ -3,15 +3,19 @@
 //
 //   npx tsx scripts/eval.ts --model models/stories260K/stories260K.bin --tasks wikitext2,mmlu,arc_challenge \
 //     [--data DIR] [--no-hub] [--seqlen N] [--bos | --no-bos] [--shots K] [--limit N] [--seed S] \
-//     [--backend webgpu|wasm|cpu|auto] [--batch-tokens N] [--method NAME] [--method-config JSON] \
-//     [--out FILE] [--results-dir DIR] [--export-requests FILE]
+//     [--backend webgpu|wasm|cpu|auto] [--batch-tokens N] [--tokenizer FILE] [--out FILE] [--results-dir DIR] \
+//     [--export-requests FILE] [--method NAME [--method-config JSON] [method options] [calibration flags]]
+//
+// --method compresses the loaded model in memory with a registered method before evaluating it (the
+// method's options and calibration flags as in scripts/compress.ts); rows carry the method's config.
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
 import { numberFlag, printUsage } from '../lib/cli';
 import { dataOptions, resolveDataDir } from '../lib/data/common';
 import { type EvalOutcome, evaluate, outcomeRows } from '../lib/eval/evaluate';
 import { modelScorer } from '../lib/eval/model-scorer';
-import { checkMethodConfig } from '../lib/methods/index';
+import { CALIB_FLAGS, CALIB_USAGE, calibrationFor, calibSourceFromFlags, describeCalib } from '../lib/methods/calib';
+import { checkMethodConfig, getMethod, methodConfigFromArgs, methodFlagOptions } from '../lib/methods/index';
 import { RecordingScorer } from '../lib/eval/scorer';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { appendResults, type ResultRow, startRun, trackFile, writeFileAtomic } from '../lib/results';
@@ -20,37 +24,40 @@ import { getTasks } from '../lib/tasks';
 
 const USAGE = `usage: npx tsx scripts/eval.ts --model PATH --tasks wikitext2,mmlu,...|all [--data DIR] [--no-hub]
   [--seqlen N] [--bos | --no-bos] [--shots K] [--limit N] [--seed S] [--backend webgpu|wasm|cpu|auto]
-  [--batch-tokens N] [--method NAME] [--method-config JSON] [--out FILE] [--results-dir DIR]
-  [--export-requests FILE]`;
+  [--batch-tokens N] [--tokenizer FILE] [--out FILE] [--results-dir DIR] [--export-requests FILE]
+  [--method NAME [--method-config JSON] [method options: --group-size 128 ...]]: compress the model first
+  ${CALIB_USAGE}`;
 
 function fmt(x: number | null, digits: number): string {
   return x === null ? '-' : Math.abs(x) >= 1000 ? x.toFixed(2) : x.toFixed(digits);
 }
 
+/** The script's own flags; every other flag sets an option of --method (the registry's schemas). */
+const OWN_FLAGS = {
+  model: { type: 'string' },
+  tasks: { type: 'string' },
+  data: { type: 'string' },
+  'no-hub': { type: 'boolean', default: false },
+  seqlen: { type: 'string' },
+  bos: { type: 'boolean' },
+  'no-bos': { type: 'boolean' },
+  shots: { type: 'string' },
+  limit: { type: 'string' },
+  seed: { type: 'string' },
+  backend: { type: 'string' },
+  'batch-tokens': { type: 'string' },
+  tokenizer: { type: 'string' },
+  method: { type: 'string', default: 'dense' },
+  'method-config': { type: 'string' },
+  out: { type: 'string' },
+  'results-dir': { type: 'string' },
+  'export-requests': { type: 'string' },
+  help: { type: 'boolean', default: false },
+  ...CALIB_FLAGS,
+} as const;
+
 async function main(): Promise<number> {
-  const { values: a } = parseArgs({
-    options: {
-      model: { type: 'string' },
-      tasks: { type: 'string' },
-      data: { type: 'string' },
-      'no-hub': { type: 'boolean', default: false },
-      seqlen: { type: 'string' },
-      bos: { type: 'boolean' },
-      'no-bos': { type: 'boolean' },
-      shots: { type: 'string' },
-      limit: { type: 'string' },
-      seed: { type: 'string' },
-      backend: { type: 'string' },
-      'batch-tokens': { type: 'string' },
-      method: { type: 'string', default: 'dense' },
-      'method-config': { type: 'string', default: '{}' },
-      out: { type: 'string' },
-      'results-dir': { type: 'string' },
-      'export-requests': { type: 'string' },
-      help: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
+  const { values: a } = parseArgs({ options: { ...OWN_FLAGS, ...methodFlagOptions(Object.keys(OWN_FLAGS)) }, strict: true });
   if (a.help) {
     await printUsage(USAGE, true);
     return 0;
@@ -61,13 +68,26 @@ async function main(): Promise<number> {
   }
   if (a.bos && a['no-bos']) throw new Error('--bos and --no-bos are exclusive');
   const tasks = getTasks(a.tasks);
-  const methodConfig = JSON.parse(a['method-config']!) as Record<string, unknown>;
-  checkMethodConfig(a.method!, methodConfig, '--method/--method-config');
+  let methodConfig = methodConfigFromArgs(a.method!, a['method-config'], a, Object.keys(OWN_FLAGS));
+  const methodOpts = checkMethodConfig(a.method!, methodConfig, '--method/--method-config');
   const data = dataOptions({ dataDir: resolveDataDir(a.data), ...(a['no-hub'] ? { hub: false } : {}) });
+  const calibSource = calibSourceFromFlags(a, data.dataDir);
   const runtime = await initRuntime({ backend: parseBackend(a.backend ?? process.env.LLMCB_BACKEND ?? 'auto') });
   console.error(`backend ${runtime.backend} on ${runtime.device}; data ${data.dataDir ?? '(none)'}${data.hub ? ' then hub' : ''}`);
   const ctx = startRun(runtime);
-  const model = await loadModel(a.model);
+  const model = await loadModel(a.model!, { tokenizer: a.tokenizer });
+  let calibDesc = 'none';
+  if (a.method !== 'dense') {
+    // Validated against the model and calibrated before any compression work.
+    const mod = getMethod(a.method!);
+    mod.validate(methodOpts, model);
+    const calib = mod.needsCalib ? calibrationFor(model, calibSource) : null;
+    if (calib) calibDesc = describeCalib(calib);
+    console.error(`compressing with ${a.method} ${JSON.stringify(methodConfig)}${calib ? ` on ${calibDesc}` : ''}`);
+    const result = await mod.compress(model, calib, methodOpts, { onBlockDone: (b, ms) => console.error(`   block ${b + 1}/${model.config.numLayers} compressed in ${(ms / 1000).toFixed(1)} s`) });
+    model.actQuant = result.actQuant; // W8A8: activations fake-quantized in every forward
+    methodConfig = result.config;
+  }
   const params = [...model.weights.values()].reduce((s, t) => s + t.size, 0);
   const batchTokens = numberFlag('batch-tokens', a['batch-tokens'], { integer: true, min: 1 });
   const label = `${model.name} × ${a.method}`; // names model and method in errors (non-finite scores)
@@ -94,7 +114,7 @@ async function main(): Promise<number> {
     try {
       const o = await evaluate(scorer, model.tokenizer, task, opts);
       outcomes.push(o);
-      rows.push(...outcomeRows(ctx, o, { model: model.name, model_family: model.family, model_params: params, method: a.method!, method_config: methodConfig }, seed));
+      rows.push(...outcomeRows(ctx, o, { model: model.name, model_family: model.family, model_params: params, method: a.method!, method_config: methodConfig, calib: calibDesc }, seed));
       console.error(`   ${o.status}${o.status === 'no_data' ? `: ${o.notes[0]}` : ''} (${o.durationS.toFixed(1)} s)`);
     } catch (e) {
       failed++;

@@ -7,12 +7,12 @@ import {
   cellNote, cellPending, checkMatrix, checkSlice, defaultMatrix, expandCells, finishedCells, hashConfig, matrixFromJson, parseSlice, rowCell,
   smokeMatrix, STORIES260K, type MatrixConfig,
 } from '../lib/matrix';
-import { REPO_ROOT } from '../lib/cli';
+import { REPO_ROOT, sharedDir } from '../lib/cli';
 import { macWeight } from '../lib/efficiency/meters';
 import { canonicalJson } from '../lib/metrics/names';
 import { checkMethodConfig } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
-import { appendResults, makeRow, trackFile, type Track } from '../lib/results';
+import { appendResults, makeRow, readResults, trackFile, type Track } from '../lib/results';
 
 const taskTrack = (t: string) => ({ track: (t === 'truthfulqa' || t === 'advglue' ? 6 : 1) as Track, version: '1', dataFiles: [`${t}/data.txt`] });
 
@@ -191,6 +191,26 @@ describe('unknown names on the scripts\' command lines', () => {
     }
     fs.rmSync(out, { recursive: true, force: true });
   }, 60_000);
+});
+
+const DATASETS = path.join(sharedDir(), 'datasets');
+describe.skipIf(!fs.existsSync(DATASETS))(`scripts/eval.ts --method (needs ${DATASETS})`, () => {
+  it('compresses the model before evaluating it; rows carry the method, its config and calibration', () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-eval-method-'));
+    const ppl = (extra: string[]) => {
+      const file = path.join(out, `${extra.length}.csv`);
+      const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/eval.ts', '--model', 'models/stories260K/stories260K.bin', '--tasks', 'wikitext2', '--limit', '8', '--backend', 'wasm', '--data', DATASETS, '--out', file, ...extra], { cwd: REPO_ROOT, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      return readResults(file).find((x) => x.metric === 'ppl')!;
+    };
+    const dense = ppl([]);
+    const wanda = ppl(['--method', 'wanda', '--pattern', '2:4', '--calib-nsamples', '4', '--calib-seqlen', '64']);
+    expect([dense.method, wanda.method]).toEqual(['dense', 'wanda']);
+    expect(wanda.method_config).toEqual({ pattern: '2:4' });
+    expect(wanda.calib).toBe('wikitext2-valid:4x64:seed0');
+    expect(wanda.value!).toBeGreaterThan(dense.value! * 1.05); // half of every block linear pruned
+    fs.rmSync(out, { recursive: true, force: true });
+  }, 120_000);
 });
 
 describe('resumability bookkeeping', () => {

@@ -121,6 +121,58 @@ export function corpusText(name: string, dataRoot: string): string {
   throw new CalibError(`calibration corpus '${name}' is neither a known corpus (${Object.keys(CALIB_CORPORA).join(', ')}) nor a file`);
 }
 
+/** Where a script's calibration set comes from: a corpus (named or a file) with the draw, or a windows file. */
+export interface CalibSource extends CalibOptions {
+  corpus: string; // a CALIB_CORPORA name or a text file (default 'wikitext2-valid')
+  idsFile: string | null; // a --calib-ids JSON file of windows instead of a corpus
+  dataRoot: string; // the datasets directory the named corpora are read from
+}
+
+/** The calibration flags of the scripts that compress (compress.ts, eval.ts --method): parseArgs options. */
+export const CALIB_FLAGS = {
+  calib: { type: 'string' },
+  'calib-ids': { type: 'string' },
+  'calib-nsamples': { type: 'string' },
+  'calib-seqlen': { type: 'string' },
+  'calib-seed': { type: 'string' },
+} as const;
+
+/** Usage lines of CALIB_FLAGS. */
+export const CALIB_USAGE = `calibration (methods that need it): [--calib wikitext2-valid|kjv-train|FILE | --calib-ids FILE]
+  [--calib-nsamples ${calibDefaults.nsamples}] [--calib-seqlen ${calibDefaults.seqlen} (capped at the context)] [--calib-seed ${calibDefaults.seed}]`;
+
+/** A CalibSource from CALIB_FLAGS' parsed values; dataRoot is the datasets directory (--data). */
+export function calibSourceFromFlags(v: Partial<Record<keyof typeof CALIB_FLAGS, string>>, dataRoot: string | null): CalibSource {
+  if (v.calib && v['calib-ids']) throw new CalibError('give --calib or --calib-ids, not both');
+  const int = (flag: keyof typeof CALIB_FLAGS, min: number, dflt: number): number => {
+    const text = v[flag];
+    if (text === undefined) return dflt;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min) throw new CalibError(`--${flag} needs an integer ≥ ${min}, got '${text}'`);
+    return n;
+  };
+  return {
+    corpus: v.calib ?? 'wikitext2-valid',
+    idsFile: v['calib-ids'] ?? null,
+    nsamples: int('calib-nsamples', 1, calibDefaults.nsamples),
+    seqlen: int('calib-seqlen', 2, calibDefaults.seqlen),
+    seed: int('calib-seed', 0, calibDefaults.seed),
+    dataRoot: dataRoot ?? '.',
+  };
+}
+
+/**
+ * The calibration set for `model` from `src` (seqlen capped at the model's context), checked
+ * against the model's vocabulary and context.
+ */
+export function calibrationFor(model: Pick<Model, 'config' | 'tokenizer'>, src: CalibSource): CalibSet {
+  const calib = src.idsFile
+    ? loadCalibIds(src.idsFile, { vocabSize: model.config.vocabSize })
+    : calibrationFromText(corpusText(src.corpus, src.dataRoot), model.tokenizer, src.corpus, { nsamples: src.nsamples, seqlen: capSeqlen(src.seqlen, model), seed: src.seed });
+  checkCalibForModel(calib, model);
+  return calib;
+}
+
 /** Reads a `--calib-ids` JSON file: { windows: number[][], seed?, source? } (../shared/reference format). */
 export function loadCalibIds(file: string, opts: { nsamples?: number; seqlen?: number; vocabSize?: number } = {}): CalibSet {
   if (!fs.existsSync(file)) throw new CalibError(`calib-ids file ${file} does not exist`);

@@ -100,7 +100,7 @@ export function methodFlagOptions(reserved: readonly string[]): Record<string, {
  * that sets no option of this method is an error naming it and the method's flags.
  */
 export function configFromFlags(name: string, values: Record<string, unknown>, reserved: readonly string[]): Record<string, unknown> {
-  const mine = getMethod(name).options;
+  const mine = name === 'dense' ? {} : getMethod(name).options;
   const config: Record<string, unknown> = {};
   for (const [flag, { key, spec }] of optionFlags(reserved)) {
     const given = spec.type === 'boolean' ? [values[flag] ? true : undefined, values[`no-${flag}`] ? false : undefined].filter((x) => x !== undefined) : values[flag] === undefined ? [] : [values[flag]];
@@ -113,6 +113,25 @@ export function configFromFlags(name: string, values: Record<string, unknown>, r
     config[key] = spec.type === 'boolean' ? given[0] : valueFromFlag(name, key, spec, String(given[0]));
   }
   return config;
+}
+
+/**
+ * A script's method configuration: the --method-config JSON object (if given), then the method
+ * option flags over it (methodFlagOptions' parsed values). An unknown method, bad JSON or a flag
+ * the method does not have is an error naming it.
+ */
+export function methodConfigFromArgs(name: string, json: string | undefined, values: Record<string, unknown>, reserved: readonly string[]): Record<string, unknown> {
+  if (name !== 'dense') getMethod(name); // an unknown method is named before its flags are read
+  let config: Record<string, unknown> = {};
+  if (json !== undefined) {
+    try {
+      config = JSON.parse(json) as Record<string, unknown>;
+    } catch (e) {
+      throw new MethodOptionError(`--method-config: not JSON: ${(e as Error).message}`);
+    }
+    if (!config || typeof config !== 'object' || Array.isArray(config)) throw new MethodOptionError('--method-config: a JSON object of method options');
+  }
+  return { ...config, ...configFromFlags(name, values, reserved) };
 }
 
 /** --help text: every registered method with its kind, description and options. */
