@@ -26,7 +26,8 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { saveCompressed } from '../lib/methods/save';
 import { dirBytes, checkPacking, type Packing } from '../lib/quant/pack';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
-import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
+import { metricFields } from '../lib/metrics/catalogue';
+import { initRuntime, measurePeakMemory, parseBackend, reportedPeak, syncDevice } from '../lib/runtime';
 await helpFromHeader(import.meta.url, { names: true });
 
 interface Args {
@@ -163,17 +164,17 @@ async function main(): Promise<void> {
     const seconds = (performance.now() - t0) / 1000;
     const format = await saveCompressed(model, result, a.out, { packing: a.packing });
     const bytes = dirBytes(a.out);
-    const mem = peak.peakGpuAllocatedBytes ?? peak.peakTensorBytes;
-    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, peak ${(mem / 2 ** 20).toFixed(1)} MiB (${peak.peakGpuAllocatedBytes !== null ? 'GPU' : 'tensors'}), saved ${a.out} (${format}, ${bytes} bytes)`);
+    const mem = reportedPeak(peak);
+    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, peak ${(mem.bytes / 2 ** 20).toFixed(1)} MiB (${mem.note}), saved ${a.out} (${format}, ${bytes} bytes)`);
     if (a.rows) {
       const common = {
         model: model.name, model_family: model.family, method: result.method, method_config: result.config,
-        higher_is_better: false, calib: result.calib, seed: calib?.seed ?? null, seqlen: calib?.seqlen ?? null, duration_s: seconds,
+        calib: result.calib, seed: calib?.seed ?? null, seqlen: calib?.seqlen ?? null, duration_s: seconds,
       };
       const rows: ResultRow[] = [
-        makeRow(ctx, { ...common, track: 3, task: 'compression', metric: 'time_s', value: seconds }),
-        makeRow(ctx, { ...common, track: 3, task: 'compression', metric: peak.peakGpuAllocatedBytes !== null ? 'peak_gpu_bytes' : 'peak_tensor_bytes', value: mem }),
-        makeRow(ctx, { ...common, track: 4, task: 'storage', metric: 'stored_size_bytes', value: bytes, note: `${format} directory ${path.resolve(a.out)}` }),
+        makeRow(ctx, { ...common, track: 3, ...metricFields(3, 'wall_time_s'), value: seconds }),
+        makeRow(ctx, { ...common, track: 3, ...metricFields(3, 'peak_memory_bytes'), value: mem.bytes, note: mem.note }),
+        makeRow(ctx, { ...common, track: 4, ...metricFields(4, 'model_size_bytes'), value: bytes, note: `${format} directory ${path.resolve(a.out)}` }),
       ];
       appendResults(trackFile(3, a.rowsOut), rows.filter((r) => r.track === 3));
       appendResults(trackFile(4, a.rowsOut), rows.filter((r) => r.track === 4));

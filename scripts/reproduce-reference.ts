@@ -28,7 +28,8 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { saveCompressed } from '../lib/methods/save';
 import type { Model } from '../lib/models/types';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
-import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
+import { metricFields } from '../lib/metrics/catalogue';
+import { initRuntime, measurePeakMemory, parseBackend, reportedPeak, syncDevice } from '../lib/runtime';
 await helpFromHeader(import.meta.url, { names: true });
 
 /** A setting to run: registry method + options, and the key it is compared under. */
@@ -266,9 +267,9 @@ async function main(): Promise<void> {
     measured.set(s.key, p);
     const note = r ? `reference ${r.ppl} (${r.source}), rel ${(rel * 100).toFixed(3)}%${compared ? '' : ' (partial run: not compared)'}` : 'no reference value';
     rows.push(makeRow(ctx, { ...common, track: 1, method: result.method, method_config: result.config, model_params: result.stats.params_after ?? null, task: 'wikitext2', metric: 'ppl', value: p, higher_is_better: false, n: windows, calib: result.calib, duration_s: seconds, note: full ? note : `partial: ${windows} windows; ${note}` }));
-    rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: 'time_s', value: seconds, higher_is_better: false, calib: result.calib, duration_s: seconds }));
-    const mem = peak.peakGpuAllocatedBytes ?? peak.peakTensorBytes;
-    rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: peak.peakGpuAllocatedBytes !== null ? 'peak_gpu_bytes' : 'peak_tensor_bytes', value: mem, higher_is_better: false, calib: result.calib, duration_s: seconds }));
+    rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, ...metricFields(3, 'wall_time_s'), value: seconds, calib: result.calib, duration_s: seconds }));
+    const mem = reportedPeak(peak);
+    rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, ...metricFields(3, 'peak_memory_bytes'), value: mem.bytes, calib: result.calib, duration_s: seconds, note: mem.note }));
     if (a.saveDir) {
       const dir = path.join(a.saveDir, `${s.method}-${Object.entries(result.config).map(([k, v]) => `${k}${v}`).join('-')}`.replace(/[^\w.-]+/g, '_'));
       fs.rmSync(dir, { recursive: true, force: true });

@@ -48,6 +48,13 @@ export interface PeakMemory {
   peakRssBytes: number;
 }
 
+/** The peak a Track 3 row reports (the GPU allocator's high-water when tfjs has one, else live tensor bytes) and a note saying which. */
+export function reportedPeak(p: PeakMemory): { bytes: number; note: string } {
+  return p.peakGpuAllocatedBytes !== null
+    ? { bytes: p.peakGpuAllocatedBytes, note: 'peak = tfjs GPU allocator high-water (its pool keeps freed buffers)' }
+    : { bytes: p.peakTensorBytes, note: 'peak = live tfjs tensor bytes' };
+}
+
 export interface MemoryProbe {
   /** Record the current memory; call it inside loops where the peak may occur. */
   sample(): void;

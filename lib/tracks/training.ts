@@ -1,13 +1,11 @@
 // Track 3 (training consumption): the wall time and peak memory of each compression run,
 // calibration included, as measured by meterCompression while the subject was prepared.
 import type { Cell } from '../matrix';
+import { metricFields } from '../metrics/catalogue';
 import type { ResultRow } from '../results';
 import { cellRow, type Subject, type TrackEnv } from './common';
 
-export const TRACK3_METRICS = [
-  { task: 'compress', metric: 'wall_time_s', higher_is_better: false },
-  { task: 'compress', metric: 'peak_memory_bytes', higher_is_better: false },
-];
+export const TRACK3_METRICS = [metricFields(3, 'wall_time_s'), metricFields(3, 'peak_memory_bytes')];
 
 export function trainingCell(env: TrackEnv, cell: Cell, s: Subject): ResultRow[] {
   const m = s.train;
