@@ -257,6 +257,20 @@ export function appendResults(file: string, rows: ResultRow[]): void {
   }
 }
 
+/**
+ * Replaces a results CSV's rows (a migration of names, never of measured values): every row is
+ * validated first, the file is replaced atomically under the same lock as appendResults.
+ */
+export function rewriteResults(file: string, rows: ResultRow[]): void {
+  rows.forEach((r, k) => validateRow(r, `${path.basename(file)} row ${k + 1} (${r.task}/${r.metric})`));
+  const lock = acquireLock(`${file}.lock`, { what: `results file ${file}`, waitS: APPEND_LOCK_WAIT_S });
+  try {
+    writeFileAtomic(file, formatCsv(COLUMNS, rows.map(toCells)));
+  } finally {
+    lock.release();
+  }
+}
+
 /** The data root results and benchmark CSVs go under: $LLMCB_DATA_OUT, else ./data. */
 export function dataOutDir(): string {
   return process.env.LLMCB_DATA_OUT ?? 'data';

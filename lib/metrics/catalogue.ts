@@ -97,7 +97,8 @@ export interface MetricFields {
 
 /** Row fields of a Track 3 or 4 metric (their task is fixed by the catalogue). */
 export function metricFields<T extends 3 | 4>(track: T, metric: MetricName<T>): MetricFields {
-  const d = METRIC_CATALOGUE[track][metric] as MetricDef;
+  const d = metricDef(track, metric);
+  if (!d) throw new Error(`metric catalogue: Track ${track} has no metric '${metric}' (has ${metricNames(track).join(', ')})`);
   return { task: d.task as string, metric, higher_is_better: d.higherIsBetter };
 }
 
@@ -108,3 +109,9 @@ export function engineMetricFields(engine: string, metric: MetricName<5>): Metri
 
 /** Factor from a stored unit to the paper's display unit (bytes -> GB, MACs -> TMACs). */
 export const DISPLAY_SCALE: Record<MetricDef['unit'], number> = { s: 1, bytes: 1e-9, MACs: 1e-12, 'tokens/s': 1, ms: 1 };
+
+/** What a Track 3 peak_memory_bytes row measured (its note says which). */
+export const PEAK_NOTES = {
+  gpu: 'peak = tfjs GPU allocator high-water (its pool keeps freed buffers)',
+  tensors: 'peak = live tfjs tensor bytes',
+} as const;

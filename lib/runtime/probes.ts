@@ -1,5 +1,6 @@
 // Timing, memory and leak probes that work on every backend.
 import * as tf from '@tensorflow/tfjs';
+import { PEAK_NOTES } from '../metrics/catalogue';
 import { webgpuDevice } from './backend';
 
 /** Waits until the GPU has finished all work tfjs has queued (no-op on CPU backends). */
@@ -48,11 +49,9 @@ export interface PeakMemory {
   peakRssBytes: number;
 }
 
-/** The peak a Track 3 row reports (the GPU allocator's high-water when tfjs has one, else live tensor bytes) and a note saying which. */
+/** The peak a script's Track 3 row reports (the GPU allocator's high-water when tfjs has one, else live tensor bytes) and a note saying which. */
 export function reportedPeak(p: PeakMemory): { bytes: number; note: string } {
-  return p.peakGpuAllocatedBytes !== null
-    ? { bytes: p.peakGpuAllocatedBytes, note: 'peak = tfjs GPU allocator high-water (its pool keeps freed buffers)' }
-    : { bytes: p.peakTensorBytes, note: 'peak = live tfjs tensor bytes' };
+  return p.peakGpuAllocatedBytes !== null ? { bytes: p.peakGpuAllocatedBytes, note: PEAK_NOTES.gpu } : { bytes: p.peakTensorBytes, note: PEAK_NOTES.tensors };
 }
 
 export interface MemoryProbe {
