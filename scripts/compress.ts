@@ -27,7 +27,8 @@ import { saveCompressed } from '../lib/methods/save';
 import { dirBytes, checkPacking, type Packing } from '../lib/quant/pack';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
 import { metricFields } from '../lib/metrics/catalogue';
-import { initRuntime, measurePeakMemory, parseBackend, reportedPeak, syncDevice } from '../lib/runtime';
+import { meterCompression, trainMetrics } from '../lib/efficiency/meters';
+import { initRuntime, parseBackend } from '../lib/runtime';
 await helpFromHeader(import.meta.url, { names: true });
 
 interface Args {
@@ -151,29 +152,20 @@ async function main(): Promise<void> {
     }
     if (fs.existsSync(a.out) && fs.readdirSync(a.out).length > 0) throw new Error(`--out ${a.out} exists and is not empty`);
     const ctx = startRun(runtime);
-    await syncDevice();
-    const t0 = performance.now();
-    const { result, peak } = await measurePeakMemory(async (probe) => {
-      const r = await mod.compress(model, calib, opts, {
-        sample: () => probe.sample(),
-        onBlockDone: (b, ms) => console.log(`block ${b} done in ${(ms / 1000).toFixed(1)} s`),
-      });
-      await syncDevice();
-      return r;
-    });
-    const seconds = (performance.now() - t0) / 1000;
+    const { result, measurement: meter } = await meterCompression((sample) =>
+      mod.compress(model, calib, opts, { sample, onBlockDone: (b, ms) => console.log(`block ${b} done in ${(ms / 1000).toFixed(1)} s`) }),
+    );
+    const seconds = meter.wallS;
     const format = await saveCompressed(model, result, a.out, { packing: a.packing });
     const bytes = dirBytes(a.out);
-    const mem = reportedPeak(peak);
-    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, peak ${(mem.bytes / 2 ** 20).toFixed(1)} MiB (${mem.note}), saved ${a.out} (${format}, ${bytes} bytes)`);
+    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, peak ${(meter.peakBytes / 2 ** 20).toFixed(1)} MiB of live tensors, saved ${a.out} (${format}, ${bytes} bytes)`);
     if (a.rows) {
       const common = {
         model: model.name, model_family: model.family, method: result.method, method_config: result.config,
         calib: result.calib, seed: calib?.seed ?? null, seqlen: calib?.seqlen ?? null, duration_s: seconds,
       };
       const rows: ResultRow[] = [
-        makeRow(ctx, { ...common, track: 3, ...metricFields(3, 'wall_time_s'), value: seconds }),
-        makeRow(ctx, { ...common, track: 3, ...metricFields(3, 'peak_memory_bytes'), value: mem.bytes, note: mem.note }),
+        ...trainMetrics(meter, { backend: runtime.backend, calibIncluded: false }).map((x) => makeRow(ctx, { ...common, track: 3, ...metricFields(3, x.metric), value: x.value, note: x.note })),
         makeRow(ctx, { ...common, track: 4, ...metricFields(4, 'model_size_bytes'), value: bytes, note: `${format} directory ${path.resolve(a.out)}` }),
       ];
       appendResults(trackFile(3, a.rowsOut), rows.filter((r) => r.track === 3));

@@ -1,7 +1,8 @@
 // Rewrites result CSVs to the metric catalogue's names (lib/metrics/catalogue.ts, lib/metrics/migrate.ts):
-// <data>/results/track<N>.csv rows (Track 3 compression/time_s -> compress/wall_time_s, peak_gpu_bytes
-// and peak_tensor_bytes -> peak_memory_bytes with the note saying which; Track 4 stored_size_bytes ->
-// model_size_bytes; Track 5 *_tok_s -> *_tok_per_s and the kit engine 'webgpu' -> 'kit') and the
+// <data>/results/track<N>.csv rows (Track 3 compression/time_s -> compress/wall_time_s, peak_tensor_bytes
+// -> peak_memory_bytes, peak_gpu_bytes (the WebGPU pool's high-water) -> gpu_pool_high_water_bytes;
+// Track 4 stored_size_bytes -> model_size_bytes; Track 5 *_tok_s -> *_tok_per_s and the kit engine
+// 'webgpu' -> 'kit') and the
 // engine and metric columns of <data>/bench/track5-speedup.csv. Only names change, never a measured
 // value. Idempotent (a second run changes nothing); each file is replaced atomically, and only when
 // something changed.

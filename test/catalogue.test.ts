@@ -20,6 +20,7 @@ describe('metric catalogue', () => {
     expect(metricFields(3, 'wall_time_s')).toEqual({ task: 'compress', metric: 'wall_time_s', higher_is_better: false });
     expect(metricFields(4, 'model_size_bytes')).toEqual({ task: 'storage', metric: 'model_size_bytes', higher_is_better: false });
     expect(engineMetricFields('llama.cpp-cpu', 'decode_tok_per_s')).toEqual({ task: 'llama.cpp-cpu', metric: 'decode_tok_per_s', higher_is_better: true });
+    expect(metricDef(3, 'gpu_pool_high_water_bytes')).toMatchObject({ unit: 'bytes', inOverall: false });
     expect(metricDef(5, 'ttft_ms')).toMatchObject({ unit: 'ms', higherIsBetter: false, inOverall: false });
     expect(metricDef(5, 'decode_tok_s')).toBeUndefined();
     expect(metricDef(1, 'acc')).toBeUndefined(); // tasks declare Track 1, 2 and 6 metrics
@@ -28,7 +29,7 @@ describe('metric catalogue', () => {
   });
 
   it('is what the runner writes for Tracks 3-5', () => {
-    expect(TRACK3_METRICS.map((m) => m.metric)).toEqual(metricNames(3));
+    expect(TRACK3_METRICS.map((m) => m.metric)).toEqual(metricNames(3).filter((m) => m !== 'gpu_pool_high_water_bytes')); // an extra on WebGPU
     expect(TRACK4_METRICS.map((m) => m.metric)).toEqual(metricNames(4));
     expect(engineMetrics('kit').map((m) => m.metric)).toEqual(['prefill_tok_per_s', 'decode_tok_per_s', 'throughput_tok_per_s', 'ttft_ms', 'itl_ms', 'peak_memory_bytes']);
     for (const t of [3, 4] as const) for (const m of metricNames(t)) expect(METRIC_CATALOGUE[t][m].task).not.toBeNull();
@@ -39,9 +40,10 @@ describe('migrating old rows to the catalogue', () => {
   it('renames task, metric and engine and keeps every value', () => {
     const t = migrateRow(row(3, 'compression', 'time_s', 12.5));
     expect([t.task, t.metric, t.value, t.higher_is_better]).toEqual(['compress', 'wall_time_s', 12.5, false]);
+    // peak_gpu_bytes was the WebGPU pool's high-water mark, peak_tensor_bytes the live-tensor peak
     const g = migrateRow(row(3, 'compression', 'peak_gpu_bytes', 3225873328, 'x'));
-    expect([g.metric, g.value, g.note]).toEqual(['peak_memory_bytes', 3225873328, 'peak = tfjs GPU allocator high-water (its pool keeps freed buffers); x']);
-    expect(migrateRow(row(3, 'compression', 'peak_tensor_bytes', 7)).note).toBe('peak = live tfjs tensor bytes');
+    expect([g.task, g.metric, g.value, g.note]).toEqual(['compress', 'gpu_pool_high_water_bytes', 3225873328, 'x']);
+    expect(migrateRow(row(3, 'compression', 'peak_tensor_bytes', 7)).metric).toBe('peak_memory_bytes');
     expect(migrateRow(row(4, 'storage', 'stored_size_bytes', 99)).metric).toBe('model_size_bytes');
     const d = migrateRow(row(5, 'webgpu', 'decode_tok_s', 19.5));
     expect([d.task, d.metric, d.value, d.backend]).toEqual(['kit', 'decode_tok_per_s', 19.5, 'webgpu']);
@@ -65,7 +67,7 @@ describe('migrating old rows to the catalogue', () => {
     expect(first.status, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/2 of 2 rows renamed/);
     const after = readResults(trackFile(3, dir));
-    expect(after.map((r) => [r.task, r.metric, r.value])).toEqual([['compress', 'wall_time_s', 15.256947265999996], ['compress', 'peak_memory_bytes', 3225873328]]);
+    expect(after.map((r) => [r.task, r.metric, r.value])).toEqual([['compress', 'wall_time_s', 15.256947265999996], ['compress', 'gpu_pool_high_water_bytes', 3225873328]]);
     const text = fs.readFileSync(trackFile(3, dir), 'utf8');
     const second = run();
     expect(second.status, second.stderr).toBe(0);

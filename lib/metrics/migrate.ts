@@ -1,8 +1,8 @@
 // Spellings result rows had before the metric catalogue (lib/metrics/catalogue.ts), and the
-// rewrite that brings old rows to the catalogue's names. Only names change: task, metric and,
-// where the old metric name said what was measured, the note; values and provenance stay.
+// rewrite that brings old rows to the catalogue's names. Only names change (task, metric); values,
+// notes and provenance stay.
 import type { ResultRow } from '../results';
-import { engineMetricFields, metricFields, PEAK_NOTES, type MetricFields } from './catalogue';
+import { engineMetricFields, metricFields, type MetricFields } from './catalogue';
 
 interface Legacy {
   track: 3 | 4 | 5;
@@ -11,15 +11,14 @@ interface Legacy {
   metric: string;
   /** The catalogue's fields for it (Track 5: given the row's engine). */
   to: (task: string) => MetricFields;
-  /** What the old name said about the measurement, kept at the head of the note. */
-  note?: string;
 }
 
 /** Old (task, metric) spellings of Tracks 3-5: compress.ts, reproduce-reference.ts, bench-engines.ts. */
 export const LEGACY_METRICS: readonly Legacy[] = [
   { track: 3, task: 'compression', metric: 'time_s', to: () => metricFields(3, 'wall_time_s') },
-  { track: 3, task: 'compression', metric: 'peak_gpu_bytes', to: () => metricFields(3, 'peak_memory_bytes'), note: PEAK_NOTES.gpu },
-  { track: 3, task: 'compression', metric: 'peak_tensor_bytes', to: () => metricFields(3, 'peak_memory_bytes'), note: PEAK_NOTES.tensors },
+  // The scripts wrote the WebGPU pool's high-water mark where there was one, else the live-tensor peak.
+  { track: 3, task: 'compression', metric: 'peak_gpu_bytes', to: () => metricFields(3, 'gpu_pool_high_water_bytes') },
+  { track: 3, task: 'compression', metric: 'peak_tensor_bytes', to: () => metricFields(3, 'peak_memory_bytes') },
   { track: 4, task: 'storage', metric: 'stored_size_bytes', to: () => metricFields(4, 'model_size_bytes') },
   { track: 5, task: null, metric: 'prefill_tok_s', to: (e) => engineMetricFields(e, 'prefill_tok_per_s') },
   { track: 5, task: null, metric: 'decode_tok_s', to: (e) => engineMetricFields(e, 'decode_tok_per_s') },
@@ -38,9 +37,7 @@ export function migrateRow(row: ResultRow): ResultRow {
   if (row.track === 5 && task in LEGACY_ENGINES) task = LEGACY_ENGINES[task];
   const old = LEGACY_METRICS.find((l) => l.track === row.track && (l.task === null || l.task === row.task) && l.metric === row.metric);
   if (!old && task === row.task) return row;
-  const fields = old ? old.to(task) : { task, metric: row.metric, higher_is_better: row.higher_is_better };
-  const note = old?.note && !row.note.startsWith(old.note) ? [old.note, row.note].filter(Boolean).join('; ') : row.note;
-  return { ...row, ...fields, note };
+  return { ...row, ...(old ? old.to(task) : { task }) };
 }
 
 /** Columns of a bench CSV that hold result names: the Track 5 speed-ratio table (engine, metric). */

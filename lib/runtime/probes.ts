@@ -1,6 +1,5 @@
 // Timing, memory and leak probes that work on every backend.
 import * as tf from '@tensorflow/tfjs';
-import { PEAK_NOTES } from '../metrics/catalogue';
 import { webgpuDevice } from './backend';
 
 /** Waits until the GPU has finished all work tfjs has queued (no-op on CPU backends). */
@@ -47,11 +46,6 @@ export interface PeakMemory {
   /** Highest GPU bytes allocated by tfjs; its pool keeps freed buffers, so this is a true high-water mark. */
   peakGpuAllocatedBytes: number | null;
   peakRssBytes: number;
-}
-
-/** The peak a script's Track 3 row reports (the GPU allocator's high-water when tfjs has one, else live tensor bytes) and a note saying which. */
-export function reportedPeak(p: PeakMemory): { bytes: number; note: string } {
-  return p.peakGpuAllocatedBytes !== null ? { bytes: p.peakGpuAllocatedBytes, note: PEAK_NOTES.gpu } : { bytes: p.peakTensorBytes, note: PEAK_NOTES.tensors };
 }
 
 export interface MemoryProbe {
