@@ -83,11 +83,11 @@ describe('names', () => {
     expect(kitColumn(5, 'llama.cpp-vulkan', 'decode_tok_per_s').classified).toBe(true);
     expect(kitColumn(5, 'llama.cpp-vulkan', 'decode_tok_s').classified).toBe(false); // a spelling the catalogue does not know
     expect(kitColumn(5, 'llama.cpp-vulkan', 'ttft_ms').classified).toBe(false);
-    expect(kitColumn(3, 'compress', 'wall_time_s')).toMatchObject({ key: 'compress · wall_time_s', classified: true, scale: 1 });
+    expect(kitColumn(3, 'compress', 'wall_time_s')).toMatchObject({ key: 'compress · wall_time_s', classified: true, scale: 1, unit: 's' });
     expect(kitColumn(3, 'compress', 'peak_memory_bytes')).toMatchObject({ classified: true, scale: 1e-9 });
     expect(kitColumn(3, 'compress', 'gpu_pool_high_water_bytes').classified).toBe(false); // process-lifetime pool mark, not the track's memory
     expect(kitColumn(5, 'kit', 'peak_memory_bytes').classified).toBe(false);
-    expect(kitColumn(4, 'macs', 'macs_per_token')).toMatchObject({ key: 'MACs_T', scale: 1e-12 });
+    expect(kitColumn(4, 'macs', 'macs_per_token')).toMatchObject({ key: 'MACs_T', scale: 1e-12, unit: 'TMACs' });
     expect(kitColumn(4, 'storage', 'model_size_bytes')).toMatchObject({ key: 'model_size_GB', classified: true });
   });
 });

@@ -113,4 +113,6 @@ export function engineMetricFields(engine: string, metric: MetricName<5>): Metri
 
 /** Factor from a stored unit to the paper's display unit (bytes -> GB, MACs -> TMACs). */
 export const DISPLAY_SCALE: Record<MetricDef['unit'], number> = { s: 1, bytes: 1e-9, MACs: 1e-12, 'tokens/s': 1, ms: 1 };
+/** The display unit of each stored unit (after DISPLAY_SCALE). */
+export const DISPLAY_UNIT: Record<MetricDef['unit'], string> = { s: 's', bytes: 'GB', MACs: 'TMACs', 'tokens/s': 'tokens/s', ms: 'ms' };
 

@@ -1,7 +1,7 @@
 // Names shared by the paper's tables and the kit's result rows: method display names, baselines,
 // setting labels, and the sub-metrics (the paper's table columns) each overall metric (DESIGN §1)
 // is taken over, with the kit (task, metric) pairs that fill them.
-import { DISPLAY_SCALE, isCostTrack, METRIC_CATALOGUE, metricDef, metricNames, type MetricDef } from './catalogue';
+import { DISPLAY_SCALE, DISPLAY_UNIT, isCostTrack, METRIC_CATALOGUE, metricDef, metricNames, type MetricDef } from './catalogue';
 
 /** Lower-case and strip everything but letters and digits: 'LLM-Pruner' -> 'llmpruner'. */
 export function normName(s: string): string {
@@ -173,15 +173,16 @@ export function kitColumn(track: number, task: string, metric: string): KitColum
   for (const s of SUB_METRICS) {
     if (s.track !== track || !s.tasks.includes(task)) continue;
     const rank = s.metrics.indexOf(metric);
-    if (rank >= 0) return { key: s.key, rank, classified: true, scale: s.scale };
+    if (rank >= 0) return { key: s.key, rank, classified: true, scale: s.scale, unit: s.unit };
   }
   const own = `${task} · ${metric}`;
   if (isCostTrack(track)) {
     const d = metricDef(track, metric);
     const known = d !== undefined && (d.task === null || d.task === task);
-    return { key: own, rank: 0, classified: known && d.inOverall && d.paperColumn === null, scale: known ? DISPLAY_SCALE[d.unit] : 1 };
+    if (!known) return { key: own, rank: 0, classified: false, scale: 1, unit: '' };
+    return { key: own, rank: 0, classified: d.inOverall && d.paperColumn === null, scale: DISPLAY_SCALE[d.unit], unit: DISPLAY_UNIT[d.unit] };
   }
-  return { key: own, rank: 0, classified: track === 6 && !TRUST_CONTROLS.includes(metric), scale: 1 };
+  return { key: own, rank: 0, classified: track === 6 && !TRUST_CONTROLS.includes(metric), scale: 1, unit: '' };
 }
 
 export interface KitColumn {
@@ -190,4 +191,6 @@ export interface KitColumn {
   classified: boolean;
   /** Factor from the stored unit to the paper's unit for display (bytes -> GB, MACs -> TMACs). Ratios never use it. */
   scale: number;
+  /** The unit shown after scaling ('' when the task or catalogue gives none). */
+  unit: string;
 }
