@@ -28,6 +28,16 @@ describe('metric catalogue', () => {
     expect(() => metricFields(3, 'time_s')).toThrow(/Track 3 has no metric 'time_s'/);
   });
 
+  it('is checked on every write: a Track 3-5 row under another name is refused, naming it', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-names-'));
+    expect(() => appendResults(trackFile(3, dir), [row(3, 'compression', 'time_s', 1)])).toThrow(/'time_s' is not a Track 3 metric of lib\/metrics\/catalogue.ts \(wall_time_s, peak_memory_bytes, gpu_pool_high_water_bytes\)/);
+    expect(() => appendResults(trackFile(4, dir), [row(4, 'compress', 'model_size_bytes', 1)])).toThrow(/field 'task' is 'compress', but Track 4's model_size_bytes is filed under 'storage'/);
+    expect(() => appendResults(trackFile(5, dir), [row(5, 'kit', 'decode_tok_s', 1)])).toThrow(/'decode_tok_s' is not a Track 5 metric/);
+    appendResults(trackFile(5, dir), [row(5, 'any-engine', 'decode_tok_per_s', 1)]);
+    expect(readResults(trackFile(5, dir)).map((r) => r.metric)).toEqual(['decode_tok_per_s']);
+    expect(fs.existsSync(trackFile(3, dir))).toBe(false); // nothing written for the refused rows
+  });
+
   it('is what the runner writes for Tracks 3-5', () => {
     expect(TRACK3_METRICS.map((m) => m.metric)).toEqual(metricNames(3).filter((m) => m !== 'gpu_pool_high_water_bytes')); // an extra on WebGPU
     expect(TRACK4_METRICS.map((m) => m.metric)).toEqual(metricNames(4));
@@ -60,8 +70,11 @@ describe('migrating old rows to the catalogue', () => {
   it('scripts/migrate-rows.ts rewrites a data folder once, then finds nothing to do', { timeout: 120_000 }, () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-migrate-'));
     fs.mkdirSync(path.join(dir, 'results'));
-    const old = [row(3, 'compression', 'time_s', 15.256947265999996), row(3, 'compression', 'peak_gpu_bytes', 3225873328)];
-    appendResults(trackFile(3, dir), old);
+    // rows under the old names (the writer refuses them now: written under today's, then renamed back in the text)
+    appendResults(trackFile(3, dir), [row(3, 'compress', 'wall_time_s', 15.256947265999996), row(3, 'compress', 'gpu_pool_high_water_bytes', 3225873328)]);
+    const old = fs.readFileSync(trackFile(3, dir), 'utf8').replace('compress,wall_time_s', 'compression,time_s').replace('compress,gpu_pool_high_water_bytes', 'compression,peak_gpu_bytes');
+    fs.writeFileSync(trackFile(3, dir), old);
+    expect(readResults(trackFile(3, dir)).map((r) => r.metric)).toEqual(['time_s', 'peak_gpu_bytes']);
     const run = () => spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts/migrate-rows.ts'), '--data', dir], { cwd: ROOT, encoding: 'utf8' });
     const first = run();
     expect(first.status, first.stderr).toBe(0);

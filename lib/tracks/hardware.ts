@@ -43,9 +43,11 @@ export async function hardwareCell(env: TrackEnv, cell: Cell, s: Subject): Promi
       const b = env.matrix.bench;
       const m = await engine.measure(prepared, { ...b, seed: 0 });
       const note = `${engine.name} on ${engine.device}; ${prepared.format}; prompt ${b.promptTokens}, new ${b.newTokens}, batch ${b.batch}, median of ${b.repeats}; ${[...prepared.notes, ...m.notes].join('; ')}`;
-      return measuredMetrics(m).map((x) =>
-        cellRow(env, cell, s, { ...engineMetricFields(cell.item, x.metric), value: x.value, stderr: x.stderr, n: x.n, note: x.metric === 'peak_memory_bytes' ? `${m.memoryWhat}; ${note}` : note }),
-      );
+      return measuredMetrics(m).map((x) => {
+        const what = x.metric === 'peak_memory_bytes' ? `${m.memoryWhat}; ` : '';
+        const spread = x.min === null || x.max === null ? '' : `; min ${x.min.toPrecision(4)} max ${x.max.toPrecision(4)}`;
+        return cellRow(env, cell, s, { ...engineMetricFields(cell.item, x.metric), value: x.value, stderr: x.stderr, n: x.n, note: `${what}${note}${spread}` });
+      });
     } finally {
       await prepared.dispose();
     }
