@@ -123,11 +123,11 @@ const sm = (key: string, track: number, higherIsBetter: boolean, unit: string, t
 });
 
 /** Track 4's paper columns (Table 6), filled by the catalogue metric that names the column. */
-const costColumn = (key: string, unit: string): SubMetric => {
+const costColumn = (key: string): SubMetric => {
   const name = metricNames(4).find((m) => METRIC_CATALOGUE[4][m].paperColumn === key);
   if (!name) throw new Error(`metric catalogue: no Track 4 metric fills the paper column '${key}'`);
   const d: MetricDef = METRIC_CATALOGUE[4][name];
-  return { key, track: 4, higherIsBetter: d.higherIsBetter, unit, tasks: [d.task as string], metrics: [name], scale: DISPLAY_SCALE[d.unit] };
+  return { key, track: 4, higherIsBetter: d.higherIsBetter, unit: DISPLAY_UNIT[d.unit], tasks: [d.task as string], metrics: [name], scale: DISPLAY_SCALE[d.unit] };
 };
 
 /** Paper columns with a fixed meaning (Tracks 1, 2, 4). Other tracks take every kit sub-metric. */
@@ -142,9 +142,9 @@ export const SUB_METRICS: readonly SubMetric[] = [
   sm('MNLI', 1, true, '%', ['mnli'], ['acc']),
   sm('WikiText2-PPL', 1, false, 'PPL', ['wikitext2'], ['ppl']),
   sm('WikiText2-PPL', 2, false, 'PPL', ['wikitext2'], ['ppl']),
-  costColumn('gpu_memory_GB', 'GB'),
-  costColumn('model_size_GB', 'GB'),
-  costColumn('MACs_T', 'TMACs'),
+  costColumn('gpu_memory_GB'),
+  costColumn('model_size_GB'),
+  costColumn('MACs_T'),
 ];
 
 export const KNOWLEDGE = ['MMLU', 'ARC-c', 'ARC-e'] as const;
