@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { formatCsv, parseCsvRecords } from './csv';
 import { acquireLock } from './lock';
+import { isCostTrack, metricDef, metricNames } from './metrics/catalogue';
 import type { RuntimeInfo } from './runtime/backend';
 
 export const TRACKS = {
@@ -100,6 +101,18 @@ export function validateRow(row: ResultRow, where = 'row'): void {
     fail('method_config', 'must be a JSON object');
   }
   if (typeof row.note !== 'string') fail('note', 'must be a string');
+}
+
+/**
+ * Rows of Tracks 3-5 name their metric, and Tracks 3 and 4 their task, as the metric catalogue
+ * (lib/metrics/catalogue.ts) does: checked on every write, so a misspelt writer fails at once.
+ * (Reading stays lenient: scripts/migrate-rows.ts reads rows under older names to rename them.)
+ */
+export function checkCatalogueNames(row: Pick<ResultRow, 'track' | 'task' | 'metric'>, where = 'row'): void {
+  if (!isCostTrack(row.track)) return;
+  const d = metricDef(row.track, row.metric);
+  if (!d) throw new ResultRowError(where, 'metric', `'${row.metric}' is not a Track ${row.track} metric of lib/metrics/catalogue.ts (${metricNames(row.track).join(', ')}); rows under older names: npx tsx scripts/migrate-rows.ts`);
+  if (d.task !== null && d.task !== row.task) throw new ResultRowError(where, 'task', `is '${row.task}', but Track ${row.track}'s ${row.metric} is filed under '${d.task}'`);
 }
 
 /** The current commit, '+dirty' when the tree has uncommitted changes; LLMCB_GIT_SHA overrides (GPU hosts carry no .git). */
@@ -247,10 +260,27 @@ export const APPEND_LOCK_WAIT_S = 30;
  * The read-and-rewrite holds <file>.lock, so appends from several processes never lose a row.
  */
 export function appendResults(file: string, rows: ResultRow[]): void {
-  rows.forEach((r, k) => validateRow(r, `${path.basename(file)} new row ${k + 1} (${r.task}/${r.metric})`));
+  writeResults(file, rows, 'new row', true);
+}
+
+/**
+ * Replaces a results CSV's rows (a migration of names, never of measured values): every row is
+ * validated first, the file is replaced atomically under the same lock as appendResults.
+ */
+export function rewriteResults(file: string, rows: ResultRow[]): void {
+  writeResults(file, rows, 'row', false);
+}
+
+/** Validates rows, then (under <file>.lock) writes the file's rows followed by them, or them alone. */
+function writeResults(file: string, rows: ResultRow[], what: string, append: boolean): void {
+  rows.forEach((r, k) => {
+    const where = `${path.basename(file)} ${what} ${k + 1} (${r.task}/${r.metric})`;
+    validateRow(r, where);
+    checkCatalogueNames(r, where);
+  });
   const lock = acquireLock(`${file}.lock`, { what: `results file ${file}`, waitS: APPEND_LOCK_WAIT_S });
   try {
-    const existing = readResults(file);
+    const existing = append ? readResults(file) : [];
     writeFileAtomic(file, formatCsv(COLUMNS, [...existing, ...rows].map(toCells)));
   } finally {
     lock.release();

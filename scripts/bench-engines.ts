@@ -19,7 +19,8 @@ import { helpFromHeader, isMainModule, numberFlag, REPO_ROOT, sharedDir } from '
 import { exportLlamaGguf, readGguf, readGgufTensor } from '../lib/efficiency/gguf';
 import { LlamaCppEngine, llamaCppPerplexity, openLlama } from '../lib/efficiency/engines/llamacpp';
 import { OpenAiHttpEngine } from '../lib/efficiency/engines/openai-http';
-import { EngineNotRun, benchDefaults, checkSettings, type BenchSettings, type Engine, type EngineMeasurement, type Stat } from '../lib/efficiency/engines/types';
+import { EngineNotRun, benchDefaults, checkSettings, measuredMetrics, type BenchSettings, type Engine, type EngineMeasurement } from '../lib/efficiency/engines/types';
+import { engineMetricFields, METRIC_CATALOGUE, metricNames } from '../lib/metrics/catalogue';
 import { KitEngine, kitPerplexity } from '../lib/efficiency/engines/webgpu';
 import { calibrationFromText, corpusText, loadCalibIds, type CalibSet } from '../lib/methods/calib';
 import { getMethod, type CompressResult } from '../lib/methods';
@@ -158,14 +159,6 @@ interface Cell {
   calib: string;
 }
 
-const METRICS: { key: keyof EngineMeasurement; metric: string; higher: boolean }[] = [
-  { key: 'prefillTokPerS', metric: 'prefill_tok_s', higher: true },
-  { key: 'decodeTokPerS', metric: 'decode_tok_s', higher: true },
-  { key: 'throughputTokPerS', metric: 'throughput_tok_s', higher: true },
-  { key: 'ttftMs', metric: 'ttft_ms', higher: false },
-  { key: 'itlMs', metric: 'itl_ms', higher: false },
-];
-
 function settingsNote(s: BenchSettings): string {
   return `prompt ${s.promptTokens}, new ${s.newTokens}, batch ${s.batch}, warmup ${s.warmup}, repeats ${s.repeats}, seed ${s.seed}`;
 }
@@ -190,22 +183,22 @@ function rowBase(ctx: RunContext, cell: { model: Model; preset: string; compress
   };
 }
 
+/** The task column of an engine's rows: its matrix name ('kit' for the kit's own engine, whatever its backend). */
+const engineTask = (e: Engine) => (e instanceof KitEngine ? 'kit' : e.name);
+
 function measuredRows(ctx: RunContext, cell: Cell, engine: Engine, format: string, m: EngineMeasurement, seconds: number): ResultRow[] {
-  const { ctx: c, fields } = rowBase(ctx, cell, engine.name, engine.device, m.settings);
-  const note = (st: Stat | null) => `${settingsNote(m.settings)}; ${format}${st ? `; min ${st.min.toPrecision(4)} max ${st.max.toPrecision(4)}` : ''}; ${m.notes.join('; ')}`;
-  const rows = METRICS.map(({ key, metric, higher }) => {
-    const st = m[key] as Stat;
-    return makeRow(c, { ...fields, metric, value: st.median, higher_is_better: higher, n: st.n, stderr: st.stderr, duration_s: seconds, note: note(st) });
+  const { ctx: c, fields } = rowBase(ctx, cell, engineTask(engine), engine.device, m.settings);
+  return measuredMetrics(m).map((x) => {
+    const what = x.metric === 'peak_memory_bytes' ? `${m.memoryWhat}; ` : '';
+    const spread = x.min === null || x.max === null ? '' : `; min ${x.min.toPrecision(4)} max ${x.max.toPrecision(4)}`;
+    const note = `${what}${settingsNote(m.settings)}; ${format}${spread}; ${m.notes.join('; ')}`;
+    return makeRow(c, { ...fields, ...engineMetricFields(fields.task, x.metric), value: x.value, n: x.n, stderr: x.stderr, duration_s: seconds, note });
   });
-  if (m.peakMemoryBytes !== null) {
-    rows.push(makeRow(c, { ...fields, metric: 'peak_memory_bytes', value: m.peakMemoryBytes, higher_is_better: false, n: m.settings.repeats, duration_s: seconds, note: `${m.memoryWhat}; ${note(null)}` }));
-  }
-  return rows;
 }
 
 function notRunRow(ctx: RunContext, cell: { model: Model; preset: string; compress: CompressResult | null; calib: string }, engine: string, device: string, s: BenchSettings, reason: string): ResultRow {
   const { ctx: c, fields } = rowBase(ctx, cell, engine, device, s);
-  return makeRow(c, { ...fields, metric: 'decode_tok_s', value: null, higher_is_better: true, status: 'not_run', note: `not run: ${reason}; ${settingsNote(s)}` });
+  return makeRow(c, { ...fields, ...engineMetricFields(engine, 'decode_tok_per_s'), value: null, status: 'not_run', note: `not run: ${reason}; ${settingsNote(s)}` });
 }
 
 const reasonOf = (e: unknown) => (e instanceof EngineNotRun ? e.reason : (e as Error).message.split('\n')[0]);
@@ -269,7 +262,7 @@ async function checkPpl(model: Model, a: Args, gpu: 'vulkan' | false): Promise<R
 
 /** Speed ratios compressed/dense per (model, engine, speed metric) and OM_hard per preset. */
 export function speedups(rows: readonly ResultRow[]): Record<string, string | number>[] {
-  const speed = new Set(['prefill_tok_s', 'decode_tok_s', 'throughput_tok_s']);
+  const speed = new Set<string>(metricNames(5).filter((m) => METRIC_CATALOGUE[5][m].inOverall));
   const ok = rows.filter((r) => r.status === 'ok' && speed.has(r.metric));
   const key = (r: ResultRow) => `${r.model}|${r.task}|${r.metric}`;
   const dense = new Map(ok.filter((r) => r.method === 'dense').map((r) => [key(r), r.value as number]));
@@ -321,7 +314,7 @@ async function main(): Promise<void> {
       base = await loadModel(modelPath);
     } catch (e) {
       console.log(`model ${modelPath}: no data: ${reasonOf(e)}`);
-      write([makeRow(ctx, { track: 5, model: path.basename(modelPath).replace(/\.bin$/, ''), model_family: 'llama', method: 'dense', method_config: {}, task: 'all engines', metric: 'decode_tok_s', value: null, higher_is_better: true, status: 'no_data', note: `model not available: ${reasonOf(e)}` })]);
+      write([makeRow(ctx, { track: 5, model: path.basename(modelPath).replace(/\.bin$/, ''), model_family: 'llama', method: 'dense', method_config: {}, ...engineMetricFields('all engines', 'decode_tok_per_s'), value: null, status: 'no_data', note: `model not available: ${reasonOf(e)}` })]);
       continue;
     }
     if (a.checkPpl) {
@@ -351,7 +344,7 @@ async function main(): Promise<void> {
         }
       } catch (e) {
         console.log(`${model.name} ${preset}: compression failed: ${reasonOf(e)}`);
-        write([...engines, ...servers.map((s) => s.engine)].map((eng) => notRunRow(ctx, cell, eng.name, eng.device, a.settings, `${p.method} failed: ${reasonOf(e)}`)));
+        write([...engines, ...servers.map((s) => s.engine)].map((eng) => notRunRow(ctx, cell, engineTask(eng), eng.device, a.settings, `${p.method} failed: ${reasonOf(e)}`)));
         disposeModel(model);
         continue;
       }
@@ -369,7 +362,7 @@ async function main(): Promise<void> {
           }
         } catch (e) {
           console.log(`${model.name} ${preset} ${eng.name}: not run: ${reasonOf(e)}`);
-          rows.push(notRunRow(ctx, cell, eng.name, eng.device, a.settings, reasonOf(e)));
+          rows.push(notRunRow(ctx, cell, engineTask(eng), eng.device, a.settings, reasonOf(e)));
         }
       }
       for (const s of servers.filter((x) => x.method === preset)) {
@@ -378,7 +371,7 @@ async function main(): Promise<void> {
           const m = await s.engine.measure(prep, a.settings);
           rows.push(...measuredRows(ctx, cell, s.engine, prep.format, m, 0));
         } catch (e) {
-          rows.push(notRunRow(ctx, cell, s.engine.name, s.engine.device, a.settings, reasonOf(e)));
+          rows.push(notRunRow(ctx, cell, engineTask(s.engine), s.engine.device, a.settings, reasonOf(e)));
         }
       }
       for (const m of missing) rows.push(notRunRow(ctx, cell, m.name, 'none', a.settings, m.reason));

@@ -25,7 +25,9 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { saveCompressed } from '../lib/methods/save';
 import { dirBytes, checkPacking, type Packing } from '../lib/quant/pack';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
-import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
+import { metricFields } from '../lib/metrics/catalogue';
+import { meterCompression, trainMetrics } from '../lib/efficiency/meters';
+import { initRuntime, parseBackend } from '../lib/runtime';
 await helpFromHeader(import.meta.url, { names: true });
 
 interface Args {
@@ -94,30 +96,21 @@ async function main(): Promise<void> {
     if (calib) console.log(`calibration ${describeCalib(calib)}`);
     if (fs.existsSync(a.out) && fs.readdirSync(a.out).length > 0) throw new Error(`--out ${a.out} exists and is not empty`);
     const ctx = startRun(runtime);
-    await syncDevice();
-    const t0 = performance.now();
-    const { result, peak } = await measurePeakMemory(async (probe) => {
-      const r = await mod.compress(model, calib, opts, {
-        sample: () => probe.sample(),
-        onBlockDone: (b, ms) => console.log(`block ${b} done in ${(ms / 1000).toFixed(1)} s`),
-      });
-      await syncDevice();
-      return r;
-    });
-    const seconds = (performance.now() - t0) / 1000;
+    const { result, measurement: meter } = await meterCompression((sample) =>
+      mod.compress(model, calib, opts, { sample, onBlockDone: (b, ms) => console.log(`block ${b} done in ${(ms / 1000).toFixed(1)} s`) }),
+    );
+    const seconds = meter.wallS;
     const format = await saveCompressed(model, result, a.out, { packing: a.packing });
     const bytes = dirBytes(a.out);
-    const mem = peak.peakGpuAllocatedBytes ?? peak.peakTensorBytes;
-    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, peak ${(mem / 2 ** 20).toFixed(1)} MiB (${peak.peakGpuAllocatedBytes !== null ? 'GPU' : 'tensors'}), saved ${a.out} (${format}, ${bytes} bytes)`);
+    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, peak ${(meter.peakBytes / 2 ** 20).toFixed(1)} MiB of live tensors, saved ${a.out} (${format}, ${bytes} bytes)`);
     if (a.rows) {
       const common = {
         model: model.name, model_family: model.family, method: result.method, method_config: result.config,
-        higher_is_better: false, calib: result.calib, seed: calib?.seed ?? null, seqlen: calib?.seqlen ?? null, duration_s: seconds,
+        calib: result.calib, seed: calib?.seed ?? null, seqlen: calib?.seqlen ?? null, duration_s: seconds,
       };
       const rows: ResultRow[] = [
-        makeRow(ctx, { ...common, track: 3, task: 'compression', metric: 'time_s', value: seconds }),
-        makeRow(ctx, { ...common, track: 3, task: 'compression', metric: peak.peakGpuAllocatedBytes !== null ? 'peak_gpu_bytes' : 'peak_tensor_bytes', value: mem }),
-        makeRow(ctx, { ...common, track: 4, task: 'storage', metric: 'stored_size_bytes', value: bytes, note: `${format} directory ${path.resolve(a.out)}` }),
+        ...trainMetrics(meter, { backend: runtime.backend, calibIncluded: false }).map((x) => makeRow(ctx, { ...common, track: 3, ...metricFields(3, x.metric), value: x.value, note: x.note })),
+        makeRow(ctx, { ...common, track: 4, ...metricFields(4, 'model_size_bytes'), value: bytes, note: `${format} directory ${path.resolve(a.out)}` }),
       ];
       appendResults(trackFile(3, a.rowsOut), rows.filter((r) => r.track === 3));
       appendResults(trackFile(4, a.rowsOut), rows.filter((r) => r.track === 4));

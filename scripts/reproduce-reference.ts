@@ -28,7 +28,9 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { saveCompressed } from '../lib/methods/save';
 import type { Model } from '../lib/models/types';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
-import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
+import { metricFields } from '../lib/metrics/catalogue';
+import { meterCompression, trainMetrics } from '../lib/efficiency/meters';
+import { initRuntime, parseBackend } from '../lib/runtime';
 await helpFromHeader(import.meta.url, { names: true });
 
 /** A setting to run: registry method + options, and the key it is compared under. */
@@ -244,14 +246,8 @@ async function main(): Promise<void> {
   for (const s of settings) {
     const model = await loadModel(a.model, { tokenizer: a.tokenizer });
     const mod = getMethod(s.method);
-    await syncDevice();
-    const t0 = performance.now();
-    const { result, peak } = await measurePeakMemory(async (probe) => {
-      const r: CompressResult = await mod.compress(model, mod.needsCalib ? calib : null, s.opts, { sample: () => probe.sample() });
-      await syncDevice();
-      return r;
-    });
-    const seconds = (performance.now() - t0) / 1000;
+    const { result, measurement: meter } = await meterCompression((sample): Promise<CompressResult> => mod.compress(model, mod.needsCalib ? calib : null, s.opts, { sample }));
+    const seconds = meter.wallS;
     // W8A8: the model runs with its activation quantization, as a loaded packed W8A8 model does.
     model.actQuant = result.actQuant ?? null;
     const p = await ppl(model, testIds, seqlen, windows, a.batch);
@@ -266,9 +262,9 @@ async function main(): Promise<void> {
     measured.set(s.key, p);
     const note = r ? `reference ${r.ppl} (${r.source}), rel ${(rel * 100).toFixed(3)}%${compared ? '' : ' (partial run: not compared)'}` : 'no reference value';
     rows.push(makeRow(ctx, { ...common, track: 1, method: result.method, method_config: result.config, model_params: result.stats.params_after ?? null, task: 'wikitext2', metric: 'ppl', value: p, higher_is_better: false, n: windows, calib: result.calib, duration_s: seconds, note: full ? note : `partial: ${windows} windows; ${note}` }));
-    rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: 'time_s', value: seconds, higher_is_better: false, calib: result.calib, duration_s: seconds }));
-    const mem = peak.peakGpuAllocatedBytes ?? peak.peakTensorBytes;
-    rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: peak.peakGpuAllocatedBytes !== null ? 'peak_gpu_bytes' : 'peak_tensor_bytes', value: mem, higher_is_better: false, calib: result.calib, duration_s: seconds }));
+    for (const x of trainMetrics(meter, { backend: runtime.backend, calibIncluded: false })) {
+      rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, ...metricFields(3, x.metric), value: x.value, calib: result.calib, duration_s: seconds, note: x.note }));
+    }
     if (a.saveDir) {
       const dir = path.join(a.saveDir, `${s.method}-${Object.entries(result.config).map(([k, v]) => `${k}${v}`).join('-')}`.replace(/[^\w.-]+/g, '_'));
       fs.rmSync(dir, { recursive: true, force: true });

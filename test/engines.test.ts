@@ -76,13 +76,13 @@ describe('speed ratios', () => {
     const row = (method: string, task: string, metric: string, value: number | null) =>
       makeRow(ctx, { track: 5, model: 'm', model_family: 'llama', method, method_config: method === 'dense' ? {} : { bits: 4 }, task, metric, value, higher_is_better: true, ...(value === null ? { status: 'not_run' as const, note: 'no server' } : {}) });
     const rows = [
-      row('dense', 'llama.cpp', 'decode_tok_s', 100), row('dense', 'llama.cpp', 'prefill_tok_s', 1000), row('dense', 'kit', 'decode_tok_s', 10),
-      row('rtn', 'llama.cpp', 'decode_tok_s', 200), row('rtn', 'llama.cpp', 'prefill_tok_s', 1000), row('rtn', 'kit', 'decode_tok_s', 10),
-      row('rtn', 'llama.cpp', 'ttft_ms', 5), row('rtn', 'vllm', 'decode_tok_s', null),
+      row('dense', 'llama.cpp', 'decode_tok_per_s', 100), row('dense', 'llama.cpp', 'prefill_tok_per_s', 1000), row('dense', 'kit', 'decode_tok_per_s', 10),
+      row('rtn', 'llama.cpp', 'decode_tok_per_s', 200), row('rtn', 'llama.cpp', 'prefill_tok_per_s', 1000), row('rtn', 'kit', 'decode_tok_per_s', 10),
+      row('rtn', 'llama.cpp', 'ttft_ms', 5), row('rtn', 'vllm', 'decode_tok_per_s', null),
     ];
     const out = speedups(rows);
     const ratios = out.filter((r) => r.kind === 'ratio' && r.method === 'rtn').map((r) => [r.engine, r.metric, r.value]);
-    expect(ratios).toEqual([['llama.cpp', 'decode_tok_s', 2], ['llama.cpp', 'prefill_tok_s', 1], ['kit', 'decode_tok_s', 1]]);
+    expect(ratios).toEqual([['llama.cpp', 'decode_tok_per_s', 2], ['llama.cpp', 'prefill_tok_per_s', 1], ['kit', 'decode_tok_per_s', 1]]);
     const om = out.find((r) => r.kind === 'OM_hard' && r.method === 'rtn')!;
     expect(om.value).toBeCloseTo(100 * Math.sqrt((4 + 1 + 1) / 3), 10);
     expect(om.metric).toBe('OM_hard over 3 pairs');

@@ -74,14 +74,20 @@ describe('names', () => {
     expect(kitColumn(1, 'arc_challenge', 'acc')).toMatchObject({ key: 'ARC-c', rank: 1 });
     expect(kitColumn(1, 'wikitext2', 'ppl')).toMatchObject({ key: 'WikiText2-PPL', classified: true });
     expect(kitColumn(1, 'mmlu', 'acc_norm').classified).toBe(false);
-    expect(kitColumn(4, 'inference', 'peak_memory_bytes')).toMatchObject({ key: 'gpu_memory_GB', scale: 1e-9 });
+    expect(kitColumn(4, 'generate', 'peak_memory_bytes')).toMatchObject({ key: 'gpu_memory_GB', scale: 1e-9, classified: true });
+    expect(kitColumn(4, 'storage', 'stored_size_bytes').classified).toBe(false); // not the catalogue's name
+    expect(kitColumn(1, 'arc-c', 'acc_norm').classified).toBe(false); // tasks go by their registry name
     expect(kitColumn(6, 'truthfulqa', 'mc1')).toMatchObject({ key: 'truthfulqa · mc1', classified: true });
     expect(kitColumn(6, 'advglue', 'acc_orig').classified).toBe(false);
     // OM_hard is speed only: tokens per second count, latencies and memory are shown but kept out.
-    expect(kitColumn(5, 'llama.cpp-vulkan', 'decode_tok_s').classified).toBe(true);
+    expect(kitColumn(5, 'llama.cpp-vulkan', 'decode_tok_per_s').classified).toBe(true);
+    expect(kitColumn(5, 'llama.cpp-vulkan', 'decode_tok_s').classified).toBe(false); // a spelling the catalogue does not know
     expect(kitColumn(5, 'llama.cpp-vulkan', 'ttft_ms').classified).toBe(false);
+    expect(kitColumn(3, 'compress', 'wall_time_s')).toMatchObject({ key: 'compress · wall_time_s', classified: true, scale: 1, unit: 's' });
+    expect(kitColumn(3, 'compress', 'peak_memory_bytes')).toMatchObject({ classified: true, scale: 1e-9 });
+    expect(kitColumn(3, 'compress', 'gpu_pool_high_water_bytes').classified).toBe(false); // process-lifetime pool mark, not the track's memory
     expect(kitColumn(5, 'kit', 'peak_memory_bytes').classified).toBe(false);
-    expect(kitColumn(4, 'macs', 'macs_per_token')).toMatchObject({ key: 'MACs_T', scale: 1e-12 });
+    expect(kitColumn(4, 'macs', 'macs_per_token')).toMatchObject({ key: 'MACs_T', scale: 1e-12, unit: 'TMACs' });
     expect(kitColumn(4, 'storage', 'model_size_bytes')).toMatchObject({ key: 'model_size_GB', classified: true });
   });
 });

@@ -16,6 +16,7 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { MetricName } from '../metrics/catalogue';
 import type { CompressResult, MethodKind } from '../methods/types';
 import { blockLinears, linearName } from '../models/arch';
 import { saveModel } from '../models/hf';
@@ -56,6 +57,17 @@ export async function meterCompression<T>(fn: (sample: () => void) => Promise<T>
     result,
     measurement: { wallS: ms / 1000, peakBytes: p.peakTensorBytes, peakRssBytes: p.peakRssBytes, gpuPoolHighWaterBytes: p.peakGpuAllocatedBytes },
   };
+}
+
+/** The Track 3 rows of a compression measurement, named by the metric catalogue (the pool's high-water only on WebGPU). */
+export function trainMetrics(m: TrainMeasurement, o: { backend: string; calibIncluded: boolean }): { metric: MetricName<3>; value: number; note: string }[] {
+  const backend = o.backend;
+  const out: { metric: MetricName<3>; value: number; note: string }[] = [
+    { metric: 'wall_time_s', value: m.wallS, note: o.calibIncluded ? 'calibration data preparation included' : 'calibration data prepared before (not included)' },
+    { metric: 'peak_memory_bytes', value: m.peakBytes, note: `backend ${backend}; peak = live tfjs tensor bytes (model weights included), sampled per block and every 50 ms; host RSS peak ${m.peakRssBytes} B` },
+  ];
+  if (m.gpuPoolHighWaterBytes !== null) out.push({ metric: 'gpu_pool_high_water_bytes', value: m.gpuPoolHighWaterBytes, note: "tfjs's WebGPU buffer pool high-water mark, process lifetime" });
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

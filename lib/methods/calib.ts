@@ -103,6 +103,8 @@ export const CALIB_CORPORA = {
   // The King James Bible train split the repository ships for its zoo: calibration text on a
   // fresh clone without the benchmark datasets (public domain; see data/zoo/corpus/corpus.json).
   'kjv-train': () => readCorpusSplit(DEFAULT_CORPUS_DIR, 'train'),
+  // Its valid split: what bench-engines.ts calibrates the zoo's models on.
+  'kjv-valid': () => readCorpusSplit(DEFAULT_CORPUS_DIR, 'valid'),
 } satisfies Record<string, (dataRoot: string) => string>;
 export type CalibCorpus = keyof typeof CALIB_CORPORA;
 

@@ -1,8 +1,8 @@
 // Names shared by the paper's tables and the kit's result rows: method display names, baselines,
-// setting labels, and the catalogue of sub-metrics (the paper's table columns) each overall metric
-// (DESIGN §1) is taken over. Kit rows name tasks and metrics their own way (arc_challenge/acc_norm);
-// the aliases below map them onto the paper's columns so both sides land in the same layout.
+// setting labels, and the sub-metrics (the paper's table columns) each overall metric (DESIGN §1)
+// is taken over, with the kit (task, metric) pairs that fill them.
 import { getMethod, methodNames } from '../methods/index';
+import { DISPLAY_SCALE, DISPLAY_UNIT, isCostTrack, METRIC_CATALOGUE, metricDef, metricNames, type MetricDef } from './catalogue';
 
 /** Lower-case and strip everything but letters and digits: 'LLM-Pruner' -> 'llmpruner'. */
 export function normName(s: string): string {
@@ -110,7 +110,8 @@ export function canonicalJson(v: unknown): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sub-metrics: the paper's columns, and how kit (task, metric) pairs map onto them.
+// Sub-metrics: the paper's columns, and which kit (task, metric) pairs fill them. Kit rows use one
+// spelling: the task registry's names for Tracks 1, 2 and 6, the metric catalogue's for Tracks 3-5.
 
 export interface SubMetric {
   /** The paper's column name (also the key in data/paper). */
@@ -119,34 +120,41 @@ export interface SubMetric {
   higherIsBetter: boolean;
   /** Unit shown in table headers. */
   unit: string;
-  /** Kit task names (normName'd) that feed this column. */
+  /** Kit task names that feed this column. */
   tasks: string[];
-  /** Kit metric names (normName'd), most preferred first (ARC/HellaSwag/PIQA: the paper's numbers are acc_norm). */
+  /** Kit metric names, most preferred first (ARC/HellaSwag/PIQA: the paper's numbers are acc_norm). */
   metrics: string[];
+  /** Factor from the stored unit to the paper's unit (bytes -> GB, MACs -> TMACs); ratios never use it. */
+  scale: number;
 }
 
 const sm = (key: string, track: number, higherIsBetter: boolean, unit: string, tasks: string[], metrics: string[]): SubMetric => ({
-  key, track, higherIsBetter, unit, tasks: tasks.map(normName), metrics: metrics.map(normName),
+  key, track, higherIsBetter, unit, tasks, metrics, scale: 1,
 });
 
-const PPL_TASKS = ['wikitext2', 'wikitext', 'wikitext-2', 'wikitext2_ppl', 'wikitext2-ppl'];
-const PPL_METRICS = ['ppl', 'perplexity', 'token_perplexity', 'token_ppl', 'WikiText2-PPL'];
+/** Track 4's paper columns (Table 6), filled by the catalogue metric that names the column. */
+const costColumn = (key: string): SubMetric => {
+  const name = metricNames(4).find((m) => METRIC_CATALOGUE[4][m].paperColumn === key);
+  if (!name) throw new Error(`metric catalogue: no Track 4 metric fills the paper column '${key}'`);
+  const d: MetricDef = METRIC_CATALOGUE[4][name];
+  return { key, track: 4, higherIsBetter: d.higherIsBetter, unit: DISPLAY_UNIT[d.unit], tasks: [d.task as string], metrics: [name], scale: DISPLAY_SCALE[d.unit] };
+};
 
 /** Paper columns with a fixed meaning (Tracks 1, 2, 4). Other tracks take every kit sub-metric. */
 export const SUB_METRICS: readonly SubMetric[] = [
   sm('MMLU', 1, true, '%', ['mmlu'], ['acc']),
-  sm('ARC-c', 1, true, '%', ['arc_challenge', 'arc-c', 'arcc', 'arc_c'], ['acc_norm', 'acc']),
-  sm('ARC-e', 1, true, '%', ['arc_easy', 'arc-e', 'arce', 'arc_e'], ['acc_norm', 'acc']),
+  sm('ARC-c', 1, true, '%', ['arc_challenge'], ['acc_norm', 'acc']),
+  sm('ARC-e', 1, true, '%', ['arc_easy'], ['acc_norm', 'acc']),
   sm('HellaSwag', 1, true, '%', ['hellaswag'], ['acc_norm', 'acc']),
   sm('PIQA', 1, true, '%', ['piqa'], ['acc_norm', 'acc']),
   sm('WinoGrande', 1, true, '%', ['winogrande'], ['acc']),
   sm('QNLI', 1, true, '%', ['qnli'], ['acc']),
-  sm('MNLI', 1, true, '%', ['mnli', 'mnli_matched', 'mnli_m'], ['acc']),
-  sm('WikiText2-PPL', 1, false, 'PPL', PPL_TASKS, PPL_METRICS),
-  sm('WikiText2-PPL', 2, false, 'PPL', PPL_TASKS, PPL_METRICS),
-  sm('gpu_memory_GB', 4, false, 'GB', [], ['gpu_memory_GB', 'peak_memory_GB', 'memory_GB', 'inference_memory_GB', 'peak_memory_bytes', 'gpu_memory_bytes', 'memory_bytes']),
-  sm('model_size_GB', 4, false, 'GB', [], ['model_size_GB', 'size_GB', 'model_size_bytes', 'stored_size_bytes', 'size_bytes']),
-  sm('MACs_T', 4, false, 'TMACs', [], ['MACs_T', 'macs', 'tmacs', 'gmacs', 'macs_per_token']),
+  sm('MNLI', 1, true, '%', ['mnli'], ['acc']),
+  sm('WikiText2-PPL', 1, false, 'PPL', ['wikitext2'], ['ppl']),
+  sm('WikiText2-PPL', 2, false, 'PPL', ['wikitext2'], ['ppl']),
+  costColumn('gpu_memory_GB'),
+  costColumn('model_size_GB'),
+  costColumn('MACs_T'),
 ];
 
 export const KNOWLEDGE = ['MMLU', 'ARC-c', 'ARC-e'] as const;
@@ -159,44 +167,40 @@ export function subMetric(track: number, key: string): SubMetric | undefined {
 }
 
 /**
- * Where a kit (task, metric) lands in the paper's layout. `rank` orders alternatives for one
- * column (0 = preferred: acc_norm before acc). Unmapped pairs of tracks 3, 5 and 6 (the paper
- * gives no fixed columns there) become their own column 'task · metric'; unmapped pairs of tracks
- * 1, 2 and 4 are extra columns outside the paper's overall metric (`classified` false).
+ * Track 6 metrics shown but kept out of OM_trust: AdvGLUE's accuracy on the original (clean) text
+ * is a control, not robustness. (Tracks 3-5: the metric catalogue's inOverall says.)
  */
-export function kitColumn(track: number, task: string, metric: string): KitColumn {
-  const t = normName(task);
-  const m = normName(metric);
-  for (const s of SUB_METRICS) {
-    if (s.track !== track) continue;
-    const taskOk = s.tasks.length === 0 || s.tasks.includes(t);
-    const rank = s.metrics.indexOf(m);
-    if (taskOk && rank >= 0) return { key: s.key, rank, classified: true, scale: displayScale(m) };
-  }
-  const own = `${task} · ${metric}`;
-  const excluded = OUTSIDE_OM[track]?.includes(m) ?? false;
-  return { key: own, rank: 0, classified: !excluded && (track === 3 || track === 5 || track === 6), scale: displayScale(m) };
-}
+const TRUST_CONTROLS = ['acc_orig'];
 
 /**
- * Kit metrics shown but kept out of the overall metric: AdvGLUE's accuracy on the original (clean)
- * text is a control, not robustness; Track 5's OM_hard is speed only (tokens per second), so its
- * latencies and memory stay out of it.
+ * Where a kit (task, metric) lands in the paper's layout. `rank` orders alternatives for one
+ * column (0 = preferred: acc_norm before acc). Other pairs become their own column 'task · metric':
+ * in the overall metric (`classified`) for Track 6 (controls aside) and for the catalogue metrics of
+ * Tracks 3 and 5 that count in it; outside it for Tracks 1, 2 and 4 (the paper fixes their columns)
+ * and for names the catalogue does not know.
  */
-const OUTSIDE_OM: Record<number, string[]> = { 5: ['ttftms', 'itlms', 'peakmemorybytes'], 6: ['accorig'] };
+export function kitColumn(track: number, task: string, metric: string): KitColumn {
+  for (const s of SUB_METRICS) {
+    if (s.track !== track || !s.tasks.includes(task)) continue;
+    const rank = s.metrics.indexOf(metric);
+    if (rank >= 0) return { key: s.key, rank, classified: true, scale: s.scale, unit: s.unit };
+  }
+  const own = `${task} · ${metric}`;
+  if (isCostTrack(track)) {
+    const d = metricDef(track, metric);
+    const known = d !== undefined && (d.task === null || d.task === task);
+    if (!known) return { key: own, rank: 0, classified: false, scale: 1, unit: '' };
+    return { key: own, rank: 0, classified: d.inOverall && d.paperColumn === null, scale: DISPLAY_SCALE[d.unit], unit: DISPLAY_UNIT[d.unit] };
+  }
+  return { key: own, rank: 0, classified: track === 6 && !TRUST_CONTROLS.includes(metric), scale: 1, unit: '' };
+}
 
 export interface KitColumn {
   key: string;
   rank: number;
   classified: boolean;
-  /** Factor from the stored unit to the paper's unit for display (bytes -> GB, MACs -> TMACs, fraction -> %). Ratios never use it. */
+  /** Factor from the stored unit to the paper's unit for display (bytes -> GB, MACs -> TMACs). Ratios never use it. */
   scale: number;
-}
-
-/** Stored unit -> the paper's display unit. Accuracies stored as fractions are shown in percent by the site. */
-function displayScale(normMetric: string): number {
-  if (normMetric.endsWith('bytes')) return 1e-9;
-  if (normMetric === 'gmacs') return 1e-3;
-  if (normMetric === 'macs' || normMetric === 'macspertoken') return 1e-12;
-  return 1;
+  /** The unit shown after scaling ('' when the task or catalogue gives none). */
+  unit: string;
 }

@@ -4,15 +4,15 @@
 // An engine that cannot run here gives not_run rows with the reason.
 import { methodKind } from '../methods/index';
 import type { Engine } from '../efficiency/engines/types';
-import { EngineNotRun } from '../efficiency/engines/types';
+import { EngineNotRun, measuredMetrics } from '../efficiency/engines/types';
 import type { Cell } from '../matrix';
+import { engineMetricFields, metricNames } from '../metrics/catalogue';
 import type { ResultRow } from '../results';
 import { cellRow, notRunRows, type Subject, type TrackEnv } from './common';
 
-export const TRACK5_METRICS = ['prefill_tok_per_s', 'decode_tok_per_s'] as const;
-
+/** The rows an engine cell writes when it cannot run: one per catalogue metric of Track 5. */
 export function engineMetrics(engine: string) {
-  return TRACK5_METRICS.map((metric) => ({ task: engine, metric, higher_is_better: true }));
+  return metricNames(5).map((metric) => engineMetricFields(engine, metric));
 }
 
 /** Opens an engine by its matrix name; absent engines throw EngineNotRun. */
@@ -42,10 +42,11 @@ export async function hardwareCell(env: TrackEnv, cell: Cell, s: Subject): Promi
       const b = env.matrix.bench;
       const m = await engine.measure(prepared, { ...b, seed: 0 });
       const note = `${engine.name} on ${engine.device}; ${prepared.format}; prompt ${b.promptTokens}, new ${b.newTokens}, batch ${b.batch}, median of ${b.repeats}; ${[...prepared.notes, ...m.notes].join('; ')}`;
-      return [
-        cellRow(env, cell, s, { task: cell.item, metric: 'prefill_tok_per_s', value: m.prefillTokPerS.median, stderr: m.prefillTokPerS.stderr, n: m.prefillTokPerS.n, higher_is_better: true, note }),
-        cellRow(env, cell, s, { task: cell.item, metric: 'decode_tok_per_s', value: m.decodeTokPerS.median, stderr: m.decodeTokPerS.stderr, n: m.decodeTokPerS.n, higher_is_better: true, note }),
-      ];
+      return measuredMetrics(m).map((x) => {
+        const what = x.metric === 'peak_memory_bytes' ? `${m.memoryWhat}; ` : '';
+        const spread = x.min === null || x.max === null ? '' : `; min ${x.min.toPrecision(4)} max ${x.max.toPrecision(4)}`;
+        return cellRow(env, cell, s, { ...engineMetricFields(cell.item, x.metric), value: x.value, stderr: x.stderr, n: x.n, note: `${what}${note}${spread}` });
+      });
     } finally {
       await prepared.dispose();
     }

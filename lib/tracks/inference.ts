@@ -3,14 +3,11 @@
 import { methodKind } from '../methods/index';
 import { measureMacs, measureStoredSize, meterGeneration, QUANT_MAC_CONVENTIONS } from '../efficiency/meters';
 import type { Cell } from '../matrix';
+import { metricFields } from '../metrics/catalogue';
 import type { ResultRow } from '../results';
 import { cellRow, notRunRows, type Subject, type TrackEnv } from './common';
 
-export const TRACK4_METRICS = [
-  { task: 'generate', metric: 'peak_memory_bytes', higher_is_better: false },
-  { task: 'storage', metric: 'model_size_bytes', higher_is_better: false },
-  { task: 'macs', metric: 'macs_per_token', higher_is_better: false },
-];
+export const TRACK4_METRICS = [metricFields(4, 'peak_memory_bytes'), metricFields(4, 'model_size_bytes'), metricFields(4, 'macs_per_token')];
 
 export async function inferenceCell(env: TrackEnv, cell: Cell, s: Subject): Promise<ResultRow[]> {
   const o = env.matrix.inference;

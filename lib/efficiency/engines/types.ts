@@ -1,6 +1,7 @@
 // The engine interface of Track 5: prepare a (compressed) model for an inference engine, then
 // measure it at stated settings. Speeds are medians over repeats with their spread; a missing
 // engine is an EngineNotRun error that the runner turns into a "not run: reason" row.
+import type { MetricName } from '../../metrics/catalogue';
 import type { CompressResult } from '../../methods/types';
 import type { InferenceModel } from '../../engine/inference';
 import { mulberry32 } from '../../rng';
@@ -77,6 +78,31 @@ export interface EngineMeasurement {
   settings: BenchSettings;
   /** Facts a reader needs (format, conversion, fallbacks), for the row's note. */
   notes: string[];
+}
+
+/** One catalogue metric of a measurement: its median (or single value), standard error and count. */
+export interface MeasuredMetric {
+  metric: MetricName<5>;
+  value: number;
+  stderr: number | null;
+  n: number;
+  /** Spread over the repeats; null for a single value (peak memory). */
+  min: number | null;
+  max: number | null;
+}
+
+/** The Track 5 metrics of a measurement, named by the metric catalogue (peak memory only when known). */
+export function measuredMetrics(m: EngineMeasurement): MeasuredMetric[] {
+  const stat = (metric: MetricName<5>, st: Stat): MeasuredMetric => ({ metric, value: st.median, stderr: st.stderr, n: st.n, min: st.min, max: st.max });
+  const out = [
+    stat('prefill_tok_per_s', m.prefillTokPerS),
+    stat('decode_tok_per_s', m.decodeTokPerS),
+    stat('throughput_tok_per_s', m.throughputTokPerS),
+    stat('ttft_ms', m.ttftMs),
+    stat('itl_ms', m.itlMs),
+  ];
+  if (m.peakMemoryBytes !== null) out.push({ metric: 'peak_memory_bytes', value: m.peakMemoryBytes, stderr: null, n: m.settings.repeats, min: null, max: null });
+  return out;
 }
 
 /** A model handed to an engine: the kit model (weights already compressed) and what compressed it. */

@@ -5,6 +5,7 @@ import { groupKitRows, OVERALL_METRICS, type KitGroup, type OmName, type Overall
 import {
   INFERENCE, INFERENCE_COST, isBaseline, KNOWLEDGE, kitColumn, methodInfo, paperMethodNames, paperSettingFor, subMetric,
 } from '../../../lib/metrics/names';
+import { METRIC_CATALOGUE, metricNames } from '../../../lib/metrics/catalogue';
 import type { PaperValue } from '../../../lib/metrics/paper';
 import type { ResultRow, Track } from '../../../lib/results';
 import type { SiteData } from './data';
@@ -87,7 +88,7 @@ const LAYOUTS: Record<Track, { id: string; label: string; keys: readonly string[
 /** Columns a track is expected to have before any kit row exists (tracks without a paper table). */
 const EXPECTED: Record<Track, string[]> = {
   1: [], 2: [], 4: [],
-  3: ['time', 'peak memory'],
+  3: metricNames(3).filter((m) => METRIC_CATALOGUE[3][m].inOverall).map((m) => `${METRIC_CATALOGUE[3][m].task} · ${m}`),
   5: ['tokens/s (each engine)'],
   6: ['AdvGLUE acc', 'TruthfulQA MC1', 'TruthfulQA MC2'],
 };
@@ -223,7 +224,7 @@ function sectionsOf<T extends { family: string }>(rows: T[]): { label: string | 
 
 const familyOfModel = (m: string) => m.replace(/-[^-]*$/, '') || m;
 
-function modelGroups(models: string[], keys: readonly string[], track: Track): ColumnGroup[] {
+function modelGroups(models: string[], keys: readonly string[], track: Track, unitOf: (key: string) => string | undefined = (k) => subMetric(track, k)?.unit): ColumnGroup[] {
   if (keys.length === 1 && models.length > 1) {
     // Track 2 style: one column per model, grouped by model family.
     const fams = [...new Set(models.map(familyOfModel))];
@@ -231,7 +232,7 @@ function modelGroups(models: string[], keys: readonly string[], track: Track): C
   }
   return models.map((m) => ({
     label: m,
-    columns: keys.map((k) => ({ key: `${m}\u0000${k}`, label: k, unit: subMetric(track, k)?.unit })),
+    columns: keys.map((k) => ({ key: `${m}\u0000${k}`, label: k, unit: unitOf(k) })),
   }));
 }
 
@@ -331,7 +332,8 @@ export function kitTables(data: SiteData, track: Track): TableModel[] {
     // Track 1's extra (unclassified) columns go to the second table only, once.
     const withExtra = layout === LAYOUTS[track][LAYOUTS[track].length - 1] ? [...keys, ...extra] : keys;
     const shownModels = models.length ? models : ['(no model run yet)'];
-    const groups = [...modelGroups(shownModels, withExtra, track), omGroup(layout.oms)];
+    const units = new Map(rows.map((r) => kitColumn(track, r.task, r.metric)).map((c) => [c.key, c.unit || undefined]));
+    const groups = [...modelGroups(shownModels, withExtra, track, (k) => units.get(k) ?? subMetric(track, k)?.unit), omGroup(layout.oms)];
     const sections = sectionsOf(plan).map((s) => ({
       label: s.label,
       rows: s.rows.map((p) => {
