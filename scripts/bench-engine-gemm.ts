@@ -2,13 +2,15 @@
 // LLaMA forward runs (512-token prefill, 4096- and 16384-token scoring steps; q/o, k/v, gate/up,
 // down and the 128k LM head), each tiling first checked against a float64 host product. Time per
 // call: `inner` dispatches recorded into one compute pass, submit to completion, divided; median
-// of --repeats. Prints a table and writes data/bench/engine-gemm.csv as rows come.
-//   bash .gpul/enter.sh node --import tsx scripts/bench-engine-gemm.ts [--shapes prefill|all|none] [--tiles a,b] [--repeats 7]
+// of --repeats. Prints a table and writes data/bench/engine-gemm.csv as rows come. --splits times
+// split-K as well (K in that many chunks, then the reduce pass: tile column 'tallV/s4').
+//   bash .gpul/enter.sh node --import tsx scripts/bench-engine-gemm.ts [--shapes prefill|all|none] [--tiles a,b]
+//     [--splits 1,2,4,8] [--repeats 7]
 // (--shapes none: the checks only; --tiles: those of GEMM_TILES only.)
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Arena, Program, type Buf } from '../lib/engine/gpu';
-import { GEMM_TILES, gemmKernel, type GemmTile } from '../lib/engine/kernels';
+import { GEMM_TILES, gemmKernel, gemmSplitReduceKernel, type GemmTile } from '../lib/engine/kernels';
 import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, median, writeBenchCsv } from '../lib/runtime';
 import { engineDevice } from '../lib/engine/gpu';
@@ -20,13 +22,14 @@ const { values: a } = parseArgs({
     shapes: { type: 'string', default: 'all' },
     tiles: { type: 'string' },
     repeats: { type: 'string', default: '7' },
+    splits: { type: 'string', default: '1' },
     out: { type: 'string', default: path.join(dataOutDir(), 'bench/engine-gemm.csv') },
     help: { type: 'boolean', default: false },
   },
   strict: true,
 });
 if (a.help) {
-  await printUsage(`usage: bench-engine-gemm.ts [--shapes prefill|all|none] [--tiles NAMES] [--repeats N] [--out FILE]\n  tiles: ${Object.keys(GEMM_TILES).join(', ')}`);
+  await printUsage(`usage: bench-engine-gemm.ts [--shapes prefill|all|none] [--tiles NAMES] [--splits 1,2,4] [--repeats N] [--out FILE]\n  tiles: ${Object.keys(GEMM_TILES).join(', ')}`);
   process.exit(0);
 }
 const repeats = Number(a.repeats);
@@ -38,13 +41,24 @@ const allTiles = Object.entries(GEMM_TILES) as [string, GemmTile][];
 const picked = a.tiles?.split(',').filter(Boolean) ?? allTiles.map(([n]) => n);
 for (const n of picked) if (!(n in GEMM_TILES)) throw new Error(`--tiles: unknown '${n}' (${Object.keys(GEMM_TILES).join(', ')})`);
 if (!['prefill', 'all', 'none'].includes(a.shapes!)) throw new Error(`--shapes: '${a.shapes}' (prefill, all, none)`);
-const tiles = allTiles.filter(([n]) => picked.includes(n));
+const splitCounts = a.splits!.split(',').map(Number);
+if (!splitCounts.every((n) => Number.isInteger(n) && n >= 1)) throw new Error(`--splits: positive integers, got '${a.splits}'`);
+/** [label, tiling, K chunks] of every picked tiling and split count. */
+const tiles = allTiles.filter(([n]) => picked.includes(n)).flatMap(([n, t]) => splitCounts.map((sp) => [sp === 1 ? n : `${n}/s${sp}`, t, sp] as [string, GemmTile, number]));
 
-/** One GEMM y [M, N] = x [M, K] · W [N, K]ᵀ with a tiling, on buffers of an arena; returns a run function. */
-function gemm(arena: Arena, t: GemmTile, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf): (inner: number) => Promise<number> {
-  const kernel = gemmKernel(K, N, t, 'store', false);
+/** One GEMM y [M, N] = x [M, K] · W [N, K]ᵀ with a tiling (in `splits` K chunks and a reduce pass), on buffers of an arena; returns a run function. */
+function gemm(arena: Arena, t: GemmTile, splits: number, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf): (inner: number) => Promise<number> {
   const shape = { M };
-  const prog = new Program(arena, [{ kernel, buffers: [y, x, w], params: (s: typeof shape) => ({ M: s.M, ldy: N, colOff: 0 }), workgroups: (s: typeof shape) => [Math.ceil(N / t.BN), Math.ceil(s.M / t.BM), 1] }], 'gemm-bench');
+  const params = (s: typeof shape) => ({ M: s.M, ldy: N, colOff: 0 });
+  const grid = (s: typeof shape): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(s.M / t.BM), splits];
+  const part = splits > 1 ? arena.storage(`partials-${splits}`, 4 * splits * M * N) : null;
+  const specs = part
+    ? [
+        { kernel: gemmKernel(K, N, t, 'store', false, splits), buffers: [part, x, w], params, workgroups: grid },
+        { kernel: gemmSplitReduceKernel(N, splits, 'store', false), buffers: [y, part], params, workgroups: (s: typeof shape): [number, number, number] => [Math.ceil((s.M * N) / 256), 1, 1] },
+      ]
+    : [{ kernel: gemmKernel(K, N, t, 'store', false), buffers: [y, x, w], params, workgroups: grid }];
+  const prog = new Program(arena, specs, 'gemm-bench');
   return async (inner: number) => {
     const enc = device.createCommandEncoder();
     const pass = enc.beginComputePass();
@@ -60,9 +74,9 @@ function gemm(arena: Arena, t: GemmTile, M: number, K: number, N: number, x: Buf
 
 // --- correctness first: each tiling on odd shapes (K a multiple of 4 and not: vector and scalar loads) against float64 ---
 const bad = new Set<string>();
-for (const [M, K, N] of [[77, 68, 130], [33, 67, 70]]) {
-  for (const [name, t] of tiles) {
-    const rel = await gemmTileError(t, M, K, N);
+for (const [M, K, N] of [[77, 68, 130], [33, 67, 70], [77, 300, 130]]) {
+  for (const [name, t, splits] of tiles) {
+    const rel = await gemmTileError(t, M, K, N, splits);
     if (!(rel < 1e-5)) bad.add(name);
     console.log(`${rel < 1e-5 ? 'ok  ' : 'FAIL'} check ${name.padEnd(8)} M=${M} K=${K} N=${N} max_rel ${rel.toExponential(2)}`);
     rows.push({ shape: `${M}x${K}x${N}`, what: 'check', tile: name, median_ms: '', min_ms: '', tflop_s: '', note: `max_rel ${rel.toExponential(2)}${rel < 1e-5 ? '' : ' FAILED: not timed'}`, ...prov });
@@ -80,9 +94,9 @@ for (const [M, K, N, what] of shapes) {
     const y = arena.storage('y', 4 * M * N);
     const flops = 2 * M * K * N;
     const line: string[] = [];
-    for (const [name, t] of tiles) {
+    for (const [name, t, splits] of tiles) {
       if (bad.has(name)) continue;
-      const run = gemm(arena, t, M, K, N, x, w, y);
+      const run = gemm(arena, t, splits, M, K, N, x, w, y);
       const once = await run(1);
       const inner = Math.max(1, Math.min(50, Math.ceil(20 / once)));
       await run(inner);

@@ -257,7 +257,7 @@ async function main(): Promise<number> {
       const kit = kitScorer(model, maxLengthFlag, batchTokens);
       const base = kit.scorer;
       rule = kit.rule;
-      scorerName = base instanceof EngineScorer ? `EngineScorer (shared contexts ${base.opts.sharePrefixes ? 'on' : 'off'}, fp32 GEMM tilings '${base.opts.executor.gemm ?? EXECUTOR_DEFAULTS.gemm}')` : base.constructor.name;
+      scorerName = base instanceof EngineScorer ? `EngineScorer (shared contexts ${base.opts.sharePrefixes ? 'on' : 'off'}, fp32 GEMM tilings '${base.opts.executor.gemm ?? EXECUTOR_DEFAULTS.gemm}', split-K ≤ ${base.opts.executor.splitK ?? EXECUTOR_DEFAULTS.splitK})` : base.constructor.name;
       const timed = new TimingScorer(base);
       const rec = new RecordingScorer(timed);
       await base.continuations([warmup]); // untimed warm-up (PyTorch runs the same request first)

@@ -212,7 +212,7 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
     }
     const decodeTokS = decode / (median(decodeTimes) / 1000);
     console.error(`[bench-forward] executor-${backend} ${QUANTS[quant].dtype}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
-    const note = `${[QUANTS[quant].note, quant === 'w8a8' ? 'LM head fp32' : ''].filter(Boolean).join(', ')}${quant === 'none' ? '' : '; '}kit inference executor (lib/engine), fp32 GEMM tilings '${dec.exec.options.gemm}': ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers`;
+    const note = `${[QUANTS[quant].note, quant === 'w8a8' ? 'LM head fp32' : ''].filter(Boolean).join(', ')}${quant === 'none' ? '' : '; '}kit inference executor (lib/engine), fp32 GEMM tilings '${dec.exec.options.gemm}', split-K ≤ ${dec.exec.options.splitK}: ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers`;
     return row('executor', QUANTS[quant].dtype, backend, device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note);
   } finally {
     await dec.dispose();

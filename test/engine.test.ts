@@ -64,6 +64,8 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
     // Widths as LLM-Pruner leaves them, one not a multiple of 4 (the GEMV's and GEMM's scalar loads).
     ['pruned per-block widths', async () => randomModel({ ...TINY, num_attention_heads_per_layer: [4, 2], num_key_value_heads_per_layer: [2, 2], intermediate_size_per_layer: [96, 43] }, { seed: 5, name: 'pruned' })],
     ['W8A8 activation fake quantization', async () => ({ ...randomModel(TINY, { seed: 6, name: 'w8a8' }), actQuant: { bits: 8, granularity: 'per_token' as const, staticAbsmax: null } })],
+    // K of 256 and 512: split-K GEMMs (2 and 4 chunks) with bias-free epilogues store, add and silu-mul.
+    ['split-K GEMMs (hidden 256, MLP 512)', async () => randomModel({ ...TINY, hidden_size: 256, intermediate_size: 512 }, { seed: 11, name: 'split-k' }), { splitK: 8 }],
     // The INT8 kernels against the fake-quantized tfjs path (the reference): the dot4 GEMM, and the
     // subgroup-matrix GEMM's tiling, staging and epilogue (emulated: lavapipe has no subgroup matrices).
     ['W8A8 packed linears, INT8 GEMM dot4', () => w8a8Packed(8), { int8Path: 'dot4' }],
@@ -109,6 +111,14 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
   it('every fp32 GEMM tiling equals a float64 product on odd shapes (vector and scalar loads)', { timeout: 300_000 }, async () => {
     for (const t of Object.values(GEMM_TILES)) {
       for (const [M, K, N] of [[77, 68, 130], [33, 67, 70]]) expect(await gemmTileError(t, M, K, N)).toBeLessThan(1e-5);
+    }
+  });
+
+  it('split-K GEMMs equal a float64 product: ragged last chunks, empty chunks, scalar and vector tilings', { timeout: 300_000 }, async () => {
+    for (const t of [GEMM_TILES.medium, GEMM_TILES.tallV]) {
+      for (const [M, K, N, splits] of [[77, 300, 130, 3], [77, 300, 130, 4], [33, 68, 70, 8], [40, 257, 64, 2]]) {
+        expect(await gemmTileError(t, M, K, N, splits), `${t.BM}x${t.BN} ${M}x${K}x${N} in ${splits} chunks`).toBeLessThan(1e-5);
+      }
     }
   });
 

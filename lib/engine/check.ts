@@ -10,7 +10,7 @@ import type { ContinuationRequest, NextTokenRequest } from '../eval/scorer';
 import { mulberry32 } from '../rng';
 import { Executor, executorUnsupported, type ExecutorOptions } from './executor';
 import { Arena, engineDevice, Program } from './gpu';
-import { gemmKernel, type GemmTile } from './kernels';
+import { gemmKernel, gemmSplitReduceKernel, type GemmTile } from './kernels';
 import { EngineScorer } from './scorer';
 
 /** Requests of every shape the evaluator sends: short and long contexts and continuations, left truncation, continuations longer than the window, choices sharing a context, next-token candidates. */
@@ -112,7 +112,7 @@ export function randomFloats(n: number, seed: number): Float32Array {
  * The executor's fp32 GEMM with tiling t, y [M, N] = x [M, K] · W [N, K]ᵀ on seeded values,
  * against a float64 host product: max |error| / max |y| (Infinity for NaN).
  */
-export async function gemmTileError(t: GemmTile, M: number, K: number, N: number): Promise<number> {
+export async function gemmTileError(t: GemmTile, M: number, K: number, N: number, splits = 1): Promise<number> {
   const xs = randomFloats(M * K, 1);
   const ws = randomFloats(N * K, 2);
   const arena = new Arena(engineDevice());
@@ -120,7 +120,19 @@ export async function gemmTileError(t: GemmTile, M: number, K: number, N: number
     const x = arena.upload('x', xs);
     const w = arena.upload('w', ws);
     const y = arena.storage('y', 4 * M * N);
-    const prog = new Program(arena, [{ kernel: gemmKernel(K, N, t, 'store', false), buffers: [y, x, w], params: () => ({ M, ldy: N, colOff: 0 }), workgroups: () => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), 1] }], 'gemm-check');
+    const params = () => ({ M, ldy: N, colOff: 0 });
+    const grid = (): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), splits];
+    const specs =
+      splits === 1
+        ? [{ kernel: gemmKernel(K, N, t, 'store', false), buffers: [y, x, w], params, workgroups: grid }]
+        : (() => {
+            const part = arena.storage('partials', 4 * splits * M * N);
+            return [
+              { kernel: gemmKernel(K, N, t, 'store', false, splits), buffers: [part, x, w], params, workgroups: grid },
+              { kernel: gemmSplitReduceKernel(N, splits, 'store', false), buffers: [y, part], params, workgroups: (): [number, number, number] => [Math.ceil((M * N) / 256), 1, 1] },
+            ];
+          })();
+    const prog = new Program(arena, specs, 'gemm-check');
     const enc = arena.device.createCommandEncoder();
     const pass = enc.beginComputePass();
     prog.record(pass, null);

@@ -37,6 +37,7 @@ import {
   embedKernel,
   GEMM_TILES,
   gemmKernel,
+  gemmSplitReduceKernel,
   GEMV_MAX_ROWS,
   gemvGroups,
   gemvKernel,
@@ -44,7 +45,9 @@ import {
   pickKernel,
   ropeKvKernel,
   rowStatsKernel,
+  splitChunk,
   type AttnTile,
+  type GemmTile,
   epilogueCode,
   type Epilogue,
 } from './kernels';
@@ -68,6 +71,8 @@ export interface ExecutorOptions {
   int8Path: Int8Path | 'auto';
   /** The fp32 GEMM tilings (GEMM_FAMILIES); the default can be set with LLMCB_EXECUTOR_GEMM. */
   gemm: GemmFamily;
+  /** Most K chunks of a split-K fp32 GEMM (gemmSplits); 1 = never split. Default from LLMCB_EXECUTOR_SPLIT_K. */
+  splitK: number;
 }
 
 export const EXECUTOR_DEFAULTS: ExecutorOptions = {
@@ -80,6 +85,7 @@ export const EXECUTOR_DEFAULTS: ExecutorOptions = {
   cache: null,
   int8Path: 'auto',
   gemm: (process.env.LLMCB_EXECUTOR_GEMM as GemmFamily | undefined) ?? 'vector', // see GEMM_FAMILIES
+  splitK: Number(process.env.LLMCB_EXECUTOR_SPLIT_K ?? 8), // see gemmSplits
 };
 
 /** What one step runs: its token, block, score-row and item counts and how attention splits. */
@@ -146,6 +152,23 @@ function gemmTileFor(family: GemmFamily, M: number, N: number): GemmTileName {
     if (Math.ceil(M / t.BM) * Math.ceil(N / t.BN) >= min) return name;
   }
   return 'small';
+}
+
+/** Workgroups a split-K GEMM aims at (2 per SM of an H100/H200), and the fewest K columns of a chunk. */
+const SPLIT_TARGET_WORKGROUPS = 264;
+const SPLIT_MIN_CHUNK = 128;
+
+/**
+ * K chunks for an M×N×K GEMM with tiling t: doubled (up to `most`) while the grid stays within
+ * SPLIT_TARGET_WORKGROUPS and each chunk keeps ≥ SPLIT_MIN_CHUNK columns. A 512-token prefill's
+ * narrow k/v projections (N = 256: 32 tiles of 64×64) get 8 chunks; outputs that already fill the
+ * GPU (scoring, the LM head) get 1.
+ */
+export function gemmSplits(M: number, N: number, K: number, t: GemmTile, most: number): number {
+  const tiles = Math.ceil(M / t.BM) * Math.ceil(N / t.BN);
+  let s = 1;
+  while (s * 2 <= most && tiles * s * 2 <= SPLIT_TARGET_WORKGROUPS && splitChunk(K, t.BK, s * 2) >= SPLIT_MIN_CHUNK) s *= 2;
+  return s;
 }
 
 const ATTN_TARGET_WORKGROUPS = 264; // split keys until about this many attention workgroups run (2 per SM on an H100/H200)
@@ -250,6 +273,7 @@ export class Executor {
     const c = model.config;
     const spec = ARCHS[c.arch];
     if (!(options.gemm in GEMM_FAMILIES)) throw new Error(`executor: GEMM tilings '${options.gemm}' (LLMCB_EXECUTOR_GEMM or options.gemm: ${Object.keys(GEMM_FAMILIES).join(', ')})`);
+    if (!(Number.isInteger(options.splitK) && options.splitK >= 1)) throw new Error(`executor: splitK must be a positive integer (LLMCB_EXECUTOR_SPLIT_K or options.splitK), got ${options.splitK}`);
     this.sizes = planSizes(model, options, device);
     const { maxTokens, maxScoreRows, maxItems, maxBlocks } = this.sizes;
     if (options.cache) {
@@ -314,6 +338,9 @@ export class Executor {
       }
       const partRows = 2 * ATTN_TARGET_WORKGROUPS * attnRowsMax; // splits · blocks · KV heads < 2 · target
       const po = arena.storage('attn-partials', f32 * partRows * hd);
+      // Split-K GEMM partials [splits, M, N]: splits · tiles ≤ SPLIT_TARGET_WORKGROUPS, so at most that many full tiles.
+      const maxTile = Math.max(...GEMM_FAMILIES[options.gemm].map(([n]) => GEMM_TILES[n].BM * GEMM_TILES[n].BN));
+      const gemmParts = options.splitK > 1 ? arena.storage('gemm-partials', f32 * SPLIT_TARGET_WORKGROUPS * maxTile) : null;
       const ml = arena.storage('attn-ml', f32 * 2 * partRows);
       // --- KV store ---
       const kvRows = options.cache ? options.cache.slots * options.cache.length : maxTokens;
@@ -444,12 +471,15 @@ export class Executor {
         specs.push({ kernel: gemvKernel(K, N, e, !!b), buffers, params, workgroups: (s) => (rows(s) <= GEMV_MAX_ROWS ? spill(gemvGroups(N), device) : null) });
         for (const [name] of GEMM_FAMILIES[options.gemm]) {
           const t = GEMM_TILES[name];
-          specs.push({
-            kernel: gemmKernel(K, N, t, e, !!b),
-            buffers,
-            params,
-            workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && gemmTileFor(options.gemm, rows(s), N) === name ? [Math.ceil(N / t.BN), Math.ceil(rows(s) / t.BM), 1] : null),
-          });
+          // This tiling with `splits` K chunks runs when the step's shape picks both.
+          const picks = (s: StepShape, splits: number) => rows(s) > GEMV_MAX_ROWS && gemmTileFor(options.gemm, rows(s), N) === name && gemmSplits(rows(s), N, K, t, options.splitK) === splits;
+          const grid = (s: StepShape, splits: number): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(rows(s) / t.BM), splits];
+          specs.push({ kernel: gemmKernel(K, N, t, e, !!b), buffers, params, workgroups: (s) => (picks(s, 1) ? grid(s, 1) : null) });
+          for (let splits = 2; gemmParts && splits <= options.splitK; splits *= 2) {
+            const n = splits;
+            specs.push({ kernel: gemmKernel(K, N, t, e, false, n), buffers: [gemmParts, x, W], params, workgroups: (s) => (picks(s, n) ? grid(s, n) : null) });
+            specs.push({ kernel: gemmSplitReduceKernel(N, n, e, !!b), buffers: [output, gemmParts, ...(b ? [b] : [])], params, workgroups: (s) => (picks(s, n) ? spill(Math.ceil((rows(s) * N) / 256), device) : null) });
+          }
         }
         if (lastQuant?.end === quantEnd && output !== lastQuant.input) lastQuant.end = specs.length; // the next linear on the same input may reuse its quantization
       };

@@ -174,10 +174,12 @@ export const GEMM_TILES = {
  * y [M, ldy] (columns colOff..colOff+N) ⟵epilogue⟵ x [M, K] · W [N, K]ᵀ (+ b [N]), tiled in
  * workgroup memory with register blocking (loads vec4 when K % 4 = 0).
  * Bindings: y (read-write), x, W, then b (bias). Params: M rows, ldy, colOff.
+ * With splits > 1, the first pass of a split-K GEMM (splitK below): no epilogue, no bias binding.
  */
-export function gemmKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean): Kernel {
-  if (t.vec) return gemmVecKernel(K, N, t, e, bias);
+export function gemmKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits = 1): Kernel {
+  if (t.vec) return gemmVecKernel(K, N, t, e, bias, splits);
   const { BM, BN, BK, TM, TN } = t;
+  const sk = splitK(K, N, BK, splits);
   const SX = BN / TN;
   const SY = BM / TM;
   const threads = SX * SY;
@@ -191,14 +193,14 @@ export function gemmKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias:
   ].join('\n      ');
   const load = (buf: string, S: string, R: number, row0: string, rows: string) => stageSlice({ buf, R, BK, K, V, threads, row0, rows, put: (k, v) => `${S}[${k} * ${R}u + r] = ${v};` });
   return {
-    name: `gemm-${K}x${N}-${BM}x${BN}-${e}${bias ? '-b' : ''}`,
+    name: `gemm-${K}x${N}-${BM}x${BN}-${sk.name(e, bias)}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
     code: /* wgsl */ `
 struct Params { M: u32, ldy: u32, colOff: u32, }
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<${vt}>;
 @group(0) @binding(2) var<storage, read> w: array<${vt}>;
-${bias ? '@group(0) @binding(3) var<storage, read> b: array<f32>;\n@group(0) @binding(4) var<uniform> params: Params;' : '@group(0) @binding(3) var<uniform> params: Params;'}
+${sk.bindings(bias)}
 var<workgroup> xs: array<f32, ${BM * BK}>;
 var<workgroup> ws: array<f32, ${BN * BK}>;
 @compute @workgroup_size(${SX}, ${SY}, 1)
@@ -208,7 +210,7 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
   var acc: array<f32, ${TM * TN}>;
   var a: array<f32, ${TM}>;
   var bb: array<f32, ${TN}>;
-  for (var k0 = 0u; k0 < ${K}u; k0 += ${BK}u) {
+  ${sk.loop}
     ${load('x', 'xs', BM, 'row0', 'params.M')}
     ${load('w', 'ws', BN, 'col0', `${N}u`)}
     workgroupBarrier();
@@ -222,8 +224,7 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
     for (var j = 0u; j < ${TN}u; j++) {
       let c = col0 + l.x + j * ${SX}u;
       if (r < params.M && c < ${N}u) {
-        let idx = r * params.ldy + params.colOff + c;
-        ${epilogueCode(e, 'idx', `acc[i * ${TN}u + j]${bias ? ' + b[c]' : ''}`)}
+        ${sk.store(e, 'r', 'c', `acc[i * ${TN}u + j]`, bias)}
       }
     }
   }
@@ -232,8 +233,9 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
 }
 
 /** gemmKernel with GemmTile.vec: vec4 tiles in workgroup memory, 4×4 output blocks per thread. */
-function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean): Kernel {
+function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits: number): Kernel {
   const { BM, BN, BK, TM, TN } = t;
+  const sk = splitK(K, N, BK, splits);
   if (TM % 4 !== 0 || TN % 4 !== 0 || BM % 4 !== 0 || BN % 4 !== 0) throw new Error(`gemm tile ${BM}x${BN}: vector tiles need TM, TN, BM and BN multiples of 4`);
   const SX = BN / TN;
   const SY = BM / TM;
@@ -261,8 +263,7 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     for (var j = 0u; j < 4u; j++) {
       let c = c0 + j;
       if (r < params.M && c < ${N}u) {
-        let idx = r * params.ldy + params.colOff + c;
-        ${epilogueCode(e, 'idx', `o[j]${bias ? ' + b[c]' : ''}`)}
+        ${sk.store(e, 'r', 'c', 'o[j]', bias)}
       }
     }
   }`,
@@ -270,14 +271,14 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     ),
   );
   return {
-    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}-${e}${bias ? '-b' : ''}`,
+    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}-${sk.name(e, bias)}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
     code: /* wgsl */ `
 struct Params { M: u32, ldy: u32, colOff: u32, }
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<${vt}>;
 @group(0) @binding(2) var<storage, read> w: array<${vt}>;
-${bias ? '@group(0) @binding(3) var<storage, read> b: array<f32>;\n@group(0) @binding(4) var<uniform> params: Params;' : '@group(0) @binding(3) var<uniform> params: Params;'}
+${sk.bindings(bias)}
 var<workgroup> xs: array<vec4<f32>, ${(BM * BK) / 4}>; // [BK][BM / 4]: x transposed, 4 rows a vector
 var<workgroup> ws: array<vec4<f32>, ${(BN * BK) / 4}>; // [BK][BN / 4]
 @compute @workgroup_size(${threads})
@@ -287,7 +288,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   let row0 = g.y * ${BM}u;
   let col0 = g.x * ${BN}u;
   var acc: array<vec4<f32>, ${(TM * TN) / 4}>; // [TM rows][TN / 4 column groups]
-  for (var k0 = 0u; k0 < ${K}u; k0 += ${BK}u) {
+  ${sk.loop}
     ${load('x', 'xs', BM, 'row0', 'params.M')}
     ${load('w', 'ws', BN, 'col0', `${N}u`)}
     workgroupBarrier();
@@ -297,6 +298,65 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
     workgroupBarrier();
   }
   ${stores.join('\n  ')}
+}`,
+  };
+}
+
+/**
+ * Split-K: with splits > 1 the GEMM's K range is cut into `splits` chunks (a multiple of BK each,
+ * the last one shorter), workgroup z of a (N/BN, M/BM, splits) grid sums chunk z only and stores
+ * its raw partial sums in y = partials [splits, M, N] (params ldy and colOff unused); gemmSplitReduceKernel then adds the chunks,
+ * the bias and the epilogue. Few-row GEMMs (prefill, narrow k/v projections) get `splits` times the
+ * workgroups. The pieces both GEMM kernels put in their WGSL: the K loop header, the bias and
+ * params bindings, the store of one output value, and the name suffix.
+ */
+function splitK(K: number, N: number, BK: number, splits: number) {
+  if (!Number.isInteger(splits) || splits < 1) throw new Error(`gemm: splits must be a positive integer, got ${splits}`);
+  const chunk = splitChunk(K, BK, splits);
+  return {
+    loop:
+      splits === 1
+        ? `for (var k0 = 0u; k0 < ${K}u; k0 += ${BK}u) {`
+        : `let kEnd = min(${K}u, (g.z + 1u) * ${chunk}u);
+  for (var k0 = g.z * ${chunk}u; k0 < kEnd; k0 += ${BK}u) {`,
+    bindings: (bias: boolean) =>
+      bias && splits === 1 ? '@group(0) @binding(3) var<storage, read> b: array<f32>;\n@group(0) @binding(4) var<uniform> params: Params;' : '@group(0) @binding(3) var<uniform> params: Params;',
+    store: (e: Epilogue, r: string, c: string, v: string, bias: boolean) =>
+      splits === 1 ? epilogueCode(e, `${r} * params.ldy + params.colOff + ${c}`, `${v}${bias ? ` + b[${c}]` : ''}`) : `y[(g.z * params.M + ${r}) * ${N}u + ${c}] = ${v};`,
+    name: (e: Epilogue, bias: boolean) => (splits === 1 ? `${e}${bias ? '-b' : ''}` : `split${splits}`),
+  };
+}
+
+/** K columns per split-K chunk: a multiple of BK, so that a staged slice never crosses two chunks. */
+export function splitChunk(K: number, BK: number, splits: number): number {
+  return Math.ceil(K / splits / BK) * BK;
+}
+
+/**
+ * The second pass of a split-K GEMM: y [M, ldy] (columns colOff..colOff+N) ⟵epilogue⟵ Σ_z
+ * partials [z, M, N] (+ b [N]), one thread an output (ceil(M·N / 256) workgroups). Bindings: y,
+ * partials, then b. Params: M, ldy, colOff.
+ */
+export function gemmSplitReduceKernel(N: number, splits: number, e: Epilogue, bias: boolean): Kernel {
+  const WG = 256;
+  return {
+    name: `gemm-reduce-${N}-s${splits}-${e}${bias ? '-b' : ''}`,
+    params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
+    code: /* wgsl */ `
+struct Params { M: u32, ldy: u32, colOff: u32, }
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> part: array<f32>;
+${bias ? '@group(0) @binding(2) var<storage, read> b: array<f32>;\n@group(0) @binding(3) var<uniform> params: Params;' : '@group(0) @binding(2) var<uniform> params: Params;'}
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  ${FLAT}
+  let i = wid * ${WG}u + lid;
+  if (i >= params.M * ${N}u) { return; }
+  let r = i / ${N}u;
+  let c = i % ${N}u;
+  var a = 0.0;
+  for (var z = 0u; z < ${splits}u; z++) { a += part[z * params.M * ${N}u + i]; }
+  ${epilogueCode(e, 'r * params.ldy + params.colOff + c', `a${bias ? ' + b[c]' : ''}`)}
 }`,
   };
 }
