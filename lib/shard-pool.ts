@@ -14,7 +14,7 @@ import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { REPO_ROOT } from './cli';
 import { pinEnv, pinVerdict, probePin, slotLabel, type GpuSlot } from './gpus';
-import { acquireLock } from './lock';
+import { acquireLock, pidAlive } from './lock';
 import type { Cell } from './matrix';
 import { readResults, trackFile, type Track } from './results';
 import { extendPlan, mergeShards, readPlan, writePlan, type Shard } from './slurm';
@@ -61,18 +61,10 @@ process.on('exit', () => {
   if (LIVE.size === 0) return;
   for (const c of LIVE) c.kill('SIGTERM'); // run.ts releases its shard's lock and kills its cell processes
   const until = Date.now() + KILL_GRACE_MS;
-  const alive = () => [...LIVE].filter((c) => c.pid !== undefined && pidRuns(c.pid));
+  const alive = () => [...LIVE].filter((c) => c.pid !== undefined && pidAlive(c.pid));
   while (alive().length && Date.now() < until) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
   for (const c of alive()) c.kill('SIGKILL');
 });
-const pidRuns = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 const total = (added: Record<number, number>) => Object.values(added).reduce((a, b) => a + b, 0);
 
