@@ -15,13 +15,14 @@ import { pathToFileURL } from 'node:url';
 import { REPO_ROOT } from './cli';
 import { pinEnv, pinVerdict, probePin, slotLabel, type GpuSlot } from './gpus';
 import { acquireLock, pidAlive } from './lock';
-import type { Cell } from './matrix';
+import type { Cell, Slice } from './matrix';
 import { readResults, trackFile, type Track } from './results';
 import { extendPlan, mergeShards, readPlan, writePlan, type Shard } from './slurm';
 
 export interface PoolOptions {
   out: string; // merged rows go to <out>/results, shard i runs in <out>/shards/<i>
   matrix: string; // run.ts's --matrix for every shard (a name, or an absolute file path)
+  slice: Slice; // the run's slice: each shard runs its pair's part of it
   runFlags: string[]; // the other run.ts flags every shard passes on (lib/slurm.ts shardRunFlags)
   slots: GpuSlot[]; // one worker per slot
   pending: () => Promise<Cell[]>; // the cells pending in <out> now (run.ts's dry run)
@@ -89,7 +90,7 @@ export async function runShardPool(o: PoolOptions): Promise<PoolSummary> {
     const mergedBefore = total(mergeShards(out));
     if (mergedBefore) o.log(`merged ${mergedBefore} rows the shards held from an earlier run`);
     const pending = await o.pending();
-    const shards = extendPlan(readPlan(out), pending);
+    const shards = extendPlan(readPlan(out), pending, o.slice);
     if (pending.length) writePlan(out, o.matrix, shards);
     const pendingOf = (s: Shard) => pending.filter((c) => c.model.id === s.model && c.method.id === s.method).length;
     const queue = shards.map((s, i) => ({ i, s, cells: pendingOf(s) })).filter((q) => q.cells > 0);

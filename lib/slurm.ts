@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from './cli';
-import { bestStatusByCell, rowCell, STATUS_RANK, type Cell } from './matrix';
+import { bestStatusByCell, rowCell, STATUS_RANK, type Cell, type Slice } from './matrix';
 import { appendResults, readResults, trackFile, writeFileAtomic, type ResultRow, type Track } from './results';
 
 const TRACKS: Track[] = [1, 2, 3, 4, 5, 6];
@@ -20,13 +20,24 @@ export interface Shard {
   slice: string;
 }
 
-/** The shards of a matrix's pending cells: one per model × method pair, in matrix order. */
-export function shardsOf(pending: readonly Cell[]): Shard[] {
+/**
+ * The shards of a matrix's pending cells: one per model × method pair, in matrix order. Each
+ * shard's slice is its pair plus the run's own slice's tracks, tasks and engines (a shard runs
+ * only the cells the run selected).
+ */
+export function shardsOf(pending: readonly Cell[], slice: Slice = {}): Shard[] {
+  const bad = (id: string) => {
+    if (/[;,=\s'"\\$`]/.test(id)) throw new Error(`slurm: id '${id}' cannot go into a --slice`);
+    return id;
+  };
+  const rest = (['tracks', 'tasks', 'engines'] as const)
+    .filter((k) => slice[k] !== undefined)
+    .map((k) => `;${k}=${slice[k]!.map((v) => bad(String(v))).join(',')}`)
+    .join('');
   const byPair = new Map<string, Shard>();
   for (const c of pending) {
-    for (const id of [c.model.id, c.method.id]) if (/[;,=\s'"\\$`]/.test(id)) throw new Error(`slurm: id '${id}' cannot go into a --slice`);
     const k = `${c.model.id}\u0000${c.method.id}`;
-    const s = byPair.get(k) ?? { model: c.model.id, method: c.method.id, cells: 0, slice: `models=${c.model.id};methods=${c.method.id}` };
+    const s = byPair.get(k) ?? { model: c.model.id, method: c.method.id, cells: 0, slice: `models=${bad(c.model.id)};methods=${bad(c.method.id)}${rest}` };
     s.cells++;
     byPair.set(k, s);
   }
@@ -51,14 +62,16 @@ export function writePlan(out: string, matrix: string, shards: Shard[]): void {
 }
 
 /**
- * The plan for these pending cells on top of a saved one: a pair the saved plan has keeps its
- * shard (its folder resumes), a new pair is appended. Returns every shard (saved ones with nothing
- * pending too: indices never move).
+ * The plan for these pending cells (of a run with this slice) on top of a saved one: a pending pair
+ * the saved plan has keeps its shard index (its folder resumes) with this run's slice, a new pair
+ * is appended, a saved pair with nothing pending stays as it was (indices never move).
  */
-export function extendPlan(saved: readonly Shard[], pending: readonly Cell[]): Shard[] {
+export function extendPlan(saved: readonly Shard[], pending: readonly Cell[], slice: Slice = {}): Shard[] {
   const key = (s: Pick<Shard, 'model' | 'method'>) => `${s.model}\u0000${s.method}`;
+  const now = new Map(shardsOf(pending, slice).map((s) => [key(s), s]));
+  const plan = saved.map((s) => now.get(key(s)) ?? s);
   const have = new Set(saved.map(key));
-  return [...saved, ...shardsOf(pending).filter((s) => !have.has(key(s)))];
+  return [...plan, ...[...now.values()].filter((s) => !have.has(key(s)))];
 }
 
 /** The run.ts flags every shard's run passes on (besides its --slice and shard folder). */

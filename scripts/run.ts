@@ -109,17 +109,17 @@ async function main(): Promise<number> {
     const pending = async () => (await runMatrix(mx, { ...planned, dryRun: true })).pendingCells;
     if (a.list) {
       const cells = await pending();
-      const shards = extendPlan(readPlan(a.out!), cells);
+      const shards = extendPlan(readPlan(a.out!), cells, slice);
       console.log(`matrix '${mx.name}': ${cells.length} pending cells; workers: ${slots.map(slotLabel).join('; ')}`);
       for (const [i, sh] of shards.entries()) {
         const n = cells.filter((c) => c.model.id === sh.model && c.method.id === sh.method).length;
-        if (n) console.log(`  shard ${i}  ${sh.model} × ${sh.method}  ${n} pending cell(s)`);
+        if (n) console.log(`  shard ${i}  ${sh.slice}  ${n} pending cell(s)`);
       }
       return 0;
     }
     const runFlags = shardRunFlags({ data: a.data, noHub: a['no-hub'], backend: a.backend, limit: a.limit, cellTimeoutS: a['cell-timeout-s'], preload: a.preload, retry: a.retry });
     const checkPins = slots.length > 1 && mx.backend !== 'wasm' && mx.backend !== 'cpu' && slots.some((s) => s.pciBusId);
-    const pool = await runShardPool({ out: a.out!, matrix: matrixArg(a.matrix!), runFlags, slots, pending, checkPins, budgetS, log: (l) => console.error(l) });
+    const pool = await runShardPool({ out: a.out!, matrix: matrixArg(a.matrix!), slice, runFlags, slots, pending, checkPins, budgetS, log: (l) => console.error(l) });
     if (!a['no-derived']) for (const f of writeDerived(a.out!)) console.error(`wrote ${f}`);
     for (const l of poolReport(pool, slots)) console.log(l);
     return pool.code;

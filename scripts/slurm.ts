@@ -83,8 +83,9 @@ checkMatrix(mx);
 let shards: Shard[];
 if (fs.existsSync(planFile(out)) && !a.replan) shards = readPlan(out);
 else {
-  const plan = await runMatrix(mx, { slice: parseSlice(a.slice!), out, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, dryRun: true, preload: a.preload! });
-  shards = shardsOf(plan.pendingCells);
+  const slice = parseSlice(a.slice!);
+  const plan = await runMatrix(mx, { slice, out, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, dryRun: true, preload: a.preload! });
+  shards = shardsOf(plan.pendingCells, slice);
   if (!a['dry-run']) writePlan(out, matrixFile, shards);
 }
 const limitS = a['cell-timeout-s'] ? numberFlag('cell-timeout-s', a['cell-timeout-s'], { min: 0 }) || 1800 : (mx.cellTimeoutS ?? 1800);

@@ -62,8 +62,10 @@ describe('GPUs and pins', () => {
   it('plans keep their shards: a saved pair keeps its index, a new one is appended; exit codes as run.ts', () => {
     const cell = (model: string, method: string) => ({ model: { id: model }, method: { id: method } }) as Cell;
     const saved = shardsOf([cell('a', 'dense'), cell('a', 'rtn')]);
-    const plan = extendPlan(saved, [cell('b', 'dense'), cell('a', 'rtn')]);
-    expect(plan.map((s) => s.slice)).toEqual(['models=a;methods=dense', 'models=a;methods=rtn', 'models=b;methods=dense']);
+    const plan = extendPlan(saved, [cell('b', 'dense'), cell('a', 'rtn')], { tracks: [1, 4], tasks: ['piqa'] });
+    // a shard runs its pair's part of the run's slice
+    expect(plan.map((s) => s.slice)).toEqual(['models=a;methods=dense', 'models=a;methods=rtn;tracks=1,4;tasks=piqa', 'models=b;methods=dense;tracks=1,4;tasks=piqa']);
+    expect(() => shardsOf([cell('a', 'dense')], { tasks: ['x;y'] })).toThrow(/'x;y' cannot go into a --slice/);
     expect([poolCode([0, 0]), poolCode([0, 1]), poolCode([1, 3, 0]), poolCode([])]).toEqual([0, 1, 3, 0]);
   });
 });
