@@ -12,10 +12,12 @@
 //
 // So a worker for GPU k gets k's PCI address (from nvidia-smi) in those two variables, its UUID in
 // CUDA_VISIBLE_DEVICES (the CUDA anchors: torch, llama.cpp's CUDA build), and LLMCB_GPU /
-// LLMCB_GPUS. A process started so that starts webgpu checks the pin (checkPinnedAdapter): with
+// LLMCB_GPUS. A host without the layer can be given a copy (scripts/gpu-pin-layer.sh DIR, then
+// LLMCB_DEVICE_SELECT_LAYER=DIR: the loader loads it as an explicit layer). A process started so that starts webgpu checks the pin (checkPinnedAdapter): with
 // several workers, Dawn must see one hardware adapter; more means the layer is absent and the
 // workers would all share one GPU, an error that says so.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -73,15 +75,31 @@ export function pciAddress(busId: string): string {
 /** Mesa's DRI_PRIME tag of a PCI address: 00000000:18:00.0 -> pci-0000_18_00_0. */
 export const driPrimeTag = (busId: string) => `pci-${pciAddress(busId).replace(/[:.]/g, '_')}`;
 
-/** The environment that pins a worker's processes (and the cell processes they start) to one GPU. */
-export function pinEnv(slot: GpuSlot, workers: number): Record<string, string> {
-  const env: Record<string, string> = { LLMCB_GPU: String(slot.index), LLMCB_GPUS: String(workers) };
-  if (slot.uuid) env.CUDA_VISIBLE_DEVICES = slot.uuid;
-  if (slot.pciBusId) {
-    env.DRI_PRIME = driPrimeTag(slot.pciBusId);
-    env.MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE = '1';
+/** Mesa's device-select layer: its name, and its manifest's file name (scripts/gpu-pin-layer.sh). */
+const LAYER = 'VK_LAYER_MESA_device_select';
+const LAYER_MANIFEST = 'VkLayer_MESA_device_select.json';
+
+/**
+ * The environment that pins a worker's processes (and the cell processes they start) to one GPU.
+ * With LLMCB_DEVICE_SELECT_LAYER=DIR (a copy of the layer made by scripts/gpu-pin-layer.sh, for a
+ * host that lacks it), the Vulkan loader also loads the layer from DIR, and its libraries from DIR/lib.
+ */
+export function pinEnv(slot: GpuSlot, workers: number, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const pin: Record<string, string> = { LLMCB_GPU: String(slot.index), LLMCB_GPUS: String(workers) };
+  if (slot.uuid) pin.CUDA_VISIBLE_DEVICES = slot.uuid;
+  if (!slot.pciBusId) return pin;
+  pin.DRI_PRIME = driPrimeTag(slot.pciBusId);
+  pin.MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE = '1';
+  const carried = env.LLMCB_DEVICE_SELECT_LAYER;
+  if (carried) {
+    const dir = path.resolve(carried);
+    if (!fs.existsSync(path.join(dir, LAYER_MANIFEST))) throw new Error(`LLMCB_DEVICE_SELECT_LAYER=${carried}: no ${LAYER_MANIFEST} there (make the folder with scripts/gpu-pin-layer.sh)`);
+    const join = (name: string, value: string, sep: string) => (env[name] ? `${env[name]}${sep}${value}` : value);
+    pin.VK_ADD_LAYER_PATH = join('VK_ADD_LAYER_PATH', dir, ':');
+    pin.VK_LOADER_LAYERS_ENABLE = join('VK_LOADER_LAYERS_ENABLE', LAYER, ',');
+    pin.LD_LIBRARY_PATH = join('LD_LIBRARY_PATH', path.join(dir, 'lib'), ':');
   }
-  return env;
+  return pin;
 }
 
 /** One line naming a slot, for logs: "GPU 1 (NVIDIA H200, 00000000:18:00.0, GPU-8f6c…)". */
@@ -132,10 +150,10 @@ export interface PinProbe {
 const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'gpu-probe.ts');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
-/** Starts a process pinned to slot (env: extra variables, e.g. for tests) and reads what it sees. */
+/** Starts a process pinned to slot (env: variables to add, e.g. for tests) and reads what it sees. */
 export function probePin(slot: GpuSlot, workers: number, env: Record<string, string> = {}): PinProbe {
   const r = spawnSync(process.execPath, ['--import', TSX, PROBE], {
-    env: { ...process.env, ...pinEnv(slot, workers), MESA_VK_DEVICE_SELECT_DEBUG: '1', ...env },
+    env: { ...process.env, ...env, ...pinEnv(slot, workers, { ...process.env, ...env }), MESA_VK_DEVICE_SELECT_DEBUG: '1' },
     encoding: 'utf8',
     timeout: 120_000,
   });

@@ -28,14 +28,14 @@ describe('GPUs and pins', () => {
     const listed = parseNvidiaSmi(SMI);
     expect(listed.map((g) => [g.index, g.uuid, g.name])).toEqual([[0, 'GPU-aaaa', 'NVIDIA H200'], [1, 'GPU-bbbb', 'NVIDIA H200']]);
     const [g1] = gpuSlots([1], listed);
-    expect(pinEnv(g1, 2)).toEqual({
+    expect(pinEnv(g1, 2, {})).toEqual({
       LLMCB_GPU: '1', LLMCB_GPUS: '2', CUDA_VISIBLE_DEVICES: 'GPU-bbbb', DRI_PRIME: 'pci-0000_2a_00_0', MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1',
     });
     expect(() => gpuSlots([0, 2], listed)).toThrow(/GPU 2 is not on this host: nvidia-smi lists 0 \(NVIDIA H200\), 1/);
     expect(() => gpuSlots([1, 1], listed)).toThrow(/named twice/);
     expect(() => parseNvidiaSmi('0, GPU-a, [N/A], X')).toThrow(/cannot read the line/);
     // no nvidia-smi: bare worker slots (CPU workers), no pin
-    expect(gpuSlots([0, 1], null).map((s) => pinEnv(s, 2))).toEqual([{ LLMCB_GPU: '0', LLMCB_GPUS: '2' }, { LLMCB_GPU: '1', LLMCB_GPUS: '2' }]);
+    expect(gpuSlots([0, 1], null).map((s) => pinEnv(s, 2, {}))).toEqual([{ LLMCB_GPU: '0', LLMCB_GPUS: '2' }, { LLMCB_GPU: '1', LLMCB_GPUS: '2' }]);
   });
 
   it('a pin holds when Dawn sees one adapter and the layer picked the GPU’s PCI address; otherwise it is an error', () => {
@@ -74,7 +74,7 @@ describe('GPUs and pins', () => {
 const LVP = ['/usr/share/vulkan/icd.d/lvp_icd.json', '/usr/share/vulkan/implicit_layer.d/VkLayer_MESA_device_select.json'];
 const noLvp = LVP.find((f) => !fs.existsSync(f));
 describe.skipIf(noLvp !== undefined)('the pin check on two identical Vulkan devices (lavapipe twice)', () => {
-  it('with the device-select layer Dawn sees one adapter; without it two, and the pin is refused', () => {
+  it('with the device-select layer (installed, or a carried copy) Dawn sees one adapter; without it two, and the pin is refused', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-lvp-'));
     fs.copyFileSync(LVP[0], path.join(dir, 'lvp2_icd.json'));
     const env = { XDG_RUNTIME_DIR: os.tmpdir(), VK_DRIVER_FILES: `${LVP[0]}:${path.join(dir, 'lvp2_icd.json')}` };
@@ -83,9 +83,16 @@ describe.skipIf(noLvp !== undefined)('the pin check on two identical Vulkan devi
     expect(pinned.adapters).toHaveLength(1);
     expect(pinned.devices).toHaveLength(2); // the layer chose among both
     expect(pinVerdict(slot, pinned)).toMatch(/Dawn sees one adapter, llvmpipe/);
-    const unpinned = probePin(slot, 2, { ...env, NODEVICE_SELECT: '1' }); // the layer off
+    const unpinned = probePin(slot, 2, { ...env, NODEVICE_SELECT: '1' }); // the installed layer off
     expect(unpinned.adapters).toHaveLength(2);
     expect(() => pinVerdict(slot, unpinned)).toThrow(/did not take: Dawn sees 2 adapters/);
+    // a copy of the layer carried to a host without it (scripts/gpu-pin-layer.sh, LLMCB_DEVICE_SELECT_LAYER)
+    const carried = path.join(dir, 'device-select');
+    expect(spawnSync('bash', [path.join(ROOT, 'scripts/gpu-pin-layer.sh'), carried], { encoding: 'utf8' }).status).toBe(0);
+    const viaCopy = probePin(slot, 2, { ...env, NODEVICE_SELECT: '1', LLMCB_DEVICE_SELECT_LAYER: carried });
+    expect(viaCopy.adapters).toHaveLength(1);
+    expect(pinVerdict(slot, viaCopy)).toMatch(/Dawn sees one adapter/);
+    expect(() => pinEnv(slot, 2, { LLMCB_DEVICE_SELECT_LAYER: dir })).toThrow(/no VkLayer_MESA_device_select.json there/);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
