@@ -2,10 +2,10 @@
 // same model × method shards as the Slurm path (lib/slurm.ts: shard i runs one pair into
 // <out>/shards/<i>, the plan kept in <out>/shards/plan.json), one worker per GPU, each pinned to
 // its GPU (lib/gpus.ts) and taking the next shard from one shared queue when its last one ends (a
-// long pair holds one GPU while the others go on through the queue). A shard is scripts/run.ts on
-// the pair's slice in its folder, so it resumes like any run; each is merged into <out>/results by
-// cell hash (mergeShards) as it ends. A rerun merges what the shards hold, then queues only the
-// pairs with cells still pending in <out>.
+// long pair holds one GPU while the others go on through the queue; the likely longest go first).
+// A shard is scripts/run.ts on the pair's part of the slice in its folder, so it resumes like any
+// run; each is merged into <out>/results by cell hash (mergeShards) as it ends. A rerun merges what
+// the shards hold, then queues only the pairs with cells still pending in <out>.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -15,9 +15,10 @@ import { pathToFileURL } from 'node:url';
 import { REPO_ROOT } from './cli';
 import { pinEnv, pinVerdict, probePin, slotLabel, type GpuSlot } from './gpus';
 import { acquireLock, pidAlive } from './lock';
-import type { Cell, Slice } from './matrix';
+import { modelIdentity, type Cell, type Slice } from './matrix';
 import { readResults, trackFile, type Track } from './results';
 import { extendPlan, mergeShards, readPlan, writePlan, type Shard } from './slurm';
+import { runLockFile } from './tracks/runner';
 
 export interface PoolOptions {
   out: string; // merged rows go to <out>/results, shard i runs in <out>/shards/<i>
@@ -72,6 +73,15 @@ const total = (added: Record<number, number>) => Object.values(added).reduce((a,
 /** Rows in a folder's results files. */
 const rowCount = (dir: string) => TRACKS.reduce((n, t) => n + readResults(trackFile(t, dir)).length, 0);
 
+/**
+ * The queue's order: the likely longest shards first (model bytes × pending cells; the plan's order
+ * among equals), so that the last shards, which may leave GPUs idle, are short ones.
+ */
+export function longestFirst<T extends { cells: number; bytes: number | null }>(queue: T[]): T[] {
+  const work = (q: T) => (q.bytes ?? 1) * q.cells;
+  return queue.map((q, k) => ({ q, k })).sort((a, b) => work(b.q) - work(a.q) || a.k - b.k).map((x) => x.q);
+}
+
 /** The code of a run from its shards' codes, as run.ts's: 3 wins over 1, 1 over 0. */
 export function poolCode(codes: number[]): number {
   if (codes.includes(3)) return 3;
@@ -83,7 +93,7 @@ export async function runShardPool(o: PoolOptions): Promise<PoolSummary> {
   const t0 = performance.now();
   const out = path.resolve(o.out);
   if (o.checkPins) for (const slot of o.slots) o.log(pinVerdict(slot, probePin(slot, o.slots.length)));
-  const lock = acquireLock(path.join(out, '.run.lock'), { what: `output folder '${out}'`, warn: o.log });
+  const lock = acquireLock(runLockFile(out), { what: `output folder '${out}'`, warn: o.log });
   let stopped: PoolSummary['stopped'] = null;
   try {
     // What an earlier (killed) run left in its shards counts first.
@@ -92,8 +102,12 @@ export async function runShardPool(o: PoolOptions): Promise<PoolSummary> {
     const pending = await o.pending();
     const shards = extendPlan(readPlan(out), pending, o.slice);
     if (pending.length) writePlan(out, o.matrix, shards);
-    const pendingOf = (s: Shard) => pending.filter((c) => c.model.id === s.model && c.method.id === s.method).length;
-    const queue = shards.map((s, i) => ({ i, s, cells: pendingOf(s) })).filter((q) => q.cells > 0);
+    const queue = longestFirst(
+      shards.flatMap((s, i) => {
+        const cells = pending.filter((c) => c.model.id === s.model && c.method.id === s.method);
+        return cells.length ? [{ i, s, cells: cells.length, bytes: modelIdentity(cells[0].model).bytes as number | null }] : [];
+      }),
+    );
     const queued = queue.length;
     o.log(
       `${pending.length} pending cells in ${queued} shard(s) (one per model × method; plan ${path.join(out, 'shards', 'plan.json')}) on ${o.slots.length} worker(s): ` +
@@ -144,12 +158,21 @@ function runShard(i: number, s: Shard, cells: number, slot: GpuSlot, o: PoolOpti
   for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (l) => o.log(prefix + l));
   o.log(`${prefix}shard ${i}: ${pair}, ${cells} pending cell(s), pid ${child.pid}`);
   return new Promise((resolve) => {
-    child.on('error', (e) => o.log(`${prefix}shard ${i}: could not start run.ts: ${e.message}`));
-    child.on('close', (code, signal) => {
+    let ended = false;
+    const end = (code: number) => {
+      if (ended) return;
+      ended = true;
       LIVE.delete(child);
-      if (signal) o.log(`${prefix}shard ${i}: run.ts killed by ${signal} (rerun to resume the shard)`);
       const merged = total(mergeShards(out, [dir]));
-      resolve({ shard: i, pair, gpu: slot.index, pid: child.pid ?? -1, code: code ?? 1, wallS: (performance.now() - t) / 1000, rows: rowCount(dir) - rowsBefore, merged });
+      resolve({ shard: i, pair, gpu: slot.index, pid: child.pid ?? -1, code, wallS: (performance.now() - t) / 1000, rows: rowCount(dir) - rowsBefore, merged });
+    };
+    child.on('error', (e) => {
+      o.log(`${prefix}shard ${i}: run.ts failed: ${e.message}`);
+      end(1);
+    });
+    child.on('close', (code, signal) => {
+      if (signal) o.log(`${prefix}shard ${i}: run.ts killed by ${signal} (rerun to resume the shard)`);
+      end(code ?? 1);
     });
   });
 }

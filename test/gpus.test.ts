@@ -13,7 +13,7 @@ import { checkPinnedAdapter, gpuSlots, parseDeviceSelectDebug, parseNvidiaSmi, p
 import { pidAlive } from '../lib/lock';
 import { parseSlice, rowCell, smokeMatrix, type Cell } from '../lib/matrix';
 import { readResults, trackFile, type ResultRow, type Track } from '../lib/results';
-import { poolCode } from '../lib/shard-pool';
+import { longestFirst, poolCode } from '../lib/shard-pool';
 import { extendPlan, shardsOf } from '../lib/slurm';
 import { runMatrix } from '../lib/tracks/runner';
 
@@ -67,6 +67,8 @@ describe('GPUs and pins', () => {
     expect(plan.map((s) => s.slice)).toEqual(['models=a;methods=dense', 'models=a;methods=rtn;tracks=1,4;tasks=piqa', 'models=b;methods=dense;tracks=1,4;tasks=piqa']);
     expect(() => shardsOf([cell('a', 'dense')], { tasks: ['x;y'] })).toThrow(/'x;y' cannot go into a --slice/);
     expect([poolCode([0, 0]), poolCode([0, 1]), poolCode([1, 3, 0]), poolCode([])]).toEqual([0, 1, 3, 0]);
+    const q = (id: string, bytes: number | null, cells: number) => ({ id, bytes, cells });
+    expect(longestFirst([q('a', 10, 2), q('b', 100, 1), q('c', 10, 2), q('d', null, 5)]).map((x) => x.id)).toEqual(['b', 'a', 'c', 'd']);
   });
 });
 
