@@ -1,7 +1,8 @@
 // Several GPUs of one host (run.ts --gpus: lib/gpus.ts, lib/shard-pool.ts): the GPUs nvidia-smi
 // lists and the pin each worker gets; the pin check on two identical Vulkan devices (lavapipe
-// loaded twice: Mesa's device-select layer must leave Dawn one); and the smoke matrix (one model)
-// on two CPU workers, interrupted and rerun: the merged rows equal a single-process run's, each once.
+// loaded twice: Mesa's device-select layer, installed or carried, must leave Dawn one), also through
+// run.ts --gpus 2 on webgpu with a fake nvidia-smi; and the smoke matrix (one model) on two CPU
+// workers, interrupted and rerun: the merged rows equal a single-process run's, each once.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -95,6 +96,26 @@ describe.skipIf(noLvp !== undefined)('the pin check on two identical Vulkan devi
     expect(viaCopy.adapters).toHaveLength(1);
     expect(pinVerdict(slot, viaCopy)).toMatch(/Dawn sees one adapter/);
     expect(() => pinEnv(slot, 2, { LLMCB_DEVICE_SELECT_LAYER: dir })).toThrow(/no VkLayer_MESA_device_select.json there/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  it('run.ts --gpus 2 on webgpu (nvidia-smi faked): the pins are probed, each worker logs its one adapter; without the layer the run stops before any shard', { timeout: 600_000 }, () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-lvp-'));
+    fs.copyFileSync(LVP[0], path.join(dir, 'lvp2_icd.json'));
+    fs.writeFileSync(path.join(dir, 'nvidia-smi'), `#!/bin/sh\nprintf '${SMI.replace(/\n/g, '\\n')}'\n`, { mode: 0o755 });
+    const env = { ...process.env, XDG_RUNTIME_DIR: os.tmpdir(), VK_DRIVER_FILES: `${LVP[0]}:${path.join(dir, 'lvp2_icd.json')}`, PATH: `${dir}:${process.env.PATH}` };
+    const run = (out: string, extra: Record<string, string> = {}) =>
+      spawnSync(process.execPath, ['--import', TSX, 'scripts/run.ts', '--matrix', 'smoke', '--slice', 'models=stories260K;methods=dense,rtn-w8;tracks=1;tasks=wikitext2', '--backend', 'webgpu', '--no-hub', '--no-derived', '--gpus', '2', '--out', path.join(dir, out)], {
+        cwd: ROOT, encoding: 'utf8', env: { ...env, ...extra },
+      });
+    const ok = run('ok');
+    expect(ok.status, ok.stderr.slice(-2000)).toBe(0);
+    expect(ok.stderr).toMatch(/^GPU 1 \(NVIDIA H200, 00000000:2A:00.0, GPU-bbbb\): Dawn sees one adapter, llvmpipe/m);
+    expect(ok.stderr).toMatch(/^\[GPU 1\] pinned to GPU 1 \(DRI_PRIME=pci-0000_2a_00_0\): WebGPU adapter llvmpipe.*Dawn sees 1 adapter/m);
+    expect(TRACKS.flatMap((t) => readResults(trackFile(t, path.join(dir, 'ok')))).map((r) => `${r.method} ${r.status}`).sort()).toEqual(['dense ok', 'rtn ok']);
+    const refused = run('refused', { NODEVICE_SELECT: '1' }); // the layer off: the probe sees both devices
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/the pin to GPU 0 \(DRI_PRIME=pci-0000_18_00_0\) did not take: Dawn sees 2 adapters/);
+    expect(refused.stderr).not.toMatch(/shard 0:/);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
