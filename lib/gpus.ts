@@ -21,6 +21,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { numberFlag } from './cli';
 
 /** One GPU a worker can be pinned to. */
 export interface GpuSlot {
@@ -47,6 +48,13 @@ export function parseNvidiaSmi(text: string): GpuSlot[] {
       if (!/^\d+$/.test(index) || !/^[0-9a-f]+:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i.test(pciBusId ?? '')) throw new Error(`nvidia-smi: cannot read the line '${l}'`);
       return { index: Number(index), uuid: uuid || null, pciBusId, name: name.join(',') || null };
     });
+}
+
+/** The GPU indices of `--gpus N` (0..N-1) or `--devices I,J` (those); give one of the two. */
+export function parseDevices(gpus: string | undefined, devices: string | undefined): number[] {
+  if ((gpus === undefined) === (devices === undefined)) throw new Error('give one of --gpus N and --devices I,J');
+  if (devices !== undefined) return devices.split(',').map((d) => numberFlag('devices', d, { integer: true, min: 0 }));
+  return [...Array(numberFlag('gpus', gpus!, { integer: true, min: 1 })).keys()];
 }
 
 /**

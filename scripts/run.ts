@@ -15,7 +15,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { numberFlag } from '../lib/cli';
-import { gpuSlots, listNvidiaGpus, slotLabel } from '../lib/gpus';
+import { gpuSlots, listNvidiaGpus, parseDevices, slotLabel } from '../lib/gpus';
 import { checkMatrix, loadMatrix, parseSlice } from '../lib/matrix';
 import { canonicalJson } from '../lib/metrics/names';
 import { dataOutDir } from '../lib/results';
@@ -97,12 +97,8 @@ async function main(): Promise<number> {
   const planned = { slice, out: a.out!, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, retry: a.retry!, preload: a.preload! };
   if (a.gpus !== undefined || a.devices !== undefined) {
     // several GPUs of one host: the shards of lib/slurm.ts over a worker per GPU (lib/shard-pool.ts)
-    if (a.gpus !== undefined && a.devices !== undefined) throw new Error('--gpus N and --devices I,J: give one of them');
-    const devices = a.devices !== undefined
-      ? a.devices.split(',').map((d) => numberFlag('devices', d, { integer: true, min: 0 }))
-      : [...Array(numberFlag('gpus', a.gpus!, { integer: true, min: 1 })).keys()];
     const listed = listNvidiaGpus();
-    const slots = gpuSlots(devices, listed);
+    const slots = gpuSlots(parseDevices(a.gpus, a.devices), listed);
     if (listed === null && slots.length > 1 && mx.backend !== 'wasm' && mx.backend !== 'cpu') {
       console.error(`warning: nvidia-smi does not answer, so the workers cannot be pinned by PCI address: on webgpu each uses the adapter Dawn shows it (each logs which)`);
     }

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { checkPinnedAdapter, gpuSlots, parseDeviceSelectDebug, parseNvidiaSmi, pinEnv, pinVerdict, probePin, type GpuSlot } from '../lib/gpus';
+import { checkPinnedAdapter, gpuSlots, parseDevices, parseDeviceSelectDebug, parseNvidiaSmi, pinEnv, pinVerdict, probePin, type GpuSlot } from '../lib/gpus';
 import { pidAlive } from '../lib/lock';
 import { parseSlice, rowCell, smokeMatrix, type Cell } from '../lib/matrix';
 import { readResults, trackFile, type ResultRow, type Track } from '../lib/results';
@@ -35,6 +35,10 @@ describe('GPUs and pins', () => {
     expect(() => gpuSlots([0, 2], listed)).toThrow(/GPU 2 is not on this host: nvidia-smi lists 0 \(NVIDIA H200\), 1/);
     expect(() => gpuSlots([1, 1], listed)).toThrow(/named twice/);
     expect(() => parseNvidiaSmi('0, GPU-a, [N/A], X')).toThrow(/cannot read the line/);
+    expect([parseDevices('3', undefined), parseDevices(undefined, '0,2')]).toEqual([[0, 1, 2], [0, 2]]);
+    expect(() => parseDevices('2', '0,1')).toThrow(/give one of --gpus N and --devices I,J/);
+    expect(() => parseDevices('0', undefined)).toThrow(/--gpus needs an integer ≥ 1, got '0'/);
+    expect(() => parseDevices(undefined, '0,x')).toThrow(/--devices needs an integer ≥ 0, got 'x'/);
     // no nvidia-smi: bare worker slots (CPU workers), no pin
     expect(gpuSlots([0, 1], null).map((s) => pinEnv(s, 2, {}))).toEqual([{ LLMCB_GPU: '0', LLMCB_GPUS: '2' }, { LLMCB_GPU: '1', LLMCB_GPUS: '2' }]);
   });
