@@ -49,13 +49,22 @@ export interface Lock {
   release(): void;
 }
 
-/** Whether a process with this pid runs on this host (EPERM: it runs, as another user). */
+/**
+ * Whether a process with this pid runs on this host (EPERM: it runs, as another user). A zombie
+ * (ended, not yet reaped by its parent) does not run: Linux's /proc says so where it can.
+ */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) S ...", the state after the last ')'
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no /proc: kill(pid, 0) is all there is
   }
 }
 

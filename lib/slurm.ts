@@ -7,8 +7,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from './cli';
-import { bestStatusByCell, rowCell, STATUS_RANK, type Cell } from './matrix';
-import { appendResults, readResults, trackFile, type ResultRow, type Track } from './results';
+import { bestStatusByCell, rowCell, STATUS_RANK, type Cell, type Slice } from './matrix';
+import { appendResults, readResults, trackFile, writeFileAtomic, type ResultRow, type Track } from './results';
 
 const TRACKS: Track[] = [1, 2, 3, 4, 5, 6];
 
@@ -20,18 +20,85 @@ export interface Shard {
   slice: string;
 }
 
-/** The shards of a matrix's pending cells: one per model × method pair, in matrix order. */
-export function shardsOf(pending: readonly Cell[]): Shard[] {
+/**
+ * The shards of a matrix's pending cells: one per model × method pair, in matrix order. Each
+ * shard's slice is its pair plus the run's own slice's tracks, tasks and engines (a shard runs
+ * only the cells the run selected).
+ */
+export function shardsOf(pending: readonly Cell[], slice: Slice = {}): Shard[] {
+  const bad = (id: string) => {
+    if (/[;,=\s'"\\$`]/.test(id)) throw new Error(`slurm: id '${id}' cannot go into a --slice`);
+    return id;
+  };
+  const rest = (['tracks', 'tasks', 'engines'] as const)
+    .filter((k) => slice[k] !== undefined)
+    .map((k) => `;${k}=${slice[k]!.map((v) => bad(String(v))).join(',')}`)
+    .join('');
   const byPair = new Map<string, Shard>();
   for (const c of pending) {
-    for (const id of [c.model.id, c.method.id]) if (/[;,=\s'"\\$`]/.test(id)) throw new Error(`slurm: id '${id}' cannot go into a --slice`);
     const k = `${c.model.id}\u0000${c.method.id}`;
-    const s = byPair.get(k) ?? { model: c.model.id, method: c.method.id, cells: 0, slice: `models=${c.model.id};methods=${c.method.id}` };
+    const s = byPair.get(k) ?? { model: c.model.id, method: c.method.id, cells: 0, slice: `models=${bad(c.model.id)};methods=${bad(c.method.id)}${rest}` };
     s.cells++;
     byPair.set(k, s);
   }
   return [...byPair.values()];
 }
+
+/** The saved plan of an output folder: shard i always runs the same pair, in <out>/shards/<i>. */
+export const planFile = (out: string) => path.join(out, 'shards', 'plan.json');
+
+/** The saved plan's shards ([] when there is none). */
+export function readPlan(out: string): Shard[] {
+  const file = planFile(out);
+  if (!fs.existsSync(file)) return [];
+  const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { shards?: Shard[] };
+  if (!Array.isArray(j.shards)) throw new Error(`${file}: no 'shards' list (delete the file to plan anew)`);
+  return j.shards;
+}
+
+/** Saves a plan (matrix: run.ts's --matrix argument the shards were planned from). */
+export function writePlan(out: string, matrix: string, shards: Shard[]): void {
+  writeFileAtomic(planFile(out), JSON.stringify({ matrix, shards }, null, 1));
+}
+
+/**
+ * The plan for these pending cells (of a run with this slice) on top of a saved one: a pending pair
+ * the saved plan has keeps its shard index (its folder resumes) with this run's slice, a new pair
+ * is appended, a saved pair with nothing pending stays as it was (indices never move).
+ */
+export function extendPlan(saved: readonly Shard[], pending: readonly Cell[], slice: Slice = {}): Shard[] {
+  const key = (s: Pick<Shard, 'model' | 'method'>) => `${s.model}\u0000${s.method}`;
+  const now = new Map(shardsOf(pending, slice).map((s) => [key(s), s]));
+  const plan = saved.map((s) => now.get(key(s)) ?? s);
+  const have = new Set(saved.map(key));
+  return [...plan, ...[...now.values()].filter((s) => !have.has(key(s)))];
+}
+
+/** The run.ts flags every shard's run passes on (besides its --slice and shard folder). */
+export interface ShardRunFlags {
+  data?: string;
+  noHub?: boolean;
+  backend?: string;
+  limit?: string;
+  cellTimeoutS?: string;
+  preload?: string[];
+  retry?: boolean;
+}
+
+export function shardRunFlags(f: ShardRunFlags): string[] {
+  return [
+    ...(f.data ? ['--data', path.resolve(f.data)] : []),
+    ...(f.noHub ? ['--no-hub'] : []),
+    ...(f.backend ? ['--backend', f.backend] : []),
+    ...(f.limit ? ['--limit', f.limit] : []),
+    ...(f.cellTimeoutS ? ['--cell-timeout-s', f.cellTimeoutS] : []),
+    ...(f.preload ?? []).flatMap((p) => ['--preload', path.resolve(p)]),
+    ...(f.retry ? ['--retry'] : []),
+  ];
+}
+
+/** run.ts's --matrix argument for a shard's run: a matrix file as an absolute path (the run may start elsewhere). */
+export const matrixArg = (matrix: string) => (fs.existsSync(matrix) ? path.resolve(matrix) : matrix);
 
 export interface ArrayOptions {
   /** run.ts's --matrix (a name or a JSON file: absolute, the task may start elsewhere). */

@@ -6,6 +6,8 @@
 # Optional: GPU_LLAMA=1 keeps node-llama-cpp and its prebuilt Vulkan build (Track 5's llama.cpp engine).
 # Optional: GPU_DATA="reference datasets/wikitext-2-raw ..." packs those parts of ../shared into
 # .gpudata/shared.tar.xz (unpack on the host and point LLMCB_SHARED / LLMCB_DATA at it).
+# Optional: GPU_PIN=1 carries Mesa's device-select Vulkan layer into .gpul/device-select/ (scripts/gpu-pin-layer.sh),
+# for run.ts --gpus on a host without it: there, LLMCB_DEVICE_SELECT_LAYER=.gpul/device-select.
 set -euo pipefail
 root=$(git rev-parse --show-toplevel); cd "$root"
 [ -f .gpu/node_modules.tar.xz ] || { echo "gpu-pack: run ../shared/gpu/bundle.sh first" >&2; exit 1; }
@@ -23,6 +25,7 @@ find "$work/node_modules/@tensorflow" \( -name '*.min.js' -o -name '*.es2017*' -
   -o -name '*.html' -o -name '*_test.js' -o -name 'miniprogram' \) -prune -exec rm -rf {} +
 tar -C "$work" -cf - node_modules | xz -T0 -6 > .gpul/node_modules.tar.xz.tmp
 mv .gpul/node_modules.tar.xz.tmp .gpul/node_modules.tar.xz
+[ -z "${GPU_PIN:-}" ] || bash scripts/gpu-pin-layer.sh .gpul/device-select
 if [ -n "${GPU_DATA:-}" ]; then
   mkdir -p .gpudata
   tar -C "$root/../shared" -cf - $GPU_DATA | xz -T0 -6 > .gpudata/shared.tar.xz.tmp

@@ -5,6 +5,7 @@
 //   npx tsx scripts/run.ts [--matrix default|smoke|FILE.json] [--slice "tracks=1,4;models=stories260K;methods=gptq-w4"]
 //     [--out DIR] [--data DIR] [--no-hub] [--backend webgpu|wasm|cpu|auto] [--limit N] [--cell-timeout-s S]
 //     [--budget-s S] [--preload FILE] [--retry] [--list] [--no-derived]   (--help says what each does)
+//     [--gpus N | --devices 0,2]   (several GPUs of one host: a worker per GPU, lib/shard-pool.ts)
 //
 // Exit codes: 0 done (or stopped by --budget-s: rerun to continue), 1 a cell failed (or the run could
 // not start: a bad flag, another run holds --out), 3 a cell timed out (killed at --cell-timeout-s and
@@ -14,10 +15,13 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { numberFlag, printUsage } from '../lib/cli';
+import { gpuSlots, listNvidiaGpus, parseDevices, slotLabel } from '../lib/gpus';
 import { checkMatrix, loadMatrix, parseSlice } from '../lib/matrix';
 import { canonicalJson } from '../lib/metrics/names';
 import { dataOutDir } from '../lib/results';
 import { parseBackend } from '../lib/runtime/backend';
+import { poolReport, runShardPool } from '../lib/shard-pool';
+import { extendPlan, matrixArg, readPlan, shardRunFlags } from '../lib/slurm';
 import { runMatrix } from '../lib/tracks/runner';
 import { writeDerived } from '../lib/tracks/tables';
 
@@ -42,6 +46,12 @@ const USAGE = `usage: npx tsx scripts/run.ts [flags]
   --retry               also redo cells whose rows say no_data
   --list                only list the pending cells
   --no-derived          skip data/overall.csv and the paper-layout tables
+  --gpus N              several GPUs of one host: one worker per GPU (the first N nvidia-smi lists), each pinned to
+                        its GPU and taking the next model × method shard from a shared queue; a shard runs into
+                        DIR/shards/<i> (as a Slurm task) and is merged into DIR/results by cell hash when it ends.
+                        Resumable: a rerun merges what the shards hold and runs only the shards with pending cells.
+                        With --backend wasm|cpu: N worker processes on the CPU. --list prints the shards and GPUs
+  --devices I,J         as --gpus, on these GPUs (nvidia-smi's indices)
   --help                this text
 
 exit codes: 0 done (or stopped by --budget-s), 1 a cell failed or the run could not start, 3 a cell timed out`;
@@ -63,6 +73,8 @@ async function main(): Promise<number> {
       retry: { type: 'boolean', default: false },
       list: { type: 'boolean', default: false },
       'no-derived': { type: 'boolean', default: false },
+      gpus: { type: 'string' },
+      devices: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -81,10 +93,34 @@ async function main(): Promise<number> {
   if (timeout !== undefined) mx.cellTimeoutS = timeout === 0 ? null : timeout;
   checkMatrix(mx);
   const slice = parseSlice(a.slice!);
-  const summary = await runMatrix(mx, {
-    slice, out: a.out!, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, retry: a.retry!, budgetS: numberFlag('budget-s', a['budget-s'], { min: 0 }) ?? null,
-    dryRun: a.list!, preload: a.preload!,
-  });
+  const budgetS = numberFlag('budget-s', a['budget-s'], { min: 0 }) ?? null;
+  const planned = { slice, out: a.out!, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, retry: a.retry!, preload: a.preload! };
+  if (a.gpus !== undefined || a.devices !== undefined) {
+    // several GPUs of one host: the shards of lib/slurm.ts over a worker per GPU (lib/shard-pool.ts)
+    const listed = listNvidiaGpus();
+    const slots = gpuSlots(parseDevices(a.gpus, a.devices), listed);
+    if (listed === null && slots.length > 1 && mx.backend !== 'wasm' && mx.backend !== 'cpu') {
+      console.error(`warning: nvidia-smi does not answer, so the workers cannot be pinned by PCI address: on webgpu each uses the adapter Dawn shows it (each logs which)`);
+    }
+    const pending = async () => (await runMatrix(mx, { ...planned, dryRun: true })).pendingCells;
+    if (a.list) {
+      const cells = await pending();
+      const shards = extendPlan(readPlan(a.out!), cells, slice);
+      console.log(`matrix '${mx.name}': ${cells.length} pending cells; workers: ${slots.map(slotLabel).join('; ')}`);
+      for (const [i, sh] of shards.entries()) {
+        const n = cells.filter((c) => c.model.id === sh.model && c.method.id === sh.method).length;
+        if (n) console.log(`  shard ${i}  ${sh.slice}  ${n} pending cell(s)`);
+      }
+      return 0;
+    }
+    const runFlags = shardRunFlags({ data: a.data, noHub: a['no-hub'], backend: a.backend, limit: a.limit, cellTimeoutS: a['cell-timeout-s'], preload: a.preload, retry: a.retry });
+    const checkPins = slots.length > 1 && mx.backend !== 'wasm' && mx.backend !== 'cpu' && slots.some((s) => s.pciBusId);
+    const pool = await runShardPool({ out: a.out!, matrix: matrixArg(a.matrix!), slice, runFlags, slots, pending, checkPins, budgetS, log: (l) => console.error(l) });
+    if (!a['no-derived']) for (const f of writeDerived(a.out!)) console.error(`wrote ${f}`);
+    for (const l of poolReport(pool, slots)) console.log(l);
+    return pool.code;
+  }
+  const summary = await runMatrix(mx, { ...planned, budgetS, dryRun: a.list! });
   if (a.list) {
     console.log(`matrix '${mx.name}' (${canonicalJson({ backend: mx.backend, eval: mx.eval }).slice(0, 120)}): ${summary.cells} cells, ${summary.pending} pending`);
     for (const c of summary.pendingCells) console.log(`  track ${c.track}  ${c.model.id}  ${c.method.id}  ${c.item}  ${c.hash}`);

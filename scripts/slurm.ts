@@ -14,7 +14,7 @@ import { numberFlag, printUsage } from '../lib/cli';
 import { checkMatrix, loadMatrix, parseSlice } from '../lib/matrix';
 import { writeFileAtomic } from '../lib/results';
 import { parseBackend } from '../lib/runtime/backend';
-import { arrayScript, mergeShards, shardsOf, type Shard } from '../lib/slurm';
+import { arrayScript, matrixArg, mergeShards, planFile, readPlan, shardRunFlags, shardsOf, writePlan, type Shard } from '../lib/slurm';
 import { runMatrix } from '../lib/tracks/runner';
 
 const USAGE = `usage: npx tsx scripts/slurm.ts [flags]
@@ -67,7 +67,6 @@ if (a.help) {
 }
 if (!a.out) throw new Error('slurm: --out DIR is required');
 const out = path.resolve(a.out);
-const planFile = path.join(out, 'shards', 'plan.json');
 
 const report = (added: Record<number, number>) => console.log(`merged into ${out}/results: ${Object.entries(added).map(([t, n]) => `track ${t} +${n}`).join(', ')} rows`);
 if (a.merge && !a.submit) {
@@ -76,28 +75,22 @@ if (a.merge && !a.submit) {
 }
 
 // Every flag a task's run.ts gets, besides its slice and shard folder.
-const matrixArg = fs.existsSync(a.matrix!) ? path.resolve(a.matrix!) : a.matrix!;
-const runFlags = [
-  ...(a.data ? ['--data', path.resolve(a.data)] : []),
-  ...(a['no-hub'] ? ['--no-hub'] : []),
-  ...(a.backend ? ['--backend', a.backend] : []),
-  ...(a.limit ? ['--limit', a.limit] : []),
-  ...(a['cell-timeout-s'] ? ['--cell-timeout-s', a['cell-timeout-s']] : []),
-  ...a.preload!.flatMap((p) => ['--preload', path.resolve(p)]),
-];
+const matrixFile = matrixArg(a.matrix!);
+const runFlags = shardRunFlags({ data: a.data, noHub: a['no-hub'], backend: a.backend, limit: a.limit, cellTimeoutS: a['cell-timeout-s'], preload: a.preload });
 const mx = loadMatrix(a.matrix!);
 if (a.backend) mx.backend = parseBackend(a.backend);
 checkMatrix(mx);
 let shards: Shard[];
-if (fs.existsSync(planFile) && !a.replan) shards = (JSON.parse(fs.readFileSync(planFile, 'utf8')) as { shards: Shard[] }).shards;
+if (fs.existsSync(planFile(out)) && !a.replan) shards = readPlan(out);
 else {
-  const plan = await runMatrix(mx, { slice: parseSlice(a.slice!), out, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, dryRun: true, preload: a.preload! });
-  shards = shardsOf(plan.pendingCells);
-  if (!a['dry-run']) writeFileAtomic(planFile, JSON.stringify({ matrix: matrixArg, shards }, null, 1));
+  const slice = parseSlice(a.slice!);
+  const plan = await runMatrix(mx, { slice, out, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, dryRun: true, preload: a.preload! });
+  shards = shardsOf(plan.pendingCells, slice);
+  if (!a['dry-run']) writePlan(out, matrixFile, shards);
 }
 const limitS = a['cell-timeout-s'] ? numberFlag('cell-timeout-s', a['cell-timeout-s'], { min: 0 }) || 1800 : (mx.cellTimeoutS ?? 1800);
 const script = arrayScript({
-  matrix: matrixArg,
+  matrix: matrixFile,
   out,
   shards,
   runFlags,

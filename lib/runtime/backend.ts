@@ -3,6 +3,7 @@
 // skipped each backend it could not start, so the choice is never silent.
 import * as tf from '@tensorflow/tfjs';
 import os from 'node:os';
+import { checkPinnedAdapter } from '../gpus';
 
 export type BackendName = 'webgpu' | 'wasm' | 'cpu';
 export const BACKENDS: readonly BackendName[] = ['webgpu', 'wasm', 'cpu'];
@@ -129,6 +130,14 @@ async function registerWebGPU(): Promise<void> {
   const gpu = (globalThis as unknown as { navigator: { gpu: GPU } }).navigator.gpu;
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new BackendError('webgpu', 'no GPU adapter found (Dawn found no Vulkan/Metal/D3D device)');
+  if (process.env.LLMCB_GPU !== undefined) {
+    // a worker of run.ts --gpus: say which adapter it got, and refuse a pin that did not take
+    try {
+      console.error(await checkPinnedAdapter(adapter.info, (await import('webgpu')).create));
+    } catch (e) {
+      throw new BackendError('webgpu', (e as Error).message);
+    }
+  }
   const { WebGPUBackend } = await import('@tensorflow/tfjs-backend-webgpu');
   if (tf.engine().registryFactory.webgpu) tf.removeBackend('webgpu');
   tf.registerBackend('webgpu', async () => {
