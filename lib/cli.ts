@@ -1,5 +1,4 @@
 // Helpers for the scripts' command lines (flags parsed with node:util parseArgs).
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -37,39 +36,4 @@ export function numberFlag(flag: string, value: string | undefined, o: NumberFla
     throw new Error(`--${flag} needs ${what}, got '${value}'`);
   }
   return n;
-}
-
-/**
- * The registry part of every --help: the registered methods (with `options`, for the scripts that
- * take a method: each with its kind, description and options) and the tasks.
- */
-export async function registryHelp(options = false): Promise<string> {
-  const { describeMethods, methodNames } = await import('./methods/index');
-  const { TASKS } = await import('./tasks/index');
-  const methods = options ? `methods and their options:\n${describeMethods()}` : `methods: ${methodNames().join(', ')}`;
-  return `\n${methods}\ntasks: ${Object.keys(TASKS).join(', ')}`;
-}
-
-/** Prints a script's usage text and the registry's names (registryHelp) to stdout. */
-export async function printUsage(usage: string, options = false): Promise<void> {
-  console.log(usage + (await registryHelp(options)));
-}
-
-/**
- * For a script without a usage text of its own: with --help (or -h) among the arguments, prints the
- * script's header comment (its leading // lines: what it does and its flags), the registered methods
- * (with `names`, for the scripts that take a method: each with its options) and tasks, then exits 0.
- * Call before parsing the arguments.
- */
-export async function helpFromHeader(moduleUrl: string, o: { names?: boolean } = {}): Promise<void> {
-  if (!process.argv.slice(2).some((a) => a === '--help' || a === '-h')) return;
-  const lines = fs.readFileSync(fileURLToPath(moduleUrl), 'utf8').split('\n');
-  const header: string[] = [];
-  for (const l of lines) {
-    if (!l.startsWith('//')) break;
-    header.push(l.replace(/^\/\/ ?/, ''));
-  }
-  console.log(header.join('\n'));
-  console.log(await registryHelp(o.names));
-  process.exit(0);
 }

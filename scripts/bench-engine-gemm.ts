@@ -15,7 +15,7 @@ import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, median, writeBenchCsv } from '../lib/runtime';
 import { engineDevice } from '../lib/engine/gpu';
 import { gemmTileError, randomFloats } from '../lib/engine/check';
-import { printUsage } from '../lib/cli';
+import { printUsage } from '../lib/help';
 
 const { values: a } = parseArgs({
   options: {

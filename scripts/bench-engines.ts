@@ -15,7 +15,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { helpFromHeader, isMainModule, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
+import { isMainModule, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 import { exportLlamaGguf, readGguf, readGgufTensor } from '../lib/efficiency/gguf';
 import { LlamaCppEngine, llamaCppPerplexity, openLlama } from '../lib/efficiency/engines/llamacpp';
 import { OpenAiHttpEngine } from '../lib/efficiency/engines/openai-http';

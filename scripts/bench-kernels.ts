@@ -21,7 +21,7 @@ import { KERNEL_BENCHES } from '../lib/kernels/suites';
 import type { BenchSetup, CheckResult, KernelBench } from '../lib/kernels/cases';
 import { dataOutDir, gitSha } from '../lib/results';
 import { autoInner, initRuntime, parseBackend, setFreeBufferCap, timeDeviceCopy, timeRecorded, writeBenchCsv, type Timing } from '../lib/runtime';
-import { helpFromHeader } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 await helpFromHeader(import.meta.url);
 
 const { values: args } = parseArgs({

@@ -13,7 +13,7 @@ import { randomModel } from '../lib/models/random';
 import { runBlock } from '../lib/models/transformer';
 import { initRuntime, parseBackend, seededNormal, timeRepeated, writeBenchCsv } from '../lib/runtime';
 import { gitSha } from '../lib/results';
-import { helpFromHeader } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 await helpFromHeader(import.meta.url);
 
 const { values: args } = parseArgs({

@@ -23,7 +23,7 @@ import {
   type CorpusManifest,
 } from '../lib/train/corpus';
 import { writeFileAtomic } from '../lib/results';
-import { helpFromHeader } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 await helpFromHeader(import.meta.url);
 
 interface Options {

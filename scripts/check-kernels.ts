@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { KERNEL_CHECKS } from '../lib/kernels/suites';
 import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
-import { helpFromHeader } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 await helpFromHeader(import.meta.url);
 
 const { values: args } = parseArgs({

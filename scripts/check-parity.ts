@@ -4,7 +4,8 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { helpFromHeader, sharedDir } from '../lib/cli';
+import { sharedDir } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 import { greedyParity, logitParity, PARITY_TOLERANCE, parityFixtures } from '../lib/models/parity';
 import { writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend } from '../lib/runtime';

@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
 import { initRuntime, logSoftmaxRows, maxRows, meanRows, seededNormal, softmaxRows, writeBenchCsv } from '../lib/runtime';
-import { helpFromHeader } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 await helpFromHeader(import.meta.url);
 
 const { values: args } = parseArgs({ options: { out: { type: 'string' } } });

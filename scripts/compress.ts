@@ -17,7 +17,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { helpFromHeader, REPO_ROOT } from '../lib/cli';
+import { REPO_ROOT } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 import { resolveDataDir } from '../lib/data/common';
 import { CALIB_FLAGS, calibrationFor, calibSourceFromFlags, describeCalib, type CalibSource } from '../lib/methods/calib';
 import { checkMethodConfig, getMethod, methodConfigFromArgs, methodFlagOptions } from '../lib/methods/index';

@@ -10,7 +10,8 @@
 // method's options and calibration flags as in scripts/compress.ts); rows carry the method's config.
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
-import { numberFlag, printUsage } from '../lib/cli';
+import { numberFlag } from '../lib/cli';
+import { printUsage } from '../lib/help';
 import { dataOptions, resolveDataDir } from '../lib/data/common';
 import { type EvalOutcome, evaluate, outcomeRows } from '../lib/eval/evaluate';
 import { modelScorer } from '../lib/eval/model-scorer';

@@ -7,7 +7,8 @@
 // holds them exactly, see lib/efficiency/gguf.ts). Prints what was stored how.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { helpFromHeader, sharedDir } from '../lib/cli';
+import { sharedDir } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 import { exportLlamaGguf, type ExportType } from '../lib/efficiency/gguf';
 import { calibrationFromText, corpusText, loadCalibIds } from '../lib/methods/calib';
 import { getMethod } from '../lib/methods';

@@ -3,7 +3,8 @@
 //     [--greedy | --temperature T --seed S] [--backend webgpu|wasm|cpu] [--tokenizer FILE] [--no-bos] [--json]
 // PATH: an HF directory, a llama2.c .bin (tokenizer .bin beside it or --tokenizer) or a hub id.
 import { parseArgs } from 'node:util';
-import { numberFlag, printUsage } from '../lib/cli';
+import { numberFlag } from '../lib/cli';
+import { printUsage } from '../lib/help';
 import { initRuntime, parseBackend } from '../lib/runtime';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { generate, GENERATE_DEFAULTS } from '../lib/models/transformer';

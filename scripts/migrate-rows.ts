@@ -16,7 +16,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { helpFromHeader, REPO_ROOT } from '../lib/cli';
+import { REPO_ROOT } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 import { formatCsv, parseCsvRecords } from '../lib/csv';
 import { resolveDataDir } from '../lib/data/common';
 import { expandCells, loadMatrix } from '../lib/matrix';

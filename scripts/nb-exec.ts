@@ -10,7 +10,8 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { helpFromHeader, isMainModule } from '../lib/cli';
+import { isMainModule } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 await helpFromHeader(import.meta.url);
 
 interface Output {

@@ -18,7 +18,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { helpFromHeader, isMainModule, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
+import { isMainModule, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 import { parseCsvRecords } from '../lib/csv';
 import { loadCalibIds, type CalibSet } from '../lib/methods/calib';
 import { windowPerplexity } from '../lib/eval/perplexity';

@@ -6,7 +6,8 @@
 //   npx tsx scripts/serve.ts --model models/stories260K/stories260K.bin [--port 8000] [--backend wasm]
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { helpFromHeader, isMainModule } from '../lib/cli';
+import { isMainModule } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 import { loadModel } from '../lib/models/load';
 import { generate } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';

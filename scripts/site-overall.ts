@@ -2,7 +2,7 @@
 // ones) and the kit's from data/results/track<N>.csv. Usage: npx tsx scripts/site-overall.ts [--data DIR]
 import path from 'node:path';
 import { computeOverall, writeOverallCsv } from '../lib/metrics/overall';
-import { helpFromHeader } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 await helpFromHeader(import.meta.url);
 
 const args = process.argv.slice(2);

@@ -14,7 +14,7 @@ import { formatCsv } from '../lib/csv';
 import { writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend } from '../lib/runtime';
 import { PRETRAIN_DEFAULTS, pretrain, type PretrainOptions } from '../lib/train/pretrain';
-import { helpFromHeader } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 await helpFromHeader(import.meta.url);
 
 const FLAGS: Record<string, [keyof PretrainOptions, 'string' | 'number' | 'bool']> = {

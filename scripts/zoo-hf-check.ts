@@ -11,7 +11,7 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { forward } from '../lib/models/transformer';
 import { writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend } from '../lib/runtime';
-import { helpFromHeader } from '../lib/cli';
+import { helpFromHeader } from '../lib/help';
 await helpFromHeader(import.meta.url);
 
 interface Options {
