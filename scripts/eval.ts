@@ -8,6 +8,7 @@
 //
 // --method compresses the loaded model in memory with a registered method before evaluating it (the
 // method's options and calibration flags as in scripts/compress.ts); rows carry the method's config.
+// A model saved by compress.ts is evaluated as it is, its rows labelled with the method that made it.
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
 import { numberFlag } from '../lib/cli';
@@ -17,6 +18,7 @@ import { type EvalOutcome, evaluate, outcomeRows } from '../lib/eval/evaluate';
 import { modelScorer } from '../lib/eval/model-scorer';
 import { CALIB_FLAGS, CALIB_USAGE, calibrationFor, calibSourceFromFlags, describeCalib } from '../lib/methods/calib';
 import { checkMethodConfig, getMethod, methodConfigFromArgs, methodFlagOptions } from '../lib/methods/index';
+import { storedCompression } from '../lib/methods/save';
 import { RecordingScorer } from '../lib/eval/scorer';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { appendResults, type ResultRow, startRun, trackFile, writeFileAtomic } from '../lib/results';
@@ -78,7 +80,14 @@ async function main(): Promise<number> {
   const ctx = startRun(runtime);
   const model = await loadModel(a.model!, { tokenizer: a.tokenizer });
   let calibDesc = 'none';
-  if (a.method !== 'dense') {
+  const stored = storedCompression(model);
+  if (stored && a.method !== 'dense') throw new Error(`--method ${a.method}: ${a.model} is already compressed (${stored.method} ${JSON.stringify(stored.method_config)}); evaluate it as it is, or compress its uncompressed source`);
+  if (stored) {
+    // A model saved by compress.ts: its rows carry the method that made it.
+    a.method = stored.method;
+    methodConfig = stored.method_config;
+    calibDesc = stored.calib;
+  } else if (a.method !== 'dense') {
     // Validated against the model and calibrated before any compression work.
     const mod = getMethod(a.method!);
     mod.validate(methodOpts, model);

@@ -11,6 +11,7 @@ import { REPO_ROOT, sharedDir } from '../lib/cli';
 import { macWeight } from '../lib/efficiency/meters';
 import { canonicalJson } from '../lib/metrics/names';
 import { checkMethodConfig } from '../lib/methods/index';
+import { storedCompression } from '../lib/methods/save';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { appendResults, makeRow, readResults, trackFile, type Track } from '../lib/results';
 
@@ -184,6 +185,7 @@ describe('unknown names on the scripts\' command lines', () => {
     expect(fs.readdirSync(path.join(out, 'rows', 'results')).sort()).toEqual(['track3.csv', 'track4.csv']);
     const m = await loadModel(path.join(out, 'model'));
     try {
+      expect(storedCompression(m)).toEqual({ method: 'magnitude', method_config: { pattern: '2:4' }, calib: 'none' }); // eval.ts labels its rows so
       const w = await m.weights.get('model.layers.0.mlp.up_proj.weight')!.data();
       for (let i = 0; i < w.length; i += 4) expect([w[i], w[i + 1], w[i + 2], w[i + 3]].filter((v) => v === 0).length).toBeGreaterThanOrEqual(2);
     } finally {
