@@ -99,11 +99,12 @@ export function methodFlagOptions(reserved: readonly string[]): Record<string, {
  * The options of method `name` set by the flags given (parsed values of methodFlagOptions); a flag
  * that sets no option of this method is an error naming it and the method's flags.
  */
-export function configFromFlags(name: string, values: Record<string, unknown>, reserved: readonly string[]): Record<string, unknown> {
+function configFromFlags(name: string, values: Record<string, unknown>, reserved: readonly string[]): Record<string, unknown> {
   const mine = name === 'dense' ? {} : getMethod(name).options;
   const config: Record<string, unknown> = {};
   for (const [flag, { key, spec }] of optionFlags(reserved)) {
-    const given = spec.type === 'boolean' ? [values[flag] ? true : undefined, values[`no-${flag}`] ? false : undefined].filter((x) => x !== undefined) : values[flag] === undefined ? [] : [values[flag]];
+    // A switch is given as --x (true) or --no-x (false); a value flag as its text.
+    const given: unknown[] = spec.type === 'boolean' ? [...(values[flag] ? [true] : []), ...(values[`no-${flag}`] ? [false] : [])] : values[flag] === undefined ? [] : [values[flag]];
     if (!given.length) continue;
     if (given.length > 1) throw new MethodOptionError(`--${flag} and --no-${flag} are exclusive`);
     if (!(key in mine)) {
