@@ -1,0 +1,109 @@
+// The console summary of a run: one line per (method setting, model) with each track's key number
+// (Track 1 perplexity and mean accuracy, Track 4 stored size, Track 5 decode speed-up over dense)
+// and, on the method's first line, the six overall metrics of paper Fig. 1 (taken over all models).
+// Everything else is in the CSVs whose paths the summary ends with.
+import path from 'node:path';
+import { METRIC_CATALOGUE } from '../metrics/catalogue';
+import { INFERENCE, isBaseline, KNOWLEDGE, kitColumn, methodOrder } from '../metrics/names';
+import { groupKitRows, kitOverall, TRACK_OM, type KitGroup, type OmName } from '../metrics/overall';
+import { trackFile, type Track } from '../results';
+import { trackRows } from './tables';
+
+const TRACK_LIST = [1, 2, 3, 4, 5, 6] as const satisfies readonly Track[];
+
+/** The Track 1 accuracy columns (the paper's knowledge and inference columns, perplexity aside). */
+const ACCURACY_KEYS: readonly string[] = [...KNOWLEDGE, ...INFERENCE].filter((k) => k !== 'WikiText2-PPL');
+const SIZE = METRIC_CATALOGUE[4].model_size_bytes;
+const SIZE_KEY = kitColumn(4, SIZE.task, 'model_size_bytes').key;
+const SPEED_METRIC = 'decode_tok_per_s' satisfies keyof (typeof METRIC_CATALOGUE)[5];
+
+export interface SummaryLine {
+  method: string; // display name ('Dense' for the baseline)
+  setting: string; // the paper-style setting label ('50%', 'INT4 g32', '0' for dense)
+  model: string;
+  ppl: number | null; // WikiText-2 perplexity (Track 1, else Track 2)
+  accuracy: number | null; // mean of the Track 1 accuracies measured on this model, in percent
+  accuracies: number; // how many accuracies the mean is over
+  sizeBytes: number | null; // Track 4 stored model size
+  speedup: number | null; // Track 5: geometric mean over engines of decode tokens/s relative to dense on the same model and engine
+  /** The tracks' overall metrics (TRACK_OM), over all models: on the method setting's first line only. */
+  om: Partial<Record<OmName, number | null>> | null;
+}
+
+/** The column heads of the printed table, in order. */
+export const SUMMARY_COLUMNS = ['method', 'setting', 'model', 'PPL', 'acc %', 'size MB', 'speed-up', ...TRACK_LIST.map((t) => TRACK_OM[t])] as const;
+
+const cellValue = (g: KitGroup | undefined, model: string, key: string): number | null =>
+  (g?.cells.get(`${model}\u0000${key}`)?.row.value as number | undefined) ?? null;
+
+/** The summary of the rows under a data root (`out`/results/track<N>.csv). */
+export function summaryLines(out: string): SummaryLine[] {
+  const rows = new Map(TRACK_LIST.map((t) => [t, trackRows(out, t)]));
+  const groups = new Map(TRACK_LIST.map((t) => [t, groupKitRows(rows.get(t)!, t)]));
+  const overall = TRACK_LIST.flatMap((t) => kitOverall(rows.get(t)!, t));
+  // Method settings over all tracks, in the paper's order.
+  const settings = new Map<string, { method: string; setting: string; config: string }>();
+  for (const gs of groups.values()) for (const g of gs) settings.set(`${g.method}|${g.config}`, { method: g.method, setting: g.setting, config: g.config });
+  const ordered = [...settings.values()].sort((a, b) => methodOrder(a.method) - methodOrder(b.method) || a.setting.localeCompare(b.setting));
+  const find = (t: Track, s: { method: string; config: string }) => groups.get(t)!.find((g) => g.method === s.method && g.config === s.config);
+  const denseSpeed = groups.get(5)!.find((g) => isBaseline(g.method));
+  const lines: SummaryLine[] = [];
+  for (const s of ordered) {
+    const own = new Map(TRACK_LIST.map((t) => [t, find(t, s)]));
+    const models = [...new Set(TRACK_LIST.flatMap((t) => own.get(t)?.rows.map((r) => r.model) ?? []))];
+    const om = Object.fromEntries(
+      TRACK_LIST.map((t) => [TRACK_OM[t], overall.find((o) => o.track === t && o.om === TRACK_OM[t] && o.method === s.method && o.method_config === s.config)?.value ?? null]),
+    );
+    models.forEach((model, k) => {
+      const accs = ACCURACY_KEYS.map((key) => cellValue(own.get(1), model, key)).filter((v): v is number => v !== null);
+      const ratios: number[] = [];
+      for (const c of own.get(5)?.cells.values() ?? []) {
+        if (c.row.model !== model || c.row.metric !== SPEED_METRIC) continue;
+        const ref = cellValue(denseSpeed, model, c.key);
+        if (ref !== null && ref > 0 && (c.row.value as number) > 0) ratios.push((c.row.value as number) / ref);
+      }
+      lines.push({
+        method: s.method, setting: s.setting, model,
+        ppl: cellValue(own.get(1), model, 'WikiText2-PPL') ?? cellValue(own.get(2), model, 'WikiText2-PPL'),
+        accuracy: accs.length ? (100 * accs.reduce((a, b) => a + b, 0)) / accs.length : null,
+        accuracies: accs.length,
+        sizeBytes: cellValue(own.get(4), model, SIZE_KEY),
+        speedup: ratios.length ? Math.exp(ratios.reduce((a, r) => a + Math.log(r), 0) / ratios.length) : null,
+        om: k === 0 ? om : null,
+      });
+    });
+  }
+  return lines;
+}
+
+/** A number for the console: 2 decimals, exponent form past 10^5 (Track 3's toy-scale ratios). */
+export function fmtNumber(v: number | null, digits = 2): string {
+  if (v === null) return '—';
+  return Math.abs(v) >= 1e5 ? v.toExponential(2) : v.toFixed(digits);
+}
+
+/** The summary as an aligned text table, followed by where the rest is. */
+export function formatSummary(lines: readonly SummaryLine[], out: string): string {
+  if (lines.length === 0) return `summary: no result rows under ${out}/results`;
+  const body = lines.map((l) => [
+    l.om ? l.method : '',
+    l.om ? l.setting : '',
+    l.model,
+    fmtNumber(l.ppl),
+    l.accuracy === null ? '—' : `${l.accuracy.toFixed(1)} (${l.accuracies})`,
+    fmtNumber(l.sizeBytes === null ? null : l.sizeBytes / 1e6, 3),
+    l.speedup === null ? '—' : `${l.speedup.toFixed(2)}x`,
+    ...TRACK_LIST.map((t) => (l.om ? fmtNumber(l.om[TRACK_OM[t]] ?? null, 1) : '')),
+  ]);
+  const table = [[...SUMMARY_COLUMNS], ...body];
+  const widths = table[0].map((_, j) => Math.max(...table.map((r) => r[j].length)));
+  const text = table.map((r) => r.map((c, j) => (j < 3 ? c.padEnd(widths[j]) : c.padStart(widths[j]))).join('  ').trimEnd());
+  const rule = '-'.repeat(Math.max(...text.map((t) => t.length)));
+  return [
+    rule, text[0], rule, ...text.slice(1), rule,
+    'PPL: WikiText-2 perplexity; acc %: mean of the Track 1 accuracies (how many); size: stored model (Track 4); speed-up: decode tokens/s over dense (Track 5, geometric mean over engines).',
+    'OM_*: overall metrics of paper Fig. 1 over all models (100 = dense; OM_train is relative to the costliest method). —: no ok row (no data, not run or not in the matrix).',
+    `per-cell rows: ${TRACK_LIST.map((t) => trackFile(t, out)).join(', ')}`,
+    `overall metrics: ${path.join(out, 'overall.csv')}; paper-layout tables: ${path.join(out, 'tables')}/; site (committed data/): npm run site:build`,
+  ].join('\n');
+}
