@@ -20,7 +20,7 @@ import { canonicalJson } from '../lib/metrics/names';
 import { dataOutDir } from '../lib/results';
 import { parseBackend } from '../lib/runtime/backend';
 import { runMatrix } from '../lib/tracks/runner';
-import { formatSummary, summaryLines } from '../lib/tracks/summary';
+import { emptySettings, formatSummary, summaryLines } from '../lib/tracks/summary';
 import { writeDerived } from '../lib/tracks/tables';
 
 const USAGE = `usage: npx tsx scripts/run.ts [flags]
@@ -103,7 +103,7 @@ async function main(): Promise<number> {
   if (absent.length) {
     console.log(`no data for: ${absent.join(', ')} (rerun with --data DIR or LLMCB_DATA pointing at the datasets: those cells then run by themselves; --retry tries the hub again)`);
   }
-  console.log(formatSummary(summaryLines(a.out!), a.out!));
+  console.log(formatSummary(summaryLines(a.out!), a.out!, emptySettings(a.out!)));
   for (const f of summary.failed) console.error(`FAILED ${f.cell}: ${f.error}`);
   for (const f of summary.timedOut) console.error(`TIMEOUT ${f.cell}: ${f.error} (recorded not_run; rerun to retry)`);
   if (summary.timedOut.length) return 3;

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { engineMetricFields, metricFields } from '../lib/metrics/catalogue';
 import { appendResults, makeRow, trackFile, type ResultRow, type RunContext, type Track } from '../lib/results';
-import { formatSummary, SUMMARY_COLUMNS, summaryLines } from '../lib/tracks/summary';
+import { emptySettings, formatSummary, SUMMARY_COLUMNS, summaryLines } from '../lib/tracks/summary';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const ctx: RunContext = { run_id: 'r', git_sha: '0123456789abcdef', started_at: '2025-01-01T00:00:00.000Z', backend: 'wasm', device: 'test cpu' };
@@ -35,7 +35,8 @@ describe('summary table', () => {
       row(1, 'n', 'wanda', w, ppl, 50),
     ]);
     const size = metricFields(4, 'model_size_bytes');
-    appendResults(trackFile(4, out), [row(4, 'm', 'dense', {}, size, 4e6), row(4, 'm', 'wanda', w, size, 3e6)]);
+    const failed = { ...row(4, 'n', 'rtn', { bits: 8 }, size, 0), value: null, status: 'not_run' as const, note: 'cell=0123; no packed format' };
+    appendResults(trackFile(4, out), [row(4, 'm', 'dense', {}, size, 4e6), row(4, 'm', 'wanda', w, size, 3e6), failed]);
     const decode = (engine: string) => engineMetricFields(engine, 'decode_tok_per_s');
     appendResults(trackFile(5, out), [
       row(5, 'm', 'dense', {}, decode('kit'), 100), row(5, 'm', 'dense', {}, decode('vllm'), 400),
@@ -60,7 +61,10 @@ describe('summary table', () => {
     // The second model's line carries its own numbers but not the method's overall metrics again.
     expect(wn).toMatchObject({ ppl: 50, accuracy: null, sizeBytes: null, speedup: null, om: null });
 
-    const text = formatSummary(lines, out).split('\n');
+    // A setting without any ok row gets no line in the table, but one line after it that says why.
+    expect(emptySettings(out)).toEqual(['RTN INT8 (Track 4, n): not_run, no packed format']);
+    const text = formatSummary(lines, out, emptySettings(out)).split('\n');
+    expect(text).toContain('without any value: RTN INT8 (Track 4, n): not_run, no packed format');
     expect(text[1].split(/\s{2,}/)).toEqual([...SUMMARY_COLUMNS]);
     const wandaLine = text.find((l) => l.startsWith('Wanda'))!;
     expect(wandaLine.split(/\s{2,}/)).toEqual(['Wanda', '50%', 'm', '200.00', '50.0 (2)', '3.000', '4.00x', '75.2', '—', '—', '133.3', '583.1', '—']);

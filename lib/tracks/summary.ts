@@ -50,6 +50,7 @@ export function summaryLines(out: string): SummaryLine[] {
   const lines: SummaryLine[] = [];
   for (const s of ordered) {
     const own = new Map(TRACK_LIST.map((t) => [t, find(t, s)]));
+    if (TRACK_LIST.every((t) => (own.get(t)?.cells.size ?? 0) === 0)) continue; // no ok row: listed by emptySettings
     const models = [...new Set(TRACK_LIST.flatMap((t) => own.get(t)?.rows.map((r) => r.model) ?? []))];
     const om = Object.fromEntries(
       TRACK_LIST.map((t) => [TRACK_OM[t], overall.find((o) => o.track === t && o.om === TRACK_OM[t] && o.method === s.method && o.method_config === s.config)?.value ?? null]),
@@ -76,6 +77,19 @@ export function summaryLines(out: string): SummaryLine[] {
   return lines;
 }
 
+/** Method settings whose rows are all not ok (not run, no data), with each one's first reason. */
+export function emptySettings(out: string): string[] {
+  const lines: string[] = [];
+  for (const t of TRACK_LIST) {
+    for (const g of groupKitRows(trackRows(out, t), t)) {
+      if (g.cells.size > 0) continue;
+      const r = g.rows[0];
+      lines.push(`${g.method} ${g.setting} (Track ${t}, ${[...new Set(g.rows.map((x) => x.model))].join(', ')}): ${r.status}, ${r.note.replace(/^cell=\w+; (data=\w+; )?/, '')}`);
+    }
+  }
+  return lines;
+}
+
 /** A number for the console: 2 decimals, exponent form past 10^5 (Track 3's toy-scale ratios). */
 export function fmtNumber(v: number | null, digits = 2): string {
   if (v === null) return '—';
@@ -83,8 +97,8 @@ export function fmtNumber(v: number | null, digits = 2): string {
 }
 
 /** The summary as an aligned text table, followed by where the rest is. */
-export function formatSummary(lines: readonly SummaryLine[], out: string): string {
-  if (lines.length === 0) return `summary: no result rows under ${out}/results`;
+export function formatSummary(lines: readonly SummaryLine[], out: string, empty: readonly string[] = []): string {
+  if (lines.length === 0 && empty.length === 0) return `summary: no result rows under ${out}/results`;
   const body = lines.map((l) => [
     l.om ? l.method : '',
     l.om ? l.setting : '',
@@ -101,6 +115,7 @@ export function formatSummary(lines: readonly SummaryLine[], out: string): strin
   const rule = '-'.repeat(Math.max(...text.map((t) => t.length)));
   return [
     rule, text[0], rule, ...text.slice(1), rule,
+    ...empty.map((e) => `without any value: ${e}`),
     'PPL: WikiText-2 perplexity; acc %: mean of the Track 1 accuracies (how many); size: stored model (Track 4); speed-up: decode tokens/s over dense (Track 5, geometric mean over engines).',
     'OM_*: overall metrics of paper Fig. 1 over all models (100 = dense; OM_train is relative to the costliest method). —: no ok row (no data, not run or not in the matrix).',
     `per-cell rows: ${TRACK_LIST.map((t) => trackFile(t, out)).join(', ')}`,
