@@ -11,7 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendResults, makeRow, type ResultRow, type RunContext } from '../lib/results';
 import { loadSiteData } from '../site/src/lib/data';
 import { diffTable, foldEmptyRows, kitTables, paperTables, provenanceTable, type TableModel } from '../site/src/lib/tables';
-import { omBarSpec, omBars, RADAR_CLAMP, radarData, radarMethods, radarSpec, renderSvg, trackFigures } from '../site/src/lib/charts';
+import {
+  compressionDots, omBarSpec, omBars, RADAR_CLAMP, radarData, radarMethods, radarSpec, renderSvg, speedupDots, trackFigures,
+} from '../site/src/lib/charts';
+import { engineMetricFields, metricFields } from '../lib/metrics/catalogue';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
 const dataDir = path.join(repoRoot, 'data');
@@ -171,6 +174,30 @@ describe('site table models and figures', () => {
   });
 });
 
+describe('per-track dot plots', () => {
+  it('Track 3 time and memory per method setting, Track 5 decode speed-ups over dense per engine', () => {
+    const dir = dataCopy();
+    const c = ctx('test cpu');
+    const row = (track: 3 | 5, method: string, cfg: Record<string, unknown>, f: { task: string; metric: string; higher_is_better: boolean }, value: number) =>
+      makeRow(c, { track, model: 'stories260K', model_family: 'llama', method, method_config: cfg, ...f, value });
+    const w = { sparsity: 0.5 };
+    appendResults(path.join(dir, 'results', 'track3.csv'), [
+      row(3, 'wanda', w, metricFields(3, 'wall_time_s'), 2.5), row(3, 'wanda', w, metricFields(3, 'peak_memory_bytes'), 5e6),
+    ]);
+    appendResults(path.join(dir, 'results', 'track5.csv'), [
+      row(5, 'dense', {}, engineMetricFields('kit', 'decode_tok_per_s'), 100), row(5, 'wanda', w, engineMetricFields('kit', 'decode_tok_per_s'), 150),
+      row(5, 'wanda', w, engineMetricFields('vllm', 'decode_tok_per_s'), 150), // no dense row on vllm: no speed-up
+    ]);
+    const data = loadSiteData(dir);
+    expect(compressionDots(data, 'wall_time_s')).toEqual({ dots: [{ row: 'Wanda 50%', series: 'stories260K', value: 2.5 }], unit: 's' });
+    expect(compressionDots(data, 'peak_memory_bytes')).toEqual({ dots: [{ row: 'Wanda 50%', series: 'stories260K', value: 5 }], unit: 'MB' });
+    expect(speedupDots(data)).toEqual([{ row: 'Wanda 50%', series: 'kit · stories260K', value: 1.5 }]);
+    expect(trackFigures(data, 3).map((f) => f.id)).toEqual(['track3-OM_train', 'track3-wall-time', 'track3-peak-memory']);
+    expect(trackFigures(data, 5).map((f) => f.id)).toEqual(['track5-OM_hard', 'track5-speedups']);
+    fs.rmSync(dir, { recursive: true });
+  });
+});
+
 describe('data errors name the file and line', () => {
   it('a malformed results row', () => {
     const dir = dataCopy();
@@ -195,9 +222,11 @@ describe('data errors name the file and line', () => {
 
 describe('astro build', () => {
   // Astro needs its output inside the working directory (it stages files beside it).
-  const out = fs.mkdtempSync(path.join(repoRoot, 'site', '.test-dist-'));
+  let out: string;
   let built: { status: number | null; output: string };
   beforeAll(() => {
+    // Made here, not at collection: a run that filters these tests out leaves no folder behind.
+    out = fs.mkdtempSync(path.join(repoRoot, 'site', '.test-dist-'));
     built = astroBuild(dataDir, out);
   }, 300_000);
 
@@ -326,7 +355,7 @@ describe('astro build', () => {
     }, 300_000);
   });
 
-  afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
+  afterAll(() => { if (out) fs.rmSync(out, { recursive: true, force: true }); });
 });
 
 if (!fs.existsSync(CHROMIUM)) {

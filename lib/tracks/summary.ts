@@ -6,7 +6,7 @@ import path from 'node:path';
 import { METRIC_CATALOGUE } from '../metrics/catalogue';
 import { INFERENCE, isBaseline, KNOWLEDGE, kitColumn, methodOrder } from '../metrics/names';
 import { groupKitRows, kitOverall, TRACK_OM, type KitGroup, type OmName } from '../metrics/overall';
-import { trackFile, type Track } from '../results';
+import { trackFile, type ResultRow, type Track } from '../results';
 import { trackRows } from './tables';
 
 const TRACK_LIST = [1, 2, 3, 4, 5, 6] as const satisfies readonly Track[];
@@ -46,7 +46,7 @@ export function summaryLines(out: string): SummaryLine[] {
   for (const gs of groups.values()) for (const g of gs) settings.set(`${g.method}|${g.config}`, { method: g.method, setting: g.setting, config: g.config });
   const ordered = [...settings.values()].sort((a, b) => methodOrder(a.method) - methodOrder(b.method) || a.setting.localeCompare(b.setting));
   const find = (t: Track, s: { method: string; config: string }) => groups.get(t)!.find((g) => g.method === s.method && g.config === s.config);
-  const denseSpeed = groups.get(5)!.find((g) => isBaseline(g.method));
+  const speedups = decodeSpeedups(rows.get(5)!);
   const lines: SummaryLine[] = [];
   for (const s of ordered) {
     const own = new Map(TRACK_LIST.map((t) => [t, find(t, s)]));
@@ -57,12 +57,7 @@ export function summaryLines(out: string): SummaryLine[] {
     );
     models.forEach((model, k) => {
       const accs = ACCURACY_KEYS.map((key) => cellValue(own.get(1), model, key)).filter((v): v is number => v !== null);
-      const ratios: number[] = [];
-      for (const c of own.get(5)?.cells.values() ?? []) {
-        if (c.row.model !== model || c.row.metric !== SPEED_METRIC) continue;
-        const ref = cellValue(denseSpeed, model, c.key);
-        if (ref !== null && ref > 0 && (c.row.value as number) > 0) ratios.push((c.row.value as number) / ref);
-      }
+      const ratios = speedups.filter((x) => x.method === s.method && x.config === s.config && x.model === model).map((x) => x.speedup);
       lines.push({
         method: s.method, setting: s.setting, model,
         ppl: cellValue(own.get(1), model, 'WikiText2-PPL') ?? cellValue(own.get(2), model, 'WikiText2-PPL'),
@@ -75,6 +70,31 @@ export function summaryLines(out: string): SummaryLine[] {
     });
   }
   return lines;
+}
+
+export interface Speedup {
+  method: string; // display name
+  setting: string;
+  config: string; // canonical JSON of the method config
+  model: string;
+  engine: string; // the row's task: the engine's matrix name
+  speedup: number; // decode tokens/s over dense's on the same model and engine
+}
+
+/** Track 5: each method setting's decode tokens/s over dense's, per model and engine (where both are ok). */
+export function decodeSpeedups(rows: readonly ResultRow[]): Speedup[] {
+  const groups = groupKitRows(rows, 5);
+  const dense = groups.find((g) => isBaseline(g.method));
+  const out: Speedup[] = [];
+  for (const g of groups) {
+    for (const c of g.cells.values()) {
+      if (c.row.metric !== SPEED_METRIC) continue;
+      const ref = cellValue(dense, c.row.model, c.key);
+      const v = c.row.value as number;
+      if (ref !== null && ref > 0 && v > 0) out.push({ method: g.method, setting: g.setting, config: g.config, model: c.row.model, engine: c.row.task, speedup: v / ref });
+    }
+  }
+  return out;
 }
 
 /** Method settings whose rows are all not ok (not run, no data), with each one's first reason. */

@@ -3,7 +3,9 @@
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
-import { OVERALL_METRICS, TRACK_OM, type OmName } from '../../../lib/metrics/overall';
+import { DISPLAY_SCALE, DISPLAY_UNIT, METRIC_CATALOGUE } from '../../../lib/metrics/catalogue';
+import { groupKitRows, OVERALL_METRICS, TRACK_OM, type OmName } from '../../../lib/metrics/overall';
+import { decodeSpeedups } from '../../../lib/tracks/summary';
 import { isBaseline, methodInfo, paperMethodNames, paperSettingFor } from '../../../lib/metrics/names';
 import type { Track } from '../../../lib/results';
 import type { SiteData } from './data';
@@ -206,15 +208,16 @@ export function omBarSpec(track: Track, bars: OmBar[], om: OmName): TopLevelSpec
   // Track 3 at toy scale spans decades (OM_train of a 10 ms method against a minutes-long one): a log axis.
   const vals = bars.map((b) => b.value).filter((v): v is number => v !== null && v > 0);
   const log = vals.length > 0 && Math.max(...vals) / Math.min(...vals) > 50;
-  const floor = log ? 10 ** Math.floor(Math.log10(Math.min(...vals, 100))) : 0;
+  // One decade below the smallest value (and below 100), so that every bar, dense's included, has a length.
+  const floor = log ? 10 ** (Math.floor(Math.log10(Math.min(...vals, 100))) - 1) : 0;
   const top = log ? 10 ** Math.ceil(Math.log10(Math.max(...vals))) : 0;
   const xScale = log ? { type: 'log', domain: [floor, top] } : {};
-  const xAxis = log ? { values: decades(floor, top), format: '~s' } : { tickCount: 6, labelOverlap: 'greedy' };
+  const xAxis = log ? { values: decades(floor, top), format: floor < 1 ? '~g' : '~s' } : { tickCount: 6, labelOverlap: 'greedy' };
   const withText = bars.map((b) => ({
     ...b,
     shown: b.value ?? floor,
-    label: b.value === null ? (b.series === 'ours' ? 'not run' : 'no data') : b.value.toFixed(2),
-    desc: `${b.row} · ${b.series}: ${b.value === null ? (b.series === 'ours' ? 'not run' : 'no data') : b.value.toFixed(2)}`,
+    label: b.value === null ? (b.series === 'ours' ? 'not run' : 'no data') : fmt(b.value),
+    desc: `${b.row} · ${b.series}: ${b.value === null ? (b.series === 'ours' ? 'not run' : 'no data') : fmt(b.value)}`,
   }));
   const y = { field: 'row', type: 'nominal', sort: rows, title: null } as const;
   const yOffset = { field: 'series', type: 'nominal', sort: series } as const;
@@ -231,6 +234,8 @@ export function omBarSpec(track: Track, bars: OmBar[], om: OmName): TopLevelSpec
         mark: { type: 'bar' },
         encoding: {
           x: { field: 'shown', type: 'quantitative', scale: xScale, axis: xAxis, title: `${om} (${log ? 'log scale; ' : ''}100 = dense)` },
+          // A log axis has no zero: bars start at its left end.
+          ...(log ? { x2: { datum: floor } } : {}),
           color: { field: 'series', type: 'nominal', scale: { domain: series, range: series.map((s) => palette[s] ?? '#777') }, legend: { orient: 'bottom', title: null } },
           description: { field: 'desc' },
         },
@@ -286,6 +291,62 @@ export function radarMethods(data: SiteData): string[] {
 
 export { TRACK_TITLES };
 
+/** One measured number of a method setting, for the per-track dot plots. */
+export interface Dot {
+  row: string; // method and setting
+  series: string; // model, or engine · model
+  value: number;
+}
+
+/**
+ * Track 3: compression wall time or peak memory per method setting and model, in the catalogue's
+ * display unit (bytes: GB, or MB when every value is under 0.1 GB, as at toy scale).
+ */
+export function compressionDots(data: SiteData, metric: 'wall_time_s' | 'peak_memory_bytes'): { dots: Dot[]; unit: string } {
+  const unit = METRIC_CATALOGUE[3][metric].unit;
+  const raw = groupKitRows(data.results.get(3) ?? [], 3).flatMap((g) =>
+    [...g.cells.values()].filter((c) => c.row.metric === metric).map((c) => ({ row: `${g.method} ${g.setting}`, series: c.row.model, value: c.row.value as number })),
+  );
+  const mb = unit === 'bytes' && raw.every((d) => d.value * DISPLAY_SCALE.bytes < 0.1);
+  const scale = mb ? 1e-6 : DISPLAY_SCALE[unit];
+  return { dots: raw.map((d) => ({ ...d, value: d.value * scale })), unit: mb ? 'MB' : DISPLAY_UNIT[unit] };
+}
+
+/** Track 5: decode speed-up over dense per method setting, engine and model. */
+export function speedupDots(data: SiteData): Dot[] {
+  return decodeSpeedups(data.results.get(5) ?? []).filter((s) => !isBaseline(s.method)).map((s) => ({ row: `${s.method} ${s.setting}`, series: `${s.engine} · ${s.model}`, value: s.speedup }));
+}
+
+/** A dot per (method setting, series): log axis when the values span more than 50x; `ref` draws a dashed reference line. */
+export function dotSpec(description: string, dots: Dot[], xTitle: string, ref: number | null): TopLevelSpec {
+  const vals = dots.map((d) => d.value).filter((v) => v > 0);
+  const log = vals.length > 0 && Math.max(...vals) / Math.min(...vals) > 50;
+  const lo = log ? 10 ** Math.floor(Math.log10(Math.min(...vals))) : 0;
+  const hi = log ? 10 ** Math.ceil(Math.log10(Math.max(...vals))) : 0;
+  const x = { field: 'value', type: 'quantitative', title: `${xTitle}${log ? ' (log scale)' : ''}`, ...(log ? { scale: { type: 'log', domain: [lo, hi] }, axis: { values: decades(lo, hi), format: lo < 1 ? '~g' : '~s' } } : { axis: { tickCount: 4, labelOverlap: 'greedy' } }) };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    description,
+    width: 300,
+    height: { step: 14 } as unknown as number,
+    config: baseConfig,
+    layer: [
+      {
+        data: { values: dots.map((d) => ({ ...d, desc: `${d.row} · ${d.series}: ${fmt(d.value)}` })) },
+        mark: { type: 'point', filled: true, size: 40, opacity: 0.85 },
+        encoding: {
+          y: { field: 'row', type: 'nominal', title: null, sort: [...new Set(dots.map((d) => d.row))] },
+          x,
+          color: { field: 'series', type: 'nominal', legend: { orient: 'bottom', title: null, columns: 2 } },
+          shape: { field: 'series', type: 'nominal', legend: { orient: 'bottom', title: null, columns: 2 } },
+          description: { field: 'desc' },
+        },
+      },
+      ...(ref === null ? [] : [{ data: { values: [{ ref }] }, mark: { type: 'rule', strokeDash: [4, 3], stroke: '#888' }, encoding: { x: { field: 'ref', type: 'quantitative' } } }]),
+    ],
+  } as unknown as TopLevelSpec;
+}
+
 /** A track page's figure: its vega-lite spec, what it shows, and the rows behind it (its CSV). */
 export interface TrackFigure {
   id: string; // file stem of its downloads: figures/<id>.svg, .png, .csv
@@ -311,6 +372,18 @@ export function trackFigures(data: SiteData, track: Track): TrackFigure[] {
     spec: omBarSpec(track, bars, om),
     rows: bars.map((b) => ({ ...b })),
   }));
+  const dots = (id: string, title: string, caption: string, rows: Dot[], xTitle: string, ref: number | null) => {
+    if (rows.length) figures.push({ id, title, caption, spec: dotSpec(`${title} per method setting`, rows, xTitle, ref), rows: rows.map((d) => ({ ...d })) });
+  };
+  if (track === 3) {
+    const time = compressionDots(data, 'wall_time_s');
+    const mem = compressionDots(data, 'peak_memory_bytes');
+    dots('track3-wall-time', 'Compression wall time', `Compression wall time per method setting and model: ${METRIC_CATALOGUE[3].wall_time_s.description}.`, time.dots, `wall time (${time.unit})`, null);
+    dots('track3-peak-memory', 'Compression peak memory', `Peak memory per method setting and model: ${METRIC_CATALOGUE[3].peak_memory_bytes.description}.`, mem.dots, `peak memory (${mem.unit})`, null);
+  }
+  if (track === 5) {
+    dots('track5-speedups', 'Decode speed-up over dense', 'Decode tokens/s over dense on the same model and engine, per method setting, engine and model. Dashed line: 1 (as fast as dense).', speedupDots(data), 'decode speed-up over dense (×)', 1);
+  }
   if (track === 2) {
     const spec = generalizationSpec(data);
     figures.push({
