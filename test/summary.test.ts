@@ -62,9 +62,9 @@ describe('summary table', () => {
     expect(wn).toMatchObject({ ppl: 50, accuracy: null, sizeBytes: null, speedup: null, om: null });
 
     // A setting without any ok row gets no line in the table, but one line after it that says why.
-    expect(emptySettings(out)).toEqual(['RTN INT8 (Track 4, n): not_run, no packed format']);
+    expect(emptySettings(out)).toEqual(['Track 4, RTN INT8 on n: not_run, no packed format']);
     const text = formatSummary(lines, out, emptySettings(out)).split('\n');
-    expect(text).toContain('without any value: RTN INT8 (Track 4, n): not_run, no packed format');
+    expect(text).toContain('without any value: Track 4, RTN INT8 on n: not_run, no packed format');
     expect(text[1].split(/\s{2,}/)).toEqual([...SUMMARY_COLUMNS]);
     const wandaLine = text.find((l) => l.startsWith('Wanda'))!;
     expect(wandaLine.split(/\s{2,}/)).toEqual(['Wanda', '50%', 'm', '200.00', '50.0 (2)', '3.000', '4.00x', '75.2', '—', '—', '133.3', '583.1', '—']);

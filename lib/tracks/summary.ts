@@ -97,15 +97,24 @@ export function decodeSpeedups(rows: readonly ResultRow[]): Speedup[] {
   return out;
 }
 
-/** Method settings whose rows are all not ok (not run, no data), with each one's first reason. */
+/**
+ * Method settings whose rows are all not ok (not run, no data): one line per track and reason (the
+ * first row's), naming the settings and models it covers.
+ */
 export function emptySettings(out: string): string[] {
   const lines: string[] = [];
   for (const t of TRACK_LIST) {
+    const byReason = new Map<string, { settings: string[]; models: Set<string> }>();
     for (const g of groupKitRows(trackRows(out, t), t)) {
       if (g.cells.size > 0) continue;
       const r = g.rows[0];
-      lines.push(`${g.method} ${g.setting} (Track ${t}, ${[...new Set(g.rows.map((x) => x.model))].join(', ')}): ${r.status}, ${r.note.replace(/^cell=\w+; (data=\w+; )?/, '')}`);
+      const reason = `${r.status}, ${r.note.replace(/^cell=\w+; (data=\w+; )?/, '')}`;
+      const e = byReason.get(reason) ?? { settings: [], models: new Set<string>() };
+      e.settings.push(`${g.method} ${g.setting}`);
+      for (const x of g.rows) e.models.add(x.model);
+      byReason.set(reason, e);
     }
+    for (const [reason, e] of byReason) lines.push(`Track ${t}, ${e.settings.join(', ')} on ${[...e.models].join(', ')}: ${reason}`);
   }
   return lines;
 }

@@ -54,11 +54,14 @@ export function radarData(data: SiteData, method: string): { points: RadarPoint[
     const p = pub[0];
     if (p && p.setting) settingsUsed.add(`paper ${p.setting}`);
     points.push({ axis: om, series: 'paper', value: p ? p.value : null, note: p ? `${p.setting ? `${p.setting}, ` : ''}${p.source}` : 'not in data/paper' });
-    const kits = data.overall.filter((o) => o.source === 'kit' && o.track === t && o.om === om && o.method === methodInfo(method).display && o.value !== null);
+    const all = data.overall.filter((o) => o.source === 'kit' && o.track === t && o.om === om && o.method === methodInfo(method).display);
+    const kits = all.filter((o) => o.value !== null);
     // Prefer the kit configuration with the paper's setting, else the first one measured.
     const k = kits.find((o) => p && paperSettingFor(o.setting) === p.setting) ?? kits[0];
     if (k) settingsUsed.add(`ours ${k.setting}`);
-    points.push({ axis: om, series: 'ours', value: k ? k.value : null, note: k ? `${k.setting}, ${k.models}` : 'not run' });
+    // Rows but no value (e.g. OM_perf without OM_ka's tasks): 'no data' and why; no rows: 'not run'.
+    const why = all.length ? `no data: rows of ${all.map((o) => o.setting).join(', ')} but no ${om} (the Track ${t} page says which cells are missing)` : 'not run';
+    points.push({ axis: om, series: 'ours', value: k ? k.value : null, note: k ? `${k.setting}, ${k.models}` : why });
   }
   return { points, settings: [...settingsUsed].join(', ') };
 }
