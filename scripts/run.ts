@@ -1,6 +1,7 @@
 // Headless runner of the benchmark matrix: any slice, resumable (cells whose config hash already
 // has rows under --out are skipped), rows through lib/results.ts, then data/overall.csv and the
-// paper-layout tables derived from the rows.
+// paper-layout tables derived from the rows; it ends with a summary table of the key numbers
+// (lib/tracks/summary.ts) and the paths of the CSVs.
 //
 //   npx tsx scripts/run.ts [--matrix default|smoke|FILE.json] [--slice "tracks=1,4;models=stories260K;methods=gptq-w4"]
 //     [--out DIR] [--data DIR] [--no-hub] [--backend webgpu|wasm|cpu|auto] [--limit N] [--cell-timeout-s S]
@@ -24,6 +25,7 @@ import { parseBackend } from '../lib/runtime/backend';
 import { poolReport, runShardPool } from '../lib/shard-pool';
 import { extendPlan, matrixArg, readPlan, shardRunFlags } from '../lib/slurm';
 import { runMatrix } from '../lib/tracks/runner';
+import { emptySettings, formatSummary, summaryLines } from '../lib/tracks/summary';
 import { writeDerived } from '../lib/tracks/tables';
 
 const USAGE = `usage: npx tsx scripts/run.ts [flags]
@@ -138,6 +140,7 @@ async function main(): Promise<number> {
   if (absent.length) {
     console.log(`no data for: ${absent.join(', ')} (rerun with --data DIR or LLMCB_DATA pointing at the datasets: those cells then run by themselves; --retry tries the hub again)`);
   }
+  console.log(formatSummary(summaryLines(a.out!), a.out!, emptySettings(a.out!)));
   for (const f of summary.failed) console.error(`FAILED ${f.cell}: ${f.error}`);
   for (const f of summary.timedOut) console.error(`TIMEOUT ${f.cell}: ${f.error} (recorded not_run; rerun to retry)`);
   if (summary.timedOut.length) return 3;

@@ -1,6 +1,7 @@
 // The results site: table models and figures on literal kit rows, data errors naming file:line,
 // a real `astro build` of data/, a build that must fail on a malformed CSV, and a headless
-// chromium pass over every page (screenshots under site/screenshots/).
+// chromium pass over every page at 1440 x 900 in light and dark mode: charts present with no
+// overlapping labels, Track 1 within three screen heights, screenshots kept under site/screenshots/.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -9,12 +10,18 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendResults, makeRow, type ResultRow, type RunContext } from '../lib/results';
 import { loadSiteData } from '../site/src/lib/data';
-import { diffTable, kitTables, paperTables, type TableModel } from '../site/src/lib/tables';
-import { omBarSpec, omBars, radarData, radarMethods, radarSpec, renderSvg } from '../site/src/lib/charts';
+import { diffTable, foldEmptyRows, kitTables, paperTables, provenanceTable, type TableModel } from '../site/src/lib/tables';
+import {
+  compressionDots, omBarSpec, omBars, RADAR_CLAMP, radarData, radarMethods, radarSpec, renderSvg, speedupDots, trackFigures,
+} from '../site/src/lib/charts';
+import { engineMetricFields, metricFields } from '../lib/metrics/catalogue';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
 const dataDir = path.join(repoRoot, 'data');
-const PAGES = ['', 'track1/', 'track2/', 'track3/', 'track4/', 'track5/', 'track6/'];
+const PAGES = ['', 'track1/', 'track2/', 'track3/', 'track4/', 'track5/', 'track6/', 'provenance/'];
+/** Pages with figures (all but the provenance table). */
+const CHART_PAGES = PAGES.filter((p) => p !== 'provenance/');
+const VIEWPORT = { width: 1440, height: 900 };
 const CHROMIUM = process.env.LLMCB_CHROMIUM ?? '/usr/bin/chromium';
 
 const tmp = (p: string) => fs.mkdtempSync(path.join(os.tmpdir(), p));
@@ -51,7 +58,7 @@ function kitRows(): ResultRow[] {
     r('wanda', { sparsity: 0.5 }, 'arc_easy', 'acc_norm', 0.3, true), // r = 0.75
     r('wanda', { sparsity: 0.5 }, 'wikitext2', 'ppl', 241.86, false), // r = 0.5
     r('wanda', { sparsity: 0.5 }, 'mnli', 'acc', null, true),
-  ];
+  ].map((x) => (x.task === 'wikitext2' ? { ...x, duration_s: 2.5, note: `cell=c${x.method}; data=0123abcd4567ef89` } : x));
 }
 
 const cellTexts = (t: TableModel) => t.sections.flatMap((s) => s.rows.flatMap((r) => r.cells.map((c) => c.text)));
@@ -89,14 +96,42 @@ describe('site table models and figures', () => {
     for (const t of [know, inf]) expect(cellTexts(t).every((x) => x.trim() !== '')).toBe(true);
   });
 
-  it('compares overall columns: published, recomputed, ours and the difference', () => {
+  it('compares overall columns: paper (flagged where its own table disagrees), ours and the difference', () => {
     const data = loadSiteData(dir);
     const d = diffTable(data, 1);
+    expect(d.groups.map((g) => g.columns.map((c) => c.label))).toEqual(Array(3).fill(['paper', 'ours', 'ours − paper']));
     const wanda = d.sections.flatMap((s) => s.rows).find((r) => r.head[0] === 'Wanda' && r.head[1] === '50%')!;
-    expect(wanda.cells.slice(0, 4).map((c) => c.text)).toEqual(['83.25', '83.25', '75.00', '−8.25']);
+    expect(wanda.cells.slice(0, 3).map((c) => c.text)).toEqual(['83.25', '75.00', '−8.25']);
     const t2 = diffTable(data, 2);
     const omni = t2.sections.flatMap((s) => s.rows).find((r) => r.head[0] === 'OmniQuant')!;
-    expect(omni.cells[1]).toMatchObject({ text: '43.97 ⚠', tone: 'bad' });
+    // Published 48.51; recomputed from the paper's own Table 4: 43.97.
+    expect(omni.cells[0]).toMatchObject({ text: '48.51 ⚠', tone: 'bad' });
+    expect(Object.fromEntries(omni.cells[0].prov!).recomputed).toMatch(/^43\.97 /);
+  });
+
+  it('folds rows without any value into one line that names them', () => {
+    const data = loadSiteData(dir);
+    const [know] = kitTables(data, 1);
+    const folded = foldEmptyRows(know)!;
+    const kept = folded.sections.flatMap((s) => s.rows);
+    expect(kept.map((r) => r.head.join(' '))).toEqual(['Dense 0', 'Wanda 50%', 'Full Prec. FP16']);
+    const line = folded.sections.at(-1)!;
+    expect(line.rows).toEqual([]);
+    expect(line.label).toMatch(/^8 row\(s\) without any value \(not run\): LLM-Pruner 50%, Wanda 2:4, SparseGPT 50%/);
+    expect(foldEmptyRows({ ...know, sections: [{ label: null, rows: [kept[0]].map((r) => ({ ...r, cells: r.cells.map(() => ({ kind: 'not_run' as const, text: 'not run' })) })) }] })).toBeNull();
+  });
+
+  it('lists each run with its device, backend, git sha, wall time and dataset hashes', () => {
+    const t = provenanceTable(loadSiteData(dir));
+    const [run] = t.sections[0].rows;
+    expect(t.sections[0].rows).toHaveLength(1);
+    const cols = t.groups[0].columns.map((c) => c.label);
+    const cell = (c: string) => run.cells[cols.indexOf(c)].text;
+    expect(run.head).toEqual(['run-1']);
+    expect([cell('device'), cell('backend'), cell('git sha'), cell('models')]).toEqual(['test cpu', 'wasm', '0123456789', 'stories260K']);
+    expect(cell('rows (ok / no data / not run)')).toBe('4 / 1 / 0');
+    expect(cell('cell wall time (s)')).toBe('5.0'); // two wikitext2 cells of 2.5 s
+    expect(cell('datasets (file hashes)')).toBe('wikitext2 0123abcd4567ef89');
   });
 
   it('renders the paper tables completely', () => {
@@ -117,11 +152,49 @@ describe('site table models and figures', () => {
     const svg = await renderSvg(radarSpec('Wanda', points), 'Radar of Wanda');
     expect(svg.startsWith('<svg role="img" aria-label="Radar of Wanda"')).toBe(true);
     expect(svg).toContain('<title>Wanda · OM_perf · paper: 86.79');
+    // An axis only for the metrics with a value (paper: OM_perf, OM_gen, OM_inf), none for Tracks 3, 5, 6.
+    const axisNames = (x: string) => [...x.matchAll(/<text[^>]*>(OM_\w+)<\/text>/g)].map((m) => m[1]);
+    expect(axisNames(svg).sort()).toEqual(['OM_gen', 'OM_inf', 'OM_perf']);
+    // A value past the outer ring is drawn on it; its true value is in the axis label and the title.
+    const toy = points.map((p) => (p.axis === 'OM_train' && p.series === 'ours' ? { ...p, value: 345678.9, note: 'toy' } : p));
+    const far = await renderSvg(radarSpec('X', toy), 'far');
+    expect(far).toContain('ours 3.46e+5 ▸');
+    expect(far).toContain(`<title>X · OM_train · ours: 3.46e+5 (drawn at ${RADAR_CLAMP}) (toy)`);
+    expect(await renderSvg(radarSpec('Y', []), 'none')).toContain('no data on any track');
     const { bars, om } = omBars(data, 3);
     expect(om).toBe('OM_train');
     expect(bars.every((b) => b.value === null)).toBe(true);
     const bar = await renderSvg(omBarSpec(3, bars, om), 'bars');
     expect(bar).toContain('not run');
+    // Track 1's figures: one per overall metric with a value; rows without any value left out.
+    const figs = trackFigures(data, 1);
+    expect(figs.map((f) => f.id)).toEqual(['track1-OM_ka', 'track1-OM_ia', 'track1-OM_perf']);
+    const ia = figs[1].rows.filter((r) => r.row === 'Wanda 50%');
+    expect(ia).toEqual([{ row: 'Wanda 50%', series: 'paper (published)', value: 90.19 }, { row: 'Wanda 50%', series: 'ours', value: 50 }]);
+  });
+});
+
+describe('per-track dot plots', () => {
+  it('Track 3 time and memory per method setting, Track 5 decode speed-ups over dense per engine', () => {
+    const dir = dataCopy();
+    const c = ctx('test cpu');
+    const row = (track: 3 | 5, method: string, cfg: Record<string, unknown>, f: { task: string; metric: string; higher_is_better: boolean }, value: number) =>
+      makeRow(c, { track, model: 'stories260K', model_family: 'llama', method, method_config: cfg, ...f, value });
+    const w = { sparsity: 0.5 };
+    appendResults(path.join(dir, 'results', 'track3.csv'), [
+      row(3, 'wanda', w, metricFields(3, 'wall_time_s'), 2.5), row(3, 'wanda', w, metricFields(3, 'peak_memory_bytes'), 5e6),
+    ]);
+    appendResults(path.join(dir, 'results', 'track5.csv'), [
+      row(5, 'dense', {}, engineMetricFields('kit', 'decode_tok_per_s'), 100), row(5, 'wanda', w, engineMetricFields('kit', 'decode_tok_per_s'), 150),
+      row(5, 'wanda', w, engineMetricFields('vllm', 'decode_tok_per_s'), 150), // no dense row on vllm: no speed-up
+    ]);
+    const data = loadSiteData(dir);
+    expect(compressionDots(data, 'wall_time_s')).toEqual({ dots: [{ row: 'Wanda 50%', series: 'stories260K', value: 2.5 }], unit: 's' });
+    expect(compressionDots(data, 'peak_memory_bytes')).toEqual({ dots: [{ row: 'Wanda 50%', series: 'stories260K', value: 5 }], unit: 'MB' });
+    expect(speedupDots(data)).toEqual([{ row: 'Wanda 50%', series: 'kit · stories260K', value: 1.5 }]);
+    expect(trackFigures(data, 3).map((f) => f.id)).toEqual(['track3-OM_train', 'track3-wall-time', 'track3-peak-memory']);
+    expect(trackFigures(data, 5).map((f) => f.id)).toEqual(['track5-OM_hard', 'track5-speedups']);
+    fs.rmSync(dir, { recursive: true });
   });
 });
 
@@ -149,9 +222,11 @@ describe('data errors name the file and line', () => {
 
 describe('astro build', () => {
   // Astro needs its output inside the working directory (it stages files beside it).
-  const out = fs.mkdtempSync(path.join(repoRoot, 'site', '.test-dist-'));
+  let out: string;
   let built: { status: number | null; output: string };
   beforeAll(() => {
+    // Made here, not at collection: a run that filters these tests out leaves no folder behind.
+    out = fs.mkdtempSync(path.join(repoRoot, 'site', '.test-dist-'));
     built = astroBuild(dataDir, out);
   }, 300_000);
 
@@ -160,8 +235,8 @@ describe('astro build', () => {
     for (const p of PAGES) {
       const html = fs.readFileSync(path.join(out, p, 'index.html'), 'utf8');
       expect(html, p).toMatch(/<table[^>]*class="data"/);
-      expect((html.match(/<td /g) ?? []).length, p).toBeGreaterThan(20);
-      expect(html, p).toMatch(/<figure class="chart"[^>]*>\s*<svg role="img"/);
+      expect((html.match(/<td /g) ?? []).length, p).toBeGreaterThan(5); // rows without any value fold into one line
+      if (CHART_PAGES.includes(p)) expect(html, p).toMatch(/<figure class="chart"[^>]*>\s*<svg role="img"/);
       expect(html, p).not.toMatch(/>\s*(undefined|NaN|null)\s*</);
       expect(html, p).not.toMatch(/<script/); // readable without JavaScript
     }
@@ -174,6 +249,11 @@ describe('astro build', () => {
       fs.readFileSync(path.join(dataDir, 'paper', 'track1_performance.csv'), 'utf8'),
     );
     expect(fs.readFileSync(path.join(out, 'downloads', 'overall.csv'), 'utf8').split('\n')[0]).toMatch(/^source,track,om,/);
+    // Each figure downloads as SVG, PNG and the CSV behind it.
+    const fig = path.join(out, 'figures', 'track1-OM_ia');
+    expect(fs.readFileSync(`${fig}.svg`, 'utf8')).toMatch(/^<svg role="img"/);
+    expect(fs.readFileSync(`${fig}.png`).subarray(1, 4).toString()).toBe('PNG');
+    expect(fs.readFileSync(`${fig}.csv`, 'utf8').split('\n')[0]).toBe('row,series,value');
   });
 
   it('fails on a malformed CSV, naming the file and line', () => {
@@ -218,7 +298,7 @@ describe('astro build', () => {
       });
       try {
         for (const scheme of ['light', 'dark'] as const) {
-          const page = await browser.newPage({ viewport: { width: 1600, height: 1000 }, colorScheme: scheme });
+          const page = await browser.newPage({ viewport: VIEWPORT, colorScheme: scheme });
           const errors: string[] = [];
           page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
           page.on('pageerror', (e) => errors.push(String(e)));
@@ -230,9 +310,35 @@ describe('astro build', () => {
             expect(tables.length, p).toBeGreaterThan(0);
             for (const t of tables) expect(t.cells, `${p} ${t.id}`).toBeGreaterThan(0);
             const charts = await page.$$eval('figure.chart svg', (ss) => ss.map((s) => s.getBoundingClientRect().width));
-            expect(charts.length, p).toBeGreaterThan(0);
+            if (CHART_PAGES.includes(p)) expect(charts.length, p).toBeGreaterThan(0);
             for (const w of charts) expect(w, p).toBeGreaterThan(100);
-            if (p !== '') {
+            // No two labels of a chart overlap (more than a pixel each way: glyph boxes of adjacent rows touch).
+            const overlaps = await page.$$eval('figure.chart svg', (ss) => ss.flatMap((svg) => {
+              const ts = Array.from(svg.querySelectorAll('text')).filter((t) => t.textContent!.trim()).map((t) => ({ s: t.textContent, r: t.getBoundingClientRect() }));
+              const hits: string[] = [];
+              for (let i = 0; i < ts.length; i++) {
+                for (let j = i + 1; j < ts.length; j++) {
+                  const [a, b] = [ts[i].r, ts[j].r];
+                  const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+                  const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+                  if (w > 1 && h > 1) hits.push(`${svg.closest('figure')!.id}: '${ts[i].s}' over '${ts[j].s}'`);
+                }
+              }
+              return hits;
+            }));
+            expect(overlaps, p).toEqual([]);
+            if (p === '') {
+              // Every method's radar is there and drawn.
+              const radars = await page.$$eval('figure.chart[id^="radar-"] svg', (ss) => ss.map((s) => s.getBoundingClientRect().width));
+              expect(radars.length).toBe(radarMethods(loadSiteData(dataDir)).length);
+              for (const w of radars) expect(w).toBeGreaterThan(200);
+            }
+            if (p === 'track1/') {
+              // The Track 1 page with the committed rows fits three screen heights.
+              const height = await page.evaluate(() => document.documentElement.scrollHeight);
+              expect(height).toBeLessThanOrEqual(3 * VIEWPORT.height);
+            }
+            if (p !== '' && CHART_PAGES.includes(p)) {
               // The paper-vs-ours tables sit side by side: both sides present.
               expect(await page.$$eval('#ours ~ * table.data, section.side table.data', (x) => x.length), p).toBeGreaterThan(0);
             }
@@ -249,7 +355,7 @@ describe('astro build', () => {
     }, 300_000);
   });
 
-  afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
+  afterAll(() => { if (out) fs.rmSync(out, { recursive: true, force: true }); });
 });
 
 if (!fs.existsSync(CHROMIUM)) {

@@ -105,7 +105,7 @@ export function fmt(v: number): string {
 function displayKit(r: ResultRow, track: number): { text: string; shown: number } {
   const col = kitColumn(track, r.task, r.metric);
   const v = r.value as number;
-  const pct = /^(acc|accnorm|mc1|mc2|accuracy|f1|em)$/.test(r.metric.toLowerCase().replace(/[^a-z0-9]/g, '')) && v <= 1;
+  const pct = /^(acc|accnorm|accorig|mc1|mc2|accuracy|f1|em)$/.test(r.metric.toLowerCase().replace(/[^a-z0-9]/g, '')) && v <= 1;
   const shown = pct ? v * 100 : v * col.scale;
   return { text: fmt(shown), shown };
 }
@@ -188,6 +188,25 @@ function omCell(o: OverallRow | undefined, label: string): Cell {
 function publishedCell(p: { value: number; source: string } | undefined, om: string): Cell {
   if (!p) return { kind: 'no_data', text: 'no data', title: `${om}: not published` };
   return { kind: 'om', text: fmt(p.value), title: `${om} as published (${p.source})`, prov: [['source', 'LLMCBench paper (published overall column)'], ['file', p.source]] };
+}
+
+/** The paper's overall value as published, flagged (⚠) when recomputing it from the paper's own table gives another number. */
+function paperOmCell(pub: { value: number; source: string } | undefined, re: OverallRow | undefined, om: string): Cell {
+  const recomputed = re && re.value !== null ? re.value : null;
+  if (!pub) {
+    if (recomputed === null) return { kind: 'no_data', text: 'no data', title: `${om}: not in data/paper` };
+    return { ...omCell(re, `${om} recomputed`), title: `${om} recomputed from the paper's table (not published)` };
+  }
+  const cell = publishedCell(pub, om);
+  if (recomputed === null) return cell;
+  cell.prov!.push(['recomputed', `${fmt(recomputed)} (from the paper's own table, ${re!.pairs} pairs)`]);
+  const off = recomputed - pub.value;
+  if (Math.abs(off) > 0.01) {
+    cell.tone = Math.abs(off) / pub.value < 0.01 ? 'warn' : 'bad';
+    cell.text = `${fmt(pub.value)} ⚠`;
+    cell.title = `published ${fmt(pub.value)} vs recomputed ${fmt(recomputed)} (Δ ${fmt(off)}): ${cell.tone === 'bad' ? 'the paper disagrees with its own table' : 'within 1%: the table rounds its inputs'}`;
+  }
+  return cell;
 }
 
 /** A row identity of the paper's tables. */
@@ -323,11 +342,11 @@ export function kitTables(data: SiteData, track: Track): TableModel[] {
     if (layout.keys) {
       keys = [...layout.keys];
     } else {
-      keys = [...new Set(rows.map((r) => kitColumn(track, r.task, r.metric).key))];
+      keys = withoutSubtasks([...new Set(rows.map((r) => kitColumn(track, r.task, r.metric).key))]);
       if (keys.length === 0) keys = EXPECTED[track];
     }
     const extra = layout.keys
-      ? [...new Set(rows.map((r) => kitColumn(track, r.task, r.metric)).filter((c) => !c.classified).map((c) => c.key))]
+      ? withoutSubtasks([...new Set(rows.map((r) => kitColumn(track, r.task, r.metric)).filter((c) => !c.classified).map((c) => c.key))])
       : [];
     // Track 1's extra (unclassified) columns go to the second table only, once.
     const withExtra = layout === LAYOUTS[track][LAYOUTS[track].length - 1] ? [...keys, ...extra] : keys;
@@ -360,6 +379,7 @@ export function kitTables(data: SiteData, track: Track): TableModel[] {
     if (rows.length === 0) notes.push(`No rows in data/results/track${track}.csv yet: every cell says "not run".`);
     else notes.push(`Rows from data/results/track${track}.csv; each cell is the latest ok row (acc_norm preferred where the paper used it). Accuracies in percent.`);
     if (extra.length && withExtra.length > keys.length) notes.push(`Columns outside the paper's overall metric: ${extra.join(', ')}.`);
+    if (rows.some((r) => r.task.includes('/'))) notes.push(`Per-subject and per-subset rows (${[...new Set(rows.filter((r) => r.task.includes('/')).map((r) => r.task.split('/')[0]))].join(', ')}) are in the CSV.`);
     return {
       id: `kit-${layout.id}`,
       caption: `Ours: ${layout.label.replace(/ \(paper Table \d+\)/, '')}, same layout`,
@@ -371,6 +391,31 @@ export function kitTables(data: SiteData, track: Track): TableModel[] {
   });
 }
 
+/** Drops 'task/subset · metric' columns whose 'task · metric' is there too (MMLU subjects, AdvGLUE subsets: kept in the CSV). */
+function withoutSubtasks(keys: string[]): string[] {
+  return keys.filter((k) => {
+    const m = k.match(/^([^/]+)\/[^ ]+ · (.+)$/);
+    return !m || !keys.includes(`${m[1]} · ${m[2]}`);
+  });
+}
+
+const ABSENT: readonly CellKind[] = ['not_run', 'no_data', 'text'];
+
+/**
+ * A table without its rows that have no value at all (every cell not run, no data or '—'): they
+ * become one line at the end that names them and says why. Null when no row has a value.
+ */
+export function foldEmptyRows(t: TableModel): TableModel | null {
+  const empty = (r: Row) => r.cells.every((c) => ABSENT.includes(c.kind));
+  const folded = t.sections.flatMap((s) => s.rows.filter(empty));
+  const kept = t.sections.map((s) => ({ ...s, rows: s.rows.filter((r) => !empty(r)) })).filter((s) => s.rows.length > 0);
+  if (kept.length === 0) return null;
+  if (folded.length === 0) return t;
+  const why = [...new Set(folded.flatMap((r) => r.cells.filter((c) => c.kind !== 'text').map((c) => c.text.replace(/^(no data|not run).*/, '$1'))))].join(' / ') || 'no value';
+  const names = folded.map((r) => r.head.filter((h) => h && h !== '—').join(' ')).join(', ');
+  return { ...t, sections: [...kept, { label: `${folded.length} row(s) without any value (${why}): ${names}`, rows: [] }] };
+}
+
 /** Overall metrics side by side: published, recomputed from the paper's table, ours, and differences. */
 export function diffTable(data: SiteData, track: Track): TableModel {
   const oms = (Object.keys(OVERALL_METRICS) as OmName[]).filter((o) => OVERALL_METRICS[o].track === track);
@@ -378,8 +423,7 @@ export function diffTable(data: SiteData, track: Track): TableModel {
   const groups: ColumnGroup[] = oms.map((om) => ({
     label: om,
     columns: [
-      { key: `${om}:pub`, label: 'paper (published)' },
-      { key: `${om}:re`, label: 'paper (recomputed)' },
+      { key: `${om}:paper`, label: 'paper' },
       { key: `${om}:kit`, label: 'ours' },
       { key: `${om}:d`, label: 'ours − paper' },
     ],
@@ -391,19 +435,9 @@ export function diffTable(data: SiteData, track: Track): TableModel {
       const pub = pr ? data.published.find((x) => x.track === track && x.om === om && x.method === pr.method && (track === 2 || x.setting === pr.setting)) : undefined;
       const re = pr ? data.overall.find((x) => x.source === 'paper' && x.track === track && x.om === om && x.method === pr.method && x.setting === pr.setting) : undefined;
       const kit = p.group ? data.overall.find((x) => x.source === 'kit' && x.om === om && x.method === p.group!.method && x.method_config === p.group!.config) : undefined;
-      cells.push(publishedCell(pub, om));
-      if (re && re.value !== null) {
-        const off = pub ? re.value - pub.value : 0;
-        const cell = omCell(re, `${om} recomputed`);
-        if (pub && Math.abs(off) > 0.01) {
-          cell.tone = Math.abs(off) / pub.value < 0.01 ? 'warn' : 'bad';
-          cell.text = `${fmt(re.value)} ⚠`;
-          cell.title = `recomputed ${fmt(re.value)} vs published ${fmt(pub.value)} (Δ ${fmt(off)}): ${cell.tone === 'bad' ? 'the paper disagrees with its own table' : 'within 1%: the table rounds its inputs'}`;
-        }
-        cells.push(cell);
-      } else cells.push({ kind: 'no_data', text: 'no data', title: 'not in data/paper' });
+      cells.push(paperOmCell(pub, re, om));
       cells.push(omCell(kit, `${om} ours`));
-      const ref = pub?.value ?? (re?.value ?? null);
+      const ref = pub?.value ?? re?.value ?? null;
       if (kit && kit.value !== null && ref !== null) {
         const d = kit.value - ref;
         cells.push({ kind: 'diff', text: `${d >= 0 ? '+' : '−'}${fmt(Math.abs(d))}`, title: `ours ${fmt(kit.value)} − paper ${fmt(ref)}`, tone: d >= 0 ? 'good' : 'bad' });
@@ -413,13 +447,13 @@ export function diffTable(data: SiteData, track: Track): TableModel {
   });
   return {
     id: 'diff',
-    caption: `Overall metrics: the paper (published and recomputed from its own table) and ours`,
+    caption: `Overall metrics: the paper (as published; ⚠ where recomputing from its own table disagrees) and ours`,
     rowHeads: track === 2 ? ['Method'] : ['Method', 'Setting'],
     groups,
     sections: sectionsOf(plan.map((p, k) => ({ family: p.family, row: rows[k] }))).map((s) => ({ label: s.label, rows: s.rows.map((x) => x.row) })),
     notes: [
       'Each side is relative to its own dense model (DESIGN §1), so the overall columns compare across different models; per-cell values do not.',
-      '⚠ marks a recomputed value more than 0.01 from the published one.',
+      '⚠ marks a published value more than 0.01 from the one recomputed from the paper\'s own table (hover or open it for both).',
     ],
   };
 }
@@ -457,3 +491,58 @@ export function sharedModelDiff(data: SiteData, track: Track): TableModel | null
   };
 }
 
+
+/**
+ * Provenance of the kit's rows, one line per run: when, which tracks and models, how many rows of
+ * each status, the device, backend and git sha, the wall time of its cells (each cell once: the
+ * longest duration among its rows) and the hashes of the dataset files its cells read.
+ */
+export function provenanceTable(data: SiteData): TableModel {
+  const rows = [...data.results.values()].flat();
+  const runs = new Map<string, ResultRow[]>();
+  for (const r of rows) runs.set(r.run_id, [...(runs.get(r.run_id) ?? []), r]);
+  const uniq = (xs: string[]) => [...new Set(xs)].sort().join(', ');
+  const text = (t: string): Cell => ({ kind: 'value', text: t || '—', title: t || 'none' });
+  const ordered = [...runs.entries()].sort(([, a], [, b]) => b[0].started_at.localeCompare(a[0].started_at));
+  const columns = ['started', 'tracks', 'models', 'rows (ok / no data / not run)', 'device', 'backend', 'git sha', 'cell wall time (s)', 'datasets (file hashes)'];
+  return {
+    id: 'provenance',
+    caption: 'Which runs produced the rows in data/results: device, backend, git sha, wall time and dataset hashes',
+    rowHeads: ['Run'],
+    groups: [{ label: 'Provenance', columns: columns.map((c) => ({ key: c, label: c })) }],
+    sections: [{
+      label: null,
+      rows: ordered.map(([id, rs]) => {
+        const cellWall = new Map<string, number>();
+        for (const r of rs) {
+          const cell = r.note.match(/cell=(\w+)/)?.[1] ?? `${r.track}|${r.model}|${r.method}|${JSON.stringify(r.method_config)}|${r.task}`;
+          cellWall.set(cell, Math.max(cellWall.get(cell) ?? 0, r.duration_s ?? 0));
+        }
+        const wall = [...cellWall.values()].reduce((a, b) => a + b, 0);
+        const datasets = uniq(rs.flatMap((r) => {
+          const h = r.note.match(/data=(\w+)/)?.[1];
+          return h ? [`${r.task.split('/')[0]} ${h}`] : [];
+        }));
+        const count = (s: string) => rs.filter((r) => r.status === s).length;
+        return {
+          head: [id.slice(0, 8)],
+          cells: [
+            text(rs[0].started_at.replace('T', ' ').slice(0, 16)),
+            text(uniq(rs.map((r) => String(r.track)))),
+            text(uniq(rs.map((r) => r.model))),
+            text(`${count('ok')} / ${count('no_data')} / ${count('not_run')}`),
+            text(uniq(rs.map((r) => r.device))),
+            text(uniq(rs.map((r) => r.backend))),
+            text(uniq(rs.map((r) => r.git_sha.slice(0, 10)))),
+            text(wall.toFixed(1)),
+            text(datasets),
+          ],
+        };
+      }),
+    }],
+    notes: [
+      `${rows.length} rows from ${runs.size} runs in data/results/track1-6.csv. Wall time: the sum over the run's cells of each cell's duration (a cell's rows share it); loading and compressing are outside it (Track 3 measures compression).`,
+      'Dataset hashes: the data identity of the files a cell read (part of its cell key); rows without one read no dataset or predate the hashes.',
+    ],
+  };
+}
