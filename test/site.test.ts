@@ -1,7 +1,8 @@
 // The results site: table models and figures on literal kit rows, data errors naming file:line,
 // a real `astro build` of data/, a build that must fail on a malformed CSV, and a headless
 // chromium pass over every page at 1440 x 900 in light and dark mode: charts present with no
-// overlapping labels, Track 1 within three screen heights, screenshots kept under site/screenshots/.
+// overlapping labels, Track 1 within three screen heights, screenshots under tmp/screenshots/
+// (LLMCB_SCREENSHOTS=site/screenshots refreshes the committed ones).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -289,7 +290,8 @@ describe('astro build', () => {
       });
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       const port = (server.address() as { port: number }).port;
-      const shots = path.join(repoRoot, 'site', 'screenshots');
+      // tmp/ by default; LLMCB_SCREENSHOTS=site/screenshots refreshes the committed ones.
+      const shots = path.resolve(repoRoot, process.env.LLMCB_SCREENSHOTS ?? 'tmp/screenshots');
       fs.mkdirSync(shots, { recursive: true });
       const browser = await chromium.launch({
         executablePath: CHROMIUM,
