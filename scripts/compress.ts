@@ -24,6 +24,7 @@ import { calibDefaults, capSeqlen, checkCalibForModel, corpusText, describeCalib
 import { checkMethodConfig, getMethod } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { saveCompressed } from '../lib/methods/save';
+import { compressionPeak } from '../lib/efficiency/meters';
 import { dirBytes, checkPacking, type Packing } from '../lib/quant/pack';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
 import { initRuntime, measurePeakMemory, parseBackend, syncDevice } from '../lib/runtime';
@@ -163,16 +164,16 @@ async function main(): Promise<void> {
     const seconds = (performance.now() - t0) / 1000;
     const format = await saveCompressed(model, result, a.out, { packing: a.packing });
     const bytes = dirBytes(a.out);
-    const mem = peak.peakGpuAllocatedBytes ?? peak.peakTensorBytes;
-    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, peak ${(mem / 2 ** 20).toFixed(1)} MiB (${peak.peakGpuAllocatedBytes !== null ? 'GPU' : 'tensors'}), saved ${a.out} (${format}, ${bytes} bytes)`);
+    const mem = compressionPeak(peak);
+    console.log(`${result.method} ${JSON.stringify(result.config)}: ${seconds.toFixed(1)} s, ${mem.metric} ${(mem.value / 2 ** 20).toFixed(1)} MiB, saved ${a.out} (${format}, ${bytes} bytes)`);
     if (a.rows) {
       const common = {
         model: model.name, model_family: model.family, method: result.method, method_config: result.config,
         higher_is_better: false, calib: result.calib, seed: calib?.seed ?? null, seqlen: calib?.seqlen ?? null, duration_s: seconds,
       };
       const rows: ResultRow[] = [
-        makeRow(ctx, { ...common, track: 3, task: 'compression', metric: 'time_s', value: seconds }),
-        makeRow(ctx, { ...common, track: 3, task: 'compression', metric: peak.peakGpuAllocatedBytes !== null ? 'peak_gpu_bytes' : 'peak_tensor_bytes', value: mem }),
+        makeRow(ctx, { ...common, track: 3, task: 'compression', metric: 'time_s', value: seconds, note: `${mem.metric} ${mem.value}` }),
+        makeRow(ctx, { ...common, track: 3, task: 'compression', metric: mem.metric, value: mem.value, note: mem.note }),
         makeRow(ctx, { ...common, track: 4, task: 'storage', metric: 'stored_size_bytes', value: bytes, note: `${format} directory ${path.resolve(a.out)}` }),
       ];
       appendResults(trackFile(3, a.rowsOut), rows.filter((r) => r.track === 3));

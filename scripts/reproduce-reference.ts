@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { helpFromHeader, isMainModule, numberFlag, REPO_ROOT, sharedDir } from '../lib/cli';
 import { parseCsvRecords } from '../lib/csv';
 import { loadCalibIds, type CalibSet } from '../lib/methods/calib';
+import { compressionPeak } from '../lib/efficiency/meters';
 import { windowPerplexity } from '../lib/eval/perplexity';
 import { getMethod } from '../lib/methods/index';
 import type { CompressResult } from '../lib/methods/types';
@@ -266,9 +267,9 @@ async function main(): Promise<void> {
     measured.set(s.key, p);
     const note = r ? `reference ${r.ppl} (${r.source}), rel ${(rel * 100).toFixed(3)}%${compared ? '' : ' (partial run: not compared)'}` : 'no reference value';
     rows.push(makeRow(ctx, { ...common, track: 1, method: result.method, method_config: result.config, model_params: result.stats.params_after ?? null, task: 'wikitext2', metric: 'ppl', value: p, higher_is_better: false, n: windows, calib: result.calib, duration_s: seconds, note: full ? note : `partial: ${windows} windows; ${note}` }));
-    rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: 'time_s', value: seconds, higher_is_better: false, calib: result.calib, duration_s: seconds }));
-    const mem = peak.peakGpuAllocatedBytes ?? peak.peakTensorBytes;
-    rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: peak.peakGpuAllocatedBytes !== null ? 'peak_gpu_bytes' : 'peak_tensor_bytes', value: mem, higher_is_better: false, calib: result.calib, duration_s: seconds }));
+    const mem = compressionPeak(peak);
+    rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: 'time_s', value: seconds, higher_is_better: false, calib: result.calib, duration_s: seconds, note: `${mem.metric} ${mem.value}` }));
+    rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, task: 'compression', metric: mem.metric, value: mem.value, higher_is_better: false, calib: result.calib, duration_s: seconds, note: mem.note }));
     if (a.saveDir) {
       const dir = path.join(a.saveDir, `${s.method}-${Object.entries(result.config).map(([k, v]) => `${k}${v}`).join('-')}`.replace(/[^\w.-]+/g, '_'));
       fs.rmSync(dir, { recursive: true, force: true });
