@@ -176,7 +176,17 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
         dense = null;
       } else {
         (dense as tf.Tensor3D[] | null)?.forEach((t) => t.dispose());
-        next = inputs.map((x) => runBlock(model, block, x, opts.propagateOptions));
+        // Each batch's input is freed as soon as its output exists: activations peak at one copy plus a batch, not two copies.
+        next = [];
+        try {
+          for (const x of inputs) {
+            next.push(runBlock(model, block, x, opts.propagateOptions));
+            x.dispose();
+          }
+        } catch (e) {
+          next.forEach((t) => t.dispose());
+          throw e;
+        }
       }
       inputs.forEach((t) => t.dispose());
       inputs = next;
