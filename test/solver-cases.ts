@@ -4,7 +4,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { gptqQuantize, gptqQuantizeDevice, defaults as gptqDefaults, type GptqOptions } from '../lib/methods/gptq';
 import { prepareHessian } from '../lib/methods/hessian';
-import { choleskyLowerDevice, prepareHessianDevice } from '../lib/methods/solver';
+import { choleskyLowerDevice, maskLowestDevice, prepareHessianDevice } from '../lib/methods/solver';
+import { maskLowestGlobal } from '../lib/quant/sparse-pattern';
 import { sparsegptPrune } from '../lib/methods/sparsegpt';
 
 function rng(seed: number) {
@@ -142,6 +143,23 @@ export async function sparsegptDifference(L: Layer, pattern: string, extra: { wb
  */
 export function registerSolverCases(it: (name: string, fn: () => Promise<void>) => void, expect: typeof import('vitest').expect): void {
   const L = randomLayer(48, 304, 600, 3);
+  it('the k lowest scores on the device: exactly the maskLowestGlobal mask (ties at zero and elsewhere in index order), no leaks', async () => {
+    const r = rng(9);
+    const rows = 37;
+    const cols = 128;
+    // a third exact zeros (dead columns), coarse values elsewhere (many ties), a few tiny and huge ones
+    const score = Float32Array.from({ length: rows * cols }, (_, i) => (i % cols < 40 ? 0 : i % 97 === 0 ? 1e-30 * r() : i % 89 === 0 ? 1e30 : Math.floor(r() * 20) / 8));
+    const t = tf.tensor2d(score, [rows, cols]);
+    const before = tf.memory().numTensors;
+    for (const k of [0, 1, 17, 40 * rows, 40 * rows + 3, 2368, rows * cols - 1, rows * cols]) {
+      const m = await maskLowestDevice(t, k);
+      const got = Uint8Array.from((await m.data()) as Float32Array);
+      m.dispose();
+      expect(got, `k=${k}`).toEqual(maskLowestGlobal(score, k));
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    t.dispose();
+  });
   it('blocked Cholesky: L Lᵀ = A to fp32 rounding', async () => {
     expect(await choleskyResidual(L)).toBeLessThan(1e-5);
   });

@@ -428,3 +428,64 @@ export async function sparseBlockSweep(a: SparseBlockInput): Promise<BlockSweep>
   }
   return { codes: tf.tensor2d(outv, [count, rows]), err: tf.tensor2d(err, [count, rows]), loss: tf.tensor1d(loss) };
 }
+
+// ---- the k lowest scores on the device -------------------------------------------------------
+
+const KEY_F32 = new Float32Array(1);
+const KEY_U32 = new Uint32Array(KEY_F32.buffer);
+/** The float32 whose bits are key (keys of non-negative floats are ordered as the floats). */
+const keyValue = (key: number) => {
+  KEY_U32[0] = key;
+  return KEY_F32[0];
+};
+
+/** Candidate thresholds tested per round trip of the selection (the key range shrinks 16× a round). */
+const SPLITS = 15;
+
+/**
+ * maskLowestGlobal (lib/quant/sparse-pattern.ts) on the device for non-negative finite scores:
+ * 1 where one of the k lowest entries of score (any shape, row-major order) is, ties at the
+ * threshold taken in index order. The k-th smallest value is found exactly by narrowing its float32
+ * bit pattern, 15 candidate thresholds counted per read-back (8 read-backs for 31 bits), so only
+ * counts cross to the host. Returns a float32 0/1 tensor of score's shape; score is not disposed.
+ */
+export async function maskLowestDevice(score: tf.Tensor, k: number): Promise<tf.Tensor> {
+  const n = score.size;
+  if (k <= 0) return tf.zeros(score.shape);
+  if (k >= n) return tf.ones(score.shape);
+  if (n >= 2 ** 31) throw new Error(`maskLowestDevice: ${n} scores, more than int32 counts hold`);
+  const flat = tf.reshape(score, [1, n]);
+  try {
+    // Smallest key K with count(score ≤ value(K)) ≥ k; keys of finite non-negative floats lie in [0, 0x7f7fffff].
+    let lo = 0;
+    let hi = 0x7f7fffff;
+    while (lo < hi) {
+      const step = Math.max(1, Math.ceil((hi - lo) / (SPLITS + 1)));
+      const keys: number[] = [];
+      for (let key = lo + step - 1; key < hi && keys.length < SPLITS; key += step) keys.push(key);
+      if (keys.length === 0) keys.push(lo);
+      const countsT = tf.tidy(() => tf.sum(tf.cast(tf.lessEqual(flat, tf.tensor2d(keys.map(keyValue), [keys.length, 1])), 'int32'), 1)); // [splits]
+      const counts = (await countsT.data()) as Int32Array;
+      countsT.dispose();
+      const first = counts.findIndex((c) => c >= k);
+      if (first === -1) lo = keys[keys.length - 1] + 1;
+      else {
+        hi = keys[first];
+        if (first > 0) lo = keys[first - 1] + 1;
+      }
+    }
+    const t = keyValue(hi);
+    const belowT = tf.tidy(() => tf.sum(tf.cast(tf.less(flat, t), 'int32')));
+    const below = ((await belowT.data()) as Int32Array)[0];
+    belowT.dispose();
+    const need = k - below; // ≥ 1 entries equal to t, taken in index order
+    return tf.tidy(() => {
+      const less = tf.cast(tf.less(flat, t), 'int32');
+      const eq = tf.cast(tf.equal(flat, t), 'int32');
+      const take = tf.mul(eq, tf.cast(tf.lessEqual(tf.cumsum(tf.cast(eq, 'float32'), 1), need), 'int32')); // exact below 2^24 entries
+      return tf.reshape(tf.cast(tf.add(less, take), 'float32'), score.shape);
+    });
+  } finally {
+    flat.dispose();
+  }
+}

@@ -19,7 +19,7 @@ import { sparsityReport } from '../quant/sparse';
 import { describeCalib, type CalibSet } from './calib';
 import { HessianAccumulator, prepareHessian } from './hessian';
 import { checkModelPattern } from './magnitude';
-import { prepareHessianDevice, solverKind, sparseBlockSweep } from './solver';
+import { maskLowestDevice, prepareHessianDevice, solverKind, sparseBlockSweep } from './solver';
 import { runSequential, sequentialDefaults } from './sequential';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
@@ -124,8 +124,8 @@ export async function sparsegptPrune(w: tf.Tensor2D, h: tf.Tensor2D, input: Spar
 
 /**
  * sparsegptPrune on the active tfjs backend (lib/methods/solver.ts), fp32: Hinv from the blocked
- * Cholesky, each block's unstructured mask chosen from w² / [H⁻¹]²_jj (on the host: exact count,
- * ties in index order), the block swept by one kernel (webgpu) or host loop, the lazy update by one matmul.
+ * Cholesky, each block's unstructured mask chosen from w² / [H⁻¹]²_jj on the device (exact count,
+ * ties in index order: maskLowestDevice), the block swept by one kernel (webgpu) or host loop, the lazy update by one matmul.
  */
 export async function sparsegptPruneDevice(w: tf.Tensor2D, h: tf.Tensor2D, o: SparseGPTOptions): Promise<SparseGPTResult> {
   const [rows, cols] = w.shape;
@@ -162,11 +162,15 @@ export async function sparsegptPruneDevice(w: tf.Tensor2D, h: tf.Tensor2D, o: Sp
           const d = tf.reshape(tf.gather(tf.reshape(hb, [-1]), tf.tensor1d(Array.from({ length: count }, (_, i) => i * (count + 1)), 'int32')), [count, 1]);
           return tf.transpose(tf.div(tf.square(block), tf.square(d))); // [out, count] row-major as the host score
         });
-        const tmp = (await tmpT.data()) as Float32Array;
-        tmpT.dispose();
         const k = pruneCount(rows * i2, p.ratio) - pruneCount(rows * i1, p.ratio); // this block's share of the layer's count
-        const m = maskLowestGlobal(tmp, k);
-        mask = tf.tidy(() => tf.transpose(tf.tensor2d(Float32Array.from(m), [rows, count]))); // [count, out]
+        let m: tf.Tensor;
+        try {
+          m = await maskLowestDevice(tmpT, k); // [out, count], ties in row-major order as maskLowestGlobal
+        } finally {
+          tmpT.dispose();
+        }
+        mask = tf.transpose(m) as tf.Tensor2D; // [count, out]
+        m.dispose();
         tensors.push(mask);
       }
       const sweep = await sparseBlockSweep({ w: block, hinv: hb, mask, nm: p.kind === 'nm' ? { n: p.n, m: p.m } : null, grid, maxq: o.wbits !== null ? 2 ** o.wbits - 1 : 0 });
