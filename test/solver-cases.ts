@@ -5,8 +5,10 @@ import * as tf from '@tensorflow/tfjs';
 import { gptqQuantize, gptqQuantizeDevice, defaults as gptqDefaults, type GptqOptions } from '../lib/methods/gptq';
 import { prepareHessian } from '../lib/methods/hessian';
 import { choleskyLowerDevice, maskLowestDevice, prepareHessianDevice } from '../lib/methods/solver';
-import { maskLowestGlobal } from '../lib/quant/sparse-pattern';
+import { maskLowestGlobal, maskLowestPerRow } from '../lib/quant/sparse-pattern';
 import { sparsegptPrune } from '../lib/methods/sparsegpt';
+import { WandaLayer } from '../lib/methods/wanda';
+import { toPattern } from '../lib/quant/sparse-pattern';
 
 function rng(seed: number) {
   let s = seed >>> 0;
@@ -157,8 +159,40 @@ export function registerSolverCases(it: (name: string, fn: () => Promise<void>) 
       m.dispose();
       expect(got, `k=${k}`).toEqual(maskLowestGlobal(score, k));
     }
+    for (const k of [0, 1, 39, 40, 41, 64, 127, 128]) {
+      const m = await maskLowestDevice(t, k, 'row');
+      const got = Uint8Array.from((await m.data()) as Float32Array);
+      m.dispose();
+      expect(got, `per row k=${k}`).toEqual(maskLowestPerRow(score, rows, cols, k));
+    }
     expect(tf.memory().numTensors).toBe(before);
     t.dispose();
+  });
+  it('Wanda unstructured: the device selection prunes exactly the entries of the host selection, no leaks', async () => {
+    const before = tf.memory().numTensors;
+    const x = tf.tensor2d(L.X, [L.tokens, L.cols]);
+    const w = tf.tensor2d(L.W, [L.rows, L.cols]);
+    const layer = new WandaLayer('t', L.cols);
+    layer.addBatch(x);
+    for (const ratio of ['50%', '0.3']) {
+      const got: Float32Array[] = [];
+      for (const kind of ['device', 'host']) {
+        const old = process.env.LLMCB_SOLVER;
+        process.env.LLMCB_SOLVER = kind;
+        try {
+          const r = await layer.prune(w, toPattern(ratio));
+          got.push(Float32Array.from((await r.data()) as Float32Array));
+          r.dispose();
+        } finally {
+          if (old === undefined) delete process.env.LLMCB_SOLVER;
+          else process.env.LLMCB_SOLVER = old;
+        }
+      }
+      expect(got[0], ratio).toEqual(got[1]);
+    }
+    layer.dispose();
+    tf.dispose([x, w]);
+    expect(tf.memory().numTensors).toBe(before);
   });
   it('blocked Cholesky: L Lᵀ = A to fp32 rounding', async () => {
     expect(await choleskyResidual(L)).toBeLessThan(1e-5);

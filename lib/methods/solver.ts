@@ -443,49 +443,74 @@ const keyValue = (key: number) => {
 const SPLITS = 15;
 
 /**
- * maskLowestGlobal (lib/quant/sparse-pattern.ts) on the device for non-negative finite scores:
- * 1 where one of the k lowest entries of score (any shape, row-major order) is, ties at the
- * threshold taken in index order. The k-th smallest value is found exactly by narrowing its float32
- * bit pattern, 15 candidate thresholds counted per read-back (8 read-backs for 31 bits), so only
- * counts cross to the host. Returns a float32 0/1 tensor of score's shape; score is not disposed.
+ * maskLowestGlobal / maskLowestPerRow (lib/quant/sparse-pattern.ts) on the device, for non-negative
+ * finite scores: 1 where one of the k lowest entries of score is, over the whole tensor
+ * (`group` 'all', row-major order) or in each row of a 2-D score ('row'); ties at the threshold
+ * are taken in index order. Each group's k-th smallest value is found exactly by narrowing its
+ * float32 bit pattern, 15 candidate thresholds counted per read-back (8 read-backs for 31 bits),
+ * so only counts cross to the host. Returns a float32 0/1 tensor of score's shape; score is not disposed.
  */
-export async function maskLowestDevice(score: tf.Tensor, k: number): Promise<tf.Tensor> {
-  const n = score.size;
+export async function maskLowestDevice(score: tf.Tensor, k: number, group: 'all' | 'row' = 'all'): Promise<tf.Tensor> {
+  if (group === 'row' && score.rank !== 2) throw new Error(`maskLowestDevice: per-row selection needs a 2-D score, got rank ${score.rank}`);
+  const R = group === 'row' ? score.shape[0] : 1;
+  const C = score.size / R;
   if (k <= 0) return tf.zeros(score.shape);
-  if (k >= n) return tf.ones(score.shape);
-  if (n >= 2 ** 31) throw new Error(`maskLowestDevice: ${n} scores, more than int32 counts hold`);
-  const flat = tf.reshape(score, [1, n]);
+  if (k >= C) return tf.ones(score.shape);
+  if (C >= 2 ** 24) throw new Error(`maskLowestDevice: ${C} scores in a group, more than fp32 prefix counts hold exactly`);
+  const S = tf.reshape(score, [R, C]);
   try {
-    // Smallest key K with count(score ≤ value(K)) ≥ k; keys of finite non-negative floats lie in [0, 0x7f7fffff].
-    let lo = 0;
-    let hi = 0x7f7fffff;
-    while (lo < hi) {
-      const step = Math.max(1, Math.ceil((hi - lo) / (SPLITS + 1)));
-      const keys: number[] = [];
-      for (let key = lo + step - 1; key < hi && keys.length < SPLITS; key += step) keys.push(key);
-      if (keys.length === 0) keys.push(lo);
-      const countsT = tf.tidy(() => tf.sum(tf.cast(tf.lessEqual(flat, tf.tensor2d(keys.map(keyValue), [keys.length, 1])), 'int32'), 1)); // [splits]
+    // Per group: the smallest key K with count(score ≤ value(K)) ≥ k; finite non-negative floats have keys in [0, 0x7f7fffff].
+    const lo = new Uint32Array(R);
+    const hi = new Uint32Array(R).fill(0x7f7fffff);
+    const keys = new Uint32Array(R * SPLITS);
+    while (lo.some((l, r) => l < hi[r])) {
+      const values = new Float32Array(R * SPLITS);
+      for (let r = 0; r < R; r++) {
+        const step = Math.max(1, Math.ceil((hi[r] - lo[r]) / (SPLITS + 1)));
+        for (let j = 0; j < SPLITS; j++) {
+          keys[r * SPLITS + j] = Math.min(lo[r] + (j + 1) * step - 1, hi[r]); // ascending, the last ones may repeat hi
+          values[r * SPLITS + j] = keyValue(keys[r * SPLITS + j]);
+        }
+      }
+      const countsT = tf.tidy(() => {
+        const thr = tf.tensor2d(values, [R, SPLITS]);
+        const per = Array.from({ length: SPLITS }, (_, j) => tf.sum(tf.cast(tf.lessEqual(S, tf.slice(thr, [0, j], [R, 1])), 'int32'), 1)); // [R] each
+        return tf.stack(per, 1); // [R, SPLITS]
+      });
       const counts = (await countsT.data()) as Int32Array;
       countsT.dispose();
-      const first = counts.findIndex((c) => c >= k);
-      if (first === -1) lo = keys[keys.length - 1] + 1;
-      else {
-        hi = keys[first];
-        if (first > 0) lo = keys[first - 1] + 1;
+      for (let r = 0; r < R; r++) {
+        if (lo[r] >= hi[r]) continue;
+        let first = -1;
+        for (let j = 0; j < SPLITS; j++) {
+          if (counts[r * SPLITS + j] >= k) {
+            first = j;
+            break;
+          }
+        }
+        if (first === -1) lo[r] = keys[r * SPLITS + SPLITS - 1] + 1;
+        else {
+          hi[r] = keys[r * SPLITS + first];
+          if (first > 0) lo[r] = Math.max(lo[r], keys[r * SPLITS + first - 1] + 1);
+        }
       }
     }
-    const t = keyValue(hi);
-    const belowT = tf.tidy(() => tf.sum(tf.cast(tf.less(flat, t), 'int32')));
-    const below = ((await belowT.data()) as Int32Array)[0];
-    belowT.dispose();
-    const need = k - below; // ≥ 1 entries equal to t, taken in index order
-    return tf.tidy(() => {
-      const less = tf.cast(tf.less(flat, t), 'int32');
-      const eq = tf.cast(tf.equal(flat, t), 'int32');
-      const take = tf.mul(eq, tf.cast(tf.lessEqual(tf.cumsum(tf.cast(eq, 'float32'), 1), need), 'int32')); // exact below 2^24 entries
-      return tf.reshape(tf.cast(tf.add(less, take), 'float32'), score.shape);
-    });
+    const t = tf.tensor2d(Float32Array.from(hi, keyValue), [R, 1]); // each group's k-th smallest value
+    try {
+      const belowT = tf.tidy(() => tf.sum(tf.cast(tf.less(S, t), 'int32'), 1)); // [R]
+      const below = (await belowT.data()) as Int32Array;
+      belowT.dispose();
+      const need = Float32Array.from(below, (b) => k - b); // ≥ 1 entries equal to t, taken in index order
+      return tf.tidy(() => {
+        const less = tf.cast(tf.less(S, t), 'float32');
+        const eq = tf.cast(tf.equal(S, t), 'float32');
+        const take = tf.mul(eq, tf.cast(tf.lessEqual(tf.cumsum(eq, 1), tf.tensor2d(need, [R, 1])), 'float32')); // exact below 2^24 entries
+        return tf.reshape(tf.add(less, take), score.shape);
+      });
+    } finally {
+      t.dispose();
+    }
   } finally {
-    flat.dispose();
+    S.dispose();
   }
 }
