@@ -9,6 +9,8 @@
 //   - one row to <rows-out>/bench/compress-scale.csv: kit and PyTorch time and peak GPU memory side
 //     by side, their ratios, device and git sha.
 // Run one setting per GPU call so that each has its own time limit. The compressed model is not saved.
+// On the offline GPU host (README "Running on an offline GPU host"): LLMCB_GIT_SHA=<commit> bash
+// .gpu/enter.sh node --import tsx scripts/bench-compress-scale.ts --backend webgpu --rows-out $OUT/data ...
 //
 //   npx tsx scripts/bench-compress-scale.ts --model tmp/models/random-llama2-7b --setting gptq-w4g128
 //     [--setting a,b,...] [--config JSON (kit options of a single setting)] [--nsamples 128] [--seqlen 2048]
