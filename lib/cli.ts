@@ -37,3 +37,11 @@ export function numberFlag(flag: string, value: string | undefined, o: NumberFla
   }
   return n;
 }
+
+/** Runs a script's main(); an error prints its message (the stack with DEBUG set) and exits 1. */
+export function runMain(main: () => Promise<unknown>): void {
+  main().catch((e) => {
+    console.error(e instanceof Error ? (process.env.DEBUG ? e.stack : e.message) : e);
+    process.exit(1);
+  });
+}

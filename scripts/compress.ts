@@ -17,7 +17,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { REPO_ROOT } from '../lib/cli';
+import { REPO_ROOT, runMain } from '../lib/cli';
 import { helpFromHeader } from '../lib/help';
 import { resolveDataDir } from '../lib/data/common';
 import { CALIB_FLAGS, calibrationFor, calibSourceFromFlags, describeCalib, type CalibSource } from '../lib/methods/calib';
@@ -122,7 +122,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  console.error(e instanceof Error ? (process.env.DEBUG ? e.stack : e.message) : e);
-  process.exit(1);
-});
+runMain(main);

@@ -39,6 +39,7 @@ export interface TrainMeasurement {
   peakBytes: number; // peak live tensor bytes in the region (the model's own weights included)
   peakRssBytes: number; // peak resident set of the process (host memory: Hessians live there)
   gpuPoolHighWaterBytes: number | null; // WebGPU only: tfjs's buffer pool high-water mark (process lifetime)
+  peakGpuBytes: number | null; // WebGPU only: peak GPU bytes held by live tensors (torch.cuda.max_memory_allocated's analogue)
 }
 
 /**
@@ -55,7 +56,7 @@ export async function meterCompression<T>(fn: (sample: () => void) => Promise<T>
   const p = peak as unknown as PeakMemory;
   return {
     result,
-    measurement: { wallS: ms / 1000, peakBytes: p.peakTensorBytes, peakRssBytes: p.peakRssBytes, gpuPoolHighWaterBytes: p.peakGpuAllocatedBytes },
+    measurement: { wallS: ms / 1000, peakBytes: p.peakTensorBytes, peakRssBytes: p.peakRssBytes, gpuPoolHighWaterBytes: p.peakGpuAllocatedBytes, peakGpuBytes: p.peakGpuInUseBytes },
   };
 }
 
@@ -66,6 +67,7 @@ export function trainMetrics(m: TrainMeasurement, o: { backend: string; calibInc
     { metric: 'wall_time_s', value: m.wallS, note: o.calibIncluded ? 'calibration data preparation included' : 'calibration data prepared before (not included)' },
     { metric: 'peak_memory_bytes', value: m.peakBytes, note: `backend ${backend}; peak = live tfjs tensor bytes (model weights included), sampled per block and every 50 ms; host RSS peak ${m.peakRssBytes} B` },
   ];
+  if (m.peakGpuBytes !== null) out.push({ metric: 'peak_gpu_tensor_bytes', value: m.peakGpuBytes, note: 'GPU bytes held by live tensors, sampled per block and every 50 ms (layer streaming: one block plus activations)' });
   if (m.gpuPoolHighWaterBytes !== null) out.push({ metric: 'gpu_pool_high_water_bytes', value: m.gpuPoolHighWaterBytes, note: "tfjs's WebGPU buffer pool high-water mark, process lifetime" });
   return out;
 }

@@ -8,6 +8,7 @@ import { checkWeightSpec, findParams, maxq, numGroups, quantCode, dequantCode, t
 import { linearShape, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { HessianAccumulator, prepareHessian } from './hessian';
+import { diagonal, gptqBlockSweep, prepareHessianDevice, solverKind } from './solver';
 import { runSequential, blockLinearNames } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -60,7 +61,13 @@ export class GptqLayer {
 
   async solve(W: Float32Array, opts: Partial<GptqOptions> = {}): Promise<GptqLayerResult> {
     const o = { ...defaults, ...opts };
-    return gptqQuantize(W, this.rows, this.cols, await this.hessian.toFloat64(), o);
+    if (solverKind() === 'host') return gptqQuantize(W, this.rows, this.cols, await this.hessian.toFloat64(), o);
+    const H = this.hessian.value();
+    try {
+      return await gptqQuantizeDevice(W, this.rows, this.cols, H, o);
+    } finally {
+      H.dispose();
+    }
   }
 
   dispose(): void {
@@ -113,7 +120,6 @@ export function gptqQuantize(W0: Float32Array, rows: number, cols: number, H: Fl
   }
   const { hinv } = prepareHessian(H, cols, o.percdamp, perm);
 
-  const Qt = new Float32Array(rows * cols); // dequantized, permuted order
   const codesT = new Uint8Array(rows * cols); // codes, permuted order
   // The (scale, zero) each column was quantized with, in permuted order.
   const colGroup = new Int32Array(cols);
@@ -150,7 +156,6 @@ export function gptqQuantize(W0: Float32Array, rows: number, cols: number, H: Fl
         const code = quantCode(w, p.scale[r], p.zero[r], bits);
         const q = dequantCode(code, p.scale[r], p.zero[r]);
         codesT[col * rows + r] = code;
-        Qt[col * rows + r] = q;
         const e = (w - q) / d;
         loss += (w - q) * (w - q) / (d * d) / 2;
         err[r] = e;
@@ -176,20 +181,35 @@ export function gptqQuantize(W0: Float32Array, rows: number, cols: number, H: Fl
     }
   }
 
-  // Back to the original column order and row-major layout.
+  const groups = o.staticGroups ? staticParams! : groupParams;
+  return assembleResult(codesT, rows, cols, o, groups, colGroup, perm, loss);
+}
+
+/**
+ * The result of a sweep: codesT [cols, rows] column-major in the permuted (act-order) order,
+ * groups[colGroup[col]] the (scale, zero) column col was quantized with. Back to the original
+ * column order and row-major layout; the weight is each code dequantized.
+ */
+function assembleResult(
+  codesT: ArrayLike<number>, rows: number, cols: number, o: GptqOptions,
+  groups: { scale: Float32Array; zero: Float32Array }[], colGroup: Int32Array, perm: number[] | undefined, loss: number,
+): GptqLayerResult {
+  const bits = o.bits;
+  if (maxq(bits) > 255) throw new Error('unreachable: bits > 8');
   const weight = new Float32Array(rows * cols);
   const codes = new Uint8Array(rows * cols);
   const inv = new Int32Array(cols);
   for (let c = 0; c < cols; c++) inv[perm ? perm[c] : c] = c;
   for (let c = 0; c < cols; c++) {
     const pc = inv[c];
+    const g = groups[colGroup[pc]];
     for (let r = 0; r < rows; r++) {
-      weight[r * cols + c] = Qt[pc * rows + r];
-      codes[r * cols + c] = codesT[pc * rows + r];
+      const code = codesT[pc * rows + r];
+      codes[r * cols + c] = code;
+      weight[r * cols + c] = dequantCode(code, g.scale[r], g.zero[r]);
     }
   }
-  // Group table: groupParams in order of creation; gIdx[c] = group of original column c.
-  const groups = o.staticGroups ? staticParams! : groupParams;
+  // Group table: groups in order of creation; gIdx[c] = group of original column c.
   const G = groups.length;
   const scales = new Float32Array(rows * G);
   const zeros = new Float32Array(rows * G);
@@ -205,8 +225,133 @@ export function gptqQuantize(W0: Float32Array, rows: number, cols: number, H: Fl
     for (let c = 0; c < cols; c++) gIdx[c] = colGroup[inv[c]];
     quantized.gIdx = gIdx;
   }
-  if (maxq(bits) > 255) throw new Error('unreachable: bits > 8');
   return { quantized, weight, loss };
+}
+
+/** Per-row (scale, zero) of the columns in x [len, rows] (column-major block), as the reference Quantizer.find_params. */
+async function groupParamsOf(x: tf.Tensor2D, bits: number, sym: boolean): Promise<{ scale: Float32Array; zero: Float32Array }> {
+  const [mnT, mxT] = tf.tidy(() => [tf.min(x, 0), tf.max(x, 0)]); // [rows] each
+  const mn = (await mnT.data()) as Float32Array;
+  const mx = (await mxT.data()) as Float32Array;
+  tf.dispose([mnT, mxT]);
+  const rows = mn.length;
+  const scale = new Float32Array(rows);
+  const zero = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const p = findParams(mn[r], mx[r], bits, sym);
+    scale[r] = p.scale;
+    zero[r] = p.zero;
+  }
+  return { scale, zero };
+}
+
+/**
+ * gptqQuantize on the active tfjs backend (lib/methods/solver.ts): Hinv from the blocked
+ * Cholesky, each block of columns swept by one kernel (webgpu) or host loop (wasm, cpu), the lazy
+ * batch update of the columns right of it by one matmul, all in fp32. H [cols, cols] is not disposed.
+ * Same algorithm and result layout as gptqQuantize (the host oracle, float64).
+ */
+export async function gptqQuantizeDevice(W0: Float32Array, rows: number, cols: number, H: tf.Tensor2D, o: GptqOptions): Promise<GptqLayerResult> {
+  validate(o);
+  checkWeightSpec(o, cols, 'gptq');
+  if (W0.length !== rows * cols) throw new Error(`gptq: weight has ${W0.length} values, expected ${rows} × ${cols}`);
+  const bits = o.bits;
+  const gs = o.groupSize === -1 ? cols : o.groupSize;
+  const ng = numGroups(cols, o.groupSize);
+  const diag = await diagonal(H); // original column order
+  // Wt [cols, rows]: column-major working copy; dead inputs (diag H = 0) zeroed as the reference does.
+  let rest: tf.Tensor2D = tf.tidy(() => {
+    const live = tf.tensor2d(Float32Array.from(diag, (d) => (d === 0 ? 0 : 1)), [cols, 1]);
+    return tf.mul(tf.transpose(tf.tensor2d(W0, [rows, cols])), live) as tf.Tensor2D;
+  });
+  const tensors: tf.Tensor[] = []; // disposed at the end
+  try {
+    const staticParams: { scale: Float32Array; zero: Float32Array }[] = [];
+    if (o.staticGroups) {
+      for (let g = 0; g < ng; g++) {
+        const x = tf.slice(rest, [g * gs, 0], [Math.min(gs, cols - g * gs), rows]);
+        staticParams.push(await groupParamsOf(x, bits, o.sym));
+        x.dispose();
+      }
+    }
+    let perm: number[] | undefined;
+    if (o.actOrder) {
+      const order = Array.from({ length: cols }, (_, i) => i).sort((a, b) => diag[b] - diag[a] || a - b);
+      perm = order;
+      const p = tf.tidy(() => tf.gather(rest, tf.tensor1d(order, 'int32'), 0) as tf.Tensor2D);
+      rest.dispose();
+      rest = p;
+    }
+    const { hinv } = await prepareHessianDevice(H, o.percdamp, perm);
+    tensors.push(hinv);
+    const groupParams: { scale: Float32Array; zero: Float32Array }[] = [];
+    if (o.groupSize === -1) groupParams.push(await groupParamsOf(rest, bits, o.sym));
+    const groups = o.staticGroups ? staticParams : groupParams;
+    const colGroup = new Int32Array(cols);
+    const codeBlocks: tf.Tensor2D[] = [];
+    let lossT: tf.Tensor1D = tf.zeros([rows]);
+    for (let i1 = 0; i1 < cols; i1 += o.blocksize) {
+      const i2 = Math.min(i1 + o.blocksize, cols);
+      const count = i2 - i1;
+      for (let col = i1; col < i2; col++) {
+        if (o.groupSize === -1) colGroup[col] = 0;
+        else if (o.staticGroups) colGroup[col] = Math.floor((perm ? perm[col] : col) / gs);
+        else {
+          if (col % gs === 0) {
+            // group parameters from the outer W: earlier blocks' lazy updates in, this block's not
+            const x = tf.slice(rest, [col - i1, 0], [Math.min(gs, cols - col), rows]);
+            groupParams.push(await groupParamsOf(x, bits, o.sym));
+            x.dispose();
+          }
+          colGroup[col] = groupParams.length - 1;
+        }
+      }
+      // The block's groups as a table [2·G, rows] (scales, then zeros) and each column's row in it.
+      const used = [...new Set(colGroup.subarray(i1, i2))];
+      const table = new Float32Array(2 * used.length * rows);
+      used.forEach((g, k) => {
+        table.set(groups[g].scale, k * rows);
+        table.set(groups[g].zero, (used.length + k) * rows);
+      });
+      const local = Int32Array.from(colGroup.subarray(i1, i2), (g) => used.indexOf(g));
+      const block = tf.slice(rest, [0, 0], [count, rows]); // [count, rows]
+      const hb = tf.slice(hinv, [i1, i1], [count, count]);
+      const tableT = tf.tensor2d(table, [2 * used.length, rows]);
+      let sweep;
+      try {
+        sweep = await gptqBlockSweep({ w: block, hinv: hb, table: tableT, group: local, maxq: maxq(bits) });
+      } finally {
+        tf.dispose([block, hb, tableT]);
+      }
+      codeBlocks.push(sweep.codes);
+      tensors.push(sweep.codes);
+      const l = tf.add(lossT, sweep.loss) as tf.Tensor1D;
+      tf.dispose([lossT, sweep.loss]);
+      lossT = l;
+      if (i2 < cols) {
+        const err = sweep.err;
+        // Lazy batch update: W[:, i2:] -= Err1 · Hinv[i1:i2, i2:] (column-major: Hinv[i1:i2, i2:]ᵀ · Err1).
+        const next = tf.tidy(() => {
+          const tail = tf.slice(rest, [count, 0], [cols - i2, rows]); // [cols - i2, rows]
+          const hs = tf.slice(hinv, [i1, i2], [count, cols - i2]); // [count, cols - i2]
+          return tf.sub(tail, tf.matMul(hs, err, true, false)) as tf.Tensor2D;
+        });
+        rest.dispose();
+        rest = next;
+      }
+      sweep.err.dispose();
+    }
+    tensors.push(lossT);
+    const codesAll = tf.concat(codeBlocks, 0); // [cols, rows]
+    tensors.push(codesAll);
+    const codesT = (await codesAll.data()) as Float32Array;
+    let loss = 0;
+    for (const v of (await lossT.data()) as Float32Array) loss += v;
+    return assembleResult(codesT, rows, cols, o, groups, colGroup, perm, loss);
+  } finally {
+    rest.dispose();
+    tf.dispose(tensors);
+  }
 }
 
 /** Quantizes every linear of every block with GPTQ; weights are replaced by their fake-quantized values. */

@@ -8,6 +8,7 @@ import { ARCHS } from '../models/arch';
 import type { Model } from '../models/types';
 import { maxHeads } from '../models/weights';
 import { maxTensorElements } from '../runtime/backend';
+import { offloadToHost } from '../runtime/residency';
 import { embed, runBlock, type ForwardOptions } from '../models/transformer';
 import { calibBatches, checkCalibForModel, type CalibSet } from './calib';
 
@@ -60,6 +61,25 @@ export const sequentialDefaults = {
   batchSize: 8, // windows per forward; the reference runs 1 at a time, results are the same
 } as const;
 
+/**
+ * Layer streaming (LLMCB_STREAM, default 'on'): on webgpu, every weight is moved to the host after
+ * the calibration windows are embedded and each block's weights after the block is done, so the
+ * GPU holds one block's weights, the calibration activations and the solver's work at a time, as
+ * the reference implementations do (lib/runtime/residency.ts). Results do not depend on it; off
+ * webgpu it does nothing. 'off' keeps every weight on the GPU once used.
+ */
+export function streamingOn(): boolean {
+  const v = process.env.LLMCB_STREAM ?? 'on';
+  if (v !== 'on' && v !== 'off') throw new Error(`LLMCB_STREAM='${v}': expected 'on' or 'off'`);
+  return v === 'on';
+}
+
+/** Names of block i's weights in model.weights (norms, linears, biases). */
+export function blockWeightNames(model: Model, block: number): string[] {
+  const prefix = ARCHS[model.config.arch].blockPrefix(block);
+  return [...model.weights.keys()].filter((k) => k.startsWith(prefix));
+}
+
 /** Maps the name a LinearInputHook reports (short 'q' or a full weight name) to the short name. */
 export function shortLinearName(model: Model, name: string): string {
   const spec = ARCHS[model.config.arch];
@@ -96,8 +116,10 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
   const blocks = opts.blocks ?? Array.from({ length: nLayers }, (_, i) => i);
   for (const b of blocks) if (!Number.isInteger(b) || b < 0 || b >= nLayers) throw new Error(`runSequential: block ${b} out of range 0..${nLayers - 1}`);
   const linears = blockLinearNames(model);
+  const stream = streamingOn();
   let inputs = embedCalibration(model, calib, batchSize);
   try {
+    if (stream) await offloadToHost(model.weights); // the embedding, and anything an earlier step left on the GPU
     for (let block = 0; block < nLayers; block++) {
       const t0 = performance.now();
       const selected = blocks.includes(block);
@@ -154,10 +176,21 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
         dense = null;
       } else {
         (dense as tf.Tensor3D[] | null)?.forEach((t) => t.dispose());
-        next = inputs.map((x) => runBlock(model, block, x, opts.propagateOptions));
+        // Each batch's input is freed as soon as its output exists: activations peak at one copy plus a batch, not two copies.
+        next = [];
+        try {
+          for (const x of inputs) {
+            next.push(runBlock(model, block, x, opts.propagateOptions));
+            x.dispose();
+          }
+        } catch (e) {
+          next.forEach((t) => t.dispose());
+          throw e;
+        }
       }
       inputs.forEach((t) => t.dispose());
       inputs = next;
+      if (stream) await offloadToHost(model.weights, blockWeightNames(model, block));
       opts.onBlockDone?.(block, performance.now() - t0);
     }
   } finally {

@@ -19,6 +19,7 @@ import { sparsityReport } from '../quant/sparse';
 import { describeCalib, type CalibSet } from './calib';
 import { HessianAccumulator, prepareHessian } from './hessian';
 import { checkModelPattern } from './magnitude';
+import { maskLowestDevice, prepareHessianDevice, solverKind, sparseBlockSweep } from './solver';
 import { runSequential, sequentialDefaults } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -52,17 +53,27 @@ interface RowGrid {
 }
 
 function minmaxGrid(w: Float32Array, rows: number, cols: number, bits: number): RowGrid {
+  const lo = new Float64Array(rows);
+  const hi = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const v = w[r * cols + c];
+      if (v < lo[r]) lo[r] = v;
+      if (v > hi[r]) hi[r] = v;
+    }
+  }
+  return gridFromRange(lo, hi, bits);
+}
+
+/** The grid from each row's range; lo ≤ 0 ≤ hi (the grid always contains 0). */
+function gridFromRange(lo0: ArrayLike<number>, hi0: ArrayLike<number>, bits: number): RowGrid {
   const maxq = 2 ** bits - 1;
+  const rows = lo0.length;
   const scale = new Float64Array(rows);
   const zero = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
-    let lo = 0;
-    let hi = 0; // the grid always contains 0
-    for (let c = 0; c < cols; c++) {
-      const v = w[r * cols + c];
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
+    let lo = Math.min(lo0[r], 0);
+    let hi = Math.max(hi0[r], 0);
     if (lo === 0 && hi === 0) {
       lo = -1;
       hi = 1;
@@ -100,6 +111,87 @@ export async function sparsegptPrune(w: tf.Tensor2D, h: tf.Tensor2D, input: Spar
   if (p.kind === 'nm' && cols % p.m !== 0) {
     throw new SparsityOptionError(`N:M pattern ${p.n}:${p.m} does not fit '${name}': its input dimension ${cols} is not a multiple of ${p.m}`);
   }
+  return solverKind() === 'host' ? sparsegptPruneHost(w, h, o) : sparsegptPruneDevice(w, h, o);
+}
+
+/**
+ * sparsegptPrune on the active tfjs backend (lib/methods/solver.ts), fp32: Hinv from the blocked
+ * Cholesky, each block's unstructured mask chosen from w² / [H⁻¹]²_jj on the device (exact count,
+ * ties in index order: maskLowestDevice), the block swept by one kernel (webgpu) or host loop, the lazy update by one matmul.
+ */
+export async function sparsegptPruneDevice(w: tf.Tensor2D, h: tf.Tensor2D, o: SparseGPTOptions): Promise<SparseGPTResult> {
+  const [rows, cols] = w.shape;
+  const p = o.pattern;
+  const tensors: tf.Tensor[] = []; // disposed at the end
+  let grid: tf.Tensor2D | null = null;
+  if (o.wbits !== null) {
+    // from the full weight before dead columns are zeroed, as the reference
+    const [loT, hiT] = tf.tidy(() => [tf.min(w, 1), tf.max(w, 1)]); // [out] each
+    const g = gridFromRange((await loT.data()) as Float32Array, (await hiT.data()) as Float32Array, o.wbits);
+    tf.dispose([loT, hiT]);
+    const gv = new Float32Array(2 * rows);
+    gv.set(g.scale);
+    gv.set(g.zero, rows);
+    grid = tf.tensor2d(gv, [2, rows]);
+    tensors.push(grid);
+  }
+  const { hinv, dead } = await prepareHessianDevice(h, o.percdamp);
+  tensors.push(hinv);
+  const nDead = dead.filter(Boolean).length;
+  let rest: tf.Tensor2D = tf.tidy(() => tf.mul(tf.transpose(w), tf.tensor2d(dead.map((d) => (d ? 0 : 1)), [cols, 1])) as tf.Tensor2D); // [in, out]
+  try {
+    const outBlocks: tf.Tensor2D[] = [];
+    let loss = 0;
+    for (let i1 = 0; i1 < cols; i1 += o.blocksize) {
+      const i2 = Math.min(i1 + o.blocksize, cols);
+      const count = i2 - i1;
+      const block = tf.slice(rest, [0, 0], [count, rows]); // [count, out]
+      const hb = tf.slice(hinv, [i1, i1], [count, count]);
+      tensors.push(block, hb);
+      let mask: tf.Tensor2D | null = null;
+      if (p.kind === 'unstructured') {
+        const tmpT = tf.tidy(() => {
+          const d = tf.reshape(tf.gather(tf.reshape(hb, [-1]), tf.tensor1d(Array.from({ length: count }, (_, i) => i * (count + 1)), 'int32')), [count, 1]);
+          return tf.transpose(tf.div(tf.square(block), tf.square(d))); // [out, count] row-major as the host score
+        });
+        const k = pruneCount(rows * i2, p.ratio) - pruneCount(rows * i1, p.ratio); // this block's share of the layer's count
+        let m: tf.Tensor;
+        try {
+          m = await maskLowestDevice(tmpT, k); // [out, count], ties in row-major order as maskLowestGlobal
+        } finally {
+          tmpT.dispose();
+        }
+        mask = tf.transpose(m) as tf.Tensor2D; // [count, out]
+        m.dispose();
+        tensors.push(mask);
+      }
+      const sweep = await sparseBlockSweep({ w: block, hinv: hb, mask, nm: p.kind === 'nm' ? { n: p.n, m: p.m } : null, grid, maxq: o.wbits !== null ? 2 ** o.wbits - 1 : 0 });
+      outBlocks.push(sweep.codes);
+      tensors.push(sweep.codes, sweep.err, sweep.loss);
+      for (const v of (await sweep.loss.data()) as Float32Array) loss += v;
+      if (i2 < cols) {
+        const next = tf.tidy(() => {
+          const tail = tf.slice(rest, [count, 0], [cols - i2, rows]); // [in - i2, out]
+          const hs = tf.slice(hinv, [i1, i2], [count, cols - i2]); // [count, in - i2]
+          return tf.sub(tail, tf.matMul(hs, sweep.err, true, false)) as tf.Tensor2D;
+        });
+        rest.dispose();
+        rest = next;
+      }
+      tf.dispose([block, hb, mask ?? [], sweep.err, sweep.loss]);
+    }
+    const weight = tf.tidy(() => tf.transpose(tf.concat(outBlocks, 0)) as tf.Tensor2D); // [out, in]
+    return { weight, loss, dead: nDead };
+  } finally {
+    rest.dispose();
+    tf.dispose(tensors);
+  }
+}
+
+/** The host solver (float64 Hinv and sweep, LLMCB_SOLVER=host): the oracle of the tests. */
+async function sparsegptPruneHost(w: tf.Tensor2D, h: tf.Tensor2D, o: SparseGPTOptions): Promise<SparseGPTResult> {
+  const [rows, cols] = w.shape;
+  const p = o.pattern;
   const wData = Float32Array.from((await w.data()) as Float32Array); // [out, in]
   const grid = o.wbits !== null ? minmaxGrid(wData, rows, cols, o.wbits) : null; // from the full weight, as the reference
   // Hinv: upper Cholesky factor of (H + damp·I)⁻¹; dead inputs (H_jj = 0) get their columns zeroed

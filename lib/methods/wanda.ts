@@ -7,11 +7,12 @@ import * as tf from '@tensorflow/tfjs';
 import { linearName } from '../models/arch';
 import type { Model } from '../models/types';
 import { sparsityReport } from '../quant/sparse';
-import { patternLabel, selectMask, toPattern, type SparsityPattern } from '../quant/sparse-pattern';
+import { patternLabel, pruneCount, selectMask, toPattern, type SparsityPattern } from '../quant/sparse-pattern';
 import { describeCalib, type CalibSet } from './calib';
 import { applyMask, checkModelPattern } from './magnitude';
 import { runSequential, sequentialDefaults } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
+import { maskLowestDevice, solverKind } from './solver';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
 export const options = defineOptions({
@@ -47,10 +48,15 @@ export class WandaLayer {
     this.tokens += x.shape[0];
   }
 
+  /** The Wanda score |W| · ‖X_j‖₂ [out, in] on the backend (caller disposes). */
+  scoreTensor(w: tf.Tensor2D): tf.Tensor2D {
+    if (!this.sumSq) throw new Error(`Wanda '${this.name}': no calibration batches were added`);
+    return tf.tidy(() => tf.mul(tf.abs(w), tf.sqrt(this.sumSq as tf.Tensor1D).reshape([1, -1]))); // [out, in]
+  }
+
   /** The Wanda score |W| · ‖X_j‖₂ as host data, [out, in] row-major. */
   async score(w: tf.Tensor2D): Promise<Float32Array> {
-    if (!this.sumSq) throw new Error(`Wanda '${this.name}': no calibration batches were added`);
-    const s = tf.tidy(() => tf.mul(tf.abs(w), tf.sqrt(this.sumSq as tf.Tensor1D).reshape([1, -1]))); // [out, in]
+    const s = this.scoreTensor(w);
     const data = (await s.data()) as Float32Array;
     s.dispose();
     return data;
@@ -61,8 +67,23 @@ export class WandaLayer {
     return selectMask(await this.score(w), rows, cols, pattern, 'row');
   }
 
-  /** Returns the pruned copy of w [out, in]. */
+  /**
+   * Returns the pruned copy of w [out, in]. Unstructured patterns are selected on the device
+   * (maskLowestDevice, the same entries as the host's maskLowestPerRow) unless LLMCB_SOLVER=host.
+   */
   async prune(w: tf.Tensor2D, pattern: SparsityPattern): Promise<tf.Tensor2D> {
+    if (pattern.kind === 'unstructured' && solverKind() === 'device') {
+      const s = this.scoreTensor(w);
+      let m: tf.Tensor;
+      try {
+        m = await maskLowestDevice(s, pruneCount(w.shape[1], pattern.ratio), 'row'); // [out, in] 1 = pruned
+      } finally {
+        s.dispose();
+      }
+      const out = tf.tidy(() => tf.where(tf.greater(m, 0.5), tf.zerosLike(w), w) as tf.Tensor2D);
+      m.dispose();
+      return out;
+    }
     return applyMask(w, await this.mask(w, pattern));
   }
 

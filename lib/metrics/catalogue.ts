@@ -33,6 +33,10 @@ export const METRIC_CATALOGUE = {
       task: 'compress', unit: 'bytes', higherIsBetter: false, inOverall: false, paperColumn: null,
       description: "WebGPU only: tfjs's buffer-pool high-water mark, over the process lifetime (the pool keeps freed buffers): not the track's memory",
     },
+    peak_gpu_tensor_bytes: {
+      task: 'compress', unit: 'bytes', higherIsBetter: false, inOverall: false, paperColumn: null,
+      description: "WebGPU only: peak GPU bytes held by live tensors (torch.cuda.max_memory_allocated's analogue; with layer streaming one block's weights plus activations)",
+    },
   },
   4: {
     peak_memory_bytes: {

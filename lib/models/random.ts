@@ -1,8 +1,12 @@
 // Randomly initialised models (benchmarks, tests of architecture paths without weights): any
 // config.json-style dict, weights drawn from a seeded normal, norms at 1 and biases small.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { mulberry32 } from '../rng';
 import { configFromHf } from './hf';
-import type { Model, Tokenizer } from './types';
+import { writeSafetensorsSharded, type AsyncWriteTensor } from './safetensors';
+import { Llama2cTokenizer } from './tokenizer-llama2c';
+import type { Model, ModelConfig, Tokenizer } from './types';
 import { expectedShapes, uploadSources, type TensorSource, type UploadOptions } from './weights';
 
 export interface RandomModelOptions extends UploadOptions {
@@ -72,6 +76,13 @@ function uniforms(seed: number): () => number {
 export function randomModel(hf: Record<string, unknown>, opts: RandomModelOptions = {}): Model {
   const o = { ...DEFAULTS, ...opts };
   const config = configFromHf(hf, `${o.name} config`);
+  const { weights, splitWeights } = uploadSources(randomSources(config, opts), opts);
+  return { name: o.name, family: config.arch, config, weights, splitWeights, tokenizer: new ByteTokenizer(config.vocabSize), source: `random(seed=${o.seed})` };
+}
+
+/** The weights a config implies, each drawn when read (seeded per tensor: the same values whatever reads them). */
+export function randomSources(config: ModelConfig, opts: Omit<RandomModelOptions, keyof UploadOptions> = {}): TensorSource[] {
+  const o = { ...DEFAULTS, ...opts };
   const shapes = [...expectedShapes(config)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const sources: TensorSource[] = shapes.map(([name, shape], k) => ({
     name,
@@ -90,6 +101,60 @@ export function randomModel(hf: Record<string, unknown>, opts: RandomModelOption
       return data;
     },
   }));
-  const { weights, splitWeights } = uploadSources(sources, opts);
-  return { name: o.name, family: config.arch, config, weights, splitWeights, tokenizer: new ByteTokenizer(config.vocabSize), source: `random(seed=${o.seed})` };
+  return sources;
+}
+
+/** LLaMA-2-7B's shape (hidden 4096, 32 layers, 32 heads, SwiGLU 11008, 32000-token vocabulary,
+ * untied head, 4096 context): Track 3's cost of compression at real scale (scripts/build-random-model.ts). */
+export const CONFIG_LLAMA2_7B = {
+  model_type: 'llama', hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32,
+  num_key_value_heads: 32, vocab_size: 32000, max_position_embeddings: 4096, rms_norm_eps: 1e-5, rope_theta: 10000,
+  tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
+};
+
+export interface RandomDirOptions {
+  seed: number; // seed of the weights
+  std: number; // standard deviation of matrix entries
+  dist: 'normal' | 'uniform'; // 'uniform' draws ~10× faster (7B: billions of values)
+  dtype: 'BF16' | 'F16'; // stored dtype of the shards
+  maxShardBytes: number; // largest shard (more than one: model.safetensors.index.json)
+}
+
+export const randomDirDefaults: RandomDirOptions = {
+  seed: 0,
+  std: 0.02, // transformers' initializer_range
+  dist: 'uniform',
+  dtype: 'BF16', // LLaMA-2's released dtype
+  maxShardBytes: 4 * 1024 ** 3,
+};
+
+/** The placeholder tokenizer of a random model directory: llama2.c pieces <unk>, <s>, </s>, the 256 byte pieces, then fillers. */
+export function placeholderTokenizer(vocabSize: number): Llama2cTokenizer {
+  if (vocabSize < 259) throw new Error(`placeholder tokenizer: vocabulary ${vocabSize} is smaller than 3 specials + 256 bytes`);
+  const pieces = ['<unk>', '\n<s>\n', '\n</s>\n'];
+  for (let b = 0; b < 256; b++) pieces.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+  while (pieces.length < vocabSize) pieces.push(`<random${pieces.length}>`);
+  return new Llama2cTokenizer(pieces, new Float32Array(vocabSize));
+}
+
+/**
+ * Writes a randomly initialised model as an HF directory: config.json (marked random in
+ * `llmcb_random` and `_name_or_path`), generation_config.json, bf16/fp16 safetensors shards (with an
+ * index when more than one) and a placeholder tokenizer.bin. Tensors are drawn and encoded one at a
+ * time while the shard is written, so the host holds one tensor (fp32 and its 16-bit copy), never
+ * the model. The directory's name must say 'random' (it becomes the model name of every row).
+ */
+export async function writeRandomModelDir(hf: Record<string, unknown>, dir: string, opts: Partial<RandomDirOptions> = {}): Promise<string[]> {
+  const o = { ...randomDirDefaults, ...opts };
+  if (!/random/i.test(path.basename(path.resolve(dir)))) throw new Error(`random model directory '${dir}': its name must contain 'random' (it names the model in result rows)`);
+  if (o.dtype !== 'BF16' && o.dtype !== 'F16') throw new Error(`random model: dtype must be BF16 or F16, got '${String(o.dtype)}'`);
+  const marked = { ...hf, _name_or_path: `random weights (seed ${o.seed}, ${o.dist}, std ${o.std}): a shape for cost measurements, not a trained model`, llmcb_random: { seed: o.seed, dist: o.dist, std: o.std } };
+  const config = configFromHf(marked, `${dir}/config.json`);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'config.json'), `${JSON.stringify(marked, null, 2)}\n`);
+  writeFileSync(path.join(dir, 'generation_config.json'), `${JSON.stringify({ bos_token_id: config.bosTokenId, eos_token_id: config.eosTokenId }, null, 2)}\n`);
+  writeFileSync(path.join(dir, 'tokenizer.bin'), placeholderTokenizer(config.vocabSize).toBinary());
+  const sources = randomSources(config, { seed: o.seed, std: o.std, dist: o.dist, name: path.basename(dir) });
+  const tensors: AsyncWriteTensor[] = sources.map((s) => ({ name: s.name, shape: s.shape, dtype: o.dtype, chunks: () => [s.read()] }));
+  return writeSafetensorsSharded(dir, tensors, { maxShardBytes: o.maxShardBytes, metadata: { format: 'pt' } });
 }

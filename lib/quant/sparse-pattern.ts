@@ -81,42 +81,77 @@ export function pruneCount(numel: number, ratio: number): number {
 }
 
 /**
- * Marks exactly k entries of score[start .. start+len) (stride 1) with the lowest scores as pruned.
- * Threshold from a sorted copy; entries equal to the threshold are taken in index order.
+ * Marks exactly k entries of score[start .. start+len) with the lowest scores as pruned: the
+ * threshold is the k-th smallest score (quickselect on a copy: linear time, a 7B model's matrices
+ * are selected in seconds rather than the minutes a sort takes); entries equal to it are taken in
+ * index order.
  */
-function markLowest(score: ArrayLike<number>, idx: (j: number) => number, len: number, k: number, mask: Uint8Array): void {
+function markLowest(score: ArrayLike<number>, start: number, len: number, k: number, mask: Uint8Array): void {
   if (k <= 0) return;
   if (k >= len) {
-    for (let j = 0; j < len; j++) mask[idx(j)] = 1;
+    mask.fill(1, start, start + len);
     return;
   }
   const vals = new Float64Array(len);
-  for (let j = 0; j < len; j++) vals[j] = score[idx(j)];
-  const sorted = Float64Array.from(vals).sort();
-  const t = sorted[k - 1];
+  let nan = false;
+  for (let j = 0; j < len; j++) {
+    const v = score[start + j];
+    vals[j] = v;
+    if (v !== v) nan = true;
+  }
+  const t = nan ? Float64Array.from(vals).sort()[k - 1] : kthSmallest(Float64Array.from(vals), k - 1);
   let below = 0;
   for (let j = 0; j < len; j++) if (vals[j] < t) below++;
   let ties = k - below;
   for (let j = 0; j < len; j++) {
-    if (vals[j] < t) mask[idx(j)] = 1;
+    if (vals[j] < t) mask[start + j] = 1;
     else if (vals[j] === t && ties > 0) {
-      mask[idx(j)] = 1;
+      mask[start + j] = 1;
       ties--;
     }
   }
 }
 
+/** The value of rank k (0-based) of a (NaN-free) array, reordering it in place (Hoare quickselect, median-of-three pivot). */
+export function kthSmallest(a: Float64Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (hi > lo) {
+    const x = a[lo];
+    const y = a[(lo + hi) >>> 1];
+    const z = a[hi];
+    const pivot = x < y ? (y < z ? y : x < z ? z : x) : x < z ? x : y < z ? z : y;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const tmp = a[i];
+        a[i] = a[j];
+        a[j] = tmp;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
+}
+
 /** Prune the k lowest scores of the whole matrix (magnitude's comparison group). */
 export function maskLowestGlobal(score: ArrayLike<number>, k: number): Uint8Array {
   const mask = new Uint8Array(score.length);
-  markLowest(score, (j) => j, score.length, k, mask);
+  markLowest(score, 0, score.length, k, mask);
   return mask;
 }
 
 /** Prune the k lowest scores of each output row (Wanda's comparison group). */
 export function maskLowestPerRow(score: ArrayLike<number>, rows: number, cols: number, k: number): Uint8Array {
   const mask = new Uint8Array(rows * cols);
-  for (let r = 0; r < rows; r++) markLowest(score, (j) => r * cols + j, cols, k, mask);
+  for (let r = 0; r < rows; r++) markLowest(score, r * cols, cols, k, mask);
   return mask;
 }
 

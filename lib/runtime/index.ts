@@ -2,3 +2,4 @@ export * from './backend';
 export * from './probes';
 export * from './bench';
 export * from './rows';
+export * from './residency';

@@ -1,6 +1,7 @@
 // Timing, memory and leak probes that work on every backend.
 import * as tf from '@tensorflow/tfjs';
 import { webgpuDevice } from './backend';
+import { gpuBytesInUse } from './residency';
 
 /** Waits until the GPU has finished all work tfjs has queued (no-op on CPU backends). */
 export async function syncDevice(): Promise<void> {
@@ -28,6 +29,8 @@ export interface MemorySnapshot {
   tensorBytes: number;
   /** Bytes of GPU buffers tfjs has allocated (in use + its reuse pool); null off the GPU. */
   gpuAllocatedBytes: number | null;
+  /** Bytes of GPU buffers holding live tensors (pool excluded: torch.cuda.memory_allocated's analogue); null off the GPU. */
+  gpuInUseBytes: number | null;
   rssBytes: number;
 }
 
@@ -36,6 +39,7 @@ export function memorySnapshot(): MemorySnapshot {
   return {
     tensorBytes: m.numBytes,
     gpuAllocatedBytes: m.numBytesAllocatedInGPU ?? null,
+    gpuInUseBytes: gpuBytesInUse(),
     rssBytes: process.memoryUsage().rss,
   };
 }
@@ -45,6 +49,8 @@ export interface PeakMemory {
   peakTensorBytes: number;
   /** Highest GPU bytes allocated by tfjs; its pool keeps freed buffers, so this is a true high-water mark. */
   peakGpuAllocatedBytes: number | null;
+  /** Highest GPU bytes held by live tensors at any sample (torch.cuda.max_memory_allocated's analogue); null off the GPU. */
+  peakGpuInUseBytes: number | null;
   peakRssBytes: number;
 }
 
@@ -61,7 +67,7 @@ export interface MemoryProbe {
 export async function measurePeakMemory<T>(
   fn: (probe: MemoryProbe) => T | Promise<T>,
 ): Promise<{ result: T; peak: PeakMemory }> {
-  const peak: PeakMemory = { peakTensorBytes: 0, peakGpuAllocatedBytes: null, peakRssBytes: 0 };
+  const peak: PeakMemory = { peakTensorBytes: 0, peakGpuAllocatedBytes: null, peakGpuInUseBytes: null, peakRssBytes: 0 };
   const probe: MemoryProbe = {
     sample() {
       const s = memorySnapshot();
@@ -70,6 +76,7 @@ export async function measurePeakMemory<T>(
       if (s.gpuAllocatedBytes !== null) {
         peak.peakGpuAllocatedBytes = Math.max(peak.peakGpuAllocatedBytes ?? 0, s.gpuAllocatedBytes);
       }
+      if (s.gpuInUseBytes !== null) peak.peakGpuInUseBytes = Math.max(peak.peakGpuInUseBytes ?? 0, s.gpuInUseBytes);
     },
   };
   probe.sample();

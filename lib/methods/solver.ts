@@ -1,0 +1,522 @@
+// The GPTQ / SparseGPT solvers on the active tfjs backend (webgpu on a GPU host), in fp32 as the
+// reference implementations run on the GPU:
+//   - prepareHessianDevice: dead inputs, dampening (percdamp · mean diag H) and Hinv, the upper
+//     Cholesky factor of (H + damp·I)⁻¹, from one blocked Cholesky and one blocked triangular
+//     inverse (U = J·chol(J·H·J)⁻¹·J with J the order-reversing permutation; see below);
+//   - the in-block column sweeps of GPTQ and SparseGPT: every row of a block of ≤ 128 columns is
+//     independent, so one WGSL dispatch sweeps a block (one invocation per row), and the lazy batch
+//     update of the columns right of the block is one tfjs matmul in the caller.
+// Off webgpu (wasm, cpu) the sweeps run the same loops on the host on the block's values.
+//
+// Layout: the solvers keep weights column-major, Wt [cols, rows] (a block of columns is a
+// contiguous row range and each invocation reads one element per column: coalesced).
+//
+// LLMCB_SOLVER=host selects the previous host solvers (float64 JavaScript, lib/methods/hessian.ts),
+// kept as the tests' oracle; the default is 'device'.
+import * as tf from '@tensorflow/tfjs';
+import { f32, paramsStruct, runKernel, u32 } from '../kernels/gpu';
+import { webgpuDevice } from '../runtime/backend';
+import { choleskyLower, NotPositiveDefiniteError } from './hessian';
+
+export type SolverKind = 'device' | 'host';
+export const SOLVER_KINDS: readonly SolverKind[] = ['device', 'host'];
+
+/** The solver GPTQ and SparseGPT use: LLMCB_SOLVER (default 'device'); a bad value is an error naming it. */
+export function solverKind(): SolverKind {
+  const v = process.env.LLMCB_SOLVER ?? 'device';
+  if (!(SOLVER_KINDS as readonly string[]).includes(v)) throw new Error(`LLMCB_SOLVER='${v}': expected one of ${SOLVER_KINDS.join(', ')}`);
+  return v as SolverKind;
+}
+
+/** Columns per diagonal block of the blocked factorisations (the block is factorised on the host). */
+export const FACTOR_BLOCK = 128;
+
+/** Inverse of a lower-triangular n×n row-major matrix (host, float64). */
+export function invertLower(L: Float64Array, n: number): Float64Array {
+  const X = new Float64Array(n * n);
+  for (let j = 0; j < n; j++) {
+    X[j * n + j] = 1 / L[j * n + j];
+    for (let i = j + 1; i < n; i++) {
+      let s = 0;
+      for (let k = j; k < i; k++) s -= L[i * n + k] * X[k * n + j];
+      X[i * n + j] = s / L[i * n + i];
+    }
+  }
+  return X;
+}
+
+async function hostSquare(t: tf.Tensor2D): Promise<Float64Array> {
+  return Float64Array.from((await t.data()) as Float32Array);
+}
+
+/**
+ * Lower Cholesky factor L of a symmetric positive definite A [n, n] (A = L Lᵀ), right-looking and
+ * blocked: each FACTOR_BLOCK diagonal block is factorised on the host (float64), the panel below it
+ * is A21·L11⁻ᵀ and the trailing matrix is updated by one matmul. A is not disposed.
+ */
+export async function choleskyLowerDevice(A: tf.Tensor2D, what = 'cholesky'): Promise<tf.Tensor2D> {
+  const n = A.shape[0];
+  if (A.shape[1] !== n) throw new Error(`${what}: matrix is [${A.shape}], not square`);
+  const panels: tf.Tensor2D[] = []; // [n, b] each: column panels of L
+  let S = A.clone(); // trailing matrix [n - k, n - k]
+  try {
+    for (let k = 0; k < n; k += FACTOR_BLOCK) {
+      const b = Math.min(FACTOR_BLOCK, n - k);
+      const m = n - k;
+      const a11 = tf.slice(S, [0, 0], [b, b]);
+      const host = await hostSquare(a11);
+      a11.dispose();
+      try {
+        choleskyLower(host, b, what);
+      } catch (e) {
+        if (e instanceof NotPositiveDefiniteError) throw new NotPositiveDefiniteError(`${what} (diagonal block at column ${k})`, Number(/pivot (\d+)/.exec(e.message)?.[1] ?? 0) + k);
+        throw e;
+      }
+      const L11 = Float32Array.from(host);
+      const L11inv = Float32Array.from(invertLower(host, b));
+      const last = m === b;
+      const [panel, next] = tf.tidy(() => {
+        const l11 = tf.tensor2d(L11, [b, b]);
+        if (last) return [tf.pad(l11, [[k, 0], [0, 0]]) as tf.Tensor2D, tf.zeros([0, 0]) as tf.Tensor2D];
+        const a21 = tf.slice(S, [b, 0], [m - b, b]); // [m - b, b]
+        const l21 = tf.matMul(a21, tf.tensor2d(L11inv, [b, b]), false, true); // A21·L11⁻ᵀ [m - b, b]
+        const s22 = tf.sub(tf.slice(S, [b, b], [m - b, m - b]), tf.matMul(l21, l21, false, true)) as tf.Tensor2D; // [m - b, m - b]
+        return [tf.pad(tf.concat([l11, l21], 0), [[k, 0], [0, 0]]) as tf.Tensor2D, s22];
+      });
+      panels.push(panel);
+      S.dispose();
+      S = next;
+    }
+    return tf.concat(panels, 1) as tf.Tensor2D;
+  } finally {
+    S.dispose();
+    tf.dispose(panels);
+  }
+}
+
+/** Inverse of a lower-triangular L [n, n], by recursive halving ([[A,0],[B,C]]⁻¹ = [[A⁻¹,0],[−C⁻¹BA⁻¹,C⁻¹]]); leaves on the host. */
+export async function invertLowerDevice(L: tf.Tensor2D): Promise<tf.Tensor2D> {
+  const n = L.shape[0];
+  if (n <= FACTOR_BLOCK) {
+    const inv = invertLower(await hostSquare(L), n);
+    return tf.tensor2d(Float32Array.from(inv), [n, n]);
+  }
+  const h = Math.ceil(n / 2 / FACTOR_BLOCK) * FACTOR_BLOCK; // split on a block boundary
+  const A = tf.slice(L, [0, 0], [h, h]);
+  const C = tf.slice(L, [h, h], [n - h, n - h]);
+  let Ai: tf.Tensor2D | null = null;
+  let Ci: tf.Tensor2D | null = null;
+  try {
+    Ai = await invertLowerDevice(A);
+    Ci = await invertLowerDevice(C);
+    const [ai, ci] = [Ai, Ci];
+    return tf.tidy(() => {
+      const B = tf.slice(L, [h, 0], [n - h, h]); // [n - h, h]
+      const X = tf.neg(tf.matMul(ci, tf.matMul(B, ai))); // [n - h, h]
+      const top = tf.concat([ai, tf.zeros([h, n - h])], 1);
+      return tf.concat([top, tf.concat([X, ci], 1)], 0) as tf.Tensor2D;
+    });
+  } finally {
+    tf.dispose([A, C]);
+    if (Ai) Ai.dispose();
+    if (Ci) Ci.dispose();
+  }
+}
+
+export interface DeviceHessian {
+  /** Upper Cholesky factor of (H + damp·I)⁻¹ [n, n] on the backend (GPTQ/SparseGPT's Hinv); caller disposes. */
+  hinv: tf.Tensor2D;
+  /** Columns whose diag(H) was 0 (in the permuted order when perm is given). */
+  dead: boolean[];
+  /** The dampening added to the diagonal. */
+  damp: number;
+  /** diag(H) before dead-column fixing and dampening (permuted order), on the host. */
+  diag: Float32Array;
+}
+
+/** diag(A) of a square tensor, on the host. */
+export async function diagonal(A: tf.Tensor2D): Promise<Float32Array> {
+  const n = A.shape[0];
+  const d = tf.tidy(() => tf.gather(tf.reshape(A, [-1]), tf.tensor1d(Array.from({ length: n }, (_, i) => i * (n + 1)), 'int32')));
+  const v = (await d.data()) as Float32Array;
+  d.dispose();
+  return Float32Array.from(v);
+}
+
+/**
+ * prepareHessian (lib/methods/hessian.ts) on the backend: dead columns get H[i,i] = 1, dampening
+ * percdamp·mean(diag H), then Hinv = upper Cholesky factor of (H + damp·I)⁻¹. `perm` (act-order)
+ * permutes rows and columns first. H is not disposed.
+ *
+ * With J the reversal permutation and J·A·J = M Mᵀ (M lower): A⁻¹ = (J M⁻ᵀ J)(J M⁻¹ J), and J M⁻¹ J
+ * is upper triangular, so Hinv = J M⁻¹ J: one Cholesky and one triangular inverse instead of the
+ * reference's Cholesky, cholesky_inverse and second Cholesky (same matrix up to rounding).
+ */
+export async function prepareHessianDevice(H: tf.Tensor2D, percdamp: number, perm?: number[]): Promise<DeviceHessian> {
+  if (!(percdamp >= 0)) throw new Error(`percdamp must be >= 0, got ${percdamp}`);
+  const n = H.shape[0];
+  if (H.shape[1] !== n) throw new Error(`Hessian is [${H.shape}], not square`);
+  if (perm && perm.length !== n) throw new Error(`Hessian: permutation has ${perm.length} entries for ${n} columns`);
+  const P = perm ? tf.tidy(() => { const p = tf.tensor1d(perm, 'int32'); return tf.gather(tf.gather(H, p, 0), p, 1) as tf.Tensor2D; }) : H;
+  try {
+    const diag = await diagonal(P);
+    const dead = Array.from(diag, (d) => d === 0);
+    let mean = 0;
+    for (let i = 0; i < n; i++) mean += dead[i] ? 1 : diag[i];
+    const damp = (percdamp * mean) / n;
+    const add = Float32Array.from(dead, (isDead) => (isDead ? 1 : 0) + damp);
+    const flipped = tf.tidy(() => tf.reverse(tf.add(P, tf.diag(tf.tensor1d(add))), [0, 1]) as tf.Tensor2D); // J(H + D)J
+    let M: tf.Tensor2D;
+    try {
+      M = await choleskyLowerDevice(flipped, 'Hessian');
+    } finally {
+      flipped.dispose();
+    }
+    let Mi: tf.Tensor2D;
+    try {
+      Mi = await invertLowerDevice(M);
+    } finally {
+      M.dispose();
+    }
+    const hinv = tf.reverse(Mi, [0, 1]) as tf.Tensor2D;
+    Mi.dispose();
+    return { hinv, dead, damp, diag };
+  } finally {
+    if (P !== H) P.dispose();
+  }
+}
+
+// ---- the in-block sweeps ---------------------------------------------------------------------
+
+const onWebgpu = () => webgpuDevice() !== null;
+
+/** The GPTQ sweep of one block. All tensors column-major: w [count, rows]. */
+export interface GptqBlockInput {
+  w: tf.Tensor2D; // [count, rows] the block's columns (lazy updates of earlier blocks applied)
+  hinv: tf.Tensor2D; // [count, count] the block's diagonal block of Hinv
+  table: tf.Tensor2D; // [2·G, rows]: rows 0..G-1 the scales of the block's G groups, rows G..2G-1 their zeros
+  group: Int32Array; // [count] group (row of table) of each column
+  maxq: number; // 2^bits - 1
+}
+
+export interface BlockSweep {
+  codes: tf.Tensor2D; // [count, rows] GPTQ: the integer codes (as floats); SparseGPT: the new values
+  err: tf.Tensor2D; // [count, rows] (w − q) / Hinv_ii: the lazy update's input
+  loss: tf.Tensor1D; // [rows] each row's loss over the block
+}
+
+const GPTQ_WGSL = (count: number, params: string) => `
+${params}
+const BS: u32 = ${count}u;
+@group(0) @binding(0) var<storage, read_write> codes: array<f32>;
+@group(0) @binding(1) var<storage, read_write> err: array<f32>;
+@group(0) @binding(2) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> hinv: array<f32>;
+@group(0) @binding(5) var<storage, read> tbl: array<f32>;
+@group(0) @binding(6) var<storage, read> grp: array<i32>;
+@group(0) @binding(7) var<uniform> params: Params;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let r = gid.x;
+  let R = params.rows;
+  if (r >= R) { return; }
+  var row: array<f32, BS>;
+  for (var i = 0u; i < BS; i++) { row[i] = w[i * R + r]; }
+  var l = 0.0;
+  for (var i = 0u; i < BS; i++) {
+    let g = u32(grp[i]);
+    let s = tbl[g * R + r];
+    let z = tbl[(params.groups + g) * R + r];
+    let x = row[i];
+    let c = clamp(round(x / s) + z, 0.0, params.maxq); // WGSL round: half to even, as torch.round
+    let q = s * (c - z);
+    let d = hinv[i * BS + i];
+    let e = (x - q) / d;
+    l += (x - q) * (x - q) / (d * d) / 2.0;
+    codes[i * R + r] = c;
+    err[i * R + r] = e;
+    for (var j = i + 1u; j < BS; j++) { row[j] -= e * hinv[i * BS + j]; }
+  }
+  loss[r] = l;
+}`;
+
+/** Sweeps one GPTQ block: quantize each column with its group's (scale, zero), spread the error right within the block. */
+export async function gptqBlockSweep(a: GptqBlockInput): Promise<BlockSweep> {
+  const [count, rows] = a.w.shape;
+  const G = a.table.shape[0] / 2;
+  if (onWebgpu()) {
+    const params = { rows: u32(rows), groups: u32(G), maxq: f32(a.maxq) };
+    const grp = tf.tensor1d(a.group, 'int32');
+    try {
+      const [codes, err, loss] = runKernel({
+        name: `gptq-sweep-${count}`,
+        code: GPTQ_WGSL(count, paramsStruct(params)),
+        inputs: [a.w, a.hinv, a.table, grp],
+        outputs: [{ shape: [count, rows], dtype: 'float32' }, { shape: [count, rows], dtype: 'float32' }, { shape: [rows], dtype: 'float32' }],
+        params,
+        workgroups: [Math.ceil(rows / 64), 1, 1],
+      });
+      return { codes: codes as tf.Tensor2D, err: err as tf.Tensor2D, loss: loss as tf.Tensor1D };
+    } finally {
+      grp.dispose();
+    }
+  }
+  const w = Float64Array.from((await a.w.data()) as Float32Array);
+  const h = (await a.hinv.data()) as Float32Array;
+  const tbl = (await a.table.data()) as Float32Array;
+  const codes = new Float32Array(count * rows);
+  const err = new Float32Array(count * rows);
+  const loss = new Float32Array(rows);
+  for (let i = 0; i < count; i++) {
+    const g = a.group[i];
+    const d = h[i * count + i];
+    for (let r = 0; r < rows; r++) {
+      const s = tbl[g * rows + r];
+      const z = tbl[(G + g) * rows + r];
+      const x = w[i * rows + r];
+      const c = Math.min(Math.max(roundHalfEven(Math.fround(Math.fround(x) / s)) + z, 0), a.maxq);
+      const q = Math.fround(s * Math.fround(c - z));
+      const e = (x - q) / d;
+      loss[r] += ((x - q) * (x - q)) / (d * d) / 2;
+      codes[i * rows + r] = c;
+      err[i * rows + r] = e;
+    }
+    propagateError(w, err, h, i, count, rows);
+  }
+  return sweepTensors(codes, err, loss, count, rows);
+}
+
+/** The lazy update inside a block after column i: w[j] −= err[i] · h[i, j] for the columns j > i (column-major [count, rows]). */
+function propagateError(w: Float64Array, err: Float32Array, h: ArrayLike<number>, i: number, count: number, rows: number): void {
+  for (let j = i + 1; j < count; j++) {
+    const hij = h[i * count + j];
+    if (hij === 0) continue;
+    for (let r = 0; r < rows; r++) w[j * rows + r] -= err[i * rows + r] * hij;
+  }
+}
+
+/** A host sweep's outputs as tensors: values and errors [count, rows], loss [rows]. */
+function sweepTensors(values: Float32Array, err: Float32Array, loss: Float32Array, count: number, rows: number) {
+  return { codes: tf.tensor2d(values, [count, rows]), err: tf.tensor2d(err, [count, rows]), loss: tf.tensor1d(loss) };
+}
+
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** The SparseGPT sweep of one block. All tensors column-major: w [count, rows]. */
+export interface SparseBlockInput {
+  w: tf.Tensor2D; // [count, rows]
+  hinv: tf.Tensor2D; // [count, count]
+  mask: tf.Tensor2D | null; // [count, rows] 1 = prune (unstructured, chosen before the sweep); null for N:M
+  nm: { n: number; m: number } | null; // N:M: chosen in the sweep per group of m columns (m ≤ 32)
+  grid: tf.Tensor2D | null; // [2, rows] joint quantization: per-row scale, zero; null = off
+  maxq: number; // 2^wbits - 1 (ignored without grid)
+}
+
+const SPARSE_WGSL = (count: number, params: string) => `
+${params}
+const BS: u32 = ${count}u;
+@group(0) @binding(0) var<storage, read_write> outv: array<f32>;
+@group(0) @binding(1) var<storage, read_write> err: array<f32>;
+@group(0) @binding(2) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> hinv: array<f32>;
+@group(0) @binding(5) var<storage, read> mask: array<f32>;
+@group(0) @binding(6) var<storage, read> grid: array<f32>;
+@group(0) @binding(7) var<uniform> params: Params;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let r = gid.x;
+  let R = params.rows;
+  if (r >= R) { return; }
+  var row: array<f32, BS>;
+  for (var i = 0u; i < BS; i++) { row[i] = w[i * R + r]; }
+  var l = 0.0;
+  var nm = 0u; // bit j: column j of the current N:M group is pruned
+  for (var i = 0u; i < BS; i++) {
+    let d = hinv[i * BS + i];
+    if (params.m > 0u && i % params.m == 0u) {
+      nm = 0u;
+      for (var j = 0u; j < params.m; j++) {
+        let dj = hinv[(i + j) * BS + i + j];
+        let sj = row[i + j] * row[i + j] / (dj * dj);
+        var rank = 0u;
+        for (var k = 0u; k < params.m; k++) {
+          let dk = hinv[(i + k) * BS + i + k];
+          let sk = row[i + k] * row[i + k] / (dk * dk);
+          if (sk < sj || (sk == sj && k < j)) { rank++; }
+        }
+        if (rank < params.n) { nm |= 1u << j; }
+      }
+    }
+    var pruned = mask[i * R + r] > 0.5;
+    if (params.m > 0u) { pruned = ((nm >> (i % params.m)) & 1u) == 1u; }
+    let x = row[i];
+    var q = select(x, 0.0, pruned);
+    if (params.maxq > 0.0) {
+      let s = grid[r];
+      let z = grid[R + r];
+      q = s * (clamp(floor(q / s + 0.5) + z, 0.0, params.maxq) - z);
+    }
+    outv[i * R + r] = q;
+    let e = (x - q) / d;
+    l += e * e / 2.0;
+    err[i * R + r] = e;
+    if (e != 0.0) {
+      for (var j = i + 1u; j < BS; j++) { row[j] -= e * hinv[i * BS + j]; }
+    }
+  }
+  loss[r] = l;
+}`;
+
+/** Sweeps one SparseGPT block: prune (and optionally quantize) each column, spread the error right within the block. */
+export async function sparseBlockSweep(a: SparseBlockInput): Promise<BlockSweep> {
+  const [count, rows] = a.w.shape;
+  if (a.nm && (a.nm.m > 32 || count % a.nm.m !== 0)) throw new Error(`SparseGPT sweep: N:M with M = ${a.nm.m} needs M ≤ 32 dividing the block (${count} columns)`);
+  if (!a.nm && !a.mask) throw new Error('SparseGPT sweep: an unstructured block needs its mask');
+  if (onWebgpu()) {
+    const params = { rows: u32(rows), n: u32(a.nm?.n ?? 0), m: u32(a.nm?.m ?? 0), maxq: f32(a.grid ? a.maxq : 0) };
+    const mask = a.mask ?? (tf.zeros([1, 1]) as tf.Tensor2D);
+    const grid = a.grid ?? (tf.zeros([1, 1]) as tf.Tensor2D);
+    try {
+      const [outv, err, loss] = runKernel({
+        name: `sparsegpt-sweep-${count}`,
+        code: SPARSE_WGSL(count, paramsStruct(params)),
+        inputs: [a.w, a.hinv, mask, grid],
+        outputs: [{ shape: [count, rows], dtype: 'float32' }, { shape: [count, rows], dtype: 'float32' }, { shape: [rows], dtype: 'float32' }],
+        params,
+        workgroups: [Math.ceil(rows / 64), 1, 1],
+      });
+      return { codes: outv as tf.Tensor2D, err: err as tf.Tensor2D, loss: loss as tf.Tensor1D };
+    } finally {
+      if (mask !== a.mask) mask.dispose();
+      if (grid !== a.grid) grid.dispose();
+    }
+  }
+  const w = Float64Array.from((await a.w.data()) as Float32Array);
+  const h = (await a.hinv.data()) as Float32Array;
+  const mask = a.mask ? ((await a.mask.data()) as Float32Array) : null;
+  const grid = a.grid ? ((await a.grid.data()) as Float32Array) : null;
+  const outv = new Float32Array(count * rows);
+  const err = new Float32Array(count * rows);
+  const loss = new Float32Array(rows);
+  const pruned = new Uint8Array(rows); // this column's decision per row
+  const nmRank = new Int32Array(a.nm ? rows * a.nm.m : 0); // [rows, m] rank of each column of the current N:M group
+  const d = (i: number) => h[i * count + i];
+  for (let i = 0; i < count; i++) {
+    if (a.nm && i % a.nm.m === 0) {
+      const { n, m } = a.nm;
+      for (let r = 0; r < rows; r++) {
+        const idx = Array.from({ length: m }, (_, j) => j);
+        const s = idx.map((j) => (w[(i + j) * rows + r] * w[(i + j) * rows + r]) / (d(i + j) * d(i + j)));
+        idx.sort((x, y) => s[x] - s[y] || x - y);
+        for (let j = 0; j < m; j++) nmRank[r * m + idx[j]] = j; // the n lowest ranks are pruned
+      }
+    }
+    for (let r = 0; r < rows; r++) {
+      pruned[r] = a.nm ? (nmRank[r * a.nm.m + (i % a.nm.m)] < a.nm.n ? 1 : 0) : mask![i * rows + r] > 0.5 ? 1 : 0;
+      const x = w[i * rows + r];
+      let q = pruned[r] ? 0 : x;
+      if (grid) {
+        const s = grid[r];
+        const z = grid[rows + r];
+        q = s * (Math.min(Math.max(Math.round(q / s) + z, 0), a.maxq) - z);
+      }
+      outv[i * rows + r] = q;
+      const e = (x - q) / d(i);
+      loss[r] += (e * e) / 2;
+      err[i * rows + r] = e;
+    }
+    propagateError(w, err, h, i, count, rows);
+  }
+  return sweepTensors(outv, err, loss, count, rows);
+}
+
+// ---- the k lowest scores on the device -------------------------------------------------------
+
+const KEY_F32 = new Float32Array(1);
+const KEY_U32 = new Uint32Array(KEY_F32.buffer);
+/** The float32 whose bits are key (keys of non-negative floats are ordered as the floats). */
+const keyValue = (key: number) => {
+  KEY_U32[0] = key;
+  return KEY_F32[0];
+};
+
+/** Candidate thresholds tested per round trip of the selection (the key range shrinks 16× a round). */
+const SPLITS = 15;
+
+/**
+ * maskLowestGlobal / maskLowestPerRow (lib/quant/sparse-pattern.ts) on the device, for non-negative
+ * finite scores: 1 where one of the k lowest entries of score is, over the whole tensor
+ * (`group` 'all', row-major order) or in each row of a 2-D score ('row'); ties at the threshold
+ * are taken in index order. Each group's k-th smallest value is found exactly by narrowing its
+ * float32 bit pattern, 15 candidate thresholds counted per read-back (8 read-backs for 31 bits),
+ * so only counts cross to the host. Returns a float32 0/1 tensor of score's shape; score is not disposed.
+ */
+export async function maskLowestDevice(score: tf.Tensor, k: number, group: 'all' | 'row' = 'all'): Promise<tf.Tensor> {
+  if (group === 'row' && score.rank !== 2) throw new Error(`maskLowestDevice: per-row selection needs a 2-D score, got rank ${score.rank}`);
+  const R = group === 'row' ? score.shape[0] : 1;
+  const C = score.size / R;
+  if (k <= 0) return tf.zeros(score.shape);
+  if (k >= C) return tf.ones(score.shape);
+  if (C >= 2 ** 24) throw new Error(`maskLowestDevice: ${C} scores in a group, more than fp32 prefix counts hold exactly`);
+  const S = tf.reshape(score, [R, C]);
+  try {
+    // Per group: the smallest key K with count(score ≤ value(K)) ≥ k; finite non-negative floats have keys in [0, 0x7f7fffff].
+    const lo = new Uint32Array(R);
+    const hi = new Uint32Array(R).fill(0x7f7fffff);
+    const keys = new Uint32Array(R * SPLITS);
+    while (lo.some((l, r) => l < hi[r])) {
+      const values = new Float32Array(R * SPLITS);
+      for (let r = 0; r < R; r++) {
+        const step = Math.max(1, Math.ceil((hi[r] - lo[r]) / (SPLITS + 1)));
+        for (let j = 0; j < SPLITS; j++) {
+          keys[r * SPLITS + j] = Math.min(lo[r] + (j + 1) * step - 1, hi[r]); // ascending, the last ones may repeat hi
+          values[r * SPLITS + j] = keyValue(keys[r * SPLITS + j]);
+        }
+      }
+      const countsT = tf.tidy(() => {
+        const thr = tf.tensor2d(values, [R, SPLITS]);
+        const per = Array.from({ length: SPLITS }, (_, j) => tf.sum(tf.cast(tf.lessEqual(S, tf.slice(thr, [0, j], [R, 1])), 'int32'), 1)); // [R] each
+        return tf.stack(per, 1); // [R, SPLITS]
+      });
+      const counts = (await countsT.data()) as Int32Array;
+      countsT.dispose();
+      for (let r = 0; r < R; r++) {
+        if (lo[r] >= hi[r]) continue;
+        let first = -1;
+        for (let j = 0; j < SPLITS; j++) {
+          if (counts[r * SPLITS + j] >= k) {
+            first = j;
+            break;
+          }
+        }
+        if (first === -1) lo[r] = keys[r * SPLITS + SPLITS - 1] + 1;
+        else {
+          hi[r] = keys[r * SPLITS + first];
+          if (first > 0) lo[r] = Math.max(lo[r], keys[r * SPLITS + first - 1] + 1);
+        }
+      }
+    }
+    const t = tf.tensor2d(Float32Array.from(hi, keyValue), [R, 1]); // each group's k-th smallest value
+    try {
+      const belowT = tf.tidy(() => tf.sum(tf.cast(tf.less(S, t), 'int32'), 1)); // [R]
+      const below = (await belowT.data()) as Int32Array;
+      belowT.dispose();
+      const need = Float32Array.from(below, (b) => k - b); // ≥ 1 entries equal to t, taken in index order
+      return tf.tidy(() => {
+        const less = tf.cast(tf.less(S, t), 'float32');
+        const eq = tf.cast(tf.equal(S, t), 'float32');
+        const take = tf.mul(eq, tf.cast(tf.lessEqual(tf.cumsum(eq, 1), tf.tensor2d(need, [R, 1])), 'float32')); // exact below 2^24 entries
+        return tf.reshape(tf.add(less, take), score.shape);
+      });
+    } finally {
+      t.dispose();
+    }
+  } finally {
+    S.dispose();
+  }
+}

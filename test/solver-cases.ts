@@ -1,0 +1,233 @@
+// Shared by the solver tests (wasm and webgpu): the device solvers (lib/methods/solver.ts) against
+// the float64 host solvers on random layers with correlated inputs, outlier channels and one dead
+// input; each case returns the disagreement so the test files state their tolerances.
+import * as tf from '@tensorflow/tfjs';
+import { gptqQuantize, gptqQuantizeDevice, defaults as gptqDefaults, type GptqOptions } from '../lib/methods/gptq';
+import { prepareHessian } from '../lib/methods/hessian';
+import { choleskyLowerDevice, maskLowestDevice, prepareHessianDevice } from '../lib/methods/solver';
+import { maskLowestGlobal, maskLowestPerRow } from '../lib/quant/sparse-pattern';
+import { sparsegptPrune } from '../lib/methods/sparsegpt';
+import { WandaLayer } from '../lib/methods/wanda';
+import { toPattern } from '../lib/quant/sparse-pattern';
+
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+export function randn(n: number, seed: number): Float32Array {
+  const r = rng(seed);
+  return Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r()));
+}
+
+export interface Layer {
+  rows: number;
+  cols: number;
+  tokens: number;
+  W: Float32Array; // [rows, cols]
+  X: Float32Array; // [tokens, cols]
+  H: Float64Array; // [cols, cols] = 2/tokens XᵀX (one "sequence" per token row: the scale does not matter)
+}
+
+/** A random layer: X = Z·M / √cols (correlated), every 13th channel ×8, input `dead` never active. */
+export function randomLayer(rows: number, cols: number, tokens: number, seed: number, dead = 5): Layer {
+  const Z = randn(tokens * cols, seed);
+  const M = randn(cols * cols, seed + 1);
+  const X = new Float32Array(tokens * cols);
+  for (let t = 0; t < tokens; t++) for (let j = 0; j < cols; j++) {
+    if (j === dead) continue;
+    let s = 0;
+    for (let k = 0; k < cols; k++) s += Z[t * cols + k] * M[k * cols + j];
+    X[t * cols + j] = (s / Math.sqrt(cols)) * (j % 13 === 0 ? 8 : 1);
+  }
+  const H = new Float64Array(cols * cols);
+  for (let t = 0; t < tokens; t++) for (let i = 0; i < cols; i++) {
+    const xi = X[t * cols + i];
+    if (xi === 0) continue;
+    for (let j = 0; j < cols; j++) H[i * cols + j] += (2 / tokens) * xi * X[t * cols + j];
+  }
+  return { rows, cols, tokens, W: randn(rows * cols, seed + 2), X, H };
+}
+
+/** ‖X Wᵀ − X Qᵀ‖² */
+export function outErr(L: Layer, Q: ArrayLike<number>): number {
+  const { rows, cols, tokens, X, W } = L;
+  let e = 0;
+  for (let t = 0; t < tokens; t++) for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += X[t * cols + c] * (W[r * cols + c] - Q[r * cols + c]);
+    e += s * s;
+  }
+  return e;
+}
+
+const hTensor = (L: Layer) => tf.tensor2d(Float32Array.from(L.H), [L.cols, L.cols]);
+
+/** max |L Lᵀ − A| / max |A| of the blocked device Cholesky on the layer's dampened Hessian. */
+export async function choleskyResidual(L: Layer): Promise<number> {
+  const A = tf.tidy(() => tf.add(hTensor(L), tf.eye(L.cols).mul(0.1)) as tf.Tensor2D);
+  const Lt = await choleskyLowerDevice(A);
+  const r = tf.tidy(() => tf.div(tf.max(tf.abs(tf.sub(tf.matMul(Lt, Lt, false, true), A))), tf.max(tf.abs(A))));
+  const v = (await r.data())[0];
+  tf.dispose([A, Lt, r]);
+  return v;
+}
+
+/** Device vs host Hinv: max |Δ| / max |Hinv|, and whether dead columns and damp agree. */
+export async function hinvDifference(L: Layer, perm?: number[]): Promise<{ rel: number; sameDead: boolean; dampRel: number }> {
+  const h = hTensor(L);
+  const dev = await prepareHessianDevice(h, 0.01, perm);
+  const host = prepareHessian(L.H, L.cols, 0.01, perm);
+  const d = (await dev.hinv.data()) as Float32Array;
+  let maxDiff = 0;
+  let maxAbs = 0;
+  for (let i = 0; i < d.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(d[i] - host.hinv[i]));
+    maxAbs = Math.max(maxAbs, Math.abs(host.hinv[i]));
+  }
+  tf.dispose([h, dev.hinv]);
+  return { rel: maxDiff / maxAbs, sameDead: dev.dead.join() === host.dead.join(), dampRel: Math.abs(dev.damp - host.damp) / host.damp };
+}
+
+/** Device vs host GPTQ: fraction of codes that differ, relative difference of the output errors, and both errors. */
+export async function gptqDifference(L: Layer, opts: Partial<GptqOptions>): Promise<{ codes: number; errRel: number; errDevice: number; errHost: number; sameGroups: boolean }> {
+  const o = { ...gptqDefaults, ...opts };
+  const host = gptqQuantize(L.W, L.rows, L.cols, L.H, o);
+  const h = hTensor(L);
+  const dev = await gptqQuantizeDevice(L.W, L.rows, L.cols, h, o);
+  h.dispose();
+  let diff = 0;
+  for (let i = 0; i < host.quantized.codes.length; i++) if (host.quantized.codes[i] !== dev.quantized.codes[i]) diff++;
+  const errHost = outErr(L, host.weight);
+  const errDevice = outErr(L, dev.weight);
+  const sameGroups = host.quantized.scales.length === dev.quantized.scales.length && (host.quantized.gIdx?.join() ?? '') === (dev.quantized.gIdx?.join() ?? '');
+  return { codes: diff / host.quantized.codes.length, errRel: Math.abs(errDevice - errHost) / errHost, errDevice, errHost, sameGroups };
+}
+
+/** Device vs host SparseGPT (LLMCB_SOLVER switched around the call): mask disagreement, output-error difference, zero counts. */
+export async function sparsegptDifference(L: Layer, pattern: string, extra: { wbits?: number; blocksize?: number } = {}): Promise<{ mask: number; errRel: number; zerosDevice: number; zerosHost: number }> {
+  const w = tf.tensor2d(L.W, [L.rows, L.cols]);
+  const h = hTensor(L);
+  const run = async (kind: string) => {
+    const old = process.env.LLMCB_SOLVER;
+    process.env.LLMCB_SOLVER = kind;
+    try {
+      const r = await sparsegptPrune(w, h, { pattern, ...extra });
+      const v = Float32Array.from((await r.weight.data()) as Float32Array);
+      r.weight.dispose();
+      return v;
+    } finally {
+      if (old === undefined) delete process.env.LLMCB_SOLVER;
+      else process.env.LLMCB_SOLVER = old;
+    }
+  };
+  const dev = await run('device');
+  const host = await run('host');
+  tf.dispose([w, h]);
+  let mask = 0;
+  let zd = 0;
+  let zh = 0;
+  for (let i = 0; i < dev.length; i++) {
+    if ((dev[i] === 0) !== (host[i] === 0)) mask++;
+    if (dev[i] === 0) zd++;
+    if (host[i] === 0) zh++;
+  }
+  const eh = outErr(L, host);
+  return { mask: mask / dev.length, errRel: Math.abs(outErr(L, dev) - eh) / eh, zerosDevice: zd, zerosHost: zh };
+}
+
+/**
+ * The device-vs-host checks as vitest cases, registered by a test file after it has started its
+ * backend (wasm: the host twins of the sweeps; webgpu: the WGSL sweeps). A 48 × 304 layer: three
+ * Cholesky blocks (the last one partial), three sweep blocks of 128 columns.
+ */
+export function registerSolverCases(it: (name: string, fn: () => Promise<void>) => void, expect: typeof import('vitest').expect): void {
+  const L = randomLayer(48, 304, 600, 3);
+  it('the k lowest scores on the device: exactly the maskLowestGlobal mask (ties at zero and elsewhere in index order), no leaks', async () => {
+    const r = rng(9);
+    const rows = 37;
+    const cols = 128;
+    // a third exact zeros (dead columns), coarse values elsewhere (many ties), a few tiny and huge ones
+    const score = Float32Array.from({ length: rows * cols }, (_, i) => (i % cols < 40 ? 0 : i % 97 === 0 ? 1e-30 * r() : i % 89 === 0 ? 1e30 : Math.floor(r() * 20) / 8));
+    const t = tf.tensor2d(score, [rows, cols]);
+    const before = tf.memory().numTensors;
+    for (const k of [0, 1, 17, 40 * rows, 40 * rows + 3, 2368, rows * cols - 1, rows * cols]) {
+      const m = await maskLowestDevice(t, k);
+      const got = Uint8Array.from((await m.data()) as Float32Array);
+      m.dispose();
+      expect(got, `k=${k}`).toEqual(maskLowestGlobal(score, k));
+    }
+    for (const k of [0, 1, 39, 40, 41, 64, 127, 128]) {
+      const m = await maskLowestDevice(t, k, 'row');
+      const got = Uint8Array.from((await m.data()) as Float32Array);
+      m.dispose();
+      expect(got, `per row k=${k}`).toEqual(maskLowestPerRow(score, rows, cols, k));
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    t.dispose();
+  });
+  it('Wanda unstructured: the device selection prunes exactly the entries of the host selection, no leaks', async () => {
+    const before = tf.memory().numTensors;
+    const x = tf.tensor2d(L.X, [L.tokens, L.cols]);
+    const w = tf.tensor2d(L.W, [L.rows, L.cols]);
+    const layer = new WandaLayer('t', L.cols);
+    layer.addBatch(x);
+    for (const ratio of ['50%', '0.3']) {
+      const got: Float32Array[] = [];
+      for (const kind of ['device', 'host']) {
+        const old = process.env.LLMCB_SOLVER;
+        process.env.LLMCB_SOLVER = kind;
+        try {
+          const r = await layer.prune(w, toPattern(ratio));
+          got.push(Float32Array.from((await r.data()) as Float32Array));
+          r.dispose();
+        } finally {
+          if (old === undefined) delete process.env.LLMCB_SOLVER;
+          else process.env.LLMCB_SOLVER = old;
+        }
+      }
+      expect(got[0], ratio).toEqual(got[1]);
+    }
+    layer.dispose();
+    tf.dispose([x, w]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+  it('blocked Cholesky: L Lᵀ = A to fp32 rounding', async () => {
+    expect(await choleskyResidual(L)).toBeLessThan(1e-5);
+  });
+  it('Hinv (upper factor of the dampened inverse) equals the float64 host one, with and without a permutation', async () => {
+    const perm = Array.from({ length: L.cols }, (_, i) => (i * 7) % L.cols);
+    for (const p of [undefined, perm]) {
+      const d = await hinvDifference(L, p);
+      expect(d.rel).toBeLessThan(1e-5);
+      expect(d.sameDead).toBe(true);
+      expect(d.dampRel).toBeLessThan(1e-6);
+    }
+  });
+  const gptqCases: Partial<GptqOptions>[] = [
+    { bits: 4 }, { bits: 8 }, { bits: 3, groupSize: 76 }, { bits: 2, groupSize: 76 }, { bits: 4, groupSize: 32, groupRemainder: 'partial' },
+    { bits: 4, groupSize: 76, actOrder: true }, { bits: 4, groupSize: 76, actOrder: true, staticGroups: true }, { bits: 4, groupSize: 16, blocksize: 32 },
+  ];
+  for (const o of gptqCases) {
+    it(`GPTQ ${JSON.stringify(o)}: the same codes and layer error as the host solver, no leaks`, async () => {
+      const before = tf.memory().numTensors;
+      const d = await gptqDifference(L, o);
+      expect(tf.memory().numTensors).toBe(before);
+      expect(d.codes).toBeLessThanOrEqual(0.001);
+      expect(d.errRel).toBeLessThan(1e-3);
+      expect(d.sameGroups).toBe(true);
+    });
+  }
+  for (const [pattern, extra] of [['50%', {}], ['0.7', {}], ['2:4', {}], ['4:8', {}], ['50%', { wbits: 4 }], ['2:4', { blocksize: 32 }]] as const) {
+    it(`SparseGPT ${pattern} ${JSON.stringify(extra)}: the same mask and layer error as the host solver, no leaks`, async () => {
+      const before = tf.memory().numTensors;
+      const d = await sparsegptDifference(L, pattern, extra);
+      expect(tf.memory().numTensors).toBe(before);
+      expect(d.zerosDevice).toBe(d.zerosHost);
+      expect(d.mask).toBeLessThanOrEqual(0.001);
+      expect(d.errRel).toBeLessThan(1e-3);
+    });
+  }
+}
