@@ -15,13 +15,8 @@ import { writeSafetensors } from '../lib/models/safetensors';
 import { forward } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';
 import { initRuntime } from '../lib/runtime';
+import { GLM_TINY } from './model-helpers';
 
-/** A tiny GLM (native config keys): 4 query heads over 2 KV groups, head dim 8 (4 rotated), q/k/v biases. */
-export const GLM_TINY = {
-  model_type: 'glm', vocab_size: 512, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, head_dim: 8, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 10000, attention_bias: true,
-  partial_rotary_factor: 0.5, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
-};
 const QWEN2_TINY = { ...GLM_TINY, model_type: 'qwen2', attention_bias: undefined, partial_rotary_factor: undefined, use_sliding_window: false };
 const MISTRAL_TINY = { ...GLM_TINY, model_type: 'mistral', attention_bias: undefined, partial_rotary_factor: undefined, sliding_window: 3 };
 
