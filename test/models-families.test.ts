@@ -8,6 +8,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { exportLlamaGguf } from '../lib/efficiency/gguf';
+import { executorUnsupported } from '../lib/engine/executor';
 import { configToHf, loadHfDir, saveModel } from '../lib/models/hf';
 import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
@@ -276,6 +278,26 @@ describe('GLM directories', () => {
       }
     } finally {
       disposeModel(m);
+    }
+  });
+});
+
+describe('what cannot run a family says why', () => {
+  it('the GGUF export refuses GLM, Qwen2 and Mistral naming the reason; the executor refuses GLM and the sliding window', async () => {
+    const cases: [Record<string, unknown>, RegExp, RegExp | null][] = [
+      [GLM_TINY, /GLM block .*'chatglm' graph/, /GLM block/],
+      [QWEN2_TINY, /q\/k\/v biases .*'qwen2' graph/, null],
+      [MISTRAL_TINY, /sliding-window attention \(sliding_window 3\)/, /sliding-window attention/],
+    ];
+    for (const [hf, gguf, executor] of cases) {
+      const m = tiny(hf);
+      try {
+        await expect(exportLlamaGguf(m, path.join(tmp, 'x.gguf'))).rejects.toThrow(gguf);
+        if (executor) expect(executorUnsupported(m)).toMatch(executor);
+        else expect(executorUnsupported(m)).toBeNull();
+      } finally {
+        disposeModel(m);
+      }
     }
   });
 });

@@ -159,6 +159,8 @@ export function executorUnsupported(model: InferenceModel): string | null {
     if (p.kind !== 'w8a8') return `weight-only packed linears (${name} …): evaluate the dequantized weights`;
     if (!isPerTokenInt8(model.actQuant)) return `W8A8 packed linear ${name} without per-token INT8 activation quantization`;
   }
+  if (c.arch === 'glm') return 'the GLM block (fused query_key_value and dense_h_to_4h, rotary on half of each head in interleaved pairs): its kernels take separate q/k/v and gate/up linears and full-head RoPE';
+  if (c.slidingWindow != null) return `sliding-window attention (sliding_window ${c.slidingWindow}): the attention kernel applies the causal mask only`;
   if (c.arch === 'opt' && !c.doLayerNormBefore) return 'OPT with post-LayerNorm (do_layer_norm_before = false)';
   if (!hasFinalNorm(c)) return 'a model without a final norm';
   if (spec.projectIn && model.weights.has(spec.projectIn)) return 'OPT project_in/project_out (word_embed_proj_dim ≠ hidden_size)';
