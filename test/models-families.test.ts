@@ -14,7 +14,7 @@ import { configToHf, loadHfDir, saveModel } from '../lib/models/hf';
 import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import { writeSafetensors } from '../lib/models/safetensors';
-import { forward } from '../lib/models/transformer';
+import { forward, generate } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';
 import { initRuntime } from '../lib/runtime';
 import { GLM_TINY } from './model-helpers';
@@ -235,6 +235,29 @@ for (const backend of ['cpu', 'wasm'] as const) {
         expect(worstDiff(m, { ...ref, window: null })).toBeGreaterThan(1e-3);
       } finally {
         disposeModel(m);
+      }
+    });
+
+    it('GLM and Mistral (window 3): greedy generation with the KV cache = argmax of full forwards', async () => {
+      for (const hf of [GLM_TINY, MISTRAL_TINY]) {
+        const m = tiny(hf, 9);
+        try {
+          const prompt = IDS.slice(0, 4);
+          const got = await generate(m, prompt, { maxNewTokens: 5, stopAtEos: false });
+          const want: number[] = [];
+          const seq = [...prompt];
+          for (let k = 0; k < 5; k++) {
+            const next = tf.tidy(() => {
+              const l = forward(m, tf.tensor2d(seq, [1, seq.length], 'int32')); // [1, t, V]
+              return tf.argMax(tf.reshape(tf.slice(l, [0, seq.length - 1, 0], [1, 1, m.config.vocabSize]), [-1])).dataSync()[0];
+            });
+            want.push(next);
+            seq.push(next);
+          }
+          expect(got).toEqual(want);
+        } finally {
+          disposeModel(m);
+        }
       }
     });
   });
