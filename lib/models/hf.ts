@@ -97,6 +97,8 @@ export function configFromHf(hf: Record<string, unknown>, file = 'config.json'):
     // transformers' native GLM: the rotated share of a head is partial_rotary_factor (the arch table's 0.5).
     const partial = rp && typeof rp.partial_rotary_factor === 'number' ? rp.partial_rotary_factor : num(hf, 'partial_rotary_factor', file, 0.5);
     if (partial !== ARCHS.glm.rope!.fraction) throw new Error(`${file}: GLM with partial_rotary_factor ${partial} is not supported (only ${ARCHS.glm.rope!.fraction})`);
+    const hd = num(hf, 'head_dim', file, hidden / heads);
+    if ((hd * partial) % 2 !== 0) throw new Error(`${file}: GLM head_dim ${hd} rotates ${hd * partial} dimensions, which do not pair up (head_dim must be a multiple of 4)`);
   }
   const window = slidingWindowOf(hf, modelType, file);
   return {
