@@ -6,7 +6,8 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { getMethod, methodNames } from '../lib/methods';
 import { sampleCalibration, type CalibSet } from '../lib/methods/calib';
-import { linearName } from '../lib/models/arch';
+import { ARCHS, linearName } from '../lib/models/arch';
+import * as awq from '../lib/methods/awq';
 import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import { forward } from '../lib/models/transformer';
@@ -71,4 +72,36 @@ describe('every method on the GLM block', () => {
       }
     });
   }
+});
+
+describe('AWQ scale groups of the GLM table', () => {
+  it('are exact transformations: norm → q|k|v, norm → gate|up, up rows → down, v rows → o (no GQA)', async () => {
+    const m = randomModel({ ...GLM_TINY, num_key_value_heads: 4 }, { seed: 4, std: 0.2 });
+    try {
+      const dense = logits(m);
+      let a = 1;
+      for (const g of ARCHS.glm.groups) {
+        const inDim = m.weights.get(linearName('glm', 0, g.linears[0]))!.shape[1] as number;
+        const s = Float32Array.from({ length: inDim }, () => 0.5 + ((a = (a * 48271) % 2147483647) / 2147483647) * 1.5);
+        await awq.applyGroupScales(m, 0, g, s);
+      }
+      const got = logits(m);
+      expect(Math.max(...got.map((v, k) => Math.abs(v - dense[k])))).toBeLessThan(1e-4);
+    } finally {
+      disposeModel(m);
+    }
+  });
+
+  it('AWQ searches up → down always and v → o only without GQA', async () => {
+    for (const [kv, want] of [[2, ['qkv', 'gate_up', 'down']], [4, ['qkv', 'o', 'gate_up', 'down']]] as const) {
+      const m = randomModel({ ...GLM_TINY, num_key_value_heads: kv }, { seed: 4, std: 0.2 });
+      try {
+        const r = await awq.compress(m, calib, { groupSize: 16, clip: false });
+        const keys = Object.keys((r.artifacts.awq as awq.AwqArtifact).scales).filter((k) => k.startsWith('0.'));
+        expect(keys.map((k) => k.slice(2)).sort()).toEqual([...want].sort());
+      } finally {
+        disposeModel(m);
+      }
+    }
+  });
 });

@@ -6,7 +6,8 @@
 // (scaled, unquantized) block outputs, as the reference run_awq does; quantization is applied
 // after all blocks are searched. Search results are serializable artifacts applied separately.
 import * as tf from '@tensorflow/tfjs';
-import { ARCHS, linearName, type LinearGroup } from '../models/arch';
+import { ARCHS, linearName, linearParts, type LinearGroup } from '../models/arch';
+import { blockWidths } from '../models/weights';
 import type { Model } from '../models/types';
 import { awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
 import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
@@ -53,11 +54,19 @@ export function awqFakeQuant(W: Float32Array, rows: number, cols: number, o: Awq
 /** Host W [rows, cols] → tensor [rows, cols]. */
 const toT = (m: { data: Float32Array; rows: number; cols: number }) => tf.tensor2d(m.data, [m.rows, m.cols]);
 
-/** Whether a group can be scaled: its producer exists and (for a linear producer) has as many outputs as the group's inputs. */
-function scalable(model: Model, g: LinearGroup): boolean {
+/** Whether a group of block b can be scaled: its producer exists and (for a linear producer) has as
+ * many outputs as the group's inputs; a fused producer (GLM) when its last stacked projection is the
+ * one feeding the group linearly (v into o, up into down) and as wide as the group's input, since
+ * applyGroupScales divides the last rows. */
+function scalable(model: Model, g: LinearGroup, b: number): boolean {
   if (g.prev.kind === 'norm') return true;
-  const [prevOut] = linearShape(model, g.prev.name);
-  const [, inDim] = linearShape(model, g.linears[0]);
+  const c = model.config;
+  const [prevOut] = linearShape(model, g.prev.name, b);
+  const [, inDim] = linearShape(model, g.linears[0], b);
+  if (ARCHS[c.arch].fused[g.prev.name]) {
+    const last = linearParts(c.arch, g.prev.name, { ...blockWidths(c, b), headDim: c.headDim }).at(-1)!;
+    return (last.part === 'v' || last.part === 'up') && last.rows === inDim && last.offset + last.rows === prevOut;
+  }
   // The reference scales v→o only when v_proj and o_proj have the same shape (no GQA).
   return prevOut === inDim && (g.prev.name !== ARCHS[model.config.arch].attention.v || linearShape(model, g.prev.name).join() === linearShape(model, g.linears[0]).join());
 }
@@ -95,14 +104,14 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
   const a = ARCHS[model.config.arch];
   const out: AwqArtifact['scales'] = {};
   for (const g of a.groups) {
-    if (!scalable(model, g)) continue;
+    if (!scalable(model, g, block)) continue;
     const x = feats.get(g.linears[0])!; // [tokens, in]
     const xMean = await hostValues(() => tf.mean(tf.abs(x), 0)); // [in]
     const mats: HostMatrix[] = [];
     for (const l of g.linears) mats.push(await readLinear(model, block, l));
     // What the group feeds (reference module2inspect): the whole attention (read off as o_proj of
     // its input) for q/k/v, the whole gated MLP (down_proj of its input) for gate/up, else the linear.
-    const through = g.linears.includes(a.attention.q) ? a.attention.o : g.linears.includes(a.mlp.inputs[0]) && a.mlp.inputs.length > 1 ? a.mlp.down : null;
+    const through = g.linears.includes(a.attention.q) ? a.attention.o : g.linears.includes(a.mlp.inputs[0]) && a.mlp.gated ? a.mlp.down : null;
     // The group's output with weights ws (host arrays replacing the group's linears).
     const groupOutput = (ws: Float32Array[] | null): tf.Tensor => {
       if (!through) {
