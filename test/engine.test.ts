@@ -23,7 +23,9 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import type { Model } from '../lib/models/types';
 import { webgpuAdapterReason } from './kernels-helpers';
-import { STORIES_BIN } from './model-helpers';
+import { GLM_TINY, STORIES_BIN } from './model-helpers';
+import { modelScorer } from '../lib/eval/model-scorer';
+import { initRuntime } from '../lib/runtime';
 
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const FIXTURES = path.join(repo, 'test/fixtures/models');
@@ -63,6 +65,7 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
     ['zoo opt-700k', () => loadModel(path.join(repo, 'models/zoo/opt-700k'))],
     // Widths as LLM-Pruner leaves them, one not a multiple of 4 (the GEMV's and GEMM's scalar loads).
     ['pruned per-block widths', async () => randomModel({ ...TINY, num_attention_heads_per_layer: [4, 2], num_key_value_heads_per_layer: [2, 2], intermediate_size_per_layer: [96, 43] }, { seed: 5, name: 'pruned' })],
+    ['Qwen2 q/k/v biases', async () => randomModel({ ...TINY, model_type: 'qwen2' }, { seed: 7, std: 0.1, name: 'qwen2' })],
     ['W8A8 activation fake quantization', async () => ({ ...randomModel(TINY, { seed: 6, name: 'w8a8' }), actQuant: { bits: 8, granularity: 'per_token' as const, staticAbsmax: null } })],
     // The INT8 kernels against the fake-quantized tfjs path (the reference): the dot4 GEMM, and the
     // subgroup-matrix GEMM's tiling, staging and epilogue (emulated: lavapipe has no subgroup matrices).
@@ -82,10 +85,21 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
     }, 300_000); // lavapipe compiles each new kernel shape on first use
   }
 
+  it('families without executor kernels (GLM, sliding windows) score on tfjs, the others on the executor', async () => {
+    expect((await initRuntime({ backend: 'webgpu' })).backend).toBe('webgpu');
+    const ms = [randomModel(TINY, { seed: 1 }), randomModel(GLM_TINY, { seed: 1 }), randomModel({ ...TINY, model_type: 'mistral', sliding_window: 4 }, { seed: 1 })];
+    try {
+      expect(ms.map((m) => modelScorer(m) instanceof EngineScorer)).toEqual([true, false, false]);
+    } finally {
+      ms.forEach(disposeModel);
+    }
+  });
+
   for (const d of parityFixtures(FIXTURES)) {
     it(`logits of the transformers fixture ${d} within 1e-4, or the reason the executor refuses it`, async () => {
       const r = await fixtureLogitParity(path.join(FIXTURES, d), path.join(repo, 'models/stories260K/tok512.bin'));
-      if ('unsupported' in r) expect(r.unsupported).toMatch(d === 'opt_post_ln' ? /post-LayerNorm/ : /project_in/);
+      const refusals: Record<string, RegExp> = { opt_post_ln: /post-LayerNorm/, opt_pre_proj: /project_in/, glm: /GLM block/, chatglm: /GLM block/, mistral_window: /sliding-window/ };
+      if ('unsupported' in r) expect(r.unsupported).toMatch(refusals[d] ?? /^never$/);
       else {
         expect(r.compared).toBeGreaterThan(0);
         expect(r.worst).toBeLessThan(1e-4);

@@ -24,6 +24,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { ARCHS, linearName } from '../models/arch';
 import { ropeInvFreq } from '../models/transformer';
 import type { InferenceModel } from './inference';
+import type { ModelConfig } from '../models/types';
 import { blockWidths, hasFinalNorm } from '../models/weights';
 import { actQuantKernel } from './act-quant';
 import { flushTfjs } from '../kernels/gpu';
@@ -151,16 +152,24 @@ function gemmTileFor(family: GemmFamily, M: number, N: number): GemmTileName {
 const ATTN_TARGET_WORKGROUPS = 264; // split keys until about this many attention workgroups run (2 per SM on an H100/H200)
 const MAX_SPLITS = 64;
 
+/** Why the executor has no kernels for this model family, or null: such models score on tfjs
+ * (lib/eval/model-scorer.ts), where every family runs. */
+export function executorFamilyUnsupported(c: ModelConfig): string | null {
+  if (c.arch === 'glm') return 'the GLM block (fused query_key_value and dense_h_to_4h, rotary on half of each head in interleaved pairs): its kernels take separate q/k/v and gate/up linears and full-head RoPE';
+  if (c.slidingWindow != null) return `sliding-window attention (sliding_window ${c.slidingWindow}): the attention kernel applies the causal mask only`;
+  return null;
+}
+
 /** Why the executor cannot run this model, or null when it can. */
 export function executorUnsupported(model: InferenceModel): string | null {
   const c = model.config;
   const spec = ARCHS[c.arch];
+  const family = executorFamilyUnsupported(c);
+  if (family) return family;
   for (const [name, p] of model.packedLinears ?? []) {
     if (p.kind !== 'w8a8') return `weight-only packed linears (${name} …): evaluate the dequantized weights`;
     if (!isPerTokenInt8(model.actQuant)) return `W8A8 packed linear ${name} without per-token INT8 activation quantization`;
   }
-  if (c.arch === 'glm') return 'the GLM block (fused query_key_value and dense_h_to_4h, rotary on half of each head in interleaved pairs): its kernels take separate q/k/v and gate/up linears and full-head RoPE';
-  if (c.slidingWindow != null) return `sliding-window attention (sliding_window ${c.slidingWindow}): the attention kernel applies the causal mask only`;
   if (c.arch === 'opt' && !c.doLayerNormBefore) return 'OPT with post-LayerNorm (do_layer_norm_before = false)';
   if (!hasFinalNorm(c)) return 'a model without a final norm';
   if (spec.projectIn && model.weights.has(spec.projectIn)) return 'OPT project_in/project_out (word_embed_proj_dim ≠ hidden_size)';
