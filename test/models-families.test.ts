@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { exportLlamaGguf } from '../lib/efficiency/gguf';
+import { countMacs } from '../lib/efficiency/macs';
 import { executorUnsupported } from '../lib/engine/executor';
 import { configToHf, loadHfDir, saveModel } from '../lib/models/hf';
 import { disposeModel } from '../lib/models/load';
@@ -321,6 +322,25 @@ describe('what cannot run a family says why', () => {
       } finally {
         disposeModel(m);
       }
+    }
+  });
+});
+
+describe('MACs of the families', () => {
+  it('GLM counts attention from the q rows of q|k|v; Mistral counts the keys inside its window', async () => {
+    const glm = tiny(GLM_TINY);
+    const mistral = tiny(MISTRAL_TINY);
+    try {
+      // 2 blocks · 2 products (q·k, p·v) · (query, key) pairs · 4 heads · head dim 8
+      const g = await countMacs(glm, { seqlen: 8, attention: 'causal', includeHead: false });
+      expect(g.attention).toBe(2 * 2 * 36 * 32);
+      // the fused q|k|v counts as one linear of (4 + 2 + 2)·8 rows
+      expect(g.perLinear['transformer.encoder.layers.0.self_attention.query_key_value.weight'][0]).toBe(8 * 64 * 32);
+      // window 3 over 8 tokens: 1 + 2 + 3 + 5·3 = 21 pairs per head
+      expect((await countMacs(mistral, { seqlen: 8, attention: 'causal', includeHead: false })).attention).toBe(2 * 2 * 21 * 32);
+    } finally {
+      disposeModel(glm);
+      disposeModel(mistral);
     }
   });
 });
