@@ -16,6 +16,7 @@ import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import { writeSafetensors } from '../lib/models/safetensors';
 import { forward, generate } from '../lib/models/transformer';
+import { logitParity } from '../lib/models/parity';
 import type { Model } from '../lib/models/types';
 import { initRuntime } from '../lib/runtime';
 import { GLM_TINY } from './model-helpers';
@@ -300,6 +301,42 @@ describe('GLM directories', () => {
         disposeModel(a);
         disposeModel(b);
       }
+    } finally {
+      disposeModel(m);
+    }
+  });
+});
+
+describe('the parity machinery on a GLM fixture', () => {
+  it('a native GLM dir with a float64 reference.safetensors (padded batch, greedy ids) passes logitParity', async () => {
+    const m = tiny(GLM_TINY, 13);
+    const dir = path.join(tmp, 'glm-fixture');
+    try {
+      await saveModel(m, dir);
+      const V = m.config.vocabSize;
+      const rows = [IDS, [9, 4, 33, 21, 0, 0, 0]]; // the second row right-padded after 4 tokens
+      const real = [T, 4];
+      const logits = new Float32Array(2 * T * V);
+      rows.forEach((r, b) => logits.set(referenceLogits(dims(m), glmRef(m), r.slice(0, real[b])), b * T * V)); // causal: a prefix's logits are the row's
+      const prompt = IDS.slice(0, 3);
+      const greedy: number[] = [];
+      for (let k = 0; k < 4; k++) {
+        const seq = [...prompt, ...greedy];
+        const l = referenceLogits(dims(m), glmRef(m), seq).subarray((seq.length - 1) * V);
+        greedy.push(l.indexOf(Math.max(...l)));
+      }
+      const f32 = (name: string, data: number[] | Float32Array, shape: number[]) => ({ name, shape, chunks: () => [Float32Array.from(data)] });
+      writeSafetensors(path.join(dir, 'reference.safetensors'), [
+        f32('input_ids', rows.flat(), [2, T]),
+        f32('attention_mask', rows.flatMap((r, b) => r.map((_, t) => (t < real[b] ? 1 : 0))), [2, T]),
+        f32('logits', logits, [2, T, V]),
+        f32('greedy_prompt', prompt, [1, 3]),
+        f32('greedy_ids', greedy, [1, 4]),
+      ]);
+      const r = await logitParity(dir, TOK);
+      expect(r.compared).toBe((T + 4) * V);
+      expect(r.worst).toBeLessThan(1e-4);
+      expect(r.greedy?.got).toEqual(greedy);
     } finally {
       disposeModel(m);
     }
