@@ -307,6 +307,31 @@ describe('GLM directories', () => {
   });
 });
 
+describe('Qwen2 and Mistral directories', () => {
+  it('save and reload as themselves: model_type, q/k/v biases and the window kept, same logits', async () => {
+    for (const [hf, type] of [[QWEN2_TINY, 'qwen2'], [MISTRAL_TINY, 'mistral']] as const) {
+      const m = tiny(hf, 21);
+      const dir = path.join(tmp, type);
+      try {
+        await saveModel(m, dir);
+        const back = loadHfDir(dir, { tokenizer: TOK });
+        try {
+          expect(back.config.hf.model_type).toBe(type);
+          expect([back.config.qkvBias ?? false, back.config.slidingWindow ?? null]).toEqual([m.config.qkvBias ?? false, m.config.slidingWindow ?? null]);
+          const ids = tf.tensor2d(IDS, [1, T], 'int32');
+          const [a, b] = [m, back].map((x) => forward(x, ids).dataSync());
+          ids.dispose();
+          expect(Math.max(...a.map((v, k) => Math.abs(v - b[k])))).toBe(0);
+        } finally {
+          disposeModel(back);
+        }
+      } finally {
+        disposeModel(m);
+      }
+    }
+  });
+});
+
 describe('the parity machinery on a GLM fixture', () => {
   it('a native GLM dir with a float64 reference.safetensors (padded batch, greedy ids) passes logitParity', async () => {
     const m = tiny(GLM_TINY, 13);

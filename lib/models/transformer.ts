@@ -1,7 +1,9 @@
 // One readable forward pass for decoder-only transformers, driven by the architecture tables in
 // arch.ts: LLaMA family (RMSNorm, half-split RoPE with rope_theta and linear/llama3 scaling,
-// SwiGLU, grouped-query attention, tied or untied head) and OPT (learned positions offset by 2,
-// pre/post LayerNorm, ReLU, biases, project_in/out). Layer-by-layer API (embed → runBlock(i) →
+// SwiGLU, grouped-query attention, tied or untied head; Qwen2's q/k/v biases, Mistral's sliding
+// window), GLM (the same with fused q|k|v and gate|up sliced by rows, RoPE on half of each head in
+// interleaved pairs) and OPT (learned positions offset by 2, pre/post LayerNorm, ReLU, biases,
+// project_in/out). Layer-by-layer API (embed → runBlock(i) →
 // head) for the compression methods, batched forward with padding masks, and KV-cache generation.
 import * as tf from '@tensorflow/tfjs';
 import { mulberry32 } from '../rng';
