@@ -96,9 +96,13 @@ describe('AWQ scale groups of the GLM table', () => {
     for (const [kv, want] of [[2, ['qkv', 'gate_up', 'down']], [4, ['qkv', 'o', 'gate_up', 'down']]] as const) {
       const m = randomModel({ ...GLM_TINY, num_key_value_heads: kv }, { seed: 4, std: 0.2 });
       try {
-        const r = await awq.compress(m, calib, { groupSize: 16, clip: false });
-        const keys = Object.keys((r.artifacts.awq as awq.AwqArtifact).scales).filter((k) => k.startsWith('0.'));
+        const r = await awq.compress(m, calib, { groupSize: 16 });
+        const art = r.artifacts.awq as awq.AwqArtifact;
+        const keys = Object.keys(art.scales).filter((k) => k.startsWith('0.'));
         expect(keys.map((k) => k.slice(2)).sort()).toEqual([...want].sort());
+        // clipping covers every linear, the fused q|k|v through its v rows: (4 + 2·kv)·8 rows × 2 groups of 16
+        expect(Object.keys(art.clip).filter((k) => k.startsWith('0.')).sort()).toEqual(['0.down', '0.gate_up', '0.o', '0.qkv']);
+        expect(art.clip['0.qkv'].length).toBe((4 + 2 * kv) * 8 * 2);
       } finally {
         disposeModel(m);
       }

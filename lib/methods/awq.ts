@@ -244,6 +244,25 @@ export async function applyClip(model: Model, name: string, maxima: ArrayLike<nu
   replaceWeight(model, name, W);
 }
 
+/** The row ranges of a block linear that AWQ clips: every projection but q and k (the reference
+ * skips them: their outputs meet in attention scores, not a linear output), so GLM's fused q|k|v
+ * clips its v rows only. */
+function clipParts(model: Model, block: number, short: string): { offset: number; rows: number | null }[] {
+  const c = model.config;
+  const a = ARCHS[c.arch].attention;
+  const skip = new Set(['q', 'k', a.q, a.k].filter((n) => !ARCHS[c.arch].fused[n]));
+  return linearParts(c.arch, short, { ...blockWidths(c, block), headDim: c.headDim }).filter((p) => !skip.has(p.part));
+}
+
+/** max |w| of each (row, column group) of m, row-major [rows, ngroups] (groupSize −1: one group per row). */
+function groupMaxima(m: HostMatrix, groupSize: number): Float32Array {
+  const gs = groupSize === -1 ? m.cols : groupSize;
+  const ng = Math.ceil(m.cols / gs);
+  const out = new Float32Array(m.rows * ng);
+  for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) out[r * ng + Math.floor(c / gs)] = Math.max(out[r * ng + Math.floor(c / gs)], Math.abs(m.data[r * m.cols + c]));
+  return out;
+}
+
 /** Runs the AWQ search (scales then clipping) block by block, applying the equivalent transformations as it goes. */
 export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOptions> = {}, hooks: MethodHooks = {}): Promise<AwqArtifact> {
   const o = { ...defaults, ...opts };
@@ -285,11 +304,18 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
         }
         if (o.clip) {
           for (const l of blockLinearNames(model)) {
-            // the reference skips q and k (their outputs meet in attention scores, not a linear output)
-            if (l === a.attention.q || l === a.attention.k) continue;
+            const parts = clipParts(model, ctx.block, l);
+            if (parts.length === 0) continue;
             const m = await readLinear(model, ctx.block, l);
             const x = feats.get(l)!;
-            const maxima = clipSearch(m.data, m.rows, m.cols, (await x.data()) as Float32Array, x.shape[0], o);
+            const X = (await x.data()) as Float32Array;
+            // Rows outside the clipped parts keep their own maxima (clipping them to it changes nothing).
+            const maxima = groupMaxima(m, o.groupSize);
+            const ng = maxima.length / m.rows;
+            for (const p of parts) {
+              const rows = p.rows ?? m.rows;
+              maxima.set(clipSearch(m.data.subarray(p.offset * m.cols, (p.offset + rows) * m.cols), rows, m.cols, X, x.shape[0], o), p.offset * ng);
+            }
             art.clip[`${ctx.block}.${l}`] = Array.from(maxima);
             await applyClip(model, m.name, maxima, o.groupSize);
           }
