@@ -3,11 +3,15 @@
 // quantized matrix, one sparsity pattern), LLM-Pruner removes whole KV groups from q|k|v, and the
 // compressed model's logits stay finite and differ from the dense ones.
 import * as tf from '@tensorflow/tfjs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { getMethod, methodNames } from '../lib/methods';
 import { sampleCalibration, type CalibSet } from '../lib/methods/calib';
 import { ARCHS, linearName } from '../lib/models/arch';
 import * as awq from '../lib/methods/awq';
+import { loadHfDir, saveModel } from '../lib/models/hf';
 import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import { forward } from '../lib/models/transformer';
@@ -66,6 +70,20 @@ describe('every method on the GLM block', () => {
           expect(w.shape[0]).toBe((wd.numHeads + 2 * wd.numKvHeads) * 8);
           expect(w.shape[0]).toBeLessThan(rowsBefore);
           expect(m.weights.get(linearName('glm', 0, 'qkv', 'bias'))!.shape[0]).toBe(w.shape[0]);
+          // the pruned model saves in the native layout with per-block widths and reloads to the same logits
+          const dir = mkdtempSync(path.join(os.tmpdir(), 'llmcb-glm-pruned-'));
+          try {
+            await saveModel(m, dir);
+            const back = loadHfDir(dir, { tokenizer: path.resolve(__dirname, '..', 'models/stories260K/tok512.bin') });
+            try {
+              const again = logits(back);
+              expect(Math.max(...again.map((v, k) => Math.abs(v - got[k])))).toBe(0);
+            } finally {
+              disposeModel(back);
+            }
+          } finally {
+            rmSync(dir, { recursive: true, force: true });
+          }
         }
       } finally {
         disposeModel(m);
