@@ -15,7 +15,7 @@ import { configToHf, loadHfDir, saveModel } from '../lib/models/hf';
 import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import { writeSafetensors } from '../lib/models/safetensors';
-import { forward, generate } from '../lib/models/transformer';
+import { disposeForwardPrep, forward, generate, prepareForward } from '../lib/models/transformer';
 import { logitParity } from '../lib/models/parity';
 import type { Model } from '../lib/models/types';
 import { initRuntime } from '../lib/runtime';
@@ -211,6 +211,21 @@ for (const backend of ['cpu', 'wasm'] as const) {
         expect(m.config.arch).toBe('glm');
         expect([...m.weights.keys()].some((n) => n.endsWith('query_key_value.bias'))).toBe(true);
         expect(worstDiff(m, glmRef(m))).toBeLessThan(1e-4);
+        // the scorer's path: weights prepared for the backend (wasm: [in, out] copies), a right-padded batch
+        const prep = prepareForward(m);
+        try {
+          const ids = tf.tensor2d([...IDS, ...IDS.slice(0, 4), 0, 0, 0], [2, T], 'int32');
+          const mask = tf.tensor2d([...IDS.map(() => 1), 1, 1, 1, 1, 0, 0, 0], [2, T], 'int32');
+          const [a, b] = [prep, null].map((p) => tf.tidy(() => forward(m, ids, { attentionMask: mask, rightPadding: true, prep: p }).dataSync()));
+          tf.dispose([ids, mask]);
+          const want = referenceLogits(dims(m), glmRef(m), IDS.slice(0, 4));
+          const V = m.config.vocabSize;
+          for (const got of [a, b]) {
+            expect(Math.max(...want.map((v, k) => Math.abs(v - got[T * V + k])))).toBeLessThan(1e-4); // the padded row's real positions
+          }
+        } finally {
+          disposeForwardPrep(prep);
+        }
       } finally {
         disposeModel(m);
       }
