@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { exportLlamaGguf } from '../lib/efficiency/gguf';
 import { countMacs } from '../lib/efficiency/macs';
 import { executorUnsupported } from '../lib/engine/executor';
-import { configToHf, loadHfDir, saveModel } from '../lib/models/hf';
+import { configFromHf, configToHf, loadHfDir, saveModel } from '../lib/models/hf';
 import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import { writeSafetensors } from '../lib/models/safetensors';
@@ -319,6 +319,18 @@ describe('GLM directories', () => {
     } finally {
       disposeModel(m);
     }
+  });
+});
+
+describe('configs the families cannot run are refused by name', () => {
+  it('ChatGLM without RMSNorm or with linear biases, GLM with another rotary share, Qwen2 with sliding windows', () => {
+    const chat = { model_type: 'chatglm', num_layers: 2, padded_vocab_size: 64, hidden_size: 32, ffn_hidden_size: 48, num_attention_heads: 4, seq_length: 64 };
+    expect(configFromHf({ ...chat, multi_query_attention: true, multi_query_group_num: 2 }, 'c.json')).toMatchObject({ arch: 'glm', numKvHeads: 2, headDim: 8, ropeTheta: 10000 });
+    expect(() => configFromHf({ ...chat, rmsnorm: false }, 'c.json')).toThrow(/c\.json: ChatGLM with rmsnorm = false/);
+    expect(() => configFromHf({ ...chat, add_bias_linear: true }, 'c.json')).toThrow(/add_bias_linear = true/);
+    expect(() => configFromHf({ ...GLM_TINY, partial_rotary_factor: 1 }, 'g.json')).toThrow(/partial_rotary_factor 1 is not supported/);
+    expect(() => configFromHf({ ...GLM_TINY, head_dim: 6 }, 'g.json')).toThrow(/head_dim 6 rotates 3 dimensions/);
+    expect(() => configFromHf({ ...QWEN2_TINY, use_sliding_window: true }, 'q.json')).toThrow(/use_sliding_window/);
   });
 });
 
