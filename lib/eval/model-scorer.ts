@@ -44,7 +44,7 @@ export function tensorScorer(model: InferenceModel, opts: Partial<ScorerOptions>
 /**
  * A Scorer whose sequences are at most maxLength tokens (default: the model's context). On webgpu
  * the executor's (opts.maxBatchTokens caps its tokens per step), except for families it has no
- * kernels for (executorFamilyUnsupported: GLM, sliding windows); elsewhere the TensorScorer.
+ * kernels for (executorFamilyUnsupported: sliding windows); elsewhere the TensorScorer.
  */
 export function modelScorer(model: InferenceModel, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): Scorer {
   if (webgpuDevice() && scorerEngine() === 'executor' && executorFamilyUnsupported(model.config) === null) {
