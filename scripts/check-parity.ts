@@ -25,9 +25,10 @@ const report: Record<string, unknown>[] = [];
 let failed = 0;
 for (const d of parityFixtures(args.fixtures!)) {
   const r = await logitParity(path.join(args.fixtures!, d), tok);
-  const ok = r.worst < PARITY_TOLERANCE && r.leaked === 0;
+  const greedyOk = !r.greedy || JSON.stringify(r.greedy.got) === JSON.stringify(r.greedy.expected);
+  const ok = r.worst < PARITY_TOLERANCE && r.leaked === 0 && greedyOk;
   failed += ok ? 0 : 1;
-  report.push({ check: `logits ${d}`, ok, worst_abs_diff: r.worst, compared: r.compared, leaked: r.leaked });
+  report.push({ check: `logits ${d}`, ok, worst_abs_diff: r.worst, compared: r.compared, leaked: r.leaked, greedy: r.greedy ? greedyOk : null });
 }
 const greedyFile = path.join(args.fixtures!, 'stories260K_greedy.json');
 for (const [label, src, t] of [['llama2.c', 'models/stories260K/stories260K.bin', undefined], ['hf dir', args.hf!, tok]] as const) {

@@ -1,9 +1,10 @@
-// Pre-trains zoo models (LLaMA-style and OPT-style) with tfjs: AdamW, cosine schedule with warmup,
+// Pre-trains zoo models (LLaMA-style, OPT-style and GLM-style) with tfjs: AdamW, cosine schedule with warmup,
 // gradient clipping, checkpoints, resume; writes HF directories, model cards and tidy loss curves.
 //
 //   npx tsx scripts/train.ts --model llama-1m --steps 600            # fixed number of steps
 //   npx tsx scripts/train.ts --model opt-2m --budget-s 150           # steps from a timed probe
 //   npx tsx scripts/train.ts --model llama-tiny --steps 20 --seq-len 64 --backend wasm   # tiny try on CPU
+//   npx tsx scripts/train.ts --model glm-700k --budget-s 150         # the GLM family (ZOO_GLM in lib/train/zoo.ts), to join the zoo
 //   npx tsx scripts/train.ts --model llama-1m --steps 200 --resume-check   # resume == uninterrupted?
 //
 // On the GPU host: bash .gpu/enter.sh npx tsx scripts/train.ts ... --backend webgpu --out-root $OUT

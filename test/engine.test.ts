@@ -23,7 +23,9 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import type { Model } from '../lib/models/types';
 import { webgpuAdapterReason } from './kernels-helpers';
-import { STORIES_BIN } from './model-helpers';
+import { GLM_TINY, STORIES_BIN } from './model-helpers';
+import { modelScorer } from '../lib/eval/model-scorer';
+import { initRuntime } from '../lib/runtime';
 
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const FIXTURES = path.join(repo, 'test/fixtures/models');
@@ -50,8 +52,8 @@ const reason = await webgpuAdapterReason();
 
 describe.skipIf(reason !== null)('executor on webgpu', () => {
   /** TINY with RTN W8 per-channel weights and per-token INT8 activations, its linears packed for the INT8 GEMM. */
-  const w8a8Packed = async (seed: number): Promise<InferenceModel> => {
-    const m: InferenceModel = randomModel(TINY, { seed, name: 'w8a8-packed' });
+  const w8a8Packed = async (seed: number, hf: Record<string, unknown> = TINY): Promise<InferenceModel> => {
+    const m: InferenceModel = randomModel(hf, { seed, name: 'w8a8-packed' });
     const r = await METHODS.rtn.compress(m, null, { bits: 8, groupSize: -1, sym: true });
     m.actQuant = actQuantDefaults;
     expect([...attachPackedLinears(m, packLinears(r.quantized, m.actQuant))]).toEqual([]);
@@ -63,6 +65,10 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
     ['zoo opt-700k', () => loadModel(path.join(repo, 'models/zoo/opt-700k'))],
     // Widths as LLM-Pruner leaves them, one not a multiple of 4 (the GEMV's and GEMM's scalar loads).
     ['pruned per-block widths', async () => randomModel({ ...TINY, num_attention_heads_per_layer: [4, 2], num_key_value_heads_per_layer: [2, 2], intermediate_size_per_layer: [96, 43] }, { seed: 5, name: 'pruned' })],
+    // GLM: fused q|k|v with bias split by the RoPE kernel, half-head interleaved RoPE, fused gate|up, untied output layer
+    ['GLM block', async () => randomModel(GLM_TINY, { seed: 3, std: 0.1, name: 'glm' })],
+    ['GLM W8A8 packed linears (fused q|k|v and gate|up on the INT8 GEMM)', () => w8a8Packed(13, GLM_TINY), { int8Path: 'dot4' }],
+    ['Qwen2 q/k/v biases', async () => randomModel({ ...TINY, model_type: 'qwen2' }, { seed: 7, std: 0.1, name: 'qwen2' })],
     ['W8A8 activation fake quantization', async () => ({ ...randomModel(TINY, { seed: 6, name: 'w8a8' }), actQuant: { bits: 8, granularity: 'per_token' as const, staticAbsmax: null } })],
     // K of 256 and 512: split-K GEMMs (2 and 4 chunks) with bias-free epilogues store, add and silu-mul.
     ['split-K GEMMs (hidden 256, MLP 512)', async () => randomModel({ ...TINY, hidden_size: 256, intermediate_size: 512 }, { seed: 11, name: 'split-k' }), { splitK: 8 }],
@@ -84,16 +90,40 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
     }, 300_000); // lavapipe compiles each new kernel shape on first use
   }
 
+  it('families without executor kernels (sliding windows) score on tfjs, the others (GLM included) on the executor', async () => {
+    expect((await initRuntime({ backend: 'webgpu' })).backend).toBe('webgpu');
+    const ms = [randomModel(TINY, { seed: 1 }), randomModel(GLM_TINY, { seed: 1 }), randomModel({ ...TINY, model_type: 'mistral', sliding_window: 4 }, { seed: 1 })];
+    try {
+      expect(ms.map((m) => modelScorer(m) instanceof EngineScorer)).toEqual([true, true, false]);
+    } finally {
+      ms.forEach(disposeModel);
+    }
+  });
+
   for (const d of parityFixtures(FIXTURES)) {
     it(`logits of the transformers fixture ${d} within 1e-4, or the reason the executor refuses it`, async () => {
       const r = await fixtureLogitParity(path.join(FIXTURES, d), path.join(repo, 'models/stories260K/tok512.bin'));
-      if ('unsupported' in r) expect(r.unsupported).toMatch(d === 'opt_post_ln' ? /post-LayerNorm/ : /project_in/);
+      const refusals: Record<string, RegExp> = { opt_post_ln: /post-LayerNorm/, opt_pre_proj: /project_in/, mistral_window: /sliding-window/ };
+      if ('unsupported' in r) expect(r.unsupported).toMatch(refusals[d] ?? /^never$/);
       else {
         expect(r.compared).toBeGreaterThan(0);
         expect(r.worst).toBeLessThan(1e-4);
       }
     }, 300_000);
   }
+
+  it('GLM decodes the tfjs path tokens (fused q|k|v into the KV cache, half-head pair RoPE at each position)', { timeout: 300_000 }, async () => {
+    const model = randomModel(GLM_TINY, { seed: 12, std: 0.1, name: 'glm' });
+    const dec = Decoder.create(model, 32);
+    try {
+      const prompt = Array.from({ length: 9 }, (_, i) => 3 + ((i * 37) % 500));
+      const want = await generate(model, prompt, { maxNewTokens: 8, stopAtEos: false, kernels: false, greedy: true });
+      expect(await dec.generate(prompt, { maxNewTokens: 8, stopAtEos: false, greedy: true })).toEqual(want);
+    } finally {
+      await dec.dispose();
+      disposeModel(model);
+    }
+  });
 
   it('W8A8 packed linears decode the tfjs path tokens (the INT8 GEMV of decode steps)', { timeout: 300_000 }, async () => {
     const model = await w8a8Packed(10);

@@ -33,3 +33,10 @@ export function textCalib(text: string, o: TextCalibOptions = {}): Promise<Calib
     sampleCalibration(m.tokenizer.encode(text), o.name ?? 'test-text', { nsamples: 4, seqlen: o.seqlen ?? 64, seed: 0 }),
   );
 }
+
+/** A tiny GLM (native config keys): 4 query heads over 2 KV groups, head dim 8 (4 rotated), q/k/v biases. */
+export const GLM_TINY: Record<string, unknown> = {
+  model_type: 'glm', vocab_size: 512, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4,
+  num_key_value_heads: 2, head_dim: 8, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 10000, attention_bias: true,
+  partial_rotary_factor: 0.5, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
+};

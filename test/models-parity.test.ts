@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime, type BackendName } from '../lib/runtime';
-import { greedyParity, logitParity, PARITY_TOLERANCE, parityFixtures } from '../lib/models/parity';
+import { FAMILY_FIXTURES, greedyParity, logitParity, PARITY_TOLERANCE, parityFixtures } from '../lib/models/parity';
 
 const repoRoot = path.resolve(__dirname, '..');
 const fixtures = path.join(repoRoot, 'test/fixtures/models');
@@ -34,7 +34,13 @@ describe(`transformers parity on ${backend}`, () => {
       expect(r.compared).toBeGreaterThan(r.shape[2] * r.shape[1]);
       expect(r.leaked).toBe(0);
       expect(r.worst).toBeLessThan(PARITY_TOLERANCE);
+      if (r.greedy) expect(r.greedy.got).toEqual(r.greedy.expected);
     });
+  }
+
+  // GLM (native and ChatGLM layouts), Qwen2 and Mistral: skipped, naming the fixture, until the GPU host makes them.
+  for (const d of FAMILY_FIXTURES.filter((f) => !dirs.includes(f))) {
+    it.skip(`${d}: missing fixture test/fixtures/models/${d} (python3 scripts/hf_reference.py --only ${FAMILY_FIXTURES.join(',')} on the GPU host)`, () => {});
   }
 
   const sources: [string, string, string | undefined][] = [

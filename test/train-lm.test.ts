@@ -32,8 +32,8 @@ beforeAll(async () => {
   ids = Int32Array.from(tok.encode(text));
 });
 
-function tinyModel(arch: 'llama' | 'opt', seed = 0): Model {
-  const spec = arch === 'llama' ? TINY['llama-tiny'] : TINY['opt-tiny'];
+function tinyModel(arch: 'llama' | 'opt' | 'glm', seed = 0): Model {
+  const spec = TINY[`${arch}-tiny`];
   const config = zooConfig(spec, V, T);
   return makeTrainableModel(`${arch}-tiny`, config, tok, initWeights(config, { seed }));
 }
@@ -42,7 +42,7 @@ function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
-describe.each(['llama', 'opt'] as const)('%s-style training', (arch) => {
+describe.each(['llama', 'opt', 'glm'] as const)('%s-style training', (arch) => {
   it('trainEmbed/trainLogits equal the engine embed()/forward()', () => {
     const before = tf.memory().numTensors;
     const m = tinyModel(arch, 3);

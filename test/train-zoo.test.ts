@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { configFromHf } from '../lib/models/hf';
 import { ByteLevelBpe } from '../lib/models/tokenizer-bpe';
 import { CORPUS_FILE, parseBibleOutput, readCorpusSplit, sha256, splitCorpus, splitOf, type CorpusManifest } from '../lib/train/corpus';
-import { ZOO, countParams, initWeights, zooConfig, zooDirs, zooHfConfig } from '../lib/train/zoo';
+import { ZOO, ZOO_GLM, countParams, initWeights, zooConfig, zooDirs, zooHfConfig } from '../lib/train/zoo';
 
 const repo = path.resolve(__dirname, '..');
 const corpusDir = path.join(repo, 'data/zoo/corpus');
@@ -61,6 +61,16 @@ describe('zoo configs', () => {
     });
     // llama-1m by hand: embeddings 4096·128 + 3 blocks · (4·128² + 3·128·352 + 2·128) + final norm 128
     expect(4096 * 128 + 3 * (4 * 128 * 128 + 3 * 128 * 352 + 2 * 128) + 128).toBe(n['llama-1m']);
+  });
+
+  it('GLM specs (to train) have their sizes: untied output layer, 2 KV groups, q/k/v biases, fused gate|up', () => {
+    const n = Object.fromEntries(Object.values(ZOO_GLM).map((s) => [s.name, countParams(zooConfig(s))]));
+    expect(n).toEqual({ 'glm-700k': 746304, 'glm-1m': 1119456, 'glm-2m': 2149776 });
+    // glm-700k by hand: embeddings and output layer 2·4096·64 + 3 blocks · (qkv (64 + 2·32)·64 + its bias 128 + o 64² + gate|up 640·64 + down 64·320 + 2·64) + final norm 64
+    expect(2 * 4096 * 64 + 3 * (128 * 64 + 128 + 64 * 64 + 640 * 64 + 64 * 320 + 2 * 64) + 64).toBe(n['glm-700k']);
+    const c = zooConfig(ZOO_GLM['glm-700k']);
+    expect(c).toMatchObject({ arch: 'glm', numKvHeads: 2, headDim: 16, qkvBias: true, tieWordEmbeddings: false });
+    expect(() => zooHfConfig({ ...ZOO_GLM['glm-700k'], kvHeads: 3 })).toThrow(/not a multiple of KV heads 3/);
   });
 
   it('are HF configs the engine reads back unchanged', () => {

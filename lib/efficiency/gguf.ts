@@ -485,9 +485,20 @@ export function ggufLlamaName(hf: string): string {
   throw new Error(`no GGUF llama name for weight '${hf}'`);
 }
 
+/** Why the GGUF export (llama.cpp's 'llama' graph) cannot write this model, or null when it can. */
+export function llamaGgufUnsupported(config: ModelConfig): string | null {
+  if (config.arch === 'glm') return "the GLM block (fused query_key_value with bias, rotary on half of each head in pairs) is llama.cpp's 'chatglm' graph, not the 'llama' graph the export writes";
+  if (config.arch !== 'llama') return `the '${config.arch}' architecture is not llama.cpp's 'llama' graph, the one the export writes`;
+  if (config.bias) return "linear biases, which llama.cpp's llama graph does not read for the MLP";
+  if (config.qkvBias) return "q/k/v biases without an output bias (Qwen2) are llama.cpp's 'qwen2' graph, not the 'llama' graph the export writes";
+  if (config.slidingWindow != null) return `sliding-window attention (sliding_window ${config.slidingWindow}), which llama.cpp's llama graph does not apply`;
+  return null;
+}
+
 /** llama.<key> metadata of a LLaMA-family config. */
 export function llamaMetadata(config: ModelConfig, name: string, fileType: GgmlType): [string, GgufValue][] {
-  if (config.arch !== 'llama') throw new Error(`GGUF export supports LLaMA-family models only (model '${name}' is '${config.arch}')`);
+  const why = llamaGgufUnsupported(config);
+  if (why) throw new Error(`GGUF export: model '${name}' has ${why}`);
   const u32 = (value: number): GgufValue => ({ type: 'uint32', value });
   const f32v = (value: number): GgufValue => ({ type: 'float32', value });
   const m: [string, GgufValue][] = [
@@ -689,8 +700,8 @@ export async function exportLlamaGguf(model: Model, file: string, options: Parti
   const o = { ...llamaGgufDefaults, ...options };
   if (!(o.type in BLOCK_TYPES) && o.type !== 'auto') throw new Error(`GGUF export: unknown type '${o.type}' (f32, f16, q8_0, q4_0, q4_1, auto)`);
   const c = model.config;
-  if (c.arch !== 'llama') throw new Error(`GGUF export supports LLaMA-family models only (model '${model.name}' is '${c.arch}')`);
-  if (c.bias) throw new Error(`GGUF export: model '${model.name}' has linear biases, which llama.cpp's llama graph does not read for the MLP`);
+  const why = llamaGgufUnsupported(c);
+  if (why) throw new Error(`GGUF export: model '${model.name}' has ${why}`);
   const embedType: GgmlType = o.embedType === 'f16' ? 'F16' : 'F32';
   const names = [...model.weights.keys(), ...(model.splitWeights?.keys() ?? [])];
   const tied = c.tieWordEmbeddings || !names.includes('lm_head.weight');

@@ -3,7 +3,8 @@
 // sizes) in three ways: dense (every weight multiplies), skipping zeros (only non-zero weights of
 // the linears multiply: what a sparse kernel could reach) and per linear, for tables.
 import * as tf from '@tensorflow/tfjs';
-import { ARCHS, blockLinears, linearName } from '../models/arch';
+import { ARCHS, blockLinears, linearName, linearParts } from '../models/arch';
+import { blockWidths } from '../models/weights';
 import type { LinearInputHook, Model } from '../models/types';
 
 export interface MacOptions {
@@ -66,10 +67,11 @@ export async function countMacs(model: Model, opts: Partial<MacOptions> = {}): P
       linearDense += dense;
       linearNonZero += nz;
     }
-    // heads of this block from q's actual rows (structured pruning may have removed some)
+    // heads of this block from q's actual rows (structured pruning may have removed some; GLM's q rows lead its fused q|k|v)
     const q = model.weights.get(linearName(c.arch, b, spec.attention.q)) as tf.Tensor;
-    const qWidth = q.shape[0] as number; // heads · headDim
-    const pairs = o.attention === 'full' ? T * T : (T * (T + 1)) / 2; // (query, key) pairs per head
+    const qWidth = linearParts(c.arch, spec.attention.q, { ...blockWidths(c, b), headDim: c.headDim })[0].rows ?? (q.shape[0] as number); // heads · headDim
+    const W = Math.min(T, c.slidingWindow ?? T); // keys a query sees at most (Mistral's sliding window)
+    const pairs = o.attention === 'full' ? T * T : (W * (W + 1)) / 2 + (T - W) * W; // (query, key) pairs per head
     attention += 2 * pairs * qWidth; // scores (q·k) and weighted values (p·v), headDim MACs each per head
   }
   const headW = model.weights.get(spec.lmHead) ?? model.weights.get(spec.embedTokens);

@@ -27,7 +27,7 @@ import { toPattern } from '../quant/sparse-pattern';
 import { saveSparseWeights } from '../quant/sparse';
 import { shortLinearName } from '../methods/sequential';
 import { measurePeakMemory, timeRegion, type MemoryProbe, type PeakMemory } from '../runtime/probes';
-import { exportLlamaGguf } from './gguf';
+import { exportLlamaGguf, llamaGgufUnsupported } from './gguf';
 import { countMacs, type MacReport } from './macs';
 import { promptIds } from './engines/types';
 
@@ -235,9 +235,8 @@ export async function measureStoredSize(model: Model, kind: MethodKind | null, c
     const quantized = compress?.quantized.size ? compress.quantized : null;
     const layout = sparseLayout(kind, config);
     if (quantized) {
-      if (model.config.arch !== 'llama') {
-        throw new Error(`no packed on-disk format for quantized '${model.config.arch}' weights (the GGUF export covers the LLaMA architecture)`);
-      }
+      const why = llamaGgufUnsupported(model.config);
+      if (why) throw new Error(`no packed on-disk format for quantized weights of model '${model.name}': the GGUF export refuses it (${why})`);
       const r = await exportLlamaGguf(model, path.join(dir, 'model.gguf'), { type: 'auto', quantized });
       return { bytes: fs.statSync(path.join(dir, 'model.gguf')).size, format: `GGUF ${r.fileType} (${r.summary})` };
     }
@@ -246,7 +245,7 @@ export async function measureStoredSize(model: Model, kind: MethodKind | null, c
       await saveSparseWeights(model, file, layout);
       return { bytes: fs.statSync(file).size, format: `llmcb sparse safetensors (${layout === 'bitmask' ? 'bitmask' : `${layout.n}:${layout.m}`}, fp32 values)` };
     }
-    if (model.config.arch === 'llama') {
+    if (llamaGgufUnsupported(model.config) === null) {
       const r = await exportLlamaGguf(model, path.join(dir, 'model.gguf'), { type: 'f32' });
       return { bytes: fs.statSync(path.join(dir, 'model.gguf')).size, format: `GGUF ${r.fileType}` };
     }

@@ -11,8 +11,9 @@
 // (generation) each layer has [slots × length] rows and a sequence owns a slot.
 //
 // Supported: LLaMA (RMSNorm, RoPE incl. scaling tables, SwiGLU, GQA, per-block widths of pruned
-// models, tied or untied head, row-split embedding/head) and OPT (pre-LayerNorm, learned positions,
-// ReLU, biases); dense fp32 weights (sparse ones are dense with zeros); activation fake
+// models, tied or untied head, row-split embedding/head, Qwen2's q/k/v biases), GLM (one fused
+// q|k|v projection that the RoPE kernel splits, RoPE on half of each head in interleaved pairs, one
+// fused gate|up projection and a split SwiGLU) and OPT (pre-LayerNorm, learned positions, ReLU, biases); dense fp32 weights (sparse ones are dense with zeros); activation fake
 // quantization per token or per tensor with static scales (SmoothQuant W8A8 models); and W8A8
 // packed linears (InferenceModel.packedLinears of kind 'w8a8', per-token INT8 activations): the input is
 // quantized to INT8 codes once per distinct input (q, k and v share it) and the INT8 GEMM of
@@ -21,9 +22,10 @@
 // post-LayerNorm, GELU, dynamic per-tensor activation scales) is an error naming it, raised
 // before any work.
 import type * as tf from '@tensorflow/tfjs';
-import { ARCHS, linearName } from '../models/arch';
+import { ARCHS, fusedQkv, linearName } from '../models/arch';
 import { ropeInvFreq } from '../models/transformer';
 import type { InferenceModel } from './inference';
+import type { ModelConfig } from '../models/types';
 import { blockWidths, hasFinalNorm } from '../models/weights';
 import { actQuantKernel } from './act-quant';
 import { flushTfjs } from '../kernels/gpu';
@@ -44,6 +46,8 @@ import {
   normKernel,
   pickKernel,
   ropeKvKernel,
+  swigluSplitKernel,
+  type RopeLayout,
   rowStatsKernel,
   splitChunk,
   type AttnTile,
@@ -174,10 +178,19 @@ export function gemmSplits(M: number, N: number, K: number, t: GemmTile, most: n
 const ATTN_TARGET_WORKGROUPS = 264; // split keys until about this many attention workgroups run (2 per SM on an H100/H200)
 const MAX_SPLITS = 64;
 
+/** Why the executor has no kernels for this model family (Mistral's sliding window), or null: such
+ * models score on tfjs (lib/eval/model-scorer.ts), where every family runs. */
+export function executorFamilyUnsupported(c: ModelConfig): string | null {
+  if (c.slidingWindow != null) return `sliding-window attention (sliding_window ${c.slidingWindow}): the attention kernel applies the causal mask only`;
+  return null;
+}
+
 /** Why the executor cannot run this model, or null when it can. */
 export function executorUnsupported(model: InferenceModel): string | null {
   const c = model.config;
   const spec = ARCHS[c.arch];
+  const family = executorFamilyUnsupported(c);
+  if (family) return family;
   for (const [name, p] of model.packedLinears ?? []) {
     if (p.kind !== 'w8a8') return `weight-only packed linears (${name} …): evaluate the dequantized weights`;
     if (!isPerTokenInt8(model.actQuant)) return `W8A8 packed linear ${name} without per-token INT8 activation quantization`;
@@ -323,6 +336,9 @@ export class Executor {
       const vT = arena.storage('v', f32 * maxTokens * maxKV * hd);
       const att = arena.storage('attn', f32 * maxTokens * maxH * hd); // [T, H·hd]
       const ff = arena.storage('ff', f32 * maxTokens * maxF); // [T, F]
+      // GLM: the fused projections' outputs before they are split (q|k|v by the RoPE kernel, gate|up by SwiGLU)
+      const qkvOut = fusedQkv(c.arch) ? arena.storage('qkv', f32 * maxTokens * (maxH + 2 * maxKV) * hd) : null; // [T, (H + 2·KV)·hd]
+      const gateUpOut = spec.mlp.gated && spec.mlp.inputs.length === 1 ? arena.storage('gate-up', f32 * maxTokens * 2 * maxF) : null; // [T, 2F]
       const packed = (model.packedLinears ?? new Map()) as Map<string, PackedW8A8>; // executorUnsupported: W8A8 only
       const aq = model.actQuant ? arena.storage('act-quant', f32 * maxTokens * Math.max(D, maxF, maxH * hd)) : null;
       const maxKWords = Math.max(0, ...[...packed.values()].map((p) => p.kWords));
@@ -351,11 +367,11 @@ export class Executor {
       };
       const stores: { k: Buf; v: Buf }[] = [];
       for (let i = 0; i < c.numLayers; i++) stores.push(store(i));
-      // --- RoPE tables [P, hd/2] (fp32 angles as transformers) ---
-      let rope: { cos: Buf; sin: Buf } | null = null;
-      if (c.arch === 'llama') {
+      // --- RoPE tables [P, rotated pairs] (fp32 angles as transformers) ---
+      let rope: { cos: Buf; sin: Buf; layout: RopeLayout } | null = null;
+      if (spec.rope) {
         const inv = ropeInvFreq(c);
-        const half = hd / 2;
+        const half = inv.length; // hd/2, or GLM's rotated quarter
         const P = options.cache ? options.cache.length : c.maxPositions;
         const cos = new Float32Array(P * half);
         const sin = new Float32Array(P * half);
@@ -366,7 +382,8 @@ export class Executor {
             sin[p * half + j] = Math.sin(a);
           }
         }
-        rope = { cos: arena.upload('rope-cos', cos), sin: arena.upload('rope-sin', sin) };
+        const layout: RopeLayout = { pairs: spec.rope.layout === 'halves' ? 'halves' : 'interleaved', rotated: half, fused: fusedQkv(c.arch) };
+        rope = { cos: arena.upload('rope-cos', cos), sin: arena.upload('rope-sin', sin), layout };
       }
       const w = (name: string): Buf => {
         const t = model.weights.get(name);
@@ -502,13 +519,17 @@ export class Executor {
         const a = spec.attention;
         // q, k, v each read the normed input (quantized per linear when activations are)
         const quant = (short: string) => ({ quant: { block: i, short } });
-        linear(lin(a.q), h, q, D, H * hd, 'store', tokens, quant(a.q));
-        linear(lin(a.k), h, kT, D, KVH * hd, 'store', tokens, quant(a.k));
-        linear(lin(a.v), h, vT, D, KVH * hd, 'store', tokens, quant(a.v));
+        // GLM: one q|k|v projection, which the RoPE kernel reads for all three
+        if (qkvOut) linear(lin(a.q), h, qkvOut, D, (H + 2 * KVH) * hd, 'store', tokens, quant(a.q));
+        else {
+          linear(lin(a.q), h, q, D, H * hd, 'store', tokens, quant(a.q));
+          linear(lin(a.k), h, kT, D, KVH * hd, 'store', tokens, quant(a.k));
+          linear(lin(a.v), h, vT, D, KVH * hd, 'store', tokens, quant(a.v));
+        }
         const st = stores[i];
         specs.push({
-          kernel: ropeKvKernel(H, KVH, hd, !!rope),
-          buffers: [st.k, st.v, kT, vT, io.pos, io.kvRow, ...(rope ? [q, rope.cos, rope.sin] : [])],
+          kernel: ropeKvKernel(H, KVH, hd, !!rope, rope?.layout),
+          buffers: [st.k, st.v, qkvOut ?? kT, qkvOut ?? vT, io.pos, io.kvRow, ...(rope ? [q, rope.cos, rope.sin] : [])],
           params: (s) => ({ n: s.tokens }),
           workgroups: (s) => spill(Math.ceil((s.tokens * ((rope ? H : 0) + 2 * KVH) * (hd / 2)) / 256), device),
         });
@@ -537,7 +558,12 @@ export class Executor {
         });
         linear(lin(a.o), att, x, H * hd, D, 'add', tokens, quant(a.o));
         normInto(`${p}${spec.norms.mlp}`);
-        if (c.arch === 'llama') {
+        if (gateUpOut) {
+          // GLM: one gate|up projection [T, 2F], then silu(gate) · up
+          const gateUp = spec.mlp.inputs[0];
+          linear(lin(gateUp), h, gateUpOut, D, 2 * F, 'store', tokens, quant(gateUp));
+          specs.push({ kernel: swigluSplitKernel(F), buffers: [ff, gateUpOut], params: (s) => ({ n: s.tokens }), workgroups: (s) => spill(Math.ceil((s.tokens * F) / 256), device) });
+        } else if (spec.mlp.gated) {
           const [gate, up] = spec.mlp.inputs;
           linear(lin(gate), h, ff, D, F, 'store', tokens, quant(gate));
           linear(lin(up), h, ff, D, F, 'silu-mul', tokens, quant(up));

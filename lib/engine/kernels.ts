@@ -445,35 +445,57 @@ fn main(@builtin(local_invocation_id) l: vec3u, ${BUILTINS}) {
 /** Workgroups of a GEMV over N columns (8 per workgroup, spilled into y). */
 export const gemvGroups = (N: number) => Math.ceil(N / 8);
 
+/** How the RoPE/KV kernel reads a head: HF LLaMA's halves over the whole head (default), or GLM's
+ * (2j, 2j + 1) pairs of which the first `rotated` rotate; `fused`: q, k and v are the column ranges
+ * of one [T, (H + 2·KV)·hd] projection (GLM's query_key_value) instead of three buffers. */
+export interface RopeLayout {
+  pairs: 'halves' | 'interleaved';
+  rotated: number; // rotated pairs per head (= the cos/sin tables' width)
+  fused: boolean;
+}
+
 /**
- * RoPE on q (in place) and k, and the new keys and values written to the KV store at row
- * kvRow[t] + pos[t]. q [T, H·hd], k/v [T, KV·hd] (projections), store [rows, KV·hd];
- * cos/sin [P, hd/2] fp32 tables (positions × frequencies). Without rope: only the copy.
+ * RoPE on q and k, and the new keys and values written to the KV store at row kvRow[t] + pos[t].
+ * q [T, H·hd] (rotated in place; fused: written from the projection), k/v [T, KV·hd] (projections;
+ * fused: both bind the one [T, (H + 2·KV)·hd] projection), store [rows, KV·hd]; cos/sin
+ * [P, rotated] fp32 tables (positions × frequencies). Without rope: only the copy.
  * Bindings: kStore (rw), vStore (rw), k, v, pos u32, kvRow u32, then q (rw), cos, sin (rope).
  */
-export function ropeKvKernel(H: number, KVH: number, hd: number, rope: boolean): Kernel {
+export function ropeKvKernel(H: number, KVH: number, hd: number, rope: boolean, layout: RopeLayout = { pairs: 'halves', rotated: hd / 2, fused: false }): Kernel {
   const half = hd / 2;
   const slots = (rope ? H : 0) + 2 * KVH; // q heads (rotated in place), k heads, v heads
   const kv0 = rope ? H : 0;
-  // One pair (j, j + hd/2) of one head: rotated (x·cos + rotate_half(x)·sin) or copied.
+  if (layout.fused && !rope) throw new Error('ropeKvKernel: a fused q|k|v projection needs RoPE (it writes q)');
+  const rot = layout.rotated;
+  // Pair j of one head: dimensions (ia, ib), rotated (x·cos + rotate(x)·sin) when j < rot, else copied.
+  const [ia, ib] = layout.pairs === 'halves' ? ['j', `j + ${half}u`] : ['2u * j', '2u * j + 1u'];
   const pair = (src: string, dst: string, rotate: boolean) =>
     rotate
-      ? `let a = ${src}[base + j];
-    let b = ${src}[base + j + ${half}u];
-    let cs = cosT[p * ${half}u + j];
-    let sn = sinT[p * ${half}u + j];
-    ${dst}[dbase + j] = a * cs + (-b) * sn;
-    ${dst}[dbase + j + ${half}u] = b * cs + a * sn;`
-      : `${dst}[dbase + j] = ${src}[base + j];
-    ${dst}[dbase + j + ${half}u] = ${src}[base + j + ${half}u];`;
+      ? `let a = ${src}[base + ${ia}];
+    let b = ${src}[base + ${ib}];
+    var cs = 1.0;
+    var sn = 0.0;
+    if (j < ${rot}u) {
+      cs = cosT[p * ${rot}u + j];
+      sn = sinT[p * ${rot}u + j];
+    }
+    ${dst}[dbase + ${ia}] = a * cs + (-b) * sn;
+    ${dst}[dbase + ${ib}] = b * cs + a * sn;`
+      : `${dst}[dbase + ${ia}] = ${src}[base + ${ia}];
+    ${dst}[dbase + ${ib}] = ${src}[base + ${ib}];`;
   const ropeBindings = rope
     ? `@group(0) @binding(6) var<storage, read_write> q: array<f32>;
 @group(0) @binding(7) var<storage, read> cosT: array<f32>;
 @group(0) @binding(8) var<storage, read> sinT: array<f32>;
 @group(0) @binding(9) var<uniform> params: Params;`
     : '@group(0) @binding(6) var<uniform> params: Params;';
+  // Source offsets of head `slot` (q) and KV head h (k, v) of token t.
+  const N = (H + 2 * KVH) * hd;
+  const qSrc = layout.fused ? `t * ${N}u + slot * ${hd}u` : `(t * ${H}u + slot) * ${hd}u`;
+  const kSrc = layout.fused ? `t * ${N}u + ${H * hd}u + h * ${hd}u` : `(t * ${KVH}u + h) * ${hd}u`;
+  const vSrc = layout.fused ? `t * ${N}u + ${(H + KVH) * hd}u + h * ${hd}u` : kSrc;
   return {
-    name: `rope-kv-${H}-${KVH}-${hd}${rope ? '' : '-norope'}`,
+    name: `rope-kv-${H}-${KVH}-${hd}${rope ? '' : '-norope'}${layout.pairs === 'halves' ? '' : `-pairs${rot}`}${layout.fused ? '-fused' : ''}`,
     params: { n: 'u32' },
     code: /* wgsl */ `
 struct Params { n: u32, }
@@ -497,24 +519,48 @@ fn main(${BUILTINS}) {
   ${
     rope
       ? `if (slot < ${H}u) {
-    let base = (t * ${H}u + slot) * ${hd}u;
-    let dbase = base;
-    ${pair('q', 'q', true)}
+    let base = ${qSrc};
+    let dbase = (t * ${H}u + slot) * ${hd}u;
+    ${pair(layout.fused ? 'k' : 'q', 'q', true)}
     return;
   }`
       : ''
   }
   if (slot < ${kv0 + KVH}u) {
     let h = slot - ${kv0}u;
-    let base = (t * ${KVH}u + h) * ${hd}u;
+    let base = ${kSrc};
     let dbase = (srow * ${KVH}u + h) * ${hd}u;
     ${pair('k', 'ks', rope)}
   } else {
     let h = slot - ${kv0 + KVH}u;
-    let base = (t * ${KVH}u + h) * ${hd}u;
+    let base = ${vSrc};
     let dbase = (srow * ${KVH}u + h) * ${hd}u;
     ${pair('v', 'vs', false)}
   }
+}`,
+  };
+}
+
+/** silu(gate) · up of a fused [T, 2F] gate|up projection into y [T, F] (GLM's dense_h_to_4h).
+ * Bindings: y (out), s [T, 2F]. */
+export function swigluSplitKernel(F: number): Kernel {
+  return {
+    name: `swiglu-split-${F}`,
+    params: { n: 'u32' },
+    code: /* wgsl */ `
+struct Params { n: u32, }
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> s: array<f32>;
+@group(0) @binding(2) var<uniform> params: Params;
+@compute @workgroup_size(256)
+fn main(${BUILTINS}) {
+  ${FLAT}
+  let i = wid * 256u + lid;
+  if (i >= params.n * ${F}u) { return; }
+  let t = i / ${F}u;
+  let j = i % ${F}u;
+  let gv = s[t * ${2 * F}u + j];
+  y[i] = (gv * (1.0 / (1.0 + exp(-gv)))) * s[t * ${2 * F}u + ${F}u + j];
 }`,
   };
 }

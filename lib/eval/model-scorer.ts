@@ -4,6 +4,7 @@
 // the model's own activation quantization applies inside forward), batches bounded by the model's
 // attention-score size and by the device's largest buffer binding. LLMCB_SCORER=tfjs keeps the
 // tfjs path on webgpu too (the exact reference the executor is checked against).
+import { executorFamilyUnsupported } from '../engine/executor';
 import { EngineScorer } from '../engine/scorer';
 import { disposeForwardPrep, forward, prepareForward } from '../models/transformer';
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
@@ -42,10 +43,11 @@ export function tensorScorer(model: InferenceModel, opts: Partial<ScorerOptions>
 
 /**
  * A Scorer whose sequences are at most maxLength tokens (default: the model's context). On webgpu
- * the executor's (opts.maxBatchTokens caps its tokens per step); elsewhere the TensorScorer.
+ * the executor's (opts.maxBatchTokens caps its tokens per step), except for families it has no
+ * kernels for (executorFamilyUnsupported: sliding windows); elsewhere the TensorScorer.
  */
 export function modelScorer(model: InferenceModel, opts: Partial<ScorerOptions> = {}, maxLength = model.config.maxPositions): Scorer {
-  if (webgpuDevice() && scorerEngine() === 'executor') {
+  if (webgpuDevice() && scorerEngine() === 'executor' && executorFamilyUnsupported(model.config) === null) {
     return new EngineScorer(model, maxLength, { executor: opts.maxBatchTokens ? { maxTokens: Math.max(opts.maxBatchTokens, maxLength) } : {}, label: opts.label ?? model.name });
   }
   return tensorScorer(model, opts, maxLength);

@@ -6,7 +6,8 @@
 // (scaled, unquantized) block outputs, as the reference run_awq does; quantization is applied
 // after all blocks are searched. Search results are serializable artifacts applied separately.
 import * as tf from '@tensorflow/tfjs';
-import { ARCHS, linearName, type LinearGroup } from '../models/arch';
+import { ARCHS, linearName, linearParts, type LinearGroup } from '../models/arch';
+import { blockWidths } from '../models/weights';
 import type { Model } from '../models/types';
 import { awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
 import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
@@ -53,11 +54,19 @@ export function awqFakeQuant(W: Float32Array, rows: number, cols: number, o: Awq
 /** Host W [rows, cols] → tensor [rows, cols]. */
 const toT = (m: { data: Float32Array; rows: number; cols: number }) => tf.tensor2d(m.data, [m.rows, m.cols]);
 
-/** Whether a group can be scaled: its producer exists and (for a linear producer) has as many outputs as the group's inputs. */
-function scalable(model: Model, g: LinearGroup): boolean {
+/** Whether a group of block b can be scaled: its producer exists and (for a linear producer) has as
+ * many outputs as the group's inputs; a fused producer (GLM) when its last stacked projection is the
+ * one feeding the group linearly (v into o, up into down) and as wide as the group's input, since
+ * applyGroupScales divides the last rows. */
+function scalable(model: Model, g: LinearGroup, b: number): boolean {
   if (g.prev.kind === 'norm') return true;
-  const [prevOut] = linearShape(model, g.prev.name);
-  const [, inDim] = linearShape(model, g.linears[0]);
+  const c = model.config;
+  const [prevOut] = linearShape(model, g.prev.name, b);
+  const [, inDim] = linearShape(model, g.linears[0], b);
+  if (ARCHS[c.arch].fused[g.prev.name]) {
+    const last = linearParts(c.arch, g.prev.name, { ...blockWidths(c, b), headDim: c.headDim }).at(-1)!;
+    return (last.part === 'v' || last.part === 'up') && last.rows === inDim && last.offset + last.rows === prevOut;
+  }
   // The reference scales v→o only when v_proj and o_proj have the same shape (no GQA).
   return prevOut === inDim && (g.prev.name !== ARCHS[model.config.arch].attention.v || linearShape(model, g.prev.name).join() === linearShape(model, g.linears[0]).join());
 }
@@ -95,14 +104,14 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
   const a = ARCHS[model.config.arch];
   const out: AwqArtifact['scales'] = {};
   for (const g of a.groups) {
-    if (!scalable(model, g)) continue;
+    if (!scalable(model, g, block)) continue;
     const x = feats.get(g.linears[0])!; // [tokens, in]
     const xMean = await hostValues(() => tf.mean(tf.abs(x), 0)); // [in]
     const mats: HostMatrix[] = [];
     for (const l of g.linears) mats.push(await readLinear(model, block, l));
     // What the group feeds (reference module2inspect): the whole attention (read off as o_proj of
     // its input) for q/k/v, the whole gated MLP (down_proj of its input) for gate/up, else the linear.
-    const through = g.linears.includes(a.attention.q) ? a.attention.o : g.linears.includes(a.mlp.inputs[0]) && a.mlp.inputs.length > 1 ? a.mlp.down : null;
+    const through = g.linears.includes(a.attention.q) ? a.attention.o : g.linears.includes(a.mlp.inputs[0]) && a.mlp.gated ? a.mlp.down : null;
     // The group's output with weights ws (host arrays replacing the group's linears).
     const groupOutput = (ws: Float32Array[] | null): tf.Tensor => {
       if (!through) {
@@ -235,6 +244,25 @@ export async function applyClip(model: Model, name: string, maxima: ArrayLike<nu
   replaceWeight(model, name, W);
 }
 
+/** The row ranges of a block linear that AWQ clips: every projection but q and k (the reference
+ * skips them: their outputs meet in attention scores, not a linear output), so GLM's fused q|k|v
+ * clips its v rows only. */
+function clipParts(model: Model, block: number, short: string): { offset: number; rows: number | null }[] {
+  const c = model.config;
+  const a = ARCHS[c.arch].attention;
+  const skip = new Set(['q', 'k', a.q, a.k].filter((n) => !ARCHS[c.arch].fused[n]));
+  return linearParts(c.arch, short, { ...blockWidths(c, block), headDim: c.headDim }).filter((p) => !skip.has(p.part));
+}
+
+/** max |w| of each (row, column group) of m, row-major [rows, ngroups] (groupSize −1: one group per row). */
+function groupMaxima(m: HostMatrix, groupSize: number): Float32Array {
+  const gs = groupSize === -1 ? m.cols : groupSize;
+  const ng = Math.ceil(m.cols / gs);
+  const out = new Float32Array(m.rows * ng);
+  for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) out[r * ng + Math.floor(c / gs)] = Math.max(out[r * ng + Math.floor(c / gs)], Math.abs(m.data[r * m.cols + c]));
+  return out;
+}
+
 /** Runs the AWQ search (scales then clipping) block by block, applying the equivalent transformations as it goes. */
 export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOptions> = {}, hooks: MethodHooks = {}): Promise<AwqArtifact> {
   const o = { ...defaults, ...opts };
@@ -276,11 +304,18 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
         }
         if (o.clip) {
           for (const l of blockLinearNames(model)) {
-            // the reference skips q and k (their outputs meet in attention scores, not a linear output)
-            if (l === a.attention.q || l === a.attention.k) continue;
+            const parts = clipParts(model, ctx.block, l);
+            if (parts.length === 0) continue;
             const m = await readLinear(model, ctx.block, l);
             const x = feats.get(l)!;
-            const maxima = clipSearch(m.data, m.rows, m.cols, (await x.data()) as Float32Array, x.shape[0], o);
+            const X = (await x.data()) as Float32Array;
+            // Rows outside the clipped parts keep their own maxima (clipping them to it changes nothing).
+            const maxima = groupMaxima(m, o.groupSize);
+            const ng = maxima.length / m.rows;
+            for (const p of parts) {
+              const rows = p.rows ?? m.rows;
+              maxima.set(clipSearch(m.data.subarray(p.offset * m.cols, (p.offset + rows) * m.cols), rows, m.cols, X, x.shape[0], o), p.offset * ng);
+            }
             art.clip[`${ctx.block}.${l}`] = Array.from(maxima);
             await applyClip(model, m.name, maxima, o.groupSize);
           }

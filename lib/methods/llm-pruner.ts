@@ -9,7 +9,7 @@
 // removes the same fraction of its groups; the first and last blocks are kept, as the paper's
 // per-layer policy (LLaMA-7B: blocks 4..29 of 32 pruned).
 import * as tf from '@tensorflow/tfjs';
-import { ARCHS, linearName } from '../models/arch';
+import { ARCHS, linearName, linearParts } from '../models/arch';
 import { embed, head, runBlock } from '../models/transformer';
 import type { Model, ModelConfig } from '../models/types';
 import { PER_LAYER_KEYS } from '../models/weights';
@@ -113,7 +113,7 @@ function prunableNames(model: Model, b: number, o: LlmPrunerOptions): string[] {
     ...(o.pruneMlp ? [...spec.mlp.inputs, spec.mlp.down] : []),
   ];
   const names: string[] = [];
-  for (const s of shorts) {
+  for (const s of new Set(shorts)) {
     names.push(linearName(model.config.arch, b, s));
     const bias = linearName(model.config.arch, b, s, 'bias');
     if (model.weights.has(bias)) names.push(bias);
@@ -244,31 +244,30 @@ export async function compress(model: Model, calib: CalibSet | null, input: LlmP
       const KVH = widths.numKvHeads[b];
       const hd = c.headDim;
       const rep = H / KVH;
+      // Row ranges of each projection inside its linear (GLM's fused q|k|v and gate|up share one).
+      const parts = (short: string) => linearParts(c.arch, short, { numHeads: H, numKvHeads: KVH, intermediateSize: widths.intermediateSize[b], headDim: hd });
+      const rowImp = async (short: string, part: 'weight' | 'bias') => imp(lin(short, part), 1);
       if (o.pruneAttention) {
         // group g: q rows / o columns of its rep query heads, k and v rows of its KV head
+        const size = (part: string) => (part === 'q' || part === spec.attention.q ? rep * hd : hd);
+        const attn = [...new Set([spec.attention.q, spec.attention.k, spec.attention.v])];
         const g = new Float64Array(KVH);
-        for (const s of [spec.attention.q]) {
-          addInto(g, groupSums((await imp(lin(s), 1))!, rep * hd));
-          const bias = await imp(lin(s, 'bias'), 1);
-          if (bias) addInto(g, groupSums(bias, rep * hd));
-        }
-        for (const s of [spec.attention.k, spec.attention.v]) {
-          addInto(g, groupSums((await imp(lin(s), 1))!, hd));
-          const bias = await imp(lin(s, 'bias'), 1);
-          if (bias) addInto(g, groupSums(bias, hd));
+        for (const s of attn) {
+          for (const which of ['weight', 'bias'] as const) {
+            const v = await rowImp(s, which);
+            if (!v) continue;
+            for (const p of parts(s)) addInto(g, groupSums(v.subarray(p.offset, p.offset + KVH * size(p.part)), size(p.part)));
+          }
         }
         addInto(g, groupSums((await imp(lin(spec.attention.o), 0))!, rep * hd));
         plan.groupImportance = Array.from(g);
         plan.keptGroups = topKeep(g, keptCount(KVH, o.ratio));
-        const qIdx = expand(plan.keptGroups, rep * hd);
-        const kvIdx = expand(plan.keptGroups, hd);
-        gatherInto(model, lin(spec.attention.q), qIdx, 0);
-        gatherInto(model, lin(spec.attention.q, 'bias'), qIdx, 0);
-        for (const s of [spec.attention.k, spec.attention.v]) {
-          gatherInto(model, lin(s), kvIdx, 0);
-          gatherInto(model, lin(s, 'bias'), kvIdx, 0);
+        for (const s of attn) {
+          const idx = parts(s).flatMap((p) => expand(plan.keptGroups, size(p.part)).map((r) => p.offset + r));
+          gatherInto(model, lin(s), idx, 0);
+          gatherInto(model, lin(s, 'bias'), idx, 0);
         }
-        gatherInto(model, lin(spec.attention.o), qIdx, 1);
+        gatherInto(model, lin(spec.attention.o), expand(plan.keptGroups, rep * hd), 1);
         widths.numKvHeads[b] = plan.keptGroups.length;
         widths.numHeads[b] = plan.keptGroups.length * rep;
       }
@@ -276,15 +275,18 @@ export async function compress(model: Model, calib: CalibSet | null, input: LlmP
         const I = widths.intermediateSize[b];
         const ch = new Float64Array(I);
         for (const s of spec.mlp.inputs) {
-          addInto(ch, await imp(lin(s), 1));
-          addInto(ch, await imp(lin(s, 'bias'), 1));
+          for (const which of ['weight', 'bias'] as const) {
+            const v = await rowImp(s, which);
+            if (v) for (const p of parts(s)) addInto(ch, v.subarray(p.offset, p.offset + I));
+          }
         }
         addInto(ch, await imp(lin(spec.mlp.down), 0));
         plan.channelImportance = Array.from(ch);
         plan.keptChannels = topKeep(ch, keptCount(I, o.ratio));
         for (const s of spec.mlp.inputs) {
-          gatherInto(model, lin(s), plan.keptChannels, 0);
-          gatherInto(model, lin(s, 'bias'), plan.keptChannels, 0);
+          const idx = parts(s).flatMap((p) => plan.keptChannels.map((r) => p.offset + r));
+          gatherInto(model, lin(s), idx, 0);
+          gatherInto(model, lin(s, 'bias'), idx, 0);
         }
         gatherInto(model, lin(spec.mlp.down), plan.keptChannels, 1);
         widths.intermediateSize[b] = plan.keptChannels.length;

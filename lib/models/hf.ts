@@ -8,10 +8,12 @@ import path from 'node:path';
 import { openSafetensorsDir, writeSafetensorsSharded, type AsyncWriteTensor } from './safetensors';
 import { Llama2cTokenizer } from './tokenizer-llama2c';
 import type { Arch, Model, ModelConfig, RopeScaling, Tokenizer } from './types';
-import { uploadSources, validateSources, type UploadOptions } from './weights';
+import { ARCHS } from './arch';
+import { glmFromNativeNames, glmToNativeTensors } from './glm';
+import { PER_LAYER_KEYS, uploadSources, validateSources, type UploadOptions } from './weights';
 
 /** model_type → the kit's architecture table. */
-const MODEL_TYPES: Record<string, Arch> = { llama: 'llama', mistral: 'llama', opt: 'opt' };
+const MODEL_TYPES: Record<string, Arch> = { llama: 'llama', mistral: 'llama', qwen2: 'llama', opt: 'opt', glm: 'glm', chatglm: 'glm' };
 
 function num(hf: Record<string, unknown>, key: string, file: string, fallback?: number): number {
   const v = hf[key];
@@ -38,6 +40,7 @@ export function configFromHf(hf: Record<string, unknown>, file = 'config.json'):
       `${file}: unknown architecture model_type='${modelType}'${Array.isArray(hf.architectures) ? ` (${hf.architectures.join(', ')})` : ''}; supported: ${Object.keys(MODEL_TYPES).join(', ')}`,
     );
   }
+  if (modelType === 'chatglm') return configFromChatglm(hf, file);
   const hidden = num(hf, 'hidden_size', file);
   const heads = num(hf, 'num_attention_heads', file);
   const layers = num(hf, 'num_hidden_layers', file);
@@ -70,7 +73,7 @@ export function configFromHf(hf: Record<string, unknown>, file = 'config.json'):
     };
   }
   const act = String(hf.hidden_act ?? 'silu');
-  if (act !== 'silu') throw new Error(`${file}: unsupported LLaMA hidden_act '${act}' (only silu)`);
+  if (act !== 'silu') throw new Error(`${file}: unsupported ${modelType} hidden_act '${act}' (only silu)`);
   // transformers 5 writes rope_parameters; older configs rope_theta + rope_scaling.
   const rp = (hf.rope_parameters ?? null) as Record<string, unknown> | null;
   const rs = (hf.rope_scaling ?? rp ?? null) as Record<string, unknown> | null;
@@ -90,6 +93,14 @@ export function configFromHf(hf: Record<string, unknown>, file = 'config.json'):
   } else if (ropeType !== 'default') {
     throw new Error(`${file}: unsupported rope scaling type '${ropeType}' (supported: default, linear, llama3)`);
   }
+  if (arch === 'glm') {
+    // transformers' native GLM: the rotated share of a head is partial_rotary_factor (the arch table's 0.5).
+    const partial = rp && typeof rp.partial_rotary_factor === 'number' ? rp.partial_rotary_factor : num(hf, 'partial_rotary_factor', file, 0.5);
+    if (partial !== ARCHS.glm.rope!.fraction) throw new Error(`${file}: GLM with partial_rotary_factor ${partial} is not supported (only ${ARCHS.glm.rope!.fraction})`);
+    const hd = num(hf, 'head_dim', file, hidden / heads);
+    if ((hd * partial) % 2 !== 0) throw new Error(`${file}: GLM head_dim ${hd} rotates ${hd * partial} dimensions, which do not pair up (head_dim must be a multiple of 4)`);
+  }
+  const window = slidingWindowOf(hf, modelType, file);
   return {
     arch,
     vocabSize: vocab,
@@ -100,7 +111,7 @@ export function configFromHf(hf: Record<string, unknown>, file = 'config.json'):
     numKvHeads: num(hf, 'num_key_value_heads', file, heads),
     headDim: num(hf, 'head_dim', file, hidden / heads),
     maxPositions: num(hf, 'max_position_embeddings', file),
-    normEps: num(hf, 'rms_norm_eps', file, 1e-6),
+    normEps: num(hf, 'rms_norm_eps', file, arch === 'glm' ? 1.5625e-7 : 1e-6),
     tieWordEmbeddings: Boolean(hf.tie_word_embeddings ?? false),
     bosTokenId: firstId(hf.bos_token_id),
     eosTokenId: firstId(hf.eos_token_id),
@@ -109,7 +120,60 @@ export function configFromHf(hf: Record<string, unknown>, file = 'config.json'):
     doLayerNormBefore: true,
     wordEmbedProjDim: hidden,
     activation: 'silu',
-    bias: Boolean(hf.attention_bias) || Boolean(hf.mlp_bias),
+    bias: arch === 'llama' && (Boolean(hf.attention_bias) || Boolean(hf.mlp_bias)),
+    // Qwen2 always has q/k/v biases; native GLM has them with attention_bias (its default: true).
+    qkvBias: modelType === 'qwen2' || (arch === 'glm' && hf.attention_bias !== false),
+    slidingWindow: window,
+    hf,
+  };
+}
+
+/** Mistral's sliding_window (null or absent: full attention); Qwen2's use_sliding_window is refused (its per-layer windows are not implemented). */
+function slidingWindowOf(hf: Record<string, unknown>, modelType: string, file: string): number | null {
+  if (modelType === 'qwen2') {
+    if (hf.use_sliding_window) throw new Error(`${file}: Qwen2 with use_sliding_window is not supported (per-layer windows from max_window_layers)`);
+    return null;
+  }
+  if (modelType !== 'mistral' || hf.sliding_window === null || hf.sliding_window === undefined) return null;
+  const w = num(hf, 'sliding_window', file);
+  if (!(Number.isInteger(w) && w >= 1)) throw new Error(`${file}: sliding_window must be a positive integer, got ${w}`);
+  return w;
+}
+
+/** The keys of ChatGLM2/3's config.json (model_type 'chatglm', remote-code models) → ModelConfig of the GLM table. */
+function configFromChatglm(hf: Record<string, unknown>, file: string): ModelConfig {
+  const refuse = (key: string, want: boolean) => {
+    if (hf[key] !== undefined && Boolean(hf[key]) !== want) throw new Error(`${file}: ChatGLM with ${key} = ${JSON.stringify(hf[key])} is not supported (only ${want})`);
+  };
+  refuse('rmsnorm', true);
+  refuse('add_bias_linear', false);
+  refuse('apply_residual_connection_post_layernorm', false);
+  refuse('post_layer_norm', true);
+  refuse('original_rope', true);
+  const hidden = num(hf, 'hidden_size', file);
+  const heads = num(hf, 'num_attention_heads', file);
+  return {
+    arch: 'glm',
+    vocabSize: num(hf, 'padded_vocab_size', file),
+    hiddenSize: hidden,
+    intermediateSize: num(hf, 'ffn_hidden_size', file),
+    numLayers: num(hf, 'num_layers', file),
+    numHeads: heads,
+    numKvHeads: hf.multi_query_attention ? num(hf, 'multi_query_group_num', file) : heads,
+    headDim: num(hf, 'kv_channels', file, hidden / heads),
+    maxPositions: num(hf, 'seq_length', file),
+    normEps: num(hf, 'layernorm_epsilon', file, 1e-5),
+    tieWordEmbeddings: false,
+    bosTokenId: firstId(hf.bos_token_id),
+    eosTokenId: firstId(hf.eos_token_id),
+    ropeTheta: 10000 * num(hf, 'rope_ratio', file, 1), // ChatGLM3-32k scales the base by rope_ratio
+    ropeScaling: null,
+    doLayerNormBefore: true,
+    wordEmbedProjDim: hidden,
+    activation: 'silu',
+    bias: false,
+    qkvBias: Boolean(hf.add_qkv_bias ?? false),
+    slidingWindow: null,
     hf,
   };
 }
@@ -141,10 +205,33 @@ export function configToHf(c: ModelConfig): Record<string, unknown> {
       enable_bias: c.bias,
     };
   }
+  if (c.arch === 'glm') {
+    // Saved in transformers' native layout (GlmForCausalLM; lib/models/glm.ts splits the fused
+    // q|k|v); a ChatGLM config's own keys (auto_map to remote code, num_layers, …) are not carried over.
+    const kept = c.hf.model_type === 'chatglm' ? Object.fromEntries(Object.values(PER_LAYER_KEYS).filter((k) => k in base).map((k) => [k, base[k]])) : base;
+    const out: Record<string, unknown> = {
+      ...kept,
+      architectures: ['GlmForCausalLM'],
+      model_type: 'glm',
+      ...common,
+      intermediate_size: c.intermediateSize,
+      num_key_value_heads: c.numKvHeads,
+      head_dim: c.headDim,
+      rms_norm_eps: c.normEps,
+      hidden_act: 'silu',
+      rope_theta: c.ropeTheta,
+      partial_rotary_factor: ARCHS.glm.rope!.fraction,
+      attention_bias: c.qkvBias ?? false,
+    };
+    delete out.rope_parameters;
+    return out;
+  }
+  // Mistral and Qwen2 keep their model_type (their sliding window and q/k/v biases are theirs).
+  const family = c.hf.model_type === 'mistral' || c.hf.model_type === 'qwen2' ? c.hf.model_type : 'llama';
   const out: Record<string, unknown> = {
     architectures: ['LlamaForCausalLM'],
     ...base,
-    model_type: 'llama',
+    model_type: family,
     ...common,
     intermediate_size: c.intermediateSize,
     num_key_value_heads: c.numKvHeads,
@@ -244,6 +331,11 @@ export function loadTokenizer(dir: string, vocabSize: number, tokenizer?: string
   if (existsSync(tj)) return hfTokenizerFrom(tj, path.join(dir, 'tokenizer_config.json'));
   const tb = path.join(dir, 'tokenizer.bin');
   if (existsSync(tb)) return Llama2cTokenizer.fromFile(tb, vocabSize, llama2cOpts);
+  // ChatGLM2/3 ship a SentencePiece model read by their own Python class, no tokenizer.json.
+  const python = ['tokenization_chatglm.py', 'tokenizer.model'].filter((f) => existsSync(path.join(dir, f)));
+  if (python.length > 0) {
+    throw new Error(`${dir}: missing tokenizer.json (the directory has only a Python tokenizer: ${python.join(', ')}); convert it with transformers (AutoTokenizer.from_pretrained(dir, trust_remote_code=True).save_pretrained) or pass --tokenizer FILE.json`);
+  }
   throw new Error(`${dir}: no tokenizer.json or tokenizer.bin (pass a tokenizer path, e.g. --tokenizer tok512.bin)`);
 }
 
@@ -282,7 +374,7 @@ export function loadHfDir(dir: string, opts: HfLoadOptions = {}): Model {
   for (const s of sources) {
     if (config.arch === 'opt' && s.name.startsWith('decoder.')) s.name = `model.${s.name}`;
   }
-  const kept = validateSources(config, sources, what);
+  const kept = validateSources(config, config.hf.model_type === 'glm' ? glmFromNativeNames(sources) : sources, what);
   const { weights, splitWeights } = uploadSources(kept, opts);
   return {
     name: opts.name ?? path.basename(path.resolve(dir)),
@@ -341,7 +433,7 @@ export async function saveModel(model: Model, dir: string, opts: SaveOptions = {
       },
     });
   }
-  await writeSafetensorsSharded(dir, tensors, { maxShardBytes: o.maxShardBytes, metadata: { format: 'pt' } });
+  await writeSafetensorsSharded(dir, c.arch === 'glm' ? glmToNativeTensors(tensors, c) : tensors, { maxShardBytes: o.maxShardBytes, metadata: { format: 'pt' } });
   const tok = model.tokenizer;
   if (tok instanceof HfTokenizer) {
     writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tok.tokenizerJson));

@@ -10,13 +10,17 @@ import { forward, generate } from './transformer';
 
 export const PARITY_TOLERANCE = 1e-4; // max |logit difference| in fp32
 
+/** Fixtures of the families beyond LLaMA and OPT (scripts/hf_reference.py --only glm,chatglm,qwen2,mistral_window on the GPU host). */
+export const FAMILY_FIXTURES = ['glm', 'chatglm', 'qwen2', 'mistral_window'];
+
 /** Fixture folders (each an HF dir with reference.safetensors) under root, sorted. */
 export function parityFixtures(root: string): string[] {
   if (!existsSync(root)) return [];
   return readdirSync(root).filter((d) => existsSync(path.join(root, d, 'reference.safetensors'))).sort();
 }
 
-/** A fixture's reference tensors: input_ids [B, T], attention_mask [B, T], logits [B, T, V] (transformers, fp32). */
+/** A fixture's reference tensors: input_ids [B, T], attention_mask [B, T], logits [B, T, V] (transformers, fp32);
+ * greedy: transformers' greedy continuation ids [1, N] of a prompt [1, P], when the fixture has them. */
 export function readReference(dir: string) {
   const file = path.join(dir, 'reference.safetensors');
   const h = readSafetensorsHeader(file);
@@ -25,7 +29,9 @@ export function readReference(dir: string) {
     if (!e) throw new Error(`${file}: no tensor '${n}'`);
     return { data: readTensor(file, e), shape: e.shape };
   };
-  return { ids: get('input_ids'), mask: get('attention_mask'), logits: get('logits') };
+  const has = (n: string) => h.entries.some((x) => x.name === n);
+  const greedy = has('greedy_ids') ? { prompt: Array.from(get('greedy_prompt').data), ids: Array.from(get('greedy_ids').data) } : null;
+  return { ids: get('input_ids'), mask: get('attention_mask'), logits: get('logits'), greedy };
 }
 
 export interface LogitParity {
@@ -35,6 +41,8 @@ export interface LogitParity {
   shape: number[];
   /** Live tensors after the comparison minus before (the model excluded): must be 0. */
   leaked: number;
+  /** The kit's greedy continuation of the fixture's prompt next to transformers', when the fixture has one. */
+  greedy: { got: number[]; expected: number[] } | null;
 }
 
 /** Loads the fixture model, runs the kit's forward on its padded batch and compares logits. */
@@ -67,7 +75,8 @@ export async function logitParity(dir: string, tokenizer?: string): Promise<Logi
         }
       }
     }
-    return { worst, compared, shape, leaked };
+    const greedy = ref.greedy ? { got: await generate(m, ref.greedy.prompt, { maxNewTokens: ref.greedy.ids.length, stopAtEos: false }), expected: ref.greedy.ids } : null;
+    return { worst, compared, shape, leaked, greedy };
   } finally {
     disposeModel(m);
   }

@@ -1,7 +1,9 @@
 // One readable forward pass for decoder-only transformers, driven by the architecture tables in
 // arch.ts: LLaMA family (RMSNorm, half-split RoPE with rope_theta and linear/llama3 scaling,
-// SwiGLU, grouped-query attention, tied or untied head) and OPT (learned positions offset by 2,
-// pre/post LayerNorm, ReLU, biases, project_in/out). Layer-by-layer API (embed → runBlock(i) →
+// SwiGLU, grouped-query attention, tied or untied head; Qwen2's q/k/v biases, Mistral's sliding
+// window), GLM (the same with fused q|k|v and gate|up sliced by rows, RoPE on half of each head in
+// interleaved pairs) and OPT (learned positions offset by 2, pre/post LayerNorm, ReLU, biases,
+// project_in/out). Layer-by-layer API (embed → runBlock(i) →
 // head) for the compression methods, batched forward with padding masks, and KV-cache generation.
 import * as tf from '@tensorflow/tfjs';
 import { mulberry32 } from '../rng';
@@ -11,7 +13,7 @@ import { attentionPlain } from '../kernels/attention';
 import { wasmAttention, wasmGatherRows, wasmKernelsAvailable, wasmRmsNorm, wasmSwiglu } from '../kernels/wasm-simd';
 import { kernelAttention, kernelLinear, kernelMatMulT, kernelQuantizesInput, kernelRmsNorm, kernelRopeHeads, kernelSwiglu } from '../kernels';
 import type { BackendName } from '../runtime/backend';
-import { ARCHS, linearName } from './arch';
+import { ARCHS, fusedQkv, linearName, linearParts } from './arch';
 import type { LinearInputHook, ModelConfig } from './types';
 import type { InferenceModel } from '../engine/inference';
 import { blockWidths, hasFinalNorm } from './weights';
@@ -102,7 +104,8 @@ interface Step {
   prep: ForwardPrep | null; // weights laid out for the backend (ForwardOptions.prep)
   hook?: LinearInputHook;
   kernels: boolean; // the caller allows custom kernels (lib/kernels decides whether they run)
-  padded: boolean; // a padding mask applies (the fused attention handles only the causal mask)
+  padded: boolean; // a padding or sliding-window mask applies (the fused attention handles only the causal mask)
+  kernelRope: boolean; // the RoPE kernels may rotate q and k (LLaMA's layout; GLM's half-head pairs run on tfjs ops)
   wasmAttention: boolean; // attention runs on the wasm SIMD kernel (ForwardPlan.attention; no KV cache; no mask or right padding only)
   wasmFused: boolean; // RMSNorm, SwiGLU and embedding rows run on the wasm SIMD kernels (ForwardPlan.fused)
 }
@@ -174,12 +177,17 @@ function activation(config: ModelConfig, x: tf.Tensor): tf.Tensor {
   return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))); // exact (erf) GELU
 }
 
-/** RoPE inverse frequencies [headDim/2] in fp32 as transformers computes them (incl. scaling). */
+/** Rotated dimensions of each head: the architecture's share of headDim (GLM: half). */
+function rotaryDim(config: ModelConfig): number {
+  return Math.round(config.headDim * (ARCHS[config.arch].rope?.fraction ?? 1));
+}
+
+/** RoPE inverse frequencies [rotaryDim/2] in fp32 as transformers computes them (incl. scaling). */
 export function ropeInvFreq(config: ModelConfig): Float32Array {
-  const hd = config.headDim;
+  const rd = rotaryDim(config);
   const f = Math.fround;
-  const inv = new Float32Array(hd / 2);
-  for (let j = 0; j < hd / 2; j++) inv[j] = f(1 / f(Math.pow(config.ropeTheta, f((2 * j) / hd))));
+  const inv = new Float32Array(rd / 2);
+  for (let j = 0; j < rd / 2; j++) inv[j] = f(1 / f(Math.pow(config.ropeTheta, f((2 * j) / rd))));
   const s = config.ropeScaling;
   if (!s) return inv;
   if (s.type === 'linear') return inv.map((v) => v / s.factor);
@@ -196,50 +204,71 @@ export function ropeInvFreq(config: ModelConfig): Float32Array {
   });
 }
 
-/** cos/sin tables [T, headDim] for positions start..start+T-1 (halves repeated, HF layout), and
- * rot [headDim, headDim] with x·rot = rotate_half(x) = [-x2, x1] (one ±1 per column: exact). */
+/** Dimensions (a, b) of a head that rotate together with frequency j: rotaryDim r, layout 'halves' (j, j + r/2) or 'pairs' (2j, 2j + 1). */
+function ropePair(layout: 'halves' | 'pairs', r: number, j: number): [number, number] {
+  return layout === 'halves' ? [j, j + r / 2] : [2 * j, 2 * j + 1];
+}
+
+/** cos/sin tables [T, headDim] for positions start..start+T-1, and rot [headDim, headDim] with
+ * x·rot = the pair rotation (a, b) → (−x_b, x_a) (one ±1 per column: exact); dimensions past the
+ * rotary ones have cos 1, sin 0 (they pass through). LLaMA: HF's halves over the whole head. */
 function ropeTables(config: ModelConfig, start: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D; rot: tf.Tensor2D } {
   const inv = ropeInvFreq(config);
+  const layout = ARCHS[config.arch].rope!.layout;
   const hd = config.headDim;
-  const half = hd / 2;
-  const cos = new Float32Array(T * hd);
+  const rd = rotaryDim(config);
+  const cos = new Float32Array(T * hd).fill(1);
   const sin = new Float32Array(T * hd);
   for (let t = 0; t < T; t++) {
-    for (let j = 0; j < half; j++) {
+    for (let j = 0; j < rd / 2; j++) {
       const a = Math.fround((start + t) * inv[j]); // fp32 angle, as transformers
-      cos[t * hd + j] = cos[t * hd + j + half] = Math.cos(a);
-      sin[t * hd + j] = sin[t * hd + j + half] = Math.sin(a);
+      for (const d of ropePair(layout, rd, j)) {
+        cos[t * hd + d] = Math.cos(a);
+        sin[t * hd + d] = Math.sin(a);
+      }
     }
   }
   const rot = new Float32Array(hd * hd);
-  for (let j = 0; j < half; j++) {
-    rot[(j + half) * hd + j] = -1; // out[j] = -x[j + half]
-    rot[j * hd + j + half] = 1; // out[j + half] = x[j]
+  for (let j = 0; j < rd / 2; j++) {
+    const [a, b] = ropePair(layout, rd, j);
+    rot[b * hd + a] = -1; // out[a] = -x[b]
+    rot[a * hd + b] = 1; // out[b] = x[a]
   }
   return { cos: tf.tensor2d(cos, [T, hd]), sin: tf.tensor2d(sin, [T, hd]), rot: tf.tensor2d(rot, [hd, hd]) };
 }
 
-/** x·cos + rotate_half(x)·sin for x [B, H, T, hd]; rotate_half as one small matmul (no split/concat copies). */
-function applyRope(x: tf.Tensor4D, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D; rot: tf.Tensor2D }): tf.Tensor4D {
+/** The RoPE kernels (lib/kernels, wasm SIMD) implement HF LLaMA's rotation over the whole head only. */
+function kernelRope(config: ModelConfig): boolean {
+  const r = ARCHS[config.arch].rope;
+  return r !== null && r.fraction === 1 && r.layout === 'halves';
+}
+
+/** x·cos + rotate(x)·sin for x [B, H, T, hd] (tokenMajor: [B, T, H, hd]); the rotation as one small matmul (no split/concat copies). */
+function applyRope(x: tf.Tensor4D, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D; rot: tf.Tensor2D }, tokenMajor = false): tf.Tensor4D {
   const hd = x.shape[3];
+  const [cos, sin] = tokenMajor ? [rope.cos, rope.sin].map((t) => tf.expandDims(t, 1)) : [rope.cos, rope.sin]; // [T, 1, hd] | [T, hd]
   const rotated = tf.reshape(tf.matMul(tf.reshape(x, [-1, hd]) as tf.Tensor2D, rope.rot), x.shape);
-  return tf.add(tf.mul(x, rope.cos), tf.mul(rotated, rope.sin)) as tf.Tensor4D;
+  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D;
 }
 
 /**
- * Additive attention mask [B|1, 1, T, S] for T new tokens after `past` cached ones: causal, plus
- * key padding from attentionMask [B, S]. Null when nothing would be masked.
+ * Additive attention mask [B|1, 1, T, S] for T new tokens after `past` cached ones: causal (and,
+ * with a sliding window W, keys at or before query − W), plus key padding from attentionMask [B, S].
+ * Null when nothing would be masked.
  */
-function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor2D): tf.Tensor4D | null {
+function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor2D, window: number | null = null): tf.Tensor4D | null {
   const S = past + T;
   if (attentionMask && (attentionMask.shape[0] !== B || attentionMask.shape[1] !== S)) {
     throw new Error(`attentionMask has shape [${attentionMask.shape.join(', ')}], expected [${B}, ${S}]`);
   }
-  if (T === 1 && !attentionMask) return null;
+  const windowed = window !== null && S > window;
+  if (T === 1 && !attentionMask && !windowed) return null;
   return tf.tidy(() => {
     const q = tf.reshape(tf.range(past, S, 1, 'int32'), [T, 1]);
     const k = tf.reshape(tf.range(0, S, 1, 'int32'), [1, S]);
-    let m: tf.Tensor = tf.reshape(tf.mul(tf.cast(tf.greater(k, q), 'float32'), MASKED), [1, 1, T, S]);
+    let off = tf.greater(k, q); // [T, S] future keys
+    if (windowed) off = tf.logicalOr(off, tf.lessEqual(k, tf.sub(q, tf.scalar(window, 'int32')))); // keys out of the window
+    let m: tf.Tensor = tf.reshape(tf.mul(tf.cast(off, 'float32'), MASKED), [1, 1, T, S]);
     if (attentionMask) {
       const pad = tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), MASKED); // [B, S]
       m = tf.add(m, tf.reshape(pad, [B, 1, 1, S]));
@@ -253,11 +282,17 @@ function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor
 function makeStep(model: InferenceModel, B: number, T: number, past: number, opts: ForwardOptions, cache = false): Step {
   // The kernel applies the causal mask itself, and right padding needs no other (rightPadding): no mask tensor then.
   const plan = opts.plan ?? forwardPlan();
-  const wasmAttn = !cache && past === 0 && (!opts.attentionMask || opts.rightPadding === true) && plan.attention === 'wasm-simd' && wasmKernelsAvailable();
-  const mask = wasmAttn ? null : buildMask(B, T, past, opts.attentionMask);
+  const c = model.config;
+  const window = c.slidingWindow ?? null;
+  const windowed = window !== null && past + T > window; // the attention kernels apply the causal mask only
+  const wasmAttn = !cache && !windowed && past === 0 && (!opts.attentionMask || opts.rightPadding === true) && plan.attention === 'wasm-simd' && wasmKernelsAvailable();
+  const mask = wasmAttn ? null : buildMask(B, T, past, opts.attentionMask, window);
   try {
-    const rope = model.config.arch === 'llama' ? ropeTables(model.config, past, T) : null;
-    return { pastLength: past, mask, rope, prep: opts.prep ?? null, hook: opts.onLinearInput, kernels: opts.kernels ?? false, padded: !!opts.attentionMask, wasmAttention: wasmAttn, wasmFused: wasmFusedOn(plan) };
+    const rope = ARCHS[c.arch].rope ? ropeTables(c, past, T) : null;
+    return {
+      pastLength: past, mask, rope, prep: opts.prep ?? null, hook: opts.onLinearInput, kernels: opts.kernels ?? false,
+      padded: !!opts.attentionMask || windowed, wasmAttention: wasmAttn, wasmFused: wasmFusedOn(plan), kernelRope: kernelRope(c),
+    };
   } catch (e) {
     mask?.dispose();
     throw e;
@@ -340,6 +375,18 @@ function blockHook(model: InferenceModel, i: number, user: LinearInputHook | und
   };
 }
 
+/** Block i's q, k, v projections of h2 [tokens, D]: [tokens, H·hd], [tokens, KV·hd], [tokens, KV·hd]
+ * (one linear sliced by rows when the architecture fuses them, ARCHS[arch].fused). */
+function attentionInputs(model: InferenceModel, i: number, h2: tf.Tensor2D, hook: LinearInputHook | undefined, step: Step): tf.Tensor2D[] {
+  const c = model.config;
+  const a = ARCHS[c.arch].attention;
+  const run = (short: string) => linear(model, linearName(c.arch, i, short), h2, hook, step.kernels, step.prep);
+  if (!fusedQkv(c.arch)) return [run(a.q), run(a.k), run(a.v)];
+  const out = run(a.q); // [tokens, (H + 2·KV)·hd]
+  const parts = linearParts(c.arch, a.q, { ...blockWidths(c, i), headDim: c.headDim });
+  return parts.map((p) => tf.slice(out, [0, p.offset], [h2.shape[0], p.rows!]) as tf.Tensor2D);
+}
+
 /** Block i on x [B, T, D]; returns the block output and the full keys/values (past + new). */
 function block(model: InferenceModel, i: number, x: tf.Tensor3D, step: Step, past?: KV): { y: tf.Tensor3D; kv: KV } {
   const c = model.config;
@@ -361,21 +408,21 @@ function block(model: InferenceModel, i: number, x: tf.Tensor3D, step: Step, pas
     const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
     const ropeHeads = (t: tf.Tensor2D, n: number): tf.Tensor4D => {
       if (!step.rope) return heads(t, n);
-      return (step.kernels ? kernelRopeHeads(t, step.rope, B, n) : null) ?? applyRope(heads(t, n), step.rope);
+      return (step.kernels && step.kernelRope ? kernelRopeHeads(t, step.rope, B, n) : null) ?? applyRope(heads(t, n), step.rope);
     };
-    const qLin = linear(model, lin(spec.attention.q), h2, hook, step.kernels, step.prep); // [B·T, H·hd]
-    const kLin = linear(model, lin(spec.attention.k), h2, hook, step.kernels, step.prep); // [B·T, KV·hd]
-    const vLin = linear(model, lin(spec.attention.v), h2, hook, step.kernels, step.prep); // [B·T, KV·hd]
+    const [qLin, kLin, vLin] = attentionInputs(model, i, h2, hook, step); // [B·T, H·hd], [B·T, KV·hd], [B·T, KV·hd]
     let k: tf.Tensor4D;
     let v: tf.Tensor4D;
     let merged: tf.Tensor2D; // [B·T, H·hd]
     if (step.wasmAttention) {
       // The kernel reads the linears' [B, T, heads, hd] layout (no head transposes) and applies
-      // RoPE itself; k and v leave the block in this layout, unrotated (forward drops them).
+      // LLaMA's RoPE itself (other layouts are rotated here first); k and v leave the block in this
+      // layout, unrotated by the kernel (forward drops them).
       const tokenHeads = (t: tf.Tensor2D, n: number) => tf.reshape(t, [B, T, n, hd]) as tf.Tensor4D;
-      k = tokenHeads(kLin, KVH); // [B, T, KV, hd]
+      const rotated = (t: tf.Tensor2D, n: number) => (step.rope && !step.kernelRope ? applyRope(tokenHeads(t, n), step.rope, true) : tokenHeads(t, n));
+      k = rotated(kLin, KVH); // [B, T, KV, hd]
       v = tokenHeads(vLin, KVH); // [B, T, KV, hd]
-      merged = wasmAttention(tokenHeads(qLin, H), k, v, 0, step.rope ?? undefined);
+      merged = wasmAttention(rotated(qLin, H), k, v, 0, step.kernelRope ? (step.rope ?? undefined) : undefined);
     } else {
       const q = ropeHeads(qLin, H); // [B, H, T, hd]
       k = ropeHeads(kLin, KVH); // [B, KV, T, hd]
@@ -394,11 +441,10 @@ function block(model: InferenceModel, i: number, x: tf.Tensor3D, step: Step, pas
     const m = pre ? norm(model, `${p}${spec.norms.mlp}`, r, step.kernels, step.wasmFused) : r;
     const m2 = tf.reshape(m, [B * T, D]) as tf.Tensor2D;
     let inner: tf.Tensor2D;
-    if (spec.mlp.inputs.length === 2) {
-      // gated (SwiGLU): act(gate(x)) · up(x)
-      const [gate, up] = spec.mlp.inputs;
-      const g = linear(model, lin(gate), m2, hook, step.kernels, step.prep); // [tokens, F]
-      const u = linear(model, lin(up), m2, hook, step.kernels, step.prep); // [tokens, F]
+    if (spec.mlp.gated) {
+      // gated (SwiGLU): act(gate(x)) · up(x); GLM's one linear stacks gate | up
+      const outs = spec.mlp.inputs.map((s) => linear(model, lin(s), m2, hook, step.kernels, step.prep)); // [tokens, F] each, or [tokens, 2F]
+      const [g, u] = outs.length === 2 ? outs : tf.split(outs[0], 2, 1); // [tokens, F] each
       const fused = c.activation !== 'silu' ? null : ((step.kernels ? kernelSwiglu(g, u) : null) ?? (step.wasmFused ? wasmSwiglu(g, u) : null));
       inner = (fused ?? tf.mul(activation(c, g), u)) as tf.Tensor2D;
     } else {

@@ -5,7 +5,7 @@
 // lib/engine/inference.ts InferenceModel.
 import type * as tf from '@tensorflow/tfjs';
 
-export type Arch = 'llama' | 'opt';
+export type Arch = 'llama' | 'opt' | 'glm';
 
 export interface RopeScaling {
   /** Only 'llama3' (LLaMA 3.1 frequency-dependent scaling) and 'linear' are implemented. */
@@ -39,6 +39,12 @@ export interface ModelConfig {
   activation: 'silu' | 'relu' | 'gelu';
   /** Linear layers carry biases (OPT: yes; LLaMA: attention_bias / mlp_bias). */
   bias: boolean;
+  /** q, k and v (GLM: the fused query_key_value) carry biases while the output projection does not
+   * (Qwen2, GLM). Default false. */
+  qkvBias?: boolean;
+  /** Mistral's sliding-window attention: a query attends to itself and the window − 1 keys before
+   * it (transformers: key > query − window). Default null (full causal attention). */
+  slidingWindow?: number | null;
   /** The config.json this came from (kept so that saving round-trips unknown keys). */
   hf: Record<string, unknown>;
 }

@@ -75,23 +75,20 @@ export function expectedShapes(config: ModelConfig): Map<string, number[]> {
     m.set(spec.projectOut!, [E, D]);
   }
   const layerNorm = spec.norm === 'layer';
-  const attnBias = config.arch === 'opt' ? config.bias : Boolean(config.hf.attention_bias);
-  const mlpBias = config.arch === 'opt' ? config.bias : Boolean(config.hf.mlp_bias);
   for (let i = 0; i < config.numLayers; i++) {
     const p = spec.blockPrefix(i);
     const w = blockWidths(config, i);
     const qDim = w.numHeads * config.headDim;
     const kvDim = w.numKvHeads * config.headDim;
     const F = w.intermediateSize;
-    const linShape: Record<string, [number, number]> =
-      config.arch === 'llama'
-        ? { q: [qDim, D], k: [kvDim, D], v: [kvDim, D], o: [D, qDim], gate: [F, D], up: [F, D], down: [D, F] }
-        : { q: [qDim, D], k: [kvDim, D], v: [kvDim, D], o: [D, qDim], fc1: [F, D], fc2: [D, F] };
+    const linShape: Record<string, [number, number]> = {
+      q: [qDim, D], k: [kvDim, D], v: [kvDim, D], o: [D, qDim], qkv: [qDim + 2 * kvDim, D],
+      gate: [F, D], up: [F, D], down: [D, F], gate_up: [2 * F, D], fc1: [F, D], fc2: [D, F],
+    };
     for (const [short, suffix] of Object.entries(spec.linears)) {
       const shape = linShape[short];
       m.set(`${p}${suffix}.weight`, shape);
-      const isAttn = Object.values(spec.attention).includes(short);
-      if (isAttn ? attnBias : mlpBias) m.set(`${p}${suffix}.bias`, [shape[0]]);
+      if (linearHasBias(config, short)) m.set(`${p}${suffix}.bias`, [shape[0]]);
     }
     for (const suffix of Object.values(spec.norms)) {
       m.set(`${p}${suffix}.weight`, [D]);
@@ -106,6 +103,18 @@ export function expectedShapes(config: ModelConfig): Map<string, number[]> {
   return m;
 }
 
+/** Whether a block linear (short name) carries a bias: OPT's all (enable_bias); LLaMA's attention
+ * ones with attention_bias, MLP ones with mlp_bias; q/k/v (GLM: qkv) alone with qkvBias (Qwen2, GLM). */
+export function linearHasBias(config: ModelConfig, short: string): boolean {
+  if (config.arch === 'opt') return config.bias;
+  const spec = ARCHS[config.arch];
+  const a = spec.attention;
+  if ((short === a.q || short === a.k || short === a.v) && config.qkvBias) return true;
+  if (config.arch === 'glm') return false;
+  const isAttn = Object.values(a).includes(short);
+  return Boolean(isAttn ? config.hf.attention_bias : config.hf.mlp_bias);
+}
+
 /** OPT without do_layer_norm_before (opt-350m) has no final layer norm. */
 export function hasFinalNorm(config: ModelConfig): boolean {
   return config.arch !== 'opt' || (config.doLayerNormBefore && !config.hf._remove_final_layer_norm);
@@ -113,7 +122,7 @@ export function hasFinalNorm(config: ModelConfig): boolean {
 
 /** Tensors a checkpoint may carry that the kit recomputes or ties (ignored on load). */
 function ignorable(name: string, config: ModelConfig): boolean {
-  if (/rotary_emb\.inv_freq$/.test(name)) return true;
+  if (/rotary_(pos_)?emb\.inv_freq$/.test(name)) return true;
   return config.tieWordEmbeddings && name === ARCHS[config.arch].lmHead;
 }
 

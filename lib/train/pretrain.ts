@@ -17,7 +17,7 @@ import { WindowLoader } from './data';
 import { lmLoss, perplexity, type PerplexityResult } from './lm';
 import { train, TRAIN_DEFAULTS, type CurvePoint, type TrainOptions, type TrainResult } from './trainer';
 import {
-  ZOO, ZOO_CONTEXT, ZOO_VOCAB, countParams, decayMatrices, initWeights, makeTrainableModel, trainableParams, zooConfig,
+  ZOO, ZOO_CONTEXT, ZOO_GLM, ZOO_VOCAB, countParams, decayMatrices, initWeights, makeTrainableModel, trainableParams, zooConfig,
   type ZooSpec,
 } from './zoo';
 
@@ -25,12 +25,13 @@ import {
 export const TINY = {
   'llama-tiny': { name: 'llama-tiny', arch: 'llama', hidden: 32, layers: 2, heads: 2, ffn: 64, lr: 1e-2, batch: 4 },
   'opt-tiny': { name: 'opt-tiny', arch: 'opt', hidden: 32, layers: 2, heads: 2, ffn: 128, lr: 1e-2, batch: 4 },
+  'glm-tiny': { name: 'glm-tiny', arch: 'glm', hidden: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, lr: 1e-2, batch: 4 },
 } satisfies Record<string, ZooSpec>;
 
 export function findSpec(name: string): ZooSpec {
-  const all: Record<string, ZooSpec> = { ...ZOO, ...TINY };
+  const all: Record<string, ZooSpec> = { ...ZOO, ...ZOO_GLM, ...TINY };
   const s = all[name];
-  if (!s) throw new Error(`unknown model '${name}' (zoo: ${Object.keys(ZOO).join(', ')}; tiny: ${Object.keys(TINY).join(', ')})`);
+  if (!s) throw new Error(`unknown model '${name}' (zoo: ${Object.keys(ZOO).join(', ')}; GLM, to train: ${Object.keys(ZOO_GLM).join(', ')}; tiny: ${Object.keys(TINY).join(', ')})`);
   return s;
 }
 
@@ -195,11 +196,12 @@ export function modelCard(r: PretrainResult, spec: ZooSpec, model: Model, rt: Ru
   const c = model.config;
   const last = r.train.curve[r.train.curve.length - 1];
   const tps = medianThroughput(r.train.curve);
-  const family = spec.arch === 'llama' ? 'LLaMA' : 'OPT';
-  const archLine =
-    spec.arch === 'llama'
-      ? 'RMSNorm, rotary position embeddings (θ = 10000), SwiGLU MLP, no biases, tied input/output embeddings'
-      : 'pre-LayerNorm (do_layer_norm_before), learned positions (offset 2), ReLU MLP, biases, tied input/output embeddings';
+  const family = { llama: 'LLaMA', opt: 'OPT', glm: 'GLM' }[spec.arch];
+  const archLine = {
+    llama: 'RMSNorm, rotary position embeddings (θ = 10000), SwiGLU MLP, no biases, tied input/output embeddings',
+    opt: 'pre-LayerNorm (do_layer_norm_before), learned positions (offset 2), ReLU MLP, biases, tied input/output embeddings',
+    glm: `RMSNorm, ${spec.kvHeads ?? spec.heads} KV groups, q/k/v biases, rotary embeddings on half of each head (θ = 10000), SwiGLU MLP, untied output layer`,
+  }[spec.arch];
   return `---
 license: mit
 language: en

@@ -16,6 +16,8 @@ export interface ZooSpec {
   hidden: number; // d_model
   layers: number;
   heads: number;
+  /** KV heads (GLM's multi-query groups); default: heads (no grouping). */
+  kvHeads?: number;
   ffn: number; // intermediate size (LLaMA ≈ 8/3·d for SwiGLU, OPT 4·d)
   lr: number; // peak learning rate (smaller models tolerate larger rates)
   batch: number; // sequences per step
@@ -36,6 +38,14 @@ export const ZOO = {
   'opt-2m': { name: 'opt-2m', arch: 'opt', hidden: 160, layers: 5, heads: 5, ffn: 640, lr: 2e-3, batch: 16 },
 } satisfies Record<string, ZooSpec>;
 export type ZooName = keyof typeof ZOO;
+
+/** The GLM family at the zoo's sizes (untied output layer; 2 KV groups as ChatGLM's multi-query
+ * attention): trainable with scripts/train.ts, joining ZOO once trained (on the GPU host). */
+export const ZOO_GLM = {
+  'glm-700k': { name: 'glm-700k', arch: 'glm', hidden: 64, layers: 3, heads: 4, kvHeads: 2, ffn: 320, lr: 3e-3, batch: 16 },
+  'glm-1m': { name: 'glm-1m', arch: 'glm', hidden: 96, layers: 3, heads: 4, kvHeads: 2, ffn: 288, lr: 3e-3, batch: 16 },
+  'glm-2m': { name: 'glm-2m', arch: 'glm', hidden: 144, layers: 4, heads: 4, kvHeads: 2, ffn: 416, lr: 2e-3, batch: 16 },
+} satisfies Record<string, ZooSpec>;
 
 export interface SpecialIds {
   pad: number;
@@ -59,6 +69,17 @@ export function zooHfConfig(s: ZooSpec, vocab = ZOO_VOCAB, context = ZOO_CONTEXT
     pad_token_id: ids.pad,
     torch_dtype: 'float32',
   };
+  if (s.arch === 'glm') {
+    // The GLM block as transformers' GlmForCausalLM writes it: q/k/v biases, KV groups, rotary on
+    // half of each head, fused gate/up, and ChatGLM's untied output layer.
+    const kv = s.kvHeads ?? s.heads;
+    if (s.heads % kv !== 0) throw new Error(`zoo spec '${s.name}': heads ${s.heads} are not a multiple of KV heads ${kv}`);
+    return {
+      architectures: ['GlmForCausalLM'], model_type: 'glm', ...common, tie_word_embeddings: false,
+      intermediate_size: s.ffn, num_key_value_heads: kv, head_dim: s.hidden / s.heads, partial_rotary_factor: 0.5,
+      hidden_act: 'silu', rms_norm_eps: 1e-5, rope_theta: 10000, attention_bias: true, attention_dropout: 0, initializer_range: 0.02,
+    };
+  }
   if (s.arch === 'llama') {
     return {
       architectures: ['LlamaForCausalLM'], model_type: 'llama', ...common,

@@ -9,5 +9,7 @@ def rope_kwargs(kw):
     kw = dict(kw)
     params = {"rope_type": "default", "rope_theta": kw.pop("rope_theta")}
     params.update(kw.pop("rope_scaling", None) or {})
+    if "partial_rotary_factor" in kw:  # GLM: transformers 5 reads it from rope_parameters
+        params["partial_rotary_factor"] = kw["partial_rotary_factor"]
     kw["rope_parameters"] = params
     return kw
