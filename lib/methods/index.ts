@@ -37,6 +37,7 @@ export function getMethod(name: string): MethodModule<object> {
  * `where` says where the configuration came from (a matrix entry, a flag).
  */
 export function checkMethodConfig(name: string, config: Record<string, unknown>, where = 'method'): void {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new Error(`${where}: the config of method '${name}' must be a JSON object, got ${JSON.stringify(config)}`);
   const keys = Object.keys(config);
   if (name === 'dense') {
     if (keys.length) throw new Error(`${where}: 'dense' takes no options, got ${keys.map((k) => `'${k}'`).join(', ')}`);

@@ -250,7 +250,11 @@ export function loadTokenizer(dir: string, vocabSize: number, tokenizer?: string
 function hfTokenizerFrom(file: string, configFile: string): HfTokenizer {
   const tj = readJson(file);
   const tc = existsSync(configFile) ? readJson(configFile) : {};
-  return new HfTokenizer(tj, tc);
+  try {
+    return new HfTokenizer(tj, tc);
+  } catch (e) {
+    throw new Error(`${file}: @huggingface/tokenizers cannot load it (with ${path.basename(configFile)}): ${(e as Error).message}`, { cause: e });
+  }
 }
 
 export interface HfLoadOptions extends UploadOptions {
