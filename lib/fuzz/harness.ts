@@ -96,7 +96,7 @@ const TYPED_ARRAYS = [
 ] as const;
 
 /** The allocation watch: while `on`, every typed array, ArrayBuffer and Buffer.alloc* records its bytes. */
-const watch = { on: false, limit: 2 ** 30, max: 0, installed: false };
+const watch = { on: false, limit: 2 ** 30, max: 0, restore: null as (() => void) | null };
 
 function note(bytes: number, what: string): void {
   if (!watch.on || !Number.isFinite(bytes)) return;
@@ -113,11 +113,11 @@ function constructedBytes(bytesPer: number, args: unknown[]): number {
   return 0;
 }
 
-/** Replaces the global typed-array constructors and Buffer.alloc* by watching ones (once per process). */
+/** Replaces the global typed-array constructors and Buffer.alloc* by watching ones, until restoreAllocationWatch. */
 function installAllocationWatch(): void {
-  if (watch.installed) return;
-  watch.installed = true;
+  if (watch.restore) return;
   const g = globalThis as unknown as Record<string, unknown>;
+  const saved: [Record<string, unknown>, string, unknown][] = [];
   for (const name of TYPED_ARRAYS) {
     const Orig = g[name] as (new (...a: unknown[]) => unknown) & { BYTES_PER_ELEMENT?: number };
     if (!Orig) continue;
@@ -128,15 +128,22 @@ function installAllocationWatch(): void {
         return Reflect.construct(target, args, newTarget === proxy ? target : newTarget);
       },
     });
+    saved.push([g, name, Orig]);
     g[name] = proxy;
   }
+  const buf = Buffer as unknown as Record<string, unknown>;
   for (const fn of ['alloc', 'allocUnsafe', 'allocUnsafeSlow'] as const) {
     const orig = Buffer[fn] as (size: number, ...rest: unknown[]) => Buffer;
-    (Buffer as unknown as Record<string, unknown>)[fn] = (size: number, ...rest: unknown[]) => {
+    saved.push([buf, fn, orig]);
+    buf[fn] = (size: number, ...rest: unknown[]) => {
       note(size, `Buffer.${fn}`);
       return orig.call(Buffer, size, ...rest);
     };
   }
+  watch.restore = () => {
+    for (const [obj, key, v] of saved) obj[key] = v;
+    watch.restore = null;
+  };
 }
 
 // ------------------------------------------------------------------------------------ the loop
@@ -186,9 +193,6 @@ async function execute(target: FuzzTarget, paths: string[], dir: string): Promis
 /** Fuzzes one target; crashes are counted, saved to crashDir and the run goes on. */
 export async function runFuzz(target: FuzzTarget, options: Partial<FuzzOptions> = {}): Promise<FuzzStats> {
   const o: FuzzOptions = { ...FUZZ_DEFAULTS, ...options };
-  installAllocationWatch();
-  watch.limit = o.allocLimitBytes;
-  watch.max = 0;
   await target.init?.();
   const seeds = loadSeeds(target);
   const dir = path.join(o.workDir, target.name);
@@ -200,7 +204,6 @@ export async function runFuzz(target: FuzzTarget, options: Partial<FuzzOptions> 
   const t0 = performance.now();
   let lastProgress = t0;
   const quiet = { warn: console.warn, log: console.log, info: console.info };
-  console.warn = console.log = console.info = () => {}; // readers' warnings (trailing bytes…) would flood the log
   const one = async (bytes: Uint8Array, seedName?: string) => {
     const paths = writeInput(target, bytes, dir);
     const start = performance.now();
@@ -228,6 +231,10 @@ export async function runFuzz(target: FuzzTarget, options: Partial<FuzzOptions> 
     }
   };
   try {
+    console.warn = console.log = console.info = () => {}; // readers' warnings (trailing bytes…) would flood the log
+    installAllocationWatch();
+    watch.limit = o.allocLimitBytes;
+    watch.max = 0;
     for (const s of seeds) await one(s.bytes, s.name);
     const arb = fuzzCaseArb(seeds.length);
     const seedBytes = seeds.map((s) => s.bytes);
@@ -241,6 +248,7 @@ export async function runFuzz(target: FuzzTarget, options: Partial<FuzzOptions> 
     }
   } finally {
     Object.assign(console, quiet);
+    watch.restore?.();
   }
   stats.maxAllocBytes = watch.max;
   stats.seconds = (performance.now() - t0) / 1000;
