@@ -102,6 +102,17 @@ describe('parsers refuse what the fuzzer found, naming the file', () => {
     expect(() => loadTokenizer(path.dirname(hf), 16)).toThrow(`${hf}: @huggingface/tokenizers cannot load it`);
   });
 
+  it('tokenizer.json: a token id of 2e8 in a 270-token file is refused before @huggingface/tokenizers sizes its tables by it (it hung)', () => {
+    const json = new ByteLevelBpe(trainBpe('a cat sat on a mat. '.repeat(5), { vocabSize: 270 })).toTokenizerJson() as { model: { vocab: Record<string, number> } };
+    const good = write('hf-ok/tokenizer.json', JSON.stringify(json));
+    expect(loadTokenizer(path.dirname(good), 270).encode('a cat').length).toBeGreaterThan(0);
+    const token = Object.keys(json.model.vocab)[100];
+    const file = write('hf-far/tokenizer.json', JSON.stringify({ ...json, model: { ...json.model, vocab: { ...json.model.vocab, [token]: 2e8 } } }));
+    const t0 = Date.now();
+    expect(() => loadTokenizer(path.dirname(file), 270)).toThrow(`${file}: token ${JSON.stringify(token)} has id 200000000, not an integer in 0..`);
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
   it('packed: an unknown packing or a missing in_features in config.json names the config (unpacking threw without it)', () => {
     const seed = fs.readFileSync(path.join(import.meta.dirname, '..', 'fuzz', 'corpus', 'packed', 'w4g16.dir'));
     const at = seed.indexOf(FILE_SEPARATOR);

@@ -247,8 +247,27 @@ export function loadTokenizer(dir: string, vocabSize: number, tokenizer?: string
   throw new Error(`${dir}: no tokenizer.json or tokenizer.bin (pass a tokenizer path, e.g. --tokenizer tok512.bin)`);
 }
 
+/**
+ * Checks the token ids of a tokenizer.json before @huggingface/tokenizers sees them: it sizes its
+ * tables by the largest id, so one id of 2e8 in a 300-token file made it hang. Ids of model.vocab
+ * (when an object) and added_tokens must be integers below the number of tokens the file lists.
+ */
+function checkTokenIds(tj: Record<string, unknown>, file: string): void {
+  const model = tj.model as { vocab?: unknown } | undefined;
+  const vocab = model && typeof model === 'object' && model.vocab && typeof model.vocab === 'object' && !Array.isArray(model.vocab) ? Object.entries(model.vocab) : [];
+  const added = Array.isArray(tj.added_tokens) ? (tj.added_tokens as unknown[]) : [];
+  const n = vocab.length + added.length;
+  const bad = (what: string, id: unknown) => new Error(`${file}: ${what} has id ${JSON.stringify(id)}, not an integer in 0..${n - 1}`);
+  for (const [t, id] of vocab) if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= n) throw bad(`token ${JSON.stringify(t)}`, id);
+  for (const a of added) {
+    const id = (a as { id?: unknown } | null)?.id;
+    if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= n) throw bad('an added token', id);
+  }
+}
+
 function hfTokenizerFrom(file: string, configFile: string): HfTokenizer {
   const tj = readJson(file);
+  checkTokenIds(tj, file);
   const tc = existsSync(configFile) ? readJson(configFile) : {};
   try {
     return new HfTokenizer(tj, tc);
