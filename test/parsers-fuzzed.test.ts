@@ -106,6 +106,7 @@ describe('parsers refuse what the fuzzer found, naming the file', () => {
     const json = new ByteLevelBpe(trainBpe('a cat sat on a mat. '.repeat(5), { vocabSize: 270 })).toTokenizerJson() as { model: { vocab: Record<string, number> } };
     const good = write('hf-ok/tokenizer.json', JSON.stringify(json));
     expect(loadTokenizer(path.dirname(good), 270).encode('a cat').length).toBeGreaterThan(0);
+    expect(loadTokenizer(path.dirname(good), 270).decode([])).toBe(''); // a text that encodes to no token decodes back (the library threw)
     const token = Object.keys(json.model.vocab)[100];
     const file = write('hf-far/tokenizer.json', JSON.stringify({ ...json, model: { ...json.model, vocab: { ...json.model.vocab, [token]: 2e8 } } }));
     const t0 = Date.now();

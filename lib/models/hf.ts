@@ -211,6 +211,7 @@ export class HfTokenizer implements Tokenizer {
   }
 
   decode(ids: readonly number[]): string {
+    if (ids.length === 0) return ''; // @huggingface/tokenizers throws on an empty list
     return this.impl.decode([...ids], { skip_special_tokens: true });
   }
 }
