@@ -7,7 +7,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readGguf } from '../lib/efficiency/gguf';
-import { FILE_SEPARATOR } from '../lib/fuzz/targets';
+import { FILE_SEPARATOR, fuzzTarget, splitFiles } from '../lib/fuzz/targets';
 import { checkMatrix, loadMatrix } from '../lib/matrix';
 import { configFromHf, loadTokenizer } from '../lib/models/hf';
 import { llama2cHfConfig, llama2cSources, readLlama2cHeader } from '../lib/models/llama2c';
@@ -102,11 +102,17 @@ describe('parsers refuse what the fuzzer found, naming the file', () => {
     expect(() => loadTokenizer(path.dirname(hf), 16)).toThrow(`${hf}: @huggingface/tokenizers cannot load it`);
   });
 
-  it('tokenizer.json: a token id of 2e8 in a 270-token file is refused before @huggingface/tokenizers sizes its tables by it (it hung)', () => {
+  it('tokenizer.json: a token id of 2e8 is refused before @huggingface/tokenizers sizes its tables by it (it hung); encode refuses ids the library leaves undefined', () => {
     const json = new ByteLevelBpe(trainBpe('a cat sat on a mat. '.repeat(5), { vocabSize: 270 })).toTokenizerJson() as { model: { vocab: Record<string, number> } };
     const good = write('hf-ok/tokenizer.json', JSON.stringify(json));
     expect(loadTokenizer(path.dirname(good), 270).encode('a cat').length).toBeGreaterThan(0);
     expect(loadTokenizer(path.dirname(good), 270).decode([])).toBe(''); // a text that encodes to no token decodes back (the library threw)
+    // The fuzzer's input (test/fixtures/fuzz/): its model encodes pieces its vocabulary lacks, and the library returned undefined ids.
+    const tokenizerJson = fuzzTarget('tokenizer-json');
+    const parts = splitFiles(tokenizerJson, fs.readFileSync(path.join(import.meta.dirname, 'fixtures', 'fuzz', 'tokenizer-json-null-ids.bin')));
+    const holes = write('hf-null/tokenizer.json', parts[0]!);
+    write('hf-null/tokenizer_config.json', parts[1]!);
+    expect(() => loadTokenizer(path.dirname(holes), 270).encode('Once upon a time, a little girl')).toThrow(`${holes}: encoding "Once upon a time, a little girl" gave the id undefined`);
     const token = Object.keys(json.model.vocab)[100];
     const file = write('hf-far/tokenizer.json', JSON.stringify({ ...json, model: { ...json.model, vocab: { ...json.model.vocab, [token]: 2e8 } } }));
     const t0 = Date.now();

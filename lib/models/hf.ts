@@ -181,6 +181,8 @@ export class HfTokenizer implements Tokenizer {
   constructor(
     readonly tokenizerJson: Record<string, unknown>,
     readonly tokenizerConfig: Record<string, unknown>,
+    /** Where tokenizerJson came from, for error messages. */
+    private readonly source = 'tokenizer.json',
   ) {
     this.impl = new HfTokenizerImpl(tokenizerJson, tokenizerConfig);
     this.vocabSize = this.impl.get_vocab().size ?? Object.keys(this.impl.get_vocab()).length;
@@ -203,6 +205,9 @@ export class HfTokenizer implements Tokenizer {
 
   encode(text: string, opts: { bos?: boolean } = {}): number[] {
     const ids = this.impl.encode(text, { add_special_tokens: false }).ids;
+    // @huggingface/tokenizers gives null for a piece its vocabulary lacks (a tokenizer.json whose merges or pieces are not all tokens)
+    const bad = ids.findIndex((id) => !Number.isInteger(id));
+    if (bad >= 0) throw new Error(`${this.source}: encoding ${JSON.stringify(text.slice(0, 40))} gave the id ${JSON.stringify(ids[bad])} at position ${bad}: the vocabulary lacks a piece its model produces`);
     if (opts.bos) {
       if (this.bosId === null) throw new Error('this tokenizer has no BOS token (tokenizer_config.json bos_token)');
       return [this.bosId, ...ids];
@@ -271,7 +276,7 @@ function hfTokenizerFrom(file: string, configFile: string): HfTokenizer {
   checkTokenIds(tj, file);
   const tc = existsSync(configFile) ? readJson(configFile) : {};
   try {
-    return new HfTokenizer(tj, tc);
+    return new HfTokenizer(tj, tc, file);
   } catch (e) {
     throw new Error(`${file}: @huggingface/tokenizers cannot load it (with ${path.basename(configFile)}): ${(e as Error).message}`, { cause: e });
   }
