@@ -866,15 +866,17 @@ export function readGguf(file: string): GgufFile {
   for (let i = 0; i < nTensors; i++) {
     const name = str();
     const nd = u32();
+    if (nd < 1 || nd > 4) throw new Error(`${file}: tensor '${name}' has ${nd} dimensions (GGUF tensors have 1 to 4)`);
     const ne = Array.from({ length: nd }, () => u64());
     const id = u32();
     const type = TYPE_BY_ID.get(id);
     if (!type) throw new Error(`${file}: tensor '${name}' has ggml type ${id}, which this reader does not decode`);
     infos.push({ name, ne, type, rel: u64() });
   }
-  const align = Number(metadata.get('general.alignment') ?? 32);
+  const align = metadata.get('general.alignment') ?? 32;
+  if (typeof align !== 'number' || !Number.isInteger(align) || align < 1) throw new Error(`${file}: general.alignment ${JSON.stringify(align)} is not a positive integer`);
   const dataOffset = o + pad(o, align);
-  const tensors = infos.map((t) => ({ name: t.name, ne: t.ne, type: t.type, offset: dataOffset + t.rel, bytes: tensorBytes(t.type, t.ne, t.name) }));
+  const tensors = infos.map((t) => ({ name: t.name, ne: t.ne, type: t.type, offset: dataOffset + t.rel, bytes: tensorBytes(t.type, t.ne, `${file}: tensor '${t.name}'`) }));
   for (const t of tensors) if (t.offset + t.bytes > buf.length) throw new Error(`${file}: tensor '${t.name}' runs past the end of the file`);
   return { version, metadata, tensors, dataOffset };
 }

@@ -58,6 +58,7 @@ export function methodsOfKind(kind: MethodKind): string[] {
  * came from (a matrix entry, a flag).
  */
 export function checkMethodConfig(name: string, config: Record<string, unknown>, where = 'method'): Record<string, unknown> {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new Error(`${where}: the config of method '${name}' must be a JSON object, got ${JSON.stringify(config)}`);
   const keys = Object.keys(config);
   if (name === 'dense') {
     if (keys.length) throw new Error(`${where}: 'dense' takes no options, got ${keys.map((k) => `'${k}'`).join(', ')}`);

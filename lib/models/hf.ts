@@ -268,6 +268,8 @@ export class HfTokenizer implements Tokenizer {
   constructor(
     readonly tokenizerJson: Record<string, unknown>,
     readonly tokenizerConfig: Record<string, unknown>,
+    /** Where tokenizerJson came from, for error messages. */
+    private readonly source = 'tokenizer.json',
   ) {
     this.impl = new HfTokenizerImpl(tokenizerJson, tokenizerConfig);
     this.vocabSize = this.impl.get_vocab().size ?? Object.keys(this.impl.get_vocab()).length;
@@ -290,6 +292,9 @@ export class HfTokenizer implements Tokenizer {
 
   encode(text: string, opts: { bos?: boolean } = {}): number[] {
     const ids = this.impl.encode(text, { add_special_tokens: false }).ids;
+    // @huggingface/tokenizers gives null for a piece its vocabulary lacks (a tokenizer.json whose merges or pieces are not all tokens)
+    const bad = ids.findIndex((id) => !Number.isInteger(id));
+    if (bad >= 0) throw new Error(`${this.source}: encoding ${JSON.stringify(text.slice(0, 40))} gave the id ${JSON.stringify(ids[bad])} at position ${bad}: the vocabulary lacks a piece its model produces`);
     if (opts.bos) {
       if (this.bosId === null) throw new Error('this tokenizer has no BOS token (tokenizer_config.json bos_token)');
       return [this.bosId, ...ids];
@@ -298,6 +303,7 @@ export class HfTokenizer implements Tokenizer {
   }
 
   decode(ids: readonly number[]): string {
+    if (ids.length === 0) return ''; // @huggingface/tokenizers throws on an empty list
     return this.impl.decode([...ids], { skip_special_tokens: true });
   }
 }
@@ -339,10 +345,33 @@ export function loadTokenizer(dir: string, vocabSize: number, tokenizer?: string
   throw new Error(`${dir}: no tokenizer.json or tokenizer.bin (pass a tokenizer path, e.g. --tokenizer tok512.bin)`);
 }
 
+/**
+ * Checks the token ids of a tokenizer.json before @huggingface/tokenizers sees them: it sizes its
+ * tables by the largest id, so one id of 2e8 in a 300-token file made it hang. Ids of model.vocab
+ * (when an object) and added_tokens must be integers below the number of tokens the file lists.
+ */
+function checkTokenIds(tj: Record<string, unknown>, file: string): void {
+  const model = tj.model as { vocab?: unknown } | undefined;
+  const vocab = model && typeof model === 'object' && model.vocab && typeof model.vocab === 'object' && !Array.isArray(model.vocab) ? Object.entries(model.vocab) : [];
+  const added = Array.isArray(tj.added_tokens) ? (tj.added_tokens as unknown[]) : [];
+  const n = vocab.length + added.length;
+  const bad = (what: string, id: unknown) => new Error(`${file}: ${what} has id ${JSON.stringify(id)}, not an integer in 0..${n - 1}`);
+  for (const [t, id] of vocab) if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= n) throw bad(`token ${JSON.stringify(t)}`, id);
+  for (const a of added) {
+    const id = (a as { id?: unknown } | null)?.id;
+    if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= n) throw bad('an added token', id);
+  }
+}
+
 function hfTokenizerFrom(file: string, configFile: string): HfTokenizer {
   const tj = readJson(file);
+  checkTokenIds(tj, file);
   const tc = existsSync(configFile) ? readJson(configFile) : {};
-  return new HfTokenizer(tj, tc);
+  try {
+    return new HfTokenizer(tj, tc, file);
+  } catch (e) {
+    throw new Error(`${file}: @huggingface/tokenizers cannot load it (with ${path.basename(configFile)}): ${(e as Error).message}`, { cause: e });
+  }
 }
 
 export interface HfLoadOptions extends UploadOptions {

@@ -82,6 +82,11 @@ export function llama2cSources(file: string, h: Llama2cHeader, config: ModelConf
   const fd = openFile(file);
   const size = fstatSync(fd).size;
   closeSync(fd);
+  // The size the header implies, checked before any tensor is described (a header that claims
+  // millions of layers must not make millions of sources).
+  const perLayer = 2 * dim + 2 * dim * dim + 2 * kvDim * dim + 3 * F * dim;
+  const implied = HEADER_BYTES + 4 * (V * dim + L * perLayer + dim + seqLen * hd + (h.sharedClassifier ? 0 : V * dim));
+  if (size < implied) throw new Error(`${file}: truncated llama2.c checkpoint: ${size} bytes, the header implies ${implied}`);
   const sources: TensorSource[] = [];
   let off = HEADER_BYTES;
   // A stacked [L, ...] array in the file; layer l's slice becomes one HF tensor.
@@ -112,7 +117,6 @@ export function llama2cSources(file: string, h: Llama2cHeader, config: ModelConf
     sources.push(region(file, 'lm_head.weight', `${file} (wcls)`, [V, dim], off, V * dim));
     off += V * dim * 4;
   }
-  if (size < off) throw new Error(`${file}: truncated llama2.c checkpoint: ${size} bytes, the header implies ${off}`);
   if (size > off) console.warn(`${file}: ${size - off} bytes after the weights the llama2.c header implies (${off} bytes) are ignored: is it another format or a damaged file?`);
   return validateSources(config, sources, file);
 }

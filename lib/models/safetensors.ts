@@ -65,9 +65,18 @@ function readHeaderJson(file: string): { json: Record<string, unknown>; dataStar
   }
 }
 
+/** The __metadata__ of a header, checked to be what the format says: an object of strings (absent: {}). */
+function headerMetadata(json: Record<string, unknown>, file: string): Record<string, string> {
+  const m = json.__metadata__ ?? {};
+  if (typeof m !== 'object' || Array.isArray(m) || !Object.values(m).every((v) => typeof v === 'string')) {
+    throw new Error(`${file}: __metadata__ must be an object of strings, got ${JSON.stringify(m).slice(0, 80)}`);
+  }
+  return m as Record<string, string>;
+}
+
 /** The __metadata__ of a safetensors file, read from its header alone (its tensors, of any dtype, are not checked). */
 export function readSafetensorsMetadata(file: string): Record<string, string> {
-  return (readHeaderJson(file).json.__metadata__ ?? {}) as Record<string, string>;
+  return headerMetadata(readHeaderJson(file).json, file);
 }
 
 /**
@@ -82,12 +91,9 @@ export function readSafetensorsHeader<D extends string = SafeDtype>(
   const { json, dataStart, size } = readHeaderJson(file);
   const dataSize = size - dataStart;
   const entries: SafetensorsEntry<D>[] = [];
-  let metadata: Record<string, string> = {};
+  const metadata = headerMetadata(json, file);
   for (const [name, v] of Object.entries(json)) {
-    if (name === '__metadata__') {
-      metadata = (v ?? {}) as Record<string, string>;
-      continue;
-    }
+    if (name === '__metadata__') continue;
     const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     const where = `${file}: tensor '${name}'`;
     if (!e || typeof e !== 'object') throw new Error(`${where}: header entry is not an object`);

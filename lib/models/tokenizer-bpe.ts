@@ -3,6 +3,7 @@
 // standard Hugging Face tokenizer.json that @huggingface/tokenizers and transformers load.
 import fs from 'node:fs';
 import path from 'node:path';
+import { readJson } from './hf';
 import type { Tokenizer } from './types';
 
 /** GPT-2's pre-tokenization pattern (the one ByteLevel uses with use_regex: true). */
@@ -319,20 +320,32 @@ export class ByteLevelBpe implements Tokenizer {
     if (!model || model.type !== 'BPE' || !model.vocab || !model.merges) throw new Error(`${source}: not a BPE tokenizer.json (model.type must be 'BPE' with vocab and merges)`);
     const pre = json.pre_tokenizer as { type?: string } | null;
     if (!pre || pre.type !== 'ByteLevel') throw new Error(`${source}: pre_tokenizer must be ByteLevel for ByteLevelBpe`);
-    const vocab: string[] = [];
-    for (const [t, i] of Object.entries(model.vocab)) vocab[i] = t;
+    if (typeof model.vocab !== 'object' || !Array.isArray(model.merges)) throw new Error(`${source}: model.vocab must be an object and model.merges a list`);
+    const entries = Object.entries(model.vocab as Record<string, unknown>);
+    const vocab: string[] = new Array(entries.length);
+    for (const [t, i] of entries) {
+      if (typeof i !== 'number' || !Number.isInteger(i) || i < 0 || i >= entries.length) throw new Error(`${source}: token ${JSON.stringify(t)} has id ${JSON.stringify(i)}, not one of 0..${entries.length - 1}`);
+      vocab[i] = t;
+    }
     for (let i = 0; i < vocab.length; i++) if (vocab[i] === undefined) throw new Error(`${source}: vocabulary has no token with id ${i}`);
-    const merges = model.merges.map((m) => {
-      const pair = typeof m === 'string' ? (m.split(' ') as [string, string]) : m;
-      if (pair.length !== 2) throw new Error(`${source}: malformed merge ${JSON.stringify(m)}`);
-      return pair;
+    const merges = (model.merges as unknown[]).map((m) => {
+      const pair: unknown = typeof m === 'string' ? m.split(' ') : m;
+      if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((x) => typeof x === 'string')) throw new Error(`${source}: malformed merge ${JSON.stringify(m)}`);
+      return pair as [string, string];
     });
-    const added = (json.added_tokens as { content: string; special: boolean }[] | undefined) ?? [];
+    // Encoding starts from the 256 byte symbols and only ever forms merge results: all must be tokens.
+    const known = new Set(vocab);
+    const missing = [...bytesToUnicode(), ...merges.map(([a, b]) => a + b)].find((t) => !known.has(t));
+    if (missing !== undefined) throw new Error(`${source}: ${JSON.stringify(missing)} (a byte symbol or a merge's result) is not in the vocabulary`);
+    const added = json.added_tokens ?? [];
+    if (!Array.isArray(added) || !added.every((t) => typeof t === 'object' && t !== null && typeof t.content === 'string')) {
+      throw new Error(`${source}: added_tokens must be a list of {content, special} objects`);
+    }
     return new ByteLevelBpe({ vocab, merges, specialTokens: added.filter((t) => t.special).map((t) => t.content) });
   }
 
   static load(dir: string): ByteLevelBpe {
     const file = path.join(dir, 'tokenizer.json');
-    return ByteLevelBpe.fromTokenizerJson(JSON.parse(fs.readFileSync(file, 'utf8')), file);
+    return ByteLevelBpe.fromTokenizerJson(readJson(file), file);
   }
 }

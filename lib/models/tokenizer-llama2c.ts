@@ -12,11 +12,14 @@ export interface Llama2cTokenizerOptions {
   bosId?: number;
   /** EOS id (llama2.c: 2). */
   eosId?: number;
+  /** Where the vocabulary came from, for error messages (fromFile: the file). */
+  source?: string;
 }
 
 const DEFAULTS: Required<Llama2cTokenizerOptions> = {
   bosId: 1, // llama2.c's `<s>`
   eosId: 2, // llama2.c's `</s>`
+  source: 'llama2.c tokenizer',
 };
 
 /** Parses a llama2.c tokenizer file: int32 max_token_length, then per token float32 score, int32 length, bytes. */
@@ -55,6 +58,7 @@ export class Llama2cTokenizer implements Tokenizer {
   /** Byte value → token id of `<0xNN>` (llama2.c assumes byte + 3; we look it up). */
   private readonly byteIds = new Int32Array(256).fill(-1);
   private readonly byteOf: Int16Array;
+  private readonly source: string;
 
   constructor(
     readonly pieces: readonly string[],
@@ -65,6 +69,7 @@ export class Llama2cTokenizer implements Tokenizer {
     this.vocabSize = pieces.length;
     this.bosId = o.bosId;
     this.eosId = o.eosId;
+    this.source = o.source;
     this.byteOf = new Int16Array(pieces.length).fill(-1);
     pieces.forEach((p, i) => {
       if (!this.lookup.has(p)) this.lookup.set(p, i);
@@ -92,7 +97,7 @@ export class Llama2cTokenizer implements Tokenizer {
       throw new Error(`cannot read llama2.c tokenizer ${file}: ${(e as Error).message}`);
     }
     const { pieces, scores } = parseLlama2cTokenizer(buf, vocabSize, file);
-    return new Llama2cTokenizer(pieces, scores, opts);
+    return new Llama2cTokenizer(pieces, scores, { source: file, ...opts });
   }
 
   /** The llama2.c tokenizer file format (the inverse of parseLlama2cTokenizer). */
@@ -119,7 +124,7 @@ export class Llama2cTokenizer implements Tokenizer {
     // Initial symbols: dummy prefix, then one per UTF-8 code point (or its bytes).
     const ids: number[] = [];
     const space = this.lookup.get(' ');
-    if (space === undefined) throw new Error(`llama2.c tokenizer has no ' ' piece for the dummy prefix`);
+    if (space === undefined) throw new Error(`${this.source}: llama2.c tokenizer has no ' ' piece for the dummy prefix`);
     ids.push(space);
     let start = 0;
     for (let i = 0; i < bytes.length; i++) {
@@ -131,7 +136,7 @@ export class Llama2cTokenizer implements Tokenizer {
       else {
         for (let k = start; k <= i; k++) {
           const b = this.byteIds[bytes[k]];
-          if (b < 0) throw new Error(`llama2.c tokenizer has no byte piece <0x${bytes[k].toString(16).toUpperCase().padStart(2, '0')}>`);
+          if (b < 0) throw new Error(`${this.source}: llama2.c tokenizer has no byte piece <0x${bytes[k].toString(16).toUpperCase().padStart(2, '0')}>`);
           ids.push(b);
         }
       }

@@ -245,6 +245,18 @@ export interface PackedModule {
   gIdx?: Int32Array; // [cols] group of each input column (act-order)
 }
 
+/** Checks one module's entry of quantization_config.modules (`where` names it in the error). */
+function checkModuleConfig(m: unknown, where: string): asserts m is PackedQuantConfig['modules'][string] {
+  if (typeof m !== 'object' || m === null) throw new Error(`${where} is not an object`);
+  const { bits, group_size: g, in_features: cols, packing } = m as Record<string, unknown>;
+  if (typeof packing !== 'string' || !Object.hasOwn(PACKINGS, packing)) throw new Error(`${where}: unknown packing ${JSON.stringify(packing)} (known: ${Object.keys(PACKINGS).join(', ')})`);
+  if (typeof bits !== 'number' || !Number.isInteger(bits) || bits < 1 || bits > PACKINGS[packing as Packing].maxBits) {
+    throw new Error(`${where}: bits ${JSON.stringify(bits)} is not 1..${PACKINGS[packing as Packing].maxBits} (packing ${packing})`);
+  }
+  if (typeof cols !== 'number' || !Number.isInteger(cols) || cols < 1) throw new Error(`${where}: in_features ${JSON.stringify(cols)} is not a positive integer`);
+  if (typeof g !== 'number' || !Number.isInteger(g) || (g < 1 && g !== -1)) throw new Error(`${where}: group_size ${JSON.stringify(g)} is not a positive integer or -1`);
+}
+
 /** A packed directory's quantized linears (full weight name → PackedModule), its other tensors, and its configs. */
 export function readPackedModules(dir: string): { modules: Map<string, PackedModule>; tensors: Map<string, { shape: number[]; data: Float32Array }>; quant: PackedQuantConfig; hf: Record<string, unknown> } {
   const hf = readJson(path.join(dir, 'config.json')) as Record<string, unknown> & { quantization_config?: PackedQuantConfig };
@@ -261,17 +273,32 @@ export function readPackedModules(dir: string): { modules: Map<string, PackedMod
   };
   const modules = new Map<string, PackedModule>();
   const quantParts = new Set<string>();
+  const cfgFile = path.join(dir, 'config.json');
+  if (typeof quant.modules !== 'object' || quant.modules === null) throw new Error(`${cfgFile}: quantization_config.modules must be an object`);
   for (const [base, m] of Object.entries(quant.modules)) {
+    checkModuleConfig(m, `${cfgFile}: quantization_config.modules['${base}']`);
     const qw = need(`${base}.qweight`);
     const sc = need(`${base}.scales`);
     const qz = need(`${base}.qzeros`);
     const gi = entries.get(`${base}.g_idx`);
     [qw, sc, qz, gi].forEach((e) => e && quantParts.add(e.name));
-    const rows = qw.shape[0];
-    const G = sc.shape[1];
+    const part = (e: Entry, dtype: string, shape: number[]) => {
+      if (e.dtype !== dtype || e.shape.length !== shape.length || e.shape.some((d, k) => d !== shape[k])) {
+        throw new Error(`${file}: '${e.name}' is ${e.dtype} [${e.shape.join(', ')}], expected ${dtype} [${shape.join(', ')}]`);
+      }
+    };
+    const rows = qw.shape[0] ?? 0;
     const cols = m.in_features;
-    if (qw.shape[1] !== packedRowBytes(cols, m.bits, m.packing)) throw new Error(`${file}: '${base}.qweight' has ${qw.shape[1]} bytes per row, ${cols} inputs at ${m.bits} bits (${m.packing}) need ${packedRowBytes(cols, m.bits, m.packing)}`);
-    if (G !== (gi ? G : numGroups(cols, m.group_size))) throw new Error(`${file}: '${base}.scales' has ${G} groups, expected ${numGroups(cols, m.group_size)}`);
+    const G = gi ? (sc.shape[1] ?? 0) : numGroups(cols, m.group_size);
+    part(qw, 'U8', [rows, packedRowBytes(cols, m.bits, m.packing)]);
+    part(sc, 'F32', [rows, G]);
+    part(qz, 'U8', [rows, G]);
+    let gIdx: Int32Array | undefined;
+    if (gi) {
+      part(gi, 'I32', [cols]);
+      gIdx = new Int32Array(gi.data.buffer, gi.data.byteOffset, cols);
+      if (gIdx.some((g) => g < 0 || g >= G)) throw new Error(`${file}: '${gi.name}' has a group index outside 0..${G - 1}`);
+    }
     modules.set(`${base}.weight`, {
       rows,
       cols,
@@ -282,7 +309,7 @@ export function readPackedModules(dir: string): { modules: Map<string, PackedMod
       qweight: qw.data,
       scales: f32(sc),
       zeros: qz.data,
-      gIdx: gi ? new Int32Array(gi.data.buffer, gi.data.byteOffset, cols) : undefined,
+      gIdx,
     });
   }
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
@@ -295,7 +322,7 @@ export function readPackedModules(dir: string): { modules: Map<string, PackedMod
 }
 
 /** The dequantized modules (fp32 [out, in] under their weight names) followed by the plain tensors. */
-function withDequantized(modules: Map<string, PackedModule>, plain: Map<string, { shape: number[]; data: Float32Array }>): Map<string, { shape: number[]; data: Float32Array }> {
+export function withDequantized(modules: Map<string, PackedModule>, plain: Map<string, { shape: number[]; data: Float32Array }>): Map<string, { shape: number[]; data: Float32Array }> {
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [name, m] of modules) {
     const { rows, cols } = m;

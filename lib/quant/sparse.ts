@@ -186,32 +186,67 @@ export async function saveSparseWeights(model: Model, file: string, pattern: { n
   return { file, tensorBytes, denseBytes, packed };
 }
 
+/** One packed weight's metadata, checked against its tensors before anything is decoded. */
+function checkedPacked(file: string, name: string, m: unknown, tensor: (name: string, dtype: string) => Uint8Array): SparsePacked {
+  const bad = (why: string) => new Error(`${file}: sparse weight '${name}': ${why}`);
+  if (typeof m !== 'object' || m === null) throw bad(`metadata ${JSON.stringify(m)} is not an object`);
+  const { layout, shape, n, m: M } = m as Record<string, unknown>;
+  if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw bad(`shape ${JSON.stringify(shape)} is not [rows, cols]`);
+  const [rows, cols] = shape as [number, number];
+  const f32 = (b: Uint8Array) => new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+  if (layout === 'nm') {
+    if (!Number.isInteger(M) || !Number.isInteger(n) || (M as number) < 2 || (M as number) > 256 || (n as number) < 0 || (n as number) >= (M as number)) {
+      throw bad(`n ${JSON.stringify(n)} and m ${JSON.stringify(M)} are not an N:M pattern (0 ≤ n < m ≤ 256)`);
+    }
+    const p = { n: n as number, m: M as number };
+    if (cols % p.m !== 0) throw bad(`${cols} columns are not a multiple of m = ${p.m}`);
+    const kept = (rows * cols * (p.m - p.n)) / p.m;
+    const values = f32(tensor(`${name}.values`, 'F32'));
+    const indices = tensor(`${name}.indices`, 'U8');
+    if (values.length !== kept || indices.length !== Math.ceil((kept * indexBits(p.m)) / 8)) {
+      throw bad(`${values.length} values and ${indices.length} index bytes do not fit ${p.n}:${p.m} [${rows}, ${cols}] (${kept} values)`);
+    }
+    return { layout: 'nm', shape: [rows, cols], n: p.n, m: p.m, values, indices };
+  }
+  if (layout === 'bitmask') {
+    const values = f32(tensor(`${name}.values`, 'F32'));
+    const mask = tensor(`${name}.bitmask`, 'U8');
+    if (mask.length !== Math.ceil((rows * cols) / 8)) throw bad(`a bitmask of ${mask.length} bytes does not fit [${rows}, ${cols}]`);
+    let nnz = 0;
+    for (let i = 0; i < rows * cols; i++) if (mask[i >> 3] & (1 << (i & 7))) nnz++;
+    if (values.length !== nnz) throw bad(`the bitmask marks ${nnz} values, the file holds ${values.length}`);
+    return { layout: 'bitmask', shape: [rows, cols], values, mask };
+  }
+  throw bad(`unknown layout ${JSON.stringify(layout)} (nm or bitmask)`);
+}
+
 /** Reads a file written by saveSparseWeights back into dense fp32 tensors keyed by weight name. */
 export function loadSparseWeights(file: string): Map<string, tf.Tensor> {
   const h = readSafetensorsHeader(file, { F32: 4, U8: 1 });
   if (h.metadata.format !== 'llmcb-sparse') throw new Error(`${file}: not a sparse weight file (metadata format '${h.metadata.format}')`);
-  const meta = JSON.parse(h.metadata.sparse) as Record<string, SparseMeta>;
+  let meta: Record<string, unknown>;
+  try {
+    meta = JSON.parse(h.metadata.sparse ?? '') as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`${file}: metadata 'sparse' is not JSON: ${(e as Error).message}`);
+  }
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw new Error(`${file}: metadata 'sparse' is not a JSON object`);
   const header = new Map(h.entries.map((e) => [e.name, e]));
-  const raw = (name: string): Uint8Array => {
+  const tensor = (name: string, dtype: string): Uint8Array => {
     const e = header.get(name);
     if (!e) throw new Error(`${file}: tensor '${name}' is missing`);
+    if (e.dtype !== dtype) throw new Error(`${file}: tensor '${name}' has dtype ${e.dtype}, expected ${dtype}`);
     return readTensorBytes(file, e);
   };
-  const f32 = (name: string) => new Float32Array(raw(name).buffer);
+  const packed = Object.entries(meta).map(([name, m]) => [name, checkedPacked(file, name, m, tensor)] as const);
   const out = new Map<string, tf.Tensor>();
   for (const [name, e] of header) {
     const parent = name.replace(/\.(values|indices|bitmask)$/, '');
-    if (parent !== name && meta[parent]) continue;
-    if (e.dtype !== 'F32') throw new Error(`${file}: dense tensor '${name}' has dtype ${e.dtype}, expected F32`);
-    out.set(name, tf.tensor(f32(name), e.shape));
+    if (parent !== name && Object.hasOwn(meta, parent)) continue;
+    const data = tensor(name, 'F32');
+    out.set(name, tf.tensor(new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4), e.shape));
   }
-  for (const [name, m] of Object.entries(meta)) {
-    const p: SparsePacked =
-      m.layout === 'nm'
-        ? { layout: 'nm', shape: m.shape, n: m.n!, m: m.m!, values: f32(`${name}.values`), indices: raw(`${name}.indices`) }
-        : { layout: 'bitmask', shape: m.shape, values: f32(`${name}.values`), mask: raw(`${name}.bitmask`) };
-    out.set(name, tf.tensor2d(decodeSparse(p), m.shape));
-  }
+  for (const [name, p] of packed) out.set(name, tf.tensor2d(decodeSparse(p), p.shape));
   return out;
 }
 
