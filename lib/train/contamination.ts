@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { TASKS } from '../tasks/index';
+import { REPO_ROOT } from '../cli';
 import { formatCsv } from '../csv';
 import { SPLITS, readCorpusManifest, readCorpusSplit, sha256, splitDocuments, type CorpusDoc, type Split } from './corpus';
 
@@ -229,7 +230,7 @@ export function contaminationReport(corpusDir: string, dataRoot: string, n = NGR
     '',
     `Word ${n}-gram overlap (lower-case runs of letters and digits) of each corpus split with each evaluation split`,
     `(\`${REPORT_CSV}\`: documents sharing any ${n}-gram, and the share of the evaluation split's distinct ${n}-grams found in the corpus split).`,
-    `Written by \`npx tsx scripts/contamination-report.ts --corpus ${corpusDir}\`.`,
+    `Written by \`npx tsx scripts/contamination-report.ts --corpus ${path.relative(REPO_ROOT, path.resolve(corpusDir))}\`.`,
     '',
     `- Corpus: ${SPLITS.map((s) => `${s} ${splits[s].length} documents`).join(', ')}.`,
     `- Evaluation splits compared: ${[...new Set(ok.map((r) => r.eval_split))].join(', ') || 'none'}.`,
