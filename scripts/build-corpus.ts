@@ -36,7 +36,7 @@ import {
   type CorpusDoc, type CorpusManifest, type CorpusSourceInfo,
 } from '../lib/train/corpus';
 import { NGRAM_DEFAULT, decontaminate, decontaminationRule, loadEvals } from '../lib/train/contamination';
-import { sharedDir } from '../lib/cli';
+import { numberFlag, sharedDir } from '../lib/cli';
 import { writeFileAtomic } from '../lib/results';
 import { helpFromHeader } from '../lib/help';
 await helpFromHeader(import.meta.url);
@@ -74,10 +74,8 @@ function parseArgs(argv: string[]): Options {
       o.corpus = c;
     } else if (a === '--out') o.out = val();
     else if (a === '--data') o.data = val();
-    else if (a === '--n') {
-      o.n = Number(val());
-      if (!Number.isInteger(o.n) || o.n < 1) throw new Error(`--n needs a positive integer, got '${argv[i]}'`);
-    } else if (a === '--kjv-dir') o.kjvDir = val();
+    else if (a === '--n') o.n = numberFlag('n', val(), { integer: true, min: 1 });
+    else if (a === '--kjv-dir') o.kjvDir = val();
     else if (a === '--with-nlp-corpus') o.withNlpCorpus = true;
     else if (a === '--no-decontaminate') o.decontaminate = false;
     else if (a === '--bible') o.bible = val();

@@ -13,7 +13,8 @@
 // --check (write nothing; exit 1 when the committed report differs from what would be written).
 import fs from 'node:fs';
 import path from 'node:path';
-import { sharedDir } from '../lib/cli';
+import { parseArgs } from 'node:util';
+import { numberFlag, sharedDir } from '../lib/cli';
 import { writeFileAtomic } from '../lib/results';
 import { EN_CORPUS_DIR } from '../lib/train/corpus';
 import { NGRAM_DEFAULT, REPORT_CSV, REPORT_MD, contaminationReport } from '../lib/train/contamination';
@@ -28,29 +29,22 @@ interface Options {
 }
 const DEFAULTS: Options = { corpus: EN_CORPUS_DIR, data: null, n: NGRAM_DEFAULT, check: false };
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { ...DEFAULTS };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`option ${a} needs a value`);
-      return v;
-    };
-    if (a === '--corpus') o.corpus = val();
-    else if (a === '--data') o.data = val();
-    else if (a === '--n') {
-      const v = val();
-      o.n = Number(v);
-      if (!Number.isInteger(o.n) || o.n < 1) throw new Error(`--n needs a positive integer, got '${v}'`);
-    } else if (a === '--check') o.check = true;
-    else throw new Error(`unknown option ${a} (use --corpus, --data, --n, --check)`);
-  }
-  return o;
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: { corpus: { type: 'string' }, data: { type: 'string' }, n: { type: 'string' }, check: { type: 'boolean' } },
+  });
+  return {
+    corpus: values.corpus ?? DEFAULTS.corpus,
+    data: values.data ?? DEFAULTS.data,
+    n: numberFlag('n', values.n, { integer: true, min: 1 }) ?? DEFAULTS.n,
+    check: values.check ?? DEFAULTS.check,
+  };
 }
 
 function main(): void {
-  const o = parseArgs(process.argv.slice(2));
+  const o = parseOptions(process.argv.slice(2));
   const r = contaminationReport(o.corpus, o.data ?? path.join(sharedDir(), 'datasets'), o.n);
   const outputs: [string, string][] = [[path.join(o.corpus, REPORT_CSV), r.csv], [path.join(o.corpus, REPORT_MD), r.md]];
   if (o.check) {
