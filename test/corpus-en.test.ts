@@ -7,9 +7,11 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { sharedDir } from '../lib/cli';
+import { initRuntime } from '../lib/runtime';
+import { pretrain, readZooSummary } from '../lib/train/pretrain';
 import {
   DEFAULT_CORPUS_DIR, EN_CORPUS_DIR, HASH_SPLIT_DEFAULTS, SPLITS, hashSplitOf, kjvDocsFromCorpus, normaliseText, parseBrownFile,
-  readCorpusManifest, readCorpusSplit, splitDocuments, type CorpusDoc,
+  hashSplitRule, readCorpusManifest, readCorpusSplit, splitDocuments, type CorpusDoc,
 } from '../lib/train/corpus';
 import {
   REPORT_CSV, REPORT_MD, contaminationReport, decontaminate, ngramHashes, overlapReport, words, type EvalNgrams,
@@ -117,4 +119,25 @@ describe('the committed English corpus', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-nocorpus-'));
     expect(() => contaminationReport(dir, dir)).toThrow(new RegExp(`${dir}: no corpus.json`));
   });
+});
+
+describe('the English corpus feeds the trainer (tiny, wasm)', () => {
+  it('trains a fresh tokenizer and a tiny LLaMA a few steps; the card names the corpus split and the command', async () => {
+    const rt = await initRuntime({ backend: 'wasm' });
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'zoo-en-'));
+    const V = 320;
+    const r = await pretrain(rt, {
+      model: 'llama-tiny', corpusDir: enDir, tokenizerDir: path.join(root, 'tok'), outRoot: root, vocab: V, seqLen: 32, steps: 20, batch: 4,
+      logEvery: 10, evalPoints: 1, evalWindows: 2, finalEvalWindows: 16, checkpointEvery: 0, checkpointDir: path.join(root, 'ckpt'),
+    }, () => {});
+    const first = r.train.curve[0].trainLoss;
+    const last = r.train.curve[r.train.curve.length - 1].trainLoss;
+    expect(first).toBeLessThan(Math.log(V) + 0.5); // about uniform at the start
+    expect(last).toBeLessThan(first); // it learns from the corpus
+    expect(r.valid!.ppl).toBeLessThan(V);
+    const card = fs.readFileSync(path.join(r.dir!, 'README.md'), 'utf8');
+    expect(card).toContain(`Split ${hashSplitRule()}`);
+    expect(card).toContain(`--corpus ${enDir}`);
+    expect(Number(readZooSummary(root).find((x) => x.metric === 'valid_ppl')!.value)).toBe(r.valid!.ppl);
+  }, 180_000);
 });
