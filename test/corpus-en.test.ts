@@ -11,7 +11,7 @@ import { initRuntime } from '../lib/runtime';
 import { pretrain, readZooSummary } from '../lib/train/pretrain';
 import {
   DEFAULT_CORPUS_DIR, EN_CORPUS_DIR, HASH_SPLIT_DEFAULTS, SPLITS, hashSplitOf, kjvDocsFromCorpus, normaliseText, parseBrownFile,
-  hashSplitRule, readCorpusManifest, readCorpusSplit, splitDocuments, type CorpusDoc,
+  hashSplitRule, nlpCorpusDocs, readCorpusManifest, readCorpusSplit, splitDocuments, type CorpusDoc,
 } from '../lib/train/corpus';
 import {
   REPORT_CSV, REPORT_MD, contaminationReport, decontaminate, ngramHashes, overlapReport, words, type EvalNgrams,
@@ -33,6 +33,17 @@ describe('Brown and normalisation', () => {
 
   it('normalises quotes, spaces, control characters and blank lines', () => {
     expect(normaliseText('\u201CHi\u201D,\t  he\u2019s  \r\n\r\n  ``here\'\'\u0007 \n')).toBe('"Hi", he\'s\n"here"');
+  });
+});
+
+describe('nlp-corpus', () => {
+  it('cuts a build file into documents of perDoc sentences, ids by file and chunk', () => {
+    const sentences = Array.from({ length: 120 }, (_, i) => `Sentence\n number  ${i}.`);
+    const docs = nlpCorpusDocs('/x/builds/doc-7.json', sentences, 50);
+    expect(docs.map((d) => d.id)).toEqual(['nlp/doc-7/0', 'nlp/doc-7/1', 'nlp/doc-7/2']);
+    expect(docs.map((d) => d.text.split('\n').length)).toEqual([50, 50, 20]);
+    expect(docs[2].text.split('\n')[0]).toBe('Sentence number 100.');
+    expect(() => nlpCorpusDocs('doc-1.json', { a: 1 })).toThrow(/doc-1\.json: not a JSON array of sentences/);
   });
 });
 
