@@ -14,7 +14,13 @@
 # Here, a tiny try on the CPU (wasm):  OUT=/tmp/zoo-out TINY=1 bash scripts/train-zoo.sh llama
 #
 # Environment: OUT (where the packed result goes; default $TMPDIR/zoo-out), ZOO_WORK, LLMCB_BACKEND
-# (default webgpu; wasm with TINY=1), ZOO_BUDGET_SCALE (multiplies every training-time budget).
+# (default webgpu; wasm with TINY=1), ZOO_BUDGET_SCALE (multiplies every training-time budget),
+# ZOO_SIZES (a subset of "700k 1m 2m"; the resume check runs on the first of them),
+# ZOO_CORPUS (the built corpus; default data/zoo/corpus, the KJV; data/zoo/corpus-en is general
+# English), ZOO_TOKENIZER (default models/zoo/tokenizer, the committed one; with ZOO_TOKENIZER=fresh a
+# new one is trained on ZOO_CORPUS' train split into $ZOO_WORK/models/zoo/tokenizer by the first
+# model and packed with the models). The English zoo (data/zoo/README.md has the exact commands):
+#   ZOO_CORPUS=data/zoo/corpus-en ZOO_TOKENIZER=fresh bash scripts/train-zoo.sh llama
 set -euo pipefail
 cd "$(dirname "$0")/.."
 family=${1:-all}
@@ -22,6 +28,10 @@ case "$family" in llama|opt|all) ;; *) echo "usage: $0 [llama|opt|all]" >&2; exi
 OUT=${OUT:-${TMPDIR:-/tmp}/zoo-out}
 WORK=${ZOO_WORK:-${TMPDIR:-/tmp}/llmcb-zoo}
 scale=${ZOO_BUDGET_SCALE:-1}
+corpus=${ZOO_CORPUS:-data/zoo/corpus}
+tokenizer=${ZOO_TOKENIZER:-models/zoo/tokenizer}
+[ "$tokenizer" = fresh ] && tokenizer="$WORK/models/zoo/tokenizer"
+[ -f "$corpus/corpus.json" ] || { echo "ZOO_CORPUS=$corpus: no corpus.json (build it with scripts/build-corpus.ts)" >&2; exit 2; }
 mkdir -p "$OUT" "$WORK/models/zoo" "$WORK/data/zoo"
 # Provenance when the tree has no .git (the GPU host gets a copy of the working tree).
 if [ -z "${LLMCB_GIT_SHA:-}" ] && ! git rev-parse HEAD >/dev/null 2>&1; then export LLMCB_GIT_SHA=unknown; fi
@@ -37,9 +47,20 @@ else
   # Training-time budgets (seconds); larger models get more, so that held-out perplexity falls with size.
   sizes=(700k 1m 2m); budgets=(25 40 210); resume_steps=40  # the committed 2m models: 150 / 140 steps
   extra=()
+  # ZOO_SIZES="2m" (a subset of 700k 1m 2m) trains only those, with their budgets: one size per
+  # command leaves room for a larger ZOO_BUDGET_SCALE within a device call's 10 minutes.
+  if [ -n "${ZOO_SIZES:-}" ]; then
+    keep_sizes=(); keep_budgets=()
+    for want in $ZOO_SIZES; do
+      found=0
+      for i in "${!sizes[@]}"; do [ "${sizes[$i]}" = "$want" ] && { keep_sizes+=("$want"); keep_budgets+=("${budgets[$i]}"); found=1; }; done
+      [ "$found" = 1 ] || { echo "ZOO_SIZES: unknown size '$want' (sizes: ${sizes[*]})" >&2; exit 2; }
+    done
+    sizes=("${keep_sizes[@]}"); budgets=("${keep_budgets[@]}")
+  fi
 fi
 budget() { awk -v b="$1" -v s="$scale" 'BEGIN { printf "%d", b * s }'; }
-train() { node --import tsx scripts/train.ts --backend "$backend" --out-root "$WORK" "${extra[@]}" "$@"; }
+train() { node --import tsx scripts/train.ts --backend "$backend" --out-root "$WORK" --corpus "$corpus" --tokenizer "$tokenizer" "${extra[@]}" "$@"; }
 
 start=$(date +%s)
 for f in "${families[@]}"; do
@@ -71,6 +92,7 @@ for f in "${families[@]}"; do
   [ -f "$WORK/data/zoo/resume_check_$f-${sizes[0]}.csv" ] && paths+=("data/zoo/resume_check_$f-${sizes[0]}.csv")
 done
 [ -f "$WORK/data/zoo/hf_parity_$family.csv" ] && paths+=("data/zoo/hf_parity_$family.csv")
+[ "$tokenizer" = "$WORK/models/zoo/tokenizer" ] && [ -d "$tokenizer" ] && paths+=("models/zoo/tokenizer")
 rm -f "$OUT/zoo-$family.tar.part"*
 tar -C "$WORK" -cf - "${paths[@]}" | split -b 15M -d -a 2 - "$OUT/zoo-$family.tar.part"
 ls -l "$OUT"

@@ -231,7 +231,7 @@ It is a test subject for compression methods, not a useful language model.
 
 ## Training data
 ${corpus ? `${corpus.source}. Licence: ${corpus.licence} Obtain: ${corpus.obtain}.` : `corpus in ${o.corpusDir}`}
-Split by chapter (every 25th chapter from the 13th to *valid*, from the 25th to *test*, the rest *train*);
+${corpus?.split.rule ? `Split ${corpus.split.rule}` : 'Split by chapter (every 25th chapter from the 13th to *valid*, from the 25th to *test*, the rest *train*)'}${corpus?.decontamination ? `; ${corpus.decontamination.dropped.length} documents sharing a ${corpus.decontamination.n}-gram with an evaluation split were dropped (corpus.json, contamination.md)` : ''};
 the evaluation benchmarks' data are never used. Train split: ${extra.trainTokens.toLocaleString('en-US')} tokens.
 
 ## Training
@@ -331,7 +331,8 @@ export async function pretrain(rt: RuntimeInfo, options: Partial<PretrainOptions
     await saveZooModel(model, dir, o.fp16);
     const manifestFile = path.join(o.corpusDir, 'corpus.json');
     const corpus = fs.existsSync(manifestFile) ? (JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as CorpusManifest) : null;
-    const command = `npx tsx scripts/train.ts --model ${spec.name} --steps ${steps} --batch ${batch} --lr ${lr} --seq-len ${o.seqLen} --seed ${o.seed}`;
+    const corpusFlags = o.corpusDir === PRETRAIN_DEFAULTS.corpusDir ? '' : ` --corpus ${o.corpusDir} --tokenizer ${o.tokenizerDir}`;
+    const command = `npx tsx scripts/train.ts --model ${spec.name}${corpusFlags} --steps ${steps} --batch ${batch} --lr ${lr} --seq-len ${o.seqLen} --seed ${o.seed}`;
     fs.writeFileSync(path.join(dir, 'README.md'), modelCard(out, spec, model, rt, o, corpus, { trainTokens: trainIds.length, command }));
     const tokensPerEpoch = trainIds.length;
     writeFileAtomic(curveFile(o.outRoot, spec.name), formatCsv(CURVE_COLUMNS, curveRows(spec.name, spec.arch, params, result.curve, tokensPerEpoch)));
