@@ -45,11 +45,6 @@ export function methodKind(name: string): MethodKind | null {
   return name === 'dense' ? null : getMethod(name).kind;
 }
 
-/** The names of the registered methods of one kind ('sparsity': magnitude, wanda, sparsegpt). */
-export function methodsOfKind(kind: MethodKind): string[] {
-  return methodNames().filter((n) => getMethod(n).kind === kind);
-}
-
 /**
  * Checks a method configuration before any work and returns the method's full options: `name` is
  * a registry method (or 'dense', the uncompressed model, which takes no options); every key is one
