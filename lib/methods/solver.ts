@@ -14,7 +14,7 @@
 // LLMCB_SOLVER=host selects the previous host solvers (float64 JavaScript, lib/methods/hessian.ts),
 // kept as the tests' oracle; the default is 'device'.
 import * as tf from '@tensorflow/tfjs';
-import { f32, paramsStruct, runKernel, u32 } from '../kernels/gpu';
+import { f32, paramsStruct, runKernel, u32, type Param } from '../kernels/gpu';
 import { webgpuDevice } from '../runtime/backend';
 import { choleskyLower, NotPositiveDefiniteError } from './hessian';
 
@@ -205,16 +205,24 @@ export interface BlockSweep {
   loss: tf.Tensor1D; // [rows] each row's loss over the block
 }
 
-const GPTQ_WGSL = (count: number, params: string) => `
-${params}
+/**
+ * One block sweep on the GPU: thread r holds row r of the block's columns (w column-major [count, rows])
+ * in `row` and runs `loop` over the columns in order; the loop writes binding 0 (named names[0]: the
+ * codes or new values) and err per column and adds the row's loss to `l`. Inputs: w, hinv, then the
+ * method's two tensors, bound as names[1] and names[2] ('tbl: array<f32>').
+ */
+function runSweep(name: string, w: tf.Tensor2D, hinv: tf.Tensor2D, extra: [tf.Tensor, tf.Tensor], names: [string, string, string], params: Record<string, Param>, loop: string): BlockSweep {
+  const [count, rows] = w.shape;
+  const code = `
+${paramsStruct(params)}
 const BS: u32 = ${count}u;
-@group(0) @binding(0) var<storage, read_write> codes: array<f32>;
+@group(0) @binding(0) var<storage, read_write> ${names[0]}: array<f32>;
 @group(0) @binding(1) var<storage, read_write> err: array<f32>;
 @group(0) @binding(2) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(3) var<storage, read> w: array<f32>;
 @group(0) @binding(4) var<storage, read> hinv: array<f32>;
-@group(0) @binding(5) var<storage, read> tbl: array<f32>;
-@group(0) @binding(6) var<storage, read> grp: array<i32>;
+@group(0) @binding(5) var<storage, read> ${names[1]};
+@group(0) @binding(6) var<storage, read> ${names[2]};
 @group(0) @binding(7) var<uniform> params: Params;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -224,6 +232,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var row: array<f32, BS>;
   for (var i = 0u; i < BS; i++) { row[i] = w[i * R + r]; }
   var l = 0.0;
+${loop}  loss[r] = l;
+}`;
+  const f32s = (shape: number[]) => ({ shape, dtype: 'float32' as const });
+  const [codes, err, loss] = runKernel({ name, code, inputs: [w, hinv, ...extra], outputs: [f32s([count, rows]), f32s([count, rows]), f32s([rows])], params, workgroups: [Math.ceil(rows / 64), 1, 1] });
+  return { codes: codes as tf.Tensor2D, err: err as tf.Tensor2D, loss: loss as tf.Tensor1D };
+}
+
+/** The GPTQ sweep's column loop (runSweep): quantize column i with its group's (scale, zero), spread the error right. */
+const GPTQ_SWEEP = `
   for (var i = 0u; i < BS; i++) {
     let g = u32(grp[i]);
     let s = tbl[g * R + r];
@@ -238,8 +255,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     err[i * R + r] = e;
     for (var j = i + 1u; j < BS; j++) { row[j] -= e * hinv[i * BS + j]; }
   }
-  loss[r] = l;
-}`;
+`;
 
 /** Sweeps one GPTQ block: quantize each column with its group's (scale, zero), spread the error right within the block. */
 export async function gptqBlockSweep(a: GptqBlockInput): Promise<BlockSweep> {
@@ -249,15 +265,7 @@ export async function gptqBlockSweep(a: GptqBlockInput): Promise<BlockSweep> {
     const params = { rows: u32(rows), groups: u32(G), maxq: f32(a.maxq) };
     const grp = tf.tensor1d(a.group, 'int32');
     try {
-      const [codes, err, loss] = runKernel({
-        name: `gptq-sweep-${count}`,
-        code: GPTQ_WGSL(count, paramsStruct(params)),
-        inputs: [a.w, a.hinv, a.table, grp],
-        outputs: [{ shape: [count, rows], dtype: 'float32' }, { shape: [count, rows], dtype: 'float32' }, { shape: [rows], dtype: 'float32' }],
-        params,
-        workgroups: [Math.ceil(rows / 64), 1, 1],
-      });
-      return { codes: codes as tf.Tensor2D, err: err as tf.Tensor2D, loss: loss as tf.Tensor1D };
+      return runSweep(`gptq-sweep-${count}`, a.w, a.hinv, [a.table, grp], ['codes', 'tbl: array<f32>', 'grp: array<i32>'], params, GPTQ_SWEEP);
     } finally {
       grp.dispose();
     }
@@ -316,25 +324,8 @@ export interface SparseBlockInput {
   maxq: number; // 2^wbits - 1 (ignored without grid)
 }
 
-const SPARSE_WGSL = (count: number, params: string) => `
-${params}
-const BS: u32 = ${count}u;
-@group(0) @binding(0) var<storage, read_write> outv: array<f32>;
-@group(0) @binding(1) var<storage, read_write> err: array<f32>;
-@group(0) @binding(2) var<storage, read_write> loss: array<f32>;
-@group(0) @binding(3) var<storage, read> w: array<f32>;
-@group(0) @binding(4) var<storage, read> hinv: array<f32>;
-@group(0) @binding(5) var<storage, read> mask: array<f32>;
-@group(0) @binding(6) var<storage, read> grid: array<f32>;
-@group(0) @binding(7) var<uniform> params: Params;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let r = gid.x;
-  let R = params.rows;
-  if (r >= R) { return; }
-  var row: array<f32, BS>;
-  for (var i = 0u; i < BS; i++) { row[i] = w[i * R + r]; }
-  var l = 0.0;
+/** The SparseGPT sweep's column loop (runSweep): prune (N:M chosen per group here), optionally quantize, spread the error right. */
+const SPARSE_SWEEP = `
   var nm = 0u; // bit j: column j of the current N:M group is pruned
   for (var i = 0u; i < BS; i++) {
     let d = hinv[i * BS + i];
@@ -369,8 +360,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       for (var j = i + 1u; j < BS; j++) { row[j] -= e * hinv[i * BS + j]; }
     }
   }
-  loss[r] = l;
-}`;
+`;
 
 /** Sweeps one SparseGPT block: prune (and optionally quantize) each column, spread the error right within the block. */
 export async function sparseBlockSweep(a: SparseBlockInput): Promise<BlockSweep> {
@@ -382,15 +372,7 @@ export async function sparseBlockSweep(a: SparseBlockInput): Promise<BlockSweep>
     const mask = a.mask ?? (tf.zeros([1, 1]) as tf.Tensor2D);
     const grid = a.grid ?? (tf.zeros([1, 1]) as tf.Tensor2D);
     try {
-      const [outv, err, loss] = runKernel({
-        name: `sparsegpt-sweep-${count}`,
-        code: SPARSE_WGSL(count, paramsStruct(params)),
-        inputs: [a.w, a.hinv, mask, grid],
-        outputs: [{ shape: [count, rows], dtype: 'float32' }, { shape: [count, rows], dtype: 'float32' }, { shape: [rows], dtype: 'float32' }],
-        params,
-        workgroups: [Math.ceil(rows / 64), 1, 1],
-      });
-      return { codes: outv as tf.Tensor2D, err: err as tf.Tensor2D, loss: loss as tf.Tensor1D };
+      return runSweep(`sparsegpt-sweep-${count}`, a.w, a.hinv, [mask, grid], ['outv', 'mask: array<f32>', 'grid: array<f32>'], params, SPARSE_SWEEP);
     } finally {
       if (mask !== a.mask) mask.dispose();
       if (grid !== a.grid) grid.dispose();
