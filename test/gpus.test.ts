@@ -13,15 +13,15 @@ import { describe, expect, it } from 'vitest';
 import { resolveDataDir } from '../lib/data/common';
 import { checkPinnedAdapter, gpuSlots, parseDevices, parseDeviceSelectDebug, parseNvidiaSmi, pinEnv, pinVerdict, probePin, type GpuSlot } from '../lib/gpus';
 import { pidAlive } from '../lib/lock';
-import { parseSlice, rowCell, smokeMatrix, type Cell } from '../lib/matrix';
-import { readResults, trackFile, type ResultRow, type Track } from '../lib/results';
+import { parseSlice, smokeMatrix, type Cell } from '../lib/matrix';
+import { readResults, trackFile } from '../lib/results';
 import { longestFirst, poolCode } from '../lib/shard-pool';
 import { extendPlan, shardsOf } from '../lib/slurm';
 import { runMatrix } from '../lib/tracks/runner';
+import { expectSameRows, TRACKS } from './shard-helpers';
 
 const ROOT = path.resolve(__dirname, '..');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-const TRACKS: Track[] = [1, 2, 3, 4, 5, 6];
 
 const SMI = '0, GPU-aaaa, 00000000:18:00.0, NVIDIA H200\n1, GPU-bbbb, 00000000:2A:00.0, NVIDIA H200\n';
 
@@ -159,16 +159,7 @@ describe('the smoke matrix on two workers', () => {
     expect(queued).toBeLessThan(5);
     expect(second.stdout).toMatch(/0 cell\(s\) still pending/);
 
-    // Same cells and metrics, each once; the same values where they do not measure time or memory.
-    const key = (r: ResultRow) => `${r.track} ${rowCell(r)} ${r.task} ${r.metric}`;
-    const measured = (r: ResultRow) => r.track === 3 || r.track === 5 || /memory|time|_s$/.test(r.metric);
-    const rows = (root: string) => TRACKS.flatMap((t) => readResults(trackFile(t, root)));
-    const got = rows(out);
-    const want = rows(ref);
-    expect(new Set(got.map(key)).size).toBe(got.length);
-    expect(got.map(key).sort()).toEqual(want.map(key).sort());
-    const values = (rs: ResultRow[]) => new Map(rs.filter((r) => !measured(r)).map((r) => [key(r), `${r.status} ${r.value}`]));
-    expect(values(got)).toEqual(values(want));
+    expectSameRows(out, ref);
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 });

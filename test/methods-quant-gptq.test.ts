@@ -6,50 +6,17 @@ import { initRuntime } from '../lib/runtime';
 import { GptqLayer, gptqQuantize, defaults as gptqDefaults } from '../lib/methods/gptq';
 import { rtnMatrix, defaults as rtnDefaults } from '../lib/methods/rtn';
 import { dequantizeMatrix } from '../lib/quant/quantizer';
+import { correlatedInputs, outputError, randn } from './solver-cases';
 
 beforeAll(async () => {
   const rt = await initRuntime({ backend: 'wasm' });
   expect(rt.backend).toBe('wasm');
 });
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-function randn(n: number, seed: number): Float32Array {
-  const r = rng(seed);
-  return Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r()));
-}
-/** Correlated inputs with outlier channels, like real activations: X = Z·M, a few columns scaled up. */
-function inputs(tokens: number, cols: number, seed: number): Float32Array {
-  const Z = randn(tokens * cols, seed);
-  const M = randn(cols * cols, seed + 1);
-  const X = new Float32Array(tokens * cols);
-  for (let t = 0; t < tokens; t++) for (let j = 0; j < cols; j++) {
-    let s = 0;
-    for (let k = 0; k < cols; k++) s += Z[t * cols + k] * M[k * cols + j];
-    X[t * cols + j] = (s / Math.sqrt(cols)) * (j % 13 === 0 ? 8 : 1);
-  }
-  return X;
-}
-/** ||X Wᵀ - X Qᵀ||² */
-function outErr(X: Float32Array, tokens: number, W: Float32Array, Q: Float32Array, rows: number, cols: number): number {
-  let e = 0;
-  for (let t = 0; t < tokens; t++) for (let r = 0; r < rows; r++) {
-    let s = 0;
-    for (let c = 0; c < cols; c++) s += X[t * cols + c] * (W[r * cols + c] - Q[r * cols + c]);
-    e += s * s;
-  }
-  return e;
-}
-
 describe('GPTQ layer', () => {
   const rows = 24, cols = 96, tokens = 512;
   const W = randn(rows * cols, 11);
-  const X = inputs(tokens, cols, 5);
+  const X = correlatedInputs(tokens, cols, 5);
 
   async function solved(opts: Partial<typeof gptqDefaults>) {
     const before = tf.memory().numTensors;
@@ -71,8 +38,8 @@ describe('GPTQ layer', () => {
     it(`W${bits} g${groupSize}: output error below RTN's`, async () => {
       const g = await solved({ bits, groupSize, blocksize: 32 });
       const r = rtnMatrix(W, rows, cols, { ...rtnDefaults, bits, groupSize });
-      const eg = outErr(X, tokens, W, g.weight, rows, cols);
-      const er = outErr(X, tokens, W, r.weight, rows, cols);
+      const eg = outputError(X, tokens, W, g.weight, rows, cols);
+      const er = outputError(X, tokens, W, r.weight, rows, cols);
       expect(eg).toBeLessThan(er * (bits === 8 || bits === 2 ? 1 : 0.9));
       // the returned codes decode to exactly the returned weights
       expect(Array.from(dequantizeMatrix(g.quantized))).toEqual(Array.from(g.weight));
@@ -81,10 +48,10 @@ describe('GPTQ layer', () => {
 
   it('act-order and static groups also beat RTN; act-order codes decode through gIdx', async () => {
     const r = rtnMatrix(W, rows, cols, { ...rtnDefaults, bits: 4, groupSize: 32 });
-    const er = outErr(X, tokens, W, r.weight, rows, cols);
+    const er = outputError(X, tokens, W, r.weight, rows, cols);
     for (const o of [{ actOrder: true }, { actOrder: true, staticGroups: true }, { staticGroups: true }]) {
       const g = await solved({ bits: 4, groupSize: 32, blocksize: 32, ...o });
-      expect(outErr(X, tokens, W, g.weight, rows, cols)).toBeLessThan(er);
+      expect(outputError(X, tokens, W, g.weight, rows, cols)).toBeLessThan(er);
       const q = g.quantized;
       for (let rr = 0; rr < rows; rr++) for (let c = 0; c < cols; c++) {
         const gi = q.gIdx ? q.gIdx[c] : Math.floor(c / 32);

@@ -10,13 +10,13 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { rowCell, smokeMatrix, type Cell } from '../lib/matrix';
-import { appendResults, readResults, trackFile, type ResultRow, type Track } from '../lib/results';
+import { appendResults, readResults, trackFile, type ResultRow } from '../lib/results';
 import { arrayScript, mergeShards, shardsOf } from '../lib/slurm';
 import { runMatrix } from '../lib/tracks/runner';
+import { expectSameRows } from './shard-helpers';
 
 const ROOT = path.resolve(__dirname, '..');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-const TRACKS: Track[] = [1, 2, 3, 4, 5, 6];
 
 const row = (cell: string, status: ResultRow['status'], run: string, metric = 'acc', value = 0.5): ResultRow => ({
   run_id: run, track: 1, model: 'm', model_family: 'llama', model_params: 1, method: 'dense', method_config: {}, task: 'piqa', metric,
@@ -79,16 +79,7 @@ describe.skipIf(cluster !== null)('the smoke matrix on a real Slurm cluster', ()
     await until(() => execFileSync('squeue', ['-h', '-j', job], { encoding: 'utf8' }).trim() === '', 600);
     cli('--merge');
     cli('--only', '0', '--submit', '--wait');
-    // Same cells and metrics, each once; the same values where they do not measure time or memory.
-    const key = (r: ResultRow) => `${r.track} ${rowCell(r)} ${r.task} ${r.metric}`;
-    const measured = (r: ResultRow) => r.track === 3 || r.track === 5 || /memory|time|_s$/.test(r.metric);
-    const rows = (root: string) => TRACKS.flatMap((t) => readResults(trackFile(t, root)));
-    const got = rows(out);
-    const want = rows(ref);
-    expect(new Set(got.map(key)).size).toBe(got.length);
-    expect(got.map(key).sort()).toEqual(want.map(key).sort());
-    const values = (rs: ResultRow[]) => new Map(rs.filter((r) => !measured(r)).map((r) => [key(r), `${r.status} ${r.value}`]));
-    expect(values(got)).toEqual(values(want));
+    expectSameRows(out, ref);
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 });

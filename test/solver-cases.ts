@@ -31,8 +31,8 @@ export interface Layer {
   H: Float64Array; // [cols, cols] = 2/tokens XᵀX (one "sequence" per token row: the scale does not matter)
 }
 
-/** A random layer: X = Z·M / √cols (correlated), every 13th channel ×8, input `dead` never active. */
-export function randomLayer(rows: number, cols: number, tokens: number, seed: number, dead = 5): Layer {
+/** Correlated inputs with outlier channels, like real activations: X = Z·M / √cols [tokens, cols], every 13th channel ×8, input `dead` (if any) never active. */
+export function correlatedInputs(tokens: number, cols: number, seed: number, dead = -1): Float32Array {
   const Z = randn(tokens * cols, seed);
   const M = randn(cols * cols, seed + 1);
   const X = new Float32Array(tokens * cols);
@@ -42,6 +42,12 @@ export function randomLayer(rows: number, cols: number, tokens: number, seed: nu
     for (let k = 0; k < cols; k++) s += Z[t * cols + k] * M[k * cols + j];
     X[t * cols + j] = (s / Math.sqrt(cols)) * (j % 13 === 0 ? 8 : 1);
   }
+  return X;
+}
+
+/** A random layer: correlated inputs, input `dead` never active. */
+export function randomLayer(rows: number, cols: number, tokens: number, seed: number, dead = 5): Layer {
+  const X = correlatedInputs(tokens, cols, seed, dead);
   const H = new Float64Array(cols * cols);
   for (let t = 0; t < tokens; t++) for (let i = 0; i < cols; i++) {
     const xi = X[t * cols + i];
@@ -51,9 +57,8 @@ export function randomLayer(rows: number, cols: number, tokens: number, seed: nu
   return { rows, cols, tokens, W: randn(rows * cols, seed + 2), X, H };
 }
 
-/** ‖X Wᵀ − X Qᵀ‖² */
-export function outErr(L: Layer, Q: ArrayLike<number>): number {
-  const { rows, cols, tokens, X, W } = L;
+/** ‖X Wᵀ − X Qᵀ‖² for X [tokens, cols], W and Q [rows, cols]. */
+export function outputError(X: ArrayLike<number>, tokens: number, W: ArrayLike<number>, Q: ArrayLike<number>, rows: number, cols: number): number {
   let e = 0;
   for (let t = 0; t < tokens; t++) for (let r = 0; r < rows; r++) {
     let s = 0;
@@ -61,6 +66,11 @@ export function outErr(L: Layer, Q: ArrayLike<number>): number {
     e += s * s;
   }
   return e;
+}
+
+/** outputError of a layer. */
+export function outErr(L: Layer, Q: ArrayLike<number>): number {
+  return outputError(L.X, L.tokens, L.W, Q, L.rows, L.cols);
 }
 
 const hTensor = (L: Layer) => tf.tensor2d(Float32Array.from(L.H), [L.cols, L.cols]);
