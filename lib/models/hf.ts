@@ -205,6 +205,15 @@ export function configToHf(c: ModelConfig): Record<string, unknown> {
       enable_bias: c.bias,
     };
   }
+  // The keys of the RMSNorm + SwiGLU + RoPE families (GLM, and LLaMA with Mistral and Qwen2).
+  const gated = {
+    intermediate_size: c.intermediateSize,
+    num_key_value_heads: c.numKvHeads,
+    head_dim: c.headDim,
+    rms_norm_eps: c.normEps,
+    hidden_act: 'silu',
+    rope_theta: c.ropeTheta,
+  };
   if (c.arch === 'glm') {
     // Saved in transformers' native layout (GlmForCausalLM; lib/models/glm.ts splits the fused
     // q|k|v); a ChatGLM config's own keys (auto_map to remote code, num_layers, …) are not carried over.
@@ -214,12 +223,7 @@ export function configToHf(c: ModelConfig): Record<string, unknown> {
       architectures: ['GlmForCausalLM'],
       model_type: 'glm',
       ...common,
-      intermediate_size: c.intermediateSize,
-      num_key_value_heads: c.numKvHeads,
-      head_dim: c.headDim,
-      rms_norm_eps: c.normEps,
-      hidden_act: 'silu',
-      rope_theta: c.ropeTheta,
+      ...gated,
       partial_rotary_factor: ARCHS.glm.rope!.fraction,
       attention_bias: c.qkvBias ?? false,
     };
@@ -233,12 +237,7 @@ export function configToHf(c: ModelConfig): Record<string, unknown> {
     ...base,
     model_type: family,
     ...common,
-    intermediate_size: c.intermediateSize,
-    num_key_value_heads: c.numKvHeads,
-    head_dim: c.headDim,
-    rms_norm_eps: c.normEps,
-    hidden_act: 'silu',
-    rope_theta: c.ropeTheta,
+    ...gated,
     rope_scaling:
       c.ropeScaling === null
         ? null
