@@ -116,6 +116,23 @@ def linears_of(layer):
     return {n: m for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
 
 
+def block_inputs_of(layer, lin, x, kwargs):
+    """Runs the block on x and keeps each linear's input as [tokens, in] (AWQ's features); returns (features, block output)."""
+    feats = {}
+
+    def cap(name):
+        def f(mod, inp, out):
+            feats[name] = inp[0].reshape(-1, inp[0].shape[-1])
+        return f
+    hs = [m.register_forward_hook(cap(k)) for k, m in lin.items()]
+    try:
+        out = run_layer(layer, x, kwargs)
+    finally:
+        for h in hs:
+            h.remove()
+    return feats, out
+
+
 @torch.no_grad()
 def quantize_weights(model, method, cfg, calib):
     layers = model.model.layers
@@ -146,16 +163,7 @@ def quantize_weights(model, method, cfg, calib):
                 m.weight.data = gptq_quant(m.weight.data, H[k], bits, group)
             x = run_layer(layer, x, kwargs)  # quantized block's outputs
         else:  # awq: search scales on the FP block, feed its FP outputs forward
-            feats = {}
-
-            def cap(name):
-                def f(mod, inp, out):
-                    feats[name] = inp[0].reshape(-1, inp[0].shape[-1])
-                return f
-            hs = [m.register_forward_hook(cap(k)) for k, m in lin.items()]
-            nxt = run_layer(layer, x, kwargs)
-            for h in hs:
-                h.remove()
+            feats, nxt = block_inputs_of(layer, lin, x, kwargs)
             awq_block(layer, x, kwargs, feats, lin, bits, group)
             x = nxt
     if method == "awq":

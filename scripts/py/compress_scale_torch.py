@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from reference_quant import awq_block, awq_quant, gptq_quant  # noqa: E402
+from reference_quant import awq_block, awq_quant, block_inputs_of, gptq_quant, linears_of  # noqa: E402
 from reference_sparsity import nm_mask, parse_pattern, run_layer  # noqa: E402
 
 DEV = torch.device("cuda")
@@ -41,10 +41,6 @@ DEV = torch.device("cuda")
 
 class Stop(Exception):
     pass
-
-
-def linears_of(layer):
-    return {n: m for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
 
 
 @torch.no_grad()
@@ -212,16 +208,7 @@ def awq_clip(layer, feats, bits, group, n_grid=20, max_shrink=0.5, n_tokens=512)
 @torch.no_grad()
 def awq_layer(layer, inps, outs, kwargs, bits, group):
     lin = linears_of(layer)
-    feats = {}
-
-    def cap(name):
-        def f(mod, inp, out):
-            feats[name] = inp[0].reshape(-1, inp[0].shape[-1])
-        return f
-    hs = [m.register_forward_hook(cap(k)) for k, m in lin.items()]
-    outs[:] = run_layer(layer, inps, kwargs)  # every window in one batch, as llm-awq; dense outputs go forward
-    for h in hs:
-        h.remove()
+    feats, outs[:] = block_inputs_of(layer, lin, inps, kwargs)  # every window in one batch, as llm-awq; dense outputs go forward
     awq_block(layer, inps, kwargs, feats, lin, bits, group)
     awq_clip(layer, feats, bits, group)
     for m in lin.values():
