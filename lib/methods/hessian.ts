@@ -76,18 +76,24 @@ export function choleskyLower(A: Float64Array, n: number, what = 'cholesky'): Fl
   return A;
 }
 
+/** Inverse of a lower-triangular n×n row-major matrix (host, float64). */
+export function invertLower(L: Float64Array, n: number): Float64Array {
+  const X = new Float64Array(n * n);
+  for (let j = 0; j < n; j++) {
+    X[j * n + j] = 1 / L[j * n + j];
+    for (let i = j + 1; i < n; i++) {
+      let s = 0;
+      for (let k = j; k < i; k++) s -= L[i * n + k] * X[k * n + j];
+      X[i * n + j] = s / L[i * n + i];
+    }
+  }
+  return X;
+}
+
 /** A⁻¹ of a symmetric positive definite matrix from its lower Cholesky factor (torch.cholesky_inverse). */
 export function choleskyInverse(L: Float64Array, n: number): Float64Array {
   // Linv = L⁻¹ (lower triangular), then A⁻¹ = Linvᵀ Linv.
-  const Li = new Float64Array(n * n);
-  for (let j = 0; j < n; j++) {
-    Li[j * n + j] = 1 / L[j * n + j];
-    for (let i = j + 1; i < n; i++) {
-      let s = 0;
-      for (let k = j; k < i; k++) s -= L[i * n + k] * Li[k * n + j];
-      Li[i * n + j] = s / L[i * n + i];
-    }
-  }
+  const Li = invertLower(L, n);
   const inv = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j <= i; j++) {

@@ -16,7 +16,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { f32, paramsStruct, runKernel, u32, type Param } from '../kernels/gpu';
 import { webgpuDevice } from '../runtime/backend';
-import { choleskyLower, NotPositiveDefiniteError } from './hessian';
+import { choleskyLower, invertLower, NotPositiveDefiniteError } from './hessian';
 
 export type SolverKind = 'device' | 'host';
 export const SOLVER_KINDS: readonly SolverKind[] = ['device', 'host'];
@@ -30,20 +30,6 @@ export function solverKind(): SolverKind {
 
 /** Columns per diagonal block of the blocked factorisations (the block is factorised on the host). */
 export const FACTOR_BLOCK = 128;
-
-/** Inverse of a lower-triangular n×n row-major matrix (host, float64). */
-export function invertLower(L: Float64Array, n: number): Float64Array {
-  const X = new Float64Array(n * n);
-  for (let j = 0; j < n; j++) {
-    X[j * n + j] = 1 / L[j * n + j];
-    for (let i = j + 1; i < n; i++) {
-      let s = 0;
-      for (let k = j; k < i; k++) s -= L[i * n + k] * X[k * n + j];
-      X[i * n + j] = s / L[i * n + i];
-    }
-  }
-  return X;
-}
 
 async function hostSquare(t: tf.Tensor2D): Promise<Float64Array> {
   return Float64Array.from((await t.data()) as Float32Array);

@@ -5,7 +5,7 @@
 import { ARCHS, linearParts } from './arch';
 import type { AsyncWriteTensor } from './safetensors';
 import type { ModelConfig } from './types';
-import { blockWidths, type TensorSource } from './weights';
+import { blockWidths, concatFloat32, type TensorSource } from './weights';
 
 const GLM = ARCHS.glm;
 
@@ -64,16 +64,7 @@ export function glmFromNativeNames(sources: TensorSource[]): TensorSource[] {
       name,
       shape: [ordered.reduce((a, s) => a + s.shape[0], 0), ...cols],
       origin: ordered.map((s) => s.origin).join(' + '),
-      read() {
-        const data = ordered.map((s) => s.read());
-        const all = new Float32Array(data.reduce((a, d) => a + d.length, 0));
-        let at = 0;
-        for (const d of data) {
-          all.set(d, at);
-          at += d.length;
-        }
-        return all;
-      },
+      read: () => concatFloat32(ordered.map((s) => s.read())),
     });
   }
   return out;
@@ -91,16 +82,7 @@ export function glmToNativeTensors(tensors: AsyncWriteTensor[], config: ModelCon
       const layer = Number(m[1]);
       const cols = t.shape.slice(1).reduce((a, d) => a * d, 1);
       let whole: Promise<Float32Array> | null = null; // read once for the three parts
-      const read = async () => {
-        const chunks = await t.chunks();
-        const all = new Float32Array(chunks.reduce((a, c) => a + c.length, 0));
-        let at = 0;
-        for (const c of chunks) {
-          all.set(c, at);
-          at += c.length;
-        }
-        return all;
-      };
+      const read = async () => concatFloat32(await t.chunks());
       for (const p of linearParts('glm', 'qkv', { ...blockWidths(config, layer), headDim: config.headDim })) {
         const rows = p.rows!;
         out.push({

@@ -228,3 +228,14 @@ export function permuteRopeRows(w: Float32Array, heads: number, headDim: number,
   }
   return out;
 }
+
+/** The arrays one after another in one Float32Array. */
+export function concatFloat32(parts: readonly Float32Array[]): Float32Array {
+  const all = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return all;
+}

@@ -17,7 +17,7 @@ import { configFromHf, configToHf, HfTokenizer, loadTokenizer, readJson } from '
 import { byteView, readSafetensorsHeader, readTensorBytes, writeSafetensorsRaw } from '../models/safetensors';
 import { Llama2cTokenizer } from '../models/tokenizer-llama2c';
 import type { Model } from '../models/types';
-import { uploadSources, validateSources, type TensorSource } from '../models/weights';
+import { concatFloat32, uploadSources, validateSources, type TensorSource } from '../models/weights';
 import type { ActQuantSpec } from './act';
 import { dequantizeMatrix, numGroups, QuantConfigError, type QuantizedMatrix } from './quantizer';
 
@@ -214,13 +214,7 @@ export async function savePacked(model: Model, quantized: Map<string, QuantizedM
 async function concatBlocks(blocks: tf.Tensor[]): Promise<Float32Array> {
   const parts: Float32Array[] = [];
   for (const b of blocks) parts.push((await b.data()) as Float32Array);
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatFloat32(parts);
 }
 
 /** Whether a directory holds a packed model (config.json with our quantization_config). */
