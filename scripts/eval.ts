@@ -18,7 +18,7 @@ import { type EvalOutcome, evaluate, outcomeRows } from '../lib/eval/evaluate';
 import { modelScorer } from '../lib/eval/model-scorer';
 import { CALIB_FLAGS, CALIB_USAGE, calibrationFor, calibSourceFromFlags, describeCalib } from '../lib/methods/calib';
 import { checkMethodConfig, getMethod, methodConfigFromArgs, methodFlagOptions } from '../lib/methods/index';
-import { storedCompression } from '../lib/methods/save';
+import { storedCompression, type StoredCompression } from '../lib/methods/save';
 import { RecordingScorer } from '../lib/eval/scorer';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { appendResults, type ResultRow, startRun, trackFile, writeFileAtomic } from '../lib/results';
@@ -71,7 +71,7 @@ async function main(): Promise<number> {
   }
   if (a.bos && a['no-bos']) throw new Error('--bos and --no-bos are exclusive');
   const tasks = getTasks(a.tasks);
-  let methodConfig = methodConfigFromArgs(a.method!, a['method-config'], a, Object.keys(OWN_FLAGS));
+  const methodConfig = methodConfigFromArgs(a.method!, a['method-config'], a, Object.keys(OWN_FLAGS));
   const methodOpts = checkMethodConfig(a.method!, methodConfig, '--method/--method-config');
   const data = dataOptions({ dataDir: resolveDataDir(a.data), ...(a['no-hub'] ? { hub: false } : {}) });
   const calibSource = calibSourceFromFlags(a, data.dataDir);
@@ -79,28 +79,23 @@ async function main(): Promise<number> {
   console.error(`backend ${runtime.backend} on ${runtime.device}; data ${data.dataDir ?? '(none)'}${data.hub ? ' then hub' : ''}`);
   const ctx = startRun(runtime);
   const model = await loadModel(a.model!, { tokenizer: a.tokenizer });
-  let calibDesc = 'none';
-  const stored = storedCompression(model);
-  if (stored && a.method !== 'dense') throw new Error(`--method ${a.method}: ${a.model} is already compressed (${stored.method} ${JSON.stringify(stored.method_config)}); evaluate it as it is, or compress its uncompressed source`);
-  if (stored) {
-    // A model saved by compress.ts: its rows carry the method that made it.
-    a.method = stored.method;
-    methodConfig = stored.method_config;
-    calibDesc = stored.calib;
-  } else if (a.method !== 'dense') {
+  // What the rows say made the model: what made a saved model (compress.ts), the method applied here, or dense.
+  let made: StoredCompression = storedCompression(model) ?? { method: 'dense', method_config: {}, calib: 'none' };
+  if (made.method !== 'dense' && a.method !== 'dense') throw new Error(`--method ${a.method}: ${a.model} is already compressed (${made.method} ${JSON.stringify(made.method_config)}); evaluate it as it is, or compress its uncompressed source`);
+  if (a.method !== 'dense') {
     // Validated against the model and calibrated before any compression work.
     const mod = getMethod(a.method!);
     mod.validate(methodOpts, model);
     const calib = mod.needsCalib ? calibrationFor(model, calibSource) : null;
-    if (calib) calibDesc = describeCalib(calib);
+    const calibDesc = calib ? describeCalib(calib) : 'none';
     console.error(`compressing with ${a.method} ${JSON.stringify(methodConfig)}${calib ? ` on ${calibDesc}` : ''}`);
     const result = await mod.compress(model, calib, methodOpts, { onBlockDone: (b, ms) => console.error(`   block ${b + 1}/${model.config.numLayers} compressed in ${(ms / 1000).toFixed(1)} s`) });
     model.actQuant = result.actQuant; // W8A8: activations fake-quantized in every forward
-    methodConfig = result.config;
+    made = { method: a.method!, method_config: result.config, calib: calibDesc };
   }
   const params = [...model.weights.values()].reduce((s, t) => s + t.size, 0);
   const batchTokens = numberFlag('batch-tokens', a['batch-tokens'], { integer: true, min: 1 });
-  const label = `${model.name} × ${a.method}`; // names model and method in errors (non-finite scores)
+  const label = `${model.name} × ${made.method}`; // names model and method in errors (non-finite scores)
   const base = modelScorer(model, { label, ...(batchTokens ? { maxBatchTokens: Math.max(batchTokens, model.config.maxPositions) } : {}) });
   // --export-requests: record every token request and the kit's answer (input of scripts/py/eval_mc_reference.py).
   const scorer = a['export-requests'] ? new RecordingScorer(base) : base;
@@ -124,7 +119,7 @@ async function main(): Promise<number> {
     try {
       const o = await evaluate(scorer, model.tokenizer, task, opts);
       outcomes.push(o);
-      rows.push(...outcomeRows(ctx, o, { model: model.name, model_family: model.family, model_params: params, method: a.method!, method_config: methodConfig, calib: calibDesc }, seed));
+      rows.push(...outcomeRows(ctx, o, { model: model.name, model_family: model.family, model_params: params, method: made.method, method_config: made.method_config, calib: made.calib }, seed));
       console.error(`   ${o.status}${o.status === 'no_data' ? `: ${o.notes[0]}` : ''} (${o.durationS.toFixed(1)} s)`);
     } catch (e) {
       failed++;
