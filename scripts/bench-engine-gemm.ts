@@ -10,11 +10,11 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Arena, Program, type Buf } from '../lib/engine/gpu';
-import { GEMM_TILES, gemmKernel, gemmSplitReduceKernel, type GemmTile } from '../lib/engine/kernels';
+import { GEMM_TILES, type GemmTile } from '../lib/engine/kernels';
 import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, median, writeBenchCsv } from '../lib/runtime';
 import { engineDevice } from '../lib/engine/gpu';
-import { gemmTileError, randomFloats } from '../lib/engine/check';
+import { gemmSpecs, gemmTileError, randomFloats } from '../lib/engine/check';
 import { printUsage } from '../lib/help';
 
 const { values: a } = parseArgs({
@@ -49,15 +49,7 @@ const tiles = allTiles.filter(([n]) => picked.includes(n)).flatMap(([n, t]) => s
 /** One GEMM y [M, N] = x [M, K] · W [N, K]ᵀ with a tiling (in `splits` K chunks and a reduce pass), on buffers of an arena; returns a run function. */
 function gemm(arena: Arena, t: GemmTile, splits: number, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf): (inner: number) => Promise<number> {
   const shape = { M };
-  const params = (s: typeof shape) => ({ M: s.M, ldy: N, colOff: 0 });
-  const grid = (s: typeof shape): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(s.M / t.BM), splits];
-  const part = splits > 1 ? arena.storage(`partials-${splits}`, 4 * splits * M * N) : null;
-  const specs = part
-    ? [
-        { kernel: gemmKernel(K, N, t, 'store', false, splits), buffers: [part, x, w], params, workgroups: grid },
-        { kernel: gemmSplitReduceKernel(N, splits, 'store', false), buffers: [y, part], params, workgroups: (s: typeof shape): [number, number, number] => [Math.ceil((s.M * N) / 256), 1, 1] },
-      ]
-    : [{ kernel: gemmKernel(K, N, t, 'store', false), buffers: [y, x, w], params, workgroups: grid }];
+  const specs = gemmSpecs(arena, t, splits, M, K, N, x, w, y);
   const prog = new Program(arena, specs, 'gemm-bench');
   return async (inner: number) => {
     const enc = device.createCommandEncoder();

@@ -9,7 +9,7 @@ import { tensorScorer } from '../eval/model-scorer';
 import type { ContinuationRequest, NextTokenRequest } from '../eval/scorer';
 import { mulberry32 } from '../rng';
 import { Executor, executorUnsupported, type ExecutorOptions } from './executor';
-import { Arena, engineDevice, Program } from './gpu';
+import { Arena, engineDevice, Program, type Buf, type DispatchSpec } from './gpu';
 import { gemmKernel, gemmSplitReduceKernel, type GemmTile } from './kernels';
 import { EngineScorer } from './scorer';
 
@@ -109,6 +109,21 @@ export function randomFloats(n: number, seed: number): Float32Array {
 }
 
 /**
+ * The dispatches of one fp32 GEMM y [M, N] = x [M, K] · W [N, K]ᵀ (store epilogue) with tiling t: the
+ * GEMM, or with splits > 1 its split-K pass into a partials buffer of this arena and the reduce.
+ */
+export function gemmSpecs(arena: Arena, t: GemmTile, splits: number, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf): DispatchSpec<unknown>[] {
+  const params = () => ({ M, ldy: N, colOff: 0 });
+  const grid = (): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), splits];
+  if (splits === 1) return [{ kernel: gemmKernel(K, N, t, 'store', false), buffers: [y, x, w], params, workgroups: grid }];
+  const part = arena.storage(`partials-${splits}`, 4 * splits * M * N);
+  return [
+    { kernel: gemmKernel(K, N, t, 'store', false, splits), buffers: [part, x, w], params, workgroups: grid },
+    { kernel: gemmSplitReduceKernel(N, splits, 'store', false), buffers: [y, part], params, workgroups: () => [Math.ceil((M * N) / 256), 1, 1] },
+  ];
+}
+
+/**
  * The executor's fp32 GEMM with tiling t, y [M, N] = x [M, K] · W [N, K]ᵀ on seeded values,
  * against a float64 host product: max |error| / max |y| (Infinity for NaN).
  */
@@ -120,18 +135,7 @@ export async function gemmTileError(t: GemmTile, M: number, K: number, N: number
     const x = arena.upload('x', xs);
     const w = arena.upload('w', ws);
     const y = arena.storage('y', 4 * M * N);
-    const params = () => ({ M, ldy: N, colOff: 0 });
-    const grid = (): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), splits];
-    const specs =
-      splits === 1
-        ? [{ kernel: gemmKernel(K, N, t, 'store', false), buffers: [y, x, w], params, workgroups: grid }]
-        : (() => {
-            const part = arena.storage('partials', 4 * splits * M * N);
-            return [
-              { kernel: gemmKernel(K, N, t, 'store', false, splits), buffers: [part, x, w], params, workgroups: grid },
-              { kernel: gemmSplitReduceKernel(N, splits, 'store', false), buffers: [y, part], params, workgroups: (): [number, number, number] => [Math.ceil((M * N) / 256), 1, 1] },
-            ];
-          })();
+    const specs = gemmSpecs(arena, t, splits, M, K, N, x, w, y);
     const prog = new Program(arena, specs, 'gemm-check');
     const enc = arena.device.createCommandEncoder();
     const pass = enc.beginComputePass();
