@@ -16,7 +16,7 @@ export function registryHelp(options = false): string {
 }
 
 /** Prints a script's usage text and the registry's names (registryHelp) to stdout. */
-export async function printUsage(usage: string, options = false): Promise<void> {
+export function printUsage(usage: string, options = false): void {
   console.log(usage + registryHelp(options));
 }
 
@@ -26,7 +26,7 @@ export async function printUsage(usage: string, options = false): Promise<void> 
  * (with `names`, for the scripts that take a method: each with its options) and tasks, then exits 0.
  * Call before parsing the arguments.
  */
-export async function helpFromHeader(moduleUrl: string, o: { names?: boolean } = {}): Promise<void> {
+export function helpFromHeader(moduleUrl: string, o: { names?: boolean } = {}): void {
   if (!process.argv.slice(2).some((a) => a === '--help' || a === '-h')) return;
   const lines = fs.readFileSync(fileURLToPath(moduleUrl), 'utf8').split('\n');
   const header: string[] = [];

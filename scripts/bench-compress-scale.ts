@@ -34,7 +34,7 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { appendResults, makeRow, startRun, trackFile, writeFileAtomic } from '../lib/results';
 import { mulberry32 } from '../lib/rng';
 import { initRuntime, parseBackend } from '../lib/runtime';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 interface Setting {
   method: string;

@@ -29,7 +29,7 @@ const { values: a } = parseArgs({
   strict: true,
 });
 if (a.help) {
-  await printUsage(`usage: bench-engine-gemm.ts [--shapes prefill|all|none] [--tiles NAMES] [--splits 1,2,4] [--repeats N] [--out FILE]\n  tiles: ${Object.keys(GEMM_TILES).join(', ')}`);
+  printUsage(`usage: bench-engine-gemm.ts [--shapes prefill|all|none] [--tiles NAMES] [--splits 1,2,4] [--repeats N] [--out FILE]\n  tiles: ${Object.keys(GEMM_TILES).join(', ')}`);
   process.exit(0);
 }
 const repeats = Number(a.repeats);

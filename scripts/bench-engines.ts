@@ -31,7 +31,7 @@ import { permuteRopeRows } from '../lib/models/weights';
 import { appendResults, dataOutDir, makeRow, startRun, trackFile, type ResultRow, type RunContext } from '../lib/results';
 import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
 import * as tf from '@tensorflow/tfjs';
-await helpFromHeader(import.meta.url, { names: true });
+helpFromHeader(import.meta.url, { names: true });
 
 /** Method presets: formats llama.cpp holds exactly (sym g32 → Q8_0/Q4_0; AWQ's asym g128 → Q4_1). */
 export const PRESETS = {

@@ -215,7 +215,7 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (a.help) {
-    await printUsage(USAGE);
+    printUsage(USAGE);
     return 0;
   }
   const limit = numberFlag('limit', a.limit, { integer: true, min: 1 }) ?? null;

@@ -45,7 +45,7 @@ import { blockLinearNames } from '../lib/methods/sequential';
 import { ARCHS, linearName } from '../lib/models/arch';
 import type { Model } from '../lib/models/types';
 import { actQuantDefaults } from '../lib/quant/act';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 const HEADER = [
   'engine', 'dtype', 'backend', 'device', 'model', 'params', 'hidden', 'layers', 'vocab', 'batch',

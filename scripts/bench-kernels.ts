@@ -22,7 +22,7 @@ import type { BenchSetup, CheckResult, KernelBench } from '../lib/kernels/cases'
 import { dataOutDir, gitSha } from '../lib/results';
 import { autoInner, initRuntime, parseBackend, setFreeBufferCap, timeDeviceCopy, timeRecorded, writeBenchCsv, type Timing } from '../lib/runtime';
 import { helpFromHeader } from '../lib/help';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 const { values: args } = parseArgs({
   options: {

@@ -50,7 +50,7 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (a.help) {
-    await printUsage(USAGE);
+    printUsage(USAGE);
     return 0;
   }
   const startedAt = new Date().toISOString();

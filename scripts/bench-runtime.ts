@@ -14,7 +14,7 @@ import { runBlock } from '../lib/models/transformer';
 import { initRuntime, parseBackend, seededNormal, timeRepeated, writeBenchCsv } from '../lib/runtime';
 import { gitSha } from '../lib/results';
 import { helpFromHeader } from '../lib/help';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 const { values: args } = parseArgs({
   options: {

@@ -39,7 +39,7 @@ import { NGRAM_DEFAULT, decontaminate, decontaminationRule, loadEvals } from '..
 import { numberFlag, sharedDir } from '../lib/cli';
 import { writeFileAtomic } from '../lib/results';
 import { helpFromHeader } from '../lib/help';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 interface Options {
   corpus: 'en' | 'kjv'; // which corpus to build

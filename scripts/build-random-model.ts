@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { numberFlag } from '../lib/cli';
 import { helpFromHeader } from '../lib/help';
 import { CONFIG_LLAMA2_7B, randomDirDefaults, writeRandomModelDir } from '../lib/models/random';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 const { values: v } = parseArgs({
   options: {

@@ -50,7 +50,7 @@ const { values: a } = parseArgs({
   strict: true,
 });
 if (a.help) {
-  await printUsage(USAGE);
+  printUsage(USAGE);
   process.exit(0);
 }
 const REF_PPL = 120.9297; // ../shared/reference/stories260K/reference_ppl.csv, dense, 1589 windows of 512

@@ -13,7 +13,7 @@ import { KERNEL_CHECKS } from '../lib/kernels/suites';
 import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
 import { helpFromHeader } from '../lib/help';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 const { values: args } = parseArgs({
   options: {

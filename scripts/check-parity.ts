@@ -9,7 +9,7 @@ import { helpFromHeader } from '../lib/help';
 import { greedyParity, logitParity, PARITY_TOLERANCE, parityFixtures } from '../lib/models/parity';
 import { writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend } from '../lib/runtime';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 const { values: args } = parseArgs({
   options: {

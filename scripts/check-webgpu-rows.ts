@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
 import { initRuntime, logSoftmaxRows, maxRows, meanRows, seededNormal, softmaxRows, writeBenchCsv } from '../lib/runtime';
 import { helpFromHeader } from '../lib/help';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 const { values: args } = parseArgs({ options: { out: { type: 'string' } } });
 const ops: Record<string, (x: tf.Tensor) => tf.Tensor> = {

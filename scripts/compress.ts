@@ -29,7 +29,7 @@ import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../
 import { metricFields } from '../lib/metrics/catalogue';
 import { meterCompression, trainMetrics } from '../lib/efficiency/meters';
 import { initRuntime, parseBackend } from '../lib/runtime';
-await helpFromHeader(import.meta.url, { names: true });
+helpFromHeader(import.meta.url, { names: true });
 
 interface Args {
   model: string;

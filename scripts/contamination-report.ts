@@ -19,7 +19,7 @@ import { writeFileAtomic } from '../lib/results';
 import { EN_CORPUS_DIR } from '../lib/train/corpus';
 import { NGRAM_DEFAULT, REPORT_CSV, REPORT_MD, contaminationReport } from '../lib/train/contamination';
 import { helpFromHeader } from '../lib/help';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 interface Options {
   corpus: string; // built corpus directory (has corpus.json)

@@ -62,7 +62,7 @@ const OWN_FLAGS = {
 async function main(): Promise<number> {
   const { values: a } = parseArgs({ options: { ...OWN_FLAGS, ...methodFlagOptions(Object.keys(OWN_FLAGS)) }, strict: true });
   if (a.help) {
-    await printUsage(USAGE, true);
+    printUsage(USAGE, true);
     return 0;
   }
   if (!a.model || !a.tasks) {

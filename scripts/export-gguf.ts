@@ -16,7 +16,7 @@ import { CALIB_FLAGS, calibrationFor, calibSourceFromFlags } from '../lib/method
 import { checkMethodConfig, getMethod, methodConfigFromArgs, methodFlagOptions } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { initRuntime, parseBackend } from '../lib/runtime';
-await helpFromHeader(import.meta.url, { names: true });
+helpFromHeader(import.meta.url, { names: true });
 
 const TYPES: ExportType[] = ['f32', 'f16', 'q8_0', 'q4_0', 'q4_1', 'auto'];
 

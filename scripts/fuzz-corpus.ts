@@ -27,7 +27,7 @@ import { savePacked } from '../lib/quant/pack';
 import { saveSparseWeights } from '../lib/quant/sparse';
 import { mulberry32 } from '../lib/rng';
 
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 const { values } = parseArgs({ options: { out: { type: 'string', default: path.join(REPO_ROOT, 'fuzz', 'corpus') } } });
 const out = values.out!;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-fuzz-corpus-'));

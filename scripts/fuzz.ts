@@ -30,7 +30,7 @@ import { fuzzInChild } from '../lib/fuzz/process';
 import { TARGETS, fuzzTarget } from '../lib/fuzz/targets';
 import { dataOutDir, gitSha, writeFileAtomic } from '../lib/results';
 
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 const { values: a } = parseArgs({
   options: {
     target: { type: 'string' },

@@ -31,7 +31,7 @@ async function main(): Promise<void> {
     strict: true,
   });
   if (values.help) {
-    await printUsage(USAGE);
+    printUsage(USAGE);
     return;
   }
   if (!values.model || values.prompt === undefined) throw new Error(`--model and --prompt are required\n${USAGE}`);

@@ -24,7 +24,7 @@ import { expandCells, loadMatrix } from '../lib/matrix';
 import { keyRows, migrateRow, migrateSpeedupRecord, type PlannedMatrix } from '../lib/metrics/migrate';
 import { taskTrack } from '../lib/tracks/evaluation';
 import { readResults, rewriteResults, trackFile, writeFileAtomic, TRACKS, type Track } from '../lib/results';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 const { values: v } = parseArgs({
   options: { data: { type: 'string', default: 'data' }, matrices: { type: 'string' }, datasets: { type: 'string' }, 'dry-run': { type: 'boolean', default: false } },

@@ -32,7 +32,7 @@ import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../
 import { metricFields } from '../lib/metrics/catalogue';
 import { meterCompression, trainMetrics } from '../lib/efficiency/meters';
 import { initRuntime, parseBackend } from '../lib/runtime';
-await helpFromHeader(import.meta.url, { names: true });
+helpFromHeader(import.meta.url, { names: true });
 
 /** A setting to run: registry method + options, and the key it is compared under. */
 interface Setting {

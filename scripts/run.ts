@@ -83,7 +83,7 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (a.help) {
-    await printUsage(USAGE, true);
+    printUsage(USAGE, true);
     return 0;
   }
   // Before the matrix is read: a preloaded module may register the methods or tasks it names.

@@ -12,7 +12,7 @@ import { loadModel } from '../lib/models/load';
 import { generate } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';
 import { initRuntime, parseBackend } from '../lib/runtime';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 export interface ServeOptions {
   host: string; // interface to listen on (loopback: nothing outside this machine can reach it)

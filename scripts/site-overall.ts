@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { computeOverall, writeOverallCsv } from '../lib/metrics/overall';
 import { helpFromHeader } from '../lib/help';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 const args = process.argv.slice(2);
 const k = args.indexOf('--data');

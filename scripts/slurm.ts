@@ -63,7 +63,7 @@ const { values: a } = parseArgs({
   strict: true,
 });
 if (a.help) {
-  await printUsage(USAGE);
+  printUsage(USAGE);
   process.exit(0);
 }
 if (!a.out) throw new Error('slurm: --out DIR is required');

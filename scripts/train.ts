@@ -16,7 +16,7 @@ import { writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend } from '../lib/runtime';
 import { PRETRAIN_DEFAULTS, pretrain, type PretrainOptions } from '../lib/train/pretrain';
 import { helpFromHeader } from '../lib/help';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 const FLAGS: Record<string, [keyof PretrainOptions, 'string' | 'number' | 'bool']> = {
   '--model': ['model', 'string'],

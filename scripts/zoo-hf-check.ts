@@ -12,7 +12,7 @@ import { forward } from '../lib/models/transformer';
 import { writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend } from '../lib/runtime';
 import { helpFromHeader } from '../lib/help';
-await helpFromHeader(import.meta.url);
+helpFromHeader(import.meta.url);
 
 interface Options {
   logits: string; // JSON written by scripts/py/zoo_hf_check.py
