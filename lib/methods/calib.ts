@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
+import { numberFlag } from '../cli';
 import { verifyDataFile } from '../data/verify';
 import type { Model, Tokenizer } from '../models/types';
 import { DEFAULT_CORPUS_DIR, readCorpusSplit } from '../train/corpus';
@@ -146,13 +147,7 @@ export const CALIB_USAGE = `calibration (methods that need it): [--calib wikitex
 /** A CalibSource from CALIB_FLAGS' parsed values; dataRoot is the datasets directory (--data). */
 export function calibSourceFromFlags(v: Partial<Record<keyof typeof CALIB_FLAGS, string>>, dataRoot: string | null): CalibSource {
   if (v.calib && v['calib-ids']) throw new CalibError('give --calib or --calib-ids, not both');
-  const int = (flag: keyof typeof CALIB_FLAGS, min: number, dflt: number): number => {
-    const text = v[flag];
-    if (text === undefined) return dflt;
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min) throw new CalibError(`--${flag} needs an integer ≥ ${min}, got '${text}'`);
-    return n;
-  };
+  const int = (flag: keyof typeof CALIB_FLAGS, min: number, dflt: number): number => numberFlag(flag, v[flag], { integer: true, min }) ?? dflt;
   return {
     corpus: v.calib ?? 'wikitext2-valid',
     idsFile: v['calib-ids'] ?? null,
