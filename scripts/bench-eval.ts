@@ -50,7 +50,8 @@ import { dataOptions, resolveDataDir } from '../lib/data/common';
 import { evaluate } from '../lib/eval/evaluate';
 import { modelScorer } from '../lib/eval/model-scorer';
 import { EngineScorer } from '../lib/engine/scorer';
-import { EXECUTOR_DEFAULTS } from '../lib/engine/executor';
+import { EXECUTOR_DEFAULTS, executorKernelGroups } from '../lib/engine/executor';
+import { KernelTimes } from '../lib/engine/gpu';
 import { RecordingScorer, SCORER_DEFAULTS, type Scorer, TensorScorer } from '../lib/eval/scorer';
 import {
   type CollectedTask,
@@ -86,8 +87,8 @@ const USAGE = `usage: npx tsx scripts/bench-eval.ts [--models stories260K,llama-
   --batch-tokens  the kit scorer's token budget per batch (TensorScorer maxBatchTokens, the
                executor's maxTokens); default: the scorer's own
   --no-torch   kit rows only (no PyTorch, no agreement)
-  --profile    (the executor) also print where each task's scoring spends its time, by difference: the
-               task again with kernel groups left out (stderr only)
+  --profile    (the executor) also print where each task's scoring spends its GPU time: the task again
+               with every dispatch timed by timestamp queries (stderr only)
   --torch-timeout  seconds the PyTorch scorer may take per model (default 1800)`;
 
 const HEADER = [
@@ -360,19 +361,12 @@ main().then(
 );
 
 /**
- * Where the executor's scoring of a task spends its time, by difference (--profile, stderr only):
- * the task's scorer calls again with kernel groups left out (their results are then wrong).
+ * Where the executor's scoring of a task spends its GPU time (--profile, stderr only): the task
+ * scored again with every dispatch timed by timestamp queries (engine/gpu.ts KernelTimes).
  */
 async function profileTask(base: EngineScorer, wallS: number, run: (s: Scorer) => Promise<unknown>, task: string): Promise<void> {
-  const groups: [string, RegExp][] = [['attention', /^attn/], ['fp32 GEMMs and GEMVs (LM head included)', /^gem/], ['LM head', new RegExp(`^gem[mv]v?-\\d+x${base.model.config.vocabSize}-`)], ['norms, RoPE/KV, embedding', /^(norm|rope|embed)/], ['row stats and picks', /^(row-stats|pick)/], ['activation quantization and INT8 GEMMs', /^(act-quant|w8a8|int8)/]];
-  for (const [what, skip] of groups) {
-    const timed = new TimingScorer(new EngineScorer(base.model, base.maxLength, { ...base.opts, skip }));
-    try {
-      await run(timed);
-    } catch {
-      // wrong numbers may be non-finite: the time is what counts
-    }
-    const s = timed.calls.reduce((n, c) => n + c.ms, 0) / 1000;
-    console.error(`[profile] ${task}: ${what} ≈ ${(wallS - s).toFixed(2)} s of ${wallS.toFixed(2)} s`);
-  }
+  const times = new KernelTimes();
+  await run(new EngineScorer(base.model, base.maxLength, { ...base.opts, times }));
+  console.error(`[profile] ${task}: wall ${wallS.toFixed(2)} s untimed; GPU ${(times.ms() / 1000).toFixed(2)} s in all`);
+  for (const line of times.report(executorKernelGroups(base.model.config.vocabSize))) console.error(`[profile]   ${line}`);
 }

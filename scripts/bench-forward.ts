@@ -36,6 +36,8 @@ import { disposeModel } from '../lib/models/load';
 import { CONFIG_1B, CONFIG_SMALL, randomModel } from '../lib/models/random';
 import { forward, generate } from '../lib/models/transformer';
 import { Decoder } from '../lib/engine/generate';
+import { executorKernelGroups } from '../lib/engine/executor';
+import { KernelTimes } from '../lib/engine/gpu';
 import { KERNEL_DEFAULTS, kernelPolicy, withKernels, type KernelPolicy } from '../lib/kernels';
 import { kernelDispatches } from '../lib/kernels/gpu';
 import { attachPackedLinears, type InferenceModel } from '../lib/engine/inference';
@@ -189,20 +191,12 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
     };
     const prefillTokS = await tokensPerSecond(prefill, reps, once); // warm-up: pipeline compilation
     if (profile) {
-      // Where a prefill step's time goes, by difference: the same step with some kernels left out.
-      const without = async (skip: RegExp) => {
-        const ms: number[] = [];
-        for (let i = 0; i < 3; i++) {
-          const t0 = performance.now();
-          await dec.prefill(prompt, skip);
-          ms.push(performance.now() - t0);
-        }
-        return median(ms);
-      };
-      const full = (prefill / prefillTokS) * 1000; // the median prefill step, ms
-      for (const [what, re] of [['attention', /^attn/], ['GEMMs and GEMVs', /^gem[mv]-/], ['INT8 GEMMs and activation quantization', /^(int8-gemm|w8a8-act-quant)/], ['LM head GEMM', new RegExp(`^gem[mv]-${hf.hidden_size}x${hf.vocab_size}-`)], ['norms, RoPE/KV, embedding, row stats', /^(norm|rope|embed|row-stats|pick)/]] as const) {
-        console.error(`[profile] executor prefill ${prefill}: ${what} ≈ ${(full - (await without(re))).toFixed(2)} ms of ${full.toFixed(2)} ms`);
-      }
+      // Where a prefill step's GPU time goes: each dispatch timed with timestamp queries.
+      const times = new KernelTimes();
+      for (let i = 0; i < 3; i++) await dec.prefill(prompt, times);
+      const wall = (prefill / prefillTokS) * 1000; // the median timed prefill step, ms
+      console.error(`[profile] executor prefill ${prefill} (wall ${wall.toFixed(2)} ms a step; GPU times are per step):`);
+      for (const line of times.report(executorKernelGroups(hf.vocab_size))) console.error(`[profile]   ${line}`);
     }
     await dec.generate(prompt, { maxNewTokens: 4, stopAtEos: false }); // warm-up of the decode shapes
     const decodeTimes: number[] = [];
@@ -212,6 +206,12 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
       decodeTimes.push(stamps[stamps.length - 1] - stamps[0]);
     }
     const decodeTokS = decode / (median(decodeTimes) / 1000);
+    if (profile) {
+      const times = new KernelTimes(); // the decode steps after the prefill
+      await dec.generate(prompt, { maxNewTokens: 17, stopAtEos: false }, times);
+      console.error(`[profile] executor decode (wall ${(1000 / decodeTokS).toFixed(3)} ms a token):`);
+      for (const line of times.report(executorKernelGroups(hf.vocab_size))) console.error(`[profile]   ${line}`);
+    }
     console.error(`[bench-forward] executor-${backend} ${QUANTS[quant].dtype}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
     const note = `${[QUANTS[quant].note, quant === 'w8a8' ? 'LM head fp32' : ''].filter(Boolean).join(', ')}${quant === 'none' ? '' : '; '}kit inference executor (lib/engine), fp32 GEMM tilings '${dec.exec.options.gemm}', split-K ≤ ${dec.exec.options.splitK}: ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers`;
     return row('executor', QUANTS[quant].dtype, backend, device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note);

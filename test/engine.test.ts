@@ -7,12 +7,12 @@
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Executor, executorUnsupported, type ExecutorOptions } from '../lib/engine/executor';
+import { Executor, executorKernelGroups, executorUnsupported, type ExecutorOptions } from '../lib/engine/executor';
 import { attachPackedLinears, type InferenceModel } from '../lib/engine/inference';
 import { packLinears } from '../lib/kernels/packed-linear';
 import { METHODS } from '../lib/methods';
 import { actQuantDefaults } from '../lib/quant/act';
-import { Arena } from '../lib/engine/gpu';
+import { Arena, engineDevice, KernelTimes } from '../lib/engine/gpu';
 import { Decoder } from '../lib/engine/generate';
 import { EngineScorer } from '../lib/engine/scorer';
 import { generate } from '../lib/models/transformer';
@@ -176,6 +176,34 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
       exec.dispose();
       expect(Arena.live).toBe(live);
       expect(tf.memory().numTensors).toBe(tensors);
+    });
+
+    it('a profiled step times every dispatch (timestamp queries), gives the same outputs and frees its queries', { timeout: 300_000 }, async () => {
+      const exec = Executor.create(model, { maxTokens: 64 });
+      try {
+        const step = { seqs: [{ ids: [3, 4, 5], pos0: 0, kvBase: 0 }], scoreRows: [0, 2], items: [{ row: 1, token: 9 }] };
+        const plain = await exec.run(step);
+        if (!engineDevice().features.has('timestamp-query')) {
+          await expect(exec.run(step, { times: new KernelTimes() })).rejects.toThrow(/timestamp-query/);
+          return;
+        }
+        const times = new KernelTimes();
+        const timed = await exec.run(step, { times });
+        await exec.run(step, { times });
+        expect(Array.from(timed.logprobs)).toEqual(Array.from(plain.logprobs));
+        expect(Array.from(timed.argmax)).toEqual(Array.from(plain.argmax));
+        expect(times.steps).toBe(2);
+        // Both steps timed the same dispatches: embedding, norms, attention, the linears, the row statistics.
+        for (const [name, e] of times.byName) expect(e.calls % 2, name).toBe(0);
+        for (const re of [/^embed/, /^norm/, /^attn/, /^gem/, /^row-stats/]) expect([...times.byName.keys()].some((n) => re.test(n)), String(re)).toBe(true);
+        for (const [name, e] of times.byName) expect(Number.isFinite(e.ms) && e.ms >= 0, name).toBe(true);
+        expect(times.ms(/^attn/)).toBeGreaterThan(0);
+        const report = times.report(executorKernelGroups(model.config.vocabSize)).join('\n');
+        expect(report).toMatch(/attention/);
+      } finally {
+        await exec.idle();
+        exec.dispose();
+      }
     });
 
     it('generates the tfjs path tokens with its KV cache, greedy and sampled (split-key decode)', { timeout: 300_000 }, async () => {

@@ -9,7 +9,7 @@ import { tensorScorer } from '../eval/model-scorer';
 import type { ContinuationRequest, NextTokenRequest } from '../eval/scorer';
 import { mulberry32 } from '../rng';
 import { Executor, executorUnsupported, type ExecutorOptions } from './executor';
-import { Arena, engineDevice, Program, type Buf, type DispatchSpec } from './gpu';
+import { Arena, engineDevice, Program, spill, type Buf, type DispatchSpec } from './gpu';
 import { gemmKernel, gemmSplitReduceKernel, type GemmTile } from './kernels';
 import { EngineScorer } from './scorer';
 
@@ -119,7 +119,7 @@ export function gemmSpecs(arena: Arena, t: GemmTile, splits: number, M: number, 
   const part = arena.storage(`partials-${splits}`, 4 * splits * M * N);
   return [
     { kernel: gemmKernel(K, N, t, 'store', false, splits), buffers: [part, x, w], params, workgroups: grid },
-    { kernel: gemmSplitReduceKernel(N, splits, 'store', false), buffers: [y, part], params, workgroups: () => [Math.ceil((M * N) / 256), 1, 1] },
+    { kernel: gemmSplitReduceKernel(N, splits, 'store', false), buffers: [y, part], params, workgroups: () => spill(Math.ceil((M * N) / 256), arena.device) },
   ];
 }
 
@@ -138,9 +138,7 @@ export async function gemmTileError(t: GemmTile, M: number, K: number, N: number
     const specs = gemmSpecs(arena, t, splits, M, K, N, x, w, y);
     const prog = new Program(arena, specs, 'gemm-check');
     const enc = arena.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    prog.record(pass, null);
-    pass.end();
+    prog.record(enc, null);
     arena.device.queue.submit([enc.finish()]);
     const got = await arena.read(y, M * N);
     let err = 0;

@@ -31,7 +31,7 @@ import { actQuantKernel } from './act-quant';
 import { flushTfjs } from '../kernels/gpu';
 import { isPerTokenInt8, type PackedW8A8 } from '../kernels/packed-linear';
 import { chooseInt8Tile, int8ActQuantSource, int8GemmKernel, int8GemvKernel, INT8_GEMV_MAX_ROWS, int8PathFor, INT8_AUTO, INT8_TILES, tileSharedBytes, type Int8Path, type Int8TileName } from '../kernels/w8a8';
-import { Arena, borrow, engineDevice, Program, spill, type Buf, type DispatchSpec } from './gpu';
+import { Arena, borrow, engineDevice, Program, spill, StepTimer, type Buf, type DispatchSpec, type KernelTimes } from './gpu';
 import {
   attentionKernel,
   attnMergeKernel,
@@ -77,6 +77,20 @@ export interface ExecutorOptions {
   gemm: GemmFamily;
   /** Most K chunks of a split-K fp32 GEMM (gemmSplits); 1 = never split. Default from LLMCB_EXECUTOR_SPLIT_K. */
   splitK: number;
+}
+
+/** The executor's kernels in groups by name, for a profile's report (KernelTimes.report); the LM head is also counted in the fp32 GEMMs. */
+export function executorKernelGroups(vocab: number): [string, RegExp][] {
+  return [
+    ['attention', /^attn/],
+    ['fp32 GEMMs (split-K reduce included)', /^gemm/],
+    [`LM head (N = ${vocab})`, new RegExp(`^(gemm|gemmv|gemv)-\\d+x${vocab}-|^gemm-reduce-${vocab}-`)],
+    ['fp32 GEMVs (decode)', /^gemv-/],
+    ['INT8 GEMMs and GEMV', /^int8-/],
+    ['activation quantization', /act-quant/],
+    ['norms, RoPE/KV, embedding, SwiGLU', /^(norm|rope|embed|swiglu)/],
+    ['row stats and picks', /^(row-stats|pick)/],
+  ];
 }
 
 export const EXECUTOR_DEFAULTS: ExecutorOptions = {
@@ -645,10 +659,11 @@ export class Executor {
   /**
    * Runs one step and resolves with its items' log-probabilities and greedy flags and the score
    * rows' argmax. Steps are submitted in call order; at most two are in flight (the readbacks
-   * alternate), so a caller may start the next step before awaiting this one. `skip` leaves out
-   * the kernels whose names match (profiling by difference only: the outputs are then wrong).
+   * alternate), so a caller may start the next step before awaiting this one. With `times` the
+   * step is profiled: one compute pass per dispatch with timestamp queries, each kernel's GPU time
+   * added to `times` (the outputs are the same; the extra passes make the step a little slower).
    */
-  run(input: StepInput, opts: { skip?: RegExp } = {}): Promise<StepOutput> {
+  run(input: StepInput, opts: { times?: KernelTimes } = {}): Promise<StepOutput> {
     if (this.disposed) throw new Error('executor: used after dispose()');
     const c = this.model.config;
     const device = this.arena.device;
@@ -713,6 +728,7 @@ export class Executor {
     const k = this.steps++ % 2;
     const rb = this.readbacks[k];
     const free = this.readbackFree[k]; // its previous step's read (taken now: reassigned below)
+    let timer: StepTimer | null = null;
     const submitted = this.chain
       .then(() => free)
       .then(() => {
@@ -727,9 +743,9 @@ export class Executor {
         if (I > 0) put(this.io.items, items);
         if (input.sample) put(this.io.noise!, input.sample.noise);
         const enc = device.createCommandEncoder({ label: 'executor-step' });
-        const pass = enc.beginComputePass();
-        this.program.record(pass, shape, opts.skip);
-        pass.end();
+        timer = opts.times ? new StepTimer(device, this.program.count(shape)) : null;
+        this.program.record(enc, shape, timer ?? undefined);
+        timer?.resolve(enc);
         if (I > 0) {
           enc.copyBufferToBuffer(this.io.lp.buffer, 0, rb.buffer, 0, 4 * I);
           enc.copyBufferToBuffer(this.io.greedy.buffer, 0, rb.buffer, 4 * maxItems, 4 * I);
@@ -737,8 +753,9 @@ export class Executor {
         if (R > 0) enc.copyBufferToBuffer(this.io.argmax.buffer, 0, rb.buffer, 8 * maxItems, 4 * R);
         q.submit([enc.finish()]);
       });
-    this.chain = submitted.catch(() => undefined);
+    this.chain = submitted.catch(() => timer?.destroy());
     const out = submitted
+      .then(() => (timer && opts.times ? timer.collect(opts.times) : undefined))
       .then(() => rb.buffer.mapAsync(GPUMapMode.READ))
       .then((): StepOutput => {
         const view = rb.buffer.getMappedRange();

@@ -6,6 +6,7 @@ import { mulberry32 } from '../rng';
 import type { InferenceModel } from './inference';
 import { GENERATE_DEFAULTS, gumbel, type GenerateOptions } from '../models/transformer';
 import { Executor, type ExecutorOptions } from './executor';
+import type { KernelTimes } from './gpu';
 
 /** A decoder of one model: an executor with a KV cache of `length` positions for one sequence. */
 export class Decoder {
@@ -21,13 +22,13 @@ export class Decoder {
    * Prefill of `prompt` with the logits of every position (as a plain forward computes them), their
    * row statistics and argmax on the GPU; resolves when done (for timing; `skip` as Executor.run).
    */
-  async prefill(prompt: readonly number[], skip?: RegExp): Promise<void> {
+  async prefill(prompt: readonly number[], times?: KernelTimes): Promise<void> {
     const rows = Array.from({ length: prompt.length }, (_, i) => i);
-    await this.exec.run({ seqs: [{ ids: prompt, pos0: 0, kvBase: 0 }], scoreRows: rows, items: [] }, { skip });
+    await this.exec.run({ seqs: [{ ids: prompt, pos0: 0, kvBase: 0 }], scoreRows: rows, items: [] }, { times });
   }
 
-  /** Generates a continuation of `prompt` (see transformer.ts generate for the options); returns the new ids. */
-  async generate(prompt: readonly number[], opts: GenerateOptions = {}): Promise<number[]> {
+  /** Generates a continuation of `prompt` (see transformer.ts generate for the options); returns the new ids. With `times` every step is profiled (Executor.run). */
+  async generate(prompt: readonly number[], opts: GenerateOptions = {}, times?: KernelTimes): Promise<number[]> {
     const o = { ...GENERATE_DEFAULTS, ...opts };
     if (prompt.length === 0) throw new Error('generate: the prompt is empty (prepend BOS to start from nothing)');
     if (!o.greedy && !(o.temperature > 0)) throw new Error(`generate: temperature must be > 0, got ${o.temperature}`);
@@ -41,7 +42,7 @@ export class Decoder {
     let past = 0;
     while (out.length < o.maxNewTokens && past + input.length <= Math.min(c.maxPositions, length)) {
       const sample = o.greedy ? undefined : { noise: gumbel(rand, V), temperature: o.temperature };
-      const r = await this.exec.run({ seqs: [{ ids: input, pos0: past, kvBase: 0 }], scoreRows: [input.length - 1], items: [], sample });
+      const r = await this.exec.run({ seqs: [{ ids: input, pos0: past, kvBase: 0 }], scoreRows: [input.length - 1], items: [], sample }, { times: out.length > 0 ? times : undefined });
       const id = r.argmax[0];
       out.push(id);
       o.onToken?.(id);

@@ -3,7 +3,8 @@
 // pipelines cached by WGSL text, and a Program: a fixed list of dispatches whose pipelines and bind
 // groups are made once at plan time. Per step only three things change: the small metadata
 // buffers (queue.writeBuffer), the params of each dispatch (one uniform blob, one writeBuffer), and
-// the workgroup counts; a step is one compute pass in one command buffer.
+// the workgroup counts; a step is one compute pass in one command buffer (one pass per dispatch
+// when the step is profiled with timestamp queries).
 import { flushTfjs, gpuBuffer, pipelineFor } from '../kernels/gpu';
 import { webgpuDevice } from '../runtime/backend';
 import type * as tf from '@tensorflow/tfjs';
@@ -164,17 +165,21 @@ export class Program<S> {
     return this.list.filter((d) => d.spec.workgroups(s) !== null).length;
   }
 
-  /** Writes every dispatch's params for step s and records the dispatches into `pass`; `skip`
-   * leaves out the kernels whose names it matches (profiling by difference: the results are wrong). */
-  record(pass: GPUComputePassEncoder, s: S, skip?: RegExp): number {
+  /**
+   * Writes every dispatch's params for step s and records the dispatches into `enc`: one compute
+   * pass, or with `timer` one pass per dispatch whose start and end go to the timer's query set
+   * (then timer.names lists the recorded kernels in order). Returns the number of dispatches.
+   */
+  record(enc: GPUCommandEncoder, s: S, timer?: StepTimer): number {
     const u32 = new Uint32Array(this.blob);
     const i32 = new Int32Array(this.blob);
     const f32 = new Float32Array(this.blob);
     const maxGroups = this.arena.device.limits.maxComputeWorkgroupsPerDimension;
+    let pass = timer ? null : enc.beginComputePass();
     let n = 0;
     for (const d of this.list) {
       const wg = d.spec.workgroups(s);
-      if (!wg || wg[0] * wg[1] * wg[2] === 0 || skip?.test(d.spec.kernel.name)) continue;
+      if (!wg || wg[0] * wg[1] * wg[2] === 0) continue;
       if (wg.some((g) => g > maxGroups)) throw new Error(`${d.spec.kernel.name}: workgroups [${wg.join(', ')}] exceed ${maxGroups} per dimension`);
       if (d.slot >= 0) {
         const values = d.spec.params!(s);
@@ -187,13 +192,102 @@ export class Program<S> {
           else u32[w++] = v;
         }
       }
-      pass.setPipeline(d.pipeline);
-      pass.setBindGroup(0, d.bindGroup);
-      pass.dispatchWorkgroups(wg[0], wg[1], wg[2]);
+      if (timer) {
+        pass = enc.beginComputePass({ timestampWrites: { querySet: timer.querySet, beginningOfPassWriteIndex: 2 * n, endOfPassWriteIndex: 2 * n + 1 } });
+        timer.names.push(d.spec.kernel.name);
+      }
+      pass!.setPipeline(d.pipeline);
+      pass!.setBindGroup(0, d.bindGroup);
+      pass!.dispatchWorkgroups(wg[0], wg[1], wg[2]);
+      if (timer) pass!.end();
       n++;
     }
+    if (!timer) pass!.end();
     this.arena.device.queue.writeBuffer(this.paramsBuf.buffer, 0, this.blob);
     return n;
+  }
+}
+
+/** GPU time per kernel name, summed over the dispatches and steps profiled (timestamp queries). */
+export class KernelTimes {
+  readonly byName = new Map<string, { calls: number; ms: number }>();
+  steps = 0;
+
+  add(name: string, ms: number): void {
+    const e = this.byName.get(name) ?? { calls: 0, ms: 0 };
+    e.calls++;
+    e.ms += ms;
+    this.byName.set(name, e);
+  }
+
+  /** Total GPU ms of the kernels whose names match `re` (all kernels without it). */
+  ms(re?: RegExp): number {
+    let t = 0;
+    for (const [name, e] of this.byName) if (!re || re.test(name)) t += e.ms;
+    return t;
+  }
+
+  /** Lines for a log, in ms per step: each group's GPU time and share, then the `top` kernels by GPU time. */
+  report(groups: [string, RegExp][], top = 8): string[] {
+    const steps = Math.max(1, this.steps);
+    const total = this.ms();
+    const pct = (ms: number) => `${(ms / steps).toFixed(3)} ms (${((100 * ms) / Math.max(total, 1e-9)).toFixed(1)}%)`;
+    const lines = [`GPU time a step (${this.steps} steps): ${(total / steps).toFixed(3)} ms in ${[...this.byName.values()].reduce((n, e) => n + e.calls, 0) / steps} dispatches`];
+    for (const [what, re] of groups) lines.push(`  ${what.padEnd(40)} ${pct(this.ms(re))}`);
+    const sorted = [...this.byName].sort((a, b) => b[1].ms - a[1].ms).slice(0, top);
+    for (const [name, e] of sorted) lines.push(`  ${name.slice(0, 56).padEnd(56)} ${String(e.calls / steps).padStart(5)} × ${pct(e.ms)}`);
+    return lines;
+  }
+}
+
+/**
+ * The timestamp queries of one profiled step: two per dispatch (Program.record fills `names` and
+ * the query set), resolved into a readback buffer by resolve(enc) at the end of the step's
+ * encoder, added to a KernelTimes by collect() once the step is submitted. It owns its query set
+ * and buffers; collect() (or destroy() on failure) frees them. Needs the 'timestamp-query' feature.
+ */
+export class StepTimer {
+  readonly names: string[] = [];
+  readonly querySet: GPUQuerySet;
+  private readonly resolved: GPUBuffer;
+  private readonly read: GPUBuffer;
+
+  constructor(device: GPUDevice, maxDispatches: number) {
+    if (!device.features.has('timestamp-query')) throw new Error("executor profile: the device has no 'timestamp-query' feature");
+    const count = Math.max(2, 2 * maxDispatches);
+    this.querySet = device.createQuerySet({ type: 'timestamp', count, label: 'step-timestamps' });
+    this.resolved = device.createBuffer({ label: 'step-timestamps', size: 8 * count, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    this.read = device.createBuffer({ label: 'step-timestamps-readback', size: 8 * count, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  }
+
+  /** Records the resolve of the used queries and their copy to the readback buffer. */
+  resolve(enc: GPUCommandEncoder): void {
+    const used = 2 * this.names.length;
+    if (used === 0) return;
+    enc.resolveQuerySet(this.querySet, 0, used, this.resolved, 0);
+    enc.copyBufferToBuffer(this.resolved, 0, this.read, 0, 8 * used);
+  }
+
+  /** After the step's submission: adds each dispatch's GPU time (end − start of its pass) to `times`, then frees everything. */
+  async collect(times: KernelTimes): Promise<void> {
+    try {
+      const used = 2 * this.names.length;
+      if (used > 0) {
+        await this.read.mapAsync(GPUMapMode.READ);
+        const ns = new BigUint64Array(this.read.getMappedRange(), 0, used);
+        this.names.forEach((name, i) => times.add(name, Number(ns[2 * i + 1] - ns[2 * i]) / 1e6));
+        this.read.unmap();
+      }
+      times.steps++;
+    } finally {
+      this.destroy();
+    }
+  }
+
+  destroy(): void {
+    this.querySet.destroy();
+    this.resolved.destroy();
+    this.read.destroy();
   }
 }
 

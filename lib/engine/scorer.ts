@@ -13,6 +13,7 @@ import { assertFinite } from '../eval/finite';
 import type { InferenceModel } from './inference';
 import { continuationInput, nextTokenInput, type ContinuationRequest, type ContinuationResult, type NextTokenRequest, type NextTokenResult, type Progress, type Scorer } from '../eval/scorer';
 import { Executor, type ExecutorOptions, type StepInput, type StepOutput } from './executor';
+import type { KernelTimes } from './gpu';
 
 /** One request as the model reads it: input tokens, scored positions and tokens. */
 interface Seq {
@@ -42,8 +43,8 @@ export interface EngineScorerOptions {
   sharePrefixes: boolean;
   /** Names the model (and method) in errors, e.g. a non-finite log-probability. */
   label: string;
-  /** Profiling by difference only: leave out the executor kernels whose names match (the results are then wrong). */
-  skip?: RegExp;
+  /** Profiling: every step's dispatches timed with timestamp queries, their GPU time added here (engine/gpu.ts KernelTimes). */
+  times?: KernelTimes;
 }
 
 export class EngineScorer implements Scorer {
@@ -160,7 +161,7 @@ export class EngineScorer implements Scorer {
           }
           onProgress?.(done, seqs.length);
         };
-        pending.push(exec.run(input, { skip: this.opts.skip }).then(collect));
+        pending.push(exec.run(input, { times: this.opts.times }).then(collect));
         // Two steps in flight: the next step's upload and recording overlap this one's GPU work.
         if (pending.length >= 2) await pending.shift();
       }

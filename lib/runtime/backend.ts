@@ -122,7 +122,8 @@ async function registerWebGPU(): Promise<void> {
     Object.assign(globalThis, dawn.globals);
     // navigator is a getter-only global on Node 21+; define it rather than assign it.
     Object.defineProperty(globalThis, 'navigator', {
-      value: { gpu: dawn.create([`enable-dawn-features=${['allow_unsafe_apis', ...extraDawnToggles()].join(',')}`]) },
+      // Timestamps unquantized: the executor's per-dispatch profile (Program.record) reads GPU time from them.
+      value: { gpu: dawn.create([`enable-dawn-features=${['allow_unsafe_apis', ...extraDawnToggles()].join(',')}`, 'disable-dawn-features=timestamp_quantization']) },
       configurable: true,
       writable: true,
     });
