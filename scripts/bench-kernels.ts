@@ -13,7 +13,7 @@
 // first whenever a memory-bound kernel is chosen, and those rows carry frac_of_copy_bw.
 // The CSV (data/bench/kernels.csv) is rewritten atomically after every row: a run killed by its
 // timeout keeps every row it measured.
-//   GPU host: bash .gpu/enter.sh node --import tsx scripts/bench-kernels.ts [--kernels w8a8,weightOnly] [--tiles 128x128-sg4-k32-db]
+//   GPU host: bash .gpu/enter.sh node --import tsx scripts/bench-kernels.ts [--kernels w8a8,weightOnly] [--tiles 128x128-sg4-k32-db] [--cases 512x,4096x4096]
 //   here (lavapipe, CPU Vulkan): XDG_RUNTIME_DIR=/tmp npx tsx scripts/bench-kernels.ts --small
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,6 +29,7 @@ const { values: args } = parseArgs({
     backend: { type: 'string', default: 'webgpu' },
     kernels: { type: 'string', default: Object.keys(KERNEL_BENCHES).join(',') },
     tiles: { type: 'string' }, // variants to time (default: every variant of each kernel)
+    cases: { type: 'string' }, // cases to time: names containing one of these (comma-separated), e.g. 512x (default: all)
     small: { type: 'boolean', default: false },
     warmup: { type: 'string', default: '3' },
     repeats: { type: 'string', default: '10' },
@@ -62,7 +63,11 @@ console.error(`bench-kernels on ${rt.device}`);
 // The checks poison their outputs through tfjs's buffer pool (runPoisoned): at the default 2 GiB
 // cap, the GEMM cases' pooled operands could empty the pool between poisoning and the kernel.
 setFreeBufferCap(8 * 2 ** 30);
-const benches: KernelBench[] = names.flatMap((n) => KERNEL_BENCHES[n as keyof typeof KERNEL_BENCHES]()).filter((b) => !args.small || b.small);
+const cases = args.cases?.split(',').filter(Boolean);
+const benches: KernelBench[] = names
+  .flatMap((n) => KERNEL_BENCHES[n as keyof typeof KERNEL_BENCHES]())
+  .filter((b) => (!args.small || b.small) && (!cases || cases.some((c) => b.name.includes(c))));
+if (benches.length === 0) throw new Error(`bench-kernels: no case of --kernels ${args.kernels} matches${cases ? ` --cases ${args.cases}` : ''}${args.small ? ' with --small' : ''}`);
 const wanted = args.tiles?.split(',').filter(Boolean);
 const known = new Set(benches.flatMap((b) => b.variants));
 for (const t of wanted ?? []) if (!known.has(t)) throw new Error(`--tiles: '${t}' is no variant of the chosen kernels (${[...known].join(', ')})`);

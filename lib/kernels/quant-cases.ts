@@ -454,7 +454,8 @@ function int8BenchOptions(variant: string): Int8Options {
  * within 1e-6 of dot4's (the same fp32 epilogue).
  */
 export function w8a8Benches(): KernelBench[] {
-  const shapes: [number, number, number, boolean][] = [[4096, 4096, 4096, false], [1024, 4096, 4096, false], [2048, 4096, 14336, false], [64, 96, 160, true], [300, 200, 130, true]];
+  // The large GEMMs, then a 512-token prefill of the 1.2B bench model (bench-forward: q/o, k/v, gate/up, down), where few tiles fill the GPU.
+  const shapes: [number, number, number, boolean][] = [[4096, 4096, 4096, false], [1024, 4096, 4096, false], [2048, 4096, 14336, false], [512, 2048, 2048, false], [512, 2048, 512, false], [512, 2048, 8192, false], [512, 8192, 2048, false], [64, 96, 160, true], [300, 200, 130, true]];
   const sm = subgroupMatrixInt8Support().ok;
   return shapes.map(([M, K, N, small]) => {
     // Without subgroup matrices, the small cases time the emulation of two tilings (checks the bench's own plumbing).
