@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { rowCell, smokeMatrix, STORIES260K, type MatrixConfig } from '../lib/matrix';
 import { readResults, trackFile } from '../lib/results';
-import { runLockFile, runMatrix } from '../lib/tracks/runner';
+import { runLockFile, runMatrix, wallByPartLine } from '../lib/tracks/runner';
 import './fixtures/plugins/spin'; // the test-only task and method 'spin', in this process too
 
 const ROOT = path.resolve(__dirname, '..');
@@ -102,5 +102,12 @@ describe('runner reliability', () => {
     expect(logs.join('\n')).toMatch(new RegExp(`taking over the stale lock .*\\.run\\.lock of pid ${dead} \\(no longer running`));
     expect(s.rows.map((r) => r.status)).toEqual(['ok', 'ok', 'ok']);
     expect(fs.existsSync(runLockFile(out))).toBe(false);
+    // the run's wall time by part: the tracks of its cells and the subjects' own time, adding up to at most the whole
+    const tracks = [...new Set(s.rows.map((r) => `track ${r.track}`))];
+    expect(Object.keys(s.wallByPart).sort()).toEqual([...tracks, 'subjects'].sort());
+    const parts = Object.values(s.wallByPart);
+    expect(parts.every((v) => v >= 0)).toBe(true);
+    expect(parts.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(s.wallS + 1e-6);
+    expect(wallByPartLine(s.wallByPart)).toMatch(/^wall time by part: track \d .* s, loading\/compressing\/cell processes \d+\.\d s$/);
   }, 60_000);
 });

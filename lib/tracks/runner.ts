@@ -61,6 +61,8 @@ export interface RunSummary {
   rows: ResultRow[]; // every row written in this run
   pendingCells: Cell[];
   wallS: number;
+  /** Wall seconds of the cells run, by track; `subjects` the rest of each model × method's time (loading, compressing, its cell process). */
+  wallByPart: Record<string, number>;
 }
 
 /** The metrics a cell writes, for its not_run rows. */
@@ -115,6 +117,12 @@ export async function runSubject(env: TrackEnv, cells: Cell[], report: (e: Subje
   if (leaked > 0) env.log(`   warning: ${leaked} tensor(s) still live after ${model.id} × ${method.id}`);
 }
 
+/** "wall time by part: track 1 12.3 s, …, loading/compressing 45.6 s" (RunSummary.wallByPart, tracks in order). */
+export function wallByPartLine(parts: Record<string, number>): string {
+  const keys = Object.keys(parts).sort((a, b) => (a === 'subjects' ? 1 : b === 'subjects' ? -1 : a.localeCompare(b, 'en', { numeric: true })));
+  return `wall time by part: ${keys.map((k) => `${k === 'subjects' ? 'loading/compressing/cell processes' : k} ${parts[k].toFixed(1)} s`).join(', ') || 'none'}`;
+}
+
 /** Runs the pending cells of a slice of the matrix; rows go to <out>/results/track<N>.csv. */
 export async function runMatrix(mx: MatrixConfig, options: Partial<RunOptions> = {}): Promise<RunSummary> {
   const o = { ...runDefaults, ...options };
@@ -137,7 +145,8 @@ async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<Ru
   const cells = expandCells(mx, o.slice, taskTrack, resolveDataDir(o.dataDir, REPO_ROOT));
   const done = finishedCells(o.out);
   const pending = cells.filter((c) => cellPending(done.get(c.hash), o.retry));
-  const summary: RunSummary = { matrix: mx.name, cells: cells.length, pending: pending.length, ran: 0, failed: [], timedOut: [], stopped: null, rows: [], pendingCells: pending, wallS: 0 };
+  const summary: RunSummary = { matrix: mx.name, cells: cells.length, pending: pending.length, ran: 0, failed: [], timedOut: [], stopped: null, rows: [], pendingCells: pending, wallS: 0, wallByPart: {} };
+  const addWall = (part: string, s: number) => (summary.wallByPart[part] = (summary.wallByPart[part] ?? 0) + s);
   if (o.dryRun || pending.length === 0) {
     summary.wallS = (performance.now() - t0) / 1000;
     return summary;
@@ -167,6 +176,8 @@ async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<Ru
     const pair = `${model.id} × ${method.id}`;
     const byHash = new Map(group.map((c) => [c.hash, c]));
     const reported = new Set<string>();
+    const pairT0 = performance.now();
+    let cellsS = 0; // wall seconds of this pair's cells
     const onEvent = (e: SubjectEvent) => {
       if (e.kind === 'log') env.log(e.message);
       if (e.kind === 'rows') {
@@ -176,6 +187,8 @@ async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<Ru
         summary.ran++;
         const st = e.rows.every((r) => r.status === 'ok') ? 'ok' : [...new Set(e.rows.map((r) => r.status))].join('/');
         env.log(`   ${label(cell)}: ${e.rows.length} rows, ${st} (${e.wallS.toFixed(1)} s)`);
+        addWall(`track ${cell.track}`, e.wallS);
+        cellsS += e.wallS;
       }
       if (e.kind !== 'error') return;
       // a failed load or compression: every cell of the pair not yet reported is not run
@@ -204,8 +217,9 @@ async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<Ru
       if (next.length > 0) env.log(`   ${pair}: the ${next.length} cell(s) left go on in a fresh cell process`);
       left = next;
     }
+    addWall('subjects', (performance.now() - pairT0) / 1000 - cellsS);
   }
   summary.wallS = (performance.now() - t0) / 1000;
-  env.log(`matrix '${mx.name}': ran ${summary.ran} of ${pending.length} pending cells in ${summary.wallS.toFixed(1)} s${summary.stopped ? ` (stopped: ${summary.stopped}; rerun to resume)` : ''}`);
+  env.log(`matrix '${mx.name}': ran ${summary.ran} of ${pending.length} pending cells in ${summary.wallS.toFixed(1)} s${summary.stopped ? ` (stopped: ${summary.stopped}; rerun to resume)` : ''}; ${wallByPartLine(summary.wallByPart)}`);
   return summary;
 }
