@@ -10,7 +10,7 @@ import { caseSeed, countInt32Mismatches, maxRelError, pickRows, runPoisoned, typ
 import { deviceLimits, gpuBuffer, hasSubgroups, subgroupSizes } from './gpu';
 import { packI8Rows, packW8A8, packWeightOnly, weightOnlyFromRows, type PackedLinear, type PackedW8A8, type PackedWeightOnly } from './packed-linear';
 import { INT8_AUTO, INT8_TILES, int8GemmDequant, tileSharedBytes, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8Tile, type Int8TileName } from './w8a8';
-import { dequantizeWeightOnly, WEIGHT_ONLY_DEFAULTS, weightOnlyLinear, type GemvReduction } from './wq-gemm';
+import { dequantizeWeightOnly, WEIGHT_ONLY_DEFAULTS, weightOnlyLinear, type GemvCodegen, type GemvReduction } from './wq-gemm';
 
 const f = Math.fround;
 
@@ -296,26 +296,37 @@ async function checkW8A8Linear(c: { M: number; K: number; N: number; gs: number;
   }
 }
 
-type GemvVariant = { reduction: GemvReduction; rowsPerGroup: number; unroll: number; label: string };
+type GemvVariant = { reduction: GemvReduction; rowsPerGroup: number; unroll: number; codegen: GemvCodegen; label: string };
 
 /**
  * GEMV settings this device can run, as [rows per group, unroll] pairs per reduction: `subgroup`
  * where the subgroup size is fixed (else those pairs fall back to `workgroup`), `workgroup` always.
+ * Labels are `<reduction>-r<rows>-u<unroll>`, with `-<codegen>` appended unless it is 'loop'.
  */
-function gemvVariants(subgroupPairs: [number, number][], workgroupPairs: [number, number][]): GemvVariant[] {
+function gemvVariants(subgroupPairs: [number, number][], workgroupPairs: [number, number][], codegen: GemvCodegen = 'loop'): GemvVariant[] {
   const s = subgroupSizes();
   const sub = hasSubgroups() && s && s.min === s.max;
   const pairs: [GemvReduction, [number, number][]][] = sub ? [['subgroup', subgroupPairs], ['workgroup', workgroupPairs]] : [['workgroup', [...subgroupPairs, ...workgroupPairs]]];
   const seen = new Set<string>();
   return pairs.flatMap(([reduction, ps]) =>
-    ps.map(([rowsPerGroup, unroll]) => ({ reduction, rowsPerGroup, unroll, label: `${reduction}-r${rowsPerGroup}-u${unroll}` })).filter((v) => !seen.has(v.label) && seen.add(v.label)),
+    ps.map(([rowsPerGroup, unroll]) => ({ reduction, rowsPerGroup, unroll, codegen, label: `${reduction}-r${rowsPerGroup}-u${unroll}${codegen === 'loop' ? '' : `-${codegen}`}` })).filter((v) => !seen.has(v.label) && seen.add(v.label)),
   );
 }
 
-/** The small checks' GEMV settings: rows per group 1, 2, 4 and unroll 1, 2, 4 on subgroups, 8 rows with the workgroup reduction (8 rows × B 8: more sums than lanes). Lavapipe compiles them in ~1 min. */
-const gemvCheckVariants = () => gemvVariants([[1, 1], [2, 4], [4, 2]], [[8, 1]]);
-/** The GEMV settings the benches sweep. */
-const gemvBenchVariants = () => gemvVariants([[1, 4], [2, 4], [4, 2], [4, 4], [8, 2]], [[4, 2]]);
+/**
+ * The small checks' GEMV settings: rows per group 1, 2, 4 and unroll 1, 2, 4 on subgroups, 8 rows
+ * with the workgroup reduction (8 rows × B 8: more sums than lanes), each codegen; 'unrolled' on
+ * one chunk per lane (chunks past the row in a lane's pass), the default pair and the workgroup
+ * one, 'unrolled-contiguous' with four chunks per lane (one scale per row and pass at g128 W4).
+ */
+const gemvCheckVariants = () => [
+  ...gemvVariants([[1, 1], [2, 4], [4, 2]], [[8, 1]]),
+  ...gemvVariants([[1, 1], [4, 2]], [[8, 1]], 'unrolled'),
+  ...gemvVariants([[2, 4]], [], 'unrolled-contiguous'),
+];
+/** The GEMV settings the benches sweep, each pair with each codegen. */
+const GEMV_BENCH_PAIRS: { subgroup: [number, number][]; workgroup: [number, number][] } = { subgroup: [[1, 4], [2, 4], [4, 2], [4, 4], [8, 2]], workgroup: [[4, 2]] };
+const gemvBenchVariants = () => (['loop', 'unrolled', 'unrolled-contiguous'] as const).flatMap((c) => gemvVariants(GEMV_BENCH_PAIRS.subgroup, GEMV_BENCH_PAIRS.workgroup, c));
 
 /** Correctness cases of the weight-only kernels: GEMV (B ≤ 8), the dequantize+matMul path, and the dequantization itself. */
 export function weightOnlyChecks(seed: number): KernelCheck[] {
@@ -339,8 +350,8 @@ export function weightOnlyChecks(seed: number): KernelCheck[] {
     { bits: 4, gs: 128, sym: false, B: 1, N: 14336, K: 4096, small: false },
     { bits: 8, gs: -1, sym: true, B: 4, N: 4096, K: 14336, small: false },
   ];
-  const defaults = gemvVariants([[WEIGHT_ONLY_DEFAULTS.rowsPerGroup, WEIGHT_ONLY_DEFAULTS.unroll]], [[WEIGHT_ONLY_DEFAULTS.rowsPerGroup, WEIGHT_ONLY_DEFAULTS.unroll]]);
-  const checks: KernelCheck[] = cases.flatMap((c, ci) => (c.small && c.B <= WEIGHT_ONLY_DEFAULTS.maxGemvBatch ? gemvCheckVariants() : defaults).map(({ reduction, rowsPerGroup, unroll, label }) => ({
+  const defaults = gemvVariants([[WEIGHT_ONLY_DEFAULTS.rowsPerGroup, WEIGHT_ONLY_DEFAULTS.unroll]], [[WEIGHT_ONLY_DEFAULTS.rowsPerGroup, WEIGHT_ONLY_DEFAULTS.unroll]], WEIGHT_ONLY_DEFAULTS.codegen);
+  const checks: KernelCheck[] = cases.flatMap((c, ci) => (c.small && c.B <= WEIGHT_ONLY_DEFAULTS.maxGemvBatch ? gemvCheckVariants() : defaults).map(({ reduction, rowsPerGroup, unroll, codegen, label }) => ({
     kernel: 'wq-gemm',
     name: `W${c.bits} g=${c.gs} ${c.sym ? 'sym' : 'asym'} B=${c.B} N=${c.N} K=${c.K} ${label} (vs matMul of dequantizeMatrix)`,
     small: c.small,
@@ -354,7 +365,7 @@ export function weightOnlyChecks(seed: number): KernelCheck[] {
       upload(x, b, p.qweight, p.scales, p.zeros);
       // Past the GEMV batch the output is matMul's then the bias add's: poison a buffer for each.
       const sizes = c.B > WEIGHT_ONLY_DEFAULTS.maxGemvBatch ? [c.B * c.N, c.B * c.N] : [c.B * c.N];
-      const { outputs, poisoned } = await runPoisoned(sizes, () => [weightOnlyLinear(x, p, b, { reduction, rowsPerGroup, unroll })]);
+      const { outputs, poisoned } = await runPoisoned(sizes, () => [weightOnlyLinear(x, p, b, { reduction, rowsPerGroup, unroll, codegen })]);
       const want = tf.tidy(() => tf.add(tf.matMul(x, tf.tensor2d(dequantizeMatrix(q), [c.N, c.K]), false, true), b));
       try {
         return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
@@ -583,7 +594,7 @@ export function weightOnlyBenches(): KernelBench[] {
     const variantOpts = (variant: string) => {
       const v = gemvBenchVariants().find((g) => g.label === variant);
       if (!v) throw new Error(`wq-gemv: unknown variant '${variant}' (${gemvBenchVariants().map((g) => g.label).join(', ')})`);
-      return { reduction: v.reduction, rowsPerGroup: v.rowsPerGroup, unroll: v.unroll };
+      return { reduction: v.reduction, rowsPerGroup: v.rowsPerGroup, unroll: v.unroll, codegen: v.codegen };
     };
     return {
       kernel: 'wq-gemv',

@@ -17,7 +17,11 @@
 //     address: one transaction), and once per row for per-channel weights;
 //   - lanes reduce with subgroupAdd (one subgroup per row group, where the subgroup size is fixed),
 //     else through workgroup memory; workgroups hold as many row groups as keep at least
-//     MIN_WORKGROUPS of them (two per SM on a 132-SM H100/H200) when N allows.
+//     MIN_WORKGROUPS of them (two per SM on a 132-SM H100/H200) when N allows;
+//   - the WGSL is written one of two ways (WeightOnlyOptions.codegen): with loops over private
+//     arrays and the shape as uniforms ('loop'), or with the weight's shape as constants and every
+//     statement written out by the generator, named values in place of arrays, and each chunk's
+//     scale and zero loaded along with its codes ('unrolled', 'unrolled-contiguous').
 // Larger batches (prefill) dequantize W to fp32 once per call and use tfjs's matMul: compute-bound
 // there, and the dequantized weight is transient.
 import * as tf from '@tensorflow/tfjs';
@@ -25,6 +29,16 @@ import { grid1d, hasSubgroups, paramsStruct, runKernel, subgroupSizes, u32, type
 import type { PackedWeightOnly } from './packed-linear';
 
 export type GemvReduction = 'auto' | 'subgroup' | 'workgroup';
+
+/**
+ * How the GEMV's WGSL is written: 'loop' (uniform shape parameters, loops over private arrays),
+ * 'unrolled' (the weight's shape baked in as constants, every statement written out by the
+ * generator: no private array indexed at run time, no division by a run-time value, and each
+ * chunk's scale and zero loaded with its codes, before any is used), 'unrolled-contiguous' (the
+ * same, each lane taking U consecutive chunks of a row instead of every LANES-th: with g128 W4 and
+ * U = 4 one scale and zero per row and pass).
+ */
+export type GemvCodegen = 'loop' | 'unrolled' | 'unrolled-contiguous';
 
 export interface WeightOnlyOptions {
   /** Largest number of x rows the GEMV kernel takes (≤ 8); more rows dequantize W and use matMul. */
@@ -36,6 +50,8 @@ export interface WeightOnlyOptions {
   /** Row sums of the GEMV: 'subgroup' (one subgroup per row group, subgroupAdd; needs a fixed
    * subgroup size), 'workgroup' (32 lanes per row group, workgroup memory), 'auto' subgroup where possible. */
   reduction?: GemvReduction;
+  /** How the GEMV's WGSL is written (GemvCodegen): 'loop', 'unrolled' or 'unrolled-contiguous'. */
+  codegen?: GemvCodegen;
 }
 
 export const WEIGHT_ONLY_DEFAULTS: Required<WeightOnlyOptions> = {
@@ -43,6 +59,7 @@ export const WEIGHT_ONLY_DEFAULTS: Required<WeightOnlyOptions> = {
   rowsPerGroup: 4, // x loads per weight load 2:1 (W4), still ≥ 2 workgroups per SM at N = 4096; sweep with bench-kernels --kernels weightOnly
   unroll: 2, // 8 loads of 16 bytes in flight per lane with 4 rows
   reduction: 'auto', // subgroupAdd where the device has fixed-size subgroups
+  codegen: 'loop', // the measured one; 'unrolled' and 'unrolled-contiguous' are swept by bench-kernels --kernels weightOnly
 };
 
 const MAX_THREADS = 256; // invocations per GEMV workgroup, at most
@@ -87,20 +104,88 @@ interface GemvShape {
   xVec: boolean; // K % 4 == 0: x read as vec4<f32>
 }
 
-function gemvCode(g: GemvShape, params: Record<string, Param>): string {
+/** The weight's shape, baked into the unrolled GEMV as constants. */
+interface GemvConsts {
+  N: number;
+  K: number;
+  vecs: number; // 16-byte chunks per packed row (rowWords / 4)
+  G: number; // groups per row
+  groupSize: number; // columns per group (K per channel)
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/**
+ * Σ over one packed word `w` (its 32 / bits codes, minus the zero: bz = 2^23 + zero) times x, as
+ * WGSL: W4 dots the even codes (low nibbles, SHIFT_LO) with x's even columns and the odd ones
+ * (high nibbles, SHIFT_HI) with its odd columns, W8 its four bytes with x as is. `xv(i)` is the
+ * i-th vec4 of x of the word's chunk (the word is the t-th of the chunk).
+ */
+function dotWord(bits: 4 | 8, t: number, w: string, bz: string, xv: (i: number) => string): string {
+  if (bits === 8) return `dot(codes(${w}, SHIFT_LO, ${bz}), ${xv(t)})`;
+  const [a, b] = [xv(2 * t), xv(2 * t + 1)];
+  return `dot(codes(${w}, SHIFT_LO, ${bz}), vec4<f32>(${a}.xz, ${b}.xz)) + dot(codes(${w}, SHIFT_HI, ${bz}), vec4<f32>(${a}.yw, ${b}.yw))`;
+}
+
+/** The GEMV's bindings and shared declarations; the 'loop' kernel also binds its Params. */
+function gemvHeader(g: GemvShape, params: Record<string, Param> | null): string {
   const { bits, B, R, U, lanes, groups } = g;
+  return `${g.subgroup ? 'enable subgroups;' : ''}
+${params ? paramsStruct(params) : ''}
+@group(0) @binding(0) var<storage, read_write> y: array<f32>; // [B, N]
+@group(0) @binding(1) var<storage, read> ${g.xVec ? 'x4: array<vec4<f32>>; // [B, K / 4]' : 'x: array<f32>; // [B, K]'}
+@group(0) @binding(2) var<storage, read> qweight: array<vec4<u32>>; // [N, rowWords / 4]
+@group(0) @binding(3) var<storage, read> scales: array<f32>; // [N, G]
+@group(0) @binding(4) var<storage, read> zeros: array<f32>; // [N, G] (integers)
+${g.bias ? '@group(0) @binding(5) var<storage, read> bias: array<f32>; // [N]' : ''}
+${params ? `@group(0) @binding(${g.bias ? 6 : 5}) var<uniform> params: Params;` : ''}
+const B = ${B}u; // rows of x
+const R = ${R}u; // output rows per row group
+const U = ${U}u; // chunks per lane loaded before use
+const LANES = ${lanes}u;
+const MAGIC = ${MAGIC}u; // 2^23 as f32 bits
+const MAGIC_F = 8388608.0;
+const MASK = ${bits === 4 ? '0xfu' : '0xffu'};
+const SHIFT_LO = vec4<u32>(0u, 8u, 16u, 24u);
+const SHIFT_HI = vec4<u32>(4u, 12u, 20u, 28u);
+// Four codes of w (at bit offsets shifts) as floats minus their zero: (2^23 + code) − (2^23 + zero), exact.
+fn codes(w: u32, shifts: vec4<u32>, bz: vec4<f32>) -> vec4<f32> { return bitcast<vec4<f32>>(((vec4<u32>(w) >> shifts) & vec4<u32>(MASK)) | vec4<u32>(MAGIC)) - bz; }
+${g.subgroup ? '' : `var<workgroup> red: array<f32, ${groups * lanes * R * B}>; // [row groups, R·B, lanes]`}`;
+}
+
+/**
+ * The row sums of acc [R·B] (one per lane) stored to y, with the bias; `rowS` [R] scales them
+ * where given (per-channel weights). `n` is the WGSL of the output count N.
+ */
+function gemvReduce(g: GemvShape, n: string, rowS: boolean): string {
+  const { R, B } = g;
+  const plusBias = g.bias ? ' + bias[row]' : '';
+  const scale = rowS ? ' * rowS[i / B]' : '';
+  return g.subgroup
+    ? `  for (var i = 0u; i < ${R * B}u; i++) {
+    let sum = subgroupAdd(acc[i])${scale};
+    let row = row0 + i / B;
+    if (lane == 0u && row < ${n}) { y[(i % B) * ${n} + row] = sum${plusBias}; }
+  }`
+    : `  for (var i = 0u; i < ${R * B}u; i++) { red[(lid.y * ${R * B}u + i) * LANES + lane] = acc[i]; }
+  workgroupBarrier();
+  for (var i = lane; i < ${R * B}u; i += LANES) {
+    let row = row0 + i / B;
+    if (row < ${n}) {
+      var sum = 0.0;
+      for (var l = 0u; l < LANES; l++) { sum += red[(lid.y * ${R * B}u + i) * LANES + l]; }
+      y[(i % B) * ${n} + row] = sum${scale}${plusBias};
+    }
+  }`;
+}
+
+const MAIN_SIGNATURE = `fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>)`;
+
+function gemvCode(g: GemvShape, params: Record<string, Param>): string {
+  const { bits, B, R, lanes, groups } = g;
   const per = 32 / bits; // codes per word
   const codes = 4 * per; // codes per vec4 chunk
-  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-  const plusBias = g.bias ? ' + bias[row]' : '';
-  // The codes of word `w` as floats minus the zero (bz = 2^23 + zero): W4 gives the even codes
-  // (low nibbles) and the odd ones (high nibbles) as two vec4s, W8 the four bytes as one.
-  // The codes of word w minus the zero (bz = 2^23 + zero), as floats: W4 gives the even codes
-  // (low nibbles, SHIFT_LO) and the odd ones (high nibbles, SHIFT_HI) as two vec4s, W8 the four bytes as one.
-  const unpack = (w: string, bz: string) => (bits === 4 ? [`codes(${w}, SHIFT_LO, ${bz})`, `codes(${w}, SHIFT_HI, ${bz})`] : [`codes(${w}, SHIFT_LO, ${bz})`]);
-  // x of word t (its `per` columns) as vec4s matching unpack's order: W4 even / odd columns, W8 as is.
-  const xOfWord = (t: number) => (bits === 4 ? [`vec4<f32>(xv[${2 * t}].xz, xv[${2 * t + 1}].xz)`, `vec4<f32>(xv[${2 * t}].yw, xv[${2 * t + 1}].yw)`] : [`xv[${t}]`]);
-  const dotWord = (t: number, w: string, bz: string) => unpack(w, bz).map((u, i) => `dot(${u}, ${xOfWord(t)[i]})`).join(' + ');
+  const dot = (t: number, w: string, bz: string) => dotWord(bits, t, w, bz, (i) => `xv[${i}]`);
   // Scale and zero (as 2^23 + zero) of row r at column `col`.
   const sz = (col: string) => `let gi = rowOf(r) * params.G + min(${col} / params.groupSize, params.G - 1u);
             let s = scales[gi];
@@ -111,10 +196,10 @@ function gemvCode(g: GemvShape, params: Record<string, Param>): string {
     g.step === 'word'
       ? words.map((t) => `            {
             ${sz(`(col0 + ${t * per}u)`)}
-              acc[r * B + b] += s * (${dotWord(t, `w[${t}]`, 'bz')});
+              acc[r * B + b] += s * (${dot(t, `w[${t}]`, 'bz')});
             }`).join('\n')
       : `            ${g.step === 'chunk' ? sz('col0') : 'let bz = rowBz[r];'}
-            acc[r * B + b] += ${g.step === 'chunk' ? 's * ' : ''}(${words.map((t) => dotWord(t, `w[${t}]`, 'bz')).join('\n              + ')});`;
+            acc[r * B + b] += ${g.step === 'chunk' ? 's * ' : ''}(${words.map((t) => dot(t, `w[${t}]`, 'bz')).join('\n              + ')});`;
   const chunkBody = `          for (var r = 0u; r < R; r++) {
             let w = q[u * R + r];
 ${rowBody}
@@ -132,47 +217,11 @@ ${rowBody}
             if (col < params.K) { v = x[b * params.K + col]; }
             xv[i / 4u][i % 4u] = v;
           }`;
-  const reduce = g.subgroup
-    ? `  for (var i = 0u; i < ${R * B}u; i++) {
-    var sum = subgroupAdd(acc[i]);
-    let row = row0 + i / B;${g.step === 'row' ? '\n    sum *= rowS[i / B];' : ''}
-    if (lane == 0u && row < params.N) { y[(i % B) * params.N + row] = sum${plusBias}; }
-  }`
-    : `  for (var i = 0u; i < ${R * B}u; i++) { red[(lid.y * ${R * B}u + i) * LANES + lane] = acc[i]; }
-  workgroupBarrier();
-  for (var i = lane; i < ${R * B}u; i += LANES) {
-    let row = row0 + i / B;
-    if (row < params.N) {
-      var sum = 0.0;
-      for (var l = 0u; l < LANES; l++) { sum += red[(lid.y * ${R * B}u + i) * LANES + l]; }${g.step === 'row' ? '\n      sum *= rowS[i / B];' : ''}
-      y[(i % B) * params.N + row] = sum${plusBias};
-    }
-  }`;
-  return /* wgsl */ `${g.subgroup ? 'enable subgroups;' : ''}
-${paramsStruct(params)}
-@group(0) @binding(0) var<storage, read_write> y: array<f32>; // [B, N]
-@group(0) @binding(1) var<storage, read> ${g.xVec ? 'x4: array<vec4<f32>>; // [B, K / 4]' : 'x: array<f32>; // [B, K]'}
-@group(0) @binding(2) var<storage, read> qweight: array<vec4<u32>>; // [N, rowWords / 4]
-@group(0) @binding(3) var<storage, read> scales: array<f32>; // [N, G]
-@group(0) @binding(4) var<storage, read> zeros: array<f32>; // [N, G] (integers)
-${g.bias ? '@group(0) @binding(5) var<storage, read> bias: array<f32>; // [N]' : ''}
-@group(0) @binding(${g.bias ? 6 : 5}) var<uniform> params: Params;
-const B = ${B}u; // rows of x
-const R = ${R}u; // output rows per row group
-const U = ${U}u; // chunks per lane loaded before use
-const LANES = ${lanes}u;
-const MAGIC = ${MAGIC}u; // 2^23 as f32 bits
-const MAGIC_F = 8388608.0;
-const MASK = ${bits === 4 ? '0xfu' : '0xffu'};
-const SHIFT_LO = vec4<u32>(0u, 8u, 16u, 24u);
-const SHIFT_HI = vec4<u32>(4u, 12u, 20u, 28u);
-// Four codes of w (at bit offsets shifts) as floats minus their zero: (2^23 + code) − (2^23 + zero), exact.
-fn codes(w: u32, shifts: vec4<u32>, bz: vec4<f32>) -> vec4<f32> { return bitcast<vec4<f32>>(((vec4<u32>(w) >> shifts) & vec4<u32>(MASK)) | vec4<u32>(MAGIC)) - bz; }
-${g.subgroup ? '' : `var<workgroup> red: array<f32, ${groups * lanes * R * B}>; // [row groups, R·B, lanes]`}
+  return /* wgsl */ `${gemvHeader(g, params)}
 var<private> row0: u32;
 fn rowOf(r: u32) -> u32 { return min(row0 + r, params.N - 1u); } // rows past N read row N − 1 and are not stored
 @compute @workgroup_size(${lanes}, ${groups})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+${MAIN_SIGNATURE} {
   let lane = lid.x;
   row0 = ((wg.y * nwg.x + wg.x) * ${groups}u + lid.y) * R; // first of this group's R rows
   let vecs = params.rowWords / 4u; // 16-byte chunks per row
@@ -185,7 +234,7 @@ ${g.step === 'row' ? `  var rowS: array<f32, ${R}>; // per-channel scale of each
   }` : ''}
   // The same trip count on every lane (subgroupAdd after the loop needs all lanes together).
   for (var c0 = 0u; c0 < vecs; c0 += LANES * U) {
-    var q: array<vec4<u32>, ${U * R}>; // [u·R + r]: all loads first, U·R in flight
+    var q: array<vec4<u32>, ${g.U * R}>; // [u·R + r]: all loads first, U·R in flight
     for (var u = 0u; u < U; u++) {
       let c = c0 + u * LANES + lane;
       for (var r = 0u; r < R; r++) {
@@ -208,7 +257,86 @@ ${chunkBody}
       }
     }
   }
-${reduce}
+${gemvReduce(g, 'params.N', g.step === 'row')}
+}`;
+}
+
+/**
+ * The 'unrolled' GEMV (GemvCodegen): the weight's shape as constants and every statement written
+ * out here, with named values instead of private arrays. Per pass of a lane (U chunks of R rows):
+ * all code chunks and the scales and zeros they need are loaded first (each scale and zero once per
+ * row and group the lane's chunks share: with `contiguous` the lane's U chunks are consecutive),
+ * then each x row's vec4s are read and the chunks dotted. Chunks past the row are clamped to its
+ * last (a valid load) and meet x zeroed past K, so no statement is conditional.
+ */
+function gemvUnrolledCode(g: GemvShape, k: GemvConsts, contiguous: boolean): string {
+  const { bits, B, R, U, lanes, groups } = g;
+  const per = 32 / bits; // codes per word
+  const codes = 4 * per; // codes per vec4 chunk
+  const rs = range(R);
+  const bs = range(B);
+  const us = range(U);
+  // Lanes' chunks past the row (last pass) or columns past K (partial last chunk) exist.
+  const ragged = k.vecs % (lanes * U) !== 0 || k.K % codes !== 0;
+  const chunk = (u: number) => (contiguous ? `c0 + lane * U + ${u}u` : `c0 + ${u}u * LANES + lane`);
+  // Which scale/zero value chunk u of a row uses: one per chunk, or one per run of chunks that
+  // start aligned and lie in one group (contiguous chunks, a group a multiple or divisor of U chunks).
+  const perGroup = k.groupSize / codes; // chunks per group ('chunk' step)
+  const szKey = (u: number) => (contiguous && g.step === 'chunk' && (perGroup % U === 0 || U % perGroup === 0) ? Math.floor(u / perGroup) : u);
+  const keys = [...new Set(us.map(szKey))];
+  const lines: string[] = [];
+  for (const u of us) lines.push(`    let ch${u} = min(${chunk(u)}, VECS - 1u); // chunk u = ${u} (clamped: past the row its x is zero)`);
+  for (const u of us) for (const r of rs) lines.push(`    let q${u}_${r} = qweight[rowBase${r} + ch${u}];`);
+  // Scale s and 2^23 + zero z of a group index expression, as named lets.
+  const load = (name: string, r: number, group: string) =>
+    lines.push(`    let ${name} = rowG${r} + min(${group}, G - 1u);`, `    let s${name.slice(1)} = scales[${name}];`, `    let z${name.slice(1)} = MAGIC_F + zeros[${name}];`);
+  if (g.step === 'chunk') for (const key of keys) for (const r of rs) load(`g${key}_${r}`, r, `ch${us.find((u) => szKey(u) === key)} / ${perGroup}u`);
+  if (g.step === 'word') for (const u of us) for (const t of range(4)) for (const r of rs) load(`g${u}_${t}_${r}`, r, `(ch${u} * ${codes}u + ${t * per}u) / GS`);
+  for (const u of us) {
+    for (const b of bs) {
+      const xv = (i: number) => `x${u}_${b}_${i}`;
+      for (const i of range(codes / 4)) lines.push(`    let ${xv(i)} = xAt(${b}u, (${chunk(u)}) * ${codes}u + ${4 * i}u);`);
+      for (const r of rs) {
+        const w = (t: number) => `q${u}_${r}[${t}]`;
+        if (g.step === 'word') {
+          for (const t of range(4)) lines.push(`    acc${r}_${b} += s${u}_${t}_${r} * (${dotWord(bits, t, w(t), `vec4<f32>(z${u}_${t}_${r})`, xv)});`);
+          continue;
+        }
+        const bz = g.step === 'row' ? `bz${r}` : `vec4<f32>(z${szKey(u)}_${r})`;
+        const sum = range(4).map((t) => dotWord(bits, t, w(t), bz, xv)).join('\n      + ');
+        lines.push(`    acc${r}_${b} += ${g.step === 'chunk' ? `s${szKey(u)}_${r} * ` : ''}(${sum});`);
+      }
+    }
+  }
+  // x[b, col .. col + 3] (col a multiple of 4), zeros at and past K; the index clamped into x.
+  const xAt = g.xVec
+    ? `fn xAt(b: u32, col: u32) -> vec4<f32> { return ${ragged ? 'select(vec4<f32>(0.0), x4[min(b * K / 4u + col / 4u, B * K / 4u - 1u)], col < K)' : 'x4[b * K / 4u + col / 4u]'}; }`
+    : `fn x1(b: u32, col: u32) -> f32 { return select(0.0, x[min(b * K + col, B * K - 1u)], col < K); }
+fn xAt(b: u32, col: u32) -> vec4<f32> { return vec4<f32>(x1(b, col), x1(b, col + 1u), x1(b, col + 2u), x1(b, col + 3u)); }`;
+  const rowS = (r: number) => (g.step === 'row' ? `s${r} * ` : '');
+  return /* wgsl */ `${gemvHeader(g, null)}
+const N = ${k.N}u;
+const K = ${k.K}u;
+const VECS = ${k.vecs}u; // 16-byte chunks per packed row
+const G = ${k.G}u; // groups per row
+const GS = ${k.groupSize}u; // columns per group
+${xAt}
+@compute @workgroup_size(${lanes}, ${groups})
+${MAIN_SIGNATURE} {
+  let lane = lid.x;
+  let row0 = ((wg.y * nwg.x + wg.x) * ${groups}u + lid.y) * R; // first of this group's R rows
+${rs.map((r) => `  let rowAt${r} = min(row0 + ${r}u, N - 1u); // rows past N read row N − 1 and are not stored
+  let rowBase${r} = rowAt${r} * VECS;
+  let rowG${r} = rowAt${r} * G;`).join('\n')}
+${g.step === 'row' ? rs.map((r) => `  let s${r} = scales[rowAt${r}]; // per-channel scale, applied after the sum
+  let bz${r} = vec4<f32>(MAGIC_F + zeros[rowAt${r}]);`).join('\n') : ''}
+${rs.flatMap((r) => bs.map((b) => `  var acc${r}_${b} = 0.0;`)).join('\n')}
+  // The same trip count on every lane (subgroupAdd after the loop needs all lanes together).
+  for (var c0 = 0u; c0 < VECS; c0 += LANES * U) {
+${lines.join('\n')}
+  }
+  let acc = array<f32, ${R * B}>(${rs.flatMap((r) => bs.map((b) => `${rowS(r)}acc${r}_${b}`)).join(', ')}); // [r·B + b]
+${gemvReduce(g, 'N', false)}
 }`;
 }
 
@@ -283,6 +411,7 @@ export function weightOnlyLinear(x: tf.Tensor2D, p: PackedWeightOnly, bias?: tf.
   if (!(Number.isInteger(o.maxGemvBatch) && o.maxGemvBatch >= 0 && o.maxGemvBatch <= 8)) throw new Error(`weightOnlyLinear: maxGemvBatch must be an integer in 0..8, got ${o.maxGemvBatch}`);
   if (![1, 2, 4, 8].includes(o.rowsPerGroup)) throw new Error(`weightOnlyLinear: rowsPerGroup must be 1, 2, 4 or 8, got ${o.rowsPerGroup}`);
   if (![1, 2, 4].includes(o.unroll)) throw new Error(`weightOnlyLinear: unroll must be 1, 2 or 4, got ${o.unroll}`);
+  if (!['loop', 'unrolled', 'unrolled-contiguous'].includes(o.codegen)) throw new Error(`weightOnlyLinear: unknown codegen '${o.codegen}' (loop, unrolled, unrolled-contiguous)`);
   const [B, K] = x.shape;
   if (K !== p.inFeatures) throw new Error(`weightOnlyLinear: x has ${K} features, the weight takes ${p.inFeatures}`);
   if (bias && bias.size !== p.outFeatures) throw new Error(`weightOnlyLinear: bias has ${bias.size} values, the weight has ${p.outFeatures} outputs`);
@@ -301,12 +430,15 @@ export function weightOnlyLinear(x: tf.Tensor2D, p: PackedWeightOnly, bias?: tf.
   const G = p.scales.shape[1];
   const step: GroupStep = G === 1 ? 'row' : p.groupSize % codesPerChunk === 0 ? 'chunk' : 'word';
   const shape: GemvShape = { bits: p.bits, B, R, U: o.unroll, bias: !!bias, lanes, groups, subgroup, step, xVec: K % 4 === 0 };
+  // The unrolled kernels bake the shape in (the pipeline cache is keyed by the code) and bind no Params.
+  const unrolled = o.codegen !== 'loop';
+  const consts: GemvConsts = { N: p.outFeatures, K, vecs: p.rowWords / 4, G, groupSize: p.groupSize === -1 ? K : p.groupSize };
   const [y] = runKernel({
-    name: `wq-gemv-${p.bits}-b${B}-r${R}-u${o.unroll}-${step}`,
-    code: gemvCode(shape, params),
+    name: `wq-gemv-${p.bits}-b${B}-r${R}-u${o.unroll}-${step}${unrolled ? `-${o.codegen}-${p.outFeatures}x${K}` : ''}`,
+    code: unrolled ? gemvUnrolledCode(shape, consts, o.codegen === 'unrolled-contiguous') : gemvCode(shape, params),
     inputs: [x, p.qweight, p.scales, p.zeros, ...(bias ? [bias] : [])],
     outputs: [{ shape: [B, p.outFeatures], dtype: 'float32' }],
-    params,
+    params: unrolled ? {} : params,
     workgroups: grid1d(Math.ceil(p.outFeatures / (groups * R))),
   });
   return y as tf.Tensor2D;
