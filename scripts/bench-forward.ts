@@ -10,7 +10,8 @@
 //   with per-token INT8 activations (the W8A8 prefill row), 'w4' weight-only 4-bit g128 block
 //   linears (the W4 decode row), 'w4-head' the same plus the LM head. The codes are random (speed
 //   only: the values do not change the work); rows are labelled by dtype. --int8-tiles picks the
-//   W8A8 GEMM's subgroup-matrix tiling (lib/kernels/w8a8.ts INT8_TILES).
+//   W8A8 GEMM's subgroup-matrix tiling (lib/kernels/w8a8.ts INT8_TILES) on the tfjs path;
+//   --executor-int8-tiles auto,NAME,... times the executor's W8A8 once per tiling (default auto).
 //   --engine executor,tfjs (default both on webgpu): 'executor' times the kit's inference executor
 //   (lib/engine: planned forward, one command buffer per step; fp32 and --quant w8a8), 'tfjs' the tfjs path
 //   (with --kernels as above).
@@ -36,7 +37,7 @@ import { disposeModel } from '../lib/models/load';
 import { CONFIG_1B, CONFIG_SMALL, randomModel } from '../lib/models/random';
 import { forward, generate } from '../lib/models/transformer';
 import { Decoder } from '../lib/engine/generate';
-import { executorKernelGroups } from '../lib/engine/executor';
+import { EXECUTOR_DEFAULTS, executorKernelGroups, type ExecutorOptions } from '../lib/engine/executor';
 import { KernelTimes } from '../lib/engine/gpu';
 import { KERNEL_DEFAULTS, kernelPolicy, withKernels, type KernelPolicy } from '../lib/kernels';
 import { kernelDispatches } from '../lib/kernels/gpu';
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
       'attention-tiles': { type: 'string', default: KERNEL_DEFAULTS.attention },
       quant: { type: 'string', default: 'none' },
       'int8-tiles': { type: 'string', default: KERNEL_DEFAULTS.int8Tile },
+      'executor-int8-tiles': { type: 'string', default: EXECUTOR_DEFAULTS.int8Tile },
       'fused-ops': { type: 'string', default: KERNEL_DEFAULTS.fusedOps },
       profile: { type: 'boolean', default: false },
       engine: { type: 'string', default: 'executor,tfjs' },
@@ -121,7 +123,9 @@ async function main(): Promise<void> {
     // The executor runs dense fp32 and W8A8 models (weight-only packed linears are not in it).
     for (const quant of engines.includes('executor') ? quants.filter((q) => q === 'none' || q === 'w8a8') : []) {
       applyQuant(model, quant);
-      rows.push(await timeExecutor(model, hf, prefill, decode, reps, rt.backend, rt.device, params, sha, startedAt, values.profile!, quant));
+      for (const int8Tile of quant === 'w8a8' ? (values['executor-int8-tiles']!.split(',').filter(Boolean) as ExecutorOptions['int8Tile'][]) : [EXECUTOR_DEFAULTS.int8Tile]) {
+        rows.push(await timeExecutor(model, hf, prefill, decode, reps, rt.backend, rt.device, params, sha, startedAt, values.profile!, quant, int8Tile));
+      }
     }
     for (const { kernels, quant } of runs) {
       applyQuant(model, quant);
@@ -180,8 +184,8 @@ async function main(): Promise<void> {
 }
 
 /** Prefill (one step over the prompt, all logits) and greedy decode tokens/s of the kit's inference executor. */
-async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number, decode: number, reps: number, backend: string, device: string, params: number, sha: string, startedAt: string, profile: boolean, quant: Quant): Promise<Row> {
-  const dec = Decoder.create(model, prefill + decode + 1);
+async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number, decode: number, reps: number, backend: string, device: string, params: number, sha: string, startedAt: string, profile: boolean, quant: Quant, int8Tile: ExecutorOptions['int8Tile']): Promise<Row> {
+  const dec = Decoder.create(model, prefill + decode + 1, { int8Tile });
   try {
     const prompt = Array.from({ length: prefill }, (_, i) => 3 + ((i * 7919) % (hf.vocab_size - 3)));
     const once = async () => {
@@ -212,8 +216,8 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
       console.error(`[profile] executor decode (wall ${(1000 / decodeTokS).toFixed(3)} ms a token):`);
       for (const line of times.report(executorKernelGroups(hf.vocab_size))) console.error(`[profile]   ${line}`);
     }
-    console.error(`[bench-forward] executor-${backend} ${QUANTS[quant].dtype}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
-    const note = `${[QUANTS[quant].note, quant === 'w8a8' ? 'LM head fp32' : ''].filter(Boolean).join(', ')}${quant === 'none' ? '' : '; '}kit inference executor (lib/engine), fp32 GEMM tilings '${dec.exec.options.gemm}', split-K ≤ ${dec.exec.options.splitK}: ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers`;
+    console.error(`[bench-forward] executor-${backend} ${QUANTS[quant].dtype}${quant === 'w8a8' ? ` (INT8 tiling ${int8Tile})` : ''}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
+    const note = `${[QUANTS[quant].note, quant === 'w8a8' ? `LM head fp32, INT8 tiling ${int8Tile}` : ''].filter(Boolean).join(', ')}${quant === 'none' ? '' : '; '}kit inference executor (lib/engine), fp32 GEMM tilings '${dec.exec.options.gemm}', split-K ≤ ${dec.exec.options.splitK}: ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers`;
     return row('executor', QUANTS[quant].dtype, backend, device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note);
   } finally {
     await dec.dispose();

@@ -73,6 +73,8 @@ export interface ExecutorOptions {
   cache: { slots: number; length: number } | null;
   /** INT8 GEMM of W8A8 packed linears (lib/kernels/w8a8.ts Int8Path): 'auto' = subgroup matrices where the device has them, else dot4. */
   int8Path: Int8Path | 'auto';
+  /** The subgroup-matrix INT8 tiling of every W8A8 GEMM, or 'auto' (chooseInt8Tile per step shape); the default can be set with LLMCB_EXECUTOR_INT8_TILE. */
+  int8Tile: Int8TileName | 'auto';
   /** The fp32 GEMM tilings (GEMM_FAMILIES); the default can be set with LLMCB_EXECUTOR_GEMM. */
   gemm: GemmFamily;
   /** Most K chunks of a split-K fp32 GEMM (gemmSplits); 1 = never split. Default from LLMCB_EXECUTOR_SPLIT_K. */
@@ -102,6 +104,7 @@ export const EXECUTOR_DEFAULTS: ExecutorOptions = {
   maxActivationBytes: 2 ** 31, // 2 GiB of per-step activations
   cache: null,
   int8Path: 'auto',
+  int8Tile: (process.env.LLMCB_EXECUTOR_INT8_TILE as Int8TileName | undefined) ?? 'auto', // see INT8_AUTO
   gemm: (process.env.LLMCB_EXECUTOR_GEMM as GemmFamily | undefined) ?? 'vector', // see GEMM_FAMILIES
   splitK: Number(process.env.LLMCB_EXECUTOR_SPLIT_K ?? 8), // see gemmSplits
 };
@@ -447,8 +450,10 @@ export class Executor {
       };
       const int8Path = packed.size ? int8PathFor(options.int8Path) : null;
       // The subgroup-matrix tilings of INT8_AUTO that fit the device's workgroup memory; chooseInt8Tile picks per step among them.
-      const int8Tiles: Int8TileName[] = [...new Set([INT8_AUTO.large, INT8_AUTO.small])].filter((t) => tileSharedBytes(INT8_TILES[t]) <= device.limits.maxComputeWorkgroupStorageSize);
-      if (int8Path && int8Path !== 'dot4' && int8Tiles.length === 0) throw new Error(`executor: no INT8 subgroup-matrix tiling fits the device's ${device.limits.maxComputeWorkgroupStorageSize} B of workgroup memory`);
+      if (options.int8Tile !== 'auto' && !(options.int8Tile in INT8_TILES)) throw new Error(`executor: unknown INT8 tiling '${options.int8Tile}' (auto, ${Object.keys(INT8_TILES).join(', ')})`);
+      const wantedTiles: Int8TileName[] = options.int8Tile === 'auto' ? [...new Set([INT8_AUTO.large, INT8_AUTO.small])] : [options.int8Tile];
+      const int8Tiles = wantedTiles.filter((t) => tileSharedBytes(INT8_TILES[t]) <= device.limits.maxComputeWorkgroupStorageSize);
+      if (int8Path && int8Path !== 'dot4' && int8Tiles.length === 0) throw new Error(`executor: no INT8 subgroup-matrix tiling of ${wantedTiles.join(', ')} fits the device's ${device.limits.maxComputeWorkgroupStorageSize} B of workgroup memory`);
       const int8TileFor = (M: number, N: number) => (int8Tiles.includes(chooseInt8Tile(M, N)) ? chooseInt8Tile(M, N) : int8Tiles[0]);
       /** W8A8: INT8 codes of the input (once per input), then the INT8 GEMM with the linear's epilogue. */
       const int8Linear = (name: string, p: PackedW8A8, input: Buf, output: Buf, K: number, N: number, e: Epilogue, rows: (s: StepShape) => number, ldy: number, colOff: number): void => {
@@ -465,7 +470,11 @@ export class Executor {
         const groups = p.groupSize !== -1;
         const buffers = [output, q8!.codes, borrow(p.codes, `${name}:codes`), q8!.scales, borrow(p.scales, `${name}:scales`), ...(b ? [b] : [])];
         const write = (m: string, n: string, v: string) => epilogueCode(e, `${m} * params.ldy + params.colOff + ${n}`, v);
-        const gemm = (tile: Int8TileName) => int8GemmKernel({ path: int8Path!, tile, groups, bias: !!b, write, extra: { ldy: 'u32', colOff: 'u32' } });
+        // Named with the linear's shape, so that a profile tells the linears apart (the pipeline is shared: its WGSL is the same).
+        const gemm = (tile: Int8TileName) => {
+          const k = int8GemmKernel({ path: int8Path!, tile, groups, bias: !!b, write, extra: { ldy: 'u32', colOff: 'u32' } });
+          return { ...k, name: `${k.name}-${K}x${N}` };
+        };
         const params = (s: StepShape) => ({ M: rows(s), N, kWords: p.kWords, G: p.scales.shape[1], groupWords: groups ? p.groupSize / 4 : p.kWords, ldy, colOff });
         const grid = (g: number | [number, number, number]) => (typeof g === 'number' ? spill(g, device) : g);
         // Decode steps (few rows, per-channel scales) take the INT8 GEMV: the GEMM's tiles would leave most of the GPU idle.
