@@ -247,15 +247,20 @@ const GPTQ_SWEEP = `
 export async function gptqBlockSweep(a: GptqBlockInput): Promise<BlockSweep> {
   const [count, rows] = a.w.shape;
   const G = a.table.shape[0] / 2;
-  if (onWebgpu()) {
-    const params = { rows: u32(rows), groups: u32(G), maxq: f32(a.maxq) };
-    const grp = tf.tensor1d(a.group, 'int32');
-    try {
-      return runSweep(`gptq-sweep-${count}`, a.w, a.hinv, [a.table, grp], ['codes', 'tbl: array<f32>', 'grp: array<i32>'], params, GPTQ_SWEEP);
-    } finally {
-      grp.dispose();
-    }
+  if (!onWebgpu()) return gptqBlockSweepHost(a);
+  const params = { rows: u32(rows), groups: u32(G), maxq: f32(a.maxq) };
+  const grp = tf.tensor1d(a.group, 'int32');
+  try {
+    return runSweep(`gptq-sweep-${count}`, a.w, a.hinv, [a.table, grp], ['codes', 'tbl: array<f32>', 'grp: array<i32>'], params, GPTQ_SWEEP);
+  } finally {
+    grp.dispose();
   }
+}
+
+/** gptqBlockSweep's host twin (the row kept in float64): the sweep off webgpu, and the WGSL sweep's oracle in the tests. */
+export async function gptqBlockSweepHost(a: GptqBlockInput): Promise<BlockSweep> {
+  const [count, rows] = a.w.shape;
+  const G = a.table.shape[0] / 2;
   const w = Float64Array.from((await a.w.data()) as Float32Array);
   const h = (await a.hinv.data()) as Float32Array;
   const tbl = (await a.table.data()) as Float32Array;
