@@ -240,6 +240,7 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
       try {
         expect(() => exec.run({ seqs: [{ ids: Array(17).fill(1), pos0: 0, kvBase: 0 }], scoreRows: [], items: [] })).toThrow(/17 tokens exceeds maxTokens 16/);
         expect(() => exec.run({ seqs: [{ ids: [1, 200], pos0: 0, kvBase: 0 }], scoreRows: [], items: [] })).toThrow(/token id 200 outside the vocabulary/);
+        expect(() => exec.run({ seqs: [{ ids: [1], pos0: 0, kvBase: 0 }], scoreRows: [0], items: [] }, { chained: true })).toThrow(/a chained step is one token of one sequence after an earlier step/);
         expect(() => exec.run({ seqs: [{ ids: [1, 2], pos0: 0, kvBase: 0 }], scoreRows: [2], items: [] })).toThrow(/score row 2 outside/);
         expect(() => exec.run({ seqs: [{ ids: [1, 2], pos0: 0, kvBase: 0 }], scoreRows: [1], items: [{ row: 0, token: -1 }] })).toThrow(/scored token -1/);
         expect(() => exec.run({ seqs: [{ ids: [1, 2], pos0: 2, kvBase: -2, prefix: { kvBase: 0, length: 2 } }], scoreRows: [], items: [] })).toThrow(/prefix must be ≥ 1 rows of earlier tokens/);

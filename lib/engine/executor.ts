@@ -671,9 +671,13 @@ export class Executor {
    * alternate), so a caller may start the next step before awaiting this one. With `times` the
    * step is profiled: one compute pass per dispatch with timestamp queries, each kernel's GPU time
    * added to `times` (the outputs are the same; the extra passes make the step a little slower).
+   * With `chained` the step is one token whose id is the previous step's first argmax, copied on
+   * the GPU (its ids in `input` are ignored): a decoder submits the next step before it has read
+   * the last one back, so the host round trip leaves the GPU's critical path.
    */
-  run(input: StepInput, opts: { times?: KernelTimes } = {}): Promise<StepOutput> {
+  run(input: StepInput, opts: { times?: KernelTimes; chained?: boolean } = {}): Promise<StepOutput> {
     if (this.disposed) throw new Error('executor: used after dispose()');
+    if (opts.chained && !(this.steps > 0 && input.seqs.length === 1 && input.seqs[0].ids.length === 1)) throw new Error('executor: a chained step is one token of one sequence after an earlier step');
     const c = this.model.config;
     const device = this.arena.device;
     const { maxTokens, maxScoreRows, maxItems, maxBlocks } = this.sizes;
@@ -744,7 +748,7 @@ export class Executor {
         flushTfjs(); // tfjs work on the borrowed weights (if any) runs first
         const q = device.queue;
         const put = (b: Buf, a: Uint32Array | Float32Array) => q.writeBuffer(b.buffer, 0, a.buffer, a.byteOffset, a.byteLength);
-        put(this.io.ids, ids);
+        if (!opts.chained) put(this.io.ids, ids);
         put(this.io.pos, pos);
         put(this.io.kvRow, kvRow);
         put(this.io.blocks, Uint32Array.from(blocks));
@@ -752,6 +756,7 @@ export class Executor {
         if (I > 0) put(this.io.items, items);
         if (input.sample) put(this.io.noise!, input.sample.noise);
         const enc = device.createCommandEncoder({ label: 'executor-step' });
+        if (opts.chained) enc.copyBufferToBuffer(this.io.argmax.buffer, 0, this.io.ids.buffer, 0, 4); // the token: the last step's first argmax
         timer = opts.times ? new StepTimer(device, this.program.count(shape)) : null;
         this.program.record(enc, shape, timer ?? undefined);
         timer?.resolve(enc);

@@ -5,7 +5,7 @@
 import { mulberry32 } from '../rng';
 import type { InferenceModel } from './inference';
 import { GENERATE_DEFAULTS, gumbel, type GenerateOptions } from '../models/transformer';
-import { Executor, type ExecutorOptions } from './executor';
+import { Executor, type ExecutorOptions, type StepOutput } from './executor';
 import type { KernelTimes } from './gpu';
 
 /** A decoder of one model: an executor with a KV cache of `length` positions for one sequence. */
@@ -38,17 +38,27 @@ export class Decoder {
     if (prompt.length > length) throw new Error(`generate: a prompt of ${prompt.length} tokens exceeds the decoder's cache of ${length} positions`);
     const rand = mulberry32(o.seed);
     const out: number[] = [];
-    let input = [...prompt];
-    let past = 0;
-    while (out.length < o.maxNewTokens && past + input.length <= Math.min(c.maxPositions, length)) {
+    const steps = Math.min(o.maxNewTokens, Math.min(c.maxPositions, length) - prompt.length + 1); // each step's input must fit the cache
+    // Step s feeds the token of step s − 1 from the GPU (Executor.run's chained steps): step s + 1 is
+    // submitted before step s is read back, so the GPU never waits for the host. A step past an
+    // end-of-sequence token is submitted and then dropped.
+    const pending: Promise<StepOutput>[] = [];
+    const submit = (s: number) => {
       const sample = o.greedy ? undefined : { noise: gumbel(rand, V), temperature: o.temperature };
-      const r = await this.exec.run({ seqs: [{ ids: input, pos0: past, kvBase: 0 }], scoreRows: [input.length - 1], items: [], sample }, { times: out.length > 0 ? times : undefined });
-      const id = r.argmax[0];
-      out.push(id);
-      o.onToken?.(id);
-      past += input.length;
-      input = [id];
-      if (o.stopAtEos && c.eosTokenId !== null && id === c.eosTokenId) break;
+      const seq = s === 0 ? { ids: prompt, pos0: 0, kvBase: 0 } : { ids: [0], pos0: prompt.length + s - 1, kvBase: 0 };
+      pending.push(this.exec.run({ seqs: [seq], scoreRows: [seq.ids.length - 1], items: [], sample }, { chained: s > 0, times: s > 0 ? times : undefined }));
+    };
+    let submitted = 0;
+    try {
+      while (out.length < steps) {
+        while (submitted < steps && submitted <= out.length + 1) submit(submitted++);
+        const id = (await pending.shift()!).argmax[0];
+        out.push(id);
+        o.onToken?.(id);
+        if (o.stopAtEos && c.eosTokenId !== null && id === c.eosTokenId) break;
+      }
+    } finally {
+      await Promise.allSettled(pending);
     }
     return out;
   }
