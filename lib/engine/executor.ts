@@ -449,7 +449,7 @@ export class Executor {
         return aq;
       };
       const int8Path = packed.size ? int8PathFor(options.int8Path) : null;
-      // The subgroup-matrix tilings of INT8_AUTO that fit the device's workgroup memory; chooseInt8Tile picks per step among them.
+      // The subgroup-matrix tilings of INT8_AUTO (or the one options.int8Tile names) that fit the device's workgroup memory; chooseInt8Tile picks per step among them.
       if (options.int8Tile !== 'auto' && !(options.int8Tile in INT8_TILES)) throw new Error(`executor: unknown INT8 tiling '${options.int8Tile}' (auto, ${Object.keys(INT8_TILES).join(', ')})`);
       const wantedTiles: Int8TileName[] = options.int8Tile === 'auto' ? [...new Set([INT8_AUTO.large, INT8_AUTO.small])] : [options.int8Tile];
       const int8Tiles = wantedTiles.filter((t) => tileSharedBytes(INT8_TILES[t]) <= device.limits.maxComputeWorkgroupStorageSize);
