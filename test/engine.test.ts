@@ -27,6 +27,17 @@ import { GLM_TINY, STORIES_BIN } from './model-helpers';
 import { modelScorer } from '../lib/eval/model-scorer';
 import { initRuntime } from '../lib/runtime';
 
+/** The executor's decoder (one of `cache` positions, or the one given) generates the tfjs path's `n` tokens after `prompt`. */
+async function expectDecodesTfjsTokens(model: InferenceModel, cache: number | Decoder, prompt: number[], n: number, o: { greedy: boolean; temperature?: number; seed?: number } = { greedy: true }): Promise<void> {
+  const dec = typeof cache === 'number' ? Decoder.create(model, cache) : cache;
+  try {
+    const want = await generate(model, prompt, { maxNewTokens: n, stopAtEos: false, kernels: false, ...o });
+    expect(await dec.generate(prompt, { maxNewTokens: n, stopAtEos: false, ...o })).toEqual(want);
+  } finally {
+    if (dec !== cache) await dec.dispose();
+  }
+}
+
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const FIXTURES = path.join(repo, 'test/fixtures/models');
 const TINY = { model_type: 'llama', hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 200, max_position_embeddings: 128, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2 };
@@ -114,26 +125,18 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
 
   it('GLM decodes the tfjs path tokens (fused q|k|v into the KV cache, half-head pair RoPE at each position)', { timeout: 300_000 }, async () => {
     const model = randomModel(GLM_TINY, { seed: 12, std: 0.1, name: 'glm' });
-    const dec = Decoder.create(model, 32);
     try {
-      const prompt = Array.from({ length: 9 }, (_, i) => 3 + ((i * 37) % 500));
-      const want = await generate(model, prompt, { maxNewTokens: 8, stopAtEos: false, kernels: false, greedy: true });
-      expect(await dec.generate(prompt, { maxNewTokens: 8, stopAtEos: false, greedy: true })).toEqual(want);
+      await expectDecodesTfjsTokens(model, 32, Array.from({ length: 9 }, (_, i) => 3 + ((i * 37) % 500)), 8);
     } finally {
-      await dec.dispose();
       disposeModel(model);
     }
   });
 
   it('W8A8 packed linears decode the tfjs path tokens (the INT8 GEMV of decode steps)', { timeout: 300_000 }, async () => {
     const model = await w8a8Packed(10);
-    const dec = Decoder.create(model, 64);
     try {
-      const prompt = Array.from({ length: 20 }, (_, i) => 3 + ((i * 11) % 150));
-      const want = await generate(model, prompt, { maxNewTokens: 10, stopAtEos: false, kernels: false, greedy: true });
-      expect(await dec.generate(prompt, { maxNewTokens: 10, stopAtEos: false, greedy: true })).toEqual(want);
+      await expectDecodesTfjsTokens(model, 64, Array.from({ length: 20 }, (_, i) => 3 + ((i * 11) % 150)), 10);
     } finally {
-      await dec.dispose();
       disposeModel(model);
     }
   });
@@ -210,10 +213,7 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
       const prompt = Array.from({ length: 40 }, (_, i) => 3 + ((i * 7) % 150));
       const dec = Decoder.create(model, 64);
       try {
-        for (const o of [{ greedy: true }, { greedy: false, temperature: 0.8, seed: 4 }]) {
-          const want = await generate(model, prompt, { maxNewTokens: 12, stopAtEos: false, kernels: false, ...o });
-          expect(await dec.generate(prompt, { maxNewTokens: 12, stopAtEos: false, ...o })).toEqual(want);
-        }
+        for (const o of [{ greedy: true }, { greedy: false, temperature: 0.8, seed: 4 }]) await expectDecodesTfjsTokens(model, dec, prompt, 12, o);
         await expect(dec.generate(Array(70).fill(3), { maxNewTokens: 2 })).rejects.toThrow(/70 tokens exceeds the decoder's cache of 64/);
       } finally {
         await dec.dispose();
