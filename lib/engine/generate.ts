@@ -20,7 +20,7 @@ export class Decoder {
 
   /**
    * Prefill of `prompt` with the logits of every position (as a plain forward computes them), their
-   * row statistics and argmax on the GPU; resolves when done (for timing; `skip` as Executor.run).
+   * row statistics and argmax on the GPU; resolves when done (for timing; `times` profiles it, as Executor.run).
    */
   async prefill(prompt: readonly number[], times?: KernelTimes): Promise<void> {
     const rows = Array.from({ length: prompt.length }, (_, i) => i);
