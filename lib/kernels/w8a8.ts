@@ -98,16 +98,19 @@ export const INT8_DEFAULTS: Required<Omit<Int8Options, 'tile'>> & { tile: Int8Ti
 };
 
 /**
- * tile 'auto': the `large` tiling when its 128×128 tiles fill every SM at least `minTiles / SMs`
- * times over, else `small`. Measured on the H200 (bench-kernels at 10ebd3f, data/bench/kernels.csv,
- * each variant checked exact against dot4 first): 128x128-sg8-k32-pf 327 TOPS at 4096³ and 328 at
- * 2048×4096×14336 (the best of every tiling); at 1024×4096×4096 (256 such tiles) 256x128-sg8-k32-db
- * led with 253 TOPS (pf 203, the 64x64 tilings ≤ 153).
+ * tile 'auto': the `large` tiling when its 128×128 output tiles fill every SM at least once
+ * (`minTiles`), else `small` with four times as many tiles. Measured inside the executor on the
+ * H200 (bench-forward --executor-int8-tiles --profile at 89d2fee, the 1.2B model's 512-token
+ * prefill, GPU ms per step over 16 blocks, each kernel checked first): with 256 large tiles (N =
+ * 8192) 128x128-sg8-k32-pf 2.40 against 64x64-sg4-k32-db 3.70 and 256x128-sg8-k32-db 3.07; with 64
+ * (N = 2048, K = 2048 or 8192) and 16 (N = 512) the 64x64 tiling led, 1.75 / 2.77 / 1.53 against
+ * pf 2.27 / 3.34 / 1.78 (256x128: 3.31 / 4.62 / 2.30). At 4096³ (1,024 tiles) pf was the fastest
+ * tiling of bench-kernels (327 TOPS, 10ebd3f).
  */
 export const INT8_AUTO = {
   large: '128x128-sg8-k32-pf',
-  small: '256x128-sg8-k32-db',
-  minTiles: 4 * 132, // ≥ 4 large tiles per SM of a 132-SM H100/H200
+  small: '64x64-sg4-k32-db',
+  minTiles: 132, // one large tile per SM of a 132-SM H100/H200
 } as const satisfies { large: Int8TileName; small: Int8TileName; minTiles: number };
 
 /** The tiling 'auto' picks for an M×N output (see INT8_AUTO). */
