@@ -1,7 +1,8 @@
 // Layer streaming (lib/methods/sequential.ts, lib/runtime/residency.ts) on webgpu (lavapipe in CI):
 // with LLMCB_STREAM=on the compressed weights are exactly those of a run with every weight kept on
 // the GPU, no weight is left on the GPU afterwards, and the peak GPU bytes in use drop (one block
-// plus activations instead of the whole model). Skips without an adapter.
+// plus activations instead of the whole model). The driver's calibration forward on the WGSL
+// kernels (LLMCB_CALIB_KERNELS) dispatches them and gives the weights of tfjs's ops. Skips without an adapter.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import type { CalibSet } from '../lib/methods/calib';
@@ -10,6 +11,8 @@ import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import type { Model } from '../lib/models/types';
 import { measurePeakMemory, offloadToHost, onDevice } from '../lib/runtime';
+import { kernelDispatches } from '../lib/kernels/gpu';
+import { runSequential } from '../lib/methods/sequential';
 import { webgpuAdapterReason } from './kernels-helpers';
 
 const reason = await webgpuAdapterReason();
@@ -25,20 +28,24 @@ const calib: CalibSet = {
   windows: Array.from({ length: 4 }, (_, i) => Array.from({ length: 32 }, (_, t) => (i * 977 + t * 131) % 4096)),
 };
 
-async function compressed(method: string, opts: Record<string, unknown>, stream: 'on' | 'off'): Promise<{ weights: Map<string, Float32Array>; peak: number; leftOnGpu: number }> {
-  const old = process.env.LLMCB_STREAM;
+async function compressed(method: string, opts: Record<string, unknown>, stream: 'on' | 'off', calibKernels: 'auto' | 'off' = 'auto'): Promise<{ weights: Map<string, Float32Array>; peak: number; leftOnGpu: number; dispatches: number }> {
+  const old = { LLMCB_STREAM: process.env.LLMCB_STREAM, LLMCB_CALIB_KERNELS: process.env.LLMCB_CALIB_KERNELS };
   process.env.LLMCB_STREAM = stream;
+  process.env.LLMCB_CALIB_KERNELS = calibKernels;
+  const d0 = kernelDispatches();
   const model: Model = randomModel(CONFIG, { seed: 7, name: 'random-256x2' });
   try {
     const { peak } = await measurePeakMemory((probe) => getMethod(method).compress(model, calib, opts, { sample: () => probe.sample() }));
     const leftOnGpu = [...model.weights.values()].filter((t) => onDevice(t)).length;
     const weights = new Map<string, Float32Array>();
     for (const [k, t] of model.weights) weights.set(k, Float32Array.from((await t.data()) as Float32Array));
-    return { weights, peak: peak.peakGpuInUseBytes!, leftOnGpu };
+    return { weights, peak: peak.peakGpuInUseBytes!, leftOnGpu, dispatches: kernelDispatches() - d0 };
   } finally {
     disposeModel(model);
-    if (old === undefined) delete process.env.LLMCB_STREAM;
-    else process.env.LLMCB_STREAM = old;
+    for (const [k, v] of Object.entries(old)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
   }
 }
 
@@ -72,4 +79,46 @@ describe.skipIf(reason !== null)('layer streaming on webgpu', () => {
       console.log(`${method}: peak GPU bytes in use streamed ${on.peak}, not streamed ${off.peak}`);
     });
   }
+
+  // GPTQ's column sweep amplifies fp32 differences of its Hessian (one flipped code changes the rest of
+  // the row), so the forward is compared where it ends: the linears' inputs of every block.
+  it('the calibration forward on the kernels dispatches them and captures the inputs of tfjs\'s ops (1e-5)', async () => {
+    const capture = async (calibKernels: 'auto' | 'off') => {
+      const old = process.env.LLMCB_CALIB_KERNELS;
+      process.env.LLMCB_CALIB_KERNELS = calibKernels;
+      const model: Model = randomModel(CONFIG, { seed: 7, name: 'random-256x2' });
+      const kept: tf.Tensor2D[] = [];
+      const d0 = kernelDispatches();
+      try {
+        await runSequential(model, calib, { propagate: 'compressed', perBlock: (ctx) => ctx.observe((_, x) => void kept.push(x.clone())) });
+        const dispatches = kernelDispatches() - d0;
+        return { inputs: await Promise.all(kept.map((t) => t.data() as Promise<Float32Array>)), dispatches };
+      } finally {
+        tf.dispose(kept);
+        disposeModel(model);
+        if (old === undefined) delete process.env.LLMCB_CALIB_KERNELS;
+        else process.env.LLMCB_CALIB_KERNELS = old;
+      }
+    };
+    const kern = await capture('auto');
+    const plain = await capture('off');
+    expect(plain.dispatches).toBe(0);
+    expect(kern.dispatches).toBeGreaterThan(0);
+    expect(kern.inputs.length).toBe(plain.inputs.length);
+    let worst = 0;
+    plain.inputs.forEach((v, j) => {
+      const w = kern.inputs[j];
+      const scale = v.reduce((m, a) => Math.max(m, Math.abs(a)), 0);
+      for (let i = 0; i < v.length; i++) worst = Math.max(worst, Math.abs(w[i] - v[i]) / scale);
+    });
+    expect(worst).toBeLessThan(1e-5);
+    console.log(`calibration forward: ${kern.dispatches} kernel dispatches; linear inputs within ${worst.toExponential(2)} of tfjs's ops (relative to each input's max)`);
+  });
+
+  it("wanda: the calibration forward on the kernels gives the weights of tfjs's ops", async () => {
+    const kern = await compressed('wanda', { pattern: '50%' }, 'on', 'auto');
+    const plain = await compressed('wanda', { pattern: '50%' }, 'on', 'off');
+    expect(kern.dispatches).toBeGreaterThan(plain.dispatches);
+    for (const [k, v] of plain.weights) expect(kern.weights.get(k), k).toEqual(v);
+  });
 });

@@ -10,6 +10,7 @@ import { maxHeads } from '../models/weights';
 import { maxTensorElements } from '../runtime/backend';
 import { offloadToHost } from '../runtime/residency';
 import { embed, runBlock, type ForwardOptions } from '../models/transformer';
+import { setKernels } from '../kernels';
 import { calibBatches, checkCalibForModel, type CalibSet } from './calib';
 
 export type Propagate = 'compressed' | 'dense';
@@ -74,6 +75,20 @@ export function streamingOn(): boolean {
   return v === 'on';
 }
 
+/**
+ * The driver's own block forwards (capturing the linears' inputs, the dense outputs, the outputs
+ * passed on) on the custom WGSL kernels (LLMCB_CALIB_KERNELS, default 'auto'): on webgpu the fp32
+ * GEMM and the fused causal attention (no [B·heads, T, T] scores) run in place of tfjs's matMul
+ * and attention ops, the same fp32 arithmetic in another order; elsewhere, and wherever a kernel
+ * does not support a shape, the tfjs ops run (lib/kernels). 'off' keeps tfjs's ops. The methods'
+ * own forwards (ctx.run, under gradients in AWQ and OmniQuant) are not affected.
+ */
+export function calibKernelsOn(): boolean {
+  const v = process.env.LLMCB_CALIB_KERNELS ?? 'auto';
+  if (v !== 'auto' && v !== 'off') throw new Error(`LLMCB_CALIB_KERNELS='${v}': expected 'auto' or 'off'`);
+  return v === 'auto';
+}
+
 /** Names of block i's weights in model.weights (norms, linears, biases). */
 export function blockWeightNames(model: Model, block: number): string[] {
   const prefix = ARCHS[model.config.arch].blockPrefix(block);
@@ -117,6 +132,17 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
   for (const b of blocks) if (!Number.isInteger(b) || b < 0 || b >= nLayers) throw new Error(`runSequential: block ${b} out of range 0..${nLayers - 1}`);
   const linears = blockLinearNames(model);
   const stream = streamingOn();
+  const kernels = calibKernelsOn();
+  // The driver's block forward, on the kernels when calibKernelsOn (the policy turned on for the call only).
+  const fwd = (block: number, x: tf.Tensor3D, o: ForwardOptions = {}): tf.Tensor3D => {
+    if (!kernels) return runBlock(model, block, x, o);
+    const prev = setKernels({ mode: 'auto' });
+    try {
+      return runBlock(model, block, x, { ...o, kernels: true });
+    } finally {
+      setKernels(prev);
+    }
+  };
   let inputs = embedCalibration(model, calib, batchSize);
   try {
     if (stream) await offloadToHost(model.weights); // the embedding, and anything an earlier step left on the GPU
@@ -125,7 +151,7 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
       const selected = blocks.includes(block);
       let dense: tf.Tensor3D[] | null = null;
       const getDense = () => {
-        if (!dense) dense = inputs.map((x) => runBlock(model, block, x));
+        if (!dense) dense = inputs.map((x) => fwd(block, x));
         return dense;
       };
       if (selected) {
@@ -145,7 +171,7 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
               const captured: [string, tf.Tensor2D][] = [];
               const copies = new Map<tf.Tensor2D, tf.Tensor2D>();
               try {
-                const out = runBlock(model, block, x, {
+                const out = fwd(block, x, {
                   onLinearInput: (name, xin) => {
                     const short = shortLinearName(model, name);
                     if (want && !want.has(short)) return;
@@ -180,7 +206,7 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
         next = [];
         try {
           for (const x of inputs) {
-            next.push(runBlock(model, block, x, opts.propagateOptions));
+            next.push(fwd(block, x, opts.propagateOptions));
             x.dispose();
           }
         } catch (e) {
