@@ -5,7 +5,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../lib/runtime';
 import { CalibError, PyRandom, calibBatches, describeCalib, loadCalibIds, sampleCalibration } from '../lib/methods/calib';
-import { HessianAccumulator, choleskyInverse, choleskyLower, prepareHessian } from '../lib/methods/hessian';
+import { BlockHessians, HessianAccumulator, choleskyInverse, choleskyLower, prepareHessian } from '../lib/methods/hessian';
 
 const repoRoot = path.resolve(__dirname, '..');
 const shared = process.env.LLMCB_SHARED ?? path.resolve(repoRoot, '../shared');
@@ -84,6 +84,33 @@ describe('Hessian', () => {
     h.dispose();
     // the two literal inputs above are not disposed by the accumulator
     expect(tf.memory().numTensors - before).toBe(2);
+  });
+  it('BlockHessians: one accumulator per input group, each captured input added once', async () => {
+    const before = tf.memory().numTensors;
+    const linears = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
+    const cols = (l: string) => (l === 'down' ? 3 : 2);
+    const hs = new BlockHessians('llama', linears, cols);
+    expect(hs.get('k')).toBe(hs.get('q'));
+    expect(hs.get('v')).toBe(hs.get('q'));
+    expect(hs.get('up')).toBe(hs.get('gate'));
+    expect(hs.get('o')).not.toBe(hs.get('q'));
+    const xs = [tf.tensor2d([[1, 2], [3, 4]]), tf.tensor2d([[0.5, -1]])];
+    const xo = tf.tensor2d([[2, 1]]);
+    const xd = tf.tensor2d([[1, 0, 2]]);
+    const alone = new HessianAccumulator(2);
+    for (const [b, x] of xs.entries()) {
+      // the driver hands every linear of a group the same input, in the block's order
+      for (const l of linears) hs.add(l, l === 'o' ? xo : l === 'down' ? xd : x, { samples: b + 1 });
+      alone.addBatch(x, b + 1);
+    }
+    expect(hs.get('q').nsamples).toBe(3); // 1 + 2 sequences, not three times that
+    expect(await hs.get('v').toFloat64()).toEqual(await alone.toFloat64());
+    expect(hs.get('down').nsamples).toBe(3);
+    hs.dispose();
+    alone.dispose();
+    tf.dispose([...xs, xo, xd]);
+    expect(() => new BlockHessians('llama', ['q', 'nope'], cols)).toThrow(/'nope' is in no input group/);
+    expect(tf.memory().numTensors).toBe(before); // nothing allocated before the check either
   });
   it('Cholesky and inverse', () => {
     const A = Float64Array.from([4, 2, 2, 3]);

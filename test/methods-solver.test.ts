@@ -16,15 +16,20 @@ describe('device solvers on wasm vs the float64 host solvers', () => {
 });
 
 describe('solver selection', () => {
-  it('LLMCB_SOLVER picks device (default) or host; another value is an error naming it', () => {
+  it('LLMCB_SOLVER picks auto (default: host up to HOST_SOLVER_MAX_ELEMENTS, device above), device or host; another value is an error naming it', () => {
     const old = process.env.LLMCB_SOLVER;
     try {
       delete process.env.LLMCB_SOLVER;
-      expect(solverKind()).toBe('device');
+      expect(solverKind(160, 640)).toBe('host'); // the zoo's largest linear
+      expect(solverKind(512, 512)).toBe('host'); // HOST_SOLVER_MAX_ELEMENTS exactly
+      expect(solverKind(512, 513)).toBe('device');
+      expect(solverKind(4096, 4096)).toBe('device');
+      process.env.LLMCB_SOLVER = 'device';
+      expect(solverKind(64, 64)).toBe('device');
       process.env.LLMCB_SOLVER = 'host';
-      expect(solverKind()).toBe('host');
+      expect(solverKind(4096, 4096)).toBe('host');
       process.env.LLMCB_SOLVER = 'gpu';
-      expect(() => solverKind()).toThrow(/LLMCB_SOLVER='gpu'.*device, host/);
+      expect(() => solverKind(1, 1)).toThrow(/LLMCB_SOLVER='gpu'.*auto, device, host/);
     } finally {
       if (old === undefined) delete process.env.LLMCB_SOLVER;
       else process.env.LLMCB_SOLVER = old;

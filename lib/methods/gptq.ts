@@ -7,7 +7,7 @@ import type { Model } from '../models/types';
 import { checkWeightSpec, findParams, maxq, numGroups, quantCode, dequantCode, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
 import { linearShape, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
-import { HessianAccumulator, prepareHessian } from './hessian';
+import { BlockHessians, HessianAccumulator, prepareHessian } from './hessian';
 import { diagonal, gptqBlockSweep, prepareHessianDevice, solverKind } from './solver';
 import { runSequential, blockLinearNames } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
@@ -59,19 +59,24 @@ export class GptqLayer {
     return this.hessian.nsamples;
   }
 
-  async solve(W: Float32Array, opts: Partial<GptqOptions> = {}): Promise<GptqLayerResult> {
-    const o = { ...defaults, ...opts };
-    if (solverKind() === 'host') return gptqQuantize(W, this.rows, this.cols, await this.hessian.toFloat64(), o);
-    const H = this.hessian.value();
-    try {
-      return await gptqQuantizeDevice(W, this.rows, this.cols, H, o);
-    } finally {
-      H.dispose();
-    }
+  solve(W: Float32Array, opts: Partial<GptqOptions> = {}): Promise<GptqLayerResult> {
+    return gptqSolve(W, this.rows, this.cols, this.hessian, opts);
   }
 
   dispose(): void {
     this.hessian.dispose();
+  }
+}
+
+/** GPTQ of W [rows, cols] against the Hessian in `hessian`: the float64 host solver or the device one (solverKind by its size). */
+export async function gptqSolve(W: Float32Array, rows: number, cols: number, hessian: HessianAccumulator, opts: Partial<GptqOptions> = {}): Promise<GptqLayerResult> {
+  const o = { ...defaults, ...opts };
+  if (solverKind(rows, cols) === 'host') return gptqQuantize(W, rows, cols, await hessian.toFloat64(), o);
+  const H = hessian.value();
+  try {
+    return await gptqQuantizeDevice(W, rows, cols, H, o);
+  } finally {
+    H.dispose();
   }
 }
 
@@ -367,21 +372,20 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
     batchSize: o.batchSize,
     ...hooks,
     async perBlock(ctx) {
-      const layers = new Map<string, GptqLayer>();
       const mats = new Map<string, HostMatrix>();
       for (const l of linears) mats.set(l, await readLinear(model, ctx.block, l));
-      for (const l of linears) layers.set(l, new GptqLayer(mats.get(l)!.rows, mats.get(l)!.cols));
+      const hessians = new BlockHessians(model.config.arch, linears, (l) => mats.get(l)!.cols);
       try {
-        ctx.observe((l, x, info) => layers.get(l)!.addBatch(x, info.samples));
+        ctx.observe(hessians.add);
         for (const l of linears) {
           const m = mats.get(l)!;
-          const res = await layers.get(l)!.solve(m.data, o);
+          const res = await gptqSolve(m.data, m.rows, m.cols, hessians.get(l), o);
           totalLoss += res.loss;
           replaceWeight(model, m.name, res.weight);
           quantized.set(m.name, res.quantized);
         }
       } finally {
-        layers.forEach((g) => g.dispose());
+        hessians.dispose();
       }
     },
   });

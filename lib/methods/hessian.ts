@@ -3,6 +3,8 @@
 // sequences seen, in fp32 on the device), plus the host-side Float64 linear algebra (Cholesky,
 // inverse) that tfjs lacks.
 import * as tf from '@tensorflow/tfjs';
+import { ARCHS } from '../models/arch';
+import type { Arch } from '../models/types';
 
 export class HessianAccumulator {
   /** Running H [cols, cols] (fp32, on the tfjs backend). */
@@ -48,6 +50,45 @@ export class HessianAccumulator {
   dispose(): void {
     this.H?.dispose();
     this.H = null;
+  }
+}
+
+/**
+ * The Hessians of a block's linears, one accumulator per input group of the architecture (ARCHS
+ * groups: q, k and v read one input, gate and up another), so that each captured input is
+ * multiplied once: the linears of a group would accumulate the same H from the same x. `add` is a
+ * LinearObserver (sequential.ts): it adds x for the first linear of its group and skips the others,
+ * which the driver hands the same tensor. get(l) is l's group's accumulator, shared: value() and
+ * toFloat64() copy it.
+ */
+export class BlockHessians {
+  private readonly byLinear = new Map<string, HessianAccumulator>();
+  private readonly adds = new Set<string>(); // the first linear of each group: its inputs are added
+
+  /** `linears`: the block's short linear names; `cols(l)`: l's input width. */
+  constructor(arch: Arch, linears: readonly string[], cols: (l: string) => number) {
+    const groups = ARCHS[arch].groups.map((g) => g.linears.filter((l) => linears.includes(l))).filter((m) => m.length > 0);
+    for (const l of linears) if (!groups.some((m) => m.includes(l))) throw new Error(`BlockHessians: '${l}' is in no input group of architecture '${arch}'`);
+    for (const members of groups) {
+      const acc = new HessianAccumulator(cols(members[0]));
+      for (const l of members) this.byLinear.set(l, acc);
+      this.adds.add(members[0]);
+    }
+  }
+
+  /** Observer of the driver's captured inputs: x [tokens, cols] of linear l from `samples` sequences. */
+  readonly add = (l: string, x: tf.Tensor2D, info: { samples: number }): void => {
+    if (this.adds.has(l)) this.get(l).addBatch(x, info.samples);
+  };
+
+  get(l: string): HessianAccumulator {
+    const acc = this.byLinear.get(l);
+    if (!acc) throw new Error(`BlockHessians: no Hessian for linear '${l}'`);
+    return acc;
+  }
+
+  dispose(): void {
+    new Set(this.byLinear.values()).forEach((a) => a.dispose());
   }
 }
 

@@ -11,20 +11,30 @@
 // Layout: the solvers keep weights column-major, Wt [cols, rows] (a block of columns is a
 // contiguous row range and each invocation reads one element per column: coalesced).
 //
-// LLMCB_SOLVER=host selects the previous host solvers (float64 JavaScript, lib/methods/hessian.ts),
-// kept as the tests' oracle; the default is 'device'.
+// LLMCB_SOLVER picks them per weight (solverKind): 'device' always, 'host' never (the float64
+// JavaScript solvers of lib/methods/hessian.ts, the tests' oracle), 'auto' (default) the device for
+// weights of more than HOST_SOLVER_MAX_ELEMENTS and the host below, where a layer's dispatches and
+// readbacks cost more than its arithmetic.
 import * as tf from '@tensorflow/tfjs';
 import { f32, paramsStruct, runKernel, u32, type Param } from '../kernels/gpu';
 import { webgpuDevice } from '../runtime/backend';
 import { choleskyLower, invertLower, NotPositiveDefiniteError } from './hessian';
 
 export type SolverKind = 'device' | 'host';
-export const SOLVER_KINDS: readonly SolverKind[] = ['device', 'host'];
+export const SOLVER_SETTINGS = ['auto', 'device', 'host'] as const;
 
-/** The solver GPTQ and SparseGPT use: LLMCB_SOLVER (default 'device'); a bad value is an error naming it. */
-export function solverKind(): SolverKind {
-  const v = process.env.LLMCB_SOLVER ?? 'device';
-  if (!(SOLVER_KINDS as readonly string[]).includes(v)) throw new Error(`LLMCB_SOLVER='${v}': expected one of ${SOLVER_KINDS.join(', ')}`);
+/**
+ * 'auto' solves weights of at most this many elements on the host: every embedded model's linears
+ * (the zoo's largest, 160 × 640, is 102,400) and none of a 1B-class model's (2048², 4.2M). A tiny
+ * layer costs the device solver a few dozen dispatches and readbacks for microseconds of work.
+ */
+export const HOST_SOLVER_MAX_ELEMENTS = 1 << 18;
+
+/** The solver for a weight [rows, cols]: LLMCB_SOLVER (default 'auto', see above); a bad value is an error naming it. */
+export function solverKind(rows: number, cols: number): SolverKind {
+  const v = process.env.LLMCB_SOLVER ?? 'auto';
+  if (!(SOLVER_SETTINGS as readonly string[]).includes(v)) throw new Error(`LLMCB_SOLVER='${v}': expected one of ${SOLVER_SETTINGS.join(', ')}`);
+  if (v === 'auto') return rows * cols <= HOST_SOLVER_MAX_ELEMENTS ? 'host' : 'device';
   return v as SolverKind;
 }
 

@@ -17,7 +17,7 @@ import { linearName } from '../models/arch';
 import type { Model } from '../models/types';
 import { sparsityReport } from '../quant/sparse';
 import { describeCalib, type CalibSet } from './calib';
-import { HessianAccumulator, prepareHessian } from './hessian';
+import { BlockHessians, prepareHessian } from './hessian';
 import { checkModelPattern } from './magnitude';
 import { maskLowestDevice, prepareHessianDevice, solverKind, sparseBlockSweep } from './solver';
 import { runSequential, sequentialDefaults } from './sequential';
@@ -111,7 +111,7 @@ export async function sparsegptPrune(w: tf.Tensor2D, h: tf.Tensor2D, input: Spar
   if (p.kind === 'nm' && cols % p.m !== 0) {
     throw new SparsityOptionError(`N:M pattern ${p.n}:${p.m} does not fit '${name}': its input dimension ${cols} is not a multiple of ${p.m}`);
   }
-  return solverKind() === 'host' ? sparsegptPruneHost(w, h, o) : sparsegptPruneDevice(w, h, o);
+  return solverKind(rows, cols) === 'host' ? sparsegptPruneHost(w, h, o) : sparsegptPruneDevice(w, h, o);
 }
 
 /**
@@ -188,7 +188,7 @@ export async function sparsegptPruneDevice(w: tf.Tensor2D, h: tf.Tensor2D, o: Sp
   }
 }
 
-/** The host solver (float64 Hinv and sweep, LLMCB_SOLVER=host): the oracle of the tests. */
+/** The host solver (float64 Hinv and sweep; solverKind 'host'): the oracle of the tests. */
 async function sparsegptPruneHost(w: tf.Tensor2D, h: tf.Tensor2D, o: SparseGPTOptions): Promise<SparseGPTResult> {
   const [rows, cols] = w.shape;
   const p = o.pattern;
@@ -298,29 +298,26 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Spars
     batchSize: o.batchSize,
     ...hooks,
     async perBlock(ctx) {
-      const acc = new Map<string, { name: string; h: HessianAccumulator }>();
+      const name = (l: string) => linearName(model.config.arch, ctx.block, l);
+      const hessians = new BlockHessians(model.config.arch, ctx.linears, (l) => (model.weights.get(name(l)) as tf.Tensor2D).shape[1]);
       try {
-        for (const l of ctx.linears) {
-          const name = linearName(model.config.arch, ctx.block, l);
-          acc.set(l, { name, h: new HessianAccumulator((model.weights.get(name) as tf.Tensor2D).shape[1]) });
-        }
-        ctx.observe((l, x, info) => acc.get(l)!.h.addBatch(x, info.samples));
+        ctx.observe(hessians.add);
         hooks.sample?.();
-        for (const { name, h } of acc.values()) {
-          const w = model.weights.get(name) as tf.Tensor2D;
-          const H = h.value(); // [in, in]
+        for (const l of ctx.linears) {
+          const w = model.weights.get(name(l)) as tf.Tensor2D;
+          const H = hessians.get(l).value(); // [in, in]
           try {
-            const r = await sparsegptPrune(w, H, o, name);
+            const r = await sparsegptPrune(w, H, o, name(l));
             totalLoss += r.loss;
             dead += r.dead;
-            model.weights.set(name, r.weight);
+            model.weights.set(name(l), r.weight);
             w.dispose();
           } finally {
             H.dispose();
           }
         }
       } finally {
-        acc.forEach((a) => a.h.dispose());
+        hessians.dispose();
       }
     },
   });

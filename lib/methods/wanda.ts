@@ -69,10 +69,10 @@ export class WandaLayer {
 
   /**
    * Returns the pruned copy of w [out, in]. Unstructured patterns are selected on the device
-   * (maskLowestDevice, the same entries as the host's maskLowestPerRow) unless LLMCB_SOLVER=host.
+   * (maskLowestDevice, the same entries as the host's maskLowestPerRow) unless solverKind says host.
    */
   async prune(w: tf.Tensor2D, pattern: SparsityPattern): Promise<tf.Tensor2D> {
-    if (pattern.kind === 'unstructured' && solverKind() === 'device') {
+    if (pattern.kind === 'unstructured' && solverKind(w.shape[0], w.shape[1]) === 'device') {
       const s = this.scoreTensor(w);
       let m: tf.Tensor;
       try {
