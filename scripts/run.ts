@@ -24,7 +24,7 @@ import { dataOutDir } from '../lib/results';
 import { parseBackend } from '../lib/runtime/backend';
 import { poolReport, runShardPool } from '../lib/shard-pool';
 import { extendPlan, matrixArg, readPlan, shardRunFlags } from '../lib/slurm';
-import { runMatrix, wallByPartLine } from '../lib/tracks/runner';
+import { runMatrix } from '../lib/tracks/runner';
 import { emptySettings, formatSummary, summaryLines } from '../lib/tracks/summary';
 import { writeDerived } from '../lib/tracks/tables';
 
@@ -136,7 +136,6 @@ async function main(): Promise<number> {
     `matrix '${mx.name}': ${summary.cells} cells, ${summary.pending} pending, ${summary.ran} ran, ${summary.rows.length} rows (${[...byStatus].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}), ` +
       `wall time ${summary.wallS.toFixed(1)} s${summary.stopped ? `, stopped: ${summary.stopped} (rerun to resume)` : ''}`,
   );
-  console.log(wallByPartLine(summary.wallByPart));
   const absent = [...new Set(summary.rows.filter((r) => r.status === 'no_data').map((r) => r.task.split('/')[0]))];
   if (absent.length) {
     console.log(`no data for: ${absent.join(', ')} (rerun with --data DIR or LLMCB_DATA pointing at the datasets: those cells then run by themselves; --retry tries the hub again)`);

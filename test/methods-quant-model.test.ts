@@ -10,7 +10,8 @@ import type { InferenceModel } from '../lib/engine/inference';
 import type { Model } from '../lib/models/types';
 import type { CalibSet } from '../lib/methods/calib';
 import { runSequential } from '../lib/methods/sequential';
-import { GptqLayer } from '../lib/methods/gptq';
+import { gptqSolve } from '../lib/methods/gptq';
+import { HessianAccumulator } from '../lib/methods/hessian';
 import { rtnMatrix, defaults as rtnDefaults } from '../lib/methods/rtn';
 import * as rtn from '../lib/methods/rtn';
 import * as gptq from '../lib/methods/gptq';
@@ -96,11 +97,11 @@ describe('GPTQ vs RTN on real layers (stories260K block 0 and 2, real calibratio
       propagate: 'dense',
       blocks: [0, 2],
       async perBlock(ctx) {
-        const layers = new Map<string, GptqLayer>();
+        const layers = new Map<string, HessianAccumulator>();
         const xs = new Map<string, tf.Tensor2D[]>();
         const mats = new Map<string, HostMatrix>();
         for (const l of ctx.linears) mats.set(l, await readLinear(model, ctx.block, l));
-        for (const l of ctx.linears) layers.set(l, new GptqLayer(mats.get(l)!.rows, mats.get(l)!.cols));
+        for (const l of ctx.linears) layers.set(l, new HessianAccumulator(mats.get(l)!.cols));
         ctx.observe((l, x, info) => {
           layers.get(l)!.addBatch(x, info.samples);
           xs.set(l, [...(xs.get(l) ?? []), x.clone()]); // observers run outside tidy: no keep needed
@@ -111,7 +112,7 @@ describe('GPTQ vs RTN on real layers (stories260K block 0 and 2, real calibratio
           const W = tf.tensor2d(m.data, [m.rows, m.cols]);
           const err = async (Q: Float32Array) => (await hostValues(() => tf.sum(tf.square(tf.matMul(X, tf.sub(W, tf.tensor2d(Q, [m.rows, m.cols])), false, true)))))[0];
           for (const bits of [4, 3]) {
-            const g = await layers.get(l)!.solve(m.data, { bits });
+            const g = await gptqSolve(m.data, m.rows, m.cols, layers.get(l)!, { bits });
             const r = rtnMatrix(m.data, m.rows, m.cols, { ...rtnDefaults, bits });
             const eg = await err(g.weight);
             const er = await err(r.weight);

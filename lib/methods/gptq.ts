@@ -42,32 +42,6 @@ export interface GptqLayerResult {
   loss: number;
 }
 
-/** Per-layer GPTQ state: addBatch(x) accumulates H; solve(W) quantizes; dispose() frees H. */
-export class GptqLayer {
-  private hessian: HessianAccumulator;
-
-  constructor(readonly rows: number, readonly cols: number) {
-    this.hessian = new HessianAccumulator(cols);
-  }
-
-  /** x [tokens, cols]; samples = sequences those tokens come from. */
-  addBatch(x: tf.Tensor2D, samples = 1): void {
-    this.hessian.addBatch(x, samples);
-  }
-
-  get nsamples(): number {
-    return this.hessian.nsamples;
-  }
-
-  solve(W: Float32Array, opts: Partial<GptqOptions> = {}): Promise<GptqLayerResult> {
-    return gptqSolve(W, this.rows, this.cols, this.hessian, opts);
-  }
-
-  dispose(): void {
-    this.hessian.dispose();
-  }
-}
-
 /** GPTQ of W [rows, cols] against the Hessian in `hessian`: the float64 host solver or the device one (solverKind by its size). */
 export async function gptqSolve(W: Float32Array, rows: number, cols: number, hessian: HessianAccumulator, opts: Partial<GptqOptions> = {}): Promise<GptqLayerResult> {
   const o = { ...defaults, ...opts };
