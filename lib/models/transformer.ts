@@ -17,6 +17,7 @@ import { ARCHS, fusedQkv, linearName, linearParts } from './arch';
 import type { LinearInputHook, ModelConfig } from './types';
 import type { InferenceModel } from '../engine/inference';
 import { blockWidths, hasFinalNorm } from './weights';
+import { matMulT } from './matmul';
 
 export interface ForwardOptions {
   attentionMask?: tf.Tensor2D; // [B, T] 1 = real token, 0 = padding (right padding for scoring)
@@ -32,10 +33,12 @@ export interface ForwardOptions {
  * computes the same math; only which tfjs ops carry it differs.
  */
 export interface ForwardPlan {
-  /** Multiply activations by [in, out] copies of the linear weights (prepareForward) instead of
-   * matMul(x, W, false, true): tfjs-wasm sends only untransposed 2-D matmuls to XNNPACK (about 25
-   * GFLOP/s on one core here) and runs transposeB on a scalar loop (about 2 GFLOP/s). */
-  transposedWeights: boolean;
+  /** Linear layers as untransposed 2-D matmuls, forward and backward (lib/models/matmul.ts): the
+   * weights as [in, out] copies (prepareForward) or transposed on the fly (matMulT). tfjs-wasm sends
+   * only untransposed 2-D matmuls to XNNPACK (about 25 GFLOP/s on one core here) and runs
+   * transposed or batched ones on a scalar loop (about 2 GFLOP/s); tfjs's own matMul gradient is
+   * transposed. */
+  untransposed: boolean;
   /** Causal attention without a padding mask or KV cache, when no gradient tape records: 'plain' =
    * attentionPlain's tfjs ops; 'wasm-simd' = one WebAssembly SIMD kernel in place on tfjs-wasm's
    * memory (lib/kernels/wasm-simd.ts: RoPE inside, no [B·heads, T, T] tensors, the masked half
@@ -48,9 +51,9 @@ export interface ForwardPlan {
 }
 
 export const FORWARD_PLANS = {
-  wasm: { transposedWeights: true, attention: 'wasm-simd', fused: 'wasm-simd' },
-  webgpu: { transposedWeights: false, attention: 'plain', fused: 'plain' }, // matmul shaders read either layout at the same speed; the fused WGSL kernels are lib/kernels' policy
-  cpu: { transposedWeights: false, attention: 'plain', fused: 'plain' }, // the reference backend: keep its ops as they are
+  wasm: { untransposed: true, attention: 'wasm-simd', fused: 'wasm-simd' },
+  webgpu: { untransposed: false, attention: 'plain', fused: 'plain' }, // matmul shaders read either layout at the same speed; the fused WGSL kernels are lib/kernels' policy
+  cpu: { untransposed: false, attention: 'plain', fused: 'plain' }, // the reference backend: keep its ops as they are
 } satisfies Record<BackendName, ForwardPlan>;
 
 /** The plan of the active tfjs backend (cpu's for a backend the table does not name). */
@@ -70,7 +73,7 @@ export interface ForwardPrep {
  * are: make them after compression, free them with disposeForwardPrep.
  */
 export function prepareForward(model: InferenceModel, plan: ForwardPlan = forwardPlan()): ForwardPrep | null {
-  if (!plan.transposedWeights) return null;
+  if (!plan.untransposed) return null;
   const c = model.config;
   const spec = ARCHS[c.arch];
   const names = new Set<string>();
@@ -102,6 +105,7 @@ interface Step {
   mask: tf.Tensor4D | null; // [B|1, 1, T, S] additive, null when nothing is masked
   rope: { cos: tf.Tensor2D; sin: tf.Tensor2D; rot: tf.Tensor2D } | null; // cos/sin [T, headDim] (LLaMA); rot [headDim, headDim]: x·rot = rotate_half(x)
   prep: ForwardPrep | null; // weights laid out for the backend (ForwardOptions.prep)
+  plan: ForwardPlan; // the backend's layout choices (ForwardOptions.plan)
   hook?: LinearInputHook;
   kernels: boolean; // the caller allows custom kernels (lib/kernels decides whether they run)
   padded: boolean; // a padding or sliding-window mask applies (the fused attention handles only the causal mask)
@@ -136,18 +140,23 @@ function headWeightName(config: ModelConfig): string {
 
 /** y = x Wᵀ + b for x [N, in], W [out, in]; the hook sees (and may replace) x. With `kernels`, a
  * packed (quantized) or dense kernel may run instead of tfjs's matMul (lib/kernels kernelLinear). */
-function linear(model: InferenceModel, name: string, x: tf.Tensor2D, hook: LinearInputHook | undefined, kernels: boolean, prep: ForwardPrep | null = null): tf.Tensor2D {
+function linear(model: InferenceModel, name: string, x: tf.Tensor2D, hook: LinearInputHook | undefined, step: Pick<Step, 'kernels' | 'prep' | 'plan'>): tf.Tensor2D {
   let input = x;
   if (hook) {
     const r = hook(name, x);
     if (r) input = r;
   }
   const b = model.weights.get(name.replace(/\.weight$/, '.bias'));
-  const fast = kernels ? kernelLinear(model, name, input, b) : null; // [N, out]
+  const fast = step.kernels ? kernelLinear(model, name, input, b) : null; // [N, out]
   if (fast) return fast;
-  const wT = prep?.weightsT.get(name); // [in, out]
-  const y = wT ? tf.matMul(input, wT) : tf.matMul(input, weight(model, name) as tf.Tensor2D, false, true); // [N, out]
+  const wT = step.prep?.weightsT.get(name); // [in, out]
+  const y = wT ? tf.matMul(input, wT) : timesT(input, weight(model, name) as tf.Tensor2D, step.plan); // [N, out]
   return (b ? tf.add(y, b) : y) as tf.Tensor2D;
+}
+
+/** x [N, in] · wᵀ for w [out, in] → [N, out], laid out as the plan says (ForwardPlan.untransposed). */
+function timesT(x: tf.Tensor2D, w: tf.Tensor2D, plan: ForwardPlan): tf.Tensor2D {
+  return plan.untransposed ? matMulT(x, w) : tf.matMul(x, w, false, true);
 }
 
 /** RMSNorm (LLaMA) or LayerNorm (OPT) over the last axis; `prefix` is the norm's name without '.weight'. */
@@ -290,7 +299,7 @@ function makeStep(model: InferenceModel, B: number, T: number, past: number, opt
   try {
     const rope = ARCHS[c.arch].rope ? ropeTables(c, past, T) : null;
     return {
-      pastLength: past, mask, rope, prep: opts.prep ?? null, hook: opts.onLinearInput, kernels: opts.kernels ?? false,
+      pastLength: past, mask, rope, prep: opts.prep ?? null, plan, hook: opts.onLinearInput, kernels: opts.kernels ?? false,
       padded: !!opts.attentionMask || windowed, wasmAttention: wasmAttn, wasmFused: wasmFusedOn(plan), kernelRope: kernelRope(c),
     };
   } catch (e) {
@@ -322,7 +331,7 @@ export function embed(
     let x = gatherRows(rowBlocks(model, spec.embedTokens), idx, fused); // [B, T, E]
     if (c.arch !== 'opt') return x as tf.Tensor3D;
     if (spec.projectIn && model.weights.has(spec.projectIn)) {
-      x = tf.reshape(tf.matMul(tf.reshape(x, [B * T, c.wordEmbedProjDim]), weight(model, spec.projectIn) as tf.Tensor2D, false, true), [B, T, c.hiddenSize]);
+      x = tf.reshape(timesT(tf.reshape(x, [B * T, c.wordEmbedProjDim]), weight(model, spec.projectIn) as tf.Tensor2D, opts.plan ?? forwardPlan()), [B, T, c.hiddenSize]);
     }
     // Positions as transformers' OPT: cumsum of the mask (padding at position -1), else arange.
     let pos: tf.Tensor;
@@ -380,7 +389,7 @@ function blockHook(model: InferenceModel, i: number, user: LinearInputHook | und
 function attentionInputs(model: InferenceModel, i: number, h2: tf.Tensor2D, hook: LinearInputHook | undefined, step: Step): tf.Tensor2D[] {
   const c = model.config;
   const a = ARCHS[c.arch].attention;
-  const run = (short: string) => linear(model, linearName(c.arch, i, short), h2, hook, step.kernels, step.prep);
+  const run = (short: string) => linear(model, linearName(c.arch, i, short), h2, hook, step);
   if (!fusedQkv(c.arch)) return [run(a.q), run(a.k), run(a.v)];
   const out = run(a.q); // [tokens, (H + 2·KV)·hd]
   const parts = linearParts(c.arch, a.q, { ...blockWidths(c, i), headDim: c.headDim });
@@ -434,7 +443,7 @@ function block(model: InferenceModel, i: number, x: tf.Tensor3D, step: Step, pas
       // The fused kernel applies the causal mask itself: with a padding mask, the plain ops run.
       merged = (step.kernels && !step.padded ? kernelAttention(q, k, v, step.pastLength) : null) ?? attentionPlain(q, k, v, step.mask);
     }
-    const attnOut = tf.reshape(linear(model, lin(spec.attention.o), merged, hook, step.kernels, step.prep), [B, T, D]);
+    const attnOut = tf.reshape(linear(model, lin(spec.attention.o), merged, hook, step), [B, T, D]);
     let r: tf.Tensor = tf.add(x, attnOut);
     if (!pre) r = norm(model, `${p}${spec.norms.attn}`, r, false, step.wasmFused);
     // --- MLP ---
@@ -443,14 +452,14 @@ function block(model: InferenceModel, i: number, x: tf.Tensor3D, step: Step, pas
     let inner: tf.Tensor2D;
     if (spec.mlp.gated) {
       // gated (SwiGLU): act(gate(x)) · up(x); GLM's one linear stacks gate | up
-      const outs = spec.mlp.inputs.map((s) => linear(model, lin(s), m2, hook, step.kernels, step.prep)); // [tokens, F] each, or [tokens, 2F]
+      const outs = spec.mlp.inputs.map((s) => linear(model, lin(s), m2, hook, step)); // [tokens, F] each, or [tokens, 2F]
       const [g, u] = outs.length === 2 ? outs : tf.split(outs[0], 2, 1); // [tokens, F] each
       const fused = c.activation !== 'silu' ? null : ((step.kernels ? kernelSwiglu(g, u) : null) ?? (step.wasmFused ? wasmSwiglu(g, u) : null));
       inner = (fused ?? tf.mul(activation(c, g), u)) as tf.Tensor2D;
     } else {
-      inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, hook, step.kernels, step.prep)) as tf.Tensor2D;
+      inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, hook, step)) as tf.Tensor2D;
     }
-    const down = tf.reshape(linear(model, lin(spec.mlp.down), inner, hook, step.kernels, step.prep), [B, T, D]);
+    const down = tf.reshape(linear(model, lin(spec.mlp.down), inner, hook, step), [B, T, D]);
     let y: tf.Tensor = tf.add(r, down);
     if (!pre) y = norm(model, `${p}${spec.norms.mlp}`, y, false, step.wasmFused);
     return { y: y as tf.Tensor3D, kv: { k, v } };
@@ -481,7 +490,7 @@ export function head(model: InferenceModel, x: tf.Tensor3D, kernels = false, pre
     let h: tf.Tensor = hasFinalNorm(c) ? norm(model, spec.finalNorm, x, kernels, wasmFusedOn(plan)) : x;
     let width = D;
     if (c.arch === 'opt' && spec.projectOut && model.weights.has(spec.projectOut)) {
-      h = tf.matMul(tf.reshape(h, [B * T, D]), weight(model, spec.projectOut) as tf.Tensor2D, false, true);
+      h = timesT(tf.reshape(h, [B * T, D]), weight(model, spec.projectOut) as tf.Tensor2D, plan);
       width = c.wordEmbedProjDim;
     }
     const h2 = tf.reshape(h, [B * T, width]) as tf.Tensor2D;
@@ -490,7 +499,7 @@ export function head(model: InferenceModel, x: tf.Tensor3D, kernels = false, pre
     // An unsplit head may be packed (quantized) in InferenceModel.packedLinears: kernelLinear runs it, or the dense kernel.
     const whole = kernels && blocks.length === 1 ? kernelLinear(model, name, h2) : null; // [tokens, V]
     const wT = blocks.length === 1 ? prep?.weightsT.get(name) : undefined; // [width, V]
-    const parts = whole ? [whole] : wT ? [tf.matMul(h2, wT)] : blocks.map((w) => (kernels ? kernelMatMulT(h2, w) : null) ?? tf.matMul(h2, w, false, true)); // [tokens, rows_i]
+    const parts = whole ? [whole] : wT ? [tf.matMul(h2, wT)] : blocks.map((w) => (kernels ? kernelMatMulT(h2, w) : null) ?? timesT(h2, w, plan)); // [tokens, rows_i]
     const logits = parts.length === 1 ? parts[0] : tf.concat(parts, 1);
     return tf.reshape(logits, [B, T, c.vocabSize]) as tf.Tensor3D;
   });

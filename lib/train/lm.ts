@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ARCHS } from '../models/arch';
 import { windowPerplexity } from '../eval/perplexity';
 import { head, runBlock } from '../models/transformer';
+import { constMatMul, matMulT } from '../models/matmul';
 import type { Model } from '../models/types';
 import type { LmBatch } from './data';
 
@@ -23,10 +24,10 @@ export function trainEmbed(model: Model, ids: tf.Tensor2D): tf.Tensor3D {
   return tf.tidy(() => {
     const E = model.weights.get(spec.embedTokens);
     if (!E) throw new Error(`model '${model.name}' has no weight '${spec.embedTokens}' (split embeddings cannot be trained)`);
-    const oneHot = tf.oneHot(tf.reshape(tf.cast(ids, 'int32'), [B * T]), c.vocabSize).toFloat(); // [tokens, V]
-    let x: tf.Tensor = tf.matMul(oneHot, E as tf.Tensor2D); // [tokens, E]
+    const oneHot = tf.oneHot(tf.reshape(tf.cast(ids, 'int32'), [B * T]), c.vocabSize).toFloat() as tf.Tensor2D; // [tokens, V]
+    let x: tf.Tensor = constMatMul(oneHot, E as tf.Tensor2D); // [tokens, E]
     if (c.arch !== 'opt') return tf.reshape(x, [B, T, c.hiddenSize]) as tf.Tensor3D;
-    if (spec.projectIn && model.weights.has(spec.projectIn)) x = tf.matMul(x, model.weights.get(spec.projectIn) as tf.Tensor2D, false, true);
+    if (spec.projectIn && model.weights.has(spec.projectIn)) x = matMulT(x as tf.Tensor2D, model.weights.get(spec.projectIn) as tf.Tensor2D);
     if (T > c.maxPositions) throw new Error(`OPT supports ${c.maxPositions} positions; got ${T}`);
     const P = model.weights.get(spec.embedPositions!)!;
     const pe = tf.slice(P, [OPT_POSITION_OFFSET, 0], [T, c.hiddenSize]); // [T, D]
