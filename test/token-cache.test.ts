@@ -26,8 +26,12 @@ describe('TokenCache', () => {
     a.save();
     const b = TokenCache.open(counting, 'hellaswag', dir);
     for (const t of texts) expect(b.encode(t)).toEqual(tok.encode(t));
+    expect(b.encode('Once upon a time', { bos: true })).toEqual(tok.encode('Once upon a time', { bos: true })); // kept apart from the same text without BOS
     expect(calls).toBe(4);
     expect(b.misses).toBe(0);
+    const ids = b.encode(texts[1]);
+    ids[0] = -1; // a caller's change does not reach the cache
+    expect(b.encode(texts[1])).toEqual(tok.encode(texts[1]));
     // another tokenizer (other fingerprint) does not read these encodings
     const other = TokenCache.open({ ...counting, fingerprint: 'f'.repeat(64) }, 'hellaswag', dir);
     other.encode(texts[0]);
