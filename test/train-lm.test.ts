@@ -118,6 +118,8 @@ describe('pretrain end to end (tiny, wasm)', () => {
     expect(header.entries.every((e) => e.dtype === 'F16')).toBe(true);
     const card = fs.readFileSync(path.join(r.dir!, 'README.md'), 'utf8');
     expect(card).toContain(`| test | ${r.test!.predicted.toLocaleString('en-US')} | ${r.test!.ppl.toFixed(2)} |`);
+    // the reproduce command names the backend, and the tokenizer trained under the output root by its path there
+    expect(card).toContain(`--model opt-tiny --backend ${rt.backend} --corpus ${corpusDir} --tokenizer tok --steps 10 `);
     const summary = readZooSummary(root);
     const testPpl = Number(summary.find((x) => x.model === 'opt-tiny' && x.metric === 'test_ppl')!.value);
     expect(testPpl).toBe(r.test!.ppl);

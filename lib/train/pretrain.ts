@@ -331,8 +331,11 @@ export async function pretrain(rt: RuntimeInfo, options: Partial<PretrainOptions
     await saveZooModel(model, dir, o.fp16);
     const manifestFile = path.join(o.corpusDir, 'corpus.json');
     const corpus = fs.existsSync(manifestFile) ? (JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as CorpusManifest) : null;
-    const corpusFlags = o.corpusDir === PRETRAIN_DEFAULTS.corpusDir ? '' : ` --corpus ${o.corpusDir} --tokenizer ${o.tokenizerDir}`;
-    const command = `npx tsx scripts/train.ts --model ${spec.name}${corpusFlags} --steps ${steps} --batch ${batch} --lr ${lr} --seq-len ${o.seqLen} --seed ${o.seed}`;
+    // A tokenizer trained under the output root is the repository's own once the run is unpacked there.
+    const inRoot = path.relative(o.outRoot, o.tokenizerDir);
+    const tokenizerFlag = inRoot && !inRoot.startsWith('..') && !path.isAbsolute(inRoot) ? inRoot : o.tokenizerDir;
+    const corpusFlags = o.corpusDir === PRETRAIN_DEFAULTS.corpusDir ? '' : ` --corpus ${o.corpusDir} --tokenizer ${tokenizerFlag}`;
+    const command = `npx tsx scripts/train.ts --model ${spec.name} --backend ${rt.backend}${corpusFlags} --steps ${steps} --batch ${batch} --lr ${lr} --seq-len ${o.seqLen} --seed ${o.seed}`;
     fs.writeFileSync(path.join(dir, 'README.md'), modelCard(out, spec, model, rt, o, corpus, { trainTokens: trainIds.length, command }));
     const tokensPerEpoch = trainIds.length;
     writeFileAtomic(curveFile(o.outRoot, spec.name), formatCsv(CURVE_COLUMNS, curveRows(spec.name, spec.arch, params, result.curve, tokensPerEpoch)));
