@@ -1,7 +1,7 @@
-// Parity with Hugging Face transformers: logits of tiny random LLaMA/OPT models (fixtures made by
-// scripts/hf_reference.py on the GPU host) within 1e-4 max absolute, and transformers' greedy
-// stories260K continuation token for token. Backend: LLMCB_PARITY_BACKEND (default wasm; the GPU
-// host runs it with webgpu), asserted.
+// Parity with Hugging Face transformers: logits of tiny random LLaMA, OPT, GLM (native and ChatGLM
+// layouts), Qwen2 and Mistral models (fixtures made by scripts/hf_reference.py on the GPU host) within
+// 1e-4 max absolute, and transformers' greedy stories260K continuation token for token. Backend:
+// LLMCB_PARITY_BACKEND (default wasm; the GPU host runs it with webgpu), asserted.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -24,8 +24,8 @@ beforeAll(async () => {
 });
 
 describe(`transformers parity on ${backend}`, () => {
-  it.skipIf(dirs.length === 0)('fixtures cover LLaMA (GQA, tied, llama3 and linear rope) and OPT', () => {
-    expect(dirs).toEqual(expect.arrayContaining(['llama_gqa', 'llama_tied', 'llama_rope_llama3', 'opt_pre_proj', 'opt_post_ln']));
+  it.skipIf(dirs.length === 0)('fixtures cover LLaMA (GQA, tied, llama3 and linear rope), OPT, GLM (both layouts), Qwen2 and Mistral', () => {
+    expect(dirs).toEqual(expect.arrayContaining(['llama_gqa', 'llama_tied', 'llama_rope_llama3', 'opt_pre_proj', 'opt_post_ln', ...FAMILY_FIXTURES]));
   });
 
   for (const d of dirs) {
@@ -38,10 +38,6 @@ describe(`transformers parity on ${backend}`, () => {
     });
   }
 
-  // GLM (native and ChatGLM layouts), Qwen2 and Mistral: skipped, naming the fixture, until the GPU host makes them.
-  for (const d of FAMILY_FIXTURES.filter((f) => !dirs.includes(f))) {
-    it.skip(`${d}: missing fixture test/fixtures/models/${d} (python3 scripts/hf_reference.py --only ${FAMILY_FIXTURES.join(',')} on the GPU host)`, () => {});
-  }
 
   const sources: [string, string, string | undefined][] = [
     ['llama2.c files', path.join(repoRoot, 'models/stories260K/stories260K.bin'), undefined],
