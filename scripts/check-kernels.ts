@@ -1,6 +1,7 @@
 // Correctness of every custom WGSL kernel on the GPU (lib/kernels/suites.ts KERNEL_CHECKS): each case runs
 // the kernel with its outputs poisoned (NaN) and compares it with the plain tfjs op (or an exact
-// host reference). Prints a table, writes data/bench/kernels-check.csv, exits 1 on any failure.
+// host reference); the 'solver' group runs the GPTQ / SparseGPT device solvers against their float64
+// host twins. Prints a table, writes data/bench/kernels-check.csv, exits 1 on any failure.
 // Inputs are fresh each run: drawn from --seed, by default a random one, printed and written into
 // every row (rerun with --seed N to reproduce a failure). The CSV is rewritten after every case.
 //   GPU host: bash .gpu/enter.sh node --import tsx scripts/check-kernels.ts
@@ -46,8 +47,9 @@ for (const n of names) {
     let row: Record<string, string | number | boolean>;
     try {
       const r = await c.run();
-      const pass = r.poisoned && r.error <= r.tolerance;
-      row = { kernel: c.kernel, case: c.name, metric: r.metric, error: r.error, tolerance: r.tolerance, poisoned: r.poisoned, pass, note: r.poisoned ? '' : 'output buffer was not the poisoned one' };
+      const pass = r.poisoned !== false && r.error <= r.tolerance;
+      const note = [r.poisoned === false ? 'output buffer was not the poisoned one' : '', r.note ?? ''].filter(Boolean).join('; ');
+      row = { kernel: c.kernel, case: c.name, metric: r.metric, error: r.error, tolerance: r.tolerance, poisoned: r.poisoned ?? '', pass, note };
     } catch (e) {
       row = { kernel: c.kernel, case: c.name, metric: '', error: '', tolerance: '', poisoned: false, pass: false, note: (e as Error).message.replace(/\s+/g, ' ') };
     }

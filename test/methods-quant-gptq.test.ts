@@ -7,7 +7,7 @@ import { gptqQuantize, gptqSolve, defaults as gptqDefaults } from '../lib/method
 import { HessianAccumulator } from '../lib/methods/hessian';
 import { rtnMatrix, defaults as rtnDefaults } from '../lib/methods/rtn';
 import { dequantizeMatrix } from '../lib/quant/quantizer';
-import { correlatedInputs, outputError, randn } from './solver-cases';
+import { correlatedInputs, outputError, randn } from '../lib/methods/solver-cases';
 
 beforeAll(async () => {
   const rt = await initRuntime({ backend: 'wasm' });

@@ -10,7 +10,8 @@ export interface CheckResult {
   metric: string; // what `error` measures, e.g. 'max_rel_err' (max |got − want| / max |want|)
   error: number;
   tolerance: number; // pass when error ≤ tolerance
-  poisoned: boolean; // every output buffer held NaN before the kernel ran
+  poisoned: boolean | null; // every output buffer held NaN before the kernel ran; null: a whole-algorithm check (no single output buffer)
+  note?: string; // what else the check measured (written into the row's note)
 }
 
 export interface KernelCheck {

@@ -6,6 +6,7 @@ import type { KernelBench, KernelCheck } from './cases';
 import { fusedBenches, fusedChecks } from './fused-cases';
 import { gemmBenches, gemmChecks } from './gemm-cases';
 import { w8a8Benches, w8a8Checks, weightOnlyBenches, weightOnlyChecks } from './quant-cases';
+import { solverChecks } from '../methods/solver-cases';
 
 /** Correctness checks by kernel (scripts/check-kernels.ts); each kernel's *-cases.ts file contributes its cases, their inputs drawn from the run's seed. */
 export const KERNEL_CHECKS = {
@@ -14,6 +15,7 @@ export const KERNEL_CHECKS = {
   w8a8: w8a8Checks,
   weightOnly: weightOnlyChecks,
   fused: fusedChecks,
+  solver: solverChecks, // the GPTQ / SparseGPT device solvers against their float64 host twins
 } satisfies Record<string, (seed: number) => KernelCheck[]>;
 
 /** Benchmarks against the plain tfjs op by kernel (scripts/bench-kernels.ts). */
