@@ -1,7 +1,7 @@
 // The English zoo against the KJV zoo it replaced, on the committed rows: WikiText-2 perplexity by
 // the paper's protocol (test split, non-overlapping windows of the models' 256-token context, no
-// BOS) falls with size within each family, and every English model is better than the KJV model of
-// its size (issue #25 asks for 2x; data/zoo/README.md gives the ratios, not all of which reach it).
+// BOS) falls with size within each family, and every English model is at least 2x better than the
+// KJV model of its size (issue #25's acceptance; data/zoo/README.md gives the ratios).
 // The rows are scripts/eval.ts's own (data/zoo/wikitext2-kjv.csv, data/zoo/wikitext2-en.csv); the
 // English rows must describe the committed models, and the committed models must be the English ones.
 import fs from 'node:fs';
@@ -51,8 +51,8 @@ describe('the English zoo on WikiText-2 (committed rows)', () => {
     }
   });
 
-  it('every English model is better than the KJV model of its size', () => {
-    for (const name of Object.keys(ZOO)) expect(en.get(name)!.value, name).toBeLessThan(kjv.get(name)!.value as number);
+  it('every English model is at least 2x better than the KJV model of its size', () => {
+    for (const name of Object.keys(ZOO)) expect(2 * (en.get(name)!.value as number), name).toBeLessThanOrEqual(kjv.get(name)!.value as number);
   });
 
   it('the English rows describe the committed models, which were trained on the English corpus', () => {
