@@ -9,6 +9,7 @@ import type { KernelCheck } from '../kernels/cases';
 import { choleskyLowerDevice, gptqBlockSweep, gptqBlockSweepHost, prepareHessianDevice } from './solver';
 import { sparsegptPrune } from './sparsegpt';
 
+/** A seeded uniform generator in [0, 1) (an LCG: cheap, and the same draws on every machine). */
 export function rng(seed: number) {
   let s = seed >>> 0;
   return () => {
@@ -16,6 +17,8 @@ export function rng(seed: number) {
     return s / 2 ** 32;
   };
 }
+
+/** n standard normal draws (Box-Muller on rng(seed)). */
 export function randn(n: number, seed: number): Float32Array {
   const r = rng(seed);
   return Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r()));
