@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { gptqQuantize, gptqQuantizeDevice, defaults as gptqDefaults, type GptqOptions } from './gptq';
 import { prepareHessian } from './hessian';
+import { findParams, maxq } from '../quant/quantizer';
 import type { KernelCheck } from '../kernels/cases';
 import { choleskyLowerDevice, gptqBlockSweep, gptqBlockSweepHost, prepareHessianDevice } from './solver';
 import { sparsegptPrune } from './sparsegpt';
@@ -160,15 +161,14 @@ export async function gptqBlockDifference(L: Layer): Promise<{ codes: number; er
   const hinv = prepareHessian(L.H, cols, 0.01).hinv;
   const hb = Float32Array.from({ length: count * count }, (_, k) => hinv[Math.floor(k / count) * cols + (k % count)]);
   const wb = Float32Array.from({ length: count * rows }, (_, k) => L.W[(k % rows) * cols + Math.floor(k / rows)]);
-  const table = new Float32Array(2 * rows);
+  const table = new Float32Array(2 * rows); // per row (scale, zero) of the whole row, as GPTQ per channel
   for (let r = 0; r < rows; r++) {
     const row = L.W.subarray(r * cols, (r + 1) * cols);
-    const lo = Math.min(0, ...row);
-    const scale = (Math.max(0, ...row) - lo) / 15;
-    table[r] = scale;
-    table[rows + r] = Math.round(-lo / scale);
+    const p = findParams(Math.min(...row), Math.max(...row), 4, false);
+    table[r] = p.scale;
+    table[rows + r] = p.zero;
   }
-  const input = { w: tf.tensor2d(wb, [count, rows]), hinv: tf.tensor2d(hb, [count, count]), table: tf.tensor2d(table, [2, rows]), group: new Int32Array(count), maxq: 15 };
+  const input = { w: tf.tensor2d(wb, [count, rows]), hinv: tf.tensor2d(hb, [count, count]), table: tf.tensor2d(table, [2, rows]), group: new Int32Array(count), maxq: maxq(4) };
   const [dev, host] = [await gptqBlockSweep(input), await gptqBlockSweepHost(input)];
   const [dc, hc, de, he] = (await Promise.all([dev.codes.data(), host.codes.data(), dev.err.data(), host.err.data()])) as Float32Array[];
   let codes = 0;
