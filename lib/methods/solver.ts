@@ -19,6 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { f32, paramsStruct, runKernel, u32, type Param } from '../kernels/gpu';
 import { webgpuDevice } from '../runtime/backend';
 import { choleskyLower, invertLower, NotPositiveDefiniteError } from './hessian';
+import { roundHalfEven } from '../quant/quantizer';
 
 export type SolverKind = 'device' | 'host';
 export const SOLVER_SETTINGS = ['auto', 'device', 'host'] as const;
@@ -308,11 +309,6 @@ function propagateError(w: Float64Array, err: Float32Array, h: ArrayLike<number>
 /** A host sweep's outputs as tensors: values and errors [count, rows], loss [rows]. */
 function sweepTensors(values: Float32Array, err: Float32Array, loss: Float32Array, count: number, rows: number) {
   return { codes: tf.tensor2d(values, [count, rows]), err: tf.tensor2d(err, [count, rows]), loss: tf.tensor1d(loss) };
-}
-
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /** The SparseGPT sweep of one block. All tensors column-major: w [count, rows]. */
