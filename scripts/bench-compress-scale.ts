@@ -30,6 +30,7 @@ import { meterCompression, trainMetrics } from '../lib/efficiency/meters';
 import { metricFields } from '../lib/metrics/catalogue';
 import type { CalibSet } from '../lib/methods/calib';
 import { checkMethodConfig, getMethod } from '../lib/methods/index';
+import { formatPhases } from '../lib/methods/sequential';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { appendResults, makeRow, startRun, trackFile, writeFileAtomic } from '../lib/results';
 import { mulberry32 } from '../lib/rng';
@@ -173,7 +174,7 @@ async function main(): Promise<void> {
         const { result, measurement: meter } = await meterCompression((sample) =>
           mod.compress(model, mod.needsCalib ? calib : null, opts, {
             sample,
-            onBlockDone: (b, ms) => console.log(`${name}: block ${b + 1}/${model.config.numLayers} in ${(ms / 1000).toFixed(1)} s`),
+            onBlockDone: (b, ms, phases) => console.log(`${name}: block ${b + 1}/${model.config.numLayers} in ${(ms / 1000).toFixed(1)} s${formatPhases(phases)}`),
           }),
         );
         const seconds = meter.wallS;

@@ -24,6 +24,7 @@ import { CALIB_FLAGS, calibrationFor, calibSourceFromFlags, describeCalib, type 
 import { checkMethodConfig, getMethod, methodConfigFromArgs, methodFlagOptions } from '../lib/methods/index';
 import { disposeModel, loadModel } from '../lib/models/load';
 import { saveCompressed } from '../lib/methods/save';
+import { formatPhases } from '../lib/methods/sequential';
 import { dirBytes, checkPacking, type Packing } from '../lib/quant/pack';
 import { appendResults, makeRow, startRun, trackFile, type ResultRow } from '../lib/results';
 import { metricFields } from '../lib/metrics/catalogue';
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
     if (fs.existsSync(a.out) && fs.readdirSync(a.out).length > 0) throw new Error(`--out ${a.out} exists and is not empty`);
     const ctx = startRun(runtime);
     const { result, measurement: meter } = await meterCompression((sample) =>
-      mod.compress(model, calib, opts, { sample, onBlockDone: (b, ms) => console.log(`block ${b} done in ${(ms / 1000).toFixed(1)} s`) }),
+      mod.compress(model, calib, opts, { sample, onBlockDone: (b, ms, phases) => console.log(`block ${b} done in ${(ms / 1000).toFixed(1)} s${formatPhases(phases)}`) }),
     );
     const seconds = meter.wallS;
     const format = await saveCompressed(model, result, a.out, { packing: a.packing });

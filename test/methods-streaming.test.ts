@@ -13,6 +13,8 @@ import type { Model } from '../lib/models/types';
 import { measurePeakMemory, offloadToHost, onDevice } from '../lib/runtime';
 import { kernelDispatches } from '../lib/kernels/gpu';
 import { runSequential } from '../lib/methods/sequential';
+import { HessianAccumulator } from '../lib/methods/hessian';
+import { withKernels } from '../lib/kernels';
 import { webgpuAdapterReason } from './kernels-helpers';
 
 const reason = await webgpuAdapterReason();
@@ -120,5 +122,31 @@ describe.skipIf(reason !== null)('layer streaming on webgpu', () => {
     const plain = await compressed('wanda', { pattern: '50%' }, 'on', 'off');
     expect(kern.dispatches).toBeGreaterThan(plain.dispatches);
     for (const [k, v] of plain.weights) expect(kern.weights.get(k), k).toEqual(v);
+  });
+
+  it("the Hessian's XᵀX on the GEMM kernel (policy auto) equals tfjs's transposed matMul (1e-5)", async () => {
+    const x = tf.randomNormal([300, 96], 0, 1, 'float32', 3) as tf.Tensor2D; // [tokens, cols]
+    const hessian = async (mode: 'auto' | 'off') => {
+      const h = new HessianAccumulator(96);
+      const d0 = kernelDispatches();
+      try {
+        await withKernels({ mode }, () => {
+          h.addBatch(x, 2);
+          h.addBatch(x, 1);
+        });
+        return { H: (await h.toFloat64()), dispatches: kernelDispatches() - d0 };
+      } finally {
+        h.dispose();
+      }
+    };
+    const n0 = tf.memory().numTensors;
+    const kern = await hessian('auto');
+    const plain = await hessian('off');
+    x.dispose();
+    expect(tf.memory().numTensors).toBe(n0 - 1);
+    expect(plain.dispatches).toBe(0);
+    expect(kern.dispatches).toBe(2);
+    const scale = plain.H.reduce((m, a) => Math.max(m, Math.abs(a)), 0);
+    expect(Math.max(...kern.H.map((v, i) => Math.abs(v - plain.H[i]) / scale))).toBeLessThan(1e-5);
   });
 });

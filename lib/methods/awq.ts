@@ -276,21 +276,23 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
     async perBlock(ctx) {
       // Inputs of every linear on the FP block (reference input_feat), [tokens, in].
       const parts = new Map<string, tf.Tensor2D[]>();
-      ctx.observe((l, x) => {
-        if (!parts.has(l)) parts.set(l, []);
-        parts.get(l)!.push(x.clone());
-      });
+      await ctx.timed('capture', () =>
+        ctx.observe((l, x) => {
+          if (!parts.has(l)) parts.set(l, []);
+          parts.get(l)!.push(x.clone());
+        }),
+      );
       const feats = new Map<string, tf.Tensor2D>();
       for (const [l, ps] of parts) {
         feats.set(l, tf.concat(ps) as tf.Tensor2D);
         ps.forEach((p) => p.dispose());
       }
       // The dense outputs (propagated to the next block) are computed before any change.
-      ctx.denseOutputs();
+      await ctx.timed('dense', () => ctx.denseOutputs());
       try {
         const run = (x: tf.Tensor3D, hook?: (l: string, x: tf.Tensor2D) => void) =>
           ctx.run(x, hook ? { onLinearInput: (name, xi) => void hook(shortLinearName(model, name), xi) } : undefined);
-        const scales = await searchBlock(model, ctx.block, ctx.inputs, run, feats, o);
+        const scales = await ctx.timed('scale search', () => searchBlock(model, ctx.block, ctx.inputs, run, feats, o));
         for (const [key, v] of Object.entries(scales)) {
           const s = Float32Array.from(v.scales);
           await applyGroupScales(model, ctx.block, v, s);
@@ -303,22 +305,24 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
           }
         }
         if (o.clip) {
-          for (const l of blockLinearNames(model)) {
-            const parts = clipParts(model, ctx.block, l);
-            if (parts.length === 0) continue;
-            const m = await readLinear(model, ctx.block, l);
-            const x = feats.get(l)!;
-            const X = (await x.data()) as Float32Array;
-            // Rows outside the clipped parts keep their own maxima (clipping them to it changes nothing).
-            const maxima = groupMaxima(m, o.groupSize);
-            const ng = maxima.length / m.rows;
-            for (const p of parts) {
-              const rows = p.rows ?? m.rows;
-              maxima.set(clipSearch(m.data.subarray(p.offset * m.cols, (p.offset + rows) * m.cols), rows, m.cols, X, x.shape[0], o), p.offset * ng);
+          await ctx.timed('clip', async () => {
+            for (const l of blockLinearNames(model)) {
+              const parts = clipParts(model, ctx.block, l);
+              if (parts.length === 0) continue;
+              const m = await readLinear(model, ctx.block, l);
+              const x = feats.get(l)!;
+              const X = (await x.data()) as Float32Array;
+              // Rows outside the clipped parts keep their own maxima (clipping them to it changes nothing).
+              const maxima = groupMaxima(m, o.groupSize);
+              const ng = maxima.length / m.rows;
+              for (const p of parts) {
+                const rows = p.rows ?? m.rows;
+                maxima.set(clipSearch(m.data.subarray(p.offset * m.cols, (p.offset + rows) * m.cols), rows, m.cols, X, x.shape[0], o), p.offset * ng);
+              }
+              art.clip[`${ctx.block}.${l}`] = Array.from(maxima);
+              await applyClip(model, m.name, maxima, o.groupSize);
             }
-            art.clip[`${ctx.block}.${l}`] = Array.from(maxima);
-            await applyClip(model, m.name, maxima, o.groupSize);
-          }
+          });
         }
       } finally {
         feats.forEach((t) => t.dispose());

@@ -347,17 +347,21 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
     ...hooks,
     async perBlock(ctx) {
       const mats = new Map<string, HostMatrix>();
-      for (const l of linears) mats.set(l, await readLinear(model, ctx.block, l));
+      await ctx.timed('read', async () => {
+        for (const l of linears) mats.set(l, await readLinear(model, ctx.block, l));
+      });
       const hessians = new BlockHessians(model.config.arch, linears, (l) => mats.get(l)!.cols);
       try {
-        ctx.observe(hessians.add);
-        for (const l of linears) {
-          const m = mats.get(l)!;
-          const res = await gptqSolve(m.data, m.rows, m.cols, hessians.get(l), o);
-          totalLoss += res.loss;
-          replaceWeight(model, m.name, res.weight);
-          quantized.set(m.name, res.quantized);
-        }
+        await ctx.timed('capture', () => ctx.observe(hessians.add));
+        await ctx.timed('solve', async () => {
+          for (const l of linears) {
+            const m = mats.get(l)!;
+            const res = await gptqSolve(m.data, m.rows, m.cols, hessians.get(l), o);
+            totalLoss += res.loss;
+            replaceWeight(model, m.name, res.weight);
+            quantized.set(m.name, res.quantized);
+          }
+        });
       } finally {
         hessians.dispose();
       }

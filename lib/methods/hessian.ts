@@ -5,6 +5,20 @@
 import * as tf from '@tensorflow/tfjs';
 import { ARCHS } from '../models/arch';
 import type { Arch } from '../models/types';
+import { kernelMatMulT, kernelsActive } from '../kernels';
+
+/**
+ * XᵀX [cols, cols] of x [tokens, cols]: on the fp32 GEMM kernel where kernels are active (as
+ * xᵀ·(xᵀ)ᵀ, the kernel's x·Wᵀ form), else tfjs's transposed matMul. Same sums, another order.
+ */
+function gram(x: tf.Tensor2D): tf.Tensor2D {
+  if (kernelsActive()) {
+    const xt = tf.transpose(x) as tf.Tensor2D; // [cols, tokens]
+    const g = kernelMatMulT(xt, xt);
+    if (g) return g;
+  }
+  return tf.matMul(x, x, true, false);
+}
 
 export class HessianAccumulator {
   /** Running H [cols, cols] (fp32, on the tfjs backend). */
@@ -29,8 +43,8 @@ export class HessianAccumulator {
     const n = this.nsamples;
     // keep: addBatch may be called inside someone else's tf.tidy (e.g. a forward hook).
     this.H = tf.keep(tf.tidy(() => {
-      const xs = tf.mul(x.toFloat(), Math.sqrt(2 / n)); // [tokens, cols]
-      return tf.add(tf.mul(old, n0 / n), tf.matMul(xs, xs, true, false)) as tf.Tensor2D; // [cols, cols]
+      const xs = tf.mul(x.toFloat(), Math.sqrt(2 / n)) as tf.Tensor2D; // [tokens, cols]
+      return tf.add(tf.mul(old, n0 / n), gram(xs)) as tf.Tensor2D; // [cols, cols]
     }));
     old.dispose();
   }

@@ -11,6 +11,7 @@ import { maxTensorElements } from '../runtime/backend';
 import { offloadToHost } from '../runtime/residency';
 import { embed, runBlock, type ForwardOptions } from '../models/transformer';
 import { setKernels } from '../kernels';
+import { syncDevice } from '../runtime/probes';
 import { calibBatches, checkCalibForModel, type CalibSet } from './calib';
 
 export type Propagate = 'compressed' | 'dense';
@@ -39,6 +40,20 @@ export interface BlockContext {
    * output (AWQ's loss, OmniQuant's training).
    */
   denseOutputs(): readonly tf.Tensor3D[];
+  /**
+   * Runs fn, waits for the GPU work queued so far and adds the wall time to the block's phase
+   * `name` (onBlockDone reports the phases: where a block's time goes).
+   */
+  timed<T>(name: string, fn: () => T | Promise<T>): Promise<T>;
+}
+
+/** Milliseconds per named phase of one block (BlockContext.timed, plus the driver's 'propagate'). */
+export type BlockPhases = Record<string, number>;
+
+/** ' (capture 12.1 s, solve 8.0 s, propagate 6.1 s)': a block's phases for a progress line; '' when none. */
+export function formatPhases(phases: BlockPhases | undefined): string {
+  const parts = Object.entries(phases ?? {}).map(([k, ms]) => `${k} ${(ms / 1000).toFixed(1)} s`);
+  return parts.length ? ` (${parts.join(', ')})` : '';
 }
 
 export interface SequentialOptions {
@@ -52,8 +67,8 @@ export interface SequentialOptions {
   propagateOptions?: ForwardOptions;
   /** Only these blocks (default: all). */
   blocks?: number[];
-  /** Progress callback after each block. */
-  onBlockDone?(block: number, ms: number): void;
+  /** Progress callback after each block, with its phases (BlockPhases). */
+  onBlockDone?(block: number, ms: number, phases: BlockPhases): void;
   /** Called once per block with the live tensors (for peak-memory sampling). */
   sample?(): void;
 }
@@ -79,9 +94,10 @@ export function streamingOn(): boolean {
  * The driver's own block forwards (capturing the linears' inputs, the dense outputs, the outputs
  * passed on) on the custom WGSL kernels (LLMCB_CALIB_KERNELS, default 'auto'): on webgpu the fp32
  * GEMM and the fused causal attention (no [B·heads, T, T] scores) run in place of tfjs's matMul
- * and attention ops, the same fp32 arithmetic in another order; elsewhere, and wherever a kernel
- * does not support a shape, the tfjs ops run (lib/kernels). 'off' keeps tfjs's ops. The methods'
- * own forwards (ctx.run, under gradients in AWQ and OmniQuant) are not affected.
+ * and attention ops, the same fp32 arithmetic in another order; the observers run under the same
+ * policy (the Hessians' XᵀX on the GEMM); elsewhere, and wherever a kernel does not support a
+ * shape, the tfjs ops run (lib/kernels). 'off' keeps tfjs's ops. The methods' own forwards
+ * (ctx.run, under gradients in AWQ and OmniQuant) are not affected.
  */
 export function calibKernelsOn(): boolean {
   const v = process.env.LLMCB_CALIB_KERNELS ?? 'auto';
@@ -134,20 +150,30 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
   const stream = streamingOn();
   const kernels = calibKernelsOn();
   // The driver's block forward, on the kernels when calibKernelsOn (the policy turned on for the call only).
-  const fwd = (block: number, x: tf.Tensor3D, o: ForwardOptions = {}): tf.Tensor3D => {
-    if (!kernels) return runBlock(model, block, x, o);
+  const withPolicy = <T>(fn: () => T): T => {
+    if (!kernels) return fn();
     const prev = setKernels({ mode: 'auto' });
     try {
-      return runBlock(model, block, x, { ...o, kernels: true });
+      return fn();
     } finally {
       setKernels(prev);
     }
   };
+  const fwd = (block: number, x: tf.Tensor3D, o: ForwardOptions = {}): tf.Tensor3D =>
+    withPolicy(() => runBlock(model, block, x, kernels ? { ...o, kernels: true } : o));
   let inputs = embedCalibration(model, calib, batchSize);
   try {
     if (stream) await offloadToHost(model.weights); // the embedding, and anything an earlier step left on the GPU
     for (let block = 0; block < nLayers; block++) {
       const t0 = performance.now();
+      const phases: BlockPhases = {};
+      const timed = async <T>(name: string, fn: () => T | Promise<T>): Promise<T> => {
+        const t = performance.now();
+        const r = await fn();
+        await syncDevice();
+        phases[name] = (phases[name] ?? 0) + performance.now() - t;
+        return r;
+      };
       const selected = blocks.includes(block);
       let dense: tf.Tensor3D[] | null = null;
       const getDense = () => {
@@ -184,7 +210,10 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
                   },
                 });
                 out.dispose();
-                for (const [short, c] of captured) observe(short, c, info);
+                // Under the same kernel policy as the forward: the observers' products (the Hessians' XᵀX) may use the GEMM.
+                withPolicy(() => {
+                  for (const [short, c] of captured) observe(short, c, info);
+                });
               } finally {
                 copies.forEach((c) => c.dispose());
               }
@@ -192,6 +221,7 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
           },
           run: (x, fo) => runBlock(model, block, x, fo),
           denseOutputs: () => getDense(),
+          timed,
         };
         await opts.perBlock(ctx);
         opts.sample?.();
@@ -205,10 +235,12 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
         // Each batch's input is freed as soon as its output exists: activations peak at one copy plus a batch, not two copies.
         next = [];
         try {
-          for (const x of inputs) {
-            next.push(fwd(block, x, opts.propagateOptions));
-            x.dispose();
-          }
+          await timed('propagate', () => {
+            for (const x of inputs) {
+              next.push(fwd(block, x, opts.propagateOptions));
+              x.dispose();
+            }
+          });
         } catch (e) {
           next.forEach((t) => t.dispose());
           throw e;
@@ -216,8 +248,8 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
       }
       inputs.forEach((t) => t.dispose());
       inputs = next;
-      if (stream) await offloadToHost(model.weights, blockWeightNames(model, block));
-      opts.onBlockDone?.(block, performance.now() - t0);
+      if (stream) await timed('offload', () => offloadToHost(model.weights, blockWeightNames(model, block)));
+      opts.onBlockDone?.(block, performance.now() - t0, phases);
     }
   } finally {
     inputs.forEach((t) => t.dispose());

@@ -301,21 +301,23 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Spars
       const name = (l: string) => linearName(model.config.arch, ctx.block, l);
       const hessians = new BlockHessians(model.config.arch, ctx.linears, (l) => (model.weights.get(name(l)) as tf.Tensor2D).shape[1]);
       try {
-        ctx.observe(hessians.add);
+        await ctx.timed('capture', () => ctx.observe(hessians.add));
         hooks.sample?.();
-        for (const l of ctx.linears) {
-          const w = model.weights.get(name(l)) as tf.Tensor2D;
-          const H = hessians.get(l).value(); // [in, in]
-          try {
-            const r = await sparsegptPrune(w, H, o, name(l));
-            totalLoss += r.loss;
-            dead += r.dead;
-            model.weights.set(name(l), r.weight);
-            w.dispose();
-          } finally {
-            H.dispose();
+        await ctx.timed('solve', async () => {
+          for (const l of ctx.linears) {
+            const w = model.weights.get(name(l)) as tf.Tensor2D;
+            const H = hessians.get(l).value(); // [in, in]
+            try {
+              const r = await sparsegptPrune(w, H, o, name(l));
+              totalLoss += r.loss;
+              dead += r.dead;
+              model.weights.set(name(l), r.weight);
+              w.dispose();
+            } finally {
+              H.dispose();
+            }
           }
-        }
+        });
       } finally {
         hessians.dispose();
       }

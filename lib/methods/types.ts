@@ -52,5 +52,6 @@ export interface MethodModule<O extends object> {
 /** Observability hooks a runner passes through (peak-memory sampling, progress). */
 export interface MethodHooks {
   sample?(): void;
-  onBlockDone?(block: number, ms: number): void;
+  /** After each block: its wall time and, from the sequential driver, its phases (BlockPhases, ms each). */
+  onBlockDone?(block: number, ms: number, phases?: Record<string, number>): void;
 }

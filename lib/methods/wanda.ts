@@ -119,13 +119,15 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Wanda
           const name = linearName(model.config.arch, ctx.block, l);
           layers.set(l, new WandaLayer(name, (model.weights.get(name) as tf.Tensor2D).shape[1]));
         }
-        ctx.observe((l, x) => layers.get(l)!.addBatch(x));
+        await ctx.timed('capture', () => ctx.observe((l, x) => layers.get(l)!.addBatch(x)));
         hooks.sample?.();
-        for (const [l, layer] of layers) {
-          const w = model.weights.get(layer.name) as tf.Tensor2D;
-          model.weights.set(layer.name, await layer.prune(w, o.pattern));
-          w.dispose();
-        }
+        await ctx.timed('prune', async () => {
+          for (const layer of layers.values()) {
+            const w = model.weights.get(layer.name) as tf.Tensor2D;
+            model.weights.set(layer.name, await layer.prune(w, o.pattern));
+            w.dispose();
+          }
+        });
       } finally {
         layers.forEach((x) => x.dispose());
       }
