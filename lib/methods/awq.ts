@@ -9,11 +9,12 @@ import * as tf from '@tensorflow/tfjs';
 import { ARCHS, linearName, linearParts, type LinearGroup } from '../models/arch';
 import { blockWidths } from '../models/weights';
 import type { Model } from '../models/types';
-import { awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
+import { awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, maxq, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
 import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential, shortLinearName } from './sequential';
 import { foldIntoNorm } from './smoothquant';
+import { solverKind } from './solver';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
@@ -230,6 +231,64 @@ export function clipSearch(W: Float32Array, rows: number, cols: number, X: Float
   return best;
 }
 
+/**
+ * clipSearch on the active tfjs backend (webgpu on a GPU host): the same search over the sampled
+ * tokens, every (row, group) at once as batched matmuls over the groups, in fp32 (sums in another
+ * order than the host's). W [rows, cols] on the host, x [tokens, cols] a tensor (not disposed);
+ * cols must be whole groups. Only the sampled tokens are touched: no [tokens, cols] readback.
+ */
+export async function clipSearchDevice(W: Float32Array, rows: number, cols: number, x: tf.Tensor2D, o: AwqOptions): Promise<Float32Array> {
+  const gs = o.groupSize === -1 ? cols : o.groupSize;
+  if (cols % gs !== 0) throw new Error(`awq clipping on the device: ${cols} columns are not whole groups of ${gs}`);
+  const ng = cols / gs;
+  const tokens = x.shape[0];
+  const step = Math.max(1, Math.floor(tokens / o.clipSampleTokens));
+  const idx = Array.from({ length: Math.ceil(tokens / step) }, (_, i) => i * step);
+  const q = maxq(o.bits);
+  const best = new Float32Array(rows * ng);
+  // Rows per pass, so that one [ng, chunk, n] product stays near 2^26 elements.
+  const chunk = Math.max(1, Math.min(rows, Math.floor(2 ** 26 / (cols * idx.length / gs))));
+  const xs = tf.tidy(() => tf.transpose(tf.reshape(tf.gather(x, tf.tensor1d(idx, 'int32')), [idx.length, ng, gs]), [1, 2, 0])); // [ng, gs, n]
+  try {
+    for (let r0 = 0; r0 < rows; r0 += chunk) {
+      const n = Math.min(chunk, rows - r0);
+      const [w, org, orgMax] = tf.tidy(() => {
+        const w = tf.transpose(tf.tensor3d(W.subarray(r0 * cols, (r0 + n) * cols), [n, ng, gs]), [1, 0, 2]); // [ng, n, gs]
+        return [w, tf.matMul(w, xs), tf.max(tf.abs(w), 2, true)]; // org [ng, n, tokens], orgMax [ng, n, 1]
+      });
+      let bestMax: tf.Tensor = orgMax.clone();
+      let minErr: tf.Tensor = tf.fill([ng, n, 1], 1e9);
+      try {
+        for (let i = 0; i < Math.floor(o.clipMaxShrink * o.clipGrid); i++) {
+          const next = tf.tidy(() => {
+            const maxVal = tf.mul(orgMax, 1 - i / o.clipGrid);
+            const cur = tf.minimum(tf.maximum(w, tf.neg(maxVal)), maxVal);
+            // awqQuantizeMatrix on each (row, group): its own [min, max], asymmetric.
+            const mn = tf.min(cur, 2, true);
+            const scale = tf.div(tf.maximum(tf.sub(tf.max(cur, 2, true), mn), 1e-5), q);
+            const zero = tf.clipByValue(tf.neg(tf.round(tf.div(mn, scale))), 0, q);
+            const codes = tf.clipByValue(tf.add(tf.round(tf.div(cur, scale)), zero), 0, q);
+            const out = tf.matMul(tf.mul(scale, tf.sub(codes, zero)), xs); // [ng, n, tokens]
+            const err = tf.mean(tf.square(tf.sub(out, org)), 2, true); // [ng, n, 1]
+            const better = tf.less(err, minErr); // strict: the first grid point wins ties, as on the host
+            return [tf.where(better, err, minErr), tf.where(better, maxVal, bestMax)];
+          });
+          tf.dispose([minErr, bestMax]);
+          [minErr, bestMax] = next;
+        }
+        const res = tf.tidy(() => tf.transpose(tf.reshape(bestMax, [ng, n]))); // [n, ng]
+        best.set((await res.data()) as Float32Array, r0 * ng);
+        res.dispose();
+      } finally {
+        tf.dispose([w, org, orgMax, minErr, bestMax]);
+      }
+    }
+  } finally {
+    xs.dispose();
+  }
+  return best;
+}
+
 /** Clamps W to ±max per (row, group) (reference apply_clip). */
 export async function applyClip(model: Model, name: string, maxima: ArrayLike<number>, groupSize: number): Promise<void> {
   const t = getWeight(model, name);
@@ -311,13 +370,16 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
               if (parts.length === 0) continue;
               const m = await readLinear(model, ctx.block, l);
               const x = feats.get(l)!;
-              const X = (await x.data()) as Float32Array;
+              // The host search reads every token back; the device one (solverKind: big layers with whole groups) only samples.
+              const device = solverKind(m.rows, m.cols) === 'device' && m.cols % (o.groupSize === -1 ? m.cols : o.groupSize) === 0;
+              const X = device ? null : ((await x.data()) as Float32Array);
               // Rows outside the clipped parts keep their own maxima (clipping them to it changes nothing).
               const maxima = groupMaxima(m, o.groupSize);
               const ng = maxima.length / m.rows;
               for (const p of parts) {
                 const rows = p.rows ?? m.rows;
-                maxima.set(clipSearch(m.data.subarray(p.offset * m.cols, (p.offset + rows) * m.cols), rows, m.cols, X, x.shape[0], o), p.offset * ng);
+                const w = m.data.subarray(p.offset * m.cols, (p.offset + rows) * m.cols);
+                maxima.set(device ? await clipSearchDevice(w, rows, m.cols, x, o) : clipSearch(w, rows, m.cols, X!, x.shape[0], o), p.offset * ng);
               }
               art.clip[`${ctx.block}.${l}`] = Array.from(maxima);
               await applyClip(model, m.name, maxima, o.groupSize);
