@@ -113,14 +113,14 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
     // What the group feeds (reference module2inspect): the whole attention (read off as o_proj of
     // its input) for q/k/v, the whole gated MLP (down_proj of its input) for gate/up, else the linear.
     const through = g.linears.includes(a.attention.q) ? a.attention.o : g.linears.includes(a.mlp.inputs[0]) && a.mlp.gated ? a.mlp.down : null;
-    // The group's output with weights ws (host arrays replacing the group's linears).
-    const groupOutput = (ws: Float32Array[] | null): tf.Tensor => {
+    // The group's output with weights ws (the caller's tensors, replacing the group's linears for the call).
+    const groupOutput = (ws: tf.Tensor2D[] | null): tf.Tensor => {
       if (!through) {
         // a single linear: y = x Wᵀ
-        return tf.tidy(() => tf.matMul(x, ws ? tf.tensor2d(ws[0], [mats[0].rows, mats[0].cols]) : toT(mats[0]), false, true));
+        return tf.tidy(() => tf.matMul(x, ws ? ws[0] : toT(mats[0]), false, true));
       }
       const saved = mats.map((m) => getWeight(model, m.name));
-      if (ws) mats.forEach((m, k) => model.weights.set(m.name, tf.tensor2d(ws[k], [m.rows, m.cols])));
+      if (ws) mats.forEach((m, k) => model.weights.set(m.name, ws[k]));
       try {
         const parts: tf.Tensor[] = [];
         const wt = getWeight(model, linearName(model.config.arch, block, through)) as tf.Tensor2D;
@@ -139,12 +139,11 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
         parts.forEach((p) => p.dispose());
         return cat;
       } finally {
-        if (ws) mats.forEach((m, k) => {
-          model.weights.get(m.name)!.dispose();
-          model.weights.set(m.name, saved[k]);
-        });
+        if (ws) mats.forEach((m, k) => model.weights.set(m.name, saved[k]));
       }
     };
+    // Big layers with whole groups (solverKind 'device'): the candidates are fake-quantized on the backend, not on the host.
+    const onDevice = mats.every((m) => solverKind(m.rows, m.cols) === 'device' && m.cols % (o.groupSize === -1 ? m.cols : o.groupSize) === 0) ? mats.map(toT) : null;
     const org = groupOutput(null);
     let best = Infinity;
     let bestS: Float32Array | null = null;
@@ -161,17 +160,26 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
       const norm = Math.fround(Math.sqrt(Math.fround(mx * mn)));
       for (let j = 0; j < s.length; j++) s[j] = Math.fround(s[j] / norm);
       // W' = Q(W·diag(s)) / diag(s)
-      const ws = mats.map((m) => {
-        const q = awqFakeQuant(scaleCols(m, s), m.rows, m.cols, o);
-        for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) q[r * m.cols + c] = Math.fround(q[r * m.cols + c] / s[c]);
-        return q;
-      });
-      const cur = groupOutput(ws);
+      const ws: tf.Tensor2D[] = onDevice
+        ? tf.tidy(() => {
+            const st = tf.tensor1d(s);
+            return onDevice.map((w) => scaledFakeQuantDevice(w, st, o));
+          })
+        : mats.map((m) => {
+            const q = awqFakeQuant(scaleCols(m, s), m.rows, m.cols, o);
+            for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) q[r * m.cols + c] = Math.fround(q[r * m.cols + c] / s[c]);
+            return tf.tensor2d(q, [m.rows, m.cols]);
+          });
       let loss: number;
       try {
-        loss = (await hostValues(() => tf.mean(tf.square(tf.sub(org, cur)))))[0];
+        const cur = groupOutput(ws);
+        try {
+          loss = (await hostValues(() => tf.mean(tf.square(tf.sub(org, cur)))))[0];
+        } finally {
+          cur.dispose();
+        }
       } finally {
-        cur.dispose();
+        tf.dispose(ws);
       }
       if (loss < best) {
         best = loss;
@@ -179,10 +187,40 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
       }
     }
     org.dispose();
+    if (onDevice) tf.dispose(onDevice);
     if (!bestS) throw new Error(`awq: scale search failed for block ${block} group ${g.linears.join('/')} (loss not finite)`);
     out[`${block}.${g.linears[0]}`] = { prev: g.prev, linears: g.linears, scales: Array.from(bestS) };
   }
   return out;
+}
+
+/**
+ * awqFakeQuant(W·diag(s)) / diag(s) on the tfjs backend, for w [rows, cols] with whole groups and
+ * s [cols]: the same fp32 operations as the host's (awqQuantizeMatrix per group), element-wise.
+ */
+export function scaledFakeQuantDevice(w: tf.Tensor2D, s: tf.Tensor1D, o: AwqOptions): tf.Tensor2D {
+  const [rows, cols] = w.shape;
+  const gs = o.groupSize === -1 ? cols : o.groupSize;
+  if (cols % gs !== 0) throw new Error(`awq fake quantization on the device: ${cols} columns are not whole groups of ${gs}`);
+  return tf.tidy(() => {
+    const x = tf.reshape(tf.mul(w, s), [rows, cols / gs, gs]); // [rows, groups, gs]
+    return tf.div(tf.reshape(fakeQuantGroups(x, maxq(o.bits)), [rows, cols]), s) as tf.Tensor2D;
+  });
+}
+
+/**
+ * awqQuantizeMatrix's fake quantization as tfjs ops, each group along the last axis of x [..., gs]:
+ * its own [min, max], scale max(max - min, 1e-5) / maxq, zero clamp(-round(min / scale)); the
+ * same fp32 element-wise operations as the host's.
+ */
+function fakeQuantGroups(x: tf.Tensor, q: number): tf.Tensor {
+  return tf.tidy(() => {
+    const mn = tf.min(x, -1, true);
+    const scale = tf.div(tf.maximum(tf.sub(tf.max(x, -1, true), mn), 1e-5), q);
+    const zero = tf.clipByValue(tf.neg(tf.round(tf.div(mn, scale))), 0, q);
+    const codes = tf.clipByValue(tf.add(tf.round(tf.div(x, scale)), zero), 0, q);
+    return tf.mul(scale, tf.sub(codes, zero));
+  });
 }
 
 /** Clipping search for one linear (reference auto_clip_layer): best max|w| per (row, group). */
@@ -263,12 +301,7 @@ export async function clipSearchDevice(W: Float32Array, rows: number, cols: numb
           const next = tf.tidy(() => {
             const maxVal = tf.mul(orgMax, 1 - i / o.clipGrid);
             const cur = tf.minimum(tf.maximum(w, tf.neg(maxVal)), maxVal);
-            // awqQuantizeMatrix on each (row, group): its own [min, max], asymmetric.
-            const mn = tf.min(cur, 2, true);
-            const scale = tf.div(tf.maximum(tf.sub(tf.max(cur, 2, true), mn), 1e-5), q);
-            const zero = tf.clipByValue(tf.neg(tf.round(tf.div(mn, scale))), 0, q);
-            const codes = tf.clipByValue(tf.add(tf.round(tf.div(cur, scale)), zero), 0, q);
-            const out = tf.matMul(tf.mul(scale, tf.sub(codes, zero)), xs); // [ng, n, tokens]
+            const out = tf.matMul(fakeQuantGroups(cur, q), xs); // [ng, n, tokens]
             const err = tf.mean(tf.square(tf.sub(out, org)), 2, true); // [ng, n, 1]
             const better = tf.less(err, minErr); // strict: the first grid point wins ties, as on the host
             return [tf.where(better, err, minErr), tf.where(better, maxVal, bestMax)];

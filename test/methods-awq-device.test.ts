@@ -1,17 +1,19 @@
-// AWQ's clipping search on the tfjs backend (clipSearchDevice, used for big layers: no [tokens, cols]
-// readback) against the host search it replaces there (clipSearch, the reference's loop): the same
-// best maxima per (row, group) up to fp32 sums in another order, and nothing left allocated.
+// AWQ's searches on the tfjs backend, used for big layers (solverKind 'device'), against the host
+// code they replace there: the scale search's fake quantization of W·diag(s) (scaledFakeQuantDevice:
+// the same fp32 element-wise operations, so equal values) and the clipping search (clipSearchDevice:
+// no [tokens, cols] readback; the same best maxima up to fp32 sums in another order); nothing left
+// allocated.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../lib/runtime';
-import { clipSearch, clipSearchDevice, defaults, type AwqOptions } from '../lib/methods/awq';
+import { awqFakeQuant, clipSearch, clipSearchDevice, defaults, scaledFakeQuantDevice, type AwqOptions } from '../lib/methods/awq';
 import { correlatedInputs, randn } from '../lib/methods/solver-cases';
 
 beforeAll(async () => {
   await initRuntime({ backend: 'wasm' });
 });
 
-describe('AWQ clipping search on the device', () => {
+describe('AWQ searches on the device', () => {
   const rows = 40;
   const cols = 256;
   const tokens = 700;
@@ -40,9 +42,30 @@ describe('AWQ clipping search on the device', () => {
     });
   }
 
+  for (const [label, o] of [
+    ['W4 g64', { ...defaults, bits: 4, groupSize: 64 }],
+    ['W8 per channel', { ...defaults, bits: 8, groupSize: -1 }],
+  ] as [string, AwqOptions][]) {
+    it(`${label}: Q(W·diag(s))/diag(s) equals the host's`, async () => {
+      const s = Float32Array.from(randn(cols, 13), (v) => Math.fround(Math.exp(v / 2)));
+      const scaled = Float32Array.from(W, (v, i) => Math.fround(v * s[i % cols]));
+      const host = Float32Array.from(awqFakeQuant(scaled, rows, cols, o), (v, i) => Math.fround(v / s[i % cols]));
+      const n0 = tf.memory().numTensors;
+      const [w, st] = [tf.tensor2d(W, [rows, cols]), tf.tensor1d(s)];
+      const q = scaledFakeQuantDevice(w, st, o);
+      const dev = (await q.data()) as Float32Array;
+      tf.dispose([w, st, q]);
+      expect(tf.memory().numTensors).toBe(n0);
+      expect(dev).toEqual(host);
+      expect(new Set(dev.subarray(0, 64)).size).toBeGreaterThan(4); // quantized, not zeroed
+    });
+  }
+
   it('refuses a partial last group', async () => {
     const x = tf.tensor2d(X, [tokens, cols]);
     await expect(clipSearchDevice(W, rows, cols, x, { ...defaults, groupSize: 96 })).rejects.toThrow(/not whole groups of 96/);
-    x.dispose();
+    const one = tf.ones([cols]) as tf.Tensor1D;
+    expect(() => scaledFakeQuantDevice(x, one, { ...defaults, groupSize: 96 })).toThrow(/not whole groups of 96/);
+    tf.dispose([x, one]);
   });
 });
