@@ -179,13 +179,19 @@ function assembleResult(
   const codes = new Uint8Array(rows * cols);
   const inv = new Int32Array(cols);
   for (let c = 0; c < cols; c++) inv[perm ? perm[c] : c] = c;
-  for (let c = 0; c < cols; c++) {
-    const pc = inv[c];
-    const g = groups[colGroup[pc]];
-    for (let r = 0; r < rows; r++) {
-      const code = codesT[pc * rows + r];
-      codes[r * cols + c] = code;
-      weight[r * cols + c] = dequantCode(code, g.scale[r], g.zero[r]);
+  // Column-major in, row-major out: in tiles of T × T, so that neither side strides over memory for long.
+  const T = 64;
+  for (let c0 = 0; c0 < cols; c0 += T) {
+    for (let r0 = 0; r0 < rows; r0 += T) {
+      for (let c = c0; c < Math.min(c0 + T, cols); c++) {
+        const pc = inv[c];
+        const g = groups[colGroup[pc]];
+        for (let r = r0; r < Math.min(r0 + T, rows); r++) {
+          const code = codesT[pc * rows + r];
+          codes[r * cols + c] = code;
+          weight[r * cols + c] = dequantCode(code, g.scale[r], g.zero[r]);
+        }
+      }
     }
   }
   // Group table: groups in order of creation; gIdx[c] = group of original column c.
