@@ -142,8 +142,8 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
         if (ws) mats.forEach((m, k) => model.weights.set(m.name, saved[k]));
       }
     };
-    // Big layers with whole groups (solverKind 'device'): the candidates are fake-quantized on the backend, not on the host.
-    const onDevice = mats.every((m) => solverKind(m.rows, m.cols) === 'device' && m.cols % (o.groupSize === -1 ? m.cols : o.groupSize) === 0) ? mats.map(toT) : null;
+    // Big layers (searchOnDevice): the candidates are fake-quantized on the backend, not on the host.
+    const onDevice = mats.every((m) => searchOnDevice(m, o)) ? mats.map(toT) : null;
     const org = groupOutput(null);
     let best = Infinity;
     let bestS: Float32Array | null = null;
@@ -192,6 +192,11 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
     out[`${block}.${g.linears[0]}`] = { prev: g.prev, linears: g.linears, scales: Array.from(bestS) };
   }
   return out;
+}
+
+/** Whether AWQ's searches run on the tfjs backend for this linear: solverKind's choice for its size, and whole groups. */
+function searchOnDevice(m: { rows: number; cols: number }, o: AwqOptions): boolean {
+  return solverKind(m.rows, m.cols) === 'device' && m.cols % (o.groupSize === -1 ? m.cols : o.groupSize) === 0;
 }
 
 /**
@@ -403,8 +408,8 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
               if (parts.length === 0) continue;
               const m = await readLinear(model, ctx.block, l);
               const x = feats.get(l)!;
-              // The host search reads every token back; the device one (solverKind: big layers with whole groups) only samples.
-              const device = solverKind(m.rows, m.cols) === 'device' && m.cols % (o.groupSize === -1 ? m.cols : o.groupSize) === 0;
+              // The host search reads every token back; the device one (searchOnDevice) only samples.
+              const device = searchOnDevice(m, o);
               const X = device ? null : ((await x.data()) as Float32Array);
               // Rows outside the clipped parts keep their own maxima (clipping them to it changes nothing).
               const maxima = groupMaxima(m, o.groupSize);
