@@ -123,6 +123,10 @@ describe('unknown methods, option keys and tasks', () => {
     expect(() => checkMatrix(defaultMatrix())).not.toThrow();
     expect(() => checkMatrix(smokeMatrix())).not.toThrow();
   });
+  it("the default matrix runs stories260K and the zoo's three families at three sizes each", () => {
+    const ids = defaultMatrix().models.map((m) => m.id);
+    expect(ids).toEqual(['stories260K', ...['glm', 'llama', 'opt'].flatMap((f) => [`${f}-1m`, `${f}-2m`, `${f}-700k`])]);
+  });
   it('names an unknown method and lists the known ones', () => {
     const mx = tiny();
     mx.methods.push({ id: 'x', method: 'nosuchmethod', config: {} });
