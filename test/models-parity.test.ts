@@ -38,7 +38,6 @@ describe(`transformers parity on ${backend}`, () => {
     });
   }
 
-
   const sources: [string, string, string | undefined][] = [
     ['llama2.c files', path.join(repoRoot, 'models/stories260K/stories260K.bin'), undefined],
     ['shared HF directory', path.join(shared, 'reference/stories260K/hf'), tokFile],

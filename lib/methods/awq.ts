@@ -228,13 +228,17 @@ function fakeQuantGroups(x: tf.Tensor, q: number): tf.Tensor {
   });
 }
 
+/** The tokens the clipping loss is measured on (reference auto_clip: every (tokens / n_sample_token)-th). */
+function clipSampleTokens(tokens: number, o: AwqOptions): number[] {
+  const step = Math.max(1, Math.floor(tokens / o.clipSampleTokens));
+  return Array.from({ length: Math.ceil(tokens / step) }, (_, i) => i * step);
+}
+
 /** Clipping search for one linear (reference auto_clip_layer): best max|w| per (row, group). */
 export function clipSearch(W: Float32Array, rows: number, cols: number, X: Float32Array, tokens: number, o: AwqOptions): Float32Array {
   const gs = o.groupSize === -1 ? cols : o.groupSize;
   const ng = Math.ceil(cols / gs);
-  const step = Math.max(1, Math.floor(tokens / o.clipSampleTokens));
-  const idx: number[] = [];
-  for (let t = 0; t < tokens; t += step) idx.push(t);
+  const idx = clipSampleTokens(tokens, o);
   const best = new Float32Array(rows * ng);
   const wq = new Float32Array(cols);
   for (let r = 0; r < rows; r++) {
@@ -285,8 +289,7 @@ export async function clipSearchDevice(W: Float32Array, rows: number, cols: numb
   if (cols % gs !== 0) throw new Error(`awq clipping on the device: ${cols} columns are not whole groups of ${gs}`);
   const ng = cols / gs;
   const tokens = x.shape[0];
-  const step = Math.max(1, Math.floor(tokens / o.clipSampleTokens));
-  const idx = Array.from({ length: Math.ceil(tokens / step) }, (_, i) => i * step);
+  const idx = clipSampleTokens(tokens, o);
   const q = maxq(o.bits);
   const best = new Float32Array(rows * ng);
   // Rows per pass, so that one [ng, chunk, n] product stays near 2^26 elements.
