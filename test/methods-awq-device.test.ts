@@ -29,7 +29,7 @@ describe('AWQ searches on the device', () => {
       const host = clipSearch(W, rows, cols, X, tokens, o);
       const n0 = tf.memory().numTensors;
       const x = tf.tensor2d(X, [tokens, cols]);
-      const dev = await clipSearchDevice(W, rows, cols, x, o);
+      const dev = await clipSearchDevice(W, rows, cols, [x], o);
       x.dispose();
       expect(tf.memory().numTensors).toBe(n0);
       expect(dev.length).toBe(host.length);
@@ -63,7 +63,7 @@ describe('AWQ searches on the device', () => {
 
   it('refuses a partial last group', async () => {
     const x = tf.tensor2d(X, [tokens, cols]);
-    await expect(clipSearchDevice(W, rows, cols, x, { ...defaults, groupSize: 96 })).rejects.toThrow(/not whole groups of 96/);
+    await expect(clipSearchDevice(W, rows, cols, [x], { ...defaults, groupSize: 96 })).rejects.toThrow(/not whole groups of 96/);
     const one = tf.ones([cols]) as tf.Tensor1D;
     expect(() => scaledFakeQuantDevice(x, one, { ...defaults, groupSize: 96 })).toThrow(/not whole groups of 96/);
     tf.dispose([x, one]);

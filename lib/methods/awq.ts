@@ -52,6 +52,28 @@ export function awqFakeQuant(W: Float32Array, rows: number, cols: number, o: Awq
   return dequantizeMatrix(awqQuantizeMatrix(W, rows, cols, spec(o)));
 }
 
+/**
+ * A linear's calibration inputs [tokens, in] as chunks, one [tokens_i, in] per calibration batch:
+ * a 7B block's 128 × 2048 tokens (4 GiB at in = 4096) would pass a GPU storage binding's 2 GiB as
+ * one tensor. The linears of a group (same input) share their chunks.
+ */
+type Chunks = tf.Tensor2D[];
+const tokensOf = (xs: Chunks) => xs.reduce((n, x) => n + x.shape[0], 0);
+
+/** Rows idx (ascending token indices over all chunks) as one tensor [idx.length, in]. */
+function gatherTokens(xs: Chunks, idx: number[]): tf.Tensor2D {
+  return tf.tidy(() => {
+    const parts: tf.Tensor2D[] = [];
+    let off = 0;
+    for (const x of xs) {
+      const local = idx.filter((t) => t >= off && t < off + x.shape[0]).map((t) => t - off);
+      if (local.length > 0) parts.push(tf.gather(x, tf.tensor1d(local, 'int32')));
+      off += x.shape[0];
+    }
+    return tf.concat(parts) as tf.Tensor2D;
+  });
+}
+
 /** Host W [rows, cols] → tensor [rows, cols]. */
 const toT = (m: { data: Float32Array; rows: number; cols: number }) => tf.tensor2d(m.data, [m.rows, m.cols]);
 
@@ -101,23 +123,27 @@ export async function applyGroupScales(model: Model, block: number, g: { prev: L
 }
 
 /** The scale search of every scalable group of one block (reference auto_scale_block); nothing is applied. */
-async function searchBlock(model: Model, block: number, inputs: readonly tf.Tensor3D[], run: (x: tf.Tensor3D, hook?: (l: string, x: tf.Tensor2D) => void) => tf.Tensor3D, feats: Map<string, tf.Tensor2D>, o: AwqOptions): Promise<AwqArtifact['scales']> {
+async function searchBlock(model: Model, block: number, inputs: readonly tf.Tensor3D[], run: (x: tf.Tensor3D, hook?: (l: string, x: tf.Tensor2D) => void) => tf.Tensor3D, feats: Map<string, Chunks>, o: AwqOptions): Promise<AwqArtifact['scales']> {
   const a = ARCHS[model.config.arch];
   const out: AwqArtifact['scales'] = {};
   for (const g of a.groups) {
     if (!scalable(model, g, block)) continue;
-    const x = feats.get(g.linears[0])!; // [tokens, in]
-    const xMean = await hostValues(() => tf.mean(tf.abs(x), 0)); // [in]
+    const xs = feats.get(g.linears[0])!; // [tokens, in] in chunks
+    const tokens = tokensOf(xs);
+    const xMean = await hostValues(() => tf.addN(xs.map((x) => tf.sum(tf.div(tf.abs(x), tokens), 0)))); // [in]
     const mats: HostMatrix[] = [];
     for (const l of g.linears) mats.push(await readLinear(model, block, l));
     // What the group feeds (reference module2inspect): the whole attention (read off as o_proj of
     // its input) for q/k/v, the whole gated MLP (down_proj of its input) for gate/up, else the linear.
     const through = g.linears.includes(a.attention.q) ? a.attention.o : g.linears.includes(a.mlp.inputs[0]) && a.mlp.gated ? a.mlp.down : null;
-    // The group's output with weights ws (the caller's tensors, replacing the group's linears for the call).
-    const groupOutput = (ws: tf.Tensor2D[] | null): tf.Tensor => {
+    // The group's output [tokens, out] in chunks with weights ws (the caller's tensors, replacing the group's linears for the call).
+    const groupOutput = (ws: tf.Tensor2D[] | null): tf.Tensor[] => {
       if (!through) {
         // a single linear: y = x Wᵀ
-        return tf.tidy(() => tf.matMul(x, ws ? ws[0] : toT(mats[0]), false, true));
+        const w = ws ? ws[0] : toT(mats[0]);
+        const ys = xs.map((x) => tf.tidy(() => tf.matMul(x, w, false, true)));
+        if (!ws) w.dispose();
+        return ys;
       }
       const saved = mats.map((m) => getWeight(model, m.name));
       if (ws) mats.forEach((m, k) => model.weights.set(m.name, ws[k]));
@@ -135,9 +161,7 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
           parts.push(tf.tidy(() => tf.matMul(c, wt, false, true))); // [tokens, out]
           c.dispose();
         }
-        const cat = tf.concat(parts);
-        parts.forEach((p) => p.dispose());
-        return cat;
+        return parts;
       } finally {
         if (ws) mats.forEach((m, k) => model.weights.set(m.name, saved[k]));
       }
@@ -174,9 +198,9 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
       try {
         const cur = groupOutput(ws);
         try {
-          loss = (await hostValues(() => tf.mean(tf.square(tf.sub(org, cur)))))[0];
+          loss = (await hostValues(() => tf.div(tf.addN(cur.map((c, i) => tf.sum(tf.square(tf.sub(org[i], c))))), cur.reduce((n, c) => n + c.size, 0))))[0];
         } finally {
-          cur.dispose();
+          tf.dispose(cur);
         }
       } finally {
         tf.dispose(ws);
@@ -186,7 +210,7 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
         bestS = s;
       }
     }
-    org.dispose();
+    tf.dispose(org);
     if (onDevice) tf.dispose(onDevice);
     if (!bestS) throw new Error(`awq: scale search failed for block ${block} group ${g.linears.join('/')} (loss not finite)`);
     out[`${block}.${g.linears[0]}`] = { prev: g.prev, linears: g.linears, scales: Array.from(bestS) };
@@ -281,26 +305,25 @@ export function clipSearch(W: Float32Array, rows: number, cols: number, X: Float
 /**
  * clipSearch on the active tfjs backend (webgpu on a GPU host): the same search over the sampled
  * tokens, every (row, group) at once as batched matmuls over the groups, in fp32 (sums in another
- * order than the host's). W [rows, cols] on the host, x [tokens, cols] a tensor (not disposed);
- * cols must be whole groups. Only the sampled tokens are touched: no [tokens, cols] readback.
+ * order than the host's). W [rows, cols] on the host, xs the inputs [tokens, cols] in chunks (not
+ * disposed); cols must be whole groups. Only the sampled tokens are touched: no [tokens, cols] readback.
  */
-export async function clipSearchDevice(W: Float32Array, rows: number, cols: number, x: tf.Tensor2D, o: AwqOptions): Promise<Float32Array> {
+export async function clipSearchDevice(W: Float32Array, rows: number, cols: number, xs: Chunks, o: AwqOptions): Promise<Float32Array> {
   const gs = o.groupSize === -1 ? cols : o.groupSize;
   if (cols % gs !== 0) throw new Error(`awq clipping on the device: ${cols} columns are not whole groups of ${gs}`);
   const ng = cols / gs;
-  const tokens = x.shape[0];
-  const idx = clipSampleTokens(tokens, o);
+  const idx = clipSampleTokens(tokensOf(xs), o);
   const q = maxq(o.bits);
   const best = new Float32Array(rows * ng);
   // Rows per pass, so that one [ng, chunk, n] product stays near 2^26 elements.
   const chunk = Math.max(1, Math.min(rows, Math.floor(2 ** 26 / (cols * idx.length / gs))));
-  const xs = tf.tidy(() => tf.transpose(tf.reshape(tf.gather(x, tf.tensor1d(idx, 'int32')), [idx.length, ng, gs]), [1, 2, 0])); // [ng, gs, n]
+  const xt = tf.tidy(() => tf.transpose(tf.reshape(gatherTokens(xs, idx), [idx.length, ng, gs]), [1, 2, 0])); // [ng, gs, n]
   try {
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const n = Math.min(chunk, rows - r0);
       const [w, org, orgMax] = tf.tidy(() => {
         const w = tf.transpose(tf.tensor3d(W.subarray(r0 * cols, (r0 + n) * cols), [n, ng, gs]), [1, 0, 2]); // [ng, n, gs]
-        return [w, tf.matMul(w, xs), tf.max(tf.abs(w), 2, true)]; // org [ng, n, tokens], orgMax [ng, n, 1]
+        return [w, tf.matMul(w, xt), tf.max(tf.abs(w), 2, true)]; // org [ng, n, tokens], orgMax [ng, n, 1]
       });
       let bestMax: tf.Tensor = orgMax.clone();
       let minErr: tf.Tensor = tf.fill([ng, n, 1], 1e9);
@@ -309,7 +332,7 @@ export async function clipSearchDevice(W: Float32Array, rows: number, cols: numb
           const next = tf.tidy(() => {
             const maxVal = tf.mul(orgMax, 1 - i / o.clipGrid);
             const cur = tf.minimum(tf.maximum(w, tf.neg(maxVal)), maxVal);
-            const out = tf.matMul(fakeQuantGroups(cur, q), xs); // [ng, n, tokens]
+            const out = tf.matMul(fakeQuantGroups(cur, q), xt); // [ng, n, tokens]
             const err = tf.mean(tf.square(tf.sub(out, org)), 2, true); // [ng, n, 1]
             const better = tf.less(err, minErr); // strict: the first grid point wins ties, as on the host
             return [tf.where(better, err, minErr), tf.where(better, maxVal, bestMax)];
@@ -325,7 +348,7 @@ export async function clipSearchDevice(W: Float32Array, rows: number, cols: numb
       }
     }
   } finally {
-    xs.dispose();
+    xt.dispose();
   }
   return best;
 }
@@ -374,19 +397,17 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
     batchSize: o.batchSize,
     ...hooks,
     async perBlock(ctx) {
-      // Inputs of every linear on the FP block (reference input_feat), [tokens, in].
-      const parts = new Map<string, tf.Tensor2D[]>();
+      // Inputs of every linear on the FP block (reference input_feat), [tokens, in] in chunks; one copy per distinct input.
+      const feats = new Map<string, Chunks>();
+      const copies = new Map<tf.Tensor2D, tf.Tensor2D>();
       await ctx.timed('capture', () =>
         ctx.observe((l, x) => {
-          if (!parts.has(l)) parts.set(l, []);
-          parts.get(l)!.push(x.clone());
+          if (!copies.has(x)) copies.set(x, x.clone());
+          if (!feats.has(l)) feats.set(l, []);
+          feats.get(l)!.push(copies.get(x)!);
         }),
       );
-      const feats = new Map<string, tf.Tensor2D>();
-      for (const [l, ps] of parts) {
-        feats.set(l, tf.concat(ps) as tf.Tensor2D);
-        ps.forEach((p) => p.dispose());
-      }
+      copies.clear();
       // The dense outputs (propagated to the next block) are computed before any change.
       await ctx.timed('dense', () => ctx.denseOutputs());
       try {
@@ -397,12 +418,11 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
           const s = Float32Array.from(v.scales);
           await applyGroupScales(model, ctx.block, v, s);
           art.scales[key] = v;
-          // The reference also scales the cached inputs of the group's linears (for clipping).
-          for (const l of v.linears) {
-            const x = feats.get(l)!;
-            feats.set(l, tf.tidy(() => tf.div(x, tf.tensor1d(s))) as tf.Tensor2D);
-            x.dispose();
-          }
+          // The reference also scales the cached inputs of the group's linears (for clipping): once, as they share them.
+          const old = new Set(v.linears.flatMap((l) => feats.get(l)!));
+          const scaled = feats.get(v.linears[0])!.map((x) => tf.tidy(() => tf.div(x, tf.tensor1d(s))) as tf.Tensor2D);
+          for (const l of v.linears) feats.set(l, scaled);
+          old.forEach((x) => x.dispose());
         }
         if (o.clip) {
           await ctx.timed('clip', async () => {
@@ -410,17 +430,17 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
               const parts = clipParts(model, ctx.block, l);
               if (parts.length === 0) continue;
               const m = await readLinear(model, ctx.block, l);
-              const x = feats.get(l)!;
+              const xs = feats.get(l)!;
               // The host search reads every token back; the device one (searchOnDevice) only samples.
               const device = searchOnDevice(m, o);
-              const X = device ? null : ((await x.data()) as Float32Array);
+              const X = device ? null : await hostValues(() => tf.concat(xs));
               // Rows outside the clipped parts keep their own maxima (clipping them to it changes nothing).
               const maxima = groupMaxima(m, o.groupSize);
               const ng = maxima.length / m.rows;
               for (const p of parts) {
                 const rows = p.rows ?? m.rows;
                 const w = m.data.subarray(p.offset * m.cols, (p.offset + rows) * m.cols);
-                maxima.set(device ? await clipSearchDevice(w, rows, m.cols, x, o) : clipSearch(w, rows, m.cols, X!, x.shape[0], o), p.offset * ng);
+                maxima.set(device ? await clipSearchDevice(w, rows, m.cols, xs, o) : clipSearch(w, rows, m.cols, X!, tokensOf(xs), o), p.offset * ng);
               }
               art.clip[`${ctx.block}.${l}`] = Array.from(maxima);
               await applyClip(model, m.name, maxima, o.groupSize);
@@ -428,7 +448,7 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
           });
         }
       } finally {
-        feats.forEach((t) => t.dispose());
+        new Set([...feats.values()].flat()).forEach((t) => t.dispose());
       }
     },
   });
