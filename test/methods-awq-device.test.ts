@@ -61,6 +61,18 @@ describe('AWQ searches on the device', () => {
     });
   }
 
+  it('the inputs in chunks (one per calibration batch) give the one-tensor result, sampled tokens in both chunks', async () => {
+    const o = { ...defaults, bits: 4, groupSize: 64, clipSampleTokens: 100 };
+    const x = tf.tensor2d(X, [tokens, cols]);
+    const parts = [tf.slice(x, [0, 0], [301, cols]), tf.slice(x, [301, 0], [tokens - 301, cols])] as tf.Tensor2D[];
+    const n0 = tf.memory().numTensors;
+    const one = await clipSearchDevice(W, rows, cols, [x], o);
+    const chunked = await clipSearchDevice(W, rows, cols, parts, o);
+    expect(tf.memory().numTensors).toBe(n0);
+    tf.dispose([x, ...parts]);
+    expect(chunked).toEqual(one);
+  });
+
   it('refuses a partial last group', async () => {
     const x = tf.tensor2d(X, [tokens, cols]);
     await expect(clipSearchDevice(W, rows, cols, [x], { ...defaults, groupSize: 96 })).rejects.toThrow(/not whole groups of 96/);

@@ -9,7 +9,7 @@ import { linearShape, readLinear, replaceWeight, type HostMatrix } from '../quan
 import { describeCalib, type CalibSet } from './calib';
 import { BlockHessians, HessianAccumulator, prepareHessian } from './hessian';
 import { diagonal, gptqBlockSweep, prepareHessianDevice, solverKind } from './solver';
-import { runSequential, blockLinearNames } from './sequential';
+import { runSequential, blockLinearNames, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
@@ -267,7 +267,7 @@ export async function gptqQuantizeDevice(W0: Float32Array, rows: number, cols: n
       rest.dispose();
       rest = p;
     }
-    const { hinv } = await prepareHessianDevice(H, o.percdamp, perm);
+    const { hinv } = await subPhase('hinv', () => prepareHessianDevice(H, o.percdamp, perm));
     tensors.push(hinv);
     const groupParams: { scale: Float32Array; zero: Float32Array }[] = [];
     if (o.groupSize === -1) groupParams.push(await groupParamsOf(rest, bits, o.sym));
@@ -275,64 +275,68 @@ export async function gptqQuantizeDevice(W0: Float32Array, rows: number, cols: n
     const colGroup = new Int32Array(cols);
     const codeBlocks: tf.Tensor2D[] = [];
     let lossT: tf.Tensor1D = tf.zeros([rows]);
-    for (let i1 = 0; i1 < cols; i1 += o.blocksize) {
-      const i2 = Math.min(i1 + o.blocksize, cols);
-      const count = i2 - i1;
-      for (let col = i1; col < i2; col++) {
-        if (o.groupSize === -1) colGroup[col] = 0;
-        else if (o.staticGroups) colGroup[col] = Math.floor((perm ? perm[col] : col) / gs);
-        else {
-          if (col % gs === 0) {
-            // group parameters from the outer W: earlier blocks' lazy updates in, this block's not
-            const x = tf.slice(rest, [col - i1, 0], [Math.min(gs, cols - col), rows]);
-            groupParams.push(await groupParamsOf(x, bits, o.sym));
-            x.dispose();
+    await subPhase('sweep', async () => {
+      for (let i1 = 0; i1 < cols; i1 += o.blocksize) {
+        const i2 = Math.min(i1 + o.blocksize, cols);
+        const count = i2 - i1;
+        for (let col = i1; col < i2; col++) {
+          if (o.groupSize === -1) colGroup[col] = 0;
+          else if (o.staticGroups) colGroup[col] = Math.floor((perm ? perm[col] : col) / gs);
+          else {
+            if (col % gs === 0) {
+              // group parameters from the outer W: earlier blocks' lazy updates in, this block's not
+              const x = tf.slice(rest, [col - i1, 0], [Math.min(gs, cols - col), rows]);
+              groupParams.push(await groupParamsOf(x, bits, o.sym));
+              x.dispose();
+            }
+            colGroup[col] = groupParams.length - 1;
           }
-          colGroup[col] = groupParams.length - 1;
         }
-      }
-      // The block's groups as a table [2·G, rows] (scales, then zeros) and each column's row in it.
-      const used = [...new Set(colGroup.subarray(i1, i2))];
-      const table = new Float32Array(2 * used.length * rows);
-      used.forEach((g, k) => {
-        table.set(groups[g].scale, k * rows);
-        table.set(groups[g].zero, (used.length + k) * rows);
-      });
-      const local = Int32Array.from(colGroup.subarray(i1, i2), (g) => used.indexOf(g));
-      const block = tf.slice(rest, [0, 0], [count, rows]); // [count, rows]
-      const hb = tf.slice(hinv, [i1, i1], [count, count]);
-      const tableT = tf.tensor2d(table, [2 * used.length, rows]);
-      let sweep;
-      try {
-        sweep = await gptqBlockSweep({ w: block, hinv: hb, table: tableT, group: local, maxq: maxq(bits) });
-      } finally {
-        tf.dispose([block, hb, tableT]);
-      }
-      codeBlocks.push(sweep.codes);
-      tensors.push(sweep.codes);
-      const l = tf.add(lossT, sweep.loss) as tf.Tensor1D;
-      tf.dispose([lossT, sweep.loss]);
-      lossT = l;
-      if (i2 < cols) {
-        const err = sweep.err;
-        // Lazy batch update: W[:, i2:] -= Err1 · Hinv[i1:i2, i2:] (column-major: Hinv[i1:i2, i2:]ᵀ · Err1).
-        const next = tf.tidy(() => {
-          const tail = tf.slice(rest, [count, 0], [cols - i2, rows]); // [cols - i2, rows]
-          const hs = tf.slice(hinv, [i1, i2], [count, cols - i2]); // [count, cols - i2]
-          return tf.sub(tail, tf.matMul(hs, err, true, false)) as tf.Tensor2D;
+        // The block's groups as a table [2·G, rows] (scales, then zeros) and each column's row in it.
+        const used = [...new Set(colGroup.subarray(i1, i2))];
+        const table = new Float32Array(2 * used.length * rows);
+        used.forEach((g, k) => {
+          table.set(groups[g].scale, k * rows);
+          table.set(groups[g].zero, (used.length + k) * rows);
         });
-        rest.dispose();
-        rest = next;
+        const local = Int32Array.from(colGroup.subarray(i1, i2), (g) => used.indexOf(g));
+        const block = tf.slice(rest, [0, 0], [count, rows]); // [count, rows]
+        const hb = tf.slice(hinv, [i1, i1], [count, count]);
+        const tableT = tf.tensor2d(table, [2 * used.length, rows]);
+        let sweep;
+        try {
+          sweep = await gptqBlockSweep({ w: block, hinv: hb, table: tableT, group: local, maxq: maxq(bits) });
+        } finally {
+          tf.dispose([block, hb, tableT]);
+        }
+        codeBlocks.push(sweep.codes);
+        tensors.push(sweep.codes);
+        const l = tf.add(lossT, sweep.loss) as tf.Tensor1D;
+        tf.dispose([lossT, sweep.loss]);
+        lossT = l;
+        if (i2 < cols) {
+          const err = sweep.err;
+          // Lazy batch update: W[:, i2:] -= Err1 · Hinv[i1:i2, i2:] (column-major: Hinv[i1:i2, i2:]ᵀ · Err1).
+          const next = tf.tidy(() => {
+            const tail = tf.slice(rest, [count, 0], [cols - i2, rows]); // [cols - i2, rows]
+            const hs = tf.slice(hinv, [i1, i2], [count, cols - i2]); // [count, cols - i2]
+            return tf.sub(tail, tf.matMul(hs, err, true, false)) as tf.Tensor2D;
+          });
+          rest.dispose();
+          rest = next;
+        }
+        sweep.err.dispose();
       }
-      sweep.err.dispose();
-    }
+    });
     tensors.push(lossT);
-    const codesAll = tf.concat(codeBlocks, 0); // [cols, rows]
-    tensors.push(codesAll);
-    const codesT = (await codesAll.data()) as Float32Array;
-    let loss = 0;
-    for (const v of (await lossT.data()) as Float32Array) loss += v;
-    return assembleResult(codesT, rows, cols, o, groups, colGroup, perm, loss);
+    return await subPhase('assemble', async () => {
+      const codesAll = tf.concat(codeBlocks, 0); // [cols, rows]
+      tensors.push(codesAll);
+      const codesT = (await codesAll.data()) as Float32Array;
+      let loss = 0;
+      for (const v of (await lossT.data()) as Float32Array) loss += v;
+      return assembleResult(codesT, rows, cols, o, groups, colGroup, perm, loss);
+    });
   } finally {
     rest.dispose();
     tf.dispose(tensors);

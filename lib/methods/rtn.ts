@@ -1,11 +1,14 @@
 // Round-to-nearest (RTN) weight quantization: the data-free baseline of the GPTQ and AWQ papers.
 // Every linear of every block, min-max (asymmetric) or absmax-centred (symmetric), per output
 // channel or per group of input columns; embeddings and the head stay FP32.
+import * as tf from '@tensorflow/tfjs';
+import { linearName } from '../models/arch';
 import type { Model } from '../models/types';
-import { checkWeightSpec, quantizeMatrix, dequantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
-import { linearShape, readLinear, replaceWeight } from '../quant/weights';
+import { checkWeightSpec, quantizeMatrix, dequantizeMatrix, maxq, type QuantizedMatrix } from '../quant/quantizer';
+import { getWeight, linearShape, readLinear, replaceWeight } from '../quant/weights';
 import type { CalibSet } from './calib';
 import { blockLinearNames } from './sequential';
+import { solverKind } from './solver';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
@@ -29,6 +32,50 @@ export function rtnMatrix(W: Float32Array, rows: number, cols: number, o: RtnOpt
   return { quantized, weight: dequantizeMatrix(quantized) };
 }
 
+/**
+ * rtnMatrix on the tfjs backend for a weight w [rows, cols] of whole groups (big layers: a 7B
+ * block's 200M weights take seconds in host loops): the same fp32 steps as GPTQ's Quantizer
+ * (quantizeMatrix) as element-wise tfjs ops; a GPU's division may round differently from the host's
+ * by an ulp. The codes and the group parameters are read back, the fake-quantized weight stays on
+ * the backend; w is not disposed.
+ */
+export async function rtnDevice(w: tf.Tensor2D, o: RtnOptions): Promise<{ quantized: QuantizedMatrix; weight: tf.Tensor2D; sqErr: number }> {
+  const [rows, cols] = w.shape;
+  const gs = o.groupSize === -1 ? cols : o.groupSize;
+  if (cols % gs !== 0) throw new Error(`rtn on the device: ${cols} columns are not whole groups of ${gs}`);
+  const ng = cols / gs;
+  const q = maxq(o.bits);
+  const [codesT, scaleT, zeroT, weight, errT] = tf.tidy(() => {
+    const x = tf.reshape(w, [rows, ng, gs]);
+    let xmin = tf.minimum(tf.min(x, 2, true), 0); // [rows, ng, 1]
+    let xmax = tf.maximum(tf.max(x, 2, true), 0);
+    if (o.sym) {
+      xmax = tf.maximum(tf.abs(xmin), xmax);
+      xmin = tf.where(tf.less(xmin, 0), tf.neg(xmax), xmin);
+    }
+    const flat = tf.logicalAnd(tf.equal(xmin, 0), tf.equal(xmax, 0)); // an all-zero group: [-1, 1]
+    xmin = tf.where(flat, tf.fill(xmin.shape, -1), xmin);
+    xmax = tf.where(flat, tf.fill(xmax.shape, 1), xmax);
+    const scale = tf.div(tf.sub(xmax, xmin), q);
+    const zero = o.sym ? tf.fill(scale.shape, (q + 1) / 2) : tf.round(tf.div(tf.neg(xmin), scale)); // tf.round: half to even
+    const codes = tf.clipByValue(tf.add(tf.round(tf.div(x, scale)), zero), 0, q);
+    const wq = tf.reshape(tf.mul(scale, tf.sub(codes, zero)), [rows, cols]) as tf.Tensor2D;
+    return [codes, scale, zero, wq, tf.sum(tf.square(tf.sub(w, wq)))];
+  });
+  try {
+    const codes = Uint8Array.from((await codesT.data()) as Float32Array);
+    const scales = Float32Array.from((await scaleT.data()) as Float32Array);
+    const zeros = Float32Array.from((await zeroT.data()) as Float32Array, (z) => z + 0); // + 0: no -0, as the host
+    const sqErr = (await errT.data())[0];
+    return { quantized: { rows, cols, bits: o.bits, groupSize: o.groupSize, sym: o.sym, codes, scales, zeros }, weight, sqErr };
+  } catch (e) {
+    weight.dispose();
+    throw e;
+  } finally {
+    tf.dispose([codesT, scaleT, zeroT, errT]);
+  }
+}
+
 export async function compress(model: Model, _calib: CalibSet | null = null, opts: Partial<RtnOptions> = {}, hooks: MethodHooks = {}): Promise<CompressResult> {
   const o = { ...defaults, ...opts };
   validate(o, model);
@@ -37,6 +84,15 @@ export async function compress(model: Model, _calib: CalibSet | null = null, opt
   for (let b = 0; b < model.config.numLayers; b++) {
     const t0 = performance.now();
     for (const l of blockLinearNames(model)) {
+      const [rows, cols] = linearShape(model, l, b);
+      if (solverKind(rows, cols) === 'device' && (o.groupSize === -1 || cols % o.groupSize === 0)) {
+        const name = linearName(model.config.arch, b, l);
+        const r = await rtnDevice(getWeight(model, name) as tf.Tensor2D, o);
+        sqErr += r.sqErr;
+        replaceWeight(model, name, r.weight);
+        quantized.set(name, r.quantized);
+        continue;
+      }
       const m = await readLinear(model, b, l);
       const r = rtnMatrix(m.data, m.rows, m.cols, o);
       for (let i = 0; i < m.data.length; i++) sqErr += (m.data[i] - r.weight[i]) ** 2;

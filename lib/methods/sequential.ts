@@ -3,6 +3,7 @@
 // let the method solve and replace weights, and feed the next block either the *compressed*
 // block's outputs (GPTQ, SparseGPT, Wanda) or the full-precision ones (AWQ), as each method's
 // reference code does.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import * as tf from '@tensorflow/tfjs';
 import { ARCHS } from '../models/arch';
 import type { Model } from '../models/types';
@@ -47,8 +48,29 @@ export interface BlockContext {
   timed<T>(name: string, fn: () => T | Promise<T>): Promise<T>;
 }
 
-/** Milliseconds per named phase of one block (BlockContext.timed, plus the driver's 'propagate'). */
+/** Milliseconds per named phase of one block (BlockContext.timed, plus the driver's 'propagate'); sub-phases as 'solve.hinv'. */
 export type BlockPhases = Record<string, number>;
+
+/** The phase being timed (BlockContext.timed), for subPhase. */
+const currentPhase = new AsyncLocalStorage<{ phases: BlockPhases; name: string }>();
+
+/** Runs fn, waits for the GPU and adds the wall time to phases[name]. */
+async function timeInto<T>(phases: BlockPhases, name: string, fn: () => T | Promise<T>): Promise<T> {
+  const t = performance.now();
+  const r = await fn();
+  await syncDevice();
+  phases[name] = (phases[name] ?? 0) + performance.now() - t;
+  return r;
+}
+
+/**
+ * Times fn as a part of the phase that runs it ('solve.hinv' inside ctx.timed('solve')), GPU-synced
+ * like the phase; outside a timed phase (tests, the host solvers' callers) it only runs fn.
+ */
+export function subPhase<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
+  const p = currentPhase.getStore();
+  return p ? timeInto(p.phases, `${p.name}.${name}`, fn) : Promise.resolve(fn());
+}
 
 /** ' (capture 12.1 s, solve 8.0 s, propagate 6.1 s)': a block's phases for a progress line; '' when none. */
 export function formatPhases(phases: BlockPhases | undefined): string {
@@ -167,13 +189,7 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
     for (let block = 0; block < nLayers; block++) {
       const t0 = performance.now();
       const phases: BlockPhases = {};
-      const timed = async <T>(name: string, fn: () => T | Promise<T>): Promise<T> => {
-        const t = performance.now();
-        const r = await fn();
-        await syncDevice();
-        phases[name] = (phases[name] ?? 0) + performance.now() - t;
-        return r;
-      };
+      const timed = <T>(name: string, fn: () => T | Promise<T>): Promise<T> => currentPhase.run({ phases, name }, () => timeInto(phases, name, fn));
       const selected = blocks.includes(block);
       let dense: tf.Tensor3D[] | null = null;
       const getDense = () => {

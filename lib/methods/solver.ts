@@ -16,10 +16,11 @@
 // weights of more than HOST_SOLVER_MAX_ELEMENTS and the host below, where a layer's dispatches and
 // readbacks cost more than its arithmetic.
 import * as tf from '@tensorflow/tfjs';
-import { f32, paramsStruct, runKernel, u32, type Param } from '../kernels/gpu';
+import { f32, grid1d, paramsStruct, runKernel, u32, type Param } from '../kernels/gpu';
 import { webgpuDevice } from '../runtime/backend';
 import { choleskyLower, invertLower, NotPositiveDefiniteError } from './hessian';
 import { roundHalfEven } from '../quant/quantizer';
+import { maskLowestGlobal, maskLowestPerRow } from '../quant/sparse-pattern';
 
 export type SolverKind = 'device' | 'host';
 export const SOLVER_SETTINGS = ['auto', 'device', 'host'] as const;
@@ -416,24 +417,77 @@ export async function sparseBlockSweep(a: SparseBlockInput): Promise<BlockSweep>
 
 // ---- the k lowest scores on the device -------------------------------------------------------
 
-const KEY_F32 = new Float32Array(1);
-const KEY_U32 = new Uint32Array(KEY_F32.buffer);
-/** The float32 whose bits are key (keys of non-negative floats are ordered as the floats). */
-const keyValue = (key: number) => {
-  KEY_U32[0] = key;
-  return KEY_F32[0];
-};
-
-/** Candidate thresholds tested per round trip of the selection (the key range shrinks 16× a round). */
-const SPLITS = 15;
+/**
+ * One workgroup per group (a row of score [groups, cols]) finds the k-th smallest key (value bits,
+ * index) by radix selection, 8 bits a pass: four passes over the float's bits (non-negative floats
+ * order as their bits), then IDX passes over the index among the entries equal to the k-th value,
+ * so ties are taken in index order; then it marks every entry whose key is at most that one. The
+ * counts live in workgroup memory: one dispatch, nothing read back.
+ */
+const selectLowestCode = (idxPasses: number, params: Record<string, Param>) => `
+${paramsStruct(params)}
+const IDX: u32 = ${idxPasses}u;
+@group(0) @binding(0) var<storage, read_write> mask: array<f32>;
+@group(0) @binding(1) var<storage, read> score: array<f32>;
+@group(0) @binding(2) var<uniform> params: Params;
+var<workgroup> hist: array<atomic<u32>, 256>;
+var<workgroup> chosen: array<u32, 2>; // the pass's digit, and the count of matching entries below it
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y * params.gx + wid.x;
+  if (g >= params.groups) { return; }
+  let base = g * params.cols;
+  var val = 0u; // the k-th key's value bits, decided 8 a pass from the top
+  var idx = 0u; // its index, decided after them
+  var krem = params.k; // rank of the k-th key among the entries matching the digits decided so far
+  for (var p = 0u; p < 4u + IDX; p++) {
+    atomicStore(&hist[lid], 0u);
+    workgroupBarrier();
+    for (var i = lid; i < params.cols; i += 256u) {
+      let v = bitcast<u32>(score[base + i]);
+      var ok: bool;
+      var d: u32;
+      if (p < 4u) {
+        let sh = 24u - 8u * p;
+        ok = p == 0u || (v >> (sh + 8u)) == (val >> (sh + 8u));
+        d = (v >> sh) & 255u;
+      } else {
+        let sh = 8u * (IDX - 1u - (p - 4u));
+        ok = v == val && (p == 4u || (i >> (sh + 8u)) == (idx >> (sh + 8u)));
+        d = (i >> sh) & 255u;
+      }
+      if (ok) { atomicAdd(&hist[d], 1u); }
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+      var below = 0u;
+      var d = 0u;
+      loop {
+        let c = atomicLoad(&hist[d]);
+        if (below + c >= krem || d == 255u) { break; }
+        below += c;
+        d++;
+      }
+      chosen[0] = d;
+      chosen[1] = below;
+    }
+    workgroupBarrier();
+    krem -= chosen[1];
+    if (p < 4u) { val |= chosen[0] << (24u - 8u * p); } else { idx |= chosen[0] << (8u * (IDX - 1u - (p - 4u))); }
+    workgroupBarrier();
+  }
+  for (var i = lid; i < params.cols; i += 256u) {
+    let v = bitcast<u32>(score[base + i]);
+    mask[base + i] = select(0.0, 1.0, v < val || (v == val && i <= idx));
+  }
+}`;
 
 /**
- * maskLowestGlobal / maskLowestPerRow (lib/quant/sparse-pattern.ts) on the device, for non-negative
- * finite scores: 1 where one of the k lowest entries of score is, over the whole tensor
- * (`group` 'all', row-major order) or in each row of a 2-D score ('row'); ties at the threshold
- * are taken in index order. Each group's k-th smallest value is found exactly by narrowing its
- * float32 bit pattern, 15 candidate thresholds counted per read-back (8 read-backs for 31 bits),
- * so only counts cross to the host. Returns a float32 0/1 tensor of score's shape; score is not disposed.
+ * maskLowestGlobal / maskLowestPerRow (lib/quant/sparse-pattern.ts) for non-negative finite
+ * scores, on the device: 1 where one of the k lowest entries of score is, over the whole tensor
+ * (`group` 'all', row-major order) or in each row of a 2-D score ('row'); ties at the threshold are
+ * taken in index order. On webgpu one dispatch (selectLowestCode); elsewhere the host functions on
+ * the read-back scores. Returns a float32 0/1 tensor of score's shape; score is not disposed.
  */
 export async function maskLowestDevice(score: tf.Tensor, k: number, group: 'all' | 'row' = 'all'): Promise<tf.Tensor> {
   if (group === 'row' && score.rank !== 2) throw new Error(`maskLowestDevice: per-row selection needs a 2-D score, got rank ${score.rank}`);
@@ -441,61 +495,20 @@ export async function maskLowestDevice(score: tf.Tensor, k: number, group: 'all'
   const C = score.size / R;
   if (k <= 0) return tf.zeros(score.shape);
   if (k >= C) return tf.ones(score.shape);
-  if (C >= 2 ** 24) throw new Error(`maskLowestDevice: ${C} scores in a group, more than fp32 prefix counts hold exactly`);
-  const S = tf.reshape(score, [R, C]);
+  if (!onWebgpu()) {
+    const s = (await score.data()) as Float32Array;
+    const m = group === 'row' ? maskLowestPerRow(s, R, C, k) : maskLowestGlobal(s, k);
+    return tf.tensor(Float32Array.from(m), score.shape);
+  }
+  if (C >= 2 ** 32) throw new Error(`maskLowestDevice: ${C} scores in a group, past 32-bit indices`);
+  const idxPasses = Math.max(1, Math.ceil(Math.log2(C) / 8));
+  const workgroups = grid1d(R);
+  const params = { groups: u32(R), cols: u32(C), k: u32(k), gx: u32(workgroups[0]) };
+  const flat = tf.reshape(score, [R, C]);
   try {
-    // Per group: the smallest key K with count(score ≤ value(K)) ≥ k; finite non-negative floats have keys in [0, 0x7f7fffff].
-    const lo = new Uint32Array(R);
-    const hi = new Uint32Array(R).fill(0x7f7fffff);
-    const keys = new Uint32Array(R * SPLITS);
-    while (lo.some((l, r) => l < hi[r])) {
-      const values = new Float32Array(R * SPLITS);
-      for (let r = 0; r < R; r++) {
-        const step = Math.max(1, Math.ceil((hi[r] - lo[r]) / (SPLITS + 1)));
-        for (let j = 0; j < SPLITS; j++) {
-          keys[r * SPLITS + j] = Math.min(lo[r] + (j + 1) * step - 1, hi[r]); // ascending, the last ones may repeat hi
-          values[r * SPLITS + j] = keyValue(keys[r * SPLITS + j]);
-        }
-      }
-      const countsT = tf.tidy(() => {
-        const thr = tf.tensor2d(values, [R, SPLITS]);
-        const per = Array.from({ length: SPLITS }, (_, j) => tf.sum(tf.cast(tf.lessEqual(S, tf.slice(thr, [0, j], [R, 1])), 'int32'), 1)); // [R] each
-        return tf.stack(per, 1); // [R, SPLITS]
-      });
-      const counts = (await countsT.data()) as Int32Array;
-      countsT.dispose();
-      for (let r = 0; r < R; r++) {
-        if (lo[r] >= hi[r]) continue;
-        let first = -1;
-        for (let j = 0; j < SPLITS; j++) {
-          if (counts[r * SPLITS + j] >= k) {
-            first = j;
-            break;
-          }
-        }
-        if (first === -1) lo[r] = keys[r * SPLITS + SPLITS - 1] + 1;
-        else {
-          hi[r] = keys[r * SPLITS + first];
-          if (first > 0) lo[r] = Math.max(lo[r], keys[r * SPLITS + first - 1] + 1);
-        }
-      }
-    }
-    const t = tf.tensor2d(Float32Array.from(hi, keyValue), [R, 1]); // each group's k-th smallest value
-    try {
-      const belowT = tf.tidy(() => tf.sum(tf.cast(tf.less(S, t), 'int32'), 1)); // [R]
-      const below = (await belowT.data()) as Int32Array;
-      belowT.dispose();
-      const need = Float32Array.from(below, (b) => k - b); // ≥ 1 entries equal to t, taken in index order
-      return tf.tidy(() => {
-        const less = tf.cast(tf.less(S, t), 'float32');
-        const eq = tf.cast(tf.equal(S, t), 'float32');
-        const take = tf.mul(eq, tf.cast(tf.lessEqual(tf.cumsum(eq, 1), tf.tensor2d(need, [R, 1])), 'float32')); // exact below 2^24 entries
-        return tf.reshape(tf.add(less, take), score.shape);
-      });
-    } finally {
-      t.dispose();
-    }
+    const [m] = runKernel({ name: `select-lowest-${idxPasses}`, code: selectLowestCode(idxPasses, params), inputs: [flat], outputs: [{ shape: score.shape, dtype: 'float32' }], params, workgroups });
+    return m;
   } finally {
-    S.dispose();
+    flat.dispose();
   }
 }

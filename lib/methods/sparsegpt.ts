@@ -20,7 +20,7 @@ import { describeCalib, type CalibSet } from './calib';
 import { BlockHessians, prepareHessian } from './hessian';
 import { checkModelPattern } from './magnitude';
 import { maskLowestDevice, prepareHessianDevice, solverKind, sparseBlockSweep } from './solver';
-import { runSequential, sequentialDefaults } from './sequential';
+import { runSequential, sequentialDefaults, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
@@ -135,51 +135,58 @@ export async function sparsegptPruneDevice(w: tf.Tensor2D, h: tf.Tensor2D, o: Sp
     grid = tf.tensor2d(gv, [2, rows]);
     tensors.push(grid);
   }
-  const { hinv, dead } = await prepareHessianDevice(h, o.percdamp);
+  const { hinv, dead } = await subPhase('hinv', () => prepareHessianDevice(h, o.percdamp));
   tensors.push(hinv);
   const nDead = dead.filter(Boolean).length;
   let rest: tf.Tensor2D = tf.tidy(() => tf.mul(tf.transpose(w), tf.tensor2d(dead.map((d) => (d ? 0 : 1)), [cols, 1])) as tf.Tensor2D); // [in, out]
   try {
     const outBlocks: tf.Tensor2D[] = [];
-    let loss = 0;
-    for (let i1 = 0; i1 < cols; i1 += o.blocksize) {
-      const i2 = Math.min(i1 + o.blocksize, cols);
-      const count = i2 - i1;
-      const block = tf.slice(rest, [0, 0], [count, rows]); // [count, out]
-      const hb = tf.slice(hinv, [i1, i1], [count, count]);
-      tensors.push(block, hb);
-      let mask: tf.Tensor2D | null = null;
-      if (p.kind === 'unstructured') {
-        const tmpT = tf.tidy(() => {
-          const d = tf.reshape(tf.gather(tf.reshape(hb, [-1]), tf.tensor1d(Array.from({ length: count }, (_, i) => i * (count + 1)), 'int32')), [count, 1]);
-          return tf.transpose(tf.div(tf.square(block), tf.square(d))); // [out, count] row-major as the host score
-        });
-        const k = pruneCount(rows * i2, p.ratio) - pruneCount(rows * i1, p.ratio); // this block's share of the layer's count
-        let m: tf.Tensor;
-        try {
-          m = await maskLowestDevice(tmpT, k); // [out, count], ties in row-major order as maskLowestGlobal
-        } finally {
-          tmpT.dispose();
+    let lossT: tf.Tensor = tf.zeros([rows]); // per row, read once at the end: no round trip per block
+    await subPhase('sweep', async () => {
+      for (let i1 = 0; i1 < cols; i1 += o.blocksize) {
+        const i2 = Math.min(i1 + o.blocksize, cols);
+        const count = i2 - i1;
+        const block = tf.slice(rest, [0, 0], [count, rows]); // [count, out]
+        const hb = tf.slice(hinv, [i1, i1], [count, count]);
+        tensors.push(block, hb);
+        let mask: tf.Tensor2D | null = null;
+        if (p.kind === 'unstructured') {
+          const tmpT = tf.tidy(() => {
+            const d = tf.reshape(tf.gather(tf.reshape(hb, [-1]), tf.tensor1d(Array.from({ length: count }, (_, i) => i * (count + 1)), 'int32')), [count, 1]);
+            return tf.transpose(tf.div(tf.square(block), tf.square(d))); // [out, count] row-major as the host score
+          });
+          const k = pruneCount(rows * i2, p.ratio) - pruneCount(rows * i1, p.ratio); // this block's share of the layer's count
+          let m: tf.Tensor;
+          try {
+            m = await maskLowestDevice(tmpT, k); // [out, count], ties in row-major order as maskLowestGlobal
+          } finally {
+            tmpT.dispose();
+          }
+          mask = tf.transpose(m) as tf.Tensor2D; // [count, out]
+          m.dispose();
+          tensors.push(mask);
         }
-        mask = tf.transpose(m) as tf.Tensor2D; // [count, out]
-        m.dispose();
-        tensors.push(mask);
+        const sweep = await sparseBlockSweep({ w: block, hinv: hb, mask, nm: p.kind === 'nm' ? { n: p.n, m: p.m } : null, grid, maxq: o.wbits !== null ? 2 ** o.wbits - 1 : 0 });
+        outBlocks.push(sweep.codes);
+        tensors.push(sweep.codes, sweep.err, sweep.loss);
+        const l = tf.add(lossT, sweep.loss);
+        lossT.dispose();
+        lossT = l;
+        if (i2 < cols) {
+          const next = tf.tidy(() => {
+            const tail = tf.slice(rest, [count, 0], [cols - i2, rows]); // [in - i2, out]
+            const hs = tf.slice(hinv, [i1, i2], [count, cols - i2]); // [count, in - i2]
+            return tf.sub(tail, tf.matMul(hs, sweep.err, true, false)) as tf.Tensor2D;
+          });
+          rest.dispose();
+          rest = next;
+        }
+        tf.dispose([block, hb, mask ?? [], sweep.err, sweep.loss]);
       }
-      const sweep = await sparseBlockSweep({ w: block, hinv: hb, mask, nm: p.kind === 'nm' ? { n: p.n, m: p.m } : null, grid, maxq: o.wbits !== null ? 2 ** o.wbits - 1 : 0 });
-      outBlocks.push(sweep.codes);
-      tensors.push(sweep.codes, sweep.err, sweep.loss);
-      for (const v of (await sweep.loss.data()) as Float32Array) loss += v;
-      if (i2 < cols) {
-        const next = tf.tidy(() => {
-          const tail = tf.slice(rest, [count, 0], [cols - i2, rows]); // [in - i2, out]
-          const hs = tf.slice(hinv, [i1, i2], [count, cols - i2]); // [count, in - i2]
-          return tf.sub(tail, tf.matMul(hs, sweep.err, true, false)) as tf.Tensor2D;
-        });
-        rest.dispose();
-        rest = next;
-      }
-      tf.dispose([block, hb, mask ?? [], sweep.err, sweep.loss]);
-    }
+    });
+    tensors.push(lossT);
+    let loss = 0;
+    for (const v of (await lossT.data()) as Float32Array) loss += v;
     const weight = tf.tidy(() => tf.transpose(tf.concat(outBlocks, 0)) as tf.Tensor2D); // [out, in]
     return { weight, loss, dead: nDead };
   } finally {

@@ -10,7 +10,7 @@ import { sparsityReport } from '../quant/sparse';
 import { patternLabel, pruneCount, selectMask, toPattern, type SparsityPattern } from '../quant/sparse-pattern';
 import { describeCalib, type CalibSet } from './calib';
 import { applyMask, checkModelPattern } from './magnitude';
-import { runSequential, sequentialDefaults } from './sequential';
+import { runSequential, sequentialDefaults, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
 import { maskLowestDevice, solverKind } from './solver';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -76,7 +76,7 @@ export class WandaLayer {
       const s = this.scoreTensor(w);
       let m: tf.Tensor;
       try {
-        m = await maskLowestDevice(s, pruneCount(w.shape[1], pattern.ratio), 'row'); // [out, in] 1 = pruned
+        m = await subPhase('select', () => maskLowestDevice(s, pruneCount(w.shape[1], pattern.ratio), 'row')); // [out, in] 1 = pruned
       } finally {
         s.dispose();
       }
