@@ -7,8 +7,9 @@ import { gptqQuantize, gptqQuantizeDevice, defaults as gptqDefaults, type GptqOp
 import { prepareHessian } from './hessian';
 import { findParams, maxq } from '../quant/quantizer';
 import type { KernelCheck } from '../kernels/cases';
-import { choleskyLowerDevice, gptqBlockSweep, gptqBlockSweepHost, prepareHessianDevice } from './solver';
+import { choleskyLowerDevice, gptqBlockSweep, gptqBlockSweepHost, maskLowestDevice, prepareHessianDevice } from './solver';
 import { sparsegptPrune } from './sparsegpt';
+import { maskLowestGlobal, maskLowestPerRow } from '../quant/sparse-pattern';
 
 /** A seeded uniform generator in [0, 1) (an LCG: cheap, and the same draws on every machine). */
 export function rng(seed: number) {
@@ -184,6 +185,31 @@ export async function gptqBlockDifference(L: Layer): Promise<{ codes: number; er
 }
 
 /**
+ * maskLowestDevice against the host selections on a [300, 256] score with exact zeros, coarse
+ * values (many ties) and extremes: over the whole score (76,800 entries: three index passes) and
+ * per row, at several k. The number of entries whose decision differs (0 when exact).
+ */
+export async function maskSelectionDifference(seed: number): Promise<number> {
+  const [rows, cols] = [300, 256];
+  const r = rng(seed);
+  const score = Float32Array.from({ length: rows * cols }, (_, i) => (i % cols < 40 ? 0 : i % 97 === 0 ? 1e-30 * r() : i % 89 === 0 ? 1e30 : Math.floor(r() * 20) / 8));
+  const t = tf.tensor2d(score, [rows, cols]);
+  let differ = 0;
+  const count = async (m: tf.Tensor, want: Uint8Array) => {
+    const got = (await m.data()) as Float32Array;
+    m.dispose();
+    for (let i = 0; i < want.length; i++) if ((got[i] > 0.5 ? 1 : 0) !== want[i]) differ++;
+  };
+  try {
+    for (const k of [1, 40 * rows, 40 * rows + 3, 41_000, rows * cols - 1]) await count(await maskLowestDevice(t, k), maskLowestGlobal(score, k));
+    for (const k of [1, 40, 41, 128, 255]) await count(await maskLowestDevice(t, k, 'row'), maskLowestPerRow(score, rows, cols, k));
+  } finally {
+    t.dispose();
+  }
+  return differ;
+}
+
+/**
  * The device solvers against the host ones on the GPU (scripts/check-kernels.ts --kernels solver):
  * the suites' 48 × 304 layer and a larger 256 × 512 one (not small), drawn from the seed, with the
  * suites' tolerances. A whole-algorithm check has no single output buffer to poison (poisoned: null).
@@ -193,7 +219,9 @@ export function solverChecks(seed: number): KernelCheck[] {
     { label: '48x304', small: true, make: () => randomLayer(48, 304, 600, seed) },
     { label: '256x512', small: false, make: () => randomLayer(256, 512, 1024, seed + 7) },
   ];
-  const checks: KernelCheck[] = [];
+  const checks: KernelCheck[] = [
+    { kernel: 'solver', name: 'k lowest scores (global and per row) vs host', small: true, run: async () => ({ metric: 'entries_differ', error: await maskSelectionDifference(seed), tolerance: 0, poisoned: null }) },
+  ];
   for (const { label, small, make } of layers) {
     let layer: Layer | null = null;
     const L = () => (layer ??= make());
