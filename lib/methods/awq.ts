@@ -59,6 +59,8 @@ export function awqFakeQuant(W: Float32Array, rows: number, cols: number, o: Awq
  */
 type Chunks = tf.Tensor2D[];
 const tokensOf = (xs: Chunks) => xs.reduce((n, x) => n + x.shape[0], 0);
+/** The sum of same-shaped tensors, pairwise (tf.addN binds every input at once: past 16 chunks that exceeds a WebGPU shader's storage buffers). */
+const sumOf = (ts: tf.Tensor[]) => ts.reduce((a, b) => tf.add(a, b));
 
 /** Rows idx (ascending token indices over all chunks) as one tensor [idx.length, in]. */
 function gatherTokens(xs: Chunks, idx: number[]): tf.Tensor2D {
@@ -130,7 +132,7 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
     if (!scalable(model, g, block)) continue;
     const xs = feats.get(g.linears[0])!; // [tokens, in] in chunks
     const tokens = tokensOf(xs);
-    const xMean = await hostValues(() => tf.addN(xs.map((x) => tf.sum(tf.div(tf.abs(x), tokens), 0)))); // [in]
+    const xMean = await hostValues(() => sumOf(xs.map((x) => tf.sum(tf.div(tf.abs(x), tokens), 0)))); // [in]
     const mats: HostMatrix[] = [];
     for (const l of g.linears) mats.push(await readLinear(model, block, l));
     // What the group feeds (reference module2inspect): the whole attention (read off as o_proj of
@@ -198,7 +200,7 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
       try {
         const cur = groupOutput(ws);
         try {
-          loss = (await hostValues(() => tf.div(tf.addN(cur.map((c, i) => tf.sum(tf.square(tf.sub(org[i], c))))), cur.reduce((n, c) => n + c.size, 0))))[0];
+          loss = (await hostValues(() => tf.div(sumOf(cur.map((c, i) => tf.sum(tf.square(tf.sub(org[i], c))))), cur.reduce((n, c) => n + c.size, 0))))[0];
         } finally {
           tf.dispose(cur);
         }

@@ -8,6 +8,7 @@ import { checkWeightSpec, findParams, maxq, numGroups, quantCode, dequantCode, t
 import { linearShape, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { BlockHessians, HessianAccumulator, prepareHessian } from './hessian';
+import { codesToBytes, findParamsDevice } from '../quant/quantizer-device';
 import { diagonal, gptqBlockSweep, prepareHessianDevice, solverKind } from './solver';
 import { runSequential, blockLinearNames, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
@@ -213,28 +214,22 @@ function assembleResult(
   return { quantized, weight, loss };
 }
 
-/** Per-row (scale, zero) of the columns in x [len, rows] (column-major block), as the reference Quantizer.find_params. */
-async function groupParamsOf(x: tf.Tensor2D, bits: number, sym: boolean): Promise<{ scale: Float32Array; zero: Float32Array }> {
-  const [mnT, mxT] = tf.tidy(() => [tf.min(x, 0), tf.max(x, 0)]); // [rows] each
-  const mn = (await mnT.data()) as Float32Array;
-  const mx = (await mxT.data()) as Float32Array;
-  tf.dispose([mnT, mxT]);
-  const rows = mn.length;
-  const scale = new Float32Array(rows);
-  const zero = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    const p = findParams(mn[r], mx[r], bits, sym);
-    scale[r] = p.scale;
-    zero[r] = p.zero;
-  }
-  return { scale, zero };
+/** Per-row (scale, zero) [rows] each of the columns in x [len, rows] (column-major block), as the reference Quantizer.find_params, on the backend. */
+function groupParamsOf(x: tf.Tensor2D, bits: number, sym: boolean): { scale: tf.Tensor1D; zero: tf.Tensor1D } {
+  const [scale, zero] = tf.tidy(() => {
+    const p = findParamsDevice(tf.min(x, 0), tf.max(x, 0), bits, sym);
+    return [p.scale, p.zero];
+  });
+  return { scale: scale as tf.Tensor1D, zero: zero as tf.Tensor1D };
 }
 
 /**
  * gptqQuantize on the active tfjs backend (lib/methods/solver.ts): Hinv from the blocked
  * Cholesky, each block of columns swept by one kernel (webgpu) or host loop (wasm, cpu), the lazy
- * batch update of the columns right of it by one matmul, all in fp32. H [cols, cols] is not disposed.
- * Same algorithm and result layout as gptqQuantize (the host oracle, float64).
+ * batch update of the columns right of it by one matmul, the group parameters and the result's
+ * layout on the backend too, all in fp32; codes, parameters and weight are read back once at the
+ * end. H [cols, cols] is not disposed. Same algorithm and result layout as gptqQuantize (the host
+ * oracle, float64).
  */
 export async function gptqQuantizeDevice(W0: Float32Array, rows: number, cols: number, H: tf.Tensor2D, o: GptqOptions): Promise<GptqLayerResult> {
   validate(o);
@@ -250,12 +245,18 @@ export async function gptqQuantizeDevice(W0: Float32Array, rows: number, cols: n
     return tf.mul(tf.transpose(tf.tensor2d(W0, [rows, cols])), live) as tf.Tensor2D;
   });
   const tensors: tf.Tensor[] = []; // disposed at the end
+  // The groups' (scale, zero) [rows] each, in order of creation; colGroup[col] = group of (permuted) column col.
+  const groups: { scale: tf.Tensor1D; zero: tf.Tensor1D }[] = [];
+  const addGroup = (x: tf.Tensor2D) => {
+    const g = groupParamsOf(x, bits, o.sym);
+    groups.push(g);
+    tensors.push(g.scale, g.zero);
+  };
   try {
-    const staticParams: { scale: Float32Array; zero: Float32Array }[] = [];
     if (o.staticGroups) {
       for (let g = 0; g < ng; g++) {
         const x = tf.slice(rest, [g * gs, 0], [Math.min(gs, cols - g * gs), rows]);
-        staticParams.push(await groupParamsOf(x, bits, o.sym));
+        addGroup(x);
         x.dispose();
       }
     }
@@ -269,9 +270,7 @@ export async function gptqQuantizeDevice(W0: Float32Array, rows: number, cols: n
     }
     const { hinv } = await subPhase('hinv', () => prepareHessianDevice(H, o.percdamp, perm));
     tensors.push(hinv);
-    const groupParams: { scale: Float32Array; zero: Float32Array }[] = [];
-    if (o.groupSize === -1) groupParams.push(await groupParamsOf(rest, bits, o.sym));
-    const groups = o.staticGroups ? staticParams : groupParams;
+    if (o.groupSize === -1) addGroup(rest);
     const colGroup = new Int32Array(cols);
     const codeBlocks: tf.Tensor2D[] = [];
     let lossT: tf.Tensor1D = tf.zeros([rows]);
@@ -286,23 +285,18 @@ export async function gptqQuantizeDevice(W0: Float32Array, rows: number, cols: n
             if (col % gs === 0) {
               // group parameters from the outer W: earlier blocks' lazy updates in, this block's not
               const x = tf.slice(rest, [col - i1, 0], [Math.min(gs, cols - col), rows]);
-              groupParams.push(await groupParamsOf(x, bits, o.sym));
+              addGroup(x);
               x.dispose();
             }
-            colGroup[col] = groupParams.length - 1;
+            colGroup[col] = groups.length - 1;
           }
         }
         // The block's groups as a table [2·G, rows] (scales, then zeros) and each column's row in it.
         const used = [...new Set(colGroup.subarray(i1, i2))];
-        const table = new Float32Array(2 * used.length * rows);
-        used.forEach((g, k) => {
-          table.set(groups[g].scale, k * rows);
-          table.set(groups[g].zero, (used.length + k) * rows);
-        });
         const local = Int32Array.from(colGroup.subarray(i1, i2), (g) => used.indexOf(g));
         const block = tf.slice(rest, [0, 0], [count, rows]); // [count, rows]
         const hb = tf.slice(hinv, [i1, i1], [count, count]);
-        const tableT = tf.tensor2d(table, [2 * used.length, rows]);
+        const tableT = tf.stack([...used.map((g) => groups[g].scale), ...used.map((g) => groups[g].zero)]) as tf.Tensor2D;
         let sweep;
         try {
           sweep = await gptqBlockSweep({ w: block, hinv: hb, table: tableT, group: local, maxq: maxq(bits) });
@@ -329,17 +323,49 @@ export async function gptqQuantizeDevice(W0: Float32Array, rows: number, cols: n
       }
     });
     tensors.push(lossT);
-    return await subPhase('assemble', async () => {
-      const codesAll = tf.concat(codeBlocks, 0); // [cols, rows]
-      tensors.push(codesAll);
-      const codesT = (await codesAll.data()) as Float32Array;
-      let loss = 0;
-      for (const v of (await lossT.data()) as Float32Array) loss += v;
-      return assembleResult(codesT, rows, cols, o, groups, colGroup, perm, loss);
-    });
+    return await subPhase('assemble', () => assembleDevice(codeBlocks, groups, colGroup, perm, lossT, rows, cols, o));
   } finally {
     rest.dispose();
     tf.dispose(tensors);
+  }
+}
+
+/**
+ * assembleResult on the backend: the swept codes (column blocks [count, rows], permuted order)
+ * back in the original column order and row-major, each dequantized with its group's (scale,
+ * zero) by the same fp32 steps as dequantCode; then one read-back each of codes, weight, the group
+ * table and the loss. Nothing passed in is disposed.
+ */
+async function assembleDevice(
+  codeBlocks: tf.Tensor2D[], groups: { scale: tf.Tensor1D; zero: tf.Tensor1D }[], colGroup: Int32Array, perm: number[] | undefined,
+  lossT: tf.Tensor1D, rows: number, cols: number, o: GptqOptions,
+): Promise<GptqLayerResult> {
+  const inv = new Int32Array(cols); // original column → its position in the sweep's order
+  for (let c = 0; c < cols; c++) inv[perm ? perm[c] : c] = c;
+  const gIdx = Int32Array.from(inv, (pc) => colGroup[pc]); // group of each original column
+  const out = tf.tidy(() => {
+    const swept = tf.concat(codeBlocks, 0); // [cols, rows]
+    const byCol = perm ? tf.gather(swept, tf.tensor1d(inv, 'int32'), 0) : swept; // [cols, rows], original order
+    const S = tf.stack(groups.map((g) => g.scale)); // [G, rows]
+    const Z = tf.stack(groups.map((g) => g.zero));
+    const g = tf.tensor1d(gIdx, 'int32');
+    const w = tf.mul(tf.gather(S, g, 0), tf.sub(byCol, tf.gather(Z, g, 0))); // [cols, rows]
+    return [tf.transpose(byCol), tf.transpose(w), tf.transpose(S), tf.transpose(Z)]; // [rows, cols] ×2, [rows, G] ×2
+  });
+  try {
+    const [codesT, weightT, scalesT, zerosT] = out;
+    const quantized: GptqLayerResult['quantized'] = {
+      rows, cols, bits: o.bits, groupSize: o.groupSize, sym: o.sym,
+      codes: await codesToBytes(codesT),
+      scales: Float32Array.from((await scalesT.data()) as Float32Array),
+      zeros: Float32Array.from((await zerosT.data()) as Float32Array, (z) => z + 0), // + 0: no -0, as the host
+    };
+    if (o.actOrder && o.groupSize !== -1) quantized.gIdx = gIdx;
+    let loss = 0;
+    for (const v of (await lossT.data()) as Float32Array) loss += v;
+    return { quantized, weight: Float32Array.from((await weightT.data()) as Float32Array), loss };
+  } finally {
+    tf.dispose(out);
   }
 }
 

@@ -4,7 +4,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { linearName } from '../models/arch';
 import type { Model } from '../models/types';
-import { checkWeightSpec, quantizeMatrix, dequantizeMatrix, maxq, type QuantizedMatrix } from '../quant/quantizer';
+import { checkWeightSpec, quantizeMatrix, dequantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
+import { codesToBytes, findParamsDevice, quantCodesDevice } from '../quant/quantizer-device';
 import { getWeight, linearShape, readLinear, replaceWeight } from '../quant/weights';
 import type { CalibSet } from './calib';
 import { blockLinearNames } from './sequential';
@@ -44,26 +45,15 @@ export async function rtnDevice(w: tf.Tensor2D, o: RtnOptions): Promise<{ quanti
   const gs = o.groupSize === -1 ? cols : o.groupSize;
   if (cols % gs !== 0) throw new Error(`rtn on the device: ${cols} columns are not whole groups of ${gs}`);
   const ng = cols / gs;
-  const q = maxq(o.bits);
   const [codesT, scaleT, zeroT, weight, errT] = tf.tidy(() => {
     const x = tf.reshape(w, [rows, ng, gs]);
-    let xmin = tf.minimum(tf.min(x, 2, true), 0); // [rows, ng, 1]
-    let xmax = tf.maximum(tf.max(x, 2, true), 0);
-    if (o.sym) {
-      xmax = tf.maximum(tf.abs(xmin), xmax);
-      xmin = tf.where(tf.less(xmin, 0), tf.neg(xmax), xmin);
-    }
-    const flat = tf.logicalAnd(tf.equal(xmin, 0), tf.equal(xmax, 0)); // an all-zero group: [-1, 1]
-    xmin = tf.where(flat, tf.fill(xmin.shape, -1), xmin);
-    xmax = tf.where(flat, tf.fill(xmax.shape, 1), xmax);
-    const scale = tf.div(tf.sub(xmax, xmin), q);
-    const zero = o.sym ? tf.fill(scale.shape, (q + 1) / 2) : tf.round(tf.div(tf.neg(xmin), scale)); // tf.round: half to even
-    const codes = tf.clipByValue(tf.add(tf.round(tf.div(x, scale)), zero), 0, q);
+    const { scale, zero } = findParamsDevice(tf.min(x, 2, true), tf.max(x, 2, true), o.bits, o.sym); // [rows, ng, 1]
+    const codes = quantCodesDevice(x, scale, zero, o.bits);
     const wq = tf.reshape(tf.mul(scale, tf.sub(codes, zero)), [rows, cols]) as tf.Tensor2D;
     return [codes, scale, zero, wq, tf.sum(tf.square(tf.sub(w, wq)))];
   });
   try {
-    const codes = Uint8Array.from((await codesT.data()) as Float32Array);
+    const codes = await codesToBytes(codesT);
     const scales = Float32Array.from((await scaleT.data()) as Float32Array);
     const zeros = Float32Array.from((await zeroT.data()) as Float32Array, (z) => z + 0); // + 0: no -0, as the host
     const sqErr = (await errT.data())[0];

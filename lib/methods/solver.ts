@@ -20,6 +20,7 @@ import { f32, grid1d, paramsStruct, runKernel, u32, type Param } from '../kernel
 import { webgpuDevice } from '../runtime/backend';
 import { choleskyLower, invertLower, NotPositiveDefiniteError } from './hessian';
 import { roundHalfEven } from '../quant/quantizer';
+import { subPhase } from './sequential';
 import { maskLowestGlobal, maskLowestPerRow } from '../quant/sparse-pattern';
 
 export type SolverKind = 'device' | 'host';
@@ -166,13 +167,13 @@ export async function prepareHessianDevice(H: tf.Tensor2D, percdamp: number, per
     const flipped = tf.tidy(() => tf.reverse(tf.add(P, tf.diag(tf.tensor1d(add))), [0, 1]) as tf.Tensor2D); // J(H + D)J
     let M: tf.Tensor2D;
     try {
-      M = await choleskyLowerDevice(flipped, 'Hessian');
+      M = await subPhase('cholesky', () => choleskyLowerDevice(flipped, 'Hessian'));
     } finally {
       flipped.dispose();
     }
     let Mi: tf.Tensor2D;
     try {
-      Mi = await invertLowerDevice(M);
+      Mi = await subPhase('inverse', () => invertLowerDevice(M));
     } finally {
       M.dispose();
     }
