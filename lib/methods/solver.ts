@@ -20,8 +20,11 @@ import { f32, grid1d, paramsStruct, runKernel, u32, type Param } from '../kernel
 import { webgpuDevice } from '../runtime/backend';
 import { choleskyLower, invertLower, NotPositiveDefiniteError } from './hessian';
 import { roundHalfEven } from '../quant/quantizer';
-import { subPhase } from './sequential';
+import { calibKernelsOn, subPhase } from './sequential';
+import { kernelMatMulT, setKernels } from '../kernels';
 import { maskLowestGlobal, maskLowestPerRow } from '../quant/sparse-pattern';
+
+const onWebgpu = () => webgpuDevice() !== null;
 
 export type SolverKind = 'device' | 'host';
 export const SOLVER_SETTINGS = ['auto', 'device', 'host'] as const;
@@ -39,6 +42,25 @@ export function solverKind(rows: number, cols: number): SolverKind {
   if (!(SOLVER_SETTINGS as readonly string[]).includes(v)) throw new Error(`LLMCB_SOLVER='${v}': expected one of ${SOLVER_SETTINGS.join(', ')}`);
   if (v === 'auto') return rows * cols <= HOST_SOLVER_MAX_ELEMENTS ? 'host' : 'device';
   return v as SolverKind;
+}
+
+/**
+ * a · bᵀ for a [m, k] and b [n, k]: on the fp32 GEMM kernel on webgpu with the calibration kernels
+ * on (LLMCB_CALIB_KERNELS, lib/methods/sequential.ts), else tfjs's matMul (whose transposed
+ * products ran at a fraction of the kernel's speed: the solvers' Cholesky, inverse and lazy updates
+ * took ~15 s per 7B block on the H100 at 3d7ed9d). Same sums, another order. Inside tf.tidy.
+ */
+export function matMulT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  if (onWebgpu() && calibKernelsOn()) {
+    const prev = setKernels({ mode: 'auto' });
+    try {
+      const y = kernelMatMulT(a, b);
+      if (y) return y;
+    } finally {
+      setKernels(prev);
+    }
+  }
+  return tf.matMul(a, b, false, true);
 }
 
 /** Columns per diagonal block of the blocked factorisations (the block is factorised on the host). */
@@ -78,8 +100,8 @@ export async function choleskyLowerDevice(A: tf.Tensor2D, what = 'cholesky'): Pr
         const l11 = tf.tensor2d(L11, [b, b]);
         if (last) return [tf.pad(l11, [[k, 0], [0, 0]]) as tf.Tensor2D, tf.zeros([0, 0]) as tf.Tensor2D];
         const a21 = tf.slice(S, [b, 0], [m - b, b]); // [m - b, b]
-        const l21 = tf.matMul(a21, tf.tensor2d(L11inv, [b, b]), false, true); // A21·L11⁻ᵀ [m - b, b]
-        const s22 = tf.sub(tf.slice(S, [b, b], [m - b, m - b]), tf.matMul(l21, l21, false, true)) as tf.Tensor2D; // [m - b, m - b]
+        const l21 = matMulT(a21, tf.tensor2d(L11inv, [b, b])); // A21·L11⁻ᵀ [m - b, b]
+        const s22 = tf.sub(tf.slice(S, [b, b], [m - b, m - b]), matMulT(l21, l21)) as tf.Tensor2D; // [m - b, m - b]
         return [tf.pad(tf.concat([l11, l21], 0), [[k, 0], [0, 0]]) as tf.Tensor2D, s22];
       });
       panels.push(panel);
@@ -111,7 +133,8 @@ export async function invertLowerDevice(L: tf.Tensor2D): Promise<tf.Tensor2D> {
     const [ai, ci] = [Ai, Ci];
     return tf.tidy(() => {
       const B = tf.slice(L, [h, 0], [n - h, h]); // [n - h, h]
-      const X = tf.neg(tf.matMul(ci, tf.matMul(B, ai))); // [n - h, h]
+      const Y = matMulT(B, tf.transpose(ai)); // B·A⁻¹ [n - h, h]
+      const X = tf.neg(matMulT(ci, tf.transpose(Y))); // [n - h, h]
       const top = tf.concat([ai, tf.zeros([h, n - h])], 1);
       return tf.concat([top, tf.concat([X, ci], 1)], 0) as tf.Tensor2D;
     });
@@ -187,7 +210,6 @@ export async function prepareHessianDevice(H: tf.Tensor2D, percdamp: number, per
 
 // ---- the in-block sweeps ---------------------------------------------------------------------
 
-const onWebgpu = () => webgpuDevice() !== null;
 
 /** The GPTQ sweep of one block. All tensors column-major: w [count, rows]. */
 export interface GptqBlockInput {
