@@ -102,6 +102,25 @@ describe('stories260K generation', () => {
 });
 
 describe('layer-by-layer API', () => {
+  it('runBlock attentionOnly: x + attention(x), the MLP never runs (LLaMA: the block with a zero down input); forward refuses it', () => {
+    const m = randomModel(TINY_LLAMA, { seed: 3, std: 0.2 });
+    const before = tf.memory().numTensors;
+    const ids = tf.tensor2d([[1, 5, 9, 200, 17, 3]], [1, 6], 'int32');
+    const e = embed(m, ids);
+    const seen: string[] = [];
+    const att = runBlock(m, 0, e, { attentionOnly: true, onLinearInput: (name) => void seen.push(name) });
+    const down = linearName('llama', 0, 'down');
+    const noMlp = runBlock(m, 0, e, { onLinearInput: (name, inp) => (name === down ? tf.zerosLike(inp) : undefined) });
+    const full = runBlock(m, 0, e);
+    expect(maxDiff(att, noMlp)).toBe(0);
+    expect(maxDiff(att, full)).toBeGreaterThan(1e-3);
+    expect(seen).toEqual(['q', 'k', 'v', 'o'].map((s) => linearName('llama', 0, s)));
+    expect(() => forward(m, ids, { attentionOnly: true })).toThrow(/runBlock only/);
+    tf.dispose([ids, e, att, noMlp, full]);
+    expect(tf.memory().numTensors).toBe(before);
+    disposeModel(m);
+  });
+
   for (const [label, hf] of [['llama (GQA, llama3 rope)', TINY_LLAMA], ['opt (project_in/out)', TINY_OPT]] as const) {
     it(`${label}: embed → runBlock → head equals forward; hook sees every linear input`, () => {
       const m = randomModel(hf, { seed: 1, std: 0.2 });

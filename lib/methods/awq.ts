@@ -14,7 +14,7 @@ import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type Ho
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential, shortLinearName } from './sequential';
 import { foldIntoNorm } from './smoothquant';
-import { solverKind } from './solver';
+import { calibMatMulT, solverKind } from './solver';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
@@ -125,7 +125,7 @@ export async function applyGroupScales(model: Model, block: number, g: { prev: L
 }
 
 /** The scale search of every scalable group of one block (reference auto_scale_block); nothing is applied. */
-async function searchBlock(model: Model, block: number, inputs: readonly tf.Tensor3D[], run: (x: tf.Tensor3D, hook?: (l: string, x: tf.Tensor2D) => void) => tf.Tensor3D, feats: Map<string, Chunks>, o: AwqOptions): Promise<AwqArtifact['scales']> {
+async function searchBlock(model: Model, block: number, inputs: readonly tf.Tensor3D[], run: (x: tf.Tensor3D, hook: (l: string, x: tf.Tensor2D) => void, attentionOnly: boolean) => tf.Tensor3D, feats: Map<string, Chunks>, o: AwqOptions): Promise<AwqArtifact['scales']> {
   const a = ARCHS[model.config.arch];
   const out: AwqArtifact['scales'] = {};
   for (const g of a.groups) {
@@ -143,7 +143,7 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
       if (!through) {
         // a single linear: y = x Wᵀ
         const w = ws ? ws[0] : toT(mats[0]);
-        const ys = xs.map((x) => tf.tidy(() => tf.matMul(x, w, false, true)));
+        const ys = xs.map((x) => tf.tidy(() => calibMatMulT(x, w)));
         if (!ws) w.dispose();
         return ys;
       }
@@ -156,11 +156,11 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
           let captured: tf.Tensor2D | null = null;
           const y = run(xin, (l, xi) => {
             if (l === through) captured = tf.keep(xi.clone()); // the hook runs inside the block's tidy
-          });
+          }, through === a.attention.o); // the attention's output needs no MLP
           y.dispose();
           const c = captured as tf.Tensor2D | null;
           if (!c) throw new Error(`awq: the forward pass never reached linear '${through}'`);
-          parts.push(tf.tidy(() => tf.matMul(c, wt, false, true))); // [tokens, out]
+          parts.push(tf.tidy(() => calibMatMulT(c, wt))); // [tokens, out]
           c.dispose();
         }
         return parts;
@@ -413,8 +413,8 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
       // The dense outputs (propagated to the next block) are computed before any change.
       await ctx.timed('dense', () => ctx.denseOutputs());
       try {
-        const run = (x: tf.Tensor3D, hook?: (l: string, x: tf.Tensor2D) => void) =>
-          ctx.run(x, hook ? { onLinearInput: (name, xi) => void hook(shortLinearName(model, name), xi) } : undefined);
+        const run = (x: tf.Tensor3D, hook: (l: string, x: tf.Tensor2D) => void, attentionOnly: boolean) =>
+          ctx.run(x, { onLinearInput: (name, xi) => void hook(shortLinearName(model, name), xi), attentionOnly });
         const scales = await ctx.timed('scale search', () => searchBlock(model, ctx.block, ctx.inputs, run, feats, o));
         for (const [key, v] of Object.entries(scales)) {
           const s = Float32Array.from(v.scales);

@@ -9,7 +9,7 @@ import { linearShape, readLinear, replaceWeight, type HostMatrix } from '../quan
 import { describeCalib, type CalibSet } from './calib';
 import { BlockHessians, HessianAccumulator, prepareHessian } from './hessian';
 import { codesToBytes, findParamsDevice } from '../quant/quantizer-device';
-import { diagonal, gptqBlockSweep, matMulT, prepareHessianDevice, solverKind } from './solver';
+import { diagonal, gptqBlockSweep, calibMatMulT, prepareHessianDevice, solverKind } from './solver';
 import { runSequential, blockLinearNames, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -314,7 +314,7 @@ export async function gptqQuantizeDevice(W0: Float32Array, rows: number, cols: n
           const next = tf.tidy(() => {
             const tail = tf.slice(rest, [count, 0], [cols - i2, rows]); // [cols - i2, rows]
             const hs = tf.slice(hinv, [i1, i2], [count, cols - i2]); // [count, cols - i2]
-            return tf.sub(tail, matMulT(tf.transpose(hs), tf.transpose(err))) as tf.Tensor2D;
+            return tf.sub(tail, calibMatMulT(tf.transpose(hs), tf.transpose(err))) as tf.Tensor2D;
           });
           rest.dispose();
           rest = next;

@@ -119,7 +119,8 @@ export function streamingOn(): boolean {
  * and attention ops, the same fp32 arithmetic in another order; the observers run under the same
  * policy (the Hessians' XᵀX on the GEMM); elsewhere, and wherever a kernel does not support a
  * shape, the tfjs ops run (lib/kernels). 'off' keeps tfjs's ops. The methods' own forwards
- * (ctx.run, under gradients in AWQ and OmniQuant) are not affected.
+ * (ctx.run: AWQ's search, OmniQuant's targets) run under the same policy; under a gradient tape
+ * (OmniQuant's training) the kernels step aside (they have no gradients) and tfjs's ops run.
  */
 export function calibKernelsOn(): boolean {
   const v = process.env.LLMCB_CALIB_KERNELS ?? 'auto';
@@ -235,7 +236,7 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
               }
             });
           },
-          run: (x, fo) => runBlock(model, block, x, fo),
+          run: (x, fo) => fwd(block, x, fo),
           denseOutputs: () => getDense(),
           timed,
         };

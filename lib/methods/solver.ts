@@ -46,11 +46,11 @@ export function solverKind(rows: number, cols: number): SolverKind {
 
 /**
  * a · bᵀ for a [m, k] and b [n, k]: on the fp32 GEMM kernel on webgpu with the calibration kernels
- * on (LLMCB_CALIB_KERNELS, lib/methods/sequential.ts), else tfjs's matMul (whose transposed
- * products ran at a fraction of the kernel's speed: the solvers' Cholesky, inverse and lazy updates
- * took ~15 s per 7B block on the H100 at 3d7ed9d). Same sums, another order. Inside tf.tidy.
+ * on (LLMCB_CALIB_KERNELS, lib/methods/sequential.ts), else tfjs's matMul (its transposed products
+ * run far below the kernel on a GPU): the solvers' Cholesky panels and updates, the triangular
+ * inverse, the lazy batch updates and AWQ's group outputs. Same sums, another order. Inside tf.tidy.
  */
-export function matMulT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+export function calibMatMulT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   if (onWebgpu() && calibKernelsOn()) {
     const prev = setKernels({ mode: 'auto' });
     try {
@@ -100,8 +100,8 @@ export async function choleskyLowerDevice(A: tf.Tensor2D, what = 'cholesky'): Pr
         const l11 = tf.tensor2d(L11, [b, b]);
         if (last) return [tf.pad(l11, [[k, 0], [0, 0]]) as tf.Tensor2D, tf.zeros([0, 0]) as tf.Tensor2D];
         const a21 = tf.slice(S, [b, 0], [m - b, b]); // [m - b, b]
-        const l21 = matMulT(a21, tf.tensor2d(L11inv, [b, b])); // A21·L11⁻ᵀ [m - b, b]
-        const s22 = tf.sub(tf.slice(S, [b, b], [m - b, m - b]), matMulT(l21, l21)) as tf.Tensor2D; // [m - b, m - b]
+        const l21 = calibMatMulT(a21, tf.tensor2d(L11inv, [b, b])); // A21·L11⁻ᵀ [m - b, b]
+        const s22 = tf.sub(tf.slice(S, [b, b], [m - b, m - b]), calibMatMulT(l21, l21)) as tf.Tensor2D; // [m - b, m - b]
         return [tf.pad(tf.concat([l11, l21], 0), [[k, 0], [0, 0]]) as tf.Tensor2D, s22];
       });
       panels.push(panel);
@@ -133,8 +133,8 @@ export async function invertLowerDevice(L: tf.Tensor2D): Promise<tf.Tensor2D> {
     const [ai, ci] = [Ai, Ci];
     return tf.tidy(() => {
       const B = tf.slice(L, [h, 0], [n - h, h]); // [n - h, h]
-      const Y = matMulT(B, tf.transpose(ai)); // B·A⁻¹ [n - h, h]
-      const X = tf.neg(matMulT(ci, tf.transpose(Y))); // [n - h, h]
+      const Y = calibMatMulT(B, tf.transpose(ai)); // B·A⁻¹ [n - h, h]
+      const X = tf.neg(calibMatMulT(ci, tf.transpose(Y))); // [n - h, h]
       const top = tf.concat([ai, tf.zeros([h, n - h])], 1);
       return tf.concat([top, tf.concat([X, ci], 1)], 0) as tf.Tensor2D;
     });

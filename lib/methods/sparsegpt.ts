@@ -19,7 +19,7 @@ import { sparsityReport } from '../quant/sparse';
 import { describeCalib, type CalibSet } from './calib';
 import { BlockHessians, prepareHessian } from './hessian';
 import { checkModelPattern } from './magnitude';
-import { maskLowestDevice, matMulT, prepareHessianDevice, solverKind, sparseBlockSweep } from './solver';
+import { maskLowestDevice, calibMatMulT, prepareHessianDevice, solverKind, sparseBlockSweep } from './solver';
 import { runSequential, sequentialDefaults, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -176,7 +176,7 @@ export async function sparsegptPruneDevice(w: tf.Tensor2D, h: tf.Tensor2D, o: Sp
           const next = tf.tidy(() => {
             const tail = tf.slice(rest, [count, 0], [cols - i2, rows]); // [in - i2, out]
             const hs = tf.slice(hinv, [i1, i2], [count, cols - i2]); // [count, in - i2]
-            return tf.sub(tail, matMulT(tf.transpose(hs), tf.transpose(sweep.err))) as tf.Tensor2D;
+            return tf.sub(tail, calibMatMulT(tf.transpose(hs), tf.transpose(sweep.err))) as tf.Tensor2D;
           });
           rest.dispose();
           rest = next;

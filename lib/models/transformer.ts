@@ -26,6 +26,7 @@ export interface ForwardOptions {
   kernels?: boolean; // allow the custom WGSL kernels where the kernel policy is on (lib/kernels); inference only: no gradients. Default false
   prep?: ForwardPrep | null; // weights laid out for this backend (prepareForward), made once for many forwards; null/absent: the plain layout
   plan?: ForwardPlan; // which ops carry the forward; default: FORWARD_PLANS of the active backend (tests pass another to compare paths)
+  attentionOnly?: boolean; // runBlock: stop after the attention half (y = x + attention(x), OPT's post-norm applied); the MLP is not run (AWQ's search of q/k/v inspects the attention only)
 }
 
 /**
@@ -112,6 +113,7 @@ interface Step {
   kernelRope: boolean; // the RoPE kernels may rotate q and k (LLaMA's layout; GLM's half-head pairs run on tfjs ops)
   wasmAttention: boolean; // attention runs on the wasm SIMD kernel (ForwardPlan.attention; no KV cache; no mask or right padding only)
   wasmFused: boolean; // RMSNorm, SwiGLU and embedding rows run on the wasm SIMD kernels (ForwardPlan.fused)
+  attentionOnly: boolean; // ForwardOptions.attentionOnly
 }
 
 interface KV {
@@ -300,7 +302,7 @@ function makeStep(model: InferenceModel, B: number, T: number, past: number, opt
     const rope = ARCHS[c.arch].rope ? ropeTables(c, past, T) : null;
     return {
       pastLength: past, mask, rope, prep: opts.prep ?? null, plan, hook: opts.onLinearInput, kernels: opts.kernels ?? false,
-      padded: !!opts.attentionMask || windowed, wasmAttention: wasmAttn, wasmFused: wasmFusedOn(plan), kernelRope: kernelRope(c),
+      padded: !!opts.attentionMask || windowed, wasmAttention: wasmAttn, wasmFused: wasmFusedOn(plan), kernelRope: kernelRope(c), attentionOnly: opts.attentionOnly ?? false,
     };
   } catch (e) {
     mask?.dispose();
@@ -446,6 +448,7 @@ function block(model: InferenceModel, i: number, x: tf.Tensor3D, step: Step, pas
     const attnOut = tf.reshape(linear(model, lin(spec.attention.o), merged, hook, step), [B, T, D]);
     let r: tf.Tensor = tf.add(x, attnOut);
     if (!pre) r = norm(model, `${p}${spec.norms.attn}`, r, false, step.wasmFused);
+    if (step.attentionOnly) return { y: r as tf.Tensor3D, kv: { k, v } };
     // --- MLP ---
     const m = pre ? norm(model, `${p}${spec.norms.mlp}`, r, step.kernels, step.wasmFused) : r;
     const m2 = tf.reshape(m, [B * T, D]) as tf.Tensor2D;
@@ -507,6 +510,7 @@ export function head(model: InferenceModel, x: tf.Tensor3D, kernels = false, pre
 
 /** ids [B, T] → logits [B, T, V]. */
 export function forward(model: InferenceModel, ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
+  if (opts.attentionOnly) throw new Error('forward: attentionOnly applies to runBlock only');
   const [B, T] = ids.shape;
   const step = makeStep(model, B, T, 0, opts);
   let x: tf.Tensor3D | null = null; // the running hidden state [B, T, D]; freed on every path, errors included
