@@ -9,7 +9,7 @@ import { linearShape, readLinear, replaceWeight, type HostMatrix } from '../quan
 import { describeCalib, type CalibSet } from './calib';
 import { BlockHessians, HessianAccumulator, prepareHessian } from './hessian';
 import { codesToBytes, findParamsDevice } from '../quant/quantizer-device';
-import { diagonal, gptqBlockSweep, calibMatMulT, prepareHessianDevice, solverKind } from './solver';
+import { calibMatMulT, diagonal, gptqBlockSweep, prepareHessianDevice, PreparedHessians, solverKind, type DeviceHessian } from './solver';
 import { runSequential, blockLinearNames, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -44,12 +44,12 @@ export interface GptqLayerResult {
 }
 
 /** GPTQ of W [rows, cols] against the Hessian in `hessian`: the float64 host solver or the device one (solverKind by its size). */
-export async function gptqSolve(W: Float32Array, rows: number, cols: number, hessian: HessianAccumulator, opts: Partial<GptqOptions> = {}): Promise<GptqLayerResult> {
+export async function gptqSolve(W: Float32Array, rows: number, cols: number, hessian: HessianAccumulator, opts: Partial<GptqOptions> = {}, prepared?: PreparedHessians): Promise<GptqLayerResult> {
   const o = { ...defaults, ...opts };
   if (solverKind(rows, cols) === 'host') return gptqQuantize(W, rows, cols, await hessian.toFloat64(), o);
   const H = hessian.value();
   try {
-    return await gptqQuantizeDevice(W, rows, cols, H, o);
+    return await gptqQuantizeDevice(W, rows, cols, H, o, prepared && ((perm) => prepared.get(hessian, H, o.percdamp, perm)));
   } finally {
     H.dispose();
   }
@@ -231,7 +231,10 @@ function groupParamsOf(x: tf.Tensor2D, bits: number, sym: boolean): { scale: tf.
  * end. H [cols, cols] is not disposed. Same algorithm and result layout as gptqQuantize (the host
  * oracle, float64).
  */
-export async function gptqQuantizeDevice(W0: Float32Array, rows: number, cols: number, H: tf.Tensor2D, o: GptqOptions): Promise<GptqLayerResult> {
+export async function gptqQuantizeDevice(
+  W0: Float32Array, rows: number, cols: number, H: tf.Tensor2D, o: GptqOptions,
+  prepare?: (perm: number[] | undefined) => Promise<DeviceHessian>, // a shared preparation (PreparedHessians; not disposed here), else H's own
+): Promise<GptqLayerResult> {
   validate(o);
   checkWeightSpec(o, cols, 'gptq');
   if (W0.length !== rows * cols) throw new Error(`gptq: weight has ${W0.length} values, expected ${rows} × ${cols}`);
@@ -268,8 +271,8 @@ export async function gptqQuantizeDevice(W0: Float32Array, rows: number, cols: n
       rest.dispose();
       rest = p;
     }
-    const { hinv } = await subPhase('hinv', () => prepareHessianDevice(H, o.percdamp, perm));
-    tensors.push(hinv);
+    const { hinv } = await subPhase('hinv', () => (prepare ? prepare(perm) : prepareHessianDevice(H, o.percdamp, perm)));
+    if (!prepare) tensors.push(hinv);
     if (o.groupSize === -1) addGroup(rest);
     const colGroup = new Int32Array(cols);
     const codeBlocks: tf.Tensor2D[] = [];
@@ -383,6 +386,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
     ...hooks,
     async perBlock(ctx) {
       const mats = new Map<string, HostMatrix>();
+      const prepared = new PreparedHessians();
       await ctx.timed('read', async () => {
         for (const l of linears) mats.set(l, await readLinear(model, ctx.block, l));
       });
@@ -392,13 +396,14 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
         await ctx.timed('solve', async () => {
           for (const l of linears) {
             const m = mats.get(l)!;
-            const res = await gptqSolve(m.data, m.rows, m.cols, hessians.get(l), o);
+            const res = await gptqSolve(m.data, m.rows, m.cols, hessians.get(l), o, prepared);
             totalLoss += res.loss;
             replaceWeight(model, m.name, res.weight);
             quantized.set(m.name, res.quantized);
           }
         });
       } finally {
+        prepared.dispose();
         hessians.dispose();
       }
     },

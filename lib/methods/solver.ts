@@ -208,6 +208,31 @@ export async function prepareHessianDevice(H: tf.Tensor2D, percdamp: number, per
   }
 }
 
+/**
+ * One block's prepared Hessians (prepareHessianDevice), shared by the linears that see the same
+ * input (q, k, v; gate, up: one accumulator, the `owner`): the factorisation runs once per input
+ * and (percdamp, permutation), as its result is the same. Owns the Hinv tensors; dispose() frees them.
+ */
+export class PreparedHessians {
+  private readonly cache = new Map<object, { key: string; prep: DeviceHessian }>();
+
+  /** H's preparation for owner, from the cache or computed now (H is not disposed; the result is owned here). */
+  async get(owner: object, H: tf.Tensor2D, percdamp: number, perm?: number[]): Promise<DeviceHessian> {
+    const key = `${percdamp}|${perm?.join(',') ?? ''}`;
+    const hit = this.cache.get(owner);
+    if (hit?.key === key) return hit.prep;
+    const prep = await prepareHessianDevice(H, percdamp, perm);
+    hit?.prep.hinv.dispose();
+    this.cache.set(owner, { key, prep });
+    return prep;
+  }
+
+  dispose(): void {
+    for (const { prep } of this.cache.values()) prep.hinv.dispose();
+    this.cache.clear();
+  }
+}
+
 // ---- the in-block sweeps ---------------------------------------------------------------------
 
 

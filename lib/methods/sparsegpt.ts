@@ -19,7 +19,7 @@ import { sparsityReport } from '../quant/sparse';
 import { describeCalib, type CalibSet } from './calib';
 import { BlockHessians, prepareHessian } from './hessian';
 import { checkModelPattern } from './magnitude';
-import { maskLowestDevice, calibMatMulT, prepareHessianDevice, solverKind, sparseBlockSweep } from './solver';
+import { calibMatMulT, maskLowestDevice, prepareHessianDevice, PreparedHessians, solverKind, sparseBlockSweep, type DeviceHessian } from './solver';
 import { runSequential, sequentialDefaults, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -99,9 +99,10 @@ export interface SparseGPTResult {
 
 /**
  * Prunes w [out, in] given the layer Hessian h [in, in] (2/n Σ XᵀX over calibration tokens).
- * Neither input is disposed.
+ * Neither input is disposed. `prepare`: h's preparation shared with the linears of the same input
+ * (PreparedHessians; the device solver only), else h's own.
  */
-export async function sparsegptPrune(w: tf.Tensor2D, h: tf.Tensor2D, input: SparseGPTInput = {}, name = 'weight'): Promise<SparseGPTResult> {
+export async function sparsegptPrune(w: tf.Tensor2D, h: tf.Tensor2D, input: SparseGPTInput = {}, name = 'weight', prepare?: () => Promise<DeviceHessian>): Promise<SparseGPTResult> {
   const o = resolveOptions(input);
   const [rows, cols] = w.shape;
   if (h.shape[0] !== cols || h.shape[1] !== cols) {
@@ -111,7 +112,7 @@ export async function sparsegptPrune(w: tf.Tensor2D, h: tf.Tensor2D, input: Spar
   if (p.kind === 'nm' && cols % p.m !== 0) {
     throw new SparsityOptionError(`N:M pattern ${p.n}:${p.m} does not fit '${name}': its input dimension ${cols} is not a multiple of ${p.m}`);
   }
-  return solverKind(rows, cols) === 'host' ? sparsegptPruneHost(w, h, o) : sparsegptPruneDevice(w, h, o);
+  return solverKind(rows, cols) === 'host' ? sparsegptPruneHost(w, h, o) : sparsegptPruneDevice(w, h, o, prepare);
 }
 
 /**
@@ -119,7 +120,7 @@ export async function sparsegptPrune(w: tf.Tensor2D, h: tf.Tensor2D, input: Spar
  * Cholesky, each block's unstructured mask chosen from w² / [H⁻¹]²_jj on the device (exact count,
  * ties in index order: maskLowestDevice), the block swept by one kernel (webgpu) or host loop, the lazy update by one matmul.
  */
-export async function sparsegptPruneDevice(w: tf.Tensor2D, h: tf.Tensor2D, o: SparseGPTOptions): Promise<SparseGPTResult> {
+export async function sparsegptPruneDevice(w: tf.Tensor2D, h: tf.Tensor2D, o: SparseGPTOptions, prepare?: () => Promise<DeviceHessian>): Promise<SparseGPTResult> {
   const [rows, cols] = w.shape;
   const p = o.pattern;
   const tensors: tf.Tensor[] = []; // disposed at the end
@@ -135,8 +136,8 @@ export async function sparsegptPruneDevice(w: tf.Tensor2D, h: tf.Tensor2D, o: Sp
     grid = tf.tensor2d(gv, [2, rows]);
     tensors.push(grid);
   }
-  const { hinv, dead } = await subPhase('hinv', () => prepareHessianDevice(h, o.percdamp));
-  tensors.push(hinv);
+  const { hinv, dead } = await subPhase('hinv', () => (prepare ? prepare() : prepareHessianDevice(h, o.percdamp)));
+  if (!prepare) tensors.push(hinv);
   const nDead = dead.filter(Boolean).length;
   let rest: tf.Tensor2D = tf.tidy(() => tf.mul(tf.transpose(w), tf.tensor2d(dead.map((d) => (d ? 0 : 1)), [cols, 1])) as tf.Tensor2D); // [in, out]
   try {
@@ -307,6 +308,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Spars
     async perBlock(ctx) {
       const name = (l: string) => linearName(model.config.arch, ctx.block, l);
       const hessians = new BlockHessians(model.config.arch, ctx.linears, (l) => (model.weights.get(name(l)) as tf.Tensor2D).shape[1]);
+      const prepared = new PreparedHessians();
       try {
         await ctx.timed('capture', () => ctx.observe(hessians.add));
         hooks.sample?.();
@@ -315,7 +317,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Spars
             const w = model.weights.get(name(l)) as tf.Tensor2D;
             const H = hessians.get(l).value(); // [in, in]
             try {
-              const r = await sparsegptPrune(w, H, o, name(l));
+              const r = await sparsegptPrune(w, H, o, name(l), () => prepared.get(hessians.get(l), H, o.percdamp));
               totalLoss += r.loss;
               dead += r.dead;
               model.weights.set(name(l), r.weight);
@@ -326,6 +328,7 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Spars
           }
         });
       } finally {
+        prepared.dispose();
         hessians.dispose();
       }
     },
