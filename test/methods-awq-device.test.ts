@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../lib/runtime';
-import { awqFakeQuant, clipSearch, clipSearchDevice, defaults, scaledFakeQuantDevice, type AwqOptions } from '../lib/methods/awq';
+import { awqFakeQuant, chunkMean, clipSearch, clipSearchDevice, defaults, scaledFakeQuantDevice, type AwqOptions } from '../lib/methods/awq';
 import { correlatedInputs, randn } from '../lib/methods/solver-cases';
 
 beforeAll(async () => {
@@ -60,6 +60,19 @@ describe('AWQ searches on the device', () => {
       expect(new Set(dev.subarray(0, 64)).size).toBeGreaterThan(4); // quantized, not zeroed
     });
   }
+
+  it('means over chunks (per column and over everything) equal tf.mean of the whole, and are tf.mean itself on one chunk', async () => {
+    const x = tf.tensor2d(X, [tokens, cols]);
+    const parts = [tf.slice(x, [0, 0], [301, cols]), tf.slice(x, [301, 0], [tokens - 301, cols])];
+    for (const axis of [0, undefined] as const) {
+      const [whole, chunked, one] = tf.tidy(() => [tf.mean(x, axis), chunkMean(parts, axis), chunkMean([x], axis)]);
+      const [w, c, o1] = (await Promise.all([whole.data(), chunked.data(), one.data()])) as Float32Array[];
+      expect(o1).toEqual(w);
+      w.forEach((v, i) => expect(Math.abs(c[i] - v)).toBeLessThan(1e-6 * Math.max(1, Math.abs(v))));
+      tf.dispose([whole, chunked, one]);
+    }
+    tf.dispose([x, ...parts]);
+  });
 
   it('the inputs in chunks (one per calibration batch) give the one-tensor result, sampled tokens in both chunks', async () => {
     const o = { ...defaults, bits: 4, groupSize: 64, clipSampleTokens: 100 };

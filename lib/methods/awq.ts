@@ -15,6 +15,7 @@ import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential, shortLinearName } from './sequential';
 import { foldIntoNorm } from './smoothquant';
 import { calibMatMulT, solverKind } from './solver';
+import { maxTensorElements } from '../runtime/backend';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
@@ -53,14 +54,22 @@ export function awqFakeQuant(W: Float32Array, rows: number, cols: number, o: Awq
 }
 
 /**
- * A linear's calibration inputs [tokens, in] as chunks, one [tokens_i, in] per calibration batch:
- * a 7B block's 128 × 2048 tokens (4 GiB at in = 4096) would pass a GPU storage binding's 2 GiB as
- * one tensor. The linears of a group (same input) share their chunks.
+ * A linear's calibration inputs [tokens, in]: one tensor where it fits a GPU storage binding (every
+ * embedded model: the numerics of one tensor), else chunks, one [tokens_i, in] per calibration
+ * batch (a 7B block's 128 × 2048 tokens are 4 GiB at in = 4096, past the H100's 2 GiB binding). The
+ * linears of a group (same input) share their tensors.
  */
 type Chunks = tf.Tensor2D[];
 const tokensOf = (xs: Chunks) => xs.reduce((n, x) => n + x.shape[0], 0);
 /** The sum of same-shaped tensors, pairwise (tf.addN binds every input at once: past 16 chunks that exceeds a WebGPU shader's storage buffers). */
 const sumOf = (ts: tf.Tensor[]) => ts.reduce((a, b) => tf.add(a, b));
+
+/** The mean over every chunk's rows (axis 0) or over everything, of parts computed per chunk; tf.mean itself on one chunk. Inside tf.tidy. */
+export function chunkMean(parts: tf.Tensor[], axis?: 0): tf.Tensor {
+  if (parts.length === 1) return tf.mean(parts[0], axis);
+  const n = parts.reduce((k, p) => k + (axis === 0 ? p.shape[0] : p.size), 0);
+  return sumOf(parts.map((p) => tf.sum(tf.div(p, n), axis)));
+}
 
 /** Rows idx (ascending token indices over all chunks) as one tensor [idx.length, in]. */
 function gatherTokens(xs: Chunks, idx: number[]): tf.Tensor2D {
@@ -131,8 +140,7 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
   for (const g of a.groups) {
     if (!scalable(model, g, block)) continue;
     const xs = feats.get(g.linears[0])!; // [tokens, in] in chunks
-    const tokens = tokensOf(xs);
-    const xMean = await hostValues(() => sumOf(xs.map((x) => tf.sum(tf.div(tf.abs(x), tokens), 0)))); // [in]
+    const xMean = await hostValues(() => chunkMean(xs.map((x) => tf.abs(x)), 0)); // [in]
     const mats: HostMatrix[] = [];
     for (const l of g.linears) mats.push(await readLinear(model, block, l));
     // What the group feeds (reference module2inspect): the whole attention (read off as o_proj of
@@ -200,7 +208,7 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
       try {
         const cur = groupOutput(ws);
         try {
-          loss = (await hostValues(() => tf.div(sumOf(cur.map((c, i) => tf.sum(tf.square(tf.sub(org[i], c))))), cur.reduce((n, c) => n + c.size, 0))))[0];
+          loss = (await hostValues(() => chunkMean(cur.map((c, i) => tf.square(tf.sub(org[i], c))))))[0];
         } finally {
           tf.dispose(cur);
         }
@@ -410,6 +418,15 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
         }),
       );
       copies.clear();
+      // One tensor per input where it fits a binding (see Chunks).
+      const merged = new Map<tf.Tensor2D, tf.Tensor2D>(); // first chunk → the input as one tensor
+      for (const [l, xs] of feats) {
+        if (xs.length < 2 || xs.reduce((n, x) => n + x.size, 0) > maxTensorElements()) continue;
+        if (!merged.has(xs[0])) merged.set(xs[0], tf.concat(xs) as tf.Tensor2D);
+        const one = merged.get(xs[0])!;
+        feats.set(l, [one]);
+        if (one !== xs[0]) xs.forEach((x) => x.dispose()); // shared chunks: disposing twice is harmless
+      }
       // The dense outputs (propagated to the next block) are computed before any change.
       await ctx.timed('dense', () => ctx.denseOutputs());
       try {
