@@ -6,6 +6,7 @@ import { choleskyResidual, gptqBlockDifference, gptqDifference, hinvDifference, 
 import { maskLowestDevice } from '../lib/methods/solver';
 import { maskLowestGlobal, maskLowestPerRow, toPattern } from '../lib/quant/sparse-pattern';
 import { WandaLayer } from '../lib/methods/wanda';
+import { magnitudePrune } from '../lib/methods/magnitude';
 
 /**
  * The device-vs-host checks as vitest cases, registered by a test file after it has started its
@@ -61,6 +62,30 @@ export function registerSolverCases(it: (name: string, fn: () => Promise<void>) 
     }
     layer.dispose();
     tf.dispose([x, w]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+  it('magnitude unstructured: the device selection prunes exactly the entries of the host selection (ties at equal |w| in index order), no leaks', async () => {
+    const before = tf.memory().numTensors;
+    const W = Float32Array.from(L.W, (v, i) => (i % 5 === 0 ? Math.round(v * 4) / 4 : v)); // many ties
+    const w = tf.tensor2d(W, [L.rows, L.cols]);
+    for (const ratio of ['50%', '0.3']) {
+      const got: Float32Array[] = [];
+      for (const kind of ['device', 'host']) {
+        const old = process.env.LLMCB_SOLVER;
+        process.env.LLMCB_SOLVER = kind;
+        try {
+          const r = await magnitudePrune(w, toPattern(ratio));
+          got.push(Float32Array.from((await r.data()) as Float32Array));
+          r.dispose();
+        } finally {
+          if (old === undefined) delete process.env.LLMCB_SOLVER;
+          else process.env.LLMCB_SOLVER = old;
+        }
+      }
+      expect(got[0], ratio).toEqual(got[1]);
+      expect(got[0].filter((v) => v === 0).length).toBeGreaterThan(0.25 * W.length);
+    }
+    w.dispose();
     expect(tf.memory().numTensors).toBe(before);
   });
   it('blocked Cholesky: L Lᵀ = A to fp32 rounding', async () => {

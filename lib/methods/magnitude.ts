@@ -8,9 +8,11 @@ import { sparsityReport } from '../quant/sparse';
 import type { CalibSet } from './calib';
 import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
+import { solverKind, zeroLowestDevice } from './solver';
 import {
   checkPatternFits,
   patternLabel,
+  pruneCount,
   selectMask,
   toPattern,
   type SparsityPattern,
@@ -40,8 +42,21 @@ export async function magnitudeMask(w: tf.Tensor2D, pattern: SparsityPattern): P
   return selectMask(score, rows, cols, pattern, 'matrix');
 }
 
-/** Prunes one weight matrix [out, in] by magnitude; returns the pruned copy. */
+/**
+ * Prunes one weight matrix [out, in] by magnitude; returns the pruned copy. Unstructured patterns
+ * on big layers (solverKind 'device') are selected on the backend (maskLowestDevice: the entries
+ * of the host's maskLowestGlobal) without reading the weight back.
+ */
 export async function magnitudePrune(w: tf.Tensor2D, pattern: SparsityPattern): Promise<tf.Tensor2D> {
+  const [rows, cols] = w.shape;
+  if (pattern.kind === 'unstructured' && solverKind(rows, cols) === 'device') {
+    const score = tf.abs(w);
+    try {
+      return await zeroLowestDevice(w, score, pruneCount(rows * cols, pattern.ratio), 'all');
+    } finally {
+      score.dispose();
+    }
+  }
   return applyMask(w, await magnitudeMask(w, pattern));
 }
 

@@ -560,3 +560,13 @@ export async function maskLowestDevice(score: tf.Tensor, k: number, group: 'all'
     flat.dispose();
   }
 }
+
+/** w with the entries of its k lowest scores zeroed (maskLowestDevice's selection over `group`); neither input is disposed. */
+export async function zeroLowestDevice(w: tf.Tensor2D, score: tf.Tensor2D, k: number, group: 'all' | 'row'): Promise<tf.Tensor2D> {
+  const m = await maskLowestDevice(score, k, group); // [out, in] 1 = pruned
+  try {
+    return tf.tidy(() => tf.where(tf.greater(m, 0.5), tf.zerosLike(w), w) as tf.Tensor2D);
+  } finally {
+    m.dispose();
+  }
+}

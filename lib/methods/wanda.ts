@@ -12,7 +12,7 @@ import { describeCalib, type CalibSet } from './calib';
 import { applyMask, checkModelPattern } from './magnitude';
 import { runSequential, sequentialDefaults, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
-import { maskLowestDevice, solverKind } from './solver';
+import { solverKind, zeroLowestDevice } from './solver';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
 export const options = defineOptions({
@@ -74,15 +74,11 @@ export class WandaLayer {
   async prune(w: tf.Tensor2D, pattern: SparsityPattern): Promise<tf.Tensor2D> {
     if (pattern.kind === 'unstructured' && solverKind(w.shape[0], w.shape[1]) === 'device') {
       const s = this.scoreTensor(w);
-      let m: tf.Tensor;
       try {
-        m = await subPhase('select', () => maskLowestDevice(s, pruneCount(w.shape[1], pattern.ratio), 'row')); // [out, in] 1 = pruned
+        return await subPhase('select', () => zeroLowestDevice(w, s, pruneCount(w.shape[1], pattern.ratio), 'row'));
       } finally {
         s.dispose();
       }
-      const out = tf.tidy(() => tf.where(tf.greater(m, 0.5), tf.zerosLike(w), w) as tf.Tensor2D);
-      m.dispose();
-      return out;
     }
     return applyMask(w, await this.mask(w, pattern));
   }
