@@ -235,7 +235,6 @@ export class PreparedHessians {
 
 // ---- the in-block sweeps ---------------------------------------------------------------------
 
-
 /** The GPTQ sweep of one block. All tensors column-major: w [count, rows]. */
 export interface GptqBlockInput {
   w: tf.Tensor2D; // [count, rows] the block's columns (lazy updates of earlier blocks applied)
