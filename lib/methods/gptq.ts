@@ -366,7 +366,7 @@ async function assembleDevice(
     if (o.actOrder && o.groupSize !== -1) quantized.gIdx = gIdx;
     let loss = 0;
     for (const v of (await lossT.data()) as Float32Array) loss += v;
-    return { quantized, weight: Float32Array.from((await weightT.data()) as Float32Array), loss };
+    return { quantized, weight: (await weightT.data()) as Float32Array, loss }; // the read-back values are the caller's once weightT is gone
   } finally {
     tf.dispose(out);
   }
