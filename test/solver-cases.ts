@@ -8,6 +8,24 @@ import { maskLowestGlobal, maskLowestPerRow, toPattern } from '../lib/quant/spar
 import { WandaLayer } from '../lib/methods/wanda';
 import { magnitudePrune } from '../lib/methods/magnitude';
 
+/** prune's result values with LLMCB_SOLVER 'device', then 'host' (the variable restored after each). */
+async function deviceAndHost(prune: () => Promise<tf.Tensor>): Promise<Float32Array[]> {
+  const got: Float32Array[] = [];
+  for (const kind of ['device', 'host']) {
+    const old = process.env.LLMCB_SOLVER;
+    process.env.LLMCB_SOLVER = kind;
+    try {
+      const r = await prune();
+      got.push(Float32Array.from((await r.data()) as Float32Array));
+      r.dispose();
+    } finally {
+      if (old === undefined) delete process.env.LLMCB_SOLVER;
+      else process.env.LLMCB_SOLVER = old;
+    }
+  }
+  return got;
+}
+
 /**
  * The device-vs-host checks as vitest cases, registered by a test file after it has started its
  * backend (wasm: the host twins of the sweeps; webgpu: the WGSL sweeps). A 48 × 304 layer: three
@@ -45,19 +63,7 @@ export function registerSolverCases(it: (name: string, fn: () => Promise<void>) 
     const layer = new WandaLayer('t', L.cols);
     layer.addBatch(x);
     for (const ratio of ['50%', '0.3']) {
-      const got: Float32Array[] = [];
-      for (const kind of ['device', 'host']) {
-        const old = process.env.LLMCB_SOLVER;
-        process.env.LLMCB_SOLVER = kind;
-        try {
-          const r = await layer.prune(w, toPattern(ratio));
-          got.push(Float32Array.from((await r.data()) as Float32Array));
-          r.dispose();
-        } finally {
-          if (old === undefined) delete process.env.LLMCB_SOLVER;
-          else process.env.LLMCB_SOLVER = old;
-        }
-      }
+      const got = await deviceAndHost(() => layer.prune(w, toPattern(ratio)));
       expect(got[0], ratio).toEqual(got[1]);
     }
     layer.dispose();
@@ -69,19 +75,7 @@ export function registerSolverCases(it: (name: string, fn: () => Promise<void>) 
     const W = Float32Array.from(L.W, (v, i) => (i % 5 === 0 ? Math.round(v * 4) / 4 : v)); // many ties
     const w = tf.tensor2d(W, [L.rows, L.cols]);
     for (const ratio of ['50%', '0.3']) {
-      const got: Float32Array[] = [];
-      for (const kind of ['device', 'host']) {
-        const old = process.env.LLMCB_SOLVER;
-        process.env.LLMCB_SOLVER = kind;
-        try {
-          const r = await magnitudePrune(w, toPattern(ratio));
-          got.push(Float32Array.from((await r.data()) as Float32Array));
-          r.dispose();
-        } finally {
-          if (old === undefined) delete process.env.LLMCB_SOLVER;
-          else process.env.LLMCB_SOLVER = old;
-        }
-      }
+      const got = await deviceAndHost(() => magnitudePrune(w, toPattern(ratio)));
       expect(got[0], ratio).toEqual(got[1]);
       expect(got[0].filter((v) => v === 0).length).toBeGreaterThan(0.25 * W.length);
     }
