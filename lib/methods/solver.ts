@@ -73,18 +73,20 @@ async function hostSquare(t: tf.Tensor2D): Promise<Float64Array> {
 /**
  * Lower Cholesky factor L of a symmetric positive definite A [n, n] (A = L Lᵀ), right-looking and
  * blocked: each FACTOR_BLOCK diagonal block is factorised on the host (float64), the panel below it
- * is A21·L11⁻ᵀ and the trailing matrix is updated by one matmul. A is not disposed.
+ * is A21·L11⁻ᵀ and the trailing matrix is updated by one matmul. The update is applied to the whole
+ * [n, n] matrix (S − P·Pᵀ with P the panel padded with zeros to n rows: only the trailing block
+ * changes), so every step allocates the same sizes and the buffer pool reuses them, where a
+ * shrinking trailing copy would allocate new large buffers every step. A is not disposed.
  */
 export async function choleskyLowerDevice(A: tf.Tensor2D, what = 'cholesky'): Promise<tf.Tensor2D> {
   const n = A.shape[0];
   if (A.shape[1] !== n) throw new Error(`${what}: matrix is [${A.shape}], not square`);
   const panels: tf.Tensor2D[] = []; // [n, b] each: column panels of L
-  let S = A.clone(); // trailing matrix [n - k, n - k]
+  let S = A.clone(); // [n, n]: rows and columns from k on hold the trailing matrix
   try {
     for (let k = 0; k < n; k += FACTOR_BLOCK) {
       const b = Math.min(FACTOR_BLOCK, n - k);
-      const m = n - k;
-      const a11 = tf.slice(S, [0, 0], [b, b]);
+      const a11 = tf.slice(S, [k, k], [b, b]);
       const host = await hostSquare(a11);
       a11.dispose();
       try {
@@ -94,15 +96,16 @@ export async function choleskyLowerDevice(A: tf.Tensor2D, what = 'cholesky'): Pr
         throw e;
       }
       const L11 = Float32Array.from(host);
+      if (k + b === n) {
+        panels.push(tf.tidy(() => tf.pad(tf.tensor2d(L11, [b, b]), [[k, 0], [0, 0]]) as tf.Tensor2D));
+        break;
+      }
       const L11inv = Float32Array.from(invertLower(host, b));
-      const last = m === b;
       const [panel, next] = tf.tidy(() => {
-        const l11 = tf.tensor2d(L11, [b, b]);
-        if (last) return [tf.pad(l11, [[k, 0], [0, 0]]) as tf.Tensor2D, tf.zeros([0, 0]) as tf.Tensor2D];
-        const a21 = tf.slice(S, [b, 0], [m - b, b]); // [m - b, b]
-        const l21 = calibMatMulT(a21, tf.tensor2d(L11inv, [b, b])); // A21·L11⁻ᵀ [m - b, b]
-        const s22 = tf.sub(tf.slice(S, [b, b], [m - b, m - b]), calibMatMulT(l21, l21)) as tf.Tensor2D; // [m - b, m - b]
-        return [tf.pad(tf.concat([l11, l21], 0), [[k, 0], [0, 0]]) as tf.Tensor2D, s22];
+        const a21 = tf.slice(S, [k + b, k], [n - k - b, b]); // [n - k - b, b]
+        const l21 = calibMatMulT(a21, tf.tensor2d(L11inv, [b, b])); // A21·L11⁻ᵀ [n - k - b, b]
+        const P = tf.pad(l21, [[k + b, 0], [0, 0]]) as tf.Tensor2D; // [n, b], zero above the trailing rows
+        return [tf.pad(tf.concat([tf.tensor2d(L11, [b, b]), l21], 0), [[k, 0], [0, 0]]) as tf.Tensor2D, tf.sub(S, calibMatMulT(P, P)) as tf.Tensor2D];
       });
       panels.push(panel);
       S.dispose();
