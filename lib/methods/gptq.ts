@@ -9,7 +9,7 @@ import { linearShape, readLinear, replaceWeight, type HostMatrix } from '../quan
 import { describeCalib, type CalibSet } from './calib';
 import { BlockHessians, HessianAccumulator, prepareHessian } from './hessian';
 import { codesToBytes, findParamsDevice } from '../quant/quantizer-device';
-import { calibMatMulT, diagonal, gptqBlockSweep, prepareHessianDevice, PreparedHessians, solverKind, type DeviceHessian } from './solver';
+import { diagonal, gptqBlockSweep, lazyUpdate, prepareHessianDevice, PreparedHessians, solverKind, type DeviceHessian } from './solver';
 import { runSequential, blockLinearNames, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -242,7 +242,7 @@ export async function gptqQuantizeDevice(
   const gs = o.groupSize === -1 ? cols : o.groupSize;
   const ng = numGroups(cols, o.groupSize);
   const diag = await diagonal(H); // original column order
-  // Wt [cols, rows]: column-major working copy; dead inputs (diag H = 0) zeroed as the reference does.
+  // Wt [cols, rows]: column-major working copy, every column throughout (lazyUpdate); dead inputs (diag H = 0) zeroed as the reference does.
   let rest: tf.Tensor2D = tf.tidy(() => {
     const live = tf.tensor2d(Float32Array.from(diag, (d) => (d === 0 ? 0 : 1)), [cols, 1]);
     return tf.mul(tf.transpose(tf.tensor2d(W0, [rows, cols])), live) as tf.Tensor2D;
@@ -287,7 +287,7 @@ export async function gptqQuantizeDevice(
           else {
             if (col % gs === 0) {
               // group parameters from the outer W: earlier blocks' lazy updates in, this block's not
-              const x = tf.slice(rest, [col - i1, 0], [Math.min(gs, cols - col), rows]);
+              const x = tf.slice(rest, [col, 0], [Math.min(gs, cols - col), rows]);
               addGroup(x);
               x.dispose();
             }
@@ -297,7 +297,7 @@ export async function gptqQuantizeDevice(
         // The block's groups as a table [2·G, rows] (scales, then zeros) and each column's row in it.
         const used = [...new Set(colGroup.subarray(i1, i2))];
         const local = Int32Array.from(colGroup.subarray(i1, i2), (g) => used.indexOf(g));
-        const block = tf.slice(rest, [0, 0], [count, rows]); // [count, rows]
+        const block = tf.slice(rest, [i1, 0], [count, rows]); // [count, rows]
         const hb = tf.slice(hinv, [i1, i1], [count, count]);
         const tableT = tf.stack([...used.map((g) => groups[g].scale), ...used.map((g) => groups[g].zero)]) as tf.Tensor2D;
         let sweep;
@@ -312,13 +312,8 @@ export async function gptqQuantizeDevice(
         tf.dispose([lossT, sweep.loss]);
         lossT = l;
         if (i2 < cols) {
-          const err = sweep.err;
-          // Lazy batch update: W[:, i2:] -= Err1 · Hinv[i1:i2, i2:] (column-major: Hinv[i1:i2, i2:]ᵀ · Err1).
-          const next = tf.tidy(() => {
-            const tail = tf.slice(rest, [count, 0], [cols - i2, rows]); // [cols - i2, rows]
-            const hs = tf.slice(hinv, [i1, i2], [count, cols - i2]); // [count, cols - i2]
-            return tf.sub(tail, calibMatMulT(tf.transpose(hs), tf.transpose(err))) as tf.Tensor2D;
-          });
+          // Lazy batch update: W[:, i2:] -= Err1 · Hinv[i1:i2, i2:].
+          const next = lazyUpdate(rest, hinv, sweep.err, i1);
           rest.dispose();
           rest = next;
         }

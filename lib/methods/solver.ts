@@ -238,6 +238,20 @@ export class PreparedHessians {
 
 // ---- the in-block sweeps ---------------------------------------------------------------------
 
+/**
+ * The lazy batch update after sweeping the columns i1 … i1 + count of Wt [cols, rows]
+ * (column-major): column j −= Σ_c Hinv[i1 + c, j] · err[c], applied to every column, so that the
+ * product has the same size block after block (the buffer pool reuses it; the columns right of the
+ * block alone would allocate a new size every block). Hinv is upper triangular: the columns left
+ * of the block get nothing, and the block's own, already swept, are never read again. err
+ * [count, rows]; returns the new Wt, nothing disposed.
+ */
+export function lazyUpdate(wt: tf.Tensor2D, hinv: tf.Tensor2D, err: tf.Tensor2D, i1: number): tf.Tensor2D {
+  const [count] = err.shape;
+  const cols = wt.shape[0];
+  return tf.tidy(() => tf.sub(wt, calibMatMulT(tf.transpose(tf.slice(hinv, [i1, 0], [count, cols])), tf.transpose(err))) as tf.Tensor2D); // [cols, rows]
+}
+
 /** The GPTQ sweep of one block. All tensors column-major: w [count, rows]. */
 export interface GptqBlockInput {
   w: tf.Tensor2D; // [count, rows] the block's columns (lazy updates of earlier blocks applied)

@@ -19,7 +19,7 @@ import { sparsityReport } from '../quant/sparse';
 import { describeCalib, type CalibSet } from './calib';
 import { BlockHessians, prepareHessian } from './hessian';
 import { checkModelPattern } from './magnitude';
-import { calibMatMulT, maskLowestDevice, prepareHessianDevice, PreparedHessians, solverKind, sparseBlockSweep, type DeviceHessian } from './solver';
+import { lazyUpdate, maskLowestDevice, prepareHessianDevice, PreparedHessians, solverKind, sparseBlockSweep, type DeviceHessian } from './solver';
 import { runSequential, sequentialDefaults, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -147,7 +147,7 @@ export async function sparsegptPruneDevice(w: tf.Tensor2D, h: tf.Tensor2D, o: Sp
       for (let i1 = 0; i1 < cols; i1 += o.blocksize) {
         const i2 = Math.min(i1 + o.blocksize, cols);
         const count = i2 - i1;
-        const block = tf.slice(rest, [0, 0], [count, rows]); // [count, out]
+        const block = tf.slice(rest, [i1, 0], [count, rows]); // [count, out]
         const hb = tf.slice(hinv, [i1, i1], [count, count]);
         tensors.push(block, hb);
         let mask: tf.Tensor2D | null = null;
@@ -174,11 +174,7 @@ export async function sparsegptPruneDevice(w: tf.Tensor2D, h: tf.Tensor2D, o: Sp
         lossT.dispose();
         lossT = l;
         if (i2 < cols) {
-          const next = tf.tidy(() => {
-            const tail = tf.slice(rest, [count, 0], [cols - i2, rows]); // [in - i2, out]
-            const hs = tf.slice(hinv, [i1, i2], [count, cols - i2]); // [count, in - i2]
-            return tf.sub(tail, calibMatMulT(tf.transpose(hs), tf.transpose(sweep.err))) as tf.Tensor2D;
-          });
+          const next = lazyUpdate(rest, hinv, sweep.err, i1);
           rest.dispose();
           rest = next;
         }
