@@ -9,12 +9,13 @@ import * as tf from '@tensorflow/tfjs';
 import { ARCHS, linearName, linearParts, type LinearGroup } from '../models/arch';
 import { blockWidths } from '../models/weights';
 import type { Model } from '../models/types';
-import { awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, maxq, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
+import { awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
 import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential, shortLinearName } from './sequential';
 import { foldIntoNorm } from './smoothquant';
 import { calibMatMulT, solverKind } from './solver';
+import { awqFakeQuantDevice } from '../quant/quantizer-device';
 import { maxTensorElements } from '../runtime/backend';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -243,22 +244,7 @@ export function scaledFakeQuantDevice(w: tf.Tensor2D, s: tf.Tensor1D, o: AwqOpti
   if (cols % gs !== 0) throw new Error(`awq fake quantization on the device: ${cols} columns are not whole groups of ${gs}`);
   return tf.tidy(() => {
     const x = tf.reshape(tf.mul(w, s), [rows, cols / gs, gs]); // [rows, groups, gs]
-    return tf.div(tf.reshape(fakeQuantGroups(x, maxq(o.bits)), [rows, cols]), s) as tf.Tensor2D;
-  });
-}
-
-/**
- * awqQuantizeMatrix's fake quantization as tfjs ops, each group along the last axis of x [..., gs]:
- * its own [min, max], scale max(max - min, 1e-5) / maxq, zero clamp(-round(min / scale)); the
- * same fp32 element-wise operations as the host's.
- */
-function fakeQuantGroups(x: tf.Tensor, q: number): tf.Tensor {
-  return tf.tidy(() => {
-    const mn = tf.min(x, -1, true);
-    const scale = tf.div(tf.maximum(tf.sub(tf.max(x, -1, true), mn), 1e-5), q);
-    const zero = tf.clipByValue(tf.neg(tf.round(tf.div(mn, scale))), 0, q);
-    const codes = tf.clipByValue(tf.add(tf.round(tf.div(x, scale)), zero), 0, q);
-    return tf.mul(scale, tf.sub(codes, zero));
+    return tf.div(tf.reshape(awqFakeQuantDevice(x, o.bits), [rows, cols]), s) as tf.Tensor2D;
   });
 }
 
@@ -323,7 +309,6 @@ export async function clipSearchDevice(W: Float32Array, rows: number, cols: numb
   if (cols % gs !== 0) throw new Error(`awq clipping on the device: ${cols} columns are not whole groups of ${gs}`);
   const ng = cols / gs;
   const idx = clipSampleTokens(tokensOf(xs), o);
-  const q = maxq(o.bits);
   const best = new Float32Array(rows * ng);
   // Rows per pass, so that one [ng, chunk, n] product stays near 2^26 elements.
   const chunk = Math.max(1, Math.min(rows, Math.floor(2 ** 26 / (cols * idx.length / gs))));
@@ -342,7 +327,7 @@ export async function clipSearchDevice(W: Float32Array, rows: number, cols: numb
           const next = tf.tidy(() => {
             const maxVal = tf.mul(orgMax, 1 - i / o.clipGrid);
             const cur = tf.minimum(tf.maximum(w, tf.neg(maxVal)), maxVal);
-            const out = tf.matMul(fakeQuantGroups(cur, q), xt); // [ng, n, tokens]
+            const out = tf.matMul(awqFakeQuantDevice(cur, o.bits), xt); // [ng, n, tokens]
             const err = tf.mean(tf.square(tf.sub(out, org)), 2, true); // [ng, n, 1]
             const better = tf.less(err, minErr); // strict: the first grid point wins ties, as on the host
             return [tf.where(better, err, minErr), tf.where(better, maxVal, bestMax)];
@@ -423,9 +408,8 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
       for (const [l, xs] of feats) {
         if (xs.length < 2 || xs.reduce((n, x) => n + x.size, 0) > maxTensorElements()) continue;
         if (!merged.has(xs[0])) merged.set(xs[0], tf.concat(xs) as tf.Tensor2D);
-        const one = merged.get(xs[0])!;
-        feats.set(l, [one]);
-        if (one !== xs[0]) xs.forEach((x) => x.dispose()); // shared chunks: disposing twice is harmless
+        feats.set(l, [merged.get(xs[0])!]);
+        xs.forEach((x) => x.dispose()); // chunks shared by the group's linears: disposing twice is harmless
       }
       // The dense outputs (propagated to the next block) are computed before any change.
       await ctx.timed('dense', () => ctx.denseOutputs());

@@ -8,7 +8,7 @@ import { checkWeightSpec, findParams, maxq, numGroups, quantCode, dequantCode, t
 import { linearShape, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { BlockHessians, HessianAccumulator, prepareHessian } from './hessian';
-import { codesToBytes, findParamsDevice } from '../quant/quantizer-device';
+import { codesToBytes, dequantDevice, findParamsDevice } from '../quant/quantizer-device';
 import { diagonal, gptqBlockSweep, lazyUpdate, prepareHessianDevice, PreparedHessians, solverKind, type DeviceHessian } from './solver';
 import { runSequential, blockLinearNames, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
@@ -347,7 +347,7 @@ async function assembleDevice(
     const S = tf.stack(groups.map((g) => g.scale)); // [G, rows]
     const Z = tf.stack(groups.map((g) => g.zero));
     const g = tf.tensor1d(gIdx, 'int32');
-    const w = tf.mul(tf.gather(S, g, 0), tf.sub(byCol, tf.gather(Z, g, 0))); // [cols, rows]
+    const w = dequantDevice(byCol, tf.gather(S, g, 0), tf.gather(Z, g, 0)); // [cols, rows]
     return [tf.transpose(byCol), tf.transpose(w), tf.transpose(S), tf.transpose(Z)]; // [rows, cols] ×2, [rows, G] ×2
   });
   try {

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { linearName } from '../models/arch';
 import type { Model } from '../models/types';
 import { checkWeightSpec, quantizeMatrix, dequantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
-import { codesToBytes, findParamsDevice, quantCodesDevice } from '../quant/quantizer-device';
+import { codesToBytes, dequantDevice, findParamsDevice, quantCodesDevice } from '../quant/quantizer-device';
 import { getWeight, linearShape, readLinear, replaceWeight } from '../quant/weights';
 import type { CalibSet } from './calib';
 import { blockLinearNames } from './sequential';
@@ -49,7 +49,7 @@ export async function rtnDevice(w: tf.Tensor2D, o: RtnOptions): Promise<{ quanti
     const x = tf.reshape(w, [rows, ng, gs]);
     const { scale, zero } = findParamsDevice(tf.min(x, 2, true), tf.max(x, 2, true), o.bits, o.sym); // [rows, ng, 1]
     const codes = quantCodesDevice(x, scale, zero, o.bits);
-    const wq = tf.reshape(tf.mul(scale, tf.sub(codes, zero)), [rows, cols]) as tf.Tensor2D;
+    const wq = tf.reshape(dequantDevice(codes, scale, zero), [rows, cols]) as tf.Tensor2D;
     return [codes, scale, zero, wq, tf.sum(tf.square(tf.sub(w, wq)))];
   });
   try {

@@ -128,6 +128,17 @@ export function calibKernelsOn(): boolean {
   return v === 'auto';
 }
 
+/** Runs fn with the kernel policy on when calibKernelsOn, for this call only (restored after). */
+export function withCalibKernels<T>(fn: () => T): T {
+  if (!calibKernelsOn()) return fn();
+  const prev = setKernels({ mode: 'auto' });
+  try {
+    return fn();
+  } finally {
+    setKernels(prev);
+  }
+}
+
 /** Names of block i's weights in model.weights (norms, linears, biases). */
 export function blockWeightNames(model: Model, block: number): string[] {
   const prefix = ARCHS[model.config.arch].blockPrefix(block);
@@ -172,18 +183,9 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
   const linears = blockLinearNames(model);
   const stream = streamingOn();
   const kernels = calibKernelsOn();
-  // The driver's block forward, on the kernels when calibKernelsOn (the policy turned on for the call only).
-  const withPolicy = <T>(fn: () => T): T => {
-    if (!kernels) return fn();
-    const prev = setKernels({ mode: 'auto' });
-    try {
-      return fn();
-    } finally {
-      setKernels(prev);
-    }
-  };
+  // The driver's block forward, on the kernels when calibKernelsOn.
   const fwd = (block: number, x: tf.Tensor3D, o: ForwardOptions = {}): tf.Tensor3D =>
-    withPolicy(() => runBlock(model, block, x, kernels ? { ...o, kernels: true } : o));
+    withCalibKernels(() => runBlock(model, block, x, kernels ? { ...o, kernels: true } : o));
   let inputs = embedCalibration(model, calib, batchSize);
   try {
     if (stream) await offloadToHost(model.weights); // the embedding, and anything an earlier step left on the GPU
@@ -228,7 +230,7 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
                 });
                 out.dispose();
                 // Under the same kernel policy as the forward: the observers' products (the Hessians' XᵀX) may use the GEMM.
-                withPolicy(() => {
+                withCalibKernels(() => {
                   for (const [short, c] of captured) observe(short, c, info);
                 });
               } finally {

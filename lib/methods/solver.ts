@@ -20,8 +20,8 @@ import { f32, grid1d, paramsStruct, runKernel, u32, type Param } from '../kernel
 import { webgpuDevice } from '../runtime/backend';
 import { choleskyLower, invertLower, NotPositiveDefiniteError } from './hessian';
 import { roundHalfEven } from '../quant/quantizer';
-import { calibKernelsOn, subPhase } from './sequential';
-import { kernelMatMulT, setKernels } from '../kernels';
+import { subPhase, withCalibKernels } from './sequential';
+import { kernelMatMulT } from '../kernels';
 import { maskLowestGlobal, maskLowestPerRow } from '../quant/sparse-pattern';
 
 const onWebgpu = () => webgpuDevice() !== null;
@@ -51,16 +51,7 @@ export function solverKind(rows: number, cols: number): SolverKind {
  * inverse, the lazy batch updates and AWQ's group outputs. Same sums, another order. Inside tf.tidy.
  */
 export function calibMatMulT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
-  if (onWebgpu() && calibKernelsOn()) {
-    const prev = setKernels({ mode: 'auto' });
-    try {
-      const y = kernelMatMulT(a, b);
-      if (y) return y;
-    } finally {
-      setKernels(prev);
-    }
-  }
-  return tf.matMul(a, b, false, true);
+  return withCalibKernels(() => kernelMatMulT(a, b)) ?? tf.matMul(a, b, false, true); // kernelMatMulT: null off webgpu or for an unsupported shape
 }
 
 /** Columns per diagonal block of the blocked factorisations (the block is factorised on the host). */

@@ -1,6 +1,7 @@
-// GPTQ's min-max Quantizer.find_params (lib/quant/quantizer.ts findParams) as element-wise tfjs
-// ops, for the solvers that keep weights on the backend (RTN and GPTQ on big layers): the same fp32
-// steps; a GPU's division may round differently from the host's by an ulp.
+// The quantizers of lib/quant/quantizer.ts as element-wise tfjs ops, for the methods that keep
+// weights on the backend (RTN, GPTQ and AWQ on big layers): GPTQ's min-max find_params, the codes
+// and their dequantization, AWQ's per-group quantizer; the same fp32 steps as the host's (a GPU's
+// division may round differently by an ulp).
 import * as tf from '@tensorflow/tfjs';
 import { maxq } from './quantizer';
 
@@ -28,6 +29,25 @@ export function findParamsDevice(mn: tf.Tensor, mx: tf.Tensor, bits: number, sym
 /** Codes clamp(round(x / scale) + zero, 0, maxq) of x against broadcastable scale and zero (inside tf.tidy). */
 export function quantCodesDevice(x: tf.Tensor, scale: tf.Tensor, zero: tf.Tensor, bits: number): tf.Tensor {
   return tf.clipByValue(tf.add(tf.round(tf.div(x, scale)), zero), 0, maxq(bits));
+}
+
+/** Dequantized codes scale · (codes − zero) (dequantCode; inside tf.tidy). */
+export function dequantDevice(codes: tf.Tensor, scale: tf.Tensor, zero: tf.Tensor): tf.Tensor {
+  return tf.mul(scale, tf.sub(codes, zero));
+}
+
+/**
+ * awqQuantizeMatrix's fake quantization, each group along the last axis of x [..., gs]: its own
+ * [min, max], scale max(max − min, 1e-5) / maxq, zero clamp(−round(min / scale), 0, maxq).
+ */
+export function awqFakeQuantDevice(x: tf.Tensor, bits: number): tf.Tensor {
+  const q = maxq(bits);
+  return tf.tidy(() => {
+    const mn = tf.min(x, -1, true);
+    const scale = tf.div(tf.maximum(tf.sub(tf.max(x, -1, true), mn), 1e-5), q);
+    const zero = tf.clipByValue(tf.neg(tf.round(tf.div(mn, scale))), 0, q);
+    return dequantDevice(quantCodesDevice(x, scale, zero, bits), scale, zero);
+  });
 }
 
 /** A float32 tensor of small non-negative integers (codes) as bytes on the host; t is not disposed. */
