@@ -323,10 +323,11 @@ const gemvCheckVariants = () => [
   ...gemvVariants([[1, 1], [2, 4], [4, 2]], [[8, 1]]),
   ...gemvVariants([[1, 1], [4, 2]], [[8, 1]], 'unrolled'),
   ...gemvVariants([[2, 4]], [], 'unrolled-contiguous'),
+  ...gemvVariants([[1, 1], [4, 2]], [[8, 1]], 'words'),
 ];
 /** The GEMV settings the benches sweep, each pair with each codegen. */
 const GEMV_BENCH_PAIRS: { subgroup: [number, number][]; workgroup: [number, number][] } = { subgroup: [[1, 4], [2, 4], [4, 2], [4, 4], [8, 2]], workgroup: [[4, 2]] };
-const gemvBenchVariants = () => (['loop', 'unrolled', 'unrolled-contiguous'] as const).flatMap((c) => gemvVariants(GEMV_BENCH_PAIRS.subgroup, GEMV_BENCH_PAIRS.workgroup, c));
+const gemvBenchVariants = () => (['loop', 'unrolled', 'unrolled-contiguous', 'words'] as const).flatMap((c) => gemvVariants(GEMV_BENCH_PAIRS.subgroup, GEMV_BENCH_PAIRS.workgroup, c));
 
 /** Correctness cases of the weight-only kernels: GEMV (B ≤ 8), the dequantize+matMul path, and the dequantization itself. */
 export function weightOnlyChecks(seed: number): KernelCheck[] {

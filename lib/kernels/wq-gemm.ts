@@ -36,9 +36,10 @@ export type GemvReduction = 'auto' | 'subgroup' | 'workgroup';
  * generator: no private array indexed at run time, no division by a run-time value, and each
  * chunk's scale and zero loaded with its codes, before any is used), 'unrolled-contiguous' (the
  * same, each lane taking U consecutive chunks of a row instead of every LANES-th: with g128 W4 and
- * U = 4 one scale and zero per row and pass).
+ * U = 4 one scale and zero per row and pass), 'words' (as 'loop', each lane loading single 32-bit
+ * words, the lanes on consecutive words: x read in short runs, few cache lines per load).
  */
-export type GemvCodegen = 'loop' | 'unrolled' | 'unrolled-contiguous';
+export type GemvCodegen = 'loop' | 'unrolled' | 'unrolled-contiguous' | 'words';
 
 export interface WeightOnlyOptions {
   /** Largest number of x rows the GEMV kernel takes (≤ 8); more rows dequantize W and use matMul. */
@@ -128,13 +129,13 @@ function dotWord(bits: 4 | 8, t: number, w: string, bz: string, xv: (i: number) 
 }
 
 /** The GEMV's bindings and shared declarations; the 'loop' kernel also binds its Params. */
-function gemvHeader(g: GemvShape, params: Record<string, Param> | null): string {
+function gemvHeader(g: GemvShape, params: Record<string, Param> | null, words = false): string {
   const { bits, B, R, U, lanes, groups } = g;
   return `${g.subgroup ? 'enable subgroups;' : ''}
 ${params ? paramsStruct(params) : ''}
 @group(0) @binding(0) var<storage, read_write> y: array<f32>; // [B, N]
 @group(0) @binding(1) var<storage, read> ${g.xVec ? 'x4: array<vec4<f32>>; // [B, K / 4]' : 'x: array<f32>; // [B, K]'}
-@group(0) @binding(2) var<storage, read> qweight: array<vec4<u32>>; // [N, rowWords / 4]
+${words ? '@group(0) @binding(2) var<storage, read> qweight: array<u32>; // [N, rowWords]' : '@group(0) @binding(2) var<storage, read> qweight: array<vec4<u32>>; // [N, rowWords / 4]'}
 @group(0) @binding(3) var<storage, read> scales: array<f32>; // [N, G]
 @group(0) @binding(4) var<storage, read> zeros: array<f32>; // [N, G] (integers)
 ${g.bias ? '@group(0) @binding(5) var<storage, read> bias: array<f32>; // [N]' : ''}
@@ -253,6 +254,68 @@ ${g.step === 'row' ? `  var rowS: array<f32, ${R}>; // per-channel scale of each
           var xv: array<vec4<f32>, ${codes / 4}>;
           ${xLoad}
 ${chunkBody}
+        }
+      }
+    }
+  }
+${gemvReduce(g, 'params.N', g.step === 'row')}
+}`;
+}
+
+/**
+ * The 'words' GEMV (GemvCodegen): each lane loads single 32-bit words (8 W4 or 4 W8 codes), the
+ * lanes of a row group on consecutive words, so that x is read in runs of 32 (W4) or 16 (W8) bytes
+ * per lane across the subgroup instead of one 128- or 64-byte run per lane: far fewer cache lines
+ * per x load. A word lies in one quantization group (weightOnlyUnsupported), so its scale and zero
+ * are one lookup. Per pass a lane holds 4·U words of each of its R rows (U·R·16 bytes in flight, as
+ * the chunk layouts).
+ */
+function gemvWordsCode(g: GemvShape, params: Record<string, Param>): string {
+  const { bits, B, R, U, lanes, groups } = g;
+  const per = 32 / bits; // codes per word
+  const W = 4 * U; // words per lane and row in a pass
+  const nx = per / 4; // vec4s of x per word
+  const xLoad = g.xVec
+    ? range(nx).map((i) => `let c${i} = col0 + ${4 * i}u;
+          var x${i} = vec4<f32>(0.0);
+          if (c${i} < params.K) { x${i} = x4[(b * params.K + c${i}) / 4u]; }`).join('\n          ')
+    : range(nx).map((i) => `var x${i} = vec4<f32>(0.0);
+          for (var e = 0u; e < 4u; e++) { let col = col0 + ${4 * i}u + e; if (col < params.K) { x${i}[e] = x[b * params.K + col]; } }`).join('\n          ');
+  const dot = bits === 8 ? 'dot(codes(w, SHIFT_LO, bz), x0)' : 'dot(codes(w, SHIFT_LO, bz), vec4<f32>(x0.xz, x1.xz)) + dot(codes(w, SHIFT_HI, bz), vec4<f32>(x0.yw, x1.yw))';
+  return /* wgsl */ `${gemvHeader(g, params, true)}
+var<private> row0: u32;
+fn rowOf(r: u32) -> u32 { return min(row0 + r, params.N - 1u); } // rows past N read row N − 1 and are not stored
+@compute @workgroup_size(${lanes}, ${groups})
+${MAIN_SIGNATURE} {
+  let lane = lid.x;
+  row0 = ((wg.y * nwg.x + wg.x) * ${groups}u + lid.y) * R;
+  var acc: array<f32, ${R * B}>; // [r·B + b]
+${g.step === 'row' ? `  var rowS: array<f32, ${R}>; // per-channel scale of each row, applied after the sum
+  var rowBz: array<vec4<f32>, ${R}>; // 2^23 + zero of each row
+  for (var r = 0u; r < R; r++) {
+    rowS[r] = scales[rowOf(r)];
+    rowBz[r] = vec4<f32>(MAGIC_F + zeros[rowOf(r)]);
+  }` : ''}
+  // The same trip count on every lane (subgroupAdd after the loop needs all lanes together).
+  for (var w0 = 0u; w0 < params.rowWords; w0 += LANES * ${W}u) {
+    var q: array<u32, ${W * R}>; // [u·R + r]: all loads first, ${W}·R in flight
+    for (var u = 0u; u < ${W}u; u++) {
+      let wi = min(w0 + u * LANES + lane, params.rowWords - 1u); // past the row: a valid load, not used
+      for (var r = 0u; r < R; r++) { q[u * R + r] = qweight[rowOf(r) * params.rowWords + wi]; }
+    }
+    for (var u = 0u; u < ${W}u; u++) {
+      let wi = w0 + u * LANES + lane;
+      if (wi < params.rowWords) {
+        let col0 = wi * ${per}u; // first column of the word
+        for (var b = 0u; b < B; b++) {
+          ${xLoad}
+          for (var r = 0u; r < R; r++) {
+            let w = q[u * R + r];
+${g.step === 'row' ? `            let bz = rowBz[r];
+            acc[r * B + b] += ${dot};` : `            let gi = rowOf(r) * params.G + min(col0 / params.groupSize, params.G - 1u);
+            let bz = vec4<f32>(MAGIC_F + zeros[gi]);
+            acc[r * B + b] += scales[gi] * (${dot});`}
+          }
         }
       }
     }
@@ -411,7 +474,7 @@ export function weightOnlyLinear(x: tf.Tensor2D, p: PackedWeightOnly, bias?: tf.
   if (!(Number.isInteger(o.maxGemvBatch) && o.maxGemvBatch >= 0 && o.maxGemvBatch <= 8)) throw new Error(`weightOnlyLinear: maxGemvBatch must be an integer in 0..8, got ${o.maxGemvBatch}`);
   if (![1, 2, 4, 8].includes(o.rowsPerGroup)) throw new Error(`weightOnlyLinear: rowsPerGroup must be 1, 2, 4 or 8, got ${o.rowsPerGroup}`);
   if (![1, 2, 4].includes(o.unroll)) throw new Error(`weightOnlyLinear: unroll must be 1, 2 or 4, got ${o.unroll}`);
-  if (!['loop', 'unrolled', 'unrolled-contiguous'].includes(o.codegen)) throw new Error(`weightOnlyLinear: unknown codegen '${o.codegen}' (loop, unrolled, unrolled-contiguous)`);
+  if (!['loop', 'unrolled', 'unrolled-contiguous', 'words'].includes(o.codegen)) throw new Error(`weightOnlyLinear: unknown codegen '${o.codegen}' (loop, unrolled, unrolled-contiguous, words)`);
   const [B, K] = x.shape;
   if (K !== p.inFeatures) throw new Error(`weightOnlyLinear: x has ${K} features, the weight takes ${p.inFeatures}`);
   if (bias && bias.size !== p.outFeatures) throw new Error(`weightOnlyLinear: bias has ${bias.size} values, the weight has ${p.outFeatures} outputs`);
@@ -431,11 +494,11 @@ export function weightOnlyLinear(x: tf.Tensor2D, p: PackedWeightOnly, bias?: tf.
   const step: GroupStep = G === 1 ? 'row' : p.groupSize % codesPerChunk === 0 ? 'chunk' : 'word';
   const shape: GemvShape = { bits: p.bits, B, R, U: o.unroll, bias: !!bias, lanes, groups, subgroup, step, xVec: K % 4 === 0 };
   // The unrolled kernels bake the shape in (the pipeline cache is keyed by the code) and bind no Params.
-  const unrolled = o.codegen !== 'loop';
+  const unrolled = o.codegen === 'unrolled' || o.codegen === 'unrolled-contiguous';
   const consts: GemvConsts = { N: p.outFeatures, K, vecs: p.rowWords / 4, G, groupSize: p.groupSize === -1 ? K : p.groupSize };
   const [y] = runKernel({
-    name: `wq-gemv-${p.bits}-b${B}-r${R}-u${o.unroll}-${step}${unrolled ? `-${o.codegen}-${p.outFeatures}x${K}` : ''}`,
-    code: unrolled ? gemvUnrolledCode(shape, consts, o.codegen === 'unrolled-contiguous') : gemvCode(shape, params),
+    name: `wq-gemv-${p.bits}-b${B}-r${R}-u${o.unroll}-${step}${unrolled ? `-${o.codegen}-${p.outFeatures}x${K}` : o.codegen === 'words' ? '-words' : ''}`,
+    code: unrolled ? gemvUnrolledCode(shape, consts, o.codegen === 'unrolled-contiguous') : o.codegen === 'words' ? gemvWordsCode(shape, params) : gemvCode(shape, params),
     inputs: [x, p.qweight, p.scales, p.zeros, ...(bias ? [bias] : [])],
     outputs: [{ shape: [B, p.outFeatures], dtype: 'float32' }],
     params: unrolled ? {} : params,
