@@ -102,21 +102,43 @@ describe('stories260K generation', () => {
 });
 
 describe('layer-by-layer API', () => {
-  it('runBlock attentionOnly: x + attention(x), the MLP never runs (LLaMA: the block with a zero down input); forward refuses it', () => {
+  it("runBlock half 'attention': x + attention(x), the MLP never runs (LLaMA: the block with a zero down input); forward refuses it", () => {
     const m = randomModel(TINY_LLAMA, { seed: 3, std: 0.2 });
     const before = tf.memory().numTensors;
     const ids = tf.tensor2d([[1, 5, 9, 200, 17, 3]], [1, 6], 'int32');
     const e = embed(m, ids);
     const seen: string[] = [];
-    const att = runBlock(m, 0, e, { attentionOnly: true, onLinearInput: (name) => void seen.push(name) });
+    const att = runBlock(m, 0, e, { half: 'attention', onLinearInput: (name) => void seen.push(name) });
     const down = linearName('llama', 0, 'down');
     const noMlp = runBlock(m, 0, e, { onLinearInput: (name, inp) => (name === down ? tf.zerosLike(inp) : undefined) });
     const full = runBlock(m, 0, e);
     expect(maxDiff(att, noMlp)).toBe(0);
     expect(maxDiff(att, full)).toBeGreaterThan(1e-3);
     expect(seen).toEqual(['q', 'k', 'v', 'o'].map((s) => linearName('llama', 0, s)));
-    expect(() => forward(m, ids, { attentionOnly: true })).toThrow(/runBlock only/);
+    expect(() => forward(m, ids, { half: 'attention' })).toThrow(/runBlock only/);
     tf.dispose([ids, e, att, noMlp, full]);
+    expect(tf.memory().numTensors).toBe(before);
+    disposeModel(m);
+  });
+
+  it("runBlock half 'mlp': the MLP alone on its input (the gate's input in a full block) gives that block's MLP output (x + attention + MLP − the attention half); no linear of the attention runs", () => {
+    const m = randomModel(TINY_LLAMA, { seed: 4, std: 0.2 });
+    const before = tf.memory().numTensors;
+    const ids = tf.tensor2d([[1, 5, 9, 200, 17, 3], [4, 4, 8, 1, 0, 2]], [2, 6], 'int32');
+    const e = embed(m, ids); // [2, 6, D]
+    const gate = linearName('llama', 0, 'gate');
+    let mlpIn: tf.Tensor2D | null = null;
+    const full = runBlock(m, 0, e, { onLinearInput: (name, x) => void (name === gate && (mlpIn = tf.keep(x.clone()))) });
+    const att = runBlock(m, 0, e, { half: 'attention' });
+    const seen: string[] = [];
+    const mlpIn3 = tf.reshape(mlpIn!, e.shape) as tf.Tensor3D;
+    const out = runBlock(m, 0, mlpIn3, { half: 'mlp', onLinearInput: (name) => void seen.push(name) });
+    const want = tf.sub(full, att);
+    expect(out.shape).toEqual(e.shape);
+    expect(maxDiff(out, want)).toBeLessThan(1e-5);
+    expect(Math.max(...out.dataSync().map(Math.abs))).toBeGreaterThan(1e-3);
+    expect(seen).toEqual(['gate', 'up', 'down'].map((s) => linearName('llama', 0, s)));
+    tf.dispose([ids, e, full, att, out, want, mlpIn!, mlpIn3]);
     expect(tf.memory().numTensors).toBe(before);
     disposeModel(m);
   });

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ARCHS, linearName, linearParts, type LinearGroup } from '../models/arch';
 import { blockWidths } from '../models/weights';
+import type { ForwardOptions } from '../models/transformer';
 import type { Model } from '../models/types';
 import { awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
 import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
@@ -134,8 +135,20 @@ export async function applyGroupScales(model: Model, block: number, g: { prev: L
   }
 }
 
+/** Where each calibration batch's token rows lie in a linear's inputs: [chunk, first row, rows] (one chunk per batch, or one for all). */
+function batchRows(xs: Chunks, inputs: readonly tf.Tensor3D[]): [tf.Tensor2D, number, number][] {
+  if (xs.length !== 1 && xs.length !== inputs.length) throw new Error(`awq: ${xs.length} input chunks for ${inputs.length} calibration batches`);
+  let at = 0;
+  return inputs.map((x, i) => {
+    const n = x.shape[0] * x.shape[1];
+    if (xs.length !== 1) return [xs[i], 0, n];
+    at += n;
+    return [xs[0], at - n, n];
+  });
+}
+
 /** The scale search of every scalable group of one block (reference auto_scale_block); nothing is applied. */
-async function searchBlock(model: Model, block: number, inputs: readonly tf.Tensor3D[], run: (x: tf.Tensor3D, hook: (l: string, x: tf.Tensor2D) => void, attentionOnly: boolean) => tf.Tensor3D, feats: Map<string, Chunks>, o: AwqOptions): Promise<AwqArtifact['scales']> {
+async function searchBlock(model: Model, block: number, inputs: readonly tf.Tensor3D[], run: (x: tf.Tensor3D, opts: ForwardOptions) => tf.Tensor3D, feats: Map<string, Chunks>, o: AwqOptions): Promise<AwqArtifact['scales']> {
   const a = ARCHS[model.config.arch];
   const out: AwqArtifact['scales'] = {};
   for (const g of a.groups) {
@@ -145,8 +158,9 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
     const mats: HostMatrix[] = [];
     for (const l of g.linears) mats.push(await readLinear(model, block, l));
     // What the group feeds (reference module2inspect): the whole attention (read off as o_proj of
-    // its input) for q/k/v, the whole gated MLP (down_proj of its input) for gate/up, else the linear.
-    const through = g.linears.includes(a.attention.q) ? a.attention.o : g.linears.includes(a.mlp.inputs[0]) && a.mlp.gated ? a.mlp.down : null;
+    // its input: the block's attention half) for q/k/v, the whole gated MLP (the block's MLP half on
+    // the group's own inputs) for gate/up, else the linear.
+    const through = g.linears.includes(a.attention.q) ? 'attention' : g.linears.includes(a.mlp.inputs[0]) && a.mlp.gated ? 'mlp' : null;
     // The group's output [tokens, out] in chunks with weights ws (the caller's tensors, replacing the group's linears for the call).
     const groupOutput = (ws: tf.Tensor2D[] | null): tf.Tensor[] => {
       if (!through) {
@@ -159,16 +173,22 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
       const saved = mats.map((m) => getWeight(model, m.name));
       if (ws) mats.forEach((m, k) => model.weights.set(m.name, ws[k]));
       try {
+        // The MLP per calibration batch (its [tokens, F] intermediates as the block forward's), on the group's inputs.
+        if (through === 'mlp') return batchRows(xs, inputs).map(([x, at, n]) => tf.tidy(() => tf.reshape(run(tf.expandDims(tf.slice(x, [at, 0], [n, -1]), 0) as tf.Tensor3D, { half: 'mlp' }), [n, -1]))); // [tokens, D] per batch
         const parts: tf.Tensor[] = [];
-        const wt = getWeight(model, linearName(model.config.arch, block, through)) as tf.Tensor2D;
+        const o = linearName(model.config.arch, block, a.attention.o);
+        const wt = getWeight(model, o) as tf.Tensor2D;
         for (const xin of inputs) {
           let captured: tf.Tensor2D | null = null;
-          const y = run(xin, (l, xi) => {
-            if (l === through) captured = tf.keep(xi.clone()); // the hook runs inside the block's tidy
-          }, through === a.attention.o); // the attention's output needs no MLP
+          const y = run(xin, {
+            half: 'attention',
+            onLinearInput: (name, xi) => {
+              if (name === o) captured = tf.keep(xi.clone()); // the hook runs inside the block's tidy
+            },
+          });
           y.dispose();
           const c = captured as tf.Tensor2D | null;
-          if (!c) throw new Error(`awq: the forward pass never reached linear '${through}'`);
+          if (!c) throw new Error(`awq: the forward pass never reached linear '${o}'`);
           parts.push(tf.tidy(() => calibMatMulT(c, wt))); // [tokens, out]
           c.dispose();
         }
@@ -414,9 +434,7 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
       // The dense outputs (propagated to the next block) are computed before any change.
       await ctx.timed('dense', () => ctx.denseOutputs());
       try {
-        const run = (x: tf.Tensor3D, hook: (l: string, x: tf.Tensor2D) => void, attentionOnly: boolean) =>
-          ctx.run(x, { onLinearInput: (name, xi) => void hook(shortLinearName(model, name), xi), attentionOnly });
-        const scales = await ctx.timed('scale search', () => searchBlock(model, ctx.block, ctx.inputs, run, feats, o));
+        const scales = await ctx.timed('scale search', () => searchBlock(model, ctx.block, ctx.inputs, ctx.run, feats, o));
         for (const [key, v] of Object.entries(scales)) {
           const s = Float32Array.from(v.scales);
           await applyGroupScales(model, ctx.block, v, s);

@@ -26,7 +26,10 @@ export interface ForwardOptions {
   kernels?: boolean; // allow the custom WGSL kernels where the kernel policy is on (lib/kernels); inference only: no gradients. Default false
   prep?: ForwardPrep | null; // weights laid out for this backend (prepareForward), made once for many forwards; null/absent: the plain layout
   plan?: ForwardPlan; // which ops carry the forward; default: FORWARD_PLANS of the active backend (tests pass another to compare paths)
-  attentionOnly?: boolean; // runBlock: stop after the attention half (y = x + attention(x), OPT's post-norm applied); the MLP is not run (AWQ's search of q/k/v inspects the attention only)
+  /** runBlock only: one half of the block. 'attention': y = x + attention(x) (OPT's post-norm applied), the MLP not run;
+   * 'mlp': x is the MLP's input (after its norm, what its first linears see) and y = MLP(x), no residual or norm, no
+   * attention, mask or rotary tables (AWQ's searches inspect q/k/v through the attention, gate/up through the MLP). */
+  half?: 'attention' | 'mlp';
 }
 
 /**
@@ -113,7 +116,7 @@ interface Step {
   kernelRope: boolean; // the RoPE kernels may rotate q and k (LLaMA's layout; GLM's half-head pairs run on tfjs ops)
   wasmAttention: boolean; // attention runs on the wasm SIMD kernel (ForwardPlan.attention; no KV cache; no mask or right padding only)
   wasmFused: boolean; // RMSNorm, SwiGLU and embedding rows run on the wasm SIMD kernels (ForwardPlan.fused)
-  attentionOnly: boolean; // ForwardOptions.attentionOnly
+  attentionOnly: boolean; // ForwardOptions.half === 'attention'
 }
 
 interface KV {
@@ -297,12 +300,13 @@ function makeStep(model: InferenceModel, B: number, T: number, past: number, opt
   const window = c.slidingWindow ?? null;
   const windowed = window !== null && past + T > window; // the attention kernels apply the causal mask only
   const wasmAttn = !cache && !windowed && past === 0 && (!opts.attentionMask || opts.rightPadding === true) && plan.attention === 'wasm-simd' && wasmKernelsAvailable();
-  const mask = wasmAttn ? null : buildMask(B, T, past, opts.attentionMask, window);
+  const mlpOnly = opts.half === 'mlp'; // no attention: no mask or rotary tables
+  const mask = wasmAttn || mlpOnly ? null : buildMask(B, T, past, opts.attentionMask, window);
   try {
-    const rope = ARCHS[c.arch].rope ? ropeTables(c, past, T) : null;
+    const rope = ARCHS[c.arch].rope && !mlpOnly ? ropeTables(c, past, T) : null;
     return {
       pastLength: past, mask, rope, prep: opts.prep ?? null, plan, hook: opts.onLinearInput, kernels: opts.kernels ?? false,
-      padded: !!opts.attentionMask || windowed, wasmAttention: wasmAttn, wasmFused: wasmFusedOn(plan), kernelRope: kernelRope(c), attentionOnly: opts.attentionOnly ?? false,
+      padded: !!opts.attentionMask || windowed, wasmAttention: wasmAttn, wasmFused: wasmFusedOn(plan), kernelRope: kernelRope(c), attentionOnly: opts.half === 'attention',
     };
   } catch (e) {
     mask?.dispose();
@@ -398,6 +402,24 @@ function attentionInputs(model: InferenceModel, i: number, h2: tf.Tensor2D, hook
   return parts.map((p) => tf.slice(out, [0, p.offset], [h2.shape[0], p.rows!]) as tf.Tensor2D);
 }
 
+/** Block i's MLP on m [tokens, D] (its input after the norm) → [tokens, D] (the down projection's output). */
+function mlp(model: InferenceModel, i: number, m: tf.Tensor2D, hook: LinearInputHook | undefined, step: Step): tf.Tensor2D {
+  const c = model.config;
+  const spec = ARCHS[c.arch];
+  const lin = (short: string) => linearName(c.arch, i, short);
+  let inner: tf.Tensor2D;
+  if (spec.mlp.gated) {
+    // gated (SwiGLU): act(gate(x)) · up(x); GLM's one linear stacks gate | up
+    const outs = spec.mlp.inputs.map((s) => linear(model, lin(s), m, hook, step)); // [tokens, F] each, or [tokens, 2F]
+    const [g, u] = outs.length === 2 ? outs : tf.split(outs[0], 2, 1); // [tokens, F] each
+    const fused = c.activation !== 'silu' ? null : ((step.kernels ? kernelSwiglu(g, u) : null) ?? (step.wasmFused ? wasmSwiglu(g, u) : null));
+    inner = (fused ?? tf.mul(activation(c, g), u)) as tf.Tensor2D;
+  } else {
+    inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m, hook, step)) as tf.Tensor2D;
+  }
+  return linear(model, lin(spec.mlp.down), inner, hook, step);
+}
+
 /** Block i on x [B, T, D]; returns the block output and the full keys/values (past + new). */
 function block(model: InferenceModel, i: number, x: tf.Tensor3D, step: Step, past?: KV): { y: tf.Tensor3D; kv: KV } {
   const c = model.config;
@@ -451,18 +473,7 @@ function block(model: InferenceModel, i: number, x: tf.Tensor3D, step: Step, pas
     if (step.attentionOnly) return { y: r as tf.Tensor3D, kv: { k, v } };
     // --- MLP ---
     const m = pre ? norm(model, `${p}${spec.norms.mlp}`, r, step.kernels, step.wasmFused) : r;
-    const m2 = tf.reshape(m, [B * T, D]) as tf.Tensor2D;
-    let inner: tf.Tensor2D;
-    if (spec.mlp.gated) {
-      // gated (SwiGLU): act(gate(x)) · up(x); GLM's one linear stacks gate | up
-      const outs = spec.mlp.inputs.map((s) => linear(model, lin(s), m2, hook, step)); // [tokens, F] each, or [tokens, 2F]
-      const [g, u] = outs.length === 2 ? outs : tf.split(outs[0], 2, 1); // [tokens, F] each
-      const fused = c.activation !== 'silu' ? null : ((step.kernels ? kernelSwiglu(g, u) : null) ?? (step.wasmFused ? wasmSwiglu(g, u) : null));
-      inner = (fused ?? tf.mul(activation(c, g), u)) as tf.Tensor2D;
-    } else {
-      inner = activation(c, linear(model, lin(spec.mlp.inputs[0]), m2, hook, step)) as tf.Tensor2D;
-    }
-    const down = tf.reshape(linear(model, lin(spec.mlp.down), inner, hook, step), [B, T, D]);
+    const down = tf.reshape(mlp(model, i, tf.reshape(m, [B * T, D]) as tf.Tensor2D, hook, step), [B, T, D]);
     let y: tf.Tensor = tf.add(r, down);
     if (!pre) y = norm(model, `${p}${spec.norms.mlp}`, y, false, step.wasmFused);
     return { y: y as tf.Tensor3D, kv: { k, v } };
@@ -472,9 +483,13 @@ function block(model: InferenceModel, i: number, x: tf.Tensor3D, step: Step, pas
 /** Block i: x [B, T, D] → [B, T, D] (a fresh forward without cache). */
 export function runBlock(model: InferenceModel, i: number, x: tf.Tensor3D, opts: ForwardOptions = {}): tf.Tensor3D {
   if (i < 0 || i >= model.config.numLayers) throw new Error(`block ${i} out of range (model has ${model.config.numLayers})`);
-  const [B, T] = x.shape;
+  const [B, T, D] = x.shape;
   const step = makeStep(model, B, T, 0, opts);
   try {
+    if (opts.half === 'mlp') {
+      const hook = blockHook(model, i, step.hook, step.kernels);
+      return tf.tidy(() => tf.reshape(mlp(model, i, tf.reshape(x, [B * T, D]) as tf.Tensor2D, hook, step), [B, T, D]) as tf.Tensor3D);
+    }
     const { y, kv } = block(model, i, x, step);
     kv.k.dispose();
     kv.v.dispose();
@@ -510,7 +525,7 @@ export function head(model: InferenceModel, x: tf.Tensor3D, kernels = false, pre
 
 /** ids [B, T] → logits [B, T, V]. */
 export function forward(model: InferenceModel, ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
-  if (opts.attentionOnly) throw new Error('forward: attentionOnly applies to runBlock only');
+  if (opts.half) throw new Error(`forward: half '${opts.half}' applies to runBlock only`);
   const [B, T] = ids.shape;
   const step = makeStep(model, B, T, 0, opts);
   let x: tf.Tensor3D | null = null; // the running hidden state [B, T, D]; freed on every path, errors included
