@@ -13,7 +13,7 @@ import type { Model } from '../models/types';
 import { awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
 import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
-import { blockLinearNames, runSequential, shortLinearName } from './sequential';
+import { blockLinearNames, runSequential } from './sequential';
 import { foldIntoNorm } from './smoothquant';
 import { calibMatMulT, solverKind } from './solver';
 import { awqFakeQuantDevice } from '../quant/quantizer-device';
@@ -176,19 +176,19 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
         // The MLP per calibration batch (its [tokens, F] intermediates as the block forward's), on the group's inputs.
         if (through === 'mlp') return batchRows(xs, inputs).map(([x, at, n]) => tf.tidy(() => tf.reshape(run(tf.expandDims(tf.slice(x, [at, 0], [n, -1]), 0) as tf.Tensor3D, { half: 'mlp' }), [n, -1]))); // [tokens, D] per batch
         const parts: tf.Tensor[] = [];
-        const o = linearName(model.config.arch, block, a.attention.o);
-        const wt = getWeight(model, o) as tf.Tensor2D;
+        const oProj = linearName(model.config.arch, block, a.attention.o);
+        const wt = getWeight(model, oProj) as tf.Tensor2D;
         for (const xin of inputs) {
           let captured: tf.Tensor2D | null = null;
           const y = run(xin, {
             half: 'attention',
             onLinearInput: (name, xi) => {
-              if (name === o) captured = tf.keep(xi.clone()); // the hook runs inside the block's tidy
+              if (name === oProj) captured = tf.keep(xi.clone()); // the hook runs inside the block's tidy
             },
           });
           y.dispose();
           const c = captured as tf.Tensor2D | null;
-          if (!c) throw new Error(`awq: the forward pass never reached linear '${o}'`);
+          if (!c) throw new Error(`awq: the forward pass never reached linear '${oProj}'`);
           parts.push(tf.tidy(() => calibMatMulT(c, wt))); // [tokens, out]
           c.dispose();
         }
