@@ -182,8 +182,30 @@ function gemvReduce(g: GemvShape, n: string, rowS: boolean): string {
 
 const MAIN_SIGNATURE = `fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>)`;
 
+/**
+ * The 'loop' and 'words' kernels' start of main: the row group's first row (row0, rowOf clamping
+ * rows past N), the accumulators acc [R·B] and, per channel, each row's scale and 2^23 + zero.
+ * Their pass loop follows, with the same trip count on every lane (subgroupAdd after it needs all lanes).
+ */
+function loopPrologue(g: GemvShape): string {
+  const { B, R, lanes, groups } = g;
+  return `var<private> row0: u32;
+fn rowOf(r: u32) -> u32 { return min(row0 + r, params.N - 1u); } // rows past N read row N − 1 and are not stored
+@compute @workgroup_size(${lanes}, ${groups})
+${MAIN_SIGNATURE} {
+  let lane = lid.x;
+  row0 = ((wg.y * nwg.x + wg.x) * ${groups}u + lid.y) * R; // first of this group's R rows
+  var acc: array<f32, ${R * B}>; // [r·B + b]
+${g.step === 'row' ? `  var rowS: array<f32, ${R}>; // per-channel scale of each row, applied after the sum
+  var rowBz: array<vec4<f32>, ${R}>; // 2^23 + zero of each row
+  for (var r = 0u; r < R; r++) {
+    rowS[r] = scales[rowOf(r)];
+    rowBz[r] = vec4<f32>(MAGIC_F + zeros[rowOf(r)]);
+  }` : ''}`;
+}
+
 function gemvCode(g: GemvShape, params: Record<string, Param>): string {
-  const { bits, B, R, lanes, groups } = g;
+  const { bits, B, R } = g;
   const per = 32 / bits; // codes per word
   const codes = 4 * per; // codes per vec4 chunk
   const dot = (t: number, w: string, bz: string) => dotWord(bits, t, w, bz, (i) => `xv[${i}]`);
@@ -219,21 +241,8 @@ ${rowBody}
             xv[i / 4u][i % 4u] = v;
           }`;
   return /* wgsl */ `${gemvHeader(g, params)}
-var<private> row0: u32;
-fn rowOf(r: u32) -> u32 { return min(row0 + r, params.N - 1u); } // rows past N read row N − 1 and are not stored
-@compute @workgroup_size(${lanes}, ${groups})
-${MAIN_SIGNATURE} {
-  let lane = lid.x;
-  row0 = ((wg.y * nwg.x + wg.x) * ${groups}u + lid.y) * R; // first of this group's R rows
+${loopPrologue(g)}
   let vecs = params.rowWords / 4u; // 16-byte chunks per row
-  var acc: array<f32, ${R * B}>; // [r·B + b]
-${g.step === 'row' ? `  var rowS: array<f32, ${R}>; // per-channel scale of each row, applied after the sum
-  var rowBz: array<vec4<f32>, ${R}>; // 2^23 + zero of each row
-  for (var r = 0u; r < R; r++) {
-    rowS[r] = scales[rowOf(r)];
-    rowBz[r] = vec4<f32>(MAGIC_F + zeros[rowOf(r)]);
-  }` : ''}
-  // The same trip count on every lane (subgroupAdd after the loop needs all lanes together).
   for (var c0 = 0u; c0 < vecs; c0 += LANES * U) {
     var q: array<vec4<u32>, ${g.U * R}>; // [u·R + r]: all loads first, U·R in flight
     for (var u = 0u; u < U; u++) {
@@ -271,7 +280,7 @@ ${gemvReduce(g, 'params.N', g.step === 'row')}
  * the chunk layouts).
  */
 function gemvWordsCode(g: GemvShape, params: Record<string, Param>): string {
-  const { bits, B, R, U, lanes, groups } = g;
+  const { bits, B, R, U } = g;
   const per = 32 / bits; // codes per word
   const W = 4 * U; // words per lane and row in a pass
   const nx = per / 4; // vec4s of x per word
@@ -283,20 +292,7 @@ function gemvWordsCode(g: GemvShape, params: Record<string, Param>): string {
           for (var e = 0u; e < 4u; e++) { let col = col0 + ${4 * i}u + e; if (col < params.K) { x${i}[e] = x[b * params.K + col]; } }`).join('\n          ');
   const dot = bits === 8 ? 'dot(codes(w, SHIFT_LO, bz), x0)' : 'dot(codes(w, SHIFT_LO, bz), vec4<f32>(x0.xz, x1.xz)) + dot(codes(w, SHIFT_HI, bz), vec4<f32>(x0.yw, x1.yw))';
   return /* wgsl */ `${gemvHeader(g, params, true)}
-var<private> row0: u32;
-fn rowOf(r: u32) -> u32 { return min(row0 + r, params.N - 1u); } // rows past N read row N − 1 and are not stored
-@compute @workgroup_size(${lanes}, ${groups})
-${MAIN_SIGNATURE} {
-  let lane = lid.x;
-  row0 = ((wg.y * nwg.x + wg.x) * ${groups}u + lid.y) * R;
-  var acc: array<f32, ${R * B}>; // [r·B + b]
-${g.step === 'row' ? `  var rowS: array<f32, ${R}>; // per-channel scale of each row, applied after the sum
-  var rowBz: array<vec4<f32>, ${R}>; // 2^23 + zero of each row
-  for (var r = 0u; r < R; r++) {
-    rowS[r] = scales[rowOf(r)];
-    rowBz[r] = vec4<f32>(MAGIC_F + zeros[rowOf(r)]);
-  }` : ''}
-  // The same trip count on every lane (subgroupAdd after the loop needs all lanes together).
+${loopPrologue(g)}
   for (var w0 = 0u; w0 < params.rowWords; w0 += LANES * ${W}u) {
     var q: array<u32, ${W * R}>; // [u·R + r]: all loads first, ${W}·R in flight
     for (var u = 0u; u < ${W}u; u++) {
