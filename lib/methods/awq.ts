@@ -202,44 +202,55 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
     const org = groupOutput(null);
     let best = Infinity;
     let bestS: Float32Array | null = null;
-    for (let k = 0; k < o.nGrid; k++) {
-      const ratio = k / o.nGrid;
-      const s = new Float32Array(xMean.length);
-      let mx = -Infinity;
-      let mn = Infinity;
-      for (let j = 0; j < s.length; j++) {
-        s[j] = Math.max(Math.fround(Math.pow(xMean[j], ratio)), 1e-4);
-        mx = Math.max(mx, s[j]);
-        mn = Math.min(mn, s[j]);
-      }
-      const norm = Math.fround(Math.sqrt(Math.fround(mx * mn)));
-      for (let j = 0; j < s.length; j++) s[j] = Math.fround(s[j] / norm);
-      // W' = Q(W·diag(s)) / diag(s)
-      const ws: tf.Tensor2D[] = onDevice
-        ? tf.tidy(() => {
-            const st = tf.tensor1d(s);
-            return onDevice.map((w) => scaledFakeQuantDevice(w, st, o));
-          })
-        : mats.map((m) => {
-            const q = awqFakeQuant(scaleCols(m, s), m.rows, m.cols, o);
-            for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) q[r * m.cols + c] = Math.fround(q[r * m.cols + c] / s[c]);
-            return tf.tensor2d(q, [m.rows, m.cols]);
-          });
-      let loss: number;
-      try {
-        const cur = groupOutput(ws);
-        try {
-          loss = (await hostValues(() => chunkMean(cur.map((c, i) => tf.square(tf.sub(org[i], c))))))[0];
-        } finally {
-          tf.dispose(cur);
+    // Every grid point's loss stays on the device; one readback per group picks the best (the first
+    // minimum, as the reference's `if loss < best_error`).
+    const candidates: Float32Array[] = [];
+    const losses: tf.Tensor[] = []; // [] each
+    try {
+      for (let k = 0; k < o.nGrid; k++) {
+        const ratio = k / o.nGrid;
+        const s = new Float32Array(xMean.length);
+        let mx = -Infinity;
+        let mn = Infinity;
+        for (let j = 0; j < s.length; j++) {
+          s[j] = Math.max(Math.fround(Math.pow(xMean[j], ratio)), 1e-4);
+          mx = Math.max(mx, s[j]);
+          mn = Math.min(mn, s[j]);
         }
-      } finally {
-        tf.dispose(ws);
+        const norm = Math.fround(Math.sqrt(Math.fround(mx * mn)));
+        for (let j = 0; j < s.length; j++) s[j] = Math.fround(s[j] / norm);
+        // W' = Q(W·diag(s)) / diag(s)
+        const ws: tf.Tensor2D[] = onDevice
+          ? tf.tidy(() => {
+              const st = tf.tensor1d(s);
+              return onDevice.map((w) => scaledFakeQuantDevice(w, st, o));
+            })
+          : mats.map((m) => {
+              const q = awqFakeQuant(scaleCols(m, s), m.rows, m.cols, o);
+              for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) q[r * m.cols + c] = Math.fround(q[r * m.cols + c] / s[c]);
+              return tf.tensor2d(q, [m.rows, m.cols]);
+            });
+        try {
+          const cur = groupOutput(ws);
+          try {
+            losses.push(tf.tidy(() => chunkMean(cur.map((c, i) => tf.square(tf.sub(org[i], c))))));
+          } finally {
+            tf.dispose(cur);
+          }
+        } finally {
+          tf.dispose(ws);
+        }
+        candidates.push(s);
       }
-      if (loss < best) {
-        best = loss;
-        bestS = s;
+      const values = await hostValues(() => tf.stack(losses));
+      for (let k = 0; k < values.length; k++) {
+        if (values[k] < best) {
+          best = values[k];
+          bestS = candidates[k];
+        }
       }
+    } finally {
+      tf.dispose(losses);
     }
     tf.dispose(org);
     if (onDevice) tf.dispose(onDevice);
