@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { GptqOptions } from '../lib/methods/gptq';
 import { choleskyResidual, gptqBlockDifference, gptqDifference, hinvDifference, randomLayer, rng, sparsegptDifference } from '../lib/methods/solver-cases';
-import { maskLowestDevice } from '../lib/methods/solver';
+import { choleskyLowerDevice, maskLowestDevice } from '../lib/methods/solver';
 import { maskLowestGlobal, maskLowestPerRow, toPattern } from '../lib/quant/sparse-pattern';
 import { WandaLayer } from '../lib/methods/wanda';
 import { magnitudePrune } from '../lib/methods/magnitude';
@@ -84,6 +84,15 @@ export function registerSolverCases(it: (name: string, fn: () => Promise<void>) 
   });
   it('blocked Cholesky: L Lᵀ = A to fp32 rounding', async () => {
     expect(await choleskyResidual(L)).toBeLessThan(1e-5);
+  });
+  it('a matrix that is not positive definite is refused with the pivot in the whole matrix and its diagonal block; nothing leaks', async () => {
+    const n = 300;
+    const d = Float32Array.from({ length: n }, (_, i) => (i === 200 ? -1 : 2));
+    const n0 = tf.memory().numTensors;
+    const A = tf.tidy(() => tf.diag(tf.tensor1d(d))) as tf.Tensor2D;
+    await expect(choleskyLowerDevice(A, 'test matrix')).rejects.toThrow(/test matrix \(diagonal block at column 128\).*pivot 200/);
+    A.dispose();
+    expect(tf.memory().numTensors).toBe(n0);
   });
   it('Hinv (upper factor of the dampened inverse) equals the float64 host one, with and without a permutation', async () => {
     const perm = Array.from({ length: L.cols }, (_, i) => (i * 7) % L.cols);

@@ -54,7 +54,7 @@ export function calibMatMulT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   return withCalibKernels(() => kernelMatMulT(a, b)) ?? tf.matMul(a, b, false, true); // kernelMatMulT: null off webgpu or for an unsupported shape
 }
 
-/** Columns per diagonal block of the blocked factorisations (the block is factorised on the host). */
+/** Columns per diagonal block of the blocked factorisations. */
 export const FACTOR_BLOCK = 128;
 
 async function hostSquare(t: tf.Tensor2D): Promise<Float64Array> {
@@ -62,50 +62,142 @@ async function hostSquare(t: tf.Tensor2D): Promise<Float64Array> {
 }
 
 /**
+ * One diagonal block of the blocked factorisations in one WGSL dispatch (a single workgroup, the
+ * block in global memory): with factor = 1, the lower Cholesky factor L of the symmetric a [b, b]
+ * (right-looking, fp32, as torch.linalg.cholesky) and L⁻¹; with factor = 0, a is already lower
+ * triangular and only a⁻¹ is computed (L = a). status[0] is the first pivot that is not positive
+ * (−1 if none); past it the values are not finite. Nothing is read back: the blocked loops need no
+ * host round trip per block.
+ */
+const DIAG_BLOCK = `
+${paramsStruct({ b: u32(0), factor: u32(0) })}
+@group(0) @binding(0) var<storage, read_write> L: array<f32>;
+@group(0) @binding(1) var<storage, read_write> Li: array<f32>;
+@group(0) @binding(2) var<storage, read_write> status: array<i32>;
+@group(0) @binding(3) var<storage, read> a: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+var<workgroup> pivot: f32;
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) t: u32) {
+  let b = params.b;
+  for (var e = t; e < b * b; e += 256u) { L[e] = select(0.0, a[e], e % b <= e / b); } // the lower triangle
+  if (t == 0u) { status[0] = -1; }
+  storageBarrier();
+  workgroupBarrier();
+  if (params.factor == 1u) {
+    for (var j = 0u; j < b; j++) {
+      if (t == 0u) {
+        let d = L[j * b + j];
+        if (!(d > 0.0) && status[0] < 0) { status[0] = i32(j); }
+        pivot = sqrt(d);
+        L[j * b + j] = pivot;
+      }
+      workgroupBarrier();
+      let p = pivot;
+      for (var i = j + 1u + t; i < b; i += 256u) { L[i * b + j] /= p; }
+      storageBarrier();
+      workgroupBarrier();
+      // trailing update of the lower triangle right of column j: L[i, k] −= L[i, j]·L[k, j], j < k ≤ i
+      let m = b - j - 1u;
+      for (var e = t; e < m * m; e += 256u) {
+        let i = j + 1u + e / m;
+        let k = j + 1u + e % m;
+        if (k <= i) { L[i * b + k] -= L[i * b + j] * L[k * b + j]; }
+      }
+      storageBarrier();
+      workgroupBarrier();
+    }
+  }
+  // L⁻¹ by forward substitution, one column per invocation
+  if (t < b) {
+    for (var i = 0u; i < t; i++) { Li[i * b + t] = 0.0; }
+    Li[t * b + t] = 1.0 / L[t * b + t];
+    for (var i = t + 1u; i < b; i++) {
+      var s = 0.0;
+      for (var k = t; k < i; k++) { s -= L[i * b + k] * Li[k * b + t]; }
+      Li[i * b + t] = s / L[i * b + i];
+    }
+  }
+}`;
+
+/** A diagonal block's factor and inverse; status: the block's first bad pivot (device: a tensor read once by the caller). */
+interface DiagBlock {
+  L: tf.Tensor2D; // [b, b] lower
+  Linv: tf.Tensor2D; // [b, b] lower
+  status: tf.Tensor1D | null; // [1] int32 on webgpu (−1: positive definite); null on the host path (which throws at once)
+}
+
+/** diagBlock(a, factor): the block [b, b] on the GPU (DIAG_BLOCK) on webgpu, else on the host in float64 (throws NotPositiveDefiniteError naming `what`). */
+async function diagBlock(a: tf.Tensor2D, factor: boolean, what: string): Promise<DiagBlock> {
+  const b = a.shape[0];
+  if (onWebgpu()) {
+    const [L, Linv, status] = runKernel({ name: 'diag-block', code: DIAG_BLOCK, inputs: [a], outputs: [{ shape: [b, b], dtype: 'float32' }, { shape: [b, b], dtype: 'float32' }, { shape: [1], dtype: 'int32' }], params: { b: u32(b), factor: u32(factor ? 1 : 0) }, workgroups: [1, 1, 1] });
+    return { L: L as tf.Tensor2D, Linv: Linv as tf.Tensor2D, status: status as tf.Tensor1D };
+  }
+  const host = await hostSquare(a);
+  if (factor) choleskyLower(host, b, what);
+  return { L: tf.tensor2d(Float32Array.from(host), [b, b]), Linv: tf.tensor2d(Float32Array.from(invertLower(host, b)), [b, b]), status: null };
+}
+
+/**
  * Lower Cholesky factor L of a symmetric positive definite A [n, n] (A = L Lᵀ), right-looking and
- * blocked: each FACTOR_BLOCK diagonal block is factorised on the host (float64), the panel below it
- * is A21·L11⁻ᵀ and the trailing matrix is updated by one matmul. The update is applied to the whole
- * [n, n] matrix (S − P·Pᵀ with P the panel padded with zeros to n rows: only the trailing block
- * changes), so every step allocates the same sizes and the buffer pool reuses them, where a
- * shrinking trailing copy would allocate new large buffers every step. A is not disposed.
+ * blocked: each FACTOR_BLOCK diagonal block is factorised (diagBlock: on the GPU on webgpu, with no
+ * readback until the end, else on the host in float64), the panel below it is A21·L11⁻ᵀ and the
+ * trailing matrix is updated by one matmul. The update is applied to the whole [n, n] matrix
+ * (S − P·Pᵀ with P the panel padded with zeros to n rows: only the trailing block changes), so every
+ * step allocates the same sizes and the buffer pool reuses them, where a shrinking trailing copy
+ * would allocate new large buffers every step. A not positive definite matrix is refused with its
+ * first bad pivot (NotPositiveDefiniteError). A is not disposed.
  */
 export async function choleskyLowerDevice(A: tf.Tensor2D, what = 'cholesky'): Promise<tf.Tensor2D> {
   const n = A.shape[0];
   if (A.shape[1] !== n) throw new Error(`${what}: matrix is [${A.shape}], not square`);
   const panels: tf.Tensor2D[] = []; // [n, b] each: column panels of L
+  const statuses: tf.Tensor1D[] = []; // [1] per diagonal block (device path)
   let S = A.clone(); // [n, n]: rows and columns from k on hold the trailing matrix
+  const blockError = (k: number, e: unknown) => (e instanceof NotPositiveDefiniteError ? new NotPositiveDefiniteError(`${what} (diagonal block at column ${k})`, Number(/pivot (\d+)/.exec(e.message)?.[1] ?? 0) + k) : e);
   try {
     for (let k = 0; k < n; k += FACTOR_BLOCK) {
       const b = Math.min(FACTOR_BLOCK, n - k);
       const a11 = tf.slice(S, [k, k], [b, b]);
-      const host = await hostSquare(a11);
-      a11.dispose();
+      let d: DiagBlock;
       try {
-        choleskyLower(host, b, what);
+        d = await diagBlock(a11, true, what);
       } catch (e) {
-        if (e instanceof NotPositiveDefiniteError) throw new NotPositiveDefiniteError(`${what} (diagonal block at column ${k})`, Number(/pivot (\d+)/.exec(e.message)?.[1] ?? 0) + k);
-        throw e;
+        throw blockError(k, e);
+      } finally {
+        a11.dispose();
       }
-      const L11 = Float32Array.from(host);
+      if (d.status) statuses.push(d.status);
+      const { L: L11, Linv: L11inv } = d;
       if (k + b === n) {
-        panels.push(tf.tidy(() => tf.pad(tf.tensor2d(L11, [b, b]), [[k, 0], [0, 0]]) as tf.Tensor2D));
+        panels.push(tf.tidy(() => tf.pad(L11, [[k, 0], [0, 0]]) as tf.Tensor2D));
+        tf.dispose([L11, L11inv]);
         break;
       }
-      const L11inv = Float32Array.from(invertLower(host, b));
       const [panel, next] = tf.tidy(() => {
         const a21 = tf.slice(S, [k + b, k], [n - k - b, b]); // [n - k - b, b]
-        const l21 = calibMatMulT(a21, tf.tensor2d(L11inv, [b, b])); // A21·L11⁻ᵀ [n - k - b, b]
+        const l21 = calibMatMulT(a21, L11inv); // A21·L11⁻ᵀ [n - k - b, b]
         const P = tf.pad(l21, [[k + b, 0], [0, 0]]) as tf.Tensor2D; // [n, b], zero above the trailing rows
-        return [tf.pad(tf.concat([tf.tensor2d(L11, [b, b]), l21], 0), [[k, 0], [0, 0]]) as tf.Tensor2D, tf.sub(S, calibMatMulT(P, P)) as tf.Tensor2D];
+        return [tf.pad(tf.concat([L11, l21], 0), [[k, 0], [0, 0]]) as tf.Tensor2D, tf.sub(S, calibMatMulT(P, P)) as tf.Tensor2D];
       });
+      tf.dispose([L11, L11inv]);
       panels.push(panel);
       S.dispose();
       S = next;
+    }
+    if (statuses.length > 0) {
+      const all = tf.concat(statuses); // [blocks]
+      const st = (await all.data()) as Int32Array; // one readback for the whole factorisation
+      all.dispose();
+      const i = st.findIndex((p) => p >= 0);
+      if (i >= 0) throw blockError(i * FACTOR_BLOCK, new NotPositiveDefiniteError(what, st[i]));
     }
     return tf.concat(panels, 1) as tf.Tensor2D;
   } finally {
     S.dispose();
     tf.dispose(panels);
+    tf.dispose(statuses);
   }
 }
 
@@ -113,8 +205,9 @@ export async function choleskyLowerDevice(A: tf.Tensor2D, what = 'cholesky'): Pr
 export async function invertLowerDevice(L: tf.Tensor2D): Promise<tf.Tensor2D> {
   const n = L.shape[0];
   if (n <= FACTOR_BLOCK) {
-    const inv = invertLower(await hostSquare(L), n);
-    return tf.tensor2d(Float32Array.from(inv), [n, n]);
+    const d = await diagBlock(L, false, 'triangular inverse');
+    tf.dispose([d.L, d.status ?? []]);
+    return d.Linv;
   }
   const h = Math.ceil(n / 2 / FACTOR_BLOCK) * FACTOR_BLOCK; // split on a block boundary
   const A = tf.slice(L, [0, 0], [h, h]);
