@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { seededNormal } from '../runtime/bench';
 import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
-import { GEMM_DEFAULTS, GEMM_TILES, gemm, type GemmTileName } from './gemm';
+import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, type GemmTileName } from './gemm';
 
 /** Seeded x [N, in], W [out, in] and bias [out] for checks and benches. */
 function gemmOperands(N: number, inDim: number, out: number, bias: boolean, seed: number): tf.Tensor[] {
@@ -19,7 +19,7 @@ function gemmPlain(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor2D {
   });
 }
 
-/** Correctness cases: odd sizes (edges, scalar loads; the first two on every tile shape), plus the bench shapes. */
+/** Correctness cases: odd sizes (edges, scalar loads; the first two on every tile shape), plus the bench shapes; then the symmetric form's (gramChecks). */
 export function gemmChecks(seed: number): KernelCheck[] {
   const odd: [number, number, number, boolean][] = [[37, 70, 129, true], [130, 132, 65, false], [1, 9, 3, true], [200, 1000, 17, false]];
   const big: [number, number, number, boolean][] = [[1024, 2048, 2048, false], [1024, 4096, 4096, true], [2048, 4096, 14336, false]];
@@ -28,7 +28,7 @@ export function gemmChecks(seed: number): KernelCheck[] {
     ...odd.slice(2).map((s) => ({ s, tiles: GEMM_DEFAULTS.tiles, small: true })),
     ...big.map((s) => ({ s, tiles: GEMM_DEFAULTS.tiles, small: false })),
   ];
-  return cases.map(({ s: [N, inDim, out, bias], tiles, small }, i) => ({
+  const plain = cases.map(({ s: [N, inDim, out, bias], tiles, small }, i): KernelCheck => ({
     kernel: 'gemm',
     name: `N=${N} in=${inDim} out=${out}${bias ? ' bias' : ''} tiles=${tiles}`,
     small,
@@ -40,6 +40,39 @@ export function gemmChecks(seed: number): KernelCheck[] {
         return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
       } finally {
         tf.dispose([x, w, ...(b ? [b] : []), want, ...outputs]);
+      }
+    },
+  }));
+  return [...plain, ...gramChecks(seed)];
+}
+
+/**
+ * The symmetric form (gemmGram: x·xᵀ from the tiles on and below the diagonal, mirrored) against
+ * tfjs's matMul; its entries must also equal the full GEMM's gemm(x, x) bit for bit (the mirror is
+ * exact), else the error is reported as Infinity. An odd size on every tile shape, two more small ones, one large.
+ */
+function gramChecks(seed: number): KernelCheck[] {
+  const cases = [
+    ...(Object.keys(GEMM_TILES) as GemmTileName[]).map((tiles) => ({ n: 37, k: 70, small: true, tiles })),
+    { n: 130, k: 132, small: true, tiles: GEMM_DEFAULTS.tiles },
+    { n: 300, k: 64, small: true, tiles: GEMM_DEFAULTS.tiles },
+    { n: 2048, k: 4096, small: false, tiles: GEMM_DEFAULTS.tiles },
+  ];
+  return cases.map(({ n, k, small, tiles }, i) => ({
+    kernel: 'gemm',
+    name: `gram n=${n} k=${k} tiles=${tiles}`,
+    small,
+    async run(): Promise<CheckResult> {
+      const x = tf.tensor2d(seededNormal(n * k, caseSeed(seed, 300 + i)), [n, k]); // [n, k]
+      const want = gemmPlain(x, x);
+      const full = gemm(x, x, undefined, GEMM_TILES[tiles]);
+      const { outputs, poisoned } = await runPoisoned([n * n], () => [gemmGram(x, GEMM_TILES[tiles])]);
+      try {
+        const [got, f] = (await Promise.all([outputs[0].data(), full.data()])) as Float32Array[];
+        const exact = got.every((v, j) => v === f[j]);
+        return { metric: 'max_rel_err', error: exact ? await maxRelError(outputs[0], want) : Infinity, tolerance: 1e-5, poisoned, note: exact ? 'equals gemm(x, x) exactly' : 'differs from gemm(x, x)' };
+      } finally {
+        tf.dispose([x, want, full, ...outputs]);
       }
     },
   }));

@@ -60,7 +60,13 @@ export function planGemm(N: number, inDim: number, out: number, t: GemmTiles): G
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
-function gemmShader(t: GemmTiles, p: GemmPlan, bias: boolean): string {
+/**
+ * The shader; `symmetric` (y = x·xᵀ, one input bound as both x and w, square y): the workgroups
+ * strictly above the diagonal return at once and every other one writes each value also to its
+ * mirror. The mirror is the value the skipped workgroup would have written, bit for bit: it sums
+ * the same products fma(x[r,k], x[c,k]) (commutative) in the same k order.
+ */
+function gemmShader(t: GemmTiles, p: GemmPlan, bias: boolean, symmetric = false): string {
   const { tileRows: BM, tileCols: BN, tileK: BK, threadRows: TM, threadCols: TN } = t;
   const SX = BN / TN; // threads along columns
   const SY = BM / TM; // threads along rows
@@ -97,7 +103,8 @@ var<workgroup> ws: array<f32, ${BN * BK}>;
 @compute @workgroup_size(${SX}, ${SY}, 1)
 fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
   let row0 = g.y * ${BM}u;
-  let col0 = g.x * ${BN}u;
+  let col0 = g.x * ${BN}u;${symmetric ? `
+  if (col0 >= row0 + ${BM}u) { return; } // strictly above the diagonal: mirrored by the tile below it` : ''}
   var acc: array<f32, ${TM * TN}>;
   var a: array<f32, ${TM}>;
   var bb: array<f32, ${TN}>;
@@ -114,7 +121,7 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
     let r = row0 + l.y + i * ${SY}u;
     for (var j = 0u; j < ${TN}u; j++) {
       let c = col0 + l.x + j * ${SX}u;
-      if (r < params.N && c < params.M) { y[r * params.M + c] = acc[i * ${TN}u + j]${bias ? ' + b[c]' : ''}; }
+      if (r < params.N && c < params.M) { y[r * params.M + c] = acc[i * ${TN}u + j]${bias ? ' + b[c]' : ''};${symmetric ? ` y[c * params.M + r] = acc[i * ${TN}u + j];` : ''} }
     }
   }
 }`;
@@ -128,6 +135,16 @@ export function gemmUnsupported(t: GemmTiles, p: GemmPlan): string | null {
   if (p.sharedBytes > lim.maxComputeWorkgroupStorageSize) return `${p.sharedBytes} B of workgroup memory exceed the device's ${lim.maxComputeWorkgroupStorageSize}`;
   if (p.workgroups[1] > lim.maxComputeWorkgroupsPerDimension) return `${p.workgroups[1]} row tiles exceed the device's ${lim.maxComputeWorkgroupsPerDimension} workgroups per dimension`;
   return null;
+}
+
+/** y [n, n] = x [n, k] · xᵀ (a Gram matrix: XᵀX of activations passed transposed) on the webgpu backend, computing the tiles on and below the diagonal only. */
+export function gemmGram(x: tf.Tensor2D, tiles: GemmTiles = GEMM_TILES[GEMM_DEFAULTS.tiles]): tf.Tensor2D {
+  const [n, k] = x.shape;
+  const p = planGemm(n, k, n, tiles);
+  const why = gemmUnsupported(tiles, p);
+  if (why) throw new Error(`gemm gram [${n}, ${k}]·[${n}, ${k}]ᵀ: ${why}`);
+  const [y] = runKernel({ name: 'gemm-gram', code: gemmShader(tiles, p, false, true), inputs: [x, x], outputs: [{ shape: [n, n], dtype: 'float32' }], params: { N: u32(n), K: u32(k), M: u32(n) }, workgroups: p.workgroups });
+  return y as tf.Tensor2D;
 }
 
 /** y [N, out] = x [N, in] · W [out, in]ᵀ (+ bias [out]) on the webgpu backend. */

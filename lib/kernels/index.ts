@@ -15,7 +15,7 @@ import type { InferenceModel } from '../engine/inference';
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import { ATTENTION_TILES, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
 import { rmsNorm, ropeHeads, swiglu } from './fused';
-import { GEMM_TILES, gemm, gemmUnsupported, planGemm, type GemmTileName } from './gemm';
+import { GEMM_TILES, gemm, gemmGram, gemmUnsupported, planGemm, type GemmTileName } from './gemm';
 import { quantLinear } from './quant-linear';
 import { INT8_DEFAULTS, INT8_TILES, type Int8TileName } from './w8a8';
 
@@ -129,6 +129,16 @@ export function kernelMatMulT(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor):
   const tiles = GEMM_TILES[p.gemm];
   if (gemmUnsupported(tiles, planGemm(x.shape[0], x.shape[1], w.shape[0], tiles))) return null;
   return gemm(x, w, bias, tiles);
+}
+
+/** x [n, k] · xᵀ on the GEMM kernel's symmetric form (gemmGram: half the tiles), or null to use tfjs's matMul (as kernelMatMulT). */
+export function kernelGram(x: tf.Tensor2D): tf.Tensor2D | null {
+  if (!kernelsActive()) return null;
+  const p = kernelPolicy();
+  if (p.gemm === 'off' || x.shape[0] < p.gemmMinRows) return null;
+  const tiles = GEMM_TILES[p.gemm];
+  if (gemmUnsupported(tiles, planGemm(x.shape[0], x.shape[1], x.shape[0], tiles))) return null;
+  return gemmGram(x, tiles);
 }
 
 /**

@@ -5,16 +5,17 @@
 import * as tf from '@tensorflow/tfjs';
 import { ARCHS } from '../models/arch';
 import type { Arch } from '../models/types';
-import { kernelMatMulT, kernelsActive } from '../kernels';
+import { kernelGram, kernelsActive } from '../kernels';
 
 /**
  * XᵀX [cols, cols] of x [tokens, cols]: on the fp32 GEMM kernel where kernels are active (as
- * xᵀ·(xᵀ)ᵀ, the kernel's x·Wᵀ form), else tfjs's transposed matMul. Same sums, another order.
+ * xᵀ·(xᵀ)ᵀ, the kernel's x·Wᵀ form, computing the lower half and mirroring it), else tfjs's
+ * transposed matMul. Same sums, another order.
  */
 function gram(x: tf.Tensor2D): tf.Tensor2D {
   if (kernelsActive()) {
     const xt = tf.transpose(x) as tf.Tensor2D; // [cols, tokens]
-    const g = kernelMatMulT(xt, xt);
+    const g = kernelGram(xt);
     if (g) return g;
   }
   return tf.matMul(x, x, true, false);
