@@ -21,7 +21,7 @@ import { webgpuDevice } from '../runtime/backend';
 import { choleskyLower, invertLower, NotPositiveDefiniteError } from './hessian';
 import { roundHalfEven } from '../quant/quantizer';
 import { subPhase, withCalibKernels } from './sequential';
-import { kernelMatMulT } from '../kernels';
+import { kernelGram, kernelMatMulT } from '../kernels';
 import { maskLowestGlobal, maskLowestPerRow } from '../quant/sparse-pattern';
 
 const onWebgpu = () => webgpuDevice() !== null;
@@ -52,6 +52,11 @@ export function solverKind(rows: number, cols: number): SolverKind {
  */
 export function calibMatMulT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   return withCalibKernels(() => kernelMatMulT(a, b)) ?? tf.matMul(a, b, false, true); // kernelMatMulT: null off webgpu or for an unsupported shape
+}
+
+/** a · aᵀ for a [m, k] (symmetric [m, m]): calibMatMulT on the GEMM kernel's symmetric form (half the tiles), else tfjs's matMul. Inside tf.tidy. */
+function calibGram(a: tf.Tensor2D): tf.Tensor2D {
+  return withCalibKernels(() => kernelGram(a)) ?? tf.matMul(a, a, false, true);
 }
 
 /** Columns per diagonal block of the blocked factorisations. */
@@ -179,7 +184,7 @@ export async function choleskyLowerDevice(A: tf.Tensor2D, what = 'cholesky'): Pr
         const a21 = tf.slice(S, [k + b, k], [n - k - b, b]); // [n - k - b, b]
         const l21 = calibMatMulT(a21, L11inv); // A21·L11⁻ᵀ [n - k - b, b]
         const P = tf.pad(l21, [[k + b, 0], [0, 0]]) as tf.Tensor2D; // [n, b], zero above the trailing rows
-        return [tf.pad(tf.concat([L11, l21], 0), [[k, 0], [0, 0]]) as tf.Tensor2D, tf.sub(S, calibMatMulT(P, P)) as tf.Tensor2D];
+        return [tf.pad(tf.concat([L11, l21], 0), [[k, 0], [0, 0]]) as tf.Tensor2D, tf.sub(S, calibGram(P)) as tf.Tensor2D];
       });
       tf.dispose([L11, L11inv]);
       panels.push(panel);
