@@ -7,13 +7,12 @@ import { gemmChecks } from '../lib/kernels/gemm-cases';
 import { itPassesChecks, TEST_SEED, webgpuAdapterReason } from './kernels-helpers';
 
 describe('gemm plan (CPU side)', () => {
-  it('covers non-multiple sizes with ceil workgroups and picks vec4 loads only when `in` allows', () => {
-    const p = planGemm(130, 132, 65, GEMM_TILES['64x64']);
-    expect(p).toEqual({ threads: 256, sharedBytes: (64 + 64) * 16 * 4, workgroups: [2, 3, 1], vec: 4 });
-    expect(planGemm(37, 70, 129, GEMM_TILES['32x32']).vec).toBe(1);
+  it('covers non-multiple sizes with ceil workgroups', () => {
+    expect(planGemm(130, 132, 65, GEMM_TILES.medium)).toEqual({ threads: 256, sharedBytes: (64 + 64) * 16 * 4, workgroups: [2, 3, 1] });
+    expect(planGemm(37, 70, 129, GEMM_TILES.tallV).workgroups).toEqual([3, 1, 1]);
   });
   it('rejects tiles that do not divide', () => {
-    expect(() => planGemm(8, 8, 8, { tileRows: 64, tileCols: 64, tileK: 16, threadRows: 3, threadCols: 4 })).toThrow(/threadRows 3/);
+    expect(() => planGemm(8, 8, 8, { BM: 64, BN: 64, BK: 16, TM: 3, TN: 4 })).toThrow(/TM 3/);
   });
 });
 

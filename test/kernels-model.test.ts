@@ -14,8 +14,8 @@ import { webgpuAdapterReason } from './kernels-helpers';
 describe('kernel policy', () => {
   it("defaults to 'off' and restores the previous policy after withKernels", async () => {
     expect(kernelPolicy()).toEqual(KERNEL_DEFAULTS);
-    const inside = await withKernels({ mode: 'auto', gemm: '64x64' }, () => kernelPolicy());
-    expect(inside).toMatchObject({ mode: 'auto', gemm: '64x64' });
+    const inside = await withKernels({ mode: 'auto', gemm: 'medium' }, () => kernelPolicy());
+    expect(inside).toMatchObject({ mode: 'auto', gemm: 'medium' });
     expect(kernelPolicy()).toEqual(KERNEL_DEFAULTS);
   });
   it('rejects unknown modes and tiles by name', () => {

@@ -175,11 +175,16 @@ export const GEMM_TILES = {
  * workgroup memory with register blocking (loads vec4 when K % 4 = 0).
  * Bindings: y (read-write), x, W, then b (bias). Params: M rows, ldy, colOff.
  * With splits > 1, the first pass of a split-K GEMM (splitK below): no epilogue, no bias binding.
+ * `symmetric` (y = x·xᵀ: x bound as both x and W, M = N = ldy, store, no bias, one split): the
+ * workgroups strictly above the diagonal return at once and the others also store each value at
+ * its mirror, which is the skipped workgroup's value bit for bit (the same products, commutative,
+ * summed in the same k order).
  */
-export function gemmKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits = 1): Kernel {
-  if (t.vec) return gemmVecKernel(K, N, t, e, bias, splits);
+export function gemmKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits = 1, symmetric = false): Kernel {
+  if (symmetric && (e !== 'store' || bias || splits !== 1)) throw new Error('gemm: the symmetric form stores x·xᵀ plainly (no epilogue, bias or split)');
+  if (t.vec) return gemmVecKernel(K, N, t, e, bias, splits, symmetric);
   const { BM, BN, BK, TM, TN } = t;
-  const sk = splitK(K, N, BK, splits);
+  const sk = splitK(K, N, BK, splits, symmetric);
   const SX = BN / TN;
   const SY = BM / TM;
   const threads = SX * SY;
@@ -207,6 +212,7 @@ var<workgroup> ws: array<f32, ${BN * BK}>;
 fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
   let row0 = g.y * ${BM}u;
   let col0 = g.x * ${BN}u;
+  ${sk.skip(BM)}
   var acc: array<f32, ${TM * TN}>;
   var a: array<f32, ${TM}>;
   var bb: array<f32, ${TN}>;
@@ -233,9 +239,9 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
 }
 
 /** gemmKernel with GemmTile.vec: vec4 tiles in workgroup memory, 4×4 output blocks per thread. */
-function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits: number): Kernel {
+function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits: number, symmetric: boolean): Kernel {
   const { BM, BN, BK, TM, TN } = t;
-  const sk = splitK(K, N, BK, splits);
+  const sk = splitK(K, N, BK, splits, symmetric);
   if (TM % 4 !== 0 || TN % 4 !== 0 || BM % 4 !== 0 || BN % 4 !== 0) throw new Error(`gemm tile ${BM}x${BN}: vector tiles need TM, TN, BM and BN multiples of 4`);
   const SX = BN / TN;
   const SY = BM / TM;
@@ -287,6 +293,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   let ty = lid / ${SX}u;
   let row0 = g.y * ${BM}u;
   let col0 = g.x * ${BN}u;
+  ${sk.skip(BM)}
   var acc: array<vec4<f32>, ${(TM * TN) / 4}>; // [TM rows][TN / 4 column groups]
   ${sk.loop}
     ${load('x', 'xs', BM, 'row0', 'params.M')}
@@ -310,10 +317,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
  * workgroups. The pieces both GEMM kernels put in their WGSL: the K loop header, the bias and
  * params bindings, the store of one output value, and the name suffix.
  */
-function splitK(K: number, N: number, BK: number, splits: number) {
+function splitK(K: number, N: number, BK: number, splits: number, symmetric = false) {
   if (!Number.isInteger(splits) || splits < 1) throw new Error(`gemm: splits must be a positive integer, got ${splits}`);
   const chunk = splitChunk(K, BK, splits);
   return {
+    skip: (BM: number) => (symmetric ? `if (col0 >= row0 + ${BM}u) { return; } // strictly above the diagonal: mirrored by the workgroup below it` : ''),
     loop:
       splits === 1
         ? `for (var k0 = 0u; k0 < ${K}u; k0 += ${BK}u) {`
@@ -322,8 +330,10 @@ function splitK(K: number, N: number, BK: number, splits: number) {
     bindings: (bias: boolean) =>
       bias && splits === 1 ? '@group(0) @binding(3) var<storage, read> b: array<f32>;\n@group(0) @binding(4) var<uniform> params: Params;' : '@group(0) @binding(3) var<uniform> params: Params;',
     store: (e: Epilogue, r: string, c: string, v: string, bias: boolean) =>
-      splits === 1 ? epilogueCode(e, `${r} * params.ldy + params.colOff + ${c}`, `${v}${bias ? ` + b[${c}]` : ''}`) : `y[(g.z * params.M + ${r}) * ${N}u + ${c}] = ${v};`,
-    name: (e: Epilogue, bias: boolean) => (splits === 1 ? `${e}${bias ? '-b' : ''}` : `split${splits}`),
+      splits === 1
+        ? epilogueCode(e, `${r} * params.ldy + params.colOff + ${c}`, `${v}${bias ? ` + b[${c}]` : ''}`) + (symmetric ? ` y[${c} * params.ldy + ${r}] = ${v};` : '')
+        : `y[(g.z * params.M + ${r}) * ${N}u + ${c}] = ${v};`,
+    name: (e: Epilogue, bias: boolean) => (splits === 1 ? `${e}${bias ? '-b' : ''}${symmetric ? '-sym' : ''}` : `split${splits}`),
   };
 }
 

@@ -15,7 +15,7 @@ import type { InferenceModel } from '../engine/inference';
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import { ATTENTION_TILES, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
 import { rmsNorm, ropeHeads, swiglu } from './fused';
-import { GEMM_TILES, gemm, gemmGram, gemmUnsupported, planGemm, type GemmTileName } from './gemm';
+import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmUnsupported, planGemm, type GemmTileName } from './gemm';
 import { quantLinear } from './quant-linear';
 import { INT8_DEFAULTS, INT8_TILES, type Int8TileName } from './w8a8';
 
@@ -32,7 +32,7 @@ export interface KernelPolicy {
 
 export const KERNEL_DEFAULTS: KernelPolicy = {
   mode: 'off', // plain tfjs unless an entry point turns kernels on
-  gemm: '128x128', // see scripts/bench-kernels.ts --tiles for the device's best
+  gemm: GEMM_DEFAULTS.tiles, // see scripts/bench-kernels.ts --tiles for the device's best
   attention: 'q16kv32',
   gemmMinRows: 64, // a 64-row tile would be mostly idle below this; tfjs has a GEMV path
   int8Tile: INT8_DEFAULTS.tile, // see scripts/bench-kernels.ts --kernels w8a8 for the device's best
