@@ -73,6 +73,23 @@ export function chunkMean(parts: tf.Tensor[], axis?: 0): tf.Tensor {
   return sumOf(parts.map((p) => tf.sum(tf.div(p, n), axis)));
 }
 
+/**
+ * mean((org − cur)²) over all chunks, as chunkMean of the squared differences (the same sums in the
+ * same order), with cur's chunks handed over one at a time by `chunks` and each one's temporaries
+ * freed before the next: a candidate's output and its squared error are never whole on the device.
+ */
+export function squaredError(org: tf.Tensor[], chunks: (each: (i: number, c: tf.Tensor) => void) => void): tf.Tensor {
+  const n = org.reduce((k, p) => k + p.size, 0);
+  const sums: tf.Tensor[] = []; // [] each
+  try {
+    chunks((i, c) => sums.push(tf.tidy(() => (org.length === 1 ? tf.mean(tf.square(tf.sub(org[0], c))) : tf.sum(tf.div(tf.square(tf.sub(org[i], c)), n))))));
+    if (sums.length !== org.length) throw new Error(`awq: ${sums.length} output chunks for ${org.length} reference chunks`);
+    return sums.length === 1 ? sums.pop()! : tf.tidy(() => sumOf(sums));
+  } finally {
+    tf.dispose(sums);
+  }
+}
+
 /** Rows idx (ascending token indices over all chunks) as one tensor [idx.length, in]. */
 function gatherTokens(xs: Chunks, idx: number[]): tf.Tensor2D {
   return tf.tidy(() => {
@@ -161,21 +178,34 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
     // its input: the block's attention half) for q/k/v, the whole gated MLP (the block's MLP half on
     // the group's own inputs) for gate/up, else the linear.
     const through = g.linears.includes(a.attention.q) ? 'attention' : g.linears.includes(a.mlp.inputs[0]) && a.mlp.gated ? 'mlp' : null;
-    // The group's output [tokens, out] in chunks with weights ws (the caller's tensors, replacing the group's linears for the call).
-    const groupOutput = (ws: tf.Tensor2D[] | null): tf.Tensor[] => {
+    // The group's output [tokens, out] in chunks with weights ws (the caller's tensors, replacing the
+    // group's linears for the call): returned, or with `each` handed over chunk by chunk and freed
+    // (a candidate's output is never whole on the device).
+    const groupOutput = (ws: tf.Tensor2D[] | null, each?: (i: number, y: tf.Tensor) => void): tf.Tensor[] => {
+      const parts: tf.Tensor[] = [];
+      let k = 0;
+      const emit = (y: tf.Tensor) => {
+        if (!each) parts.push(y);
+        else {
+          each(k++, y);
+          y.dispose();
+        }
+      };
       if (!through) {
         // a single linear: y = x Wᵀ
         const w = ws ? ws[0] : toT(mats[0]);
-        const ys = xs.map((x) => tf.tidy(() => calibMatMulT(x, w)));
+        for (const x of xs) emit(tf.tidy(() => calibMatMulT(x, w)));
         if (!ws) w.dispose();
-        return ys;
+        return parts;
       }
       const saved = mats.map((m) => getWeight(model, m.name));
       if (ws) mats.forEach((m, k) => model.weights.set(m.name, ws[k]));
       try {
         // The MLP per calibration batch (its [tokens, F] intermediates as the block forward's), on the group's inputs.
-        if (through === 'mlp') return batchRows(xs, inputs).map(([x, at, n]) => tf.tidy(() => tf.reshape(run(tf.expandDims(tf.slice(x, [at, 0], [n, -1]), 0) as tf.Tensor3D, { half: 'mlp' }), [n, -1]))); // [tokens, D] per batch
-        const parts: tf.Tensor[] = [];
+        if (through === 'mlp') {
+          for (const [x, at, n] of batchRows(xs, inputs)) emit(tf.tidy(() => tf.reshape(run(tf.expandDims(tf.slice(x, [at, 0], [n, -1]), 0) as tf.Tensor3D, { half: 'mlp' }), [n, -1]))); // [tokens, D] per batch
+          return parts;
+        }
         const oProj = linearName(model.config.arch, block, a.attention.o);
         const wt = getWeight(model, oProj) as tf.Tensor2D;
         for (const xin of inputs) {
@@ -189,7 +219,7 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
           y.dispose();
           const c = captured as tf.Tensor2D | null;
           if (!c) throw new Error(`awq: the forward pass never reached linear '${oProj}'`);
-          parts.push(tf.tidy(() => calibMatMulT(c, wt))); // [tokens, out]
+          emit(tf.tidy(() => calibMatMulT(c, wt))); // [tokens, out]
           c.dispose();
         }
         return parts;
@@ -231,12 +261,7 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
               return tf.tensor2d(q, [m.rows, m.cols]);
             });
         try {
-          const cur = groupOutput(ws);
-          try {
-            losses.push(tf.tidy(() => chunkMean(cur.map((c, i) => tf.square(tf.sub(org[i], c))))));
-          } finally {
-            tf.dispose(cur);
-          }
+          losses.push(squaredError(org, (each) => groupOutput(ws, each)));
         } finally {
           tf.dispose(ws);
         }
