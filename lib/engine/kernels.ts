@@ -315,7 +315,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
  * its raw partial sums in y = partials [splits, M, N] (params ldy and colOff unused); gemmSplitReduceKernel then adds the chunks,
  * the bias and the epilogue. Few-row GEMMs (prefill, narrow k/v projections) get `splits` times the
  * workgroups. The pieces both GEMM kernels put in their WGSL: the K loop header, the bias and
- * params bindings, the store of one output value, and the name suffix.
+ * params bindings, the store of one output value (with its mirror in the symmetric form), the
+ * symmetric form's early return above the diagonal, and the name suffix.
  */
 function splitK(K: number, N: number, BK: number, splits: number, symmetric = false) {
   if (!Number.isInteger(splits) || splits < 1) throw new Error(`gemm: splits must be a positive integer, got ${splits}`);
