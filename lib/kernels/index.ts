@@ -15,7 +15,7 @@ import type { InferenceModel } from '../engine/inference';
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import { ATTENTION_TILES, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
 import { rmsNorm, ropeHeads, swiglu } from './fused';
-import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmUnsupported, planGemm, type GemmTileName } from './gemm';
+import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmUnsupported, planGemm, type GemmTile, type GemmTileName } from './gemm';
 import { quantLinear } from './quant-linear';
 import { INT8_DEFAULTS, INT8_TILES, type Int8TileName } from './w8a8';
 
@@ -121,24 +121,25 @@ export function kernelQuantizesInput(model: InferenceModel, name: string): boole
   return model.packedLinears?.get(name)?.kind === 'w8a8' && kernelsActive();
 }
 
-/** x [N, in] · W [out, in]ᵀ (+ bias) on the fp32 GEMM kernel, or null to use tfjs's matMul (policy, size, device). */
-export function kernelMatMulT(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
+/** The GEMM tiles for y [N, out] = x [N, in]·Wᵀ when the kernel may run it now (policy, size, device), else null. */
+function gemmTilesFor(N: number, inDim: number, out: number): GemmTile | null {
   if (!kernelsActive()) return null;
   const p = kernelPolicy();
-  if (p.gemm === 'off' || x.shape[0] < p.gemmMinRows) return null;
+  if (p.gemm === 'off' || N < p.gemmMinRows) return null;
   const tiles = GEMM_TILES[p.gemm];
-  if (gemmUnsupported(tiles, planGemm(x.shape[0], x.shape[1], w.shape[0], tiles))) return null;
-  return gemm(x, w, bias, tiles);
+  return gemmUnsupported(tiles, planGemm(N, inDim, out, tiles)) ? null : tiles;
+}
+
+/** x [N, in] · W [out, in]ᵀ (+ bias) on the fp32 GEMM kernel, or null to use tfjs's matMul (policy, size, device). */
+export function kernelMatMulT(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
+  const tiles = gemmTilesFor(x.shape[0], x.shape[1], w.shape[0]);
+  return tiles && gemm(x, w, bias, tiles);
 }
 
 /** x [n, k] · xᵀ on the GEMM kernel's symmetric form (gemmGram: half the tiles), or null to use tfjs's matMul (as kernelMatMulT). */
 export function kernelGram(x: tf.Tensor2D): tf.Tensor2D | null {
-  if (!kernelsActive()) return null;
-  const p = kernelPolicy();
-  if (p.gemm === 'off' || x.shape[0] < p.gemmMinRows) return null;
-  const tiles = GEMM_TILES[p.gemm];
-  if (gemmUnsupported(tiles, planGemm(x.shape[0], x.shape[1], x.shape[0], tiles))) return null;
-  return gemmGram(x, tiles);
+  const tiles = gemmTilesFor(x.shape[0], x.shape[1], x.shape[0]);
+  return tiles && gemmGram(x, tiles);
 }
 
 /**

@@ -66,11 +66,13 @@ const tokensOf = (xs: Chunks) => xs.reduce((n, x) => n + x.shape[0], 0);
 /** The sum of same-shaped tensors, pairwise (tf.addN binds every input at once: past 16 chunks that exceeds a WebGPU shader's storage buffers). */
 const sumOf = (ts: tf.Tensor[]) => ts.reduce((a, b) => tf.add(a, b));
 
+/** One chunk's term of chunkMean over n rows or elements in all: tf.mean itself when it is the only chunk, else Σ p / n (the terms are then added in chunk order). */
+const meanTerm = (p: tf.Tensor, n: number, only: boolean, axis?: 0) => (only ? tf.mean(p, axis) : tf.sum(tf.div(p, n), axis));
+
 /** The mean over every chunk's rows (axis 0) or over everything, of parts computed per chunk; tf.mean itself on one chunk. Inside tf.tidy. */
 export function chunkMean(parts: tf.Tensor[], axis?: 0): tf.Tensor {
-  if (parts.length === 1) return tf.mean(parts[0], axis);
   const n = parts.reduce((k, p) => k + (axis === 0 ? p.shape[0] : p.size), 0);
-  return sumOf(parts.map((p) => tf.sum(tf.div(p, n), axis)));
+  return sumOf(parts.map((p) => meanTerm(p, n, parts.length === 1, axis)));
 }
 
 /**
@@ -82,7 +84,7 @@ export function squaredError(org: tf.Tensor[], chunks: (each: (i: number, c: tf.
   const n = org.reduce((k, p) => k + p.size, 0);
   const sums: tf.Tensor[] = []; // [] each
   try {
-    chunks((i, c) => sums.push(tf.tidy(() => (org.length === 1 ? tf.mean(tf.square(tf.sub(org[0], c))) : tf.sum(tf.div(tf.square(tf.sub(org[i], c)), n))))));
+    chunks((i, c) => sums.push(tf.tidy(() => meanTerm(tf.square(tf.sub(org[i], c)), n, org.length === 1))));
     if (sums.length !== org.length) throw new Error(`awq: ${sums.length} output chunks for ${org.length} reference chunks`);
     return sums.length === 1 ? sums.pop()! : tf.tidy(() => sumOf(sums));
   } finally {

@@ -108,7 +108,10 @@ export class BlockHessians {
 }
 
 export class NotPositiveDefiniteError extends Error {
-  constructor(what: string, column: number) {
+  constructor(
+    what: string,
+    readonly column: number, // the first pivot that is not positive
+  ) {
     super(`${what}: matrix is not positive definite (pivot ${column}); increase percdamp`);
     this.name = 'NotPositiveDefiniteError';
   }

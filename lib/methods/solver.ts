@@ -160,7 +160,7 @@ export async function choleskyLowerDevice(A: tf.Tensor2D, what = 'cholesky'): Pr
   const panels: tf.Tensor2D[] = []; // [n, b] each: column panels of L
   const statuses: tf.Tensor1D[] = []; // [1] per diagonal block (device path)
   let S = A.clone(); // [n, n]: rows and columns from k on hold the trailing matrix
-  const blockError = (k: number, e: unknown) => (e instanceof NotPositiveDefiniteError ? new NotPositiveDefiniteError(`${what} (diagonal block at column ${k})`, Number(/pivot (\d+)/.exec(e.message)?.[1] ?? 0) + k) : e);
+  const blockError = (k: number, pivot: number) => new NotPositiveDefiniteError(`${what} (diagonal block at column ${k})`, k + pivot);
   try {
     for (let k = 0; k < n; k += FACTOR_BLOCK) {
       const b = Math.min(FACTOR_BLOCK, n - k);
@@ -169,7 +169,7 @@ export async function choleskyLowerDevice(A: tf.Tensor2D, what = 'cholesky'): Pr
       try {
         d = await diagBlock(a11, true, what);
       } catch (e) {
-        throw blockError(k, e);
+        throw e instanceof NotPositiveDefiniteError ? blockError(k, e.column) : e;
       } finally {
         a11.dispose();
       }
@@ -196,7 +196,7 @@ export async function choleskyLowerDevice(A: tf.Tensor2D, what = 'cholesky'): Pr
       const st = (await all.data()) as Int32Array; // one readback for the whole factorisation
       all.dispose();
       const i = st.findIndex((p) => p >= 0);
-      if (i >= 0) throw blockError(i * FACTOR_BLOCK, new NotPositiveDefiniteError(what, st[i]));
+      if (i >= 0) throw blockError(i * FACTOR_BLOCK, st[i]);
     }
     return tf.concat(panels, 1) as tf.Tensor2D;
   } finally {
