@@ -10,7 +10,7 @@ import { caseSeed, countInt32Mismatches, maxRelError, pickRows, runPoisoned, typ
 import { deviceLimits, gpuBuffer, hasSubgroups, subgroupSizes } from './gpu';
 import { packI8Rows, packW8A8, packWeightOnly, weightOnlyFromRows, type PackedLinear, type PackedW8A8, type PackedWeightOnly } from './packed-linear';
 import { INT8_AUTO, INT8_TILES, int8GemmDequant, tileSharedBytes, int8Matmul, quantizeActInt8, subgroupMatrixInt8Support, type Int8Options, type Int8Tile, type Int8TileName } from './w8a8';
-import { dequantizeWeightOnly, WEIGHT_ONLY_DEFAULTS, weightOnlyLinear, type GemvCodegen, type GemvReduction } from './wq-gemm';
+import { dequantizeWeightOnly, GEMV_CODEGENS, WEIGHT_ONLY_DEFAULTS, weightOnlyLinear, type GemvCodegen, type GemvReduction } from './wq-gemm';
 
 const f = Math.fround;
 
@@ -317,17 +317,19 @@ function gemvVariants(subgroupPairs: [number, number][], workgroupPairs: [number
  * The small checks' GEMV settings: rows per group 1, 2, 4 and unroll 1, 2, 4 on subgroups, 8 rows
  * with the workgroup reduction (8 rows × B 8: more sums than lanes), each codegen; 'unrolled' on
  * one chunk per lane (chunks past the row in a lane's pass), the default pair and the workgroup
- * one, 'unrolled-contiguous' with four chunks per lane (one scale per row and pass at g128 W4).
+ * one, 'unrolled-contiguous' with four chunks per lane (one scale per row and pass at g128 W4),
+ * 'pipelined' on one, two and four chunks per lane (carried loads over one pass, several, ragged).
  */
 const gemvCheckVariants = () => [
   ...gemvVariants([[1, 1], [2, 4], [4, 2]], [[8, 1]]),
   ...gemvVariants([[1, 1], [4, 2]], [[8, 1]], 'unrolled'),
   ...gemvVariants([[2, 4]], [], 'unrolled-contiguous'),
   ...gemvVariants([[1, 1], [4, 2]], [[8, 1]], 'words'),
+  ...gemvVariants([[1, 1], [2, 4], [4, 2]], [[8, 1]], 'pipelined'),
 ];
 /** The GEMV settings the benches sweep, each pair with each codegen. */
-const GEMV_BENCH_PAIRS: { subgroup: [number, number][]; workgroup: [number, number][] } = { subgroup: [[1, 4], [2, 4], [4, 2], [4, 4], [8, 2]], workgroup: [[4, 2]] };
-const gemvBenchVariants = () => (['loop', 'unrolled', 'unrolled-contiguous', 'words'] as const).flatMap((c) => gemvVariants(GEMV_BENCH_PAIRS.subgroup, GEMV_BENCH_PAIRS.workgroup, c));
+const GEMV_BENCH_PAIRS: { subgroup: [number, number][]; workgroup: [number, number][] } = { subgroup: [[1, 4], [2, 2], [2, 4], [4, 2], [4, 4], [8, 1], [8, 2]], workgroup: [[4, 2]] };
+const gemvBenchVariants = () => GEMV_CODEGENS.flatMap((c) => gemvVariants(GEMV_BENCH_PAIRS.subgroup, GEMV_BENCH_PAIRS.workgroup, c));
 
 /** Correctness cases of the weight-only kernels: GEMV (B ≤ 8), the dequantize+matMul path, and the dequantization itself. */
 export function weightOnlyChecks(seed: number): KernelCheck[] {

@@ -37,9 +37,12 @@ export type GemvReduction = 'auto' | 'subgroup' | 'workgroup';
  * chunk's scale and zero loaded with its codes, before any is used), 'unrolled-contiguous' (the
  * same, each lane taking U consecutive chunks of a row instead of every LANES-th: with g128 W4 and
  * U = 4 one scale and zero per row and pass), 'words' (as 'loop', each lane loading single 32-bit
- * words, the lanes on consecutive words: x read in short runs, few cache lines per load).
+ * words, the lanes on consecutive words: x read in short runs, few cache lines per load),
+ * 'pipelined' (as 'unrolled-contiguous', the next pass's loads issued before this pass's
+ * arithmetic, and codes masked in place instead of shifted: fewer integer operations a code).
  */
-export type GemvCodegen = 'loop' | 'unrolled' | 'unrolled-contiguous' | 'words';
+export const GEMV_CODEGENS = ['loop', 'unrolled', 'unrolled-contiguous', 'words', 'pipelined'] as const;
+export type GemvCodegen = (typeof GEMV_CODEGENS)[number];
 
 export interface WeightOnlyOptions {
   /** Largest number of x rows the GEMV kernel takes (≤ 8); more rows dequantize W and use matMul. */
@@ -51,7 +54,7 @@ export interface WeightOnlyOptions {
   /** Row sums of the GEMV: 'subgroup' (one subgroup per row group, subgroupAdd; needs a fixed
    * subgroup size), 'workgroup' (32 lanes per row group, workgroup memory), 'auto' subgroup where possible. */
   reduction?: GemvReduction;
-  /** How the GEMV's WGSL is written (GemvCodegen): 'loop', 'unrolled' or 'unrolled-contiguous'. */
+  /** How the GEMV's WGSL is written (GemvCodegen). */
   codegen?: GemvCodegen;
 }
 
@@ -327,9 +330,17 @@ ${gemvReduce(g, 'params.N', g.step === 'row')}
  * row and group the lane's chunks share: with `contiguous` the lane's U chunks are consecutive),
  * then each x row's vec4s are read and the chunks dotted. Chunks past the row are clamped to its
  * last (a valid load) and meet x zeroed past K, so no statement is conditional.
+ *
+ * 'pipelined' (contiguous chunks) loads the next pass's codes, scales and zeros before this pass's
+ * arithmetic, so they are in flight while it runs, and decodes codes in place (maskedCodes): a
+ * code at bit p of its 16-bit half is masked, not shifted, giving (code − zero) · 2^p exactly; the
+ * lane keeps one vec4 accumulator per output, its lanes the sums of one bit position, weighed by
+ * 2^−p (PLACE) once at the end.
  */
-function gemvUnrolledCode(g: GemvShape, k: GemvConsts, contiguous: boolean): string {
+function gemvUnrolledCode(g: GemvShape, k: GemvConsts, mode: 'unrolled' | 'unrolled-contiguous' | 'pipelined'): string {
   const { bits, B, R, U, lanes, groups } = g;
+  const contiguous = mode !== 'unrolled';
+  const pipelined = mode === 'pipelined';
   const per = 32 / bits; // codes per word
   const codes = 4 * per; // codes per vec4 chunk
   const rs = range(R);
@@ -337,48 +348,80 @@ function gemvUnrolledCode(g: GemvShape, k: GemvConsts, contiguous: boolean): str
   const us = range(U);
   // Lanes' chunks past the row (last pass) or columns past K (partial last chunk) exist.
   const ragged = k.vecs % (lanes * U) !== 0 || k.K % codes !== 0;
-  const chunk = (u: number) => (contiguous ? `c0 + lane * U + ${u}u` : `c0 + ${u}u * LANES + lane`);
+  const chunk = (u: number, c0 = 'c0') => (contiguous ? `${c0} + lane * U + ${u}u` : `${c0} + ${u}u * LANES + lane`);
   // Which scale/zero value chunk u of a row uses: one per chunk, or one per run of chunks that
   // start aligned and lie in one group (contiguous chunks, a group a multiple or divisor of U chunks).
   const perGroup = k.groupSize / codes; // chunks per group ('chunk' step)
   const szKey = (u: number) => (contiguous && g.step === 'chunk' && (perGroup % U === 0 || U % perGroup === 0) ? Math.floor(u / perGroup) : u);
   const keys = [...new Set(us.map(szKey))];
-  const lines: string[] = [];
-  for (const u of us) lines.push(`    let ch${u} = min(${chunk(u)}, VECS - 1u); // chunk u = ${u} (clamped: past the row its x is zero)`);
-  for (const u of us) for (const r of rs) lines.push(`    let q${u}_${r} = qweight[rowBase${r} + ch${u}];`);
-  // Scale s and 2^23 + zero z of a group index expression, as named lets.
-  const load = (name: string, r: number, group: string) =>
-    lines.push(`    let ${name} = rowG${r} + min(${group}, G - 1u);`, `    let s${name.slice(1)} = scales[${name}];`, `    let z${name.slice(1)} = MAGIC_F + zeros[${name}];`);
-  if (g.step === 'chunk') for (const key of keys) for (const r of rs) load(`g${key}_${r}`, r, `ch${us.find((u) => szKey(u) === key)} / ${perGroup}u`);
-  if (g.step === 'word') for (const u of us) for (const t of range(4)) for (const r of rs) load(`g${u}_${t}_${r}`, r, `(ch${u} * ${codes}u + ${t * per}u) / GS`);
+  // A pass's loads (chunk indices, codes, scales and 2^23 + zero) at pass start `c0`, as
+  // declarations `decl` ('let' or 'var') of names with suffix `sfx`: ch, q, s, z (and g, the index).
+  const zeroOf = (zero: string) => (pipelined ? `MAGIC_F + ${zero} * PLACE_INV` : `MAGIC_F + ${zero}`);
+  const passLoads = (c0: string, decl: string, sfx: string): string[] => {
+    const out: string[] = [];
+    for (const u of us) out.push(`    let ch${u}${sfx} = min(${chunk(u, c0)}, VECS - 1u); // chunk u = ${u} (clamped: past the row its x is zero)`);
+    for (const u of us) for (const r of rs) out.push(`    ${decl} q${u}_${r}${sfx} = qweight[rowBase${r} + ch${u}${sfx}];`);
+    const load = (name: string, r: number, group: string) =>
+      out.push(`    let g${name}${sfx} = rowG${r} + min(${group}, G - 1u);`, `    ${decl} s${name}${sfx} = scales[g${name}${sfx}];`, `    ${decl} z${name}${sfx} = ${zeroOf(`zeros[g${name}${sfx}]`)};`);
+    if (g.step === 'chunk') for (const key of keys) for (const r of rs) load(`${key}_${r}`, r, `ch${us.find((u) => szKey(u) === key)}${sfx} / ${perGroup}u`);
+    if (g.step === 'word') for (const u of us) for (const t of range(4)) for (const r of rs) load(`${u}_${t}_${r}`, r, `(ch${u}${sfx} * ${codes}u + ${t * per}u) / GS`);
+    return out;
+  };
+  // The names passLoads declares that carry from one pass to the next (pipelined).
+  const carried = (sfx: string) => [
+    ...us.flatMap((u) => rs.map((r) => `q${u}_${r}${sfx}`)),
+    ...(g.step === 'chunk' ? keys.flatMap((key) => rs.map((r) => `${key}_${r}`)) : g.step === 'word' ? us.flatMap((u) => range(4).flatMap((t) => rs.map((r) => `${u}_${t}_${r}`))) : []).flatMap((n) => [`s${n}${sfx}`, `z${n}${sfx}`]),
+  ];
+  // Σ over word t of chunk u, row r (codes minus zero `bz`) times x: shifted codes against x's even
+  // and odd columns, or (pipelined) the word's halves masked in place against x's vec4s as they are.
+  const wordDot = (u: number, r: number, t: number, bz: string, xv: (i: number) => string) => {
+    const w = `q${u}_${r}[${t}]`;
+    if (!pipelined) return dotWord(bits, t, w, bz, xv);
+    if (bits === 8) return `maskedCodes(vec4<u32>(${w}, ${w}, ${w} >> 16u, ${w} >> 16u), ${bz}) * ${xv(t)}`;
+    return `maskedCodes(vec4<u32>(${w}), ${bz}) * ${xv(2 * t)} + maskedCodes(vec4<u32>(${w} >> 16u), ${bz}) * ${xv(2 * t + 1)}`;
+  };
+  const splat = (z: string) => (pipelined ? z : `vec4<f32>(${z})`);
+  const lines: string[] = pipelined ? [`    let c0n = c0 + LANES * U; // the next pass: its loads are issued before this pass's arithmetic`, ...passLoads('c0n', 'let', 'n')] : passLoads('c0', 'let', '');
   for (const u of us) {
     for (const b of bs) {
       const xv = (i: number) => `x${u}_${b}_${i}`;
       for (const i of range(codes / 4)) lines.push(`    let ${xv(i)} = xAt(${b}u, (${chunk(u)}) * ${codes}u + ${4 * i}u);`);
       for (const r of rs) {
-        const w = (t: number) => `q${u}_${r}[${t}]`;
         if (g.step === 'word') {
-          for (const t of range(4)) lines.push(`    acc${r}_${b} += s${u}_${t}_${r} * (${dotWord(bits, t, w(t), `vec4<f32>(z${u}_${t}_${r})`, xv)});`);
+          for (const t of range(4)) lines.push(`    acc${r}_${b} += s${u}_${t}_${r} * (${wordDot(u, r, t, splat(`z${u}_${t}_${r}`), xv)});`);
           continue;
         }
-        const bz = g.step === 'row' ? `bz${r}` : `vec4<f32>(z${szKey(u)}_${r})`;
-        const sum = range(4).map((t) => dotWord(bits, t, w(t), bz, xv)).join('\n      + ');
+        const bz = g.step === 'row' ? `bz${r}` : splat(`z${szKey(u)}_${r}`);
+        const sum = range(4).map((t) => wordDot(u, r, t, bz, xv)).join('\n      + ');
         lines.push(`    acc${r}_${b} += ${g.step === 'chunk' ? `s${szKey(u)}_${r} * ` : ''}(${sum});`);
       }
     }
   }
+  if (pipelined) lines.push(...carried('').map((n) => `    ${n} = ${n}n;`));
   // x[b, col .. col + 3] (col a multiple of 4), zeros at and past K; the index clamped into x.
   const xAt = g.xVec
     ? `fn xAt(b: u32, col: u32) -> vec4<f32> { return ${ragged ? 'select(vec4<f32>(0.0), x4[min(b * K / 4u + col / 4u, B * K / 4u - 1u)], col < K)' : 'x4[b * K / 4u + col / 4u]'}; }`
     : `fn x1(b: u32, col: u32) -> f32 { return select(0.0, x[min(b * K + col, B * K - 1u)], col < K); }
 fn xAt(b: u32, col: u32) -> vec4<f32> { return vec4<f32>(x1(b, col), x1(b, col + 1u), x1(b, col + 2u), x1(b, col + 3u)); }`;
-  const rowS = (r: number) => (g.step === 'row' ? `s${r} * ` : '');
+  // The accumulator's sum (pipelined: its bit positions weighed), times the per-channel scale.
+  const total = (r: number, b: number) => `${g.step === 'row' ? `s${r} * ` : ''}${pipelined ? `dot(acc${r}_${b}, PLACE)` : `acc${r}_${b}`}`;
+  // Per bit position p of a code in its 16-bit half (W4: 0, 4, 8, 12; W8: 0, 8, 0, 8): the masks, 2^−p and 2^p.
+  const place = bits === 4 ? [0, 4, 8, 12] : [0, 8, 0, 8];
+  const masked = pipelined
+    ? `const MASKS = vec4<u32>(${place.map((p) => `${(2 ** bits - 1) * 2 ** p}u`).join(', ')});
+const PLACE = vec4<f32>(${place.map((p) => `${2 ** -p}`).join(', ')});
+const PLACE_INV = vec4<f32>(${place.map((p) => `${2 ** p}.0`).join(', ')});
+// Codes masked in place in h (one 16-bit half per component, MASKS), minus their zeros bz = 2^23 + zero · 2^p: (code − zero) · 2^p, exact.
+fn maskedCodes(h: vec4<u32>, bz: vec4<f32>) -> vec4<f32> { return bitcast<vec4<f32>>((h & MASKS) | vec4<u32>(MAGIC)) - bz; }`
+    : '';
+  const accInit = pipelined ? 'vec4<f32>(0.0)' : '0.0';
   return /* wgsl */ `${gemvHeader(g, null)}
 const N = ${k.N}u;
 const K = ${k.K}u;
 const VECS = ${k.vecs}u; // 16-byte chunks per packed row
 const G = ${k.G}u; // groups per row
 const GS = ${k.groupSize}u; // columns per group
+${masked}
 ${xAt}
 @compute @workgroup_size(${lanes}, ${groups})
 ${MAIN_SIGNATURE} {
@@ -388,13 +431,15 @@ ${rs.map((r) => `  let rowAt${r} = min(row0 + ${r}u, N - 1u); // rows past N rea
   let rowBase${r} = rowAt${r} * VECS;
   let rowG${r} = rowAt${r} * G;`).join('\n')}
 ${g.step === 'row' ? rs.map((r) => `  let s${r} = scales[rowAt${r}]; // per-channel scale, applied after the sum
-  let bz${r} = vec4<f32>(MAGIC_F + zeros[rowAt${r}]);`).join('\n') : ''}
-${rs.flatMap((r) => bs.map((b) => `  var acc${r}_${b} = 0.0;`)).join('\n')}
+  let bz${r} = vec4<f32>(${zeroOf(`zeros[rowAt${r}]`)});`).join('\n') : ''}
+${rs.flatMap((r) => bs.map((b) => `  var acc${r}_${b} = ${accInit};`)).join('\n')}
+${pipelined ? `  // The first pass's loads.
+${passLoads('0u', 'var', '').map((l) => l.replace(/^ {4}/, '  ')).join('\n')}` : ''}
   // The same trip count on every lane (subgroupAdd after the loop needs all lanes together).
   for (var c0 = 0u; c0 < VECS; c0 += LANES * U) {
 ${lines.join('\n')}
   }
-  let acc = array<f32, ${R * B}>(${rs.flatMap((r) => bs.map((b) => `${rowS(r)}acc${r}_${b}`)).join(', ')}); // [r·B + b]
+  let acc = array<f32, ${R * B}>(${rs.flatMap((r) => bs.map((b) => total(r, b))).join(', ')}); // [r·B + b]
 ${gemvReduce(g, 'N', false)}
 }`;
 }
@@ -470,7 +515,7 @@ export function weightOnlyLinear(x: tf.Tensor2D, p: PackedWeightOnly, bias?: tf.
   if (!(Number.isInteger(o.maxGemvBatch) && o.maxGemvBatch >= 0 && o.maxGemvBatch <= 8)) throw new Error(`weightOnlyLinear: maxGemvBatch must be an integer in 0..8, got ${o.maxGemvBatch}`);
   if (![1, 2, 4, 8].includes(o.rowsPerGroup)) throw new Error(`weightOnlyLinear: rowsPerGroup must be 1, 2, 4 or 8, got ${o.rowsPerGroup}`);
   if (![1, 2, 4].includes(o.unroll)) throw new Error(`weightOnlyLinear: unroll must be 1, 2 or 4, got ${o.unroll}`);
-  if (!['loop', 'unrolled', 'unrolled-contiguous', 'words'].includes(o.codegen)) throw new Error(`weightOnlyLinear: unknown codegen '${o.codegen}' (loop, unrolled, unrolled-contiguous, words)`);
+  if (!GEMV_CODEGENS.includes(o.codegen)) throw new Error(`weightOnlyLinear: unknown codegen '${o.codegen}' (${GEMV_CODEGENS.join(', ')})`);
   const [B, K] = x.shape;
   if (K !== p.inFeatures) throw new Error(`weightOnlyLinear: x has ${K} features, the weight takes ${p.inFeatures}`);
   if (bias && bias.size !== p.outFeatures) throw new Error(`weightOnlyLinear: bias has ${bias.size} values, the weight has ${p.outFeatures} outputs`);
@@ -490,11 +535,11 @@ export function weightOnlyLinear(x: tf.Tensor2D, p: PackedWeightOnly, bias?: tf.
   const step: GroupStep = G === 1 ? 'row' : p.groupSize % codesPerChunk === 0 ? 'chunk' : 'word';
   const shape: GemvShape = { bits: p.bits, B, R, U: o.unroll, bias: !!bias, lanes, groups, subgroup, step, xVec: K % 4 === 0 };
   // The unrolled kernels bake the shape in (the pipeline cache is keyed by the code) and bind no Params.
-  const unrolled = o.codegen === 'unrolled' || o.codegen === 'unrolled-contiguous';
+  const unrolled = o.codegen === 'unrolled' || o.codegen === 'unrolled-contiguous' || o.codegen === 'pipelined';
   const consts: GemvConsts = { N: p.outFeatures, K, vecs: p.rowWords / 4, G, groupSize: p.groupSize === -1 ? K : p.groupSize };
   const [y] = runKernel({
     name: `wq-gemv-${p.bits}-b${B}-r${R}-u${o.unroll}-${step}${unrolled ? `-${o.codegen}-${p.outFeatures}x${K}` : o.codegen === 'words' ? '-words' : ''}`,
-    code: unrolled ? gemvUnrolledCode(shape, consts, o.codegen === 'unrolled-contiguous') : o.codegen === 'words' ? gemvWordsCode(shape, params) : gemvCode(shape, params),
+    code: unrolled ? gemvUnrolledCode(shape, consts, o.codegen as 'unrolled' | 'unrolled-contiguous' | 'pipelined') : o.codegen === 'words' ? gemvWordsCode(shape, params) : gemvCode(shape, params),
     inputs: [x, p.qweight, p.scales, p.zeros, ...(bias ? [bias] : [])],
     outputs: [{ shape: [B, p.outFeatures], dtype: 'float32' }],
     params: unrolled ? {} : params,
