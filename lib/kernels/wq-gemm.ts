@@ -18,10 +18,11 @@
 //   - lanes reduce with subgroupAdd (one subgroup per row group, where the subgroup size is fixed),
 //     else through workgroup memory; workgroups hold as many row groups as keep at least
 //     MIN_WORKGROUPS of them (two per SM on a 132-SM H100/H200) when N allows;
-//   - the WGSL is written one of two ways (WeightOnlyOptions.codegen): with loops over private
-//     arrays and the shape as uniforms ('loop'), or with the weight's shape as constants and every
-//     statement written out by the generator, named values in place of arrays, and each chunk's
-//     scale and zero loaded along with its codes ('unrolled', 'unrolled-contiguous').
+//   - the WGSL is written in one of several ways (WeightOnlyOptions.codegen, GemvCodegen): with
+//     loops over private arrays and the shape as uniforms ('loop', 'words'), or with the weight's
+//     shape as constants and every statement written out by the generator, named values in place
+//     of arrays, and each chunk's scale and zero loaded along with its codes ('unrolled',
+//     'unrolled-contiguous'; 'pipelined' also loads the next pass before this one's arithmetic).
 // Larger batches (prefill) dequantize W to fp32 once per call and use tfjs's matMul: compute-bound
 // there, and the dequantized weight is transient.
 import * as tf from '@tensorflow/tfjs';
