@@ -4,7 +4,8 @@ import * as tf from '@tensorflow/tfjs';
 import { formatCsv } from '../csv';
 import { mulberry32 } from '../rng';
 import { writeFileAtomic } from '../results';
-import { webgpuDevice } from './backend';
+import { webgpuAdapterInfo, webgpuDevice } from './backend';
+import { ClockHold } from './clock-hold';
 import { syncDevice, timeRegion } from './probes';
 
 export interface RepeatOptions {
@@ -44,14 +45,29 @@ interface RecordingBackend {
 
 const BATCH_FLAG = 'WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE';
 
+/** GPU time of hold a timed run starts with (ClockHold), at least; lengthened while the recording outlasts it, up to HOLD_MAX_MS. */
+const HOLD_MS = 20;
+const HOLD_MAX_MS = 500;
+/** Idle time between the hold and the timed work above which the next hold is lengthened (ms). */
+const GAP_MS = 0.05;
+
+/** The clock hold of timed runs on this device: none on a software adapter (no clocks to hold) or without timestamp queries. */
+async function holdFor(device: GPUDevice): Promise<ClockHold | null> {
+  const info = webgpuAdapterInfo() as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | null;
+  return info?.isFallbackAdapter ? null : ClockHold.for(device);
+}
+
 /**
  * Device time per call of fn: `inner` calls are recorded into one command buffer (tfjs's
- * deferred-submit batch raised so that nothing is submitted meanwhile), then the clock runs from
- * the submit to the queue's completion, divided by inner. Back-to-back calls without a host round
- * trip each: what a short, memory-bound kernel costs inside a forward pass, where timeRepeated
- * would measure one submit-and-wait (~50–80 µs on the H200) instead. If anything submitted during
- * the recording (a tfjs op reading back), the whole span from the first call is timed and the
- * note says so. Off webgpu it is timeRepeated over inner calls.
+ * deferred-submit batch raised so that nothing is submitted meanwhile), submitted, and timed on the
+ * GPU between timestamps around it (ClockHold), divided by inner. Each run starts with the GPU
+ * busy (the clock hold, submitted before the recording), so that the calls run at sustained
+ * clocks, as inside a forward pass, not at the clock a host pause left. Back-to-back calls without
+ * a host round trip each: what a short, memory-bound kernel costs inside a forward pass, where
+ * timeRepeated would measure one submit-and-wait (~50–80 µs on the H200) instead. If anything
+ * submitted during the recording (a tfjs op reading back), the span from the hold's end is timed
+ * and the note says so. On a software adapter or without timestamp queries the clock runs from the
+ * submit to the queue's completion (no hold). Off webgpu it is timeRepeated over inner calls.
  */
 export async function timeRecorded(fn: () => unknown, opts: RepeatOptions & { inner: number }): Promise<Timing> {
   const inner = opts.inner;
@@ -66,19 +82,30 @@ export async function timeRecorded(fn: () => unknown, opts: RepeatOptions & { in
   const env = tf.env();
   const batch = env.get(BATCH_FLAG) as number;
   const submit = b.submitQueue;
+  const hold = await holdFor(webgpuDevice()!);
+  let holdMs = HOLD_MS;
   let submits = 0;
   let mixed = false;
+  let gaps = 0;
   const once = async (): Promise<{ ms: number; recordMs: number }> => {
     await syncDevice();
     submits = 0;
+    hold?.hold(holdMs);
     const t0 = performance.now();
     for (let i = 0; i < inner; i++) fn();
     const t1 = performance.now();
+    hold?.open();
     await syncDevice();
     const t2 = performance.now();
     const early = submits > 1; // syncDevice's own submit is the one expected
     mixed ||= early;
-    return { ms: (early ? t2 - t0 : t2 - t1) / inner, recordMs: (t1 - t0) / inner };
+    if (!hold) return { ms: (early ? t2 - t0 : t2 - t1) / inner, recordMs: (t1 - t0) / inner };
+    const g = await hold.close();
+    if (g.gapMs > GAP_MS) {
+      gaps++;
+      holdMs = Math.min(HOLD_MAX_MS, Math.max(holdMs, 1.5 * (t1 - t0) + 5));
+    }
+    return { ms: (early ? g.fromHoldMs : g.ms) / inner, recordMs: (t1 - t0) / inner };
   };
   env.set(BATCH_FLAG, Number.MAX_SAFE_INTEGER);
   b.submitQueue = function (this: RecordingBackend) {
@@ -88,6 +115,7 @@ export async function timeRecorded(fn: () => unknown, opts: RepeatOptions & { in
   try {
     for (let i = 0; i < opts.warmup; i++) await once();
     mixed = false;
+    gaps = 0;
     const runs: { ms: number; recordMs: number }[] = [];
     for (let i = 0; i < opts.repeats; i++) runs.push(await once());
     const ms = runs.map((r) => r.ms);
@@ -98,7 +126,7 @@ export async function timeRecorded(fn: () => unknown, opts: RepeatOptions & { in
       repeats: opts.repeats,
       inner,
       recordMs: median(runs.map((r) => r.recordMs)),
-      note: mixed ? 'work was submitted while recording: times include the host' : undefined,
+      note: [mixed ? 'work was submitted while recording: times include the host' : '', gaps ? `the GPU idled before the timed work in ${gaps} of ${opts.repeats} runs (the recording outlasted the clock hold)` : '', hold ? '' : 'timed from the submit, without a clock hold (software adapter or no timestamp queries)'].filter(Boolean).join('; ') || undefined,
     };
   } finally {
     b.submitQueue = submit;
@@ -120,7 +148,7 @@ export async function autoInner(fn: () => unknown, targetMs = 2, maxInner = 1024
 
 /**
  * Device-to-device copy bandwidth: copyBufferToBuffer of `bytes` between two fresh buffers,
- * `inner` copies recorded into one submit, timed submit → done as timeRecorded. GB/s counts the
+ * `inner` copies recorded into one submit, timed on the GPU after a clock hold as timeRecorded. GB/s counts the
  * bytes read and written (2 · bytes per copy), as PyTorch's device copy anchor does.
  */
 export async function timeDeviceCopy(bytes: number, opts: RepeatOptions & { inner: number }): Promise<Timing & { gbS: number }> {
@@ -131,13 +159,17 @@ export async function timeDeviceCopy(bytes: number, opts: RepeatOptions & { inne
   const usage = GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   const src = device.createBuffer({ size: bytes, usage });
   const dst = device.createBuffer({ size: bytes, usage });
+  const hold = await holdFor(device);
   const once = async (): Promise<number> => {
     await syncDevice();
+    hold?.hold(HOLD_MS);
     const enc = device.createCommandEncoder();
     for (let i = 0; i < opts.inner; i++) enc.copyBufferToBuffer(i % 2 ? dst : src, 0, i % 2 ? src : dst, 0, bytes);
     const cb = enc.finish();
+    hold?.open();
     const t0 = performance.now();
     device.queue.submit([cb]);
+    if (hold) return (await hold.close()).ms / opts.inner;
     await device.queue.onSubmittedWorkDone();
     return (performance.now() - t0) / opts.inner;
   };
