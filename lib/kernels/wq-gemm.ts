@@ -64,7 +64,7 @@ export const WEIGHT_ONLY_DEFAULTS: Required<WeightOnlyOptions> = {
   rowsPerGroup: 4, // x loads per weight load 2:1 (W4), still ≥ 2 workgroups per SM at N = 4096; sweep with bench-kernels --kernels weightOnly
   unroll: 2, // 8 loads of 16 bytes in flight per lane with 4 rows
   reduction: 'auto', // subgroupAdd where the device has fixed-size subgroups
-  codegen: 'loop', // the measured one; 'unrolled' and 'unrolled-contiguous' are swept by bench-kernels --kernels weightOnly
+  codegen: 'pipelined', // fastest at every W4 g128 decode shape on the H100 (81–131% of copy bandwidth, 82f11ab); the others are swept by bench-kernels --kernels weightOnly
 };
 
 const MAX_THREADS = 256; // invocations per GEMV workgroup, at most

@@ -126,7 +126,7 @@ export async function timeRecorded(fn: () => unknown, opts: RepeatOptions & { in
       repeats: opts.repeats,
       inner,
       recordMs: median(runs.map((r) => r.recordMs)),
-      note: [mixed ? 'work was submitted while recording: times include the host' : '', gaps ? `the GPU idled before the timed work in ${gaps} of ${opts.repeats} runs (the recording outlasted the clock hold)` : '', hold ? '' : 'timed from the submit, without a clock hold (software adapter or no timestamp queries)'].filter(Boolean).join('; ') || undefined,
+      note: [mixed ? 'work was submitted while recording: times include the host' : '', gaps ? `the GPU idled before the timed work in ${gaps} of ${opts.repeats} runs (the recording outlasted the clock hold)` : '', hold ? 'GPU-timed after a clock hold' : 'timed from the submit, without a clock hold (software adapter or no timestamp queries)'].filter(Boolean).join('; ') || undefined,
     };
   } finally {
     b.submitQueue = submit;
