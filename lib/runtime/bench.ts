@@ -41,6 +41,9 @@ export async function timeRepeated(fn: () => unknown, opts: RepeatOptions): Prom
 /** The parts of tfjs-webgpu's backend (4.22) that timeRecorded drives. */
 interface RecordingBackend {
   submitQueue(): void;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  commandEncoder: GPUCommandEncoder;
 }
 
 const BATCH_FLAG = 'WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE';
@@ -60,13 +63,14 @@ async function holdFor(device: GPUDevice): Promise<ClockHold | null> {
 /**
  * Device time per call of fn: `inner` calls are recorded into one command buffer (tfjs's
  * deferred-submit batch raised so that nothing is submitted meanwhile), submitted, and timed on the
- * GPU between timestamps around it (ClockHold), divided by inner. Each run starts with the GPU
+ * GPU between timestamps recorded before and after the calls in the same encoder (ClockHold), so
+ * that neither the host's submit nor its completion wait is counted, divided by inner. Each run starts with the GPU
  * busy (the clock hold, submitted before the recording), so that the calls run at sustained
  * clocks, as inside a forward pass, not at the clock a host pause left. Back-to-back calls without
  * a host round trip each: what a short, memory-bound kernel costs inside a forward pass, where
  * timeRepeated would measure one submit-and-wait (~50–80 µs on the H200) instead. If anything
- * submitted during the recording (a tfjs op reading back), the span from the hold's end is timed
- * and the note says so. On a software adapter or without timestamp queries the clock runs from the
+ * submitted during the recording (a tfjs op reading back), the span between the markers then
+ * includes the host, and the note says so. On a software adapter or without timestamp queries the clock runs from the
  * submit to the queue's completion (no hold). Off webgpu it is timeRepeated over inner calls.
  */
 export async function timeRecorded(fn: () => unknown, opts: RepeatOptions & { inner: number }): Promise<Timing> {
@@ -90,22 +94,31 @@ export async function timeRecorded(fn: () => unknown, opts: RepeatOptions & { in
   const once = async (): Promise<{ ms: number; recordMs: number }> => {
     await syncDevice();
     submits = 0;
-    hold?.hold(holdMs);
+    // The markers go into tfjs's own encoder around the calls: one submit holds them and the work.
+    const marker = (mark: (enc: GPUCommandEncoder) => void) => {
+      b.ensureCommandEncoderReady();
+      b.endComputePassEncoder();
+      mark(b.commandEncoder);
+    };
+    if (hold) {
+      hold.hold(holdMs);
+      marker((enc) => hold.open(enc));
+    }
     const t0 = performance.now();
     for (let i = 0; i < inner; i++) fn();
     const t1 = performance.now();
-    hold?.open();
+    if (hold) marker((enc) => hold.close(enc));
     await syncDevice();
     const t2 = performance.now();
     const early = submits > 1; // syncDevice's own submit is the one expected
     mixed ||= early;
     if (!hold) return { ms: (early ? t2 - t0 : t2 - t1) / inner, recordMs: (t1 - t0) / inner };
-    const g = await hold.close();
+    const g = await hold.stamps();
     if (g.gapMs > GAP_MS) {
       gaps++;
       holdMs = Math.min(HOLD_MAX_MS, Math.max(holdMs, 1.5 * (t1 - t0) + 5));
     }
-    return { ms: (early ? g.fromHoldMs : g.ms) / inner, recordMs: (t1 - t0) / inner };
+    return { ms: g.ms / inner, recordMs: (t1 - t0) / inner };
   };
   env.set(BATCH_FLAG, Number.MAX_SAFE_INTEGER);
   b.submitQueue = function (this: RecordingBackend) {
@@ -164,12 +177,13 @@ export async function timeDeviceCopy(bytes: number, opts: RepeatOptions & { inne
     await syncDevice();
     hold?.hold(HOLD_MS);
     const enc = device.createCommandEncoder();
+    hold?.open(enc);
     for (let i = 0; i < opts.inner; i++) enc.copyBufferToBuffer(i % 2 ? dst : src, 0, i % 2 ? src : dst, 0, bytes);
+    hold?.close(enc);
     const cb = enc.finish();
-    hold?.open();
     const t0 = performance.now();
     device.queue.submit([cb]);
-    if (hold) return (await hold.close()).ms / opts.inner;
+    if (hold) return (await hold.stamps()).ms / opts.inner;
     await device.queue.onSubmittedWorkDone();
     return (performance.now() - t0) / opts.inner;
   };

@@ -5,10 +5,10 @@
 // whatever clock the pause had left, and the same kernel moved by 1.7× between runs. A timed run
 // therefore keeps the GPU busy up to its work: a register-only kernel (chains of FMAs, one store
 // that never happens, no memory traffic) is submitted for `holdMs` before the host records the
-// work, and timestamps taken at the end of small marker passes bracket the work on the GPU: one
-// after the hold and the recording, one after the work. The run's time is the GPU's span between
-// the two; a gap between the hold's end and the first marker (the recording outlasted the hold) is
-// returned, so that the caller lengthens the next hold.
+// work, and timestamps taken at the end of small marker passes, recorded into the work's own
+// command encoder before and after it, bracket the work on the GPU: the host's submit and
+// completion latencies stay outside. A gap between the hold's end and the opening marker (the
+// recording outlasted the hold) is returned, so that the caller lengthens the next hold.
 // Owned here for the process's lifetime (a few KB of buffers per device), like tfjs's pipelines.
 
 const ITERS_START = 256; // FMA pairs per invocation in the first calibration run
@@ -71,14 +71,19 @@ export class ClockHold {
     return h;
   }
 
-  /** One pass: the hold (iters FMA pairs, WORKGROUPS groups) or a marker (one group, no loop), its end stamped at `mark`. */
-  private submitPass(hold: boolean, mark: number | null): void {
-    const enc = this.device.createCommandEncoder();
+  /** One pass into `enc`: the hold (iters FMA pairs, WORKGROUPS groups) or a marker (one group, no loop), its end stamped at `mark`. */
+  private pass(enc: GPUCommandEncoder, hold: boolean, mark: number | null): void {
     const pass = enc.beginComputePass(mark === null ? {} : { timestampWrites: { querySet: this.querySet, endOfPassWriteIndex: mark } });
     pass.setPipeline(this.pipeline);
     pass.setBindGroup(0, hold ? this.holdGroup : this.markGroup);
     pass.dispatchWorkgroups(hold ? WORKGROUPS : 1);
     pass.end();
+  }
+
+  /** The hold alone, submitted now, its end stamped at `mark`. */
+  private submitHold(mark: number | null): void {
+    const enc = this.device.createCommandEncoder();
+    this.pass(enc, true, mark);
     this.device.queue.submit([enc.finish()]);
   }
 
@@ -87,7 +92,7 @@ export class ClockHold {
     this.device.queue.writeBuffer(this.holdIters, 0, new Uint32Array([iters, 0, 0, 0]));
     await this.device.queue.onSubmittedWorkDone();
     const t0 = performance.now();
-    this.submitPass(true, null);
+    this.submitHold(null);
     await this.device.queue.onSubmittedWorkDone();
     return performance.now() - t0;
   }
@@ -101,31 +106,29 @@ export class ClockHold {
     this.itersPerMs = iters / ms;
   }
 
-  /** Submits about `ms` of hold; record the timed work after this, then call open(). */
+  /** Submits about `ms` of hold, then record the timed work into one encoder between open() and close(). */
   hold(ms: number): void {
     this.device.queue.writeBuffer(this.holdIters, 0, new Uint32Array([Math.max(1, Math.round(ms * this.itersPerMs)), 0, 0, 0]));
-    this.submitPass(true, 0);
+    this.submitHold(0);
   }
 
-  /** Submits the opening marker: the timed work must be the next thing submitted. */
-  open(): void {
-    this.submitPass(false, 1);
+  /** Records the opening marker into `enc`, before the timed work. */
+  open(enc: GPUCommandEncoder): void {
+    this.pass(enc, false, 1);
   }
 
-  /**
-   * After the timed work was submitted: its GPU span from the opening marker (ms), the span from
-   * the hold's end instead (for work partly submitted before the opening marker), and the idle
-   * gap between the hold's end and the opening marker (ms).
-   */
-  async close(): Promise<{ ms: number; fromHoldMs: number; gapMs: number }> {
-    this.submitPass(false, 2);
-    const enc = this.device.createCommandEncoder();
+  /** Records the closing marker into `enc`, after the timed work, and the copy-out of the three stamps; submit `enc`, then read(). */
+  close(enc: GPUCommandEncoder): void {
+    this.pass(enc, false, 2);
     enc.resolveQuerySet(this.querySet, 0, MARKS, this.resolved, 0);
     enc.copyBufferToBuffer(this.resolved, 0, this.read, 0, 8 * MARKS);
-    this.device.queue.submit([enc.finish()]);
+  }
+
+  /** Once the work is submitted: its GPU span between the markers (ms), and the idle gap between the hold's end and the opening marker (ms). */
+  async stamps(): Promise<{ ms: number; gapMs: number }> {
     await this.read.mapAsync(GPUMapMode.READ);
     const [held, opened, closed] = Array.from(new BigUint64Array(this.read.getMappedRange().slice(0)), Number);
     this.read.unmap();
-    return { ms: (closed - opened) / 1e6, fromHoldMs: (closed - held) / 1e6, gapMs: Math.max(0, opened - held) / 1e6 };
+    return { ms: (closed - opened) / 1e6, gapMs: Math.max(0, opened - held) / 1e6 };
   }
 }
