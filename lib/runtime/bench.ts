@@ -48,7 +48,7 @@ interface RecordingBackend {
 
 const BATCH_FLAG = 'WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE';
 
-/** GPU time of hold a timed run starts with (ClockHold), at least; lengthened while the recording outlasts it, up to HOLD_MAX_MS. */
+/** GPU time of the hold a timed run starts with (ClockHold); lengthened while the GPU idles before the work, up to HOLD_MAX_MS. */
 const HOLD_MS = 20;
 const HOLD_MAX_MS = 500;
 /** Idle time between the hold and the timed work above which the next hold is lengthened (ms). */
@@ -64,14 +64,14 @@ async function holdFor(device: GPUDevice): Promise<ClockHold | null> {
  * Device time per call of fn: `inner` calls are recorded into one command buffer (tfjs's
  * deferred-submit batch raised so that nothing is submitted meanwhile), submitted, and timed on the
  * GPU between timestamps recorded before and after the calls in the same encoder (ClockHold), so
- * that neither the host's submit nor its completion wait is counted, divided by inner. Each run starts with the GPU
- * busy (the clock hold, submitted before the recording), so that the calls run at sustained
- * clocks, as inside a forward pass, not at the clock a host pause left. Back-to-back calls without
- * a host round trip each: what a short, memory-bound kernel costs inside a forward pass, where
- * timeRepeated would measure one submit-and-wait (~50–80 µs on the H200) instead. If anything
- * submitted during the recording (a tfjs op reading back), the span between the markers then
- * includes the host, and the note says so. On a software adapter or without timestamp queries the clock runs from the
- * submit to the queue's completion (no hold). Off webgpu it is timeRepeated over inner calls.
+ * that neither the host's submit nor its completion wait counts; divided by inner. Each run starts
+ * with the GPU busy (the clock hold, submitted before the recording), so that the calls run at
+ * sustained clocks, as inside a forward pass, not at the clock a host pause left. Back-to-back calls
+ * without a host round trip each: what a short, memory-bound kernel costs inside a forward pass,
+ * where timeRepeated would measure one submit-and-wait (~50–80 µs on the H200) instead. If anything
+ * submitted during the recording (a tfjs op reading back), the span between the markers includes
+ * the host, and the note says so. On a software adapter or without timestamp queries the clock runs
+ * from the submit to the queue's completion (no hold). Off webgpu it is timeRepeated over inner calls.
  */
 export async function timeRecorded(fn: () => unknown, opts: RepeatOptions & { inner: number }): Promise<Timing> {
   const inner = opts.inner;
@@ -116,7 +116,7 @@ export async function timeRecorded(fn: () => unknown, opts: RepeatOptions & { in
     const g = await hold.stamps();
     if (g.gapMs > GAP_MS) {
       gaps++;
-      holdMs = Math.min(HOLD_MAX_MS, Math.max(holdMs, 1.5 * (t1 - t0) + 5));
+      holdMs = Math.min(HOLD_MAX_MS, Math.max(1.5 * holdMs, 1.5 * (t1 - t0) + 5));
     }
     return { ms: g.ms / inner, recordMs: (t1 - t0) / inner };
   };
