@@ -5,8 +5,9 @@
 // Each variant is first checked on the bench's own inputs where the bench has a check (the INT8
 // GEMM against the portable dot4 kernel, exact; the weight-only GEMV against matMul of the
 // dequantized weight): a failing variant gets a 'check failed: ...' row and is not timed.
-// Timing: `inner` calls recorded back to back into one submit, the device timed from the submit to
-// its completion (lib/runtime timeRecorded), median (and min/max) of --repeats such runs, per call.
+// Timing: `inner` calls recorded back to back into one submit, timed on the GPU between timestamps
+// around them after a clock hold that keeps the SM clock up (lib/runtime timeRecorded, ClockHold),
+// median (and min/max) of --repeats such runs, per call.
 // --inner auto (default) picks inner so that a run keeps the device busy ~--target-ms: 1 for long
 // calls, hundreds for a decode GEMV, whose single call is shorter than one submit round trip.
 // A device-to-device copy (copyBufferToBuffer of --copy-bytes, GB/s of bytes read + written) runs
