@@ -11,7 +11,8 @@
 //     any is used (U·R 16-byte loads in flight per lane);
 //   - a code becomes a float with one mask-and-or into the exponent of 2^23 and one subtraction
 //     of 2^23 + zero (exact: zero points are integers), so the inner loop is four operations a code
-//     (extract, or, subtract, fma) with no int-to-float conversion (quarter rate on NVIDIA);
+//     (extract, or, subtract, fma) with no int-to-float conversion (quarter rate on NVIDIA); the
+//     default 'pipelined' code masks each code in place instead of shifting it (see its generator);
 //   - a chunk lies in one quantization group when the group size is a multiple of its codes:
 //     scale and zero are then read once per chunk and row (the lanes of one group read the same
 //     address: one transaction), and once per row for per-channel weights;

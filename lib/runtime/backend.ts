@@ -70,8 +70,7 @@ export async function initRuntime(opts: InitOptions = {}): Promise<RuntimeInfo> 
 
 async function start(name: BackendName, auto: boolean): Promise<void> {
   if (!(tf.getBackend() === name && tf.engine().backendNames().includes(name))) await activate(name);
-  // Dawn reports the spec's newer GPUAdapterInfo.isFallbackAdapter (not yet in @webgpu/types).
-  const info = name === 'webgpu' ? (adapterInfo as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | null) : null;
+  const info = name === 'webgpu' ? adapterInfo : null;
   if (auto && info?.isFallbackAdapter) {
     throw new BackendError(
       'webgpu',
@@ -230,14 +229,17 @@ export function maxTensorElements(): number {
 }
 
 /** The adapter's info of the registered webgpu backend. */
-let adapterInfo: GPUAdapterInfo | null = null;
+/** Dawn's adapter info, with the spec's newer isFallbackAdapter (not yet in @webgpu/types): true for a software adapter such as llvmpipe. */
+export type AdapterInfo = GPUAdapterInfo & { isFallbackAdapter?: boolean };
+
+let adapterInfo: AdapterInfo | null = null;
 
 /**
  * The adapter info of the device tfjs runs on, or null on other backends. Read it here, not from
  * device.adapterInfo: on the H100, Dawn lists the subgroup-matrix configurations only on the
  * adapter's info (the device's copy has none).
  */
-export function webgpuAdapterInfo(): GPUAdapterInfo | null {
+export function webgpuAdapterInfo(): AdapterInfo | null {
   return webgpuDevice() ? adapterInfo : null;
 }
 

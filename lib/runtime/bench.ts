@@ -56,8 +56,7 @@ const GAP_MS = 0.05;
 
 /** The clock hold of timed runs on this device: none on a software adapter (no clocks to hold) or without timestamp queries. */
 async function holdFor(device: GPUDevice): Promise<ClockHold | null> {
-  const info = webgpuAdapterInfo() as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | null;
-  return info?.isFallbackAdapter ? null : ClockHold.for(device);
+  return webgpuAdapterInfo()?.isFallbackAdapter ? null : ClockHold.for(device);
 }
 
 /**
@@ -91,15 +90,15 @@ export async function timeRecorded(fn: () => unknown, opts: RepeatOptions & { in
   let submits = 0;
   let mixed = false;
   let gaps = 0;
+  // The markers go into tfjs's own encoder around the calls: one submit holds them and the work.
+  const marker = (mark: (enc: GPUCommandEncoder) => void) => {
+    b.ensureCommandEncoderReady();
+    b.endComputePassEncoder();
+    mark(b.commandEncoder);
+  };
   const once = async (): Promise<{ ms: number; recordMs: number }> => {
     await syncDevice();
     submits = 0;
-    // The markers go into tfjs's own encoder around the calls: one submit holds them and the work.
-    const marker = (mark: (enc: GPUCommandEncoder) => void) => {
-      b.ensureCommandEncoderReady();
-      b.endComputePassEncoder();
-      mark(b.commandEncoder);
-    };
     if (hold) {
       hold.hold(holdMs);
       marker((enc) => hold.open(enc));
