@@ -277,12 +277,17 @@ function buildMask(B: number, T: number, past: number, attentionMask?: tf.Tensor
   }
   const windowed = window !== null && S > window;
   if (T === 1 && !attentionMask && !windowed) return null;
+  // Built on the host: tfjs-webgpu computes ops on small host-side int32 inputs (the ranges) on the
+  // CPU through a per-element broadcast loop, which cost seconds per compression on small models.
+  const causal = new Float32Array(T * S); // [T, S]: MASKED at keys after the query or out of its window
+  for (let t = 0; t < T; t++) {
+    const q = past + t;
+    const row = causal.subarray(t * S, (t + 1) * S);
+    row.fill(MASKED, q + 1);
+    if (windowed) row.fill(MASKED, 0, Math.max(0, q - window! + 1));
+  }
   return tf.tidy(() => {
-    const q = tf.reshape(tf.range(past, S, 1, 'int32'), [T, 1]);
-    const k = tf.reshape(tf.range(0, S, 1, 'int32'), [1, S]);
-    let off = tf.greater(k, q); // [T, S] future keys
-    if (windowed) off = tf.logicalOr(off, tf.lessEqual(k, tf.sub(q, tf.scalar(window, 'int32')))); // keys out of the window
-    let m: tf.Tensor = tf.reshape(tf.mul(tf.cast(off, 'float32'), MASKED), [1, 1, T, S]);
+    let m: tf.Tensor = tf.tensor4d(causal, [1, 1, T, S]);
     if (attentionMask) {
       const pad = tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), MASKED); // [B, S]
       m = tf.add(m, tf.reshape(pad, [B, 1, 1, S]));
