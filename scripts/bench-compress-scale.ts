@@ -190,7 +190,7 @@ async function main(): Promise<void> {
         const note = `${row.note}; streamed block by block`;
         appendResults(
           trackFile(3, rowsOut),
-          trainMetrics(meter, { backend: runtime.backend, calibIncluded: false }).map((x) => makeRow(ctx, { ...common, track: 3, ...metricFields(3, x.metric), value: x.value, note: `${note}; ${x.note}` })),
+          trainMetrics(meter, runtime.backend).map((x) => makeRow(ctx, { ...common, track: 3, ...metricFields(3, x.metric), value: x.value, note: `${note}; ${x.note}` })),
         );
       }
     } finally {

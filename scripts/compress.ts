@@ -111,7 +111,7 @@ async function main(): Promise<void> {
         calib: result.calib, seed: calib?.seed ?? null, seqlen: calib?.seqlen ?? null, duration_s: seconds,
       };
       const rows: ResultRow[] = [
-        ...trainMetrics(meter, { backend: runtime.backend, calibIncluded: false }).map((x) => makeRow(ctx, { ...common, track: 3, ...metricFields(3, x.metric), value: x.value, note: x.note })),
+        ...trainMetrics(meter, runtime.backend).map((x) => makeRow(ctx, { ...common, track: 3, ...metricFields(3, x.metric), value: x.value, note: x.note })),
         makeRow(ctx, { ...common, track: 4, ...metricFields(4, 'model_size_bytes'), value: bytes, note: `${format} directory ${path.resolve(a.out)}` }),
       ];
       appendResults(trackFile(3, a.rowsOut), rows.filter((r) => r.track === 3));

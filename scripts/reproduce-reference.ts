@@ -263,7 +263,7 @@ async function main(): Promise<void> {
     measured.set(s.key, p);
     const note = r ? `reference ${r.ppl} (${r.source}), rel ${(rel * 100).toFixed(3)}%${compared ? '' : ' (partial run: not compared)'}` : 'no reference value';
     rows.push(makeRow(ctx, { ...common, track: 1, method: result.method, method_config: result.config, model_params: result.stats.params_after ?? null, task: 'wikitext2', metric: 'ppl', value: p, higher_is_better: false, n: windows, calib: result.calib, duration_s: seconds, note: full ? note : `partial: ${windows} windows; ${note}` }));
-    for (const x of trainMetrics(meter, { backend: runtime.backend, calibIncluded: false })) {
+    for (const x of trainMetrics(meter, runtime.backend)) {
       rows.push(makeRow(ctx, { ...common, track: 3, method: result.method, method_config: result.config, ...metricFields(3, x.metric), value: x.value, calib: result.calib, duration_s: seconds, note: x.note }));
     }
     if (a.saveDir) {

@@ -61,10 +61,9 @@ export async function meterCompression<T>(fn: (sample: () => void) => Promise<T>
 }
 
 /** The Track 3 rows of a compression measurement, named by the metric catalogue (the pool's high-water only on WebGPU). */
-export function trainMetrics(m: TrainMeasurement, o: { backend: string; calibIncluded: boolean }): { metric: MetricName<3>; value: number; note: string }[] {
-  const backend = o.backend;
+export function trainMetrics(m: TrainMeasurement, backend: string): { metric: MetricName<3>; value: number; note: string }[] {
   const out: { metric: MetricName<3>; value: number; note: string }[] = [
-    { metric: 'wall_time_s', value: m.wallS, note: o.calibIncluded ? 'calibration data preparation included' : 'calibration data prepared before (not included)' },
+    { metric: 'wall_time_s', value: m.wallS, note: 'calibration data prepared before (not included)' },
     { metric: 'peak_memory_bytes', value: m.peakBytes, note: `backend ${backend}; peak = live tfjs tensor bytes (model weights included), sampled per block and every 50 ms; host RSS peak ${m.peakRssBytes} B` },
   ];
   if (m.peakGpuBytes !== null) out.push({ metric: 'peak_gpu_tensor_bytes', value: m.peakGpuBytes, note: 'GPU bytes held by live tensors, sampled per block and every 50 ms (layer streaming: one block plus activations)' });

@@ -8,7 +8,8 @@ import { dataOptions, resolveDataDir, type DataOptions } from '../data/common';
 import { meterCompression, type TrainMeasurement } from '../efficiency/meters';
 import { assertFiniteWeights } from '../eval/finite';
 import { countParams } from '../efficiency/macs';
-import { calibrationFromText, capSeqlen, corpusText, describeCalib } from '../methods/calib';
+import { calibrationFromText, capSeqlen, corpusText, describeCalib, type CalibSet } from '../methods/calib';
+import { TokenCache } from '../eval/token-cache';
 import { getMethod } from '../methods/index';
 import type { CompressResult } from '../methods/types';
 import { disposeModel, loadModel } from '../models/load';
@@ -74,9 +75,25 @@ export function subjectLabel(s: { spec: ModelSpec; method: MethodSpec }): string
 }
 
 /**
- * Loads the model and applies the method, metering the compression (calibration included). Weights
- * holding NaN or ±Infinity, as loaded or after the compression, are a NonFiniteError naming the
- * model, method and step: no cell of the pair may produce an ok row.
+ * The matrix's calibration set for a model. Every pair of a model calibrates on the same text, so
+ * its encoding comes from the token cache (lib/eval/token-cache.ts) of (tokenizer, corpus).
+ */
+function subjectCalibration(env: TrackEnv, model: InferenceModel): CalibSet {
+  const c = env.matrix.calib;
+  // Without the datasets directory, WikiText-2 calibration falls back to the shipped corpus;
+  // the calib column of every row says which corpus was used.
+  const corpus = env.data.dataDir || !c.corpus.startsWith('wikitext2') ? c.corpus : 'kjv-train';
+  if (corpus !== c.corpus) console.warn(`calibration: no datasets directory, using '${corpus}' instead of '${c.corpus}'`);
+  const tokenizer = /^[\w.-]+$/.test(corpus) ? TokenCache.open(model.tokenizer, `calib-${corpus}`) : null; // a corpus given by path is not cached
+  const calib = calibrationFromText(corpusText(corpus, env.data.dataDir ?? '.'), tokenizer ?? model.tokenizer, corpus, { nsamples: c.nsamples, seqlen: capSeqlen(c.seqlen, model), seed: c.seed });
+  tokenizer?.save();
+  return calib;
+}
+
+/**
+ * Loads the model and applies the method, metering the compression (the calibration set is
+ * prepared before). Weights holding NaN or ±Infinity, as loaded or after the compression, are a
+ * NonFiniteError naming the model, method and step: no cell of the pair may produce an ok row.
  */
 export async function prepareSubject(env: TrackEnv, spec: ModelSpec, method: MethodSpec): Promise<Subject> {
   const model = await loadModel(resolveModelPath(spec));
@@ -90,19 +107,10 @@ export async function prepareSubject(env: TrackEnv, spec: ModelSpec, method: Met
     const mod = getMethod(method.method);
     const opts = method.config as never;
     mod.validate({ ...mod.defaults, ...method.config } as never, model); // validate sees full options, compress fills its own defaults
-    const c = env.matrix.calib;
-    let calibDesc = 'none';
+    // The calibration set is prepared before the meter, as compress.ts and the reference scripts
+    // time it: Track 3 measures the compression alone.
+    const calib = mod.needsCalib ? subjectCalibration(env, model) : null;
     const { result, measurement } = await meterCompression(async (sample) => {
-      let calib = null;
-      if (mod.needsCalib) {
-        // Without the datasets directory, WikiText-2 calibration falls back to the shipped corpus;
-        // the calib column of every row says which corpus was used.
-        const corpus = env.data.dataDir || !c.corpus.startsWith('wikitext2') ? c.corpus : 'kjv-train';
-        if (corpus !== c.corpus) console.warn(`calibration: no datasets directory, using '${corpus}' instead of '${c.corpus}'`);
-        const text = corpusText(corpus, env.data.dataDir ?? '.');
-        calib = calibrationFromText(text, model.tokenizer, corpus, { nsamples: c.nsamples, seqlen: capSeqlen(c.seqlen, model), seed: c.seed });
-        calibDesc = describeCalib(calib);
-      }
       sample();
       const onBlockDone = (b: number) => env.progress(`${method.id}: block ${b + 1} of ${model.config.numLayers} compressed`);
       return mod.compress(model, calib, opts, { sample, onBlockDone });
@@ -114,7 +122,7 @@ export async function prepareSubject(env: TrackEnv, spec: ModelSpec, method: Met
       const skipped = attachPackedLinears(model, packLinears(result.quantized, result.actQuant));
       for (const [name, why] of skipped) console.warn(`[${spec.id} ${method.method}] ${name}: no quantized kernel (${why}); it runs in fp32`);
     }
-    return { spec, method, model, compress: result, train: measurement, calib: calibDesc, params: countParams(model), dispose: () => disposeModel(model) };
+    return { spec, method, model, compress: result, train: measurement, calib: calib ? describeCalib(calib) : 'none', params: countParams(model), dispose: () => disposeModel(model) };
   } catch (e) {
     disposeModel(model);
     throw e;
