@@ -40,9 +40,9 @@ const USAGE = `usage: npx tsx scripts/run.ts [flags]
   --backend B           webgpu|wasm|cpu|auto (default: the matrix's); cell processes start the same backend
   --limit N             documents per task (default: the matrix's)
   --cell-timeout-s S    limit in seconds on each cell and on each model × method's loading and compressing (default:
-                        the matrix's, 1800; smoke 300). Each model × method runs in a child process that is killed at
-                        the limit: the cell's rows say not_run "timeout after S s", the run goes on, exit code 3.
-                        0: no limit, cells run in this process (no process start per pair; a hung cell hangs the run)
+                        the matrix's, 1800; smoke 300). The model × method pairs run one after another in a child
+                        process that is killed at the limit: the cell's rows say not_run "timeout after S s", a fresh
+                        child goes on, exit code 3. 0: no limit, cells run in this process (a hung cell hangs the run)
   --budget-s S          start no new model × method after S seconds (rerun to continue)
   --preload FILE        a module to import first, here and in every cell process (it may register extra methods or
                         tasks); repeatable

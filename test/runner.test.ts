@@ -66,6 +66,18 @@ describe('runner reliability', () => {
     expect(fs.existsSync(runLockFile(out))).toBe(false);
   }, 60_000);
 
+  it('runs pair after pair in one cell process, and goes on in a fresh one after a kill', async () => {
+    const methods = ['pid', 'pid', 'spin', 'pid'].map((method, k) => ({ id: `${method}-${k}`, method, config: {} }));
+    const mx = { ...matrix(['dense'], ['arc_easy'], 2), methods: [{ id: 'dense', method: 'dense', config: {} }, ...methods] };
+    const s = await runMatrix(mx, { out, log: () => undefined, preload: [SPIN], slice: { methods: methods.map((m) => m.id) } });
+    expect(s.ran).toBe(8);
+    const pid = (id: string) => new Set(allRows(out).filter((r) => r.method === 'pid' && r.note.includes(`${id} on`)).map((r) => /in process (\d+)/.exec(r.note)?.[1]));
+    const [a, b, c] = [pid('pid-0'), pid('pid-1'), pid('pid-3')].map((p) => [...p]);
+    expect([a.length, b.length, c.length]).toEqual([1, 1, 1]);
+    expect(b[0]).toBe(a[0]); // the second pair reused the first one's process
+    expect(c[0]).not.toBe(a[0]); // the spin was killed: a fresh process took the last pair
+  }, 60_000);
+
   it('refuses a second run into the same folder; the first loses and duplicates no row and exits 3 on its timeout', async () => {
     const file = path.join(out, 'matrix.json');
     fs.writeFileSync(file, JSON.stringify(matrix(['dense'], ['spin'], null)));

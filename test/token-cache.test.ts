@@ -24,6 +24,7 @@ describe('TokenCache', () => {
     expect(a.encode('Once upon a time', { bos: true })).toEqual(tok.encode('Once upon a time', { bos: true }));
     expect(calls).toBe(4); // the repeated text came from memory
     a.save();
+    TokenCache.forget(); // as a later process: from the file
     const b = TokenCache.open(counting, 'hellaswag', dir);
     for (const t of texts) expect(b.encode(t)).toEqual(tok.encode(t));
     expect(b.encode('Once upon a time', { bos: true })).toEqual(tok.encode('Once upon a time', { bos: true })); // kept apart from the same text without BOS
@@ -37,6 +38,22 @@ describe('TokenCache', () => {
     other.encode(texts[0]);
     expect(calls).toBe(5);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a second opening in the same process reads no file: the encodings are kept', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmcb-tokcache-'));
+    const tok = Llama2cTokenizer.fromFile(STORIES_TOK, 512);
+    let calls = 0;
+    const counting: Tokenizer = { vocabSize: tok.vocabSize, bosId: tok.bosId, eosId: tok.eosId, fingerprint: tok.fingerprint, decode: (ids) => tok.decode(ids), encode: (t, o) => (calls++, tok.encode(t, o)) };
+    const a = TokenCache.open(counting, 'arc_easy', dir);
+    a.encode(texts[0]);
+    a.save();
+    fs.rmSync(dir, { recursive: true, force: true });
+    expect(TokenCache.open(counting, 'arc_easy', dir).encode(texts[0])).toEqual(tok.encode(texts[0]));
+    expect(calls).toBe(1);
+    TokenCache.forget();
+    TokenCache.open(counting, 'arc_easy', dir).encode(texts[0]); // the file is gone: encoded again
+    expect(calls).toBe(2);
   });
 
   it('an unreadable file is encoded afresh and replaced', () => {

@@ -5,7 +5,8 @@
 // (tokenizer, task) and encodes only what it has not seen; save() writes the file back (atomically)
 // when something was added. The key is the text itself, so the cache cannot go stale: a tokenizer's
 // fingerprint (a hash of what its encodings depend on) names its folder, and tokenizers without one
-// are not cached.
+// are not cached. A process keeps what it has read (one tokenizer's files at a time), so the
+// runner's cell process, which runs pair after pair of a model, reads each file once.
 import fs from 'node:fs';
 import path from 'node:path';
 import v8 from 'node:v8';
@@ -19,14 +20,19 @@ export function tokenCacheDir(): string {
 }
 
 export class TokenCache implements Tokenizer {
-  private readonly maps: [Map<string, Int32Array>, Map<string, Int32Array>]; // by text: without BOS, with BOS
+  private readonly maps: Maps; // by text: without BOS, with BOS (shared with the process's other openings of the file)
   private added = 0;
 
   private constructor(
     readonly inner: Tokenizer,
     readonly file: string | null,
   ) {
-    this.maps = file ? read(file) : [new Map(), new Map()];
+    this.maps = file ? kept(file) : [new Map(), new Map()];
+  }
+
+  /** Drops the encodings this process keeps: the next open() reads its file again. */
+  static forget(): void {
+    KEPT.clear();
   }
 
   /** The tokenizer, answering from the cache of (its fingerprint, `name`); uncached when it has no fingerprint. */
@@ -93,7 +99,7 @@ interface Packed {
   ids: Int32Array;
 }
 
-function pack(maps: [Map<string, Int32Array>, Map<string, Int32Array>]): Packed {
+function pack(maps: Maps): Packed {
   const n = maps[0].size + maps[1].size;
   const textLengths = new Int32Array(n);
   const bos = new Uint8Array(n);
@@ -123,9 +129,25 @@ function isPacked(x: unknown): x is Packed {
   return p.bos.length === n && p.idOffsets.length === n + 1 && p.idOffsets[n] === p.ids.length && p.textLengths.reduce((a, l) => a + l, 0) === p.texts.length;
 }
 
+type Maps = [Map<string, Int32Array>, Map<string, Int32Array>];
+
+/** Encodings this process has read, by file, of one tokenizer (its folder) at a time: a process
+ * that evaluates several pairs of a model (the runner's cell process) reads each file once. */
+const KEPT = new Map<string, Maps>();
+
+function kept(file: string): Maps {
+  let maps = KEPT.get(file);
+  if (!maps) {
+    for (const k of KEPT.keys()) if (path.dirname(k) !== path.dirname(file)) KEPT.delete(k); // another tokenizer's
+    maps = read(file);
+    KEPT.set(file, maps);
+  }
+  return maps;
+}
+
 /** The file's encodings, or none when it is missing or unreadable (a cache: never an error). */
-function read(file: string): [Map<string, Int32Array>, Map<string, Int32Array>] {
-  const maps: [Map<string, Int32Array>, Map<string, Int32Array>] = [new Map(), new Map()];
+function read(file: string): Maps {
+  const maps: Maps = [new Map(), new Map()];
   if (!fs.existsSync(file)) return maps;
   try {
     const p = v8.deserialize(fs.readFileSync(file)) as unknown;

@@ -8,6 +8,7 @@ import { TokenCache } from '../eval/token-cache';
 import { cellNote, type Cell, type TaskInfo } from '../matrix';
 import type { ResultRow } from '../results';
 import { getTasks } from '../tasks/index';
+import type { Task } from '../tasks/types';
 import { subjectFields, subjectLabel, type Subject, type TrackEnv } from './common';
 
 /** The task's track, version and data files (what cells and hashes need to know about it). */
@@ -32,7 +33,7 @@ export function subjectScorer(env: TrackEnv, s: Subject): Scorer {
 export async function evaluationCell(env: TrackEnv, cell: Cell, s: Subject, memo: Map<string, EvalOutcome>): Promise<ResultRow[]> {
   let outcome = memo.get(cell.item);
   if (!outcome) {
-    const [task] = getTasks([cell.item]);
+    const task = keptLoads(getTasks([cell.item])[0], env);
     const e = env.matrix.eval;
     // Encodings come from the disk cache of (tokenizer, task): the model's other pairs built the same requests.
     const tokenizer = TokenCache.open(s.model.tokenizer, task.name);
@@ -49,6 +50,23 @@ export async function evaluationCell(env: TrackEnv, cell: Cell, s: Subject, memo
     memo.set(cell.item, outcome);
   }
   return outcomeRows(env.ctx, outcome, subjectFields(s), env.matrix.eval.seed).map((r) => ({ ...r, track: cell.track, note: cellNote(cell.hash, r.note, cell.data) }));
+}
+
+/** Task data loaded in this process, by task and data options: the runner's cell process runs pair
+ * after pair, and parsing a task's files again for each (MMLU: 0.7 s) is wasted. */
+const LOADED = new Map<string, ReturnType<Task['load']>>();
+
+/** The task, its load() answered from LOADED (evaluate() only reads the documents). */
+function keptLoads(task: Task, env: TrackEnv): Task {
+  const key = `${task.name}\u0000${JSON.stringify(env.data)}`;
+  return {
+    ...task,
+    load: (data) => {
+      if (data !== env.data) return task.load(data);
+      if (!LOADED.has(key)) LOADED.set(key, task.load(data).catch((e) => (LOADED.delete(key), Promise.reject(e))));
+      return LOADED.get(key)!;
+    },
+  } as Task;
 }
 
 /** The metrics a task's rows carry (for not_run rows of a cell that never got to evaluate). */

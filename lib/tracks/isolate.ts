@@ -1,7 +1,7 @@
-// The cell time limit, enforced: one (model, method) subject's cells run in a child process
-// (lib/tracks/cell-process.ts) that the parent kills when a phase (loading and compressing, or one
-// cell) outlives the limit. A wasm loop or a synchronous solver holds the child's thread, never the
-// parent's, so the parent's timers always fire. The child only computes: it sends its rows as
+// The cell time limit, enforced: (model, method) subjects' cells run in a child process
+// (lib/tracks/cell-process.ts), one subject after another, that the parent kills when a phase
+// (loading and compressing, or one cell) outlives the limit. A wasm loop or a synchronous solver
+// holds the child's thread, never the parent's, so the parent's timers always fire. The child only computes: it sends its rows as
 // messages and the parent writes them (lib/results.ts stays the only writer of rows).
 import { fork, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -21,10 +21,9 @@ export type SubjectEvent =
   | { kind: 'log'; message: string } // a line for the run's log
   | { kind: 'progress'; message: string }; // the latest step, shown by the heartbeat only
 
-/** What a child needs to run a subject's cells exactly as the parent would. */
+/** What a cell process needs to run subjects' cells exactly as the parent would: its first message. */
 export interface ChildInit {
   matrix: MatrixConfig;
-  cells: Cell[]; // one subject's pending cells, in order
   out: string;
   data: DataOptions; // the parent's, resolved
   runtime: Pick<RuntimeInfo, 'backend' | 'device'>; // the backend the parent started (never 'auto'): the child starts the same
@@ -33,18 +32,26 @@ export interface ChildInit {
   preload: string[]; // absolute paths of modules to import first (extra methods or tasks)
 }
 
-/** Messages of the child: the subject's events, then 'done' when all its cells have reported. */
+/** The parent's messages after the ChildInit: one subject's pending cells at a time, in order. */
+export interface SubjectRequest {
+  kind: 'subject';
+  cells: Cell[];
+}
+
+/** Messages of the child: a subject's events, then 'done' when all its cells have reported. */
 export type ChildMessage = SubjectEvent | { kind: 'done' };
 
 export interface IsolateOptions {
   limitS: number; // a phase (loading and compressing, or one cell) running longer is killed
   heartbeatS: number; // while a phase runs, a progress line at most this often
-  describe: (phase: string | null) => string; // a phase for messages (the cell's label)
   log: (msg: string) => void;
 }
 
 /** Seconds a child may take to start (tfjs, the backend, Dawn) before its first phase begins. */
 export const CHILD_STARTUP_LIMIT_S = 120;
+
+/** Extra node flags for cell processes, space-separated (e.g. "--cpu-prof --cpu-prof-dir=prof", which NODE_OPTIONS refuses). */
+export const CELL_NODE_FLAGS_ENV = 'LLMCB_CELL_NODE_FLAGS';
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cell-process.ts');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
@@ -55,15 +62,62 @@ process.on('exit', () => {
   for (const c of LIVE) c.kill('SIGKILL');
 });
 
+/** The subject in flight in a cell process. */
+interface Flight {
+  onEvent: (e: SubjectEvent) => void;
+  describe: (phase: string | null) => string; // a phase for messages (the cell's label)
+  resolve: () => void;
+  phase: string | null; // null until the first cell: starting, loading, compressing
+  phaseStart: number;
+  latest: string; // the child's latest log line
+  lastBeat: number;
+}
+
 /**
- * Runs init.cells in a child process, passing its events to onEvent as they come. When the child
- * is killed at the limit or dies, onEvent gets an error event for the phase in flight; the cells
- * after it get no event (the caller decides whether to run them in a fresh child).
+ * A child process that runs subjects one after another, so that the model × method pairs of a run
+ * share one process start, backend and shader compilations, task data and token caches. A subject
+ * whose phase outlives the limit, or whose process dies, ends that process; the next subject starts
+ * a fresh one. close() ends the process when the run is done.
  */
-export function runSubjectInChild(init: ChildInit, onEvent: (e: SubjectEvent) => void, o: IsolateOptions): Promise<void> {
-  return new Promise((resolve) => {
+export class CellProcess {
+  private child: ChildProcess | null = null;
+  private flight: Flight | null = null;
+  private ending: { error: string; cause: 'timeout' | 'crashed' } | null = null; // why the child is being killed
+  private limit: NodeJS.Timeout | undefined;
+  private beat: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly init: ChildInit,
+    private readonly o: IsolateOptions,
+  ) {}
+
+  /**
+   * Runs one subject's cells, passing its events to onEvent as they come. When the child is killed
+   * at the limit or dies, onEvent gets an error event for the phase in flight; the cells after it
+   * get no event (the caller decides whether to run them in a fresh child).
+   */
+  run(cells: Cell[], onEvent: (e: SubjectEvent) => void, describe: (phase: string | null) => string): Promise<void> {
+    if (this.flight) throw new Error('CellProcess.run: a subject is already in flight');
+    return new Promise((resolve) => {
+      this.flight = { onEvent, describe, resolve, phase: null, phaseStart: performance.now(), latest: '', lastBeat: 0 };
+      const fresh = this.child === null;
+      const child = this.child ?? this.start();
+      this.arm((fresh ? CHILD_STARTUP_LIMIT_S : 0) + this.o.limitS);
+      // heartbeat: once a phase has run heartbeatS, a line every heartbeatS
+      this.beat = setInterval(() => this.heartbeat(), Math.min(1, this.o.heartbeatS) * 1000);
+      child.send({ kind: 'subject', cells } satisfies SubjectRequest);
+    });
+  }
+
+  /** Ends the child (it exits when its IPC channel closes). */
+  close(): void {
+    this.child?.disconnect();
+    this.child = null;
+  }
+
+  private start(): ChildProcess {
     const child = fork(CHILD, [], {
-      execArgv: ['--import', TSX],
+      execArgv: ['--import', TSX, ...(process.env[CELL_NODE_FLAGS_ENV] ?? '').split(' ').filter(Boolean)],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'advanced',
     });
@@ -71,60 +125,65 @@ export function runSubjectInChild(init: ChildInit, onEvent: (e: SubjectEvent) =>
     child.stdout!.pipe(process.stdout, { end: false });
     child.stderr!.pipe(process.stderr, { end: false });
     LIVE.add(child);
-    let phase: string | null = null; // null until the first cell: starting, loading, compressing
-    let phaseStart = performance.now();
-    let latest = ''; // the child's latest log line
-    let done = false;
-    let ending: { error: string; cause: 'timeout' | 'crashed' } | null = null;
-    let limit: NodeJS.Timeout | undefined;
-    const arm = (seconds: number) => {
-      clearTimeout(limit);
-      limit = setTimeout(() => {
-        ending = { error: `timeout after ${seconds} s`, cause: 'timeout' };
-        child.kill('SIGKILL');
-      }, seconds * 1000);
-    };
-    arm(CHILD_STARTUP_LIMIT_S + o.limitS);
-    // heartbeat: once a phase has run heartbeatS, a line every heartbeatS
-    let lastBeat = 0;
-    const beat = setInterval(() => {
-      const now = performance.now();
-      const s = (now - phaseStart) / 1000;
-      if (s < o.heartbeatS || now - lastBeat < o.heartbeatS * 1000) return;
-      lastBeat = now;
-      o.log(`   … ${s.toFixed(0)} s in ${o.describe(phase)}${latest ? ` (latest: ${latest})` : ''}`);
-    }, Math.min(1, o.heartbeatS) * 1000);
-
-    child.on('message', (m: ChildMessage) => {
-      if (ending) return; // killed: what it still sent is not trusted
-      if (m.kind === 'done') {
-        done = true;
-        return;
-      }
-      if (m.kind === 'phase') {
-        phase = m.cell;
-        phaseStart = performance.now();
-        latest = '';
-        arm(o.limitS);
-      }
-      if (m.kind === 'log' || m.kind === 'progress') latest = m.message.trim().slice(0, 160);
-      onEvent(m);
-    });
+    this.child = child;
+    this.ending = null;
+    child.on('message', (m: ChildMessage) => this.message(m));
     child.on('error', (e) => {
-      ending ??= { error: `cell process failed: ${e.message}`, cause: 'crashed' };
+      this.ending ??= { error: `cell process failed: ${e.message}`, cause: 'crashed' };
       child.kill('SIGKILL');
     });
     child.on('exit', () => LIVE.delete(child));
     // 'close' comes after the IPC channel has delivered every message the child sent
     child.on('close', (code, signal) => {
-      clearTimeout(limit);
-      clearInterval(beat);
-      if (!done) {
-        ending ??= { error: `cell process ${signal ? `killed by ${signal}` : `exited with code ${code}`} before the phase ended`, cause: 'crashed' };
-        onEvent({ kind: 'error', cell: phase, ...ending });
-      }
-      resolve();
+      if (this.child === child) this.child = null;
+      const f = this.flight;
+      if (!f) return; // ended between subjects (close())
+      const ending = this.ending ?? { error: `cell process ${signal ? `killed by ${signal}` : `exited with code ${code}`} before the phase ended`, cause: 'crashed' as const };
+      f.onEvent({ kind: 'error', cell: f.phase, ...ending });
+      this.land();
     });
-    child.send(init);
-  });
+    child.send(this.init);
+    return child;
+  }
+
+  private message(m: ChildMessage): void {
+    const f = this.flight;
+    if (this.ending || !f) return; // killed: what it still sent is not trusted
+    if (m.kind === 'done') return this.land();
+    if (m.kind === 'phase') {
+      f.phase = m.cell;
+      f.phaseStart = performance.now();
+      f.latest = '';
+      this.arm(this.o.limitS);
+    }
+    if (m.kind === 'log' || m.kind === 'progress') f.latest = m.message.trim().slice(0, 160);
+    f.onEvent(m);
+  }
+
+  /** The subject in flight has ended (all its cells reported, or its process is gone). */
+  private land(): void {
+    clearTimeout(this.limit);
+    clearInterval(this.beat);
+    const f = this.flight!;
+    this.flight = null;
+    f.resolve();
+  }
+
+  private arm(seconds: number): void {
+    clearTimeout(this.limit);
+    this.limit = setTimeout(() => {
+      this.ending = { error: `timeout after ${seconds} s`, cause: 'timeout' };
+      this.child?.kill('SIGKILL');
+    }, seconds * 1000);
+  }
+
+  private heartbeat(): void {
+    const f = this.flight;
+    if (!f) return;
+    const now = performance.now();
+    const s = (now - f.phaseStart) / 1000;
+    if (s < this.o.heartbeatS || now - f.lastBeat < this.o.heartbeatS * 1000) return;
+    f.lastBeat = now;
+    this.o.log(`   … ${s.toFixed(0)} s in ${f.describe(f.phase)}${f.latest ? ` (latest: ${f.latest})` : ''}`);
+  }
 }

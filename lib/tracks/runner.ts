@@ -3,11 +3,11 @@
 // all its pending cells, and appends each cell's rows through lib/results.ts as soon as the cell
 // ends (an interrupted run loses at most the cell in flight).
 //
-// With a cell time limit (MatrixConfig.cellTimeoutS, the default), each pair runs in a child
-// process (lib/tracks/isolate.ts) that is killed when loading and compressing, or one cell, runs
-// past the limit: that cell's rows say not_run ("timeout after N s"), and the pair's later cells
-// go on in a fresh child. Without a limit (cellTimeoutS null) the pairs run in this process: no
-// process start per pair, but nothing can stop a cell that hangs, and no heartbeat.
+// With a cell time limit (MatrixConfig.cellTimeoutS, the default), the pairs run one after another
+// in a child process (lib/tracks/isolate.ts) that is killed when loading and compressing, or one
+// cell, runs past the limit: that cell's rows say not_run ("timeout after N s"), and the pair's
+// later cells go on in a fresh child. Without a limit (cellTimeoutS null) the pairs run in this
+// process: nothing can stop a cell that hangs, and no heartbeat.
 // One run at a time writes into an output folder: <out>/.run.lock names it (lib/lock.ts).
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
@@ -25,7 +25,7 @@ import { envDefaults, notRunRows, openEnv, prepareSubject, type EnvOptions, type
 import { evaluationCell, taskMetrics, taskTrack } from './evaluation';
 import { engineMetrics, hardwareCell } from './hardware';
 import { inferenceCell, TRACK4_METRICS } from './inference';
-import { runSubjectInChild, type SubjectEvent } from './isolate';
+import { CellProcess, type SubjectEvent } from './isolate';
 import { trainingCell, TRACK3_METRICS } from './training';
 
 export interface RunOptions extends EnvOptions {
@@ -155,7 +155,7 @@ async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<Ru
   const limitS = mx.cellTimeoutS;
   env.log(
     `matrix '${mx.name}': ${cells.length} cells, ${pending.length} pending, backend ${env.runtime.backend} (${env.runtime.device}), ` +
-      `${limitS === null ? 'no cell time limit (in process)' : `cell time limit ${limitS} s (a process per model × method)`}, rows -> ${o.out}/results`,
+      `${limitS === null ? 'no cell time limit (in process)' : `cell time limit ${limitS} s (pairs in a cell process)`}, rows -> ${o.out}/results`,
   );
   const write = (rows: ResultRow[]) => {
     for (const t of [...new Set(rows.map((r) => r.track))]) appendResults(trackFile(t, o.out), rows.filter((r) => r.track === t));
@@ -167,57 +167,64 @@ async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<Ru
     const k = `${c.model.id}\u0000${c.method.id}`;
     pairs.set(k, [...(pairs.get(k) ?? []), c]);
   }
-  for (const group of pairs.values()) {
-    if (o.budgetS !== null && (performance.now() - t0) / 1000 > o.budgetS) {
-      summary.stopped = 'budget';
-      break;
+  // with a cell time limit, every pair runs in a cell process, reused until a phase times out or it dies
+  const proc = limitS === null ? null : new CellProcess(
+    { matrix: mx, out: o.out, data: env.data, runtime: { backend: env.runtime.backend, device: env.runtime.device }, ctx: env.ctx, kernels: kernelPolicy(), preload: o.preload },
+    { limitS, heartbeatS: o.heartbeatS, log: env.log },
+  );
+  try {
+    for (const group of pairs.values()) {
+      if (o.budgetS !== null && (performance.now() - t0) / 1000 > o.budgetS) {
+        summary.stopped = 'budget';
+        break;
+      }
+      const { model, method } = group[0];
+      const pair = `${model.id} × ${method.id}`;
+      const byHash = new Map(group.map((c) => [c.hash, c]));
+      const reported = new Set<string>();
+      const pairT0 = performance.now();
+      let cellsS = 0; // wall seconds of this pair's cells
+      const onEvent = (e: SubjectEvent) => {
+        if (e.kind === 'log') env.log(e.message);
+        if (e.kind === 'rows') {
+          const cell = byHash.get(e.cell)!;
+          write(e.rows);
+          reported.add(cell.hash);
+          summary.ran++;
+          const st = e.rows.every((r) => r.status === 'ok') ? 'ok' : [...new Set(e.rows.map((r) => r.status))].join('/');
+          env.log(`   ${label(cell)}: ${e.rows.length} rows, ${st} (${e.wallS.toFixed(1)} s)`);
+          addWall(`track ${cell.track}`, e.wallS);
+          cellsS += e.wallS;
+        }
+        if (e.kind !== 'error') return;
+        // a failed load or compression: every cell of the pair not yet reported is not run
+        const hit = e.cell === null ? group.filter((c) => !reported.has(c.hash)) : [byHash.get(e.cell)!];
+        const what = e.cell === null ? `${pair} (loading and compressing)` : label(hit[0]);
+        const note = e.cell === null ? `${method.id} on ${model.id}: ${e.error}` : e.cause === 'timeout' ? e.error : `error: ${e.error}`;
+        for (const c of hit) {
+          write(notRunRows(env, c, expectedMetrics(c), note));
+          reported.add(c.hash);
+        }
+        summary.ran += hit.length;
+        env.log(`   ${what}: ${e.cause === 'timeout' ? 'TIMEOUT' : e.cell === null ? 'not run' : 'FAILED'}: ${e.error}`);
+        if (e.cause === 'timeout') summary.timedOut.push({ cell: what, error: e.error });
+        else summary.failed.push({ cell: what, error: e.error });
+      };
+      env.log(`== ${pair}: ${group.length} cell(s)`);
+      const describe = (h: string | null) => (h === null ? `${pair} (loading and compressing)` : label(byHash.get(h)!));
+      let left = group;
+      while (left.length > 0) {
+        if (proc === null) await runSubject(env, left, onEvent);
+        else await proc.run(left, onEvent, describe);
+        const next = left.filter((c) => !reported.has(c.hash));
+        if (next.length === left.length) throw new Error(`${pair}: the cell process reported no cell (internal error)`);
+        if (next.length > 0) env.log(`   ${pair}: the ${next.length} cell(s) left go on in a fresh cell process`);
+        left = next;
+      }
+      addWall('subjects', (performance.now() - pairT0) / 1000 - cellsS);
     }
-    const { model, method } = group[0];
-    const pair = `${model.id} × ${method.id}`;
-    const byHash = new Map(group.map((c) => [c.hash, c]));
-    const reported = new Set<string>();
-    const pairT0 = performance.now();
-    let cellsS = 0; // wall seconds of this pair's cells
-    const onEvent = (e: SubjectEvent) => {
-      if (e.kind === 'log') env.log(e.message);
-      if (e.kind === 'rows') {
-        const cell = byHash.get(e.cell)!;
-        write(e.rows);
-        reported.add(cell.hash);
-        summary.ran++;
-        const st = e.rows.every((r) => r.status === 'ok') ? 'ok' : [...new Set(e.rows.map((r) => r.status))].join('/');
-        env.log(`   ${label(cell)}: ${e.rows.length} rows, ${st} (${e.wallS.toFixed(1)} s)`);
-        addWall(`track ${cell.track}`, e.wallS);
-        cellsS += e.wallS;
-      }
-      if (e.kind !== 'error') return;
-      // a failed load or compression: every cell of the pair not yet reported is not run
-      const hit = e.cell === null ? group.filter((c) => !reported.has(c.hash)) : [byHash.get(e.cell)!];
-      const what = e.cell === null ? `${pair} (loading and compressing)` : label(hit[0]);
-      const note = e.cell === null ? `${method.id} on ${model.id}: ${e.error}` : e.cause === 'timeout' ? e.error : `error: ${e.error}`;
-      for (const c of hit) {
-        write(notRunRows(env, c, expectedMetrics(c), note));
-        reported.add(c.hash);
-      }
-      summary.ran += hit.length;
-      env.log(`   ${what}: ${e.cause === 'timeout' ? 'TIMEOUT' : e.cell === null ? 'not run' : 'FAILED'}: ${e.error}`);
-      if (e.cause === 'timeout') summary.timedOut.push({ cell: what, error: e.error });
-      else summary.failed.push({ cell: what, error: e.error });
-    };
-    env.log(`== ${pair}: ${group.length} cell(s)`);
-    let left = group;
-    while (left.length > 0) {
-      if (limitS === null) await runSubject(env, left, onEvent);
-      else {
-        const init = { matrix: mx, cells: left, out: o.out, data: env.data, runtime: { backend: env.runtime.backend, device: env.runtime.device }, ctx: env.ctx, kernels: kernelPolicy(), preload: o.preload };
-        await runSubjectInChild(init, onEvent, { limitS, heartbeatS: o.heartbeatS, describe: (h) => (h === null ? `${pair} (loading and compressing)` : label(byHash.get(h)!)), log: env.log });
-      }
-      const next = left.filter((c) => !reported.has(c.hash));
-      if (next.length === left.length) throw new Error(`${pair}: the cell process reported no cell (internal error)`);
-      if (next.length > 0) env.log(`   ${pair}: the ${next.length} cell(s) left go on in a fresh cell process`);
-      left = next;
-    }
-    addWall('subjects', (performance.now() - pairT0) / 1000 - cellsS);
+  } finally {
+    proc?.close();
   }
   summary.wallS = (performance.now() - t0) / 1000;
   env.log(`matrix '${mx.name}': ran ${summary.ran} of ${pending.length} pending cells in ${summary.wallS.toFixed(1)} s${summary.stopped ? ` (stopped: ${summary.stopped}; rerun to resume)` : ''}; ${wallByPartLine(summary.wallByPart)}`);
