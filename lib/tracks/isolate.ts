@@ -109,10 +109,16 @@ export class CellProcess {
     });
   }
 
-  /** Ends the child (it exits when its IPC channel closes). */
-  close(): void {
-    this.child?.disconnect();
+  /** Ends the child: it exits when its IPC channel closes (killed if it has not within 10 s). */
+  async close(): Promise<void> {
+    const child = this.child;
     this.child = null;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.disconnect();
+    await exited;
+    clearTimeout(kill);
   }
 
   private start(): ChildProcess {

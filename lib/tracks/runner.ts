@@ -224,7 +224,7 @@ async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<Ru
       addWall('subjects', (performance.now() - pairT0) / 1000 - cellsS);
     }
   } finally {
-    proc?.close();
+    await proc?.close();
   }
   summary.wallS = (performance.now() - t0) / 1000;
   env.log(`matrix '${mx.name}': ran ${summary.ran} of ${pending.length} pending cells in ${summary.wallS.toFixed(1)} s${summary.stopped ? ` (stopped: ${summary.stopped}; rerun to resume)` : ''}; ${wallByPartLine(summary.wallByPart)}`);
