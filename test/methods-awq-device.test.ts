@@ -2,7 +2,7 @@
 // code they replace there: the scale search's fake quantization of W·diag(s) (scaledFakeQuantDevice:
 // the same fp32 element-wise operations, so equal values) and the clipping search (clipSearchDevice:
 // no [tokens, cols] readback; the same best maxima up to fp32 sums in another order); nothing left
-// allocated.
+// allocated. And the host's clipping search against the loss taken term by term.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../lib/runtime';
@@ -12,6 +12,32 @@ import { correlatedInputs, randn } from '../lib/methods/solver-cases';
 beforeAll(async () => {
   await initRuntime({ backend: 'wasm' });
 });
+
+/** The reference auto_clip_layer's loss, term by term: mean over the sampled tokens of (x·w' − x·w)² per (row, group, candidate). */
+function clipSearchDirect(W: Float32Array, rows: number, cols: number, X: Float32Array, tokens: number, o: AwqOptions): Float32Array {
+  const gs = o.groupSize === -1 ? cols : o.groupSize;
+  const ng = Math.ceil(cols / gs);
+  const step = Math.max(1, Math.floor(tokens / o.clipSampleTokens));
+  const idx = Array.from({ length: Math.ceil(tokens / step) }, (_, i) => i * step);
+  const best = new Float32Array(rows * ng);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < ng; g++) {
+      const [c0, c1] = [g * gs, Math.min(g * gs + gs, cols)];
+      const w = W.subarray(r * cols + c0, r * cols + c1);
+      const dot = (v: ArrayLike<number>, t: number) => Array.from(v).reduce((a, x, c) => a + X[t * cols + c0 + c] * x, 0);
+      const orgMax = Math.max(...Array.from(w, Math.abs));
+      let [minErr, bestMax] = [1e9, orgMax];
+      for (let i = 0; i < Math.floor(o.clipMaxShrink * o.clipGrid); i++) {
+        const maxVal = Math.fround(orgMax * (1 - i / o.clipGrid));
+        const q = awqFakeQuant(Float32Array.from(w, (v) => Math.min(Math.max(v, -maxVal), maxVal)), 1, w.length, { ...o, groupSize: -1 });
+        const err = idx.reduce((a, t) => a + (dot(q, t) - dot(w, t)) ** 2, 0) / idx.length;
+        if (err < minErr) [minErr, bestMax] = [err, maxVal];
+      }
+      best[r * ng + g] = bestMax;
+    }
+  }
+  return best;
+}
 
 describe('AWQ searches on the device', () => {
   const rows = 40;
@@ -41,6 +67,18 @@ describe('AWQ searches on the device', () => {
       expect(host.some((v, i) => v < unclipped[i])).toBe(true);
     });
   }
+
+  it('the host search (XᵀX form) picks the maxima of the loss taken term by term, a short last group included', () => {
+    for (const o of [{ ...defaults, bits: 4, groupSize: 96, clipSampleTokens: 100 }, { ...defaults, bits: 3, groupSize: -1, clipSampleTokens: 300 }]) {
+      const host = clipSearch(W, rows, cols, X, tokens, o);
+      const direct = clipSearchDirect(W, rows, cols, X, tokens, o);
+      expect(host.length).toBe(direct.length);
+      const differ = host.filter((v, i) => v !== direct[i]).length; // a float64 near-tie at most
+      expect(differ / host.length).toBeLessThanOrEqual(0.01);
+      const unclipped = clipSearch(W, rows, cols, X, tokens, { ...o, clipMaxShrink: 0.05 });
+      expect(host.some((v, i) => v < unclipped[i])).toBe(true); // the search clipped somewhere
+    }
+  });
 
   for (const [label, o] of [
     ['W4 g64', { ...defaults, bits: 4, groupSize: 64 }],

@@ -312,39 +312,58 @@ function clipSampleTokens(tokens: number, o: AwqOptions): number[] {
   return Array.from({ length: Math.ceil(tokens / step) }, (_, i) => i * step);
 }
 
-/** Clipping search for one linear (reference auto_clip_layer): best max|w| per (row, group). */
+/**
+ * Clipping search for one linear (reference auto_clip_layer): best max|w| per (row, group). The
+ * loss of a candidate w' is mean over the sampled tokens of (x·(w' − w))², evaluated in float64 as
+ * dᵀ G d / n with d = w' − w and G = XᵀX of the group's columns over the sampled tokens: G is shared
+ * by every row, so a candidate costs gs² / 2 instead of gs × tokens (the same loss; the first
+ * minimum wins, as the reference's `<`).
+ */
 export function clipSearch(W: Float32Array, rows: number, cols: number, X: Float32Array, tokens: number, o: AwqOptions): Float32Array {
+  const idx = clipSampleTokens(tokens, o);
+  const sampled = new Float32Array(idx.length * cols); // [n, cols]
+  idx.forEach((t, k) => sampled.set(X.subarray(t * cols, (t + 1) * cols), k * cols));
+  return clipSearchSampled(W, rows, cols, sampled, o);
+}
+
+/** clipSearch on the sampled tokens' inputs Xs [n, cols] (clipSampleTokens' rows, in order). */
+function clipSearchSampled(W: Float32Array, rows: number, cols: number, Xs: Float32Array, o: AwqOptions): Float32Array {
   const gs = o.groupSize === -1 ? cols : o.groupSize;
   const ng = Math.ceil(cols / gs);
-  const idx = clipSampleTokens(tokens, o);
+  const n = Xs.length / cols;
   const best = new Float32Array(rows * ng);
-  const wq = new Float32Array(cols);
-  for (let r = 0; r < rows; r++) {
-    for (let g = 0; g < ng; g++) {
-      const c0 = g * gs;
-      const c1 = Math.min(c0 + gs, cols);
+  for (let g = 0; g < ng; g++) {
+    const c0 = g * gs;
+    const w = Math.min(gs, cols - c0);
+    const G = new Float64Array(w * w); // upper triangle of Xᵀ X [w, w]
+    for (let t = 0; t < n; t++) {
+      const x = Xs.subarray(t * cols + c0, t * cols + c0 + w);
+      for (let a = 0; a < w; a++) {
+        const xa = x[a];
+        if (xa === 0) continue;
+        for (let b = a; b < w; b++) G[a * w + b] += xa * x[b];
+      }
+    }
+    const d = new Float64Array(w);
+    for (let r = 0; r < rows; r++) {
+      const seg0 = W.subarray(r * cols + c0, r * cols + c0 + w);
       let orgMax = 0;
-      for (let c = c0; c < c1; c++) orgMax = Math.max(orgMax, Math.abs(W[r * cols + c]));
-      const orgOut = idx.map((t) => {
-        let s = 0;
-        for (let c = c0; c < c1; c++) s += X[t * cols + c] * W[r * cols + c];
-        return s;
-      });
+      for (let c = 0; c < w; c++) orgMax = Math.max(orgMax, Math.abs(seg0[c]));
       let minErr = 1e9;
       let bestMax = orgMax;
       for (let i = 0; i < Math.floor(o.clipMaxShrink * o.clipGrid); i++) {
         const maxVal = Math.fround(orgMax * (1 - i / o.clipGrid));
-        const seg = new Float32Array(c1 - c0);
-        for (let c = c0; c < c1; c++) seg[c - c0] = Math.min(Math.max(W[r * cols + c], -maxVal), maxVal);
-        const q = awqFakeQuant(seg, 1, c1 - c0, { ...o, groupSize: -1 });
-        wq.set(q, c0);
-        let err = 0;
-        idx.forEach((t, k) => {
-          let s = 0;
-          for (let c = c0; c < c1; c++) s += X[t * cols + c] * wq[c];
-          err += (s - orgOut[k]) ** 2;
-        });
-        err /= idx.length;
+        const seg = Float32Array.from(seg0, (v) => Math.min(Math.max(v, -maxVal), maxVal));
+        const q = awqFakeQuant(seg, 1, w, { ...o, groupSize: -1 });
+        for (let c = 0; c < w; c++) d[c] = q[c] - seg0[c];
+        let err = 0; // dᵀ G d from the upper triangle
+        for (let a = 0; a < w; a++) {
+          if (d[a] === 0) continue;
+          let off = 0;
+          for (let b = a + 1; b < w; b++) off += G[a * w + b] * d[b];
+          err += d[a] * (G[a * w + a] * d[a] + 2 * off);
+        }
+        err /= n;
         if (err < minErr) {
           minErr = err;
           bestMax = maxVal;
@@ -490,16 +509,16 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
               if (parts.length === 0) continue;
               const m = await readLinear(model, ctx.block, l);
               const xs = feats.get(l)!;
-              // The host search reads every token back; the device one (searchOnDevice) only samples.
+              // Only the sampled tokens' inputs are read (host search) or touched (device search, searchOnDevice).
               const device = searchOnDevice(m, o);
-              const X = device ? null : await hostValues(() => tf.concat(xs));
+              const X = device ? null : await hostValues(() => gatherTokens(xs, clipSampleTokens(tokensOf(xs), o)));
               // Rows outside the clipped parts keep their own maxima (clipping them to it changes nothing).
               const maxima = groupMaxima(m, o.groupSize);
               const ng = maxima.length / m.rows;
               for (const p of parts) {
                 const rows = p.rows ?? m.rows;
                 const w = m.data.subarray(p.offset * m.cols, (p.offset + rows) * m.cols);
-                maxima.set(device ? await clipSearchDevice(w, rows, m.cols, xs, o) : clipSearch(w, rows, m.cols, X!, tokensOf(xs), o), p.offset * ng);
+                maxima.set(device ? await clipSearchDevice(w, rows, m.cols, xs, o) : clipSearchSampled(w, rows, m.cols, X!, o), p.offset * ng);
               }
               art.clip[`${ctx.block}.${l}`] = Array.from(maxima);
               await applyClip(model, m.name, maxima, o.groupSize);
