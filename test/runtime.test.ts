@@ -7,6 +7,7 @@ import {
   measurePeakMemory,
   parseBackend,
   TensorLeakError,
+  tfjsFlags,
   timeRegion,
 } from '../lib/runtime';
 
@@ -29,6 +30,27 @@ describe('runtime', () => {
     const software = /software|llvmpipe|swiftshader/i.test(`${forced.device} ${JSON.stringify(forced.details)}`);
     const auto = await initRuntime({ backend: 'auto' });
     expect(auto.backend).toBe(software ? 'wasm' : 'webgpu');
+  });
+
+  it('LLMCB_TFJS_FLAGS: typed values of registered flags, set when a backend starts; a bad entry names itself', async () => {
+    await initRuntime({ backend: 'wasm' });
+    expect(tfjsFlags('TOPK_K_CPU_HANDOFF_THRESHOLD=64, CHECK_COMPUTATION_FOR_ERRORS=true,KEEP_INTERMEDIATE_TENSORS=false')).toEqual([
+      ['TOPK_K_CPU_HANDOFF_THRESHOLD', 64],
+      ['CHECK_COMPUTATION_FOR_ERRORS', true],
+      ['KEEP_INTERMEDIATE_TENSORS', false],
+    ]);
+    expect(() => tfjsFlags('NO_SUCH_FLAG=3')).toThrow(/'NO_SUCH_FLAG' is not a tfjs flag/);
+    expect(() => tfjsFlags('DEBUG')).toThrow(/'DEBUG' is not NAME=VALUE/);
+    const before = tf.env().get('TOPK_K_CPU_HANDOFF_THRESHOLD');
+    process.env.LLMCB_TFJS_FLAGS = 'TOPK_K_CPU_HANDOFF_THRESHOLD=7';
+    try {
+      await initRuntime({ backend: 'cpu' }); // a backend started after the variable is set
+      expect(tf.env().get('TOPK_K_CPU_HANDOFF_THRESHOLD')).toBe(7);
+    } finally {
+      delete process.env.LLMCB_TFJS_FLAGS;
+      tf.env().set('TOPK_K_CPU_HANDOFF_THRESHOLD', before);
+      await initRuntime({ backend: 'wasm' });
+    }
   });
 
   it('starts wasm when asked and describes the device', async () => {

@@ -93,6 +93,28 @@ async function activate(name: BackendName): Promise<void> {
     throw new BackendError(name, `tfjs refused it and stayed on '${tf.getBackend()}'`);
   }
   await tf.ready();
+  for (const [flag, value] of tfjsFlags()) tf.env().set(flag, value);
+}
+
+/**
+ * tfjs flags to set, from LLMCB_TFJS_FLAGS (comma-separated NAME=VALUE; numbers and true/false are
+ * typed), for measurements, e.g. `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE=256`: tfjs-webgpu submits its
+ * command buffer every 15 dispatches, and on the H100 those submits took 54% of the host time of
+ * an OmniQuant run (CPU profile). A name tfjs has not registered (with the backend loaded) is an error.
+ */
+export function tfjsFlags(raw = process.env.LLMCB_TFJS_FLAGS ?? ''): [string, number | boolean | string][] {
+  const registered = (tf.env() as unknown as { flagRegistry: Record<string, unknown> }).flagRegistry;
+  return raw
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean)
+    .map((t) => {
+      const m = /^([A-Z0-9_]+)=(.+)$/.exec(t);
+      if (!m) throw new Error(`LLMCB_TFJS_FLAGS: '${t}' is not NAME=VALUE`);
+      if (!(m[1] in registered)) throw new Error(`LLMCB_TFJS_FLAGS: '${m[1]}' is not a tfjs flag of the loaded backends`);
+      const v = m[2] === 'true' ? true : m[2] === 'false' ? false : Number.isFinite(Number(m[2])) ? Number(m[2]) : m[2];
+      return [m[1], v];
+    });
 }
 
 /**
