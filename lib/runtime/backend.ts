@@ -250,10 +250,10 @@ export function maxTensorElements(): number {
   return device ? Math.floor(device.limits.maxStorageBufferBindingSize / 4) : Infinity;
 }
 
-/** The adapter's info of the registered webgpu backend. */
 /** Dawn's adapter info, with the spec's newer isFallbackAdapter (not yet in @webgpu/types): true for a software adapter such as llvmpipe. */
 export type AdapterInfo = GPUAdapterInfo & { isFallbackAdapter?: boolean };
 
+/** The adapter's info of the registered webgpu backend. */
 let adapterInfo: AdapterInfo | null = null;
 
 /**

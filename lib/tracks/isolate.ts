@@ -1,8 +1,9 @@
 // The cell time limit, enforced: (model, method) subjects' cells run in a child process
 // (lib/tracks/cell-process.ts), one subject after another, that the parent kills when a phase
 // (loading and compressing, or one cell) outlives the limit. A wasm loop or a synchronous solver
-// holds the child's thread, never the parent's, so the parent's timers always fire. The child only computes: it sends its rows as
-// messages and the parent writes them (lib/results.ts stays the only writer of rows).
+// holds the child's thread, never the parent's, so the parent's timers always fire. The child only
+// computes: it sends its rows as messages and the parent writes them (lib/results.ts stays the only
+// writer of rows).
 import { fork, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
