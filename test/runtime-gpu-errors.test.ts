@@ -1,6 +1,7 @@
 // A WebGPU validation error must stop the process (Dawn reports it asynchronously and tfjs would
 // otherwise return garbage), and batching must respect the device's largest buffer binding.
-// tfjs-webgpu's pool of released buffers stays under its cap when shapes vary.
+// tfjs-webgpu's pool of released buffers stays under its cap when shapes vary, and host values
+// are uploaded by queue writes (no buffer created per upload) without racing queued work.
 // Needs a WebGPU adapter (lavapipe or a GPU); skips with the reason elsewhere (CI has none).
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -54,5 +55,35 @@ describe.skipIf(reason !== null)('WebGPU errors and limits', () => {
     } finally {
       setFreeBufferCap(old);
     }
+  });
+
+  it('host values upload without a new buffer each, and many uploads queued before a submit keep their own values', async () => {
+    const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+    const base = tf.fill([4096], 0.25); // above tfjs's CPU hand-off size, so the adds run on the GPU
+    const round = (k: number) =>
+      Array.from({ length: 60 }, (_, i) =>
+        tf.tidy(() => {
+          const ints = tf.tensor1d(Int32Array.from({ length: 4096 }, (_, j) => (j === 0 ? i : 0)), 'int32');
+          const flags = tf.tensor1d(Array.from({ length: 4096 }, (_, j) => j === 1), 'bool');
+          // + a scalar, + an int32 vector, + a bool-selected constant: three uploads per item
+          return tf.sum(tf.add(tf.add(tf.add(base, tf.scalar(k * i)), tf.cast(ints, 'float32')), tf.where(flags, tf.fill([4096], 0.5), tf.zerosLike(base))));
+        }),
+      );
+    const check = async (k: number, ys: tf.Tensor[]) => {
+      const got = await Promise.all(ys.map(async (y) => (await y.data())[0]));
+      ys.forEach((y) => y.dispose());
+      expect(got).toEqual(got.map((_, i) => 1024 + 4096 * k * i + i + 0.5)); // exact in fp32
+    };
+    await check(1, round(1)); // warms the pool
+    const create = device.createBuffer.bind(device);
+    let created = 0; // upload staging buffers
+    device.createBuffer = (d) => ((created += d.usage & GPUBufferUsage.MAP_WRITE ? 1 : 0), create(d));
+    try {
+      await check(2, round(2));
+    } finally {
+      device.createBuffer = create;
+      base.dispose();
+    }
+    expect(created).toBe(0); // tfjs's own upload creates a staging buffer per upload: 180 here
   });
 });
