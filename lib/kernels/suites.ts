@@ -7,6 +7,7 @@ import { fusedBenches, fusedChecks } from './fused-cases';
 import { gemmBenches, gemmChecks } from './gemm-cases';
 import { w8a8Benches, w8a8Checks, weightOnlyBenches, weightOnlyChecks } from './quant-cases';
 import { solverChecks } from '../methods/solver-cases';
+import { trainChecks } from './train-cases';
 
 /** Correctness checks by kernel (scripts/check-kernels.ts); each kernel's *-cases.ts file contributes its cases, their inputs drawn from the run's seed. */
 export const KERNEL_CHECKS = {
@@ -16,6 +17,7 @@ export const KERNEL_CHECKS = {
   weightOnly: weightOnlyChecks,
   fused: fusedChecks,
   solver: solverChecks, // the GPTQ / SparseGPT device solvers against their float64 host twins
+  train: trainChecks, // OmniQuant's LWC forward/backward and the AdamW update against their tfjs ops
 } satisfies Record<string, (seed: number) => KernelCheck[]>;
 
 /** Benchmarks against the plain tfjs op by kernel (scripts/bench-kernels.ts). */

@@ -11,9 +11,12 @@
 // input dimension.
 import * as tf from '@tensorflow/tfjs';
 import { assertFinite } from '../eval/finite';
+import { lwcBackward, lwcForward } from '../kernels/train';
 import { ARCHS, linearName } from '../models/arch';
 import type { Model } from '../models/types';
 import type { ActQuantSpec } from '../quant/act';
+import { webgpuDevice } from '../runtime/backend';
+import { AdamW } from '../train/optim';
 import { checkWeightSpec, maxq, quantizeGroups, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
 import { getWeight, hostValues, observeAbsMax, linearShape, readFloat32, readLinear, replaceWeight } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
@@ -60,11 +63,27 @@ export interface OmniQuantArtifact {
   let: Record<string, { norm: string; linears: string[]; scales: number[] }>;
 }
 
+/** torch.optim.AdamW's defaults with the reference's weight decay 0 (--wd). */
+const REFERENCE_ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
+
 /** round() with a straight-through gradient. */
 const roundSte = tf.customGrad(((x: tf.Tensor) => ({ value: tf.round(x), gradFunc: (dy: tf.Tensor) => dy })) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor;
 
-/** Differentiable LWC fake quantization of W [rows, cols] with clip logits γ, β [rows·groups, 1]. */
+/**
+ * Differentiable LWC fake quantization of W [rows, cols] with clip logits γ, β [rows·groups, 1]:
+ * on webgpu one kernel each way (lib/kernels/train.ts), elsewhere lwcFakeQuantOps.
+ */
 export function lwcFakeQuant(W: tf.Tensor2D, gamma: tf.Tensor, beta: tf.Tensor, bits: number, groupSize: number): tf.Tensor2D {
+  if (!webgpuDevice()) return lwcFakeQuantOps(W, gamma, beta, bits, groupSize);
+  const f = tf.customGrad(((w: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([w, g, b]);
+    return { value: lwcForward(w, g, b, bits, groupSize), gradFunc: (dy: tf.Tensor, [ws, gs, bs]: tf.Tensor[]) => lwcBackward(dy, ws, gs, bs, bits, groupSize) };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(W, gamma, beta) as tf.Tensor2D;
+}
+
+/** lwcFakeQuant in tfjs ops (the reference; straight-through rounding). */
+export function lwcFakeQuantOps(W: tf.Tensor2D, gamma: tf.Tensor, beta: tf.Tensor, bits: number, groupSize: number): tf.Tensor2D {
   const [rows, cols] = W.shape;
   const gs = groupSize === -1 ? cols : groupSize;
   const q = maxq(bits);
@@ -203,12 +222,13 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
           return () => saved.reverse().forEach(([n, t]) => model.weights.set(n, t));
         };
         const fwdOpts = o.mode === 'weight-act' ? { onLinearInput: (_l: string, x: tf.Tensor2D) => actQuantSte(x, o.actBits) } : {};
-        const letNames = new Set([...letS.values()].map((v) => v.name));
         const trainable = [...(o.lwc ? [...gamma.values(), ...beta.values()] : []), ...letS.values()];
         try {
           if (trainable.length && o.epochs > 0) {
-            const optLwc = tf.train.adam(o.lwcLr);
-            const optLet = tf.train.adam(o.letLr);
+            // the reference's torch AdamW (weight decay 0), one per learning rate
+            const adam = (vars: tf.Variable[]) => new AdamW(new Map(vars.map((v) => [v.name, v])), REFERENCE_ADAM);
+            const optLwc = adam(o.lwc ? [...gamma.values(), ...beta.values()] : []);
+            const optLet = adam([...letS.values()]);
             /**
              * One pass over the calibration windows. The loss is summed on the device and read once,
              * when readLoss (a read per step would stall the GPU every step); the sum is disposed however the pass ends.
@@ -232,11 +252,8 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
                   value.dispose();
                   sum = next;
                   try {
-                    const lwcG: Record<string, tf.Tensor> = {};
-                    const letG: Record<string, tf.Tensor> = {};
-                    for (const [k, g] of Object.entries(grads)) (letNames.has(k) ? letG : lwcG)[k] = g;
-                    if (Object.keys(lwcG).length) optLwc.applyGradients(lwcG as Parameters<typeof optLwc.applyGradients>[0]);
-                    if (Object.keys(letG).length) optLet.applyGradients(letG as Parameters<typeof optLet.applyGradients>[0]);
+                    optLwc.step(grads, o.lwcLr);
+                    optLet.step(grads, o.letLr);
                   } finally {
                     Object.values(grads).forEach((g) => g.dispose());
                   }
