@@ -1,10 +1,12 @@
 // The kernel policy (lib/kernels/index.ts) and the model engine with kernels on: plain path
 // unchanged by default, logits and greedy tokens of a small GQA LLaMA equal to the plain path's on
-// a WebGPU adapter (lavapipe here; skipped without one), plain ops under a gradient tape.
+// a WebGPU adapter (lavapipe here; skipped without one), plain GEMMs under a gradient tape, and
+// the fused ops' backward kernels giving the plain ops' gradients through a whole forward.
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kernelMatMulT, kernelPolicy, setKernels, withKernels, KERNEL_DEFAULTS } from '../lib/kernels';
 import { maxRelError } from '../lib/kernels/cases';
+import { kernelDispatches } from '../lib/kernels/gpu';
 import { disposeModel } from '../lib/models/load';
 import { randomModel } from '../lib/models/random';
 import { forward, generate } from '../lib/models/transformer';
@@ -56,7 +58,34 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
     expect(fused).toEqual(plain);
   });
 
-  it('keeps tfjs ops while a gradient tape records (kernels have no gradients)', async () => {
+  it('under a gradient tape the fused ops run their backward kernels, with the plain ops\' gradients', async () => {
+    const names = [...model.weights.keys()].filter((n) => /layers\.1\.(post_attention_layernorm|mlp\.up_proj|self_attn\.q_proj)/.test(n));
+    const params = names.map((n) => model.weights.get(n)!);
+    const loss = (...ws: tf.Tensor[]) => {
+      const saved = names.map((n) => model.weights.get(n)!);
+      names.forEach((n, i) => model.weights.set(n, ws[i]));
+      try {
+        const x = ids();
+        const y = tf.sum(tf.square(forward(model, x, { kernels: true }))) as tf.Scalar;
+        x.dispose();
+        return y;
+      } finally {
+        names.forEach((n, i) => model.weights.set(n, saved[i]));
+      }
+    };
+    const plain = tf.grads(loss)(params);
+    const policy = { mode: 'auto', gemm: 'off', attention: 'off' } as const;
+    const k0 = kernelDispatches();
+    await withKernels(policy, () => tf.dispose(loss(...params))); // the forward's kernels
+    const k1 = kernelDispatches();
+    const fused = await withKernels(policy, () => tf.grads(loss)(params));
+    // backward kernels: the final norm and block 1's MLP norm (dx, dw each), q's RoPE, the SwiGLU
+    expect(kernelDispatches() - k1 - (k1 - k0)).toBe(6);
+    for (let i = 0; i < names.length; i++) expect(await maxRelError(fused[i], plain[i]), names[i]).toBeLessThan(1e-4);
+    tf.dispose([...plain, ...fused]);
+  });
+
+  it('keeps tfjs GEMMs while a gradient tape records (they have no gradients)', async () => {
     const w = tf.randomNormal([8, 16]) as tf.Tensor2D;
     const x = tf.randomNormal([80, 16]) as tf.Tensor2D;
     await withKernels({ mode: 'auto', gemmMinRows: 1 }, async () => {

@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { seededNormal } from '../runtime/bench';
 import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
-import { rmsNorm, ropeHeads, swiglu } from './fused';
+import { rmsNorm, rmsNormWithGrad, ropeHeads, ropeHeadsWithGrad, swiglu, swigluWithGrad } from './fused';
 
 // --- the plain ops each kernel replaces (as lib/models/transformer.ts runs them) ---
 
@@ -65,8 +65,47 @@ const CASES: FusedCase[] = [
 
 const label = (c: FusedCase) => (c.kind === 'rope' ? `B=${c.dims[0]} T=${c.dims[1]} heads=${c.dims[2]} hd=${c.dims[3]}` : `[${c.dims.join(', ')}]`);
 
-/** Each fused kernel against its plain ops, outputs poisoned, fp32 tolerance 1e-5 relative. */
+/** The gradients of each kernel's *WithGrad form and of its plain ops, for one upstream gradient dy. */
+function gradRunners(c: FusedCase, ops: tf.Tensor[], dy: tf.Tensor): { kernel(): tf.Tensor[]; plain(): tf.Tensor[] } {
+  if (c.kind === 'rmsnorm') return { kernel: () => tf.grads((x, w) => rmsNormWithGrad(x, w, 1e-5))(ops, dy), plain: () => tf.grads((x, w) => rmsNormPlain(x, w, 1e-5))(ops, dy) };
+  if (c.kind === 'swiglu') return { kernel: () => tf.grads((g, u) => swigluWithGrad(g, u))(ops, dy), plain: () => tf.grads((g, u) => swigluPlain(g, u))(ops, dy) };
+  const [a, cos, sin] = ops as tf.Tensor2D[];
+  const [B, , heads] = c.dims;
+  return { kernel: () => tf.grads((x) => ropeHeadsWithGrad(x as tf.Tensor2D, cos, sin, B, heads))([a], dy), plain: () => tf.grads((x) => ropeHeadsPlain(x as tf.Tensor2D, cos, sin, B, heads))([a], dy) };
+}
+
+/**
+ * Each fused kernel against its plain ops, outputs poisoned, fp32 tolerance 1e-5 relative; then its
+ * gradients (the backward kernels) against tfjs's gradients of the plain ops, 1e-4 relative to each
+ * gradient's largest entry (sums over a row or a column in another order).
+ */
 export function fusedChecks(seed: number): KernelCheck[] {
+  return [...forwardChecks(seed), ...gradChecks(seed)];
+}
+
+function gradChecks(seed: number): KernelCheck[] {
+  return CASES.map((c, i) => ({
+    kernel: `${c.kind}-backward`,
+    name: label(c),
+    small: c.small,
+    async run(): Promise<CheckResult> {
+      const ops = operands(c.kind, c.dims, caseSeed(seed, 400 + 2 * i));
+      const outShape = c.kind === 'rope' ? [c.dims[0], c.dims[2], c.dims[1], c.dims[3]] : c.dims;
+      const dy = tf.tensor(seededNormal(outShape.reduce((a, b) => a * b, 1), caseSeed(seed, 401 + 2 * i)), outShape);
+      const r = gradRunners(c, ops, dy);
+      const want = r.plain();
+      const { outputs, poisoned } = await runPoisoned(want.map((t) => t.size), () => r.kernel());
+      try {
+        const errors = await Promise.all(outputs.map((t, k) => maxRelError(t, want[k])));
+        return { metric: 'max_rel_err', error: Math.max(...errors), tolerance: 1e-4, poisoned, note: errors.map((e) => e.toExponential(2)).join(', ') };
+      } finally {
+        tf.dispose([...ops, dy, ...want, ...outputs]);
+      }
+    },
+  }));
+}
+
+function forwardChecks(seed: number): KernelCheck[] {
   return CASES.map((c, i) => ({
     kernel: c.kind,
     name: label(c),

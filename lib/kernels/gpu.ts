@@ -21,7 +21,7 @@
 // the pending commands so a disposal waits for the submit), so it is ordered with tfjs's work
 // without a queue flush per kernel. Output buffers come from tfjs's buffer pool
 // (makeTensorInfo + uploadToGPU) and become ordinary tensors: dispose them, tidy tracks them.
-// Custom kernels have no gradients: use them only on inference paths.
+// A kernel has no gradient of its own: wrap it in tf.customGrad with a backward kernel to use it under a tape (fused.ts, train.ts).
 import * as tf from '@tensorflow/tfjs';
 import { webgpuAdapterInfo, webgpuDevice } from '../runtime/backend';
 

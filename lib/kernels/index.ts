@@ -2,19 +2,19 @@
 // and benchmarks are registered in lib/kernels/suites.ts, which the forward pass does not load.
 //
 // A kernel runs only when all of these hold:
-//   1. the caller allows it: forward(..., { kernels: true }) — inference paths only (the scorer,
-//      generate); training and the compression methods (tf.grad) never ask, as the kernels have
-//      no gradients;
+//   1. the caller allows it: forward(..., { kernels: true }) — the scorer, generate, and the
+//      compression driver's block forwards (lib/methods/sequential.ts);
 //   2. the policy is on: setKernels({ mode: 'auto' }) / withKernels(...), or LLMCB_KERNELS=auto in
 //      the environment; default 'off', so the plain tfjs path is what runs unless asked;
-//   3. the backend is webgpu, no gradient tape is recording, and the kernel supports the shape on
-//      this device (else the tfjs op runs: the fallback is per call, never an error).
+//   3. the backend is webgpu, the kernel supports the shape on this device (else the tfjs op runs:
+//      the fallback is per call, never an error), and no gradient tape is recording — except for
+//      the fused RMSNorm, RoPE and SwiGLU, which have gradients (OmniQuant's block training).
 // The policy lives in tfjs's environment flags (one per process, like tfjs's own settings).
 import * as tf from '@tensorflow/tfjs';
 import type { InferenceModel } from '../engine/inference';
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import { ATTENTION_TILES, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
-import { rmsNorm, ropeHeads, swiglu } from './fused';
+import { rmsNorm, rmsNormWithGrad, ropeHeads, ropeHeadsWithGrad, swiglu, swigluWithGrad } from './fused';
 import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmUnsupported, planGemm, type GemmTile, type GemmTileName } from './gemm';
 import { quantLinear } from './quant-linear';
 import { INT8_DEFAULTS, INT8_TILES, type Int8TileName } from './w8a8';
@@ -94,10 +94,11 @@ export async function withKernels<T>(p: Partial<KernelPolicy>, fn: () => T | Pro
   }
 }
 
+const tapeOn = (): boolean => (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
+
 /** True when kernels may run now: policy 'auto', the webgpu backend, and no gradient tape recording. */
 export function kernelsActive(): boolean {
-  if (kernelPolicy().mode !== 'auto' || !webgpuDevice()) return false;
-  return !(tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
+  return kernelPolicy().mode === 'auto' && webgpuDevice() !== null && !tapeOn();
 }
 
 /**
@@ -157,22 +158,26 @@ export function kernelAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
   return fusedAttention(q, k, v, pastLength, tiles);
 }
 
-/** True when the fused kernels may run now on a tensor of this size (policy, backend, one storage binding). */
+/**
+ * True when the fused kernels may run now on a tensor of this size (policy, backend, one storage
+ * binding). They have gradients, so they also run under a gradient tape (their *WithGrad forms).
+ */
 function fusedActive(size: number): boolean {
-  return kernelsActive() && kernelPolicy().fusedOps === 'on' && size <= maxTensorElements();
+  const p = kernelPolicy();
+  return p.mode === 'auto' && p.fusedOps === 'on' && webgpuDevice() !== null && size <= maxTensorElements();
 }
 
 /** RMSNorm x [..., D] · w on the fused kernel, or null to use the plain ops. */
 export function kernelRmsNorm(x: tf.Tensor, w: tf.Tensor, eps: number): tf.Tensor | null {
-  return fusedActive(x.size) ? rmsNorm(x, w, eps) : null;
+  return fusedActive(x.size) ? (tapeOn() ? rmsNormWithGrad : rmsNorm)(x, w, eps) : null;
 }
 
 /** A linear's output [B·T, n·hd] as RoPE'd heads [B, n, T, hd] on the fused kernel, or null. */
 export function kernelRopeHeads(a: tf.Tensor2D, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }, B: number, heads: number): tf.Tensor4D | null {
-  return fusedActive(a.size) ? ropeHeads(a, rope.cos, rope.sin, B, heads) : null;
+  return fusedActive(a.size) ? (tapeOn() ? ropeHeadsWithGrad : ropeHeads)(a, rope.cos, rope.sin, B, heads) : null;
 }
 
 /** silu(gate) · up on the fused kernel, or null. */
 export function kernelSwiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor | null {
-  return fusedActive(gate.size) ? swiglu(gate, up) : null;
+  return fusedActive(gate.size) ? (tapeOn() ? swigluWithGrad : swiglu)(gate, up) : null;
 }

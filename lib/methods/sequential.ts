@@ -120,7 +120,8 @@ export function streamingOn(): boolean {
  * policy (the Hessians' XᵀX on the GEMM); elsewhere, and wherever a kernel does not support a
  * shape, the tfjs ops run (lib/kernels). 'off' keeps tfjs's ops. The methods' own forwards
  * (ctx.run: AWQ's search, OmniQuant's targets) run under the same policy; under a gradient tape
- * (OmniQuant's training) the kernels step aside (they have no gradients) and tfjs's ops run.
+ * (OmniQuant's training) only the fused RMSNorm, RoPE and SwiGLU run (they have gradients), the
+ * GEMM and attention kernels step aside for tfjs's ops.
  */
 export function calibKernelsOn(): boolean {
   const v = process.env.LLMCB_CALIB_KERNELS ?? 'auto';

@@ -23,7 +23,7 @@ export interface ForwardOptions {
   attentionMask?: tf.Tensor2D; // [B, T] 1 = real token, 0 = padding (right padding for scoring)
   rightPadding?: boolean; // the caller guarantees attentionMask marks only trailing padding: causal attention already keeps real rows off it, so the wasm attention kernel (causal mask only) may run; padded rows' outputs then differ (never read)
   onLinearInput?: LinearInputHook; // observe or replace each linear's input [tokens, in] (after the model's activation quantization; before it for linears on the W8A8 kernel, which quantizes inside)
-  kernels?: boolean; // allow the custom WGSL kernels where the kernel policy is on (lib/kernels); inference only: no gradients. Default false
+  kernels?: boolean; // allow the custom WGSL kernels where the kernel policy is on (lib/kernels); under a gradient tape only those with gradients run. Default false
   prep?: ForwardPrep | null; // weights laid out for this backend (prepareForward), made once for many forwards; null/absent: the plain layout
   plan?: ForwardPlan; // which ops carry the forward; default: FORWARD_PLANS of the active backend (tests pass another to compare paths)
   /** runBlock only: one half of the block. 'attention': y = x + attention(x) (OPT's post-norm applied), the MLP not run;
