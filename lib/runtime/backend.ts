@@ -98,9 +98,9 @@ async function activate(name: BackendName): Promise<void> {
 
 /**
  * tfjs flags to set, from LLMCB_TFJS_FLAGS (comma-separated NAME=VALUE; numbers and true/false are
- * typed), for measurements, e.g. `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE=256`: tfjs-webgpu submits its
- * command buffer every 15 dispatches, and on the H100 those submits took 54% of the host time of
- * an OmniQuant run (CPU profile). A name tfjs has not registered (with the backend loaded) is an error.
+ * typed), for measurements, e.g. `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE=256` (tfjs-webgpu submits every
+ * 15 dispatches; on the H100 a batch of 256 did not shorten an OmniQuant step once uploads stopped
+ * creating buffers, see queueUploads). A name tfjs has not registered (with the backend loaded) is an error.
  */
 export function tfjsFlags(raw = process.env.LLMCB_TFJS_FLAGS ?? ''): [string, number | boolean | string][] {
   const registered = (tf.env() as unknown as { flagRegistry: Record<string, unknown> }).flagRegistry;
