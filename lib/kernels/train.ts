@@ -114,6 +114,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
 }`;
 
+/** The workgroups and params of an LWC kernel over W's groups (one workgroup each), after checking γ and β fit them. */
 function lwcCall(W: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, bits: number, groupSize: number) {
   const gs = groupSize === -1 ? W.shape[W.rank - 1] : groupSize;
   const groups = W.size / gs;
@@ -121,7 +122,7 @@ function lwcCall(W: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, bits: number, 
     throw new Error(`lwc kernel: W [${W.shape.join(', ')}] in groups of ${gs} needs ${groups} clip logits, got γ ${gamma.size}, β ${beta.size}`);
   }
   const workgroups = grid1d(groups);
-  return { groups, gs, workgroups, params: { groups: u32(groups), gs: u32(gs), groupsX: u32(workgroups[0]), q: f32(2 ** bits - 1) } };
+  return { workgroups, params: { groups: u32(groups), gs: u32(gs), groupsX: u32(workgroups[0]), q: f32(2 ** bits - 1) } };
 }
 
 /** LWC fake quantization of W (groups of gs consecutive elements; gs = groupSize, −1: the last axis) with clip logits γ, β [groups]. */
