@@ -8,7 +8,6 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { trainChecks } from '../lib/kernels/train-cases';
 import { kernelDispatches } from '../lib/kernels/gpu';
-import { lwcFakeQuant, lwcFakeQuantOps } from '../lib/methods/omniquant';
 import { AdamW } from '../lib/train/optim';
 import { initRuntime } from '../lib/runtime';
 import { disposeModel, loadModel } from '../lib/models/load';
@@ -25,7 +24,7 @@ describe.skipIf(reason !== null)('training kernels on webgpu', () => {
     const before = tf.memory().numTensors;
     const W = tf.tensor2d(Array.from({ length: 8 * 32 }, (_, i) => Math.sin(i * 1.7) * 0.1), [8, 32]);
     const target = tf.tidy(() => tf.mul(W, 0.97));
-    const train = async (fq: typeof lwcFakeQuant) => {
+    const train = async (fq: typeof omniquant.lwcFakeQuant) => {
       const gamma = tf.tidy(() => tf.variable(tf.fill([16, 1], 4)));
       const beta = tf.tidy(() => tf.variable(tf.fill([16, 1], 4)));
       const opt = new AdamW(new Map([[gamma.name, gamma], [beta.name, beta]]), { beta2: 0.999, weightDecay: 0 });
@@ -40,8 +39,8 @@ describe.skipIf(reason !== null)('training kernels on webgpu', () => {
       opt.dispose();
       return out;
     };
-    const [g1, b1, kernels] = await train(lwcFakeQuant);
-    const [g2, b2] = await train(lwcFakeQuantOps);
+    const [g1, b1, kernels] = await train(omniquant.lwcFakeQuant);
+    const [g2, b2] = await train(omniquant.lwcFakeQuantOps);
     expect(kernels).toBe(20 * 4); // a step: LWC forward and backward, the two parameters' Adam updates
     for (const [a, b] of [[g1, g2], [b1, b2]]) for (let i = 0; i < a.length; i++) expect(a[i]).toBeCloseTo(b[i], 4);
     expect(Array.from(g1).some((x) => Math.abs(x - 4) > 0.05)).toBe(true); // it moved
