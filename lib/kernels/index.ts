@@ -96,9 +96,14 @@ export async function withKernels<T>(p: Partial<KernelPolicy>, fn: () => T | Pro
 
 const tapeOn = (): boolean => (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
 
+/** Policy 'auto' on the webgpu backend (whether a gradient tape records aside). */
+function policyOn(p: KernelPolicy = kernelPolicy()): boolean {
+  return p.mode === 'auto' && webgpuDevice() !== null;
+}
+
 /** True when kernels may run now: policy 'auto', the webgpu backend, and no gradient tape recording. */
 export function kernelsActive(): boolean {
-  return kernelPolicy().mode === 'auto' && webgpuDevice() !== null && !tapeOn();
+  return policyOn() && !tapeOn();
 }
 
 /**
@@ -164,7 +169,7 @@ export function kernelAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
  */
 function fusedActive(size: number): boolean {
   const p = kernelPolicy();
-  return p.mode === 'auto' && p.fusedOps === 'on' && webgpuDevice() !== null && size <= maxTensorElements();
+  return policyOn(p) && p.fusedOps === 'on' && size <= maxTensorElements();
 }
 
 /** RMSNorm x [..., D] · w on the fused kernel, or null to use the plain ops. */

@@ -69,7 +69,10 @@ async function roundingFlips(got: tf.Tensor, want: tf.Tensor, o: ReturnType<type
   for (let k = 0; k < ga.length; k++) {
     let mx = -Infinity;
     let mn = Infinity;
-    for (let i = k * gs; i < (k + 1) * gs; i++) [mx, mn] = [Math.max(mx, W[i]), Math.min(mn, W[i])];
+    for (let i = k * gs; i < (k + 1) * gs; i++) {
+      mx = Math.max(mx, W[i]);
+      mn = Math.min(mn, W[i]);
+    }
     const step = Math.min(Math.max(sig(ga[k]) * mx - sig(be[k]) * mn, 1e-5), 1e4) / q;
     for (let i = k * gs; i < (k + 1) * gs; i++) {
       const d = Math.abs(g[i] - w[i]);
