@@ -75,13 +75,13 @@ export class AdamW {
       const wd = this.decay(name) ? weightDecay : 0;
       const m = this.m.get(name)!;
       const v = this.v.get(name)!;
-      const grad = gradScale ? tf.mul(gi, gradScale) : gi;
       // webgpu: one dispatch instead of ~12 (lib/kernels/train.ts); the ops stay the reference
       const update = webgpuDevice() ? adamUpdate : adamUpdateOps;
-      const next = update(p, m, v, grad, { beta1, beta2, stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2), eps, decay: wd > 0 ? 1 - lr * wd : 1 });
-      if (grad !== gi) grad.dispose();
-      [p, m, v].forEach((variable, i) => variable.assign(next[i]));
-      tf.dispose(next);
+      tf.tidy(() => {
+        const grad = gradScale ? tf.mul(gi, gradScale) : gi;
+        const next = update(p, m, v, grad, { beta1, beta2, stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2), eps, decay: wd > 0 ? 1 - lr * wd : 1 });
+        [p, m, v].forEach((variable, i) => variable.assign(next[i]));
+      });
     }
   }
 
