@@ -59,8 +59,8 @@ export function paramsStruct(params: Record<string, Param>): string {
   return `struct Params { ${Object.entries(params).map(([k, p]) => `${k}: ${p.type},`).join(' ')} }`;
 }
 
-/** The parts of tfjs-webgpu's backend (4.22) that runKernel drives; private in its typings. */
-interface TfjsWebGPUBackend {
+/** The parts of tfjs-webgpu's backend (4.22) that runKernel and step graphs drive; private in its typings. */
+export interface TfjsWebGPUBackend {
   device: GPUDevice;
   commandEncoder: GPUCommandEncoder | null;
   computePassEncoder: GPUComputePassEncoder | null;
@@ -73,9 +73,14 @@ interface TfjsWebGPUBackend {
   uploadToGPU(dataId: object): void;
   makeTensorInfo(shape: number[], dtype: string): tf.TensorInfo;
   makeUniforms(u: { type: 'int32' | 'uint32' | 'float32'; data: number[] }[]): GPUBufferBinding;
+  bufferManager: {
+    acquireBuffer(size: number, usage: number, mappedAtCreation?: boolean, reuse?: boolean): GPUBuffer;
+    releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void;
+  };
 }
 
-function backendOrThrow(name: string): TfjsWebGPUBackend {
+/** tfjs-webgpu's backend, or an error naming `name` when another backend is active. */
+export function tfjsBackend(name: string): TfjsWebGPUBackend {
   if (!webgpuDevice()) throw new Error(`kernel '${name}' needs the webgpu backend (active: '${tf.getBackend()}')`);
   return tf.backend() as unknown as TfjsWebGPUBackend;
 }
@@ -98,7 +103,7 @@ export function pipelineFor(device: GPUDevice, name: string, code: string): GPUC
 
 /** The GPU buffer behind a webgpu tensor (uploaded first if its values are still on the CPU). */
 export function gpuBuffer(t: tf.TensorInfo): GPUBuffer {
-  const b = backendOrThrow('gpuBuffer');
+  const b = tfjsBackend('gpuBuffer');
   b.uploadToGPU(t.dataId);
   const resource = b.tensorMap.get(t.dataId).resource;
   if (!(resource instanceof GPUBuffer)) throw new Error('gpuBuffer: the tensor is not backed by a GPU buffer (texture or external data)');
@@ -115,7 +120,7 @@ export function kernelDispatches(): number {
 
 /** Records one dispatch of call.code after all work tfjs has queued; returns the outputs. */
 export function runKernel(call: KernelCall): tf.Tensor[] {
-  const b = backendOrThrow(call.name);
+  const b = tfjsBackend(call.name);
   const device = b.device;
   const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
   for (const g of call.workgroups) {
@@ -169,7 +174,7 @@ export function runKernel(call: KernelCall): tf.Tensor[] {
 /** Submits the work tfjs has recorded but not yet submitted, so that work submitted to the queue
  * directly (the inference executor, lib/engine) runs after it and sees its results. */
 export function flushTfjs(): void {
-  const b = backendOrThrow('flushTfjs');
+  const b = tfjsBackend('flushTfjs');
   if (b.computePassEncoder) b.endComputePassEncoder();
   if (b.commandEncoder) b.submitQueue();
 }

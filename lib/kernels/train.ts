@@ -4,8 +4,8 @@
 // reference and the path off webgpu; lib/kernels/train-cases.ts checks them against it.
 //   lwcForward(W, γ, β, bits, gs)        W [groups·gs] → OmniQuant's LWC fake quantization of W
 //   lwcBackward(dy, W, γ, β, bits, gs)   → [dW, dγ, dβ], the composite's gradients (straight-through rounding)
-//   adamUpdate(p, m, v, g, step)         → [p', m', v'], one AdamW step of one parameter
-import type * as tf from '@tensorflow/tfjs';
+//   adamUpdate(p, m, v, g, step[, hyper]) → [p', m', v'], one AdamW step of one parameter
+import * as tf from '@tensorflow/tfjs';
 import { f32, grid1d, paramsStruct, runKernel, u32 } from './gpu';
 
 const THREADS = 64; // LWC: one workgroup per quantization group
@@ -146,7 +146,7 @@ export function lwcBackward(dy: tf.Tensor, W: tf.Tensor, gamma: tf.Tensor, beta:
   return [dw, dg, db];
 }
 
-const ADAM_PARAMS = { n: u32(0), groupsX: u32(0), beta1: f32(0), beta2: f32(0), keep1: f32(0), keep2: f32(0), stepSize: f32(0), sqrtBc2: f32(0), eps: f32(0), decay: f32(0) };
+const ADAM_PARAMS = { n: u32(0), groupsX: u32(0), beta1: f32(0), beta2: f32(0), keep1: f32(0), keep2: f32(0), eps: f32(0), decay: f32(0) };
 const ADAM_WGSL = `
 ${paramsStruct(ADAM_PARAMS)}
 @group(0) @binding(0) var<storage, read_write> p1: array<f32>;
@@ -156,7 +156,8 @@ ${paramsStruct(ADAM_PARAMS)}
 @group(0) @binding(4) var<storage, read> m: array<f32>;
 @group(0) @binding(5) var<storage, read> v: array<f32>;
 @group(0) @binding(6) var<storage, read> g: array<f32>;
-@group(0) @binding(7) var<uniform> params: Params;
+@group(0) @binding(7) var<storage, read> hyper: array<f32, 2>; // [stepSize, sqrtBc2]
+@group(0) @binding(8) var<uniform> params: Params;
 @compute @workgroup_size(${ELEMENTS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = (wg.y * params.groupsX + wg.x) * ${ELEMENTS}u + lid;
@@ -166,7 +167,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let vi = v[i] * params.beta2 + gi * gi * params.keep2;
   m1[i] = mi;
   v1[i] = vi;
-  p1[i] = p[i] * params.decay - mi / (sqrt(vi) / params.sqrtBc2 + params.eps) * params.stepSize;
+  p1[i] = p[i] * params.decay - mi / (sqrt(vi) / hyper[1] + params.eps) * hyper[0];
 }`;
 
 /** The host-computed scalars of one AdamW step (torch.optim.AdamW's update). */
@@ -179,19 +180,34 @@ export interface AdamStep {
   decay: number; // 1 − lr·weightDecay (1: none)
 }
 
-/** One AdamW step of parameter p with moments m, v and gradient g (one shape): [p', m', v']. */
-export function adamUpdate(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, s: AdamStep): [tf.Tensor, tf.Tensor, tf.Tensor] {
+/** The step's scalars that change with t, [stepSize, sqrtBc2], as adamUpdate reads them from the device. */
+export function adamHyper(s: AdamStep): tf.Tensor1D {
+  return tf.tensor1d([s.stepSize, s.sqrtBc2]);
+}
+
+/**
+ * One AdamW step of parameter p with moments m, v and gradient g (one shape): [p', m', v']. The
+ * step size and bias correction come from `hyper` (adamHyper(s); by default made and freed here):
+ * on the device, so that a step graph (step-graph.ts) can rewrite them before each replay.
+ */
+export function adamUpdate(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, s: AdamStep, hyper?: tf.Tensor1D): [tf.Tensor, tf.Tensor, tf.Tensor] {
   for (const [what, t] of [['m', m], ['v', v], ['gradient', g]] as const) {
     if (t.size !== p.size) throw new Error(`adamUpdate: ${what} has ${t.size} elements, the parameter ${p.size}`);
   }
+  const h = hyper ?? adamHyper(s);
+  if (h.size !== 2) throw new Error(`adamUpdate: hyper has ${h.size} elements, not 2 ([stepSize, sqrtBc2])`);
   const workgroups = grid1d(Math.ceil(p.size / ELEMENTS));
-  const [p1, m1, v1] = runKernel({
-    name: 'adam-update',
-    code: ADAM_WGSL,
-    inputs: [p, m, v, g],
-    outputs: [0, 1, 2].map(() => ({ shape: p.shape, dtype: 'float32' as const })),
-    params: { n: u32(p.size), groupsX: u32(workgroups[0]), beta1: f32(s.beta1), beta2: f32(s.beta2), keep1: f32(1 - s.beta1), keep2: f32(1 - s.beta2), stepSize: f32(s.stepSize), sqrtBc2: f32(s.sqrtBc2), eps: f32(s.eps), decay: f32(s.decay) },
-    workgroups,
-  });
-  return [p1, m1, v1];
+  try {
+    const [p1, m1, v1] = runKernel({
+      name: 'adam-update',
+      code: ADAM_WGSL,
+      inputs: [p, m, v, g, h],
+      outputs: [0, 1, 2].map(() => ({ shape: p.shape, dtype: 'float32' as const })),
+      params: { n: u32(p.size), groupsX: u32(workgroups[0]), beta1: f32(s.beta1), beta2: f32(s.beta2), keep1: f32(1 - s.beta1), keep2: f32(1 - s.beta2), eps: f32(s.eps), decay: f32(s.decay) },
+      workgroups,
+    });
+    return [p1, m1, v1];
+  } finally {
+    if (!hyper) h.dispose();
+  }
 }

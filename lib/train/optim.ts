@@ -3,7 +3,8 @@
 // state lives in tf.Variables so that a step never leaves the device; it can be exported and
 // restored exactly for checkpoints.
 import * as tf from '@tensorflow/tfjs';
-import { adamUpdate, type AdamStep } from '../kernels/train';
+import { onReplay } from '../kernels/step-graph';
+import { adamHyper, adamUpdate, type AdamStep } from '../kernels/train';
 import { webgpuDevice } from '../runtime/backend';
 
 export interface ScheduleOptions {
@@ -66,23 +67,41 @@ export class AdamW {
   step(grads: Map<string, tf.Tensor> | Record<string, tf.Tensor>, lr: number, gradScale?: tf.Scalar): void {
     const g = grads instanceof Map ? grads : new Map(Object.entries(grads));
     this.t += 1;
-    const { beta1, beta2, eps, weightDecay } = this.o;
-    const bc1 = 1 - Math.pow(beta1, this.t);
-    const bc2 = 1 - Math.pow(beta2, this.t);
-    for (const [name, p] of this.params) {
-      const gi = g.get(name);
-      if (!gi) throw new Error(`AdamW.step: no gradient for parameter '${name}'`);
-      const wd = this.decay(name) ? weightDecay : 0;
-      const m = this.m.get(name)!;
-      const v = this.v.get(name)!;
-      // webgpu: one dispatch instead of ~12 (lib/kernels/train.ts); the ops stay the reference
-      const update = webgpuDevice() ? adamUpdate : adamUpdateOps;
-      tf.tidy(() => {
-        const grad = gradScale ? tf.mul(gi, gradScale) : gi;
-        const next = update(p, m, v, grad, { beta1, beta2, stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2), eps, decay: wd > 0 ? 1 - lr * wd : 1 });
-        [p, m, v].forEach((variable, i) => variable.assign(next[i]));
-      });
+    const { beta1, beta2, eps } = this.o;
+    const at = (t: number) => ({ stepSize: lr / (1 - Math.pow(beta1, t)), sqrtBc2: Math.sqrt(1 - Math.pow(beta2, t)) });
+    // webgpu: one dispatch instead of ~12 (lib/kernels/train.ts); the ops stay the reference. The
+    // t-dependent scalars are a device tensor there, which a step graph rewrites at each replay
+    // (the learning rate of a captured step stays fixed).
+    const onGpu = webgpuDevice() !== null;
+    const hyper = onGpu ? adamHyper({ ...this.o, ...at(this.t), decay: 1 }) : null;
+    try {
+      if (hyper) {
+        onReplay(hyper, () => {
+          const s = at(++this.t);
+          return Float32Array.from([s.stepSize, s.sqrtBc2]);
+        });
+      }
+      for (const [name, p] of this.params) {
+        const gi = g.get(name);
+        if (!gi) throw new Error(`AdamW.step: no gradient for parameter '${name}'`);
+        const wd = this.decay(name) ? this.o.weightDecay : 0;
+        const m = this.m.get(name)!;
+        const v = this.v.get(name)!;
+        const s: AdamStep = { beta1, beta2, eps, ...at(this.t), decay: wd > 0 ? 1 - lr * wd : 1 };
+        tf.tidy(() => {
+          const grad = gradScale ? tf.mul(gi, gradScale) : gi;
+          const next = hyper ? adamUpdate(p, m, v, grad, s, hyper) : adamUpdateOps(p, m, v, grad, s);
+          [p, m, v].forEach((variable, i) => variable.assign(next[i]));
+        });
+      }
+    } finally {
+      hyper?.dispose();
     }
+  }
+
+  /** The moments (tf.Variables; a step replaces their tensors): with the parameters, a step graph's state. */
+  moments(): tf.Variable[] {
+    return [...this.m.values(), ...this.v.values()];
   }
 
   /** Moments as named tensors (copies) for a checkpoint, plus t. */
