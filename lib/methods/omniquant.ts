@@ -11,6 +11,7 @@
 // input dimension.
 import * as tf from '@tensorflow/tfjs';
 import { assertFinite } from '../eval/finite';
+import { captureStep, copyTensors, slotOf, stepGraphsEnabled, type StepGraph } from '../kernels/step-graph';
 import { lwcBackward, lwcForward } from '../kernels/train';
 import { ARCHS, linearName } from '../models/arch';
 import type { Model } from '../models/types';
@@ -229,38 +230,61 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
             const adam = (vars: tf.Variable[]) => new AdamW(new Map(vars.map((v) => [v.name, v])), REFERENCE_ADAM);
             const optLwc = adam(o.lwc ? [...gamma.values(), ...beta.values()] : []);
             const optLet = adam([...letS.values()]);
+            /** One gradient step on window x against its target; returns the loss (the caller frees it). */
+            const step = (x: tf.Tensor3D, target: tf.Tensor3D): tf.Scalar => {
+              const { value, grads } = tf.variableGrads(() => {
+                const restore = setEffective();
+                try {
+                  const out = ctx.run(x, fwdOpts);
+                  return tf.mean(tf.square(tf.sub(out, target))) as tf.Scalar;
+                } finally {
+                  restore();
+                }
+              }, trainable);
+              try {
+                optLwc.step(grads, o.lwcLr);
+                optLet.step(grads, o.letLr);
+              } catch (e) {
+                value.dispose();
+                throw e;
+              } finally {
+                Object.values(grads).forEach((g) => g.dispose());
+              }
+              return value;
+            };
+            // On webgpu the first step is captured as a step graph and the others replay it
+            // (lib/kernels/step-graph.ts): the same dispatches without tfjs's per-op host cost.
+            // Windows of one shape only (a short last batch keeps every step eager).
+            const n = ctx.inputs.length;
+            const graphed = webgpuDevice() !== null && stepGraphsEnabled() && ctx.inputs.every((x) => x.shape.join() === ctx.inputs[0].shape.join());
+            const slots = graphed ? { x: slotOf(ctx.inputs[0]) as tf.Tensor3D, target: slotOf(targets[0]) as tf.Tensor3D, losses: tf.zeros([n]) } : null;
+            const captured: { graph: StepGraph; loss: tf.Scalar }[] = []; // the step graph, once captured
             /**
-             * One pass over the calibration windows. The loss is summed on the device and read once,
-             * when readLoss (a read per step would stall the GPU every step); the sum is disposed however the pass ends.
+             * One pass over the calibration windows. The losses stay on the device and are read once,
+             * when readLoss (a read per step would stall the GPU every step), summed in order in fp32.
              */
             const epoch = async (readLoss: boolean): Promise<number> => {
-              let sum: tf.Scalar = tf.scalar(0);
+              const losses: tf.Scalar[] = [];
               try {
-                for (let i = 0; i < ctx.inputs.length; i++) {
-                  const x = ctx.inputs[i];
-                  const { value, grads } = tf.variableGrads(() => {
-                    const restore = setEffective();
-                    try {
-                      const out = ctx.run(x, fwdOpts);
-                      return tf.mean(tf.square(tf.sub(out, targets[i]))) as tf.Scalar;
-                    } finally {
-                      restore();
-                    }
-                  }, trainable);
-                  const next = tf.add(sum, value) as tf.Scalar;
-                  sum.dispose();
-                  value.dispose();
-                  sum = next;
-                  try {
-                    optLwc.step(grads, o.lwcLr);
-                    optLet.step(grads, o.letLr);
-                  } finally {
-                    Object.values(grads).forEach((g) => g.dispose());
+                for (let i = 0; i < n; i++) {
+                  if (!slots) {
+                    losses.push(step(ctx.inputs[i], targets[i]));
+                  } else if (!captured.length) {
+                    const { graph, result } = captureStep(() => step(slots.x, slots.target), () => [...trainable, ...optLwc.moments(), ...optLet.moments()]);
+                    captured.push({ graph, loss: result });
+                    copyTensors([{ from: result, to: slots.losses, toOffset: i }]);
+                  } else {
+                    const { graph, loss } = captured[0];
+                    graph.replay([{ from: ctx.inputs[i], to: slots.x }, { from: targets[i], to: slots.target }], [{ from: loss, to: slots.losses, toOffset: i }]);
                   }
                 }
-                return readLoss ? ((await sum.data()) as Float32Array)[0] / ctx.inputs.length : NaN;
+                if (!readLoss) return NaN;
+                const values = slots ? await slots.losses.data() : await readAll(losses);
+                let sum = 0;
+                for (let i = 0; i < n; i++) sum = Math.fround(sum + values[i]);
+                return sum / n;
               } finally {
-                sum.dispose();
+                tf.dispose(losses);
               }
             };
             try {
@@ -273,6 +297,8 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
                 hooks.sample?.();
               }
             } finally {
+              captured.forEach((c) => (c.graph.dispose(), c.loss.dispose()));
+              if (slots) tf.dispose([slots.x, slots.target, slots.losses]);
               optLwc.dispose();
               optLet.dispose();
             }
@@ -312,6 +338,16 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
     artifacts: { omniquant: art },
     stats: { first_epoch_loss_mean: mean(firstLoss), last_epoch_loss_mean: mean(lastLoss) },
   };
+}
+
+/** Scalars' values in one readback. */
+async function readAll(scalars: tf.Scalar[]): Promise<Float32Array> {
+  const all = tf.stack(scalars);
+  try {
+    return (await all.data()) as Float32Array;
+  } finally {
+    all.dispose();
+  }
 }
 
 const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
