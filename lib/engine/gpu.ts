@@ -1,7 +1,8 @@
 // The executor's GPU plumbing on raw WebGPU (the tfjs-webgpu backend's own device, so the model's
 // weight tensors bind directly): one owner for every buffer the executor creates (Arena), compiled
 // pipelines cached by WGSL text, and a Program: a fixed list of dispatches whose pipelines and bind
-// groups are made once at plan time. Per step only three things change: the small metadata
+// groups are made once, at a dispatch's first recording (a plan holds variants a run may never
+// pick: GEMM splits, attention paths; making all of them cost ~60 ms a plan). Per step only three things change: the small metadata
 // buffers (queue.writeBuffer), the params of each dispatch (one uniform blob, one writeBuffer), and
 // the workgroup counts; a step is one compute pass in one command buffer (one pass per dispatch
 // when the step is profiled with timestamp queries).
@@ -113,6 +114,21 @@ export interface Kernel {
   params: Record<string, ParamType>;
 }
 
+/**
+ * A kernel generator memoized by its arguments (plain data): a plan asks for hundreds of kernels,
+ * mostly the same ones as the last plan's, and regenerating their WGSL (and hashing it again in the
+ * pipeline cache) cost about as much as the plan's own work.
+ */
+export function memoKernel<A extends unknown[]>(generate: (...args: A) => Kernel): (...args: A) => Kernel {
+  const made = new Map<string, Kernel>();
+  return (...args: A) => {
+    const key = JSON.stringify(args);
+    let k = made.get(key);
+    if (!k) made.set(key, (k = generate(...args)));
+    return k;
+  };
+}
+
 /** One dispatch of a program: its kernel's buffers are fixed; params and workgroups come from the step. */
 export interface DispatchSpec<S> {
   kernel: Kernel;
@@ -126,8 +142,8 @@ const SLOT = 256; // uniform offsets must be multiples of minUniformBufferOffset
 
 interface Dispatch<S> {
   spec: DispatchSpec<S>;
-  pipeline: GPUComputePipeline;
-  bindGroup: GPUBindGroup;
+  /** Made at the dispatch's first recording: a plan holds variants (GEMM splits, attention paths) that a run may never pick. */
+  bound: { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup } | null;
   slot: number;
 }
 
@@ -145,19 +161,26 @@ export class Program<S> {
     specs: DispatchSpec<S>[],
     readonly name: string,
   ) {
-    const device = arena.device;
     const withParams = specs.filter((s) => Object.keys(s.kernel.params).length > 0).length;
     this.paramsBuf = arena.uniform(`${name}-params`, Math.max(1, withParams) * SLOT);
     this.blob = new ArrayBuffer(Math.max(1, withParams) * SLOT);
     let slot = 0;
     for (const spec of specs) {
-      const pipeline = pipelineFor(device, spec.kernel.name, spec.kernel.code);
-      const entries: GPUBindGroupEntry[] = spec.buffers.map((b, binding) => ({ binding, resource: { buffer: b.buffer } }));
       const hasParams = Object.keys(spec.kernel.params).length > 0;
-      if (hasParams) entries.push({ binding: entries.length, resource: { buffer: this.paramsBuf.buffer, offset: slot * SLOT, size: SLOT } });
-      const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: spec.kernel.name });
-      this.list.push({ spec, pipeline, bindGroup, slot: hasParams ? slot++ : -1 });
+      this.list.push({ spec, bound: null, slot: hasParams ? slot++ : -1 });
     }
+  }
+
+  /** The dispatch's pipeline (compiled once per WGSL source, engine-wide) and bind group. */
+  private bind(d: Dispatch<S>): { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup } {
+    if (d.bound) return d.bound;
+    const device = this.arena.device;
+    const { kernel, buffers } = d.spec;
+    const pipeline = pipelineFor(device, kernel.name, kernel.code);
+    const entries: GPUBindGroupEntry[] = buffers.map((b, binding) => ({ binding, resource: { buffer: b.buffer } }));
+    if (d.slot >= 0) entries.push({ binding: entries.length, resource: { buffer: this.paramsBuf.buffer, offset: d.slot * SLOT, size: SLOT } });
+    d.bound = { pipeline, bindGroup: device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: kernel.name }) };
+    return d.bound;
   }
 
   /** Number of dispatches recorded for step s. */
@@ -196,8 +219,9 @@ export class Program<S> {
         pass = enc.beginComputePass({ timestampWrites: { querySet: timer.querySet, beginningOfPassWriteIndex: 2 * n, endOfPassWriteIndex: 2 * n + 1 } });
         timer.names.push(d.spec.kernel.name);
       }
-      pass!.setPipeline(d.pipeline);
-      pass!.setBindGroup(0, d.bindGroup);
+      const { pipeline, bindGroup } = this.bind(d);
+      pass!.setPipeline(pipeline);
+      pass!.setBindGroup(0, bindGroup);
       pass!.dispatchWorkgroups(wg[0], wg[1], wg[2]);
       if (timer) pass!.end();
       n++;

@@ -8,7 +8,7 @@
 // (RMSNorm (x·r)·w, LayerNorm with the centred variance, RoPE as x·cos + rotate_half(x)·sin with
 // host fp32 tables, SiLU as x·sigmoid(x), log-softmax as (x − max) − log Σ exp(x − max)); sums
 // differ only in order.
-import type { Kernel } from './gpu';
+import { memoKernel, type Kernel } from './gpu';
 
 /** A WGSL f32 literal of x (rounded to fp32 as the host computes it). */
 export const wgslFloat = (x: number) => {
@@ -24,7 +24,7 @@ const BUILTINS = '@builtin(workgroup_id) g: vec3u, @builtin(num_workgroups) ng: 
 
 /** Token embedding rows (+ OPT learned positions at pos + 2): x [T, E] ← table[id − rowStart] for ids in this row block.
  * Bindings: x (out), ids u32 [T], table [rows, E], then with positions: pos u32 [T], ptable [P, E]. */
-export function embedKernel(E: number, positions: boolean): Kernel {
+function embedKernelSource(E: number, positions: boolean): Kernel {
   return {
     name: `embed-${E}${positions ? '-pos' : ''}`,
     params: { n: 'u32', rowStart: 'u32', rows: 'u32' },
@@ -52,7 +52,7 @@ fn main(${BUILTINS}) {
 
 /** RMSNorm or LayerNorm of rows of x [*, D] into y [n, D]; with `gather`, row r reads x[rows[r]].
  * Bindings: y (out), x, w [D], then b [D] (LayerNorm), then rows u32 [n] (gather). One workgroup per row. */
-export function normKernel(D: number, kind: 'rms' | 'layer', eps: number, gather: boolean): Kernel {
+function normKernelSource(D: number, kind: 'rms' | 'layer', eps: number, gather: boolean): Kernel {
   const WG = Math.min(256, Math.max(32, nextPow2(D)));
   const PER = Math.ceil(D / WG);
   let b = 3;
@@ -180,7 +180,7 @@ export const GEMM_TILES = {
  * its mirror, which is the skipped workgroup's value bit for bit (the same products, commutative,
  * summed in the same k order).
  */
-export function gemmKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits = 1, symmetric = false): Kernel {
+function gemmKernelSource(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits = 1, symmetric = false): Kernel {
   if (symmetric && (e !== 'store' || bias || splits !== 1)) throw new Error('gemm: the symmetric form stores x·xᵀ plainly (no epilogue, bias or split)');
   if (t.vec) return gemmVecKernel(K, N, t, e, bias, splits, symmetric);
   const { BM, BN, BK, TM, TN } = t;
@@ -348,7 +348,7 @@ export function splitChunk(K: number, BK: number, splits: number): number {
  * partials [z, M, N] (+ b [N]), one thread an output (ceil(M·N / 256) workgroups). Bindings: y,
  * partials, then b. Params: M, ldy, colOff.
  */
-export function gemmSplitReduceKernel(N: number, splits: number, e: Epilogue, bias: boolean): Kernel {
+function gemmSplitReduceKernelSource(N: number, splits: number, e: Epilogue, bias: boolean): Kernel {
   const WG = 256;
   return {
     name: `gemm-reduce-${N}-s${splits}-${e}${bias ? '-b' : ''}`,
@@ -401,7 +401,7 @@ export const GEMV_MAX_ROWS = 8;
  * read its weight row with coalesced (vec4 when K % 4 = 0) loads, each accumulating M partial
  * sums, reduced in workgroup memory. Bindings and params as gemmKernel.
  */
-export function gemvKernel(K: number, N: number, e: Epilogue, bias: boolean): Kernel {
+function gemvKernelSource(K: number, N: number, e: Epilogue, bias: boolean): Kernel {
   const COLS = 8;
   const LANES = 32;
   const V = K % 4 === 0 ? 4 : 1;
@@ -472,7 +472,7 @@ export interface RopeLayout {
  * [P, rotated] fp32 tables (positions × frequencies). Without rope: only the copy.
  * Bindings: kStore (rw), vStore (rw), k, v, pos u32, kvRow u32, then q (rw), cos, sin (rope).
  */
-export function ropeKvKernel(H: number, KVH: number, hd: number, rope: boolean, layout: RopeLayout = { pairs: 'halves', rotated: hd / 2, fused: false }): Kernel {
+function ropeKvKernelSource(H: number, KVH: number, hd: number, rope: boolean, layout: RopeLayout = { pairs: 'halves', rotated: hd / 2, fused: false }): Kernel {
   const half = hd / 2;
   const slots = (rope ? H : 0) + 2 * KVH; // q heads (rotated in place), k heads, v heads
   const kv0 = rope ? H : 0;
@@ -554,7 +554,7 @@ fn main(${BUILTINS}) {
 
 /** silu(gate) · up of a fused [T, 2F] gate|up projection into y [T, F] (GLM's dense_h_to_4h).
  * Bindings: y (out), s [T, 2F]. */
-export function swigluSplitKernel(F: number): Kernel {
+function swigluSplitKernelSource(F: number): Kernel {
   return {
     name: `swiglu-split-${F}`,
     params: { n: 'u32' },
@@ -598,7 +598,7 @@ export const BLOCK_WORDS = 6;
  * partial (m, l, o) for attnMergeKernel; else the output o [T, H·hd] directly.
  * Bindings: out (or po, ml), q [T, H·hd], kStore, vStore [rows, KV·hd], blocks.
  */
-export function attentionKernel(H: number, KVH: number, hd: number, t: AttnTile, split: boolean): Kernel {
+function attentionKernelSource(H: number, KVH: number, hd: number, t: AttnTile, split: boolean): Kernel {
   const rep = H / KVH;
   const R = t.rows;
   const { BKV, WG } = t;
@@ -719,7 +719,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
 
 /** Merges split attention partials into o [T, H·hd]: one thread per (block, KV head, row, d).
  * Bindings: out, po, ml, blocks. */
-export function attnMergeKernel(H: number, KVH: number, hd: number, R: number): Kernel {
+function attnMergeKernelSource(H: number, KVH: number, hd: number, R: number): Kernel {
   const rep = H / KVH;
   return {
     name: `attn-merge-${H}-${KVH}-${hd}-r${R}`,
@@ -763,7 +763,7 @@ fn main(${BUILTINS}) {
 /** Per row of logits [n, V]: its max and log Σ exp(x − max); with `argmax`, also the first index
  * of the max of logits / temperature + noise[r] (noise [n, V]; Gumbel-max sampling, as transformer.ts generate) or of logits.
  * Bindings: stats (out) [n, 2], ids (out) u32 [n], logits, then noise [n, V] (sampled). */
-export function rowStatsKernel(V: number, sampled: boolean): Kernel {
+function rowStatsKernelSource(V: number, sampled: boolean): Kernel {
   const WG = 256;
   return {
     name: `row-stats-${V}${sampled ? '-sampled' : ''}`,
@@ -827,7 +827,7 @@ fn main(${BUILTINS}) {
 
 /** Per scored item (row, token): log p = (logit − max) − log Σ exp, and greedy = logit is the row's max.
  * Bindings: lp (out) [n], greedy (out) u32 [n], logits [*, V], stats [*, 2], items u32 [n, 2]. */
-export function pickKernel(V: number): Kernel {
+function pickKernelSource(V: number): Kernel {
   return {
     name: `pick-${V}`,
     params: { n: 'u32' },
@@ -852,3 +852,16 @@ fn main(${BUILTINS}) {
 }`,
   };
 }
+
+// Each generator memoized by its arguments (engine/gpu.ts memoKernel): plans reuse the kernels of earlier plans.
+export const embedKernel = memoKernel(embedKernelSource);
+export const normKernel = memoKernel(normKernelSource);
+export const gemmKernel = memoKernel(gemmKernelSource);
+export const gemmSplitReduceKernel = memoKernel(gemmSplitReduceKernelSource);
+export const gemvKernel = memoKernel(gemvKernelSource);
+export const ropeKvKernel = memoKernel(ropeKvKernelSource);
+export const swigluSplitKernel = memoKernel(swigluSplitKernelSource);
+export const attentionKernel = memoKernel(attentionKernelSource);
+export const attnMergeKernel = memoKernel(attnMergeKernelSource);
+export const rowStatsKernel = memoKernel(rowStatsKernelSource);
+export const pickKernel = memoKernel(pickKernelSource);
