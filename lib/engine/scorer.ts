@@ -22,8 +22,8 @@ interface Seq {
   positions: number[]; // positions whose next-token distribution is read (one score row each)
   tokens: number[][]; // per position, the tokens scored there
   truncated: number;
-  /** Requests with the same key may share their common input prefix. */
-  group: string | null;
+  /** Requests with the same key may share their common input prefix (contextKey; null: never). */
+  group: number | null;
 }
 
 /** What one step runs: requests sharing `prefix` tokens (0: one request alone). */
@@ -65,7 +65,7 @@ export class EngineScorer implements Scorer {
   async continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]> {
     const seqs = reqs.map((r, k): Seq => {
       const c = continuationInput(r, k, this.maxLength);
-      return { req: k, input: c.input, positions: c.positions, tokens: c.tokens.map((t) => [t]), truncated: c.truncated, group: this.opts.sharePrefixes ? r.context.join(',') : null };
+      return { req: k, input: c.input, positions: c.positions, tokens: c.tokens.map((t) => [t]), truncated: c.truncated, group: this.opts.sharePrefixes ? contextKey(r.context) : null };
     });
     const out = await this.run(seqs, onProgress);
     return reqs.map((r, k) => {
@@ -198,11 +198,13 @@ function unit(members: Seq[], prefix: number): Unit {
  * consecutive pieces that fit; the rest run alone.
  */
 function makeUnits(seqs: Seq[], fits: (u: Unit) => boolean): Unit[] {
-  const groups = new Map<string, Seq[]>();
+  const groups = new Map<number, Seq[]>();
   const units: Unit[] = [];
   for (const s of seqs) {
+    const members = s.group === null ? null : groups.get(s.group);
     if (s.group === null) units.push(unit([s], 0));
-    else groups.set(s.group, [...(groups.get(s.group) ?? []), s]);
+    else if (members) members.push(s);
+    else groups.set(s.group, [s]);
   }
   for (const members of groups.values()) {
     let start = 0;
@@ -219,6 +221,18 @@ function makeUnits(seqs: Seq[], fits: (u: Unit) => boolean): Unit[] {
     }
   }
   return units;
+}
+
+/**
+ * A grouping key of a context: FNV-1a over its tokens, with its length. Equal contexts get equal
+ * keys; a collision only makes unrelated requests one group, whose units share the prefix their
+ * inputs really have (commonPrefix), so the numbers stay exact. (Joining the tokens into a string
+ * key, as before, hashed and collected ~1 KB per HellaSwag request.)
+ */
+function contextKey(ids: readonly number[]): number {
+  let h = 0x811c9dc5;
+  for (const t of ids) h = Math.imul(h ^ t, 0x01000193);
+  return (h >>> 0) * 65536 + (ids.length % 65536);
 }
 
 /** Length of the longest common prefix of the members' inputs, leaving each at least one token of its own. */
