@@ -168,7 +168,7 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
       const exec = Executor.create(model, { maxTokens: 64 });
       const made = Arena.live - live;
       expect(made).toBeGreaterThan(10);
-      const step = { seqs: [{ ids: [3, 4], pos0: 0, kvBase: 0 }, { ids: [7], pos0: 0, kvBase: 2 }], scoreRows: [1, 2], items: [{ row: 0, token: 9 }, { row: 1, token: 2 }] };
+      const step = { seqs: [{ ids: [3, 4], pos0: 0, kvBase: 0 }, { ids: [7], pos0: 0, kvBase: 2 }], scoreRows: [1, 2], items: [0, 9, 1, 2] };
       const first = await exec.run(step);
       for (let s = 0; s < 1000; s++) {
         const o = await exec.run(step);
@@ -184,7 +184,7 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
     it('a profiled step times every dispatch (timestamp queries), gives the same outputs and frees its queries', { timeout: 300_000 }, async () => {
       const exec = Executor.create(model, { maxTokens: 64 });
       try {
-        const step = { seqs: [{ ids: [3, 4, 5], pos0: 0, kvBase: 0 }], scoreRows: [0, 2], items: [{ row: 1, token: 9 }] };
+        const step = { seqs: [{ ids: [3, 4, 5], pos0: 0, kvBase: 0 }], scoreRows: [0, 2], items: [1, 9] };
         const plain = await exec.run(step);
         if (!engineDevice().features.has('timestamp-query')) {
           await expect(exec.run(step, { times: new KernelTimes() })).rejects.toThrow(/timestamp-query/);
@@ -242,7 +242,7 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
         expect(() => exec.run({ seqs: [{ ids: [1, 200], pos0: 0, kvBase: 0 }], scoreRows: [], items: [] })).toThrow(/token id 200 outside the vocabulary/);
         expect(() => exec.run({ seqs: [{ ids: [1], pos0: 0, kvBase: 0 }], scoreRows: [0], items: [] }, { chained: true })).toThrow(/a chained step is one token of one sequence after an earlier step/);
         expect(() => exec.run({ seqs: [{ ids: [1, 2], pos0: 0, kvBase: 0 }], scoreRows: [2], items: [] })).toThrow(/score row 2 outside/);
-        expect(() => exec.run({ seqs: [{ ids: [1, 2], pos0: 0, kvBase: 0 }], scoreRows: [1], items: [{ row: 0, token: -1 }] })).toThrow(/scored token -1/);
+        expect(() => exec.run({ seqs: [{ ids: [1, 2], pos0: 0, kvBase: 0 }], scoreRows: [1], items: [0, -1] })).toThrow(/scored token -1/);
         expect(() => exec.run({ seqs: [{ ids: [1, 2], pos0: 2, kvBase: -2, prefix: { kvBase: 0, length: 2 } }], scoreRows: [], items: [] })).toThrow(/prefix must be ≥ 1 rows of earlier tokens/);
       } finally {
         exec.dispose();

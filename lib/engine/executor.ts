@@ -139,7 +139,8 @@ export interface StepSeq {
 export interface StepInput {
   seqs: StepSeq[];
   scoreRows: number[];
-  items: { row: number; token: number }[];
+  /** (score row, token) pairs, flat: row₀, token₀, row₁, token₁, … (a scorer makes millions: no object each). */
+  items: number[];
   /** Gumbel noise [scoreRows, V] and the temperature, for sampling. */
   sample?: { noise: Float32Array; temperature: number };
 }
@@ -687,7 +688,8 @@ export class Executor {
     if (T === 0) throw new Error('executor: a step needs at least one token');
     if (T > maxTokens) throw new Error(`executor: step of ${T} tokens exceeds maxTokens ${maxTokens}`);
     const R = input.scoreRows.length;
-    const I = input.items.length;
+    if (input.items.length % 2 !== 0) throw new Error(`executor: items hold ${input.items.length} numbers, not (row, token) pairs`);
+    const I = input.items.length / 2;
     if (R > maxScoreRows) throw new Error(`executor: ${R} score rows exceed maxScoreRows ${maxScoreRows}`);
     if (I > maxItems) throw new Error(`executor: ${I} items exceed ${maxItems}`);
     const ids = new Uint32Array(T);
@@ -720,12 +722,14 @@ export class Executor {
     if (nb > maxBlocks) throw new Error(`executor: ${nb} attention blocks exceed ${maxBlocks}`);
     for (const r of input.scoreRows) if (!(Number.isInteger(r) && r >= 0 && r < T)) throw new Error(`executor: score row ${r} outside the step's ${T} tokens`);
     const items = new Uint32Array(2 * I);
-    input.items.forEach((it, k) => {
-      if (!(Number.isInteger(it.row) && it.row >= 0 && it.row < R)) throw new Error(`executor: item row ${it.row} outside the ${R} score rows`);
-      if (!(Number.isInteger(it.token) && it.token >= 0 && it.token < c.vocabSize)) throw new Error(`executor: scored token ${it.token} outside the vocabulary [0, ${c.vocabSize})`);
-      items[2 * k] = it.row;
-      items[2 * k + 1] = it.token;
-    });
+    for (let k = 0; k < I; k++) {
+      const row = input.items[2 * k];
+      const token = input.items[2 * k + 1];
+      if (!(Number.isInteger(row) && row >= 0 && row < R)) throw new Error(`executor: item row ${row} outside the ${R} score rows`);
+      if (!(Number.isInteger(token) && token >= 0 && token < c.vocabSize)) throw new Error(`executor: scored token ${token} outside the vocabulary [0, ${c.vocabSize})`);
+      items[2 * k] = row;
+      items[2 * k + 1] = token;
+    }
     // Split the keys of short steps (decode) across workgroups until the GPU is busy.
     let maxKeys = 0;
     for (let b = 0; b < nb; b++) maxKeys = Math.max(maxKeys, blocks[BLOCK_WORDS * b + 3] + blocks[BLOCK_WORDS * b + 1]);
@@ -774,7 +778,9 @@ export class Executor {
       .then((): StepOutput => {
         const view = rb.buffer.getMappedRange();
         const logprobs = new Float32Array(view, 0, I).slice();
-        const greedy = Uint8Array.from(new Uint32Array(view, 4 * maxItems, I), (v) => (v ? 1 : 0));
+        const flags = new Uint32Array(view, 4 * maxItems, I);
+        const greedy = new Uint8Array(I);
+        for (let i = 0; i < I; i++) greedy[i] = flags[i] ? 1 : 0;
         const argmax = new Uint32Array(view, 8 * maxItems, R).slice();
         rb.buffer.unmap();
         return { logprobs, greedy, argmax };

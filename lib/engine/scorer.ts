@@ -20,7 +20,8 @@ interface Seq {
   req: number;
   input: number[];
   positions: number[]; // positions whose next-token distribution is read (one score row each)
-  tokens: number[][]; // per position, the tokens scored there
+  tokens: number[]; // the tokens scored, `width` per position (flat: position j's are tokens[j·width …])
+  width: number;
   truncated: number;
   /** Requests with the same key may share their common input prefix (contextKey; null: never). */
   group: number | null;
@@ -65,15 +66,15 @@ export class EngineScorer implements Scorer {
   async continuations(reqs: readonly ContinuationRequest[], onProgress?: Progress): Promise<ContinuationResult[]> {
     const seqs = reqs.map((r, k): Seq => {
       const c = continuationInput(r, k, this.maxLength);
-      return { req: k, input: c.input, positions: c.positions, tokens: c.tokens.map((t) => [t]), truncated: c.truncated, group: this.opts.sharePrefixes ? contextKey(r.context) : null };
+      return { req: k, input: c.input, positions: c.positions, tokens: c.tokens, width: 1, truncated: c.truncated, group: this.opts.sharePrefixes ? contextKey(r.context) : null };
     });
     const out = await this.run(seqs, onProgress);
     return reqs.map((r, k) => {
       let s = 0;
       let greedy = true;
-      for (const [lp, g] of out[k]) {
-        s += lp; // float64 on the host
-        greedy &&= g;
+      for (let i = out.offsets[k]; i < out.offsets[k + 1]; i++) {
+        s += out.logprobs[i]; // float64 on the host
+        greedy &&= out.greedy[i] === 1;
       }
       const tokens = seqs[k].positions.length;
       return { logprob: s, greedy, truncated: seqs[k].truncated, tokens, unscored: r.continuation.length - tokens };
@@ -83,16 +84,23 @@ export class EngineScorer implements Scorer {
   async nextToken(reqs: readonly NextTokenRequest[], onProgress?: Progress): Promise<NextTokenResult[]> {
     const seqs = reqs.map((r, k): Seq => {
       const { input, truncated } = nextTokenInput(r, k, this.maxLength);
-      return { req: k, input, positions: [input.length - 1], tokens: [r.candidates], truncated, group: null };
+      return { req: k, input, positions: [input.length - 1], tokens: r.candidates, width: r.candidates.length, truncated, group: null };
     });
     const out = await this.run(seqs, onProgress);
-    return reqs.map((_, k) => ({ logprobs: out[k].map(([lp]) => lp), truncated: seqs[k].truncated }));
+    return reqs.map((_, k) => ({ logprobs: Array.from(out.logprobs.subarray(out.offsets[k], out.offsets[k + 1])), truncated: seqs[k].truncated }));
   }
 
-  /** Packs units (longest first) into steps within every per-step bound; returns per sequence its items' (logprob, greedy). */
-  private async run(seqs: Seq[], onProgress?: Progress): Promise<[number, boolean][][]> {
+  /**
+   * Packs units (longest first) into steps within every per-step bound; returns every item's
+   * log-probability and greedy flag, sequence k's at [offsets[k], offsets[k + 1]) in its order.
+   */
+  private async run(seqs: Seq[], onProgress?: Progress): Promise<{ logprobs: Float64Array; greedy: Uint8Array; offsets: Uint32Array }> {
     const total = seqs.reduce((n, s) => n + s.input.length, 0);
-    const itemsPerRow = Math.max(1, ...seqs.map((s) => s.tokens.reduce((m, t) => Math.max(m, t.length), 0)));
+    const itemsPerRow = Math.max(1, ...seqs.map((s) => s.width));
+    const offsets = new Uint32Array(seqs.length + 1);
+    seqs.forEach((s, k) => (offsets[k + 1] = offsets[k] + s.tokens.length));
+    const logprobs = new Float64Array(offsets[seqs.length]);
+    const greedy = new Uint8Array(offsets[seqs.length]);
     const exec = Executor.create(this.model, { itemsPerRow, fitTokens: Math.max(this.maxLength, total), ...this.opts.executor });
     const pending: Promise<void>[] = [];
     try {
@@ -100,7 +108,6 @@ export class EngineScorer implements Scorer {
       if (maxTokens < this.maxLength) throw new Error(`EngineScorer: the executor holds ${maxTokens} tokens per step, fewer than one sequence of ${this.maxLength}`);
       const fits = (u: Unit) => u.tokens <= maxTokens && u.scoreRows <= maxScoreRows && u.items <= maxItems && exec.blocksFor(u.lengths) <= maxBlocks;
       const units = makeUnits(seqs, fits);
-      const results: [number, boolean][][] = new Array(seqs.length);
       const order = units.map((_, i) => i).sort((a, b) => units[b].tokens - units[a].tokens || a - b);
       let done = 0;
       let i = 0;
@@ -137,13 +144,13 @@ export class EngineScorer implements Scorer {
             input.seqs.push(P > 0 ? { ids: s.input.slice(P), pos0: P, kvBase: own - P, prefix: { kvBase: prefixRow, length: P } } : { ids: s.input, pos0: 0, kvBase: own });
             s.positions.forEach((p, j) => {
               const tokenRow = p < P ? prefixRow + p : own + p - P;
-              let row = scoreRowOf.get(tokenRow);
+              let row = P > 0 ? scoreRowOf.get(tokenRow) : undefined; // only a prefix's rows repeat
               if (row === undefined) {
                 row = input.scoreRows.length;
                 input.scoreRows.push(tokenRow);
-                scoreRowOf.set(tokenRow, row);
+                if (P > 0) scoreRowOf.set(tokenRow, row);
               }
-              for (const token of s.tokens[j]) input.items.push({ row, token });
+              for (let w = 0; w < s.width; w++) input.items.push(row, s.tokens[j * s.width + w]);
             });
             t += s.input.length - P;
           }
@@ -153,9 +160,10 @@ export class EngineScorer implements Scorer {
           let n = 0;
           for (const u of step) {
             for (const s of u.members) {
-              const r: [number, boolean][] = [];
-              for (const toks of s.tokens) for (let j = 0; j < toks.length; j++, n++) r.push([o.logprobs[n], o.greedy[n] === 1]);
-              results[s.req] = r;
+              for (let i = offsets[s.req]; i < offsets[s.req + 1]; i++, n++) {
+                logprobs[i] = o.logprobs[n];
+                greedy[i] = o.greedy[n];
+              }
             }
             done += u.members.length;
           }
@@ -166,7 +174,7 @@ export class EngineScorer implements Scorer {
         if (pending.length >= 2) await pending.shift();
       }
       await Promise.all(pending);
-      return results;
+      return { logprobs, greedy, offsets };
     } finally {
       await Promise.allSettled(pending);
       await exec.idle();
@@ -183,11 +191,11 @@ function unit(members: Seq[], prefix: number): Unit {
   let items = 0;
   for (const s of members) {
     tokens += s.input.length - prefix;
-    s.positions.forEach((p, j) => {
+    for (const p of s.positions) {
       if (p < prefix) shared.add(p);
       else own++;
-      items += s.tokens[j].length;
-    });
+    }
+    items += s.tokens.length;
   }
   return { prefix, members, tokens, scoreRows: shared.size + own, items, lengths: [...(prefix > 0 ? [prefix] : []), ...members.map((s) => s.input.length - prefix)] };
 }
