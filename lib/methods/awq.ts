@@ -10,7 +10,7 @@ import { ARCHS, linearName, linearParts, type LinearGroup } from '../models/arch
 import { blockWidths } from '../models/weights';
 import type { ForwardOptions } from '../models/transformer';
 import type { Model } from '../models/types';
-import { awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
+import { awqGroupParams, awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, quantizeValue, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
 import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
@@ -352,10 +352,17 @@ function clipSearchSampled(W: Float32Array, rows: number, cols: number, Xs: Floa
       let minErr = 1e9;
       let bestMax = orgMax;
       for (let i = 0; i < Math.floor(o.clipMaxShrink * o.clipGrid); i++) {
+        // awqFakeQuant of the clipped segment as one group, in place (the same fp32 operations)
         const maxVal = Math.fround(orgMax * (1 - i / o.clipGrid));
-        const seg = Float32Array.from(seg0, (v) => Math.min(Math.max(v, -maxVal), maxVal));
-        const q = awqFakeQuant(seg, 1, w, { ...o, groupSize: -1 });
-        for (let c = 0; c < w; c++) d[c] = q[c] - seg0[c];
+        let mn = Infinity;
+        let mx = -Infinity;
+        for (let c = 0; c < w; c++) {
+          const v = Math.min(Math.max(seg0[c], -maxVal), maxVal);
+          if (v < mn) mn = v;
+          if (v > mx) mx = v;
+        }
+        const { scale, zero } = awqGroupParams(mn, mx, o.bits);
+        for (let c = 0; c < w; c++) d[c] = quantizeValue(Math.min(Math.max(seg0[c], -maxVal), maxVal), scale, zero, o.bits) - seg0[c];
         let err = 0; // dᵀ G d from the upper triangle
         for (let a = 0; a < w; a++) {
           if (d[a] === 0) continue;

@@ -175,10 +175,13 @@ export function fakeQuantize(W: ArrayLike<number>, rows: number, cols: number, s
 export function awqQuantizeMatrix(W: ArrayLike<number>, rows: number, cols: number, spec: WeightQuantSpec): QuantizedMatrix {
   checkWeightSpec(spec, cols, 'awq');
   if (spec.sym) throw new QuantConfigError('awq: the reference quantizer is asymmetric (zero_point=True); sym is not supported');
-  const q = maxq(spec.bits);
-  return quantizeGroups(W, rows, cols, spec, (mn, mx) => {
-    const scale = f(Math.max(f(mx - mn), f(1e-5)) / q);
-    const zero = Math.min(Math.max(-roundHalfEven(f(mn / scale)), 0), q) + 0;
-    return { scale, zero };
-  });
+  return quantizeGroups(W, rows, cols, spec, (mn, mx) => awqGroupParams(mn, mx, spec.bits));
+}
+
+/** Scale and zero of one group of AWQ's quantizer (see awqQuantizeMatrix) from its fp32 min and max. */
+export function awqGroupParams(mn: number, mx: number, bits: number): { scale: number; zero: number } {
+  const q = maxq(bits);
+  const scale = f(Math.max(f(mx - mn), f(1e-5)) / q);
+  const zero = Math.min(Math.max(-roundHalfEven(f(mn / scale)), 0), q) + 0;
+  return { scale, zero };
 }
