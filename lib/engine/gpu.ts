@@ -2,10 +2,10 @@
 // weight tensors bind directly): one owner for every buffer the executor creates (Arena), compiled
 // pipelines cached by WGSL text, and a Program: a fixed list of dispatches whose pipelines and bind
 // groups are made once, at a dispatch's first recording (a plan holds variants a run may never
-// pick: GEMM splits, attention paths; making all of them cost ~60 ms a plan). Per step only three things change: the small metadata
-// buffers (queue.writeBuffer), the params of each dispatch (one uniform blob, one writeBuffer), and
-// the workgroup counts; a step is one compute pass in one command buffer (one pass per dispatch
-// when the step is profiled with timestamp queries).
+// pick: GEMM splits, attention paths; making all of them cost ~60 ms a plan). Per step only three
+// things change: the small metadata buffers (queue.writeBuffer), the params of each dispatch (one
+// uniform blob, one writeBuffer), and the workgroup counts; a step is one compute pass in one
+// command buffer (one pass per dispatch when the step is profiled with timestamp queries).
 import { flushTfjs, gpuBuffer, pipelineFor } from '../kernels/gpu';
 import { webgpuDevice } from '../runtime/backend';
 import type * as tf from '@tensorflow/tfjs';

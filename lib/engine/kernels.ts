@@ -853,7 +853,8 @@ fn main(${BUILTINS}) {
   };
 }
 
-// Each generator memoized by its arguments (engine/gpu.ts memoKernel): plans reuse the kernels of earlier plans.
+// The generators above (documented there), each memoized by its arguments (engine/gpu.ts memoKernel):
+// a plan reuses the kernels, and their WGSL strings, of earlier plans.
 export const embedKernel = memoKernel(embedKernelSource);
 export const normKernel = memoKernel(normKernelSource);
 export const gemmKernel = memoKernel(gemmKernelSource);

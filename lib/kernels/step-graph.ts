@@ -4,7 +4,7 @@
 // small model a step is a few hundred tiny dispatches, and their host cost (~80 µs each through
 // tfjs on the H100) is the step's whole time; a replay re-encodes recorded pipelines and bind groups.
 //
-//   const { graph, result: loss } = captureStep(() => trainStep(slotX, slotY), () => [...params, ...opt.variables()]);
+//   const { graph, result: loss } = captureStep(() => trainStep(slotX, slotY), () => [...params, ...opt.moments()]);
 //   for (const i of ...) graph.replay([{ from: xs[i], to: slotX }, { from: ys[i], to: slotY }], [{ from: loss, to: log, toOffset: i }]);
 //   graph.dispose();
 //
@@ -41,11 +41,9 @@ interface Withheld {
   reuse: boolean;
 }
 
-/** Graphs alive now (their buffers are withheld from the pool), per backend. */
+/** Graphs alive now (their buffers are withheld from the pool). */
 const live = new Set<StepGraph>();
 let capturing: Capture | null = null;
-/** Backends whose releaseBuffer consults the live graphs. */
-const patched = new WeakSet<object>();
 
 /** The state of a capture in progress: what the step acquires, binds, writes and encodes. */
 interface Capture {
@@ -69,14 +67,7 @@ export function onReplay(t: tf.Tensor, values: () => Float32Array | Int32Array):
   capturing.replayWrites.push({ buffer, values });
 }
 
-/** Whether a step is being captured now (a step may then behave as it would at any replay). */
-export function isCapturing(): boolean {
-  return capturing !== null;
-}
-
 export class StepGraph {
-  /** Compute dispatches per replay. */
-  readonly dispatches: number;
   private disposed = false;
 
   constructor(
@@ -89,9 +80,7 @@ export class StepGraph {
     private readonly withheld: Withheld[],
     /** Tensors (dataIds) the replays write: the state and the step's result. */
     private readonly written: object[],
-  ) {
-    this.dispatches = commands.reduce((n, c) => n + (c[0] === 'pass' ? c[1].filter((p) => p[0] === 'dispatch').length : 0), 0);
-  }
+  ) {}
 
   /** Called by the patched releaseBuffer: true if the graph keeps `buffer` (then it is withheld). */
   withhold(buffer: GPUBuffer, reuse: boolean): boolean {
@@ -186,13 +175,13 @@ export function slotOf(t: tf.Tensor): tf.Tensor {
   return slot;
 }
 
+/** tfjs's own releaseBuffer, per buffer manager whose releaseBuffer now consults the capture and the live graphs. */
 const originalRelease = new WeakMap<object, (buffer: GPUBuffer, reuse?: boolean) => void>();
 
 /** Makes tfjs's releaseBuffer withhold the buffers of live graphs (once per backend). */
 function patchRelease(b: TfjsWebGPUBackend): void {
   const pool = b.bufferManager;
-  if (patched.has(pool)) return;
-  patched.add(pool);
+  if (originalRelease.has(pool)) return;
   const release = pool.releaseBuffer.bind(pool);
   originalRelease.set(pool, release);
   pool.releaseBuffer = (buffer: GPUBuffer, reuse = true) => {

@@ -181,7 +181,7 @@ export interface AdamStep {
 }
 
 /** The step's scalars that change with t, [stepSize, sqrtBc2], as adamUpdate reads them from the device. */
-export function adamHyper(s: AdamStep): tf.Tensor1D {
+export function adamHyper(s: Pick<AdamStep, 'stepSize' | 'sqrtBc2'>): tf.Tensor1D {
   return tf.tensor1d([s.stepSize, s.sqrtBc2]);
 }
 

@@ -72,8 +72,8 @@ export class AdamW {
     // webgpu: one dispatch instead of ~12 (lib/kernels/train.ts); the ops stay the reference. The
     // t-dependent scalars are a device tensor there, which a step graph rewrites at each replay
     // (the learning rate of a captured step stays fixed).
-    const onGpu = webgpuDevice() !== null;
-    const hyper = onGpu ? adamHyper({ ...this.o, ...at(this.t), decay: 1 }) : null;
+    const now = at(this.t);
+    const hyper = webgpuDevice() !== null ? adamHyper(now) : null;
     try {
       if (hyper) {
         onReplay(hyper, () => {
@@ -87,7 +87,7 @@ export class AdamW {
         const wd = this.decay(name) ? this.o.weightDecay : 0;
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
-        const s: AdamStep = { beta1, beta2, eps, ...at(this.t), decay: wd > 0 ? 1 - lr * wd : 1 };
+        const s: AdamStep = { beta1, beta2, eps, ...now, decay: wd > 0 ? 1 - lr * wd : 1 };
         tf.tidy(() => {
           const grad = gradScale ? tf.mul(gi, gradScale) : gi;
           const next = hyper ? adamUpdate(p, m, v, grad, s, hyper) : adamUpdateOps(p, m, v, grad, s);
