@@ -1,7 +1,7 @@
 // Weight quantizer math: literal cases, round trips and error bounds per bit width, config errors.
 import { describe, expect, it } from 'vitest';
 import {
-  QuantConfigError, checkWeightSpec, quantCode, dequantizeMatrix, findParams, quantizeMatrix, roundHalfEven, weightQuantDefaults,
+  QuantConfigError, awqFakeQuantize, awqQuantizeMatrix, checkWeightSpec, quantCode, dequantizeMatrix, findParams, quantizeMatrix, roundHalfEven, weightQuantDefaults,
 } from '../lib/quant/quantizer';
 import { absmaxQuantizeWeight } from '../lib/quant/act';
 
@@ -91,6 +91,20 @@ describe('quantizer', () => {
     const W = gaussian(2 * 172, 3);
     const q = quantizeMatrix(W, 2, 172, { ...weightQuantDefaults, bits: 4, groupSize: 32, groupRemainder: 'partial' });
     expect(q.scales.length).toBe(12);
+  });
+  it("AWQ's one-pass fake quantization equals dequantizing its codes, bit for bit (partial last group, per channel, 3/4/8 bits)", () => {
+    const W = gaussian(24 * 172, 7).map((x, i) => (i % 37 === 0 ? 0 : x * 0.05)); // zeros and ties included
+    for (const spec of [
+      { ...weightQuantDefaults, bits: 4, groupSize: 32, groupRemainder: 'partial' as const },
+      { ...weightQuantDefaults, bits: 3, groupSize: -1 },
+      { ...weightQuantDefaults, bits: 8, groupSize: 86 },
+    ]) {
+      const want = dequantizeMatrix(awqQuantizeMatrix(W, 24, 172, spec));
+      const got = awqFakeQuantize(W, 24, 172, spec);
+      expect(Array.from(got)).toEqual(Array.from(want));
+      expect(new Set(got).size).toBeLessThan(new Set(W).size); // quantized: fewer distinct values
+    }
+    expect(() => awqFakeQuantize(W, 24, 172, { ...weightQuantDefaults, bits: 4, groupSize: -1, sym: true })).toThrow(/asymmetric/);
   });
   it('absmax int8 weight quantization (SmoothQuant) literal', () => {
     // max 127 → scale 1: values round half to even

@@ -10,7 +10,7 @@ import { ARCHS, linearName, linearParts, type LinearGroup } from '../models/arch
 import { blockWidths } from '../models/weights';
 import type { ForwardOptions } from '../models/transformer';
 import type { Model } from '../models/types';
-import { awqGroupParams, awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, quantizeValue, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
+import { awqFakeQuantize, awqGroupParams, awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, quantizeValue, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
 import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
@@ -52,7 +52,7 @@ export interface AwqArtifact {
 
 /** Fake-quantized W with the AWQ quantizer. */
 export function awqFakeQuant(W: Float32Array, rows: number, cols: number, o: AwqOptions): Float32Array {
-  return dequantizeMatrix(awqQuantizeMatrix(W, rows, cols, spec(o)));
+  return awqFakeQuantize(W, rows, cols, spec(o));
 }
 
 /**

@@ -178,6 +178,33 @@ export function awqQuantizeMatrix(W: ArrayLike<number>, rows: number, cols: numb
   return quantizeGroups(W, rows, cols, spec, (mn, mx) => awqGroupParams(mn, mx, spec.bits));
 }
 
+/**
+ * dequantizeMatrix(awqQuantizeMatrix(W, …)) in one pass per group, without keeping the codes: the
+ * same fp32 operations (AWQ's searches fake-quantize every candidate this way).
+ */
+export function awqFakeQuantize(W: ArrayLike<number>, rows: number, cols: number, spec: WeightQuantSpec): Float32Array {
+  checkWeightSpec(spec, cols, 'awq');
+  if (spec.sym) throw new QuantConfigError('awq: the reference quantizer is asymmetric (zero_point=True); sym is not supported');
+  if (W.length !== rows * cols) throw new QuantConfigError(`awqFakeQuantize: ${W.length} values for a [${rows}, ${cols}] matrix`);
+  const gs = spec.groupSize === -1 ? cols : spec.groupSize;
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c0 = 0; c0 < cols; c0 += gs) {
+      const c1 = Math.min(c0 + gs, cols);
+      let mn = Infinity;
+      let mx = -Infinity;
+      for (let i = r * cols + c0; i < r * cols + c1; i++) {
+        const v = f(W[i]);
+        if (v < mn) mn = v;
+        if (v > mx) mx = v;
+      }
+      const { scale, zero } = awqGroupParams(mn, mx, spec.bits);
+      for (let i = r * cols + c0; i < r * cols + c1; i++) out[i] = quantizeValue(W[i], scale, zero, spec.bits);
+    }
+  }
+  return out;
+}
+
 /** Scale and zero of one group of AWQ's quantizer (see awqQuantizeMatrix) from its fp32 min and max. */
 export function awqGroupParams(mn: number, mx: number, bits: number): { scale: number; zero: number } {
   const q = maxq(bits);
