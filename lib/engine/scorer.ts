@@ -209,9 +209,12 @@ function makeUnits(seqs: Seq[], fits: (u: Unit) => boolean): Unit[] {
   const groups = new Map<number, Seq[]>();
   const units: Unit[] = [];
   for (const s of seqs) {
-    const members = s.group === null ? null : groups.get(s.group);
-    if (s.group === null) units.push(unit([s], 0));
-    else if (members) members.push(s);
+    if (s.group === null) {
+      units.push(unit([s], 0));
+      continue;
+    }
+    const members = groups.get(s.group);
+    if (members) members.push(s);
     else groups.set(s.group, [s]);
   }
   for (const members of groups.values()) {

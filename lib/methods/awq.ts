@@ -10,7 +10,7 @@ import { ARCHS, linearName, linearParts, type LinearGroup } from '../models/arch
 import { blockWidths } from '../models/weights';
 import type { ForwardOptions } from '../models/transformer';
 import type { Model } from '../models/types';
-import { awqFakeQuantize, awqGroupParams, awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, quantizeValue, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
+import { awqFakeQuantize, awqFakeQuantizeGroup, awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
 import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
@@ -345,6 +345,8 @@ function clipSearchSampled(W: Float32Array, rows: number, cols: number, Xs: Floa
       }
     }
     const d = new Float64Array(w);
+    const seg = new Float32Array(w); // a candidate's clipped segment
+    const q = new Float32Array(w); // and its fake quantization
     for (let r = 0; r < rows; r++) {
       const seg0 = W.subarray(r * cols + c0, r * cols + c0 + w);
       let orgMax = 0;
@@ -352,17 +354,11 @@ function clipSearchSampled(W: Float32Array, rows: number, cols: number, Xs: Floa
       let minErr = 1e9;
       let bestMax = orgMax;
       for (let i = 0; i < Math.floor(o.clipMaxShrink * o.clipGrid); i++) {
-        // awqFakeQuant of the clipped segment as one group, in place (the same fp32 operations)
+        // the clipped segment fake-quantized as one group
         const maxVal = Math.fround(orgMax * (1 - i / o.clipGrid));
-        let mn = Infinity;
-        let mx = -Infinity;
-        for (let c = 0; c < w; c++) {
-          const v = Math.min(Math.max(seg0[c], -maxVal), maxVal);
-          if (v < mn) mn = v;
-          if (v > mx) mx = v;
-        }
-        const { scale, zero } = awqGroupParams(mn, mx, o.bits);
-        for (let c = 0; c < w; c++) d[c] = quantizeValue(Math.min(Math.max(seg0[c], -maxVal), maxVal), scale, zero, o.bits) - seg0[c];
+        for (let c = 0; c < w; c++) seg[c] = Math.min(Math.max(seg0[c], -maxVal), maxVal);
+        awqFakeQuantizeGroup(seg, 0, w, o.bits, q);
+        for (let c = 0; c < w; c++) d[c] = q[c] - seg0[c];
         let err = 0; // dᵀ G d from the upper triangle
         for (let a = 0; a < w; a++) {
           if (d[a] === 0) continue;

@@ -173,9 +173,13 @@ export function fakeQuantize(W: ArrayLike<number>, rows: number, cols: number, s
  * zero = clamp(-round(min / scale), 0, maxq). Returns codes/scales/zeros like quantizeMatrix.
  */
 export function awqQuantizeMatrix(W: ArrayLike<number>, rows: number, cols: number, spec: WeightQuantSpec): QuantizedMatrix {
+  checkAwqSpec(spec, cols);
+  return quantizeGroups(W, rows, cols, spec, (mn, mx) => awqGroupParams(mn, mx, spec.bits));
+}
+
+function checkAwqSpec(spec: WeightQuantSpec, cols: number): void {
   checkWeightSpec(spec, cols, 'awq');
   if (spec.sym) throw new QuantConfigError('awq: the reference quantizer is asymmetric (zero_point=True); sym is not supported');
-  return quantizeGroups(W, rows, cols, spec, (mn, mx) => awqGroupParams(mn, mx, spec.bits));
 }
 
 /**
@@ -183,30 +187,31 @@ export function awqQuantizeMatrix(W: ArrayLike<number>, rows: number, cols: numb
  * same fp32 operations (AWQ's searches fake-quantize every candidate this way).
  */
 export function awqFakeQuantize(W: ArrayLike<number>, rows: number, cols: number, spec: WeightQuantSpec): Float32Array {
-  checkWeightSpec(spec, cols, 'awq');
-  if (spec.sym) throw new QuantConfigError('awq: the reference quantizer is asymmetric (zero_point=True); sym is not supported');
+  checkAwqSpec(spec, cols);
   if (W.length !== rows * cols) throw new QuantConfigError(`awqFakeQuantize: ${W.length} values for a [${rows}, ${cols}] matrix`);
   const gs = spec.groupSize === -1 ? cols : spec.groupSize;
   const out = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) {
-    for (let c0 = 0; c0 < cols; c0 += gs) {
-      const c1 = Math.min(c0 + gs, cols);
-      let mn = Infinity;
-      let mx = -Infinity;
-      for (let i = r * cols + c0; i < r * cols + c1; i++) {
-        const v = f(W[i]);
-        if (v < mn) mn = v;
-        if (v > mx) mx = v;
-      }
-      const { scale, zero } = awqGroupParams(mn, mx, spec.bits);
-      for (let i = r * cols + c0; i < r * cols + c1; i++) out[i] = quantizeValue(W[i], scale, zero, spec.bits);
-    }
+    for (let c0 = 0; c0 < cols; c0 += gs) awqFakeQuantizeGroup(W, r * cols + c0, r * cols + Math.min(c0 + gs, cols), spec.bits, out);
   }
   return out;
 }
 
+/** One group of awqFakeQuantize: out[i] for i in [from, to) from W's values there (their fp32 min and max, awqGroupParams). */
+export function awqFakeQuantizeGroup(W: ArrayLike<number>, from: number, to: number, bits: number, out: Float32Array): void {
+  let mn = Infinity;
+  let mx = -Infinity;
+  for (let i = from; i < to; i++) {
+    const v = f(W[i]);
+    if (v < mn) mn = v;
+    if (v > mx) mx = v;
+  }
+  const { scale, zero } = awqGroupParams(mn, mx, bits);
+  for (let i = from; i < to; i++) out[i] = quantizeValue(W[i], scale, zero, bits);
+}
+
 /** Scale and zero of one group of AWQ's quantizer (see awqQuantizeMatrix) from its fp32 min and max. */
-export function awqGroupParams(mn: number, mx: number, bits: number): { scale: number; zero: number } {
+function awqGroupParams(mn: number, mx: number, bits: number): { scale: number; zero: number } {
   const q = maxq(bits);
   const scale = f(Math.max(f(mx - mn), f(1e-5)) / q);
   const zero = Math.min(Math.max(-roundHalfEven(f(mn / scale)), 0), q) + 0;
