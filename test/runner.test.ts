@@ -6,11 +6,17 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { EngineNotRun } from '../lib/efficiency/engines/types';
 import { rowCell, smokeMatrix, STORIES260K, type MatrixConfig } from '../lib/matrix';
 import { readResults, trackFile } from '../lib/results';
 import { runLockFile, runMatrix, wallByPartLine } from '../lib/tracks/runner';
 import './fixtures/plugins/spin'; // the test-only task and method 'spin', in this process too
+
+// llama.cpp as on a host without node-llama-cpp (the cells below run in this process)
+vi.mock('../lib/efficiency/engines/llamacpp', () => ({
+  LlamaCppEngine: { create: async () => Promise.reject(new EngineNotRun('llama.cpp-cpu', 'no llama.cpp here (test)')) },
+}));
 
 const ROOT = path.resolve(__dirname, '..');
 const SPIN = path.join(ROOT, 'test/fixtures/plugins/spin.ts');
@@ -104,6 +110,20 @@ describe('runner reliability', () => {
     expect(rows.map((r) => `${r.track} ${r.metric} ${r.status}`).sort()).toEqual(['1 acc not_run', '4 macs_per_token ok', '4 model_size_bytes ok', '4 peak_memory_bytes ok']);
     expect(new Set(rows.map((r) => `${rowCell(r)} ${r.metric}`)).size).toBe(rows.length);
     expect(fs.existsSync(runLockFile(out))).toBe(false);
+  }, 60_000);
+
+  it("records an engine that cannot open as not_run before loading or compressing a pair for it", async () => {
+    const logs: string[] = [];
+    const mx: MatrixConfig = { ...matrix(['dense', 'spin'], [], null), tracks: [5], engines: ['llama.cpp-cpu'] }; // in process; spin's compression would hold it 30 s
+    const t0 = Date.now();
+    const s = await runMatrix(mx, { out, log: (m) => logs.push(m), slice: { methods: ['spin'] } });
+    expect((Date.now() - t0) / 1000).toBeLessThan(15);
+    expect(logs.some((l) => l.startsWith('== stories260K × spin'))).toBe(false);
+    expect(logs).toContain('engine llama.cpp-cpu cannot run here (no llama.cpp here (test)): its Track 5 cells are not_run');
+    const rows = readResults(trackFile(5, out));
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((r) => r.status === 'not_run' && r.method === 'spin' && r.note.endsWith('no llama.cpp here (test)'))).toBe(true);
+    expect(s.ran).toBe(1);
   }, 60_000);
 
   it('takes over the lock of a run that died, with a warning', async () => {

@@ -23,7 +23,8 @@ import {
 import { appendResults, trackFile, type ResultRow } from '../results';
 import { envDefaults, notRunRows, openEnv, prepareSubject, type EnvOptions, type Subject, type TrackEnv } from './common';
 import { evaluationCell, taskMetrics, taskTrack } from './evaluation';
-import { engineMetrics, hardwareCell } from './hardware';
+import { EngineNotRun } from '../efficiency/engines/types';
+import { engineMetrics, hardwareCell, openEngine } from './hardware';
 import { inferenceCell, TRACK4_METRICS } from './inference';
 import { CellProcess, type SubjectEvent } from './isolate';
 import { trainingCell, TRACK3_METRICS } from './training';
@@ -139,6 +140,20 @@ export async function runMatrix(mx: MatrixConfig, options: Partial<RunOptions> =
   }
 }
 
+/** The engines of these Track 5 cells, other than the kit's own, that cannot open here, with the reason (opened once each). */
+async function unopenableEngines(cells: Cell[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const name of new Set(cells.filter((c) => c.track === 5 && c.item !== 'kit').map((c) => c.item))) {
+    try {
+      await (await openEngine(name)).dispose();
+    } catch (e) {
+      if (!(e instanceof EngineNotRun)) throw e;
+      out.set(name, e.reason);
+    }
+  }
+  return out;
+}
+
 async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<RunSummary> {
   // The data identity of each cell is in its hash: cells computed without their data (no_data) or
   // on other data come back by themselves when the data appears or changes.
@@ -161,9 +176,20 @@ async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<Ru
     for (const t of [...new Set(rows.map((r) => r.track))]) appendResults(trackFile(t, o.out), rows.filter((r) => r.track === t));
     summary.rows.push(...rows);
   };
+  // Track 5 cells of an engine that cannot open here are not_run now, before any pair is loaded and
+  // compressed for them (a rerun retries not_run cells: without this it would compress every pair again).
+  const noEngine = await unopenableEngines(pending);
+  for (const [engine, reason] of noEngine) env.log(`engine ${engine} cannot run here (${reason}): its Track 5 cells are not_run`);
+  const runnable = pending.filter((c) => {
+    const reason = c.track === 5 ? noEngine.get(c.item) : undefined;
+    if (reason === undefined) return true;
+    write(notRunRows(env, c, expectedMetrics(c), reason));
+    summary.ran++;
+    return false;
+  });
   // (model, method) pairs in matrix order, each with its pending cells
   const pairs = new Map<string, Cell[]>();
-  for (const c of pending) {
+  for (const c of runnable) {
     const k = `${c.model.id}\u0000${c.method.id}`;
     pairs.set(k, [...(pairs.get(k) ?? []), c]);
   }
