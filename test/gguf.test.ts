@@ -8,8 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  decodeTensor, encodeTensor, exportLlamaGguf, hfToGgufRopeRows, packCodes, readGguf, readGgufTensor, writeGguf,
+  decodeTensor, encodeTensor, exportLlamaGguf, hfToGgufRopeRows, llamaGgufUnsupported, packCodes, readGguf, readGgufTensor, writeGguf,
 } from '../lib/efficiency/gguf';
+import { countParams } from '../lib/efficiency/macs';
+import { measureStoredSize } from '../lib/efficiency/meters';
 import { llamaCppPerplexity, openLlama } from '../lib/efficiency/engines/llamacpp';
 import { kitPerplexity } from '../lib/efficiency/engines/webgpu';
 import { loadLlama2c } from '../lib/models/llama2c';
@@ -18,6 +20,8 @@ import { permuteRopeRows } from '../lib/models/weights';
 import { f16Bits, f16Value } from '../lib/models/safetensors';
 import { quantizeMatrix } from '../lib/quant/quantizer';
 import { compress as rtnCompress } from '../lib/methods/rtn';
+import { compress as prunerCompress } from '../lib/methods/llm-pruner';
+import { textCalib } from './model-helpers';
 import { loadLlama2c as reload } from '../lib/models/llama2c';
 import { initRuntime } from '../lib/runtime';
 
@@ -212,6 +216,24 @@ describe('stories260K in llama.cpp (CPU)', () => {
       await llama.dispose();
     }
   }, 120_000);
+
+  it('LLM-Pruner with blocks of differing widths: the export refuses it, naming why; Track 4 stores it as fp32 safetensors', async () => {
+    const pruned = loadLlama2c(path.join(repoRoot, 'models/stories260K/stories260K.bin'));
+    const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her dog. ';
+    await prunerCompress(pruned, await textCalib(text.repeat(20), { seqlen: 32 }), { ratio: 0.5, nsamples: 4, seqlen: 32 }); // blocks 1-3 halved
+    try {
+      const why = /blocks of differing widths \(num_attention_heads_per_layer, num_key_value_heads_per_layer, intermediate_size_per_layer: LLM-Pruner\)/;
+      expect(llamaGgufUnsupported(pruned.config)).toMatch(why);
+      await expect(exportLlamaGguf(pruned, path.join(tmp, 'pruned.gguf'), { type: 'f32' })).rejects.toThrow(why);
+      const size = await measureStoredSize(pruned, 'structured', {}, null);
+      expect(size.format).toBe('safetensors fp32');
+      const weights = 4 * countParams(pruned);
+      expect(size.bytes).toBeGreaterThan(weights);
+      expect(size.bytes).toBeLessThan(weights + 16_384); // + the safetensors header
+    } finally {
+      for (const t of pruned.weights.values()) t.dispose();
+    }
+  });
 
   it('Q8_0 and Q4_0 exports: llama.cpp perplexity matches the kit on the dequantized weights, fallbacks stated', async () => {
     const ppl = path.join(shared, 'reference/stories260K/wikitext2_test_tok512.json');
