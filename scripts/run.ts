@@ -32,7 +32,8 @@ const USAGE = `usage: npx tsx scripts/run.ts [flags]
 
   --matrix default|smoke|FILE.json  the matrix (a file overrides the default matrix field by field); default: default
   --slice SPEC          part of the matrix, e.g. "tracks=1,4;models=a,b;methods=gptq-w4,wanda;tasks=wikitext2;engines=kit"
-  --out DIR             data root: rows go to DIR/results/track<N>.csv (default: LLMCB_DATA_OUT or data). One run at a
+  --out DIR             data root: rows go to DIR/results/track<N>.csv, and a line per run (wall time by track, device,
+                        git sha) to DIR/runs.csv (default: LLMCB_DATA_OUT or data). One run at a
                         time: DIR/.run.lock names the run holding it; a second run is refused; a lock left by a dead
                         process on this host is taken over with a warning
   --data DIR            datasets root (default: LLMCB_DATA, else ../shared/datasets when present)

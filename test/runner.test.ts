@@ -10,7 +10,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { EngineNotRun } from '../lib/efficiency/engines/types';
 import { rowCell, smokeMatrix, STORIES260K, type MatrixConfig } from '../lib/matrix';
 import { readResults, trackFile } from '../lib/results';
-import { runLockFile, runMatrix, wallByPartLine } from '../lib/tracks/runner';
+import { runLockFile, runMatrix, runsFile, wallByPartLine } from '../lib/tracks/runner';
+import { parseCsvRecords } from '../lib/csv';
 import './fixtures/plugins/spin'; // the test-only task and method 'spin', in this process too
 
 // llama.cpp as on a host without node-llama-cpp (the cells below run in this process)
@@ -141,5 +142,13 @@ describe('runner reliability', () => {
     expect(parts.every((v) => v >= 0)).toBe(true);
     expect(parts.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(s.wallS + 1e-6);
     expect(wallByPartLine(s.wallByPart)).toMatch(/^wall time by part: track \d .* s, loading\/compressing\/cell processes \d+\.\d s$/);
+    // ... and recorded in <out>/runs.csv, a line per run
+    await runMatrix(matrix(['dense'], ['arc_easy'], null), { out, log: () => undefined, slice: { tasks: ['arc_easy'] } });
+    const runs = parseCsvRecords(fs.readFileSync(runsFile(out), 'utf8'));
+    expect(runs.map((r) => [r.matrix, r.slice, r.pending, r.ran])).toEqual([['reliability', '{}', '1', '1'], ['reliability', '{"tasks":["arc_easy"]}', '1', '1']]);
+    expect(Number(runs[0].wall_s)).toBeCloseTo(s.wallS, 1);
+    expect(Number(runs[0].track4_s)).toBeCloseTo(s.wallByPart['track 4'], 1);
+    expect(Number(runs[0].subjects_s)).toBeCloseTo(s.wallByPart.subjects, 1);
+    expect(runs[0].git_sha).toBe(s.rows[0].git_sha);
   }, 60_000);
 });

@@ -10,8 +10,10 @@
 // process: nothing can stop a cell that hangs, and no heartbeat.
 // One run at a time writes into an output folder: <out>/.run.lock names it (lib/lock.ts).
 import * as tf from '@tensorflow/tfjs';
+import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { formatCsv } from '../csv';
 import type { EvalOutcome } from '../eval/evaluate';
 import { REPO_ROOT } from '../cli';
 import { resolveDataDir } from '../data/common';
@@ -20,7 +22,8 @@ import { acquireLock } from '../lock';
 import {
   cellPending, checkMatrix, checkSlice, expandCells, finishedCells, type Cell, type MatrixConfig, type Slice,
 } from '../matrix';
-import { appendResults, trackFile, type ResultRow } from '../results';
+import { canonicalJson } from '../metrics/names';
+import { appendResults, trackFile, type ResultRow, type RunContext } from '../results';
 import { envDefaults, notRunRows, openEnv, prepareSubject, type EnvOptions, type Subject, type TrackEnv } from './common';
 import { evaluationCell, taskMetrics, taskTrack } from './evaluation';
 import { EngineNotRun } from '../efficiency/engines/types';
@@ -140,6 +143,28 @@ export async function runMatrix(mx: MatrixConfig, options: Partial<RunOptions> =
   }
 }
 
+/** <out>/runs.csv: a line per run that ran cells (what, where, in how long); a run resumed over several calls sums its lines. */
+export function runsFile(out: string): string {
+  return path.join(out, 'runs.csv');
+}
+
+const TRACK_NUMBERS = [1, 2, 3, 4, 5, 6];
+export const RUN_COLUMNS = [
+  'run_id', 'matrix', 'slice', 'backend', 'device', 'git_sha', 'started_at', 'pending', 'ran', 'stopped', 'wall_s',
+  ...TRACK_NUMBERS.map((t) => `track${t}_s`), 'subjects_s', // subjects: loading, compressing (Track 3) and cell processes
+];
+
+function recordRun(out: string, mx: MatrixConfig, slice: Slice, ctx: RunContext, s: RunSummary): void {
+  const part = (k: string) => (s.wallByPart[k] ?? 0).toFixed(1);
+  const line = [
+    ctx.run_id, mx.name, canonicalJson(slice), ctx.backend, ctx.device, ctx.git_sha, ctx.started_at, String(s.pending), String(s.ran), s.stopped ?? '', s.wallS.toFixed(1),
+    ...TRACK_NUMBERS.map((t) => part(`track ${t}`)), part('subjects'),
+  ];
+  const file = runsFile(out);
+  const text = formatCsv(RUN_COLUMNS, [line]);
+  fs.appendFileSync(file, fs.existsSync(file) ? text.slice(text.indexOf('\n') + 1) : text);
+}
+
 /** The engines of these Track 5 cells, other than the kit's own, that cannot open here, with the reason (opened once each). */
 async function unopenableEngines(cells: Cell[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();
@@ -253,6 +278,7 @@ async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<Ru
     await proc?.close();
   }
   summary.wallS = (performance.now() - t0) / 1000;
+  recordRun(o.out, mx, o.slice, env.ctx, summary);
   env.log(`matrix '${mx.name}': ran ${summary.ran} of ${pending.length} pending cells in ${summary.wallS.toFixed(1)} s${summary.stopped ? ` (stopped: ${summary.stopped}; rerun to resume)` : ''}; ${wallByPartLine(summary.wallByPart)}`);
   return summary;
 }
