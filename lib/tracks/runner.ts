@@ -17,6 +17,7 @@ import { formatCsv } from '../csv';
 import type { EvalOutcome } from '../eval/evaluate';
 import { REPO_ROOT } from '../cli';
 import { resolveDataDir } from '../data/common';
+import { EngineNotRun } from '../efficiency/engines/types';
 import { kernelPolicy } from '../kernels';
 import { acquireLock } from '../lock';
 import {
@@ -26,7 +27,6 @@ import { canonicalJson } from '../metrics/names';
 import { appendResults, trackFile, type ResultRow, type RunContext } from '../results';
 import { envDefaults, notRunRows, openEnv, prepareSubject, type EnvOptions, type Subject, type TrackEnv } from './common';
 import { evaluationCell, taskMetrics, taskTrack } from './evaluation';
-import { EngineNotRun } from '../efficiency/engines/types';
 import { engineMetrics, hardwareCell, openEngine } from './hardware';
 import { inferenceCell, TRACK4_METRICS } from './inference';
 import { CellProcess, type SubjectEvent } from './isolate';
@@ -149,7 +149,7 @@ export function runsFile(out: string): string {
 }
 
 const TRACK_NUMBERS = [1, 2, 3, 4, 5, 6];
-export const RUN_COLUMNS = [
+const RUN_COLUMNS = [
   'run_id', 'matrix', 'slice', 'backend', 'device', 'git_sha', 'started_at', 'pending', 'ran', 'stopped', 'wall_s',
   ...TRACK_NUMBERS.map((t) => `track${t}_s`), 'subjects_s', // subjects: loading, compressing (Track 3) and cell processes
 ];
