@@ -9,6 +9,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resultsMarkdown } from '../lib/metrics/provenance';
 import { appendResults, makeRow, type ResultRow, type RunContext } from '../lib/results';
 import { loadSiteData } from '../site/src/lib/data';
 import { diffTable, foldEmptyRows, kitTables, paperTables, provenanceTable, type TableModel } from '../site/src/lib/tables';
@@ -133,6 +134,22 @@ describe('site table models and figures', () => {
     expect(cell('rows (ok / no data / not run)')).toBe('4 / 1 / 0');
     expect(cell('cell wall time (s)')).toBe('5.0'); // two wikitext2 cells of 2.5 s
     expect(cell('datasets (file hashes)')).toBe('wikitext2 0123abcd4567ef89');
+  });
+
+  it('writes data/RESULTS.md from the same runs, with the whole runs of runs.csv; the committed one is current', () => {
+    const md = resultsMarkdown(dir);
+    expect(md).toContain('5 rows from 1 runs.');
+    expect(md).toContain('| test cpu | wasm | 1 | 4 / 1 / 0 | 5.0 |');
+    expect(md).toContain('| run-1 | 2025-03-04 05:06 | 1 | stories260K | 2 | 4 / 1 / 0 | test cpu | wasm | 0123456789 | 5.0 |');
+    expect(md).toContain('None recorded yet');
+    const withRuns = dataCopy();
+    fs.cpSync(path.join(dir, 'results'), path.join(withRuns, 'results'), { recursive: true });
+    fs.writeFileSync(path.join(withRuns, 'runs.csv'), 'run_id,matrix,slice,backend,device,git_sha,started_at,pending,ran,stopped,wall_s,track1_s,track2_s,track3_s,track4_s,track5_s,track6_s,subjects_s\n' +
+      'run-1,smoke,{},wasm,test cpu,0123456789abcdef,2025-03-04T05:06:07.000Z,5,5,,12.5,5.0,0.0,0.0,0.0,0.0,0.0,7.5\n');
+    expect(resultsMarkdown(withRuns)).toContain('| run-1 | smoke | {} | test cpu | 0123456789 | 2025-03-04 05:06 | 5 | 12.5 | 5.0 / 0.0 / 0.0 / 0.0 / 0.0 / 0.0 | 7.5 |');
+    fs.rmSync(withRuns, { recursive: true, force: true });
+    expect(() => resultsMarkdown(path.join(dir, 'absent'))).toThrow(/no results folder/);
+    expect(fs.readFileSync(path.join(dataDir, 'RESULTS.md'), 'utf8'), 'data/RESULTS.md is stale: npx tsx scripts/results-report.ts').toBe(resultsMarkdown(dataDir));
   });
 
   it('renders the paper tables completely', () => {

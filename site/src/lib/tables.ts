@@ -7,6 +7,7 @@ import {
 } from '../../../lib/metrics/names';
 import { METRIC_CATALOGUE, metricNames } from '../../../lib/metrics/catalogue';
 import type { PaperValue } from '../../../lib/metrics/paper';
+import { runProvenance } from '../../../lib/metrics/provenance';
 import type { ResultRow, Track } from '../../../lib/results';
 import type { SiteData } from './data';
 
@@ -499,11 +500,8 @@ export function sharedModelDiff(data: SiteData, track: Track): TableModel | null
  */
 export function provenanceTable(data: SiteData): TableModel {
   const rows = [...data.results.values()].flat();
-  const runs = new Map<string, ResultRow[]>();
-  for (const r of rows) runs.set(r.run_id, [...(runs.get(r.run_id) ?? []), r]);
-  const uniq = (xs: string[]) => [...new Set(xs)].sort().join(', ');
+  const runs = runProvenance(rows);
   const text = (t: string): Cell => ({ kind: 'value', text: t || '—', title: t || 'none' });
-  const ordered = [...runs.entries()].sort(([, a], [, b]) => b[0].started_at.localeCompare(a[0].started_at));
   const columns = ['started', 'tracks', 'models', 'rows (ok / no data / not run)', 'device', 'backend', 'git sha', 'cell wall time (s)', 'datasets (file hashes)'];
   return {
     id: 'provenance',
@@ -512,36 +510,23 @@ export function provenanceTable(data: SiteData): TableModel {
     groups: [{ label: 'Provenance', columns: columns.map((c) => ({ key: c, label: c })) }],
     sections: [{
       label: null,
-      rows: ordered.map(([id, rs]) => {
-        const cellWall = new Map<string, number>();
-        for (const r of rs) {
-          const cell = r.note.match(/cell=(\w+)/)?.[1] ?? `${r.track}|${r.model}|${r.method}|${JSON.stringify(r.method_config)}|${r.task}`;
-          cellWall.set(cell, Math.max(cellWall.get(cell) ?? 0, r.duration_s ?? 0));
-        }
-        const wall = [...cellWall.values()].reduce((a, b) => a + b, 0);
-        const datasets = uniq(rs.flatMap((r) => {
-          const h = r.note.match(/data=(\w+)/)?.[1];
-          return h ? [`${r.task.split('/')[0]} ${h}`] : [];
-        }));
-        const count = (s: string) => rs.filter((r) => r.status === s).length;
-        return {
-          head: [id.slice(0, 8)],
-          cells: [
-            text(rs[0].started_at.replace('T', ' ').slice(0, 16)),
-            text(uniq(rs.map((r) => String(r.track)))),
-            text(uniq(rs.map((r) => r.model))),
-            text(`${count('ok')} / ${count('no_data')} / ${count('not_run')}`),
-            text(uniq(rs.map((r) => r.device))),
-            text(uniq(rs.map((r) => r.backend))),
-            text(uniq(rs.map((r) => r.git_sha.slice(0, 10)))),
-            text(wall.toFixed(1)),
-            text(datasets),
-          ],
-        };
-      }),
+      rows: runs.map((r) => ({
+        head: [r.runId.slice(0, 8)],
+        cells: [
+          text(r.startedAt.replace('T', ' ').slice(0, 16)),
+          text(r.tracks.join(', ')),
+          text(r.models.join(', ')),
+          text(`${r.ok} / ${r.noData} / ${r.notRun}`),
+          text(r.devices.join(', ')),
+          text(r.backends.join(', ')),
+          text(r.gitShas.join(', ')),
+          text(r.cellWallS.toFixed(1)),
+          text(r.datasets.join(', ')),
+        ],
+      })),
     }],
     notes: [
-      `${rows.length} rows from ${runs.size} runs in data/results/track1-6.csv. Wall time: the sum over the run's cells of each cell's duration (a cell's rows share it); loading and compressing are outside it (Track 3 measures compression).`,
+      `${rows.length} rows from ${runs.length} runs in data/results/track1-6.csv. Wall time: the sum over the run's cells of each cell's duration (a cell's rows share it); loading and compressing are outside it (Track 3 measures compression).`,
       'Dataset hashes: the data identity of the files a cell read (part of its cell key); rows without one read no dataset or predate the hashes.',
     ],
   };
