@@ -110,6 +110,18 @@ export function quantizeMatrix(W: ArrayLike<number>, rows: number, cols: number,
   return quantizeGroups(W, rows, cols, spec, (mn, mx) => findParams(mn, mx, spec.bits, spec.sym));
 }
 
+/** The fp32 min and max of W[from, to): a quantization group's range. */
+function fp32Range(W: ArrayLike<number>, from: number, to: number): { mn: number; mx: number } {
+  let mn = Infinity;
+  let mx = -Infinity;
+  for (let i = from; i < to; i++) {
+    const v = f(W[i]);
+    if (v < mn) mn = v;
+    if (v > mx) mx = v;
+  }
+  return { mn, mx };
+}
+
 /**
  * The shared min-max loop: for each row and group of columns, the group's min and max (fp32),
  * scale and zero from `params`, then the codes.
@@ -131,13 +143,7 @@ export function quantizeGroups(
     for (let g = 0; g < ng; g++) {
       const c0 = g * gs;
       const c1 = Math.min(c0 + gs, cols);
-      let mn = Infinity;
-      let mx = -Infinity;
-      for (let c = c0; c < c1; c++) {
-        const v = f(W[r * cols + c]);
-        if (v < mn) mn = v;
-        if (v > mx) mx = v;
-      }
+      const { mn, mx } = fp32Range(W, r * cols + c0, r * cols + c1);
       const { scale, zero } = params(mn, mx, r, g);
       scales[r * ng + g] = scale;
       zeros[r * ng + g] = zero;
@@ -199,13 +205,7 @@ export function awqFakeQuantize(W: ArrayLike<number>, rows: number, cols: number
 
 /** One group of awqFakeQuantize: out[i] for i in [from, to) from W's values there (their fp32 min and max, awqGroupParams). */
 export function awqFakeQuantizeGroup(W: ArrayLike<number>, from: number, to: number, bits: number, out: Float32Array): void {
-  let mn = Infinity;
-  let mx = -Infinity;
-  for (let i = from; i < to; i++) {
-    const v = f(W[i]);
-    if (v < mn) mn = v;
-    if (v > mx) mx = v;
-  }
+  const { mn, mx } = fp32Range(W, from, to);
   const { scale, zero } = awqGroupParams(mn, mx, bits);
   for (let i = from; i < to; i++) out[i] = quantizeValue(W[i], scale, zero, bits);
 }
