@@ -60,7 +60,7 @@ export function runProvenance(rows: ResultRow[]): RunProvenance[] {
 }
 
 /** The lines of <data>/runs.csv (scripts/run.ts: a line per run that ran cells), oldest first; none when absent. */
-export function readRunLines(dataDir: string): Record<string, string>[] {
+function readRunLines(dataDir: string): Record<string, string>[] {
   const file = path.join(dataDir, 'runs.csv');
   return fs.existsSync(file) ? parseCsvRecords(fs.readFileSync(file, 'utf8'), file) : [];
 }
