@@ -11,7 +11,9 @@
 //   linears (the W4 decode row), 'w4-head' the same plus the LM head. The codes are random (speed
 //   only: the values do not change the work); rows are labelled by dtype. --int8-tiles picks the
 //   W8A8 GEMM's subgroup-matrix tiling (lib/kernels/w8a8.ts INT8_TILES) on the tfjs path;
-//   --executor-int8-tiles auto,NAME,... times the executor's W8A8 once per tiling (default auto).
+//   --executor-int8-tiles auto,NAME,... times the executor's W8A8 once per tiling (default auto);
+//   --executor-gemm FAMILY,... times the executor once per fp32 GEMM tiling family (lib/engine/executor.ts
+//   GEMM_FAMILIES; default the executor's).
 //   --engine executor,tfjs (default both on webgpu): 'executor' times the kit's inference executor
 //   (lib/engine: planned forward, one command buffer per step; fp32 and --quant w8a8), 'tfjs' the tfjs path
 //   (with --kernels as above).
@@ -37,7 +39,7 @@ import { disposeModel } from '../lib/models/load';
 import { CONFIG_1B, CONFIG_SMALL, randomModel } from '../lib/models/random';
 import { forward, generate } from '../lib/models/transformer';
 import { Decoder } from '../lib/engine/generate';
-import { EXECUTOR_DEFAULTS, executorKernelGroups, type ExecutorOptions } from '../lib/engine/executor';
+import { EXECUTOR_DEFAULTS, GEMM_FAMILIES, executorKernelGroups, type ExecutorOptions, type GemmFamily } from '../lib/engine/executor';
 import { KernelTimes } from '../lib/engine/gpu';
 import { KERNEL_DEFAULTS, kernelPolicy, withKernels, type KernelPolicy } from '../lib/kernels';
 import { kernelDispatches } from '../lib/kernels/gpu';
@@ -84,6 +86,7 @@ async function main(): Promise<void> {
       quant: { type: 'string', default: 'none' },
       'int8-tiles': { type: 'string', default: KERNEL_DEFAULTS.int8Tile },
       'executor-int8-tiles': { type: 'string', default: EXECUTOR_DEFAULTS.int8Tile },
+      'executor-gemm': { type: 'string', default: EXECUTOR_DEFAULTS.gemm },
       'fused-ops': { type: 'string', default: KERNEL_DEFAULTS.fusedOps },
       profile: { type: 'boolean', default: false },
       engine: { type: 'string', default: 'executor,tfjs' },
@@ -114,6 +117,8 @@ async function main(): Promise<void> {
   const runs = !engines.includes('tfjs')
     ? []
     : [...(quants.includes('none') ? kernelRuns.map((kernels) => ({ kernels, quant: 'none' as Quant })) : []), ...quants.filter((q) => q !== 'none').map((quant) => ({ kernels: true, quant }))];
+  const gemmFamilies = values['executor-gemm']!.split(',').filter(Boolean) as GemmFamily[];
+  for (const f of gemmFamilies) if (!(f in GEMM_FAMILIES)) throw new Error(`--executor-gemm: unknown '${f}' (${Object.keys(GEMM_FAMILIES).join(', ')})`);
   const policy: Partial<KernelPolicy> = { gemm: values['gemm-tiles'] as KernelPolicy['gemm'], attention: values['attention-tiles'] as KernelPolicy['attention'], int8Tile: values['int8-tiles'] as KernelPolicy['int8Tile'], fusedOps: values['fused-ops'] as KernelPolicy['fusedOps'] };
   console.error(`[bench-forward] ${rt.backend} on ${rt.device}; building a random ${values.small ? 'small' : '~1.2B'} model`);
   const model = randomModel(hf, { seed: 0, dist: 'uniform', name: values.small ? 'llama-small-random' : 'llama-1b-random' });
@@ -124,7 +129,7 @@ async function main(): Promise<void> {
     for (const quant of engines.includes('executor') ? quants.filter((q) => q === 'none' || q === 'w8a8') : []) {
       applyQuant(model, quant);
       for (const int8Tile of quant === 'w8a8' ? (values['executor-int8-tiles']!.split(',').filter(Boolean) as ExecutorOptions['int8Tile'][]) : [EXECUTOR_DEFAULTS.int8Tile]) {
-        rows.push(await timeExecutor(model, hf, prefill, decode, reps, rt.backend, rt.device, params, sha, startedAt, values.profile!, quant, int8Tile));
+        for (const gemm of gemmFamilies) rows.push(await timeExecutor(model, hf, prefill, decode, reps, rt.backend, rt.device, params, sha, startedAt, values.profile!, quant, { int8Tile, gemm }));
       }
     }
     for (const { kernels, quant } of runs) {
@@ -184,8 +189,9 @@ async function main(): Promise<void> {
 }
 
 /** Prefill (one step over the prompt, all logits) and greedy decode tokens/s of the kit's inference executor. */
-async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number, decode: number, reps: number, backend: string, device: string, params: number, sha: string, startedAt: string, profile: boolean, quant: Quant, int8Tile: ExecutorOptions['int8Tile']): Promise<Row> {
-  const dec = Decoder.create(model, prefill + decode + 1, { int8Tile });
+async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number, decode: number, reps: number, backend: string, device: string, params: number, sha: string, startedAt: string, profile: boolean, quant: Quant, opts: Pick<ExecutorOptions, 'int8Tile' | 'gemm'>): Promise<Row> {
+  const dec = Decoder.create(model, prefill + decode + 1, opts);
+  const { int8Tile } = opts;
   try {
     const prompt = Array.from({ length: prefill }, (_, i) => 3 + ((i * 7919) % (hf.vocab_size - 3)));
     const once = async () => {
@@ -216,7 +222,7 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
       console.error(`[profile] executor decode (wall ${(1000 / decodeTokS).toFixed(3)} ms a token):`);
       for (const line of times.report(executorKernelGroups(hf.vocab_size))) console.error(`[profile]   ${line}`);
     }
-    console.error(`[bench-forward] executor-${backend} ${QUANTS[quant].dtype}${quant === 'w8a8' ? ` (INT8 tiling ${int8Tile})` : ''}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
+    console.error(`[bench-forward] executor-${backend} ${QUANTS[quant].dtype}${quant === 'w8a8' ? ` (INT8 tiling ${int8Tile})` : ''} (fp32 GEMM ${opts.gemm}): prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
     const note = `${[QUANTS[quant].note, quant === 'w8a8' ? `LM head fp32, INT8 tiling ${int8Tile}` : ''].filter(Boolean).join(', ')}${quant === 'none' ? '' : '; '}kit inference executor (lib/engine), fp32 GEMM tilings '${dec.exec.options.gemm}', split-K ≤ ${dec.exec.options.splitK}: ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers`;
     return row('executor', QUANTS[quant].dtype, backend, device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note);
   } finally {
