@@ -16,6 +16,7 @@ import { diffTable, foldEmptyRows, kitTables, paperTables, provenanceTable, type
 import {
   compressionDots, omBarSpec, omBars, RADAR_CLAMP, radarData, radarMethods, radarSpec, renderSvg, speedupDots, trackFigures,
 } from '../site/src/lib/charts';
+import { paperSettingOf, sameSetting } from '../site/src/lib/pairing';
 import { engineMetricFields, metricFields } from '../lib/metrics/catalogue';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
@@ -189,6 +190,119 @@ describe('site table models and figures', () => {
     expect(figs.map((f) => f.id)).toEqual(['track1-OM_ka', 'track1-OM_ia', 'track1-OM_perf']);
     const ia = figs[1].rows.filter((r) => r.row === 'Wanda 50%');
     expect(ia).toEqual([{ row: 'Wanda 50%', series: 'paper (published)', value: 90.19 }, { row: 'Wanda 50%', series: 'ours', value: 50 }]);
+  });
+});
+
+describe('pairing ours with the paper\'s setting', () => {
+  // Small kit rows on stories260K: dense, AWQ at INT4 g128 and INT8 g128 (the paper's AWQ INT8),
+  // GPTQ at INT4 g128 and INT8 per channel (the paper's GPTQ INT8), OmniQuant at INT4 only (the
+  // paper's is INT8), and on Track 2 LLM-Pruner at 25% and 50% (the paper's).
+  let dir: string;
+  beforeAll(() => {
+    dir = dataCopy();
+    const c = ctx('test cpu');
+    // ARC-e accuracy and WikiText-2 perplexity at a ratio r of dense's (r = 1: as good as dense).
+    const t1 = (method: string, cfg: Record<string, unknown>, r: number) => [
+      makeRow(c, { track: 1, model: 'stories260K', model_family: 'llama', method, method_config: cfg, task: 'arc_easy', metric: 'acc_norm', value: 0.4 * r, higher_is_better: true }),
+      makeRow(c, { track: 1, model: 'stories260K', model_family: 'llama', method, method_config: cfg, task: 'wikitext2', metric: 'ppl', value: 100 / r, higher_is_better: false }),
+    ];
+    const t2 = (method: string, cfg: Record<string, unknown>, r: number) =>
+      makeRow(c, { track: 2, model: 'stories260K', model_family: 'llama', method, method_config: cfg, task: 'wikitext2', metric: 'ppl', value: 100 / r, higher_is_better: false });
+    appendResults(path.join(dir, 'results', 'track1.csv'), [
+      ...t1('dense', {}, 1),
+      ...t1('awq', { bits: 4, groupSize: 128 }, 0.9),
+      ...t1('awq', { bits: 8, groupSize: 128 }, 1),
+      ...t1('gptq', { bits: 4, groupSize: 128 }, 0.8),
+      ...t1('gptq', { bits: 8, groupSize: -1 }, 0.95),
+      ...t1('omniquant', { bits: 4, groupSize: -1, actBits: 16 }, 0.7),
+    ]);
+    appendResults(path.join(dir, 'results', 'track2.csv'), [
+      t2('dense', {}, 1), t2('llm-pruner', { ratio: 0.25 }, 0.8), t2('llm-pruner', { ratio: 0.5 }, 0.5),
+    ]);
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const ours = (method: string, axis: string) => radarData(loadSiteData(dir), method).points.find((p) => p.axis === axis && p.series === 'ours')!;
+  const rowsOf = (t: TableModel) => t.sections.flatMap((s) => s.rows.map((r) => ({ section: s.label, head: r.head.join(' '), cells: r.cells.map((x) => x.text) })));
+
+  it('matches settings by meaning: bits, the group size the paper implies, activation bits, sparsity', () => {
+    expect(sameSetting('AWQ', 'INT8', 'INT8 g128')).toBe(true); // the paper's AWQ uses groups of 128
+    expect(sameSetting('AWQ', 'INT8', 'INT8')).toBe(false);
+    expect(sameSetting('AWQ', 'INT8', 'INT4 g128')).toBe(false);
+    expect(sameSetting('GPTQ', 'INT8', 'INT8')).toBe(true); // per channel
+    expect(sameSetting('GPTQ', 'INT8', 'INT8 g32')).toBe(false);
+    expect(sameSetting('GPTQ', 'INT8', 'W8A8')).toBe(false);
+    expect(sameSetting('SmoothQuant', 'INT8', 'W8A8')).toBe(true); // the paper's SmoothQuant quantizes activations too
+    expect(sameSetting('Wanda', '50%', '50%')).toBe(true);
+    expect(sameSetting('Wanda', '2:4', '50%')).toBe(false);
+    expect(sameSetting('LLM-Pruner', '50%', '25%')).toBe(false);
+    expect(sameSetting('Wanda', 'default', 'default')).toBe(true); // an unparsed label only matches itself
+    expect(sameSetting('Wanda', '50%', 'default')).toBe(false);
+    expect(paperSettingOf(loadSiteData(dir).paper, 'Wanda')).toBe('50%');
+    expect(paperSettingOf(loadSiteData(dir).paper, 'RTN')).toBeNull();
+  });
+
+  it('radars: AWQ and GPTQ at the paper\'s INT8, not the first setting in the rows', () => {
+    expect(ours('AWQ', 'OM_perf')).toMatchObject({ value: 100 });
+    expect(ours('AWQ', 'OM_perf').note).toMatch(/^INT8 g128, stories260K/);
+    expect(ours('GPTQ', 'OM_perf').value).toBeCloseTo(95, 6);
+    expect(ours('GPTQ', 'OM_perf').note).toMatch(/^INT8, /);
+    expect(radarData(loadSiteData(dir), 'AWQ').settings).toBe('paper INT8, ours INT8 g128');
+  });
+
+  it('radars: LLM-Pruner at the paper\'s 50% on Track 2, whose table names no setting', () => {
+    expect(ours('LLM-Pruner', 'OM_gen')).toMatchObject({ value: 50 });
+    expect(ours('LLM-Pruner', 'OM_gen').note).toMatch(/^50%, /);
+  });
+
+  it('a method with rows at another setting only is shown with the kit\'s setting, named as not the paper\'s', () => {
+    const omni = ours('OmniQuant', 'OM_perf');
+    expect(omni.value).toBeCloseTo(70, 6);
+    expect(omni.note).toMatch(/^INT4, not the paper's INT8, /);
+    expect(radarData(loadSiteData(dir), 'OmniQuant').settings).toBe('paper INT8, ours INT4, not the paper\'s INT8');
+    // Tables and bars keep one row per setting: the paper's INT8 is not run, INT4 is a row of its own.
+    const [know] = kitTables(loadSiteData(dir), 1);
+    const rows = rowsOf(know);
+    expect(rows.find((r) => r.head === 'OmniQuant INT8')!.cells.every((x) => x === 'not run')).toBe(true);
+    expect(rows.find((r) => r.head === 'OmniQuant INT4')!.section).toBe('Not in the paper');
+    const { bars } = omBars(loadSiteData(dir), 1);
+    expect(bars.filter((b) => b.row.startsWith('OmniQuant'))).toEqual([
+      { row: 'OmniQuant INT8', series: 'paper (published)', value: 99.42 },
+      { row: 'OmniQuant INT8', series: 'ours', value: null },
+      { row: 'OmniQuant INT4', series: 'ours', value: 70 },
+    ]);
+  });
+
+  it('Track 1 tables, overall table and bars list the kit\'s INT8 g128 as the paper\'s AWQ INT8', () => {
+    const data = loadSiteData(dir);
+    const [know] = kitTables(data, 1);
+    const awq = rowsOf(know).filter((r) => r.head.startsWith('AWQ'));
+    expect(awq).toEqual([
+      { section: 'Quantization', head: 'AWQ INT8 g128', cells: ['not run', 'not run', '40.00', '100.00'] },
+      { section: 'Not in the paper', head: 'AWQ INT4 g128', cells: ['not run', 'not run', '36.00', '90.00'] },
+    ]);
+    const diff = rowsOf(diffTable(data, 1)).find((r) => r.head === 'AWQ INT8 g128')!;
+    expect(diff.cells.slice(6, 9)).toEqual(['99.39', '100.00', '+0.61']); // OM_perf: paper, ours, difference
+    const { bars } = omBars(data, 1);
+    expect(bars.filter((b) => b.row.startsWith('AWQ'))).toEqual([
+      { row: 'AWQ INT8', series: 'paper (published)', value: 99.39 },
+      { row: 'AWQ INT8', series: 'ours', value: 100 },
+      { row: 'AWQ INT4 g128', series: 'ours', value: 90 },
+    ]);
+  });
+
+  it('Track 2: the paper\'s row has the kit\'s 50% rows, named; 25% is a row of its own', () => {
+    const data = loadSiteData(dir);
+    const diff = rowsOf(diffTable(data, 2)).filter((r) => r.head.startsWith('LLM-Pruner'));
+    expect(diff).toEqual([
+      { section: 'Sparsity', head: 'LLM-Pruner (50%)', cells: ['28.89', '50.00', '+21.11'] },
+      { section: 'Not in the paper', head: 'LLM-Pruner (25%)', cells: ['no data', '80.00', '—'] },
+    ]);
+    expect(omBars(data, 2).bars.filter((b) => b.row.startsWith('LLM-Pruner'))).toEqual([
+      { row: 'LLM-Pruner (ours 50%)', series: 'paper (published)', value: 28.89 },
+      { row: 'LLM-Pruner (ours 50%)', series: 'ours', value: 50 },
+      { row: 'LLM-Pruner 25%', series: 'ours', value: 80 },
+    ]);
   });
 });
 

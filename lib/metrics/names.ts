@@ -92,11 +92,6 @@ export function settingLabel(method: string, cfg: Record<string, unknown>): stri
   return parts.length ? parts.join(' ') : 'default';
 }
 
-/** The setting the paper writes for the same configuration ('W8A8' is 'INT8' for SmoothQuant). */
-export function paperSettingFor(label: string): string {
-  return label === 'W8A8' ? 'INT8' : label;
-}
-
 /** Canonical JSON (sorted keys at every level), so that equal configs group together and hash equally. */
 export function canonicalJson(v: unknown): string {
   const sortKeys = (x: unknown): unknown => {

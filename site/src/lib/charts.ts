@@ -4,11 +4,12 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
 import { DISPLAY_SCALE, DISPLAY_UNIT, METRIC_CATALOGUE } from '../../../lib/metrics/catalogue';
-import { groupKitRows, OVERALL_METRICS, TRACK_OM, type OmName } from '../../../lib/metrics/overall';
+import { groupKitRows, OVERALL_METRICS, TRACK_OM, type KitGroup, type OmName, type OverallRow } from '../../../lib/metrics/overall';
 import { decodeSpeedups } from '../../../lib/tracks/summary';
-import { isBaseline, methodInfo, paperMethodNames, paperSettingFor } from '../../../lib/metrics/names';
+import { isBaseline, paperMethodNames } from '../../../lib/metrics/names';
 import type { Track } from '../../../lib/results';
 import type { SiteData } from './data';
+import { oursLabel, pairWithPaper, paperSettingOf, sameMethod } from './pairing';
 import { fmt, TRACK_TITLES } from './tables';
 
 const SERIES = ['paper', 'ours'] as const;
@@ -44,24 +45,33 @@ export interface RadarPoint {
   note: string;
 }
 
-/** A method's six overall metrics, the paper's (published, the paper's first setting) and ours. */
+/** Of several kit overall rows (configurations), the one a single number shows: with a value, over the most (model, sub-metric) pairs, first on ties. */
+function widest(rows: readonly OverallRow[]): OverallRow | undefined {
+  return rows.filter((o) => o.value !== null).reduce<OverallRow | undefined>((best, o) => (!best || o.pairs > best.pairs ? o : best), undefined);
+}
+
+/**
+ * A method's six overall metrics, the paper's and ours, at one setting: the paper's for the method
+ * (paperSettingOf: its first in the paper's tables; published values, Track 2's without a setting)
+ * and the kit's at the same setting (pairWithPaper); where the kit has no rows at it, another
+ * setting, named in the note and in `settings`.
+ */
 export function radarData(data: SiteData, method: string): { points: RadarPoint[]; settings: string } {
   const points: RadarPoint[] = [];
+  const setting = paperSettingOf(data.paper, method);
   const settingsUsed = new Set<string>();
   for (const t of [1, 2, 3, 4, 5, 6] as Track[]) {
     const om = TRACK_OM[t];
-    const pub = data.published.filter((p) => p.track === t && p.om === om && p.method === method);
-    const p = pub[0];
+    const p = data.published.find((x) => x.track === t && x.om === om && sameMethod(x.method, method) && (x.setting === '' || x.setting === setting));
     if (p && p.setting) settingsUsed.add(`paper ${p.setting}`);
     points.push({ axis: om, series: 'paper', value: p ? p.value : null, note: p ? `${p.setting ? `${p.setting}, ` : ''}${p.source}` : 'not in data/paper' });
-    const all = data.overall.filter((o) => o.source === 'kit' && o.track === t && o.om === om && o.method === methodInfo(method).display);
-    const kits = all.filter((o) => o.value !== null);
-    // Prefer the kit configuration with the paper's setting, else the first one measured.
-    const k = kits.find((o) => p && paperSettingFor(o.setting) === p.setting) ?? kits[0];
-    if (k) settingsUsed.add(`ours ${k.setting}`);
+    const pairing = pairWithPaper(method, setting, data.overall.filter((o) => o.source === 'kit' && o.track === t && o.om === om));
+    const k = widest(pairing.items);
+    if (k) settingsUsed.add(`ours ${oursLabel(pairing, k.setting)}`);
     // Rows but no value (e.g. OM_perf without OM_ka's tasks): 'no data' and why; no rows: 'not run'.
-    const why = all.length ? `no data: rows of ${all.map((o) => o.setting).join(', ')} but no ${om} (the Track ${t} page says which cells are missing)` : 'not run';
-    points.push({ axis: om, series: 'ours', value: k ? k.value : null, note: k ? `${k.setting}, ${k.models}` : why });
+    const settings = [...new Set(pairing.items.map((o) => o.setting))].join(', ');
+    const why = pairing.items.length ? `no data: rows of ${settings} but no ${om} (the Track ${t} page says which cells are missing)` : 'not run';
+    points.push({ axis: om, series: 'ours', value: k ? k.value : null, note: k ? `${oursLabel(pairing, k.setting)}, ${k.models}` : why });
   }
   return { points, settings: [...settingsUsed].join(', ') };
 }
@@ -179,25 +189,35 @@ export interface OmBar {
   value: number | null;
 }
 
-/** An overall metric of a track (default: the track's radar axis) per method setting: published and ours (missing = labelled). */
+/**
+ * An overall metric of a track (default: the track's radar axis) per method setting: published and
+ * ours. Ours sits in a paper row only at the paper's setting (pairWithPaper; Track 2's table names
+ * none: the method's setting in the other tables, written in the row); every other kit setting is a
+ * row of its own, named by it. Missing values are labelled.
+ */
 export function omBars(data: SiteData, track: Track, om: OmName = TRACK_OM[track]): { bars: OmBar[]; om: OmName } {
   const bars: OmBar[] = [];
   const rowLabel = (m: string, s: string) => (s && s !== '0' && s !== 'FP16' ? `${m} ${s}` : m);
-  const paperRows = data.published.filter((p) => p.track === track && p.om === om && !isBaseline(p.method));
-  for (const p of paperRows) {
-    const row = rowLabel(p.method, track === 2 ? '' : p.setting);
+  const kit = data.overall.filter((o) => o.source === 'kit' && o.track === track && o.om === om && !isBaseline(o.method));
+  const paired = new Set<OverallRow>();
+  for (const p of data.published.filter((x) => x.track === track && x.om === om && !isBaseline(x.method))) {
+    const pairing = pairWithPaper(p.method, p.setting || paperSettingOf(data.paper, p.method), kit);
+    const ours = pairing.exact ? pairing.items : [];
+    ours.forEach((o) => paired.add(o));
+    const k = widest(ours);
+    const row = p.setting ? rowLabel(p.method, p.setting) : k ? `${p.method} (ours ${k.setting})` : p.method;
     bars.push({ row, series: 'paper (published)', value: p.value });
-    const kit = data.overall.find((o) => o.source === 'kit' && o.track === track && o.om === om && o.method === p.method && (track === 2 || paperSettingFor(o.setting) === p.setting) && o.value !== null);
-    bars.push({ row, series: 'ours', value: kit?.value ?? null });
+    bars.push({ row, series: 'ours', value: k?.value ?? null });
   }
-  const kitOnly = data.overall.filter((o) => o.source === 'kit' && o.track === track && o.om === om && !isBaseline(o.method));
-  for (const k of kitOnly) {
-    const row = rowLabel(k.method, track === 2 && paperRows.some((p) => p.method === k.method) ? '' : k.setting);
-    if (bars.some((b) => b.row === row && b.series === 'ours' && b.value !== null)) continue;
-    const existing = bars.find((b) => b.row === row && b.series === 'ours');
-    if (existing) existing.value = k.value;
-    else bars.push({ row, series: 'ours', value: k.value });
+  const paperRows = new Set(bars.map((b) => b.row));
+  const others = new Map<string, OverallRow[]>();
+  for (const k of kit.filter((o) => !paired.has(o))) {
+    const row = rowLabel(k.method, k.setting);
+    // The kit's label may spell a paper label with another meaning (AWQ 'INT8' per channel, the paper's in groups of 128).
+    const key = paperRows.has(row) ? `${row} (not the paper's)` : row;
+    others.set(key, [...(others.get(key) ?? []), k]);
   }
+  for (const [row, rows] of others) bars.push({ row, series: 'ours', value: widest(rows)?.value ?? null });
   if (bars.length === 0) {
     for (const m of paperMethodNames()) bars.push({ row: m, series: 'ours', value: null });
   }
@@ -260,11 +280,19 @@ export function generalizationSpec(data: SiteData): TopLevelSpec {
     const d = dense.get(v.model);
     if (d) values.push({ model: v.model, method: v.method, side: 'paper', r: d / v.value, desc: `paper · ${v.model} · ${v.method}: PPL ${v.value} vs dense ${d} (r = ${(d / v.value).toFixed(3)}; ${v.source})` });
   }
-  const kit = data.results.get(2) ?? [];
-  const kitDense = new Map(kit.filter((r) => isBaseline(r.method) && r.status === 'ok').map((r) => [r.model, r.value as number]));
-  for (const r of kit.filter((x) => !isBaseline(x.method) && x.status === 'ok')) {
-    const d = kitDense.get(r.model);
-    if (d && r.value) values.push({ model: r.model, method: methodInfo(r.method).display, side: 'ours', r: d / r.value, desc: `ours · ${r.model} · ${r.method}: PPL ${r.value} vs dense ${d} (${r.device}, ${r.git_sha.slice(0, 10)})` });
+  // Ours: each method at its paper setting (pairWithPaper), else at the kit's settings, named in the legend.
+  const groups = groupKitRows(data.results.get(2) ?? [], 2);
+  const ppl = (g: KitGroup) => [...g.cells.values()].filter((c) => c.key === 'WikiText2-PPL').map((c) => c.row);
+  const kitDense = new Map(groups.filter((g) => isBaseline(g.method)).flatMap(ppl).map((r) => [r.model, r.value as number]));
+  for (const method of new Set(groups.filter((g) => !isBaseline(g.method)).map((g) => g.method))) {
+    const pairing = pairWithPaper(method, paperSettingOf(data.paper, method), groups);
+    for (const g of pairing.items) {
+      const label = pairing.exact ? method : `${method} ${g.setting}`;
+      for (const r of ppl(g)) {
+        const d = kitDense.get(r.model);
+        if (d && r.value) values.push({ model: r.model, method: label, side: 'ours', r: d / r.value, desc: `ours · ${r.model} · ${method} ${oursLabel(pairing, g.setting)}: PPL ${r.value} vs dense ${d} (${r.device}, ${r.git_sha.slice(0, 10)})` });
+      }
+    }
   }
   const lo = Math.pow(10, Math.floor(Math.log10(Math.min(1, ...values.map((v) => v.r as number)))));
   return {
@@ -391,7 +419,7 @@ export function trackFigures(data: SiteData, track: Track): TrackFigure[] {
     const spec = generalizationSpec(data);
     figures.push({
       id: 'track2-ppl-ratio', title: 'Perplexity ratios', spec,
-      caption: 'PPL dense / PPL compressed for each model and method (log scale; 1 = lossless). Circles: paper; triangles: ours.',
+      caption: 'PPL dense / PPL compressed for each model and method (log scale; 1 = lossless). Circles: paper; triangles: ours, each method at its setting in the paper\'s other tables (Table 4 names none) or, where the kit has no rows at it, named with the kit\'s setting.',
       rows: ((spec as { data: { values: Record<string, unknown>[] } }).data.values).map(({ desc: _d, ...r }) => r),
     });
   }

@@ -3,13 +3,14 @@
 // Every value cell carries its provenance; absent cells say why ("not run", "no data: reason").
 import { groupKitRows, OVERALL_METRICS, type KitGroup, type OmName, type OverallRow } from '../../../lib/metrics/overall';
 import {
-  INFERENCE, INFERENCE_COST, isBaseline, KNOWLEDGE, kitColumn, methodInfo, paperMethodNames, paperSettingFor, subMetric,
+  INFERENCE, INFERENCE_COST, isBaseline, KNOWLEDGE, kitColumn, methodInfo, paperMethodNames, subMetric,
 } from '../../../lib/metrics/names';
 import { METRIC_CATALOGUE, metricNames } from '../../../lib/metrics/catalogue';
-import type { PaperValue } from '../../../lib/metrics/paper';
+import type { PaperOverall, PaperValue } from '../../../lib/metrics/paper';
 import { runProvenance } from '../../../lib/metrics/provenance';
 import type { ResultRow, Track } from '../../../lib/results';
 import type { SiteData } from './data';
+import { pairWithPaper, paperSettingOf } from './pairing';
 
 export type CellKind = 'value' | 'om' | 'no_data' | 'not_run' | 'diff' | 'text';
 
@@ -95,6 +96,9 @@ const EXPECTED: Record<Track, string[]> = {
 };
 
 const NOT_RUN = 'not run';
+
+/** Where Track 2's kit rows come from (the paper's Table 4 has no setting column). */
+const TRACK2_SETTING_NOTE = 'The paper\'s Table 4 names no setting: ours is each method at its setting in the paper\'s other tables (Tables 2, 3 and 6), written after the method; other kit settings are listed as not in the paper.';
 
 export function fmt(v: number): string {
   const a = Math.abs(v);
@@ -227,6 +231,11 @@ function paperRows(paper: PaperValue[], track: Track): PaperRowKey[] {
   return [...seen.values()];
 }
 
+/** The paper's published overall value of a paper row (Track 2's are per method, without a setting). */
+function publishedOf(data: SiteData, track: Track, om: OmName, pr: PaperRowKey): PaperOverall | undefined {
+  return data.published.find((x) => x.track === track && x.om === om && x.method === pr.method && (track === 2 || x.setting === pr.setting));
+}
+
 /** The paper's method rows for tracks without a paper table: Dense and the methods it compares. */
 function defaultRows(): PaperRowKey[] {
   return ['Dense', ...paperMethodNames()].map((m) => ({
@@ -280,8 +289,7 @@ export function paperTables(data: SiteData, track: Track): TableModel[] {
           }
         }
         for (const om of layout.oms) {
-          const p = data.published.find((x) => x.track === track && x.om === om && x.method === pr.method && (track === 2 || x.setting === pr.setting));
-          cells.push(publishedCell(p, om));
+          cells.push(publishedCell(publishedOf(data, track, om, pr), om));
         }
         return { head: track === 2 ? [pr.method] : [pr.method, pr.setting], cells };
       }),
@@ -297,37 +305,43 @@ export function paperTables(data: SiteData, track: Track): TableModel[] {
   });
 }
 
-/** Kit groups matching a paper row (baselines match baselines; settings compare in the paper's spelling). */
-function matches(g: KitGroup, pr: PaperRowKey, track: Track): boolean {
-  if (isBaseline(pr.method)) return isBaseline(g.method);
-  if (g.method !== methodInfo(pr.method).display) return false;
-  return track === 2 || pr.setting === '' || paperSettingFor(g.setting) === pr.setting;
-}
-
+/** One row of the kit's tables: its head, the kit group behind it, and the paper row it stands beside. */
 interface KitRowPlan {
   family: string;
   head: string[];
   group: KitGroup | null;
+  /** The paper row of the same method and setting (pairWithPaper); null for a setting the paper does not report, or no paper table. */
+  paper: PaperRowKey | null;
 }
 
+/**
+ * The kit's rows in the paper's order: under each paper row, the kit groups at its setting
+ * (pairWithPaper; Track 2's table names none: the method's setting in the other tables), or one
+ * "not run" row; then every other kit group, named by its own setting. Tracks without a paper
+ * table list all of a method's groups under it.
+ */
 function kitRowPlan(data: SiteData, track: Track): KitRowPlan[] {
   const groups = groupKitRows(data.results.get(track) ?? [], track);
   const base = paperRows(data.paper, track);
   const prs = base.length ? base : defaultRows();
+  // Track 2's heads have no Setting column: the kit's setting goes next to the method.
+  const head = (method: string, setting: string) =>
+    track === 2 ? [setting && setting !== '0' ? `${method} (${setting})` : method] : [method, setting || '—'];
   const used = new Set<KitGroup>();
   const plan: KitRowPlan[] = [];
   for (const pr of prs) {
-    const ms = groups.filter((g) => matches(g, pr, track));
-    const head = (g: KitGroup | null) => (track === 2 ? [pr.method] : [pr.method, g && !isBaseline(g.method) ? g.setting : pr.setting || '—']);
-    if (ms.length === 0) plan.push({ family: pr.family, head: head(null), group: null });
+    const pairing = pairWithPaper(pr.method, base.length ? pr.setting || paperSettingOf(data.paper, pr.method) : null, groups);
+    const ms = pairing.exact || !base.length ? pairing.items : [];
+    const paper = base.length ? pr : null;
+    if (ms.length === 0) plan.push({ family: pr.family, head: head(pr.method, track === 2 ? '' : pr.setting), group: null, paper });
     // A baseline group matches both of the paper's baselines (Dense, Full Prec.): list it under each.
     for (const g of ms) {
-      plan.push({ family: pr.family, head: head(g), group: g });
+      plan.push({ family: pr.family, head: head(pr.method, isBaseline(g.method) ? pr.setting : g.setting), group: g, paper });
       used.add(g);
     }
   }
   for (const g of groups.filter((x) => !used.has(x))) {
-    plan.push({ family: 'not in the paper', head: track === 2 ? [`${g.method} (${g.setting})`] : [g.method, g.setting], group: g });
+    plan.push({ family: 'not in the paper', head: head(g.method, g.setting), group: g, paper: null });
   }
   return plan;
 }
@@ -379,6 +393,7 @@ export function kitTables(data: SiteData, track: Track): TableModel[] {
     const notes: string[] = [];
     if (rows.length === 0) notes.push(`No rows in data/results/track${track}.csv yet: every cell says "not run".`);
     else notes.push(`Rows from data/results/track${track}.csv; each cell is the latest ok row (acc_norm preferred where the paper used it). Accuracies in percent.`);
+    if (track === 2) notes.push(TRACK2_SETTING_NOTE);
     if (extra.length && withExtra.length > keys.length) notes.push(`Columns outside the paper's overall metric: ${extra.join(', ')}.`);
     if (rows.some((r) => r.task.includes('/'))) notes.push(`Per-subject and per-subset rows (${[...new Set(rows.filter((r) => r.task.includes('/')).map((r) => r.task.split('/')[0]))].join(', ')}) are in the CSV.`);
     return {
@@ -430,10 +445,10 @@ export function diffTable(data: SiteData, track: Track): TableModel {
     ],
   }));
   const rows: Row[] = plan.map((p) => {
-    const pr = data.paper.find((v) => v.track === track && v.method === p.head[0] && (track === 2 || v.setting === (p.group && !isBaseline(p.group.method) ? paperSettingFor(p.group.setting) : p.head[1])));
+    const pr = p.paper;
     const cells: Cell[] = [];
     for (const om of oms) {
-      const pub = pr ? data.published.find((x) => x.track === track && x.om === om && x.method === pr.method && (track === 2 || x.setting === pr.setting)) : undefined;
+      const pub = pr ? publishedOf(data, track, om, pr) : undefined;
       const re = pr ? data.overall.find((x) => x.source === 'paper' && x.track === track && x.om === om && x.method === pr.method && x.setting === pr.setting) : undefined;
       const kit = p.group ? data.overall.find((x) => x.source === 'kit' && x.om === om && x.method === p.group!.method && x.method_config === p.group!.config) : undefined;
       cells.push(paperOmCell(pub, re, om));
@@ -455,6 +470,7 @@ export function diffTable(data: SiteData, track: Track): TableModel {
     notes: [
       'Each side is relative to its own dense model (DESIGN §1), so the overall columns compare across different models; per-cell values do not.',
       '⚠ marks a published value more than 0.01 from the one recomputed from the paper\'s own table (hover or open it for both).',
+      ...(track === 2 ? [TRACK2_SETTING_NOTE] : []),
     ],
   };
 }
@@ -474,7 +490,7 @@ export function sharedModelDiff(data: SiteData, track: Track): TableModel | null
       for (const c of g.columns) {
         const [model, key] = c.key.split('\u0000');
         const kc = p.group!.cells.get(`${model}\u0000${key}`);
-        const pv = data.paper.find((v) => v.track === track && v.model === model && v.key === key && v.method === p.head[0] && (track === 2 || v.setting === paperSettingFor(p.head[1])));
+        const pv = p.paper && data.paper.find((v) => v.track === track && v.model === model && v.key === key && v.method === p.paper!.method && v.setting === p.paper!.setting);
         if (!kc || !pv) {
           cells.push({ kind: 'text', text: '—', title: 'needs both sides' });
           continue;
