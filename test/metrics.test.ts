@@ -159,6 +159,21 @@ describe('the kit side', () => {
     expect(get('Wanda', 'OM_ka')).toMatchObject({ setting: '50%', backends: 'wasm', git_shas: 'abcdef1', status: 'ok' });
   });
 
+  it("Track 5: a method's speed is set against its own run's dense speed where that run measured one, else the latest", () => {
+    const t5 = (method: string, value: number, run_id: string, started_at: string, model = 'tiny') =>
+      row(method, method === 'dense' ? {} : { bits: 4 }, 'kit', 'decode_tok_per_s', value, true, { track: 5, run_id, started_at, model });
+    const rows = [
+      t5('dense', 100, 'A', '2026-01-01T00:00:00Z'),
+      t5('dense', 1000, 'B', '2026-02-01T00:00:00Z'), // later, other code: the latest dense row
+      t5('rtn', 200, 'A', '2026-01-01T00:00:00Z'), // run A measured dense too: r = 200 / 100
+      t5('dense', 50, 'A', '2026-01-01T00:00:00Z', 'other'),
+      t5('rtn', 25, 'C', '2026-03-01T00:00:00Z', 'other'), // run C has no dense row: the latest, r = 25 / 50
+    ];
+    const hard = kitOverall(rows, 5).find((r) => r.method === 'RTN' && r.om === 'OM_hard')!;
+    expect(hard.pairs).toBe(2);
+    expect(hard.value).toBeCloseTo(100 * Math.sqrt((2 * 2 + 0.5 * 0.5) / 2), 4);
+  });
+
   it('says why when a method has nothing to compare with', () => {
     const out = kitOverall([row('gptq', { bits: 4 }, 'wikitext2', 'ppl', null, false, { track: 2 })], 2);
     expect(out).toHaveLength(1);

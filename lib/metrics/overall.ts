@@ -264,6 +264,27 @@ function kitMeasurements(g: KitGroup): Measurement[] {
     .map((c) => ({ model: c.row.model, key: c.key, value: c.row.value as number, higherIsBetter: c.row.higher_is_better }));
 }
 
+/**
+ * Track 5's speeds are ratios of two timings, which move with the engine's code and the machine's
+ * state: a method's speed on a model is set against the dense speed its own run measured (same
+ * run_id: same code, device and session) where there is one, else against the latest dense row.
+ * Returns the reference for a method group.
+ */
+function sameRunBaseline(baseline: readonly KitGroup[]): (g: KitGroup, latest: readonly Measurement[]) => Measurement[] {
+  const byRun = new Map<string, Measurement>(); // run_id|model|column
+  for (const b of baseline) {
+    for (const r of b.rows) {
+      const col = kitColumn(5, r.task, r.metric);
+      if (r.status !== 'ok' || r.value === null || !col.classified || r.value <= 0) continue;
+      byRun.set(`${r.run_id}|${pairKey(r.model, col.key)}`, { model: r.model, key: col.key, value: r.value, higherIsBetter: r.higher_is_better });
+    }
+  }
+  return (g, latest) => {
+    const runOf = new Map([...g.cells.values()].map((c) => [pairKey(c.row.model, c.key), c.row.run_id]));
+    return latest.map((m) => byRun.get(`${runOf.get(pairKey(m.model, m.key))}|${pairKey(m.model, m.key)}`) ?? m);
+  };
+}
+
 /** Every OM of the kit's rows in one track; a method with no comparable pair gets a no_data row saying why. */
 export function kitOverall(rows: readonly ResultRow[], track: Track): OverallRow[] {
   const groups = groupKitRows(rows, track);
@@ -274,10 +295,12 @@ export function kitOverall(rows: readonly ResultRow[], track: Track): OverallRow
   const reference =
     def.reference === 'max-over-methods' ? maxOverMethods(methods.map(kitMeasurements)) : baseline.flatMap(kitMeasurements);
   const out: OverallRow[] = [];
+  const sameRun = track === 5 ? sameRunBaseline(baseline) : null;
   for (const g of def.reference === 'baseline' ? [...baseline, ...methods] : methods) {
     const own = kitMeasurements(g);
+    const ref = sameRun ? sameRun(g, reference) : reference;
     const scores = new Map<OmName, Score>();
-    for (const om of oms) if (om !== 'OM_perf') scores.set(om, scoreAgainst(own, reference, includeFor(om)));
+    for (const om of oms) if (om !== 'OM_perf') scores.set(om, scoreAgainst(own, ref, includeFor(om)));
     if (track === 1) addPerf(scores);
     const used = [...g.cells.values()].filter((c) => c.classified).map((c) => c.row);
     for (const [om, s] of scores) {
