@@ -5,7 +5,7 @@
 //
 //   npx tsx scripts/run.ts [--matrix default|smoke|FILE.json] [--slice "tracks=1,4;models=stories260K;methods=gptq-w4"]
 //     [--out DIR] [--data DIR] [--no-hub] [--backend webgpu|wasm|cpu|auto] [--limit N] [--cell-timeout-s S]
-//     [--budget-s S] [--preload FILE] [--retry] [--list] [--no-derived]   (--help says what each does)
+//     [--budget-s S] [--preload FILE] [--retry] [--redo] [--list] [--no-derived]   (--help says what each does)
 //     [--gpus N | --devices 0,2]   (several GPUs of one host: a worker per GPU, lib/shard-pool.ts)
 //
 // Exit codes: 0 done (or stopped by --budget-s: rerun to continue), 1 a cell failed (or the run could
@@ -48,6 +48,9 @@ const USAGE = `usage: npx tsx scripts/run.ts [flags]
   --preload FILE        a module to import first, here and in every cell process (it may register extra methods or
                         tasks); repeatable
   --retry               also redo cells whose rows say no_data
+  --redo                run every cell of the slice again, finished ones too: new rows are added and each cell's latest
+                        row counts in the tables (re-measuring after an engine change). Not resumable (a rerun redoes
+                        them again); not with --gpus/--devices
   --list                only list the pending cells
   --no-derived          skip data/overall.csv and the paper-layout tables
   --gpus N              several GPUs of one host: one worker per GPU (the first N nvidia-smi lists), each pinned to
@@ -75,6 +78,7 @@ async function main(): Promise<number> {
       'budget-s': { type: 'string' },
       preload: { type: 'string', multiple: true, default: [] },
       retry: { type: 'boolean', default: false },
+      redo: { type: 'boolean', default: false },
       list: { type: 'boolean', default: false },
       'no-derived': { type: 'boolean', default: false },
       gpus: { type: 'string' },
@@ -98,8 +102,9 @@ async function main(): Promise<number> {
   checkMatrix(mx);
   const slice = parseSlice(a.slice!);
   const budgetS = numberFlag('budget-s', a['budget-s'], { min: 0 }) ?? null;
-  const planned = { slice, out: a.out!, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, retry: a.retry!, preload: a.preload! };
+  const planned = { slice, out: a.out!, dataDir: a.data ?? null, hub: a['no-hub'] ? false : null, retry: a.retry!, redo: a.redo!, preload: a.preload! };
   if (a.gpus !== undefined || a.devices !== undefined) {
+    if (a.redo) throw new Error('--redo runs in one process: not with --gpus/--devices (shards resume by pending cells)');
     // several GPUs of one host: the shards of lib/slurm.ts over a worker per GPU (lib/shard-pool.ts)
     const listed = listNvidiaGpus();
     const slots = gpuSlots(parseDevices(a.gpus, a.devices), listed);

@@ -127,6 +127,20 @@ describe('runner reliability', () => {
     expect(s.ran).toBe(1);
   }, 60_000);
 
+  it('--redo runs finished cells of the slice again, adding rows; without it they stay done', async () => {
+    const mx = matrix(['dense'], ['arc_easy'], null);
+    const slice = { tracks: [4] as (1 | 4)[] };
+    const first = await runMatrix(mx, { out, log: () => undefined, slice });
+    const rows = () => readResults(trackFile(4, out)).filter((r) => r.status === 'ok');
+    const n = rows().length;
+    expect(first.ran).toBeGreaterThan(0);
+    expect((await runMatrix(mx, { out, log: () => undefined, slice })).pending).toBe(0);
+    const again = await runMatrix(mx, { out, log: () => undefined, slice, redo: true });
+    expect(again.pending).toBe(first.pending);
+    expect(rows().length).toBe(2 * n);
+    expect(readResults(trackFile(1, out))).toEqual([]); // outside the slice
+  }, 60_000);
+
   it('takes over the lock of a run that died, with a warning', async () => {
     const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
     fs.writeFileSync(runLockFile(out), JSON.stringify({ pid: dead, host: os.hostname(), since: '2026-01-01T00:00:00Z', command: 'scripts/run.ts (killed)' }));

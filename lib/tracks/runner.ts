@@ -35,6 +35,7 @@ import { trainingCell, TRACK3_METRICS } from './training';
 export interface RunOptions extends EnvOptions {
   slice: Slice; // which part of the matrix
   retry: boolean; // also redo cells whose rows say no_data with the same data (the hub again); data that appears under the data root changes the cell key, so those cells run without it
+  redo: boolean; // run every cell of the slice again, ok ones too (new rows are added; each cell's latest row counts): a re-measurement after an engine change. Not resumable: a second run redoes them again
   budgetS: number | null; // start no new (model, method) pair after this many seconds; null: no limit
   dryRun: boolean; // only list the pending cells
   preload: string[]; // modules imported before the run, here and in every cell process (extra methods or tasks)
@@ -45,6 +46,7 @@ export const runDefaults: RunOptions = {
   ...envDefaults,
   slice: {}, // the whole matrix
   retry: false, // no_data cells stay done until their data appears (or until asked)
+  redo: false, // finished cells stay done
   budgetS: null, // run to the end
   dryRun: false, // do the work
   preload: [], // the built-in methods and tasks only
@@ -184,7 +186,7 @@ async function runSlice(mx: MatrixConfig, o: RunOptions, t0: number): Promise<Ru
   // on other data come back by themselves when the data appears or changes.
   const cells = expandCells(mx, o.slice, taskTrack, resolveDataDir(o.dataDir, REPO_ROOT));
   const done = finishedCells(o.out);
-  const pending = cells.filter((c) => cellPending(done.get(c.hash), o.retry));
+  const pending = o.redo ? cells : cells.filter((c) => cellPending(done.get(c.hash), o.retry));
   const summary: RunSummary = { matrix: mx.name, cells: cells.length, pending: pending.length, ran: 0, failed: [], timedOut: [], stopped: null, rows: [], pendingCells: pending, wallS: 0, wallByPart: {} };
   const addWall = (part: string, s: number) => (summary.wallByPart[part] = (summary.wallByPart[part] ?? 0) + s);
   if (o.dryRun || pending.length === 0) {
