@@ -169,6 +169,7 @@ export const GEMM_FAMILIES = {
   // Double-buffered vector tilings (GemmTile.db): not yet timed on the GPU.
   double: [['largeVD', 256], ['tallVD', 128], ['mediumV', 0]],
   doubleTall: [['tallVD', 128], ['mediumV', 0]],
+  doubleSpread: [['largeVDS', 256], ['tallVDS', 128], ['mediumV', 0]],
 } as const satisfies Record<string, readonly (readonly [keyof typeof GEMM_TILES, number])[]>;
 export type GemmFamily = keyof typeof GEMM_FAMILIES;
 type GemmTileName = (typeof GEMM_FAMILIES)[GemmFamily][number][0];

@@ -147,6 +147,8 @@ export function epilogueCode(e: Epilogue, idx: string, a: string): string {
  * `db` (with vec): double-buffered: two staged slices in workgroup memory, the next slice's global
  * loads issued into registers before this slice's arithmetic and stored to the other half after it
  * (one barrier a slice), and the BK steps unrolled with constant workgroup-memory offsets.
+ * `spread` (with db): a warp stages 32 rows at one k (its transposed stores hit 32 banks; each
+ * row's 16-byte loads come from several warps) instead of 8 rows at four k (4-way bank conflicts).
  */
 export interface GemmTile {
   BM: number;
@@ -156,6 +158,8 @@ export interface GemmTile {
   TN: number;
   vec?: boolean;
   db?: boolean;
+  /** With db: staging lanes take consecutive rows (transposed stores to distinct banks) instead of consecutive k. */
+  spread?: boolean;
 }
 
 /** Workgroup memory of a GEMM tiling: the staged x and W slices (two of each when double-buffered). */
@@ -181,6 +185,8 @@ export const GEMM_TILES = {
   largeVD: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, db: true },
   largeVDK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true, db: true },
   tallVD8: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 8, vec: true, db: true }, // 128 threads, 64 accumulators each
+  tallVDS: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, db: true, spread: true },
+  largeVDS: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, db: true, spread: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
@@ -308,7 +314,7 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   }`;
   } else {
     // Registers px*, pw* carry the next slice from global memory to the idle half.
-    const slice = (buf: string, p: string, S: string, R: number, row0: string, rows: string) => stagePieces({ buf, R, BK, K, V, threads, row0, rows, p, put: put(S, R, `nxt * ${(R * BK) / 4}u + `) });
+    const slice = (buf: string, p: string, S: string, R: number, row0: string, rows: string) => stagePieces({ buf, R, BK, K, V, threads, row0, rows, p, spread: !!t.spread, put: put(S, R, `nxt * ${(R * BK) / 4}u + `) });
     const x = slice('x', 'px', 'xs', BM, 'row0', 'params.M');
     const w = slice('w', 'pw', 'ws', BN, 'col0', `${N}u`);
     body = `${sk.bounds.pre}
@@ -448,9 +454,10 @@ function stageSlice(o: { buf: string; R: number; BK: number; K: number; V: numbe
 /**
  * stageSlice cut in two for the double-buffered GEMM, its loop unrolled: `decl` declares registers
  * p0, p1, …; `fetch` loads the slice at kn into them (zeros at and past `rows` and K); `put` stores
- * them into workgroup memory.
+ * them into workgroup memory. `spread`: element e of the slice is row e % R, k (e / R)·V (else row
+ * e / (BK/V), k (e % (BK/V))·V).
  */
-function stagePieces(o: { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; p: string; put: (k: string, v: string) => string }) {
+function stagePieces(o: { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; p: string; spread: boolean; put: (k: string, v: string) => string }) {
   const { buf, R, BK, K, V, threads, p } = o;
   const total = (R * BK) / V;
   const n = Math.ceil(total / threads);
@@ -458,7 +465,8 @@ function stagePieces(o: { buf: string; R: number; BK: number; K: number; V: numb
   const each = (f: (i: number) => string) =>
     Array.from({ length: n }, (_, i) => {
       const guard = (i + 1) * threads > total ? `if (lid + ${i * threads}u < ${total}u) ` : '';
-      return `${guard}{ let e = lid + ${i * threads}u; let r = e / ${BK / V}u; let kk = (e % ${BK / V}u) * ${V}u; ${f(i)} }`;
+      const at = o.spread ? `let r = e % ${R}u; let kk = (e / ${R}u) * ${V}u;` : `let r = e / ${BK / V}u; let kk = (e % ${BK / V}u) * ${V}u;`;
+      return `${guard}{ let e = lid + ${i * threads}u; ${at} ${f(i)} }`;
     }).join('\n    ');
   return {
     decl: Array.from({ length: n }, (_, i) => `var ${p}${i} = ${vt}(0.0);`).join(' '),
