@@ -38,7 +38,6 @@ import {
   BLOCK_WORDS,
   embedKernel,
   GEMM_TILES,
-  gemmTileBytes,
   gemmKernel,
   gemmSplitReduceKernel,
   GEMV_MAX_ROWS,
@@ -166,10 +165,6 @@ export const GEMM_FAMILIES = {
   // [tiling, the workgroups it needs at least], largest first
   scalar: [['large', 256], ['tall', 128], ['medium', 64], ['small', 0]],
   vector: [['tallV', 128], ['mediumV', 0]],
-  // Double-buffered vector tilings (GemmTile.db): not yet timed on the GPU.
-  double: [['largeVD', 256], ['tallVD', 128], ['mediumV', 0]],
-  doubleTall: [['tallVD', 128], ['mediumV', 0]],
-  doubleSpread: [['largeVDS', 256], ['tallVDS', 128], ['mediumV', 0]],
 } as const satisfies Record<string, readonly (readonly [keyof typeof GEMM_TILES, number])[]>;
 export type GemmFamily = keyof typeof GEMM_FAMILIES;
 type GemmTileName = (typeof GEMM_FAMILIES)[GemmFamily][number][0];
@@ -309,10 +304,6 @@ export class Executor {
     const c = model.config;
     const spec = ARCHS[c.arch];
     if (!(options.gemm in GEMM_FAMILIES)) throw new Error(`executor: GEMM tilings '${options.gemm}' (LLMCB_EXECUTOR_GEMM or options.gemm: ${Object.keys(GEMM_FAMILIES).join(', ')})`);
-    for (const [name] of GEMM_FAMILIES[options.gemm]) {
-      const bytes = gemmTileBytes(GEMM_TILES[name]);
-      if (bytes > device.limits.maxComputeWorkgroupStorageSize) throw new Error(`executor: GEMM tilings '${options.gemm}': ${name} needs ${bytes} B of workgroup memory, the device has ${device.limits.maxComputeWorkgroupStorageSize}`);
-    }
     if (!(Number.isInteger(options.splitK) && options.splitK >= 1)) throw new Error(`executor: splitK must be a positive integer (LLMCB_EXECUTOR_SPLIT_K or options.splitK), got ${options.splitK}`);
     this.sizes = planSizes(model, options, device);
     const { maxTokens, maxScoreRows, maxItems, maxBlocks } = this.sizes;

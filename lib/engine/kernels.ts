@@ -144,11 +144,6 @@ export function epilogueCode(e: Epilogue, idx: string, a: string): string {
  * thread. `vec`: the staged tiles are vec4 arrays and each thread owns TM/4 × TN/4 blocks of 4×4
  * outputs (rows (g·SY + ty)·4 + q, columns (h·SX + tx)·4 + q'), so one k step reads its TM + TN
  * values with (TM + TN)/4 vector loads from workgroup memory instead of TM + TN scalar ones.
- * `db` (with vec): double-buffered: two staged slices in workgroup memory, the next slice's global
- * loads issued into registers before this slice's arithmetic and stored to the other half after it
- * (one barrier a slice), and the BK steps unrolled with constant workgroup-memory offsets.
- * `spread` (with db): a warp stages 32 rows at one k (its transposed stores hit 32 banks; each
- * row's 16-byte loads come from several warps) instead of 8 rows at four k (4-way bank conflicts).
  */
 export interface GemmTile {
   BM: number;
@@ -157,13 +152,7 @@ export interface GemmTile {
   TM: number;
   TN: number;
   vec?: boolean;
-  db?: boolean;
-  /** With db: staging lanes take consecutive rows (transposed stores to distinct banks) instead of consecutive k. */
-  spread?: boolean;
 }
-
-/** Workgroup memory of a GEMM tiling: the staged x and W slices (two of each when double-buffered). */
-export const gemmTileBytes = (t: GemmTile) => (t.BM + t.BN) * t.BK * 4 * (t.db ? 2 : 1);
 
 /** Tilings of the executor's GEMM; the executor uses `small` and `large`, scripts/bench-engine-gemm.ts times them all. */
 export const GEMM_TILES = {
@@ -179,14 +168,6 @@ export const GEMM_TILES = {
   wideV: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true },
   largeV: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true },
   largeVK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true },
-  // Double-buffered vector tilings (GemmTile.db).
-  tallVD: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, db: true },
-  wideVD: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true, db: true },
-  largeVD: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, db: true },
-  largeVDK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true, db: true },
-  tallVD8: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 8, vec: true, db: true }, // 128 threads, 64 accumulators each
-  tallVDS: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, db: true, spread: true },
-  largeVDS: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, db: true, spread: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
@@ -257,9 +238,9 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
   };
 }
 
-/** gemmKernel with GemmTile.vec: vec4 tiles in workgroup memory, 4×4 output blocks per thread (double-buffered with GemmTile.db). */
+/** gemmKernel with GemmTile.vec: vec4 tiles in workgroup memory, 4×4 output blocks per thread. */
 function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits: number, symmetric: boolean): Kernel {
-  const { BM, BN, BK, TM, TN, db } = t;
+  const { BM, BN, BK, TM, TN } = t;
   const sk = splitK(K, N, BK, splits, symmetric);
   if (TM % 4 !== 0 || TN % 4 !== 0 || BM % 4 !== 0 || BN % 4 !== 0) throw new Error(`gemm tile ${BM}x${BN}: vector tiles need TM, TN, BM and BN multiples of 4`);
   const SX = BN / TN;
@@ -270,19 +251,14 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   const V = K % 4 === 0 ? 4 : 1;
   const vt = V === 4 ? 'vec4<f32>' : 'f32';
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-  // One k step of the slice in workgroup memory: k a WGSL expression (the loop's) or, unrolled, a
-  // number; xo and wo the offsets of the half in use (double-buffered).
-  const step = (k: string | number, xo = '', wo = '') => {
-    const at = (R: number, S: number, i: number) => (typeof k === 'number' ? `${k * (R / 4) + i * S}u` : `${k} * ${R / 4}u + ${i * S}u`);
-    return [
-      ...range(GM).map((g) => `let a${g} = xs[${xo}${at(BM, SY, g)} + ty];`),
-      ...range(GN).map((h) => `let b${h} = ws[${wo}${at(BN, SX, h)} + tx];`),
-      ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
-    ].join('\n      ');
-  };
-  // Global → workgroup, stored transposed ([k][row], 4 rows a vector), at offset `half` (double-buffered).
-  const put = (S: string, R: number, half = '') => (k: string, v: string) => `${S}[${half}${k} * ${R / 4}u + r / 4u][r % 4u] = ${v};`;
-  const load = (buf: string, S: string, R: number, row0: string, rows: string) => stageSlice({ buf, R, BK, K, V, threads, row0, rows, put: put(S, R) });
+  const inner = [
+    ...range(GM).map((g) => `let a${g} = xs[k * ${BM / 4}u + ${g * SY}u + ty];`),
+    ...range(GN).map((h) => `let b${h} = ws[k * ${BN / 4}u + ${h * SX}u + tx];`),
+    ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
+  ].join('\n      ');
+  // Global → workgroup, stored transposed ([k][row], 4 rows a vec4).
+  const load = (buf: string, S: string, R: number, row0: string, rows: string) =>
+    stageSlice({ buf, R, BK, K, V, threads, row0, rows, put: (k, v) => `${S}[${k} * ${R / 4}u + r / 4u][r % 4u] = ${v};` });
   const stores = range(GM).flatMap((g) =>
     range(4).flatMap((q) =>
       range(GN).map(
@@ -300,50 +276,8 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
       ),
     ),
   );
-  const halves = db ? 2 : 1;
-  let body: string;
-  if (!db) {
-    body = `${sk.loop}
-    ${load('x', 'xs', BM, 'row0', 'params.M')}
-    ${load('w', 'ws', BN, 'col0', `${N}u`)}
-    workgroupBarrier();
-    for (var k = 0u; k < ${BK}u; k++) {
-      ${step('k')}
-    }
-    workgroupBarrier();
-  }`;
-  } else {
-    // Registers px*, pw* carry the next slice from global memory to the idle half.
-    const slice = (buf: string, p: string, S: string, R: number, row0: string, rows: string) => stagePieces({ buf, R, BK, K, V, threads, row0, rows, p, spread: !!t.spread, put: put(S, R, `nxt * ${(R * BK) / 4}u + `) });
-    const x = slice('x', 'px', 'xs', BM, 'row0', 'params.M');
-    const w = slice('w', 'pw', 'ws', BN, 'col0', `${N}u`);
-    body = `${sk.bounds.pre}
-  ${x.decl} ${w.decl}
-  var nxt = 0u; // the half the registers go to
-  var kn = ${sk.bounds.start}; // the slice they hold
-  ${x.fetch} ${w.fetch}
-  ${x.put} ${w.put}
-  workgroupBarrier();
-  for (var k0 = ${sk.bounds.start}; k0 < ${sk.bounds.end}; k0 += ${BK}u) {
-    let xo = nxt * ${(BM * BK) / 4}u;
-    let wo = nxt * ${(BN * BK) / 4}u;
-    nxt = 1u - nxt;
-    kn = k0 + ${BK}u;
-    let more = kn < ${sk.bounds.end};
-    if (more) {
-      ${x.fetch} ${w.fetch}
-    }
-    ${range(BK)
-      .map((k) => `{\n      ${step(k, 'xo + ', 'wo + ')}\n    }`)
-      .join('\n    ')}
-    if (more) {
-      ${x.put} ${w.put}
-    }
-    workgroupBarrier();
-  }`;
-  }
   return {
-    name: `gemmv${db ? 'd' : ''}-${K}x${N}-${BM}x${BN}k${BK}-${sk.name(e, bias)}`,
+    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}-${sk.name(e, bias)}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
     code: /* wgsl */ `
 struct Params { M: u32, ldy: u32, colOff: u32, }
@@ -351,8 +285,8 @@ struct Params { M: u32, ldy: u32, colOff: u32, }
 @group(0) @binding(1) var<storage, read> x: array<${vt}>;
 @group(0) @binding(2) var<storage, read> w: array<${vt}>;
 ${sk.bindings(bias)}
-var<workgroup> xs: array<vec4<f32>, ${(halves * BM * BK) / 4}>; // [${db ? '2 halves][' : ''}BK][BM / 4]: x transposed, 4 rows a vector
-var<workgroup> ws: array<vec4<f32>, ${(halves * BN * BK) / 4}>; // [${db ? '2 halves][' : ''}BK][BN / 4]
+var<workgroup> xs: array<vec4<f32>, ${(BM * BK) / 4}>; // [BK][BM / 4]: x transposed, 4 rows a vector
+var<workgroup> ws: array<vec4<f32>, ${(BN * BK) / 4}>; // [BK][BN / 4]
 @compute @workgroup_size(${threads})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
   let tx = lid % ${SX}u;
@@ -361,7 +295,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   let col0 = g.x * ${BN}u;
   ${sk.skip(BM)}
   var acc: array<vec4<f32>, ${(TM * TN) / 4}>; // [TM rows][TN / 4 column groups]
-  ${body}
+  ${sk.loop}
+    ${load('x', 'xs', BM, 'row0', 'params.M')}
+    ${load('w', 'ws', BN, 'col0', `${N}u`)}
+    workgroupBarrier();
+    for (var k = 0u; k < ${BK}u; k++) {
+      ${inner}
+    }
+    workgroupBarrier();
+  }
   ${stores.join('\n  ')}
 }`,
   };
@@ -379,13 +321,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
 function splitK(K: number, N: number, BK: number, splits: number, symmetric = false) {
   if (!Number.isInteger(splits) || splits < 1) throw new Error(`gemm: splits must be a positive integer, got ${splits}`);
   const chunk = splitChunk(K, BK, splits);
-  // The K range this workgroup sums: WGSL to run first (pre), its start and end.
-  const bounds = splits === 1 ? { pre: '', start: '0u', end: `${K}u` } : { pre: `let kEnd = min(${K}u, (g.z + 1u) * ${chunk}u);`, start: `g.z * ${chunk}u`, end: 'kEnd' };
   return {
     skip: (BM: number) => (symmetric ? `if (col0 >= row0 + ${BM}u) { return; } // strictly above the diagonal: mirrored by the workgroup below it` : ''),
-    loop: `${bounds.pre}
-  for (var k0 = ${bounds.start}; k0 < ${bounds.end}; k0 += ${BK}u) {`,
-    bounds,
+    loop:
+      splits === 1
+        ? `for (var k0 = 0u; k0 < ${K}u; k0 += ${BK}u) {`
+        : `let kEnd = min(${K}u, (g.z + 1u) * ${chunk}u);
+  for (var k0 = g.z * ${chunk}u; k0 < kEnd; k0 += ${BK}u) {`,
     bindings: (bias: boolean) =>
       bias && splits === 1 ? '@group(0) @binding(3) var<storage, read> b: array<f32>;\n@group(0) @binding(4) var<uniform> params: Params;' : '@group(0) @binding(3) var<uniform> params: Params;',
     store: (e: Epilogue, r: string, c: string, v: string, bias: boolean) =>
@@ -449,30 +391,6 @@ function stageSlice(o: { buf: string; R: number; BK: number; K: number; V: numbe
         ${V === 4 ? [0, 1, 2, 3].map((c) => o.put(`(kk + ${c}u)`, `v[${c}]`)).join(' ') : o.put('kk', 'v')}
       }
     }`;
-}
-
-/**
- * stageSlice cut in two for the double-buffered GEMM, its loop unrolled: `decl` declares registers
- * p0, p1, …; `fetch` loads the slice at kn into them (zeros at and past `rows` and K); `put` stores
- * them into workgroup memory. `spread`: element e of the slice is row e % R, k (e / R)·V (else row
- * e / (BK/V), k (e % (BK/V))·V).
- */
-function stagePieces(o: { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; p: string; spread: boolean; put: (k: string, v: string) => string }) {
-  const { buf, R, BK, K, V, threads, p } = o;
-  const total = (R * BK) / V;
-  const n = Math.ceil(total / threads);
-  const vt = V === 4 ? 'vec4<f32>' : 'f32';
-  const each = (f: (i: number) => string) =>
-    Array.from({ length: n }, (_, i) => {
-      const guard = (i + 1) * threads > total ? `if (lid + ${i * threads}u < ${total}u) ` : '';
-      const at = o.spread ? `let r = e % ${R}u; let kk = (e / ${R}u) * ${V}u;` : `let r = e / ${BK / V}u; let kk = (e % ${BK / V}u) * ${V}u;`;
-      return `${guard}{ let e = lid + ${i * threads}u; ${at} ${f(i)} }`;
-    }).join('\n    ');
-  return {
-    decl: Array.from({ length: n }, (_, i) => `var ${p}${i} = ${vt}(0.0);`).join(' '),
-    fetch: each((i) => `let gr = ${o.row0} + r; ${p}${i} = ${vt}(0.0); if (gr < ${o.rows} && kn + kk < ${K}u) { ${p}${i} = ${buf}[(gr * ${K}u + kn + kk) / ${V}u]; }`),
-    put: each((i) => (V === 4 ? [0, 1, 2, 3].map((c) => o.put(`(kk + ${c}u)`, `${p}${i}[${c}]`)).join(' ') : o.put('kk', `${p}${i}`))),
-  };
 }
 
 /** Rows a GEMV dispatch handles at most (decode steps); more rows take the GEMM. */
