@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LlamaCppEngine } from '../lib/efficiency/engines/llamacpp';
 import { OpenAiHttpEngine, readSse } from '../lib/efficiency/engines/openai-http';
-import { EngineNotRun, benchDefaults, promptIds, stat, summarize, type BenchSettings, type EngineMeasurement } from '../lib/efficiency/engines/types';
+import { EngineNotRun, WARMUP_MIN_MS, benchDefaults, promptIds, stat, summarize, warmThenTime, type BenchSettings, type EngineMeasurement } from '../lib/efficiency/engines/types';
 import { KitEngine } from '../lib/efficiency/engines/webgpu';
 import { loadLlama2c } from '../lib/models/llama2c';
 import { generate } from '../lib/models/transformer';
@@ -53,6 +53,21 @@ describe('statistics and settings', () => {
     expect(m.throughputTokPerS.median).toBeCloseTo(100, 9); // 2 × 15 tokens in 0.3 s
     expect(() => summarize([{ ttftMs: 100, totalMs: 300, tokens: [5, 4], gapsMs: [1] }], s2, null, '', [])).toThrow(/5\/4 new tokens per sequence, 5 were requested/);
     expect(() => summarize([{ ttftMs: 300, totalMs: 100, tokens: [5, 5], gapsMs: [1] }], s2, null, '', [])).toThrow(/out of order/);
+  });
+
+  it('warm-up runs go on until the asked count and WARMUP_MIN_MS; only the repeats are returned; warmup 0 warms nothing', async () => {
+    let calls = 0;
+    const fast = async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      return ++calls;
+    };
+    const t0 = performance.now();
+    const timed = await warmThenTime({ ...settings, warmup: 1, repeats: 3 }, fast);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(WARMUP_MIN_MS);
+    expect(calls - 3).toBeGreaterThanOrEqual(Math.floor(WARMUP_MIN_MS / 60)); // warm-up runs of ~50 ms fill the least time
+    expect(timed).toEqual([calls - 2, calls - 1, calls]);
+    calls = 0;
+    expect(await warmThenTime({ ...settings, warmup: 0, repeats: 2 }, fast)).toEqual([1, 2]);
   });
 
   it('readSse joins multi-line data and handles CRLF and split chunks', async () => {

@@ -4,7 +4,7 @@
 // An engine that cannot run here gives not_run rows with the reason.
 import { methodKind } from '../methods/index';
 import type { Engine } from '../efficiency/engines/types';
-import { EngineNotRun, measuredMetrics } from '../efficiency/engines/types';
+import { EngineNotRun, measuredMetrics, WARMUP_MIN_MS } from '../efficiency/engines/types';
 import type { Cell } from '../matrix';
 import { engineMetricFields, metricNames } from '../metrics/catalogue';
 import type { ResultRow } from '../results';
@@ -41,7 +41,7 @@ export async function hardwareCell(env: TrackEnv, cell: Cell, s: Subject): Promi
     try {
       const b = env.matrix.bench;
       const m = await engine.measure(prepared, { ...b, seed: 0 });
-      const note = `${engine.name} on ${engine.device}; ${prepared.format}; prompt ${b.promptTokens}, new ${b.newTokens}, batch ${b.batch}, median of ${b.repeats}; ${[...prepared.notes, ...m.notes].join('; ')}`;
+      const note = `${engine.name} on ${engine.device}; ${prepared.format}; prompt ${b.promptTokens}, new ${b.newTokens}, batch ${b.batch}, median of ${b.repeats}${b.warmup ? ` after ≥ ${b.warmup} warm-up run(s) and ≥ ${WARMUP_MIN_MS / 1000} s` : ', no warm-up'}; ${[...prepared.notes, ...m.notes].join('; ')}`;
       return measuredMetrics(m).map((x) => {
         const what = x.metric === 'peak_memory_bytes' ? `${m.memoryWhat}; ` : '';
         const spread = x.min === null || x.max === null ? '' : `; min ${x.min.toPrecision(4)} max ${x.max.toPrecision(4)}`;

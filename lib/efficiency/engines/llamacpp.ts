@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Llama, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
 import { exportLlamaGguf, type ExportType, type GgufExportReport } from '../gguf';
 import {
-  EngineNotRun, checkSettings, promptIds, samplePeak, summarize,
+  EngineNotRun, checkSettings, promptIds, samplePeak, summarize, warmThenTime,
   type BenchSettings, type Engine, type EngineInput, type EngineMeasurement, type Prepared, type RunTiming,
 } from './types';
 
@@ -124,13 +124,7 @@ export class LlamaCppEngine implements Engine<LlamaCppPrepared> {
     const seqs = prompts.map(() => ctx.getSequence());
     const probe = this.opts.gpu ? async () => (await this.llama.getVramState()).used : () => process.memoryUsage().rss;
     try {
-      const runs: RunTiming[] = [];
-      const { peak } = await samplePeak(probe, async () => {
-        for (let r = 0; r < settings.warmup + settings.repeats; r++) {
-          const t = await runOnce(seqs, prompts, N);
-          if (r >= settings.warmup) runs.push(t);
-        }
-      });
+      const { result: runs, peak } = await samplePeak(probe, () => warmThenTime(settings, () => runOnce(seqs, prompts, N)));
       const what = this.opts.gpu ? 'device VRAM in use (llama.cpp getVramState, whole device)' : 'process RSS';
       return summarize(runs, settings, peak, what, [...p.notes, `context ${P + N} tokens, ${B} sequence(s)`]);
     } finally {

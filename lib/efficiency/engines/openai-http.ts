@@ -4,7 +4,7 @@
 // first token, inter-token latency, prefill/decode rates and overall throughput. The server runs
 // its own copy of the model: rows name the server and its model id, never the kit's weights.
 import {
-  EngineNotRun, checkSettings, promptIds, summarize,
+  EngineNotRun, checkSettings, promptIds, summarize, warmThenTime,
   type BenchSettings, type Engine, type EngineInput, type EngineMeasurement, type Prepared, type RunTiming,
 } from './types';
 
@@ -81,23 +81,21 @@ export class OpenAiHttpEngine implements Engine<HttpPrepared> {
   async measure(p: HttpPrepared, settings: BenchSettings): Promise<EngineMeasurement> {
     checkSettings(settings);
     const { promptTokens: P, newTokens: N, batch: B } = settings;
-    const runs: RunTiming[] = [];
-    for (let r = 0; r < settings.warmup + settings.repeats; r++) {
+    const runs = await warmThenTime(settings, async (): Promise<RunTiming> => {
       const t0 = performance.now();
       const streams = await Promise.all(Array.from({ length: B }, (_, b) => this.request(promptIds(P, p.vocab, settings.seed + b), N, t0)));
-      if (r < settings.warmup) continue;
-      runs.push({
-        ttftMs: Math.max(...streams.map((s) => s.times[0] ?? NaN)),
-        totalMs: Math.max(...streams.map((s) => s.times[s.times.length - 1] ?? NaN)),
-        tokens: streams.map((s) => s.usageTokens ?? s.times.length),
-        gapsMs: streams.flatMap((s) => s.times.slice(1).map((t, i) => t - s.times[i])),
-      });
       for (const s of streams) {
         if (s.usageTokens !== null && s.usageTokens !== s.times.length) {
           p.notes.push(`usage reported ${s.usageTokens} tokens in ${s.times.length} chunks`);
         }
       }
-    }
+      return {
+        ttftMs: Math.max(...streams.map((s) => s.times[0] ?? NaN)),
+        totalMs: Math.max(...streams.map((s) => s.times[s.times.length - 1] ?? NaN)),
+        tokens: streams.map((s) => s.usageTokens ?? s.times.length),
+        gapsMs: streams.flatMap((s) => s.times.slice(1).map((t, i) => t - s.times[i])),
+      };
+    });
     return summarize(runs, settings, null, 'not measurable over HTTP', [...new Set(p.notes)]);
   }
 

@@ -10,7 +10,7 @@ export interface BenchSettings {
   promptTokens: number; // prompt length in tokens (prefill)
   newTokens: number; // tokens generated after the prompt (decode; EOS does not stop it)
   batch: number; // sequences run together (llama.cpp: sequences of one context; http: concurrent requests)
-  warmup: number; // untimed runs first (kernel compilation, buffer pools, caches)
+  warmup: number; // untimed runs first (kernel compilation, buffer pools, caches), for at least WARMUP_MIN_MS in all
   repeats: number; // timed runs; medians and spread are over these
   seed: number; // seed of the synthetic prompt token ids
 }
@@ -23,6 +23,26 @@ export const benchDefaults: BenchSettings = {
   repeats: 5, // median of five
   seed: 0, // same prompt ids in every engine
 };
+
+/**
+ * The least warm-up time, when warm-up runs are asked: a fast engine's one or two runs (a tiny
+ * model decodes 64 tokens in ~20 ms) end before the JavaScript JIT has optimised the host loop and
+ * before an idle GPU is back at its sustained clocks, so the first model measured in a fresh
+ * process decoded at 40% of the speed of the next ones (H100, 5340519).
+ */
+export const WARMUP_MIN_MS = 1000;
+
+/**
+ * Runs `once` untimed until `warmup` runs are done and WARMUP_MIN_MS have passed (no warm-up at all
+ * when warmup is 0), then `repeats` times; returns the timed runs' results.
+ */
+export async function warmThenTime<T>(settings: BenchSettings, once: () => Promise<T>): Promise<T[]> {
+  const t0 = performance.now();
+  for (let r = 0; r < settings.warmup || (settings.warmup > 0 && performance.now() - t0 < WARMUP_MIN_MS); r++) await once();
+  const runs: T[] = [];
+  for (let r = 0; r < settings.repeats; r++) runs.push(await once());
+  return runs;
+}
 
 export function checkSettings(s: BenchSettings): void {
   for (const k of ['promptTokens', 'newTokens', 'batch', 'repeats'] as const) {

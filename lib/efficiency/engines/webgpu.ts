@@ -13,7 +13,7 @@ import { Decoder } from '../../engine/generate';
 import { executorUnsupported } from '../../engine/executor';
 import type { InferenceModel } from '../../engine/inference';
 import {
-  EngineNotRun, checkSettings, promptIds, summarize,
+  EngineNotRun, checkSettings, promptIds, summarize, warmThenTime,
   type BenchSettings, type Engine, type EngineInput, type EngineMeasurement, type Prepared, type RunTiming,
 } from './types';
 
@@ -57,8 +57,7 @@ export class KitEngine implements Engine<KitPrepared> {
     const why = this.name === 'webgpu' ? executorUnsupported(p.model) : 'not on webgpu';
     const decoder = why === null ? Decoder.create(p.model, P + N) : null;
     const notes = [...p.notes, decoder ? 'the kit inference executor (lib/engine): planned forward, KV cache, one readback per token' : this.name === 'webgpu' ? `tfjs path (the executor does not run this model: ${why})` : 'tfjs path'];
-    const runs: RunTiming[] = [];
-    const timed = async (r: number, probe: { sample(): void } | null) => {
+    const timed = async (probe: { sample(): void } | null): Promise<RunTiming> => {
       const times: number[] = [];
       const t0 = performance.now();
       // Both paths read each token back from the device before the next step, so times are synced.
@@ -73,21 +72,15 @@ export class KitEngine implements Engine<KitPrepared> {
       };
       const out = decoder ? await decoder.generate(prompt, opts) : await generate(p.model, prompt, opts);
       if (out.length !== times.length) throw new Error(`${this.name}: generate returned ${out.length} tokens but reported ${times.length}`);
-      if (r >= settings.warmup) {
-        runs.push({ ttftMs: times[0], totalMs: times[times.length - 1], tokens: [times.length], gapsMs: times.slice(1).map((t, i) => t - times[i]) });
-      }
+      return { ttftMs: times[0], totalMs: times[times.length - 1], tokens: [times.length], gapsMs: times.slice(1).map((t, i) => t - times[i]) };
     };
     try {
       if (decoder) {
-        for (let r = 0; r < settings.warmup + settings.repeats; r++) await timed(r, null);
+        const runs = await warmThenTime(settings, () => timed(null));
         const weights = [...p.model.weights.values(), ...[...(p.model.splitWeights?.values() ?? [])].flat()].reduce((a, t) => a + 4 * t.size, 0);
         return summarize(runs, settings, weights + decoder.exec.allocatedBytes, 'model weights + executor buffers (all allocated up front)', notes);
       }
-      const { peak } = await withKernels({ mode: this.kernels }, () =>
-        measurePeakMemory(async (probe) => {
-          for (let r = 0; r < settings.warmup + settings.repeats; r++) await timed(r, probe);
-        }),
-      );
+      const { result: runs, peak } = await withKernels({ mode: this.kernels }, () => measurePeakMemory((probe) => warmThenTime(settings, () => timed(probe))));
       const gpu = peak.peakGpuAllocatedBytes;
       return summarize(
         runs,
