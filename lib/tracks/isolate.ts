@@ -124,7 +124,7 @@ export class CellProcess {
 
   private start(): ChildProcess {
     const child = fork(CHILD, [], {
-      execArgv: ['--import', TSX, ...(process.env[CELL_NODE_FLAGS_ENV] ?? '').split(' ').filter(Boolean)],
+      execArgv: ['--import', TSX, '--expose-gc', ...(process.env[CELL_NODE_FLAGS_ENV] ?? '').split(' ').filter(Boolean)], // gc: Track 5 collects before timing (warmThenTime)
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'advanced',
     });

@@ -37,6 +37,9 @@ export const WARMUP_MIN_MS = 1000;
  * when warmup is 0), then `repeats` times; returns the timed runs' results.
  */
 export async function warmThenTime<T>(settings: BenchSettings, once: () => Promise<T>): Promise<T[]> {
+  // A full collection first where the process allows it (cell processes run with --expose-gc), so
+  // that the garbage of what ran before (a compression's tensors) is not collected while timing.
+  (globalThis as { gc?: () => void }).gc?.();
   const t0 = performance.now();
   for (let r = 0; r < settings.warmup || (settings.warmup > 0 && performance.now() - t0 < WARMUP_MIN_MS); r++) await once();
   const runs: T[] = [];
