@@ -25,10 +25,11 @@ export const benchDefaults: BenchSettings = {
 };
 
 /**
- * The least warm-up time, when warm-up runs are asked: a fast engine's one or two runs (a tiny
- * model decodes 64 tokens in ~20 ms) end before the JavaScript JIT has optimised the host loop and
- * before an idle GPU is back at its sustained clocks, so the first model measured in a fresh
- * process decoded at 40% of the speed of the next ones (H100, 5340519).
+ * The least warm-up time, when warm-up runs are asked. A fast engine's one run (a tiny model
+ * decodes 64 tokens in ~20 ms) may end before the JavaScript JIT has optimised the host loop and an
+ * idle GPU is back at its sustained clocks: the first model measured in a fresh process decoded at
+ * ~40% of its compressed variants' speed (H100, 5340519). With it, cells still spread 1.5-2x
+ * between runs of the same compute (d9fd61c's rows): tiny models' decode is host-bound.
  */
 export const WARMUP_MIN_MS = 1000;
 
