@@ -258,10 +258,14 @@ export function groupKitRows(rows: readonly ResultRow[], track: Track): KitGroup
   return [...groups.values()].sort((a, b) => methodOrder(a.method) - methodOrder(b.method) || a.setting.localeCompare(b.setting));
 }
 
+/** A row's value as a measurement under a paper column key; null where it cannot be a ratio's term (unclassified, not ok, ≤ 0). */
+function measurementOf(r: ResultRow, key: string, classified: boolean): Measurement | null {
+  if (!classified || r.status !== 'ok' || r.value === null || !(r.value > 0)) return null;
+  return { model: r.model, key, value: r.value, higherIsBetter: r.higher_is_better };
+}
+
 function kitMeasurements(g: KitGroup): Measurement[] {
-  return [...g.cells.values()]
-    .filter((c) => c.classified && (c.row.value as number) > 0)
-    .map((c) => ({ model: c.row.model, key: c.key, value: c.row.value as number, higherIsBetter: c.row.higher_is_better }));
+  return [...g.cells.values()].flatMap((c) => measurementOf(c.row, c.key, c.classified) ?? []);
 }
 
 /**
@@ -270,13 +274,13 @@ function kitMeasurements(g: KitGroup): Measurement[] {
  * run_id: same code, device and session) where there is one, else against the latest dense row.
  * Returns the reference for a method group.
  */
-function sameRunBaseline(baseline: readonly KitGroup[]): (g: KitGroup, latest: readonly Measurement[]) => Measurement[] {
+function sameRunBaseline(baseline: readonly KitGroup[], track: Track): (g: KitGroup, latest: readonly Measurement[]) => Measurement[] {
   const byRun = new Map<string, Measurement>(); // run_id|model|column
   for (const b of baseline) {
     for (const r of b.rows) {
-      const col = kitColumn(5, r.task, r.metric);
-      if (r.status !== 'ok' || r.value === null || !col.classified || r.value <= 0) continue;
-      byRun.set(`${r.run_id}|${pairKey(r.model, col.key)}`, { model: r.model, key: col.key, value: r.value, higherIsBetter: r.higher_is_better });
+      const col = kitColumn(track, r.task, r.metric);
+      const m = measurementOf(r, col.key, col.classified);
+      if (m) byRun.set(`${r.run_id}|${pairKey(r.model, col.key)}`, m);
     }
   }
   return (g, latest) => {
@@ -295,7 +299,7 @@ export function kitOverall(rows: readonly ResultRow[], track: Track): OverallRow
   const reference =
     def.reference === 'max-over-methods' ? maxOverMethods(methods.map(kitMeasurements)) : baseline.flatMap(kitMeasurements);
   const out: OverallRow[] = [];
-  const sameRun = track === 5 ? sameRunBaseline(baseline) : null;
+  const sameRun = track === 5 ? sameRunBaseline(baseline, track) : null;
   for (const g of def.reference === 'baseline' ? [...baseline, ...methods] : methods) {
     const own = kitMeasurements(g);
     const ref = sameRun ? sameRun(g, reference) : reference;

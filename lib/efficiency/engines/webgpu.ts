@@ -57,7 +57,8 @@ export class KitEngine implements Engine<KitPrepared> {
     const why = this.name === 'webgpu' ? executorUnsupported(p.model) : 'not on webgpu';
     const decoder = why === null ? Decoder.create(p.model, P + N) : null;
     const notes = [...p.notes, decoder ? 'the kit inference executor (lib/engine): planned forward, KV cache, one readback per token' : this.name === 'webgpu' ? `tfjs path (the executor does not run this model: ${why})` : 'tfjs path'];
-    const timed = async (probe: { sample(): void } | null): Promise<RunTiming> => {
+    /** One generation over the prompt (a warm-up or a timed run): its token times. */
+    const once = async (probe: { sample(): void } | null): Promise<RunTiming> => {
       const times: number[] = [];
       const t0 = performance.now();
       // Both paths read each token back from the device before the next step, so times are synced.
@@ -76,11 +77,11 @@ export class KitEngine implements Engine<KitPrepared> {
     };
     try {
       if (decoder) {
-        const runs = await warmThenTime(settings, () => timed(null));
+        const runs = await warmThenTime(settings, () => once(null));
         const weights = [...p.model.weights.values(), ...[...(p.model.splitWeights?.values() ?? [])].flat()].reduce((a, t) => a + 4 * t.size, 0);
         return summarize(runs, settings, weights + decoder.exec.allocatedBytes, 'model weights + executor buffers (all allocated up front)', notes);
       }
-      const { result: runs, peak } = await withKernels({ mode: this.kernels }, () => measurePeakMemory((probe) => warmThenTime(settings, () => timed(probe))));
+      const { result: runs, peak } = await withKernels({ mode: this.kernels }, () => measurePeakMemory((probe) => warmThenTime(settings, () => once(probe))));
       const gpu = peak.peakGpuAllocatedBytes;
       return summarize(
         runs,
