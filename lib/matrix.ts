@@ -74,7 +74,7 @@ export interface MatrixConfig {
   models: ModelSpec[];
   methods: MethodSpec[]; // the first 'dense' entry is every track's baseline
   tasks: string[]; // TASKS names; each goes to its own track (1 or 6); 'wikitext2' also feeds Track 2
-  engines: string[]; // Track 5 engines: 'kit', 'llama.cpp-cpu', 'llama.cpp-vulkan', 'http:<url>'
+  engines: string[]; // Track 5 engines (lib/tracks/hardware.ts TRACK5_ENGINES): 'kit', 'llama.cpp-cpu', 'llama.cpp-vulkan', 'pytorch-fp32', 'pytorch-bf16'
   eval: EvalSettings;
   calib: CalibSettings;
   inference: InferenceSettings;
@@ -191,7 +191,27 @@ export function smokeMatrix(): MatrixConfig {
   };
 }
 
-export const MATRICES = { default: defaultMatrix, smoke: smokeMatrix } satisfies Record<string, () => MatrixConfig>;
+/** The zoo's largest model of each family: with stories260K, the engines matrix's models. */
+export const ENGINES_ZOO = ['llama-2m', 'opt-2m', 'glm-2m'];
+
+/**
+ * Track 5's engine comparison: every paper method on stories260K and each zoo family's largest
+ * model, in the kit's executor, llama.cpp (Vulkan) and PyTorch/transformers (fp32 and bf16, eager).
+ * Kept out of the default matrix: PyTorch's per-cell HF export and Python worker cost seconds a
+ * cell, minutes over the default matrix's 130 model × method pairs. Its kit cells are the default
+ * matrix's (same settings, same cell keys).
+ */
+export function enginesMatrix(): MatrixConfig {
+  return {
+    ...defaultMatrix(),
+    name: 'engines',
+    tracks: [5],
+    models: [STORIES260K, ...zooModels().filter((m) => ENGINES_ZOO.includes(m.id))],
+    engines: ['kit', 'llama.cpp-vulkan', 'pytorch-fp32', 'pytorch-bf16'],
+  };
+}
+
+export const MATRICES = { default: defaultMatrix, smoke: smokeMatrix, engines: enginesMatrix } satisfies Record<string, () => MatrixConfig>;
 
 /** Keys a matrix JSON file may set, each nested settings object with the keys it may set. */
 const NESTED = ['eval', 'calib', 'inference', 'bench'] as const;

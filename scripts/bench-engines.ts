@@ -20,6 +20,7 @@ import { helpFromHeader } from '../lib/help';
 import { exportLlamaGguf, readGguf, readGgufTensor } from '../lib/efficiency/gguf';
 import { LlamaCppEngine, llamaCppPerplexity, openLlama } from '../lib/efficiency/engines/llamacpp';
 import { OpenAiHttpEngine } from '../lib/efficiency/engines/openai-http';
+import { PyTorchEngine } from '../lib/efficiency/engines/pytorch';
 import { EngineNotRun, benchDefaults, checkSettings, measuredMetrics, type BenchSettings, type Engine, type EngineMeasurement } from '../lib/efficiency/engines/types';
 import { engineMetricFields, METRIC_CATALOGUE, metricNames } from '../lib/metrics/catalogue';
 import { KitEngine, kitPerplexity } from '../lib/efficiency/engines/webgpu';
@@ -28,6 +29,7 @@ import { getMethod, type CompressResult } from '../lib/methods';
 import { disposeModel, loadModel } from '../lib/models/load';
 import type { Model } from '../lib/models/types';
 import { permuteRopeRows } from '../lib/models/weights';
+import { TRACK5_ENGINES } from '../lib/tracks/hardware';
 import { appendResults, dataOutDir, makeRow, startRun, trackFile, type ResultRow, type RunContext } from '../lib/results';
 import { initRuntime, parseBackend, writeBenchCsv } from '../lib/runtime';
 import * as tf from '@tensorflow/tfjs';
@@ -56,7 +58,7 @@ interface Args {
   backend: string; // tfjs backend for the methods and the kit engine
   models: string[]; // model paths (llama2.c .bin or HF directories)
   methods: Preset[];
-  engines: string[]; // llama.cpp-cpu, llama.cpp-vulkan, kit
+  engines: string[]; // TRACK5_ENGINES: kit, llama.cpp-cpu, llama.cpp-vulkan, pytorch-fp32, pytorch-bf16
   servers: { engine: string; method: string; url: string }[]; // --server vllm=URL or vllm:gptq-w4=URL
   settings: BenchSettings;
   calib: string; // 'auto' or a corpus name / file
@@ -125,7 +127,7 @@ function parseArgs(argv: string[]): Args {
       default: throw new Error(`unknown option --${k}`);
     }
   }
-  for (const e of a.engines) if (!['llama.cpp-cpu', 'llama.cpp-vulkan', 'kit'].includes(e)) throw new Error(`--engines: unknown engine '${e}' (llama.cpp-cpu, llama.cpp-vulkan, kit; servers through --server)`);
+  for (const e of a.engines) if (!(TRACK5_ENGINES as readonly string[]).includes(e)) throw new Error(`--engines: unknown engine '${e}' (${TRACK5_ENGINES.join(', ')}; servers through --server)`);
   checkSettings(a.settings);
   return a;
 }
@@ -210,6 +212,7 @@ async function openEngines(a: Args): Promise<{ engines: Engine[]; missing: { nam
   for (const e of a.engines) {
     try {
       if (e === 'kit') engines.push(await KitEngine.create());
+      else if (e === 'pytorch-fp32' || e === 'pytorch-bf16') engines.push(await PyTorchEngine.create({ dtype: e === 'pytorch-bf16' ? 'bf16' : 'fp32', workDir: path.join(a.out, 'torch') }));
       else engines.push(await LlamaCppEngine.create({ gpu: e === 'llama.cpp-vulkan' ? 'vulkan' : false, threads: a.threads, workDir: path.join(a.out, 'gguf') }));
     } catch (err) {
       missing.push({ name: e, reason: reasonOf(err) });

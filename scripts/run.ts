@@ -3,7 +3,7 @@
 // paper-layout tables derived from the rows; it ends with a summary table of the key numbers
 // (lib/tracks/summary.ts) and the paths of the CSVs.
 //
-//   npx tsx scripts/run.ts [--matrix default|smoke|FILE.json] [--slice "tracks=1,4;models=stories260K;methods=gptq-w4"]
+//   npx tsx scripts/run.ts [--matrix default|smoke|engines|FILE.json] [--slice "tracks=1,4;models=stories260K;methods=gptq-w4"]
 //     [--out DIR] [--data DIR] [--no-hub] [--backend webgpu|wasm|cpu|auto] [--limit N] [--cell-timeout-s S]
 //     [--budget-s S] [--preload FILE] [--retry] [--redo] [--list] [--no-derived]   (--help says what each does)
 //     [--gpus N | --devices 0,2]   (several GPUs of one host: a worker per GPU, lib/shard-pool.ts)
@@ -30,7 +30,7 @@ import { writeDerived } from '../lib/tracks/tables';
 
 const USAGE = `usage: npx tsx scripts/run.ts [flags]
 
-  --matrix default|smoke|FILE.json  the matrix (a file overrides the default matrix field by field); default: default
+  --matrix default|smoke|engines|FILE.json  the matrix (a file overrides the default matrix field by field); default: default
   --slice SPEC          part of the matrix, e.g. "tracks=1,4;models=a,b;methods=gptq-w4,wanda;tasks=wikitext2;engines=kit"
   --out DIR             data root: rows go to DIR/results/track<N>.csv, and a line per run (wall time by track, device,
                         git sha) to DIR/runs.csv (default: LLMCB_DATA_OUT or data). One run at a

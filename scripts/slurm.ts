@@ -20,7 +20,7 @@ import { runMatrix } from '../lib/tracks/runner';
 
 const USAGE = `usage: npx tsx scripts/slurm.ts [flags]
 
-  --matrix default|smoke|FILE.json  the matrix (default: default); --slice SPEC: part of it (as run.ts)
+  --matrix default|smoke|engines|FILE.json  the matrix (default: default); --slice SPEC: part of it (as run.ts)
   --out DIR           where the merged rows go (DIR/results) and the shards run (DIR/shards/<task>); required
   --data DIR, --no-hub, --backend B, --limit N, --cell-timeout-s S, --preload FILE
                       passed to every task's run.ts (as run.ts)

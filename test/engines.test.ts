@@ -2,12 +2,16 @@
 // loopback (tokens received = tokens requested, latencies positive and ordered), llama.cpp (CPU
 // build) and the kit executor measured at stated settings, and the not-run paths.
 import * as tf from '@tensorflow/tfjs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LlamaCppEngine } from '../lib/efficiency/engines/llamacpp';
+import { PyTorchEngine } from '../lib/efficiency/engines/pytorch';
 import { OpenAiHttpEngine, readSse } from '../lib/efficiency/engines/openai-http';
 import { EngineNotRun, WARMUP_MIN_MS, benchDefaults, promptIds, stat, summarize, warmThenTime, type BenchSettings, type EngineMeasurement } from '../lib/efficiency/engines/types';
 import { KitEngine } from '../lib/efficiency/engines/webgpu';
+import { loadHfDir } from '../lib/models/hf';
 import { loadLlama2c } from '../lib/models/llama2c';
 import { generate } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';
@@ -180,6 +184,57 @@ describe('engines on stories260K (CPU)', () => {
     await expect(kit.measure(kp, { ...settings, batch: 2 })).rejects.toBeInstanceOf(EngineNotRun);
     expect(tf.memory().numTensors).toBe(before);
   }, 180_000);
+
+  it('PyTorch engine: the worker protocol (a stand-in worker) and the exported HF directory', async () => {
+    const tmp = mkdtempSync(path.join(os.tmpdir(), 'torch-engine-'));
+    process.env.FAKE_TORCH_LOG = path.join(tmp, 'requests.jsonl');
+    try {
+      const eng = await PyTorchEngine.create({ dtype: 'bf16', python: path.join(repoRoot, 'test/fixtures/fake-torch-worker.mjs'), workDir: tmp });
+      expect(eng.name).toBe('pytorch-bf16');
+      expect(eng.device).toBe('Fake GPU (PyTorch 0.0-fake CUDA, transformers 0.0-fake)');
+      const p = await eng.prepare({ model, compress: null, method: 'dense', sparse: true });
+      // The worker gets the model as written: it loads back equal to the kit's.
+      const back = loadHfDir(p.dir);
+      for (const [name, t] of model.weights) expect(Array.from(back.weights.get(name)!.dataSync())).toEqual(Array.from(t.dataSync()));
+      for (const t of back.weights.values()) t.dispose();
+      expect(p.notes.join('; ')).toMatch(/sparse weights run dense; weights cast to bf16/);
+      const m = await eng.measure(p, { ...settings, batch: 2 });
+      // Fixed times: first token at 10 ms, the last at 10 + 2·(N − 1) ms.
+      const N = settings.newTokens;
+      expect(m.prefillTokPerS.median).toBeCloseTo((2 * settings.promptTokens) / 0.01, 6);
+      expect(m.decodeTokPerS.median).toBeCloseTo((2 * (N - 1)) / (0.002 * (N - 1)), 6);
+      expect(m.itlMs.median).toBeCloseTo(2, 9);
+      expect(m.peakMemoryBytes).toBe(1234);
+      expect(m.notes).toContain('fake worker');
+      const sent = readFileSync(process.env.FAKE_TORCH_LOG, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      expect(sent.map((r) => r.op)).toEqual(['probe', 'measure']);
+      expect(sent[1]).toMatchObject({ dtype: 'bf16', new_tokens: N, warmup: settings.warmup, warmup_min_ms: WARMUP_MIN_MS, repeats: settings.repeats });
+      expect(sent[1].prompts).toEqual([promptIds(16, 512, 0), promptIds(16, 512, 1)]);
+      // A failure on the Python side is an error naming it; the worker serves the next request.
+      await expect(eng.measure(p, { ...settings, newTokens: 41 })).rejects.toThrow(/pytorch-bf16: RuntimeError: CUDA out of memory/);
+      await p.dispose();
+      expect(existsSync(p.dir)).toBe(false);
+      await expect(eng.measure(p, settings)).rejects.toThrow(/no HF model in/);
+    } finally {
+      delete process.env.FAKE_TORCH_LOG;
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('PyTorch engine: no interpreter, or no torch in it, is EngineNotRun with the reason', async () => {
+    const none = await PyTorchEngine.create({ python: '/nonexistent/python3' }).catch((e) => e);
+    expect(none).toBeInstanceOf(EngineNotRun);
+    expect(none.message).toMatch(/^pytorch-fp32: not run: no PyTorch with transformers in \/nonexistent\/python3 .*does not start: spawn \/nonexistent\/python3 ENOENT/);
+    // The real worker with this machine's python3: CI has no torch (then the reason names the missing module); with torch, it measures.
+    const real = await PyTorchEngine.create({ python: 'python3', workDir: path.join(repoRoot, 'tmp/test-torch') }).catch((e) => e);
+    if (real instanceof EngineNotRun) {
+      expect(real.message).toMatch(/^pytorch-fp32: not run: no PyTorch with transformers in python3 \(scripts\/py\/engine_torch\.py\): ModuleNotFoundError: No module named '(torch|transformers)'/);
+    } else {
+      const p = await real.prepare({ model, compress: null, method: 'dense', sparse: false });
+      sane(await real.measure(p, settings));
+      await p.dispose();
+    }
+  }, 120_000);
 
   it('a GGUF llama.cpp refuses is EngineNotRun, not a crash', async () => {
     const eng = await LlamaCppEngine.create({ workDir: path.join(repoRoot, 'tmp/test-gguf'), threads: 1 });

@@ -1,6 +1,7 @@
 // Track 5 (hardware acceleration): speed of the compressed model in an inference engine, to be
 // compared with the dense model in the same engine. Engines: 'kit' (the kit's own tfjs executor on
-// the current backend), 'llama.cpp-cpu' / 'llama.cpp-vulkan' (node-llama-cpp on a GGUF export).
+// the current backend), 'llama.cpp-cpu' / 'llama.cpp-vulkan' (node-llama-cpp on a GGUF export),
+// 'pytorch-fp32' / 'pytorch-bf16' (transformers, eager, on an HF export; a Python worker).
 // An engine that cannot run here gives not_run rows with the reason.
 import { methodKind } from '../methods/index';
 import type { Engine } from '../efficiency/engines/types';
@@ -15,6 +16,9 @@ export function engineMetrics(engine: string) {
   return metricNames(5).map((metric) => engineMetricFields(engine, metric));
 }
 
+/** The engines a matrix may name. */
+export const TRACK5_ENGINES = ['kit', 'llama.cpp-cpu', 'llama.cpp-vulkan', 'pytorch-fp32', 'pytorch-bf16'] as const;
+
 /** Opens an engine by its matrix name; absent engines throw EngineNotRun. */
 export async function openEngine(name: string): Promise<Engine> {
   if (name === 'kit') {
@@ -25,7 +29,11 @@ export async function openEngine(name: string): Promise<Engine> {
     const { LlamaCppEngine } = await import('../efficiency/engines/llamacpp');
     return LlamaCppEngine.create({ gpu: name === 'llama.cpp-vulkan' ? 'vulkan' : false });
   }
-  throw new EngineNotRun(name, `unknown engine (known: kit, llama.cpp-cpu, llama.cpp-vulkan)`);
+  if (name === 'pytorch-fp32' || name === 'pytorch-bf16') {
+    const { PyTorchEngine } = await import('../efficiency/engines/pytorch');
+    return PyTorchEngine.create({ dtype: name === 'pytorch-bf16' ? 'bf16' : 'fp32' });
+  }
+  throw new EngineNotRun(name, `unknown engine (known: ${TRACK5_ENGINES.join(', ')})`);
 }
 
 export async function hardwareCell(env: TrackEnv, cell: Cell, s: Subject): Promise<ResultRow[]> {
@@ -41,7 +49,7 @@ export async function hardwareCell(env: TrackEnv, cell: Cell, s: Subject): Promi
     try {
       const b = env.matrix.bench;
       const m = await engine.measure(prepared, { ...b, seed: 0 });
-      const note = `${engine.name} on ${engine.device}; ${prepared.format}; prompt ${b.promptTokens}, new ${b.newTokens}, batch ${b.batch}, median of ${b.repeats}${b.warmup ? ` after ≥ ${b.warmup} warm-up run(s) and ≥ ${WARMUP_MIN_MS / 1000} s` : ', no warm-up'}; ${[...prepared.notes, ...m.notes].join('; ')}`;
+      const note = `${engine.name} on ${engine.device}; ${prepared.format}; prompt ${b.promptTokens}, new ${b.newTokens}, batch ${b.batch}, median of ${b.repeats}${b.warmup ? ` after ≥ ${b.warmup} warm-up run(s) and ≥ ${WARMUP_MIN_MS / 1000} s` : ', no warm-up'}; ${m.notes.join('; ')}`;
       return measuredMetrics(m).map((x) => {
         const what = x.metric === 'peak_memory_bytes' ? `${m.memoryWhat}; ` : '';
         const spread = x.min === null || x.max === null ? '' : `; min ${x.min.toPrecision(4)} max ${x.max.toPrecision(4)}`;

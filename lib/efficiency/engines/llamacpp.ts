@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Llama, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
 import { exportLlamaGguf, type ExportType, type GgufExportReport } from '../gguf';
 import {
-  EngineNotRun, checkSettings, promptIds, samplePeak, summarize, warmThenTime,
+  EngineNotRun, checkSettings, promptIds, samplePeak, summarize, timingOf, warmThenTime,
   type BenchSettings, type Engine, type EngineInput, type EngineMeasurement, type Prepared, type RunTiming,
 } from './types';
 
@@ -151,13 +151,7 @@ async function runOnce(seqs: LlamaContextSequence[], prompts: number[][], N: num
       return times;
     }),
   );
-  const gaps = per.flatMap((ts) => ts.slice(1).map((t, i) => t - ts[i]));
-  return {
-    ttftMs: Math.max(...per.map((ts) => ts[0])),
-    totalMs: Math.max(...per.map((ts) => ts[ts.length - 1])),
-    tokens: per.map((ts) => ts.length),
-    gapsMs: gaps,
-  };
+  return timingOf(per);
 }
 
 /**

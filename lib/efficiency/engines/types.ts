@@ -100,7 +100,7 @@ export interface EngineMeasurement {
   peakMemoryBytes: number | null;
   memoryWhat: string;
   settings: BenchSettings;
-  /** Facts a reader needs (format, conversion, fallbacks), for the row's note. */
+  /** Facts a reader needs (format, conversion, fallbacks), for the row's note: the prepared model's notes first, then the measurement's. */
   notes: string[];
 }
 
@@ -172,6 +172,16 @@ export class EngineNotRun extends Error {
 export function promptIds(n: number, vocab: number, seed: number, lo = 3): number[] {
   const u = mulberry32(seed);
   return Array.from({ length: n }, () => lo + Math.floor(u() * (vocab - lo)));
+}
+
+/** A run's timing from each sequence's token arrival times (ms from the run's start). */
+export function timingOf(perSequence: number[][]): RunTiming {
+  return {
+    ttftMs: Math.max(...perSequence.map((ts) => ts[0])),
+    totalMs: Math.max(...perSequence.map((ts) => ts[ts.length - 1])),
+    tokens: perSequence.map((ts) => ts.length),
+    gapsMs: perSequence.flatMap((ts) => ts.slice(1).map((t, i) => t - ts[i])),
+  };
 }
 
 /** Builds the measurement from timed runs. */
