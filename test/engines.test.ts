@@ -210,6 +210,11 @@ describe('engines on stories260K (CPU)', () => {
       expect(sent.map((r) => r.op)).toEqual(['probe', 'measure']);
       expect(sent[1]).toMatchObject({ dtype: 'bf16', new_tokens: N, warmup: settings.warmup, warmup_min_ms: WARMUP_MIN_MS, repeats: settings.repeats });
       expect(sent[1].prompts).toEqual([promptIds(16, 512, 0), promptIds(16, 512, 1)]);
+      // LLM-Pruner's per-block widths have no transformers config: refused before anything is written.
+      const pruned: Model = { ...model, name: 'pruned', config: { ...model.config, hf: { ...model.config.hf, intermediate_size_per_layer: [96, 80, 96, 96, 96] } } };
+      const refused = await eng.prepare({ model: pruned, compress: null, method: 'llm-pruner', sparse: false }).catch((e) => e);
+      expect(refused).toBeInstanceOf(EngineNotRun);
+      expect(refused.message).toMatch(/^pytorch-bf16: not run: model 'pruned' has blocks of differing widths \(intermediate_size_per_layer: LLM-Pruner\)/);
       // A failure on the Python side is an error naming it; the worker serves the next request.
       await expect(eng.measure(p, { ...settings, newTokens: 41 })).rejects.toThrow(/pytorch-bf16: RuntimeError: CUDA out of memory/);
       await p.dispose();
@@ -244,6 +249,11 @@ describe('engines on stories260K (CPU)', () => {
       const err = await eng.prepare({ model: broken, compress: null, method: 'dense', sparse: false }).catch((e) => e);
       expect(err).toBeInstanceOf(EngineNotRun);
       expect(err.message).toMatch(/llama\.cpp-cpu: not run: llama\.cpp refused broken-dense-/);
+      // A model the export cannot write is refused before any file is written.
+      const opt: Model = { ...model, config: { ...model.config, arch: 'opt' }, name: 'opt-like' };
+      const refused = await eng.prepare({ model: opt, compress: null, method: 'dense', sparse: false }).catch((e) => e);
+      expect(refused).toBeInstanceOf(EngineNotRun);
+      expect(refused.message).toMatch(/^llama\.cpp-cpu: not run: GGUF export: model 'opt-like' has the 'opt' architecture is not llama\.cpp's 'llama' graph/);
     } finally {
       await eng.dispose();
     }

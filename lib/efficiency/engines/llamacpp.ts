@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Llama, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
-import { exportLlamaGguf, type ExportType, type GgufExportReport } from '../gguf';
+import { exportLlamaGguf, llamaGgufUnsupported, type ExportType, type GgufExportReport } from '../gguf';
 import {
   EngineNotRun, checkSettings, promptIds, samplePeak, summarize, timingOf, warmThenTime,
   type BenchSettings, type Engine, type EngineInput, type EngineMeasurement, type Prepared, type RunTiming,
@@ -85,6 +85,8 @@ export class LlamaCppEngine implements Engine<LlamaCppPrepared> {
 
   /** Exports the model to GGUF (the method's codes where a format matches) and loads it. */
   async prepare(input: EngineInput): Promise<LlamaCppPrepared> {
+    const why = llamaGgufUnsupported(input.model.config);
+    if (why) throw new EngineNotRun(this.name, `GGUF export: model '${input.model.name}' has ${why}`);
     const quantized = input.compress?.quantized?.size ? input.compress.quantized : null;
     const type: ExportType = quantized && !input.sparse ? this.opts.quantType : this.opts.denseType;
     mkdirSync(this.opts.workDir, { recursive: true });

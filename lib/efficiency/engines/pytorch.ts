@@ -12,6 +12,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { REPO_ROOT } from '../../cli';
 import { saveModel } from '../../models/hf';
+import { PER_LAYER_KEYS } from '../../models/weights';
 import {
   EngineNotRun, WARMUP_MIN_MS, checkSettings, promptIds, summarize, timingOf,
   type BenchSettings, type Engine, type EngineInput, type EngineMeasurement, type Prepared,
@@ -113,6 +114,8 @@ export class PyTorchEngine implements Engine<PyTorchPrepared> {
 
   /** Writes the (compressed) model as an HF directory the worker loads. */
   async prepare(input: EngineInput): Promise<PyTorchPrepared> {
+    const perLayer = Object.values(PER_LAYER_KEYS).filter((k) => input.model.config.hf[k] != null);
+    if (perLayer.length) throw new EngineNotRun(this.name, `model '${input.model.name}' has blocks of differing widths (${perLayer.join(', ')}: LLM-Pruner), which transformers' configs do not express (one head count and MLP width for every block)`);
     const tag = createHash('sha1').update(JSON.stringify([input.model.name, input.method, input.compress?.config ?? {}])).digest('hex').slice(0, 10);
     const dir = path.resolve(this.opts.workDir, `${input.model.name}-${input.method}-${tag}`);
     rmSync(dir, { recursive: true, force: true });
