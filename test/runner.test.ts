@@ -127,6 +127,20 @@ describe('runner reliability', () => {
     expect(s.ran).toBe(1);
   }, 60_000);
 
+  it('a Track 5 cell: one row per engine metric, the cell\'s wall time in each, the prepared model\'s notes once', async () => {
+    const mx: MatrixConfig = { ...matrix(['dense'], [], null), tracks: [5], engines: ['kit'] };
+    await runMatrix(mx, { out, log: () => undefined });
+    const rows = readResults(trackFile(5, out));
+    expect(rows.map((r) => r.metric).sort()).toEqual(['decode_tok_per_s', 'itl_ms', 'peak_memory_bytes', 'prefill_tok_per_s', 'throughput_tok_per_s', 'ttft_ms']);
+    for (const r of rows) {
+      expect(r.status).toBe('ok');
+      expect(r.duration_s).toBeGreaterThan(0);
+      expect(r.duration_s).toBe(rows[0].duration_s);
+      const parts = r.note.split('; ');
+      expect(parts.length).toBe(new Set(parts).size);
+    }
+  }, 60_000);
+
   it('--redo runs finished cells of the slice again, adding rows; without it they stay done', async () => {
     const mx = matrix(['dense'], ['arc_easy'], null);
     const slice = { tracks: [4] as (1 | 4)[] };

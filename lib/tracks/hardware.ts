@@ -44,16 +44,18 @@ export async function hardwareCell(env: TrackEnv, cell: Cell, s: Subject): Promi
     if (e instanceof EngineNotRun) return notRunRows(env, cell, engineMetrics(cell.item), e.reason);
     throw e;
   }
+  const t0 = performance.now();
   try {
     const prepared = await engine.prepare({ model: s.model, compress: s.compress, method: s.method.method, sparse: methodKind(s.method.method) === 'sparsity' });
     try {
       const b = env.matrix.bench;
       const m = await engine.measure(prepared, { ...b, seed: 0 });
+      const wallS = (performance.now() - t0) / 1000; // the cell: the engine's preparation (export, load), warm-up and timed runs
       const note = `${engine.name} on ${engine.device}; ${prepared.format}; prompt ${b.promptTokens}, new ${b.newTokens}, batch ${b.batch}, median of ${b.repeats}${b.warmup ? ` after ≥ ${b.warmup} warm-up run(s) and ≥ ${WARMUP_MIN_MS / 1000} s` : ', no warm-up'}; ${m.notes.join('; ')}`;
       return measuredMetrics(m).map((x) => {
         const what = x.metric === 'peak_memory_bytes' ? `${m.memoryWhat}; ` : '';
         const spread = x.min === null || x.max === null ? '' : `; min ${x.min.toPrecision(4)} max ${x.max.toPrecision(4)}`;
-        return cellRow(env, cell, s, { ...engineMetricFields(cell.item, x.metric), value: x.value, stderr: x.stderr, n: x.n, note: `${what}${note}${spread}` });
+        return cellRow(env, cell, s, { ...engineMetricFields(cell.item, x.metric), value: x.value, stderr: x.stderr, n: x.n, duration_s: wallS, note: `${what}${note}${spread}` });
       });
     } finally {
       await prepared.dispose();
