@@ -6,7 +6,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { f16Bits, f16Value } from '../models/safetensors';
-import { PER_LAYER_KEYS } from '../models/weights';
+import { perLayerWidthKeys } from '../models/weights';
 import { Llama2cTokenizer } from '../models/tokenizer-llama2c';
 import type { Model, ModelConfig, Tokenizer } from '../models/types';
 import type { QuantizedMatrix } from '../quant/quantizer';
@@ -493,7 +493,7 @@ export function llamaGgufUnsupported(config: ModelConfig): string | null {
   if (config.bias) return "linear biases, which llama.cpp's llama graph does not read for the MLP";
   if (config.qkvBias) return "q/k/v biases without an output bias (Qwen2) are llama.cpp's 'qwen2' graph, not the 'llama' graph the export writes";
   if (config.slidingWindow != null) return `sliding-window attention (sliding_window ${config.slidingWindow}), which llama.cpp's llama graph does not apply`;
-  const perLayer = Object.values(PER_LAYER_KEYS).filter((k) => config.hf[k] != null);
+  const perLayer = perLayerWidthKeys(config);
   if (perLayer.length) return `blocks of differing widths (${perLayer.join(', ')}: LLM-Pruner), which llama.cpp's llama graph does not load (it sizes every block by one head count and MLP width)`;
   return null;
 }

@@ -24,6 +24,11 @@ export const PER_LAYER_KEYS = {
   intermediateSize: 'intermediate_size_per_layer',
 } as const;
 
+/** The per-layer width keys a config sets (LLM-Pruner's blocks of differing widths); empty for a uniform model. */
+export function perLayerWidthKeys(config: Pick<ModelConfig, 'hf'>): string[] {
+  return Object.values(PER_LAYER_KEYS).filter((k) => config.hf[k] != null);
+}
+
 /** One block's widths: attention heads, KV heads, MLP inner width. */
 export interface BlockWidths {
   numHeads: number;

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { REPO_ROOT } from '../../cli';
 import { saveModel } from '../../models/hf';
-import { PER_LAYER_KEYS } from '../../models/weights';
+import { perLayerWidthKeys } from '../../models/weights';
 import {
   EngineNotRun, WARMUP_MIN_MS, checkSettings, promptIds, summarize, timingOf,
   type BenchSettings, type Engine, type EngineInput, type EngineMeasurement, type Prepared,
@@ -114,7 +114,7 @@ export class PyTorchEngine implements Engine<PyTorchPrepared> {
 
   /** Writes the (compressed) model as an HF directory the worker loads. */
   async prepare(input: EngineInput): Promise<PyTorchPrepared> {
-    const perLayer = Object.values(PER_LAYER_KEYS).filter((k) => input.model.config.hf[k] != null);
+    const perLayer = perLayerWidthKeys(input.model.config);
     if (perLayer.length) throw new EngineNotRun(this.name, `model '${input.model.name}' has blocks of differing widths (${perLayer.join(', ')}: LLM-Pruner), which transformers' configs do not express (one head count and MLP width for every block)`);
     const tag = createHash('sha1').update(JSON.stringify([input.model.name, input.method, input.compress?.config ?? {}])).digest('hex').slice(0, 10);
     const dir = path.resolve(this.opts.workDir, `${input.model.name}-${input.method}-${tag}`);
@@ -152,7 +152,7 @@ export class PyTorchEngine implements Engine<PyTorchPrepared> {
     });
     if (!a.ok) throw new Error(`${this.name}: ${a.error}`);
     const runs = (a.runs as number[][][]).map(timingOf);
-    return summarize(runs, settings, (a.peak_memory_bytes as number | null) ?? null, a.memory_what as string, [...p.notes, ...(a.notes as string[]), `batch ${B}`]);
+    return summarize(runs, settings, (a.peak_memory_bytes as number | null) ?? null, a.memory_what as string, [...p.notes, ...(a.notes as string[])]);
   }
 
   async dispose(): Promise<void> {
