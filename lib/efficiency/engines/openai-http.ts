@@ -4,7 +4,7 @@
 // first token, inter-token latency, prefill/decode rates and overall throughput. The server runs
 // its own copy of the model: rows name the server and its model id, never the kit's weights.
 import {
-  EngineNotRun, checkSettings, promptIds, summarize, warmThenTime,
+  EngineNotRun, checkSettings, promptIds, summarize, timingOf, warmThenTime,
   type BenchSettings, type Engine, type EngineInput, type EngineMeasurement, type Prepared, type RunTiming,
 } from './types';
 
@@ -89,12 +89,8 @@ export class OpenAiHttpEngine implements Engine<HttpPrepared> {
           p.notes.push(`usage reported ${s.usageTokens} tokens in ${s.times.length} chunks`);
         }
       }
-      return {
-        ttftMs: Math.max(...streams.map((s) => s.times[0] ?? NaN)),
-        totalMs: Math.max(...streams.map((s) => s.times[s.times.length - 1] ?? NaN)),
-        tokens: streams.map((s) => s.usageTokens ?? s.times.length),
-        gapsMs: streams.flatMap((s) => s.times.slice(1).map((t, i) => t - s.times[i])),
-      };
+      // Tokens as the server's usage counts them where it reports them (a chunk may carry several).
+      return { ...timingOf(streams.map((s) => s.times)), tokens: streams.map((s) => s.usageTokens ?? s.times.length) };
     });
     return summarize(runs, settings, null, 'not measurable over HTTP', [...new Set(p.notes)]);
   }

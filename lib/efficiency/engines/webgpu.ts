@@ -13,7 +13,7 @@ import { Decoder } from '../../engine/generate';
 import { executorUnsupported } from '../../engine/executor';
 import type { InferenceModel } from '../../engine/inference';
 import {
-  EngineNotRun, checkSettings, promptIds, summarize, warmThenTime,
+  EngineNotRun, checkSettings, promptIds, summarize, timingOf, warmThenTime,
   type BenchSettings, type Engine, type EngineInput, type EngineMeasurement, type Prepared, type RunTiming,
 } from './types';
 
@@ -73,7 +73,7 @@ export class KitEngine implements Engine<KitPrepared> {
       };
       const out = decoder ? await decoder.generate(prompt, opts) : await generate(p.model, prompt, opts);
       if (out.length !== times.length) throw new Error(`${this.name}: generate returned ${out.length} tokens but reported ${times.length}`);
-      return { ttftMs: times[0], totalMs: times[times.length - 1], tokens: [times.length], gapsMs: times.slice(1).map((t, i) => t - times[i]) };
+      return timingOf([times]);
     };
     try {
       if (decoder) {
