@@ -144,6 +144,11 @@ export function epilogueCode(e: Epilogue, idx: string, a: string): string {
  * thread. `vec`: the staged tiles are vec4 arrays and each thread owns TM/4 × TN/4 blocks of 4×4
  * outputs (rows (g·SY + ty)·4 + q, columns (h·SX + tx)·4 + q'), so one k step reads its TM + TN
  * values with (TM + TN)/4 vector loads from workgroup memory instead of TM + TN scalar ones.
+ * `order` (staging): which of a slice's elements neighbouring threads load, 'k' (default: the K
+ * columns of a row; coalesced global reads, 4-way bank conflicts in the transposed stores) or 'r'
+ * (one column of neighbouring rows: conflict-free stores, 16-byte global reads a row).
+ * `prefetch` (vec only): the next slice is read from global memory into registers while the
+ * current one is computed (one workgroup buffer; the loads' latency overlaps the FMAs).
  */
 export interface GemmTile {
   BM: number;
@@ -152,6 +157,8 @@ export interface GemmTile {
   TM: number;
   TN: number;
   vec?: boolean;
+  order?: 'k' | 'r';
+  prefetch?: boolean;
 }
 
 /** Tilings of the executor's GEMM; the executor uses `small` and `large`, scripts/bench-engine-gemm.ts times them all. */
@@ -168,6 +175,12 @@ export const GEMM_TILES = {
   wideV: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true },
   largeV: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true },
   largeVK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true },
+  // Staging variants of the vector tilings (timed by scripts/bench-engine-gemm.ts; not yet chosen by the executor).
+  tallVR: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, order: 'r' },
+  tallVP: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true },
+  tallVRP: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, order: 'r', prefetch: true },
+  tallVK32: { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, vec: true },
+  largeVRP: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true, order: 'r', prefetch: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
@@ -196,7 +209,8 @@ function gemmKernelSource(K: number, N: number, t: GemmTile, e: Epilogue, bias: 
     ...range(TN).map((j) => `bb[${j}] = ws[k * ${BN}u + l.x + ${j * SX}u];`),
     ...range(TM).flatMap((i) => range(TN).map((j) => `acc[${i * TN + j}] = fma(a[${i}], bb[${j}], acc[${i * TN + j}]);`)),
   ].join('\n      ');
-  const load = (buf: string, S: string, R: number, row0: string, rows: string) => stageSlice({ buf, R, BK, K, V, threads, row0, rows, put: (k, v) => `${S}[${k} * ${R}u + r] = ${v};` });
+  if (t.prefetch) throw new Error(`gemm tile ${BM}x${BN}: prefetch needs a vector tiling`);
+  const load = (buf: string, S: string, R: number, row0: string, rows: string) => stageSlice({ buf, R, BK, K, V, threads, row0, rows, order: t.order, put: (k, v) => `${S}[${k} * ${R}u + r] = ${v};` });
   return {
     name: `gemm-${K}x${N}-${BM}x${BN}-${sk.name(e, bias)}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
@@ -257,8 +271,16 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
   ].join('\n      ');
   // Global → workgroup, stored transposed ([k][row], 4 rows a vec4).
-  const load = (buf: string, S: string, R: number, row0: string, rows: string) =>
-    stageSlice({ buf, R, BK, K, V, threads, row0, rows, put: (k, v) => `${S}[${k} * ${R / 4}u + r / 4u][r % 4u] = ${v};` });
+  const stage = { BK, K, V, threads, order: t.order, put: (S: string, R: number) => (k: string, v: string) => `${S}[${k} * ${R / 4}u + r / 4u][r % 4u] = ${v};` };
+  const sx = { ...stage, buf: 'x', R: BM, row0: 'row0', rows: 'params.M', put: stage.put('xs', BM) };
+  const sw = { ...stage, buf: 'w', R: BN, row0: 'col0', rows: `${N}u`, put: stage.put('ws', BN) };
+  // Without prefetch: stage the slice at k0, then compute. With it: registers hold the slice at k0
+  // (read during the previous slice's FMAs), are stored, and the next slice's reads are issued.
+  const px = t.prefetch ? stageRegs({ ...sx, tag: 'px' }) : null;
+  const pw = t.prefetch ? stageRegs({ ...sw, tag: 'pw' }) : null;
+  const before = px && pw ? `${px.decl}\n  ${pw.decl}\n  ${px.fetch(sk.start)}\n  ${pw.fetch(sk.start)}` : '';
+  const stageNow = px && pw ? `${px.put}\n    ${pw.put}` : `${stageSlice(sx)}\n    ${stageSlice(sw)}`;
+  const fetchNext = px && pw ? `${px.fetch(`k0 + ${BK}u`)}\n    ${pw.fetch(`k0 + ${BK}u`)}` : '';
   const stores = range(GM).flatMap((g) =>
     range(4).flatMap((q) =>
       range(GN).map(
@@ -295,10 +317,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   let col0 = g.x * ${BN}u;
   ${sk.skip(BM)}
   var acc: array<vec4<f32>, ${(TM * TN) / 4}>; // [TM rows][TN / 4 column groups]
+  ${before}
   ${sk.loop}
-    ${load('x', 'xs', BM, 'row0', 'params.M')}
-    ${load('w', 'ws', BN, 'col0', `${N}u`)}
+    ${stageNow}
     workgroupBarrier();
+    ${fetchNext}
     for (var k = 0u; k < ${BK}u; k++) {
       ${inner}
     }
@@ -322,6 +345,7 @@ function splitK(K: number, N: number, BK: number, splits: number, symmetric = fa
   if (!Number.isInteger(splits) || splits < 1) throw new Error(`gemm: splits must be a positive integer, got ${splits}`);
   const chunk = splitChunk(K, BK, splits);
   return {
+    start: splits === 1 ? '0u' : `(g.z * ${chunk}u)`,
     skip: (BM: number) => (symmetric ? `if (col0 >= row0 + ${BM}u) { return; } // strictly above the diagonal: mirrored by the workgroup below it` : ''),
     loop:
       splits === 1
@@ -377,20 +401,56 @@ fn main(${BUILTINS}) {
  * `buf` [rows, K] into workgroup memory, V consecutive k a load: put(k, value) stores element
  * (k, r) of the slice.
  */
-function stageSlice(o: { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; put: (k: string, v: string) => string }): string {
+interface Stage { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; order?: 'k' | 'r'; put: (k: string, v: string) => string }
+
+/** WGSL of element e's row r and first column kk in a staged slice (GemmTile.order). */
+function stageIndex(o: Stage, e: string): string {
+  const per = o.BK / o.V; // loads a row
+  return o.order === 'r' ? `let r = ${e} % ${o.R}u;\n        let kk = (${e} / ${o.R}u) * ${o.V}u;` : `let r = ${e} / ${per}u;\n        let kk = (${e} % ${per}u) * ${o.V}u;`;
+}
+
+function stageSlice(o: Stage): string {
   const { buf, R, BK, K, V, threads } = o;
   return `
     for (var i = 0u; i < ${Math.ceil((R * BK) / V / threads)}u; i++) {
       let e = lid + i * ${threads}u;
       if (e < ${(R * BK) / V}u) {
-        let r = e / ${BK / V}u;
-        let kk = (e % ${BK / V}u) * ${V}u;
+        ${stageIndex(o, 'e')}
         let gr = ${o.row0} + r;
         var v = ${V === 4 ? 'vec4<f32>' : 'f32'}(0.0);
         if (gr < ${o.rows} && k0 + kk < ${K}u) { v = ${buf}[(gr * ${K}u + k0 + kk) / ${V}u]; }
         ${V === 4 ? [0, 1, 2, 3].map((c) => o.put(`(kk + ${c}u)`, `v[${c}]`)).join(' ') : o.put('kk', 'v')}
       }
     }`;
+}
+
+/**
+ * stageSlice in two parts, for GemmTile.prefetch: `fetch(k)` reads the slice at column k into the
+ * registers `tag` (zeros past the rows and K), `put` stores them into workgroup memory.
+ */
+function stageRegs(o: Stage & { tag: string }): { decl: string; fetch: (k: string) => string; put: string } {
+  const { buf, R, BK, K, V, threads, tag } = o;
+  const total = (R * BK) / V;
+  const n = Math.ceil(total / threads);
+  const vt = V === 4 ? 'vec4<f32>' : 'f32';
+  const each = (f: (i: number, e: string, guard: string) => string) =>
+    Array.from({ length: n }, (_, i) => f(i, `(lid + ${i * threads}u)`, (i + 1) * threads > total ? `(lid + ${i * threads}u) < ${total}u` : 'true')).join('\n    ');
+  const puts = V === 4 ? [0, 1, 2, 3].map((c) => o.put(`(kk + ${c}u)`, `v[${c}]`)).join(' ') : o.put('kk', 'v');
+  return {
+    decl: `var ${tag}: array<${vt}, ${n}>;`,
+    fetch: (k) =>
+      each((i, e, guard) => `{
+        ${stageIndex(o, e)}
+        let gr = ${o.row0} + r;
+        ${tag}[${i}] = ${vt}(0.0);
+        if (${guard} && gr < ${o.rows} && ${k} + kk < ${K}u) { ${tag}[${i}] = ${buf}[(gr * ${K}u + ${k} + kk) / ${V}u]; }
+      }`),
+    put: each((i, e, guard) => `if (${guard}) {
+        ${stageIndex(o, e)}
+        let v = ${tag}[${i}];
+        ${puts}
+      }`),
+  };
 }
 
 /** Rows a GEMV dispatch handles at most (decode steps); more rows take the GEMM. */
