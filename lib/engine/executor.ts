@@ -165,6 +165,12 @@ export const GEMM_FAMILIES = {
   // [tiling, the workgroups it needs at least], largest first
   scalar: [['large', 256], ['tall', 128], ['medium', 64], ['small', 0]],
   vector: [['tallV', 128], ['mediumV', 0]],
+  // The vector family with a staging variant of its 128×64 tiling (GemmTile.order, prefetch, BK), to time with
+  // bench-forward --executor-gemm before one replaces the default.
+  vectorR: [['tallVR', 128], ['mediumV', 0]],
+  vectorP: [['tallVP', 128], ['mediumV', 0]],
+  vectorRP: [['tallVRP', 128], ['mediumV', 0]],
+  vectorK32: [['tallVK32', 128], ['mediumV', 0]],
 } as const satisfies Record<string, readonly (readonly [keyof typeof GEMM_TILES, number])[]>;
 export type GemmFamily = keyof typeof GEMM_FAMILIES;
 type GemmTileName = (typeof GEMM_FAMILIES)[GemmFamily][number][0];
