@@ -180,7 +180,10 @@ export const GEMM_TILES = {
   tallVP: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true },
   tallVRP: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, order: 'r', prefetch: true },
   tallVK32: { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, vec: true },
+  tallVRPK32: { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, vec: true, order: 'r', prefetch: true },
+  wideVRP: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true, order: 'r', prefetch: true },
   largeVRP: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true, order: 'r', prefetch: true },
+  largeVRPK16: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, order: 'r', prefetch: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
