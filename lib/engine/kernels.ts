@@ -144,9 +144,6 @@ export function epilogueCode(e: Epilogue, idx: string, a: string): string {
  * thread. `vec`: the staged tiles are vec4 arrays and each thread owns TM/4 × TN/4 blocks of 4×4
  * outputs (rows (g·SY + ty)·4 + q, columns (h·SX + tx)·4 + q'), so one k step reads its TM + TN
  * values with (TM + TN)/4 vector loads from workgroup memory instead of TM + TN scalar ones.
- * `order` (staging): which of a slice's elements neighbouring threads load, 'k' (default: the K
- * columns of a row; coalesced global reads, 4-way bank conflicts in the transposed stores) or 'r'
- * (one column of neighbouring rows: conflict-free stores, 16-byte global reads a row).
  * `prefetch` (vec only): the next slice is read from global memory into registers while the
  * current one is computed (one workgroup buffer; the loads' latency overlaps the FMAs).
  */
@@ -157,7 +154,6 @@ export interface GemmTile {
   TM: number;
   TN: number;
   vec?: boolean;
-  order?: 'k' | 'r';
   prefetch?: boolean;
 }
 
@@ -175,15 +171,8 @@ export const GEMM_TILES = {
   wideV: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true },
   largeV: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true },
   largeVK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true },
-  // Staging variants of the vector tilings (timed by scripts/bench-engine-gemm.ts; not yet chosen by the executor).
-  tallVR: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, order: 'r' },
+  // tallV with register prefetch (GemmTile.prefetch): the default (1.2B prefill 0.75× PyTorch fp32 against tallV's 0.59× on the H100, data/bench/forward.csv).
   tallVP: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true },
-  tallVRP: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, order: 'r', prefetch: true },
-  tallVK32: { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, vec: true },
-  tallVRPK32: { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, vec: true, order: 'r', prefetch: true },
-  wideVRP: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true, order: 'r', prefetch: true },
-  largeVRP: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true, order: 'r', prefetch: true },
-  largeVRPK16: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, order: 'r', prefetch: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
@@ -213,7 +202,7 @@ function gemmKernelSource(K: number, N: number, t: GemmTile, e: Epilogue, bias: 
     ...range(TM).flatMap((i) => range(TN).map((j) => `acc[${i * TN + j}] = fma(a[${i}], bb[${j}], acc[${i * TN + j}]);`)),
   ].join('\n      ');
   if (t.prefetch) throw new Error(`gemm tile ${BM}x${BN}: prefetch needs a vector tiling`);
-  const load = (buf: string, S: string, R: number, row0: string, rows: string) => stageSlice({ buf, R, BK, K, V, threads, row0, rows, order: t.order, put: (k, v) => `${S}[${k} * ${R}u + r] = ${v};` });
+  const load = (buf: string, S: string, R: number, row0: string, rows: string) => stageSlice({ buf, R, BK, K, V, threads, row0, rows, put: (k, v) => `${S}[${k} * ${R}u + r] = ${v};` });
   return {
     name: `gemm-${K}x${N}-${BM}x${BN}-${sk.name(e, bias)}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
@@ -274,7 +263,7 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
   ].join('\n      ');
   // Global → workgroup, stored transposed ([k][row], 4 rows a vec4).
-  const stage = { BK, K, V, threads, order: t.order, put: (S: string, R: number) => (k: string, v: string) => `${S}[${k} * ${R / 4}u + r / 4u][r % 4u] = ${v};` };
+  const stage = { BK, K, V, threads, put: (S: string, R: number) => (k: string, v: string) => `${S}[${k} * ${R / 4}u + r / 4u][r % 4u] = ${v};` };
   const sx = { ...stage, buf: 'x', R: BM, row0: 'row0', rows: 'params.M', put: stage.put('xs', BM) };
   const sw = { ...stage, buf: 'w', R: BN, row0: 'col0', rows: `${N}u`, put: stage.put('ws', BN) };
   // Without prefetch: stage the slice at k0, then compute. With it: registers hold the slice at k0
@@ -404,12 +393,11 @@ fn main(${BUILTINS}) {
  * `buf` [rows, K] into workgroup memory, V consecutive k a load: put(k, value) stores element
  * (k, r) of the slice.
  */
-interface Stage { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; order?: 'k' | 'r'; put: (k: string, v: string) => string }
+interface Stage { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; put: (k: string, v: string) => string }
 
-/** WGSL of element e's row r and first column kk in a staged slice (GemmTile.order). */
+/** WGSL of element e's row r and first column kk in a staged slice (neighbouring threads: the K columns of a row). */
 function stageIndex(o: Stage, e: string): string {
-  const per = o.BK / o.V; // loads a row
-  return o.order === 'r' ? `let r = ${e} % ${o.R}u;\n        let kk = (${e} / ${o.R}u) * ${o.V}u;` : `let r = ${e} / ${per}u;\n        let kk = (${e} % ${per}u) * ${o.V}u;`;
+  return `let r = ${e} / ${o.BK / o.V}u;\n        let kk = (${e} % ${o.BK / o.V}u) * ${o.V}u;`;
 }
 
 function stageSlice(o: Stage): string {
