@@ -157,7 +157,7 @@ export interface GemmTile {
   prefetch?: boolean;
 }
 
-/** Tilings of the executor's GEMM; the executor uses `small` and `large`, scripts/bench-engine-gemm.ts times them all. */
+/** Tilings of the executor's GEMM; the executor's families pick among them (lib/engine/executor.ts GEMM_FAMILIES), scripts/bench-engine-gemm.ts times them all. */
 export const GEMM_TILES = {
   small: { BM: 32, BN: 64, BK: 16, TM: 2, TN: 4 }, // 256 threads; few rows (short steps, narrow models)
   medium: { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 }, // 256 threads, 16 accumulators each
@@ -171,7 +171,7 @@ export const GEMM_TILES = {
   wideV: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true },
   largeV: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true },
   largeVK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true },
-  // tallV with register prefetch (GemmTile.prefetch): the default (1.2B prefill 0.75× PyTorch fp32 against tallV's 0.59× on the H100, data/bench/forward.csv).
+  // tallV with register prefetch (GemmTile.prefetch), the default: the 1.2B prefill at 11,031 tok/s against tallV's 8,697 in one H100 run (data/bench/forward.csv).
   tallVP: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true },
 } as const satisfies Record<string, GemmTile>;
 
@@ -388,11 +388,6 @@ fn main(${BUILTINS}) {
   };
 }
 
-/**
- * WGSL staging the BK-deep slice at k0 of R rows (from row0; zeros at and past `rows` and K) of
- * `buf` [rows, K] into workgroup memory, V consecutive k a load: put(k, value) stores element
- * (k, r) of the slice.
- */
 interface Stage { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; put: (k: string, v: string) => string }
 
 /** WGSL of element e's row r and first column kk in a staged slice (neighbouring threads: the K columns of a row). */
@@ -400,6 +395,11 @@ function stageIndex(o: Stage, e: string): string {
   return `let r = ${e} / ${o.BK / o.V}u;\n        let kk = (${e} % ${o.BK / o.V}u) * ${o.V}u;`;
 }
 
+/**
+ * WGSL staging the BK-deep slice at k0 of R rows (from row0; zeros at and past `rows` and K) of
+ * `buf` [rows, K] into workgroup memory, V consecutive k a load: put(k, value) stores element
+ * (k, r) of the slice.
+ */
 function stageSlice(o: Stage): string {
   const { buf, R, BK, K, V, threads } = o;
   return `
