@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../lib/runtime';
-import { awqFakeQuant, chunkMean, clipSearch, clipSearchDevice, defaults, scaledFakeQuantDevice, type AwqOptions } from '../lib/methods/awq';
+import { awqFakeQuant, chunkMean, clipSearch, clipSearchDevice, defaults, divideChunks, scaledFakeQuantDevice, type AwqOptions } from '../lib/methods/awq';
 import { correlatedInputs, randn } from '../lib/methods/solver-cases';
 
 beforeAll(async () => {
@@ -110,6 +110,37 @@ describe('AWQ searches on the device', () => {
       tf.dispose([whole, chunked, one]);
     }
     tf.dispose([x, ...parts]);
+  });
+
+  it("chunkMean of |x| and divideChunks hold one chunk's temporaries at a time, with the values of the whole-list forms", async () => {
+    const cut = [0, 175, 350, 525, tokens];
+    const chunks = () => cut.slice(1).map((e, i) => tf.tensor2d(X.subarray(cut[i] * cols, e * cols), [e - cut[i], cols])); // fresh data each
+    const chunkBytes = Math.max(...cut.slice(1).map((e, i) => e - cut[i])) * cols * 4;
+    /** Peak live bytes above those live before, while f runs (tfjs's profile: after every kernel). */
+    const extraPeak = async (f: () => tf.Tensor | tf.Tensor[]) => {
+      const before = tf.memory().numBytes;
+      const info = await tf.profile(f);
+      return { extra: info.peakBytes - before, result: info.result as tf.Tensor | tf.Tensor[] };
+    };
+    const parts = chunks();
+    const mean = await extraPeak(() => chunkMean(parts, 0, tf.abs));
+    expect(mean.extra).toBeLessThanOrEqual(2 * chunkBytes + 4 * cols * 4); // one |x| and its quotient, and the [cols] terms
+    const listed = tf.tidy(() => parts.map((p) => tf.sum(tf.div(tf.abs(p), tokens), 0)).reduce((a, b) => tf.add(a, b))); // Σ |x_i| / n in chunk order
+    expect(await (mean.result as tf.Tensor).data()).toEqual(await listed.data());
+    tf.dispose([listed, mean.result as tf.Tensor]);
+
+    const s = Float32Array.from({ length: cols }, (_, i) => 0.5 + (i % 7) / 4);
+    const want = await Promise.all(parts.map((p) => tf.tidy(() => tf.div(p, tf.tensor1d(s))).data()));
+    tf.dispose(parts);
+    const n0 = tf.memory().numTensors;
+    const fresh = chunks();
+    const div = await extraPeak(() => divideChunks(fresh as tf.Tensor2D[], s));
+    expect(div.extra).toBeLessThanOrEqual(chunkBytes + cols * 4); // one quotient beside its input, and s
+    const got = div.result as tf.Tensor[];
+    expect(fresh.every((x) => x.isDisposed)).toBe(true);
+    expect(await Promise.all(got.map((g) => g.data()))).toEqual(want);
+    tf.dispose(got);
+    expect(tf.memory().numTensors).toBe(n0);
   });
 
   it('the inputs in chunks (one per calibration batch) give the one-tensor result, sampled tokens in both chunks', async () => {
