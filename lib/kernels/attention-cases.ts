@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { maxTensorElements } from '../runtime/backend';
 import { seededNormal } from '../runtime/bench';
-import { ATTENTION_DEFAULTS, ATTENTION_TILES, attentionPlain, causalMask, fusedAttention, type AttentionTileName } from './attention';
+import { ATTENTION_DEFAULTS, ATTENTION_TILES, attentionPlain, attentionTilesFor, causalMask, fusedAttention, type AttentionTileName } from './attention';
 import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 
 /**
@@ -61,6 +61,8 @@ export function attentionChecks(seed: number): KernelCheck[] {
     ...small.map((s) => ({ s, tiles: ATTENTION_DEFAULTS.tiles, small: true })),
     ...(Object.keys(ATTENTION_TILES) as AttentionTileName[]).map((tiles) => ({ s: small[4], tiles, small: true })),
     ...big.map((s) => ({ s, tiles: ATTENTION_DEFAULTS.tiles, small: false })),
+    // and the tilings the policy's 'auto' prefers at these shapes (hd 128 prefill: q32kv32)
+    ...big.flatMap((s) => attentionTilesFor(s.hd, s.T).filter((tiles) => tiles !== ATTENTION_DEFAULTS.tiles).map((tiles) => ({ s, tiles, small: false }))),
   ];
   return cases.map(({ s, tiles, small: isSmall }, i) => ({
     kernel: 'attention',

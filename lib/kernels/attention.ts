@@ -56,7 +56,7 @@ export interface AttentionTiles {
 
 export const ATTENTION_TILES = {
   q16kv32: { blockQ: 16, blockKV: 32, workgroupSize: 128, targetWorkgroups: 264 },
-  q32kv32: { blockQ: 32, blockKV: 32, workgroupSize: 256, targetWorkgroups: 264 }, // hd ≤ 64 (workgroup memory)
+  q32kv32: { blockQ: 32, blockKV: 32, workgroupSize: 256, targetWorkgroups: 264 }, // hd 128: 37.5 KB of workgroup memory (NVIDIA's 48 KB, not lavapipe's 32)
   q16kv64: { blockQ: 16, blockKV: 64, workgroupSize: 128, targetWorkgroups: 264 }, // hd ≤ 64
   q8kv32: { blockQ: 8, blockKV: 32, workgroupSize: 64, targetWorkgroups: 528 },
 } satisfies Record<string, AttentionTiles>;
@@ -65,6 +65,16 @@ export type AttentionTileName = keyof typeof ATTENTION_TILES;
 export const ATTENTION_DEFAULTS = {
   tiles: 'q16kv32' as AttentionTileName, // fits hd 128 in 32 KiB of workgroup memory
 };
+
+/**
+ * The tilings the kernel policy's 'auto' tries for head dim hd and T new positions, best first (the
+ * first the device can run is used). From bench-kernels on the H100 (data/bench/kernels-h100.txt):
+ * at hd 128, q32kv32 runs prefill 1.9× (T = 1024) and 2.5× (T = 2048: 5.9 against 2.3 TFLOP/s)
+ * faster than q16kv32; at hd 64, and for decode (T = 1), q16kv32 is as fast or faster.
+ */
+export function attentionTilesFor(hd: number, T: number): AttentionTileName[] {
+  return hd >= 128 && T > 1 ? ['q32kv32', ATTENTION_DEFAULTS.tiles] : [ATTENTION_DEFAULTS.tiles];
+}
 
 /** How one attention call is laid out on the GPU (CPU-side, testable anywhere). */
 export interface AttentionPlan {

@@ -13,7 +13,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { InferenceModel } from '../engine/inference';
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
-import { ATTENTION_TILES, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
+import { ATTENTION_TILES, attentionTilesFor, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
 import { rmsNorm, rmsNormWithGrad, ropeHeads, ropeHeadsWithGrad, swiglu, swigluWithGrad } from './fused';
 import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmUnsupported, planGemm, type GemmTile, type GemmTileName } from './gemm';
 import { quantLinear } from './quant-linear';
@@ -24,7 +24,7 @@ export type KernelMode = 'auto' | 'off';
 export interface KernelPolicy {
   mode: KernelMode; // 'auto': kernels where allowed and supported; 'off': tfjs ops everywhere
   gemm: GemmTileName | 'off'; // tiles of the fp32 linear GEMM, or 'off' to keep tfjs's matMul
-  attention: AttentionTileName | 'off'; // tiles of the fused attention, or 'off'
+  attention: AttentionTileName | 'auto' | 'off'; // tiles of the fused attention ('auto': by head dim, attentionTilesFor), or 'off'
   gemmMinRows: number; // linears with fewer input rows (decode) keep tfjs's matMul
   int8Tile: Int8TileName | 'auto'; // tiling of the W8A8 GEMM on subgroup matrices (INT8_TILES; 'auto' by output size)
   fusedOps: 'on' | 'off'; // the fused RMSNorm, RoPE-with-head-transpose and SwiGLU kernels (fused.ts)
@@ -33,7 +33,7 @@ export interface KernelPolicy {
 export const KERNEL_DEFAULTS: KernelPolicy = {
   mode: 'off', // plain tfjs unless an entry point turns kernels on
   gemm: GEMM_DEFAULTS.tiles, // see scripts/bench-kernels.ts --tiles for the device's best
-  attention: 'q16kv32',
+  attention: 'auto',
   gemmMinRows: 64, // a 64-row tile would be mostly idle below this; tfjs has a GEMV path
   int8Tile: INT8_DEFAULTS.tile, // see scripts/bench-kernels.ts --kernels w8a8 for the device's best
   fusedOps: 'on',
@@ -76,7 +76,7 @@ export function setKernels(p: Partial<KernelPolicy>): KernelPolicy {
   const prev = kernelPolicy();
   if (p.mode !== undefined) parseMode(p.mode);
   if (p.gemm !== undefined && p.gemm !== 'off' && !(p.gemm in GEMM_TILES)) throw new Error(`gemm tiles '${p.gemm}' (choose off or ${Object.keys(GEMM_TILES).join(', ')})`);
-  if (p.attention !== undefined && p.attention !== 'off' && !(p.attention in ATTENTION_TILES)) throw new Error(`attention tiles '${p.attention}' (choose off or ${Object.keys(ATTENTION_TILES).join(', ')})`);
+  if (p.attention !== undefined && p.attention !== 'off' && p.attention !== 'auto' && !(p.attention in ATTENTION_TILES)) throw new Error(`attention tiles '${p.attention}' (choose auto, off or ${Object.keys(ATTENTION_TILES).join(', ')})`);
   if (p.gemmMinRows !== undefined && !(Number.isInteger(p.gemmMinRows) && p.gemmMinRows >= 1)) throw new Error(`gemmMinRows must be a positive integer, got ${p.gemmMinRows}`);
   if (p.fusedOps !== undefined && p.fusedOps !== 'on' && p.fusedOps !== 'off') throw new Error(`fusedOps '${p.fusedOps}' (choose on or off)`);
   if (p.int8Tile !== undefined && p.int8Tile !== 'auto' && !(p.int8Tile in INT8_TILES)) throw new Error(`int8 tile '${p.int8Tile}' (choose from auto, ${Object.keys(INT8_TILES).join(', ')})`);
@@ -156,11 +156,12 @@ export function kernelAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
   if (!kernelsActive()) return null;
   const p = kernelPolicy();
   if (p.attention === 'off') return null;
-  const tiles = ATTENTION_TILES[p.attention];
   const [B, H, T, hd] = q.shape;
-  const plan = planAttention(B, H, k.shape[1], T, k.shape[2], hd, tiles);
-  if (attentionUnsupported(plan, tiles)) return null;
-  return fusedAttention(q, k, v, pastLength, tiles);
+  for (const name of p.attention === 'auto' ? attentionTilesFor(hd, T) : [p.attention]) {
+    const tiles = ATTENTION_TILES[name];
+    if (!attentionUnsupported(planAttention(B, H, k.shape[1], T, k.shape[2], hd, tiles), tiles)) return fusedAttention(q, k, v, pastLength, tiles);
+  }
+  return null;
 }
 
 /**
