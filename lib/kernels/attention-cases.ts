@@ -60,6 +60,7 @@ export function attentionChecks(seed: number): KernelCheck[] {
   const cases = [
     ...small.map((s) => ({ s, tiles: ATTENTION_DEFAULTS.tiles, small: true })),
     ...(Object.keys(ATTENTION_TILES) as AttentionTileName[]).map((tiles) => ({ s: small[4], tiles, small: true })),
+    { s: { B: 1, H: 4, KV: 2, T: 70, past: 3, hd: 64 }, tiles: 'q32kv32' as const, small: true }, // 'auto''s hd-128 tiling at the widest head lavapipe's workgroup memory fits
     ...big.map((s) => ({ s, tiles: ATTENTION_DEFAULTS.tiles, small: false })),
     // and the tilings the policy's 'auto' prefers at these shapes (hd 128 prefill: q32kv32)
     ...big.flatMap((s) => attentionTilesFor(s.hd, s.T).filter((tiles) => tiles !== ATTENTION_DEFAULTS.tiles).map((tiles) => ({ s, tiles, small: false }))),
