@@ -42,9 +42,10 @@ describe.skipIf(reason !== null)('fused attention on webgpu', () => {
     const v = tf.randomNormal([B, H, T, hd], 0, 1, 'float32', 3) as tf.Tensor4D;
     const got = await withKernels({ mode: 'auto', attention: 'auto' }, () => kernelAttention(q, k, v, 0));
     expect(got).not.toBeNull();
-    const want = attentionReference(q, k, v, causalMask(T, 0));
+    const mask = causalMask(T, 0)!;
+    const want = attentionReference(q, k, v, mask);
     expect(await maxRelError(got!, want)).toBeLessThan(1e-5);
-    tf.dispose([q, k, v, got!, want]);
+    tf.dispose([q, k, v, mask, got!, want]);
   });
   it('names inconsistent cache lengths', () => {
     const q = tf.zeros([1, 2, 3, 8]) as tf.Tensor4D;
