@@ -2,6 +2,7 @@
 // unchanged by default, logits and greedy tokens of a small GQA LLaMA equal to the plain path's on
 // a WebGPU adapter (lavapipe here; skipped without one), plain GEMMs under a gradient tape, and
 // the fused ops' backward kernels giving the plain ops' gradients through a whole forward.
+import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kernelMatMulT, kernelPolicy, setKernels, withKernels, KERNEL_DEFAULTS } from '../lib/kernels';
@@ -19,6 +20,18 @@ describe('kernel policy', () => {
     const inside = await withKernels({ mode: 'auto', gemm: 'medium' }, () => kernelPolicy());
     expect(inside).toMatchObject({ mode: 'auto', gemm: 'medium' });
     expect(kernelPolicy()).toEqual(KERNEL_DEFAULTS);
+  });
+  it('takes the attention default from LLMCB_KERNEL_ATTENTION and names a bad value', () => {
+    const policyWith = (v: string) =>
+      spawnSync(process.execPath, ['--import', 'tsx', '-e', "import('./lib/kernels/index.ts').then((m) => console.log(m.kernelPolicy().attention))"], {
+        env: { ...process.env, LLMCB_KERNEL_ATTENTION: v },
+        encoding: 'utf8',
+      });
+    expect(policyWith('auto').stdout.trim()).toBe('auto');
+    expect(policyWith('q32kv32').stdout.trim()).toBe('q32kv32');
+    const bad = policyWith('q7kv7');
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/attention tiles 'q7kv7'/);
   });
   it('rejects unknown modes and tiles by name', () => {
     expect(() => setKernels({ mode: 'on' as 'auto' })).toThrow(/kernel mode 'on'/);

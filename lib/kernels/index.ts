@@ -5,7 +5,8 @@
 //   1. the caller allows it: forward(..., { kernels: true }) — the scorer, generate, and the
 //      compression driver's block forwards (lib/methods/sequential.ts);
 //   2. the policy is on: setKernels({ mode: 'auto' }) / withKernels(...), or LLMCB_KERNELS=auto in
-//      the environment; default 'off', so the plain tfjs path is what runs unless asked;
+//      the environment; default 'off', so the plain tfjs path is what runs unless asked
+//      (LLMCB_KERNEL_ATTENTION sets the attention tiles' default the same way);
 //   3. the backend is webgpu, the kernel supports the shape on this device (else the tfjs op runs:
 //      the fallback is per call, never an error), and no gradient tape is recording — except for
 //      the fused RMSNorm, RoPE and SwiGLU, which have gradients (OmniQuant's block training).
@@ -46,10 +47,15 @@ function ensureFlags(): void {
   if ((env as unknown as { flagRegistry: Record<string, unknown> }).flagRegistry[FLAGS.mode]) return;
   env.registerFlag(FLAGS.mode, () => parseMode(process.env.LLMCB_KERNELS ?? KERNEL_DEFAULTS.mode));
   env.registerFlag(FLAGS.gemm, () => KERNEL_DEFAULTS.gemm);
-  env.registerFlag(FLAGS.attention, () => KERNEL_DEFAULTS.attention);
+  env.registerFlag(FLAGS.attention, () => attentionPolicy(process.env.LLMCB_KERNEL_ATTENTION ?? KERNEL_DEFAULTS.attention));
   env.registerFlag(FLAGS.gemmMinRows, () => KERNEL_DEFAULTS.gemmMinRows);
   env.registerFlag(FLAGS.int8Tile, () => KERNEL_DEFAULTS.int8Tile);
   env.registerFlag(FLAGS.fusedOps, () => KERNEL_DEFAULTS.fusedOps);
+}
+
+function attentionPolicy(s: string): KernelPolicy['attention'] {
+  if (s === 'off' || s === 'auto' || s in ATTENTION_TILES) return s as KernelPolicy['attention'];
+  throw new Error(`attention tiles '${s}' (choose auto, off or ${Object.keys(ATTENTION_TILES).join(', ')})`);
 }
 
 export function parseMode(s: string): KernelMode {
@@ -76,7 +82,7 @@ export function setKernels(p: Partial<KernelPolicy>): KernelPolicy {
   const prev = kernelPolicy();
   if (p.mode !== undefined) parseMode(p.mode);
   if (p.gemm !== undefined && p.gemm !== 'off' && !(p.gemm in GEMM_TILES)) throw new Error(`gemm tiles '${p.gemm}' (choose off or ${Object.keys(GEMM_TILES).join(', ')})`);
-  if (p.attention !== undefined && p.attention !== 'off' && p.attention !== 'auto' && !(p.attention in ATTENTION_TILES)) throw new Error(`attention tiles '${p.attention}' (choose auto, off or ${Object.keys(ATTENTION_TILES).join(', ')})`);
+  if (p.attention !== undefined) attentionPolicy(p.attention);
   if (p.gemmMinRows !== undefined && !(Number.isInteger(p.gemmMinRows) && p.gemmMinRows >= 1)) throw new Error(`gemmMinRows must be a positive integer, got ${p.gemmMinRows}`);
   if (p.fusedOps !== undefined && p.fusedOps !== 'on' && p.fusedOps !== 'off') throw new Error(`fusedOps '${p.fusedOps}' (choose on or off)`);
   if (p.int8Tile !== undefined && p.int8Tile !== 'auto' && !(p.int8Tile in INT8_TILES)) throw new Error(`int8 tile '${p.int8Tile}' (choose from auto, ${Object.keys(INT8_TILES).join(', ')})`);
