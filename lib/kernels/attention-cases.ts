@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { maxTensorElements } from '../runtime/backend';
 import { seededNormal } from '../runtime/bench';
-import { ATTENTION_DEFAULTS, ATTENTION_TILES, attentionPlain, attentionTilesFor, causalMask, fusedAttention, type AttentionTileName } from './attention';
+import { ATTENTION_DEFAULTS, ATTENTION_TILES, attentionPlain, attentionTilesFor, causalMask, fusedAttention, type AttentionTileName, type AttentionTiles } from './attention';
 import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 
 /**
@@ -59,7 +59,16 @@ export function attentionChecks(seed: number): KernelCheck[] {
   ];
   const cases = [
     ...small.map((s) => ({ s, tiles: ATTENTION_DEFAULTS.tiles, small: true })),
-    ...(Object.keys(ATTENTION_TILES) as AttentionTileName[]).map((tiles) => ({ s: small[4], tiles, small: true })),
+    // every tiling on one odd shape (the register-blocked one at hd 32, its narrowest head)
+    ...(Object.keys(ATTENTION_TILES) as AttentionTileName[]).map((tiles) => ({ s: (ATTENTION_TILES[tiles] as AttentionTiles).registers ? { ...small[4], hd: 32 } : small[4], tiles, small: true })),
+    // the register-blocked kernel: fewer rows than its 32 (GQA), MHA over two row blocks, decode with split keys, cache
+    ...[
+      { B: 1, H: 4, KV: 2, T: 5, past: 0, hd: 32 },
+      { B: 2, H: 4, KV: 4, T: 33, past: 0, hd: 64 },
+      { B: 1, H: 8, KV: 2, T: 1, past: 300, hd: 64 },
+      { B: 1, H: 4, KV: 1, T: 7, past: 9, hd: 32 },
+    ].map((s) => ({ s, tiles: 'r32kv32' as const, small: true })),
+    ...big.filter((s) => s.hd % 32 === 0).map((s) => ({ s, tiles: 'r32kv32' as const, small: false })),
     { s: { B: 1, H: 4, KV: 2, T: 70, past: 3, hd: 64 }, tiles: 'q32kv32' as const, small: true }, // 'auto''s hd-128 tiling at the widest head lavapipe's workgroup memory fits
     ...big.map((s) => ({ s, tiles: ATTENTION_DEFAULTS.tiles, small: false })),
     // and the tilings the policy's 'auto' prefers at these shapes (hd 128 prefill: q32kv32)

@@ -48,10 +48,12 @@ export function causalMask(T: number, past: number): tf.Tensor4D | null {
 }
 
 export interface AttentionTiles {
-  blockQ: number; // query rows per workgroup (fewer when rep·T is smaller)
+  blockQ: number; // query rows per workgroup (fewer when rep·T is smaller, except with `registers`)
   blockKV: number; // keys staged in workgroup memory per step
   workgroupSize: number; // threads per workgroup
   targetWorkgroups: number; // split the keys until about this many workgroups run (≈ 2 per SM on an H100)
+  /** The register-blocked kernel (registerShader): 32 rows × 32 keys, 64 threads; head dims that are multiples of 32. */
+  registers?: boolean;
 }
 
 export const ATTENTION_TILES = {
@@ -59,6 +61,7 @@ export const ATTENTION_TILES = {
   q32kv32: { blockQ: 32, blockKV: 32, workgroupSize: 256, targetWorkgroups: 264 }, // hd 128: 37.5 KB of workgroup memory (NVIDIA's 48 KB, not lavapipe's 32)
   q16kv64: { blockQ: 16, blockKV: 64, workgroupSize: 128, targetWorkgroups: 264 }, // hd ≤ 64
   q8kv32: { blockQ: 8, blockKV: 32, workgroupSize: 64, targetWorkgroups: 528 },
+  r32kv32: { blockQ: 32, blockKV: 32, workgroupSize: 64, targetWorkgroups: 264, registers: true }, // hd 128: 37.5 KB of workgroup memory
 } satisfies Record<string, AttentionTiles>;
 export type AttentionTileName = keyof typeof ATTENTION_TILES;
 
@@ -78,6 +81,7 @@ export function attentionTilesFor(hd: number, T: number): AttentionTileName[] {
 
 /** How one attention call is laid out on the GPU (CPU-side, testable anywhere). */
 export interface AttentionPlan {
+  hd: number;
   rows: number; // rep·T query rows per KV head
   blockQ: number;
   rowBlocks: number;
@@ -91,21 +95,24 @@ const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
 export function planAttention(B: number, H: number, KV: number, T: number, S: number, hd: number, t: AttentionTiles): AttentionPlan {
   const rows = (H / KV) * T;
-  const blockQ = Math.min(t.blockQ, nextPow2(rows));
+  const blockQ = t.registers ? t.blockQ : Math.min(t.blockQ, nextPow2(rows));
   const rowBlocks = Math.ceil(rows / blockQ);
   const base = B * KV * rowBlocks;
   const kvTiles = Math.ceil(S / t.blockKV);
   const wanted = base >= t.targetWorkgroups ? 1 : Math.min(kvTiles, Math.ceil(t.targetWorkgroups / base));
   const tilesPerSplit = Math.ceil(kvTiles / wanted);
   const splits = Math.ceil(kvTiles / tilesPerSplit);
-  const sharedBytes = 4 * (blockQ * hd + t.blockKV * (hd + 1) + blockQ * (t.blockKV + 1) + 3 * blockQ);
-  return { rows, blockQ, rowBlocks, splits, tilesPerSplit, sharedBytes, workgroups: [rowBlocks, B * KV, splits] };
+  const sharedBytes = t.registers
+    ? 4 * ((blockQ + t.blockKV) * (hd + 4) + blockQ * (t.blockKV + 1) + 3 * blockQ)
+    : 4 * (blockQ * hd + t.blockKV * (hd + 1) + blockQ * (t.blockKV + 1) + 3 * blockQ);
+  return { hd, rows, blockQ, rowBlocks, splits, tilesPerSplit, sharedBytes, workgroups: [rowBlocks, B * KV, splits] };
 }
 
 /** Why the fused kernel cannot run this plan on the current device, or null when it can. */
 export function attentionUnsupported(p: AttentionPlan, t: AttentionTiles): string | null {
   const lim = deviceLimits();
   if (!lim) return 'needs the webgpu backend';
+  if (t.registers && p.hd % 32 !== 0) return `the register-blocked kernel needs a head dim that is a multiple of 32, got ${p.hd}`;
   if (p.sharedBytes > lim.maxComputeWorkgroupStorageSize) return `${p.sharedBytes} B of workgroup memory exceed the device's ${lim.maxComputeWorkgroupStorageSize} (smaller blockQ/blockKV or head dim)`;
   if (t.workgroupSize > lim.maxComputeInvocationsPerWorkgroup) return `${t.workgroupSize} threads exceed the device's ${lim.maxComputeInvocationsPerWorkgroup}`;
   if (Math.max(...p.workgroups) > lim.maxComputeWorkgroupsPerDimension) return `workgroups [${p.workgroups.join(', ')}] exceed ${lim.maxComputeWorkgroupsPerDimension} per dimension`;
@@ -228,6 +235,154 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
 }`;
 }
 
+/**
+ * attentionShader's register-blocked form (AttentionTiles.registers), same bindings (q, k, v, out
+ * as vec4 arrays) and results: 32 query rows × 32 keys a step, 64 threads as an 8 × 8 grid (ty, tx).
+ * Thread (ty, tx) owns rows ty + 8i (i < 4): their scores against keys tx + 8j (j < 4), dot
+ * products of vec4 reads, and their outputs' columns 4·(tx + 8c) .. + 3 (c < hd/32) in registers.
+ * Rows are padded by one vec4 in workgroup memory so that the eight key rows a warp reads at once
+ * fall in distinct banks. One thread a row runs the online softmax between the two products.
+ */
+function registerShader(hd: number, split: boolean): string {
+  const BQ = 32;
+  const BKV = 32;
+  const WG = 64;
+  const HD4 = hd / 4; // vec4s a row
+  const QW = HD4 + 1; // padded row stride (vec4s)
+  const C = hd / 32; // output vec4s a thread per row
+  const PS = BKV + 1;
+  const I = [0, 1, 2, 3];
+  const cols = Array.from({ length: C }, (_, c) => c);
+  // every (row i, key j) and (row i, column c) a thread owns, unrolled
+  const ij = I.flatMap((i) => I.map((j) => [i, j]));
+  const ic = I.flatMap((i) => cols.map((c) => [i, c]));
+  const tileLoad = (n: number, body: string) => `for (var n = 0u; n < ${Math.ceil((n * HD4) / WG)}u; n++) {
+    let e = lid + n * ${WG}u;
+    if (e < ${n * HD4}u) {
+      let r = e / ${HD4}u;
+      let c4 = e % ${HD4}u;
+      ${body}
+    }
+  }`;
+  const outs = split
+    ? `@group(0) @binding(0) var<storage, read_write> po: array<vec4<f32>>; // [splits, B·KV, rows, hd]
+@group(0) @binding(1) var<storage, read_write> ml: array<f32>; // [splits, B·KV, rows, 2]`
+    : '@group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>; // [B, T, H, hd]';
+  const b0 = split ? 2 : 1;
+  const write = (i: number) =>
+    split
+      ? `{
+      let base = (g.z * nbk + bk) * rows + gr;
+      ${cols.map((c) => `po[base * ${HD4}u + tx + ${8 * c}u] = acc[${i * C + c}];`).join(' ')}
+      if (tx == 0u) { ml[base * 2u] = ms[r]; ml[base * 2u + 1u] = ls[r]; }
+    }`
+      : `{
+      let b = bk / params.KV;
+      let h = (bk % params.KV) * params.rep + gr / params.T;
+      let o = ((b * params.T + gr % params.T) * params.H + h) * ${HD4}u;
+      let inv = 1.0 / ls[r];
+      ${cols.map((c) => `out[o + tx + ${8 * c}u] = acc[${i * C + c}] * inv;`).join(' ')}
+    }`;
+  return `
+${paramsStruct(PARAMS)}
+${outs}
+@group(0) @binding(${b0}) var<storage, read> q: array<vec4<f32>>; // [B·KV, rows, hd]
+@group(0) @binding(${b0 + 1}) var<storage, read> k: array<vec4<f32>>; // [B·KV, S, hd]
+@group(0) @binding(${b0 + 2}) var<storage, read> v: array<vec4<f32>>; // [B·KV, S, hd]
+@group(0) @binding(${b0 + 3}) var<uniform> params: Params;
+const NEG = -3.0e38;
+var<workgroup> qs: array<vec4<f32>, ${BQ * QW}>; // [BQ][hd + 4], scaled
+var<workgroup> kv: array<vec4<f32>, ${BKV * QW}>; // [BKV][hd + 4]: the key tile, then the value tile
+var<workgroup> ps: array<f32, ${BQ * PS}>; // [BQ][BKV + 1]: scores, then probabilities
+var<workgroup> ms: array<f32, ${BQ}>;
+var<workgroup> ls: array<f32, ${BQ}>;
+var<workgroup> as_: array<f32, ${BQ}>;
+
+fn loadTile(src: ptr<storage, array<vec4<f32>>, read>, bk: u32, kt: u32, lid: u32) {
+  ${tileLoad(BKV, `var x = vec4<f32>(0.0);
+      if (kt + r < params.S) { x = (*src)[(bk * params.S + kt + r) * ${HD4}u + c4]; }
+      kv[r * ${QW}u + c4] = x;`)}
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u, @builtin(num_workgroups) ng: vec3u) {
+  let rows = params.rep * params.T;
+  let nbk = ng.y;
+  let bk = g.y;
+  let r0 = g.x * ${BQ}u;
+  let tx = lid % 8u;
+  let ty = lid / 8u;
+  ${tileLoad(BQ, `var x = vec4<f32>(0.0);
+      if (r0 + r < rows) { x = q[(bk * rows + r0 + r) * ${HD4}u + c4] * params.scale; }
+      qs[r * ${QW}u + c4] = x;`)}
+  if (lid < ${BQ}u) { ms[lid] = NEG; ls[lid] = 0.0; }
+  // Keys this workgroup visits: its split's range, cut at the block's last visible position.
+  let last = min(r0 + ${BQ}u, rows) - 1u;
+  var maxPos = params.past + params.T - 1u;
+  if (r0 / params.T == last / params.T) { maxPos = params.past + last % params.T; }
+  let kStart = g.z * params.tilesPerSplit * ${BKV}u;
+  let kEnd = min(min(params.S, maxPos + 1u), kStart + params.tilesPerSplit * ${BKV}u);
+  var acc: array<vec4<f32>, ${4 * C}>; // [row i][column vec4 c]
+  workgroupBarrier();
+  for (var kt = kStart; kt < kEnd; kt += ${BKV}u) {
+    loadTile(&k, bk, kt, lid);
+    workgroupBarrier();
+    var s: array<f32, 16>; // [row i][key j]
+    for (var d = 0u; d < ${HD4}u; d++) {
+      ${I.map((i) => `let q${i} = qs[(ty + ${8 * i}u) * ${QW}u + d];`).join(' ')}
+      ${I.map((j) => `let k${j} = kv[(tx + ${8 * j}u) * ${QW}u + d];`).join(' ')}
+      ${ij.map(([i, j]) => `s[${i * 4 + j}] += dot(q${i}, k${j});`).join(' ')}
+    }
+    ${ij
+      .map(
+        ([i, j]) => `{
+      let r = ty + ${8 * i}u;
+      let key = kt + tx + ${8 * j}u;
+      var x = NEG;
+      if (r0 + r < rows && key < kEnd && key <= params.past + (r0 + r) % params.T) { x = s[${i * 4 + j}]; }
+      ps[r * ${PS}u + tx + ${8 * j}u] = x;
+    }`,
+      )
+      .join('\n    ')}
+    workgroupBarrier();
+    loadTile(&v, bk, kt, lid);
+    if (lid < ${BQ}u) {
+      let mOld = ms[lid];
+      var mNew = mOld;
+      for (var j = 0u; j < ${BKV}u; j++) { mNew = max(mNew, ps[lid * ${PS}u + j]); }
+      var sum = 0.0;
+      for (var j = 0u; j < ${BKV}u; j++) {
+        let x = ps[lid * ${PS}u + j];
+        var p = 0.0;
+        if (x > NEG) { p = exp(x - mNew); }
+        ps[lid * ${PS}u + j] = p;
+        sum += p;
+      }
+      let alpha = exp(mOld - mNew);
+      ls[lid] = ls[lid] * alpha + sum;
+      ms[lid] = mNew;
+      as_[lid] = alpha;
+    }
+    workgroupBarrier();
+    ${I.map((i) => `let a${i} = as_[ty + ${8 * i}u];`).join(' ')}
+    ${ic.map(([i, c]) => `acc[${i * C + c}] *= a${i};`).join(' ')}
+    for (var j = 0u; j < ${BKV}u; j++) {
+      ${I.map((i) => `let p${i} = ps[(ty + ${8 * i}u) * ${PS}u + j];`).join(' ')}
+      ${cols.map((c) => `let v${c} = kv[j * ${QW}u + tx + ${8 * c}u];`).join(' ')}
+      ${ic.map(([i, c]) => `acc[${i * C + c}] = fma(vec4<f32>(p${i}), v${c}, acc[${i * C + c}]);`).join(' ')}
+    }
+    workgroupBarrier();
+  }
+  ${I.map(
+    (i) => `{
+    let r = ty + ${8 * i}u;
+    let gr = r0 + r;
+    if (gr < rows) ${write(i)}
+  }`,
+  ).join('\n  ')}
+}`;
+}
+
 /** Merges the splits' partial (m, l, o) into the output [B, T, H, hd]: one thread per element. */
 function mergeShader(hd: number): string {
   return `
@@ -285,7 +440,7 @@ export function fusedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, p
   const params = { T: u32(T), S: u32(S), past: u32(pastLength), rep: u32(H / KV), KV: u32(KV), H: u32(H), tilesPerSplit: u32(p.tilesPerSplit), scale: f32(1 / Math.sqrt(hd)) };
   const split = p.splits > 1;
   const name = 'attention';
-  const code = attentionShader(hd, p.blockQ, tiles.blockKV, tiles.workgroupSize, split);
+  const code = tiles.registers ? registerShader(hd, split) : attentionShader(hd, p.blockQ, tiles.blockKV, tiles.workgroupSize, split);
   if (!split) {
     const [out] = runKernel({ name, code, inputs: [q, k, v], outputs: [{ shape: [B * T, H * hd], dtype: 'float32' }], params, workgroups: p.workgroups });
     return out as tf.Tensor2D;
