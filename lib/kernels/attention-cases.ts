@@ -49,6 +49,7 @@ export function attentionChecks(seed: number): KernelCheck[] {
     { B: 1, H: 4, KV: 1, T: 7, past: 9, hd: 32 },
     { B: 2, H: 2, KV: 1, T: 70, past: 3, hd: 20 },
     { B: 1, H: 8, KV: 2, T: 1, past: 300, hd: 64 },
+    { B: 2, H: 8, KV: 4, T: 544, past: 5, hd: 32 }, // ≥ 264 row blocks: no key split, many key tiles a block (the online rescaling)
   ];
   const big: Shape[] = [
     { B: 1, H: 32, KV: 8, T: 1024, past: 0, hd: 64 },
@@ -67,6 +68,7 @@ export function attentionChecks(seed: number): KernelCheck[] {
       { B: 2, H: 4, KV: 4, T: 33, past: 0, hd: 64 },
       { B: 1, H: 8, KV: 2, T: 1, past: 300, hd: 64 },
       { B: 1, H: 4, KV: 1, T: 7, past: 9, hd: 32 },
+      small[6],
     ].map((s) => ({ s, tiles: 'r32kv32' as const, small: true })),
     ...big.filter((s) => s.hd % 32 === 0).map((s) => ({ s, tiles: 'r32kv32' as const, small: false })),
     { s: { B: 1, H: 4, KV: 2, T: 70, past: 3, hd: 64 }, tiles: 'q32kv32' as const, small: true }, // 'auto''s hd-128 tiling at the widest head lavapipe's workgroup memory fits

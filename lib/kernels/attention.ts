@@ -327,7 +327,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   for (var kt = kStart; kt < kEnd; kt += ${BKV}u) {
     loadTile(&k, bk, kt, lid);
     workgroupBarrier();
-    var s: array<f32, 16>; // [row i][key j]
+    var s = array<f32, 16>(); // [row i][key j]
     for (var d = 0u; d < ${HD4}u; d++) {
       ${I.map((i) => `let q${i} = qs[(ty + ${8 * i}u) * ${QW}u + d];`).join(' ')}
       ${I.map((j) => `let k${j} = kv[(tx + ${8 * j}u) * ${QW}u + d];`).join(' ')}
