@@ -236,14 +236,46 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
 }
 
 /**
- * attentionShader's register-blocked form (AttentionTiles.registers), same bindings (q, k, v, out
- * as vec4 arrays) and results: 32 query rows × 32 keys a step, 64 threads as an 8 × 8 grid (ty, tx).
- * Thread (ty, tx) owns rows ty + 8i (i < 4): their scores against keys tx + 8j (j < 4), dot
- * products of vec4 reads, and their outputs' columns 4·(tx + 8c) .. + 3 (c < hd/32) in registers.
- * Rows are padded by one vec4 in workgroup memory so that the eight key rows a warp reads at once
- * fall in distinct banks. One thread a row runs the online softmax between the two products.
+ * Where the register-blocked attention kernel's rows, keys and outputs live: WGSL snippets, so that
+ * the tfjs path (below) and the executor (lib/engine/kernels.ts: ragged token blocks, a KV store)
+ * share one kernel. A workgroup takes up to 32 query rows (local rows 0..rows-1) of one KV head.
  */
-function registerShader(hd: number, split: boolean): string {
+export interface RegisterLayout {
+  /** Bindings (q, k and v as array<vec4<f32>>, the outputs, params) and helper functions. */
+  decls: string;
+  /** Statements at the top of main (lid, g, ng in scope) defining `rows` (valid local rows, ≤ 32), `scale`, `kStart` and `kEnd` (the keys this workgroup visits). */
+  setup: string;
+  /** vec4 index of local row r's query vector. */
+  q(r: string): string;
+  /** vec4 index of key position p's vector in k and v, and whether it may be read (else zeros). */
+  kv(p: string): string;
+  kvLoadable(p: string): string;
+  /** Whether local row r may see key p (p < kEnd is tested besides). */
+  visible(r: string, p: string): string;
+  /** Statements storing local row r (< rows) from the thread's part of it (RegisterOut). */
+  write(r: string, out: RegisterOut): string;
+}
+
+/** A thread's part of one output row, as WGSL: unnormalised vec4s acc(c) at column vec4s col(c) (c < cols), the row's running max m and sum l, and `lead`: whether this thread holds column vec4 0. */
+export interface RegisterOut {
+  cols: number;
+  acc(c: number): string;
+  col(c: number): string;
+  m: string;
+  l: string;
+  lead: string;
+}
+
+/**
+ * The register-blocked attention kernel (AttentionTiles.registers; same results as attentionShader):
+ * 32 query rows × 32 keys a step, 64 threads as an 8 × 8 grid (ty, tx). Thread (ty, tx) owns rows
+ * ty + 8i (i < 4): their scores against keys tx + 8j (j < 4), dot products of vec4 reads, and their
+ * outputs' column vec4s tx + 8c (c < hd/32) in registers. Rows are padded by one vec4 in workgroup
+ * memory so that the eight key rows a warp reads at once fall in distinct banks. One thread a row
+ * runs the online softmax between the two products. Needs hd % 32 = 0; 64 threads.
+ */
+export function registerAttentionShader(hd: number, L: RegisterLayout): string {
+  if (hd % 32 !== 0) throw new Error(`register-blocked attention: head dim ${hd} is not a multiple of 32`);
   const BQ = 32;
   const BKV = 32;
   const WG = 64;
@@ -264,32 +296,9 @@ function registerShader(hd: number, split: boolean): string {
       ${body}
     }
   }`;
-  const outs = split
-    ? `@group(0) @binding(0) var<storage, read_write> po: array<vec4<f32>>; // [splits, B·KV, rows, hd]
-@group(0) @binding(1) var<storage, read_write> ml: array<f32>; // [splits, B·KV, rows, 2]`
-    : '@group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>; // [B, T, H, hd]';
-  const b0 = split ? 2 : 1;
-  const write = (i: number) =>
-    split
-      ? `{
-      let base = (g.z * nbk + bk) * rows + gr;
-      ${cols.map((c) => `po[base * ${HD4}u + tx + ${8 * c}u] = acc[${i * C + c}];`).join(' ')}
-      if (tx == 0u) { ml[base * 2u] = ms[r]; ml[base * 2u + 1u] = ls[r]; }
-    }`
-      : `{
-      let b = bk / params.KV;
-      let h = (bk % params.KV) * params.rep + gr / params.T;
-      let o = ((b * params.T + gr % params.T) * params.H + h) * ${HD4}u;
-      let inv = 1.0 / ls[r];
-      ${cols.map((c) => `out[o + tx + ${8 * c}u] = acc[${i * C + c}] * inv;`).join(' ')}
-    }`;
+  const out = (i: number): RegisterOut => ({ cols: C, acc: (c) => `acc[${i * C + c}]`, col: (c) => `tx + ${8 * c}u`, m: 'ms[r]', l: 'ls[r]', lead: '(tx == 0u)' });
   return `
-${paramsStruct(PARAMS)}
-${outs}
-@group(0) @binding(${b0}) var<storage, read> q: array<vec4<f32>>; // [B·KV, rows, hd]
-@group(0) @binding(${b0 + 1}) var<storage, read> k: array<vec4<f32>>; // [B·KV, S, hd]
-@group(0) @binding(${b0 + 2}) var<storage, read> v: array<vec4<f32>>; // [B·KV, S, hd]
-@group(0) @binding(${b0 + 3}) var<uniform> params: Params;
+${L.decls}
 const NEG = -3.0e38;
 var<workgroup> qs: array<vec4<f32>, ${BQ * QW}>; // [BQ][hd + 4], scaled
 var<workgroup> kv: array<vec4<f32>, ${BKV * QW}>; // [BKV][hd + 4]: the key tile, then the value tile
@@ -298,34 +307,21 @@ var<workgroup> ms: array<f32, ${BQ}>;
 var<workgroup> ls: array<f32, ${BQ}>;
 var<workgroup> as_: array<f32, ${BQ}>;
 
-fn loadTile(src: ptr<storage, array<vec4<f32>>, read>, bk: u32, kt: u32, lid: u32) {
-  ${tileLoad(BKV, `var x = vec4<f32>(0.0);
-      if (kt + r < params.S) { x = (*src)[(bk * params.S + kt + r) * ${HD4}u + c4]; }
-      kv[r * ${QW}u + c4] = x;`)}
-}
-
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u, @builtin(num_workgroups) ng: vec3u) {
-  let rows = params.rep * params.T;
-  let nbk = ng.y;
-  let bk = g.y;
-  let r0 = g.x * ${BQ}u;
+  ${L.setup}
   let tx = lid % 8u;
   let ty = lid / 8u;
   ${tileLoad(BQ, `var x = vec4<f32>(0.0);
-      if (r0 + r < rows) { x = q[(bk * rows + r0 + r) * ${HD4}u + c4] * params.scale; }
+      if (r < rows) { x = q[${L.q('r')} + c4] * scale; }
       qs[r * ${QW}u + c4] = x;`)}
   if (lid < ${BQ}u) { ms[lid] = NEG; ls[lid] = 0.0; }
-  // Keys this workgroup visits: its split's range, cut at the block's last visible position.
-  let last = min(r0 + ${BQ}u, rows) - 1u;
-  var maxPos = params.past + params.T - 1u;
-  if (r0 / params.T == last / params.T) { maxPos = params.past + last % params.T; }
-  let kStart = g.z * params.tilesPerSplit * ${BKV}u;
-  let kEnd = min(min(params.S, maxPos + 1u), kStart + params.tilesPerSplit * ${BKV}u);
   var acc: array<vec4<f32>, ${4 * C}>; // [row i][column vec4 c]
   workgroupBarrier();
   for (var kt = kStart; kt < kEnd; kt += ${BKV}u) {
-    loadTile(&k, bk, kt, lid);
+    ${tileLoad(BKV, `var x = vec4<f32>(0.0);
+      if (${L.kvLoadable('kt + r')}) { x = k[${L.kv('kt + r')} + c4]; }
+      kv[r * ${QW}u + c4] = x;`)}
     workgroupBarrier();
     var s = array<f32, 16>(); // [row i][key j]
     for (var d = 0u; d < ${HD4}u; d++) {
@@ -339,13 +335,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
       let r = ty + ${8 * i}u;
       let key = kt + tx + ${8 * j}u;
       var x = NEG;
-      if (r0 + r < rows && key < kEnd && key <= params.past + (r0 + r) % params.T) { x = s[${i * 4 + j}]; }
+      if (r < rows && key < kEnd && ${L.visible('r', 'key')}) { x = s[${i * 4 + j}]; }
       ps[r * ${PS}u + tx + ${8 * j}u] = x;
     }`,
       )
       .join('\n    ')}
     workgroupBarrier();
-    loadTile(&v, bk, kt, lid);
+    ${tileLoad(BKV, `var x = vec4<f32>(0.0);
+      if (${L.kvLoadable('kt + r')}) { x = v[${L.kv('kt + r')} + c4]; }
+      kv[r * ${QW}u + c4] = x;`)}
     if (lid < ${BQ}u) {
       let mOld = ms[lid];
       var mNew = mOld;
@@ -376,11 +374,57 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   ${I.map(
     (i) => `{
     let r = ty + ${8 * i}u;
-    let gr = r0 + r;
-    if (gr < rows) ${write(i)}
+    if (r < rows) {
+      ${L.write('r', out(i))}
+    }
   }`,
   ).join('\n  ')}
 }`;
+}
+
+/** The tfjs path's layout of the register-blocked kernel: bindings and outputs as attentionShader's, q/k/v [B·KV, rows | S, hd] as vec4s. */
+function tfjsRegisterLayout(hd: number, split: boolean): RegisterLayout {
+  const HD4 = hd / 4;
+  const b0 = split ? 2 : 1;
+  return {
+    decls: `${paramsStruct(PARAMS)}
+${
+  split
+    ? `@group(0) @binding(0) var<storage, read_write> po: array<vec4<f32>>; // [splits, B·KV, rows, hd]
+@group(0) @binding(1) var<storage, read_write> ml: array<f32>; // [splits, B·KV, rows, 2]`
+    : '@group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>; // [B, T, H, hd]'
+}
+@group(0) @binding(${b0}) var<storage, read> q: array<vec4<f32>>; // [B·KV, rows, hd]
+@group(0) @binding(${b0 + 1}) var<storage, read> k: array<vec4<f32>>; // [B·KV, S, hd]
+@group(0) @binding(${b0 + 2}) var<storage, read> v: array<vec4<f32>>; // [B·KV, S, hd]
+@group(0) @binding(${b0 + 3}) var<uniform> params: Params;`,
+    setup: `let all = params.rep * params.T; // rows of the KV head
+  let nbk = ng.y;
+  let bk = g.y;
+  let r0 = g.x * 32u;
+  let rows = min(all - min(all, r0), 32u);
+  let scale = params.scale;
+  // Keys this workgroup visits: its split's range, cut at the block's last visible position.
+  let last = min(r0 + 32u, all) - 1u;
+  var maxPos = params.past + params.T - 1u;
+  if (r0 / params.T == last / params.T) { maxPos = params.past + last % params.T; }
+  let kStart = g.z * params.tilesPerSplit * 32u;
+  let kEnd = min(min(params.S, maxPos + 1u), kStart + params.tilesPerSplit * 32u);`,
+    q: (r) => `(bk * all + r0 + ${r}) * ${HD4}u`,
+    kv: (p) => `(bk * params.S + ${p}) * ${HD4}u`,
+    kvLoadable: (p) => `${p} < params.S`,
+    visible: (r, p) => `${p} <= params.past + (r0 + ${r}) % params.T`,
+    write: (r, o) =>
+      split
+        ? `let base = (g.z * nbk + bk) * all + r0 + ${r};
+      ${Array.from({ length: o.cols }, (_, c) => `po[base * ${HD4}u + ${o.col(c)}] = ${o.acc(c)};`).join(' ')}
+      if ${o.lead} { ml[base * 2u] = ${o.m}; ml[base * 2u + 1u] = ${o.l}; }`
+        : `let gr = r0 + ${r};
+      let h = (bk % params.KV) * params.rep + gr / params.T;
+      let o = (((bk / params.KV) * params.T + gr % params.T) * params.H + h) * ${HD4}u;
+      let inv = 1.0 / ${o.l};
+      ${Array.from({ length: o.cols }, (_, c) => `out[o + ${o.col(c)}] = ${o.acc(c)} * inv;`).join(' ')}`,
+  };
 }
 
 /** Merges the splits' partial (m, l, o) into the output [B, T, H, hd]: one thread per element. */
@@ -440,7 +484,7 @@ export function fusedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, p
   const params = { T: u32(T), S: u32(S), past: u32(pastLength), rep: u32(H / KV), KV: u32(KV), H: u32(H), tilesPerSplit: u32(p.tilesPerSplit), scale: f32(1 / Math.sqrt(hd)) };
   const split = p.splits > 1;
   const name = 'attention';
-  const code = tiles.registers ? registerShader(hd, split) : attentionShader(hd, p.blockQ, tiles.blockKV, tiles.workgroupSize, split);
+  const code = tiles.registers ? registerAttentionShader(hd, tfjsRegisterLayout(hd, split)) : attentionShader(hd, p.blockQ, tiles.blockKV, tiles.workgroupSize, split);
   if (!split) {
     const [out] = runKernel({ name, code, inputs: [q, k, v], outputs: [{ shape: [B * T, H * hd], dtype: 'float32' }], params, workgroups: p.workgroups });
     return out as tf.Tensor2D;
