@@ -25,6 +25,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { ARCHS, fusedQkv, linearName } from '../models/arch';
 import { ropeInvFreq } from '../models/transformer';
 import type { InferenceModel } from './inference';
+import { registerAttentionBytes } from '../kernels/attention';
 import type { ModelConfig } from '../models/types';
 import { blockWidths, hasFinalNorm } from '../models/weights';
 import { actQuantKernel } from './act-quant';
@@ -52,6 +53,7 @@ import {
   splitChunk,
   type AttnTile,
   type GemmTile,
+  REGISTER_ATTN_TILE,
   epilogueCode,
   type Epilogue,
 } from './kernels';
@@ -273,9 +275,16 @@ function planSizes(model: InferenceModel, o: ExecutorOptions, device: GPUDevice)
 /** Workgroup memory of the attention kernel with R query rows and BKV staged keys (lib/engine/kernels.ts attentionKernel). */
 const attnBytes = (R: number, BKV: number, hd: number) => 4 * (R * hd + BKV * (hd + 1) + R * (BKV + 1) + 3 * R);
 
-/** The attention tiling for a head dim and group size on this device (workgroup memory bound). */
-function attnTile(hd: number, rep: number, device: GPUDevice): AttnTile {
+/**
+ * The attention tiling for a head dim and the blocks' group sizes (rep = H / KV; the first block's
+ * sets the tokens per attention block) on this device: the register-blocked kernel when the head
+ * dim is a multiple of 32, rep divides 32, no block has a larger rep, and its workgroup memory fits;
+ * else the scalar kernel (workgroup memory bound).
+ */
+function attnTile(hd: number, reps: number[], device: GPUDevice): AttnTile {
   const lim = device.limits.maxComputeWorkgroupStorageSize;
+  const rep = reps[0];
+  if (hd % 32 === 0 && 32 % rep === 0 && reps.every((r) => r <= rep) && registerAttentionBytes(hd) <= lim) return REGISTER_ATTN_TILE;
   const bytes = (R: number, BKV: number) => attnBytes(R, BKV, hd);
   let rows = Math.max(rep, 16 - (16 % rep));
   let BKV = 32;
@@ -332,8 +341,9 @@ export class Executor {
         maxKV = Math.max(maxKV, b.numKvHeads);
         maxF = Math.max(maxF, b.intermediateSize);
       }
-      const rep0 = blockWidths(c, 0).numHeads / blockWidths(c, 0).numKvHeads;
-      const tile = attnTile(hd, rep0, device);
+      const reps = Array.from({ length: c.numLayers }, (_, i) => blockWidths(c, i).numHeads / blockWidths(c, i).numKvHeads);
+      const rep0 = reps[0];
+      const tile = attnTile(hd, reps, device);
       this.attnKeyTile = tile.BKV;
       this.tokensPerBlock = Math.max(1, Math.floor(tile.rows / rep0));
       this.kvHeads = maxKV;
@@ -564,8 +574,8 @@ export class Executor {
           workgroups: (s) => spill(Math.ceil((s.tokens * ((rope ? H : 0) + 2 * KVH) * (hd / 2)) / 256), device),
         });
         const rep = H / KVH;
-        const blockTile: AttnTile = { ...tile, rows: Math.max(rep, this.tokensPerBlock * rep) };
-        const need = attnBytes(blockTile.rows, blockTile.BKV, hd);
+        const blockTile: AttnTile = tile.registers ? tile : { ...tile, rows: Math.max(rep, this.tokensPerBlock * rep) };
+        const need = blockTile.registers ? registerAttentionBytes(hd) : attnBytes(blockTile.rows, blockTile.BKV, hd);
         if (need > device.limits.maxComputeWorkgroupStorageSize) throw new Error(`executor: block ${i}'s attention (${rep} heads per KV head) needs ${need} B of workgroup memory, the device has ${device.limits.maxComputeWorkgroupStorageSize}`);
         const attnParams = (s: StepShape) => ({ nb: s.blocks, tilesPerSplit: s.tilesPerSplit, scale: 1 / Math.sqrt(hd) });
         specs.push({

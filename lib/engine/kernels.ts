@@ -9,6 +9,7 @@
 // host fp32 tables, SiLU as x·sigmoid(x), log-softmax as (x − max) − log Σ exp(x − max)); sums
 // differ only in order.
 import { memoKernel, type Kernel } from './gpu';
+import { registerAttentionShader, type RegisterLayout } from '../kernels/attention';
 
 /** A WGSL f32 literal of x (rounded to fp32 as the host computes it). */
 export const wgslFloat = (x: number) => {
@@ -653,7 +654,61 @@ export interface AttnTile {
   rows: number; // query rows (token × head of a KV group) per workgroup, at most
   BKV: number;
   WG: number;
+  /** The register-blocked kernel of lib/kernels/attention.ts (rows = BKV = 32, WG = 64, hd % 32 = 0). */
+  registers?: boolean;
 }
+
+/** The register-blocked tiling: 32 rows (32 / rep tokens of a KV group), 32 keys a step, 64 threads. */
+export const REGISTER_ATTN_TILE: AttnTile = { rows: 32, BKV: 32, WG: 64, registers: true };
+
+/** The executor's layout of the register-blocked attention kernel: ragged token blocks, q [T, H·hd], the KV store [rows, KV·hd]. */
+function executorRegisterLayout(H: number, KVH: number, hd: number, split: boolean): RegisterLayout {
+  const rep = H / KVH;
+  const HD4 = hd / 4;
+  const b0 = split ? 2 : 1;
+  return {
+    decls: `struct Params { nb: u32, tilesPerSplit: u32, scale: f32, }
+${
+  split
+    ? `@group(0) @binding(0) var<storage, read_write> po: array<vec4<f32>>; // [splits, nb, KV, 32, hd]
+@group(0) @binding(1) var<storage, read_write> ml: array<f32>; // [splits, nb, KV, 32, 2]`
+    : '@group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>; // [T, H·hd]'
+}
+@group(0) @binding(${b0}) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(${b0 + 1}) var<storage, read> k: array<vec4<f32>>;
+@group(0) @binding(${b0 + 2}) var<storage, read> v: array<vec4<f32>>;
+@group(0) @binding(${b0 + 3}) var<storage, read> blocks: array<u32>;
+@group(0) @binding(${b0 + 4}) var<uniform> params: Params;
+${KEY_ROW}`,
+    setup: `let blk = g.x;
+  let kvh = g.y;
+  let first = blocks[blk * ${BLOCK_WORDS}u];
+  let count = blocks[blk * ${BLOCK_WORDS}u + 1u];
+  let kvBase = blocks[blk * ${BLOCK_WORDS}u + 2u];
+  let pos0 = blocks[blk * ${BLOCK_WORDS}u + 3u];
+  let pfxBase = blocks[blk * ${BLOCK_WORDS}u + 4u];
+  let pfxLen = blocks[blk * ${BLOCK_WORDS}u + 5u];
+  let rows = count * ${rep}u;
+  let scale = params.scale;
+  let kStart = g.z * params.tilesPerSplit * 32u;
+  let kEnd = min(pos0 + count, kStart + params.tilesPerSplit * 32u); // keys 0 .. pos0 + count - 1 are visible to the block's last token`,
+    q: (r) => `((first + ${r} / ${rep}u) * ${H}u + kvh * ${rep}u + ${r} % ${rep}u) * ${HD4}u`,
+    kv: (p) => `(keyRow(${p}, kvBase, pfxBase, pfxLen) * ${KVH}u + kvh) * ${HD4}u`,
+    kvLoadable: (p) => `${p} < kEnd`,
+    visible: (r, p) => `${p} <= pos0 + ${r} / ${rep}u`,
+    write: (r, o) =>
+      split
+        ? `let base = ((g.z * params.nb + blk) * ${KVH}u + kvh) * 32u + ${r};
+      ${Array.from({ length: o.cols }, (_, c) => `po[base * ${HD4}u + ${o.col(c)}] = ${o.acc(c)};`).join(' ')}
+      if ${o.lead} { ml[base * 2u] = ${o.m}; ml[base * 2u + 1u] = ${o.l}; }`
+        : `let o = ((first + ${r} / ${rep}u) * ${H}u + kvh * ${rep}u + ${r} % ${rep}u) * ${HD4}u;
+      let inv = 1.0 / ${o.l};
+      ${Array.from({ length: o.cols }, (_, c) => `out[o + ${o.col(c)}] = ${o.acc(c)} * inv;`).join(' ')}`,
+  };
+}
+
+// The KV row of key position p: a shared prefix's (another sequence's rows) below pfxLen, else the sequence's own.
+const KEY_ROW = 'fn keyRow(p: u32, kvBase: u32, pfxBase: u32, pfxLen: u32) -> u32 { return select(kvBase + p, pfxBase + p, p < pfxLen); }';
 
 /**
  * Words per attention block: first token, count, KV row of the sequence's position 0, position of
@@ -671,6 +726,10 @@ export const BLOCK_WORDS = 6;
  * Bindings: out (or po, ml), q [T, H·hd], kStore, vStore [rows, KV·hd], blocks.
  */
 function attentionKernelSource(H: number, KVH: number, hd: number, t: AttnTile, split: boolean): Kernel {
+  if (t.registers) {
+    const params = { nb: 'u32', tilesPerSplit: 'u32', scale: 'f32' } as const;
+    return { name: `attn-${H}-${KVH}-${hd}-reg32${split ? '-split' : ''}`, params, code: registerAttentionShader(hd, executorRegisterLayout(H, KVH, hd, split)) };
+  }
   const rep = H / KVH;
   const R = t.rows;
   const { BKV, WG } = t;
@@ -715,8 +774,7 @@ var<workgroup> ps: array<f32, ${R * PS}>;
 var<workgroup> ms: array<f32, ${R}>;
 var<workgroup> ls: array<f32, ${R}>;
 var<workgroup> al: array<f32, ${R}>;
-// The KV row of key position p: a shared prefix's (another sequence's rows) below pfxLen, else the sequence's own.
-fn keyRow(p: u32, kvBase: u32, pfxBase: u32, pfxLen: u32) -> u32 { return select(kvBase + p, pfxBase + p, p < pfxLen); }
+${KEY_ROW}
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
   let blk = g.x;

@@ -103,7 +103,7 @@ export function planAttention(B: number, H: number, KV: number, T: number, S: nu
   const tilesPerSplit = Math.ceil(kvTiles / wanted);
   const splits = Math.ceil(kvTiles / tilesPerSplit);
   const sharedBytes = t.registers
-    ? 4 * ((blockQ + t.blockKV) * (hd + 4) + blockQ * (t.blockKV + 1) + 3 * blockQ)
+    ? registerAttentionBytes(hd)
     : 4 * (blockQ * hd + t.blockKV * (hd + 1) + blockQ * (t.blockKV + 1) + 3 * blockQ);
   return { hd, rows, blockQ, rowBlocks, splits, tilesPerSplit, sharedBytes, workgroups: [rowBlocks, B * KV, splits] };
 }
@@ -265,6 +265,9 @@ export interface RegisterOut {
   l: string;
   lead: string;
 }
+
+/** Workgroup memory of the register-blocked attention kernel at head dim hd (37.5 KB at hd 128). */
+export const registerAttentionBytes = (hd: number) => 4 * (64 * (hd + 4) + 32 * 33 + 3 * 32);
 
 /**
  * The register-blocked attention kernel (AttentionTiles.registers; same results as attentionShader):
