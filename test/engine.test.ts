@@ -220,14 +220,20 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
       }
     });
 
-    it('generates the tfjs path tokens with the register-blocked attention (head dim 32, split-key decode)', { timeout: 300_000 }, async () => {
+    it('generates the tfjs path tokens with the register-blocked attention and the scalar one (head dim 32, split-key decode)', { timeout: 300_000 }, async () => {
       const wide = randomModel({ ...TINY, hidden_size: 128 }, { seed: 12, name: 'hd32' }); // 4 heads of 32, 2 KV heads
       const prompt = Array.from({ length: 40 }, (_, i) => 3 + ((i * 5) % 150));
-      const dec = Decoder.create(wide, 96);
       try {
-        await expectDecodesTfjsTokens(wide, dec, prompt, 12, { greedy: true });
+        for (const attention of ['registers', 'scalar'] as const) {
+          const dec = Decoder.create(wide, 96, { attention });
+          try {
+            await expectDecodesTfjsTokens(wide, dec, prompt, 12, { greedy: true });
+          } finally {
+            await dec.dispose();
+          }
+        }
+        expect(() => Executor.create(wide, { attention: 'fast' as 'scalar' })).toThrow(/attention 'fast' \(registers or scalar\)/);
       } finally {
-        await dec.dispose();
         disposeModel(wide);
       }
     });

@@ -81,6 +81,8 @@ export interface ExecutorOptions {
   gemm: GemmFamily;
   /** Most K chunks of a split-K fp32 GEMM (gemmSplits); 1 = never split. Default from LLMCB_EXECUTOR_SPLIT_K. */
   splitK: number;
+  /** Attention kernel: 'registers' = the register-blocked one where it applies (attnTile), else and with 'scalar' the scalar one. Default from LLMCB_EXECUTOR_ATTENTION. */
+  attention: 'registers' | 'scalar';
 }
 
 /** The executor's kernels in groups by name, for a profile's report (KernelTimes.report); the LM head is also counted in the fp32 GEMMs. */
@@ -109,6 +111,7 @@ export const EXECUTOR_DEFAULTS: ExecutorOptions = {
   int8Tile: (process.env.LLMCB_EXECUTOR_INT8_TILE as Int8TileName | undefined) ?? 'auto', // see INT8_AUTO
   gemm: (process.env.LLMCB_EXECUTOR_GEMM as GemmFamily | undefined) ?? 'vector', // see GEMM_FAMILIES
   splitK: Number(process.env.LLMCB_EXECUTOR_SPLIT_K ?? 8), // see gemmSplits
+  attention: (process.env.LLMCB_EXECUTOR_ATTENTION as ExecutorOptions['attention'] | undefined) ?? 'registers',
 };
 
 /** What one step runs: its token, block, score-row and item counts and how attention splits. */
@@ -278,13 +281,13 @@ const attnBytes = (R: number, BKV: number, hd: number) => 4 * (R * hd + BKV * (h
 /**
  * The attention tiling for a head dim and the blocks' group sizes (rep = H / KV; the first block's
  * sets the tokens per attention block) on this device: the register-blocked kernel when the head
- * dim is a multiple of 32, rep divides 32, no block has a larger rep, and its workgroup memory fits;
- * else the scalar kernel (workgroup memory bound).
+ * dim is a multiple of 32, rep divides 32, no block has a larger rep, and its workgroup memory fits
+ * (and `registers` allows it); else the scalar kernel (workgroup memory bound).
  */
-function attnTile(hd: number, reps: number[], device: GPUDevice): AttnTile {
+function attnTile(hd: number, reps: number[], device: GPUDevice, registers: boolean): AttnTile {
   const lim = device.limits.maxComputeWorkgroupStorageSize;
   const rep = reps[0];
-  if (hd % 32 === 0 && 32 % rep === 0 && reps.every((r) => r <= rep) && registerAttentionBytes(hd) <= lim) return REGISTER_ATTN_TILE;
+  if (registers && hd % 32 === 0 && 32 % rep === 0 && reps.every((r) => r <= rep) && registerAttentionBytes(hd) <= lim) return REGISTER_ATTN_TILE;
   const bytes = (R: number, BKV: number) => attnBytes(R, BKV, hd);
   let rows = Math.max(rep, 16 - (16 % rep));
   let BKV = 32;
@@ -343,7 +346,8 @@ export class Executor {
       }
       const reps = Array.from({ length: c.numLayers }, (_, i) => blockWidths(c, i).numHeads / blockWidths(c, i).numKvHeads);
       const rep0 = reps[0];
-      const tile = attnTile(hd, reps, device);
+      if (options.attention !== 'registers' && options.attention !== 'scalar') throw new Error(`executor: attention '${options.attention}' (registers or scalar)`);
+      const tile = attnTile(hd, reps, device, options.attention === 'registers');
       this.attnKeyTile = tile.BKV;
       this.tokensPerBlock = Math.max(1, Math.floor(tile.rows / rep0));
       this.kvHeads = maxKV;
