@@ -306,6 +306,8 @@ export class Executor {
   private readonly logits: Buf;
   private readonly tokensPerBlock: number;
   private readonly attnKeyTile: number; // keys staged per attention step (BKV)
+  /** The attention kernel the plan runs (options.attention where it applies). */
+  readonly attentionKernel: 'registers' | 'scalar';
   private readonly kvHeads: number;
   private chain: Promise<void> = Promise.resolve(); // the last step's submission
   private readonly readbackFree: Promise<void>[] = [Promise.resolve(), Promise.resolve()]; // each readback's last read
@@ -349,6 +351,7 @@ export class Executor {
       if (options.attention !== 'registers' && options.attention !== 'scalar') throw new Error(`executor: attention '${options.attention}' (registers or scalar)`);
       const tile = attnTile(hd, reps, device, options.attention === 'registers');
       this.attnKeyTile = tile.BKV;
+      this.attentionKernel = tile.registers ? 'registers' : 'scalar';
       this.tokensPerBlock = Math.max(1, Math.floor(tile.rows / rep0));
       this.kvHeads = maxKV;
       const f32 = 4;
