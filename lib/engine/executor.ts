@@ -172,10 +172,6 @@ export const GEMM_FAMILIES = {
   // [tiling, the workgroups it needs at least], largest first
   scalar: [['large', 256], ['tall', 128], ['medium', 64], ['small', 0]],
   vector: [['tallVP', 128], ['mediumV', 0]],
-  // candidates (lib/engine/kernels.ts GEMM_TILES), timed by bench-forward --executor-gemm
-  vectorS: [['tallVPS', 128], ['mediumV', 0]],
-  vector8: [['tallVP8', 128], ['mediumV', 0]],
-  vectorLS: [['largeVPS', 256], ['tallVPS', 128], ['mediumV', 0]],
 } as const satisfies Record<string, readonly (readonly [keyof typeof GEMM_TILES, number])[]>;
 export type GemmFamily = keyof typeof GEMM_FAMILIES;
 type GemmTileName = (typeof GEMM_FAMILIES)[GemmFamily][number][0];

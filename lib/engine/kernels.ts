@@ -156,8 +156,6 @@ export interface GemmTile {
   TN: number;
   vec?: boolean;
   prefetch?: boolean;
-  /** vec only: XOR-swizzled vec4 columns in workgroup memory (SWIZZLE; BM, BN multiples of 32). */
-  swizzle?: boolean;
 }
 
 /** Tilings of the executor's GEMM; the executor's families pick among them (lib/engine/executor.ts GEMM_FAMILIES), scripts/bench-engine-gemm.ts times them all. */
@@ -176,14 +174,6 @@ export const GEMM_TILES = {
   largeVK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true },
   // tallV with register prefetch (GemmTile.prefetch), the default: the 1.2B prefill at 11,031 tok/s against tallV's 8,697 in one H100 run (data/bench/forward.csv).
   tallVP: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true },
-  // Candidates against tallVP (timed by scripts/bench-engine-gemm.ts): 8×8 outputs a thread (128 threads; half the
-  // workgroup-memory reads per FMA), the wide and 128×128 tiles prefetched, tallVP with BK = 8, and swizzled staging.
-  tallVP8: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 8, vec: true, prefetch: true },
-  wideVP: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true, prefetch: true },
-  largeVP: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, prefetch: true },
-  tallVPK8: { BM: 128, BN: 64, BK: 8, TM: 8, TN: 4, vec: true, prefetch: true },
-  tallVPS: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, swizzle: true },
-  largeVPS: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, prefetch: true, swizzle: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
@@ -255,14 +245,6 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
   };
 }
 
-/**
- * GemmTile.swizzle: the vec4 of rows 4q..4q+3 at slice column k is stored at vec4 q ^ SWIZZLE(k)
- * (0, 2, 4 or 6 by k / 4). A warp's staging stores cover 8 rows at 4 columns k four apart, which
- * without it land in the same 8 banks (a row of the transposed tile is 32 or 16 vec4s: a multiple
- * of 32 banks); with it each k gets its own 8. The FMA loop's reads use the same map.
- */
-const SWIZZLE = (k: string) => `(((${k} >> 2u) & 3u) << 1u)`;
-
 /** gemmKernel with GemmTile.vec: vec4 tiles in workgroup memory, 4×4 output blocks per thread. */
 function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits: number, symmetric: boolean): Kernel {
   const { BM, BN, BK, TM, TN } = t;
@@ -277,15 +259,12 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   const vt = V === 4 ? 'vec4<f32>' : 'f32';
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
   const inner = [
-    ...(t.swizzle ? [`let sw = ${SWIZZLE('k')};`] : []),
-    ...range(GM).map((g) => `let a${g} = xs[k * ${BM / 4}u + ${t.swizzle ? `((${g * SY}u + ty) ^ sw)` : `${g * SY}u + ty`}];`),
-    ...range(GN).map((h) => `let b${h} = ws[k * ${BN / 4}u + ${t.swizzle ? `((${h * SX}u + tx) ^ sw)` : `${h * SX}u + tx`}];`),
+    ...range(GM).map((g) => `let a${g} = xs[k * ${BM / 4}u + ${g * SY}u + ty];`),
+    ...range(GN).map((h) => `let b${h} = ws[k * ${BN / 4}u + ${h * SX}u + tx];`),
     ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
   ].join('\n      ');
   // Global → workgroup, stored transposed ([k][row], 4 rows a vec4).
-  if (t.swizzle && (BM % 32 !== 0 || BN % 32 !== 0)) throw new Error(`gemm tile ${BM}x${BN}: swizzled tiles need BM and BN multiples of 32`);
-  const vecIndex = (k: string) => (t.swizzle ? `((r / 4u) ^ ${SWIZZLE(k)})` : 'r / 4u');
-  const stage = { BK, K, V, threads, put: (S: string, R: number) => (k: string, v: string) => `${S}[${k} * ${R / 4}u + ${vecIndex(k)}][r % 4u] = ${v};` };
+  const stage = { BK, K, V, threads, put: (S: string, R: number) => (k: string, v: string) => `${S}[${k} * ${R / 4}u + r / 4u][r % 4u] = ${v};` };
   const sx = { ...stage, buf: 'x', R: BM, row0: 'row0', rows: 'params.M', put: stage.put('xs', BM) };
   const sw = { ...stage, buf: 'w', R: BN, row0: 'col0', rows: `${N}u`, put: stage.put('ws', BN) };
   // Without prefetch: stage the slice at k0, then compute. With it: registers hold the slice at k0
