@@ -21,9 +21,10 @@ describe('attention plan (CPU side)', () => {
     expect(p.workgroups).toEqual([1, 8, p.splits]);
     expect(p.splits).toBe(32); // ceil(264 / 8) = 33 ranges wanted: 2 tiles each covers the 64 tiles in 32
   });
-  it("'auto' prefers q32kv32 for hd-128 prefill only (bench-kernels on the H100), the default tiles after it", () => {
-    expect(attentionTilesFor(128, 2048)).toEqual(['q32kv32', 'q16kv32']);
-    expect(attentionTilesFor(64, 2048)).toEqual(['q16kv32']);
+  it("'auto' prefers r32kv32 for prefill at head dims that are multiples of 32, then q32kv32 at hd 128, the default tiles last and for decode", () => {
+    expect(attentionTilesFor(128, 2048)).toEqual(['r32kv32', 'q32kv32', 'q16kv32']);
+    expect(attentionTilesFor(64, 2048)).toEqual(['r32kv32', 'q16kv32']);
+    expect(attentionTilesFor(48, 2048)).toEqual(['q16kv32']);
     expect(attentionTilesFor(128, 1)).toEqual(['q16kv32']);
   });
   it('needs at most 32 KiB of workgroup memory at hd 128 with the default tiles', () => {
@@ -35,7 +36,7 @@ const reason = await webgpuAdapterReason();
 
 describe.skipIf(reason !== null)('fused attention on webgpu', () => {
   itPassesChecks(attentionChecks(TEST_SEED));
-  it("policy 'auto' at hd 128 runs a tiling the device can (q32kv32 or, past its workgroup memory, q16kv32) and equals the plain ops", async () => {
+  it("policy 'auto' at hd 128 runs a tiling the device can (r32kv32, q32kv32 or, past their workgroup memory, q16kv32) and equals the plain ops", async () => {
     const [B, H, T, hd] = [1, 2, 40, 128];
     const q = tf.randomNormal([B, H, T, hd], 0, 1, 'float32', 1) as tf.Tensor4D;
     const k = tf.randomNormal([B, H, T, hd], 0, 1, 'float32', 2) as tf.Tensor4D;

@@ -34,7 +34,7 @@ export interface KernelPolicy {
 export const KERNEL_DEFAULTS: KernelPolicy = {
   mode: 'off', // plain tfjs unless an entry point turns kernels on
   gemm: GEMM_DEFAULTS.tiles, // see scripts/bench-kernels.ts --tiles for the device's best
-  attention: 'q16kv32', // 'auto' (attentionTilesFor) becomes the default once check-kernels has passed its hd-128 q32kv32 cases on a GPU
+  attention: 'auto', // by head dim and new positions (attentionTilesFor); its tilings passed check-kernels on the H100 (rows ce8cbba)
   gemmMinRows: 64, // a 64-row tile would be mostly idle below this; tfjs has a GEMV path
   int8Tile: INT8_DEFAULTS.tile, // see scripts/bench-kernels.ts --kernels w8a8 for the device's best
   fusedOps: 'on',
