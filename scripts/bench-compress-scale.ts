@@ -35,6 +35,7 @@ import { disposeModel, loadModel } from '../lib/models/load';
 import { appendResults, makeRow, startRun, trackFile, writeFileAtomic } from '../lib/results';
 import { mulberry32 } from '../lib/rng';
 import { initRuntime, parseBackend } from '../lib/runtime';
+import { kernelPolicy } from '../lib/kernels';
 helpFromHeader(import.meta.url);
 
 interface Setting {
@@ -66,6 +67,12 @@ const HEADER = [
   'time_ratio', 'memory_ratio', 'torch_device', 'git_sha', 'started_at', 'note',
 ] as const;
 type BenchRow = Record<(typeof HEADER)[number], string>;
+
+/** On webgpu, the kernels the block forwards use (lib/methods/sequential.ts turns them on): their tilings, for the row's note. */
+function kernelNote(): string {
+  const p = kernelPolicy();
+  return `kernels: GEMM ${p.gemm}, attention ${p.attention}`;
+}
 
 /** Seeded random windows of token ids in [0, vocab). */
 export function randomCalib(vocab: number, nsamples: number, seqlen: number, seed: number): CalibSet {
@@ -165,7 +172,7 @@ async function main(): Promise<void> {
       setting: name, method: s.method, method_config: JSON.stringify(opts), model: model.name, layers: String(model.config.numLayers),
       hidden: String(model.config.hiddenSize), nsamples: String(nsamples), seqlen: String(seqlen), backend: runtime.backend, device: runtime.device,
       kit_time_s: '', kit_peak_gpu_bytes: '', kit_peak_rss_bytes: '', torch_time_s: '', torch_max_memory_allocated: '', time_ratio: '', memory_ratio: '',
-      torch_device: '', git_sha: ctx.git_sha, started_at: startedAt, note: [modelNote, `calibration random-ids:${nsamples}x${seqlen}:seed${seed}`, s.note].filter(Boolean).join('; '),
+      torch_device: '', git_sha: ctx.git_sha, started_at: startedAt, note: [modelNote, `calibration random-ids:${nsamples}x${seqlen}:seed${seed}`, runtime.backend === 'webgpu' ? kernelNote() : '', s.note].filter(Boolean).join('; '),
     };
     try {
       if (!v['torch-only']) {
