@@ -73,7 +73,7 @@ export function attentionChecks(seed: number): KernelCheck[] {
     ...big.filter((s) => s.hd % 32 === 0 && s.T === 1).map((s) => ({ s, tiles: 'r32kv32' as const, small: false })), // decode (the executor's steps); prefill below
     { s: { B: 1, H: 4, KV: 2, T: 70, past: 3, hd: 64 }, tiles: 'q32kv32' as const, small: true }, // 'auto''s hd-128 tiling at the widest head lavapipe's workgroup memory fits
     ...big.map((s) => ({ s, tiles: ATTENTION_DEFAULTS.tiles, small: false })),
-    // and the tilings the policy's 'auto' prefers at these shapes (hd 128 prefill: q32kv32)
+    // and the tilings the policy's 'auto' prefers at these shapes (prefill: r32kv32, and q32kv32 at hd 128)
     ...big.flatMap((s) => attentionTilesFor(s.hd, s.T).filter((tiles) => tiles !== ATTENTION_DEFAULTS.tiles).map((tiles) => ({ s, tiles, small: false }))),
   ];
   return cases.map(({ s, tiles, small: isSmall }, i) => ({

@@ -52,7 +52,7 @@ export interface AttentionTiles {
   blockKV: number; // keys staged in workgroup memory per step
   workgroupSize: number; // threads per workgroup
   targetWorkgroups: number; // split the keys until about this many workgroups run (≈ 2 per SM on an H100)
-  /** The register-blocked kernel (registerShader): 32 rows × 32 keys, 64 threads; head dims that are multiples of 32. */
+  /** The register-blocked kernel (registerAttentionShader): 32 rows × 32 keys, 64 threads; head dims that are multiples of 32. */
   registers?: boolean;
 }
 
