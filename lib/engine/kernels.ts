@@ -9,7 +9,7 @@
 // host fp32 tables, SiLU as x·sigmoid(x), log-softmax as (x − max) − log Σ exp(x − max)); sums
 // differ only in order.
 import { memoKernel, type Kernel } from './gpu';
-import { registerAttentionShader, type RegisterLayout } from '../kernels/attention';
+import { onlineSoftmaxRows, registerAttentionShader, type RegisterLayout } from '../kernels/attention';
 
 /** A WGSL f32 literal of x (rounded to fp32 as the host computes it). */
 export const wgslFloat = (x: number) => {
@@ -661,12 +661,7 @@ ${
 ${KEY_ROW}`,
     setup: `let blk = g.x;
   let kvh = g.y;
-  let first = blocks[blk * ${BLOCK_WORDS}u];
-  let count = blocks[blk * ${BLOCK_WORDS}u + 1u];
-  let kvBase = blocks[blk * ${BLOCK_WORDS}u + 2u];
-  let pos0 = blocks[blk * ${BLOCK_WORDS}u + 3u];
-  let pfxBase = blocks[blk * ${BLOCK_WORDS}u + 4u];
-  let pfxLen = blocks[blk * ${BLOCK_WORDS}u + 5u];
+  ${BLOCK_FIELDS}
   let rows = count * ${rep}u;
   let scale = params.scale;
   let kStart = g.z * params.tilesPerSplit * 32u;
@@ -686,15 +681,23 @@ ${KEY_ROW}`,
   };
 }
 
-// The KV row of key position p: a shared prefix's (another sequence's rows) below pfxLen, else the sequence's own.
-const KEY_ROW = 'fn keyRow(p: u32, kvBase: u32, pfxBase: u32, pfxLen: u32) -> u32 { return select(kvBase + p, pfxBase + p, p < pfxLen); }';
-
 /**
  * Words per attention block: first token, count, KV row of the sequence's position 0, position of
  * the first token, and a shared prefix: the KV row of its position 0 and its length (positions
  * below it read the prefix's rows: contexts scored once for several continuations; 0 = none).
  */
 export const BLOCK_WORDS = 6;
+
+// WGSL: attention block blk's words (BLOCK_WORDS), in both attention kernels.
+const BLOCK_FIELDS = `let first = blocks[blk * ${BLOCK_WORDS}u];
+  let count = blocks[blk * ${BLOCK_WORDS}u + 1u];
+  let kvBase = blocks[blk * ${BLOCK_WORDS}u + 2u];
+  let pos0 = blocks[blk * ${BLOCK_WORDS}u + 3u];
+  let pfxBase = blocks[blk * ${BLOCK_WORDS}u + 4u];
+  let pfxLen = blocks[blk * ${BLOCK_WORDS}u + 5u];`;
+
+// The KV row of key position p: a shared prefix's (another sequence's rows) below pfxLen, else the sequence's own.
+const KEY_ROW = 'fn keyRow(p: u32, kvBase: u32, pfxBase: u32, pfxLen: u32) -> u32 { return select(kvBase + p, pfxBase + p, p < pfxLen); }';
 
 /**
  * Causal attention over ragged sequences, grouped-query, with the keys in a KV store. A block is
@@ -752,18 +755,13 @@ var<workgroup> kvt: array<f32, ${BKV * KS}>;
 var<workgroup> ps: array<f32, ${R * PS}>;
 var<workgroup> ms: array<f32, ${R}>;
 var<workgroup> ls: array<f32, ${R}>;
-var<workgroup> al: array<f32, ${R}>;
+var<workgroup> as_: array<f32, ${R}>;
 ${KEY_ROW}
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
   let blk = g.x;
   let kvh = g.y;
-  let first = blocks[blk * ${BLOCK_WORDS}u];
-  let count = blocks[blk * ${BLOCK_WORDS}u + 1u];
-  let kvBase = blocks[blk * ${BLOCK_WORDS}u + 2u];
-  let pos0 = blocks[blk * ${BLOCK_WORDS}u + 3u];
-  let pfxBase = blocks[blk * ${BLOCK_WORDS}u + 4u];
-  let pfxLen = blocks[blk * ${BLOCK_WORDS}u + 5u];
+  ${BLOCK_FIELDS}
   let rows = count * ${rep}u;
   ${each(R * hd, `var xq = 0.0;
       if (r < rows) { xq = q[((first + r / ${rep}u) * ${H}u + kvh * ${rep}u + r % ${rep}u) * ${hd}u + d] * params.scale; }
@@ -796,25 +794,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
     ${each(BKV * hd, `var xv = 0.0;
       if (kt + r < kEnd) { xv = vs[(keyRow(kt + r, kvBase, pfxBase, pfxLen) * ${KVH}u + kvh) * ${hd}u + d]; }
       kvt[r * ${KS}u + d] = xv;`)}
-    if (lid < ${R}u) {
-      let mOld = ms[lid];
-      var mNew = mOld;
-      for (var j = 0u; j < ${BKV}u; j++) { mNew = max(mNew, ps[lid * ${PS}u + j]); }
-      var sum = 0.0;
-      for (var j = 0u; j < ${BKV}u; j++) {
-        let s = ps[lid * ${PS}u + j];
-        var p = 0.0;
-        if (s > NEG) { p = exp(s - mNew); }
-        ps[lid * ${PS}u + j] = p;
-        sum += p;
-      }
-      let a = exp(mOld - mNew);
-      ls[lid] = ls[lid] * a + sum;
-      ms[lid] = mNew;
-      al[lid] = a;
-    }
+    ${onlineSoftmaxRows(R, BKV, PS)}
     workgroupBarrier();
-    ${each(R * hd, `var o = acc[i] * al[r];
+    ${each(R * hd, `var o = acc[i] * as_[r];
       for (var j = 0u; j < ${BKV}u; j++) { o = fma(ps[r * ${PS}u + j], kvt[j * ${KS}u + d], o); }
       acc[i] = o;`)}
     workgroupBarrier();

@@ -126,6 +126,31 @@ export function attentionUnsupported(p: AttentionPlan, t: AttentionTiles): strin
 
 const PARAMS = { T: u32(0), S: u32(0), past: u32(0), rep: u32(0), KV: u32(0), H: u32(0), tilesPerSplit: u32(0), scale: f32(0) };
 
+/**
+ * WGSL of the online softmax step of the attention kernels: thread r < R turns its row of scores
+ * ps [R][PS] (NEG = masked) into probabilities against the new running max, and updates the row's
+ * max ms, sum ls and rescaling factor as_ (the earlier output's weight).
+ */
+export function onlineSoftmaxRows(R: number, BKV: number, PS: number): string {
+  return `if (lid < ${R}u) {
+      let mOld = ms[lid];
+      var mNew = mOld;
+      for (var j = 0u; j < ${BKV}u; j++) { mNew = max(mNew, ps[lid * ${PS}u + j]); }
+      var sum = 0.0;
+      for (var j = 0u; j < ${BKV}u; j++) {
+        let x = ps[lid * ${PS}u + j];
+        var p = 0.0;
+        if (x > NEG) { p = exp(x - mNew); }
+        ps[lid * ${PS}u + j] = p;
+        sum += p;
+      }
+      let alpha = exp(mOld - mNew);
+      ls[lid] = ls[lid] * alpha + sum;
+      ms[lid] = mNew;
+      as_[lid] = alpha;
+    }`;
+}
+
 /** The main kernel: one row block × one key range; writes the merged output or partials. */
 function attentionShader(hd: number, BQ: number, BKV: number, WG: number, split: boolean): string {
   const per = (n: number) => Math.ceil(n / WG); // elements per thread of an n-element tile
@@ -210,23 +235,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
     }
     workgroupBarrier();
     loadKV(&v, bk, kt, lid);
-    if (lid < ${BQ}u) {
-      let mOld = ms[lid];
-      var mNew = mOld;
-      for (var j = 0u; j < ${BKV}u; j++) { mNew = max(mNew, ps[lid * ${PS}u + j]); }
-      var sum = 0.0;
-      for (var j = 0u; j < ${BKV}u; j++) {
-        let s = ps[lid * ${PS}u + j];
-        var p = 0.0;
-        if (s > NEG) { p = exp(s - mNew); }
-        ps[lid * ${PS}u + j] = p;
-        sum += p;
-      }
-      let alpha = exp(mOld - mNew);
-      ls[lid] = ls[lid] * alpha + sum;
-      ms[lid] = mNew;
-      as_[lid] = alpha;
-    }
+    ${onlineSoftmaxRows(BQ, BKV, PS)}
     workgroupBarrier();
     ${eachElement(BQ * hd, `var o = acc[i] * as_[r];
       for (var j = 0u; j < ${BKV}u; j++) { o = fma(ps[r * ${PS}u + j], kvs[j * ${KS}u + d], o); }
@@ -352,23 +361,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
     ${tileLoad(BKV, `var x = vec4<f32>(0.0);
       if (${L.kvLoadable('kt + r')}) { x = v[${L.kv('kt + r')} + c4]; }
       kv[r * ${QW}u + c4] = x;`)}
-    if (lid < ${BQ}u) {
-      let mOld = ms[lid];
-      var mNew = mOld;
-      for (var j = 0u; j < ${BKV}u; j++) { mNew = max(mNew, ps[lid * ${PS}u + j]); }
-      var sum = 0.0;
-      for (var j = 0u; j < ${BKV}u; j++) {
-        let x = ps[lid * ${PS}u + j];
-        var p = 0.0;
-        if (x > NEG) { p = exp(x - mNew); }
-        ps[lid * ${PS}u + j] = p;
-        sum += p;
-      }
-      let alpha = exp(mOld - mNew);
-      ls[lid] = ls[lid] * alpha + sum;
-      ms[lid] = mNew;
-      as_[lid] = alpha;
-    }
+    ${onlineSoftmaxRows(BQ, BKV, PS)}
     workgroupBarrier();
     ${I.map((i) => `let a${i} = as_[ty + ${8 * i}u];`).join(' ')}
     ${ic.map(([i, c]) => `acc[${i * C + c}] *= a${i};`).join(' ')}
