@@ -9,7 +9,7 @@
 // host fp32 tables, SiLU as x·sigmoid(x), log-softmax as (x − max) − log Σ exp(x − max)); sums
 // differ only in order.
 import { memoKernel, type Kernel } from './gpu';
-import { onlineSoftmaxRows, registerAttentionShader, type RegisterLayout } from '../kernels/attention';
+import { onlineSoftmaxRows, REGISTER_KEYS, REGISTER_ROWS, registerAttentionShader, type RegisterLayout } from '../kernels/attention';
 
 /** A WGSL f32 literal of x (rounded to fp32 as the host computes it). */
 export const wgslFloat = (x: number) => {
@@ -637,22 +637,16 @@ export interface AttnTile {
   registers?: boolean;
 }
 
-/** The register-blocked tiling: 32 rows (32 / rep tokens of a KV group), 32 keys a step, 64 threads. */
-export const REGISTER_ATTN_TILE: AttnTile = { rows: 32, BKV: 32, WG: 64, registers: true };
+/** The register-blocked tiling (lib/kernels/attention.ts): REGISTER_ROWS rows (of REGISTER_ROWS / rep tokens), REGISTER_KEYS keys a step. */
+export const REGISTER_ATTN_TILE: AttnTile = { rows: REGISTER_ROWS, BKV: REGISTER_KEYS, WG: (REGISTER_ROWS / 4) * (REGISTER_KEYS / 4), registers: true };
 
-/** The executor's layout of the register-blocked attention kernel: ragged token blocks, q [T, H·hd], the KV store [rows, KV·hd]. */
-function executorRegisterLayout(H: number, KVH: number, hd: number, split: boolean): RegisterLayout {
+/** The executor's layout of the register-blocked attention kernel: ragged token blocks, q and out [T, H·hd], the KV store [rows, KV·hd], partials [splits, nb, KV, REGISTER_ROWS, ·]. */
+function executorRegisterLayout(H: number, KVH: number, hd: number): RegisterLayout {
   const rep = H / KVH;
   const HD4 = hd / 4;
-  const b0 = split ? 2 : 1;
+  const row = (r: string) => `((first + ${r} / ${rep}u) * ${H}u + kvh * ${rep}u + ${r} % ${rep}u) * ${HD4}u`; // local row r's vec4s in q and out
   return {
-    decls: `struct Params { nb: u32, tilesPerSplit: u32, scale: f32, }
-${
-  split
-    ? `@group(0) @binding(0) var<storage, read_write> po: array<vec4<f32>>; // [splits, nb, KV, 32, hd]
-@group(0) @binding(1) var<storage, read_write> ml: array<f32>; // [splits, nb, KV, 32, 2]`
-    : '@group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>; // [T, H·hd]'
-}
+    decls: (b0) => `struct Params { nb: u32, tilesPerSplit: u32, scale: f32, }
 @group(0) @binding(${b0}) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(${b0 + 1}) var<storage, read> k: array<vec4<f32>>;
 @group(0) @binding(${b0 + 2}) var<storage, read> v: array<vec4<f32>>;
@@ -664,20 +658,14 @@ ${KEY_ROW}`,
   ${BLOCK_FIELDS}
   let rows = count * ${rep}u;
   let scale = params.scale;
-  let kStart = g.z * params.tilesPerSplit * 32u;
-  let kEnd = min(pos0 + count, kStart + params.tilesPerSplit * 32u); // keys 0 .. pos0 + count - 1 are visible to the block's last token`,
-    q: (r) => `((first + ${r} / ${rep}u) * ${H}u + kvh * ${rep}u + ${r} % ${rep}u) * ${HD4}u`,
+  let kStart = g.z * params.tilesPerSplit * ${REGISTER_KEYS}u;
+  let kEnd = min(pos0 + count, kStart + params.tilesPerSplit * ${REGISTER_KEYS}u); // keys 0 .. pos0 + count - 1 are visible to the block's last token`,
+    q: row,
     kv: (p) => `(keyRow(${p}, kvBase, pfxBase, pfxLen) * ${KVH}u + kvh) * ${HD4}u`,
     kvLoadable: (p) => `${p} < kEnd`,
     visible: (r, p) => `${p} <= pos0 + ${r} / ${rep}u`,
-    write: (r, o) =>
-      split
-        ? `let base = ((g.z * params.nb + blk) * ${KVH}u + kvh) * 32u + ${r};
-      ${Array.from({ length: o.cols }, (_, c) => `po[base * ${HD4}u + ${o.col(c)}] = ${o.acc(c)};`).join(' ')}
-      if ${o.lead} { ml[base * 2u] = ${o.m}; ml[base * 2u + 1u] = ${o.l}; }`
-        : `let o = ((first + ${r} / ${rep}u) * ${H}u + kvh * ${rep}u + ${r} % ${rep}u) * ${HD4}u;
-      let inv = 1.0 / ${o.l};
-      ${Array.from({ length: o.cols }, (_, c) => `out[o + ${o.col(c)}] = ${o.acc(c)} * inv;`).join(' ')}`,
+    out: row,
+    partial: (r) => `((g.z * params.nb + blk) * ${KVH}u + kvh) * ${REGISTER_ROWS}u + ${r}`,
   };
 }
 
@@ -710,7 +698,7 @@ const KEY_ROW = 'fn keyRow(p: u32, kvBase: u32, pfxBase: u32, pfxLen: u32) -> u3
 function attentionKernelSource(H: number, KVH: number, hd: number, t: AttnTile, split: boolean): Kernel {
   if (t.registers) {
     const params = { nb: 'u32', tilesPerSplit: 'u32', scale: 'f32' } as const;
-    return { name: `attn-${H}-${KVH}-${hd}-reg32${split ? '-split' : ''}`, params, code: registerAttentionShader(hd, executorRegisterLayout(H, KVH, hd, split)) };
+    return { name: `attn-${H}-${KVH}-${hd}-reg32${split ? '-split' : ''}`, params, code: registerAttentionShader(hd, executorRegisterLayout(H, KVH, hd), split) };
   }
   const rep = H / KVH;
   const R = t.rows;

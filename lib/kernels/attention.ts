@@ -249,15 +249,20 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
 }`;
 }
 
+/** The register-blocked kernel's query rows and keys a step (its workgroup: REGISTER_ROWS / 4 × REGISTER_KEYS / 4 threads). */
+export const REGISTER_ROWS = 32;
+export const REGISTER_KEYS = 32;
+
 /**
  * Where the register-blocked attention kernel's rows, keys and outputs live: WGSL snippets, so that
  * the tfjs path (below) and the executor (lib/engine/kernels.ts: ragged token blocks, a KV store)
- * share one kernel. A workgroup takes up to 32 query rows (local rows 0..rows-1) of one KV head.
+ * share one kernel. A workgroup takes up to REGISTER_ROWS query rows (local rows 0..rows-1) of one
+ * KV head. The kernel binds its outputs first (out, or po and ml with split keys) and writes them.
  */
 export interface RegisterLayout {
-  /** Bindings (q, k and v as array<vec4<f32>>, the outputs, params) and helper functions. */
-  decls: string;
-  /** Statements at the top of main (lid, g, ng in scope) defining `rows` (valid local rows, ≤ 32), `scale`, `kStart` and `kEnd` (the keys this workgroup visits). */
+  /** Bindings from `first` on (q, k and v as array<vec4<f32>>, params, any others) and helper functions. */
+  decls(first: number): string;
+  /** Statements at the top of main (lid, g, ng in scope) defining `rows` (valid local rows), `scale`, `kStart` and `kEnd` (the keys this workgroup visits). */
   setup: string;
   /** vec4 index of local row r's query vector. */
   q(r: string): string;
@@ -266,22 +271,13 @@ export interface RegisterLayout {
   kvLoadable(p: string): string;
   /** Whether local row r may see key p (p < kEnd is tested besides). */
   visible(r: string, p: string): string;
-  /** Statements storing local row r (< rows) from the thread's part of it (RegisterOut). */
-  write(r: string, out: RegisterOut): string;
-}
-
-/** A thread's part of one output row, as WGSL: unnormalised vec4s acc(c) at column vec4s col(c) (c < cols), the row's running max m and sum l, and `lead`: whether this thread holds column vec4 0. */
-export interface RegisterOut {
-  cols: number;
-  acc(c: number): string;
-  col(c: number): string;
-  m: string;
-  l: string;
-  lead: string;
+  /** vec4 index of local row r's output in out (whole keys), and its cell in the partials po [cells, hd] and ml [cells, 2] (split keys). */
+  out(r: string): string;
+  partial(r: string): string;
 }
 
 /** Workgroup memory of the register-blocked attention kernel at head dim hd (37.5 KB at hd 128). */
-export const registerAttentionBytes = (hd: number) => 4 * (64 * (hd + 4) + 32 * 33 + 3 * 32);
+export const registerAttentionBytes = (hd: number) => 4 * ((REGISTER_ROWS + REGISTER_KEYS) * (hd + 4) + REGISTER_ROWS * (REGISTER_KEYS + 1) + 3 * REGISTER_ROWS);
 
 /**
  * The register-blocked attention kernel (AttentionTiles.registers; same results as attentionShader):
@@ -291,11 +287,11 @@ export const registerAttentionBytes = (hd: number) => 4 * (64 * (hd + 4) + 32 * 
  * memory so that the eight key rows a warp reads at once fall in distinct banks. One thread a row
  * runs the online softmax between the two products. Needs hd % 32 = 0; 64 threads.
  */
-export function registerAttentionShader(hd: number, L: RegisterLayout): string {
+export function registerAttentionShader(hd: number, L: RegisterLayout, split: boolean): string {
   if (hd % 32 !== 0) throw new Error(`register-blocked attention: head dim ${hd} is not a multiple of 32`);
-  const BQ = 32;
-  const BKV = 32;
-  const WG = 64;
+  const BQ = REGISTER_ROWS;
+  const BKV = REGISTER_KEYS;
+  const WG = (BQ / 4) * (BKV / 4);
   const HD4 = hd / 4; // vec4s a row
   const QW = HD4 + 1; // padded row stride (vec4s)
   const C = hd / 32; // output vec4s a thread per row
@@ -313,9 +309,22 @@ export function registerAttentionShader(hd: number, L: RegisterLayout): string {
       ${body}
     }
   }`;
-  const out = (i: number): RegisterOut => ({ cols: C, acc: (c) => `acc[${i * C + c}]`, col: (c) => `tx + ${8 * c}u`, m: 'ms[r]', l: 'ls[r]', lead: '(tx == 0u)' });
+  const write = (i: number) =>
+    split
+      ? `let cell = ${L.partial('r')};
+      ${cols.map((c) => `po[cell * ${HD4}u + tx + ${8 * c}u] = acc[${i * C + c}];`).join(' ')}
+      if (tx == 0u) { ml[cell * 2u] = ms[r]; ml[cell * 2u + 1u] = ls[r]; }`
+      : `let o = ${L.out('r')};
+      let inv = 1.0 / ls[r];
+      ${cols.map((c) => `out[o + tx + ${8 * c}u] = acc[${i * C + c}] * inv;`).join(' ')}`;
   return `
-${L.decls}
+${
+  split
+    ? `@group(0) @binding(0) var<storage, read_write> po: array<vec4<f32>>; // [cells, hd]: unnormalised outputs of each key range
+@group(0) @binding(1) var<storage, read_write> ml: array<f32>; // [cells, 2]: their running max and sum`
+    : '@group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>;'
+}
+${L.decls(split ? 2 : 1)}
 const NEG = -3.0e38;
 var<workgroup> qs: array<vec4<f32>, ${BQ * QW}>; // [BQ][hd + 4], scaled
 var<workgroup> kv: array<vec4<f32>, ${BKV * QW}>; // [BKV][hd + 4]: the key tile, then the value tile
@@ -376,55 +385,39 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
     (i) => `{
     let r = ty + ${8 * i}u;
     if (r < rows) {
-      ${L.write('r', out(i))}
+      ${write(i)}
     }
   }`,
   ).join('\n  ')}
 }`;
 }
 
-/** The tfjs path's layout of the register-blocked kernel: bindings and outputs as attentionShader's, q/k/v [B·KV, rows | S, hd] as vec4s. */
-function tfjsRegisterLayout(hd: number, split: boolean): RegisterLayout {
+/** The tfjs path's layout of the register-blocked kernel: bindings and outputs as attentionShader's (out [B, T, H, hd]; partials [splits, B·KV, rows, ·]), q/k/v [B·KV, rows | S, hd] as vec4s. */
+function tfjsRegisterLayout(hd: number): RegisterLayout {
   const HD4 = hd / 4;
-  const b0 = split ? 2 : 1;
   return {
-    decls: `${paramsStruct(PARAMS)}
-${
-  split
-    ? `@group(0) @binding(0) var<storage, read_write> po: array<vec4<f32>>; // [splits, B·KV, rows, hd]
-@group(0) @binding(1) var<storage, read_write> ml: array<f32>; // [splits, B·KV, rows, 2]`
-    : '@group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>; // [B, T, H, hd]'
-}
+  decls: (b0) => `${paramsStruct(PARAMS)}
 @group(0) @binding(${b0}) var<storage, read> q: array<vec4<f32>>; // [B·KV, rows, hd]
 @group(0) @binding(${b0 + 1}) var<storage, read> k: array<vec4<f32>>; // [B·KV, S, hd]
 @group(0) @binding(${b0 + 2}) var<storage, read> v: array<vec4<f32>>; // [B·KV, S, hd]
 @group(0) @binding(${b0 + 3}) var<uniform> params: Params;`,
-    setup: `let all = params.rep * params.T; // rows of the KV head
-  let nbk = ng.y;
+  setup: `let all = params.rep * params.T; // rows of the KV head
   let bk = g.y;
-  let r0 = g.x * 32u;
-  let rows = min(all - min(all, r0), 32u);
+  let r0 = g.x * ${REGISTER_ROWS}u;
+  let rows = min(all - min(all, r0), ${REGISTER_ROWS}u);
   let scale = params.scale;
   // Keys this workgroup visits: its split's range, cut at the block's last visible position.
-  let last = min(r0 + 32u, all) - 1u;
+  let last = min(r0 + ${REGISTER_ROWS}u, all) - 1u;
   var maxPos = params.past + params.T - 1u;
   if (r0 / params.T == last / params.T) { maxPos = params.past + last % params.T; }
-  let kStart = g.z * params.tilesPerSplit * 32u;
-  let kEnd = min(min(params.S, maxPos + 1u), kStart + params.tilesPerSplit * 32u);`,
-    q: (r) => `(bk * all + r0 + ${r}) * ${HD4}u`,
-    kv: (p) => `(bk * params.S + ${p}) * ${HD4}u`,
-    kvLoadable: (p) => `${p} < params.S`,
-    visible: (r, p) => `${p} <= params.past + (r0 + ${r}) % params.T`,
-    write: (r, o) =>
-      split
-        ? `let base = (g.z * nbk + bk) * all + r0 + ${r};
-      ${Array.from({ length: o.cols }, (_, c) => `po[base * ${HD4}u + ${o.col(c)}] = ${o.acc(c)};`).join(' ')}
-      if ${o.lead} { ml[base * 2u] = ${o.m}; ml[base * 2u + 1u] = ${o.l}; }`
-        : `let gr = r0 + ${r};
-      let h = (bk % params.KV) * params.rep + gr / params.T;
-      let o = (((bk / params.KV) * params.T + gr % params.T) * params.H + h) * ${HD4}u;
-      let inv = 1.0 / ${o.l};
-      ${Array.from({ length: o.cols }, (_, c) => `out[o + ${o.col(c)}] = ${o.acc(c)} * inv;`).join(' ')}`,
+  let kStart = g.z * params.tilesPerSplit * ${REGISTER_KEYS}u;
+  let kEnd = min(min(params.S, maxPos + 1u), kStart + params.tilesPerSplit * ${REGISTER_KEYS}u);`,
+  q: (r) => `(bk * all + r0 + ${r}) * ${HD4}u`,
+  kv: (p) => `(bk * params.S + ${p}) * ${HD4}u`,
+  kvLoadable: (p) => `${p} < params.S`,
+  visible: (r, p) => `${p} <= params.past + (r0 + ${r}) % params.T`,
+  out: (r) => `(((bk / params.KV) * params.T + (r0 + ${r}) % params.T) * params.H + (bk % params.KV) * params.rep + (r0 + ${r}) / params.T) * ${HD4}u`,
+  partial: (r) => `(g.z * ng.y + bk) * all + r0 + ${r}`,
   };
 }
 
@@ -485,7 +478,7 @@ export function fusedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, p
   const params = { T: u32(T), S: u32(S), past: u32(pastLength), rep: u32(H / KV), KV: u32(KV), H: u32(H), tilesPerSplit: u32(p.tilesPerSplit), scale: f32(1 / Math.sqrt(hd)) };
   const split = p.splits > 1;
   const name = 'attention';
-  const code = tiles.registers ? registerAttentionShader(hd, tfjsRegisterLayout(hd, split)) : attentionShader(hd, p.blockQ, tiles.blockKV, tiles.workgroupSize, split);
+  const code = tiles.registers ? registerAttentionShader(hd, tfjsRegisterLayout(hd), split) : attentionShader(hd, p.blockQ, tiles.blockKV, tiles.workgroupSize, split);
   if (!split) {
     const [out] = runKernel({ name, code, inputs: [q, k, v], outputs: [{ shape: [B * T, H * hd], dtype: 'float32' }], params, workgroups: p.workgroups });
     return out as tf.Tensor2D;
