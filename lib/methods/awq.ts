@@ -116,11 +116,16 @@ export function squaredError(org: tf.Tensor[], chunks: (each: (i: number, c: tf.
 
 /** xs / s (s [in], per column) chunk by chunk, each input chunk disposed once its quotient exists: one chunk's copy at a time. */
 export function divideChunks(xs: Chunks, s: Float32Array): Chunks {
-  return xs.map((x) => {
-    const y = tf.tidy(() => tf.div(x, tf.tensor1d(s))) as tf.Tensor2D;
-    x.dispose();
-    return y;
-  });
+  const st = tf.tensor1d(s); // [in], uploaded once for every chunk
+  try {
+    return xs.map((x) => {
+      const y = tf.div(x, st) as tf.Tensor2D;
+      x.dispose();
+      return y;
+    });
+  } finally {
+    st.dispose();
+  }
 }
 
 /** Rows idx (ascending token indices over all chunks) as one tensor [idx.length, in]. */
