@@ -249,7 +249,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
 }`;
 }
 
-/** The register-blocked kernel's query rows and keys a step (its workgroup: REGISTER_ROWS / 4 × REGISTER_KEYS / 4 threads). */
+/** The register-blocked kernel's query rows and keys a step: fixed, its 8 × 8 thread grid of 4 × 4 blocks is written for 32 of each. */
 export const REGISTER_ROWS = 32;
 export const REGISTER_KEYS = 32;
 
@@ -396,12 +396,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
 function tfjsRegisterLayout(hd: number): RegisterLayout {
   const HD4 = hd / 4;
   return {
-  decls: (b0) => `${paramsStruct(PARAMS)}
+    decls: (b0) => `${paramsStruct(PARAMS)}
 @group(0) @binding(${b0}) var<storage, read> q: array<vec4<f32>>; // [B·KV, rows, hd]
 @group(0) @binding(${b0 + 1}) var<storage, read> k: array<vec4<f32>>; // [B·KV, S, hd]
 @group(0) @binding(${b0 + 2}) var<storage, read> v: array<vec4<f32>>; // [B·KV, S, hd]
 @group(0) @binding(${b0 + 3}) var<uniform> params: Params;`,
-  setup: `let all = params.rep * params.T; // rows of the KV head
+    setup: `let all = params.rep * params.T; // rows of the KV head
   let bk = g.y;
   let r0 = g.x * ${REGISTER_ROWS}u;
   let rows = min(all - min(all, r0), ${REGISTER_ROWS}u);
@@ -412,12 +412,12 @@ function tfjsRegisterLayout(hd: number): RegisterLayout {
   if (r0 / params.T == last / params.T) { maxPos = params.past + last % params.T; }
   let kStart = g.z * params.tilesPerSplit * ${REGISTER_KEYS}u;
   let kEnd = min(min(params.S, maxPos + 1u), kStart + params.tilesPerSplit * ${REGISTER_KEYS}u);`,
-  q: (r) => `(bk * all + r0 + ${r}) * ${HD4}u`,
-  kv: (p) => `(bk * params.S + ${p}) * ${HD4}u`,
-  kvLoadable: (p) => `${p} < params.S`,
-  visible: (r, p) => `${p} <= params.past + (r0 + ${r}) % params.T`,
-  out: (r) => `(((bk / params.KV) * params.T + (r0 + ${r}) % params.T) * params.H + (bk % params.KV) * params.rep + (r0 + ${r}) / params.T) * ${HD4}u`,
-  partial: (r) => `(g.z * ng.y + bk) * all + r0 + ${r}`,
+    q: (r) => `(bk * all + r0 + ${r}) * ${HD4}u`,
+    kv: (p) => `(bk * params.S + ${p}) * ${HD4}u`,
+    kvLoadable: (p) => `${p} < params.S`,
+    visible: (r, p) => `${p} <= params.past + (r0 + ${r}) % params.T`,
+    out: (r) => `(((bk / params.KV) * params.T + (r0 + ${r}) % params.T) * params.H + (bk % params.KV) * params.rep + (r0 + ${r}) / params.T) * ${HD4}u`,
+    partial: (r) => `(g.z * ng.y + bk) * all + r0 + ${r}`,
   };
 }
 
