@@ -29,10 +29,13 @@ describe('GPTQ layer', () => {
       x.dispose();
     }
     expect(h.nsamples).toBe(2);
-    const res = await gptqSolve(W, rows, cols, h, opts);
+    const w = tf.tensor2d(W, [rows, cols]);
+    const res = await gptqSolve(w, h, opts);
+    const weight = (await res.weight.data()) as Float32Array;
     h.dispose();
+    tf.dispose([w, res.weight]);
     expect(tf.memory().numTensors).toBe(before);
-    return res;
+    return { ...res, weight };
   }
 
   for (const [bits, groupSize] of [[4, -1], [3, -1], [4, 32], [2, 32], [8, -1]] as const) {

@@ -112,9 +112,10 @@ describe('GPTQ vs RTN on real layers (stories260K block 0 and 2, real calibratio
           const W = tf.tensor2d(m.data, [m.rows, m.cols]);
           const err = async (Q: Float32Array) => (await hostValues(() => tf.sum(tf.square(tf.matMul(X, tf.sub(W, tf.tensor2d(Q, [m.rows, m.cols])), false, true)))))[0];
           for (const bits of [4, 3]) {
-            const g = await gptqSolve(m.data, m.rows, m.cols, layers.get(l)!, { bits });
+            const g = await gptqSolve(W, layers.get(l)!, { bits });
             const r = rtnMatrix(m.data, m.rows, m.cols, { ...rtnDefaults, bits });
-            const eg = await err(g.weight);
+            const eg = await err((await g.weight.data()) as Float32Array);
+            g.weight.dispose();
             const er = await err(r.weight);
             results.push(`${ctx.block}.${l} W${bits}: gptq ${eg.toExponential(3)} rtn ${er.toExponential(3)}`);
             expect(eg, `${ctx.block}.${l} W${bits}`).toBeLessThan(er);

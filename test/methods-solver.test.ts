@@ -34,10 +34,12 @@ describe('prepared Hessians shared by the linears of one input', () => {
     expect(c).not.toBe(a); // another permutation: recomputed (a freed)
     expect(a.hinv.isDisposed).toBe(true);
     const o = { ...gptqDefaults, bits: 4, groupSize: 32 };
-    const own = await gptqQuantizeDevice(L.W, L.rows, L.cols, H, o);
-    const shared = await gptqQuantizeDevice(L.W, L.rows, L.cols, H, o, (p) => prepared.get(owner, H, o.percdamp, p));
+    const W = tf.tensor2d(L.W, [L.rows, L.cols]);
+    const own = await gptqQuantizeDevice(W, H, o);
+    const shared = await gptqQuantizeDevice(W, H, o, (p) => prepared.get(owner, H, o.percdamp, p));
     expect(shared.quantized.codes).toEqual(own.quantized.codes);
-    expect(shared.weight).toEqual(own.weight);
+    expect(await shared.weight.data()).toEqual(await own.weight.data());
+    tf.dispose([W, own.weight, shared.weight]);
     expect(c.hinv.isDisposed).toBe(true); // replaced by the unpermuted one
     prepared.dispose();
     H.dispose();

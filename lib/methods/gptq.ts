@@ -5,7 +5,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Model } from '../models/types';
 import { checkWeightSpec, findParams, maxq, numGroups, quantCode, dequantCode, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
-import { linearShape, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
+import { getWeight, linearShape, readFloat32, replaceWeight } from '../quant/weights';
+import { linearName } from '../models/arch';
 import { describeCalib, type CalibSet } from './calib';
 import { BlockHessians, HessianAccumulator, prepareHessian } from './hessian';
 import { codesToBytes, dequantDevice, findParamsDevice } from '../quant/quantizer-device';
@@ -34,22 +35,29 @@ export function validate(o: GptqOptions, model?: Model): void {
   if (o.staticGroups && o.groupSize === -1) throw new Error('gptq: staticGroups needs a group size');
 }
 
-export interface GptqLayerResult {
+export interface GptqLayerResult<W = Float32Array> {
   /** The quantized matrix (codes in the original column order; gIdx maps columns to groups under act-order). */
   quantized: QuantizedMatrix & { gIdx?: Int32Array };
-  /** Fake-quantized weight [rows, cols], row-major. */
-  weight: Float32Array;
+  /** Fake-quantized weight [rows, cols], row-major: host values, or a tensor the caller owns (the device solver's stays on the device). */
+  weight: W;
   /** Σ (w - q)² / Hinv_ii² / 2 (the reference's reported error). */
   loss: number;
 }
 
-/** GPTQ of W [rows, cols] against the Hessian in `hessian`: the float64 host solver or the device one (solverKind by its size). */
-export async function gptqSolve(W: Float32Array, rows: number, cols: number, hessian: HessianAccumulator, opts: Partial<GptqOptions> = {}, prepared?: PreparedHessians): Promise<GptqLayerResult> {
+/**
+ * GPTQ of w [rows, cols] (not disposed) against the Hessian in `hessian`: the float64 host solver or
+ * the device one (solverKind by its size). The weight comes back as a new tensor.
+ */
+export async function gptqSolve(w: tf.Tensor2D, hessian: HessianAccumulator, opts: Partial<GptqOptions> = {}, prepared?: PreparedHessians): Promise<GptqLayerResult<tf.Tensor2D>> {
   const o = { ...defaults, ...opts };
-  if (solverKind(rows, cols) === 'host') return gptqQuantize(W, rows, cols, await hessian.toFloat64(), o);
+  const [rows, cols] = w.shape;
+  if (solverKind(rows, cols) === 'host') {
+    const r = gptqQuantize(await readFloat32(w), rows, cols, await hessian.toFloat64(), o);
+    return { ...r, weight: tf.tensor2d(r.weight, [rows, cols]) };
+  }
   const H = hessian.value();
   try {
-    return await gptqQuantizeDevice(W, rows, cols, H, o, prepared && ((perm) => prepared.get(hessian, H, o.percdamp, perm)));
+    return await gptqQuantizeDevice(w, H, o, prepared && ((perm) => prepared.get(hessian, H, o.percdamp, perm)));
   } finally {
     H.dispose();
   }
@@ -227,17 +235,18 @@ function groupParamsOf(x: tf.Tensor2D, bits: number, sym: boolean): { scale: tf.
  * gptqQuantize on the active tfjs backend (lib/methods/solver.ts): Hinv from the blocked
  * Cholesky, each block of columns swept by one kernel (webgpu) or host loop (wasm, cpu), the lazy
  * batch update of the columns right of it by one matmul, the group parameters and the result's
- * layout on the backend too, all in fp32; codes, parameters and weight are read back once at the
- * end. H [cols, cols] is not disposed. Same algorithm and result layout as gptqQuantize (the host
- * oracle, float64).
+ * layout on the backend too, all in fp32; codes and parameters are read back once at the end, the
+ * weight stays a tensor (the caller's). Neither W0 [rows, cols] nor H [cols, cols] is disposed. Same
+ * algorithm and result layout as gptqQuantize (the host oracle, float64).
  */
 export async function gptqQuantizeDevice(
-  W0: Float32Array, rows: number, cols: number, H: tf.Tensor2D, o: GptqOptions,
+  W0: tf.Tensor2D, H: tf.Tensor2D, o: GptqOptions,
   prepare?: (perm: number[] | undefined) => Promise<DeviceHessian>, // a shared preparation (PreparedHessians; not disposed here), else H's own
-): Promise<GptqLayerResult> {
+): Promise<GptqLayerResult<tf.Tensor2D>> {
   validate(o);
+  const [rows, cols] = W0.shape;
   checkWeightSpec(o, cols, 'gptq');
-  if (W0.length !== rows * cols) throw new Error(`gptq: weight has ${W0.length} values, expected ${rows} × ${cols}`);
+  if (H.shape[0] !== cols || H.shape[1] !== cols) throw new Error(`gptq: Hessian is [${H.shape}], expected [${cols}, ${cols}]`);
   const bits = o.bits;
   const gs = o.groupSize === -1 ? cols : o.groupSize;
   const ng = numGroups(cols, o.groupSize);
@@ -245,7 +254,7 @@ export async function gptqQuantizeDevice(
   // Wt [cols, rows]: column-major working copy, every column throughout (lazyUpdate); dead inputs (diag H = 0) zeroed as the reference does.
   let rest: tf.Tensor2D = tf.tidy(() => {
     const live = tf.tensor2d(Float32Array.from(diag, (d) => (d === 0 ? 0 : 1)), [cols, 1]);
-    return tf.mul(tf.transpose(tf.tensor2d(W0, [rows, cols])), live) as tf.Tensor2D;
+    return tf.mul(tf.transpose(W0), live) as tf.Tensor2D;
   });
   const tensors: tf.Tensor[] = []; // disposed at the end
   // The groups' (scale, zero) [rows] each, in order of creation; colGroup[col] = group of (permuted) column col.
@@ -331,13 +340,13 @@ export async function gptqQuantizeDevice(
 /**
  * assembleResult on the backend: the swept codes (column blocks [count, rows], permuted order)
  * back in the original column order and row-major, each dequantized with its group's (scale,
- * zero) by the same fp32 steps as dequantCode; then one read-back each of codes, weight, the group
- * table and the loss. Nothing passed in is disposed.
+ * zero) by the same fp32 steps as dequantCode; then one read-back each of the codes (as bytes), the
+ * group table and the loss. The weight stays on the device. Nothing passed in is disposed.
  */
 async function assembleDevice(
   codeBlocks: tf.Tensor2D[], groups: { scale: tf.Tensor1D; zero: tf.Tensor1D }[], colGroup: Int32Array, perm: number[] | undefined,
   lossT: tf.Tensor1D, rows: number, cols: number, o: GptqOptions,
-): Promise<GptqLayerResult> {
+): Promise<GptqLayerResult<tf.Tensor2D>> {
   const inv = new Int32Array(cols); // original column → its position in the sweep's order
   for (let c = 0; c < cols; c++) inv[perm ? perm[c] : c] = c;
   const gIdx = Int32Array.from(inv, (pc) => colGroup[pc]); // group of each original column
@@ -350,8 +359,8 @@ async function assembleDevice(
     const w = dequantDevice(byCol, tf.gather(S, g, 0), tf.gather(Z, g, 0)); // [cols, rows]
     return [tf.transpose(byCol), tf.transpose(w), tf.transpose(S), tf.transpose(Z)]; // [rows, cols] ×2, [rows, G] ×2
   });
+  const [codesT, weightT, scalesT, zerosT] = out;
   try {
-    const [codesT, weightT, scalesT, zerosT] = out;
     const quantized: GptqLayerResult['quantized'] = {
       rows, cols, bits: o.bits, groupSize: o.groupSize, sym: o.sym,
       codes: await codesToBytes(codesT),
@@ -361,9 +370,12 @@ async function assembleDevice(
     if (o.actOrder && o.groupSize !== -1) quantized.gIdx = gIdx;
     let loss = 0;
     for (const v of (await lossT.data()) as Float32Array) loss += v;
-    return { quantized, weight: (await weightT.data()) as Float32Array, loss }; // the read-back values are the caller's once weightT is gone
+    return { quantized, weight: weightT as tf.Tensor2D, loss };
+  } catch (e) {
+    weightT.dispose();
+    throw e;
   } finally {
-    tf.dispose(out);
+    tf.dispose([codesT, scalesT, zerosT]);
   }
 }
 
@@ -380,21 +392,17 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
     batchSize: o.batchSize,
     ...hooks,
     async perBlock(ctx) {
-      const mats = new Map<string, HostMatrix>();
+      const name = (l: string) => linearName(model.config.arch, ctx.block, l);
       const prepared = new PreparedHessians();
-      await ctx.timed('read', async () => {
-        for (const l of linears) mats.set(l, await readLinear(model, ctx.block, l));
-      });
-      const hessians = new BlockHessians(model.config.arch, linears, (l) => mats.get(l)!.cols);
+      const hessians = new BlockHessians(model.config.arch, linears, (l) => linearShape(model, l, ctx.block)[1]);
       try {
         await ctx.timed('capture', () => ctx.observe(hessians.add));
         await ctx.timed('solve', async () => {
           for (const l of linears) {
-            const m = mats.get(l)!;
-            const res = await gptqSolve(m.data, m.rows, m.cols, hessians.get(l), o, prepared);
+            const res = await gptqSolve(getWeight(model, name(l)) as tf.Tensor2D, hessians.get(l), o, prepared);
             totalLoss += res.loss;
-            replaceWeight(model, m.name, res.weight);
-            quantized.set(m.name, res.quantized);
+            replaceWeight(model, name(l), res.weight);
+            quantized.set(name(l), res.quantized);
           }
         });
       } finally {

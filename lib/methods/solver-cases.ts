@@ -110,8 +110,11 @@ export async function gptqDifference(L: Layer, opts: Partial<GptqOptions>): Prom
   const o = { ...gptqDefaults, ...opts };
   const host = gptqQuantize(L.W, L.rows, L.cols, L.H, o);
   const h = hTensor(L);
-  const dev = await gptqQuantizeDevice(L.W, L.rows, L.cols, h, o);
-  h.dispose();
+  const w = tf.tensor2d(L.W, [L.rows, L.cols]);
+  const res = await gptqQuantizeDevice(w, h, o);
+  tf.dispose([h, w]);
+  const dev = { ...res, weight: (await res.weight.data()) as Float32Array };
+  res.weight.dispose();
   let diff = 0;
   for (let i = 0; i < host.quantized.codes.length; i++) if (host.quantized.codes[i] !== dev.quantized.codes[i]) diff++;
   const errHost = outErr(L, host.weight);
