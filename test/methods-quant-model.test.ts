@@ -65,6 +65,27 @@ describe('sequential driver', () => {
     expect(shapes.get('down')).toEqual([3 * 64, 172]);
     disposeModel(model);
   });
+  it('capturing ends each forward at the last wanted linear input: no down projection, no product at all for q alone', async () => {
+    const model = await fresh();
+    const before = tf.memory().numTensors;
+    const matMuls = async (f: () => void) => (await tf.profile(() => (f(), []))).kernels.filter((k) => k.name.includes('MatMul')).length;
+    const counts: number[] = [];
+    await runSequential(model, calib, {
+      propagate: 'compressed',
+      batchSize: 4,
+      blocks: [0],
+      async perBlock(ctx) {
+        counts.push(await matMuls(() => ctx.run(ctx.inputs[0]).dispose())); // the whole block
+        counts.push(await matMuls(() => ctx.observe(() => {})));
+        counts.push(await matMuls(() => ctx.observe(() => {}, { linears: ['q', 'k'] })));
+        counts.push(await matMuls(() => ctx.observe(() => {}, { linears: ['q'] })));
+      },
+    });
+    expect(counts[0]).toBeGreaterThanOrEqual(7); // the 7 linears (and the attention products off its fused kernel)
+    expect(counts).toEqual([counts[0], counts[0] - 1, 1, 0]); // all: no down projection; q and k: q's only; q: none
+    expect(tf.memory().numTensors).toBe(before);
+    disposeModel(model);
+  });
   it('dense propagation equals the forward pass: block 4 sees the same linear inputs', async () => {
     const model = await fresh();
     let viaDriver: Float32Array | null = null;

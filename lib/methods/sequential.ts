@@ -9,7 +9,7 @@ import { ARCHS } from '../models/arch';
 import type { Model } from '../models/types';
 import { maxHeads } from '../models/weights';
 import { maxTensorElements } from '../runtime/backend';
-import { offloadToHost } from '../runtime/residency';
+import { gpuBytesInUse, offloadToHost } from '../runtime/residency';
 import { embed, runBlock, type ForwardOptions } from '../models/transformer';
 import { setKernels } from '../kernels';
 import { syncDevice } from '../runtime/probes';
@@ -172,6 +172,16 @@ export function embedCalibration(model: Model, calib: CalibSet, batchSize: numbe
   }
 }
 
+/** With LLMCB_TRACE_PHASES=1, a line on stderr as each phase of a block begins, with the GPU bytes held by live tensors (to find where a run runs out of memory). */
+function tracePhase(block: number, name: string): void {
+  if (process.env.LLMCB_TRACE_PHASES !== '1') return;
+  const bytes = gpuBytesInUse();
+  console.error(`block ${block}: ${name} begins${bytes === null ? '' : `, ${(bytes / 2 ** 30).toFixed(2)} GiB of live tensors on the GPU`}`);
+}
+
+/** Thrown by observe's hook once every wanted linear input is captured, to end the block's forward early (its tidy frees what it made). */
+class ForwardDone extends Error {}
+
 /** Runs the sequential driver over the model's blocks. Weights are replaced in place by perBlock. */
 export async function runSequential(model: Model, calib: CalibSet, opts: SequentialOptions): Promise<void> {
   // Windows per forward, also bounded so that a batch's [B·heads, T, T] attention scores fit one GPU binding.
@@ -193,7 +203,10 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
     for (let block = 0; block < nLayers; block++) {
       const t0 = performance.now();
       const phases: BlockPhases = {};
-      const timed = <T>(name: string, fn: () => T | Promise<T>): Promise<T> => currentPhase.run({ phases, name }, () => timeInto(phases, name, fn));
+      const timed = <T>(name: string, fn: () => T | Promise<T>): Promise<T> => {
+        tracePhase(block, name);
+        return currentPhase.run({ phases, name }, () => timeInto(phases, name, fn));
+      };
       const selected = blocks.includes(block);
       let dense: tf.Tensor3D[] | null = null;
       const getDense = () => {
@@ -209,7 +222,7 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
           linears,
           inputs,
           observe(observe, o = {}) {
-            const want = o.linears ? new Set(o.linears) : null;
+            const want = new Set(o.linears ?? linears);
             inputs.forEach((x, batch) => {
               const info = { batch, samples: x.shape[0] };
               // The hook runs inside the block's tidy: keep copies and call the observer after
@@ -217,19 +230,25 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
               const captured: [string, tf.Tensor2D][] = [];
               const copies = new Map<tf.Tensor2D, tf.Tensor2D>();
               try {
-                const out = fwd(block, x, {
-                  onLinearInput: (name, xin) => {
-                    const short = shortLinearName(model, name);
-                    if (want && !want.has(short)) return;
-                    let c = copies.get(xin);
-                    if (!c) {
-                      c = tf.keep(xin.clone());
-                      copies.set(xin, c);
-                    }
-                    captured.push([short, c]);
-                  },
-                });
-                out.dispose();
+                try {
+                  const out = fwd(block, x, {
+                    onLinearInput: (name, xin) => {
+                      const short = shortLinearName(model, name);
+                      if (!want.has(short)) return;
+                      let c = copies.get(xin);
+                      if (!c) {
+                        c = tf.keep(xin.clone());
+                        copies.set(xin, c);
+                      }
+                      captured.push([short, c]);
+                      // Every wanted input is in: the rest of the block (the last linear itself, the residual) is not run.
+                      if (captured.length === want.size) throw new ForwardDone();
+                    },
+                  });
+                  out.dispose();
+                } catch (e) {
+                  if (!(e instanceof ForwardDone)) throw e;
+                }
                 // Under the same kernel policy as the forward: the observers' products (the Hessians' XᵀX) may use the GEMM.
                 withCalibKernels(() => {
                   for (const [short, c] of captured) observe(short, c, info);
