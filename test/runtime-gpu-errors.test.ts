@@ -57,6 +57,27 @@ describe.skipIf(reason !== null)('WebGPU errors and limits', () => {
     }
   });
 
+  it('past the cap the buffers pooled longest are destroyed first: one just released is reused, not allocated again', () => {
+    type Pool = { acquireBuffer(size: number, usage: number): GPUBuffer; releaseBuffer(b: GPUBuffer): void; freeBuffers: Map<string, GPUBuffer[]> };
+    const pool = (tf.backend() as unknown as { bufferManager: Pool }).bufferManager;
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const MiB = 2 ** 20;
+    const old = setFreeBufferCap(4 * MiB);
+    try {
+      const a = pool.acquireBuffer(3 * MiB, usage);
+      pool.releaseBuffer(a);
+      const b = pool.acquireBuffer(2 * MiB, usage);
+      pool.releaseBuffer(b); // 5 MiB pooled: a (the older) goes, b stays
+      expect(pool.freeBuffers.get(`${3 * MiB}_${usage}`) ?? []).not.toContain(a);
+      expect(pool.freeBuffers.get(`${2 * MiB}_${usage}`)).toContain(b);
+      const again = pool.acquireBuffer(2 * MiB, usage);
+      expect(again).toBe(b);
+      pool.releaseBuffer(again);
+    } finally {
+      setFreeBufferCap(old);
+    }
+  });
+
   it('host values upload without a new buffer each, and many uploads queued before a submit keep their own values', async () => {
     const device = (tf.backend() as unknown as { device: GPUDevice }).device;
     const base = tf.fill([4096], 0.25); // above tfjs's CPU hand-off size, so the adds run on the GPU

@@ -18,6 +18,7 @@ import { foldIntoNorm } from './smoothquant';
 import { calibMatMulT, solverKind } from './solver';
 import { awqFakeQuantDevice } from '../quant/quantizer-device';
 import { maxTensorElements } from '../runtime/backend';
+import { syncDevice } from '../runtime/probes';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
@@ -304,6 +305,9 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
           tf.dispose(ws);
         }
         candidates.push(s);
+        // The host waits for each grid point's work: without a readback it would queue all of them at
+        // once, and memory the GPU has not yet released (Dawn frees after the queued work) piles up.
+        await syncDevice();
       }
       const values = await hostValues(() => tf.stack(losses));
       for (let k = 0; k < values.length; k++) {

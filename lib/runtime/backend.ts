@@ -186,8 +186,8 @@ async function registerWebGPU(): Promise<void> {
   });
 }
 
-/** Most bytes tfjs-webgpu may keep in released-but-pooled buffers before they are destroyed. Default 2 GiB. */
-let freeBufferCapBytes = 2 * 2 ** 30;
+/** Most bytes tfjs-webgpu may keep in released-but-pooled buffers; past it the longest-pooled are destroyed. Default 4 GiB. */
+let freeBufferCapBytes = 4 * 2 ** 30;
 
 /** Changes the pooled-buffer cap (bytes ≥ 0); returns the previous one. */
 export function setFreeBufferCap(bytes: number): number {
@@ -199,32 +199,49 @@ export function setFreeBufferCap(bytes: number): number {
 
 /** The parts of tfjs-webgpu's BufferManager (4.22) that capFreeBuffers touches. */
 interface PooledBuffers {
-  freeBuffers: Map<string, GPUBuffer[]>;
+  freeBuffers: Map<string, GPUBuffer[]>; // key `${size}_${usage}`
   numFreeBuffers: number;
   numBytesAllocated: number; // pooled + in use
   numBytesUsed: number; // in use
+  acquireBuffer(size: number, usage: number, mappedAtCreation?: boolean, reuse?: boolean): GPUBuffer;
   releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void;
 }
 
 /**
  * tfjs-webgpu keeps every released buffer for reuse by exact size, forever. Work whose shapes vary
  * (padded evaluation batches) then fills the GPU (HellaSwag ran the H100 out of memory). Once the
- * pooled bytes pass the cap, the pool is emptied. Pooled buffers belong to no pending command
- * (tfjs releases a tensor used by queued work only after submitting it), so destroying them is safe.
+ * pooled bytes pass the cap, the buffers pooled longest are destroyed until the pool is under it
+ * again. Only the oldest: Dawn frees a destroyed buffer's memory once the GPU has finished the
+ * work already queued, so destroying the buffers a loop is recycling (as emptying the whole pool
+ * did) makes every iteration allocate afresh while the host runs ahead of the GPU (AWQ's grid
+ * search on a 7B block, about 2.4 GB of temporaries per batch, ran the H100 out of memory; this is
+ * the likely cause). Pooled
+ * buffers belong to no pending command (tfjs releases a tensor used by queued work only after
+ * submitting it), so destroying them is safe.
  */
 function capFreeBuffers(pool: PooledBuffers): void {
   const release = pool.releaseBuffer.bind(pool);
+  const acquire = pool.acquireBuffer.bind(pool);
+  const pooled = new Set<GPUBuffer>(); // the pool's buffers, in release order
+  pool.acquireBuffer = (...args) => {
+    const b = acquire(...args);
+    pooled.delete(b);
+    return b;
+  };
   pool.releaseBuffer = (buffer, reuse = true) => {
     release(buffer, reuse);
-    if (pool.numBytesAllocated - pool.numBytesUsed <= freeBufferCapBytes) return;
-    for (const list of pool.freeBuffers.values()) {
-      for (const b of list) {
-        pool.numBytesAllocated -= b.size;
-        b.destroy();
-      }
-      list.length = 0;
+    if (reuse) pooled.add(buffer);
+    for (const b of pooled) {
+      if (pool.numBytesAllocated - pool.numBytesUsed <= freeBufferCapBytes) break;
+      pooled.delete(b);
+      const list = pool.freeBuffers.get(`${b.size}_${b.usage}`);
+      const at = list ? list.indexOf(b) : -1;
+      if (at < 0) continue; // no longer pooled (tfjs emptied its pool)
+      list!.splice(at, 1);
+      pool.numFreeBuffers--;
+      pool.numBytesAllocated -= b.size;
+      b.destroy();
     }
-    pool.numFreeBuffers = 0;
   };
 }
 
