@@ -580,6 +580,7 @@ export async function sparseBlockSweep(a: SparseBlockInput): Promise<BlockSweep>
 const selectLowestCode = (idxPasses: number, params: Record<string, Param>) => `
 ${paramsStruct(params)}
 const IDX: u32 = ${idxPasses}u;
+const UNROLL: u32 = 8u;
 @group(0) @binding(0) var<storage, read_write> mask: array<f32>;
 @group(0) @binding(1) var<storage, read> score: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
@@ -596,20 +597,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var p = 0u; p < 4u + IDX; p++) {
     atomicStore(&hist[lid], 0u);
     workgroupBarrier();
-    for (var i = lid; i < params.cols; i += 256u) {
-      let v = bitcast<u32>(score[base + i]);
-      var ok: bool;
-      var d: u32;
-      if (p < 4u) {
-        let sh = 24u - 8u * p;
-        ok = p == 0u || (v >> (sh + 8u)) == (val >> (sh + 8u));
-        d = (v >> sh) & 255u;
-      } else {
-        let sh = 8u * (IDX - 1u - (p - 4u));
-        ok = v == val && (p == 4u || (i >> (sh + 8u)) == (idx >> (sh + 8u)));
-        d = (i >> sh) & 255u;
+    // UNROLL loads in flight per thread before their counts: one workgroup alone on an SM is
+    // otherwise bound by the latency of one load at a time.
+    for (var i0 = lid; i0 < params.cols; i0 += 256u * UNROLL) {
+      var vs: array<u32, UNROLL>;
+      for (var u = 0u; u < UNROLL; u++) {
+        let i = i0 + u * 256u;
+        if (i < params.cols) { vs[u] = bitcast<u32>(score[base + i]); }
       }
-      if (ok) { atomicAdd(&hist[d], 1u); }
+      for (var u = 0u; u < UNROLL; u++) {
+        let i = i0 + u * 256u;
+        let v = vs[u];
+        var ok = i < params.cols;
+        var d: u32;
+        if (p < 4u) {
+          let sh = 24u - 8u * p;
+          ok = ok && (p == 0u || (v >> (sh + 8u)) == (val >> (sh + 8u)));
+          d = (v >> sh) & 255u;
+        } else {
+          let sh = 8u * (IDX - 1u - (p - 4u));
+          ok = ok && v == val && (p == 4u || (i >> (sh + 8u)) == (idx >> (sh + 8u)));
+          d = (i >> sh) & 255u;
+        }
+        if (ok) { atomicAdd(&hist[d], 1u); }
+      }
     }
     workgroupBarrier();
     if (lid == 0u) {
@@ -629,9 +640,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (p < 4u) { val |= chosen[0] << (24u - 8u * p); } else { idx |= chosen[0] << (8u * (IDX - 1u - (p - 4u))); }
     workgroupBarrier();
   }
-  for (var i = lid; i < params.cols; i += 256u) {
-    let v = bitcast<u32>(score[base + i]);
-    mask[base + i] = select(0.0, 1.0, v < val || (v == val && i <= idx));
+  for (var i0 = lid; i0 < params.cols; i0 += 256u * UNROLL) {
+    var vs: array<u32, UNROLL>;
+    for (var u = 0u; u < UNROLL; u++) {
+      let i = i0 + u * 256u;
+      if (i < params.cols) { vs[u] = bitcast<u32>(score[base + i]); }
+    }
+    for (var u = 0u; u < UNROLL; u++) {
+      let i = i0 + u * 256u;
+      if (i < params.cols) { mask[base + i] = select(0.0, 1.0, vs[u] < val || (vs[u] == val && i <= idx)); }
+    }
   }
 }`;
 
