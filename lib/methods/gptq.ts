@@ -5,12 +5,11 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Model } from '../models/types';
 import { checkWeightSpec, findParams, maxq, numGroups, quantCode, dequantCode, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
-import { getWeight, linearShape, readFloat32, replaceWeight } from '../quant/weights';
-import { linearName } from '../models/arch';
+import { linearShape, readFloat32 } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
-import { BlockHessians, HessianAccumulator, prepareHessian } from './hessian';
+import { HessianAccumulator, prepareHessian } from './hessian';
 import { codesToBytes, dequantDevice, findParamsDevice } from '../quant/quantizer-device';
-import { diagonal, gptqBlockSweep, lazyUpdate, prepareHessianDevice, PreparedHessians, solverKind, type DeviceHessian } from './solver';
+import { diagonal, gptqBlockSweep, lazyUpdate, prepareHessianDevice, PreparedHessians, solveBlockLinears, solverKind, type DeviceHessian } from './solver';
 import { runSequential, blockLinearNames, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -384,32 +383,19 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
   const o = { ...defaults, ...opts };
   validate(o, model); // every shape is checked before any work starts
   if (!calib) throw new Error('gptq needs a calibration set');
-  const linears = blockLinearNames(model);
   const quantized = new Map<string, QuantizedMatrix>();
   let totalLoss = 0;
   await runSequential(model, calib, {
     propagate: 'compressed',
     batchSize: o.batchSize,
     ...hooks,
-    async perBlock(ctx) {
-      const name = (l: string) => linearName(model.config.arch, ctx.block, l);
-      const prepared = new PreparedHessians();
-      const hessians = new BlockHessians(model.config.arch, linears, (l) => linearShape(model, l, ctx.block)[1]);
-      try {
-        await ctx.timed('capture', () => ctx.observe(hessians.add));
-        await ctx.timed('solve', async () => {
-          for (const l of linears) {
-            const res = await gptqSolve(getWeight(model, name(l)) as tf.Tensor2D, hessians.get(l), o, prepared);
-            totalLoss += res.loss;
-            replaceWeight(model, name(l), res.weight);
-            quantized.set(name(l), res.quantized);
-          }
-        });
-      } finally {
-        prepared.dispose();
-        hessians.dispose();
-      }
-    },
+    perBlock: (ctx) =>
+      solveBlockLinears(ctx, async (name, w, hessian, prepared) => {
+        const res = await gptqSolve(w, hessian, o, prepared);
+        totalLoss += res.loss;
+        quantized.set(name, res.quantized);
+        return res.weight;
+      }, hooks.sample),
   });
   return {
     method: 'gptq',

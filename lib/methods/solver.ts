@@ -18,9 +18,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { f32, grid1d, paramsStruct, runKernel, u32, type Param } from '../kernels/gpu';
 import { webgpuDevice } from '../runtime/backend';
-import { choleskyLower, invertLower, NotPositiveDefiniteError } from './hessian';
+import { BlockHessians, choleskyLower, invertLower, NotPositiveDefiniteError, type HessianAccumulator } from './hessian';
 import { roundHalfEven } from '../quant/quantizer';
-import { subPhase, withCalibKernels } from './sequential';
+import { subPhase, withCalibKernels, type BlockContext } from './sequential';
+import { linearName } from '../models/arch';
+import { getWeight, linearShape, replaceWeight } from '../quant/weights';
 import { kernelGram, kernelMatMulT } from '../kernels';
 import { maskLowestGlobal, maskLowestPerRow } from '../quant/sparse-pattern';
 
@@ -322,6 +324,33 @@ export class PreparedHessians {
   dispose(): void {
     for (const { prep } of this.cache.values()) prep.hinv.dispose();
     this.cache.clear();
+  }
+}
+
+/**
+ * The GPTQ / SparseGPT step of one block: the Hessian of each input group captured ('capture'),
+ * then every linear solved in execution order ('solve'): `solve` gets the linear's full name, its
+ * weight (not to be disposed), its group's Hessian and the block's shared preparations, and returns
+ * the new weight, which replaces the old one.
+ */
+export async function solveBlockLinears(
+  ctx: BlockContext,
+  solve: (name: string, w: tf.Tensor2D, hessian: HessianAccumulator, prepared: PreparedHessians) => Promise<tf.Tensor2D>,
+  sample?: () => void, // the memory probe, once the Hessians are captured
+): Promise<void> {
+  const { model, block } = ctx;
+  const name = (l: string) => linearName(model.config.arch, block, l);
+  const hessians = new BlockHessians(model.config.arch, ctx.linears, (l) => linearShape(model, l, block)[1]);
+  const prepared = new PreparedHessians();
+  try {
+    await ctx.timed('capture', () => ctx.observe(hessians.add));
+    sample?.();
+    await ctx.timed('solve', async () => {
+      for (const l of ctx.linears) replaceWeight(model, name(l), await solve(name(l), getWeight(model, name(l)) as tf.Tensor2D, hessians.get(l), prepared));
+    });
+  } finally {
+    prepared.dispose();
+    hessians.dispose();
   }
 }
 

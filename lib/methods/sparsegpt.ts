@@ -13,13 +13,12 @@ import {
   toPattern,
   type SparsityPattern,
 } from '../quant/sparse-pattern';
-import { linearName } from '../models/arch';
 import type { Model } from '../models/types';
 import { sparsityReport } from '../quant/sparse';
 import { describeCalib, type CalibSet } from './calib';
-import { BlockHessians, prepareHessian } from './hessian';
+import { prepareHessian } from './hessian';
 import { checkModelPattern } from './magnitude';
-import { lazyUpdate, maskLowestDevice, prepareHessianDevice, PreparedHessians, solverKind, sparseBlockSweep, type DeviceHessian } from './solver';
+import { lazyUpdate, maskLowestDevice, prepareHessianDevice, solveBlockLinears, solverKind, sparseBlockSweep, type DeviceHessian } from './solver';
 import { runSequential, sequentialDefaults, subPhase } from './sequential';
 import { defaultsOf, defineOptions, parseOptions, type InputOf, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
@@ -301,33 +300,18 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Spars
     propagate: 'compressed',
     batchSize: o.batchSize,
     ...hooks,
-    async perBlock(ctx) {
-      const name = (l: string) => linearName(model.config.arch, ctx.block, l);
-      const hessians = new BlockHessians(model.config.arch, ctx.linears, (l) => (model.weights.get(name(l)) as tf.Tensor2D).shape[1]);
-      const prepared = new PreparedHessians();
-      try {
-        await ctx.timed('capture', () => ctx.observe(hessians.add));
-        hooks.sample?.();
-        await ctx.timed('solve', async () => {
-          for (const l of ctx.linears) {
-            const w = model.weights.get(name(l)) as tf.Tensor2D;
-            const H = hessians.get(l).value(); // [in, in]
-            try {
-              const r = await sparsegptPrune(w, H, o, name(l), () => prepared.get(hessians.get(l), H, o.percdamp));
-              totalLoss += r.loss;
-              dead += r.dead;
-              model.weights.set(name(l), r.weight);
-              w.dispose();
-            } finally {
-              H.dispose();
-            }
-          }
-        });
-      } finally {
-        prepared.dispose();
-        hessians.dispose();
-      }
-    },
+    perBlock: (ctx) =>
+      solveBlockLinears(ctx, async (name, w, hessian, prepared) => {
+        const H = hessian.value(); // [in, in]
+        try {
+          const r = await sparsegptPrune(w, H, o, name, () => prepared.get(hessian, H, o.percdamp));
+          totalLoss += r.loss;
+          dead += r.dead;
+          return r.weight;
+        } finally {
+          H.dispose();
+        }
+      }, hooks.sample),
   });
   const rep = await sparsityReport(model);
   const config: Record<string, unknown> = { pattern: patternLabel(o.pattern), percdamp: o.percdamp, blocksize: o.blocksize };
