@@ -8,12 +8,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { ARCHS, linearName, linearParts, type LinearGroup } from '../models/arch';
 import { blockWidths } from '../models/weights';
-import type { ForwardOptions } from '../models/transformer';
 import type { Model } from '../models/types';
 import { awqFakeQuantize, awqFakeQuantizeGroup, awqQuantizeMatrix, checkWeightSpec, dequantizeMatrix, type QuantizedMatrix, type WeightQuantSpec } from '../quant/quantizer';
 import { getWeight, linearShape, readFloat32, readLinear, replaceWeight, type HostMatrix, hostValues } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
-import { blockLinearNames, runSequential } from './sequential';
+import { blockLinearNames, runSequential, type BlockContext } from './sequential';
 import { foldIntoNorm } from './smoothquant';
 import { calibMatMulT, solverKind } from './solver';
 import { awqFakeQuantDevice } from '../quant/quantizer-device';
@@ -204,7 +203,8 @@ function batchRows(xs: Chunks, inputs: readonly tf.Tensor3D[]): [tf.Tensor2D, nu
 }
 
 /** The scale search of every scalable group of one block (reference auto_scale_block); nothing is applied. */
-async function searchBlock(model: Model, block: number, inputs: readonly tf.Tensor3D[], run: (x: tf.Tensor3D, opts: ForwardOptions) => tf.Tensor3D, feats: Map<string, Chunks>, o: AwqOptions): Promise<AwqArtifact['scales']> {
+async function searchBlock(ctx: BlockContext, feats: Map<string, Chunks>, o: AwqOptions): Promise<AwqArtifact['scales']> {
+  const { model, block, inputs } = ctx;
   const a = ARCHS[model.config.arch];
   const out: AwqArtifact['scales'] = {};
   for (const g of a.groups) {
@@ -242,25 +242,17 @@ async function searchBlock(model: Model, block: number, inputs: readonly tf.Tens
       try {
         // The MLP per calibration batch (its [tokens, F] intermediates as the block forward's), on the group's inputs.
         if (through === 'mlp') {
-          for (const [x, at, n] of batchRows(xs, inputs)) emit(tf.tidy(() => tf.reshape(run(tf.expandDims(tf.slice(x, [at, 0], [n, -1]), 0) as tf.Tensor3D, { half: 'mlp' }), [n, -1]))); // [tokens, D] per batch
+          for (const [x, at, n] of batchRows(xs, inputs)) emit(tf.tidy(() => tf.reshape(ctx.run(tf.expandDims(tf.slice(x, [at, 0], [n, -1]), 0) as tf.Tensor3D, { half: 'mlp' }), [n, -1]))); // [tokens, D] per batch
           return parts;
         }
-        const oProj = linearName(model.config.arch, block, a.attention.o);
-        const wt = getWeight(model, oProj) as tf.Tensor2D;
-        for (const xin of inputs) {
-          let captured: tf.Tensor2D | null = null;
-          const y = run(xin, {
-            half: 'attention',
-            onLinearInput: (name, xi) => {
-              if (name === oProj) captured = tf.keep(xi.clone()); // the hook runs inside the block's tidy
-            },
-          });
-          y.dispose();
-          const c = captured as tf.Tensor2D | null;
-          if (!c) throw new Error(`awq: the forward pass never reached linear '${oProj}'`);
+        // The attention's output: o_proj of its input, each batch's forward ending there (observe).
+        const wt = getWeight(model, linearName(model.config.arch, block, a.attention.o)) as tf.Tensor2D;
+        let batches = 0;
+        ctx.observe((_, c) => {
+          batches++;
           emit(tf.tidy(() => calibMatMulT(c, wt))); // [tokens, out]
-          c.dispose();
-        }
+        }, { linears: [a.attention.o] });
+        if (batches !== inputs.length) throw new Error(`awq: the forward pass reached linear '${a.attention.o}' in ${batches} of ${inputs.length} batches`);
         return parts;
       } finally {
         if (ws) mats.forEach((m, k) => model.weights.set(m.name, saved[k]));
@@ -534,7 +526,7 @@ export async function search(model: Model, calib: CalibSet, opts: Partial<AwqOpt
       // The dense outputs (propagated to the next block) are computed before any change.
       await ctx.timed('dense', () => ctx.denseOutputs());
       try {
-        const scales = await ctx.timed('scale search', () => searchBlock(model, ctx.block, ctx.inputs, ctx.run, feats, o));
+        const scales = await ctx.timed('scale search', () => searchBlock(ctx, feats, o));
         for (const [key, v] of Object.entries(scales)) {
           const s = Float32Array.from(v.scales);
           await applyGroupScales(model, ctx.block, v, s);
