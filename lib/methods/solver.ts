@@ -615,6 +615,16 @@ const UNROLL: u32 = 8u;
 @group(0) @binding(2) var<uniform> params: Params;
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> chosen: array<u32, 2>; // the pass's digit, and the count of matching entries below it
+// The bits of the scores i0, i0 + 256, … (UNROLL of them, 0 past the end) of the group at base: the
+// loads in flight together, as one workgroup alone on an SM is otherwise bound by one load's latency.
+fn loadScores(base: u32, i0: u32) -> array<u32, UNROLL> {
+  var vs: array<u32, UNROLL>;
+  for (var u = 0u; u < UNROLL; u++) {
+    let i = i0 + u * 256u;
+    if (i < params.cols) { vs[u] = bitcast<u32>(score[base + i]); }
+  }
+  return vs;
+}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let g = wid.y * params.gx + wid.x;
@@ -626,14 +636,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var p = 0u; p < 4u + IDX; p++) {
     atomicStore(&hist[lid], 0u);
     workgroupBarrier();
-    // UNROLL loads in flight per thread before their counts: one workgroup alone on an SM is
-    // otherwise bound by the latency of one load at a time.
     for (var i0 = lid; i0 < params.cols; i0 += 256u * UNROLL) {
-      var vs: array<u32, UNROLL>;
-      for (var u = 0u; u < UNROLL; u++) {
-        let i = i0 + u * 256u;
-        if (i < params.cols) { vs[u] = bitcast<u32>(score[base + i]); }
-      }
+      var vs = loadScores(base, i0);
       for (var u = 0u; u < UNROLL; u++) {
         let i = i0 + u * 256u;
         let v = vs[u];
@@ -670,11 +674,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
   }
   for (var i0 = lid; i0 < params.cols; i0 += 256u * UNROLL) {
-    var vs: array<u32, UNROLL>;
-    for (var u = 0u; u < UNROLL; u++) {
-      let i = i0 + u * 256u;
-      if (i < params.cols) { vs[u] = bitcast<u32>(score[base + i]); }
-    }
+    var vs = loadScores(base, i0);
     for (var u = 0u; u < UNROLL; u++) {
       let i = i0 + u * 256u;
       if (i < params.cols) { mask[base + i] = select(0.0, 1.0, vs[u] < val || (vs[u] == val && i <= idx)); }
