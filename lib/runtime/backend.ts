@@ -213,11 +213,11 @@ interface PooledBuffers {
  * pooled bytes pass the cap, the buffers pooled longest are destroyed until the pool is under it
  * again. Only the oldest: Dawn frees a destroyed buffer's memory once the GPU has finished the
  * work already queued, so destroying the buffers a loop is recycling (as emptying the whole pool
- * did) makes every iteration allocate afresh while the host runs ahead of the GPU (AWQ's grid
- * search on a 7B block, about 2.4 GB of temporaries per batch, ran the H100 out of memory; this is
- * the likely cause). Pooled
- * buffers belong to no pending command (tfjs releases a tensor used by queued work only after
- * submitting it), so destroying them is safe.
+ * did) makes every iteration allocate afresh while the host runs ahead of the GPU. AWQ's grid
+ * search on a 7B block (about 2.4 GB of temporaries per batch) ran the H100 out of memory with the
+ * old policy and completes with this one and a wait per grid point (which of the two it needed
+ * was not isolated). Pooled buffers belong to no pending command (tfjs releases a tensor used by
+ * queued work only after submitting it), so destroying them is safe.
  */
 function capFreeBuffers(pool: PooledBuffers): void {
   const release = pool.releaseBuffer.bind(pool);
