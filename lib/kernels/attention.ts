@@ -309,6 +309,11 @@ export function registerAttentionShader(hd: number, L: RegisterLayout, split: bo
       ${body}
     }
   }`;
+  // The key (or value) tile of keys kt .. kt + BKV - 1 into kv (zeros where not loadable).
+  const loadKeys = (src: 'k' | 'v') =>
+    tileLoad(BKV, `var x = vec4<f32>(0.0);
+      if (${L.kvLoadable('kt + r')}) { x = ${src}[${L.kv('kt + r')} + c4]; }
+      kv[r * ${QW}u + c4] = x;`);
   const write = (i: number) =>
     split
       ? `let cell = ${L.partial('r')};
@@ -345,9 +350,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   var acc: array<vec4<f32>, ${4 * C}>; // [row i][column vec4 c]
   workgroupBarrier();
   for (var kt = kStart; kt < kEnd; kt += ${BKV}u) {
-    ${tileLoad(BKV, `var x = vec4<f32>(0.0);
-      if (${L.kvLoadable('kt + r')}) { x = k[${L.kv('kt + r')} + c4]; }
-      kv[r * ${QW}u + c4] = x;`)}
+    ${loadKeys('k')}
     workgroupBarrier();
     var s = array<f32, 16>(); // [row i][key j]
     for (var d = 0u; d < ${HD4}u; d++) {
@@ -367,9 +370,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
       )
       .join('\n    ')}
     workgroupBarrier();
-    ${tileLoad(BKV, `var x = vec4<f32>(0.0);
-      if (${L.kvLoadable('kt + r')}) { x = v[${L.kv('kt + r')} + c4]; }
-      kv[r * ${QW}u + c4] = x;`)}
+    ${loadKeys('v')}
     ${onlineSoftmaxRows(BQ, BKV, PS)}
     workgroupBarrier();
     ${I.map((i) => `let a${i} = as_[ty + ${8 * i}u];`).join(' ')}
