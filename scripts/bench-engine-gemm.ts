@@ -1,8 +1,8 @@
 // The executor's fp32 GEMM (lib/engine/kernels.ts gemmKernel) per tiling at the shapes a ~1.2B
 // LLaMA forward runs (512-token prefill, 4096- and 16384-token scoring steps; q/o, k/v, gate/up,
 // down and the 128k LM head), each tiling first checked against a float64 host product. Time per
-// call: `inner` dispatches recorded into one compute pass, submit to completion, divided; median
-// of --repeats. Prints a table and writes data/bench/engine-gemm.csv as rows come. --splits times
+// call: `inner` dispatches recorded into one encoder, timed on the GPU after a clock hold (lib/runtime
+// timeEncoded; on a software adapter from submit to completion), divided; median of --repeats. Prints a table and writes data/bench/engine-gemm.csv as rows come. --splits times
 // split-K as well (K in that many chunks, then the reduce pass: tile column 'tallV/s4').
 //   bash .gpul/enter.sh node --import tsx scripts/bench-engine-gemm.ts [--shapes prefill|all|none] [--tiles a,b]
 //     [--splits 1,2,4,8] [--repeats 7]
@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { Arena, Program, type Buf } from '../lib/engine/gpu';
 import { GEMM_TILES, type GemmTile } from '../lib/engine/kernels';
 import { dataOutDir, gitSha } from '../lib/results';
-import { initRuntime, median, writeBenchCsv } from '../lib/runtime';
+import { initRuntime, median, timeEncoded, writeBenchCsv } from '../lib/runtime';
 import { engineDevice } from '../lib/engine/gpu';
 import { gemmSpecs, gemmTileError, randomFloats } from '../lib/engine/check';
 import { printUsage } from '../lib/help';
@@ -37,6 +37,7 @@ const rt = await initRuntime({ backend: 'webgpu' });
 const device = engineDevice();
 const prov = { backend: rt.backend, device: rt.device, git_sha: gitSha(), started_at: new Date().toISOString() };
 const rows: Record<string, string | number>[] = [];
+let held = false; // whether the last timing was GPU-timed after a clock hold (else wall clock)
 const allTiles = Object.entries(GEMM_TILES) as [string, GemmTile][];
 const picked = a.tiles?.split(',').filter(Boolean) ?? allTiles.map(([n]) => n);
 for (const n of picked) if (!(n in GEMM_TILES)) throw new Error(`--tiles: unknown '${n}' (${Object.keys(GEMM_TILES).join(', ')})`);
@@ -52,13 +53,11 @@ function gemm(arena: Arena, t: GemmTile, splits: number, M: number, K: number, N
   const specs = gemmSpecs(arena, t, splits, M, K, N, x, w, y);
   const prog = new Program(arena, specs, 'gemm-bench');
   return async (inner: number) => {
-    const enc = device.createCommandEncoder();
-    for (let i = 0; i < inner; i++) prog.record(enc, shape);
-    await device.queue.onSubmittedWorkDone();
-    const t0 = performance.now();
-    device.queue.submit([enc.finish()]);
-    await device.queue.onSubmittedWorkDone();
-    return (performance.now() - t0) / inner;
+    const t = await timeEncoded(device, (enc) => {
+      for (let i = 0; i < inner; i++) prog.record(enc, shape);
+    }, inner);
+    held = t.held;
+    return t.ms;
   };
 }
 
@@ -101,7 +100,7 @@ for (const [M, K, N, what] of shapes) {
       const ms: number[] = [];
       for (let r = 0; r < repeats; r++) ms.push(await run(inner));
       const med = median(ms);
-      rows.push({ shape: `${M}x${K}x${N}`, what, tile: name, median_ms: med, min_ms: Math.min(...ms), tflop_s: flops / med / 1e9, note: `inner ${inner}`, ...prov });
+      rows.push({ shape: `${M}x${K}x${N}`, what, tile: name, median_ms: med, min_ms: Math.min(...ms), tflop_s: flops / med / 1e9, note: `inner ${inner}; ${held ? 'GPU-timed after a clock hold' : 'wall clock from the submit (no clock hold)'}`, ...prov });
       writeBenchCsv(a.out!, rows);
       line.push(`${name} ${(flops / med / 1e9).toFixed(1)}`);
     }

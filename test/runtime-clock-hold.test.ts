@@ -3,7 +3,7 @@
 // idling between the hold and the work. Skips without an adapter or without timestamp queries
 // (the benches then time from the submit).
 import { describe, expect, it } from 'vitest';
-import { webgpuDevice } from '../lib/runtime';
+import { timeEncoded, webgpuAdapterInfo, webgpuDevice } from '../lib/runtime';
 import { ClockHold } from '../lib/runtime/clock-hold';
 import { webgpuAdapterReason } from './kernels-helpers';
 
@@ -51,5 +51,27 @@ describe.skipIf(reason !== null)('clock hold (webgpu)', () => {
     });
     expect(idle.gapMs).toBeGreaterThan(30);
     expect(idle.ms).toBeLessThan(30); // the idle time is not the work's
+  });
+});
+
+describe.skipIf(adapter !== null)('timeEncoded (webgpu)', () => {
+  it('records the work once, submits it, and says whether a clock hold timed it', async () => {
+    const d = webgpuDevice()!;
+    const src = d.createBuffer({ size: 16, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
+    new Float32Array(src.getMappedRange()).set([1, 2, 3, 4]);
+    src.unmap();
+    const read = d.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    let records = 0;
+    const t = await timeEncoded(d, (enc) => {
+      records++;
+      enc.copyBufferToBuffer(src, 0, read, 0, 16);
+    }, 4);
+    await read.mapAsync(GPUMapMode.READ);
+    expect(Array.from(new Float32Array(read.getMappedRange().slice(0)))).toEqual([1, 2, 3, 4]);
+    read.unmap();
+    [src, read].forEach((b) => b.destroy());
+    expect(records).toBe(1);
+    expect(t.held).toBe(!webgpuAdapterInfo()!.isFallbackAdapter && d.features.has('timestamp-query'));
+    expect(t.ms).toBeGreaterThanOrEqual(0);
   });
 });

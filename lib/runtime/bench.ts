@@ -60,6 +60,30 @@ async function holdFor(device: GPUDevice): Promise<ClockHold | null> {
 }
 
 /**
+ * Device time of work recorded straight into a WebGPU encoder (the engine's programs, outside
+ * tfjs), per repetition: `record` writes `inner` repetitions into one encoder, which is submitted
+ * right behind a clock hold and timed on the GPU between markers around the work (as timeRecorded),
+ * so the clock is sustained and the host's submit and completion latencies stay outside. Without a
+ * hold (software adapter, no timestamp queries) it is the wall time from submit to completion.
+ * `held` says which.
+ */
+export async function timeEncoded(device: GPUDevice, record: (enc: GPUCommandEncoder) => void, inner: number): Promise<{ ms: number; held: boolean }> {
+  const hold = await holdFor(device);
+  const enc = device.createCommandEncoder();
+  hold?.open(enc);
+  record(enc);
+  hold?.close(enc);
+  const work = enc.finish(); // recorded before the hold starts: the work queues right behind it
+  await device.queue.onSubmittedWorkDone();
+  hold?.hold(HOLD_MS);
+  const t0 = performance.now();
+  device.queue.submit([work]);
+  await device.queue.onSubmittedWorkDone();
+  const wallMs = performance.now() - t0;
+  return { ms: (hold ? (await hold.stamps()).ms : wallMs) / inner, held: hold !== null };
+}
+
+/**
  * Device time per call of fn: `inner` calls are recorded into one command buffer (tfjs's
  * deferred-submit batch raised so that nothing is submitted meanwhile), submitted, and timed on the
  * GPU between timestamps recorded before and after the calls in the same encoder (ClockHold), so
