@@ -174,12 +174,6 @@ export const GEMM_TILES = {
   largeVK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true },
   // tallV with register prefetch (GemmTile.prefetch), the default: the 1.2B prefill at 11,031 tok/s against tallV's 8,697 in one H100 run (data/bench/forward.csv).
   tallVP: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true },
-  // Candidates against tallVP, passed on the H100 (24adc8c) but not yet timed: 8×8 outputs a thread (128 threads; half
-  // the workgroup-memory reads per FMA), the wide and 128×128 tiles prefetched, and tallVP with BK = 8.
-  tallVP8: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 8, vec: true, prefetch: true },
-  wideVP: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true, prefetch: true },
-  largeVP: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, prefetch: true },
-  tallVPK8: { BM: 128, BN: 64, BK: 8, TM: 8, TN: 4, vec: true, prefetch: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
