@@ -2,8 +2,9 @@
 // LLaMA forward runs (512-token prefill, 4096- and 16384-token scoring steps; q/o, k/v, gate/up,
 // down and the 128k LM head), each tiling first checked against a float64 host product. Time per
 // call: `inner` dispatches recorded into one encoder, timed on the GPU after a clock hold (lib/runtime
-// timeEncoded; on a software adapter from submit to completion), divided; median of --repeats. Prints a table and writes data/bench/engine-gemm.csv as rows come. --splits times
-// split-K as well (K in that many chunks, then the reduce pass: tile column 'tallV/s4').
+// timeEncoded; on a software adapter from submit to completion), divided; median of --repeats.
+// Prints a table and writes data/bench/engine-gemm.csv as rows come. --splits times split-K as well
+// (K in that many chunks, then the reduce pass: tile column 'tallV/s4').
 //   bash .gpul/enter.sh node --import tsx scripts/bench-engine-gemm.ts [--shapes prefill|all|none] [--tiles a,b]
 //     [--splits 1,2,4,8] [--repeats 7]
 // (--shapes none: the checks only; --tiles: those of GEMM_TILES only.)
@@ -37,7 +38,6 @@ const rt = await initRuntime({ backend: 'webgpu' });
 const device = engineDevice();
 const prov = { backend: rt.backend, device: rt.device, git_sha: gitSha(), started_at: new Date().toISOString() };
 const rows: Record<string, string | number>[] = [];
-let held = false; // whether the last timing was GPU-timed after a clock hold (else wall clock)
 const allTiles = Object.entries(GEMM_TILES) as [string, GemmTile][];
 const picked = a.tiles?.split(',').filter(Boolean) ?? allTiles.map(([n]) => n);
 for (const n of picked) if (!(n in GEMM_TILES)) throw new Error(`--tiles: unknown '${n}' (${Object.keys(GEMM_TILES).join(', ')})`);
@@ -47,18 +47,15 @@ if (!splitCounts.every((n) => Number.isInteger(n) && n >= 1)) throw new Error(`-
 /** [label, tiling, K chunks] of every picked tiling and split count. */
 const tiles = allTiles.filter(([n]) => picked.includes(n)).flatMap(([n, t]) => splitCounts.map((sp) => [sp === 1 ? n : `${n}/s${sp}`, t, sp] as [string, GemmTile, number]));
 
-/** One GEMM y [M, N] = x [M, K] · W [N, K]ᵀ with a tiling (in `splits` K chunks and a reduce pass), on buffers of an arena; returns a run function. */
-function gemm(arena: Arena, t: GemmTile, splits: number, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf): (inner: number) => Promise<number> {
+/** One GEMM y [M, N] = x [M, K] · W [N, K]ᵀ with a tiling (in `splits` K chunks and a reduce pass), on buffers of an arena; returns a run function (ms a call, and whether a clock hold timed it). */
+function gemm(arena: Arena, t: GemmTile, splits: number, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf): (inner: number) => Promise<{ ms: number; held: boolean }> {
   const shape = { M };
   const specs = gemmSpecs(arena, t, splits, M, K, N, x, w, y);
   const prog = new Program(arena, specs, 'gemm-bench');
-  return async (inner: number) => {
-    const t = await timeEncoded(device, (enc) => {
+  return (inner: number) =>
+    timeEncoded(device, (enc) => {
       for (let i = 0; i < inner; i++) prog.record(enc, shape);
     }, inner);
-    held = t.held;
-    return t.ms;
-  };
 }
 
 // --- correctness first: each tiling on odd shapes (K a multiple of 4 and not: vector and scalar loads) against float64 ---
@@ -94,13 +91,15 @@ for (const [M, K, N, what] of shapes) {
         continue;
       }
       const run = gemm(arena, t, splits, M, K, N, x, w, y);
-      const once = await run(1);
+      const once = (await run(1)).ms;
       const inner = Math.max(1, Math.min(50, Math.ceil(20 / once)));
       await run(inner);
-      const ms: number[] = [];
-      for (let r = 0; r < repeats; r++) ms.push(await run(inner));
+      const runs: { ms: number; held: boolean }[] = [];
+      for (let r = 0; r < repeats; r++) runs.push(await run(inner));
+      const ms = runs.map((x) => x.ms);
       const med = median(ms);
-      rows.push({ shape: `${M}x${K}x${N}`, what, tile: name, median_ms: med, min_ms: Math.min(...ms), tflop_s: flops / med / 1e9, note: `inner ${inner}; ${held ? 'GPU-timed after a clock hold' : 'wall clock from the submit (no clock hold)'}`, ...prov });
+      const clock = runs.every((x) => x.held) ? 'GPU-timed after a clock hold' : 'wall clock from the submit (no clock hold)';
+      rows.push({ shape: `${M}x${K}x${N}`, what, tile: name, median_ms: med, min_ms: Math.min(...ms), tflop_s: flops / med / 1e9, note: `inner ${inner}; ${clock}`, ...prov });
       writeBenchCsv(a.out!, rows);
       line.push(`${name} ${(flops / med / 1e9).toFixed(1)}`);
     }
