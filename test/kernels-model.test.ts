@@ -21,17 +21,21 @@ describe('kernel policy', () => {
     expect(inside).toMatchObject({ mode: 'auto', gemm: 'medium' });
     expect(kernelPolicy()).toEqual(KERNEL_DEFAULTS);
   });
-  it('takes the attention default from LLMCB_KERNEL_ATTENTION and names a bad value', () => {
-    const policyWith = (v: string) =>
-      spawnSync(process.execPath, ['--import', 'tsx', '-e', "import('./lib/kernels/index.ts').then((m) => console.log(m.kernelPolicy().attention))"], {
-        env: { ...process.env, LLMCB_KERNEL_ATTENTION: v },
+  it('takes the attention and GEMM defaults from LLMCB_KERNEL_ATTENTION and LLMCB_KERNEL_GEMM and names a bad value', () => {
+    const policyWith = (key: 'attention' | 'gemm', v: string) =>
+      spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('./lib/kernels/index.ts').then((m) => console.log(m.kernelPolicy().${key}))`], {
+        env: { ...process.env, [key === 'attention' ? 'LLMCB_KERNEL_ATTENTION' : 'LLMCB_KERNEL_GEMM']: v },
         encoding: 'utf8',
       });
-    expect(policyWith('auto').stdout.trim()).toBe('auto');
-    expect(policyWith('q32kv32').stdout.trim()).toBe('q32kv32');
-    const bad = policyWith('q7kv7');
-    expect(bad.status).not.toBe(0);
-    expect(bad.stderr).toMatch(/attention tiles 'q7kv7'/);
+    expect(policyWith('attention', 'auto').stdout.trim()).toBe('auto');
+    expect(policyWith('attention', 'q32kv32').stdout.trim()).toBe('q32kv32');
+    expect(policyWith('gemm', 'tallVPC').stdout.trim()).toBe('tallVPC');
+    expect(policyWith('gemm', 'off').stdout.trim()).toBe('off');
+    for (const [key, bad, msg] of [['attention', 'q7kv7', /attention tiles 'q7kv7'/], ['gemm', '7x7', /gemm tiles '7x7'/]] as const) {
+      const r = policyWith(key, bad);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(msg);
+    }
   });
   it('rejects unknown modes and tiles by name', () => {
     expect(() => setKernels({ mode: 'on' as 'auto' })).toThrow(/kernel mode 'on'/);

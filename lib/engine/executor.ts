@@ -172,6 +172,7 @@ export const GEMM_FAMILIES = {
   // [tiling, the workgroups it needs at least], largest first
   scalar: [['large', 256], ['tall', 128], ['medium', 64], ['small', 0]],
   vector: [['tallVP', 128], ['mediumV', 0]],
+  vectorC: [['tallVPC', 128], ['mediumV', 0]], // candidate: tallVP with conflict-free staging (GemmTile.pad)
 } as const satisfies Record<string, readonly (readonly [keyof typeof GEMM_TILES, number])[]>;
 export type GemmFamily = keyof typeof GEMM_FAMILIES;
 type GemmTileName = (typeof GEMM_FAMILIES)[GemmFamily][number][0];

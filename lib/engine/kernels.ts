@@ -147,6 +147,10 @@ export function epilogueCode(e: Epilogue, idx: string, a: string): string {
  * values with (TM + TN)/4 vector loads from workgroup memory instead of TM + TN scalar ones.
  * `prefetch` (vec only): the next slice is read from global memory into registers while the
  * current one is computed (one workgroup buffer; the loads' latency overlaps the FMAs).
+ * `pad` (vec only): the staged rows are padded by one vec4 and two neighbouring threads read a row's
+ * K columns, so that a warp's transposed stores into workgroup memory fall in 32 distinct banks
+ * (unpadded, four threads share each bank: the stores then take four times the cycles).
+ * `unroll` (vec only): the BK steps over a staged slice are written out, with constant offsets.
  */
 export interface GemmTile {
   BM: number;
@@ -156,6 +160,14 @@ export interface GemmTile {
   TN: number;
   vec?: boolean;
   prefetch?: boolean;
+  pad?: boolean;
+  unroll?: boolean;
+}
+
+/** Workgroup memory of a GEMM tiling (bytes): the staged x and W slices, with GemmTile.pad's extra vec4 a row. */
+export function gemmSharedBytes(t: GemmTile): number {
+  const pad = t.pad ? 8 : 0;
+  return (t.BM + t.BN + pad) * t.BK * 4;
 }
 
 /** Tilings of the executor's GEMM; the executor's families pick among them (lib/engine/executor.ts GEMM_FAMILIES), scripts/bench-engine-gemm.ts times them all. */
@@ -174,6 +186,9 @@ export const GEMM_TILES = {
   largeVK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true },
   // tallV with register prefetch (GemmTile.prefetch), the default: the 1.2B prefill at 11,031 tok/s against tallV's 8,697 in one H100 run (data/bench/forward.csv).
   tallVP: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true },
+  // Candidates (bench-engine-gemm): tallVP with bank-conflict-free staging, and that unrolled.
+  tallVPC: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true },
+  tallVPCU: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true, unroll: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
@@ -202,7 +217,7 @@ function gemmKernelSource(K: number, N: number, t: GemmTile, e: Epilogue, bias: 
     ...range(TN).map((j) => `bb[${j}] = ws[k * ${BN}u + l.x + ${j * SX}u];`),
     ...range(TM).flatMap((i) => range(TN).map((j) => `acc[${i * TN + j}] = fma(a[${i}], bb[${j}], acc[${i * TN + j}]);`)),
   ].join('\n      ');
-  if (t.prefetch) throw new Error(`gemm tile ${BM}x${BN}: prefetch needs a vector tiling`);
+  if (t.prefetch || t.pad || t.unroll) throw new Error(`gemm tile ${BM}x${BN}: prefetch, pad and unroll need a vector tiling`);
   const load = (buf: string, S: string, R: number, row0: string, rows: string) => stageSlice({ buf, R, BK, K, V, threads, row0, rows, put: (k, v) => `${S}[${k} * ${R}u + r] = ${v};` });
   return {
     name: `gemm-${K}x${N}-${BM}x${BN}-${sk.name(e, bias)}`,
@@ -258,15 +273,20 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   const V = K % 4 === 0 ? 4 : 1;
   const vt = V === 4 ? 'vec4<f32>' : 'f32';
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-  const inner = [
-    ...range(GM).map((g) => `let a${g} = xs[k * ${BM / 4}u + ${g * SY}u + ty];`),
-    ...range(GN).map((h) => `let b${h} = ws[k * ${BN / 4}u + ${h * SX}u + tx];`),
-    ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
-  ].join('\n      ');
+  // Row strides of the staged slices in vec4s (GemmTile.pad: one more).
+  const LX = BM / 4 + (t.pad ? 1 : 0);
+  const LW = BN / 4 + (t.pad ? 1 : 0);
+  const step = (k: string) =>
+    [
+      ...range(GM).map((g) => `let a${g} = xs[${k} * ${LX}u + ${g * SY}u + ty];`),
+      ...range(GN).map((h) => `let b${h} = ws[${k} * ${LW}u + ${h * SX}u + tx];`),
+      ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
+    ].join('\n      ');
+  const steps = t.unroll ? range(BK).map((k) => `{\n      ${step(`${k}u`)}\n    }`).join('\n    ') : `for (var k = 0u; k < ${BK}u; k++) {\n      ${step('k')}\n    }`;
   // Global → workgroup, stored transposed ([k][row], 4 rows a vec4).
-  const stage = { BK, K, V, threads, put: (S: string, R: number) => (k: string, v: string) => `${S}[${k} * ${R / 4}u + r / 4u][r % 4u] = ${v};` };
-  const sx = { ...stage, buf: 'x', R: BM, row0: 'row0', rows: 'params.M', put: stage.put('xs', BM) };
-  const sw = { ...stage, buf: 'w', R: BN, row0: 'col0', rows: `${N}u`, put: stage.put('ws', BN) };
+  const stage = { BK, K, V, threads, pairs: !!t.pad && V === 4, put: (S: string, L: number) => (k: string, v: string) => `${S}[${k} * ${L}u + r / 4u][r % 4u] = ${v};` };
+  const sx = { ...stage, buf: 'x', R: BM, row0: 'row0', rows: 'params.M', put: stage.put('xs', LX) };
+  const sw = { ...stage, buf: 'w', R: BN, row0: 'col0', rows: `${N}u`, put: stage.put('ws', LW) };
   // Without prefetch: stage the slice at k0, then compute. With it: registers hold the slice at k0
   // (read during the previous slice's FMAs), are stored, and the next slice's reads are issued.
   const px = t.prefetch ? stageRegs({ ...sx, tag: 'px' }) : null;
@@ -292,7 +312,7 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     ),
   );
   return {
-    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}-${sk.name(e, bias)}`,
+    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}${t.unroll ? 'u' : ''}-${sk.name(e, bias)}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
     code: /* wgsl */ `
 struct Params { M: u32, ldy: u32, colOff: u32, }
@@ -300,8 +320,8 @@ struct Params { M: u32, ldy: u32, colOff: u32, }
 @group(0) @binding(1) var<storage, read> x: array<${vt}>;
 @group(0) @binding(2) var<storage, read> w: array<${vt}>;
 ${sk.bindings(bias)}
-var<workgroup> xs: array<vec4<f32>, ${(BM * BK) / 4}>; // [BK][BM / 4]: x transposed, 4 rows a vector
-var<workgroup> ws: array<vec4<f32>, ${(BN * BK) / 4}>; // [BK][BN / 4]
+var<workgroup> xs: array<vec4<f32>, ${LX * BK}>; // [BK][LX]: x transposed, 4 rows a vector (LX ≥ BM / 4)
+var<workgroup> ws: array<vec4<f32>, ${LW * BK}>; // [BK][LW]
 @compute @workgroup_size(${threads})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
   let tx = lid % ${SX}u;
@@ -315,9 +335,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
     ${stageNow}
     workgroupBarrier();
     ${fetchNext}
-    for (var k = 0u; k < ${BK}u; k++) {
-      ${inner}
-    }
+    ${steps}
     workgroupBarrier();
   }
   ${stores.join('\n  ')}
@@ -389,11 +407,20 @@ fn main(${BUILTINS}) {
   };
 }
 
-interface Stage { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; put: (k: string, v: string) => string }
+interface Stage { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; put: (k: string, v: string) => string; pairs?: boolean }
 
-/** WGSL of element e's row r and first column kk in a staged slice (neighbouring threads: the K columns of a row). */
+/**
+ * WGSL of element e's row r and first column kk in a staged slice. Neighbouring threads read the K
+ * columns of a row; with `pairs` (GemmTile.pad), two threads a row, so that a warp covers 16 rows
+ * and its transposed stores hit distinct banks of the padded rows.
+ */
 function stageIndex(o: Stage, e: string): string {
-  return `let r = ${e} / ${o.BK / o.V}u;\n        let kk = (${e} % ${o.BK / o.V}u) * ${o.V}u;`;
+  const Q = o.BK / o.V; // loads a row
+  if (o.pairs) {
+    if (Q % 2 !== 0 || o.R % 16 !== 0) throw new Error(`gemm staging: pairs need an even number of loads a row and rows in 16s (BK ${o.BK}, ${o.R} rows)`);
+    return `let r = (${e} / 2u) % ${o.R}u;\n        let kk = ((${e} / ${2 * o.R}u) * 2u + ${e} % 2u) * ${o.V}u;`;
+  }
+  return `let r = ${e} / ${Q}u;\n        let kk = (${e} % ${Q}u) * ${o.V}u;`;
 }
 
 /**

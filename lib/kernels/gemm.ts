@@ -6,7 +6,7 @@
 // the tfjs paths share one GEMM and its measured tilings (GEMM_TILES; scripts/bench-engine-gemm.ts
 // and bench-kernels --kernels gemm time them).
 import * as tf from '@tensorflow/tfjs';
-import { GEMM_TILES, gemmKernel, type GemmTile } from '../engine/kernels';
+import { GEMM_TILES, gemmKernel, gemmSharedBytes, type GemmTile } from '../engine/kernels';
 import { deviceLimits, runKernel, u32 } from './gpu';
 
 export { GEMM_TILES, type GemmTile };
@@ -29,7 +29,7 @@ export function planGemm(N: number, inDim: number, out: number, t: GemmTile): Ge
   if (t.BM % t.TM || t.BN % t.TN) throw new Error(`gemm tiles: BM ${t.BM} / TM ${t.TM} and BN ${t.BN} / TN ${t.TN} must divide`);
   return {
     threads: (t.BM / t.TM) * (t.BN / t.TN),
-    sharedBytes: (t.BM + t.BN) * t.BK * 4,
+    sharedBytes: gemmSharedBytes(t),
     workgroups: [Math.ceil(out / t.BN), Math.ceil(N / t.BM), 1],
   };
 }

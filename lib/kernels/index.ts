@@ -46,11 +46,16 @@ function ensureFlags(): void {
   const env = tf.env();
   if ((env as unknown as { flagRegistry: Record<string, unknown> }).flagRegistry[FLAGS.mode]) return;
   env.registerFlag(FLAGS.mode, () => parseMode(process.env.LLMCB_KERNELS ?? KERNEL_DEFAULTS.mode));
-  env.registerFlag(FLAGS.gemm, () => KERNEL_DEFAULTS.gemm);
+  env.registerFlag(FLAGS.gemm, () => gemmPolicy(process.env.LLMCB_KERNEL_GEMM ?? KERNEL_DEFAULTS.gemm));
   env.registerFlag(FLAGS.attention, () => attentionPolicy(process.env.LLMCB_KERNEL_ATTENTION ?? KERNEL_DEFAULTS.attention));
   env.registerFlag(FLAGS.gemmMinRows, () => KERNEL_DEFAULTS.gemmMinRows);
   env.registerFlag(FLAGS.int8Tile, () => KERNEL_DEFAULTS.int8Tile);
   env.registerFlag(FLAGS.fusedOps, () => KERNEL_DEFAULTS.fusedOps);
+}
+
+function gemmPolicy(s: string): KernelPolicy['gemm'] {
+  if (s === 'off' || s in GEMM_TILES) return s as KernelPolicy['gemm'];
+  throw new Error(`gemm tiles '${s}' (choose off or ${Object.keys(GEMM_TILES).join(', ')})`);
 }
 
 function attentionPolicy(s: string): KernelPolicy['attention'] {
@@ -81,7 +86,7 @@ export function kernelPolicy(): KernelPolicy {
 export function setKernels(p: Partial<KernelPolicy>): KernelPolicy {
   const prev = kernelPolicy();
   if (p.mode !== undefined) parseMode(p.mode);
-  if (p.gemm !== undefined && p.gemm !== 'off' && !(p.gemm in GEMM_TILES)) throw new Error(`gemm tiles '${p.gemm}' (choose off or ${Object.keys(GEMM_TILES).join(', ')})`);
+  if (p.gemm !== undefined) gemmPolicy(p.gemm);
   if (p.attention !== undefined) attentionPolicy(p.attention);
   if (p.gemmMinRows !== undefined && !(Number.isInteger(p.gemmMinRows) && p.gemmMinRows >= 1)) throw new Error(`gemmMinRows must be a positive integer, got ${p.gemmMinRows}`);
   if (p.fusedOps !== undefined && p.fusedOps !== 'on' && p.fusedOps !== 'off') throw new Error(`fusedOps '${p.fusedOps}' (choose on or off)`);
