@@ -35,6 +35,7 @@ import { formatCsv } from '../lib/csv';
 import { dataOutDir, gitSha, writeFileAtomic } from '../lib/results';
 import { initRuntime, parseBackend, syncDevice, timeRegion } from '../lib/runtime';
 import { median } from '../lib/runtime/bench';
+import { WARMUP_MIN_MS, warmThenTime } from '../lib/efficiency/engines/types';
 import { disposeModel } from '../lib/models/load';
 import { CONFIG_1B, CONFIG_SMALL, randomModel } from '../lib/models/random';
 import { forward, generate } from '../lib/models/transformer';
@@ -63,6 +64,9 @@ interface TorchResult {
   dtype: string;
   params: number;
   prefill_tok_s: number;
+  prefill_ms: number;
+  prefill_ms_min: number;
+  prefill_ms_max: number;
   decode_tok_s: number;
   device: string;
   torch: string;
@@ -76,7 +80,7 @@ async function main(): Promise<void> {
       backend: { type: 'string', default: 'webgpu' },
       prefill: { type: 'string' },
       decode: { type: 'string' },
-      reps: { type: 'string', default: '5' },
+      reps: { type: 'string', default: '10' },
       out: { type: 'string', default: path.join(dataOutDir(), 'bench/forward.csv') },
       python: { type: 'string', default: process.env.PYTHON ?? 'python3' },
       'no-torch': { type: 'boolean', default: false },
@@ -141,7 +145,7 @@ async function main(): Promise<void> {
           const { ms } = await timeRegion(() => tf.tidy(() => forward(model, ids, { kernels: true })).dispose());
           return ms;
         };
-        const prefillTokS = await tokensPerSecond(prefill, reps, once); // warm-up: shader compilation, buffer pools
+        const { tokS: prefillTokS, spread } = await tokensPerSecond(prefill, reps, once);
         ids.dispose();
         // Decode: time from the first generated token to the last (prefill excluded).
         const prompt = Array.from({ length: prefill }, (_, i) => 3 + ((i * 104729) % (hf.vocab_size - 3)));
@@ -161,7 +165,7 @@ async function main(): Promise<void> {
           await profile(`${label} prefill ${prefill} + 4 decode steps`, () => generate(model, prompt, { maxNewTokens: 5, stopAtEos: false }));
         }
         const p = kernelPolicy();
-        const note = [kernels ? `custom WGSL kernels: gemm ${p.gemm} (inputs of ≥ ${p.gemmMinRows} rows), attention ${p.attention}, fused ops ${p.fusedOps}` : '', QUANTS[quant].note, quant === 'w8a8' ? `int8 tile ${p.int8Tile}` : ''].filter(Boolean).join('; ');
+        const note = [kernels ? `custom WGSL kernels: gemm ${p.gemm} (inputs of ≥ ${p.gemmMinRows} rows), attention ${p.attention}, fused ops ${p.fusedOps}` : '', QUANTS[quant].note, quant === 'w8a8' ? `int8 tile ${p.int8Tile}` : '', spread].filter(Boolean).join('; ');
         console.error(`[bench-forward] ${engine}-${rt.backend} ${QUANTS[quant].dtype}: prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
         rows.push(row(engine, QUANTS[quant].dtype, rt.backend, rt.device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note));
       });
@@ -173,7 +177,7 @@ async function main(): Promise<void> {
   if (!values['no-torch']) {
     const torch = runTorch(values.python!, hf, prefill, decode, reps);
     for (const t of torch) {
-      rows.push(row('pytorch', t.dtype, 'cuda', t.device, rows[0].model, t.params, hf, prefill, decode, t.prefill_tok_s, t.decode_tok_s, sha, startedAt, `torch ${t.torch}, transformers ${t.transformers}, sdpa attention`));
+      rows.push(row('pytorch', t.dtype, 'cuda', t.device, rows[0].model, t.params, hf, prefill, decode, t.prefill_tok_s, t.decode_tok_s, sha, startedAt, `torch ${t.torch}, transformers ${t.transformers}, sdpa attention; ${spreadNote(t.prefill_ms, t.prefill_ms_min, t.prefill_ms_max, reps)}`));
     }
   }
   const ref = rows.find((r) => r.engine === 'pytorch' && r.dtype === 'fp32');
@@ -199,7 +203,7 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
       await dec.prefill(prompt);
       return performance.now() - t0;
     };
-    const prefillTokS = await tokensPerSecond(prefill, reps, once); // warm-up: pipeline compilation
+    const { tokS: prefillTokS, spread } = await tokensPerSecond(prefill, reps, once);
     if (profile) {
       // Where a prefill step's GPU time goes: each dispatch timed with timestamp queries.
       const times = new KernelTimes();
@@ -223,7 +227,7 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
       for (const line of times.report(executorKernelGroups(hf.vocab_size))) console.error(`[profile]   ${line}`);
     }
     console.error(`[bench-forward] executor-${backend} ${QUANTS[quant].dtype}${quant === 'w8a8' ? ` (INT8 tiling ${int8Tile})` : ''} (fp32 GEMM ${opts.gemm}): prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
-    const note = `${[QUANTS[quant].note, quant === 'w8a8' ? `LM head fp32, INT8 tiling ${int8Tile}` : ''].filter(Boolean).join(', ')}${quant === 'none' ? '' : '; '}kit inference executor (lib/engine), fp32 GEMM tilings '${dec.exec.options.gemm}', split-K ≤ ${dec.exec.options.splitK}, ${dec.exec.attentionKernel} attention: ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers`;
+    const note = `${[QUANTS[quant].note, quant === 'w8a8' ? `LM head fp32, INT8 tiling ${int8Tile}` : ''].filter(Boolean).join(', ')}${quant === 'none' ? '' : '; '}kit inference executor (lib/engine), fp32 GEMM tilings '${dec.exec.options.gemm}', split-K ≤ ${dec.exec.options.splitK}, ${dec.exec.attentionKernel} attention: ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers; ${spread}`;
     return row('executor', QUANTS[quant].dtype, backend, device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note);
   } finally {
     await dec.dispose();
@@ -282,12 +286,20 @@ async function profile(label: string, f: () => Promise<unknown>): Promise<void> 
   for (const [name, e] of top) console.error(`[profile]   ${name.padEnd(28)} ${String(e.n).padStart(6)} × ${e.ms.toFixed(2).padStart(9)} ms`);
 }
 
-/** Tokens per second of `once` (which returns its milliseconds): two warm-up calls, then the median of `reps`. */
-async function tokensPerSecond(tokens: number, reps: number, once: () => Promise<number>): Promise<number> {
-  for (let i = 0; i < 2; i++) await once();
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) times.push(await once());
-  return tokens / (median(times) / 1000);
+/**
+ * Tokens per second of `once` (which returns its milliseconds), warmed up as Track 5 is (two runs
+ * and WARMUP_MIN_MS at least: shader compilation, pools, and the GPU back at sustained clocks), then
+ * the median of `reps`; `spread` says the median, fastest and slowest run for the row's note.
+ */
+async function tokensPerSecond(tokens: number, reps: number, once: () => Promise<number>): Promise<{ tokS: number; spread: string }> {
+  const times = await warmThenTime({ warmup: 2, repeats: reps }, once);
+  const med = median(times);
+  return { tokS: tokens / (med / 1000), spread: spreadNote(med, Math.min(...times), Math.max(...times), reps) };
+}
+
+/** The note's words for the timed prefill runs (PyTorch's rows say the same). */
+function spreadNote(med: number, min: number, max: number, reps: number): string {
+  return `prefill ${med.toFixed(2)} ms a run (${min.toFixed(2)}–${max.toFixed(2)} over ${reps}, after ≥ ${WARMUP_MIN_MS / 1000} s of warm-up)`;
 }
 
 function row(
@@ -309,7 +321,7 @@ function runTorch(python: string, hf: object, prefill: number, decode: number, r
   console.error(`[bench-forward] running ${python} ${script}`);
   let out: string;
   try {
-    out = execFileSync(python, [script, '--config', JSON.stringify(hf), '--prefill', String(prefill), '--decode', String(decode), '--reps', String(reps)], {
+    out = execFileSync(python, [script, '--config', JSON.stringify(hf), '--prefill', String(prefill), '--decode', String(decode), '--reps', String(reps), '--warmup-ms', String(WARMUP_MIN_MS)], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
       maxBuffer: 16 * 1024 * 1024,

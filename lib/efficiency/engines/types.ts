@@ -37,7 +37,7 @@ export const WARMUP_MIN_MS = 1000;
  * Runs `once` untimed until `warmup` runs are done and WARMUP_MIN_MS have passed (no warm-up at all
  * when warmup is 0), then `repeats` times; returns the timed runs' results.
  */
-export async function warmThenTime<T>(settings: BenchSettings, once: () => Promise<T>): Promise<T[]> {
+export async function warmThenTime<T>(settings: Pick<BenchSettings, 'warmup' | 'repeats'>, once: () => Promise<T>): Promise<T[]> {
   // A full collection first where the process allows it (cell processes run with --expose-gc), so
   // that the garbage of what ran before (a compression's tensors) is not collected while timing.
   (globalThis as { gc?: () => void }).gc?.();
