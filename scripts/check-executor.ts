@@ -9,13 +9,13 @@
 // tfjs path (± 0.1%) and the original implementation's number. Writes
 // data/bench/executor-check.csv as rows come; exits 1 on any failure.
 //   bash .gpul/enter.sh node --import tsx scripts/check-executor.ts [--data DIR] [--reference DIR] [--no-1b] [--out FILE]
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
 import { numberFlag, sharedDir } from '../lib/cli';
 import { printUsage } from '../lib/help';
 import { fixtureLogitParity, scorerAgreement } from '../lib/engine/check';
+import { EXECUTOR_DEFAULTS } from '../lib/engine/executor';
 import { windowPerplexity } from '../lib/eval/perplexity';
 import { attachPackedLinears } from '../lib/engine/inference';
 import { packLinears } from '../lib/kernels/packed-linear';
@@ -62,10 +62,12 @@ if (rt.backend !== 'webgpu') {
 const prov = { backend: rt.backend, device: rt.device, git_sha: gitSha(), started_at: new Date().toISOString() };
 const rows: Record<string, string | number | boolean>[] = [];
 let failed = 0;
+// Every row names the executor's kernels (the defaults, or LLMCB_EXECUTOR_GEMM / LLMCB_EXECUTOR_ATTENTION).
+const kernels = `executor GEMM tilings '${EXECUTOR_DEFAULTS.gemm}', attention '${EXECUTOR_DEFAULTS.attention}'`;
 function report(model: string, check: string, metric: string, error: number, tolerance: number, note = ''): void {
   const pass = error <= tolerance;
   failed += pass ? 0 : 1;
-  rows.push({ model, check, metric, error, tolerance, pass, note, ...prov });
+  rows.push({ model, check, metric, error, tolerance, pass, note: [note, kernels].filter(Boolean).join('; '), ...prov });
   writeBenchCsv(a.out!, rows);
   console.log(`${pass ? 'ok  ' : 'FAIL'} ${model.padEnd(22)} ${check.padEnd(44)} ${metric} ${error.toExponential(2)}${note ? `  (${note})` : ''}`);
 }

@@ -109,7 +109,7 @@ export const EXECUTOR_DEFAULTS: ExecutorOptions = {
   cache: null,
   int8Path: 'auto',
   int8Tile: (process.env.LLMCB_EXECUTOR_INT8_TILE as Int8TileName | undefined) ?? 'auto', // see INT8_AUTO
-  gemm: (process.env.LLMCB_EXECUTOR_GEMM as GemmFamily | undefined) ?? 'vector', // see GEMM_FAMILIES
+  gemm: (process.env.LLMCB_EXECUTOR_GEMM as GemmFamily | undefined) ?? 'vectorC', // see GEMM_FAMILIES
   splitK: Number(process.env.LLMCB_EXECUTOR_SPLIT_K ?? 8), // see gemmSplits
   attention: (process.env.LLMCB_EXECUTOR_ATTENTION as ExecutorOptions['attention'] | undefined) ?? 'registers',
 };
@@ -162,17 +162,20 @@ export interface StepOutput {
  * From scripts/bench-engine-gemm.ts on the H200 (data/bench/engine-gemm.csv at ae086d5):
  *   scalar: 128×128 reaches 29.8–32.3 TFLOP/s once it has ≥ 256 workgroups but 12 at 64 (512×2048
  *     outputs), where 128×64 gives 21; narrow outputs (512×512) want 64×64 or smaller;
- *   vector (vec4 loads from workgroup memory, GemmTile.vec; the default): 128×64 gives 31.6–34.4
+ *   vector (vec4 loads from workgroup memory, GemmTile.vec): 128×64 gives 31.6–34.4
  *     at the scoring shapes and 24.7 at 512×2048, 64×64 the narrow ones (8.7 at 512×512); the
  *     128×128 vector tiling is slower than the scalar one (register pressure) and not used;
  *   since c2e236d the 128×64 tiling prefetches the next K slice into registers (tallVP): on the
- *     H100 the 1.2B prefill went from 8,697 to 11,031 tok/s (bench-forward, both in one run).
+ *     H100 the 1.2B prefill went from 8,697 to 11,031 tok/s (bench-forward, both in one run);
+ *   vectorC (the default, from the rows at 5ca72dd): tallVPC, tallVP with its staged rows padded so
+ *     that the transposed stores hit 32 banks (GemmTile.pad): on the H100 the 1.2B prefill went from
+ *     11,015 to 12,693 tok/s (both in one run, rows 5ca72dd).
  */
 export const GEMM_FAMILIES = {
   // [tiling, the workgroups it needs at least], largest first
   scalar: [['large', 256], ['tall', 128], ['medium', 64], ['small', 0]],
   vector: [['tallVP', 128], ['mediumV', 0]],
-  vectorC: [['tallVPC', 128], ['mediumV', 0]], // candidate: tallVP with conflict-free staging (GemmTile.pad)
+  vectorC: [['tallVPC', 128], ['mediumV', 0]], // the default: tallVP with conflict-free staging (GemmTile.pad)
 } as const satisfies Record<string, readonly (readonly [keyof typeof GEMM_TILES, number])[]>;
 export type GemmFamily = keyof typeof GEMM_FAMILIES;
 type GemmTileName = (typeof GEMM_FAMILIES)[GemmFamily][number][0];

@@ -150,7 +150,6 @@ export function epilogueCode(e: Epilogue, idx: string, a: string): string {
  * `pad` (vec only): the staged rows are padded by one vec4 and two neighbouring threads read a row's
  * K columns, so that a warp's transposed stores into workgroup memory fall in 32 distinct banks
  * (unpadded, four threads share each bank: the stores then take four times the cycles).
- * `unroll` (vec only): the BK steps over a staged slice are written out, with constant offsets.
  */
 export interface GemmTile {
   BM: number;
@@ -161,7 +160,6 @@ export interface GemmTile {
   vec?: boolean;
   prefetch?: boolean;
   pad?: boolean;
-  unroll?: boolean;
 }
 
 /** Workgroup memory of a GEMM tiling (bytes): the staged x and W slices, with GemmTile.pad's extra vec4 a row. */
@@ -184,11 +182,13 @@ export const GEMM_TILES = {
   wideV: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true },
   largeV: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true },
   largeVK8: { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, vec: true },
-  // tallV with register prefetch (GemmTile.prefetch), the default: the 1.2B prefill at 11,031 tok/s against tallV's 8,697 in one H100 run (data/bench/forward.csv).
+  // tallV with register prefetch (GemmTile.prefetch): the 1.2B prefill at 11,031 tok/s against tallV's 8,697 in one H100 run (data/bench/forward.csv).
   tallVP: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true },
-  // Candidates (bench-engine-gemm): tallVP with bank-conflict-free staging, and that unrolled.
+  // tallVP with conflict-free staging (GemmTile.pad), the default: clock-held on the H100 at the 1.2B
+  // prefill shapes 32.8 / 8.4 / 37.0 / 33.5 / 39.2 TFLOP/s (q/o, k/v, gate/up, down, LM head) against
+  // tallVP's 29.7 / 7.9 / 34.6 / 21.2 / 36.1; the 1.2B prefill 12,693 against 11,015 tok/s (rows 5ca72dd).
+  // Unrolling its BK steps (written out, constant offsets) was slower: 31.0 / 8.0 / 34.8 / 31.5 / 37.4.
   tallVPC: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true },
-  tallVPCU: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true, unroll: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
@@ -217,7 +217,7 @@ function gemmKernelSource(K: number, N: number, t: GemmTile, e: Epilogue, bias: 
     ...range(TN).map((j) => `bb[${j}] = ws[k * ${BN}u + l.x + ${j * SX}u];`),
     ...range(TM).flatMap((i) => range(TN).map((j) => `acc[${i * TN + j}] = fma(a[${i}], bb[${j}], acc[${i * TN + j}]);`)),
   ].join('\n      ');
-  if (t.prefetch || t.pad || t.unroll) throw new Error(`gemm tile ${BM}x${BN}: prefetch, pad and unroll need a vector tiling`);
+  if (t.prefetch || t.pad) throw new Error(`gemm tile ${BM}x${BN}: prefetch and pad need a vector tiling`);
   const load = (buf: string, S: string, R: number, row0: string, rows: string) => stageSlice({ buf, R, BK, K, V, threads, row0, rows, put: (k, v) => `${S}[${k} * ${R}u + r] = ${v};` });
   return {
     name: `gemm-${K}x${N}-${BM}x${BN}-${sk.name(e, bias)}`,
@@ -276,13 +276,11 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   // Row strides of the staged slices in vec4s (GemmTile.pad: one more).
   const LX = BM / 4 + (t.pad ? 1 : 0);
   const LW = BN / 4 + (t.pad ? 1 : 0);
-  const step = (k: string) =>
-    [
-      ...range(GM).map((g) => `let a${g} = xs[${k} * ${LX}u + ${g * SY}u + ty];`),
-      ...range(GN).map((h) => `let b${h} = ws[${k} * ${LW}u + ${h * SX}u + tx];`),
-      ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
-    ].join('\n      ');
-  const steps = t.unroll ? range(BK).map((k) => `{\n      ${step(`${k}u`)}\n    }`).join('\n    ') : `for (var k = 0u; k < ${BK}u; k++) {\n      ${step('k')}\n    }`;
+  const inner = [
+    ...range(GM).map((g) => `let a${g} = xs[k * ${LX}u + ${g * SY}u + ty];`),
+    ...range(GN).map((h) => `let b${h} = ws[k * ${LW}u + ${h * SX}u + tx];`),
+    ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
+  ].join('\n      ');
   // Global → workgroup, stored transposed ([k][row], 4 rows a vec4).
   const stage = { BK, K, V, threads, pairs: !!t.pad && V === 4, put: (S: string, L: number) => (k: string, v: string) => `${S}[${k} * ${L}u + r / 4u][r % 4u] = ${v};` };
   const sx = { ...stage, buf: 'x', R: BM, row0: 'row0', rows: 'params.M', put: stage.put('xs', LX) };
@@ -312,7 +310,7 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     ),
   );
   return {
-    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}${t.unroll ? 'u' : ''}-${sk.name(e, bias)}`,
+    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}-${sk.name(e, bias)}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
     code: /* wgsl */ `
 struct Params { M: u32, ldy: u32, colOff: u32, }
@@ -335,7 +333,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
     ${stageNow}
     workgroupBarrier();
     ${fetchNext}
-    ${steps}
+    for (var k = 0u; k < ${BK}u; k++) {
+      ${inner}
+    }
     workgroupBarrier();
   }
   ${stores.join('\n  ')}

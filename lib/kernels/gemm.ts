@@ -13,7 +13,7 @@ export { GEMM_TILES, type GemmTile };
 export type GemmTileName = keyof typeof GEMM_TILES;
 
 export const GEMM_DEFAULTS = {
-  tiles: 'tallVP' as GemmTileName, // the executor's default tiling (lib/engine/executor.ts GEMM_FAMILIES.vector); pick per GPU with bench-kernels --tiles
+  tiles: 'tallVPC' as GemmTileName, // the executor's default tiling (lib/engine/executor.ts GEMM_FAMILIES.vectorC); pick per GPU with bench-kernels --tiles
 };
 
 /** Workgroup threads, workgroup-memory bytes and workgroup counts of one GEMM (CPU-side plan). */
