@@ -189,8 +189,10 @@ export const GEMM_TILES = {
   // tallVP's 29.7 / 7.9 / 34.6 / 21.2 / 36.1; the 1.2B prefill 12,693 against 11,015 tok/s (rows 5ca72dd).
   // Unrolling its BK steps (written out, constant offsets) was slower: 31.0 / 8.0 / 34.8 / 31.5 / 37.4.
   tallVPC: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true },
-  // Candidate (bench-engine-gemm): tallVPC with 32-deep slices, half the barriers a K column.
+  // Candidates (bench-engine-gemm): tallVPC with 32-deep slices, half the barriers a K column; the
+  // narrow outputs' 64×64 tiling (mediumV: k/v at 17 TFLOP/s split 4 ways) with the padded staging and prefetch.
   tallVPCK32: { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, vec: true, prefetch: true, pad: true },
+  mediumVPC: { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, vec: true, prefetch: true, pad: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
