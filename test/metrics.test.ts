@@ -67,6 +67,8 @@ describe('names', () => {
     expect(settingLabel('gptq', { wbits: 4, groupsize: 128 })).toBe('INT4 g128');
     expect(settingLabel('smoothquant', { wbits: 8, abits: 8, alpha: 0.5 })).toBe('W8A8');
     expect(settingLabel('dense', {})).toBe('0');
+    expect(settingLabel('omniquant', { bits: 4, groupSize: -1, epochs: 20 })).toBe('INT4');
+    expect(settingLabel('omniquant', { bits: 4, groupSize: -1, epochs: 1 })).toBe('INT4 1 epoch');
   });
 
   it('maps kit tasks onto the paper columns, acc_norm before acc', () => {

@@ -66,9 +66,12 @@ const pick = (cfg: Record<string, unknown>, names: string[]): unknown => {
   return undefined;
 };
 
+/** OmniQuant's training passes per block in the paper (and the kit's default). */
+const PAPER_EPOCHS = 20;
+
 /**
  * A short setting label in the paper's style from a kit method_config: '50%', '2:4', 'INT8',
- * 'INT4 g128', 'W8A8'. Baselines are '0' (the paper's Dense setting). Reads the kit's option names
+ * 'INT4 g128', 'W8A8', 'INT4 1 epoch'. Baselines are '0' (the paper's Dense setting). Reads the kit's option names
  * (lib/methods) and the spellings the reference codebases use (wbits/w_bit, groupsize/q_group_size, prune_n/prune_m).
  */
 export function settingLabel(method: string, cfg: Record<string, unknown>): string {
@@ -89,6 +92,9 @@ export function settingLabel(method: string, cfg: Record<string, unknown>): stri
   else if (typeof wb === 'number') parts.push(`INT${wb}`);
   const g = pick(cfg, ['group_size', 'groupsize', 'groupSize', 'q_group_size']);
   if (typeof g === 'number' && g > 0 && typeof wb === 'number') parts.push(`g${g}`);
+  // Fewer training passes than the paper's (OmniQuant's 1-epoch runs at 7B scale) are another setting: said, so the row stands apart.
+  const epochs = pick(cfg, ['epochs']);
+  if (typeof epochs === 'number' && epochs < PAPER_EPOCHS) parts.push(`${epochs} epoch${epochs === 1 ? '' : 's'}`);
   return parts.length ? parts.join(' ') : 'default';
 }
 
