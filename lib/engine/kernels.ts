@@ -313,7 +313,7 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   const body = t.double
     ? `${fetchNext}\n    ${steps}\n    ${stageNow}\n    workgroupBarrier();\n    p = 1u - p;`
     : `${stageNow}\n    workgroupBarrier();\n    ${fetchNext}\n    ${steps}\n    workgroupBarrier();`;
-  const first = t.double ? `var p = 1u;\n  ${stageNow}\n  workgroupBarrier();\n  p = 0u;` : '';
+  const first = t.double ? `\n  var p = 1u;\n  ${stageNow}\n  workgroupBarrier();\n  p = 0u;` : '';
   const stores = range(GM).flatMap((g) =>
     range(4).flatMap((q) =>
       range(GN).map(
@@ -340,8 +340,8 @@ struct Params { M: u32, ldy: u32, colOff: u32, }
 @group(0) @binding(1) var<storage, read> x: array<${vt}>;
 @group(0) @binding(2) var<storage, read> w: array<${vt}>;
 ${sk.bindings(bias)}
-var<workgroup> xs: array<vec4<f32>, ${(t.double ? 2 : 1) * HX}>; // [buffers][BK][LX]: x transposed, 4 rows a vector (LX ≥ BM / 4)
-var<workgroup> ws: array<vec4<f32>, ${(t.double ? 2 : 1) * HW}>; // [buffers][BK][LW]
+var<workgroup> xs: array<vec4<f32>, ${(t.double ? 2 : 1) * HX}>; // ${t.double ? '[2 buffers]' : ''}[BK][LX]: x transposed, 4 rows a vector (LX ≥ BM / 4)
+var<workgroup> ws: array<vec4<f32>, ${(t.double ? 2 : 1) * HW}>; // ${t.double ? '[2 buffers]' : ''}[BK][LW]
 @compute @workgroup_size(${threads})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
   let tx = lid % ${SX}u;
@@ -350,8 +350,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   let col0 = g.x * ${BN}u;
   ${sk.skip(BM)}
   var acc: array<vec4<f32>, ${(TM * TN) / 4}>; // [TM rows][TN / 4 column groups]
-  ${before}
-  ${first}
+  ${before}${first}
   ${sk.loop}
     ${body}
   }
