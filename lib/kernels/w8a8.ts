@@ -143,39 +143,32 @@ function resolvePath(path: Int8Path | 'auto'): Int8Path {
 // ---- 1. per-token activation quantization ----
 
 const ACT_WG = 64;
-/** Threads a row of the vector form (K % 4 = 0): K / 4 / ACT_VEC_WG vec4s a thread, held in registers. */
-const ACT_VEC_WG = 256;
 
-/**
- * The per-token quantization kernel for rows of K values: when K % 4 = 0, the vector form (each
- * thread reads its vec4s of the row once and keeps them for the codes: one vec4 is one code word),
- * else the scalar form (64 threads a row, x read twice). Same maximum, quotient and rounding in both,
- * so the same codes and scales.
- */
-function actQuantCode(params: Record<string, Param>, K: number): string {
-  const vec = K % 4 === 0;
-  const KV = K / 4; // vector form: vec4s (and code words) a row
-  const n = Math.ceil(KV / ACT_VEC_WG); // vector form: vec4s a thread
-  const gather = vec
-    ? `var v: array<vec4<f32>, ${n}>; // this thread's vec4s: columns 4·(li + i·WG) ..
-  for (var i = 0u; i < ${n}u; i++) {
-    let c = li + i * WG;
-    if (c < ${KV}u) { v[i] = x[row * ${KV}u + c]; }
-    let a = abs(v[i]);
-    m = max(m, max(max(a.x, a.y), max(a.z, a.w)));
-  }`
-    : `let base = row * params.K;
-  for (var k = li; k < params.K; k += WG) { m = max(m, abs(x[base + k])); }`;
-  const write = vec
-    ? `for (var i = 0u; i < ${n}u; i++) {
-    let c = li + i * WG;
-    if (c < ${KV}u) {
-      let q = vec4<i32>(clamp(round(v[i] / scale), vec4<f32>(-128.0), vec4<f32>(127.0)));
-      codes[row * params.kWords + c] = (bitcast<u32>(q.x) & 0xffu) | ((bitcast<u32>(q.y) & 0xffu) << 8u) | ((bitcast<u32>(q.z) & 0xffu) << 16u) | ((bitcast<u32>(q.w) & 0xffu) << 24u);
-    }
+function actQuantCode(params: Record<string, Param>): string {
+  return /* wgsl */ `
+${paramsStruct(params)}
+@group(0) @binding(0) var<storage, read_write> codes: array<u32>; // [M, kWords]
+@group(0) @binding(1) var<storage, read_write> scales: array<f32>; // [M]
+@group(0) @binding(2) var<storage, read> x: array<f32>; // [M, K]
+@group(0) @binding(3) var<uniform> params: Params;
+const WG = ${ACT_WG}u;
+var<workgroup> red: array<f32, WG>;
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row = wg.y * nwg.x + wg.x;
+  if (row >= params.M) { return; }
+  let base = row * params.K;
+  var m = 0.0;
+  for (var k = li; k < params.K; k += WG) { m = max(m, abs(x[base + k])); }
+  red[li] = m;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (li < s) { red[li] = max(red[li], red[li + s]); }
+    workgroupBarrier();
   }
-  if (li < params.kWords - ${KV}u) { codes[row * params.kWords + ${KV}u + li] = 0u; } // zero codes past K`
-    : `for (var w = li; w < params.kWords; w += WG) {
+  let scale = max(red[0], 1e-5) / ${QMAX}.0;
+  if (li == 0u) { scales[row] = scale; }
+  for (var w = li; w < params.kWords; w += WG) {
     var word = 0u;
     for (var j = 0u; j < 4u; j++) {
       let k = w * 4u + j;
@@ -185,30 +178,7 @@ function actQuantCode(params: Record<string, Param>, K: number): string {
       }
     }
     codes[row * params.kWords + w] = word;
-  }`;
-  return /* wgsl */ `
-${paramsStruct(params)}
-@group(0) @binding(0) var<storage, read_write> codes: array<u32>; // [M, kWords] (kWords ≥ K / 4: the rest zero codes)
-@group(0) @binding(1) var<storage, read_write> scales: array<f32>; // [M]
-@group(0) @binding(2) var<storage, read> x: array<${vec ? 'vec4<f32>' : 'f32'}>; // [M, K]
-@group(0) @binding(3) var<uniform> params: Params;
-const WG = ${vec ? ACT_VEC_WG : ACT_WG}u;
-var<workgroup> red: array<f32, WG>;
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let row = wg.y * nwg.x + wg.x;
-  if (row >= params.M) { return; }
-  var m = 0.0;
-  ${gather}
-  red[li] = m;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (li < s) { red[li] = max(red[li], red[li + s]); }
-    workgroupBarrier();
   }
-  let scale = max(red[0], 1e-5) / ${QMAX}.0;
-  if (li == 0u) { scales[row] = scale; }
-  ${write}
 }`;
 }
 
@@ -223,7 +193,7 @@ export function quantizeActInt8(x: tf.Tensor2D, kWords: number): { codes: tf.Ten
   const params = { M: u32(M), K: u32(K), kWords: u32(kWords) };
   const [codes, scales] = runKernel({
     name: 'w8a8-act-quant',
-    code: actQuantCode(params, K),
+    code: actQuantCode(params),
     inputs: [x],
     outputs: [{ shape: [M, kWords], dtype: 'int32' }, { shape: [M], dtype: 'float32' }],
     params,
@@ -628,10 +598,10 @@ export interface Int8KernelSource {
 
 const types = (params: Record<string, Param>) => Object.fromEntries(Object.entries(params).map(([k, p]) => [k, p.type]));
 
-/** Per-token INT8 quantization of x [M, K] (as quantizeActInt8). Bindings: codes u32 [M, kWords] (out), scales [M] (out), x [M, K]; params M, K (= this K), kWords. One workgroup per row, the grid spilled into y. */
-export function int8ActQuantSource(K: number): Int8KernelSource {
+/** Per-token INT8 quantization of x [M, K] (as quantizeActInt8). Bindings: codes u32 [M, kWords] (out), scales [M] (out), x [M, K]; params M, K, kWords. One workgroup per row, the grid spilled into y. */
+export function int8ActQuantSource(): Int8KernelSource {
   const params = { M: u32(0), K: u32(0), kWords: u32(0) };
-  return { name: 'w8a8-act-quant', code: actQuantCode(params, K), params: types(params) };
+  return { name: 'w8a8-act-quant', code: actQuantCode(params), params: types(params) };
 }
 
 /** The GEMM path 'auto' resolves to on this device (see Int8Options.path). */
