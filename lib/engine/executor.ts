@@ -484,7 +484,7 @@ export class Executor {
         if (p.inFeatures !== K || p.outFeatures !== N) throw new Error(`executor: packed '${name}' is [${p.outFeatures}, ${p.inFeatures}], the block needs [${N}, ${K}]`);
         if (!reuse(input, 'int8')) {
           specs.push({
-            kernel: int8ActQuantSource(),
+            kernel: int8ActQuantSource(K),
             buffers: [q8!.codes, q8!.scales, input],
             params: (s) => ({ M: s.tokens, K, kWords: p.kWords }),
             workgroups: (s) => spill(s.tokens, device),

@@ -143,8 +143,17 @@ function resolvePath(path: Int8Path | 'auto'): Int8Path {
 // ---- 1. per-token activation quantization ----
 
 const ACT_WG = 64;
+/** Threads a row of the vector form (K % 4 = 0): K / 4 / ACT_VEC_WG vec4s a thread, held in registers. */
+const ACT_VEC_WG = 256;
 
-function actQuantCode(params: Record<string, Param>): string {
+/**
+ * The per-token quantization kernel for rows of K values: when K % 4 = 0, the vector form (each
+ * thread reads its vec4s of the row once and keeps them for the codes: one vec4 is one code word),
+ * else the scalar form (64 threads a row, x read twice). Same maximum, quotient and rounding in both,
+ * so the same codes and scales.
+ */
+function actQuantCode(params: Record<string, Param>, K: number): string {
+  if (K % 4 === 0) return actQuantVecCode(params, K);
   return /* wgsl */ `
 ${paramsStruct(params)}
 @group(0) @binding(0) var<storage, read_write> codes: array<u32>; // [M, kWords]
@@ -182,6 +191,48 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 }`;
 }
 
+function actQuantVecCode(params: Record<string, Param>, K: number): string {
+  const KV = K / 4; // vec4s (and code words) a row
+  const n = Math.ceil(KV / ACT_VEC_WG); // vec4s a thread
+  return /* wgsl */ `
+${paramsStruct(params)}
+@group(0) @binding(0) var<storage, read_write> codes: array<u32>; // [M, kWords] (kWords ≥ ${KV}: the rest zero codes)
+@group(0) @binding(1) var<storage, read_write> scales: array<f32>; // [M]
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>; // [M, ${K}]
+@group(0) @binding(3) var<uniform> params: Params;
+const WG = ${ACT_VEC_WG}u;
+var<workgroup> red: array<f32, WG>;
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let row = wg.y * nwg.x + wg.x;
+  if (row >= params.M) { return; }
+  var v: array<vec4<f32>, ${n}>; // this thread's vec4s: columns 4·(li + i·WG) ..
+  var m = 0.0;
+  for (var i = 0u; i < ${n}u; i++) {
+    let c = li + i * WG;
+    if (c < ${KV}u) { v[i] = x[row * ${KV}u + c]; }
+    let a = abs(v[i]);
+    m = max(m, max(max(a.x, a.y), max(a.z, a.w)));
+  }
+  red[li] = m;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (li < s) { red[li] = max(red[li], red[li + s]); }
+    workgroupBarrier();
+  }
+  let scale = max(red[0], 1e-5) / ${QMAX}.0;
+  if (li == 0u) { scales[row] = scale; }
+  for (var i = 0u; i < ${n}u; i++) {
+    let c = li + i * WG;
+    if (c < ${KV}u) {
+      let q = vec4<i32>(clamp(round(v[i] / scale), vec4<f32>(-128.0), vec4<f32>(127.0)));
+      codes[row * params.kWords + c] = (bitcast<u32>(q.x) & 0xffu) | ((bitcast<u32>(q.y) & 0xffu) << 8u) | ((bitcast<u32>(q.z) & 0xffu) << 16u) | ((bitcast<u32>(q.w) & 0xffu) << 24u);
+    }
+  }
+  if (li < params.kWords - ${KV}u) { codes[row * params.kWords + ${KV}u + li] = 0u; }
+}`;
+}
+
 /**
  * Per-token INT8 codes of x [M, K]: codes int32 [M, kWords] (4 signed codes per word, row padded
  * with zero codes to kWords) and scales float32 [M]; dequantized, codes·scale equal act.ts's
@@ -193,7 +244,7 @@ export function quantizeActInt8(x: tf.Tensor2D, kWords: number): { codes: tf.Ten
   const params = { M: u32(M), K: u32(K), kWords: u32(kWords) };
   const [codes, scales] = runKernel({
     name: 'w8a8-act-quant',
-    code: actQuantCode(params),
+    code: actQuantCode(params, K),
     inputs: [x],
     outputs: [{ shape: [M, kWords], dtype: 'int32' }, { shape: [M], dtype: 'float32' }],
     params,
@@ -598,10 +649,10 @@ export interface Int8KernelSource {
 
 const types = (params: Record<string, Param>) => Object.fromEntries(Object.entries(params).map(([k, p]) => [k, p.type]));
 
-/** Per-token INT8 quantization of x [M, K] (as quantizeActInt8). Bindings: codes u32 [M, kWords] (out), scales [M] (out), x [M, K]; params M, K, kWords. One workgroup per row, the grid spilled into y. */
-export function int8ActQuantSource(): Int8KernelSource {
+/** Per-token INT8 quantization of x [M, K] (as quantizeActInt8). Bindings: codes u32 [M, kWords] (out), scales [M] (out), x [M, K]; params M, K (= this K), kWords. One workgroup per row, the grid spilled into y. */
+export function int8ActQuantSource(K: number): Int8KernelSource {
   const params = { M: u32(0), K: u32(0), kWords: u32(0) };
-  return { name: 'w8a8-act-quant', code: actQuantCode(params), params: types(params) };
+  return { name: 'w8a8-act-quant', code: actQuantCode(params, K), params: types(params) };
 }
 
 /** The GEMM path 'auto' resolves to on this device (see Int8Options.path). */
