@@ -153,31 +153,29 @@ const ACT_VEC_WG = 256;
  * so the same codes and scales.
  */
 function actQuantCode(params: Record<string, Param>, K: number): string {
-  if (K % 4 === 0) return actQuantVecCode(params, K);
-  return /* wgsl */ `
-${paramsStruct(params)}
-@group(0) @binding(0) var<storage, read_write> codes: array<u32>; // [M, kWords]
-@group(0) @binding(1) var<storage, read_write> scales: array<f32>; // [M]
-@group(0) @binding(2) var<storage, read> x: array<f32>; // [M, K]
-@group(0) @binding(3) var<uniform> params: Params;
-const WG = ${ACT_WG}u;
-var<workgroup> red: array<f32, WG>;
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let row = wg.y * nwg.x + wg.x;
-  if (row >= params.M) { return; }
-  let base = row * params.K;
-  var m = 0.0;
-  for (var k = li; k < params.K; k += WG) { m = max(m, abs(x[base + k])); }
-  red[li] = m;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (li < s) { red[li] = max(red[li], red[li + s]); }
-    workgroupBarrier();
+  const vec = K % 4 === 0;
+  const KV = K / 4; // vector form: vec4s (and code words) a row
+  const n = Math.ceil(KV / ACT_VEC_WG); // vector form: vec4s a thread
+  const gather = vec
+    ? `var v: array<vec4<f32>, ${n}>; // this thread's vec4s: columns 4·(li + i·WG) ..
+  for (var i = 0u; i < ${n}u; i++) {
+    let c = li + i * WG;
+    if (c < ${KV}u) { v[i] = x[row * ${KV}u + c]; }
+    let a = abs(v[i]);
+    m = max(m, max(max(a.x, a.y), max(a.z, a.w)));
+  }`
+    : `let base = row * params.K;
+  for (var k = li; k < params.K; k += WG) { m = max(m, abs(x[base + k])); }`;
+  const write = vec
+    ? `for (var i = 0u; i < ${n}u; i++) {
+    let c = li + i * WG;
+    if (c < ${KV}u) {
+      let q = vec4<i32>(clamp(round(v[i] / scale), vec4<f32>(-128.0), vec4<f32>(127.0)));
+      codes[row * params.kWords + c] = (bitcast<u32>(q.x) & 0xffu) | ((bitcast<u32>(q.y) & 0xffu) << 8u) | ((bitcast<u32>(q.z) & 0xffu) << 16u) | ((bitcast<u32>(q.w) & 0xffu) << 24u);
+    }
   }
-  let scale = max(red[0], 1e-5) / ${QMAX}.0;
-  if (li == 0u) { scales[row] = scale; }
-  for (var w = li; w < params.kWords; w += WG) {
+  if (li < params.kWords - ${KV}u) { codes[row * params.kWords + ${KV}u + li] = 0u; } // zero codes past K`
+    : `for (var w = li; w < params.kWords; w += WG) {
     var word = 0u;
     for (var j = 0u; j < 4u; j++) {
       let k = w * 4u + j;
@@ -187,33 +185,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
       }
     }
     codes[row * params.kWords + w] = word;
-  }
-}`;
-}
-
-function actQuantVecCode(params: Record<string, Param>, K: number): string {
-  const KV = K / 4; // vec4s (and code words) a row
-  const n = Math.ceil(KV / ACT_VEC_WG); // vec4s a thread
+  }`;
   return /* wgsl */ `
 ${paramsStruct(params)}
-@group(0) @binding(0) var<storage, read_write> codes: array<u32>; // [M, kWords] (kWords ≥ ${KV}: the rest zero codes)
+@group(0) @binding(0) var<storage, read_write> codes: array<u32>; // [M, kWords] (kWords ≥ K / 4: the rest zero codes)
 @group(0) @binding(1) var<storage, read_write> scales: array<f32>; // [M]
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>; // [M, ${K}]
+@group(0) @binding(2) var<storage, read> x: array<${vec ? 'vec4<f32>' : 'f32'}>; // [M, K]
 @group(0) @binding(3) var<uniform> params: Params;
-const WG = ${ACT_VEC_WG}u;
+const WG = ${vec ? ACT_VEC_WG : ACT_WG}u;
 var<workgroup> red: array<f32, WG>;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let row = wg.y * nwg.x + wg.x;
   if (row >= params.M) { return; }
-  var v: array<vec4<f32>, ${n}>; // this thread's vec4s: columns 4·(li + i·WG) ..
   var m = 0.0;
-  for (var i = 0u; i < ${n}u; i++) {
-    let c = li + i * WG;
-    if (c < ${KV}u) { v[i] = x[row * ${KV}u + c]; }
-    let a = abs(v[i]);
-    m = max(m, max(max(a.x, a.y), max(a.z, a.w)));
-  }
+  ${gather}
   red[li] = m;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
@@ -222,14 +208,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   }
   let scale = max(red[0], 1e-5) / ${QMAX}.0;
   if (li == 0u) { scales[row] = scale; }
-  for (var i = 0u; i < ${n}u; i++) {
-    let c = li + i * WG;
-    if (c < ${KV}u) {
-      let q = vec4<i32>(clamp(round(v[i] / scale), vec4<f32>(-128.0), vec4<f32>(127.0)));
-      codes[row * params.kWords + c] = (bitcast<u32>(q.x) & 0xffu) | ((bitcast<u32>(q.y) & 0xffu) << 8u) | ((bitcast<u32>(q.z) & 0xffu) << 16u) | ((bitcast<u32>(q.w) & 0xffu) << 24u);
-    }
-  }
-  if (li < params.kWords - ${KV}u) { codes[row * params.kWords + ${KV}u + li] = 0u; }
+  ${write}
 }`;
 }
 
