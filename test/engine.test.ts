@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Executor, executorKernelGroups, executorUnsupported, type ExecutorOptions } from '../lib/engine/executor';
+import { Executor, executorKernelGroups, executorUnsupported, gemmFamily, type ExecutorOptions } from '../lib/engine/executor';
 import { attachPackedLinears, type InferenceModel } from '../lib/engine/inference';
 import { packLinears } from '../lib/kernels/packed-linear';
 import { METHODS } from '../lib/methods';
@@ -148,7 +148,7 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
   });
 
   it('split-K GEMMs equal a float64 product: ragged last chunks, empty chunks, scalar and vector tilings, prefetched, padded and double-buffered staging', { timeout: 300_000 }, async () => {
-    for (const t of [GEMM_TILES.medium, GEMM_TILES.tallV, GEMM_TILES.tallVP, GEMM_TILES.tallVPC, GEMM_TILES.mediumVPC, GEMM_TILES.tallVPCD]) {
+    for (const t of [GEMM_TILES.medium, GEMM_TILES.tallV, GEMM_TILES.tallVP, GEMM_TILES.tallVPC, GEMM_TILES.mediumVPC, GEMM_TILES.tallVPCD, GEMM_TILES.medium128VPC, GEMM_TILES.largeVPC]) {
       for (const [M, K, N, splits] of [[77, 300, 130, 3], [77, 300, 130, 4], [33, 68, 70, 8], [40, 257, 64, 2]]) {
         expect(await gemmTileError(t, M, K, N, splits), `${t.BM}x${t.BN} ${M}x${K}x${N} in ${splits} chunks`).toBeLessThan(1e-5);
       }
@@ -161,6 +161,26 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
       model = randomModel(TINY, { seed: 7, name: 'tiny' });
     });
     afterAll(() => disposeModel(model));
+
+    it('runs GEMM tilings spelled out (tiling:workgroups) to the default family\'s results, and names a bad spelling', { timeout: 300_000 }, async () => {
+      expect(gemmFamily('vectorC')).toEqual([['tallVPC', 128], ['mediumV', 0]]);
+      expect(gemmFamily('largeVPC:256+medium128VPC:0')).toEqual([['largeVPC', 256], ['medium128VPC', 0]]);
+      expect(() => gemmFamily('tallVPC:128')).toThrow(/last tiling must take every shape/);
+      expect(() => gemmFamily('nope:0')).toThrow(/unknown tiling 'nope'/);
+      expect(() => gemmFamily('tallVPC')).toThrow(/'tallVPC' is neither a family/);
+      const step = { seqs: [{ ids: [3, 4, 9, 11, 5], pos0: 0, kvBase: 0 }, { ids: [7, 8, 2], pos0: 0, kvBase: 5 }], scoreRows: [1, 2, 6], items: [0, 9, 1, 2, 2, 4] };
+      const results: Float32Array[] = [];
+      for (const gemm of ['vectorC', 'largeVPC:0', 'medium128VPC:0']) {
+        const exec = Executor.create(model, { maxTokens: 64, gemm });
+        try {
+          results.push((await exec.run(step)).logprobs);
+        } finally {
+          exec.dispose();
+        }
+      }
+      for (const r of results.slice(1)) for (let i = 0; i < r.length; i++) expect(Math.abs(r[i] - results[0][i])).toBeLessThan(1e-4);
+      expect(() => Executor.create(model, { gemm: 'tallVPC:1' })).toThrow(/GEMM tilings 'tallVPC:1'/);
+    });
 
     it('makes no buffer per step (1,000 steps) and frees every one it made', { timeout: 300_000 }, async () => {
       const live = Arena.live;

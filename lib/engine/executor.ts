@@ -77,8 +77,8 @@ export interface ExecutorOptions {
   int8Path: Int8Path | 'auto';
   /** The subgroup-matrix INT8 tiling of every W8A8 GEMM, or 'auto' (chooseInt8Tile per step shape); the default can be set with LLMCB_EXECUTOR_INT8_TILE. */
   int8Tile: Int8TileName | 'auto';
-  /** The fp32 GEMM tilings (GEMM_FAMILIES); the default can be set with LLMCB_EXECUTOR_GEMM. */
-  gemm: GemmFamily;
+  /** The fp32 GEMM tilings: a GEMM_FAMILIES name or one spelled out (gemmFamily); the default can be set with LLMCB_EXECUTOR_GEMM. */
+  gemm: GemmFamily | string;
   /** Most K chunks of a split-K fp32 GEMM (gemmSplits); 1 = never split. Default from LLMCB_EXECUTOR_SPLIT_K. */
   splitK: number;
   /** Attention kernel: 'registers' = the register-blocked one where it applies (attnTile), else and with 'scalar' the scalar one. Default from LLMCB_EXECUTOR_ATTENTION. */
@@ -109,7 +109,7 @@ export const EXECUTOR_DEFAULTS: ExecutorOptions = {
   cache: null,
   int8Path: 'auto',
   int8Tile: (process.env.LLMCB_EXECUTOR_INT8_TILE as Int8TileName | undefined) ?? 'auto', // see INT8_AUTO
-  gemm: (process.env.LLMCB_EXECUTOR_GEMM as GemmFamily | undefined) ?? 'vectorC', // see GEMM_FAMILIES
+  gemm: process.env.LLMCB_EXECUTOR_GEMM ?? 'vectorC', // see GEMM_FAMILIES
   splitK: Number(process.env.LLMCB_EXECUTOR_SPLIT_K ?? 8), // see gemmSplits
   attention: (process.env.LLMCB_EXECUTOR_ATTENTION as ExecutorOptions['attention'] | undefined) ?? 'registers',
 };
@@ -178,9 +178,29 @@ export const GEMM_FAMILIES = {
   vectorC: [['tallVPC', 128], ['mediumV', 0]], // the default: tallVP with conflict-free staging (GemmTile.pad)
 } as const satisfies Record<string, readonly (readonly [keyof typeof GEMM_TILES, number])[]>;
 export type GemmFamily = keyof typeof GEMM_FAMILIES;
-type GemmTileName = (typeof GEMM_FAMILIES)[GemmFamily][number][0];
-function gemmTileFor(family: GemmFamily, M: number, N: number): GemmTileName {
-  for (const [name, min] of GEMM_FAMILIES[family]) {
+type GemmTileName = keyof typeof GEMM_TILES;
+type GemmTiles = readonly (readonly [GemmTileName, number])[];
+
+/**
+ * The tilings of a family: a GEMM_FAMILIES name, or spelled out for measurements as 'tiling:least
+ * workgroups' entries joined by '+', largest first, the last taking every shape (':0'), e.g.
+ * 'largeVPC:256+tallVPC:128+mediumV:0'.
+ */
+export function gemmFamily(spec: string): GemmTiles {
+  if (spec in GEMM_FAMILIES) return GEMM_FAMILIES[spec as GemmFamily];
+  const bad = (why: string) => new Error(`executor: GEMM tilings '${spec}' (LLMCB_EXECUTOR_GEMM or options.gemm): ${why}`);
+  const tiles = spec.split('+').map((entry) => {
+    const m = /^(\w+):(\d+)$/.exec(entry);
+    if (!m) throw bad(`'${entry}' is neither a family (${Object.keys(GEMM_FAMILIES).join(', ')}) nor 'tiling:workgroups'`);
+    if (!(m[1] in GEMM_TILES)) throw bad(`unknown tiling '${m[1]}' (${Object.keys(GEMM_TILES).join(', ')})`);
+    return [m[1] as GemmTileName, Number(m[2])] as const;
+  });
+  if (tiles.at(-1)![1] !== 0) throw bad('the last tiling must take every shape (:0)');
+  return tiles;
+}
+
+function gemmTileFor(tiles: GemmTiles, M: number, N: number): GemmTileName {
+  for (const [name, min] of tiles) {
     const t = GEMM_TILES[name];
     if (Math.ceil(M / t.BM) * Math.ceil(N / t.BN) >= min) return name;
   }
@@ -323,7 +343,7 @@ export class Executor {
     const device = engineDevice();
     const c = model.config;
     const spec = ARCHS[c.arch];
-    if (!(options.gemm in GEMM_FAMILIES)) throw new Error(`executor: GEMM tilings '${options.gemm}' (LLMCB_EXECUTOR_GEMM or options.gemm: ${Object.keys(GEMM_FAMILIES).join(', ')})`);
+    const gemmTiles = gemmFamily(options.gemm);
     if (!(Number.isInteger(options.splitK) && options.splitK >= 1)) throw new Error(`executor: splitK must be a positive integer (LLMCB_EXECUTOR_SPLIT_K or options.splitK), got ${options.splitK}`);
     this.sizes = planSizes(model, options, device);
     const { maxTokens, maxScoreRows, maxItems, maxBlocks } = this.sizes;
@@ -396,7 +416,7 @@ export class Executor {
       const partRows = 2 * ATTN_TARGET_WORKGROUPS * attnRowsMax; // splits · blocks · KV heads < 2 · target
       const po = arena.storage('attn-partials', f32 * partRows * hd);
       // Split-K GEMM partials [splits, M, N]: splits · tiles ≤ SPLIT_TARGET_WORKGROUPS, so at most that many full tiles.
-      const maxTile = Math.max(...GEMM_FAMILIES[options.gemm].map(([n]) => GEMM_TILES[n].BM * GEMM_TILES[n].BN));
+      const maxTile = Math.max(...gemmTiles.map(([n]) => GEMM_TILES[n].BM * GEMM_TILES[n].BN));
       const gemmParts = options.splitK > 1 ? arena.storage('gemm-partials', f32 * SPLIT_TARGET_WORKGROUPS * maxTile) : null;
       const ml = arena.storage('attn-ml', f32 * 2 * partRows);
       // --- KV store ---
@@ -533,10 +553,10 @@ export class Executor {
         const buffers = [output, x, W, ...(b ? [b] : [])];
         const params = (s: StepShape) => ({ M: rows(s), ldy, colOff });
         specs.push({ kernel: gemvKernel(K, N, e, !!b), buffers, params, workgroups: (s) => (rows(s) <= GEMV_MAX_ROWS ? spill(gemvGroups(N), device) : null) });
-        for (const [name] of GEMM_FAMILIES[options.gemm]) {
+        for (const [name] of gemmTiles) {
           const t = GEMM_TILES[name];
           // This tiling with `splits` K chunks runs when the step's shape picks both.
-          const picks = (s: StepShape, splits: number) => rows(s) > GEMV_MAX_ROWS && gemmTileFor(options.gemm, rows(s), N) === name && gemmSplits(rows(s), N, K, t, options.splitK) === splits;
+          const picks = (s: StepShape, splits: number) => rows(s) > GEMV_MAX_ROWS && gemmTileFor(gemmTiles, rows(s), N) === name && gemmSplits(rows(s), N, K, t, options.splitK) === splits;
           const grid = (s: StepShape, splits: number): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(rows(s) / t.BM), splits];
           specs.push({ kernel: gemmKernel(K, N, t, e, !!b), buffers, params, workgroups: (s) => (picks(s, 1) ? grid(s, 1) : null) });
           for (let splits = 2; gemmParts && splits <= options.splitK; splits *= 2) {

@@ -198,6 +198,12 @@ export const GEMM_TILES = {
   mediumVPC: { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, vec: true, prefetch: true, pad: true },
   // Candidate: tallVPC double-buffered (GemmTile.double), one barrier a slice.
   tallVPCD: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true, double: true },
+  // Candidates with the padded staging and prefetch: 128×128 (8×8 a thread: a third fewer workgroup
+  // loads an FMA, half the workgroups), 64×128, and 64×64 with 128 threads of 8×4 (tallVPC's work a
+  // thread in workgroups half its size: twice the workgroups, for outputs that fill few SMs).
+  largeVPC: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, prefetch: true, pad: true },
+  wideVPC: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true, prefetch: true, pad: true },
+  medium128VPC: { BM: 64, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
