@@ -1,5 +1,5 @@
 // The executor's fp32 GEMM (lib/engine/kernels.ts gemmKernel) per tiling at the shapes a ~1.2B
-// LLaMA forward runs (512-token prefill, 4096- and 16384-token scoring steps; q/o, k/v, q|k|v grouped, gate|up paired with SwiGLU, gate/up,
+// LLaMA forward runs (512-token prefill, 4096- and 16384-token scoring steps; q/o, k/v, q|k|v grouped (gemmGroupKernel), gate/up,
 // down and the 128k LM head), each tiling first checked against a float64 host product. Time per
 // call: `inner` dispatches recorded into one encoder, timed on the GPU after a clock hold (lib/runtime
 // timeEncoded; on a software adapter from submit to completion), divided; median of --repeats.
@@ -11,11 +11,11 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Arena, Program, type Buf } from '../lib/engine/gpu';
-import { GEMM_TILES, gemmGroupKernel, gemmSwigluKernel, type GemmTile } from '../lib/engine/kernels';
+import { GEMM_TILES, gemmGroupKernel, type GemmTile } from '../lib/engine/kernels';
 import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, median, timeEncoded, writeBenchCsv } from '../lib/runtime';
 import { engineDevice } from '../lib/engine/gpu';
-import { gemmSpecs, gemmSwigluError, gemmTileError, randomFloats } from '../lib/engine/check';
+import { gemmSpecs, gemmTileError, randomFloats } from '../lib/engine/check';
 import { printUsage } from '../lib/help';
 
 const { values: a } = parseArgs({
@@ -49,18 +49,14 @@ const tiles = allTiles.filter(([n]) => picked.includes(n)).flatMap(([n, t]) => s
 
 /**
  * One GEMM y [M, N] = x [M, K] · W [N, K]ᵀ with a tiling (in `splits` K chunks and a reduce pass), or
- * with a grouped form: parts, the grouped GEMM over W's rows in that many buffers (the executor's
- * q|k|v); 'swiglu', the gate|up GEMM (W's halves as gate and up, N/2 outputs); on buffers of an
- * arena; returns a run function (ms a call, and whether a clock hold timed it).
+ * with `parts` the grouped GEMM over W's rows in that many buffers (the executor's q|k|v), on
+ * buffers of an arena; returns a run function (ms a call, and whether a clock hold timed it).
  */
-function gemm(arena: Arena, t: GemmTile, splits: number, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf, form?: Form): (inner: number) => Promise<{ ms: number; held: boolean }> {
+function gemm(arena: Arena, t: GemmTile, splits: number, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf, parts?: number[]): (inner: number) => Promise<{ ms: number; held: boolean }> {
   const shape = { M };
-  const params = () => ({ M, ldy: form === 'swiglu' ? N / 2 : 0, colOff: 0 });
-  const specs = Array.isArray(form)
-    ? [{ kernel: gemmGroupKernel(K, form, t), buffers: [...form.map((n, i) => arena.storage(`y${i}`, 4 * M * n)), x, ...form.map((n, i) => arena.upload(`w${i}`, randomFloats(n * K, 5 + i)))], params, workgroups: (): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), 1] }]
-    : form === 'swiglu'
-      ? [{ kernel: gemmSwigluKernel(K, N / 2, t), buffers: [y, x, arena.upload('wg', randomFloats((N / 2) * K, 5)), arena.upload('wu', randomFloats((N / 2) * K, 6))], params, workgroups: (): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), 1] }]
-      : gemmSpecs(arena, t, splits, M, K, N, x, w, y);
+  const specs = parts
+    ? [{ kernel: gemmGroupKernel(K, parts, t), buffers: [...parts.map((n, i) => arena.storage(`y${i}`, 4 * M * n)), x, ...parts.map((n, i) => arena.upload(`w${i}`, randomFloats(n * K, 5 + i)))], params: () => ({ M, ldy: 0, colOff: 0 }), workgroups: (): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), 1] }]
+    : gemmSpecs(arena, t, splits, M, K, N, x, w, y);
   const prog = new Program(arena, specs, 'gemm-bench');
   return (inner: number) =>
     timeEncoded(device, (enc) => {
@@ -70,28 +66,23 @@ function gemm(arena: Arena, t: GemmTile, splits: number, M: number, K: number, N
 
 // --- correctness first: each tiling on odd shapes (K a multiple of 4 and not: vector and scalar loads) against float64 ---
 const bad = new Set<string>();
-/** A GEMM's grouped form: q|k|v parts, or gate|up with the SwiGLU epilogue (none: plain). */
-type Form = number[] | 'swiglu';
-/** Whether a tiling with `splits` K chunks runs a form (grouped forms: unsplit vector tilings; swiglu: TN a multiple of 8). */
-const formRuns = (t: GemmTile, splits: number, form?: Form) => !form || (splits === 1 && !!t.vec && (form !== 'swiglu' || t.TN % 8 === 0));
-for (const [M, K, N, form] of [[77, 68, 130], [33, 67, 70], [77, 300, 130], [77, 68, 130, [66, 32, 32]], [77, 68, 130, 'swiglu']] as [number, number, number, Form?][]) {
+for (const [M, K, N, parts] of [[77, 68, 130], [33, 67, 70], [77, 300, 130], [77, 68, 130, [66, 32, 32]]] as [number, number, number, number[]?][]) {
   for (const [name, t, splits] of tiles) {
-    if (bad.has(name) || !formRuns(t, splits, form)) continue;
+    if (bad.has(name) || (parts && (splits > 1 || !t.vec))) continue;
     // A tiling this device cannot run (workgroup memory, threads) is named and not timed.
-    const rel = await (form === 'swiglu' ? gemmSwigluError(t, M, K, N) : gemmTileError(t, M, K, N, splits, form)).catch((e: Error) => e);
+    const rel = await gemmTileError(t, M, K, N, splits, parts).catch((e: Error) => e);
     const ok = typeof rel === 'number' && rel < 1e-5;
     if (!ok) bad.add(name);
     const what = typeof rel === 'number' ? `max_rel ${rel.toExponential(2)}` : `error: ${rel.message}`;
-    const label = form === 'swiglu' ? ' gate|up (SwiGLU)' : form ? ` grouped ${form.join('+')}` : '';
-    console.log(`${ok ? 'ok  ' : 'FAIL'} check ${name.padEnd(8)} M=${M} K=${K} N=${N}${label} ${what}`);
-    rows.push({ shape: `${M}x${K}x${N}${label}`, what: form ? 'check grouped' : 'check', tile: name, median_ms: '', min_ms: '', tflop_s: '', note: `${what}${ok ? '' : ' FAILED: not timed'}`, ...prov });
+    console.log(`${ok ? 'ok  ' : 'FAIL'} check ${name.padEnd(8)} M=${M} K=${K} N=${N}${parts ? ` grouped ${parts.join('+')}` : ''} ${what}`);
+    rows.push({ shape: `${M}x${K}x${N}${parts ? ` (${parts.join('+')})` : ''}`, what: parts ? 'check grouped' : 'check', tile: name, median_ms: '', min_ms: '', tflop_s: '', note: `${what}${ok ? '' : ' FAILED: not timed'}`, ...prov });
   }
 }
 // --- timing ---
-const prefill: [number, number, number, string, Form?][] = [[512, 2048, 2048, 'q/o'], [512, 2048, 512, 'k/v'], [512, 2048, 3072, 'q|k|v', [2048, 512, 512]], [512, 2048, 16384, 'gate|up paired', 'swiglu'], [512, 2048, 8192, 'gate/up'], [512, 8192, 2048, 'down'], [512, 2048, 128256, 'lm head']];
-const scoring: [number, number, number, string, Form?][] = [[4096, 2048, 2048, 'q/o'], [4096, 2048, 8192, 'gate/up'], [4096, 8192, 2048, 'down'], [16384, 2048, 8192, 'gate/up'], [2048, 2048, 128256, 'lm head']];
+const prefill: [number, number, number, string, number[]?][] = [[512, 2048, 2048, 'q/o'], [512, 2048, 512, 'k/v'], [512, 2048, 3072, 'q|k|v', [2048, 512, 512]], [512, 2048, 8192, 'gate/up'], [512, 8192, 2048, 'down'], [512, 2048, 128256, 'lm head']];
+const scoring: [number, number, number, string, number[]?][] = [[4096, 2048, 2048, 'q/o'], [4096, 2048, 8192, 'gate/up'], [4096, 8192, 2048, 'down'], [16384, 2048, 8192, 'gate/up'], [2048, 2048, 128256, 'lm head']];
 const shapes = a.shapes === 'none' ? [] : a.shapes === 'prefill' ? prefill : [...prefill, ...scoring];
-for (const [M, K, N, what, form] of shapes) {
+for (const [M, K, N, what, parts] of shapes) {
   const arena = new Arena(device);
   try {
     const x = arena.upload('x', randomFloats(M * K, 3));
@@ -101,15 +92,15 @@ for (const [M, K, N, what, form] of shapes) {
     const line: string[] = [];
     for (const [name, t, splits] of tiles) {
       if (bad.has(name)) continue;
-      if (!formRuns(t, splits, form)) {
-        line.push(`${name} -`); // the grouped GEMMs run unsplit, on vector tilings (gate|up: TN a multiple of 8)
+      if (parts && (splits > 1 || !t.vec)) {
+        line.push(`${name} -`); // the grouped GEMM runs unsplit, on vector tilings
         continue;
       }
       if (splits > 1 && 4 * splits * M * N > device.limits.maxStorageBufferBindingSize) {
         line.push(`${name} -`); // its partial sums would not fit one storage binding (the executor never splits such a GEMM)
         continue;
       }
-      const run = gemm(arena, t, splits, M, K, N, x, w, y, form);
+      const run = gemm(arena, t, splits, M, K, N, x, w, y, parts);
       const once = (await run(1)).ms;
       const inner = Math.max(1, Math.min(50, Math.ceil(20 / once)));
       await run(inner);

@@ -10,7 +10,7 @@ import type { ContinuationRequest, NextTokenRequest } from '../eval/scorer';
 import { mulberry32 } from '../rng';
 import { Executor, executorUnsupported, type ExecutorOptions } from './executor';
 import { Arena, engineDevice, Program, spill, type Buf, type DispatchSpec } from './gpu';
-import { gemmGroupKernel, gemmKernel, gemmSplitReduceKernel, gemmSwigluKernel, type GemmTile } from './kernels';
+import { gemmGroupKernel, gemmKernel, gemmSplitReduceKernel, type GemmTile } from './kernels';
 import { EngineScorer } from './scorer';
 
 /** Requests of every shape the evaluator sends: short and long contexts and continuations, left truncation, continuations longer than the window, choices sharing a context, next-token candidates. */
@@ -106,35 +106,6 @@ export async function fixtureLogitParity(dir: string, tokenizer?: string): Promi
 export function randomFloats(n: number, seed: number): Float32Array {
   const r = mulberry32(seed);
   return Float32Array.from({ length: n }, () => r() * 2 - 1);
-}
-
-/**
- * The executor's gate|up GEMM (gemmSwigluKernel) with tiling t, y [M, F] = silu(x · Wgᵀ) · (x · Wuᵀ)
- * on seeded values, against float64: max |error| / max |y| (Infinity for NaN).
- */
-export async function gemmSwigluError(t: GemmTile, M: number, K: number, F: number): Promise<number> {
-  const xs = randomFloats(M * K, 1);
-  const [gs, us] = [randomFloats(F * K, 2), randomFloats(F * K, 3)];
-  const arena = new Arena(engineDevice());
-  try {
-    const y = arena.storage('y', 4 * M * F);
-    const grid = (): [number, number, number] => [Math.ceil(F / (t.BN / 2)), Math.ceil(M / t.BM), 1];
-    runOnce(arena, [{ kernel: gemmSwigluKernel(K, F, t), buffers: [y, arena.upload('x', xs), arena.upload('wg', gs), arena.upload('wu', us)], params: () => ({ M, ldy: F, colOff: 0 }), workgroups: grid }]);
-    const got = await arena.read(y, M * F);
-    let [err, scale] = [0, 0];
-    for (let m = 0; m < M; m++) {
-      for (let n = 0; n < F; n++) {
-        let [g, u] = [0, 0];
-        for (let k = 0; k < K; k++) [g, u] = [g + xs[m * K + k] * gs[n * K + k], u + xs[m * K + k] * us[n * K + k]];
-        const want = (g / (1 + Math.exp(-g))) * u;
-        err = Math.max(err, Math.abs(got[m * F + n] - want));
-        scale = Math.max(scale, Math.abs(want));
-      }
-    }
-    return got.some(Number.isNaN) ? Infinity : err / scale;
-  } finally {
-    arena.destroy();
-  }
 }
 
 /** Records the dispatches into one command buffer and submits it. */

@@ -41,7 +41,6 @@ import {
   GEMM_TILES,
   gemmGroupKernel,
   gemmKernel,
-  gemmSwigluKernel,
   gemmSplitReduceKernel,
   GEMV_MAX_ROWS,
   gemvGroups,
@@ -543,7 +542,7 @@ export class Executor {
        * kernels when the weight is packed, else the fp32 GEMV/GEMM (on the fake-quantized input when
        * `quant` names a block linear of a model that quantizes activations).
        */
-      const linear = (name: string, input: Buf, output: Buf, K: number, N: number, e: Epilogue, rows: (s: StepShape) => number, o: { quant?: { block: number; short: string }; ldy?: number; colOff?: number; weight?: Buf; skipGemm?: (s: StepShape) => boolean } = {}): void => {
+      const linear = (name: string, input: Buf, output: Buf, K: number, N: number, e: Epilogue, rows: (s: StepShape) => number, o: { quant?: { block: number; short: string }; ldy?: number; colOff?: number; weight?: Buf } = {}): void => {
         const ldy = o.ldy ?? N;
         const colOff = o.colOff ?? 0;
         const p = packed.get(name);
@@ -558,7 +557,7 @@ export class Executor {
         for (const [name] of gemmTiles) {
           const t = GEMM_TILES[name];
           // This tiling with `splits` K chunks runs when the step's shape picks both.
-          const picks = (s: StepShape, splits: number) => rows(s) > GEMV_MAX_ROWS && !o.skipGemm?.(s) && gemmTileFor(gemmTiles, rows(s), N) === name && gemmSplits(rows(s), N, K, t, options.splitK) === splits;
+          const picks = (s: StepShape, splits: number) => rows(s) > GEMV_MAX_ROWS && gemmTileFor(gemmTiles, rows(s), N) === name && gemmSplits(rows(s), N, K, t, options.splitK) === splits;
           const grid = (s: StepShape, splits: number): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(rows(s) / t.BM), splits];
           specs.push({ kernel: gemmKernel(K, N, t, e, !!b), buffers, params, workgroups: (s) => (picks(s, 1) ? grid(s, 1) : null) });
           for (let splits = 2; gemmParts && splits <= options.splitK; splits *= 2) {
@@ -569,31 +568,6 @@ export class Executor {
         }
         if (lastQuant?.end === quantEnd && output !== lastQuant.input) lastQuant.end = specs.length; // the next linear on the same input may reuse its quantization
       };
-      /** Whether linears can run as one grouped GEMM: none packed or biased, activations not quantized, vector tilings only. */
-      const groupable = (names: string[]) => !act && !names.some((n) => packed.has(n) || maybe(n.replace(/\.weight$/, '.bias'))) && gemmTiles.every(([t]) => (GEMM_TILES[t] as GemmTile).vec);
-      /**
-       * The gated MLP's gate and up into ff = silu(gate) · up: where the step's tiling has TN a
-       * multiple of 8 (and groupable), one GEMM with the SwiGLU epilogue (gemmSwigluKernel: the
-       * gate's output is never stored); otherwise the gate GEMM, then the up GEMM with the silu-mul epilogue.
-       */
-      const linearSwiglu = (gate: string, up: string, input: Buf, output: Buf, K: number, F: number, rows: (s: StepShape) => number, quants: { block: number; short: string }[]): void => {
-        const fused = groupable([gate, up]);
-        const pairTile = (s: StepShape) => gemmTileFor(gemmTiles, rows(s), F);
-        const paired = (s: StepShape) => fused && rows(s) > GEMV_MAX_ROWS && GEMM_TILES[pairTile(s)].TN % 8 === 0;
-        linear(gate, input, output, K, F, 'store', rows, { quant: quants[0], skipGemm: paired });
-        linear(up, input, output, K, F, 'silu-mul', rows, { quant: quants[1], skipGemm: paired });
-        if (!fused) return;
-        for (const [name] of gemmTiles) {
-          const t = GEMM_TILES[name];
-          if (t.TN % 8 !== 0) continue;
-          specs.push({
-            kernel: gemmSwigluKernel(K, F, t),
-            buffers: [output, input, w(gate), w(up)],
-            params: (s) => ({ M: rows(s), ldy: F, colOff: 0 }),
-            workgroups: (s) => (paired(s) && pairTile(s) === name ? [Math.ceil(F / (t.BN / 2)), Math.ceil(rows(s) / t.BM), 1] : null),
-          });
-        }
-      };
       /**
        * Linears on one input (q, k, v): steps of more than GEMV_MAX_ROWS rows run them as one grouped
        * GEMM (gemmGroupKernel: the family's tiling for their Σ N columns, unsplit; narrow k and v no
@@ -601,7 +575,7 @@ export class Executor {
        * packed or has a bias, activations are quantized, or the family has a scalar tiling.
        */
       const linearGroup = (names: string[], input: Buf, outputs: Buf[], K: number, Ns: number[], rows: (s: StepShape) => number, quants: { block: number; short: string }[]): void => {
-        if (!groupable(names)) {
+        if (act || names.some((n) => packed.has(n) || maybe(n.replace(/\.weight$/, '.bias'))) || gemmTiles.some(([t]) => !(GEMM_TILES[t] as GemmTile).vec)) {
           names.forEach((n, i) => linear(n, input, outputs[i], K, Ns[i], 'store', rows, { quant: quants[i] }));
           return;
         }
@@ -681,7 +655,8 @@ export class Executor {
           specs.push({ kernel: swigluSplitKernel(F), buffers: [ff, gateUpOut], params: (s) => ({ n: s.tokens }), workgroups: (s) => spill(Math.ceil((s.tokens * F) / 256), device) });
         } else if (spec.mlp.gated) {
           const [gate, up] = spec.mlp.inputs;
-          linearSwiglu(lin(gate), lin(up), h, ff, D, F, tokens, [gate, up].map((short) => ({ block: i, short })));
+          linear(lin(gate), h, ff, D, F, 'store', tokens, quant(gate));
+          linear(lin(up), h, ff, D, F, 'silu-mul', tokens, quant(up));
         } else {
           const fc1 = spec.mlp.inputs[0];
           linear(lin(fc1), h, ff, D, F, 'relu', tokens, quant(fc1));

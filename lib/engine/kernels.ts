@@ -279,14 +279,10 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
 }
 
 /** gemmKernel with GemmTile.vec: vec4 tiles in workgroup memory, 4×4 output blocks per thread. */
-function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits: number, symmetric: boolean, group?: Group): Kernel {
+function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits: number, symmetric: boolean, parts?: readonly number[]): Kernel {
   const { BM, BN, BK, TM, TN } = t;
   const sk = splitK(K, N, BK, splits, symmetric);
-  const parts = group && 'parts' in group ? group.parts : null;
-  const swiglu = !!group && 'swiglu' in group;
-  if (group && (e !== 'store' || bias || splits !== 1 || symmetric)) throw new Error('gemm: a grouped GEMM stores plainly, unsplit, without a bias');
-  if (parts && parts.reduce((a, b) => a + b, 0) !== N) throw new Error(`gemm: grouped parts ${parts.join(' + ')} ≠ ${N} columns`);
-  if (swiglu && (TN % 8 !== 0 || N % 2 !== 0)) throw new Error(`gemm: the gate|up GEMM pairs a thread's column groups: TN ${TN} must be a multiple of 8`);
+  if (parts && (e !== 'store' || bias || splits !== 1 || symmetric || parts.reduce((a, b) => a + b, 0) !== N)) throw new Error(`gemm: a grouped GEMM stores its ${N} columns in parts (${parts.join(' + ')}) plainly, unsplit`);
   if (TM % 4 !== 0 || TN % 4 !== 0 || BM % 4 !== 0 || BN % 4 !== 0) throw new Error(`gemm tile ${BM}x${BN}: vector tiles need TM, TN, BM and BN multiples of 4`);
   const SX = BN / TN;
   const SY = BM / TM;
@@ -312,16 +308,7 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   const next = (H: number) => (t.double ? `(1u - p) * ${H}u + ` : '');
   const stage = { BK, K, V, threads, pairs: !!t.pad && V === 4, put: (S: string, L: number, H: number) => (k: string, v: string) => `${S}[${next(H)}${k} * ${L}u + r / 4u][r % 4u] = ${v};` };
   const sx = { ...stage, buf: 'x', R: BM, row0: 'row0', rows: 'params.M', put: stage.put('xs', LX, HX) };
-  const sw = {
-    ...stage,
-    buf: 'w',
-    R: BN,
-    row0: 'col0',
-    rows: `${N}u`,
-    put: stage.put('ws', LW, HW),
-    ...(parts ? { load: groupLoad(parts, K, V) } : {}),
-    ...(swiglu ? { row0: '0u', rows: `${BN}u`, load: swigluLoad(BN, N / 2, K, V) } : {}),
-  };
+  const sw = { ...stage, buf: 'w', R: BN, row0: 'col0', rows: `${N}u`, put: stage.put('ws', LW, HW), ...(parts ? { load: groupLoad(parts, K, V) } : {}) };
   // Without prefetch: stage the slice at k0, then compute. With it: registers hold the slice at k0
   // (read during the previous slice's FMAs), are stored, and the next slice's reads are issued.
   const px = t.prefetch ? stageRegs({ ...sx, tag: 'px' }) : null;
@@ -337,19 +324,17 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     ? `${fetchNext}\n    ${steps}\n    ${stageNow}\n    workgroupBarrier();\n    p = 1u - p;`
     : `${stageNow}\n    workgroupBarrier();\n    ${fetchNext}\n    ${steps}\n    workgroupBarrier();`;
   const first = t.double ? `\n  var p = 1u;\n  ${stageNow}\n  workgroupBarrier();\n  p = 0u;` : '';
-  // gate|up (swiglu): column groups h and h + GN/2 are the gate and up of the same outputs.
   const stores = range(GM).flatMap((g) =>
     range(4).flatMap((q) =>
-      range(swiglu ? GN / 2 : GN).map(
+      range(GN).map(
         (h) => `{
     let r = row0 + (${g * SY}u + ty) * 4u + ${q}u;
-    let c0 = ${swiglu ? `g.x * ${BN / 2}u` : 'col0'} + (${h * SX}u + tx) * 4u;
-    let o = acc[${(g * 4 + q) * GN + h}];${swiglu ? `
-    let u = acc[${(g * 4 + q) * GN + h + GN / 2}];` : ''}
+    let c0 = col0 + (${h * SX}u + tx) * 4u;
+    let o = acc[${(g * 4 + q) * GN + h}];
     for (var j = 0u; j < 4u; j++) {
       let c = c0 + j;
-      if (r < params.M && c < ${swiglu ? N / 2 : N}u) {
-        ${parts ? groupStore(parts, 'r', 'c', 'o[j]') : swiglu ? `y[r * params.ldy + params.colOff + c] = silu(o[j]) * u[j];` : sk.store(e, 'r', 'c', 'o[j]', bias)}
+      if (r < params.M && c < ${N}u) {
+        ${parts ? groupStore(parts, 'r', 'c', 'o[j]') : sk.store(e, 'r', 'c', 'o[j]', bias)}
       }
     }
   }`,
@@ -357,14 +342,14 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     ),
   );
   return {
-    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}${t.double ? 'd' : ''}-${parts ? `group${parts.join('_')}` : swiglu ? 'swiglu' : sk.name(e, bias)}`,
+    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}${t.double ? 'd' : ''}-${parts ? `group${parts.join('_')}` : sk.name(e, bias)}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
     code: /* wgsl */ `
 struct Params { M: u32, ldy: u32, colOff: u32, }
 ${parts ? groupBindings(parts.length, vt) : `@group(0) @binding(0) var<storage, read_write> y: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<${vt}>;
-${swiglu ? `@group(0) @binding(2) var<storage, read> w0: array<${vt}>;\n@group(0) @binding(3) var<storage, read> w1: array<${vt}>;\n@group(0) @binding(4) var<uniform> params: Params;\nfn silu(v: f32) -> f32 { return v * (1.0 / (1.0 + exp(-v))); }` : `@group(0) @binding(2) var<storage, read> w: array<${vt}>;
-${sk.bindings(bias)}`}`}
+@group(0) @binding(2) var<storage, read> w: array<${vt}>;
+${sk.bindings(bias)}`}
 var<workgroup> xs: array<vec4<f32>, ${(t.double ? 2 : 1) * HX}>; // ${t.double ? '[2 buffers]' : ''}[BK][LX]: x transposed, 4 rows a vector (LX ≥ BM / 4)
 var<workgroup> ws: array<vec4<f32>, ${(t.double ? 2 : 1) * HW}>; // ${t.double ? '[2 buffers]' : ''}[BK][LW]
 @compute @workgroup_size(${threads})
@@ -474,14 +459,6 @@ function byPart(parts: readonly number[], c: string, f: (i: number, local: strin
     })
     .join(' else ');
 }
-/** How a GEMM reads several weights as one: q, k and v (gemmGroupKernel), or gate and up (gemmSwigluKernel). */
-type Group = { parts: readonly number[] } | { swiglu: true };
-/**
- * gemmSwigluKernel's staging: the tile's BN staged rows are the gate rows (first half) and the up
- * rows (second half) of the same BN/2 output columns from g.x · BN/2 (r: the row in the tile).
- */
-const swigluLoad = (BN: number, F: number, K: number, V: number): Load => (dst, r, kc) =>
-  `{ let c = g.x * ${BN / 2}u + ${r} % ${BN / 2}u; if (c < ${F}u) { if (${r} < ${BN / 2}u) { ${dst} = w0[(c * ${K}u + ${kc}) / ${V}u]; } else { ${dst} = w1[(c * ${K}u + ${kc}) / ${V}u]; } } }`;
 const groupLoad = (parts: readonly number[], K: number, V: number): Load => (dst, gr, kc) => byPart(parts, gr, (i, r) => `${dst} = w${i}[(${r} * ${K}u + ${kc}) / ${V}u];`);
 const groupStore = (parts: readonly number[], r: string, c: string, v: string) => byPart(parts, c, (i, cc) => `y${i}[${r} * ${parts[i]}u + ${cc}] = ${v};`);
 
@@ -1047,18 +1024,7 @@ export const gemmKernel = memoKernel(gemmKernelSource);
  */
 export const gemmGroupKernel = memoKernel((K: number, parts: readonly number[], t: GemmTile): Kernel => {
   if (!t.vec) throw new Error(`gemm: a grouped GEMM needs a vector tiling (${t.BM}x${t.BN} is scalar)`);
-  return gemmVecKernel(K, parts.reduce((a, b) => a + b, 0), t, 'store', false, 1, false, { parts });
-});
-/**
- * The gated MLP's gate and up projections as one GEMM with the SwiGLU epilogue: y [M, F] (columns
- * colOff.., row stride ldy) = silu(x · Wgᵀ) · (x · Wuᵀ), each workgroup staging the gate and up rows
- * of BN/2 outputs (vector tilings with TN a multiple of 8, unsplit, no bias). The same products
- * and summation order as the gate GEMM and the up GEMM with the silu-mul epilogue. Bindings: y, x,
- * wg [F, K], wu [F, K]; params as gemmKernel's; grid (ceil(F / (BN/2)), ceil(M / BM)).
- */
-export const gemmSwigluKernel = memoKernel((K: number, F: number, t: GemmTile): Kernel => {
-  if (!t.vec) throw new Error(`gemm: the gate|up GEMM needs a vector tiling (${t.BM}x${t.BN} is scalar)`);
-  return gemmVecKernel(K, 2 * F, t, 'store', false, 1, false, { swiglu: true });
+  return gemmVecKernel(K, parts.reduce((a, b) => a + b, 0), t, 'store', false, 1, false, parts);
 });
 export const gemmSplitReduceKernel = memoKernel(gemmSplitReduceKernelSource);
 export const gemvKernel = memoKernel(gemvKernelSource);
