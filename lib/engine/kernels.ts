@@ -204,9 +204,6 @@ export const GEMM_TILES = {
   largeVPC: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, prefetch: true, pad: true },
   wideVPC: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true, prefetch: true, pad: true },
   medium128VPC: { BM: 64, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true },
-  // 128×64 with 128 threads of 8×8: tallVPC's workgroups, twice the FMAs a workgroup-memory load (the
-  // FMA share of the issued instructions is what bounds these tilings).
-  tall128VPC: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 8, vec: true, prefetch: true, pad: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
