@@ -1,5 +1,5 @@
 // The executor's fp32 GEMM (lib/engine/kernels.ts gemmKernel) per tiling at the shapes a ~1.2B
-// LLaMA forward runs (512-token prefill, 4096- and 16384-token scoring steps; q/o, k/v, q|k|v grouped (gemmGroupKernel), gate/up,
+// LLaMA forward runs (512-token prefill, 4096- and 16384-token scoring steps; q/o, k/v, gate/up,
 // down and the 128k LM head), each tiling first checked against a float64 host product. Time per
 // call: `inner` dispatches recorded into one encoder, timed on the GPU after a clock hold (lib/runtime
 // timeEncoded; on a software adapter from submit to completion), divided; median of --repeats.
@@ -11,7 +11,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Arena, Program, type Buf } from '../lib/engine/gpu';
-import { GEMM_TILES, gemmGroupKernel, type GemmTile } from '../lib/engine/kernels';
+import { GEMM_TILES, type GemmTile } from '../lib/engine/kernels';
 import { dataOutDir, gitSha } from '../lib/results';
 import { initRuntime, median, timeEncoded, writeBenchCsv } from '../lib/runtime';
 import { engineDevice } from '../lib/engine/gpu';
@@ -47,16 +47,10 @@ if (!splitCounts.every((n) => Number.isInteger(n) && n >= 1)) throw new Error(`-
 /** [label, tiling, K chunks] of every picked tiling and split count. */
 const tiles = allTiles.filter(([n]) => picked.includes(n)).flatMap(([n, t]) => splitCounts.map((sp) => [sp === 1 ? n : `${n}/s${sp}`, t, sp] as [string, GemmTile, number]));
 
-/**
- * One GEMM y [M, N] = x [M, K] · W [N, K]ᵀ with a tiling (in `splits` K chunks and a reduce pass), or
- * with `parts` the grouped GEMM over W's rows in that many buffers (the executor's q|k|v), on
- * buffers of an arena; returns a run function (ms a call, and whether a clock hold timed it).
- */
-function gemm(arena: Arena, t: GemmTile, splits: number, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf, parts?: number[]): (inner: number) => Promise<{ ms: number; held: boolean }> {
+/** One GEMM y [M, N] = x [M, K] · W [N, K]ᵀ with a tiling (in `splits` K chunks and a reduce pass), on buffers of an arena; returns a run function (ms a call, and whether a clock hold timed it). */
+function gemm(arena: Arena, t: GemmTile, splits: number, M: number, K: number, N: number, x: Buf, w: Buf, y: Buf): (inner: number) => Promise<{ ms: number; held: boolean }> {
   const shape = { M };
-  const specs = parts
-    ? [{ kernel: gemmGroupKernel(K, parts, t), buffers: [...parts.map((n, i) => arena.storage(`y${i}`, 4 * M * n)), x, ...parts.map((n, i) => arena.upload(`w${i}`, randomFloats(n * K, 5 + i)))], params: () => ({ M, ldy: 0, colOff: 0 }), workgroups: (): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), 1] }]
-    : gemmSpecs(arena, t, splits, M, K, N, x, w, y);
+  const specs = gemmSpecs(arena, t, splits, M, K, N, x, w, y);
   const prog = new Program(arena, specs, 'gemm-bench');
   return (inner: number) =>
     timeEncoded(device, (enc) => {
@@ -66,23 +60,23 @@ function gemm(arena: Arena, t: GemmTile, splits: number, M: number, K: number, N
 
 // --- correctness first: each tiling on odd shapes (K a multiple of 4 and not: vector and scalar loads) against float64 ---
 const bad = new Set<string>();
-for (const [M, K, N, parts] of [[77, 68, 130], [33, 67, 70], [77, 300, 130], [77, 68, 130, [66, 32, 32]]] as [number, number, number, number[]?][]) {
+for (const [M, K, N] of [[77, 68, 130], [33, 67, 70], [77, 300, 130]]) {
   for (const [name, t, splits] of tiles) {
-    if (bad.has(name) || (parts && (splits > 1 || !t.vec))) continue;
+    if (bad.has(name)) continue;
     // A tiling this device cannot run (workgroup memory, threads) is named and not timed.
-    const rel = await gemmTileError(t, M, K, N, splits, parts).catch((e: Error) => e);
+    const rel = await gemmTileError(t, M, K, N, splits).catch((e: Error) => e);
     const ok = typeof rel === 'number' && rel < 1e-5;
     if (!ok) bad.add(name);
     const what = typeof rel === 'number' ? `max_rel ${rel.toExponential(2)}` : `error: ${rel.message}`;
-    console.log(`${ok ? 'ok  ' : 'FAIL'} check ${name.padEnd(8)} M=${M} K=${K} N=${N}${parts ? ` grouped ${parts.join('+')}` : ''} ${what}`);
-    rows.push({ shape: `${M}x${K}x${N}${parts ? ` (${parts.join('+')})` : ''}`, what: parts ? 'check grouped' : 'check', tile: name, median_ms: '', min_ms: '', tflop_s: '', note: `${what}${ok ? '' : ' FAILED: not timed'}`, ...prov });
+    console.log(`${ok ? 'ok  ' : 'FAIL'} check ${name.padEnd(8)} M=${M} K=${K} N=${N} ${what}`);
+    rows.push({ shape: `${M}x${K}x${N}`, what: 'check', tile: name, median_ms: '', min_ms: '', tflop_s: '', note: `${what}${ok ? '' : ' FAILED: not timed'}`, ...prov });
   }
 }
 // --- timing ---
-const prefill: [number, number, number, string, number[]?][] = [[512, 2048, 2048, 'q/o'], [512, 2048, 512, 'k/v'], [512, 2048, 3072, 'q|k|v', [2048, 512, 512]], [512, 2048, 8192, 'gate/up'], [512, 8192, 2048, 'down'], [512, 2048, 128256, 'lm head']];
-const scoring: [number, number, number, string, number[]?][] = [[4096, 2048, 2048, 'q/o'], [4096, 2048, 8192, 'gate/up'], [4096, 8192, 2048, 'down'], [16384, 2048, 8192, 'gate/up'], [2048, 2048, 128256, 'lm head']];
+const prefill: [number, number, number, string][] = [[512, 2048, 2048, 'q/o'], [512, 2048, 512, 'k/v'], [512, 2048, 8192, 'gate/up'], [512, 8192, 2048, 'down'], [512, 2048, 128256, 'lm head']];
+const scoring: [number, number, number, string][] = [[4096, 2048, 2048, 'q/o'], [4096, 2048, 8192, 'gate/up'], [4096, 8192, 2048, 'down'], [16384, 2048, 8192, 'gate/up'], [2048, 2048, 128256, 'lm head']];
 const shapes = a.shapes === 'none' ? [] : a.shapes === 'prefill' ? prefill : [...prefill, ...scoring];
-for (const [M, K, N, what, parts] of shapes) {
+for (const [M, K, N, what] of shapes) {
   const arena = new Arena(device);
   try {
     const x = arena.upload('x', randomFloats(M * K, 3));
@@ -92,15 +86,11 @@ for (const [M, K, N, what, parts] of shapes) {
     const line: string[] = [];
     for (const [name, t, splits] of tiles) {
       if (bad.has(name)) continue;
-      if (parts && (splits > 1 || !t.vec)) {
-        line.push(`${name} -`); // the grouped GEMM runs unsplit, on vector tilings
-        continue;
-      }
       if (splits > 1 && 4 * splits * M * N > device.limits.maxStorageBufferBindingSize) {
         line.push(`${name} -`); // its partial sums would not fit one storage binding (the executor never splits such a GEMM)
         continue;
       }
-      const run = gemm(arena, t, splits, M, K, N, x, w, y, parts);
+      const run = gemm(arena, t, splits, M, K, N, x, w, y);
       const once = (await run(1)).ms;
       const inner = Math.max(1, Math.min(50, Math.ceil(20 / once)));
       await run(inner);

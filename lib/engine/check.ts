@@ -10,7 +10,7 @@ import type { ContinuationRequest, NextTokenRequest } from '../eval/scorer';
 import { mulberry32 } from '../rng';
 import { Executor, executorUnsupported, type ExecutorOptions } from './executor';
 import { Arena, engineDevice, Program, spill, type Buf, type DispatchSpec } from './gpu';
-import { gemmGroupKernel, gemmKernel, gemmSplitReduceKernel, type GemmTile } from './kernels';
+import { gemmKernel, gemmSplitReduceKernel, type GemmTile } from './kernels';
 import { EngineScorer } from './scorer';
 
 /** Requests of every shape the evaluator sends: short and long contexts and continuations, left truncation, continuations longer than the window, choices sharing a context, next-token candidates. */
@@ -108,14 +108,6 @@ export function randomFloats(n: number, seed: number): Float32Array {
   return Float32Array.from({ length: n }, () => r() * 2 - 1);
 }
 
-/** Records the dispatches into one command buffer and submits it. */
-function runOnce(arena: Arena, specs: DispatchSpec<unknown>[]): void {
-  const prog = new Program(arena, specs, 'gemm-check');
-  const enc = arena.device.createCommandEncoder();
-  prog.record(enc, null);
-  arena.device.queue.submit([enc.finish()]);
-}
-
 /**
  * The dispatches of one fp32 GEMM y [M, N] = x [M, K] · W [N, K]ᵀ (store epilogue) with tiling t: the
  * GEMM, or with splits > 1 its split-K pass into a partials buffer of this arena and the reduce.
@@ -133,30 +125,22 @@ export function gemmSpecs(arena: Arena, t: GemmTile, splits: number, M: number, 
 
 /**
  * The executor's fp32 GEMM with tiling t, y [M, N] = x [M, K] · W [N, K]ᵀ on seeded values,
- * against a float64 host product: max |error| / max |y| (Infinity for NaN). With `parts` (column
- * counts summing to N, unsplit), the grouped GEMM (gemmGroupKernel) over W's rows in that many buffers.
+ * against a float64 host product: max |error| / max |y| (Infinity for NaN).
  */
-export async function gemmTileError(t: GemmTile, M: number, K: number, N: number, splits = 1, parts?: number[]): Promise<number> {
+export async function gemmTileError(t: GemmTile, M: number, K: number, N: number, splits = 1): Promise<number> {
   const xs = randomFloats(M * K, 1);
   const ws = randomFloats(N * K, 2);
   const arena = new Arena(engineDevice());
   try {
     const x = arena.upload('x', xs);
-    let got: Float32Array;
-    if (parts) {
-      const starts = parts.map((_, i) => parts.slice(0, i).reduce((a, b) => a + b, 0));
-      const w = parts.map((n, i) => arena.upload(`w${i}`, ws.subarray(starts[i] * K, (starts[i] + n) * K)));
-      const y = parts.map((n, i) => arena.storage(`y${i}`, 4 * M * n));
-      const grid = (): [number, number, number] => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), 1];
-      runOnce(arena, [{ kernel: gemmGroupKernel(K, parts, t), buffers: [...y, x, ...w], params: () => ({ M, ldy: 0, colOff: 0 }), workgroups: grid }]);
-      const outs = await Promise.all(parts.map((n, i) => arena.read(y[i], M * n)));
-      got = new Float32Array(M * N);
-      for (let m = 0; m < M; m++) parts.forEach((n, i) => got.set(outs[i].subarray(m * n, (m + 1) * n), m * N + starts[i]));
-    } else {
-      const y = arena.storage('y', 4 * M * N);
-      runOnce(arena, gemmSpecs(arena, t, splits, M, K, N, x, arena.upload('w', ws), y));
-      got = await arena.read(y, M * N);
-    }
+    const w = arena.upload('w', ws);
+    const y = arena.storage('y', 4 * M * N);
+    const specs = gemmSpecs(arena, t, splits, M, K, N, x, w, y);
+    const prog = new Program(arena, specs, 'gemm-check');
+    const enc = arena.device.createCommandEncoder();
+    prog.record(enc, null);
+    arena.device.queue.submit([enc.finish()]);
+    const got = await arena.read(y, M * N);
     let err = 0;
     let scale = 0;
     for (let m = 0; m < M; m++) {

@@ -39,7 +39,6 @@ import {
   BLOCK_WORDS,
   embedKernel,
   GEMM_TILES,
-  gemmGroupKernel,
   gemmKernel,
   gemmSplitReduceKernel,
   GEMV_MAX_ROWS,
@@ -568,32 +567,6 @@ export class Executor {
         }
         if (lastQuant?.end === quantEnd && output !== lastQuant.input) lastQuant.end = specs.length; // the next linear on the same input may reuse its quantization
       };
-      /**
-       * Linears on one input (q, k, v): steps of more than GEMV_MAX_ROWS rows run them as one grouped
-       * GEMM (gemmGroupKernel: the family's tiling for their Σ N columns, unsplit; narrow k and v no
-       * longer need their own small grid), other steps one GEMV each. Separate linears where one is
-       * packed or has a bias, activations are quantized, or the family has a scalar tiling.
-       */
-      const linearGroup = (names: string[], input: Buf, outputs: Buf[], K: number, Ns: number[], rows: (s: StepShape) => number, quants: { block: number; short: string }[]): void => {
-        if (act || names.some((n) => packed.has(n) || maybe(n.replace(/\.weight$/, '.bias'))) || gemmTiles.some(([t]) => !(GEMM_TILES[t] as GemmTile).vec)) {
-          names.forEach((n, i) => linear(n, input, outputs[i], K, Ns[i], 'store', rows, { quant: quants[i] }));
-          return;
-        }
-        const Ws = names.map(w);
-        for (const [i, N] of Ns.entries()) {
-          specs.push({ kernel: gemvKernel(K, N, 'store', false), buffers: [outputs[i], input, Ws[i]], params: (s) => ({ M: rows(s), ldy: N, colOff: 0 }), workgroups: (s) => (rows(s) <= GEMV_MAX_ROWS ? spill(gemvGroups(N), device) : null) });
-        }
-        const N = Ns.reduce((a, b) => a + b, 0);
-        for (const [name] of gemmTiles) {
-          const t = GEMM_TILES[name];
-          specs.push({
-            kernel: gemmGroupKernel(K, Ns, t),
-            buffers: [...outputs, input, ...Ws],
-            params: (s) => ({ M: rows(s), ldy: 0, colOff: 0 }),
-            workgroups: (s) => (rows(s) > GEMV_MAX_ROWS && gemmTileFor(gemmTiles, rows(s), N) === name ? [Math.ceil(N / t.BN), Math.ceil(rows(s) / t.BM), 1] : null),
-          });
-        }
-      };
       for (let i = 0; i < c.numLayers; i++) {
         const bw = blockWidths(c, i);
         const H = bw.numHeads;
@@ -615,7 +588,11 @@ export class Executor {
         const quant = (short: string) => ({ quant: { block: i, short } });
         // GLM: one q|k|v projection, which the RoPE kernel reads for all three
         if (qkvOut) linear(lin(a.q), h, qkvOut, D, (H + 2 * KVH) * hd, 'store', tokens, quant(a.q));
-        else linearGroup([lin(a.q), lin(a.k), lin(a.v)], h, [q, kT, vT], D, [H * hd, KVH * hd, KVH * hd], tokens, [a.q, a.k, a.v].map((short) => ({ block: i, short })));
+        else {
+          linear(lin(a.q), h, q, D, H * hd, 'store', tokens, quant(a.q));
+          linear(lin(a.k), h, kT, D, KVH * hd, 'store', tokens, quant(a.k));
+          linear(lin(a.v), h, vT, D, KVH * hd, 'store', tokens, quant(a.v));
+        }
         const st = stores[i];
         specs.push({
           kernel: ropeKvKernel(H, KVH, hd, !!rope, rope?.layout),

@@ -276,10 +276,9 @@ fn main(@builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index)
 }
 
 /** gemmKernel with GemmTile.vec: vec4 tiles in workgroup memory, 4×4 output blocks per thread. */
-function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits: number, symmetric: boolean, parts?: readonly number[]): Kernel {
+function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boolean, splits: number, symmetric: boolean): Kernel {
   const { BM, BN, BK, TM, TN } = t;
   const sk = splitK(K, N, BK, splits, symmetric);
-  if (parts && (e !== 'store' || bias || splits !== 1 || symmetric || parts.reduce((a, b) => a + b, 0) !== N)) throw new Error(`gemm: a grouped GEMM stores its ${N} columns in parts (${parts.join(' + ')}) plainly, unsplit`);
   if (TM % 4 !== 0 || TN % 4 !== 0 || BM % 4 !== 0 || BN % 4 !== 0) throw new Error(`gemm tile ${BM}x${BN}: vector tiles need TM, TN, BM and BN multiples of 4`);
   const SX = BN / TN;
   const SY = BM / TM;
@@ -305,7 +304,7 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   const next = (H: number) => (t.double ? `(1u - p) * ${H}u + ` : '');
   const stage = { BK, K, V, threads, pairs: !!t.pad && V === 4, put: (S: string, L: number, H: number) => (k: string, v: string) => `${S}[${next(H)}${k} * ${L}u + r / 4u][r % 4u] = ${v};` };
   const sx = { ...stage, buf: 'x', R: BM, row0: 'row0', rows: 'params.M', put: stage.put('xs', LX, HX) };
-  const sw = { ...stage, buf: 'w', R: BN, row0: 'col0', rows: `${N}u`, put: stage.put('ws', LW, HW), ...(parts ? { load: groupLoad(parts, K, V) } : {}) };
+  const sw = { ...stage, buf: 'w', R: BN, row0: 'col0', rows: `${N}u`, put: stage.put('ws', LW, HW) };
   // Without prefetch: stage the slice at k0, then compute. With it: registers hold the slice at k0
   // (read during the previous slice's FMAs), are stored, and the next slice's reads are issued.
   const px = t.prefetch ? stageRegs({ ...sx, tag: 'px' }) : null;
@@ -331,7 +330,7 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     for (var j = 0u; j < 4u; j++) {
       let c = c0 + j;
       if (r < params.M && c < ${N}u) {
-        ${parts ? groupStore(parts, 'r', 'c', 'o[j]') : sk.store(e, 'r', 'c', 'o[j]', bias)}
+        ${sk.store(e, 'r', 'c', 'o[j]', bias)}
       }
     }
   }`,
@@ -339,14 +338,14 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     ),
   );
   return {
-    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}${t.double ? 'd' : ''}-${parts ? `group${parts.join('_')}` : sk.name(e, bias)}`,
+    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}${t.double ? 'd' : ''}-${sk.name(e, bias)}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
     code: /* wgsl */ `
 struct Params { M: u32, ldy: u32, colOff: u32, }
-${parts ? groupBindings(parts.length, vt) : `@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<${vt}>;
 @group(0) @binding(2) var<storage, read> w: array<${vt}>;
-${sk.bindings(bias)}`}
+${sk.bindings(bias)}
 var<workgroup> xs: array<vec4<f32>, ${(t.double ? 2 : 1) * HX}>; // ${t.double ? '[2 buffers]' : ''}[BK][LX]: x transposed, 4 rows a vector (LX ≥ BM / 4)
 var<workgroup> ws: array<vec4<f32>, ${(t.double ? 2 : 1) * HW}>; // ${t.double ? '[2 buffers]' : ''}[BK][LW]
 @compute @workgroup_size(${threads})
@@ -430,34 +429,7 @@ fn main(${BUILTINS}) {
   };
 }
 
-interface Stage { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; put: (k: string, v: string) => string; pairs?: boolean; load?: Load }
-/** WGSL setting `dst` to the staged value at row gr, column kc (one load of V columns). */
-type Load = (dst: string, gr: string, kc: string) => string;
-const plainLoad = (o: Stage): Load => (dst, gr, kc) => `${dst} = ${o.buf}[(${gr} * ${o.K}u + ${kc}) / ${o.V}u];`;
-
-/**
- * A grouped GEMM (gemmGroupKernel): one GEMM over weights w0, w1, … [parts[i], K] read as the rows
- * of one W [N, K], stored into y0, y1, … [M, parts[i]]. Bindings: y0 … y(P-1), x, w0 … w(P-1), params.
- */
-function groupBindings(P: number, vt: string): string {
-  const ys = Array.from({ length: P }, (_, i) => `@group(0) @binding(${i}) var<storage, read_write> y${i}: array<f32>;`);
-  const ws = Array.from({ length: P }, (_, i) => `@group(0) @binding(${P + 1 + i}) var<storage, read> w${i}: array<${vt}>;`);
-  return [...ys, `@group(0) @binding(${P}) var<storage, read> x: array<${vt}>;`, ...ws, `@group(0) @binding(${2 * P + 1}) var<uniform> params: Params;`].join('\n');
-}
-/** WGSL choosing among the parts by column c (statements f(i, c − the part's first column) in an if/else chain). */
-function byPart(parts: readonly number[], c: string, f: (i: number, local: string) => string): string {
-  let start = 0;
-  return parts
-    .map((n, i) => {
-      const local = start === 0 ? c : `(${c} - ${start}u)`;
-      const cond = i === parts.length - 1 ? '' : `if (${c} < ${start + n}u) `;
-      start += n;
-      return `${cond}{ ${f(i, local)} }`;
-    })
-    .join(' else ');
-}
-const groupLoad = (parts: readonly number[], K: number, V: number): Load => (dst, gr, kc) => byPart(parts, gr, (i, r) => `${dst} = w${i}[(${r} * ${K}u + ${kc}) / ${V}u];`);
-const groupStore = (parts: readonly number[], r: string, c: string, v: string) => byPart(parts, c, (i, cc) => `y${i}[${r} * ${parts[i]}u + ${cc}] = ${v};`);
+interface Stage { buf: string; R: number; BK: number; K: number; V: number; threads: number; row0: string; rows: string; put: (k: string, v: string) => string; pairs?: boolean }
 
 /**
  * WGSL of element e's row r and first column kk in a staged slice. Neighbouring threads read the K
@@ -479,7 +451,7 @@ function stageIndex(o: Stage, e: string): string {
  * (k, r) of the slice.
  */
 function stageSlice(o: Stage): string {
-  const { R, BK, K, V, threads } = o;
+  const { buf, R, BK, K, V, threads } = o;
   return `
     for (var i = 0u; i < ${Math.ceil((R * BK) / V / threads)}u; i++) {
       let e = lid + i * ${threads}u;
@@ -487,7 +459,7 @@ function stageSlice(o: Stage): string {
         ${stageIndex(o, 'e')}
         let gr = ${o.row0} + r;
         var v = ${V === 4 ? 'vec4<f32>' : 'f32'}(0.0);
-        if (gr < ${o.rows} && k0 + kk < ${K}u) { ${(o.load ?? plainLoad(o))('v', 'gr', 'k0 + kk')} }
+        if (gr < ${o.rows} && k0 + kk < ${K}u) { v = ${buf}[(gr * ${K}u + k0 + kk) / ${V}u]; }
         ${V === 4 ? [0, 1, 2, 3].map((c) => o.put(`(kk + ${c}u)`, `v[${c}]`)).join(' ') : o.put('kk', 'v')}
       }
     }`;
@@ -498,7 +470,7 @@ function stageSlice(o: Stage): string {
  * registers `tag` (zeros past the rows and K), `put` stores them into workgroup memory.
  */
 function stageRegs(o: Stage & { tag: string }): { decl: string; fetch: (k: string) => string; put: string } {
-  const { R, BK, K, V, threads, tag } = o;
+  const { buf, R, BK, K, V, threads, tag } = o;
   const total = (R * BK) / V;
   const n = Math.ceil(total / threads);
   const vt = V === 4 ? 'vec4<f32>' : 'f32';
@@ -512,7 +484,7 @@ function stageRegs(o: Stage & { tag: string }): { decl: string; fetch: (k: strin
         ${stageIndex(o, e)}
         let gr = ${o.row0} + r;
         ${tag}[${i}] = ${vt}(0.0);
-        if (${guard} && gr < ${o.rows} && ${k} + kk < ${K}u) { ${(o.load ?? plainLoad(o))(`${tag}[${i}]`, 'gr', `${k} + kk`)} }
+        if (${guard} && gr < ${o.rows} && ${k} + kk < ${K}u) { ${tag}[${i}] = ${buf}[(gr * ${K}u + ${k} + kk) / ${V}u]; }
       }`),
     put: each((i, e, guard) => `if (${guard}) {
         ${stageIndex(o, e)}
@@ -1014,15 +986,6 @@ fn main(${BUILTINS}) {
 export const embedKernel = memoKernel(embedKernelSource);
 export const normKernel = memoKernel(normKernelSource);
 export const gemmKernel = memoKernel(gemmKernelSource);
-/**
- * One GEMM for several linears on the same input (q, k and v): weights w_i [parts[i], K] as the rows
- * of one W [Σ parts, K], outputs y_i [M, parts[i]], store epilogue, no bias, unsplit, vector tilings.
- * Bindings: y0 … y(P-1), x, w0 … w(P-1); params as gemmKernel's (ldy, colOff unused).
- */
-export const gemmGroupKernel = memoKernel((K: number, parts: readonly number[], t: GemmTile): Kernel => {
-  if (!t.vec) throw new Error(`gemm: a grouped GEMM needs a vector tiling (${t.BM}x${t.BN} is scalar)`);
-  return gemmVecKernel(K, parts.reduce((a, b) => a + b, 0), t, 'store', false, 1, false, parts);
-});
 export const gemmSplitReduceKernel = memoKernel(gemmSplitReduceKernelSource);
 export const gemvKernel = memoKernel(gemvKernelSource);
 export const ropeKvKernel = memoKernel(ropeKvKernelSource);
