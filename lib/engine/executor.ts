@@ -184,7 +184,7 @@ type GemmTiles = readonly (readonly [GemmTileName, number])[];
 /**
  * The tilings of a family: a GEMM_FAMILIES name, or spelled out for measurements as 'tiling:least
  * workgroups' entries joined by '+', largest first, the last taking every shape (':0'), e.g.
- * 'largeVPC:256+tallVPC:128+mediumV:0'.
+ * 'largeV:256+tallVPC:128+mediumV:0'.
  */
 export function gemmFamily(spec: string): GemmTiles {
   if (spec in GEMM_FAMILIES) return GEMM_FAMILIES[spec as GemmFamily];

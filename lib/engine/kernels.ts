@@ -150,8 +150,6 @@ export function epilogueCode(e: Epilogue, idx: string, a: string): string {
  * `pad` (vec only): the staged rows are padded by one vec4 and two neighbouring threads read a row's
  * K columns, so that a warp's transposed stores into workgroup memory fall in 32 distinct banks
  * (unpadded, four threads share each bank: the stores then take four times the cycles).
- * `double` (with prefetch): two workgroup buffers; the registers fill the other one while this one
- * is computed, so each slice needs one barrier instead of two.
  */
 export interface GemmTile {
   BM: number;
@@ -162,13 +160,12 @@ export interface GemmTile {
   vec?: boolean;
   prefetch?: boolean;
   pad?: boolean;
-  double?: boolean;
 }
 
 /** Workgroup memory of a GEMM tiling (bytes): the staged x and W slices, with GemmTile.pad's extra vec4 a row. */
 export function gemmSharedBytes(t: GemmTile): number {
   const pad = t.pad ? 8 : 0;
-  return (t.BM + t.BN + pad) * t.BK * 4 * (t.double ? 2 : 1);
+  return (t.BM + t.BN + pad) * t.BK * 4;
 }
 
 /** Tilings of the executor's GEMM; the executor's families pick among them (lib/engine/executor.ts GEMM_FAMILIES), scripts/bench-engine-gemm.ts times them all. */
@@ -192,18 +189,16 @@ export const GEMM_TILES = {
   // tallVP's 29.7 / 7.9 / 34.6 / 21.2 / 36.1; the 1.2B prefill 12,693 against 11,015 tok/s (rows 5ca72dd).
   // Unrolling its BK steps (written out, constant offsets) was slower: 31.0 / 8.0 / 34.8 / 31.5 / 37.4.
   tallVPC: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true },
-  // Candidates (bench-engine-gemm): tallVPC with 32-deep slices, half the barriers a K column; the
-  // narrow outputs' 64×64 tiling (mediumV: k/v at 17 TFLOP/s split 4 ways) with the padded staging and prefetch.
-  tallVPCK32: { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, vec: true, prefetch: true, pad: true },
+  // Candidate (bench-engine-gemm): the narrow outputs' 64×64 tiling (mediumV: k/v at 17 TFLOP/s
+  // split 4 ways) with the padded staging and prefetch. Tried on the H100 (rows 5ca72dd, 5a410dd)
+  // and removed, each slower than tallVPC at the prefill shapes: 32-deep slices (LM head 23.3 against
+  // 39.2 TFLOP/s in one run), double-buffered staging with one barrier a slice (27.8; the 1.2B prefill
+  // 9,394 against 12,648 tok/s), 8×8 a thread in 128×128 (256 threads) and 128×64 (128 threads)
+  // tiles (35.4 and 30.6 against 39.1; the gate|up pair in one GEMM with the SwiGLU epilogue, which
+  // needs such tiles, 32.2 against 37.8 for the two GEMMs), 64×64 with 128 threads of 8×4 (32.9).
+  // One GEMM for q, k and v (unsplit, 192 workgroups of tallVPC) gave 25.2 TFLOP/s: 4.38 ms a step
+  // against 4.1 ms for q, k and v apart.
   mediumVPC: { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, vec: true, prefetch: true, pad: true },
-  // Candidate: tallVPC double-buffered (GemmTile.double), one barrier a slice.
-  tallVPCD: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true, double: true },
-  // Candidates with the padded staging and prefetch: 128×128 (8×8 a thread: a third fewer workgroup
-  // loads an FMA, half the workgroups), 64×128, and 64×64 with 128 threads of 8×4 (tallVPC's work a
-  // thread in workgroups half its size: twice the workgroups, for outputs that fill few SMs).
-  largeVPC: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, prefetch: true, pad: true },
-  wideVPC: { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8, vec: true, prefetch: true, pad: true },
-  medium128VPC: { BM: 64, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
@@ -232,7 +227,7 @@ function gemmKernelSource(K: number, N: number, t: GemmTile, e: Epilogue, bias: 
     ...range(TN).map((j) => `bb[${j}] = ws[k * ${BN}u + l.x + ${j * SX}u];`),
     ...range(TM).flatMap((i) => range(TN).map((j) => `acc[${i * TN + j}] = fma(a[${i}], bb[${j}], acc[${i * TN + j}]);`)),
   ].join('\n      ');
-  if (t.prefetch || t.pad || t.double) throw new Error(`gemm tile ${BM}x${BN}: prefetch, pad and double need a vector tiling`);
+  if (t.prefetch || t.pad) throw new Error(`gemm tile ${BM}x${BN}: prefetch and pad need a vector tiling`);
   const load = (buf: string, S: string, R: number, row0: string, rows: string) => stageSlice({ buf, R, BK, K, V, threads, row0, rows, put: (k, v) => `${S}[${k} * ${R}u + r] = ${v};` });
   return {
     name: `gemm-${K}x${N}-${BM}x${BN}-${sk.name(e, bias)}`,
@@ -288,23 +283,18 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   const V = K % 4 === 0 ? 4 : 1;
   const vt = V === 4 ? 'vec4<f32>' : 'f32';
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-  if (t.double && !t.prefetch) throw new Error(`gemm tile ${BM}x${BN}: double buffering needs prefetch`);
-  // Row strides of the staged slices in vec4s (GemmTile.pad: one more), and with `double` the
-  // buffer p (0 or 1) computed while the registers fill buffer 1 − p.
+  // Row strides of the staged slices in vec4s (GemmTile.pad: one more).
   const LX = BM / 4 + (t.pad ? 1 : 0);
   const LW = BN / 4 + (t.pad ? 1 : 0);
-  const [HX, HW] = [LX * BK, LW * BK]; // vec4s of one buffer
-  const cur = (H: number) => (t.double ? `p * ${H}u + ` : '');
   const inner = [
-    ...range(GM).map((g) => `let a${g} = xs[${cur(HX)}k * ${LX}u + ${g * SY}u + ty];`),
-    ...range(GN).map((h) => `let b${h} = ws[${cur(HW)}k * ${LW}u + ${h * SX}u + tx];`),
+    ...range(GM).map((g) => `let a${g} = xs[k * ${LX}u + ${g * SY}u + ty];`),
+    ...range(GN).map((h) => `let b${h} = ws[k * ${LW}u + ${h * SX}u + tx];`),
     ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
   ].join('\n      ');
   // Global → workgroup, stored transposed ([k][row], 4 rows a vec4).
-  const next = (H: number) => (t.double ? `(1u - p) * ${H}u + ` : '');
-  const stage = { BK, K, V, threads, pairs: !!t.pad && V === 4, put: (S: string, L: number, H: number) => (k: string, v: string) => `${S}[${next(H)}${k} * ${L}u + r / 4u][r % 4u] = ${v};` };
-  const sx = { ...stage, buf: 'x', R: BM, row0: 'row0', rows: 'params.M', put: stage.put('xs', LX, HX) };
-  const sw = { ...stage, buf: 'w', R: BN, row0: 'col0', rows: `${N}u`, put: stage.put('ws', LW, HW) };
+  const stage = { BK, K, V, threads, pairs: !!t.pad && V === 4, put: (S: string, L: number) => (k: string, v: string) => `${S}[${k} * ${L}u + r / 4u][r % 4u] = ${v};` };
+  const sx = { ...stage, buf: 'x', R: BM, row0: 'row0', rows: 'params.M', put: stage.put('xs', LX) };
+  const sw = { ...stage, buf: 'w', R: BN, row0: 'col0', rows: `${N}u`, put: stage.put('ws', LW) };
   // Without prefetch: stage the slice at k0, then compute. With it: registers hold the slice at k0
   // (read during the previous slice's FMAs), are stored, and the next slice's reads are issued.
   const px = t.prefetch ? stageRegs({ ...sx, tag: 'px' }) : null;
@@ -313,13 +303,8 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   const stageNow = px && pw ? `${px.put}\n    ${pw.put}` : `${stageSlice(sx)}\n    ${stageSlice(sw)}`;
   const fetchNext = px && pw ? `${px.fetch(`k0 + ${BK}u`)}\n    ${pw.fetch(`k0 + ${BK}u`)}` : '';
   const steps = `for (var k = 0u; k < ${BK}u; k++) {\n      ${inner}\n    }`;
-  // The K loop's body: stage, then compute (two barriers); with `double`, compute buffer p while
-  // the next slice goes from the registers into buffer 1 − p (one barrier). Before it, `double`
-  // stages the first slice into buffer 0 (p = 1 while it is stored).
-  const body = t.double
-    ? `${fetchNext}\n    ${steps}\n    ${stageNow}\n    workgroupBarrier();\n    p = 1u - p;`
-    : `${stageNow}\n    workgroupBarrier();\n    ${fetchNext}\n    ${steps}\n    workgroupBarrier();`;
-  const first = t.double ? `\n  var p = 1u;\n  ${stageNow}\n  workgroupBarrier();\n  p = 0u;` : '';
+  // The K loop's body: stage, then compute (two barriers).
+  const body = `${stageNow}\n    workgroupBarrier();\n    ${fetchNext}\n    ${steps}\n    workgroupBarrier();`;
   const stores = range(GM).flatMap((g) =>
     range(4).flatMap((q) =>
       range(GN).map(
@@ -338,7 +323,7 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     ),
   );
   return {
-    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}${t.double ? 'd' : ''}-${sk.name(e, bias)}`,
+    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}-${sk.name(e, bias)}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
     code: /* wgsl */ `
 struct Params { M: u32, ldy: u32, colOff: u32, }
@@ -346,8 +331,8 @@ struct Params { M: u32, ldy: u32, colOff: u32, }
 @group(0) @binding(1) var<storage, read> x: array<${vt}>;
 @group(0) @binding(2) var<storage, read> w: array<${vt}>;
 ${sk.bindings(bias)}
-var<workgroup> xs: array<vec4<f32>, ${(t.double ? 2 : 1) * HX}>; // ${t.double ? '[2 buffers]' : ''}[BK][LX]: x transposed, 4 rows a vector (LX ≥ BM / 4)
-var<workgroup> ws: array<vec4<f32>, ${(t.double ? 2 : 1) * HW}>; // ${t.double ? '[2 buffers]' : ''}[BK][LW]
+var<workgroup> xs: array<vec4<f32>, ${LX * BK}>; // [BK][LX]: x transposed, 4 rows a vector (LX ≥ BM / 4)
+var<workgroup> ws: array<vec4<f32>, ${LW * BK}>; // [BK][LW]
 @compute @workgroup_size(${threads})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
   let tx = lid % ${SX}u;
@@ -356,7 +341,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   let col0 = g.x * ${BN}u;
   ${sk.skip(BM)}
   var acc: array<vec4<f32>, ${(TM * TN) / 4}>; // [TM rows][TN / 4 column groups]
-  ${before}${first}
+  ${before}
   ${sk.loop}
     ${body}
   }
