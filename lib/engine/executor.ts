@@ -176,7 +176,7 @@ export const GEMM_FAMILIES = {
   scalar: [['large', 256], ['tall', 128], ['medium', 64], ['small', 0]],
   vector: [['tallVP', 128], ['mediumV', 0]],
   vectorC: [['tallVPC', 128], ['mediumV', 0]], // the default: tallVP with conflict-free staging (GemmTile.pad)
-} as const satisfies Record<string, readonly (readonly [keyof typeof GEMM_TILES, number])[]>;
+} as const satisfies Record<string, GemmTiles>;
 export type GemmFamily = keyof typeof GEMM_FAMILIES;
 type GemmTileName = keyof typeof GEMM_TILES;
 type GemmTiles = readonly (readonly [GemmTileName, number])[];

@@ -311,9 +311,6 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   const before = px && pw ? `${px.decl}\n  ${pw.decl}\n  ${px.fetch(sk.start)}\n  ${pw.fetch(sk.start)}` : '';
   const stageNow = px && pw ? `${px.put}\n    ${pw.put}` : `${stageSlice(sx)}\n    ${stageSlice(sw)}`;
   const fetchNext = px && pw ? `${px.fetch(`k0 + ${BK}u`)}\n    ${pw.fetch(`k0 + ${BK}u`)}` : '';
-  const steps = `for (var k = 0u; k < ${BK}u; k++) {\n      ${inner}\n    }`;
-  // The K loop's body: stage, then compute (two barriers).
-  const body = `${stageNow}\n    workgroupBarrier();\n    ${fetchNext}\n    ${steps}\n    workgroupBarrier();`;
   const stores = range(GM).flatMap((g) =>
     range(4).flatMap((q) =>
       range(GN).map(
@@ -358,7 +355,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   ${t.regs ? range((TM * TN) / 4).map((i) => `var acc${i} = vec4<f32>();`).join(' ') : `var acc: array<vec4<f32>, ${(TM * TN) / 4}>; // [TM rows][TN / 4 column groups]`}
   ${before}
   ${sk.loop}
-    ${body}
+    ${stageNow}
+    workgroupBarrier();
+    ${fetchNext}
+    for (var k = 0u; k < ${BK}u; k++) {
+      ${inner}
+    }
+    workgroupBarrier();
   }
   ${stores.join('\n  ')}
 }`,
