@@ -148,7 +148,7 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
   });
 
   it('split-K GEMMs equal a float64 product: ragged last chunks, empty chunks, scalar and vector tilings, prefetched and padded staging', { timeout: 300_000 }, async () => {
-    for (const t of [GEMM_TILES.medium, GEMM_TILES.tallV, GEMM_TILES.tallVP, GEMM_TILES.tallVPC, GEMM_TILES.mediumVPC, GEMM_TILES.tallVPCR, GEMM_TILES.largeVPCR]) {
+    for (const t of [GEMM_TILES.medium, GEMM_TILES.tallV, GEMM_TILES.tallVP, GEMM_TILES.tallVPC, GEMM_TILES.mediumVPC]) {
       for (const [M, K, N, splits] of [[77, 300, 130, 3], [77, 300, 130, 4], [33, 68, 70, 8], [40, 257, 64, 2]]) {
         expect(await gemmTileError(t, M, K, N, splits), `${t.BM}x${t.BN} ${M}x${K}x${N} in ${splits} chunks`).toBeLessThan(1e-5);
       }

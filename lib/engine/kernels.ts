@@ -150,9 +150,6 @@ export function epilogueCode(e: Epilogue, idx: string, a: string): string {
  * `pad` (vec only): the staged rows are padded by one vec4 and two neighbouring threads read a row's
  * K columns, so that a warp's transposed stores into workgroup memory fall in 32 distinct banks
  * (unpadded, four threads share each bank: the stores then take four times the cycles).
- * `regs` (vec only): the accumulators and prefetch registers are separate variables (acc0, acc1, …)
- * rather than function-scope arrays, and the output stores are written out, for drivers that keep
- * larger private arrays out of registers.
  */
 export interface GemmTile {
   BM: number;
@@ -163,7 +160,6 @@ export interface GemmTile {
   vec?: boolean;
   prefetch?: boolean;
   pad?: boolean;
-  regs?: boolean;
 }
 
 /** Workgroup memory of a GEMM tiling (bytes): the staged x and W slices, with GemmTile.pad's extra vec4 a row. */
@@ -201,12 +197,11 @@ export const GEMM_TILES = {
   // tiles (35.4 and 30.6 against 39.1; the gate|up pair in one GEMM with the SwiGLU epilogue, which
   // needs such tiles, 32.2 against 37.8 for the two GEMMs), 64×64 with 128 threads of 8×4 (32.9).
   // One GEMM for q, k and v (unsplit, 192 workgroups of tallVPC) gave 25.2 TFLOP/s: 4.38 ms a step
-  // against 4.1 ms for q, k and v apart.
+  // against 4.1 ms for q, k and v apart. Every accumulator and prefetch register its own variable
+  // instead of an array, with the stores written out (rows a4711c5, unsplit): tallVPC's tiling 31.5 /
+  // 8.0 / 35.7 / 28.8 / 39.3 and 128×128 with 8×8 a thread 14.2 / 3.6 / 33.4 / 12.9 / 33.9 against
+  // tallVPC's 33.0 / 8.4 / 37.0 / 33.6 / 39.2; the 1.2B prefill 12,343 and 11,895 against 12,463 tok/s.
   mediumVPC: { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, vec: true, prefetch: true, pad: true },
-  // Candidates: tallVPC, and 8×8 a thread in 128×128, with every accumulator and prefetch register
-  // its own variable (GemmTile.regs): whether the 8×8 tilings lost to private arrays kept out of registers.
-  tallVPCR: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true, regs: true },
-  largeVPCR: { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, vec: true, prefetch: true, pad: true, regs: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
@@ -235,7 +230,7 @@ function gemmKernelSource(K: number, N: number, t: GemmTile, e: Epilogue, bias: 
     ...range(TN).map((j) => `bb[${j}] = ws[k * ${BN}u + l.x + ${j * SX}u];`),
     ...range(TM).flatMap((i) => range(TN).map((j) => `acc[${i * TN + j}] = fma(a[${i}], bb[${j}], acc[${i * TN + j}]);`)),
   ].join('\n      ');
-  if (t.prefetch || t.pad || t.regs) throw new Error(`gemm tile ${BM}x${BN}: prefetch, pad and regs need a vector tiling`);
+  if (t.prefetch || t.pad) throw new Error(`gemm tile ${BM}x${BN}: prefetch and pad need a vector tiling`);
   const load = (buf: string, S: string, R: number, row0: string, rows: string) => stageSlice({ buf, R, BK, K, V, threads, row0, rows, put: (k, v) => `${S}[${k} * ${R}u + r] = ${v};` });
   return {
     name: `gemm-${K}x${N}-${BM}x${BN}-${sk.name(e, bias)}`,
@@ -294,11 +289,10 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   // Row strides of the staged slices in vec4s (GemmTile.pad: one more).
   const LX = BM / 4 + (t.pad ? 1 : 0);
   const LW = BN / 4 + (t.pad ? 1 : 0);
-  const acc = (i: number) => (t.regs ? `acc${i}` : `acc[${i}]`); // accumulator i: [TM rows][TN / 4 column groups]
   const inner = [
     ...range(GM).map((g) => `let a${g} = xs[k * ${LX}u + ${g * SY}u + ty];`),
     ...range(GN).map((h) => `let b${h} = ws[k * ${LW}u + ${h * SX}u + tx];`),
-    ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `${acc((g * 4 + q) * GN + h)} = fma(vec4<f32>(a${g}[${q}]), b${h}, ${acc((g * 4 + q) * GN + h)});`))),
+    ...range(GM).flatMap((g) => range(4).flatMap((q) => range(GN).map((h) => `acc[${(g * 4 + q) * GN + h}] = fma(vec4<f32>(a${g}[${q}]), b${h}, acc[${(g * 4 + q) * GN + h}]);`))),
   ].join('\n      ');
   // Global → workgroup, stored transposed ([k][row], 4 rows a vec4).
   const stage = { BK, K, V, threads, pairs: !!t.pad && V === 4, put: (S: string, L: number) => (k: string, v: string) => `${S}[${k} * ${L}u + r / 4u][r % 4u] = ${v};` };
@@ -306,8 +300,8 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   const sw = { ...stage, buf: 'w', R: BN, row0: 'col0', rows: `${N}u`, put: stage.put('ws', LW) };
   // Without prefetch: stage the slice at k0, then compute. With it: registers hold the slice at k0
   // (read during the previous slice's FMAs), are stored, and the next slice's reads are issued.
-  const px = t.prefetch ? stageRegs({ ...sx, tag: 'px' }, !!t.regs) : null;
-  const pw = t.prefetch ? stageRegs({ ...sw, tag: 'pw' }, !!t.regs) : null;
+  const px = t.prefetch ? stageRegs({ ...sx, tag: 'px' }) : null;
+  const pw = t.prefetch ? stageRegs({ ...sw, tag: 'pw' }) : null;
   const before = px && pw ? `${px.decl}\n  ${pw.decl}\n  ${px.fetch(sk.start)}\n  ${pw.fetch(sk.start)}` : '';
   const stageNow = px && pw ? `${px.put}\n    ${pw.put}` : `${stageSlice(sx)}\n    ${stageSlice(sw)}`;
   const fetchNext = px && pw ? `${px.fetch(`k0 + ${BK}u`)}\n    ${pw.fetch(`k0 + ${BK}u`)}` : '';
@@ -317,25 +311,19 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
         (h) => `{
     let r = row0 + (${g * SY}u + ty) * 4u + ${q}u;
     let c0 = col0 + (${h * SX}u + tx) * 4u;
-    let o = ${acc((g * 4 + q) * GN + h)};
-    ${
-      t.regs
-        ? range(4)
-            .map((j) => `if (r < params.M && c0 + ${j}u < ${N}u) { let c = c0 + ${j}u; ${sk.store(e, 'r', 'c', `o[${j}]`, bias)} }`)
-            .join('\n    ')
-        : `for (var j = 0u; j < 4u; j++) {
+    let o = acc[${(g * 4 + q) * GN + h}];
+    for (var j = 0u; j < 4u; j++) {
       let c = c0 + j;
       if (r < params.M && c < ${N}u) {
         ${sk.store(e, 'r', 'c', 'o[j]', bias)}
       }
-    }`
     }
   }`,
       ),
     ),
   );
   return {
-    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}${t.regs ? 'r' : ''}-${sk.name(e, bias)}`,
+    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}-${sk.name(e, bias)}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
     code: /* wgsl */ `
 struct Params { M: u32, ldy: u32, colOff: u32, }
@@ -352,7 +340,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   let row0 = g.y * ${BM}u;
   let col0 = g.x * ${BN}u;
   ${sk.skip(BM)}
-  ${t.regs ? range((TM * TN) / 4).map((i) => `var acc${i} = vec4<f32>();`).join(' ') : `var acc: array<vec4<f32>, ${(TM * TN) / 4}>; // [TM rows][TN / 4 column groups]`}
+  var acc: array<vec4<f32>, ${(TM * TN) / 4}>; // [TM rows][TN / 4 column groups]
   ${before}
   ${sk.loop}
     ${stageNow}
@@ -472,27 +460,26 @@ function stageSlice(o: Stage): string {
  * stageSlice in two parts, for GemmTile.prefetch: `fetch(k)` reads the slice at column k into the
  * registers `tag` (zeros past the rows and K), `put` stores them into workgroup memory.
  */
-function stageRegs(o: Stage & { tag: string }, separate = false): { decl: string; fetch: (k: string) => string; put: string } {
+function stageRegs(o: Stage & { tag: string }): { decl: string; fetch: (k: string) => string; put: string } {
   const { buf, R, BK, K, V, threads, tag } = o;
   const total = (R * BK) / V;
   const n = Math.ceil(total / threads);
   const vt = V === 4 ? 'vec4<f32>' : 'f32';
-  const reg = (i: number) => (separate ? `${tag}${i}` : `${tag}[${i}]`); // register i: its own variable with `separate`
   const each = (f: (i: number, e: string, guard: string) => string) =>
     Array.from({ length: n }, (_, i) => f(i, `(lid + ${i * threads}u)`, (i + 1) * threads > total ? `(lid + ${i * threads}u) < ${total}u` : 'true')).join('\n    ');
   const puts = V === 4 ? [0, 1, 2, 3].map((c) => o.put(`(kk + ${c}u)`, `v[${c}]`)).join(' ') : o.put('kk', 'v');
   return {
-    decl: separate ? Array.from({ length: n }, (_, i) => `var ${reg(i)}: ${vt};`).join(' ') : `var ${tag}: array<${vt}, ${n}>;`,
+    decl: `var ${tag}: array<${vt}, ${n}>;`,
     fetch: (k) =>
       each((i, e, guard) => `{
         ${stageIndex(o, e)}
         let gr = ${o.row0} + r;
-        ${reg(i)} = ${vt}(0.0);
-        if (${guard} && gr < ${o.rows} && ${k} + kk < ${K}u) { ${reg(i)} = ${buf}[(gr * ${K}u + ${k} + kk) / ${V}u]; }
+        ${tag}[${i}] = ${vt}(0.0);
+        if (${guard} && gr < ${o.rows} && ${k} + kk < ${K}u) { ${tag}[${i}] = ${buf}[(gr * ${K}u + ${k} + kk) / ${V}u]; }
       }`),
     put: each((i, e, guard) => `if (${guard}) {
         ${stageIndex(o, e)}
-        let v = ${reg(i)};
+        let v = ${tag}[${i}];
         ${puts}
       }`),
   };
