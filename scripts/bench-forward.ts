@@ -14,7 +14,6 @@
 //   --executor-int8-tiles auto,NAME,... times the executor's W8A8 once per tiling (default auto);
 //   --executor-gemm FAMILY,... times the executor once per fp32 GEMM tiling family (lib/engine/executor.ts
 //   GEMM_FAMILIES, or spelled out as gemmFamily says; default the executor's).
-//   --executor-attn-workgroups N,... times the executor once per attention split target (ExecutorOptions.attnWorkgroups).
 //   --engine executor,tfjs (default both on webgpu): 'executor' times the kit's inference executor
 //   (lib/engine: planned forward, one command buffer per step; fp32 and --quant w8a8), 'tfjs' the tfjs path
 //   (with --kernels as above).
@@ -92,7 +91,6 @@ async function main(): Promise<void> {
       'int8-tiles': { type: 'string', default: KERNEL_DEFAULTS.int8Tile },
       'executor-int8-tiles': { type: 'string', default: EXECUTOR_DEFAULTS.int8Tile },
       'executor-gemm': { type: 'string', default: EXECUTOR_DEFAULTS.gemm },
-      'executor-attn-workgroups': { type: 'string', default: String(EXECUTOR_DEFAULTS.attnWorkgroups) },
       'fused-ops': { type: 'string', default: KERNEL_DEFAULTS.fusedOps },
       profile: { type: 'boolean', default: false },
       engine: { type: 'string', default: 'executor,tfjs' },
@@ -125,8 +123,6 @@ async function main(): Promise<void> {
     : [...(quants.includes('none') ? kernelRuns.map((kernels) => ({ kernels, quant: 'none' as Quant })) : []), ...quants.filter((q) => q !== 'none').map((quant) => ({ kernels: true, quant }))];
   const gemmFamilies = values['executor-gemm']!.split(',').filter(Boolean);
   for (const f of gemmFamilies) gemmFamily(f); // names the bad one
-  const attnTargets = values['executor-attn-workgroups']!.split(',').filter(Boolean).map(Number);
-  for (const n of attnTargets) if (!(Number.isInteger(n) && n >= 1)) throw new Error(`--executor-attn-workgroups: '${values['executor-attn-workgroups']}' is not a list of positive integers`);
   const policy: Partial<KernelPolicy> = { gemm: values['gemm-tiles'] as KernelPolicy['gemm'], attention: values['attention-tiles'] as KernelPolicy['attention'], int8Tile: values['int8-tiles'] as KernelPolicy['int8Tile'], fusedOps: values['fused-ops'] as KernelPolicy['fusedOps'] };
   console.error(`[bench-forward] ${rt.backend} on ${rt.device}; building a random ${values.small ? 'small' : '~1.2B'} model`);
   const model = randomModel(hf, { seed: 0, dist: 'uniform', name: values.small ? 'llama-small-random' : 'llama-1b-random' });
@@ -137,9 +133,7 @@ async function main(): Promise<void> {
     for (const quant of engines.includes('executor') ? quants.filter((q) => q === 'none' || q === 'w8a8') : []) {
       applyQuant(model, quant);
       for (const int8Tile of quant === 'w8a8' ? (values['executor-int8-tiles']!.split(',').filter(Boolean) as ExecutorOptions['int8Tile'][]) : [EXECUTOR_DEFAULTS.int8Tile]) {
-        for (const gemm of gemmFamilies) {
-          for (const attnWorkgroups of attnTargets) rows.push(await timeExecutor(model, hf, prefill, decode, reps, rt.backend, rt.device, params, sha, startedAt, values.profile!, quant, { int8Tile, gemm, attnWorkgroups }));
-        }
+        for (const gemm of gemmFamilies) rows.push(await timeExecutor(model, hf, prefill, decode, reps, rt.backend, rt.device, params, sha, startedAt, values.profile!, quant, { int8Tile, gemm }));
       }
     }
     for (const { kernels, quant } of runs) {
@@ -199,7 +193,7 @@ async function main(): Promise<void> {
 }
 
 /** Prefill (one step over the prompt, all logits) and greedy decode tokens/s of the kit's inference executor. */
-async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number, decode: number, reps: number, backend: string, device: string, params: number, sha: string, startedAt: string, profile: boolean, quant: Quant, opts: Pick<ExecutorOptions, 'int8Tile' | 'gemm' | 'attnWorkgroups'>): Promise<Row> {
+async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number, decode: number, reps: number, backend: string, device: string, params: number, sha: string, startedAt: string, profile: boolean, quant: Quant, opts: Pick<ExecutorOptions, 'int8Tile' | 'gemm'>): Promise<Row> {
   const dec = Decoder.create(model, prefill + decode + 1, opts);
   const { int8Tile } = opts;
   try {
@@ -233,7 +227,7 @@ async function timeExecutor(model: Model, hf: typeof CONFIG_1B, prefill: number,
       for (const line of times.report(executorKernelGroups(hf.vocab_size))) console.error(`[profile]   ${line}`);
     }
     console.error(`[bench-forward] executor-${backend} ${QUANTS[quant].dtype}${quant === 'w8a8' ? ` (INT8 tiling ${int8Tile})` : ''} (fp32 GEMM ${opts.gemm}): prefill ${prefillTokS.toFixed(1)} tok/s, decode ${decodeTokS.toFixed(2)} tok/s`);
-    const note = `${[QUANTS[quant].note, quant === 'w8a8' ? `LM head fp32, INT8 tiling ${int8Tile}` : ''].filter(Boolean).join(', ')}${quant === 'none' ? '' : '; '}kit inference executor (lib/engine), fp32 GEMM tilings '${dec.exec.options.gemm}', split-K ≤ ${dec.exec.options.splitK}, ${dec.exec.attentionKernel} attention (keys split below ${dec.exec.options.attnWorkgroups} workgroups): ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers; ${spread}`;
+    const note = `${[QUANTS[quant].note, quant === 'w8a8' ? `LM head fp32, INT8 tiling ${int8Tile}` : ''].filter(Boolean).join(', ')}${quant === 'none' ? '' : '; '}kit inference executor (lib/engine), fp32 GEMM tilings '${dec.exec.options.gemm}', split-K ≤ ${dec.exec.options.splitK}, ${dec.exec.attentionKernel} attention: ${dec.exec.dispatchCount({ tokens: prefill, blocks: dec.exec.blocksFor([prefill]), splits: 1, tilesPerSplit: 1, scoreRows: prefill, items: 0, sampled: false, temp: 1 })} dispatches per prefill step, ${(dec.exec.allocatedBytes / 2 ** 20).toFixed(0)} MiB of executor buffers; ${spread}`;
     return row('executor', QUANTS[quant].dtype, backend, device, model.name, params, hf, prefill, decode, prefillTokS, decodeTokS, sha, startedAt, note);
   } finally {
     await dec.dispose();

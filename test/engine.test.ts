@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attnSplits, Executor, executorKernelGroups, executorUnsupported, gemmFamily, type ExecutorOptions } from '../lib/engine/executor';
+import { Executor, executorKernelGroups, executorUnsupported, gemmFamily, type ExecutorOptions } from '../lib/engine/executor';
 import { attachPackedLinears, type InferenceModel } from '../lib/engine/inference';
 import { packLinears } from '../lib/kernels/packed-linear';
 import { METHODS } from '../lib/methods';
@@ -181,27 +181,6 @@ describe.skipIf(reason !== null)('executor on webgpu', () => {
       }
       for (const r of results.slice(1)) for (let i = 0; i < r.length; i++) expect(Math.abs(r[i] - results[0][i])).toBeLessThan(1e-4);
       expect(() => Executor.create(model, { gemm: 'tallVPC:1' })).toThrow(/GEMM tilings 'tallVPC:1'/);
-    });
-
-    it('splits attention keys until about attnWorkgroups workgroups run, with the same results split or not', { timeout: 300_000 }, async () => {
-      expect(attnSplits(16, 512, 264)).toEqual({ splits: 1, tilesPerSplit: 16 }); // the 1.2B model's 512-token prefill: 64 blocks × 8 KV heads
-      expect(attnSplits(16, 512, 1056)).toEqual({ splits: 3, tilesPerSplit: 6 });
-      expect(attnSplits(64, 8, 264)).toEqual({ splits: 32, tilesPerSplit: 2 }); // a decode step over 2,048 keys
-      expect(attnSplits(200, 1, 100_000)).toEqual({ splits: 50, tilesPerSplit: 4 }); // at most 64 ways
-      // 40 keys in the first sequence: two key tiles, split or not
-      const step = { seqs: [{ ids: Array.from({ length: 40 }, (_, i) => 3 + ((i * 7) % 20)), pos0: 0, kvBase: 0 }, { ids: [7, 8, 2], pos0: 0, kvBase: 40 }], scoreRows: [5, 39, 42], items: [0, 9, 1, 2, 2, 4] };
-      const runs: { bytes: number; logprobs: Float32Array }[] = [];
-      for (const attnWorkgroups of [1, 264, 100_000]) {
-        const exec = Executor.create(model, { maxTokens: 64, attnWorkgroups });
-        try {
-          runs.push({ bytes: exec.allocatedBytes, logprobs: (await exec.run(step)).logprobs });
-        } finally {
-          exec.dispose();
-        }
-      }
-      expect(runs[0].bytes).toBeLessThan(runs[1].bytes); // the split partials are sized from attnWorkgroups
-      for (const r of runs.slice(1)) for (let i = 0; i < r.logprobs.length; i++) expect(Math.abs(r.logprobs[i] - runs[0].logprobs[i])).toBeLessThan(1e-5);
-      expect(() => Executor.create(model, { attnWorkgroups: 0 })).toThrow(/attnWorkgroups must be a positive integer/);
     });
 
     it('makes no buffer per step (1,000 steps) and frees every one it made', { timeout: 300_000 }, async () => {

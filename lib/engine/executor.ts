@@ -83,8 +83,6 @@ export interface ExecutorOptions {
   splitK: number;
   /** Attention kernel: 'registers' = the register-blocked one where it applies (attnTile), else and with 'scalar' the scalar one. Default from LLMCB_EXECUTOR_ATTENTION. */
   attention: 'registers' | 'scalar';
-  /** Attention workgroups a step aims at: a step with fewer (token blocks × KV heads) splits its keys until about this many run. Default from LLMCB_EXECUTOR_ATTN_WORKGROUPS. */
-  attnWorkgroups: number;
 }
 
 /** The executor's kernels in groups by name, for a profile's report (KernelTimes.report); the LM head is also counted in the fp32 GEMMs. */
@@ -114,7 +112,6 @@ export const EXECUTOR_DEFAULTS: ExecutorOptions = {
   gemm: process.env.LLMCB_EXECUTOR_GEMM ?? 'vectorC', // see GEMM_FAMILIES
   splitK: Number(process.env.LLMCB_EXECUTOR_SPLIT_K ?? 8), // see gemmSplits
   attention: (process.env.LLMCB_EXECUTOR_ATTENTION as ExecutorOptions['attention'] | undefined) ?? 'registers',
-  attnWorkgroups: Number(process.env.LLMCB_EXECUTOR_ATTN_WORKGROUPS ?? 264), // 2 per SM of an H100/H200
 };
 
 /** What one step runs: its token, block, score-row and item counts and how attention splits. */
@@ -227,18 +224,12 @@ export function gemmSplits(M: number, N: number, K: number, t: GemmTile, most: n
   return s;
 }
 
+// Split keys until about this many attention workgroups run (2 per SM on an H100/H200). A 512-token
+// prefill of the 1.2B model (64 blocks × 8 KV heads) is not split; splitting it 3 or 4 ways (targets
+// 1056, 2112) gave 2.16 and 2.23 ms of attention a step against 2.24 ms on the H100 (a4711c5): its
+// long causal blocks do not hold the kernel up.
+const ATTN_TARGET_WORKGROUPS = 264;
 const MAX_SPLITS = 64;
-
-/**
- * How a step's attention splits its keys: `base` workgroups (token blocks × KV heads) over kvTiles
- * key tiles are split until about `target` run, at most MAX_SPLITS ways (decode steps; with a
- * target above base, also the long causal blocks of a prefill, which otherwise run alone at the end).
- */
-export function attnSplits(kvTiles: number, base: number, target: number): { splits: number; tilesPerSplit: number } {
-  const wanted = base >= target ? 1 : Math.min(kvTiles, MAX_SPLITS, Math.ceil(target / base));
-  const tilesPerSplit = Math.ceil(kvTiles / wanted);
-  return { splits: Math.ceil(kvTiles / tilesPerSplit), tilesPerSplit };
-}
 
 /** Why the executor has no kernels for this model family (Mistral's sliding window), or null: such
  * models score on tfjs (lib/eval/model-scorer.ts), where every family runs. */
@@ -358,7 +349,6 @@ export class Executor {
     const spec = ARCHS[c.arch];
     const gemmTiles = gemmFamily(options.gemm);
     if (!(Number.isInteger(options.splitK) && options.splitK >= 1)) throw new Error(`executor: splitK must be a positive integer (LLMCB_EXECUTOR_SPLIT_K or options.splitK), got ${options.splitK}`);
-    if (!(Number.isInteger(options.attnWorkgroups) && options.attnWorkgroups >= 1)) throw new Error(`executor: attnWorkgroups must be a positive integer (LLMCB_EXECUTOR_ATTN_WORKGROUPS or options.attnWorkgroups), got ${options.attnWorkgroups}`);
     this.sizes = planSizes(model, options, device);
     const { maxTokens, maxScoreRows, maxItems, maxBlocks } = this.sizes;
     if (options.cache) {
@@ -427,8 +417,7 @@ export class Executor {
         const b = blockWidths(c, i);
         attnRowsMax = Math.max(attnRowsMax, this.tokensPerBlock * (b.numHeads / b.numKvHeads));
       }
-      // A split step has base = blocks · KV heads < target workgroups and splits ≤ min(ceil(target / base), MAX_SPLITS): splits · base < 2 · target and ≤ MAX_SPLITS · base.
-      const partRows = Math.min(2 * options.attnWorkgroups, MAX_SPLITS * maxBlocks * maxKV) * attnRowsMax;
+      const partRows = 2 * ATTN_TARGET_WORKGROUPS * attnRowsMax; // splits · blocks · KV heads < 2 · target
       const po = arena.storage('attn-partials', f32 * partRows * hd);
       // Split-K GEMM partials [splits, M, N]: splits · tiles ≤ SPLIT_TARGET_WORKGROUPS, so at most that many full tiles.
       const maxTile = Math.max(...gemmTiles.map(([n]) => GEMM_TILES[n].BM * GEMM_TILES[n].BN));
@@ -788,9 +777,14 @@ export class Executor {
       items[2 * k] = row;
       items[2 * k + 1] = token;
     }
+    // Split the keys of short steps (decode) across workgroups until the GPU is busy.
     let maxKeys = 0;
     for (let b = 0; b < nb; b++) maxKeys = Math.max(maxKeys, blocks[BLOCK_WORDS * b + 3] + blocks[BLOCK_WORDS * b + 1]);
-    const { splits, tilesPerSplit } = attnSplits(Math.ceil(maxKeys / this.attnKeyTile), nb * this.kvHeads, this.options.attnWorkgroups);
+    const kvTiles = Math.ceil(maxKeys / this.attnKeyTile);
+    const base = nb * this.kvHeads;
+    const wanted = base >= ATTN_TARGET_WORKGROUPS ? 1 : Math.min(kvTiles, MAX_SPLITS, Math.ceil(ATTN_TARGET_WORKGROUPS / base));
+    const tilesPerSplit = Math.ceil(kvTiles / wanted);
+    const splits = Math.ceil(kvTiles / tilesPerSplit);
     if (input.sample && !this.io.noise) throw new Error('executor: sampling needs an executor created with a cache');
     if (input.sample && input.sample.noise.length !== R * c.vocabSize) throw new Error(`executor: sampling noise has ${input.sample.noise.length} values, expected ${R * c.vocabSize}`);
     const shape: StepShape = { tokens: T, blocks: nb, splits, tilesPerSplit, scoreRows: R, items: I, sampled: !!input.sample, temp: input.sample ? input.sample.temperature : 1 };
