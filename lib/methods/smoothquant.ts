@@ -3,13 +3,17 @@
 // quantization (weights per-channel absmax int8; activations per-token dynamic absmax int8, or
 // per-tensor static scales calibrated after smoothing). The search (activation maxima) is
 // separate from applying it, and its result is a serializable artifact.
-import { ARCHS } from '../models/arch';
+import * as tf from '@tensorflow/tfjs';
+import { ARCHS, linearName } from '../models/arch';
 import type { Model } from '../models/types';
 import { absmaxQuantizeMatrix, actKey, checkActSpec, type ActQuantSpec } from '../quant/act';
-import { getWeight, observeAbsMax, readFloat32, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
+import { getWeight, linearShape, observeAbsMax, readFloat32, readLinear, replaceWeight, type HostMatrix } from '../quant/weights';
 import { dequantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
+import { absmaxQuantizeDevice } from '../quant/quantizer-device';
+import { offloadToHost } from '../runtime/residency';
 import { describeCalib, type CalibSet } from './calib';
-import { blockLinearNames, runSequential } from './sequential';
+import { blockLinearNames, blockWeightNames, runSequential, streamingOn } from './sequential';
+import { solverKind } from './solver';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
@@ -61,13 +65,12 @@ export async function collectActScales(model: Model, calib: CalibSet, batchSize 
 export function smoothingScales(actMax: ArrayLike<number>, weights: { data: Float32Array; rows: number; cols: number }[], alpha: number): Float32Array {
   const f = Math.fround;
   const cols = actMax.length;
-  const s = new Float32Array(cols);
-  for (let j = 0; j < cols; j++) {
-    let wmax = 0;
-    for (const w of weights) for (let r = 0; r < w.rows; r++) wmax = Math.max(wmax, Math.abs(w.data[r * w.cols + j]));
-    wmax = f(Math.max(wmax, 1e-5));
-    s[j] = f(Math.max(f(f(Math.pow(actMax[j], alpha)) / f(Math.pow(wmax, 1 - alpha))), 1e-5));
+  const wmax = new Float64Array(cols); // max_i |W_ij| over the group, row by row (memory order)
+  for (const w of weights) {
+    for (let r = 0; r < w.rows; r++) for (let j = 0; j < cols; j++) wmax[j] = Math.max(wmax[j], Math.abs(w.data[r * w.cols + j]));
   }
+  const s = new Float32Array(cols);
+  for (let j = 0; j < cols; j++) s[j] = f(Math.max(f(f(Math.pow(actMax[j], alpha)) / f(Math.pow(f(Math.max(wmax[j], 1e-5)), 1 - alpha))), 1e-5));
   return s;
 }
 
@@ -148,14 +151,25 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
     staticAbsmax = await collectStaticAbsmax(model, calib!, o.batchSize, hooks);
     artifacts.static_act_absmax = staticAbsmax;
   }
+  // Weights per linear: big ones on the backend (absmaxQuantizeDevice; a 7B model's 6.5B weights take
+  // minutes in host loops), each block's moved back to the host after it when layers stream.
   const quantized = new Map<string, QuantizedMatrix>();
   for (let b = 0; b < model.config.numLayers; b++) {
     for (const l of blockLinearNames(model)) {
+      const [rows, cols] = linearShape(model, l, b);
+      if (solverKind(rows, cols) === 'device') {
+        const name = linearName(model.config.arch, b, l);
+        const r = await absmaxQuantizeDevice(getWeight(model, name) as tf.Tensor2D, o.weightBits, o.weightGranularity);
+        replaceWeight(model, name, r.weight);
+        quantized.set(name, r.quantized);
+        continue;
+      }
       const m = await readLinear(model, b, l);
       const q = absmaxQuantizeMatrix(m.data, m.rows, m.cols, o.weightBits, o.weightGranularity);
       replaceWeight(model, m.name, dequantizeMatrix(q));
       quantized.set(m.name, q);
     }
+    if (streamingOn()) await offloadToHost(model.weights, blockWeightNames(model, b));
     hooks.sample?.();
   }
   const actQuant: ActQuantSpec = { bits: o.actBits, granularity: o.actGranularity, staticAbsmax };

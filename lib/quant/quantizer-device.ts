@@ -1,9 +1,10 @@
-// The quantizers of lib/quant/quantizer.ts as element-wise tfjs ops, for the methods that keep
-// weights on the backend (RTN, GPTQ and AWQ on big layers): GPTQ's min-max find_params, the codes
-// and their dequantization, AWQ's per-group quantizer; the same fp32 steps as the host's (a GPU's
-// division may round differently by an ulp).
+// The quantizers of lib/quant/quantizer.ts and lib/quant/act.ts as element-wise tfjs ops, for the
+// methods that keep weights on the backend (RTN, GPTQ, AWQ and SmoothQuant on big layers): GPTQ's
+// min-max find_params, the codes and their dequantization, AWQ's per-group quantizer, SmoothQuant's
+// absmax weight quantizer; the same fp32 steps as the host's (a GPU's division may round
+// differently by an ulp).
 import * as tf from '@tensorflow/tfjs';
-import { maxq } from './quantizer';
+import { maxq, type QuantizedMatrix } from './quantizer';
 import { grid1d, paramsStruct, runKernel, u32 } from '../kernels/gpu';
 import { webgpuDevice } from '../runtime/backend';
 
@@ -50,6 +51,35 @@ export function awqFakeQuantDevice(x: tf.Tensor, bits: number): tf.Tensor {
     const zero = tf.clipByValue(tf.neg(tf.round(tf.div(mn, scale))), 0, q);
     return dequantDevice(quantCodesDevice(x, scale, zero, bits), scale, zero);
   });
+}
+
+/**
+ * absmaxQuantizeMatrix (lib/quant/act.ts) of a weight w [rows, cols] on the backend: scale
+ * max(max|w|, 1e-5) / (2^(bits−1) − 1) per row or for the whole tensor, code round(w / scale) +
+ * 2^(bits−1). The codes and scales are read back; the fake-quantized weight stays on the backend;
+ * w is not disposed.
+ */
+export async function absmaxQuantizeDevice(w: tf.Tensor2D, bits: number, granularity: 'per_channel' | 'per_tensor'): Promise<{ quantized: QuantizedMatrix; weight: tf.Tensor2D }> {
+  const [rows, cols] = w.shape;
+  const qmax = 2 ** (bits - 1) - 1;
+  const zero = 2 ** (bits - 1);
+  const [codesT, scaleT, weight] = tf.tidy(() => {
+    const m = granularity === 'per_channel' ? tf.max(tf.abs(w), 1, true) : tf.reshape(tf.max(tf.abs(w)), [1, 1]); // [rows, 1] or [1, 1]
+    const scale = tf.div(tf.maximum(m, 1e-5), qmax);
+    const codes = tf.add(tf.round(tf.div(w, scale)), zero); // tf.round: half to even
+    return [codes, scale, dequantDevice(codes, scale, tf.scalar(zero)) as tf.Tensor2D];
+  });
+  try {
+    const codes = await codesToBytes(codesT);
+    const s = (await scaleT.data()) as Float32Array;
+    const scales = granularity === 'per_channel' ? Float32Array.from(s) : new Float32Array(rows).fill(s[0]);
+    return { quantized: { rows, cols, bits, groupSize: -1, sym: true, codes, scales, zeros: new Float32Array(rows).fill(zero) }, weight };
+  } catch (e) {
+    weight.dispose();
+    throw e;
+  } finally {
+    tf.dispose([codesT, scaleT]);
+  }
 }
 
 /** Four codes (float32, integers 0..255) a 32-bit word, the first in the low byte: the bytes in order on a little-endian host. */
