@@ -10,6 +10,8 @@ import type { KernelCheck } from '../kernels/cases';
 import { choleskyLowerDevice, gptqBlockSweep, gptqBlockSweepHost, maskLowestDevice, prepareHessianDevice } from './solver';
 import { sparsegptPrune } from './sparsegpt';
 import { maskLowestGlobal, maskLowestPerRow } from '../quant/sparse-pattern';
+import { absmaxQuantizeMatrix } from '../quant/act';
+import { absmaxQuantizeDevice } from '../quant/quantizer-device';
 
 /** A seeded uniform generator in [0, 1) (an LCG: cheap, and the same draws on every machine). */
 export function rng(seed: number) {
@@ -213,6 +215,30 @@ export async function maskSelectionDifference(seed: number): Promise<number> {
 }
 
 /**
+ * SmoothQuant's W8 absmax quantizer on the backend (absmaxQuantizeDevice) against the host's
+ * (absmaxQuantizeMatrix) on a rows × cols normal weight with outlier columns: the fraction of codes
+ * that differ (a GPU division may round a value lying on a rounding boundary the other way) and the
+ * largest relative difference of the scales.
+ */
+export async function absmaxDifference(rows: number, cols: number, seed: number, granularity: 'per_channel' | 'per_tensor'): Promise<{ codes: number; scaleRel: number }> {
+  const W = randn(rows * cols, seed);
+  for (let i = 0; i < W.length; i += 97) W[i] *= 20; // outliers: SmoothQuant's weights after smoothing
+  const host = absmaxQuantizeMatrix(W, rows, cols, 8, granularity);
+  const w = tf.tensor2d(W, [rows, cols]);
+  try {
+    const dev = await absmaxQuantizeDevice(w, 8, granularity);
+    dev.weight.dispose();
+    let codes = 0;
+    for (let i = 0; i < host.codes.length; i++) if (dev.quantized.codes[i] !== host.codes[i]) codes++;
+    let scaleRel = 0;
+    for (let r = 0; r < rows; r++) scaleRel = Math.max(scaleRel, Math.abs(dev.quantized.scales[r] - host.scales[r]) / host.scales[r]);
+    return { codes: codes / host.codes.length, scaleRel };
+  } finally {
+    w.dispose();
+  }
+}
+
+/**
  * The device solvers against the host ones on the GPU (scripts/check-kernels.ts --kernels solver):
  * the suites' 48 × 304 layer and a larger 256 × 512 one (not small), drawn from the seed, with the
  * suites' tolerances. A whole-algorithm check has no single output buffer to poison (poisoned: null).
@@ -225,6 +251,18 @@ export function solverChecks(seed: number): KernelCheck[] {
   const checks: KernelCheck[] = [
     { kernel: 'solver', name: 'k lowest scores (global and per row) vs host', small: true, run: async () => ({ metric: 'entries_differ', error: await maskSelectionDifference(seed), tolerance: 0, poisoned: null }) },
   ];
+  // SmoothQuant's W8 weights on the backend, at a small shape and at LLaMA-2-7B's MLP shapes.
+  for (const [rows, cols, granularity, small] of [[48, 304, 'per_channel', true], [11008, 4096, 'per_channel', false], [4096, 11008, 'per_tensor', false]] as const) {
+    checks.push({
+      kernel: 'solver',
+      name: `SmoothQuant W8 absmax ${granularity} ${rows}x${cols} vs host`,
+      small,
+      run: async () => {
+        const d = await absmaxDifference(rows, cols, seed + rows, granularity);
+        return { metric: 'codes_frac', error: d.scaleRel <= 1e-6 ? d.codes : Infinity, tolerance: 1e-5, note: `scales max rel diff ${d.scaleRel.toExponential(2)}`, poisoned: null };
+      },
+    });
+  }
   for (const { label, small, make } of layers) {
     let layer: Layer | null = null;
     const L = () => (layer ??= make());
