@@ -202,6 +202,8 @@ export const GEMM_TILES = {
   // 8.0 / 35.7 / 28.8 / 39.3 and 128×128 with 8×8 a thread 14.2 / 3.6 / 33.4 / 12.9 / 33.9 against
   // tallVPC's 33.0 / 8.4 / 37.0 / 33.6 / 39.2; the 1.2B prefill 12,343 and 11,895 against 12,463 tok/s.
   mediumVPC: { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, vec: true, prefetch: true, pad: true },
+  // Candidate: tallVPC with 8-deep slices (half the prefetch registers and workgroup memory, twice the barriers).
+  tallVPCK8: { BM: 128, BN: 64, BK: 8, TM: 8, TN: 4, vec: true, prefetch: true, pad: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
