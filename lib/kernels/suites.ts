@@ -16,7 +16,7 @@ export const KERNEL_CHECKS = {
   w8a8: w8a8Checks,
   weightOnly: weightOnlyChecks,
   fused: fusedChecks,
-  solver: solverChecks, // the GPTQ / SparseGPT device solvers against their float64 host twins
+  solver: solverChecks, // the GPTQ / SparseGPT device solvers and SmoothQuant's device quantizer against their host twins
   train: trainChecks, // OmniQuant's LWC forward/backward and the AdamW update against their tfjs ops
 } satisfies Record<string, (seed: number) => KernelCheck[]>;
 
