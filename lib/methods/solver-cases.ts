@@ -277,10 +277,17 @@ export function solverChecks(seed: number): KernelCheck[] {
       const d = await gptqBlockDifference(L());
       return { metric: 'codes_differ', error: d.codes, tolerance: 0, note: `max rel err difference ${d.errRel.toExponential(2)}` };
     });
+    // The fp32 sweep against the float64 one: a weight within fp32 rounding of a grid boundary can
+    // take the other code, and the changed error it feeds to the later columns moves more codes. On
+    // the 8-bit grid (16 times finer) that happens on some seeds: seed 1330856501 moved 0.63% of the
+    // 48x304 layer's codes on lavapipe and on the H100 alike (layer error +0.24%); on wasm 38 of
+    // 40 other seeds moved none. So W8 is held to 1% of the codes, every width to the host's layer error
+    // within 1%.
     for (const o of [{ bits: 4 }, { bits: 8 }, { bits: 4, groupSize: 16 }] as Partial<GptqOptions>[]) {
       check(`GPTQ ${JSON.stringify(o)} layer vs host`, async () => {
         const d = await gptqDifference(L(), o);
-        return { metric: 'codes_frac', error: d.codes, tolerance: 0.001, note: `layer error ${d.errDevice.toExponential(4)} vs host ${d.errHost.toExponential(4)}` };
+        const note = `layer error ${d.errDevice.toExponential(4)} vs host ${d.errHost.toExponential(4)}`;
+        return { metric: 'codes_frac', error: d.errRel <= 0.01 ? d.codes : Infinity, tolerance: o.bits === 8 ? 0.01 : 0.001, note };
       });
     }
     check('SparseGPT 50% layer vs host', async () => {
