@@ -201,9 +201,10 @@ export const GEMM_TILES = {
   // instead of an array, with the stores written out (rows a4711c5, unsplit): tallVPC's tiling 31.5 /
   // 8.0 / 35.7 / 28.8 / 39.3 and 128×128 with 8×8 a thread 14.2 / 3.6 / 33.4 / 12.9 / 33.9 against
   // tallVPC's 33.0 / 8.4 / 37.0 / 33.6 / 39.2; the 1.2B prefill 12,343 and 11,895 against 12,463 tok/s.
+  // tallVPC with 8-deep slices (half the prefetch registers and workgroup memory, twice the barriers;
+  // rows b230721): 23.9 / 6.1 / 29.1 / 22.9 / 31.8 against 32.6 / 8.4 / 36.8 / 33.5 / 38.8 TFLOP/s, the
+  // 1.2B prefill 10,088 against 11,716 tok/s.
   mediumVPC: { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, vec: true, prefetch: true, pad: true },
-  // Candidate: tallVPC with 8-deep slices (half the prefetch registers and workgroup memory, twice the barriers).
-  tallVPCK8: { BM: 128, BN: 64, BK: 8, TM: 8, TN: 4, vec: true, prefetch: true, pad: true },
 } as const satisfies Record<string, GemmTile>;
 
 /**
