@@ -4,7 +4,8 @@
 # same machine while it is warm (where /tmp survives but the repository folder is laid anew) carries the
 # tree only, or data in the bundle's place.
 #   bash scripts/gpu-host.sh node --import tsx scripts/check-kernels.ts
-# The cache: $LLMCB_HOST_CACHE, default /tmp/llmcb-host. With packed data, LLMCB_SHARED points at its copy.
+# The cache: $LLMCB_HOST_CACHE, default /tmp/llmcb-host (node_modules from the first bundle seen: remove the
+# cache after changing dependencies). With packed data, LLMCB_SHARED points at its copy.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${LLMCB_HOST_CACHE:-/tmp/llmcb-host}
