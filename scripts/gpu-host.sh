@@ -13,18 +13,18 @@ mkdir -p "$cache/bundle" "$cache/nm"
 exec 9>"$cache/lock"; flock 9 # commands started side by side set up once
 if [ -d "$root/.gpul" ]; then
   cp "$root"/.gpul/enter.sh "$root"/.gpul/*.deb "$cache/bundle/"
-  [ -f "$cache/bundle/node.xz" ] || cp "$root/.gpul/node.xz" "$cache/bundle/"
   # Node resolves a package's own imports from its real path: the cached folder must be named node_modules.
   [ -d "$cache/nm/node_modules" ] || tar -xJf "$root/.gpul/node_modules.tar.xz" -C "$cache/nm"
 fi
-[ -f "$cache/bundle/enter.sh" ] && [ -d "$cache/nm/node_modules" ] || { echo "gpu-host: no .gpul/ here and nothing cached in $cache: carry .gpul/ (bash scripts/gpu-pack.sh)" >&2; exit 1; }
+node=${TMPDIR:-/tmp}/gpu-node/bin/node # where enter.sh unpacks node
+[ -f "$cache/bundle/enter.sh" ] && [ -d "$cache/nm/node_modules" ] && { [ -x "$node" ] || [ -d "$root/.gpul" ]; } || { echo "gpu-host: no .gpul/ here and nothing cached in $cache: carry .gpul/ (bash scripts/gpu-pack.sh)" >&2; exit 1; }
 if [ -f "$root/.gpudata/shared.tar.xz" ] && [ ! -d "$cache/shared" ]; then
   mkdir -p "$cache/shared.tmp" && tar -xJf "$root/.gpudata/shared.tar.xz" -C "$cache/shared.tmp" && mv "$cache/shared.tmp" "$cache/shared"
 fi
 [ -d "$cache/shared" ] && export LLMCB_SHARED=${LLMCB_SHARED:-$cache/shared}
 [ -e "$root/node_modules" ] || ln -s "$cache/nm/node_modules" "$root/node_modules"
-# enter.sh works from the folder beside the tree: a copy in .gpuh/ (node comes from its own /tmp cache once unpacked).
+[ -x "$node" ] || bash "$root/.gpul/enter.sh" true >/dev/null # unpacks node once, from the bundle
+# enter.sh works from the folder beside the tree: a copy in .gpuh/ (without node.xz: node is unpacked).
 mkdir -p "$root/.gpuh" && cp "$cache"/bundle/* "$root/.gpuh/"
-[ -x "${TMPDIR:-/tmp}/gpu-node/bin/node" ] || bash "$root/.gpuh/enter.sh" true >/dev/null # unpacks node once
 flock -u 9
 exec bash "$root/.gpuh/enter.sh" "$@"
