@@ -150,6 +150,10 @@ export function epilogueCode(e: Epilogue, idx: string, a: string): string {
  * `pad` (vec only): the staged rows are padded by one vec4 and two neighbouring threads read a row's
  * K columns, so that a warp's transposed stores into workgroup memory fall in 32 distinct banks
  * (unpadded, four threads share each bank: the stores then take four times the cycles).
+ * `warp` (vec only): the 32 threads of a warp take warp × (32 / warp) neighbouring (tx, ty) places
+ * instead of one run of tx: with 8, a warp of a 128×64 tile (8×4 a thread) reads 32 rows and 32
+ * columns of the staged slices a k step (256 bytes) instead of 16 rows and 64 columns (320 bytes).
+ * Only the places move: the results are the same bit for bit.
  */
 export interface GemmTile {
   BM: number;
@@ -160,6 +164,7 @@ export interface GemmTile {
   vec?: boolean;
   prefetch?: boolean;
   pad?: boolean;
+  warp?: number;
 }
 
 /** Workgroup memory of a GEMM tiling (bytes): the staged x and W slices, with GemmTile.pad's extra vec4 a row. */
@@ -189,6 +194,8 @@ export const GEMM_TILES = {
   // tallVP's 29.7 / 7.9 / 34.6 / 21.2 / 36.1; the 1.2B prefill 12,693 against 11,015 tok/s (rows 5ca72dd).
   // Unrolling its BK steps (written out, constant offsets) was slower: 31.0 / 8.0 / 34.8 / 31.5 / 37.4.
   tallVPC: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true },
+  // Candidate (bench-engine-gemm): tallVPC with square warp tiles (GemmTile.warp).
+  tallVPCW: { BM: 128, BN: 64, BK: 16, TM: 8, TN: 4, vec: true, prefetch: true, pad: true, warp: 8 },
   // Candidate (bench-engine-gemm): the narrow outputs' 64×64 tiling (mediumV: k/v at 17 TFLOP/s
   // split 4 ways) with the padded staging and prefetch. Tried on the H100 (rows 5ca72dd, 5a410dd)
   // and removed, each slower than tallVPC at the prefill shapes: 32-deep slices (LM head 23.3 against
@@ -284,6 +291,7 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
   const SX = BN / TN;
   const SY = BM / TM;
   const threads = SX * SY;
+  const places = threadPlaces(SX, SY, t.warp);
   const GM = TM / 4; // 4-row groups per thread
   const GN = TN / 4; // 4-column groups per thread
   const V = K % 4 === 0 ? 4 : 1;
@@ -326,7 +334,7 @@ function gemmVecKernel(K: number, N: number, t: GemmTile, e: Epilogue, bias: boo
     ),
   );
   return {
-    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}-${sk.name(e, bias)}`,
+    name: `gemmv-${K}x${N}-${BM}x${BN}k${BK}${t.pad ? 'c' : ''}${t.warp ? `w${t.warp}` : ''}-${sk.name(e, bias)}`,
     params: { M: 'u32', ldy: 'u32', colOff: 'u32' },
     code: /* wgsl */ `
 struct Params { M: u32, ldy: u32, colOff: u32, }
@@ -338,8 +346,7 @@ var<workgroup> xs: array<vec4<f32>, ${LX * BK}>; // [BK][LX]: x transposed, 4 ro
 var<workgroup> ws: array<vec4<f32>, ${LW * BK}>; // [BK][LW]
 @compute @workgroup_size(${threads})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec3u) {
-  let tx = lid % ${SX}u;
-  let ty = lid / ${SX}u;
+  ${places}
   let row0 = g.y * ${BM}u;
   let col0 = g.x * ${BN}u;
   ${sk.skip(BM)}
@@ -357,6 +364,20 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) g: vec
   ${stores.join('\n  ')}
 }`,
   };
+}
+
+/**
+ * WGSL for a vector tiling's thread place (tx of SX, ty of SY) from lid: a run of tx, or with
+ * `warp` (GemmTile.warp) each 32 threads a warp × (32 / warp) block of places.
+ */
+function threadPlaces(SX: number, SY: number, warp?: number): string {
+  if (!warp) return `let tx = lid % ${SX}u;\n  let ty = lid / ${SX}u;`;
+  const wy = 32 / warp;
+  if (!Number.isInteger(wy) || SX % warp !== 0 || SY % wy !== 0) throw new Error(`gemm: warp ${warp} does not tile ${SX}×${SY} thread places`);
+  return `let lane = lid % 32u;
+  let wp = lid / 32u;
+  let tx = (wp % ${SX / warp}u) * ${warp}u + lane % ${warp}u;
+  let ty = (wp / ${SX / warp}u) * ${wy}u + lane / ${warp}u;`;
 }
 
 /**
