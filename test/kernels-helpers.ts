@@ -22,10 +22,10 @@ export async function webgpuAdapterReason(): Promise<string | null> {
 /** One test per cheap check: within tolerance, the poisoned output really overwritten, no leaked tensors. */
 export function itPassesChecks(checks: KernelCheck[]): void {
   for (const c of checks.filter((c) => c.small)) {
-    it(`${c.kernel} ${c.name}: within tolerance, poisoned output overwritten, no leaks`, async () => {
+    it(`${c.kernel} ${c.name}: within tolerance, poisoned output overwritten (a single kernel's), no leaks`, async () => {
       const before = tf.memory().numTensors;
       const r = await c.run();
-      expect(r.poisoned).toBe(true);
+      if (r.poisoned !== null) expect(r.poisoned).toBe(true); // null: a whole computation (several kernels), not one output buffer
       expect(r.error).toBeLessThanOrEqual(r.tolerance);
       expect(tf.memory().numTensors).toBe(before);
     });

@@ -1,6 +1,6 @@
 // The kernel policy (lib/kernels/index.ts) and the model engine with kernels on: plain path
 // unchanged by default, logits and greedy tokens of a small GQA LLaMA equal to the plain path's on
-// a WebGPU adapter (lavapipe here; skipped without one), plain GEMMs under a gradient tape, and
+// a WebGPU adapter (lavapipe here; skipped without one), and under a gradient tape the GEMM's and
 // the fused ops' backward kernels giving the plain ops' gradients through a whole forward.
 import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
@@ -102,7 +102,33 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
     tf.dispose([...plain, ...fused]);
   });
 
-  it('keeps tfjs GEMMs while a gradient tape records (they have no gradients)', async () => {
+  it('under a gradient tape with the GEMM on, every linear and the head run on it with their gradients (gemmWithGrad)', async () => {
+    const names = [...model.weights.keys()].filter((n) => /layers\.0\.(self_attn\.(q|k)_proj|mlp\.down_proj)|lm_head/.test(n));
+    const params = names.map((n) => model.weights.get(n)!);
+    const loss = (...ws: tf.Tensor[]) => {
+      const saved = names.map((n) => model.weights.get(n)!);
+      names.forEach((n, i) => model.weights.set(n, ws[i]));
+      try {
+        const x = ids();
+        const y = tf.sum(tf.square(forward(model, x, { kernels: true }))) as tf.Scalar;
+        x.dispose();
+        return y;
+      } finally {
+        names.forEach((n, i) => model.weights.set(n, saved[i]));
+      }
+    };
+    const off = { mode: 'auto', gemm: 'off', attention: 'off', fusedOps: 'off' } as const;
+    const plain = await withKernels(off, () => tf.grads(loss)(params));
+    const k0 = kernelDispatches();
+    const fused = await withKernels({ ...off, gemm: KERNEL_DEFAULTS.gemm, gemmMinRows: 1 }, () => tf.grads(loss)(params));
+    // 2 blocks × 7 linears and the head: a GEMM forward each, two backward (dx, dW) for all but block
+    // 0's v_proj, which reads nothing that depends on the parameters (tfjs skips its backward)
+    expect(kernelDispatches() - k0).toBe(15 + 14 * 2);
+    for (let i = 0; i < names.length; i++) expect(await maxRelError(fused[i], plain[i]), names[i]).toBeLessThan(1e-5);
+    tf.dispose([...plain, ...fused]);
+  });
+
+  it('kernelMatMulT keeps tfjs\'s matMul while a gradient tape records (it has no gradient)', async () => {
     const w = tf.randomNormal([8, 16]) as tf.Tensor2D;
     const x = tf.randomNormal([80, 16]) as tf.Tensor2D;
     await withKernels({ mode: 'auto', gemmMinRows: 1 }, async () => {

@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { seededNormal } from '../runtime/bench';
 import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
-import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, type GemmTileName } from './gemm';
+import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmWithGrad, type GemmTileName } from './gemm';
 
 /** Seeded x [N, in], W [out, in] and bias [out] for checks and benches. */
 function gemmOperands(N: number, inDim: number, out: number, bias: boolean, seed: number): tf.Tensor[] {
@@ -43,7 +43,7 @@ export function gemmChecks(seed: number): KernelCheck[] {
       }
     },
   }));
-  return [...plain, ...gramChecks(seed)];
+  return [...plain, ...gramChecks(seed), ...gradChecks(seed)];
 }
 
 /**
@@ -92,6 +92,44 @@ export function gemmBenches(): KernelBench[] {
       if (!tiles) throw new Error(`gemm: unknown tiles '${variant}' (choose from ${Object.keys(GEMM_TILES).join(', ')})`);
       const [x, w] = gemmOperands(N, inDim, out, false, 7) as [tf.Tensor2D, tf.Tensor2D];
       return { kernel: () => gemm(x, w, undefined, tiles), plain: () => gemmPlain(x, w), dispose: () => tf.dispose([x, w]) };
+    },
+  }));
+}
+
+/**
+ * gemmWithGrad's value and gradients (dx, dW, db of Σ y·c for a seeded c) against tfjs's matMul
+ * gradients; the error is the largest of the four, and Infinity unless all three products ran on the
+ * GEMM (each shape is ≥ 64 rows where the tiles are asked for).
+ */
+function gradChecks(seed: number): KernelCheck[] {
+  const cases: { s: [number, number, number, boolean]; small: boolean }[] = [
+    { s: [70, 130, 96, true], small: true },
+    { s: [100, 67, 65, false], small: true },
+    { s: [2048, 4096, 4096, false], small: false },
+  ];
+  return cases.map(({ s: [N, inDim, out, bias], small }, i) => ({
+    kernel: 'gemm',
+    name: `gradients N=${N} in=${inDim} out=${out}${bias ? ' bias' : ''} tiles=${GEMM_DEFAULTS.tiles}`,
+    small,
+    async run(): Promise<CheckResult> {
+      const ops = gemmOperands(N, inDim, out, bias, caseSeed(seed, 400 + i));
+      const c = tf.tensor2d(seededNormal(N * out, caseSeed(seed, 450 + i)), [N, out]); // [N, out]: the loss's weights
+      let products = 0;
+      const tiles = GEMM_TILES[GEMM_DEFAULTS.tiles];
+      const loss = (f: (x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor) => tf.Tensor2D) => (...t: tf.Tensor[]) => tf.sum(tf.mul(f(t[0] as tf.Tensor2D, t[1] as tf.Tensor2D, t[2]), c));
+      const run = (f: (x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor) => tf.Tensor2D) => tf.tidy(() => {
+        const { value, grads } = tf.valueAndGrads(loss(f))(ops);
+        return [value, ...grads];
+      });
+      const want = run(gemmPlain);
+      const got = run((x, w, b) => gemmWithGrad(x, w, b, () => (products++, tiles)));
+      try {
+        let error = 0;
+        for (let k = 0; k < want.length; k++) error = Math.max(error, await maxRelError(got[k], want[k]));
+        return { metric: 'max_rel_err', error: products === 3 ? error : Infinity, tolerance: 1e-5, poisoned: null, note: `value, dx, dW${bias ? ', db' : ''}; ${products} GEMM products` };
+      } finally {
+        tf.dispose([...ops, c, ...want, ...got]);
+      }
     },
   }));
 }

@@ -62,6 +62,45 @@ export function gemm(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor, tiles: Ge
   return run('gemm', x, bias ? [x, w, bias] : [x, w], out, tiles, !!bias, false);
 }
 
+/** Tiles for a product y [N, out] = x [N, inDim] · W [out, inDim]ᵀ, or null for tfjs's matMul. */
+export type GemmTilesFor = (N: number, inDim: number, out: number) => GemmTile | null;
+
+/** a [n, k] · b [m, k]ᵀ → [n, m] (+ bias [m]) on the GEMM where tilesFor gives tiles, else tfjs's matMul. */
+function timesT(a: tf.Tensor2D, b: tf.Tensor2D, tilesFor: GemmTilesFor, bias?: tf.Tensor): tf.Tensor2D {
+  const t = tilesFor(a.shape[0], a.shape[1], b.shape[0]);
+  if (t) return gemm(a, b, bias, t);
+  return tf.tidy(() => {
+    const y = tf.matMul(a, b, false, true);
+    return (bias ? tf.add(y, bias) : y) as tf.Tensor2D;
+  });
+}
+
+/**
+ * gemm with its gradients, for a gradient tape (OmniQuant's block training): y = x·Wᵀ (+ b) and,
+ * backwards, dx = dy·W and dW = dyᵀ·x as x·Wᵀ products of transposed copies (dy·(Wᵀ)ᵀ [N, in],
+ * dyᵀ·(xᵀ)ᵀ [out, in]), db = Σ_rows dy. Each of the three products takes tilesFor's tiles or tfjs's
+ * matMul. Every gradient is computed (tf.customGrad has no lazy ones, unlike tfjs's own matMul).
+ */
+export function gemmWithGrad(x: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor | undefined, tilesFor: GemmTilesFor): tf.Tensor2D {
+  const grads = (dy: tf.Tensor2D, xs: tf.Tensor2D, ws: tf.Tensor2D): tf.Tensor[] => [
+    tf.tidy(() => timesT(dy, tf.transpose(ws), tilesFor)), // dx [N, in]
+    tf.tidy(() => timesT(tf.transpose(dy), tf.transpose(xs), tilesFor)), // dW [out, in]
+  ];
+  type Grad = Parameters<typeof tf.customGrad>[0];
+  if (!bias) {
+    const f = tf.customGrad(((xi: tf.Tensor2D, wi: tf.Tensor2D, save: tf.GradSaveFunc) => {
+      save([xi, wi]);
+      return { value: timesT(xi, wi, tilesFor), gradFunc: (dy: tf.Tensor2D, [xs, ws]: tf.Tensor2D[]) => grads(dy, xs, ws) };
+    }) as unknown as Grad);
+    return f(x, w) as tf.Tensor2D;
+  }
+  const f = tf.customGrad(((xi: tf.Tensor2D, wi: tf.Tensor2D, bi: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([xi, wi]);
+    return { value: timesT(xi, wi, tilesFor, bi), gradFunc: (dy: tf.Tensor2D, [xs, ws]: tf.Tensor2D[]) => [...grads(dy, xs, ws), tf.sum(dy, 0)] };
+  }) as unknown as Grad);
+  return f(x, w, bias) as tf.Tensor2D;
+}
+
 /** y [n, n] = x [n, k] · xᵀ (a Gram matrix: XᵀX of activations passed transposed) on the webgpu backend, from the tiles on and below the diagonal only (gemmKernel's symmetric form). */
 export function gemmGram(x: tf.Tensor2D, tiles: GemmTile = GEMM_TILES[GEMM_DEFAULTS.tiles]): tf.Tensor2D {
   return run('gemm gram', x, [x, x], x.shape[0], tiles, false, true);

@@ -9,14 +9,15 @@
 //      (LLMCB_KERNEL_ATTENTION sets the attention tiles' default the same way);
 //   3. the backend is webgpu, the kernel supports the shape on this device (else the tfjs op runs:
 //      the fallback is per call, never an error), and no gradient tape is recording — except for
-//      the fused RMSNorm, RoPE and SwiGLU, which have gradients (OmniQuant's block training).
+//      the fused RMSNorm, RoPE and SwiGLU and the dense linear's GEMM, which have gradients
+//      (OmniQuant's block training).
 // The policy lives in tfjs's environment flags (one per process, like tfjs's own settings).
 import * as tf from '@tensorflow/tfjs';
 import type { InferenceModel } from '../engine/inference';
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import { ATTENTION_TILES, attentionTilesFor, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
 import { rmsNorm, rmsNormWithGrad, ropeHeads, ropeHeadsWithGrad, swiglu, swigluWithGrad } from './fused';
-import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmUnsupported, planGemm, type GemmTile, type GemmTileName } from './gemm';
+import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmUnsupported, gemmWithGrad, planGemm, type GemmTile, type GemmTileName } from './gemm';
 import { quantLinear } from './quant-linear';
 import { INT8_DEFAULTS, INT8_TILES, type Int8TileName } from './w8a8';
 
@@ -120,13 +121,15 @@ export function kernelsActive(): boolean {
 /**
  * The linear y = x Wᵀ (+ b) on a kernel, or null to use tfjs's matMul: a packed (quantized) weight
  * (InferenceModel.packedLinears) runs its W8A8 or weight-only kernel; a dense one the fp32 GEMM when x has
- * at least gemmMinRows rows. Call only where kernels are allowed (see the header).
+ * at least gemmMinRows rows, under a gradient tape with the GEMM's gradients (gemmWithGrad; a packed
+ * weight has none). Call only where kernels are allowed (see the header).
  */
 export function kernelLinear(model: InferenceModel, name: string, x: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
-  if (!kernelsActive()) return null;
+  if (!policyOn()) return null;
   const packed = model.packedLinears?.get(name);
-  if (packed) return quantLinear(packed, x, bias, { int8: { tile: kernelPolicy().int8Tile } });
   const w = model.weights.get(name) as tf.Tensor2D | undefined;
+  if (tapeOn()) return !packed && w && gemmTiles(x.shape[0], x.shape[1], w.shape[0]) ? gemmWithGrad(x, w, bias, gemmTiles) : null;
+  if (packed) return quantLinear(packed, x, bias, { int8: { tile: kernelPolicy().int8Tile } });
   return w ? kernelMatMulT(x, w, bias) : null;
 }
 
@@ -138,13 +141,17 @@ export function kernelQuantizesInput(model: InferenceModel, name: string): boole
   return model.packedLinears?.get(name)?.kind === 'w8a8' && kernelsActive();
 }
 
-/** The GEMM tiles for y [N, out] = x [N, in]·Wᵀ when the kernel may run it now (policy, size, device), else null. */
-function gemmTilesFor(N: number, inDim: number, out: number): GemmTile | null {
-  if (!kernelsActive()) return null;
+/** The GEMM tiles for y [N, out] = x [N, in]·Wᵀ by the policy, size and device, a gradient tape aside (gemmWithGrad's products), else null. */
+function gemmTiles(N: number, inDim: number, out: number): GemmTile | null {
   const p = kernelPolicy();
-  if (p.gemm === 'off' || N < p.gemmMinRows) return null;
+  if (!policyOn(p) || p.gemm === 'off' || N < p.gemmMinRows) return null;
   const tiles = GEMM_TILES[p.gemm];
   return gemmUnsupported(tiles, planGemm(N, inDim, out, tiles)) ? null : tiles;
+}
+
+/** gemmTiles when the kernel may run now (no gradient tape recording), else null. */
+function gemmTilesFor(N: number, inDim: number, out: number): GemmTile | null {
+  return tapeOn() ? null : gemmTiles(N, inDim, out);
 }
 
 /** x [N, in] · W [out, in]ᵀ (+ bias) on the fp32 GEMM kernel, or null to use tfjs's matMul (policy, size, device). */
