@@ -102,7 +102,7 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
     tf.dispose([...plain, ...fused]);
   });
 
-  it('under a gradient tape with the GEMM on, every linear and the head run on it with their gradients (gemmWithGrad)', async () => {
+  it('under a gradient tape with the GEMM on, every linear, the head and attention run on it with their gradients (gemmWithGrad, attentionOnGemm)', async () => {
     const names = [...model.weights.keys()].filter((n) => /layers\.0\.(self_attn\.(q|k)_proj|mlp\.down_proj)|lm_head/.test(n));
     const params = names.map((n) => model.weights.get(n)!);
     const loss = (...ws: tf.Tensor[]) => {
@@ -119,13 +119,19 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
     };
     const off = { mode: 'auto', gemm: 'off', attention: 'off', fusedOps: 'off' } as const;
     const plain = await withKernels(off, () => tf.grads(loss)(params));
-    const k0 = kernelDispatches();
-    const fused = await withKernels({ ...off, gemm: KERNEL_DEFAULTS.gemm, gemmMinRows: 1 }, () => tf.grads(loss)(params));
     // 2 blocks × 7 linears and the head: a GEMM forward each, two backward (dx, dW) for all but block
-    // 0's v_proj, which reads nothing that depends on the parameters (tfjs skips its backward)
-    expect(kernelDispatches() - k0).toBe(15 + 14 * 2);
-    for (let i = 0; i < names.length; i++) expect(await maxRelError(fused[i], plain[i]), names[i]).toBeLessThan(1e-5);
-    tf.dispose([...plain, ...fused]);
+    // 0's v_proj, which reads nothing that depends on the parameters (tfjs skips its backward); with
+    // attention, per block and each of the 2 × 2 (batch, KV head) groups two products, each with two backward
+    for (const [attention, gemms] of [['off', 15 + 14 * 2], ['auto', 15 + 14 * 2 + 2 * 4 * (2 + 2 * 2)]] as const) {
+      const k0 = kernelDispatches();
+      const before = tf.memory().numTensors;
+      const fused = await withKernels({ ...off, attention, gemm: KERNEL_DEFAULTS.gemm, gemmMinRows: 1 }, () => tf.grads(loss)(params));
+      expect(tf.memory().numTensors, 'the gradients only').toBe(before + names.length);
+      expect(kernelDispatches() - k0, `attention ${attention}`).toBe(gemms);
+      for (let i = 0; i < names.length; i++) expect(await maxRelError(fused[i], plain[i]), `${names[i]}, attention ${attention}`).toBeLessThan(1e-5);
+      tf.dispose(fused);
+    }
+    tf.dispose(plain);
   });
 
   it('kernelMatMulT keeps tfjs\'s matMul while a gradient tape records (it has no gradient)', async () => {

@@ -5,7 +5,9 @@ import * as tf from '@tensorflow/tfjs';
 import { maxTensorElements } from '../runtime/backend';
 import { seededNormal } from '../runtime/bench';
 import { ATTENTION_DEFAULTS, ATTENTION_TILES, attentionPlain, attentionTilesFor, causalMask, fusedAttention, type AttentionTileName, type AttentionTiles } from './attention';
+import { attentionOnGemm } from './attention-grad';
 import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
+import { GEMM_DEFAULTS, GEMM_TILES } from './gemm';
 
 /**
  * attentionPlain as the reference of checks and benches: one KV head group at a time when the
@@ -76,7 +78,7 @@ export function attentionChecks(seed: number): KernelCheck[] {
     // and the tilings the policy's 'auto' prefers at these shapes (prefill: r32kv32, and q32kv32 at hd 128)
     ...big.flatMap((s) => attentionTilesFor(s.hd, s.T).filter((tiles) => tiles !== ATTENTION_DEFAULTS.tiles).map((tiles) => ({ s, tiles, small: false }))),
   ];
-  return cases.map(({ s, tiles, small: isSmall }, i) => ({
+  const fused = cases.map(({ s, tiles, small: isSmall }, i): KernelCheck => ({
     kernel: 'attention',
     name: `${describeShape(s)} tiles=${tiles}`,
     small: isSmall,
@@ -89,6 +91,47 @@ export function attentionChecks(seed: number): KernelCheck[] {
         return { metric: 'max_rel_err', error: await maxRelError(outputs[0], want), tolerance: 1e-5, poisoned };
       } finally {
         tf.dispose([q, k, v, want, ...outputs, ...(mask ? [mask] : [])]);
+      }
+    },
+  }));
+  return [...fused, ...gradChecks(seed)];
+}
+
+/**
+ * attentionOnGemm's output and gradients (dq, dk, dv of Σ out·c for a seeded c) against
+ * attentionPlain's: GQA with a KV cache, MHA, and a 7B head at T = 2048 (8 of its 32 heads). The error
+ * is the largest of the four, Infinity unless every product ran on the GEMM.
+ */
+function gradChecks(seed: number): KernelCheck[] {
+  const shapes: [Shape, boolean][] = [
+    [{ B: 2, H: 4, KV: 2, T: 33, past: 5, hd: 16 }, true],
+    [{ B: 1, H: 3, KV: 3, T: 70, past: 0, hd: 32 }, true],
+    [{ B: 1, H: 8, KV: 8, T: 2048, past: 0, hd: 128 }, false],
+  ];
+  return shapes.map(([s, small], i) => ({
+    kernel: 'attention',
+    name: `gradients on the GEMM ${describeShape(s)} tiles=${GEMM_DEFAULTS.tiles}`,
+    small,
+    async run(): Promise<CheckResult> {
+      const ops = attentionOperands(s.B, s.H, s.KV, s.T, s.past, s.hd, caseSeed(seed, 500 + 3 * i));
+      const c = tf.tensor2d(seededNormal(s.B * s.T * s.H * s.hd, caseSeed(seed, 560 + i)), [s.B * s.T, s.H * s.hd]); // the loss's weights
+      const mask = causalMask(s.T, s.past);
+      let products = 0;
+      const tiles = GEMM_TILES[GEMM_DEFAULTS.tiles];
+      const run = (f: (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor2D) =>
+        tf.tidy(() => {
+          const { value, grads } = tf.valueAndGrads((...t: tf.Tensor[]) => tf.sum(tf.mul(f(t[0] as tf.Tensor4D, t[1] as tf.Tensor4D, t[2] as tf.Tensor4D), c)))(ops);
+          return [value, ...grads];
+        });
+      const want = run((q, k, v) => attentionPlain(q, k, v, mask));
+      const got = run((q, k, v) => attentionOnGemm(q, k, v, s.past, () => (products++, tiles)));
+      try {
+        let error = 0;
+        for (let k = 0; k < want.length; k++) error = Math.max(error, await maxRelError(got[k], want[k]));
+        const all = s.B * s.KV * 2 * 3; // per head group: two products, each with two backward
+        return { metric: 'max_rel_err', error: products === all ? error : Infinity, tolerance: 1e-5, poisoned: null, note: `value, dq, dk, dv; ${products} of ${all} GEMM products` };
+      } finally {
+        tf.dispose([...ops, c, ...want, ...got, ...(mask ? [mask] : [])]);
       }
     },
   }));

@@ -3,6 +3,8 @@
 //     gradients, padding masks. This is the model's reference path.
 //   fusedAttention: one WGSL kernel, FlashAttention-style: the keys are visited in tiles with an
 //     online softmax (running max m and sum l per query row), so no [T, S] score matrix exists.
+//   attentionOnGemm (attention-grad.ts): attentionPlain's math one KV head at a time with its two
+//     products on the fp32 GEMM with gradients (gradient tapes: OmniQuant's block training).
 // Grouped-query attention without copying K/V: the rep = H/KV query heads of one KV head are
 // consecutive, so q [B, H, T, hd] is the row-major [B·KV, rep·T, hd] and each workgroup takes
 // blockQ of those rows against its KV head. The queries are positions past..past+T-1 of the

@@ -9,13 +9,14 @@
 //      (LLMCB_KERNEL_ATTENTION sets the attention tiles' default the same way);
 //   3. the backend is webgpu, the kernel supports the shape on this device (else the tfjs op runs:
 //      the fallback is per call, never an error), and no gradient tape is recording — except for
-//      the fused RMSNorm, RoPE and SwiGLU and the dense linear's GEMM, which have gradients
-//      (OmniQuant's block training).
+//      the fused RMSNorm, RoPE and SwiGLU, the dense linear's GEMM and attention on the GEMM
+//      (attentionOnGemm), which have gradients (OmniQuant's block training).
 // The policy lives in tfjs's environment flags (one per process, like tfjs's own settings).
 import * as tf from '@tensorflow/tfjs';
 import type { InferenceModel } from '../engine/inference';
 import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import { ATTENTION_TILES, attentionTilesFor, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
+import { attentionOnGemm } from './attention-grad';
 import { rmsNorm, rmsNormWithGrad, ropeHeads, ropeHeadsWithGrad, swiglu, swigluWithGrad } from './fused';
 import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmUnsupported, gemmWithGrad, planGemm, type GemmTile, type GemmTileName } from './gemm';
 import { quantLinear } from './quant-linear';
@@ -167,14 +168,15 @@ export function kernelGram(x: tf.Tensor2D): tf.Tensor2D | null {
 }
 
 /**
- * Causal attention of new positions pastLength.. on the fused kernel → [B·T, H·hd], or null to use
- * attentionPlain (policy off, unsupported shape). Padding masks are the caller's to exclude.
+ * Causal attention of new positions pastLength.. on the fused kernel → [B·T, H·hd], under a gradient
+ * tape on the GEMM with its gradients (attentionOnGemm), or null to use attentionPlain (policy off,
+ * unsupported shape). Padding masks are the caller's to exclude.
  */
 export function kernelAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, pastLength: number): tf.Tensor2D | null {
-  if (!kernelsActive()) return null;
   const p = kernelPolicy();
-  if (p.attention === 'off') return null;
+  if (!policyOn(p) || p.attention === 'off') return null;
   const [B, H, T, hd] = q.shape;
+  if (tapeOn()) return gemmTiles((H / k.shape[1]) * T, hd, k.shape[2]) ? attentionOnGemm(q, k, v, pastLength, gemmTiles) : null;
   for (const name of p.attention === 'auto' ? attentionTilesFor(hd, T) : [p.attention]) {
     const tiles = ATTENTION_TILES[name];
     if (!attentionUnsupported(planAttention(B, H, k.shape[1], T, k.shape[2], hd, tiles), tiles)) return fusedAttention(q, k, v, pastLength, tiles);
