@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kernelMatMulT, kernelPolicy, setKernels, withKernels, KERNEL_DEFAULTS } from '../lib/kernels';
+import { ATTENTION_ON_GEMM_MIN_HD, kernelMatMulT, kernelPolicy, setKernels, withKernels, KERNEL_DEFAULTS } from '../lib/kernels';
 import { maxRelError } from '../lib/kernels/cases';
 import { kernelDispatches } from '../lib/kernels/gpu';
 import { disposeModel } from '../lib/models/load';
@@ -103,6 +103,12 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
   });
 
   it('under a gradient tape with the GEMM on, every linear, the head and attention run on it with their gradients (gemmWithGrad, attentionOnGemm)', async () => {
+    // heads of 64 (ATTENTION_ON_GEMM_MIN_HD), one KV group of two
+    const model = randomModel(
+      { model_type: 'llama', hidden_size: 128, intermediate_size: 200, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 300, max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2 },
+      { seed: 4, dist: 'uniform', name: 'tiny-hd64' },
+    );
+    expect(model.config.headDim).toBe(ATTENTION_ON_GEMM_MIN_HD);
     const names = [...model.weights.keys()].filter((n) => /layers\.0\.(self_attn\.(q|k)_proj|mlp\.down_proj)|lm_head/.test(n));
     const params = names.map((n) => model.weights.get(n)!);
     const loss = (...ws: tf.Tensor[]) => {
@@ -121,8 +127,8 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
     const plain = await withKernels(off, () => tf.grads(loss)(params));
     // 2 blocks × 7 linears and the head: a GEMM forward each, two backward (dx, dW) for all but block
     // 0's v_proj, which reads nothing that depends on the parameters (tfjs skips its backward); with
-    // attention, per block and each of the 2 × 2 (batch, KV head) groups two products, each with two backward
-    for (const [attention, gemms] of [['off', 15 + 14 * 2], ['auto', 15 + 14 * 2 + 2 * 4 * (2 + 2 * 2)]] as const) {
+    // attention, per block and each of the 2 (batch) × 1 (KV head) groups two products, each with two backward
+    for (const [attention, gemms] of [['off', 15 + 14 * 2], ['auto', 15 + 14 * 2 + 2 * 2 * (2 + 2 * 2)]] as const) {
       const k0 = kernelDispatches();
       const before = tf.memory().numTensors;
       const fused = await withKernels({ ...off, attention, gemm: KERNEL_DEFAULTS.gemm, gemmMinRows: 1 }, () => tf.grads(loss)(params));
@@ -132,6 +138,7 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
       tf.dispose(fused);
     }
     tf.dispose(plain);
+    disposeModel(model);
   });
 
   it('kernelMatMulT keeps tfjs\'s matMul while a gradient tape records (it has no gradient)', async () => {

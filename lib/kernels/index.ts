@@ -168,15 +168,22 @@ export function kernelGram(x: tf.Tensor2D): tf.Tensor2D | null {
 }
 
 /**
+ * The narrowest head attentionOnGemm takes (under a gradient tape); narrower heads keep the plain
+ * ops. Chosen, not measured: the embedded models' heads (hd 8 to 36) would leave most of the GEMM's
+ * 16-deep K slices empty, and their OmniQuant timings stay as they were.
+ */
+export const ATTENTION_ON_GEMM_MIN_HD = 64;
+
+/**
  * Causal attention of new positions pastLength.. on the fused kernel → [B·T, H·hd], under a gradient
- * tape on the GEMM with its gradients (attentionOnGemm), or null to use attentionPlain (policy off,
+ * tape on the GEMM with its gradients (attentionOnGemm, heads of ATTENTION_ON_GEMM_MIN_HD or more), or null to use attentionPlain (policy off,
  * unsupported shape). Padding masks are the caller's to exclude.
  */
 export function kernelAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, pastLength: number): tf.Tensor2D | null {
   const p = kernelPolicy();
   if (!policyOn(p) || p.attention === 'off') return null;
   const [B, H, T, hd] = q.shape;
-  if (tapeOn()) return gemmTiles((H / k.shape[1]) * T, hd, k.shape[2]) ? attentionOnGemm(q, k, v, pastLength, gemmTiles) : null;
+  if (tapeOn()) return hd >= ATTENTION_ON_GEMM_MIN_HD && gemmTiles((H / k.shape[1]) * T, hd, k.shape[2]) ? attentionOnGemm(q, k, v, pastLength, gemmTiles) : null;
   for (const name of p.attention === 'auto' ? attentionTilesFor(hd, T) : [p.attention]) {
     const tiles = ATTENTION_TILES[name];
     if (!attentionUnsupported(planAttention(B, H, k.shape[1], T, k.shape[2], hd, tiles), tiles)) return fusedAttention(q, k, v, pastLength, tiles);
