@@ -57,6 +57,19 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
   });
   afterAll(() => disposeModel(model));
   const ids = () => tf.tensor2d(Array.from({ length: 2 * 37 }, (_, i) => (i * 31) % 300), [2, 37], 'int32');
+  /** Σ logits² of a forward with kernels allowed, as a function of the named weights (for tf.grads). */
+  const sumSquaredLogits = (m: Model, names: string[]) => (...ws: tf.Tensor[]): tf.Scalar => {
+    const saved = names.map((n) => m.weights.get(n)!);
+    names.forEach((n, i) => m.weights.set(n, ws[i]));
+    try {
+      const x = ids();
+      const y = tf.sum(tf.square(forward(m, x, { kernels: true }))) as tf.Scalar;
+      x.dispose();
+      return y;
+    } finally {
+      names.forEach((n, i) => m.weights.set(n, saved[i]));
+    }
+  };
 
   it('forward logits match the plain path (GEMM on every linear and the head, fused attention, RMSNorm, RoPE and SwiGLU), no leaks', async () => {
     const x = ids();
@@ -78,18 +91,7 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
   it('under a gradient tape the fused ops run their backward kernels, with the plain ops\' gradients', async () => {
     const names = [...model.weights.keys()].filter((n) => /layers\.1\.(post_attention_layernorm|mlp\.up_proj|self_attn\.q_proj)/.test(n));
     const params = names.map((n) => model.weights.get(n)!);
-    const loss = (...ws: tf.Tensor[]) => {
-      const saved = names.map((n) => model.weights.get(n)!);
-      names.forEach((n, i) => model.weights.set(n, ws[i]));
-      try {
-        const x = ids();
-        const y = tf.sum(tf.square(forward(model, x, { kernels: true }))) as tf.Scalar;
-        x.dispose();
-        return y;
-      } finally {
-        names.forEach((n, i) => model.weights.set(n, saved[i]));
-      }
-    };
+    const loss = sumSquaredLogits(model, names);
     const plain = tf.grads(loss)(params);
     const policy = { mode: 'auto', gemm: 'off', attention: 'off' } as const;
     const k0 = kernelDispatches();
@@ -111,18 +113,7 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
     expect(model.config.headDim).toBe(ATTENTION_ON_GEMM_MIN_HD);
     const names = [...model.weights.keys()].filter((n) => /layers\.0\.(self_attn\.(q|k)_proj|mlp\.down_proj)|lm_head/.test(n));
     const params = names.map((n) => model.weights.get(n)!);
-    const loss = (...ws: tf.Tensor[]) => {
-      const saved = names.map((n) => model.weights.get(n)!);
-      names.forEach((n, i) => model.weights.set(n, ws[i]));
-      try {
-        const x = ids();
-        const y = tf.sum(tf.square(forward(model, x, { kernels: true }))) as tf.Scalar;
-        x.dispose();
-        return y;
-      } finally {
-        names.forEach((n, i) => model.weights.set(n, saved[i]));
-      }
-    };
+    const loss = sumSquaredLogits(model, names);
     const off = { mode: 'auto', gemm: 'off', attention: 'off', fusedOps: 'off' } as const;
     const plain = await withKernels(off, () => tf.grads(loss)(params));
     // 2 blocks × 7 linears and the head: a GEMM forward each, two backward (dx, dW) for all but block

@@ -176,8 +176,8 @@ export const ATTENTION_ON_GEMM_MIN_HD = 64;
 
 /**
  * Causal attention of new positions pastLength.. on the fused kernel → [B·T, H·hd], under a gradient
- * tape on the GEMM with its gradients (attentionOnGemm, heads of ATTENTION_ON_GEMM_MIN_HD or more), or null to use attentionPlain (policy off,
- * unsupported shape). Padding masks are the caller's to exclude.
+ * tape on the GEMM with its gradients (attentionOnGemm, heads of ATTENTION_ON_GEMM_MIN_HD or more),
+ * or null to use attentionPlain (policy off, unsupported shape). Padding masks are the caller's to exclude.
  */
 export function kernelAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, pastLength: number): tf.Tensor2D | null {
   const p = kernelPolicy();
