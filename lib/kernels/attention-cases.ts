@@ -6,7 +6,7 @@ import { maxTensorElements } from '../runtime/backend';
 import { seededNormal } from '../runtime/bench';
 import { ATTENTION_DEFAULTS, ATTENTION_TILES, attentionPlain, attentionTilesFor, causalMask, fusedAttention, type AttentionTileName, type AttentionTiles } from './attention';
 import { attentionOnGemm } from './attention-grad';
-import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
+import { caseSeed, maxRelError, maxRelErrorOf, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { GEMM_DEFAULTS, GEMM_TILES } from './gemm';
 
 /**
@@ -126,8 +126,7 @@ function gradChecks(seed: number): KernelCheck[] {
       const want = run((q, k, v) => attentionPlain(q, k, v, mask));
       const got = run((q, k, v) => attentionOnGemm(q, k, v, s.past, () => (products++, tiles)));
       try {
-        let error = 0;
-        for (let k = 0; k < want.length; k++) error = Math.max(error, await maxRelError(got[k], want[k]));
+        const error = await maxRelErrorOf(got, want);
         const all = s.B * s.KV * 2 * 3; // per head group: two products, each with two backward
         return { metric: 'max_rel_err', error: products === all ? error : Infinity, tolerance: 1e-5, poisoned: null, note: `value, dq, dk, dv; ${products} of ${all} GEMM products` };
       } finally {

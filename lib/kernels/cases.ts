@@ -72,6 +72,14 @@ export async function maxRelError(got: tf.Tensor, want: tf.Tensor): Promise<numb
   return scale === 0 ? diff : diff / scale;
 }
 
+/** The largest maxRelError over pairs (a value and its gradients, say): got[i] against want[i]. */
+export async function maxRelErrorOf(got: tf.Tensor[], want: tf.Tensor[]): Promise<number> {
+  if (got.length !== want.length) throw new Error(`${got.length} tensors against the reference's ${want.length}`);
+  let error = 0;
+  for (let i = 0; i < want.length; i++) error = Math.max(error, await maxRelError(got[i], want[i]));
+  return error;
+}
+
 /** NaN buffers made per output size: intermediates of the same size (a split kernel's partials) may take some first. */
 const POISON_COPIES = 4;
 

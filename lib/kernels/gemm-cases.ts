@@ -2,7 +2,7 @@
 // registers them); kept out of gemm.ts so that the forward pass does not load them.
 import * as tf from '@tensorflow/tfjs';
 import { seededNormal } from '../runtime/bench';
-import { caseSeed, maxRelError, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
+import { caseSeed, maxRelError, maxRelErrorOf, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmWithGrad, type GemmTileName } from './gemm';
 
 /** Seeded x [N, in], W [out, in] and bias [out] for checks and benches. */
@@ -99,7 +99,7 @@ export function gemmBenches(): KernelBench[] {
 /**
  * gemmWithGrad's value and gradients (dx, dW, db of Σ y·c for a seeded c) against tfjs's matMul
  * gradients; the error is the largest of the four, and Infinity unless all three products ran on the
- * GEMM (each shape is ≥ 64 rows where the tiles are asked for).
+ * GEMM.
  */
 function gradChecks(seed: number): KernelCheck[] {
   const cases: { s: [number, number, number, boolean]; small: boolean }[] = [
@@ -124,8 +124,7 @@ function gradChecks(seed: number): KernelCheck[] {
       const want = run(gemmPlain);
       const got = run((x, w, b) => gemmWithGrad(x, w, b, () => (products++, tiles)));
       try {
-        let error = 0;
-        for (let k = 0; k < want.length; k++) error = Math.max(error, await maxRelError(got[k], want[k]));
+        const error = await maxRelErrorOf(got, want);
         return { metric: 'max_rel_err', error: products === 3 ? error : Infinity, tolerance: 1e-5, poisoned: null, note: `value, dx, dW${bias ? ', db' : ''}; ${products} GEMM products` };
       } finally {
         tf.dispose([...ops, c, ...want, ...got]);
