@@ -170,7 +170,7 @@ export function kernelGram(x: tf.Tensor2D): tf.Tensor2D | null {
 /**
  * The narrowest head attentionOnGemm takes (under a gradient tape); narrower heads keep the plain
  * ops. Chosen, not measured: the embedded models' heads (hd 8 to 36) would leave most of the GEMM's
- * 16-deep K slices empty, and their OmniQuant timings stay as they were.
+ * 16-deep K slices empty, so their attention stays as it was (their linears do take gemmWithGrad).
  */
 export const ATTENTION_ON_GEMM_MIN_HD = 64;
 
