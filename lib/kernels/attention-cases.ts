@@ -6,7 +6,7 @@ import { maxTensorElements } from '../runtime/backend';
 import { seededNormal } from '../runtime/bench';
 import { ATTENTION_DEFAULTS, ATTENTION_TILES, attentionPlain, attentionTilesFor, causalMask, fusedAttention, type AttentionTileName, type AttentionTiles } from './attention';
 import { attentionOnGemm } from './attention-grad';
-import { caseSeed, maxRelError, maxRelErrorOf, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
+import { caseSeed, maxRelError, maxRelErrorOf, runPoisoned, weightedSumAndGrads, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { GEMM_DEFAULTS, GEMM_TILES } from './gemm';
 
 /**
@@ -118,13 +118,8 @@ function gradChecks(seed: number): KernelCheck[] {
       const mask = causalMask(s.T, s.past);
       let products = 0;
       const tiles = GEMM_TILES[GEMM_DEFAULTS.tiles];
-      const run = (f: (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor2D) =>
-        tf.tidy(() => {
-          const { value, grads } = tf.valueAndGrads((...t: tf.Tensor[]) => tf.sum(tf.mul(f(t[0] as tf.Tensor4D, t[1] as tf.Tensor4D, t[2] as tf.Tensor4D), c)))(ops);
-          return [value, ...grads];
-        });
-      const want = run((q, k, v) => attentionPlain(q, k, v, mask));
-      const got = run((q, k, v) => attentionOnGemm(q, k, v, s.past, () => (products++, tiles)));
+      const want = weightedSumAndGrads((q, k, v) => attentionPlain(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, mask), ops, c);
+      const got = weightedSumAndGrads((q, k, v) => attentionOnGemm(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, s.past, () => (products++, tiles)), ops, c);
       try {
         const error = await maxRelErrorOf(got, want);
         const all = s.B * s.KV * 2 * 3; // per head group: two products, each with two backward

@@ -17,13 +17,13 @@ export function attentionOnGemm(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
   const rep = H / KVH;
   return tf.tidy(() => {
     const mask = causalMask(T, past); // [1, 1, T, S] or null
-    const head = (t: tf.Tensor4D, g: number, rows: number) => tf.reshape(tf.slice(tf.reshape(t, [B * KVH, rows, hd]), [g, 0, 0], [1, rows, hd]), [rows, hd]) as tf.Tensor2D;
+    const [qs, ks, vs] = [tf.unstack(tf.reshape(q, [B * KVH, rep * T, hd])), tf.unstack(tf.reshape(k, [B * KVH, S, hd])), tf.unstack(tf.reshape(v, [B * KVH, S, hd]))] as tf.Tensor2D[][]; // per KV head: [rep·T | S, hd]
     const ctx: tf.Tensor2D[] = []; // [rep·T, hd] per KV head
     for (let g = 0; g < B * KVH; g++) {
-      let scores: tf.Tensor = tf.mul(gemmWithGrad(head(q, g, rep * T), head(k, g, S), undefined, tilesFor), 1 / Math.sqrt(hd)); // [rep·T, S]
+      let scores: tf.Tensor = tf.mul(gemmWithGrad(qs[g], ks[g], undefined, tilesFor), 1 / Math.sqrt(hd)); // [rep·T, S]
       if (mask) scores = tf.add(tf.reshape(scores, [rep, T, S]), tf.reshape(mask, [1, T, S]));
       const probs = tf.reshape(softmaxRows(scores), [rep * T, S]) as tf.Tensor2D;
-      ctx.push(gemmWithGrad(probs, tf.transpose(head(v, g, S)), undefined, tilesFor));
+      ctx.push(gemmWithGrad(probs, tf.transpose(vs[g]), undefined, tilesFor));
     }
     return tf.reshape(tf.transpose(tf.reshape(tf.stack(ctx), [B, H, T, hd]), [0, 2, 1, 3]), [B * T, H * hd]) as tf.Tensor2D;
   });

@@ -72,6 +72,17 @@ export async function maxRelError(got: tf.Tensor, want: tf.Tensor): Promise<numb
   return scale === 0 ? diff : diff / scale;
 }
 
+/**
+ * Σ f(inputs)·c and its gradients with respect to every input, as [value, ...grads]: what a gradient
+ * check compares between a kernel with a backward and the plain ops (c: seeded weights shaped as f's output).
+ */
+export function weightedSumAndGrads(f: (...t: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], c: tf.Tensor): tf.Tensor[] {
+  return tf.tidy(() => {
+    const { value, grads } = tf.valueAndGrads((...t: tf.Tensor[]) => tf.sum(tf.mul(f(...t), c)))(inputs);
+    return [value, ...grads];
+  });
+}
+
 /** The largest maxRelError over pairs (a value and its gradients, say): got[i] against want[i]. */
 export async function maxRelErrorOf(got: tf.Tensor[], want: tf.Tensor[]): Promise<number> {
   if (got.length !== want.length) throw new Error(`${got.length} tensors against the reference's ${want.length}`);

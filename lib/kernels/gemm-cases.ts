@@ -2,7 +2,7 @@
 // registers them); kept out of gemm.ts so that the forward pass does not load them.
 import * as tf from '@tensorflow/tfjs';
 import { seededNormal } from '../runtime/bench';
-import { caseSeed, maxRelError, maxRelErrorOf, runPoisoned, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
+import { caseSeed, maxRelError, maxRelErrorOf, runPoisoned, weightedSumAndGrads, type BenchSetup, type CheckResult, type KernelBench, type KernelCheck } from './cases';
 import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmWithGrad, type GemmTileName } from './gemm';
 
 /** Seeded x [N, in], W [out, in] and bias [out] for checks and benches. */
@@ -116,13 +116,8 @@ function gradChecks(seed: number): KernelCheck[] {
       const c = tf.tensor2d(seededNormal(N * out, caseSeed(seed, 450 + i)), [N, out]); // [N, out]: the loss's weights
       let products = 0;
       const tiles = GEMM_TILES[GEMM_DEFAULTS.tiles];
-      const loss = (f: (x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor) => tf.Tensor2D) => (...t: tf.Tensor[]) => tf.sum(tf.mul(f(t[0] as tf.Tensor2D, t[1] as tf.Tensor2D, t[2]), c));
-      const run = (f: (x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor) => tf.Tensor2D) => tf.tidy(() => {
-        const { value, grads } = tf.valueAndGrads(loss(f))(ops);
-        return [value, ...grads];
-      });
-      const want = run(gemmPlain);
-      const got = run((x, w, b) => gemmWithGrad(x, w, b, () => (products++, tiles)));
+      const want = weightedSumAndGrads((x, w, b) => gemmPlain(x as tf.Tensor2D, w as tf.Tensor2D, b), ops, c);
+      const got = weightedSumAndGrads((x, w, b) => gemmWithGrad(x as tf.Tensor2D, w as tf.Tensor2D, b, () => (products++, tiles)), ops, c);
       try {
         const error = await maxRelErrorOf(got, want);
         return { metric: 'max_rel_err', error: products === 3 ? error : Infinity, tolerance: 1e-5, poisoned: null, note: `value, dx, dW${bias ? ', db' : ''}; ${products} GEMM products` };
