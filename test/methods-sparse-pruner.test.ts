@@ -8,7 +8,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { countParams } from '../lib/efficiency/macs';
 import type { CalibSet } from '../lib/methods/calib';
-import { compress, forwardPruned, keptCount, lossGradients, prunedBlocks, topKeep, validate, defaults } from '../lib/methods/llm-pruner';
+import { accumulateGrads, compress, forwardPruned, keptCount, lossGradients, prunedBlocks, topKeep, validate, defaults } from '../lib/methods/llm-pruner';
 import { linearName } from '../lib/models/arch';
 import { saveModel } from '../lib/models/hf';
 import { disposeModel, loadModel } from '../lib/models/load';
@@ -45,6 +45,35 @@ describe('LLM-Pruner options', () => {
     await expect(compress(m, calib, { ratio: 0.9 })).rejects.toThrow(/would remove every attention head/);
     expect(shape(m, 1, 'q')).toEqual([64, 64]); // nothing was touched
     disposeModel(m);
+  });
+});
+
+describe('LLM-Pruner gradient accumulation', () => {
+  const grads = (v: number) => [0, 1, 2, 3].map((k) => tf.fill([1000], v + k)); // 4 KB each
+
+  it('sums share·g, frees each input as its sum exists, and holds at most two gradients more', async () => {
+    const a = grads(1);
+    const start = tf.memory().numBytes;
+    const first = accumulateGrads(null, a, 0.25);
+    expect(a.every((g) => g.isDisposed)).toBe(true);
+    const b = grads(10);
+    const before = tf.memory().numBytes;
+    const p = await tf.profile(() => accumulateGrads(first, b, 0.75));
+    expect(p.peakBytes - before).toBeLessThanOrEqual(2 * 4000); // one product and one sum at a time
+    expect(tf.memory().numBytes).toBe(start); // the four sums replace the four inputs
+    const sums = p.result as tf.Tensor[];
+    expect(first.every((g) => g.isDisposed) && b.every((g) => g.isDisposed)).toBe(true);
+    sums.forEach((s, k) => expect(Array.from(s.dataSync().slice(0, 2))).toEqual([(1 + k) * 0.25 + (10 + k) * 0.75, (1 + k) * 0.25 + (10 + k) * 0.75]));
+    sums.forEach((s) => s.dispose());
+  });
+
+  it('keeps the gradients of a single whole batch as they are', () => {
+    const a = grads(1);
+    const tensors = tf.memory().numTensors;
+    const out = accumulateGrads(null, a, 1);
+    expect(out.every((g, k) => g === a[k])).toBe(true);
+    expect(tf.memory().numTensors).toBe(tensors);
+    out.forEach((g) => g.dispose());
   });
 });
 
