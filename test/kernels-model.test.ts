@@ -41,6 +41,7 @@ describe('kernel policy', () => {
     expect(() => setKernels({ mode: 'on' as 'auto' })).toThrow(/kernel mode 'on'/);
     expect(() => setKernels({ gemm: '7x7' as 'off' })).toThrow(/gemm tiles '7x7'/);
     expect(() => setKernels({ fusedOps: 'yes' as 'on' })).toThrow(/fusedOps 'yes'/);
+    expect(() => setKernels({ gradGemm: 'yes' as 'on' })).toThrow(/gradGemm 'yes'/);
     expect(kernelPolicy()).toEqual(KERNEL_DEFAULTS);
   });
 });
@@ -104,7 +105,7 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
     tf.dispose([...plain, ...fused]);
   });
 
-  it('under a gradient tape with the GEMM on, every linear, the head and attention run on it with their gradients (gemmWithGrad, attentionOnGemm)', async () => {
+  it('under a gradient tape attention runs on the GEMM with its gradients (attentionOnGemm), and with gradGemm on every linear and the head too (gemmWithGrad)', async () => {
     // heads of 64 (ATTENTION_ON_GEMM_MIN_HD), one KV group of two
     const model = randomModel(
       { model_type: 'llama', hidden_size: 128, intermediate_size: 200, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 300, max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2 },
@@ -119,13 +120,16 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
     // 2 blocks × 7 linears and the head: a GEMM forward each, two backward (dx, dW) for all but block
     // 0's v_proj, which reads nothing that depends on the parameters (tfjs skips its backward); with
     // attention, per block and each of the 2 (batch) × 1 (KV head) groups two products, each with two backward
-    for (const [attention, gemms] of [['off', 15 + 14 * 2], ['auto', 15 + 14 * 2 + 2 * 2 * (2 + 2 * 2)]] as const) {
+    const linears = 15 + 14 * 2;
+    const attn = 2 * 2 * (2 + 2 * 2);
+    for (const [gradGemm, attention, gemms] of [['on', 'off', linears], ['on', 'auto', linears + attn], ['off', 'auto', attn]] as const) {
       const k0 = kernelDispatches();
       const before = tf.memory().numTensors;
-      const fused = await withKernels({ ...off, attention, gemm: KERNEL_DEFAULTS.gemm, gemmMinRows: 1 }, () => tf.grads(loss)(params));
+      const fused = await withKernels({ ...off, attention, gradGemm, gemm: KERNEL_DEFAULTS.gemm, gemmMinRows: 1 }, () => tf.grads(loss)(params));
+      const label = `gradGemm ${gradGemm}, attention ${attention}`;
       expect(tf.memory().numTensors, 'the gradients only').toBe(before + names.length);
-      expect(kernelDispatches() - k0, `attention ${attention}`).toBe(gemms);
-      for (let i = 0; i < names.length; i++) expect(await maxRelError(fused[i], plain[i]), `${names[i]}, attention ${attention}`).toBeLessThan(1e-5);
+      expect(kernelDispatches() - k0, label).toBe(gemms);
+      for (let i = 0; i < names.length; i++) expect(await maxRelError(fused[i], plain[i]), `${names[i]}, ${label}`).toBeLessThan(1e-5);
       tf.dispose(fused);
     }
     tf.dispose(plain);

@@ -9,8 +9,8 @@
 //      (LLMCB_KERNEL_ATTENTION sets the attention tiles' default the same way);
 //   3. the backend is webgpu, the kernel supports the shape on this device (else the tfjs op runs:
 //      the fallback is per call, never an error), and no gradient tape is recording — except for
-//      the fused RMSNorm, RoPE and SwiGLU, the dense linear's GEMM and attention on the GEMM
-//      (attentionOnGemm), which have gradients (OmniQuant's block training).
+//      the fused RMSNorm, RoPE and SwiGLU and attention on the GEMM (attentionOnGemm), which have
+//      gradients (OmniQuant's block training), and the dense linear's GEMM when gradGemm is 'on'.
 // The policy lives in tfjs's environment flags (one per process, like tfjs's own settings).
 import * as tf from '@tensorflow/tfjs';
 import type { InferenceModel } from '../engine/inference';
@@ -31,6 +31,7 @@ export interface KernelPolicy {
   gemmMinRows: number; // linears with fewer input rows (decode) keep tfjs's matMul
   int8Tile: Int8TileName | 'auto'; // tiling of the W8A8 GEMM on subgroup matrices (INT8_TILES; 'auto' by output size)
   fusedOps: 'on' | 'off'; // the fused RMSNorm, RoPE-with-head-transpose and SwiGLU kernels (fused.ts)
+  gradGemm: 'on' | 'off'; // under a gradient tape, the dense linears on the GEMM with its gradients (gemmWithGrad) or tfjs's matMul
 }
 
 export const KERNEL_DEFAULTS: KernelPolicy = {
@@ -40,9 +41,13 @@ export const KERNEL_DEFAULTS: KernelPolicy = {
   gemmMinRows: 64, // a 64-row tile would be mostly idle below this; tfjs has a GEMV path
   int8Tile: INT8_DEFAULTS.tile, // see scripts/bench-kernels.ts --kernels w8a8 for the device's best
   fusedOps: 'on',
+  // 'off': on the H100 (rows 49fbe4d, f8446c4) OmniQuant W4's 1-block 7B training with the linears on
+  // gemmWithGrad took 63.1 s against 53.0 s on tfjs's matMul (plain attention both; one run each, in
+  // two calls). Not understood: by arithmetic the GEMM should be faster. LLMCB_KERNEL_GRAD_GEMM=on to measure.
+  gradGemm: 'off',
 };
 
-const FLAGS = { mode: 'LLMCB_KERNELS', gemm: 'LLMCB_KERNEL_GEMM', attention: 'LLMCB_KERNEL_ATTENTION', gemmMinRows: 'LLMCB_KERNEL_GEMM_MIN_ROWS', int8Tile: 'LLMCB_KERNEL_INT8_TILE', fusedOps: 'LLMCB_KERNEL_FUSED_OPS' } as const;
+const FLAGS = { mode: 'LLMCB_KERNELS', gemm: 'LLMCB_KERNEL_GEMM', attention: 'LLMCB_KERNEL_ATTENTION', gemmMinRows: 'LLMCB_KERNEL_GEMM_MIN_ROWS', int8Tile: 'LLMCB_KERNEL_INT8_TILE', fusedOps: 'LLMCB_KERNEL_FUSED_OPS', gradGemm: 'LLMCB_KERNEL_GRAD_GEMM' } as const;
 
 function ensureFlags(): void {
   const env = tf.env();
@@ -53,6 +58,12 @@ function ensureFlags(): void {
   env.registerFlag(FLAGS.gemmMinRows, () => KERNEL_DEFAULTS.gemmMinRows);
   env.registerFlag(FLAGS.int8Tile, () => KERNEL_DEFAULTS.int8Tile);
   env.registerFlag(FLAGS.fusedOps, () => KERNEL_DEFAULTS.fusedOps);
+  env.registerFlag(FLAGS.gradGemm, () => onOff('gradGemm', process.env.LLMCB_KERNEL_GRAD_GEMM ?? KERNEL_DEFAULTS.gradGemm));
+}
+
+function onOff(key: 'fusedOps' | 'gradGemm', s: string): 'on' | 'off' {
+  if (s === 'on' || s === 'off') return s;
+  throw new Error(`${key} '${s}' (choose on or off)`);
 }
 
 function gemmPolicy(s: string): KernelPolicy['gemm'] {
@@ -81,6 +92,7 @@ export function kernelPolicy(): KernelPolicy {
     gemmMinRows: env.getNumber(FLAGS.gemmMinRows),
     int8Tile: env.get(FLAGS.int8Tile) as KernelPolicy['int8Tile'],
     fusedOps: env.get(FLAGS.fusedOps) as KernelPolicy['fusedOps'],
+    gradGemm: env.get(FLAGS.gradGemm) as KernelPolicy['gradGemm'],
   };
 }
 
@@ -91,7 +103,8 @@ export function setKernels(p: Partial<KernelPolicy>): KernelPolicy {
   if (p.gemm !== undefined) gemmPolicy(p.gemm);
   if (p.attention !== undefined) attentionPolicy(p.attention);
   if (p.gemmMinRows !== undefined && !(Number.isInteger(p.gemmMinRows) && p.gemmMinRows >= 1)) throw new Error(`gemmMinRows must be a positive integer, got ${p.gemmMinRows}`);
-  if (p.fusedOps !== undefined && p.fusedOps !== 'on' && p.fusedOps !== 'off') throw new Error(`fusedOps '${p.fusedOps}' (choose on or off)`);
+  if (p.fusedOps !== undefined) onOff('fusedOps', p.fusedOps);
+  if (p.gradGemm !== undefined) onOff('gradGemm', p.gradGemm);
   if (p.int8Tile !== undefined && p.int8Tile !== 'auto' && !(p.int8Tile in INT8_TILES)) throw new Error(`int8 tile '${p.int8Tile}' (choose from auto, ${Object.keys(INT8_TILES).join(', ')})`);
   for (const [k, v] of Object.entries(p)) if (v !== undefined) tf.env().set(FLAGS[k as keyof KernelPolicy], v);
   return prev;
@@ -122,14 +135,14 @@ export function kernelsActive(): boolean {
 /**
  * The linear y = x Wᵀ (+ b) on a kernel, or null to use tfjs's matMul: a packed (quantized) weight
  * (InferenceModel.packedLinears) runs its W8A8 or weight-only kernel; a dense one the fp32 GEMM when x has
- * at least gemmMinRows rows, under a gradient tape with the GEMM's gradients (gemmWithGrad; a packed
- * weight has none). Call only where kernels are allowed (see the header).
+ * at least gemmMinRows rows, under a gradient tape with the GEMM's gradients (gemmWithGrad) when the
+ * policy's gradGemm is 'on' (a packed weight has none). Call only where kernels are allowed (see the header).
  */
 export function kernelLinear(model: InferenceModel, name: string, x: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
   if (!policyOn()) return null;
   const packed = model.packedLinears?.get(name);
   const w = model.weights.get(name) as tf.Tensor2D | undefined;
-  if (tapeOn()) return !packed && w && gemmTiles(x.shape[0], x.shape[1], w.shape[0]) ? gemmWithGrad(x, w, bias, gemmTiles) : null;
+  if (tapeOn()) return kernelPolicy().gradGemm === 'on' && !packed && w && gemmTiles(x.shape[0], x.shape[1], w.shape[0]) ? gemmWithGrad(x, w, bias, gemmTiles) : null;
   if (packed) return quantLinear(packed, x, bias, { int8: { tile: kernelPolicy().int8Tile } });
   return w ? kernelMatMulT(x, w, bias) : null;
 }
@@ -170,7 +183,7 @@ export function kernelGram(x: tf.Tensor2D): tf.Tensor2D | null {
 /**
  * The narrowest head attentionOnGemm takes (under a gradient tape); narrower heads keep the plain
  * ops. Chosen, not measured: the embedded models' heads (hd 8 to 36) would leave most of the GEMM's
- * 16-deep K slices empty, so their attention stays as it was (their linears do take gemmWithGrad).
+ * 16-deep K slices empty, so their attention stays as it was.
  */
 export const ATTENTION_ON_GEMM_MIN_HD = 64;
 
