@@ -68,10 +68,10 @@ const HEADER = [
 ] as const;
 type BenchRow = Record<(typeof HEADER)[number], string>;
 
-/** On webgpu, the kernels the block forwards use (lib/methods/sequential.ts turns them on): their tilings, for the row's note. */
+/** On webgpu, the kernels the block forwards use (lib/methods/sequential.ts turns them on): their tilings, and the linears' under a gradient tape, for the row's note. */
 function kernelNote(): string {
   const p = kernelPolicy();
-  return `kernels: GEMM ${p.gemm}, attention ${p.attention}`;
+  return `kernels: GEMM ${p.gemm}, attention ${p.attention}, linears under gradients ${p.gradGemm === 'on' ? 'GEMM' : "tfjs's matMul"}`;
 }
 
 /** Seeded random windows of token ids in [0, vocab). */
