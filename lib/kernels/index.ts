@@ -140,11 +140,12 @@ export function kernelsActive(): boolean {
  * policy's gradGemm is 'on' (a packed weight has none). Call only where kernels are allowed (see the header).
  */
 export function kernelLinear(model: InferenceModel, name: string, x: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D | null {
-  if (!policyOn()) return null;
+  const p = kernelPolicy();
+  if (!policyOn(p)) return null;
   const packed = model.packedLinears?.get(name);
   const w = model.weights.get(name) as tf.Tensor2D | undefined;
-  if (tapeOn()) return kernelPolicy().gradGemm === 'on' && !packed && w && gemmTiles(x.shape[0], x.shape[1], w.shape[0]) ? gemmWithGrad(x, w, bias, gemmTiles) : null;
-  if (packed) return quantLinear(packed, x, bias, { int8: { tile: kernelPolicy().int8Tile } });
+  if (tapeOn()) return p.gradGemm === 'on' && !packed && w && gemmTiles(x.shape[0], x.shape[1], w.shape[0]) ? gemmWithGrad(x, w, bias, gemmTiles) : null;
+  if (packed) return quantLinear(packed, x, bias, { int8: { tile: p.int8Tile } });
   return w ? kernelMatMulT(x, w, bias) : null;
 }
 
