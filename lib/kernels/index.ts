@@ -41,10 +41,10 @@ export const KERNEL_DEFAULTS: KernelPolicy = {
   gemmMinRows: 64, // a 64-row tile would be mostly idle below this; tfjs has a GEMV path
   int8Tile: INT8_DEFAULTS.tile, // see scripts/bench-kernels.ts --kernels w8a8 for the device's best
   fusedOps: 'on',
-  // 'off', as before gemmWithGrad: on the H100 (rows 49fbe4d, f8446c4) OmniQuant W4's 1-block 7B
-  // training with the linears on gemmWithGrad took 63.1 s against 53.0 s on tfjs's matMul (plain
-  // attention both), one run each in two calls, the 63.1 s one beside a 32-layer model build on the
-  // host. Not settled, and by arithmetic the GEMM should be faster: LLMCB_KERNEL_GRAD_GEMM=on to measure.
+  // 'off', as before gemmWithGrad: on the H100, OmniQuant W4's 1-block 7B training (attention on
+  // the GEMM) took 62.7 s with the linears on gemmWithGrad against 60.4 s on tfjs's matMul, one
+  // after the other in one call (rows e5c06ff); earlier, 63.1 s against 53.0 s in two calls.
+  // LLMCB_KERNEL_GRAD_GEMM=on to measure again.
   gradGemm: 'off',
 };
 
