@@ -9,6 +9,7 @@ import { CONFIG_LLAMA2_7B, randomSources, writeRandomModelDir } from '../lib/mod
 import { bf16ToF32, f32ToBf16 } from '../lib/models/safetensors';
 import { configFromHf } from '../lib/models/hf';
 import { initRuntime } from '../lib/runtime';
+import { mulberry32, mulberry32Fill } from '../lib/rng';
 
 beforeAll(async () => {
   await initRuntime({ backend: 'wasm' });
@@ -46,5 +47,32 @@ describe('random model directories', () => {
     const a = randomSources(configFromHf(SMALL, 'a'), { seed: 0 })[0].read();
     const b = randomSources(configFromHf(SMALL, 'b'), { seed: 1 })[0].read();
     expect(a).not.toEqual(b);
+  });
+
+  it('draws in bulk the streams drawn one number at a time (normal: mulberry32 + Box–Muller; uniform: the LCG)', () => {
+    // A 300 × 512 embedding: 153,600 samples, over two of fillNormal's 65,536-sample chunks.
+    const cfg = configFromHf({ ...SMALL, hidden_size: 512, num_hidden_layers: 1 }, 'big');
+    const k = randomSources(cfg).findIndex((s) => s.name === 'model.embed_tokens.weight');
+    const seedK = 5 * 100003 + k; // randomSources seeds tensor k with seed * 100003 + k
+    const u = mulberry32(seedK);
+    const normal = Float32Array.from({ length: 300 * 512 }, () => Math.sqrt(-2 * Math.log(u() + 2 ** -33)) * Math.cos(2 * Math.PI * (u() + 2 ** -33)) * 0.02);
+    // The index of the first difference (-1: none): a failing toEqual would diff 153,600 numbers for minutes.
+    const firstDiff = (a: Float32Array, b: Float32Array) => (a.length !== b.length ? 0 : a.findIndex((x, i) => x !== b[i]));
+    expect(firstDiff(randomSources(cfg, { seed: 5, dist: 'normal' })[k].read(), normal)).toBe(-1);
+    let a = (seedK * 2654435761) >>> 0;
+    const uniform = Float32Array.from({ length: 300 * 512 }, () => {
+      a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+      return (a / 4294967296 - 0.5) * 2 * Math.sqrt(3) * 0.02;
+    });
+    expect(firstDiff(randomSources(cfg, { seed: 5, dist: 'uniform' })[k].read(), uniform)).toBe(-1);
+  });
+
+  it('mulberry32Fill continues the stream from the state it returns', () => {
+    const one = mulberry32(42);
+    const want = Float64Array.from({ length: 10 }, () => one());
+    const got = new Float64Array(10);
+    const state = mulberry32Fill(got.subarray(0, 3), 42);
+    mulberry32Fill(got.subarray(3), state);
+    expect(got).toEqual(want);
   });
 });

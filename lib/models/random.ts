@@ -2,7 +2,7 @@
 // config.json-style dict, weights drawn from a seeded normal, norms at 1 and biases small.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { mulberry32 } from '../rng';
+import { mulberry32Fill } from '../rng';
 import { configFromHf } from './hf';
 import { writeSafetensorsSharded, type AsyncWriteTensor } from './safetensors';
 import { Llama2cTokenizer } from './tokenizer-llama2c';
@@ -56,20 +56,31 @@ export class ByteTokenizer implements Tokenizer {
   }
 }
 
-/** mulberry32 → Box–Muller normal samples (uniforms moved off 0 by 2⁻³³ so the log is finite). */
-function normals(seed: number): () => number {
-  const u0 = mulberry32(seed);
-  const u = () => u0() + 2 ** -33;
-  return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+/**
+ * out[i] = scale × a standard normal sample, i = 0, 1, …: Box–Muller on mulberry32's stream (two
+ * uniforms per sample, moved off 0 by 2⁻³³ so the log is finite), drawn in bulk.
+ */
+function fillNormal(out: Float32Array, seed: number, scale: number): void {
+  const u = new Float64Array(2 * Math.min(out.length, 1 << 16));
+  let state = seed;
+  for (let i0 = 0; i0 < out.length; i0 += u.length / 2) {
+    const m = Math.min(u.length / 2, out.length - i0);
+    state = mulberry32Fill(m === u.length / 2 ? u : u.subarray(0, 2 * m), state);
+    for (let j = 0; j < m; j++) {
+      const r = Math.sqrt(-2 * Math.log(u[2 * j] + 2 ** -33)) * Math.cos(2 * Math.PI * (u[2 * j + 1] + 2 ** -33));
+      out[i0 + j] = r * scale;
+    }
+  }
 }
 
-/** Uniform samples on [-√3, √3] (unit variance) from a 32-bit LCG: cheap for billions of values. */
-function uniforms(seed: number): () => number {
+/** out[i] = scale × a uniform sample on [-√3, √3] (unit variance) from a 32-bit LCG: cheap for billions of values. */
+function fillUniform(out: Float32Array, seed: number, scale: number): void {
   let a = (seed * 2654435761) >>> 0;
-  return () => {
+  const width = 2 * Math.sqrt(3);
+  for (let i = 0; i < out.length; i++) {
     a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
-    return (a / 4294967296 - 0.5) * 2 * Math.sqrt(3);
-  };
+    out[i] = (a / 4294967296 - 0.5) * width * scale;
+  }
 }
 
 /** A model with the weights `hf` (a config.json object) implies, randomly initialised. */
@@ -90,14 +101,10 @@ export function randomSources(config: ModelConfig, opts: Omit<RandomModelOptions
     origin: `${o.name} (random)`,
     read() {
       const n = shape.reduce((x, y) => x * y, 1);
-      const rnd = o.dist === 'normal' ? normals(o.seed * 100003 + k) : uniforms(o.seed * 100003 + k);
       const data = new Float32Array(n);
       const isNorm = /norm|layernorm/.test(name);
       if (isNorm && name.endsWith('.weight')) data.fill(1);
-      else {
-        const std = name.endsWith('.bias') ? o.std / 2 : o.std;
-        for (let i = 0; i < n; i++) data[i] = rnd() * std;
-      }
+      else (o.dist === 'normal' ? fillNormal : fillUniform)(data, o.seed * 100003 + k, name.endsWith('.bias') ? o.std / 2 : o.std);
       return data;
     },
   }));
