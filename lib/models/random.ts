@@ -61,11 +61,12 @@ export class ByteTokenizer implements Tokenizer {
  * uniforms per sample, moved off 0 by 2⁻³³ so the log is finite), drawn in bulk.
  */
 function fillNormal(out: Float32Array, seed: number, scale: number): void {
-  const u = new Float64Array(2 * Math.min(out.length, 1 << 16));
+  const chunk = Math.min(out.length, 1 << 16);
+  const u = new Float64Array(2 * chunk); // [chunk, 2] uniforms
   let state = seed;
-  for (let i0 = 0; i0 < out.length; i0 += u.length / 2) {
-    const m = Math.min(u.length / 2, out.length - i0);
-    state = mulberry32Fill(m === u.length / 2 ? u : u.subarray(0, 2 * m), state);
+  for (let i0 = 0; i0 < out.length; i0 += chunk) {
+    const m = Math.min(chunk, out.length - i0);
+    state = mulberry32Fill(u.subarray(0, 2 * m), state);
     for (let j = 0; j < m; j++) {
       const r = Math.sqrt(-2 * Math.log(u[2 * j] + 2 ** -33)) * Math.cos(2 * Math.PI * (u[2 * j + 1] + 2 ** -33));
       out[i0 + j] = r * scale;
