@@ -51,7 +51,7 @@ import { evaluate } from '../lib/eval/evaluate';
 import { modelScorer } from '../lib/eval/model-scorer';
 import { EngineScorer } from '../lib/engine/scorer';
 import { EXECUTOR_DEFAULTS, executorKernelGroups } from '../lib/engine/executor';
-import { KernelTimes } from '../lib/engine/gpu';
+import { KernelTimes } from '../lib/kernels/timing';
 import { RecordingScorer, SCORER_DEFAULTS, type Scorer, TensorScorer } from '../lib/eval/scorer';
 import {
   type CollectedTask,
@@ -362,7 +362,7 @@ main().then(
 
 /**
  * Where the executor's scoring of a task spends its GPU time (--profile, stderr only): the task
- * scored again with every dispatch timed by timestamp queries (engine/gpu.ts KernelTimes).
+ * scored again with every dispatch timed by timestamp queries (kernels/timing.ts KernelTimes).
  */
 async function profileTask(base: EngineScorer, wallS: number, run: (s: Scorer) => Promise<unknown>, task: string): Promise<void> {
   const times = new KernelTimes();

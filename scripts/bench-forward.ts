@@ -41,7 +41,7 @@ import { CONFIG_1B, CONFIG_SMALL, randomModel } from '../lib/models/random';
 import { forward, generate } from '../lib/models/transformer';
 import { Decoder } from '../lib/engine/generate';
 import { EXECUTOR_DEFAULTS, executorKernelGroups, gemmFamily, type ExecutorOptions } from '../lib/engine/executor';
-import { KernelTimes } from '../lib/engine/gpu';
+import { KernelTimes } from '../lib/kernels/timing';
 import { KERNEL_DEFAULTS, kernelPolicy, withKernels, type KernelPolicy } from '../lib/kernels';
 import { kernelDispatches } from '../lib/kernels/gpu';
 import { attachPackedLinears, type InferenceModel } from '../lib/engine/inference';

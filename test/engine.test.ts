@@ -12,7 +12,8 @@ import { attachPackedLinears, type InferenceModel } from '../lib/engine/inferenc
 import { packLinears } from '../lib/kernels/packed-linear';
 import { METHODS } from '../lib/methods';
 import { actQuantDefaults } from '../lib/quant/act';
-import { Arena, engineDevice, KernelTimes } from '../lib/engine/gpu';
+import { Arena, engineDevice } from '../lib/engine/gpu';
+import { KernelTimes } from '../lib/kernels/timing';
 import { Decoder } from '../lib/engine/generate';
 import { EngineScorer } from '../lib/engine/scorer';
 import { generate } from '../lib/models/transformer';

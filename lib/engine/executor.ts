@@ -32,7 +32,8 @@ import { actQuantKernel } from './act-quant';
 import { flushTfjs } from '../kernels/gpu';
 import { isPerTokenInt8, type PackedW8A8 } from '../kernels/packed-linear';
 import { chooseInt8Tile, int8ActQuantSource, int8GemmKernel, int8GemvKernel, INT8_GEMV_MAX_ROWS, int8PathFor, INT8_AUTO, INT8_TILES, tileSharedBytes, type Int8Path, type Int8TileName } from '../kernels/w8a8';
-import { Arena, borrow, engineDevice, Program, spill, StepTimer, type Buf, type DispatchSpec, type KernelTimes } from './gpu';
+import { Arena, borrow, engineDevice, Program, spill, type Buf, type DispatchSpec } from './gpu';
+import { StepTimer, type KernelTimes } from '../kernels/timing';
 import {
   attentionKernel,
   attnMergeKernel,

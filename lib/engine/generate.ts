@@ -6,7 +6,7 @@ import { mulberry32 } from '../rng';
 import type { InferenceModel } from './inference';
 import { GENERATE_DEFAULTS, gumbel, type GenerateOptions } from '../models/transformer';
 import { Executor, type ExecutorOptions, type StepOutput } from './executor';
-import type { KernelTimes } from './gpu';
+import type { KernelTimes } from '../kernels/timing';
 
 /** A decoder of one model: an executor with a KV cache of `length` positions for one sequence. */
 export class Decoder {

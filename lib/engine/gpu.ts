@@ -8,6 +8,7 @@
 // command buffer (one pass per dispatch when the step is profiled with timestamp queries).
 import { flushTfjs, gpuBuffer, pipelineFor } from '../kernels/gpu';
 import { webgpuDevice } from '../runtime/backend';
+import type { StepTimer } from '../kernels/timing';
 import type * as tf from '@tensorflow/tfjs';
 
 export type ParamType = 'u32' | 'i32' | 'f32';
@@ -229,89 +230,6 @@ export class Program<S> {
     if (!timer) pass!.end();
     this.arena.device.queue.writeBuffer(this.paramsBuf.buffer, 0, this.blob);
     return n;
-  }
-}
-
-/** GPU time per kernel name, summed over the dispatches and steps profiled (timestamp queries). */
-export class KernelTimes {
-  readonly byName = new Map<string, { calls: number; ms: number }>();
-  steps = 0;
-
-  add(name: string, ms: number): void {
-    const e = this.byName.get(name) ?? { calls: 0, ms: 0 };
-    e.calls++;
-    e.ms += ms;
-    this.byName.set(name, e);
-  }
-
-  /** Total GPU ms of the kernels whose names match `re` (all kernels without it). */
-  ms(re?: RegExp): number {
-    let t = 0;
-    for (const [name, e] of this.byName) if (!re || re.test(name)) t += e.ms;
-    return t;
-  }
-
-  /** Lines for a log, in ms per step: each group's GPU time and share, then the `top` kernels by GPU time. */
-  report(groups: [string, RegExp][], top = 8): string[] {
-    const steps = Math.max(1, this.steps);
-    const total = this.ms();
-    const pct = (ms: number) => `${(ms / steps).toFixed(3)} ms (${((100 * ms) / Math.max(total, 1e-9)).toFixed(1)}%)`;
-    const lines = [`GPU time a step (${this.steps} steps): ${(total / steps).toFixed(3)} ms in ${[...this.byName.values()].reduce((n, e) => n + e.calls, 0) / steps} dispatches`];
-    for (const [what, re] of groups) lines.push(`  ${what.padEnd(40)} ${pct(this.ms(re))}`);
-    const sorted = [...this.byName].sort((a, b) => b[1].ms - a[1].ms).slice(0, top);
-    for (const [name, e] of sorted) lines.push(`  ${name.slice(0, 56).padEnd(56)} ${String(e.calls / steps).padStart(5)} × ${pct(e.ms)}`);
-    return lines;
-  }
-}
-
-/**
- * The timestamp queries of one profiled step: two per dispatch (Program.record fills `names` and
- * the query set), resolved into a readback buffer by resolve(enc) at the end of the step's
- * encoder, added to a KernelTimes by collect() once the step is submitted. It owns its query set
- * and buffers; collect() (or destroy() on failure) frees them. Needs the 'timestamp-query' feature.
- */
-export class StepTimer {
-  readonly names: string[] = [];
-  readonly querySet: GPUQuerySet;
-  private readonly resolved: GPUBuffer;
-  private readonly read: GPUBuffer;
-
-  constructor(device: GPUDevice, maxDispatches: number) {
-    if (!device.features.has('timestamp-query')) throw new Error("executor profile: the device has no 'timestamp-query' feature");
-    const count = Math.max(2, 2 * maxDispatches);
-    this.querySet = device.createQuerySet({ type: 'timestamp', count, label: 'step-timestamps' });
-    this.resolved = device.createBuffer({ label: 'step-timestamps', size: 8 * count, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-    this.read = device.createBuffer({ label: 'step-timestamps-readback', size: 8 * count, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  }
-
-  /** Records the resolve of the used queries and their copy to the readback buffer. */
-  resolve(enc: GPUCommandEncoder): void {
-    const used = 2 * this.names.length;
-    if (used === 0) return;
-    enc.resolveQuerySet(this.querySet, 0, used, this.resolved, 0);
-    enc.copyBufferToBuffer(this.resolved, 0, this.read, 0, 8 * used);
-  }
-
-  /** After the step's submission: adds each dispatch's GPU time (end − start of its pass) to `times`, then frees everything. */
-  async collect(times: KernelTimes): Promise<void> {
-    try {
-      const used = 2 * this.names.length;
-      if (used > 0) {
-        await this.read.mapAsync(GPUMapMode.READ);
-        const ns = new BigUint64Array(this.read.getMappedRange(), 0, used);
-        this.names.forEach((name, i) => times.add(name, Number(ns[2 * i + 1] - ns[2 * i]) / 1e6));
-        this.read.unmap();
-      }
-      times.steps++;
-    } finally {
-      this.destroy();
-    }
-  }
-
-  destroy(): void {
-    this.querySet.destroy();
-    this.resolved.destroy();
-    this.read.destroy();
   }
 }
 

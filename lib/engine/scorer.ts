@@ -13,7 +13,7 @@ import { assertFinite } from '../eval/finite';
 import type { InferenceModel } from './inference';
 import { continuationInput, nextTokenInput, type ContinuationRequest, type ContinuationResult, type NextTokenRequest, type NextTokenResult, type Progress, type Scorer } from '../eval/scorer';
 import { Executor, type ExecutorOptions, type StepInput, type StepOutput } from './executor';
-import type { KernelTimes } from './gpu';
+import type { KernelTimes } from '../kernels/timing';
 
 /** One request as the model reads it: input tokens, scored positions and tokens. */
 interface Seq {
@@ -44,7 +44,7 @@ export interface EngineScorerOptions {
   sharePrefixes: boolean;
   /** Names the model (and method) in errors, e.g. a non-finite log-probability. */
   label: string;
-  /** Profiling: every step's dispatches timed with timestamp queries, their GPU time added here (engine/gpu.ts KernelTimes). */
+  /** Profiling: every step's dispatches timed with timestamp queries, their GPU time added here (kernels/timing.ts KernelTimes). */
   times?: KernelTimes;
 }
 

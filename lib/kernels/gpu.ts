@@ -73,6 +73,8 @@ export interface TfjsWebGPUBackend {
   uploadToGPU(dataId: object): void;
   makeTensorInfo(shape: number[], dtype: string): tf.TensorInfo;
   makeUniforms(u: { type: 'int32' | 'uint32' | 'float32'; data: number[] }[]): GPUBufferBinding;
+  /** Compiled programs by tfjs's shader key (a pipeline, or its promise while compiling in parallel). */
+  pipelineCache: Record<string, GPUComputePipeline | Promise<GPUComputePipeline>>;
   bufferManager: {
     acquireBuffer(size: number, usage: number, mappedAtCreation?: boolean, reuse?: boolean): GPUBuffer;
     releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void;

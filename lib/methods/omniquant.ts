@@ -173,7 +173,8 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
         if (!fpInputs) fpInputs = ctx.inputs.map((x) => x.clone());
         // Targets: the FP block on the FP stream; they are also the next block's FP inputs (held in
         // fpInputs from here, so they are disposed however this block ends).
-        const targets = fpInputs.map((x) => ctx.run(x));
+        const fp = fpInputs;
+        const targets = await ctx.timed('targets', () => fp.map((x) => ctx.run(x)));
         fpInputs.forEach((t) => t.dispose());
         fpInputs = targets;
         // LET init from the block's activation maxima (quantized stream), SmoothQuant-style.
@@ -288,14 +289,16 @@ export async function compress(model: Model, calib: CalibSet | null, opts: Parti
               }
             };
             try {
-              for (let e = 0; e < o.epochs; e++) {
-                const read = e === 0 || e === o.epochs - 1;
-                const mean = await epoch(read);
-                if (read) assertFinite([mean], `${model.name} omniquant: block ${b}, epoch ${e + 1} of ${o.epochs}: calibration loss`);
-                if (e === 0) firstLoss.push(mean);
-                if (e === o.epochs - 1) lastLoss.push(mean);
-                hooks.sample?.();
-              }
+              await ctx.timed('train', async () => {
+                for (let e = 0; e < o.epochs; e++) {
+                  const read = e === 0 || e === o.epochs - 1;
+                  const mean = await epoch(read);
+                  if (read) assertFinite([mean], `${model.name} omniquant: block ${b}, epoch ${e + 1} of ${o.epochs}: calibration loss`);
+                  if (e === 0) firstLoss.push(mean);
+                  if (e === o.epochs - 1) lastLoss.push(mean);
+                  hooks.sample?.();
+                }
+              });
             } finally {
               captured.forEach((c) => (c.graph.dispose(), c.loss.dispose()));
               if (slots) tf.dispose([slots.x, slots.target, slots.losses]);

@@ -8,10 +8,11 @@ import * as tf from '@tensorflow/tfjs';
 import { ARCHS } from '../models/arch';
 import type { Model } from '../models/types';
 import { maxHeads } from '../models/weights';
-import { maxTensorElements } from '../runtime/backend';
+import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import { gpuBytesInUse, offloadToHost } from '../runtime/residency';
 import { embed, runBlock, type ForwardOptions } from '../models/transformer';
 import { setKernels } from '../kernels';
+import { kernelGroups, KernelTimes, profileGpu } from '../kernels/timing';
 import { syncDevice } from '../runtime/probes';
 import { calibBatches, checkCalibForModel, type CalibSet } from './calib';
 
@@ -53,6 +54,25 @@ export type BlockPhases = Record<string, number>;
 
 /** The phase being timed (BlockContext.timed), for subPhase. */
 const currentPhase = new AsyncLocalStorage<{ phases: BlockPhases; name: string }>();
+
+/**
+ * With LLMCB_PROFILE_GPU=1 on webgpu, each phase of a block (BlockContext.timed) runs under
+ * profileGpu and its GPU time by kernel goes to stderr: where a block's time goes, kernel by kernel
+ * (every dispatch in a pass of its own: a little slower, the same results).
+ */
+export function profileGpuOn(): boolean {
+  const v = process.env.LLMCB_PROFILE_GPU ?? '0';
+  if (v !== '0' && v !== '1') throw new Error(`LLMCB_PROFILE_GPU='${v}': expected '0' or '1'`);
+  return v === '1' && webgpuDevice() !== null;
+}
+
+/** fn under profileGpu, its kernels' GPU time on stderr headed `what`. */
+async function profiled<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  const times = new KernelTimes();
+  const r = await profileGpu(fn, times);
+  console.error([`[profile] ${what}`, ...times.report(kernelGroups(times), 12).map((l) => `[profile]   ${l}`)].join('\n'));
+  return r;
+}
 
 /** Runs fn, waits for the GPU and adds the wall time to phases[name]. */
 async function timeInto<T>(phases: BlockPhases, name: string, fn: () => T | Promise<T>): Promise<T> {
@@ -194,6 +214,7 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
   const linears = blockLinearNames(model);
   const stream = streamingOn();
   const kernels = calibKernelsOn();
+  const profile = profileGpuOn();
   // The driver's block forward, on the kernels when calibKernelsOn.
   const fwd = (block: number, x: tf.Tensor3D, o: ForwardOptions = {}): tf.Tensor3D =>
     withCalibKernels(() => runBlock(model, block, x, kernels ? { ...o, kernels: true } : o));
@@ -205,7 +226,8 @@ export async function runSequential(model: Model, calib: CalibSet, opts: Sequent
       const phases: BlockPhases = {};
       const timed = <T>(name: string, fn: () => T | Promise<T>): Promise<T> => {
         tracePhase(block, name);
-        return currentPhase.run({ phases, name }, () => timeInto(phases, name, fn));
+        const run = () => currentPhase.run({ phases, name }, () => timeInto(phases, name, fn));
+        return profile ? profiled(`block ${block}, ${name}`, run) : run();
       };
       const selected = blocks.includes(block);
       let dense: tf.Tensor3D[] | null = null;
