@@ -14,6 +14,7 @@ import { randomModel } from '../lib/models/random';
 import { readSafetensorsHeader } from '../lib/models/safetensors';
 import { embed, forward, generate, head, runBlock } from '../lib/models/transformer';
 import type { Model } from '../lib/models/types';
+import { getWeight } from '../lib/quant/weights';
 
 const repoRoot = path.resolve(__dirname, '..');
 const shared = process.env.LLMCB_SHARED ?? path.resolve(repoRoot, '../shared');
@@ -219,6 +220,18 @@ describe('weights larger than one binding', () => {
     tf.dispose([ids, a, b]);
     disposeModel(whole);
     disposeModel(split);
+  });
+
+  it('a block linear past the binding is named as split, not as missing, by the forward and by the methods', () => {
+    const m = randomModel(TINY_LLAMA, { seed: 3, maxBindingBytes: 2_000 });
+    const name = [...m.splitWeights!.keys()].find((n) => n.startsWith('model.layers.'))!;
+    expect(name).toBeDefined();
+    const ids = tf.tensor2d([[0, 1, 2]], [1, 3], 'int32');
+    expect(() => forward(m, ids)).toThrow(/weight 'model\.layers\.0\.[a-z_.]+' is held as \d+ row blocks.*larger than one GPU storage binding/);
+    expect(() => getWeight(m, name)).toThrow(`weight '${name}' is held as`);
+    expect(() => getWeight(m, 'model.layers.9.mlp.up_proj.weight')).toThrow("has no weight 'model.layers.9.mlp.up_proj.weight'");
+    ids.dispose();
+    disposeModel(m);
   });
 });
 

@@ -16,7 +16,7 @@ import type { BackendName } from '../runtime/backend';
 import { ARCHS, fusedQkv, linearName, linearParts } from './arch';
 import type { LinearInputHook, ModelConfig } from './types';
 import type { InferenceModel } from '../engine/inference';
-import { blockWidths, hasFinalNorm } from './weights';
+import { blockWidths, hasFinalNorm, missingWeight } from './weights';
 import { matMulT } from './matmul';
 
 export interface ForwardOptions {
@@ -126,7 +126,7 @@ interface KV {
 
 function weight(model: InferenceModel, name: string): tf.Tensor {
   const w = model.weights.get(name);
-  if (!w) throw new Error(`model '${model.name}' has no weight '${name}'`);
+  if (!w) throw missingWeight(model, name);
   return w;
 }
 

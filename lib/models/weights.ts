@@ -176,6 +176,19 @@ export function bindingLimit(): number {
   return device ? device.limits.maxStorageBufferBindingSize : Number.POSITIVE_INFINITY;
 }
 
+/**
+ * The error for a weight that is not in model.weights: missing, or held as row blocks because it
+ * exceeds the device's storage binding (only the embedding and the LM head can be used so).
+ */
+export function missingWeight(model: { name: string; splitWeights?: Map<string, tf.Tensor[]> }, name: string): Error {
+  const split = model.splitWeights?.get(name);
+  if (!split) return new Error(`model '${model.name}' has no weight '${name}'`);
+  return new Error(
+    `model '${model.name}': weight '${name}' is held as ${split.length} row blocks, its fp32 values being larger than one GPU ` +
+      `storage binding; only the embedding and the LM head can be used split. Use a device with a larger binding, or the wasm backend`,
+  );
+}
+
 /** Reads and uploads each source; on any failure disposes what was uploaded and rethrows. */
 export function uploadSources(
   sources: TensorSource[],

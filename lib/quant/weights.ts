@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { linearName } from '../models/arch';
 import type { Model } from '../models/types';
+import { missingWeight } from '../models/weights';
 
 export interface HostMatrix {
   name: string; // full weight name
@@ -12,7 +13,7 @@ export interface HostMatrix {
 
 export function getWeight(model: Model, name: string): tf.Tensor {
   const t = model.weights.get(name);
-  if (!t) throw new Error(`model '${model.name}' has no weight '${name}'`);
+  if (!t) throw missingWeight(model, name);
   return t;
 }
 
