@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../lib/runtime';
-import { awqFakeQuant, chunkMean, clipSearch, clipSearchDevice, defaults, divideChunks, scaledFakeQuantDevice, type AwqOptions } from '../lib/methods/awq';
+import { awqFakeQuant, chunkMean, clipSearch, clipSearchDevice, defaults, divideChunks, gramCheaper, gramLoss, inputGram, scaledFakeQuantDevice, squaredError, type AwqOptions } from '../lib/methods/awq';
 import { correlatedInputs, randn } from '../lib/methods/solver-cases';
 
 beforeAll(async () => {
@@ -98,6 +98,36 @@ describe('AWQ searches on the device', () => {
       expect(new Set(dev.subarray(0, 64)).size).toBeGreaterThan(4); // quantized, not zeroed
     });
   }
+
+  it("a lone linear's loss through its inputs' Gram matrix equals the loss token by token, inputs in chunks; Gram only where cheaper", async () => {
+    const n0 = tf.memory().numTensors;
+    const cut = 301;
+    const xs = [tf.tensor2d(X.subarray(0, cut * cols), [cut, cols]), tf.tensor2d(X.subarray(cut * cols), [tokens - cut, cols])];
+    const w = tf.tensor2d(W, [rows, cols]);
+    const G = inputGram(xs);
+    for (const seed of [13, 14]) {
+      const st = tf.tensor1d(Float32Array.from(randn(cols, seed), (v) => Math.fround(Math.exp(v / 2))));
+      const wq = scaledFakeQuantDevice(w, st, { ...defaults, bits: 3, groupSize: 64 });
+      const viaGram = gramLoss(w, wq, G, tokens);
+      const org = xs.map((x) => tf.matMul(x, w, false, true));
+      const direct = squaredError(org, (each) =>
+        xs.forEach((x, i) => {
+          const y = tf.matMul(x, wq, false, true);
+          each(i, y);
+          y.dispose();
+        }),
+      );
+      const [a, b] = [(await viaGram.data())[0], (await direct.data())[0]];
+      expect(b).toBeGreaterThan(0);
+      expect(Math.abs(a - b) / b).toBeLessThan(1e-5);
+      tf.dispose([st, wq, viaGram, direct, ...org]);
+    }
+    tf.dispose([G, w, ...xs]);
+    expect(tf.memory().numTensors).toBe(n0);
+    // A 7B down projection (out 4096, in 11008) at 128 × 2048 tokens: through G; at 4 × 1024 tokens: token by token.
+    expect(gramCheaper(128 * 2048, 4096, 11008, 20)).toBe(true);
+    expect(gramCheaper(4 * 1024, 4096, 11008, 20)).toBe(false);
+  });
 
   it('means over chunks (per column and over everything) equal tf.mean of the whole, and are tf.mean itself on one chunk', async () => {
     const x = tf.tensor2d(X, [tokens, cols]);

@@ -12,7 +12,7 @@ import { kernelGram, kernelsActive } from '../kernels';
  * xᵀ·(xᵀ)ᵀ, the kernel's x·Wᵀ form, computing the lower half and mirroring it), else tfjs's
  * transposed matMul. Same sums, another order.
  */
-function gram(x: tf.Tensor2D): tf.Tensor2D {
+export function gram(x: tf.Tensor2D): tf.Tensor2D {
   if (kernelsActive()) {
     const xt = tf.transpose(x) as tf.Tensor2D; // [cols, tokens]
     const g = kernelGram(xt);
