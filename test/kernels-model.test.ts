@@ -122,11 +122,24 @@ describe.skipIf(reason !== null)('model engine with kernels on webgpu', () => {
     // attention, per block and each of the 2 (batch) × 1 (KV head) groups two products, each with two backward
     const linears = 15 + 14 * 2;
     const attn = 2 * 2 * (2 + 2 * 2);
-    for (const [gradGemm, attention, gemms] of [['on', 'off', linears], ['on', 'auto', linears + attn], ['off', 'auto', attn]] as const) {
+    // The policy around the whole gradient computation, or around the forward only (as an entry point's
+    // withCalibKernels in OmniQuant's tf.variableGrads): the backward's products take the forward's policy.
+    const cases = [['on', 'off', linears], ['on', 'auto', linears + attn], ['off', 'auto', attn]] as const;
+    for (const [[gradGemm, attention, gemms], forwardOnly] of cases.flatMap((c) => [[c, false], [c, true]] as const)) {
+      const policy = { ...off, attention, gradGemm, gemm: KERNEL_DEFAULTS.gemm, gemmMinRows: 1 } as const;
       const k0 = kernelDispatches();
       const before = tf.memory().numTensors;
-      const fused = await withKernels({ ...off, attention, gradGemm, gemm: KERNEL_DEFAULTS.gemm, gemmMinRows: 1 }, () => tf.grads(loss)(params));
-      const label = `gradGemm ${gradGemm}, attention ${attention}`;
+      const fused = forwardOnly
+        ? tf.grads((...p: tf.Tensor[]) => {
+            const prev = setKernels(policy);
+            try {
+              return loss(...p);
+            } finally {
+              setKernels(prev);
+            }
+          })(params)
+        : await withKernels(policy, () => tf.grads(loss)(params));
+      const label = `gradGemm ${gradGemm}, attention ${attention}, the policy around ${forwardOnly ? 'the forward only' : 'forward and backward'}`;
       expect(tf.memory().numTensors, 'the gradients only').toBe(before + names.length);
       expect(kernelDispatches() - k0, label).toBe(gemms);
       for (let i = 0; i < names.length; i++) expect(await maxRelError(fused[i], plain[i]), `${names[i]}, ${label}`).toBeLessThan(1e-5);

@@ -18,7 +18,7 @@ import { maxTensorElements, webgpuDevice } from '../runtime/backend';
 import { ATTENTION_TILES, attentionTilesFor, attentionUnsupported, fusedAttention, planAttention, type AttentionTileName } from './attention';
 import { attentionOnGemm } from './attention-grad';
 import { rmsNorm, rmsNormWithGrad, ropeHeads, ropeHeadsWithGrad, swiglu, swigluWithGrad } from './fused';
-import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmUnsupported, gemmWithGrad, planGemm, type GemmTile, type GemmTileName } from './gemm';
+import { GEMM_DEFAULTS, GEMM_TILES, gemm, gemmGram, gemmUnsupported, gemmWithGrad, planGemm, type GemmTile, type GemmTileName, type GemmTilesFor } from './gemm';
 import { quantLinear } from './quant-linear';
 import { INT8_DEFAULTS, INT8_TILES, type Int8TileName } from './w8a8';
 
@@ -43,8 +43,10 @@ export const KERNEL_DEFAULTS: KernelPolicy = {
   fusedOps: 'on',
   // 'off', as before gemmWithGrad: on the H100, OmniQuant W4's 1-block 7B training (attention on
   // the GEMM) took 62.7 s with the linears on gemmWithGrad against 60.4 s on tfjs's matMul, one
-  // after the other in one call (rows e5c06ff); earlier, 63.1 s against 53.0 s in two calls.
-  // LLMCB_KERNEL_GRAD_GEMM=on to measure again.
+  // after the other in one call (rows e5c06ff); earlier, 63.1 s against 53.0 s in two calls. Both
+  // ran before gemmTilesUnder: OmniQuant's gradients are computed after withCalibKernels restores
+  // 'off', so the backward products of gemmWithGrad (and of attentionOnGemm) fell to tfjs's matMul
+  // with transposed copies. Not measured since; LLMCB_KERNEL_GRAD_GEMM=on to compare.
   gradGemm: 'off',
 };
 
@@ -144,7 +146,10 @@ export function kernelLinear(model: InferenceModel, name: string, x: tf.Tensor2D
   if (!policyOn(p)) return null;
   const packed = model.packedLinears?.get(name);
   const w = model.weights.get(name) as tf.Tensor2D | undefined;
-  if (tapeOn()) return p.gradGemm === 'on' && !packed && w && gemmTiles(x.shape[0], x.shape[1], w.shape[0]) ? gemmWithGrad(x, w, bias, gemmTiles) : null;
+  if (tapeOn()) {
+    const tilesFor = gemmTilesUnder(p);
+    return p.gradGemm === 'on' && !packed && w && tilesFor(x.shape[0], x.shape[1], w.shape[0]) ? gemmWithGrad(x, w, bias, tilesFor) : null;
+  }
   if (packed) return quantLinear(packed, x, bias, { int8: { tile: p.int8Tile } });
   return w ? kernelMatMulT(x, w, bias) : null;
 }
@@ -157,12 +162,23 @@ export function kernelQuantizesInput(model: InferenceModel, name: string): boole
   return model.packedLinears?.get(name)?.kind === 'w8a8' && kernelsActive();
 }
 
-/** The GEMM tiles for y [N, out] = x [N, in]·Wᵀ by the policy, size and device, a gradient tape aside (gemmWithGrad's products), else null. */
+/**
+ * The GEMM tiles for y [N, out] = x [N, in]·Wᵀ under policy p, by size and device, a gradient tape
+ * aside, else null. gemmWithGrad and attentionOnGemm take this with the policy of the forward that
+ * records them: their gradients' products are computed later (tf.grads, tf.variableGrads), when the
+ * entry point that turned kernels on for the forward (withCalibKernels) may have restored 'off'.
+ */
+function gemmTilesUnder(p: KernelPolicy): GemmTilesFor {
+  return (N, inDim, out) => {
+    if (!policyOn(p) || p.gemm === 'off' || N < p.gemmMinRows) return null;
+    const tiles = GEMM_TILES[p.gemm];
+    return gemmUnsupported(tiles, planGemm(N, inDim, out, tiles)) ? null : tiles;
+  };
+}
+
+/** gemmTilesUnder the current policy. */
 function gemmTiles(N: number, inDim: number, out: number): GemmTile | null {
-  const p = kernelPolicy();
-  if (!policyOn(p) || p.gemm === 'off' || N < p.gemmMinRows) return null;
-  const tiles = GEMM_TILES[p.gemm];
-  return gemmUnsupported(tiles, planGemm(N, inDim, out, tiles)) ? null : tiles;
+  return gemmTilesUnder(kernelPolicy())(N, inDim, out);
 }
 
 /** gemmTiles when the kernel may run now (no gradient tape recording), else null. */
@@ -198,7 +214,10 @@ export function kernelAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
   const p = kernelPolicy();
   if (!policyOn(p) || p.attention === 'off') return null;
   const [B, H, T, hd] = q.shape;
-  if (tapeOn()) return hd >= ATTENTION_ON_GEMM_MIN_HD && gemmTiles((H / k.shape[1]) * T, hd, k.shape[2]) ? attentionOnGemm(q, k, v, pastLength, gemmTiles) : null;
+  if (tapeOn()) {
+    const tilesFor = gemmTilesUnder(p);
+    return hd >= ATTENTION_ON_GEMM_MIN_HD && tilesFor((H / k.shape[1]) * T, hd, k.shape[2]) ? attentionOnGemm(q, k, v, pastLength, tilesFor) : null;
+  }
   for (const name of p.attention === 'auto' ? attentionTilesFor(hd, T) : [p.attention]) {
     const tiles = ATTENTION_TILES[name];
     if (!attentionUnsupported(planAttention(B, H, k.shape[1], T, k.shape[2], hd, tiles), tiles)) return fusedAttention(q, k, v, pastLength, tiles);
