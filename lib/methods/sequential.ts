@@ -60,7 +60,7 @@ const currentPhase = new AsyncLocalStorage<{ phases: BlockPhases; name: string }
  * profileGpu and its GPU time by kernel goes to stderr: where a block's time goes, kernel by kernel
  * (every dispatch in a pass of its own: a little slower, the same results).
  */
-export function profileGpuOn(): boolean {
+function profileGpuOn(): boolean {
   const v = process.env.LLMCB_PROFILE_GPU ?? '0';
   if (v !== '0' && v !== '1') throw new Error(`LLMCB_PROFILE_GPU='${v}': expected '0' or '1'`);
   return v === '1' && webgpuDevice() !== null;
