@@ -45,7 +45,7 @@ export function checkWeightSpec(spec: WeightQuantSpec, inDim?: number, what = 'w
   }
 }
 
-export const maxq = (bits: number) => 2 ** bits - 1;
+export const maxq = (bits: number) => (bits < 31 ? (1 << bits) - 1 : 2 ** bits - 1); // a shift, not a power: it runs once per weight
 const f = Math.fround;
 
 /** torch.round: round half to even. */
