@@ -10,6 +10,7 @@ import type { CalibSet } from '../lib/methods/calib';
 import * as omniquant from '../lib/methods/omniquant';
 import * as rtn from '../lib/methods/rtn';
 import { readLinear } from '../lib/quant/weights';
+import { dequantizeMatrix } from '../lib/quant/quantizer';
 import { AdamW } from '../lib/train/optim';
 import { STORIES_BIN as modelFile, textCalib } from './model-helpers';
 
@@ -114,6 +115,30 @@ describe('OmniQuant', () => {
     } finally {
       AdamW.prototype.step = step;
       disposeModel(m);
+    }
+  });
+
+  it("big layers' LWC quantization on the backend (lwcQuantizeDevice) gives the host's codes, scales, zeros and weights", async () => {
+    const [rows, cols] = [48, 256];
+    let state = 5;
+    const rand = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5);
+    const W = Float32Array.from({ length: rows * cols }, (_, i) => Math.fround(rand() * (i % 97 === 0 ? 0.6 : 0.08))); // outliers
+    for (const [bits, groupSize] of [[4, 64], [3, -1], [8, 128]] as const) {
+      const n = rows * (groupSize === -1 ? 1 : cols / groupSize);
+      const gamma = Float32Array.from({ length: n }, () => Math.fround(4 + 6 * rand())); // clip factors sigmoid(1..7)
+      const beta = Float32Array.from({ length: n }, () => Math.fround(4 + 6 * rand()));
+      const host = omniquant.lwcQuantizeHost(W, rows, cols, gamma, beta, bits, groupSize);
+      const n0 = tf.memory().numTensors;
+      const w = tf.tensor2d(W, [rows, cols]);
+      const dev = await omniquant.lwcQuantizeDevice(w, gamma, beta, bits, groupSize);
+      const label = `W${bits} g${groupSize}`;
+      expect(dev.quantized.scales, label).toEqual(host.scales);
+      expect(dev.quantized.zeros, label).toEqual(host.zeros);
+      expect(dev.quantized.codes, label).toEqual(host.codes);
+      expect(new Set(host.codes).size, label).toBeGreaterThan(2 ** bits / 2); // many levels used, not a degenerate grid
+      expect(Float32Array.from(await dev.weight.data()), label).toEqual(dequantizeMatrix(host));
+      tf.dispose([w, dev.weight]);
+      expect(tf.memory().numTensors, label).toBe(n0);
     }
   });
 

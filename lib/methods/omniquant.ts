@@ -18,11 +18,13 @@ import type { Model } from '../models/types';
 import type { ActQuantSpec } from '../quant/act';
 import { webgpuDevice } from '../runtime/backend';
 import { AdamW } from '../train/optim';
-import { checkWeightSpec, maxq, quantizeGroups, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
+import { checkWeightSpec, dequantizeMatrix, maxq, quantizeGroups, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
+import { codesToBytes, dequantDevice, quantCodesDevice } from '../quant/quantizer-device';
 import { getWeight, hostValues, observeAbsMax, linearShape, readFloat32, readLinear, replaceWeight } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
 import { foldIntoNorm } from './smoothquant';
+import { solverKind } from './solver';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
 import type { CompressResult, MethodHooks, MethodModule } from './types';
 
@@ -99,19 +101,52 @@ export function lwcFakeQuantOps(W: tf.Tensor2D, gamma: tf.Tensor, beta: tf.Tenso
 
 /** The same quantizer on the host (fp32): codes, scales and zeros for the packed format. */
 export function lwcQuantizeHost(W: Float32Array, rows: number, cols: number, gamma: ArrayLike<number>, beta: ArrayLike<number>, bits: number, groupSize: number): QuantizedMatrix {
+  const ng = cols / (groupSize === -1 ? cols : groupSize);
+  return quantizeGroups(W, rows, cols, { bits, groupSize, sym: false, groupRemainder: 'error' }, (mn, mx, r, g) => lwcGroupParams(mn, mx, gamma[r * ng + g], beta[r * ng + g], bits));
+}
+
+/** A group's scale and zero from its min and max and its clip logits γ, β (fp32, as the reference's LWC quantizer). */
+function lwcGroupParams(mn: number, mx: number, gamma: number, beta: number, bits: number): { scale: number; zero: number } {
   const f = Math.fround;
   const q = maxq(bits);
-  const ng = cols / (groupSize === -1 ? cols : groupSize);
   const sig = (x: number) => f(1 / (1 + Math.exp(-x)));
-  return quantizeGroups(W, rows, cols, { bits, groupSize, sym: false, groupRemainder: 'error' }, (mn, mx, r, g) => {
-    const k = r * ng + g;
-    const xmax = f(sig(gamma[k]) * mx);
-    const xmin = f(sig(beta[k]) * mn);
-    const scale = f(Math.min(Math.max(f(xmax - xmin), 1e-5), 1e4) / q);
-    // the packed format stores integer zero points in 0..2^bits: clamp (a clipped range always contains 0 for real weights)
-    const zero = Math.min(Math.max(roundHalfEven(f(-xmin / scale)), 0), q) + 0;
-    return { scale, zero };
+  const xmax = f(sig(gamma) * mx);
+  const xmin = f(sig(beta) * mn);
+  const scale = f(Math.min(Math.max(f(xmax - xmin), 1e-5), 1e4) / q);
+  // the packed format stores integer zero points in 0..2^bits: clamp (a clipped range always contains 0 for real weights)
+  const zero = Math.min(Math.max(roundHalfEven(f(-xmin / scale)), 0), q) + 0;
+  return { scale, zero };
+}
+
+/**
+ * lwcQuantizeHost of a weight w [rows, cols] of whole groups on the tfjs backend (big layers: a 7B
+ * block's 200M weights take seconds in host loops): the groups' min and max are read back and their
+ * scales and zeros made on the host (lwcGroupParams, the same values), the codes and the
+ * dequantized weight on the backend (a GPU's division may round differently by an ulp). Returns
+ * the codes and the weight (on the backend); w is not disposed.
+ */
+export async function lwcQuantizeDevice(w: tf.Tensor2D, gamma: ArrayLike<number>, beta: ArrayLike<number>, bits: number, groupSize: number): Promise<{ quantized: QuantizedMatrix; weight: tf.Tensor2D }> {
+  const [rows, cols] = w.shape;
+  const gs = groupSize === -1 ? cols : groupSize;
+  if (cols % gs !== 0) throw new Error(`omniquant on the device: ${cols} columns are not whole groups of ${gs}`);
+  const ng = cols / gs;
+  const [mn, mx] = await Promise.all([hostValues(() => tf.min(tf.reshape(w, [rows, ng, gs]), 2)), hostValues(() => tf.max(tf.reshape(w, [rows, ng, gs]), 2))]); // [rows·ng]
+  const scales = new Float32Array(rows * ng);
+  const zeros = new Float32Array(rows * ng);
+  for (let k = 0; k < scales.length; k++) ({ scale: scales[k], zero: zeros[k] } = lwcGroupParams(mn[k], mx[k], gamma[k], beta[k], bits));
+  const [codesT, weight] = tf.tidy(() => {
+    const [s, z] = [tf.tensor3d(scales, [rows, ng, 1]), tf.tensor3d(zeros, [rows, ng, 1])];
+    const codes = quantCodesDevice(tf.reshape(w, [rows, ng, gs]), s, z, bits); // [rows, ng, gs]
+    return [codes, tf.reshape(dequantDevice(codes, s, z), [rows, cols]) as tf.Tensor2D];
   });
+  try {
+    return { quantized: { rows, cols, bits, groupSize, sym: false, codes: await codesToBytes(codesT), scales, zeros }, weight };
+  } catch (e) {
+    weight.dispose();
+    throw e;
+  } finally {
+    codesT.dispose();
+  }
 }
 
 /** Per-token absmax activation fake quantization with straight-through rounding. */
@@ -135,16 +170,18 @@ export async function applyArtifact(model: Model, art: OmniQuantArtifact): Promi
   const out = new Map<string, QuantizedMatrix>();
   for (const [key, p] of Object.entries(art.lwc)) {
     const [b, l] = key.split('.');
+    const name = linearName(model.config.arch, Number(b), l);
+    const [rows, cols] = linearShape(model, l, Number(b));
+    if (solverKind(rows, cols) === 'device') {
+      // big layers (solverKind): the codes and the weight on the backend
+      const { quantized, weight } = await lwcQuantizeDevice(getWeight(model, name) as tf.Tensor2D, p.gamma, p.beta, art.bits, art.groupSize);
+      replaceWeight(model, name, weight);
+      out.set(name, quantized);
+      continue;
+    }
     const m = await readLinear(model, Number(b), l);
     const q = lwcQuantizeHost(m.data, m.rows, m.cols, p.gamma, p.beta, art.bits, art.groupSize);
-    const deq = new Float32Array(m.rows * m.cols);
-    const gs = art.groupSize === -1 ? m.cols : art.groupSize;
-    const ng = m.cols / gs;
-    for (let r = 0; r < m.rows; r++) for (let c = 0; c < m.cols; c++) {
-      const k = r * ng + Math.floor(c / gs);
-      deq[r * m.cols + c] = Math.fround(q.scales[k] * Math.fround(q.codes[r * m.cols + c] - q.zeros[k]));
-    }
-    replaceWeight(model, m.name, deq);
+    replaceWeight(model, m.name, dequantizeMatrix(q));
     out.set(m.name, q);
   }
   return out;
