@@ -8,6 +8,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../lib/runtime';
 import { awqFakeQuant, chunkMean, clipSearch, clipSearchDevice, defaults, divideChunks, gramCheaper, gramLoss, inputGram, scaledFakeQuantDevice, squaredError, type AwqOptions } from '../lib/methods/awq';
 import { correlatedInputs, randn } from '../lib/methods/solver-cases';
+import { awqQuantizeMatrix, dequantizeMatrix } from '../lib/quant/quantizer';
+import { awqQuantizeDevice } from '../lib/quant/quantizer-device';
 
 beforeAll(async () => {
   await initRuntime({ backend: 'wasm' });
@@ -127,6 +129,23 @@ describe('AWQ searches on the device', () => {
     // A 7B down projection (out 4096, in 11008) at 128 × 2048 tokens: through G; at 4 × 1024 tokens: token by token.
     expect(gramCheaper(128 * 2048, 4096, 11008, 20)).toBe(true);
     expect(gramCheaper(4 * 1024, 4096, 11008, 20)).toBe(false);
+  });
+
+  it("the final quantizer on the backend (awqQuantizeDevice) gives the host's codes, scales, zeros and weights", async () => {
+    for (const spec of [{ bits: 4, groupSize: 64 }, { bits: 3, groupSize: -1 }].map((o) => ({ ...o, sym: false, groupRemainder: 'error' as const }))) {
+      const host = awqQuantizeMatrix(W, rows, cols, spec);
+      const n0 = tf.memory().numTensors;
+      const w = tf.tensor2d(W, [rows, cols]);
+      const dev = await awqQuantizeDevice(w, spec);
+      const label = `W${spec.bits} g${spec.groupSize}`;
+      expect(dev.quantized.scales, label).toEqual(host.scales);
+      expect(dev.quantized.zeros, label).toEqual(host.zeros);
+      expect(dev.quantized.codes, label).toEqual(host.codes);
+      expect(new Set(host.codes).size, label).toBe(2 ** spec.bits); // every level used
+      expect(Float32Array.from(await dev.weight.data()), label).toEqual(dequantizeMatrix(host));
+      tf.dispose([w, dev.weight]);
+      expect(tf.memory().numTensors, label).toBe(n0);
+    }
   });
 
   it('means over chunks (per column and over everything) equal tf.mean of the whole, and are tf.mean itself on one chunk', async () => {

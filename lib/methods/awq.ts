@@ -16,7 +16,7 @@ import { gram } from './hessian';
 import { blockLinearNames, runSequential, withCalibKernels, type BlockContext } from './sequential';
 import { foldIntoNorm } from './smoothquant';
 import { calibMatMulT, solverKind } from './solver';
-import { awqFakeQuantDevice } from '../quant/quantizer-device';
+import { awqFakeQuantDevice, awqQuantizeDevice } from '../quant/quantizer-device';
 import { maxTensorElements } from '../runtime/backend';
 import { syncDevice } from '../runtime/probes';
 import { defaultsOf, defineOptions, parseOptions, type OptionsOf } from './options';
@@ -629,6 +629,15 @@ export async function quantizeAll(model: Model, o: AwqOptions): Promise<Map<stri
   const q = new Map<string, QuantizedMatrix>();
   for (let b = 0; b < model.config.numLayers; b++) {
     for (const l of blockLinearNames(model)) {
+      const [rows, cols] = linearShape(model, l, b);
+      if (searchOnDevice({ rows, cols }, o)) {
+        // big layers (as the searches): the codes and the weight on the backend
+        const name = linearName(model.config.arch, b, l);
+        const { quantized, weight } = await awqQuantizeDevice(getWeight(model, name) as tf.Tensor2D, spec(o));
+        replaceWeight(model, name, weight);
+        q.set(name, quantized);
+        continue;
+      }
       const m = await readLinear(model, b, l);
       const qm = awqQuantizeMatrix(m.data, m.rows, m.cols, spec(o));
       replaceWeight(model, m.name, dequantizeMatrix(qm));

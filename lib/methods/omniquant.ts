@@ -19,7 +19,7 @@ import type { ActQuantSpec } from '../quant/act';
 import { webgpuDevice } from '../runtime/backend';
 import { AdamW } from '../train/optim';
 import { checkWeightSpec, dequantizeMatrix, maxq, quantizeGroups, roundHalfEven, type QuantizedMatrix } from '../quant/quantizer';
-import { codesToBytes, dequantDevice, quantCodesDevice } from '../quant/quantizer-device';
+import { quantizeGroupsDevice } from '../quant/quantizer-device';
 import { getWeight, hostValues, observeAbsMax, linearShape, readFloat32, readLinear, replaceWeight } from '../quant/weights';
 import { describeCalib, type CalibSet } from './calib';
 import { blockLinearNames, runSequential } from './sequential';
@@ -118,35 +118,10 @@ function lwcGroupParams(mn: number, mx: number, gamma: number, beta: number, bit
   return { scale, zero };
 }
 
-/**
- * lwcQuantizeHost of a weight w [rows, cols] of whole groups on the tfjs backend (big layers: a 7B
- * block's 200M weights take seconds in host loops): the groups' min and max are read back and their
- * scales and zeros made on the host (lwcGroupParams, the same values), the codes and the
- * dequantized weight on the backend (a GPU's division may round differently by an ulp). Returns
- * the codes and the weight (on the backend); w is not disposed.
- */
-export async function lwcQuantizeDevice(w: tf.Tensor2D, gamma: ArrayLike<number>, beta: ArrayLike<number>, bits: number, groupSize: number): Promise<{ quantized: QuantizedMatrix; weight: tf.Tensor2D }> {
-  const [rows, cols] = w.shape;
-  const gs = groupSize === -1 ? cols : groupSize;
-  if (cols % gs !== 0) throw new Error(`omniquant on the device: ${cols} columns are not whole groups of ${gs}`);
-  const ng = cols / gs;
-  const [mn, mx] = await Promise.all([hostValues(() => tf.min(tf.reshape(w, [rows, ng, gs]), 2)), hostValues(() => tf.max(tf.reshape(w, [rows, ng, gs]), 2))]); // [rows·ng]
-  const scales = new Float32Array(rows * ng);
-  const zeros = new Float32Array(rows * ng);
-  for (let k = 0; k < scales.length; k++) ({ scale: scales[k], zero: zeros[k] } = lwcGroupParams(mn[k], mx[k], gamma[k], beta[k], bits));
-  const [codesT, weight] = tf.tidy(() => {
-    const [s, z] = [tf.tensor3d(scales, [rows, ng, 1]), tf.tensor3d(zeros, [rows, ng, 1])];
-    const codes = quantCodesDevice(tf.reshape(w, [rows, ng, gs]), s, z, bits); // [rows, ng, gs]
-    return [codes, tf.reshape(dequantDevice(codes, s, z), [rows, cols]) as tf.Tensor2D];
-  });
-  try {
-    return { quantized: { rows, cols, bits, groupSize, sym: false, codes: await codesToBytes(codesT), scales, zeros }, weight };
-  } catch (e) {
-    weight.dispose();
-    throw e;
-  } finally {
-    codesT.dispose();
-  }
+/** lwcQuantizeHost on the tfjs backend for a weight w [rows, cols] of whole groups (quantizeGroupsDevice: the codes and the weight on the backend; w is not disposed). */
+export function lwcQuantizeDevice(w: tf.Tensor2D, gamma: ArrayLike<number>, beta: ArrayLike<number>, bits: number, groupSize: number): Promise<{ quantized: QuantizedMatrix; weight: tf.Tensor2D }> {
+  const ng = w.shape[1] / (groupSize === -1 ? w.shape[1] : groupSize);
+  return quantizeGroupsDevice(w, { bits, groupSize, sym: false, groupRemainder: 'error' }, (mn, mx, r, g) => lwcGroupParams(mn, mx, gamma[r * ng + g], beta[r * ng + g], bits));
 }
 
 /** Per-token absmax activation fake quantization with straight-through rounding. */

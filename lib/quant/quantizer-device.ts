@@ -4,7 +4,7 @@
 // absmax weight quantizer; the same fp32 steps as the host's (a GPU's division may round
 // differently by an ulp).
 import * as tf from '@tensorflow/tfjs';
-import { maxq, type QuantizedMatrix } from './quantizer';
+import { awqGroupParams, checkAwqSpec, maxq, type QuantizedMatrix, type WeightQuantSpec } from './quantizer';
 import { grid1d, paramsStruct, runKernel, u32 } from '../kernels/gpu';
 import { webgpuDevice } from '../runtime/backend';
 
@@ -80,6 +80,57 @@ export async function absmaxQuantizeDevice(w: tf.Tensor2D, bits: number, granula
   } finally {
     tf.dispose([codesT, scaleT]);
   }
+}
+
+/**
+ * quantizeGroups (lib/quant/quantizer.ts) of a weight w [rows, cols] of whole groups on the tfjs
+ * backend (big layers: a 7B block's 200M weights take seconds in host loops): the groups' min and
+ * max are read back and `params` makes their scales and zeros on the host (the same values as the
+ * host's), the codes and the dequantized weight are made on the backend (a GPU's division may round
+ * differently by an ulp). Returns the codes and the weight (on the backend); w is not disposed.
+ */
+export async function quantizeGroupsDevice(
+  w: tf.Tensor2D,
+  spec: WeightQuantSpec,
+  params: (mn: number, mx: number, row: number, group: number) => { scale: number; zero: number },
+): Promise<{ quantized: QuantizedMatrix; weight: tf.Tensor2D }> {
+  const [rows, cols] = w.shape;
+  const gs = spec.groupSize === -1 ? cols : spec.groupSize;
+  if (cols % gs !== 0) throw new Error(`quantization on the device: ${cols} columns are not whole groups of ${gs}`);
+  const ng = cols / gs;
+  const ranges = tf.tidy(() => {
+    const x = tf.reshape(w, [rows, ng, gs]);
+    return [tf.min(x, 2), tf.max(x, 2)]; // [rows, ng] each
+  });
+  let mn: Float32Array;
+  let mx: Float32Array;
+  try {
+    [mn, mx] = (await Promise.all(ranges.map((t) => t.data()))) as Float32Array[];
+  } finally {
+    tf.dispose(ranges);
+  }
+  const scales = new Float32Array(rows * ng);
+  const zeros = new Float32Array(rows * ng);
+  for (let r = 0; r < rows; r++) for (let g = 0; g < ng; g++) ({ scale: scales[r * ng + g], zero: zeros[r * ng + g] } = params(mn[r * ng + g], mx[r * ng + g], r, g));
+  const [codesT, weight] = tf.tidy(() => {
+    const [s, z] = [tf.tensor3d(scales, [rows, ng, 1]), tf.tensor3d(zeros, [rows, ng, 1])];
+    const codes = quantCodesDevice(tf.reshape(w, [rows, ng, gs]), s, z, spec.bits); // [rows, ng, gs]
+    return [codes, tf.reshape(dequantDevice(codes, s, z), [rows, cols]) as tf.Tensor2D];
+  });
+  try {
+    return { quantized: { rows, cols, bits: spec.bits, groupSize: spec.groupSize, sym: spec.sym, codes: await codesToBytes(codesT), scales, zeros }, weight };
+  } catch (e) {
+    weight.dispose();
+    throw e;
+  } finally {
+    codesT.dispose();
+  }
+}
+
+/** awqQuantizeMatrix (codes, scales, zeros) and its dequantized weight on the backend: quantizeGroupsDevice with AWQ's group parameters. */
+export function awqQuantizeDevice(w: tf.Tensor2D, spec: WeightQuantSpec): Promise<{ quantized: QuantizedMatrix; weight: tf.Tensor2D }> {
+  checkAwqSpec(spec, w.shape[1]);
+  return quantizeGroupsDevice(w, spec, (mn, mx) => awqGroupParams(mn, mx, spec.bits));
 }
 
 /** Four codes (float32, integers 0..255) a 32-bit word, the first in the low byte: the bytes in order on a little-endian host. */

@@ -183,7 +183,7 @@ export function awqQuantizeMatrix(W: ArrayLike<number>, rows: number, cols: numb
   return quantizeGroups(W, rows, cols, spec, (mn, mx) => awqGroupParams(mn, mx, spec.bits));
 }
 
-function checkAwqSpec(spec: WeightQuantSpec, cols: number): void {
+export function checkAwqSpec(spec: WeightQuantSpec, cols: number): void {
   checkWeightSpec(spec, cols, 'awq');
   if (spec.sym) throw new QuantConfigError('awq: the reference quantizer is asymmetric (zero_point=True); sym is not supported');
 }
@@ -211,7 +211,7 @@ export function awqFakeQuantizeGroup(W: ArrayLike<number>, from: number, to: num
 }
 
 /** Scale and zero of one group of AWQ's quantizer (see awqQuantizeMatrix) from its fp32 min and max. */
-function awqGroupParams(mn: number, mx: number, bits: number): { scale: number; zero: number } {
+export function awqGroupParams(mn: number, mx: number, bits: number): { scale: number; zero: number } {
   const q = maxq(bits);
   const scale = f(Math.max(f(mx - mn), f(1e-5)) / q);
   const zero = Math.min(Math.max(-roundHalfEven(f(mn / scale)), 0), q) + 0;
