@@ -4,8 +4,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { linearName } from '../models/arch';
 import type { Model } from '../models/types';
-import { checkWeightSpec, quantizeMatrix, dequantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
-import { codesToBytes, dequantDevice, findParamsDevice, quantCodesDevice } from '../quant/quantizer-device';
+import { checkWeightSpec, dequantizeMatrix, findParams, quantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
+import { quantizeGroupsDevice } from '../quant/quantizer-device';
 import { getWeight, linearShape, readLinear, replaceWeight } from '../quant/weights';
 import type { CalibSet } from './calib';
 import { blockLinearNames } from './sequential';
@@ -35,34 +35,20 @@ export function rtnMatrix(W: Float32Array, rows: number, cols: number, o: RtnOpt
 
 /**
  * rtnMatrix on the tfjs backend for a weight w [rows, cols] of whole groups (big layers: a 7B
- * block's 200M weights take seconds in host loops): the same fp32 steps as GPTQ's Quantizer
- * (quantizeMatrix) as element-wise tfjs ops; a GPU's division may round differently from the host's
- * by an ulp. The codes and the group parameters are read back, the fake-quantized weight stays on
- * the backend; w is not disposed.
+ * block's 200M weights take seconds in host loops): quantizeGroupsDevice with GPTQ's Quantizer
+ * parameters (findParams, the host's values). The codes are read back, the fake-quantized weight
+ * stays on the backend, with the squared error of the fake quantization; w is not disposed.
  */
 export async function rtnDevice(w: tf.Tensor2D, o: RtnOptions): Promise<{ quantized: QuantizedMatrix; weight: tf.Tensor2D; sqErr: number }> {
-  const [rows, cols] = w.shape;
-  const gs = o.groupSize === -1 ? cols : o.groupSize;
-  if (cols % gs !== 0) throw new Error(`rtn on the device: ${cols} columns are not whole groups of ${gs}`);
-  const ng = cols / gs;
-  const [codesT, scaleT, zeroT, weight, errT] = tf.tidy(() => {
-    const x = tf.reshape(w, [rows, ng, gs]);
-    const { scale, zero } = findParamsDevice(tf.min(x, 2, true), tf.max(x, 2, true), o.bits, o.sym); // [rows, ng, 1]
-    const codes = quantCodesDevice(x, scale, zero, o.bits);
-    const wq = tf.reshape(dequantDevice(codes, scale, zero), [rows, cols]) as tf.Tensor2D;
-    return [codes, scale, zero, wq, tf.sum(tf.square(tf.sub(w, wq)))];
-  });
+  const { quantized, weight } = await quantizeGroupsDevice(w, o, (mn, mx) => findParams(mn, mx, o.bits, o.sym));
   try {
-    const codes = await codesToBytes(codesT);
-    const scales = Float32Array.from((await scaleT.data()) as Float32Array);
-    const zeros = Float32Array.from((await zeroT.data()) as Float32Array, (z) => z + 0); // + 0: no -0, as the host
-    const sqErr = (await errT.data())[0];
-    return { quantized: { rows, cols, bits: o.bits, groupSize: o.groupSize, sym: o.sym, codes, scales, zeros }, weight, sqErr };
+    const err = tf.tidy(() => tf.sum(tf.square(tf.sub(w, weight))));
+    const sqErr = (await err.data())[0];
+    err.dispose();
+    return { quantized, weight, sqErr };
   } catch (e) {
     weight.dispose();
     throw e;
-  } finally {
-    tf.dispose([codesT, scaleT, zeroT, errT]);
   }
 }
 
