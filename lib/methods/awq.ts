@@ -356,7 +356,8 @@ async function searchBlock(ctx: BlockContext, feats: Map<string, Chunks>, o: Awq
         }
       }
     } finally {
-      tf.dispose([...losses, ...(G ? [G] : [])]);
+      tf.dispose(losses);
+      G?.dispose();
     }
     tf.dispose(org);
     if (onDevice) tf.dispose(onDevice);

@@ -6,7 +6,7 @@ import { linearName } from '../models/arch';
 import type { Model } from '../models/types';
 import { checkWeightSpec, dequantizeMatrix, findParams, quantizeMatrix, type QuantizedMatrix } from '../quant/quantizer';
 import { quantizeGroupsDevice } from '../quant/quantizer-device';
-import { getWeight, linearShape, readLinear, replaceWeight } from '../quant/weights';
+import { getWeight, hostValues, linearShape, readLinear, replaceWeight } from '../quant/weights';
 import type { CalibSet } from './calib';
 import { blockLinearNames } from './sequential';
 import { solverKind } from './solver';
@@ -42,9 +42,7 @@ export function rtnMatrix(W: Float32Array, rows: number, cols: number, o: RtnOpt
 export async function rtnDevice(w: tf.Tensor2D, o: RtnOptions): Promise<{ quantized: QuantizedMatrix; weight: tf.Tensor2D; sqErr: number }> {
   const { quantized, weight } = await quantizeGroupsDevice(w, o, (mn, mx) => findParams(mn, mx, o.bits, o.sym));
   try {
-    const err = tf.tidy(() => tf.sum(tf.square(tf.sub(w, weight))));
-    const sqErr = (await err.data())[0];
-    err.dispose();
+    const [sqErr] = await hostValues(() => tf.sum(tf.square(tf.sub(w, weight))));
     return { quantized, weight, sqErr };
   } catch (e) {
     weight.dispose();

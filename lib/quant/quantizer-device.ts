@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { awqGroupParams, checkAwqSpec, maxq, type QuantizedMatrix, type WeightQuantSpec } from './quantizer';
 import { grid1d, paramsStruct, runKernel, u32 } from '../kernels/gpu';
 import { webgpuDevice } from '../runtime/backend';
+import { hostValues } from './weights';
 
 /**
  * Scale and zero of each group from its min and max (any same-shaped tensors): the range widened
@@ -98,17 +99,7 @@ export async function quantizeGroupsDevice(
   const gs = spec.groupSize === -1 ? cols : spec.groupSize;
   if (cols % gs !== 0) throw new Error(`quantization on the device: ${cols} columns are not whole groups of ${gs}`);
   const ng = cols / gs;
-  const ranges = tf.tidy(() => {
-    const x = tf.reshape(w, [rows, ng, gs]);
-    return [tf.min(x, 2), tf.max(x, 2)]; // [rows, ng] each
-  });
-  let mn: Float32Array;
-  let mx: Float32Array;
-  try {
-    [mn, mx] = (await Promise.all(ranges.map((t) => t.data()))) as Float32Array[];
-  } finally {
-    tf.dispose(ranges);
-  }
+  const [mn, mx] = await Promise.all([tf.min, tf.max].map((f) => hostValues(() => f(tf.reshape(w, [rows, ng, gs]), 2)))); // [rows·ng] each
   const scales = new Float32Array(rows * ng);
   const zeros = new Float32Array(rows * ng);
   for (let r = 0; r < rows; r++) for (let g = 0; g < ng; g++) ({ scale: scales[r * ng + g], zero: zeros[r * ng + g] } = params(mn[r * ng + g], mx[r * ng + g], r, g));
